@@ -1,0 +1,1 @@
+"""faust-streaming agents: decode → pure function → produce/write → commit. No business logic here."""

@@ -1,0 +1,46 @@
+"""The one faust App of a worker process, configured for at-least-once processing.
+
+Choices (see docs/architecture.md and PITFALLS.md):
+- ``processing_guarantee="at_least_once"``: effects are made idempotent by offset fences
+  (projections) and by deterministic ids (decisions), not by Kafka transactions.
+- short session timeouts so a killed worker's partitions move on within seconds;
+- no faust web server, in-memory tables only, and no topic auto-declaration: topics
+  are created by ``ledgerflow.kafka_admin.ensure_topics`` with explicit configs.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from ledgerflow.config import Settings
+
+
+def create_app(settings: Settings, app_id: str = "ledgerflow-worker") -> faust.App:
+    return faust.App(
+        settings.topic_prefix + app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_rebalance_timeout=10.0,
+        broker_commit_every=1000,
+        broker_commit_interval=0.5,
+        broker_max_poll_records=1000,
+        stream_buffer_maxsize=4096,
+        producer_linger=0.005,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        # Workers commit their own progress; they never need faust's table recovery.
+        table_standby_replicas=0,
+    )
+
+
+def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+    """A topic of undecoded bytes: decoding is ours, so poison records reach the DLQ."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", allow_empty=True)

@@ -1,0 +1,105 @@
+"""The projector agent: conversation events and decisions → Redis read models.
+
+For each batch taken from the stream:
+1. decode every record; undecodable ones become dead letters;
+2. ``project`` the good ones into fenced op groups (pure);
+3. apply the groups and the batch's checkpoint in one pipelined round trip, and send the
+   dead letters, waiting for both;
+4. return: faust acks the batch, and commits its offsets on its next commit tick.
+A crash anywhere before 4 redelivers the batch; the fences skip what was applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.errors import DecodeError
+from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
+from ledgerflow.projections.conversations import project
+from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.ops import FencedOps, Position
+from ledgerflow.projections.writer import ProjectionWriter
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+
+log = logging.getLogger(__name__)
+
+NAME = "read-models"
+BATCH = 500
+WITHIN_S = 0.05
+
+
+class Projector:
+    def __init__(self, app: faust.App, settings: Settings, keys: Keys | None = None) -> None:
+        self._settings = settings
+        self._keys = keys or Keys()
+        self._bases = {settings.topic(b): b for b in (CONVERSATION_EVENTS, POLICY_DECISIONS)}
+        self._sink = DeadLetterSink(app, NAME)
+        self._writer: ProjectionWriter | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._bases)
+
+    def writer(self) -> ProjectionWriter:
+        if self._writer is None:  # created on the worker's event loop
+            redis = aioredis.Redis.from_url(
+                self._settings.redis_url, socket_timeout=10, socket_connect_timeout=5
+            )
+            self._writer = ProjectionWriter(redis)
+        return self._writer
+
+    async def handle(self, messages: Sequence[Any]) -> None:
+        groups: list[FencedOps] = []
+        letters = []
+        checkpoint: dict[str, int] = {}
+        for msg in messages:  # Steps 1 and 2.
+            base = self._bases[msg.topic]
+            RECORDS_PROCESSED.labels(NAME, base).inc()
+            try:
+                event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[base])
+            except DecodeError as exc:
+                letters.append(dead_letter_of(msg, exc.reason, NAME, base))
+                continue
+            position = Position(msg.topic, msg.partition, msg.offset)
+            groups += project(event, position, self._keys)
+            checkpoint[position.cursor] = max(checkpoint.get(position.cursor, -1), msg.offset)
+        await self._sink.send_all(letters)  # Step 3.
+        await self._apply(groups, checkpoint)
+
+    async def _apply(self, groups: list[FencedOps], checkpoint: dict[str, int]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                result = await self.writer().apply(groups, (self._keys.checkpoint(NAME), checkpoint))
+            except (RedisError, OSError) as exc:
+                log.warning("projector: Redis write failed (%r); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            PROJECTION_OPS.labels(NAME, "applied").inc(result.applied)
+            PROJECTION_OPS.labels(NAME, "skipped").inc(result.skipped)
+            REDIS_ROUND_TRIPS.labels(NAME).inc(result.round_trips)
+            return
+
+
+def register(app: faust.App, settings: Settings) -> Projector:
+    projector = Projector(app, settings)
+
+    @app.agent(raw_topic(app, *projector.topics), name=f"{NAME}", concurrency=1)
+    async def read_models(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(BATCH, within=WITHIN_S):
+            await projector.handle([e.message for e in events])
+
+    return projector

@@ -1,0 +1,32 @@
+"""``ledgerflow worker``: create topics, register the agents, run the faust worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from ledgerflow.agents import projector
+from ledgerflow.agents.app import create_app
+from ledgerflow.config import Settings
+from ledgerflow.contracts.codec import require_fast_codec
+from ledgerflow.kafka_admin import ensure_topics
+
+AGENTS = {"projector": projector.register}
+
+
+def run_worker(settings: Settings, agents: str = "all") -> int:
+    require_fast_codec()
+    wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
+    unknown = set(wanted) - set(AGENTS)
+    if unknown:
+        raise SystemExit(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
+    asyncio.run(ensure_topics(settings))
+    app = create_app(settings)
+    for name in wanted:
+        AGENTS[name](app, settings)
+    logging.getLogger("ledgerflow").setLevel(logging.INFO)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
+    return 0

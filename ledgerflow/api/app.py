@@ -1,0 +1,104 @@
+"""``create_app(settings)``: the Starlette edge. Its lifespan owns the Kafka producer, the
+Redis pool and the SSE hub; endpoints only read read models or publish records."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledgerflow.api import conversations, events, health, streams
+from ledgerflow.api.authentication import JwtBackend, on_error
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.hub import Hub
+from ledgerflow.api.problems import exception_handlers
+from ledgerflow.auth.jwks import JwksSource
+from ledgerflow.auth.verifier import TokenVerifier
+from ledgerflow.config import Settings
+from ledgerflow.contracts.codec import require_fast_codec
+from ledgerflow.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from ledgerflow.projections.keys import Keys
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/healthz", health.healthz),
+        Route("/readyz", health.readyz),
+        Route("/metrics", health.metrics),
+        Route("/v1/events", events.ingest, methods=["POST"]),
+        Route("/v1/conversations/{conversation_id}", conversations.get_conversation),
+        Route("/v1/conversation/stream", streams.conversation_stream),
+        Route("/v1/streams/tenant", streams.tenant_stream),
+    ]
+
+
+def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
+    verifier = TokenVerifier(
+        JwksSource(settings.jwks_location), issuer=settings.issuer, audience=settings.audience
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        require_fast_codec()
+        redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+        )
+        await producer.start()
+        hub = Hub(settings)
+        await hub.start()
+        app.state.ctx = EdgeContext(settings, redis, producer, hub, verifier, Keys(), heartbeat_s=heartbeat_s)
+        try:
+            yield
+        finally:
+            app.state.ctx.closing.set()
+            await hub.stop()
+            await producer.stop()
+            await redis.aclose()
+
+    return Starlette(
+        routes=routes(),
+        middleware=[
+            Middleware(RequestMetrics),
+            Middleware(AuthenticationMiddleware, backend=JwtBackend(verifier), on_error=on_error),
+        ],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+
+
+class RequestMetrics:
+    """Counts requests and their latency by route template (not raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = {"code": 500}
+
+        async def record_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            HTTP_REQUESTS.labels(name, scope["method"], str(status["code"])).inc()
+            HTTP_LATENCY.labels(name, scope["method"]).observe(time.perf_counter() - began)

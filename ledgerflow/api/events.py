@@ -1,0 +1,67 @@
+"""``POST /v1/events``: HTTP ingest of conversation events, acknowledged once Kafka has them."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ledgerflow.api.authentication import requires_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.problems import BadRequest
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.events import Event
+from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
+from ledgerflow.metrics import EVENTS_INGESTED
+from ledgerflow.topics import CONVERSATION_EVENTS
+
+CONVERSATION_TYPES = frozenset({"ConversationStarted", "MessageSubmitted", "ConversationClosed"})
+MAX_BODY_BYTES = 256 * 1024
+
+
+async def read_json(request: Request) -> dict:
+    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    if "json" not in request.headers.get("content-type", ""):
+        raise BadRequest("send the body as JSON with 'Content-Type: application/json'")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("body must be a JSON object")
+    return obj
+
+
+async def ingest(request: Request) -> JSONResponse:
+    principal = requires_role(request, "producer")
+    ctx: EdgeContext = request.app.state.ctx
+    obj = await read_json(request)
+    tenant = obj.get("tenant", principal.tenant)
+    if tenant != principal.tenant:
+        raise AuthError(f"tenant {tenant!r} does not match the token's tenant {principal.tenant!r}", status=403)
+    obj["tenant"] = principal.tenant
+    event = Event.from_json(obj, now_micros=time.time_ns() // 1000, default_producer=f"edge:{principal.sub}")
+    if event.type not in CONVERSATION_TYPES:
+        raise ValidationError(f"type: {event.type} cannot be ingested here; use one of {sorted(CONVERSATION_TYPES)}")
+    meta = await publish(ctx, CONVERSATION_EVENTS, event)
+    EVENTS_INGESTED.labels(event.type).inc()
+    return JSONResponse(
+        {"event_id": event.event_id, "topic": meta.topic, "partition": meta.partition, "offset": meta.offset,
+         "consistency_token": f"{meta.partition}:{meta.offset}"},
+        status_code=202,
+    )
+
+
+async def publish(ctx: EdgeContext, base_topic: str, event: Event):  # noqa: ANN201 - aiokafka RecordMetadata
+    value = codec.encode(event)
+    try:
+        return await ctx.producer.send_and_wait(
+            ctx.settings.topic(base_topic), value=value, key=event.subject.encode()
+        )
+    except Exception as exc:  # noqa: BLE001 - any producer failure means Kafka is unavailable
+        raise InfrastructureError(f"Kafka did not accept the event: {exc!r}") from None

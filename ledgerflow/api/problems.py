@@ -1,0 +1,182 @@
+"""RFC 9457 problem details: every error the edge returns is ``application/problem+json``.
+
+| raised                              | status | extra                                   |
+|-------------------------------------|--------|-----------------------------------------|
+| ``starlette.HTTPException``         | its own| its headers (e.g. ``Allow`` on 405)     |
+| ``BadRequest`` (malformed body)     | 400    |                                         |
+| ``ValidationError``                 | 422    |                                         |
+| ``AuthError``                       | 401/403| ``WWW-Authenticate: Bearer ...``        |
+| other ``DomainError``               | 409    |                                         |
+| ``InfrastructureError``             | 503    | ``Retry-After: 5``; detail not leaked   |
+| anything else                       | 500    | logged with an ``error_id``; no details |
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from ledgerflow.auth.exceptions import MissingCredentials
+from ledgerflow.errors import (
+    AuthError,
+    DomainError,
+    InfrastructureError,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+REALM = "ledgerflow"
+_NO_BODY = frozenset({204, 205, 304})
+_RESERVED = frozenset({"type"})
+# RFC 9110 reason phrases where Python 3.11's http.HTTPStatus still has the RFC 7231 ones.
+_RFC9110_TITLES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+class BadRequest(ValidationError):
+    """The request is malformed (not JSON, wrong content type): answered with 400."""
+
+
+class ProblemResponse(Response):
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """A problem+json response. ``extensions`` become extra members (RFC 9457 §3.2)."""
+    clash = _RESERVED & extensions.keys()
+    if clash:
+        raise ValueError(f"extension member(s) {sorted(clash)} clash with RFC 9457 members")
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    body.update(extensions)
+    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def status_title(status: int) -> str:
+    """The RFC 9110 reason phrase of ``status`` (the RFC 9457 title for ``about:blank``)."""
+    if status in _RFC9110_TITLES:
+        return _RFC9110_TITLES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_for(exc: BaseException) -> Response:
+    """The response for ``exc`` (see the module table). Logs 5xx causes."""
+    if isinstance(exc, HTTPException):
+        headers = dict(exc.headers or {})
+        if exc.status_code in _NO_BODY or exc.status_code < 200:
+            return Response(status_code=exc.status_code, headers=headers)
+        return problem(
+            exc.status_code, status_title(exc.status_code), str(exc.detail), headers=headers
+        )
+    if isinstance(exc, AuthError):
+        status = exc.status if exc.status in (401, 403) else 401
+        return problem(
+            status,
+            status_title(status),
+            exc.detail,
+            headers={"WWW-Authenticate": www_authenticate(exc)},
+        )
+    if isinstance(exc, BadRequest):
+        return problem(400, status_title(400), str(exc))
+    if isinstance(exc, ValidationError):
+        return problem(422, status_title(422), str(exc))
+    if isinstance(exc, DomainError):
+        return problem(409, status_title(409), str(exc))
+    if isinstance(exc, InfrastructureError):
+        log.warning("answering 503: %s", exc)
+        return problem(
+            503,
+            status_title(503),
+            "a dependency of the service is unavailable; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    error_id = uuid.uuid4().hex[:16]
+    log.error("unhandled error %s", error_id, exc_info=exc)
+    return problem(
+        500,
+        status_title(500),
+        f"internal error; operators can find it in the logs as error_id {error_id}",
+        error_id=error_id,
+    )
+
+
+def www_authenticate(exc: AuthError) -> str:
+    """The RFC 6750 ``WWW-Authenticate`` challenge for an ``AuthError``."""
+    if isinstance(exc, MissingCredentials):
+        return f'Bearer realm="{REALM}"'
+    code = "insufficient_scope" if exc.status == 403 else "invalid_token"
+    return (
+        f'Bearer realm="{REALM}", error="{code}", '
+        f'error_description="{_header_safe(exc.detail)}"'
+    )
+
+
+def _header_safe(text: str, limit: int = 300) -> str:
+    # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E (no " or \).
+    cleaned = "".join(
+        "'" if ch == '"' else "/" if ch == "\\" else ch if " " <= ch <= "~" else "?"
+        for ch in text
+    )
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+async def handle_exception(request: HTTPConnection, exc: Exception) -> Response:
+    """Starlette exception handler for every type in ``exception_handlers``."""
+    return problem_for(exc)
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """Handlers for ``Starlette(exception_handlers=exception_handlers())``.
+
+    ``Exception`` is served by Starlette's outermost ``ServerErrorMiddleware``, which
+    answers with our 500 problem and then re-raises so the server logs it too.
+    """
+    return {
+        HTTPException: handle_exception,
+        AuthError: handle_exception,
+        ValidationError: handle_exception,
+        DomainError: handle_exception,
+        InfrastructureError: handle_exception,
+        Exception: handle_exception,
+    }
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON; ``BadRequest`` (400) if it is not JSON."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise BadRequest(f"expected Content-Type application/json, got {content_type!r}")
+    body = await request.body()
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON ({exc})") from None

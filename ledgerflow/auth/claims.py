@@ -1,0 +1,110 @@
+"""Check the claims of a token whose signature already verified (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ledgerflow.auth.principals import Principal
+from ledgerflow.auth.roles import ROLES
+from ledgerflow.errors import AuthError
+
+_NEW_TOKEN = "fetch a new token"
+
+
+def principal_from_claims(
+    claims: Mapping[str, Any],
+    *,
+    kid: str,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: float,
+) -> Principal:
+    """Check ``iss``, ``aud``, ``exp``, ``nbf`` and the ledgerflow claims; build a Principal.
+
+    ``exp`` is required; ``nbf`` is checked when present; both allow ``leeway`` seconds
+    of clock skew. ``sub`` and ``tenant`` must be non-empty strings; ``roles`` a list
+    of known role names. Every refusal is ``AuthError`` with status 401.
+    """
+    iss = claims.get("iss")
+    if iss != issuer:
+        raise AuthError(f"token issuer {iss!r} is not trusted (expected {issuer!r})")
+    _check_audience(claims.get("aud"), audience)
+    exp = _numeric_date(claims, "exp", required=True)
+    assert exp is not None
+    if now >= exp + leeway:
+        raise AuthError(
+            f"token expired at {_iso(exp)} (now {_iso(now)}, leeway {leeway:g}s): {_NEW_TOKEN}"
+        )
+    nbf = _numeric_date(claims, "nbf", required=False)
+    if nbf is not None and now + leeway < nbf:
+        raise AuthError(
+            f"token is not valid before {_iso(nbf)} (now {_iso(now)}, leeway {leeway:g}s): "
+            "check the clocks of the issuer and this host"
+        )
+    sub = _text(claims, "sub")
+    tenant = _text(claims, "tenant")
+    roles = _roles(claims)
+    jti = claims.get("jti")
+    return Principal(
+        sub=sub,
+        tenant=tenant,
+        roles=roles,
+        expires_at=float(exp),
+        kid=kid,
+        token_id=jti if isinstance(jti, str) else None,
+    )
+
+
+def _check_audience(aud: object, audience: str) -> None:
+    if isinstance(aud, str):
+        ok = aud == audience
+    elif isinstance(aud, list):
+        ok = audience in aud
+    else:
+        ok = False
+    if not ok:
+        raise AuthError(f"token audience {aud!r} does not include {audience!r}")
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise AuthError(f"token has no '{name}' claim: {_NEW_TOKEN}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthError(f"token claim '{name}' must be a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise AuthError(f"token claim '{name}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
+    value = claims.get("roles")
+    if not isinstance(value, list) or not all(isinstance(role, str) for role in value):
+        raise AuthError(
+            f"token claim 'roles' must be a list of role names, got {value!r}: {_NEW_TOKEN}"
+        )
+    unknown = sorted(set(value) - ROLES)
+    if unknown:
+        raise AuthError(
+            f"token carries unknown role(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(ROLES))})"
+        )
+    return frozenset(value)
+
+
+def _iso(timestamp: float) -> str:
+    try:
+        moment = datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{timestamp:g}"
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

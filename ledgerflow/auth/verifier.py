@@ -1,0 +1,121 @@
+"""Verify a bearer JWT against the trusted JWKS and turn it into a Principal.
+
+1. Read the header without trusting it: only RS256, ES256 and EdDSA; ``kid`` required.
+2. Find the kid in the JWKS (unknown: the key may have rotated away).
+3. Refuse a key whose type/curve does not fit the alg (algorithm confusion).
+4. Verify the signature with that key and that one algorithm.
+5. Check the claims (``iss``, ``aud``, ``exp``, ``nbf``, ``sub``, ``tenant``, ``roles``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import jwt
+from jwt.exceptions import InvalidSignatureError, PyJWTError
+
+from ledgerflow.auth.claims import principal_from_claims
+from ledgerflow.auth.jwk import ACCEPTED_ALGORITHMS, key_mismatch
+from ledgerflow.auth.jwks import JwksSource
+from ledgerflow.auth.principals import Principal
+from ledgerflow.errors import AuthError
+
+__all__ = ["MAX_TOKEN_BYTES", "JwksSource", "TokenVerifier"]
+
+#: Tokens longer than this are refused before any parsing.
+MAX_TOKEN_BYTES = 8192
+
+_ACCEPTED = ", ".join(ACCEPTED_ALGORITHMS)
+_SIGNATURE_ONLY = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+}
+
+
+class TokenVerifier:
+    """Checks bearer tokens; every refusal is ``AuthError`` (401) with an operator hint."""
+
+    def __init__(
+        self,
+        jwks: JwksSource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.jwks = jwks
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self._clock = clock
+
+    def verify(self, token: str) -> Principal:
+        """Return the Principal of a valid token; raise ``AuthError`` otherwise."""
+        if not isinstance(token, str) or not token:
+            raise AuthError("empty bearer token")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise AuthError(f"bearer token longer than {MAX_TOKEN_BYTES} bytes is refused")
+        if token.count(".") != 2:
+            raise AuthError(
+                "bearer token is not a signed JWT (expected header.payload.signature; "
+                "encrypted JWE tokens are not supported)"
+            )
+        # Step 1.
+        try:
+            header = jwt.get_unverified_header(token)
+        except PyJWTError as exc:
+            raise AuthError(f"malformed bearer token header ({exc})") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.lower() == "none":
+            raise AuthError(
+                f"unsigned tokens (alg {alg!r}) are refused: sign with one of {_ACCEPTED}"
+            )
+        if alg.upper().startswith("HS"):
+            raise AuthError(
+                f"symmetric algorithm {alg} is refused: ledgerflow accepts only {_ACCEPTED} "
+                "with keys from its JWKS"
+            )
+        if alg not in ACCEPTED_ALGORITHMS:
+            raise AuthError(f"algorithm {alg!r} is not accepted (accepted: {_ACCEPTED})")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("token header has no 'kid': the edge needs it to pick the key")
+        # Step 2.
+        trusted = self.jwks.get(kid)
+        if trusted is None:
+            raise AuthError(
+                f"unknown key id {kid!r} (keys may have rotated: fetch a new token)"
+            )
+        # Step 3.
+        mismatch = key_mismatch(trusted.jwk, alg)
+        if mismatch is not None:
+            raise AuthError(f"token alg {alg} does not fit key {kid!r}: {mismatch}")
+        # Step 4.
+        try:
+            claims = jwt.decode(
+                token, trusted.key, algorithms=[alg], options=_SIGNATURE_ONLY  # type: ignore[arg-type]
+            )
+        except InvalidSignatureError:
+            raise AuthError(
+                f"token signature does not verify with key {kid!r}: the token was altered "
+                "or signed by someone else"
+            ) from None
+        except PyJWTError as exc:
+            raise AuthError(f"token rejected ({exc})") from None
+        # Step 5.
+        return principal_from_claims(
+            claims,
+            kid=kid,
+            issuer=self.issuer,
+            audience=self.audience,
+            now=self._clock(),
+            leeway=self.leeway,
+        )

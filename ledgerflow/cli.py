@@ -1,0 +1,177 @@
+"""``ledgerflow`` command line: the local stack, the worker, the edge, the demo and tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from ledgerflow.config import Settings, load_settings
+from ledgerflow.errors import LedgerflowError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    base = load_settings()
+    overrides: dict[str, object] = {}
+    if getattr(args, "kafka", None):
+        overrides.update(kafka_bootstrap=args.kafka, kafka_external=True)
+    if getattr(args, "redis", None):
+        overrides.update(redis_url=args.redis, redis_external=True)
+    if getattr(args, "http", None):
+        overrides["http"] = args.http
+    if getattr(args, "topic_prefix", None) is not None:
+        overrides["topic_prefix"] = args.topic_prefix
+    return base.with_overrides(**overrides)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection (defaults from LEDGERFLOW_* variables)")
+    g.add_argument("--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)")
+    g.add_argument("--redis", metavar="URL", help="Redis URL (LEDGERFLOW_REDIS_URL)")
+    g.add_argument("--http", metavar="HOST:PORT", help="where the edge listens (LEDGERFLOW_HTTP)")
+    g.add_argument("--topic-prefix", help="prefix for every topic name (LEDGERFLOW_TOPIC_PREFIX)")
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.stack import manage
+
+    if args.action == "up":
+        info = manage.up(settings, say=_err)
+        print(json.dumps(info, indent=2) if args.json else _describe(info))
+    elif args.action == "down":
+        stopped = manage.down(settings, say=_err)
+        if not stopped:
+            _err("nothing of ours was running")
+    else:
+        info = manage.status(settings)
+        print(json.dumps(info, indent=2) if args.json else _describe(info))
+    return 0
+
+
+def _describe(info: dict) -> str:
+    k, r = info["kafka"], info["redis"]
+    running = lambda pid, managed: f"pid {pid}" if pid else ("external" if not managed else "not running")
+    lines = [
+        f"kafka {k['version']}  {k['bootstrap']:<28} {running(k['pid'], k['managed'])}",
+        f"redis        {r['url']:<28} {running(r['pid'], r['managed'])}",
+        f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True)}",
+        f"worker       {'':<28} {running(info['processes'].get('worker'), True)}",
+        f"state        {info['state_dir']}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.auth.devkeys import ensure_dev_keys
+    from ledgerflow.auth.tokens import mint_token
+
+    keys = ensure_dev_keys(settings.state_dir)
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    print(mint_token(keys, sub=args.sub, tenant=args.tenant, roles=roles, ttl_seconds=args.ttl,
+                     issuer=settings.issuer, audience=settings.audience))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.auth.devkeys import rotate
+
+    keys = rotate(settings.state_dir, grace_seconds=args.grace)
+    _err(f"new signing key {keys.kid}; the previous key stays trusted for {args.grace:.0f} s")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.agents.runner import run_worker
+
+    return run_worker(settings, agents=args.agents)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.api.server import serve
+
+    return serve(settings)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.demo import run_demo
+
+    return run_demo(settings, rate=args.rate, duration=args.duration, tenants=args.tenants)
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.traffic import produce_cli
+
+    return produce_cli(settings, count=args.count, rate=args.rate, tenants=args.tenants)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ledgerflow",
+        description="Event-sourced backbone for governed AI conversations: Kafka in, decisions and "
+        "read models out, SSE to subscribers.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.add_argument("--json", action="store_true", help="print endpoints and pids as JSON")
+    _common(s)
+    s.set_defaults(handler=cmd_stack)
+
+    w = sub.add_parser("worker", help="run the stream-processing agents (faust-streaming)")
+    w.add_argument("--agents", default="all", help="comma-separated agent names, or 'all'")
+    _common(w)
+    w.set_defaults(handler=cmd_worker)
+
+    e = sub.add_parser("serve", help="run the HTTP/SSE edge (Starlette on uvicorn)")
+    _common(e)
+    e.set_defaults(handler=cmd_serve)
+
+    d = sub.add_parser("demo", help="stack + worker + edge + realistic traffic; Ctrl-C stops all")
+    d.add_argument("--rate", type=float, default=5.0, help="turns per second (default 5)")
+    d.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
+    d.add_argument("--tenants", default="acme,globex", help="comma-separated tenants")
+    _common(d)
+    d.set_defaults(handler=cmd_demo)
+
+    pr = sub.add_parser("produce", help="publish generated conversations to Kafka")
+    pr.add_argument("--count", type=int, default=10, help="conversations to publish")
+    pr.add_argument("--rate", type=float, default=0.0, help="turns per second; 0 = as fast as possible")
+    pr.add_argument("--tenants", default="acme,globex")
+    _common(pr)
+    pr.set_defaults(handler=cmd_produce)
+
+    t = sub.add_parser("token", help="mint a dev JWT signed with the local dev key")
+    t.add_argument("--tenant", required=True)
+    t.add_argument("--roles", default="subscriber", help="comma-separated: producer,subscriber,admin,auditor")
+    t.add_argument("--sub", default="dev-user", help="subject (user id)")
+    t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    t.set_defaults(handler=cmd_token)
+
+    k = sub.add_parser("keys", help="manage dev signing keys")
+    k.add_argument("action", choices=["rotate"])
+    k.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays trusted")
+    k.set_defaults(handler=cmd_keys)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args, _settings(args)) or 0)
+    except LedgerflowError as exc:
+        _err(f"ledgerflow: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

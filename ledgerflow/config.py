@@ -1,0 +1,73 @@
+"""Settings from the environment (the CLI takes the same values as flags)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_KAFKA_PORT = 19092
+DEFAULT_CONTROLLER_PORT = 19093
+DEFAULT_REDIS_PORT = 16379
+DEFAULT_KAFKA = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+DEFAULT_REDIS = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+DEFAULT_HTTP = "127.0.0.1:8700"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where ledgerflow finds its services and keeps its state.
+
+    ``kafka_external`` / ``redis_external`` are true when the user pointed us at
+    services that already run: then ``stack up`` starts nothing for them.
+    """
+
+    kafka_bootstrap: str = DEFAULT_KAFKA
+    redis_url: str = DEFAULT_REDIS
+    http: str = DEFAULT_HTTP
+    state_dir: Path = field(default_factory=lambda: Path(".ledgerflow").resolve())
+    jwks: str = ""
+    topic_prefix: str = ""
+    kafka_external: bool = False
+    redis_external: bool = False
+    issuer: str = "ledgerflow-dev"
+    audience: str = "ledgerflow"
+
+    @property
+    def jwks_location(self) -> str:
+        return self.jwks or str(self.state_dir / "jwks.json")
+
+    @property
+    def http_host(self) -> str:
+        return self.http.rsplit(":", 1)[0]
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http.rsplit(":", 1)[1])
+
+    def topic(self, base: str) -> str:
+        """The full topic name for a base name such as ``conversation.events``."""
+        return f"{self.topic_prefix}{base}"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        real = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **real)  # type: ignore[arg-type]
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``LEDGERFLOW_*`` variables; unset ones take the local-stack defaults."""
+    env = os.environ if env is None else env
+    state_dir = Path(env.get("LEDGERFLOW_STATE_DIR", ".ledgerflow")).expanduser().resolve()
+    kafka = env.get("LEDGERFLOW_KAFKA_BOOTSTRAP", "")
+    redis = env.get("LEDGERFLOW_REDIS_URL", "")
+    return Settings(
+        kafka_bootstrap=kafka or DEFAULT_KAFKA,
+        redis_url=redis or DEFAULT_REDIS,
+        http=env.get("LEDGERFLOW_HTTP", "") or DEFAULT_HTTP,
+        state_dir=state_dir,
+        jwks=env.get("LEDGERFLOW_JWKS", ""),
+        topic_prefix=env.get("LEDGERFLOW_TOPIC_PREFIX", ""),
+        kafka_external=bool(kafka) and kafka != DEFAULT_KAFKA,
+        redis_external=bool(redis) and redis != DEFAULT_REDIS,
+    )

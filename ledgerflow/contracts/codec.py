@@ -1,0 +1,276 @@
+"""Avro single-object encoding of events and dead letters.
+
+Wire format (Avro specification, "Single object encoding")::
+
+    C3 01 | CRC-64-AVRO fingerprint of the writer schema (8 bytes, little-endian) | body
+
+The body is Avro binary, written and read with fastavro's compiled schemaless
+writer/reader on schemas parsed once at start-up. Decoding an older version of a type
+reads it with the newest schema as reader schema (Avro resolution fills added fields
+with their defaults), then applies ``UPCASTERS`` for each version step. Every failure to
+decode raises ``DecodeError`` whose reason starts with a machine-friendly code:
+``not-single-object``, ``truncated``, ``unknown-fingerprint``, ``undecodable``,
+``wrong-type-for-topic``, ``invalid-envelope``, ``content-too-large``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+from collections.abc import Callable, Mapping
+from io import BytesIO
+from typing import Any
+
+import fastavro.read
+import fastavro.write
+from fastavro import schemaless_reader, schemaless_writer
+
+from ledgerflow.contracts.events import ContentTooLarge, Event, validate_envelope
+from ledgerflow.contracts.payloads import PAYLOAD_TYPES, DeadLetter
+from ledgerflow.contracts.registry import SchemaEntry, SchemaRegistry, default_registry
+from ledgerflow.contracts.topics import TOPIC_TYPES
+from ledgerflow.errors import DecodeError, InfrastructureError, ValidationError
+
+__all__ = [
+    "MAGIC",
+    "TOPIC_TYPES",
+    "UPCASTERS",
+    "Codec",
+    "DeadLetter",
+    "decode",
+    "decode_dead_letter",
+    "default_codec",
+    "encode",
+    "encode_dead_letter",
+    "fast_codec_loaded",
+    "reason_code",
+    "require_fast_codec",
+]
+
+MAGIC = b"\xc3\x01"
+_HEADER = 10
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _message_submitted_v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
+    """v1 producers could not declare a language: it is unknown (null), never guessed."""
+    record["payload"]["language"] = None
+    return record
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("MessageSubmitted", 1): _message_submitted_v1_to_v2,
+}
+"""(type, from_version) -> function upgrading a record dict from that version to the next.
+
+The dict it receives has already been resolved to the newest schema's shape by Avro
+(added fields hold their defaults); the upcaster supplies meaning that resolution cannot.
+"""
+
+_ENCODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+
+
+class Codec:
+    """Encoder/decoder over one schema registry (``default_codec()`` for the shipped one)."""
+
+    def __init__(
+        self, registry: SchemaRegistry, upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS
+    ) -> None:
+        self.registry = registry
+        self._latest = {name: registry.latest(name) for name in registry.event_types}
+        # fingerprint -> (entry, reader schema or None, upcasters to apply in order)
+        self._readers: dict[bytes, tuple[SchemaEntry, Any, tuple[Upcaster, ...]]] = {}
+        for entry in registry.entries():
+            newest = registry.latest(entry.type)
+            steps = tuple(
+                upcasters[(entry.type, v)]
+                for v in range(entry.version, newest.version)
+                if (entry.type, v) in upcasters
+            )
+            reader = None if entry is newest else newest.wire
+            self._readers[entry.fingerprint] = (entry, reader, steps)
+            if entry.alias_fingerprint is not None:
+                self._readers[entry.alias_fingerprint] = (entry, reader, steps)
+
+    def encode(self, event: Event) -> bytes:
+        """Single-object bytes of ``event``, written with schema ``event.schema_version``.
+
+        Raises ValidationError if the event breaks the envelope rules or its schema.
+        """
+        validate_envelope(event)
+        try:
+            entry = self.registry.get(event.type, event.schema_version)
+        except KeyError:
+            raise ValidationError(
+                f"schema_version: {event.type} has no version {event.schema_version}"
+            ) from None
+        record = {
+            "event_id": event.event_id,
+            "type": event.type,
+            "schema_version": event.schema_version,
+            "tenant": event.tenant,
+            "subject": event.subject,
+            "occurred_at": event.occurred_at,
+            "producer": event.producer,
+            "trace_id": event.trace_id,
+            "sequence": event.sequence,
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+            "payload": event.payload.to_record(),
+        }
+        if entry is not self._latest[event.type]:
+            _check_downgrade(entry, record["payload"])
+        return self._write(entry, record)
+
+    def decode(self, data: bytes, *, allowed_types: frozenset[str] | None = None) -> Event:
+        """The event in ``data`` (newest payload shape). Raises DecodeError(reason)."""
+        entry, record = self._read(data, allowed_types)
+        if not entry.is_event:
+            raise DecodeError(f"wrong-type-for-topic: {entry.type} is not an event")
+        if record["type"] != entry.type or record["schema_version"] != entry.version:
+            raise DecodeError(
+                f"invalid-envelope: type/schema_version say {record['type']} "
+                f"v{record['schema_version']} but the writer schema is {entry.type} v{entry.version}"
+            )
+        steps = self._readers[entry.fingerprint][2]
+        for upcast in steps:
+            record = upcast(record)
+        try:
+            event = Event(
+                event_id=record["event_id"],
+                type=entry.type,
+                schema_version=entry.version,
+                tenant=record["tenant"],
+                subject=record["subject"],
+                occurred_at=record["occurred_at"],
+                producer=record["producer"],
+                trace_id=record["trace_id"],
+                sequence=record["sequence"],
+                prev_hash=record["prev_hash"],
+                hash=record["hash"],
+                payload=PAYLOAD_TYPES[entry.type].from_record(record["payload"]),
+            )
+            validate_envelope(event)
+        except ContentTooLarge as exc:
+            raise DecodeError(f"content-too-large: {exc}") from None
+        except ValidationError as exc:
+            raise DecodeError(f"invalid-envelope: {exc}") from None
+        return event
+
+    def encode_dead_letter(self, letter: DeadLetter) -> bytes:
+        """Single-object bytes of a dead letter (schema DeadLetter, newest version)."""
+        return self._write(self.registry.latest("DeadLetter"), letter.to_record())
+
+    def decode_dead_letter(self, data: bytes) -> DeadLetter:
+        """The dead letter in ``data``. Raises DecodeError(reason)."""
+        entry, record = self._read(data, frozenset({"DeadLetter"}))
+        return DeadLetter.from_record(record)
+
+    def _write(self, entry: SchemaEntry, record: dict[str, Any]) -> bytes:
+        out = BytesIO()
+        out.write(MAGIC)
+        out.write(entry.fingerprint)
+        try:
+            schemaless_writer(out, entry.wire, record)
+        except _ENCODE_ERRORS as exc:
+            raise ValidationError(f"{entry.type}: does not fit schema v{entry.version}: {exc}") from None
+        return out.getvalue()
+
+    def _read(
+        self, data: bytes, allowed_types: frozenset[str] | None
+    ) -> tuple[SchemaEntry, dict[str, Any]]:
+        # Step 1. Framing: magic, then the 8-byte fingerprint.
+        if data[:2] != MAGIC:
+            if data and MAGIC.startswith(data):
+                raise DecodeError("truncated: the value ends inside the C3 01 magic")
+            raise DecodeError(
+                f"not-single-object: value starts with {bytes(data[:2]).hex() or 'nothing'}, not c301"
+            )
+        if len(data) < _HEADER:
+            raise DecodeError(f"truncated: {len(data)} bytes, the header alone is {_HEADER}")
+        fp = bytes(data[2:_HEADER])
+        # Step 2. Writer schema from the registry, and the topic's allow-list.
+        found = self._readers.get(fp)
+        if found is None:
+            raise DecodeError(f"unknown-fingerprint: {fp.hex()} is not in schemas/")
+        entry, reader, _ = found
+        if allowed_types is not None and entry.type not in allowed_types:
+            allowed = ", ".join(sorted(allowed_types))
+            raise DecodeError(f"wrong-type-for-topic: {entry.type} is not one of {allowed}")
+        # Step 3. Body: every byte must be consumed.
+        body = BytesIO(data)
+        body.seek(_HEADER)
+        try:
+            record = schemaless_reader(body, entry.wire, reader)
+        except (EOFError, StopIteration):
+            raise DecodeError(f"truncated: body ends early for {entry.type} v{entry.version}") from None
+        except Exception as exc:  # fastavro raises many kinds on garbage  # noqa: BLE001
+            raise DecodeError(
+                f"undecodable: {entry.type} v{entry.version}: {type(exc).__name__}"
+            ) from None
+        rest = len(data) - body.tell()
+        if rest:
+            raise DecodeError(f"undecodable: {rest} trailing bytes after {entry.type} v{entry.version}")
+        return entry, record
+
+
+def _check_downgrade(entry: SchemaEntry, payload: dict[str, Any]) -> None:
+    """Writing an older version must not drop a field that holds a non-default value."""
+    kept = {f["name"] for f in entry.payload_schema()["fields"]}
+    newest = PAYLOAD_TYPES[entry.type]
+    for name, value in payload.items():
+        if name not in kept and value != newest.__dataclass_fields__[name].default:
+            raise ValidationError(
+                f"payload.{name}: {entry.type} v{entry.version} has no such field; "
+                "write the newest version or clear the field"
+            )
+
+
+@functools.cache
+def default_codec() -> Codec:
+    """The codec over the shipped schema set."""
+    return Codec(default_registry())
+
+
+def encode(event: Event) -> bytes:
+    """Single-object Avro bytes of ``event``."""
+    return default_codec().encode(event)
+
+
+def decode(data: bytes, *, allowed_types: frozenset[str] | None = None) -> Event:
+    """The event in ``data``; raises DecodeError(reason) for anything that must be dead-lettered."""
+    return default_codec().decode(data, allowed_types=allowed_types)
+
+
+def encode_dead_letter(letter: DeadLetter) -> bytes:
+    return default_codec().encode_dead_letter(letter)
+
+
+def decode_dead_letter(data: bytes) -> DeadLetter:
+    return default_codec().decode_dead_letter(data)
+
+
+def reason_code(reason: str) -> str:
+    """The machine-friendly prefix of a DecodeError reason (``DeadLetter.reason_code``)."""
+    return reason.split(":", 1)[0]
+
+
+def fast_codec_loaded() -> bool:
+    """True when fastavro's compiled reader and writer are in use (not the pure-Python fallback)."""
+    modules = (fastavro.write._write, fastavro.read._read)
+    return all(
+        module.__name__ in ("fastavro._write", "fastavro._read")
+        and str(getattr(module, "__file__", "")).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+        for module in modules
+    )
+
+
+def require_fast_codec() -> None:
+    """Call at start-up: refuse to run ~20x slower on fastavro's pure-Python fallback."""
+    if not fast_codec_loaded():
+        raise InfrastructureError(
+            "fastavro is running without its C extension (fastavro._write is pure Python). "
+            "Operator action: reinstall a binary wheel: "
+            "pip install --force-reinstall --only-binary=:all: fastavro"
+        )

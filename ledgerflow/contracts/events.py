@@ -1,0 +1,260 @@
+"""The event envelope: the ``Event`` dataclass, its JSON shape, and envelope validation.
+
+``occurred_at`` is int microseconds since the Unix epoch (UTC) everywhere in Python;
+JSON renders it as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. ``schema_version`` is the version
+of the type's schema the event was (or will be) written with; the payload dataclass
+always has the newest shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ledgerflow.contracts import _avro_json
+from ledgerflow.contracts._avro_json import format_timestamp, parse_timestamp
+from ledgerflow.contracts.payloads import PAYLOAD_TYPES, MessageSubmitted, Payload
+from ledgerflow.contracts.registry import default_registry
+from ledgerflow.errors import ValidationError
+
+MAX_CONTENT_BYTES = 64 * 1024
+"""Largest MessageSubmitted.content, in bytes of UTF-8."""
+MAX_ID_CHARS = 256
+"""Longest tenant, subject, producer and trace_id."""
+MIN_OCCURRED_AT = 946_684_800_000_000
+"""2000-01-01T00:00:00Z: anything earlier is a unit mistake (seconds, milliseconds)."""
+MAX_OCCURRED_AT = 7_258_118_400_000_000
+"""2200-01-01T00:00:00Z: static upper bound checked on decode."""
+MAX_FUTURE_SKEW_MICROS = 86_400_000_000
+"""HTTP ingest refuses occurred_at more than one day ahead of the edge's clock."""
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_NAMESPACE = uuid.UUID("6f1c3c52-5d0e-4a52-9d55-2f1f0c2f7a10")
+_CHAIN_FIELDS = ("sequence", "prev_hash", "hash")
+_ENVELOPE_KEYS = frozenset(
+    {"event_id", "type", "schema_version", "tenant", "subject", "occurred_at", "producer",
+     "trace_id", "payload", *_CHAIN_FIELDS}
+)
+
+
+class ContentTooLarge(ValidationError):
+    """MessageSubmitted.content is over MAX_CONTENT_BYTES."""
+
+
+def new_event_id() -> str:
+    """A random (v4) event id: the one place ledgerflow uses randomness."""
+    return str(uuid.uuid4())
+
+
+def derived_event_id(*parts: str) -> str:
+    """A deterministic (v5) event id from ``parts``: replaying an agent re-derives the same id."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One record on a ledgerflow topic: the envelope plus a typed payload."""
+
+    event_id: str
+    type: str
+    schema_version: int
+    tenant: str
+    subject: str
+    occurred_at: int
+    producer: str
+    payload: Payload
+    trace_id: str | None = None
+    sequence: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+
+    def with_chain(self, sequence: int, prev_hash: str, hash: str) -> Event:  # noqa: A002
+        """A copy with the chain fields set (agents only)."""
+        return dataclasses.replace(self, sequence=sequence, prev_hash=prev_hash, hash=hash)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of DESIGN.md: envelope at the top level, ``payload`` nested."""
+        schema = default_registry().latest(self.type).payload_schema()
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "tenant": self.tenant,
+            "subject": self.subject,
+            "occurred_at": format_timestamp(self.occurred_at),
+            "producer": self.producer,
+            "trace_id": self.trace_id,
+            "sequence": self.sequence,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+            "payload": _avro_json.to_json(schema, self.payload.to_record()),
+        }
+
+    @classmethod
+    def from_json(
+        cls,
+        obj: Any,
+        *,
+        now_micros: int,
+        default_producer: str = "edge",
+        id_factory: Callable[[], str] = new_event_id,
+        accept_chain_fields: bool = False,
+    ) -> Event:
+        """Validate a JSON event (HTTP ingest) and build it.
+
+        Fills ``event_id`` (from ``id_factory``) and ``occurred_at`` (``now_micros``)
+        when absent, ``producer`` with ``default_producer``. Chain fields are refused
+        unless ``accept_chain_fields`` (reading back JSON that ledgerflow rendered).
+        Raises ValidationError naming the offending field.
+        """
+        if not isinstance(obj, dict):
+            raise ValidationError("event: expected a JSON object")
+        extra = sorted(set(obj) - _ENVELOPE_KEYS)
+        if extra:
+            raise ValidationError(f"{extra[0]}: unknown field; put type-specific fields under payload")
+        type_name = obj.get("type")
+        if type_name not in PAYLOAD_TYPES:
+            known = ", ".join(sorted(PAYLOAD_TYPES))
+            raise ValidationError(f"type: {type_name!r} is not an event type; known: {known}")
+        entry = default_registry().latest(type_name)
+        version = obj.get("schema_version", entry.version)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= entry.version:
+            raise ValidationError(
+                f"schema_version: {version!r} is not a version of {type_name} (1..{entry.version})"
+            )
+        if not accept_chain_fields:
+            for name in _CHAIN_FIELDS:
+                if obj.get(name) is not None:
+                    raise ValidationError(f"{name}: set only by ledgerflow agents; omit it")
+        event_id = obj.get("event_id")
+        if event_id is None:
+            event_id = id_factory()
+        elif isinstance(event_id, str):
+            event_id = event_id.lower()
+        if "occurred_at" in obj and obj["occurred_at"] is not None:
+            occurred_at = _json_time(obj["occurred_at"])
+            if occurred_at > now_micros + MAX_FUTURE_SKEW_MICROS:
+                raise ValidationError(
+                    f"occurred_at: {obj['occurred_at']} is more than a day in the future; "
+                    "check the producer's clock"
+                )
+        else:
+            occurred_at = now_micros
+        if "payload" not in obj:
+            raise ValidationError("payload: required field is missing")
+        record = _avro_json.from_json(entry.payload_schema(), obj["payload"], "payload")
+        event = cls(
+            event_id=event_id,
+            type=type_name,
+            schema_version=entry.version,
+            tenant=_json_str(obj, "tenant"),
+            subject=_json_str(obj, "subject"),
+            occurred_at=occurred_at,
+            producer=_json_str(obj, "producer", default_producer),
+            trace_id=_json_optional(obj, "trace_id", str),
+            sequence=_json_optional(obj, "sequence", int),
+            prev_hash=_json_optional(obj, "prev_hash", str),
+            hash=_json_optional(obj, "hash", str),
+            payload=PAYLOAD_TYPES[type_name].from_record(record),
+        )
+        validate_envelope(event)
+        return event
+
+
+def _json_time(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ValidationError("occurred_at: expected a string like 2026-11-23T20:00:00.000000Z")
+    return parse_timestamp(value, "occurred_at")
+
+
+def _json_str(obj: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = obj.get(name, default)
+    if value is None:
+        raise ValidationError(f"{name}: required field is missing")
+    if not isinstance(value, str):
+        raise ValidationError(f"{name}: expected a string")
+    return value
+
+
+def _json_optional(obj: dict[str, Any], name: str, kind: type) -> Any:
+    value = obj.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise ValidationError(f"{name}: expected {kind.__name__} or null")
+    return value
+
+
+def new_event(
+    type: str,  # noqa: A002
+    *,
+    tenant: str,
+    subject: str,
+    payload: Payload,
+    producer: str,
+    occurred_at_micros: int,
+    event_id: str | None = None,
+    trace_id: str | None = None,
+) -> Event:
+    """Build a validated event with the newest schema version of ``type``.
+
+    ``event_id`` defaults to a random UUID; agents should pass :func:`derived_event_id`
+    so that a replay re-derives identical events.
+    """
+    if type not in PAYLOAD_TYPES:
+        raise ValidationError(f"type: {type!r} is not an event type")
+    event = Event(
+        event_id=event_id if event_id is not None else new_event_id(),
+        type=type,
+        schema_version=default_registry().latest(type).version,
+        tenant=tenant,
+        subject=subject,
+        occurred_at=occurred_at_micros,
+        producer=producer,
+        trace_id=trace_id,
+        payload=payload,
+    )
+    validate_envelope(event)
+    return event
+
+
+def validate_envelope(event: Event) -> None:
+    """Check what the Avro schema cannot: ids, non-empty keys, time range, content size.
+
+    Pure (no clock). Raises ValidationError (ContentTooLarge for oversized content).
+    """
+    if not isinstance(event.event_id, str) or _UUID_RE.match(event.event_id) is None:
+        raise ValidationError(
+            f"event_id: {str(event.event_id)[:60]!r} is not a lowercase canonical UUID"
+        )
+    cls = PAYLOAD_TYPES.get(event.type)
+    if cls is None or type(event.payload) is not cls:
+        raise ValidationError(
+            f"type: {event.type!r} does not match the payload ({type(event.payload).__name__})"
+        )
+    if event.schema_version < 1:
+        raise ValidationError(f"schema_version: {event.schema_version} must be 1 or more")
+    for name in ("tenant", "subject", "producer"):
+        value = getattr(event, name)
+        if not value or not value.strip():
+            raise ValidationError(f"{name}: must not be empty")
+        if len(value) > MAX_ID_CHARS:
+            raise ValidationError(f"{name}: longer than {MAX_ID_CHARS} characters")
+    if event.trace_id is not None and len(event.trace_id) > MAX_ID_CHARS:
+        raise ValidationError(f"trace_id: longer than {MAX_ID_CHARS} characters")
+    if not MIN_OCCURRED_AT <= event.occurred_at < MAX_OCCURRED_AT:
+        raise ValidationError(
+            f"occurred_at: {event.occurred_at} is outside 2000-01-01..2200-01-01; "
+            "it must be UTC microseconds since the epoch"
+        )
+    if event.sequence is not None and event.sequence < 1:
+        raise ValidationError(f"sequence: {event.sequence} must be 1 or more")
+    if isinstance(event.payload, MessageSubmitted) and len(event.payload.content) * 4 > MAX_CONTENT_BYTES:
+        size = len(event.payload.content.encode("utf-8", "surrogatepass"))
+        if size > MAX_CONTENT_BYTES:
+            raise ContentTooLarge(
+                f"payload.content: {size} bytes of UTF-8 is over the {MAX_CONTENT_BYTES}-byte "
+                "limit; split the message into several turns"
+            )

@@ -1,0 +1,228 @@
+"""One frozen dataclass per event payload, shaped like the newest schema version.
+
+The class name is the event type. ``to_record`` / ``from_record`` convert to and from
+the Avro record dict (timestamps as int microseconds, sequences as lists on the way
+out and tuples on the way in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal, Union
+
+Role = Literal["user", "assistant", "tool"]
+Outcome = Literal["allow", "review", "redact", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Payload:
+    TYPE: ClassVar[str] = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _names(type(self))}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Any:
+        return cls(**record)
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationStarted(_Payload):
+    TYPE: ClassVar[str] = "ConversationStarted"
+    actor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSubmitted(_Payload):
+    TYPE: ClassVar[str] = "MessageSubmitted"
+    turn_id: str
+    role: Role
+    content: str
+    model: str
+    tokens: int | None = None
+    language: str | None = None  # v2
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationClosed(_Payload):
+    TYPE: ClassVar[str] = "ConversationClosed"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    """A span [start, end) of content code points to redact."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision(_Payload):
+    TYPE: ClassVar[str] = "PolicyDecision"
+    input_event_id: str
+    input_hash: str | None
+    conversation_id: str
+    outcome: Outcome
+    score: float
+    matched_rules: tuple[str, ...]
+    rule_pack_version: int
+    constitution_hash: str
+    training_version: int
+    training_enabled: bool
+    redactions: tuple[Redaction, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        record = _Payload.to_record(self)
+        record["matched_rules"] = list(self.matched_rules)
+        record["redactions"] = [{"start": r.start, "end": r.end} for r in self.redactions]
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> PolicyDecision:
+        values = dict(record)
+        values["matched_rules"] = tuple(record["matched_rules"])
+        values["redactions"] = tuple(Redaction(r["start"], r["end"]) for r in record["redactions"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RulePackPublished(_Payload):
+    TYPE: ClassVar[str] = "RulePackPublished"
+    version: int
+    constitution_hash: str
+    document: str
+
+
+@dataclass(frozen=True, slots=True)
+class _TrainingCommand(_Payload):
+    command_id: str
+    actor: str
+    reason: str
+    ttl_seconds: int | None = None
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnableTraining(_TrainingCommand):
+    TYPE: ClassVar[str] = "EnableTraining"
+
+
+@dataclass(frozen=True, slots=True)
+class DisableTraining(_TrainingCommand):
+    TYPE: ClassVar[str] = "DisableTraining"
+
+
+@dataclass(frozen=True, slots=True)
+class _TrainingOutcome(_Payload):
+    command_id: str | None
+    version: int
+    actor: str
+    reason: str
+    expires_at: int | None = None
+    rejected_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingEnabled(_TrainingOutcome):
+    TYPE: ClassVar[str] = "TrainingEnabled"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingDisabled(_TrainingOutcome):
+    TYPE: ClassVar[str] = "TrainingDisabled"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingExpired(_TrainingOutcome):
+    TYPE: ClassVar[str] = "TrainingExpired"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRejected(_TrainingOutcome):
+    TYPE: ClassVar[str] = "TrainingRejected"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageWindow(_Payload):
+    TYPE: ClassVar[str] = "UsageWindow"
+    model: str
+    window_start: int
+    window_end: int
+    tokens: int
+    events: int
+    estimated_tokens: int
+    correction: bool
+    revision: int
+
+
+Payload = Union[
+    ConversationStarted,
+    MessageSubmitted,
+    ConversationClosed,
+    PolicyDecision,
+    RulePackPublished,
+    EnableTraining,
+    DisableTraining,
+    TrainingEnabled,
+    TrainingDisabled,
+    TrainingExpired,
+    TrainingRejected,
+    UsageWindow,
+]
+
+PAYLOAD_TYPES: dict[str, type[Any]] = {
+    cls.TYPE: cls
+    for cls in (
+        ConversationStarted,
+        MessageSubmitted,
+        ConversationClosed,
+        PolicyDecision,
+        RulePackPublished,
+        EnableTraining,
+        DisableTraining,
+        TrainingEnabled,
+        TrainingDisabled,
+        TrainingExpired,
+        TrainingRejected,
+        UsageWindow,
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record an agent gave up on (not an event: no envelope). Goes to ``<topic>.dlq``."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes | None], ...]
+    reason: str
+    reason_code: str
+    failed_at: int
+    agent: str
+
+    def to_record(self) -> dict[str, Any]:
+        record = {name: getattr(self, name) for name in _names(DeadLetter)}
+        record["headers"] = [{"key": k, "value": v} for k, v in self.headers]
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DeadLetter:
+        values = dict(record)
+        values["headers"] = tuple((h["key"], h["value"]) for h in record["headers"])
+        return cls(**values)

@@ -1,0 +1,51 @@
+"""One error tree for ledgerflow.
+
+- ``DomainError``: expected refusals (a rejection event or an HTTP 4xx).
+- ``InfrastructureError``: a dependency is missing or unreachable (retryable).
+- ``DecodeError``: a poison record (goes to the dead-letter topic).
+
+Messages are written for the operator: say what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+
+class LedgerflowError(Exception):
+    """Root of every error ledgerflow raises on purpose."""
+
+
+class DomainError(LedgerflowError):
+    """A request or command was refused by the rules of the domain."""
+
+
+class ValidationError(DomainError):
+    """Input does not satisfy a contract (schema, envelope, rule pack)."""
+
+
+class AuthError(DomainError):
+    """The caller is not authenticated (401) or not allowed (403)."""
+
+    def __init__(self, detail: str, *, status: int = 401) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+class InfrastructureError(LedgerflowError):
+    """A dependency (Kafka, Redis, Java, Maven) is missing or unreachable."""
+
+
+class PrerequisiteMissing(InfrastructureError):
+    """A program the local stack needs is not installed. Operator action: install it."""
+
+
+class StackError(InfrastructureError):
+    """The local stack could not be started or stopped."""
+
+
+class DecodeError(LedgerflowError):
+    """A record cannot be decoded or validated: it is poison and goes to the DLQ."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

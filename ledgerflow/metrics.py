@@ -1,0 +1,30 @@
+"""Prometheus metrics of every ledgerflow process (exposed at ``/metrics`` by the edge)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "ledgerflow_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "ledgerflow_http_request_seconds", "HTTP request latency by route", ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams")
+SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"])
+SSE_DROPPED = Counter("ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"])
+EVENTS_INGESTED = Counter("ledgerflow_events_ingested_total", "Events accepted by POST /v1/events", ["type"])
+
+RECORDS_PROCESSED = Counter(
+    "ledgerflow_records_processed_total", "Records handled by an agent", ["agent", "topic"]
+)
+DEAD_LETTERS = Counter(
+    "ledgerflow_dead_letters_total", "Records sent to a dead-letter topic", ["agent", "topic", "reason"]
+)
+PROJECTION_OPS = Counter(
+    "ledgerflow_projection_groups_total", "Fenced op groups sent to Redis", ["projection", "result"]
+)
+REDIS_ROUND_TRIPS = Counter(
+    "ledgerflow_redis_round_trips_total", "Redis round trips made by projections", ["projection"]
+)

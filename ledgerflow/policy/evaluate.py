@@ -1,0 +1,187 @@
+"""Evaluation: a pure function of (turn, rule pack, training state) → Decision.
+
+No clock, no randomness, no I/O; rules are visited in pack order and every
+collection in the result is a tuple in a defined order, so the same inputs
+always give an identical Decision.
+
+Steps for one turn:
+1. Visit the rules in pack order; a rule matches when every condition it gives
+   holds (cheap conditions first: role, tenant, training mode, length; then
+   keywords, patterns, PII detectors). Detectors run at most once per turn.
+2. The base outcome is the most severe action among matched rules
+   (allow < review < redact < deny); ``allow`` when nothing matched.
+3. The score is the exact sum (math.fsum) of matched weights, rounded to 6
+   decimals. With thresholds: score >= deny → deny; otherwise score >= review →
+   at least review. Thresholds only escalate.
+4. Redactions are the spans matched by the content conditions of matched
+   ``redact`` rules, sorted and merged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from ledgerflow.errors import ValidationError
+from ledgerflow.policy.detectors import DETECTORS, Span
+from ledgerflow.policy.rulepack import Rule, RulePack
+from ledgerflow.policy.text import FoldedText, fold
+from ledgerflow.policy.types import SEVERITY, Action, Decision, TrainingState, Turn
+
+SCORE_DECIMALS = 6
+DEFAULT_MASK = "\u2588"  # █
+
+
+def evaluate(turn: Turn, pack: RulePack, training: TrainingState) -> Decision:
+    """Decide one turn under ``pack`` and ``training``; see the module docstring."""
+    if pack.tenant != "*" and pack.tenant != turn.tenant:
+        raise ValidationError(
+            f"rule pack for tenant {pack.tenant!r} cannot evaluate turn {turn.event_id!r} "
+            f"of tenant {turn.tenant!r}; use that tenant's pack or the default ('*') pack"
+        )
+    content = turn.content
+    length = len(content)
+    folded = fold(content) if pack.needs_folding else None
+    detected: dict[str, tuple[Span, ...]] = {}
+    matched: list[Rule] = []
+    spans: list[Span] = []
+
+    # Step 1.
+    for rule in pack.rules:
+        if rule.roles is not None and turn.role not in rule.roles:
+            continue
+        if rule.tenants is not None and turn.tenant not in rule.tenants:
+            continue
+        if rule.training_mode is not None and rule.training_mode != training.enabled:
+            continue
+        if rule.min_length is not None and length < rule.min_length:
+            continue
+        if rule.max_length is not None and length > rule.max_length:
+            continue
+        found = _content_spans(rule, content, folded, detected)
+        if found is None:
+            continue
+        matched.append(rule)
+        if rule.action is Action.REDACT:
+            spans.extend(found)
+
+    # Step 2.
+    outcome = Action.ALLOW
+    for rule in matched:
+        if SEVERITY[rule.action] > SEVERITY[outcome]:
+            outcome = rule.action
+
+    # Step 3.
+    score = round(math.fsum(rule.weight for rule in matched), SCORE_DECIMALS)
+    deny_at = pack.thresholds.deny
+    review_at = pack.thresholds.review
+    if deny_at is not None and score >= deny_at:
+        outcome = Action.DENY
+    elif review_at is not None and score >= review_at and outcome is Action.ALLOW:
+        outcome = Action.REVIEW
+
+    # Step 4.
+    return Decision(
+        outcome=outcome,
+        score=score,
+        matched_rules=tuple(rule.id for rule in matched),
+        rule_pack_version=pack.version,
+        constitution_hash=pack.constitution_hash,
+        training_version=training.version,
+        training_enabled=training.enabled,
+        redactions=merge_spans(spans) if spans else (),
+    )
+
+
+def _content_spans(
+    rule: Rule,
+    content: str,
+    folded: FoldedText | None,
+    detected: dict[str, tuple[Span, ...]],
+) -> list[Span] | None:
+    """Spans matched by the rule's content conditions, or None if one of them fails.
+
+    A rule with no content condition matches with no spans. Spans are collected
+    only for ``redact`` rules; other rules stop at the first match.
+    """
+    want_spans = rule.action is Action.REDACT
+    spans: list[Span] = []
+    if rule.keywords is not None:
+        assert folded is not None
+        if want_spans:
+            hits = [folded.to_original(s, e) for s, e in rule.keywords.spans(folded.folded)]
+            if not hits:
+                return None
+            spans.extend(hits)
+        elif not rule.keywords.search(folded.folded):
+            return None
+    if rule.patterns:
+        subject = content
+        if rule.pattern_casefold:
+            assert folded is not None
+            subject = folded.folded
+        hits = []
+        for pattern in rule.patterns:
+            if want_spans:
+                hits.extend(m.span() for m in pattern.finditer(subject))
+            elif pattern.search(subject) is not None:
+                hits.append((0, 0))
+                break
+        if not hits:
+            return None
+        if want_spans:
+            if rule.pattern_casefold:
+                assert folded is not None
+                hits = [folded.to_original(start, end) for start, end in hits]
+            spans.extend(hits)
+    if rule.pii:
+        any_hit = False
+        for name in rule.pii:
+            hits_for = detected.get(name)
+            if hits_for is None:
+                hits_for = DETECTORS[name](content)
+                detected[name] = hits_for
+            if hits_for:
+                any_hit = True
+                if not want_spans:
+                    break
+                spans.extend(hits_for)
+        if not any_hit:
+            return None
+    return spans
+
+
+def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
+    """Sort spans and merge those that overlap or touch; drop empty ones."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    return tuple((start, end) for start, end in merged)
+
+
+def apply_redactions(content: str, spans: Iterable[Span], mask: str = DEFAULT_MASK) -> str:
+    """Replace every character inside ``spans`` by ``mask``.
+
+    With a one-character mask (the default "█") the result has the same length
+    as ``content``, so offsets stay valid. Spans are merged first; a span outside
+    ``[0, len(content)]`` is refused with ValidationError.
+    """
+    merged = merge_spans(spans)
+    if merged and (merged[0][0] < 0 or merged[-1][1] > len(content)):
+        raise ValidationError(
+            f"redaction spans {list(merged)} fall outside content of length {len(content)}"
+        )
+    parts: list[str] = []
+    cursor = 0
+    for start, end in merged:
+        parts.append(content[cursor:start])
+        parts.append(mask * (end - start))
+        cursor = end
+    parts.append(content[cursor:])
+    return "".join(parts)

@@ -1,0 +1,179 @@
+"""Rule packs ("constitutions"): load, validate, compile once, hash.
+
+``load_rule_pack(doc)`` turns a JSON-shaped dict into a frozen :class:`RulePack`
+whose regexes and keyword matchers are compiled and whose canonical JSON and
+constitution hash are computed once. Evaluation (``evaluate.py``) only reads it.
+
+The constitution hash is the SHA-256 (hex) of the RFC 8785 canonical JSON of the
+pack *without* its ``version``: republishing the same rules under a new version
+keeps the hash, and a decision records both (version and hash).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+
+from ledgerflow.errors import ValidationError
+from ledgerflow.policy.text import KeywordMatcher, compile_keywords
+from ledgerflow.policy.types import Action
+from ledgerflow.policy.validation import (
+    invalid_pattern,
+    parse_rule_pack_text,
+    rule_label,
+    validate_document,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule. ``None`` / empty means "condition not given"."""
+
+    id: str
+    action: Action
+    weight: float
+    roles: frozenset[str] | None
+    tenants: frozenset[str] | None
+    training_mode: bool | None
+    min_length: int | None
+    max_length: int | None
+    keywords: KeywordMatcher | None
+    patterns: tuple[re.Pattern[str], ...]
+    pattern_casefold: bool
+    pii: tuple[str, ...]
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Score thresholds; ``None`` means that escalation is off."""
+
+    review: float | None = None
+    deny: float | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RulePack:
+    """A validated, compiled, immutable rule pack. Equal when canonical JSON is equal."""
+
+    tenant: str
+    version: int | None
+    description: str | None
+    thresholds: Thresholds
+    rules: tuple[Rule, ...]
+    constitution_hash: str
+    canonical: bytes
+    needs_folding: bool
+    """True when some rule matches on case-folded text (keywords, pattern_casefold)."""
+
+    def canonical_json(self) -> bytes:
+        """RFC 8785 canonical JSON of the whole pack, ``version`` included when set."""
+        return self.canonical
+
+    def document(self) -> dict[str, Any]:
+        """A fresh JSON-shaped dict of the pack (safe to mutate)."""
+        doc: dict[str, Any] = json.loads(self.canonical)
+        return doc
+
+    def with_version(self, version: int) -> RulePack:
+        """The same constitution published as ``version`` (same constitution hash)."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValidationError(f"rule pack version must be an integer >= 1, got {version!r}")
+        doc = self.document()
+        doc["version"] = version
+        return _build(doc, self.rules)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RulePack):
+            return NotImplemented
+        return self.canonical == other.canonical
+
+    def __hash__(self) -> int:
+        return hash(self.canonical)
+
+
+def load_rule_pack(obj: Any) -> RulePack:
+    """Validate and compile a rule pack document (a dict parsed from JSON or YAML).
+
+    Raises ValidationError naming the rule (id and index) and the problem for an
+    unknown field, empty rules, a duplicate id, a bad action, a negative weight,
+    a regex that does not compile, and the other checks in docs/policy.md.
+    """
+    doc = copy.deepcopy(obj)
+    validate_document(doc)
+    if "version" in doc:
+        doc["version"] = int(doc["version"])
+    rules = tuple(_compile_rule(doc, index) for index in range(len(doc["rules"])))
+    return _build(doc, rules)
+
+
+def parse_rule_pack(data: str | bytes, *, fmt: str = "json") -> RulePack:
+    """Parse rule pack text (JSON, or YAML when PyYAML is installed) and load it."""
+    return load_rule_pack(parse_rule_pack_text(data, fmt=fmt))
+
+
+def constitution_hash(doc: dict[str, Any]) -> str:
+    """SHA-256 hex of the RFC 8785 canonical JSON of ``doc`` without ``version``."""
+    content = {key: value for key, value in doc.items() if key != "version"}
+    return hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+
+
+def _build(doc: dict[str, Any], rules: tuple[Rule, ...]) -> RulePack:
+    thresholds = doc.get("thresholds", {})
+    return RulePack(
+        tenant=doc["tenant"],
+        version=doc.get("version"),
+        description=doc.get("description"),
+        thresholds=Thresholds(review=thresholds.get("review"), deny=thresholds.get("deny")),
+        rules=rules,
+        constitution_hash=constitution_hash(doc),
+        canonical=rfc8785.dumps(doc),
+        needs_folding=any(rule.keywords is not None or rule.pattern_casefold for rule in rules),
+    )
+
+
+def _compile_rule(doc: dict[str, Any], index: int) -> Rule:
+    raw = doc["rules"][index]
+    when = raw["when"]
+    label = rule_label(doc, index)
+    casefold = bool(when.get("pattern_casefold", False))
+    patterns = tuple(
+        _compile_pattern(label, position, source)
+        for position, source in enumerate(when.get("patterns", ()))
+    )
+    keywords = when.get("keywords")
+    roles = when.get("role")
+    tenants = when.get("tenant")
+    return Rule(
+        id=raw["id"],
+        action=Action(raw["action"]),
+        weight=float(raw["weight"]),
+        roles=frozenset(roles) if roles is not None else None,
+        tenants=frozenset(tenants) if tenants is not None else None,
+        training_mode=when.get("training_mode"),
+        min_length=when.get("min_length"),
+        max_length=when.get("max_length"),
+        keywords=compile_keywords(tuple(keywords)) if keywords is not None else None,
+        patterns=patterns,
+        pattern_casefold=casefold,
+        pii=tuple(when.get("pii", ())),
+        description=raw.get("description"),
+    )
+
+
+def _compile_pattern(label: str, position: int, source: str) -> re.Pattern[str]:
+    try:
+        compiled = re.compile(source)
+    except re.error as exc:
+        raise invalid_pattern(label, position, source, f"does not compile ({exc})") from None
+    if compiled.fullmatch("") is not None:
+        raise invalid_pattern(
+            label, position, source, "matches the empty string, so it would match every turn"
+        )
+    return compiled

@@ -1,0 +1,104 @@
+"""Unicode case folding with offsets back to the original text, and keyword matchers.
+
+Keywords are matched on ``str.casefold()`` of the content, so "STRASSE",
+"Straße" and "strasse" all match the keyword "strasse" (and the keyword
+"straße", which folds to the same). Folding can change the length of the text
+(ß → ss, İ → i̇), so a :class:`FoldedText` keeps a map from folded offsets to
+original offsets; spans are always reported on the original text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedText:
+    """``original`` and its case-folded form, with an offset map when lengths differ."""
+
+    original: str
+    folded: str
+    origin: tuple[int, ...] | None
+    """origin[i] is the original index of folded[i]; None when folding kept every length."""
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """Map a folded span [start, end) to the smallest original span covering it."""
+        origin = self.origin
+        if origin is None:
+            return start, end
+        if start >= end:
+            position = origin[start] if start < len(origin) else len(self.original)
+            return position, position
+        return origin[start], origin[end - 1] + 1
+
+
+def fold(text: str) -> FoldedText:
+    """Case-fold ``text`` (Unicode full case folding, no normalization)."""
+    folded = text.casefold()
+    if len(folded) == len(text):
+        # Every character folds to at least one character, so equal lengths mean
+        # every character folded to exactly one: offsets are unchanged.
+        return FoldedText(text, folded, None)
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        origin.extend([index] * len(char.casefold()))
+    return FoldedText(text, folded, tuple(origin))
+
+
+def keyword_regex(keywords: tuple[str, ...]) -> str:
+    """Regex source matching any keyword on folded text, with its right word boundary.
+
+    A keyword is case-folded and its runs of whitespace match any run of
+    whitespace; longer keywords are tried first. The left boundary is checked by
+    :class:`KeywordMatcher` (a leading lookbehind would make the regex engine
+    test every position of the text, several times slower).
+    """
+    alternatives: set[str] = set()
+    for keyword in keywords:
+        words = keyword.casefold().split()
+        if words:
+            alternatives.add(r"\s+".join(re.escape(word) for word in words))
+    ordered = sorted(alternatives, key=lambda source: (-len(source), source))
+    return r"(?:" + "|".join(ordered) + r")(?!\w)"
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordMatcher:
+    """Any of a rule's keywords, at word boundaries, on case-folded text.
+
+    A match must be neither preceded nor followed by a word character (Unicode
+    ``\\w``), so the keyword "ass" does not match "class" or "assistant".
+    """
+
+    pattern: re.Pattern[str]
+
+    def search(self, folded: str) -> bool:
+        """True if any keyword occurs in ``folded``."""
+        for _ in self._spans(folded):
+            return True
+        return False
+
+    def spans(self, folded: str) -> list[tuple[int, int]]:
+        """Every non-overlapping keyword match in ``folded``, left to right."""
+        return list(self._spans(folded))
+
+    def _spans(self, folded: str) -> Iterator[tuple[int, int]]:
+        search = self.pattern.search
+        position = 0
+        while True:
+            match = search(folded, position)
+            if match is None:
+                return
+            start, end = match.span()
+            if start and (folded[start - 1].isalnum() or folded[start - 1] == "_"):
+                position = start + 1
+                continue
+            yield start, end
+            position = end if end > start else start + 1
+
+
+def compile_keywords(keywords: tuple[str, ...]) -> KeywordMatcher:
+    """Compile a rule's keywords once; match them against ``FoldedText.folded``."""
+    return KeywordMatcher(re.compile(keyword_regex(keywords)))

@@ -1,0 +1,97 @@
+"""Records of the policy core: actions, the turn evaluated, training state, the decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ledgerflow.errors import ValidationError
+
+ROLES = frozenset({"user", "assistant", "tool"})
+
+
+class Action(StrEnum):
+    """What a rule asks for; also the outcome of a decision. Ordered by severity."""
+
+    ALLOW = "allow"
+    REVIEW = "review"
+    REDACT = "redact"
+    DENY = "deny"
+
+    @property
+    def severity(self) -> int:
+        """0 for allow … 3 for deny: the outcome is the most severe matched action."""
+        return SEVERITY[self]
+
+
+SEVERITY: dict[Action, int] = {
+    Action.ALLOW: 0,
+    Action.REVIEW: 1,
+    Action.REDACT: 2,
+    Action.DENY: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """The part of a MessageSubmitted event that policy evaluation reads."""
+
+    event_id: str
+    tenant: str
+    conversation_id: str
+    role: str
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValidationError(
+                f"turn {self.event_id!r} has role {self.role!r}; "
+                f"expected one of {sorted(ROLES)}"
+            )
+        if not isinstance(self.content, str):
+            raise ValidationError(
+                f"turn {self.event_id!r} content must be a string, "
+                f"got {type(self.content).__name__}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingState:
+    """A tenant's training mode as of the decision: on/off and the state's version."""
+
+    enabled: bool
+    version: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
+            raise ValidationError(
+                f"training state version must be a non-negative integer, got {self.version!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The result of evaluating one turn; enough to re-evaluate it bit for bit."""
+
+    outcome: Action
+    score: float
+    matched_rules: tuple[str, ...]
+    rule_pack_version: int | None
+    constitution_hash: str
+    training_version: int
+    training_enabled: bool
+    redactions: tuple[tuple[int, int], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists instead of tuples, outcome as its string)."""
+        return {
+            "outcome": self.outcome.value,
+            "score": self.score,
+            "matched_rules": list(self.matched_rules),
+            "rule_pack_version": self.rule_pack_version,
+            "constitution_hash": self.constitution_hash,
+            "training_version": self.training_version,
+            "training_enabled": self.training_enabled,
+            "redactions": [[start, end] for start, end in self.redactions],
+        }

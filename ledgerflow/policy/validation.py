@@ -1,0 +1,180 @@
+"""Rule pack checks: parse text, validate against the JSON Schema, then semantic checks.
+
+Every refusal is a :class:`ledgerflow.errors.ValidationError` whose message names
+where the problem is (``rule 'no-secrets' (rules[2]).when.patterns[0]``) and what
+is wrong, so an operator can fix the pack without reading code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from ledgerflow.errors import ValidationError
+
+SCHEMA_FILE = "rulepack.schema.json"
+_MAX_REPORTED = 5
+_HINT = "Fix the rule pack and publish it again (format: docs/policy.md)."
+
+
+@lru_cache(maxsize=1)
+def rule_pack_schema() -> dict[str, Any]:
+    """The rule pack JSON Schema (draft 2020-12) shipped in this package."""
+    text = resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = rule_pack_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def parse_rule_pack_text(data: str | bytes, *, fmt: str = "json") -> Any:
+    """Parse a rule pack document from JSON (or YAML when PyYAML is installed).
+
+    JSON objects with duplicate keys and the non-standard constants NaN/Infinity
+    are refused: both would make the constitution hash ambiguous.
+    """
+    if fmt == "json":
+        try:
+            return json.loads(
+                data,
+                object_pairs_hook=_refuse_duplicate_keys,
+                parse_constant=_refuse_constant,
+            )
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"rule pack is not valid JSON: {exc}. {_HINT}") from None
+        except UnicodeDecodeError as exc:
+            raise ValidationError(f"rule pack is not UTF-8 text: {exc}. {_HINT}") from None
+    if fmt == "yaml":
+        try:
+            import yaml
+        except ImportError:
+            raise ValidationError(
+                "YAML rule packs need the PyYAML package, which is not installed; "
+                "install pyyaml or publish the pack as JSON"
+            ) from None
+        try:
+            return yaml.safe_load(data)
+        except yaml.YAMLError as exc:
+            raise ValidationError(f"rule pack is not valid YAML: {exc}. {_HINT}") from None
+    raise ValidationError(f"unknown rule pack format {fmt!r}; use 'json' or 'yaml'")
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValidationError(f"rule pack repeats the key {key!r} in one object. {_HINT}")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValidationError(f"rule pack contains {name}, which JSON does not allow. {_HINT}")
+
+
+def validate_document(doc: Any) -> None:
+    """Refuse a document that breaks the schema or the semantic rules."""
+    _check_finite(doc, "")
+    errors = sorted(
+        _validator().iter_errors(doc),
+        key=lambda error: (tuple(str(part) for part in error.absolute_path), error.message),
+    )
+    if errors:
+        lines = [_describe(doc, error) for error in errors[:_MAX_REPORTED]]
+        more = len(errors) - _MAX_REPORTED
+        if more > 0:
+            lines.append(f"... and {more} more")
+        raise ValidationError("rule pack is invalid: " + "; ".join(lines) + ". " + _HINT)
+    _check_semantics(doc)
+
+
+def _check_finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"rule pack is invalid: {where or 'value'} is {value}. {_HINT}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{where}[{index}]")
+
+
+def rule_label(doc: Any, index: int) -> str:
+    """``rule 'id' (rules[i])`` when the rule has a string id, else ``rules[i]``."""
+    try:
+        rule_id = doc["rules"][index]["id"]
+    except (KeyError, IndexError, TypeError):
+        rule_id = None
+    if isinstance(rule_id, str):
+        return f"rule {rule_id!r} (rules[{index}])"
+    return f"rules[{index}]"
+
+
+def _describe(doc: Any, error: Any) -> str:
+    path = list(error.absolute_path)
+    if path == ["rules"] and error.validator == "minItems":
+        return "the pack has no rules: add at least one rule"
+    where = "pack"
+    rest = path
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+        where = rule_label(doc, path[1])
+        rest = path[2:]
+    for part in rest:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return f"{where}: {error.message}"
+
+
+def _check_semantics(doc: dict[str, Any]) -> None:
+    thresholds = doc.get("thresholds", {})
+    if "review" in thresholds and "deny" in thresholds:
+        if thresholds["review"] > thresholds["deny"]:
+            raise ValidationError(
+                f"rule pack is invalid: thresholds.review ({thresholds['review']}) is above "
+                f"thresholds.deny ({thresholds['deny']}); review must be <= deny. {_HINT}"
+            )
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(doc["rules"]):
+        label = rule_label(doc, index)
+        if rule["id"] in seen:
+            raise ValidationError(
+                f"rule pack is invalid: {label} repeats the id of rules[{seen[rule['id']]}]; "
+                f"rule ids must be unique. {_HINT}"
+            )
+        seen[rule["id"]] = index
+        when = rule["when"]
+        low, high = when.get("min_length"), when.get("max_length")
+        if low is not None and high is not None and low > high:
+            raise ValidationError(
+                f"rule pack is invalid: {label}.when: min_length {low} is above "
+                f"max_length {high}, so the rule can never match. {_HINT}"
+            )
+        if rule["action"] == "redact" and not any(
+            key in when for key in ("keywords", "patterns", "pii")
+        ):
+            raise ValidationError(
+                f"rule pack is invalid: {label} has action 'redact' but no keywords, "
+                f"patterns or pii condition, so there is nothing to redact. {_HINT}"
+            )
+        tenants = when.get("tenant")
+        if tenants is not None and doc["tenant"] != "*" and doc["tenant"] not in tenants:
+            raise ValidationError(
+                f"rule pack is invalid: {label}.when.tenant {tenants} excludes the pack's "
+                f"tenant {doc['tenant']!r}, so the rule can never match. {_HINT}"
+            )
+
+
+def invalid_pattern(label: str, index: int, pattern: str, problem: str) -> ValidationError:
+    """The error for a pattern that does not compile or matches the empty string."""
+    return ValidationError(
+        f"rule pack is invalid: {label}.when.patterns[{index}] {pattern!r}: {problem}. {_HINT}"
+    )

@@ -1,0 +1,1 @@
+"""Redis read models projected from the logs: pure ``project`` functions plus one fenced writer."""

@@ -1,0 +1,113 @@
+"""The conversation and tenant read models, as a pure function of one record.
+
+``project(event, position, keys)`` returns the fenced Redis ops for the record: one group
+for the conversation's keys and one for the tenant's, each applied at most once.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import orjson
+
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.payloads import (
+    ConversationClosed,
+    ConversationStarted,
+    MessageSubmitted,
+    PolicyDecision,
+)
+from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.ops import FencedOps, Position, RedisOp
+
+RECENT_DENIALS = 50
+
+
+def project(event: Event, position: Position, keys: Keys) -> list[FencedOps]:
+    conv_ops, tenant_ops = _ops(event.payload, event, keys)
+    groups = []
+    if conv_ops:
+        fence = keys.conversation_fence(event.tenant, _conversation_id(event))
+        groups.append(FencedOps(fence, position, tuple(conv_ops)))
+    if tenant_ops:
+        groups.append(FencedOps(keys.tenant_fence(event.tenant), position, tuple(tenant_ops)))
+    return groups
+
+
+def _conversation_id(event: Event) -> str:
+    payload = event.payload
+    return payload.conversation_id if isinstance(payload, PolicyDecision) else event.subject
+
+
+@singledispatch
+def _ops(payload: object, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    return [], []
+
+
+@_ops.register
+def _(payload: ConversationStarted, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    conv = keys.conversation(event.tenant, event.subject)
+    return [
+        RedisOp("HSET", conv, (
+            "tenant", event.tenant, "conversation_id", event.subject, "status", "open",
+            "actor", payload.actor, "model", payload.model, "started_at", event.occurred_at,
+            "updated_at", event.occurred_at, "last_event_id", event.event_id,
+        )),
+    ], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_started", 1))]
+
+
+@_ops.register
+def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    conv = keys.conversation(event.tenant, event.subject)
+    tokens = payload.tokens or 0
+    turn = orjson.dumps({
+        "event_id": event.event_id, "turn_id": payload.turn_id, "role": payload.role,
+        "content": payload.content, "model": payload.model, "tokens": payload.tokens,
+        "occurred_at": event.occurred_at,
+    }).decode()
+    conv_ops = [
+        RedisOp("HSET", conv, (
+            "tenant", event.tenant, "conversation_id", event.subject,
+            "updated_at", event.occurred_at, "last_event_id", event.event_id,
+        )),
+        RedisOp("HINCRBY", conv, ("turns", 1)),
+        RedisOp("HINCRBY", conv, ("tokens", tokens)),
+        RedisOp("RPUSH", keys.conversation_turns(event.tenant, event.subject), (turn,)),
+    ]
+    tenant = keys.tenant(event.tenant)
+    return conv_ops, [RedisOp("HINCRBY", tenant, ("turns", 1)), RedisOp("HINCRBY", tenant, ("tokens", tokens))]
+
+
+@_ops.register
+def _(payload: ConversationClosed, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    conv = keys.conversation(event.tenant, event.subject)
+    return [
+        RedisOp("HSET", conv, (
+            "tenant", event.tenant, "conversation_id", event.subject, "status", "closed",
+            "closed_reason", payload.reason, "updated_at", event.occurred_at,
+            "last_event_id", event.event_id,
+        )),
+    ], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_closed", 1))]
+
+
+@_ops.register
+def _(payload: PolicyDecision, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    conv_id = payload.conversation_id
+    decision = orjson.dumps({
+        "event_id": event.event_id, "input_event_id": payload.input_event_id,
+        "outcome": payload.outcome, "score": payload.score,
+        "matched_rules": list(payload.matched_rules), "rule_pack_version": payload.rule_pack_version,
+        "constitution_hash": payload.constitution_hash, "training_version": payload.training_version,
+        "redactions": [[r.start, r.end] for r in payload.redactions],
+    }).decode()
+    conv_ops = [
+        RedisOp("HSET", keys.conversation(event.tenant, conv_id), ("last_decision", decision)),
+        RedisOp("HSET", keys.conversation_decisions(event.tenant, conv_id),
+                (payload.input_event_id, decision)),
+    ]
+    tenant = keys.tenant(event.tenant)
+    tenant_ops = [RedisOp("HINCRBY", tenant, (f"decisions_{payload.outcome}", 1))]
+    if payload.outcome == "deny":
+        denials = keys.tenant_denials(event.tenant)
+        tenant_ops += [RedisOp("LPUSH", denials, (decision,)), RedisOp("LTRIM", denials, (0, RECENT_DENIALS - 1))]
+    return conv_ops, tenant_ops

@@ -1,0 +1,43 @@
+"""Redis key names of the read models.
+
+Every key of one conversation shares the hash tag ``{tenant/conversation}`` and every key
+of one tenant shares ``{tenant}``, so each entity lives in one Redis Cluster slot and the
+fenced Lua writes run unchanged on a cluster. ``namespace`` carries the projection name
+and version (``lf:rm:v1:``): a rebuild writes a fresh namespace and readers switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "lf:rm:v1:"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    namespace: str = DEFAULT_NAMESPACE
+
+    def conversation(self, tenant: str, conversation_id: str) -> str:
+        return f"{self.namespace}conv:{{{tenant}/{conversation_id}}}"
+
+    def conversation_turns(self, tenant: str, conversation_id: str) -> str:
+        return self.conversation(tenant, conversation_id) + ":turns"
+
+    def conversation_decisions(self, tenant: str, conversation_id: str) -> str:
+        return self.conversation(tenant, conversation_id) + ":decisions"
+
+    def conversation_fence(self, tenant: str, conversation_id: str) -> str:
+        return self.conversation(tenant, conversation_id) + ":applied"
+
+    def tenant(self, tenant: str) -> str:
+        return f"{self.namespace}tenant:{{{tenant}}}"
+
+    def tenant_denials(self, tenant: str) -> str:
+        return self.tenant(tenant) + ":denials"
+
+    def tenant_fence(self, tenant: str) -> str:
+        return self.tenant(tenant) + ":applied"
+
+    def checkpoint(self, projection: str) -> str:
+        """Highest applied offset per ``topic:partition`` (for lag and read-your-writes)."""
+        return f"{self.namespace}checkpoint:{projection}"

@@ -1,0 +1,60 @@
+"""What a projection asks Redis to do, as data: pure functions return these, the writer applies them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The commands a projection may use, and how many arguments each takes after the key.
+COMMANDS: dict[str, int | None] = {
+    "HSET": None,  # field value [field value ...]
+    "HINCRBY": 2,
+    "HINCRBYFLOAT": 2,
+    "RPUSH": None,
+    "LPUSH": None,
+    "LTRIM": 2,
+    "SET": 1,
+    "INCRBY": 1,
+    "ZADD": 2,
+    "DEL": 0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record sits in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOp:
+    command: str
+    key: str
+    args: tuple[str | int | float, ...] = ()
+
+    def __post_init__(self) -> None:
+        arity = COMMANDS.get(self.command, -1)
+        if arity == -1:
+            raise ValueError(f"projection op {self.command} is not allowed")
+        if arity is not None and len(self.args) != arity:
+            raise ValueError(f"{self.command} takes {arity} arguments, got {len(self.args)}")
+
+
+@dataclass(frozen=True, slots=True)
+class FencedOps:
+    """Ops on one entity's keys (one Redis Cluster slot), applied at most once per record.
+
+    ``fence_key`` holds, per ``topic:partition``, the last offset applied to this entity;
+    the writer applies ``ops`` only if the record's offset is above it, and moves the fence
+    in the same atomic step.
+    """
+
+    fence_key: str
+    position: Position
+    ops: tuple[RedisOp, ...]

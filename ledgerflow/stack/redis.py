@@ -1,0 +1,67 @@
+"""A loopback Redis server from Debian's ``redis-server``, kept in memory only."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledgerflow.errors import PrerequisiteMissing, StackError
+from ledgerflow.stack.processes import Managed, port_in_use, spawn, wait_for_port
+
+START_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class RedisNode:
+    state_dir: Path
+    host: str
+    port: int
+
+    @property
+    def dir(self) -> Path:
+        return self.state_dir / "redis"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "redis.log"
+
+    @property
+    def process(self) -> Managed:
+        return Managed(
+            # redis-server rewrites its process title to "redis-server HOST:PORT".
+            "redis", self.dir / "redis.pid", (str(self.dir), f"{self.host}:{self.port}")
+        )
+
+
+def require_redis_server() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        raise PrerequisiteMissing(
+            "redis-server was not found on PATH. Install Debian's package: "
+            "`apt-get install -y redis-server` (`make test` and `make demo` do this for you "
+            "when run as root)."
+        )
+    return path
+
+
+def start(node: RedisNode) -> int:
+    existing = node.process.pid()
+    if existing is not None:
+        return existing
+    if port_in_use(node.host, node.port):
+        raise StackError(
+            f"Port {node.port} on {node.host} (Redis) is taken by a process ledgerflow did not "
+            "start. Stop it, or point LEDGERFLOW_REDIS_URL at a Redis that already runs."
+        )
+    server = require_redis_server()
+    node.dir.mkdir(parents=True, exist_ok=True)
+    pid = spawn(
+        node.process,
+        [server, "--bind", node.host, "--port", str(node.port), "--save", "",
+         "--appendonly", "no", "--dir", str(node.dir), "--protected-mode", "yes",
+         "--daemonize", "no"],
+        node.log_file,
+    )
+    wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file)
+    return pid

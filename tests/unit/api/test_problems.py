@@ -1,0 +1,175 @@
+"""Problem responses, through a pure Starlette app (no Kafka or Redis)."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from ledgerflow.api.problems import (
+    PROBLEM_JSON,
+    BadRequest,
+    exception_handlers,
+    problem,
+    read_json,
+    status_title,
+)
+from ledgerflow.auth.exceptions import MissingCredentials
+from ledgerflow.errors import AuthError, DomainError, InfrastructureError, ValidationError
+
+SECRET = "redis://:hunter2@10.1.2.3:6379"
+
+
+def raiser(exc: Exception):
+    async def endpoint(request: Request) -> None:
+        raise exc
+
+    return endpoint
+
+
+async def echo_json(request: Request) -> JSONResponse:
+    return JSONResponse({"got": await read_json(request)})
+
+
+app = Starlette(
+    routes=[
+        Route("/teapot", raiser(HTTPException(418, "short and stout"))),
+        Route("/validation", raiser(ValidationError("field 'tenant' is required"))),
+        Route("/bad", raiser(BadRequest("body is not JSON"))),
+        Route("/unauth", raiser(AuthError('token expired "yesterday"\n'))),
+        Route("/missing", raiser(MissingCredentials("missing bearer token"))),
+        Route("/forbidden", raiser(AuthError("role 'admin' required", status=403))),
+        Route("/conflict", raiser(DomainError("training already enabled"))),
+        Route("/infra", raiser(InfrastructureError(f"Redis unreachable at {SECRET}"))),
+        Route("/boom", raiser(RuntimeError(f"connection string {SECRET}"))),
+        Route("/echo", echo_json, methods=["POST"]),
+    ],
+    exception_handlers=exception_handlers(),
+)
+client = TestClient(app, raise_server_exceptions=False)
+
+
+def assert_problem(response, status: int, title: str) -> dict:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"] == title
+    return body
+
+
+def test_problem_builds_rfc9457_body_with_extensions() -> None:
+    response = problem(409, "Conflict", "version 3 expected", expected_version=3, headers={"X-A": "1"})
+    assert response.status_code == 409
+    assert response.media_type == PROBLEM_JSON
+    assert response.headers["x-a"] == "1"
+    assert orjson.loads(response.body) == {
+        "type": "about:blank",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "version 3 expected",
+        "expected_version": 3,
+    }
+
+
+def test_problem_refuses_an_extension_named_type() -> None:
+    with pytest.raises(ValueError, match="type"):
+        problem(400, "Bad Request", "x", type="https://example.invalid/x")
+
+
+def test_http_exception_becomes_a_problem() -> None:
+    body = assert_problem(client.get("/teapot"), 418, "I'm a Teapot")
+    assert body["detail"] == "short and stout"
+
+
+def test_unknown_route_is_a_404_problem() -> None:
+    assert_problem(client.get("/nowhere"), 404, "Not Found")
+
+
+def test_wrong_method_is_a_405_problem_with_allow_header() -> None:
+    response = client.delete("/echo")
+    assert_problem(response, 405, "Method Not Allowed")
+    assert response.headers["allow"] == "POST"
+
+
+def test_validation_error_is_422() -> None:
+    body = assert_problem(client.get("/validation"), 422, "Unprocessable Content")
+    assert body["detail"] == "field 'tenant' is required"
+
+
+def test_bad_request_is_400() -> None:
+    assert_problem(client.get("/bad"), 400, "Bad Request")
+
+
+def test_malformed_json_body_is_400() -> None:
+    response = client.post("/echo", content=b"{not json", headers={"content-type": "application/json"})
+    assert "not valid JSON" in assert_problem(response, 400, "Bad Request")["detail"]
+
+
+def test_wrong_content_type_is_400() -> None:
+    response = client.post("/echo", content=b"a=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert "application/json" in assert_problem(response, 400, "Bad Request")["detail"]
+
+
+def test_valid_json_body_is_read() -> None:
+    assert client.post("/echo", json={"a": [1, 2]}).json() == {"got": {"a": [1, 2]}}
+
+
+def test_auth_error_is_401_with_an_rfc6750_challenge() -> None:
+    response = client.get("/unauth")
+    body = assert_problem(response, 401, "Unauthorized")
+    assert body["detail"] == 'token expired "yesterday"\n'
+    assert response.headers["www-authenticate"] == (
+        "Bearer realm=\"ledgerflow\", error=\"invalid_token\", "
+        "error_description=\"token expired 'yesterday'?\""
+    )
+
+
+def test_missing_credentials_challenge_has_no_error_code() -> None:
+    response = client.get("/missing")
+    assert_problem(response, 401, "Unauthorized")
+    assert response.headers["www-authenticate"] == 'Bearer realm="ledgerflow"'
+
+
+def test_forbidden_is_403_with_insufficient_scope() -> None:
+    response = client.get("/forbidden")
+    assert_problem(response, 403, "Forbidden")
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+def test_other_domain_error_is_409() -> None:
+    assert assert_problem(client.get("/conflict"), 409, "Conflict")["detail"] == "training already enabled"
+
+
+def test_infrastructure_error_is_503_with_retry_after_and_no_internals() -> None:
+    response = client.get("/infra")
+    assert_problem(response, 503, "Service Unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert "hunter2" not in response.text
+
+
+def test_unhandled_error_is_500_logged_and_not_leaked(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="ledgerflow.api.problems"):
+        response = client.get("/boom")
+    body = assert_problem(response, 500, "Internal Server Error")
+    assert "hunter2" not in response.text
+    assert "RuntimeError" not in response.text
+    assert body["error_id"] in body["detail"]
+    assert any(body["error_id"] in record.getMessage() for record in caplog.records)
+    assert any(record.exc_info and record.exc_info[0] is RuntimeError for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [(413, "Content Too Large"), (422, "Unprocessable Content"), (404, "Not Found"), (599, "Error")],
+)
+def test_titles_are_rfc9110_reason_phrases(status: int, title: str) -> None:
+    assert status_title(status) == title
