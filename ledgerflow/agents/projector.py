@@ -43,7 +43,7 @@ WITHIN_S = 0.05
 class Projector:
     def __init__(self, app: faust.App, settings: Settings, keys: Keys | None = None) -> None:
         self._settings = settings
-        self._keys = keys or Keys()
+        self._keys = keys or Keys.for_prefix(settings.topic_prefix)
         self._bases = {settings.topic(b): b for b in (CONVERSATION_EVENTS, POLICY_DECISIONS)}
         self._sink = DeadLetterSink(app, NAME)
         self._writer: ProjectionWriter | None = None

@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         await producer.start()
         hub = Hub(settings)
         await hub.start()
-        app.state.ctx = EdgeContext(settings, redis, producer, hub, verifier, Keys(), heartbeat_s=heartbeat_s)
+        app.state.ctx = EdgeContext(settings, redis, producer, hub, verifier, Keys.for_prefix(settings.topic_prefix), heartbeat_s=heartbeat_s)
         try:
             yield
         finally:

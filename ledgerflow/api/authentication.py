@@ -32,9 +32,7 @@ from ledgerflow.auth.principals import Principal
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.errors import AuthError, InfrastructureError, LedgerflowError
 
-DEFAULT_PUBLIC_PATHS: frozenset[str] = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json"}
-)
+DEFAULT_PUBLIC_PATHS: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 
 class PrincipalUser(BaseUser):

@@ -93,9 +93,7 @@ def problem_for(exc: BaseException) -> Response:
         headers = dict(exc.headers or {})
         if exc.status_code in _NO_BODY or exc.status_code < 200:
             return Response(status_code=exc.status_code, headers=headers)
-        return problem(
-            exc.status_code, status_title(exc.status_code), str(exc.detail), headers=headers
-        )
+        return problem(exc.status_code, status_title(exc.status_code), str(exc.detail), headers=headers)
     if isinstance(exc, AuthError):
         status = exc.status if exc.status in (401, 403) else 401
         return problem(
@@ -133,17 +131,13 @@ def www_authenticate(exc: AuthError) -> str:
     if isinstance(exc, MissingCredentials):
         return f'Bearer realm="{REALM}"'
     code = "insufficient_scope" if exc.status == 403 else "invalid_token"
-    return (
-        f'Bearer realm="{REALM}", error="{code}", '
-        f'error_description="{_header_safe(exc.detail)}"'
-    )
+    return f'Bearer realm="{REALM}", error="{code}", error_description="{_header_safe(exc.detail)}"'
 
 
 def _header_safe(text: str, limit: int = 300) -> str:
     # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E (no " or \).
     cleaned = "".join(
-        "'" if ch == '"' else "/" if ch == "\\" else ch if " " <= ch <= "~" else "?"
-        for ch in text
+        "'" if ch == '"' else "/" if ch == "\\" else ch if " " <= ch <= "~" else "?" for ch in text
     )
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 

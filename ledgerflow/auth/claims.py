@@ -35,9 +35,7 @@ def principal_from_claims(
     exp = _numeric_date(claims, "exp", required=True)
     assert exp is not None
     if now >= exp + leeway:
-        raise AuthError(
-            f"token expired at {_iso(exp)} (now {_iso(now)}, leeway {leeway:g}s): {_NEW_TOKEN}"
-        )
+        raise AuthError(f"token expired at {_iso(exp)} (now {_iso(now)}, leeway {leeway:g}s): {_NEW_TOKEN}")
     nbf = _numeric_date(claims, "nbf", required=False)
     if nbf is not None and now + leeway < nbf:
         raise AuthError(
@@ -90,14 +88,11 @@ def _text(claims: Mapping[str, Any], name: str) -> str:
 def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
     value = claims.get("roles")
     if not isinstance(value, list) or not all(isinstance(role, str) for role in value):
-        raise AuthError(
-            f"token claim 'roles' must be a list of role names, got {value!r}: {_NEW_TOKEN}"
-        )
+        raise AuthError(f"token claim 'roles' must be a list of role names, got {value!r}: {_NEW_TOKEN}")
     unknown = sorted(set(value) - ROLES)
     if unknown:
         raise AuthError(
-            f"token carries unknown role(s) {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(ROLES))})"
+            f"token carries unknown role(s) {', '.join(unknown)} (known: {', '.join(sorted(ROLES))})"
         )
     return frozenset(value)
 

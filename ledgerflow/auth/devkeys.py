@@ -53,9 +53,7 @@ class DevKeys:
     state_dir: Path
 
 
-def ensure_dev_keys(
-    state_dir: Path, *, alg: str | None = None, now: float | None = None
-) -> DevKeys:
+def ensure_dev_keys(state_dir: Path, *, alg: str | None = None, now: float | None = None) -> DevKeys:
     """Return the active dev key, creating one (``alg``, default EdDSA) if there is none.
 
     Idempotent: an existing active key is returned whatever ``alg`` says (use
@@ -163,16 +161,20 @@ def _read_metadata(state_dir: Path) -> dict[str, Any]:
     path = _keys_dir(state_dir) / _METADATA
     if not path.exists():
         return {"version": 1, "active": None, "keys": {}}
+    problem = ""
     try:
         meta = orjson.loads(path.read_bytes())
-        if not isinstance(meta, dict) or not isinstance(meta.get("keys"), dict):
-            raise ValueError("not a key metadata object")
     except (OSError, ValueError) as exc:
+        problem = str(exc)
+    else:
+        if not isinstance(meta, dict) or not isinstance(meta.get("keys"), dict):
+            problem = "not a key metadata object"
+    if problem:
         raise InfrastructureError(
-            f"dev key metadata {path} is unreadable ({exc}); delete {_keys_dir(state_dir)} "
+            f"dev key metadata {path} is unreadable ({problem}); delete {_keys_dir(state_dir)} "
             f"and {state_dir / JWKS_FILENAME} to start with fresh dev keys"
-        ) from None
-    return meta
+        )
+    return meta  # type: ignore[no-any-return]
 
 
 def _write_metadata(state_dir: Path, meta: dict[str, Any]) -> None:

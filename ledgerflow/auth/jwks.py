@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -24,6 +24,9 @@ from jwt.exceptions import PyJWTError
 
 from ledgerflow.auth.jwk import PublicKey
 from ledgerflow.errors import InfrastructureError
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,7 @@ class JwksSource:
         min_refetch_seconds: float = 30.0,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        http_client: httpx.Client | None = None,
     ) -> None:
         text = str(location)
         self.is_remote = isinstance(location, str) and text.startswith(("http://", "https://"))
@@ -137,6 +141,7 @@ class JwksSource:
         self._min_refetch = min_refetch_seconds
         self._timeout = timeout_seconds
         self._clock = clock
+        self._http = http_client
         self._lock = threading.Lock()
         self._keys: Mapping[str, TrustedKey] | None = None
         self._file_signature: tuple[int, int, int] | None = None
@@ -206,7 +211,10 @@ class JwksSource:
 
         self._fetched_at = self._clock()
         try:
-            response = httpx.get(self.location, timeout=self._timeout)
+            if self._http is not None:
+                response = self._http.get(self.location, timeout=self._timeout)
+            else:
+                response = httpx.get(self.location, timeout=self._timeout)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             if self._keys is not None:

@@ -64,6 +64,4 @@ def mint_token(
 
 def _require_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip() or value != value.strip():
-        raise ValidationError(
-            f"{name} must be a non-empty string without surrounding spaces, got {value!r}"
-        )
+        raise ValidationError(f"{name} must be a non-empty string without surrounding spaces, got {value!r}")

@@ -75,9 +75,7 @@ class TokenVerifier:
             raise AuthError(f"malformed bearer token header ({exc})") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
-            raise AuthError(
-                f"unsigned tokens (alg {alg!r}) are refused: sign with one of {_ACCEPTED}"
-            )
+            raise AuthError(f"unsigned tokens (alg {alg!r}) are refused: sign with one of {_ACCEPTED}")
         if alg.upper().startswith("HS"):
             raise AuthError(
                 f"symmetric algorithm {alg} is refused: ledgerflow accepts only {_ACCEPTED} "
@@ -91,9 +89,7 @@ class TokenVerifier:
         # Step 2.
         trusted = self.jwks.get(kid)
         if trusted is None:
-            raise AuthError(
-                f"unknown key id {kid!r} (keys may have rotated: fetch a new token)"
-            )
+            raise AuthError(f"unknown key id {kid!r} (keys may have rotated: fetch a new token)")
         # Step 3.
         mismatch = key_mismatch(trusted.jwk, alg)
         if mismatch is not None:
@@ -101,7 +97,10 @@ class TokenVerifier:
         # Step 4.
         try:
             claims = jwt.decode(
-                token, trusted.key, algorithms=[alg], options=_SIGNATURE_ONLY  # type: ignore[arg-type]
+                token,
+                trusted.key,
+                algorithms=[alg],
+                options=_SIGNATURE_ONLY,  # type: ignore[arg-type]
             )
         except InvalidSignatureError:
             raise AuthError(

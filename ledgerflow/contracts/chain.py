@@ -28,6 +28,7 @@ BreakKind = Literal["missing", "reordered", "altered", "forged", "duplicate", "b
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_SAFE_INT = 2**53 - 1
 _CHAIN_FIELDS = ("sequence", "prev_hash", "hash")
+_NOT_THE_START = "the chain does not start here (use from_start=False if retention deleted the start)"
 
 
 def canonical_bytes(record: Mapping[str, Any]) -> bytes:
@@ -53,11 +54,8 @@ def _jcs(body: dict[str, Any]) -> bytes:
     try:
         return rfc8785.dumps(body)
     except rfc8785.CanonicalizationError as exc:
-        raise ValidationError(
-            f"record {body.get('event_id')!r} has no canonical JSON form ({exc}); chained records may hold "
-            "only JSON values (valid Unicode strings, integers within ±(2**53-1), finite floats, booleans, "
-            "null, lists, objects)"
-        ) from None
+        why = f"record {body.get('event_id')!r} has no canonical JSON form: {exc}"
+        raise ValidationError(why) from None
 
 
 def _plain(value: Any, path: str) -> Any:
@@ -67,8 +65,7 @@ def _plain(value: Any, path: str) -> Any:
     if isinstance(value, int):
         if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
             raise ValidationError(
-                f"field {path} = {value} is outside JSON's exact integer range ±(2**53-1); "
-                "store it as a string so every language hashes it alike"
+                f"field {path} = {value} is outside JSON's exact range ±(2**53-1): use a string"
             )
         return value
     if isinstance(value, float):
@@ -79,10 +76,8 @@ def _plain(value: Any, path: str) -> Any:
         return {_key(k, path): _plain(v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    raise ValidationError(
-        f"field {path} is a {type(value).__name__}, which has no canonical JSON form; hash the JSON "
-        "form of the record (Event.to_json(): timestamps as ISO strings)"
-    )
+    why = f"field {path} is a {type(value).__name__}, not JSON: hash the JSON form (Event.to_json())"
+    raise ValidationError(why)
 
 
 def _key(key: Any, path: str) -> str:
@@ -118,10 +113,8 @@ def link(record: Mapping[str, Any], head: ChainHead | None) -> dict[str, Any]:
     """
     subject = record.get("subject")
     if head is not None and subject is not None and subject != head.key:
-        raise ValidationError(
-            f"record subject {subject!r} does not belong to the chain of key {head.key!r}; chains are "
-            "per key: pass the head of the chain for this subject"
-        )
+        why = f"record subject {subject!r} is not the chain key {head.key!r}: pass the head of its own chain"
+        raise ValidationError(why)
     linked = _plain_body(record)
     linked["sequence"] = 1 if head is None else head.sequence + 1
     linked["prev_hash"] = ZERO_HASH if head is None else head.hash
@@ -224,18 +217,19 @@ class ChainVerifier:
 
     def heads(self) -> dict[str, ChainHead]:
         """The last accepted record of every key (for a broken key: the last before the break)."""
-        return {k: ChainHead(k, s.recent[-1].sequence, s.recent[-1].hash) for k, s in self._keys.items()
-                if s.recent}
+        return {
+            k: ChainHead(k, s.recent[-1].sequence, s.recent[-1].hash)
+            for k, s in self._keys.items()
+            if s.recent
+        }
 
     def feed(self, located: Located) -> ChainBreak | None:
         """Check one record against its key's chain; the break it reveals, if any."""
         if self._topic is None:
             self._topic = located.topic
         elif located.topic != self._topic:
-            raise ValidationError(
-                f"this verifier walks topic {self._topic!r} but was fed a record of {located.topic!r}; "
-                "chains are per topic and key: use one verifier per topic"
-            )
+            why = f"this verifier walks {self._topic!r}, not {located.topic!r}: use one verifier per topic"
+            raise ValidationError(why)
         state = self._state(located.key)
         if state.broken:
             return self._fill_gap(state, located)
@@ -268,23 +262,22 @@ class ChainVerifier:
         except ValidationError as exc:
             return self._fail(state, at, "altered", seq, str(exc))
         if actual != stored:
-            return self._fail(state, at, "altered", seq, (
-                f"stored hash {stored[:16]}… does not match the content (recomputed {actual[:16]}…): "
-                "the record was changed after it was written"))
+            why = f"hash {stored[:16]}… does not match the content ({actual[:16]}…): changed after writing"
+            return self._fail(state, at, "altered", seq, why)
         if not state.recent:
             return self._start(state, at, seq, prev, stored)
         head = state.recent[-1]
         expected = head.sequence + 1
         if seq == expected and prev != head.hash:
-            return self._fail(state, at, "forged", seq, (
+            why = (
                 f"prev_hash {prev[:16]}… is not the hash {head.hash[:16]}… of sequence {head.sequence}"
-                f"{_where(head)}: this record was inserted from outside the chain, or the record "
-                "before it was replaced by a re-hashed copy"))
+                f"{_where(head)}: inserted from outside, or that record was replaced by a re-hashed copy"
+            )
+            return self._fail(state, at, "forged", seq, why)
+        if seq > expected and state.gap is not None:
+            why = f"{_span(expected, seq - 1)} not seen before this record, while an earlier gap is open"
+            return self._fail(state, at, "missing", seq, why)
         if seq > expected:
-            if state.gap is not None:
-                return self._fail(state, at, "missing", seq, (
-                    f"{_span(expected, seq - 1)} not seen before this record, while an earlier gap is "
-                    "still open; this key is no longer walked"))
             state.gap = _Gap(head.sequence, _Seen(seq, stored, at.partition, at.offset))
         if seq >= expected:
             state.recent.append(_Seen(seq, stored, at.partition, at.offset))
@@ -294,9 +287,8 @@ class ChainVerifier:
     def _start(self, state: _KeyState, at: Located, seq: int, prev: str, stored: str) -> ChainBreak | None:
         """The first record seen of a key."""
         if self._from_start and seq == 1 and prev != ZERO_HASH:
-            return self._fail(state, at, "bad-genesis", seq, (
-                f"the first record has prev_hash {prev[:16]}… instead of all zeros: the chain does not "
-                "start here (verify with from_start=False if retention deleted the start)"))
+            why = f"the first record has prev_hash {prev[:16]}…, not zeros: {_NOT_THE_START}"
+            return self._fail(state, at, "bad-genesis", seq, why)
         seen = _Seen(seq, stored, at.partition, at.offset)
         if self._from_start and seq > 1:
             state.gap = _Gap(0, seen)
@@ -311,20 +303,26 @@ class ChainVerifier:
             state.broken = True
             return reordered
         seen = next((s for s in state.recent if s.sequence == seq), None)
-        if False:
-            return _break("duplicate", at, head.sequence + 1, seq, (
-                f"an identical copy of sequence {seq}{_where(seen)} (a redelivery); consumers must skip it"))
+        if seen is not None and seen.hash == stored:
+            why = f"an identical copy of sequence {seq}{_where(seen)} (a redelivery); consumers skip it"
+            return _break("duplicate", at, head.sequence + 1, seq, why)
         if seq == 1 and prev == ZERO_HASH:
-            return self._fail(state, at, "bad-genesis", seq, (
+            why = (
                 f"a second, different sequence 1 after sequence {head.sequence}: the chain restarts, so a "
-                "writer lost the key's head (it must recover it from the topic's last record for the key)"))
+                "writer lost the key's head (it must recover it from the topic's last record of the key)"
+            )
+            return self._fail(state, at, "bad-genesis", seq, why)
         if seen is not None:
-            return self._fail(state, at, "forged", seq, (
-                f"a different record already holds sequence {seq}{_where(seen)}: the chain forks here "
-                "(inserted from outside, or the writer re-produced a record non-deterministically)"))
-        return self._fail(state, at, "reordered", seq, (
-            f"sequence {seq} appears after sequence {head.sequence}; it is older than the last "
-            f"{self._window} records remembered: an out-of-order write or a late redelivery"))
+            why = (
+                f"a different record already holds sequence {seq}{_where(seen)}: the chain forks (inserted "
+                "from outside, or the writer re-produced a record non-deterministically)"
+            )
+            return self._fail(state, at, "forged", seq, why)
+        why = (
+            f"sequence {seq} appears after sequence {head.sequence}, older than the last {self._window} "
+            "records remembered: an out-of-order write or a late redelivery"
+        )
+        return self._fail(state, at, "reordered", seq, why)
 
     def _fail(
         self, state: _KeyState, at: Located, kind: BreakKind, found: int | None, detail: str
@@ -339,18 +337,17 @@ class ChainVerifier:
         if gap is None or seq is None or not gap.after_sequence < seq < gap.jumped.sequence:
             return None
         state.gap = None
-        return _break("reordered", at, gap.after_sequence + 1, seq, (
-            f"sequence {seq} arrives after sequence {gap.jumped.sequence}{_where(gap.jumped)}: the records "
-            "were written out of order"))
+        after = f"sequence {gap.jumped.sequence}{_where(gap.jumped)}"
+        why = f"sequence {seq} arrives after {after}: the records were written out of order"
+        return _break("reordered", at, gap.after_sequence + 1, seq, why)
 
     def _gap_break(self, key: str, gap: _Gap) -> ChainBreak:
         jumped = gap.jumped
         at = Located(self._topic or "", jumped.partition or 0, jumped.offset or 0, key, {})
         span = _span(gap.after_sequence + 1, jumped.sequence - 1)
         if gap.after_sequence == 0:
-            return _break("bad-genesis", at, 1, jumped.sequence, (
-                f"the first record has sequence {jumped.sequence}; {span} never appeared (verify with "
-                "from_start=False if retention deleted the start)"))
+            why = f"the first record has sequence {jumped.sequence}; {span} never appeared: {_NOT_THE_START}"
+            return _break("bad-genesis", at, 1, jumped.sequence, why)
         return _break("missing", at, gap.after_sequence + 1, jumped.sequence, f"{span} never appeared before")
 
 

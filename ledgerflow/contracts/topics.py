@@ -1,63 +1,71 @@
-"""Default topics: base names, keys, writers, and which record types each carries.
+"""What each default topic carries: key, writers, and the record types allowed on it.
 
-Actual names are ``LEDGERFLOW_TOPIC_PREFIX + base``; every topic has a ``<name>.dlq``
-companion carrying DeadLetter records.
+Names, partitions and configs live in ``ledgerflow.topics``; actual names are
+``LEDGERFLOW_TOPIC_PREFIX + base``; every topic has a ``<name>.dlq`` companion carrying
+DeadLetter records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledgerflow.topics import (
+    CONVERSATION_EVENTS,
+    POLICY_DECISIONS,
+    POLICY_RULES,
+    TRAINING_AUDIT,
+    TRAINING_COMMANDS,
+    USAGE_WINDOWS,
+)
+
 
 @dataclass(frozen=True, slots=True)
-class TopicSpec:
+class TopicContract:
     name: str
     key: str
     types: frozenset[str]
     written_by: str
     description: str
-    compacted: bool = False
 
 
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(
-        "conversation.events",
+CONTRACTS: tuple[TopicContract, ...] = (
+    TopicContract(
+        CONVERSATION_EVENTS,
         "conversation id",
         frozenset({"ConversationStarted", "MessageSubmitted", "ConversationClosed"}),
         "producers, the edge",
         "Every turn of every conversation.",
     ),
-    TopicSpec(
-        "policy.rules",
+    TopicContract(
+        POLICY_RULES,
         "tenant id (* = the default pack)",
         frozenset({"RulePackPublished"}),
         "admins via the edge or CLI",
         "Rule packs (constitutions); compacted: the latest pack per tenant is kept.",
-        compacted=True,
     ),
-    TopicSpec(
-        "policy.decisions",
+    TopicContract(
+        POLICY_DECISIONS,
         "conversation id",
         frozenset({"PolicyDecision"}),
         "policy agent only",
         "One decision per evaluated conversation event.",
     ),
-    TopicSpec(
-        "training.commands",
+    TopicContract(
+        TRAINING_COMMANDS,
         "tenant id",
         frozenset({"EnableTraining", "DisableTraining"}),
         "the edge",
         "Requests to switch a tenant's training mode.",
     ),
-    TopicSpec(
-        "training.audit",
+    TopicContract(
+        TRAINING_AUDIT,
         "tenant id",
         frozenset({"TrainingEnabled", "TrainingDisabled", "TrainingExpired", "TrainingRejected"}),
         "training agent only",
         "Outcome of every training command, and automatic expiries.",
     ),
-    TopicSpec(
-        "usage.windows",
+    TopicContract(
+        USAGE_WINDOWS,
         "tenant id",
         frozenset({"UsageWindow"}),
         "usage agent only",
@@ -65,12 +73,6 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
 )
 
-TOPIC_TYPES: dict[str, frozenset[str]] = {spec.name: spec.types for spec in TOPICS}
+TOPIC_TYPES: dict[str, frozenset[str]] = {spec.name: spec.types for spec in CONTRACTS}
 """Default topic base name -> record types allowed on it (``decode(allowed_types=...)``)."""
 
-DLQ_SUFFIX = ".dlq"
-
-
-def dlq_topic(topic: str) -> str:
-    """The dead-letter topic of ``topic``."""
-    return topic + DLQ_SUFFIX

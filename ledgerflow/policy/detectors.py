@@ -13,6 +13,7 @@ What each detector finds, and deliberately does not, is documented in
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
@@ -25,16 +26,16 @@ Span = tuple[int, int]
 
 # -- email -------------------------------------------------------------------
 # ASCII addresses with a dotted domain and an alphabetic TLD: ``a@b`` is not an
-# email, ``first.last+tag@mail.example.co.uk`` is. Only run when "@" occurs.
-_EMAIL = re.compile(
-    r"(?<![\w.%+-])"
-    r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
-    r"@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-    r"[A-Za-z]{2,63}"
-    r"(?![\w-])",
+# email, ``first.last+tag@mail.example.co.uk`` is. The search is anchored on
+# each "@": the domain is matched forwards, the local part backwards (at most
+# 64 characters, from its first letter or digit, not ending with a dot).
+_EMAIL_DOMAIN = re.compile(
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![A-Za-z0-9_-])",
     re.ASCII,
 )
+# The local part, matched backwards (on the reversed text before the "@").
+_EMAIL_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9._%+-]{1,65}", re.ASCII)
+_EMAIL_LOCAL_MAX = 64
 
 # -- phone -------------------------------------------------------------------
 # International: a leading '+', a country code and groups of digits separated
@@ -61,14 +62,9 @@ _PHONE_MAX_DIGITS = 15
 # -- payment card --------------------------------------------------------------
 # 13-19 digits, either as one run or in the printed groupings (4-4-4-4[-1..3],
 # Amex 4-6-5) with one consistent separator (space or dash); Luhn must pass.
-_CARD = re.compile(
-    r"\d(?<![\d-]\d)"
-    r"(?:\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?"
-    r"|\d{3}([ -])\d{6}\2\d{5}"
-    r"|\d{12,18})"
-    r"(?!\d)",
-    re.ASCII,
-)
+_CARD = re.compile(r"\d(?<![\d-]\d)\d{3}(?:[ -]?\d){9,15}(?!\d)", re.ASCII)
+_CARD_GROUPS = ((4, 4, 4, 4), (4, 6, 5))
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
 # -- IBAN ----------------------------------------------------------------------
 # Country code, two check digits, then the BBAN, compact or in groups of four
@@ -79,6 +75,10 @@ _IBAN = re.compile(
     r"\d(?<=(?<![A-Za-z0-9])[A-Za-z]{2}\d)\d(?: ?[A-Za-z0-9]){11,30}",
     re.ASCII,
 )
+# "A" → "10" … "Z" → "35" for the mod-97 check.
+_IBAN_LETTERS = {
+    ord(letter): str(index + 10) for index, letter in enumerate(string.ascii_uppercase)
+}
 # Registered IBAN lengths (SWIFT IBAN registry). Countries not listed are
 # accepted with any length from 15 to 34 if the checksum holds.
 _IBAN_LENGTHS: Mapping[str, int] = MappingProxyType(
@@ -136,17 +136,11 @@ _SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
 
 def luhn_valid(digits: str) -> bool:
     """Return True if the decimal string passes the Luhn checksum."""
-    if not digits or not digits.isdigit():
+    if not digits or not digits.isascii() or not digits.isdigit():
         return False
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    reverse = digits[::-1]
+    doubled = reverse[1::2].translate(_LUHN_DOUBLED)
+    return (sum(map(int, reverse[0::2])) + sum(map(int, doubled))) % 10 == 0
 
 
 def iban_valid(iban: str) -> bool:
@@ -161,15 +155,27 @@ def iban_valid(iban: str) -> bool:
     if expected is not None and len(compact) != expected:
         return False
     rearranged = compact[4:] + compact[:4]
-    number = "".join(str(int(char, 36)) for char in rearranged)
-    return int(number) % 97 == 1
+    return int(rearranged.translate(_IBAN_LETTERS)) % 97 == 1
 
 
 def find_emails(text: str) -> tuple[Span, ...]:
     """Spans of email addresses (ASCII, dotted domain, alphabetic TLD)."""
-    if "@" not in text:
-        return ()
-    return tuple(m.span() for m in _EMAIL.finditer(text))
+    found: list[Span] = []
+    at = text.find("@")
+    while at != -1:
+        domain = _EMAIL_DOMAIN.match(text, at)
+        if domain is not None:
+            before = text[max(0, at - _EMAIL_LOCAL_MAX - 1) : at][::-1]
+            local = _EMAIL_LOCAL_REVERSED.match(before)
+            if local is not None and local.end() <= _EMAIL_LOCAL_MAX:
+                start = at - local.end()
+                # Punctuation before the address ("(.", "--") is not part of it.
+                while start < at and not text[start].isalnum():
+                    start += 1
+                if start < at and text[at - 1] != ".":
+                    found.append((start, domain.end()))
+        at = text.find("@", at + 1)
+    return tuple(found)
 
 
 def find_phones(text: str) -> tuple[Span, ...]:
@@ -206,10 +212,38 @@ def find_payment_cards(text: str) -> tuple[Span, ...]:
     """Spans of 13-19 digit card numbers (runs or printed groups) that pass Luhn."""
     found: list[Span] = []
     for match in _CARD.finditer(text):
-        digits = match.group().replace(" ", "").replace("-", "")
-        if digits.strip("0") and luhn_valid(digits):
-            found.append(match.span())
+        span = _card_span(match.group(), match.start())
+        if span is not None:
+            found.append(span)
     return tuple(found)
+
+
+def _card_span(candidate: str, start: int) -> Span | None:
+    """The span of a valid card in ``candidate``: a plain run, or a known grouping."""
+    separators = {char for char in candidate if not char.isdigit()}
+    if not separators:
+        digits = candidate
+    elif len(separators) == 1:
+        groups = candidate.split(separators.pop())
+        lengths = tuple(len(group) for group in groups)
+        if lengths[:4] == _CARD_GROUPS[0] and len(lengths) == 5 and lengths[4] <= 3:
+            digits = "".join(groups)
+            if not _card_digits_valid(digits):
+                # A 4-4-4-4 card followed by an unrelated short number.
+                candidate, digits = candidate[:19], "".join(groups[:4])
+        elif lengths not in _CARD_GROUPS:
+            return None
+        else:
+            digits = "".join(groups)
+    else:
+        return None
+    if not _card_digits_valid(digits):
+        return None
+    return start, start + len(candidate)
+
+
+def _card_digits_valid(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and digits.strip("0") != "" and luhn_valid(digits)
 
 
 def find_ibans(text: str) -> tuple[Span, ...]:

@@ -17,6 +17,11 @@ DEFAULT_NAMESPACE = "lf:rm:v1:"
 class Keys:
     namespace: str = DEFAULT_NAMESPACE
 
+    @classmethod
+    def for_prefix(cls, topic_prefix: str) -> Keys:
+        """Read models of a topic prefix live in their own key space (tests use this)."""
+        return cls(f"lf:{topic_prefix}rm:v1:" if topic_prefix else DEFAULT_NAMESPACE)
+
     def conversation(self, tenant: str, conversation_id: str) -> str:
         return f"{self.namespace}conv:{{{tenant}/{conversation_id}}}"
 

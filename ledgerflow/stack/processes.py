@@ -54,7 +54,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def spawn(proc: Managed, argv: Sequence[str], log_file: Path, cwd: Path | None = None) -> int:
+def spawn(
+    proc: Managed, argv: Sequence[str], log_file: Path, cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     """Start ``argv`` in its own session, output to ``log_file``; record its pid."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
@@ -64,6 +67,7 @@ def spawn(proc: Managed, argv: Sequence[str], log_file: Path, cwd: Path | None =
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env=env,
             start_new_session=True,
         )
     proc.pid_file.parent.mkdir(parents=True, exist_ok=True)

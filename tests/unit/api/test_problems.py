@@ -115,7 +115,9 @@ def test_malformed_json_body_is_400() -> None:
 
 
 def test_wrong_content_type_is_400() -> None:
-    response = client.post("/echo", content=b"a=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        "/echo", content=b"a=1", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert "application/json" in assert_problem(response, 400, "Bad Request")["detail"]
 
 
@@ -128,8 +130,7 @@ def test_auth_error_is_401_with_an_rfc6750_challenge() -> None:
     body = assert_problem(response, 401, "Unauthorized")
     assert body["detail"] == 'token expired "yesterday"\n'
     assert response.headers["www-authenticate"] == (
-        "Bearer realm=\"ledgerflow\", error=\"invalid_token\", "
-        "error_description=\"token expired 'yesterday'?\""
+        'Bearer realm="ledgerflow", error="invalid_token", error_description="token expired \'yesterday\'?"'
     )
 
 

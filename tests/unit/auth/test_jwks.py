@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
@@ -88,3 +89,73 @@ def test_url_location_is_remote_and_path_is_not(tmp_path: Path) -> None:
     assert JwksSource("https://idp.example/.well-known/jwks.json").is_remote
     assert not JwksSource(tmp_path / "jwks.json").is_remote
     assert not JwksSource(str(tmp_path / "jwks.json")).is_remote
+
+
+class FakeIdp:
+    """An identity provider's JWKS endpoint, served through httpx's in-memory transport."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.status = 200
+        self.requests = 0
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return httpx.Response(self.status, content=self.body)
+
+
+def remote(idp: FakeIdp, clock: list[float]) -> JwksSource:
+    return JwksSource(
+        "https://idp.test/jwks.json",
+        ttl_seconds=300,
+        min_refetch_seconds=30,
+        clock=lambda: clock[0],
+        http_client=httpx.Client(transport=httpx.MockTransport(idp.handle)),
+    )
+
+
+def test_url_source_caches_for_the_ttl(state_dir: Path) -> None:
+    keys = ensure_dev_keys(state_dir, now=NOW)
+    idp, clock = FakeIdp(keys.jwks_path.read_bytes()), [0.0]
+    source = remote(idp, clock)
+    assert source.get(keys.kid) is not None
+    clock[0] = 299
+    assert source.get(keys.kid) is not None
+    assert idp.requests == 1
+    clock[0] = 300
+    source.get(keys.kid)
+    assert idp.requests == 2
+
+
+def test_url_source_refetches_early_for_an_unknown_kid_at_most_every_30s(state_dir: Path) -> None:
+    old = ensure_dev_keys(state_dir, now=NOW)
+    idp, clock = FakeIdp(old.jwks_path.read_bytes()), [0.0]
+    source = remote(idp, clock)
+    assert source.get(old.kid) is not None
+    new = rotate(state_dir, grace_seconds=60, now=NOW)
+    idp.body = new.jwks_path.read_bytes()
+    clock[0] = 10
+    assert source.get(new.kid) is None  # too soon after the last fetch
+    assert source.get("attacker-chosen-kid") is None
+    assert idp.requests == 1
+    clock[0] = 31
+    assert source.get(new.kid) is not None
+    assert idp.requests == 2
+
+
+def test_url_source_keeps_cached_keys_when_the_idp_fails(state_dir: Path) -> None:
+    keys = ensure_dev_keys(state_dir, now=NOW)
+    idp, clock = FakeIdp(keys.jwks_path.read_bytes()), [0.0]
+    source = remote(idp, clock)
+    source.get(keys.kid)
+    idp.status = 500
+    clock[0] = 1000
+    assert source.get(keys.kid) is not None
+    assert idp.requests == 2
+
+
+def test_url_source_without_cache_reports_an_unreachable_idp() -> None:
+    idp = FakeIdp(b"")
+    idp.status = 503
+    with pytest.raises(InfrastructureError, match="cannot fetch the JWKS from https://idp.test"):
+        remote(idp, [0.0]).get("kid")

@@ -15,7 +15,9 @@ def unverified(token: str) -> tuple[dict, dict]:
 
 
 def test_minted_token_carries_the_contract_claims(rsa_keys: DevKeys) -> None:
-    token = mint_token(rsa_keys, sub="svc", tenant="acme", roles=["producer", "admin"], ttl_seconds=60, now=NOW)
+    token = mint_token(
+        rsa_keys, sub="svc", tenant="acme", roles=["producer", "admin"], ttl_seconds=60, now=NOW
+    )
     header, claims = unverified(token)
     assert header == {"alg": "RS256", "kid": rsa_keys.kid, "typ": "JWT"}
     assert claims["iss"] == "ledgerflow-dev"
