@@ -16,6 +16,7 @@ _INT_FIELDS = ("turns", "tokens", "started_at", "updated_at")
 
 async def get_conversation(request: Request) -> JSONResponse:
     principal = requires_any_role(request, "subscriber", "auditor", "admin")
+    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     ctx: EdgeContext = request.app.state.ctx
     conv_id = request.path_params["conversation_id"]
     keys = ctx.keys

@@ -33,6 +33,7 @@ RETRY_MS = 2000
 
 async def conversation_stream(request: Request) -> StreamingResponse:
     principal = requires_role(request, "subscriber")
+    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     conversation_id = request.query_params.get("conversation_id", "").strip()
     if not conversation_id:
         raise ValidationError("query parameter conversation_id is required")
@@ -41,6 +42,7 @@ async def conversation_stream(request: Request) -> StreamingResponse:
 
 async def tenant_stream(request: Request) -> StreamingResponse:
     principal = requires_role(request, "subscriber")
+    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     return await _open(request, principal.tenant, None, principal.expires_at)
 
 

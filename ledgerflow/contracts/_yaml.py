@@ -23,15 +23,26 @@ def _scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return json.dumps(value)  # ASCII-only JSON strings are valid YAML double-quoted scalars
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
     raise TypeError(f"cannot render {type(value).__name__} as YAML")
+
+
+def _quote(text: str) -> str:
+    """A double-quoted scalar: JSON escapes, but non-BMP characters as \\UXXXXXXXX (YAML has no surrogate pairs)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(
+        ch if 0x20 <= ord(ch) < 0x7F else f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+        for ch in quoted
+    )
 
 
 def _key(key: str) -> str:
     if _PLAIN_KEY.match(key) and key.lower() not in _RESERVED:
         return key
-    return json.dumps(key)
+    return _quote(key)
 
 
 def _is_leaf(value: Any) -> bool:

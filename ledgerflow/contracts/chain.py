@@ -37,7 +37,7 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
 
 
 def compute_hash(record: Mapping[str, Any], prev_hash: str) -> str:
-    """Hex SHA-256 of ``canonical_bytes(record)`` with ``prev_hash`` set in the record."""
+    """Hex SHA-256 of ``canonical_bytes(record)`` with ``prev_hash`` set (``sequence`` already set)."""
     _check_hex(prev_hash, "prev_hash")
     return _digest({**record, "prev_hash": prev_hash})
 
@@ -262,7 +262,7 @@ class ChainVerifier:
         except ValidationError as exc:
             return self._fail(state, at, "altered", seq, str(exc))
         if actual != stored:
-            why = f"hash {stored[:16]}… does not match the content ({actual[:16]}…): changed after writing"
+            why = f"hash {stored[:16]}… does not match the content ({actual[:16]}…): it was changed"
             return self._fail(state, at, "altered", seq, why)
         if not state.recent:
             return self._start(state, at, seq, prev, stored)

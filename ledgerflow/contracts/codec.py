@@ -7,7 +7,8 @@ Wire format (Avro specification, "Single object encoding")::
 The body is Avro binary, written and read with fastavro's compiled schemaless
 writer/reader on schemas parsed once at start-up. Decoding an older version of a type
 reads it with the newest schema as reader schema (Avro resolution fills added fields
-with their defaults), then applies ``UPCASTERS`` for each version step. Every failure to
+with their defaults), then applies ``UPCASTERS`` for each version step (see
+``ledgerflow.contracts.upcasting``). Every failure to
 decode raises ``DecodeError`` whose reason starts with a machine-friendly code:
 ``not-single-object``, ``truncated``, ``unknown-fingerprint``, ``undecodable``,
 ``wrong-type-for-topic``, ``invalid-envelope``, ``content-too-large``.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.machinery
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
 
@@ -29,6 +30,7 @@ from ledgerflow.contracts.events import ContentTooLarge, Event, validate_envelop
 from ledgerflow.contracts.payloads import PAYLOAD_TYPES, DeadLetter
 from ledgerflow.contracts.registry import SchemaEntry, SchemaRegistry, default_registry
 from ledgerflow.contracts.topics import TOPIC_TYPES
+from ledgerflow.contracts.upcasting import UPCASTERS, Upcaster, upcast_steps
 from ledgerflow.errors import DecodeError, InfrastructureError, ValidationError
 
 __all__ = [
@@ -50,24 +52,6 @@ __all__ = [
 MAGIC = b"\xc3\x01"
 _HEADER = 10
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def _message_submitted_v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
-    """v1 producers could not declare a language: it is unknown (null), never guessed."""
-    record["payload"]["language"] = None
-    return record
-
-
-UPCASTERS: dict[tuple[str, int], Upcaster] = {
-    ("MessageSubmitted", 1): _message_submitted_v1_to_v2,
-}
-"""(type, from_version) -> function upgrading a record dict from that version to the next.
-
-The dict it receives has already been resolved to the newest schema's shape by Avro
-(added fields hold their defaults); the upcaster supplies meaning that resolution cannot.
-"""
-
 _ENCODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
@@ -83,11 +67,7 @@ class Codec:
         self._readers: dict[bytes, tuple[SchemaEntry, Any, tuple[Upcaster, ...]]] = {}
         for entry in registry.entries():
             newest = registry.latest(entry.type)
-            steps = tuple(
-                upcasters[(entry.type, v)]
-                for v in range(entry.version, newest.version)
-                if (entry.type, v) in upcasters
-            )
+            steps = upcast_steps(entry.type, entry.version, newest.version, upcasters)
             reader = None if entry is newest else newest.wire
             self._readers[entry.fingerprint] = (entry, reader, steps)
             if entry.alias_fingerprint is not None:

@@ -19,6 +19,7 @@ from ledgerflow.contracts import _avro_json
 from ledgerflow.contracts._avro_json import format_timestamp, parse_timestamp
 from ledgerflow.contracts.payloads import PAYLOAD_TYPES, MessageSubmitted, Payload
 from ledgerflow.contracts.registry import default_registry
+from ledgerflow.contracts.upcasting import upcast_payload
 from ledgerflow.errors import ValidationError
 
 MAX_CONTENT_BYTES = 64 * 1024
@@ -77,8 +78,12 @@ class Event:
         return dataclasses.replace(self, sequence=sequence, prev_hash=prev_hash, hash=hash)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON shape of DESIGN.md: envelope at the top level, ``payload`` nested."""
-        schema = default_registry().latest(self.type).payload_schema()
+        """The JSON shape of DESIGN.md: envelope at the top level, ``payload`` nested.
+
+        The payload has the fields of ``schema_version`` (what was written), so the JSON
+        of an old record — and any hash over it — does not change when schemas evolve.
+        """
+        schema = default_registry().get(self.type, self.schema_version).payload_schema()
         return {
             "event_id": self.event_id,
             "type": self.type,
@@ -106,6 +111,9 @@ class Event:
     ) -> Event:
         """Validate a JSON event (HTTP ingest) and build it.
 
+        The payload is checked against ``schema_version`` (default: the newest) and
+        upcast to the newest payload dataclass; ``schema_version`` is kept.
+
         Fills ``event_id`` (from ``id_factory``) and ``occurred_at`` (``now_micros``)
         when absent, ``producer`` with ``default_producer``. Chain fields are refused
         unless ``accept_chain_fields`` (reading back JSON that ledgerflow rendered).
@@ -120,11 +128,12 @@ class Event:
         if type_name not in PAYLOAD_TYPES:
             known = ", ".join(sorted(PAYLOAD_TYPES))
             raise ValidationError(f"type: {type_name!r} is not an event type; known: {known}")
-        entry = default_registry().latest(type_name)
-        version = obj.get("schema_version", entry.version)
-        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= entry.version:
+        registry = default_registry()
+        newest = registry.latest(type_name).version
+        version = obj.get("schema_version", newest)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= newest:
             raise ValidationError(
-                f"schema_version: {version!r} is not a version of {type_name} (1..{entry.version})"
+                f"schema_version: {version!r} is not a version of {type_name} (1..{newest})"
             )
         if not accept_chain_fields:
             for name in _CHAIN_FIELDS:
@@ -146,11 +155,13 @@ class Event:
             occurred_at = now_micros
         if "payload" not in obj:
             raise ValidationError("payload: required field is missing")
-        record = _avro_json.from_json(entry.payload_schema(), obj["payload"], "payload")
+        payload_schema = registry.get(type_name, version).payload_schema()
+        record = {"payload": _avro_json.from_json(payload_schema, obj["payload"], "payload")}
+        record = upcast_payload(registry, type_name, version, record)
         event = cls(
             event_id=event_id,
             type=type_name,
-            schema_version=entry.version,
+            schema_version=version,
             tenant=_json_str(obj, "tenant"),
             subject=_json_str(obj, "subject"),
             occurred_at=occurred_at,
@@ -159,7 +170,7 @@ class Event:
             sequence=_json_optional(obj, "sequence", int),
             prev_hash=_json_optional(obj, "prev_hash", str),
             hash=_json_optional(obj, "hash", str),
-            payload=PAYLOAD_TYPES[type_name].from_record(record),
+            payload=PAYLOAD_TYPES[type_name].from_record(record["payload"]),
         )
         validate_envelope(event)
         return event

@@ -84,7 +84,7 @@ def _refuse_constant(name: str) -> Any:
 
 def validate_document(doc: Any) -> None:
     """Refuse a document that breaks the schema or the semantic rules."""
-    _check_finite(doc, "")
+    _check_finite(doc, doc, ())
     errors = sorted(
         _validator().iter_errors(doc),
         key=lambda error: (tuple(str(part) for part in error.absolute_path), error.message),
@@ -98,15 +98,17 @@ def validate_document(doc: Any) -> None:
     _check_semantics(doc)
 
 
-def _check_finite(value: Any, where: str) -> None:
+def _check_finite(doc: Any, value: Any, path: tuple[str | int, ...]) -> None:
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(f"rule pack is invalid: {where or 'value'} is {value}. {_HINT}")
+        raise ValidationError(
+            f"rule pack is invalid: {_location(doc, list(path))}: {value} is not a finite number. {_HINT}"
+        )
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_finite(item, f"{where}.{key}" if where else str(key))
+            _check_finite(doc, item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_finite(item, f"{where}[{index}]")
+            _check_finite(doc, item, (*path, index))
 
 
 def rule_label(doc: Any, index: int) -> str:
@@ -124,6 +126,11 @@ def _describe(doc: Any, error: Any) -> str:
     path = list(error.absolute_path)
     if path == ["rules"] and error.validator == "minItems":
         return "the pack has no rules: add at least one rule"
+    return f"{_location(doc, path)}: {error.message}"
+
+
+def _location(doc: Any, path: list[Any]) -> str:
+    """``rule 'id' (rules[2]).when.patterns[0]`` for a path inside a rule, else ``pack.x``."""
     where = "pack"
     rest = path
     if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
@@ -131,7 +138,7 @@ def _describe(doc: Any, error: Any) -> str:
         rest = path[2:]
     for part in rest:
         where += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return f"{where}: {error.message}"
+    return where
 
 
 def _check_semantics(doc: dict[str, Any]) -> None:

@@ -198,3 +198,18 @@ def test_new_event_refuses_a_payload_of_another_type() -> None:
 def test_validate_envelope_refuses_a_sequence_below_one() -> None:
     with pytest.raises(ValidationError, match="sequence: 0 must be 1 or more"):
         validate_envelope(_decision().with_chain(0, "0" * 64, "a" * 64))
+
+
+def test_json_of_an_old_version_keeps_its_own_fields_so_hashes_stay_valid() -> None:
+    v1 = Event.from_json(_json(schema_version=1), now_micros=NOW)
+    assert v1.schema_version == 1 and v1.payload.language is None  # upcast to the newest dataclass
+    assert "language" not in v1.to_json()["payload"]  # rendered as written
+    assert Event.from_json(v1.to_json(), now_micros=NOW) == v1
+    v2 = Event.from_json(_json(), now_micros=NOW)
+    assert v2.to_json()["payload"]["language"] is None
+
+
+def test_a_field_of_a_newer_version_is_refused_in_an_older_one() -> None:
+    obj = _json(schema_version=1)
+    obj["payload"]["language"] = "en"
+    assert "payload.language: unknown field" in _error(obj)

@@ -1,0 +1,1 @@
+"""Micro-benchmarks (``python -m ledgerflow.bench.<name>``); results go to docs/benchmarks.md."""

@@ -1,0 +1,78 @@
+"""Helpers for integration tests and benchmarks: real processes against the real stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ledgerflow.config import Settings
+from ledgerflow.demo import child_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Process:
+    """A ``ledgerflow`` subcommand running as a real child process."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start(settings: Settings, name: str, *args: str, log_dir: Path) -> Process:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}-{int(time.time() * 1000)}.log"
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "ledgerflow.cli", *args],
+            env=child_env(settings) | {"PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return Process(name, popen, log)
+
+
+def wait_http_ready(proc: Process, base_url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{proc.name} not ready at {base_url} within {timeout} s:\n{proc.log_tail()}")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in {"1", "true", "yes"}

@@ -1,0 +1,109 @@
+"""The real stack for integration tests: started once per session by the same code as
+``ledgerflow stack up``, on its own ports and state directory; each test gets its own
+topic prefix (and so its own topics and Redis key space).
+
+If Kafka or Redis cannot be started the tests fail with the reason — never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledgerflow.auth.devkeys import ensure_dev_keys
+from ledgerflow.auth.tokens import mint_token
+from ledgerflow.config import Settings, load_settings
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.stack import manage
+from ledgerflow.testing import Process, free_port, start, wait_http_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_KAFKA = "127.0.0.1:29092"
+TEST_REDIS = "redis://127.0.0.1:26379/0"
+
+
+def _say(msg: str) -> None:
+    print(f"[stack] {msg}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    env = load_settings()
+    if env.kafka_external or env.redis_external:
+        base = env  # the user pointed us at running services: use them, start nothing
+    else:
+        base = Settings(kafka_bootstrap=TEST_KAFKA, redis_url=TEST_REDIS,
+                        state_dir=ROOT / ".ledgerflow-test", http="127.0.0.1:0")
+    started_here = manage.nodes(base).kafka.process.pid() is None and not base.kafka_external
+    try:
+        manage.up(base, say=_say)
+    except LedgerflowError as exc:
+        pytest.fail(
+            f"The real Kafka + Redis stack is required and could not start:\n{exc}\n"
+            "Fix the cause above (or run `make test`, which installs prerequisites), "
+            "or point LEDGERFLOW_KAFKA_BOOTSTRAP / LEDGERFLOW_REDIS_URL at running services.",
+            pytrace=False,
+        )
+    yield base
+    if started_here:
+        manage.down(base, say=_say)
+
+
+@pytest.fixture
+def settings(stack: Settings) -> Settings:
+    """Settings with a fresh topic prefix: this test's own topics and read models."""
+    prefixed = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    asyncio.run(ensure_topics(prefixed))
+    return prefixed
+
+
+@pytest.fixture
+def log_dir(stack: Settings, request: pytest.FixtureRequest) -> Path:
+    return stack.state_dir / "test-logs" / request.node.name[:80]
+
+
+@pytest.fixture
+def worker(settings: Settings, log_dir: Path) -> Iterator[Process]:
+    proc = start(settings, "worker", "worker", log_dir=log_dir)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def edge(settings: Settings, log_dir: Path) -> Iterator[str]:
+    """The edge as a real uvicorn process on a free port; yields its base URL."""
+    http = f"127.0.0.1:{free_port()}"
+    edge_settings = settings.with_overrides(http=http)
+    proc = start(edge_settings, "edge", "serve", log_dir=log_dir)
+    base = f"http://{http}"
+    try:
+        wait_http_ready(proc, base)
+    except RuntimeError as exc:
+        proc.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield base
+    proc.stop()
+
+
+@pytest.fixture
+def tokens(stack: Settings):  # type: ignore[no-untyped-def]
+    keys = ensure_dev_keys(stack.state_dir)
+
+    def make(tenant: str = "acme", roles: str = "subscriber,producer", **kw: object) -> str:
+        return mint_token(keys, sub="test", tenant=tenant, roles=roles,
+                          issuer=stack.issuer, audience=stack.audience, **kw)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as client:
+        yield client
