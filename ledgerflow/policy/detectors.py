@@ -76,27 +76,27 @@ _IBAN = re.compile(
     re.ASCII,
 )
 # "A" → "10" … "Z" → "35" for the mod-97 check.
-_IBAN_LETTERS = {
-    ord(letter): str(index + 10) for index, letter in enumerate(string.ascii_uppercase)
-}
+_IBAN_LETTERS = {ord(letter): str(index + 10) for index, letter in enumerate(string.ascii_uppercase)}
 # Registered IBAN lengths (SWIFT IBAN registry). Countries not listed are
 # accepted with any length from 15 to 34 if the checksum holds.
+_IBAN_LENGTH_TABLE = (
+    "AD:24 AE:23 AL:28 AT:20 AZ:28 BA:20 BE:16 BG:22 BH:22 BI:27 BR:29 "
+    "BY:28 CH:21 CR:22 CY:28 CZ:24 DE:22 DJ:27 DK:18 DO:28 EE:20 EG:29 "
+    "ES:24 FI:18 FO:18 FR:27 GB:22 GE:22 GI:23 GL:18 GR:27 GT:28 HR:21 "
+    "HU:28 IE:22 IL:23 IQ:23 IS:26 IT:27 JO:30 KW:30 KZ:20 LB:28 LC:32 "
+    "LI:21 LT:20 LU:20 LV:21 LY:25 MC:27 MD:24 ME:22 MK:19 MR:27 MT:31 "
+    "MU:30 NL:18 NO:15 PK:24 PL:28 PS:29 PT:25 QA:29 RO:24 RS:22 RU:33 "
+    "SA:24 SC:31 SD:18 SE:24 SI:19 SK:24 SM:27 ST:25 SV:28 TL:23 TN:24 "
+    "TR:26 UA:29 VA:22 VG:24 XK:20"
+)
 _IBAN_LENGTHS: Mapping[str, int] = MappingProxyType(
+    {entry[:2]: int(entry[3:]) for entry in _IBAN_LENGTH_TABLE.split(" ")}
+)
+# The first N characters of an IBAN candidate, single spaces allowed between them.
+_IBAN_PREFIXES: Mapping[int, re.Pattern[str]] = MappingProxyType(
     {
-        cc: int(n)
-        for cc, n in (
-            item.split(":")
-            for item in (
-                "AD:24 AE:23 AL:28 AT:20 AZ:28 BA:20 BE:16 BG:22 BH:22 BI:27 BR:29 "
-                "BY:28 CH:21 CR:22 CY:28 CZ:24 DE:22 DJ:27 DK:18 DO:28 EE:20 EG:29 "
-                "ES:24 FI:18 FO:18 FR:27 GB:22 GE:22 GI:23 GL:18 GR:27 GT:28 HR:21 "
-                "HU:28 IE:22 IL:23 IQ:23 IS:26 IT:27 JO:30 KW:30 KZ:20 LB:28 LC:32 "
-                "LI:21 LT:20 LU:20 LV:21 LY:25 MC:27 MD:24 ME:22 MK:19 MR:27 MT:31 "
-                "MU:30 NL:18 NO:15 PK:24 PL:28 PS:29 PT:25 QA:29 RO:24 RS:22 RU:33 "
-                "SA:24 SC:31 SD:18 SE:24 SI:19 SK:24 SM:27 ST:25 SV:28 TL:23 TN:24 "
-                "TR:26 UA:29 VA:22 VG:24 XK:20"
-            ).split()
-        )
+        length: re.compile(rf"[A-Za-z0-9](?: ?[A-Za-z0-9]){{{length - 1}}}", re.ASCII)
+        for length in set(_IBAN_LENGTHS.values())
     }
 )
 
@@ -122,8 +122,10 @@ _SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
         # PEM private keys: the header, and the whole block when it is complete.
         (
             ("-----BEGIN",),
-            r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----"
-            r"(?:[A-Za-z0-9+/=:,\-\s]*?-----END \1PRIVATE KEY-----)?",
+            (
+                r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----"
+                r"(?:[A-Za-z0-9+/=:,\-\s]*?-----END \1PRIVATE KEY-----)?"
+            ),
         ),
         # JWT-looking strings: base64url JSON header and payload, optional signature.
         (
@@ -183,7 +185,7 @@ def find_phones(text: str) -> tuple[Span, ...]:
     found: list[Span] = []
     if "+" in text:
         for match in _PHONE_INTL.finditer(text):
-            digits = sum(char.isdigit() for char in match.group())
+            digits = sum(map(str.isdigit, match.group()))
             if _PHONE_MIN_DIGITS <= digits <= _PHONE_MAX_DIGITS:
                 found.append(match.span())
     international = tuple(found)
@@ -220,11 +222,10 @@ def find_payment_cards(text: str) -> tuple[Span, ...]:
 
 def _card_span(candidate: str, start: int) -> Span | None:
     """The span of a valid card in ``candidate``: a plain run, or a known grouping."""
-    separators = {char for char in candidate if not char.isdigit()}
-    if not separators:
+    if candidate.isdigit():
         digits = candidate
-    elif len(separators) == 1:
-        groups = candidate.split(separators.pop())
+    elif not (" " in candidate and "-" in candidate):
+        groups = candidate.split(" " if " " in candidate else "-")
         lengths = tuple(len(group) for group in groups)
         if lengths[:4] == _CARD_GROUPS[0] and len(lengths) == 5 and lengths[4] <= 3:
             digits = "".join(groups)
@@ -255,18 +256,11 @@ def find_ibans(text: str) -> tuple[Span, ...]:
         expected = _IBAN_LENGTHS.get(candidate[:2].upper())
         if expected is not None:
             # The pattern is greedy: it may have run into a following word.
-            # Cut the candidate after the country's number of characters.
-            seen = 0
-            cut = len(candidate)
-            for index, char in enumerate(candidate):
-                if char != " ":
-                    seen += 1
-                    if seen == expected:
-                        cut = index + 1
-                        break
-            if seen < expected:
+            # Keep the country's number of characters (spaces not counted).
+            prefix = _IBAN_PREFIXES[expected].match(candidate)
+            if prefix is None:
                 continue
-            candidate = candidate[:cut]
+            candidate = prefix.group()
         end = start + len(candidate)
         if end < len(text) and text[end].isascii() and text[end].isalnum():
             continue

@@ -158,8 +158,7 @@ def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
         if end <= start:
             continue
         if merged and start <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1][1] = end
+            merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
     return tuple((start, end) for start, end in merged)
@@ -174,9 +173,7 @@ def apply_redactions(content: str, spans: Iterable[Span], mask: str = DEFAULT_MA
     """
     merged = merge_spans(spans)
     if merged and (merged[0][0] < 0 or merged[-1][1] > len(content)):
-        raise ValidationError(
-            f"redaction spans {list(merged)} fall outside content of length {len(content)}"
-        )
+        raise ValidationError(f"redaction spans {list(merged)} fall outside content of length {len(content)}")
     parts: list[str] = []
     cursor = 0
     for start, end in merged:

@@ -144,8 +144,7 @@ def _compile_rule(doc: dict[str, Any], index: int) -> Rule:
     label = rule_label(doc, index)
     casefold = bool(when.get("pattern_casefold", False))
     patterns = tuple(
-        _compile_pattern(label, position, source)
-        for position, source in enumerate(when.get("patterns", ()))
+        _compile_pattern(label, position, source) for position, source in enumerate(when.get("patterns", ()))
     )
     keywords = when.get("keywords")
     roles = when.get("role")

@@ -46,13 +46,11 @@ class Turn:
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValidationError(
-                f"turn {self.event_id!r} has role {self.role!r}; "
-                f"expected one of {sorted(ROLES)}"
+                f"turn {self.event_id!r} has role {self.role!r}; expected one of {sorted(ROLES)}"
             )
         if not isinstance(self.content, str):
             raise ValidationError(
-                f"turn {self.event_id!r} content must be a string, "
-                f"got {type(self.content).__name__}"
+                f"turn {self.event_id!r} content must be a string, got {type(self.content).__name__}"
             )
 
 

@@ -143,12 +143,12 @@ def _location(doc: Any, path: list[Any]) -> str:
 
 def _check_semantics(doc: dict[str, Any]) -> None:
     thresholds = doc.get("thresholds", {})
-    if "review" in thresholds and "deny" in thresholds:
-        if thresholds["review"] > thresholds["deny"]:
-            raise ValidationError(
-                f"rule pack is invalid: thresholds.review ({thresholds['review']}) is above "
-                f"thresholds.deny ({thresholds['deny']}); review must be <= deny. {_HINT}"
-            )
+    review, deny = thresholds.get("review"), thresholds.get("deny")
+    if review is not None and deny is not None and review > deny:
+        raise ValidationError(
+            f"rule pack is invalid: thresholds.review ({review}) is above "
+            f"thresholds.deny ({deny}); review must be <= deny. {_HINT}"
+        )
     seen: dict[str, int] = {}
     for index, rule in enumerate(doc["rules"]):
         label = rule_label(doc, index)
@@ -165,9 +165,7 @@ def _check_semantics(doc: dict[str, Any]) -> None:
                 f"rule pack is invalid: {label}.when: min_length {low} is above "
                 f"max_length {high}, so the rule can never match. {_HINT}"
             )
-        if rule["action"] == "redact" and not any(
-            key in when for key in ("keywords", "patterns", "pii")
-        ):
+        if rule["action"] == "redact" and not any(key in when for key in ("keywords", "patterns", "pii")):
             raise ValidationError(
                 f"rule pack is invalid: {label} has action 'redact' but no keywords, "
                 f"patterns or pii condition, so there is nothing to redact. {_HINT}"

@@ -61,9 +61,7 @@ def test_keyword_boundary_is_unicode_aware() -> None:
 
 def test_keyword_phrase_matches_any_whitespace_run() -> None:
     text = "please IGNORE\n  previous\tinstructions now"
-    assert keyword_hits(("ignore previous instructions",), text) == [
-        "IGNORE\n  previous\tinstructions"
-    ]
+    assert keyword_hits(("ignore previous instructions",), text) == ["IGNORE\n  previous\tinstructions"]
 
 
 def test_keyword_longest_alternative_wins_and_all_occurrences_found() -> None:
