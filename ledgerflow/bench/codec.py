@@ -100,10 +100,14 @@ def run(n: int = 20000) -> dict[str, Any]:
     as_json = event.to_json()
     json_bytes = orjson.dumps(as_json)
     rows = [
-        ("ledgerflow codec (Event <-> single-object bytes)", lambda: encode(event), lambda: decode(wire), len(wire), n),
-        ("fastavro schemaless, dict only (no envelope checks)", fastavro_encode, fastavro_decode, len(wire), n),
-        ("avro reference package (same framing)", avro_encode, avro_decode, len(avro_encode()), max(1, n // 10)),
-        ("orjson, dict only", lambda: orjson.dumps(as_json), lambda: orjson.loads(json_bytes), len(json_bytes), n),
+        ("ledgerflow codec (Event <-> single-object bytes)",
+         lambda: encode(event), lambda: decode(wire), len(wire), n),
+        ("fastavro schemaless, dict only (no envelope checks)",
+         fastavro_encode, fastavro_decode, len(wire), n),
+        ("avro reference package (same framing)",
+         avro_encode, avro_decode, len(avro_encode()), max(1, n // 10)),
+        ("orjson, dict only",
+         lambda: orjson.dumps(as_json), lambda: orjson.loads(json_bytes), len(json_bytes), n),
         ("edge JSON (Event.to_json/from_json + orjson)",
          lambda: orjson.dumps(event.to_json()),
          lambda: Event.from_json(orjson.loads(json_bytes), now_micros=_NOW, accept_chain_fields=True),

@@ -31,7 +31,7 @@ def _scalar(value: Any) -> str:
 
 
 def _quote(text: str) -> str:
-    """A double-quoted scalar: JSON escapes, but non-BMP characters as \\UXXXXXXXX (YAML has no surrogate pairs)."""
+    """A double-quoted scalar: JSON escapes; non-BMP characters as \\UXXXXXXXX (YAML has no surrogates)."""
     quoted = json.dumps(text, ensure_ascii=False)
     return "".join(
         ch if 0x20 <= ord(ch) < 0x7F else f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"

@@ -132,7 +132,10 @@ def document() -> dict[str, Any]:
             "local": {
                 "host": "127.0.0.1:19092",
                 "protocol": "kafka",
-                "description": "The local stack (`ledgerflow stack up`); set LEDGERFLOW_KAFKA_BOOTSTRAP for others.",
+                "description": (
+                    "The local stack (`ledgerflow stack up`); "
+                    "set LEDGERFLOW_KAFKA_BOOTSTRAP for others."
+                ),
             }
         },
         "channels": channels,

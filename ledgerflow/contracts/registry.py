@@ -175,7 +175,8 @@ class SchemaRegistry:
         self.by_alias: dict[bytes, SchemaEntry] = {}
         versions: dict[str, list[SchemaEntry]] = {}
         for entry in entries:
-            for fp, table in ((entry.fingerprint, self.by_fingerprint), (entry.alias_fingerprint, self.by_alias)):
+            pairs = ((entry.fingerprint, self.by_fingerprint), (entry.alias_fingerprint, self.by_alias))
+            for fp, table in pairs:
                 if fp is None:
                     continue
                 clash = self.by_fingerprint.get(fp) or self.by_alias.get(fp)
@@ -272,7 +273,8 @@ def default_registry() -> SchemaRegistry:
 def envelope_fields(directory: Traversable | None = None) -> list[dict[str, Any]]:
     """The reference envelope fields from ``_envelope.avsc``."""
     root = directory if directory is not None else schemas_dir()
-    return json.loads((root / "_envelope.avsc").read_text(encoding="utf-8"))["fields"]  # type: ignore[no-any-return]
+    reference = json.loads((root / "_envelope.avsc").read_text(encoding="utf-8"))
+    return reference["fields"]  # type: ignore[no-any-return]
 
 
 def render_lock(registry: SchemaRegistry) -> str:

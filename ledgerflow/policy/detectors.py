@@ -43,9 +43,11 @@ _EMAIL_LOCAL_MAX = 64
 # 15 digits in all (E.164). North American: (NXX) NXX-XXXX or NXX-NXX-XXXX
 # with one consistent separator, optionally preceded by "1 " / "1-" / "1.".
 # Bare digit runs, dates (2024-01-15), versions (10.0.19041) and order numbers
-# are not phones.
+# are not phones. Possessive quantifiers keep the international pattern linear:
+# without them a long digit run after "+" backtracks through every way of
+# splitting it into groups (milliseconds per "+").
 _PHONE_INTL = re.compile(
-    r"\+(?<![\w+]\+)[1-9]\d{0,2}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}(?![\w-]|\.\d)",
+    r"\+(?<![\w+]\+)[1-9]\d{0,2}+(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}+){1,6}+(?![\w-]|\.\d)",
     re.ASCII,
 )
 _PHONE_NANP = re.compile(

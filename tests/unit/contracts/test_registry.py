@@ -122,21 +122,25 @@ def _copy(tmp_path: Path, *names: str) -> Path:
     return tmp_path
 
 
+def _copy_as(tmp_path: Path, source: str, target: str) -> None:
+    (tmp_path / target).write_text((REPO_SCHEMAS / source).read_text())
+
+
 def test_registry_refuses_a_version_gap(tmp_path: Path) -> None:
     _copy(tmp_path, "MessageSubmitted.v1.avsc")
-    (tmp_path / "MessageSubmitted.v3.avsc").write_text((REPO_SCHEMAS / "MessageSubmitted.v2.avsc").read_text())
+    _copy_as(tmp_path, "MessageSubmitted.v2.avsc", "MessageSubmitted.v3.avsc")
     with pytest.raises(ValidationError, match="no gap"):
         load_registry(tmp_path)
 
 
 def test_registry_refuses_a_record_named_unlike_its_file(tmp_path: Path) -> None:
-    (tmp_path / "Other.v1.avsc").write_text((REPO_SCHEMAS / "ConversationClosed.v1.avsc").read_text())
+    _copy_as(tmp_path, "ConversationClosed.v1.avsc", "Other.v1.avsc")
     with pytest.raises(ValidationError, match="must be named io.ledgerflow.Other"):
         load_registry(tmp_path)
 
 
 def test_registry_refuses_two_versions_with_the_same_wire_schema(tmp_path: Path) -> None:
     _copy(tmp_path, "ConversationClosed.v1.avsc")
-    (tmp_path / "ConversationClosed.v2.avsc").write_text((REPO_SCHEMAS / "ConversationClosed.v1.avsc").read_text())
+    _copy_as(tmp_path, "ConversationClosed.v1.avsc", "ConversationClosed.v2.avsc")
     with pytest.raises(ValidationError, match="same fingerprint"):
         load_registry(tmp_path)
