@@ -107,6 +107,30 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     return produce_cli(settings, count=args.count, rate=args.rate, tenants=args.tenants)
 
 
+def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledgerflow.policy.validation import parse_rule_pack_text
+    from ledgerflow.rulepacks import publish_pack
+
+    text = open(args.file, encoding="utf-8").read()
+    fmt = "yaml" if args.file.endswith((".yaml", ".yml")) else "json"
+    document = parse_rule_pack_text(text, fmt=fmt)
+    if args.tenant:
+        document["tenant"] = args.tenant
+    document.pop("version", None)
+    published = asyncio.run(publish_pack(settings, document, producer_name="cli"))
+    print(json.dumps({"tenant": published.tenant, "version": published.version,
+                      "constitution_hash": published.constitution_hash, "offset": published.offset}))
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.dlq import dlq_cli
+
+    return dlq_cli(settings, args.action, args.topic, args.limit, args.offset, args.json)
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -154,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sub", default="dev-user", help="subject (user id)")
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     t.set_defaults(handler=cmd_token)
+
+    po = sub.add_parser("policy", help="publish rule packs (constitutions)")
+    po.add_argument("action", choices=["publish"])
+    po.add_argument("file", help="rule pack JSON or YAML (see docs/policy.md)")
+    po.add_argument("--tenant", help="override the pack's tenant ('*' = the default pack)")
+    _common(po)
+    po.set_defaults(handler=cmd_policy)
+
+    dq = sub.add_parser("dlq", help="list or show dead letters with their reasons")
+    dq.add_argument("action", choices=["list", "show"])
+    dq.add_argument("--topic", help="source topic, e.g. conversation.events (default: all)")
+    dq.add_argument("--limit", type=int, help="at most this many (list)")
+    dq.add_argument("--offset", type=int, help="offset in the DLQ topic (show)")
+    dq.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(dq)
+    dq.set_defaults(handler=cmd_dlq)
 
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])

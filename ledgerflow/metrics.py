@@ -28,3 +28,9 @@ PROJECTION_OPS = Counter(
 REDIS_ROUND_TRIPS = Counter(
     "ledgerflow_redis_round_trips_total", "Redis round trips made by projections", ["projection"]
 )
+
+DECISIONS = Counter("policy_decision_total", "Policy decisions by outcome", ["outcome"])
+DECISION_LATENCY = Histogram(
+    "policy_evaluation_seconds", "Per-decision processing time (batch time / decisions)",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)

@@ -41,11 +41,15 @@ WITHIN_S = 0.05
 
 
 class Projector:
-    def __init__(self, app: faust.App, settings: Settings, keys: Keys | None = None) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, keys: Keys | None = None,
+        owns_dlq: frozenset[str] = frozenset({CONVERSATION_EVENTS, POLICY_DECISIONS}),
+    ) -> None:
         self._settings = settings
         self._keys = keys or Keys.for_prefix(settings.topic_prefix)
         self._bases = {settings.topic(b): b for b in (CONVERSATION_EVENTS, POLICY_DECISIONS)}
         self._sink = DeadLetterSink(app, NAME)
+        self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
         self._writer: ProjectionWriter | None = None
 
     @property
@@ -70,7 +74,8 @@ class Projector:
             try:
                 event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
-                letters.append(dead_letter_of(msg, exc.reason, NAME, base))
+                if base in self._owns_dlq:
+                    letters.append(dead_letter_of(msg, exc.reason, NAME, base))
                 continue
             position = Position(msg.topic, msg.partition, msg.offset)
             groups += project(event, position, self._keys)
@@ -94,8 +99,8 @@ class Projector:
             return
 
 
-def register(app: faust.App, settings: Settings) -> Projector:
-    projector = Projector(app, settings)
+def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
+    projector = Projector(app, settings, owns_dlq=owns_dlq)
 
     @app.agent(raw_topic(app, *projector.topics), name=f"{NAME}", concurrency=1)
     async def read_models(stream: faust.StreamT) -> None:

@@ -15,7 +15,8 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledgerflow.api import conversations, events, health, streams
+from ledgerflow.agents.reference import ReferenceData
+from ledgerflow.api import conversations, events, health, policy, step, streams
 from ledgerflow.api.authentication import JwtBackend, on_error
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import Hub
@@ -37,6 +38,9 @@ def routes() -> list[Route]:
         Route("/v1/conversations/{conversation_id}", conversations.get_conversation),
         Route("/v1/conversation/stream", streams.conversation_stream),
         Route("/v1/streams/tenant", streams.tenant_stream),
+        Route("/v1/conversation/step", step.step, methods=["POST"]),
+        Route("/v1/evaluate", policy.evaluate_dry_run, methods=["POST"]),
+        Route("/v1/policy/rules", policy.put_rules, methods=["PUT"]),
     ]
 
 
@@ -57,11 +61,15 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         await producer.start()
         hub = Hub(settings)
         await hub.start()
-        app.state.ctx = EdgeContext(settings, redis, producer, hub, verifier, Keys.for_prefix(settings.topic_prefix), heartbeat_s=heartbeat_s)
+        reference = ReferenceData(settings)
+        await reference.start()
+        app.state.ctx = EdgeContext(settings, redis, producer, hub, verifier,
+                                    Keys.for_prefix(settings.topic_prefix), reference, heartbeat_s=heartbeat_s)
         try:
             yield
         finally:
             app.state.ctx.closing.set()
+            await reference.stop()
             await hub.stop()
             await producer.stop()
             await redis.aclose()

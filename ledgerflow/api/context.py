@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.api.hub import Hub
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
@@ -22,6 +23,7 @@ class EdgeContext:
     hub: Hub
     verifier: TokenVerifier
     keys: Keys
+    reference: ReferenceData
     heartbeat_s: float = 15.0
     reauth_before_s: float = 30.0
     closing: asyncio.Event = field(default_factory=asyncio.Event)

@@ -1,0 +1,250 @@
+"""The policy agent: one chained decision per ``MessageSubmitted``, exactly once.
+
+Input partition *p* of ``conversation.events`` is decided into partition *p* of
+``policy.decisions`` (same key, same partition count), and only the worker that owns
+input partition *p* writes output partition *p*. So output partition *p* is a complete,
+ordered account of how far input partition *p* has been decided, and recovery needs no
+transaction:
+
+1. On the first batch of a partition after (re)assignment, load the chain-head snapshot
+   from Redis (a cache: empty after a flush) and read output partition *p* from the
+   snapshot's offset to its end. That rolls every conversation's chain head forward and
+   yields the input offset of the last decision written (header ``lf-input``).
+2. Skip input records at or below that offset: they were decided before a crash or a
+   rebalance and are being redelivered.
+3. Wait until reference data (rule packs, training state) has read everything in its
+   log, then decide each turn with the pure ``ledgerflow.decisions.decide``.
+4. Produce the decisions to partition *p* with an idempotent producer and wait for acks.
+5. Save the new chain heads and offsets to Redis in one MULTI on one key.
+6. Return: faust acks the batch and commits its offsets.
+A crash between 4 and 6 is repaired by 1 and 2 on redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.exceptions import RedisError
+
+from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.reference import ReferenceData
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.payloads import PolicyDecision
+from ledgerflow.decisions import decide, head_after
+from ledgerflow.errors import DecodeError, InfrastructureError
+from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+
+log = logging.getLogger(__name__)
+
+NAME = "policy"
+BATCH = 500
+WITHIN_S = 0.02
+INPUT_HEADER = "lf-input"
+
+
+@dataclass
+class PartitionState:
+    """What the agent knows about one input partition it owns."""
+
+    last_input: int = -1  # highest input offset already decided
+    out_offset: int = -1  # highest output offset covered by ``heads``
+    heads: dict[str, ChainHead] = field(default_factory=dict)
+
+
+class PolicyAgent:
+    def __init__(self, app: faust.App, settings: Settings, owns_dlq: bool = True) -> None:
+        self._settings = settings
+        self.input_topic = settings.topic(CONVERSATION_EVENTS)
+        self.output_topic = settings.topic(POLICY_DECISIONS)
+        self._sink = DeadLetterSink(app, NAME) if owns_dlq else None
+        self._reference = ReferenceData(settings)
+        self._partitions: dict[int, PartitionState] = {}
+        self._started = False
+        self._redis: aioredis.Redis | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+
+    def snapshot_key(self, partition: int) -> str:
+        return f"lf:{self._settings.topic_prefix}policy:heads:{{p{partition}}}"
+
+    async def _start(self) -> None:
+        counts = await partition_counts(self._settings, [self.input_topic, self.output_topic])
+        if counts[self.input_topic] != counts[self.output_topic]:
+            raise InfrastructureError(
+                f"{self.output_topic} has {counts[self.output_topic]} partitions but {self.input_topic} has "
+                f"{counts[self.input_topic]}: they must be equal (decisions are co-partitioned with events)"
+            )
+        self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
+                                          enable_idempotence=True, linger_ms=2)
+        await self._producer.start()
+        self._reader = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
+                                        enable_auto_commit=False, fetch_max_wait_ms=10)
+        await self._reader.start()
+        await self._reference.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._reference.stop()
+            for client in (self._producer, self._reader):
+                if client is not None:
+                    await client.stop()
+            if self._redis is not None:
+                await self._redis.aclose()
+
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self._partitions.pop(p, None)
+
+    async def handle(self, messages: Sequence[Any]) -> None:
+        if not self._started:
+            await self._start()
+        began = time.perf_counter()
+        for p in {m.partition for m in messages}:  # Step 1.
+            if p not in self._partitions:
+                self._partitions[p] = await self._recover(p)
+        states = {p: self._partitions[p] for p in {m.partition for m in messages}}
+        await self._reference.sync()  # Step 3.
+        out: list[tuple[int, int, bytes, bytes]] = []
+        letters = []
+        touched: dict[int, set[str]] = {}
+        for msg in messages:
+            state = states[msg.partition]
+            if msg.offset <= state.last_input:  # Step 2.
+                continue
+            RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc()
+            try:
+                event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[CONVERSATION_EVENTS])
+            except DecodeError as exc:
+                if self._sink is not None:
+                    letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
+                continue
+            record = decide(event, msg.value, self._reference.pack_for(event.tenant),
+                            self._reference.training_for(event.tenant), state.heads.get(event.subject))
+            if record is None:
+                continue
+            state.heads[event.subject] = head_after(record)
+            state.last_input = msg.offset
+            touched.setdefault(msg.partition, set()).add(event.subject)
+            out.append((msg.partition, msg.offset, event.subject.encode(), codec.encode(record)))
+            DECISIONS.labels(record.payload.outcome).inc()  # type: ignore[union-attr]
+        if self._sink is not None:
+            await self._sink.send_all(letters)
+        await self._produce(out, states)  # Step 4.
+        await self._save(touched, states)  # Step 5.
+        if out:
+            DECISION_LATENCY.observe((time.perf_counter() - began) / len(out))
+
+    async def _produce(self, out: list[tuple[int, int, bytes, bytes]], states: dict[int, PartitionState]) -> None:
+        if not out:
+            return
+        assert self._producer is not None
+        futures = [
+            await self._producer.send(self.output_topic, value, key=key, partition=p,
+                                      headers=[(INPUT_HEADER, str(offset).encode())])
+            for p, offset, key, value in out
+        ]
+        metas = await asyncio.gather(*futures)
+        for (p, _, _, _), meta in zip(out, metas, strict=True):
+            states[p].out_offset = max(states[p].out_offset, meta.offset)
+
+    async def _save(self, touched: dict[int, set[str]], states: dict[int, PartitionState]) -> None:
+        assert self._redis is not None
+        if not touched:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        for p, subjects in touched.items():
+            state = states[p]
+            mapping = {s: f"{state.heads[s].sequence}|{state.heads[s].hash}" for s in subjects}
+            mapping["__in"] = str(state.last_input)
+            mapping["__out"] = str(state.out_offset)
+            pipe.hset(self.snapshot_key(p), mapping=mapping)
+        delay = 0.2
+        while True:
+            try:
+                await pipe.execute()
+                return
+            except (RedisError, OSError) as exc:  # a cache: retry, never lose the decision
+                log.warning("policy: saving chain heads failed (%r); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _recover(self, p: int) -> PartitionState:
+        """Step 1: chain heads and decided input offset of partition ``p`` from Redis + the log."""
+        assert self._redis is not None and self._reader is not None
+        state = PartitionState()
+        try:
+            cached = await self._redis.hgetall(self.snapshot_key(p))
+        except (RedisError, OSError):
+            cached = {}
+        for k, v in cached.items():
+            name, text = k.decode(), v.decode()
+            if name == "__in":
+                state.last_input = int(text)
+            elif name == "__out":
+                state.out_offset = int(text)
+            else:
+                seq, _, digest = text.partition("|")
+                state.heads[name] = ChainHead(name, int(seq), digest)
+        tp = TopicPartition(self.output_topic, p)
+        end = (await self._reader.end_offsets([tp]))[tp]
+        if state.out_offset >= end:  # the log lost records the cache remembers: trust the log
+            state = PartitionState()
+        self._reader.assign([tp])
+        self._reader.seek(tp, state.out_offset + 1)
+        replayed = 0
+        while await self._reader.position(tp) < end:
+            batch = await self._reader.getmany(tp, timeout_ms=1000, max_records=5000)
+            for rec in batch.get(tp, []):
+                if rec.offset >= end:
+                    break
+                replayed += 1
+                state.out_offset = rec.offset
+                try:
+                    decision = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
+                except DecodeError:
+                    log.error("policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, rec.offset)
+                    continue
+                if isinstance(decision.payload, PolicyDecision) and decision.sequence and decision.hash:
+                    state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
+                for key, value in rec.headers or ():
+                    if key == INPUT_HEADER:
+                        state.last_input = max(state.last_input, int(value))
+        log.info("policy: partition %d recovered (%d decisions replayed, last input %d)",
+                 p, replayed, state.last_input)
+        return state
+
+
+def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
+    agent_state = PolicyAgent(app, settings, owns_dlq)
+
+    @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
+    async def policy(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(BATCH, within=WITHIN_S):
+            await agent_state.handle([e.message for e in events])
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        agent_state.revoke({tp.partition for tp in revoked if tp.topic == agent_state.input_topic})
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        # A partition may come back with another owner's writes since: recover it afresh.
+        agent_state.revoke({tp.partition for tp in assigned if tp.topic == agent_state.input_topic})
+
+    return agent_state

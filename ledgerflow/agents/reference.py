@@ -1,0 +1,139 @@
+"""Reference data every worker reads in full: rule packs and training state per tenant.
+
+``policy.rules`` and ``training.audit`` are small, so each worker reads all their
+partitions from the beginning with one consumer (no consumer group) and keeps the
+latest pack and training state per tenant in memory. ``sync()`` waits until it has read
+everything that was in the log when it was called: a pack acknowledged by Kafka before a
+batch starts is the pack that batch uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from importlib import resources
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.payloads import RulePackPublished, TrainingDisabled, TrainingEnabled, TrainingExpired
+from ledgerflow.errors import DecodeError, LedgerflowError
+from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.policy import RulePack, TrainingState, parse_rule_pack
+from ledgerflow.topics import POLICY_RULES, TRAINING_AUDIT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "*"
+OFF = TrainingState(enabled=False, version=0)
+
+
+def builtin_default_pack() -> RulePack:
+    """The pack in force before anyone publishes one for ``*`` (recorded as version 0)."""
+    text = (resources.files("ledgerflow.policy") / "builtin_default.json").read_text()
+    return parse_rule_pack(text)
+
+
+class ReferenceData:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topics = [settings.topic(POLICY_RULES), settings.topic(TRAINING_AUDIT)]
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Condition()
+        self.packs: dict[str, RulePack] = {DEFAULT_TENANT: builtin_default_pack()}
+        self.pack_history: dict[tuple[str, int], RulePack] = {}
+        self.training: dict[str, TrainingState] = {}
+        self._position: dict[TopicPartition, int] = {}
+
+    def pack_for(self, tenant: str) -> RulePack:
+        return self.packs.get(tenant) or self.packs[DEFAULT_TENANT]
+
+    def training_for(self, tenant: str) -> TrainingState:
+        return self.training.get(tenant, OFF)
+
+    async def start(self) -> None:
+        counts = await partition_counts(self._settings, self._topics)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
+                                    enable_auto_commit=False, fetch_max_wait_ms=50)
+        await consumer.start()
+        tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        self._position = {tp: await consumer.position(tp) for tp in tps}
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name="reference-data")
+        await self.sync()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def sync(self, timeout: float = 10.0) -> None:
+        """Wait until everything in the log at call time has been applied."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+
+        def caught_up() -> bool:
+            return all(self._position.get(tp, -1) >= end for tp, end in ends.items() if end > 0)
+
+        async with self._caught_up:
+            await asyncio.wait_for(self._caught_up.wait_for(caught_up), timeout)
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200)
+            except Exception:  # noqa: BLE001 - keep reading through broker hiccups
+                log.exception("reference data: Kafka read failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            for tp, records in batches.items():
+                for record in records:
+                    self._apply(tp.topic, record.value)
+                    self._position[tp] = record.offset + 1
+            async with self._caught_up:
+                self._caught_up.notify_all()
+
+    def _apply(self, topic: str, value: bytes | None) -> None:
+        base = POLICY_RULES if topic == self._topics[0] else TRAINING_AUDIT
+        try:
+            event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[base])
+        except DecodeError as exc:
+            log.warning("reference data: skipping undecodable record on %s: %s", topic, exc.reason)
+            return
+        apply_reference_event(event, self.packs, self.pack_history, self.training)
+
+
+def apply_reference_event(
+    event: Event,
+    packs: dict[str, RulePack],
+    history: dict[tuple[str, int], RulePack],
+    training: dict[str, TrainingState],
+) -> None:
+    """Fold one record of ``policy.rules`` or ``training.audit`` into the reference maps."""
+    payload = event.payload
+    if isinstance(payload, RulePackPublished):
+        try:
+            pack = parse_rule_pack(payload.document).with_version(payload.version)
+        except LedgerflowError as exc:
+            log.error("rule pack %s v%s is invalid and ignored: %s", event.subject, payload.version, exc)
+            return
+        history[(event.subject, payload.version)] = pack
+        current = packs.get(event.subject)
+        if current is None or (current.version or 0) <= payload.version:
+            packs[event.subject] = pack
+    elif isinstance(payload, TrainingEnabled):
+        training[event.tenant] = TrainingState(enabled=True, version=payload.version)
+    elif isinstance(payload, (TrainingDisabled, TrainingExpired)):
+        training[event.tenant] = TrainingState(enabled=False, version=payload.version)

@@ -1,0 +1,199 @@
+"""``project``: which fenced op groups each event type yields, and where they land."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.payloads import (
+    ConversationClosed,
+    ConversationStarted,
+    MessageSubmitted,
+    PolicyDecision,
+    Redaction,
+    UsageWindow,
+)
+from ledgerflow.projections.conversations import RECENT_DENIALS, project
+from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.ops import FencedOps, Position, RedisOp
+
+KEYS = Keys("lf:unit:")
+T0 = 1_700_000_000_000_000
+EVENTS_AT = Position("conversation.events", 2, 41)
+DECISIONS_AT = Position("policy.decisions", 0, 7)
+EID = "00000000-0000-4000-8000-000000000001"
+INPUT_EID = "00000000-0000-4000-8000-000000000002"
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes (its rule: first ``{`` to the next ``}``, if non-empty)."""
+    start = key.find("{")
+    if start == -1:
+        return key
+    end = key.find("}", start + 1)
+    if end == -1 or end == start + 1:
+        return key
+    return key[start + 1:end]
+
+
+def keys_of(group: FencedOps) -> set[str]:
+    return {group.fence_key} | {op.key for op in group.ops}
+
+
+def event(payload: object, *, tenant: str = "acme", subject: str = "c1") -> Event:
+    return new_event(type(payload).__name__, tenant=tenant, subject=subject, payload=payload,  # type: ignore[arg-type]
+                     producer="unit", occurred_at_micros=T0, event_id=EID)
+
+
+def decision(outcome: str, *, conversation_id: str = "c1", subject: str = "c1") -> Event:
+    payload = PolicyDecision(
+        input_event_id=INPUT_EID, input_hash=None, conversation_id=conversation_id, outcome=outcome,  # type: ignore[arg-type]
+        score=0.75, matched_rules=("secrets.aws",), rule_pack_version=3, constitution_hash="ab" * 32,
+        training_version=2, training_enabled=False, redactions=(Redaction(4, 9),),
+    )
+    return event(payload, subject=subject)
+
+
+def by_fence(groups: list[FencedOps]) -> dict[str, FencedOps]:
+    return {g.fence_key: g for g in groups}
+
+
+def assert_one_slot_per_group(groups: list[FencedOps]) -> None:
+    for group in groups:
+        tags = {hash_tag(k) for k in keys_of(group)}
+        assert len(tags) == 1, f"keys of one fenced group span several slots: {sorted(keys_of(group))}"
+
+
+def test_hash_tag_helper_follows_redis_cluster_rule() -> None:
+    assert hash_tag("a{b}c{d}") == "b"
+    assert hash_tag("a{}b") == "a{}b"  # empty tag: the whole key is hashed
+    assert hash_tag("plain") == "plain"
+
+
+def test_conversation_started_opens_conversation_and_counts_for_tenant() -> None:
+    groups = project(event(ConversationStarted(actor="ana", model="slm-1")), EVENTS_AT, KEYS)
+
+    conv_fence, tenant_fence = KEYS.conversation_fence("acme", "c1"), KEYS.tenant_fence("acme")
+    assert [g.fence_key for g in groups] == [conv_fence, tenant_fence]
+    conv, tenant = by_fence(groups)[conv_fence], by_fence(groups)[tenant_fence]
+    assert conv.ops == (RedisOp("HSET", KEYS.conversation("acme", "c1"), (
+        "tenant", "acme", "conversation_id", "c1", "status", "open", "actor", "ana", "model", "slm-1",
+        "started_at", T0, "updated_at", T0, "last_event_id", EID)),)
+    assert tenant.ops == (RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_started", 1)),)
+    assert all(g.position == EVENTS_AT for g in groups)
+    assert_one_slot_per_group(groups)
+
+
+def test_message_with_tokens_appends_turn_and_adds_tokens_to_conversation_and_tenant() -> None:
+    msg = MessageSubmitted("t1a", "assistant", "Sure.", "slm-1", 123)
+    groups = by_fence(project(event(msg), EVENTS_AT, KEYS))
+
+    conv_key, turns_key = KEYS.conversation("acme", "c1"), KEYS.conversation_turns("acme", "c1")
+    conv_ops = groups[KEYS.conversation_fence("acme", "c1")].ops
+    assert conv_ops[:3] == (
+        RedisOp("HSET", conv_key, ("tenant", "acme", "conversation_id", "c1", "updated_at", T0,
+                                   "last_event_id", EID)),
+        RedisOp("HINCRBY", conv_key, ("turns", 1)),
+        RedisOp("HINCRBY", conv_key, ("tokens", 123)),
+    )
+    push = conv_ops[3]
+    assert (push.command, push.key) == ("RPUSH", turns_key)
+    assert orjson.loads(push.args[0]) == {  # type: ignore[arg-type]
+        "event_id": EID, "turn_id": "t1a", "role": "assistant", "content": "Sure.", "model": "slm-1",
+        "tokens": 123, "occurred_at": T0,
+    }
+    assert groups[KEYS.tenant_fence("acme")].ops == (
+        RedisOp("HINCRBY", KEYS.tenant("acme"), ("turns", 1)),
+        RedisOp("HINCRBY", KEYS.tenant("acme"), ("tokens", 123)),
+    )
+    assert_one_slot_per_group(list(groups.values()))
+
+
+def test_message_without_tokens_counts_zero_tokens_and_keeps_null_in_turn() -> None:
+    msg = MessageSubmitted("t1u", "user", "hello", "slm-1", None)
+    groups = by_fence(project(event(msg), EVENTS_AT, KEYS))
+
+    conv_ops = groups[KEYS.conversation_fence("acme", "c1")].ops
+    assert RedisOp("HINCRBY", KEYS.conversation("acme", "c1"), ("tokens", 0)) in conv_ops
+    assert orjson.loads(conv_ops[-1].args[0])["tokens"] is None  # type: ignore[arg-type]
+    assert RedisOp("HINCRBY", KEYS.tenant("acme"), ("tokens", 0)) in groups[KEYS.tenant_fence("acme")].ops
+
+
+def test_conversation_closed_sets_status_and_reason_and_counts_for_tenant() -> None:
+    groups = by_fence(project(event(ConversationClosed("user-ended")), EVENTS_AT, KEYS))
+
+    assert groups[KEYS.conversation_fence("acme", "c1")].ops == (
+        RedisOp("HSET", KEYS.conversation("acme", "c1"), (
+            "tenant", "acme", "conversation_id", "c1", "status", "closed", "closed_reason", "user-ended",
+            "updated_at", T0, "last_event_id", EID)),
+    )
+    assert groups[KEYS.tenant_fence("acme")].ops == (
+        RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_closed", 1)),
+    )
+
+
+def test_allow_decision_is_stored_by_input_event_and_counted_but_not_listed_as_denial() -> None:
+    groups = by_fence(project(decision("allow"), DECISIONS_AT, KEYS))
+
+    conv_ops = groups[KEYS.conversation_fence("acme", "c1")].ops
+    assert [(op.command, op.key) for op in conv_ops] == [
+        ("HSET", KEYS.conversation("acme", "c1")),
+        ("HSET", KEYS.conversation_decisions("acme", "c1")),
+    ]
+    assert conv_ops[0].args[0] == "last_decision"
+    assert conv_ops[1].args[0] == INPUT_EID
+    assert conv_ops[0].args[1] == conv_ops[1].args[1]
+    assert orjson.loads(conv_ops[1].args[1]) == {  # type: ignore[arg-type]
+        "event_id": EID, "input_event_id": INPUT_EID, "outcome": "allow", "score": 0.75,
+        "matched_rules": ["secrets.aws"], "rule_pack_version": 3, "constitution_hash": "ab" * 32,
+        "training_version": 2, "redactions": [[4, 9]],
+    }
+    assert groups[KEYS.tenant_fence("acme")].ops == (
+        RedisOp("HINCRBY", KEYS.tenant("acme"), ("decisions_allow", 1)),
+    )
+    assert all(g.position == DECISIONS_AT for g in groups.values())
+
+
+def test_deny_decision_pushes_recent_denial_and_trims_list_to_limit() -> None:
+    groups = by_fence(project(decision("deny"), DECISIONS_AT, KEYS))
+
+    tenant_ops = groups[KEYS.tenant_fence("acme")].ops
+    denials = KEYS.tenant_denials("acme")
+    assert tenant_ops[0] == RedisOp("HINCRBY", KEYS.tenant("acme"), ("decisions_deny", 1))
+    assert (tenant_ops[1].command, tenant_ops[1].key) == ("LPUSH", denials)
+    assert orjson.loads(tenant_ops[1].args[0])["outcome"] == "deny"  # type: ignore[arg-type]
+    assert tenant_ops[2] == RedisOp("LTRIM", denials, (0, RECENT_DENIALS - 1))
+    assert len(tenant_ops) == 3
+    assert_one_slot_per_group(list(groups.values()))
+
+
+@pytest.mark.parametrize("outcome", ["allow", "review", "redact"])
+def test_only_deny_touches_recent_denials(outcome: str) -> None:
+    groups = project(decision(outcome), DECISIONS_AT, KEYS)
+    assert KEYS.tenant_denials("acme") not in {op.key for g in groups for op in g.ops}
+
+
+def test_decision_is_filed_under_payload_conversation_not_envelope_subject() -> None:
+    groups = project(decision("allow", conversation_id="c9", subject="something-else"), DECISIONS_AT, KEYS)
+    assert groups[0].fence_key == KEYS.conversation_fence("acme", "c9")
+    assert {op.key for op in groups[0].ops} == {
+        KEYS.conversation("acme", "c9"), KEYS.conversation_decisions("acme", "c9")}
+
+
+def test_event_types_without_a_read_model_project_to_nothing() -> None:
+    usage = UsageWindow(model="slm-1", window_start=T0, window_end=T0 + 60_000_000, tokens=5, events=1,
+                        estimated_tokens=0, correction=False, revision=1)
+    assert project(event(usage, subject="slm-1"), EVENTS_AT, KEYS) == []
+
+
+@pytest.mark.parametrize("payload", [
+    ConversationStarted(actor="ana", model="slm-1"),
+    MessageSubmitted("t1", "user", "hi", "slm-1", 3),
+    ConversationClosed("timeout"),
+])
+def test_every_group_of_a_record_lives_in_one_slot_and_is_fenced_in_that_slot(payload: object) -> None:
+    groups = project(event(payload, tenant="globex", subject="conv-7"), EVENTS_AT, KEYS)
+    assert_one_slot_per_group(groups)
+    tags = [hash_tag(g.fence_key) for g in groups]
+    assert tags == ["globex/conv-7", "globex"]

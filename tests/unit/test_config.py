@@ -1,0 +1,79 @@
+"""``load_settings``: defaults, ``LEDGERFLOW_*`` overrides, and when a service counts as external."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledgerflow.config import DEFAULT_HTTP, DEFAULT_KAFKA, DEFAULT_REDIS, Settings, load_settings
+
+
+def test_empty_environment_gives_the_local_stack_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({})
+    assert (s.kafka_bootstrap, s.redis_url, s.http) == ("127.0.0.1:19092", "redis://127.0.0.1:16379/0",
+                                                      "127.0.0.1:8700")
+    assert (s.kafka_external, s.redis_external) == (False, False)
+    assert s.state_dir == tmp_path / ".ledgerflow"
+    assert s.topic_prefix == "" and s.jwks == ""
+    assert s.jwks_location == str(tmp_path / ".ledgerflow" / "jwks.json")
+
+
+def test_every_variable_overrides_its_setting(tmp_path: Path) -> None:
+    s = load_settings({
+        "LEDGERFLOW_KAFKA_BOOTSTRAP": "kafka:9092", "LEDGERFLOW_REDIS_URL": "redis://cache:6379/2",
+        "LEDGERFLOW_HTTP": "0.0.0.0:9000", "LEDGERFLOW_STATE_DIR": str(tmp_path / "st"),
+        "LEDGERFLOW_JWKS": "https://idp.example/jwks.json", "LEDGERFLOW_TOPIC_PREFIX": "stage.",
+    })
+    assert s.kafka_bootstrap == "kafka:9092"
+    assert s.redis_url == "redis://cache:6379/2"
+    assert (s.http_host, s.http_port) == ("0.0.0.0", 9000)
+    assert s.state_dir == tmp_path / "st"
+    assert s.jwks_location == "https://idp.example/jwks.json"
+    assert s.topic("conversation.events") == "stage.conversation.events"
+
+
+def test_kafka_elsewhere_is_external_and_redis_left_alone_is_not() -> None:
+    s = load_settings({"LEDGERFLOW_KAFKA_BOOTSTRAP": "broker-1:9092,broker-2:9092"})
+    assert (s.kafka_external, s.redis_external) == (True, False)
+
+
+def test_redis_elsewhere_is_external_and_kafka_left_alone_is_not() -> None:
+    s = load_settings({"LEDGERFLOW_REDIS_URL": "redis://10.0.0.5:6379/0"})
+    assert (s.kafka_external, s.redis_external) == (False, True)
+
+
+def test_pointing_at_the_default_addresses_still_means_the_local_managed_stack() -> None:
+    # Current semantics: only an address different from the local stack's counts as external.
+    s = load_settings({"LEDGERFLOW_KAFKA_BOOTSTRAP": DEFAULT_KAFKA, "LEDGERFLOW_REDIS_URL": DEFAULT_REDIS})
+    assert (s.kafka_external, s.redis_external) == (False, False)
+
+
+def test_empty_variables_fall_back_to_defaults_and_are_not_external() -> None:
+    s = load_settings({"LEDGERFLOW_KAFKA_BOOTSTRAP": "", "LEDGERFLOW_REDIS_URL": "", "LEDGERFLOW_HTTP": ""})
+    assert (s.kafka_bootstrap, s.redis_url, s.http) == (DEFAULT_KAFKA, DEFAULT_REDIS, DEFAULT_HTTP)
+    assert (s.kafka_external, s.redis_external) == (False, False)
+
+
+def test_relative_and_home_state_dirs_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_settings({"LEDGERFLOW_STATE_DIR": "rel/dir"}).state_dir == tmp_path / "rel" / "dir"
+    assert load_settings({"LEDGERFLOW_STATE_DIR": "~/lf"}).state_dir == tmp_path / "home" / "lf"
+
+
+def test_reads_os_environ_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGERFLOW_TOPIC_PREFIX", "from-env.")
+    assert load_settings().topic_prefix == "from-env."
+
+
+def test_topic_without_prefix_is_the_base_name() -> None:
+    assert Settings().topic("policy.rules") == "policy.rules"
+
+
+def test_overrides_ignore_none_and_keep_other_fields() -> None:
+    base = Settings(topic_prefix="a.")
+    changed = base.with_overrides(topic_prefix="b.", redis_url=None)
+    assert changed.topic_prefix == "b." and changed.redis_url == base.redis_url
+    assert base.topic_prefix == "a."  # frozen: the original is untouched
