@@ -68,6 +68,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         state_dir=state_dir,
         jwks=env.get("LEDGERFLOW_JWKS", ""),
         topic_prefix=env.get("LEDGERFLOW_TOPIC_PREFIX", ""),
-        kafka_external=bool(kafka) and kafka != DEFAULT_KAFKA,
-        redis_external=bool(redis) and redis != DEFAULT_REDIS,
+        # Set explicitly = the user runs that service: `stack up` starts nothing for it.
+        kafka_external=bool(kafka),
+        redis_external=bool(redis),
     )

@@ -20,7 +20,13 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None 
     """Create every missing topic with its partition count and configs; return those created."""
     specs = all_topics() if specs is None else specs
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
-    await admin.start()
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise InfrastructureError(
+            f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}). Start one with "
+            "`ledgerflow stack up`, or fix LEDGERFLOW_KAFKA_BOOTSTRAP."
+        ) from None
     try:
         existing = set(await admin.list_topics())
         wanted = [

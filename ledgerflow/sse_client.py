@@ -1,7 +1,14 @@
-"""A small SSE client (WHATWG parsing rules) over httpx, for the demo, tests and benchmarks."""
+"""Small SSE clients (WHATWG parsing rules), for the demo, tests and benchmarks.
+
+``follow`` runs over httpx; ``raw_follow`` speaks HTTP/1.1 on a bare asyncio socket, for
+benchmarks with a thousand subscribers in one process and for tests that need control
+over the socket (a tiny receive buffer to play a slow client).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,15 +20,17 @@ class SseEvent:
     event: str
     data: str
     id: str | None  # None for control frames (they carry no id)
+    retry: int | None = None  # the frame's ``retry:`` (reconnection delay, ms), if any
 
 
 async def parse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
-    event, data, ident = "message", [], None
+    """Events of a stream of lines. Blocks without data (a bare ``retry:``) yield nothing."""
+    event, data, ident, retry = "message", [], None, None
     async for line in lines:
         if line == "":
             if data:
-                yield SseEvent(event, "\n".join(data), ident)
-            event, data, ident = "message", [], None
+                yield SseEvent(event, "\n".join(data), ident, retry)
+            event, data, ident, retry = "message", [], None, None
             continue
         if line.startswith(":"):
             continue
@@ -33,6 +42,8 @@ async def parse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
             data.append(value)
         elif name == "id":
             ident = value
+        elif name == "retry" and value.isdigit():
+            retry = int(value)
 
 
 async def follow(
@@ -48,3 +59,91 @@ async def follow(
             resp.raise_for_status()
         async for frame in parse(resp.aiter_lines()):
             yield frame
+
+
+class SseHttpError(Exception):
+    """The server answered a stream request with a status other than 200."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}: {body[:300]!r}")
+        self.status = status
+        self.body = body
+
+
+class RawStream:
+    """One SSE connection on a bare socket: ``await open()``, ``async for`` events, ``close()``."""
+
+    def __init__(self, host: str, port: int, path: str, token: str, last_event_id: str | None = None,
+                 *, rcvbuf: int | None = None, buffer_limit: int = 65536) -> None:
+        self.host, self.port, self.path = host, port, path
+        self._token, self._last_event_id = token, last_event_id
+        self._rcvbuf, self._limit = rcvbuf, buffer_limit
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> RawStream:
+        """Connect, send the request and read the status and headers (SseHttpError if not 200)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self._rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self._reader, self._writer = await asyncio.open_connection(sock=sock, limit=self._limit)
+        head = [f"GET {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                f"Authorization: Bearer {self._token}", "Accept: text/event-stream"]
+        if self._last_event_id:
+            head.append(f"Last-Event-ID: {self._last_event_id}")
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        status_line = await self._reader.readline()
+        status = int(status_line.split()[1])
+        headers = {}
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if status != 200:
+            body = await self._reader.read(65536)
+            self.close()
+            raise SseHttpError(status, body)
+        if headers.get("transfer-encoding", "").lower() != "chunked":
+            self.close()
+            raise SseHttpError(status, b"expected a chunked event stream")
+        return self
+
+    async def _lines(self) -> AsyncIterator[str]:
+        assert self._reader is not None
+        pending = b""
+        while True:
+            size_line = await self._reader.readline()
+            if not size_line:
+                return  # connection closed
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                return  # end of the response
+            pending += await self._reader.readexactly(size)
+            await self._reader.readexactly(2)
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode()
+
+    def __aiter__(self) -> AsyncIterator[SseEvent]:
+        return parse(self._lines())
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+async def raw_follow(host: str, port: int, path: str, token: str, last_event_id: str | None = None,
+                     *, rcvbuf: int | None = None) -> AsyncIterator[SseEvent]:
+    """Frames of one SSE connection on a bare socket (SseHttpError on a non-200 answer)."""
+    stream = await RawStream(host, port, path, token, last_event_id, rcvbuf=rcvbuf).open()
+    try:
+        async for event in stream:
+            yield event
+    finally:
+        stream.close()

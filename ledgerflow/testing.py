@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +49,16 @@ class Process:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start(settings: Settings, name: str, *args: str, log_dir: Path) -> Process:
+def start(settings: Settings, name: str, *args: str, log_dir: Path,
+          extra_env: Mapping[str, str] | None = None) -> Process:
+    """``ledgerflow <args>`` as a child process with ``settings`` (and ``extra_env``) in its environment."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}-{int(time.time() * 1000)}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "ledgerflow.cli", *args],
-            env=child_env(settings) | {"PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
+            env=child_env(settings) | {"PYTHONUNBUFFERED": "1"} | dict(extra_env or {}),
+            stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return Process(name, popen, log)

@@ -1,45 +1,56 @@
 """One Kafka reader per edge process, fanning records out to every SSE subscriber.
 
-A subscriber joins with the positions it has already seen (from its cursor, or "now").
-Joining happens in three steps:
-1. Snapshot the hub's read position per partition and register the subscriber, with no
-   ``await`` in between: from here on the hub queues every matching record at or past
-   the snapshot.
-2. Catch up: read each partition from the subscriber's next offset up to the snapshot
-   with a short-lived consumer (no consumer group), yielding frames in offset order.
-3. Drain the queue: live frames, in order, with nothing missed or repeated.
-A subscriber whose queue fills up is marked overflowed; its stream ends with
-``event: overflow`` and the client resumes from its cursor.
+A subscriber joins with the positions it has already been served (from its cursor, or
+"now"). Joining happens in three steps:
+1. ``subscribe``: snapshot the hub's read position per partition and register the
+   subscriber, with no ``await`` in between: from here on the hub queues every matching
+   record at or past the snapshot.
+2. ``catch_up``: read each partition from the subscriber's next offset up to the
+   snapshot with a short-lived consumer (no consumer group), in offset order.
+3. Drain the mailbox: live frames, in order, with nothing missed or repeated.
+
+Every live frame carries the hub's read positions at the moment it was fanned out (its
+``mark``): a stream that delivers it has been served up to there on every partition (see
+``cursors.served``). A subscriber whose mailbox is full is marked overflowed and removed
+at once; its stream delivers what it already holds, ends with ``event: overflow``, and
+the client resumes from its cursor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from ledgerflow.api import cursors
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka_admin import partition_counts
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 log = logging.getLogger(__name__)
 
 CODES = {CONVERSATION_EVENTS: "e", POLICY_DECISIONS: "d"}
+DEFAULT_QUEUE = 1000
+CATCH_UP_SLOTS = 32  # short-lived catch-up consumers open at once (reconnect storms)
+_CATCH_UP_BATCH = 500
+_NOT_READ = 1 << 63  # a partition the stream does not read: never delivered
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A data frame: a decoded record and where it came from."""
+    """A data frame: a decoded record, where it came from, and the hub's mark (live only)."""
 
     key: cursors.TopicPartitionKey
     offset: int
@@ -47,36 +58,92 @@ class Frame:
     conversation_id: str
     event_type: str
     data: bytes
+    mark: dict[cursors.TopicPartitionKey, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpBatch:
+    """Frames of one partition read by a catch-up, and the offset it has scanned up to."""
+
+    key: cursors.TopicPartitionKey
+    frames: list[Frame]
+    scanned_to: int
+
+
+class Mailbox:
+    """A subscriber's bounded FIFO of live frames, which its stream can also be woken from."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._frames: deque[Frame] = deque()
+        self._ready = asyncio.Event()
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue ``frame``; False (and nothing queued) when full."""
+        if len(self._frames) >= self.capacity:
+            return False
+        self._frames.append(frame)
+        self._ready.set()
+        return True
+
+    def take(self, limit: int) -> list[Frame]:
+        """Up to ``limit`` queued frames, oldest first."""
+        count = min(limit, len(self._frames))
+        return [self._frames.popleft() for _ in range(count)]
+
+    async def wait(self, timeout: float) -> None:
+        """Return when a frame is queued, ``wake`` is called, or ``timeout`` passes."""
+        if self._frames:
+            return
+        self._ready.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await self._ready.wait()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    async def get(self) -> Frame:
+        """The next frame, waiting as long as it takes (``asyncio.Queue.get`` compatible)."""
+        while not self._frames:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._frames.popleft()
+
+    def qsize(self) -> int:
+        return len(self._frames)
 
 
 @dataclass(eq=False)
 class Subscriber:
     tenant: str
     conversation_id: str | None
-    start: dict[cursors.TopicPartitionKey, int]  # first offset the hub delivers to us
-    queue: asyncio.Queue[Frame] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
+    start: dict[cursors.TopicPartitionKey, int]  # first offset the hub delivers live
+    queue: Mailbox = field(default_factory=lambda: Mailbox(DEFAULT_QUEUE))
     overflowed: bool = False
 
-    def wants(self, frame: Frame) -> bool:
-        return (
-            frame.tenant == self.tenant
-            and (self.conversation_id is None or frame.conversation_id == self.conversation_id)
-            and frame.offset >= self.start.get(frame.key, 0)
+    def matches(self, frame: Frame) -> bool:
+        """The frame belongs to this stream (tenant, and conversation if any)."""
+        return frame.tenant == self.tenant and (
+            self.conversation_id is None or frame.conversation_id == self.conversation_id
         )
 
 
 class Hub:
     """Reads ``conversation.events`` and ``policy.decisions`` and fans frames out."""
 
-    def __init__(self, settings: Settings, queue_size: int = 1000) -> None:
+    def __init__(self, settings: Settings, queue_size: int = DEFAULT_QUEUE,
+                 catch_up_slots: int = CATCH_UP_SLOTS) -> None:
         self._settings = settings
-        self._queue_size = queue_size
+        self.queue_size = queue_size
         self._topics = {settings.topic(base): code for base, code in CODES.items()}
         self._codes = {code: name for name, code in self._topics.items()}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[cursors.TopicPartitionKey, int] = {}
-        self._by_tenant: dict[str, set[Subscriber]] = {}
+        # (tenant, conversation id or None for tenant streams) -> subscribers
+        self._subs: dict[tuple[str, str | None], set[Subscriber]] = {}
+        self._catch_up_slots = asyncio.Semaphore(catch_up_slots)
         self.partitions: dict[str, int] = {}
         self.frames_sent = 0
         self.dropped = 0
@@ -98,9 +165,12 @@ class Hub:
             self._positions[(self._topics[tp.topic], tp.partition)] = ends[tp]
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name="sse-hub")
+        self._task.add_done_callback(self._reader_ended)
         self.healthy = True
 
     async def stop(self) -> None:
+        """Stop reading and wake every stream (they see the edge closing and end)."""
+        self.wake_all()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -108,35 +178,55 @@ class Hub:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    def wake_all(self) -> None:
+        """Wake every subscriber's stream, e.g. to notice that the edge is closing."""
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.queue.wake()
+
+    def _reader_ended(self, task: asyncio.Task[None]) -> None:
+        self.healthy = False
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SSE hub reader died; /readyz now fails", exc_info=task.exception())
+
     async def _run(self) -> None:
         assert self._consumer is not None
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=500)
                 self.healthy = True
-            except Exception:  # noqa: BLE001 - the reader must outlive broker hiccups
+            except KafkaError:
                 self.healthy = False
                 log.exception("SSE hub: Kafka read failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
             for tp, records in batches.items():
                 code = self._topics[tp.topic]
+                key = (code, tp.partition)
                 for record in records:
-                    frame = self.frame_of(code, record)
-                    self._positions[(code, tp.partition)] = record.offset + 1
-                    if frame is not None:
-                        self._dispatch(frame)
+                    self._positions[key] = record.offset + 1
+                    if self._subs:  # nobody listening: no decoding
+                        frame = self.frame_of(code, record)
+                        if frame is not None:
+                            self._dispatch(frame)
 
     # -- fan-out ---------------------------------------------------------------------
     def _dispatch(self, frame: Frame) -> None:
-        for sub in self._by_tenant.get(frame.tenant, ()):
-            if sub.overflowed or not sub.wants(frame):
-                continue
-            try:
-                sub.queue.put_nowait(frame)
-            except asyncio.QueueFull:
-                sub.overflowed = True  # the stream ends with `overflow` before its next frame
-                self.dropped += 1
+        targets = [
+            sub
+            for bucket in ((frame.tenant, None), (frame.tenant, frame.conversation_id))
+            for sub in self._subs.get(bucket, ())
+            if frame.offset >= sub.start.get(frame.key, _NOT_READ)
+        ]
+        if not targets:
+            return
+        frame = dataclasses.replace(frame, mark=dict(self._positions))
+        overflowed = [sub for sub in targets if not sub.queue.offer(frame)]
+        for sub in overflowed:
+            sub.overflowed = True  # its stream delivers what it holds, then `overflow`
+            self.dropped += 1
+            self.unsubscribe(sub)
+            sub.queue.wake()
 
     def stream_keys(self, tenant: str, conversation_id: str | None) -> list[cursors.TopicPartitionKey]:
         """The topic-partitions a stream reads: all of them, or the conversation's own."""
@@ -150,14 +240,16 @@ class Hub:
     def subscribe(
         self, tenant: str, conversation_id: str | None, seen: dict[cursors.TopicPartitionKey, int] | None
     ) -> tuple[Subscriber, dict[cursors.TopicPartitionKey, tuple[int, int]]]:
-        """Step 1: register; return the subscriber and the ranges it must catch up on.
+        """Step 1: register; return the subscriber and the ranges [first, end) to catch up on.
 
-        ``seen`` maps topic-partitions to the last offset the client has; None = start now.
+        ``seen`` maps topic-partitions to the last offset the client was served; None =
+        start now. Synchronous on purpose: no record can slip between snapshot and
+        registration.
         """
         keys = self.stream_keys(tenant, conversation_id)
         snapshot = {k: self._positions[k] for k in keys}
-        sub = Subscriber(tenant, conversation_id, snapshot, asyncio.Queue(maxsize=self._queue_size))
-        self._by_tenant.setdefault(tenant, set()).add(sub)
+        sub = Subscriber(tenant, conversation_id, snapshot, Mailbox(self.queue_size))
+        self._subs.setdefault((tenant, conversation_id), set()).add(sub)
         gaps = {}
         if seen is not None:
             for k in keys:
@@ -167,64 +259,85 @@ class Hub:
         return sub, gaps
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        subs = self._by_tenant.get(sub.tenant)
+        """Forget ``sub`` (idempotent): the hub holds nothing of it afterwards."""
+        bucket = (sub.tenant, sub.conversation_id)
+        subs = self._subs.get(bucket)
         if subs is not None:
             subs.discard(sub)
             if not subs:
-                del self._by_tenant[sub.tenant]
+                del self._subs[bucket]
 
     @property
     def subscribers(self) -> int:
-        return sum(len(s) for s in self._by_tenant.values())
+        return sum(len(s) for s in self._subs.values())
 
     def live_positions(self, keys: Iterable[cursors.TopicPartitionKey]) -> dict[cursors.TopicPartitionKey, int]:
         """Last offset per topic-partition the hub has read (-1 when none)."""
         return {k: self._positions[k] - 1 for k in keys}
 
     async def log_starts(self, keys: Iterable[cursors.TopicPartitionKey]) -> dict[cursors.TopicPartitionKey, int]:
+        """First retained offset of each topic-partition; InfrastructureError if Kafka fails."""
         assert self._consumer is not None
         tps = [TopicPartition(self._codes[c], p) for c, p in keys]
-        begins = await self._consumer.beginning_offsets(tps)
+        try:
+            begins = await self._consumer.beginning_offsets(tps)
+        except KafkaError as exc:
+            raise InfrastructureError(f"Kafka did not answer the log start offsets: {exc!r}") from None
         return {(self._topics[tp.topic], tp.partition): off for tp, off in begins.items()}
 
     # -- step 2: catch-up ------------------------------------------------------------
     async def catch_up(
         self, sub: Subscriber, gaps: dict[cursors.TopicPartitionKey, tuple[int, int]]
-    ) -> AsyncIterator[Frame]:
-        """Frames in [first, end) per partition that match the subscriber, in offset order."""
+    ) -> AsyncIterator[CatchUpBatch]:
+        """Batches of the subscriber's frames in [first, end), partition by partition.
+
+        A batch may be empty (records of others, or a 1 s read timeout): the stream uses
+        it to check for shutdown and token expiry. The last batch of a partition has
+        ``scanned_to == end - 1``. Raises InfrastructureError if the log moved under the
+        cursor (records deleted while reading) or Kafka fails.
+        """
         if not gaps:
             return
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
-                                    enable_auto_commit=False, fetch_max_wait_ms=20)
-        await consumer.start()
-        try:
-            tps = {TopicPartition(self._codes[c], p): (c, rng) for (c, p), rng in gaps.items()}
-            consumer.assign(list(tps))
-            for tp, (_, (first, _end)) in tps.items():
-                consumer.seek(tp, first)
-            for tp, (code, (_, end)) in tps.items():
-                # One partition at a time keeps per-partition order simple and exact.
-                done = False
-                while not done:
-                    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=500)
-                    for record in batch.get(tp, []):
-                        if record.offset >= end:
-                            done = True
-                            break
-                        frame = self.frame_of(code, record)
-                        if frame is not None and frame.tenant == sub.tenant and (
-                            sub.conversation_id is None or frame.conversation_id == sub.conversation_id
-                        ):
-                            yield frame
-                        if record.offset == end - 1:
-                            done = True
-                    if not batch and await consumer.position(tp) >= end:
-                        done = True
-        finally:
-            await consumer.stop()
+        async with self._catch_up_slots:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
+                                        enable_auto_commit=False, fetch_max_wait_ms=20,
+                                        auto_offset_reset="none")
+            try:
+                await consumer.start()
+                for key, (first, end) in sorted(gaps.items()):
+                    async for batch in self._read_range(consumer, sub, key, first, end):
+                        yield batch
+            except KafkaError as exc:  # OffsetOutOfRangeError too: the log moved under us
+                raise InfrastructureError(f"catch-up read of the log failed: {exc!r}") from None
+            finally:
+                await consumer.stop()
+
+    async def _read_range(
+        self, consumer: AIOKafkaConsumer, sub: Subscriber, key: cursors.TopicPartitionKey, first: int, end: int
+    ) -> AsyncIterator[CatchUpBatch]:
+        tp = TopicPartition(self._codes[key[0]], key[1])
+        consumer.assign([tp])
+        consumer.seek(tp, first)
+        scanned = first - 1
+        while scanned < end - 1:
+            records = (await consumer.getmany(tp, timeout_ms=1000, max_records=_CATCH_UP_BATCH)).get(tp, [])
+            if not records and await consumer.position(tp) >= end:
+                scanned = end - 1  # the range ends in transaction markers or compacted gaps
+            frames = []
+            for record in records:
+                if record.offset >= end:
+                    scanned = end - 1
+                    break
+                scanned = record.offset
+                frame = self.frame_of(key[0], record)
+                if frame is not None and sub.matches(frame):
+                    frames.append(frame)
+            yield CatchUpBatch(key, frames, scanned)
 
     # -- decoding --------------------------------------------------------------------
     def frame_of(self, code: str, record: ConsumerRecord) -> Frame | None:
+        if record.value is None:
+            return None
         try:
             event = codec.decode(record.value)
         except DecodeError:

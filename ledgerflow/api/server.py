@@ -1,17 +1,125 @@
-"""``ledgerflow serve``: the edge on uvicorn."""
+"""``ledgerflow serve``: the edge on uvicorn, with SSE knobs from the environment and a
+graceful shutdown that ends streams instead of waiting for them.
+
+On SIGTERM/SIGINT uvicorn stops accepting connections and waits for open ones before it
+runs the app's lifespan shutdown, so an SSE stream would hold the process until the
+graceful timeout and then be cut. ``EdgeServer.handle_exit`` therefore, in order:
+1. sets ``EdgeContext.closing`` (``/readyz`` turns 503, new streams are refused with 503),
+2. wakes every stream, which ends with ``retry:`` and ``event: shutdown``,
+3. hands over to uvicorn, which lets in-flight requests finish, closes idle
+   connections, and then runs the lifespan shutdown.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import Message, Receive, Scope, Send
 
 from ledgerflow.api.app import create_app
+from ledgerflow.api.hub import DEFAULT_QUEUE
 from ledgerflow.config import Settings
+from ledgerflow.errors import ValidationError
+
+GRACEFUL_TIMEOUT_S = 5
+DEFAULT_HEARTBEAT_S = 15.0
+DEFAULT_REAUTH_BEFORE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SseKnobs:
+    """SSE tuning: ``LEDGERFLOW_SSE_HEARTBEAT_S``, ``_QUEUE``, ``_REAUTH_BEFORE_S``."""
+
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    queue: int = DEFAULT_QUEUE
+    reauth_before_s: float = DEFAULT_REAUTH_BEFORE_S
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SseKnobs:
+        env = os.environ if env is None else env
+        return cls(
+            heartbeat_s=_number(env, "LEDGERFLOW_SSE_HEARTBEAT_S", DEFAULT_HEARTBEAT_S, 0.05),
+            queue=int(_number(env, "LEDGERFLOW_SSE_QUEUE", DEFAULT_QUEUE, 1)),
+            reauth_before_s=_number(env, "LEDGERFLOW_SSE_REAUTH_BEFORE_S", DEFAULT_REAUTH_BEFORE_S, 0.0),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError(f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}") from None
+    if value < minimum:
+        raise ValidationError(f"{name}={raw!r} is below the minimum {minimum:g}")
+    return value
+
+
+class EdgeServer(uvicorn.Server):
+    """uvicorn's server, ending SSE streams first when asked to exit (see the module doc)."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A plain signal handler: hop onto the event loop (thread-safe, and wakes it).
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(begin_shutdown, self._app)
+        super().handle_exit(sig, frame)
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """Steps 1 and 2: mark the edge closing and wake every stream so it ends now."""
+    ctx = getattr(app.state, "ctx", None)
+    if ctx is not None:
+        ctx.closing.set()
+        ctx.hub.wake_all()
+
+
+class ApplyKnobs:
+    """ASGI wrapper that applies ``SseKnobs`` once the lifespan has built the context,
+    before uvicorn starts listening (``create_app`` takes only ``heartbeat_s`` today)."""
+
+    def __init__(self, app: Starlette, knobs: SseKnobs) -> None:
+        self.app = app
+        self.knobs = knobs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_tuning(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                ctx = self.app.state.ctx
+                ctx.reauth_before_s = self.knobs.reauth_before_s
+                ctx.hub.queue_size = self.knobs.queue
+            await send(message)
+
+        await self.app(scope, receive, send_after_tuning)
 
 
 def serve(settings: Settings) -> int:
-    app = create_app(settings)
-    uvicorn.run(
-        app, host=settings.http_host, port=settings.http_port, log_level="warning",
-        timeout_graceful_shutdown=5, access_log=False,
+    knobs = SseKnobs.from_env()
+    app = create_app(settings, heartbeat_s=knobs.heartbeat_s)
+    config = uvicorn.Config(
+        ApplyKnobs(app, knobs), host=settings.http_host, port=settings.http_port, log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S, access_log=False, lifespan="on",
     )
+    EdgeServer(config, app).run()
     return 0

@@ -1,18 +1,30 @@
-"""Server-Sent Events framing (WHATWG HTML §9.2): data frames with ids, control frames without."""
+"""Server-Sent Events framing (WHATWG HTML §9.2): data frames with ids, control frames without.
+
+A client's ``Last-Event-ID`` is the ``id:`` of the last frame that carried one, so only
+data frames carry an ``id:``; a heartbeat or a reset with an id would move a client's
+resume point to somewhere no record was delivered.
+"""
 
 from __future__ import annotations
 
 import orjson
 
+CONTROL_EVENTS = frozenset({"heartbeat", "reset", "overflow", "reauth", "expired", "shutdown", "unavailable"})
+
 
 def data_frame(cursor: str, event: str, data: bytes) -> bytes:
+    """One record: ``data`` must be a single line (orjson output is)."""
     return b"id: " + cursor.encode() + b"\nevent: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def control_frame(event: str, data: dict[str, object] | None = None) -> bytes:
-    """A frame with no ``id:``: a client's Last-Event-ID stays on the last data frame."""
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data or {}) + b"\n\n"
+def control_frame(event: str, data: dict[str, object] | None = None, *, retry_ms: int | None = None) -> bytes:
+    """A frame with no ``id:`` (and optionally a ``retry:`` reconnection delay)."""
+    if event not in CONTROL_EVENTS:
+        raise ValueError(f"{event!r} is not a control event; add it to CONTROL_EVENTS and docs/sse.md")
+    retry = b"" if retry_ms is None else b"retry: %d\n" % retry_ms
+    return retry + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data or {}) + b"\n\n"
 
 
 def retry_hint(milliseconds: int) -> bytes:
-    return f"retry: {milliseconds}\n\n".encode()
+    """A frame that only sets the client's reconnection delay."""
+    return b"retry: %d\n\n" % milliseconds

@@ -1,140 +1,193 @@
 """SSE endpoints: a conversation's stream and a whole tenant's, resumable by cursor.
 
 One stream runs in these steps:
-1. Parse ``Last-Event-ID``. A malformed cursor, or one of another stream, gets
-   ``event: reset`` and restarts live; a cursor older than the log's retention gets
-   ``event: reset`` and restarts at the oldest record kept. Never a silent skip.
-2. Register with the hub, then send the records between the cursor and the hub's read
-   position (catch-up), then live frames from the subscriber's queue.
-3. Idle streams get ``event: heartbeat``; ``event: reauth`` goes out ``reauth_before_s``
-   before the token expires and the stream ends at expiry (``event: expired``); a
-   subscriber that falls behind gets ``event: overflow`` and is closed. Each of these
-   control frames has no ``id:``, so the client resumes from its last data frame.
+1. Parse ``Last-Event-ID`` (``cursors.resume_from``). A malformed cursor, or one of
+   another stream, restarts live; a cursor older than the log's retention restarts at
+   the oldest record kept. Both send ``event: reset`` saying so, with the cursor the
+   stream restarts from. Never a silent skip.
+2. Register with the hub before the response starts (so no record slips past), and tie
+   the registration to the response: whatever ends it (the stream, a disconnect, a
+   failure), the hub forgets the subscriber at once.
+3. Catch up: the records between the cursor and the hub's read position.
+4. Live: frames from the subscriber's mailbox, several to a write when they queue up.
+   Idle streams get ``event: heartbeat`` every ``heartbeat_s``; ``event: reauth`` goes
+   out ``reauth_before_s`` before the token expires and the stream ends at expiry with
+   ``event: expired``; a subscriber that fell behind gets its queued frames and then
+   ``event: overflow``; a closing edge ends streams with ``retry:`` and
+   ``event: shutdown``. Control frames carry no ``id:``: a client resumes from its last
+   data frame.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ledgerflow.api import cursors, sse
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.hub import Subscriber
-from ledgerflow.errors import ValidationError
+from ledgerflow.api.hub import Frame, Subscriber
+from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.metrics import SSE_DROPPED, SSE_FRAMES, SSE_SUBSCRIBERS
 
 RETRY_MS = 2000
+MAX_FRAMES_PER_WRITE = 256
+MAX_CONVERSATION_ID = 512
 
 
-async def conversation_stream(request: Request) -> StreamingResponse:
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` response that closes its body and runs ``on_close`` however it ends."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+        super().__init__(content, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def conversation_stream(request: Request) -> EventStreamResponse:
     principal = requires_role(request, "subscriber")
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     conversation_id = request.query_params.get("conversation_id", "").strip()
     if not conversation_id:
         raise ValidationError("query parameter conversation_id is required")
+    if len(conversation_id) > MAX_CONVERSATION_ID:
+        raise ValidationError(f"conversation_id is longer than {MAX_CONVERSATION_ID} characters")
     return await _open(request, principal.tenant, conversation_id, principal.expires_at)
 
 
-async def tenant_stream(request: Request) -> StreamingResponse:
+async def tenant_stream(request: Request) -> EventStreamResponse:
     principal = requires_role(request, "subscriber")
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     return await _open(request, principal.tenant, None, principal.expires_at)
 
 
-async def _open(request: Request, tenant: str, conversation_id: str | None, expires_at: float) -> StreamingResponse:
+async def _open(request: Request, tenant: str, conversation_id: str | None, expires_at: float) -> EventStreamResponse:
     ctx: EdgeContext = request.app.state.ctx
+    if ctx.closing.is_set():
+        raise InfrastructureError("the edge is shutting down")  # 503 + Retry-After: another edge answers
     hub = ctx.hub
     keys = hub.stream_keys(tenant, conversation_id)
     # Step 1.
-    last_id = request.headers.get("last-event-id", "").strip()
-    seen: dict[cursors.TopicPartitionKey, int] | None = None
-    reset: dict[str, object] | None = None
-    if last_id:
-        try:
-            parsed = cursors.decode(last_id)
-            if set(parsed) != set(keys):
-                raise ValidationError("the cursor belongs to another stream")
-            seen = parsed
-        except ValidationError as exc:
-            reset = {"reason": f"unknown cursor: {exc}", "restart": "live"}
-        if seen is not None:
-            starts = await hub.log_starts(keys)
-            expired = {k for k in keys if seen[k] + 1 < starts[k]}
-            if expired:
-                seen = {k: (starts[k] - 1 if k in expired else seen[k]) for k in keys}
-                reset = {"reason": "cursor older than the log's retention", "restart": "earliest"}
+    resume = cursors.resume_from(request.headers.get("last-event-id", ""), keys)
+    if resume.seen is not None:
+        resume = cursors.clamp_to_retention(resume, await hub.log_starts(keys))
     # Step 2.
-    sub, gaps = hub.subscribe(tenant, conversation_id, seen)
-    position = dict(seen) if seen is not None else hub.live_positions(keys)
-    if seen is None and last_id and reset is not None:
-        reset["cursor"] = cursors.encode(position)
-    body = _frames(ctx, sub, gaps, position, reset, expires_at)
-    return StreamingResponse(
-        body, media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    sub, gaps = hub.subscribe(tenant, conversation_id, resume.seen)
+    SSE_SUBSCRIBERS.inc()
+    closed = False
+
+    def close() -> None:
+        nonlocal closed
+        if not closed:
+            closed = True
+            hub.unsubscribe(sub)
+            SSE_SUBSCRIBERS.dec()
+
+    position = dict(resume.seen) if resume.seen is not None else hub.live_positions(keys)
+    return EventStreamResponse(_frames(ctx, sub, gaps, position, resume, expires_at), close)
 
 
 async def _frames(
     ctx: EdgeContext,
     sub: Subscriber,
     gaps: dict[cursors.TopicPartitionKey, tuple[int, int]],
-    position: dict[cursors.TopicPartitionKey, int],
-    reset: dict[str, object] | None,
+    position: cursors.Positions,
+    resume: cursors.Resume,
     expires_at: float,
 ) -> AsyncIterator[bytes]:
-    SSE_SUBSCRIBERS.inc()
+    yield sse.retry_hint(RETRY_MS)
+    if resume.reset is not None:
+        SSE_FRAMES.labels("reset").inc()
+        yield sse.control_frame(
+            "reset", {"reason": resume.reset, "restart": resume.restart, "cursor": cursors.encode(position)}
+        )
+    # Step 3.
     try:
-        yield sse.retry_hint(RETRY_MS)
-        if reset is not None:
-            SSE_FRAMES.labels("reset").inc()
-            yield sse.control_frame("reset", reset)
-        async for frame in ctx.hub.catch_up(sub, gaps):
-            position[frame.key] = frame.offset
-            SSE_FRAMES.labels("data").inc()
-            yield sse.data_frame(cursors.encode(position), frame.event_type, frame.data)
-        # Step 3.
-        reauth_sent = False
-        while True:
-            now = time.time()
-            if sub.overflowed:
-                SSE_DROPPED.labels("overflow").inc()
-                yield sse.control_frame("overflow", {"detail": "too slow: resume from your last event id"})
+        async for batch in ctx.hub.catch_up(sub, gaps):
+            if (last := _final_frame(ctx, expires_at)) is not None:
+                yield last
                 return
-            if now >= expires_at:
-                SSE_DROPPED.labels("expired").inc()
-                yield sse.control_frame("expired", {"detail": "token expired: reconnect with a new token"})
-                return
-            if ctx.closing.is_set():
-                yield sse.retry_hint(RETRY_MS)
-                yield sse.control_frame("shutdown", {"detail": "edge restarting: reconnect"})
-                return
-            reauth_at = expires_at - ctx.reauth_before_s
-            if not reauth_sent and now >= reauth_at:
-                reauth_sent = True
-                yield sse.control_frame("reauth", {"expires_at": expires_at})
-                continue
-            next_auth_event = expires_at if reauth_sent else reauth_at
-            try:
-                frame = await asyncio.wait_for(
-                    sub.queue.get(), timeout=max(min(ctx.heartbeat_s, next_auth_event - now), 0.01)
-                )
-            except TimeoutError:
-                if time.time() < next_auth_event:  # idle: keep the connection alive
-                    SSE_FRAMES.labels("heartbeat").inc()
-                    yield sse.control_frame("heartbeat")
-                continue
-            if sub.overflowed:
-                continue  # frames after an overflow are dropped; the client resumes from its cursor
-            position[frame.key] = frame.offset
-            ctx.hub.frames_sent += 1
-            SSE_FRAMES.labels("data").inc()
-            yield sse.data_frame(cursors.encode(position), frame.event_type, frame.data)
-    finally:
-        ctx.hub.unsubscribe(sub)
-        SSE_SUBSCRIBERS.dec()
+            chunk = _data_frames(position, batch.frames)
+            position[batch.key] = max(position[batch.key], batch.scanned_to)
+            if chunk:
+                yield chunk
+    except InfrastructureError as exc:
+        SSE_DROPPED.labels("unavailable").inc()
+        yield sse.control_frame("unavailable", {"detail": f"{exc}: reconnect"}, retry_ms=RETRY_MS)
+        return
+    # Step 4.
+    async for chunk in _live(ctx, sub, position, expires_at):
+        yield chunk
+
+
+async def _live(ctx: EdgeContext, sub: Subscriber, position: cursors.Positions, expires_at: float) -> AsyncIterator[bytes]:
+    reauth_at = expires_at - ctx.reauth_before_s
+    reauth_sent = False
+    last_write = time.monotonic()
+    while True:
+        if (last := _final_frame(ctx, expires_at)) is not None:
+            yield last
+            return
+        now = time.time()
+        if not reauth_sent and now >= reauth_at:
+            reauth_sent = True
+            SSE_FRAMES.labels("reauth").inc()
+            yield sse.control_frame("reauth", {"expires_at": expires_at, "detail": "token expires soon: "
+                                               "reconnect with a new token and your last event id"})
+            continue
+        frames = sub.queue.take(MAX_FRAMES_PER_WRITE)
+        if frames:
+            ctx.hub.frames_sent += len(frames)
+            yield _data_frames(position, frames)
+            last_write = time.monotonic()
+            continue
+        if sub.overflowed:
+            SSE_DROPPED.labels("overflow").inc()
+            yield sse.control_frame("overflow", {"detail": "too slow: reconnect with your last event id"})
+            return
+        heartbeat_due = last_write + ctx.heartbeat_s - time.monotonic()
+        auth_due = (expires_at if reauth_sent else reauth_at) - now
+        await sub.queue.wait(min(heartbeat_due, auth_due))
+        if sub.queue.qsize() == 0 and time.monotonic() >= last_write + ctx.heartbeat_s:
+            SSE_FRAMES.labels("heartbeat").inc()
+            yield sse.control_frame("heartbeat")
+            last_write = time.monotonic()
+
+
+def _final_frame(ctx: EdgeContext, expires_at: float) -> bytes | None:
+    """The frame that ends the stream now (token expired, edge closing), else None."""
+    if time.time() >= expires_at:
+        SSE_DROPPED.labels("expired").inc()
+        return sse.control_frame("expired", {"detail": "token expired: reconnect with a new token"})
+    if ctx.closing.is_set():
+        SSE_DROPPED.labels("shutdown").inc()
+        return sse.control_frame("shutdown", {"detail": "edge shutting down: reconnect"}, retry_ms=RETRY_MS)
+    return None
+
+
+def _data_frames(position: cursors.Positions, frames: list[Frame]) -> bytes:
+    """Frames as one write; ``position`` advances with each (its cursor is the frame's id)."""
+    out = []
+    for frame in frames:
+        if frame.mark is not None:
+            position.update(cursors.served(position, frame.mark))
+        position[frame.key] = max(position[frame.key], frame.offset)
+        out.append(sse.data_frame(cursors.encode(position), frame.event_type, frame.data))
+    if out:
+        SSE_FRAMES.labels("data").inc(len(out))
+    return b"".join(out)
+

@@ -1,0 +1,85 @@
+"""SSE cursors: encoding, parsing, resume decisions (pure, no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledgerflow.api import cursors
+from ledgerflow.api.cursors import Resume, clamp_to_retention, decode, encode, resume_from, served
+from ledgerflow.errors import ValidationError
+
+TENANT_KEYS = [(c, p) for c in "ed" for p in range(6)]
+CONV_KEYS = [("e", 3), ("d", 3)]
+
+positions = st.dictionaries(
+    st.tuples(st.sampled_from(sorted(cursors.TOPIC_CODES)), st.integers(0, 9999)),
+    st.integers(-1, 2**62), min_size=1, max_size=24,
+)
+
+
+@given(positions)
+def test_encode_then_decode_returns_the_same_positions(pos: dict) -> None:
+    assert decode(encode(pos)) == pos
+
+
+def test_encoding_is_sorted_and_readable() -> None:
+    assert encode({("e", 3): 41, ("d", 3): 40}) == "d3:40.e3:41"
+
+
+@pytest.mark.parametrize("bad", [
+    "", "x3:1", "e3", "e3:", "e:1", "e3:1.", "e3:1..d3:2", "e3:-2", "e3:1.e3:2", "e12345:1",
+    "e3:1\nd3:2", "e3:1 ", "e" * 5000, "e3:99999999999999999999",
+])
+def test_malformed_cursor_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        decode(bad)
+
+
+def test_absent_last_event_id_starts_live_without_reset() -> None:
+    assert resume_from("", CONV_KEYS) == Resume(None)
+    assert resume_from("   ", CONV_KEYS) == Resume(None)
+
+
+def test_malformed_last_event_id_restarts_live_with_a_reset() -> None:
+    resume = resume_from("not-a-cursor", CONV_KEYS)
+    assert resume.seen is None and resume.restart == "live"
+    assert resume.reset is not None and "unknown cursor" in resume.reset
+
+
+def test_cursor_of_another_stream_restarts_live_with_a_reset() -> None:
+    other_conversation = encode({("e", 4): 10, ("d", 4): 2})
+    resume = resume_from(other_conversation, CONV_KEYS)
+    assert resume.seen is None and resume.reset is not None and "another stream" in resume.reset
+    tenant_cursor = encode({k: 0 for k in TENANT_KEYS})
+    assert resume_from(tenant_cursor, CONV_KEYS).seen is None
+
+
+def test_cursor_of_this_stream_resumes_after_it() -> None:
+    resume = resume_from("d3:7.e3:12", CONV_KEYS)
+    assert resume == Resume({("e", 3): 12, ("d", 3): 7})
+
+
+def test_cursor_within_retention_is_kept() -> None:
+    resume = Resume({("e", 3): 12, ("d", 3): -1})
+    assert clamp_to_retention(resume, {("e", 3): 13, ("d", 3): 0}) is resume
+
+
+def test_cursor_older_than_retention_restarts_at_the_earliest_record_with_a_reset() -> None:
+    clamped = clamp_to_retention(Resume({("e", 3): 12, ("d", 3): 5}), {("e", 3): 20, ("d", 3): 0})
+    assert clamped.seen == {("e", 3): 19, ("d", 3): 5}
+    assert clamped.restart == "earliest"
+    assert clamped.reset is not None and "e3" in clamped.reset and "d3" not in clamped.reset
+
+
+def test_live_resume_is_not_clamped() -> None:
+    assert clamp_to_retention(Resume(None), {("e", 3): 20}) == Resume(None)
+
+
+def test_served_raises_every_partition_to_the_mark_and_never_lowers() -> None:
+    position = {("e", 0): 5, ("e", 1): 50, ("d", 0): -1}
+    mark = {("e", 0): 9, ("e", 1): 30, ("d", 0): 4, ("e", 7): 100}  # next offsets; e7 is not ours
+    assert served(position, mark) == {("e", 0): 8, ("e", 1): 50, ("d", 0): 3}
+    assert served(position, None) == position
+    assert served(position, mark) is not position

@@ -1,0 +1,75 @@
+"""SSE framing, the client parser, and the SSE knobs read from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from ledgerflow.api import sse
+from ledgerflow.api.server import SseKnobs
+from ledgerflow.errors import ValidationError
+from ledgerflow.sse_client import SseEvent, parse
+
+
+def _parse(raw: bytes) -> list[SseEvent]:
+    async def lines() -> AsyncIterator[str]:
+        for line in raw.decode().split("\n"):
+            yield line
+
+    async def collect() -> list[SseEvent]:
+        return [e async for e in parse(lines())]
+
+    return anyio.run(collect)
+
+
+def test_data_frame_carries_the_cursor_as_id() -> None:
+    raw = sse.data_frame("d3:1.e3:4", "MessageSubmitted", b'{"a":1}')
+    assert raw == b'id: d3:1.e3:4\nevent: MessageSubmitted\ndata: {"a":1}\n\n'
+    assert _parse(raw) == [SseEvent("MessageSubmitted", '{"a":1}', "d3:1.e3:4")]
+
+
+@pytest.mark.parametrize("event", sorted(sse.CONTROL_EVENTS))
+def test_control_frames_carry_no_id(event: str) -> None:
+    raw = sse.control_frame(event, {"detail": "x"})
+    assert b"id:" not in raw
+    assert _parse(raw) == [SseEvent(event, '{"detail":"x"}', None)]
+
+
+def test_control_frame_can_carry_a_retry_hint() -> None:
+    raw = sse.control_frame("shutdown", retry_ms=2000)
+    assert raw.startswith(b"retry: 2000\n")
+    assert _parse(raw) == [SseEvent("shutdown", "{}", None, 2000)]
+
+
+def test_unknown_control_event_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a control event"):
+        sse.control_frame("MessageSubmitted")
+
+
+def test_bare_retry_hint_dispatches_no_event() -> None:
+    assert sse.retry_hint(1500) == b"retry: 1500\n\n"
+    assert _parse(sse.retry_hint(1500)) == []
+
+
+def test_parser_follows_whatwg_rules_for_comments_and_multiline_data() -> None:
+    raw = b": comment\nevent: x\ndata: a\ndata:b\nid: 7\n\ndata: plain\n\n"
+    assert _parse(raw) == [SseEvent("x", "a\nb", "7"), SseEvent("message", "plain", None)]
+
+
+def test_sse_knobs_default_without_environment() -> None:
+    assert SseKnobs.from_env({}) == SseKnobs(15.0, 1000, 30.0)
+
+
+def test_sse_knobs_are_read_from_the_environment() -> None:
+    env = {"LEDGERFLOW_SSE_HEARTBEAT_S": "0.5", "LEDGERFLOW_SSE_QUEUE": "10",
+           "LEDGERFLOW_SSE_REAUTH_BEFORE_S": "2"}
+    assert SseKnobs.from_env(env) == SseKnobs(0.5, 10, 2.0)
+
+
+@pytest.mark.parametrize("env", [{"LEDGERFLOW_SSE_QUEUE": "many"}, {"LEDGERFLOW_SSE_QUEUE": "0"},
+                                 {"LEDGERFLOW_SSE_HEARTBEAT_S": "-1"}])
+def test_bad_sse_knob_is_refused_naming_the_variable(env: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match=next(iter(env))):
+        SseKnobs.from_env(env)
