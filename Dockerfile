@@ -31,7 +31,8 @@ COPY pyproject.toml constraints.txt README.md* ./
 COPY schemas/ schemas/
 COPY ledgerflow/ ledgerflow/
 RUN /opt/ledgerflow/bin/pip install -c constraints.txt . \
-    && /opt/ledgerflow/bin/python -c "import ledgerflow.cli, ledgerflow.contracts.codec as c; c.require_fast_codec()"
+    && /opt/ledgerflow/bin/python -c \
+       "import ledgerflow.cli, ledgerflow.contracts.codec as c; c.require_fast_codec()"
 
 # ---- runtime: the venv only, run by an unprivileged user ---------------------------------
 FROM python:3.11-slim

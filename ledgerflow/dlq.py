@@ -38,6 +38,7 @@ from ledgerflow.topics import DLQ_SUFFIX, DLQ_TOPICS
 
 READ_TIMEOUT_S = 30.0
 PREVIEW_BYTES = 64
+UNREADABLE = "unreadable-dead-letter"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Window = Callable[[int, int], tuple[int, int]]
@@ -67,9 +68,6 @@ class DlqScan:
     letters: tuple[LocatedDeadLetter, ...]
     read: tuple[str, ...]
     missing: tuple[str, ...]
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def dlq_topic_names(settings: Settings, topic: str | None = None) -> list[str]:
@@ -206,43 +204,45 @@ def _position(x: LocatedDeadLetter) -> tuple[str, int, int]:
     return (x.dlq_topic, x.dlq_partition, x.dlq_offset)
 
 
-def _missing_message(name: str) -> str:
+def _missing_message(names: str) -> str:
     return (
-        f"DLQ topic {name} does not exist. Check the topic name and LEDGERFLOW_TOPIC_PREFIX; "
+        f"DLQ topic(s) {names} do not exist (yet). Check the topic name and LEDGERFLOW_TOPIC_PREFIX; "
         "`ledgerflow worker` and `ledgerflow stack up` create the DLQ topics"
     )
 
 
-# --------------------------------------------------------------------------- pure views
-
-
 def newest(letters: Iterable[LocatedDeadLetter], limit: int) -> tuple[LocatedDeadLetter, ...]:
     """The ``limit`` most recently failed letters (by ``failed_at``), in DLQ position order."""
-    def when(x: LocatedDeadLetter) -> tuple[int, str, int, int]:
-        return (x.letter.failed_at if x.letter else -1, *_position(x))
-
-    chosen = sorted(letters, key=when)[-limit:] if limit > 0 else []
+    chosen = sorted(letters, key=lambda x: (x.letter.failed_at if x.letter else -1, *_position(x)))
+    chosen = chosen[-limit:] if limit > 0 else []
     return tuple(sorted(chosen, key=_position))
 
 
 def summarize(letters: Iterable[LocatedDeadLetter]) -> dict[str, Any]:
-    """Counts: total, by source topic, by reason_code, and by (source topic, reason_code)."""
-    by_topic: Counter[str] = Counter()
-    by_reason: Counter[str] = Counter()
-    by_pair: dict[str, Counter[str]] = {}
-    total = 0
+    """Counts: total, distinct source records, by source topic, by reason_code, and both.
+
+    Agents deliver at least once, so a crash can dead-letter one record twice:
+    ``distinct_source_records`` below ``total`` shows that.
+    """
+    pairs: Counter[tuple[str, str]] = Counter()
+    sources = set()
     for x in letters:
-        total += 1
-        source = x.letter.source_topic if x.letter else f"(unreadable in {x.dlq_topic})"
-        code = x.letter.reason_code if x.letter else "unreadable-dead-letter"
-        by_topic[source] += 1
-        by_reason[code] += 1
-        by_pair.setdefault(source, Counter())[code] += 1
+        d = x.letter
+        if d is not None:
+            sources.add((d.source_topic, d.partition, d.offset))
+        pairs[(d.source_topic, d.reason_code) if d else (f"(unreadable in {x.dlq_topic})", UNREADABLE)] += 1
+    by_pair: dict[str, dict[str, int]] = {}
+    for (source, code), n in sorted(pairs.items()):
+        by_pair.setdefault(source, {})[code] = n
+    by_reason: Counter[str] = Counter()
+    for (_, code), n in pairs.items():
+        by_reason[code] += n
     return {
-        "total": total,
-        "by_source_topic": dict(sorted(by_topic.items())),
+        "total": sum(pairs.values()),
+        "distinct_source_records": len(sources),
+        "by_source_topic": {source: sum(codes.values()) for source, codes in by_pair.items()},
         "by_reason_code": dict(sorted(by_reason.items())),
-        "by_source_topic_and_reason": {t: dict(sorted(c.items())) for t, c in sorted(by_pair.items())},
+        "by_source_topic_and_reason": by_pair,
     }
 
 
@@ -261,7 +261,7 @@ def format_table(letters: Sequence[LocatedDeadLetter]) -> str:
 def _row(x: LocatedDeadLetter) -> tuple[str, ...]:
     where = f"{x.dlq_offset}" if x.dlq_partition == 0 else f"{x.dlq_partition}:{x.dlq_offset}"
     if x.letter is None:
-        return (where, "?", "unreadable-dead-letter", _clip(x.problem or "", 60), "-", str(len(x.raw)))
+        return (where, "?", UNREADABLE, _clip(x.problem or "", 60), "-", str(len(x.raw)))
     d = x.letter
     return (
         where, f"{d.source_topic}[{d.partition}]@{d.offset}", d.reason_code,
@@ -273,12 +273,7 @@ def format_detail(x: LocatedDeadLetter) -> str:
     """Everything about one letter, with headers and a hexdump of the value's first bytes."""
     lines = [f"dead letter     {x.dlq_topic}[{x.dlq_partition}]@{x.dlq_offset}"]
     if x.letter is None:
-        lines += [
-            f"unreadable      {x.problem}",
-            f"raw size        {len(x.raw)} bytes",
-            f"raw preview     first {min(len(x.raw), PREVIEW_BYTES)} bytes",
-            hexdump(x.raw[:PREVIEW_BYTES]),
-        ]
+        lines += [f"unreadable      {x.problem}", _preview("raw", x.raw)]
         return "\n".join(lines)
     d = x.letter
     lines += [
@@ -291,9 +286,13 @@ def format_detail(x: LocatedDeadLetter) -> str:
         f"headers         {len(d.headers) or 'none'}",
     ]
     lines += [f"  {name} = {show_bytes(value)}" for name, value in d.headers]
-    shown = min(len(d.value), PREVIEW_BYTES)
-    lines += [f"value           {len(d.value)} bytes (first {shown} below)", hexdump(d.value[:PREVIEW_BYTES])]
+    lines.append(_preview("value", d.value))
     return "\n".join(lines)
+
+
+def _preview(label: str, data: bytes) -> str:
+    shown = min(len(data), PREVIEW_BYTES)
+    return f"{label:<16}{len(data)} bytes (first {shown} below)\n{hexdump(data[:PREVIEW_BYTES])}"
 
 
 def hexdump(data: bytes, width: int = 16) -> str:
@@ -321,6 +320,7 @@ def show_bytes(data: bytes | None) -> str:
 
 
 def format_micros(micros: int) -> str:
+    """UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
     try:
         return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     except OverflowError:
@@ -352,9 +352,6 @@ def to_json(x: LocatedDeadLetter) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- command line
-
-
 def dlq_cli(
     settings: Settings, action: str, topic: str | None, limit: int | None, offset: int | None,
     as_json: bool,
@@ -370,12 +367,15 @@ def dlq_cli(
         return 1 if topic is not None and scan.missing else 0
     if action == "show":
         if topic is None or offset is None:
-            raise ValidationError("dlq show needs --topic T and --offset N (the DLQ offset `dlq list` prints)")
-        found = asyncio.run(read_dead_letter_at(settings, topic, offset))
+            raise ValidationError("dlq show needs --topic T and --offset N (an offset `dlq list` prints)")
+        try:
+            found = asyncio.run(read_dead_letter_at(settings, topic, offset))
+        except ValidationError as exc:  # the DLQ topic does not exist
+            print(exc)
+            return 1
         if found is None:
-            name = dlq_topic_names(settings, topic)[0]
-            print(f"no dead letter at offset {offset} of {name}; `ledgerflow dlq list --topic {topic}` "
-                  "shows the offsets there are")
+            print(f"no dead letter at offset {offset} of {dlq_topic_names(settings, topic)[0]}; "
+                  f"`ledgerflow dlq list --topic {topic}` shows the offsets there are")
             return 1
         print(orjson.dumps(to_json(found), option=orjson.OPT_INDENT_2).decode() if as_json
               else format_detail(found))
@@ -389,19 +389,11 @@ def render_list(scan: DlqScan, as_json: bool) -> str:
         doc = {"dead_letters": [to_json(x) for x in scan.letters], "summary": summarize(scan.letters),
                "missing_topics": list(scan.missing)}
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
-    lines = []
-    if len(scan.missing) == 1:
-        lines.append(_missing_message(scan.missing[0]))
-    elif scan.missing:
-        lines.append(f"DLQ topics that do not exist (yet): {', '.join(scan.missing)}; "
-                     "`ledgerflow worker` and `ledgerflow stack up` create them")
+    lines = [_missing_message(", ".join(scan.missing))] if scan.missing else []
     if not scan.letters:
-        if scan.read:
-            lines.append(f"no dead letters in {', '.join(scan.read)}")
-        return "\n".join(lines)
-    lines.append(format_table(scan.letters))
-    summary = summarize(scan.letters)
-    lines.append("")
-    lines.append(f"{summary['total']} dead letter(s); by reason: "
-                 + ", ".join(f"{code} {n}" for code, n in summary["by_reason_code"].items()))
+        return "\n".join(lines + ([f"no dead letters in {', '.join(scan.read)}"] if scan.read else []))
+    reasons = summarize(scan.letters)["by_reason_code"]
+    lines += [format_table(scan.letters), "",
+              f"{len(scan.letters)} dead letter(s); by reason: "
+              + ", ".join(f"{code} {n}" for code, n in reasons.items())]
     return "\n".join(lines)

@@ -3,8 +3,9 @@
 For each batch taken from the stream:
 1. decode every record; undecodable ones become dead letters;
 2. ``project`` the good ones into fenced op groups (pure);
-3. apply the groups and the batch's checkpoint in one pipelined round trip, and send the
-   dead letters, waiting for both;
+3. send the dead letters, then apply the groups and the batch's checkpoint in one
+   pipelined round trip that also checks the sentinel key; if the sentinel is gone (a
+   new or flushed Redis), replay the logs into the space first (``rebuild.replay``);
 4. return: faust acks the batch, and commits its offsets on its next commit tick.
 A crash anywhere before 4 redelivers the batch; the fences skip what was applied.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TR
 from ledgerflow.projections.conversations import project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
+from ledgerflow.projections.rebuild import replay
 from ledgerflow.projections.writer import ProjectionWriter
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
@@ -55,6 +58,21 @@ class Projector:
     @property
     def topics(self) -> list[str]:
         return list(self._bases)
+
+    async def _rebuild(self) -> None:
+        """The space is incomplete (first start, or Redis lost its data): replay the logs.
+
+        Fences make the replay apply each missing record once; the sentinel is set only
+        when the replay finished, so a crash mid-way replays again on restart.
+        """
+        writer = self.writer()
+        redis = writer.redis
+        log.warning("projector: read models in %s are incomplete (new or flushed Redis); replaying the logs",
+                    self._keys.namespace)
+        stats = await replay(self._settings, redis, self._keys)
+        await redis.set(self._keys.sentinel(), str(time.time()))
+        log.warning("projector: replayed %d records (%d applied) in %.1f s",
+                    stats.records, stats.applied, stats.seconds)
 
     def writer(self) -> ProjectionWriter:
         if self._writer is None:  # created on the worker's event loop
@@ -87,7 +105,12 @@ class Projector:
         delay = 0.2
         while True:
             try:
-                result = await self.writer().apply(groups, (self._keys.checkpoint(NAME), checkpoint))
+                result = await self.writer().apply(
+                    groups, (self._keys.checkpoint(NAME), checkpoint) if checkpoint else None,
+                    probe=self._keys.sentinel(),
+                )
+                if not result.probe_found:
+                    await self._rebuild()
             except (RedisError, OSError) as exc:
                 log.warning("projector: Redis write failed (%r); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

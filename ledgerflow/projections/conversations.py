@@ -108,6 +108,8 @@ def _(payload: PolicyDecision, event: Event, keys: Keys) -> tuple[list[RedisOp],
     tenant = keys.tenant(event.tenant)
     tenant_ops = [RedisOp("HINCRBY", tenant, (f"decisions_{payload.outcome}", 1))]
     if payload.outcome == "deny":
+        # A sorted set by event time: the same final state whatever order partitions interleave in.
         denials = keys.tenant_denials(event.tenant)
-        tenant_ops += [RedisOp("LPUSH", denials, (decision,)), RedisOp("LTRIM", denials, (0, RECENT_DENIALS - 1))]
+        tenant_ops += [RedisOp("ZADD", denials, (event.occurred_at, decision)),
+                       RedisOp("ZREMRANGEBYRANK", denials, (0, -RECENT_DENIALS - 1))]
     return conv_ops, tenant_ops

@@ -43,6 +43,10 @@ class Keys:
     def tenant_fence(self, tenant: str) -> str:
         return self.tenant(tenant) + ":applied"
 
+    def sentinel(self) -> str:
+        """Exists once the space holds the whole log; gone after a Redis flush."""
+        return f"{self.namespace}complete"
+
     def checkpoint(self, projection: str) -> str:
         """Highest applied offset per ``topic:partition`` (for lag and read-your-writes)."""
         return f"{self.namespace}checkpoint:{projection}"

@@ -15,6 +15,7 @@ COMMANDS: dict[str, int | None] = {
     "SET": 1,
     "INCRBY": 1,
     "ZADD": 2,
+    "ZREMRANGEBYRANK": 2,
     "DEL": 0,
 }
 

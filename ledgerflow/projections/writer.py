@@ -40,6 +40,7 @@ class WriteResult:
     applied: int
     skipped: int
     round_trips: int
+    probe_found: bool | None = None  # whether the ``probe`` key existed (None: no probe)
 
 
 class ProjectionWriter:
@@ -49,20 +50,29 @@ class ProjectionWriter:
         self._redis = redis
         self._sha: str | None = None
         self._checkpoint: tuple[str, dict[str, int]] | None = None
+        self._probe: str | None = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
 
     async def apply(
         self,
         batch: Sequence[FencedOps],
         checkpoint: tuple[str, dict[str, int]] | None = None,
+        probe: str | None = None,
     ) -> WriteResult:
         """Apply ``batch``; also record ``checkpoint`` = (key, {topic:partition: offset}).
 
         The checkpoint only reports progress (lag, read-your-writes); correctness rests on
         the per-entity fences, so it rides in the same pipeline without a transaction.
+        ``probe`` is a key whose existence is checked in the same round trip (the
+        projector's sentinel: if it is gone, Redis lost its data).
         """
-        if not batch and checkpoint is None:
+        if not batch and checkpoint is None and probe is None:
             return WriteResult(0, 0, 0)
         self._checkpoint = checkpoint
+        self._probe = probe
         encoded = [_encode(fenced) for fenced in batch]
         round_trips = 0
         if self._sha is None:
@@ -74,10 +84,14 @@ class ProjectionWriter:
             self._sha = await self._redis.script_load(_APPLY)
             round_trips += 1
             results = await self._run(encoded)
+        found = None
+        if probe is not None:
+            found = bool(results[-1])
+            results = results[:-1]
         if checkpoint is not None:
             results = results[:-1]
         applied = sum(int(r) for r in results)
-        return WriteResult(applied, len(results) - applied, round_trips + 1)
+        return WriteResult(applied, len(results) - applied, round_trips + 1, found)
 
     async def _run(self, encoded: list[tuple[list[str], list[str | int | float]]]) -> list[int]:
         pipe = self._redis.pipeline(transaction=False)
@@ -86,6 +100,8 @@ class ProjectionWriter:
         if self._checkpoint is not None:
             key, offsets = self._checkpoint
             pipe.hset(key, mapping=offsets)
+        if self._probe is not None:
+            pipe.exists(self._probe)
         return await pipe.execute()
 
 

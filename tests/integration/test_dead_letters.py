@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from ledgerflow.contracts.payloads import (
     TrainingEnabled,
 )
 from ledgerflow.contracts.registry import default_registry
+from ledgerflow.demo import child_env
 from ledgerflow.dlq import dlq_cli, read_dead_letters
 from ledgerflow.errors import DecodeError
 from ledgerflow.projections.keys import Keys
@@ -234,6 +237,13 @@ def test_every_bad_record_kind_lands_in_the_dlq_in_place_while_good_turns_projec
     assert f"{len(big.letter.value)} bytes" in detail  # type: ignore[union-attr]
     assert "c3 01" in detail  # the hexdump of the value's first bytes
 
+    # The same through the real command line, as an operator runs it.
+    cli = subprocess.run([sys.executable, "-m", "ledgerflow.cli", "dlq", "list", "--topic", CONVERSATION_EVENTS,
+                          "--json"], env=child_env(settings), capture_output=True, timeout=60, check=False)
+    assert cli.returncode == 0, cli.stderr.decode()
+    listed = orjson.loads(cli.stdout)["dead_letters"]
+    assert [(e["offset"], e["reason_code"]) for e in listed] == [(o, p.code) for (_, o), p in zip(bad_where, bad)]
+
 
 async def _put_letters(settings: Settings, letters: list[DeadLetter]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
@@ -252,7 +262,7 @@ def test_dlq_reader_reports_empty_and_missing_topics_limits_and_keeps_unreadable
     assert dlq_cli(settings, "list", "training.audit", None, None, False) == 0
     assert "no dead letters in" in capsys.readouterr().out
     assert dlq_cli(settings, "list", "no.such.topic", None, None, False) == 1
-    assert "does not exist" in capsys.readouterr().out
+    assert "do not exist" in capsys.readouterr().out
 
     source = settings.topic("usage.windows")
     letters = [DeadLetter(source, 1, 40 + i, b"acme", bytes([i]) * 3, (("h", b"v"),),
@@ -272,3 +282,5 @@ def test_dlq_reader_reports_empty_and_missing_topics_limits_and_keeps_unreadable
     assert (shown["offset"], base64.b64decode(shown["value"])) == (41, b"\x01\x01\x01")
     assert dlq_cli(settings, "show", "usage.windows", None, 99, False) == 1
     assert "no dead letter at offset 99" in capsys.readouterr().out
+    assert dlq_cli(settings, "show", "no.such.topic", None, 0, False) == 1
+    assert "do not exist" in capsys.readouterr().out

@@ -135,7 +135,7 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 # -- compose: shape and configuration -----------------------------------------------------
 def test_compose_uses_the_compose_spec_without_a_version_key(compose: dict[str, Any]) -> None:
-    assert "version" not in compose, "the Compose spec has no `version:` key; current docker compose warns on it"
+    assert "version" not in compose, "the Compose spec has no `version:` key (docker compose warns on it)"
     assert set(compose["services"]) == {"kafka", "redis", *LEDGERFLOW_SERVICES}
 
 
@@ -144,7 +144,7 @@ def test_every_ledgerflow_variable_in_the_docker_files_is_read_by_load_settings(
     assert known, "found no LEDGERFLOW_* names in load_settings: has config.py changed shape?"
     for path in (COMPOSE, DOCKERFILE, DOC):
         unknown = set(VARIABLE.findall(path.read_text(encoding="utf-8"))) - known
-        assert not unknown, f"{path.name} sets {sorted(unknown)}, which ledgerflow.config.load_settings never reads"
+        assert not unknown, f"{path.name} sets {sorted(unknown)}, which load_settings never reads"
 
 
 def test_ledgerflow_services_all_take_the_shared_env_block(compose: dict[str, Any], services: dict) -> None:
@@ -160,24 +160,24 @@ def test_ledgerflow_reaches_kafka_and_redis_by_their_service_names(services: dic
     settings = settings_of(services["worker"])
     advertised = environment(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
     assert f"PLAINTEXT://{settings.kafka_bootstrap}" in advertised.split(","), (
-        f"LEDGERFLOW_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is not the broker's advertised listener {advertised}"
+        f"LEDGERFLOW_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is not an advertised listener: {advertised}"
     )
     host = re.match(r"redis://([^:/]+)", settings.redis_url)
-    assert host and host.group(1) in services, f"LEDGERFLOW_REDIS_URL={settings.redis_url} names no compose service"
+    assert host and host.group(1) in services, f"LEDGERFLOW_REDIS_URL={settings.redis_url} names no service"
 
 
 def test_kafka_image_tag_is_the_version_ledgerflow_pins(services: dict) -> None:
     image = services["kafka"]["image"]
     repository, _, tag = image.partition(":")
     assert repository == "apache/kafka"
-    assert tag == KAFKA_VERSION, f"compose runs Kafka {tag}, the native stack {KAFKA_VERSION}: keep them equal"
+    assert tag == KAFKA_VERSION, f"compose runs Kafka {tag}, the native stack {KAFKA_VERSION}"
 
 
 def test_kafka_is_a_single_kraft_node_that_auto_creates_no_topic(services: dict) -> None:
     env = environment(services["kafka"])
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(env["KAFKA_NODE_ID"] + "@")
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "topics must come from ensure_topics, never auto-creation"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "topics come from ensure_topics only"
     for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
                 "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
         assert env[key] == "1", f"{key} must be 1 on a single node"
@@ -197,7 +197,7 @@ def test_redis_keeps_no_persistence(services: dict) -> None:
 def test_worker_and_edge_wait_for_healthy_kafka_and_redis(services: dict, name: str) -> None:
     deps = depends_on(services[name])
     for needed in ("kafka", "redis"):
-        assert deps.get(needed) == "service_healthy", f"{name} must depend on {needed} with condition service_healthy"
+        assert deps.get(needed) == "service_healthy", f"{name} must wait until {needed} is healthy"
 
 
 def test_every_service_healthy_dependency_has_a_healthcheck(services: dict) -> None:
@@ -205,7 +205,7 @@ def test_every_service_healthy_dependency_has_a_healthcheck(services: dict) -> N
         for dep, condition in depends_on(service).items():
             if condition == "service_healthy":
                 assert (services[dep].get("healthcheck") or {}).get("test"), (
-                    f"{name} waits for {dep} to be healthy, but {dep} has no healthcheck: it would wait forever"
+                    f"{name} waits for {dep} to be healthy, but {dep} has no healthcheck: it waits forever"
                 )
 
 
@@ -223,9 +223,9 @@ def test_edge_waits_for_keys_and_shares_their_state_volume(compose: dict[str, An
 
 def test_edge_listens_on_every_interface_inside_its_container(services: dict) -> None:
     settings = settings_of(services["edge"])
-    assert settings.http_host == "0.0.0.0", f"LEDGERFLOW_HTTP={settings.http}: 127.0.0.1 is unreachable from outside"
+    assert settings.http_host == "0.0.0.0", f"LEDGERFLOW_HTTP={settings.http} is unreachable from outside"
     container_ports = {int(str(p).rsplit(":", 1)[1].split("/")[0]) for p in services["edge"]["ports"]}
-    assert settings.http_port in container_ports, f"the edge listens on {settings.http_port} but publishes {container_ports}"
+    assert settings.http_port in container_ports, f"edge listens on {settings.http_port}: {container_ports}"
     probe = python_snippet(services["edge"]["healthcheck"])
     assert probe and f":{settings.http_port}/healthz" in probe
 
@@ -240,7 +240,7 @@ def test_healthcheck_snippets_compile_and_import_what_exists(services: dict) -> 
             if isinstance(node, ast.ImportFrom) and node.module:
                 module = importlib.import_module(node.module)
                 for alias in node.names:
-                    assert hasattr(module, alias.name), f"{name} healthcheck imports {node.module}.{alias.name}: gone"
+                    assert hasattr(module, alias.name), f"{name} healthcheck imports missing {alias.name}"
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     importlib.import_module(alias.name)
@@ -299,9 +299,9 @@ def test_dockerignore_keeps_keys_and_venvs_out_but_lets_the_sources_in() -> None
     patterns = [p.strip() for p in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
                 if p.strip() and not p.startswith("#")]
     for secret in (".ledgerflow", ".venv", ".git"):
-        assert any(fnmatch.fnmatch(secret, p) for p in patterns), f".dockerignore lets {secret}/ into the build"
+        assert any(fnmatch.fnmatch(secret, p) for p in patterns), f".dockerignore lets {secret}/ in"
     for needed in ("pyproject.toml", "constraints.txt", "README.md", "schemas", "ledgerflow"):
-        assert not any(fnmatch.fnmatch(needed, p) for p in patterns), f".dockerignore drops {needed}, the build needs it"
+        assert not any(fnmatch.fnmatch(needed, p) for p in patterns), f".dockerignore drops {needed}"
 
 
 def test_constraints_file_does_not_pin_ledgerflow_itself() -> None:
@@ -309,7 +309,7 @@ def test_constraints_file_does_not_pin_ledgerflow_itself() -> None:
         pytest.skip("constraints.txt is not generated yet (the Docker build and `make setup` need it)")
     bad = [line for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines()
            if line.startswith("-e") or re.match(r"ledgerflow\b", line.strip())]
-    assert not bad, f"constraints.txt has {bad}: pip refuses editable constraints (use pip freeze --exclude-editable)"
+    assert not bad, f"constraints.txt has {bad}: regenerate it with pip freeze --exclude-editable"
 
 
 # -- docs/docker.md -----------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_docker_doc_commands_name_real_services_and_valid_ledgerflow_commands(se
         words = words[words.index("compose") + 1:]
         while words and words[0] == "--profile":
             profile = words[1]
-            assert any(profile in (s.get("profiles") or []) for s in services.values()), f"no profile {profile}"
+            assert any(profile in (s.get("profiles") or []) for s in services.values()), profile
             words = words[2:]
         if words[0] not in {"run", "exec"}:
             continue

@@ -155,15 +155,16 @@ def test_allow_decision_is_stored_by_input_event_and_counted_but_not_listed_as_d
     assert all(g.position == DECISIONS_AT for g in groups.values())
 
 
-def test_deny_decision_pushes_recent_denial_and_trims_list_to_limit() -> None:
+def test_deny_decision_adds_recent_denial_by_event_time_and_keeps_only_the_newest() -> None:
     groups = by_fence(project(decision("deny"), DECISIONS_AT, KEYS))
 
     tenant_ops = groups[KEYS.tenant_fence("acme")].ops
     denials = KEYS.tenant_denials("acme")
     assert tenant_ops[0] == RedisOp("HINCRBY", KEYS.tenant("acme"), ("decisions_deny", 1))
-    assert (tenant_ops[1].command, tenant_ops[1].key) == ("LPUSH", denials)
-    assert orjson.loads(tenant_ops[1].args[0])["outcome"] == "deny"  # type: ignore[arg-type]
-    assert tenant_ops[2] == RedisOp("LTRIM", denials, (0, RECENT_DENIALS - 1))
+    assert (tenant_ops[1].command, tenant_ops[1].key, tenant_ops[1].args[0]) == ("ZADD", denials, T0)
+    assert orjson.loads(tenant_ops[1].args[1])["outcome"] == "deny"  # type: ignore[arg-type]
+    # Drops every rank below the newest RECENT_DENIALS (ranks 0 .. -(N+1)).
+    assert tenant_ops[2] == RedisOp("ZREMRANGEBYRANK", denials, (0, -RECENT_DENIALS - 1))
     assert len(tenant_ops) == 3
     assert_one_slot_per_group(list(groups.values()))
 

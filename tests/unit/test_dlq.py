@@ -1,0 +1,209 @@
+"""The pure parts of ``ledgerflow.dlq``: topic names, read windows, summaries, formatting."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+
+from ledgerflow.config import Settings
+from ledgerflow.contracts.payloads import DeadLetter
+from ledgerflow.dlq import (
+    PREVIEW_BYTES,
+    DlqScan,
+    LocatedDeadLetter,
+    dlq_cli,
+    dlq_topic_names,
+    format_detail,
+    format_micros,
+    format_table,
+    hexdump,
+    latest_window,
+    newest,
+    offset_window,
+    render_list,
+    show_bytes,
+    summarize,
+    to_json,
+)
+from ledgerflow.errors import ValidationError
+from ledgerflow.topics import DLQ_TOPICS
+
+T0 = 1_780_000_000_000_000
+SETTINGS = Settings(topic_prefix="p.")
+
+
+def _letter(offset: int = 7, code: str = "truncated", source: str = "p.conversation.events",
+            failed_at: int = T0, value: bytes = b"\xc3\x01abc", key: bytes | None = b"conv-1",
+            headers: tuple[tuple[str, bytes | None], ...] = (("traceparent", b"00-ab"), ("x", None)),
+            dlq_offset: int | None = None) -> LocatedDeadLetter:
+    d = DeadLetter(source, 2, offset, key, value, headers, f"{code}: detail {offset}", code,
+                   failed_at, "policy")
+    return LocatedDeadLetter(source + ".dlq", 0, offset if dlq_offset is None else dlq_offset, d, b"enc")
+
+
+UNREADABLE = LocatedDeadLetter("p.usage.windows.dlq", 0, 3, None, b"junk", "not-single-object: 6a75")
+
+
+def test_dlq_topic_names_prefix_the_base_and_accept_a_dlq_suffix() -> None:
+    assert dlq_topic_names(SETTINGS, "conversation.events") == ["p.conversation.events.dlq"]
+    assert dlq_topic_names(SETTINGS, "conversation.events.dlq") == ["p.conversation.events.dlq"]
+    assert dlq_topic_names(SETTINGS) == [f"p.{spec.base}" for spec in DLQ_TOPICS]
+    assert all(name.endswith(".dlq") for name in dlq_topic_names(SETTINGS))
+
+
+def test_dlq_topic_names_refuse_an_empty_topic() -> None:
+    with pytest.raises(ValidationError, match="--topic"):
+        dlq_topic_names(SETTINGS, ".dlq")
+
+
+def test_latest_window_reads_everything_or_the_last_n_of_a_partition() -> None:
+    assert latest_window(None)(5, 20) == (5, 20)
+    assert latest_window(3)(5, 20) == (17, 20)
+    assert latest_window(30)(5, 20) == (5, 20)  # never before the beginning
+    with pytest.raises(ValidationError, match="--limit"):
+        latest_window(0)
+
+
+def test_offset_window_is_one_record_or_nothing_outside_the_partition() -> None:
+    assert offset_window(7)(5, 20) == (7, 8)
+    start, stop = offset_window(4)(5, 20)
+    assert start >= stop  # before the beginning (deleted by retention): nothing
+    start, stop = offset_window(20)(5, 20)
+    assert start >= stop  # not written yet: nothing
+
+
+def test_newest_keeps_the_latest_failures_in_dlq_order() -> None:
+    letters = [_letter(offset=i, failed_at=T0 + f) for i, f in enumerate([5, 1, 9, 3])]
+    assert [x.dlq_offset for x in newest(letters, 2)] == [0, 2]
+    assert newest(letters, 10) == tuple(letters)
+    assert newest(letters, 0) == ()
+
+
+def test_summarize_counts_by_topic_reason_and_distinct_source_records() -> None:
+    letters = [
+        _letter(1, "truncated"), _letter(1, "truncated", dlq_offset=9),  # redelivered: same source record
+        _letter(2, "invalid-envelope"), _letter(3, "invalid-envelope", source="p.policy.decisions"),
+        UNREADABLE,
+    ]
+    summary = summarize(letters)
+    assert summary["total"] == 5
+    assert summary["distinct_source_records"] == 3
+    assert summary["by_reason_code"] == {"invalid-envelope": 2, "truncated": 2, "unreadable-dead-letter": 1}
+    assert summary["by_source_topic"] == {
+        "(unreadable in p.usage.windows.dlq)": 1, "p.conversation.events": 3, "p.policy.decisions": 1,
+    }
+    assert summary["by_source_topic_and_reason"]["p.conversation.events"] == {
+        "invalid-envelope": 1, "truncated": 2,
+    }
+
+
+def test_summarize_of_nothing_is_all_zero() -> None:
+    assert summarize([]) == {"total": 0, "distinct_source_records": 0, "by_source_topic": {},
+                             "by_reason_code": {}, "by_source_topic_and_reason": {}}
+
+
+def test_format_table_has_one_aligned_line_per_letter() -> None:
+    lines = format_table([_letter(7), _letter(12, "content-too-large", value=b"x" * 70_000), UNREADABLE]).splitlines()
+    assert len(lines) == 4
+    assert lines[0].split()[:2] == ["DLQ", "OFFSET"]
+    assert lines[1].split()[:3] == ["7", "p.conversation.events[2]@7", "truncated"]
+    assert "'conv-1'" in lines[1] and lines[1].endswith("5")
+    assert lines[2].endswith("70000") and "content-too-large" in lines[2]
+    assert lines[3].split()[:3] == ["3", "?", "unreadable-dead-letter"] and lines[3].endswith("4")
+    assert len({line.index("p.") for line in lines[1:3]}) == 1  # the source column lines up
+
+
+def test_format_table_clips_long_reasons_to_keep_one_line() -> None:
+    long = _letter()
+    long = LocatedDeadLetter(long.dlq_topic, 0, 1, DeadLetter(
+        "p.conversation.events", 0, 1, None, b"", (), "undecodable: " + "x" * 500 + "\nsecond line",
+        "undecodable", T0, "policy"))
+    (line,) = format_table([long]).splitlines()[1:]
+    assert "…" in line and "second line" not in line and len(line) < 200
+    assert " null " in line  # no key
+
+
+def test_format_detail_shows_reason_headers_and_a_hexdump_of_the_first_bytes() -> None:
+    value = bytes(range(200))
+    text = format_detail(_letter(value=value))
+    assert "p.conversation.events partition 2 offset 7" in text
+    assert "reason code     truncated" in text and "reason          truncated: detail 7" in text
+    assert "agent           policy" in text
+    assert "failed at       2026-05-28T" in text
+    assert "traceparent = '00-ab'" in text and "x = null" in text
+    assert f"200 bytes (first {PREVIEW_BYTES} below)" in text
+    dump = [line for line in text.splitlines() if line.startswith("  00")]
+    assert len(dump) == PREVIEW_BYTES // 16
+    assert dump[0].startswith("  0000  00 01 02") and "3e 3f" in dump[-1] and "40" not in dump[-1].split("|")[0]
+
+
+def test_format_detail_of_an_unreadable_dlq_record_keeps_its_bytes() -> None:
+    text = format_detail(UNREADABLE)
+    assert "unreadable      not-single-object" in text
+    assert "6a 75 6e 6b" in text and "|junk|" in text
+
+
+def test_hexdump_pads_the_last_line_and_marks_empty() -> None:
+    assert hexdump(b"") == "  (empty)"
+    first, second = hexdump(b"A" * 17).splitlines()
+    assert first == "  0000  " + " ".join(["41"] * 16) + "  |" + "A" * 16 + "|"
+    assert second.index("|") == first.index("|")
+
+
+def test_show_bytes_quotes_text_and_hexes_binary() -> None:
+    assert show_bytes(b"conv-1") == "'conv-1'"
+    assert show_bytes(None) == "null"
+    assert show_bytes(b"\xc3\x01") == "0xc301"
+    assert show_bytes(b"a\nb") == "0x610a62"  # not printable on one line
+
+
+def test_format_micros_renders_utc_and_survives_absurd_values() -> None:
+    assert format_micros(0) == "1970-01-01T00:00:00.000000Z"
+    assert format_micros(T0 + 5) == "2026-05-28T20:26:40.000005Z"
+    assert "out of range" in format_micros(2**62)
+
+
+def test_to_json_encodes_bytes_as_base64_and_round_trips() -> None:
+    x = _letter(value=b"\x00\xff")
+    doc = orjson.loads(orjson.dumps(to_json(x)))
+    assert base64.b64decode(doc["value"]) == b"\x00\xff"
+    assert base64.b64decode(doc["key"]) == b"conv-1"
+    assert doc["headers"] == [{"key": "traceparent", "value": base64.b64encode(b"00-ab").decode()},
+                              {"key": "x", "value": None}]
+    assert (doc["source_topic"], doc["partition"], doc["offset"]) == ("p.conversation.events", 2, 7)
+    assert (doc["reason_code"], doc["value_size"], doc["failed_at_micros"]) == ("truncated", 2, T0)
+    assert doc["dlq_topic"] == "p.conversation.events.dlq"
+    unreadable = to_json(UNREADABLE)
+    assert unreadable["problem"].startswith("not-single-object")
+    assert base64.b64decode(unreadable["raw"]) == b"junk"
+
+
+def test_render_list_says_when_a_dlq_is_empty_or_missing() -> None:
+    empty = render_list(DlqScan((), ("p.training.audit.dlq",), ()), as_json=False)
+    assert empty == "no dead letters in p.training.audit.dlq"
+    missing = render_list(DlqScan((), (), ("p.nope.dlq",)), as_json=False)
+    assert "p.nope.dlq do not exist" in missing and "LEDGERFLOW_TOPIC_PREFIX" in missing
+
+
+def test_render_list_prints_the_table_and_a_summary_line() -> None:
+    text = render_list(DlqScan((_letter(1), _letter(2, "invalid-envelope")), ("p.conversation.events.dlq",),
+                               ()), as_json=False)
+    assert text.splitlines()[-1] == "2 dead letter(s); by reason: invalid-envelope 1, truncated 1"
+    assert sum("p.conversation.events[2]@" in line for line in text.splitlines()) == 2
+
+
+def test_render_list_json_has_letters_summary_and_missing_topics() -> None:
+    doc = orjson.loads(render_list(DlqScan((_letter(1),), ("a.dlq",), ("b.dlq",)), as_json=True))
+    assert [d["offset"] for d in doc["dead_letters"]] == [1]
+    assert doc["summary"]["total"] == 1
+    assert doc["missing_topics"] == ["b.dlq"]
+
+
+def test_dlq_cli_refuses_show_without_topic_and_offset_before_any_io() -> None:
+    unreachable = Settings(kafka_bootstrap="127.0.0.1:1")
+    with pytest.raises(ValidationError, match="--topic T and --offset N"):
+        dlq_cli(unreachable, "show", "conversation.events", None, None, False)
+    with pytest.raises(ValidationError, match="unknown action"):
+        dlq_cli(unreachable, "purge", None, None, None, False)
