@@ -34,3 +34,10 @@ DECISION_LATENCY = Histogram(
     "policy_evaluation_seconds", "Per-decision processing time (batch time / decisions)",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+
+TRAINING_OUTCOMES = Counter("training_command_outcomes_total", "training.audit records by type", ["type"])
+TRAINING_STATE = Gauge("training_mode_state", "1 when a tenant's training mode is enabled", ["tenant"])
+
+USAGE_WINDOWS_EMITTED = Counter("usage_windows_emitted_total", "usage.windows records by kind", ["kind"])
+USAGE_WINDOW_LAG = Gauge("usage_window_lag_seconds", "Wall clock minus watermark per input partition",
+                         ["partition"])

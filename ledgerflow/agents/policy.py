@@ -31,20 +31,20 @@ from typing import Any
 
 import faust
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.exceptions import RedisError
 
 from ledgerflow.agents.app import raw_topic
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.events import check_key
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.decisions import decide, head_after
-from ledgerflow.errors import DecodeError, InfrastructureError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.errors import DecodeError
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 NAME = "policy"
 BATCH = 500
 WITHIN_S = 0.02
-INPUT_HEADER = "lf-input"
 
 
 @dataclass
@@ -75,37 +74,16 @@ class PolicyAgent:
         self._partitions: dict[int, PartitionState] = {}
         self._started = False
         self._redis: aioredis.Redis | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._reader: AIOKafkaConsumer | None = None
+        self._output = CoPartitionedOutput(settings, self.input_topic, self.output_topic)
 
     def snapshot_key(self, partition: int) -> str:
         return f"lf:{self._settings.topic_prefix}policy:heads:{{p{partition}}}"
 
     async def _start(self) -> None:
-        counts = await partition_counts(self._settings, [self.input_topic, self.output_topic])
-        if counts[self.input_topic] != counts[self.output_topic]:
-            raise InfrastructureError(
-                f"{self.output_topic} has {counts[self.output_topic]} partitions but {self.input_topic} has "
-                f"{counts[self.input_topic]}: they must be equal (decisions are co-partitioned with events)"
-            )
         self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
-                                          enable_idempotence=True, linger_ms=2)
-        await self._producer.start()
-        self._reader = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
-                                        enable_auto_commit=False, fetch_max_wait_ms=10)
-        await self._reader.start()
+        await self._output.start()
         await self._reference.start()
         self._started = True
-
-    async def stop(self) -> None:
-        if self._started:
-            await self._reference.stop()
-            for client in (self._producer, self._reader):
-                if client is not None:
-                    await client.stop()
-            if self._redis is not None:
-                await self._redis.aclose()
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -120,7 +98,7 @@ class PolicyAgent:
                 self._partitions[p] = await self._recover(p)
         states = {p: self._partitions[p] for p in {m.partition for m in messages}}
         await self._reference.sync()  # Step 3.
-        out: list[tuple[int, int, bytes, bytes]] = []
+        out: list[Outgoing] = []
         letters = []
         touched: dict[int, set[str]] = {}
         for msg in messages:
@@ -130,6 +108,7 @@ class PolicyAgent:
             RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc()
             try:
                 event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[CONVERSATION_EVENTS])
+                check_key(event, msg.key)
             except DecodeError as exc:
                 if self._sink is not None:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
@@ -141,27 +120,15 @@ class PolicyAgent:
             state.heads[event.subject] = head_after(record)
             state.last_input = msg.offset
             touched.setdefault(msg.partition, set()).add(event.subject)
-            out.append((msg.partition, msg.offset, event.subject.encode(), codec.encode(record)))
+            out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), codec.encode(record)))
             DECISIONS.labels(record.payload.outcome).inc()  # type: ignore[union-attr]
         if self._sink is not None:
             await self._sink.send_all(letters)
-        await self._produce(out, states)  # Step 4.
+        for record, offset in zip(out, await self._output.write(out), strict=True):  # Step 4.
+            states[record.partition].out_offset = max(states[record.partition].out_offset, offset)
         await self._save(touched, states)  # Step 5.
         if out:
             DECISION_LATENCY.observe((time.perf_counter() - began) / len(out))
-
-    async def _produce(self, out: list[tuple[int, int, bytes, bytes]], states: dict[int, PartitionState]) -> None:
-        if not out:
-            return
-        assert self._producer is not None
-        futures = [
-            await self._producer.send(self.output_topic, value, key=key, partition=p,
-                                      headers=[(INPUT_HEADER, str(offset).encode())])
-            for p, offset, key, value in out
-        ]
-        metas = await asyncio.gather(*futures)
-        for (p, _, _, _), meta in zip(out, metas, strict=True):
-            states[p].out_offset = max(states[p].out_offset, meta.offset)
 
     async def _save(self, touched: dict[int, set[str]], states: dict[int, PartitionState]) -> None:
         assert self._redis is not None
@@ -186,7 +153,7 @@ class PolicyAgent:
 
     async def _recover(self, p: int) -> PartitionState:
         """Step 1: chain heads and decided input offset of partition ``p`` from Redis + the log."""
-        assert self._redis is not None and self._reader is not None
+        assert self._redis is not None
         state = PartitionState()
         try:
             cached = await self._redis.hgetall(self.snapshot_key(p))
@@ -201,30 +168,21 @@ class PolicyAgent:
             else:
                 seq, _, digest = text.partition("|")
                 state.heads[name] = ChainHead(name, int(seq), digest)
-        tp = TopicPartition(self.output_topic, p)
-        end = (await self._reader.end_offsets([tp]))[tp]
-        if state.out_offset >= end:  # the log lost records the cache remembers: trust the log
+        if state.out_offset >= await self._output.end(p):  # the log lost what the cache remembers
             state = PartitionState()
-        self._reader.assign([tp])
-        self._reader.seek(tp, state.out_offset + 1)
         replayed = 0
-        while await self._reader.position(tp) < end:
-            batch = await self._reader.getmany(tp, timeout_ms=1000, max_records=5000)
-            for rec in batch.get(tp, []):
-                if rec.offset >= end:
-                    break
-                replayed += 1
-                state.out_offset = rec.offset
-                try:
-                    decision = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
-                except DecodeError:
-                    log.error("policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, rec.offset)
-                    continue
-                if isinstance(decision.payload, PolicyDecision) and decision.sequence and decision.hash:
-                    state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
-                for key, value in rec.headers or ():
-                    if key == INPUT_HEADER:
-                        state.last_input = max(state.last_input, int(value))
+        async for written in self._output.read(p, state.out_offset + 1):
+            replayed += 1
+            state.out_offset = written.offset
+            try:
+                decision = codec.decode(written.value, allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
+            except DecodeError:
+                log.error("policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, written.offset)
+                continue
+            if isinstance(decision.payload, PolicyDecision) and decision.sequence and decision.hash:
+                state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
+            if written.input_offset is not None:
+                state.last_input = max(state.last_input, written.input_offset)
         log.info("policy: partition %d recovered (%d decisions replayed, last input %d)",
                  p, replayed, state.last_input)
         return state

@@ -27,9 +27,10 @@ from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.events import check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
-from ledgerflow.projections.conversations import project
+from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay
@@ -50,7 +51,7 @@ class Projector:
     ) -> None:
         self._settings = settings
         self._keys = keys or Keys.for_prefix(settings.topic_prefix)
-        self._bases = {settings.topic(b): b for b in (CONVERSATION_EVENTS, POLICY_DECISIONS)}
+        self._bases = {settings.topic(b): b for b in SOURCES}
         self._sink = DeadLetterSink(app, NAME)
         self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
         self._writer: ProjectionWriter | None = None
@@ -91,6 +92,7 @@ class Projector:
             RECORDS_PROCESSED.labels(NAME, base).inc()
             try:
                 event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[base])
+                check_key(event, msg.key)
             except DecodeError as exc:
                 if base in self._owns_dlq:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, base))

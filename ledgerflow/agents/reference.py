@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from importlib import resources
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,6 +30,7 @@ from ledgerflow.topics import POLICY_RULES, TRAINING_AUDIT
 log = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "*"
+MAX_OUTCOMES = 10_000
 OFF = TrainingState(enabled=False, version=0)
 
 
@@ -49,6 +51,7 @@ class ReferenceData:
         self.pack_history: dict[tuple[str, int], RulePack] = {}
         self.training: dict[str, TrainingState] = {}
         self._position: dict[TopicPartition, int] = {}
+        self.outcomes: OrderedDict[str, Event] = OrderedDict()  # training command id -> audit record
 
     def pack_for(self, tenant: str) -> RulePack:
         return self.packs.get(tenant) or self.packs[DEFAULT_TENANT]
@@ -113,6 +116,20 @@ class ReferenceData:
             log.warning("reference data: skipping undecodable record on %s: %s", topic, exc.reason)
             return
         apply_reference_event(event, self.packs, self.pack_history, self.training)
+        command_id = getattr(event.payload, "command_id", None)
+        if base == TRAINING_AUDIT and command_id:
+            self.outcomes[command_id] = event
+            while len(self.outcomes) > MAX_OUTCOMES:
+                self.outcomes.popitem(last=False)
+
+    async def wait_outcome(self, command_id: str, timeout: float) -> Event | None:
+        """The ``training.audit`` record answering ``command_id``, or None after ``timeout``."""
+        async with self._caught_up:
+            try:
+                await asyncio.wait_for(self._caught_up.wait_for(lambda: command_id in self.outcomes), timeout)
+            except TimeoutError:
+                return None
+        return self.outcomes[command_id]
 
 
 def apply_reference_event(

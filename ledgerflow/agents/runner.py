@@ -1,20 +1,26 @@
-"""``ledgerflow worker``: create topics, register the agents, run the faust worker."""
+"""``ledgerflow worker``: create topics, register the agents, serve metrics, run faust."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import faust
+from prometheus_client import start_http_server
 
-from ledgerflow.agents import policy, projector
+from ledgerflow.agents import policy, projector, training, usage
 from ledgerflow.agents.app import create_app
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
-AGENTS = ("policy", "projector")
+AGENTS = ("policy", "projector", "training", "usage")
+METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
+DEFAULT_METRICS = "127.0.0.1:8701"
+
+log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, agents: str = "all") -> int:
@@ -24,6 +30,7 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     if unknown:
         raise SystemExit(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
     asyncio.run(ensure_topics(settings))
+    serve_metrics(os.environ.get(METRICS_ENV, DEFAULT_METRICS))
     app = create_app(settings)
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
@@ -31,7 +38,22 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     if "projector" in wanted:
         owned = {POLICY_DECISIONS} | (set() if "policy" in wanted else {CONVERSATION_EVENTS})
         projector.register(app, settings, owns_dlq=frozenset(owned))
+    if "training" in wanted:
+        training.register(app, settings)
+    if "usage" in wanted:
+        usage.register(app, settings)
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
     return 0
+
+
+def serve_metrics(address: str) -> None:
+    """Prometheus metrics of this worker at http://ADDRESS/metrics ('' or 'off' disables)."""
+    if address.lower() in {"", "off", "none"}:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        start_http_server(int(port), addr=host or "127.0.0.1")
+    except OSError as exc:  # several workers on one host: the first one serves
+        log.warning("worker metrics not served on %s (%s); set %s to a free address", address, exc, METRICS_ENV)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledgerflow.agents.reference import ReferenceData
-from ledgerflow.api import conversations, events, health, policy, step, streams
+from ledgerflow.api import conversations, events, forecast, health, policy, step, streams, training
 from ledgerflow.api.authentication import JwtBackend, on_error
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import Hub
@@ -41,6 +41,10 @@ def routes() -> list[Route]:
         Route("/v1/conversation/step", step.step, methods=["POST"]),
         Route("/v1/evaluate", policy.evaluate_dry_run, methods=["POST"]),
         Route("/v1/policy/rules", policy.put_rules, methods=["PUT"]),
+        Route("/v1/training/enable", training.enable, methods=["POST"]),
+        Route("/v1/training/disable", training.disable, methods=["POST"]),
+        Route("/v1/training/status", training.status),
+        Route("/v1/forecast", forecast.forecast),
     ]
 
 

@@ -20,7 +20,7 @@ from ledgerflow.contracts._avro_json import format_timestamp, parse_timestamp
 from ledgerflow.contracts.payloads import PAYLOAD_TYPES, MessageSubmitted, Payload
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.upcasting import upcast_payload
-from ledgerflow.errors import ValidationError
+from ledgerflow.errors import DecodeError, ValidationError
 
 MAX_CONTENT_BYTES = 64 * 1024
 """Largest MessageSubmitted.content, in bytes of UTF-8."""
@@ -269,3 +269,14 @@ def validate_envelope(event: Event) -> None:
                 f"payload.content: {size} bytes of UTF-8 is over the {MAX_CONTENT_BYTES}-byte "
                 "limit; split the message into several turns"
             )
+
+
+def check_key(event: Event, key: bytes | None) -> None:
+    """A record's Kafka key must be its subject (conversation or tenant id): otherwise one
+    conversation's history would be split across partitions. Raises DecodeError."""
+    if key != event.subject.encode():
+        shown = key.decode(errors="replace") if key is not None else None
+        raise DecodeError(
+            f"invalid-envelope: subject {event.subject!r} does not match the record key {shown!r}; "
+            "the key must be the subject (conversation id or tenant)"
+        )

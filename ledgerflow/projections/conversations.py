@@ -2,6 +2,8 @@
 
 ``project(event, position, keys)`` returns the fenced Redis ops for the record: one group
 for the conversation's keys and one for the tenant's, each applied at most once.
+Sources: ``conversation.events``, ``policy.decisions``, ``training.audit`` (training
+status per tenant) and ``usage.windows`` (token usage per tenant, model and window).
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ from ledgerflow.contracts.payloads import (
     ConversationStarted,
     MessageSubmitted,
     PolicyDecision,
+    TrainingDisabled,
+    TrainingEnabled,
+    TrainingExpired,
+    TrainingRejected,
+    UsageWindow,
 )
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position, RedisOp
 
 RECENT_DENIALS = 50
+SOURCES = (CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS)
 
 
 def project(event: Event, position: Position, keys: Keys) -> list[FencedOps]:
@@ -113,3 +122,31 @@ def _(payload: PolicyDecision, event: Event, keys: Keys) -> tuple[list[RedisOp],
         tenant_ops += [RedisOp("ZADD", denials, (event.occurred_at, decision)),
                        RedisOp("ZREMRANGEBYRANK", denials, (0, -RECENT_DENIALS - 1))]
     return conv_ops, tenant_ops
+
+
+@_ops.register(TrainingEnabled)
+@_ops.register(TrainingDisabled)
+@_ops.register(TrainingExpired)
+def _(payload: TrainingEnabled, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    status = keys.training(event.tenant)
+    fields: tuple[str | int, ...] = (
+        "tenant", event.tenant, "state", "enabled" if event.type == "TrainingEnabled" else "disabled",
+        "version", payload.version, "owner", payload.actor, "reason", payload.reason,
+        "expires_at", payload.expires_at if event.type == "TrainingEnabled" and payload.expires_at else "",
+        "changed_at", event.occurred_at, "last_event", event.type,
+    )
+    return [], [RedisOp("HSET", status, fields), RedisOp("HINCRBY", status, (f"count_{event.type}", 1))]
+
+
+@_ops.register
+def _(payload: TrainingRejected, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    status = keys.training(event.tenant)
+    return [], [RedisOp("HSET", status, ("tenant", event.tenant, "last_rejection", payload.rejected_reason or "")),
+                RedisOp("HINCRBY", status, ("count_TrainingRejected", 1))]
+
+
+@_ops.register
+def _(payload: UsageWindow, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    # One field per (model, window, source partition): a correction replaces its window's total.
+    field = f"{payload.model}|{payload.window_start}|{payload.window_end}|{event.producer}"
+    return [], [RedisOp("HSET", keys.usage(event.tenant), (field, payload.tokens))]

@@ -40,6 +40,12 @@ class Keys:
     def tenant_denials(self, tenant: str) -> str:
         return self.tenant(tenant) + ":denials"
 
+    def training(self, tenant: str) -> str:
+        return self.tenant(tenant) + ":training"
+
+    def usage(self, tenant: str) -> str:
+        return self.tenant(tenant) + ":usage"
+
     def tenant_fence(self, tenant: str) -> str:
         return self.tenant(tenant) + ":applied"
 

@@ -20,16 +20,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.events import check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka_admin import partition_counts
 from ledgerflow.projections.conversations import project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.writer import ProjectionWriter
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from ledgerflow.projections.conversations import SOURCES
 
 BATCH = 2000
-SOURCES = (CONVERSATION_EVENTS, POLICY_DECISIONS)
 
 
 @dataclass
@@ -95,6 +95,7 @@ async def replay(
                     stats.records += 1
                     try:
                         event = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[bases[tp.topic]])
+                        check_key(event, rec.key)
                     except DecodeError:
                         stats.undecodable += 1
                         continue

@@ -108,7 +108,8 @@ def _plan(settings: Settings, conv: str) -> list[Planned]:
                 reason_mentions="DeadLetter"),
         Planned("bad uuid", _raw_turn(conv, event_id="not-a-uuid"), hdrs, code="invalid-envelope",
                 reason_mentions="event_id"),
-        Planned("empty tenant", _raw_turn(conv, tenant=""), code="invalid-envelope", reason_mentions="tenant"),
+        Planned("empty tenant", _raw_turn(conv, tenant=""), code="invalid-envelope",
+                reason_mentions="tenant"),
         Planned("timestamp in seconds", _raw_turn(conv, occurred_at=1_780_000_000),
                 code="invalid-envelope", reason_mentions="occurred_at"),
         Planned("timestamp after 2200", _raw_turn(conv, occurred_at=8_000_000_000_000_000),
@@ -238,20 +239,23 @@ def test_every_bad_record_kind_lands_in_the_dlq_in_place_while_good_turns_projec
     assert "c3 01" in detail  # the hexdump of the value's first bytes
 
     # The same through the real command line, as an operator runs it.
-    cli = subprocess.run([sys.executable, "-m", "ledgerflow.cli", "dlq", "list", "--topic", CONVERSATION_EVENTS,
-                          "--json"], env=child_env(settings), capture_output=True, timeout=60, check=False)
+    command = [sys.executable, "-m", "ledgerflow.cli", "dlq", "list", "--topic", CONVERSATION_EVENTS,
+               "--json"]
+    cli = subprocess.run(command, env=child_env(settings), capture_output=True, timeout=60, check=False)
     assert cli.returncode == 0, cli.stderr.decode()
     listed = orjson.loads(cli.stdout)["dead_letters"]
-    assert [(e["offset"], e["reason_code"]) for e in listed] == [(o, p.code) for (_, o), p in zip(bad_where, bad)]
+    expected = [(offset, p.code) for (_, offset), p in zip(bad_where, bad, strict=True)]
+    assert [(e["offset"], e["reason_code"]) for e in listed] == expected
 
 
 async def _put_letters(settings: Settings, letters: list[DeadLetter]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
+        topic = settings.topic("usage.windows.dlq")
         for d in letters:
-            await producer.send_and_wait(settings.topic("usage.windows.dlq"), encode_dead_letter(d), key=d.key)
-        await producer.send_and_wait(settings.topic("usage.windows.dlq"), b"not a dead letter")
+            await producer.send_and_wait(topic, encode_dead_letter(d), key=d.key)
+        await producer.send_and_wait(topic, b"not a dead letter")
     finally:
         await producer.stop()
 

@@ -25,7 +25,7 @@ from ledgerflow.contracts.payloads import (
     MessageSubmitted,
     PolicyDecision,
 )
-from ledgerflow.projections.conversations import project
+from ledgerflow.projections.conversations import RECENT_DENIALS, project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.writer import ProjectionWriter, WriteResult
@@ -287,6 +287,36 @@ def test_checkpoint_hash_records_offsets_in_the_same_round_trip(stack: Settings)
         only = await writer.apply([], (checkpoint, {"conversation.events:0": 104}))
         assert (only.applied, only.skipped) == (0, 0)
         assert await redis.hget(checkpoint, "conversation.events:0") == b"104"
+
+    with_redis(stack, scenario, keys)
+
+
+def test_recent_denials_keep_only_the_newest_fifty_by_event_time(stack: Settings) -> None:
+    keys = new_keys()
+    # 60 denials delivered newest-first: the kept ones depend on event time, not on arrival.
+    denials = [(_decision(2000 + i, f"d{i}", 1, "deny"), Position(DECISIONS, 0, 59 - i)) for i in range(60)]
+    arrival = sorted(denials, key=lambda r: r[1].offset)
+
+    async def scenario(redis: aioredis.Redis) -> None:
+        await ProjectionWriter(redis).apply(groups_of(arrival, keys))
+        kept = await redis.zrange(keys.tenant_denials("acme"), 0, -1, withscores=True)
+        assert len(kept) == RECENT_DENIALS
+        assert [int(score) for _, score in kept] == [T0 + 2000 + i for i in range(10, 60)]
+
+    with_redis(stack, scenario, keys)
+
+
+def test_probe_reports_whether_the_sentinel_exists_in_the_same_round_trip(stack: Settings) -> None:
+    keys = new_keys()
+
+    async def scenario(redis: aioredis.Redis) -> None:
+        writer = ProjectionWriter(redis)
+        await writer.apply(groups_of(records()[:1], keys))  # warm: script loaded
+        missing = await writer.apply(groups_of(records()[1:2], keys), probe=keys.sentinel())
+        assert (missing.probe_found, missing.applied, missing.round_trips) == (False, 2, 1)
+        await redis.set(keys.sentinel(), "1")
+        found = await writer.apply([], probe=keys.sentinel())
+        assert (found.probe_found, found.applied, found.skipped) == (True, 0, 0)
 
     with_redis(stack, scenario, keys)
 

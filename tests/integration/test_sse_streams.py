@@ -203,6 +203,17 @@ class Follower:
                 await asyncio.sleep(0.1)  # the edge is restarting
 
 
+async def settle(tasks: list[asyncio.Task[None]], timeout: float) -> None:
+    """Wait for the followers; stop those still waiting (the assertions then say what is missing)."""
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
 async def publish_slowly(settings: Settings, events: list[Event], batch: int = 15, pause: float = 0.05,
                          between: Callable[[int], None] | None = None) -> None:
     async with Producer(settings) as producer:
@@ -243,7 +254,7 @@ def test_random_disconnects_then_resume_yield_exactly_the_log(settings: Settings
                 ]
                 for i, log in enumerate(logs):
                     expected[i] = sum(map(len, log.values()))
-                await asyncio.wait_for(asyncio.gather(*tasks), 60)
+                await settle(tasks, 45)
                 return logs
 
         logs = asyncio.run(scenario())
@@ -280,7 +291,7 @@ def test_resume_after_an_edge_restart_yields_exactly_the_log(settings: Settings,
                 logs = [await read_log(settings, "acme"), await read_log(settings, "acme", conv)]
                 for i, log in enumerate(logs):
                     expected[i] = sum(map(len, log.values()))
-                await asyncio.wait_for(asyncio.gather(*tasks), 60)
+                await settle(tasks, 45)
                 return logs
 
         logs = asyncio.run(scenario())

@@ -44,10 +44,11 @@ def test_redis_elsewhere_is_external_and_kafka_left_alone_is_not() -> None:
     assert (s.kafka_external, s.redis_external) == (False, True)
 
 
-def test_pointing_at_the_default_addresses_still_means_the_local_managed_stack() -> None:
-    # Current semantics: only an address different from the local stack's counts as external.
+def test_explicitly_set_addresses_are_external_even_when_they_equal_the_defaults() -> None:
+    # Someone already runs the services there (the shared dev stack): `stack up` must start nothing.
     s = load_settings({"LEDGERFLOW_KAFKA_BOOTSTRAP": DEFAULT_KAFKA, "LEDGERFLOW_REDIS_URL": DEFAULT_REDIS})
-    assert (s.kafka_external, s.redis_external) == (False, False)
+    assert (s.kafka_external, s.redis_external) == (True, True)
+    assert (s.kafka_bootstrap, s.redis_url) == (DEFAULT_KAFKA, DEFAULT_REDIS)
 
 
 def test_empty_variables_fall_back_to_defaults_and_are_not_external() -> None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import base64
+import inspect
+import re
+from io import BytesIO
+from pathlib import Path
 
 import orjson
 import pytest
+from fastavro import schemaless_writer
 
 from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
 from ledgerflow.contracts.payloads import DeadLetter
+from ledgerflow.contracts.registry import default_registry
 from ledgerflow.dlq import (
     PREVIEW_BYTES,
     DlqScan,
@@ -27,7 +34,7 @@ from ledgerflow.dlq import (
     summarize,
     to_json,
 )
-from ledgerflow.errors import ValidationError
+from ledgerflow.errors import DecodeError, ValidationError
 from ledgerflow.topics import DLQ_TOPICS
 
 T0 = 1_780_000_000_000_000
@@ -105,7 +112,8 @@ def test_summarize_of_nothing_is_all_zero() -> None:
 
 
 def test_format_table_has_one_aligned_line_per_letter() -> None:
-    lines = format_table([_letter(7), _letter(12, "content-too-large", value=b"x" * 70_000), UNREADABLE]).splitlines()
+    big = _letter(12, "content-too-large", value=b"x" * 70_000)
+    lines = format_table([_letter(7), big, UNREADABLE]).splitlines()
     assert len(lines) == 4
     assert lines[0].split()[:2] == ["DLQ", "OFFSET"]
     assert lines[1].split()[:3] == ["7", "p.conversation.events[2]@7", "truncated"]
@@ -136,7 +144,8 @@ def test_format_detail_shows_reason_headers_and_a_hexdump_of_the_first_bytes() -
     assert f"200 bytes (first {PREVIEW_BYTES} below)" in text
     dump = [line for line in text.splitlines() if line.startswith("  00")]
     assert len(dump) == PREVIEW_BYTES // 16
-    assert dump[0].startswith("  0000  00 01 02") and "3e 3f" in dump[-1] and "40" not in dump[-1].split("|")[0]
+    assert dump[0].startswith("  0000  00 01 02")
+    assert "3e 3f" in dump[-1] and "40" not in dump[-1].split("|")[0]
 
 
 def test_format_detail_of_an_unreadable_dlq_record_keeps_its_bytes() -> None:
@@ -207,3 +216,30 @@ def test_dlq_cli_refuses_show_without_topic_and_offset_before_any_io() -> None:
         dlq_cli(unreachable, "show", "conversation.events", None, None, False)
     with pytest.raises(ValidationError, match="unknown action"):
         dlq_cli(unreachable, "purge", None, None, None, False)
+
+
+def test_dead_letters_doc_code_blocks_run_and_repair_makes_a_decodable_record() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "dead-letters.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 3
+    namespace: dict[str, object] = {}
+    for index, block in enumerate(blocks):
+        exec(compile(block, f"docs/dead-letters.md block {index}", "exec"), namespace)
+    assert inspect.iscoroutinefunction(namespace["replay"])
+
+    entry = default_registry().latest("MessageSubmitted")
+    record = {"event_id": "0193a7a4-0000-4000-8000-000000000001", "type": "MessageSubmitted",
+              "schema_version": entry.version, "tenant": "acme", "subject": "conv-42",
+              "occurred_at": 1_780_000_000, "producer": "gateway", "trace_id": None, "sequence": None,
+              "prev_hash": None, "hash": None,
+              "payload": {"turn_id": "t1", "role": "user", "content": "hi", "model": "slm-1",
+                          "tokens": None, "language": None}}
+    out = BytesIO(codec.MAGIC + entry.fingerprint)
+    out.seek(0, 2)
+    schemaless_writer(out, entry.wire, record)
+    poison = out.getvalue()
+    with pytest.raises(DecodeError, match="invalid-envelope: occurred_at"):
+        codec.decode(poison)
+    fixed = namespace["repair"](poison, occurred_at=T0)  # type: ignore[operator]
+    event = codec.decode(fixed)
+    assert (event.occurred_at, event.event_id, event.payload.content) == (T0, record["event_id"], "hi")

@@ -12,6 +12,11 @@ from ledgerflow.contracts.payloads import (
     MessageSubmitted,
     PolicyDecision,
     Redaction,
+    RulePackPublished,
+    TrainingDisabled,
+    TrainingEnabled,
+    TrainingExpired,
+    TrainingRejected,
     UsageWindow,
 )
 from ledgerflow.projections.conversations import RECENT_DENIALS, project
@@ -183,9 +188,44 @@ def test_decision_is_filed_under_payload_conversation_not_envelope_subject() -> 
 
 
 def test_event_types_without_a_read_model_project_to_nothing() -> None:
+    pack = RulePackPublished(version=1, constitution_hash="ab" * 32, document="{}")
+    assert project(event(pack, subject="default"), EVENTS_AT, KEYS) == []
+
+
+def test_usage_window_sets_one_field_per_model_window_and_source_in_the_tenant_slot() -> None:
     usage = UsageWindow(model="slm-1", window_start=T0, window_end=T0 + 60_000_000, tokens=5, events=1,
                         estimated_tokens=0, correction=False, revision=1)
-    assert project(event(usage, subject="slm-1"), EVENTS_AT, KEYS) == []
+    groups = project(event(usage, subject="slm-1"), EVENTS_AT, KEYS)
+    assert [g.fence_key for g in groups] == [KEYS.tenant_fence("acme")]
+    assert groups[0].ops == (
+        RedisOp("HSET", KEYS.usage("acme"), (f"slm-1|{T0}|{T0 + 60_000_000}|unit", 5)),)
+    assert_one_slot_per_group(groups)
+
+
+@pytest.mark.parametrize(("payload", "state"), [
+    (TrainingEnabled(command_id="k1", version=3, actor="admin-1", reason="pilot", expires_at=T0 + 5), "enabled"),
+    (TrainingDisabled(command_id="k2", version=4, actor="admin-1", reason="done"), "disabled"),
+    (TrainingExpired(command_id=None, version=5, actor="system", reason="ttl"), "disabled"),
+])
+def test_training_outcome_sets_tenant_training_status_and_counts_it(payload: object, state: str) -> None:
+    groups = project(event(payload), EVENTS_AT, KEYS)
+    assert [g.fence_key for g in groups] == [KEYS.tenant_fence("acme")]
+    hset, count = groups[0].ops
+    fields = dict(zip(hset.args[::2], hset.args[1::2]))
+    assert (hset.command, hset.key) == ("HSET", KEYS.training("acme"))
+    assert fields["state"] == state and fields["version"] == payload.version  # type: ignore[attr-defined]
+    assert fields["expires_at"] == (T0 + 5 if state == "enabled" else "")
+    assert count == RedisOp("HINCRBY", KEYS.training("acme"), (f"count_{type(payload).__name__}", 1))
+    assert_one_slot_per_group(groups)
+
+
+def test_training_rejection_records_the_reason_without_changing_state() -> None:
+    rejected = TrainingRejected(command_id="k3", version=4, actor="bob", reason="try",
+                                rejected_reason="not an admin")
+    (group,) = project(event(rejected), EVENTS_AT, KEYS)
+    assert group.ops[0] == RedisOp("HSET", KEYS.training("acme"),
+                                   ("tenant", "acme", "last_rejection", "not an admin"))
+    assert "state" not in group.ops[0].args
 
 
 @pytest.mark.parametrize("payload", [

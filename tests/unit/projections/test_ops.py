@@ -11,7 +11,8 @@ from ledgerflow.projections.ops import COMMANDS, Position, RedisOp
     ("HSET", ("f", "v")), ("HSET", ("f", "v", "g", 2)),
     ("HINCRBY", ("f", 1)), ("HINCRBYFLOAT", ("f", 0.5)),
     ("RPUSH", ("a",)), ("RPUSH", ("a", "b", "c")), ("LPUSH", ("a",)),
-    ("LTRIM", (0, 49)), ("ZREMRANGEBYRANK", (0, -51)), ("SET", ("v",)), ("INCRBY", (3,)), ("ZADD", (1.5, "m")), ("DEL", ()),
+    ("LTRIM", (0, 49)), ("ZREMRANGEBYRANK", (0, -51)), ("SET", ("v",)), ("INCRBY", (3,)),
+    ("ZADD", (1.5, "m")), ("DEL", ()),
 ])
 def test_allowed_command_with_right_arity_is_accepted(command: str, args: tuple) -> None:
     op = RedisOp(command, "k", args)

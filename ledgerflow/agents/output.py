@@ -1,0 +1,104 @@
+"""A co-partitioned, single-writer output topic: what the policy and training agents share.
+
+Input partition *p* is written to output partition *p* only by the worker that owns *p*,
+each record carrying the input offset it answers in the ``lf-input`` header. Reading
+output partition *p* back therefore tells a new owner exactly how far *p* was processed
+(and the chain heads so far) — recovery without Kafka transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.kafka_admin import partition_counts
+
+INPUT_HEADER = "lf-input"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    partition: int
+    input_offset: int | None  # None for records no input caused (e.g. timer expiries)
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    offset: int
+    value: bytes
+    input_offset: int | None
+
+
+class CoPartitionedOutput:
+    def __init__(self, settings: Settings, input_topic: str, output_topic: str) -> None:
+        self._settings = settings
+        self.input_topic = input_topic
+        self.output_topic = output_topic
+        self._producer: AIOKafkaProducer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        counts = await partition_counts(self._settings, [self.input_topic, self.output_topic])
+        if counts[self.input_topic] != counts[self.output_topic]:
+            raise InfrastructureError(
+                f"{self.output_topic} has {counts[self.output_topic]} partitions but {self.input_topic} has "
+                f"{counts[self.input_topic]}: they must be equal (outputs are co-partitioned with inputs)"
+            )
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
+                                          enable_idempotence=True, linger_ms=2)
+        await self._producer.start()
+        self._reader = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
+                                        enable_auto_commit=False, fetch_max_wait_ms=10)
+        await self._reader.start()
+
+    async def stop(self) -> None:
+        for client in (self._producer, self._reader):
+            if client is not None:
+                await client.stop()
+
+    async def end(self, partition: int) -> int:
+        assert self._reader is not None
+        tp = TopicPartition(self.output_topic, partition)
+        return (await self._reader.end_offsets([tp]))[tp]
+
+    async def read(self, partition: int, start: int = 0) -> AsyncIterator[Written]:
+        """Output partition ``partition`` from ``start`` to its end at call time."""
+        assert self._reader is not None
+        tp = TopicPartition(self.output_topic, partition)
+        end = await self.end(partition)
+        if start >= end:
+            return
+        self._reader.assign([tp])
+        self._reader.seek(tp, start)
+        while await self._reader.position(tp) < end:
+            batch = await self._reader.getmany(tp, timeout_ms=1000, max_records=5000)
+            for rec in batch.get(tp, []):
+                if rec.offset >= end:
+                    return
+                yield Written(rec.offset, rec.value or b"", _input_offset(rec.headers))
+
+    async def write(self, records: Sequence[Outgoing]) -> list[int]:
+        """Produce ``records`` in order (idempotent producer) and wait for every ack."""
+        if not records:
+            return []
+        assert self._producer is not None
+        futures = []
+        for r in records:
+            headers = [] if r.input_offset is None else [(INPUT_HEADER, str(r.input_offset).encode())]
+            futures.append(await self._producer.send(self.output_topic, r.value, key=r.key,
+                                                     partition=r.partition, headers=headers))
+        return [meta.offset for meta in await asyncio.gather(*futures)]
+
+
+def _input_offset(headers: object) -> int | None:
+    for key, value in headers or ():  # type: ignore[attr-defined]
+        if key == INPUT_HEADER:
+            return int(value)
+    return None

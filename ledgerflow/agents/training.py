@@ -1,0 +1,163 @@
+"""The training agent: the single writer of each tenant's training lock.
+
+Commands from ``training.commands`` partition *p* are decided into ``training.audit``
+partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
+1. On first use after (re)assignment, read output partition *p* from the start (it is
+   small: one record per transition), folding every tenant's state and chain head and
+   learning the last input offset already answered.
+2. Skip redelivered commands at or below that offset.
+3. Decide each command with the pure ``training.decide`` against the folded state;
+   append its events (accepted, rejected, or an expiry found on the way) hash-chained
+   per tenant, and wait for the acks.
+A timer appends ``TrainingExpired`` for every owned tenant whose TTL elapsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.events import check_key
+from ledgerflow.decisions import chain, head_after
+from ledgerflow.errors import DecodeError
+from ledgerflow.metrics import TRAINING_OUTCOMES, TRAINING_STATE
+from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
+from ledgerflow.training import TrainingEvent, TrainingState, decide, evolve, expire_due, initial_state
+from ledgerflow.training.wire import command_of, event_of, record_of
+
+log = logging.getLogger(__name__)
+
+NAME = "training"
+TICK_S = 0.2
+
+
+@dataclass
+class PartitionState:
+    last_input: int = -1
+    tenants: dict[str, TrainingState] = field(default_factory=dict)
+    heads: dict[str, ChainHead] = field(default_factory=dict)
+
+    def state(self, tenant: str) -> TrainingState:
+        return self.tenants.get(tenant) or initial_state(tenant)
+
+
+class TrainingAgent:
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.input_topic = settings.topic(TRAINING_COMMANDS)
+        self._output = CoPartitionedOutput(settings, self.input_topic, settings.topic(TRAINING_AUDIT))
+        self._sink = DeadLetterSink(app, NAME)
+        self._partitions: dict[int, PartitionState] = {}
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self._partitions.pop(p, None)
+
+    async def _ensure_started(self) -> None:
+        if not self._started:
+            await self._output.start()
+            self._started = True
+
+    async def _partition(self, p: int) -> PartitionState:
+        state = self._partitions.get(p)
+        if state is None:  # Step 1.
+            state = PartitionState()
+            async for written in self._output.read(p):
+                try:
+                    record = codec.decode(written.value, allowed_types=TOPIC_TYPES[TRAINING_AUDIT])
+                except DecodeError:
+                    log.error("training: undecodable audit record at offset %d ignored", written.offset)
+                    continue
+                state.tenants[record.tenant] = evolve(state.state(record.tenant), event_of(record))
+                if record.sequence and record.hash:
+                    state.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
+                if written.input_offset is not None:
+                    state.last_input = max(state.last_input, written.input_offset)
+            self._partitions[p] = state
+        return state
+
+    async def handle(self, messages: Sequence[Any]) -> None:
+        async with self._lock:
+            await self._ensure_started()
+            out: list[Outgoing] = []
+            letters = []
+            for msg in messages:
+                state = await self._partition(msg.partition)
+                if msg.offset <= state.last_input:  # Step 2.
+                    continue
+                try:
+                    event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[TRAINING_COMMANDS])
+                    check_key(event, msg.key)
+                except DecodeError as exc:
+                    letters.append(dead_letter_of(msg, exc.reason, NAME, TRAINING_COMMANDS))
+                    continue
+                command = command_of(event)
+                now = time.time_ns() // 1000
+                events = decide(state.state(command.tenant), command, now)  # Step 3.
+                out += self._append(state, msg.partition, msg.offset, events, event.trace_id)
+                state.last_input = msg.offset
+            await self._sink.send_all(letters)
+            await self._output.write(out)
+
+    async def tick(self) -> None:
+        """Append ``TrainingExpired`` for owned tenants whose lock is overdue."""
+        async with self._lock:
+            if not self._started:
+                return
+            now = time.time_ns() // 1000
+            out: list[Outgoing] = []
+            for p, state in list(self._partitions.items()):
+                for tenant in list(state.tenants):
+                    due = expire_due(state.state(tenant), now)
+                    if due:
+                        out += self._append(state, p, None, due, None)
+            await self._output.write(out)
+
+    def _append(self, state: PartitionState, p: int, input_offset: int | None,
+                events: list[TrainingEvent], trace_id: str | None) -> list[Outgoing]:
+        out = []
+        for event in events:
+            state.tenants[event.tenant] = evolve(state.state(event.tenant), event)
+            record = chain(record_of(event, trace_id=trace_id), state.heads.get(event.tenant))
+            state.heads[event.tenant] = head_after(record)
+            out.append(Outgoing(p, input_offset, event.tenant.encode(), codec.encode(record)))
+            TRAINING_OUTCOMES.labels(record.type).inc()
+            TRAINING_STATE.labels(event.tenant).set(1 if state.tenants[event.tenant].enabled else 0)
+        return out
+
+
+def register(app: faust.App, settings: Settings) -> TrainingAgent:
+    agent_state = TrainingAgent(app, settings)
+
+    @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
+    async def training(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(100, within=0.01):
+            await agent_state.handle([e.message for e in events])
+
+    @app.timer(interval=TICK_S)
+    async def expire() -> None:
+        await agent_state.tick()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        agent_state.revoke({tp.partition for tp in revoked if tp.topic == agent_state.input_topic})
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        agent_state.revoke({tp.partition for tp in assigned if tp.topic == agent_state.input_topic})
+
+    return agent_state

@@ -1,0 +1,52 @@
+"""``GET /v1/forecast?model=&horizon=``: the next windows' expected tokens for the token's
+tenant, from the usage read model, by Holt's linear trend (``ledgerflow.usage.forecast``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.errors import ValidationError
+from ledgerflow.usage.forecast import forecast as holt_forecast
+
+MAX_HORIZON = 60
+
+
+def series_of(fields: dict[bytes, bytes], model: str) -> tuple[list[int], list[float]]:
+    """Window starts and token totals (summed over source partitions), in time order."""
+    totals: dict[int, float] = defaultdict(float)
+    for field, value in fields.items():
+        f_model, start, _end, _source = field.decode().split("|", 3)
+        if f_model == model:
+            totals[int(start)] += int(value)
+    starts = sorted(totals)
+    return starts, [totals[s] for s in starts]
+
+
+async def forecast(request: Request) -> JSONResponse:
+    principal = requires_any_role(request, "subscriber", "admin", "auditor")
+    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    ctx: EdgeContext = request.app.state.ctx
+    model = request.query_params.get("model", "")
+    if not model:
+        raise ValidationError("model: query parameter required (e.g. ?model=slm-1)")
+    try:
+        horizon = int(request.query_params.get("horizon", "5"))
+    except ValueError:
+        raise ValidationError("horizon: an integer number of windows is required") from None
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise ValidationError(f"horizon: must be between 1 and {MAX_HORIZON}")
+    fields = await ctx.redis.hgetall(ctx.keys.usage(principal.tenant))
+    starts, series = series_of(fields, model)
+    points = holt_forecast(series, horizon)  # ValidationError (422) with fewer than 3 windows
+    step = (starts[-1] - starts[-2]) if len(starts) >= 2 else 0
+    return JSONResponse({
+        "tenant": principal.tenant, "model": model, "method": "holt-linear-trend",
+        "history": [{"window_start": s, "tokens": v} for s, v in zip(starts, series, strict=True)],
+        "forecast": [{"window_start": starts[-1] + step * p.step, "expected": p.expected,
+                      "lower": p.lower, "upper": p.upper} for p in points],
+    })

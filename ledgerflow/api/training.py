@@ -1,0 +1,86 @@
+"""Training mode at the edge: enable/disable commands (admin), status and usage forecast.
+
+``POST /v1/training/enable|disable`` publishes a command to ``training.commands`` and
+waits (bounded) for the training agent's answer in ``training.audit``: 200 with the
+outcome (accepted, or rejected with its reason), or 202 when the agent is slow.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ledgerflow.api.authentication import requires_any_role, requires_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.events import publish, read_json
+from ledgerflow.api.problems import problem
+from ledgerflow.contracts.events import new_event
+from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
+from ledgerflow.errors import ValidationError
+from ledgerflow.topics import TRAINING_COMMANDS
+
+WAIT_S = 5.0
+
+
+async def enable(request: Request) -> Response:
+    return await _command(request, "EnableTraining")
+
+
+async def disable(request: Request) -> Response:
+    return await _command(request, "DisableTraining")
+
+
+async def _command(request: Request, kind: str) -> Response:
+    principal = requires_role(request, "admin")  # a non-admin gets 403 and nothing is written
+    ctx: EdgeContext = request.app.state.ctx
+    body = await read_json(request)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("reason: a non-empty string is required")
+    expected = body.get("expected_version")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
+        raise ValidationError("expected_version: a non-negative integer is required")
+    command_id = str(uuid.uuid4())
+    if kind == "EnableTraining":
+        ttl = body.get("ttl_seconds")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)):
+            raise ValidationError("ttl_seconds: an integer number of seconds is required")
+        payload: object = EnableTraining(command_id, principal.sub, reason, ttl, expected)
+    else:
+        payload = DisableTraining(command_id, principal.sub, reason, None, expected)
+    event = new_event(kind, tenant=principal.tenant, subject=principal.tenant, payload=payload,  # type: ignore[arg-type]
+                      producer=f"edge:{principal.sub}", occurred_at_micros=time.time_ns() // 1000)
+    await publish(ctx, TRAINING_COMMANDS, event)
+    outcome = await ctx.reference.wait_outcome(command_id, WAIT_S)
+    if outcome is None:
+        return JSONResponse({"command_id": command_id, "status": "pending",
+                             "detail": f"no outcome within {WAIT_S:g} s; see GET /v1/training/status"},
+                            status_code=202, headers={"Location": "/v1/training/status"})
+    p = outcome.payload
+    if outcome.type == "TrainingRejected":  # a refusal is an error: problem+json, 409
+        return problem(409, "Conflict", f"command rejected: {p.rejected_reason}", command_id=command_id,
+                       outcome=outcome.type, version=p.version, audit_event_id=outcome.event_id)
+    return JSONResponse({
+        "command_id": command_id, "accepted": True, "outcome": outcome.type, "version": p.version,
+        "reason": p.reason, "expires_at": p.expires_at, "audit_event_id": outcome.event_id,
+    })
+
+
+async def status(request: Request) -> JSONResponse:
+    principal = requires_any_role(request, "subscriber", "admin", "auditor", "producer")
+    ctx: EdgeContext = request.app.state.ctx
+    raw = await ctx.redis.hgetall(ctx.keys.training(principal.tenant))
+    view = {k.decode(): v.decode() for k, v in raw.items()}
+    expires = view.get("expires_at") or None
+    return JSONResponse({
+        "tenant": principal.tenant,
+        "state": view.get("state", "disabled"),
+        "version": int(view.get("version", 0)),
+        "owner": view.get("owner"),
+        "reason": view.get("reason"),
+        "expires_at": int(expires) if expires else None,
+        "last_rejection": view.get("last_rejection"),
+    })

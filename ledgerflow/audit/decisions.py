@@ -1,0 +1,206 @@
+"""Re-deriving every policy decision bit for bit (pure: no I/O).
+
+The policy agent writes exactly ``codec.encode(decide(event, value, pack, training, head))``
+(``ledgerflow.decisions``). Given the input record's bytes, the rule pack the decision
+names (tenant or ``*``, version, constitution hash), the training state it records and the
+conversation's previous decision (chain head), the auditor computes the same bytes again
+and compares. Per input partition (decisions are co-partitioned with their inputs):
+
+1. ``add_input`` every record of ``conversation.events`` partition *p*;
+2. ``feed`` every record of ``policy.decisions`` partition *p* in offset order: a decision
+   with no input is ``forged``, a second one for an input is ``duplicate``, an input hash
+   that differs is ``input-hash``, bytes that do not re-derive are ``altered``;
+3. ``finish``: a turn with no decision before the last decided turn is ``missing``; turns
+   after it are *pending* (the agent has not reached them yet), counted but not findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ledgerflow.audit.report import Finding
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
+from ledgerflow.decisions import decide, head_after, input_hash, turn_of
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.projections.ops import Position
+
+DEFAULT_TENANT = "*"
+MAX_FIELDS_SHOWN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PackBook:
+    """Every rule pack ever published, by (tenant, version); ``default`` is ``*`` version 0."""
+
+    history: Mapping[tuple[str, int], RulePack]
+    default: RulePack
+
+    def candidates(self, tenant: str, version: int, constitution: str) -> list[RulePack]:
+        """Packs a decision of ``tenant`` recording ``version`` may have used, best first."""
+        found = [self.history.get((tenant, version)), self.history.get((DEFAULT_TENANT, version))]
+        if version == 0:
+            found.append(self.default)
+        packs = [p for p in found if p is not None]
+        return sorted(packs, key=lambda p: p.constitution_hash != constitution)
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    at: Position
+    event: Event
+    value: bytes
+
+
+class DecisionCheck:
+    """Walks one input partition's turns and its decisions; see the module docstring."""
+
+    def __init__(self, packs: PackBook, training: Mapping[tuple[str, int], bool] | None = None) -> None:
+        """``training``: (tenant, version) → enabled of every accepted training transition, or
+        None to skip checking the recorded training state against ``training.audit``."""
+        self._packs = packs
+        self._training = training
+        self._inputs: dict[str, _Input] = {}
+        self._decided: dict[str, Position] = {}
+        self._heads: dict[str, ChainHead] = {}
+        self._last_decided = -1
+        self.turns = self.decisions = self.verified = self.pending = 0
+
+    def add_input(self, at: Position, event: Event, value: bytes) -> None:
+        if turn_of(event) is not None:
+            self._inputs[event.event_id] = _Input(at, event, value)
+            self.turns += 1
+
+    def feed(self, at: Position, record: Event, value: bytes) -> list[Finding]:
+        """Check one decision record against its input; the findings it raises."""
+        payload = record.payload
+        if not isinstance(payload, PolicyDecision):
+            return [_finding("forged", at, record.subject, f"a {record.type} record is not a decision")]
+        self.decisions += 1
+        first = self._decided.get(payload.input_event_id)
+        if first is not None:
+            why = (f"input {payload.input_event_id} was already decided at {_where(first)}: "
+                   "one turn, two decisions (redelivered without the offset check, or inserted)")
+            return [_finding("duplicate", at, record.subject, why)]
+        source = self._inputs.get(payload.input_event_id)
+        if source is None:
+            why = (f"no MessageSubmitted {payload.input_event_id} in the input partition co-partitioned "
+                   "with this one: a decision with no input (produced from outside the policy agent)")
+            return [_finding("forged", at, record.subject, why)]
+        self._decided[payload.input_event_id] = at
+        self._last_decided = max(self._last_decided, source.at.offset)
+        found = self._check_inputs(at, record, payload, source)
+        mismatch = self._rederive(at, record, payload, source, value)
+        return found if mismatch is None else [*found, mismatch]
+
+    def finish(self) -> list[Finding]:
+        """Turns never decided (``decision.missing``); forgets this partition's inputs."""
+        found = []
+        for event_id, source in self._inputs.items():
+            if event_id in self._decided:
+                continue
+            if source.at.offset > self._last_decided:
+                self.pending += 1
+                continue
+            turn = source.event.payload
+            turn_id = turn.turn_id if isinstance(turn, MessageSubmitted) else "?"
+            why = (f"turn {turn_id} (MessageSubmitted {event_id}) has no decision, although input offset "
+                   f"{self._last_decided} after it was decided: a lost decision")
+            found.append(Finding("decision.missing", source.at.topic, source.at.partition, source.at.offset,
+                                 source.event.subject, why))
+        self._inputs.clear()
+        self._decided.clear()
+        self._heads.clear()
+        self._last_decided = -1
+        return found
+
+    def _check_inputs(self, at: Position, record: Event, payload: PolicyDecision, source: _Input) -> list[Finding]:
+        found = []
+        actual = input_hash(source.value)
+        if payload.input_hash != actual:
+            why = (f"records input hash {str(payload.input_hash)[:16]}… but the input at {_where(source.at)} "
+                   f"hashes to {actual[:16]}…: the input or the decision was changed")
+            found.append(_finding("input-hash", at, record.subject, why))
+        state = (payload.training_version, payload.training_enabled)
+        if self._training is not None and state != (0, False):
+            known = self._training.get((record.tenant, payload.training_version))
+            if known is None or known != payload.training_enabled:
+                why = (f"records training {'on' if payload.training_enabled else 'off'} at version "
+                       f"{payload.training_version}, a state tenant {record.tenant!r} never had in training.audit")
+                found.append(_finding("training-state", at, record.subject, why))
+        return found
+
+    def _rederive(
+        self, at: Position, record: Event, payload: PolicyDecision, source: _Input, value: bytes
+    ) -> Finding | None:
+        packs = self._packs.candidates(record.tenant, payload.rule_pack_version, payload.constitution_hash)
+        head = self._heads.get(record.subject)
+        if not packs:
+            self._follow_recorded(record)
+            why = (f"rule pack version {payload.rule_pack_version} of tenant {record.tenant!r} (or '*') is not in "
+                   "policy.rules: the decision cannot be re-derived (was the pack compacted away?)")
+            return _finding("pack-missing", at, record.subject, why)
+        attempts: list[Event] = []
+        try:
+            training = TrainingState(payload.training_enabled, payload.training_version)
+            for pack in packs:
+                again = decide(source.event, source.value, pack, training, head)
+                if again is None:
+                    break
+                if codec.encode(again) == value:
+                    self._heads[record.subject] = head_after(again)
+                    self.verified += 1
+                    return None
+                attempts.append(again)
+        except LedgerflowError as exc:
+            self._follow_recorded(record)
+            return _finding("altered", at, record.subject, f"cannot be re-derived: {exc}")
+        if not attempts:
+            self._follow_recorded(record)
+            return _finding("altered", at, record.subject, "its input needs no decision")
+        self._heads[record.subject] = head_after(attempts[0])  # the record the agent would have written
+        return _finding("altered", at, record.subject,
+                        "does not re-derive bit for bit: " + describe_difference(record, attempts[0]))
+
+    def _follow_recorded(self, record: Event) -> None:
+        """No re-derivation: continue the chain from the record as written, if it has chain fields."""
+        if record.sequence is not None and record.hash is not None:
+            try:
+                self._heads[record.subject] = ChainHead(record.subject, record.sequence, record.hash)
+            except LedgerflowError:
+                pass
+
+
+def describe_difference(recorded: Event, derived: Event) -> str:
+    """The fields that differ, e.g. ``payload.outcome: recorded 'deny', re-derived 'allow'``."""
+    ours, theirs = _flat(recorded.to_json()), _flat(derived.to_json())
+    names = sorted(set(ours) | set(theirs), key=lambda n: (n in ("hash", "prev_hash"), n))
+    diffs = [f"{n}: recorded {ours.get(n)!r}, re-derived {theirs.get(n)!r}" for n in names
+             if ours.get(n) != theirs.get(n)]
+    if not diffs:
+        return "the JSON forms are equal but the bytes differ (schema version or encoding)"
+    more = len(diffs) - MAX_FIELDS_SHOWN
+    return "; ".join(diffs[:MAX_FIELDS_SHOWN]) + (f"; and {more} more field(s)" if more > 0 else "")
+
+
+def _flat(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in obj.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def _finding(what: str, at: Position, key: str, detail: str) -> Finding:
+    return Finding(f"decision.{what}", at.topic, at.partition, at.offset, key, detail)
+
+
+def _where(at: Position) -> str:
+    return f"{at.topic}[{at.partition}]@{at.offset}"

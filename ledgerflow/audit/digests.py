@@ -1,0 +1,164 @@
+"""Comparing two read-model key spaces entity by entity (pure: no I/O).
+
+A key space is read as ``{relative key: Snapshot}`` (the namespace stripped). Keys group
+into *entities* by their Redis Cluster hash tag — ``conv:{acme/c-1}``, ``conv:{acme/c-1}:turns``
+and the fence ``conv:{acme/c-1}:applied`` are one entity. The fence (per ``topic:partition``
+the last offset applied to the entity) says which records an entity holds, so two spaces
+are compared only where their fences agree: equal fences with different content is a
+divergence; a live fence ahead of the rebuilt one means the live projection moved on
+while we read (compare again later); a live fence behind it means live lost records.
+Fences, the checkpoint and the sentinel are bookkeeping: never digested themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FENCE_SUFFIX = ":applied"
+CHECKPOINT_PREFIX = "checkpoint:"
+SENTINEL = "complete"
+MAX_SHOWN = 3
+
+# Which source topic (base name) writes which kind of key: names the record of a divergence.
+DECISION_KEY_SUFFIXES = (":decisions", ":denials")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One key's Redis type and content in a canonical form (hash/set/zset sorted, list in order)."""
+
+    kind: str
+    content: Any
+
+    @property
+    def digest(self) -> str:
+        body = json.dumps([self.kind, self.content], ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def snapshot(kind: str, raw: Any) -> Snapshot:
+    """A canonical ``Snapshot`` from what redis-py returned for ``kind`` (bytes decoded)."""
+    if kind == "hash":
+        return Snapshot(kind, sorted([_text(k), _text(v)] for k, v in raw.items()))
+    if kind == "list":
+        return Snapshot(kind, [_text(v) for v in raw])
+    if kind == "set":
+        return Snapshot(kind, sorted(_text(v) for v in raw))
+    if kind == "zset":
+        return Snapshot(kind, sorted([float(score), _text(member)] for member, score in raw))
+    if kind == "string":
+        return Snapshot(kind, _text(raw))
+    return Snapshot(kind, None)  # streams and the like: compared by type only
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+def is_bookkeeping(relative_key: str) -> bool:
+    return (relative_key.endswith(FENCE_SUFFIX) or relative_key.startswith(CHECKPOINT_PREFIX)
+            or relative_key == SENTINEL)
+
+
+def entity_of(relative_key: str) -> str:
+    """The entity a key belongs to: the key up to its hash tag's ``}``, else the key itself."""
+    if relative_key.endswith(FENCE_SUFFIX):
+        relative_key = relative_key[: -len(FENCE_SUFFIX)]
+    close = relative_key.find("}", relative_key.find("{"))
+    return relative_key if "{" not in relative_key or close < 0 else relative_key[: close + 1]
+
+
+def fence_of(entity: str) -> str:
+    return entity + FENCE_SUFFIX
+
+
+def fence_offsets(raw: Mapping[Any, Any]) -> dict[str, int]:
+    """A fence hash as {``topic:partition``: offset}."""
+    return {_text(k): int(_text(v)) for k, v in raw.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    kind: str  # "content" | "fence"
+    key: str  # relative key
+    cursor: str | None  # "topic:partition" of the record to look at
+    offset: int | None
+    detail: str
+
+
+@dataclass
+class EntityComparison:
+    divergences: list[Divergence] = field(default_factory=list)
+    moved_on: bool = False  # the live entity has records the rebuild does not have yet
+
+
+def compare_entity(
+    entity: str,
+    live: Mapping[str, Snapshot],
+    rebuilt: Mapping[str, Snapshot],
+    live_fence: Mapping[str, int],
+    rebuilt_fence: Mapping[str, int],
+) -> EntityComparison:
+    """Compare one entity's keys (relative names, bookkeeping excluded) in two spaces."""
+    result = EntityComparison()
+    if live_fence != rebuilt_fence:
+        cursors = sorted(set(live_fence) | set(rebuilt_fence))
+        behind = [c for c in cursors if live_fence.get(c, -1) < rebuilt_fence.get(c, -1)]
+        if not behind:
+            result.moved_on = True
+            return result
+        c = behind[0]
+        why = (f"the live read model applied {c} up to offset {live_fence.get(c, 'none')} but the log "
+               f"has records for this entity up to offset {rebuilt_fence[c]}: live lost records")
+        result.divergences.append(Divergence("fence", fence_of(entity), c, rebuilt_fence[c], why))
+        return result
+    for key in sorted(set(live) | set(rebuilt)):
+        ours, theirs = live.get(key), rebuilt.get(key)
+        if ours is not None and theirs is not None and ours.digest == theirs.digest:
+            continue
+        cursor, offset = record_of(key, live_fence or rebuilt_fence)
+        result.divergences.append(Divergence("content", key, cursor, offset, describe(ours, theirs)))
+    return result
+
+
+def record_of(key: str, fence: Mapping[str, int]) -> tuple[str | None, int | None]:
+    """The fence entry naming the last record that wrote ``key``'s kind of data."""
+    if not fence:
+        return None, None
+    wanted = "policy.decisions" if key.endswith(DECISION_KEY_SUFFIXES) else "conversation.events"
+    for cursor in sorted(fence, key=lambda c: -fence[c]):
+        if cursor.rsplit(":", 1)[0].endswith(wanted):
+            return cursor, fence[cursor]
+    cursor = max(fence, key=lambda c: fence[c])
+    return cursor, fence[cursor]
+
+
+def describe(live: Snapshot | None, rebuilt: Snapshot | None) -> str:
+    if live is None:
+        return "missing in the live read model (the rebuild from the log has it)"
+    if rebuilt is None:
+        return "present in the live read model but not in the rebuild: no record in the log wrote it"
+    if live.kind != rebuilt.kind:
+        return f"live holds a {live.kind}, the rebuild a {rebuilt.kind}"
+    if live.kind == "hash":
+        ours, theirs = dict(live.content), dict(rebuilt.content)
+        names = [n for n in sorted(set(ours) | set(theirs)) if ours.get(n) != theirs.get(n)]
+        shown = "; ".join(f"field {n!r}: live {_short(ours.get(n))}, rebuilt {_short(theirs.get(n))}"
+                          for n in names[:MAX_SHOWN])
+        return shown + (f"; and {len(names) - MAX_SHOWN} more field(s)" if len(names) > MAX_SHOWN else "")
+    if live.kind in ("list", "zset", "set"):
+        ours, theirs = live.content, rebuilt.content
+        if len(ours) != len(theirs):
+            return f"live has {len(ours)} entries, the rebuild {len(theirs)}"
+        index = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), 0)
+        return f"entry {index}: live {_short(ours[index])}, rebuilt {_short(theirs[index])}"
+    return f"live {_short(live.content)}, rebuilt {_short(rebuilt.content)}"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,273 @@
+"""The local stack's housekeeping against the shared broker and Redis (external mode: this file
+never starts or stops a broker): topic creation, the round trip, ``stack status --json``, and
+the guards that keep ``stack up`` / ``stack down`` away from processes ledgerflow did not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from ledgerflow.config import Settings
+from ledgerflow.errors import StackError
+from ledgerflow.kafka_admin import ensure_topics, partition_counts, round_trip
+from ledgerflow.stack import kafka as kafka_stack
+from ledgerflow.stack import manage
+from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack.processes import Managed, stop
+from ledgerflow.topics import POLICY_RULES, all_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _delete_topics(settings: Settings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+def created(stack: Settings) -> Iterator[tuple[Settings, list[str], list[str]]]:
+    """A fresh topic prefix; ``ensure_topics`` called twice. Yields (settings, first, second)."""
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    first = asyncio.run(ensure_topics(settings))
+    second = asyncio.run(ensure_topics(settings))
+    yield settings, first, second
+    mine = [settings.topic(s.base) for s in all_topics()]
+    asyncio.run(_delete_topics(settings, mine))
+
+
+def test_ensure_topics_creates_every_topic_and_a_second_call_creates_nothing(
+    created: tuple[Settings, list[str], list[str]],
+) -> None:
+    settings, first, second = created
+    assert sorted(first) == sorted(settings.topic(s.base) for s in all_topics())
+    assert second == []
+
+
+def test_topics_have_the_partition_counts_declared_in_topics_py(
+    created: tuple[Settings, list[str], list[str]],
+) -> None:
+    settings, _, _ = created
+    wanted = {settings.topic(s.base): s.partitions for s in all_topics()}
+    assert asyncio.run(partition_counts(settings, list(wanted))) == wanted
+
+
+async def _topic_configs(settings: Settings, names: list[str]) -> dict[str, dict[str, str]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n, {"cleanup.policy": None, "retention.ms": None})
+             for n in names])
+    finally:
+        await admin.close()
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            assert resource["error_code"] == 0, resource
+            configs[resource["resource_name"]] = {
+                e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+    return configs
+
+
+def test_policy_rules_is_compacted_and_every_other_topic_keeps_records_forever(
+    created: tuple[Settings, list[str], list[str]],
+) -> None:
+    settings, _, _ = created
+    names = [settings.topic(s.base) for s in all_topics()]
+    configs = asyncio.run(_topic_configs(settings, names))
+    assert configs[settings.topic(POLICY_RULES)]["cleanup.policy"] == "compact"
+    for name in names:
+        if name != settings.topic(POLICY_RULES):
+            assert configs[name] == {"cleanup.policy": "delete", "retention.ms": "-1"}, name
+
+
+def test_round_trip_produces_a_record_and_reads_it_back(stack: Settings) -> None:
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    try:
+        seconds = asyncio.run(round_trip(settings, timeout=30.0))
+        assert 0 < seconds < 30
+    finally:
+        asyncio.run(_delete_topics(settings, [settings.topic("__ledgerflow.health")]))
+
+
+def test_stack_status_json_names_the_endpoints_and_our_pids(stack: Settings) -> None:
+    env = {**os.environ, "LEDGERFLOW_STATE_DIR": str(stack.state_dir),
+           "LEDGERFLOW_KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "LEDGERFLOW_REDIS_URL": stack.redis_url,
+           "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "ledgerflow.cli", "stack", "status", "--json"],
+                         check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    nodes = manage.nodes(stack)
+    assert info["kafka"]["bootstrap"] == stack.kafka_bootstrap
+    assert info["kafka"]["version"] == kafka_stack.KAFKA_VERSION
+    assert info["kafka"]["managed"] is not stack.kafka_external
+    assert info["kafka"]["pid"] == nodes.kafka.process.pid()
+    assert info["redis"]["url"] == stack.redis_url
+    assert info["redis"]["managed"] is not stack.redis_external
+    assert info["redis"]["pid"] == nodes.redis.process.pid()
+    assert info["state_dir"] == str(stack.state_dir)
+    assert set(info["processes"]) == {"edge", "worker"}
+
+
+# --- start refuses a port held by someone else; nothing gets started -----------------------
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 both free on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+@pytest.fixture
+def holder() -> Iterator[socket.socket]:
+    """A plain listening socket (not ledgerflow's) on the first port of a free pair."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", _free_port_pair()))
+    s.listen(4)
+    yield s
+    s.close()
+
+
+def _tripwire(*_: object, **__: object) -> None:
+    pytest.fail("start went past the port check: it would have launched a real process")
+
+
+def test_kafka_start_refuses_a_port_held_by_a_foreign_socket(
+    tmp_path: Path, holder: socket.socket, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("require_java", "resolve_classpath", "spawn"):
+        monkeypatch.setattr(kafka_stack, name, _tripwire)
+    port = holder.getsockname()[1]
+    node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", port)
+    with pytest.raises(StackError, match=rf"Port {port} on 127\.0\.0\.1 \(Kafka\) is taken"):
+        kafka_stack.start(node)
+    assert not node.dir.exists()  # no config, no storage, no pid file
+
+
+def test_kafka_start_refuses_a_held_controller_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("require_java", "resolve_classpath", "spawn"):
+        monkeypatch.setattr(kafka_stack, name, _tripwire)
+    port = _free_port_pair()
+    with socket.socket() as controller:
+        controller.bind(("127.0.0.1", port + 1))
+        controller.listen(4)
+        node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", port)
+        with pytest.raises(StackError, match=rf"Port {port + 1} .*Kafka controller"):
+            kafka_stack.start(node)
+    assert not node.process.pid_file.exists()
+
+
+def test_redis_start_refuses_a_port_held_by_a_foreign_socket(
+    tmp_path: Path, holder: socket.socket, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("require_redis_server", "spawn"):
+        monkeypatch.setattr(redis_stack, name, _tripwire)
+    port = holder.getsockname()[1]
+    node = redis_stack.RedisNode(tmp_path, "127.0.0.1", port)
+    with pytest.raises(StackError, match=rf"Port {port} on 127\.0\.0\.1 \(Redis\) is taken"):
+        redis_stack.start(node)
+    assert not node.dir.exists()
+
+
+# --- pid files never lead us to a foreign process -------------------------------------------
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of our own that is not a ledgerflow service."""
+    proc = subprocess.Popen(["sleep", "120"])
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _pid_file(tmp_path: Path, pid: int) -> Path:
+    path = tmp_path / "svc.pid"
+    path.write_text(f"{pid}\n")
+    return path
+
+
+def test_pid_of_a_live_process_without_the_marker_is_none(tmp_path: Path, sleeper: subprocess.Popen) -> None:
+    proc = Managed("kafka", _pid_file(tmp_path, sleeper.pid), (f"kafka.Kafka {tmp_path}",))
+    assert proc.pid() is None
+    assert Managed("kafka", proc.pid_file, ("sleep 120",)).pid() == sleeper.pid  # same file, our marker
+
+
+def test_stop_never_signals_a_process_whose_command_line_lacks_the_marker(
+    tmp_path: Path, sleeper: subprocess.Popen,
+) -> None:
+    proc = Managed("redis", _pid_file(tmp_path, sleeper.pid), ("redis-server 127.0.0.1:1",))
+    assert stop(proc, timeout=1.0) is False
+    time.sleep(0.2)
+    assert sleeper.poll() is None  # still running
+    assert not proc.pid_file.exists()  # the stale pid file is cleaned up
+
+
+def test_pid_of_an_exited_or_zombie_process_is_none(tmp_path: Path, sleeper: subprocess.Popen) -> None:
+    proc = Managed("x", _pid_file(tmp_path, sleeper.pid), ("sleep 120",))
+    os.kill(sleeper.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while proc.pid() is not None and time.monotonic() < deadline:  # a zombie until reaped
+        time.sleep(0.05)
+    assert proc.pid() is None
+    sleeper.wait()
+    assert proc.pid() is None
+
+
+@pytest.mark.parametrize("content", [None, "", "not-a-pid\n"])
+def test_pid_of_a_missing_or_garbled_pid_file_is_none(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "svc.pid"
+    if content is not None:
+        path.write_text(content)
+    assert Managed("x", path, ("anything",)).pid() is None
+
+
+def test_start_returns_our_already_running_process_instead_of_starting_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("require_java", "resolve_classpath", "spawn"):
+        monkeypatch.setattr(kafka_stack, name, _tripwire)
+    node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", _free_port_pair())
+    # A stand-in whose command line carries the node's marker, as the real broker's does.
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                             f"{kafka_stack.JAVA_MAIN} {node.dir}/server.properties"])
+    try:
+        node.dir.mkdir(parents=True)
+        node.process.pid_file.write_text(f"{ours.pid}\n")
+        assert kafka_stack.start(node) == ours.pid
+        assert stop(node.process, timeout=5.0) is True
+        assert ours.wait(timeout=5) is not None
+    finally:
+        if ours.poll() is None:
+            ours.kill()
+        ours.wait()
