@@ -12,6 +12,7 @@ import asyncio
 import random
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -79,24 +80,28 @@ def script(
     """One conversation: started, ``turns`` user/assistant exchanges, closed."""
     model = rng.choice(MODELS)
     t = start_micros
+
+    def ids() -> str:  # seeded, so a script is reproducible
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
     events = [new_event("ConversationStarted", tenant=tenant, subject=conversation_id,
                         payload=ConversationStarted(actor=rng.choice(USERS), model=model),
-                        producer=producer, occurred_at_micros=t)]
+                        producer=producer, occurred_at_micros=t, event_id=ids())]
     for n in range(1, turns + 1):
         t += rng.randint(200_000, 3_000_000)
         content = mix.pick(rng)
         events.append(new_event("MessageSubmitted", tenant=tenant, subject=conversation_id,
                                 payload=MessageSubmitted(f"t{n}u", "user", content, model, None),
-                                producer=producer, occurred_at_micros=t))
+                                producer=producer, occurred_at_micros=t, event_id=ids()))
         t += rng.randint(100_000, 1_000_000)
         reply = rng.choice(ASSISTANT)
         events.append(new_event("MessageSubmitted", tenant=tenant, subject=conversation_id,
                                 payload=MessageSubmitted(f"t{n}a", "assistant", reply, model,
                                                          rng.randint(20, 400)),
-                                producer=producer, occurred_at_micros=t))
+                                producer=producer, occurred_at_micros=t, event_id=ids()))
     events.append(new_event("ConversationClosed", tenant=tenant, subject=conversation_id,
                             payload=ConversationClosed("user-ended"), producer=producer,
-                            occurred_at_micros=t + 1))
+                            occurred_at_micros=t + 1, event_id=ids()))
     return events
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import faust
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ledgerflow.agents.app import raw_topic
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
@@ -113,7 +115,7 @@ class Projector:
                 )
                 if not result.probe_found:
                     await self._rebuild()
-            except (RedisError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as exc:
                 log.warning("projector: Redis write failed (%r); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -253,7 +253,7 @@ class Hub:
         gaps = {}
         if seen is not None:
             for k in keys:
-                first = seen.get(k, -1) + 2
+                first = seen.get(k, -1) + 1
                 if first < snapshot[k]:
                     gaps[k] = (first, snapshot[k])
         return sub, gaps

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 DEFAULT_NAMESPACE = "lf:rm:v1:"
 
 
+def _id(value: str) -> str:
+    """Escape the characters that would merge two ids or break a hash tag."""
+    return value.replace("%", "%25").replace("/", "%2F").replace("{", "%7B").replace("}", "%7D")
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     namespace: str = DEFAULT_NAMESPACE
@@ -23,7 +28,7 @@ class Keys:
         return cls(f"lf:{topic_prefix}rm:v1:" if topic_prefix else DEFAULT_NAMESPACE)
 
     def conversation(self, tenant: str, conversation_id: str) -> str:
-        return f"{self.namespace}conv:{{{tenant}/{conversation_id}}}"
+        return f"{self.namespace}conv:{{{_id(tenant)}/{_id(conversation_id)}}}"
 
     def conversation_turns(self, tenant: str, conversation_id: str) -> str:
         return self.conversation(tenant, conversation_id) + ":turns"
@@ -35,7 +40,7 @@ class Keys:
         return self.conversation(tenant, conversation_id) + ":applied"
 
     def tenant(self, tenant: str) -> str:
-        return f"{self.namespace}tenant:{{{tenant}}}"
+        return f"{self.namespace}tenant:{{{_id(tenant)}}}"
 
     def tenant_denials(self, tenant: str) -> str:
         return self.tenant(tenant) + ":denials"

@@ -69,6 +69,8 @@ class ProjectionWriter:
         ``probe`` is a key whose existence is checked in the same round trip (the
         projector's sentinel: if it is gone, Redis lost its data).
         """
+        if checkpoint is not None and not checkpoint[1]:
+            checkpoint = None  # nothing to record
         if not batch and checkpoint is None and probe is None:
             return WriteResult(0, 0, 0)
         self._checkpoint = checkpoint
@@ -82,7 +84,7 @@ class ProjectionWriter:
             results = await self._run(encoded)
         except NoScriptError:  # Redis restarted and lost its script cache: load and redo.
             self._sha = await self._redis.script_load(_APPLY)
-            round_trips += 1
+            round_trips += 2  # the failed pipeline and the load
             results = await self._run(encoded)
         found = None
         if probe is not None:

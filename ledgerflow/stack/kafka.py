@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -73,12 +74,12 @@ def require_java() -> str:
 
 
 def _java_major(version_text: str) -> int | None:
-    for token in version_text.replace('"', " ").split():
-        head = token.split(".")[0]
-        if head.isdigit() and "." in token:
-            major = int(head)
-            return int(token.split(".")[1]) if major == 1 else major
-    return None
+    """The major version in ``java -version`` output ('"17.0.15"' → 17, '"1.8.0_392"' → 8, '"21"' → 21)."""
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', version_text)
+    if m is None:
+        return None
+    first = int(m.group(1))
+    return int(m.group(2)) if first == 1 and m.group(2) else first
 
 
 def resolve_classpath() -> str:

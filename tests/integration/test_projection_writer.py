@@ -223,8 +223,6 @@ def _counting_client(stack: Settings) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after NoScriptError the failed pipeline is not counted, so "
-                   "round_trips says 2 where 3 requests went out (see report)")
 def test_round_trips_after_script_flush_count_the_failed_pipeline(stack: Settings) -> None:
     keys = new_keys()
     recs = records()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import time
@@ -540,3 +541,66 @@ def test_sigterm_ends_streams_with_retry_and_lets_in_flight_requests_finish(
     assert took < 2.0, f"streams ended {took:.2f} s after SIGTERM (should be at once)"
     assert response.startswith(b"HTTP/1.1 202"), response[:200]
     assert code in (0, -signal.SIGTERM)
+
+
+# -- 5. a thousand subscribers on one edge ------------------------------------------------------
+SUBSCRIBERS = 1000
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_thousand_subscribers_on_one_edge_receive_every_event_in_order(
+    settings: Settings, log_dir: Path, tokens
+) -> None:
+    events = traffic(seed=31, conversations=16, tenants=("acme",))
+    token = tokens("acme", "subscriber")
+
+    async def scenario(edge: Edge) -> tuple[list[list[SseEvent]], dict[Key, list[str]], dict[str, float]]:
+        total = len(events)
+        gate = asyncio.Semaphore(100)
+
+        async def open_one() -> RawStream:
+            async with gate:
+                return await RawStream("127.0.0.1", edge.port, "/v1/streams/tenant", token).open()
+
+        began = time.monotonic()
+        streams = await asyncio.gather(*(open_one() for _ in range(SUBSCRIBERS)))
+        connected = time.monotonic() - began
+        received: list[list[SseEvent]] = [[] for _ in streams]
+        done_at: list[float] = [0.0] * len(streams)
+
+        async def read(i: int, stream: RawStream) -> None:
+            async for frame in stream:
+                if frame.id is not None:
+                    received[i].append(frame)
+                    if len(received[i]) == total:
+                        done_at[i] = time.monotonic()
+                        return
+
+        assert edge.proc is not None
+        cpu_before = _cpu_seconds(edge.proc.popen.pid)
+        readers = [asyncio.create_task(read(i, s)) for i, s in enumerate(streams)]
+        published = time.monotonic()
+        async with Producer(settings) as producer:
+            await producer.send(events)
+        publish_s = time.monotonic() - published
+        _, pending = await asyncio.wait(readers, timeout=60)
+        for task in pending:
+            task.cancel()
+        numbers = {"subscribers": len(streams), "events": total, "connect_s": connected, "publish_s": publish_s,
+                   "all_delivered_s": max(done_at) - published if not pending else float("inf"),
+                   "edge_cpu_s": _cpu_seconds(edge.proc.popen.pid) - cpu_before}
+        for stream in streams:
+            stream.close()
+        return received, await read_log(settings, "acme"), numbers
+
+    with running_edge(settings, log_dir, LEDGERFLOW_SSE_HEARTBEAT_S="5") as edge:
+        received, log, numbers = asyncio.run(scenario(edge))
+    print("\n1000-subscriber fan-out:", {k: round(v, 2) for k, v in numbers.items()})
+    complete = sum(len(r) == numbers["events"] for r in received)
+    assert complete == SUBSCRIBERS, f"{SUBSCRIBERS - complete} subscribers missed events: {numbers}"
+    for frames in received:
+        assert_exactly_the_log(frames, log)

@@ -38,8 +38,6 @@ def test_different_seeds_give_different_traffic() -> None:
     assert without_ids(run(7)) != without_ids(run(8))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: script() draws event ids from uuid4, not from the seeded rng, "
-                   "so it is not pure as its docstring says (see report)")
 def test_same_seed_gives_the_same_event_ids() -> None:
     assert [e.event_id for e in run(7, 3)] == [e.event_id for e in run(7, 3)]
 

@@ -71,14 +71,10 @@ def test_plain_ids_keep_each_entity_in_one_slot(tenant: str, conv: str, prefix: 
     assert len({hash_tag(k) for k in tenant_keys(keys, tenant)}) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ids are not escaped; '/' in a tenant makes two tenants' "
-                   "conversations share one key (see report: quote ids in Keys)")
 def test_conversations_of_different_tenants_never_share_a_key() -> None:
     keys = Keys()
     assert keys.conversation("a/b", "c") != keys.conversation("a", "b/c")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a tenant starting with '}' yields an empty hash tag, so its "
-                   "keys hash to different slots (CROSSSLOT on a cluster)")
 def test_tenant_with_braces_still_keeps_its_keys_in_one_slot() -> None:
     assert len({hash_tag(k) for k in tenant_keys(Keys(), "}x")}) == 1

@@ -43,8 +43,6 @@ def test_java_major_of_unrecognised_text_is_none() -> None:
     assert _java_major("bash: java: command not found") is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: GA releases print a version without dots ('\"21\"', '\"11\"'); "
-                   "_java_major returns None and require_java then accepts Java 11 (see report)")
 @pytest.mark.parametrize(("text", "major"), [(JAVA_21_GA, 21), (JAVA_11_GA, 11)])
 def test_java_major_reads_ga_versions_without_dots(text: str, major: int) -> None:
     assert _java_major(text) == major

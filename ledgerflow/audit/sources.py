@@ -1,0 +1,76 @@
+"""Reading the logs for an audit: one consumer (no group), partition by partition, up to a
+horizon of end offsets fixed when the audit starts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.logs import RawRecord
+
+Horizon = dict[str, list[int]]  # full topic name -> end offset per partition
+
+
+class LogReader:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> LogReader:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        )
+        try:
+            await self._consumer.start()
+        except Exception as exc:  # aiokafka raises several kinds when no broker answers  # noqa: BLE001
+            raise InfrastructureError(
+                f"no Kafka broker answers at {self._settings.kafka_bootstrap} ({exc!r}): start one with "
+                "`ledgerflow stack up`, or set LEDGERFLOW_KAFKA_BOOTSTRAP"
+            ) from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def horizon(self, topics: Iterable[str]) -> Horizon:
+        """End offsets now, in the order given (list a topic after the topics it reads from).
+
+        A topic that does not exist is left out (the caller notes it)."""
+        consumer = self._require()
+        ends: Horizon = {}
+        for topic in topics:
+            try:
+                count = (await partition_counts(self._settings, [topic]))[topic]
+            except InfrastructureError:
+                continue
+            tps = [TopicPartition(topic, p) for p in range(count)]
+            got = await consumer.end_offsets(tps)
+            ends[topic] = [got[tp] for tp in tps]
+        return ends
+
+    async def partition(self, topic: str, partition: int, end: int, batch: int = 5000) -> AsyncIterator[RawRecord]:
+        """Records of one partition from its first offset to ``end`` (exclusive)."""
+        consumer = self._require()
+        if end <= 0:
+            return
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        while await consumer.position(tp) < end:
+            got = await consumer.getmany(tp, timeout_ms=1000, max_records=batch)
+            for rec in got.get(tp, []):
+                if rec.offset >= end:
+                    return
+                yield RawRecord(topic, partition, rec.offset, rec.key, rec.value,
+                                tuple(rec.headers or ()), rec.timestamp)
+
+    def _require(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("use LogReader as an async context manager")
+        return self._consumer
