@@ -22,6 +22,8 @@ FENCE_SUFFIX = ":applied"
 CHECKPOINT_PREFIX = "checkpoint:"
 SENTINEL = "complete"
 MAX_SHOWN = 3
+MISSING_LIVE = "missing in the live read model (the rebuild from the log has it)"
+EXTRA_LIVE = "present in the live read model but not in the rebuild: no record in the log wrote it"
 
 # Which source topic (base name) writes which kind of key: names the record of a divergence.
 DECISION_KEY_SUFFIXES = (":decisions", ":denials")
@@ -66,8 +68,7 @@ def is_bookkeeping(relative_key: str) -> bool:
 
 def entity_of(relative_key: str) -> str:
     """The entity a key belongs to: the key up to its hash tag's ``}``, else the key itself."""
-    if relative_key.endswith(FENCE_SUFFIX):
-        relative_key = relative_key[: -len(FENCE_SUFFIX)]
+    relative_key = relative_key.removesuffix(FENCE_SUFFIX)
     close = relative_key.find("}", relative_key.find("{"))
     return relative_key if "{" not in relative_key or close < 0 else relative_key[: close + 1]
 
@@ -98,12 +99,16 @@ class EntityComparison:
 
 def compare_entity(
     entity: str,
-    live: Mapping[str, Snapshot],
-    rebuilt: Mapping[str, Snapshot],
+    live: Mapping[str, str],
+    rebuilt: Mapping[str, str],
     live_fence: Mapping[str, int],
     rebuilt_fence: Mapping[str, int],
 ) -> EntityComparison:
-    """Compare one entity's keys (relative names, bookkeeping excluded) in two spaces."""
+    """Compare one entity's key digests (relative names, bookkeeping excluded) in two spaces.
+
+    A content divergence's ``detail`` says only which side lacks the key, or ``""`` when both
+    have it: the caller reads the two values and fills it in with ``describe``.
+    """
     result = EntityComparison()
     if live_fence != rebuilt_fence:
         cursors = sorted(set(live_fence) | set(rebuilt_fence))
@@ -118,10 +123,11 @@ def compare_entity(
         return result
     for key in sorted(set(live) | set(rebuilt)):
         ours, theirs = live.get(key), rebuilt.get(key)
-        if ours is not None and theirs is not None and ours.digest == theirs.digest:
+        if ours == theirs:
             continue
         cursor, offset = record_of(key, live_fence or rebuilt_fence)
-        result.divergences.append(Divergence("content", key, cursor, offset, describe(ours, theirs)))
+        detail = MISSING_LIVE if ours is None else EXTRA_LIVE if theirs is None else ""
+        result.divergences.append(Divergence("content", key, cursor, offset, detail))
     return result
 
 
@@ -139,9 +145,9 @@ def record_of(key: str, fence: Mapping[str, int]) -> tuple[str | None, int | Non
 
 def describe(live: Snapshot | None, rebuilt: Snapshot | None) -> str:
     if live is None:
-        return "missing in the live read model (the rebuild from the log has it)"
+        return MISSING_LIVE
     if rebuilt is None:
-        return "present in the live read model but not in the rebuild: no record in the log wrote it"
+        return EXTRA_LIVE
     if live.kind != rebuilt.kind:
         return f"live holds a {live.kind}, the rebuild a {rebuilt.kind}"
     if live.kind == "hash":

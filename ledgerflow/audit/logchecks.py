@@ -28,7 +28,13 @@ from ledgerflow.errors import DecodeError
 from ledgerflow.logs import RawRecord
 from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.projections.ops import Position
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES, TRAINING_AUDIT, USAGE_WINDOWS
+from ledgerflow.topics import (
+    CONVERSATION_EVENTS,
+    POLICY_DECISIONS,
+    POLICY_RULES,
+    TRAINING_AUDIT,
+    USAGE_WINDOWS,
+)
 
 ProgressFactory = Callable[[str, int], Progress]
 

@@ -1,7 +1,7 @@
 """A one-line progress bar on stderr with rate and ETA, for long replays.
 
-Shown only when stderr is a terminal (or ``force``): CI logs and redirected output stay
-clean. ``render`` is pure; ``Progress`` redraws at most every ``interval`` seconds.
+Shown only when stderr is a terminal (``show=None``) or when forced (``show=True``): CI logs
+and redirected output stay clean. ``render`` is pure; ``Progress`` redraws at most every ``interval`` seconds.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ class Progress:
         total: int = 0,
         *,
         stream: TextIO | None = None,
-        force: bool = False,
+        show: bool | None = None,
         interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = force or _is_tty(self.stream)
+        self.enabled = _is_tty(self.stream) if show is None else show
         self.label, self.total, self.done = label, total, 0
         self._interval, self._clock = interval, clock
         self._began = clock()

@@ -88,8 +88,8 @@ def summary(report: Report) -> str:
     """The human summary: what was checked, then every kept finding, one per line."""
     stats = report.stats
     lines = [
-        f"audit: {'CLEAN' if report.clean else f'{report.total} DISCREPANCIES'} "
-        f"({', '.join(report.checks) or 'nothing'} checked in {report.seconds:.1f} s)",
+        (f"audit: {'CLEAN' if report.clean else f'{report.total} DISCREPANCIES'} "
+         f"({', '.join(report.checks) or 'nothing'} checked in {report.seconds:.1f} s)"),
     ]
     if stats:
         lines.append("  " + ", ".join(f"{name} {value:,}" for name, value in sorted(stats.items())))

@@ -4,6 +4,7 @@ horizon of end offsets fixed when the audit starts."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from typing import Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -20,7 +21,7 @@ class LogReader:
         self._settings = settings
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def __aenter__(self) -> LogReader:
+    async def __aenter__(self) -> Self:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False,
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,

@@ -9,7 +9,7 @@ counts on the client side, in the worker process: every ``Redis.execute_command`
 client (one command, one round trip) and every ``Pipeline.execute`` (one round trip
 carrying ``len(command_stack)`` commands), then runs the unchanged worker
 (``ledgerflow.agents.runner.run_worker``). The counts are written to ``FILE`` as JSON
-every 100 ms by a daemon thread. The cost is one integer increment per round trip.
+every 250 ms by a daemon thread. The cost is one integer increment per round trip.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _dump_forever(path: Path) -> None:
     while True:
         tmp.write_text(json.dumps(COUNTS))
         tmp.replace(path)
-        time.sleep(0.1)
+        time.sleep(0.25)
 
 
 def read_counts(path: Path) -> dict[str, int]:

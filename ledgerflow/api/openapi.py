@@ -1,0 +1,322 @@
+"""The edge's OpenAPI 3.1 document, generated from this module.
+
+``document()`` is the contract; ``docs/openapi.json`` is its checked-in rendering (a test
+keeps them equal: regenerate with ``python -m ledgerflow.api.openapi > docs/openapi.json``)
+and ``openapi_json`` serves it at ``/openapi.json``. Every error is an RFC 9457
+``application/problem+json``; every ``/v1`` route takes a bearer JWT.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import sys
+from importlib import resources
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ledgerflow.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS
+
+Schema = dict[str, Any]
+TITLES = {400: "Malformed request (not JSON, wrong content type, too large)",
+          401: "Missing, malformed, expired or untrusted bearer token",
+          403: "The token lacks a role, or names another tenant",
+          404: "Not found (another tenant's data is indistinguishable from missing)",
+          409: "Refused by the domain (e.g. a training command rejected)",
+          422: "The request is well-formed but invalid; `detail` names the field",
+          503: "Kafka or Redis is unreachable, or the edge is shutting down; retry after `Retry-After`"}
+ROLES = ["producer", "subscriber", "admin", "auditor"]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def _obj(required: list[str], **properties: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
+    out: Schema = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _problems(*codes: int) -> dict[str, Schema]:
+    out = {}
+    for code in codes:
+        response: Schema = {"description": TITLES[code], "content": {PROBLEM_JSON: {"schema": _ref("Problem")}}}
+        if code == 503:
+            response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
+                                                   "schema": {"type": "string"}}}
+        if code == 401:
+            response["headers"] = {"WWW-Authenticate": {"description": "RFC 6750 challenge",
+                                                        "schema": {"type": "string"}}}
+        out[str(code)] = response
+    return out
+
+
+def _query(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+TENANT_PARAM = _query("tenant", {"type": "string"}, "Optional; must equal the token's tenant (else 403).")
+AUTHED = (401, 403, 503)
+
+
+def _body(schema: Schema, description: str = "") -> Schema:
+    return {"required": True, "description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _event_stream(summary: str, description: str, params: list[Schema]) -> Schema:
+    return {
+        "summary": summary, "description": description, "tags": ["streams"],
+        "parameters": [*params, TENANT_PARAM, {
+            "name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+            "description": "The `id` of the last data frame received: the stream resumes right after it. "
+                           "An unknown or expired cursor gets `event: reset` (see docs/sse.md).",
+        }],
+        "responses": {
+            "200": {"description": "A Server-Sent Events stream (docs/sse.md): data frames carry `id:` cursors; "
+                                   "control frames (heartbeat, reset, overflow, reauth, expired, shutdown, "
+                                   "unavailable) carry none.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            **_problems(*AUTHED, 422),
+        },
+    }
+
+
+def _paths() -> dict[str, Schema]:
+    public: list[dict[str, list[str]]] = []
+    decision_fields = {
+        "outcome": {"enum": ["allow", "review", "redact", "deny"]}, "score": {"type": "number"},
+        "matched_rules": {"type": "array", "items": {"type": "string"}},
+        "rule_pack_version": {"type": "integer"}, "constitution_hash": {"type": "string"},
+        "training_version": {"type": "integer"},
+        "redactions": {"type": "array", "items": {"type": "array", "items": {"type": "integer"},
+                                                  "minItems": 2, "maxItems": 2}},
+    }
+    return {
+        "/healthz": {"get": {"summary": "The process answers", "tags": ["operations"], "security": public,
+                             "responses": {"200": _json(_obj(["status"], status={"const": "ok"}), "Alive")}}},
+        "/readyz": {"get": {
+            "summary": "Kafka, Redis and the SSE hub's reader are healthy", "tags": ["operations"],
+            "security": public,
+            "responses": {"200": _json(_obj(["status", "checks"], status={"const": "ready"},
+                                            checks={"type": "object", "additionalProperties": {"type": "string"}},
+                                            sse_subscribers={"type": "integer"}), "Ready"),
+                          **_problems(503)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["operations"], "security": public,
+                             "responses": {"200": {"description": "Prometheus text exposition format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "tags": ["operations"], "security": public,
+                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+        "/v1/events": {"post": {
+            "summary": "Ingest a conversation event (role producer)", "tags": ["events"],
+            "description": "Acknowledged once Kafka has it. `tenant` defaults to the token's and must equal it.",
+            "requestBody": _body(_ref("EventIn")),
+            "responses": {"202": _json(_ref("IngestAck"), "In the log"), **_problems(400, *AUTHED, 422)}}},
+        "/v1/conversations/{conversation_id}": {"get": {
+            "summary": "A conversation's read model (role subscriber, auditor or admin)", "tags": ["conversations"],
+            "parameters": [{"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                           TENANT_PARAM],
+            "responses": {"200": _json(_ref("Conversation"), "The read model"), **_problems(*AUTHED, 404)}}},
+        "/v1/conversation/stream": {"get": _event_stream(
+            "Follow one conversation (role subscriber)", "Its events and their policy decisions, resumable.",
+            [_query("conversation_id", {"type": "string", "minLength": 1, "maxLength": 512},
+                    "The conversation to follow", required=True)])},
+        "/v1/streams/tenant": {"get": _event_stream(
+            "Follow the whole tenant (role subscriber)", "Every conversation event and decision of the token's "
+            "tenant, resumable; order is kept per conversation (per Kafka partition).", [])},
+        "/v1/conversation/step": {"post": {
+            "summary": "Publish a user turn and wait (bounded) for its decision (role producer)",
+            "tags": ["conversations"],
+            "parameters": [_query("wait", {"type": "number", "minimum": 0, "maximum": 30},
+                                  "Seconds to wait for the decision (default 2)"),
+                           {"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string"}, "description": "A retry with the same key publishes "
+                                                                          "nothing new and answers the same turn"}],
+            "requestBody": _body(_obj(["conversation_id", "content"], conversation_id={"type": "string", "minLength": 1},
+                                      content={"type": "string"}, model={"type": "string"})),
+            "responses": {
+                "200": _json(_obj(["event_id", "conversation_id", *decision_fields],
+                                  event_id={"type": "string"}, decision_event_id=_nullable("string"),
+                                  conversation_id={"type": "string"}, **decision_fields,
+                                  consistency_token=_nullable("string")), "The decision"),
+                "202": _json(_ref("Pending"), "No decision in time; it will appear in the read model",
+                             {"Location": {"schema": {"type": "string"}}}),
+                **_problems(400, *AUTHED, 422)}}},
+        "/v1/evaluate": {"post": {
+            "summary": "Dry run: the decision a turn would get now (nothing is written)", "tags": ["policy"],
+            "requestBody": _body(_obj(["content"], content={"type": "string"},
+                                      role={"enum": ["user", "assistant", "tool"]},
+                                      conversation_id={"type": "string"})),
+            "responses": {"200": _json(_obj(["conversation_id", "dry_run", *decision_fields],
+                                            conversation_id={"type": "string"}, dry_run={"const": True},
+                                            training_enabled={"type": "boolean"}, **decision_fields),
+                                       "The decision"),
+                          **_problems(400, *AUTHED, 422)}}},
+        "/v1/policy/rules": {"put": {
+            "summary": "Publish a rule pack for the token's tenant (role admin)", "tags": ["policy"],
+            "requestBody": _body(_ref("RulePack"), "docs/policy.md; `version` is assigned on publish"),
+            "responses": {"201": _json(_obj(["tenant", "version", "constitution_hash"], tenant={"type": "string"},
+                                            version={"type": "integer"}, constitution_hash={"type": "string"},
+                                            event_id={"type": "string"}, offset={"type": "integer"}),
+                                       "Published"),
+                          **_problems(400, *AUTHED, 422)}}},
+        "/v1/training/enable": {"post": _training("Enable training mode (role admin)", enable=True)},
+        "/v1/training/disable": {"post": _training("Disable training mode (role admin)", enable=False)},
+        "/v1/training/status": {"get": {
+            "summary": "The tenant's training mode", "tags": ["training"],
+            "responses": {"200": _json(_obj(["tenant", "state", "version"], tenant={"type": "string"},
+                                            state={"type": "string"}, version={"type": "integer"},
+                                            owner=_nullable("string"), reason=_nullable("string"),
+                                            expires_at=_nullable("integer"), last_rejection=_nullable("string")),
+                                       "Status"),
+                          **_problems(*AUTHED)}}},
+        "/v1/forecast": {"get": {
+            "summary": "Expected token usage for the next windows (Holt's linear trend)", "tags": ["usage"],
+            "parameters": [_query("model", {"type": "string", "minLength": 1}, "The model", required=True),
+                           _query("horizon", {"type": "integer", "minimum": 1, "maximum": 60},
+                                  "Windows ahead (default 5)"), TENANT_PARAM],
+            "responses": {"200": _json(_ref("Forecast"), "The forecast"), **_problems(*AUTHED, 422)}}},
+    }
+
+
+def _training(summary: str, *, enable: bool) -> Schema:
+    fields: dict[str, Schema] = {"reason": {"type": "string", "minLength": 1},
+                                 "expected_version": _nullable("integer", minimum=0)}
+    if enable:
+        fields["ttl_seconds"] = _nullable("integer")
+    return {
+        "summary": summary, "tags": ["training"],
+        "description": "Publishes a command to `training.commands` and waits (bounded) for the training "
+                       "agent's outcome. A rejection is a 409 problem with the reason.",
+        "requestBody": _body(_obj(["reason"], **fields)),
+        "responses": {
+            "200": _json(_obj(["command_id", "accepted", "outcome", "version"], command_id={"type": "string"},
+                              accepted={"const": True}, outcome={"type": "string"}, version={"type": "integer"},
+                              reason=_nullable("string"), expires_at=_nullable("integer"),
+                              audit_event_id={"type": "string"}), "Accepted"),
+            "202": _json(_ref("Pending"), "No outcome in time", {"Location": {"schema": {"type": "string"}}}),
+            **_problems(400, *AUTHED, 409, 422)},
+    }
+
+
+def _schemas() -> dict[str, Schema]:
+    ids = {"type": "string", "minLength": 1}
+    payloads = {
+        "ConversationStarted": _obj(["actor", "model"], actor=ids, model=ids),
+        "MessageSubmitted": _obj(["turn_id", "role", "content", "model"], turn_id=ids,
+                                 role={"enum": ["user", "assistant", "tool"]}, content={"type": "string"},
+                                 model=ids, tokens=_nullable("integer", minimum=0)),
+        "ConversationClosed": _obj(["reason"], reason={"type": "string"}),
+    }
+    return {
+        "Problem": {**_obj(["type", "title", "status", "detail"], type={"type": "string"},
+                           title={"type": "string"}, status={"type": "integer"}, detail={"type": "string"},
+                           instance={"type": "string"}),
+                    "description": "RFC 9457 problem details; extension members may follow."},
+        "EventIn": {**_obj(["type", "subject", "payload"],
+                           type={"enum": sorted(payloads)}, subject=ids, tenant=ids,
+                           event_id={"type": "string", "format": "uuid"},
+                           occurred_at={"type": "string", "description": "UTC, e.g. 2026-11-23T20:00:00.000000Z"},
+                           producer=ids, trace_id=_nullable("string"), schema_version={"type": "integer"},
+                           payload={"oneOf": [{**s, "title": name} for name, s in payloads.items()]}),
+                    "additionalProperties": False},
+        "Event": _obj(["event_id", "type", "tenant", "subject", "occurred_at", "producer", "payload"],
+                      event_id={"type": "string"}, type={"type": "string"}, schema_version={"type": "integer"},
+                      tenant={"type": "string"}, subject={"type": "string"}, occurred_at={"type": "string"},
+                      producer={"type": "string"}, trace_id=_nullable("string"), sequence=_nullable("integer"),
+                      prev_hash=_nullable("string"), hash=_nullable("string"), payload={"type": "object"}),
+        "IngestAck": _obj(["event_id", "topic", "partition", "offset", "consistency_token"],
+                          event_id={"type": "string"}, topic={"type": "string"}, partition={"type": "integer"},
+                          offset={"type": "integer"}, consistency_token={"type": "string"}),
+        "Conversation": _obj(["turns", "turn_count"], conversation_id={"type": "string"}, tenant={"type": "string"},
+                             status={"enum": ["open", "closed"]}, actor={"type": "string"},
+                             model={"type": "string"}, tokens={"type": "integer"},
+                             started_at={"type": "integer"}, updated_at={"type": "integer"},
+                             turn_count={"type": "integer"}, last_decision={"type": "object"},
+                             turns={"type": "array", "items": {"type": "object"}}),
+        "Pending": _obj(["status", "detail"], status={"const": "pending"}, detail={"type": "string"},
+                        event_id={"type": "string"}, command_id={"type": "string"},
+                        conversation_id={"type": "string"}, location={"type": "string"},
+                        consistency_token=_nullable("string")),
+        "Forecast": _obj(["tenant", "model", "method", "history", "forecast"], tenant={"type": "string"},
+                         model={"type": "string"}, method={"type": "string"},
+                         history={"type": "array", "items": _obj(["window_start", "tokens"],
+                                                                 window_start={"type": "integer"},
+                                                                 tokens={"type": "number"})},
+                         forecast={"type": "array", "items": _obj(
+                             ["window_start", "expected", "lower", "upper"], window_start={"type": "integer"},
+                             expected={"type": "number"}, lower={"type": "number"}, upper={"type": "number"})}),
+        **_rule_pack_schemas(),
+    }
+
+
+def _rule_pack_schemas() -> dict[str, Schema]:
+    """``policy/rulepack.schema.json`` as components (its ``$defs`` become ``RulePack.<name>``)."""
+    raw = json.loads(resources.files("ledgerflow.policy").joinpath("rulepack.schema.json").read_text())
+    defs = raw.pop("$defs", {})
+    for key in ("$schema", "$id"):
+        raw.pop(key, None)
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (f"#/components/schemas/RulePack.{v.rsplit('/', 1)[1]}" if k == "$ref" else rewrite(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    return {"RulePack": rewrite(raw), **{f"RulePack.{name}": rewrite(d) for name, d in defs.items()}}
+
+
+@functools.cache
+def _cached() -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ledgerflow edge", "version": "1",
+                 "description": "HTTP and SSE edge of ledgerflow. Errors are RFC 9457 problem details "
+                                f"(`{PROBLEM_JSON}`); 503 answers carry `Retry-After: {RETRY_AFTER_SECONDS}`. "
+                                "SSE semantics: docs/sse.md."},
+        "servers": [{"url": "http://127.0.0.1:8700", "description": "`ledgerflow serve` default"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": n} for n in ("events", "conversations", "streams", "policy", "training", "usage",
+                                       "operations")],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A JWT signed with RS256, ES256 or EdDSA by a key of the edge's JWKS (`kid`); "
+                               f"claims iss, aud, exp, nbf, sub, tenant, roles ⊆ {ROLES}."}},
+            "schemas": _schemas(),
+        },
+    }
+
+
+def document() -> Schema:
+    """The OpenAPI 3.1 document (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_cached())
+
+
+def render() -> str:
+    """``docs/openapi.json``: the document as stable, indented JSON."""
+    return json.dumps(_cached(), indent=2, ensure_ascii=False) + "\n"
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    """``GET /openapi.json`` (public)."""
+    return JSONResponse(_cached())
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

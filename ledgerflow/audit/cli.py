@@ -1,0 +1,60 @@
+"""``ledgerflow audit``: replay the logs, verify, re-derive, rebuild, diff; report; exit code.
+
+Exit codes: 0 — no discrepancy; 1 — at least one (the report names each with its
+topic/partition/offset); 2 — the audit could not run (Kafka or Redis unreachable: the
+``ledgerflow`` entry point turns the ``LedgerflowError`` into 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from ledgerflow.audit.logchecks import audit_logs
+from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.projections import audit_projections
+from ledgerflow.audit.report import Report, summary, to_json
+from ledgerflow.config import Settings
+
+CLEAN, DISCREPANCY = 0, 1
+
+
+async def run_audit(settings: Settings, *, projections: bool = True, progress: bool | None = None) -> Report:
+    """Every check of the topics of ``settings.topic_prefix`` (and its live read models).
+
+    ``progress``: True forces the progress line on stderr, False hides it, None shows it
+    only when stderr is a terminal.
+    """
+    began = time.perf_counter()
+    report = Report()
+
+    def bar(label: str, total: int) -> Progress:
+        return Progress(label, total, show=progress)
+
+    await audit_logs(settings, report, bar)
+    if projections:
+        await audit_projections(settings, report, bar)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def audit_cli(
+    settings: Settings, *, json_out: str | None, skip_projections: bool, quiet: bool,
+    progress: bool | None = None,
+) -> int:
+    """Run the audit; print the summary (stdout, or stderr when the JSON goes to stdout); write
+    the JSON report to ``json_out`` (a path, or ``-`` for stdout). ``quiet``: no progress line,
+    and no summary when everything is clean. Returns the exit code."""
+    report = asyncio.run(run_audit(settings, projections=not skip_projections,
+                                   progress=False if quiet else progress))
+    if json_out == "-":
+        print(json.dumps(to_json(report), indent=2, ensure_ascii=False))
+    elif json_out:
+        Path(json_out).write_text(json.dumps(to_json(report), indent=2, ensure_ascii=False) + "\n",
+                                  encoding="utf-8")
+    if not (quiet and report.clean):
+        print(summary(report), file=sys.stderr if json_out == "-" else sys.stdout, flush=True)
+    return CLEAN if report.clean else DISCREPANCY

@@ -1,0 +1,194 @@
+"""Rebuilding the read models into a scratch key space and diffing it with the live one.
+
+1. Read the live space's sentinel (is it complete?) and checkpoint (the last offset it
+   applied per ``topic:partition``).
+2. Replay the logs into a fresh scratch namespace up to that checkpoint
+   (``ledgerflow.projections.rebuild.replay``, the code every rebuild uses).
+3. Read both spaces (SCAN, then pipelined reads) as a digest per key and a fence per
+   entity; compare entity by entity (``digests.compare_entity``).
+4. Entities the live projection moved on with while we read: catch the scratch space up
+   to the new checkpoint and compare them again (at most ``ROUNDS`` times).
+5. Delete the scratch space, whatever happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from aiokafka import TopicPartition
+from redis.exceptions import RedisError
+
+from ledgerflow.audit import digests
+from ledgerflow.audit.digests import Divergence, Snapshot, snapshot
+from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.report import Finding, Report
+from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.rebuild import replay
+
+CHECKPOINT = "read-models"  # the projector's checkpoint name (ledgerflow.agents.projector.NAME)
+ROUNDS = 3
+SCAN_COUNT = 1000
+READ_BATCH = 500
+
+_READERS = {
+    "hash": lambda pipe, key: pipe.hgetall(key),
+    "list": lambda pipe, key: pipe.lrange(key, 0, -1),
+    "set": lambda pipe, key: pipe.smembers(key),
+    "zset": lambda pipe, key: pipe.zrange(key, 0, -1, withscores=True),
+    "string": lambda pipe, key: pipe.get(key),
+}
+
+
+class _Space:
+    """One namespace as digests per entity and key, and fences per entity."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis, self.keys = redis, keys
+        self.digests: dict[str, dict[str, str]] = {}
+        self.fences: dict[str, dict[str, int]] = {}
+
+    async def load(self) -> None:
+        self.digests, self.fences = {}, {}
+        ns = self.keys.namespace
+        batch: list[str] = []
+        async for raw in self.redis.scan_iter(match=_glob_escape(ns) + "*", count=SCAN_COUNT):
+            batch.append(raw.decode() if isinstance(raw, bytes) else raw)
+            if len(batch) >= READ_BATCH:
+                await self._read(batch)
+                batch = []
+        if batch:
+            await self._read(batch)
+
+    async def _read(self, names: list[str]) -> None:
+        ns = len(self.keys.namespace)
+        for relative, snap in zip(names, await self.snapshots(names), strict=True):
+            rel = relative[ns:]
+            entity = digests.entity_of(rel)
+            if rel.endswith(digests.FENCE_SUFFIX):
+                self.fences[entity] = digests.fence_offsets(dict(snap.content or []))
+            elif not digests.is_bookkeeping(rel):
+                self.digests.setdefault(entity, {})[rel] = snap.digest
+
+    async def snapshots(self, names: list[str]) -> list[Snapshot]:
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.type(name)
+        kinds = [k.decode() if isinstance(k, bytes) else k for k in await pipe.execute()]
+        pipe = self.redis.pipeline(transaction=False)
+        for name, kind in zip(names, kinds, strict=True):
+            _READERS.get(kind, lambda p, k: p.exists(k))(pipe, name)
+        return [snapshot(kind, raw) for kind, raw in zip(kinds, await pipe.execute(), strict=True)]
+
+    async def one(self, relative: str) -> Snapshot | None:
+        name = self.keys.namespace + relative
+        snap = (await self.snapshots([name]))[0]
+        return None if snap.kind == "none" else snap
+
+
+async def audit_projections(
+    settings: Settings, report: Report, progress: Callable[[str, int], Progress], *, rounds: int = ROUNDS,
+) -> None:
+    live_keys = Keys.for_prefix(settings.topic_prefix)
+    scratch_keys = Keys(f"lf:audit:{uuid.uuid4().hex[:12]}:")
+    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+    try:
+        await _run(settings, redis, live_keys, scratch_keys, report, progress, rounds)
+    except (RedisError, OSError) as exc:
+        raise InfrastructureError(
+            f"Redis at {settings.redis_url} failed during the read-model audit ({exc!r}): check it runs "
+            "(`ledgerflow stack status`), or rerun with --skip-projections"
+        ) from None
+    finally:
+        try:
+            await _delete(redis, scratch_keys)  # Step 5.
+        finally:
+            await redis.aclose()
+    report.checks.append("read models")
+
+
+async def _run(settings: Settings, redis: aioredis.Redis, live_keys: Keys, scratch_keys: Keys,
+               report: Report, progress: Callable[[str, int], Progress], rounds: int) -> None:
+    # Step 1.
+    if not await redis.exists(live_keys.sentinel()):
+        report.add(Finding(
+            "projection.incomplete", live_keys.namespace, None, None, live_keys.sentinel(),
+            "the live read models are not complete (never built, or Redis lost its data and the projector "
+            "has not replayed yet): start `ledgerflow worker` and audit again"))
+        return
+    live, scratch = _Space(redis, live_keys), _Space(redis, scratch_keys)
+    pending: set[str] | None = None  # None: every entity
+    for round_no in range(1, rounds + 1):
+        until = await _checkpoint(redis, live_keys)
+        bar = progress(f"rebuilding read models (round {round_no})", sum(until.values()))
+        stats = await replay(settings, redis, scratch_keys, until, progress=bar.update)  # Step 2.
+        bar.finish()
+        report.count("read-model records replayed", stats.records if round_no == 1 else 0)
+        await live.load()  # Step 3.
+        await scratch.load()
+        pending = await _compare(live, scratch, report, pending)
+        if not pending:
+            break
+    if pending:  # Step 4 ran out of rounds.
+        report.notes.append(f"{len(pending)} read-model entities kept changing while audited and were not "
+                            "compared: audit again when traffic is quiet")
+
+
+async def _compare(live: _Space, scratch: _Space, report: Report, only: set[str] | None) -> set[str]:
+    moved_on: set[str] = set()
+    entities = set(live.digests) | set(scratch.digests) | set(live.fences) | set(scratch.fences)
+    if only is not None:
+        entities &= only
+    compared = 0
+    for entity in sorted(entities):
+        result = digests.compare_entity(entity, live.digests.get(entity, {}), scratch.digests.get(entity, {}),
+                                        live.fences.get(entity, {}), scratch.fences.get(entity, {}))
+        if result.moved_on:
+            moved_on.add(entity)
+            continue
+        compared += 1
+        for divergence in result.divergences:
+            report.add(await _finding(live, scratch, divergence))
+    report.count("read-model entities compared", compared)
+    return moved_on
+
+
+async def _finding(live: _Space, scratch: _Space, divergence: Divergence) -> Finding:
+    detail = divergence.detail
+    if not detail:
+        detail = digests.describe(await live.one(divergence.key), await scratch.one(divergence.key))
+    key = live.keys.namespace + divergence.key
+    if divergence.cursor is None:
+        return Finding("projection.diff", "redis", None, None, key, detail)
+    topic, _, partition = divergence.cursor.rpartition(":")
+    kind = "projection.diff" if divergence.kind == "content" else "projection.lost"
+    return Finding(kind, topic, int(partition), divergence.offset, key,
+                   f"{detail} (last record applied to this entity from {topic}: the offset named)")
+
+
+async def _checkpoint(redis: aioredis.Redis, keys: Keys) -> dict[TopicPartition, int]:
+    """The live checkpoint as replay bounds: one past the last applied offset per partition."""
+    raw = await redis.hgetall(keys.checkpoint(CHECKPOINT))
+    until = {}
+    for cursor, offset in raw.items():
+        topic, _, partition = cursor.decode().rpartition(":")
+        until[TopicPartition(topic, int(partition))] = int(offset) + 1
+    return until
+
+
+async def _delete(redis: aioredis.Redis, keys: Keys) -> None:
+    batch: list[bytes] = []
+    async for name in redis.scan_iter(match=_glob_escape(keys.namespace) + "*", count=SCAN_COUNT):
+        batch.append(name)
+        if len(batch) >= READ_BATCH:
+            await redis.unlink(*batch)
+            batch = []
+    if batch:
+        await redis.unlink(*batch)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

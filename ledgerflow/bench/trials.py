@@ -1,0 +1,254 @@
+"""One measurement each: saturation throughput, CPU at a fixed rate, rebuild vs raw read.
+
+Every trial gets its own topic prefix (fresh topics, fresh read-model key space), so
+trials and runs never mix. A trial under test is one of three consumers:
+
+- ``passthrough`` — ``ledgerflow.bench.passthrough`` (the raw limit);
+- ``pipeline`` — our worker (policy + projector) via ``ledgerflow.bench.counted_worker``;
+- ``naive`` — ``ledgerflow.bench.naive_agent``.
+
+Progress is observed from outside every 50 ms: for the passthrough, the sum of the sink
+topic's end offsets; for the pipeline and the naive agent, the tenants' read-model
+counters in Redis (turns, conversations started/closed, decisions by outcome), i.e.
+events whose projections are applied, and decisions projected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ledgerflow.bench.counted_worker import read_counts
+from ledgerflow.bench.load import TENANTS
+from ledgerflow.bench.procs import Child, CpuMeter, spawn
+from ledgerflow.bench.profile import Sampler, summarise
+from ledgerflow.config import Settings
+from ledgerflow.kafka_admin import ensure_topics, partition_counts
+from ledgerflow.projections.keys import Keys
+from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec, all_topics
+from ledgerflow.traffic import interleaved, publish
+
+SINK = "bench.passthrough"
+POLL_S = 0.05
+START_TIMEOUT_S = 120.0
+EVENT_FIELDS = (b"conversations_started", b"turns", b"conversations_closed")
+DECISION_FIELDS = tuple(f"decisions_{o}".encode() for o in ("allow", "review", "redact", "deny"))
+
+
+@dataclass
+class Env:
+    """What every trial of one ``ledgerflow bench`` run shares."""
+
+    settings: Settings
+    run_id: str
+    work_dir: Path
+    stack_pids: dict[str, int]
+    log: Any = print
+    trials: int = 0
+
+    def fresh(self, label: str) -> Settings:
+        self.trials += 1
+        return self.settings.with_overrides(topic_prefix=f"bench-{self.run_id}-{self.trials}{label}.")
+
+
+@dataclass
+class Progress:
+    events: int = 0
+    decisions: int = 0
+
+
+async def prepare(settings: Settings) -> None:
+    """Topics of the prefix (and the passthrough's sink); mark the key space complete.
+
+    The sentinel tells the projector its (empty) space is complete, so it processes
+    records live instead of first replaying the backlog as a rebuild.
+    """
+    await ensure_topics(settings, all_topics() + (TopicSpec(SINK, 6, {"retention.ms": "3600000"}),))
+    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        await redis.set(Keys.for_prefix(settings.topic_prefix).sentinel(), "bench")
+    finally:
+        await redis.aclose()
+
+
+class Observer:
+    """Reads how far a consumer under test has got (see the module doc)."""
+
+    def __init__(self, settings: Settings, kind: str) -> None:
+        self._settings, self._kind = settings, kind
+        self._keys = Keys.for_prefix(settings.topic_prefix)
+        self._redis: aioredis.Redis | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+
+    async def __aenter__(self) -> Observer:
+        if self._kind == "passthrough":
+            sink = self._settings.topic(SINK)
+            count = (await partition_counts(self._settings, [sink]))[sink]
+            self._tps = [TopicPartition(sink, p) for p in range(count)]
+            self._consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
+                                              enable_auto_commit=False)
+            await self._consumer.start()
+        else:
+            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def read(self) -> Progress:
+        if self._consumer is not None:
+            ends = await self._consumer.end_offsets(self._tps)
+            return Progress(sum(ends.values()), 0)
+        assert self._redis is not None
+        pipe = self._redis.pipeline(transaction=False)
+        for tenant in TENANTS:
+            pipe.hgetall(self._keys.tenant(tenant))
+        got = Progress()
+        for counters in await pipe.execute():
+            got.events += sum(int(counters.get(f, 0)) for f in EVENT_FIELDS)
+            got.decisions += sum(int(counters.get(f, 0)) for f in DECISION_FIELDS)
+        return got
+
+    async def wait_for(self, events: int, decisions: int, timeout: float) -> tuple[float, float, int]:
+        """Poll until ``events`` and ``decisions`` are done; (t_first_progress, t_done, events at t_first)."""
+        deadline = time.monotonic() + timeout
+        first: tuple[float, int] | None = None
+        while True:
+            now = time.monotonic()
+            got = await self.read()
+            if first is None and got.events > 0:
+                first = (now, got.events)
+            if got.events >= events and got.decisions >= decisions:
+                assert first is not None
+                return first[0], now, first[1]
+            if now > deadline:
+                raise TimeoutError(f"{self._kind}: {got.events}/{events} events and {got.decisions}/"
+                                   f"{decisions} decisions done after {timeout:.0f} s")
+            await asyncio.sleep(POLL_S)
+
+
+def start_consumer(env: Env, settings: Settings, kind: str) -> tuple[Child, Path | None]:
+    """The process under test; for the pipeline also the file its Redis counters go to."""
+    if kind == "passthrough":
+        args = ["--source", settings.topic(CONVERSATION_EVENTS), "--sink", settings.topic(SINK),
+                "--group", settings.topic("bench-passthrough")]
+        return spawn(settings, kind, "ledgerflow.bench.passthrough", args, work_dir=env.work_dir), None
+    if kind == "naive":
+        return spawn(settings, kind, "ledgerflow.bench.naive_agent", [], work_dir=env.work_dir), None
+    counters = env.work_dir / f"counters-{uuid.uuid4().hex[:8]}.json"
+    child = spawn(settings, kind, "ledgerflow.bench.counted_worker", ["--counters", str(counters)],
+                  work_dir=env.work_dir)
+    return child, counters
+
+
+def _expected(kind: str, load: dict[str, Any]) -> tuple[int, int]:
+    return load["sent"], (0 if kind == "passthrough" else load["messages"])
+
+
+async def _load(env: Env, settings: Settings, *args: str) -> dict[str, Any]:
+    child = spawn(settings, "load", "ledgerflow.bench.load", [*args, "--run-id", settings.topic_prefix[:-1]],
+                  work_dir=env.work_dir)
+    return await asyncio.to_thread(child.result, 600.0)
+
+
+async def saturation(env: Env, kind: str, events: int, profile: Path | None = None) -> dict[str, Any]:
+    """Events/s of ``kind`` draining a backlog of ``events`` records (figures 1, 4, 7).
+
+    With ``profile``, the consumer is sampled by py-spy while it drains (collapsed
+    stacks written there).
+    """
+    settings = env.fresh(kind)
+    await prepare(settings)
+    load = await _load(env, settings, "burst", "--events", str(events))
+    want_events, want_decisions = _expected(kind, load)
+    child, counters = start_consumer(env, settings, kind)
+    sampler = Sampler(child.pid, profile) if profile is not None else None
+    try:
+        async with Observer(settings, kind) as observer:
+            t0, t1, done0 = await observer.wait_for(want_events, want_decisions,
+                                                    START_TIMEOUT_S + want_events / 100)
+    finally:
+        sampled = sampler.stop() if sampler is not None else None
+        await asyncio.sleep(0.4 if counters else 0)  # let the counters file catch up
+        counts = read_counts(counters) if counters else None
+        await asyncio.to_thread(child.stop)
+    seconds = max(t1 - t0, POLL_S)
+    result: dict[str, Any] = {
+        "kind": kind, "prefix": settings.topic_prefix, "events": want_events, "decisions": want_decisions,
+        "seconds": seconds, "rate": (want_events - done0) / seconds,
+    }
+    if sampled is not None:
+        result["profile"] = summarise(sampled)
+    if counts is not None:
+        result["redis"] = counts | {"round_trips_per_event": counts["round_trips"] / want_events,
+                                    "commands_per_event": counts["commands"] / want_events}
+    return result
+
+
+async def _warm_up(settings: Settings, kind: str, observer: Observer) -> tuple[int, int]:
+    """Publish a few conversations and wait until the consumer has handled them (it is ready)."""
+    batch = list(interleaved(random.Random(1), TENANTS, 3, time.time_ns() // 1000, run_id="warm"))
+    await publish(settings, iter(batch), progress_every_s=0)
+    events = len(batch)
+    decisions = 0 if kind == "passthrough" else sum(e.type == "MessageSubmitted" for e in batch)
+    await observer.wait_for(events, decisions, START_TIMEOUT_S)
+    return events, decisions
+
+
+async def fixed_rate(env: Env, kind: str, events: int, rate: float) -> dict[str, Any]:
+    """CPU-seconds per million events of ``kind`` at ``rate`` events/s, every process counted (figure 3)."""
+    settings = env.fresh(kind + "cpu")
+    await prepare(settings)
+    child, _ = start_consumer(env, settings, kind)
+    try:
+        async with Observer(settings, kind) as observer:
+            warm_events, warm_decisions = await _warm_up(settings, kind, observer)
+            meter = CpuMeter({kind: child.pid, **env.stack_pids}).start()
+            began = time.monotonic()
+            load = await _load(env, settings, "rate", "--events", str(events), "--rate", str(rate))
+            want_events, want_decisions = _expected(kind, load)
+            await observer.wait_for(warm_events + want_events, warm_decisions + want_decisions,
+                                    60 + want_events / 50)
+            used = meter.stop()
+            seconds = time.monotonic() - began
+    finally:
+        await asyncio.to_thread(child.stop)
+    used["load generator"] = load["cpu_s"]
+    total = sum(used.values())
+    return {"kind": kind, "events": want_events, "rate": rate, "seconds": seconds,
+            "achieved_rate": want_events / load["seconds"] if load["seconds"] else 0.0,
+            "cpu_s": used, "cpu_total_s": total, "cpu_s_per_million": total / want_events * 1e6}
+
+
+async def rebuild_pair(env: Env, settings: Settings, order: tuple[str, ...]) -> dict[str, Any]:
+    """Projection rebuild and raw consume of the topics a pipeline trial filled (figure 2)."""
+    out: dict[str, Any] = {}
+    for mode in order:
+        ns = f"lf:{settings.topic_prefix}rebuild-{uuid.uuid4().hex[:6]}:"
+        child = spawn(settings, f"replay-{mode}", "ledgerflow.bench.replay", [mode, "--namespace", ns],
+                      work_dir=env.work_dir)
+        out[mode] = await asyncio.to_thread(child.result, 600.0)
+    return out
+
+
+@dataclass
+class Collected:
+    """Every trial's raw result, by figure."""
+
+    saturation: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cpu: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rebuild: list[dict[str, Any]] = field(default_factory=list)
+    sse: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)

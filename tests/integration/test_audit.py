@@ -1,0 +1,207 @@
+"""``ledgerflow audit`` on the real stack: clean traffic passes; a forged decision, a record
+altered in a copied log and a read-model key altered by hand are each located."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from aiokafka import AIOKafkaProducer
+
+from ledgerflow.audit.cli import audit_cli, run_audit
+from ledgerflow.audit.report import Report
+from ledgerflow.audit.sources import LogReader
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import compute_hash
+from ledgerflow.contracts.events import derived_event_id
+from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.logs import read_all
+from ledgerflow.projections.keys import Keys
+from ledgerflow.testing import Process
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
+from ledgerflow.traffic import interleaved, publish
+
+CONVERSATIONS = 150
+
+
+def _traffic(settings: Settings, worker: Process, conversations: int = CONVERSATIONS) -> int:
+    """Publish interleaved conversations; wait until decided and projected; return the turn count."""
+    events = list(interleaved(random.Random(11), ["acme", "globex", "initech"], conversations,
+                              time.time_ns() // 1000))
+    asyncio.run(publish(settings, iter(events), progress_every_s=0))
+    turns = sum(1 for e in events if e.type == "MessageSubmitted")
+    wait_settled(settings, turns, worker)
+    return turns
+
+
+def wait_settled(settings: Settings, turns: int, worker: Process | None, timeout: float = 180.0) -> None:
+    """Until every turn has a decision and the live read models applied every record."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        settled, state = asyncio.run(_settled(settings, turns))
+        if settled:
+            return
+        if worker is not None and worker.popen.poll() is not None:
+            raise AssertionError(f"the worker exited with {worker.popen.returncode}:\n{worker.log_tail()}")
+        time.sleep(0.5)
+    tail = worker.log_tail() if worker is not None else ""
+    raise AssertionError(f"not settled within {timeout:.0f} s: {state}\n{tail}")
+
+
+async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
+    topics = [settings.topic(POLICY_DECISIONS), settings.topic(CONVERSATION_EVENTS)]
+    async with LogReader(settings) as reader:
+        horizon = await reader.horizon(topics)
+    decisions = sum(horizon[topics[0]])
+    if decisions < turns:
+        return False, f"{decisions} of {turns} decisions"
+    keys = Keys.for_prefix(settings.topic_prefix)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
+        complete = bool(client.exists(keys.sentinel()))
+    finally:
+        client.close()
+    behind = [f"{t}:{p}" for t, ends in horizon.items() for p, end in enumerate(ends)
+              if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1]
+    return complete and not behind, f"read models behind on {behind[:3]} (complete={complete})"
+
+
+def _audit(settings: Settings, *, projections: bool = True) -> Report:
+    return asyncio.run(run_audit(settings, projections=projections, progress=False))
+
+
+def _positions(report: Report) -> set[tuple[str, str, int | None, int | None]]:
+    return {(f.kind, f.topic, f.partition, f.offset) for f in report.findings}
+
+
+def test_audit_of_untouched_traffic_is_clean_and_writes_a_json_report(
+    settings: Settings, worker: Process, tmp_path: Path
+) -> None:
+    turns = _traffic(settings, worker)
+    out = tmp_path / "audit.json"
+    began = time.perf_counter()
+    code = audit_cli(settings, json_out=str(out), skip_projections=False, quiet=True)
+    seconds = time.perf_counter() - began
+    report = json.loads(out.read_text())
+    assert code == 0, json.dumps(report["findings"][:5], indent=2)
+    assert report["clean"] is True and report["discrepancies"] == 0 and report["findings"] == []
+    assert report["stats"]["turns"] == report["stats"]["decisions"] == turns
+    assert report["stats"]["decisions re-derived"] == turns
+    assert report["stats"]["read-model entities compared"] > CONVERSATIONS
+    assert report["checks"] == ["hash chains", "decisions", "training transitions", "read models"]
+    assert seconds < 60, f"audit of {turns} turns took {seconds:.1f} s"
+    assert not _scratch_keys(settings), "the audit left its scratch key space behind"
+
+
+def test_forged_decision_produced_into_policy_decisions_is_located(settings: Settings, worker: Process) -> None:
+    _traffic(settings, worker)
+    decisions = asyncio.run(read_all(settings, settings.topic(POLICY_DECISIONS)))
+    genuine = codec.decode(decisions[-1].value)
+    fake_input = str(uuid.uuid4())
+    forged = dataclasses.replace(
+        genuine, event_id=derived_event_id("PolicyDecision", fake_input),
+        payload=dataclasses.replace(genuine.payload, input_event_id=fake_input, outcome="allow", score=0.0),
+    )
+    made_up = "5a" * 32  # a chain that links to nothing
+    forged = forged.with_chain(genuine.sequence + 1, made_up, "0" * 64)
+    forged = forged.with_chain(forged.sequence, made_up, compute_hash(forged.to_json(), made_up))
+    meta = asyncio.run(_produce(settings, POLICY_DECISIONS, genuine.subject.encode(), codec.encode(forged)))
+    where = (settings.topic(POLICY_DECISIONS), meta.partition, meta.offset)
+    assert meta.partition == decisions[-1].partition  # keyed like its conversation
+
+    report = _audit(settings, projections=False)
+    assert {("decision.forged", *where), ("chain.forged", *where)} <= _positions(report), report.findings[:5]
+    assert {(f.topic, f.partition, f.offset) for f in report.findings} == {where}
+    assert audit_cli(settings, json_out=None, skip_projections=True, quiet=True) == 1
+
+
+def test_record_altered_in_a_copied_log_is_located(settings: Settings, worker: Process) -> None:
+    _traffic(settings, worker, conversations=60)
+    copy = settings.with_overrides(topic_prefix=f"{settings.topic_prefix}copy.")
+    asyncio.run(ensure_topics(copy))
+    victim = None
+    for base in (CONVERSATION_EVENTS, POLICY_RULES, POLICY_DECISIONS):
+        records = asyncio.run(read_all(settings, settings.topic(base)))
+        if base == POLICY_DECISIONS:
+            victim = next(r for r in records[len(records) // 2:] if codec.decode(r.value).payload.outcome == "allow")
+        asyncio.run(_copy(copy, base, records, victim))
+    assert victim is not None
+    where = (copy.topic(POLICY_DECISIONS), victim.partition, victim.offset)
+
+    report = _audit(copy, projections=False)
+    assert {("decision.altered", *where), ("chain.altered", *where)} == _positions(report), report.findings[:5]
+    altered = next(f for f in report.findings if f.kind == "decision.altered")
+    assert "payload.outcome: recorded 'deny', re-derived 'allow'" in altered.detail
+    untouched = _audit(settings, projections=False)
+    assert untouched.clean, untouched.findings[:5]
+
+
+def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
+    settings: Settings, worker: Process
+) -> None:
+    _traffic(settings, worker, conversations=60)
+    keys = Keys.for_prefix(settings.topic_prefix)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        name = next(k.decode() for k in client.scan_iter(match=keys.namespace + "conv:*", count=1000)
+                    if k.decode().endswith("}"))
+        fence = {k.decode(): int(v) for k, v in client.hgetall(name + ":applied").items()}
+        client.hincrby(name, "turns", 5)
+    finally:
+        client.close()
+
+    report = _audit(settings)
+    diffs = [f for f in report.findings if f.kind == "projection.diff"]
+    assert [f.key for f in diffs] == [name], report.findings[:5]
+    cursor = next(c for c in fence if c.rpartition(":")[0] == settings.topic(CONVERSATION_EVENTS))
+    assert (diffs[0].topic, diffs[0].partition, diffs[0].offset) == (
+        settings.topic(CONVERSATION_EVENTS), int(cursor.rpartition(":")[2]), fence[cursor])
+    assert "field 'turns'" in diffs[0].detail
+    assert report.total == 1
+    assert not _scratch_keys(settings)
+
+
+async def _produce(settings: Settings, base: str, key: bytes, value: bytes):  # noqa: ANN202
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        return await producer.send_and_wait(settings.topic(base), value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def _copy(target: Settings, base: str, records: list, victim) -> None:  # noqa: ANN001
+    """Each record to the same partition of ``target``'s topic (so the same offset); ``victim``
+    is re-encoded with outcome 'deny' and its chain fields unchanged."""
+    producer = AIOKafkaProducer(bootstrap_servers=target.kafka_bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for raw in records:
+            value = raw.value
+            if victim is not None and (raw.topic, raw.partition, raw.offset) == (
+                    victim.topic, victim.partition, victim.offset):
+                event = codec.decode(value)
+                value = codec.encode(dataclasses.replace(
+                    event, payload=dataclasses.replace(event.payload, outcome="deny")))
+            meta = await producer.send_and_wait(target.topic(base), value, key=raw.key,
+                                                partition=raw.partition, headers=list(raw.headers))
+            assert meta.offset == raw.offset, "the copy must keep every record's offset"
+    finally:
+        await producer.stop()
+
+
+def _scratch_keys(settings: Settings) -> list[bytes]:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        return list(client.scan_iter(match="lf:audit:*", count=1000))
+    finally:
+        client.close()

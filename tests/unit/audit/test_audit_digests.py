@@ -1,0 +1,68 @@
+"""Read-model diff: keys group by entity, bookkeeping is excluded, a changed value is named
+with the record position from the entity's fence."""
+
+from __future__ import annotations
+
+from ledgerflow.audit import digests
+from ledgerflow.audit.digests import Snapshot, compare_entity, describe, snapshot
+
+CONV = "conv:{acme/c-1}"
+FENCE = {"t.conversation.events:3": 41, "t.policy.decisions:3": 17}
+
+
+def test_keys_of_one_entity_share_it_and_bookkeeping_is_excluded() -> None:
+    assert digests.entity_of(CONV + ":turns") == CONV
+    assert digests.entity_of(CONV + ":applied") == CONV
+    assert digests.entity_of("tenant:{acme}:denials") == "tenant:{acme}"
+    assert digests.entity_of("loose-key") == "loose-key"
+    assert all(digests.is_bookkeeping(k) for k in (CONV + ":applied", "checkpoint:read-models", "complete"))
+    assert not digests.is_bookkeeping(CONV + ":decisions")
+
+
+def test_digests_ignore_hash_field_order_but_not_list_order() -> None:
+    a = snapshot("hash", {b"turns": b"2", b"status": b"open"})
+    b = snapshot("hash", {b"status": b"open", b"turns": b"2"})
+    assert a.digest == b.digest
+    assert snapshot("list", [b"x", b"y"]).digest != snapshot("list", [b"y", b"x"]).digest
+    assert snapshot("zset", [(b"m", 2.0), (b"n", 1.0)]).digest == snapshot("zset", [(b"n", 1.0), (b"m", 2.0)]).digest
+
+
+def test_equal_spaces_have_no_divergence() -> None:
+    keys = {CONV: "d1", CONV + ":turns": "d2"}
+    result = compare_entity(CONV, keys, dict(keys), FENCE, dict(FENCE))
+    assert result.divergences == [] and not result.moved_on
+
+
+def test_a_changed_key_is_named_with_the_record_from_the_fence() -> None:
+    live = {CONV: "d1", CONV + ":turns": "CHANGED", CONV + ":decisions": "d3"}
+    rebuilt = {CONV: "d1", CONV + ":turns": "d2", CONV + ":decisions": "d3"}
+    [div] = compare_entity(CONV, live, rebuilt, FENCE, dict(FENCE)).divergences
+    assert (div.kind, div.key, div.cursor, div.offset) == ("content", CONV + ":turns", "t.conversation.events:3", 41)
+
+
+def test_a_changed_decision_key_points_at_the_decisions_topic() -> None:
+    live, rebuilt = {CONV + ":decisions": "x"}, {CONV + ":decisions": "y"}
+    [div] = compare_entity(CONV, live, rebuilt, FENCE, dict(FENCE)).divergences
+    assert (div.cursor, div.offset) == ("t.policy.decisions:3", 17)
+
+
+def test_a_live_fence_ahead_means_moved_on_and_behind_means_lost() -> None:
+    ahead = {**FENCE, "t.conversation.events:3": 50}
+    assert compare_entity(CONV, {CONV: "a"}, {CONV: "b"}, ahead, FENCE).moved_on
+    behind = {**FENCE, "t.conversation.events:3": 30}
+    [div] = compare_entity(CONV, {CONV: "a"}, {CONV: "b"}, behind, FENCE).divergences
+    assert (div.kind, div.cursor, div.offset) == ("fence", "t.conversation.events:3", 41)
+    assert "lost records" in div.detail
+
+
+def test_a_key_nobody_wrote_has_no_record_position() -> None:
+    [div] = compare_entity("stray", {"stray": "x"}, {}, {}, {}).divergences
+    assert (div.cursor, div.offset) == (None, None)
+    assert "no record in the log wrote it" in div.detail
+
+
+def test_describe_names_the_differing_hash_field() -> None:
+    live = snapshot("hash", {b"turns": b"3", b"status": b"open"})
+    rebuilt = snapshot("hash", {b"turns": b"2", b"status": b"open"})
+    assert describe(live, rebuilt) == "field 'turns': live '3', rebuilt '2'"
+    assert describe(Snapshot("list", ["a"]), Snapshot("list", ["a", "b"])) == "live has 1 entries, the rebuild 2"
