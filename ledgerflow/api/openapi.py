@@ -72,8 +72,21 @@ TENANT_PARAM = _query("tenant", {"type": "string"}, "Optional; must equal the to
 AUTHED = (401, 403, 503)
 
 
-def _body(schema: Schema, description: str = "") -> Schema:
-    return {"required": True, "description": description, "content": {"application/json": {"schema": schema}}}
+def _body(schema: Schema, example: Any, description: str = "") -> Schema:
+    return {"required": True, "description": description,
+            "content": {"application/json": {"schema": schema, "example": example}}}
+
+
+EXAMPLES: dict[str, Any] = {
+    "event": {"type": "MessageSubmitted", "subject": "conv-42",
+              "payload": {"turn_id": "t-1", "role": "user", "content": "hello", "model": "slm-1", "tokens": None}},
+    "step": {"conversation_id": "conv-42", "content": "Can you summarise the report?", "model": "slm-1"},
+    "evaluate": {"content": "Email jane.doe@example.com the invoice", "role": "user"},
+    "rules": {"tenant": "acme", "description": "example pack", "rules": [
+        {"id": "secrets", "when": {"keywords": ["password"]}, "action": "deny", "weight": 10}]},
+    "enable": {"reason": "red-team exercise", "ttl_seconds": 3600},
+    "disable": {"reason": "exercise finished"},
+}
 
 
 def _event_stream(summary: str, description: str, params: list[Schema]) -> Schema:
@@ -122,7 +135,7 @@ def _paths() -> dict[str, Schema]:
         "/v1/events": {"post": {
             "summary": "Ingest a conversation event (role producer)", "tags": ["events"],
             "description": "Acknowledged once Kafka has it. `tenant` defaults to the token's and must equal it.",
-            "requestBody": _body(_ref("EventIn")),
+            "requestBody": _body(_ref("EventIn"), EXAMPLES["event"]),
             "responses": {"202": _json(_ref("IngestAck"), "In the log"), **_problems(400, *AUTHED, 422)}}},
         "/v1/conversations/{conversation_id}": {"get": {
             "summary": "A conversation's read model (role subscriber, auditor or admin)", "tags": ["conversations"],
@@ -145,7 +158,7 @@ def _paths() -> dict[str, Schema]:
                             "schema": {"type": "string"}, "description": "A retry with the same key publishes "
                                                                           "nothing new and answers the same turn"}],
             "requestBody": _body(_obj(["conversation_id", "content"], conversation_id={"type": "string", "minLength": 1},
-                                      content={"type": "string"}, model={"type": "string"})),
+                                      content={"type": "string"}, model={"type": "string"}), EXAMPLES["step"]),
             "responses": {
                 "200": _json(_obj(["event_id", "conversation_id", *decision_fields],
                                   event_id={"type": "string"}, decision_event_id=_nullable("string"),
@@ -158,7 +171,7 @@ def _paths() -> dict[str, Schema]:
             "summary": "Dry run: the decision a turn would get now (nothing is written)", "tags": ["policy"],
             "requestBody": _body(_obj(["content"], content={"type": "string"},
                                       role={"enum": ["user", "assistant", "tool"]},
-                                      conversation_id={"type": "string"})),
+                                      conversation_id={"type": "string"}), EXAMPLES["evaluate"]),
             "responses": {"200": _json(_obj(["conversation_id", "dry_run", *decision_fields],
                                             conversation_id={"type": "string"}, dry_run={"const": True},
                                             training_enabled={"type": "boolean"}, **decision_fields),
@@ -166,7 +179,7 @@ def _paths() -> dict[str, Schema]:
                           **_problems(400, *AUTHED, 422)}}},
         "/v1/policy/rules": {"put": {
             "summary": "Publish a rule pack for the token's tenant (role admin)", "tags": ["policy"],
-            "requestBody": _body(_ref("RulePack"), "docs/policy.md; `version` is assigned on publish"),
+            "requestBody": _body(_ref("RulePack"), EXAMPLES["rules"], "docs/policy.md; `version` is assigned on publish"),
             "responses": {"201": _json(_obj(["tenant", "version", "constitution_hash"], tenant={"type": "string"},
                                             version={"type": "integer"}, constitution_hash={"type": "string"},
                                             event_id={"type": "string"}, offset={"type": "integer"}),
@@ -200,7 +213,7 @@ def _training(summary: str, *, enable: bool) -> Schema:
         "summary": summary, "tags": ["training"],
         "description": "Publishes a command to `training.commands` and waits (bounded) for the training "
                        "agent's outcome. A rejection is a 409 problem with the reason.",
-        "requestBody": _body(_obj(["reason"], **fields)),
+        "requestBody": _body(_obj(["reason"], **fields), EXAMPLES["enable" if enable else "disable"]),
         "responses": {
             "200": _json(_obj(["command_id", "accepted", "outcome", "version"], command_id={"type": "string"},
                               accepted={"const": True}, outcome={"type": "string"}, version={"type": "integer"},
@@ -239,7 +252,7 @@ def _schemas() -> dict[str, Schema]:
                       prev_hash=_nullable("string"), hash=_nullable("string"), payload={"type": "object"}),
         "IngestAck": _obj(["event_id", "topic", "partition", "offset", "consistency_token"],
                           event_id={"type": "string"}, topic={"type": "string"}, partition={"type": "integer"},
-                          offset={"type": "integer"}, consistency_token={"type": "string"}),
+                          offset={"type": "string"}, consistency_token={"type": "string"}),
         "Conversation": _obj(["turns", "turn_count"], conversation_id={"type": "string"}, tenant={"type": "string"},
                              status={"enum": ["open", "closed"]}, actor={"type": "string"},
                              model={"type": "string"}, tokens={"type": "integer"},

@@ -1,0 +1,143 @@
+"""Figure 5: SSE end-to-end latency with many subscribers, against raw Kafka in the same run.
+
+The sequence:
+1. A fresh prefix; its topics plus a raw topic with the same partition count.
+2. Start the worker and the edge (``ledgerflow worker`` / ``ledgerflow serve``, real
+   processes), then the subscriber processes (each opens its share of the conversation
+   streams) and the raw Kafka consumer process; wait until every one reports ready.
+3. Warm up: a second of turns, until their decisions are projected (the worker owns its
+   partitions and every path is hot).
+4. Windows, alternating which goes first each round: the load generator publishes user
+   turns at a fixed rate for a fixed time, round-robin over the subscribed conversations,
+   to ``conversation.events`` (SSE window) or to the raw topic (raw window). Every
+   process's CPU is metered per window.
+5. Stop the probes (they write their samples), then the edge and the worker; assign
+   samples to windows by their send time and take percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from ledgerflow.auth.devkeys import ensure_dev_keys
+from ledgerflow.auth.tokens import mint_token
+from ledgerflow.bench.load import LATENCY_TENANT
+from ledgerflow.bench.procs import Child, CpuMeter, spawn
+from ledgerflow.bench.stats import percentile
+from ledgerflow.bench.trials import Env, Observer, prepare
+from ledgerflow.config import Settings
+from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.testing import free_port
+from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec
+
+RAW = "bench.raw"
+PARTITIONS = 6  # as conversation.events
+READY_TIMEOUT_S = 180.0
+
+
+def _wait_http(child: Child, base: str, timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.popen.poll() is not None:
+            raise RuntimeError(f"the edge exited with {child.popen.returncode}:\n{child.log_tail()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the edge was not ready at {base} within {timeout:.0f} s:\n{child.log_tail()}")
+
+
+async def _window(env: Env, settings: Settings, topic: str, rate: float, seconds: float, run_id: str,
+                  conversations: int, meter_pids: dict[str, int]) -> dict[str, Any]:
+    meter = CpuMeter(meter_pids).start()
+    began = time.time_ns() // 1000
+    load = spawn(settings, "load", "ledgerflow.bench.load",
+                 ["turns", "--topic", topic, "--rate", str(rate), "--seconds", str(seconds),
+                  "--conversations", str(conversations), "--run-id", run_id], work_dir=env.work_dir)
+    result = await asyncio.to_thread(load.result, seconds + 120)
+    await asyncio.sleep(1.0)  # stragglers
+    used = meter.stop()
+    used["load generator"] = result["cpu_s"]
+    return {"from_us": began, "to_us": time.time_ns() // 1000, "sent": result["sent"],
+            "achieved_rate": result["sent"] / result["seconds"] if result["seconds"] else 0.0, "cpu_s": used}
+
+
+def summarise(samples: list[tuple[str, int, int]], window: dict[str, Any]) -> dict[str, Any]:
+    """Percentiles (ms) of each kind of sample sent inside ``window``."""
+    kinds: dict[str, list[float]] = {}
+    for kind, sent, latency in samples:
+        if window["from_us"] <= sent <= window["to_us"]:
+            kinds.setdefault(kind, []).append(latency / 1000)
+    return {kind: {"count": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99),
+                   "max_ms": max(v)} for kind, v in kinds.items()}
+
+
+async def run(env: Env, *, subscribers: int, client_procs: int, rate: float, seconds: float,
+              rounds: int) -> dict[str, Any]:
+    settings = env.fresh("sse")
+    await prepare(settings)  # Step 1.
+    await ensure_topics(settings, (TopicSpec(RAW, PARTITIONS, {"retention.ms": "3600000"}),))
+    run_id = settings.topic_prefix.rstrip(".")
+    port = free_port()
+    edge_settings = settings.with_overrides(http=f"127.0.0.1:{port}")
+    worker = spawn(settings, "worker", "ledgerflow.cli", ["worker"], work_dir=env.work_dir)  # Step 2.
+    edge = spawn(edge_settings, "edge", "ledgerflow.cli", ["serve"], work_dir=env.work_dir)
+    probes: list[Child] = []
+    try:
+        await asyncio.to_thread(_wait_http, edge, f"http://127.0.0.1:{port}")
+        token = mint_token(ensure_dev_keys(settings.state_dir), sub="bench", tenant=LATENCY_TENANT,
+                           roles="subscriber", ttl_seconds=7200, issuer=settings.issuer,
+                           audience=settings.audience)
+        share = -(-subscribers // client_procs)
+        for i, first in enumerate(range(0, subscribers, share)):
+            count = min(share, subscribers - first)
+            probes.append(spawn(settings, f"sse-clients-{i}", "ledgerflow.bench.sse_clients",
+                                ["sse", "--port", str(port), "--token", token, "--run-id", run_id,
+                                 "--first", str(first), "--count", str(count),
+                                 "--out", str(env.work_dir / f"sse-{run_id}-{i}.json")], work_dir=env.work_dir))
+        probes.append(spawn(settings, "kafka-probe", "ledgerflow.bench.sse_clients",
+                            ["kafka", "--topic", settings.topic(RAW), "--partitions", str(PARTITIONS),
+                             "--out", str(env.work_dir / f"raw-{run_id}.json")], work_dir=env.work_dir))
+        ready = [await asyncio.to_thread(p.wait_line, "ready", READY_TIMEOUT_S) for p in probes]
+        opened = sum(r["ready"] for r in ready[:-1])
+        pids = {"edge": edge.pid, "worker": worker.pid, **env.stack_pids,
+                **{p.name: p.pid for p in probes}}
+        async with Observer(settings, "pipeline") as observer:  # Step 3.
+            warm = await _window(env, settings, settings.topic(CONVERSATION_EVENTS), rate, 1.0, run_id,
+                                 subscribers, {})
+            await observer.wait_for(warm["sent"], warm["sent"], READY_TIMEOUT_S)
+        windows = []
+        for r in range(rounds):  # Step 4.
+            order = ("raw", "sse") if r % 2 == 0 else ("sse", "raw")
+            for kind in order:
+                topic = settings.topic(RAW if kind == "raw" else CONVERSATION_EVENTS)
+                w = await _window(env, settings, topic, rate, seconds, run_id, subscribers, pids)
+                windows.append(w | {"kind": kind, "round": r})
+                env.log(f"bench: latency window {r + 1}/{rounds} {kind}: {w['sent']} sent")
+    finally:
+        results = []
+        for p in probes:  # Step 5.
+            p.stop()
+            try:
+                results.append(p.wait_line("result", 10.0)["result"])
+            except RuntimeError:
+                results.append({"out": None, "error_count": -1})
+        edge.stop()
+        worker.stop()
+    samples: list[tuple[str, int, int]] = []
+    for res in results:
+        if res.get("out") and Path(res["out"]).exists():
+            samples += [tuple(s) for s in orjson.loads(Path(res["out"]).read_bytes())]
+    for w in windows:
+        w["latency"] = summarise(samples, w)
+    return {"subscribers": subscribers, "opened": opened, "client_processes": client_procs,
+            "rate": rate, "seconds": seconds, "windows": windows,
+            "probe_errors": sum(max(r.get("error_count", 0), 0) for r in results)}
