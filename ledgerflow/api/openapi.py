@@ -252,7 +252,7 @@ def _schemas() -> dict[str, Schema]:
                       prev_hash=_nullable("string"), hash=_nullable("string"), payload={"type": "object"}),
         "IngestAck": _obj(["event_id", "topic", "partition", "offset", "consistency_token"],
                           event_id={"type": "string"}, topic={"type": "string"}, partition={"type": "integer"},
-                          offset={"type": "string"}, consistency_token={"type": "string"}),
+                          offset={"type": "integer"}, consistency_token={"type": "string"}),
         "Conversation": _obj(["turns", "turn_count"], conversation_id={"type": "string"}, tenant={"type": "string"},
                              status={"enum": ["open", "closed"]}, actor={"type": "string"},
                              model={"type": "string"}, tokens={"type": "integer"},

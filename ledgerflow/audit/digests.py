@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,16 +131,29 @@ def compare_entity(
     return result
 
 
-def record_of(key: str, fence: Mapping[str, int]) -> tuple[str | None, int | None]:
-    """The fence entry naming the last record that wrote ``key``'s kind of data."""
+def record_of(key: str, fence: Mapping[str, int], fields: Sequence[str] = ()) -> tuple[str | None, int | None]:
+    """The fence entry naming the last record that wrote ``key``'s kind of data.
+
+    Decision data (``:decisions`` / ``:denials`` keys, or hash ``fields`` that all name
+    decisions) comes from ``policy.decisions``; the rest from ``conversation.events``.
+    """
     if not fence:
         return None, None
-    wanted = "policy.decisions" if key.endswith(DECISION_KEY_SUFFIXES) else "conversation.events"
+    decision_data = key.endswith(DECISION_KEY_SUFFIXES) or (fields and all("decision" in f for f in fields))
+    wanted = "policy.decisions" if decision_data else "conversation.events"
     for cursor in sorted(fence, key=lambda c: -fence[c]):
         if cursor.rsplit(":", 1)[0].endswith(wanted):
             return cursor, fence[cursor]
     cursor = max(fence, key=lambda c: fence[c])
     return cursor, fence[cursor]
+
+
+def differing_fields(live: Snapshot | None, rebuilt: Snapshot | None) -> list[str]:
+    """Names of the hash fields whose values differ (empty unless both are hashes)."""
+    if live is None or rebuilt is None or live.kind != "hash" or rebuilt.kind != "hash":
+        return []
+    ours, theirs = dict(live.content), dict(rebuilt.content)
+    return [n for n in sorted(set(ours) | set(theirs)) if ours.get(n) != theirs.get(n)]
 
 
 def describe(live: Snapshot | None, rebuilt: Snapshot | None) -> str:
@@ -152,7 +165,7 @@ def describe(live: Snapshot | None, rebuilt: Snapshot | None) -> str:
         return f"live holds a {live.kind}, the rebuild a {rebuilt.kind}"
     if live.kind == "hash":
         ours, theirs = dict(live.content), dict(rebuilt.content)
-        names = [n for n in sorted(set(ours) | set(theirs)) if ours.get(n) != theirs.get(n)]
+        names = differing_fields(live, rebuilt)
         shown = "; ".join(f"field {n!r}: live {_short(ours.get(n))}, rebuilt {_short(theirs.get(n))}"
                           for n in names[:MAX_SHOWN])
         return shown + (f"; and {len(names) - MAX_SHOWN} more field(s)" if len(names) > MAX_SHOWN else "")

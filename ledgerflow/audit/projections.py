@@ -150,23 +150,27 @@ async def _compare(live: _Space, scratch: _Space, report: Report, only: set[str]
             moved_on.add(entity)
             continue
         compared += 1
+        fence = live.fences.get(entity) or scratch.fences.get(entity, {})
         for divergence in result.divergences:
-            report.add(await _finding(live, scratch, divergence))
+            report.add(await _finding(live, scratch, divergence, fence))
     report.count("read-model entities compared", compared)
     return moved_on
 
 
-async def _finding(live: _Space, scratch: _Space, divergence: Divergence) -> Finding:
-    detail = divergence.detail
-    if not detail:
-        detail = digests.describe(await live.one(divergence.key), await scratch.one(divergence.key))
+async def _finding(live: _Space, scratch: _Space, divergence: Divergence, fence: dict[str, int]) -> Finding:
+    detail, cursor, offset = divergence.detail, divergence.cursor, divergence.offset
+    if not detail:  # both spaces hold the key: read the two values to say what differs
+        ours, theirs = await live.one(divergence.key), await scratch.one(divergence.key)
+        detail = digests.describe(ours, theirs)
+        cursor, offset = digests.record_of(divergence.key, fence, digests.differing_fields(ours, theirs))
     key = live.keys.namespace + divergence.key
-    if divergence.cursor is None:
+    if cursor is None:
         return Finding("projection.diff", "redis", None, None, key, detail)
-    topic, _, partition = divergence.cursor.rpartition(":")
-    kind = "projection.diff" if divergence.kind == "content" else "projection.lost"
-    return Finding(kind, topic, int(partition), divergence.offset, key,
-                   f"{detail} (last record applied to this entity from {topic}: the offset named)")
+    topic, _, partition = cursor.rpartition(":")
+    if divergence.kind == "fence":
+        return Finding("projection.lost", topic, int(partition), offset, key, detail)
+    return Finding("projection.diff", topic, int(partition), offset, key,
+                   f"{detail} (the offset is the last record of {topic} applied to this entity)")
 
 
 async def _checkpoint(redis: aioredis.Redis, keys: Keys) -> dict[TopicPartition, int]:

@@ -88,7 +88,7 @@ def summary(report: Report) -> str:
     """The human summary: what was checked, then every kept finding, one per line."""
     stats = report.stats
     lines = [
-        (f"audit: {'CLEAN' if report.clean else f'{report.total} DISCREPANCIES'} "
+        (f"audit: {'CLEAN' if report.clean else _plural(report.total, 'DISCREPANCY', 'DISCREPANCIES')} "
          f"({', '.join(report.checks) or 'nothing'} checked in {report.seconds:.1f} s)"),
     ]
     if stats:
@@ -103,6 +103,10 @@ def summary(report: Report) -> str:
         if hidden > 0:
             lines.append(f"  … and {hidden} more (only the first {report.max_findings} are listed)")
     return "\n".join(lines)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def to_json(report: Report) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""``ledgerflow worker`` with its Redis round trips counted, run as its own process:
+"""``ledgerflow worker`` (or the naive agent) with its Redis round trips counted, run as
+its own process:
 
-    python -m ledgerflow.bench.counted_worker --counters FILE [--agents all]
+    python -m ledgerflow.bench.counted_worker --counters FILE [--target worker|naive]
 
 The worker does not serve ``/metrics``, and Redis' own counters (``INFO commandstats``)
 count commands, not round trips (a pipeline of 500 EVALSHA is 500 commands and one
@@ -8,7 +9,8 @@ round trip), and they include every other client of a shared Redis. So this wrap
 counts on the client side, in the worker process: every ``Redis.execute_command`` on a
 client (one command, one round trip) and every ``Pipeline.execute`` (one round trip
 carrying ``len(command_stack)`` commands), then runs the unchanged worker
-(``ledgerflow.agents.runner.run_worker``). The counts are written to ``FILE`` as JSON
+(``ledgerflow.agents.runner.run_worker``) or the naive agent
+(``ledgerflow.bench.naive_agent``). The counts are written to ``FILE`` as JSON
 every 250 ms by a daemon thread. The cost is one integer increment per round trip.
 """
 
@@ -65,14 +67,19 @@ def read_counts(path: Path) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m ledgerflow.bench.counted_worker")
     p.add_argument("--counters", required=True, type=Path)
-    p.add_argument("--agents", default="all")
+    p.add_argument("--target", choices=["worker", "naive"], default="worker")
     args = p.parse_args(argv)
     install()
     threading.Thread(target=_dump_forever, args=(args.counters,), daemon=True).start()
+    if args.target == "naive":
+        from ledgerflow.bench import naive_agent
+
+        naive_agent.main()
+        return
     from ledgerflow.agents.runner import run_worker
     from ledgerflow.config import load_settings
 
-    run_worker(load_settings(), agents=args.agents)
+    run_worker(load_settings())
 
 
 if __name__ == "__main__":

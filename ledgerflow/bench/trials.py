@@ -4,10 +4,11 @@ Every trial gets its own topic prefix (fresh topics, fresh read-model key space)
 trials and runs never mix. A trial under test is one of three consumers:
 
 - ``passthrough`` — ``ledgerflow.bench.passthrough`` (the raw limit);
-- ``pipeline`` — our worker (policy + projector) via ``ledgerflow.bench.counted_worker``;
-- ``naive`` — ``ledgerflow.bench.naive_agent``.
+- ``pipeline`` — our worker (policy + projector), and
+- ``naive`` — ``ledgerflow.bench.naive_agent``, both run by ``ledgerflow.bench.counted_worker``
+  (which counts their Redis round trips).
 
-Progress is observed from outside every 50 ms: for the passthrough, the sum of the sink
+Progress is observed from outside every 20 ms: for the passthrough, the sum of the sink
 topic's end offsets; for the pipeline and the naive agent, the tenants' read-model
 counters in Redis (turns, conversations started/closed, decisions by outcome), i.e.
 events whose projections are applied, and decisions projected.
@@ -25,6 +26,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ledgerflow.bench.counted_worker import read_counts
 from ledgerflow.bench.load import TENANTS
@@ -37,7 +39,7 @@ from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec, all_topics
 from ledgerflow.traffic import interleaved, publish
 
 SINK = "bench.passthrough"
-POLL_S = 0.05
+POLL_S = 0.02
 START_TIMEOUT_S = 120.0
 EVENT_FIELDS = (b"conversations_started", b"turns", b"conversations_closed")
 DECISION_FIELDS = tuple(f"decisions_{o}".encode() for o in ("allow", "review", "redact", "deny"))
@@ -52,11 +54,36 @@ class Env:
     work_dir: Path
     stack_pids: dict[str, int]
     log: Any = print
-    trials: int = 0
+    prefixes: list[str] = field(default_factory=list)
 
     def fresh(self, label: str) -> Settings:
-        self.trials += 1
-        return self.settings.with_overrides(topic_prefix=f"bench-{self.run_id}-{self.trials}{label}.")
+        prefix = f"bench-{self.run_id}-{len(self.prefixes) + 1}{label}."
+        self.prefixes.append(prefix)
+        return self.settings.with_overrides(topic_prefix=prefix)
+
+
+async def cleanup(env: Env) -> tuple[int, int]:
+    """Delete the run's topics and Redis keys (its prefixes only); return (topics, keys) deleted."""
+    if not env.prefixes:
+        return 0, 0
+    admin = AIOKafkaAdminClient(bootstrap_servers=env.settings.kafka_bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(tuple(env.prefixes))]
+        for i in range(0, len(doomed), 50):
+            await admin.delete_topics(doomed[i:i + 50])
+    finally:
+        await admin.close()
+    redis = aioredis.Redis.from_url(env.settings.redis_url, socket_timeout=30)
+    keys = 0
+    try:
+        for prefix in env.prefixes:
+            batch = [k async for k in redis.scan_iter(match=f"lf:{prefix}*", count=1000)]
+            for i in range(0, len(batch), 1000):
+                keys += await redis.delete(*batch[i:i + 1000])
+    finally:
+        await redis.aclose()
+    return len(doomed), keys
 
 
 @dataclass
@@ -145,11 +172,10 @@ def start_consumer(env: Env, settings: Settings, kind: str) -> tuple[Child, Path
         args = ["--source", settings.topic(CONVERSATION_EVENTS), "--sink", settings.topic(SINK),
                 "--group", settings.topic("bench-passthrough")]
         return spawn(settings, kind, "ledgerflow.bench.passthrough", args, work_dir=env.work_dir), None
-    if kind == "naive":
-        return spawn(settings, kind, "ledgerflow.bench.naive_agent", [], work_dir=env.work_dir), None
     counters = env.work_dir / f"counters-{uuid.uuid4().hex[:8]}.json"
-    child = spawn(settings, kind, "ledgerflow.bench.counted_worker", ["--counters", str(counters)],
-                  work_dir=env.work_dir)
+    target = "naive" if kind == "naive" else "worker"
+    child = spawn(settings, kind, "ledgerflow.bench.counted_worker",
+                  ["--counters", str(counters), "--target", target], work_dir=env.work_dir)
     return child, counters
 
 

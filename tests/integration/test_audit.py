@@ -170,7 +170,7 @@ def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
     assert not _scratch_keys(settings)
 
 
-async def _produce(settings: Settings, base: str, key: bytes, value: bytes):  # noqa: ANN202
+async def _produce(settings: Settings, base: str, key: bytes, value: bytes):
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -179,7 +179,7 @@ async def _produce(settings: Settings, base: str, key: bytes, value: bytes):  # 
         await producer.stop()
 
 
-async def _copy(target: Settings, base: str, records: list, victim) -> None:  # noqa: ANN001
+async def _copy(target: Settings, base: str, records: list, victim) -> None:
     """Each record to the same partition of ``target``'s topic (so the same offset); ``victim``
     is re-encoded with outcome 'deny' and its chain fields unchanged."""
     producer = AIOKafkaProducer(bootstrap_servers=target.kafka_bootstrap, acks="all", enable_idempotence=True)

@@ -9,12 +9,12 @@ from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.contracts.chain import ZERO_HASH, compute_hash
 
 
-def feed_all(check: ChainCheck, entries) -> list:  # noqa: ANN001
+def feed_all(check: ChainCheck, entries) -> list:
     found = [check.feed(e.at, e.event) for e in entries]
     return [f for f in found if f is not None] + check.finish()
 
 
-def three_decisions(log) -> None:  # noqa: ANN001
+def three_decisions(log) -> None:
     for n in range(3):
         log.decide(log.turn("c-1", f"q{n}"))
 

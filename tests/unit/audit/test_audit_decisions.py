@@ -13,7 +13,7 @@ from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.policy import TrainingState
 
 
-def run(check: DecisionCheck, log) -> list:  # noqa: ANN001
+def run(check: DecisionCheck, log) -> list:
     for entry in log.inputs:
         check.add_input(entry.at, entry.event, entry.value)
     found = []
@@ -22,7 +22,7 @@ def run(check: DecisionCheck, log) -> list:  # noqa: ANN001
     return found + check.finish()
 
 
-def conversation(log, turns: int = 3, conv: str = "c-1") -> None:  # noqa: ANN001
+def conversation(log, turns: int = 3, conv: str = "c-1") -> None:
     for n in range(turns):
         log.decide(log.turn(conv, f"question {n}"))
 

@@ -66,3 +66,13 @@ def test_describe_names_the_differing_hash_field() -> None:
     rebuilt = snapshot("hash", {b"turns": b"2", b"status": b"open"})
     assert describe(live, rebuilt) == "field 'turns': live '3', rebuilt '2'"
     assert describe(Snapshot("list", ["a"]), Snapshot("list", ["a", "b"])) == "live has 1 entries, the rebuild 2"
+
+
+def test_a_tenant_counter_of_decisions_points_at_the_decisions_topic() -> None:
+    fence = {"t.conversation.events:0": 90, "t.conversation.events:4": 12, "t.policy.decisions:4": 33}
+    live = snapshot("hash", {b"decisions_allow": b"52", b"turns": b"9"})
+    rebuilt = snapshot("hash", {b"decisions_allow": b"51", b"turns": b"9"})
+    fields = digests.differing_fields(live, rebuilt)
+    assert fields == ["decisions_allow"]
+    assert digests.record_of("tenant:{acme}", fence, fields) == ("t.policy.decisions:4", 33)
+    assert digests.record_of("tenant:{acme}", fence, ["turns"]) == ("t.conversation.events:0", 90)
