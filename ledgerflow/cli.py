@@ -131,6 +131,39 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     return dlq_cli(settings, args.action, args.topic, args.limit, args.offset, args.json)
 
 
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+
+    from ledgerflow.projections.generations import rebuild_and_switch
+
+    began = time.monotonic()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done == total:
+            last[0] = now
+            rate = done / max(now - began, 1e-9)
+            eta = (total - done) / rate if rate else 0.0
+            _err(f"rebuild: {done}/{total} records ({rate:,.0f}/s, ETA {eta:.0f} s)")
+
+    async def run() -> int:
+        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        try:
+            result = await rebuild_and_switch(settings, redis, progress=progress)
+        finally:
+            await redis.aclose()
+        print(json.dumps({"projection": args.name, "old_generation": result.old, "new_generation": result.new,
+                          "records": result.replay.records, "applied": result.replay.applied,
+                          "seconds": round(result.replay.seconds, 3), "old_keys_removed": result.removed_keys}))
+        return 0
+
+    return asyncio.run(run())
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -194,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     dq.add_argument("--json", action="store_true", help="machine-readable output")
     _common(dq)
     dq.set_defaults(handler=cmd_dlq)
+
+    pj = sub.add_parser("projections", help="rebuild a projection into a new key space and switch to it")
+    pj.add_argument("action", choices=["rebuild"])
+    pj.add_argument("name", nargs="?", default="read-models", choices=["read-models"])
+    _common(pj)
+    pj.set_defaults(handler=cmd_projections)
 
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])

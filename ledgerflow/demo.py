@@ -16,6 +16,7 @@ import random
 import signal
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
 from ledgerflow.errors import StackError
 from ledgerflow.stack import manage
+from ledgerflow.rulepacks import latest_version, publish_pack
 from ledgerflow.sse_client import follow
 from ledgerflow.stack.processes import Managed, spawn, stop, tail
 from ledgerflow.traffic import interleaved, publish
@@ -84,6 +86,7 @@ def run_demo(settings: Settings, rate: float = 5.0, duration: float = 0.0, tenan
         start_service(settings, edge, "serve")
         _say("demo: waiting for the edge …")
         wait_ready(settings, edge)  # Step 3.
+        _publish_example_pack(settings, names[0])
         token = mint_token(ensure_dev_keys(settings.state_dir), sub="demo-viewer", tenant=names[0],
                            roles=["subscriber"], ttl_seconds=8 * 3600,
                            issuer=settings.issuer, audience=settings.audience)
@@ -111,6 +114,19 @@ def run_demo(settings: Settings, rate: float = 5.0, duration: float = 0.0, tenan
         if not stack_was_running:
             manage.down(settings, say=_say)
     return 0
+
+
+EXAMPLE_PACK = Path(__file__).resolve().parents[1] / "examples" / "rulepacks" / "acme.json"
+
+
+def _publish_example_pack(settings: Settings, tenant: str) -> None:
+    """Give the first tenant its own constitution (the others use the default pack)."""
+    if not EXAMPLE_PACK.exists() or asyncio.run(latest_version(settings, tenant)) > 0:
+        return
+    document = orjson.loads(EXAMPLE_PACK.read_bytes())
+    document["tenant"] = tenant
+    published = asyncio.run(publish_pack(settings, document, producer_name="demo"))
+    _say(f"demo: published rule pack v{published.version} for {tenant} ({published.constitution_hash[:12]}…)")
 
 
 def _procs(settings: Settings) -> tuple[Managed, Managed]:

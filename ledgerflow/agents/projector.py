@@ -34,6 +34,7 @@ from ledgerflow.errors import DecodeError
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.generations import active_keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay
 from ledgerflow.projections.writer import ProjectionWriter
@@ -52,7 +53,8 @@ class Projector:
         owns_dlq: frozenset[str] = frozenset({CONVERSATION_EVENTS, POLICY_DECISIONS}),
     ) -> None:
         self._settings = settings
-        self._keys = keys or Keys.for_prefix(settings.topic_prefix)
+        self._fixed_keys = keys  # tests may pin a space; otherwise follow the active generation
+        self._keys: Keys | None = keys
         self._bases = {settings.topic(b): b for b in SOURCES}
         self._sink = DeadLetterSink(app, NAME)
         self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
@@ -85,12 +87,31 @@ class Projector:
             self._writer = ProjectionWriter(redis)
         return self._writer
 
+    async def _follow_generation(self) -> None:
+        """Write to the generation readers use; catch a new one up before the first write."""
+        redis = self.writer().redis
+        active = await active_keys(redis, self._settings.topic_prefix)
+        if self._keys is not None and active.namespace == self._keys.namespace:
+            return
+        if self._keys is not None:
+            covered = await redis.hgetall(active.checkpoint(NAME))
+            start = {k.decode(): int(v) + 1 for k, v in covered.items()}
+            stats = await replay(self._settings, redis, active, start=start)
+            log.warning("projector: switched to generation %s (caught up %d records)",
+                        active.generation, stats.records)
+        self._keys = active
+
     async def handle(self, messages: Sequence[Any]) -> None:
+        if self._fixed_keys is None:
+            await self._follow_generation()
+        assert self._keys is not None
         groups: list[FencedOps] = []
         letters = []
         checkpoint: dict[str, int] = {}
         for msg in messages:  # Steps 1 and 2.
             base = self._bases[msg.topic]
+            cursor = f"{msg.topic}:{msg.partition}"
+            checkpoint[cursor] = max(checkpoint.get(cursor, -1), msg.offset)  # progress, poison included
             RECORDS_PROCESSED.labels(NAME, base).inc()
             try:
                 event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[base])
@@ -101,7 +122,7 @@ class Projector:
                 continue
             position = Position(msg.topic, msg.partition, msg.offset)
             groups += project(event, position, self._keys)
-            checkpoint[position.cursor] = max(checkpoint.get(position.cursor, -1), msg.offset)
+
         await self._sink.send_all(letters)  # Step 3.
         await self._apply(groups, checkpoint)
 

@@ -12,6 +12,7 @@ from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.api.hub import Hub
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
+from ledgerflow.projections.generations import active_keys
 from ledgerflow.projections.keys import Keys
 
 
@@ -27,3 +28,7 @@ class EdgeContext:
     heartbeat_s: float = 15.0
     reauth_before_s: float = 30.0
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def read_keys(self) -> Keys:
+        """The read models' active generation, resolved per request (see projections/generations.py)."""
+        return await active_keys(self.redis, self.settings.topic_prefix)

@@ -19,8 +19,8 @@ async def get_conversation(request: Request) -> JSONResponse:
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     ctx: EdgeContext = request.app.state.ctx
     conv_id = request.path_params["conversation_id"]
-    keys = ctx.keys
     try:
+        keys = await ctx.read_keys()
         pipe = ctx.redis.pipeline(transaction=False)
         pipe.hgetall(keys.conversation(principal.tenant, conv_id))
         pipe.lrange(keys.conversation_turns(principal.tenant, conv_id), 0, -1)

@@ -40,7 +40,7 @@ async def forecast(request: Request) -> JSONResponse:
         raise ValidationError("horizon: an integer number of windows is required") from None
     if not 1 <= horizon <= MAX_HORIZON:
         raise ValidationError(f"horizon: must be between 1 and {MAX_HORIZON}")
-    fields = await ctx.redis.hgetall(ctx.keys.usage(principal.tenant))
+    fields = await ctx.redis.hgetall((await ctx.read_keys()).usage(principal.tenant))
     starts, series = series_of(fields, model)
     points = holt_forecast(series, horizon)  # ValidationError (422) with fewer than 3 windows
     step = (starts[-1] - starts[-2]) if len(starts) >= 2 else 0

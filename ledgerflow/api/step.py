@@ -103,7 +103,7 @@ def _wait_seconds(request: Request) -> float:
 async def _await_decision(ctx: EdgeContext, sub, tenant: str, conversation_id: str,  # noqa: ANN001
                           event_id: str, wait: float) -> dict | None:
     deadline = asyncio.get_running_loop().time() + wait
-    decisions_key = ctx.keys.conversation_decisions(tenant, conversation_id)
+    decisions_key = (await ctx.read_keys()).conversation_decisions(tenant, conversation_id)
     while True:
         stored = await ctx.redis.hget(decisions_key, event_id)  # a retry's earlier decision
         if stored is not None:

@@ -72,7 +72,7 @@ async def _command(request: Request, kind: str) -> Response:
 async def status(request: Request) -> JSONResponse:
     principal = requires_any_role(request, "subscriber", "admin", "auditor", "producer")
     ctx: EdgeContext = request.app.state.ctx
-    raw = await ctx.redis.hgetall(ctx.keys.training(principal.tenant))
+    raw = await ctx.redis.hgetall((await ctx.read_keys()).training(principal.tenant))
     view = {k.decode(): v.decode() for k, v in raw.items()}
     expires = view.get("expires_at") or None
     return JSONResponse({

@@ -59,16 +59,50 @@ class CpuMeter:
 
 
 def stack_pids(settings: Settings) -> dict[str, int]:
-    """Broker and Redis pids, as ``ledgerflow stack status --json`` reports them."""
+    """Broker and Redis pids, as ``ledgerflow stack status --json`` reports them.
+
+    When the status has none (services started from another state directory), the
+    process listening on the bootstrap / Redis port on this machine, if any.
+    """
+    from urllib.parse import urlparse
+
     from ledgerflow.stack import manage
 
     info = manage.status(settings)
+    ports = {"kafka": int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]),
+             "redis": urlparse(settings.redis_url).port or 6379}
     pids = {}
     for name in ("kafka", "redis"):
-        pid = info[name]["pid"]  # type: ignore[index]
+        pid = info[name]["pid"] or listener_pid(ports[name])  # type: ignore[index]
         if pid:
             pids[name] = int(pid)
     return pids
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the local process listening on TCP ``port`` (None if not found or not ours to see)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                inodes.add(f"socket:[{cols[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
 
 
 @dataclass

@@ -62,10 +62,53 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
-def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = ("select", "epoll", "poll")) -> dict:
-    """Top functions by inclusive share of the busy samples (samples not idling in the event loop)."""
+# Where a leaf frame's time goes, by the file it runs in (first match wins).
+BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("codec and event records (Avro, envelope, dataclasses)", ("ledgerflow/contracts/codec", "fastavro", "contracts/events",
+                                             "contracts/payloads", "contracts/registry", "_avro_json")),
+    ("hash chain (RFC 8785 canonical JSON, SHA-256)", ("contracts/chain", "rfc8785", "hashlib")),
+    ("policy evaluation", ("ledgerflow/policy/", "ledgerflow/decisions")),
+    ("projection ops (pure)", ("ledgerflow/projections/conversations", "projections/ops", "orjson")),
+    ("Redis client (packing, parsing, I/O)", ("redis/", "ledgerflow/projections/writer")),
+    ("Kafka client (fetch, produce, protocol)", ("aiokafka/", "kafka/")),
+    ("faust/mode stream machinery", ("faust/", "mode/", "venusian", "yarl", "croniter")),
+    ("our agent code", ("ledgerflow/agents/", "ledgerflow/bench/naive_agent")),
+    ("asyncio event loop and sockets", ("asyncio/", "selectors", "socket", "ssl")),
+)
+LOOP = BUCKETS[-1][0]
+OTHER = "other (interpreter, logging, metrics, ...)"
+
+
+def bucket_of(frame: str) -> str:
+    for name, markers in BUCKETS:
+        if any(m in frame for m in markers):
+            return name
+    return OTHER
+
+
+def _attribute(raw_frames: list[str]) -> str:
+    """The bucket of the innermost frame that belongs to one: a dataclass ``__init__`` or a
+    ``uuid5`` counts for the code that called it, a socket write for the client that wrote;
+    what runs directly under the event loop's dispatch (``_run_once``) is the loop's own."""
+    for frame in reversed(raw_frames):
+        if "BaseEventLoop._run_once" in frame:
+            return LOOP
+        name = bucket_of(frame)
+        if name not in (LOOP, OTHER):
+            return name
+    return OTHER
+
+
+IDLE = ("EpollSelector.select", "select", "poll", "epoll")
+APPARATUS = "_dump_forever"  # the counted worker's own counter thread: not the system's time
+
+
+def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = IDLE) -> dict:
+    """Top functions and buckets by share of the busy samples (not idling in the event loop's
+    ``select``, not the benchmark's own counter thread)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
     busy = idle_samples = 0
     for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -73,7 +116,7 @@ def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = ("select",
             continue
         count = int(count_text)
         frames = [_frame_name(f) for f in stack.split(";") if f]
-        if not frames:
+        if not frames or APPARATUS in stack:
             continue
         if any(frames[-1].startswith(i) for i in idle):
             idle_samples += count
@@ -82,10 +125,12 @@ def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = ("select",
         for name in set(frames):
             inclusive[name] += count
         own[frames[-1]] += count
+        buckets[_attribute(stack.split(";"))] += count
     total = busy or 1
     rows = [Hotspot(n, c / total, own[n] / total) for n, c in inclusive.most_common(top * 4)]
     by_own = [Hotspot(n, inclusive[n] / total, c / total) for n, c in own.most_common(top)]
     return {"busy_samples": busy, "idle_samples": idle_samples,
+            "buckets": {name: round(c / total, 4) for name, c in buckets.most_common()},
             "inclusive": [_row(r) for r in rows[:top * 2]],
             "own": [_row(r) for r in by_own]}
 

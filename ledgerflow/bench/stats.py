@@ -57,7 +57,7 @@ class Figure:
 
 def judge(value: float, goal: str) -> bool | None:
     """Whether ``value`` meets ``goal`` (``">= 0.5"``, ``"<= 2.0"``); None if unmeasured."""
-    if math.isnan(value):
+    if not goal or math.isnan(value):
         return None
     op, _, bound = goal.partition(" ")
     limit = float(bound)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_NAMESPACE = "lf:rm:v1:"
+DEFAULT_GENERATION = "v1"
+DEFAULT_NAMESPACE = f"lf:rm:{DEFAULT_GENERATION}:"
+
+
+def active_pointer(topic_prefix: str) -> str:
+    """The key naming the generation readers and the projector use (absent = ``v1``)."""
+    return f"lf:{topic_prefix}rm:active"
 
 
 def _id(value: str) -> str:
@@ -23,9 +29,13 @@ class Keys:
     namespace: str = DEFAULT_NAMESPACE
 
     @classmethod
-    def for_prefix(cls, topic_prefix: str) -> Keys:
-        """Read models of a topic prefix live in their own key space (tests use this)."""
-        return cls(f"lf:{topic_prefix}rm:v1:" if topic_prefix else DEFAULT_NAMESPACE)
+    def for_prefix(cls, topic_prefix: str, generation: str = DEFAULT_GENERATION) -> Keys:
+        """The key space of one generation of a topic prefix's read models."""
+        return cls(f"lf:{topic_prefix}rm:{generation}:")
+
+    @property
+    def generation(self) -> str:
+        return self.namespace.rstrip(":").rsplit(":", 1)[-1]
 
     def conversation(self, tenant: str, conversation_id: str) -> str:
         return f"{self.namespace}conv:{{{_id(tenant)}/{_id(conversation_id)}}}"

@@ -66,8 +66,12 @@ async def replay(
     keys: Keys,
     until: dict[TopicPartition, int] | None = None,
     progress: Progress | None = None,
+    start: dict[str, int] | None = None,
 ) -> ReplayStats:
-    """Apply every record below ``until`` to ``keys``' space; return what was done."""
+    """Apply every record below ``until`` to ``keys``' space; return what was done.
+
+    ``start`` maps ``topic:partition`` to the first offset to read (default 0).
+    """
     began = time.perf_counter()
     until = until if until is not None else await end_offsets(settings)
     bases = {settings.topic(t): t for t in SOURCES}
@@ -78,10 +82,12 @@ async def replay(
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
     try:
-        tps = [tp for tp, end in until.items() if end > 0]
+        first = {tp: (start or {}).get(f"{tp.topic}:{tp.partition}", 0) for tp in until}
+        tps = [tp for tp, end in until.items() if end > first[tp]]
         if tps:
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                consumer.seek(tp, first[tp])
         remaining = set(tps)
         while remaining:
             got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=BATCH)
@@ -93,15 +99,14 @@ async def replay(
                     if rec.offset >= end:
                         break
                     stats.records += 1
+                    checkpoint[f"{tp.topic}:{tp.partition}"] = rec.offset  # progress, decodable or not
                     try:
                         event = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[bases[tp.topic]])
                         check_key(event, rec.key)
                     except DecodeError:
                         stats.undecodable += 1
                         continue
-                    position = Position(tp.topic, tp.partition, rec.offset)
-                    groups += project(event, position, keys)
-                    checkpoint[position.cursor] = rec.offset
+                    groups += project(event, Position(tp.topic, tp.partition, rec.offset), keys)
             for tp in list(remaining):
                 if await consumer.position(tp) >= until[tp]:
                     remaining.discard(tp)

@@ -500,6 +500,27 @@ def _b64(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
+def test_client_disconnects_free_their_subscriptions_at_once(settings: Settings, log_dir: Path, tokens) -> None:
+    token = tokens("acme", "subscriber")
+
+    async def scenario(edge: Edge) -> tuple[int, float]:
+        streams = [await RawStream("127.0.0.1", edge.port, path, token).open()
+                   for path in ["/v1/streams/tenant"] * 25 + ["/v1/conversation/stream?conversation_id=c1"] * 25]
+        async with httpx.AsyncClient(base_url=edge.base) as client:
+            opened = (await client.get("/readyz")).json()["sse_subscribers"]
+            for stream in streams:
+                stream.close()
+            began = time.monotonic()
+            while (await client.get("/readyz")).json()["sse_subscribers"] and time.monotonic() - began < 5:
+                await asyncio.sleep(0.02)
+            return opened, time.monotonic() - began
+
+    with running_edge(settings, log_dir, LEDGERFLOW_SSE_HEARTBEAT_S="30") as edge:
+        opened, freed_in = asyncio.run(scenario(edge))
+    assert opened == 50
+    assert freed_in < 1.0, f"subscriptions were still held {freed_in:.2f} s after the clients left"
+
+
 # -- 4. graceful shutdown ---------------------------------------------------------------------
 def test_sigterm_ends_streams_with_retry_and_lets_in_flight_requests_finish(
     settings: Settings, log_dir: Path, tokens

@@ -1,0 +1,191 @@
+"""Crash tests on the real stack: SIGKILLed workers lose and double nothing.
+
+A SIGKILLed faust worker stays a member of its consumer group until the session timeout
+(10 s here), so every kill stalls the group that long: the budgets below allow for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ledgerflow.audit.cli import audit_cli
+from ledgerflow.audit.sources import LogReader
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.logs import read_all
+from ledgerflow.projections.keys import Keys
+from ledgerflow.testing import Process, start
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from ledgerflow.traffic import interleaved, publish
+
+TENANTS = ["acme", "globex", "initech", "umbrella"]
+GROUP = "ledgerflow-worker"  # the faust app id (ledgerflow.agents.app.create_app), after the topic prefix
+
+
+class Feed:
+    """Publishes ``events`` at ``rate`` per second on a background thread."""
+
+    def __init__(self, settings: Settings, events: list, rate: float) -> None:
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(settings, events, rate), daemon=True)
+        self._thread.start()
+
+    def _run(self, settings: Settings, events: list, rate: float) -> None:
+        try:
+            asyncio.run(publish(settings, iter(events), rate=rate, progress_every_s=0))
+        except BaseException as exc:  # noqa: BLE001 - reported by join()
+            self.error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        self._thread.join(120)
+        assert not self._thread.is_alive(), "publishing did not finish"
+        assert self.error is None, f"publishing failed: {self.error!r}"
+
+
+def _events(seed: int, count: int) -> tuple[list, int]:
+    rng = random.Random(seed)
+    events: list = []
+    while len(events) < count:
+        events += interleaved(rng, TENANTS, 500, time.time_ns() // 1000, open_at_once=16)
+    return events, sum(1 for e in events if e.type == "MessageSubmitted")
+
+
+def _wait_settled(settings: Settings, turns: int, workers: list[Process], timeout: float) -> float:
+    """Until every turn has a decision and the read models applied every record; seconds waited."""
+    began = time.monotonic()
+    state = ""
+    while time.monotonic() - began < timeout:
+        settled, state = asyncio.run(_settled(settings, turns))
+        if settled:
+            return time.monotonic() - began
+        for w in workers:
+            assert w.popen.poll() is None, f"a worker exited with {w.popen.returncode}:\n{w.log_tail()}"
+        time.sleep(1.0)
+    raise AssertionError(f"not settled within {timeout:.0f} s: {state}\n" + "\n".join(w.log_tail(15) for w in workers))
+
+
+async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
+    topics = [settings.topic(POLICY_DECISIONS), settings.topic(CONVERSATION_EVENTS)]
+    async with LogReader(settings) as reader:
+        horizon = await reader.horizon(topics)
+    decisions = sum(horizon[topics[0]])
+    if decisions < turns:
+        return False, f"{decisions} of {turns} decisions"
+    keys = Keys.for_prefix(settings.topic_prefix)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
+        complete = bool(client.exists(keys.sentinel()))
+    finally:
+        client.close()
+    behind = [f"{t}:{p}" for t, ends in horizon.items() for p, end in enumerate(ends)
+              if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1]
+    return complete and not behind, f"{decisions} decisions; read models behind on {behind[:3]} (complete={complete})"
+
+
+def _assert_one_decision_per_turn(settings: Settings, turns: int) -> None:
+    inputs = asyncio.run(read_all(settings, settings.topic(CONVERSATION_EVENTS)))
+    turn_ids = {e.event_id for e in map(codec.decode, (r.value for r in inputs)) if e.type == "MessageSubmitted"}
+    decided = [codec.decode(r.value).payload.input_event_id
+               for r in asyncio.run(read_all(settings, settings.topic(POLICY_DECISIONS)))]
+    assert len(turn_ids) == turns
+    assert len(decided) == turns and set(decided) == turn_ids, (
+        f"{len(decided)} decisions for {turns} turns: {len(decided) - len(set(decided))} doubled, "
+        f"{len(turn_ids - set(decided))} lost")
+
+
+def _assert_audit_clean(settings: Settings, out: Path) -> dict:
+    code = audit_cli(settings, json_out=str(out), skip_projections=False, quiet=True)
+    report = json.loads(out.read_text())
+    assert code == 0, json.dumps(report["findings"][:5], indent=2)
+    assert report["notes"] == [], report["notes"]  # nothing pending, every read-model entity compared
+    assert report["stats"]["read-model entities compared"] > 0
+    return report
+
+
+async def _group_members(settings: Settings) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([settings.topic_prefix + GROUP])
+        group = response.groups[0]
+        return len(group[5]) if group[2] == "Stable" else -1  # (error, id, state, type, protocol, members, …)
+    finally:
+        await admin.close()
+
+
+def _wait_members(settings: Settings, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = asyncio.run(_group_members(settings))
+        if seen == count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the worker group never had {count} stable members (last seen {seen})")
+
+
+@pytest.mark.timeout(900)
+def test_worker_sigkilled_repeatedly_under_20000_events_loses_and_doubles_nothing(
+    settings: Settings, log_dir: Path, tmp_path: Path
+) -> None:
+    rng = random.Random(20_000)
+    events, turns = _events(7, 20_000)
+    assert len(events) >= 20_000
+    began = time.monotonic()
+    workers = [start(settings, "worker", "worker", log_dir=log_dir)]
+    try:
+        feed = Feed(settings, events, rate=700.0)
+        for _ in range(4):  # Kill at random points: while publishing, and while catching up.
+            time.sleep(rng.uniform(3.0, 9.0))
+            workers[-1].kill()
+            workers.append(start(settings, "worker", "worker", log_dir=log_dir))
+        feed.join()
+        waited = _wait_settled(settings, turns, workers[-1:], timeout=300)
+        _assert_one_decision_per_turn(settings, turns)
+        report = _assert_audit_clean(settings, tmp_path / "audit.json")
+    finally:
+        for w in workers:
+            w.stop()
+    assert report["stats"]["decisions re-derived"] == turns
+    print(f"\n{len(events)} events, {turns} turns, 4 SIGKILLs: settled {waited:.0f} s after publishing, "
+          f"{time.monotonic() - began:.0f} s in all; audit {report['seconds']:.1f} s")
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_of_one_of_two_workers_hands_its_partitions_to_the_other(
+    settings: Settings, log_dir: Path, tmp_path: Path
+) -> None:
+    events, turns = _events(8, 8_000)
+    began = time.monotonic()
+    survivor = start(settings, "worker-a", "worker", log_dir=log_dir)
+    victim = start(settings, "worker-b", "worker", log_dir=log_dir)
+    try:
+        _wait_members(settings, 2)  # both own partitions of conversation.events and policy.decisions
+        feed = Feed(settings, events, rate=500.0)
+        time.sleep(6.0)
+        assert feed.running, "the kill must land mid-stream"
+        victim.kill()
+        feed.join()
+        _wait_members(settings, 1)
+        waited = _wait_settled(settings, turns, [survivor], timeout=240)
+        _assert_one_decision_per_turn(settings, turns)
+        report = _assert_audit_clean(settings, tmp_path / "audit.json")
+    finally:
+        victim.stop()
+        survivor.stop()
+    print(f"\n{len(events)} events, {turns} turns, one of two workers SIGKILLed: settled {waited:.0f} s after "
+          f"publishing, {time.monotonic() - began:.0f} s in all; audit {report['seconds']:.1f} s")
