@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -9,7 +11,9 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.errors import InfrastructureError
+from ledgerflow.errors import InfrastructureError, ValidationError
+from ledgerflow.projections.keys import Keys
+from ledgerflow.topics import CONVERSATION_EVENTS
 
 _INT_FIELDS = ("turns", "tokens", "started_at", "updated_at")
 
@@ -19,8 +23,11 @@ async def get_conversation(request: Request) -> JSONResponse:
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     ctx: EdgeContext = request.app.state.ctx
     conv_id = request.path_params["conversation_id"]
+    keys = await ctx.read_keys()
+    token = request.query_params.get("consistency_token")
+    if token:
+        await wait_applied(ctx, keys, token)
     try:
-        keys = await ctx.read_keys()
         pipe = ctx.redis.pipeline(transaction=False)
         pipe.hgetall(keys.conversation(principal.tenant, conv_id))
         pipe.lrange(keys.conversation_turns(principal.tenant, conv_id), 0, -1)
@@ -43,3 +50,27 @@ async def get_conversation(request: Request) -> JSONResponse:
         {**turn, "decision": by_event.get(turn["event_id"])} for turn in map(orjson.loads, turns)
     ]
     return JSONResponse(view)
+
+
+CONSISTENCY_WAIT_S = 2.0
+
+
+async def wait_applied(ctx: EdgeContext, keys: Keys, token: str) -> None:
+    """Read-your-writes: wait (bounded) until the projection applied ``partition:offset``.
+
+    The token comes from ``POST /v1/events`` or ``POST /v1/conversation/step``. If the
+    projection is still behind after the bound, answer 503 with Retry-After rather than
+    a stale read.
+    """
+    partition, _, offset = token.partition(":")
+    if not (partition.isdigit() and offset.isdigit()):
+        raise ValidationError(f"consistency_token {token!r} is not <partition>:<offset>")
+    field = f"{ctx.settings.topic(CONVERSATION_EVENTS)}:{partition}"
+    deadline = asyncio.get_running_loop().time() + CONSISTENCY_WAIT_S
+    while True:
+        applied = await ctx.redis.hget(keys.checkpoint("read-models"), field)
+        if applied is not None and int(applied) >= int(offset):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise InfrastructureError(f"projection has not applied {token} within {CONSISTENCY_WAIT_S:g} s")
+        await asyncio.sleep(0.05)

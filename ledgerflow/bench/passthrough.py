@@ -7,7 +7,8 @@ A consumer-group member reads ``source`` in batches of up to 1000 records (faust
 ``send_batch`` to the same partition of ``sink`` with an idempotent ``acks=all``
 producer (as the policy agent's), waits for the acks, and commits offsets every 0.5 s
 (``broker_commit_interval``): no decoding, no logic, no Redis. Runs until SIGTERM;
-prints ``{"ready": …}`` once it owns partitions and ``{"result": {"records", "cpu_s"}}`` at exit.
+prints ``{"ready": …}`` once it owns partitions and, at exit, ``{"result": {"records",
+"cpu_s", "points"}}`` where ``points`` are (wall time, records copied) after each batch's acks.
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ async def run(bootstrap: str, source: str, sink: str, group: str) -> dict:
     await consumer.start()
     await producer.start()
     records, ready, last_commit = 0, False, time.monotonic()
+    points: list[tuple[float, int]] = []  # (wall time a batch's acks arrived, records copied so far)
+    first_fetch: float | None = None
     try:
         while not stop.is_set():
             got = await consumer.getmany(timeout_ms=100, max_records=MAX_RECORDS)
             if not ready and consumer.assignment():
                 ready = True
                 emit(ready=sorted(tp.partition for tp in consumer.assignment()))
+            if got and first_fetch is None:
+                first_fetch = time.time()
             futures = []
             for tp, batch_records in got.items():
                 batch = producer.create_batch()
@@ -56,6 +61,7 @@ async def run(bootstrap: str, source: str, sink: str, group: str) -> dict:
                 records += len(batch_records)
             if futures:
                 await asyncio.gather(*futures)
+                points.append((time.time(), records))
             if got and time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                 await consumer.commit()
                 last_commit = time.monotonic()
@@ -63,7 +69,7 @@ async def run(bootstrap: str, source: str, sink: str, group: str) -> dict:
     finally:
         await producer.stop()
         await consumer.stop()
-    return {"records": records, "cpu_s": own_cpu_seconds()}
+    return {"records": records, "cpu_s": own_cpu_seconds(), "points": points, "first_fetch": first_fetch}
 
 
 def main(argv: list[str] | None = None) -> None:

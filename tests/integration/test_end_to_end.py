@@ -116,3 +116,20 @@ def test_http_ingest_is_acknowledged_after_kafka_and_projected(
     else:
         raise AssertionError(f"ingested events not projected: {resp.text}\n{worker.log_tail()}")
     assert resp.json()["turns"][0]["content"] == "hi"
+
+
+def test_consistency_token_gives_read_your_writes(settings: Settings, worker: Process, edge: str, tokens) -> None:
+    conv = f"conv-{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": f"Bearer {tokens('acme', 'producer,subscriber')}"}
+    body = {"type": "ConversationStarted", "subject": conv, "payload": {"actor": "bo", "model": "slm-2"}}
+    httpx.get(f"{edge}/healthz")
+    for attempt in range(3):  # the worker may still be joining its group on the first try
+        ack = httpx.post(f"{edge}/v1/events", json=body, headers=headers, timeout=10).json()
+        resp = httpx.get(f"{edge}/v1/conversations/{conv}", params={"consistency_token": ack["consistency_token"]},
+                         headers=headers, timeout=10)
+        if resp.status_code != 503:
+            break
+    assert resp.status_code == 200, resp.text  # no polling: the read waited for the projection
+    assert resp.json()["status"] == "open"
+    bad = httpx.get(f"{edge}/v1/conversations/{conv}", params={"consistency_token": "x"}, headers=headers)
+    assert bad.status_code == 422
