@@ -61,9 +61,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     state_dir = Path(env.get("LEDGERFLOW_STATE_DIR", ".ledgerflow")).expanduser().resolve()
     kafka = env.get("LEDGERFLOW_KAFKA_BOOTSTRAP", "")
     redis = env.get("LEDGERFLOW_REDIS_URL", "")
+    # Ports of the local stack that `stack up` manages (the controller takes Kafka's port + 1).
+    kafka_port = int(env.get("LEDGERFLOW_KAFKA_PORT", "") or DEFAULT_KAFKA_PORT)
+    redis_port = int(env.get("LEDGERFLOW_REDIS_PORT", "") or DEFAULT_REDIS_PORT)
     return Settings(
-        kafka_bootstrap=kafka or DEFAULT_KAFKA,
-        redis_url=redis or DEFAULT_REDIS,
+        kafka_bootstrap=kafka or f"127.0.0.1:{kafka_port}",
+        redis_url=redis or f"redis://127.0.0.1:{redis_port}/0",
         http=env.get("LEDGERFLOW_HTTP", "") or DEFAULT_HTTP,
         state_dir=state_dir,
         jwks=env.get("LEDGERFLOW_JWKS", ""),

@@ -23,13 +23,17 @@ class SseEvent:
     retry: int | None = None  # the frame's ``retry:`` (reconnection delay, ms), if any
 
 
-async def parse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
-    """Events of a stream of lines. Blocks without data (a bare ``retry:``) yield nothing."""
+async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> AsyncIterator[SseEvent]:
+    """Events of a stream of lines. Blocks without data (a bare ``retry:``) yield nothing,
+    except, with ``checkpoints``, an id-only block: ``SseEvent("", "", id)``, whose id an
+    ``EventSource`` would adopt as its Last-Event-ID without dispatching an event."""
     event, data, ident, retry = "message", [], None, None
     async for line in lines:
         if line == "":
             if data:
                 yield SseEvent(event, "\n".join(data), ident, retry)
+            elif checkpoints and ident is not None:
+                yield SseEvent("", "", ident)
             event, data, ident, retry = "message", [], None, None
             continue
         if line.startswith(":"):
@@ -47,7 +51,7 @@ async def parse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
 
 
 async def follow(
-    client: httpx.AsyncClient, url: str, token: str, last_event_id: str | None = None
+    client: httpx.AsyncClient, url: str, token: str, last_event_id: str | None = None, *, checkpoints: bool = False
 ) -> AsyncIterator[SseEvent]:
     """Frames of one SSE connection (raises httpx.HTTPStatusError on a non-200 answer)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
@@ -57,7 +61,7 @@ async def follow(
         if resp.status_code != 200:
             await resp.aread()
             resp.raise_for_status()
-        async for frame in parse(resp.aiter_lines()):
+        async for frame in parse(resp.aiter_lines(), checkpoints=checkpoints):
             yield frame
 
 
@@ -74,10 +78,10 @@ class RawStream:
     """One SSE connection on a bare socket: ``await open()``, ``async for`` events, ``close()``."""
 
     def __init__(self, host: str, port: int, path: str, token: str, last_event_id: str | None = None,
-                 *, rcvbuf: int | None = None, buffer_limit: int = 65536) -> None:
+                 *, rcvbuf: int | None = None, buffer_limit: int = 65536, checkpoints: bool = False) -> None:
         self.host, self.port, self.path = host, port, path
         self._token, self._last_event_id = token, last_event_id
-        self._rcvbuf, self._limit = rcvbuf, buffer_limit
+        self._rcvbuf, self._limit, self._checkpoints = rcvbuf, buffer_limit, checkpoints
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -130,7 +134,7 @@ class RawStream:
                 yield line.rstrip(b"\r").decode()
 
     def __aiter__(self) -> AsyncIterator[SseEvent]:
-        return parse(self._lines())
+        return parse(self._lines(), checkpoints=self._checkpoints)
 
     def close(self) -> None:
         if self._writer is not None:

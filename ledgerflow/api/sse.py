@@ -1,8 +1,11 @@
 """Server-Sent Events framing (WHATWG HTML §9.2): data frames with ids, control frames without.
 
-A client's ``Last-Event-ID`` is the ``id:`` of the last frame that carried one, so only
-data frames carry an ``id:``; a heartbeat or a reset with an id would move a client's
-resume point to somewhere no record was delivered.
+A client's ``Last-Event-ID`` is the ``id:`` of the last block that carried one. Data
+frames carry the cursor after their record. Control frames (heartbeat, reset, ...) carry
+none: an id there would move a client's resume point to where no record was delivered.
+A checkpoint is a block with only an ``id:``: no event is dispatched (it has no data),
+but ``EventSource`` still adopts the id (WHATWG "dispatch the event", step 1), so a client
+that has not received a data frame yet resumes from where its stream started.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ CONTROL_EVENTS = frozenset({"heartbeat", "reset", "overflow", "reauth", "expired
 def data_frame(cursor: str, event: str, data: bytes) -> bytes:
     """One record: ``data`` must be a single line (orjson output is)."""
     return b"id: " + cursor.encode() + b"\nevent: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def checkpoint(cursor: str) -> bytes:
+    """An id-only block: sets the client's Last-Event-ID to ``cursor``, dispatches nothing."""
+    return b"id: " + cursor.encode() + b"\n\n"
 
 
 def control_frame(event: str, data: dict[str, object] | None = None, *, retry_ms: int | None = None) -> bytes:

@@ -4,7 +4,9 @@ One stream runs in these steps:
 1. Parse ``Last-Event-ID`` (``cursors.resume_from``). A malformed cursor, or one of
    another stream, restarts live; a cursor older than the log's retention restarts at
    the oldest record kept. Both send ``event: reset`` saying so, with the cursor the
-   stream restarts from. Never a silent skip.
+   stream restarts from. Never a silent skip. Every stream then sends a checkpoint (an
+   id-only block) with its start cursor, so a client that disconnects before its first
+   data frame resumes from there rather than from "now".
 2. Register with the hub before the response starts (so no record slips past), and tie
    the registration to the response: whatever ends it (the stream, a disconnect, a
    failure), the hub forgets the subscriber at once.
@@ -110,25 +112,28 @@ async def _frames(
     expires_at: float,
 ) -> AsyncIterator[bytes]:
     yield sse.retry_hint(RETRY_MS)
+    start = cursors.encode(position)
     if resume.reset is not None:
         SSE_FRAMES.labels("reset").inc()
-        yield sse.control_frame(
-            "reset", {"reason": resume.reset, "restart": resume.restart, "cursor": cursors.encode(position)}
-        )
+        yield sse.control_frame("reset", {"reason": resume.reset, "restart": resume.restart, "cursor": start})
+    yield sse.checkpoint(start)  # a client with no data frame yet resumes from here, not from "now"
+    sent = start
     # Step 3.
     try:
         async for batch in ctx.hub.catch_up(sub, gaps):
             if (last := _final_frame(ctx, expires_at)) is not None:
                 yield last
                 return
-            chunk = _data_frames(position, batch.frames)
-            position[batch.key] = max(position[batch.key], batch.scanned_to)
-            if chunk:
+            if batch.frames:
+                chunk, sent = _data_frames(position, batch.frames)
                 yield chunk
+            position[batch.key] = max(position[batch.key], batch.scanned_to)
     except InfrastructureError as exc:
         SSE_DROPPED.labels("unavailable").inc()
         yield sse.control_frame("unavailable", {"detail": f"{exc}: reconnect"}, retry_ms=RETRY_MS)
         return
+    if cursors.encode(position) != sent:
+        yield sse.checkpoint(cursors.encode(position))  # scanned past others' records: skip them next time
     # Step 4.
     async for chunk in _live(ctx, sub, position, expires_at):
         yield chunk
@@ -152,7 +157,7 @@ async def _live(ctx: EdgeContext, sub: Subscriber, position: cursors.Positions, 
         frames = sub.queue.take(MAX_FRAMES_PER_WRITE)
         if frames:
             ctx.hub.frames_sent += len(frames)
-            yield _data_frames(position, frames)
+            yield _data_frames(position, frames)[0]
             last_write = time.monotonic()
             continue
         if sub.overflowed:
@@ -179,15 +184,15 @@ def _final_frame(ctx: EdgeContext, expires_at: float) -> bytes | None:
     return None
 
 
-def _data_frames(position: cursors.Positions, frames: list[Frame]) -> bytes:
-    """Frames as one write; ``position`` advances with each (its cursor is the frame's id)."""
-    out = []
+def _data_frames(position: cursors.Positions, frames: list[Frame]) -> tuple[bytes, str]:
+    """Frames as one write, and the last one's cursor; ``position`` advances with each."""
+    out, cursor = [], ""
     for frame in frames:
         if frame.mark is not None:
             position.update(cursors.served(position, frame.mark))
         position[frame.key] = max(position[frame.key], frame.offset)
-        out.append(sse.data_frame(cursors.encode(position), frame.event_type, frame.data))
-    if out:
-        SSE_FRAMES.labels("data").inc(len(out))
-    return b"".join(out)
+        cursor = cursors.encode(position)
+        out.append(sse.data_frame(cursor, frame.event_type, frame.data))
+    SSE_FRAMES.labels("data").inc(len(out))
+    return b"".join(out), cursor
 

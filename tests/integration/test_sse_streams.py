@@ -189,11 +189,14 @@ class Follower:
             budget = self.rng.randint(1, self.max_run)
             try:
                 self.connections += 1
-                async with contextlib.aclosing(follow(client, self.url() + self.path, self.token, last_id)) as frames:
+                stream = follow(client, self.url() + self.path, self.token, last_id, checkpoints=True)
+                async with contextlib.aclosing(stream) as frames:
                     async for frame in frames:
                         self.subscribed.set()
                         if frame.id is None:
                             self.controls.append(frame.event)
+                        elif not frame.data:  # a checkpoint: resume from here, as EventSource would
+                            last_id = frame.id
                         else:
                             self.frames.append(frame)
                             last_id = frame.id
@@ -342,7 +345,7 @@ def test_unknown_cursor_gets_an_explicit_reset_and_restarts_live(
         async with Producer(settings) as producer:
             await producer.send(earlier)  # before the reconnect: must not be replayed by a live restart
         await watcher  # the hub has read them
-        stream = await RawStream("127.0.0.1", edge.port, path, token, cursor).open()
+        stream = await RawStream("127.0.0.1", edge.port, path, token, cursor, checkpoints=True).open()
         got: list[SseEvent] = []
         try:
             async def read() -> None:
@@ -353,7 +356,7 @@ def test_unknown_cursor_gets_an_explicit_reset_and_restarts_live(
                     if frame.event == "reset":
                         async with Producer(settings) as producer:
                             await producer.send(later)
-                    if frame.id is not None:
+                    if frame.data and frame.id is not None:
                         return
             await asyncio.wait_for(read(), 20)
         finally:
@@ -362,10 +365,11 @@ def test_unknown_cursor_gets_an_explicit_reset_and_restarts_live(
 
     with running_edge(settings, log_dir) as edge:
         got = asyncio.run(scenario(edge))
-    reset, data = got
+    reset, checkpoint, data = got
     assert reset.event == "reset" and reset.id is None
     body = orjson.loads(reset.data)
     assert body["restart"] == "live" and "unknown cursor" in body["reason"]
+    assert (checkpoint.data, checkpoint.id) == ("", body["cursor"]), "an EventSource adopts the restart cursor"
     restart = cursors.decode(body["cursor"])
     part = partition_for(conv, PARTITIONS)
     assert set(restart) == {("e", part), ("d", part)}

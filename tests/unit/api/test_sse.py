@@ -73,3 +73,20 @@ def test_sse_knobs_are_read_from_the_environment() -> None:
 def test_bad_sse_knob_is_refused_naming_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(ValidationError, match=next(iter(env))):
         SseKnobs.from_env(env)
+
+
+def test_checkpoint_is_an_id_only_block_that_dispatches_no_event() -> None:
+    raw = sse.checkpoint("d3:1.e3:4")
+    assert raw == b"id: d3:1.e3:4\n\n"
+    assert _parse(raw) == []
+
+
+def test_parser_can_surface_checkpoints_for_clients_that_track_the_last_event_id() -> None:
+    async def lines() -> AsyncIterator[str]:
+        for line in (sse.checkpoint("e0:5") + sse.control_frame("heartbeat")).decode().split("\n"):
+            yield line
+
+    async def collect() -> list[SseEvent]:
+        return [e async for e in parse(lines(), checkpoints=True)]
+
+    assert anyio.run(collect) == [SseEvent("", "", "e0:5"), SseEvent("heartbeat", "{}", None)]
