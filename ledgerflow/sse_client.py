@@ -27,7 +27,8 @@ async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> Asyn
     """Events of a stream of lines. Blocks without data (a bare ``retry:``) yield nothing,
     except, with ``checkpoints``, an id-only block: ``SseEvent("", "", id)``, whose id an
     ``EventSource`` would adopt as its Last-Event-ID without dispatching an event."""
-    event, data, ident, retry = "message", [], None, None
+    event, ident, retry = "message", None, None
+    data: list[str] = []
     async for line in lines:
         if line == "":
             if data:
@@ -51,7 +52,8 @@ async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> Asyn
 
 
 async def follow(
-    client: httpx.AsyncClient, url: str, token: str, last_event_id: str | None = None, *, checkpoints: bool = False
+    client: httpx.AsyncClient, url: str, token: str, last_event_id: str | None = None,
+    *, checkpoints: bool = False,
 ) -> AsyncIterator[SseEvent]:
     """Frames of one SSE connection (raises httpx.HTTPStatusError on a non-200 answer)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}

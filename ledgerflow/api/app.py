@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledgerflow.agents.reference import ReferenceData
-from ledgerflow.api import conversations, events, forecast, health, policy, step, streams, training
+from ledgerflow.api import conversations, events, forecast, health, openapi, policy, step, streams, training
 from ledgerflow.api.authentication import JwtBackend, on_error
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import Hub
@@ -34,6 +34,7 @@ def routes() -> list[Route]:
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/metrics", health.metrics),
+        Route("/openapi.json", openapi.openapi_json),
         Route("/v1/events", events.ingest, methods=["POST"]),
         Route("/v1/conversations/{conversation_id}", conversations.get_conversation),
         Route("/v1/conversation/stream", streams.conversation_stream),

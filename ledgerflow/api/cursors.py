@@ -104,7 +104,9 @@ def clamp_to_retention(resume: Resume, log_starts: Mapping[TopicPartitionKey, in
     return Resume(seen, f"cursor older than the log's retention on {names}", "earliest")
 
 
-def served(position: Mapping[TopicPartitionKey, int], mark: Mapping[TopicPartitionKey, int] | None) -> Positions:
+def served(
+    position: Mapping[TopicPartitionKey, int], mark: Mapping[TopicPartitionKey, int] | None
+) -> Positions:
     """The cursor after a data frame: ``position`` raised to the hub's ``mark``.
 
     ``mark`` is the hub's next read offset per topic-partition when it fanned the frame

@@ -271,11 +271,11 @@ class Hub:
     def subscribers(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
-    def live_positions(self, keys: Iterable[cursors.TopicPartitionKey]) -> dict[cursors.TopicPartitionKey, int]:
+    def live_positions(self, keys: Iterable[cursors.TopicPartitionKey]) -> cursors.Positions:
         """Last offset per topic-partition the hub has read (-1 when none)."""
         return {k: self._positions[k] - 1 for k in keys}
 
-    async def log_starts(self, keys: Iterable[cursors.TopicPartitionKey]) -> dict[cursors.TopicPartitionKey, int]:
+    async def log_starts(self, keys: Iterable[cursors.TopicPartitionKey]) -> cursors.Positions:
         """First retained offset of each topic-partition; InfrastructureError if Kafka fails."""
         assert self._consumer is not None
         tps = [TopicPartition(self._codes[c], p) for c, p in keys]
@@ -313,7 +313,8 @@ class Hub:
                 await consumer.stop()
 
     async def _read_range(
-        self, consumer: AIOKafkaConsumer, sub: Subscriber, key: cursors.TopicPartitionKey, first: int, end: int
+        self, consumer: AIOKafkaConsumer, sub: Subscriber, key: cursors.TopicPartitionKey,
+        first: int, end: int,
     ) -> AsyncIterator[CatchUpBatch]:
         tp = TopicPartition(self._codes[key[0]], key[1])
         consumer.assign([tp])

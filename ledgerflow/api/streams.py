@@ -77,7 +77,9 @@ async def tenant_stream(request: Request) -> EventStreamResponse:
     return await _open(request, principal.tenant, None, principal.expires_at)
 
 
-async def _open(request: Request, tenant: str, conversation_id: str | None, expires_at: float) -> EventStreamResponse:
+async def _open(
+    request: Request, tenant: str, conversation_id: str | None, expires_at: float
+) -> EventStreamResponse:
     ctx: EdgeContext = request.app.state.ctx
     if ctx.closing.is_set():
         raise InfrastructureError("the edge is shutting down")  # 503 + Retry-After: another edge answers
@@ -139,7 +141,9 @@ async def _frames(
         yield chunk
 
 
-async def _live(ctx: EdgeContext, sub: Subscriber, position: cursors.Positions, expires_at: float) -> AsyncIterator[bytes]:
+async def _live(
+    ctx: EdgeContext, sub: Subscriber, position: cursors.Positions, expires_at: float
+) -> AsyncIterator[bytes]:
     reauth_at = expires_at - ctx.reauth_before_s
     reauth_sent = False
     last_write = time.monotonic()

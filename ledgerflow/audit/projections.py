@@ -27,7 +27,7 @@ from ledgerflow.audit.report import Finding, Report
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.keys import Keys
-from ledgerflow.projections.rebuild import replay
+from ledgerflow.projections.rebuild import SOURCES, replay
 
 CHECKPOINT = "read-models"  # the projector's checkpoint name (ledgerflow.agents.projector.NAME)
 ROUNDS = 3
@@ -122,7 +122,7 @@ async def _run(settings: Settings, redis: aioredis.Redis, live_keys: Keys, scrat
     live, scratch = _Space(redis, live_keys), _Space(redis, scratch_keys)
     pending: set[str] | None = None  # None: every entity
     for round_no in range(1, rounds + 1):
-        until = await _checkpoint(redis, live_keys)
+        until = await _checkpoint(settings, redis, live_keys)
         bar = progress(f"rebuilding read models (round {round_no})", sum(until.values()))
         stats = await replay(settings, redis, scratch_keys, until, progress=bar.update)  # Step 2.
         bar.finish()
@@ -173,13 +173,16 @@ async def _finding(live: _Space, scratch: _Space, divergence: Divergence, fence:
                    f"{detail} (the offset is the last record of {topic} applied to this entity)")
 
 
-async def _checkpoint(redis: aioredis.Redis, keys: Keys) -> dict[TopicPartition, int]:
-    """The live checkpoint as replay bounds: one past the last applied offset per partition."""
+async def _checkpoint(settings: Settings, redis: aioredis.Redis, keys: Keys) -> dict[TopicPartition, int]:
+    """The live checkpoint as replay bounds: one past the last applied offset per partition
+    (of the topics ``replay`` projects)."""
+    sources = {settings.topic(base) for base in SOURCES}
     raw = await redis.hgetall(keys.checkpoint(CHECKPOINT))
     until = {}
     for cursor, offset in raw.items():
         topic, _, partition = cursor.decode().rpartition(":")
-        until[TopicPartition(topic, int(partition))] = int(offset) + 1
+        if topic in sources:
+            until[TopicPartition(topic, int(partition))] = int(offset) + 1
     return until
 
 

@@ -3,7 +3,8 @@
 A ``Finding`` is one discrepancy between the logs (or the read models) and what they must
 be. It always names where to look: the topic, partition and offset of the record, and
 the chain key, conversation or Redis key concerned. ``partition``/``offset`` are None only
-for a read-model key that no record wrote (nothing in the log points at it).
+where no record is to blame: a read-model key that no record wrote, or a live read-model
+space that is incomplete as a whole.
 """
 
 from __future__ import annotations

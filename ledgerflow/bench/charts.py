@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +24,38 @@ def _clean(values: tuple[float, ...]) -> list[float]:
     return [v for v in values if v is not None and not math.isnan(v)]
 
 
-def figures_chart(figures: list[Figure], path: Path) -> Path:
+LABELS = {
+    1: ("pipeline", "passthrough"), 2: ("rebuild", "raw consume"), 3: ("pipeline", "passthrough"),
+    4: ("pipeline", "naive agent"), 5: ("SSE", "raw Kafka"), 6: ("ours", "avro pkg"), 7: ("pipeline", "naive agent"),
+}
+
+
+def figures_chart(figures: list[Figure], path: Path, caption: str = "") -> Path:
     """One panel per figure: ours vs baseline (median bar, each round a dot), ratio and goal in the title."""
     plt = _plt()
-    fig, axes = plt.subplots(2, 4, figsize=(17, 8))
+    fig, axes = plt.subplots(2, 4, figsize=(17, 8.5))
     for ax, f in zip(axes.flat, figures, strict=False):
-        labels = ["ours", "baseline"]
+        labels = list(LABELS.get(f.number, ("ours", "baseline")))
         medians = [0 if math.isnan(f.ours) else f.ours, 0 if math.isnan(f.baseline) else f.baseline]
-        colours = ["#2a6f97", "#adb5bd"]
-        ax.bar(labels, medians, color=colours)
+        bars = ax.bar(labels, medians, color=["#2a6f97", "#adb5bd"])
+        ax.bar_label(bars, labels=[f"{m:,.0f}" if m >= 100 else f"{m:.3g}" for m in medians], fontsize=8)
         for x, runs in enumerate((f.ours_runs, f.baseline_runs)):
             ys = _clean(runs)
             ax.scatter([x] * len(ys), ys, color="black", s=12, zorder=3)
-        verdict = {True: "met", False: "MISSED", None: "no goal"}[f.met]
+        if f.met is None:
+            verdict = "not judged" if f.goal else "no goal"
+        else:
+            verdict = "met" if f.met else "MISSED"
         value = "n/a" if math.isnan(f.value) else f"{f.value:.3g}"
         goal = f"goal {f.goal}" if f.goal else "no goal"
-        ax.set_title(f"{f.number}. {f.name}\n= {value} ({goal}; {verdict})", fontsize=8.5)
+        title = textwrap.fill(f"{f.number}. {f.name}", 48)
+        ax.set_title(f"{title}\n= {value} ({goal}; {verdict})", fontsize=8.5)
         ax.set_ylabel(f.unit, fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(figures):]:
         ax.axis("off")
+    if len(figures) < 8 and caption:
+        axes.flat[-1].text(0, 1, textwrap.fill(caption, 52), va="top", fontsize=8.5, family="monospace")
     fig.suptitle("ledgerflow bench: each figure against its baseline in the same run (bars: medians; dots: rounds)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

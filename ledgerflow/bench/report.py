@@ -70,15 +70,17 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
         cmd,
         "```",
         "",
-        f"Run `{doc['run_id']}` on {when}, {doc['seconds'] / 60:.1f} min. "
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}; "
-        f"load average {m['load_average_at_start']} at start and {m.get('load_average_at_end')} at end "
-        "(a VM shared with other jobs). "
-        f"Versions: Python {m['python']}, Apache Kafka {m['kafka']} (KRaft, one node), Redis {m['redis_server']}, "
-        f"faust-streaming {pk['faust-streaming']}, aiokafka {pk['aiokafka']}, redis-py {pk['redis']}, "
-        f"fastavro {pk['fastavro']} (C extension: {m['fastavro_c']}), avro {pk['avro']}, orjson {pk['orjson']}, "
-        f"starlette {pk['starlette']}, uvicorn {pk['uvicorn']}, matplotlib {pk['matplotlib']}. "
-        f"Broker and Redis CPU counted from pids {doc['stack_pids'] or 'none (external services)'}.",
+        (
+            f"Run `{doc['run_id']}` on {when}, {doc['seconds'] / 60:.1f} min. "
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}; "
+            f"load average {m['load_average_at_start']} at start and {m.get('load_average_at_end')} at end "
+            "(a VM shared with other jobs). "
+            f"Versions: Python {m['python']}, Apache Kafka {m['kafka']} (KRaft, one node), Redis {m['redis_server']}, "
+            f"faust-streaming {pk['faust-streaming']}, aiokafka {pk['aiokafka']}, redis-py {pk['redis']}, "
+            f"fastavro {pk['fastavro']} (C extension: {m['fastavro_c']}), avro {pk['avro']}, orjson {pk['orjson']}, "
+            f"starlette {pk['starlette']}, uvicorn {pk['uvicorn']}, matplotlib {pk['matplotlib']}. "
+            f"Broker and Redis CPU counted from pids {doc['stack_pids'] or 'none (external services)'}."
+        ),
         "",
         f"Settings: {_settings_line(doc)}",
         "",
@@ -101,12 +103,14 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
         out.append(f"| {f.number} | " + " | ".join(cells + [""] * (runs - len(cells))) + " |")
     out += [
         "",
-        f"Also measured: SSE event frames p50 {_num(more['sse_p50_ms'])} ms vs raw Kafka p50 "
-        f"{_num(more['raw_p50_ms'])} ms; decision frames (produce → policy agent → decision → SSE) p50 "
-        f"{_num(more['decision_p50_ms'])} ms, p99 {_num(more['decision_p99_ms'])} ms; "
-        f"share of SSE event frames delivered within their window {_num(more['sse_delivered'])}; "
-        f"Redis commands per event {_num(more['commands_per_event'])} (all in pipelines); "
-        f"rebuild Redis round trips per record {_num(more['rebuild_round_trips_per_record'])}.",
+        (
+            f"Also measured: SSE event frames p50 {_num(more['sse_p50_ms'])} ms vs raw Kafka p50 "
+            f"{_num(more['raw_p50_ms'])} ms; decision frames (produce → policy agent → decision → SSE) p50 "
+            f"{_num(more['decision_p50_ms'])} ms, p99 {_num(more['decision_p99_ms'])} ms; "
+            f"share of SSE event frames delivered within their window {_num(more['sse_delivered'])}; "
+            f"Redis commands per event {_num(more['commands_per_event'])} (all in pipelines); "
+            f"rebuild Redis round trips per record {_num(more['rebuild_round_trips_per_record'])}."
+        ),
         "",
         f"CPU-seconds per million events at {doc['plan']['cpu_rate']:.0f} events/s, by process (median of rounds):",
         "",
@@ -128,8 +132,8 @@ def _profile_lines(profiles: dict[str, Any]) -> list[str]:
     kinds = list(profiles)
     buckets = sorted({b for p in profiles.values() for b in p.get("buckets", {})},
                      key=lambda b: -max(p.get("buckets", {}).get(b, 0) for p in profiles.values()))
-    lines = ["", "Where the busy time goes (py-spy, 200 Hz, a separate saturation trial per process; share of "
-             "non-idle samples by the innermost component on the stack):", "",
+    lines = ["", ("Where the busy time goes (py-spy, 200 Hz, a separate saturation trial per process; share of "
+                  "non-idle samples by the innermost component on the stack):"), "",
              "| component | " + " | ".join(f"{k} ({_num(profiles[k].get('rate'))} events/s)" for k in kinds) + " |",
              "|---|" + "---:|" * len(kinds)]
     for b in buckets:
@@ -161,7 +165,12 @@ def write_outputs(doc: dict[str, Any], out_dir: Path, *, update_docs: bool) -> l
                  "latency_rounds": latency_rounds(doc["collected"]["sse"][0]) if doc["collected"]["sse"] else []}
     written = [out_dir / f"{stem}.json"]
     written[0].write_text(json.dumps(_clean(doc), indent=1, sort_keys=True))
-    written.append(charts.figures_chart(figures, out_dir / f"{stem}-figures.png"))
+    m = doc["machine"]
+    caption = (f"run {doc['run_id']}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(doc['started_at']))}; "
+               f"{doc['plan']['runs']} rounds; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
+               f"load avg {m['load_average_at_start']} -> {m.get('load_average_at_end')}; "
+               f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis_server']}")
+    written.append(charts.figures_chart(figures, out_dir / f"{stem}-figures.png", caption))
     if doc["collected"]["sse"]:
         written.append(charts.latency_chart(doc["collected"]["sse"][0], out_dir / f"{stem}-latency.png"))
     written.append(charts.codec_chart(doc["codec"], out_dir / f"{stem}-codec.png"))

@@ -60,7 +60,7 @@ class Plan:
             n = events or 300
             return cls(True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 300, False)
         n = events or 20000
-        return cls(False, max(runs, 1), n, max(n // 5, 500), max(n // 2, 500), 500.0, 1000, 2, 200.0, 10.0,
+        return cls(False, max(runs, 1), n, max(n // 5, 500), max(n // 4, 500), 500.0, 1000, 2, 200.0, 10.0,
                    20000, py_spy() is not None)
 
 
@@ -102,7 +102,7 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
         got.sse.append(await sse_trial.run(env, subscribers=plan.subscribers, client_procs=plan.client_processes,
                                            rate=plan.sse_rate, seconds=plan.sse_seconds, rounds=plan.runs))
         if plan.profile:  # Step 5.
-            for kind, n in (("pipeline", plan.events), ("naive", plan.naive_events)):
+            for kind, n in (("pipeline", max(plan.events // 2, 500)), ("naive", plan.naive_events)):
                 env.log(f"bench: profiling {kind} with py-spy")
                 res = await saturation(env, kind, n, profile=env.work_dir / f"profile-{kind}.txt")
                 profiles[kind] = {"rate": res["rate"], **res.get("profile", {})}

@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -120,7 +120,7 @@ class Observer:
         self._consumer: AIOKafkaConsumer | None = None
         self._tps: list[TopicPartition] = []
 
-    async def __aenter__(self) -> Observer:
+    async def __aenter__(self) -> Self:
         if self._kind == "passthrough":
             sink = self._settings.topic(SINK)
             count = (await partition_counts(self._settings, [sink]))[sink]

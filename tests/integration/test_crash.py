@@ -127,7 +127,8 @@ async def _group_members(settings: Settings) -> int:
         await admin.close()
 
 
-def _wait_members(settings: Settings, count: int, timeout: float = 60.0) -> None:
+def _wait_members(settings: Settings, count: int, workers: list[Process], timeout: float = 60.0) -> None:
+    """Until the worker group is Stable with ``count`` members (a killed one is expelled after 10 s)."""
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
@@ -135,7 +136,9 @@ def _wait_members(settings: Settings, count: int, timeout: float = 60.0) -> None
         if seen == count:
             return
         time.sleep(0.5)
-    raise AssertionError(f"the worker group never had {count} stable members (last seen {seen})")
+    logs = "\n".join(f"--- {w.name} ({w.log}):\n{w.log_tail(12)}" for w in workers)
+    raise AssertionError(f"the worker group never became stable with {count} member(s) within {timeout:.0f} s "
+                         f"(members seen: {seen}; -1 = still rebalancing)\n{logs}")
 
 
 @pytest.mark.timeout(900)
@@ -174,13 +177,13 @@ def test_sigkill_of_one_of_two_workers_hands_its_partitions_to_the_other(
     survivor = start(settings, "worker-a", "worker", log_dir=log_dir)
     victim = start(settings, "worker-b", "worker", log_dir=log_dir)
     try:
-        _wait_members(settings, 2)  # both own partitions of conversation.events and policy.decisions
+        _wait_members(settings, 2, [survivor, victim])  # both own partitions of conversation.events and policy.decisions
         feed = Feed(settings, events, rate=500.0)
         time.sleep(6.0)
         assert feed.running, "the kill must land mid-stream"
         victim.kill()
         feed.join()
-        _wait_members(settings, 1)
+        _wait_members(settings, 1, [survivor])
         waited = _wait_settled(settings, turns, [survivor], timeout=240)
         _assert_one_decision_per_turn(settings, turns)
         report = _assert_audit_clean(settings, tmp_path / "audit.json")

@@ -69,8 +69,14 @@ def target(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     edge = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir)
     try:
         wait_http_ready(edge, f"http://{http}")
-        token = mint_token(ensure_dev_keys(stack.state_dir), sub="schemathesis", tenant="acme",
-                           roles="producer,subscriber,admin,auditor", issuer=stack.issuer, audience=stack.audience)
+        token = mint_token(
+            ensure_dev_keys(stack.state_dir),
+            sub="schemathesis",
+            tenant="acme",
+            roles="producer,subscriber,admin,auditor",
+            issuer=stack.issuer,
+            audience=stack.audience,
+        )
         yield f"http://{http}", {"Authorization": f"Bearer {token}"}
     finally:
         edge.stop()
@@ -78,9 +84,16 @@ def target(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
 def test_api_conforms_to_its_document_and_never_answers_5xx(case, target) -> None:  # noqa: ANN001
     base, headers = target
     wait = (case.query or {}).get("wait")

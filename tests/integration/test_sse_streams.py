@@ -53,8 +53,9 @@ class Edge:
 
     def start(self) -> Edge:
         http = f"127.0.0.1:{free_port()}"
-        self.proc = start(self.settings.with_overrides(http=http), "edge", "serve",
-                          log_dir=self.log_dir, extra_env=self.env)
+        self.proc = start(
+            self.settings.with_overrides(http=http), "edge", "serve", log_dir=self.log_dir, extra_env=self.env
+        )
         self.base = f"http://{http}"
         try:
             wait_http_ready(self.proc, self.base)
@@ -83,11 +84,23 @@ def running_edge(settings: Settings, log_dir: Path, **env: str) -> Iterator[Edge
 
 def decision_for(event: Event) -> Event:
     return new_event(
-        "PolicyDecision", tenant=event.tenant, subject=event.subject, producer="test-policy",
+        "PolicyDecision",
+        tenant=event.tenant,
+        subject=event.subject,
+        producer="test-policy",
         occurred_at_micros=event.occurred_at + 1,
-        payload=PolicyDecision(input_event_id=event.event_id, input_hash=None, conversation_id=event.subject,
-                               outcome="allow", score=0.0, matched_rules=(), rule_pack_version=1,
-                               constitution_hash="0" * 64, training_version=0, training_enabled=False),
+        payload=PolicyDecision(
+            input_event_id=event.event_id,
+            input_hash=None,
+            conversation_id=event.subject,
+            outcome="allow",
+            score=0.0,
+            matched_rules=(),
+            rule_pack_version=1,
+            constitution_hash="0" * 64,
+            training_version=0,
+            training_enabled=False,
+        ),
     )
 
 
@@ -105,8 +118,9 @@ def traffic(seed: int, conversations: int, tenants: tuple[str, ...] = ("acme", "
 class Producer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                          enable_idempotence=True, linger_ms=2)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+        )
 
     async def __aenter__(self) -> Producer:
         await self._producer.start()
@@ -118,7 +132,9 @@ class Producer:
     async def send(self, events: list[Event]) -> None:
         for event in events:
             base = POLICY_DECISIONS if event.type == "PolicyDecision" else CONVERSATION_EVENTS
-            await self._producer.send(self._settings.topic(base), codec.encode(event), key=event.subject.encode())
+            await self._producer.send(
+                self._settings.topic(base), codec.encode(event), key=event.subject.encode()
+            )
         await self._producer.flush()
 
 
@@ -127,8 +143,11 @@ async def read_log(settings: Settings, tenant: str, conversation: str | None = N
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(settings.topic(base), p) for base in (CONVERSATION_EVENTS, POLICY_DECISIONS)
-               for p in range(PARTITIONS)]
+        tps = [
+            TopicPartition(settings.topic(base), p)
+            for base in (CONVERSATION_EVENTS, POLICY_DECISIONS)
+            for p in range(PARTITIONS)
+        ]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
@@ -218,8 +237,13 @@ async def settle(tasks: list[asyncio.Task[None]], timeout: float) -> None:
             raise task.exception()  # type: ignore[misc]
 
 
-async def publish_slowly(settings: Settings, events: list[Event], batch: int = 15, pause: float = 0.05,
-                         between: Callable[[int], None] | None = None) -> None:
+async def publish_slowly(
+    settings: Settings,
+    events: list[Event],
+    batch: int = 15,
+    pause: float = 0.05,
+    between: Callable[[int], None] | None = None,
+) -> None:
     async with Producer(settings) as producer:
         for n, i in enumerate(range(0, len(events), batch)):
             await producer.send(events[i : i + batch])
@@ -235,21 +259,32 @@ def _conversations(events: list[Event], tenant: str) -> list[str]:
 
 
 # -- 1. random disconnects, resume, edge restart ---------------------------------------------
-def test_random_disconnects_then_resume_yield_exactly_the_log(settings: Settings, log_dir: Path, tokens) -> None:
+def test_random_disconnects_then_resume_yield_exactly_the_log(
+    settings: Settings, log_dir: Path, tokens
+) -> None:
     events = traffic(seed=11, conversations=40)
     acme, globex = tokens("acme", "subscriber"), tokens("globex", "subscriber")
     convs = _conversations(events, "acme")[:2] + _conversations(events, "globex")[:1]
     with running_edge(settings, log_dir) as edge:
         rng = random.Random(7)
         followers = [Follower(lambda: edge.base, "/v1/streams/tenant", acme, rng)] + [
-            Follower(lambda: edge.base, f"/v1/conversation/stream?conversation_id={c}",
-                     globex if c in _conversations(events, "globex") else acme, rng, max_run=2) for c in convs
+            Follower(
+                lambda: edge.base,
+                f"/v1/conversation/stream?conversation_id={c}",
+                globex if c in _conversations(events, "globex") else acme,
+                rng,
+                max_run=2,
+            )
+            for c in convs
         ]
         expected: list[int | None] = [None] * len(followers)
 
         async def scenario() -> list[dict[Key, list[str]]]:
             async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client:
-                tasks = [asyncio.create_task(f.run(client, lambda i=i: expected[i])) for i, f in enumerate(followers)]
+                tasks = [
+                    asyncio.create_task(f.run(client, lambda i=i: expected[i]))
+                    for i, f in enumerate(followers)
+                ]
                 await asyncio.wait_for(asyncio.gather(*(f.subscribed.wait() for f in followers)), 30)
                 await publish_slowly(settings, events)
                 logs = [await read_log(settings, "acme")] + [
@@ -269,15 +304,21 @@ def test_random_disconnects_then_resume_yield_exactly_the_log(settings: Settings
         assert_exactly_the_log(follower.frames, log)
 
 
-def test_resume_after_an_edge_restart_yields_exactly_the_log(settings: Settings, log_dir: Path, tokens) -> None:
+def test_resume_after_an_edge_restart_yields_exactly_the_log(
+    settings: Settings, log_dir: Path, tokens
+) -> None:
     events = traffic(seed=23, conversations=30)
     token = tokens("acme", "subscriber")
     conv = _conversations(events, "acme")[0]
     edge = Edge(settings, log_dir, dict(FAST)).start()
     try:
         rng = random.Random(5)
-        followers = [Follower(lambda: edge.base, "/v1/streams/tenant", token, rng),
-                     Follower(lambda: edge.base, f"/v1/conversation/stream?conversation_id={conv}", token, rng, max_run=2)]
+        followers = [
+            Follower(lambda: edge.base, "/v1/streams/tenant", token, rng),
+            Follower(
+                lambda: edge.base, f"/v1/conversation/stream?conversation_id={conv}", token, rng, max_run=2
+            ),
+        ]
         expected: list[int | None] = [None, None]
         exit_codes = []
 
@@ -289,9 +330,14 @@ def test_resume_after_an_edge_restart_yields_exactly_the_log(settings: Settings,
 
         async def scenario() -> list[dict[Key, list[str]]]:
             async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client:
-                tasks = [asyncio.create_task(f.run(client, lambda i=i: expected[i])) for i, f in enumerate(followers)]
+                tasks = [
+                    asyncio.create_task(f.run(client, lambda i=i: expected[i]))
+                    for i, f in enumerate(followers)
+                ]
                 await asyncio.wait_for(asyncio.gather(*(f.subscribed.wait() for f in followers)), 30)
-                await asyncio.to_thread(lambda: asyncio.run(publish_slowly(settings, events, between=restart_midway)))
+                await asyncio.to_thread(
+                    lambda: asyncio.run(publish_slowly(settings, events, between=restart_midway))
+                )
                 logs = [await read_log(settings, "acme"), await read_log(settings, "acme", conv)]
                 for i, log in enumerate(logs):
                     expected[i] = sum(map(len, log.values()))
@@ -308,9 +354,32 @@ def test_resume_after_an_edge_restart_yields_exactly_the_log(settings: Settings,
         assert_exactly_the_log(follower.frames, log)
 
 
+def test_client_that_left_before_its_first_data_frame_resumes_from_its_start(
+    settings: Settings, log_dir: Path, tokens
+) -> None:
+    token = tokens("acme", "subscriber")
+    events = traffic(seed=5, conversations=3, tenants=("acme",))
+
+    async def scenario(edge: Edge) -> tuple[SseEvent, list[SseEvent]]:
+        stream = await RawStream("127.0.0.1", edge.port, "/v1/streams/tenant", token, checkpoints=True).open()
+        try:
+            checkpoint = await asyncio.wait_for(anext(aiter(stream)), 10)
+        finally:
+            stream.close()  # gone before any data frame
+        async with Producer(settings) as producer:
+            await producer.send(events)  # published while the client is away
+        return checkpoint, await _first_frames(edge, "/v1/streams/tenant", token, len(events), checkpoint.id)
+
+    with running_edge(settings, log_dir) as edge:
+        checkpoint, frames = asyncio.run(scenario(edge))
+    assert checkpoint.data == "" and checkpoint.id is not None
+    assert_exactly_the_log(frames, asyncio.run(read_log(settings, "acme")))
+
+
 # -- 2. unknown and expired cursors -----------------------------------------------------------
-async def _first_frames(edge: Edge, path: str, token: str, count: int, last_id: str | None = None,
-                        timeout: float = 20) -> list[SseEvent]:
+async def _first_frames(
+    edge: Edge, path: str, token: str, count: int, last_id: str | None = None, timeout: float = 20
+) -> list[SseEvent]:
     stream = await RawStream("127.0.0.1", edge.port, path, token, last_id).open()
     got: list[SseEvent] = []
 
@@ -348,6 +417,7 @@ def test_unknown_cursor_gets_an_explicit_reset_and_restarts_live(
         stream = await RawStream("127.0.0.1", edge.port, path, token, cursor, checkpoints=True).open()
         got: list[SseEvent] = []
         try:
+
             async def read() -> None:
                 async for frame in stream:
                     if frame.event == "heartbeat":
@@ -358,6 +428,7 @@ def test_unknown_cursor_gets_an_explicit_reset_and_restarts_live(
                             await producer.send(later)
                     if frame.data and frame.id is not None:
                         return
+
             await asyncio.wait_for(read(), 20)
         finally:
             stream.close()
@@ -369,7 +440,9 @@ def test_unknown_cursor_gets_an_explicit_reset_and_restarts_live(
     assert reset.event == "reset" and reset.id is None
     body = orjson.loads(reset.data)
     assert body["restart"] == "live" and "unknown cursor" in body["reason"]
-    assert (checkpoint.data, checkpoint.id) == ("", body["cursor"]), "an EventSource adopts the restart cursor"
+    assert (checkpoint.data, checkpoint.id) == ("", body["cursor"]), (
+        "an EventSource adopts the restart cursor"
+    )
     restart = cursors.decode(body["cursor"])
     part = partition_for(conv, PARTITIONS)
     assert set(restart) == {("e", part), ("d", part)}
@@ -386,8 +459,11 @@ def test_cursor_older_than_retention_restarts_at_the_earliest_record_with_reset(
 ) -> None:
     token = tokens("acme", "subscriber")
     conv = f"conv-{uuid.uuid4().hex[:8]}"
-    events = [e.__class__(**{**_fields(e), "subject": conv, "tenant": "acme"})
-              for e in traffic(seed=9, conversations=1) if e.type != "PolicyDecision"]
+    events = [
+        e.__class__(**{**_fields(e), "subject": conv, "tenant": "acme"})
+        for e in traffic(seed=9, conversations=1)
+        if e.type != "PolicyDecision"
+    ]
     part = partition_for(conv, PARTITIONS)
 
     async def scenario(edge: Edge) -> list[SseEvent]:
@@ -396,12 +472,15 @@ def test_cursor_older_than_retention_restarts_at_the_earliest_record_with_reset(
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await admin.start()
         try:  # retention, provoked: the first three records are gone
-            await admin.delete_records({TopicPartition(settings.topic(CONVERSATION_EVENTS), part): RecordsToDelete(3)})
+            await admin.delete_records(
+                {TopicPartition(settings.topic(CONVERSATION_EVENTS), part): RecordsToDelete(3)}
+            )
         finally:
             await admin.close()
         cursor = cursors.encode({("e", part): 0, ("d", part): -1})  # served up to offset 0 only
-        return await _first_frames(edge, f"/v1/conversation/stream?conversation_id={conv}", token,
-                                   1 + len(events) - 3, cursor)
+        return await _first_frames(
+            edge, f"/v1/conversation/stream?conversation_id={conv}", token, 1 + len(events) - 3, cursor
+        )
 
     with running_edge(settings, log_dir) as edge:
         got = asyncio.run(scenario(edge))
@@ -417,6 +496,7 @@ def test_cursor_older_than_retention_restarts_at_the_earliest_record_with_reset(
 def test_idle_stream_gets_heartbeats_without_ids(settings: Settings, log_dir: Path, tokens) -> None:
     token = tokens("acme", "subscriber")
     with running_edge(settings, log_dir, LEDGERFLOW_SSE_HEARTBEAT_S="0.2") as edge:
+
         async def scenario() -> tuple[list[SseEvent], float]:
             stream = await RawStream("127.0.0.1", edge.port, "/v1/streams/tenant", token).open()
             began, got = time.monotonic(), []
@@ -442,8 +522,17 @@ def test_subscriber_that_does_not_read_gets_overflow_and_resumes_without_gap(
     conv = f"conv-{uuid.uuid4().hex[:8]}"
     big = "x" * 2000  # large frames fill the socket buffers quickly
     now = time.time_ns() // 1000
-    events = [new_event("MessageSubmitted", tenant="acme", subject=conv, producer="test", occurred_at_micros=now + i,
-                        payload=MessageSubmitted(f"t{i}", "user", big, "slm-1", None)) for i in range(1500)]
+    events = [
+        new_event(
+            "MessageSubmitted",
+            tenant="acme",
+            subject=conv,
+            producer="test",
+            occurred_at_micros=now + i,
+            payload=MessageSubmitted(f"t{i}", "user", big, "slm-1", None),
+        )
+        for i in range(1500)
+    ]
     path = f"/v1/conversation/stream?conversation_id={conv}"
 
     async def scenario(edge: Edge) -> tuple[list[SseEvent], list[SseEvent]]:
@@ -453,9 +542,11 @@ def test_subscriber_that_does_not_read_gets_overflow_and_resumes_without_gap(
         await asyncio.sleep(1.0)
         first: list[SseEvent] = []
         try:
+
             async def drain() -> None:
                 async for frame in slow:
                     first.append(frame)
+
             await asyncio.wait_for(drain(), 30)  # the edge closes the stream after `overflow`
         finally:
             slow.close()
@@ -473,7 +564,9 @@ def test_subscriber_that_does_not_read_gets_overflow_and_resumes_without_gap(
 
 
 def test_stream_sends_reauth_before_exp_and_ends_at_exp(settings: Settings, log_dir: Path, tokens) -> None:
-    with running_edge(settings, log_dir, LEDGERFLOW_SSE_REAUTH_BEFORE_S="2", LEDGERFLOW_SSE_HEARTBEAT_S="5") as edge:
+    with running_edge(
+        settings, log_dir, LEDGERFLOW_SSE_REAUTH_BEFORE_S="2", LEDGERFLOW_SSE_HEARTBEAT_S="5"
+    ) as edge:
         token = tokens("acme", "subscriber", ttl_seconds=5)
         exp = orjson.loads(_b64(token.split(".")[1]))["exp"]
 
@@ -481,9 +574,11 @@ def test_stream_sends_reauth_before_exp_and_ends_at_exp(settings: Settings, log_
             stream = await RawStream("127.0.0.1", edge.port, "/v1/streams/tenant", token).open()
             got = []
             try:
+
                 async def read() -> None:
                     async for frame in stream:
                         got.append((time.time(), frame))
+
                 await asyncio.wait_for(read(), 15)  # returns when the edge ends the stream
             finally:
                 stream.close()
@@ -504,12 +599,16 @@ def _b64(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def test_client_disconnects_free_their_subscriptions_at_once(settings: Settings, log_dir: Path, tokens) -> None:
+def test_client_disconnects_free_their_subscriptions_at_once(
+    settings: Settings, log_dir: Path, tokens
+) -> None:
     token = tokens("acme", "subscriber")
 
     async def scenario(edge: Edge) -> tuple[int, float]:
-        streams = [await RawStream("127.0.0.1", edge.port, path, token).open()
-                   for path in ["/v1/streams/tenant"] * 25 + ["/v1/conversation/stream?conversation_id=c1"] * 25]
+        streams = [
+            await RawStream("127.0.0.1", edge.port, path, token).open()
+            for path in ["/v1/streams/tenant"] * 25 + ["/v1/conversation/stream?conversation_id=c1"] * 25
+        ]
         async with httpx.AsyncClient(base_url=edge.base) as client:
             opened = (await client.get("/readyz")).json()["sse_subscribers"]
             for stream in streams:
@@ -531,14 +630,24 @@ def test_sigterm_ends_streams_with_retry_and_lets_in_flight_requests_finish(
 ) -> None:
     token = tokens("acme", "subscriber,producer")
     edge = Edge(settings, log_dir, {"LEDGERFLOW_SSE_HEARTBEAT_S": "30"}).start()
-    body = orjson.dumps({"type": "ConversationStarted", "subject": "c-shutdown",
-                         "payload": {"actor": "ana", "model": "slm-1"}})
+    body = orjson.dumps(
+        {
+            "type": "ConversationStarted",
+            "subject": "c-shutdown",
+            "payload": {"actor": "ana", "model": "slm-1"},
+        }
+    )
 
     async def scenario() -> tuple[list[list[SseEvent]], bytes, float]:
-        streams = [await RawStream("127.0.0.1", edge.port, "/v1/streams/tenant", token).open() for _ in range(3)]
+        streams = [
+            await RawStream("127.0.0.1", edge.port, "/v1/streams/tenant", token).open() for _ in range(3)
+        ]
         reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
-        writer.write(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        writer.write(
+            f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
         await writer.drain()
         await asyncio.sleep(0.3)  # the request is in flight: headers and part of the body are in
         began = time.monotonic()
@@ -615,9 +724,14 @@ def test_thousand_subscribers_on_one_edge_receive_every_event_in_order(
         _, pending = await asyncio.wait(readers, timeout=60)
         for task in pending:
             task.cancel()
-        numbers = {"subscribers": len(streams), "events": total, "connect_s": connected, "publish_s": publish_s,
-                   "all_delivered_s": max(done_at) - published if not pending else float("inf"),
-                   "edge_cpu_s": _cpu_seconds(edge.proc.popen.pid) - cpu_before}
+        numbers = {
+            "subscribers": len(streams),
+            "events": total,
+            "connect_s": connected,
+            "publish_s": publish_s,
+            "all_delivered_s": max(done_at) - published if not pending else float("inf"),
+            "edge_cpu_s": _cpu_seconds(edge.proc.popen.pid) - cpu_before,
+        }
         for stream in streams:
             stream.close()
         return received, await read_log(settings, "acme"), numbers

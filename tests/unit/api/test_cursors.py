@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +19,9 @@ CONV_KEYS = [("e", 3), ("d", 3)]
 
 positions = st.dictionaries(
     st.tuples(st.sampled_from(sorted(cursors.TOPIC_CODES)), st.integers(0, 9999)),
-    st.integers(-1, 2**62), min_size=1, max_size=24,
+    st.integers(-1, 2**62),
+    min_size=1,
+    max_size=24,
 )
 
 
@@ -28,10 +34,25 @@ def test_encoding_is_sorted_and_readable() -> None:
     assert encode({("e", 3): 41, ("d", 3): 40}) == "d3:40.e3:41"
 
 
-@pytest.mark.parametrize("bad", [
-    "", "x3:1", "e3", "e3:", "e:1", "e3:1.", "e3:1..d3:2", "e3:-2", "e3:1.e3:2", "e12345:1",
-    "e3:1\nd3:2", "e3:1 ", "e" * 5000, "e3:99999999999999999999",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "x3:1",
+        "e3",
+        "e3:",
+        "e:1",
+        "e3:1.",
+        "e3:1..d3:2",
+        "e3:-2",
+        "e3:1.e3:2",
+        "e12345:1",
+        "e3:1\nd3:2",
+        "e3:1 ",
+        "e" * 5000,
+        "e3:99999999999999999999",
+    ],
+)
 def test_malformed_cursor_is_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
         decode(bad)
@@ -83,3 +104,23 @@ def test_served_raises_every_partition_to_the_mark_and_never_lowers() -> None:
     assert served(position, mark) == {("e", 0): 8, ("e", 1): 50, ("d", 0): 3}
     assert served(position, None) == position
     assert served(position, mark) is not position
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_sse_doc_code_blocks_run_in_order() -> None:
+    blocks = re.findall(
+        r"```python\n(.*?)```", (ROOT / "docs" / "sse.md").read_text(encoding="utf-8"), re.DOTALL
+    )
+    assert len(blocks) >= 3
+    namespace: dict[str, object] = {}
+    for index, block in enumerate(blocks):
+        exec(compile(block, f"docs/sse.md block {index}", "exec"), namespace)  # noqa: S102 - our own docs
+
+
+def test_cursors_module_is_pure() -> None:
+    tree = ast.parse((ROOT / "ledgerflow" / "api" / "cursors.py").read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "re", "collections.abc", "dataclasses", "ledgerflow.errors"}, imported

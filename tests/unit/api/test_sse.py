@@ -63,13 +63,18 @@ def test_sse_knobs_default_without_environment() -> None:
 
 
 def test_sse_knobs_are_read_from_the_environment() -> None:
-    env = {"LEDGERFLOW_SSE_HEARTBEAT_S": "0.5", "LEDGERFLOW_SSE_QUEUE": "10",
-           "LEDGERFLOW_SSE_REAUTH_BEFORE_S": "2"}
+    env = {
+        "LEDGERFLOW_SSE_HEARTBEAT_S": "0.5",
+        "LEDGERFLOW_SSE_QUEUE": "10",
+        "LEDGERFLOW_SSE_REAUTH_BEFORE_S": "2",
+    }
     assert SseKnobs.from_env(env) == SseKnobs(0.5, 10, 2.0)
 
 
-@pytest.mark.parametrize("env", [{"LEDGERFLOW_SSE_QUEUE": "many"}, {"LEDGERFLOW_SSE_QUEUE": "0"},
-                                 {"LEDGERFLOW_SSE_HEARTBEAT_S": "-1"}])
+@pytest.mark.parametrize(
+    "env",
+    [{"LEDGERFLOW_SSE_QUEUE": "many"}, {"LEDGERFLOW_SSE_QUEUE": "0"}, {"LEDGERFLOW_SSE_HEARTBEAT_S": "-1"}],
+)
 def test_bad_sse_knob_is_refused_naming_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(ValidationError, match=next(iter(env))):
         SseKnobs.from_env(env)
