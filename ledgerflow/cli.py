@@ -164,6 +164,12 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.audit.cli import audit_cli
+
+    return audit_cli(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -233,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     pj.add_argument("name", nargs="?", default="read-models", choices=["read-models"])
     _common(pj)
     pj.set_defaults(handler=cmd_projections)
+
+    au = sub.add_parser("audit", help="replay the logs: verify hash chains, re-derive every decision, "
+                        "check training transitions, rebuild and diff the read models")
+    au.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH ('-' = stdout)")
+    au.add_argument("--skip-projections", action="store_true", help="logs only: no read-model rebuild and diff")
+    au.add_argument("--quiet", action="store_true", help="no progress line; no summary when clean")
+    _common(au)
+    au.set_defaults(handler=cmd_audit)
 
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])

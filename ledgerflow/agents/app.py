@@ -27,6 +27,8 @@ def create_app(settings: Settings, app_id: str = "ledgerflow-worker") -> faust.A
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         broker_rebalance_timeout=10.0,
+        # Never wait for buffered events on rebalance: see agents/ownership.py.
+        stream_wait_empty=False,
         broker_commit_every=1000,
         broker_commit_interval=0.5,
         broker_max_poll_records=1000,

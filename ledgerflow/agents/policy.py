@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 from ledgerflow.agents.app import raw_topic
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
+from ledgerflow.agents.ownership import Ownership
 from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -191,18 +192,15 @@ class PolicyAgent:
 def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
     agent_state = PolicyAgent(app, settings, owns_dlq)
 
+    ownership = Ownership(agent_state.input_topic)
+    ownership.connect(app, agent_state.revoke)
+
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
     async def policy(stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH, within=WITHIN_S):
-            await agent_state.handle([e.message for e in events])
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        agent_state.revoke({tp.partition for tp in revoked if tp.topic == agent_state.input_topic})
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        # A partition may come back with another owner's writes since: recover it afresh.
-        agent_state.revoke({tp.partition for tp in assigned if tp.topic == agent_state.input_topic})
+            async with ownership.lock:
+                messages = ownership.owned([e.message for e in events])
+                if messages:
+                    await agent_state.handle(messages)
 
     return agent_state

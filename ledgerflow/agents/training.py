@@ -26,6 +26,7 @@ import faust
 from ledgerflow.agents.app import raw_topic
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
+from ledgerflow.agents.ownership import Ownership
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -62,6 +63,10 @@ class TrainingAgent:
         self._partitions: dict[int, PartitionState] = {}
         self._lock = asyncio.Lock()
         self._started = False
+
+    def use_lock(self, lock: asyncio.Lock) -> None:
+        """Share the ownership lock: batches, expiries and rebalances never interleave."""
+        self._lock = lock
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -143,21 +148,17 @@ class TrainingAgent:
 def register(app: faust.App, settings: Settings) -> TrainingAgent:
     agent_state = TrainingAgent(app, settings)
 
+    ownership = Ownership(agent_state.input_topic)
+    ownership.connect(app, agent_state.revoke)
+    agent_state.use_lock(ownership.lock)
+
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
     async def training(stream: faust.StreamT) -> None:
         async for events in stream.take_events(100, within=0.01):
-            await agent_state.handle([e.message for e in events])
+            await agent_state.handle(ownership.owned([e.message for e in events]))
 
     @app.timer(interval=TICK_S)
     async def expire() -> None:
         await agent_state.tick()
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        agent_state.revoke({tp.partition for tp in revoked if tp.topic == agent_state.input_topic})
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        agent_state.revoke({tp.partition for tp in assigned if tp.topic == agent_state.input_topic})
 
     return agent_state

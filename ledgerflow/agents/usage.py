@@ -27,6 +27,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.ownership import Ownership
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -58,6 +59,10 @@ class UsageAgent:
         self._heads: dict[str, ChainHead] = {}
         self._lock = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
+
+    def use_lock(self, lock: asyncio.Lock) -> None:
+        """Share the ownership lock: batches, ticks and rebalances never interleave."""
+        self._lock = lock
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -175,21 +180,17 @@ def window_config_from_env() -> WindowConfig:
 def register(app: faust.App, settings: Settings) -> UsageAgent:
     agent_state = UsageAgent(settings, window_config_from_env())
 
+    ownership = Ownership(agent_state.input_topic)
+    ownership.connect(app, agent_state.revoke)
+    agent_state.use_lock(ownership.lock)
+
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
     async def usage(stream: faust.StreamT) -> None:
         async for events in stream.take_events(500, within=0.05):
-            await agent_state.handle([e.message for e in events])
+            await agent_state.handle(ownership.owned([e.message for e in events]))
 
     @app.timer(interval=TICK_S)
     async def close_idle_windows() -> None:
         await agent_state.tick()
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        agent_state.revoke({tp.partition for tp in revoked if tp.topic == agent_state.input_topic})
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        agent_state.revoke({tp.partition for tp in assigned if tp.topic == agent_state.input_topic})
 
     return agent_state

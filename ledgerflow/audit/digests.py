@@ -26,7 +26,13 @@ MISSING_LIVE = "missing in the live read model (the rebuild from the log has it)
 EXTRA_LIVE = "present in the live read model but not in the rebuild: no record in the log wrote it"
 
 # Which source topic (base name) writes which kind of key: names the record of a divergence.
-DECISION_KEY_SUFFIXES = (":decisions", ":denials")
+KEY_SOURCES = {
+    ":decisions": "policy.decisions",
+    ":denials": "policy.decisions",
+    ":training": "training.audit",
+    ":usage": "usage.windows",
+}
+DEFAULT_SOURCE = "conversation.events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +140,15 @@ def compare_entity(
 def record_of(key: str, fence: Mapping[str, int], fields: Sequence[str] = ()) -> tuple[str | None, int | None]:
     """The fence entry naming the last record that wrote ``key``'s kind of data.
 
-    Decision data (``:decisions`` / ``:denials`` keys, or hash ``fields`` that all name
-    decisions) comes from ``policy.decisions``; the rest from ``conversation.events``.
+    The source topic follows from the key's suffix (``KEY_SOURCES``); hash ``fields`` that
+    all name decisions (a tenant's ``decisions_*`` counters) come from ``policy.decisions``;
+    the rest from ``conversation.events``.
     """
     if not fence:
         return None, None
-    decision_data = key.endswith(DECISION_KEY_SUFFIXES) or (fields and all("decision" in f for f in fields))
-    wanted = "policy.decisions" if decision_data else "conversation.events"
+    wanted = next((base for suffix, base in KEY_SOURCES.items() if key.endswith(suffix)), DEFAULT_SOURCE)
+    if fields and all("decision" in f for f in fields):
+        wanted = "policy.decisions"
     for cursor in sorted(fence, key=lambda c: -fence[c]):
         if cursor.rsplit(":", 1)[0].endswith(wanted):
             return cursor, fence[cursor]

@@ -1,7 +1,7 @@
 """Rebuilding the read models into a scratch key space and diffing it with the live one.
 
-1. Read the live space's sentinel (is it complete?) and checkpoint (the last offset it
-   applied per ``topic:partition``).
+1. Resolve the live generation (the active pointer), read its sentinel (is it complete?)
+   and checkpoint (the last offset it applied per ``topic:partition``).
 2. Replay the logs into a fresh scratch namespace up to that checkpoint
    (``ledgerflow.projections.rebuild.replay``, the code every rebuild uses).
 3. Read both spaces (SCAN, then pipelined reads) as a digest per key and a fence per
@@ -26,10 +26,12 @@ from ledgerflow.audit.progress import Progress
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.projections.conversations import SOURCES
+from ledgerflow.projections.generations import PROJECTION, active_keys
 from ledgerflow.projections.keys import Keys
-from ledgerflow.projections.rebuild import SOURCES, replay
+from ledgerflow.projections.rebuild import replay
 
-CHECKPOINT = "read-models"  # the projector's checkpoint name (ledgerflow.agents.projector.NAME)
+CHECKPOINT = PROJECTION  # the projector's checkpoint name
 ROUNDS = 3
 SCAN_COUNT = 1000
 READ_BATCH = 500
@@ -92,10 +94,10 @@ class _Space:
 async def audit_projections(
     settings: Settings, report: Report, progress: Callable[[str, int], Progress], *, rounds: int = ROUNDS,
 ) -> None:
-    live_keys = Keys.for_prefix(settings.topic_prefix)
     scratch_keys = Keys(f"lf:audit:{uuid.uuid4().hex[:12]}:")
     redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
+        live_keys = await active_keys(redis, settings.topic_prefix)  # the generation readers use
         await _run(settings, redis, live_keys, scratch_keys, report, progress, rounds)
     except (RedisError, OSError) as exc:
         raise InfrastructureError(

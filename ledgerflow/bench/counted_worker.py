@@ -26,6 +26,7 @@ from typing import Any
 from redis.asyncio.client import Pipeline, Redis
 
 COUNTS = {"round_trips": 0, "commands": 0}
+AGENTS = "policy,projector"  # the path the figures measure: decode → decide → produce → project
 
 
 def install() -> None:
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m ledgerflow.bench.counted_worker")
     p.add_argument("--counters", required=True, type=Path)
     p.add_argument("--target", choices=["worker", "naive"], default="worker")
+    p.add_argument("--agents", default=AGENTS, help=f"the worker's agents (default {AGENTS})")
     args = p.parse_args(argv)
     install()
     threading.Thread(target=_dump_forever, args=(args.counters,), daemon=True).start()
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     from ledgerflow.agents.runner import run_worker
     from ledgerflow.config import load_settings
 
-    run_worker(load_settings())
+    run_worker(load_settings(), agents=args.agents)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ async def raw_consume(settings: Settings, until: dict[TopicPartition, int]) -> i
 
 async def run(settings: Settings, mode: str, namespace: str) -> dict:
     until = await rebuild.end_offsets(settings)
+    emit(started=True)
     cpu0, began = own_cpu_seconds(), time.perf_counter()
     round_trips = 0
     if mode == "raw":

@@ -42,6 +42,7 @@ def _num(x: float | None, unit: str = "") -> str:
 
 def _settings_line(doc: dict[str, Any]) -> str:
     from ledgerflow.agents import policy, projector
+    from ledgerflow.bench.counted_worker import AGENTS
 
     p = doc["plan"]
     return (
@@ -49,7 +50,8 @@ def _settings_line(doc: dict[str, Any]) -> str:
         f"fixed rate {p['cpu_rate']:.0f} events/s for {p['cpu_events']:,} events; "
         f"{p['subscribers']:,} SSE subscribers in {p['client_processes']} client process(es), "
         f"{p['sse_rate']:.0f} turns/s for {p['sse_seconds']:.0f} s per window; codec {p['codec_records']:,} records. "
-        f"Worker defaults: policy batches of {policy.BATCH} within {policy.WITHIN_S * 1000:.0f} ms, projector "
+        f"Worker: `ledgerflow worker --agents {AGENTS}` (the measured path; the training and usage agents "
+        f"are not in it), its defaults: policy batches of {policy.BATCH} within {policy.WITHIN_S * 1000:.0f} ms, projector "
         f"{projector.BATCH} within {projector.WITHIN_S * 1000:.0f} ms, faust max poll 1000 records, commit every 0.5 s; "
         "6 partitions per topic; each trial on its own topic prefix."
     )
@@ -111,6 +113,7 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
             f"Redis commands per event {_num(more['commands_per_event'])} (all in pipelines); "
             f"rebuild Redis round trips per record {_num(more['rebuild_round_trips_per_record'])}."
         ),
+        *_sse_warnings(doc),
         "",
         f"CPU-seconds per million events at {doc['plan']['cpu_rate']:.0f} events/s, by process (median of rounds):",
         "",
@@ -126,6 +129,16 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
     return "\n".join(out)
 
 
+def _sse_warnings(doc: dict[str, Any]) -> list[str]:
+    sse = doc["collected"]["sse"][0] if doc["collected"]["sse"] else {}
+    lost = [r + 1 for r, row in enumerate(latency_rounds(sse)) if row.get("delivered", 1.0) < 0.95]
+    if not lost:
+        return []
+    return ["", f"**Warning:** SSE windows of rounds {lost} lost event frames (streams ended or the edge "
+            f"stopped fanning out); control frames seen: {sse.get('control_frames')}; edge /readyz after each "
+            f"window: {[w.get('edge_ready_after') for w in sse.get('windows', [])]}."]
+
+
 def _profile_lines(profiles: dict[str, Any]) -> list[str]:
     if not profiles:
         return []
@@ -134,7 +147,7 @@ def _profile_lines(profiles: dict[str, Any]) -> list[str]:
                      key=lambda b: -max(p.get("buckets", {}).get(b, 0) for p in profiles.values()))
     lines = ["", ("Where the busy time goes (py-spy, 200 Hz, a separate saturation trial per process; share of "
                   "non-idle samples by the innermost component on the stack):"), "",
-             "| component | " + " | ".join(f"{k} ({_num(profiles[k].get('rate'))} events/s)" for k in kinds) + " |",
+             "| component | " + " | ".join(f"{k} ({_num(profiles[k].get('rate'))} /s)" for k in kinds) + " |",
              "|---|" + "---:|" * len(kinds)]
     for b in buckets:
         lines.append(f"| {b} | " + " | ".join(f"{profiles[k].get('buckets', {}).get(b, 0) * 100:.1f} %"

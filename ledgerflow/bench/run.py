@@ -9,8 +9,9 @@ The sequence:
    (figures 1, 4), rebuild / raw consume of the pipeline's topics (2), the naive agent
    (7), CPU at a fixed rate passthrough / pipeline (3).
 4. The latency trial (5): one set of processes, ``runs`` pairs of raw / SSE windows.
-5. Full runs only: one more saturation trial each of the pipeline and the naive agent
-   under py-spy, for the profile in the summary (not counted in the figures).
+5. Full runs only: one more saturation trial each of the pipeline and the naive agent,
+   and one more rebuild, under py-spy, for the profile in the summary (not counted in
+   the figures).
 6. Delete the run's topics and Redis keys; write JSON, charts and the summary under
    ``out_dir``; full runs also refresh ``docs/benchmarks.md``.
 """
@@ -106,6 +107,12 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
                 env.log(f"bench: profiling {kind} with py-spy")
                 res = await saturation(env, kind, n, profile=env.work_dir / f"profile-{kind}.txt")
                 profiles[kind] = {"rate": res["rate"], **res.get("profile", {})}
+                if kind == "pipeline":
+                    env.log("bench: profiling the rebuild with py-spy")
+                    source = env.settings.with_overrides(topic_prefix=res["prefix"])
+                    rebuilt = (await rebuild_pair(env, source, ("rebuild",), env.work_dir / "profile-rebuild.txt"))
+                    profiles["rebuild"] = {"rate": rebuilt["rebuild"]["rate"],
+                                           **rebuilt["rebuild"].get("profile", {})}
     finally:
         topics, keys = await cleanup(env)  # Step 6.
         env.log(f"bench: cleaned up {topics} topics and {keys} Redis keys")
@@ -139,5 +146,8 @@ def bench_cli(settings: Settings, *, quick: bool, runs: int, events: int, out_di
     written = write_outputs(document, Path(out_dir), update_docs=not quick)
     for path in written:
         _say(f"bench: wrote {path}")
-    shutil.rmtree(work, ignore_errors=True)
+    if env.keep:
+        _say(f"bench: logs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0

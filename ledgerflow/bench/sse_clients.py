@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import signal
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -41,13 +42,15 @@ def _micros(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-async def _follow(stream: RawStream, samples: list[Sample], errors: list[str]) -> None:
+async def _follow(stream: RawStream, samples: list[Sample], errors: list[str], control: Counter[str]) -> None:
     try:
         async for frame in stream:
             if frame.id is None:
-                continue  # control frames (heartbeat …) carry no id and no record
+                control[frame.event] += 1  # control frames (heartbeat …) carry no id and no record
+                continue
             sent = _micros(orjson.loads(frame.data)["occurred_at"])
             samples.append((frame.event, sent, time.time_ns() // 1000 - sent))
+        control["stream ended"] += 1
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         errors.append(repr(exc))
     finally:
@@ -55,7 +58,7 @@ async def _follow(stream: RawStream, samples: list[Sample], errors: list[str]) -
 
 
 async def sse(port: int, token: str, run_id: str, first: int, count: int, stop: asyncio.Event,
-              samples: list[Sample], errors: list[str]) -> None:
+              samples: list[Sample], errors: list[str], control: Counter[str]) -> None:
     ids = conversation_ids(run_id, first + count)[first:]
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
 
@@ -65,7 +68,7 @@ async def sse(port: int, token: str, run_id: str, first: int, count: int, stop: 
                                    token).open()
 
     streams = await asyncio.gather(*(open_one(c) for c in ids))
-    tasks = [asyncio.create_task(_follow(s, samples, errors)) for s in streams]
+    tasks = [asyncio.create_task(_follow(s, samples, errors, control)) for s in streams]
     emit(ready=len(streams))
     await stop.wait()
     for task in tasks:
@@ -102,12 +105,13 @@ async def run(args: argparse.Namespace) -> dict:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     samples: list[Sample] = []
     errors: list[str] = []
+    control: Counter[str] = Counter()
     if args.mode == "sse":
-        await sse(args.port, args.token, args.run_id, args.first, args.count, stop, samples, errors)
+        await sse(args.port, args.token, args.run_id, args.first, args.count, stop, samples, errors, control)
     else:
         await kafka(load_settings().kafka_bootstrap, args.topic, args.partitions, stop, samples)
     args.out.write_bytes(orjson.dumps(samples))
-    return {"samples": len(samples), "errors": errors[:5], "error_count": len(errors),
+    return {"samples": len(samples), "errors": errors[:5], "error_count": len(errors), "control": dict(control),
             "cpu_s": own_cpu_seconds(), "out": str(args.out)}
 
 

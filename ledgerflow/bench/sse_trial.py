@@ -2,8 +2,8 @@
 
 The sequence:
 1. A fresh prefix; its topics plus a raw topic with the same partition count.
-2. Start the worker and the edge (``ledgerflow worker`` / ``ledgerflow serve``, real
-   processes), then the subscriber processes (each opens its share of the conversation
+2. Start the worker and the edge (``ledgerflow worker --agents policy,projector`` /
+   ``ledgerflow serve``, real processes), then the subscriber processes (each opens its share of the conversation
    streams) and the raw Kafka consumer process; wait until every one reports ready.
 3. Warm up: a second of turns, until their decisions are projected (the worker owns its
    partitions and every path is hot).
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ import orjson
 
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
+from ledgerflow.bench.counted_worker import AGENTS
 from ledgerflow.bench.load import LATENCY_TENANT
 from ledgerflow.bench.procs import Child, CpuMeter, spawn
 from ledgerflow.bench.stats import percentile
-from ledgerflow.bench.trials import Env, Observer, prepare
+from ledgerflow.bench.trials import NO_METRICS, Env, Observer, prepare
 from ledgerflow.config import Settings
 from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.testing import free_port
@@ -39,6 +41,14 @@ from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec
 RAW = "bench.raw"
 PARTITIONS = 6  # as conversation.events
 READY_TIMEOUT_S = 180.0
+
+
+def _ready(port: int) -> int:
+    """The edge's /readyz status (0 when it does not answer)."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 def _wait_http(child: Child, base: str, timeout: float = READY_TIMEOUT_S) -> None:
@@ -88,7 +98,8 @@ async def run(env: Env, *, subscribers: int, client_procs: int, rate: float, sec
     run_id = settings.topic_prefix.rstrip(".")
     port = free_port()
     edge_settings = settings.with_overrides(http=f"127.0.0.1:{port}")
-    worker = spawn(settings, "worker", "ledgerflow.cli", ["worker"], work_dir=env.work_dir)  # Step 2.
+    worker = spawn(settings, "worker", "ledgerflow.cli", ["worker", "--agents", AGENTS],  # Step 2.
+                   work_dir=env.work_dir, extra_env=NO_METRICS)
     edge = spawn(edge_settings, "edge", "ledgerflow.cli", ["serve"], work_dir=env.work_dir)
     probes: list[Child] = []
     try:
@@ -120,7 +131,7 @@ async def run(env: Env, *, subscribers: int, client_procs: int, rate: float, sec
             for kind in order:
                 topic = settings.topic(RAW if kind == "raw" else CONVERSATION_EVENTS)
                 w = await _window(env, settings, topic, rate, seconds, run_id, subscribers, pids)
-                windows.append(w | {"kind": kind, "round": r})
+                windows.append(w | {"kind": kind, "round": r, "edge_ready_after": _ready(port)})
                 env.log(f"bench: latency window {r + 1}/{rounds} {kind}: {w['sent']} sent")
     finally:
         results = []
@@ -138,6 +149,23 @@ async def run(env: Env, *, subscribers: int, client_procs: int, rate: float, sec
             samples += [tuple(s) for s in orjson.loads(Path(res["out"]).read_bytes())]
     for w in windows:
         w["latency"] = summarise(samples, w)
+    short = [w for w in windows if w["kind"] == "sse"
+             and w["latency"].get("MessageSubmitted", {}).get("count", 0) < 0.95 * w["sent"]]
+    if short:  # keep the evidence: which windows lost frames, and what the edge said
+        env.keep = True
+        env.log(f"bench: SSE windows lost frames (rounds {[w['round'] for w in short]}); "
+                f"edge log: {edge.log}")
     return {"subscribers": subscribers, "opened": opened, "client_processes": client_procs,
             "rate": rate, "seconds": seconds, "windows": windows,
-            "probe_errors": sum(max(r.get("error_count", 0), 0) for r in results)}
+            "probe_errors": sum(max(r.get("error_count", 0), 0) for r in results),
+            "probe_errors_sample": [e for r in results for e in r.get("errors", [])][:5],
+            "control_frames": _merge(r.get("control", {}) for r in results),
+            "edge_log_tail": edge.log_tail(20) if short else ""}
+
+
+def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out

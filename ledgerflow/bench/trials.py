@@ -24,6 +24,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -43,6 +44,7 @@ from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec, all_topics
 from ledgerflow.traffic import interleaved, publish
 
 SINK = "bench.passthrough"
+NO_METRICS = {"LEDGERFLOW_WORKER_METRICS": "off"}  # no port clash with a worker someone else runs
 POLL_S = 0.02
 START_TIMEOUT_S = 120.0
 EVENT_FIELDS = (b"conversations_started", b"turns", b"conversations_closed")
@@ -59,6 +61,7 @@ class Env:
     stack_pids: dict[str, int]
     log: Any = print
     prefixes: list[str] = field(default_factory=list)
+    keep: bool = False  # keep work_dir (logs, samples) after the run: something looked wrong
 
     def fresh(self, label: str) -> Settings:
         prefix = f"bench-{self.run_id}-{len(self.prefixes) + 1}{label}."
@@ -152,8 +155,12 @@ class Observer:
             got.decisions += sum(int(counters.get(f, 0)) for f in DECISION_FIELDS)
         return got
 
-    async def wait_for(self, events: int, decisions: int, timeout: float) -> tuple[float, float, int]:
-        """Poll until ``events`` and ``decisions`` are done; (t_first_progress, t_done, events at t_first)."""
+    async def wait_for(self, events: int, decisions: int, timeout: float,
+                       on_first: Callable[[], None] | None = None) -> tuple[float, float, int]:
+        """Poll until ``events`` and ``decisions`` are done; (t_first_progress, t_done, events at t_first).
+
+        ``on_first`` is called when the first progress is seen.
+        """
         deadline = time.monotonic() + timeout
         first: tuple[float, int] | None = None
         last_zero = time.monotonic()
@@ -162,6 +169,8 @@ class Observer:
             got = await self.read()
             if first is None and got.events > 0:
                 first = (now, got.events)
+                if on_first is not None:
+                    on_first()
             elif first is None:
                 last_zero = now
             if got.events >= events and got.decisions >= decisions:
@@ -184,7 +193,7 @@ def start_consumer(env: Env, settings: Settings, kind: str) -> tuple[Child, Path
     counters = env.work_dir / f"counters-{uuid.uuid4().hex[:8]}.json"
     target = "naive" if kind == "naive" else "worker"
     child = spawn(settings, kind, "ledgerflow.bench.counted_worker",
-                  ["--counters", str(counters), "--target", target], work_dir=env.work_dir)
+                  ["--counters", str(counters), "--target", target], work_dir=env.work_dir, extra_env=NO_METRICS)
     return child, counters
 
 
@@ -209,13 +218,18 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
     load = await _load(env, settings, "burst", "--events", str(events))
     want_events, want_decisions = _expected(kind, load)
     child, counters = start_consumer(env, settings, kind)
-    sampler = Sampler(child.pid, profile) if profile is not None else None
+    samplers: list[Sampler] = []
+
+    def first_progress() -> None:  # profile the drain, not the start-up
+        if profile is not None:
+            samplers.append(Sampler(child.pid, profile))
+
     try:
         async with Observer(settings, kind) as observer:
             t0, t1, done0 = await observer.wait_for(want_events, want_decisions,
-                                                    START_TIMEOUT_S + want_events / 100)
+                                                    START_TIMEOUT_S + want_events / 100, first_progress)
     finally:
-        sampled = sampler.stop() if sampler is not None else None
+        sampled = samplers[0].stop() if samplers else None
         await asyncio.sleep(0.4 if counters else 0)  # let the counters file catch up
         counts = read_counts(counters) if counters else None
         await asyncio.to_thread(child.stop)
@@ -280,14 +294,22 @@ async def fixed_rate(env: Env, kind: str, events: int, rate: float) -> dict[str,
             "cpu_s": used, "cpu_total_s": total, "cpu_s_per_million": total / want_events * 1e6}
 
 
-async def rebuild_pair(env: Env, settings: Settings, order: tuple[str, ...]) -> dict[str, Any]:
-    """Projection rebuild and raw consume of the topics a pipeline trial filled (figure 2)."""
+async def rebuild_pair(env: Env, settings: Settings, order: tuple[str, ...],
+                       profile: Path | None = None) -> dict[str, Any]:
+    """Projection rebuild and raw consume of the topics a pipeline trial filled (figure 2);
+    with ``profile``, the rebuild is sampled by py-spy from the moment its clock starts."""
     out: dict[str, Any] = {}
     for mode in order:
         ns = f"lf:{settings.topic_prefix}rebuild-{uuid.uuid4().hex[:6]}:"
         child = spawn(settings, f"replay-{mode}", "ledgerflow.bench.replay", [mode, "--namespace", ns],
                       work_dir=env.work_dir)
+        sampler = None
+        if profile is not None and mode == "rebuild":
+            await asyncio.to_thread(child.wait_line, "started", 60.0)
+            sampler = Sampler(child.pid, profile)
         out[mode] = await asyncio.to_thread(child.result, 600.0)
+        if sampler is not None and (sampled := sampler.stop()) is not None:
+            out[mode]["profile"] = summarise(sampled)
     return out
 
 

@@ -23,7 +23,7 @@ from ledgerflow.contracts.chain import compute_hash
 from ledgerflow.contracts.events import derived_event_id
 from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.logs import read_all
-from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.testing import Process
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 from ledgerflow.traffic import interleaved, publish
@@ -63,9 +63,9 @@ async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
     decisions = sum(horizon[topics[0]])
     if decisions < turns:
         return False, f"{decisions} of {turns} decisions"
-    keys = Keys.for_prefix(settings.topic_prefix)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
+        keys = live_keys(client, settings)
         checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
         complete = bool(client.exists(keys.sentinel()))
     finally:
@@ -73,6 +73,12 @@ async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
     behind = [f"{t}:{p}" for t, ends in horizon.items() for p, end in enumerate(ends)
               if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1]
     return complete and not behind, f"read models behind on {behind[:3]} (complete={complete})"
+
+
+def live_keys(client: redis.Redis, settings: Settings) -> Keys:
+    """The read models' live generation (the active pointer; absent = the default)."""
+    generation = client.get(active_pointer(settings.topic_prefix))
+    return Keys.for_prefix(settings.topic_prefix, generation.decode() if generation else DEFAULT_GENERATION)
 
 
 def _audit(settings: Settings, *, projections: bool = True) -> Report:
@@ -149,9 +155,9 @@ def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
     settings: Settings, worker: Process
 ) -> None:
     _traffic(settings, worker, conversations=60)
-    keys = Keys.for_prefix(settings.topic_prefix)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
+        keys = live_keys(client, settings)
         name = next(k.decode() for k in client.scan_iter(match=keys.namespace + "conv:*", count=1000)
                     if k.decode().endswith("}"))
         fence = {k.decode(): int(v) for k, v in client.hgetall(name + ":applied").items()}

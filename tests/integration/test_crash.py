@@ -22,7 +22,7 @@ from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.logs import read_all
-from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.testing import Process, start
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved, publish
@@ -84,9 +84,9 @@ async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
     decisions = sum(horizon[topics[0]])
     if decisions < turns:
         return False, f"{decisions} of {turns} decisions"
-    keys = Keys.for_prefix(settings.topic_prefix)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
+        keys = live_keys(client, settings)
         checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
         complete = bool(client.exists(keys.sentinel()))
     finally:
@@ -94,6 +94,12 @@ async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
     behind = [f"{t}:{p}" for t, ends in horizon.items() for p, end in enumerate(ends)
               if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1]
     return complete and not behind, f"{decisions} decisions; read models behind on {behind[:3]} (complete={complete})"
+
+
+def live_keys(client: redis.Redis, settings: Settings) -> Keys:
+    """The read models' live generation (the active pointer; absent = the default)."""
+    generation = client.get(active_pointer(settings.topic_prefix))
+    return Keys.for_prefix(settings.topic_prefix, generation.decode() if generation else DEFAULT_GENERATION)
 
 
 def _assert_one_decision_per_turn(settings: Settings, turns: int) -> None:

@@ -109,9 +109,18 @@ def test_round_trip_produces_a_record_and_reads_it_back(stack: Settings) -> None
 
 
 def test_stack_status_json_names_the_endpoints_and_our_pids(stack: Settings) -> None:
-    env = {**os.environ, "LEDGERFLOW_STATE_DIR": str(stack.state_dir),
-           "LEDGERFLOW_KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "LEDGERFLOW_REDIS_URL": stack.redis_url,
-           "PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
+    env |= {"LEDGERFLOW_STATE_DIR": str(stack.state_dir), "PYTHONPATH": str(ROOT)}
+    # The same view of the stack as the session: external services by address, a managed
+    # stack by its ports (an address would mark it external).
+    if stack.kafka_external:
+        env["LEDGERFLOW_KAFKA_BOOTSTRAP"] = stack.kafka_bootstrap
+    else:
+        env["LEDGERFLOW_KAFKA_PORT"] = stack.kafka_bootstrap.rsplit(":", 1)[1]
+    if stack.redis_external:
+        env["LEDGERFLOW_REDIS_URL"] = stack.redis_url
+    else:
+        env["LEDGERFLOW_REDIS_PORT"] = str(manage.nodes(stack).redis.port)
     out = subprocess.run([sys.executable, "-m", "ledgerflow.cli", "stack", "status", "--json"],
                          check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -76,3 +76,9 @@ def test_a_tenant_counter_of_decisions_points_at_the_decisions_topic() -> None:
     assert fields == ["decisions_allow"]
     assert digests.record_of("tenant:{acme}", fence, fields) == ("t.policy.decisions:4", 33)
     assert digests.record_of("tenant:{acme}", fence, ["turns"]) == ("t.conversation.events:0", 90)
+
+
+def test_training_and_usage_keys_point_at_their_own_topics() -> None:
+    fence = {"t.conversation.events:0": 90, "t.training.audit:1": 4, "t.usage.windows:1": 12}
+    assert digests.record_of("tenant:{acme}:training", fence) == ("t.training.audit:1", 4)
+    assert digests.record_of("tenant:{acme}:usage", fence) == ("t.usage.windows:1", 12)

@@ -1,0 +1,56 @@
+"""Which input partitions a worker owns, made exclusive with the batch in flight.
+
+The worker runs with ``stream_wait_empty=False``: faust's wait for every buffered event
+to be acked can hang a rebalance forever when ``take_events`` holds events (faust #402 /
+faust-streaming #133 — seen here as a survivor stuck in ``wait_empty`` after a SIGKILL).
+Instead, each stateful agent:
+1. processes a batch while holding ``lock``;
+2. on revocation, takes ``lock`` (so the batch in flight finishes) and forgets the
+   revoked partitions' state before the rebalance goes on;
+3. on assignment, records the new partitions and forgets their state too (another worker
+   may have written since), so it is recovered from the log on first use;
+4. drops any buffered message of a partition it no longer owns: the new owner will
+   process it from its committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import faust
+
+Forget = Callable[[set[int]], None]
+
+
+class Ownership:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.lock = asyncio.Lock()
+        self._assigned: set[int] | None = None  # None until the first assignment
+
+    def owned(self, messages: Sequence[Any]) -> list[Any]:
+        """Step 4."""
+        if self._assigned is None:
+            return list(messages)
+        return [m for m in messages if m.partition in self._assigned]
+
+    def _mine(self, tps: Iterable[Any]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self.topic}
+
+    def connect(self, app: faust.App, forget: Forget) -> None:
+        @app.on_partitions_revoked.connect
+        async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+            async with self.lock:  # Step 2.
+                mine = self._mine(revoked)
+                if self._assigned is not None:
+                    self._assigned -= mine
+                forget(mine)
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+            async with self.lock:  # Step 3.
+                mine = self._mine(assigned)
+                self._assigned = mine
+                forget(mine)
