@@ -29,7 +29,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection (defaults from LEDGERFLOW_* variables)")
-    g.add_argument("--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)")
+    g.add_argument(
+        "--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)"
+    )
     g.add_argument("--redis", metavar="URL", help="Redis URL (LEDGERFLOW_REDIS_URL)")
     g.add_argument("--http", metavar="HOST:PORT", help="where the edge listens (LEDGERFLOW_HTTP)")
     g.add_argument("--topic-prefix", help="prefix for every topic name (LEDGERFLOW_TOPIC_PREFIX)")
@@ -51,9 +53,13 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _running(pid: int | None, managed: bool) -> str:
+    return f"pid {pid}" if pid else ("external" if not managed else "not running")
+
+
 def _describe(info: dict) -> str:
     k, r = info["kafka"], info["redis"]
-    running = lambda pid, managed: f"pid {pid}" if pid else ("external" if not managed else "not running")
+    running = _running
     lines = [
         f"kafka {k['version']}  {k['bootstrap']:<28} {running(k['pid'], k['managed'])}",
         f"redis        {r['url']:<28} {running(r['pid'], r['managed'])}",
@@ -70,8 +76,17 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
     keys = ensure_dev_keys(settings.state_dir)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    print(mint_token(keys, sub=args.sub, tenant=args.tenant, roles=roles, ttl_seconds=args.ttl,
-                     issuer=settings.issuer, audience=settings.audience))
+    print(
+        mint_token(
+            keys,
+            sub=args.sub,
+            tenant=args.tenant,
+            roles=roles,
+            ttl_seconds=args.ttl,
+            issuer=settings.issuer,
+            audience=settings.audience,
+        )
+    )
     return 0
 
 
@@ -113,15 +128,24 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.policy.validation import parse_rule_pack_text
     from ledgerflow.rulepacks import publish_pack
 
-    text = open(args.file, encoding="utf-8").read()
+    with open(args.file, encoding="utf-8") as f:
+        text = f.read()
     fmt = "yaml" if args.file.endswith((".yaml", ".yml")) else "json"
     document = parse_rule_pack_text(text, fmt=fmt)
     if args.tenant:
         document["tenant"] = args.tenant
     document.pop("version", None)
     published = asyncio.run(publish_pack(settings, document, producer_name="cli"))
-    print(json.dumps({"tenant": published.tenant, "version": published.version,
-                      "constitution_hash": published.constitution_hash, "offset": published.offset}))
+    print(
+        json.dumps(
+            {
+                "tenant": published.tenant,
+                "version": published.version,
+                "constitution_hash": published.constitution_hash,
+                "offset": published.offset,
+            }
+        )
+    )
     return 0
 
 
@@ -156,9 +180,19 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
             result = await rebuild_and_switch(settings, redis, progress=progress)
         finally:
             await redis.aclose()
-        print(json.dumps({"projection": args.name, "old_generation": result.old, "new_generation": result.new,
-                          "records": result.replay.records, "applied": result.replay.applied,
-                          "seconds": round(result.replay.seconds, 3), "old_keys_removed": result.removed_keys}))
+        print(
+            json.dumps(
+                {
+                    "projection": args.name,
+                    "old_generation": result.old,
+                    "new_generation": result.new,
+                    "records": result.replay.records,
+                    "applied": result.replay.applied,
+                    "seconds": round(result.replay.seconds, 3),
+                    "old_keys_removed": result.removed_keys,
+                }
+            )
+        )
         return 0
 
     return asyncio.run(run())
@@ -240,10 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(pj)
     pj.set_defaults(handler=cmd_projections)
 
-    au = sub.add_parser("audit", help="replay the logs: verify hash chains, re-derive every decision, "
-                        "check training transitions, rebuild and diff the read models")
+    au = sub.add_parser(
+        "audit",
+        help="replay the logs: verify hash chains, re-derive every decision, "
+        "check training transitions, rebuild and diff the read models",
+    )
     au.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH ('-' = stdout)")
-    au.add_argument("--skip-projections", action="store_true", help="logs only: no read-model rebuild and diff")
+    au.add_argument(
+        "--skip-projections", action="store_true", help="logs only: no read-model rebuild and diff"
+    )
     au.add_argument("--quiet", action="store_true", help="no progress line; no summary when clean")
     _common(au)
     au.set_defaults(handler=cmd_audit)

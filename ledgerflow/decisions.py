@@ -56,9 +56,14 @@ def decide(
         return None
     payload = decision_payload(event, input_hash(value), evaluate(turn, pack, training))
     record = new_event(
-        "PolicyDecision", tenant=event.tenant, subject=event.subject, payload=payload,
-        producer=PRODUCER, occurred_at_micros=event.occurred_at,
-        event_id=derived_event_id("PolicyDecision", event.event_id), trace_id=event.trace_id,
+        "PolicyDecision",
+        tenant=event.tenant,
+        subject=event.subject,
+        payload=payload,
+        producer=PRODUCER,
+        occurred_at_micros=event.occurred_at,
+        event_id=derived_event_id("PolicyDecision", event.event_id),
+        trace_id=event.trace_id,
     )
     return chain(record, head)
 

@@ -25,9 +25,9 @@ from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
 from ledgerflow.errors import StackError
-from ledgerflow.stack import manage
 from ledgerflow.rulepacks import latest_version, publish_pack
 from ledgerflow.sse_client import follow
+from ledgerflow.stack import manage
 from ledgerflow.stack.processes import Managed, spawn, stop, tail
 from ledgerflow.traffic import interleaved, publish
 
@@ -76,7 +76,9 @@ def wait_ready(settings: Settings, edge: Managed, timeout: float = READY_TIMEOUT
     raise StackError(f"the edge did not become ready at {url} within {timeout:.0f} s")
 
 
-def run_demo(settings: Settings, rate: float = 5.0, duration: float = 0.0, tenants: str = "acme,globex") -> int:
+def run_demo(
+    settings: Settings, rate: float = 5.0, duration: float = 0.0, tenants: str = "acme,globex"
+) -> int:
     names = [t.strip() for t in tenants.split(",") if t.strip()]
     stack_was_running = manage.nodes(settings).kafka.process.pid() is not None
     edge, worker = _procs(settings)
@@ -87,9 +89,15 @@ def run_demo(settings: Settings, rate: float = 5.0, duration: float = 0.0, tenan
         _say("demo: waiting for the edge …")
         wait_ready(settings, edge)  # Step 3.
         _publish_example_pack(settings, names[0])
-        token = mint_token(ensure_dev_keys(settings.state_dir), sub="demo-viewer", tenant=names[0],
-                           roles=["subscriber"], ttl_seconds=8 * 3600,
-                           issuer=settings.issuer, audience=settings.audience)
+        token = mint_token(
+            ensure_dev_keys(settings.state_dir),
+            sub="demo-viewer",
+            tenant=names[0],
+            roles=["subscriber"],
+            ttl_seconds=8 * 3600,
+            issuer=settings.issuer,
+            audience=settings.audience,
+        )
         base = f"http://{settings.http}"
         print(
             f"\nledgerflow demo is running ({', '.join(names)}; {rate:g} events/s).\n"
@@ -134,7 +142,9 @@ def _procs(settings: Settings) -> tuple[Managed, Managed]:
     return edge, worker
 
 
-async def _run(settings: Settings, tenants: list[str], rate: float, duration: float, url: str, token: str) -> None:
+async def _run(
+    settings: Settings, tenants: list[str], rate: float, duration: float, url: str, token: str
+) -> None:
     """Traffic in, and the first tenant's live SSE stream printed as it arrives."""
     viewer = asyncio.create_task(_show_stream(url, token))
     try:
@@ -186,5 +196,3 @@ def _restamped(events):  # type: ignore[no-untyped-def]
 
     for event in events:
         yield replace(event, occurred_at=time.time_ns() // 1000)
-
-

@@ -139,8 +139,12 @@ async def _scan(settings: Settings, names: Sequence[str], window: Window) -> Dlq
             return DlqScan((), read, missing)
         # Step 2. The window of each partition, fixed now.
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", client_id="ledgerflow-dlq", request_timeout_ms=15000,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="ledgerflow-dlq",
+            request_timeout_ms=15000,
         )
         started.append(consumer)
         await consumer.start()
@@ -264,8 +268,12 @@ def _row(x: LocatedDeadLetter) -> tuple[str, ...]:
         return (where, "?", UNREADABLE, _clip(x.problem or "", 60), "-", str(len(x.raw)))
     d = x.letter
     return (
-        where, f"{d.source_topic}[{d.partition}]@{d.offset}", d.reason_code,
-        _clip(d.reason, 60), _clip(show_bytes(d.key), 40), str(len(d.value)),
+        where,
+        f"{d.source_topic}[{d.partition}]@{d.offset}",
+        d.reason_code,
+        _clip(d.reason, 60),
+        _clip(show_bytes(d.key), 40),
+        str(len(d.value)),
     )
 
 
@@ -301,7 +309,7 @@ def hexdump(data: bytes, width: int = 16) -> str:
         return "  (empty)"
     lines = []
     for at in range(0, len(data), width):
-        chunk = data[at:at + width]
+        chunk = data[at : at + width]
         hexes = " ".join(f"{b:02x}" for b in chunk).ljust(width * 3 - 1)
         text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
         lines.append(f"  {at:04x}  {hexes}  |{text}|")
@@ -338,22 +346,36 @@ def _b64(data: bytes | None) -> str | None:
 
 def to_json(x: LocatedDeadLetter) -> dict[str, Any]:
     """JSON-ready dict of one letter; bytes (key, value, header values) as base64."""
-    out: dict[str, Any] = {"dlq_topic": x.dlq_topic, "dlq_partition": x.dlq_partition,
-                           "dlq_offset": x.dlq_offset}
+    out: dict[str, Any] = {
+        "dlq_topic": x.dlq_topic,
+        "dlq_partition": x.dlq_partition,
+        "dlq_offset": x.dlq_offset,
+    }
     if x.letter is None:
         return out | {"problem": x.problem, "raw": _b64(x.raw)}
     d = x.letter
     return out | {
-        "source_topic": d.source_topic, "partition": d.partition, "offset": d.offset,
-        "reason_code": d.reason_code, "reason": d.reason, "agent": d.agent,
-        "failed_at": format_micros(d.failed_at), "failed_at_micros": d.failed_at,
-        "key": _b64(d.key), "value": _b64(d.value), "value_size": len(d.value),
+        "source_topic": d.source_topic,
+        "partition": d.partition,
+        "offset": d.offset,
+        "reason_code": d.reason_code,
+        "reason": d.reason,
+        "agent": d.agent,
+        "failed_at": format_micros(d.failed_at),
+        "failed_at_micros": d.failed_at,
+        "key": _b64(d.key),
+        "value": _b64(d.value),
+        "value_size": len(d.value),
         "headers": [{"key": k, "value": _b64(v)} for k, v in d.headers],
     }
 
 
 def dlq_cli(
-    settings: Settings, action: str, topic: str | None, limit: int | None, offset: int | None,
+    settings: Settings,
+    action: str,
+    topic: str | None,
+    limit: int | None,
+    offset: int | None,
     as_json: bool,
 ) -> int:
     """``ledgerflow dlq list [--topic T] [--limit N] [--json]`` / ``dlq show --topic T --offset N``.
@@ -374,11 +396,16 @@ def dlq_cli(
             print(exc)
             return 1
         if found is None:
-            print(f"no dead letter at offset {offset} of {dlq_topic_names(settings, topic)[0]}; "
-                  f"`ledgerflow dlq list --topic {topic}` shows the offsets there are")
+            print(
+                f"no dead letter at offset {offset} of {dlq_topic_names(settings, topic)[0]}; "
+                f"`ledgerflow dlq list --topic {topic}` shows the offsets there are"
+            )
             return 1
-        print(orjson.dumps(to_json(found), option=orjson.OPT_INDENT_2).decode() if as_json
-              else format_detail(found))
+        print(
+            orjson.dumps(to_json(found), option=orjson.OPT_INDENT_2).decode()
+            if as_json
+            else format_detail(found)
+        )
         return 0
     raise ValidationError(f"dlq: unknown action {action!r}; use list or show")
 
@@ -386,14 +413,20 @@ def dlq_cli(
 def render_list(scan: DlqScan, as_json: bool) -> str:
     """What ``dlq list`` prints for ``scan`` (pure)."""
     if as_json:
-        doc = {"dead_letters": [to_json(x) for x in scan.letters], "summary": summarize(scan.letters),
-               "missing_topics": list(scan.missing)}
+        doc = {
+            "dead_letters": [to_json(x) for x in scan.letters],
+            "summary": summarize(scan.letters),
+            "missing_topics": list(scan.missing),
+        }
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
     lines = [_missing_message(", ".join(scan.missing))] if scan.missing else []
     if not scan.letters:
         return "\n".join(lines + ([f"no dead letters in {', '.join(scan.read)}"] if scan.read else []))
     reasons = summarize(scan.letters)["by_reason_code"]
-    lines += [format_table(scan.letters), "",
-              f"{len(scan.letters)} dead letter(s); by reason: "
-              + ", ".join(f"{code} {n}" for code, n in reasons.items())]
+    lines += [
+        format_table(scan.letters),
+        "",
+        f"{len(scan.letters)} dead letter(s); by reason: "
+        + ", ".join(f"{code} {n}" for code, n in reasons.items()),
+    ]
     return "\n".join(lines)

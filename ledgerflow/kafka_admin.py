@@ -73,8 +73,10 @@ async def round_trip(settings: Settings, timeout: float = 30.0) -> float:
             batch = await consumer.getmany(tp, timeout_ms=1000)
             if any(r.value == marker for r in batch.get(tp, [])):
                 return loop.time() - began
-        raise InfrastructureError(f"Kafka at {settings.kafka_bootstrap} accepted a record but did not "
-                                  f"deliver it back within {timeout:.0f} s")
+        raise InfrastructureError(
+            f"Kafka at {settings.kafka_bootstrap} accepted a record but did not "
+            f"deliver it back within {timeout:.0f} s"
+        )
     except KafkaError as exc:
         raise InfrastructureError(
             f"Kafka at {settings.kafka_bootstrap} failed a produce/consume round trip: {exc!r}"

@@ -25,8 +25,11 @@ class RawRecord:
 async def read_topic(settings: Settings, topic: str, batch: int = 5000) -> AsyncIterator[RawRecord]:
     """Every record of ``topic`` (full name) up to its end at call time, partition by partition."""
     counts = await partition_counts(settings, [topic])
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(counts[topic])]
@@ -41,8 +44,15 @@ async def read_topic(settings: Settings, topic: str, batch: int = 5000) -> Async
                     if rec.offset >= ends[tp]:
                         done = True
                         break
-                    yield RawRecord(topic, tp.partition, rec.offset, rec.key, rec.value,
-                                    tuple(rec.headers or ()), rec.timestamp)
+                    yield RawRecord(
+                        topic,
+                        tp.partition,
+                        rec.offset,
+                        rec.key,
+                        rec.value,
+                        tuple(rec.headers or ()),
+                        rec.timestamp,
+                    )
                     done = rec.offset >= ends[tp] - 1
                 if not done and await consumer.position(tp) >= ends[tp]:
                     done = True

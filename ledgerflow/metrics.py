@@ -8,7 +8,9 @@ HTTP_REQUESTS = Counter(
     "ledgerflow_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
 )
 HTTP_LATENCY = Histogram(
-    "ledgerflow_http_request_seconds", "HTTP request latency by route", ["route", "method"],
+    "ledgerflow_http_request_seconds",
+    "HTTP request latency by route",
+    ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams")
@@ -31,7 +33,8 @@ REDIS_ROUND_TRIPS = Counter(
 
 DECISIONS = Counter("policy_decision_total", "Policy decisions by outcome", ["outcome"])
 DECISION_LATENCY = Histogram(
-    "policy_evaluation_seconds", "Per-decision processing time (batch time / decisions)",
+    "policy_evaluation_seconds",
+    "Per-decision processing time (batch time / decisions)",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
 
@@ -39,5 +42,6 @@ TRAINING_OUTCOMES = Counter("training_command_outcomes_total", "training.audit r
 TRAINING_STATE = Gauge("training_mode_state", "1 when a tenant's training mode is enabled", ["tenant"])
 
 USAGE_WINDOWS_EMITTED = Counter("usage_windows_emitted_total", "usage.windows records by kind", ["kind"])
-USAGE_WINDOW_LAG = Gauge("usage_window_lag_seconds", "Wall clock minus watermark per input partition",
-                         ["partition"])
+USAGE_WINDOW_LAG = Gauge(
+    "usage_window_lag_seconds", "Wall clock minus watermark per input partition", ["partition"]
+)

@@ -65,24 +65,34 @@ async def latest_version(settings: Settings, tenant: str) -> int:
     return latest
 
 
-async def publish_pack(settings: Settings, document: dict, *, producer_name: str,
-                       producer: AIOKafkaProducer | None = None) -> Published:
+async def publish_pack(
+    settings: Settings, document: dict, *, producer_name: str, producer: AIOKafkaProducer | None = None
+) -> Published:
     pack: RulePack = load_rule_pack(document)  # Step 1.
     version = await latest_version(settings, pack.tenant) + 1  # Step 2.
     versioned = pack.with_version(version)
     event = new_event(
-        "RulePackPublished", tenant=pack.tenant, subject=pack.tenant,
-        payload=RulePackPublished(version=version, constitution_hash=versioned.constitution_hash,
-                                  document=versioned.canonical_json().decode()),
-        producer=producer_name, occurred_at_micros=time.time_ns() // 1000,
+        "RulePackPublished",
+        tenant=pack.tenant,
+        subject=pack.tenant,
+        payload=RulePackPublished(
+            version=version,
+            constitution_hash=versioned.constitution_hash,
+            document=versioned.canonical_json().decode(),
+        ),
+        producer=producer_name,
+        occurred_at_micros=time.time_ns() // 1000,
     )
     own = producer is None
     if producer is None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        )
         await producer.start()
     try:  # Step 3.
-        meta = await producer.send_and_wait(settings.topic(POLICY_RULES), codec.encode(event),
-                                            key=pack.tenant.encode())
+        meta = await producer.send_and_wait(
+            settings.topic(POLICY_RULES), codec.encode(event), key=pack.tenant.encode()
+        )
     finally:
         if own:
             await producer.stop()

@@ -52,8 +52,12 @@ async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> Asyn
 
 
 async def follow(
-    client: httpx.AsyncClient, url: str, token: str, last_event_id: str | None = None,
-    *, checkpoints: bool = False,
+    client: httpx.AsyncClient,
+    url: str,
+    token: str,
+    last_event_id: str | None = None,
+    *,
+    checkpoints: bool = False,
 ) -> AsyncIterator[SseEvent]:
     """Frames of one SSE connection (raises httpx.HTTPStatusError on a non-200 answer)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
@@ -79,8 +83,18 @@ class SseHttpError(Exception):
 class RawStream:
     """One SSE connection on a bare socket: ``await open()``, ``async for`` events, ``close()``."""
 
-    def __init__(self, host: str, port: int, path: str, token: str, last_event_id: str | None = None,
-                 *, rcvbuf: int | None = None, buffer_limit: int = 65536, checkpoints: bool = False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        token: str,
+        last_event_id: str | None = None,
+        *,
+        rcvbuf: int | None = None,
+        buffer_limit: int = 65536,
+        checkpoints: bool = False,
+    ) -> None:
         self.host, self.port, self.path = host, port, path
         self._token, self._last_event_id = token, last_event_id
         self._rcvbuf, self._limit, self._checkpoints = rcvbuf, buffer_limit, checkpoints
@@ -99,8 +113,12 @@ class RawStream:
             sock.close()
             raise
         self._reader, self._writer = await asyncio.open_connection(sock=sock, limit=self._limit)
-        head = [f"GET {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}",
-                f"Authorization: Bearer {self._token}", "Accept: text/event-stream"]
+        head = [
+            f"GET {self.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Authorization: Bearer {self._token}",
+            "Accept: text/event-stream",
+        ]
         if self._last_event_id:
             head.append(f"Last-Event-ID: {self._last_event_id}")
         self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
@@ -144,8 +162,15 @@ class RawStream:
             self._writer = None
 
 
-async def raw_follow(host: str, port: int, path: str, token: str, last_event_id: str | None = None,
-                     *, rcvbuf: int | None = None) -> AsyncIterator[SseEvent]:
+async def raw_follow(
+    host: str,
+    port: int,
+    path: str,
+    token: str,
+    last_event_id: str | None = None,
+    *,
+    rcvbuf: int | None = None,
+) -> AsyncIterator[SseEvent]:
     """Frames of one SSE connection on a bare socket (SseHttpError on a non-200 answer)."""
     stream = await RawStream(host, port, path, token, last_event_id, rcvbuf=rcvbuf).open()
     try:

@@ -49,8 +49,9 @@ class Process:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start(settings: Settings, name: str, *args: str, log_dir: Path,
-          extra_env: Mapping[str, str] | None = None) -> Process:
+def start(
+    settings: Settings, name: str, *args: str, log_dir: Path, extra_env: Mapping[str, str] | None = None
+) -> Process:
     """``ledgerflow <args>`` as a child process with ``settings`` (and ``extra_env``) in its environment."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}-{int(time.time() * 1000)}.log"
@@ -58,7 +59,8 @@ def start(settings: Settings, name: str, *args: str, log_dir: Path,
         popen = subprocess.Popen(
             [sys.executable, "-m", "ledgerflow.cli", *args],
             env=child_env(settings) | {"PYTHONUNBUFFERED": "1"} | dict(extra_env or {}),
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return Process(name, popen, log)

@@ -30,16 +30,16 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(CONVERSATION_EVENTS, 6, _KEEP_FOREVER),
     # Compacted (latest pack per tenant wins), but only after a year: until then every
     # version stays in the log, so any decision of the last year re-derives from its pack.
-    TopicSpec(POLICY_RULES, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": str(365 * 24 * 3600 * 1000)}),
+    TopicSpec(
+        POLICY_RULES, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": str(365 * 24 * 3600 * 1000)}
+    ),
     TopicSpec(POLICY_DECISIONS, 6, _KEEP_FOREVER),
     TopicSpec(TRAINING_COMMANDS, 3, _KEEP_FOREVER),
     TopicSpec(TRAINING_AUDIT, 3, _KEEP_FOREVER),
     TopicSpec(USAGE_WINDOWS, 3, _KEEP_FOREVER),
 )
 
-DLQ_TOPICS: tuple[TopicSpec, ...] = tuple(
-    TopicSpec(t.base + DLQ_SUFFIX, 1, _KEEP_FOREVER) for t in TOPICS
-)
+DLQ_TOPICS: tuple[TopicSpec, ...] = tuple(TopicSpec(t.base + DLQ_SUFFIX, 1, _KEEP_FOREVER) for t in TOPICS)
 
 
 def all_topics() -> tuple[TopicSpec, ...]:

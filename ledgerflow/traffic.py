@@ -74,8 +74,13 @@ class Mix:
 
 
 def script(
-    rng: random.Random, tenant: str, conversation_id: str, start_micros: int,
-    turns: int = 3, mix: Mix = Mix(), producer: str = "demo-gateway",
+    rng: random.Random,
+    tenant: str,
+    conversation_id: str,
+    start_micros: int,
+    turns: int = 3,
+    mix: Mix = Mix(),
+    producer: str = "demo-gateway",
 ) -> list[Event]:
     """One conversation: started, ``turns`` user/assistant exchanges, closed."""
     model = rng.choice(MODELS)
@@ -84,37 +89,83 @@ def script(
     def ids() -> str:  # seeded, so a script is reproducible
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    events = [new_event("ConversationStarted", tenant=tenant, subject=conversation_id,
-                        payload=ConversationStarted(actor=rng.choice(USERS), model=model),
-                        producer=producer, occurred_at_micros=t, event_id=ids())]
+    events = [
+        new_event(
+            "ConversationStarted",
+            tenant=tenant,
+            subject=conversation_id,
+            payload=ConversationStarted(actor=rng.choice(USERS), model=model),
+            producer=producer,
+            occurred_at_micros=t,
+            event_id=ids(),
+        )
+    ]
     for n in range(1, turns + 1):
         t += rng.randint(200_000, 3_000_000)
         content = mix.pick(rng)
-        events.append(new_event("MessageSubmitted", tenant=tenant, subject=conversation_id,
-                                payload=MessageSubmitted(f"t{n}u", "user", content, model, None),
-                                producer=producer, occurred_at_micros=t, event_id=ids()))
+        events.append(
+            new_event(
+                "MessageSubmitted",
+                tenant=tenant,
+                subject=conversation_id,
+                payload=MessageSubmitted(f"t{n}u", "user", content, model, None),
+                producer=producer,
+                occurred_at_micros=t,
+                event_id=ids(),
+            )
+        )
         t += rng.randint(100_000, 1_000_000)
         reply = rng.choice(ASSISTANT)
-        events.append(new_event("MessageSubmitted", tenant=tenant, subject=conversation_id,
-                                payload=MessageSubmitted(f"t{n}a", "assistant", reply, model,
-                                                         rng.randint(20, 400)),
-                                producer=producer, occurred_at_micros=t, event_id=ids()))
-    events.append(new_event("ConversationClosed", tenant=tenant, subject=conversation_id,
-                            payload=ConversationClosed("user-ended"), producer=producer,
-                            occurred_at_micros=t + 1, event_id=ids()))
+        events.append(
+            new_event(
+                "MessageSubmitted",
+                tenant=tenant,
+                subject=conversation_id,
+                payload=MessageSubmitted(f"t{n}a", "assistant", reply, model, rng.randint(20, 400)),
+                producer=producer,
+                occurred_at_micros=t,
+                event_id=ids(),
+            )
+        )
+    events.append(
+        new_event(
+            "ConversationClosed",
+            tenant=tenant,
+            subject=conversation_id,
+            payload=ConversationClosed("user-ended"),
+            producer=producer,
+            occurred_at_micros=t + 1,
+            event_id=ids(),
+        )
+    )
     return events
 
 
-def interleaved(rng: random.Random, tenants: Sequence[str], conversations: int, start_micros: int,
-                open_at_once: int = 8, run_id: str = "") -> Iterator[Event]:
+def interleaved(
+    rng: random.Random,
+    tenants: Sequence[str],
+    conversations: int,
+    start_micros: int,
+    open_at_once: int = 8,
+    run_id: str = "",
+) -> Iterator[Event]:
     """Events of many conversations interleaved as a gateway would see them (per-conversation order kept)."""
     run_id = run_id or f"{rng.getrandbits(32):08x}"
     started = 0
     active: list[Iterator[Event]] = []
     while started < conversations or active:
         while started < conversations and len(active) < open_at_once:
-            active.append(iter(script(rng, tenants[started % len(tenants)], f"conv-{run_id}-{started}",
-                                      start_micros + started * 1000, turns=rng.randint(1, 4))))
+            active.append(
+                iter(
+                    script(
+                        rng,
+                        tenants[started % len(tenants)],
+                        f"conv-{run_id}-{started}",
+                        start_micros + started * 1000,
+                        turns=rng.randint(1, 4),
+                    )
+                )
+            )
             started += 1
         it = rng.choice(active)
         event = next(it, None)
@@ -129,8 +180,9 @@ class Publisher:
 
     def __init__(self, settings: Settings) -> None:
         self._topic = settings.topic(CONVERSATION_EVENTS)
-        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                          enable_idempotence=True, linger_ms=5)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        )
 
     async def __aenter__(self) -> Publisher:
         await self._producer.start()
@@ -146,8 +198,13 @@ class Publisher:
         await self._producer.flush()
 
 
-async def publish(settings: Settings, events: Iterator[Event], rate: float = 0.0,
-                  progress_every_s: float = 5.0, stop: asyncio.Event | None = None) -> int:
+async def publish(
+    settings: Settings,
+    events: Iterator[Event],
+    rate: float = 0.0,
+    progress_every_s: float = 5.0,
+    stop: asyncio.Event | None = None,
+) -> int:
     """Publish ``events`` (at ``rate`` per second, 0 = as fast as possible); return the count."""
     sent = 0
     began = last = time.monotonic()
@@ -164,8 +221,11 @@ async def publish(settings: Settings, events: Iterator[Event], rate: float = 0.0
             now = time.monotonic()
             if progress_every_s and now - last >= progress_every_s:
                 last = now
-                print(f"traffic: {sent} events published ({sent / (now - began):.1f}/s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"traffic: {sent} events published ({sent / (now - began):.1f}/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         await pub.flush()
     return sent
 

@@ -44,5 +44,11 @@ def create_app(settings: Settings, app_id: str = "ledgerflow-worker") -> faust.A
 
 def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
     """A topic of undecoded bytes: decoding is ours, so poison records reach the DLQ."""
-    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw", allow_empty=True)
+    return app.topic(
+        *names,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )

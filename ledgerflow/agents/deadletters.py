@@ -49,10 +49,16 @@ class DeadLetterSink:
         producer = self._app.producer
         futures = []
         for letter in letters:
-            futures.append(await producer.send(
-                dlq_of(letter.source_topic), letter.key, encode_dead_letter(letter),
-                None, None, None,
-            ))
+            futures.append(
+                await producer.send(
+                    dlq_of(letter.source_topic),
+                    letter.key,
+                    encode_dead_letter(letter),
+                    None,
+                    None,
+                    None,
+                )
+            )
         await producer.flush()
         for fut, letter in zip(futures, letters, strict=True):
             await fut

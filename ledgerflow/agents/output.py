@@ -51,11 +51,13 @@ class CoPartitionedOutput:
                 f"{self.output_topic} has {counts[self.output_topic]} partitions but {self.input_topic} has "
                 f"{counts[self.input_topic]}: they must be equal (outputs are co-partitioned with inputs)"
             )
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
-                                          enable_idempotence=True, linger_ms=2)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+        )
         await self._producer.start()
-        self._reader = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
-                                        enable_auto_commit=False, fetch_max_wait_ms=10)
+        self._reader = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
         await self._reader.start()
 
     async def stop(self) -> None:
@@ -92,8 +94,11 @@ class CoPartitionedOutput:
         futures = []
         for r in records:
             headers = [] if r.input_offset is None else [(INPUT_HEADER, str(r.input_offset).encode())]
-            futures.append(await self._producer.send(self.output_topic, r.value, key=r.key,
-                                                     partition=r.partition, headers=headers))
+            futures.append(
+                await self._producer.send(
+                    self.output_topic, r.value, key=r.key, partition=r.partition, headers=headers
+                )
+            )
         return [meta.offset for meta in await asyncio.gather(*futures)]
 
 

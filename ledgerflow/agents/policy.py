@@ -114,8 +114,13 @@ class PolicyAgent:
                 if self._sink is not None:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
                 continue
-            record = decide(event, msg.value, self._reference.pack_for(event.tenant),
-                            self._reference.training_for(event.tenant), state.heads.get(event.subject))
+            record = decide(
+                event,
+                msg.value,
+                self._reference.pack_for(event.tenant),
+                self._reference.training_for(event.tenant),
+                state.heads.get(event.subject),
+            )
             if record is None:
                 continue
             state.heads[event.subject] = head_after(record)
@@ -178,14 +183,20 @@ class PolicyAgent:
             try:
                 decision = codec.decode(written.value, allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
             except DecodeError:
-                log.error("policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, written.offset)
+                log.error(
+                    "policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, written.offset
+                )
                 continue
             if isinstance(decision.payload, PolicyDecision) and decision.sequence and decision.hash:
                 state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
             if written.input_offset is not None:
                 state.last_input = max(state.last_input, written.input_offset)
-        log.info("policy: partition %d recovered (%d decisions replayed, last input %d)",
-                 p, replayed, state.last_input)
+        log.info(
+            "policy: partition %d recovered (%d decisions replayed, last input %d)",
+            p,
+            replayed,
+            state.last_input,
+        )
         return state
 
 

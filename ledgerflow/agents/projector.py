@@ -33,8 +33,8 @@ from ledgerflow.contracts.events import check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
 from ledgerflow.projections.conversations import SOURCES, project
-from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.generations import active_keys
+from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay
 from ledgerflow.projections.writer import ProjectionWriter
@@ -49,7 +49,10 @@ WITHIN_S = 0.05
 
 class Projector:
     def __init__(
-        self, app: faust.App, settings: Settings, keys: Keys | None = None,
+        self,
+        app: faust.App,
+        settings: Settings,
+        keys: Keys | None = None,
         owns_dlq: frozenset[str] = frozenset({CONVERSATION_EVENTS, POLICY_DECISIONS}),
     ) -> None:
         self._settings = settings
@@ -72,12 +75,18 @@ class Projector:
         """
         writer = self.writer()
         redis = writer.redis
-        log.warning("projector: read models in %s are incomplete (new or flushed Redis); replaying the logs",
-                    self._keys.namespace)
+        log.warning(
+            "projector: read models in %s are incomplete (new or flushed Redis); replaying the logs",
+            self._keys.namespace,
+        )
         stats = await replay(self._settings, redis, self._keys)
         await redis.set(self._keys.sentinel(), str(time.time()))
-        log.warning("projector: replayed %d records (%d applied) in %.1f s",
-                    stats.records, stats.applied, stats.seconds)
+        log.warning(
+            "projector: replayed %d records (%d applied) in %.1f s",
+            stats.records,
+            stats.applied,
+            stats.seconds,
+        )
 
     def writer(self) -> ProjectionWriter:
         if self._writer is None:  # created on the worker's event loop
@@ -97,8 +106,11 @@ class Projector:
             covered = await redis.hgetall(active.checkpoint(NAME))
             start = {k.decode(): int(v) + 1 for k, v in covered.items()}
             stats = await replay(self._settings, redis, active, start=start)
-            log.warning("projector: switched to generation %s (caught up %d records)",
-                        active.generation, stats.records)
+            log.warning(
+                "projector: switched to generation %s (caught up %d records)",
+                active.generation,
+                stats.records,
+            )
         self._keys = active
 
     async def handle(self, messages: Sequence[Any]) -> None:
@@ -131,7 +143,8 @@ class Projector:
         while True:
             try:
                 result = await self.writer().apply(
-                    groups, (self._keys.checkpoint(NAME), checkpoint) if checkpoint else None,
+                    groups,
+                    (self._keys.checkpoint(NAME), checkpoint) if checkpoint else None,
                     probe=self._keys.sentinel(),
                 )
                 if not result.probe_found:

@@ -21,7 +21,12 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
-from ledgerflow.contracts.payloads import RulePackPublished, TrainingDisabled, TrainingEnabled, TrainingExpired
+from ledgerflow.contracts.payloads import (
+    RulePackPublished,
+    TrainingDisabled,
+    TrainingEnabled,
+    TrainingExpired,
+)
 from ledgerflow.errors import DecodeError, LedgerflowError
 from ledgerflow.kafka_admin import partition_counts
 from ledgerflow.policy import RulePack, TrainingState, parse_rule_pack
@@ -61,8 +66,9 @@ class ReferenceData:
 
     async def start(self) -> None:
         counts = await partition_counts(self._settings, self._topics)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
-                                    enable_auto_commit=False, fetch_max_wait_ms=50)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
         await consumer.start()
         tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
         consumer.assign(tps)
@@ -97,7 +103,7 @@ class ReferenceData:
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=200)
-            except Exception:  # noqa: BLE001 - keep reading through broker hiccups
+            except Exception:
                 log.exception("reference data: Kafka read failed; retrying")
                 await asyncio.sleep(1.0)
                 continue

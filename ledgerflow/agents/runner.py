@@ -56,4 +56,6 @@ def serve_metrics(address: str) -> None:
     try:
         start_http_server(int(port), addr=host or "127.0.0.1")
     except OSError as exc:  # several workers on one host: the first one serves
-        log.warning("worker metrics not served on %s (%s); set %s to a free address", address, exc, METRICS_ENV)
+        log.warning(
+            "worker metrics not served on %s (%s); set %s to a free address", address, exc, METRICS_ENV
+        )

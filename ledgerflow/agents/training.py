@@ -132,8 +132,14 @@ class TrainingAgent:
                         out += self._append(state, p, None, due, None)
             await self._output.write(out)
 
-    def _append(self, state: PartitionState, p: int, input_offset: int | None,
-                events: list[TrainingEvent], trace_id: str | None) -> list[Outgoing]:
+    def _append(
+        self,
+        state: PartitionState,
+        p: int,
+        input_offset: int | None,
+        events: list[TrainingEvent],
+        trace_id: str | None,
+    ) -> list[Outgoing]:
         out = []
         for event in events:
             state.tenants[event.tenant] = evolve(state.state(event.tenant), event)

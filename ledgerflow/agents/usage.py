@@ -37,7 +37,7 @@ from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.logs import read_topic
-from ledgerflow.metrics import USAGE_WINDOWS_EMITTED, USAGE_WINDOW_LAG
+from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
 from ledgerflow.usage.windows import UsageState, WindowConfig, add, advance
 from ledgerflow.usage.wire import record_of
@@ -72,8 +72,12 @@ class UsageAgent:
     async def _load_written(self) -> None:
         """Step 1."""
         if self._producer is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
-                                              enable_idempotence=True, linger_ms=5)
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self._settings.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+            )
             await self._producer.start()
         written: set[str] = set()
         async for raw in read_topic(self._settings, self.output_topic):
@@ -90,7 +94,9 @@ class UsageAgent:
         """Step 2: fold input partition ``p`` below ``until`` (emitting only what is missing)."""
         state = UsageState(config=self._config)
         out: list[Event] = []
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             tp = TopicPartition(self.input_topic, p)
@@ -108,7 +114,9 @@ class UsageAgent:
         await self._send(out)
         return state
 
-    def _fold(self, state: UsageState, p: int, value: bytes | None, key: bytes | None) -> tuple[UsageState, list[Event]]:
+    def _fold(
+        self, state: UsageState, p: int, value: bytes | None, key: bytes | None
+    ) -> tuple[UsageState, list[Event]]:
         try:
             event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[CONVERSATION_EVENTS])
             check_key(event, key)
@@ -117,8 +125,14 @@ class UsageAgent:
         payload = event.payload
         if not isinstance(payload, MessageSubmitted):
             return state, []
-        state, emitted = add(state, event.tenant, payload.model, event.occurred_at, payload.tokens,
-                             len(payload.content.encode()))
+        state, emitted = add(
+            state,
+            event.tenant,
+            payload.model,
+            event.occurred_at,
+            payload.tokens,
+            len(payload.content.encode()),
+        )
         return state, [self._record(e, p, event.occurred_at) for e in emitted]
 
     def _record(self, emitted: Any, p: int, occurred_at: int) -> Event:
@@ -134,8 +148,11 @@ class UsageAgent:
             chained = chain(record, self._heads.get(record.tenant))
             self._heads[record.tenant] = head_after(chained)
             self._written.add(record.event_id)
-            futures.append(await self._producer.send(self.output_topic, codec.encode(chained),
-                                                     key=record.tenant.encode()))
+            futures.append(
+                await self._producer.send(
+                    self.output_topic, codec.encode(chained), key=record.tenant.encode()
+                )
+            )
             USAGE_WINDOWS_EMITTED.labels("correction" if record.payload.correction else "closed").inc()  # type: ignore[union-attr]
         if futures:
             await asyncio.gather(*futures)

@@ -68,8 +68,16 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         await hub.start()
         reference = ReferenceData(settings)
         await reference.start()
-        app.state.ctx = EdgeContext(settings, redis, producer, hub, verifier,
-                                    Keys.for_prefix(settings.topic_prefix), reference, heartbeat_s=heartbeat_s)
+        app.state.ctx = EdgeContext(
+            settings,
+            redis,
+            producer,
+            hub,
+            verifier,
+            Keys.for_prefix(settings.topic_prefix),
+            reference,
+            heartbeat_s=heartbeat_s,
+        )
         try:
             yield
         finally:

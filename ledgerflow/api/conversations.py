@@ -33,7 +33,7 @@ async def get_conversation(request: Request) -> JSONResponse:
         pipe.lrange(keys.conversation_turns(principal.tenant, conv_id), 0, -1)
         pipe.hgetall(keys.conversation_decisions(principal.tenant, conv_id))
         fields, turns, decisions = await pipe.execute()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InfrastructureError(f"Redis read failed: {exc!r}") from None
     if not fields:
         # Another tenant's conversation is indistinguishable from a missing one.

@@ -44,9 +44,20 @@ async def forecast(request: Request) -> JSONResponse:
     starts, series = series_of(fields, model)
     points = holt_forecast(series, horizon)  # ValidationError (422) with fewer than 3 windows
     step = (starts[-1] - starts[-2]) if len(starts) >= 2 else 0
-    return JSONResponse({
-        "tenant": principal.tenant, "model": model, "method": "holt-linear-trend",
-        "history": [{"window_start": s, "tokens": v} for s, v in zip(starts, series, strict=True)],
-        "forecast": [{"window_start": starts[-1] + step * p.step, "expected": p.expected,
-                      "lower": p.lower, "upper": p.upper} for p in points],
-    })
+    return JSONResponse(
+        {
+            "tenant": principal.tenant,
+            "model": model,
+            "method": "holt-linear-trend",
+            "history": [{"window_start": s, "tokens": v} for s, v in zip(starts, series, strict=True)],
+            "forecast": [
+                {
+                    "window_start": starts[-1] + step * p.step,
+                    "expected": p.expected,
+                    "lower": p.lower,
+                    "upper": p.upper,
+                }
+                for p in points
+            ],
+        }
+    )

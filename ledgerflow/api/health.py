@@ -22,15 +22,20 @@ async def readyz(request: Request) -> Response:
     try:
         await asyncio.wait_for(ctx.redis.ping(), timeout=2.0)
         checks["redis"] = "ok"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
     checks["kafka"] = "ok" if ctx.hub.healthy else "reader failing"
     if ctx.closing.is_set():
         checks["edge"] = "shutting down"
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks, "sse_subscribers": ctx.hub.subscribers})
-    return problem(503, "Service Unavailable", "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
-                   headers={"Retry-After": "5"}, checks=checks)
+    return problem(
+        503,
+        "Service Unavailable",
+        "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
+        headers={"Retry-After": "5"},
+        checks=checks,
+    )
 
 
 async def metrics(request: Request) -> Response:

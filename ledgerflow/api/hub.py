@@ -132,8 +132,9 @@ class Subscriber:
 class Hub:
     """Reads ``conversation.events`` and ``policy.decisions`` and fans frames out."""
 
-    def __init__(self, settings: Settings, queue_size: int = DEFAULT_QUEUE,
-                 catch_up_slots: int = CATCH_UP_SLOTS) -> None:
+    def __init__(
+        self, settings: Settings, queue_size: int = DEFAULT_QUEUE, catch_up_slots: int = CATCH_UP_SLOTS
+    ) -> None:
         self._settings = settings
         self.queue_size = queue_size
         self._topics = {settings.topic(base): code for base, code in CODES.items()}
@@ -152,8 +153,11 @@ class Hub:
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False,
-            auto_offset_reset="latest", fetch_max_wait_ms=20, max_poll_records=2000,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=20,
+            max_poll_records=2000,
         )
         self.partitions = await partition_counts(self._settings, list(self._topics))
         await consumer.start()
@@ -299,9 +303,12 @@ class Hub:
         if not gaps:
             return
         async with self._catch_up_slots:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
-                                        enable_auto_commit=False, fetch_max_wait_ms=20,
-                                        auto_offset_reset="none")
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.kafka_bootstrap,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=20,
+                auto_offset_reset="none",
+            )
             try:
                 await consumer.start()
                 for key, (first, end) in sorted(gaps.items()):
@@ -313,8 +320,12 @@ class Hub:
                 await consumer.stop()
 
     async def _read_range(
-        self, consumer: AIOKafkaConsumer, sub: Subscriber, key: cursors.TopicPartitionKey,
-        first: int, end: int,
+        self,
+        consumer: AIOKafkaConsumer,
+        sub: Subscriber,
+        key: cursors.TopicPartitionKey,
+        first: int,
+        end: int,
     ) -> AsyncIterator[CatchUpBatch]:
         tp = TopicPartition(self._codes[key[0]], key[1])
         consumer.assign([tp])
@@ -344,8 +355,11 @@ class Hub:
         except DecodeError:
             return None  # the worker dead-letters it; subscribers only see valid events
         return Frame(
-            key=(code, record.partition), offset=record.offset, tenant=event.tenant,
-            conversation_id=_conversation_of(event), event_type=event.type,
+            key=(code, record.partition),
+            offset=record.offset,
+            tenant=event.tenant,
+            conversation_id=_conversation_of(event),
+            event_type=event.type,
             data=orjson.dumps(event.to_json()),
         )
 

@@ -44,19 +44,25 @@ async def put_rules(request: Request) -> JSONResponse:
     tenant = document.setdefault("tenant", principal.tenant)
     if tenant != principal.tenant:
         raise AuthError(
-            f"the token is for tenant {principal.tenant!r}; it cannot publish a pack for {tenant!r}", status=403
+            f"the token is for tenant {principal.tenant!r}; it cannot publish a pack for {tenant!r}",
+            status=403,
         )
     document.pop("version", None)  # versions are assigned at publish time
     try:
-        published = await publish_pack(ctx.settings, document, producer_name=f"edge:{principal.sub}",
-                                       producer=ctx.producer)
+        published = await publish_pack(
+            ctx.settings, document, producer_name=f"edge:{principal.sub}", producer=ctx.producer
+        )
     except (ValidationError, AuthError):
         raise
     except OSError as exc:
         raise InfrastructureError(f"publishing the rule pack failed: {exc!r}") from None
     return JSONResponse(
-        {"tenant": published.tenant, "version": published.version,
-         "constitution_hash": published.constitution_hash, "event_id": published.event_id,
-         "offset": published.offset},
+        {
+            "tenant": published.tenant,
+            "version": published.version,
+            "constitution_hash": published.constitution_hash,
+            "event_id": published.event_id,
+            "offset": published.offset,
+        },
         status_code=201,
     )

@@ -118,8 +118,13 @@ def serve(settings: Settings) -> int:
     knobs = SseKnobs.from_env()
     app = create_app(settings, heartbeat_s=knobs.heartbeat_s)
     config = uvicorn.Config(
-        ApplyKnobs(app, knobs), host=settings.http_host, port=settings.http_port, log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S, access_log=False, lifespan="on",
+        ApplyKnobs(app, knobs),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        access_log=False,
+        lifespan="on",
     )
     EdgeServer(config, app).run()
     return 0

@@ -45,9 +45,12 @@ async def step(request: Request) -> JSONResponse:
     wait = _wait_seconds(request)
     tenant = principal.tenant
     event = new_event(
-        "MessageSubmitted", tenant=tenant, subject=conversation_id,
+        "MessageSubmitted",
+        tenant=tenant,
+        subject=conversation_id,
         payload=MessageSubmitted(f"step-{uuid.uuid4().hex[:12]}", "user", content, str(model), None),
-        producer=f"edge:{principal.sub}", occurred_at_micros=time.time_ns() // 1000,
+        producer=f"edge:{principal.sub}",
+        occurred_at_micros=time.time_ns() // 1000,
     )
     # Step 1.
     key = request.headers.get("idempotency-key")
@@ -79,10 +82,16 @@ async def step(request: Request) -> JSONResponse:
     location = f"/v1/conversations/{conversation_id}"
     if decision is None:
         return JSONResponse(
-            {"event_id": event_id, "conversation_id": conversation_id, "status": "pending",
-             "detail": f"no decision within {wait:g} s; it will appear in the conversation read model",
-             "location": location, "consistency_token": token},
-            status_code=202, headers={"Location": location},
+            {
+                "event_id": event_id,
+                "conversation_id": conversation_id,
+                "status": "pending",
+                "detail": f"no decision within {wait:g} s; it will appear in the conversation read model",
+                "location": location,
+                "consistency_token": token,
+            },
+            status_code=202,
+            headers={"Location": location},
         )
     return JSONResponse(_shape(decision, event_id, conversation_id, token))
 
@@ -100,8 +109,9 @@ def _wait_seconds(request: Request) -> float:
     return value
 
 
-async def _await_decision(ctx: EdgeContext, sub, tenant: str, conversation_id: str,  # noqa: ANN001
-                          event_id: str, wait: float) -> dict | None:
+async def _await_decision(
+    ctx: EdgeContext, sub, tenant: str, conversation_id: str, event_id: str, wait: float
+) -> dict | None:
     deadline = asyncio.get_running_loop().time() + wait
     decisions_key = (await ctx.read_keys()).conversation_decisions(tenant, conversation_id)
     while True:
@@ -119,8 +129,11 @@ async def _await_decision(ctx: EdgeContext, sub, tenant: str, conversation_id: s
             continue
         record = orjson.loads(frame.data)
         if record["payload"]["input_event_id"] == event_id:
-            return {"event_id": record["event_id"], **record["payload"],
-                    "redactions": [[r["start"], r["end"]] for r in record["payload"]["redactions"]]}
+            return {
+                "event_id": record["event_id"],
+                **record["payload"],
+                "redactions": [[r["start"], r["end"]] for r in record["payload"]["redactions"]],
+            }
 
 
 def _shape(decision: dict, event_id: str, conversation_id: str, token: str | None) -> dict:

@@ -155,8 +155,13 @@ async def _live(
         if not reauth_sent and now >= reauth_at:
             reauth_sent = True
             SSE_FRAMES.labels("reauth").inc()
-            yield sse.control_frame("reauth", {"expires_at": expires_at, "detail": "token expires soon: "
-                                               "reconnect with a new token and your last event id"})
+            yield sse.control_frame(
+                "reauth",
+                {
+                    "expires_at": expires_at,
+                    "detail": "token expires soon: reconnect with a new token and your last event id",
+                },
+            )
             continue
         frames = sub.queue.take(MAX_FRAMES_PER_WRITE)
         if frames:
@@ -199,4 +204,3 @@ def _data_frames(position: cursors.Positions, frames: list[Frame]) -> tuple[byte
         out.append(sse.data_frame(cursor, frame.event_type, frame.data))
     SSE_FRAMES.labels("data").inc(len(out))
     return b"".join(out), cursor
-

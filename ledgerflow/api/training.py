@@ -51,22 +51,48 @@ async def _command(request: Request, kind: str) -> Response:
         payload: object = EnableTraining(command_id, principal.sub, reason, ttl, expected)
     else:
         payload = DisableTraining(command_id, principal.sub, reason, None, expected)
-    event = new_event(kind, tenant=principal.tenant, subject=principal.tenant, payload=payload,  # type: ignore[arg-type]
-                      producer=f"edge:{principal.sub}", occurred_at_micros=time.time_ns() // 1000)
+    event = new_event(
+        kind,
+        tenant=principal.tenant,
+        subject=principal.tenant,
+        payload=payload,  # type: ignore[arg-type]
+        producer=f"edge:{principal.sub}",
+        occurred_at_micros=time.time_ns() // 1000,
+    )
     await publish(ctx, TRAINING_COMMANDS, event)
     outcome = await ctx.reference.wait_outcome(command_id, WAIT_S)
     if outcome is None:
-        return JSONResponse({"command_id": command_id, "status": "pending",
-                             "detail": f"no outcome within {WAIT_S:g} s; see GET /v1/training/status"},
-                            status_code=202, headers={"Location": "/v1/training/status"})
+        return JSONResponse(
+            {
+                "command_id": command_id,
+                "status": "pending",
+                "detail": f"no outcome within {WAIT_S:g} s; see GET /v1/training/status",
+            },
+            status_code=202,
+            headers={"Location": "/v1/training/status"},
+        )
     p = outcome.payload
     if outcome.type == "TrainingRejected":  # a refusal is an error: problem+json, 409
-        return problem(409, "Conflict", f"command rejected: {p.rejected_reason}", command_id=command_id,
-                       outcome=outcome.type, version=p.version, audit_event_id=outcome.event_id)
-    return JSONResponse({
-        "command_id": command_id, "accepted": True, "outcome": outcome.type, "version": p.version,
-        "reason": p.reason, "expires_at": p.expires_at, "audit_event_id": outcome.event_id,
-    })
+        return problem(
+            409,
+            "Conflict",
+            f"command rejected: {p.rejected_reason}",
+            command_id=command_id,
+            outcome=outcome.type,
+            version=p.version,
+            audit_event_id=outcome.event_id,
+        )
+    return JSONResponse(
+        {
+            "command_id": command_id,
+            "accepted": True,
+            "outcome": outcome.type,
+            "version": p.version,
+            "reason": p.reason,
+            "expires_at": p.expires_at,
+            "audit_event_id": outcome.event_id,
+        }
+    )
 
 
 async def status(request: Request) -> JSONResponse:
@@ -75,12 +101,14 @@ async def status(request: Request) -> JSONResponse:
     raw = await ctx.redis.hgetall((await ctx.read_keys()).training(principal.tenant))
     view = {k.decode(): v.decode() for k, v in raw.items()}
     expires = view.get("expires_at") or None
-    return JSONResponse({
-        "tenant": principal.tenant,
-        "state": view.get("state", "disabled"),
-        "version": int(view.get("version", 0)),
-        "owner": view.get("owner"),
-        "reason": view.get("reason"),
-        "expires_at": int(expires) if expires else None,
-        "last_rejection": view.get("last_rejection"),
-    })
+    return JSONResponse(
+        {
+            "tenant": principal.tenant,
+            "state": view.get("state", "disabled"),
+            "version": int(view.get("version", 0)),
+            "owner": view.get("owner"),
+            "reason": view.get("reason"),
+            "expires_at": int(expires) if expires else None,
+            "last_rejection": view.get("last_rejection"),
+        }
+    )

@@ -17,9 +17,14 @@ from ledgerflow.projections.ops import Position
 
 
 def finding_of(problem: ChainBreak) -> Finding:
-    return Finding(f"chain.{problem.kind}", problem.topic, problem.partition, problem.offset, problem.key,
-                   f"{problem.detail} (expected sequence {problem.expected_sequence}, "
-                   f"found {problem.found_sequence})")
+    return Finding(
+        f"chain.{problem.kind}",
+        problem.topic,
+        problem.partition,
+        problem.offset,
+        problem.key,
+        f"{problem.detail} (expected sequence {problem.expected_sequence}, found {problem.found_sequence})",
+    )
 
 
 class ChainCheck:
@@ -38,8 +43,14 @@ class ChainCheck:
         try:
             body = record.to_json()
         except ValidationError as exc:  # a record with no JSON form cannot be hashed
-            return Finding("chain.altered", at.topic, at.partition, at.offset, record.subject,
-                           f"the record has no canonical JSON form: {exc}")
+            return Finding(
+                "chain.altered",
+                at.topic,
+                at.partition,
+                at.offset,
+                record.subject,
+                f"the record has no canonical JSON form: {exc}",
+            )
         problem = verifier.feed(Located(at.topic, at.partition, at.offset, record.subject, body))
         return None if problem is None else finding_of(problem)
 

@@ -42,19 +42,25 @@ async def run_audit(settings: Settings, *, projections: bool = True, progress: b
 
 
 def audit_cli(
-    settings: Settings, *, json_out: str | None, skip_projections: bool, quiet: bool,
+    settings: Settings,
+    *,
+    json_out: str | None,
+    skip_projections: bool,
+    quiet: bool,
     progress: bool | None = None,
 ) -> int:
     """Run the audit; print the summary (stdout, or stderr when the JSON goes to stdout); write
     the JSON report to ``json_out`` (a path, or ``-`` for stdout). ``quiet``: no progress line,
     and no summary when everything is clean. Returns the exit code."""
-    report = asyncio.run(run_audit(settings, projections=not skip_projections,
-                                   progress=False if quiet else progress))
+    report = asyncio.run(
+        run_audit(settings, projections=not skip_projections, progress=False if quiet else progress)
+    )
     if json_out == "-":
         print(json.dumps(to_json(report), indent=2, ensure_ascii=False))
     elif json_out:
-        Path(json_out).write_text(json.dumps(to_json(report), indent=2, ensure_ascii=False) + "\n",
-                                  encoding="utf-8")
+        Path(json_out).write_text(
+            json.dumps(to_json(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     if not (quiet and report.clean):
         print(summary(report), file=sys.stderr if json_out == "-" else sys.stdout, flush=True)
     return CLEAN if report.clean else DISCREPANCY

@@ -84,13 +84,17 @@ class DecisionCheck:
         self.decisions += 1
         first = self._decided.get(payload.input_event_id)
         if first is not None:
-            why = (f"input {payload.input_event_id} was already decided at {_where(first)}: "
-                   "one turn, two decisions (redelivered without the offset check, or inserted)")
+            why = (
+                f"input {payload.input_event_id} was already decided at {_where(first)}: "
+                "one turn, two decisions (redelivered without the offset check, or inserted)"
+            )
             return [_finding("duplicate", at, record.subject, why)]
         source = self._inputs.get(payload.input_event_id)
         if source is None:
-            why = (f"no MessageSubmitted {payload.input_event_id} in the input partition co-partitioned "
-                   "with this one: a decision with no input (produced from outside the policy agent)")
+            why = (
+                f"no MessageSubmitted {payload.input_event_id} in the input partition co-partitioned "
+                "with this one: a decision with no input (produced from outside the policy agent)"
+            )
             return [_finding("forged", at, record.subject, why)]
         self._decided[payload.input_event_id] = at
         self._last_decided = max(self._last_decided, source.at.offset)
@@ -109,29 +113,45 @@ class DecisionCheck:
                 continue
             turn = source.event.payload
             turn_id = turn.turn_id if isinstance(turn, MessageSubmitted) else "?"
-            why = (f"turn {turn_id} (MessageSubmitted {event_id}) has no decision, although input offset "
-                   f"{self._last_decided} after it was decided: a lost decision")
-            found.append(Finding("decision.missing", source.at.topic, source.at.partition, source.at.offset,
-                                 source.event.subject, why))
+            why = (
+                f"turn {turn_id} (MessageSubmitted {event_id}) has no decision, although input offset "
+                f"{self._last_decided} after it was decided: a lost decision"
+            )
+            found.append(
+                Finding(
+                    "decision.missing",
+                    source.at.topic,
+                    source.at.partition,
+                    source.at.offset,
+                    source.event.subject,
+                    why,
+                )
+            )
         self._inputs.clear()
         self._decided.clear()
         self._heads.clear()
         self._last_decided = -1
         return found
 
-    def _check_inputs(self, at: Position, record: Event, payload: PolicyDecision, source: _Input) -> list[Finding]:
+    def _check_inputs(
+        self, at: Position, record: Event, payload: PolicyDecision, source: _Input
+    ) -> list[Finding]:
         found = []
         actual = input_hash(source.value)
         if payload.input_hash != actual:
-            why = (f"records input hash {str(payload.input_hash)[:16]}… but the input at {_where(source.at)} "
-                   f"hashes to {actual[:16]}…: the input or the decision was changed")
+            why = (
+                f"records input hash {str(payload.input_hash)[:16]}… but the input at {_where(source.at)} "
+                f"hashes to {actual[:16]}…: the input or the decision was changed"
+            )
             found.append(_finding("input-hash", at, record.subject, why))
         state = (payload.training_version, payload.training_enabled)
         if self._training is not None and state != (0, False):
             known = self._training.get((record.tenant, payload.training_version))
             if known is None or known != payload.training_enabled:
-                why = (f"records training {'on' if payload.training_enabled else 'off'} at version "
-                       f"{payload.training_version}, a state tenant {record.tenant!r} never had in training.audit")
+                why = (
+                    f"records training {'on' if payload.training_enabled else 'off'} at version "
+                    f"{payload.training_version}, a state tenant {record.tenant!r} never had in training.audit"
+                )
                 found.append(_finding("training-state", at, record.subject, why))
         return found
 
@@ -142,8 +162,10 @@ class DecisionCheck:
         head = self._heads.get(record.subject)
         if not packs:
             self._follow_recorded(record)
-            why = (f"rule pack version {payload.rule_pack_version} of tenant {record.tenant!r} (or '*') is not in "
-                   "policy.rules: the decision cannot be re-derived (was the pack compacted away?)")
+            why = (
+                f"rule pack version {payload.rule_pack_version} of tenant {record.tenant!r} (or '*') is not in "
+                "policy.rules: the decision cannot be re-derived (was the pack compacted away?)"
+            )
             return _finding("pack-missing", at, record.subject, why)
         attempts: list[Event] = []
         try:
@@ -164,8 +186,12 @@ class DecisionCheck:
             self._follow_recorded(record)
             return _finding("altered", at, record.subject, "its input needs no decision")
         self._heads[record.subject] = head_after(attempts[0])  # the record the agent would have written
-        return _finding("altered", at, record.subject,
-                        "does not re-derive bit for bit: " + describe_difference(record, attempts[0]))
+        return _finding(
+            "altered",
+            at,
+            record.subject,
+            "does not re-derive bit for bit: " + describe_difference(record, attempts[0]),
+        )
 
     def _follow_recorded(self, record: Event) -> None:
         """No re-derivation: continue the chain from the record as written, if it has chain fields."""
@@ -180,8 +206,11 @@ def describe_difference(recorded: Event, derived: Event) -> str:
     """The fields that differ, e.g. ``payload.outcome: recorded 'deny', re-derived 'allow'``."""
     ours, theirs = _flat(recorded.to_json()), _flat(derived.to_json())
     names = sorted(set(ours) | set(theirs), key=lambda n: (n in ("hash", "prev_hash"), n))
-    diffs = [f"{n}: recorded {ours.get(n)!r}, re-derived {theirs.get(n)!r}" for n in names
-             if ours.get(n) != theirs.get(n)]
+    diffs = [
+        f"{n}: recorded {ours.get(n)!r}, re-derived {theirs.get(n)!r}"
+        for n in names
+        if ours.get(n) != theirs.get(n)
+    ]
     if not diffs:
         return "the JSON forms are equal but the bytes differ (schema version or encoding)"
     more = len(diffs) - MAX_FIELDS_SHOWN

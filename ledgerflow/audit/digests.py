@@ -68,8 +68,11 @@ def _text(value: Any) -> str:
 
 
 def is_bookkeeping(relative_key: str) -> bool:
-    return (relative_key.endswith(FENCE_SUFFIX) or relative_key.startswith(CHECKPOINT_PREFIX)
-            or relative_key == SENTINEL)
+    return (
+        relative_key.endswith(FENCE_SUFFIX)
+        or relative_key.startswith(CHECKPOINT_PREFIX)
+        or relative_key == SENTINEL
+    )
 
 
 def entity_of(relative_key: str) -> str:
@@ -123,8 +126,10 @@ def compare_entity(
             result.moved_on = True
             return result
         c = behind[0]
-        why = (f"the live read model applied {c} up to offset {live_fence.get(c, 'none')} but the log "
-               f"has records for this entity up to offset {rebuilt_fence[c]}: live lost records")
+        why = (
+            f"the live read model applied {c} up to offset {live_fence.get(c, 'none')} but the log "
+            f"has records for this entity up to offset {rebuilt_fence[c]}: live lost records"
+        )
         result.divergences.append(Divergence("fence", fence_of(entity), c, rebuilt_fence[c], why))
         return result
     for key in sorted(set(live) | set(rebuilt)):
@@ -137,7 +142,9 @@ def compare_entity(
     return result
 
 
-def record_of(key: str, fence: Mapping[str, int], fields: Sequence[str] = ()) -> tuple[str | None, int | None]:
+def record_of(
+    key: str, fence: Mapping[str, int], fields: Sequence[str] = ()
+) -> tuple[str | None, int | None]:
     """The fence entry naming the last record that wrote ``key``'s kind of data.
 
     The source topic follows from the key's suffix (``KEY_SOURCES``); hash ``fields`` that
@@ -174,8 +181,10 @@ def describe(live: Snapshot | None, rebuilt: Snapshot | None) -> str:
     if live.kind == "hash":
         ours, theirs = dict(live.content), dict(rebuilt.content)
         names = differing_fields(live, rebuilt)
-        shown = "; ".join(f"field {n!r}: live {_short(ours.get(n))}, rebuilt {_short(theirs.get(n))}"
-                          for n in names[:MAX_SHOWN])
+        shown = "; ".join(
+            f"field {n!r}: live {_short(ours.get(n))}, rebuilt {_short(theirs.get(n))}"
+            for n in names[:MAX_SHOWN]
+        )
         return shown + (f"; and {len(names) - MAX_SHOWN} more field(s)" if len(names) > MAX_SHOWN else "")
     if live.kind in ("list", "zset", "set"):
         ours, theirs = live.content, rebuilt.content

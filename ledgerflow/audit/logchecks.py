@@ -40,8 +40,10 @@ ProgressFactory = Callable[[str, int], Progress]
 
 
 async def audit_logs(settings: Settings, report: Report, progress: ProgressFactory) -> None:
-    names = {base: settings.topic(base) for base in
-             (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, POLICY_RULES, CONVERSATION_EVENTS)}
+    names = {
+        base: settings.topic(base)
+        for base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, POLICY_RULES, CONVERSATION_EVENTS)
+    }
     async with LogReader(settings) as reader:
         horizon = await reader.horizon(names.values())  # Step 1.
         for base, topic in names.items():
@@ -60,8 +62,9 @@ async def audit_logs(settings: Settings, report: Report, progress: ProgressFacto
 
 
 class _Run:
-    def __init__(self, reader: LogReader, horizon: Horizon, report: Report, bar: Progress,
-                 names: dict[str, str]) -> None:
+    def __init__(
+        self, reader: LogReader, horizon: Horizon, report: Report, bar: Progress, names: dict[str, str]
+    ) -> None:
         self.reader, self.horizon, self.report, self.bar, self.names = reader, horizon, report, bar, names
         self.chains = ChainCheck()
 
@@ -132,7 +135,8 @@ class _Run:
             self.report.count("turns pending", check.pending)
             self.report.notes.append(
                 f"{check.pending} turn(s) after the last decided one have no decision yet: the policy agent "
-                "has not reached them (not a discrepancy; audit again once it caught up)")
+                "has not reached them (not a discrepancy; audit again once it caught up)"
+            )
 
 
 def _at(raw: RawRecord) -> Position:
@@ -141,5 +145,11 @@ def _at(raw: RawRecord) -> Position:
 
 def _undecodable(raw: RawRecord, reason: str) -> Finding:
     key = (raw.key or b"").decode("utf-8", "replace")
-    return Finding("record.undecodable", raw.topic, raw.partition, raw.offset, key,
-                   f"{reason}: a record on a topic only ledgerflow's agents write must always decode")
+    return Finding(
+        "record.undecodable",
+        raw.topic,
+        raw.partition,
+        raw.offset,
+        key,
+        f"{reason}: a record on a topic only ledgerflow's agents write must always decode",
+    )

@@ -92,7 +92,11 @@ class _Space:
 
 
 async def audit_projections(
-    settings: Settings, report: Report, progress: Callable[[str, int], Progress], *, rounds: int = ROUNDS,
+    settings: Settings,
+    report: Report,
+    progress: Callable[[str, int], Progress],
+    *,
+    rounds: int = ROUNDS,
 ) -> None:
     scratch_keys = Keys(f"lf:audit:{uuid.uuid4().hex[:12]}:")
     redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
@@ -112,14 +116,28 @@ async def audit_projections(
     report.checks.append("read models")
 
 
-async def _run(settings: Settings, redis: aioredis.Redis, live_keys: Keys, scratch_keys: Keys,
-               report: Report, progress: Callable[[str, int], Progress], rounds: int) -> None:
+async def _run(
+    settings: Settings,
+    redis: aioredis.Redis,
+    live_keys: Keys,
+    scratch_keys: Keys,
+    report: Report,
+    progress: Callable[[str, int], Progress],
+    rounds: int,
+) -> None:
     # Step 1.
     if not await redis.exists(live_keys.sentinel()):
-        report.add(Finding(
-            "projection.incomplete", live_keys.namespace, None, None, live_keys.sentinel(),
-            "the live read models are not complete (never built, or Redis lost its data and the projector "
-            "has not replayed yet): start `ledgerflow worker` and audit again"))
+        report.add(
+            Finding(
+                "projection.incomplete",
+                live_keys.namespace,
+                None,
+                None,
+                live_keys.sentinel(),
+                "the live read models are not complete (never built, or Redis lost its data and the projector "
+                "has not replayed yet): start `ledgerflow worker` and audit again",
+            )
+        )
         return
     live, scratch = _Space(redis, live_keys), _Space(redis, scratch_keys)
     pending: set[str] | None = None  # None: every entity
@@ -135,8 +153,10 @@ async def _run(settings: Settings, redis: aioredis.Redis, live_keys: Keys, scrat
         if not pending:
             break
     if pending:  # Step 4 ran out of rounds.
-        report.notes.append(f"{len(pending)} read-model entities kept changing while audited and were not "
-                            "compared: audit again when traffic is quiet")
+        report.notes.append(
+            f"{len(pending)} read-model entities kept changing while audited and were not "
+            "compared: audit again when traffic is quiet"
+        )
 
 
 async def _compare(live: _Space, scratch: _Space, report: Report, only: set[str] | None) -> set[str]:
@@ -146,8 +166,13 @@ async def _compare(live: _Space, scratch: _Space, report: Report, only: set[str]
         entities &= only
     compared = 0
     for entity in sorted(entities):
-        result = digests.compare_entity(entity, live.digests.get(entity, {}), scratch.digests.get(entity, {}),
-                                        live.fences.get(entity, {}), scratch.fences.get(entity, {}))
+        result = digests.compare_entity(
+            entity,
+            live.digests.get(entity, {}),
+            scratch.digests.get(entity, {}),
+            live.fences.get(entity, {}),
+            scratch.fences.get(entity, {}),
+        )
         if result.moved_on:
             moved_on.add(entity)
             continue
@@ -171,8 +196,14 @@ async def _finding(live: _Space, scratch: _Space, divergence: Divergence, fence:
     topic, _, partition = cursor.rpartition(":")
     if divergence.kind == "fence":
         return Finding("projection.lost", topic, int(partition), offset, key, detail)
-    return Finding("projection.diff", topic, int(partition), offset, key,
-                   f"{detail} (the offset is the last record of {topic} applied to this entity)")
+    return Finding(
+        "projection.diff",
+        topic,
+        int(partition),
+        offset,
+        key,
+        f"{detail} (the offset is the last record of {topic} applied to this entity)",
+    )
 
 
 async def _checkpoint(settings: Settings, redis: aioredis.Redis, keys: Keys) -> dict[TopicPartition, int]:

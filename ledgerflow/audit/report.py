@@ -43,8 +43,12 @@ class Finding:
 
 
 def _order(finding: Finding) -> tuple[str, int, int, str]:
-    return (finding.topic, -1 if finding.partition is None else finding.partition,
-            -1 if finding.offset is None else finding.offset, finding.kind)
+    return (
+        finding.topic,
+        -1 if finding.partition is None else finding.partition,
+        -1 if finding.offset is None else finding.offset,
+        finding.kind,
+    )
 
 
 @dataclass
@@ -89,8 +93,10 @@ def summary(report: Report) -> str:
     """The human summary: what was checked, then every kept finding, one per line."""
     stats = report.stats
     lines = [
-        (f"audit: {'CLEAN' if report.clean else _plural(report.total, 'DISCREPANCY', 'DISCREPANCIES')} "
-         f"({', '.join(report.checks) or 'nothing'} checked in {report.seconds:.1f} s)"),
+        (
+            f"audit: {'CLEAN' if report.clean else _plural(report.total, 'DISCREPANCY', 'DISCREPANCIES')} "
+            f"({', '.join(report.checks) or 'nothing'} checked in {report.seconds:.1f} s)"
+        ),
     ]
     if stats:
         lines.append("  " + ", ".join(f"{name} {value:,}" for name, value in sorted(stats.items())))

@@ -23,12 +23,14 @@ class LogReader:
 
     async def __aenter__(self) -> Self:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False,
-            max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
         )
         try:
             await self._consumer.start()
-        except Exception as exc:  # aiokafka raises several kinds when no broker answers  # noqa: BLE001
+        except Exception as exc:  # aiokafka raises several kinds when no broker answers
             raise InfrastructureError(
                 f"no Kafka broker answers at {self._settings.kafka_bootstrap} ({exc!r}): start one with "
                 "`ledgerflow stack up`, or set LEDGERFLOW_KAFKA_BOOTSTRAP"
@@ -55,7 +57,9 @@ class LogReader:
             ends[topic] = [got[tp] for tp in tps]
         return ends
 
-    async def partition(self, topic: str, partition: int, end: int, batch: int = 5000) -> AsyncIterator[RawRecord]:
+    async def partition(
+        self, topic: str, partition: int, end: int, batch: int = 5000
+    ) -> AsyncIterator[RawRecord]:
         """Records of one partition from its first offset to ``end`` (exclusive)."""
         consumer = self._require()
         if end <= 0:
@@ -68,8 +72,9 @@ class LogReader:
             for rec in got.get(tp, []):
                 if rec.offset >= end:
                     return
-                yield RawRecord(topic, partition, rec.offset, rec.key, rec.value,
-                                tuple(rec.headers or ()), rec.timestamp)
+                yield RawRecord(
+                    topic, partition, rec.offset, rec.key, rec.value, tuple(rec.headers or ()), rec.timestamp
+                )
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:

@@ -29,8 +29,14 @@ class TrainingCheck:
         try:
             event = event_of(record)
         except TypeError:
-            return Finding("training.illegal", at.topic, at.partition, at.offset, record.subject,
-                           f"a {record.type} record does not belong on training.audit")
+            return Finding(
+                "training.illegal",
+                at.topic,
+                at.partition,
+                at.offset,
+                record.subject,
+                f"a {record.type} record does not belong on training.audit",
+            )
         tenant = record.tenant
         state = self._states.get(tenant) or initial_state(tenant)
         problem = check_transition(state, event)
@@ -40,8 +46,14 @@ class TrainingCheck:
             self.states[(tenant, state.version)] = state.enabled
         if problem is None:
             return None
-        return Finding("training.illegal", at.topic, at.partition, at.offset, record.subject,
-                       f"{problem} (tenant {tenant!r}, {type(event).__name__} version {event.version})")
+        return Finding(
+            "training.illegal",
+            at.topic,
+            at.partition,
+            at.offset,
+            record.subject,
+            f"{problem} (tenant {tenant!r}, {type(event).__name__} version {event.version})",
+        )
 
     def state_of(self, tenant: str) -> TrainingState:
         return self._states.get(tenant) or initial_state(tenant)

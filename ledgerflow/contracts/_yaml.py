@@ -75,6 +75,6 @@ def _lines(value: Any, indent: int) -> list[str]:
             out.append(f"{pad}- {_leaf(item)}")
         else:
             nested = _lines(item, indent + 2)
-            out.append(f"{pad}- {nested[0][indent + 2:]}")
+            out.append(f"{pad}- {nested[0][indent + 2 :]}")
             out.extend(nested[1:])
     return out

@@ -50,8 +50,9 @@ def _message(entry: SchemaEntry, key: str) -> dict[str, Any]:
     }
 
 
-def _channel(address: str, description: str, configs: dict[str, str], partitions: int,
-             message_ids: list[str]) -> dict[str, Any]:
+def _channel(
+    address: str, description: str, configs: dict[str, str], partitions: int, message_ids: list[str]
+) -> dict[str, Any]:
     return {
         "address": address,
         "description": description + " Actual name: LEDGERFLOW_TOPIC_PREFIX + address.",
@@ -133,8 +134,7 @@ def document() -> dict[str, Any]:
                 "host": "127.0.0.1:19092",
                 "protocol": "kafka",
                 "description": (
-                    "The local stack (`ledgerflow stack up`); "
-                    "set LEDGERFLOW_KAFKA_BOOTSTRAP for others."
+                    "The local stack (`ledgerflow stack up`); set LEDGERFLOW_KAFKA_BOOTSTRAP for others."
                 ),
             }
         },

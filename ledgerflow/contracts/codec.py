@@ -157,9 +157,7 @@ class Codec:
             raise ValidationError(f"{entry.type}: does not fit schema v{entry.version}: {exc}") from None
         return out.getvalue()
 
-    def _read(
-        self, data: bytes, allowed_types: frozenset[str] | None
-    ) -> tuple[SchemaEntry, dict[str, Any]]:
+    def _read(self, data: bytes, allowed_types: frozenset[str] | None) -> tuple[SchemaEntry, dict[str, Any]]:
         # Step 1. Framing: magic, then the 8-byte fingerprint.
         if data[:2] != MAGIC:
             if data and MAGIC.startswith(data):
@@ -185,10 +183,8 @@ class Codec:
             record = schemaless_reader(body, entry.wire, reader)
         except (EOFError, StopIteration):
             raise DecodeError(f"truncated: body ends early for {entry.type} v{entry.version}") from None
-        except Exception as exc:  # fastavro raises many kinds on garbage  # noqa: BLE001
-            raise DecodeError(
-                f"undecodable: {entry.type} v{entry.version}: {type(exc).__name__}"
-            ) from None
+        except Exception as exc:  # fastavro raises many kinds on garbage
+            raise DecodeError(f"undecodable: {entry.type} v{entry.version}: {type(exc).__name__}") from None
         rest = len(data) - body.tell()
         if rest:
             raise DecodeError(f"undecodable: {rest} trailing bytes after {entry.type} v{entry.version}")

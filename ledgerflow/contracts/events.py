@@ -37,8 +37,18 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _NAMESPACE = uuid.UUID("6f1c3c52-5d0e-4a52-9d55-2f1f0c2f7a10")
 _CHAIN_FIELDS = ("sequence", "prev_hash", "hash")
 _ENVELOPE_KEYS = frozenset(
-    {"event_id", "type", "schema_version", "tenant", "subject", "occurred_at", "producer",
-     "trace_id", "payload", *_CHAIN_FIELDS}
+    {
+        "event_id",
+        "type",
+        "schema_version",
+        "tenant",
+        "subject",
+        "occurred_at",
+        "producer",
+        "trace_id",
+        "payload",
+        *_CHAIN_FIELDS,
+    }
 )
 
 
@@ -73,7 +83,7 @@ class Event:
     prev_hash: str | None = None
     hash: str | None = None
 
-    def with_chain(self, sequence: int, prev_hash: str, hash: str) -> Event:  # noqa: A002
+    def with_chain(self, sequence: int, prev_hash: str, hash: str) -> Event:
         """A copy with the chain fields set (agents only)."""
         return dataclasses.replace(self, sequence=sequence, prev_hash=prev_hash, hash=hash)
 
@@ -199,7 +209,7 @@ def _json_optional(obj: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def new_event(
-    type: str,  # noqa: A002
+    type: str,
     *,
     tenant: str,
     subject: str,
@@ -237,9 +247,7 @@ def validate_envelope(event: Event) -> None:
     Pure (no clock). Raises ValidationError (ContentTooLarge for oversized content).
     """
     if not isinstance(event.event_id, str) or _UUID_RE.match(event.event_id) is None:
-        raise ValidationError(
-            f"event_id: {str(event.event_id)[:60]!r} is not a lowercase canonical UUID"
-        )
+        raise ValidationError(f"event_id: {str(event.event_id)[:60]!r} is not a lowercase canonical UUID")
     cls = PAYLOAD_TYPES.get(event.type)
     if cls is None or type(event.payload) is not cls:
         raise ValidationError(

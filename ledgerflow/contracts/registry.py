@@ -93,8 +93,10 @@ def logical_wrapper_form(schema: Any, namespace: str = "", seen: set[str] | None
     parts.append(f'"type":{json.dumps(kind)}')
     if kind == "record":
         fields = ",".join(
-            "{" + f'"name":{json.dumps(f["name"])},"type":'
-            + logical_wrapper_form(f["type"], namespace, seen) + "}"
+            "{"
+            + f'"name":{json.dumps(f["name"])},"type":'
+            + logical_wrapper_form(f["type"], namespace, seen)
+            + "}"
             for f in schema["fields"]
         )
         parts.append(f'"fields":[{fields}]')
@@ -281,9 +283,7 @@ def render_lock(registry: SchemaRegistry) -> str:
     """The content of ``schemas/fingerprints.lock`` for ``registry``."""
     lines = ["# type version crc64-avro-fingerprint(hex, as on the wire) content-sha256"]
     for entry in registry.entries():
-        lines.append(
-            f"{entry.type} {entry.version} {entry.fingerprint_hex} {content_digest(entry.schema)}"
-        )
+        lines.append(f"{entry.type} {entry.version} {entry.fingerprint_hex} {content_digest(entry.schema)}")
     return "\n".join(lines) + "\n"
 
 

@@ -75,4 +75,3 @@ CONTRACTS: tuple[TopicContract, ...] = (
 
 TOPIC_TYPES: dict[str, frozenset[str]] = {spec.name: spec.types for spec in CONTRACTS}
 """Default topic base name -> record types allowed on it (``decode(allowed_types=...)``)."""
-

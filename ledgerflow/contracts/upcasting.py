@@ -52,8 +52,7 @@ def upcast_payload(
         return record
     payload = record["payload"]
     record["payload"] = {
-        f["name"]: payload.get(f["name"], f.get("default"))
-        for f in newest.payload_schema()["fields"]
+        f["name"]: payload.get(f["name"], f.get("default")) for f in newest.payload_schema()["fields"]
     }
     for step in upcast_steps(type_name, version, newest.version, upcasters):
         record = step(record)

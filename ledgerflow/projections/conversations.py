@@ -24,9 +24,9 @@ from ledgerflow.contracts.payloads import (
     TrainingRejected,
     UsageWindow,
 )
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position, RedisOp
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 RECENT_DENIALS = 50
 SOURCES = (CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS)
@@ -57,11 +57,28 @@ def _ops(payload: object, event: Event, keys: Keys) -> tuple[list[RedisOp], list
 def _(payload: ConversationStarted, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     conv = keys.conversation(event.tenant, event.subject)
     return [
-        RedisOp("HSET", conv, (
-            "tenant", event.tenant, "conversation_id", event.subject, "status", "open",
-            "actor", payload.actor, "model", payload.model, "started_at", event.occurred_at,
-            "updated_at", event.occurred_at, "last_event_id", event.event_id,
-        )),
+        RedisOp(
+            "HSET",
+            conv,
+            (
+                "tenant",
+                event.tenant,
+                "conversation_id",
+                event.subject,
+                "status",
+                "open",
+                "actor",
+                payload.actor,
+                "model",
+                payload.model,
+                "started_at",
+                event.occurred_at,
+                "updated_at",
+                event.occurred_at,
+                "last_event_id",
+                event.event_id,
+            ),
+        ),
     ], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_started", 1))]
 
 
@@ -69,58 +86,99 @@ def _(payload: ConversationStarted, event: Event, keys: Keys) -> tuple[list[Redi
 def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     conv = keys.conversation(event.tenant, event.subject)
     tokens = payload.tokens or 0
-    turn = orjson.dumps({
-        "event_id": event.event_id, "turn_id": payload.turn_id, "role": payload.role,
-        "content": payload.content, "model": payload.model, "tokens": payload.tokens,
-        "occurred_at": event.occurred_at,
-    }).decode()
+    turn = orjson.dumps(
+        {
+            "event_id": event.event_id,
+            "turn_id": payload.turn_id,
+            "role": payload.role,
+            "content": payload.content,
+            "model": payload.model,
+            "tokens": payload.tokens,
+            "occurred_at": event.occurred_at,
+        }
+    ).decode()
     conv_ops = [
-        RedisOp("HSET", conv, (
-            "tenant", event.tenant, "conversation_id", event.subject,
-            "updated_at", event.occurred_at, "last_event_id", event.event_id,
-        )),
+        RedisOp(
+            "HSET",
+            conv,
+            (
+                "tenant",
+                event.tenant,
+                "conversation_id",
+                event.subject,
+                "updated_at",
+                event.occurred_at,
+                "last_event_id",
+                event.event_id,
+            ),
+        ),
         RedisOp("HINCRBY", conv, ("turns", 1)),
         RedisOp("HINCRBY", conv, ("tokens", tokens)),
         RedisOp("RPUSH", keys.conversation_turns(event.tenant, event.subject), (turn,)),
     ]
     tenant = keys.tenant(event.tenant)
-    return conv_ops, [RedisOp("HINCRBY", tenant, ("turns", 1)), RedisOp("HINCRBY", tenant, ("tokens", tokens))]
+    return conv_ops, [
+        RedisOp("HINCRBY", tenant, ("turns", 1)),
+        RedisOp("HINCRBY", tenant, ("tokens", tokens)),
+    ]
 
 
 @_ops.register
 def _(payload: ConversationClosed, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     conv = keys.conversation(event.tenant, event.subject)
     return [
-        RedisOp("HSET", conv, (
-            "tenant", event.tenant, "conversation_id", event.subject, "status", "closed",
-            "closed_reason", payload.reason, "updated_at", event.occurred_at,
-            "last_event_id", event.event_id,
-        )),
+        RedisOp(
+            "HSET",
+            conv,
+            (
+                "tenant",
+                event.tenant,
+                "conversation_id",
+                event.subject,
+                "status",
+                "closed",
+                "closed_reason",
+                payload.reason,
+                "updated_at",
+                event.occurred_at,
+                "last_event_id",
+                event.event_id,
+            ),
+        ),
     ], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_closed", 1))]
 
 
 @_ops.register
 def _(payload: PolicyDecision, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     conv_id = payload.conversation_id
-    decision = orjson.dumps({
-        "event_id": event.event_id, "input_event_id": payload.input_event_id,
-        "outcome": payload.outcome, "score": payload.score,
-        "matched_rules": list(payload.matched_rules), "rule_pack_version": payload.rule_pack_version,
-        "constitution_hash": payload.constitution_hash, "training_version": payload.training_version,
-        "redactions": [[r.start, r.end] for r in payload.redactions],
-    }).decode()
+    decision = orjson.dumps(
+        {
+            "event_id": event.event_id,
+            "input_event_id": payload.input_event_id,
+            "outcome": payload.outcome,
+            "score": payload.score,
+            "matched_rules": list(payload.matched_rules),
+            "rule_pack_version": payload.rule_pack_version,
+            "constitution_hash": payload.constitution_hash,
+            "training_version": payload.training_version,
+            "redactions": [[r.start, r.end] for r in payload.redactions],
+        }
+    ).decode()
     conv_ops = [
         RedisOp("HSET", keys.conversation(event.tenant, conv_id), ("last_decision", decision)),
-        RedisOp("HSET", keys.conversation_decisions(event.tenant, conv_id),
-                (payload.input_event_id, decision)),
+        RedisOp(
+            "HSET", keys.conversation_decisions(event.tenant, conv_id), (payload.input_event_id, decision)
+        ),
     ]
     tenant = keys.tenant(event.tenant)
     tenant_ops = [RedisOp("HINCRBY", tenant, (f"decisions_{payload.outcome}", 1))]
     if payload.outcome == "deny":
         # A sorted set by event time: the same final state whatever order partitions interleave in.
         denials = keys.tenant_denials(event.tenant)
-        tenant_ops += [RedisOp("ZADD", denials, (event.occurred_at, decision)),
-                       RedisOp("ZREMRANGEBYRANK", denials, (0, -RECENT_DENIALS - 1))]
+        tenant_ops += [
+            RedisOp("ZADD", denials, (event.occurred_at, decision)),
+            RedisOp("ZREMRANGEBYRANK", denials, (0, -RECENT_DENIALS - 1)),
+        ]
     return conv_ops, tenant_ops
 
 
@@ -130,10 +188,22 @@ def _(payload: PolicyDecision, event: Event, keys: Keys) -> tuple[list[RedisOp],
 def _(payload: TrainingEnabled, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     status = keys.training(event.tenant)
     fields: tuple[str | int, ...] = (
-        "tenant", event.tenant, "state", "enabled" if event.type == "TrainingEnabled" else "disabled",
-        "version", payload.version, "owner", payload.actor, "reason", payload.reason,
-        "expires_at", payload.expires_at if event.type == "TrainingEnabled" and payload.expires_at else "",
-        "changed_at", event.occurred_at, "last_event", event.type,
+        "tenant",
+        event.tenant,
+        "state",
+        "enabled" if event.type == "TrainingEnabled" else "disabled",
+        "version",
+        payload.version,
+        "owner",
+        payload.actor,
+        "reason",
+        payload.reason,
+        "expires_at",
+        payload.expires_at if event.type == "TrainingEnabled" and payload.expires_at else "",
+        "changed_at",
+        event.occurred_at,
+        "last_event",
+        event.type,
     )
     return [], [RedisOp("HSET", status, fields), RedisOp("HINCRBY", status, (f"count_{event.type}", 1))]
 
@@ -141,8 +211,10 @@ def _(payload: TrainingEnabled, event: Event, keys: Keys) -> tuple[list[RedisOp]
 @_ops.register
 def _(payload: TrainingRejected, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     status = keys.training(event.tenant)
-    return [], [RedisOp("HSET", status, ("tenant", event.tenant, "last_rejection", payload.rejected_reason or "")),
-                RedisOp("HINCRBY", status, ("count_TrainingRejected", 1))]
+    return [], [
+        RedisOp("HSET", status, ("tenant", event.tenant, "last_rejection", payload.rejected_reason or "")),
+        RedisOp("HINCRBY", status, ("count_TrainingRejected", 1)),
+    ]
 
 
 @_ops.register

@@ -59,7 +59,9 @@ class RebuildResult:
 
 
 async def rebuild_and_switch(
-    settings: Settings, redis: aioredis.Redis, progress: Callable[[int, int], None] | None = None,
+    settings: Settings,
+    redis: aioredis.Redis,
+    progress: Callable[[int, int], None] | None = None,
     grace_s: float = GRACE_S,
 ) -> RebuildResult:
     old = await active_keys(redis, settings.topic_prefix)
@@ -68,8 +70,11 @@ async def rebuild_and_switch(
     stats = await replay(settings, redis, new, until=until, progress=progress)  # Step 1.
     covered = await redis.hgetall(new.checkpoint(PROJECTION))  # Step 2.
     applied = {k.decode(): int(v) for k, v in covered.items()}
-    short = [f"{tp.topic}:{tp.partition}" for tp, end in until.items()
-             if end > 0 and applied.get(f"{tp.topic}:{tp.partition}", -1) < end - 1]
+    short = [
+        f"{tp.topic}:{tp.partition}"
+        for tp, end in until.items()
+        if end > 0 and applied.get(f"{tp.topic}:{tp.partition}", -1) < end - 1
+    ]
     if short:
         await drop_space(redis, new)
         raise InfrastructureError(f"rebuild incomplete for {', '.join(short)}; the live space is unchanged")

@@ -23,11 +23,10 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka_admin import partition_counts
-from ledgerflow.projections.conversations import project
+from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.writer import ProjectionWriter
-from ledgerflow.projections.conversations import SOURCES
 
 BATCH = 2000
 
@@ -78,8 +77,12 @@ async def replay(
     total = sum(until.values())
     stats = ReplayStats()
     writer = ProjectionWriter(redis)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         first = {tp: (start or {}).get(f"{tp.topic}:{tp.partition}", 0) for tp in until}
@@ -111,7 +114,9 @@ async def replay(
                 if await consumer.position(tp) >= until[tp]:
                     remaining.discard(tp)
             if groups or checkpoint:
-                result = await writer.apply(groups, (keys.checkpoint("read-models"), checkpoint) if checkpoint else None)
+                result = await writer.apply(
+                    groups, (keys.checkpoint("read-models"), checkpoint) if checkpoint else None
+                )
                 stats.applied += result.applied
                 stats.skipped += result.skipped
                 stats.round_trips += result.round_trips

@@ -100,9 +100,18 @@ def resolve_classpath() -> str:
     with resources.as_file(pom) as pom_path:
         shutil.copy(pom_path, cached.parent / "pom.xml")
     result = subprocess.run(
-        [mvn, "-B", "-q", "-f", str(cached.parent / "pom.xml"), "dependency:build-classpath",
-         f"-Dmdep.outputFile={cached}", "-Dmdep.includeScope=runtime"],
-        capture_output=True, text=True,
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(cached.parent / "pom.xml"),
+            "dependency:build-classpath",
+            f"-Dmdep.outputFile={cached}",
+            "-Dmdep.includeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0 or not cached.exists():
         cached.unlink(missing_ok=True)
@@ -156,17 +165,25 @@ def write_config(node: KafkaNode) -> Path:
         "rootLogger.appenderRef.out.ref = OUT\n"
         "logger.kafka.name = kafka\nlogger.kafka.level = WARN\n"
         "logger.apache.name = org.apache.kafka\nlogger.apache.level = WARN\n"
-        "logger.started.name = kafka.server.KafkaRaftServer\nlogger.started.level = INFO\nlogger.state.name = state.change.logger\nlogger.state.level = WARN\n"
+        "logger.started.name = kafka.server.KafkaRaftServer\nlogger.started.level = INFO\n"
+        "logger.state.name = state.change.logger\nlogger.state.level = WARN\n"
     )
     return path
 
 
 def _java_argv(java: str, classpath: str, node: KafkaNode, main: str, *args: str) -> list[str]:
     return [
-        java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        java,
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={node.dir / 'log4j2.properties'}",
-        "-cp", classpath, main, *args,
+        "-cp",
+        classpath,
+        main,
+        *args,
     ]
 
 
@@ -174,9 +191,11 @@ def format_storage(java: str, classpath: str, node: KafkaNode, config: Path) -> 
     if (node.dir / "data" / "meta.properties").exists():
         return
     result = subprocess.run(
-        _java_argv(java, classpath, node, "kafka.tools.StorageTool",
-                   "format", "-t", _cluster_id(), "-c", str(config)),
-        capture_output=True, text=True,
+        _java_argv(
+            java, classpath, node, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)
+        ),
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise StackError(f"Formatting Kafka storage failed:\n{(result.stdout + result.stderr)[-3000:]}")

@@ -55,7 +55,10 @@ def _alive(pid: int) -> bool:
 
 
 def spawn(
-    proc: Managed, argv: Sequence[str], log_file: Path, cwd: Path | None = None,
+    proc: Managed,
+    argv: Sequence[str],
+    log_file: Path,
+    cwd: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
     """Start ``argv`` in its own session, output to ``log_file``; record its pid."""

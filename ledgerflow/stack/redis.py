@@ -30,7 +30,9 @@ class RedisNode:
     def process(self) -> Managed:
         return Managed(
             # redis-server rewrites its process title to "redis-server HOST:PORT".
-            "redis", self.dir / "redis.pid", (str(self.dir), f"{self.host}:{self.port}")
+            "redis",
+            self.dir / "redis.pid",
+            (str(self.dir), f"{self.host}:{self.port}"),
         )
 
 
@@ -58,9 +60,23 @@ def start(node: RedisNode) -> int:
     node.dir.mkdir(parents=True, exist_ok=True)
     pid = spawn(
         node.process,
-        [server, "--bind", node.host, "--port", str(node.port), "--save", "",
-         "--appendonly", "no", "--dir", str(node.dir), "--protected-mode", "yes",
-         "--daemonize", "no"],
+        [
+            server,
+            "--bind",
+            node.host,
+            "--port",
+            str(node.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(node.dir),
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+        ],
         node.log_file,
     )
     wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file)

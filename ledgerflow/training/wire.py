@@ -9,10 +9,20 @@ from __future__ import annotations
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import (
     DisableTraining as DisableCommand,
+)
+from ledgerflow.contracts.payloads import (
     EnableTraining as EnableCommand,
+)
+from ledgerflow.contracts.payloads import (
     TrainingDisabled as DisabledRecord,
+)
+from ledgerflow.contracts.payloads import (
     TrainingEnabled as EnabledRecord,
+)
+from ledgerflow.contracts.payloads import (
     TrainingExpired as ExpiredRecord,
+)
+from ledgerflow.contracts.payloads import (
     TrainingRejected as RejectedRecord,
 )
 from ledgerflow.training.aggregate import MICROS_PER_SECOND
@@ -40,20 +50,35 @@ def command_of(event: Event, admin: bool = True) -> TrainingCommand:
     p = event.payload
     roles = ("admin",) if admin else ()
     if isinstance(p, EnableCommand):
-        return EnableTraining(command_id=p.command_id, tenant=event.tenant, actor=p.actor, actor_roles=roles,
-                              reason=p.reason, ttl_seconds=p.ttl_seconds, expected_version=p.expected_version,
-                              issued_at=event.occurred_at)
+        return EnableTraining(
+            command_id=p.command_id,
+            tenant=event.tenant,
+            actor=p.actor,
+            actor_roles=roles,
+            reason=p.reason,
+            ttl_seconds=p.ttl_seconds,
+            expected_version=p.expected_version,
+            issued_at=event.occurred_at,
+        )
     if isinstance(p, DisableCommand):
-        return DisableTraining(command_id=p.command_id, tenant=event.tenant, actor=p.actor, actor_roles=roles,
-                               reason=p.reason, expected_version=p.expected_version, issued_at=event.occurred_at)
+        return DisableTraining(
+            command_id=p.command_id,
+            tenant=event.tenant,
+            actor=p.actor,
+            actor_roles=roles,
+            reason=p.reason,
+            expected_version=p.expected_version,
+            issued_at=event.occurred_at,
+        )
     raise TypeError(f"{event.type} is not a training command")
 
 
 def record_of(event: TrainingEvent, *, trace_id: str | None = None) -> Event:
     """The unchained ``training.audit`` record of an aggregate event (deterministic id)."""
     if isinstance(event, TrainingEnabled):
-        payload: object = EnabledRecord(event.command_id, event.version, event.actor, event.reason,
-                                        event.expires_at, None)
+        payload: object = EnabledRecord(
+            event.command_id, event.version, event.actor, event.reason, event.expires_at, None
+        )
         ident = event.command_id
     elif isinstance(event, TrainingDisabled):
         payload = DisabledRecord(event.command_id, event.version, event.actor, event.reason, None, None)
@@ -62,13 +87,21 @@ def record_of(event: TrainingEvent, *, trace_id: str | None = None) -> Event:
         payload = ExpiredRecord(None, event.version, EXPIRY_ACTOR, "the TTL elapsed", event.expires_at, None)
         ident = f"expiry-{event.version}"
     else:
-        payload = RejectedRecord(event.command_id, event.version, event.actor, event.reason, None,
-                                 f"{event.code}: {event.reason}")
+        payload = RejectedRecord(
+            event.command_id, event.version, event.actor, event.reason, None, f"{event.code}: {event.reason}"
+        )
         ident = event.command_id
     kind = type(event).__name__
-    return new_event(kind, tenant=event.tenant, subject=event.tenant, payload=payload,  # type: ignore[arg-type]
-                     producer=PRODUCER, occurred_at_micros=event.occurred_at, trace_id=trace_id,
-                     event_id=derived_event_id(kind, event.tenant, ident))
+    return new_event(
+        kind,
+        tenant=event.tenant,
+        subject=event.tenant,
+        payload=payload,  # type: ignore[arg-type]
+        producer=PRODUCER,
+        occurred_at_micros=event.occurred_at,
+        trace_id=trace_id,
+        event_id=derived_event_id(kind, event.tenant, ident),
+    )
 
 
 def event_of(record: Event) -> TrainingEvent:
@@ -77,18 +110,42 @@ def event_of(record: Event) -> TrainingEvent:
     at = record.occurred_at
     if isinstance(p, EnabledRecord):
         expires = p.expires_at if p.expires_at is not None else at
-        return TrainingEnabled(tenant=record.tenant, version=p.version, command_id=p.command_id or "",
-                               actor=p.actor, reason=p.reason, ttl_seconds=(expires - at) // MICROS_PER_SECOND,
-                               occurred_at=at, expires_at=expires, issued_at=at)
+        return TrainingEnabled(
+            tenant=record.tenant,
+            version=p.version,
+            command_id=p.command_id or "",
+            actor=p.actor,
+            reason=p.reason,
+            ttl_seconds=(expires - at) // MICROS_PER_SECOND,
+            occurred_at=at,
+            expires_at=expires,
+            issued_at=at,
+        )
     if isinstance(p, DisabledRecord):
-        return TrainingDisabled(tenant=record.tenant, version=p.version, command_id=p.command_id or "",
-                                actor=p.actor, reason=p.reason, occurred_at=at, issued_at=at)
+        return TrainingDisabled(
+            tenant=record.tenant,
+            version=p.version,
+            command_id=p.command_id or "",
+            actor=p.actor,
+            reason=p.reason,
+            occurred_at=at,
+            issued_at=at,
+        )
     if isinstance(p, ExpiredRecord):
-        return TrainingExpired(tenant=record.tenant, version=p.version, expires_at=p.expires_at or at,
-                               occurred_at=at)
+        return TrainingExpired(
+            tenant=record.tenant, version=p.version, expires_at=p.expires_at or at, occurred_at=at
+        )
     if isinstance(p, RejectedRecord):
         code, _, message = (p.rejected_reason or "").partition(": ")
-        return TrainingRejected(tenant=record.tenant, version=p.version, command_id=p.command_id or "",
-                                command_type="", actor=p.actor, code=code, reason=message or p.reason,
-                                occurred_at=at, issued_at=at)
+        return TrainingRejected(
+            tenant=record.tenant,
+            version=p.version,
+            command_id=p.command_id or "",
+            command_type="",
+            actor=p.actor,
+            code=code,
+            reason=message or p.reason,
+            occurred_at=at,
+            issued_at=at,
+        )
     raise TypeError(f"{record.type} is not a training.audit record")

@@ -20,9 +20,31 @@ def producer_of(partition: int) -> str:
 def record_of(emitted: WindowClosed | LateUsage, partition: int, occurred_at: int) -> Event:
     revision = emitted.revision if isinstance(emitted, WindowClosed) else -1
     correction = emitted.correction if isinstance(emitted, WindowClosed) else True
-    ident = derived_event_id("UsageWindow", emitted.tenant, emitted.model, str(emitted.window_start),
-                             str(revision), str(partition), str(occurred_at) if revision < 0 else "")
-    payload = UsageWindow(emitted.model, emitted.window_start, emitted.window_end, emitted.tokens,
-                          emitted.events, emitted.estimated_tokens, correction, revision)
-    return new_event("UsageWindow", tenant=emitted.tenant, subject=emitted.tenant, payload=payload,
-                     producer=producer_of(partition), occurred_at_micros=occurred_at, event_id=ident)
+    ident = derived_event_id(
+        "UsageWindow",
+        emitted.tenant,
+        emitted.model,
+        str(emitted.window_start),
+        str(revision),
+        str(partition),
+        str(occurred_at) if revision < 0 else "",
+    )
+    payload = UsageWindow(
+        emitted.model,
+        emitted.window_start,
+        emitted.window_end,
+        emitted.tokens,
+        emitted.events,
+        emitted.estimated_tokens,
+        correction,
+        revision,
+    )
+    return new_event(
+        "UsageWindow",
+        tenant=emitted.tenant,
+        subject=emitted.tenant,
+        payload=payload,
+        producer=producer_of(partition),
+        occurred_at_micros=occurred_at,
+        event_id=ident,
+    )

@@ -39,8 +39,12 @@ def stack() -> Iterator[Settings]:
     if env.kafka_external or env.redis_external:
         base = env  # the user pointed us at running services: use them, start nothing
     else:
-        base = Settings(kafka_bootstrap=TEST_KAFKA, redis_url=TEST_REDIS,
-                        state_dir=ROOT / ".ledgerflow-test", http="127.0.0.1:0")
+        base = Settings(
+            kafka_bootstrap=TEST_KAFKA,
+            redis_url=TEST_REDIS,
+            state_dir=ROOT / ".ledgerflow-test",
+            http="127.0.0.1:0",
+        )
     started_here = manage.nodes(base).kafka.process.pid() is None and not base.kafka_external
     try:
         manage.up(base, say=_say)
@@ -97,8 +101,9 @@ def tokens(stack: Settings):  # type: ignore[no-untyped-def]
     keys = ensure_dev_keys(stack.state_dir)
 
     def make(tenant: str = "acme", roles: str = "subscriber,producer", **kw: object) -> str:
-        return mint_token(keys, sub="test", tenant=tenant, roles=roles,
-                          issuer=stack.issuer, audience=stack.audience, **kw)  # type: ignore[arg-type]
+        return mint_token(
+            keys, sub="test", tenant=tenant, roles=roles, issuer=stack.issuer, audience=stack.audience, **kw
+        )  # type: ignore[arg-type]
 
     return make
 

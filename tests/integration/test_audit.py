@@ -33,8 +33,9 @@ CONVERSATIONS = 150
 
 def _traffic(settings: Settings, worker: Process, conversations: int = CONVERSATIONS) -> int:
     """Publish interleaved conversations; wait until decided and projected; return the turn count."""
-    events = list(interleaved(random.Random(11), ["acme", "globex", "initech"], conversations,
-                              time.time_ns() // 1000))
+    events = list(
+        interleaved(random.Random(11), ["acme", "globex", "initech"], conversations, time.time_ns() // 1000)
+    )
     asyncio.run(publish(settings, iter(events), progress_every_s=0))
     turns = sum(1 for e in events if e.type == "MessageSubmitted")
     wait_settled(settings, turns, worker)
@@ -70,8 +71,12 @@ async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
         complete = bool(client.exists(keys.sentinel()))
     finally:
         client.close()
-    behind = [f"{t}:{p}" for t, ends in horizon.items() for p, end in enumerate(ends)
-              if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1]
+    behind = [
+        f"{t}:{p}"
+        for t, ends in horizon.items()
+        for p, end in enumerate(ends)
+        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
+    ]
     return complete and not behind, f"read models behind on {behind[:3]} (complete={complete})"
 
 
@@ -108,13 +113,16 @@ def test_audit_of_untouched_traffic_is_clean_and_writes_a_json_report(
     assert not _scratch_keys(settings), "the audit left its scratch key space behind"
 
 
-def test_forged_decision_produced_into_policy_decisions_is_located(settings: Settings, worker: Process) -> None:
+def test_forged_decision_produced_into_policy_decisions_is_located(
+    settings: Settings, worker: Process
+) -> None:
     _traffic(settings, worker)
     decisions = asyncio.run(read_all(settings, settings.topic(POLICY_DECISIONS)))
     genuine = codec.decode(decisions[-1].value)
     fake_input = str(uuid.uuid4())
     forged = dataclasses.replace(
-        genuine, event_id=derived_event_id("PolicyDecision", fake_input),
+        genuine,
+        event_id=derived_event_id("PolicyDecision", fake_input),
         payload=dataclasses.replace(genuine.payload, input_event_id=fake_input, outcome="allow", score=0.0),
     )
     made_up = "5a" * 32  # a chain that links to nothing
@@ -138,13 +146,17 @@ def test_record_altered_in_a_copied_log_is_located(settings: Settings, worker: P
     for base in (CONVERSATION_EVENTS, POLICY_RULES, POLICY_DECISIONS):
         records = asyncio.run(read_all(settings, settings.topic(base)))
         if base == POLICY_DECISIONS:
-            victim = next(r for r in records[len(records) // 2:] if codec.decode(r.value).payload.outcome == "allow")
+            victim = next(
+                r for r in records[len(records) // 2 :] if codec.decode(r.value).payload.outcome == "allow"
+            )
         asyncio.run(_copy(copy, base, records, victim))
     assert victim is not None
     where = (copy.topic(POLICY_DECISIONS), victim.partition, victim.offset)
 
     report = _audit(copy, projections=False)
-    assert {("decision.altered", *where), ("chain.altered", *where)} == _positions(report), report.findings[:5]
+    assert {("decision.altered", *where), ("chain.altered", *where)} == _positions(report), report.findings[
+        :5
+    ]
     altered = next(f for f in report.findings if f.kind == "decision.altered")
     assert "payload.outcome: recorded 'deny', re-derived 'allow'" in altered.detail
     untouched = _audit(settings, projections=False)
@@ -158,8 +170,11 @@ def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
         keys = live_keys(client, settings)
-        name = next(k.decode() for k in client.scan_iter(match=keys.namespace + "conv:*", count=1000)
-                    if k.decode().endswith("}"))
+        name = next(
+            k.decode()
+            for k in client.scan_iter(match=keys.namespace + "conv:*", count=1000)
+            if k.decode().endswith("}")
+        )
         fence = {k.decode(): int(v) for k, v in client.hgetall(name + ":applied").items()}
         client.hincrby(name, "turns", 5)
     finally:
@@ -170,7 +185,10 @@ def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
     assert [f.key for f in diffs] == [name], report.findings[:5]
     cursor = next(c for c in fence if c.rpartition(":")[0] == settings.topic(CONVERSATION_EVENTS))
     assert (diffs[0].topic, diffs[0].partition, diffs[0].offset) == (
-        settings.topic(CONVERSATION_EVENTS), int(cursor.rpartition(":")[2]), fence[cursor])
+        settings.topic(CONVERSATION_EVENTS),
+        int(cursor.rpartition(":")[2]),
+        fence[cursor],
+    )
     assert "field 'turns'" in diffs[0].detail
     assert report.total == 1
     assert not _scratch_keys(settings)
@@ -194,12 +212,17 @@ async def _copy(target: Settings, base: str, records: list, victim) -> None:
         for raw in records:
             value = raw.value
             if victim is not None and (raw.topic, raw.partition, raw.offset) == (
-                    victim.topic, victim.partition, victim.offset):
+                victim.topic,
+                victim.partition,
+                victim.offset,
+            ):
                 event = codec.decode(value)
-                value = codec.encode(dataclasses.replace(
-                    event, payload=dataclasses.replace(event.payload, outcome="deny")))
-            meta = await producer.send_and_wait(target.topic(base), value, key=raw.key,
-                                                partition=raw.partition, headers=list(raw.headers))
+                value = codec.encode(
+                    dataclasses.replace(event, payload=dataclasses.replace(event.payload, outcome="deny"))
+                )
+            meta = await producer.send_and_wait(
+                target.topic(base), value, key=raw.key, partition=raw.partition, headers=list(raw.headers)
+            )
             assert meta.offset == raw.offset, "the copy must keep every record's offset"
     finally:
         await producer.stop()

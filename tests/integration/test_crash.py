@@ -42,7 +42,7 @@ class Feed:
     def _run(self, settings: Settings, events: list, rate: float) -> None:
         try:
             asyncio.run(publish(settings, iter(events), rate=rate, progress_every_s=0))
-        except BaseException as exc:  # noqa: BLE001 - reported by join()
+        except BaseException as exc:
             self.error = exc
 
     @property
@@ -74,7 +74,9 @@ def _wait_settled(settings: Settings, turns: int, workers: list[Process], timeou
         for w in workers:
             assert w.popen.poll() is None, f"a worker exited with {w.popen.returncode}:\n{w.log_tail()}"
         time.sleep(1.0)
-    raise AssertionError(f"not settled within {timeout:.0f} s: {state}\n" + "\n".join(w.log_tail(15) for w in workers))
+    raise AssertionError(
+        f"not settled within {timeout:.0f} s: {state}\n" + "\n".join(w.log_tail(15) for w in workers)
+    )
 
 
 async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
@@ -91,9 +93,16 @@ async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
         complete = bool(client.exists(keys.sentinel()))
     finally:
         client.close()
-    behind = [f"{t}:{p}" for t, ends in horizon.items() for p, end in enumerate(ends)
-              if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1]
-    return complete and not behind, f"{decisions} decisions; read models behind on {behind[:3]} (complete={complete})"
+    behind = [
+        f"{t}:{p}"
+        for t, ends in horizon.items()
+        for p, end in enumerate(ends)
+        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
+    ]
+    return (
+        complete and not behind,
+        f"{decisions} decisions; read models behind on {behind[:3]} (complete={complete})",
+    )
 
 
 def live_keys(client: redis.Redis, settings: Settings) -> Keys:
@@ -104,13 +113,18 @@ def live_keys(client: redis.Redis, settings: Settings) -> Keys:
 
 def _assert_one_decision_per_turn(settings: Settings, turns: int) -> None:
     inputs = asyncio.run(read_all(settings, settings.topic(CONVERSATION_EVENTS)))
-    turn_ids = {e.event_id for e in map(codec.decode, (r.value for r in inputs)) if e.type == "MessageSubmitted"}
-    decided = [codec.decode(r.value).payload.input_event_id
-               for r in asyncio.run(read_all(settings, settings.topic(POLICY_DECISIONS)))]
+    turn_ids = {
+        e.event_id for e in map(codec.decode, (r.value for r in inputs)) if e.type == "MessageSubmitted"
+    }
+    decided = [
+        codec.decode(r.value).payload.input_event_id
+        for r in asyncio.run(read_all(settings, settings.topic(POLICY_DECISIONS)))
+    ]
     assert len(turn_ids) == turns
     assert len(decided) == turns and set(decided) == turn_ids, (
         f"{len(decided)} decisions for {turns} turns: {len(decided) - len(set(decided))} doubled, "
-        f"{len(turn_ids - set(decided))} lost")
+        f"{len(turn_ids - set(decided))} lost"
+    )
 
 
 def _assert_audit_clean(settings: Settings, out: Path) -> dict:
@@ -143,8 +157,10 @@ def _wait_members(settings: Settings, count: int, workers: list[Process], timeou
             return
         time.sleep(0.5)
     logs = "\n".join(f"--- {w.name} ({w.log}):\n{w.log_tail(12)}" for w in workers)
-    raise AssertionError(f"the worker group never became stable with {count} member(s) within {timeout:.0f} s "
-                         f"(members seen: {seen}; -1 = still rebalancing)\n{logs}")
+    raise AssertionError(
+        f"the worker group never became stable with {count} member(s) within {timeout:.0f} s "
+        f"(members seen: {seen}; -1 = still rebalancing)\n{logs}"
+    )
 
 
 @pytest.mark.timeout(900)
@@ -170,8 +186,10 @@ def test_worker_sigkilled_repeatedly_under_20000_events_loses_and_doubles_nothin
         for w in workers:
             w.stop()
     assert report["stats"]["decisions re-derived"] == turns
-    print(f"\n{len(events)} events, {turns} turns, 4 SIGKILLs: settled {waited:.0f} s after publishing, "
-          f"{time.monotonic() - began:.0f} s in all; audit {report['seconds']:.1f} s")
+    print(
+        f"\n{len(events)} events, {turns} turns, 4 SIGKILLs: settled {waited:.0f} s after publishing, "
+        f"{time.monotonic() - began:.0f} s in all; audit {report['seconds']:.1f} s"
+    )
 
 
 @pytest.mark.timeout(900)
@@ -183,7 +201,9 @@ def test_sigkill_of_one_of_two_workers_hands_its_partitions_to_the_other(
     survivor = start(settings, "worker-a", "worker", log_dir=log_dir)
     victim = start(settings, "worker-b", "worker", log_dir=log_dir)
     try:
-        _wait_members(settings, 2, [survivor, victim])  # both own partitions of conversation.events and policy.decisions
+        _wait_members(
+            settings, 2, [survivor, victim]
+        )  # both own partitions of conversation.events and policy.decisions
         feed = Feed(settings, events, rate=500.0)
         time.sleep(6.0)
         assert feed.running, "the kill must land mid-stream"
@@ -196,5 +216,7 @@ def test_sigkill_of_one_of_two_workers_hands_its_partitions_to_the_other(
     finally:
         victim.stop()
         survivor.stop()
-    print(f"\n{len(events)} events, {turns} turns, one of two workers SIGKILLed: settled {waited:.0f} s after "
-          f"publishing, {time.monotonic() - began:.0f} s in all; audit {report['seconds']:.1f} s")
+    print(
+        f"\n{len(events)} events, {turns} turns, one of two workers SIGKILLed: settled {waited:.0f} s after "
+        f"publishing, {time.monotonic() - began:.0f} s in all; audit {report['seconds']:.1f} s"
+    )

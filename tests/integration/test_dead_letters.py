@@ -44,8 +44,11 @@ from ledgerflow.topics import CONVERSATION_EVENTS
 TIMEOUT_S = 90.0
 TENANT = "acme"
 T0 = 1_780_000_000_000_000  # fixed occurred_at (2026-05-28) so the bad bytes are deterministic
-HEADERS = [("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-           ("x-producer", b"gateway-7"), ("x-empty", None)]
+HEADERS = [
+    ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    ("x-producer", b"gateway-7"),
+    ("x-empty", None),
+]
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,15 @@ class Planned:
 
 
 def _turn(conv: str, turn_id: str, content: str = "hello", at: int = T0) -> Event:
-    return new_event("MessageSubmitted", tenant=TENANT, subject=conv, producer="test",
-                     payload=MessageSubmitted(turn_id, "user", content, "slm-1", 3),
-                     occurred_at_micros=at, event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, conv + turn_id)))
+    return new_event(
+        "MessageSubmitted",
+        tenant=TENANT,
+        subject=conv,
+        producer="test",
+        payload=MessageSubmitted(turn_id, "user", content, "slm-1", 3),
+        occurred_at_micros=at,
+        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, conv + turn_id)),
+    )
 
 
 def _raw_turn(conv: str, **override: object) -> bytes:
@@ -71,11 +80,24 @@ def _raw_turn(conv: str, **override: object) -> bytes:
     entry = default_registry().latest("MessageSubmitted")
     record: dict[str, object] = {
         "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, conv + repr(sorted(override)))),
-        "type": "MessageSubmitted", "schema_version": entry.version, "tenant": TENANT,
-        "subject": conv, "occurred_at": T0, "producer": "test", "trace_id": None,
-        "sequence": None, "prev_hash": None, "hash": None,
-        "payload": {"turn_id": "bad", "role": "user", "content": "x", "model": "slm-1",
-                    "tokens": None, "language": None},
+        "type": "MessageSubmitted",
+        "schema_version": entry.version,
+        "tenant": TENANT,
+        "subject": conv,
+        "occurred_at": T0,
+        "producer": "test",
+        "trace_id": None,
+        "sequence": None,
+        "prev_hash": None,
+        "hash": None,
+        "payload": {
+            "turn_id": "bad",
+            "role": "user",
+            "content": "x",
+            "model": "slm-1",
+            "tokens": None,
+            "language": None,
+        },
     }
     payload = override.pop("payload", {})
     record.update(override)
@@ -88,38 +110,82 @@ def _raw_turn(conv: str, **override: object) -> bytes:
 
 def _plan(settings: Settings, conv: str) -> list[Planned]:
     good = encode(_turn(conv, "template", "a turn that will be cut short"))
-    training = new_event("TrainingEnabled", tenant=TENANT, subject=TENANT, producer="training-agent",
-                         payload=TrainingEnabled("cmd-1", 1, "admin", "pilot", None, None),
-                         occurred_at_micros=T0, event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, conv)))
-    letter = DeadLetter(settings.topic(CONVERSATION_EVENTS), 0, 0, b"k", b"v", (), "truncated: x",
-                        "truncated", T0, "someone")
+    training = new_event(
+        "TrainingEnabled",
+        tenant=TENANT,
+        subject=TENANT,
+        producer="training-agent",
+        payload=TrainingEnabled("cmd-1", 1, "admin", "pilot", None, None),
+        occurred_at_micros=T0,
+        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, conv)),
+    )
+    letter = DeadLetter(
+        settings.topic(CONVERSATION_EVENTS), 0, 0, b"k", b"v", (), "truncated: x", "truncated", T0, "someone"
+    )
     hdrs = tuple(HEADERS)
     bad = [
         Planned("garbage", b"\x00\x13\x37 this is not avro \xff\xfe\x80", hdrs, code="not-single-object"),
         Planned("json instead of avro", b'{"type":"MessageSubmitted"}', code="not-single-object"),
         Planned("empty value", b"", code="not-single-object"),
         Planned("truncated", good[: len(good) // 2], hdrs, code="truncated"),
-        Planned("unknown fingerprint", MAGIC + bytes.fromhex("0011223344556677") + good[10:],
-                code="unknown-fingerprint", reason_mentions="0011223344556677"),
+        Planned(
+            "unknown fingerprint",
+            MAGIC + bytes.fromhex("0011223344556677") + good[10:],
+            code="unknown-fingerprint",
+            reason_mentions="0011223344556677",
+        ),
         Planned("trailing bytes", good + b"\x00\x00", code="undecodable"),
-        Planned("wrong schema: TrainingEnabled", encode(training), hdrs, code="wrong-type-for-topic",
-                reason_mentions="TrainingEnabled"),
-        Planned("wrong schema: DeadLetter", encode_dead_letter(letter), code="wrong-type-for-topic",
-                reason_mentions="DeadLetter"),
-        Planned("bad uuid", _raw_turn(conv, event_id="not-a-uuid"), hdrs, code="invalid-envelope",
-                reason_mentions="event_id"),
-        Planned("empty tenant", _raw_turn(conv, tenant=""), code="invalid-envelope",
-                reason_mentions="tenant"),
-        Planned("timestamp in seconds", _raw_turn(conv, occurred_at=1_780_000_000),
-                code="invalid-envelope", reason_mentions="occurred_at"),
-        Planned("timestamp after 2200", _raw_turn(conv, occurred_at=8_000_000_000_000_000),
-                code="invalid-envelope", reason_mentions="occurred_at"),
-        Planned("content over the limit",
-                _raw_turn(conv, payload={"content": "é" * (MAX_CONTENT_BYTES // 2 + 1)}), hdrs,
-                code="content-too-large", reason_mentions=str(MAX_CONTENT_BYTES)),
+        Planned(
+            "wrong schema: TrainingEnabled",
+            encode(training),
+            hdrs,
+            code="wrong-type-for-topic",
+            reason_mentions="TrainingEnabled",
+        ),
+        Planned(
+            "wrong schema: DeadLetter",
+            encode_dead_letter(letter),
+            code="wrong-type-for-topic",
+            reason_mentions="DeadLetter",
+        ),
+        Planned(
+            "bad uuid",
+            _raw_turn(conv, event_id="not-a-uuid"),
+            hdrs,
+            code="invalid-envelope",
+            reason_mentions="event_id",
+        ),
+        Planned(
+            "empty tenant", _raw_turn(conv, tenant=""), code="invalid-envelope", reason_mentions="tenant"
+        ),
+        Planned(
+            "timestamp in seconds",
+            _raw_turn(conv, occurred_at=1_780_000_000),
+            code="invalid-envelope",
+            reason_mentions="occurred_at",
+        ),
+        Planned(
+            "timestamp after 2200",
+            _raw_turn(conv, occurred_at=8_000_000_000_000_000),
+            code="invalid-envelope",
+            reason_mentions="occurred_at",
+        ),
+        Planned(
+            "content over the limit",
+            _raw_turn(conv, payload={"content": "é" * (MAX_CONTENT_BYTES // 2 + 1)}),
+            hdrs,
+            code="content-too-large",
+            reason_mentions=str(MAX_CONTENT_BYTES),
+        ),
     ]
-    started = new_event("ConversationStarted", tenant=TENANT, subject=conv, producer="test",
-                        payload=ConversationStarted("ana", "slm-1"), occurred_at_micros=T0)
+    started = new_event(
+        "ConversationStarted",
+        tenant=TENANT,
+        subject=conv,
+        producer="test",
+        payload=ConversationStarted("ana", "slm-1"),
+        occurred_at_micros=T0,
+    )
     plan = [Planned("started", encode(started))]
     for i, record in enumerate(bad):
         plan.append(Planned(f"turn {i}", encode(_turn(conv, f"t{i}", at=T0 + i)), turn_id=f"t{i}"))
@@ -140,23 +206,23 @@ def _expected_reason(p: Planned) -> str:
 
 
 async def _produce(settings: Settings, key: bytes, plan: list[Planned]) -> list[tuple[int, int]]:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                max_request_size=4 * 1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+    )
     await producer.start()
     try:
         where = []
         for p in plan:  # one at a time: the order on the partition is the plan's order
-            meta = await producer.send_and_wait(settings.topic(CONVERSATION_EVENTS), p.value, key=key,
-                                                headers=list(p.headers) or None)
+            meta = await producer.send_and_wait(
+                settings.topic(CONVERSATION_EVENTS), p.value, key=key, headers=list(p.headers) or None
+            )
             where.append((meta.partition, meta.offset))
         return where
     finally:
         await producer.stop()
 
 
-def _wait_until_processed(
-    settings: Settings, conv: str, turns: list[Event], worker: Process
-) -> list[str]:
+def _wait_until_processed(settings: Settings, conv: str, turns: list[Event], worker: Process) -> list[str]:
     """Turn ids of the read model once every good turn is projected *and* decided.
 
     The policy agent dead-letters conversation.events and sends a batch's letters before
@@ -174,15 +240,19 @@ def _wait_until_processed(
             raw = client.lrange(keys.conversation_turns(TENANT, conv), 0, -1)
             turn_ids = [orjson.loads(t)["turn_id"] for t in raw]
             wanted = [t.event_id for t in turns]
-            decided = sum(client.hmget(keys.conversation_decisions(TENANT, conv), wanted)[i] is not None
-                          for i in range(len(wanted)))
+            decided = sum(
+                client.hmget(keys.conversation_decisions(TENANT, conv), wanted)[i] is not None
+                for i in range(len(wanted))
+            )
             if len(turn_ids) >= len(turns) and decided == len(turns):
                 return turn_ids
             time.sleep(0.3)
     finally:
         client.close()
-    raise AssertionError(f"within {TIMEOUT_S} s only {turn_ids} projected and {decided}/{len(turns)} "
-                         f"decided\n{worker.log_tail()}")
+    raise AssertionError(
+        f"within {TIMEOUT_S} s only {turn_ids} projected and {decided}/{len(turns)} "
+        f"decided\n{worker.log_tail()}"
+    )
 
 
 def test_every_bad_record_kind_lands_in_the_dlq_in_place_while_good_turns_project_in_order(
@@ -239,8 +309,16 @@ def test_every_bad_record_kind_lands_in_the_dlq_in_place_while_good_turns_projec
     assert "c3 01" in detail  # the hexdump of the value's first bytes
 
     # The same through the real command line, as an operator runs it.
-    command = [sys.executable, "-m", "ledgerflow.cli", "dlq", "list", "--topic", CONVERSATION_EVENTS,
-               "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "ledgerflow.cli",
+        "dlq",
+        "list",
+        "--topic",
+        CONVERSATION_EVENTS,
+        "--json",
+    ]
     cli = subprocess.run(command, env=child_env(settings), capture_output=True, timeout=60, check=False)
     assert cli.returncode == 0, cli.stderr.decode()
     listed = orjson.loads(cli.stdout)["dead_letters"]
@@ -269,8 +347,21 @@ def test_dlq_reader_reports_empty_and_missing_topics_limits_and_keeps_unreadable
     assert "do not exist" in capsys.readouterr().out
 
     source = settings.topic("usage.windows")
-    letters = [DeadLetter(source, 1, 40 + i, b"acme", bytes([i]) * 3, (("h", b"v"),),
-                          f"undecodable: test {i}", "undecodable", T0 + i, "usage") for i in range(4)]
+    letters = [
+        DeadLetter(
+            source,
+            1,
+            40 + i,
+            b"acme",
+            bytes([i]) * 3,
+            (("h", b"v"),),
+            f"undecodable: test {i}",
+            "undecodable",
+            T0 + i,
+            "usage",
+        )
+        for i in range(4)
+    ]
     asyncio.run(_put_letters(settings, letters))
 
     everything = asyncio.run(read_dead_letters(settings))

@@ -35,8 +35,12 @@ def test_expired_token_is_refused_with_401(edge: str, tokens) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/conversations/c1?tenant=acme", "/v1/conversation/stream?conversation_id=c1&tenant=acme",
-             "/v1/streams/tenant?tenant=acme"]
+    "path",
+    [
+        "/v1/conversations/c1?tenant=acme",
+        "/v1/conversation/stream?conversation_id=c1&tenant=acme",
+        "/v1/streams/tenant?tenant=acme",
+    ],
 )
 def test_another_tenants_token_is_refused_with_403(edge: str, tokens, path: str) -> None:
     token = tokens("globex", "subscriber,producer")
@@ -48,24 +52,36 @@ def test_another_tenants_token_is_refused_with_403(edge: str, tokens, path: str)
 def test_ingest_for_another_tenant_is_refused_with_403(edge: str, tokens) -> None:
     token = tokens("globex", "producer")
     event = {"type": "ConversationClosed", "tenant": "acme", "subject": "c1", "payload": {"reason": "x"}}
-    resp = httpx.post(f"{edge}/v1/events", json=event, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    resp = httpx.post(
+        f"{edge}/v1/events", json=event, headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
     _assert_problem(resp, 403)
 
 
 def test_missing_role_is_refused_with_403(edge: str, tokens) -> None:
     token = tokens("acme", "subscriber")
     event = {"type": "ConversationClosed", "subject": "c1", "payload": {"reason": "x"}}
-    resp = httpx.post(f"{edge}/v1/events", json=event, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    resp = httpx.post(
+        f"{edge}/v1/events", json=event, headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
     assert "producer" in _assert_problem(resp, 403)["detail"]
 
 
 def test_bad_ingest_bodies_get_4xx_problems_naming_the_fault(edge: str, tokens) -> None:
     headers = {"Authorization": f"Bearer {tokens('acme', 'producer')}"}
-    not_json = httpx.post(f"{edge}/v1/events", content=b"{nope", headers=headers | {"content-type": "application/json"})
+    not_json = httpx.post(
+        f"{edge}/v1/events", content=b"{nope", headers=headers | {"content-type": "application/json"}
+    )
     assert "JSON" in _assert_problem(not_json, 400)["detail"]
-    bad_role = {"type": "MessageSubmitted", "subject": "c1",
-                "payload": {"turn_id": "t", "role": "wizard", "content": "x", "model": "m", "tokens": None}}
-    assert "role" in _assert_problem(httpx.post(f"{edge}/v1/events", json=bad_role, headers=headers), 422)["detail"]
+    bad_role = {
+        "type": "MessageSubmitted",
+        "subject": "c1",
+        "payload": {"turn_id": "t", "role": "wizard", "content": "x", "model": "m", "tokens": None},
+    }
+    assert (
+        "role"
+        in _assert_problem(httpx.post(f"{edge}/v1/events", json=bad_role, headers=headers), 422)["detail"]
+    )
 
 
 def test_health_is_public_and_ready_checks_dependencies(edge: str) -> None:

@@ -23,11 +23,22 @@ TIMEOUT_S = 60.0
 def _events(conv: str, tenant: str = "acme") -> list[Event]:
     now = time.time_ns() // 1000
     return [
-        new_event("ConversationStarted", tenant=tenant, subject=conv,
-                  payload=ConversationStarted(actor="ana", model="slm-1"), producer="test", occurred_at_micros=now),
-        new_event("MessageSubmitted", tenant=tenant, subject=conv,
-                  payload=MessageSubmitted("t1", "user", "hello there", "slm-1", 7), producer="test",
-                  occurred_at_micros=now + 1),
+        new_event(
+            "ConversationStarted",
+            tenant=tenant,
+            subject=conv,
+            payload=ConversationStarted(actor="ana", model="slm-1"),
+            producer="test",
+            occurred_at_micros=now,
+        ),
+        new_event(
+            "MessageSubmitted",
+            tenant=tenant,
+            subject=conv,
+            payload=MessageSubmitted("t1", "user", "hello there", "slm-1", 7),
+            producer="test",
+            occurred_at_micros=now + 1,
+        ),
     ]
 
 
@@ -99,8 +110,11 @@ def test_http_ingest_is_acknowledged_after_kafka_and_projected(
     conv = f"conv-{uuid.uuid4().hex[:8]}"
     headers = {"Authorization": f"Bearer {tokens('acme', 'producer,subscriber')}"}
     started = {"type": "ConversationStarted", "subject": conv, "payload": {"actor": "bo", "model": "slm-2"}}
-    turn = {"type": "MessageSubmitted", "subject": conv,
-            "payload": {"turn_id": "t1", "role": "user", "content": "hi", "model": "slm-2", "tokens": None}}
+    turn = {
+        "type": "MessageSubmitted",
+        "subject": conv,
+        "payload": {"turn_id": "t1", "role": "user", "content": "hi", "model": "slm-2", "tokens": None},
+    }
     for body in (started, turn):
         resp = httpx.post(f"{edge}/v1/events", json=body, headers=headers, timeout=10)
         assert resp.status_code == 202, resp.text
@@ -118,15 +132,21 @@ def test_http_ingest_is_acknowledged_after_kafka_and_projected(
     assert resp.json()["turns"][0]["content"] == "hi"
 
 
-def test_consistency_token_gives_read_your_writes(settings: Settings, worker: Process, edge: str, tokens) -> None:
+def test_consistency_token_gives_read_your_writes(
+    settings: Settings, worker: Process, edge: str, tokens
+) -> None:
     conv = f"conv-{uuid.uuid4().hex[:8]}"
     headers = {"Authorization": f"Bearer {tokens('acme', 'producer,subscriber')}"}
     body = {"type": "ConversationStarted", "subject": conv, "payload": {"actor": "bo", "model": "slm-2"}}
     httpx.get(f"{edge}/healthz")
     for attempt in range(3):  # the worker may still be joining its group on the first try
         ack = httpx.post(f"{edge}/v1/events", json=body, headers=headers, timeout=10).json()
-        resp = httpx.get(f"{edge}/v1/conversations/{conv}", params={"consistency_token": ack["consistency_token"]},
-                         headers=headers, timeout=10)
+        resp = httpx.get(
+            f"{edge}/v1/conversations/{conv}",
+            params={"consistency_token": ack["consistency_token"]},
+            headers=headers,
+            timeout=10,
+        )
         if resp.status_code != 503:
             break
     assert resp.status_code == 200, resp.text  # no polling: the read waited for the projection

@@ -29,14 +29,20 @@ PACK = {
 
 
 def _step(edge: str, token: str, conv: str, content: str) -> dict:
-    resp = httpx.post(f"{edge}/v1/conversation/step", json={"conversation_id": conv, "content": content},
-                      headers={"Authorization": f"Bearer {token}"}, params={"wait": 20}, timeout=30)
+    resp = httpx.post(
+        f"{edge}/v1/conversation/step",
+        json={"conversation_id": conv, "content": content},
+        headers={"Authorization": f"Bearer {token}"},
+        params={"wait": 20},
+        timeout=30,
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
 
-def test_published_pack_is_used_and_replaced_and_default_applies(settings: Settings, worker: Process,
-                                                                 edge: str, tokens) -> None:
+def test_published_pack_is_used_and_replaced_and_default_applies(
+    settings: Settings, worker: Process, edge: str, tokens
+) -> None:
     admin = tokens("acme", "admin,producer")
     headers = {"Authorization": f"Bearer {admin}"}
     default = builtin_default_pack()
@@ -49,7 +55,10 @@ def test_published_pack_is_used_and_replaced_and_default_applies(settings: Setti
     assert first.status_code == 201, first.text
     v1 = first.json()
     decided = _step(edge, admin, "a-1", "pineapple pizza?")
-    assert (decided["rule_pack_version"], decided["constitution_hash"]) == (v1["version"], v1["constitution_hash"])
+    assert (decided["rule_pack_version"], decided["constitution_hash"]) == (
+        v1["version"],
+        v1["constitution_hash"],
+    )
     assert decided["outcome"] == "deny" and decided["matched_rules"] == ["no-pineapple"]
 
     second_pack = {**PACK, "rules": [{**PACK["rules"][0], "action": "review", "weight": 1}]}
@@ -59,25 +68,38 @@ def test_published_pack_is_used_and_replaced_and_default_applies(settings: Setti
     assert (decided["rule_pack_version"], decided["outcome"]) == (v2["version"], "review")
 
 
-def test_bad_pack_is_refused_naming_the_rule_and_nothing_is_published(settings: Settings, edge: str,
-                                                                       tokens) -> None:
+def test_bad_pack_is_refused_naming_the_rule_and_nothing_is_published(
+    settings: Settings, edge: str, tokens
+) -> None:
     headers = {"Authorization": f"Bearer {tokens('acme', 'admin')}"}
-    bad = {"rules": [{"id": "broken-regex", "when": {"patterns": ["(unclosed"]}, "action": "deny", "weight": 1}]}
+    bad = {
+        "rules": [{"id": "broken-regex", "when": {"patterns": ["(unclosed"]}, "action": "deny", "weight": 1}]
+    }
     resp = httpx.put(f"{edge}/v1/policy/rules", json=bad, headers=headers, timeout=30)
     assert resp.status_code == 422
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert "broken-regex" in resp.json()["detail"]
     assert asyncio.run(latest_version(settings, "acme")) == 0
-    not_admin = httpx.put(f"{edge}/v1/policy/rules", json=PACK, timeout=30,
-                          headers={"Authorization": f"Bearer {tokens('acme', 'producer')}"})
+    not_admin = httpx.put(
+        f"{edge}/v1/policy/rules",
+        json=PACK,
+        timeout=30,
+        headers={"Authorization": f"Bearer {tokens('acme', 'producer')}"},
+    )
     assert not_admin.status_code == 403
 
 
-def test_step_with_idempotency_key_publishes_once(settings: Settings, worker: Process, edge: str, tokens) -> None:
+def test_step_with_idempotency_key_publishes_once(
+    settings: Settings, worker: Process, edge: str, tokens
+) -> None:
     headers = {"Authorization": f"Bearer {tokens('acme', 'producer')}", "Idempotency-Key": uuid.uuid4().hex}
     body = {"conversation_id": "idem-1", "content": "hello"}
-    answers = [httpx.post(f"{edge}/v1/conversation/step", json=body, headers=headers, params={"wait": 20},
-                          timeout=30).json() for _ in range(3)]
+    answers = [
+        httpx.post(
+            f"{edge}/v1/conversation/step", json=body, headers=headers, params={"wait": 20}, timeout=30
+        ).json()
+        for _ in range(3)
+    ]
     assert len({a["event_id"] for a in answers}) == 1
     assert len({a["decision_event_id"] for a in answers}) == 1
     events = asyncio.run(read_all(settings, settings.topic("conversation.events")))
@@ -105,9 +127,13 @@ def test_every_decision_rederives_bit_for_bit(settings: Settings, worker: Proces
     for raw in decisions:  # per partition, in offset order
         record = codec.decode(raw.value)
         event, value = turns[record.payload.input_event_id]
-        again = decide(event, value, pack, TrainingState(record.payload.training_enabled,
-                                                          record.payload.training_version),
-                       heads.get(record.subject))
+        again = decide(
+            event,
+            value,
+            pack,
+            TrainingState(record.payload.training_enabled, record.payload.training_version),
+            heads.get(record.subject),
+        )
         assert again is not None and codec.encode(again) == raw.value, (
             f"decision at {raw.topic}[{raw.partition}]@{raw.offset} does not re-derive"
         )
@@ -115,7 +141,7 @@ def test_every_decision_rederives_bit_for_bit(settings: Settings, worker: Proces
     assert {d.payload.outcome for d in map(lambda r: codec.decode(r.value), decisions)} >= {"allow", "redact"}
 
 
-def _wait_for_decisions(settings: Settings, expected: int, worker: Process, timeout: float = 120.0):  # noqa: ANN202
+def _wait_for_decisions(settings: Settings, expected: int, worker: Process, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while True:
         turns, decisions = _turns_and_decisions(settings)
@@ -134,6 +160,7 @@ def test_sigkilled_worker_leaves_exactly_one_decision_per_turn_and_unbroken_chai
     kills = 0
     worker = start(settings, "worker", "worker", log_dir=log_dir)
     try:
+
         async def feed() -> None:
             await publish(settings, iter(events), rate=600.0, progress_every_s=0)
 
@@ -156,6 +183,14 @@ def test_sigkilled_worker_leaves_exactly_one_decision_per_turn_and_unbroken_chai
         f"{len(decided)} decisions for {len(turns)} turns; "
         f"duplicates {len(decided) - len(set(decided))}, missing {len(set(turns) - set(decided))}"
     )
-    located = [Located(raw.topic, raw.partition, raw.offset, codec.decode(raw.value).subject,
-                       codec.decode(raw.value).to_json()) for raw in decisions]
+    located = [
+        Located(
+            raw.topic,
+            raw.partition,
+            raw.offset,
+            codec.decode(raw.value).subject,
+            codec.decode(raw.value).to_json(),
+        )
+        for raw in decisions
+    ]
     assert verify(located) == []

@@ -94,7 +94,7 @@ def target(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         HealthCheck.filter_too_much,
     ],
 )
-def test_api_conforms_to_its_document_and_never_answers_5xx(case, target) -> None:  # noqa: ANN001
+def test_api_conforms_to_its_document_and_never_answers_5xx(case, target) -> None:
     base, headers = target
     wait = (case.query or {}).get("wait")
     if isinstance(wait, int | float) and not isinstance(wait, bool) and wait > 0.5:

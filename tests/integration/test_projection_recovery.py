@@ -42,7 +42,9 @@ def _wait_stable(client: redis.Redis, keys: Keys, timeout: float = 90.0) -> dict
     raise AssertionError("read models did not settle")
 
 
-def test_read_models_come_back_complete_after_redis_loses_everything(settings: Settings, worker: Process) -> None:
+def test_read_models_come_back_complete_after_redis_loses_everything(
+    settings: Settings, worker: Process
+) -> None:
     keys = Keys.for_prefix(settings.topic_prefix)
     client = redis.Redis.from_url(settings.redis_url)
     rng = random.Random(11)

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import pytest
 import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,15 +46,29 @@ class CountingConnection(Connection):
 
 
 def _event(i: int, payload: object, tenant: str, subject: str) -> Event:
-    return new_event(type(payload).__name__, tenant=tenant, subject=subject, payload=payload,  # type: ignore[arg-type]
-                     producer="test", occurred_at_micros=T0 + i, event_id=derived_event_id("writer-test", str(i)))
+    return new_event(
+        type(payload).__name__,
+        tenant=tenant,
+        subject=subject,
+        payload=payload,  # type: ignore[arg-type]
+        producer="test",
+        occurred_at_micros=T0 + i,
+        event_id=derived_event_id("writer-test", str(i)),
+    )
 
 
 def _decision(i: int, conv: str, input_i: int, outcome: str) -> Event:
     payload = PolicyDecision(
-        input_event_id=derived_event_id("writer-test", str(input_i)), input_hash=None, conversation_id=conv,
-        outcome=outcome, score=0.5, matched_rules=(), rule_pack_version=1, constitution_hash="00" * 32,  # type: ignore[arg-type]
-        training_version=0, training_enabled=False,
+        input_event_id=derived_event_id("writer-test", str(input_i)),
+        input_hash=None,
+        conversation_id=conv,
+        outcome=outcome,
+        score=0.5,
+        matched_rules=(),
+        rule_pack_version=1,
+        constitution_hash="00" * 32,  # type: ignore[arg-type]
+        training_version=0,
+        training_enabled=False,
     )
     return _event(i, payload, "acme", conv)
 
@@ -152,13 +165,18 @@ def test_batch_is_applied_once_with_every_group(stack: Settings) -> None:
         assert conv[b"status"] == b"closed" and conv[b"turns"] == b"2" and conv[b"tokens"] == b"40"
         assert await redis.llen(keys.conversation_turns("acme", "c1")) == 2
         assert set(await redis.hkeys(keys.conversation_decisions("acme", "c1"))) == {
-            derived_event_id("writer-test", "3").encode(), derived_event_id("writer-test", "5").encode()}
+            derived_event_id("writer-test", "3").encode(),
+            derived_event_id("writer-test", "5").encode(),
+        }
         tenant = await redis.hgetall(keys.tenant("acme"))
         assert tenant[b"conversations_started"] == b"2" and tenant[b"decisions_deny"] == b"2"
         assert tenant[b"turns"] == b"4" and tenant[b"tokens"] == b"52"
         assert await redis.zcard(keys.tenant_denials("acme")) == 2
-        assert await redis.hgetall(keys.tenant("globex")) == {b"conversations_started": b"1", b"turns": b"1",
-                                                              b"tokens": b"0"}
+        assert await redis.hgetall(keys.tenant("globex")) == {
+            b"conversations_started": b"1",
+            b"turns": b"1",
+            b"tokens": b"0",
+        }
         fence = await redis.hgetall(keys.conversation_fence("acme", "c1"))
         assert fence == {b"conversation.events:0": b"105", b"policy.decisions:1": b"101"}
 
@@ -245,8 +263,13 @@ def test_round_trips_after_script_flush_count_the_failed_pipeline(stack: Setting
 
 def test_batch_of_500_groups_is_one_round_trip_once_the_script_is_loaded(stack: Settings) -> None:
     keys = new_keys()
-    msgs = [(_event(1000 + i, MessageSubmitted(f"t{i}", "user", "hi", "slm-1", 1), "acme", "big"),
-             Position(EVENTS, 0, 1000 + i)) for i in range(250)]
+    msgs = [
+        (
+            _event(1000 + i, MessageSubmitted(f"t{i}", "user", "hi", "slm-1", 1), "acme", "big"),
+            Position(EVENTS, 0, 1000 + i),
+        )
+        for i in range(250)
+    ]
     batch = groups_of(msgs, keys)
     assert len(batch) == 500
 
@@ -276,12 +299,19 @@ def test_checkpoint_hash_records_offsets_in_the_same_round_trip(stack: Settings)
     async def scenario(redis: aioredis.Redis) -> None:
         writer = ProjectionWriter(redis)
         await writer.apply(groups_of(records()[:1], keys))  # warm: script loaded
-        result = await writer.apply(groups_of(records()[1:4], keys),
-                                    (checkpoint, {"conversation.events:0": 101, "conversation.events:1": 100,
-                                                  "policy.decisions:0": 100}))
+        result = await writer.apply(
+            groups_of(records()[1:4], keys),
+            (
+                checkpoint,
+                {"conversation.events:0": 101, "conversation.events:1": 100, "policy.decisions:0": 100},
+            ),
+        )
         assert (result.applied, result.round_trips) == (len(groups_of(records()[1:4], keys)), 1)
         assert await redis.hgetall(checkpoint) == {
-            b"conversation.events:0": b"101", b"conversation.events:1": b"100", b"policy.decisions:0": b"100"}
+            b"conversation.events:0": b"101",
+            b"conversation.events:1": b"100",
+            b"policy.decisions:0": b"100",
+        }
         only = await writer.apply([], (checkpoint, {"conversation.events:0": 104}))
         assert (only.applied, only.skipped) == (0, 0)
         assert await redis.hget(checkpoint, "conversation.events:0") == b"104"
@@ -323,7 +353,8 @@ def test_probe_reports_whether_the_sentinel_exists_in_the_same_round_trip(stack:
 # the last delivered record (a rewind to an older commit), with duplicates inside a batch.
 _schedule = st.lists(
     st.tuples(st.integers(0, 13), st.integers(1, 13), st.booleans()),  # rewind depth, batch size, duplicate
-    min_size=1, max_size=8,
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -343,11 +374,11 @@ def test_any_redelivery_schedule_ends_in_the_state_of_a_partition_by_partition_r
         while delivered < len(recs):
             rewind, size, dup = steps.pop(0) if steps else (0, len(recs), False)
             start = max(0, delivered - rewind)
-            batch = recs[start:start + size]
+            batch = recs[start : start + size]
             if dup:
                 batch = [r for r in batch for _ in (0, 1)]
             await writer.apply(groups_of(batch, keys))
-            delivered = max(delivered, start + len(recs[start:start + size]))
+            delivered = max(delivered, start + len(recs[start : start + size]))
         # Finally any subset of already-applied records, in any order, changes nothing.
         stale = await writer.apply(groups_of([recs[i] for i in replay], keys))
         assert stale.applied == 0

@@ -20,8 +20,9 @@ from ledgerflow.testing import Process
 from ledgerflow.traffic import interleaved, publish
 
 
-def test_rebuild_switches_atomically_under_live_reads(settings: Settings, worker: Process, edge: str,
-                                                      tokens) -> None:
+def test_rebuild_switches_atomically_under_live_reads(
+    settings: Settings, worker: Process, edge: str, tokens
+) -> None:
     events = list(interleaved(random.Random(3), ["acme"], 150, time.time_ns() // 1000, run_id="r"))
     asyncio.run(publish(settings, iter(events), progress_every_s=0))
     closed = {e.subject for e in events if e.type == "ConversationClosed"}
@@ -49,14 +50,23 @@ def test_rebuild_switches_atomically_under_live_reads(settings: Settings, worker
                     resp = client.get(f"{edge}/v1/conversations/{c}", headers=headers)
                     reads += 1
                     view = resp.json()
-                    if resp.status_code != 200 or view.get("turn_count") != turns[c] or view["status"] != "closed":
+                    if (
+                        resp.status_code != 200
+                        or view.get("turn_count") != turns[c]
+                        or view["status"] != "closed"
+                    ):
                         failures.append(f"{resp.status_code} {str(view)[:200]}")
 
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        done = subprocess.run([sys.executable, "-m", "ledgerflow.cli", "projections", "rebuild"],
-                              env=child_env(settings), capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "ledgerflow.cli", "projections", "rebuild"],
+            env=child_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         time.sleep(1.0)
         stop.set()

@@ -74,8 +74,11 @@ async def _topic_configs(settings: Settings, names: list[str]) -> dict[str, dict
     await admin.start()
     try:
         responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n, {"cleanup.policy": None, "retention.ms": None})
-             for n in names])
+            [
+                ConfigResource(ConfigResourceType.TOPIC, n, {"cleanup.policy": None, "retention.ms": None})
+                for n in names
+            ]
+        )
     finally:
         await admin.close()
     configs: dict[str, dict[str, str]] = {}
@@ -83,7 +86,8 @@ async def _topic_configs(settings: Settings, names: list[str]) -> dict[str, dict
         for resource in response.to_object()["resources"]:
             assert resource["error_code"] == 0, resource
             configs[resource["resource_name"]] = {
-                e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+                e["config_names"]: e["config_value"] for e in resource["config_entries"]
+            }
     return configs
 
 
@@ -121,8 +125,15 @@ def test_stack_status_json_names_the_endpoints_and_our_pids(stack: Settings) -> 
         env["LEDGERFLOW_REDIS_URL"] = stack.redis_url
     else:
         env["LEDGERFLOW_REDIS_PORT"] = str(manage.nodes(stack).redis.port)
-    out = subprocess.run([sys.executable, "-m", "ledgerflow.cli", "stack", "status", "--json"],
-                         check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "ledgerflow.cli", "stack", "status", "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     nodes = manage.nodes(stack)
@@ -171,7 +182,9 @@ def _tripwire(*_: object, **__: object) -> None:
 
 
 def test_kafka_start_refuses_a_port_held_by_a_foreign_socket(
-    tmp_path: Path, holder: socket.socket, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    holder: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("require_java", "resolve_classpath", "spawn"):
         monkeypatch.setattr(kafka_stack, name, _tripwire)
@@ -196,7 +209,9 @@ def test_kafka_start_refuses_a_held_controller_port(tmp_path: Path, monkeypatch:
 
 
 def test_redis_start_refuses_a_port_held_by_a_foreign_socket(
-    tmp_path: Path, holder: socket.socket, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    holder: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("require_redis_server", "spawn"):
         monkeypatch.setattr(redis_stack, name, _tripwire)
@@ -233,7 +248,8 @@ def test_pid_of_a_live_process_without_the_marker_is_none(tmp_path: Path, sleepe
 
 
 def test_stop_never_signals_a_process_whose_command_line_lacks_the_marker(
-    tmp_path: Path, sleeper: subprocess.Popen,
+    tmp_path: Path,
+    sleeper: subprocess.Popen,
 ) -> None:
     proc = Managed("redis", _pid_file(tmp_path, sleeper.pid), ("redis-server 127.0.0.1:1",))
     assert stop(proc, timeout=1.0) is False
@@ -262,14 +278,21 @@ def test_pid_of_a_missing_or_garbled_pid_file_is_none(tmp_path: Path, content: s
 
 
 def test_start_returns_our_already_running_process_instead_of_starting_another(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("require_java", "resolve_classpath", "spawn"):
         monkeypatch.setattr(kafka_stack, name, _tripwire)
     node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", _free_port_pair())
     # A stand-in whose command line carries the node's marker, as the real broker's does.
-    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
-                             f"{kafka_stack.JAVA_MAIN} {node.dir}/server.properties"])
+    ours = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(120)",
+            f"{kafka_stack.JAVA_MAIN} {node.dir}/server.properties",
+        ]
+    )
     try:
         node.dir.mkdir(parents=True)
         node.process.pid_file.write_text(f"{ours.pid}\n")

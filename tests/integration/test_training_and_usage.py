@@ -19,9 +19,9 @@ from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining, MessageSubmitted
 from ledgerflow.logs import read_all
 from ledgerflow.testing import Process, start
+from ledgerflow.traffic import Publisher
 from ledgerflow.training import check_transition, evolve, initial_state
 from ledgerflow.training.wire import event_of
-from ledgerflow.traffic import Publisher
 
 
 def _audit(settings: Settings) -> list:
@@ -49,13 +49,16 @@ def test_concurrent_enables_with_one_expected_version_accept_exactly_one(
 
 
 def test_non_admin_is_refused_and_nothing_is_written(settings: Settings, edge: str, tokens) -> None:
-    resp = _post(edge, tokens("acme", "producer,subscriber"), "/v1/training/enable", {"reason": "x", "ttl_seconds": 60})
+    resp = _post(
+        edge, tokens("acme", "producer,subscriber"), "/v1/training/enable", {"reason": "x", "ttl_seconds": 60}
+    )
     assert resp.status_code == 403
     assert asyncio.run(read_all(settings, settings.topic("training.commands"))) == []
 
 
-def test_ttl_expiry_is_appended_within_a_second_of_the_deadline(settings: Settings, worker: Process, edge: str,
-                                                                 tokens) -> None:
+def test_ttl_expiry_is_appended_within_a_second_of_the_deadline(
+    settings: Settings, worker: Process, edge: str, tokens
+) -> None:
     admin = tokens("acme", "admin")
     enabled = _post(edge, admin, "/v1/training/enable", {"reason": "short run", "ttl_seconds": 2})
     assert enabled.status_code == 200, enabled.text
@@ -75,22 +78,36 @@ def test_ttl_expiry_is_appended_within_a_second_of_the_deadline(settings: Settin
 
 
 @pytest.mark.timeout(600)
-def test_sigkill_of_the_training_agent_neither_loses_nor_repeats_audit_records(settings: Settings, log_dir) -> None:
+def test_sigkill_of_the_training_agent_neither_loses_nor_repeats_audit_records(
+    settings: Settings, log_dir
+) -> None:
     rng = random.Random(5)
     tenants = [f"tenant-{i}" for i in range(6)]
     commands = []
     for n in range(300):
         tenant = rng.choice(tenants)
-        payload = (EnableTraining(f"cmd-{n}", "root", "run", 3600, None) if rng.random() < 0.5
-                   else DisableTraining(f"cmd-{n}", "root", "stop", None, None))
-        commands.append(new_event(type(payload).__name__, tenant=tenant, subject=tenant, payload=payload,
-                                  producer="test", occurred_at_micros=time.time_ns() // 1000))
+        payload = (
+            EnableTraining(f"cmd-{n}", "root", "run", 3600, None)
+            if rng.random() < 0.5
+            else DisableTraining(f"cmd-{n}", "root", "stop", None, None)
+        )
+        commands.append(
+            new_event(
+                type(payload).__name__,
+                tenant=tenant,
+                subject=tenant,
+                payload=payload,
+                producer="test",
+                occurred_at_micros=time.time_ns() // 1000,
+            )
+        )
 
     async def feed() -> None:
         async with Publisher(settings) as pub:
             for cmd in commands:
-                await pub._producer.send(settings.topic("training.commands"), codec.encode(cmd),  # noqa: SLF001
-                                         key=cmd.subject.encode())
+                await pub._producer.send(
+                    settings.topic("training.commands"), codec.encode(cmd), key=cmd.subject.encode()
+                )
                 await asyncio.sleep(0.02)
             await pub.flush()
 
@@ -116,7 +133,10 @@ def test_sigkill_of_the_training_agent_neither_loses_nor_repeats_audit_records(s
     answered = Counter(rec.payload.command_id for _, rec in records if rec.payload.command_id)
     assert set(answered) == {c.payload.command_id for c in commands}, "a command lost its audit record"
     assert max(answered.values()) == 1, f"repeated: {[c for c, n in answered.items() if n > 1][:5]}"
-    assert verify([Located(r.topic, r.partition, r.offset, rec.subject, rec.to_json()) for r, rec in records]) == []
+    assert (
+        verify([Located(r.topic, r.partition, r.offset, rec.subject, rec.to_json()) for r, rec in records])
+        == []
+    )
     states = {t: initial_state(t) for t in tenants}
     for _, rec in sorted(records, key=lambda x: (x[0].partition, x[0].offset)):
         event = event_of(rec)
@@ -125,18 +145,27 @@ def test_sigkill_of_the_training_agent_neither_loses_nor_repeats_audit_records(s
         states[rec.tenant] = evolve(states[rec.tenant], event)
 
 
-def test_usage_windows_sum_their_inputs_and_late_events_become_corrections(settings: Settings, log_dir,
-                                                                            edge: str, tokens) -> None:
+def test_usage_windows_sum_their_inputs_and_late_events_become_corrections(
+    settings: Settings, log_dir, edge: str, tokens
+) -> None:
     env = {"LEDGERFLOW_USAGE_WINDOW_S": "1", "LEDGERFLOW_USAGE_LATENESS_S": "0.5"}
-    worker = start(settings, "worker", "worker", "--agents", "usage,projector", log_dir=log_dir, extra_env=env)
+    worker = start(
+        settings, "worker", "worker", "--agents", "usage,projector", log_dir=log_dir, extra_env=env
+    )
     conv, tenant, model = f"conv-{uuid.uuid4().hex[:6]}", "acme", "slm-1"
     base = (time.time_ns() // 1000 // 1_000_000 - 30) * 1_000_000  # whole second, 30 s ago
     sent: Counter[int] = Counter()
 
     def turn(at: int, tokens_: int) -> object:
         sent[at // 1_000_000 * 1_000_000] += tokens_
-        return new_event("MessageSubmitted", tenant=tenant, subject=conv, producer="test", occurred_at_micros=at,
-                         payload=MessageSubmitted(f"t{at}", "assistant", "ok", model, tokens_))
+        return new_event(
+            "MessageSubmitted",
+            tenant=tenant,
+            subject=conv,
+            producer="test",
+            occurred_at_micros=at,
+            payload=MessageSubmitted(f"t{at}", "assistant", "ok", model, tokens_),
+        )
 
     events = [turn(base + w * 1_000_000 + k * 100_000, 10 * (w + 1) + k) for w in range(6) for k in range(3)]
     late = turn(base + 1 * 1_000_000 + 500_000, 7)  # window 1 closed long before this arrives
@@ -173,8 +202,12 @@ def test_usage_windows_sum_their_inputs_and_late_events_become_corrections(setti
         expected_history = [sent[w] for w in sorted(sent)]
         deadline = time.monotonic() + 30
         while True:  # the projector may still be applying the last windows
-            resp = httpx.get(f"{edge}/v1/forecast", params={"model": model, "horizon": 3},
-                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            resp = httpx.get(
+                f"{edge}/v1/forecast",
+                params={"model": model, "horizon": 3},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
             body = resp.json()
             if resp.status_code == 200 and [h["tokens"] for h in body["history"]] == expected_history:
                 break

@@ -9,11 +9,16 @@ import pytest
 from ledgerflow.config import DEFAULT_HTTP, DEFAULT_KAFKA, DEFAULT_REDIS, Settings, load_settings
 
 
-def test_empty_environment_gives_the_local_stack_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_empty_environment_gives_the_local_stack_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     s = load_settings({})
-    assert (s.kafka_bootstrap, s.redis_url, s.http) == ("127.0.0.1:19092", "redis://127.0.0.1:16379/0",
-                                                      "127.0.0.1:8700")
+    assert (s.kafka_bootstrap, s.redis_url, s.http) == (
+        "127.0.0.1:19092",
+        "redis://127.0.0.1:16379/0",
+        "127.0.0.1:8700",
+    )
     assert (s.kafka_external, s.redis_external) == (False, False)
     assert s.state_dir == tmp_path / ".ledgerflow"
     assert s.topic_prefix == "" and s.jwks == ""
@@ -21,11 +26,16 @@ def test_empty_environment_gives_the_local_stack_defaults(tmp_path: Path, monkey
 
 
 def test_every_variable_overrides_its_setting(tmp_path: Path) -> None:
-    s = load_settings({
-        "LEDGERFLOW_KAFKA_BOOTSTRAP": "kafka:9092", "LEDGERFLOW_REDIS_URL": "redis://cache:6379/2",
-        "LEDGERFLOW_HTTP": "0.0.0.0:9000", "LEDGERFLOW_STATE_DIR": str(tmp_path / "st"),
-        "LEDGERFLOW_JWKS": "https://idp.example/jwks.json", "LEDGERFLOW_TOPIC_PREFIX": "stage.",
-    })
+    s = load_settings(
+        {
+            "LEDGERFLOW_KAFKA_BOOTSTRAP": "kafka:9092",
+            "LEDGERFLOW_REDIS_URL": "redis://cache:6379/2",
+            "LEDGERFLOW_HTTP": "0.0.0.0:9000",
+            "LEDGERFLOW_STATE_DIR": str(tmp_path / "st"),
+            "LEDGERFLOW_JWKS": "https://idp.example/jwks.json",
+            "LEDGERFLOW_TOPIC_PREFIX": "stage.",
+        }
+    )
     assert s.kafka_bootstrap == "kafka:9092"
     assert s.redis_url == "redis://cache:6379/2"
     assert (s.http_host, s.http_port) == ("0.0.0.0", 9000)
@@ -57,7 +67,9 @@ def test_empty_variables_fall_back_to_defaults_and_are_not_external() -> None:
     assert (s.kafka_external, s.redis_external) == (False, False)
 
 
-def test_relative_and_home_state_dirs_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_and_home_state_dirs_are_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert load_settings({"LEDGERFLOW_STATE_DIR": "rel/dir"}).state_dir == tmp_path / "rel" / "dir"

@@ -41,12 +41,19 @@ T0 = 1_780_000_000_000_000
 SETTINGS = Settings(topic_prefix="p.")
 
 
-def _letter(offset: int = 7, code: str = "truncated", source: str = "p.conversation.events",
-            failed_at: int = T0, value: bytes = b"\xc3\x01abc", key: bytes | None = b"conv-1",
-            headers: tuple[tuple[str, bytes | None], ...] = (("traceparent", b"00-ab"), ("x", None)),
-            dlq_offset: int | None = None) -> LocatedDeadLetter:
-    d = DeadLetter(source, 2, offset, key, value, headers, f"{code}: detail {offset}", code,
-                   failed_at, "policy")
+def _letter(
+    offset: int = 7,
+    code: str = "truncated",
+    source: str = "p.conversation.events",
+    failed_at: int = T0,
+    value: bytes = b"\xc3\x01abc",
+    key: bytes | None = b"conv-1",
+    headers: tuple[tuple[str, bytes | None], ...] = (("traceparent", b"00-ab"), ("x", None)),
+    dlq_offset: int | None = None,
+) -> LocatedDeadLetter:
+    d = DeadLetter(
+        source, 2, offset, key, value, headers, f"{code}: detail {offset}", code, failed_at, "policy"
+    )
     return LocatedDeadLetter(source + ".dlq", 0, offset if dlq_offset is None else dlq_offset, d, b"enc")
 
 
@@ -90,8 +97,10 @@ def test_newest_keeps_the_latest_failures_in_dlq_order() -> None:
 
 def test_summarize_counts_by_topic_reason_and_distinct_source_records() -> None:
     letters = [
-        _letter(1, "truncated"), _letter(1, "truncated", dlq_offset=9),  # redelivered: same source record
-        _letter(2, "invalid-envelope"), _letter(3, "invalid-envelope", source="p.policy.decisions"),
+        _letter(1, "truncated"),
+        _letter(1, "truncated", dlq_offset=9),  # redelivered: same source record
+        _letter(2, "invalid-envelope"),
+        _letter(3, "invalid-envelope", source="p.policy.decisions"),
         UNREADABLE,
     ]
     summary = summarize(letters)
@@ -99,16 +108,24 @@ def test_summarize_counts_by_topic_reason_and_distinct_source_records() -> None:
     assert summary["distinct_source_records"] == 3
     assert summary["by_reason_code"] == {"invalid-envelope": 2, "truncated": 2, "unreadable-dead-letter": 1}
     assert summary["by_source_topic"] == {
-        "(unreadable in p.usage.windows.dlq)": 1, "p.conversation.events": 3, "p.policy.decisions": 1,
+        "(unreadable in p.usage.windows.dlq)": 1,
+        "p.conversation.events": 3,
+        "p.policy.decisions": 1,
     }
     assert summary["by_source_topic_and_reason"]["p.conversation.events"] == {
-        "invalid-envelope": 1, "truncated": 2,
+        "invalid-envelope": 1,
+        "truncated": 2,
     }
 
 
 def test_summarize_of_nothing_is_all_zero() -> None:
-    assert summarize([]) == {"total": 0, "distinct_source_records": 0, "by_source_topic": {},
-                             "by_reason_code": {}, "by_source_topic_and_reason": {}}
+    assert summarize([]) == {
+        "total": 0,
+        "distinct_source_records": 0,
+        "by_source_topic": {},
+        "by_reason_code": {},
+        "by_source_topic_and_reason": {},
+    }
 
 
 def test_format_table_has_one_aligned_line_per_letter() -> None:
@@ -125,9 +142,23 @@ def test_format_table_has_one_aligned_line_per_letter() -> None:
 
 def test_format_table_clips_long_reasons_to_keep_one_line() -> None:
     long = _letter()
-    long = LocatedDeadLetter(long.dlq_topic, 0, 1, DeadLetter(
-        "p.conversation.events", 0, 1, None, b"", (), "undecodable: " + "x" * 500 + "\nsecond line",
-        "undecodable", T0, "policy"))
+    long = LocatedDeadLetter(
+        long.dlq_topic,
+        0,
+        1,
+        DeadLetter(
+            "p.conversation.events",
+            0,
+            1,
+            None,
+            b"",
+            (),
+            "undecodable: " + "x" * 500 + "\nsecond line",
+            "undecodable",
+            T0,
+            "policy",
+        ),
+    )
     (line,) = format_table([long]).splitlines()[1:]
     assert "…" in line and "second line" not in line and len(line) < 200
     assert " null " in line  # no key
@@ -179,8 +210,10 @@ def test_to_json_encodes_bytes_as_base64_and_round_trips() -> None:
     doc = orjson.loads(orjson.dumps(to_json(x)))
     assert base64.b64decode(doc["value"]) == b"\x00\xff"
     assert base64.b64decode(doc["key"]) == b"conv-1"
-    assert doc["headers"] == [{"key": "traceparent", "value": base64.b64encode(b"00-ab").decode()},
-                              {"key": "x", "value": None}]
+    assert doc["headers"] == [
+        {"key": "traceparent", "value": base64.b64encode(b"00-ab").decode()},
+        {"key": "x", "value": None},
+    ]
     assert (doc["source_topic"], doc["partition"], doc["offset"]) == ("p.conversation.events", 2, 7)
     assert (doc["reason_code"], doc["value_size"], doc["failed_at_micros"]) == ("truncated", 2, T0)
     assert doc["dlq_topic"] == "p.conversation.events.dlq"
@@ -197,8 +230,10 @@ def test_render_list_says_when_a_dlq_is_empty_or_missing() -> None:
 
 
 def test_render_list_prints_the_table_and_a_summary_line() -> None:
-    text = render_list(DlqScan((_letter(1), _letter(2, "invalid-envelope")), ("p.conversation.events.dlq",),
-                               ()), as_json=False)
+    text = render_list(
+        DlqScan((_letter(1), _letter(2, "invalid-envelope")), ("p.conversation.events.dlq",), ()),
+        as_json=False,
+    )
     assert text.splitlines()[-1] == "2 dead letter(s); by reason: invalid-envelope 1, truncated 1"
     assert sum("p.conversation.events[2]@" in line for line in text.splitlines()) == 2
 
@@ -228,12 +263,27 @@ def test_dead_letters_doc_code_blocks_run_and_repair_makes_a_decodable_record() 
     assert inspect.iscoroutinefunction(namespace["replay"])
 
     entry = default_registry().latest("MessageSubmitted")
-    record = {"event_id": "0193a7a4-0000-4000-8000-000000000001", "type": "MessageSubmitted",
-              "schema_version": entry.version, "tenant": "acme", "subject": "conv-42",
-              "occurred_at": 1_780_000_000, "producer": "gateway", "trace_id": None, "sequence": None,
-              "prev_hash": None, "hash": None,
-              "payload": {"turn_id": "t1", "role": "user", "content": "hi", "model": "slm-1",
-                          "tokens": None, "language": None}}
+    record = {
+        "event_id": "0193a7a4-0000-4000-8000-000000000001",
+        "type": "MessageSubmitted",
+        "schema_version": entry.version,
+        "tenant": "acme",
+        "subject": "conv-42",
+        "occurred_at": 1_780_000_000,
+        "producer": "gateway",
+        "trace_id": None,
+        "sequence": None,
+        "prev_hash": None,
+        "hash": None,
+        "payload": {
+            "turn_id": "t1",
+            "role": "user",
+            "content": "hi",
+            "model": "slm-1",
+            "tokens": None,
+            "language": None,
+        },
+    }
     out = BytesIO(codec.MAGIC + entry.fingerprint)
     out.seek(0, 2)
     schemaless_writer(out, entry.wire, record)

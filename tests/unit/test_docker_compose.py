@@ -178,8 +178,11 @@ def test_kafka_is_a_single_kraft_node_that_auto_creates_no_topic(services: dict)
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(env["KAFKA_NODE_ID"] + "@")
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "topics come from ensure_topics only"
-    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+    for key in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
         assert env[key] == "1", f"{key} must be 1 on a single node"
     assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
     listeners = env["KAFKA_LISTENERS"].split(",")
@@ -296,8 +299,11 @@ def test_dockerfile_runs_ledgerflow_as_an_unprivileged_user_listening_on_all_int
 
 
 def test_dockerignore_keeps_keys_and_venvs_out_but_lets_the_sources_in() -> None:
-    patterns = [p.strip() for p in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-                if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip()
+        for p in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if p.strip() and not p.startswith("#")
+    ]
     for secret in (".ledgerflow", ".venv", ".git"):
         assert any(fnmatch.fnmatch(secret, p) for p in patterns), f".dockerignore lets {secret}/ in"
     for needed in ("pyproject.toml", "constraints.txt", "README.md", "schemas", "ledgerflow"):
@@ -307,8 +313,11 @@ def test_dockerignore_keeps_keys_and_venvs_out_but_lets_the_sources_in() -> None
 def test_constraints_file_does_not_pin_ledgerflow_itself() -> None:
     if not CONSTRAINTS.exists():
         pytest.skip("constraints.txt is not generated yet (the Docker build and `make setup` need it)")
-    bad = [line for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines()
-           if line.startswith("-e") or re.match(r"ledgerflow\b", line.strip())]
+    bad = [
+        line
+        for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines()
+        if line.startswith("-e") or re.match(r"ledgerflow\b", line.strip())
+    ]
     assert not bad, f"constraints.txt has {bad}: regenerate it with pip freeze --exclude-editable"
 
 
@@ -320,7 +329,7 @@ def test_docker_doc_commands_name_real_services_and_valid_ledgerflow_commands(se
     checked = 0
     for line in compose_lines:
         words = shlex.split(re.sub(r"^\w+=\$\((.*)\)$", r"\1", line))
-        words = words[words.index("compose") + 1:]
+        words = words[words.index("compose") + 1 :]
         while words and words[0] == "--profile":
             profile = words[1]
             assert any(profile in (s.get("profiles") or []) for s in services.values()), profile

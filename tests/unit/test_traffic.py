@@ -31,7 +31,8 @@ def run(seed: int, conversations: int = 40) -> list[Event]:
 def test_same_seed_gives_the_same_traffic_apart_from_event_ids() -> None:
     assert without_ids(run(7)) == without_ids(run(7))
     assert without_ids(script(random.Random(3), "acme", "c1", T0)) == without_ids(
-        script(random.Random(3), "acme", "c1", T0))
+        script(random.Random(3), "acme", "c1", T0)
+    )
 
 
 def test_different_seeds_give_different_traffic() -> None:
@@ -45,7 +46,8 @@ def test_same_seed_gives_the_same_event_ids() -> None:
 def test_script_is_started_turns_then_closed_with_rising_timestamps() -> None:
     events = script(random.Random(1), "acme", "c1", T0, turns=3)
     assert [type(e.payload) for e in events] == (
-        [ConversationStarted] + [MessageSubmitted] * 6 + [ConversationClosed])
+        [ConversationStarted] + [MessageSubmitted] * 6 + [ConversationClosed]
+    )
     roles = [e.payload.role for e in events[1:-1]]  # type: ignore[union-attr]
     assert roles == ["user", "assistant"] * 3
     assert [e.payload.turn_id for e in events[1:-1]] == ["t1u", "t1a", "t2u", "t2a", "t3u", "t3a"]  # type: ignore[union-attr]
@@ -55,8 +57,11 @@ def test_script_is_started_turns_then_closed_with_rising_timestamps() -> None:
 
 
 def test_only_assistant_turns_carry_tokens() -> None:
-    turns = [e.payload for e in script(random.Random(2), "acme", "c1", T0, turns=4)
-             if isinstance(e.payload, MessageSubmitted)]
+    turns = [
+        e.payload
+        for e in script(random.Random(2), "acme", "c1", T0, turns=4)
+        if isinstance(e.payload, MessageSubmitted)
+    ]
     assert all(t.tokens is None for t in turns if t.role == "user")
     assert all(t.tokens is not None and 20 <= t.tokens <= 400 for t in turns if t.role == "assistant")
 
@@ -103,14 +108,21 @@ def test_default_mix_yields_every_outcome_class_in_roughly_its_share() -> None:
     rng, mix = random.Random(99), Mix()
     counts = Counter(outcome_of(mix.pick(rng)) for _ in range(5000))
     assert set(counts) == {"allow", "review", "redact", "deny"}
-    for name, share in (("allow", mix.allow), ("review", mix.review), ("redact", mix.redact),
-                        ("deny", mix.deny)):
+    for name, share in (
+        ("allow", mix.allow),
+        ("review", mix.review),
+        ("redact", mix.redact),
+        ("deny", mix.deny),
+    ):
         assert abs(counts[name] / 5000 - share) < 0.03, (name, counts)
 
 
 def test_generated_user_turns_cover_every_outcome_class() -> None:
-    user_turns = [e.payload.content for e in run(21, conversations=200)  # type: ignore[union-attr]
-                  if isinstance(e.payload, MessageSubmitted) and e.payload.role == "user"]
+    user_turns = [
+        e.payload.content
+        for e in run(21, conversations=200)  # type: ignore[union-attr]
+        if isinstance(e.payload, MessageSubmitted) and e.payload.role == "user"
+    ]
     assert {outcome_of(c) for c in user_turns} == {"allow", "review", "redact", "deny"}
 
 

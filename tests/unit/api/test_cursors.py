@@ -116,7 +116,7 @@ def test_sse_doc_code_blocks_run_in_order() -> None:
     assert len(blocks) >= 3
     namespace: dict[str, object] = {}
     for index, block in enumerate(blocks):
-        exec(compile(block, f"docs/sse.md block {index}", "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(block, f"docs/sse.md block {index}", "exec"), namespace)
 
 
 def test_cursors_module_is_pure() -> None:

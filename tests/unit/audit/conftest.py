@@ -41,23 +41,32 @@ class HandLog:
 
     def turn(self, conversation: str, content: str, tenant: str = "acme", role: str = "user") -> Entry:
         n = len(self.inputs)
-        event = new_event("MessageSubmitted", tenant=tenant, subject=conversation,
-                          payload=MessageSubmitted(f"t{n}", role, content, "slm-1", None),
-                          producer="unit", occurred_at_micros=T0 + n)
+        event = new_event(
+            "MessageSubmitted",
+            tenant=tenant,
+            subject=conversation,
+            payload=MessageSubmitted(f"t{n}", role, content, "slm-1", None),
+            producer="unit",
+            occurred_at_micros=T0 + n,
+        )
         entry = Entry(Position(EVENTS, 0, n), event, codec.encode(event))
         self.inputs.append(entry)
         return entry
 
     def decide(self, source: Entry, training: TrainingState = OFF) -> Entry:
-        record = decide(source.event, source.value, builtin_default_pack(), training,
-                        self.heads.get(source.event.subject))
+        record = decide(
+            source.event, source.value, builtin_default_pack(), training, self.heads.get(source.event.subject)
+        )
         assert record is not None
         self.heads[source.event.subject] = head_after(record)
         return self.append_decision(record)
 
     def append_decision(self, record: Event, value: bytes | None = None) -> Entry:
-        entry = Entry(Position(DECISIONS, 0, len(self.decisions)), record,
-                      codec.encode(record) if value is None else value)
+        entry = Entry(
+            Position(DECISIONS, 0, len(self.decisions)),
+            record,
+            codec.encode(record) if value is None else value,
+        )
         self.decisions.append(entry)
         return entry
 

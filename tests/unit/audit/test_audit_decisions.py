@@ -35,14 +35,17 @@ def test_an_untouched_log_re_derives_every_decision(hand_log, packs: PackBook) -
     assert (check.turns, check.decisions, check.verified, check.pending) == (5, 5, 5, 0)
 
 
-def test_an_altered_outcome_is_located_and_the_next_decision_still_verifies(hand_log, packs, with_payload) -> None:
+def test_an_altered_outcome_is_located_and_the_next_decision_still_verifies(
+    hand_log, packs, with_payload
+) -> None:
     conversation(hand_log, 3)
     original = hand_log.decisions[1].event
     hand_log.replace_decision(1, with_payload(original, outcome="deny", score=9.0))
     check = DecisionCheck(packs)
     found = run(check, hand_log)
     assert [(f.kind, f.topic, f.partition, f.offset) for f in found] == [
-        ("decision.altered", "policy.decisions", 0, 1)]
+        ("decision.altered", "policy.decisions", 0, 1)
+    ]
     assert "payload.outcome: recorded 'deny', re-derived 'allow'" in found[0].detail
     assert check.verified == 2
 
@@ -52,7 +55,9 @@ def test_a_forged_decision_with_no_input_is_reported_where_it_sits(hand_log, pac
     genuine = hand_log.decisions[0].event
     fake_input = "00000000-0000-4000-8000-0000000000ff"
     forged = with_payload(genuine, input_event_id=fake_input)
-    forged = dataclasses.replace(forged, event_id=derived_event_id("PolicyDecision", fake_input), subject="c-9")
+    forged = dataclasses.replace(
+        forged, event_id=derived_event_id("PolicyDecision", fake_input), subject="c-9"
+    )
     body = link(forged.to_json(), None)
     hand_log.append_decision(forged.with_chain(body["sequence"], body["prev_hash"], body["hash"]))
     found = run(DecisionCheck(packs), hand_log)
@@ -67,7 +72,8 @@ def test_a_turn_without_decision_before_a_decided_one_is_missing_at_the_input(ha
     hand_log.decide(hand_log.turn("c-3", "later turn"))
     found = run(DecisionCheck(packs), hand_log)
     assert [(f.kind, f.topic, f.offset, f.key) for f in found] == [
-        ("decision.missing", "conversation.events", lost.at.offset, "c-2")]
+        ("decision.missing", "conversation.events", lost.at.offset, "c-2")
+    ]
 
 
 def test_turns_after_the_last_decided_one_are_pending_not_missing(hand_log, packs) -> None:
@@ -90,7 +96,9 @@ def test_a_second_decision_for_one_turn_is_a_duplicate(hand_log, packs) -> None:
 def test_an_input_hash_that_differs_is_reported(hand_log, packs) -> None:
     conversation(hand_log, 1)
     source = hand_log.inputs[0]
-    tampered = dataclasses.replace(source.event, payload=dataclasses.replace(source.event.payload, content="edited"))
+    tampered = dataclasses.replace(
+        source.event, payload=dataclasses.replace(source.event.payload, content="edited")
+    )
     hand_log.inputs[0] = dataclasses.replace(source, event=tampered, value=codec.encode(tampered))
     kinds = {f.kind for f in run(DecisionCheck(packs), hand_log)}
     assert kinds == {"decision.input-hash", "decision.altered"}

@@ -24,7 +24,10 @@ def test_digests_ignore_hash_field_order_but_not_list_order() -> None:
     b = snapshot("hash", {b"status": b"open", b"turns": b"2"})
     assert a.digest == b.digest
     assert snapshot("list", [b"x", b"y"]).digest != snapshot("list", [b"y", b"x"]).digest
-    assert snapshot("zset", [(b"m", 2.0), (b"n", 1.0)]).digest == snapshot("zset", [(b"n", 1.0), (b"m", 2.0)]).digest
+    assert (
+        snapshot("zset", [(b"m", 2.0), (b"n", 1.0)]).digest
+        == snapshot("zset", [(b"n", 1.0), (b"m", 2.0)]).digest
+    )
 
 
 def test_equal_spaces_have_no_divergence() -> None:
@@ -37,7 +40,12 @@ def test_a_changed_key_is_named_with_the_record_from_the_fence() -> None:
     live = {CONV: "d1", CONV + ":turns": "CHANGED", CONV + ":decisions": "d3"}
     rebuilt = {CONV: "d1", CONV + ":turns": "d2", CONV + ":decisions": "d3"}
     [div] = compare_entity(CONV, live, rebuilt, FENCE, dict(FENCE)).divergences
-    assert (div.kind, div.key, div.cursor, div.offset) == ("content", CONV + ":turns", "t.conversation.events:3", 41)
+    assert (div.kind, div.key, div.cursor, div.offset) == (
+        "content",
+        CONV + ":turns",
+        "t.conversation.events:3",
+        41,
+    )
 
 
 def test_a_changed_decision_key_points_at_the_decisions_topic() -> None:
@@ -65,7 +73,9 @@ def test_describe_names_the_differing_hash_field() -> None:
     live = snapshot("hash", {b"turns": b"3", b"status": b"open"})
     rebuilt = snapshot("hash", {b"turns": b"2", b"status": b"open"})
     assert describe(live, rebuilt) == "field 'turns': live '3', rebuilt '2'"
-    assert describe(Snapshot("list", ["a"]), Snapshot("list", ["a", "b"])) == "live has 1 entries, the rebuild 2"
+    assert (
+        describe(Snapshot("list", ["a"]), Snapshot("list", ["a", "b"])) == "live has 1 entries, the rebuild 2"
+    )
 
 
 def test_a_tenant_counter_of_decisions_points_at_the_decisions_topic() -> None:

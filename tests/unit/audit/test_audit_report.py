@@ -25,8 +25,14 @@ def test_findings_are_listed_in_log_order_with_their_position() -> None:
     assert text.index("policy.decisions[2]@7") < text.index("policy.decisions[2]@90")
     data = json.loads(json.dumps(to_json(report)))
     assert data["by_kind"] == {"chain.altered": 1, "decision.altered": 1}
-    assert data["findings"][0] == {"kind": "chain.altered", "topic": "policy.decisions", "partition": 2,
-                                   "offset": 7, "key": "c-1", "detail": "hash mismatch"}
+    assert data["findings"][0] == {
+        "kind": "chain.altered",
+        "topic": "policy.decisions",
+        "partition": 2,
+        "offset": 7,
+        "key": "c-1",
+        "detail": "hash mismatch",
+    }
 
 
 def test_findings_beyond_the_cap_are_counted_not_kept() -> None:

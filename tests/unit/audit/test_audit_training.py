@@ -12,14 +12,29 @@ T0 = 1_700_000_000 * S
 
 
 def enabled(version: int, at: int, ttl: int = 600, tenant: str = "acme") -> TrainingEnabled:
-    return TrainingEnabled(tenant=tenant, version=version, command_id=f"e{version}", actor="ann",
-                           reason="label chats", ttl_seconds=ttl, occurred_at=at, expires_at=at + ttl * S,
-                           issued_at=at)
+    return TrainingEnabled(
+        tenant=tenant,
+        version=version,
+        command_id=f"e{version}",
+        actor="ann",
+        reason="label chats",
+        ttl_seconds=ttl,
+        occurred_at=at,
+        expires_at=at + ttl * S,
+        issued_at=at,
+    )
 
 
 def disabled(version: int, at: int, tenant: str = "acme") -> TrainingDisabled:
-    return TrainingDisabled(tenant=tenant, version=version, command_id=f"d{version}", actor="ann",
-                            reason="done", occurred_at=at, issued_at=at)
+    return TrainingDisabled(
+        tenant=tenant,
+        version=version,
+        command_id=f"d{version}",
+        actor="ann",
+        reason="done",
+        occurred_at=at,
+        issued_at=at,
+    )
 
 
 def feed(events: list) -> tuple[TrainingCheck, list]:
@@ -29,11 +44,21 @@ def feed(events: list) -> tuple[TrainingCheck, list]:
 
 
 def test_a_legal_history_passes_and_yields_every_state() -> None:
-    rejected = TrainingRejected(tenant="acme", version=1, command_id="x", command_type="EnableTraining",
-                                actor="bob", code="already_enabled", reason="already on", occurred_at=T0 + 2 * S,
-                                issued_at=T0)
+    rejected = TrainingRejected(
+        tenant="acme",
+        version=1,
+        command_id="x",
+        command_type="EnableTraining",
+        actor="bob",
+        code="already_enabled",
+        reason="already on",
+        occurred_at=T0 + 2 * S,
+        issued_at=T0,
+    )
     expired = TrainingExpired(tenant="acme", version=4, expires_at=T0 + 700 * S, occurred_at=T0 + 701 * S)
-    check, found = feed([enabled(1, T0), rejected, disabled(2, T0 + 5 * S), enabled(3, T0 + 100 * S), expired])
+    check, found = feed(
+        [enabled(1, T0), rejected, disabled(2, T0 + 5 * S), enabled(3, T0 + 100 * S), expired]
+    )
     assert found == []
     assert check.states == {("acme", 1): True, ("acme", 2): False, ("acme", 3): True, ("acme", 4): False}
 
@@ -41,7 +66,8 @@ def test_a_legal_history_passes_and_yields_every_state() -> None:
 def test_disabling_a_disabled_lock_is_illegal_at_its_offset() -> None:
     _, found = feed([enabled(1, T0), disabled(2, T0 + S), disabled(3, T0 + 2 * S)])
     assert [(f.kind, f.topic, f.partition, f.offset, f.key) for f in found] == [
-        ("training.illegal", "training.audit", 1, 2, "acme")]
+        ("training.illegal", "training.audit", 1, 2, "acme")
+    ]
     assert "not enabled" in found[0].detail
 
 

@@ -22,7 +22,7 @@ def test_auth_doc_code_blocks_run_in_order() -> None:
     assert len(blocks) >= 4
     namespace: dict[str, object] = {}
     for index, block in enumerate(blocks):
-        exec(compile(block, f"docs/auth.md block {index}", "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(block, f"docs/auth.md block {index}", "exec"), namespace)
 
 
 @pytest.mark.parametrize("module", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)

@@ -16,8 +16,7 @@ CHECKED_IN = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.yaml"
 
 def test_checked_in_asyncapi_is_what_render_produces() -> None:
     assert CHECKED_IN.read_text(encoding="utf-8") == render(), (
-        "docs/asyncapi.yaml is stale: run "
-        "`python -m ledgerflow.contracts.asyncapi > docs/asyncapi.yaml`"
+        "docs/asyncapi.yaml is stale: run `python -m ledgerflow.contracts.asyncapi > docs/asyncapi.yaml`"
     )
 
 

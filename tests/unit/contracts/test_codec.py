@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import avro.io
@@ -35,15 +35,20 @@ REGISTRY = default_registry()
 EVENT_ENTRIES = [e for e in REGISTRY.entries() if e.is_event]
 IDS = [f"{e.type}.v{e.version}" for e in EVENT_ENTRIES]
 T0 = 1_795_000_000_000_000  # 2026-11-18
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _message(**changes: Any):
     payload = MessageSubmitted(turn_id="t-1", role="user", content="hello", model="slm-1")
     event = new_event(
-        "MessageSubmitted", tenant="acme", subject="conv-42", payload=payload,
-        producer="gateway", occurred_at_micros=T0, event_id="0193a7a4-0000-4000-8000-000000000001",
+        "MessageSubmitted",
+        tenant="acme",
+        subject="conv-42",
+        payload=payload,
+        producer="gateway",
+        occurred_at_micros=T0,
+        event_id="0193a7a4-0000-4000-8000-000000000001",
     )
     return dataclasses.replace(event, **changes)
 
@@ -142,9 +147,11 @@ def test_reference_avro_bytes_decode_with_our_codec_and_back(entry, data, strate
 def test_a_v1_message_decodes_into_the_newest_dataclass() -> None:
     v1 = REGISTRY.get("MessageSubmitted", 1)
     event = _message(schema_version=1)
-    wire = _frame(v1, {k: v for k, v in _raw_record(event).items()} | {
-        "payload": {k: v for k, v in event.payload.to_record().items() if k != "language"}
-    })
+    wire = _frame(
+        v1,
+        {k: v for k, v in _raw_record(event).items()}
+        | {"payload": {k: v for k, v in event.payload.to_record().items() if k != "language"}},
+    )
     decoded = decode(wire)
     assert decoded.schema_version == 1
     assert decoded.payload == event.payload  # language=None: v1 could not declare one
@@ -277,8 +284,12 @@ def test_reason_code_is_the_prefix() -> None:
 
 def test_every_event_type_belongs_to_exactly_one_topic() -> None:
     assert set(TOPIC_TYPES) == {
-        "conversation.events", "policy.rules", "policy.decisions",
-        "training.commands", "training.audit", "usage.windows",
+        "conversation.events",
+        "policy.rules",
+        "policy.decisions",
+        "training.commands",
+        "training.audit",
+        "usage.windows",
     }
     listed = [t for types in TOPIC_TYPES.values() for t in types]
     assert sorted(listed) == sorted(REGISTRY.event_types)

@@ -16,9 +16,7 @@ from hypothesis import strategies as st
 from ledgerflow.contracts.registry import SchemaEntry, default_registry, wire_schema
 
 PAIRS = [
-    (found[i - 1], found[i])
-    for found in default_registry().versions.values()
-    for i in range(1, len(found))
+    (found[i - 1], found[i]) for found in default_registry().versions.values() for i in range(1, len(found))
 ]
 IDS = [f"{new.type}.v{old.version}-v{new.version}" for old, new in PAIRS]
 

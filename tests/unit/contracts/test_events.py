@@ -29,8 +29,7 @@ def _json(**changes: Any) -> dict[str, Any]:
         "occurred_at": "2026-11-17T20:00:00.000000Z",
         "producer": "gateway",
         "trace_id": None,
-        "payload": {"turn_id": "t-1", "role": "user", "content": "hello", "model": "slm-1",
-                    "tokens": None},
+        "payload": {"turn_id": "t-1", "role": "user", "content": "hello", "model": "slm-1", "tokens": None},
     }
     for key, value in changes.items():
         if value is _DROP:
@@ -155,24 +154,44 @@ def test_from_json_refuses_a_non_object() -> None:
 
 def _decision() -> Event:
     payload = PolicyDecision(
-        input_event_id=FIXED_ID, input_hash=None, conversation_id="conv-42", outcome="redact",
-        score=0.5, matched_rules=("pii.email",), rule_pack_version=3, constitution_hash="ab" * 32,
-        training_version=1, training_enabled=False, redactions=(Redaction(0, 5),),
+        input_event_id=FIXED_ID,
+        input_hash=None,
+        conversation_id="conv-42",
+        outcome="redact",
+        score=0.5,
+        matched_rules=("pii.email",),
+        rule_pack_version=3,
+        constitution_hash="ab" * 32,
+        training_version=1,
+        training_enabled=False,
+        redactions=(Redaction(0, 5),),
     )
-    return new_event("PolicyDecision", tenant="acme", subject="conv-42", payload=payload,
-                     producer="policy-agent", occurred_at_micros=NOW,
-                     event_id=derived_event_id("policy", FIXED_ID))
+    return new_event(
+        "PolicyDecision",
+        tenant="acme",
+        subject="conv-42",
+        payload=payload,
+        producer="policy-agent",
+        occurred_at_micros=NOW,
+        event_id=derived_event_id("policy", FIXED_ID),
+    )
 
 
 def test_to_json_nests_records_and_renders_payload_timestamps() -> None:
     assert _decision().to_json()["payload"]["redactions"] == [{"start": 0, "end": 5}]
     usage = new_event(
-        "UsageWindow", tenant="acme", subject="acme", producer="usage-agent", occurred_at_micros=NOW,
+        "UsageWindow",
+        tenant="acme",
+        subject="acme",
+        producer="usage-agent",
+        occurred_at_micros=NOW,
         payload=UsageWindow("slm-1", NOW, NOW + 60_000_000, 10, 1, 0, False, 0),
     )
     shown = usage.to_json()["payload"]
     assert (shown["window_start"], shown["window_end"]) == (
-        "2026-11-18T11:06:40.000000Z", "2026-11-18T11:07:40.000000Z")
+        "2026-11-18T11:06:40.000000Z",
+        "2026-11-18T11:07:40.000000Z",
+    )
     assert Event.from_json(usage.to_json(), now_micros=NOW) == usage
 
 
@@ -191,8 +210,14 @@ def test_with_chain_sets_only_the_chain_fields() -> None:
 
 def test_new_event_refuses_a_payload_of_another_type() -> None:
     with pytest.raises(ValidationError, match="does not match the payload"):
-        new_event("MessageSubmitted", tenant="a", subject="s", producer="p",
-                  occurred_at_micros=NOW, payload=_decision().payload)
+        new_event(
+            "MessageSubmitted",
+            tenant="a",
+            subject="s",
+            producer="p",
+            occurred_at_micros=NOW,
+            payload=_decision().payload,
+        )
 
 
 def test_validate_envelope_refuses_a_sequence_below_one() -> None:

@@ -21,7 +21,7 @@ def test_policy_doc_code_blocks_run_in_order() -> None:
     assert len(blocks) >= 4
     namespace: dict[str, object] = {}
     for index, block in enumerate(blocks):
-        exec(compile(block, f"docs/policy.md block {index}", "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(block, f"docs/policy.md block {index}", "exec"), namespace)
 
 
 def test_policy_doc_lists_every_condition_and_detector() -> None:

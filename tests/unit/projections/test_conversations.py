@@ -39,7 +39,7 @@ def hash_tag(key: str) -> str:
     end = key.find("}", start + 1)
     if end == -1 or end == start + 1:
         return key
-    return key[start + 1:end]
+    return key[start + 1 : end]
 
 
 def keys_of(group: FencedOps) -> set[str]:
@@ -47,15 +47,30 @@ def keys_of(group: FencedOps) -> set[str]:
 
 
 def event(payload: object, *, tenant: str = "acme", subject: str = "c1") -> Event:
-    return new_event(type(payload).__name__, tenant=tenant, subject=subject, payload=payload,  # type: ignore[arg-type]
-                     producer="unit", occurred_at_micros=T0, event_id=EID)
+    return new_event(
+        type(payload).__name__,
+        tenant=tenant,
+        subject=subject,
+        payload=payload,  # type: ignore[arg-type]
+        producer="unit",
+        occurred_at_micros=T0,
+        event_id=EID,
+    )
 
 
 def decision(outcome: str, *, conversation_id: str = "c1", subject: str = "c1") -> Event:
     payload = PolicyDecision(
-        input_event_id=INPUT_EID, input_hash=None, conversation_id=conversation_id, outcome=outcome,  # type: ignore[arg-type]
-        score=0.75, matched_rules=("secrets.aws",), rule_pack_version=3, constitution_hash="ab" * 32,
-        training_version=2, training_enabled=False, redactions=(Redaction(4, 9),),
+        input_event_id=INPUT_EID,
+        input_hash=None,
+        conversation_id=conversation_id,
+        outcome=outcome,  # type: ignore[arg-type]
+        score=0.75,
+        matched_rules=("secrets.aws",),
+        rule_pack_version=3,
+        constitution_hash="ab" * 32,
+        training_version=2,
+        training_enabled=False,
+        redactions=(Redaction(4, 9),),
     )
     return event(payload, subject=subject)
 
@@ -82,9 +97,30 @@ def test_conversation_started_opens_conversation_and_counts_for_tenant() -> None
     conv_fence, tenant_fence = KEYS.conversation_fence("acme", "c1"), KEYS.tenant_fence("acme")
     assert [g.fence_key for g in groups] == [conv_fence, tenant_fence]
     conv, tenant = by_fence(groups)[conv_fence], by_fence(groups)[tenant_fence]
-    assert conv.ops == (RedisOp("HSET", KEYS.conversation("acme", "c1"), (
-        "tenant", "acme", "conversation_id", "c1", "status", "open", "actor", "ana", "model", "slm-1",
-        "started_at", T0, "updated_at", T0, "last_event_id", EID)),)
+    assert conv.ops == (
+        RedisOp(
+            "HSET",
+            KEYS.conversation("acme", "c1"),
+            (
+                "tenant",
+                "acme",
+                "conversation_id",
+                "c1",
+                "status",
+                "open",
+                "actor",
+                "ana",
+                "model",
+                "slm-1",
+                "started_at",
+                T0,
+                "updated_at",
+                T0,
+                "last_event_id",
+                EID,
+            ),
+        ),
+    )
     assert tenant.ops == (RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_started", 1)),)
     assert all(g.position == EVENTS_AT for g in groups)
     assert_one_slot_per_group(groups)
@@ -97,16 +133,24 @@ def test_message_with_tokens_appends_turn_and_adds_tokens_to_conversation_and_te
     conv_key, turns_key = KEYS.conversation("acme", "c1"), KEYS.conversation_turns("acme", "c1")
     conv_ops = groups[KEYS.conversation_fence("acme", "c1")].ops
     assert conv_ops[:3] == (
-        RedisOp("HSET", conv_key, ("tenant", "acme", "conversation_id", "c1", "updated_at", T0,
-                                   "last_event_id", EID)),
+        RedisOp(
+            "HSET",
+            conv_key,
+            ("tenant", "acme", "conversation_id", "c1", "updated_at", T0, "last_event_id", EID),
+        ),
         RedisOp("HINCRBY", conv_key, ("turns", 1)),
         RedisOp("HINCRBY", conv_key, ("tokens", 123)),
     )
     push = conv_ops[3]
     assert (push.command, push.key) == ("RPUSH", turns_key)
     assert orjson.loads(push.args[0]) == {  # type: ignore[arg-type]
-        "event_id": EID, "turn_id": "t1a", "role": "assistant", "content": "Sure.", "model": "slm-1",
-        "tokens": 123, "occurred_at": T0,
+        "event_id": EID,
+        "turn_id": "t1a",
+        "role": "assistant",
+        "content": "Sure.",
+        "model": "slm-1",
+        "tokens": 123,
+        "occurred_at": T0,
     }
     assert groups[KEYS.tenant_fence("acme")].ops == (
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("turns", 1)),
@@ -129,9 +173,24 @@ def test_conversation_closed_sets_status_and_reason_and_counts_for_tenant() -> N
     groups = by_fence(project(event(ConversationClosed("user-ended")), EVENTS_AT, KEYS))
 
     assert groups[KEYS.conversation_fence("acme", "c1")].ops == (
-        RedisOp("HSET", KEYS.conversation("acme", "c1"), (
-            "tenant", "acme", "conversation_id", "c1", "status", "closed", "closed_reason", "user-ended",
-            "updated_at", T0, "last_event_id", EID)),
+        RedisOp(
+            "HSET",
+            KEYS.conversation("acme", "c1"),
+            (
+                "tenant",
+                "acme",
+                "conversation_id",
+                "c1",
+                "status",
+                "closed",
+                "closed_reason",
+                "user-ended",
+                "updated_at",
+                T0,
+                "last_event_id",
+                EID,
+            ),
+        ),
     )
     assert groups[KEYS.tenant_fence("acme")].ops == (
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_closed", 1)),
@@ -150,9 +209,15 @@ def test_allow_decision_is_stored_by_input_event_and_counted_but_not_listed_as_d
     assert conv_ops[1].args[0] == INPUT_EID
     assert conv_ops[0].args[1] == conv_ops[1].args[1]
     assert orjson.loads(conv_ops[1].args[1]) == {  # type: ignore[arg-type]
-        "event_id": EID, "input_event_id": INPUT_EID, "outcome": "allow", "score": 0.75,
-        "matched_rules": ["secrets.aws"], "rule_pack_version": 3, "constitution_hash": "ab" * 32,
-        "training_version": 2, "redactions": [[4, 9]],
+        "event_id": EID,
+        "input_event_id": INPUT_EID,
+        "outcome": "allow",
+        "score": 0.75,
+        "matched_rules": ["secrets.aws"],
+        "rule_pack_version": 3,
+        "constitution_hash": "ab" * 32,
+        "training_version": 2,
+        "redactions": [[4, 9]],
     }
     assert groups[KEYS.tenant_fence("acme")].ops == (
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("decisions_allow", 1)),
@@ -184,7 +249,9 @@ def test_decision_is_filed_under_payload_conversation_not_envelope_subject() -> 
     groups = project(decision("allow", conversation_id="c9", subject="something-else"), DECISIONS_AT, KEYS)
     assert groups[0].fence_key == KEYS.conversation_fence("acme", "c9")
     assert {op.key for op in groups[0].ops} == {
-        KEYS.conversation("acme", "c9"), KEYS.conversation_decisions("acme", "c9")}
+        KEYS.conversation("acme", "c9"),
+        KEYS.conversation_decisions("acme", "c9"),
+    }
 
 
 def test_event_types_without_a_read_model_project_to_nothing() -> None:
@@ -193,20 +260,33 @@ def test_event_types_without_a_read_model_project_to_nothing() -> None:
 
 
 def test_usage_window_sets_one_field_per_model_window_and_source_in_the_tenant_slot() -> None:
-    usage = UsageWindow(model="slm-1", window_start=T0, window_end=T0 + 60_000_000, tokens=5, events=1,
-                        estimated_tokens=0, correction=False, revision=1)
+    usage = UsageWindow(
+        model="slm-1",
+        window_start=T0,
+        window_end=T0 + 60_000_000,
+        tokens=5,
+        events=1,
+        estimated_tokens=0,
+        correction=False,
+        revision=1,
+    )
     groups = project(event(usage, subject="slm-1"), EVENTS_AT, KEYS)
     assert [g.fence_key for g in groups] == [KEYS.tenant_fence("acme")]
-    assert groups[0].ops == (
-        RedisOp("HSET", KEYS.usage("acme"), (f"slm-1|{T0}|{T0 + 60_000_000}|unit", 5)),)
+    assert groups[0].ops == (RedisOp("HSET", KEYS.usage("acme"), (f"slm-1|{T0}|{T0 + 60_000_000}|unit", 5)),)
     assert_one_slot_per_group(groups)
 
 
-@pytest.mark.parametrize(("payload", "state"), [
-    (TrainingEnabled(command_id="k1", version=3, actor="admin-1", reason="pilot", expires_at=T0 + 5), "enabled"),
-    (TrainingDisabled(command_id="k2", version=4, actor="admin-1", reason="done"), "disabled"),
-    (TrainingExpired(command_id=None, version=5, actor="system", reason="ttl"), "disabled"),
-])
+@pytest.mark.parametrize(
+    ("payload", "state"),
+    [
+        (
+            TrainingEnabled(command_id="k1", version=3, actor="admin-1", reason="pilot", expires_at=T0 + 5),
+            "enabled",
+        ),
+        (TrainingDisabled(command_id="k2", version=4, actor="admin-1", reason="done"), "disabled"),
+        (TrainingExpired(command_id=None, version=5, actor="system", reason="ttl"), "disabled"),
+    ],
+)
 def test_training_outcome_sets_tenant_training_status_and_counts_it(payload: object, state: str) -> None:
     groups = project(event(payload), EVENTS_AT, KEYS)
     assert [g.fence_key for g in groups] == [KEYS.tenant_fence("acme")]
@@ -220,19 +300,24 @@ def test_training_outcome_sets_tenant_training_status_and_counts_it(payload: obj
 
 
 def test_training_rejection_records_the_reason_without_changing_state() -> None:
-    rejected = TrainingRejected(command_id="k3", version=4, actor="bob", reason="try",
-                                rejected_reason="not an admin")
+    rejected = TrainingRejected(
+        command_id="k3", version=4, actor="bob", reason="try", rejected_reason="not an admin"
+    )
     (group,) = project(event(rejected), EVENTS_AT, KEYS)
-    assert group.ops[0] == RedisOp("HSET", KEYS.training("acme"),
-                                   ("tenant", "acme", "last_rejection", "not an admin"))
+    assert group.ops[0] == RedisOp(
+        "HSET", KEYS.training("acme"), ("tenant", "acme", "last_rejection", "not an admin")
+    )
     assert "state" not in group.ops[0].args
 
 
-@pytest.mark.parametrize("payload", [
-    ConversationStarted(actor="ana", model="slm-1"),
-    MessageSubmitted("t1", "user", "hi", "slm-1", 3),
-    ConversationClosed("timeout"),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ConversationStarted(actor="ana", model="slm-1"),
+        MessageSubmitted("t1", "user", "hi", "slm-1", 3),
+        ConversationClosed("timeout"),
+    ],
+)
 def test_every_group_of_a_record_lives_in_one_slot_and_is_fenced_in_that_slot(payload: object) -> None:
     groups = project(event(payload, tenant="globex", subject="conv-7"), EVENTS_AT, KEYS)
     assert_one_slot_per_group(groups)

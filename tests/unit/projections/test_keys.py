@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,12 +16,16 @@ def hash_tag(key: str) -> str:
     end = key.find("}", start + 1)
     if end == -1 or end == start + 1:
         return key
-    return key[start + 1:end]
+    return key[start + 1 : end]
 
 
 def conversation_keys(keys: Keys, tenant: str, conv: str) -> list[str]:
-    return [keys.conversation(tenant, conv), keys.conversation_turns(tenant, conv),
-            keys.conversation_decisions(tenant, conv), keys.conversation_fence(tenant, conv)]
+    return [
+        keys.conversation(tenant, conv),
+        keys.conversation_turns(tenant, conv),
+        keys.conversation_decisions(tenant, conv),
+        keys.conversation_fence(tenant, conv),
+    ]
 
 
 def tenant_keys(keys: Keys, tenant: str) -> list[str]:
@@ -44,7 +47,8 @@ def test_topic_prefix_gets_its_own_namespace() -> None:
 def test_distinct_prefixes_never_share_a_key() -> None:
     a, b = Keys.for_prefix("ta."), Keys.for_prefix("tb.")
     assert set(conversation_keys(a, "acme", "c1") + tenant_keys(a, "acme")).isdisjoint(
-        conversation_keys(b, "acme", "c1") + tenant_keys(b, "acme"))
+        conversation_keys(b, "acme", "c1") + tenant_keys(b, "acme")
+    )
 
 
 def test_every_key_of_a_conversation_shares_the_tenant_slash_conversation_tag() -> None:

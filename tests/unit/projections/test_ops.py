@@ -7,23 +7,45 @@ import pytest
 from ledgerflow.projections.ops import COMMANDS, Position, RedisOp
 
 
-@pytest.mark.parametrize(("command", "args"), [
-    ("HSET", ("f", "v")), ("HSET", ("f", "v", "g", 2)),
-    ("HINCRBY", ("f", 1)), ("HINCRBYFLOAT", ("f", 0.5)),
-    ("RPUSH", ("a",)), ("RPUSH", ("a", "b", "c")), ("LPUSH", ("a",)),
-    ("LTRIM", (0, 49)), ("ZREMRANGEBYRANK", (0, -51)), ("SET", ("v",)), ("INCRBY", (3,)),
-    ("ZADD", (1.5, "m")), ("DEL", ()),
-])
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("HSET", ("f", "v")),
+        ("HSET", ("f", "v", "g", 2)),
+        ("HINCRBY", ("f", 1)),
+        ("HINCRBYFLOAT", ("f", 0.5)),
+        ("RPUSH", ("a",)),
+        ("RPUSH", ("a", "b", "c")),
+        ("LPUSH", ("a",)),
+        ("LTRIM", (0, 49)),
+        ("ZREMRANGEBYRANK", (0, -51)),
+        ("SET", ("v",)),
+        ("INCRBY", (3,)),
+        ("ZADD", (1.5, "m")),
+        ("DEL", ()),
+    ],
+)
 def test_allowed_command_with_right_arity_is_accepted(command: str, args: tuple) -> None:
     op = RedisOp(command, "k", args)
     assert (op.command, op.key, op.args) == (command, "k", args)
 
 
-@pytest.mark.parametrize(("command", "args", "expected"), [
-    ("HINCRBY", ("f",), 2), ("HINCRBY", ("f", 1, 2), 2), ("LTRIM", (0,), 2), ("SET", (), 1),
-    ("INCRBY", (1, 2), 1), ("ZADD", (1,), 2), ("ZREMRANGEBYRANK", (0,), 2), ("DEL", ("x",), 0),
-])
-def test_fixed_arity_command_with_wrong_argument_count_is_refused(command: str, args: tuple, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [
+        ("HINCRBY", ("f",), 2),
+        ("HINCRBY", ("f", 1, 2), 2),
+        ("LTRIM", (0,), 2),
+        ("SET", (), 1),
+        ("INCRBY", (1, 2), 1),
+        ("ZADD", (1,), 2),
+        ("ZREMRANGEBYRANK", (0,), 2),
+        ("DEL", ("x",), 0),
+    ],
+)
+def test_fixed_arity_command_with_wrong_argument_count_is_refused(
+    command: str, args: tuple, expected: int
+) -> None:
     with pytest.raises(ValueError, match=f"{command} takes {expected} arguments, got {len(args)}"):
         RedisOp(command, "k", args)
 

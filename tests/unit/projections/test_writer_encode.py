@@ -24,11 +24,28 @@ def test_each_op_is_command_key_index_arg_count_then_args() -> None:
     keys, argv = _encode(FencedOps("fence", AT, ops))
     assert keys == ["fence", "h", "l", "gone"]  # a key used twice appears once
     assert argv == [
-        "conversation.events:1", 42, 4,
-        "HSET", 2, 4, "a", "1", "b", 2,
-        "RPUSH", 3, 1, "x",
-        "HINCRBY", 2, 2, "n", 5,
-        "DEL", 4, 0,
+        "conversation.events:1",
+        42,
+        4,
+        "HSET",
+        2,
+        4,
+        "a",
+        "1",
+        "b",
+        2,
+        "RPUSH",
+        3,
+        1,
+        "x",
+        "HINCRBY",
+        2,
+        2,
+        "n",
+        5,
+        "DEL",
+        4,
+        0,
     ]
 
 
@@ -40,4 +57,3 @@ def test_op_on_the_fence_key_itself_refers_to_keys_index_one() -> None:
 
 def test_group_without_ops_only_moves_the_fence() -> None:
     assert _encode(FencedOps("fence", AT, ())) == (["fence"], ["conversation.events:1", 42, 0])
-

@@ -69,8 +69,12 @@ def test_server_properties_describe_a_single_kraft_node(tmp_path: Path) -> None:
 
 def test_server_properties_fit_one_broker_and_never_auto_create_topics(tmp_path: Path) -> None:
     props = read_props(write_config(KafkaNode(tmp_path, "127.0.0.1", 39092)))
-    for name in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
-                 "transaction.state.log.min.isr", "share.coordinator.state.topic.replication.factor"):
+    for name in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.replication.factor",
+    ):
         assert props[name] == "1", name
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["auto.create.topics.enable"] == "false"
