@@ -45,3 +45,8 @@ USAGE_WINDOWS_EMITTED = Counter("usage_windows_emitted_total", "usage.windows re
 USAGE_WINDOW_LAG = Gauge(
     "usage_window_lag_seconds", "Wall clock minus watermark per input partition", ["partition"]
 )
+
+PROJECTION_LAG = Gauge(
+    "ledgerflow_projection_lag_records", "conversation.events records not yet applied to the read models",
+    ["projection"],
+)

@@ -25,8 +25,13 @@ def _clean(values: tuple[float, ...]) -> list[float]:
 
 
 LABELS = {
-    1: ("pipeline", "passthrough"), 2: ("rebuild", "raw consume"), 3: ("pipeline", "passthrough"),
-    4: ("pipeline", "naive agent"), 5: ("SSE", "raw Kafka"), 6: ("ours", "avro pkg"), 7: ("pipeline", "naive agent"),
+    1: ("pipeline", "passthrough"),
+    2: ("rebuild", "raw consume"),
+    3: ("pipeline", "passthrough"),
+    4: ("pipeline", "naive agent"),
+    5: ("SSE", "raw Kafka"),
+    6: ("ours", "avro pkg"),
+    7: ("pipeline", "naive agent"),
 }
 
 
@@ -42,21 +47,20 @@ def figures_chart(figures: list[Figure], path: Path, caption: str = "") -> Path:
         for x, runs in enumerate((f.ours_runs, f.baseline_runs)):
             ys = _clean(runs)
             ax.scatter([x] * len(ys), ys, color="black", s=12, zorder=3)
-        if f.met is None:
-            verdict = "not judged" if f.goal else "no goal"
-        else:
-            verdict = "met" if f.met else "MISSED"
+        verdict = {True: "met", False: "MISSED", None: "not judged" if f.goal else "no goal"}[f.met]
         value = "n/a" if math.isnan(f.value) else f"{f.value:.3g}"
         goal = f"goal {f.goal}" if f.goal else "no goal"
         title = textwrap.fill(f"{f.number}. {f.name}", 48)
         ax.set_title(f"{title}\n= {value} ({goal}; {verdict})", fontsize=8.5)
         ax.set_ylabel(f.unit, fontsize=8)
         ax.tick_params(labelsize=8)
-    for ax in list(axes.flat)[len(figures):]:
+    for ax in list(axes.flat)[len(figures) :]:
         ax.axis("off")
     if len(figures) < 8 and caption:
         axes.flat[-1].text(0, 1, textwrap.fill(caption, 52), va="top", fontsize=8.5, family="monospace")
-    fig.suptitle("ledgerflow bench: each figure against its baseline in the same run (bars: medians; dots: rounds)")
+    fig.suptitle(
+        "ledgerflow bench: each figure against its baseline in the same run (bars: medians; dots: rounds)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -64,12 +68,11 @@ def figures_chart(figures: list[Figure], path: Path, caption: str = "") -> Path:
 
 
 def latency_chart(sse: dict[str, Any], path: Path) -> Path:
-    """p50 and p99 per round: raw Kafka, SSE event frames, SSE decision frames."""
+    """p50 and p99 per round: raw Kafka, SSE event frames."""
     plt = _plt()
     rounds = latency_rounds(sse)
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    series = (("raw", "raw Kafka produce→consume"), ("sse", "SSE event frame"),
-              ("decision", "SSE decision frame (via policy agent)"))
+    series = (("raw", "raw Kafka produce→consume"), ("sse", "SSE event frame"))
     width = 0.8 / len(series)
     for i, (key, label) in enumerate(series):
         xs = [r + i * width for r in range(len(rounds))]
@@ -80,7 +83,9 @@ def latency_chart(sse: dict[str, Any], path: Path) -> Path:
     ax.axhline(50, color="red", linestyle="--", linewidth=1, label="50 ms goal (SSE p99)")
     ax.set_xticks([r + width for r in range(len(rounds))], [f"round {r + 1}" for r in range(len(rounds))])
     ax.set_ylabel("latency, ms (bars p99, ticks p50)")
-    ax.set_title(f"SSE end-to-end with {sse.get('opened', 0)} subscribers at {sse.get('rate', 0):.0f} events/s")
+    ax.set_title(
+        f"SSE end-to-end with {sse.get('opened', 0)} subscribers at {sse.get('rate', 0):.0f} events/s"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -52,8 +52,14 @@ async def _pace(began: float, sent: int, rate: float) -> None:
 
 async def conversations(topic: str, bootstrap: str, events: int, rate: float, seed: int, run_id: str) -> dict:
     rng = random.Random(seed)
-    stream = interleaved(rng, TENANTS, conversations=events, start_micros=time.time_ns() // 1000,
-                         open_at_once=64, run_id=run_id)
+    stream = interleaved(
+        rng,
+        TENANTS,
+        conversations=events,
+        start_micros=time.time_ns() // 1000,
+        open_at_once=64,
+        run_id=run_id,
+    )
     batch = [next(stream) for _ in range(events)]  # a conversation yields ≥ 4 events: enough
     encoded = [(e.subject.encode(), codec.encode(e)) for e in batch]
     types = Counter(e.type for e in batch)
@@ -73,8 +79,13 @@ async def conversations(topic: str, bootstrap: str, events: int, rate: float, se
         seconds, cpu = time.monotonic() - began, own_cpu_seconds() - cpu0
     finally:
         await producer.stop()
-    return {"sent": len(encoded), "messages": types.get("MessageSubmitted", 0), "types": dict(types),
-            "seconds": seconds, "cpu_s": cpu}
+    return {
+        "sent": len(encoded),
+        "messages": types.get("MessageSubmitted", 0),
+        "types": dict(types),
+        "seconds": seconds,
+        "cpu_s": cpu,
+    }
 
 
 async def turns(topic: str, bootstrap: str, rate: float, seconds: float, count: int, run_id: str) -> dict:
@@ -89,11 +100,17 @@ async def turns(topic: str, bootstrap: str, rate: float, seconds: float, count: 
         while time.monotonic() - began < seconds:
             conv = ids[sent % count]
             now = time.time_ns() // 1000
-            event = new_event("MessageSubmitted", tenant=LATENCY_TENANT, subject=conv, producer="bench-load",
-                              occurred_at_micros=now,
-                              payload=MessageSubmitted(f"t{sent}", "user", mix.pick(rng), "slm-1", None))
-            await producer.send(topic, codec.encode(event), key=conv.encode(),
-                                headers=[("t", str(now).encode())])
+            event = new_event(
+                "MessageSubmitted",
+                tenant=LATENCY_TENANT,
+                subject=conv,
+                producer="bench-load",
+                occurred_at_micros=now,
+                payload=MessageSubmitted(f"t{sent}", "user", mix.pick(rng), "slm-1", None),
+            )
+            await producer.send(
+                topic, codec.encode(event), key=conv.encode(), headers=[("t", str(now).encode())]
+            )
             sent += 1
             await _pace(began, sent, rate)
         await producer.flush()
@@ -117,12 +134,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     topic = args.topic or settings.topic(CONVERSATION_EVENTS)
     if args.mode == "turns":
-        result = asyncio.run(turns(topic, settings.kafka_bootstrap, args.rate, args.seconds,
-                                   args.conversations, args.run_id))
+        result = asyncio.run(
+            turns(topic, settings.kafka_bootstrap, args.rate, args.seconds, args.conversations, args.run_id)
+        )
     else:
         rate = args.rate if args.mode == "rate" else 0.0
-        result = asyncio.run(conversations(topic, settings.kafka_bootstrap, args.events, rate, args.seed,
-                                           args.run_id))
+        result = asyncio.run(
+            conversations(topic, settings.kafka_bootstrap, args.events, rate, args.seed, args.run_id)
+        )
     emit(result=result)
 
 

@@ -12,8 +12,18 @@ import redis
 
 from ledgerflow.config import Settings
 
-PACKAGES = ("faust-streaming", "aiokafka", "redis", "fastavro", "avro", "orjson", "starlette", "uvicorn",
-            "matplotlib", "py-spy")
+PACKAGES = (
+    "faust-streaming",
+    "aiokafka",
+    "redis",
+    "fastavro",
+    "avro",
+    "orjson",
+    "starlette",
+    "uvicorn",
+    "matplotlib",
+    "py-spy",
+)
 
 
 def _cpu_model() -> str:

@@ -69,8 +69,10 @@ def stack_pids(settings: Settings) -> dict[str, int]:
     from ledgerflow.stack import manage
 
     info = manage.status(settings)
-    ports = {"kafka": int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]),
-             "redis": urlparse(settings.redis_url).port or 6379}
+    ports = {
+        "kafka": int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]),
+        "redis": urlparse(settings.redis_url).port or 6379,
+    }
     pids = {}
     for name in ("kafka", "redis"):
         pid = info[name]["pid"] or listener_pid(ports[name])  # type: ignore[index]
@@ -144,12 +146,15 @@ class Child:
                     if key in obj:
                         return obj
                 if self.popen.poll() is not None and not self._reader_alive():
-                    raise RuntimeError(f"{self.name} exited with {self.popen.returncode} before "
-                                       f"reporting {key!r}:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.popen.returncode} before "
+                        f"reporting {key!r}:\n{self.log_tail()}"
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise RuntimeError(f"{self.name} did not report {key!r} within {timeout:.0f} s:\n"
-                                       f"{self.log_tail()}")
+                    raise RuntimeError(
+                        f"{self.name} did not report {key!r} within {timeout:.0f} s:\n{self.log_tail()}"
+                    )
                 self._cond.wait(min(left, 0.5))
 
     def _reader_alive(self) -> bool:
@@ -180,8 +185,15 @@ class Child:
             return ""
 
 
-def spawn(settings: Settings, name: str, module: str, args: Iterable[str], *, work_dir: Path,
-          extra_env: Mapping[str, str] | None = None) -> Child:
+def spawn(
+    settings: Settings,
+    name: str,
+    module: str,
+    args: Iterable[str],
+    *,
+    work_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Child:
     """``python -m module args`` with ``settings`` in its environment; stderr to a log file."""
     work_dir.mkdir(parents=True, exist_ok=True)
     log = work_dir / f"{name}-{time.time_ns() // 1_000_000}.log"
@@ -189,8 +201,14 @@ def spawn(settings: Settings, name: str, module: str, args: Iterable[str], *, wo
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
     with open(log, "w") as err:
         popen = subprocess.Popen(
-            [sys.executable, "-m", module, *args], env=env, cwd=work_dir,
-            stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True, bufsize=1,
+            [sys.executable, "-m", module, *args],
+            env=env,
+            cwd=work_dir,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
         )
     child = Child(name, popen, log)
     threading.Thread(target=child._pump, name=f"pump-{popen.pid}", daemon=True).start()

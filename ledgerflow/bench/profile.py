@@ -26,10 +26,27 @@ class Sampler:
     def __init__(self, pid: int, out: Path, rate: int = 200) -> None:
         self.out = out
         exe = py_spy()
-        self._proc = None if exe is None else subprocess.Popen(
-            [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate), "--nonblocking",
-             "--output", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        self._proc = (
+            None
+            if exe is None
+            else subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    str(rate),
+                    "--nonblocking",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
         )
 
     def stop(self) -> Path | None:
@@ -57,15 +74,24 @@ def _frame_name(frame: str) -> str:
     path = where.rsplit(":", 1)[0].rstrip(")")
     for marker in ("site-packages/", "ledgerflow/", "lib/python3"):
         if marker in path:
-            path = path[path.index(marker):].replace("site-packages/", "")
+            path = path[path.index(marker) :].replace("site-packages/", "")
             break
     return f"{name} ({path})" if path else name
 
 
 # Where a leaf frame's time goes, by the file it runs in (first match wins).
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("codec and event records (Avro, envelope, dataclasses)", ("ledgerflow/contracts/codec", "fastavro", "contracts/events",
-                                             "contracts/payloads", "contracts/registry", "_avro_json")),
+    (
+        "codec and event records (Avro, envelope, dataclasses)",
+        (
+            "ledgerflow/contracts/codec",
+            "fastavro",
+            "contracts/events",
+            "contracts/payloads",
+            "contracts/registry",
+            "_avro_json",
+        ),
+    ),
     ("hash chain (RFC 8785 canonical JSON, SHA-256)", ("contracts/chain", "rfc8785", "hashlib")),
     ("policy evaluation", ("ledgerflow/policy/", "ledgerflow/decisions")),
     ("projection ops (pure)", ("ledgerflow/projections/conversations", "projections/ops", "orjson")),
@@ -129,10 +155,13 @@ def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = IDLE) -> d
     total = busy or 1
     rows = [Hotspot(n, c / total, own[n] / total) for n, c in inclusive.most_common(top * 4)]
     by_own = [Hotspot(n, inclusive[n] / total, c / total) for n, c in own.most_common(top)]
-    return {"busy_samples": busy, "idle_samples": idle_samples,
-            "buckets": {name: round(c / total, 4) for name, c in buckets.most_common()},
-            "inclusive": [_row(r) for r in rows[:top * 2]],
-            "own": [_row(r) for r in by_own]}
+    return {
+        "busy_samples": busy,
+        "idle_samples": idle_samples,
+        "buckets": {name: round(c / total, 4) for name, c in buckets.most_common()},
+        "inclusive": [_row(r) for r in rows[: top * 2]],
+        "own": [_row(r) for r in by_own],
+    }
 
 
 def _row(h: Hotspot) -> dict:

@@ -28,8 +28,12 @@ from ledgerflow.projections.keys import Keys
 
 
 async def raw_consume(settings: Settings, until: dict[TopicPartition, int]) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await consumer.start()
     records = 0
     try:
@@ -65,8 +69,13 @@ async def run(settings: Settings, mode: str, namespace: str) -> dict:
             await redis.aclose()
         records, round_trips = stats.records, stats.round_trips
     seconds = time.perf_counter() - began
-    return {"records": records, "seconds": seconds, "rate": records / seconds if seconds else 0.0,
-            "cpu_s": own_cpu_seconds() - cpu0, "round_trips": round_trips}
+    return {
+        "records": records,
+        "seconds": seconds,
+        "rate": records / seconds if seconds else 0.0,
+        "cpu_s": own_cpu_seconds() - cpu0,
+        "round_trips": round_trips,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,20 +49,26 @@ def _settings_line(doc: dict[str, Any]) -> str:
         f"{p['runs']} rounds; saturation backlog {p['events']:,} events (naive agent {p['naive_events']:,}); "
         f"fixed rate {p['cpu_rate']:.0f} events/s for {p['cpu_events']:,} events; "
         f"{p['subscribers']:,} SSE subscribers in {p['client_processes']} client process(es), "
-        f"{p['sse_rate']:.0f} turns/s for {p['sse_seconds']:.0f} s per window; codec {p['codec_records']:,} records. "
+        f"{p['sse_rate']:.0f} turns/s for {p['sse_seconds']:.0f} s per window; "
+        f"codec {p['codec_records']:,} records. "
         f"Worker: `ledgerflow worker --agents {AGENTS}` (the measured path; the training and usage agents "
-        f"are not in it), its defaults: policy batches of {policy.BATCH} within {policy.WITHIN_S * 1000:.0f} ms, projector "
-        f"{projector.BATCH} within {projector.WITHIN_S * 1000:.0f} ms, faust max poll 1000 records, commit every 0.5 s; "
+        f"are not in it), its defaults: policy batches of {policy.BATCH} within "
+        f"{policy.WITHIN_S * 1000:.0f} ms, projector {projector.BATCH} within "
+        f"{projector.WITHIN_S * 1000:.0f} ms, faust max poll 1000 records, commit every 0.5 s; "
         "6 partitions per topic; each trial on its own topic prefix."
     )
 
 
 def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], images: str) -> str:
     m, pk = doc["machine"], doc["machine"]["packages"]
+    ww = more.get("with_worker", {})
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(doc["started_at"]))
     runs = doc["plan"]["runs"]
-    cmd = "ledgerflow bench" + (" --quick" if doc["plan"]["quick"] else "") + (
-        f" --runs {runs}" if runs != 3 else "")
+    cmd = (
+        "ledgerflow bench"
+        + (" --quick" if doc["plan"]["quick"] else "")
+        + (f" --runs {runs}" if runs != 3 else "")
+    )
     out = [
         "## `ledgerflow bench` — latest run",
         "",
@@ -77,9 +83,11 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}; "
             f"load average {m['load_average_at_start']} at start and {m.get('load_average_at_end')} at end "
             "(a VM shared with other jobs). "
-            f"Versions: Python {m['python']}, Apache Kafka {m['kafka']} (KRaft, one node), Redis {m['redis_server']}, "
+            f"Versions: Python {m['python']}, Apache Kafka {m['kafka']} (KRaft, one node), "
+            f"Redis {m['redis_server']}, "
             f"faust-streaming {pk['faust-streaming']}, aiokafka {pk['aiokafka']}, redis-py {pk['redis']}, "
-            f"fastavro {pk['fastavro']} (C extension: {m['fastavro_c']}), avro {pk['avro']}, orjson {pk['orjson']}, "
+            f"fastavro {pk['fastavro']} (C extension: {m['fastavro_c']}), avro {pk['avro']}, "
+            f"orjson {pk['orjson']}, "
             f"starlette {pk['starlette']}, uvicorn {pk['uvicorn']}, matplotlib {pk['matplotlib']}. "
             f"Broker and Redis CPU counted from pids {doc['stack_pids'] or 'none (external services)'}."
         ),
@@ -91,13 +99,22 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
     ]
     for f in figures:
         verdict = {True: "met", False: "**missed**", None: "—"}[f.met]
-        goal = (f.goal.replace(">=", "≥").replace("<=", "≤") + (f" {f.note}" if f.note and f.goal else "")) \
-            if f.goal else (f.note or "none")
-        out.append(f"| {f.number} | {f.name} | {_num(f.ours, f.unit)} | {_num(f.baseline, f.unit)} | "
-                   f"{_num(f.value)} | {goal} | {verdict} |")
-    out += ["", "Each round, per figure (ours / baseline):", "",
-            "| # | " + " | ".join(f"round {r + 1}" for r in range(runs)) + " |",
-            "|---|" + "---:|" * runs]
+        goal = (
+            (f.goal.replace(">=", "≥").replace("<=", "≤") + (f" {f.note}" if f.note and f.goal else ""))
+            if f.goal
+            else (f.note or "none")
+        )
+        out.append(
+            f"| {f.number} | {f.name} | {_num(f.ours, f.unit)} | {_num(f.baseline, f.unit)} | "
+            f"{_num(f.value)} | {goal} | {verdict} |"
+        )
+    out += [
+        "",
+        "Each round, per figure (ours / baseline):",
+        "",
+        "| # | " + " | ".join(f"round {r + 1}" for r in range(runs)) + " |",
+        "|---|" + "---:|" * runs,
+    ]
     for f in figures:
         if f.number == 6:
             continue
@@ -107,25 +124,38 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
         "",
         (
             f"Also measured: SSE event frames p50 {_num(more['sse_p50_ms'])} ms vs raw Kafka p50 "
-            f"{_num(more['raw_p50_ms'])} ms; decision frames (produce → policy agent → decision → SSE) p50 "
-            f"{_num(more['decision_p50_ms'])} ms, p99 {_num(more['decision_p99_ms'])} ms; "
+            f"{_num(more['raw_p50_ms'])} ms; with the worker running too (one more window, not judged): "
+            f"event frames p50 {_num(ww.get('sse_p50'))} / p99 {_num(ww.get('sse_p99'))} ms, "
+            "decision frames (produce → "
+            f"policy agent → decision → edge → client) p50 {_num(ww.get('decision_p50'))} / p99 "
+            f"{_num(ww.get('decision_p99'))} ms; "
             f"share of SSE event frames delivered within their window {_num(more['sse_delivered'])}; "
             f"Redis commands per event {_num(more['commands_per_event'])} (all in pipelines); "
             f"rebuild Redis round trips per record {_num(more['rebuild_round_trips_per_record'])}."
         ),
         *_sse_warnings(doc),
         "",
-        f"CPU-seconds per million events at {doc['plan']['cpu_rate']:.0f} events/s, by process (median of rounds):",
+        f"CPU-seconds per million events at {doc['plan']['cpu_rate']:.0f} events/s, "
+        "by process (median of rounds):",
         "",
         "| process | " + " | ".join(more["cpu_breakdown"]) + " |",
         "|---|" + "---:|" * len(more["cpu_breakdown"]),
     ]
     names = sorted({n for b in more["cpu_breakdown"].values() for n in b})
     for n in names:
-        out.append(f"| {n} | " + " | ".join(_num(b.get(n, math.nan)) for b in more["cpu_breakdown"].values()) + " |")
+        out.append(
+            f"| {n} | " + " | ".join(_num(b.get(n, math.nan)) for b in more["cpu_breakdown"].values()) + " |"
+        )
     out += _profile_lines(doc.get("profiles", {}))
-    out += ["", f"![figures]({images}-figures.png)", "", f"![SSE latency]({images}-latency.png)", "",
-            f"![codec]({images}-codec.png)", ""]
+    out += [
+        "",
+        f"![figures]({images}-figures.png)",
+        "",
+        f"![SSE latency]({images}-latency.png)",
+        "",
+        f"![codec]({images}-codec.png)",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -134,24 +164,38 @@ def _sse_warnings(doc: dict[str, Any]) -> list[str]:
     lost = [r + 1 for r, row in enumerate(latency_rounds(sse)) if row.get("delivered", 1.0) < 0.95]
     if not lost:
         return []
-    return ["", f"**Warning:** SSE windows of rounds {lost} lost event frames (streams ended or the edge "
-            f"stopped fanning out); control frames seen: {sse.get('control_frames')}; edge /readyz after each "
-            f"window: {[w.get('edge_ready_after') for w in sse.get('windows', [])]}."]
+    return [
+        "",
+        f"**Warning:** SSE windows of rounds {lost} lost event frames (streams ended or the edge "
+        f"stopped fanning out); control frames seen: {sse.get('control_frames')}; edge /readyz after each "
+        f"window: {[w.get('edge_ready_after') for w in sse.get('windows', [])]}.",
+    ]
 
 
 def _profile_lines(profiles: dict[str, Any]) -> list[str]:
     if not profiles:
         return []
     kinds = list(profiles)
-    buckets = sorted({b for p in profiles.values() for b in p.get("buckets", {})},
-                     key=lambda b: -max(p.get("buckets", {}).get(b, 0) for p in profiles.values()))
-    lines = ["", ("Where the busy time goes (py-spy, 200 Hz, a separate saturation trial per process; share of "
-                  "non-idle samples by the innermost component on the stack):"), "",
-             "| component | " + " | ".join(f"{k} ({_num(profiles[k].get('rate'))} /s)" for k in kinds) + " |",
-             "|---|" + "---:|" * len(kinds)]
+    buckets = sorted(
+        {b for p in profiles.values() for b in p.get("buckets", {})},
+        key=lambda b: -max(p.get("buckets", {}).get(b, 0) for p in profiles.values()),
+    )
+    lines = [
+        "",
+        (
+            "Where the busy time goes (py-spy, 200 Hz, a separate saturation trial per process; share of "
+            "non-idle samples by the innermost component on the stack):"
+        ),
+        "",
+        "| component | " + " | ".join(f"{k} ({_num(profiles[k].get('rate'))} /s)" for k in kinds) + " |",
+        "|---|" + "---:|" * len(kinds),
+    ]
     for b in buckets:
-        lines.append(f"| {b} | " + " | ".join(f"{profiles[k].get('buckets', {}).get(b, 0) * 100:.1f} %"
-                                              for k in kinds) + " |")
+        lines.append(
+            f"| {b} | "
+            + " | ".join(f"{profiles[k].get('buckets', {}).get(b, 0) * 100:.1f} %" for k in kinds)
+            + " |"
+        )
     return lines
 
 
@@ -174,15 +218,20 @@ def write_outputs(doc: dict[str, Any], out_dir: Path, *, update_docs: bool) -> l
     stem = "quick" if doc["plan"]["quick"] else "latest"
     figures = compute(doc)
     more = extra(doc)
-    doc = doc | {"figures": [f.to_json() for f in figures], "extra": more,
-                 "latency_rounds": latency_rounds(doc["collected"]["sse"][0]) if doc["collected"]["sse"] else []}
+    doc = doc | {
+        "figures": [f.to_json() for f in figures],
+        "extra": more,
+        "latency_rounds": latency_rounds(doc["collected"]["sse"][0]) if doc["collected"]["sse"] else [],
+    }
     written = [out_dir / f"{stem}.json"]
     written[0].write_text(json.dumps(_clean(doc), indent=1, sort_keys=True))
     m = doc["machine"]
-    caption = (f"run {doc['run_id']}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(doc['started_at']))}; "
-               f"{doc['plan']['runs']} rounds; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
-               f"load avg {m['load_average_at_start']} -> {m.get('load_average_at_end')}; "
-               f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis_server']}")
+    caption = (
+        f"run {doc['run_id']}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(doc['started_at']))}; "
+        f"{doc['plan']['runs']} rounds; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
+        f"load avg {m['load_average_at_start']} -> {m.get('load_average_at_end')}; "
+        f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis_server']}"
+    )
     written.append(charts.figures_chart(figures, out_dir / f"{stem}-figures.png", caption))
     if doc["collected"]["sse"]:
         written.append(charts.latency_chart(doc["collected"]["sse"][0], out_dir / f"{stem}-latency.png"))
@@ -198,4 +247,3 @@ def write_outputs(doc: dict[str, Any], out_dir: Path, *, update_docs: bool) -> l
             images = str(out_dir.resolve() / stem)
         written.append(refresh_docs(markdown(doc, figures, more, images)))
     return written
-

@@ -61,8 +61,20 @@ class Plan:
             n = events or 300
             return cls(True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 300, False)
         n = events or 20000
-        return cls(False, max(runs, 1), n, max(n // 5, 500), max(n // 4, 500), 500.0, 1000, 2, 200.0, 10.0,
-                   20000, py_spy() is not None)
+        return cls(
+            False,
+            max(runs, 1),
+            n,
+            max(n // 5, 500),
+            max(n // 4, 500),
+            500.0,
+            1000,
+            2,
+            200.0,
+            10.0,
+            20000,
+            py_spy() is not None,
+        )
 
 
 def _say(msg: str) -> None:
@@ -83,7 +95,9 @@ async def _rounds(env: Env, plan: Plan, got: Collected) -> None:
         assert pipeline_prefix is not None
         env.log(f"bench: round {r + 1}/{plan.runs}: rebuild vs raw consume")
         source = env.settings.with_overrides(topic_prefix=pipeline_prefix)
-        got.rebuild.append(await rebuild_pair(env, source, ("rebuild", "raw") if flip else ("raw", "rebuild")))
+        got.rebuild.append(
+            await rebuild_pair(env, source, ("rebuild", "raw") if flip else ("raw", "rebuild"))
+        )
         env.log(f"bench: round {r + 1}/{plan.runs}: saturation, naive agent ({plan.naive_events} events)")
         got.saturation.setdefault("naive", []).append(await saturation(env, "naive", plan.naive_events))
         for kind in pair:
@@ -100,8 +114,16 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
         codec_result = await asyncio.to_thread(codec.run, plan.codec_records)  # Step 2.
         await _rounds(env, plan, got)
         env.log(f"bench: SSE latency, {plan.subscribers} subscribers")  # Step 4.
-        got.sse.append(await sse_trial.run(env, subscribers=plan.subscribers, client_procs=plan.client_processes,
-                                           rate=plan.sse_rate, seconds=plan.sse_seconds, rounds=plan.runs))
+        got.sse.append(
+            await sse_trial.run(
+                env,
+                subscribers=plan.subscribers,
+                client_procs=plan.client_processes,
+                rate=plan.sse_rate,
+                seconds=plan.sse_seconds,
+                rounds=plan.runs,
+            )
+        )
         if plan.profile:  # Step 5.
             for kind, n in (("pipeline", max(plan.events // 2, 500)), ("naive", plan.naive_events)):
                 env.log(f"bench: profiling {kind} with py-spy")
@@ -110,9 +132,13 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
                 if kind == "pipeline":
                     env.log("bench: profiling the rebuild with py-spy")
                     source = env.settings.with_overrides(topic_prefix=res["prefix"])
-                    rebuilt = (await rebuild_pair(env, source, ("rebuild",), env.work_dir / "profile-rebuild.txt"))
-                    profiles["rebuild"] = {"rate": rebuilt["rebuild"]["rate"],
-                                           **rebuilt["rebuild"].get("profile", {})}
+                    rebuilt = await rebuild_pair(
+                        env, source, ("rebuild",), env.work_dir / "profile-rebuild.txt"
+                    )
+                    profiles["rebuild"] = {
+                        "rate": rebuilt["rebuild"]["rate"],
+                        **rebuilt["rebuild"].get("profile", {}),
+                    }
     finally:
         topics, keys = await cleanup(env)  # Step 6.
         env.log(f"bench: cleaned up {topics} topics and {keys} Redis keys")
@@ -133,16 +159,25 @@ def bench_cli(settings: Settings, *, quick: bool, runs: int, events: int, out_di
     env = Env(base, uuid.uuid4().hex[:8], work, stack_pids(base), log=_say)
     machine = describe(base)
     began = time.time()
-    _say(f"bench: {'quick' if quick else 'full'} run {env.run_id}, {plan.runs} round(s); "
-         f"broker/Redis pids counted: {env.stack_pids or 'none (external services)'}")
+    _say(
+        f"bench: {'quick' if quick else 'full'} run {env.run_id}, {plan.runs} round(s); "
+        f"broker/Redis pids counted: {env.stack_pids or 'none (external services)'}"
+    )
     try:
         measured = asyncio.run(_measure(env, plan))
-    except Exception as exc:  # noqa: BLE001 - report what failed, keep the logs
+    except Exception as exc:
         _say(f"bench: a trial failed: {exc}\nlogs kept in {work}")
         return 1
     machine["load_average_at_end"] = load_average()
-    document = {"run_id": env.run_id, "started_at": began, "seconds": time.time() - began,
-                "plan": asdict(plan), "machine": machine, "stack_pids": env.stack_pids, **measured}
+    document = {
+        "run_id": env.run_id,
+        "started_at": began,
+        "seconds": time.time() - began,
+        "plan": asdict(plan),
+        "machine": machine,
+        "stack_pids": env.stack_pids,
+        **measured,
+    }
     written = write_outputs(document, Path(out_dir), update_docs=not quick)
     for path in written:
         _say(f"bench: wrote {path}")

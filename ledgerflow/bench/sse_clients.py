@@ -57,15 +57,25 @@ async def _follow(stream: RawStream, samples: list[Sample], errors: list[str], c
         stream.close()
 
 
-async def sse(port: int, token: str, run_id: str, first: int, count: int, stop: asyncio.Event,
-              samples: list[Sample], errors: list[str], control: Counter[str]) -> None:
+async def sse(
+    port: int,
+    token: str,
+    run_id: str,
+    first: int,
+    count: int,
+    stop: asyncio.Event,
+    samples: list[Sample],
+    errors: list[str],
+    control: Counter[str],
+) -> None:
     ids = conversation_ids(run_id, first + count)[first:]
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
 
     async def open_one(conv: str) -> RawStream:
         async with gate:
-            return await RawStream("127.0.0.1", port, f"/v1/conversation/stream?conversation_id={conv}",
-                                   token).open()
+            return await RawStream(
+                "127.0.0.1", port, f"/v1/conversation/stream?conversation_id={conv}", token
+            ).open()
 
     streams = await asyncio.gather(*(open_one(c) for c in ids))
     tasks = [asyncio.create_task(_follow(s, samples, errors, control)) for s in streams]
@@ -76,7 +86,9 @@ async def sse(port: int, token: str, run_id: str, first: int, count: int, stop: 
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def kafka(bootstrap: str, topic: str, partitions: int, stop: asyncio.Event, samples: list[Sample]) -> None:
+async def kafka(
+    bootstrap: str, topic: str, partitions: int, stop: asyncio.Event, samples: list[Sample]
+) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -111,8 +123,14 @@ async def run(args: argparse.Namespace) -> dict:
     else:
         await kafka(load_settings().kafka_bootstrap, args.topic, args.partitions, stop, samples)
     args.out.write_bytes(orjson.dumps(samples))
-    return {"samples": len(samples), "errors": errors[:5], "error_count": len(errors), "control": dict(control),
-            "cpu_s": own_cpu_seconds(), "out": str(args.out)}
+    return {
+        "samples": len(samples),
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "control": dict(control),
+        "cpu_s": own_cpu_seconds(),
+        "out": str(args.out),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -69,9 +69,30 @@ def paired_ratio(ours: Sequence[float], baseline: Sequence[float]) -> float:
     return median([ratio(o, b) for o, b in zip(ours, baseline, strict=False)])
 
 
-def figure(number: int, name: str, ours: Sequence[float], baseline: Sequence[float], unit: str,
-           goal: str, *, absolute: bool = False, note: str = "") -> Figure:
+def figure(
+    number: int,
+    name: str,
+    ours: Sequence[float],
+    baseline: Sequence[float],
+    unit: str,
+    goal: str,
+    *,
+    absolute: bool = False,
+    note: str = "",
+) -> Figure:
     """A figure from per-round measurements: medians, and the median of per-round ratios."""
     value = median(ours) if absolute else paired_ratio(ours, baseline)
-    return Figure(number, name, median(ours), median(baseline), unit, value, goal, judge(value, goal),
-                  len(ours), tuple(ours), tuple(baseline), note)
+    return Figure(
+        number,
+        name,
+        median(ours),
+        median(baseline),
+        unit,
+        value,
+        goal,
+        judge(value, goal),
+        len(ours),
+        tuple(ours),
+        tuple(baseline),
+        note,
+    )

@@ -78,7 +78,7 @@ async def cleanup(env: Env) -> tuple[int, int]:
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(tuple(env.prefixes))]
         for i in range(0, len(doomed), 50):
-            await admin.delete_topics(doomed[i:i + 50])
+            await admin.delete_topics(doomed[i : i + 50])
     finally:
         await admin.close()
     redis = aioredis.Redis.from_url(env.settings.redis_url, socket_timeout=30)
@@ -87,7 +87,7 @@ async def cleanup(env: Env) -> tuple[int, int]:
         for prefix in env.prefixes:
             batch = [k async for k in redis.scan_iter(match=f"lf:{prefix}*", count=1000)]
             for i in range(0, len(batch), 1000):
-                keys += await redis.delete(*batch[i:i + 1000])
+                keys += await redis.delete(*batch[i : i + 1000])
     finally:
         await redis.aclose()
     return len(doomed), keys
@@ -105,7 +105,7 @@ async def prepare(settings: Settings) -> None:
     The sentinel tells the projector its (empty) space is complete, so it processes
     records live instead of first replaying the backlog as a rebuild.
     """
-    await ensure_topics(settings, all_topics() + (TopicSpec(SINK, 6, {"retention.ms": "3600000"}),))
+    await ensure_topics(settings, (*all_topics(), TopicSpec(SINK, 6, {"retention.ms": "3600000"})))
     redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
         await redis.set(Keys.for_prefix(settings.topic_prefix).sentinel(), "bench")
@@ -128,8 +128,9 @@ class Observer:
             sink = self._settings.topic(SINK)
             count = (await partition_counts(self._settings, [sink]))[sink]
             self._tps = [TopicPartition(sink, p) for p in range(count)]
-            self._consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap,
-                                              enable_auto_commit=False)
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False
+            )
             await self._consumer.start()
         else:
             self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
@@ -155,8 +156,9 @@ class Observer:
             got.decisions += sum(int(counters.get(f, 0)) for f in DECISION_FIELDS)
         return got
 
-    async def wait_for(self, events: int, decisions: int, timeout: float,
-                       on_first: Callable[[], None] | None = None) -> tuple[float, float, int]:
+    async def wait_for(
+        self, events: int, decisions: int, timeout: float, on_first: Callable[[], None] | None = None
+    ) -> tuple[float, float, int]:
         """Poll until ``events`` and ``decisions`` are done; (t_first_progress, t_done, events at t_first).
 
         ``on_first`` is called when the first progress is seen.
@@ -179,21 +181,35 @@ class Observer:
                     return last_zero, now, 0
                 return first[0], now, first[1]
             if now > deadline:
-                raise TimeoutError(f"{self._kind}: {got.events}/{events} events and {got.decisions}/"
-                                   f"{decisions} decisions done after {timeout:.0f} s")
+                raise TimeoutError(
+                    f"{self._kind}: {got.events}/{events} events and {got.decisions}/"
+                    f"{decisions} decisions done after {timeout:.0f} s"
+                )
             await asyncio.sleep(POLL_S)
 
 
 def start_consumer(env: Env, settings: Settings, kind: str) -> tuple[Child, Path | None]:
     """The process under test; for the pipeline also the file its Redis counters go to."""
     if kind == "passthrough":
-        args = ["--source", settings.topic(CONVERSATION_EVENTS), "--sink", settings.topic(SINK),
-                "--group", settings.topic("bench-passthrough")]
+        args = [
+            "--source",
+            settings.topic(CONVERSATION_EVENTS),
+            "--sink",
+            settings.topic(SINK),
+            "--group",
+            settings.topic("bench-passthrough"),
+        ]
         return spawn(settings, kind, "ledgerflow.bench.passthrough", args, work_dir=env.work_dir), None
     counters = env.work_dir / f"counters-{uuid.uuid4().hex[:8]}.json"
     target = "naive" if kind == "naive" else "worker"
-    child = spawn(settings, kind, "ledgerflow.bench.counted_worker",
-                  ["--counters", str(counters), "--target", target], work_dir=env.work_dir, extra_env=NO_METRICS)
+    child = spawn(
+        settings,
+        kind,
+        "ledgerflow.bench.counted_worker",
+        ["--counters", str(counters), "--target", target],
+        work_dir=env.work_dir,
+        extra_env=NO_METRICS,
+    )
     return child, counters
 
 
@@ -202,8 +218,13 @@ def _expected(kind: str, load: dict[str, Any]) -> tuple[int, int]:
 
 
 async def _load(env: Env, settings: Settings, *args: str) -> dict[str, Any]:
-    child = spawn(settings, "load", "ledgerflow.bench.load", [*args, "--run-id", settings.topic_prefix[:-1]],
-                  work_dir=env.work_dir)
+    child = spawn(
+        settings,
+        "load",
+        "ledgerflow.bench.load",
+        [*args, "--run-id", settings.topic_prefix[:-1]],
+        work_dir=env.work_dir,
+    )
     return await asyncio.to_thread(child.result, 600.0)
 
 
@@ -226,8 +247,9 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
 
     try:
         async with Observer(settings, kind) as observer:
-            t0, t1, done0 = await observer.wait_for(want_events, want_decisions,
-                                                    START_TIMEOUT_S + want_events / 100, first_progress)
+            t0, t1, done0 = await observer.wait_for(
+                want_events, want_decisions, START_TIMEOUT_S + want_events / 100, first_progress
+            )
     finally:
         sampled = samplers[0].stop() if samplers else None
         await asyncio.sleep(0.4 if counters else 0)  # let the counters file catch up
@@ -237,14 +259,20 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
         t0, t1, done0 = _from_points(child.wait_line("result", 10.0)["result"], want_events)
     seconds = max(t1 - t0, 1e-3)
     result: dict[str, Any] = {
-        "kind": kind, "prefix": settings.topic_prefix, "events": want_events, "decisions": want_decisions,
-        "seconds": seconds, "rate": (want_events - done0) / seconds,
+        "kind": kind,
+        "prefix": settings.topic_prefix,
+        "events": want_events,
+        "decisions": want_decisions,
+        "seconds": seconds,
+        "rate": (want_events - done0) / seconds,
     }
     if sampled is not None:
         result["profile"] = summarise(sampled)
     if counts is not None:
-        result["redis"] = counts | {"round_trips_per_event": counts["round_trips"] / want_events,
-                                    "commands_per_event": counts["commands"] / want_events}
+        result["redis"] = counts | {
+            "round_trips_per_event": counts["round_trips"] / want_events,
+            "commands_per_event": counts["commands"] / want_events,
+        }
     return result
 
 
@@ -281,28 +309,42 @@ async def fixed_rate(env: Env, kind: str, events: int, rate: float) -> dict[str,
             began = time.monotonic()
             load = await _load(env, settings, "rate", "--events", str(events), "--rate", str(rate))
             want_events, want_decisions = _expected(kind, load)
-            await observer.wait_for(warm_events + want_events, warm_decisions + want_decisions,
-                                    60 + want_events / 50)
+            await observer.wait_for(
+                warm_events + want_events, warm_decisions + want_decisions, 60 + want_events / 50
+            )
             used = meter.stop()
             seconds = time.monotonic() - began
     finally:
         await asyncio.to_thread(child.stop)
     used["load generator"] = load["cpu_s"]
     total = sum(used.values())
-    return {"kind": kind, "events": want_events, "rate": rate, "seconds": seconds,
-            "achieved_rate": want_events / load["seconds"] if load["seconds"] else 0.0,
-            "cpu_s": used, "cpu_total_s": total, "cpu_s_per_million": total / want_events * 1e6}
+    return {
+        "kind": kind,
+        "events": want_events,
+        "rate": rate,
+        "seconds": seconds,
+        "achieved_rate": want_events / load["seconds"] if load["seconds"] else 0.0,
+        "cpu_s": used,
+        "cpu_total_s": total,
+        "cpu_s_per_million": total / want_events * 1e6,
+    }
 
 
-async def rebuild_pair(env: Env, settings: Settings, order: tuple[str, ...],
-                       profile: Path | None = None) -> dict[str, Any]:
+async def rebuild_pair(
+    env: Env, settings: Settings, order: tuple[str, ...], profile: Path | None = None
+) -> dict[str, Any]:
     """Projection rebuild and raw consume of the topics a pipeline trial filled (figure 2);
     with ``profile``, the rebuild is sampled by py-spy from the moment its clock starts."""
     out: dict[str, Any] = {}
     for mode in order:
         ns = f"lf:{settings.topic_prefix}rebuild-{uuid.uuid4().hex[:6]}:"
-        child = spawn(settings, f"replay-{mode}", "ledgerflow.bench.replay", [mode, "--namespace", ns],
-                      work_dir=env.work_dir)
+        child = spawn(
+            settings,
+            f"replay-{mode}",
+            "ledgerflow.bench.replay",
+            [mode, "--namespace", ns],
+            work_dir=env.work_dir,
+        )
         sampler = None
         if profile is not None and mode == "rebuild":
             await asyncio.to_thread(child.wait_line, "started", 60.0)
