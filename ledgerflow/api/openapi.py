@@ -171,6 +171,7 @@ def _paths() -> dict[str, Schema]:
                             status={"const": "ready"},
                             checks={"type": "object", "additionalProperties": STR},
                             sse_subscribers=INT,
+                            projection_lag={"type": ["integer", "null"]},
                         ),
                         "Ready",
                     ),
