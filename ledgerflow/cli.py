@@ -204,6 +204,12 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return audit_cli(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.bench.run import bench_cli
+
+    return bench_cli(settings, quick=args.quick, runs=args.runs, events=args.events, out_dir=args.out)
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -286,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--quiet", action="store_true", help="no progress line; no summary when clean")
     _common(au)
     au.set_defaults(handler=cmd_audit)
+
+    b = sub.add_parser("bench", help="measure against the raw limits of the same stack (docs/benchmarks.md)")
+    b.add_argument("--quick", action="store_true", help="seconds-long smoke with tiny sizes (bench/results/quick.*)")
+    b.add_argument("--runs", type=int, default=3, help="rounds; every figure is a median over them (default 3)")
+    b.add_argument("--events", type=int, default=0, help="saturation backlog per trial (0 = 20000; quick 300)")
+    b.add_argument("--out", default="bench/results", help="where results go (default bench/results)")
+    _common(b)
+    b.set_defaults(handler=cmd_bench)
 
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])

@@ -1,10 +1,15 @@
 """Applies fenced projection ops to Redis: at most once per record, pipelined per batch.
 
-For each ``FencedOps`` one Lua call runs atomically on the entity's slot:
-1. read the fence (last applied offset for the record's ``topic:partition``);
-2. if the record's offset is not above it, do nothing (a redelivery) and return 0;
-3. otherwise run the ops and move the fence to the record's offset, return 1.
-A batch of records becomes one pipeline: one round trip for hundreds of records.
+The groups of a batch that share an entity (a fence key, so one Redis Cluster slot) go
+into one Lua call, which runs atomically and, for each record in order:
+1. reads the fence (last applied offset for the record's ``topic:partition``);
+2. skips the record if its offset is not above it (a redelivery);
+3. otherwise runs its ops and moves the fence to the record's offset.
+It returns how many records it applied. A batch is one pipeline: one round trip for
+hundreds of records. Records travel as one JSON argument
+(``[[cursor, offset, [[command, key index, arg, ...], ...]], ...]``, arguments as strings):
+packing one string per entity instead of dozens of arguments per record is what keeps the
+client's cost per record low (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -12,26 +17,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from ledgerflow.projections.ops import FencedOps
 
 _APPLY = """
-local applied = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-local offset = tonumber(ARGV[2])
-if offset <= applied then return 0 end
-local i = 4
-local n = tonumber(ARGV[3])
-for _ = 1, n do
-  local cmd = ARGV[i]
-  local key = KEYS[tonumber(ARGV[i + 1])]
-  local nargs = tonumber(ARGV[i + 2])
-  redis.call(cmd, key, unpack(ARGV, i + 3, i + 2 + nargs))
-  i = i + 3 + nargs
+local applied = 0
+for _, rec in ipairs(cjson.decode(ARGV[1])) do
+  local fenced = tonumber(redis.call('HGET', KEYS[1], rec[1]) or '-1')
+  if tonumber(rec[2]) > fenced then
+    for _, op in ipairs(rec[3]) do
+      redis.call(op[1], KEYS[op[2]], unpack(op, 3))
+    end
+    redis.call('HSET', KEYS[1], rec[1], rec[2])
+    applied = applied + 1
+  end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+return applied
 """
 
 
@@ -75,7 +79,7 @@ class ProjectionWriter:
             return WriteResult(0, 0, 0)
         self._checkpoint = checkpoint
         self._probe = probe
-        encoded = [_encode(fenced) for fenced in batch]
+        encoded = _encode_batch(batch)
         round_trips = 0
         if self._sha is None:
             self._sha = await self._redis.script_load(_APPLY)
@@ -93,9 +97,9 @@ class ProjectionWriter:
         if checkpoint is not None:
             results = results[:-1]
         applied = sum(int(r) for r in results)
-        return WriteResult(applied, len(results) - applied, round_trips + 1, found)
+        return WriteResult(applied, len(batch) - applied, round_trips + 1, found)
 
-    async def _run(self, encoded: list[tuple[list[str], list[str | int | float]]]) -> list[int]:
+    async def _run(self, encoded: list[tuple[list[str], list[str | int | bytes]]]) -> list[int]:
         pipe = self._redis.pipeline(transaction=False)
         for keys, argv in encoded:
             pipe.evalsha(self._sha, len(keys), *keys, *argv)
@@ -107,14 +111,20 @@ class ProjectionWriter:
         return await pipe.execute()
 
 
-def _encode(fenced: FencedOps) -> tuple[list[str], list[str | int | float]]:
-    keys = [fenced.fence_key]
-    index: dict[str, int] = {fenced.fence_key: 1}
-    argv: list[str | int | float] = [fenced.position.cursor, fenced.position.offset, len(fenced.ops)]
-    for op in fenced.ops:
-        slot = index.get(op.key)
-        if slot is None:
-            keys.append(op.key)
-            slot = index[op.key] = len(keys)
-        argv.extend((op.command, slot, len(op.args), *op.args))
-    return keys, argv
+def _encode_batch(batch: Sequence[FencedOps]) -> list[tuple[list[str], list[bytes]]]:
+    """One Lua call per fence key (entity), its records in batch order."""
+    calls: dict[str, tuple[list[str], dict[str, int], list[list[object]]]] = {}
+    for fenced in batch:
+        call = calls.get(fenced.fence_key)
+        if call is None:
+            call = calls[fenced.fence_key] = ([fenced.fence_key], {fenced.fence_key: 1}, [])
+        keys, index, records = call
+        ops: list[list[object]] = []
+        for op in fenced.ops:
+            slot = index.get(op.key)
+            if slot is None:
+                keys.append(op.key)
+                slot = index[op.key] = len(keys)
+            ops.append([op.command, slot, *[a if isinstance(a, str) else str(a) for a in op.args]])
+        records.append([fenced.position.cursor, str(fenced.position.offset), ops])
+    return [(keys, [orjson.dumps(records)]) for keys, _, records in calls.values()]
