@@ -222,7 +222,7 @@ def start(node: KafkaNode) -> int:
         _java_argv(java, classpath, node, JAVA_MAIN, str(config)),  # marker: main + config dir
         node.log_file,
     )
-    wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file)
+    wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file, pid)
     return pid
 
 

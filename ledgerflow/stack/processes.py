@@ -31,13 +31,17 @@ class Managed:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if not _alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        except FileNotFoundError:
-            return None
-        return pid if any(m.encode() in cmdline for m in self.markers) else None
+        for _ in range(3):  # a program rewriting its title (redis-server) is briefly unreadable
+            if not _alive(pid):
+                return None
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except FileNotFoundError:
+                return None
+            if any(m.encode() in cmdline for m in self.markers):
+                return pid
+            time.sleep(0.05)
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -111,16 +115,19 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: Managed, log_file: Path) -> None:
-    """Wait until ``host:port`` accepts connections; fail early if the process died."""
+def wait_for_port(host: str, port: int, timeout: float, proc: Managed, log_file: Path, pid: int) -> None:
+    """Wait until ``host:port`` accepts connections; fail early if process ``pid`` died.
+
+    Liveness is checked on the pid itself, not through ``proc``'s command-line markers:
+    a starting program may rewrite its process title (redis-server does) mid-check.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_in_use(host, port):
             return
-        if proc.pid() is None:
-            raise StackError(
-                f"{proc.name} exited during start-up. Last lines of {log_file}:\n{tail(log_file)}"
-            )
+        _reap(pid)
+        if not _alive(pid):
+            raise StackError(f"{proc.name} exited during start-up. Last lines of {log_file}:\n{tail(log_file)}")
         time.sleep(0.2)
     raise StackError(
         f"{proc.name} did not open {host}:{port} within {timeout:.0f} s. "

@@ -79,5 +79,5 @@ def start(node: RedisNode) -> int:
         ],
         node.log_file,
     )
-    wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file)
+    wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file, pid)
     return pid
