@@ -80,6 +80,10 @@ def run_demo(
     settings: Settings, rate: float = 5.0, duration: float = 0.0, tenants: str = "acme,globex"
 ) -> int:
     names = [t.strip() for t in tenants.split(",") if t.strip()]
+    # Ctrl-C and SIGTERM both stop the demo cleanly, even when it was started from a
+    # context that ignores SIGINT (a background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupted)
     stack_was_running = manage.nodes(settings).kafka.process.pid() is not None
     edge, worker = _procs(settings)
     try:
@@ -135,6 +139,10 @@ def _publish_example_pack(settings: Settings, tenant: str) -> None:
     document["tenant"] = tenant
     published = asyncio.run(publish_pack(settings, document, producer_name="demo"))
     _say(f"demo: published rule pack v{published.version} for {tenant} ({published.constitution_hash[:12]}…)")
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _procs(settings: Settings) -> tuple[Managed, Managed]:
