@@ -103,3 +103,14 @@ async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, i
             )
         counts[name] = len(item["partitions"])
     return counts
+
+
+async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset per partition of ``topic`` (absent = none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}

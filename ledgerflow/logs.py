@@ -62,3 +62,27 @@ async def read_topic(settings: Settings, topic: str, batch: int = 5000) -> Async
 
 async def read_all(settings: Settings, topic: str) -> list[RawRecord]:
     return [r async for r in read_topic(settings, topic)]
+
+
+async def read_range(settings: Settings, topic: str, partition: int, start: int, end: int) -> list[RawRecord]:
+    """Records ``start <= offset < end`` of one partition (full topic name)."""
+    if start >= end:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    out: list[RawRecord] = []
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while await consumer.position(tp) < end:
+            got = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+            for rec in got.get(tp, []):
+                if rec.offset >= end:
+                    return out
+                out.append(RawRecord(topic, partition, rec.offset, rec.key, rec.value,
+                                     tuple(rec.headers or ()), rec.timestamp))
+    finally:
+        await consumer.stop()
+    return out

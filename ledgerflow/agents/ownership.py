@@ -30,6 +30,10 @@ class Ownership:
         self.lock = asyncio.Lock()
         self._assigned: set[int] | None = None  # None until the first assignment
 
+    @property
+    def assigned(self) -> set[int]:
+        return set(self._assigned or ())
+
     def owned(self, messages: Sequence[Any]) -> list[Any]:
         """Step 4."""
         if self._assigned is None:

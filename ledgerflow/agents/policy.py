@@ -11,7 +11,10 @@ transaction:
    snapshot's offset to its end. That rolls every conversation's chain head forward and
    yields the input offset of the last decision written (header ``lf-input``).
 2. Skip input records at or below that offset: they were decided before a crash or a
-   rebalance and are being redelivered.
+   rebalance and are being redelivered. Records between it and the first offset faust
+   delivers (the group's committed offset — e.g. when the policy agent joins a group whose
+   other agents already consumed the topic) are read back and decided first: no turn is
+   ever left without a decision.
 3. Wait until reference data (rule packs, training state) has read everything in its
    log, then decide each turn with the pure ``ledgerflow.decisions.decide``.
 4. Produce the decisions to partition *p* with an idempotent producer and wait for acks.
@@ -48,6 +51,8 @@ from ledgerflow.contracts.events import check_key
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka_admin import committed_offsets
+from ledgerflow.logs import read_range
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
@@ -57,6 +62,7 @@ NAME = "policy"
 BATCH = 500
 WITHIN_S = 0.02
 SNAPSHOT_EVERY_S = 1.0
+CATCH_UP_S = 2.0
 
 
 @dataclass
@@ -91,6 +97,24 @@ class PolicyAgent:
         await self._reference.start()
         self._started = True
 
+    @property
+    def recovered(self) -> set[int]:
+        return set(self._partitions)
+
+    async def catch_up(self, committed: dict[int, int], assigned: set[int]) -> None:
+        """Decide what lies below the group's committed offset in owned partitions that no
+        batch has reached yet (see step 2; a partition without new traffic gets no batch)."""
+        if not self._started:
+            await self._start()
+        records: list[Any] = []
+        for p in sorted(assigned - set(self._partitions)):
+            self._partitions[p] = state = await self._recover(p)
+            records += await read_range(self._settings, self.input_topic, p, state.last_input + 1,
+                                        committed.get(p, 0))
+        if records:
+            log.warning("policy: deciding %d records the consumer group had already passed", len(records))
+            await self.handle(records)
+
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self._partitions.pop(p, None)
@@ -100,9 +124,15 @@ class PolicyAgent:
         if not self._started:
             await self._start()
         began = time.perf_counter()
+        backfill: list[Any] = []
         for p in {m.partition for m in messages}:  # Step 1.
             if p not in self._partitions:
-                self._partitions[p] = await self._recover(p)
+                self._partitions[p] = state = await self._recover(p)
+                first = min(m.offset for m in messages if m.partition == p)
+                backfill += await read_range(self._settings, self.input_topic, p, state.last_input + 1, first)
+        if backfill:
+            log.warning("policy: deciding %d records the consumer group had already passed", len(backfill))
+            messages = [*backfill, *messages]
         states = {p: self._partitions[p] for p in {m.partition for m in messages}}
         await self._reference.sync()  # Step 3.
         out: list[Outgoing] = []
@@ -225,5 +255,13 @@ def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> Polic
                 messages = ownership.owned([e.message for e in events])
                 if messages:
                     await agent_state.handle(messages)
+
+    @app.timer(interval=CATCH_UP_S)
+    async def catch_up() -> None:
+        if not ownership.assigned - agent_state.recovered:
+            return
+        committed = await committed_offsets(settings, app.conf.id, agent_state.input_topic)
+        async with ownership.lock:
+            await agent_state.catch_up(committed, ownership.assigned)
 
     return agent_state

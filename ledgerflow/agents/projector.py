@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 import redis.asyncio as aioredis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,6 +32,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import check_key
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.generations import active_keys
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 NAME = "read-models"
 BATCH = 500
+CATCH_UP_S = 2.0
 WITHIN_S = 0.05
 
 
@@ -58,6 +61,9 @@ class Projector:
         self._settings = settings
         self._fixed_keys = keys  # tests may pin a space; otherwise follow the active generation
         self._keys: Keys | None = keys
+        self._checked: set[tuple[str, int]] = set()
+        self.assigned: set[tuple[str, int]] = set()
+        self._lock = asyncio.Lock()
         self._bases = {settings.topic(b): b for b in SOURCES}
         self._sink = DeadLetterSink(app, NAME)
         self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
@@ -113,10 +119,64 @@ class Projector:
             )
         self._keys = active
 
+    @property
+    def checked(self) -> set[tuple[str, int]]:
+        return set(self._checked)
+
+    def forget_positions(self) -> None:
+        """After a rebalance, check each partition's first batch for a gap again."""
+        self._checked.clear()
+
+    async def _close_gaps(self, messages: Sequence[Any]) -> None:
+        """Apply what lies between the checkpoint and the first offset faust delivers.
+
+        faust-streaming's ``take_events`` acks a batch in a ``finally`` — also when the
+        agent is cancelled mid-batch at shutdown — so the group's committed offset can pass
+        records that were never applied. The checkpoint says what was applied; replay the
+        difference (fences make it exactly-once). Also covers a projector joining a group
+        whose other agents already consumed these topics.
+        """
+        firsts: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            key = (msg.topic, msg.partition)
+            if key not in self._checked:
+                firsts[key] = min(firsts.get(key, msg.offset), msg.offset)
+        await self._close_gaps_to(firsts)
+
+    async def catch_up(self, committed: dict[tuple[str, int], int]) -> None:
+        """Close gaps of assigned partitions no batch has reached yet (no new traffic)."""
+        async with self._lock:
+            if self._fixed_keys is None:
+                await self._follow_generation()
+            await self._close_gaps_to({k: committed.get(k, 0) for k in self.assigned - self._checked})
+
+    async def _close_gaps_to(self, firsts: dict[tuple[str, int], int]) -> None:
+        assert self._keys is not None
+        if not firsts:
+            return
+        applied = await self.writer().redis.hgetall(self._keys.checkpoint(NAME))
+        done = {k.decode(): int(v) for k, v in applied.items()}
+        start: dict[str, int] = {}
+        until: dict[TopicPartition, int] = {}
+        for (topic, partition), first in firsts.items():
+            self._checked.add((topic, partition))
+            after = done.get(f"{topic}:{partition}", -1) + 1
+            if after < first:
+                start[f"{topic}:{partition}"] = after
+                until[TopicPartition(topic, partition)] = first
+        if until:
+            stats = await replay(self._settings, self.writer().redis, self._keys, until=until, start=start)
+            log.warning("projector: applied %d records the consumer group had already passed", stats.applied)
+
     async def handle(self, messages: Sequence[Any]) -> None:
+        async with self._lock:
+            await self._handle(messages)
+
+    async def _handle(self, messages: Sequence[Any]) -> None:
         if self._fixed_keys is None:
             await self._follow_generation()
         assert self._keys is not None
+        await self._close_gaps(messages)
         groups: list[FencedOps] = []
         letters = []
         checkpoint: dict[str, int] = {}
@@ -167,5 +227,20 @@ def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Pr
     async def read_models(stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH, within=WITHIN_S):
             await projector.handle([e.message for e in events])
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        projector.forget_positions()
+        projector.assigned = {(tp.topic, tp.partition) for tp in assigned if tp.topic in projector.topics}
+
+    @app.timer(interval=CATCH_UP_S)
+    async def catch_up() -> None:
+        if not projector.assigned - projector.checked:
+            return
+        committed: dict[tuple[str, int], int] = {}
+        for topic in {t for t, _ in projector.assigned}:
+            offsets = await committed_offsets(settings, app.conf.id, topic)
+            committed.update({(topic, p): o for p, o in offsets.items()})
+        await projector.catch_up(committed)
 
     return projector

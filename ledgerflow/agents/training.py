@@ -5,7 +5,10 @@ partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
 1. On first use after (re)assignment, read output partition *p* from the start (it is
    small: one record per transition), folding every tenant's state and chain head and
    learning the last input offset already answered.
-2. Skip redelivered commands at or below that offset.
+2. Skip redelivered commands at or below that offset; read back and decide first any
+   command between it and the first offset faust delivers (the group's committed offset
+   can pass unprocessed records: faust-streaming acks a ``take_events`` batch even when the
+   agent is cancelled mid-batch).
 3. Decide each command with the pure ``training.decide`` against the folded state;
    append its events (accepted, rejected, or an expiry found on the way) hash-chained
    per tenant, and wait for the acks.
@@ -34,6 +37,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import check_key
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
+from ledgerflow.logs import read_range
 from ledgerflow.metrics import TRAINING_OUTCOMES, TRAINING_STATE
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 from ledgerflow.training import TrainingEvent, TrainingState, decide, evolve, expire_due, initial_state
@@ -57,6 +61,7 @@ class PartitionState:
 
 class TrainingAgent:
     def __init__(self, app: faust.App, settings: Settings) -> None:
+        self._settings = settings
         self.input_topic = settings.topic(TRAINING_COMMANDS)
         self._output = CoPartitionedOutput(settings, self.input_topic, settings.topic(TRAINING_AUDIT))
         self._sink = DeadLetterSink(app, NAME)
@@ -100,7 +105,13 @@ class TrainingAgent:
             await self._ensure_started()
             out: list[Outgoing] = []
             letters = []
-            for msg in messages:
+            backfill: list[Any] = []
+            for p in {m.partition for m in messages}:
+                if p not in self._partitions:  # commands the group passed unanswered come first
+                    state = await self._partition(p)
+                    first = min(m.offset for m in messages if m.partition == p)
+                    backfill += await read_range(self._settings, self.input_topic, p, state.last_input + 1, first)
+            for msg in [*backfill, *messages]:
                 state = await self._partition(msg.partition)
                 if msg.offset <= state.last_input:  # Step 2.
                     continue

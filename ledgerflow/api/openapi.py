@@ -401,6 +401,13 @@ def _training(summary: str, *, enable: bool) -> Schema:
         "tags": ["training"],
         "description": "Publishes a command to `training.commands` and waits (bounded) for the training "
         "agent's outcome. A rejection is a 409 problem with the reason.",
+        "parameters": [
+            _query(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": 30},
+                "Seconds to wait for the outcome (default 5)",
+            ),
+        ],
         "requestBody": _body(_obj(["reason"], **fields), EXAMPLES["enable" if enable else "disable"]),
         "responses": {
             "200": _json(

@@ -42,7 +42,7 @@ async def step(request: Request) -> JSONResponse:
     if not isinstance(content, str):
         raise ValidationError("content: a string is required")
     model = body.get("model") or "unspecified"
-    wait = _wait_seconds(request)
+    wait = wait_seconds(request)
     tenant = principal.tenant
     event = new_event(
         "MessageSubmitted",
@@ -96,10 +96,11 @@ async def step(request: Request) -> JSONResponse:
     return JSONResponse(_shape(decision, event_id, conversation_id, token))
 
 
-def _wait_seconds(request: Request) -> float:
+def wait_seconds(request: Request, default: float = DEFAULT_WAIT_S) -> float:
+    """The ``?wait=`` bound in seconds (0 … 30), or ``default``."""
     raw = request.query_params.get("wait")
     if raw is None:
-        return DEFAULT_WAIT_S
+        return default
     try:
         value = float(raw)
     except ValueError:

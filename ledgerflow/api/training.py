@@ -17,6 +17,7 @@ from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish, read_json
 from ledgerflow.api.problems import problem
+from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
 from ledgerflow.errors import ValidationError
@@ -60,13 +61,14 @@ async def _command(request: Request, kind: str) -> Response:
         occurred_at_micros=time.time_ns() // 1000,
     )
     await publish(ctx, TRAINING_COMMANDS, event)
-    outcome = await ctx.reference.wait_outcome(command_id, WAIT_S)
+    wait = wait_seconds(request, WAIT_S)
+    outcome = await ctx.reference.wait_outcome(command_id, wait)
     if outcome is None:
         return JSONResponse(
             {
                 "command_id": command_id,
                 "status": "pending",
-                "detail": f"no outcome within {WAIT_S:g} s; see GET /v1/training/status",
+                "detail": f"no outcome within {wait:g} s; see GET /v1/training/status",
             },
             status_code=202,
             headers={"Location": "/v1/training/status"},

@@ -29,7 +29,10 @@ def _audit(settings: Settings) -> list:
 
 
 def _post(edge: str, token: str, path: str, body: dict) -> httpx.Response:
-    return httpx.post(f"{edge}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    # ?wait=20: the worker may still be joining its group on a loaded machine
+    return httpx.post(
+        f"{edge}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, params={"wait": 20}, timeout=30
+    )
 
 
 def test_concurrent_enables_with_one_expected_version_accept_exactly_one(
@@ -44,7 +47,12 @@ def test_concurrent_enables_with_one_expected_version_accept_exactly_one(
     rejected = next(a for a in answers if a.status_code == 409)
     assert rejected.headers["content-type"].startswith("application/problem+json")
     assert "version" in rejected.json()["detail"] or "already" in rejected.json()["detail"]
-    status = httpx.get(f"{edge}/v1/training/status", headers={"Authorization": f"Bearer {admin}"}).json()
+    deadline = time.monotonic() + 30
+    while True:  # the status read model is projected asynchronously
+        status = httpx.get(f"{edge}/v1/training/status", headers={"Authorization": f"Bearer {admin}"}).json()
+        if status["version"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert (status["state"], status["version"], status["reason"]) == ("enabled", 1, "nightly fine-tune")
 
 
