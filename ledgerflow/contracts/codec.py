@@ -144,7 +144,7 @@ class Codec:
 
     def decode_dead_letter(self, data: bytes) -> DeadLetter:
         """The dead letter in ``data``. Raises DecodeError(reason)."""
-        entry, record = self._read(data, frozenset({"DeadLetter"}))
+        _, record = self._read(data, frozenset({"DeadLetter"}))
         return DeadLetter.from_record(record)
 
     def _write(self, entry: SchemaEntry, record: dict[str, Any]) -> bytes:

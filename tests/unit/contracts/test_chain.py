@@ -161,7 +161,6 @@ def test_the_pure_core_imports_no_kafka_redis_or_http_library() -> None:
         "collections",
         "dataclasses",
         "typing",
-        "orjson",
         "rfc8785",
         "ledgerflow",
     }

@@ -1,4 +1,4 @@
-"""The orjson fast path of chain canonicalisation writes exactly RFC 8785 (rfc8785) bytes."""
+"""The orjson fast path of canonical_json writes exactly RFC 8785 (rfc8785) bytes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledgerflow.contracts.chain import _jcs
+from ledgerflow.contracts.canonical import canonical_json as _jcs
 
 json_values = st.recursive(
     st.none()
