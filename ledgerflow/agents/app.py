@@ -10,6 +10,9 @@ Choices (see docs/architecture.md and PITFALLS.md):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import faust
 
 from ledgerflow.config import Settings
@@ -52,3 +55,20 @@ def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
         value_serializer="raw",
         allow_empty=True,
     )
+
+
+Handler = Callable[[list[Any]], Awaitable[None]]
+
+
+async def run_batches(stream: faust.StreamT, size: int, within: float, handle: Handler) -> None:
+    """Feed ``handle`` batches of messages and ack them only once it returned.
+
+    faust's ``take_events`` acks its batch in a ``finally`` — also when the agent is
+    cancelled mid-batch (shutdown) — which lets the group commit past records nobody
+    processed. ``noack_take`` leaves acking to us: a batch that was not handled is not
+    acked, so it is redelivered.
+    """
+    async for events in stream.noack_take(size, within=within):
+        await handle([event.message for event in events])
+        for event in events:
+            await stream.ack(event)

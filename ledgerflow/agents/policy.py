@@ -38,7 +38,7 @@ import faust
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.app import raw_topic, run_batches
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import Ownership
@@ -250,11 +250,12 @@ def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> Polic
 
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
     async def policy(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH, within=WITHIN_S):
+        async def owned(messages: list[Any]) -> None:
             async with ownership.lock:
-                messages = ownership.owned([e.message for e in events])
-                if messages:
-                    await agent_state.handle(messages)
+                if mine := ownership.owned(messages):
+                    await agent_state.handle(mine)
+
+        await run_batches(stream, BATCH, WITHIN_S, owned)
 
     @app.timer(interval=CATCH_UP_S)
     async def catch_up() -> None:

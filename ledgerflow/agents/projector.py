@@ -25,7 +25,7 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.app import raw_topic, run_batches
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -130,11 +130,10 @@ class Projector:
     async def _close_gaps(self, messages: Sequence[Any]) -> None:
         """Apply what lies between the checkpoint and the first offset faust delivers.
 
-        faust-streaming's ``take_events`` acks a batch in a ``finally`` — also when the
-        agent is cancelled mid-batch at shutdown — so the group's committed offset can pass
-        records that were never applied. The checkpoint says what was applied; replay the
-        difference (fences make it exactly-once). Also covers a projector joining a group
-        whose other agents already consumed these topics.
+        The group's committed offset can be past records this projector never applied: a
+        projector joining a group whose other agents already consumed these topics starts
+        there. The checkpoint says what was applied; replay the difference (fences make it
+        exactly-once).
         """
         firsts: dict[tuple[str, int], int] = {}
         for msg in messages:
@@ -225,8 +224,7 @@ def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Pr
 
     @app.agent(raw_topic(app, *projector.topics), name=f"{NAME}", concurrency=1)
     async def read_models(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH, within=WITHIN_S):
-            await projector.handle([e.message for e in events])
+        await run_batches(stream, BATCH, WITHIN_S, projector.handle)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:

@@ -7,8 +7,7 @@ partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
    learning the last input offset already answered.
 2. Skip redelivered commands at or below that offset; read back and decide first any
    command between it and the first offset faust delivers (the group's committed offset
-   can pass unprocessed records: faust-streaming acks a ``take_events`` batch even when the
-   agent is cancelled mid-batch).
+   can be past commands this agent never saw, e.g. when it joins an existing group).
 3. Decide each command with the pure ``training.decide`` against the folded state;
    append its events (accepted, rejected, or an expiry found on the way) hash-chained
    per tenant, and wait for the acks.
@@ -26,7 +25,7 @@ from typing import Any
 
 import faust
 
-from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.app import raw_topic, run_batches
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import Ownership
@@ -47,6 +46,8 @@ log = logging.getLogger(__name__)
 
 NAME = "training"
 TICK_S = 0.2
+BATCH = 100
+WITHIN_S = 0.01
 
 
 @dataclass
@@ -171,8 +172,7 @@ def register(app: faust.App, settings: Settings) -> TrainingAgent:
 
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
     async def training(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(100, within=0.01):
-            await agent_state.handle(ownership.owned([e.message for e in events]))
+        await run_batches(stream, BATCH, WITHIN_S, lambda messages: agent_state.handle(ownership.owned(messages)))
 
     @app.timer(interval=TICK_S)
     async def expire() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ledgerflow.agents.app import raw_topic
+from ledgerflow.agents.app import raw_topic, run_batches
 from ledgerflow.agents.ownership import Ownership
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 NAME = "usage"
 TICK_S = 1.0
+BATCH = 500
+WITHIN_S = 0.05
 
 
 class UsageAgent:
@@ -203,8 +205,7 @@ def register(app: faust.App, settings: Settings) -> UsageAgent:
 
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
     async def usage(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(500, within=0.05):
-            await agent_state.handle(ownership.owned([e.message for e in events]))
+        await run_batches(stream, BATCH, WITHIN_S, lambda messages: agent_state.handle(ownership.owned(messages)))
 
     @app.timer(interval=TICK_S)
     async def close_idle_windows() -> None:
