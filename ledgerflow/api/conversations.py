@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -13,9 +12,8 @@ from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.views import conversation_view
 from ledgerflow.topics import CONVERSATION_EVENTS
-
-_INT_FIELDS = ("turns", "tokens", "started_at", "updated_at")
 
 
 async def get_conversation(request: Request) -> JSONResponse:
@@ -38,18 +36,7 @@ async def get_conversation(request: Request) -> JSONResponse:
     if not fields:
         # Another tenant's conversation is indistinguishable from a missing one.
         raise HTTPException(404, f"conversation {conv_id!r} not found for tenant {principal.tenant!r}")
-    view: dict[str, object] = {k.decode(): v.decode() for k, v in fields.items()}
-    for name in _INT_FIELDS:
-        if name in view:
-            view[name] = int(view[name])  # type: ignore[arg-type]
-    if "last_decision" in view:
-        view["last_decision"] = orjson.loads(view["last_decision"])  # type: ignore[arg-type]
-    by_event = {k.decode(): orjson.loads(v) for k, v in decisions.items()}
-    view["turn_count"] = view.pop("turns", 0)
-    view["turns"] = [
-        {**turn, "decision": by_event.get(turn["event_id"])} for turn in map(orjson.loads, turns)
-    ]
-    return JSONResponse(view)
+    return JSONResponse(conversation_view(fields, turns, decisions))
 
 
 CONSISTENCY_WAIT_S = 2.0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.problems import BadRequest
+from ledgerflow.api.problems import read_json
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
@@ -18,23 +17,6 @@ from ledgerflow.metrics import EVENTS_INGESTED
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 CONVERSATION_TYPES = frozenset({"ConversationStarted", "MessageSubmitted", "ConversationClosed"})
-MAX_BODY_BYTES = 256 * 1024
-
-
-async def read_json(request: Request) -> dict:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    if "json" not in request.headers.get("content-type", ""):
-        raise BadRequest("send the body as JSON with 'Content-Type: application/json'")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise BadRequest("body must be a JSON object")
-    return obj
 
 
 async def ingest(request: Request) -> JSONResponse:

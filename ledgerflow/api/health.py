@@ -34,8 +34,14 @@ async def readyz(request: Request) -> Response:
     if ctx.closing.is_set():
         checks["edge"] = "shutting down"
     if all(v == "ok" for v in checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks, "sse_subscribers": ctx.hub.subscribers,
-                             "projection_lag": lag})
+        return JSONResponse(
+            {
+                "status": "ready",
+                "checks": checks,
+                "sse_subscribers": ctx.hub.subscribers,
+                "projection_lag": lag,
+            }
+        )
     return problem(
         503,
         "Service Unavailable",
@@ -68,7 +74,7 @@ async def projection_lag(ctx: EdgeContext) -> int | None:
     try:
         keys = await ctx.read_keys()
         applied = await asyncio.wait_for(ctx.redis.hgetall(keys.checkpoint("read-models")), timeout=2.0)
-    except Exception:  # noqa: BLE001 - readiness reports Redis separately
+    except Exception:
         return None
     ends = ctx.hub.live_positions([("e", p) for p in range(count)])
     lag = 0

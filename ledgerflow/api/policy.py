@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import principal_of, requires_role
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.events import read_json
+from ledgerflow.api.problems import read_json
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.policy import Turn, evaluate
 from ledgerflow.rulepacks import publish_pack

@@ -163,14 +163,22 @@ def exception_handlers() -> dict[Any, Any]:
     }
 
 
-async def read_json(request: Request) -> Any:
-    """The request body as JSON; ``BadRequest`` (400) if it is not JSON."""
+MAX_BODY_BYTES = 256 * 1024
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object; ``BadRequest`` (400) saying what is wrong otherwise."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
         raise BadRequest(f"expected Content-Type application/json, got {content_type!r}")
     body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
     try:
-        return orjson.loads(body)
+        obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("request body must be a JSON object")
+    return obj

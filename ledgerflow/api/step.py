@@ -21,7 +21,8 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.events import publish, read_json
+from ledgerflow.api.events import publish
+from ledgerflow.api.problems import read_json
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.errors import ValidationError
@@ -54,29 +55,29 @@ async def step(request: Request) -> JSONResponse:
     )
     # Step 1.
     key = request.headers.get("idempotency-key")
-    first = True
-    if key:
-        idem = f"lf:{ctx.settings.topic_prefix}idem:{{{tenant}}}:{key[:200]}"
+    idem = f"lf:{ctx.settings.topic_prefix}idem:{{{tenant}}}:{key[:200]}" if key else None
+    first, event_id, token = True, event.event_id, None
+    if idem is not None:
         first = bool(await ctx.redis.set(idem, event.event_id, nx=True, ex=IDEMPOTENCY_TTL_S))
-        if not first:
-            event_id = (await ctx.redis.get(idem) or b"").decode()
-        else:
-            event_id = event.event_id
-    else:
-        event_id = event.event_id
+        if not first:  # "<event id>" while the first request publishes, "<event id>|<token>" after
+            event_id, _, token = (await ctx.redis.get(idem) or b"").decode().partition("|")
+            token = token or None
     # Step 2.
     sub, _ = ctx.hub.subscribe(tenant, conversation_id, None)
     try:
-        token = None
         if first:
             try:
                 meta = await publish(ctx, CONVERSATION_EVENTS, event)
             except Exception:
-                if key:
+                if idem is not None:
                     await ctx.redis.delete(idem)
                 raise
             token = f"{meta.partition}:{meta.offset}"
-        decision = await _await_decision(ctx, sub, tenant, conversation_id, event_id, wait)  # Step 3.
+            if idem is not None:
+                await ctx.redis.set(idem, f"{event_id}|{token}", keepttl=True)
+        # Step 3. Subscribed before publishing, the first request cannot miss its decision on
+        # the hub; a retry may have missed it there, so it also looks in the read model.
+        decision = await _await_decision(ctx, sub, tenant, conversation_id, event_id, wait, retry=not first)
     finally:
         ctx.hub.unsubscribe(sub)
     location = f"/v1/conversations/{conversation_id}"
@@ -111,13 +112,12 @@ def wait_seconds(request: Request, default: float = DEFAULT_WAIT_S) -> float:
 
 
 async def _await_decision(
-    ctx: EdgeContext, sub, tenant: str, conversation_id: str, event_id: str, wait: float
+    ctx: EdgeContext, sub, tenant: str, conversation_id: str, event_id: str, wait: float, *, retry: bool
 ) -> dict | None:
     deadline = asyncio.get_running_loop().time() + wait
     decisions_key = (await ctx.read_keys()).conversation_decisions(tenant, conversation_id)
     while True:
-        stored = await ctx.redis.hget(decisions_key, event_id)  # a retry's earlier decision
-        if stored is not None:
+        if retry and (stored := await ctx.redis.hget(decisions_key, event_id)) is not None:
             return orjson.loads(stored)
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:

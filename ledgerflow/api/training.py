@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, Response
 
 from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.events import publish, read_json
-from ledgerflow.api.problems import problem
+from ledgerflow.api.events import publish
+from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining

@@ -53,33 +53,26 @@ def _ops(payload: object, event: Event, keys: Keys) -> tuple[list[RedisOp], list
     return [], []
 
 
+def _touch(event: Event, keys: Keys, **fields: str | int) -> RedisOp:
+    """HSET of the conversation hash: identity, last activity, and ``fields``."""
+    values: dict[str, str | int] = {
+        "tenant": event.tenant,
+        "conversation_id": event.subject,
+        **fields,
+        "updated_at": event.occurred_at,
+        "last_event_id": event.event_id,
+    }
+    return RedisOp(
+        "HSET", keys.conversation(event.tenant, event.subject), tuple(x for kv in values.items() for x in kv)
+    )
+
+
 @_ops.register
 def _(payload: ConversationStarted, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
-    conv = keys.conversation(event.tenant, event.subject)
-    return [
-        RedisOp(
-            "HSET",
-            conv,
-            (
-                "tenant",
-                event.tenant,
-                "conversation_id",
-                event.subject,
-                "status",
-                "open",
-                "actor",
-                payload.actor,
-                "model",
-                payload.model,
-                "started_at",
-                event.occurred_at,
-                "updated_at",
-                event.occurred_at,
-                "last_event_id",
-                event.event_id,
-            ),
-        ),
-    ], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_started", 1))]
+    started = _touch(
+        event, keys, status="open", actor=payload.actor, model=payload.model, started_at=event.occurred_at
+    )
+    return [started], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_started", 1))]
 
 
 @_ops.register
@@ -98,20 +91,7 @@ def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp
         }
     ).decode()
     conv_ops = [
-        RedisOp(
-            "HSET",
-            conv,
-            (
-                "tenant",
-                event.tenant,
-                "conversation_id",
-                event.subject,
-                "updated_at",
-                event.occurred_at,
-                "last_event_id",
-                event.event_id,
-            ),
-        ),
+        _touch(event, keys),
         RedisOp("HINCRBY", conv, ("turns", 1)),
         RedisOp("HINCRBY", conv, ("tokens", tokens)),
         RedisOp("RPUSH", keys.conversation_turns(event.tenant, event.subject), (turn,)),
@@ -125,27 +105,8 @@ def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp
 
 @_ops.register
 def _(payload: ConversationClosed, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
-    conv = keys.conversation(event.tenant, event.subject)
-    return [
-        RedisOp(
-            "HSET",
-            conv,
-            (
-                "tenant",
-                event.tenant,
-                "conversation_id",
-                event.subject,
-                "status",
-                "closed",
-                "closed_reason",
-                payload.reason,
-                "updated_at",
-                event.occurred_at,
-                "last_event_id",
-                event.event_id,
-            ),
-        ),
-    ], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_closed", 1))]
+    closed = _touch(event, keys, status="closed", closed_reason=payload.reason)
+    return [closed], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_closed", 1))]
 
 
 @_ops.register

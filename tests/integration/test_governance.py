@@ -102,6 +102,7 @@ def test_step_with_idempotency_key_publishes_once(
     ]
     assert len({a["event_id"] for a in answers}) == 1
     assert len({a["decision_event_id"] for a in answers}) == 1
+    assert len({a["consistency_token"] for a in answers}) == 1 and answers[0]["consistency_token"]
     events = asyncio.run(read_all(settings, settings.topic("conversation.events")))
     assert len(events) == 1
 

@@ -1,0 +1,31 @@
+"""The conversation view a reader gets from the raw read-model values."""
+
+from __future__ import annotations
+
+import orjson
+
+from ledgerflow.projections.views import conversation_view
+
+
+def test_view_types_counters_and_attaches_each_turns_decision() -> None:
+    decision = {"event_id": "d1", "input_event_id": "e1", "outcome": "deny"}
+    fields = {
+        b"status": b"open",
+        b"turns": b"2",
+        b"tokens": b"17",
+        b"started_at": b"5",
+        b"last_decision": orjson.dumps(decision),
+    }
+    turns = [
+        orjson.dumps({"event_id": "e1", "content": "a"}),
+        orjson.dumps({"event_id": "e2", "content": "b"}),
+    ]
+    view = conversation_view(fields, turns, {b"e1": orjson.dumps(decision)})
+    assert (view["status"], view["turn_count"], view["tokens"], view["started_at"]) == ("open", 2, 17, 5)
+    assert view["last_decision"] == decision
+    assert [(t["content"], t["decision"]) for t in view["turns"]] == [("a", decision), ("b", None)]
+
+
+def test_view_of_a_conversation_without_turns_has_an_empty_list() -> None:
+    view = conversation_view({b"status": b"open"}, [], {})
+    assert (view["turn_count"], view["turns"]) == (0, [])
