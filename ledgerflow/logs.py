@@ -68,8 +68,11 @@ async def read_range(settings: Settings, topic: str, partition: int, start: int,
     """Records ``start <= offset < end`` of one partition (full topic name)."""
     if start >= end:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     out: list[RawRecord] = []
     try:
@@ -81,8 +84,17 @@ async def read_range(settings: Settings, topic: str, partition: int, start: int,
             for rec in got.get(tp, []):
                 if rec.offset >= end:
                     return out
-                out.append(RawRecord(topic, partition, rec.offset, rec.key, rec.value,
-                                     tuple(rec.headers or ()), rec.timestamp))
+                out.append(
+                    RawRecord(
+                        topic,
+                        partition,
+                        rec.offset,
+                        rec.key,
+                        rec.value,
+                        tuple(rec.headers or ()),
+                        rec.timestamp,
+                    )
+                )
     finally:
         await consumer.stop()
     return out

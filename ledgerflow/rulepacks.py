@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -22,7 +22,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.errors import DecodeError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.logs import read_topic
 from ledgerflow.policy import RulePack, load_rule_pack
 from ledgerflow.topics import POLICY_RULES
 
@@ -38,30 +38,16 @@ class Published:
 
 async def latest_version(settings: Settings, tenant: str) -> int:
     """Step 2: the highest version published for ``tenant`` (0 if none)."""
-    topic = settings.topic(POLICY_RULES)
-    counts = await partition_counts(settings, [topic])
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
     latest = 0
-    try:
-        tps = [TopicPartition(topic, p) for p in range(counts[topic])]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for rec in batch.get(tp, []):
-                    if rec.key != tenant.encode():
-                        continue
-                    try:
-                        event = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[POLICY_RULES])
-                    except DecodeError:
-                        continue
-                    if isinstance(event.payload, RulePackPublished):
-                        latest = max(latest, event.payload.version)
-    finally:
-        await consumer.stop()
+    async for rec in read_topic(settings, settings.topic(POLICY_RULES)):
+        if rec.key != tenant.encode():
+            continue
+        try:
+            event = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[POLICY_RULES])
+        except DecodeError:
+            continue
+        if isinstance(event.payload, RulePackPublished):
+            latest = max(latest, event.payload.version)
     return latest
 
 

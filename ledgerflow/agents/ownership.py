@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 
@@ -58,3 +58,38 @@ class Ownership:
                 mine = self._mine(assigned)
                 self._assigned = mine
                 forget(mine)
+
+
+class TimedAgent(Protocol):
+    """An agent with per-partition state, a batch handler and a periodic tick."""
+
+    input_topic: str
+
+    def revoke(self, partitions: set[int]) -> None: ...
+    def use_lock(self, lock: asyncio.Lock) -> None: ...
+    async def handle(self, messages: Sequence[Any]) -> None: ...
+    async def tick(self) -> None: ...
+
+
+def register_timed(
+    app: faust.App, agent: TimedAgent, *, name: str, batch: int, within: float, tick_s: float
+) -> Ownership:
+    """Run ``agent`` as a faust agent over its owned partitions, plus a timer for ``tick``.
+
+    Batches, ticks and rebalances share the ownership lock, so they never interleave.
+    """
+    from ledgerflow.agents.app import raw_topic, run_batches
+
+    ownership = Ownership(agent.input_topic)
+    ownership.connect(app, agent.revoke)
+    agent.use_lock(ownership.lock)
+
+    async def owned(messages: list[Any]) -> None:
+        await agent.handle(ownership.owned(messages))
+
+    async def body(stream: faust.StreamT) -> None:
+        await run_batches(stream, batch, within, owned)
+
+    app.agent(raw_topic(app, agent.input_topic), name=name, concurrency=1)(body)
+    app.timer(interval=tick_s, name=f"{name}.tick")(agent.tick)
+    return ownership

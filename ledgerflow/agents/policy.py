@@ -109,8 +109,9 @@ class PolicyAgent:
         records: list[Any] = []
         for p in sorted(assigned - set(self._partitions)):
             self._partitions[p] = state = await self._recover(p)
-            records += await read_range(self._settings, self.input_topic, p, state.last_input + 1,
-                                        committed.get(p, 0))
+            records += await read_range(
+                self._settings, self.input_topic, p, state.last_input + 1, committed.get(p, 0)
+            )
         if records:
             log.warning("policy: deciding %d records the consumer group had already passed", len(records))
             await self.handle(records)

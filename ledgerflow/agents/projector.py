@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
 import redis.asyncio as aioredis
+from aiokafka import TopicPartition
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError

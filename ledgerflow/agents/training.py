@@ -25,10 +25,9 @@ from typing import Any
 
 import faust
 
-from ledgerflow.agents.app import raw_topic, run_batches
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
-from ledgerflow.agents.ownership import Ownership
+from ledgerflow.agents.ownership import register_timed
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -111,7 +110,8 @@ class TrainingAgent:
                 if p not in self._partitions:  # commands the group passed unanswered come first
                     state = await self._partition(p)
                     first = min(m.offset for m in messages if m.partition == p)
-                    backfill += await read_range(self._settings, self.input_topic, p, state.last_input + 1, first)
+                    start = state.last_input + 1
+                    backfill += await read_range(self._settings, self.input_topic, p, start, first)
             for msg in [*backfill, *messages]:
                 state = await self._partition(msg.partition)
                 if msg.offset <= state.last_input:  # Step 2.
@@ -165,17 +165,5 @@ class TrainingAgent:
 
 def register(app: faust.App, settings: Settings) -> TrainingAgent:
     agent_state = TrainingAgent(app, settings)
-
-    ownership = Ownership(agent_state.input_topic)
-    ownership.connect(app, agent_state.revoke)
-    agent_state.use_lock(ownership.lock)
-
-    @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
-    async def training(stream: faust.StreamT) -> None:
-        await run_batches(stream, BATCH, WITHIN_S, lambda messages: agent_state.handle(ownership.owned(messages)))
-
-    @app.timer(interval=TICK_S)
-    async def expire() -> None:
-        await agent_state.tick()
-
+    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state

@@ -24,10 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from ledgerflow.agents.app import raw_topic, run_batches
-from ledgerflow.agents.ownership import Ownership
+from ledgerflow.agents.ownership import register_timed
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -36,7 +35,7 @@ from ledgerflow.contracts.events import Event, check_key
 from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
-from ledgerflow.logs import read_topic
+from ledgerflow.logs import read_range, read_topic
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
 from ledgerflow.usage.windows import UsageState, WindowConfig, add, advance
@@ -96,23 +95,9 @@ class UsageAgent:
         """Step 2: fold input partition ``p`` below ``until`` (emitting only what is missing)."""
         state = UsageState(config=self._config)
         out: list[Event] = []
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.input_topic, p)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while until > 0 and await consumer.position(tp) < until:
-                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
-                for rec in batch.get(tp, []):
-                    if rec.offset >= until:
-                        break
-                    state, emitted = self._fold(state, p, rec.value, rec.key)
-                    out += emitted
-        finally:
-            await consumer.stop()
+        for rec in await read_range(self._settings, self.input_topic, p, 0, until):
+            state, emitted = self._fold(state, p, rec.value, rec.key)
+            out += emitted
         await self._send(out)
         return state
 
@@ -198,17 +183,5 @@ def window_config_from_env() -> WindowConfig:
 
 def register(app: faust.App, settings: Settings) -> UsageAgent:
     agent_state = UsageAgent(settings, window_config_from_env())
-
-    ownership = Ownership(agent_state.input_topic)
-    ownership.connect(app, agent_state.revoke)
-    agent_state.use_lock(ownership.lock)
-
-    @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
-    async def usage(stream: faust.StreamT) -> None:
-        await run_batches(stream, BATCH, WITHIN_S, lambda messages: agent_state.handle(ownership.owned(messages)))
-
-    @app.timer(interval=TICK_S)
-    async def close_idle_windows() -> None:
-        await agent_state.tick()
-
+    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state
