@@ -294,9 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     au.set_defaults(handler=cmd_audit)
 
     b = sub.add_parser("bench", help="measure against the raw limits of the same stack (docs/benchmarks.md)")
-    b.add_argument("--quick", action="store_true", help="seconds-long smoke with tiny sizes (bench/results/quick.*)")
-    b.add_argument("--runs", type=int, default=3, help="rounds; every figure is a median over them (default 3)")
-    b.add_argument("--events", type=int, default=0, help="saturation backlog per trial (0 = 20000; quick 300)")
+    b.add_argument(
+        "--quick", action="store_true", help="seconds-long smoke with tiny sizes (bench/results/quick.*)"
+    )
+    b.add_argument(
+        "--runs", type=int, default=3, help="rounds; every figure is a median over them (default 3)"
+    )
+    b.add_argument(
+        "--events", type=int, default=0, help="saturation backlog per trial (0 = 20000; quick 300)"
+    )
     b.add_argument("--out", default="bench/results", help="where results go (default bench/results)")
     _common(b)
     b.set_defaults(handler=cmd_bench)

@@ -47,6 +47,7 @@ USAGE_WINDOW_LAG = Gauge(
 )
 
 PROJECTION_LAG = Gauge(
-    "ledgerflow_projection_lag_records", "conversation.events records not yet applied to the read models",
+    "ledgerflow_projection_lag_records",
+    "conversation.events records not yet applied to the read models",
     ["projection"],
 )

@@ -11,11 +11,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
+import redis
 
+from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
+from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 
 def free_port() -> int:
@@ -66,7 +71,15 @@ def start(
     return Process(name, popen, log)
 
 
-def wait_http_ready(proc: Process, base_url: str, timeout: float = 60.0) -> None:
+class ChildProcess(Protocol):
+    name: str
+    popen: subprocess.Popen[Any]
+
+    def log_tail(self, lines: int = ...) -> str: ...
+
+
+def wait_http_ready(proc: ChildProcess, base_url: str, timeout: float = 60.0) -> None:
+    """Wait until ``base_url/readyz`` answers 200; fail early (with its log) if ``proc`` exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
@@ -82,3 +95,36 @@ def wait_http_ready(proc: Process, base_url: str, timeout: float = 60.0) -> None
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes"}
+
+
+def live_keys(client: redis.Redis, settings: Settings) -> Keys:
+    """The read models' live generation (the active pointer; absent = the default)."""
+    generation = client.get(active_pointer(settings.topic_prefix))
+    return Keys.for_prefix(settings.topic_prefix, generation.decode() if generation else DEFAULT_GENERATION)
+
+
+async def pipeline_settled(settings: Settings, turns: int) -> tuple[bool, str]:
+    """Whether every one of ``turns`` has a decision and the read models applied every record."""
+    topics = [settings.topic(POLICY_DECISIONS), settings.topic(CONVERSATION_EVENTS)]
+    async with LogReader(settings) as reader:
+        horizon = await reader.horizon(topics)
+    decisions = sum(horizon[topics[0]])
+    if decisions < turns:
+        return False, f"{decisions} of {turns} decisions"
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        keys = live_keys(client, settings)
+        checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
+        complete = bool(client.exists(keys.sentinel()))
+    finally:
+        client.close()
+    behind = [
+        f"{t}:{p}"
+        for t, ends in horizon.items()
+        for p, end in enumerate(ends)
+        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
+    ]
+    return (
+        complete and not behind,
+        f"{decisions} decisions; read models behind on {behind[:3]} (complete={complete})",
+    )

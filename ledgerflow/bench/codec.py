@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import avro.io
@@ -30,7 +30,7 @@ from ledgerflow.contracts.registry import default_registry
 
 RUNS = 5
 _NOW = 1_795_000_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def sample_event() -> Event:
@@ -70,9 +70,25 @@ def run(n: int = 20000) -> dict[str, Any]:
     event = sample_event()
     entry = default_registry().get(event.type, event.schema_version)
     wire = encode(event)
-    record = {**{k: getattr(event, k) for k in (
-        "event_id", "type", "schema_version", "tenant", "subject", "occurred_at", "producer",
-        "trace_id", "sequence", "prev_hash", "hash")}, "payload": event.payload.to_record()}
+    record = {
+        **{
+            k: getattr(event, k)
+            for k in (
+                "event_id",
+                "type",
+                "schema_version",
+                "tenant",
+                "subject",
+                "occurred_at",
+                "producer",
+                "trace_id",
+                "sequence",
+                "prev_hash",
+                "hash",
+            )
+        },
+        "payload": event.payload.to_record(),
+    }
 
     def fastavro_encode() -> bytes:
         out = io.BytesIO()
@@ -100,18 +116,41 @@ def run(n: int = 20000) -> dict[str, Any]:
     as_json = event.to_json()
     json_bytes = orjson.dumps(as_json)
     rows = [
-        ("ledgerflow codec (Event <-> single-object bytes)",
-         lambda: encode(event), lambda: decode(wire), len(wire), n),
-        ("fastavro schemaless, dict only (no envelope checks)",
-         fastavro_encode, fastavro_decode, len(wire), n),
-        ("avro reference package (same framing)",
-         avro_encode, avro_decode, len(avro_encode()), max(1, n // 10)),
-        ("orjson, dict only",
-         lambda: orjson.dumps(as_json), lambda: orjson.loads(json_bytes), len(json_bytes), n),
-        ("edge JSON (Event.to_json/from_json + orjson)",
-         lambda: orjson.dumps(event.to_json()),
-         lambda: Event.from_json(orjson.loads(json_bytes), now_micros=_NOW, accept_chain_fields=True),
-         len(json_bytes), n),
+        (
+            "ledgerflow codec (Event <-> single-object bytes)",
+            lambda: encode(event),
+            lambda: decode(wire),
+            len(wire),
+            n,
+        ),
+        (
+            "fastavro schemaless, dict only (no envelope checks)",
+            fastavro_encode,
+            fastavro_decode,
+            len(wire),
+            n,
+        ),
+        (
+            "avro reference package (same framing)",
+            avro_encode,
+            avro_decode,
+            len(avro_encode()),
+            max(1, n // 10),
+        ),
+        (
+            "orjson, dict only",
+            lambda: orjson.dumps(as_json),
+            lambda: orjson.loads(json_bytes),
+            len(json_bytes),
+            n,
+        ),
+        (
+            "edge JSON (Event.to_json/from_json + orjson)",
+            lambda: orjson.dumps(event.to_json()),
+            lambda: Event.from_json(orjson.loads(json_bytes), now_micros=_NOW, accept_chain_fields=True),
+            len(json_bytes),
+            n,
+        ),
     ]
     return {
         "n": n,
@@ -119,8 +158,13 @@ def run(n: int = 20000) -> dict[str, Any]:
         "fastavro_c": fast_codec_loaded(),
         "python": platform.python_version(),
         "rows": [
-            {"name": name, "encode_us": _per_record_us(enc, count), "decode_us": _per_record_us(dec, count),
-             "bytes": size, "records": count}
+            {
+                "name": name,
+                "encode_us": _per_record_us(enc, count),
+                "decode_us": _per_record_us(dec, count),
+                "bytes": size,
+                "records": count,
+            }
             for name, enc, dec, size, count in rows
         ],
     }
@@ -129,11 +173,13 @@ def run(n: int = 20000) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     result = run(int(args[0])) if args else run()
-    print(f"| codec | encode µs/record | decode µs/record | bytes | records/run |")
+    print("| codec | encode µs/record | decode µs/record | bytes | records/run |")
     print("|---|---:|---:|---:|---:|")
     for row in result["rows"]:
-        print(f"| {row['name']} | {row['encode_us']:.2f} | {row['decode_us']:.2f} | "
-              f"{row['bytes']} | {row['records']} |")
+        print(
+            f"| {row['name']} | {row['encode_us']:.2f} | {row['decode_us']:.2f} | "
+            f"{row['bytes']} | {row['records']} |"
+        )
     print()
     print(
         f"Median of {result['runs']} runs, each a tight loop over the given number of records, "

@@ -39,7 +39,7 @@ from ledgerflow.bench.stats import percentile
 from ledgerflow.bench.trials import NO_METRICS, Env, Observer, prepare
 from ledgerflow.config import Settings
 from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.testing import free_port
+from ledgerflow.testing import free_port, wait_http_ready
 from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec
 
 RAW = "bench.raw"
@@ -53,20 +53,6 @@ def _ready(port: int) -> int:
         return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
     except httpx.HTTPError:
         return 0
-
-
-def _wait_http(child: Child, base: str, timeout: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.popen.poll() is not None:
-            raise RuntimeError(f"the edge exited with {child.popen.returncode}:\n{child.log_tail()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the edge was not ready at {base} within {timeout:.0f} s:\n{child.log_tail()}")
 
 
 async def _window(
@@ -143,7 +129,7 @@ async def run(
     worker: Child | None = None
     probes: list[Child] = []
     try:
-        await asyncio.to_thread(_wait_http, edge, f"http://127.0.0.1:{port}")
+        await asyncio.to_thread(wait_http_ready, edge, f"http://127.0.0.1:{port}", READY_TIMEOUT_S)
         token = mint_token(
             ensure_dev_keys(settings.state_dir),
             sub="bench",

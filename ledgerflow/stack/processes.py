@@ -127,7 +127,9 @@ def wait_for_port(host: str, port: int, timeout: float, proc: Managed, log_file:
             return
         _reap(pid)
         if not _alive(pid):
-            raise StackError(f"{proc.name} exited during start-up. Last lines of {log_file}:\n{tail(log_file)}")
+            raise StackError(
+                f"{proc.name} exited during start-up. Last lines of {log_file}:\n{tail(log_file)}"
+            )
         time.sleep(0.2)
     raise StackError(
         f"{proc.name} did not open {host}:{port} within {timeout:.0f} s. "

@@ -16,15 +16,13 @@ from aiokafka import AIOKafkaProducer
 
 from ledgerflow.audit.cli import audit_cli, run_audit
 from ledgerflow.audit.report import Report
-from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import compute_hash
 from ledgerflow.contracts.events import derived_event_id
 from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.logs import read_all
-from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
-from ledgerflow.testing import Process
+from ledgerflow.testing import Process, live_keys, pipeline_settled
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 from ledgerflow.traffic import interleaved, publish
 
@@ -47,7 +45,7 @@ def wait_settled(settings: Settings, turns: int, worker: Process | None, timeout
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
-        settled, state = asyncio.run(_settled(settings, turns))
+        settled, state = asyncio.run(pipeline_settled(settings, turns))
         if settled:
             return
         if worker is not None and worker.popen.poll() is not None:
@@ -55,35 +53,6 @@ def wait_settled(settings: Settings, turns: int, worker: Process | None, timeout
         time.sleep(0.5)
     tail = worker.log_tail() if worker is not None else ""
     raise AssertionError(f"not settled within {timeout:.0f} s: {state}\n{tail}")
-
-
-async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
-    topics = [settings.topic(POLICY_DECISIONS), settings.topic(CONVERSATION_EVENTS)]
-    async with LogReader(settings) as reader:
-        horizon = await reader.horizon(topics)
-    decisions = sum(horizon[topics[0]])
-    if decisions < turns:
-        return False, f"{decisions} of {turns} decisions"
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    try:
-        keys = live_keys(client, settings)
-        checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
-        complete = bool(client.exists(keys.sentinel()))
-    finally:
-        client.close()
-    behind = [
-        f"{t}:{p}"
-        for t, ends in horizon.items()
-        for p, end in enumerate(ends)
-        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
-    ]
-    return complete and not behind, f"read models behind on {behind[:3]} (complete={complete})"
-
-
-def live_keys(client: redis.Redis, settings: Settings) -> Keys:
-    """The read models' live generation (the active pointer; absent = the default)."""
-    generation = client.get(active_pointer(settings.topic_prefix))
-    return Keys.for_prefix(settings.topic_prefix, generation.decode() if generation else DEFAULT_GENERATION)
 
 
 def _audit(settings: Settings, *, projections: bool = True) -> Report:

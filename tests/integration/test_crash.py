@@ -14,16 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ledgerflow.audit.cli import audit_cli
-from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.logs import read_all
-from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
-from ledgerflow.testing import Process, start
+from ledgerflow.testing import Process, pipeline_settled, start
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved, publish
 
@@ -68,7 +65,7 @@ def _wait_settled(settings: Settings, turns: int, workers: list[Process], timeou
     began = time.monotonic()
     state = ""
     while time.monotonic() - began < timeout:
-        settled, state = asyncio.run(_settled(settings, turns))
+        settled, state = asyncio.run(pipeline_settled(settings, turns))
         if settled:
             return time.monotonic() - began
         for w in workers:
@@ -77,38 +74,6 @@ def _wait_settled(settings: Settings, turns: int, workers: list[Process], timeou
     raise AssertionError(
         f"not settled within {timeout:.0f} s: {state}\n" + "\n".join(w.log_tail(15) for w in workers)
     )
-
-
-async def _settled(settings: Settings, turns: int) -> tuple[bool, str]:
-    topics = [settings.topic(POLICY_DECISIONS), settings.topic(CONVERSATION_EVENTS)]
-    async with LogReader(settings) as reader:
-        horizon = await reader.horizon(topics)
-    decisions = sum(horizon[topics[0]])
-    if decisions < turns:
-        return False, f"{decisions} of {turns} decisions"
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    try:
-        keys = live_keys(client, settings)
-        checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
-        complete = bool(client.exists(keys.sentinel()))
-    finally:
-        client.close()
-    behind = [
-        f"{t}:{p}"
-        for t, ends in horizon.items()
-        for p, end in enumerate(ends)
-        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
-    ]
-    return (
-        complete and not behind,
-        f"{decisions} decisions; read models behind on {behind[:3]} (complete={complete})",
-    )
-
-
-def live_keys(client: redis.Redis, settings: Settings) -> Keys:
-    """The read models' live generation (the active pointer; absent = the default)."""
-    generation = client.get(active_pointer(settings.topic_prefix))
-    return Keys.for_prefix(settings.topic_prefix, generation.decode() if generation else DEFAULT_GENERATION)
 
 
 def _assert_one_decision_per_turn(settings: Settings, turns: int) -> None:

@@ -155,8 +155,9 @@ def test_consistency_token_gives_read_your_writes(
     assert bad.status_code == 422
 
 
-def test_readyz_reports_projection_lag_and_metrics_export_it(settings: Settings, worker: Process, edge: str,
-                                                             tokens) -> None:
+def test_readyz_reports_projection_lag_and_metrics_export_it(
+    settings: Settings, worker: Process, edge: str, tokens
+) -> None:
     headers = {"Authorization": f"Bearer {tokens('acme', 'producer')}"}
     for n in range(5):
         body = {"type": "ConversationStarted", "subject": f"lag-{n}", "payload": {"actor": "a", "model": "m"}}
@@ -165,4 +166,6 @@ def test_readyz_reports_projection_lag_and_metrics_export_it(settings: Settings,
     while (lag := httpx.get(f"{edge}/readyz").json().get("projection_lag")) != 0:
         assert time.monotonic() < deadline, f"projection lag stayed at {lag}\n{worker.log_tail()}"
         time.sleep(0.3)
-    assert 'ledgerflow_projection_lag_records{projection="read-models"} 0.0' in httpx.get(f"{edge}/metrics").text
+    assert (
+        'ledgerflow_projection_lag_records{projection="read-models"} 0.0' in httpx.get(f"{edge}/metrics").text
+    )

@@ -27,8 +27,9 @@ from ledgerflow.traffic import interleaved, publish
 
 async def _commit_to_end(settings: Settings, group: str, topics: list[str]) -> None:
     counts = await partition_counts(settings, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
@@ -50,19 +51,29 @@ def test_records_behind_the_committed_offsets_are_decided_and_projected(settings
     client.set(keys.sentinel(), "complete")  # so only the gap logic can bring the records in
     worker = start(settings, "worker", "worker", "--agents", "policy,projector", log_dir=log_dir)
     try:
-        asyncio.run(publish(settings, iter(interleaved(random.Random(10), ["acme"], 2, time.time_ns() // 1000,
-                                                       run_id="late")), progress_every_s=0))
+        asyncio.run(
+            publish(
+                settings,
+                iter(interleaved(random.Random(10), ["acme"], 2, time.time_ns() // 1000, run_id="late")),
+                progress_every_s=0,
+            )
+        )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            decided = {codec.decode(r.value).payload.input_event_id
-                       for r in asyncio.run(read_all(settings, settings.topic("policy.decisions")))}
-            projected = sum(int(client.hget(keys.conversation("acme", c), "turns") or 0)
-                            for c in {e.subject for e in events})
+            decided = {
+                codec.decode(r.value).payload.input_event_id
+                for r in asyncio.run(read_all(settings, settings.topic("policy.decisions")))
+            }
+            projected = sum(
+                int(client.hget(keys.conversation("acme", c), "turns") or 0)
+                for c in {e.subject for e in events}
+            )
             if turns <= decided and projected == len(turns):
                 break
             time.sleep(1.0)
         else:
-            raise AssertionError(f"decided {len(turns & decided)}/{len(turns)}, projected {projected}\n"
-                                 f"{worker.log_tail()}")
+            raise AssertionError(
+                f"decided {len(turns & decided)}/{len(turns)}, projected {projected}\n{worker.log_tail()}"
+            )
     finally:
         worker.stop()

@@ -31,7 +31,11 @@ def _audit(settings: Settings) -> list:
 def _post(edge: str, token: str, path: str, body: dict) -> httpx.Response:
     # ?wait=20: the worker may still be joining its group on a loaded machine
     return httpx.post(
-        f"{edge}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, params={"wait": 20}, timeout=30
+        f"{edge}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        params={"wait": 20},
+        timeout=30,
     )
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import inspect
-import re
 from io import BytesIO
-from pathlib import Path
 
 import orjson
 import pytest
@@ -35,6 +33,7 @@ from ledgerflow.dlq import (
     to_json,
 )
 from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.sourcecheck import REPO, run_python_blocks
 from ledgerflow.topics import DLQ_TOPICS
 
 T0 = 1_780_000_000_000_000
@@ -254,12 +253,8 @@ def test_dlq_cli_refuses_show_without_topic_and_offset_before_any_io() -> None:
 
 
 def test_dead_letters_doc_code_blocks_run_and_repair_makes_a_decodable_record() -> None:
-    text = (Path(__file__).resolve().parents[2] / "docs" / "dead-letters.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(blocks) == 3
     namespace: dict[str, object] = {}
-    for index, block in enumerate(blocks):
-        exec(compile(block, f"docs/dead-letters.md block {index}", "exec"), namespace)
+    assert run_python_blocks(REPO / "docs" / "dead-letters.md", namespace) == 3
     assert inspect.iscoroutinefunction(namespace["replay"])
 
     entry = default_registry().latest("MessageSubmitted")

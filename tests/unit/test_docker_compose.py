@@ -311,8 +311,9 @@ def test_dockerignore_keeps_keys_and_venvs_out_but_lets_the_sources_in() -> None
 
 
 def test_constraints_file_does_not_pin_ledgerflow_itself() -> None:
-    if not CONSTRAINTS.exists():
-        pytest.skip("constraints.txt is not generated yet (the Docker build and `make setup` need it)")
+    assert CONSTRAINTS.exists(), (
+        "constraints.txt is missing: scripts/bootstrap.sh and the Dockerfile install with it"
+    )
     bad = [
         line
         for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines()

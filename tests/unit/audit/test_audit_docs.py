@@ -5,17 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ledgerflow.sourcecheck import run_python_blocks
+
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "audit.md"
 PACKAGE = ROOT / "ledgerflow" / "audit"
 
 
 def test_audit_doc_python_blocks_run() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
-    assert blocks
-    namespace: dict[str, object] = {}
-    for index, block in enumerate(blocks):
-        exec(compile(block, f"docs/audit.md block {index}", "exec"), namespace)
+    assert run_python_blocks(DOC) >= 1
 
 
 def test_every_finding_kind_in_the_code_is_documented() -> None:

@@ -7,21 +7,14 @@ from pathlib import Path
 
 from ledgerflow.policy import rule_pack_schema
 from ledgerflow.policy.detectors import DETECTORS
+from ledgerflow.sourcecheck import run_python_blocks
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "policy.md"
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
-
-
 def test_policy_doc_code_blocks_run_in_order() -> None:
-    blocks = python_blocks()
-    assert len(blocks) >= 4
-    namespace: dict[str, object] = {}
-    for index, block in enumerate(blocks):
-        exec(compile(block, f"docs/policy.md block {index}", "exec"), namespace)
+    assert run_python_blocks(DOC) >= 4
 
 
 def test_policy_doc_lists_every_condition_and_detector() -> None:

@@ -48,7 +48,10 @@ def test_records_of_one_entity_share_a_call_in_batch_order_and_others_get_their_
     calls = _encode_batch(batch)
     assert [keys for keys, _ in calls] == [["fence-a", "a", "a2"], ["fence-b", "b"]]
     records = orjson.loads(calls[0][1][0])
-    assert [(r[0], r[1]) for r in records] == [("conversation.events:1", "42"), ("conversation.events:1", "43")]
+    assert [(r[0], r[1]) for r in records] == [
+        ("conversation.events:1", "42"),
+        ("conversation.events:1", "43"),
+    ]
     assert records[1][2] == [["HSET", 2, "x", "2"], ["RPUSH", 3, "y"]]
 
 
