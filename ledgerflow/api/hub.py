@@ -155,7 +155,9 @@ class Hub:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             enable_auto_commit=False,
-            auto_offset_reset="latest",
+            # Only used when the read position falls out of the log (retention deleted records the
+            # hub had not read yet): go on from the oldest record kept, never jump to the end.
+            auto_offset_reset="earliest",
             fetch_max_wait_ms=20,
             max_poll_records=2000,
         )
