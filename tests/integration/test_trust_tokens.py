@@ -4,8 +4,10 @@ quotes the credential or a codec error (case 5)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,9 +16,27 @@ import pytest
 
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.config import Settings
+from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.testing import free_port, start, wait_http_ready
 
 PROBLEM = "application/problem+json"
 YEAR = 365 * 86_400
+
+
+@pytest.fixture(scope="module")
+def edge(stack: Settings) -> Iterator[str]:
+    """One edge process for the whole module (these tests only read): faster than one per test."""
+    http = f"127.0.0.1:{free_port()}"
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", http=http)
+    asyncio.run(ensure_topics(settings))
+    proc = start(settings, "edge", "serve", log_dir=stack.state_dir / "test-logs" / "test_trust_tokens")
+    try:
+        wait_http_ready(proc, f"http://{http}")
+    except RuntimeError as exc:
+        proc.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield f"http://{http}"
+    proc.stop()
 
 
 @pytest.fixture
