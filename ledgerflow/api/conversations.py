@@ -32,8 +32,8 @@ async def get_conversation(request: Request) -> JSONResponse:
         # Nothing outside the id grammar can be written, so nothing outside it exists.
         raise HTTPException(
             404,
-            f"{_quoted(conv_id)} is not a conversation id ({ID_CHARACTERS}, at most "
-            f"{MAX_ID_LENGTH}): no such conversation",
+            f"no such conversation: {_quoted(conv_id)} is not an id "
+            f"(ids are 1-{MAX_ID_LENGTH} {ID_CHARACTERS})",
         )
     keys = await within_deadline(ctx.read_keys(), "redis")
     token = request.query_params.get("consistency_token")
