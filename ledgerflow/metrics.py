@@ -1,8 +1,33 @@
-"""Prometheus metrics of every ledgerflow process (exposed at ``/metrics`` by the edge)."""
+"""Prometheus metrics of every ledgerflow process (exposed at ``/metrics`` by the edge).
+
+Label policy: a label value comes from a closed set, never from what a client sends.
+The edge's HTTP metrics are labelled only through ``observe_http``, which folds
+anything outside the closed sets into ``other``: methods outside ``HTTP_METHODS``,
+statuses outside ``HTTP_STATUSES`` (into their class, ``4xx``), and route templates
+beyond ``MAX_ROUTE_LABELS`` distinct ones; a request that matched no route is
+``unmatched`` (its raw path is never a label). So the series count of the edge's
+``/metrics`` stays fixed whatever methods and paths it is sent.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+OTHER = "other"
+UNMATCHED = "unmatched"
+HTTP_METHODS: frozenset[str] = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+"""The methods of RFC 9110 and RFC 5789: every other method is labelled ``other``."""
+HTTP_STATUSES: frozenset[int] = frozenset(
+    {200, 201, 202, 204, 206, 301, 302, 304, 307, 308}
+    | {400, 401, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 422, 428, 429, 431}
+    | {500, 501, 502, 503, 504}
+)
+"""Statuses labelled exactly; any other becomes its class (``2xx`` … ``5xx``) or ``other``."""
+MAX_ROUTE_LABELS = 64
+"""Distinct route templates labelled (the edge has about 16); later ones fold into ``other``."""
+_routes: set[str] = set()
 
 HTTP_REQUESTS = Counter(
     "ledgerflow_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
@@ -13,6 +38,38 @@ HTTP_LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+
+def method_label(method: str) -> str:
+    """``method`` if it is a standard method (exact, upper case), else ``other``."""
+    return method if method in HTTP_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    """The status itself if listed in ``HTTP_STATUSES``, else its class, else ``other``."""
+    if status in HTTP_STATUSES:
+        return str(status)
+    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
+
+
+def route_label(template: str | None) -> str:
+    """The matched route's template (``/v1/conversations/{conversation_id}``), ``unmatched`` or ``other``."""
+    if template is None:
+        return UNMATCHED
+    if template not in _routes:
+        if len(_routes) >= MAX_ROUTE_LABELS:
+            return OTHER
+        _routes.add(template)
+    return template
+
+
+def observe_http(template: str | None, method: str, status: int, seconds: float) -> None:
+    """Count one request and its latency, with labels from closed sets only."""
+    route, verb = route_label(template), method_label(method)
+    HTTP_REQUESTS.labels(route, verb, status_label(status)).inc()
+    HTTP_LATENCY.labels(route, verb).observe(seconds)
+
+
 SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams")
 SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"])
 SSE_DROPPED = Counter("ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"])

@@ -25,7 +25,7 @@ from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
-from ledgerflow.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
 
 
@@ -119,7 +119,5 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", "unmatched")
-            HTTP_REQUESTS.labels(name, scope["method"], str(status["code"])).inc()
-            HTTP_LATENCY.labels(name, scope["method"]).observe(time.perf_counter() - began)
+            template = getattr(scope.get("route"), "path", None)
+            observe_http(template, scope["method"], status["code"], time.perf_counter() - began)

@@ -102,13 +102,36 @@ def bearer_token(conn: HTTPConnection) -> str:
         raise AuthError("more than one Authorization header: send exactly one")
     scheme, _, token = values[0].strip().partition(" ")
     if scheme.lower() != "bearer":
+        # Never quote the header: without a scheme its first word is the credential itself.
+        named = f"scheme {scheme!r}" if scheme.lower() in KNOWN_SCHEMES else "no known scheme"
         raise MissingCredentials(
-            f"unsupported authorization scheme {scheme!r}: send 'Authorization: Bearer <token>'"
+            f"the Authorization header is not a bearer token ({named}): send 'Authorization: Bearer <token>'"
         )
     token = token.strip()
     if not token or " " in token:
         raise AuthError("malformed Authorization header: expected 'Bearer <token>'")
     return token
+
+
+#: Schemes from the IANA HTTP Authentication Scheme Registry that a refusal may name.
+KNOWN_SCHEMES: frozenset[str] = frozenset(
+    {
+        "basic",
+        "digest",
+        "dpop",
+        "hoba",
+        "mutual",
+        "negotiate",
+        "ntlm",
+        "oauth",
+        "scram-sha-1",
+        "scram-sha-256",
+        "vapid",
+        "aws4-hmac-sha256",
+        "token",
+        "apikey",
+    }
+)
 
 
 def on_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:

@@ -10,6 +10,8 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.health import within_deadline
+from ledgerflow.contracts.ids import ID_CHARACTERS, MAX_ID_LENGTH, is_id
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.views import conversation_view
@@ -17,26 +19,40 @@ from ledgerflow.topics import CONVERSATION_EVENTS
 
 
 async def get_conversation(request: Request) -> JSONResponse:
+    """The read model; 404 for an id no conversation can have; 503 + Retry-After when Redis fails.
+
+    Every Redis call has ``DEPENDENCY_DEADLINE_S``: a silent or absent Redis is a 503
+    within a few seconds, never a 500 or a hang.
+    """
     principal = requires_any_role(request, "subscriber", "auditor", "admin")
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     ctx: EdgeContext = request.app.state.ctx
     conv_id = request.path_params["conversation_id"]
-    keys = await ctx.read_keys()
+    if not is_id(conv_id):
+        # Nothing outside the id grammar can be written, so nothing outside it exists.
+        raise HTTPException(
+            404,
+            f"no such conversation: {_quoted(conv_id)} is not an id "
+            f"(ids are 1-{MAX_ID_LENGTH} {ID_CHARACTERS})",
+        )
+    keys = await within_deadline(ctx.read_keys(), "redis")
     token = request.query_params.get("consistency_token")
     if token:
         await wait_applied(ctx, keys, token)
-    try:
-        pipe = ctx.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.conversation(principal.tenant, conv_id))
-        pipe.lrange(keys.conversation_turns(principal.tenant, conv_id), 0, -1)
-        pipe.hgetall(keys.conversation_decisions(principal.tenant, conv_id))
-        fields, turns, decisions = await pipe.execute()
-    except Exception as exc:
-        raise InfrastructureError(f"Redis read failed: {exc!r}") from None
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.hgetall(keys.conversation(principal.tenant, conv_id))
+    pipe.lrange(keys.conversation_turns(principal.tenant, conv_id), 0, -1)
+    pipe.hgetall(keys.conversation_decisions(principal.tenant, conv_id))
+    fields, turns, decisions = await within_deadline(pipe.execute(), "redis")
     if not fields:
         # Another tenant's conversation is indistinguishable from a missing one.
         raise HTTPException(404, f"conversation {conv_id!r} not found for tenant {principal.tenant!r}")
     return JSONResponse(conversation_view(fields, turns, decisions))
+
+
+def _quoted(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 42 else text[:39] + "..."
 
 
 CONSISTENCY_WAIT_S = 2.0
@@ -55,7 +71,7 @@ async def wait_applied(ctx: EdgeContext, keys: Keys, token: str) -> None:
     field = f"{ctx.settings.topic(CONVERSATION_EVENTS)}:{partition}"
     deadline = asyncio.get_running_loop().time() + CONSISTENCY_WAIT_S
     while True:
-        applied = await ctx.redis.hget(keys.checkpoint("read-models"), field)
+        applied = await within_deadline(ctx.redis.hget(keys.checkpoint("read-models"), field), "redis")
         if applied is not None and int(applied) >= int(offset):
             return
         if asyncio.get_running_loop().time() > deadline:

@@ -104,6 +104,41 @@ def clamp_to_retention(resume: Resume, log_starts: Mapping[TopicPartitionKey, in
     return Resume(seen, f"cursor older than the log's retention on {names}", "earliest")
 
 
+def ahead_of(resume: Resume, read: Mapping[TopicPartitionKey, int]) -> list[TopicPartitionKey]:
+    """Topic-partitions where the cursor is past ``read`` (this edge's last read offsets).
+
+    Only those need the broker's log end to tell a cursor another edge served from one
+    that names records which do not exist.
+    """
+    if resume.seen is None:
+        return []
+    return sorted(k for k, off in resume.seen.items() if off > read.get(k, -1))
+
+
+def check_log_end(resume: Resume, log_ends: Mapping[TopicPartitionKey, int]) -> Resume:
+    """A cursor served past the end of the log restarts live with a reset.
+
+    ``log_ends`` maps topic-partitions to the next offset the log will write. A cursor
+    "served up to N" where the log ends at E <= N names records that do not exist (a
+    forged or corrupted cursor, or one of a log that was deleted and re-created):
+    resuming from it would silently skip whatever is written at E..N. Like any unknown
+    cursor it restarts live, and the client is told.
+    """
+    if resume.seen is None:
+        return resume
+    beyond = sorted(k for k, off in resume.seen.items() if k in log_ends and off >= log_ends[k])
+    if not beyond:
+        return resume
+    first = beyond[0]
+    names = ", ".join(f"{c}{p}" for c, p in beyond)
+    return Resume(
+        None,
+        f"cursor beyond the log end on {names} ({first[0]}{first[1]}: served up to "
+        f"{resume.seen[first]}, but the log holds only offsets below {log_ends[first]})",
+        "live",
+    )
+
+
 def served(
     position: Mapping[TopicPartitionKey, int], mark: Mapping[TopicPartitionKey, int] | None
 ) -> Positions:

@@ -1,18 +1,57 @@
-"""``/healthz`` (the process answers), ``/readyz`` (Kafka and Redis answer), ``/metrics``."""
+"""``/healthz`` (the process answers), ``/readyz`` (Kafka and Redis answer), ``/metrics``.
+
+``/readyz`` is truthful within ``READY_WITHIN_S``: every call asks Redis (PING) and Kafka
+(a ListOffsets round trip through the hub's consumer, shared by concurrent callers and
+cached for ``Hub.PROBE_CACHE_S``) with a deadline of ``DEPENDENCY_DEADLINE_S`` each, in
+parallel. A paused or stopped broker, or a Redis that is down or silent, turns it 503
+naming ``kafka`` / ``redis`` in ``checks`` and in the detail. The answer itself never
+takes much longer than one deadline.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.hub import PROBE_CACHE_S
 from ledgerflow.api.problems import problem
+from ledgerflow.errors import InfrastructureError
 from ledgerflow.metrics import PROJECTION_LAG
 from ledgerflow.topics import CONVERSATION_EVENTS
+
+T = TypeVar("T")
+
+DEPENDENCY_DEADLINE_S = 2.0
+"""Longest the edge waits for one Redis or Kafka call on a request path."""
+READY_WITHIN_S = 5.0
+"""A dependency fault shows in ``/readyz`` at most this long after it began (documented bound)."""
+assert DEPENDENCY_DEADLINE_S + PROBE_CACHE_S <= READY_WITHIN_S
+READY_RETRY_AFTER_S = 5
+
+
+async def within_deadline(call: Awaitable[T], what: str, timeout: float = DEPENDENCY_DEADLINE_S) -> T:
+    """Await a Redis or Kafka call for at most ``timeout`` seconds.
+
+    Silence or a failure of the dependency becomes ``InfrastructureError`` naming
+    ``what``, which the edge answers with 503 problem+json and ``Retry-After`` (never a
+    500, never a hang).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await call
+    except TimeoutError:
+        raise InfrastructureError(f"{what}: no answer within {timeout:g} s") from None
+    except (RedisError, KafkaError, OSError) as exc:
+        raise InfrastructureError(f"{what}: {type(exc).__name__}") from None
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -21,14 +60,10 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> Response:
     ctx: EdgeContext = request.app.state.ctx
-    checks: dict[str, str] = {}
-    try:
-        await asyncio.wait_for(ctx.redis.ping(), timeout=2.0)
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"unreachable: {type(exc).__name__}"
-    checks["kafka"] = "ok" if ctx.hub.healthy else "reader failing"
-    lag = await projection_lag(ctx)
+    redis_state, kafka_state, lag = await asyncio.gather(
+        redis_status(ctx), ctx.hub.kafka_status(), projection_lag(ctx)
+    )
+    checks: dict[str, str] = {"redis": redis_state, "kafka": kafka_state}
     if lag is not None and lag > MAX_READY_LAG:
         checks["projection"] = f"{lag} records behind (more than {MAX_READY_LAG})"
     if ctx.closing.is_set():
@@ -42,13 +77,23 @@ async def readyz(request: Request) -> Response:
                 "projection_lag": lag,
             }
         )
+    failing = ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok")
     return problem(
         503,
         "Service Unavailable",
-        "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
-        headers={"Retry-After": "5"},
+        f"not ready: {failing}",
+        headers={"Retry-After": str(READY_RETRY_AFTER_S)},
         checks=checks,
     )
+
+
+async def redis_status(ctx: EdgeContext) -> str:
+    """``ok`` when Redis answered PING within the deadline, else why not."""
+    try:
+        await within_deadline(ctx.redis.ping(), "redis")
+    except InfrastructureError as exc:
+        return str(exc).removeprefix("redis: ")
+    return "ok"
 
 
 async def metrics(request: Request) -> Response:
@@ -66,15 +111,20 @@ async def projection_lag(ctx: EdgeContext) -> int | None:
 
     The hub's read position is the log end as this edge sees it; the projection's
     checkpoint says how far it applied. Also sets ``ledgerflow_projection_lag_records``.
+    Bounded by one dependency deadline; None when Redis does not answer in time.
     """
     topic = ctx.settings.topic(CONVERSATION_EVENTS)
     count = ctx.hub.partitions.get(topic)
     if not count:
         return None
-    try:
+
+    async def applied_offsets() -> dict[Any, Any]:
         keys = await ctx.read_keys()
-        applied = await asyncio.wait_for(ctx.redis.hgetall(keys.checkpoint("read-models")), timeout=2.0)
-    except Exception:
+        return await ctx.redis.hgetall(keys.checkpoint("read-models"))
+
+    try:
+        applied = await within_deadline(applied_offsets(), "redis")
+    except InfrastructureError:
         return None
     ends = ctx.hub.live_positions([("e", p) for p in range(count)])
     lag = 0

@@ -14,6 +14,13 @@ Every live frame carries the hub's read positions at the moment it was fanned ou
 ``cursors.served``). A subscriber whose mailbox is full is marked overflowed and removed
 at once; its stream delivers what it already holds, ends with ``event: overflow``, and
 the client resumes from its cursor.
+
+Kafka's health is not inferred from the reader alone (a paused broker leaves ``getmany``
+returning nothing, without an error): ``kafka_status`` asks the broker for the log end
+offsets with a deadline of ``PROBE_TIMEOUT_S``; concurrent callers share one probe, and
+its answer is reused for ``PROBE_CACHE_S``. Every other broker call a request waits for
+(log starts and ends for a cursor) has the same deadline and fails with
+``InfrastructureError`` (503 + Retry-After) instead of hanging.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ DEFAULT_QUEUE = 1000
 CATCH_UP_SLOTS = 32  # short-lived catch-up consumers open at once (reconnect storms)
 _CATCH_UP_BATCH = 500
 _NOT_READ = 1 << 63  # a partition the stream does not read: never delivered
+PROBE_TIMEOUT_S = 2.0
+PROBE_CACHE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +158,8 @@ class Hub:
         self.frames_sent = 0
         self.dropped = 0
         self.healthy = False
+        self._probe: asyncio.Task[str] | None = None
+        self._probed_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,6 +188,8 @@ class Hub:
     async def stop(self) -> None:
         """Stop reading and wake every stream (they see the edge closing and end)."""
         self.wake_all()
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -254,7 +267,9 @@ class Hub:
         """
         keys = self.stream_keys(tenant, conversation_id)
         snapshot = {k: self._positions[k] for k in keys}
-        sub = Subscriber(tenant, conversation_id, snapshot, Mailbox(self.queue_size))
+        # A cursor another edge served past this hub's read position: live starts after it.
+        start = {k: max(off, (seen or {}).get(k, -1) + 1) for k, off in snapshot.items()}
+        sub = Subscriber(tenant, conversation_id, start, Mailbox(self.queue_size))
         self._subs.setdefault((tenant, conversation_id), set()).add(sub)
         gaps = {}
         if seen is not None:
@@ -282,14 +297,54 @@ class Hub:
         return {k: self._positions[k] - 1 for k in keys}
 
     async def log_starts(self, keys: Iterable[cursors.TopicPartitionKey]) -> cursors.Positions:
-        """First retained offset of each topic-partition; InfrastructureError if Kafka fails."""
+        """First retained offset of each topic-partition; InfrastructureError if Kafka fails or is silent."""
+        return await self._offsets(keys, "start")
+
+    async def log_ends(self, keys: Iterable[cursors.TopicPartitionKey]) -> cursors.Positions:
+        """Next offset to be written on each topic-partition (the log end), from the broker."""
+        return await self._offsets(keys, "end")
+
+    async def _offsets(self, keys: Iterable[cursors.TopicPartitionKey], which: str) -> cursors.Positions:
         assert self._consumer is not None
         tps = [TopicPartition(self._codes[c], p) for c, p in keys]
+        ask = self._consumer.beginning_offsets if which == "start" else self._consumer.end_offsets
         try:
-            begins = await self._consumer.beginning_offsets(tps)
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                found = await ask(tps)
+        except TimeoutError:
+            raise InfrastructureError(
+                f"Kafka did not answer the log {which} offsets within {PROBE_TIMEOUT_S:g} s"
+            ) from None
         except KafkaError as exc:
-            raise InfrastructureError(f"Kafka did not answer the log start offsets: {exc!r}") from None
-        return {(self._topics[tp.topic], tp.partition): off for tp, off in begins.items()}
+            raise InfrastructureError(f"Kafka did not answer the log {which} offsets: {exc!r}") from None
+        return {(self._topics[tp.topic], tp.partition): off for tp, off in found.items()}
+
+    async def kafka_status(self) -> str:
+        """``ok`` when the reader runs and the broker answered a probe (at most ``PROBE_CACHE_S`` ago).
+
+        Otherwise the reason, e.g. ``no answer within 2 s``. Never waits longer than
+        ``PROBE_TIMEOUT_S``; concurrent callers share one probe.
+        """
+        if not self.healthy:
+            return "reader failing"
+        now = asyncio.get_running_loop().time()
+        if self._probe is None or (self._probe.done() and now - self._probed_at >= PROBE_CACHE_S):
+            self._probe = asyncio.create_task(self._probe_once(), name="kafka-probe")
+            self._probed_at = now
+        return await asyncio.shield(self._probe)
+
+    async def _probe_once(self) -> str:
+        if self._consumer is None:
+            return "not started"
+        tps = [TopicPartition(topic, 0) for topic in self._topics]
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await self._consumer.end_offsets(tps)
+        except TimeoutError:
+            return f"no answer within {PROBE_TIMEOUT_S:g} s"
+        except Exception as exc:  # a health probe reports every failure, it never raises
+            return f"unreachable: {type(exc).__name__}"
+        return "ok"
 
     # -- step 2: catch-up ------------------------------------------------------------
     async def catch_up(

@@ -1,12 +1,13 @@
 """SSE endpoints: a conversation's stream and a whole tenant's, resumable by cursor.
 
 One stream runs in these steps:
-1. Parse ``Last-Event-ID`` (``cursors.resume_from``). A malformed cursor, or one of
-   another stream, restarts live; a cursor older than the log's retention restarts at
-   the oldest record kept. Both send ``event: reset`` saying so, with the cursor the
-   stream restarts from. Never a silent skip. Every stream then sends a checkpoint (an
-   id-only block) with its start cursor, so a client that disconnects before its first
-   data frame resumes from there rather than from "now".
+0. Kafka must answer (``Hub.kafka_status``, bounded): otherwise 503 with Retry-After.
+1. Parse ``Last-Event-ID`` (``cursors.resume_from``). A malformed cursor, one of
+   another stream, or one beyond the log's end restarts live; a cursor older than the
+   log's retention restarts at the oldest record kept. Each sends ``event: reset``
+   saying so, with the cursor the stream restarts from. Never a silent skip. Every
+   stream then sends a checkpoint (an id-only block) with its start cursor, so a client
+   that disconnects before its first data frame resumes from there rather than from "now".
 2. Register with the hub before the response starts (so no record slips past), and tie
    the registration to the response: whatever ends it (the stream, a disconnect, a
    failure), the hub forgets the subscriber at once.
@@ -33,12 +34,12 @@ from ledgerflow.api import cursors, sse
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import Frame, Subscriber
+from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.metrics import SSE_DROPPED, SSE_FRAMES, SSE_SUBSCRIBERS
 
 RETRY_MS = 2000
 MAX_FRAMES_PER_WRITE = 256
-MAX_CONVERSATION_ID = 512
 
 
 class EventStreamResponse(StreamingResponse):
@@ -66,8 +67,7 @@ async def conversation_stream(request: Request) -> EventStreamResponse:
     conversation_id = request.query_params.get("conversation_id", "").strip()
     if not conversation_id:
         raise ValidationError("query parameter conversation_id is required")
-    if len(conversation_id) > MAX_CONVERSATION_ID:
-        raise ValidationError(f"conversation_id is longer than {MAX_CONVERSATION_ID} characters")
+    check_id("conversation_id", conversation_id)
     return await _open(request, principal.tenant, conversation_id, principal.expires_at)
 
 
@@ -84,9 +84,16 @@ async def _open(
     if ctx.closing.is_set():
         raise InfrastructureError("the edge is shutting down")  # 503 + Retry-After: another edge answers
     hub = ctx.hub
+    # Step 0.
+    kafka = await hub.kafka_status()
+    if kafka != "ok":
+        raise InfrastructureError(f"kafka: {kafka}")
     keys = hub.stream_keys(tenant, conversation_id)
     # Step 1.
     resume = cursors.resume_from(request.headers.get("last-event-id", ""), keys)
+    ahead = cursors.ahead_of(resume, hub.live_positions(keys))
+    if ahead:
+        resume = cursors.check_log_end(resume, await hub.log_ends(ahead))
     if resume.seen is not None:
         resume = cursors.clamp_to_retention(resume, await hub.log_starts(keys))
     # Step 2.

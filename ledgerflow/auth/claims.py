@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ledgerflow.auth.lifetime import DEFAULT_MAX_TOKEN_TTL_S, MAX_TOKEN_TTL_ENV, span
 from ledgerflow.auth.principals import Principal
 from ledgerflow.auth.roles import ROLES
+from ledgerflow.contracts.ids import ID_CHARACTERS, MAX_ID_LENGTH, is_id
 from ledgerflow.errors import AuthError
 
 _NEW_TOKEN = "fetch a new token"
@@ -21,16 +23,19 @@ def principal_from_claims(
     audience: str,
     now: float,
     leeway: float,
+    max_lifetime: float = DEFAULT_MAX_TOKEN_TTL_S,
 ) -> Principal:
-    """Check ``iss``, ``aud``, ``exp``, ``nbf`` and the ledgerflow claims; build a Principal.
+    """Check ``iss``, ``aud``, ``exp``, ``nbf``, the lifetime and the ledgerflow claims; build a Principal.
 
     ``exp`` is required; ``nbf`` is checked when present; both allow ``leeway`` seconds
-    of clock skew. ``sub`` and ``tenant`` must be non-empty strings; ``roles`` a list
-    of known role names. Every refusal is ``AuthError`` with status 401.
+    of clock skew. The token's lifetime (``exp - iat``, or ``exp - now`` without ``iat``)
+    must not exceed ``max_lifetime`` (+ leeway). ``sub`` and ``tenant`` must be ids
+    (``ledgerflow.contracts.ids``: they end up in keys, log records and headers);
+    ``roles`` a list of known role names. Every refusal is ``AuthError`` with status 401.
     """
     iss = claims.get("iss")
     if iss != issuer:
-        raise AuthError(f"token issuer {iss!r} is not trusted (expected {issuer!r})")
+        raise AuthError(f"token issuer {_short(iss)} is not trusted (expected {issuer!r})")
     _check_audience(claims.get("aud"), audience)
     exp = _numeric_date(claims, "exp", required=True)
     assert exp is not None
@@ -42,8 +47,9 @@ def principal_from_claims(
             f"token is not valid before {_iso(nbf)} (now {_iso(now)}, leeway {leeway:g}s): "
             "check the clocks of the issuer and this host"
         )
-    sub = _text(claims, "sub")
-    tenant = _text(claims, "tenant")
+    _check_lifetime(exp, _numeric_date(claims, "iat", required=False), now, leeway, max_lifetime)
+    sub = _id(claims, "sub")
+    tenant = _id(claims, "tenant")
     roles = _roles(claims)
     jti = claims.get("jti")
     return Principal(
@@ -64,7 +70,7 @@ def _check_audience(aud: object, audience: str) -> None:
     else:
         ok = False
     if not ok:
-        raise AuthError(f"token audience {aud!r} does not include {audience!r}")
+        raise AuthError(f"token audience {_short(aud)} does not include {audience!r}")
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
@@ -74,25 +80,46 @@ def _numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> fl
             raise AuthError(f"token has no '{name}' claim: {_NEW_TOKEN}")
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AuthError(f"token claim '{name}' must be a number of seconds, got {value!r}")
+        raise AuthError(f"token claim '{name}' must be a number of seconds, got {_short(value)}")
     return float(value)
 
 
-def _text(claims: Mapping[str, Any], name: str) -> str:
+def _check_lifetime(exp: float, iat: float | None, now: float, leeway: float, maximum: float) -> None:
+    # An ``iat`` in the future must not stretch the window: take the longer of both spans.
+    lifetime = exp - now if iat is None else max(exp - iat, exp - now)
+    if lifetime > maximum + leeway:
+        raise AuthError(
+            f"token lifetime {span(lifetime)} exceeds the maximum {span(maximum)} "
+            f"({MAX_TOKEN_TTL_ENV}): fetch a token that expires sooner"
+        )
+
+
+def _id(claims: Mapping[str, Any], name: str) -> str:
     value = claims.get(name)
+    if isinstance(value, str) and is_id(value):
+        return value
     if not isinstance(value, str) or not value:
-        raise AuthError(f"token claim '{name}' must be a non-empty string, got {value!r}")
-    return value
+        raise AuthError(f"token claim '{name}' must be a non-empty string, got {_short(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise AuthError(f"token claim '{name}' is {len(value)} characters long; at most {MAX_ID_LENGTH}")
+    raise AuthError(f"token claim '{name}' {_short(value)} is not an id: use {ID_CHARACTERS}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 42 else text[:39] + "..."
 
 
 def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
     value = claims.get("roles")
     if not isinstance(value, list) or not all(isinstance(role, str) for role in value):
-        raise AuthError(f"token claim 'roles' must be a list of role names, got {value!r}: {_NEW_TOKEN}")
+        raise AuthError(
+            f"token claim 'roles' must be a list of role names, got {_short(value)}: {_NEW_TOKEN}"
+        )
     unknown = sorted(set(value) - ROLES)
     if unknown:
         raise AuthError(
-            f"token carries unknown role(s) {', '.join(unknown)} (known: {', '.join(sorted(ROLES))})"
+            f"token carries unknown role(s) {', '.join(unknown)[:80]} (known: {', '.join(sorted(ROLES))})"
         )
     return frozenset(value)
 

@@ -10,7 +10,9 @@ from collections.abc import Iterable
 import jwt
 
 from ledgerflow.auth.devkeys import DevKeys
+from ledgerflow.auth.lifetime import MAX_TOKEN_TTL_ENV, max_token_ttl, span
 from ledgerflow.auth.roles import parse_roles
+from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import ValidationError
 
 DEFAULT_ISSUER = "ledgerflow-dev"
@@ -27,21 +29,30 @@ def mint_token(
     issuer: str = DEFAULT_ISSUER,
     audience: str = DEFAULT_AUDIENCE,
     now: float | None = None,
+    max_ttl_seconds: float | None = None,
 ) -> str:
     """A signed JWT for ``sub`` in ``tenant`` with ``roles`` (``"a,b"`` or an iterable).
 
     Claims: ``iss``, ``aud``, ``sub``, ``tenant``, ``roles`` (sorted list), ``iat``,
     ``nbf``, ``exp`` (= now + ttl) and a random ``jti``; header ``kid`` and ``alg`` of
-    the active key. Raises ``ValidationError`` for unknown/empty roles, an empty
-    subject or tenant, or a non-positive ttl.
+    the active key. Raises ``ValidationError`` for unknown/empty roles, a subject or
+    tenant outside the id grammar (``ledgerflow.contracts.ids``), a non-positive ttl, or
+    a ttl over ``max_ttl_seconds`` (default: ``LEDGERFLOW_MAX_TOKEN_TTL``, 24 h), which
+    the edge would refuse.
     """
     role_set = parse_roles(roles)
     if not role_set:
         raise ValidationError("a token needs at least one role, e.g. --roles subscriber")
-    _require_text("sub", sub)
-    _require_text("tenant", tenant)
+    check_id("sub", sub)
+    check_id("tenant", tenant)
     if not ttl_seconds > 0:
         raise ValidationError(f"ttl_seconds must be positive, got {ttl_seconds}")
+    maximum = max_token_ttl() if max_ttl_seconds is None else max_ttl_seconds
+    if ttl_seconds > maximum:
+        raise ValidationError(
+            f"ttl {span(ttl_seconds)} exceeds the maximum token lifetime {span(maximum)} "
+            f"({MAX_TOKEN_TTL_ENV}); the edge would refuse the token"
+        )
     issued = int(time.time() if now is None else now)
     claims = {
         "iss": issuer,
@@ -60,8 +71,3 @@ def mint_token(
         algorithm=keys.alg,
         headers={"kid": keys.kid, "typ": "JWT"},
     )
-
-
-def _require_text(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip() or value != value.strip():
-        raise ValidationError(f"{name} must be a non-empty string without surrounding spaces, got {value!r}")

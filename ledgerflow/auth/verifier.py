@@ -4,7 +4,10 @@
 2. Find the kid in the JWKS (unknown: the key may have rotated away).
 3. Refuse a key whose type/curve does not fit the alg (algorithm confusion).
 4. Verify the signature with that key and that one algorithm.
-5. Check the claims (``iss``, ``aud``, ``exp``, ``nbf``, ``sub``, ``tenant``, ``roles``).
+5. Check the claims (``iss``, ``aud``, ``exp``, ``nbf``, lifetime, ``sub``, ``tenant``, ``roles``).
+
+No refusal quotes the token or PyJWT's decoding errors (which describe its bytes): a
+detail names the part that is wrong and what to do.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from jwt.exceptions import InvalidSignatureError, PyJWTError
 from ledgerflow.auth.claims import principal_from_claims
 from ledgerflow.auth.jwk import ACCEPTED_ALGORITHMS, key_mismatch
 from ledgerflow.auth.jwks import JwksSource
+from ledgerflow.auth.lifetime import max_token_ttl
 from ledgerflow.auth.principals import Principal
 from ledgerflow.errors import AuthError
 
@@ -50,11 +54,14 @@ class TokenVerifier:
         audience: str,
         leeway: float = 30.0,
         clock: Callable[[], float] = time.time,
+        max_lifetime: float | None = None,
     ) -> None:
+        """``max_lifetime`` in seconds; None reads ``LEDGERFLOW_MAX_TOKEN_TTL`` (default 24 h)."""
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self.max_lifetime = max_token_ttl() if max_lifetime is None else max_lifetime
         self._clock = clock
 
     def verify(self, token: str) -> Principal:
@@ -71,29 +78,32 @@ class TokenVerifier:
         # Step 1.
         try:
             header = jwt.get_unverified_header(token)
-        except PyJWTError as exc:
-            raise AuthError(f"malformed bearer token header ({exc})") from None
+        except PyJWTError:
+            raise AuthError(
+                "bearer token is not a JWT: its header is not base64url-encoded JSON "
+                "(send the token exactly as the issuer gave it)"
+            ) from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
             raise AuthError(f"unsigned tokens (alg {alg!r}) are refused: sign with one of {_ACCEPTED}")
         if alg.upper().startswith("HS"):
             raise AuthError(
-                f"symmetric algorithm {alg} is refused: ledgerflow accepts only {_ACCEPTED} "
+                f"symmetric algorithm {alg[:20]} is refused: ledgerflow accepts only {_ACCEPTED} "
                 "with keys from its JWKS"
             )
         if alg not in ACCEPTED_ALGORITHMS:
-            raise AuthError(f"algorithm {alg!r} is not accepted (accepted: {_ACCEPTED})")
+            raise AuthError(f"algorithm {_short(alg)} is not accepted (accepted: {_ACCEPTED})")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AuthError("token header has no 'kid': the edge needs it to pick the key")
         # Step 2.
         trusted = self.jwks.get(kid)
         if trusted is None:
-            raise AuthError(f"unknown key id {kid!r} (keys may have rotated: fetch a new token)")
+            raise AuthError(f"unknown key id {_short(kid)} (keys may have rotated: fetch a new token)")
         # Step 3.
         mismatch = key_mismatch(trusted.jwk, alg)
         if mismatch is not None:
-            raise AuthError(f"token alg {alg} does not fit key {kid!r}: {mismatch}")
+            raise AuthError(f"token alg {alg} does not fit key {_short(kid)}: {mismatch}")
         # Step 4.
         try:
             claims = jwt.decode(
@@ -104,11 +114,14 @@ class TokenVerifier:
             )
         except InvalidSignatureError:
             raise AuthError(
-                f"token signature does not verify with key {kid!r}: the token was altered "
+                f"token signature does not verify with key {_short(kid)}: the token was altered "
                 "or signed by someone else"
             ) from None
-        except PyJWTError as exc:
-            raise AuthError(f"token rejected ({exc})") from None
+        except PyJWTError:
+            raise AuthError(
+                "bearer token is not a JWT: its payload or signature is not base64url-encoded "
+                "(claims must be a JSON object)"
+            ) from None
         # Step 5.
         return principal_from_claims(
             claims,
@@ -117,4 +130,9 @@ class TokenVerifier:
             audience=self.audience,
             now=self._clock(),
             leeway=self.leeway,
+            max_lifetime=self.max_lifetime,
         )
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 40 else repr(value[:37] + "...")

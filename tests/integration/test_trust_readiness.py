@@ -1,0 +1,198 @@
+"""Issue 18, case 5 (and the read paths of issue 11's dependency faults) on a PRIVATE Kafka
+and Redis started by this module (the shared stack is never paused or stopped):
+
+- ``/readyz`` turns 503 + Retry-After naming ``kafka`` when the broker is paused
+  (SIGSTOP) or stopped, and naming ``redis`` when Redis is paused or stopped; it is 200
+  again once they are back, with no restart of the edge;
+- meanwhile the read paths answer 503 problem+json with ``Retry-After``, never a 500 or
+  a hang: SSE streams while Kafka is out, ``GET /v1/conversations/{id}`` while Redis is.
+
+Prints how long each fault took to show in ``/readyz`` (documented bound: 5 s).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledgerflow.auth.devkeys import ensure_dev_keys
+from ledgerflow.auth.tokens import mint_token
+from ledgerflow.config import Settings
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.stack import kafka as kafka_stack
+from ledgerflow.stack import manage
+from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack.processes import stop
+from ledgerflow.testing import Process, free_port, start, wait_http_ready
+
+PROBLEM = "application/problem+json"
+READY_WITHIN_S = 5.0  # ledgerflow.api.health.READY_WITHIN_S: the documented bound
+POLL_LIMIT_S = 30.0  # how long the test waits for a state before failing (generous: a loaded CI host)
+RECOVERY_LIMIT_S = 120.0
+
+
+def _free_port_pair() -> int:
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+@dataclass
+class Private:
+    settings: Settings
+    nodes: manage.StackNodes
+    edge: Process
+    base: str
+    token: str
+
+    def signal(self, which: str, sig: int) -> None:
+        node = self.nodes.kafka if which == "kafka" else self.nodes.redis
+        pid = node.process.pid()
+        assert pid is not None, f"the private {which} is not running"
+        os.kill(pid, sig)
+
+    def get(self, path: str) -> httpx.Response:
+        """A request with a client timeout: a hang fails the test instead of blocking it."""
+        return httpx.get(self.base + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=15)
+
+
+def _say(msg: str) -> None:
+    print(f"[private stack] {msg}", flush=True)
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+    state = Path(tmp_path_factory.mktemp("private-stack"))
+    settings = Settings(
+        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        http=f"127.0.0.1:{free_port()}",
+        state_dir=state,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+    )
+    nodes = manage.nodes(settings)
+    edge: Process | None = None
+    try:
+        try:
+            manage.up(settings, say=_say)
+        except LedgerflowError as exc:
+            pytest.fail(f"the private Kafka + Redis could not start: {exc}", pytrace=False)
+        edge = start(settings, "edge", "serve", log_dir=state / "logs")
+        base = f"http://{settings.http}"
+        wait_http_ready(edge, base)
+        token = mint_token(
+            ensure_dev_keys(state),
+            sub="ops",
+            tenant="acme",
+            roles="subscriber",
+            issuer=settings.issuer,
+            audience=settings.audience,
+        )
+        yield Private(settings, nodes, edge, base, token)
+    finally:
+        for node in (nodes.kafka, nodes.redis):  # a paused node would ignore SIGTERM
+            pid = node.process.pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
+        if edge is not None:
+            edge.stop()
+        manage.down(settings, say=_say)
+
+
+def _wait_ready(p: Private, status: int, limit: float = POLL_LIMIT_S) -> tuple[httpx.Response, float]:
+    began = time.monotonic()
+    while True:
+        resp = httpx.get(f"{p.base}/readyz", timeout=15)
+        if resp.status_code == status:
+            return resp, time.monotonic() - began
+        if time.monotonic() - began > limit:
+            raise AssertionError(
+                f"/readyz still {resp.status_code} after {limit:.0f} s: {resp.text}\n{p.edge.log_tail()}"
+            )
+        time.sleep(0.2)
+
+
+def _assert_unavailable(resp: httpx.Response, dependency: str | None = None) -> dict:
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    assert int(resp.headers["retry-after"]) > 0
+    body = resp.json()
+    if dependency is not None:
+        assert body["checks"][dependency] != "ok", body
+        assert dependency in body["detail"], body
+    return body
+
+
+def test_ready_when_both_answer(private: Private) -> None:
+    resp, _ = _wait_ready(private, 200)
+    assert resp.json()["checks"] == {"redis": "ok", "kafka": "ok"}
+
+
+def test_a_paused_broker_shows_in_readyz_and_streams_answer_503(private: Private) -> None:
+    private.signal("kafka", signal.SIGSTOP)
+    try:
+        resp, took = _wait_ready(private, 503)
+        print(f"\npaused broker: /readyz 503 after {took:.1f} s")
+        body = _assert_unavailable(resp, "kafka")
+        assert body["checks"]["redis"] == "ok"
+        _assert_unavailable(private.get("/v1/streams/tenant"))
+        _assert_unavailable(private.get("/v1/conversation/stream?conversation_id=c1"))
+        assert private.get("/v1/conversations/c1").status_code == 404  # Redis reads go on
+    finally:
+        private.signal("kafka", signal.SIGCONT)
+    _wait_ready(private, 200)
+
+
+def test_a_paused_then_stopped_redis_shows_in_readyz_and_reads_answer_503(private: Private) -> None:
+    private.signal("redis", signal.SIGSTOP)
+    try:
+        resp, took = _wait_ready(private, 503)
+        print(f"\npaused redis: /readyz 503 after {took:.1f} s")
+        body = _assert_unavailable(resp, "redis")
+        assert body["checks"]["kafka"] == "ok"
+        _assert_unavailable(private.get("/v1/conversations/c1"))
+        _assert_unavailable(private.get("/v1/conversations/c1?consistency_token=0:0"))
+    finally:
+        private.signal("redis", signal.SIGCONT)
+    _wait_ready(private, 200)
+
+    stop(private.nodes.redis.process)
+    try:
+        resp, took = _wait_ready(private, 503)
+        print(f"stopped redis: /readyz 503 after {took:.1f} s")
+        _assert_unavailable(resp, "redis")
+        _assert_unavailable(private.get("/v1/conversations/c1"))
+    finally:
+        redis_stack.start(private.nodes.redis)
+    _wait_ready(private, 200)
+    assert private.get("/v1/conversations/c1").status_code == 404
+
+
+def test_a_stopped_broker_shows_in_readyz_and_the_edge_recovers_when_it_is_back(private: Private) -> None:
+    stop(private.nodes.kafka.process)
+    try:
+        resp, took = _wait_ready(private, 503)
+        print(f"\nstopped broker: /readyz 503 after {took:.1f} s")
+        _assert_unavailable(resp, "kafka")
+        _assert_unavailable(private.get("/v1/streams/tenant"))
+    finally:
+        kafka_stack.start(private.nodes.kafka)
+    _wait_ready(private, 200, RECOVERY_LIMIT_S)
