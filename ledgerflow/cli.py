@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.errors import LedgerflowError
@@ -57,7 +58,7 @@ def _running(pid: int | None, managed: bool) -> str:
     return f"pid {pid}" if pid else ("external" if not managed else "not running")
 
 
-def _describe(info: dict) -> str:
+def _describe(info: dict[str, Any]) -> str:
     k, r = info["kafka"], info["redis"]
     running = _running
     lines = [
