@@ -12,12 +12,11 @@ demo: setup
 test: check
 	.venv/bin/python -m pytest
 
-# Lint, format, types (mypy config in pyproject.toml) and the declared import layers (import-linter).
+# Lint, format, types and the declared import layers (configured in pyproject.toml). Every
+# checker runs even when an earlier one fails, so one run lists every finding; any failure fails.
+CHECKS = "ruff check ." "ruff format --check ." "mypy ledgerflow" "lint-imports --no-cache"
 check: setup
-	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
-	.venv/bin/mypy ledgerflow
-	.venv/bin/lint-imports
+	@failed=0; for c in $(CHECKS); do echo "+ $$c"; .venv/bin/$$c || failed=1; done; exit $$failed
 
 unit: setup
 	.venv/bin/python -m pytest tests/unit
