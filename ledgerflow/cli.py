@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.errors import LedgerflowError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+BENCH_EXTRA = ("avro", "matplotlib")  # the `bench` extra: the reference codec and the charts
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -57,7 +60,7 @@ def _running(pid: int | None, managed: bool) -> str:
     return f"pid {pid}" if pid else ("external" if not managed else "not running")
 
 
-def _describe(info: dict) -> str:
+def _describe(info: dict[str, Any]) -> str:
     k, r = info["kafka"], info["redis"]
     running = _running
     lines = [
@@ -205,6 +208,10 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    missing = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        _err(f"ledgerflow bench needs {', '.join(missing)}: pip install 'ledgerflow[bench]'")
+        return 2
     from ledgerflow.bench.run import bench_cli
 
     return bench_cli(settings, quick=args.quick, runs=args.runs, events=args.events, out_dir=args.out)

@@ -12,10 +12,18 @@ import hashlib
 
 from ledgerflow.contracts.chain import ChainHead, link
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
-from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision, Redaction
-from ledgerflow.policy import Decision, RulePack, TrainingState, Turn, evaluate
+from ledgerflow.contracts.payloads import MessageSubmitted, Outcome, PolicyDecision, Redaction
+from ledgerflow.policy import Action, Decision, RulePack, TrainingState, Turn, evaluate
 
 PRODUCER = "ledgerflow-policy"
+
+# The policy core's action → the wire's outcome literal (the same words).
+OUTCOMES: dict[Action, Outcome] = {
+    Action.ALLOW: "allow",
+    Action.REVIEW: "review",
+    Action.REDACT: "redact",
+    Action.DENY: "deny",
+}
 
 
 def input_hash(value: bytes) -> str:
@@ -36,7 +44,7 @@ def decision_payload(event: Event, value_hash: str, decision: Decision) -> Polic
         input_event_id=event.event_id,
         input_hash=value_hash,
         conversation_id=event.subject,
-        outcome=decision.outcome.value if hasattr(decision.outcome, "value") else decision.outcome,
+        outcome=OUTCOMES[decision.outcome],
         score=decision.score,
         matched_rules=tuple(decision.matched_rules),
         rule_pack_version=decision.rule_pack_version or 0,

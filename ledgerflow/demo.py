@@ -16,6 +16,8 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,7 @@ import orjson
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
+from ledgerflow.contracts.events import Event
 from ledgerflow.errors import StackError
 from ledgerflow.rulepacks import latest_version, publish_pack
 from ledgerflow.sse_client import follow
@@ -199,8 +202,6 @@ async def _traffic(settings: Settings, tenants: list[str], rate: float, duration
     _say(f"demo: published {sent} events")
 
 
-def _restamped(events):  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
+def _restamped(events: Iterator[Event]) -> Iterator[Event]:
     for event in events:
         yield replace(event, occurred_at=time.time_ns() // 1000)

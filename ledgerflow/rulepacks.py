@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -52,7 +53,11 @@ async def latest_version(settings: Settings, tenant: str) -> int:
 
 
 async def publish_pack(
-    settings: Settings, document: dict, *, producer_name: str, producer: AIOKafkaProducer | None = None
+    settings: Settings,
+    document: dict[str, Any],
+    *,
+    producer_name: str,
+    producer: AIOKafkaProducer | None = None,
 ) -> Published:
     pack: RulePack = load_rule_pack(document)  # Step 1.
     version = await latest_version(settings, pack.tenant) + 1  # Step 2.

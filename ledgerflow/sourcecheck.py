@@ -1,11 +1,10 @@
-"""Checks the tests run over our own sources and docs: doc code blocks, imports.
+"""Checks the tests run over our own docs: their code blocks run, in order.
 
 Pure (reads files, runs nothing but the doc blocks it is asked to run).
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -24,14 +23,3 @@ def run_python_blocks(doc: Path, namespace: dict[str, object] | None = None) -> 
     for index, block in enumerate(blocks):
         exec(compile(block, f"{doc.name} block {index}", "exec"), namespace)
     return len(blocks)
-
-
-def imported_modules(source: Path) -> set[str]:
-    """Every module a Python file imports (``import x.y`` and ``from x.y import …``)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names

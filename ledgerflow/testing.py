@@ -20,13 +20,15 @@ from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
+from ledgerflow.redisvalues import int_map, text
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -100,7 +102,7 @@ def env_flag(name: str) -> bool:
 def live_keys(client: redis.Redis, settings: Settings) -> Keys:
     """The read models' live generation (the active pointer; absent = the default)."""
     generation = client.get(active_pointer(settings.topic_prefix))
-    return Keys.for_prefix(settings.topic_prefix, generation.decode() if generation else DEFAULT_GENERATION)
+    return Keys.for_prefix(settings.topic_prefix, text(generation) if generation else DEFAULT_GENERATION)
 
 
 async def pipeline_settled(settings: Settings, turns: int) -> tuple[bool, str]:
@@ -114,7 +116,7 @@ async def pipeline_settled(settings: Settings, turns: int) -> tuple[bool, str]:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
         keys = live_keys(client, settings)
-        checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
+        checkpoint = int_map(client.hgetall(keys.checkpoint("read-models")))
         complete = bool(client.exists(keys.sentinel()))
     finally:
         client.close()

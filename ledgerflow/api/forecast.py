@@ -4,6 +4,7 @@ tenant, from the usage read model, by Holt's linear trend (``ledgerflow.usage.fo
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -11,16 +12,17 @@ from starlette.responses import JSONResponse
 from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.errors import ValidationError
+from ledgerflow.redisvalues import Reply, text
 from ledgerflow.usage.forecast import forecast as holt_forecast
 
 MAX_HORIZON = 60
 
 
-def series_of(fields: dict[bytes, bytes], model: str) -> tuple[list[int], list[float]]:
+def series_of(fields: Mapping[Reply, Reply], model: str) -> tuple[list[int], list[float]]:
     """Window starts and token totals (summed over source partitions), in time order."""
     totals: dict[int, float] = defaultdict(float)
     for field, value in fields.items():
-        f_model, start, _end, _source = field.decode().split("|", 3)
+        f_model, start, _end, _source = text(field).split("|", 3)
         if f_model == model:
             totals[int(start)] += int(value)
     starts = sorted(totals)

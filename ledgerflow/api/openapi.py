@@ -586,8 +586,8 @@ def _cached() -> Schema:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "A JWT signed with RS256, ES256 or EdDSA by a key of the edge's JWKS (`kid`); "
-                    f"claims iss, aud, exp, nbf, sub, tenant, roles ⊆ {ROLES}.",
+                    "description": "A JWT signed with RS256, ES256 or EdDSA by a key of the edge's JWKS "
+                    f"(`kid`); claims iss, aud, exp, nbf, sub, tenant, roles ⊆ {ROLES}.",
                 }
             },
             "schemas": _schemas(),

@@ -19,8 +19,16 @@ from ledgerflow.api.events import publish
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
-from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
+from ledgerflow.contracts.payloads import (
+    DisableTraining,
+    EnableTraining,
+    TrainingDisabled,
+    TrainingEnabled,
+    TrainingExpired,
+    TrainingRejected,
+)
 from ledgerflow.errors import ValidationError
+from ledgerflow.redisvalues import text_map
 from ledgerflow.topics import TRAINING_COMMANDS
 
 WAIT_S = 5.0
@@ -49,14 +57,16 @@ async def _command(request: Request, kind: str) -> Response:
         ttl = body.get("ttl_seconds")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)):
             raise ValidationError("ttl_seconds: an integer number of seconds is required")
-        payload: object = EnableTraining(command_id, principal.sub, reason, ttl, expected)
+        payload: EnableTraining | DisableTraining = EnableTraining(
+            command_id, principal.sub, reason, ttl, expected
+        )
     else:
         payload = DisableTraining(command_id, principal.sub, reason, None, expected)
     event = new_event(
         kind,
         tenant=principal.tenant,
         subject=principal.tenant,
-        payload=payload,  # type: ignore[arg-type]
+        payload=payload,
         producer=f"edge:{principal.sub}",
         occurred_at_micros=time.time_ns() // 1000,
     )
@@ -74,7 +84,10 @@ async def _command(request: Request, kind: str) -> Response:
             headers={"Location": "/v1/training/status"},
         )
     p = outcome.payload
-    if outcome.type == "TrainingRejected":  # a refusal is an error: problem+json, 409
+    if not isinstance(p, TrainingEnabled | TrainingDisabled | TrainingExpired | TrainingRejected):
+        # training.audit holds only these four outcome types: anything else is a bug (500)
+        raise RuntimeError(f"training.audit answered command {command_id} with a {outcome.type} record")
+    if isinstance(p, TrainingRejected):  # a refusal is an error: problem+json, 409
         return problem(
             409,
             "Conflict",
@@ -101,7 +114,7 @@ async def status(request: Request) -> JSONResponse:
     principal = requires_any_role(request, "subscriber", "admin", "auditor", "producer")
     ctx: EdgeContext = request.app.state.ctx
     raw = await ctx.redis.hgetall((await ctx.read_keys()).training(principal.tenant))
-    view = {k.decode(): v.decode() for k, v in raw.items()}
+    view = text_map(raw)
     expires = view.get("expires_at") or None
     return JSONResponse(
         {

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ledgerflow.bench.figures import latency_rounds
 from ledgerflow.bench.stats import Figure
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def _plt() -> ModuleType:
+    """matplotlib.pyplot on the headless backend, imported on first use (the bench extra)."""
     import matplotlib
 
     matplotlib.use("Agg")

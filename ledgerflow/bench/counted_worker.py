@@ -37,7 +37,7 @@ def install() -> None:
     async def execute_command(self: Redis, *args: Any, **options: Any) -> Any:
         COUNTS["round_trips"] += 1
         COUNTS["commands"] += 1
-        return await plain(self, *args, **options)
+        return await plain(self, *args, **options)  # type: ignore[no-untyped-call]
 
     async def execute(self: Pipeline, raise_on_error: bool = True) -> Any:
         if self.command_stack:
@@ -60,7 +60,8 @@ def _dump_forever(path: Path) -> None:
 def read_counts(path: Path) -> dict[str, int]:
     """The latest counts a counted worker wrote (zeros before its first write)."""
     try:
-        return json.loads(path.read_text())
+        counts: dict[str, int] = json.loads(path.read_text())
+        return counts
     except (OSError, ValueError):
         return {"round_trips": 0, "commands": 0}
 

@@ -19,6 +19,7 @@ import asyncio
 import random
 import time
 from collections import Counter
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -50,7 +51,9 @@ async def _pace(began: float, sent: int, rate: float) -> None:
             await asyncio.sleep(delay)
 
 
-async def conversations(topic: str, bootstrap: str, events: int, rate: float, seed: int, run_id: str) -> dict:
+async def conversations(
+    topic: str, bootstrap: str, events: int, rate: float, seed: int, run_id: str
+) -> dict[str, Any]:
     rng = random.Random(seed)
     stream = interleaved(
         rng,
@@ -88,7 +91,9 @@ async def conversations(topic: str, bootstrap: str, events: int, rate: float, se
     }
 
 
-async def turns(topic: str, bootstrap: str, rate: float, seconds: float, count: int, run_id: str) -> dict:
+async def turns(
+    topic: str, bootstrap: str, rate: float, seconds: float, count: int, run_id: str
+) -> dict[str, Any]:
     rng = random.Random(count)
     ids = conversation_ids(run_id, count)
     mix = Mix()

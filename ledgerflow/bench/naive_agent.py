@@ -45,7 +45,7 @@ def build(settings: Settings) -> faust.App:
     clients: list[aioredis.Redis] = []
 
     @app.agent(events, name="naive-policy")
-    async def naive_policy(stream: faust.StreamT) -> None:
+    async def naive_policy(stream: faust.StreamT[bytes]) -> None:
         if not clients:
             clients.append(aioredis.Redis.from_url(settings.redis_url, socket_timeout=10))
         redis = clients[0]
@@ -64,7 +64,7 @@ def build(settings: Settings) -> faust.App:
                 groups += project(record, position, keys)
             for group in groups:
                 for op in group.ops:
-                    await redis.execute_command(op.command, op.key, *op.args)
+                    await redis.execute_command(op.command, op.key, *op.args)  # type: ignore[no-untyped-call]
 
     return app
 

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import signal
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -27,7 +28,7 @@ MAX_RECORDS = 1000
 COMMIT_INTERVAL_S = 0.5
 
 
-async def run(bootstrap: str, source: str, sink: str, group: str) -> dict:
+async def run(bootstrap: str, source: str, sink: str, group: str) -> dict[str, Any]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

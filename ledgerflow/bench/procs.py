@@ -166,7 +166,8 @@ class Child:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.stop()
-        return self.wait_line("result", 5.0)["result"]
+        result: dict[str, Any] = self.wait_line("result", 5.0)["result"]
+        return result
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.popen.poll() is None:

@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def py_spy() -> str | None:
@@ -129,7 +130,7 @@ IDLE = ("EpollSelector.select", "select", "poll", "epoll")
 APPARATUS = "_dump_forever"  # the counted worker's own counter thread: not the system's time
 
 
-def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = IDLE) -> dict:
+def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = IDLE) -> dict[str, Any]:
     """Top functions and buckets by share of the busy samples (not idling in the event loop's
     ``select``, not the benchmark's own counter thread)."""
     inclusive: Counter[str] = Counter()
@@ -164,5 +165,5 @@ def summarise(collapsed: Path, top: int = 25, idle: tuple[str, ...] = IDLE) -> d
     }
 
 
-def _row(h: Hotspot) -> dict:
+def _row(h: Hotspot) -> dict[str, Any]:
     return {"function": h.function, "inclusive": round(h.inclusive, 4), "own": round(h.own, 4)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -54,7 +55,7 @@ async def raw_consume(settings: Settings, until: dict[TopicPartition, int]) -> i
     return records
 
 
-async def run(settings: Settings, mode: str, namespace: str) -> dict:
+async def run(settings: Settings, mode: str, namespace: str) -> dict[str, Any]:
     until = await rebuild.end_offsets(settings)
     emit(started=True)
     cpu0, began = own_cpu_seconds(), time.perf_counter()
