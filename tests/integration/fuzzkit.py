@@ -387,7 +387,9 @@ def _answers(p: Planned, seen: Observed) -> int | None:
     return seen.outcomes[p.answer_id]
 
 
-def unexpected_letters(settings: Settings, plan: Sequence[Planned], seen: Observed, problems: Problems) -> None:
+def unexpected_letters(
+    settings: Settings, plan: Sequence[Planned], seen: Observed, problems: Problems
+) -> None:
     """Dead letters at positions nobody planned (a good record of an earlier phase, say)."""
     planned = {(settings.topic(p.base), p.partition, p.offset) for p in plan}
     for where, letters in seen.letters.items():
@@ -424,7 +426,8 @@ async def read_models_caught_up(settings: Settings) -> tuple[bool, str]:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
         keys = live_keys(client, settings)
-        checkpoint = {k.decode(): int(v) for k, v in client.hgetall(keys.checkpoint("read-models")).items()}
+        applied: dict[bytes, bytes] = client.hgetall(keys.checkpoint("read-models"))  # type: ignore[assignment]
+        checkpoint = {k.decode(): int(v) for k, v in applied.items()}
         complete = bool(client.exists(keys.sentinel()))
     finally:
         client.close()
@@ -442,7 +445,9 @@ def audit(settings: Settings) -> Report:
     return asyncio.run(run_audit(settings, projections=True, progress=False))
 
 
-def audit_problems(report: Report, problems: Problems, *, allowed: set[tuple[str, int, int]] | None = None) -> None:
+def audit_problems(
+    report: Report, problems: Problems, *, allowed: set[tuple[str, int, int]] | None = None
+) -> None:
     """Each finding of ``report`` (but those at ``allowed`` positions) as a problem."""
     for finding in report.ordered():
         if allowed is not None and (finding.topic, finding.partition, finding.offset) in allowed:
@@ -455,16 +460,26 @@ def audit_problems(report: Report, problems: Problems, *, allowed: set[tuple[str
 
 def alive(proc: Process, problems: Problems) -> None:
     if proc.popen.poll() is not None:
-        problems.add(f"the {proc.name} exited with {proc.popen.returncode}; its log ends:\n{proc.log_tail(25)}")
+        problems.add(
+            f"the {proc.name} exited with {proc.popen.returncode}; its log ends:\n{proc.log_tail(25)}"
+        )
 
 
 def crashes_in_log(proc: Process, problems: Problems) -> None:
-    """An agent that crashed and was restarted by faust still counts as a crash."""
-    text = proc.log.read_text(errors="replace")
-    for marker in ("Traceback (most recent call last)", "crashed", "ProducerSendError"):
-        count = text.count(marker)
-        if count:
-            at = text.index(marker)
-            problems.add(
-                f"the {proc.name} log has {count} × {marker!r}; first: {short(text[at : at + 600], 600)}"
-            )
+    """An agent that crashed (faust logs ``Crashed reason=``, and may restart it) is a crash,
+    and so is any traceback: each marker once, with its first line and count."""
+    lines = proc.log.read_text(errors="replace").splitlines()
+    for marker in ("Crashed reason=", "ProducerSendError", "Traceback (most recent call last)"):
+        hits = [i for i, line in enumerate(lines) if marker in line]
+        if hits:
+            first = hits[0]
+            context = _traceback_tail(lines, first) if marker.startswith("Traceback") else lines[first]
+            problems.add(f"the {proc.name} log has {len(hits)} × {marker!r}; first: {short(context, 400)}")
+
+
+def _traceback_tail(lines: list[str], start: int) -> str:
+    """The exception line that ends the traceback starting at ``start``."""
+    for line in lines[start + 1 : start + 80]:
+        if line and not line.startswith(" ") and not line.startswith("Traceback"):
+            return line
+    return lines[start]

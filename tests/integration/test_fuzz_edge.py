@@ -153,9 +153,14 @@ def _turn_event(data: st.DataObject, **overrides: Any) -> dict[str, Any]:
 
 def _event(label: str, expect: Expect, **overrides: Any) -> Builder:
     def build(data: st.DataObject, journal: Journal) -> Sent:
-        drawn = {k: (data.draw(v, label=k) if isinstance(v, st.SearchStrategy) else v) for k, v in overrides.items()}
+        drawn = {
+            k: (data.draw(v, label=k) if isinstance(v, st.SearchStrategy) else v)
+            for k, v in overrides.items()
+        }
         payload = drawn.pop("payload", {})
-        payload = {k: (data.draw(v, label=k) if isinstance(v, st.SearchStrategy) else v) for k, v in payload.items()}
+        payload = {
+            k: (data.draw(v, label=k) if isinstance(v, st.SearchStrategy) else v) for k, v in payload.items()
+        }
         body = _turn_event(data, payload=payload, **drawn)
         body = {k: v for k, v in body.items() if v is not _DROP}
         body["payload"] = {k: v for k, v in body["payload"].items() if v is not _DROP}
@@ -173,7 +178,9 @@ def _retry_event(data: st.DataObject, journal: Journal) -> Sent:
     if not earlier:
         return _event("valid turn", "accept")(data, journal)
     first = earlier[pick % len(earlier)]
-    return Sent(f"exact retry of {first.label}", "/v1/events", first.body, "accept", turn=first.turn, retry_of=first)
+    return Sent(
+        f"exact retry of {first.label}", "/v1/events", first.body, "accept", turn=first.turn, retry_of=first
+    )
 
 
 def _conflicting_retry(data: st.DataObject, journal: Journal) -> Sent:
@@ -188,11 +195,19 @@ def _conflicting_retry(data: st.DataObject, journal: Journal) -> Sent:
     return Sent("same event_id, other content", "/v1/events", _json(body), "any", turn=True, retry_of=first)
 
 
-def _step(label: str, expect: Expect, *, params: dict[str, Any] | None = None,
-          headers: list[tuple[str, Any]] | None = None, **fields: Any) -> Builder:
+def _step(
+    label: str,
+    expect: Expect,
+    *,
+    params: dict[str, Any] | None = None,
+    headers: list[tuple[str, Any]] | None = None,
+    **fields: Any,
+) -> Builder:
     def build(data: st.DataObject, journal: Journal) -> Sent:
         body: dict[str, Any] = {
-            "conversation_id": data.draw(st.sampled_from(["conv-1", "conv-3"]) | GOOD_ID, label="conversation"),
+            "conversation_id": data.draw(
+                st.sampled_from(["conv-1", "conv-3"]) | GOOD_ID, label="conversation"
+            ),
             "content": data.draw(CONTENT, label="content"),
         }
         if data.draw(st.booleans(), label="with model"):
@@ -203,8 +218,12 @@ def _step(label: str, expect: Expect, *, params: dict[str, Any] | None = None,
         query = {"wait": "0"}
         for k, v in (params or {}).items():
             query[k] = data.draw(v, label=k) if isinstance(v, st.SearchStrategy) else v
-        hdrs = [(k, data.draw(v, label=k) if isinstance(v, st.SearchStrategy) else v) for k, v in headers or []]
-        return Sent(label, "/v1/conversation/step", _json(body), expect, headers=hdrs, params=query, turn=True)
+        hdrs = [
+            (k, data.draw(v, label=k) if isinstance(v, st.SearchStrategy) else v) for k, v in headers or []
+        ]
+        return Sent(
+            label, "/v1/conversation/step", _json(body), expect, headers=hdrs, params=query, turn=True
+        )
 
     return build
 
@@ -226,12 +245,21 @@ def _evaluate(label: str, expect: Expect, **fields: Any) -> Builder:
     return build
 
 
-def _raw(label: str, expect: Expect, body: st.SearchStrategy[bytes], *,
-         headers: list[tuple[str, str]] | None = None) -> Builder:
+def _raw(
+    label: str,
+    expect: Expect,
+    body: st.SearchStrategy[bytes],
+    *,
+    headers: list[tuple[str, str]] | None = None,
+) -> Builder:
     def build(data: st.DataObject, journal: Journal) -> Sent:
-        path = data.draw(st.sampled_from(["/v1/events", "/v1/conversation/step", "/v1/evaluate"]), label="path")
+        path = data.draw(
+            st.sampled_from(["/v1/events", "/v1/conversation/step", "/v1/evaluate"]), label="path"
+        )
         params = {"wait": "0"} if path == "/v1/conversation/step" else {}
-        return Sent(label, path, data.draw(body, label="body"), expect, headers=list(headers or []), params=params)
+        return Sent(
+            label, path, data.draw(body, label="body"), expect, headers=list(headers or []), params=params
+        )
 
     return build
 
@@ -265,7 +293,9 @@ LONG_ID = "c" * 129
 BIG = MAX_CONTENT_BYTES + 1
 NOT_JSON = st.one_of(
     st.binary(max_size=200).filter(lambda b: not _is_json_object(b)),
-    st.sampled_from([b"", b"{", b'{"content": "x"', b"{'content': 'x'}", b"\xff\xfe{}", b'{"a":1}{"b":2}', b"NaN"]),
+    st.sampled_from(
+        [b"", b"{", b'{"content": "x"', b"{'content': 'x'}", b"\xff\xfe{}", b'{"a":1}{"b":2}', b"NaN"]
+    ),
 )
 NOT_OBJECT = st.sampled_from([b"[]", b'"content"', b"5", b"null", b"true", b'[{"content": "x"}]'])
 
@@ -281,9 +311,19 @@ BUILDERS: dict[str, Builder] = {
     # POST /v1/events
     "events: valid turn": _event("valid turn", "accept"),
     "events: valid turn 2": _event("valid turn", "accept"),
-    "events: conversation started": _event("ConversationStarted", "accept", type="ConversationStarted",
-                                           payload={"turn_id": _DROP, "role": _DROP, "content": _DROP,
-                                                    "model": "slm-1", "tokens": _DROP, "actor": "ana"}),
+    "events: conversation started": _event(
+        "ConversationStarted",
+        "accept",
+        type="ConversationStarted",
+        payload={
+            "turn_id": _DROP,
+            "role": _DROP,
+            "content": _DROP,
+            "model": "slm-1",
+            "tokens": _DROP,
+            "actor": "ana",
+        },
+    ),
     "events: exact retry": _retry_event,
     "events: exact retry 2": _retry_event,
     "events: conflicting retry": _conflicting_retry,
@@ -291,72 +331,123 @@ BUILDERS: dict[str, Builder] = {
     "events: unicode subject": _event("subject 会话-1", "refuse", subject="会话-1"),
     "events: CRLF subject": _event("subject with CRLF", "refuse", subject="c\r\nLocation: /evil"),
     "events: hostile turn_id": _event("turn_id not an id", "refuse", payload={"turn_id": HOSTILE_ID}),
-    "events: negative tokens": _event("negative tokens", "refuse",
-                                      payload={"tokens": st.integers(max_value=-1, min_value=-(2**70))}),
-    "events: huge tokens": _event("tokens past a long", "refuse", payload={"tokens": st.integers(min_value=2**63)}),
+    "events: negative tokens": _event(
+        "negative tokens", "refuse", payload={"tokens": st.integers(max_value=-1, min_value=-(2**70))}
+    ),
+    "events: huge tokens": _event(
+        "tokens past a long", "refuse", payload={"tokens": st.integers(min_value=2**63)}
+    ),
     "events: tokens of the wrong type": _event(
-        "tokens of the wrong type", "refuse",
-        payload={"tokens": st.sampled_from([1.5, "3", True, [3], {"n": 3}, 1e308])}),
-    "events: model as an object": _event("model as an object", "refuse",
-                                         payload={"model": st.sampled_from([{"name": "slm-1"}, ["slm-1"], 7, True])}),
-    "events: content as an object": _event("content not a string", "refuse",
-                                           payload={"content": st.sampled_from([{"t": "x"}, ["x"], 5, None])}),
-    "events: content over 64 KiB": _event("content over 64 KiB", "refuse",
-                                          payload={"content": st.sampled_from(["x" * BIG, "é" * (BIG // 2 + 1)])}),
-    "events: bad event_id": _event("event_id not a UUID", "refuse",
-                                   event_id=st.sampled_from(["nope", "", 5, "会话", "A" * 36, {"id": 1}])),
-    "events: forged producer": _event("forged producer", "any",
-                                      producer=st.sampled_from(["ledgerflow-policy", "ledgerflow-training", "x" * 300,
-                                                                "a\r\nb", {"p": 1}])),
+        "tokens of the wrong type",
+        "refuse",
+        payload={"tokens": st.sampled_from([1.5, "3", True, [3], {"n": 3}, 1e308])},
+    ),
+    "events: model as an object": _event(
+        "model as an object",
+        "refuse",
+        payload={"model": st.sampled_from([{"name": "slm-1"}, ["slm-1"], 7, True])},
+    ),
+    "events: content as an object": _event(
+        "content not a string", "refuse", payload={"content": st.sampled_from([{"t": "x"}, ["x"], 5, None])}
+    ),
+    "events: content over 64 KiB": _event(
+        "content over 64 KiB",
+        "refuse",
+        payload={"content": st.sampled_from(["x" * BIG, "é" * (BIG // 2 + 1)])},
+    ),
+    "events: bad event_id": _event(
+        "event_id not a UUID",
+        "refuse",
+        event_id=st.sampled_from(["nope", "", 5, "会话", "A" * 36, {"id": 1}]),
+    ),
+    "events: forged producer": _event(
+        "forged producer",
+        "any",
+        producer=st.sampled_from(["ledgerflow-policy", "ledgerflow-training", "x" * 300, "a\r\nb", {"p": 1}]),
+    ),
     "events: unknown field": _event("unknown top-level field", "any", extra=st.integers()),
     "events: unknown payload field": _event("unknown payload field", "any", payload={"extra": "x"}),
-    "events: chain fields": _event("chain fields set", "refuse",
-                                   sequence=1, prev_hash="0" * 64, hash=st.sampled_from(["0" * 64, "zz"])),
-    "events: agent type": _event("an agent's record type", "refuse",
-                                 type=st.sampled_from(["PolicyDecision", "EnableTraining", "UsageWindow", "Nope", 5])),
-    "events: bad occurred_at": _event("occurred_at out of range", "refuse",
-                                      occurred_at=st.sampled_from(["2999-01-01T00:00:00.000000Z", "yesterday", 0,
-                                                                   "1970-01-01T00:00:00.000000Z"])),
-    "events: bad schema_version": _event("schema_version out of range", "refuse",
-                                         schema_version=st.sampled_from([0, 99, -1, "2", 2**64])),
+    "events: chain fields": _event(
+        "chain fields set", "refuse", sequence=1, prev_hash="0" * 64, hash=st.sampled_from(["0" * 64, "zz"])
+    ),
+    "events: agent type": _event(
+        "an agent's record type",
+        "refuse",
+        type=st.sampled_from(["PolicyDecision", "EnableTraining", "UsageWindow", "Nope", 5]),
+    ),
+    "events: bad occurred_at": _event(
+        "occurred_at out of range",
+        "refuse",
+        occurred_at=st.sampled_from(
+            ["2999-01-01T00:00:00.000000Z", "yesterday", 0, "1970-01-01T00:00:00.000000Z"]
+        ),
+    ),
+    "events: bad schema_version": _event(
+        "schema_version out of range", "refuse", schema_version=st.sampled_from([0, 99, -1, "2", 2**64])
+    ),
     # POST /v1/conversation/step
     "step: valid": _step("valid step", "accept"),
     "step: valid 2": _step("valid step", "accept"),
     "step: idempotent retry": _retry_step,
     "step: hostile conversation_id": _step("conversation_id not an id", "refuse", conversation_id=HOSTILE_ID),
     "step: unicode conversation_id": _step("conversation_id 会话-1", "refuse", conversation_id="会话-1"),
-    "step: CRLF conversation_id": _step("conversation_id with CRLF", "refuse",
-                                        conversation_id=st.sampled_from(["c\r\nX-Injected: 1", "c\nd", "c/d", LONG_ID])),
+    "step: CRLF conversation_id": _step(
+        "conversation_id with CRLF",
+        "refuse",
+        conversation_id=st.sampled_from(["c\r\nX-Injected: 1", "c\nd", "c/d", LONG_ID]),
+    ),
     "step: content over 64 KiB": _step("content over 64 KiB", "refuse", content="x" * BIG),
-    "step: content not a string": _step("content not a string", "refuse",
-                                        content=st.sampled_from([{"t": 1}, ["x"], 5, None, _DROP])),
-    "step: model as an object": _step("model as an object", "refuse",
-                                      model=st.sampled_from([{"name": "slm-1"}, ["a"], 5, True])),
-    "step: hostile wait": _step("wait out of range", "refuse",
-                                params={"wait": st.sampled_from(["abc", "-1", "nan", "inf", "1e309", "31", ""])}),
+    "step: content not a string": _step(
+        "content not a string", "refuse", content=st.sampled_from([{"t": 1}, ["x"], 5, None, _DROP])
+    ),
+    "step: model as an object": _step(
+        "model as an object", "refuse", model=st.sampled_from([{"name": "slm-1"}, ["a"], 5, True])
+    ),
+    "step: hostile wait": _step(
+        "wait out of range",
+        "refuse",
+        params={"wait": st.sampled_from(["abc", "-1", "nan", "inf", "1e309", "31", ""])},
+    ),
     "step: hostile Idempotency-Key": _step(
-        "hostile Idempotency-Key", "any",
-        headers=[("Idempotency-Key", st.sampled_from(["", " ", "k" * 10_000, "{slot}", "é".encode(), "会".encode()]))]),
+        "hostile Idempotency-Key",
+        "any",
+        headers=[
+            (
+                "Idempotency-Key",
+                st.sampled_from(["", " ", "k" * 10_000, "{slot}", "é".encode(), "会".encode()]),
+            )
+        ],
+    ),
     "step: unknown field": _step("unknown field", "any", extra=st.integers()),
     # POST /v1/evaluate
     "evaluate: valid": _evaluate("valid evaluate", "any"),
-    "evaluate: legal PEM-heavy turn": _evaluate("64 KB of PEM headers", "any",
-                                                content=PEM * (MAX_CONTENT_BYTES // len(PEM))),
+    "evaluate: legal PEM-heavy turn": _evaluate(
+        "64 KB of PEM headers", "any", content=PEM * (MAX_CONTENT_BYTES // len(PEM))
+    ),
     # Past 64 KiB, a dry run may refuse (413/422) or answer what the agent would: review.
     "evaluate: content over 64 KiB": _evaluate("content over 64 KiB", "any", content="x" * BIG),
-    "evaluate: content not a string": _evaluate("content not a string", "refuse",
-                                                content=st.sampled_from([{"a": 1}, 5, None, ["x"]])),
-    "evaluate: hostile role": _evaluate("role not a role", "refuse",
-                                        role=st.sampled_from(["admin", "", {"r": 1}, 5, "user\r\n"])),
-    "evaluate: hostile conversation_id": _evaluate("hostile conversation_id", "any", conversation_id=HOSTILE_ID),
+    "evaluate: content not a string": _evaluate(
+        "content not a string", "refuse", content=st.sampled_from([{"a": 1}, 5, None, ["x"]])
+    ),
+    "evaluate: hostile role": _evaluate(
+        "role not a role", "refuse", role=st.sampled_from(["admin", "", {"r": 1}, 5, "user\r\n"])
+    ),
+    "evaluate: hostile conversation_id": _evaluate(
+        "hostile conversation_id", "any", conversation_id=HOSTILE_ID
+    ),
     # Any of the three.
     "raw: not JSON": _raw("not JSON", "refuse", NOT_JSON),
     "raw: not an object": _raw("JSON but not an object", "refuse", NOT_OBJECT),
     "raw: deep nesting": _raw("nesting 100,000 deep", "refuse", st.just(b"[" * 100_000 + b"]" * 100_000)),
-    "raw: body over 256 KiB": _raw("body over 256 KiB", "refuse",
-                                   st.just(_json({"content": "x" * (MAX_BODY_BYTES + 10)}))),
-    "raw: wrong content type": _raw("Content-Type text/plain", "refuse", st.just(b'{"content": "x"}'),
-                                    headers=[("Content-Type", "text/plain")]),
+    "raw: body over 256 KiB": _raw(
+        "body over 256 KiB", "refuse", st.just(_json({"content": "x" * (MAX_BODY_BYTES + 10)}))
+    ),
+    "raw: wrong content type": _raw(
+        "Content-Type text/plain",
+        "refuse",
+        st.just(b'{"content": "x"}'),
+        headers=[("Content-Type", "text/plain")],
+    ),
     "raw: header flood": _header_flood("2,000 headers", [(f"X-Fuzz-{i}", "v") for i in range(2000)]),
     "raw: huge header": _header_flood("one 100 KB header", [("X-Fuzz-Big", "v" * 100_000)]),
     # Authentication and tenancy.
@@ -400,8 +491,9 @@ def _send(client: httpx.Client, base: str, sent: Sent, tokens: Tokens) -> None:
     if auth is not None:
         headers.append(("Authorization", auth))
     headers += [(k, v) for k, v in sent.headers if k != "X-Fuzz-Auth"]
+    raw = [(k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in headers]
     try:
-        resp = client.post(base + sent.path, content=sent.body, params=sent.params, headers=headers)
+        resp = client.post(base + sent.path, content=sent.body, params=sent.params, headers=raw)
     except httpx.HTTPError as exc:
         sent.error = f"{type(exc).__name__}: {exc}"
         return
@@ -429,14 +521,25 @@ def _judge(sent: Sent, problems: Problems) -> None:
         problems.add(f"invalid request accepted with {status} {answer}: {sent.describe()}")
     if "over 256 KiB" in sent.label and status != 413:
         problems.add(f"body over {MAX_BODY_BYTES} B answered {status}, not 413: {sent.describe()}")
-    if status >= 400 and not sent.raw_headers and not sent.content_type.startswith("application/problem+json"):
+    if (
+        status >= 400
+        and not sent.raw_headers
+        and not sent.content_type.startswith("application/problem+json")
+    ):
         problems.add(f"{status} without problem+json ({sent.content_type!r}): {sent.describe()}")
     if sent.turn and 200 <= status < 300 and sent.event_id is None:
         problems.add(f"accepted turn without an event_id in {answer}: {sent.describe()}")
     first = sent.retry_of
-    if first is not None and 200 <= status < 300 and sent.expect == "accept" and sent.event_id != first.event_id:
-        problems.add(f"retry answered event_id {sent.event_id}, the first answer was {first.event_id}: "
-                     f"{sent.describe()}")
+    if (
+        first is not None
+        and 200 <= status < 300
+        and sent.expect == "accept"
+        and sent.event_id != first.event_id
+    ):
+        problems.add(
+            f"retry answered event_id {sent.event_id}, the first answer was {first.event_id}: "
+            f"{sent.describe()}"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -481,8 +584,16 @@ def test_hostile_requests_get_documented_answers_and_leave_the_pipeline_whole(
                 journal.sent.append(sent)
                 _judge(sent, problems)
                 if sent.label == "step with an Idempotency-Key":  # and its retry, same key and body
-                    again = Sent("retry with the same Idempotency-Key", sent.path, sent.body, "accept",
-                                 headers=sent.headers, params=sent.params, turn=True, retry_of=sent)
+                    again = Sent(
+                        "retry with the same Idempotency-Key",
+                        sent.path,
+                        sent.body,
+                        "accept",
+                        headers=sent.headers,
+                        params=sent.params,
+                        turn=True,
+                        retry_of=sent,
+                    )
                     _send(client, base, again, keys)
                     journal.sent.append(again)
                     if 200 <= (sent.status or 0) < 300:
@@ -492,9 +603,14 @@ def test_hostile_requests_get_documented_answers_and_leave_the_pipeline_whole(
 
         # Good turns after the fuzzing: the pipeline still decides.
         for i in range(3):
-            after = Sent("step after the fuzzing", "/v1/conversation/step",
-                         _json({"conversation_id": f"after-{i}", "content": f"still there {i}"}), "accept",
-                         params={"wait": "10"}, turn=True)
+            after = Sent(
+                "step after the fuzzing",
+                "/v1/conversation/step",
+                _json({"conversation_id": f"after-{i}", "content": f"still there {i}"}),
+                "accept",
+                params={"wait": "10"},
+                turn=True,
+            )
             _send(client, base, after, keys)
             journal.sent.append(after)
             _judge(after, problems)
@@ -506,7 +622,9 @@ def test_hostile_requests_get_documented_answers_and_leave_the_pipeline_whole(
     problems.assert_none(f"{len(journal.sent)} requests (answers {dict(sorted(statuses.items()))})")
 
 
-def _check_pipeline(settings: Settings, journal: Journal, worker: Process, edge: Process, problems: Problems) -> None:
+def _check_pipeline(
+    settings: Settings, journal: Journal, worker: Process, edge: Process, problems: Problems
+) -> None:
     turns = {s.event_id: s for s in journal.accepted() if s.turn and s.event_id is not None}
 
     def decided() -> tuple[bool, str]:
@@ -528,7 +646,9 @@ def _check_pipeline(settings: Settings, journal: Journal, worker: Process, edge:
     crashes_in_log(worker, problems)
     for event_id, sent in turns.items():
         if seen.decisions[event_id] != 1:
-            problems.add(f"accepted turn {event_id} decided {seen.decisions[event_id]} times: {sent.describe()}")
+            problems.add(
+                f"accepted turn {event_id} decided {seen.decisions[event_id]} times: {sent.describe()}"
+            )
         if seen.turns_on_log[event_id] != 1:
             problems.add(
                 f"accepted turn {event_id} is {seen.turns_on_log[event_id]} times on the log "
@@ -541,8 +661,10 @@ def _check_pipeline(settings: Settings, journal: Journal, worker: Process, edge:
                 s for s in journal.sent if s.turn and s.event_id is None and _conversation_of(s) == subject
             ]
             culprit = refused[0].describe() if refused else f"(a request for conversation {subject!r})"
-            problems.add(f"turn {event_id} published ({count}×) though no answer accepted it: {culprit} "
-                         f"answered {refused[0].status if refused else '?'}")
+            problems.add(
+                f"turn {event_id} published ({count}×) though no answer accepted it: {culprit} "
+                f"answered {refused[0].status if refused else '?'}"
+            )
         elif seen.decisions[event_id] == 0:
             problems.add(f"turn {event_id} on the log has no decision")
     for where, letters in seen.letters.items():

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, seed
 from hypothesis import strategies as st
@@ -127,7 +127,9 @@ class PlanState:
         return p
 
 
-def good_turn(tenant: str, conv: str, content: str = "hello", tokens: int | None = 3, role: str = "user") -> Planned:
+def good_turn(
+    tenant: str, conv: str, content: str = "hello", tokens: int | None = 3, role: str = "user"
+) -> Planned:
     event = new_event(
         "MessageSubmitted",
         tenant=tenant,
@@ -177,7 +179,9 @@ def good_pack(tenant: str, version: int) -> Planned:
         payload=RulePackPublished(version, pack.constitution_hash, pack.canonical_json().decode()),
         occurred_at_micros=now_micros(),
     )
-    return Planned(POLICY_RULES, f"pack tenant={tenant} v{version}", codec.encode(event), tenant.encode(), "good")
+    return Planned(
+        POLICY_RULES, f"pack tenant={tenant} v{version}", codec.encode(event), tenant.encode(), "good"
+    )
 
 
 def pack_record(tenant: str, version: int, document: str, chash: str = "0" * 64, **envelope: Any) -> bytes:
@@ -200,16 +204,29 @@ def _conv(data: st.DataObject) -> tuple[str, str]:
     return tenant, conv
 
 
-def _turn_wire(data: st.DataObject, label: str, verdict: str, *, envelope: dict[str, Any] | None = None,
-               key: bytes | None | str = "subject", **payload: Any) -> Planned:
+def _turn_wire(
+    data: st.DataObject,
+    label: str,
+    verdict: str,
+    *,
+    envelope: dict[str, Any] | None = None,
+    key: bytes | str | None = "subject",
+    **payload: Any,
+) -> Planned:
     tenant, conv = _conv(data)
     env = {"tenant": tenant, "subject": conv, **(envelope or {})}
     event_id = env.setdefault("event_id", str(uuid.uuid4()))
     value = wire_record("MessageSubmitted", env, turn_payload(f"t-{uuid.uuid4().hex[:8]}", **payload))
-    raw_key = str(env["subject"]).encode() if key == "subject" else key
+    raw_key = str(env["subject"]).encode() if key == "subject" else cast(bytes | None, key)
     detail = ", ".join(f"{k}={short(v, 50)}" for k, v in {**(envelope or {}), **payload}.items())
-    return Planned(CONVERSATION_EVENTS, f"{label} [{detail}]", value, raw_key, verdict,  # type: ignore[arg-type]
-                   event_id if isinstance(event_id, str) else None)
+    return Planned(
+        CONVERSATION_EVENTS,
+        f"{label} [{detail}]",
+        value,
+        raw_key,
+        verdict,  # type: ignore[arg-type]
+        event_id if isinstance(event_id, str) else None,
+    )
 
 
 def _truncate(data: st.DataObject, good: Planned, label: str) -> Planned:
@@ -247,8 +264,14 @@ def _duplicate(base: str, fallback: Builder) -> Builder:
         if instead in s.goods.get(base, []):  # not produced: nothing may duplicate it
             s.goods[base].remove(instead)
         original = goods[pick % len(goods)]
-        return Planned(base, f"duplicate of {original.label}", original.value, original.key, "duplicate",
-                       original.answer_id)
+        return Planned(
+            base,
+            f"duplicate of {original.label}",
+            original.value,
+            original.key,
+            "duplicate",
+            original.answer_id,
+        )
 
     return build
 
@@ -263,7 +286,9 @@ def _good_turn(data: st.DataObject, s: PlanState) -> Planned:
 
 def _pem_turn(data: st.DataObject, s: PlanState) -> Planned:
     tenant, conv = _conv(data)
-    repeats = data.draw(st.integers(min_value=10, max_value=MAX_CONTENT_BYTES // (len(PEM) + 1)), label="PEM ×")
+    repeats = data.draw(
+        st.integers(min_value=10, max_value=MAX_CONTENT_BYTES // (len(PEM) + 1)), label="PEM ×"
+    )
     p = good_turn(tenant, conv, (PEM + "\n") * repeats)
     p.label = f"PEM header ×{repeats} ({len(p.value)} B): a legal turn that must not stall anyone"
     return s.remember(p)
@@ -271,9 +296,17 @@ def _pem_turn(data: st.DataObject, s: PlanState) -> Planned:
 
 def _started_or_closed(data: st.DataObject, s: PlanState) -> Planned:
     tenant, conv = _conv(data)
-    payload: Any = ConversationStarted("ana", "slm-1") if data.draw(st.booleans()) else ConversationClosed("done")
-    event = new_event(type(payload).__name__, tenant=tenant, subject=conv, producer="fuzz", payload=payload,
-                      occurred_at_micros=now_micros())
+    payload: Any = (
+        ConversationStarted("ana", "slm-1") if data.draw(st.booleans()) else ConversationClosed("done")
+    )
+    event = new_event(
+        type(payload).__name__,
+        tenant=tenant,
+        subject=conv,
+        producer="fuzz",
+        payload=payload,
+        occurred_at_micros=now_micros(),
+    )
     return Planned(CONVERSATION_EVENTS, f"{event.type} {conv}", codec.encode(event), conv.encode(), "good")
 
 
@@ -298,52 +331,102 @@ CONVERSATION_KINDS: dict[str, Builder] = {
     "empty value": lambda d, s: Planned(CONVERSATION_EVENTS, "empty value", b"", b"c-1", "bad"),
     "truncated": lambda d, s: _truncate(d, good_turn("fz-acme", "c-1", "a turn cut short"), "truncated turn"),
     "trailing bytes": lambda d, s: Planned(
-        CONVERSATION_EVENTS, "turn + trailing bytes",
-        good_turn("fz-acme", "c-2").value + d.draw(st.binary(min_size=1, max_size=9)), b"c-2", "bad"),
+        CONVERSATION_EVENTS,
+        "turn + trailing bytes",
+        good_turn("fz-acme", "c-2").value + d.draw(st.binary(min_size=1, max_size=9)),
+        b"c-2",
+        "bad",
+    ),
     "unknown fingerprint": lambda d, s: Planned(
-        CONVERSATION_EVENTS, "unknown fingerprint",
+        CONVERSATION_EVENTS,
+        "unknown fingerprint",
         codec.MAGIC + d.draw(st.binary(min_size=8, max_size=8)) + good_turn("fz-acme", "c-1").value[10:],
-        b"c-1", "bad"),
-    "wrong type": lambda d, s: Planned(CONVERSATION_EVENTS, "EnableTraining on conversation.events",
-                                       good_command("fz-acme", True).value, b"fz-acme", "bad"),
+        b"c-1",
+        "bad",
+    ),
+    "wrong type": lambda d, s: Planned(
+        CONVERSATION_EVENTS,
+        "EnableTraining on conversation.events",
+        good_command("fz-acme", True).value,
+        b"fz-acme",
+        "bad",
+    ),
     "bad event_id": lambda d, s: _turn_wire(
-        d, "event_id not a UUID", "bad",
-        envelope={"event_id": d.draw(st.text(max_size=40).filter(lambda t: len(t) != 36), label="event_id")}),
+        d,
+        "event_id not a UUID",
+        "bad",
+        envelope={"event_id": d.draw(st.text(max_size=40).filter(lambda t: len(t) != 36), label="event_id")},
+    ),
     "bad id": _bad_ids,
     "negative tokens": lambda d, s: _turn_wire(
-        d, "negative tokens", "bad", tokens=d.draw(st.integers(min_value=-(2**63), max_value=-1), label="tokens")),
-    "huge tokens": lambda d, s: _turn_wire(
-        d, "huge tokens", "either", tokens=d.draw(st.integers(min_value=10**12, max_value=2**63 - 1))),
+        d,
+        "negative tokens",
+        "bad",
+        tokens=d.draw(st.integers(min_value=-(2**31), max_value=-1), label="tokens"),
+    ),
+    "huge tokens": lambda d, s: _turn_wire(  # tokens is an Avro int: 2**31 - 1 at most
+        d, "huge tokens", "either", tokens=d.draw(st.integers(min_value=10**7, max_value=2**31 - 1))
+    ),
     "content over the limit": lambda d, s: _turn_wire(
-        d, "content over 64 KiB", "bad",
-        content="é" * (MAX_CONTENT_BYTES // 2 + d.draw(st.integers(min_value=1, max_value=5000)))),
+        d,
+        "content over 64 KiB",
+        "bad",
+        content="é" * (MAX_CONTENT_BYTES // 2 + d.draw(st.integers(min_value=1, max_value=5000))),
+    ),
     "record over the agents' limit": lambda d, s: _turn_wire(
-        d, "record over 256 KiB", "bad", content="x" * (MAX_INPUT_RECORD_BYTES + 100)),
+        d, "record over 256 KiB", "bad", content="x" * (MAX_INPUT_RECORD_BYTES + 100)
+    ),
     "broker-max record": _broker_max(CONVERSATION_EVENTS, b"c-3"),
     "occurred_at out of range": lambda d, s: _turn_wire(
-        d, "occurred_at out of range", "bad",
-        envelope={"occurred_at": d.draw(st.sampled_from([0, -1, 1_780_000_000, 8_000_000_000_000_000]))}),
-    "wrong key": lambda d, s: _turn_wire(d, "key is not the subject", "bad",
-                                         key=d.draw(st.sampled_from([b"other", b"", None]), label="key")),
+        d,
+        "occurred_at out of range",
+        "bad",
+        envelope={"occurred_at": d.draw(st.sampled_from([0, -1, 1_780_000_000, 8_000_000_000_000_000]))},
+    ),
+    "wrong key": lambda d, s: _turn_wire(
+        d, "key is not the subject", "bad", key=d.draw(st.sampled_from([b"other", b"", None]), label="key")
+    ),
     "hostile model/producer": lambda d, s: _turn_wire(
-        d, "hostile model/producer", "either",
+        d,
+        "hostile model/producer",
+        "either",
         envelope={"producer": d.draw(st.sampled_from(["ledgerflow-policy", "x" * 300, "a\r\nb"]))},
-        model=d.draw(st.sampled_from(["{slot}", "a\r\nb", "m" * 5000, "", '{"a":1}']))),
+        model=d.draw(st.sampled_from(["{slot}", "a\r\nb", "m" * 5000, "", '{"a":1}'])),
+    ),
 }
 
 
-def _command_wire(data: st.DataObject, label: str, verdict: str, *, envelope: dict[str, Any] | None = None,
-                  key: bytes | None | str = "tenant", **payload: Any) -> Planned:
+def _command_wire(
+    data: st.DataObject,
+    label: str,
+    verdict: str,
+    *,
+    envelope: dict[str, Any] | None = None,
+    key: bytes | str | None = "tenant",
+    **payload: Any,
+) -> Planned:
     tenant = data.draw(st.sampled_from(TENANTS), label="tenant")
     env = {"tenant": tenant, "subject": tenant, **(envelope or {})}
-    body = {"command_id": str(uuid.uuid4()), "actor": "fz-admin", "reason": "fuzz", "ttl_seconds": None,
-            "expected_version": None, **payload}
+    body = {
+        "command_id": str(uuid.uuid4()),
+        "actor": "fz-admin",
+        "reason": "fuzz",
+        "ttl_seconds": None,
+        "expected_version": None,
+        **payload,
+    }
     value = wire_record("EnableTraining", env, body)
-    raw_key = str(env["subject"]).encode() if key == "tenant" else key
+    raw_key = str(env["subject"]).encode() if key == "tenant" else cast(bytes | None, key)
     detail = ", ".join(f"{k}={short(v, 50)}" for k, v in {**(envelope or {}), **payload}.items())
     answer = body["command_id"] if isinstance(body["command_id"], str) else None
-    return Planned(TRAINING_COMMANDS, f"EnableTraining {label} [{detail}]", value, raw_key, verdict,  # type: ignore[arg-type]
-                   answer)
+    return Planned(
+        TRAINING_COMMANDS,
+        f"EnableTraining {label} [{detail}]",
+        value,
+        raw_key,
+        verdict,  # type: ignore[arg-type]
+        answer,
+    )
 
 
 def _good_command(data: st.DataObject, s: PlanState) -> Planned:
@@ -360,25 +443,41 @@ TRAINING_KINDS: dict[str, Builder] = {
     "duplicate": _duplicate(TRAINING_COMMANDS, _good_command),
     "garbage": _garbage(TRAINING_COMMANDS, b"fz-acme"),
     "truncated": lambda d, s: _truncate(d, good_command("fz-acme", True), "truncated command"),
-    "wrong type": lambda d, s: Planned(TRAINING_COMMANDS, "MessageSubmitted on training.commands",
-                                       good_turn("fz-acme", "fz-acme").value, b"fz-acme", "bad"),
+    "wrong type": lambda d, s: Planned(
+        TRAINING_COMMANDS,
+        "MessageSubmitted on training.commands",
+        good_turn("fz-acme", "fz-acme").value,
+        b"fz-acme",
+        "bad",
+    ),
     "bad tenant": lambda d, s: _command_wire(
-        d, "tenant not an id", "bad", envelope=dict.fromkeys(("tenant", "subject"), d.draw(HOSTILE_ID))),
-    "wrong key": lambda d, s: _command_wire(d, "key is not the tenant", "bad",
-                                            key=d.draw(st.sampled_from([b"other", None]))),
-    "bad event_id": lambda d, s: _command_wire(d, "event_id not a UUID", "bad", envelope={"event_id": "nope"}),
+        d, "tenant not an id", "bad", envelope=dict.fromkeys(("tenant", "subject"), d.draw(HOSTILE_ID))
+    ),
+    "wrong key": lambda d, s: _command_wire(
+        d, "key is not the tenant", "bad", key=d.draw(st.sampled_from([b"other", None]))
+    ),
+    "bad event_id": lambda d, s: _command_wire(
+        d, "event_id not a UUID", "bad", envelope={"event_id": "nope"}
+    ),
     "record over the agents' limit": lambda d, s: _command_wire(
-        d, "record over 256 KiB", "bad", reason="r" * (MAX_INPUT_RECORD_BYTES + 100)),
+        d, "record over 256 KiB", "bad", reason="r" * (MAX_INPUT_RECORD_BYTES + 100)
+    ),
     "broker-max record": _broker_max(TRAINING_COMMANDS, b"fz-acme"),
     "negative or huge ttl": lambda d, s: _command_wire(
-        d, "ttl out of range", "either",
-        ttl_seconds=d.draw(st.sampled_from([-1, 0, -(2**63), 2**62, 2**63 - 1]), label="ttl")),
+        d,
+        "ttl out of range",
+        "either",
+        ttl_seconds=d.draw(st.sampled_from([-1, 0, -(2**63), 2**62, 2**63 - 1]), label="ttl"),
+    ),
     "odd version/actor/reason/command id": lambda d, s: _command_wire(
-        d, "odd fields", "either",
+        d,
+        "odd fields",
+        "either",
         expected_version=d.draw(st.sampled_from([None, -1, 2**63 - 1])),
         actor=d.draw(st.sampled_from(["fz-admin", "", "a\r\nb", "x" * 300])),
         reason=d.draw(st.sampled_from(["fuzz", "", " ", "r" * 70_000])),
-        command_id=d.draw(st.sampled_from([str(uuid.uuid4()), f"not-a-uuid-{uuid.uuid4().hex[:6]}"]))),
+        command_id=d.draw(st.sampled_from([str(uuid.uuid4()), f"not-a-uuid-{uuid.uuid4().hex[:6]}"])),
+    ),
 }
 
 
@@ -388,10 +487,17 @@ def _good_pack(data: st.DataObject, s: PlanState) -> Planned:
     return good_pack(tenant, version)
 
 
-def _pack_wire(label: str, verdict: str, document: str, tenant: str = "fz-rules-b", version: int = 10_000,
-               key: bytes | None | str = "tenant", **envelope: Any) -> Planned:
+def _pack_wire(
+    label: str,
+    verdict: str,
+    document: str,
+    tenant: str = "fz-rules-b",
+    version: int = 10_000,
+    key: bytes | str | None = "tenant",
+    **envelope: Any,
+) -> Planned:
     value = pack_record(tenant, version, document, **envelope)
-    raw_key = tenant.encode() if key == "tenant" else key
+    raw_key = tenant.encode() if key == "tenant" else cast(bytes | None, key)
     return Planned(POLICY_RULES, label, value, raw_key, verdict)  # type: ignore[arg-type]
 
 
@@ -399,22 +505,45 @@ RULES_KINDS: dict[str, Builder] = {
     "good pack": _good_pack,
     "garbage": _garbage(POLICY_RULES, b"fz-rules-a"),
     "truncated": lambda d, s: _truncate(d, good_pack("fz-rules-a", 99_999), "truncated pack"),
-    "wrong type": lambda d, s: Planned(POLICY_RULES, "MessageSubmitted on policy.rules",
-                                       good_turn("fz-rules-a", "fz-rules-a").value, b"fz-rules-a", "bad"),
+    "wrong type": lambda d, s: Planned(
+        POLICY_RULES,
+        "MessageSubmitted on policy.rules",
+        good_turn("fz-rules-a", "fz-rules-a").value,
+        b"fz-rules-a",
+        "bad",
+    ),
     "document not JSON": lambda d, s: _pack_wire(
-        "document not JSON", "bad", d.draw(st.text(max_size=80).filter(lambda t: not _is_json(t)))),
+        "document not JSON", "bad", d.draw(st.text(max_size=80).filter(lambda t: not _is_json(t)))
+    ),
     "document not a pack": lambda d, s: _pack_wire(
-        "document not a valid pack", "bad",
-        d.draw(st.sampled_from(['{"tenant": "fz-rules-b", "rules": []}', "[]", "null", '{"rules": 5}',
-                                '{"tenant": "fz-rules-b", "rules": [{"id": "x", "when": {"regex": "("}}]}']))),
+        "document not a valid pack",
+        "bad",
+        d.draw(
+            st.sampled_from(
+                [
+                    '{"tenant": "fz-rules-b", "rules": []}',
+                    "[]",
+                    "null",
+                    '{"rules": 5}',
+                    '{"tenant": "fz-rules-b", "rules": [{"id": "x", "when": {"regex": "("}}]}',
+                ]
+            )
+        ),
+    ),
     "bad tenant": lambda d, s: _pack_wire(
-        "tenant not an id", "bad", json.dumps(pack_document("fz-rules-b", "bad-tenant")),
-        tenant=d.draw(HOSTILE_ID, label="tenant")),
+        "tenant not an id",
+        "bad",
+        json.dumps(pack_document("fz-rules-b", "bad-tenant")),
+        tenant=d.draw(HOSTILE_ID, label="tenant"),
+    ),
     "wrong key": lambda d, s: _pack_wire(
-        "key is not the tenant", "bad", json.dumps(pack_document("fz-rules-b", "wrong-key")), key=b"someone"),
+        "key is not the tenant", "bad", json.dumps(pack_document("fz-rules-b", "wrong-key")), key=b"someone"
+    ),
     "record over the agents' limit": lambda d, s: _pack_wire(
-        "record over 256 KiB", "bad",
-        json.dumps(pack_document("fz-rules-b", "n" * (MAX_INPUT_RECORD_BYTES + 100)))),
+        "record over 256 KiB",
+        "bad",
+        json.dumps(pack_document("fz-rules-b", "n" * (MAX_INPUT_RECORD_BYTES + 100))),
+    ),
 }
 
 
@@ -426,12 +555,16 @@ def _is_json(text: str) -> bool:
     return True
 
 
-KINDS = {CONVERSATION_EVENTS: CONVERSATION_KINDS, TRAINING_COMMANDS: TRAINING_KINDS, POLICY_RULES: RULES_KINDS}
+KINDS = {
+    CONVERSATION_EVENTS: CONVERSATION_KINDS,
+    TRAINING_COMMANDS: TRAINING_KINDS,
+    POLICY_RULES: RULES_KINDS,
+}
 
 
 def draw_record(data: st.DataObject, s: PlanState, topics: tuple[str, ...]) -> Planned:
     base = data.draw(st.sampled_from(topics), label="topic")
-    kind = data.draw(st.sampled_from(sorted(KINDS[base])), label=f"{base} kind")
+    kind = data.draw(st.sampled_from(list(KINDS[base])), label=f"{base} kind")  # simplest first: a good one
     return KINDS[base][kind](data, s)
 
 
@@ -478,12 +611,19 @@ def _settle(settings: Settings, plan: list[Planned], worker: Process, problems: 
     def answered() -> tuple[bool, str]:
         seen = asyncio.run(observe(settings, dlq_bases))
         missing = [
-            p for p in plan
-            if (p.verdict in ("good", "duplicate") and p.answer_id is not None
-                and not (seen.decisions if p.base == CONVERSATION_EVENTS else seen.outcomes)[p.answer_id])
+            p
+            for p in plan
+            if (
+                p.verdict in ("good", "duplicate")
+                and p.answer_id is not None
+                and not (seen.decisions if p.base == CONVERSATION_EVENTS else seen.outcomes)[p.answer_id]
+            )
             or (p.verdict == "bad" and not seen.letters_at(settings, p))
         ]
-        return not missing, f"{len(missing)} records unanswered, first: {missing[0].describe() if missing else ''}"
+        return (
+            not missing,
+            f"{len(missing)} records unanswered, first: {missing[0].describe() if missing else ''}",
+        )
 
     done, state = wait_until(answered, "every good record answered and every bad one dead-lettered", worker)
     if not done:
@@ -532,8 +672,9 @@ def _derived_sample(base: str) -> bytes:
     else:
         payload = UsageWindow("slm-1", t, t + 1, 1, 1, 0, False, 0)
         kind, subject = "UsageWindow", "fz-acme"
-    event = new_event(kind, tenant="fz-acme", subject=subject, producer="fuzz", payload=payload,
-                      occurred_at_micros=t)
+    event = new_event(
+        kind, tenant="fz-acme", subject=subject, producer="fuzz", payload=payload, occurred_at_micros=t
+    )
     return codec.encode(event)
 
 
@@ -544,9 +685,15 @@ def _derived_kinds(base: str) -> dict[str, Builder]:
     return {
         "garbage": _garbage(base, key),
         "empty value": lambda d, s: Planned(base, "empty value", b"", key, "bad"),
-        "truncated": lambda d, s: _truncate(d, Planned(base, "", sample, key, "bad"), f"truncated {base} record"),
-        "trailing bytes": lambda d, s: Planned(base, "record + trailing bytes", sample + b"\x00\x01", key, "bad"),
-        "wrong type": lambda d, s: Planned(base, f"{other} record on {base}", _derived_sample(other), key, "bad"),
+        "truncated": lambda d, s: _truncate(
+            d, Planned(base, "", sample, key, "bad"), f"truncated {base} record"
+        ),
+        "trailing bytes": lambda d, s: Planned(
+            base, "record + trailing bytes", sample + b"\x00\x01", key, "bad"
+        ),
+        "wrong type": lambda d, s: Planned(
+            base, f"{other} record on {base}", _derived_sample(other), key, "bad"
+        ),
         "broker-max record": _broker_max(base, key),
     }
 
