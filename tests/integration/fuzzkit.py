@@ -97,10 +97,14 @@ class Problems(list[str]):
     def add(self, line: str) -> None:
         self.append(line)
 
-    def assert_none(self, title: str, limit: int = 60) -> None:
+    def urgent(self, line: str) -> None:
+        """A problem that explains the others (a crash, a stall): listed first."""
+        self.insert(0, line)
+
+    def assert_none(self, title: str, limit: int = 80) -> None:
         if not self:
             return
-        kept = "\n".join(f"  - {line}" for line in self[:limit])
+        kept = "\n".join(f"  - {line if len(line) <= 600 else line[:600] + '…'}" for line in self[:limit])
         more = f"\n  … and {len(self) - limit} more" if len(self) > limit else ""
         raise AssertionError(f"{title}: {len(self)} problem(s) {knobs()}\n{kept}{more}")
 
@@ -460,7 +464,7 @@ def audit_problems(
 
 def alive(proc: Process, problems: Problems) -> None:
     if proc.popen.poll() is not None:
-        problems.add(
+        problems.urgent(
             f"the {proc.name} exited with {proc.popen.returncode}; its log ends:\n{proc.log_tail(25)}"
         )
 
@@ -474,7 +478,7 @@ def crashes_in_log(proc: Process, problems: Problems) -> None:
         if hits:
             first = hits[0]
             context = _traceback_tail(lines, first) if marker.startswith("Traceback") else lines[first]
-            problems.add(f"the {proc.name} log has {len(hits)} × {marker!r}; first: {short(context, 400)}")
+            problems.urgent(f"the {proc.name} log has {len(hits)} × {marker!r}; first: {short(context, 400)}")
 
 
 def _traceback_tail(lines: list[str], start: int) -> str:

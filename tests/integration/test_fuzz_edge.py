@@ -174,9 +174,10 @@ _DROP = object()
 
 def _retry_event(data: st.DataObject, journal: Journal) -> Sent:
     earlier = journal.accepted_events()
+    instead = _event("valid turn", "accept")(data, journal)  # drawn either way: draws follow no state
     pick = data.draw(st.integers(min_value=0, max_value=1000), label="retry of")
     if not earlier:
-        return _event("valid turn", "accept")(data, journal)
+        return instead
     first = earlier[pick % len(earlier)]
     return Sent(
         f"exact retry of {first.label}", "/v1/events", first.body, "accept", turn=first.turn, retry_of=first
@@ -187,8 +188,9 @@ def _conflicting_retry(data: st.DataObject, journal: Journal) -> Sent:
     earlier = [s for s in journal.accepted_events() if s.turn]
     pick = data.draw(st.integers(min_value=0, max_value=1000), label="conflict with")
     replacement = data.draw(CONTENT, label="other content")
+    instead = _event("valid turn", "accept")(data, journal)  # drawn either way
     if not earlier:
-        return _event("valid turn", "accept")(data, journal)
+        return instead
     first = earlier[pick % len(earlier)]
     body = json.loads(first.body)
     body["payload"]["content"] = replacement + " (changed)"
@@ -634,10 +636,10 @@ def _check_pipeline(
 
     done, state = wait_until(decided, "every accepted turn decided", worker)
     if not done:
-        problems.add(state)
+        problems.urgent(state)
     done, state = wait_until(lambda: asyncio.run(read_models_caught_up(settings)), "read models", worker, 60)
     if not done:
-        problems.add(state)
+        problems.urgent(state)
     report = audit(settings)
     seen = asyncio.run(observe(settings, (CONVERSATION_EVENTS,)))
 

@@ -627,10 +627,10 @@ def _settle(settings: Settings, plan: list[Planned], worker: Process, problems: 
 
     done, state = wait_until(answered, "every good record answered and every bad one dead-lettered", worker)
     if not done:
-        problems.add(state)
+        problems.urgent(state)
     done, state = wait_until(lambda: asyncio.run(read_models_caught_up(settings)), "read models", worker, 60)
     if not done:
-        problems.add(state)
+        problems.urgent(state)
 
 
 def test_hostile_records_on_every_input_topic_are_dead_lettered_and_good_ones_decided_once(
