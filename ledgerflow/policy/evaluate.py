@@ -15,6 +15,11 @@ Steps for one turn:
    at least review. Thresholds only escalate.
 4. Redactions are the spans matched by the content conditions of matched
    ``redact`` rules, sorted and merged.
+
+Work is metered (``budget.py``): every scan and every candidate is charged in
+deterministic work units, and a turn whose evaluation passes ``EVALUATION_BUDGET``
+gets a ``review`` decision with reason ``evaluation_budget`` instead (no score, no
+redactions), whatever its rules would have said.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 from collections.abc import Iterable
 
 from ledgerflow.errors import ValidationError
+from ledgerflow.policy.budget import BUDGET_REASON, EVALUATION_BUDGET, BudgetExceeded, WorkMeter
 from ledgerflow.policy.detectors import DETECTORS, Span
 from ledgerflow.policy.rulepack import Rule, RulePack
 from ledgerflow.policy.text import FoldedText, fold
@@ -32,16 +38,40 @@ SCORE_DECIMALS = 6
 DEFAULT_MASK = "\u2588"  # █
 
 
-def evaluate(turn: Turn, pack: RulePack, training: TrainingState) -> Decision:
-    """Decide one turn under ``pack`` and ``training``; see the module docstring."""
+def evaluate(
+    turn: Turn, pack: RulePack, training: TrainingState, *, meter: WorkMeter | None = None
+) -> Decision:
+    """Decide one turn under ``pack`` and ``training``; see the module docstring.
+
+    ``meter`` (a fresh ``WorkMeter()`` with ``EVALUATION_BUDGET`` when omitted) counts
+    the work; pass your own to read ``meter.used`` afterwards.
+    """
     if pack.tenant != "*" and pack.tenant != turn.tenant:
         raise ValidationError(
             f"rule pack for tenant {pack.tenant!r} cannot evaluate turn {turn.event_id!r} "
             f"of tenant {turn.tenant!r}; use that tenant's pack or the default ('*') pack"
         )
+    meter = meter if meter is not None else WorkMeter(EVALUATION_BUDGET)
+    try:
+        return _evaluate(turn, pack, training, meter)
+    except BudgetExceeded:
+        return Decision(
+            outcome=Action.REVIEW,
+            score=0.0,
+            matched_rules=(BUDGET_REASON,),
+            rule_pack_version=pack.version,
+            constitution_hash=pack.constitution_hash,
+            training_version=training.version,
+            training_enabled=training.enabled,
+            redactions=(),
+            reason=BUDGET_REASON,
+        )
+
+
+def _evaluate(turn: Turn, pack: RulePack, training: TrainingState, meter: WorkMeter) -> Decision:
     content = turn.content
     length = len(content)
-    folded = fold(content) if pack.needs_folding else None
+    folded = fold(content, meter) if pack.needs_folding else None
     detected: dict[str, tuple[Span, ...]] = {}
     matched: list[Rule] = []
     spans: list[Span] = []
@@ -58,7 +88,7 @@ def evaluate(turn: Turn, pack: RulePack, training: TrainingState) -> Decision:
             continue
         if rule.max_length is not None and length > rule.max_length:
             continue
-        found = _content_spans(rule, content, folded, detected)
+        found = _content_spans(rule, content, folded, detected, meter)
         if found is None:
             continue
         matched.append(rule)
@@ -98,6 +128,7 @@ def _content_spans(
     content: str,
     folded: FoldedText | None,
     detected: dict[str, tuple[Span, ...]],
+    meter: WorkMeter,
 ) -> list[Span] | None:
     """Spans matched by the rule's content conditions, or None if one of them fails.
 
@@ -109,11 +140,11 @@ def _content_spans(
     if rule.keywords is not None:
         assert folded is not None
         if want_spans:
-            hits = [folded.to_original(s, e) for s, e in rule.keywords.spans(folded.folded)]
+            hits = [folded.to_original(s, e) for s, e in rule.keywords.spans(folded.folded, meter)]
             if not hits:
                 return None
             spans.extend(hits)
-        elif not rule.keywords.search(folded.folded):
+        elif not rule.keywords.search(folded.folded, meter):
             return None
     if rule.patterns:
         subject = content
@@ -122,8 +153,11 @@ def _content_spans(
             subject = folded.folded
         hits = []
         for pattern in rule.patterns:
+            meter.charge(len(subject))
             if want_spans:
-                hits.extend(m.span() for m in pattern.finditer(subject))
+                for match in pattern.finditer(subject):
+                    meter.candidates()
+                    hits.append(match.span())
             elif pattern.search(subject) is not None:
                 hits.append((0, 0))
                 break
@@ -139,7 +173,7 @@ def _content_spans(
         for name in rule.pii:
             hits_for = detected.get(name)
             if hits_for is None:
-                hits_for = DETECTORS[name](content)
+                hits_for = DETECTORS[name](content, meter)
                 detected[name] = hits_for
             if hits_for:
                 any_hit = True

@@ -21,7 +21,7 @@ FORBIDDEN_ROOTS = {
     "time", "datetime", "random", "secrets", "uuid", "os", "subprocess", "asyncio",
 }  # fmt: skip
 ALLOWED_ROOTS = {
-    "__future__", "collections", "copy", "dataclasses", "enum", "functools", "hashlib",
+    "__future__", "bisect", "collections", "copy", "dataclasses", "enum", "functools", "hashlib",
     "importlib", "json", "math", "re", "string", "types", "typing",
     "rfc8785", "jsonschema", "yaml", "ledgerflow",
 }  # fmt: skip
