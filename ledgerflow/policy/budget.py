@@ -3,8 +3,10 @@
 Decisions are re-derived by the audit from the log, so whether a turn ran out of
 budget must be a pure function of (turn, pack, training): evaluation counts *work
 units* instead of reading a clock. One unit is roughly one character passed through
-a C-level scan (a regex search, ``str.find``, ``casefold``); handling one candidate
-match in Python (checksums, slicing, span bookkeeping) costs ``CANDIDATE_UNITS``.
+a C-level scan, about a nanosecond; a regex scan costs more per character, and
+handling one candidate match in Python (checksums, slicing, span bookkeeping) costs
+a fixed number of units per detector. The weights below are upper bounds measured
+on hostile inputs, so the units of a turn bound its real cost.
 
 Every scan is charged *before* it runs and every candidate as it is handled, so a
 turn that would exceed ``EVALUATION_BUDGET`` stops as soon as the meter passes it.
@@ -16,12 +18,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EVALUATION_BUDGET = 6_000_000
-"""Work units one turn may cost. Ordinary 64 KiB text under the shipped packs costs
-well under a third of it; hostile turns reach it within a few milliseconds."""
+EVALUATION_BUDGET = 8_000_000
+"""Work units one turn may cost (see the table in docs/policy.md, "Evaluation budget")."""
 
-CANDIDATE_UNITS = 400
-"""Units charged for each candidate a detector or matcher handles in Python."""
+# What each piece of work costs, in units. One unit is about one nanosecond of CPU on
+# the development machine (2 shared cores, loaded): each weight is the worst cost per
+# character (or per candidate) measured over tests/unit/policy/adversarial.py, rounded
+# up. Scans are charged before they run, candidates as they are handled.
+FOLD_PER_CHAR = 4
+FOLD_PER_EXPANSION = 1_000
+KEYWORDS_PER_CHAR = 10
+PATTERN_PER_CHAR = 10
+MATCH = 1_000
+"""A keyword or pattern match handled in Python."""
+EMAIL_PER_CHAR = 5
+EMAIL_PER_AT = 600
+EMAIL_DOMAIN_PER_CHAR = 300
+DIGITS_PER_CHAR = 1
+"""Counting the digits (the phone, card and IBAN scans only start at digits)."""
+PHONE_PER_DIGIT = 80
+PHONE_PER_PLUS = 20
+PHONE_CANDIDATE = 1_500
+CARD_PER_DIGIT = 40
+CARD_CANDIDATE = 4_000
+IBAN_PER_DIGIT = 25
+IBAN_CANDIDATE = 4_000
+SECRET_PER_CHAR = 20
+SECRET_CANDIDATE = 1_000
 
 BUDGET_REASON = "evaluation_budget"
 """The reason of a decision whose evaluation ran out of budget (not a valid rule id)."""
@@ -43,11 +66,6 @@ class WorkMeter:
         self.used += units
         if self.used > self.limit:
             raise BudgetExceeded(f"evaluation used {self.used} work units, over the budget of {self.limit}")
-
-    def candidates(self, count: int = 1) -> None:
-        """Charge ``count`` candidates handled in Python."""
-        self.charge(count * CANDIDATE_UNITS)
-
 
 UNMETERED_LIMIT = 1 << 62
 """The limit of a meter that only counts (tests, benchmarks)."""

@@ -16,9 +16,11 @@ import re
 import string
 from bisect import bisect_left
 from collections.abc import Mapping
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Protocol
 
+from ledgerflow.policy import budget as cost
 from ledgerflow.policy.budget import WorkMeter, unmetered
 
 Span = tuple[int, int]
@@ -40,6 +42,8 @@ _EMAIL_DOMAIN = re.compile(
 # The local part, matched backwards (on the reversed text before the "@").
 _EMAIL_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9._%+-]{1,65}", re.ASCII)
 _EMAIL_LOCAL_MAX = 64
+# The characters a domain can span (what the domain regex may scan after an "@").
+_EMAIL_DOMAIN_REACH = re.compile(r"[A-Za-z0-9.-]*", re.ASCII)
 
 # -- phone -------------------------------------------------------------------
 # International: a leading '+', a country code and groups of digits separated
@@ -189,11 +193,13 @@ class Detector(Protocol):
 def find_emails(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of email addresses (ASCII, dotted domain, alphabetic TLD)."""
     meter = meter if meter is not None else unmetered()
-    meter.charge(len(text))
+    meter.charge(cost.EMAIL_PER_CHAR * len(text))
     found: list[Span] = []
     at = text.find("@")
     while at != -1:
-        meter.candidates()
+        # The domain regex backtracks label by label: charge the run it may cover.
+        reach = _EMAIL_DOMAIN_REACH.match(text, at + 1).end()  # type: ignore[union-attr]
+        meter.charge(cost.EMAIL_PER_AT + cost.EMAIL_DOMAIN_PER_CHAR * (reach - at))
         domain = _EMAIL_DOMAIN.match(text, at)
         if domain is not None:
             before = text[max(0, at - _EMAIL_LOCAL_MAX - 1) : at][::-1]
@@ -214,16 +220,16 @@ def find_phones(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     meter = meter if meter is not None else unmetered()
     found: list[Span] = []
     if "+" in text:
-        meter.charge(len(text))
+        meter.charge(len(text) + cost.PHONE_PER_PLUS * text.count("+"))
         for match in _PHONE_INTL.finditer(text):
-            meter.candidates()
+            meter.charge(cost.PHONE_CANDIDATE)
             digits = sum(map(str.isdigit, match.group()))
             if _PHONE_MIN_DIGITS <= digits <= _PHONE_MAX_DIGITS:
                 found.append(match.span())
     international = tuple(found)
-    meter.charge(len(text))
+    meter.charge(cost.PHONE_PER_DIGIT * _digits_and_parentheses(text, meter))
     for match in _PHONE_NANP.finditer(text):
-        meter.candidates()
+        meter.charge(cost.PHONE_CANDIDATE)
         core, end = match.span()
         trunk = _NANP_TRUNK.search(text, max(0, core - 2), core)
         starts = (trunk.start(), core) if trunk is not None else (core,)
@@ -235,6 +241,20 @@ def find_phones(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     if international and len(found) > len(international):
         found.sort()
     return tuple(found)
+
+
+def _digits_and_parentheses(text: str, meter: WorkMeter) -> int:
+    """How many ASCII digits and "(" the text has: where the digit scans can start."""
+    meter.charge(cost.DIGITS_PER_CHAR * len(text))
+    return _count_starts(text)
+
+
+@lru_cache(maxsize=4)
+def _count_starts(text: str) -> int:
+    return len(text) - len(text.translate(_NOT_STARTS))
+
+
+_NOT_STARTS = str.maketrans("", "", "0123456789(")
 
 
 def _overlaps_any(start: int, end: int, spans: tuple[Span, ...]) -> bool:
@@ -253,10 +273,10 @@ def _phone_may_start(text: str, start: int) -> bool:
 def find_payment_cards(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of 13-19 digit card numbers (runs or printed groups) that pass Luhn."""
     meter = meter if meter is not None else unmetered()
-    meter.charge(len(text))
+    meter.charge(cost.CARD_PER_DIGIT * _digits_and_parentheses(text, meter))
     found: list[Span] = []
     for match in _CARD.finditer(text):
-        meter.candidates()
+        meter.charge(cost.CARD_CANDIDATE)
         span = _card_span(match.group(), match.start())
         if span is not None:
             found.append(span)
@@ -293,10 +313,10 @@ def _card_digits_valid(digits: str) -> bool:
 def find_ibans(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of IBANs (compact or grouped by four) with a valid length and mod-97."""
     meter = meter if meter is not None else unmetered()
-    meter.charge(len(text))
+    meter.charge(cost.IBAN_PER_DIGIT * _digits_and_parentheses(text, meter))
     found: list[Span] = []
     for match in _IBAN.finditer(text):
-        meter.candidates()
+        meter.charge(cost.IBAN_CANDIDATE)
         start = match.start() - 2
         candidate = text[start : match.end()]
         expected = _IBAN_LENGTHS.get(candidate[:2].upper())
@@ -318,14 +338,14 @@ def find_ibans(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
 def find_secrets(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of credential-shaped strings: AWS key ids, GitHub/Slack/sk- tokens, PEM keys, JWTs."""
     meter = meter if meter is not None else unmetered()
-    meter.charge(len(text))
+    meter.charge(cost.SECRET_PER_CHAR * len(text))
     found: list[Span] = []
     for literals, pattern in _SECRETS:
         for literal in literals:
             if literal in text:
-                meter.charge(len(text))
+                meter.charge(cost.SECRET_PER_CHAR * len(text))
                 for match in pattern.finditer(text):
-                    meter.candidates()
+                    meter.charge(cost.SECRET_CANDIDATE)
                     found.append(match.span())
                 break
     if _PEM_BEGIN in text:
@@ -347,7 +367,7 @@ def _find_pem(text: str, meter: WorkMeter) -> list[Span]:
     run_from, run_end = 0, 0
     begin = text.find(_PEM_BEGIN)
     while begin != -1:
-        meter.candidates()
+        meter.charge(cost.SECRET_CANDIDATE)
         label_start = begin + len(_PEM_BEGIN)
         label_end = _pem_label_end(text, label_start, meter)
         if label_end is None:
@@ -357,8 +377,8 @@ def _find_pem(text: str, meter: WorkMeter) -> list[Span]:
         # Step 1. The body may extend to the first character outside the body class.
         if not run_from <= header_end < run_end:
             run_from = header_end
-            run_end = _PEM_BODY.match(text, header_end).end()
-            meter.charge(run_end - header_end)
+            run_end = _PEM_BODY.match(text, header_end).end()  # type: ignore[union-attr]
+            meter.charge(cost.SECRET_PER_CHAR * (run_end - header_end))
         # Step 2. The first END line with the same label that starts inside the body.
         if ends is None:
             ends = _pem_end_lines(text, meter)
@@ -380,7 +400,7 @@ def _pem_label_end(text: str, start: int, meter: WorkMeter) -> int | None:
     follow them is the last word, "PRIVATE ", followed by "KEY-----".
     """
     words_end = _PEM_WORDS.match(text, start).end()  # type: ignore[union-attr]
-    meter.charge(words_end - start)
+    meter.charge(cost.SECRET_PER_CHAR * (words_end - start))
     tail = words_end - len(_PEM_PRIVATE)
     if tail < start or not text.startswith(_PEM_TAIL, tail):
         return None
@@ -391,11 +411,11 @@ def _pem_label_end(text: str, start: int, meter: WorkMeter) -> int | None:
 
 def _pem_end_lines(text: str, meter: WorkMeter) -> dict[str, list[int]]:
     """Label → ascending start positions of "-----END <label>PRIVATE KEY-----" lines."""
-    meter.charge(len(text))
+    meter.charge(cost.SECRET_PER_CHAR * len(text))
     ends: dict[str, list[int]] = {}
     at = text.find(_PEM_END)
     while at != -1:
-        meter.candidates()
+        meter.charge(cost.SECRET_CANDIDATE)
         label_start = at + len(_PEM_END)
         label_end = _pem_label_end(text, label_start, meter)
         if label_end is not None:

@@ -28,6 +28,7 @@ import math
 from collections.abc import Iterable
 
 from ledgerflow.errors import ValidationError
+from ledgerflow.policy import budget as cost
 from ledgerflow.policy.budget import BUDGET_REASON, EVALUATION_BUDGET, BudgetExceeded, WorkMeter
 from ledgerflow.policy.detectors import DETECTORS, Span
 from ledgerflow.policy.rulepack import Rule, RulePack
@@ -153,10 +154,10 @@ def _content_spans(
             subject = folded.folded
         hits = []
         for pattern in rule.patterns:
-            meter.charge(len(subject))
+            meter.charge(cost.PATTERN_PER_CHAR * len(subject))
             if want_spans:
                 for match in pattern.finditer(subject):
-                    meter.candidates()
+                    meter.charge(cost.MATCH)
                     hits.append(match.span())
             elif pattern.search(subject) is not None:
                 hits.append((0, 0))

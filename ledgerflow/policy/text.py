@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ledgerflow.policy import budget as cost
 from ledgerflow.policy.budget import WorkMeter, unmetered
 
 
@@ -58,17 +59,18 @@ class FoldedText:
 def fold(text: str, meter: WorkMeter | None = None) -> FoldedText:
     """Case-fold ``text`` (Unicode full case folding, no normalization)."""
     meter = meter if meter is not None else unmetered()
-    meter.charge(len(text))
+    meter.charge(cost.FOLD_PER_CHAR * len(text))
     folded = text.casefold()
     if len(folded) == len(text):
         # Every character folds to at least one character, so equal lengths mean
         # every character folded to exactly one: offsets are unchanged.
         return FoldedText(text, folded, None)
     # Only the characters that fold to several characters shift the offsets.
-    meter.charge(2 * len(folded))
+    meter.charge(cost.FOLD_PER_CHAR * len(folded))
     origin: list[int] = []
     previous = 0
     for match in _EXPANDING.finditer(text):
+        meter.charge(cost.FOLD_PER_EXPANSION)
         index = match.start()
         origin.extend(range(previous, index))
         origin.extend([index] * len(match.group().casefold()))
@@ -121,12 +123,12 @@ class KeywordMatcher:
     def _spans(self, folded: str, meter: WorkMeter) -> Iterator[tuple[int, int]]:
         search = self.pattern.search
         position = 0
-        meter.charge(len(folded))
+        meter.charge(cost.KEYWORDS_PER_CHAR * len(folded))
         while True:
             match = search(folded, position)
             if match is None:
                 return
-            meter.candidates()
+            meter.charge(cost.MATCH)
             start, end = match.span()
             if start and (folded[start - 1].isalnum() or folded[start - 1] == "_"):
                 position = start + 1

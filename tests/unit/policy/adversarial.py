@@ -69,6 +69,7 @@ def _report() -> None:
     from pathlib import Path
 
     from ledgerflow.policy import TrainingState, Turn, evaluate, load_rule_pack
+    from ledgerflow.policy.budget import WorkMeter, unmetered
 
     root = Path(__file__).resolve().parents[3]
     default = load_rule_pack(json.loads((root / "examples/rulepacks/default.json").read_text("utf-8")))
@@ -87,24 +88,31 @@ def _report() -> None:
     )
     training = TrainingState(False, 1)
     worst = 0.0
-    print(f"{'input':22} {'chars':>6} {'default ms':>11} {'all-pii ms':>11}  outcome(all-pii)")
+    print(
+        f"{'input':22} {'chars':>6} {'default ms':>10} {'all-pii ms':>10} {'unmetered ms':>12}"
+        f" {'units(all-pii)':>14}  outcome(all-pii)"
+    )
     for name, build in ADVERSARIAL.items():
         content = build()
         assert len(content.encode("utf-8")) <= LIMIT, name
         turn = Turn("e", "acme", "c", "user", content)
         timings = []
-        outcome = ""
-        for pack in (default, every):
+        for pack, make in ((default, WorkMeter), (every, WorkMeter), (every, unmetered)):
             best = float("inf")
             for _ in range(3):
+                meter = make()
                 started = time.perf_counter()
-                decision = evaluate(turn, pack, training)
+                decision = evaluate(turn, pack, training, meter=meter)
                 best = min(best, time.perf_counter() - started)
             timings.append(best * 1000)
-            outcome = decision.outcome.value
-        worst = max(worst, *timings)
-        print(f"{name:22} {len(content):>6} {timings[0]:>11.2f} {timings[1]:>11.2f}  {outcome}")
-    print(f"worst evaluation: {worst:.2f} ms")
+            if make is WorkMeter:
+                outcome, used = decision.outcome.value, meter.used
+        worst = max(worst, *timings[:2])
+        print(
+            f"{name:22} {len(content):>6} {timings[0]:>10.2f} {timings[1]:>10.2f} {timings[2]:>12.2f}"
+            f" {used:>14}  {outcome}"
+        )
+    print(f"worst evaluation with the budget: {worst:.2f} ms")
 
 
 if __name__ == "__main__":
