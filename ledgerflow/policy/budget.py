@@ -29,6 +29,10 @@ FOLD_PER_CHAR = 4
 FOLD_PER_EXPANSION = 1_000
 KEYWORDS_PER_CHAR = 10
 PATTERN_PER_CHAR = 10
+PATTERN_UNBOUNDED_PER_CHAR_SQUARED = 3
+"""A pattern only Python's backtracking engine can run, with no bound on its match
+length, is charged as quadratic: ``\\d+ dollars`` costs about 3 ns × length² on
+hostile text, so such a pattern runs on turns up to about 1,600 characters."""
 MATCH = 1_000
 """A keyword or pattern match handled in Python."""
 EMAIL_PER_CHAR = 5

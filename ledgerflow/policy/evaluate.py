@@ -31,6 +31,7 @@ from ledgerflow.errors import ValidationError
 from ledgerflow.policy import budget as cost
 from ledgerflow.policy.budget import BUDGET_REASON, EVALUATION_BUDGET, BudgetExceeded, WorkMeter
 from ledgerflow.policy.detectors import DETECTORS, Span
+from ledgerflow.policy.patterns import PatternMatcher
 from ledgerflow.policy.rulepack import Rule, RulePack
 from ledgerflow.policy.text import FoldedText, fold
 from ledgerflow.policy.types import SEVERITY, Action, Decision, TrainingState, Turn
@@ -153,13 +154,13 @@ def _content_spans(
             assert folded is not None
             subject = folded.folded
         hits = []
-        for pattern in rule.patterns:
-            meter.charge(cost.PATTERN_PER_CHAR * len(subject))
+        for matcher in rule.matchers:
+            meter.charge(pattern_cost(matcher, len(subject)))
             if want_spans:
-                for match in pattern.finditer(subject):
-                    meter.charge(cost.MATCH)
-                    hits.append(match.span())
-            elif pattern.search(subject) is not None:
+                found = matcher.spans(subject)
+                meter.charge(cost.MATCH * len(found))
+                hits.extend(found)
+            elif matcher.search(subject):
                 hits.append((0, 0))
                 break
         if not hits:
@@ -184,6 +185,17 @@ def _content_spans(
         if not any_hit:
             return None
     return spans
+
+
+def pattern_cost(matcher: PatternMatcher, length: int) -> int:
+    """Units charged before searching ``length`` characters with a rule pack pattern.
+
+    Linear for RE2 and bounded-width patterns; quadratic for the others, which only
+    Python's backtracking engine can run (see patterns.py).
+    """
+    if matcher.engine == "unbounded":
+        return cost.PATTERN_UNBOUNDED_PER_CHAR_SQUARED * length * length
+    return cost.PATTERN_PER_CHAR * length
 
 
 def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:

@@ -23,7 +23,7 @@ FORBIDDEN_ROOTS = {
 ALLOWED_ROOTS = {
     "__future__", "bisect", "collections", "copy", "dataclasses", "enum", "functools", "hashlib",
     "importlib", "json", "math", "re", "string", "types", "typing",
-    "rfc8785", "jsonschema", "yaml", "ledgerflow",
+    "rfc8785", "jsonschema", "yaml", "re2", "ledgerflow",
 }  # fmt: skip
 
 

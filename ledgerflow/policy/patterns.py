@@ -1,0 +1,287 @@
+"""Rule pack patterns in linear time: RE2 where it means exactly what Python ``re`` means.
+
+A rule pack's ``patterns`` are Python regular expressions. Python's backtracking
+engine is quadratic or worse on hostile text even for innocent-looking patterns
+(``\\d+ dollars`` on 64 KiB of digits: seconds). So each pattern is classified once,
+when the pack is loaded, from its parse tree:
+
+- ``re2``: translated to an RE2 expression with *the same matches* (same spans, same
+  leftmost-first preference) and run by RE2, which is linear in the text. Character
+  classes (``\\d``, ``\\w``, ``\\s``) are expanded to the exact code points Python's
+  ``re`` gives them, so Unicode versions cannot make the two engines disagree.
+- ``bounded``: not translatable, but every match is at most ``MAX_BOUNDED_WIDTH``
+  characters long (``\\bACME-\\d{3,6}\\b``): Python ``re`` tries a bounded amount of
+  text from each position, so a search is linear in the text.
+- ``unbounded``: neither (an unbounded repeat together with ``\\b``, ``$``, a
+  lookaround, a backreference, ``(?i)`` …). Python ``re`` runs it, and the evaluation
+  budget charges it as quadratic (``budget.PATTERN_UNBOUNDED_PER_CHAR_SQUARED``), so
+  on a long turn it gives ``review``/``evaluation_budget`` instead of a stall.
+  :func:`unbounded_patterns` names them, to refuse or warn when a pack is published.
+
+The translation refuses anything whose meaning could differ between the engines,
+so a pattern gives the same decisions whichever engine runs it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from re import _constants as sre  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any, Literal
+
+import re2
+
+Engine = Literal["re2", "bounded", "unbounded"]
+
+MAX_BOUNDED_WIDTH = 1000
+"""Longest match (in characters) of a pattern Python ``re`` may run as ``bounded``."""
+
+_RE2_MAX_REPEAT = 1000
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_REPLACEMENT = 0xFFFD
+_ASCII_CLASSES = {
+    sre.CATEGORY_DIGIT: "0-9",
+    sre.CATEGORY_SPACE: "\\t\\n\\x0b\\x0c\\r ",
+    sre.CATEGORY_WORD: "0-9A-Z_a-z",
+}
+_NEGATED = {
+    sre.CATEGORY_NOT_DIGIT: sre.CATEGORY_DIGIT,
+    sre.CATEGORY_NOT_SPACE: sre.CATEGORY_SPACE,
+    sre.CATEGORY_NOT_WORD: sre.CATEGORY_WORD,
+}
+_UNICODE_SOURCE = {sre.CATEGORY_DIGIT: r"\d+", sre.CATEGORY_SPACE: r"\s+", sre.CATEGORY_WORD: r"\w+"}
+
+
+class _Untranslatable(Exception):
+    """The pattern uses something RE2 would read differently (or cannot run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PatternMatcher:
+    """One compiled rule pack pattern and the engine that runs it."""
+
+    source: str
+    python: re.Pattern[str]
+    engine: Engine
+    linear: Any | None
+    """The RE2 program when ``engine == "re2"``."""
+
+    def spans(self, subject: str) -> list[tuple[int, int]]:
+        """Every non-overlapping match, left to right (as ``re.finditer``)."""
+        if self.linear is None:
+            return [match.span() for match in self.python.finditer(subject)]
+        return [match.span() for match in self.linear.finditer(_for_re2(subject))]
+
+    def search(self, subject: str) -> bool:
+        """True if the pattern matches somewhere in ``subject`` (as ``re.search``)."""
+        if self.linear is None:
+            return self.python.search(subject) is not None
+        return self.linear.search(_for_re2(subject)) is not None
+
+
+def compile_pattern(source: str, python: re.Pattern[str]) -> PatternMatcher:
+    """Classify ``source`` (already compiled by Python as ``python``) and pick its engine."""
+    parsed = sre_parse.parse(source, python.flags & ~re.UNICODE)
+    low, high = parsed.getwidth()
+    try:
+        if low < 1:
+            raise _Untranslatable("it can match the empty string")
+        translated = _Translator(python.flags).sequence(parsed)
+        options = re2.Options()
+        options.max_mem = 64 << 20
+        options.log_errors = False
+        options.never_capture = True
+        linear = re2.compile(translated, options)
+    except (_Untranslatable, re2.error):
+        engine: Engine = "bounded" if high <= MAX_BOUNDED_WIDTH else "unbounded"
+        return PatternMatcher(source, python, engine, None)
+    return PatternMatcher(source, python, "re2", linear)
+
+
+def _for_re2(subject: str) -> str:
+    """RE2 reads UTF-8: lone surrogates (possible in a Python str) become U+FFFD.
+
+    Translation refuses patterns that could tell the two apart, and both are one
+    code point, so spans are unchanged.
+    """
+    if subject.isascii():
+        return subject
+    try:
+        subject.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", subject)
+    return subject
+
+
+class _Translator:
+    """Python ``re`` parse tree → RE2 source with the same matches, or _Untranslatable."""
+
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+
+    def sequence(self, items: Any) -> str:
+        return "".join(self.item(op, av) for op, av in items)
+
+    def item(self, op: Any, av: Any) -> str:
+        if self.flags & re.IGNORECASE:
+            raise _Untranslatable("case-insensitive matching differs between the engines")
+        if op is sre.LITERAL:
+            return _char(av)
+        if op is sre.NOT_LITERAL:
+            return "[^" + _char(av) + "]"
+        if op is sre.ANY:
+            return "(?s:.)" if self.flags & re.DOTALL else "[^\\n]"
+        if op is sre.IN:
+            return self.char_class(av)
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            return self.repeat(op, av)
+        if op is sre.SUBPATTERN:
+            return self.group(av)
+        if op is sre.BRANCH:
+            return "(?:" + "|".join(self.sequence(branch) for branch in av[1]) + ")"
+        if op is sre.AT:
+            return self.anchor(av)
+        raise _Untranslatable(f"{op} has no RE2 equivalent")
+
+    def repeat(self, op: Any, av: Any) -> str:
+        low, high, body = av
+        if body.getwidth()[0] == 0:
+            raise _Untranslatable("a repeat whose body can be empty")
+        if low > _RE2_MAX_REPEAT or (high != sre.MAXREPEAT and high > _RE2_MAX_REPEAT):
+            raise _Untranslatable("a repeat count RE2 does not allow")
+        bounds = f"{{{low},}}" if high == sre.MAXREPEAT else f"{{{low},{high}}}"
+        return "(?:" + self.sequence(body) + ")" + bounds + ("?" if op is sre.MIN_REPEAT else "")
+
+    def group(self, av: Any) -> str:
+        _group, add, remove, body = av
+        saved = self.flags
+        self.flags = (self.flags | add) & ~remove
+        try:
+            return "(?:" + self.sequence(body) + ")"
+        finally:
+            self.flags = saved
+
+    def anchor(self, where: Any) -> str:
+        multiline = bool(self.flags & re.MULTILINE)
+        if where is sre.AT_BEGINNING_STRING or (where is sre.AT_BEGINNING and not multiline):
+            return "\\A"
+        if where is sre.AT_BEGINNING:
+            return "(?m:^)"
+        if where is sre.AT_END_STRING:
+            return "\\z"
+        if where is sre.AT_END and multiline:
+            return "(?m:$)"
+        if where in (sre.AT_BOUNDARY, sre.AT_NON_BOUNDARY) and self.flags & re.ASCII:
+            return "\\b" if where is sre.AT_BOUNDARY else "\\B"
+        raise _Untranslatable(f"the anchor {where} means something else in RE2")
+
+    def char_class(self, items: Any) -> str:
+        negate = False
+        ranges: list[tuple[int, int]] = []
+        for op, av in items:
+            if op is sre.NEGATE:
+                negate = True
+            elif op is sre.LITERAL:
+                ranges.append(_checked(av, av))
+            elif op is sre.RANGE:
+                ranges.append(_checked(*av))
+            elif op is sre.CATEGORY:
+                ranges.extend(self.category(av))
+            else:
+                raise _Untranslatable(f"{op} in a character class")
+        if not ranges:
+            raise _Untranslatable("an empty character class")
+        body = "".join(_range(low, high) for low, high in _merged(ranges))
+        return ("[^" if negate else "[") + body + "]"
+
+    def category(self, category: Any) -> list[tuple[int, int]]:
+        positive = _NEGATED.get(category, category)
+        if positive not in _ASCII_CLASSES:
+            raise _Untranslatable(f"the category {category}")
+        if self.flags & re.ASCII:
+            members = _ascii_ranges(positive)
+        else:
+            members = _unicode_ranges(positive)
+        return _complement(members) if category in _NEGATED else list(members)
+
+
+def _char(code: int) -> str:
+    _checked(code, code)
+    return _range(code, code)
+
+
+def _checked(low: int, high: int) -> tuple[int, int]:
+    """Refuse code points RE2 sees differently: surrogates and U+FFFD (what they become)."""
+    if low <= 0xDFFF and high >= 0xD800 or low <= _REPLACEMENT <= high:
+        raise _Untranslatable("a surrogate or U+FFFD in the pattern")
+    return low, high
+
+
+def _range(low: int, high: int) -> str:
+    if low == high:
+        return f"\\x{{{low:x}}}"
+    return f"\\x{{{low:x}}}-\\x{{{high:x}}}"
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _complement(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """Code points not in ``ranges``, surrogates left out (RE2 never sees them)."""
+    result: list[tuple[int, int]] = []
+    start = 0
+    for low, high in _merged(list(ranges)):
+        if low > start:
+            result.append((start, low - 1))
+        start = high + 1
+    if start <= 0x10FFFF:
+        result.append((start, 0x10FFFF))
+    clipped: list[tuple[int, int]] = []
+    for low, high in result:
+        if high < 0xD800 or low > 0xDFFF:
+            clipped.append((low, high))
+            continue
+        if low < 0xD800:
+            clipped.append((low, 0xD7FF))
+        if high > 0xDFFF:
+            clipped.append((0xE000, high))
+    return clipped
+
+
+@lru_cache(maxsize=None)
+def _ascii_ranges(category: Any) -> tuple[tuple[int, int], ...]:
+    pattern = re.compile(f"[{_ASCII_CLASSES[category]}]+")
+    text = "".join(map(chr, range(128)))
+    return tuple((match.start(), match.end() - 1) for match in pattern.finditer(text))
+
+
+@lru_cache(maxsize=None)
+def _unicode_ranges(category: Any) -> tuple[tuple[int, int], ...]:
+    """The code points Python's ``re`` puts in ``\\d``/``\\s``/``\\w``, as ranges.
+
+    Computed by Python's own engine over the whole code space, so the RE2 class has
+    exactly the same members (none of them is a surrogate or U+FFFD).
+    """
+    text = "".join(map(chr, range(0x110000)))
+    pattern = re.compile(_UNICODE_SOURCE[category])
+    return tuple((match.start(), match.end() - 1) for match in pattern.finditer(text))
+
+
+def unbounded_patterns(sources: tuple[str, ...]) -> tuple[str, ...]:
+    """The patterns among ``sources`` that only Python's backtracking engine can run
+    and whose matches have no length bound: on a long turn they may be quadratic or
+    worse, so evaluation charges them as quadratic. Refuse or warn at publish time."""
+    found: list[str] = []
+    for source in sources:
+        if compile_pattern(source, re.compile(source)).engine == "unbounded":
+            found.append(source)
+    return tuple(found)
