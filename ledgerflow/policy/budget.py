@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EVALUATION_BUDGET = 8_000_000
+EVALUATION_BUDGET = 12_000_000
 """Work units one turn may cost (see the table in docs/policy.md, "Evaluation budget")."""
 
 # What each piece of work costs, in units. One unit is about one nanosecond of CPU on
@@ -26,9 +26,9 @@ EVALUATION_BUDGET = 8_000_000
 # character (or per candidate) measured over tests/unit/policy/adversarial.py, rounded
 # up. Scans are charged before they run, candidates as they are handled.
 FOLD_PER_CHAR = 4
-FOLD_PER_EXPANSION = 1_000
+FOLD_PER_EXPANSION = 1_300
 KEYWORDS_PER_CHAR = 10
-PATTERN_PER_CHAR = 10
+PATTERN_PER_CHAR = 5
 PATTERN_UNBOUNDED_PER_CHAR_SQUARED = 3
 """A pattern only Python's backtracking engine can run, with no bound on its match
 length, is charged as quadratic: ``\\d+ dollars`` costs about 3 ns × length² on
@@ -36,19 +36,20 @@ hostile text, so such a pattern runs on turns up to about 1,600 characters."""
 MATCH = 1_000
 """A keyword or pattern match handled in Python."""
 EMAIL_PER_CHAR = 5
-EMAIL_PER_AT = 600
+EMAIL_PER_AT = 1_500
 EMAIL_DOMAIN_PER_CHAR = 300
-DIGITS_PER_CHAR = 1
-"""Counting the digits (the phone, card and IBAN scans only start at digits)."""
-PHONE_PER_DIGIT = 80
+DIGIT_SCAN_PER_CHAR = 5
+"""Each of the phone, card and IBAN scans, per character; they start only at digits
+(and "("), which are charged again below."""
+PHONE_PER_DIGIT = 50
 PHONE_PER_PLUS = 20
 PHONE_CANDIDATE = 1_500
-CARD_PER_DIGIT = 40
-CARD_CANDIDATE = 4_000
-IBAN_PER_DIGIT = 25
-IBAN_CANDIDATE = 4_000
-SECRET_PER_CHAR = 20
-SECRET_CANDIDATE = 1_000
+CARD_PER_DIGIT = 20
+CARD_CANDIDATE = 8_000
+IBAN_PER_DIGIT = 20
+IBAN_CANDIDATE = 6_000
+SECRET_PER_CHAR = 8
+SECRET_CANDIDATE = 2_500
 
 BUDGET_REASON = "evaluation_budget"
 """The reason of a decision whose evaluation ran out of budget (not a valid rule id)."""

@@ -245,7 +245,7 @@ def find_phones(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
 
 def _digits_and_parentheses(text: str, meter: WorkMeter) -> int:
     """How many ASCII digits and "(" the text has: where the digit scans can start."""
-    meter.charge(cost.DIGITS_PER_CHAR * len(text))
+    meter.charge(cost.DIGIT_SCAN_PER_CHAR * len(text))
     return _count_starts(text)
 
 

@@ -10,6 +10,7 @@ original offsets; spans are always reported on the original text.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,22 +39,48 @@ _EXPANDING = re.compile("[" + "".join(re.escape(char) for char in _expanding_cha
 
 @dataclass(frozen=True, slots=True)
 class FoldedText:
-    """``original`` and its case-folded form, with an offset map when lengths differ."""
+    """``original`` and its case-folded form, with an offset map when lengths differ.
+
+    The map is kept compact: one entry per character that folds to several
+    (``expansions``), so a 64 KiB turn with a few "ß" costs no 64K-entry table.
+    """
 
     original: str
     folded: str
-    origin: tuple[int, ...] | None
-    """origin[i] is the original index of folded[i]; None when folding kept every length."""
+    expansions: tuple[tuple[int, int, int], ...] | None = None
+    """(folded start, folded end, original index) of each expanding character, in order;
+    None when folding kept every length."""
+
+    @property
+    def origin(self) -> tuple[int, ...] | None:
+        """origin[i] is the original index of folded[i]; None when folding kept every length."""
+        if self.expansions is None:
+            return None
+        return tuple(self._original_index(index) for index in range(len(self.folded)))
 
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """Map a folded span [start, end) to the smallest original span covering it."""
-        origin = self.origin
-        if origin is None:
+        if self.expansions is None:
             return start, end
         if start >= end:
-            position = origin[start] if start < len(origin) else len(self.original)
+            position = self._original_index(start) if start < len(self.folded) else len(self.original)
             return position, position
-        return origin[start], origin[end - 1] + 1
+        return self._original_index(start), self._original_index(end - 1) + 1
+
+    def _original_index(self, position: int) -> int:
+        expansions = self.expansions
+        assert expansions is not None
+        # The last expansion starting at or before ``position``.
+        index = bisect_right(expansions, (position, _AFTER, _AFTER)) - 1
+        if index < 0:
+            return position
+        folded_start, folded_end, original = expansions[index]
+        if position < folded_end:
+            return original
+        return original + 1 + (position - folded_end)
+
+
+_AFTER = 1 << 62
 
 
 def fold(text: str, meter: WorkMeter | None = None) -> FoldedText:
@@ -67,20 +94,24 @@ def fold(text: str, meter: WorkMeter | None = None) -> FoldedText:
         return FoldedText(text, folded, None)
     # Only the characters that fold to several characters shift the offsets.
     meter.charge(cost.FOLD_PER_CHAR * len(folded))
-    origin: list[int] = []
-    previous = 0
+    expansions: list[tuple[int, int, int]] = []
+    shift = 0
     for match in _EXPANDING.finditer(text):
         meter.charge(cost.FOLD_PER_EXPANSION)
         index = match.start()
-        origin.extend(range(previous, index))
-        origin.extend([index] * len(match.group().casefold()))
-        previous = index + 1
-    origin.extend(range(previous, len(text)))
-    if len(origin) != len(folded):
-        origin = []
+        size = len(match.group().casefold())
+        expansions.append((index + shift, index + shift + size, index))
+        shift += size - 1
+    if len(text) + shift != len(folded):
+        # A later Unicode version folds a character outside the table: map them all.
+        expansions = []
+        shift = 0
         for index, char in enumerate(text):
-            origin.extend([index] * len(char.casefold()))
-    return FoldedText(text, folded, tuple(origin))
+            size = len(char.casefold())
+            if size > 1:
+                expansions.append((index + shift, index + shift + size, index))
+                shift += size - 1
+    return FoldedText(text, folded, tuple(expansions))
 
 
 def keyword_regex(keywords: tuple[str, ...]) -> str:
