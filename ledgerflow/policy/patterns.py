@@ -8,12 +8,14 @@ when the pack is loaded, from its parse tree:
 - ``re2``: translated to an RE2 expression with *the same matches* (same spans, same
   leftmost-first preference) and run by RE2, which is linear in the text. Character
   classes (``\\d``, ``\\w``, ``\\s``) are expanded to the exact code points Python's
-  ``re`` gives them, so Unicode versions cannot make the two engines disagree.
+  ``re`` gives them, and under ``(?i)`` every letter becomes the class of exactly
+  the characters Python accepts for it (``k`` → ``[Kk\\u212a]``), so Unicode
+  versions and case rules cannot make the two engines disagree.
 - ``bounded``: not translatable, but every match is at most ``MAX_BOUNDED_WIDTH``
   characters long (``\\bACME-\\d{3,6}\\b``): Python ``re`` tries a bounded amount of
   text from each position, so a search is linear in the text.
 - ``unbounded``: neither (an unbounded repeat together with ``\\b``, ``$``, a
-  lookaround, a backreference, ``(?i)`` …). Python ``re`` runs it, and the evaluation
+  lookaround, a backreference …). Python ``re`` runs it, and the evaluation
   budget charges it as quadratic (``budget.PATTERN_UNBOUNDED_PER_CHAR_SQUARED``), so
   on a long turn it gives ``review``/``evaluation_budget`` instead of a stall.
   :func:`unbounded_patterns` names them, to refuse or warn when a pack is published.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from re import _compiler as sre_compile  # type: ignore[attr-defined]
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, Literal
@@ -125,8 +128,10 @@ class _Translator:
         return "".join(self.item(op, av) for op, av in items)
 
     def item(self, op: Any, av: Any) -> str:
-        if self.flags & re.IGNORECASE:
-            raise _Untranslatable("case-insensitive matching differs between the engines")
+        if self.flags & re.IGNORECASE and op in (sre.LITERAL, sre.NOT_LITERAL, sre.IN):
+            # Python's case-insensitive rules differ from RE2's: spell out, for this
+            # one character position, exactly the characters Python would accept.
+            return _class_of(_members(op, av, self.flags))
         if op is sre.LITERAL:
             return _char(av)
         if op is sre.NOT_LITERAL:
@@ -207,6 +212,61 @@ class _Translator:
         return _complement(members) if category in _NEGATED else list(members)
 
 
+def _class_of(ranges: tuple[tuple[int, int], ...]) -> str:
+    if not ranges:
+        raise _Untranslatable("a character position nothing can match")
+    return "[" + "".join(_range(low, high) for low, high in ranges) + "]"
+
+
+_MEMBER_FLAGS = re.IGNORECASE | re.ASCII | re.DOTALL
+
+
+def _members(op: Any, av: Any, flags: int) -> tuple[tuple[int, int], ...]:
+    """The code points one character node matches, found by Python's own engine.
+
+    Surrogates are left out; a node that treats U+FFFD and the surrogates
+    differently is refused (RE2 sees a surrogate as U+FFFD).
+    """
+    key = (str(op), repr(av), flags & _MEMBER_FLAGS)
+    members = _MEMBERS.get(key)
+    if members is None:
+        members = _MEMBERS[key] = _scan_members(op, av, key[2])
+    return members
+
+
+_MEMBERS: dict[tuple[str, str, int], tuple[tuple[int, int], ...]] = {}
+"""A memo of ``_members``: the same node under the same flags always has the same members."""
+
+
+def _scan_members(op: Any, av: Any, flags: int) -> tuple[tuple[int, int], ...]:
+    state = sre_parse.State()
+    node = sre_parse.SubPattern(state, [(op, av)])
+    runs = sre_parse.SubPattern(state, [(sre.MAX_REPEAT, (1, sre.MAXREPEAT, node))])
+    pattern = sre_compile.compile(runs, flags | re.UNICODE if not flags & re.ASCII else flags)
+    ranges = [(match.start(), match.end() - 1) for match in pattern.finditer(_code_space())]
+    inside = [(max(low, 0xD800), min(high, 0xDFFF)) for low, high in ranges if low <= 0xDFFF and high >= 0xD800]
+    surrogates = sum(high - low + 1 for low, high in inside)
+    replacement = any(low <= _REPLACEMENT <= high for low, high in ranges)
+    if surrogates not in (0, 0x800) or (surrogates == 0x800) != replacement:
+        raise _Untranslatable("U+FFFD and the surrogates are matched differently")
+    clipped: list[tuple[int, int]] = []
+    for low, high in ranges:
+        if high < 0xD800 or low > 0xDFFF:
+            clipped.append((low, high))
+            continue
+        if low < 0xD800:
+            clipped.append((low, 0xD7FF))
+        if high > 0xDFFF:
+            clipped.append((0xE000, high))
+    return tuple(clipped)
+
+
+@lru_cache(maxsize=1)
+def _code_space() -> str:
+    """Every code point, in order (about 4 MiB, built once)."""
+    return "".join(map(chr, range(0x110000)))
+
+
 def _char(code: int) -> str:
     _checked(code, code)
     return _range(code, code)
@@ -271,9 +331,8 @@ def _unicode_ranges(category: Any) -> tuple[tuple[int, int], ...]:
     Computed by Python's own engine over the whole code space, so the RE2 class has
     exactly the same members (none of them is a surrogate or U+FFFD).
     """
-    text = "".join(map(chr, range(0x110000)))
     pattern = re.compile(_UNICODE_SOURCE[category])
-    return tuple((match.start(), match.end() - 1) for match in pattern.finditer(text))
+    return tuple((match.start(), match.end() - 1) for match in pattern.finditer(_code_space()))
 
 
 def unbounded_patterns(sources: tuple[str, ...]) -> tuple[str, ...]:

@@ -101,9 +101,9 @@ def _report() -> None:
             best = float("inf")
             for _ in range(3):
                 meter = make()
-                started = time.perf_counter()
+                started = time.thread_time()
                 decision = evaluate(turn, pack, training, meter=meter)
-                best = min(best, time.perf_counter() - started)
+                best = min(best, time.thread_time() - started)
             timings.append(best * 1000)
             if make is WorkMeter:
                 outcome, used = decision.outcome.value, meter.used
@@ -112,7 +112,23 @@ def _report() -> None:
             f"{name:22} {len(content):>6} {timings[0]:>10.2f} {timings[1]:>10.2f} {timings[2]:>12.2f}"
             f" {used:>14}  {outcome}"
         )
-    print(f"worst evaluation with the budget: {worst:.2f} ms")
+    print(f"worst evaluation with the budget: {worst:.2f} ms of CPU (thread time, best of 3)")
+    print()
+    print(f"{'rule pack pattern':22} {'input':>12} {'engine':>10} {'ms':>8}  outcome")
+    for source, content in (
+        (r"\d+ dollars", "1" * LIMIT),
+        (r"\S+@\S+", "a" * LIMIT),
+        (r"\b\d+ dollars", "1" * LIMIT),
+        (r"(?i)secret\s*[:=]\s*\S+", "secret" + " " * (LIMIT - 6)),
+    ):
+        pack = load_rule_pack(
+            {"tenant": "*", "rules": [{"id": "p", "when": {"patterns": [source]}, "action": "redact", "weight": 1}]}
+        )
+        engine = pack.rules[0].matchers[0].engine
+        started = time.thread_time()
+        decision = evaluate(Turn("e", "acme", "c", "user", content), pack, training)
+        elapsed = (time.thread_time() - started) * 1000
+        print(f"{source:22} {content[:4] + '…':>12} {engine:>10} {elapsed:>8.2f}  {decision.outcome.value}")
 
 
 if __name__ == "__main__":
