@@ -72,6 +72,7 @@ class WorkMeter:
         if self.used > self.limit:
             raise BudgetExceeded(f"evaluation used {self.used} work units, over the budget of {self.limit}")
 
+
 UNMETERED_LIMIT = 1 << 62
 """The limit of a meter that only counts (tests, benchmarks)."""
 

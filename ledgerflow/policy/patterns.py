@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from re import _compiler as sre_compile  # type: ignore[attr-defined]
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
@@ -205,10 +205,7 @@ class _Translator:
         positive = _NEGATED.get(category, category)
         if positive not in _ASCII_CLASSES:
             raise _Untranslatable(f"the category {category}")
-        if self.flags & re.ASCII:
-            members = _ascii_ranges(positive)
-        else:
-            members = _unicode_ranges(positive)
+        members = _ascii_ranges(positive) if self.flags & re.ASCII else _unicode_ranges(positive)
         return _complement(members) if category in _NEGATED else list(members)
 
 
@@ -244,7 +241,9 @@ def _scan_members(op: Any, av: Any, flags: int) -> tuple[tuple[int, int], ...]:
     runs = sre_parse.SubPattern(state, [(sre.MAX_REPEAT, (1, sre.MAXREPEAT, node))])
     pattern = sre_compile.compile(runs, flags | re.UNICODE if not flags & re.ASCII else flags)
     ranges = [(match.start(), match.end() - 1) for match in pattern.finditer(_code_space())]
-    inside = [(max(low, 0xD800), min(high, 0xDFFF)) for low, high in ranges if low <= 0xDFFF and high >= 0xD800]
+    inside = [
+        (max(low, 0xD800), min(high, 0xDFFF)) for low, high in ranges if low <= 0xDFFF and high >= 0xD800
+    ]
     surrogates = sum(high - low + 1 for low, high in inside)
     replacement = any(low <= _REPLACEMENT <= high for low, high in ranges)
     if surrogates not in (0, 0x800) or (surrogates == 0x800) != replacement:
@@ -274,7 +273,7 @@ def _char(code: int) -> str:
 
 def _checked(low: int, high: int) -> tuple[int, int]:
     """Refuse code points RE2 sees differently: surrogates and U+FFFD (what they become)."""
-    if low <= 0xDFFF and high >= 0xD800 or low <= _REPLACEMENT <= high:
+    if (low <= 0xDFFF and high >= 0xD800) or low <= _REPLACEMENT <= high:
         raise _Untranslatable("a surrogate or U+FFFD in the pattern")
     return low, high
 
@@ -317,14 +316,14 @@ def _complement(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
     return clipped
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ascii_ranges(category: Any) -> tuple[tuple[int, int], ...]:
     pattern = re.compile(f"[{_ASCII_CLASSES[category]}]+")
     text = "".join(map(chr, range(128)))
     return tuple((match.start(), match.end() - 1) for match in pattern.finditer(text))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unicode_ranges(category: Any) -> tuple[tuple[int, int], ...]:
     """The code points Python's ``re`` puts in ``\\d``/``\\s``/``\\w``, as ranges.
 

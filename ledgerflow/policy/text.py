@@ -74,7 +74,7 @@ class FoldedText:
         index = bisect_right(expansions, (position, _AFTER, _AFTER)) - 1
         if index < 0:
             return position
-        folded_start, folded_end, original = expansions[index]
+        _folded_start, folded_end, original = expansions[index]
         if position < folded_end:
             return original
         return original + 1 + (position - folded_end)

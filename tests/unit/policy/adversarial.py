@@ -122,7 +122,10 @@ def _report() -> None:
         (r"(?i)secret\s*[:=]\s*\S+", "secret" + " " * (LIMIT - 6)),
     ):
         pack = load_rule_pack(
-            {"tenant": "*", "rules": [{"id": "p", "when": {"patterns": [source]}, "action": "redact", "weight": 1}]}
+            {
+                "tenant": "*",
+                "rules": [{"id": "p", "when": {"patterns": [source]}, "action": "redact", "weight": 1}],
+            }
         )
         engine = pack.rules[0].matchers[0].engine
         started = time.thread_time()

@@ -28,7 +28,9 @@ ALL_PII = ["email", "phone", "payment_card", "iban", "secret"]
 
 
 def _load_adversarial() -> Mapping[str, Callable[[], str]]:
-    spec = importlib.util.spec_from_file_location("policy_adversarial", Path(__file__).with_name("adversarial.py"))
+    spec = importlib.util.spec_from_file_location(
+        "policy_adversarial", Path(__file__).with_name("adversarial.py")
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -118,7 +120,9 @@ def test_every_hostile_turn_gets_a_decision_within_the_budget(name: str) -> None
         assert evaluate(turn(content), pack, OFF) == decision
 
 
-@pytest.mark.parametrize("name", ["email-many", "email-at-run", "card-like-groups", "phone-nanp", "iban-like"])
+@pytest.mark.parametrize(
+    "name", ["email-many", "email-at-run", "card-like-groups", "phone-nanp", "iban-like"]
+)
 def test_candidate_floods_end_in_review_for_evaluation_budget(name: str) -> None:
     decision, used = metered(ADVERSARIAL[name](), EVERY_DETECTOR)
     assert decision.outcome is Action.REVIEW
@@ -172,7 +176,7 @@ def test_quadratic_python_pattern_is_charged_as_quadratic_not_run() -> None:
     """``\\b`` keeps this pattern on Python's engine, where it takes seconds on 64 KiB of digits."""
     p = pack_of({"id": "money", "when": {"patterns": [r"\b\d+ dollars"]}, "action": "review", "weight": 1})
     assert p.rules[0].matchers[0].engine == "unbounded"
-    decision, used = metered("1" * LIMIT, p)
+    decision, _ = metered("1" * LIMIT, p)
     assert is_budget(decision)
     short = evaluate(turn("it costs 12 dollars"), p, OFF)
     assert short.matched_rules == ("money",) and not is_budget(short)
@@ -192,8 +196,9 @@ def test_the_same_pattern_without_boundary_runs_in_re2_over_64k() -> None:
 
 UNITS = st.sampled_from(
     [
-        "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----", "@", "a@b.co ", "+1 ", "4", "4 ", "(555) ",
-        "GB82 ", "eyJ", ".", " sk-", "ghp_", "ß", "İ", "\u0301", "\U0001f600", "\ud800", "-", " ", "\n",
+        "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----", "@", "a@b.co ", "+1 ", "4", "4 ",
+        "(555) ", "GB82 ", "eyJ", ".", " sk-", "ghp_", "ß", "İ", "\u0301", "\U0001f600", "\ud800",
+        "-", " ", "\n",
     ]
 )  # fmt: skip
 
