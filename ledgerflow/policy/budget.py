@@ -32,7 +32,7 @@ PATTERN_PER_CHAR = 5
 PATTERN_UNBOUNDED_PER_CHAR_SQUARED = 3
 """A pattern only Python's backtracking engine can run, with no bound on its match
 length, is charged as quadratic: ``\\d+ dollars`` costs about 3 ns × length² on
-hostile text, so such a pattern runs on turns up to about 1,600 characters."""
+hostile text, so such a pattern runs on turns up to about 2,000 characters."""
 MATCH = 1_000
 """A keyword or pattern match handled in Python."""
 EMAIL_PER_CHAR = 5
