@@ -155,7 +155,7 @@ def _content_spans(
             subject = folded.folded
         hits = []
         for matcher in rule.matchers:
-            meter.charge(pattern_cost(matcher, len(subject)))
+            meter.charge(pattern_cost(matcher, subject))
             if want_spans:
                 found = matcher.spans(subject)
                 meter.charge(cost.MATCH * len(found))
@@ -187,15 +187,31 @@ def _content_spans(
     return spans
 
 
-def pattern_cost(matcher: PatternMatcher, length: int) -> int:
-    """Units charged before searching ``length`` characters with a rule pack pattern.
+def pattern_cost(matcher: PatternMatcher, subject: str) -> int:
+    """Units charged before searching ``subject`` with a rule pack pattern (patterns.py).
 
-    Linear for RE2 and bounded-width patterns; quadratic for the others, which only
-    Python's backtracking engine can run (see patterns.py).
+    RE2: linear. ``bounded``: Python tries at most ``width`` characters from each
+    position where a match can start (where its literal prefix occurs, or anywhere).
+    ``unbounded``: charged as quadratic.
     """
+    length = len(subject)
     if matcher.engine == "unbounded":
         return cost.PATTERN_UNBOUNDED_PER_CHAR_SQUARED * length * length
+    if matcher.engine == "bounded":
+        starts = length
+        if matcher.prefix:
+            # Non-overlapping occurrences; a prefix that can overlap itself ("aa") may
+            # start up to len(prefix) times per occurrence counted.
+            starts = subject.count(matcher.prefix) * (
+                len(matcher.prefix) if _self_overlapping(matcher.prefix) else 1
+            )
+        return cost.PATTERN_PER_CHAR * length + cost.PATTERN_BOUNDED_PER_WIDTH * matcher.width * starts
     return cost.PATTERN_PER_CHAR * length
+
+
+def _self_overlapping(text: str) -> bool:
+    """True if a proper prefix of ``text`` is also its suffix ("abab", "aa")."""
+    return any(text[:size] == text[-size:] for size in range(1, len(text)))
 
 
 def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:

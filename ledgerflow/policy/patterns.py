@@ -13,7 +13,8 @@ when the pack is loaded, from its parse tree:
   versions and case rules cannot make the two engines disagree.
 - ``bounded``: not translatable, but every match is at most ``MAX_BOUNDED_WIDTH``
   characters long (``\\bACME-\\d{3,6}\\b``): Python ``re`` tries a bounded amount of
-  text from each position, so a search is linear in the text.
+  text from each position, so a search is linear in the text (charged by the budget
+  as ``width`` per position where a match can start).
 - ``unbounded``: neither (an unbounded repeat together with ``\\b``, ``$``, a
   lookaround, a backreference …). Python ``re`` runs it, and the evaluation
   budget charges it as quadratic (``budget.PATTERN_UNBOUNDED_PER_CHAR_SQUARED``), so
@@ -72,6 +73,11 @@ class PatternMatcher:
     engine: Engine
     linear: Any | None
     """The RE2 program when ``engine == "re2"``."""
+    width: int = 0
+    """The longest match, for ``bounded`` patterns."""
+    prefix: str = ""
+    """For ``bounded`` patterns: the literal every match starts with (after anchors such as
+    ``\\b``); Python's ``re`` does real work only where it occurs."""
 
     def spans(self, subject: str) -> list[tuple[int, int]]:
         """Every non-overlapping match, left to right (as ``re.finditer``)."""
@@ -100,9 +106,28 @@ def compile_pattern(source: str, python: re.Pattern[str]) -> PatternMatcher:
         options.never_capture = True
         linear = re2.compile(translated, options)
     except (_Untranslatable, re2.error):
-        engine: Engine = "bounded" if high <= MAX_BOUNDED_WIDTH else "unbounded"
-        return PatternMatcher(source, python, engine, None)
+        if high > MAX_BOUNDED_WIDTH:
+            return PatternMatcher(source, python, "unbounded", None)
+        return PatternMatcher(source, python, "bounded", None, high, _literal_prefix(parsed, python.flags))
     return PatternMatcher(source, python, "re2", linear)
+
+
+_ANCHORS = (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING, sre.AT_BOUNDARY, sre.AT_NON_BOUNDARY)
+
+
+def _literal_prefix(parsed: Any, flags: int) -> str:
+    """The literal text every match starts with, after leading zero-width anchors."""
+    if flags & re.IGNORECASE:
+        return ""
+    items = list(parsed)
+    index = 0
+    while index < len(items) and items[index][0] is sre.AT and items[index][1] in _ANCHORS:
+        index += 1
+    prefix: list[str] = []
+    while index < len(items) and items[index][0] is sre.LITERAL:
+        prefix.append(chr(items[index][1]))
+        index += 1
+    return "".join(prefix)
 
 
 def _for_re2(subject: str) -> str:

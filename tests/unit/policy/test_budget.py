@@ -48,6 +48,7 @@ def pack_of(*rules: dict[str, Any]) -> RulePack:
 EVERY_DETECTOR = pack_of({"id": "pii", "when": {"pii": ALL_PII}, "action": "redact", "weight": 1})
 DEFAULT = load_rule_pack(json.loads((ROOT / "examples/rulepacks/default.json").read_text("utf-8")))
 BUILTIN = load_rule_pack(json.loads((ROOT / "ledgerflow/policy/builtin_default.json").read_text("utf-8")))
+ACME = load_rule_pack(json.loads((ROOT / "examples/rulepacks/acme.json").read_text("utf-8")))
 
 
 def turn(content: str) -> Turn:
@@ -144,7 +145,9 @@ ORDINARY = {
 
 
 @pytest.mark.parametrize("name", sorted(ORDINARY))
-@pytest.mark.parametrize("pack", [DEFAULT, BUILTIN, EVERY_DETECTOR], ids=["default", "builtin", "all-pii"])
+@pytest.mark.parametrize(
+    "pack", [DEFAULT, BUILTIN, ACME, EVERY_DETECTOR], ids=["default", "builtin", "acme", "all-pii"]
+)
 def test_ordinary_64k_turns_stay_well_under_the_budget(name: str, pack: RulePack) -> None:
     unit = ORDINARY[name]
     content = unit * (LIMIT // len(unit.encode("utf-8")))
@@ -180,6 +183,25 @@ def test_quadratic_python_pattern_is_charged_as_quadratic_not_run() -> None:
     assert is_budget(decision)
     short = evaluate(turn("it costs 12 dollars"), p, OFF)
     assert short.matched_rules == ("money",) and not is_budget(short)
+
+
+def test_wide_bounded_python_pattern_is_charged_for_its_width() -> None:
+    """Python tries up to 999 characters at each of 64K positions here: about 0.5 s."""
+    p = pack_of({"id": "wide", "when": {"patterns": [r"[a-z]{1,999}\b"]}, "action": "review", "weight": 1})
+    matcher = p.rules[0].matchers[0]
+    assert (matcher.engine, matcher.width, matcher.prefix) == ("bounded", 999, "")
+    assert is_budget(evaluate(turn("a" * LIMIT), p, OFF))
+    assert evaluate(turn("see abc here"), p, OFF).matched_rules == ("wide",)
+
+
+def test_bounded_pattern_with_a_literal_start_is_charged_where_it_occurs() -> None:
+    p = pack_of({"id": "ids", "when": {"patterns": [r"\bACME-\d{3,6}\b"]}, "action": "redact", "weight": 1})
+    assert p.rules[0].matchers[0].prefix == "ACME-"
+    quiet, quiet_units = metered("nothing to see here " * 3000, p)
+    busy, busy_units = metered("ACME-1234 " * 6000, p)
+    assert not is_budget(quiet) and not is_budget(busy)
+    assert busy_units > quiet_units
+    assert busy.redactions[0] == (0, 9)
 
 
 def test_the_same_pattern_without_boundary_runs_in_re2_over_64k() -> None:
