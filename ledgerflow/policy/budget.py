@@ -29,6 +29,10 @@ FOLD_PER_CHAR = 4
 FOLD_PER_EXPANSION = 1_300
 KEYWORDS_PER_CHAR = 10
 PATTERN_PER_CHAR = 5
+RE2_MATCH = 4_500
+"""A match found by RE2 for a ``redact`` rule (the Python wrapper's work per match)."""
+RE2_SEARCH_PER_CHAR = 2
+"""Each further RE2 search for a ``redact`` rule, per character it may read."""
 PATTERN_BOUNDED_PER_WIDTH = 9
 """A ``bounded`` pattern (Python's engine, matches at most ``width`` long), per position
 where a match can start and per character of width: ``[a-z]{1,999}\\b`` on 64 KiB of

@@ -157,9 +157,7 @@ def _content_spans(
         for matcher in rule.matchers:
             meter.charge(pattern_cost(matcher, subject))
             if want_spans:
-                found = matcher.spans(subject)
-                meter.charge(cost.MATCH * len(found))
-                hits.extend(found)
+                hits.extend(matcher.spans(subject, meter))
             elif matcher.search(subject):
                 hits.append((0, 0))
                 break
@@ -205,6 +203,7 @@ def pattern_cost(matcher: PatternMatcher, subject: str) -> int:
             starts = subject.count(matcher.prefix) * (
                 len(matcher.prefix) if _self_overlapping(matcher.prefix) else 1
             )
+        assert matcher.width is not None
         return cost.PATTERN_PER_CHAR * length + cost.PATTERN_BOUNDED_PER_WIDTH * matcher.width * starts
     return cost.PATTERN_PER_CHAR * length
 

@@ -37,6 +37,9 @@ from typing import Any, Literal
 
 import re2
 
+from ledgerflow.policy import budget as cost
+from ledgerflow.policy.budget import WorkMeter, unmetered
+
 Engine = Literal["re2", "bounded", "unbounded"]
 
 MAX_BOUNDED_WIDTH = 1000
@@ -73,17 +76,42 @@ class PatternMatcher:
     engine: Engine
     linear: Any | None
     """The RE2 program when ``engine == "re2"``."""
-    width: int = 0
-    """The longest match, for ``bounded`` patterns."""
+    width: int | None = None
+    """The longest match, when it is at most ``MAX_BOUNDED_WIDTH``; None when unbounded."""
+    lookahead: int | None = None
+    """For ``re2``: how far past a match a search may read to rule out a preferred
+    alternative; None when that is not bounded (``x+y|x``)."""
     prefix: str = ""
     """For ``bounded`` patterns: the literal every match starts with (after anchors such as
     ``\\b``); Python's ``re`` does real work only where it occurs."""
 
-    def spans(self, subject: str) -> list[tuple[int, int]]:
-        """Every non-overlapping match, left to right (as ``re.finditer``)."""
+    def spans(self, subject: str, meter: WorkMeter | None = None) -> list[tuple[int, int]]:
+        """Every non-overlapping match, left to right (as ``re.finditer``).
+
+        Each match is charged to ``meter``. RE2 finds the matches one search at a time,
+        and a search may read past its match while a preferred alternative is still
+        possible (``x+y|x`` on a run of x reads to the end of the run every time): for a
+        pattern without a width bound each further search is charged for the rest of
+        the text, otherwise for the pattern's width.
+        """
+        meter = meter if meter is not None else unmetered()
+        found: list[tuple[int, int]] = []
         if self.linear is None:
-            return [match.span() for match in self.python.finditer(subject)]
-        return [match.span() for match in self.linear.finditer(_for_re2(subject))]
+            for match in self.python.finditer(subject):
+                meter.charge(cost.MATCH)
+                found.append(match.span())
+            return found
+        text = _for_re2(subject)
+        matches = self.linear.finditer(text)
+        while True:
+            if found:
+                reach = len(text) - found[-1][1] if self.lookahead is None else self.lookahead
+                meter.charge(cost.RE2_SEARCH_PER_CHAR * reach)
+            linear_match = next(matches, None)
+            if linear_match is None:
+                return found
+            meter.charge(cost.RE2_MATCH)
+            found.append(linear_match.span())
 
     def search(self, subject: str) -> bool:
         """True if the pattern matches somewhere in ``subject`` (as ``re.search``)."""
@@ -108,8 +136,43 @@ def compile_pattern(source: str, python: re.Pattern[str]) -> PatternMatcher:
     except (_Untranslatable, re2.error):
         if high > MAX_BOUNDED_WIDTH:
             return PatternMatcher(source, python, "unbounded", None)
-        return PatternMatcher(source, python, "bounded", None, high, _literal_prefix(parsed, python.flags))
-    return PatternMatcher(source, python, "re2", linear)
+        prefix = _literal_prefix(parsed, python.flags)
+        return PatternMatcher(source, python, "bounded", None, width=high, prefix=prefix)
+    width = high if high <= MAX_BOUNDED_WIDTH else None
+    return PatternMatcher(source, python, "re2", linear, width=width, lookahead=_lookahead(parsed, width))
+
+
+def _lookahead(parsed: Any, width: int | None) -> int | None:
+    """A bound on how far past its match an RE2 search may read, or None.
+
+    A search stops once no thread it prefers to the match found can still match. A
+    thread outlives the match only inside an alternative or a repeated group that
+    was left for a shorter way: with every alternative and every repeated body of
+    bounded width, it dies within that width.
+    """
+    if width is not None:
+        return width
+    widest = 1
+    pending = [parsed]
+    while pending:
+        for op, av in pending.pop():
+            if op is sre.BRANCH:
+                for branch in av[1]:
+                    high = branch.getwidth()[1]
+                    if high > MAX_BOUNDED_WIDTH:
+                        return None
+                    widest = max(widest, high)
+                    pending.append(branch)
+            elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+                body = av[2]
+                high = body.getwidth()[1]
+                if high > MAX_BOUNDED_WIDTH:
+                    return None
+                widest = max(widest, high)
+                pending.append(body)
+            elif op is sre.SUBPATTERN:
+                pending.append(av[3])
+    return widest
 
 
 _ANCHORS = (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING, sre.AT_BOUNDARY, sre.AT_NON_BOUNDARY)

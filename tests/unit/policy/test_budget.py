@@ -204,6 +204,19 @@ def test_bounded_pattern_with_a_literal_start_is_charged_where_it_occurs() -> No
     assert busy.redactions[0] == (0, 9)
 
 
+def test_re2_searches_that_read_past_their_match_are_charged_for_it() -> None:
+    """``x+y|x`` on a run of x: each RE2 search reads to the end of the run (seconds in all)."""
+    p = pack_of({"id": "x", "when": {"patterns": [r"x+y|x"]}, "action": "redact", "weight": 1})
+    matcher = p.rules[0].matchers[0]
+    assert (matcher.engine, matcher.lookahead) == ("re2", None)
+    assert is_budget(evaluate(turn("x" * LIMIT), p, OFF))
+    assert evaluate(turn("xxy x"), p, OFF).redactions == ((0, 5),)
+    ids = pack_of({"id": "ids", "when": {"patterns": [r"ACME-\d+"]}, "action": "redact", "weight": 1})
+    assert ids.rules[0].matchers[0].lookahead == 1
+    decision, _ = metered(("ACME-12 in a sentence of text " * 2000)[:LIMIT], ids)
+    assert not is_budget(decision) and len(decision.redactions) == 2000
+
+
 def test_the_same_pattern_without_boundary_runs_in_re2_over_64k() -> None:
     p = pack_of({"id": "money", "when": {"patterns": [r"\d+ dollars"]}, "action": "redact", "weight": 1})
     assert p.rules[0].matchers[0].engine == "re2"
