@@ -14,8 +14,14 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Mapping
+from bisect import bisect_left
+from collections.abc import Mapping
+from functools import lru_cache
 from types import MappingProxyType
+from typing import Protocol
+
+from ledgerflow.policy import budget as cost
+from ledgerflow.policy.budget import WorkMeter, unmetered
 
 Span = tuple[int, int]
 
@@ -36,6 +42,8 @@ _EMAIL_DOMAIN = re.compile(
 # The local part, matched backwards (on the reversed text before the "@").
 _EMAIL_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9._%+-]{1,65}", re.ASCII)
 _EMAIL_LOCAL_MAX = 64
+# The characters a domain can span (what the domain regex may scan after an "@").
+_EMAIL_DOMAIN_REACH = re.compile(r"[A-Za-z0-9.-]*", re.ASCII)
 
 # -- phone -------------------------------------------------------------------
 # International: a leading '+', a country code and groups of digits separated
@@ -104,7 +112,11 @@ _IBAN_PREFIXES: Mapping[int, re.Pattern[str]] = MappingProxyType(
 
 # -- secrets -------------------------------------------------------------------
 # (literals that must occur, pattern): a pattern runs only when one of its
-# literals is in the text, so clean text costs a few substring tests.
+# literals is in the text, so clean text costs a few substring tests. Every
+# pattern has a bounded width except the JWT one, whose unbounded runs stop at
+# the first character outside [A-Za-z0-9_-] (so the runs tried from different
+# starts do not overlap): each is linear in the text. PEM keys are found by
+# ``_find_pem`` below, not by a regex.
 _SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
     (literals, re.compile(source, re.ASCII))
     for literals, source in (
@@ -121,14 +133,6 @@ _SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
         # Generic "sk-" API keys (OpenAI-style, incl. sk-proj-...) and Stripe keys.
         (("sk-",), r"s(?<![A-Za-z0-9_-]s)k-[A-Za-z0-9_-]{20,250}"),
         (("k_live_", "k_test_"), r"[sr](?<![A-Za-z0-9_][sr])k_(?:live|test)_[A-Za-z0-9]{16,250}"),
-        # PEM private keys: the header, and the whole block when it is complete.
-        (
-            ("-----BEGIN",),
-            (
-                r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----"
-                r"(?:[A-Za-z0-9+/=:,\-\s]*?-----END \1PRIVATE KEY-----)?"
-            ),
-        ),
         # JWT-looking strings: base64url JSON header and payload, optional signature.
         (
             ("eyJ",),
@@ -162,11 +166,40 @@ def iban_valid(iban: str) -> bool:
     return int(rearranged.translate(_IBAN_LETTERS)) % 97 == 1
 
 
-def find_emails(text: str) -> tuple[Span, ...]:
+# PEM private keys: "-----BEGIN <LABEL>PRIVATE KEY-----", where <LABEL> is zero or
+# more words of [A-Z0-9] each followed by one space ("RSA ", "ENCRYPTED "), and the
+# whole block when "-----END <LABEL>PRIVATE KEY-----" (the same label) follows after
+# a body of base64, header and whitespace characters. This is the regex
+#   -----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----(?:[A-Za-z0-9+/=:,\-\s]*?-----END \1PRIVATE KEY-----)?
+# evaluated without backtracking: the regex let every header scan the rest of the
+# text for its END line (the body characters include every character of a header),
+# so a turn of repeated headers cost quadratic time. Here each END line is parsed
+# once, and each header finds its END with a binary search.
+_PEM_BEGIN = "-----BEGIN "
+_PEM_END = "-----END "
+_PEM_PRIVATE = "PRIVATE "
+_PEM_TAIL = "PRIVATE KEY-----"
+# Label words: each ends at its only space, so matching them never backtracks.
+_PEM_WORDS = re.compile(r"(?:[A-Z0-9]+ )*", re.ASCII)
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/=:,\-\s]*", re.ASCII)
+
+
+class Detector(Protocol):
+    """A detector: text (and an optional work meter) → sorted spans."""
+
+    def __call__(self, text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]: ...
+
+
+def find_emails(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of email addresses (ASCII, dotted domain, alphabetic TLD)."""
+    meter = meter if meter is not None else unmetered()
+    meter.charge(cost.EMAIL_PER_CHAR * len(text))
     found: list[Span] = []
     at = text.find("@")
     while at != -1:
+        # The domain regex backtracks label by label: charge the run it may cover.
+        reach = _EMAIL_DOMAIN_REACH.match(text, at + 1).end()  # type: ignore[union-attr]
+        meter.charge(cost.EMAIL_PER_AT + cost.EMAIL_DOMAIN_PER_CHAR * (reach - at))
         domain = _EMAIL_DOMAIN.match(text, at)
         if domain is not None:
             before = text[max(0, at - _EMAIL_LOCAL_MAX - 1) : at][::-1]
@@ -182,27 +215,52 @@ def find_emails(text: str) -> tuple[Span, ...]:
     return tuple(found)
 
 
-def find_phones(text: str) -> tuple[Span, ...]:
+def find_phones(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of international (+CC …) and North American phone numbers."""
+    meter = meter if meter is not None else unmetered()
     found: list[Span] = []
     if "+" in text:
+        meter.charge(len(text) + cost.PHONE_PER_PLUS * text.count("+"))
         for match in _PHONE_INTL.finditer(text):
+            meter.charge(cost.PHONE_CANDIDATE)
             digits = sum(map(str.isdigit, match.group()))
             if _PHONE_MIN_DIGITS <= digits <= _PHONE_MAX_DIGITS:
                 found.append(match.span())
     international = tuple(found)
+    meter.charge(cost.PHONE_PER_DIGIT * _digits_and_parentheses(text, meter))
     for match in _PHONE_NANP.finditer(text):
+        meter.charge(cost.PHONE_CANDIDATE)
         core, end = match.span()
         trunk = _NANP_TRUNK.search(text, max(0, core - 2), core)
         starts = (trunk.start(), core) if trunk is not None else (core,)
         start = next((s for s in starts if _phone_may_start(text, s)), None)
         if start is None:
             continue
-        if not any(s < end and start < e for s, e in international):
+        if not _overlaps_any(start, end, international):
             found.append((start, end))
     if international and len(found) > len(international):
         found.sort()
     return tuple(found)
+
+
+def _digits_and_parentheses(text: str, meter: WorkMeter) -> int:
+    """How many ASCII digits and "(" the text has: where the digit scans can start."""
+    meter.charge(cost.DIGIT_SCAN_PER_CHAR * len(text))
+    return _count_starts(text)
+
+
+@lru_cache(maxsize=4)
+def _count_starts(text: str) -> int:
+    return len(text) - len(text.translate(_NOT_STARTS))
+
+
+_NOT_STARTS = str.maketrans("", "", "0123456789(")
+
+
+def _overlaps_any(start: int, end: int, spans: tuple[Span, ...]) -> bool:
+    """True if [start, end) overlaps one of ``spans`` (sorted, non-overlapping)."""
+    index = bisect_left(spans, (end, end))
+    return index > 0 and spans[index - 1][1] > start
 
 
 def _phone_may_start(text: str, start: int) -> bool:
@@ -212,10 +270,13 @@ def _phone_may_start(text: str, start: int) -> bool:
     return not (before.isalnum() or before in _PHONE_BOUNDARY)
 
 
-def find_payment_cards(text: str) -> tuple[Span, ...]:
+def find_payment_cards(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of 13-19 digit card numbers (runs or printed groups) that pass Luhn."""
+    meter = meter if meter is not None else unmetered()
+    meter.charge(cost.CARD_PER_DIGIT * _digits_and_parentheses(text, meter))
     found: list[Span] = []
     for match in _CARD.finditer(text):
+        meter.charge(cost.CARD_CANDIDATE)
         span = _card_span(match.group(), match.start())
         if span is not None:
             found.append(span)
@@ -249,10 +310,13 @@ def _card_digits_valid(digits: str) -> bool:
     return 13 <= len(digits) <= 19 and digits.strip("0") != "" and luhn_valid(digits)
 
 
-def find_ibans(text: str) -> tuple[Span, ...]:
+def find_ibans(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of IBANs (compact or grouped by four) with a valid length and mod-97."""
+    meter = meter if meter is not None else unmetered()
+    meter.charge(cost.IBAN_PER_DIGIT * _digits_and_parentheses(text, meter))
     found: list[Span] = []
     for match in _IBAN.finditer(text):
+        meter.charge(cost.IBAN_CANDIDATE)
         start = match.start() - 2
         candidate = text[start : match.end()]
         expected = _IBAN_LENGTHS.get(candidate[:2].upper())
@@ -271,20 +335,96 @@ def find_ibans(text: str) -> tuple[Span, ...]:
     return tuple(found)
 
 
-def find_secrets(text: str) -> tuple[Span, ...]:
+def find_secrets(text: str, meter: WorkMeter | None = None) -> tuple[Span, ...]:
     """Spans of credential-shaped strings: AWS key ids, GitHub/Slack/sk- tokens, PEM keys, JWTs."""
+    meter = meter if meter is not None else unmetered()
+    meter.charge(cost.SECRET_PER_CHAR * len(text))
     found: list[Span] = []
     for literals, pattern in _SECRETS:
         for literal in literals:
             if literal in text:
-                found.extend(m.span() for m in pattern.finditer(text))
+                meter.charge(cost.SECRET_PER_CHAR * len(text))
+                for match in pattern.finditer(text):
+                    meter.charge(cost.SECRET_CANDIDATE)
+                    found.append(match.span())
                 break
+    if _PEM_BEGIN in text:
+        found.extend(_find_pem(text, meter))
     if len(found) > 1:
         found.sort()
     return tuple(found)
 
 
-DETECTORS: Mapping[str, Callable[[str], tuple[Span, ...]]] = MappingProxyType(
+def _find_pem(text: str, meter: WorkMeter) -> list[Span]:
+    """PEM private key headers, and whole blocks when their END line follows (see above).
+
+    Linear in the text (plus a binary search per header): label words and END
+    lines are each parsed once, and the body run after a header is scanned once
+    for all the headers inside it.
+    """
+    found: list[Span] = []
+    ends: dict[str, list[int]] | None = None
+    run_from, run_end = 0, 0
+    begin = text.find(_PEM_BEGIN)
+    while begin != -1:
+        meter.charge(cost.SECRET_CANDIDATE)
+        label_start = begin + len(_PEM_BEGIN)
+        label_end = _pem_label_end(text, label_start, meter)
+        if label_end is None:
+            begin = text.find(_PEM_BEGIN, begin + 1)
+            continue
+        header_end = label_end + len(_PEM_TAIL)
+        # Step 1. The body may extend to the first character outside the body class.
+        if not run_from <= header_end < run_end:
+            run_from = header_end
+            run_end = _PEM_BODY.match(text, header_end).end()  # type: ignore[union-attr]
+            meter.charge(cost.SECRET_PER_CHAR * (run_end - header_end))
+        # Step 2. The first END line with the same label that starts inside the body.
+        if ends is None:
+            ends = _pem_end_lines(text, meter)
+        label = text[label_start:label_end]
+        positions = ends.get(label, ())
+        index = bisect_left(positions, header_end)
+        end = header_end
+        if index < len(positions) and positions[index] < run_end:
+            end = positions[index] + len(_PEM_END) + len(label) + len(_PEM_TAIL)
+        found.append((begin, end))
+        begin = text.find(_PEM_BEGIN, end)
+    return found
+
+
+def _pem_label_end(text: str, start: int, meter: WorkMeter) -> int | None:
+    """Where "PRIVATE KEY-----" starts after the label words at ``start``, or None.
+
+    The label words are matched greedily; the only place "PRIVATE KEY-----" can
+    follow them is the last word, "PRIVATE ", followed by "KEY-----".
+    """
+    words_end = _PEM_WORDS.match(text, start).end()  # type: ignore[union-attr]
+    meter.charge(cost.SECRET_PER_CHAR * (words_end - start))
+    tail = words_end - len(_PEM_PRIVATE)
+    if tail < start or not text.startswith(_PEM_TAIL, tail):
+        return None
+    if tail > start and text[tail - 1] != " ":
+        return None
+    return tail
+
+
+def _pem_end_lines(text: str, meter: WorkMeter) -> dict[str, list[int]]:
+    """Label → ascending start positions of "-----END <label>PRIVATE KEY-----" lines."""
+    meter.charge(cost.SECRET_PER_CHAR * len(text))
+    ends: dict[str, list[int]] = {}
+    at = text.find(_PEM_END)
+    while at != -1:
+        meter.charge(cost.SECRET_CANDIDATE)
+        label_start = at + len(_PEM_END)
+        label_end = _pem_label_end(text, label_start, meter)
+        if label_end is not None:
+            ends.setdefault(text[label_start:label_end], []).append(at)
+        at = text.find(_PEM_END, at + 1)
+    return ends
+
+
+DETECTORS: Mapping[str, Detector] = MappingProxyType(
     {
         "email": find_emails,
         "phone": find_phones,

@@ -15,6 +15,11 @@ Steps for one turn:
    at least review. Thresholds only escalate.
 4. Redactions are the spans matched by the content conditions of matched
    ``redact`` rules, sorted and merged.
+
+Work is metered (``budget.py``): every scan and every candidate is charged in
+deterministic work units, and a turn whose evaluation passes ``EVALUATION_BUDGET``
+gets a ``review`` decision with reason ``evaluation_budget`` instead (no score, no
+redactions), whatever its rules would have said.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import math
 from collections.abc import Iterable
 
 from ledgerflow.errors import ValidationError
+from ledgerflow.policy import budget as cost
+from ledgerflow.policy.budget import BUDGET_REASON, EVALUATION_BUDGET, BudgetExceeded, WorkMeter
 from ledgerflow.policy.detectors import DETECTORS, Span
+from ledgerflow.policy.patterns import PatternMatcher
 from ledgerflow.policy.rulepack import Rule, RulePack
 from ledgerflow.policy.text import FoldedText, fold
 from ledgerflow.policy.types import SEVERITY, Action, Decision, TrainingState, Turn
@@ -32,16 +40,40 @@ SCORE_DECIMALS = 6
 DEFAULT_MASK = "\u2588"  # █
 
 
-def evaluate(turn: Turn, pack: RulePack, training: TrainingState) -> Decision:
-    """Decide one turn under ``pack`` and ``training``; see the module docstring."""
+def evaluate(
+    turn: Turn, pack: RulePack, training: TrainingState, *, meter: WorkMeter | None = None
+) -> Decision:
+    """Decide one turn under ``pack`` and ``training``; see the module docstring.
+
+    ``meter`` (a fresh ``WorkMeter()`` with ``EVALUATION_BUDGET`` when omitted) counts
+    the work; pass your own to read ``meter.used`` afterwards.
+    """
     if pack.tenant != "*" and pack.tenant != turn.tenant:
         raise ValidationError(
             f"rule pack for tenant {pack.tenant!r} cannot evaluate turn {turn.event_id!r} "
             f"of tenant {turn.tenant!r}; use that tenant's pack or the default ('*') pack"
         )
+    meter = meter if meter is not None else WorkMeter(EVALUATION_BUDGET)
+    try:
+        return _evaluate(turn, pack, training, meter)
+    except BudgetExceeded:
+        return Decision(
+            outcome=Action.REVIEW,
+            score=0.0,
+            matched_rules=(BUDGET_REASON,),
+            rule_pack_version=pack.version,
+            constitution_hash=pack.constitution_hash,
+            training_version=training.version,
+            training_enabled=training.enabled,
+            redactions=(),
+            reason=BUDGET_REASON,
+        )
+
+
+def _evaluate(turn: Turn, pack: RulePack, training: TrainingState, meter: WorkMeter) -> Decision:
     content = turn.content
     length = len(content)
-    folded = fold(content) if pack.needs_folding else None
+    folded = fold(content, meter) if pack.needs_folding else None
     detected: dict[str, tuple[Span, ...]] = {}
     matched: list[Rule] = []
     spans: list[Span] = []
@@ -58,7 +90,7 @@ def evaluate(turn: Turn, pack: RulePack, training: TrainingState) -> Decision:
             continue
         if rule.max_length is not None and length > rule.max_length:
             continue
-        found = _content_spans(rule, content, folded, detected)
+        found = _content_spans(rule, content, folded, detected, meter)
         if found is None:
             continue
         matched.append(rule)
@@ -98,6 +130,7 @@ def _content_spans(
     content: str,
     folded: FoldedText | None,
     detected: dict[str, tuple[Span, ...]],
+    meter: WorkMeter,
 ) -> list[Span] | None:
     """Spans matched by the rule's content conditions, or None if one of them fails.
 
@@ -109,11 +142,11 @@ def _content_spans(
     if rule.keywords is not None:
         assert folded is not None
         if want_spans:
-            hits = [folded.to_original(s, e) for s, e in rule.keywords.spans(folded.folded)]
+            hits = [folded.to_original(s, e) for s, e in rule.keywords.spans(folded.folded, meter)]
             if not hits:
                 return None
             spans.extend(hits)
-        elif not rule.keywords.search(folded.folded):
+        elif not rule.keywords.search(folded.folded, meter):
             return None
     if rule.patterns:
         subject = content
@@ -121,10 +154,11 @@ def _content_spans(
             assert folded is not None
             subject = folded.folded
         hits = []
-        for pattern in rule.patterns:
+        for matcher in rule.matchers:
+            meter.charge(pattern_cost(matcher, subject))
             if want_spans:
-                hits.extend(m.span() for m in pattern.finditer(subject))
-            elif pattern.search(subject) is not None:
+                hits.extend(matcher.spans(subject, meter))
+            elif matcher.search(subject):
                 hits.append((0, 0))
                 break
         if not hits:
@@ -139,7 +173,7 @@ def _content_spans(
         for name in rule.pii:
             hits_for = detected.get(name)
             if hits_for is None:
-                hits_for = DETECTORS[name](content)
+                hits_for = DETECTORS[name](content, meter)
                 detected[name] = hits_for
             if hits_for:
                 any_hit = True
@@ -149,6 +183,34 @@ def _content_spans(
         if not any_hit:
             return None
     return spans
+
+
+def pattern_cost(matcher: PatternMatcher, subject: str) -> int:
+    """Units charged before searching ``subject`` with a rule pack pattern (patterns.py).
+
+    RE2: linear. ``bounded``: Python tries at most ``width`` characters from each
+    position where a match can start (where its literal prefix occurs, or anywhere).
+    ``unbounded``: charged as quadratic.
+    """
+    length = len(subject)
+    if matcher.engine == "unbounded":
+        return cost.PATTERN_UNBOUNDED_PER_CHAR_SQUARED * length * length
+    if matcher.engine == "bounded":
+        starts = length
+        if matcher.prefix:
+            # Non-overlapping occurrences; a prefix that can overlap itself ("aa") may
+            # start up to len(prefix) times per occurrence counted.
+            starts = subject.count(matcher.prefix) * (
+                len(matcher.prefix) if _self_overlapping(matcher.prefix) else 1
+            )
+        assert matcher.width is not None
+        return cost.PATTERN_PER_CHAR * length + cost.PATTERN_BOUNDED_PER_WIDTH * matcher.width * starts
+    return cost.PATTERN_PER_CHAR * length
+
+
+def _self_overlapping(text: str) -> bool:
+    """True if a proper prefix of ``text`` is also its suffix ("abab", "aa")."""
+    return any(text[:size] == text[-size:] for size in range(1, len(text)))
 
 
 def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:

@@ -21,6 +21,7 @@ from typing import Any
 import rfc8785
 
 from ledgerflow.errors import ValidationError
+from ledgerflow.policy.patterns import PatternMatcher, compile_pattern
 from ledgerflow.policy.text import KeywordMatcher, compile_keywords
 from ledgerflow.policy.types import Action
 from ledgerflow.policy.validation import (
@@ -48,6 +49,8 @@ class Rule:
     pattern_casefold: bool
     pii: tuple[str, ...]
     description: str | None = None
+    matchers: tuple[PatternMatcher, ...] = ()
+    """``patterns`` with the engine that runs each (RE2 when it means the same; patterns.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,7 @@ def _compile_rule(doc: dict[str, Any], index: int) -> Rule:
         pattern_casefold=casefold,
         pii=tuple(when.get("pii", ())),
         description=raw.get("description"),
+        matchers=tuple(compile_pattern(pattern.pattern, pattern) for pattern in patterns),
     )
 
 

@@ -80,10 +80,12 @@ class Decision:
     training_version: int
     training_enabled: bool
     redactions: tuple[tuple[int, int], ...]
+    reason: str | None = None
+    """Why the rules were not (all) applied: ``"evaluation_budget"``; None normally."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (lists instead of tuples, outcome as its string)."""
-        return {
+        """JSON-ready form (lists instead of tuples, outcome as its string); ``reason`` only when set."""
+        result: dict[str, Any] = {
             "outcome": self.outcome.value,
             "score": self.score,
             "matched_rules": list(self.matched_rules),
@@ -93,3 +95,6 @@ class Decision:
             "training_enabled": self.training_enabled,
             "redactions": [[start, end] for start, end in self.redactions],
         }
+        if self.reason is not None:
+            result["reason"] = self.reason
+        return result
