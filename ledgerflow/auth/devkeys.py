@@ -174,7 +174,7 @@ def _read_metadata(state_dir: Path) -> dict[str, Any]:
             f"dev key metadata {path} is unreadable ({problem}); delete {_keys_dir(state_dir)} "
             f"and {state_dir / JWKS_FILENAME} to start with fresh dev keys"
         )
-    return meta  # type: ignore[no-any-return]
+    return meta  # type: ignore[no-any-return,possibly-undefined]
 
 
 def _write_metadata(state_dir: Path, meta: dict[str, Any]) -> None:

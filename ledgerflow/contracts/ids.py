@@ -24,7 +24,7 @@ MAX_ID_LENGTH = 128
 ID_CHARACTERS = "ASCII letters, digits and . _ - : @ (starting with a letter or digit)"
 """The grammar in words, for error messages and docs."""
 
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,%d}" % (MAX_ID_LENGTH - 1))
+_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_ID_LENGTH - 1}}}")
 
 
 def is_id(value: object) -> bool:
