@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import httpx
 import orjson
@@ -19,6 +20,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.limits import MAX_BODY_BYTES
 from ledgerflow.logs import read_all
+from ledgerflow.testing import free_port, start, wait_http_ready
 
 
 def token(stack: Settings, sub: str, tenant: str = "acme", roles: str = "producer,subscriber") -> str:
@@ -53,7 +55,6 @@ def turn(conv: str, content: str = "hi", turn_id: str = "t1", **payload: object)
         "payload": {"turn_id": turn_id, "role": "user", "content": content, "model": "m", "tokens": None}
         | payload,
     }
-
 
 
 # --- issue 11 case 6: ingest is idempotent by event_id ----------------------------------
@@ -202,3 +203,40 @@ def test_a_made_up_consistency_token_is_refused_at_once(settings: Settings, edge
             f"{edge}/v1/conversations/c1", params={"consistency_token": made_up}, headers=headers, timeout=10
         )
         assert "consistency_token" in assert_problem(resp, 422)["detail"], made_up
+
+
+def test_per_tenant_rate_limits_answer_429_with_retry_after(settings: Settings, log_dir: Path) -> None:
+    http = f"127.0.0.1:{free_port()}"
+    env = {
+        "LEDGERFLOW_RATE_PER_TENANT": "0.01",
+        "LEDGERFLOW_RATE_BURST": "6",
+        "LEDGERFLOW_EVALUATE_RATE_PER_TENANT": "0.01",
+        "LEDGERFLOW_EVALUATE_BURST": "2",
+    }
+    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir, extra_env=env)
+    edge = f"http://{http}"
+    try:
+        wait_http_ready(proc, edge)
+        acme = bearer(settings)
+        evaluations = [
+            httpx.post(f"{edge}/v1/evaluate", json={"content": "x"}, headers=acme, timeout=10)
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in evaluations] == [200, 200, 429]
+        assert assert_problem(evaluations[2], 429)["limit"] == "evaluate"
+        assert int(evaluations[2].headers["retry-after"]) >= 1
+        answers = [
+            httpx.post(f"{edge}/v1/events", json=turn("c1"), headers=acme, timeout=10) for _ in range(4)
+        ]
+        assert [r.status_code for r in answers] == [202, 202, 202, 429]  # 3 evaluations + 3 events = burst
+        assert assert_problem(answers[3], 429)["limit"] == "rate"
+        other = httpx.post(
+            f"{edge}/v1/events", json=turn("c1"), headers=bearer(settings, tenant="globex"), timeout=10
+        )
+        assert other.status_code == 202, other.text  # one tenant's limit is not another's
+        metrics = httpx.get(f"{edge}/metrics", timeout=10).text
+        assert 'ledgerflow_edge_limited_total{limit="rate"} 1.0' in metrics
+        assert 'ledgerflow_edge_limited_total{limit="evaluate"} 1.0' in metrics
+        assert len(events_on_log(settings)) == 4
+    finally:
+        proc.stop()
