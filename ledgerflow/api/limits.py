@@ -65,8 +65,8 @@ class LimitExceeded(DomainError):
 class EdgeLimits:
     """The configurable limits (see the module doc for the environment variables)."""
 
-    rate_per_tenant: float = 500.0
-    rate_burst: float = 1000.0
+    rate_per_tenant: float = 1000.0
+    rate_burst: float = 2000.0
     evaluate_rate_per_tenant: float = 20.0
     evaluate_burst: float = 40.0
     sse_per_tenant: int = 2000
