@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from ledgerflow.api.limits import MAX_HEADERS
+from ledgerflow.api.limits import MAX_HEADER_BYTES, MAX_HEADERS
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
@@ -176,9 +176,12 @@ def test_too_many_request_headers_are_431(settings: Settings, edge: str) -> None
     many = {f"x-filler-{i}": "v" for i in range(MAX_HEADERS + 5)}
     resp = httpx.post(f"{edge}/v1/events", json=turn("c1"), headers=bearer(settings) | many, timeout=10)
     assert assert_problem(resp, 431)["limit"] == "headers"
+    big = {"x-filler": "v" * MAX_HEADER_BYTES}
+    resp = httpx.post(f"{edge}/v1/events", json=turn("c1"), headers=bearer(settings) | big, timeout=10)
+    assert assert_problem(resp, 431)["limit"] == "headers"
     assert events_on_log(settings) == []
     metrics = httpx.get(f"{edge}/metrics", timeout=10).text
-    assert 'ledgerflow_edge_limited_total{limit="headers"} 1.0' in metrics
+    assert 'ledgerflow_edge_limited_total{limit="headers"} 2.0' in metrics
 
 
 def test_evaluate_needs_the_producer_or_admin_role(settings: Settings, edge: str) -> None:
