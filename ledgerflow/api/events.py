@@ -60,8 +60,8 @@ async def ingest(request: Request) -> JSONResponse:
     key, mine = None, None
     if client_event_id:
         key = idempotency.event_key(ctx.settings.topic_prefix, event.tenant, event.event_id)
-        request = obj | {"event_id": event.event_id}  # ids compare in their canonical (lowercase) form
-        mine = idempotency.Claim(idempotency.fingerprint(request), event.event_id, time.time())
+        asked = obj | {"event_id": event.event_id}  # ids compare in their canonical (lowercase) form
+        mine = idempotency.Claim(idempotency.fingerprint(asked), event.event_id, time.time())
         decision = await bounded(
             idempotency.claim(ctx.redis, key, mine, idempotency.EVENT_REUSED), "Redis event id claim"
         )
