@@ -8,7 +8,9 @@ import time
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -19,7 +21,9 @@ from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.api import conversations, events, forecast, health, openapi, policy, step, streams, training
 from ledgerflow.api.authentication import JwtBackend, on_error
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.faults import KAFKA_REQUEST_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S
 from ledgerflow.api.hub import Hub
+from ledgerflow.api.limits import EdgeLimits, HeaderLimits, TenantRateLimit
 from ledgerflow.api.problems import exception_handlers
 from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
@@ -50,6 +54,7 @@ def routes() -> list[Route]:
 
 
 def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
+    limits = EdgeLimits.from_env()
     verifier = TokenVerifier(
         JwksSource(settings.jwks_location), issuer=settings.issuer, audience=settings.audience
     )
@@ -57,13 +62,28 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         require_fast_codec()
+        # Bounded dependency calls (api/faults.py): a dead Redis or broker answers 503 in time.
         redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
+            settings.redis_url,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
         )
         await producer.start()
+        offsets = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS + 1000,
+        )
+        await offsets.start()
         hub = Hub(settings)
         await hub.start()
         reference = ReferenceData(settings)
@@ -77,6 +97,8 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             Keys.for_prefix(settings.topic_prefix),
             reference,
             heartbeat_s=heartbeat_s,
+            limits=limits,
+            offsets=offsets,
         )
         try:
             yield
@@ -84,6 +106,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             app.state.ctx.closing.set()
             await reference.stop()
             await hub.stop()
+            await offsets.stop()
             await producer.stop()
             await redis.aclose()
 
@@ -91,7 +114,9 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         routes=routes(),
         middleware=[
             Middleware(RequestMetrics),
+            Middleware(HeaderLimits),
             Middleware(AuthenticationMiddleware, backend=JwtBackend(verifier), on_error=on_error),
+            Middleware(TenantRateLimit),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,

@@ -1,4 +1,5 @@
-"""What the edge holds for its lifetime: one Kafka producer, one Redis pool, one SSE hub."""
+"""What the edge holds for its lifetime: one Kafka producer, one Redis pool, one SSE hub,
+and the in-memory state of the edge's limits (api/limits.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.api.hub import Hub
+from ledgerflow.api.limits import EdgeLimits, SseSlots, TokenBuckets
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.projections.generations import active_keys
@@ -28,6 +30,17 @@ class EdgeContext:
     heartbeat_s: float = 15.0
     reauth_before_s: float = 30.0
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    offsets: AIOKafkaConsumer | None = None
+    """A group-less consumer used only to ask for log end offsets (consistency tokens)."""
+    rate: TokenBuckets = field(init=False)
+    evaluate_rate: TokenBuckets = field(init=False)
+    sse_slots: SseSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate = TokenBuckets(self.limits.rate_per_tenant, self.limits.rate_burst)
+        self.evaluate_rate = TokenBuckets(self.limits.evaluate_rate_per_tenant, self.limits.evaluate_burst)
+        self.sse_slots = SseSlots(self.limits.sse_per_tenant)
 
     async def read_keys(self) -> Keys:
         """The read models' active generation, resolved per request (see projections/generations.py)."""

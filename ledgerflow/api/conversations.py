@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.consistency import check_token
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.contracts.ids import ID_CHARACTERS, MAX_ID_LENGTH, is_id
@@ -65,9 +66,8 @@ async def wait_applied(ctx: EdgeContext, keys: Keys, token: str) -> None:
     projection is still behind after the bound, answer 503 with Retry-After rather than
     a stale read.
     """
-    partition, _, offset = token.partition(":")
-    if not (partition.isdigit() and offset.isdigit()):
-        raise ValidationError(f"consistency_token {token!r} is not <partition>:<offset>")
+    position = await check_token(ctx, token)  # made-up tokens: 422 at once, no wait
+    partition, offset = position.partition, position.offset
     field = f"{ctx.settings.topic(CONVERSATION_EVENTS)}:{partition}"
     deadline = asyncio.get_running_loop().time() + CONSISTENCY_WAIT_S
     while True:

@@ -26,8 +26,10 @@ TITLES = {
     401: "Missing, malformed, expired or untrusted bearer token",
     403: "The token lacks a role, or names another tenant",
     404: "Not found (another tenant's data is indistinguishable from missing)",
-    409: "Refused by the domain (e.g. a training command rejected)",
+    409: "Refused by the domain (e.g. a training command rejected), or the same key still in flight",
+    413: "The body is over the edge's size limit (`limit`: `body`)",
     422: "The request is well-formed but invalid; `detail` names the field",
+    429: "Over a per-tenant limit (`limit`: rate, evaluate, sse); retry after `Retry-After`",
     503: "Kafka or Redis is unreachable, or the edge is shutting down; retry after `Retry-After`",
 }
 ROLES = ["producer", "subscriber", "admin", "auditor"]
@@ -62,7 +64,7 @@ def _problems(*codes: int) -> dict[str, Schema]:
             "description": TITLES[code],
             "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
         }
-        if code == 503:
+        if code in (429, 503):
             response["headers"] = {
                 "Retry-After": {"description": "seconds to wait before retrying", "schema": STR}
             }
@@ -77,7 +79,7 @@ def _query(name: str, schema: Schema, description: str, required: bool = False) 
 
 
 TENANT_PARAM = _query("tenant", STR, "Optional; must equal the token's tenant (else 403).")
-AUTHED = (401, 403, 503)
+AUTHED = (401, 403, 429, 503)
 
 
 def _body(schema: Schema, example: Any, description: str = "") -> Schema:
@@ -207,7 +209,10 @@ def _paths() -> dict[str, Schema]:
                 "description": "Acknowledged once Kafka has it. `tenant` defaults to the token's and must "
                 "equal it.",
                 "requestBody": _body(_ref("EventIn"), EXAMPLES["event"]),
-                "responses": {"202": _json(_ref("IngestAck"), "In the log"), **_problems(400, *AUTHED, 422)},
+                "responses": {
+                    "202": _json(_ref("IngestAck"), "In the log"),
+                    **_problems(400, 409, 413, *AUTHED, 422),
+                },
             }
         },
         "/v1/conversations/{conversation_id}": {
@@ -291,7 +296,7 @@ def _paths() -> dict[str, Schema]:
                         "No decision in time; it will appear in the read model",
                         {"Location": {"schema": STR}},
                     ),
-                    **_problems(400, *AUTHED, 422),
+                    **_problems(400, 409, 413, *AUTHED, 422),
                 },
             }
         },
@@ -319,7 +324,7 @@ def _paths() -> dict[str, Schema]:
                         ),
                         "The decision",
                     ),
-                    **_problems(400, *AUTHED, 422),
+                    **_problems(400, 413, *AUTHED, 422),
                 },
             }
         },
@@ -342,7 +347,7 @@ def _paths() -> dict[str, Schema]:
                         ),
                         "Published",
                     ),
-                    **_problems(400, *AUTHED, 422),
+                    **_problems(400, 413, *AUTHED, 422),
                 },
             }
         },
@@ -424,7 +429,7 @@ def _training(summary: str, *, enable: bool) -> Schema:
                 "Accepted",
             ),
             "202": _json(_ref("Pending"), "No outcome in time", {"Location": {"schema": STR}}),
-            **_problems(400, *AUTHED, 409, 422),
+            **_problems(400, 413, *AUTHED, 409, 422),
         },
     }
 
@@ -492,6 +497,7 @@ def _schemas() -> dict[str, Schema]:
             partition=INT,
             offset=INT,
             consistency_token=STR,
+            duplicate={"type": "boolean"},
         ),
         "Conversation": _obj(
             ["turns", "turn_count"],

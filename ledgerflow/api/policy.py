@@ -5,28 +5,45 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import principal_of, requires_role
+from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import read_json
+from ledgerflow.auth.roles import ADMIN, PRODUCER
+from ledgerflow.contracts.events import MAX_CONTENT_BYTES
+from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.policy import Turn, evaluate
 from ledgerflow.rulepacks import publish_pack
 
 ROLES = ("user", "assistant", "tool")
+EVALUATE_ROLES = (PRODUCER, ADMIN)
+"""Who may ask for a dry run: those who write turns or rule packs (evaluation costs CPU
+on the edge; subscribers and auditors read decisions, they do not need to make them)."""
 
 
 async def evaluate_dry_run(request: Request) -> JSONResponse:
-    """The decision a turn would get now — the same pure function, nothing written."""
-    principal = principal_of(request)
+    """The decision a turn would get now — the same pure function, nothing written.
+
+    Needs the producer or admin role; rate-limited per tenant (``EdgeLimits.evaluate_*``,
+    429 + Retry-After) on top of the edge's request rate limit.
+    """
+    principal = requires_any_role(request, *EVALUATE_ROLES)
     ctx: EdgeContext = request.app.state.ctx
+    take_or_refuse(ctx.evaluate_rate, principal.tenant, "evaluate", "/v1/evaluate rate")
     body = await read_json(request)
     content = body.get("content")
     if not isinstance(content, str):
         raise ValidationError("content: a string is required")
+    if (
+        len(content) * 4 > MAX_CONTENT_BYTES
+        and len(content.encode("utf-8", "surrogatepass")) > MAX_CONTENT_BYTES
+    ):
+        raise ValidationError(f"content: over the {MAX_CONTENT_BYTES}-byte limit of a turn")
     role = body.get("role", "user")
     if role not in ROLES:
         raise ValidationError(f"role: must be one of {list(ROLES)}, got {role!r}")
-    conversation_id = str(body.get("conversation_id") or "dry-run")
+    conversation_id = check_id("conversation_id", body.get("conversation_id") or "dry-run")
     await ctx.reference.sync()
     pack = ctx.reference.pack_for(principal.tenant)
     training = ctx.reference.training_for(principal.tenant)

@@ -5,9 +5,12 @@
 | ``starlette.HTTPException``         | its own| its headers (e.g. ``Allow`` on 405)     |
 | ``BadRequest`` (malformed body)     | 400    |                                         |
 | ``ValidationError``                 | 422    |                                         |
+| ``LimitExceeded`` (api/limits.py)   | 413/429/431 | ``Retry-After`` on 429             |
+| ``InFlight`` (api/idempotency.py)   | 409    | ``Retry-After: 1``                      |
 | ``AuthError``                       | 401/403| ``WWW-Authenticate: Bearer ...``        |
 | other ``DomainError``               | 409    |                                         |
 | ``InfrastructureError``             | 503    | ``Retry-After: 5``; detail not leaked   |
+| Redis/Kafka errors, ``TimeoutError``| 503    | the same: a dependency fault's one face |
 | anything else                       | 500    | logged with an ``error_id``; no details |
 """
 
@@ -20,10 +23,14 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+import redis.exceptions
+from aiokafka.errors import KafkaError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from ledgerflow.api.idempotency import InFlight
+from ledgerflow.api.limits import LimitExceeded, check_content_length
 from ledgerflow.auth.exceptions import MissingCredentials
 from ledgerflow.errors import (
     AuthError,
@@ -31,12 +38,22 @@ from ledgerflow.errors import (
     InfrastructureError,
     ValidationError,
 )
+from ledgerflow.limits import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
 REALM = "ledgerflow"
+DEPENDENCY_FAULTS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    KafkaError,
+    TimeoutError,  # asyncio.timeout / wait_for around a dependency call
+    ConnectionError,
+)
+"""Errors that mean "a dependency is down or slow": always 503 + Retry-After, never 500."""
 _NO_BODY = frozenset({204, 205, 304})
 _RESERVED = frozenset({"type"})
 # RFC 9110 reason phrases where Python 3.11's http.HTTPStatus still has the RFC 7231 ones.
@@ -102,14 +119,19 @@ def problem_for(exc: BaseException) -> Response:
             exc.detail,
             headers={"WWW-Authenticate": www_authenticate(exc)},
         )
+    if isinstance(exc, LimitExceeded):
+        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+        return problem(exc.status, status_title(exc.status), str(exc), headers=retry, limit=exc.limit)
+    if isinstance(exc, InFlight):
+        return problem(409, status_title(409), str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, BadRequest):
         return problem(400, status_title(400), str(exc))
     if isinstance(exc, ValidationError):
         return problem(422, status_title(422), str(exc))
     if isinstance(exc, DomainError):
         return problem(409, status_title(409), str(exc))
-    if isinstance(exc, InfrastructureError):
-        log.warning("answering 503: %s", exc)
+    if isinstance(exc, (InfrastructureError, *DEPENDENCY_FAULTS)):
+        log.warning("answering 503: %r", exc)
         return problem(
             503,
             status_title(503),
@@ -159,11 +181,23 @@ def exception_handlers() -> dict[Any, Any]:
         ValidationError: handle_exception,
         DomainError: handle_exception,
         InfrastructureError: handle_exception,
+        **{fault: handle_exception for fault in DEPENDENCY_FAULTS},
         Exception: handle_exception,
     }
 
 
-MAX_BODY_BYTES = 256 * 1024
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit``: from
+    ``Content-Length`` before reading anything, else while streaming (never read whole)."""
+    check_content_length(request.headers, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise LimitExceeded("body", 413, f"body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -172,9 +206,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
         raise BadRequest(f"expected Content-Type application/json, got {content_type!r}")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+    body = await read_body(request)
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -1,87 +1,120 @@
 """``POST /v1/conversation/step``: publish a user turn and wait (bounded) for its decision.
 
-1. With an ``Idempotency-Key``, claim it in Redis (SET NX): a retry reuses the first
-   request's event id and publishes nothing new.
-2. Subscribe to the conversation on the hub *before* publishing, so the decision cannot
-   slip past, then publish the ``MessageSubmitted`` (first attempt only).
-3. Wait up to ``wait`` seconds (default 2) for the decision — from the hub, or from the
+1. Validate everything before any dependency is touched: ids in the id grammar
+   (contracts/ids.py; the conversation id ends up in ``Location``), ``content`` a string
+   within the size limit, ``model`` a string, ``wait`` in range, the Idempotency-Key.
+2. Touch Redis first: resolve the read-model keys, and with an ``Idempotency-Key`` claim
+   (tenant, token subject, key) with the request's fingerprint (api/idempotency.py): a
+   retry reuses the first request's event id and position and publishes nothing new; the
+   same key with a different request → 422. Redis down → 503 and nothing was published.
+3. Subscribe to the conversation on the hub *before* publishing, so the decision cannot
+   slip past, then publish the ``MessageSubmitted`` (bounded; a failure undoes the claim, 503).
+4. Wait up to ``wait`` seconds (default 2) for the decision — from the hub, or from the
    read model for a retry whose decision was made earlier. 200 with the decision, or
-   202 with where to find it.
+   202 with where to find it. Once published, a Redis fault no longer turns the answer
+   into an error (a client would retry and double the turn): it is a 202.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 import uuid
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ledgerflow.api import idempotency
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.edge_checks import check_edge_event, edge_producer, refuse_client_producer
 from ledgerflow.api.events import publish
+from ledgerflow.api.faults import bounded
 from ledgerflow.api.problems import read_json
-from ledgerflow.contracts.events import new_event
+from ledgerflow.contracts.events import MAX_ID_CHARS, Event, new_event
+from ledgerflow.contracts.ids import check_id
 from ledgerflow.contracts.payloads import MessageSubmitted
-from ledgerflow.errors import ValidationError
+from ledgerflow.errors import InfrastructureError, ValidationError
+from ledgerflow.projections.keys import Keys
 from ledgerflow.topics import CONVERSATION_EVENTS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WAIT_S = 2.0
 MAX_WAIT_S = 30.0
-IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
 
 
 async def step(request: Request) -> JSONResponse:
     principal = requires_role(request, "producer")
     ctx: EdgeContext = request.app.state.ctx
+    # Step 1.
     body = await read_json(request)
-    conversation_id, content = body.get("conversation_id"), body.get("content")
-    if not isinstance(conversation_id, str) or not conversation_id.strip():
-        raise ValidationError("conversation_id: a non-empty string is required")
+    refuse_client_producer(body)
+    conversation_id = check_id("conversation_id", body.get("conversation_id"))
+    content = body.get("content")
     if not isinstance(content, str):
         raise ValidationError("content: a string is required")
-    model = body.get("model") or "unspecified"
+    model = body.get("model")
+    if model is None:
+        model = "unspecified"
+    if not isinstance(model, str) or not model.strip() or len(model) > MAX_ID_CHARS:
+        raise ValidationError(f"model: a non-empty string of at most {MAX_ID_CHARS} characters is required")
     wait = wait_seconds(request)
+    raw_key = request.headers.get("idempotency-key")
+    if raw_key is not None:
+        idempotency.check_idempotency_key(raw_key)
     tenant = principal.tenant
-    event = new_event(
-        "MessageSubmitted",
-        tenant=tenant,
-        subject=conversation_id,
-        payload=MessageSubmitted(f"step-{uuid.uuid4().hex[:12]}", "user", content, str(model), None),
-        producer=f"edge:{principal.sub}",
-        occurred_at_micros=time.time_ns() // 1000,
+    event = check_edge_event(
+        new_event(
+            "MessageSubmitted",
+            tenant=tenant,
+            subject=conversation_id,
+            payload=MessageSubmitted(f"step-{uuid.uuid4().hex[:12]}", "user", content, model, None),
+            producer=edge_producer(principal.sub),
+            occurred_at_micros=time.time_ns() // 1000,
+        )
     )
-    # Step 1.
-    key = request.headers.get("idempotency-key")
-    idem = f"lf:{ctx.settings.topic_prefix}idem:{{{tenant}}}:{key[:200]}" if key else None
-    first, event_id, token = True, event.event_id, None
-    if idem is not None:
-        first = bool(await ctx.redis.set(idem, event.event_id, nx=True, ex=IDEMPOTENCY_TTL_S))
-        if not first:  # "<event id>" while the first request publishes, "<event id>|<token>" after
-            event_id, _, token = (await ctx.redis.get(idem) or b"").decode().partition("|")
-            token = token or None
+    location = f"/v1/conversations/{conversation_id}"  # ASCII, no CR/LF: an id
     # Step 2.
+    keys = await bounded(ctx.read_keys(), "Redis read-model keys")
+    idem, mine = None, None
+    publish_it, event_id, token = True, event.event_id, None
+    if raw_key is not None:
+        idem = idempotency.step_key(ctx.settings.topic_prefix, tenant, principal.sub, raw_key)
+        fingerprint = idempotency.fingerprint(
+            {"conversation_id": conversation_id, "content": content, "model": model}
+        )
+        mine = idempotency.Claim(fingerprint, event.event_id, time.time())
+        decision = await bounded(idempotency.claim(ctx.redis, idem, mine), "Redis idempotency claim")
+        publish_it, event_id, token = decision.publish, decision.event_id, decision.position
+        if event_id != event.event_id:  # a takeover publishes the earlier event id again
+            event = _with_event_id(event, event_id)
+    # Step 3.
     sub, _ = ctx.hub.subscribe(tenant, conversation_id, None)
     try:
-        if first:
+        if publish_it:
             try:
                 meta = await publish(ctx, CONVERSATION_EVENTS, event)
-            except Exception:
+            except InfrastructureError:
                 if idem is not None:
-                    await ctx.redis.delete(idem)
+                    await _forget(ctx, idem)
                 raise
             token = f"{meta.partition}:{meta.offset}"
-            if idem is not None:
-                await ctx.redis.set(idem, f"{event_id}|{token}", keepttl=True)
-        # Step 3. Subscribed before publishing, the first request cannot miss its decision on
+            if idem is not None and mine is not None:
+                await _record(ctx, idem, mine, event_id, token)
+        # Step 4. Subscribed before publishing, the first request cannot miss its decision on
         # the hub; a retry may have missed it there, so it also looks in the read model.
-        decision = await _await_decision(ctx, sub, tenant, conversation_id, event_id, wait, retry=not first)
+        decision_found = await _await_decision(
+            ctx, sub, keys, tenant, conversation_id, event_id, wait, retry=not publish_it
+        )
     finally:
         ctx.hub.unsubscribe(sub)
-    location = f"/v1/conversations/{conversation_id}"
-    if decision is None:
+    if decision_found is None:
         return JSONResponse(
             {
                 "event_id": event_id,
@@ -94,7 +127,27 @@ async def step(request: Request) -> JSONResponse:
             status_code=202,
             headers={"Location": location},
         )
-    return JSONResponse(_shape(decision, event_id, conversation_id, token))
+    return JSONResponse(_shape(decision_found, event_id, conversation_id, token))
+
+
+def _with_event_id(event: Event, event_id: str) -> Event:
+    return dataclasses.replace(event, event_id=event_id)
+
+
+async def _forget(ctx: EdgeContext, key: str) -> None:
+    try:
+        await bounded(idempotency.forget(ctx.redis, key), "Redis claim undo")
+    except InfrastructureError as exc:  # the claim goes stale (idempotency.STALE_S) and is taken over
+        log.warning("could not undo the claim %s: %s", key, exc)
+
+
+async def _record(ctx: EdgeContext, key: str, mine: idempotency.Claim, event_id: str, token: str) -> None:
+    try:
+        await bounded(
+            idempotency.record_position(ctx.redis, key, mine, event_id, token), "Redis claim position"
+        )
+    except InfrastructureError as exc:  # published: never an error now; the claim goes stale
+        log.warning("turn %s published; its idempotency record was not updated: %s", event_id, exc)
 
 
 def wait_seconds(request: Request, default: float = DEFAULT_WAIT_S) -> float:
@@ -112,12 +165,20 @@ def wait_seconds(request: Request, default: float = DEFAULT_WAIT_S) -> float:
 
 
 async def _await_decision(
-    ctx: EdgeContext, sub, tenant: str, conversation_id: str, event_id: str, wait: float, *, retry: bool
-) -> dict | None:
+    ctx: EdgeContext,
+    sub: Any,
+    keys: Keys,
+    tenant: str,
+    conversation_id: str,
+    event_id: str,
+    wait: float,
+    *,
+    retry: bool,
+) -> dict[str, Any] | None:
     deadline = asyncio.get_running_loop().time() + wait
-    decisions_key = (await ctx.read_keys()).conversation_decisions(tenant, conversation_id)
+    decisions_key = keys.conversation_decisions(tenant, conversation_id)
     while True:
-        if retry and (stored := await ctx.redis.hget(decisions_key, event_id)) is not None:
+        if retry and (stored := await _stored_decision(ctx, decisions_key, event_id)) is not None:
             return orjson.loads(stored)
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
@@ -135,6 +196,16 @@ async def _await_decision(
                 **record["payload"],
                 "redactions": [[r["start"], r["end"]] for r in record["payload"]["redactions"]],
             }
+
+
+async def _stored_decision(ctx: EdgeContext, key: str, event_id: str) -> bytes | str | None:
+    """The decision from the read model; None if absent or Redis fails (nothing to undo:
+    a retry published nothing, so it answers 202 pending rather than an error)."""
+    try:
+        stored: bytes | str | None = await bounded(ctx.redis.hget(key, event_id), "Redis decision read")
+    except InfrastructureError:
+        return None
+    return stored
 
 
 def _shape(decision: dict, event_id: str, conversation_id: str, token: str | None) -> dict:

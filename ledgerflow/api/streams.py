@@ -97,6 +97,7 @@ async def _open(
     if resume.seen is not None:
         resume = cursors.clamp_to_retention(resume, await hub.log_starts(keys))
     # Step 2.
+    ctx.sse_slots.acquire(tenant)  # 429 when the tenant already has its limit of open streams
     sub, gaps = hub.subscribe(tenant, conversation_id, resume.seen)
     SSE_SUBSCRIBERS.inc()
     closed = False
@@ -106,6 +107,7 @@ async def _open(
         if not closed:
             closed = True
             hub.unsubscribe(sub)
+            ctx.sse_slots.release(tenant)
             SSE_SUBSCRIBERS.dec()
 
     position = dict(resume.seen) if resume.seen is not None else hub.live_positions(keys)

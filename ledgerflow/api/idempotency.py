@@ -1,0 +1,182 @@
+"""Idempotent requests at the edge: one key space, one fingerprint, one claim protocol.
+
+Two kinds of retry are recognised, each in its own Redis key space:
+
+- ``POST /v1/conversation/step`` with an ``Idempotency-Key`` header: scoped to
+  (tenant, token subject, key), so two users of a tenant never share a key.
+- ``POST /v1/events`` with a client ``event_id``: scoped to (tenant, event id).
+
+Every Redis key is built by :func:`redis_key`, which cannot map two distinct tuples to one
+key: each component is written as itself when it is an id (``contracts/ids.py``: no
+``/``, no braces) and as ``~<sha256>`` otherwise (``~`` is not in the grammar either),
+components are joined with ``/``, and the client's ``Idempotency-Key`` is always hashed.
+The tenant sits in braces (a Redis Cluster hash tag, as for every per-tenant key).
+
+A claim stores a fingerprint of the request (SHA-256 of its canonical JSON) with the
+answer, so a reuse with a different request is refused (422, as in the IETF
+Idempotency-Key draft) instead of being silently answered with another request's result.
+Claims live for ``HORIZON_S`` (24 h): a retry after that is a new request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from ledgerflow.contracts.ids import is_id
+from ledgerflow.errors import DomainError, ValidationError
+
+__all__ = [
+    "HORIZON_S",
+    "MAX_KEY_CHARS",
+    "STALE_S",
+    "Claim",
+    "Decision",
+    "InFlight",
+    "check_idempotency_key",
+    "claim",
+    "event_key",
+    "fingerprint",
+    "forget",
+    "judge",
+    "record_position",
+    "redis_key",
+    "step_key",
+]
+
+HORIZON_S = 24 * 3600
+"""How long a claim is remembered: a retry within it is answered, not published again."""
+MAX_KEY_CHARS = 255
+"""Longest ``Idempotency-Key`` header value accepted (longer → 422)."""
+STALE_S = 30.0
+"""A claim still without a position after this long belongs to a request that failed or
+died after claiming (every publish is bounded by api/faults.py DEADLINE_S, far below)."""
+REUSED = "Idempotency-Key reused with a different request"
+EVENT_REUSED = "event_id reused with a different event"
+
+
+class InFlight(DomainError):
+    """The first request with this key is still being processed (409: retry shortly)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a key holds: the request's fingerprint, its event id, when it was claimed
+    (Unix seconds) and, once published, its position ``<partition>:<offset>`` (None while
+    the request that claimed it is publishing)."""
+
+    fingerprint: str
+    event_id: str
+    claimed_at: float
+    position: str | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"f": self.fingerprint, "e": self.event_id, "t": self.claimed_at, "p": self.position}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Claim:
+        obj = orjson.loads(raw)
+        return cls(obj["f"], obj["e"], float(obj["t"]), obj.get("p"))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a request after its claim: ``publish`` the event ``event_id``
+    (a first request, or a takeover of a stale claim: the same event id again), or answer
+    with the earlier ``position``."""
+
+    publish: bool
+    event_id: str
+    position: str | None
+
+
+def judge(earlier: Claim, mine: Claim, now: float, reused: str = REUSED) -> Decision:
+    """Pure: the decision for a request whose key already holds ``earlier``.
+
+    A different fingerprint → ValidationError (422). Published → answer with its
+    position. Still publishing → InFlight (409), unless the claim is older than
+    ``STALE_S``: the request that made it failed or died without recording its
+    position, so this one publishes the *same* event id again (a duplicate delivery at
+    worst, which the agents and the audit recognise by event id).
+    """
+    if earlier.fingerprint != mine.fingerprint:
+        raise ValidationError(reused)
+    if earlier.position is not None:
+        return Decision(False, earlier.event_id, earlier.position)
+    if now - earlier.claimed_at < STALE_S:
+        raise InFlight("the first request with this key is still being processed; retry shortly")
+    return Decision(True, earlier.event_id, None)
+
+
+def _component(value: str) -> str:
+    if is_id(value):
+        return value
+    return "~" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def redis_key(prefix: str, space: str, tenant: str, *parts: str) -> str:
+    """``lf:<prefix><space>:{<tenant>}/<part>/...``: injective in (tenant, *parts).
+
+    ``prefix`` and ``space`` are the deployment's constants (topic prefix, key space
+    name), never client input.
+    """
+    return f"lf:{prefix}{space}:{{{_component(tenant)}}}/" + "/".join(_component(p) for p in parts)
+
+
+def step_key(prefix: str, tenant: str, sub: str, key: str) -> str:
+    """The Redis key of a step's ``Idempotency-Key``: (tenant, token subject, SHA-256 of key)."""
+    return redis_key(
+        prefix, "idem", tenant, sub, hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    )
+
+
+def event_key(prefix: str, tenant: str, event_id: str) -> str:
+    """The Redis key of an ingested event id: (tenant, event id)."""
+    return redis_key(prefix, "ingest", tenant, event_id)
+
+
+def check_idempotency_key(value: str) -> str:
+    """The header value if usable; ValidationError (422) if empty or too long."""
+    if not value.strip():
+        raise ValidationError("Idempotency-Key: must not be empty")
+    if len(value) > MAX_KEY_CHARS:
+        raise ValidationError(f"Idempotency-Key: {len(value)} characters; at most {MAX_KEY_CHARS}")
+    return value
+
+
+def fingerprint(request: Any) -> str:
+    """SHA-256 of the canonical JSON (sorted keys) of what the request asks for."""
+    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def claim(redis: aioredis.Redis, key: str, mine: Claim, reused: str = REUSED) -> Decision:
+    """Step 1 of an idempotent request: claim ``key`` for ``mine`` (SET NX, ``HORIZON_S``),
+    or judge the earlier claim (see :func:`judge`). Redis errors propagate (→ 503)."""
+    for _ in range(2):  # a claim can expire between SET and GET: try once more
+        if await redis.set(key, mine.encode(), nx=True, ex=HORIZON_S):
+            return Decision(True, mine.event_id, None)
+        raw = await redis.get(key)
+        if raw is not None:
+            decision = judge(Claim.decode(raw), mine, time.time(), reused)
+            if decision.publish:  # a takeover: the claim is ours now, with the earlier event id
+                taken = Claim(mine.fingerprint, decision.event_id, time.time())
+                await redis.set(key, taken.encode(), keepttl=True)
+            return decision
+    raise InFlight("a request with this key is being processed; retry shortly")
+
+
+async def record_position(redis: aioredis.Redis, key: str, mine: Claim, event_id: str, position: str) -> None:
+    """Step 3: remember where the event landed (keeps the claim's expiry)."""
+    await redis.set(key, Claim(mine.fingerprint, event_id, mine.claimed_at, position).encode(), keepttl=True)
+
+
+async def forget(redis: aioredis.Redis, key: str) -> None:
+    """Undo a claim whose publish failed, so that a retry can publish."""
+    await redis.delete(key)

@@ -1,0 +1,234 @@
+"""Limits on the edge: header count and size, body size, per-tenant request rate,
+per-tenant ``/v1/evaluate`` rate and per-tenant concurrent SSE streams.
+
+Every refusal is a problem+json with a clear status (413, 431, 429 + ``Retry-After``) and
+is counted in ``ledgerflow_edge_limited_total{limit}``, whose label takes only the values
+of ``LIMIT_NAMES``. State is in memory, per edge process (N edges allow N times the rate).
+
+Configuration (environment of ``ledgerflow serve``; defaults in ``EdgeLimits``):
+``LEDGERFLOW_RATE_PER_TENANT`` / ``LEDGERFLOW_RATE_BURST`` (requests/s and bucket size),
+``LEDGERFLOW_EVALUATE_RATE_PER_TENANT`` / ``LEDGERFLOW_EVALUATE_BURST``,
+``LEDGERFLOW_SSE_PER_TENANT`` (open streams). ``0`` disables a rate limit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledgerflow.errors import DomainError, ValidationError
+from ledgerflow.limits import MAX_BODY_BYTES
+
+__all__ = [
+    "LIMITED",
+    "LIMIT_NAMES",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "EdgeLimits",
+    "HeaderLimits",
+    "LimitExceeded",
+    "SseSlots",
+    "TenantRateLimit",
+    "TokenBuckets",
+    "check_content_length",
+]
+
+MAX_HEADERS = 100
+"""Most request header fields accepted; more → 431."""
+MAX_HEADER_BYTES = 16 * 1024
+"""Most bytes of request header names and values together; more → 431."""
+LIMIT_NAMES = ("body", "headers", "rate", "evaluate", "sse")
+LIMITED = Counter("ledgerflow_edge_limited_total", "Requests refused by an edge limit", ["limit"])
+for _name in LIMIT_NAMES:
+    LIMITED.labels(_name)  # export every series from the start, at 0
+
+
+class LimitExceeded(DomainError):
+    """A request over an edge limit: ``status`` 413, 429 or 431, ``retry_after`` for 429."""
+
+    def __init__(self, limit: str, status: int, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        assert limit in LIMIT_NAMES, limit
+        self.limit = limit
+        self.status = status
+        self.retry_after = retry_after
+        LIMITED.labels(limit).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """The configurable limits (see the module doc for the environment variables)."""
+
+    rate_per_tenant: float = 1000.0
+    rate_burst: float = 2000.0
+    evaluate_rate_per_tenant: float = 20.0
+    evaluate_burst: float = 40.0
+    sse_per_tenant: int = 2000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeLimits:
+        env = os.environ if env is None else env
+        base = cls()
+        return cls(
+            rate_per_tenant=_number(env, "LEDGERFLOW_RATE_PER_TENANT", base.rate_per_tenant),
+            rate_burst=_number(env, "LEDGERFLOW_RATE_BURST", base.rate_burst),
+            evaluate_rate_per_tenant=_number(
+                env, "LEDGERFLOW_EVALUATE_RATE_PER_TENANT", base.evaluate_rate_per_tenant
+            ),
+            evaluate_burst=_number(env, "LEDGERFLOW_EVALUATE_BURST", base.evaluate_burst),
+            sse_per_tenant=int(_number(env, "LEDGERFLOW_SSE_PER_TENANT", base.sse_per_tenant)),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError(f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}") from None
+    if value < 0 or not math.isfinite(value):
+        raise ValidationError(f"{name}={raw!r} must be a finite number >= 0")
+    return value
+
+
+@dataclass
+class TokenBuckets:
+    """One token bucket per key (tenant): ``rate`` tokens/s up to ``burst``. Pure logic
+    with an injectable clock. A bucket that has refilled is forgotten, so memory is
+    bounded by the keys active within ``burst / rate`` seconds."""
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, at)
+
+    def take(self, key: str) -> float | None:
+        """Take one token for ``key``: None if granted, else the seconds until one is free."""
+        if self.rate <= 0:
+            return None
+        now = self.clock()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1:
+            self._buckets[key] = (tokens - 1, now)
+            if len(self._buckets) > 4096:
+                self._prune(now)
+            return None
+        self._buckets[key] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        full = [k for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate >= self.burst]
+        for key in full:
+            del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def take_or_refuse(buckets: TokenBuckets, tenant: str, limit: str, what: str) -> None:
+    """Raise LimitExceeded (429 with Retry-After) if ``tenant``'s bucket is empty."""
+    wait = buckets.take(tenant)
+    if wait is not None:
+        raise LimitExceeded(
+            limit,
+            429,
+            f"tenant {tenant!r} is over its {what} limit ({buckets.rate:g}/s); retry after the delay",
+            retry_after=max(1, math.ceil(wait)),
+        )
+
+
+@dataclass
+class SseSlots:
+    """Concurrent SSE streams per tenant: ``acquire`` before streaming, ``release`` after
+    (in a ``finally``). ``acquire`` raises LimitExceeded (429) when the tenant is full."""
+
+    per_tenant: int
+    _open: dict[str, int] = field(default_factory=dict)
+
+    def acquire(self, tenant: str) -> None:
+        count = self._open.get(tenant, 0)
+        if count >= self.per_tenant:
+            raise LimitExceeded(
+                "sse",
+                429,
+                f"tenant {tenant!r} has {count} open streams, the limit; close one or retry later",
+                retry_after=5,
+            )
+        self._open[tenant] = count + 1
+
+    def release(self, tenant: str) -> None:
+        count = self._open.get(tenant, 0) - 1
+        if count > 0:
+            self._open[tenant] = count
+        else:
+            self._open.pop(tenant, None)
+
+    def open(self, tenant: str) -> int:
+        return self._open.get(tenant, 0)
+
+
+def check_content_length(headers: Mapping[str, str], limit: int = MAX_BODY_BYTES) -> None:
+    """413 at once when the declared ``Content-Length`` is over ``limit``."""
+    raw = headers.get("content-length")
+    if raw is not None and raw.strip().isdigit() and int(raw) > limit:
+        raise LimitExceeded("body", 413, f"body of {int(raw)} bytes exceeds the {limit}-byte limit")
+
+
+def header_violation(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Why ``headers`` break the header limits, or None."""
+    if len(headers) > MAX_HEADERS:
+        return f"{len(headers)} header fields; at most {MAX_HEADERS}"
+    size = sum(len(name) + len(value) for name, value in headers)
+    if size > MAX_HEADER_BYTES:
+        return f"{size} bytes of header fields; at most {MAX_HEADER_BYTES}"
+    return None
+
+
+class HeaderLimits:
+    """ASGI middleware: 431 problem+json for too many or too large request headers
+    (before authentication, so an oversized token costs nothing to refuse)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            reason = header_violation(scope.get("headers", []))
+            if reason is not None:
+                from ledgerflow.api.problems import problem_for
+
+                response = problem_for(LimitExceeded("headers", 431, reason))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class TenantRateLimit:
+    """ASGI middleware after authentication: one token bucket per tenant per edge process
+    for every authenticated HTTP request; 429 + Retry-After when it is empty."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            principal = getattr(scope.get("user"), "principal", None)
+            ctx = getattr(scope["app"].state, "ctx", None) if "app" in scope else None
+            if principal is not None and ctx is not None:
+                try:
+                    take_or_refuse(ctx.rate, principal.tenant, "rate", "request rate")
+                except LimitExceeded as exc:
+                    from ledgerflow.api.problems import problem_for
+
+                    await problem_for(exc)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

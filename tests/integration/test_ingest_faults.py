@@ -1,0 +1,173 @@
+"""Dependency faults have one face (issue 11, cases 3 and 10): with Redis down or the broker
+restarting, the edge answers 503 problem+json with Retry-After within its deadline, never a
+500 or a hang, publishes nothing it cannot account for, and recovers by itself.
+
+Each test starts its OWN Redis or Kafka (free ports, tmp state dir) and stops it; the
+shared stack is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledgerflow.auth.devkeys import ensure_dev_keys
+from ledgerflow.auth.tokens import mint_token
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.logs import read_all
+from ledgerflow.stack import kafka as kafka_stack
+from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack.processes import stop
+from ledgerflow.testing import Process, free_port, start, wait_http_ready
+
+CLIENT_TIMEOUT_S = 20.0
+"""Far above the edge's documented deadline (api/faults.py): a request still open after
+it has hung, which is what the broker-restart case used to do."""
+
+
+def _headers(stack: Settings, **extra: str) -> dict[str, str]:
+    keys = ensure_dev_keys(stack.state_dir)
+    jwt = mint_token(
+        keys,
+        sub="alice",
+        tenant="acme",
+        roles="producer,subscriber",
+        issuer=stack.issuer,
+        audience=stack.audience,
+    )
+    return {"Authorization": f"Bearer {jwt}"} | extra
+
+
+def _assert_503(resp: httpx.Response) -> None:
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert int(resp.headers["retry-after"]) > 0
+
+
+def _subjects_on_log(settings: Settings) -> list[str]:
+    raws = asyncio.run(read_all(settings, settings.topic("conversation.events")))
+    return [codec.decode(r.value).subject for r in raws]
+
+
+def _turn(conv: str) -> dict:
+    return {
+        "type": "MessageSubmitted",
+        "subject": conv,
+        "event_id": str(uuid.uuid4()),
+        "payload": {"turn_id": "t1", "role": "user", "content": "hi", "model": "m", "tokens": None},
+    }
+
+
+def _step(edge: str, headers: dict[str, str], conv: str) -> httpx.Response:
+    return httpx.post(
+        f"{edge}/v1/conversation/step",
+        json={"conversation_id": conv, "content": "hello"},
+        headers=headers,
+        params={"wait": 0},
+        timeout=CLIENT_TIMEOUT_S,
+    )
+
+
+def _start_edge(settings: Settings, log_dir: Path) -> tuple[Process, str]:
+    http = f"127.0.0.1:{free_port()}"
+    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir)
+    base = f"http://{http}"
+    try:
+        wait_http_ready(proc, base)
+    except RuntimeError as exc:
+        proc.stop()
+        pytest.fail(str(exc), pytrace=False)
+    return proc, base
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[redis_stack.RedisNode]:
+    node = redis_stack.RedisNode(tmp_path, "127.0.0.1", free_port())
+    redis_stack.start(node)
+    yield node
+    stop(node.process)
+
+
+def test_redis_down_is_503_with_retry_after_and_nothing_is_published(
+    settings: Settings, private_redis: redis_stack.RedisNode, log_dir: Path
+) -> None:
+    ours = settings.with_overrides(redis_url=f"redis://127.0.0.1:{private_redis.port}/0")
+    proc, edge = _start_edge(ours, log_dir)
+    try:
+        stop(private_redis.process)
+        # Step 1: every write path answers 503 + Retry-After, and publishes nothing.
+        _assert_503(_step(edge, _headers(ours, **{"Idempotency-Key": "k-1"}), "with-key"))
+        _assert_503(_step(edge, _headers(ours), "without-key"))
+        _assert_503(httpx.post(f"{edge}/v1/events", json=_turn("by-id"), headers=_headers(ours), timeout=20))
+        _assert_503(httpx.get(f"{edge}/v1/conversations/c1", headers=_headers(ours), timeout=20))
+        assert _subjects_on_log(ours) == []
+        # Step 2: Redis comes back (empty): the edge recovers by itself, one turn per request.
+        redis_stack.start(private_redis)
+        headers = _headers(ours, **{"Idempotency-Key": "k-1"})
+        answers = [_step(edge, headers, "with-key") for _ in range(2)]
+        assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+        assert answers[0].json()["event_id"] == answers[1].json()["event_id"]
+        assert _subjects_on_log(ours) == ["with-key"]
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.log_tail(400)
+
+
+def _free_port_pair() -> int:
+    for _ in range(100):
+        port = free_port()
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[kafka_stack.KafkaNode]:
+    node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", _free_port_pair())
+    kafka_stack.start(node)
+    yield node
+    stop(node.process)
+
+
+def test_broker_restart_is_503_within_the_deadline_then_recovers(
+    settings: Settings, private_kafka: kafka_stack.KafkaNode, log_dir: Path
+) -> None:
+    ours = settings.with_overrides(kafka_bootstrap=f"127.0.0.1:{private_kafka.port}")
+    asyncio.run(ensure_topics(ours))
+    proc, edge = _start_edge(ours, log_dir)
+    try:
+        ok = httpx.post(f"{edge}/v1/events", json=_turn("before"), headers=_headers(ours), timeout=20)
+        assert ok.status_code == 202, ok.text
+        stop(private_kafka.process)
+        # Step 1: the broker is down: 503 + Retry-After, not a hang (the client gives up after 20 s).
+        _assert_503(httpx.post(f"{edge}/v1/events", json=_turn("during"), headers=_headers(ours), timeout=20))
+        _assert_503(_step(edge, _headers(ours, **{"Idempotency-Key": "k-2"}), "during-step"))
+        # Step 2: the broker is back: requests succeed again without restarting the edge.
+        kafka_stack.start(private_kafka)
+        deadline = time.monotonic() + 90
+        while True:
+            resp = httpx.post(f"{edge}/v1/events", json=_turn("after"), headers=_headers(ours), timeout=20)
+            if resp.status_code == 202 or time.monotonic() > deadline:
+                break
+            _assert_503(resp)
+            time.sleep(1)
+        assert resp.status_code == 202, resp.text
+        retry = _step(edge, _headers(ours, **{"Idempotency-Key": "k-2"}), "during-step")
+        assert retry.status_code == 202, retry.text
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.log_tail(400)

@@ -1,0 +1,141 @@
+"""Edge limits as pure logic (token buckets, SSE slots, header limits) and the streaming
+body limit through a pure Starlette app (no Kafka or Redis)."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from ledgerflow.api.consistency import Position, parse_token
+from ledgerflow.api.edge_checks import refuse_client_producer
+from ledgerflow.api.limits import (
+    LIMITED,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    EdgeLimits,
+    HeaderLimits,
+    LimitExceeded,
+    SseSlots,
+    TokenBuckets,
+    header_violation,
+)
+from ledgerflow.api.problems import exception_handlers, read_json
+from ledgerflow.errors import ValidationError
+from ledgerflow.limits import MAX_BODY_BYTES
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_grants_the_burst_then_refuses_with_the_wait_then_refills() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=2.0, burst=3.0, clock=clock)
+    assert [buckets.take("acme") for _ in range(3)] == [None, None, None]
+    assert buckets.take("acme") == pytest.approx(0.5)
+    assert buckets.take("globex") is None  # per tenant
+    clock.now += 0.5
+    assert buckets.take("acme") is None
+
+
+def test_token_buckets_forget_refilled_tenants() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=1000.0, burst=1.0, clock=clock)
+    for i in range(5000):
+        buckets.take(f"t{i}")
+        clock.now += 0.01
+    assert len(buckets) <= 4097
+
+
+def test_rate_zero_disables_the_limit() -> None:
+    assert all(TokenBuckets(rate=0, burst=0).take("a") is None for _ in range(10))
+
+
+def test_sse_slots_refuse_over_the_limit_and_free_on_release() -> None:
+    slots = SseSlots(2)
+    before = LIMITED.labels("sse")._value.get()
+    slots.acquire("acme")
+    slots.acquire("acme")
+    slots.acquire("globex")
+    with pytest.raises(LimitExceeded) as refused:
+        slots.acquire("acme")
+    assert (refused.value.status, refused.value.retry_after) == (429, 5)
+    assert LIMITED.labels("sse")._value.get() == before + 1
+    slots.release("acme")
+    slots.acquire("acme")
+    for _ in range(3):
+        slots.release("acme")
+    assert slots.open("acme") == 0
+
+
+def test_header_limits() -> None:
+    assert header_violation([(b"a", b"b")] * MAX_HEADERS) is None
+    assert "header fields" in str(header_violation([(b"a", b"b")] * (MAX_HEADERS + 1)))
+    assert "bytes" in str(header_violation([(b"x-big", b"v" * MAX_HEADER_BYTES)]))
+
+
+def test_limits_from_env_validate_values() -> None:
+    assert EdgeLimits.from_env({"LEDGERFLOW_RATE_PER_TENANT": "5"}).rate_per_tenant == 5
+    with pytest.raises(ValidationError, match="LEDGERFLOW_SSE_PER_TENANT"):
+        EdgeLimits.from_env({"LEDGERFLOW_SSE_PER_TENANT": "many"})
+    with pytest.raises(ValidationError):
+        EdgeLimits.from_env({"LEDGERFLOW_RATE_BURST": "-1"})
+
+
+async def _echo(request: Request) -> JSONResponse:
+    return JSONResponse({"keys": sorted(await read_json(request))})
+
+
+def _client() -> TestClient:
+    from starlette.middleware import Middleware
+
+    app = Starlette(
+        routes=[Route("/echo", _echo, methods=["POST"])],
+        middleware=[Middleware(HeaderLimits)],
+        exception_handlers=exception_handlers(),
+    )
+    return TestClient(app)
+
+
+def test_body_over_the_limit_is_413_whether_declared_or_streamed() -> None:
+    client = _client()
+    big = b'{"a":"' + b"x" * MAX_BODY_BYTES + b'"}'
+    declared = client.post("/echo", content=big, headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and declared.json()["limit"] == "body"
+    assert declared.headers["content-type"] == "application/problem+json"
+
+    def chunks():  # no Content-Length: chunked transfer
+        for i in range(0, len(big), 8192):
+            yield big[i : i + 8192]
+
+    streamed = client.post("/echo", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert client.post("/echo", json={"a": 1}).json() == {"keys": ["a"]}
+
+
+def test_too_many_headers_are_431() -> None:
+    headers = {f"x-h{i}": "v" for i in range(MAX_HEADERS + 1)}
+    resp = _client().post("/echo", json={}, headers=headers)
+    assert resp.status_code == 431 and resp.json()["limit"] == "headers"
+
+
+def test_consistency_token_shapes() -> None:
+    assert parse_token("3:41") == Position(3, 41)
+    for bad in ["x", "1", ":1", "1:", "-1:2", "1:2:3", "１:2", "1:" + "9" * 20, " 1:2"]:
+        with pytest.raises(ValidationError):
+            parse_token(bad)
+
+
+@pytest.mark.parametrize("producer", ["edge:alice", "ledgerflow-policy", "ledgerflow-training", None])
+def test_a_client_supplied_producer_is_refused(producer: object) -> None:
+    with pytest.raises(ValidationError, match="producer"):
+        refuse_client_producer({"producer": producer})
+    refuse_client_producer({"type": "x"})
