@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.api import conversations, events, forecast, health, openapi, policy, step, streams, training
@@ -136,7 +136,7 @@ class RequestMetrics:
         began = time.perf_counter()
         status = {"code": 500}
 
-        async def record_status(message: dict) -> None:
+        async def record_status(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)

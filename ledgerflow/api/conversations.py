@@ -13,7 +13,7 @@ from ledgerflow.api.consistency import check_token
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.contracts.ids import ID_CHARACTERS, MAX_ID_LENGTH, is_id
-from ledgerflow.errors import InfrastructureError, ValidationError
+from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.views import conversation_view
 from ledgerflow.topics import CONVERSATION_EVENTS

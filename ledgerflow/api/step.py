@@ -179,7 +179,8 @@ async def _await_decision(
     decisions_key = keys.conversation_decisions(tenant, conversation_id)
     while True:
         if retry and (stored := await _stored_decision(ctx, decisions_key, event_id)) is not None:
-            return orjson.loads(stored)
+            found: dict[str, Any] = orjson.loads(stored)
+            return found
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             return None
@@ -208,7 +209,7 @@ async def _stored_decision(ctx: EdgeContext, key: str, event_id: str) -> bytes |
     return stored
 
 
-def _shape(decision: dict, event_id: str, conversation_id: str, token: str | None) -> dict:
+def _shape(decision: dict[str, Any], event_id: str, conversation_id: str, token: str | None) -> dict:
     return {
         "event_id": event_id,
         "decision_event_id": decision.get("event_id"),
