@@ -209,7 +209,9 @@ async def _stored_decision(ctx: EdgeContext, key: str, event_id: str) -> bytes |
     return stored
 
 
-def _shape(decision: dict[str, Any], event_id: str, conversation_id: str, token: str | None) -> dict:
+def _shape(
+    decision: dict[str, Any], event_id: str, conversation_id: str, token: str | None
+) -> dict[str, Any]:
     return {
         "event_id": event_id,
         "decision_event_id": decision.get("event_id"),
