@@ -8,7 +8,7 @@ has its decision and the read models applied every record, then checks them two 
 - against a rebuild from the log (the audit's projection check: replay into a scratch space
   and diff entity by entity).
 
-``LEDGERFLOW_FAULT_ROUNDS`` (default 3) and ``LEDGERFLOW_FAULT_SEED`` make longer or
+``LEDGERFLOW_FAULT_ROUNDS`` (default 4) and ``LEDGERFLOW_FAULT_SEED`` make longer or
 different runs from the command line.
 """
 
@@ -39,7 +39,7 @@ from ledgerflow.stack.processes import stop as stop_process
 from ledgerflow.testing import Process, free_port, live_keys, pipeline_settled, start
 from ledgerflow.traffic import interleaved, publish
 
-ROUNDS = int(os.environ.get("LEDGERFLOW_FAULT_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("LEDGERFLOW_FAULT_ROUNDS", "4"))
 SEED = int(os.environ.get("LEDGERFLOW_FAULT_SEED", "20261130"))
 SETTLE_S = 180.0
 
@@ -170,13 +170,13 @@ def test_read_models_equal_a_rebuild_after_redis_is_lost_at_random_points(
     for round_no in range(ROUNDS):
         # Conversations of this round start before the faults and go on after them.
         events = list(
-            interleaved(rng, ["acme", "globex", "initech"], 20, time.time_ns() // 1000, run_id=f"r{round_no}")
+            interleaved(rng, ["acme", "globex", "initech"], 36, time.time_ns() // 1000, run_id=f"r{round_no}")
         )
-        loader = threading.Thread(target=_publish, args=(faulty, events, 150.0))
+        loader = threading.Thread(target=_publish, args=(faulty, events, 120.0))  # ~2 s of turns
         loader.start()
         faults = []
         for _ in range(rng.randint(1, 3)):
-            time.sleep(rng.uniform(0.0, 1.2))
+            time.sleep(rng.uniform(0.0, 0.8))
             faults.append(_fault(rng, private_redis))
         loader.join()
         published += events
