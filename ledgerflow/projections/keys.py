@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 DEFAULT_GENERATION = "v1"
 DEFAULT_NAMESPACE = f"lf:rm:{DEFAULT_GENERATION}:"
+FENCE_SUFFIX = ":applied"
 
 
 def active_pointer(topic_prefix: str) -> str:
@@ -77,7 +78,8 @@ class Keys:
         return self.tenant(tenant) + ":seen"
 
     def decision_chain(self, subject: str) -> str:
-        """The last projected decision of chain ``subject`` (chains are keyed by subject alone)."""
+        """The last projected decision of chain ``subject`` (chains are keyed by subject alone),
+        one field per copy; its fence (``+ FENCE_SUFFIX``) says which records moved it."""
         return f"{self.namespace}chain:{{{_id(subject)}}}"
 
     def sentinel(self) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledgerflow.contracts.chain import ZERO_HASH
+from ledgerflow.projections.keys import FENCE_SUFFIX
 from ledgerflow.projections.ops import ChainLink, FencedOps, RedisOp
 from ledgerflow.projections.writer import Refusal
 
@@ -56,6 +57,7 @@ class MemorySpace:
                 seen[group.once.member] = at
         if ok and group.link is not None:
             why = self._link(group.link)
+            self._hash(group.link.head_key + FENCE_SUFFIX)[cursor] = str(offset)
             if why is not None:
                 ok = False
                 self._hash(group.link.quarantine_key)[at] = why
@@ -67,7 +69,7 @@ class MemorySpace:
         fence[cursor] = str(offset)
 
     def _link(self, link: ChainLink) -> str | None:
-        head = self._hash(link.head_key).get(link.copy)
+        head = self.data.get(link.head_key, {}).get(link.copy)
         why: str | None = None
         if head is not None:
             seq, digest = head.split(" ")

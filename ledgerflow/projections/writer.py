@@ -27,6 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from ledgerflow.projections.keys import FENCE_SUFFIX
 from ledgerflow.projections.ops import FencedOps
 
 _APPLY = """
@@ -68,6 +69,7 @@ for _, rec in ipairs(cjson.decode(ARGV[1])) do
       else
         redis.call('HSET', KEYS[link[1]], link[2], link[3] .. ' ' .. link[5])
       end
+      redis.call('HSET', KEYS[link[7]], rec[1], rec[2])
     end
     if ok then
       for _, op in ipairs(rec[3]) do
@@ -219,7 +221,8 @@ def _encode_batch(batch: Sequence[FencedOps]) -> list[tuple[list[str], list[byte
         if fenced.link is not None:
             link = fenced.link
             head, quarantine = _slot(keys, index, link.head_key), _slot(keys, index, link.quarantine_key)
-            record.append([head, link.copy, str(link.sequence), link.prev_hash, link.hash, quarantine])
+            fence = _slot(keys, index, link.head_key + FENCE_SUFFIX)
+            record.append([head, link.copy, str(link.sequence), link.prev_hash, link.hash, quarantine, fence])
         records.append(record)
     return [(keys, [orjson.dumps(records)]) for keys, _, records in calls.values()]
 
