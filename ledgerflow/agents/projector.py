@@ -123,7 +123,7 @@ class Projector:
         stats = await restore(self._settings, redis, keys)
         if stats is not None:
             log.warning(
-                "projector: replayed %d records (%d applied, %d quarantined) in %.1f s; resuming",
+                "projector: replayed %d records (%d op groups applied, %d quarantined) in %.1f s; resuming",
                 stats.records,
                 stats.applied,
                 stats.quarantined,
