@@ -80,6 +80,9 @@ class Projector:
         self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
         self._writer: ProjectionWriter | None = None
         self._backoff = Backoff("projector")
+        # Per topic:partition, the highest checkpoint this process wrote to ``_keys``' space: the
+        # space's checkpoint only rises, so one found below it means Redis lost acknowledged writes.
+        self._written: dict[str, int] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -150,6 +153,7 @@ class Projector:
                     stats.records,
                 )
         self._keys = active  # only once caught up: a retry after a failure catches up again
+        self._written = {}
 
     async def watch(self) -> None:
         """Restore the space if it lost its data, even with no batch to trigger it."""
@@ -158,7 +162,26 @@ class Projector:
 
     async def _check_complete(self) -> None:
         assert self._keys is not None
-        if not await self.writer().redis.exists(self._keys.sentinel()):
+        if not self._written:
+            if not await self.writer().redis.exists(self._keys.sentinel()):
+                raise SpaceLost(self._keys.sentinel())
+            return
+        result = await self.writer().apply([], guard=self._keys.sentinel(), expect=self._expect())
+        self._check(result)
+
+    def _expect(self) -> tuple[str, dict[str, int]]:
+        assert self._keys is not None
+        return self._keys.checkpoint(NAME), dict(self._written)
+
+    def _check(self, result: WriteResult) -> None:
+        assert self._keys is not None
+        if result.rolled_back:
+            log.warning(
+                "projector: the checkpoint of %s is behind what this projector wrote: Redis lost "
+                "acknowledged writes (an older snapshot, a failover); restoring",
+                self._keys.namespace,
+            )
+        if result.lost:
             raise SpaceLost(self._keys.sentinel())
 
     @property
@@ -247,10 +270,14 @@ class Projector:
             assert self._keys is not None
             groups: list[FencedOps] = [g for event, at in decoded for g in project(event, at, self._keys)]
             result = await self.writer().apply(
-                groups, (self._keys.checkpoint(NAME), checkpoint), guard=self._keys.sentinel()
+                groups,
+                (self._keys.checkpoint(NAME), checkpoint),
+                guard=self._keys.sentinel(),
+                expect=self._expect(),
             )
-            if result.lost:
-                raise SpaceLost(self._keys.sentinel())
+            self._check(result)
+            for cursor, offset in checkpoint.items():
+                self._written[cursor] = max(self._written.get(cursor, -1), offset)
             return result
 
         result = await self._redis_step(apply)

@@ -83,16 +83,39 @@ end
 return {applied, deduped, unpack(refused)}
 """
 
+# KEYS: checkpoint, guard. ARGV: guarded?, then cursor offset pairs. Offsets only rise: a
+# late write of an older batch (a partition that moved to another worker) cannot lower them.
 _CHECKPOINT = """
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
   return -1
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+for i = 2, #ARGV, 2 do
+  if tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1') < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+# KEYS: checkpoint, guard. ARGV: cursor offset pairs this writer already wrote. A checkpoint
+# behind them means Redis lost writes it had acknowledged (a restart from an older snapshot,
+# a failover to a lagging replica) while the guard survived: drop the guard, so this batch
+# and every other guarded write is refused until the space is restored.
+_EXPECT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
+for i = 1, #ARGV, 2 do
+  if tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1') < tonumber(ARGV[i + 1]) then
+    redis.call('DEL', KEYS[2])
+    return -2
+  end
+end
 return 0
 """
 
 
-_SCRIPTS = (_APPLY, _CHECKPOINT)
+_SCRIPTS = (_APPLY, _CHECKPOINT, _EXPECT)
 
 
 class SpaceLost(Exception):
@@ -115,6 +138,7 @@ class WriteResult:
     skipped: int  # groups not applied: fenced (redelivered), deduplicated or refused
     round_trips: int
     lost: bool = False  # a guarded call found its guard gone (see ``SpaceLost``)
+    rolled_back: bool = False  # the checkpoint was behind ``expect``: Redis lost acknowledged writes
     deduped: int = 0
     refused: tuple[Refusal, ...] = ()
 
@@ -135,6 +159,7 @@ class ProjectionWriter:
         batch: Sequence[FencedOps],
         checkpoint: tuple[str, dict[str, int]] | None = None,
         guard: str | None = None,
+        expect: tuple[str, dict[str, int]] | None = None,
     ) -> WriteResult:
         """Apply ``batch``; also record ``checkpoint`` = (key, {topic:partition: offset}).
 
@@ -143,12 +168,20 @@ class ProjectionWriter:
         ``guard`` is a key that must exist for anything to be written: every Lua call checks
         it before its first write, atomically, so a Redis that lost its data (the guard with
         it) refuses the whole batch instead of taking a part of it (``WriteResult.lost``).
+        ``expect`` = (checkpoint key, {topic:partition: offset} this writer recorded before)
+        is checked first, in the same round trip, when there is a guard: see ``_EXPECT``.
         """
         if checkpoint is not None and not checkpoint[1]:
             checkpoint = None  # nothing to record
-        if not batch and checkpoint is None:
+        if expect is not None and (guard is None or not expect[1]):
+            expect = None  # nothing to check
+        if not batch and checkpoint is None and expect is None:
             return WriteResult(0, 0, 0)
-        calls = [
+        calls = []
+        if expect is not None and guard is not None:
+            pairs = [str(x) for kv in expect[1].items() for x in kv]
+            calls.append((_EXPECT, [expect[0], guard], pairs))
+        calls += [
             (_APPLY, [*keys, guard or keys[0]], [*argv, "1" if guard else "0"])
             for keys, argv in _encode_batch(batch)
         ]
@@ -166,11 +199,14 @@ class ProjectionWriter:
             await self._load()
             round_trips += 2  # the failed pipeline and the load
             results = await self._run(calls)
+        lost = rolled_back = False
+        if expect is not None:
+            rolled_back = results[0] == -2
+            lost = results[0] != 0
+            results = results[1:]
         if checkpoint is not None:
-            lost = results[-1] == -1
+            lost = lost or results[-1] == -1
             results = results[:-1]
-        else:
-            lost = False
         applied = deduped = 0
         refused: list[Refusal] = []
         for result in results:
@@ -180,7 +216,9 @@ class ProjectionWriter:
             applied += int(result[0])
             deduped += int(result[1])
             refused += [_refusal(r) for r in result[2:]]
-        return WriteResult(applied, len(batch) - applied, round_trips + 1, lost, deduped, tuple(refused))
+        return WriteResult(
+            applied, len(batch) - applied, round_trips + 1, lost, rolled_back, deduped, tuple(refused)
+        )
 
     async def _load(self) -> None:
         """Load every script in one round trip."""

@@ -224,6 +224,27 @@ def test_first_batch_after_a_flush_does_not_fence_out_the_replay(
     _assert_read_models_right(faulty, events, fault_worker)
 
 
+def test_a_restart_from_an_older_snapshot_is_detected_and_restored(
+    faulty: Settings, private_redis: PrivateRedis, fault_worker: Process
+) -> None:
+    """Redis comes back with data, but older than what it acknowledged (an RDB snapshot; a
+    failover to a lagging replica is alike): the sentinel survived, so only the checkpoint
+    being behind what the projector wrote tells. The same conversations go on throughout."""
+    events = list(interleaved(random.Random(9), ["acme"], 24, time.time_ns() // 1000, open_at_once=24))
+    third = len(events) // 3
+    _publish(faulty, events[:third])
+    _wait_settled(faulty, sum(_turns(events[:third]).values()), fault_worker)
+    with private_redis.client() as client:
+        client.save()  # the snapshot Redis will come back with
+    _publish(faulty, events[third : 2 * third])
+    _wait_settled(faulty, sum(_turns(events[: 2 * third]).values()), fault_worker)
+    private_redis.kill()
+    private_redis.start()  # loads the snapshot: a third of the turns and their fences are gone
+    _publish(faulty, events[2 * third :])
+    _assert_read_models_right(faulty, events, fault_worker)
+    assert "Redis lost acknowledged writes" in fault_worker.log.read_text(errors="replace")
+
+
 def test_projector_backs_off_while_redis_is_down_and_catches_up_after(
     faulty: Settings, private_redis: PrivateRedis, fault_worker: Process, metrics_port: int
 ) -> None:
