@@ -37,6 +37,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack.processes import port_in_use
 from ledgerflow.stack.processes import stop as stop_process
 from ledgerflow.testing import Process, free_port, live_keys, pipeline_settled, start
 from ledgerflow.traffic import interleaved, publish
@@ -63,7 +64,9 @@ class PrivateRedis:
         pid = self.node.process.pid()
         assert pid is not None, "the private Redis is not running"
         os.kill(pid, signal.SIGKILL)
-        while self.node.process.pid() is not None:
+        deadline = time.monotonic() + 30
+        while _running(pid) or port_in_use(self.node.host, self.node.port):
+            assert time.monotonic() < deadline, "the private Redis did not go away"
             time.sleep(0.02)
 
     def start(self) -> None:
@@ -72,6 +75,14 @@ class PrivateRedis:
     def flush(self) -> None:
         with self.client() as client:
             client.flushall()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 @pytest.fixture
