@@ -61,7 +61,7 @@ class PrivateRedis:
         return redis.Redis.from_url(self.url, socket_timeout=10)
 
     def kill(self) -> None:
-        pid = self.node.process.pid()
+        pid = _pid(self.node)
         assert pid is not None, "the private Redis is not running"
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
@@ -77,6 +77,16 @@ class PrivateRedis:
             client.flushall()
 
 
+def _pid(node: redis_stack.RedisNode) -> int | None:
+    """The private Redis's pid: the pid file's, if that process runs and our port answers (the
+    stack's own check can miss a redis-server that is rewriting its process title)."""
+    try:
+        pid = int(node.process.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _running(pid) and port_in_use(node.host, node.port) else None
+
+
 def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -90,6 +100,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     node = redis_stack.RedisNode(tmp_path / "state", "127.0.0.1", free_port())
     redis_stack.start(node)
     yield PrivateRedis(node)
+    pid = _pid(node)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)  # no persistence: nothing to lose by not stopping it gently
     stop_process(node.process)
 
 
