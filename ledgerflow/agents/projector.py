@@ -1,45 +1,53 @@
 """The projector agent: conversation events and decisions → Redis read models.
 
 For each batch taken from the stream:
-1. decode every record; undecodable ones become dead letters;
-2. ``project`` the good ones into fenced op groups (pure);
-3. send the dead letters, then apply the groups and the batch's checkpoint in one
-   pipelined round trip that also checks the sentinel key; if the sentinel is gone (a
-   new or flushed Redis), replay the logs into the space first (``rebuild.replay``);
+1. decode every record; undecodable ones become dead letters; a decision whose hash does
+   not match its content (or that has no chain fields) is quarantined: dead-lettered,
+   counted, never projected (``projections.verify``);
+2. send the dead letters;
+3. ``project`` the rest into fenced op groups (pure) and apply them and the batch's
+   checkpoint in one pipelined round trip. Every write is guarded by the space's sentinel,
+   checked atomically before it writes: if Redis lost its data (the sentinel with it) the
+   whole batch is refused, the logs are replayed into the space first
+   (``rebuild.restore``), and only then is the batch applied. A decision that does not
+   link to its chain's last projected decision is refused in the same atomic step and
+   dead-lettered after it;
 4. return: faust acks the batch, and commits its offsets on its next commit tick.
 A crash anywhere before 4 redelivers the batch; the fences skip what was applied.
+Every Redis step retries with capped exponential backoff while Redis is unreachable
+(``projections.backoff``); a timer checks the sentinel every ``CATCH_UP_S`` so a Redis
+that lost its data is restored even when no traffic arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import faust
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ledgerflow.agents.app import raw_topic, run_batches
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
-from ledgerflow.contracts.events import check_key
+from ledgerflow.contracts.events import Event, check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
+from ledgerflow.projections.backoff import Backoff
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.generations import active_keys
 from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.metrics import DEDUPED, QUARANTINED, RESTORES
 from ledgerflow.projections.ops import FencedOps, Position
-from ledgerflow.projections.rebuild import replay
-from ledgerflow.projections.writer import ProjectionWriter
+from ledgerflow.projections.rebuild import replay, restore
+from ledgerflow.projections.verify import integrity_problem, reason_of
+from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,9 @@ NAME = "read-models"
 BATCH = 500
 CATCH_UP_S = 2.0
 WITHIN_S = 0.05
+
+
+T = TypeVar("T")
 
 
 class Projector:
@@ -68,31 +79,14 @@ class Projector:
         self._sink = DeadLetterSink(app, NAME)
         self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
         self._writer: ProjectionWriter | None = None
+        self._backoff = Backoff("projector")
+        # Per topic:partition, the highest checkpoint this process wrote to ``_keys``' space: the
+        # space's checkpoint only rises, so one found below it means Redis lost acknowledged writes.
+        self._written: dict[str, int] = {}
 
     @property
     def topics(self) -> list[str]:
         return list(self._bases)
-
-    async def _rebuild(self) -> None:
-        """The space is incomplete (first start, or Redis lost its data): replay the logs.
-
-        Fences make the replay apply each missing record once; the sentinel is set only
-        when the replay finished, so a crash mid-way replays again on restart.
-        """
-        writer = self.writer()
-        redis = writer.redis
-        log.warning(
-            "projector: read models in %s are incomplete (new or flushed Redis); replaying the logs",
-            self._keys.namespace,
-        )
-        stats = await replay(self._settings, redis, self._keys)
-        await redis.set(self._keys.sentinel(), str(time.time()))
-        log.warning(
-            "projector: replayed %d records (%d applied) in %.1f s",
-            stats.records,
-            stats.applied,
-            stats.seconds,
-        )
 
     def writer(self) -> ProjectionWriter:
         if self._writer is None:  # created on the worker's event loop
@@ -101,6 +95,43 @@ class Projector:
             )
             self._writer = ProjectionWriter(redis)
         return self._writer
+
+    async def _redis_step(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step`` until it succeeds: back off while Redis is unreachable, restore the
+        space (then run ``step`` again) when a guarded write finds it lost."""
+
+        async def guarded() -> T:
+            while True:
+                if self._fixed_keys is None:
+                    await self._follow_generation()
+                try:
+                    return await step()
+                except SpaceLost:
+                    assert self._keys is not None
+                    await self._restore(self._keys)
+
+        return await self._backoff.run(guarded)
+
+    async def _restore(self, keys: Keys) -> None:
+        """The space is incomplete (first start, or Redis lost its data): replay the logs."""
+        redis = self.writer().redis
+        if await redis.exists(keys.sentinel()):
+            return
+        log.warning(
+            "projector: read models in %s are incomplete (new or flushed Redis); replaying the logs before "
+            "applying anything",
+            keys.namespace,
+        )
+        RESTORES.inc()
+        stats = await restore(self._settings, redis, keys)
+        if stats is not None:
+            log.warning(
+                "projector: replayed %d records (%d op groups applied, %d quarantined) in %.1f s; resuming",
+                stats.records,
+                stats.applied,
+                stats.quarantined,
+                stats.seconds,
+            )
 
     async def _follow_generation(self) -> None:
         """Write to the generation readers use; catch a new one up before the first write."""
@@ -111,13 +142,47 @@ class Projector:
         if self._keys is not None:
             covered = await redis.hgetall(active.checkpoint(NAME))
             start = {k.decode(): int(v) + 1 for k, v in covered.items()}
-            stats = await replay(self._settings, redis, active, start=start)
+            try:
+                stats = await replay(self._settings, redis, active, start=start, guard=active.sentinel())
+            except SpaceLost:  # no sentinel: a flushed Redis (the pointer fell back to the default)
+                await self._restore(active)
+            else:
+                log.warning(
+                    "projector: switched to generation %s (caught up %d records)",
+                    active.generation,
+                    stats.records,
+                )
+        self._keys = active  # only once caught up: a retry after a failure catches up again
+        self._written = {}
+
+    async def watch(self) -> None:
+        """Restore the space if it lost its data, even with no batch to trigger it."""
+        async with self._lock:
+            await self._redis_step(self._check_complete)
+
+    async def _check_complete(self) -> None:
+        assert self._keys is not None
+        if not self._written:
+            if not await self.writer().redis.exists(self._keys.sentinel()):
+                raise SpaceLost(self._keys.sentinel())
+            return
+        result = await self.writer().apply([], guard=self._keys.sentinel(), expect=self._expect())
+        self._check(result)
+
+    def _expect(self) -> tuple[str, dict[str, int]]:
+        assert self._keys is not None
+        return self._keys.checkpoint(NAME), dict(self._written)
+
+    def _check(self, result: WriteResult) -> None:
+        assert self._keys is not None
+        if result.rolled_back:
             log.warning(
-                "projector: switched to generation %s (caught up %d records)",
-                active.generation,
-                stats.records,
+                "projector: the checkpoint of %s is behind what this projector wrote: Redis lost "
+                "acknowledged writes (an older snapshot, a failover); restoring",
+                self._keys.namespace,
             )
-        self._keys = active
+        if result.lost:
+            raise SpaceLost(self._keys.sentinel())
 
     @property
     def checked(self) -> set[tuple[str, int]]:
@@ -127,30 +192,22 @@ class Projector:
         """After a rebalance, check each partition's first batch for a gap again."""
         self._checked.clear()
 
-    async def _close_gaps(self, messages: Sequence[Any]) -> None:
+    async def catch_up(self, committed: dict[tuple[str, int], int]) -> None:
+        """Close gaps of assigned partitions no batch has reached yet (no new traffic)."""
+        async with self._lock:
+            firsts = {k: committed.get(k, 0) for k in self.assigned - self._checked}
+            await self._redis_step(lambda: self._close_gaps_to(firsts))
+
+    async def _close_gaps_to(self, firsts: dict[tuple[str, int], int]) -> None:
         """Apply what lies between the checkpoint and the first offset faust delivers.
 
         The group's committed offset can be past records this projector never applied: a
         projector joining a group whose other agents already consumed these topics starts
         there. The checkpoint says what was applied; replay the difference (fences make it
-        exactly-once).
+        exactly-once). A partition counts as checked only once its gap is closed.
         """
-        firsts: dict[tuple[str, int], int] = {}
-        for msg in messages:
-            key = (msg.topic, msg.partition)
-            if key not in self._checked:
-                firsts[key] = min(firsts.get(key, msg.offset), msg.offset)
-        await self._close_gaps_to(firsts)
-
-    async def catch_up(self, committed: dict[tuple[str, int], int]) -> None:
-        """Close gaps of assigned partitions no batch has reached yet (no new traffic)."""
-        async with self._lock:
-            if self._fixed_keys is None:
-                await self._follow_generation()
-            await self._close_gaps_to({k: committed.get(k, 0) for k in self.assigned - self._checked})
-
-    async def _close_gaps_to(self, firsts: dict[tuple[str, int], int]) -> None:
         assert self._keys is not None
+        firsts = {k: v for k, v in firsts.items() if k not in self._checked}
         if not firsts:
             return
         applied = await self.writer().redis.hgetall(self._keys.checkpoint(NAME))
@@ -158,31 +215,38 @@ class Projector:
         start: dict[str, int] = {}
         until: dict[TopicPartition, int] = {}
         for (topic, partition), first in firsts.items():
-            self._checked.add((topic, partition))
             after = done.get(f"{topic}:{partition}", -1) + 1
             if after < first:
                 start[f"{topic}:{partition}"] = after
                 until[TopicPartition(topic, partition)] = first
         if until:
-            stats = await replay(self._settings, self.writer().redis, self._keys, until=until, start=start)
+            stats = await replay(
+                self._settings,
+                self.writer().redis,
+                self._keys,
+                until=until,
+                start=start,
+                guard=self._keys.sentinel(),
+            )
             log.warning("projector: applied %d records the consumer group had already passed", stats.applied)
+        self._checked.update(firsts)
 
     async def handle(self, messages: Sequence[Any]) -> None:
         async with self._lock:
             await self._handle(messages)
 
     async def _handle(self, messages: Sequence[Any]) -> None:
-        if self._fixed_keys is None:
-            await self._follow_generation()
-        assert self._keys is not None
-        await self._close_gaps(messages)
-        groups: list[FencedOps] = []
+        decoded: list[tuple[Event, Position]] = []
         letters = []
         checkpoint: dict[str, int] = {}
-        for msg in messages:  # Steps 1 and 2.
+        firsts: dict[tuple[str, int], int] = {}
+        by_position: dict[tuple[str, int, int], Any] = {}
+        for msg in messages:  # Step 1.
             base = self._bases[msg.topic]
             cursor = f"{msg.topic}:{msg.partition}"
             checkpoint[cursor] = max(checkpoint.get(cursor, -1), msg.offset)  # progress, poison included
+            part = (msg.topic, msg.partition)
+            firsts[part] = min(firsts.get(part, msg.offset), msg.offset)
             RECORDS_PROCESSED.labels(NAME, base).inc()
             try:
                 event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[base])
@@ -191,32 +255,45 @@ class Projector:
                 if base in self._owns_dlq:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, base))
                 continue
-            position = Position(msg.topic, msg.partition, msg.offset)
-            groups += project(event, position, self._keys)
-
-        await self._sink.send_all(letters)  # Step 3.
-        await self._apply(groups, checkpoint)
-
-    async def _apply(self, groups: list[FencedOps], checkpoint: dict[str, int]) -> None:
-        delay = 0.2
-        while True:
-            try:
-                result = await self.writer().apply(
-                    groups,
-                    (self._keys.checkpoint(NAME), checkpoint) if checkpoint else None,
-                    probe=self._keys.sentinel(),
-                )
-                if not result.probe_found:
-                    await self._rebuild()
-            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as exc:
-                log.warning("projector: Redis write failed (%r); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            problem = integrity_problem(event)
+            if problem is not None:
+                QUARANTINED.labels(reason_of(problem)).inc()
+                letters.append(dead_letter_of(msg, f"chain-{problem}", NAME, base))
                 continue
-            PROJECTION_OPS.labels(NAME, "applied").inc(result.applied)
-            PROJECTION_OPS.labels(NAME, "skipped").inc(result.skipped)
-            REDIS_ROUND_TRIPS.labels(NAME).inc(result.round_trips)
-            return
+            decoded.append((event, Position(msg.topic, msg.partition, msg.offset)))
+            by_position[(msg.topic, msg.partition, msg.offset)] = msg
+
+        await self._sink.send_all(letters)  # Step 2.
+
+        async def apply() -> WriteResult:  # Step 3.
+            await self._close_gaps_to(firsts)
+            assert self._keys is not None
+            groups: list[FencedOps] = [g for event, at in decoded for g in project(event, at, self._keys)]
+            result = await self.writer().apply(
+                groups,
+                (self._keys.checkpoint(NAME), checkpoint),
+                guard=self._keys.sentinel(),
+                expect=self._expect(),
+            )
+            self._check(result)
+            for cursor, offset in checkpoint.items():
+                self._written[cursor] = max(self._written.get(cursor, -1), offset)
+            return result
+
+        result = await self._redis_step(apply)
+        PROJECTION_OPS.labels(NAME, "applied").inc(result.applied)
+        PROJECTION_OPS.labels(NAME, "skipped").inc(result.skipped)
+        REDIS_ROUND_TRIPS.labels(NAME).inc(result.round_trips)
+        DEDUPED.inc(result.deduped)
+        refused = []
+        for refusal in {(r.cursor, r.offset): r for r in result.refused}.values():
+            QUARANTINED.labels(refusal.reason).inc()
+            topic, _, partition = refusal.cursor.rpartition(":")
+            msg = by_position.get((topic, int(partition), refusal.offset))
+            if msg is not None and refusal.reason != "duplicate":
+                why = f"chain-{refusal.reason}: the decision does not link to its chain's last projected one"
+                refused.append(dead_letter_of(msg, why, NAME, self._bases[msg.topic]))
+        await self._sink.send_all(refused)
 
 
 def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
@@ -233,12 +310,19 @@ def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Pr
 
     @app.timer(interval=CATCH_UP_S)
     async def catch_up() -> None:
+        await projector.watch()
         if not projector.assigned - projector.checked:
             return
         committed: dict[tuple[str, int], int] = {}
-        for topic in {t for t, _ in projector.assigned}:
-            offsets = await committed_offsets(settings, app.conf.id, topic)
-            committed.update({(topic, p): o for p, o in offsets.items()})
+        try:
+            for topic in {t for t, _ in projector.assigned}:
+                offsets = await committed_offsets(settings, app.conf.id, topic)
+                committed.update({(topic, p): o for p, o in offsets.items()})
+        except Exception as exc:  # Kafka unavailable: the next tick tries again
+            log.warning(
+                "projector: reading committed offsets failed (%r); next try in %.0f s", exc, CATCH_UP_S
+            )
+            return
         await projector.catch_up(committed)
 
     return projector

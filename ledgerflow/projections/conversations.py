@@ -2,6 +2,9 @@
 
 ``project(event, position, keys)`` returns the fenced Redis ops for the record: one group
 for the conversation's keys and one for the tenant's, each applied at most once.
+A conversation event is counted once per ``event_id`` and a decision once per input event
+(``Once``: a producer writing Kafka directly may deliver one event twice), and a decision
+is projected only if it links to its chain's last projected decision (``ChainLink``).
 Sources: ``conversation.events``, ``policy.decisions``, ``training.audit`` (training
 status per tenant) and ``usage.windows`` (token usage per tenant, model and window).
 """
@@ -25,7 +28,7 @@ from ledgerflow.contracts.payloads import (
     UsageWindow,
 )
 from ledgerflow.projections.keys import Keys
-from ledgerflow.projections.ops import FencedOps, Position, RedisOp
+from ledgerflow.projections.ops import ChainLink, FencedOps, Once, Position, RedisOp
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 RECENT_DENIALS = 50
@@ -34,13 +37,41 @@ SOURCES = (CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS)
 
 def project(event: Event, position: Position, keys: Keys) -> list[FencedOps]:
     conv_ops, tenant_ops = _ops(event.payload, event, keys)
+    conv_id = _conversation_id(event)
+    identity = identity_of(event)
     groups = []
     if conv_ops:
-        fence = keys.conversation_fence(event.tenant, _conversation_id(event))
-        groups.append(FencedOps(fence, position, tuple(conv_ops)))
+        fence = keys.conversation_fence(event.tenant, conv_id)
+        once = Once(keys.conversation_seen(event.tenant, conv_id), identity) if identity else None
+        link = _link(event, keys, "conversation")
+        groups.append(FencedOps(fence, position, tuple(conv_ops), once, link))
     if tenant_ops:
-        groups.append(FencedOps(keys.tenant_fence(event.tenant), position, tuple(tenant_ops)))
+        once = Once(keys.tenant_seen(event.tenant), identity) if identity else None
+        link = _link(event, keys, "tenant")
+        groups.append(FencedOps(keys.tenant_fence(event.tenant), position, tuple(tenant_ops), once, link))
     return groups
+
+
+def identity_of(event: Event) -> str | None:
+    """What makes two deliveries the same fact: a conversation event's ``event_id``, a
+    decision's input event (one decision per turn); None for records not deduplicated."""
+    if isinstance(event.payload, PolicyDecision):
+        return f"d:{event.payload.conversation_id}/{event.payload.input_event_id}"
+    if isinstance(event.payload, (ConversationStarted, MessageSubmitted, ConversationClosed)):
+        return f"e:{event.event_id}"
+    return None
+
+
+def _link(event: Event, keys: Keys, copy: str) -> ChainLink | None:
+    """The chain condition of a decision that carries chain fields (others are not chained)."""
+    if not isinstance(event.payload, PolicyDecision) or event.sequence is None:
+        return None
+    if event.prev_hash is None or event.hash is None:
+        return None
+    quarantine = keys.conversation_quarantine(event.tenant, event.payload.conversation_id)
+    return ChainLink(
+        keys.decision_chain(event.subject), copy, event.sequence, event.prev_hash, event.hash, quarantine
+    )
 
 
 def _conversation_id(event: Event) -> str:

@@ -2,11 +2,12 @@
 
 ``ledgerflow projections rebuild`` runs these steps:
 1. Pick a new generation and replay the logs into its key space (the live generation
-   keeps serving and the projector keeps writing it meanwhile).
-2. Check it: its checkpoint must cover every partition's end offset taken in step 1,
-   and its sentinel is set (complete).
-3. Switch: one SET of the active pointer. Readers resolve the pointer per request, so a
-   read sees either the old space or the new one — never a half-built one.
+   keeps serving and the projector keeps writing it meanwhile). Every write is guarded by
+   a replay token key, so a Redis flush mid-way stops the replay (nothing is switched).
+2. Check it: its checkpoint must cover every partition's end offset taken in step 1.
+3. Switch, in one atomic step that first checks the token still exists: set the new
+   space's sentinel (complete) and the active pointer. Readers resolve the pointer per
+   request, so a read sees either the old space or the new one — never a half-built one.
 4. The projector notices the new generation on its next batch and, before its first
    write there, replays the logs into it from the new space's checkpoint to the current
    end (fences make that exactly-once), then writes only the new space.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,10 +27,22 @@ import redis.asyncio as aioredis
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
-from ledgerflow.projections.rebuild import ReplayStats, end_offsets, replay
+from ledgerflow.projections.rebuild import TOKEN_TTL_S, ReplayStats, end_offsets, replay
+from ledgerflow.projections.writer import SpaceLost
 
 PROJECTION = "read-models"
 GRACE_S = 3.0
+
+# KEYS: the replay token, the new sentinel, the active pointer. ARGV: sentinel value, generation.
+_SWITCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+"""
 
 
 async def active_keys(redis: aioredis.Redis, topic_prefix: str) -> Keys:
@@ -67,7 +81,15 @@ async def rebuild_and_switch(
     old = await active_keys(redis, settings.topic_prefix)
     new = Keys.for_prefix(settings.topic_prefix, f"g{time.time_ns() // 1_000_000}")
     until = await end_offsets(settings)
-    stats = await replay(settings, redis, new, until=until, progress=progress)  # Step 1.
+    token = new.replay_guard(uuid.uuid4().hex)
+    await redis.set(token, str(time.time()), ex=TOKEN_TTL_S)
+    try:
+        stats = await replay(settings, redis, new, until=until, progress=progress, guard=token)  # Step 1.
+    except SpaceLost:
+        await drop_space(redis, new)
+        raise InfrastructureError(
+            "Redis lost its data during the rebuild; the projector restores it"
+        ) from None
     covered = await redis.hgetall(new.checkpoint(PROJECTION))  # Step 2.
     applied = {k.decode(): int(v) for k, v in covered.items()}
     short = [
@@ -78,8 +100,10 @@ async def rebuild_and_switch(
     if short:
         await drop_space(redis, new)
         raise InfrastructureError(f"rebuild incomplete for {', '.join(short)}; the live space is unchanged")
-    await redis.set(new.sentinel(), str(time.time()))
-    await redis.set(active_pointer(settings.topic_prefix), new.generation)  # Step 3.
+    pointer = active_pointer(settings.topic_prefix)
+    if not await redis.eval(_SWITCH, 3, token, new.sentinel(), pointer, str(time.time()), new.generation):
+        await drop_space(redis, new)  # Step 3.
+        raise InfrastructureError("Redis lost its data during the rebuild; the projector restores it")
     await asyncio.sleep(grace_s)  # Step 5.
     removed = await drop_space(redis, old)
     return RebuildResult(old.generation, new.generation, stats, removed)

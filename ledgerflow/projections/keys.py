@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 DEFAULT_GENERATION = "v1"
 DEFAULT_NAMESPACE = f"lf:rm:{DEFAULT_GENERATION}:"
+FENCE_SUFFIX = ":applied"
 
 
 def active_pointer(topic_prefix: str) -> str:
@@ -49,6 +50,14 @@ class Keys:
     def conversation_fence(self, tenant: str, conversation_id: str) -> str:
         return self.conversation(tenant, conversation_id) + ":applied"
 
+    def conversation_seen(self, tenant: str, conversation_id: str) -> str:
+        """Ids of the events and decisions already counted in the conversation (dedupe)."""
+        return self.conversation(tenant, conversation_id) + ":seen"
+
+    def conversation_quarantine(self, tenant: str, conversation_id: str) -> str:
+        """Decisions refused because they do not chain: ``cursor@offset`` → reason."""
+        return self.conversation(tenant, conversation_id) + ":quarantined"
+
     def tenant(self, tenant: str) -> str:
         return f"{self.namespace}tenant:{{{_id(tenant)}}}"
 
@@ -64,9 +73,22 @@ class Keys:
     def tenant_fence(self, tenant: str) -> str:
         return self.tenant(tenant) + ":applied"
 
+    def tenant_seen(self, tenant: str) -> str:
+        """Ids of the events and decisions already counted in the tenant's totals (dedupe)."""
+        return self.tenant(tenant) + ":seen"
+
+    def decision_chain(self, subject: str) -> str:
+        """The last projected decision of chain ``subject`` (chains are keyed by subject alone),
+        one field per copy; its fence (``+ FENCE_SUFFIX``) says which records moved it."""
+        return f"{self.namespace}chain:{{{_id(subject)}}}"
+
     def sentinel(self) -> str:
         """Exists once the space holds the whole log; gone after a Redis flush."""
         return f"{self.namespace}complete"
+
+    def replay_guard(self, token: str) -> str:
+        """Exists while the replay ``token`` rebuilds this space; gone after a Redis flush."""
+        return f"{self.namespace}replaying:{token}"
 
     def checkpoint(self, projection: str) -> str:
         """Highest applied offset per ``topic:partition`` (for lag and read-your-writes)."""

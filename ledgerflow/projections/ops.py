@@ -48,14 +48,47 @@ class RedisOp:
 
 
 @dataclass(frozen=True, slots=True)
+class Once:
+    """Apply a record's ops only the first time ``member`` is added to the hash ``key``.
+
+    Deduplicates by identity rather than position: the same event delivered twice (two
+    offsets, one ``event_id``) is counted once.
+    """
+
+    key: str
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """Apply a chained record's ops only if it links to the last record projected of its chain.
+
+    ``head_key`` is a hash holding, in field ``copy``, ``"<sequence> <hash>"`` of the chain's
+    last projected record (each group of a record keeps its own copy, so a crash between two
+    groups of one record leaves each copy consistent with its own fence). A record that does
+    not link is recorded in ``quarantine_key`` (``cursor@offset`` → reason) instead.
+    """
+
+    head_key: str
+    copy: str
+    sequence: int
+    prev_hash: str
+    hash: str
+    quarantine_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class FencedOps:
     """Ops on one entity's keys (one Redis Cluster slot), applied at most once per record.
 
     ``fence_key`` holds, per ``topic:partition``, the last offset applied to this entity;
     the writer applies ``ops`` only if the record's offset is above it, and moves the fence
-    in the same atomic step.
+    in the same atomic step. ``once`` and ``link`` are further conditions checked in that
+    step (a record refused by them still moves the fence: it was consumed, not applied).
     """
 
     fence_key: str
     position: Position
     ops: tuple[RedisOp, ...]
+    once: Once | None = None
+    link: ChainLink | None = None

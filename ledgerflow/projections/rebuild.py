@@ -6,11 +6,21 @@ flush, and the auditor's scratch copy all use this one function.
 ``project`` through the fenced writer in pipelined batches. Because every write is fenced
 by (entity, topic-partition, offset), replaying over a space that already holds some of
 the records applies each missing record exactly once and skips the rest.
+
+``restore`` makes a space complete again after Redis lost it (a flush, a restart without
+persistence):
+1. If the sentinel exists the space is complete: nothing to do.
+2. Create a replay token key; replay everything from offset 0 with every write guarded by
+   that key. A flush during the replay removes it, so the rest of the replay writes nothing
+   (``SpaceLost``) instead of building on a hole: start again at step 1.
+3. One atomic step: if the token key still exists, set the sentinel and drop the token.
+   Writers guarded by the sentinel resume only now.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +36,21 @@ from ledgerflow.kafka_admin import partition_counts
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
-from ledgerflow.projections.writer import ProjectionWriter
+from ledgerflow.projections.verify import integrity_problem
+from ledgerflow.projections.writer import ProjectionWriter, SpaceLost
+
+PROJECTION = "read-models"
+TOKEN_TTL_S = 24 * 3600  # a replay token a crashed replay left behind expires
+
+# KEYS: the replay token, the sentinel. ARGV: the sentinel's value.
+_FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+"""
 
 BATCH = 2000
 
@@ -37,6 +61,8 @@ class ReplayStats:
     applied: int = 0
     skipped: int = 0
     undecodable: int = 0
+    quarantined: int = 0
+    deduped: int = 0
     round_trips: int = 0
     seconds: float = 0.0
 
@@ -66,10 +92,12 @@ async def replay(
     until: dict[TopicPartition, int] | None = None,
     progress: Progress | None = None,
     start: dict[str, int] | None = None,
+    guard: str | None = None,
 ) -> ReplayStats:
     """Apply every record below ``until`` to ``keys``' space; return what was done.
 
-    ``start`` maps ``topic:partition`` to the first offset to read (default 0).
+    ``start`` maps ``topic:partition`` to the first offset to read (default 0). With
+    ``guard``, every write requires that key to exist; raises ``SpaceLost`` if it is gone.
     """
     began = time.perf_counter()
     until = until if until is not None else await end_offsets(settings)
@@ -109,15 +137,24 @@ async def replay(
                     except DecodeError:
                         stats.undecodable += 1
                         continue
+                    if integrity_problem(event) is not None:
+                        stats.quarantined += 1
+                        continue
                     groups += project(event, Position(tp.topic, tp.partition, rec.offset), keys)
             for tp in list(remaining):
                 if await consumer.position(tp) >= until[tp]:
                     remaining.discard(tp)
             if groups or checkpoint:
                 result = await writer.apply(
-                    groups, (keys.checkpoint("read-models"), checkpoint) if checkpoint else None
+                    groups, (keys.checkpoint(PROJECTION), checkpoint) if checkpoint else None, guard=guard
                 )
+                if result.lost:
+                    raise SpaceLost(
+                        f"{guard} is gone: Redis lost the space {keys.namespace} during the replay"
+                    )
                 stats.applied += result.applied
+                stats.deduped += result.deduped
+                stats.quarantined += len(result.refused)
                 stats.skipped += result.skipped
                 stats.round_trips += result.round_trips
             if progress is not None:
@@ -126,3 +163,18 @@ async def replay(
         await consumer.stop()
     stats.seconds = time.perf_counter() - began
     return stats
+
+
+async def restore(settings: Settings, redis: aioredis.Redis, keys: Keys) -> ReplayStats | None:
+    """Make ``keys``' space complete (see the module doc); None if it already was."""
+    while True:
+        if await redis.exists(keys.sentinel()):  # Step 1.
+            return None
+        token = keys.replay_guard(uuid.uuid4().hex)  # Step 2.
+        await redis.set(token, str(time.time()), ex=TOKEN_TTL_S)
+        try:
+            stats = await replay(settings, redis, keys, guard=token)
+        except SpaceLost:
+            continue
+        if await redis.eval(_FINISH, 2, token, keys.sentinel(), str(time.time())):  # Step 3.
+            return stats

@@ -6,8 +6,13 @@ into one Lua call, which runs atomically and, for each record in order:
 2. skips the record if its offset is not above it (a redelivery);
 3. otherwise runs its ops and moves the fence to the record's offset.
 It returns how many records it applied. A batch is one pipeline: one round trip for
-hundreds of records. Records travel as one JSON argument
-(``[[cursor, offset, [[command, key index, arg, ...], ...]], ...]``, arguments as strings):
+hundreds of records. Before its first write each call checks a *guard* key (the space's
+sentinel, or a replay's token): if Redis lost its data the guard is gone and the call
+writes nothing, so a flushed space never takes a record that would fence out the replay
+that must come first. ``Once`` and ``ChainLink`` conditions are checked in the same step.
+Records travel as one JSON argument
+(``[[cursor, offset, [[command, key index, arg, ...], ...], once?, link?], ...]``, arguments
+as strings):
 packing one string per entity instead of dozens of arguments per record is what keeps the
 client's cost per record low (see docs/benchmarks.md).
 """
@@ -16,35 +21,126 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from ledgerflow.projections.keys import FENCE_SUFFIX
 from ledgerflow.projections.ops import FencedOps
 
 _APPLY = """
-local applied = 0
+local guard = KEYS[#KEYS]
+if ARGV[2] == '1' and redis.call('EXISTS', guard) == 0 then
+  return {-1}
+end
+local applied, deduped, refused = 0, 0, {}
 for _, rec in ipairs(cjson.decode(ARGV[1])) do
   local fenced = tonumber(redis.call('HGET', KEYS[1], rec[1]) or '-1')
   if tonumber(rec[2]) > fenced then
-    for _, op in ipairs(rec[3]) do
-      redis.call(op[1], KEYS[op[2]], unpack(op, 3))
+    local ok = true
+    local once, link = rec[4], rec[5]
+    local at = rec[1] .. '@' .. rec[2]
+    if type(once) == 'table' and redis.call('HSETNX', KEYS[once[1]], once[2], at) == 0 then
+      ok = false
+      deduped = deduped + 1
+    end
+    if ok and type(link) == 'table' then
+      local head = redis.call('HGET', KEYS[link[1]], link[2])
+      local seq = tonumber(link[3])
+      local why = false
+      if head then
+        local hs, hh = string.match(head, '^(%d+) (%x+)$')
+        if seq == tonumber(hs) + 1 and link[4] == hh then
+          why = false
+        elseif seq == tonumber(hs) and link[5] == hh then
+          why = 'duplicate'
+        else
+          why = 'broken-link'
+        end
+      elseif not (seq == 1 and link[4] == string.rep('0', 64)) then
+        why = 'bad-genesis'
+      end
+      if why then
+        ok = false
+        redis.call('HSET', KEYS[link[6]], at, why)
+        refused[#refused + 1] = at .. '@' .. why
+      else
+        redis.call('HSET', KEYS[link[1]], link[2], link[3] .. ' ' .. link[5])
+      end
+      redis.call('HSET', KEYS[link[7]], rec[1], rec[2])
+    end
+    if ok then
+      for _, op in ipairs(rec[3]) do
+        redis.call(op[1], KEYS[op[2]], unpack(op, 3))
+      end
+      applied = applied + 1
     end
     redis.call('HSET', KEYS[1], rec[1], rec[2])
-    applied = applied + 1
   end
 end
-return applied
+return {applied, deduped, unpack(refused)}
 """
+
+# KEYS: checkpoint, guard. ARGV: guarded?, then cursor offset pairs. Offsets only rise: a
+# late write of an older batch (a partition that moved to another worker) cannot lower them.
+_CHECKPOINT = """
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
+for i = 2, #ARGV, 2 do
+  if tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1') < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+# KEYS: checkpoint, guard. ARGV: cursor offset pairs this writer already wrote. A checkpoint
+# behind them means Redis lost writes it had acknowledged (a restart from an older snapshot,
+# a failover to a lagging replica) while the guard survived: drop the guard, so this batch
+# and every other guarded write is refused until the space is restored.
+_EXPECT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
+for i = 1, #ARGV, 2 do
+  if tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1') < tonumber(ARGV[i + 1]) then
+    redis.call('DEL', KEYS[2])
+    return -2
+  end
+end
+return 0
+"""
+
+
+_SCRIPTS = (_APPLY, _CHECKPOINT, _EXPECT)
+
+
+class SpaceLost(Exception):
+    """The guard key of a guarded write is gone: Redis lost the space's data (flush,
+    restart without persistence). Nothing of the refused calls was applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A record the chain condition refused (``ChainLink``)."""
+
+    cursor: str
+    offset: int
+    reason: str  # "broken-link" | "duplicate" | "bad-genesis"
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     applied: int
-    skipped: int
+    skipped: int  # groups not applied: fenced (redelivered), deduplicated or refused
     round_trips: int
-    probe_found: bool | None = None  # whether the ``probe`` key existed (None: no probe)
+    lost: bool = False  # a guarded call found its guard gone (see ``SpaceLost``)
+    rolled_back: bool = False  # the checkpoint was behind ``expect``: Redis lost acknowledged writes
+    deduped: int = 0
+    refused: tuple[Refusal, ...] = ()
 
 
 class ProjectionWriter:
@@ -52,9 +148,7 @@ class ProjectionWriter:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._sha: str | None = None
-        self._checkpoint: tuple[str, dict[str, int]] | None = None
-        self._probe: str | None = None
+        self._shas: dict[str, str] = {}
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -64,51 +158,86 @@ class ProjectionWriter:
         self,
         batch: Sequence[FencedOps],
         checkpoint: tuple[str, dict[str, int]] | None = None,
-        probe: str | None = None,
+        guard: str | None = None,
+        expect: tuple[str, dict[str, int]] | None = None,
     ) -> WriteResult:
         """Apply ``batch``; also record ``checkpoint`` = (key, {topic:partition: offset}).
 
         The checkpoint only reports progress (lag, read-your-writes); correctness rests on
         the per-entity fences, so it rides in the same pipeline without a transaction.
-        ``probe`` is a key whose existence is checked in the same round trip (the
-        projector's sentinel: if it is gone, Redis lost its data).
+        ``guard`` is a key that must exist for anything to be written: every Lua call checks
+        it before its first write, atomically, so a Redis that lost its data (the guard with
+        it) refuses the whole batch instead of taking a part of it (``WriteResult.lost``).
+        ``expect`` = (checkpoint key, {topic:partition: offset} this writer recorded before)
+        is checked first, in the same round trip, when there is a guard: see ``_EXPECT``.
         """
         if checkpoint is not None and not checkpoint[1]:
             checkpoint = None  # nothing to record
-        if not batch and checkpoint is None and probe is None:
+        if expect is not None and (guard is None or not expect[1]):
+            expect = None  # nothing to check
+        if not batch and checkpoint is None and expect is None:
             return WriteResult(0, 0, 0)
-        self._checkpoint = checkpoint
-        self._probe = probe
-        encoded = _encode_batch(batch)
+        calls = []
+        if expect is not None and guard is not None:
+            pairs = [str(x) for kv in expect[1].items() for x in kv]
+            calls.append((_EXPECT, [expect[0], guard], pairs))
+        calls += [
+            (_APPLY, [*keys, guard or keys[0]], [*argv, "1" if guard else "0"])
+            for keys, argv in _encode_batch(batch)
+        ]
+        if checkpoint is not None:
+            key, offsets = checkpoint
+            pairs = [str(x) for kv in offsets.items() for x in kv]
+            calls.append((_CHECKPOINT, [key, guard or key], ["1" if guard else "0", *pairs]))
         round_trips = 0
-        if self._sha is None:
-            self._sha = await self._redis.script_load(_APPLY)
+        if set(_SCRIPTS) - set(self._shas):
+            await self._load()
             round_trips += 1
         try:
-            results = await self._run(encoded)
+            results = await self._run(calls)
         except NoScriptError:  # Redis restarted and lost its script cache: load and redo.
-            self._sha = await self._redis.script_load(_APPLY)
+            await self._load()
             round_trips += 2  # the failed pipeline and the load
-            results = await self._run(encoded)
-        found = None
-        if probe is not None:
-            found = bool(results[-1])
-            results = results[:-1]
+            results = await self._run(calls)
+        lost = rolled_back = False
+        if expect is not None:
+            rolled_back = results[0] == -2
+            lost = results[0] != 0
+            results = results[1:]
         if checkpoint is not None:
+            lost = lost or results[-1] == -1
             results = results[:-1]
-        applied = sum(int(r) for r in results)
-        return WriteResult(applied, len(batch) - applied, round_trips + 1, found)
+        applied = deduped = 0
+        refused: list[Refusal] = []
+        for result in results:
+            if int(result[0]) == -1:
+                lost = True
+                continue
+            applied += int(result[0])
+            deduped += int(result[1])
+            refused += [_refusal(r) for r in result[2:]]
+        return WriteResult(
+            applied, len(batch) - applied, round_trips + 1, lost, rolled_back, deduped, tuple(refused)
+        )
 
-    async def _run(self, encoded: list[tuple[list[str], list[str | int | bytes]]]) -> list[int]:
+    async def _load(self) -> None:
+        """Load every script in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
-        for keys, argv in encoded:
-            pipe.evalsha(self._sha, len(keys), *keys, *argv)
-        if self._checkpoint is not None:
-            key, offsets = self._checkpoint
-            pipe.hset(key, mapping=offsets)
-        if self._probe is not None:
-            pipe.exists(self._probe)
+        for script in _SCRIPTS:
+            pipe.script_load(script)
+        self._shas = dict(zip(_SCRIPTS, await pipe.execute(), strict=True))
+
+    async def _run(self, calls: list[tuple[str, list[str], list[str | bytes]]]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for script, keys, argv in calls:
+            pipe.evalsha(self._shas[script], len(keys), *keys, *argv)
         return await pipe.execute()
+
+
+def _refusal(raw: bytes | str) -> Refusal:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    cursor, offset, reason = text.rsplit("@", 2)
+    return Refusal(cursor, int(offset), reason)
 
 
 def _encode_batch(batch: Sequence[FencedOps]) -> list[tuple[list[str], list[bytes]]]:
@@ -121,10 +250,25 @@ def _encode_batch(batch: Sequence[FencedOps]) -> list[tuple[list[str], list[byte
         keys, index, records = call
         ops: list[list[object]] = []
         for op in fenced.ops:
-            slot = index.get(op.key)
-            if slot is None:
-                keys.append(op.key)
-                slot = index[op.key] = len(keys)
-            ops.append([op.command, slot, *[a if isinstance(a, str) else str(a) for a in op.args]])
-        records.append([fenced.position.cursor, str(fenced.position.offset), ops])
+            args = [a if isinstance(a, str) else str(a) for a in op.args]
+            ops.append([op.command, _slot(keys, index, op.key), *args])
+        record: list[object] = [fenced.position.cursor, str(fenced.position.offset), ops]
+        if fenced.once is not None or fenced.link is not None:
+            once = fenced.once
+            record.append(0 if once is None else [_slot(keys, index, once.key), once.member])
+        if fenced.link is not None:
+            link = fenced.link
+            head, quarantine = _slot(keys, index, link.head_key), _slot(keys, index, link.quarantine_key)
+            fence = _slot(keys, index, link.head_key + FENCE_SUFFIX)
+            record.append([head, link.copy, str(link.sequence), link.prev_hash, link.hash, quarantine, fence])
+        records.append(record)
     return [(keys, [orjson.dumps(records)]) for keys, _, records in calls.values()]
+
+
+def _slot(keys: list[str], index: dict[str, int], key: str) -> int:
+    """The 1-based position of ``key`` in the call's KEYS, appending it on first use."""
+    slot = index.get(key)
+    if slot is None:
+        keys.append(key)
+        slot = index[key] = len(keys)
+    return slot

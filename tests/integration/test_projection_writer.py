@@ -194,7 +194,7 @@ def test_redelivered_batch_applies_nothing_and_leaves_state_identical(stack: Set
         again = await writer.apply(batch)
         assert again == WriteResult(applied=0, skipped=len(batch), round_trips=1)
         assert await dump(redis, keys) == before
-        assert len(before) == 16  # 3 conversations x 3-4 keys, 2 tenants x 2-3 keys
+        assert len(before) == 21  # 3 conversations x 4-5 keys, 2 tenants x 3-4 keys (":seen" included)
 
     with_redis(stack, scenario, keys)
 
@@ -334,17 +334,26 @@ def test_recent_denials_keep_only_the_newest_fifty_by_event_time(stack: Settings
     with_redis(stack, scenario, keys)
 
 
-def test_probe_reports_whether_the_sentinel_exists_in_the_same_round_trip(stack: Settings) -> None:
+def test_a_guarded_batch_writes_nothing_once_its_guard_is_gone(stack: Settings) -> None:
     keys = new_keys()
+    checkpoint = keys.checkpoint("read-models")
 
     async def scenario(redis: aioredis.Redis) -> None:
         writer = ProjectionWriter(redis)
         await writer.apply(groups_of(records()[:1], keys))  # warm: script loaded
-        missing = await writer.apply(groups_of(records()[1:2], keys), probe=keys.sentinel())
-        assert (missing.probe_found, missing.applied, missing.round_trips) == (False, 2, 1)
+        before = await dump(redis, keys)
+        missing = await writer.apply(
+            groups_of(records()[1:4], keys), (checkpoint, {"conversation.events:0": 3}), guard=keys.sentinel()
+        )
+        assert (missing.lost, missing.applied, missing.round_trips) == (True, 0, 1)
+        assert await dump(redis, keys) == before  # no fence moved, no checkpoint written
         await redis.set(keys.sentinel(), "1")
-        found = await writer.apply([], probe=keys.sentinel())
-        assert (found.probe_found, found.applied, found.skipped) == (True, 0, 0)
+        found = await writer.apply(groups_of(records()[1:4], keys), guard=keys.sentinel())
+        assert (found.lost, found.applied, found.round_trips) == (
+            False,
+            len(groups_of(records()[1:4], keys)),
+            1,
+        )
 
     with_redis(stack, scenario, keys)
 
@@ -385,3 +394,50 @@ def test_any_redelivery_schedule_ends_in_the_state_of_a_partition_by_partition_r
         assert await dump(redis, keys) == await dump(redis, reference)
 
     with_redis(stack, scenario, keys, reference)
+
+
+def test_a_checkpoint_behind_what_the_writer_recorded_drops_the_guard_and_refuses_the_batch(
+    stack: Settings,
+) -> None:
+    keys = new_keys()
+    checkpoint = keys.checkpoint("read-models")
+
+    async def scenario(redis: aioredis.Redis) -> None:
+        writer = ProjectionWriter(redis)
+        await redis.set(keys.sentinel(), "1")
+        await redis.hset(checkpoint, mapping={"conversation.events:0": 100})
+        fine = await writer.apply(
+            groups_of(records()[:1], keys),
+            (checkpoint, {"conversation.events:0": 100}),
+            guard=keys.sentinel(),
+            expect=(checkpoint, {"conversation.events:0": 100}),
+        )
+        assert (fine.lost, fine.rolled_back, fine.round_trips) == (False, False, 2)  # 2: scripts loaded
+        before = await dump(redis, keys)
+        behind = await writer.apply(
+            groups_of(records()[1:4], keys),
+            (checkpoint, {"conversation.events:0": 103}),
+            guard=keys.sentinel(),
+            expect=(checkpoint, {"conversation.events:0": 101}),  # this writer recorded 101 before
+        )
+        assert (behind.lost, behind.rolled_back, behind.applied) == (True, True, 0)
+        del before[keys.sentinel().removeprefix(keys.namespace)]
+        assert await dump(redis, keys) == before  # only the guard went
+
+    with_redis(stack, scenario, keys)
+
+
+def test_checkpoint_offsets_only_rise(stack: Settings) -> None:
+    keys = new_keys()
+    checkpoint = keys.checkpoint("read-models")
+
+    async def scenario(redis: aioredis.Redis) -> None:
+        writer = ProjectionWriter(redis)
+        await writer.apply([], (checkpoint, {"conversation.events:0": 7, "conversation.events:1": 3}))
+        await writer.apply([], (checkpoint, {"conversation.events:0": 5, "conversation.events:1": 4}))
+        assert await redis.hgetall(checkpoint) == {
+            b"conversation.events:0": b"7",
+            b"conversation.events:1": b"4",
+        }
+
+    with_redis(stack, scenario, keys)

@@ -1,0 +1,95 @@
+"""Capped exponential backoff around the projector's Redis calls, one log line per outage.
+
+``Backoff.run(step)`` runs ``step`` until it returns. A Redis failure (connection refused
+or reset, timeout, a server still loading its data) is retried after ``delay(attempt)``;
+the first failure of an outage logs one warning and sets ``ledgerflow_projector_redis_up``
+to 0, the first success after it logs one line with the outage's length and sets it to 1.
+Anything else propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ledgerflow.projections.metrics import REDIS_OUTAGES, REDIS_RETRIES, REDIS_UP
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FIRST_S = 0.1
+CAP_S = 5.0
+TRANSIENT: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ConnectionError,
+    OSError,
+)
+
+
+def delay(attempt: int, first: float = FIRST_S, cap: float = CAP_S, jitter: float = 0.0) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, …): ``first·2^(attempt-1)``, capped,
+    stretched by up to ``jitter`` (a fraction in [0, 1), drawn by the caller)."""
+    base = min(cap, first * 2 ** min(attempt - 1, 30))
+    return min(cap, base * (1.0 + jitter))
+
+
+class Backoff:
+    def __init__(self, what: str, first: float = FIRST_S, cap: float = CAP_S) -> None:
+        self._what, self._first, self._cap = what, first, cap
+        self._down_since: float | None = None
+        self._retries = 0
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    async def run(self, step: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                result = await step()
+            except TRANSIENT as exc:
+                attempt += 1
+                self._failed(exc)
+                await asyncio.sleep(delay(attempt, self._first, self._cap, random.random() * 0.2))
+                continue
+            self._recovered()
+            return result
+
+    def _failed(self, exc: BaseException) -> None:
+        self._retries += 1
+        REDIS_RETRIES.inc()
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            REDIS_OUTAGES.inc()
+            REDIS_UP.set(0)
+            log.warning(
+                "%s: Redis unreachable (%s: %s); backing off (up to %.0f s between tries) until it returns",
+                self._what,
+                type(exc).__name__,
+                str(exc)[:200],
+                self._cap,
+            )
+
+    def _recovered(self) -> None:
+        if self._down_since is None:
+            return
+        log.warning(
+            "%s: Redis is back after %.1f s (%d retries); resuming",
+            self._what,
+            time.monotonic() - self._down_since,
+            self._retries,
+        )
+        self._down_since = None
+        self._retries = 0
+        REDIS_UP.set(1)
