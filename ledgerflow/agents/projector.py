@@ -48,6 +48,7 @@ from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay, restore
 from ledgerflow.projections.verify import integrity_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
+from ledgerflow.redisvalues import int_map
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class Projector:
             return
         if self._keys is not None:
             covered = await redis.hgetall(active.checkpoint(NAME))
-            start = {k.decode(): int(v) + 1 for k, v in covered.items()}
+            start = {k: v + 1 for k, v in int_map(covered).items()}
             try:
                 stats = await replay(self._settings, redis, active, start=start, guard=active.sentinel())
             except SpaceLost:  # no sentinel: a flushed Redis (the pointer fell back to the default)
@@ -211,7 +212,7 @@ class Projector:
         if not firsts:
             return
         applied = await self.writer().redis.hgetall(self._keys.checkpoint(NAME))
-        done = {k.decode(): int(v) for k, v in applied.items()}
+        done = int_map(applied)
         start: dict[str, int] = {}
         until: dict[TopicPartition, int] = {}
         for (topic, partition), first in firsts.items():
@@ -300,15 +301,15 @@ def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Pr
     projector = Projector(app, settings, owns_dlq=owns_dlq)
 
     @app.agent(raw_topic(app, *projector.topics), name=f"{NAME}", concurrency=1)
-    async def read_models(stream: faust.StreamT) -> None:
+    async def read_models(stream: faust.StreamT[Any]) -> None:
         await run_batches(stream, BATCH, WITHIN_S, projector.handle)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types receivers as taking `signal=`
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         projector.forget_positions()
         projector.assigned = {(tp.topic, tp.partition) for tp in assigned if tp.topic in projector.topics}
 
-    @app.timer(interval=CATCH_UP_S)
+    @app.timer(interval=CATCH_UP_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def catch_up() -> None:
         await projector.watch()
         if not projector.assigned - projector.checked:

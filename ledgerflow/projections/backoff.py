@@ -40,7 +40,7 @@ def delay(attempt: int, first: float = FIRST_S, cap: float = CAP_S, jitter: floa
     """Seconds to wait before retry ``attempt`` (1, 2, …): ``first·2^(attempt-1)``, capped,
     stretched by up to ``jitter`` (a fraction in [0, 1), drawn by the caller)."""
     base = min(cap, first * 2 ** min(attempt - 1, 30))
-    return min(cap, base * (1.0 + jitter))
+    return float(min(cap, base * (1.0 + jitter)))
 
 
 class Backoff:

@@ -29,6 +29,7 @@ from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.projections.rebuild import TOKEN_TTL_S, ReplayStats, end_offsets, replay
 from ledgerflow.projections.writer import SpaceLost
+from ledgerflow.redisvalues import int_map, text
 
 PROJECTION = "read-models"
 GRACE_S = 3.0
@@ -47,7 +48,7 @@ return 1
 
 async def active_keys(redis: aioredis.Redis, topic_prefix: str) -> Keys:
     raw = await redis.get(active_pointer(topic_prefix))
-    return Keys.for_prefix(topic_prefix, raw.decode() if raw else DEFAULT_GENERATION)
+    return Keys.for_prefix(topic_prefix, text(raw) if raw else DEFAULT_GENERATION)
 
 
 async def drop_space(redis: aioredis.Redis, keys: Keys) -> int:
@@ -91,7 +92,7 @@ async def rebuild_and_switch(
             "Redis lost its data during the rebuild; the projector restores it"
         ) from None
     covered = await redis.hgetall(new.checkpoint(PROJECTION))  # Step 2.
-    applied = {k.decode(): int(v) for k, v in covered.items()}
+    applied = int_map(covered)
     short = [
         f"{tp.topic}:{tp.partition}"
         for tp, end in until.items()

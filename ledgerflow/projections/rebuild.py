@@ -80,7 +80,10 @@ async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        return await consumer.end_offsets([TopicPartition(t, p) for t, n in counts.items() for p in range(n)])
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(
+            [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        )
+        return ends
     finally:
         await consumer.stop()
 

@@ -177,9 +177,9 @@ class ProjectionWriter:
             expect = None  # nothing to check
         if not batch and checkpoint is None and expect is None:
             return WriteResult(0, 0, 0)
-        calls = []
+        calls: list[tuple[str, list[str], list[str | bytes]]] = []
         if expect is not None and guard is not None:
-            pairs = [str(x) for kv in expect[1].items() for x in kv]
+            pairs: list[str | bytes] = [str(x) for kv in expect[1].items() for x in kv]
             calls.append((_EXPECT, [expect[0], guard], pairs))
         calls += [
             (_APPLY, [*keys, guard or keys[0]], [*argv, "1" if guard else "0"])
