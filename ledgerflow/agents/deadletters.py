@@ -129,14 +129,13 @@ def shape_dead_letter(
 
 def bare_reference(letter: DeadLetter, header_count: int | None = None) -> DeadLetter:
     """The smallest honest form of ``letter``: where, why, digest, size and a short prefix."""
+    dropped = len(letter.headers) + letter.headers_dropped if header_count is None else header_count
     return replace(
         letter,
-        key=None if letter.key is None else letter.key[:MAX_DEAD_LETTER_KEY_BYTES],
-        key_truncated=letter.key_truncated or (letter.key is not None and len(letter.key) > MAX_DEAD_LETTER_KEY_BYTES),
         value=letter.value[:MAX_DEAD_LETTER_PREFIX_BYTES],
         value_truncated=letter.value_truncated or len(letter.value) > MAX_DEAD_LETTER_PREFIX_BYTES,
         headers=(),
-        headers_dropped=len(letter.headers) + letter.headers_dropped if header_count is None else header_count,
+        headers_dropped=dropped,
         reason=letter.reason[:200],
     )
 
