@@ -132,3 +132,17 @@ def test_decode_input_checks_the_key_and_accepts_a_good_turn() -> None:
 
 def test_evaluation_failed_names_the_exception() -> None:
     assert evaluation_failed(ValueError("boom")) == "evaluation-failed: ValueError: boom"
+
+
+def test_dlq_list_and_show_name_the_original_size_digest_and_truncation() -> None:
+    from ledgerflow.dlq import LocatedDeadLetter, format_detail, format_table, to_json
+
+    value = b"\xc3\x01" + b"x" * (1_000_118 - 2)
+    located = LocatedDeadLetter("conversation.events.dlq", 0, 7, _shape(value), b"")
+    row = format_table([located]).splitlines()[1]
+    assert row.endswith(f"1000118 (kept {MAX_DEAD_LETTER_PREFIX_BYTES})")
+    detail = format_detail(located)
+    assert "value size      1000118 bytes" in detail and hashlib.sha256(value).hexdigest() in detail
+    assert "first 4096 bytes only" in detail
+    doc = to_json(located)
+    assert (doc["value_size"], doc["value_kept_bytes"], doc["value_truncated"]) == (1_000_118, 4096, True)
