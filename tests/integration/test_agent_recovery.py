@@ -94,7 +94,7 @@ def _turns(batch: int, second: int) -> list[Event]:
                     subject=f"conv-{c}",
                     producer="gateway",
                     payload=MessageSubmitted(f"b{batch}-t{k}", "user", f"turn {k}", "slm-1", 10 + k),
-                    occurred_at_micros=second + k * 300_000 + c,
+                    occurred_at_micros=second + k * 400_000 + c,  # two 1-s windows
                 )
             )
     return events
