@@ -31,6 +31,7 @@ from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.logs import read_all
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
+from ledgerflow.stack.processes import port_in_use
 from ledgerflow.testing import Process, free_port, start
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
@@ -43,6 +44,7 @@ from ledgerflow.topics import (
 TENANTS = ("acme", "globex", "initech")
 CONVERSATIONS = 6
 TIMEOUT_S = 120.0
+RECOVERING_S = 4.0  # a new worker boots in ~3 s, then recovers its partitions from the logs
 ENV = {
     "LEDGERFLOW_USAGE_WINDOW_S": "1",
     "LEDGERFLOW_USAGE_LATENESS_S": "0.5",
@@ -101,14 +103,14 @@ def _turns(batch: int, second: int) -> list[Event]:
 
 
 def _commands(batch: int, second: int) -> list[Event]:
-    kind = EnableTraining if batch == 0 else DisableTraining
+    kind = DisableTraining if batch % 2 else EnableTraining
     return [
         new_event(
             kind.TYPE,
             tenant=tenant,
             subject=tenant,
             producer="edge:admin",
-            payload=kind(f"cmd-{batch}-{tenant}", "admin", "pilot", 3600 if batch == 0 else None, None),
+            payload=kind(f"cmd-{batch}-{tenant}", "admin", "pilot", None if batch % 2 else 3600, None),
             occurred_at_micros=second,
         )
         for tenant in TENANTS
@@ -170,16 +172,35 @@ def _wait(
     raise AssertionError(f"not settled within {TIMEOUT_S} s: {state}\n{worker.log_tail()}")
 
 
+def _kill_broker_and_restart(settings: Settings) -> None:
+    node = manage.nodes(settings).kafka
+    pid = node.process.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while (
+        node.process.pid() is not None or port_in_use(node.host, node.port)
+    ) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kafka_stack.start(node)  # returns once the port accepts connections, before the log is loaded
+
+
+def _kill_both_and_restart(settings: Settings, worker: Process, logs: Path) -> Process:
+    os.kill(worker.popen.pid, signal.SIGKILL)
+    worker.popen.wait(timeout=30)
+    _kill_broker_and_restart(settings)
+    return start(settings, "worker", "worker", log_dir=logs, extra_env=ENV)
+
+
 def test_agents_recovering_while_the_broker_restarts_never_restart_a_chain(
     private: Settings, tmp_path: Path
 ) -> None:
     logs = tmp_path / "logs"
     now_s = time.time_ns() // 1000 // 1_000_000
-    first_second, second_second = (now_s - 40) * 1_000_000, (now_s - 20) * 1_000_000
-    turns0, commands0 = _turns(0, first_second), _commands(0, first_second)
-    turns1, commands1 = _turns(1, second_second), _commands(1, second_second)
-    windows0 = {first_second + k * 1_000_000 for k in range(2)}
-    windows1 = {second_second + k * 1_000_000 for k in range(2)}
+    seconds = [(now_s - 50 + 10 * b) * 1_000_000 for b in range(3)]
+    turns0, turns1, turns2 = (_turns(b, seconds[b]) for b in range(3))
+    commands0, commands1, commands2 = (_commands(b, seconds[b]) for b in range(3))
+    windows0, windows1, windows2 = ({seconds[b] + k * 1_000_000 for k in range(2)} for b in range(3))
 
     worker = start(private, "worker", "worker", log_dir=logs, extra_env=ENV)
     try:
@@ -187,25 +208,19 @@ def test_agents_recovering_while_the_broker_restarts_never_restart_a_chain(
         _wait(private, worker, turns0, commands0, windows0)
 
         # Broker and worker die together; a new worker recovers while the broker comes back.
-        node = manage.nodes(private).kafka
-        pid = node.process.pid()
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        os.kill(worker.popen.pid, signal.SIGKILL)
-        worker.popen.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while node.process.pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        kafka_stack.start(node)  # returns once the port accepts connections
-        worker = start(private, "worker", "worker", log_dir=logs, extra_env=ENV)
-
+        worker = _kill_both_and_restart(private, worker, logs)
         asyncio.run(_publish(private, turns1, commands1))
-        _wait(private, worker, turns0 + turns1, commands0 + commands1, windows0 | windows1)
+        # The broker dies again while the new worker recovers and decides batch 1.
+        time.sleep(RECOVERING_S)
+        _kill_broker_and_restart(private)
+        asyncio.run(_publish(private, turns2, commands2))
+        every = turns0 + turns1 + turns2
+        _wait(private, worker, every, commands0 + commands1 + commands2, windows0 | windows1 | windows2)
     finally:
         worker.stop()
 
     report = asyncio.run(run_audit(private, projections=False, progress=False, grace_s=0))
     assert report.clean, [str(f) for f in report.findings[:5]]
-    assert report.stats["turns"] == report.stats["decisions re-derived"] == len(turns0) + len(turns1)
-    assert report.stats["training records"] >= 2 * len(TENANTS)
-    assert report.stats["usage.windows records"] >= len(windows0 | windows1)
+    assert report.stats["turns"] == report.stats["decisions re-derived"] == len(every)
+    assert report.stats["training records"] >= 3 * len(TENANTS)
+    assert report.stats["usage.windows records"] >= len(windows0 | windows1 | windows2)
