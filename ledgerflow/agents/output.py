@@ -50,20 +50,31 @@ class CoPartitionedOutput:
         self._floor: dict[int, int] = {}  # partition -> end offset this process has seen
 
     async def start(self) -> None:
+        """Check co-partitioning and start the producer and the reader (again after a failure)."""
+        if self._producer is not None and self._reader is not None:
+            return
+        await self.stop()  # what a failed earlier start left behind
+        self._producer = self._reader = None
         counts = await partition_counts(self._settings, [self.input_topic, self.output_topic])
         if counts[self.input_topic] != counts[self.output_topic]:
             raise InfrastructureError(
                 f"{self.output_topic} has {counts[self.output_topic]} partitions but {self.input_topic} has "
                 f"{counts[self.input_topic]}: they must be equal (outputs are co-partitioned with inputs)"
             )
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
         )
-        await self._producer.start()
-        self._reader = AIOKafkaConsumer(
+        reader = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
         )
-        await self._reader.start()
+        try:
+            await producer.start()
+            await reader.start()
+        except BaseException:
+            await producer.stop()
+            await reader.stop()
+            raise
+        self._producer, self._reader = producer, reader
 
     async def stop(self) -> None:
         for client in (self._producer, self._reader):

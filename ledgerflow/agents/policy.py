@@ -138,7 +138,8 @@ class PolicyAgent:
         return f"lf:{self._settings.topic_prefix}policy:heads:{{p{partition}}}"
 
     async def _start(self) -> None:
-        self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
         await self._output.start()
         await self._reference.start()
         self._started = True
