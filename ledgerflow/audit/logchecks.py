@@ -12,6 +12,10 @@
    decision, and name every turn without one (``decision.missing``).
 7. Read ``training.commands``: every command needs its outcome in ``training.audit``
    (``training.missing`` otherwise).
+While reading ``conversation.events`` (step 6) the turns are also re-folded into usage
+windows by event time (``audit/usage.py``): every window that fold closes needs its record
+in ``usage.windows`` (``usage.missing``), with the worker's window settings
+(``LEDGERFLOW_USAGE_WINDOW_S``, ``LEDGERFLOW_USAGE_LATENESS_S``).
 On every input topic (``conversation.events``, ``training.commands``, ``policy.rules``) a
 record whose ``producer`` claims one of ledgerflow's own writers (``ledgerflow-*``) is an
 ``input.system-producer`` finding: only the agents write under those names, and never there.
@@ -26,12 +30,14 @@ from collections.abc import AsyncIterator, Callable
 from ledgerflow.agents.deadletters import decode_input
 from ledgerflow.agents.output import INPUT_HEADER
 from ledgerflow.agents.reference import apply_reference_event, builtin_default_pack
+from ledgerflow.agents.usage import window_config_from_env
 from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
 from ledgerflow.audit.progress import Progress
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.sources import Horizon, LogReader
 from ledgerflow.audit.training import TrainingCheck
+from ledgerflow.audit.usage import UsageCheck
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
@@ -115,6 +121,7 @@ class _Run:
         self.overdue_before_ms = overdue_before_ms
         self.dead: dict[str, set[tuple[int, int]]] = {}  # base topic -> dead-lettered (partition, offset)
         self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
+        self.usage = UsageCheck(window_config_from_env())
 
     async def records(self, base: str, partition: int) -> AsyncIterator[tuple[RawRecord, Event]]:
         """One partition's decodable records; undecodable ones on agent topics become findings.
@@ -173,6 +180,8 @@ class _Run:
             async for raw, event in self.records(base, p):
                 self.report.add(self.chains.feed(_at(raw), event))
                 self.report.count(f"{base} records")
+                if base == USAGE_WINDOWS:
+                    self.usage.add_written(event)
 
     async def dead_letters(self, settings: Settings) -> None:
         for base in (CONVERSATION_EVENTS, TRAINING_COMMANDS):
@@ -195,12 +204,23 @@ class _Run:
             if p in self.partitions(CONVERSATION_EVENTS):
                 async for raw, event in self.records(CONVERSATION_EVENTS, p):
                     check.add_input(_at(raw), event, raw.value or b"", raw.timestamp_ms)
+                    self.usage.add_input(_at(raw), event)
             if p in self.partitions(POLICY_DECISIONS):
                 async for raw, event in self.records(POLICY_DECISIONS, p):
                     at = _at(raw)
                     self.report.add(self.chains.feed(at, event))
                     self.report.extend(check.feed(at, event, raw.value or b"", input_offset_of(raw.headers)))
             self.report.extend(check.finish())
+            missing_windows = self.usage.finish(p)
+            if self.usage.comparable and self.names[USAGE_WINDOWS] in self.horizon:
+                self.report.extend(missing_windows)
+        if not self.usage.comparable:
+            self.report.notes.append(
+                "usage.windows was written with another window size than LEDGERFLOW_USAGE_WINDOW_S here: "
+                "usage completeness not checked (run the audit with the worker's settings)"
+            )
+        elif self.usage.windows_checked:
+            self.report.count("usage windows closed by event time", self.usage.windows_checked)
         self.report.count("turns", check.turns)
         self.report.count("decisions", check.decisions)
         self.report.count("decisions re-derived", check.verified)

@@ -193,7 +193,7 @@ def _kill_both_and_restart(settings: Settings, worker: Process, logs: Path) -> P
 
 
 def test_agents_recovering_while_the_broker_restarts_never_restart_a_chain(
-    private: Settings, tmp_path: Path
+    private: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     logs = tmp_path / "logs"
     now_s = time.time_ns() // 1000 // 1_000_000
@@ -219,8 +219,11 @@ def test_agents_recovering_while_the_broker_restarts_never_restart_a_chain(
     finally:
         worker.stop()
 
+    for name, value in ENV.items():  # the audit re-folds usage windows with the worker's settings
+        monkeypatch.setenv(name, value)
     report = asyncio.run(run_audit(private, projections=False, progress=False, grace_s=0))
     assert report.clean, [str(f) for f in report.findings[:5]]
     assert report.stats["turns"] == report.stats["decisions re-derived"] == len(every)
     assert report.stats["training records"] >= 3 * len(TENANTS)
     assert report.stats["usage.windows records"] >= len(windows0 | windows1 | windows2)
+    assert report.stats["usage windows closed by event time"] >= len(windows0 | windows1 | windows2) - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-PURE = ("chains", "decisions", "training", "digests", "report", "progress")
+PURE = ("chains", "decisions", "training", "digests", "report", "progress", "usage")
 
 
 def test_pure_check_modules_import_no_io_library() -> None:
