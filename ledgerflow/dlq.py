@@ -253,6 +253,7 @@ def summarize(letters: Iterable[LocatedDeadLetter]) -> dict[str, Any]:
 def format_table(letters: Sequence[LocatedDeadLetter]) -> str:
     """One line per letter: DLQ offset, source topic[partition]@offset, code, reason, key, size."""
     header = ("DLQ OFFSET", "SOURCE", "REASON CODE", "REASON", "KEY", "VALUE BYTES")
+    # VALUE BYTES is the original value's size; "(kept N)" when only a prefix is kept.
     rows = [header] + [_row(x) for x in letters]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = []
@@ -272,9 +273,18 @@ def _row(x: LocatedDeadLetter) -> tuple[str, ...]:
         f"{d.source_topic}[{d.partition}]@{d.offset}",
         d.reason_code,
         _clip(d.reason, 60),
-        _clip(show_bytes(d.key), 40),
-        str(len(d.value)),
+        _clip(show_bytes(d.key), 40) + ("…" if d.key_truncated else ""),
+        size_text(d),
     )
+
+
+def original_size(d: DeadLetter) -> int:
+    """Bytes of the original value (``value_size``; v1 letters: the value kept)."""
+    return len(d.value) if d.value_size is None else d.value_size
+
+
+def size_text(d: DeadLetter) -> str:
+    return f"{original_size(d)} (kept {len(d.value)})" if d.value_truncated else str(original_size(d))
 
 
 def format_detail(x: LocatedDeadLetter) -> str:
@@ -290,10 +300,17 @@ def format_detail(x: LocatedDeadLetter) -> str:
         f"reason          {d.reason}",
         f"agent           {d.agent}",
         f"failed at       {format_micros(d.failed_at)}",
-        f"key             {show_bytes(d.key)}",
-        f"headers         {len(d.headers) or 'none'}",
+        f"key             {show_bytes(d.key)}" + (" (truncated)" if d.key_truncated else ""),
+        f"headers         {len(d.headers) or 'none'}"
+        + (f" ({d.headers_dropped} more not kept)" if d.headers_dropped else ""),
     ]
     lines += [f"  {name} = {show_bytes(value)}" for name, value in d.headers]
+    lines.append(f"value size      {original_size(d)} bytes")
+    lines.append(f"value sha256    {d.value_sha256 or '?'}")
+    if d.value_truncated:
+        lines.append(
+            f"value kept      first {len(d.value)} bytes only (the record was too large to keep whole)"
+        )
     lines.append(_preview("value", d.value))
     return "\n".join(lines)
 
@@ -365,8 +382,13 @@ def to_json(x: LocatedDeadLetter) -> dict[str, Any]:
         "failed_at_micros": d.failed_at,
         "key": _b64(d.key),
         "value": _b64(d.value),
-        "value_size": len(d.value),
+        "value_size": original_size(d),
+        "value_kept_bytes": len(d.value),
+        "value_truncated": d.value_truncated,
+        "value_sha256": d.value_sha256,
+        "key_truncated": d.key_truncated,
         "headers": [{"key": k, "value": _b64(v)} for k, v in d.headers],
+        "headers_dropped": d.headers_dropped,
     }
 
 

@@ -10,12 +10,19 @@ Choices (see docs/architecture.md and PITFALLS.md):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
 from ledgerflow.config import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
 
 
 def create_app(settings: Settings, app_id: str = "ledgerflow-worker") -> faust.App:
@@ -72,3 +79,54 @@ async def run_batches(stream: faust.StreamT, size: int, within: float, handle: H
         await handle([event.message for event in events])
         for event in events:
             await stream.ack(event)
+
+
+async def handle_until_done(
+    messages: Sequence[Any],
+    *,
+    name: str,
+    lock: asyncio.Lock | None,
+    owned: Callable[[Sequence[Any]], list[Any]],
+    handle: Handler,
+    forget: Callable[[set[int]], None],
+) -> None:
+    """Handle a batch until it succeeds; a failure never stops the partition or loses records.
+
+    1. Under ``lock`` (None: ``handle`` takes it itself), keep the messages of partitions
+       this worker still owns and hand them to ``handle``.
+    2. If it raises (Kafka or Redis down, a timeout, a bug), ``forget`` those partitions'
+       in-memory state — the next attempt recovers it from the log, so nothing staged by
+       the failed attempt survives — release the lock (a rebalance may run), back off
+       (0.2 s doubling to 5 s) and go to 1.
+    Record-level problems never get here: agents dead-letter them and go on.
+    """
+    delay = RETRY_FIRST_S
+    while True:
+        mine = owned(messages)
+        if not mine:
+            return
+        try:
+            if lock is None:
+                await handle(mine)
+            else:
+                async with lock:
+                    mine = owned(messages)
+                    if not mine:
+                        return
+                    await handle(mine)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            forget({m.partition for m in mine})
+            log.error(
+                "%s: a batch of %d record(s) failed (%r); partitions %s will be recovered from the log; "
+                "retrying in %.1f s",
+                name,
+                len(mine),
+                exc,
+                sorted({m.partition for m in mine}),
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_S)

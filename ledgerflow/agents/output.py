@@ -21,6 +21,10 @@ from ledgerflow.kafka_admin import partition_counts
 INPUT_HEADER = "lf-input"
 
 
+class LogNotReady(InfrastructureError):
+    """An output log reads shorter than it was already seen: not readable to its end yet."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     partition: int
@@ -43,22 +47,34 @@ class CoPartitionedOutput:
         self.output_topic = output_topic
         self._producer: AIOKafkaProducer | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self._floor: dict[int, int] = {}  # partition -> end offset this process has seen
 
     async def start(self) -> None:
+        """Check co-partitioning and start the producer and the reader (again after a failure)."""
+        if self._producer is not None and self._reader is not None:
+            return
+        await self.stop()  # what a failed earlier start left behind
+        self._producer = self._reader = None
         counts = await partition_counts(self._settings, [self.input_topic, self.output_topic])
         if counts[self.input_topic] != counts[self.output_topic]:
             raise InfrastructureError(
                 f"{self.output_topic} has {counts[self.output_topic]} partitions but {self.input_topic} has "
                 f"{counts[self.input_topic]}: they must be equal (outputs are co-partitioned with inputs)"
             )
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
         )
-        await self._producer.start()
-        self._reader = AIOKafkaConsumer(
+        reader = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
         )
-        await self._reader.start()
+        try:
+            await producer.start()
+            await reader.start()
+        except BaseException:
+            await producer.stop()
+            await reader.stop()
+            raise
+        self._producer, self._reader = producer, reader
 
     async def stop(self) -> None:
         for client in (self._producer, self._reader):
@@ -66,15 +82,32 @@ class CoPartitionedOutput:
                 await client.stop()
 
     async def end(self, partition: int) -> int:
-        assert self._reader is not None
-        tp = TopicPartition(self.output_topic, partition)
-        return (await self._reader.end_offsets([tp]))[tp]
+        """The output partition's end offset; LogNotReady if it is below one already seen.
 
-    async def read(self, partition: int, start: int = 0) -> AsyncIterator[Written]:
-        """Output partition ``partition`` from ``start`` to its end at call time."""
+        A log that reads shorter than this process saw it (acknowledged writes, records
+        read) is not readable to its end yet — a broker restarting — never a shorter log.
+        """
         assert self._reader is not None
         tp = TopicPartition(self.output_topic, partition)
-        end = await self.end(partition)
+        end = (await self._reader.end_offsets([tp]))[tp]
+        seen = self._floor.get(partition, 0)
+        if end < seen:
+            raise LogNotReady(
+                f"{self.output_topic}[{partition}] ends at {end} but offset {seen - 1} was already seen: "
+                "the log is not readable to its end yet; waiting"
+            )
+        self._floor[partition] = end
+        return end
+
+    async def read(self, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Written]:
+        """Output partition ``partition`` from ``start`` to ``end`` (default: its end at call time).
+
+        Reads until ``end`` is reached, however long the broker takes: a log that is not
+        readable yet is waited for, never taken for a shorter one.
+        """
+        assert self._reader is not None
+        tp = TopicPartition(self.output_topic, partition)
+        end = await self.end(partition) if end is None else end
         if start >= end:
             return
         self._reader.assign([tp])
@@ -99,7 +132,11 @@ class CoPartitionedOutput:
                     self.output_topic, r.value, key=r.key, partition=r.partition, headers=headers
                 )
             )
-        return [meta.offset for meta in await asyncio.gather(*futures)]
+        offsets = []
+        for meta in await asyncio.gather(*futures):
+            self._floor[meta.partition] = max(self._floor.get(meta.partition, 0), meta.offset + 1)
+            offsets.append(meta.offset)
+        return offsets
 
 
 def _input_offset(headers: object) -> int | None:

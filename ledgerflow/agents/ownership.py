@@ -16,12 +16,15 @@ Instead, each stateful agent:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import faust
 
 Forget = Callable[[set[int]], None]
+
+log = logging.getLogger(__name__)
 
 
 class Ownership:
@@ -78,18 +81,27 @@ def register_timed(
 
     Batches, ticks and rebalances share the ownership lock, so they never interleave.
     """
-    from ledgerflow.agents.app import raw_topic, run_batches
+    from ledgerflow.agents.app import handle_until_done, raw_topic, run_batches
 
     ownership = Ownership(agent.input_topic)
     ownership.connect(app, agent.revoke)
     agent.use_lock(ownership.lock)
 
     async def owned(messages: list[Any]) -> None:
-        await agent.handle(ownership.owned(messages))
+        await handle_until_done(
+            messages, name=name, lock=None, owned=ownership.owned, handle=agent.handle, forget=agent.revoke
+        )
 
     async def body(stream: faust.StreamT) -> None:
         await run_batches(stream, batch, within, owned)
 
+    async def tick() -> None:
+        try:
+            await agent.tick()
+        except Exception as exc:  # forget what the tick may have staged; recovered from the log
+            agent.revoke(ownership.assigned)
+            log.warning("%s: tick failed (%r); owned partitions will be recovered from the log", name, exc)
+
     app.agent(raw_topic(app, agent.input_topic), name=name, concurrency=1)(body)
-    app.timer(interval=tick_s, name=f"{name}.tick")(agent.tick)
+    app.timer(interval=tick_s, name=f"{name}.tick")(tick)
     return ownership

@@ -16,13 +16,23 @@ transaction:
    other agents already consumed the topic) are read back and decided first: no turn is
    ever left without a decision.
 3. Wait until reference data (rule packs, training state) has read everything in its
-   log, then decide each turn with the pure ``ledgerflow.decisions.decide``.
-4. Produce the decisions to partition *p* with an idempotent producer and wait for acks.
+   log, then decide each turn with the pure ``ledgerflow.decisions.decide``. A record that
+   is too large, does not decode or validate, or whose evaluation raises, becomes a dead
+   letter (``agents/deadletters.py``: always fits); a turn whose ``event_id`` was decided
+   in this partition lately (the last ``DEDUPE_WINDOW`` decisions) is a duplicate
+   delivery and is not decided again. Chain heads are staged, not yet applied.
+4. Produce the batch's dead letters, then its decisions to partition *p* with an
+   idempotent producer, and wait for every ack. Only then apply the staged chain heads,
+   decided offsets and event ids to the in-memory state.
 5. At most once a second, save the chain heads and offsets touched since the last save
    to Redis (one MULTI). The snapshot is only a shortcut for step 1: an older one means
-   a longer roll-forward, never a wrong one.
+   a longer roll-forward, never a wrong one. A snapshot *ahead* of the log's end means the
+   log is not readable yet (a broker restarting): recovery waits, it never restarts
+   chains from an incomplete log.
 6. Return: faust acks the batch and commits its offsets.
-A crash between 4 and 6 is repaired by 1 and 2 on redelivery.
+A crash between 4 and 6 is repaired by 1 and 2 on redelivery. Any failure of a batch
+(Kafka, Redis, a timeout) forgets the partitions' in-memory state and retries the batch
+after a backoff (``agents/app.py: handle_until_done``): it is recovered from the log.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,17 +49,16 @@ import faust
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ledgerflow.agents.app import raw_topic, run_batches
-from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
-from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
+from ledgerflow.agents.app import handle_until_done, raw_topic, run_batches
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of, decode_input, evaluation_failed
+from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing
 from ledgerflow.agents.ownership import Ownership
 from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
-from ledgerflow.contracts.events import check_key
-from ledgerflow.contracts.payloads import PolicyDecision
+from ledgerflow.contracts.payloads import DeadLetter, PolicyDecision
 from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka_admin import committed_offsets
@@ -65,6 +75,12 @@ SNAPSHOT_EVERY_S = 1.0
 CATCH_UP_S = 2.0
 
 
+DEDUPE_WINDOW = 10_000
+"""Per partition: event ids of the latest decisions a duplicate delivery is recognised against."""
+SNAPSHOT_DISTRUST_S = 120.0
+"""How long recovery waits for a log that is behind its snapshot before it trusts the log alone."""
+
+
 @dataclass
 class PartitionState:
     """What the agent knows about one input partition it owns."""
@@ -72,6 +88,35 @@ class PartitionState:
     last_input: int = -1  # highest input offset already decided
     out_offset: int = -1  # highest output offset covered by ``heads``
     heads: dict[str, ChainHead] = field(default_factory=dict)
+    recent: OrderedDict[str, int] = field(default_factory=OrderedDict)  # event id -> input offset
+
+    def remember(self, event_id: str, offset: int) -> None:
+        self.recent[event_id] = offset
+        self.recent.move_to_end(event_id)
+        while len(self.recent) > DEDUPE_WINDOW:
+            self.recent.popitem(last=False)
+
+
+@dataclass
+class Staged:
+    """One partition's effects of a batch, applied to its state once they are durable."""
+
+    heads: dict[str, ChainHead] = field(default_factory=dict)
+    decided: dict[str, int] = field(default_factory=dict)  # event id -> input offset
+    last_input: int = -1
+
+    def head(self, state: PartitionState, subject: str) -> ChainHead | None:
+        return self.heads.get(subject) or state.heads.get(subject)
+
+    def seen(self, state: PartitionState, event_id: str) -> int | None:
+        found = self.decided.get(event_id)
+        return state.recent.get(event_id) if found is None else found
+
+    def apply(self, state: PartitionState) -> None:
+        state.heads.update(self.heads)
+        for event_id, offset in self.decided.items():
+            state.remember(event_id, offset)
+        state.last_input = max(state.last_input, self.last_input)
 
 
 class PolicyAgent:
@@ -87,12 +132,14 @@ class PolicyAgent:
         self._saved_at = 0.0
         self._redis: aioredis.Redis | None = None
         self._output = CoPartitionedOutput(settings, self.input_topic, self.output_topic)
+        self._behind_since: dict[int, float] = {}
 
     def snapshot_key(self, partition: int) -> str:
         return f"lf:{self._settings.topic_prefix}policy:heads:{{p{partition}}}"
 
     async def _start(self) -> None:
-        self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
         await self._output.start()
         await self._reference.start()
         self._started = True
@@ -107,14 +154,19 @@ class PolicyAgent:
         if not self._started:
             await self._start()
         records: list[Any] = []
-        for p in sorted(assigned - set(self._partitions)):
-            self._partitions[p] = state = await self._recover(p)
-            records += await read_range(
-                self._settings, self.input_topic, p, state.last_input + 1, committed.get(p, 0)
-            )
-        if records:
-            log.warning("policy: deciding %d records the consumer group had already passed", len(records))
-            await self.handle(records)
+        targets = set(assigned - set(self._partitions))
+        try:
+            for p in sorted(targets):
+                self._partitions[p] = state = await self._recover(p)
+                records += await read_range(
+                    self._settings, self.input_topic, p, state.last_input + 1, committed.get(p, 0)
+                )
+            if records:
+                log.warning("policy: deciding %d records the consumer group had already passed", len(records))
+                await self.handle(records)
+        except BaseException:
+            self.revoke(targets)  # recovered again on the next try
+            raise
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -137,40 +189,62 @@ class PolicyAgent:
         states = {p: self._partitions[p] for p in {m.partition for m in messages}}
         await self._reference.sync()  # Step 3.
         out: list[Outgoing] = []
-        letters = []
-        touched: dict[int, set[str]] = {}
+        letters: list[DeadLetter] = []
+        staged = {p: Staged() for p in states}
+        outcomes: list[str] = []
         for msg in messages:
-            state = states[msg.partition]
-            if msg.offset <= state.last_input:  # Step 2.
+            state, stage = states[msg.partition], staged[msg.partition]
+            if msg.offset <= max(state.last_input, stage.last_input):  # Step 2.
                 continue
             RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc()
             try:
-                event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[CONVERSATION_EVENTS])
-                check_key(event, msg.key)
+                event = decode_input(msg.value, msg.key, CONVERSATION_EVENTS)
             except DecodeError as exc:
-                if self._sink is not None:
-                    letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
+                self._reject(letters, msg, exc.reason)
                 continue
-            record = decide(
-                event,
-                msg.value,
-                self._reference.pack_for(event.tenant),
-                self._reference.training_for(event.tenant),
-                state.heads.get(event.subject),
-            )
-            if record is None:
+            first = stage.seen(state, event.event_id)
+            if first is not None:
+                log.info(
+                    "policy: %s[%d]@%d repeats event %s decided at input offset %d: duplicate delivery, "
+                    "not decided again",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    event.event_id,
+                    first,
+                )
                 continue
-            state.heads[event.subject] = head_after(record)
-            state.last_input = msg.offset
-            touched.setdefault(msg.partition, set()).add(event.subject)
-            out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), codec.encode(record)))
-            DECISIONS.labels(record.payload.outcome).inc()  # type: ignore[union-attr]
-        if self._sink is not None:
+            try:
+                record = decide(
+                    event,
+                    msg.value,
+                    self._reference.pack_for(event.tenant),
+                    self._reference.training_for(event.tenant),
+                    stage.head(state, event.subject),
+                )
+                encoded = None if record is None else codec.encode(record)
+            except Exception as exc:  # a turn that cannot be evaluated must not stop the partition
+                log.exception("policy: evaluating %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                self._reject(letters, msg, evaluation_failed(exc))
+                continue
+            if record is None or encoded is None:
+                continue
+            stage.heads[event.subject] = head_after(record)
+            stage.decided[event.event_id] = msg.offset
+            stage.last_input = msg.offset
+            out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), encoded))
+            outcomes.append(record.payload.outcome)  # type: ignore[union-attr]
+        if self._sink is not None:  # Step 4.
             await self._sink.send_all(letters)
-        for record, offset in zip(out, await self._output.write(out), strict=True):  # Step 4.
-            states[record.partition].out_offset = max(states[record.partition].out_offset, offset)
-        for p, subjects in touched.items():
-            self._dirty.setdefault(p, set()).update(subjects)
+        offsets = await self._output.write(out)
+        for p, stage in staged.items():
+            stage.apply(states[p])
+            if stage.heads:
+                self._dirty.setdefault(p, set()).update(stage.heads)
+        for sent, offset in zip(out, offsets, strict=True):
+            states[sent.partition].out_offset = max(states[sent.partition].out_offset, offset)
+        for outcome in outcomes:
+            DECISIONS.labels(outcome).inc()
         if time.monotonic() - self._saved_at >= SNAPSHOT_EVERY_S:  # Step 5.
             owned = {p: s for p, s in self._dirty.items() if p in self._partitions}
             await self._save(owned, self._partitions)
@@ -178,6 +252,10 @@ class PolicyAgent:
             self._saved_at = time.monotonic()
         if out:
             DECISION_LATENCY.observe((time.perf_counter() - began) / len(out))
+
+    def _reject(self, letters: list[DeadLetter], msg: Any, reason: str) -> None:
+        if self._sink is not None:  # else the projector owns this topic's dead letters
+            letters.append(dead_letter_of(msg, reason, NAME, CONVERSATION_EVENTS))
 
     async def _save(self, touched: dict[int, set[str]], states: dict[int, PartitionState]) -> None:
         assert self._redis is not None
@@ -217,12 +295,15 @@ class PolicyAgent:
             else:
                 seq, _, digest = text.partition("|")
                 state.heads[name] = ChainHead(name, int(seq), digest)
-        if state.out_offset >= await self._output.end(p):  # the log lost what the cache remembers
-            state = PartitionState()
+        end = await self._output.end(p)
+        if state.out_offset >= end:
+            state = self._distrust(p, state, end)
+        self._behind_since.pop(p, None)
         replayed = 0
-        async for written in self._output.read(p, state.out_offset + 1):
+        start = min(state.out_offset + 1, max(0, end - DEDUPE_WINDOW))  # the dedupe window too
+        async for written in self._output.read(p, start, end):
             replayed += 1
-            state.out_offset = written.offset
+            state.out_offset = max(state.out_offset, written.offset)
             try:
                 decision = codec.decode(written.value, allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
             except DecodeError:
@@ -230,10 +311,16 @@ class PolicyAgent:
                     "policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, written.offset
                 )
                 continue
-            if isinstance(decision.payload, PolicyDecision) and decision.sequence and decision.hash:
+            payload = decision.payload
+            if isinstance(payload, PolicyDecision) and decision.sequence and decision.hash:
                 state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
             if written.input_offset is not None:
                 state.last_input = max(state.last_input, written.input_offset)
+                if isinstance(payload, PolicyDecision):
+                    state.remember(payload.input_event_id, written.input_offset)
+        if state.out_offset < end - 1:
+            where = f"{self.output_topic}[{p}]"
+            raise LogNotReady(f"policy: {where} read to {state.out_offset}, not to its end {end - 1}")
         log.info(
             "policy: partition %d recovered (%d decisions replayed, last input %d)",
             p,
@@ -241,6 +328,32 @@ class PolicyAgent:
             state.last_input,
         )
         return state
+
+    def _distrust(self, p: int, state: PartitionState, end: int) -> PartitionState:
+        """The snapshot says output ``p`` reached ``state.out_offset`` but the log ends at ``end``.
+
+        Right after a broker restart the log may not be readable to its end yet: wait (the
+        caller retries) rather than rebuild chains from a log that looks shorter than it is.
+        Only when it stays so for ``SNAPSHOT_DISTRUST_S`` (the topic was deleted and
+        re-created) is the snapshot dropped and the log, read to its end, trusted alone.
+        """
+        since = self._behind_since.setdefault(p, time.monotonic())
+        if time.monotonic() - since < SNAPSHOT_DISTRUST_S:
+            raise LogNotReady(
+                f"policy: {self.output_topic}[{p}] ends at {end} but the snapshot covers offset "
+                f"{state.out_offset}: the log is not readable to its end yet; waiting"
+            )
+        log.error(
+            "policy: %s[%d] stayed behind its snapshot (end %d, snapshot %d) for %.0f s: the topic was "
+            "re-created; dropping the snapshot and recovering from the log alone",
+            self.output_topic,
+            p,
+            end,
+            state.out_offset,
+            SNAPSHOT_DISTRUST_S,
+        )
+        self._behind_since.pop(p, None)
+        return PartitionState()
 
 
 def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
@@ -252,9 +365,14 @@ def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> Polic
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
     async def policy(stream: faust.StreamT) -> None:
         async def owned(messages: list[Any]) -> None:
-            async with ownership.lock:
-                if mine := ownership.owned(messages):
-                    await agent_state.handle(mine)
+            await handle_until_done(
+                messages,
+                name=NAME,
+                lock=ownership.lock,
+                owned=ownership.owned,
+                handle=agent_state.handle,
+                forget=agent_state.revoke,
+            )
 
         await run_batches(stream, BATCH, WITHIN_S, owned)
 
@@ -262,8 +380,11 @@ def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> Polic
     async def catch_up() -> None:
         if not ownership.assigned - agent_state.recovered:
             return
-        committed = await committed_offsets(settings, app.conf.id, agent_state.input_topic)
-        async with ownership.lock:
-            await agent_state.catch_up(committed, ownership.assigned)
+        try:
+            committed = await committed_offsets(settings, app.conf.id, agent_state.input_topic)
+            async with ownership.lock:
+                await agent_state.catch_up(committed, ownership.assigned)
+        except Exception as exc:  # the next tick retries; state is recovered from the log
+            log.warning("policy: catching up failed (%r); retrying in %.0f s", exc, CATCH_UP_S)
 
     return agent_state

@@ -10,7 +10,11 @@ partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
    can be past commands this agent never saw, e.g. when it joins an existing group).
 3. Decide each command with the pure ``training.decide`` against the folded state;
    append its events (accepted, rejected, or an expiry found on the way) hash-chained
-   per tenant, and wait for the acks.
+   per tenant, and wait for the acks. A command that does not decode or validate, or
+   whose decision raises, is dead-lettered (``agents/deadletters.py``) and the rest go on.
+   If the batch fails (Kafka down), its partitions' state is forgotten and recovered from
+   the log before the retry (``agents/app.py: handle_until_done``): the in-memory state
+   never runs ahead of what the broker acknowledged.
 A timer appends ``TrainingExpired`` for every owned tenant whose TTL elapsed.
 """
 
@@ -25,14 +29,13 @@ from typing import Any
 
 import faust
 
-from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of, decode_input, evaluation_failed
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
-from ledgerflow.contracts.events import check_key
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.logs import read_range
@@ -117,15 +120,20 @@ class TrainingAgent:
                 if msg.offset <= state.last_input:  # Step 2.
                     continue
                 try:
-                    event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[TRAINING_COMMANDS])
-                    check_key(event, msg.key)
+                    event = decode_input(msg.value, msg.key, TRAINING_COMMANDS)
                 except DecodeError as exc:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, TRAINING_COMMANDS))
                     continue
-                command = command_of(event)
-                now = time.time_ns() // 1000
-                events = decide(state.state(command.tenant), command, now)  # Step 3.
-                out += self._append(state, msg.partition, msg.offset, events, event.trace_id)
+                try:
+                    command = command_of(event)
+                    now = time.time_ns() // 1000
+                    events = decide(state.state(command.tenant), command, now)  # Step 3.
+                    appended = self._append(state, msg.partition, msg.offset, events, event.trace_id)
+                except Exception as exc:  # a command that cannot be decided must not stop the partition
+                    log.exception("training: deciding %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                    letters.append(dead_letter_of(msg, evaluation_failed(exc), NAME, TRAINING_COMMANDS))
+                    continue
+                out += appended
                 state.last_input = msg.offset
             await self._sink.send_all(letters)
             await self._output.write(out)

@@ -12,6 +12,14 @@ Recovery of input partition *p* (first batch after assignment):
 Then live records fold and emit as usual; a timer advances idle partitions' watermarks
 by the wall clock so their windows close too. Re-folding is O(partition size): fine at
 demo scale, documented in docs/usage.md as the place to add snapshots.
+
+Poison never stops a partition: a record that does not decode or validate (the policy
+agent dead-letters it) is skipped; a turn whose ``event_id`` was folded lately in the same
+partition (the last ``DEDUPE_WINDOW`` turns) is a duplicate delivery and is not counted
+again; a turn the pure fold refuses is dead-lettered (live records only; a re-fold skips
+it) and the rest of the batch is kept. Chain heads and written ids advance only after the
+broker acknowledged the records, and ``usage.windows`` is trusted only when it reads at
+least as far as this process has seen it (else: not readable yet, retried).
 """
 
 from __future__ import annotations
@@ -20,21 +28,23 @@ import asyncio
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
 
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of, decode_input, evaluation_failed
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
-from ledgerflow.contracts.events import Event, check_key
-from ledgerflow.contracts.payloads import MessageSubmitted
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
 from ledgerflow.decisions import chain, head_after
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.logs import read_range, read_topic
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
@@ -49,17 +59,30 @@ BATCH = 500
 WITHIN_S = 0.05
 
 
+DEDUPE_WINDOW = 10_000
+"""Per input partition: event ids of the latest turns a duplicate delivery is recognised against."""
+
+
+class LogNotReady(InfrastructureError):
+    """``usage.windows`` reads shorter than this process has already seen it."""
+
+
 class UsageAgent:
-    def __init__(self, settings: Settings, config: WindowConfig | None = None) -> None:
+    def __init__(
+        self, settings: Settings, config: WindowConfig | None = None, sink: DeadLetterSink | None = None
+    ) -> None:
         self._settings = settings
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
         self.output_topic = settings.topic(USAGE_WINDOWS)
         self._config = config or WindowConfig()
         self._states: dict[int, UsageState] = {}
+        self._seen: dict[int, OrderedDict[str, None]] = {}
         self._written: set[str] | None = None
         self._heads: dict[str, ChainHead] = {}
+        self._floor: dict[int, int] = {}  # usage.windows partition -> end this process has seen
         self._lock = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
+        self._sink = sink
 
     def use_lock(self, lock: asyncio.Lock) -> None:
         """Share the ownership lock: batches, ticks and rebalances never interleave."""
@@ -68,35 +91,52 @@ class UsageAgent:
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self._states.pop(p, None)
+            self._seen.pop(p, None)
         self._written = None  # another worker may have written since: re-read on next use
 
     async def _load_written(self) -> None:
-        """Step 1."""
+        """Step 1: ids and chain heads of ``usage.windows``, read to its end."""
         if self._producer is None:
-            self._producer = AIOKafkaProducer(
+            producer = AIOKafkaProducer(
                 bootstrap_servers=self._settings.kafka_bootstrap,
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=5,
             )
-            await self._producer.start()
+            await producer.start()
+            self._producer = producer
         written: set[str] = set()
+        heads: dict[str, ChainHead] = {}
+        ends: dict[int, int] = {}
         async for raw in read_topic(self._settings, self.output_topic):
+            ends[raw.partition] = raw.offset + 1
             try:
                 record = codec.decode(raw.value or b"", allowed_types=TOPIC_TYPES[USAGE_WINDOWS])
             except DecodeError:
                 continue
             written.add(record.event_id)
             if record.sequence and record.hash:
-                self._heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
-        self._written = written
+                heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
+        short = {p: (ends.get(p, 0), floor) for p, floor in self._floor.items() if ends.get(p, 0) < floor}
+        if short:
+            raise LogNotReady(
+                f"usage: {self.output_topic} reads shorter than already seen "
+                f"(partition: (end, seen) {short}): the log is not readable to its end yet; waiting"
+            )
+        self._floor.update(ends)
+        self._written, self._heads = written, heads
 
     async def _refold(self, p: int, until: int) -> UsageState:
         """Step 2: fold input partition ``p`` below ``until`` (emitting only what is missing)."""
         state = UsageState(config=self._config)
+        self._seen[p] = OrderedDict()
         out: list[Event] = []
         for rec in await read_range(self._settings, self.input_topic, p, 0, until):
-            state, emitted = self._fold(state, p, rec.value, rec.key)
+            try:
+                state, emitted = self._fold(state, p, rec.value, rec.key)
+            except UsageRefused as exc:
+                log.warning("usage: %s[%d]@%d skipped on re-fold: %s", rec.topic, p, rec.offset, exc.reason)
+                continue
             out += emitted
         await self._send(out)
         return state
@@ -104,58 +144,85 @@ class UsageAgent:
     def _fold(
         self, state: UsageState, p: int, value: bytes | None, key: bytes | None
     ) -> tuple[UsageState, list[Event]]:
+        """Fold one record; UsageRefused (with a dead-letter reason) when the fold refuses it."""
         try:
-            event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[CONVERSATION_EVENTS])
-            check_key(event, key)
+            event = decode_input(value, key, CONVERSATION_EVENTS)
         except DecodeError:
             return state, []  # the policy agent dead-letters poison records of this topic
         payload = event.payload
         if not isinstance(payload, MessageSubmitted):
             return state, []
-        state, emitted = add(
-            state,
-            event.tenant,
-            payload.model,
-            event.occurred_at,
-            payload.tokens,
-            len(payload.content.encode()),
-        )
-        return state, [self._record(e, p, event.occurred_at) for e in emitted]
+        seen = self._seen.setdefault(p, OrderedDict())
+        if event.event_id in seen:
+            return state, []  # a duplicate delivery is counted once
+        try:
+            state, emitted = add(
+                state,
+                event.tenant,
+                payload.model,
+                event.occurred_at,
+                payload.tokens,
+                len(payload.content.encode("utf-8", "surrogatepass")),
+            )
+            records = [self._record(e, p, event.occurred_at) for e in emitted]
+        except Exception as exc:
+            raise UsageRefused(evaluation_failed(exc)) from exc
+        seen[event.event_id] = None
+        while len(seen) > DEDUPE_WINDOW:
+            seen.popitem(last=False)
+        return state, records
 
     def _record(self, emitted: Any, p: int, occurred_at: int) -> Event:
         return record_of(emitted, p, occurred_at)
 
     async def _send(self, records: list[Event]) -> None:
-        """Chain and produce records not written before; wait for the acks."""
+        """Chain and produce records not written before; wait for the acks, then advance."""
         assert self._producer is not None and self._written is not None
         futures = []
+        heads: dict[str, ChainHead] = {}
+        ids: set[str] = set()
+        kinds: list[str] = []
         for record in records:
-            if record.event_id in self._written:
+            if record.event_id in self._written or record.event_id in ids:
                 continue
-            chained = chain(record, self._heads.get(record.tenant))
-            self._heads[record.tenant] = head_after(chained)
-            self._written.add(record.event_id)
+            chained = chain(record, heads.get(record.tenant) or self._heads.get(record.tenant))
+            heads[record.tenant] = head_after(chained)
+            ids.add(record.event_id)
             futures.append(
                 await self._producer.send(
                     self.output_topic, codec.encode(chained), key=record.tenant.encode()
                 )
             )
-            USAGE_WINDOWS_EMITTED.labels("correction" if record.payload.correction else "closed").inc()  # type: ignore[union-attr]
-        if futures:
-            await asyncio.gather(*futures)
+            kinds.append("correction" if record.payload.correction else "closed")  # type: ignore[union-attr]
+        if not futures:
+            return
+        for meta in await asyncio.gather(*futures):
+            self._floor[meta.partition] = max(self._floor.get(meta.partition, 0), meta.offset + 1)
+        self._heads.update(heads)
+        self._written |= ids
+        for kind in kinds:
+            USAGE_WINDOWS_EMITTED.labels(kind).inc()
 
     async def handle(self, messages: Sequence[Any]) -> None:
         async with self._lock:
             if self._written is None:
                 await self._load_written()
             out: list[Event] = []
+            letters: list[DeadLetter] = []
             for msg in messages:
                 state = self._states.get(msg.partition)
                 if state is None:
                     state = self._states[msg.partition] = await self._refold(msg.partition, msg.offset)
-                state, emitted = self._fold(state, msg.partition, msg.value, msg.key)
+                try:
+                    state, emitted = self._fold(state, msg.partition, msg.value, msg.key)
+                except UsageRefused as exc:
+                    if self._sink is not None:
+                        letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
+                    continue
                 self._states[msg.partition] = state
                 out += emitted
+            if self._sink is not None:
+                await self._sink.send_all(letters)
             await self._send(out)
 
     async def tick(self) -> None:
@@ -181,7 +248,15 @@ def window_config_from_env() -> WindowConfig:
     return WindowConfig(size_micros=int(size * 1e6), lateness_micros=int(lateness * 1e6))
 
 
+class UsageRefused(Exception):
+    """The pure fold refused a decoded turn; ``reason`` is the dead-letter reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def register(app: faust.App, settings: Settings) -> UsageAgent:
-    agent_state = UsageAgent(settings, window_config_from_env())
+    agent_state = UsageAgent(settings, window_config_from_env(), DeadLetterSink(app, NAME))
     register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state

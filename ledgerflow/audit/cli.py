@@ -22,11 +22,19 @@ from ledgerflow.config import Settings
 CLEAN, DISCREPANCY = 0, 1
 
 
-async def run_audit(settings: Settings, *, projections: bool = True, progress: bool | None = None) -> Report:
+async def run_audit(
+    settings: Settings,
+    *,
+    projections: bool = True,
+    progress: bool | None = None,
+    grace_s: float | None = None,
+) -> Report:
     """Every check of the topics of ``settings.topic_prefix`` (and its live read models).
 
     ``progress``: True forces the progress line on stderr, False hides it, None shows it
-    only when stderr is a terminal.
+    only when stderr is a terminal. ``grace_s``: a turn or training command older than
+    this (record timestamp, before the audit started) must have its decision or outcome;
+    None: ``LEDGERFLOW_AUDIT_GRACE_S``, default 60.
     """
     began = time.perf_counter()
     report = Report()
@@ -34,7 +42,7 @@ async def run_audit(settings: Settings, *, projections: bool = True, progress: b
     def bar(label: str, total: int) -> Progress:
         return Progress(label, total, show=progress)
 
-    await audit_logs(settings, report, bar)
+    await audit_logs(settings, report, bar, grace_s=grace_s)
     if projections:
         await audit_projections(settings, report, bar)
     report.seconds = time.perf_counter() - began

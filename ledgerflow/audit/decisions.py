@@ -1,4 +1,4 @@
-"""Re-deriving every policy decision bit for bit (pure: no I/O).
+"""Re-deriving every policy decision bit for bit, and finding turns without one (pure: no I/O).
 
 The policy agent writes exactly ``codec.encode(decide(event, value, pack, training, head))``
 (``ledgerflow.decisions``). Given the input record's bytes, the rule pack the decision
@@ -6,12 +6,21 @@ names (tenant or ``*``, version, constitution hash), the training state it recor
 conversation's previous decision (chain head), the auditor computes the same bytes again
 and compares. Per input partition (decisions are co-partitioned with their inputs):
 
-1. ``add_input`` every record of ``conversation.events`` partition *p*;
-2. ``feed`` every record of ``policy.decisions`` partition *p* in offset order: a decision
-   with no input is ``forged``, a second one for an input is ``duplicate``, an input hash
-   that differs is ``input-hash``, bytes that do not re-derive are ``altered``;
-3. ``finish``: a turn with no decision before the last decided turn is ``missing``; turns
-   after it are *pending* (the agent has not reached them yet), counted but not findings.
+1. ``add_input`` every record of ``conversation.events`` partition *p* that the agent
+   would decide (decodes, validates, is a turn). A second record with an ``event_id``
+   already seen in the partition is a *duplicate delivery* (a producer retrying past the
+   edge): counted, not expected to be decided again.
+2. ``feed`` every record of ``policy.decisions`` partition *p* in offset order. The
+   decision answers the delivery its ``lf-input`` header names (else the first undecided
+   delivery of its ``input_event_id``): a decision with no such input is ``forged``, a
+   second one for the same delivery is ``duplicate``, an input hash that differs is
+   ``input-hash``, bytes that do not re-derive are ``altered``. A decision of a later
+   delivery of an event already decided (a duplicate the agent's dedupe window no longer
+   held) is counted as ``decided again``, not a finding.
+3. ``finish``: a turn none of whose deliveries has a decision is ``missing`` — when a later
+   turn of the partition was decided, or when it was written more than the grace period
+   before the audit started — unless the agent dead-lettered it (``dead_lettered``).
+   Other undecided turns are *pending* (the agent has not reached them yet): counted.
 """
 
 from __future__ import annotations
@@ -50,53 +59,86 @@ class PackBook:
         return sorted(packs, key=lambda p: p.constitution_hash != constitution)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Input:
     at: Position
     event: Event
     value: bytes
+    timestamp_ms: int | None = None
+    decided: Position | None = None
 
 
 class DecisionCheck:
     """Walks one input partition's turns and its decisions; see the module docstring."""
 
-    def __init__(self, packs: PackBook, training: Mapping[tuple[str, int], bool] | None = None) -> None:
+    def __init__(
+        self,
+        packs: PackBook,
+        training: Mapping[tuple[str, int], bool] | None = None,
+        *,
+        overdue_before_ms: int | None = None,
+    ) -> None:
         """``training``: (tenant, version) → enabled of every accepted training transition, or
-        None to skip checking the recorded training state against ``training.audit``."""
+        None to skip checking the recorded training state against ``training.audit``.
+        ``overdue_before_ms``: a turn whose record timestamp is older (ms since the epoch) must
+        be decided even if no later turn was; None: only the later-turn rule."""
         self._packs = packs
         self._training = training
-        self._inputs: dict[str, _Input] = {}
-        self._decided: dict[str, Position] = {}
+        self._overdue_before_ms = overdue_before_ms
+        self._inputs: dict[str, list[_Input]] = {}  # event id -> its deliveries, in offset order
+        self._by_offset: dict[int, _Input] = {}
         self._heads: dict[str, ChainHead] = {}
         self._last_decided = -1
+        self.dead_lettered: set[int] = set()
+        """Input offsets of this partition the agent dead-lettered (set by the caller)."""
         self.turns = self.decisions = self.verified = self.pending = 0
+        self.duplicate_deliveries = self.decided_again = self.turns_dead_lettered = 0
 
-    def add_input(self, at: Position, event: Event, value: bytes) -> None:
-        if turn_of(event) is not None:
-            self._inputs[event.event_id] = _Input(at, event, value)
+    def add_input(self, at: Position, event: Event, value: bytes, timestamp_ms: int | None = None) -> None:
+        if turn_of(event) is None:
+            return
+        source = _Input(at, event, value, timestamp_ms)
+        self._by_offset[at.offset] = source
+        deliveries = self._inputs.setdefault(event.event_id, [])
+        if deliveries:
+            self.duplicate_deliveries += 1
+        else:
             self.turns += 1
+        deliveries.append(source)
 
-    def feed(self, at: Position, record: Event, value: bytes) -> list[Finding]:
-        """Check one decision record against its input; the findings it raises."""
+    def feed(
+        self, at: Position, record: Event, value: bytes, input_offset: int | None = None
+    ) -> list[Finding]:
+        """Check one decision record against its input; the findings it raises.
+
+        ``input_offset``: the decision's ``lf-input`` header (the input offset it answers)."""
         payload = record.payload
         if not isinstance(payload, PolicyDecision):
             return [_finding("forged", at, record.subject, f"a {record.type} record is not a decision")]
         self.decisions += 1
-        first = self._decided.get(payload.input_event_id)
-        if first is not None:
-            why = (
-                f"input {payload.input_event_id} was already decided at {_where(first)}: "
-                "one turn, two decisions (redelivered without the offset check, or inserted)"
-            )
-            return [_finding("duplicate", at, record.subject, why)]
-        source = self._inputs.get(payload.input_event_id)
+        deliveries = self._inputs.get(payload.input_event_id, [])
+        if input_offset is not None and input_offset in self._by_offset:
+            source: _Input | None = self._by_offset[input_offset]
+            if source is not None and source.event.event_id != payload.input_event_id:
+                source = None
+        else:
+            source = next((d for d in deliveries if d.decided is None), deliveries[0] if deliveries else None)
         if source is None:
             why = (
                 f"no MessageSubmitted {payload.input_event_id} in the input partition co-partitioned "
                 "with this one: a decision with no input (produced from outside the policy agent)"
             )
             return [_finding("forged", at, record.subject, why)]
-        self._decided[payload.input_event_id] = at
+        if source.decided is not None:
+            why = (
+                f"input {payload.input_event_id} at {_where(source.at)} was already decided at "
+                f"{_where(source.decided)}: one turn, two decisions (redelivered without the offset check, "
+                "or inserted)"
+            )
+            return [_finding("duplicate", at, record.subject, why)]
+        if any(d.decided is not None for d in deliveries):
+            self.decided_again += 1  # a later delivery of a decided event: not tampering
+        source.decided = at
         self._last_decided = max(self._last_decided, source.at.offset)
         found = self._check_inputs(at, record, payload, source)
         mismatch = self._rederive(at, record, payload, source, value)
@@ -105,18 +147,28 @@ class DecisionCheck:
     def finish(self) -> list[Finding]:
         """Turns never decided (``decision.missing``); forgets this partition's inputs."""
         found = []
-        for event_id, source in self._inputs.items():
-            if event_id in self._decided:
+        for event_id, deliveries in self._inputs.items():
+            if any(d.decided is not None for d in deliveries):
                 continue
-            if source.at.offset > self._last_decided:
+            source = deliveries[0]
+            if any(d.at.offset in self.dead_lettered for d in deliveries):
+                self.turns_dead_lettered += 1
+                continue
+            overdue = (
+                self._overdue_before_ms is not None
+                and source.timestamp_ms is not None
+                and source.timestamp_ms < self._overdue_before_ms
+            )
+            if source.at.offset > self._last_decided and not overdue:
                 self.pending += 1
                 continue
             turn = source.event.payload
             turn_id = turn.turn_id if isinstance(turn, MessageSubmitted) else "?"
-            why = (
-                f"turn {turn_id} (MessageSubmitted {event_id}) has no decision, although input offset "
-                f"{self._last_decided} after it was decided: a lost decision"
-            )
+            if source.at.offset < self._last_decided:
+                after = f"although input offset {self._last_decided} after it was decided"
+            else:
+                after = "although it was written before the audit's grace period"
+            why = f"turn {turn_id} (MessageSubmitted {event_id}) has no decision, {after}: a lost decision"
             found.append(
                 Finding(
                     "decision.missing",
@@ -128,8 +180,9 @@ class DecisionCheck:
                 )
             )
         self._inputs.clear()
-        self._decided.clear()
+        self._by_offset.clear()
         self._heads.clear()
+        self.dead_lettered = set()
         self._last_decided = -1
         return found
 

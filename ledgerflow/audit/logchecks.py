@@ -5,25 +5,44 @@
 2. Read ``policy.rules``: every rule pack ever published, by (tenant, version).
 3. Read ``training.audit``: verify its chains, fold it, check every transition.
 4. Read ``usage.windows``: verify its chains.
-5. For each partition *p*: read ``conversation.events`` *p* (the turns), then
-   ``policy.decisions`` *p*: verify its chains and re-derive every decision.
+5. Read the dead letters of ``conversation.events`` and ``training.commands``: inputs the
+   agents gave up on, with the reason, are accounted for (and counted), not missing.
+6. For each partition *p*: read ``conversation.events`` *p* (the turns, decoded as the
+   agents decode them), then ``policy.decisions`` *p*: verify its chains, re-derive every
+   decision, and name every turn without one (``decision.missing``).
+7. Read ``training.commands``: every command needs its outcome in ``training.audit``
+   (``training.missing`` otherwise).
+While reading ``conversation.events`` (step 6) the turns are also re-folded into usage
+windows by event time (``audit/usage.py``): every window that fold closes needs its record
+in ``usage.windows`` (``usage.missing``), with the worker's window settings
+(``LEDGERFLOW_USAGE_WINDOW_S``, ``LEDGERFLOW_USAGE_LATENESS_S``).
+On every input topic (``conversation.events``, ``training.commands``, ``policy.rules``) a
+record whose ``producer`` claims one of ledgerflow's own writers (``ledgerflow-*``) is an
+``input.system-producer`` finding: only the agents write under those names, and never there.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 
+from ledgerflow.agents.deadletters import decode_input
+from ledgerflow.agents.output import INPUT_HEADER
 from ledgerflow.agents.reference import apply_reference_event, builtin_default_pack
+from ledgerflow.agents.usage import window_config_from_env
 from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
 from ledgerflow.audit.progress import Progress
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.sources import Horizon, LogReader
 from ledgerflow.audit.training import TrainingCheck
+from ledgerflow.audit.usage import UsageCheck
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
+from ledgerflow.dlq import read_dead_letters
 from ledgerflow.errors import DecodeError
 from ledgerflow.logs import RawRecord
 from ledgerflow.policy import RulePack, TrainingState
@@ -33,16 +52,40 @@ from ledgerflow.topics import (
     POLICY_DECISIONS,
     POLICY_RULES,
     TRAINING_AUDIT,
+    TRAINING_COMMANDS,
     USAGE_WINDOWS,
 )
 
 ProgressFactory = Callable[[str, int], Progress]
 
 
-async def audit_logs(settings: Settings, report: Report, progress: ProgressFactory) -> None:
+GRACE_ENV = "LEDGERFLOW_AUDIT_GRACE_S"
+DEFAULT_GRACE_S = 60.0
+"""A turn (or training command) written longer ago than this before the audit started must
+have its decision (outcome), whether or not a later one was decided."""
+INPUT_TOPICS = (CONVERSATION_EVENTS, TRAINING_COMMANDS, POLICY_RULES)
+SYSTEM_PRODUCER_PREFIX = "ledgerflow-"
+
+
+def grace_from_env() -> float:
+    return float(os.environ.get(GRACE_ENV, DEFAULT_GRACE_S))
+
+
+async def audit_logs(
+    settings: Settings, report: Report, progress: ProgressFactory, *, grace_s: float | None = None
+) -> None:
+    grace = grace_from_env() if grace_s is None else grace_s
+    overdue_before_ms = int(time.time() * 1000 - grace * 1000)
     names = {
         base: settings.topic(base)
-        for base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, POLICY_RULES, CONVERSATION_EVENTS)
+        for base in (
+            POLICY_DECISIONS,
+            TRAINING_AUDIT,
+            USAGE_WINDOWS,
+            POLICY_RULES,
+            CONVERSATION_EVENTS,
+            TRAINING_COMMANDS,
+        )
     }
     async with LogReader(settings) as reader:
         horizon = await reader.horizon(names.values())  # Step 1.
@@ -50,38 +93,58 @@ async def audit_logs(settings: Settings, report: Report, progress: ProgressFacto
             if topic not in horizon:
                 report.notes.append(f"topic {topic} does not exist: nothing of {base} was checked")
         bar = progress("replaying logs", sum(sum(ends) for ends in horizon.values()))
-        run = _Run(reader, horizon, report, bar, names)
+        run = _Run(reader, horizon, report, bar, names, overdue_before_ms)
         book = await run.packs()  # Step 2.
         training = await run.training()  # Step 3.
         await run.chained_only(USAGE_WINDOWS)  # Step 4.
-        await run.decisions(book, training)  # Step 5.
+        await run.dead_letters(settings)  # Step 5.
+        await run.decisions(book, training)  # Step 6.
+        await run.commands()  # Step 7.
         for finding in run.chains.finish():
             report.add(finding)
         bar.finish()
-    report.checks += ["hash chains", "decisions", "training transitions"]
+    report.checks += ["hash chains", "decisions", "training transitions", "completeness"]
 
 
 class _Run:
     def __init__(
-        self, reader: LogReader, horizon: Horizon, report: Report, bar: Progress, names: dict[str, str]
+        self,
+        reader: LogReader,
+        horizon: Horizon,
+        report: Report,
+        bar: Progress,
+        names: dict[str, str],
+        overdue_before_ms: int | None = None,
     ) -> None:
         self.reader, self.horizon, self.report, self.bar, self.names = reader, horizon, report, bar, names
         self.chains = ChainCheck()
+        self.overdue_before_ms = overdue_before_ms
+        self.dead: dict[str, set[tuple[int, int]]] = {}  # base topic -> dead-lettered (partition, offset)
+        self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
+        self.usage = UsageCheck(window_config_from_env())
 
     async def records(self, base: str, partition: int) -> AsyncIterator[tuple[RawRecord, Event]]:
-        """One partition's decodable records; undecodable ones on agent topics become findings."""
+        """One partition's decodable records; undecodable ones on agent topics become findings.
+
+        Input topics are decoded as the agents decode them (size limit, key = subject); a
+        record there that claims a system writer is a finding."""
         topic = self.names[base]
         async for raw in self.reader.partition(topic, partition, self.horizon[topic][partition]):
             self.bar.advance()
             if raw.value is None:
                 continue  # a tombstone (compacted topics)
             try:
-                event = codec.decode(raw.value, allowed_types=TOPIC_TYPES[base])
+                if base in (CONVERSATION_EVENTS, TRAINING_COMMANDS):
+                    event = decode_input(raw.value, raw.key, base)
+                else:
+                    event = codec.decode(raw.value, allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
                 self.report.count(f"{base} undecodable")
                 if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS):
                     self.report.add(_undecodable(raw, exc.reason))
                 continue
+            if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):
+                self.report.add(_system_producer(raw, event))
             yield raw, event
 
     def partitions(self, base: str) -> range:
@@ -106,6 +169,9 @@ class _Run:
                 at = _at(raw)
                 self.report.add(self.chains.feed(at, event))
                 self.report.add(check.feed(at, event))
+                answered = input_offset_of(raw.headers)
+                if answered is not None:
+                    self.answered.setdefault(p, set()).add(answered)
         self.report.count("training records", check.records)
         return check
 
@@ -114,29 +180,135 @@ class _Run:
             async for raw, event in self.records(base, p):
                 self.report.add(self.chains.feed(_at(raw), event))
                 self.report.count(f"{base} records")
+                if base == USAGE_WINDOWS:
+                    self.usage.add_written(event)
+
+    async def dead_letters(self, settings: Settings) -> None:
+        for base in (CONVERSATION_EVENTS, TRAINING_COMMANDS):
+            positions = self.dead.setdefault(base, set())
+            if self.names[base] not in self.horizon:
+                continue
+            for located in await read_dead_letters(settings, base):
+                letter = located.letter
+                if letter is not None and letter.source_topic == self.names[base]:
+                    positions.add((letter.partition, letter.offset))
 
     async def decisions(self, book: PackBook, training: TrainingCheck | None) -> None:
-        check = DecisionCheck(book, None if training is None else training.states)
+        check = DecisionCheck(
+            book, None if training is None else training.states, overdue_before_ms=self.overdue_before_ms
+        )
+        dead = self.dead.get(CONVERSATION_EVENTS, set())
         count = max(len(self.partitions(CONVERSATION_EVENTS)), len(self.partitions(POLICY_DECISIONS)))
         for p in range(count):
+            check.dead_lettered = {offset for partition, offset in dead if partition == p}
             if p in self.partitions(CONVERSATION_EVENTS):
                 async for raw, event in self.records(CONVERSATION_EVENTS, p):
-                    check.add_input(_at(raw), event, raw.value or b"")
+                    check.add_input(_at(raw), event, raw.value or b"", raw.timestamp_ms)
+                    self.usage.add_input(_at(raw), event)
             if p in self.partitions(POLICY_DECISIONS):
                 async for raw, event in self.records(POLICY_DECISIONS, p):
                     at = _at(raw)
                     self.report.add(self.chains.feed(at, event))
-                    self.report.extend(check.feed(at, event, raw.value or b""))
+                    self.report.extend(check.feed(at, event, raw.value or b"", input_offset_of(raw.headers)))
             self.report.extend(check.finish())
+            missing_windows = self.usage.finish(p)
+            if self.usage.comparable and self.names[USAGE_WINDOWS] in self.horizon:
+                self.report.extend(missing_windows)
+        if not self.usage.comparable:
+            self.report.notes.append(
+                "usage.windows was written with another window size than LEDGERFLOW_USAGE_WINDOW_S here: "
+                "usage completeness not checked (run the audit with the worker's settings)"
+            )
+        elif self.usage.windows_checked:
+            self.report.count("usage windows closed by event time", self.usage.windows_checked)
         self.report.count("turns", check.turns)
         self.report.count("decisions", check.decisions)
         self.report.count("decisions re-derived", check.verified)
+        if check.duplicate_deliveries:
+            self.report.count("duplicate deliveries", check.duplicate_deliveries)
+            self.report.notes.append(
+                f"{check.duplicate_deliveries} turn record(s) repeat the event_id of an earlier turn in "
+                "their partition: duplicate deliveries (a producer retrying past the edge), decided once "
+                "(not a discrepancy)"
+            )
+        if check.decided_again:
+            self.report.count("duplicate deliveries decided again", check.decided_again)
+        if check.turns_dead_lettered:
+            self.report.count("turns dead-lettered", check.turns_dead_lettered)
+            self.report.notes.append(
+                f"{check.turns_dead_lettered} turn(s) were dead-lettered by the policy agent instead of "
+                "decided: see `ledgerflow dlq list --topic conversation.events`"
+            )
         if check.pending:
             self.report.count("turns pending", check.pending)
             self.report.notes.append(
                 f"{check.pending} turn(s) after the last decided one have no decision yet: the policy agent "
                 "has not reached them (not a discrepancy; audit again once it caught up)"
             )
+
+    async def commands(self) -> None:
+        """Step 7: every training command has its outcome in training.audit."""
+        if (
+            self.names[TRAINING_COMMANDS] not in self.horizon
+            or self.names[TRAINING_AUDIT] not in self.horizon
+        ):
+            return
+        dead = self.dead.get(TRAINING_COMMANDS, set())
+        commands = 0
+        for p in self.partitions(TRAINING_COMMANDS):
+            pending = []
+            answered = self.answered.get(p, set())
+            last = max(answered, default=-1)
+            async for raw, event in self.records(TRAINING_COMMANDS, p):
+                commands += 1
+                if raw.offset in answered or (p, raw.offset) in dead:
+                    continue
+                overdue = self.overdue_before_ms is not None and raw.timestamp_ms < self.overdue_before_ms
+                if raw.offset < last or overdue:
+                    self.report.add(_command_missing(raw, event))
+                else:
+                    pending.append(raw.offset)
+            if pending:
+                self.report.notes.append(
+                    f"{len(pending)} training command(s) of partition {p} have no outcome yet "
+                    "(not a discrepancy; audit again once the training agent caught up)"
+                )
+        self.report.count("training commands", commands)
+
+
+def input_offset_of(headers: tuple[tuple[str, bytes], ...]) -> int | None:
+    """The ``lf-input`` header of an agent's output record: the input offset it answers."""
+    for name, value in headers:
+        if name == INPUT_HEADER:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _system_producer(raw: RawRecord, event: Event) -> Finding:
+    return Finding(
+        "input.system-producer",
+        raw.topic,
+        raw.partition,
+        raw.offset,
+        event.subject,
+        f"producer {event.producer[:60]!r} claims one of ledgerflow's own writers on an input topic: "
+        "only the agents write under ledgerflow-* names, and only to the topics they derive",
+    )
+
+
+def _command_missing(raw: RawRecord, event: Event) -> Finding:
+    command_id = getattr(event.payload, "command_id", "?")
+    return Finding(
+        "training.missing",
+        raw.topic,
+        raw.partition,
+        raw.offset,
+        event.subject,
+        f"{event.type} {command_id} has no outcome in training.audit (accepted or rejected)",
+    )
 
 
 def _at(raw: RawRecord) -> Position:

@@ -78,8 +78,10 @@ def document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    dead_letter = registry.latest("DeadLetter")
-    messages[_message_id(dead_letter)] = _message(dead_letter, "the original record's key")
+    letter_ids = []
+    for dead_letter in registry.versions["DeadLetter"]:
+        messages[_message_id(dead_letter)] = _message(dead_letter, "the original record's key")
+        letter_ids.append(_message_id(dead_letter))
     for contract in CONTRACTS:
         ids = []
         for type_name in sorted(contract.types):
@@ -101,7 +103,7 @@ def document() -> dict[str, Any]:
             f"Records of {contract.name} that could not be processed, with the reason.",
             dlq.configs,
             dlq.partitions,
-            [_message_id(dead_letter)],
+            letter_ids,
         )
         for action, who in (("send", contract.written_by), ("receive", "ledgerflow agents and projectors")):
             operations[f"{action}{cid[0].upper()}{cid[1:]}"] = {
@@ -114,7 +116,7 @@ def document() -> dict[str, Any]:
             "action": "send",
             "channel": {"$ref": f"#/channels/{cid}Dlq"},
             "summary": "Written by any agent that gives up on a record.",
-            "messages": [{"$ref": f"#/channels/{cid}Dlq/messages/{_message_id(dead_letter)}"}],
+            "messages": [{"$ref": f"#/channels/{cid}Dlq/messages/{mid}"} for mid in letter_ids],
         }
     return {
         "asyncapi": "3.0.0",

@@ -144,7 +144,9 @@ class Codec:
 
     def decode_dead_letter(self, data: bytes) -> DeadLetter:
         """The dead letter in ``data``. Raises DecodeError(reason)."""
-        _, record = self._read(data, frozenset({"DeadLetter"}))
+        entry, record = self._read(data, frozenset({"DeadLetter"}))
+        for upcast in self._readers[entry.fingerprint][2]:
+            record = upcast(record)
         return DeadLetter.from_record(record)
 
     def _write(self, entry: SchemaEntry, record: dict[str, Any]) -> bytes:

@@ -17,7 +17,8 @@ from typing import Any
 
 from ledgerflow.contracts import _avro_json
 from ledgerflow.contracts._avro_json import format_timestamp, parse_timestamp
-from ledgerflow.contracts.payloads import PAYLOAD_TYPES, MessageSubmitted, Payload
+from ledgerflow.contracts.ids import check_id
+from ledgerflow.contracts.payloads import PAYLOAD_TYPES, ConversationStarted, MessageSubmitted, Payload
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.upcasting import upcast_payload
 from ledgerflow.errors import DecodeError, ValidationError
@@ -32,6 +33,14 @@ MAX_OCCURRED_AT = 7_258_118_400_000_000
 """2200-01-01T00:00:00Z: static upper bound checked on decode."""
 MAX_FUTURE_SKEW_MICROS = 86_400_000_000
 """HTTP ingest refuses occurred_at more than one day ahead of the edge's clock."""
+MAX_TOKENS = 10_000_000
+"""Largest MessageSubmitted.tokens: far above any model's context, far below int overflow in sums."""
+MAX_MODEL_CHARS = 256
+"""Longest model id."""
+MAX_LANGUAGE_CHARS = 64
+"""Longest language tag (BCP 47 tags are at most 35 characters in practice)."""
+ANY_TENANT = "*"
+"""The tenant/subject of the default rule pack: the one value outside the id grammar."""
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _NAMESPACE = uuid.UUID("6f1c3c52-5d0e-4a52-9d55-2f1f0c2f7a10")
@@ -255,12 +264,17 @@ def validate_envelope(event: Event) -> None:
         )
     if event.schema_version < 1:
         raise ValidationError(f"schema_version: {event.schema_version} must be 1 or more")
-    for name in ("tenant", "subject", "producer"):
+    for name in ("tenant", "subject"):
         value = getattr(event, name)
-        if not value or not value.strip():
+        if isinstance(value, str) and not value.strip():
             raise ValidationError(f"{name}: must not be empty")
-        if len(value) > MAX_ID_CHARS:
-            raise ValidationError(f"{name}: longer than {MAX_ID_CHARS} characters")
+        if not (value == ANY_TENANT and event.type == "RulePackPublished"):
+            check_id(name, value)
+    producer = event.producer
+    if not isinstance(producer, str) or not producer.strip():
+        raise ValidationError("producer: must not be empty")
+    if len(producer) > MAX_ID_CHARS:
+        raise ValidationError(f"producer: longer than {MAX_ID_CHARS} characters")
     if event.trace_id is not None and len(event.trace_id) > MAX_ID_CHARS:
         raise ValidationError(f"trace_id: longer than {MAX_ID_CHARS} characters")
     if not MIN_OCCURRED_AT <= event.occurred_at < MAX_OCCURRED_AT:
@@ -270,13 +284,50 @@ def validate_envelope(event: Event) -> None:
         )
     if event.sequence is not None and event.sequence < 1:
         raise ValidationError(f"sequence: {event.sequence} must be 1 or more")
-    if isinstance(event.payload, MessageSubmitted) and len(event.payload.content) * 4 > MAX_CONTENT_BYTES:
-        size = len(event.payload.content.encode("utf-8", "surrogatepass"))
+    if isinstance(event.payload, MessageSubmitted):
+        validate_turn(event.payload)
+    elif isinstance(event.payload, ConversationStarted):
+        _check_text("payload.model", event.payload.model, MAX_MODEL_CHARS)
+        _check_text("payload.actor", event.payload.actor, MAX_ID_CHARS)
+
+
+def validate_turn(turn: MessageSubmitted) -> None:
+    """A turn's payload: what the Avro schema cannot say (ids, ranges, sizes, types).
+
+    Checked at the edge and again in the agents, which also read records that producers
+    wrote to Kafka directly. Raises ValidationError (ContentTooLarge for oversized content).
+    """
+    check_id("payload.turn_id", turn.turn_id)
+    if not isinstance(turn.content, str):
+        raise ValidationError(f"payload.content: expected a string, got {type(turn.content).__name__}")
+    if len(turn.content) * 4 > MAX_CONTENT_BYTES:
+        size = len(turn.content.encode("utf-8", "surrogatepass"))
         if size > MAX_CONTENT_BYTES:
             raise ContentTooLarge(
                 f"payload.content: {size} bytes of UTF-8 is over the {MAX_CONTENT_BYTES}-byte "
                 "limit; split the message into several turns"
             )
+    _check_text("payload.model", turn.model, MAX_MODEL_CHARS)
+    tokens = turn.tokens
+    if tokens is not None:
+        if not isinstance(tokens, int) or isinstance(tokens, bool):
+            raise ValidationError(f"payload.tokens: expected an integer or null, got {type(tokens).__name__}")
+        if not 0 <= tokens <= MAX_TOKENS:
+            raise ValidationError(f"payload.tokens: {tokens} is outside 0..{MAX_TOKENS}")
+    if turn.language is not None:
+        _check_text("payload.language", turn.language, MAX_LANGUAGE_CHARS)
+
+
+def _check_text(field: str, value: object, longest: int) -> None:
+    """A non-empty string of at most ``longest`` characters without control characters."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field}: expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValidationError(f"{field}: must not be empty")
+    if len(value) > longest:
+        raise ValidationError(f"{field}: longer than {longest} characters")
+    if not value.isprintable():
+        raise ValidationError(f"{field}: {value[:40]!r} contains control characters")
 
 
 def check_key(event: Event, key: bytes | None) -> None:

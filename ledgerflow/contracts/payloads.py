@@ -215,6 +215,11 @@ class DeadLetter:
     reason_code: str
     failed_at: int
     agent: str
+    value_sha256: str | None = None  # v2: of the whole original value
+    value_size: int | None = None  # v2: bytes of the whole original value
+    value_truncated: bool = False  # v2: ``value`` is a prefix
+    key_truncated: bool = False  # v2: ``key`` is a prefix
+    headers_dropped: int = 0  # v2: original headers not kept (from the end)
 
     def to_record(self) -> dict[str, Any]:
         record = {name: getattr(self, name) for name in _names(DeadLetter)}

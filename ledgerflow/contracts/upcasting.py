@@ -11,13 +11,15 @@ fields of the version the event was written with, so hashes over old records sta
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ledgerflow.contracts.registry import SchemaRegistry
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-"""Takes and returns a full record dict (envelope fields plus ``payload``)."""
+"""Takes and returns a full record dict (envelope fields plus ``payload``; a DeadLetter has
+no envelope: its record dict is the letter itself)."""
 
 
 def _message_submitted_v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
@@ -26,8 +28,17 @@ def _message_submitted_v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _dead_letter_v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
+    """v1 letters always held the whole value: its digest and size follow from it."""
+    value = record["value"]
+    record["value_sha256"] = hashlib.sha256(value).hexdigest()
+    record["value_size"] = len(value)
+    return record
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("MessageSubmitted", 1): _message_submitted_v1_to_v2,
+    ("DeadLetter", 1): _dead_letter_v1_to_v2,
 }
 """(type, from_version) -> function upgrading a record from that version to the next."""
 

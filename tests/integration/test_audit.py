@@ -77,7 +77,13 @@ def test_audit_of_untouched_traffic_is_clean_and_writes_a_json_report(
     assert report["stats"]["turns"] == report["stats"]["decisions"] == turns
     assert report["stats"]["decisions re-derived"] == turns
     assert report["stats"]["read-model entities compared"] > CONVERSATIONS
-    assert report["checks"] == ["hash chains", "decisions", "training transitions", "read models"]
+    assert report["checks"] == [
+        "hash chains",
+        "decisions",
+        "training transitions",
+        "completeness",
+        "read models",
+    ]
     assert seconds < 60, f"audit of {turns} turns took {seconds:.1f} s"
     assert not _scratch_keys(settings), "the audit left its scratch key space behind"
 

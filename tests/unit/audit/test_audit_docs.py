@@ -18,7 +18,7 @@ def test_audit_doc_python_blocks_run() -> None:
 
 def test_every_finding_kind_in_the_code_is_documented() -> None:
     source = "\n".join(p.read_text(encoding="utf-8") for p in PACKAGE.glob("*.py"))
-    kinds = set(re.findall(r'"((?:chain|decision|training|projection|record)\.[a-z-]+)"', source))
+    kinds = set(re.findall(r'"((?:chain|decision|training|projection|record|input|usage)\.[a-z-]+)"', source))
     kinds |= {f"decision.{w}" for w in re.findall(r'_finding\("([a-z-]+)"', source)}
     kinds |= {f"chain.{k}" for k in ("altered", "forged", "missing", "reordered", "duplicate", "bad-genesis")}
     doc = DOC.read_text(encoding="utf-8")

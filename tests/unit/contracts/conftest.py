@@ -22,7 +22,19 @@ _PRIMITIVES: dict[str, st.SearchStrategy[Any]] = {
     "string": st.text(max_size=20),
     "bytes": st.binary(max_size=20),
 }
-_ID = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
+_ID = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,19}", fullmatch=True)  # the id grammar
+_PRODUCER = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
+_TEXT = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "" and s.isprintable())
+_PAYLOAD_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    # What validate_envelope checks beyond the schema: ids, ranges, printable text.
+    "MessageSubmitted": {
+        "turn_id": _ID,
+        "model": _TEXT,
+        "tokens": st.none() | st.integers(0, 10_000_000),
+        "language": st.none() | _TEXT,
+    },
+    "ConversationStarted": {"actor": _TEXT, "model": _TEXT},
+}
 
 
 def value_strategy(schema: Any) -> st.SearchStrategy[Any]:
@@ -49,12 +61,21 @@ def value_strategy(schema: Any) -> st.SearchStrategy[Any]:
 def event_record_strategy(entry: SchemaEntry) -> st.SearchStrategy[dict[str, Any]]:
     """A full record of ``entry`` whose envelope also passes validate_envelope."""
     fields = {f["name"]: value_strategy(f["type"]) for f in entry.schema["fields"]}
+    overrides = _PAYLOAD_FIELDS.get(entry.type)
+    if overrides:
+        payload_schema = next(f["type"] for f in entry.schema["fields"] if f["name"] == "payload")
+        fields["payload"] = st.fixed_dictionaries(
+            {
+                f["name"]: overrides.get(f["name"], value_strategy(f["type"]))
+                for f in payload_schema["fields"]
+            }
+        )
     fields.update(
         type=st.just(entry.type),
         schema_version=st.just(entry.version),
         tenant=_ID,
         subject=_ID,
-        producer=_ID,
+        producer=_PRODUCER,
         sequence=st.none() | st.integers(1, 2**63 - 1),
     )
     return st.fixed_dictionaries(fields)

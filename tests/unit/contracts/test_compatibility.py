@@ -52,6 +52,14 @@ def test_old_version_reads_new_data_forward(old: SchemaEntry, new: SchemaEntry) 
 @given(data=st.data())
 def test_fastavro_resolves_data_both_ways(old: SchemaEntry, new: SchemaEntry, data, strategies) -> None:
     for writer, reader in ((old, new), (new, old)):
+        if not writer.is_event:  # DeadLetter: no envelope, the record is the letter
+            record = data.draw(strategies["value"](writer.schema))
+            out = io.BytesIO()
+            schemaless_writer(out, writer.wire, record)
+            read = schemaless_reader(io.BytesIO(out.getvalue()), writer.wire, reader.wire)
+            shared = {f["name"] for f in reader.schema["fields"]} & set(record)
+            assert {k: read[k] for k in shared} == {k: record[k] for k in shared}
+            continue
         record = data.draw(strategies["event_record"](writer))
         out = io.BytesIO()
         schemaless_writer(out, writer.wire, record)
