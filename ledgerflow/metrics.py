@@ -97,6 +97,10 @@ DECISION_LATENCY = Histogram(
 
 TRAINING_OUTCOMES = Counter("training_command_outcomes_total", "training.audit records by type", ["type"])
 TRAINING_STATE = Gauge("training_mode_state", "1 when a tenant's training mode is enabled", ["tenant"])
+TRAINING_DUPLICATES = Counter(
+    "ledgerflow_training_duplicate_commands_total",
+    "training commands skipped as duplicate deliveries of a command already answered",
+)
 
 USAGE_WINDOWS_EMITTED = Counter("usage_windows_emitted_total", "usage.windows records by kind", ["kind"])
 USAGE_WINDOW_LAG = Gauge(

@@ -8,6 +8,9 @@ partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
 2. Skip redelivered commands at or below that offset; read back and decide first any
    command between it and the first offset faust delivers (the group's committed offset
    can be past commands this agent never saw, e.g. when it joins an existing group).
+   A command whose ``command_id`` was answered lately (the last ``DEDUPE_WINDOW``
+   answers of the partition) is a duplicate delivery: skipped, logged and counted,
+   never answered twice.
 3. Decide each command with the pure ``training.decide`` against the folded state;
    append its events (accepted, rejected, or an expiry found on the way) hash-chained
    per tenant, and wait for the acks. A command that does not decode or validate, or
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +43,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.logs import read_range
-from ledgerflow.metrics import TRAINING_OUTCOMES, TRAINING_STATE
+from ledgerflow.metrics import TRAINING_DUPLICATES, TRAINING_OUTCOMES, TRAINING_STATE
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 from ledgerflow.training import TrainingEvent, TrainingState, decide, evolve, expire_due, initial_state
 from ledgerflow.training.wire import command_of, event_of, record_of
@@ -50,6 +54,8 @@ NAME = "training"
 TICK_S = 0.2
 BATCH = 100
 WITHIN_S = 0.01
+DEDUPE_WINDOW = 10_000
+"""Per partition: command ids of the latest answers a duplicate delivery is recognised against."""
 
 
 @dataclass
@@ -57,9 +63,19 @@ class PartitionState:
     last_input: int = -1
     tenants: dict[str, TrainingState] = field(default_factory=dict)
     heads: dict[str, ChainHead] = field(default_factory=dict)
+    answered: OrderedDict[str, None] = field(default_factory=OrderedDict)  # command ids, oldest first
 
     def state(self, tenant: str) -> TrainingState:
         return self.tenants.get(tenant) or initial_state(tenant)
+
+    def answer(self, command_id: str) -> None:
+        """Remember ``command_id`` as answered (bounded to the latest ``DEDUPE_WINDOW``)."""
+        if not command_id:
+            return
+        self.answered[command_id] = None
+        self.answered.move_to_end(command_id)
+        while len(self.answered) > DEDUPE_WINDOW:
+            self.answered.popitem(last=False)
 
 
 class TrainingAgent:
@@ -95,7 +111,9 @@ class TrainingAgent:
                 except DecodeError:
                     log.error("training: undecodable audit record at offset %d ignored", written.offset)
                     continue
-                state.tenants[record.tenant] = evolve(state.state(record.tenant), event_of(record))
+                answered = event_of(record)
+                state.tenants[record.tenant] = evolve(state.state(record.tenant), answered)
+                state.answer(getattr(answered, "command_id", "") or "")
                 if record.sequence and record.hash:
                     state.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
                 if written.input_offset is not None:
@@ -126,6 +144,17 @@ class TrainingAgent:
                     continue
                 try:
                     command = command_of(event)
+                    if command.command_id and command.command_id in state.answered:
+                        log.warning(
+                            "training: %s[%d]@%d repeats answered command %s: duplicate delivery, skipped",
+                            msg.topic,
+                            msg.partition,
+                            msg.offset,
+                            command.command_id,
+                        )
+                        TRAINING_DUPLICATES.inc()
+                        state.last_input = msg.offset
+                        continue
                     now = time.time_ns() // 1000
                     events = decide(state.state(command.tenant), command, now)  # Step 3.
                     appended = self._append(state, msg.partition, msg.offset, events, event.trace_id)
@@ -166,6 +195,7 @@ class TrainingAgent:
             record = chain(record_of(event, trace_id=trace_id), state.heads.get(event.tenant))
             state.heads[event.tenant] = head_after(record)
             out.append(Outgoing(p, input_offset, event.tenant.encode(), codec.encode(record)))
+            state.answer(getattr(event, "command_id", "") or "")
             TRAINING_OUTCOMES.labels(record.type).inc()
             TRAINING_STATE.labels(event.tenant).set(1 if state.tenants[event.tenant].enabled else 0)
         return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 import uuid
 from io import BytesIO
@@ -139,7 +140,7 @@ def test_a_one_megabyte_turn_is_dead_lettered_in_a_form_that_fits_and_every_late
     decided = wait_decided(settings, conv, good, worker)
     assert [r.payload.input_event_id for r in decided] == good, "each good turn exactly once, in order"  # type: ignore[attr-defined]
     assert [r.sequence for r in decided] == list(range(1, 25))  # type: ignore[attr-defined]
-    for prev, rec in zip(decided, decided[1:], strict=False):
+    for prev, rec in itertools.pairwise(decided):
         assert rec.prev_hash == prev.hash  # type: ignore[attr-defined]
 
     letters = [x.letter for x in asyncio.run(read_dead_letters(settings, CONVERSATION_EVENTS))]
@@ -239,3 +240,48 @@ def test_an_input_record_claiming_a_system_writer_is_named_by_the_audit(settings
     assert [(f.kind, f.partition, f.offset) for f in report.findings] == [
         ("input.system-producer", *where[1])
     ]
+
+
+def test_the_same_training_command_written_twice_is_answered_once(
+    settings: Settings, worker: Process
+) -> None:
+    from ledgerflow.contracts.events import new_event
+    from ledgerflow.contracts.payloads import EnableTraining
+    from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
+
+    tenant = f"tn-{uuid.uuid4().hex[:8]}"
+    command_id = str(uuid.uuid4())
+    command = codec.encode(
+        new_event(
+            "EnableTraining",
+            tenant=tenant,
+            subject=tenant,
+            payload=EnableTraining(command_id, "alice", "fine-tune run", 600, None),
+            producer="edge:alice",
+            occurred_at_micros=time.time_ns() // 1000,
+        )
+    )
+
+    async def send_twice() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for _ in range(2):
+                await producer.send_and_wait(settings.topic(TRAINING_COMMANDS), command, key=tenant.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_twice())
+
+    def answers() -> list[object]:
+        raws = asyncio.run(read_all(settings, settings.topic(TRAINING_AUDIT)))
+        records = [codec.decode(r.value or b"") for r in raws]
+        return [r for r in records if getattr(r.payload, "command_id", None) == command_id]
+
+    deadline = time.monotonic() + TIMEOUT_S
+    while not answers() and time.monotonic() < deadline:
+        assert worker.popen.poll() is None, f"worker exited:\n{worker.log_tail()}"
+        time.sleep(0.5)
+    time.sleep(2.0)  # a second answer, if any, would be written within the same batch
+    assert len(answers()) == 1, f"the duplicate command was answered again: {answers()}"
+    assert "duplicate delivery" in worker.log.read_text(errors="replace")
