@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 import uuid
 from io import BytesIO
@@ -139,7 +140,7 @@ def test_a_one_megabyte_turn_is_dead_lettered_in_a_form_that_fits_and_every_late
     decided = wait_decided(settings, conv, good, worker)
     assert [r.payload.input_event_id for r in decided] == good, "each good turn exactly once, in order"  # type: ignore[attr-defined]
     assert [r.sequence for r in decided] == list(range(1, 25))  # type: ignore[attr-defined]
-    for prev, rec in zip(decided, decided[1:], strict=False):
+    for prev, rec in itertools.pairwise(decided):
         assert rec.prev_hash == prev.hash  # type: ignore[attr-defined]
 
     letters = [x.letter for x in asyncio.run(read_dead_letters(settings, CONVERSATION_EVENTS))]
