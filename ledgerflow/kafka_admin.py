@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -36,10 +37,8 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None 
         ]
         if not wanted:
             return []
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(wanted)
-        except TopicAlreadyExistsError:
-            pass
         await _wait_for_metadata(admin, [t.name for t in wanted])
         return [t.name for t in wanted]
     finally:
@@ -99,7 +98,8 @@ async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, i
         name = item.get("topic")
         if item.get("error_code") or not item.get("partitions"):
             raise InfrastructureError(
-                f"topic {name} does not exist: run `ledgerflow stack up` (or `ledgerflow worker`) to create topics"
+                f"topic {name} does not exist: run `ledgerflow stack up` (or `ledgerflow worker`) "
+                "to create topics"
             )
         counts[name] = len(item["partitions"])
     return counts

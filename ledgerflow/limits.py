@@ -14,11 +14,12 @@ one above):
 - ``PRODUCER_MAX_REQUEST_BYTES`` (1 MiB) and the broker's ``message.max.bytes``
   (Kafka's default, 1 MiB + 12): what a producer may send at all. Every record
   ledgerflow itself writes is far below them.
+
+A leaf: it imports nothing, so every layer (the contracts included) may state its checks
+with these numbers.
 """
 
 from __future__ import annotations
-
-from ledgerflow.contracts.events import MAX_CONTENT_BYTES
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -28,6 +29,8 @@ __all__ = [
     "PRODUCER_MAX_REQUEST_BYTES",
 ]
 
+MAX_CONTENT_BYTES = 64 * 1024
+"""Largest MessageSubmitted.content, in bytes of UTF-8."""
 MAX_BODY_BYTES = 256 * 1024
 MAX_INPUT_RECORD_BYTES = 256 * 1024
 MAX_DEAD_LETTER_PREFIX_BYTES = 4 * 1024

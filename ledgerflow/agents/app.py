@@ -67,7 +67,7 @@ def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
 Handler = Callable[[list[Any]], Awaitable[None]]
 
 
-async def run_batches(stream: faust.StreamT, size: int, within: float, handle: Handler) -> None:
+async def run_batches(stream: faust.StreamT[Any], size: int, within: float, handle: Handler) -> None:
     """Feed ``handle`` batches of messages and ack them only once it returned.
 
     faust's ``take_events`` acks its batch in a ``finally`` — also when the agent is
@@ -75,6 +75,8 @@ async def run_batches(stream: faust.StreamT, size: int, within: float, handle: H
     processed. ``noack_take`` leaves acking to us: a batch that was not handled is not
     acked, so it is redelivered.
     """
+    if not isinstance(stream, faust.Stream):  # faust's StreamT does not declare noack_take
+        raise TypeError(f"run_batches needs a faust.Stream, got {type(stream).__name__}")
     async for events in stream.noack_take(size, within=within):
         await handle([event.message for event in events])
         for event in events:

@@ -1,9 +1,9 @@
 """A co-partitioned, single-writer output topic: what the policy and training agents share.
 
 Input partition *p* is written to output partition *p* only by the worker that owns *p*,
-each record carrying the input offset it answers in the ``lf-input`` header. Reading
-output partition *p* back therefore tells a new owner exactly how far *p* was processed
-(and the chain heads so far) — recovery without Kafka transactions.
+each record carrying the input offset it answers in the ``lf-input`` header
+(``contracts.topics.INPUT_HEADER``). Reading output partition *p* back therefore tells a new
+owner exactly how far *p* was processed (and the chain heads so far) — recovery without Kafka transactions.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ledgerflow.config import Settings
+from ledgerflow.contracts.topics import INPUT_HEADER
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka_admin import partition_counts
-
-INPUT_HEADER = "lf-input"
 
 
 class LogNotReady(InfrastructureError):
@@ -89,7 +88,7 @@ class CoPartitionedOutput:
         """
         assert self._reader is not None
         tp = TopicPartition(self.output_topic, partition)
-        end = (await self._reader.end_offsets([tp]))[tp]
+        end = int((await self._reader.end_offsets([tp]))[tp])
         seen = self._floor.get(partition, 0)
         if end < seen:
             raise LogNotReady(

@@ -47,7 +47,8 @@ class Ownership:
         return {tp.partition for tp in tps if tp.topic == self.topic}
 
     def connect(self, app: faust.App, forget: Forget) -> None:
-        @app.on_partitions_revoked.connect
+        # faust sends the partitions positionally; its Signal type declares only ``*args``.
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
             async with self.lock:  # Step 2.
                 mine = self._mine(revoked)
@@ -55,7 +56,7 @@ class Ownership:
                     self._assigned -= mine
                 forget(mine)
 
-        @app.on_partitions_assigned.connect
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
             async with self.lock:  # Step 3.
                 mine = self._mine(assigned)
@@ -92,7 +93,7 @@ def register_timed(
             messages, name=name, lock=None, owned=ownership.owned, handle=agent.handle, forget=agent.revoke
         )
 
-    async def body(stream: faust.StreamT) -> None:
+    async def body(stream: faust.StreamT[Any]) -> None:
         await run_batches(stream, batch, within, owned)
 
     async def tick() -> None:

@@ -18,7 +18,7 @@ transaction:
 3. Wait until reference data (rule packs, training state) has read everything in its
    log, then decide each turn with the pure ``ledgerflow.decisions.decide``. A record that
    is too large, does not decode or validate, or whose evaluation raises, becomes a dead
-   letter (``agents/deadletters.py``: always fits); a turn whose ``event_id`` was decided
+   letter (``contracts/deadletters.py``: always fits); a turn whose ``event_id`` was decided
    in this partition lately (the last ``DEDUPE_WINDOW`` decisions) is a duplicate
    delivery and is not decided again. Chain heads are staged, not yet applied.
 4. Produce the batch's dead letters, then its decisions to partition *p* with an
@@ -48,22 +48,26 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from ledgerflow.agents.app import handle_until_done, raw_topic, run_batches
-from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of, decode_input, evaluation_failed
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing
 from ledgerflow.agents.ownership import Ownership
-from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.deadletters import evaluation_failed
+from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, PolicyDecision
 from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.logs import read_range
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
+from ledgerflow.redisvalues import text_map
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 log = logging.getLogger(__name__)
@@ -264,7 +268,9 @@ class PolicyAgent:
         pipe = self._redis.pipeline(transaction=True)
         for p, subjects in touched.items():
             state = states[p]
-            mapping = {s: f"{state.heads[s].sequence}|{state.heads[s].hash}" for s in subjects}
+            mapping: dict[FieldT, EncodableT] = {
+                s: f"{state.heads[s].sequence}|{state.heads[s].hash}" for s in subjects
+            }
             mapping["__in"] = str(state.last_input)
             mapping["__out"] = str(state.out_offset)
             pipe.hset(self.snapshot_key(p), mapping=mapping)
@@ -286,8 +292,7 @@ class PolicyAgent:
             cached = await self._redis.hgetall(self.snapshot_key(p))
         except (RedisError, OSError):
             cached = {}
-        for k, v in cached.items():
-            name, text = k.decode(), v.decode()
+        for name, text in text_map(cached).items():
             if name == "__in":
                 state.last_input = int(text)
             elif name == "__out":
@@ -363,7 +368,7 @@ def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> Polic
     ownership.connect(app, agent_state.revoke)
 
     @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
-    async def policy(stream: faust.StreamT) -> None:
+    async def policy(stream: faust.StreamT[Any]) -> None:
         async def owned(messages: list[Any]) -> None:
             await handle_until_done(
                 messages,
@@ -376,7 +381,7 @@ def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> Polic
 
         await run_batches(stream, BATCH, WITHIN_S, owned)
 
-    @app.timer(interval=CATCH_UP_S)
+    @app.timer(interval=CATCH_UP_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def catch_up() -> None:
         if not ownership.assigned - agent_state.recovered:
             return

@@ -45,7 +45,6 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
-    return 0
 
 
 def serve_metrics(address: str) -> None:

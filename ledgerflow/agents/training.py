@@ -14,7 +14,7 @@ partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
 3. Decide each command with the pure ``training.decide`` against the folded state;
    append its events (accepted, rejected, or an expiry found on the way) hash-chained
    per tenant, and wait for the acks. A command that does not decode or validate, or
-   whose decision raises, is dead-lettered (``agents/deadletters.py``) and the rest go on.
+   whose decision raises, is dead-lettered (``contracts/deadletters.py``) and the rest go on.
    If the batch fails (Kafka down), its partitions' state is forgotten and recovered from
    the log before the retry (``agents/app.py: handle_until_done``): the in-memory state
    never runs ahead of what the broker acknowledged.
@@ -33,13 +33,15 @@ from typing import Any
 
 import faust
 
-from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of, decode_input, evaluation_failed
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.deadletters import evaluation_failed
+from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.logs import read_range

@@ -35,19 +35,22 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
-from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of, decode_input, evaluation_failed
+from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.logs import read_range, read_topic
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
+from ledgerflow.usage.settings import window_config_from
 from ledgerflow.usage.windows import UsageState, WindowConfig, add, advance
 from ledgerflow.usage.wire import record_of
 
@@ -241,13 +244,6 @@ class UsageAgent:
             await self._send(out)
 
 
-def window_config_from_env() -> WindowConfig:
-    """``LEDGERFLOW_USAGE_WINDOW_S`` (default 60) and ``LEDGERFLOW_USAGE_LATENESS_S`` (default 10)."""
-    size = float(os.environ.get("LEDGERFLOW_USAGE_WINDOW_S", "60"))
-    lateness = float(os.environ.get("LEDGERFLOW_USAGE_LATENESS_S", "10"))
-    return WindowConfig(size_micros=int(size * 1e6), lateness_micros=int(lateness * 1e6))
-
-
 class UsageRefused(Exception):
     """The pure fold refused a decoded turn; ``reason`` is the dead-letter reason."""
 
@@ -257,6 +253,6 @@ class UsageRefused(Exception):
 
 
 def register(app: faust.App, settings: Settings) -> UsageAgent:
-    agent_state = UsageAgent(settings, window_config_from_env(), DeadLetterSink(app, NAME))
+    agent_state = UsageAgent(settings, window_config_from(os.environ), DeadLetterSink(app, NAME))
     register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state

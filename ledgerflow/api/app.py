@@ -17,7 +17,6 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.api import conversations, events, forecast, health, openapi, policy, step, streams, training
 from ledgerflow.api.authentication import JwtBackend, on_error
 from ledgerflow.api.context import EdgeContext
@@ -29,6 +28,7 @@ from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
+from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
 

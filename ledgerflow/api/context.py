@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ledgerflow.agents.reference import ReferenceData
 from ledgerflow.api.hub import Hub
 from ledgerflow.api.limits import EdgeLimits, SseSlots, TokenBuckets
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
+from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.projections.generations import active_keys
 from ledgerflow.projections.keys import Keys
 

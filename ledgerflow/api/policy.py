@@ -10,9 +10,9 @@ from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import read_json
 from ledgerflow.auth.roles import ADMIN, PRODUCER
-from ledgerflow.contracts.events import MAX_CONTENT_BYTES
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
+from ledgerflow.limits import MAX_CONTENT_BYTES
 from ledgerflow.policy import Turn, evaluate
 from ledgerflow.rulepacks import publish_pack
 

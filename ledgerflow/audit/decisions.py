@@ -25,6 +25,7 @@ and compares. Per input partition (decisions are co-partitioned with their input
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -203,7 +204,8 @@ class DecisionCheck:
             if known is None or known != payload.training_enabled:
                 why = (
                     f"records training {'on' if payload.training_enabled else 'off'} at version "
-                    f"{payload.training_version}, a state tenant {record.tenant!r} never had in training.audit"
+                    f"{payload.training_version}, a state tenant {record.tenant!r} never had "
+                    "in training.audit"
                 )
                 found.append(_finding("training-state", at, record.subject, why))
         return found
@@ -216,8 +218,8 @@ class DecisionCheck:
         if not packs:
             self._follow_recorded(record)
             why = (
-                f"rule pack version {payload.rule_pack_version} of tenant {record.tenant!r} (or '*') is not in "
-                "policy.rules: the decision cannot be re-derived (was the pack compacted away?)"
+                f"rule pack version {payload.rule_pack_version} of tenant {record.tenant!r} (or '*') "
+                "is not in policy.rules: the decision cannot be re-derived (was the pack compacted away?)"
             )
             return _finding("pack-missing", at, record.subject, why)
         attempts: list[Event] = []
@@ -249,10 +251,8 @@ class DecisionCheck:
     def _follow_recorded(self, record: Event) -> None:
         """No re-derivation: continue the chain from the record as written, if it has chain fields."""
         if record.sequence is not None and record.hash is not None:
-            try:
+            with contextlib.suppress(LedgerflowError):
                 self._heads[record.subject] = ChainHead(record.subject, record.sequence, record.hash)
-            except LedgerflowError:
-                pass
 
 
 def describe_difference(recorded: Event, derived: Event) -> str:

@@ -27,10 +27,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 
-from ledgerflow.agents.deadletters import decode_input
-from ledgerflow.agents.output import INPUT_HEADER
-from ledgerflow.agents.reference import apply_reference_event, builtin_default_pack
-from ledgerflow.agents.usage import window_config_from_env
 from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
 from ledgerflow.audit.progress import Progress
@@ -42,8 +38,11 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
-from ledgerflow.dlq import read_dead_letters
+from ledgerflow.contracts.inputs import decode_input
+from ledgerflow.contracts.topics import INPUT_HEADER
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka.deadletters import read_dead_letters
+from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
 from ledgerflow.logs import RawRecord
 from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.projections.ops import Position
@@ -55,6 +54,7 @@ from ledgerflow.topics import (
     TRAINING_COMMANDS,
     USAGE_WINDOWS,
 )
+from ledgerflow.usage.settings import window_config_from
 
 ProgressFactory = Callable[[str, int], Progress]
 
@@ -121,7 +121,7 @@ class _Run:
         self.overdue_before_ms = overdue_before_ms
         self.dead: dict[str, set[tuple[int, int]]] = {}  # base topic -> dead-lettered (partition, offset)
         self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
-        self.usage = UsageCheck(window_config_from_env())
+        self.usage = UsageCheck(window_config_from(os.environ))
 
     async def records(self, base: str, partition: int) -> AsyncIterator[tuple[RawRecord, Event]]:
         """One partition's decodable records; undecodable ones on agent topics become findings.

@@ -30,6 +30,7 @@ from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.generations import PROJECTION, active_keys
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.rebuild import replay
+from ledgerflow.redisvalues import int_map
 
 CHECKPOINT = PROJECTION  # the projector's checkpoint name
 ROUNDS = 3
@@ -134,8 +135,8 @@ async def _run(
                 None,
                 None,
                 live_keys.sentinel(),
-                "the live read models are not complete (never built, or Redis lost its data and the projector "
-                "has not replayed yet): start `ledgerflow worker` and audit again",
+                "the live read models are not complete (never built, or Redis lost its data and the "
+                "projector has not replayed yet): start `ledgerflow worker` and audit again",
             )
         )
         return
@@ -212,10 +213,10 @@ async def _checkpoint(settings: Settings, redis: aioredis.Redis, keys: Keys) -> 
     sources = {settings.topic(base) for base in SOURCES}
     raw = await redis.hgetall(keys.checkpoint(CHECKPOINT))
     until = {}
-    for cursor, offset in raw.items():
-        topic, _, partition = cursor.decode().rpartition(":")
+    for cursor, offset in int_map(raw).items():
+        topic, _, partition = cursor.rpartition(":")
         if topic in sources:
-            until[TopicPartition(topic, int(partition))] = int(offset) + 1
+            until[TopicPartition(topic, int(partition))] = offset + 1
     return until
 
 

@@ -85,7 +85,7 @@ class Codec:
             raise ValidationError(
                 f"schema_version: {event.type} has no version {event.schema_version}"
             ) from None
-        record = {
+        record: dict[str, Any] = {
             "event_id": event.event_id,
             "type": event.type,
             "schema_version": event.schema_version,
@@ -187,6 +187,8 @@ class Codec:
             raise DecodeError(f"truncated: body ends early for {entry.type} v{entry.version}") from None
         except Exception as exc:  # fastavro raises many kinds on garbage
             raise DecodeError(f"undecodable: {entry.type} v{entry.version}: {type(exc).__name__}") from None
+        if not isinstance(record, dict):  # a record schema always reads as a dict
+            raise DecodeError(f"undecodable: {entry.type} v{entry.version} is not a record")
         rest = len(data) - body.tell()
         if rest:
             raise DecodeError(f"undecodable: {rest} trailing bytes after {entry.type} v{entry.version}")
@@ -236,7 +238,8 @@ def reason_code(reason: str) -> str:
 
 def fast_codec_loaded() -> bool:
     """True when fastavro's compiled reader and writer are in use (not the pure-Python fallback)."""
-    modules = (fastavro.write._write, fastavro.read._read)
+    # The modules fastavro picked at import (C extension, or ``_write_py``/``_read_py``).
+    modules = (vars(fastavro.write)["_write"], vars(fastavro.read)["_read"])
     return all(
         module.__name__ in ("fastavro._write", "fastavro._read")
         and str(getattr(module, "__file__", "")).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))

@@ -22,9 +22,8 @@ from ledgerflow.contracts.payloads import PAYLOAD_TYPES, ConversationStarted, Me
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.upcasting import upcast_payload
 from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.limits import MAX_CONTENT_BYTES
 
-MAX_CONTENT_BYTES = 64 * 1024
-"""Largest MessageSubmitted.content, in bytes of UTF-8."""
 MAX_ID_CHARS = 256
 """Longest tenant, subject, producer and trace_id."""
 MIN_OCCURRED_AT = 946_684_800_000_000

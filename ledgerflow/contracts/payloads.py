@@ -8,7 +8,7 @@ out and tuples on the way in).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 Role = Literal["user", "assistant", "tool"]
 Outcome = Literal["allow", "review", "redact", "deny"]
@@ -167,20 +167,20 @@ class UsageWindow(_Payload):
     revision: int
 
 
-Payload = Union[
-    ConversationStarted,
-    MessageSubmitted,
-    ConversationClosed,
-    PolicyDecision,
-    RulePackPublished,
-    EnableTraining,
-    DisableTraining,
-    TrainingEnabled,
-    TrainingDisabled,
-    TrainingExpired,
-    TrainingRejected,
-    UsageWindow,
-]
+Payload = (
+    ConversationStarted
+    | MessageSubmitted
+    | ConversationClosed
+    | PolicyDecision
+    | RulePackPublished
+    | EnableTraining
+    | DisableTraining
+    | TrainingEnabled
+    | TrainingDisabled
+    | TrainingExpired
+    | TrainingRejected
+    | UsageWindow
+)
 
 PAYLOAD_TYPES: dict[str, type[Any]] = {
     cls.TYPE: cls

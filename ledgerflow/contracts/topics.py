@@ -73,5 +73,9 @@ CONTRACTS: tuple[TopicContract, ...] = (
     ),
 )
 
+INPUT_HEADER = "lf-input"
+"""Header on every ``policy.decisions`` and ``training.audit`` record an input caused: the
+offset (decimal ASCII) of that input in the co-partitioned input partition."""
+
 TOPIC_TYPES: dict[str, frozenset[str]] = {spec.name: spec.types for spec in CONTRACTS}
 """Default topic base name -> record types allowed on it (``decode(allowed_types=...)``)."""

@@ -11,11 +11,11 @@ import uuid
 import httpx
 import pytest
 
-from ledgerflow.agents.reference import builtin_default_pack
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import Located, verify
 from ledgerflow.decisions import decide, head_after
+from ledgerflow.kafka.reference import builtin_default_pack
 from ledgerflow.logs import read_all
 from ledgerflow.policy import TrainingState
 from ledgerflow.rulepacks import latest_version

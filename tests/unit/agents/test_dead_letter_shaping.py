@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledgerflow.agents.deadletters import (
+from ledgerflow.contracts.codec import decode_dead_letter, encode, encode_dead_letter
+from ledgerflow.contracts.deadletters import (
     MAX_DEAD_LETTER_BYTES,
     MAX_DEAD_LETTER_HEADER_BYTES,
     MAX_DEAD_LETTER_KEY_BYTES,
-    decode_input,
     evaluation_failed,
     shape_dead_letter,
 )
-from ledgerflow.contracts.codec import decode_dead_letter, encode, encode_dead_letter
 from ledgerflow.contracts.events import new_event
+from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
 from ledgerflow.errors import DecodeError
 from ledgerflow.limits import MAX_DEAD_LETTER_PREFIX_BYTES, MAX_INPUT_RECORD_BYTES, PRODUCER_MAX_REQUEST_BYTES

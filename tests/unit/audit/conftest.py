@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ledgerflow.agents.reference import builtin_default_pack
 from ledgerflow.audit.decisions import PackBook
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.decisions import decide, head_after
+from ledgerflow.kafka.reference import builtin_default_pack
 from ledgerflow.policy import TrainingState
 from ledgerflow.projections.ops import Position
 

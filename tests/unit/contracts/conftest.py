@@ -65,10 +65,7 @@ def event_record_strategy(entry: SchemaEntry) -> st.SearchStrategy[dict[str, Any
     if overrides:
         payload_schema = next(f["type"] for f in entry.schema["fields"] if f["name"] == "payload")
         fields["payload"] = st.fixed_dictionaries(
-            {
-                f["name"]: overrides.get(f["name"], value_strategy(f["type"]))
-                for f in payload_schema["fields"]
-            }
+            {f["name"]: overrides.get(f["name"], value_strategy(f["type"])) for f in payload_schema["fields"]}
         )
     fields.update(
         type=st.just(entry.type),

@@ -1,0 +1,52 @@
+"""``ledgerflow dlq list`` and ``ledgerflow dlq show``: the scan (``kafka.deadletters``), printed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from ledgerflow.config import Settings
+from ledgerflow.dlq.format import format_detail, render_list, to_json
+from ledgerflow.errors import ValidationError
+from ledgerflow.kafka.deadletters import dlq_topic_names, read_dead_letter_at, scan_dead_letters
+
+
+def dlq_cli(
+    settings: Settings,
+    action: str,
+    topic: str | None,
+    limit: int | None,
+    offset: int | None,
+    as_json: bool,
+) -> int:
+    """``ledgerflow dlq list [--topic T] [--limit N] [--json]`` / ``dlq show --topic T --offset N``.
+
+    Prints to stdout. Returns 0 when it printed what was asked (an empty DLQ included), 1
+    when the DLQ topic or the offset does not exist.
+    """
+    if action == "list":
+        scan = asyncio.run(scan_dead_letters(settings, topic, limit))
+        print(render_list(scan, as_json))
+        return 1 if topic is not None and scan.missing else 0
+    if action == "show":
+        if topic is None or offset is None:
+            raise ValidationError("dlq show needs --topic T and --offset N (an offset `dlq list` prints)")
+        try:
+            found = asyncio.run(read_dead_letter_at(settings, topic, offset))
+        except ValidationError as exc:  # the DLQ topic does not exist
+            print(exc)
+            return 1
+        if found is None:
+            print(
+                f"no dead letter at offset {offset} of {dlq_topic_names(settings, topic)[0]}; "
+                f"`ledgerflow dlq list --topic {topic}` shows the offsets there are"
+            )
+            return 1
+        print(
+            orjson.dumps(to_json(found), option=orjson.OPT_INDENT_2).decode()
+            if as_json
+            else format_detail(found)
+        )
+        return 0
+    raise ValidationError(f"dlq: unknown action {action!r}; use list or show")
