@@ -63,12 +63,12 @@ from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, PolicyDecision
 from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
-from ledgerflow.kafka.reference import ReferenceData
+from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
 from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.logs import read_range
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
 from ledgerflow.redisvalues import text_map
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +125,12 @@ class Staged:
 
 class PolicyAgent:
     def __init__(self, app: faust.App, settings: Settings, owns_dlq: bool = True) -> None:
+        self._app = app
         self._settings = settings
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
         self.output_topic = settings.topic(POLICY_DECISIONS)
         self._sink = DeadLetterSink(app, NAME) if owns_dlq else None
-        self._reference = ReferenceData(settings)
+        self._reference = ReferenceData(settings, on_refused=self._refused_rule_record)
         self._partitions: dict[int, PartitionState] = {}
         self._started = False
         self._dirty: dict[int, set[str]] = {}
@@ -137,6 +138,11 @@ class PolicyAgent:
         self._redis: aioredis.Redis | None = None
         self._output = CoPartitionedOutput(settings, self.input_topic, self.output_topic)
         self._behind_since: dict[int, float] = {}
+
+    async def _refused_rule_record(self, refused: RefusedRecord) -> None:
+        """A ``policy.rules`` record reference data refused: dead-lettered with its reason."""
+        sink = self._sink or DeadLetterSink(self._app, NAME)
+        await sink.send_all([dead_letter_of(refused, refused.reason, NAME, POLICY_RULES)])
 
     def snapshot_key(self, partition: int) -> str:
         return f"lf:{self._settings.topic_prefix}policy:heads:{{p{partition}}}"

@@ -5,6 +5,12 @@ partitions from the beginning with one consumer (no consumer group) and keeps th
 latest pack and training state per tenant in memory. ``sync()`` waits until it has read
 everything that was in the log when it was called: a pack acknowledged by Kafka before a
 batch starts is the pack that batch uses.
+
+A ``policy.rules`` record that cannot be used (it does not decode, its key is not its
+tenant, it is too large, or its document is not a valid pack) is refused: the pack in
+force stays, and, when the reader was given an ``on_refused`` handler (the worker's policy
+agent passes one that dead-letters), the handler is awaited — retried with backoff until
+it succeeds — before the reader moves past the record, so no refusal goes unrecorded.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,6 +29,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import (
     RulePackPublished,
     TrainingDisabled,
@@ -37,6 +46,23 @@ log = logging.getLogger(__name__)
 DEFAULT_TENANT = "*"
 MAX_OUTCOMES = 10_000
 OFF = TrainingState(enabled=False, version=0)
+REFUSAL_RETRY_CAP_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedRecord:
+    """A ``policy.rules`` record the reader refused, with the attributes a dead letter needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+RefusalHandler = Callable[[RefusedRecord], Awaitable[None]]
 
 
 def builtin_default_pack() -> RulePack:
@@ -46,8 +72,9 @@ def builtin_default_pack() -> RulePack:
 
 
 class ReferenceData:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_refused: RefusalHandler | None = None) -> None:
         self._settings = settings
+        self._on_refused = on_refused
         self._topics = [settings.topic(POLICY_RULES), settings.topic(TRAINING_AUDIT)]
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -109,24 +136,49 @@ class ReferenceData:
                 continue
             for tp, records in batches.items():
                 for record in records:
-                    self._apply(tp.topic, record.value)
+                    reason = self._apply(tp.topic, record.key, record.value)
+                    if reason is not None:
+                        await self._refuse(
+                            RefusedRecord(
+                                tp.topic, tp.partition, record.offset, record.key, record.value, reason
+                            )
+                        )
                     self._position[tp] = record.offset + 1
             async with self._caught_up:
                 self._caught_up.notify_all()
 
-    def _apply(self, topic: str, value: bytes | None) -> None:
+    async def _refuse(self, refused: RefusedRecord) -> None:
+        """Hand a refused record to ``on_refused``, retrying with backoff until it is recorded."""
+        if self._on_refused is None:
+            return
+        delay = 0.2
+        while True:
+            try:
+                await self._on_refused(refused)
+                return
+            except Exception as exc:  # Kafka down: the refusal must still be recorded
+                log.warning("reference data: recording a refused record failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(REFUSAL_RETRY_CAP_S, delay * 2)
+
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> str | None:
+        """Fold one record; the reason it was refused (``policy.rules`` only), or None."""
         base = POLICY_RULES if topic == self._topics[0] else TRAINING_AUDIT
         try:
-            event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[base])
+            if base == POLICY_RULES:
+                event = decode_input(value, key, base)
+            else:
+                event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[base])
         except DecodeError as exc:
             log.warning("reference data: skipping undecodable record on %s: %s", topic, exc.reason)
-            return
-        apply_reference_event(event, self.packs, self.pack_history, self.training)
+            return exc.reason if base == POLICY_RULES else None
+        refused = apply_reference_event(event, self.packs, self.pack_history, self.training)
         command_id = getattr(event.payload, "command_id", None)
         if base == TRAINING_AUDIT and command_id:
             self.outcomes[command_id] = event
             while len(self.outcomes) > MAX_OUTCOMES:
                 self.outcomes.popitem(last=False)
+        return refused
 
     async def wait_outcome(self, command_id: str, timeout: float) -> Event | None:
         """The ``training.audit`` record answering ``command_id``, or None after ``timeout``."""
@@ -143,15 +195,16 @@ def apply_reference_event(
     packs: dict[str, RulePack],
     history: dict[tuple[str, int], RulePack],
     training: dict[str, TrainingState],
-) -> None:
-    """Fold one record of ``policy.rules`` or ``training.audit`` into the reference maps."""
+) -> str | None:
+    """Fold one record of ``policy.rules`` or ``training.audit`` into the reference maps;
+    the reason a rule pack was refused (it stays out of the maps), else None."""
     payload = event.payload
     if isinstance(payload, RulePackPublished):
         try:
             pack = parse_rule_pack(payload.document).with_version(payload.version)
         except LedgerflowError as exc:
             log.error("rule pack %s v%s is invalid and ignored: %s", event.subject, payload.version, exc)
-            return
+            return f"invalid-rule-pack: {exc}"
         history[(event.subject, payload.version)] = pack
         current = packs.get(event.subject)
         if current is None or (current.version or 0) <= payload.version:
@@ -160,3 +213,4 @@ def apply_reference_event(
         training[event.tenant] = TrainingState(enabled=True, version=payload.version)
     elif isinstance(payload, (TrainingDisabled, TrainingExpired)):
         training[event.tenant] = TrainingState(enabled=False, version=payload.version)
+    return None

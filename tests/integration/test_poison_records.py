@@ -285,3 +285,50 @@ def test_the_same_training_command_written_twice_is_answered_once(
     time.sleep(2.0)  # a second answer, if any, would be written within the same batch
     assert len(answers()) == 1, f"the duplicate command was answered again: {answers()}"
     assert "duplicate delivery" in worker.log.read_text(errors="replace")
+
+
+def test_unusable_rule_pack_records_are_dead_lettered_and_the_pack_in_force_stays(
+    settings: Settings, worker: Process
+) -> None:
+    from ledgerflow.contracts.events import new_event
+    from ledgerflow.contracts.payloads import RulePackPublished
+    from ledgerflow.topics import POLICY_RULES
+
+    tenant = f"tn-{uuid.uuid4().hex[:8]}"
+    invalid = codec.encode(
+        new_event(
+            "RulePackPublished",
+            tenant=tenant,
+            subject=tenant,
+            payload=RulePackPublished(version=7, constitution_hash="0" * 64, document='{"rules": 5}'),
+            producer="edge:mallory",
+            occurred_at_micros=time.time_ns() // 1000,
+        )
+    )
+    records = [(tenant.encode(), invalid), (tenant.encode(), b"\x00garbage"), (b"someone-else", invalid)]
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send_and_wait(settings.topic(POLICY_RULES), value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    deadline = time.monotonic() + TIMEOUT_S
+    letters: list = []
+    while time.monotonic() < deadline and len(letters) < len(records):
+        assert worker.popen.poll() is None, f"worker exited:\n{worker.log_tail()}"
+        letters = [x.letter for x in asyncio.run(read_dead_letters(settings, POLICY_RULES))]
+        time.sleep(0.5)
+    assert len(letters) == len(records), f"want one dead letter per unusable record, got {letters}"
+    codes = sorted(letter.reason_code for letter in letters)
+    assert codes.count("invalid-rule-pack") == 1, codes
+    assert all(letter.reason for letter in letters)
+    # the worker keeps deciding with the pack in force (the built-in default for this tenant)
+    conv = f"conv-{uuid.uuid4().hex[:8]}"
+    turn = raw_turn(conv, "t-1", time.time_ns() // 1000)
+    asyncio.run(produce(settings, conv.encode(), [turn]))
+    wait_decided(settings, conv, [event_id_of(turn)], worker)
