@@ -121,6 +121,7 @@ class _Run:
         self.overdue_before_ms = overdue_before_ms
         self.dead: dict[str, set[tuple[int, int]]] = {}  # base topic -> dead-lettered (partition, offset)
         self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
+        self.answered_commands: set[str] = set()  # command ids with an outcome in training.audit
         self.usage = UsageCheck(window_config_from(os.environ))
 
     async def records(self, base: str, partition: int) -> AsyncIterator[tuple[RawRecord, Event]]:
@@ -172,6 +173,9 @@ class _Run:
                 answered = input_offset_of(raw.headers)
                 if answered is not None:
                     self.answered.setdefault(p, set()).add(answered)
+                    command_id = getattr(event.payload, "command_id", None)
+                    if command_id:
+                        self.answered_commands.add(command_id)
         self.report.count("training records", check.records)
         return check
 
@@ -254,7 +258,7 @@ class _Run:
         ):
             return
         dead = self.dead.get(TRAINING_COMMANDS, set())
-        commands = 0
+        commands = duplicates = 0
         for p in self.partitions(TRAINING_COMMANDS):
             pending = []
             answered = self.answered.get(p, set())
@@ -262,6 +266,9 @@ class _Run:
             async for raw, event in self.records(TRAINING_COMMANDS, p):
                 commands += 1
                 if raw.offset in answered or (p, raw.offset) in dead:
+                    continue
+                if getattr(event.payload, "command_id", None) in self.answered_commands:
+                    duplicates += 1  # a duplicate delivery of a command answered at another offset
                     continue
                 overdue = self.overdue_before_ms is not None and raw.timestamp_ms < self.overdue_before_ms
                 if raw.offset < last or overdue:
@@ -274,6 +281,12 @@ class _Run:
                     "(not a discrepancy; audit again once the training agent caught up)"
                 )
         self.report.count("training commands", commands)
+        if duplicates:
+            self.report.count("duplicate training commands", duplicates)
+            self.report.notes.append(
+                f"{duplicates} training command(s) repeat a command id answered at another offset: "
+                "duplicate deliveries, answered once (not a discrepancy)"
+            )
 
 
 def input_offset_of(headers: tuple[tuple[str, bytes], ...]) -> int | None:

@@ -285,6 +285,9 @@ def test_the_same_training_command_written_twice_is_answered_once(
     time.sleep(2.0)  # a second answer, if any, would be written within the same batch
     assert len(answers()) == 1, f"the duplicate command was answered again: {answers()}"
     assert "duplicate delivery" in worker.log.read_text(errors="replace")
+    report = audit(settings, grace_s=0)
+    assert report.clean, report.findings[:5]
+    assert report.stats["duplicate training commands"] == 1
 
 
 def test_unusable_rule_pack_records_are_dead_lettered_and_the_pack_in_force_stays(
