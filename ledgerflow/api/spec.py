@@ -23,6 +23,7 @@ __all__ = [
     "STR",
     "TENANT_PARAM",
     "TIME",
+    "Handler",
     "body",
     "json_response",
     "nullable",
@@ -35,7 +36,8 @@ __all__ = [
 ]
 
 Schema = dict[str, Any]
-H = TypeVar("H", bound=Callable[..., Any])
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
 _ATTRIBUTE = "__openapi_operation__"
 
 TITLES = {
@@ -58,10 +60,10 @@ PUBLIC: list[dict[str, list[str]]] = []
 AUTHED = (401, 403, 429, 503)
 
 
-def operation(operation_id: str, **fields: Any) -> Callable[[H], H]:
+def operation(operation_id: str, **fields: Any) -> Callable[[Handler], Handler]:
     """Attach the OpenAPI operation object ``{"operationId": operation_id, **fields}`` to a handler."""
 
-    def attach(handler: H) -> H:
+    def attach(handler: Handler) -> Handler:
         setattr(handler, _ATTRIBUTE, {"operationId": operation_id, **fields})
         return handler
 

@@ -35,7 +35,7 @@ from ledgerflow.api import cursors, sse
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import Frame, Subscriber
-from ledgerflow.api.spec import AUTHED, STR, TENANT_PARAM, operation, problems, query
+from ledgerflow.api.spec import AUTHED, STR, TENANT_PARAM, Handler, operation, problems, query
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.metrics import SSE_DROPPED, SSE_FRAMES, SSE_SUBSCRIBERS
@@ -63,7 +63,9 @@ class EventStreamResponse(StreamingResponse):
                 await aclose()
 
 
-def _event_stream(operation_id: str, summary: str, description: str, params: list[dict[str, Any]]) -> Any:
+def _event_stream(
+    operation_id: str, summary: str, description: str, params: list[dict[str, Any]]
+) -> Callable[[Handler], Handler]:
     return operation(
         operation_id,
         summary=summary,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from ledgerflow.api.spec import (
     AUTHED,
     INT,
     STR,
+    Handler,
     body,
     json_response,
     nullable,
@@ -48,7 +50,7 @@ from ledgerflow.topics import TRAINING_COMMANDS
 WAIT_S = 5.0
 
 
-def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Any:
+def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[[Handler], Handler]:
     fields: dict[str, Any] = {
         "reason": {"type": "string", "minLength": 1},
         "expected_version": nullable("integer", minimum=0),
