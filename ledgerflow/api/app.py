@@ -37,7 +37,7 @@ from ledgerflow.api import (
     training_history,
     usage,
 )
-from ledgerflow.api.authentication import JwtBackend, on_error
+from ledgerflow.api.authentication import DEFAULT_PUBLIC_PATHS, JwtBackend, on_error
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.faults import KAFKA_REQUEST_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S
 from ledgerflow.api.hub import Hub
@@ -145,7 +145,15 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         middleware=[
             Middleware(RequestMetrics),
             Middleware(HeaderLimits),
-            Middleware(AuthenticationMiddleware, backend=JwtBackend(verifier), on_error=on_error),
+            Middleware(
+                AuthenticationMiddleware,
+                backend=JwtBackend(
+                    verifier,
+                    public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS,
+                    public_prefixes=(console.MOUNT + "/",),
+                ),
+                on_error=on_error,
+            ),
             Middleware(TenantRateLimit),
         ],
         exception_handlers=exception_handlers(),

@@ -22,6 +22,8 @@ from starlette.types import Receive, Scope, Send
 from ledgerflow.api.problems import problem_for
 
 MOUNT = "/console"
+PUBLIC_PATHS = frozenset({"/", MOUNT})
+"""Paths that need no token (with everything under ``MOUNT + "/"``)."""
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -68,13 +68,20 @@ def history(records: Sequence[Located], tenant: str) -> list[dict[str, Any]]:
                 "occurred_at": record.get("occurred_at"),
                 "actor": payload.get("actor"),
                 "mode": mode,
-                "expires_at": rfc3339(expires) if isinstance(expires, int) and mode == "enabled" else None,
+                "expires_at": _time(expires) if mode == "enabled" else None,
                 "hash": record.get("hash"),
                 "prev_hash": record.get("prev_hash"),
                 "chain": "broken" if (at.partition, at.offset) in broken else "ok",
             }
         )
     return rows
+
+
+def _time(value: object) -> str | None:
+    """A record's time field (µs, or already RFC 3339 in the record's JSON form) as RFC 3339."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return rfc3339(value)
+    return value if isinstance(value, str) else None
 
 
 async def _located(settings: Settings, tenant: str) -> list[Located]:
