@@ -123,7 +123,8 @@ def test_conversation_started_opens_conversation_and_counts_for_tenant() -> None
     )
     assert tenant.ops == (
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_started", 1)),
-        RedisOp("ZADD", KEYS.tenant_conversations("acme"), (T0, "c1")),  # the tenant's conversation index, by last activity
+        # the tenant's conversation index, by last activity
+        RedisOp("ZADD", KEYS.tenant_conversations("acme"), (T0, "c1")),
     )
     assert all(g.position == EVENTS_AT for g in groups)
     assert_one_slot_per_group(groups)
