@@ -655,7 +655,9 @@ def test_hostile_records_on_every_input_topic_are_dead_lettered_and_good_ones_de
     # A record claiming one of ledgerflow's own writers on an input topic is what the audit
     # must name (input.system-producer): expected exactly at the records that claimed one.
     claimed = {
-        (settings.topic(p.base), p.partition, p.offset) for p in plan if "hostile model/producer" in p.label and "ledgerflow-" in p.label
+        (settings.topic(p.base), p.partition, p.offset)
+        for p in plan
+        if "hostile model/producer" in p.label and "ledgerflow-" in p.label
     }
     audit_problems(report, problems, allowed=claimed)
     named = {(f.topic, f.partition, f.offset) for f in report.findings if f.kind == "input.system-producer"}
