@@ -118,10 +118,22 @@ export interface Segment {
   redacted: boolean;
 }
 
+/** A span as events carry it ({start, end}) or as the read model stores it ([start, end]). */
+export function spanOf(raw: Span | [number, number] | unknown): Span | null {
+  if (Array.isArray(raw) && raw.length === 2) return { start: Number(raw[0]), end: Number(raw[1]) };
+  if (raw && typeof raw === "object" && "start" in raw && "end" in raw) {
+    const s = raw as Span;
+    return { start: Number(s.start), end: Number(s.end) };
+  }
+  return null;
+}
+
 /** Splits text at the redaction spans (offsets in code points, as the policy engine counts them). */
-export function segments(text: string, spans: Span[]): Segment[] {
+export function segments(text: string, spans: readonly unknown[]): Segment[] {
   const chars = Array.from(text);
-  const sorted = [...spans]
+  const sorted = spans
+    .map(spanOf)
+    .filter((s): s is Span => s !== null && Number.isFinite(s.start) && Number.isFinite(s.end))
     .map((s) => ({ start: Math.max(0, s.start), end: Math.min(chars.length, s.end) }))
     .filter((s) => s.end > s.start)
     .sort((a, b) => a.start - b.start);

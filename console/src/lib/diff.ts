@@ -37,3 +37,25 @@ export function canonical(value: unknown): string {
         : v;
   return JSON.stringify(sort(value), null, 2);
 }
+
+export type Folded = DiffLine | { op: "…"; text: string };
+
+/** Keeps `context` unchanged lines around each change and folds the rest into one "…" line per run. */
+export function fold(lines: DiffLine[], context = 2): Folded[] {
+  const near = lines.map(() => false);
+  lines.forEach((l, i) => {
+    if (l.op === " ") return;
+    for (let j = Math.max(0, i - context); j <= Math.min(lines.length - 1, i + context); j++) near[j] = true;
+  });
+  const out: Folded[] = [];
+  let skipped = 0;
+  lines.forEach((l, i) => {
+    if (near[i]) {
+      if (skipped) out.push({ op: "…", text: `${skipped} unchanged lines` });
+      skipped = 0;
+      out.push(l);
+    } else skipped++;
+  });
+  if (skipped) out.push({ op: "…", text: `${skipped} unchanged lines` });
+  return out;
+}

@@ -3,7 +3,7 @@ import { useEffect, useState } from "react";
 import { Banner, Button, Card, Problem, td, th } from "../components/ui";
 import { ApiError, call, post, put } from "../lib/api";
 import type { Session } from "../lib/auth";
-import { canonical, diffLines } from "../lib/diff";
+import { canonical, diffLines, fold } from "../lib/diff";
 import { short, when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
 
@@ -93,7 +93,7 @@ export function Policy({ session, admin }: { session: Session; admin: boolean })
 
   const a = left !== null ? docs[left] : undefined;
   const b = right !== null ? docs[right] : undefined;
-  const diff = a && b ? diffLines(canonical(a.pack).split("\n"), canonical(b.pack).split("\n")) : [];
+  const diff = a && b ? fold(diffLines(canonical(a.pack).split("\n"), canonical(b.pack).split("\n"))) : [];
 
   return (
     <>
@@ -135,9 +135,15 @@ export function Policy({ session, admin }: { session: Session; admin: boolean })
           </div>
         }
       >
+        {a && b && a.version === b.version && <p className="mb-2 text-xs text-slate-500">Pick two different versions.</p>}
         <pre className="max-h-72 overflow-auto rounded bg-slate-50 p-2 text-xs" data-testid="diff">
           {diff.map((l, i) => (
-            <div key={i} className={l.op === "+" ? "bg-green-100" : l.op === "-" ? "bg-red-100" : "text-slate-500"}>
+            <div
+              key={i}
+              className={
+                l.op === "+" ? "bg-green-100" : l.op === "-" ? "bg-red-100" : l.op === "…" ? "italic text-slate-400" : "text-slate-500"
+              }
+            >
               {l.op} {l.text}
             </div>
           ))}

@@ -73,7 +73,7 @@ export function Usage({ session }: { session: Session }) {
             {f ? (
               <Chart
                 series={series}
-                band={{ color: "#a78bfa", points: f.forecast.map((p) => ({ x: timeValue(p.window_start), lo: p.lower, hi: p.upper })) }}
+                band={{ color: "#a78bfa", points: f.forecast.map((p) => ({ x: timeValue(p.window_start), lo: Math.max(0, p.lower), hi: p.upper })) }}
                 yLabel="tokens per window"
                 xFormat={(x) => new Date(x).toISOString().slice(11, 19)}
                 testId="forecast-chart"

@@ -24,6 +24,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from ledgerflow.config import Settings
+from ledgerflow.testing import Process, start
+
 ROOT = Path(__file__).resolve().parents[3]
 DIST = ROOT / "console" / "dist"
 CHROMIUM = os.environ.get("LEDGERFLOW_CHROMIUM", "/usr/bin/chromium")
@@ -80,7 +83,8 @@ class Console:
 
     def sign_in(self, token: str, page_path: str = "overview") -> Page:
         """A fresh browser context (its own session storage), signed in with ``token`` by pasting it."""
-        watched = Watched(self.browser.new_context(viewport={"width": 1280, "height": 800}), allowed=self.allowed)
+        context = self.browser.new_context(viewport={"width": 1280, "height": 800})
+        watched = Watched(context, allowed=self.allowed)
         self.contexts.append(watched)
         page = watched.new_page()
         page.goto(f"{self.base}/console/")
@@ -93,6 +97,15 @@ class Console:
 
     def errors(self) -> list[str]:
         return [e for w in self.contexts for e in w.unexpected()]
+
+
+@pytest.fixture
+def worker(settings: Settings, log_dir: Path) -> Iterator[Process]:
+    """The worker with 2 s usage windows, so the usage page has closed windows and a forecast in seconds."""
+    fast = {"LEDGERFLOW_USAGE_WINDOW_S": "2", "LEDGERFLOW_USAGE_LATENESS_S": "1"}
+    proc = start(settings, "worker", "worker", log_dir=log_dir, extra_env=fast)
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture
@@ -130,13 +143,15 @@ def console(browser: Browser, edge: str) -> Iterator[Console]:
 
 
 def post_event(base: str, token: str, body: dict[str, object]) -> dict[str, object]:
-    resp = httpx.post(f"{base}/v1/events", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    auth = {"Authorization": f"Bearer {token}"}
+    resp = httpx.post(f"{base}/v1/events", json=body, headers=auth, timeout=10)
     assert resp.status_code == 202, resp.text
     return dict(resp.json())
 
 
 def start_conversation(base: str, token: str, conv: str, model: str = "slm-1") -> None:
-    post_event(base, token, {"type": "ConversationStarted", "subject": conv, "payload": {"actor": "bo", "model": model}})
+    payload = {"actor": "bo", "model": model}
+    post_event(base, token, {"type": "ConversationStarted", "subject": conv, "payload": payload})
 
 
 def submit_turn(base: str, token: str, conv: str, turn_id: str, content: str, model: str = "slm-1") -> None:
@@ -154,8 +169,15 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = SHORT_MS /
 class Traffic:
     """Turns published from outside the browser in a background thread until stopped."""
 
-    def __init__(self, base: str, token: str, conv: str | None = None, every_s: float = 0.1) -> None:
-        self.base, self.token, self.every_s = base, token, every_s
+    def __init__(
+        self,
+        base: str,
+        token: str,
+        conv: str | None = None,
+        every_s: float = 0.1,
+        texts: tuple[str, ...] = ("background turn {n}",),
+    ) -> None:
+        self.base, self.token, self.every_s, self.texts = base, token, every_s, texts
         self.conv = conv or f"load-{uuid.uuid4().hex[:8]}"
         self.sent: list[str] = []
         self._stop = threading.Event()
@@ -170,10 +192,11 @@ class Traffic:
         self._thread.join(timeout=15)
 
     def _run(self) -> None:
-        n = 0
+        n = len(self.sent)
         while not self._stop.is_set():
             n += 1
             turn_id = f"bg{n}"
-            submit_turn(self.base, self.token, self.conv, turn_id, f"background turn {n}")
+            text = self.texts[n % len(self.texts)].format(n=n)
+            submit_turn(self.base, self.token, self.conv, turn_id, text)
             self.sent.append(turn_id)
             self._stop.wait(self.every_s)
