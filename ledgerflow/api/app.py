@@ -14,12 +14,30 @@ from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.agents.reference import ReferenceData
-from ledgerflow.api import conversations, events, forecast, health, openapi, policy, step, streams, training
-from ledgerflow.api.authentication import JwtBackend, on_error
+from ledgerflow.api import (
+    audit_run,
+    console,
+    conversation_list,
+    conversations,
+    events,
+    forecast,
+    health,
+    openapi,
+    overview,
+    policy,
+    rulepack_catalog,
+    rulepack_validation,
+    step,
+    streams,
+    training,
+    training_history,
+    usage,
+)
+from ledgerflow.api.authentication import DEFAULT_PUBLIC_PATHS, JwtBackend, on_error
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.faults import KAFKA_REQUEST_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S
 from ledgerflow.api.hub import Hub
@@ -33,23 +51,35 @@ from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
+    """Every route of the edge. Each handler carries its OpenAPI operation (``api/spec.py``);
+    the document is built from this table (``api/openapi.py``)."""
     return [
+        Route("/", console.to_console, include_in_schema=False),
+        Mount(console.MOUNT, app=console.ConsoleFiles(), name="console"),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/metrics", health.metrics),
         Route("/openapi.json", openapi.openapi_json),
         Route("/v1/events", events.ingest, methods=["POST"]),
+        Route("/v1/overview", overview.overview),
+        Route("/v1/conversations", conversation_list.list_conversations),
         Route("/v1/conversations/{conversation_id}", conversations.get_conversation),
         Route("/v1/conversation/stream", streams.conversation_stream),
         Route("/v1/streams/tenant", streams.tenant_stream),
         Route("/v1/conversation/step", step.step, methods=["POST"]),
         Route("/v1/evaluate", policy.evaluate_dry_run, methods=["POST"]),
         Route("/v1/policy/rules", policy.put_rules, methods=["PUT"]),
+        Route("/v1/policy/packs", rulepack_catalog.list_packs),
+        Route("/v1/policy/packs/{version}", rulepack_catalog.get_pack),
+        Route("/v1/policy/validate", rulepack_validation.validate_pack, methods=["POST"]),
         Route("/v1/training/enable", training.enable, methods=["POST"]),
         Route("/v1/training/disable", training.disable, methods=["POST"]),
         Route("/v1/training/status", training.status),
+        Route("/v1/training/history", training_history.training_history),
+        Route("/v1/usage", usage.usage),
         Route("/v1/forecast", forecast.forecast),
+        Route("/v1/audit", audit_run.audit, methods=["POST"]),
     ]
 
 
@@ -115,7 +145,15 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         middleware=[
             Middleware(RequestMetrics),
             Middleware(HeaderLimits),
-            Middleware(AuthenticationMiddleware, backend=JwtBackend(verifier), on_error=on_error),
+            Middleware(
+                AuthenticationMiddleware,
+                backend=JwtBackend(
+                    verifier,
+                    public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS,
+                    public_prefixes=(console.MOUNT + "/",),
+                ),
+                on_error=on_error,
+            ),
             Middleware(TenantRateLimit),
         ],
         exception_handlers=exception_handlers(),

@@ -63,19 +63,23 @@ class AuthRefused(AuthenticationError):
 
 
 class JwtBackend(AuthenticationBackend):
-    """Verifies the bearer token of every request except those to ``public_paths``."""
+    """Verifies the bearer token of every request except those to ``public_paths`` or under
+    ``public_prefixes`` (the console's static files)."""
 
     def __init__(
         self,
         verifier: TokenVerifier,
         *,
         public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
+        public_prefixes: Iterable[str] = (),
     ) -> None:
         self.verifier = verifier
         self.public_paths = frozenset(public_paths)
+        self.public_prefixes = tuple(public_prefixes)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        if _route_path(conn) in self.public_paths:
+        path = _route_path(conn)
+        if path in self.public_paths or path.startswith(self.public_prefixes):
             return None
         try:
             token = bearer_token(conn)

@@ -12,6 +12,7 @@ from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.consistency import check_token
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
+from ledgerflow.api.spec import AUTHED, STR, TENANT_PARAM, json_response, operation, problems, ref
 from ledgerflow.contracts.ids import ID_CHARACTERS, MAX_ID_LENGTH, is_id
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.keys import Keys
@@ -19,6 +20,19 @@ from ledgerflow.projections.views import conversation_view
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 
+@operation(
+    "getConversation",
+    summary="A conversation's read model (role subscriber, auditor or admin)",
+    tags=["conversations"],
+    parameters=[
+        {"name": "conversation_id", "in": "path", "required": True, "schema": STR},
+        TENANT_PARAM,
+    ],
+    responses={
+        "200": json_response(ref("Conversation"), "The read model"),
+        **problems(*AUTHED, 404),
+    },
+)
 async def get_conversation(request: Request) -> JSONResponse:
     """The read model; 404 for an id no conversation can have; 503 + Retry-After when Redis fails.
 

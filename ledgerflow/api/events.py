@@ -24,6 +24,7 @@ from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.edge_checks import check_edge_event, edge_producer, refuse_client_producer
 from ledgerflow.api.faults import bounded
 from ledgerflow.api.problems import read_json
+from ledgerflow.api.spec import AUTHED, body, json_response, operation, problems, ref
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
@@ -35,6 +36,30 @@ log = logging.getLogger(__name__)
 CONVERSATION_TYPES = frozenset({"ConversationStarted", "MessageSubmitted", "ConversationClosed"})
 
 
+@operation(
+    "ingestEvents",
+    summary="Ingest a conversation event (role producer)",
+    tags=["events"],
+    description="Acknowledged once Kafka has it. `tenant` defaults to the token's and must equal it.",
+    requestBody=body(
+        ref("EventIn"),
+        {
+            "type": "MessageSubmitted",
+            "subject": "conv-42",
+            "payload": {
+                "turn_id": "t-1",
+                "role": "user",
+                "content": "hello",
+                "model": "slm-1",
+                "tokens": None,
+            },
+        },
+    ),
+    responses={
+        "202": json_response(ref("IngestAck"), "In the log"),
+        **problems(400, 409, 413, *AUTHED, 422),
+    },
+)
 async def ingest(request: Request) -> JSONResponse:
     principal = requires_role(request, "producer")
     ctx: EdgeContext = request.app.state.ctx

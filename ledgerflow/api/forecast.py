@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.spec import AUTHED, TENANT_PARAM, json_response, operation, problems, query, ref
 from ledgerflow.errors import ValidationError
 from ledgerflow.redisvalues import Reply, text
 from ledgerflow.usage.forecast import forecast as holt_forecast
@@ -29,6 +30,21 @@ def series_of(fields: Mapping[Reply, Reply], model: str) -> tuple[list[int], lis
     return starts, [totals[s] for s in starts]
 
 
+@operation(
+    "getForecast",
+    summary="Expected token usage for the next windows (Holt's linear trend)",
+    tags=["usage"],
+    parameters=[
+        query("model", {"type": "string", "minLength": 1}, "The model", required=True),
+        query(
+            "horizon",
+            {"type": "integer", "minimum": 1, "maximum": 60},
+            "Windows ahead (default 5)",
+        ),
+        TENANT_PARAM,
+    ],
+    responses={"200": json_response(ref("Forecast"), "The forecast"), **problems(*AUTHED, 422)},
+)
 async def forecast(request: Request) -> JSONResponse:
     principal = requires_any_role(request, "subscriber", "admin", "auditor")
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import PROBE_CACHE_S
 from ledgerflow.api.problems import problem
+from ledgerflow.api.spec import INT, PUBLIC, STR, json_response, obj, operation, problems
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.metrics import PROJECTION_LAG
 from ledgerflow.topics import CONVERSATION_EVENTS
@@ -54,10 +55,36 @@ async def within_deadline(call: Awaitable[T], what: str, timeout: float = DEPEND
         raise InfrastructureError(f"{what}: {type(exc).__name__}") from None
 
 
+@operation(
+    "getHealth",
+    summary="The process answers",
+    tags=["operations"],
+    security=PUBLIC,
+    responses={"200": json_response(obj(["status"], status={"const": "ok"}), "Alive")},
+)
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+@operation(
+    "getReadiness",
+    summary="Kafka, Redis and the SSE hub's reader are healthy",
+    tags=["operations"],
+    security=PUBLIC,
+    responses={
+        "200": json_response(
+            obj(
+                ["status", "checks"],
+                status={"const": "ready"},
+                checks={"type": "object", "additionalProperties": STR},
+                sse_subscribers=INT,
+                projection_lag={"type": ["integer", "null"]},
+            ),
+            "Ready",
+        ),
+        **problems(503),
+    },
+)
 async def readyz(request: Request) -> Response:
     ctx: EdgeContext = request.app.state.ctx
     redis_state, kafka_state, lag = await asyncio.gather(
@@ -96,6 +123,18 @@ async def redis_status(ctx: EdgeContext) -> str:
     return "ok"
 
 
+@operation(
+    "getMetrics",
+    summary="Prometheus metrics",
+    tags=["operations"],
+    security=PUBLIC,
+    responses={
+        "200": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": STR}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     ctx: EdgeContext | None = getattr(request.app.state, "ctx", None)
     if ctx is not None:

@@ -9,6 +9,18 @@ from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import read_json
+from ledgerflow.api.spec import (
+    AUTHED,
+    DECISION_FIELDS,
+    INT,
+    STR,
+    body,
+    json_response,
+    obj,
+    operation,
+    problems,
+    ref,
+)
 from ledgerflow.auth.roles import ADMIN, PRODUCER
 from ledgerflow.contracts.events import MAX_CONTENT_BYTES
 from ledgerflow.contracts.ids import check_id
@@ -22,6 +34,33 @@ EVALUATE_ROLES = (PRODUCER, ADMIN)
 on the edge; subscribers and auditors read decisions, they do not need to make them)."""
 
 
+@operation(
+    "evaluate",
+    summary="Dry run: the decision a turn would get now (nothing is written)",
+    tags=["policy"],
+    requestBody=body(
+        obj(
+            ["content"],
+            content=STR,
+            role={"enum": ["user", "assistant", "tool"]},
+            conversation_id=STR,
+        ),
+        {"content": "Email jane.doe@example.com the invoice", "role": "user"},
+    ),
+    responses={
+        "200": json_response(
+            obj(
+                ["conversation_id", "dry_run", *DECISION_FIELDS],
+                conversation_id=STR,
+                dry_run={"const": True},
+                training_enabled={"type": "boolean"},
+                **DECISION_FIELDS,
+            ),
+            "The decision",
+        ),
+        **problems(400, 413, *AUTHED, 422),
+    },
+)
 async def evaluate_dry_run(request: Request) -> JSONResponse:
     """The decision a turn would get now — the same pure function, nothing written.
 
@@ -53,6 +92,34 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
     return JSONResponse({"conversation_id": conversation_id, "dry_run": True, **result})
 
 
+@operation(
+    "putRules",
+    summary="Publish a rule pack for the token's tenant (role admin)",
+    tags=["policy"],
+    requestBody=body(
+        ref("RulePack"),
+        {
+            "tenant": "acme",
+            "description": "example pack",
+            "rules": [{"id": "secrets", "when": {"keywords": ["password"]}, "action": "deny", "weight": 10}],
+        },
+        "docs/policy.md; `version` is assigned on publish",
+    ),
+    responses={
+        "201": json_response(
+            obj(
+                ["tenant", "version", "constitution_hash"],
+                tenant=STR,
+                version=INT,
+                constitution_hash=STR,
+                event_id=STR,
+                offset=INT,
+            ),
+            "Published",
+        ),
+        **problems(400, 413, *AUTHED, 422),
+    },
+)
 async def put_rules(request: Request) -> JSONResponse:
     """Publish a rule pack for the token's tenant (``*`` only with a ``*`` admin token)."""
     principal = requires_role(request, "admin")

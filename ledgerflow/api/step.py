@@ -35,6 +35,19 @@ from ledgerflow.api.edge_checks import check_edge_event, edge_producer, refuse_c
 from ledgerflow.api.events import publish
 from ledgerflow.api.faults import bounded
 from ledgerflow.api.problems import read_json
+from ledgerflow.api.spec import (
+    AUTHED,
+    DECISION_FIELDS,
+    STR,
+    body,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    problems,
+    query,
+    ref,
+)
 from ledgerflow.contracts.events import MAX_ID_CHARS, Event, new_event
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.contracts.payloads import MessageSubmitted
@@ -49,6 +62,53 @@ MAX_WAIT_S = 30.0
 IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
 
 
+@operation(
+    "step",
+    summary="Publish a user turn and wait (bounded) for its decision (role producer)",
+    tags=["conversations"],
+    parameters=[
+        query(
+            "wait",
+            {"type": "number", "minimum": 0, "maximum": 30},
+            "Seconds to wait for the decision (default 2)",
+        ),
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": STR,
+            "description": "A retry with the same key publishes nothing new and answers the same turn",
+        },
+    ],
+    requestBody=body(
+        obj(
+            ["conversation_id", "content"],
+            conversation_id={"type": "string", "minLength": 1},
+            content=STR,
+            model=STR,
+        ),
+        {"conversation_id": "conv-42", "content": "Can you summarise the report?", "model": "slm-1"},
+    ),
+    responses={
+        "200": json_response(
+            obj(
+                ["event_id", "conversation_id", *DECISION_FIELDS],
+                event_id=STR,
+                decision_event_id=nullable("string"),
+                conversation_id=STR,
+                **DECISION_FIELDS,
+                consistency_token=nullable("string"),
+            ),
+            "The decision",
+        ),
+        "202": json_response(
+            ref("Pending"),
+            "No decision in time; it will appear in the read model",
+            {"Location": {"schema": STR}},
+        ),
+        **problems(400, 409, 413, *AUTHED, 422),
+    },
+)
 async def step(request: Request) -> JSONResponse:
     principal = requires_role(request, "producer")
     ctx: EdgeContext = request.app.state.ctx

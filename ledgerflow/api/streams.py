@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -34,6 +35,7 @@ from ledgerflow.api import cursors, sse
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import Frame, Subscriber
+from ledgerflow.api.spec import AUTHED, STR, TENANT_PARAM, Handler, operation, problems, query
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.metrics import SSE_DROPPED, SSE_FRAMES, SSE_SUBSCRIBERS
@@ -61,6 +63,52 @@ class EventStreamResponse(StreamingResponse):
                 await aclose()
 
 
+def _event_stream(
+    operation_id: str, summary: str, description: str, params: list[dict[str, Any]]
+) -> Callable[[Handler], Handler]:
+    return operation(
+        operation_id,
+        summary=summary,
+        description=description,
+        tags=["streams"],
+        parameters=[
+            *params,
+            TENANT_PARAM,
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": STR,
+                "description": "The `id` of the last data frame received: the stream resumes right after it. "
+                "An unknown or expired cursor gets `event: reset` (see docs/sse.md).",
+            },
+        ],
+        responses={
+            "200": {
+                "description": "A Server-Sent Events stream (docs/sse.md): data frames carry `id:` "
+                "cursors; "
+                "control frames (heartbeat, reset, overflow, reauth, expired, shutdown, "
+                "unavailable) carry none.",
+                "content": {"text/event-stream": {"schema": STR}},
+            },
+            **problems(*AUTHED, 422),
+        },
+    )
+
+
+@_event_stream(
+    "streamConversation",
+    "Follow one conversation (role subscriber)",
+    "Its events and their policy decisions, resumable.",
+    [
+        query(
+            "conversation_id",
+            {"type": "string", "minLength": 1, "maxLength": 512},
+            "The conversation to follow",
+            required=True,
+        )
+    ],
+)
 async def conversation_stream(request: Request) -> EventStreamResponse:
     principal = requires_role(request, "subscriber")
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
@@ -71,6 +119,13 @@ async def conversation_stream(request: Request) -> EventStreamResponse:
     return await _open(request, principal.tenant, conversation_id, principal.expires_at)
 
 
+@_event_stream(
+    "streamTenant",
+    "Follow the whole tenant (role subscriber)",
+    "Every conversation event and decision of the token's "
+    "tenant, resumable; order is kept per conversation (per Kafka partition).",
+    [],
+)
 async def tenant_stream(request: Request) -> EventStreamResponse:
     principal = requires_role(request, "subscriber")
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +19,20 @@ from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.problems import problem, read_json
+from ledgerflow.api.spec import (
+    AUTHED,
+    INT,
+    STR,
+    Handler,
+    body,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    problems,
+    query,
+    ref,
+)
 from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import (
@@ -34,10 +50,56 @@ from ledgerflow.topics import TRAINING_COMMANDS
 WAIT_S = 5.0
 
 
+def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[[Handler], Handler]:
+    fields: dict[str, Any] = {
+        "reason": {"type": "string", "minLength": 1},
+        "expected_version": nullable("integer", minimum=0),
+    }
+    if enable:
+        fields["ttl_seconds"] = nullable("integer")
+    example = (
+        {"reason": "red-team exercise", "ttl_seconds": 3600} if enable else {"reason": "exercise finished"}
+    )
+    return operation(
+        operation_id,
+        summary=summary,
+        tags=["training"],
+        description="Publishes a command to `training.commands` and waits (bounded) for the training "
+        "agent's outcome. A rejection is a 409 problem with the reason.",
+        parameters=[
+            query(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": 30},
+                "Seconds to wait for the outcome (default 5)",
+            ),
+        ],
+        requestBody=body(obj(["reason"], **fields), example),
+        responses={
+            "200": json_response(
+                obj(
+                    ["command_id", "accepted", "outcome", "version"],
+                    command_id=STR,
+                    accepted={"const": True},
+                    outcome=STR,
+                    version=INT,
+                    reason=nullable("string"),
+                    expires_at=nullable("integer"),
+                    audit_event_id=STR,
+                ),
+                "Accepted",
+            ),
+            "202": json_response(ref("Pending"), "No outcome in time", {"Location": {"schema": STR}}),
+            **problems(400, 413, *AUTHED, 409, 422),
+        },
+    )
+
+
+@_command_spec("enableTraining", "Enable training mode (role admin)", enable=True)
 async def enable(request: Request) -> Response:
     return await _command(request, "EnableTraining")
 
 
+@_command_spec("disableTraining", "Disable training mode (role admin)", enable=False)
 async def disable(request: Request) -> Response:
     return await _command(request, "DisableTraining")
 
@@ -110,6 +172,27 @@ async def _command(request: Request, kind: str) -> Response:
     )
 
 
+@operation(
+    "getTrainingStatus",
+    summary="The tenant's training mode",
+    tags=["training"],
+    responses={
+        "200": json_response(
+            obj(
+                ["tenant", "state", "version"],
+                tenant=STR,
+                state=STR,
+                version=INT,
+                owner=nullable("string"),
+                reason=nullable("string"),
+                expires_at=nullable("integer"),
+                last_rejection=nullable("string"),
+            ),
+            "Status",
+        ),
+        **problems(*AUTHED),
+    },
+)
 async def status(request: Request) -> JSONResponse:
     principal = requires_any_role(request, "subscriber", "admin", "auditor", "producer")
     ctx: EdgeContext = request.app.state.ctx

@@ -31,6 +31,7 @@ KEY_SOURCES = {
     ":denials": "policy.decisions",
     ":training": "training.audit",
     ":usage": "usage.windows",
+    ":usage:turns": "usage.windows",
 }
 DEFAULT_SOURCE = "conversation.events"
 

@@ -7,6 +7,9 @@ A conversation event is counted once per ``event_id`` and a decision once per in
 is projected only if it links to its chain's last projected decision (``ChainLink``).
 Sources: ``conversation.events``, ``policy.decisions``, ``training.audit`` (training
 status per tenant) and ``usage.windows`` (token usage per tenant, model and window).
+The tenant's conversation index (``Keys.tenant_conversations``) is scored by the time of
+each conversation's last *conversation event*: one conversation's events share one
+partition, so a live projection and a rebuild apply them in the same order and agree.
 """
 
 from __future__ import annotations
@@ -103,7 +106,15 @@ def _(payload: ConversationStarted, event: Event, keys: Keys) -> tuple[list[Redi
     started = _touch(
         event, keys, status="open", actor=payload.actor, model=payload.model, started_at=event.occurred_at
     )
-    return [started], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_started", 1))]
+    return [started], [
+        RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_started", 1)),
+        _activity(event, keys),
+    ]
+
+
+def _activity(event: Event, keys: Keys) -> RedisOp:
+    """The conversation's place in its tenant's index: the time of its latest event."""
+    return RedisOp("ZADD", keys.tenant_conversations(event.tenant), (event.occurred_at, event.subject))
 
 
 @_ops.register
@@ -131,13 +142,17 @@ def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp
     return conv_ops, [
         RedisOp("HINCRBY", tenant, ("turns", 1)),
         RedisOp("HINCRBY", tenant, ("tokens", tokens)),
+        _activity(event, keys),
     ]
 
 
 @_ops.register
 def _(payload: ConversationClosed, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     closed = _touch(event, keys, status="closed", closed_reason=payload.reason)
-    return [closed], [RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_closed", 1))]
+    return [closed], [
+        RedisOp("HINCRBY", keys.tenant(event.tenant), ("conversations_closed", 1)),
+        _activity(event, keys),
+    ]
 
 
 @_ops.register
@@ -213,4 +228,7 @@ def _(payload: TrainingRejected, event: Event, keys: Keys) -> tuple[list[RedisOp
 def _(payload: UsageWindow, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     # One field per (model, window, source partition): a correction replaces its window's total.
     field = f"{payload.model}|{payload.window_start}|{payload.window_end}|{event.producer}"
-    return [], [RedisOp("HSET", keys.usage(event.tenant), (field, payload.tokens))]
+    return [], [
+        RedisOp("HSET", keys.usage(event.tenant), (field, payload.tokens)),
+        RedisOp("HSET", keys.usage_turns(event.tenant), (field, payload.events)),
+    ]

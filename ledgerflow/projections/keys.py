@@ -64,11 +64,20 @@ class Keys:
     def tenant_denials(self, tenant: str) -> str:
         return self.tenant(tenant) + ":denials"
 
+    def tenant_conversations(self, tenant: str) -> str:
+        """The tenant's conversations by last activity: a sorted set, member the conversation id,
+        score the ``occurred_at`` (µs) of its last conversation event (``GET /v1/conversations``)."""
+        return self.tenant(tenant) + ":conversations"
+
     def training(self, tenant: str) -> str:
         return self.tenant(tenant) + ":training"
 
     def usage(self, tenant: str) -> str:
         return self.tenant(tenant) + ":usage"
+
+    def usage_turns(self, tenant: str) -> str:
+        """Turns counted per usage window, with the same fields as ``usage`` (``GET /v1/usage``)."""
+        return self.tenant(tenant) + ":usage:turns"
 
     def tenant_fence(self, tenant: str) -> str:
         return self.tenant(tenant) + ":applied"

@@ -194,7 +194,8 @@ def test_redelivered_batch_applies_nothing_and_leaves_state_identical(stack: Set
         again = await writer.apply(batch)
         assert again == WriteResult(applied=0, skipped=len(batch), round_trips=1)
         assert await dump(redis, keys) == before
-        assert len(before) == 21  # 3 conversations x 4-5 keys, 2 tenants x 3-4 keys (":seen" included)
+        # 3 conversations x 4-5 keys, 2 tenants x 4-5 keys (":seen" and ":conversations" included)
+        assert len(before) == 23
 
     with_redis(stack, scenario, keys)
 

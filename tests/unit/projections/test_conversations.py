@@ -121,7 +121,11 @@ def test_conversation_started_opens_conversation_and_counts_for_tenant() -> None
             ),
         ),
     )
-    assert tenant.ops == (RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_started", 1)),)
+    assert tenant.ops == (
+        RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_started", 1)),
+        # the tenant's conversation index, by last activity
+        RedisOp("ZADD", KEYS.tenant_conversations("acme"), (T0, "c1")),
+    )
     assert all(g.position == EVENTS_AT for g in groups)
     assert_one_slot_per_group(groups)
 
@@ -155,6 +159,7 @@ def test_message_with_tokens_appends_turn_and_adds_tokens_to_conversation_and_te
     assert groups[KEYS.tenant_fence("acme")].ops == (
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("turns", 1)),
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("tokens", 123)),
+        RedisOp("ZADD", KEYS.tenant_conversations("acme"), (T0, "c1")),
     )
     assert_one_slot_per_group(list(groups.values()))
 
@@ -194,6 +199,7 @@ def test_conversation_closed_sets_status_and_reason_and_counts_for_tenant() -> N
     )
     assert groups[KEYS.tenant_fence("acme")].ops == (
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("conversations_closed", 1)),
+        RedisOp("ZADD", KEYS.tenant_conversations("acme"), (T0, "c1")),
     )
 
 
@@ -272,7 +278,11 @@ def test_usage_window_sets_one_field_per_model_window_and_source_in_the_tenant_s
     )
     groups = project(event(usage, subject="slm-1"), EVENTS_AT, KEYS)
     assert [g.fence_key for g in groups] == [KEYS.tenant_fence("acme")]
-    assert groups[0].ops == (RedisOp("HSET", KEYS.usage("acme"), (f"slm-1|{T0}|{T0 + 60_000_000}|unit", 5)),)
+    window = f"slm-1|{T0}|{T0 + 60_000_000}|unit"
+    assert groups[0].ops == (
+        RedisOp("HSET", KEYS.usage("acme"), (window, 5)),
+        RedisOp("HSET", KEYS.usage_turns("acme"), (window, 1)),
+    )
     assert_one_slot_per_group(groups)
 
 

@@ -1,0 +1,205 @@
+"""``POST /v1/audit`` (admin): run ``ledgerflow audit`` over the current logs and answer the report.
+
+Sequence:
+1. Take the tenant's audit lock in Redis (``SET NX`` with a TTL a little over the deadline):
+   a second request while one runs is a 409 with ``Retry-After``.
+2. Run ``ledgerflow.audit.cli.run_audit`` in a worker thread with its own event loop (the
+   audit is CPU-bound: the edge's loop keeps serving), bounded by ``AUDIT_DEADLINE_S``
+   (``LEDGERFLOW_AUDIT_DEADLINE_S``); past it the audit is cancelled and the answer is a
+   503 with ``Retry-After``.
+3. Keep the findings of this tenant only: a finding with a record position belongs to the
+   tenant of that record (read back from Kafka); one without belongs to the tenant in its
+   Redis key's hash tag; a finding naming no tenant and no entity (the read models as a
+   whole) is shown to everyone; anything else is dropped.
+4. Release the lock (only if it is still ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ledgerflow.api.authentication import requires_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.health import within_deadline
+from ledgerflow.api.problems import problem
+from ledgerflow.api.spec import AUTHED, INT, NUM, STR, json_response, nullable, obj, operation, problems
+from ledgerflow.audit.cli import run_audit
+from ledgerflow.audit.report import Finding, Report
+from ledgerflow.auth.roles import ADMIN
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.errors import DecodeError, InfrastructureError
+
+AUDIT_DEADLINE_S = float(os.environ.get("LEDGERFLOW_AUDIT_DEADLINE_S", "60"))
+LOOKUP_DEADLINE_S = 10.0
+RETRY_AFTER_S = 5
+_TAG = re.compile(r"(?:conv|tenant):\{([^}/]*)[}/]")
+
+Position = tuple[str, int, int]
+
+
+def lock_key(topic_prefix: str, tenant: str) -> str:
+    return f"lf:{topic_prefix}audit:running:{{{tenant.replace('}', '%7D')}}}"
+
+
+def _unescape(value: str) -> str:
+    return value.replace("%7D", "}").replace("%7B", "{").replace("%2F", "/").replace("%25", "%")
+
+
+def tenant_of(finding: Finding, record_tenants: Mapping[Position, str | None]) -> str | None:
+    """The tenant a finding concerns; ``""`` when it concerns no tenant nor entity; None: unknown."""
+    if finding.partition is not None and finding.offset is not None:
+        return record_tenants.get((finding.topic, finding.partition, finding.offset))
+    tag = _TAG.search(finding.key)
+    if tag is not None:
+        return _unescape(tag.group(1))
+    return "" if "{" not in finding.key else None
+
+
+def findings_for(tenant: str, report: Report, record_tenants: Mapping[Position, str | None]) -> list[Finding]:
+    return [f for f in report.ordered() if tenant_of(f, record_tenants) in (tenant, "")]
+
+
+def positions(findings: Iterable[Finding]) -> set[Position]:
+    return {
+        (f.topic, f.partition, f.offset) for f in findings if f.partition is not None and f.offset is not None
+    }
+
+
+def answer(tenant_findings: list[Finding], report: Report) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for f in tenant_findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return {
+        "ok": not tenant_findings,
+        "counts": dict(sorted(counts.items())),
+        "findings": [
+            {
+                "kind": f.kind,
+                "topic": f.topic,
+                "partition": f.partition,
+                "offset": f.offset,
+                "detail": f.detail,
+            }
+            for f in tenant_findings
+        ],
+        "records_read": sum(v for k, v in report.stats.items() if k.endswith("records")),
+        "seconds": round(report.seconds, 3),
+    }
+
+
+async def record_tenants(settings: Settings, wanted: set[Position]) -> dict[Position, str | None]:
+    """The tenant of the record at each position (None: gone or undecodable)."""
+    found: dict[Position, str | None] = dict.fromkeys(wanted)
+    if not wanted:
+        return found
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for topic, partition, offset in sorted(wanted):
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            got = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+            for rec in got.get(tp, []):
+                if rec.offset == offset:
+                    with contextlib.suppress(DecodeError):
+                        found[(topic, partition, offset)] = codec.decode(rec.value or b"").tenant
+    finally:
+        await consumer.stop()
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    report: Report
+    record_tenants: dict[Position, str | None]
+
+
+async def _audit(settings: Settings) -> Outcome:
+    async with asyncio.timeout(AUDIT_DEADLINE_S):
+        report = await run_audit(settings, projections=True, progress=False)
+    async with asyncio.timeout(LOOKUP_DEADLINE_S):
+        tenants = await record_tenants(settings, positions(report.findings))
+    return Outcome(report, tenants)
+
+
+def _audit_in_thread(settings: Settings) -> Outcome:
+    return asyncio.run(_audit(settings))
+
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+FINDING = obj(
+    ["kind", "topic", "partition", "offset", "detail"],
+    kind=STR,
+    topic=STR,
+    partition=nullable("integer"),
+    offset=nullable("integer"),
+    detail=STR,
+)
+
+
+@operation(
+    "runAudit",
+    summary="Run the audit over the current logs (role admin; one at a time per tenant)",
+    description="Bounded by a deadline (503 + Retry-After past it); 409 while another audit of the tenant "
+    "runs. Only this tenant's findings are answered.",
+    tags=["audit"],
+    responses={
+        "200": json_response(
+            obj(
+                ["ok", "counts", "findings", "records_read", "seconds"],
+                ok={"type": "boolean"},
+                counts={"type": "object", "additionalProperties": INT},
+                findings={"type": "array", "items": FINDING},
+                records_read=INT,
+                seconds=NUM,
+            ),
+            "The report",
+        ),
+        **problems(*AUTHED, 409),
+    },
+)
+async def audit(request: Request) -> Any:
+    principal = requires_role(request, ADMIN)
+    ctx: EdgeContext = request.app.state.ctx
+    key, token = lock_key(ctx.settings.topic_prefix, principal.tenant), uuid.uuid4().hex
+    ttl_ms = int((AUDIT_DEADLINE_S + LOOKUP_DEADLINE_S + 10) * 1000)
+    # Step 1.
+    if not await within_deadline(ctx.redis.set(key, token, nx=True, px=ttl_ms), "redis"):
+        return problem(
+            409,
+            "Conflict",
+            f"an audit of tenant {principal.tenant!r} is already running; retry when it has finished",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    began = time.perf_counter()
+    try:
+        # Step 2.
+        try:
+            outcome = await asyncio.to_thread(_audit_in_thread, ctx.settings)
+        except TimeoutError:
+            took = time.perf_counter() - began
+            raise InfrastructureError(
+                f"the audit did not finish within {AUDIT_DEADLINE_S:g} s ({took:.1f} s)"
+            ) from None
+        # Step 3.
+        mine = findings_for(principal.tenant, outcome.report, outcome.record_tenants)
+        return JSONResponse(answer(mine, outcome.report))
+    finally:
+        # Step 4.
+        with contextlib.suppress(InfrastructureError):
+            await within_deadline(ctx.redis.eval(_RELEASE, 1, key, token), "redis")

@@ -1,0 +1,147 @@
+"""``GET /v1/conversations?limit=&cursor=``: the tenant's conversations, newest activity first.
+
+Reads the tenant's conversation index (``Keys.tenant_conversations``: a sorted set scored by
+the time of each conversation's last event), then each listed conversation's hash and the
+size of its decisions hash, in one pipelined round trip per page. Every Redis call is bounded
+(``within_deadline``): a dead Redis is a 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.health import within_deadline
+from ledgerflow.api.paging import Cursor, parse_limit, rfc3339
+from ledgerflow.api.spec import (
+    AUTHED,
+    INT,
+    STR,
+    TENANT_PARAM,
+    TIME,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    problems,
+    query,
+)
+from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
+from ledgerflow.redisvalues import Reply, text
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+READ_ROLES = (SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+OUTCOMES = ("allow", "redact", "review", "deny")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One conversation of the index with its activity score (µs)."""
+
+    conversation_id: str
+    last_activity: int
+
+
+def page_after(ranked: Sequence[tuple[Reply, float]], after: Cursor | None, limit: int) -> list[Entry]:
+    """Up to ``limit`` entries of ``ranked`` (newest first, as ZREVRANGEBYSCORE answers: ties by
+    member descending) that come strictly after ``after``."""
+    out: list[Entry] = []
+    for member, score in ranked:
+        entry = Entry(text(member), int(score))
+        if after is not None and (entry.last_activity, entry.conversation_id) >= (after.score, after.member):
+            continue
+        out.append(entry)
+        if len(out) == limit:
+            break
+    return out
+
+
+def item(entry: Entry, fields: Mapping[Reply, Reply], decisions: int) -> dict[str, Any]:
+    """The list item of one conversation from its read-model hash."""
+    view = {text(k): text(v) for k, v in fields.items()}
+    outcome = None
+    if "last_decision" in view:
+        found = orjson.loads(view["last_decision"]).get("outcome")
+        outcome = found if found in OUTCOMES else None
+    return {
+        "conversation_id": entry.conversation_id,
+        "last_activity": rfc3339(entry.last_activity),
+        "turns": int(view.get("turns", 0)),
+        "decisions": decisions,
+        "last_outcome": outcome,
+    }
+
+
+ITEM = obj(
+    ["conversation_id", "last_activity", "turns", "decisions", "last_outcome"],
+    conversation_id=STR,
+    last_activity=TIME,
+    turns=INT,
+    decisions=INT,
+    last_outcome={"enum": [*OUTCOMES, None]},
+)
+
+
+@operation(
+    "listConversations",
+    summary="The tenant's conversations, newest activity first (any role of the tenant)",
+    tags=["conversations"],
+    parameters=[
+        query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            f"Page size (default {DEFAULT_LIMIT})",
+        ),
+        query("cursor", STR, "The `next` of the previous page"),
+        TENANT_PARAM,
+    ],
+    responses={
+        "200": json_response(
+            obj(["items", "next"], items={"type": "array", "items": ITEM}, next=nullable("string")),
+            "A page; `next` is null on the last page",
+        ),
+        **problems(*AUTHED, 422),
+    },
+)
+async def list_conversations(request: Request) -> JSONResponse:
+    principal = requires_any_role(request, *READ_ROLES)
+    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    raw_cursor = request.query_params.get("cursor")
+    after = Cursor.decode(raw_cursor) if raw_cursor is not None else None
+    ctx: EdgeContext = request.app.state.ctx
+    keys = await within_deadline(ctx.read_keys(), "redis")
+    index = keys.tenant_conversations(principal.tenant)
+    # Step 1. The page: ties at the cursor's score are skipped, so ask for them too.
+    top = "+inf" if after is None else after.score
+    ties = (
+        0
+        if after is None
+        else await within_deadline(ctx.redis.zcount(index, after.score, after.score), "redis")
+    )
+    ranked = cast(
+        list[tuple[Reply, float]],
+        await within_deadline(
+            ctx.redis.zrevrangebyscore(index, top, "-inf", start=0, num=ties + limit + 1, withscores=True),
+            "redis",
+        ),
+    )
+    entries = page_after(ranked, after, limit + 1)
+    more, entries = len(entries) > limit, entries[:limit]
+    # Step 2. Each conversation's hash and decision count, one round trip.
+    pipe = ctx.redis.pipeline(transaction=False)
+    for entry in entries:
+        pipe.hgetall(keys.conversation(principal.tenant, entry.conversation_id))
+        pipe.hlen(keys.conversation_decisions(principal.tenant, entry.conversation_id))
+    replies = await within_deadline(pipe.execute(), "redis") if entries else []
+    items = [item(e, replies[2 * i], int(replies[2 * i + 1])) for i, e in enumerate(entries)]
+    nxt = Cursor(entries[-1].last_activity, entries[-1].conversation_id).encode() if more else None
+    return JSONResponse({"items": items, "next": nxt})

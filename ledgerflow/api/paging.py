@@ -1,0 +1,63 @@
+"""Paging for the console's list endpoints (pure): ``limit`` and opaque ``cursor`` query values,
+and RFC 3339 times.
+
+A cursor names the last item of a page by its sort key (``score``, ``member``) in
+URL-safe base64; the next page starts strictly after it, so items that move while a
+client pages are neither repeated from the old position nor able to break the walk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ledgerflow.contracts.ids import is_id
+from ledgerflow.errors import ValidationError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CURSOR_CHARS = 1024
+
+
+def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
+    """``limit`` as an integer in ``1..maximum`` (``default`` when absent); else ValidationError (422)."""
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise ValidationError(f"limit: an integer between 1 and {maximum} is required, got {raw[:20]!r}")
+    value = int(raw)
+    if not 1 <= value <= maximum:
+        raise ValidationError(f"limit: must be between 1 and {maximum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The sort key of the last item of a page: its score and its member (an id)."""
+
+    score: int
+    member: str
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.score}:{self.member}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """The cursor a previous page answered; ValidationError (422) for anything else."""
+        bad = ValidationError("cursor: not a cursor this endpoint answered (pass `next` back unchanged)")
+        if not text or len(text) > MAX_CURSOR_CHARS or not text.isascii():
+            raise bad
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        except (binascii.Error, ValueError):
+            raise bad from None
+        score, sep, member = raw.partition(":")
+        if not sep or not score.isascii() or not score.isdigit() or not is_id(member):
+            raise bad
+        return cls(int(score), member)
+
+
+def rfc3339(micros: int) -> str:
+    """Microseconds since the epoch as ``2026-11-29T23:49:10.123456Z``."""
+    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,151 @@
+"""``GET /v1/policy/packs`` and ``GET /v1/policy/packs/{version}``: the tenant's published rule packs.
+
+Read from ``policy.rules`` (small: one record per publication, compacted with a lag that
+keeps every version), bounded by ``READ_DEADLINE_S``; a broker that does not answer in
+time is a 503 with ``Retry-After``. Another tenant's packs are never listed, and asking
+for one of their versions is a 404 like a missing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.health import within_deadline
+from ledgerflow.api.paging import rfc3339
+from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, obj, operation, problems
+from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.payloads import RulePackPublished
+from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.logs import RawRecord, read_topic
+from ledgerflow.topics import POLICY_RULES
+
+READ_DEADLINE_S = 5.0
+READ_ROLES = (SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+
+
+@dataclass(frozen=True, slots=True)
+class PackVersion:
+    version: int
+    constitution_hash: str
+    published_by: str
+    published_at: int  # µs
+    document: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "constitution_hash": self.constitution_hash,
+            "published_by": self.published_by,
+            "published_at": rfc3339(self.published_at),
+            "rules": len(self.document.get("rules", [])),
+        }
+
+
+def catalog(events: Iterable[Event], tenant: str) -> list[PackVersion]:
+    """``tenant``'s versions, newest first; a version published twice keeps its later record
+    (as the agents do)."""
+    found: dict[int, PackVersion] = {}
+    for event in events:
+        payload = event.payload
+        if event.tenant != tenant or not isinstance(payload, RulePackPublished):
+            continue
+        try:
+            document = orjson.loads(payload.document)
+        except orjson.JSONDecodeError:
+            continue
+        found[payload.version] = PackVersion(
+            payload.version, payload.constitution_hash, event.producer, event.occurred_at, document
+        )
+    return [found[v] for v in sorted(found, reverse=True)]
+
+
+async def _events(settings: Settings) -> list[Event]:
+    out = []
+    async with contextlib.aclosing(
+        cast(AsyncGenerator[RawRecord, None], read_topic(settings, settings.topic(POLICY_RULES)))
+    ) as records:
+        async for rec in records:
+            try:
+                out.append(codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[POLICY_RULES]))
+            except DecodeError:
+                continue
+    return out
+
+
+async def _catalog(request: Request) -> list[PackVersion]:
+    principal = requires_any_role(request, *READ_ROLES)
+    ctx: EdgeContext = request.app.state.ctx
+    events = await within_deadline(_events(ctx.settings), "kafka", READ_DEADLINE_S)
+    return catalog(events, principal.tenant)
+
+
+SUMMARY = obj(
+    ["version", "constitution_hash", "published_by", "published_at", "rules"],
+    version=INT,
+    constitution_hash=STR,
+    published_by=STR,
+    published_at=TIME,
+    rules=INT,
+)
+
+
+@operation(
+    "listRulePacks",
+    summary="The tenant's published rule pack versions, newest first (any role of the tenant)",
+    tags=["policy"],
+    responses={
+        "200": json_response(obj(["items"], items={"type": "array", "items": SUMMARY}), "The versions"),
+        **problems(*AUTHED),
+    },
+)
+async def list_packs(request: Request) -> JSONResponse:
+    return JSONResponse({"items": [p.summary() for p in await _catalog(request)]})
+
+
+@operation(
+    "getRulePack",
+    summary="One published version of the tenant's rule pack, with its document",
+    tags=["policy"],
+    parameters=[
+        {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+    ],
+    responses={
+        "200": json_response(
+            obj(
+                ["version", "constitution_hash", "published_by", "published_at", "pack"],
+                version=INT,
+                constitution_hash=STR,
+                published_by=STR,
+                published_at=TIME,
+                pack={"$ref": "#/components/schemas/RulePack"},
+            ),
+            "The version",
+        ),
+        **problems(*AUTHED, 404, 422),
+    },
+)
+async def get_pack(request: Request) -> JSONResponse:
+    raw = request.path_params["version"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise ValidationError(f"version: a positive integer is required, got {raw[:20]!r}")
+    version = int(raw)
+    for pack in await _catalog(request):
+        if pack.version == version:
+            summary = pack.summary()
+            del summary["rules"]
+            return JSONResponse({**summary, "pack": pack.document})
+    raise HTTPException(404, f"rule pack version {version} not found for this tenant")

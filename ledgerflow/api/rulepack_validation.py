@@ -1,0 +1,114 @@
+"""``POST /v1/policy/validate``: check a rule pack exactly as publishing would, publish nothing.
+
+200 ``{"valid": true, "constitution_hash": ...}``, or 422 problem+json whose ``errors``
+list each problem with the rule it is in (``rule``: the rule's id, or null for a problem of
+the pack as a whole). The checks are the policy core's (``load_rule_pack``); this module
+only splits its one-line refusal into items.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.problems import problem, read_json, status_title
+from ledgerflow.api.spec import (
+    AUTHED,
+    STR,
+    body,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    problems,
+    ref,
+)
+from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
+from ledgerflow.errors import AuthError, ValidationError
+from ledgerflow.policy import load_rule_pack
+
+_PREFIX = "rule pack is invalid: "
+_HINT = re.compile(r"\.\s*Fix the rule pack and publish it again \(format: docs/policy\.md\)\.$")
+_ITEM_START = re.compile(r"rule ['\"]|rules\[|pack\b|the pack|thresholds|\.\.\. and ")
+_RULE = re.compile(r"rule (['\"])(?P<id>.*?)\1 \(rules\[\d+\]\)")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleError:
+    rule: str | None
+    message: str
+
+
+def rule_errors(message: str) -> list[RuleError]:
+    """The items of the policy core's refusal ``message``: one per ``; ``-separated problem,
+    each with the id of the rule it names (None when it names no rule)."""
+    text = _HINT.sub("", message.strip())
+    parts = text.removeprefix(_PREFIX).split("; ") if text.startswith(_PREFIX) else [text]
+    items: list[str] = []
+    for part in parts:  # a "; " inside one problem's text does not start a new problem
+        if items and not _ITEM_START.match(part):
+            items[-1] += "; " + part
+        else:
+            items.append(part)
+    out = []
+    for item in items:
+        found = _RULE.match(item)
+        out.append(RuleError(found.group("id") if found else None, item))
+    return out
+
+
+@operation(
+    "validateRulePack",
+    summary="Validate a rule pack as publishing would; nothing is published (any role of the tenant)",
+    tags=["policy"],
+    requestBody=body(
+        ref("RulePack"),
+        {"rules": [{"id": "secrets", "when": {"keywords": ["password"]}, "action": "deny", "weight": 10}]},
+        "docs/policy.md; `tenant` defaults to the token's",
+    ),
+    responses={
+        "200": json_response(
+            obj(["valid", "constitution_hash"], valid={"const": True}, constitution_hash=STR), "Valid"
+        ),
+        **problems(400, 413, *AUTHED),
+        "422": {
+            "description": "Invalid; `errors` lists each problem with its rule id (null: the pack itself)",
+            "content": {
+                "application/problem+json": {
+                    "schema": {
+                        "allOf": [
+                            ref("Problem"),
+                            obj(
+                                ["errors"],
+                                errors={
+                                    "type": "array",
+                                    "items": obj(["rule", "message"], rule=nullable("string"), message=STR),
+                                },
+                            ),
+                        ]
+                    }
+                }
+            },
+        },
+    },
+)
+async def validate_pack(request: Request) -> Response:
+    principal = requires_any_role(request, SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+    document = await read_json(request)
+    tenant = document.setdefault("tenant", principal.tenant)
+    if tenant != principal.tenant:
+        raise AuthError(
+            f"the token is for tenant {principal.tenant!r}; it cannot validate a pack for {tenant!r}",
+            status=403,
+        )
+    document.pop("version", None)  # as on publish: versions are assigned then
+    try:
+        pack = load_rule_pack(document)
+    except ValidationError as exc:
+        errors = rule_errors(str(exc))
+        return problem(422, status_title(422), str(exc), errors=[asdict(e) for e in errors])
+    return JSONResponse({"valid": True, "constitution_hash": pack.constitution_hash})

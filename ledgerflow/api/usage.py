@@ -1,0 +1,84 @@
+"""``GET /v1/usage``: the models seen in the tenant's traffic and its token usage windows.
+
+From the usage read model (``Keys.usage`` and ``Keys.usage_turns``: one field per model,
+window and source partition; see docs/usage.md), summed over source partitions. Redis
+calls are bounded: a dead Redis is a 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.health import within_deadline
+from ledgerflow.api.paging import rfc3339
+from ledgerflow.api.spec import AUTHED, INT, STR, TENANT_PARAM, TIME, json_response, obj, operation, problems
+from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
+from ledgerflow.redisvalues import Reply, text
+
+
+def windows(tokens: Mapping[Reply, Reply], turns: Mapping[Reply, Reply]) -> dict[str, Any]:
+    """Models (sorted) and windows (by start, then model), totals summed over source partitions."""
+    totals: dict[tuple[int, str, int], list[int]] = defaultdict(lambda: [0, 0])
+    for column, source in ((0, tokens), (1, turns)):
+        for field, value in source.items():
+            model, start, end, _partition = text(field).split("|", 3)
+            totals[(int(start), model, int(end))][column] += int(value)
+    return {
+        "models": sorted({model for _, model, _ in totals}),
+        "windows": [
+            {
+                "model": model,
+                "window_start": rfc3339(start),
+                "window_end": rfc3339(end),
+                "tokens": totals[(start, model, end)][0],
+                "turns": totals[(start, model, end)][1],
+            }
+            for start, model, end in sorted(totals)
+        ],
+    }
+
+
+@operation(
+    "getUsage",
+    summary="Models seen in the tenant's traffic and its token usage windows (any role of the tenant)",
+    tags=["usage"],
+    parameters=[TENANT_PARAM],
+    responses={
+        "200": json_response(
+            obj(
+                ["models", "windows"],
+                models={"type": "array", "items": STR},
+                windows={
+                    "type": "array",
+                    "items": obj(
+                        ["model", "window_start", "window_end", "tokens", "turns"],
+                        model=STR,
+                        window_start=TIME,
+                        window_end=TIME,
+                        tokens=INT,
+                        turns=INT,
+                    ),
+                },
+            ),
+            "Usage",
+        ),
+        **problems(*AUTHED),
+    },
+)
+async def usage(request: Request) -> JSONResponse:
+    principal = requires_any_role(request, SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    ctx: EdgeContext = request.app.state.ctx
+    keys = await within_deadline(ctx.read_keys(), "redis")
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.hgetall(keys.usage(principal.tenant))
+    pipe.hgetall(keys.usage_turns(principal.tenant))
+    tokens, turns = await within_deadline(pipe.execute(), "redis")
+    return JSONResponse(windows(tokens, turns))
