@@ -10,6 +10,7 @@ demo: setup console
 	.venv/bin/ledgerflow demo
 
 test: check console
+	scripts/console.sh test
 	.venv/bin/python -m pytest
 
 # The admin console (console/ -> console/dist, served by the edge at /console/): rebuilt only when

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the console (console/ -> console/dist) with `npm ci` + `npm run build`.
-# `make console` calls it only when a source changed (stamp file .console-built).
+# Builds the console (console/ -> console/dist) with `npm ci` + `npm run build`;
+# `scripts/console.sh test` runs its unit tests (Vitest) instead of building.
+# `make console` builds only when a source changed (stamp file .console-built).
 # Node.js: the one on PATH when it is >= 20, else the one scripts/bootstrap.sh put in .venv/bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,10 @@ cd console
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   echo "console: npm ci …" >&2
   npm ci --no-audit --no-fund --loglevel=error
+fi
+if [[ ${1:-} == test ]]; then
+  npm run --silent test  # Vitest: the console's pure logic (SSE parser, merge, redaction spans, rates)
+  exit
 fi
 # Step 2. Type-check and build into console/dist.
 echo "console: building console/dist …" >&2
