@@ -98,6 +98,7 @@ function reduce(state: ConversationState, action: Action): ConversationState {
 interface Notice {
   tone: "info" | "warn" | "error";
   text: string;
+  untilLive?: boolean; // cleared when the stream is live again
 }
 
 const CONTROL_TEXT: Record<string, (d: Record<string, unknown>) => Notice> = {
@@ -105,14 +106,22 @@ const CONTROL_TEXT: Record<string, (d: Record<string, unknown>) => Notice> = {
     tone: "warn",
     text: `The stream could not resume exactly where it left off (${String(d.reason ?? "reset")}); it restarted from ${d.restart === "earliest" ? "the oldest record kept" : "now"}. Turns before that are loaded from the read model.`,
   }),
-  overflow: () => ({ tone: "warn", text: "This view fell behind the live stream; reconnecting from its last position (nothing is lost)." }),
+  overflow: () => ({
+    tone: "warn",
+    text: "This view fell behind the live stream; reconnecting from its last position (nothing is lost).",
+    untilLive: true,
+  }),
   reauth: (d) => ({
     tone: "warn",
     text: `Your token expires at ${when(d.expires_at as string)}; sign out and sign in with a new token to keep following.`,
   }),
   expired: () => ({ tone: "error", text: "Your token expired: the stream ended. Sign in with a new token." }),
-  shutdown: () => ({ tone: "info", text: "The edge is restarting; reconnecting from the last position…" }),
-  unavailable: () => ({ tone: "warn", text: "Kafka did not answer during catch-up; reconnecting from the last position…" }),
+  shutdown: () => ({ tone: "info", text: "The edge is restarting; reconnecting from the last position…", untilLive: true }),
+  unavailable: () => ({
+    tone: "warn",
+    text: "Kafka did not answer during catch-up; reconnecting from the last position…",
+    untilLive: true,
+  }),
 };
 
 export function ConversationView({ session, id }: { session: Session; id: string }) {
@@ -164,7 +173,7 @@ export function ConversationView({ session, id }: { session: Session; id: string
         onFrame,
         onStatus: (s) => {
           setStatus(s);
-          if (s.kind === "live") setNotice((n) => (n && n.tone === "error" ? null : n));
+          if (s.kind === "live") setNotice((n) => (n && (n.untilLive || n.tone === "error") ? null : n));
         },
         // Each (re)connect: merge the read model (deduplicated by event id) for what came before the stream;
         // once more shortly after, for records the projection had not applied yet.

@@ -206,10 +206,13 @@ def test_edge_stopped_and_restarted_the_page_shows_it_and_recovers(
         procs.pop().stop()
         expect(page.get_by_test_id("stream-status")).to_have_text("disconnected", timeout=SHORT_MS)
         expect(page.get_by_test_id("disconnected")).to_contain_text("Reconnecting")
+        # The shutdown frame the stopping edge sent, as a banner:
+        expect(page.get_by_test_id("control-banner")).to_contain_text("edge is restarting")
 
         start_edge(settings, base, log_dir, procs)
         expect(page.get_by_test_id("stream-status")).to_have_text("live", timeout=SHORT_MS)
         expect(page.get_by_test_id("disconnected")).to_have_count(0)
+        expect(page.get_by_test_id("control-banner")).to_have_count(0)
         submit_turn(base, producer, conv, "t2", "after the restart")
         expect(outcome(page, "t2")).to_have_text("allow", timeout=SHORT_MS)
         assert turn_ids(page) == ["t1", "t2"]
