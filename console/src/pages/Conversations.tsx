@@ -75,9 +75,7 @@ export function ConversationList({ session }: { session: Session }) {
               <td className={td}>{when(c.last_activity)}</td>
               <td className={td}>{c.turns}</td>
               <td className={td}>{c.decisions}</td>
-              <td className={td}>
-                <Badge outcome={c.last_outcome} />
-              </td>
+              <td className={td}>{c.last_outcome ? <Badge outcome={c.last_outcome} /> : <span className="text-slate-400">—</span>}</td>
             </tr>
           ))}
         </tbody>
