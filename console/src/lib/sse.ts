@@ -1,0 +1,139 @@
+// Server-Sent Events over fetch: EventSource cannot send an Authorization header, and
+// tokens in URLs are refused. The parser follows WHATWG HTML §9.2 (the subset the edge
+// sends: id, event, data, retry, comments); `follow` keeps the last data frame's id and
+// reconnects with it as Last-Event-ID.
+
+export interface Frame {
+  id: string | null; // null: no id field in this block
+  event: string;
+  data: string;
+}
+
+export class SseParser {
+  private buffer = "";
+  private id: string | null = null;
+  private event = "";
+  private data: string[] = [];
+  private sawData = false;
+  retry: number | null = null;
+
+  /** Feed decoded text; returns the blocks completed by it (a block with only `id:` is a checkpoint). */
+  push(text: string): Frame[] {
+    this.buffer += text;
+    const frames: Frame[] = [];
+    let nl: number;
+    while ((nl = this.buffer.search(/\r\n|\r|\n/)) >= 0) {
+      const line = this.buffer.slice(0, nl);
+      const width = this.buffer.startsWith("\r\n", nl) ? 2 : 1;
+      if (this.buffer[nl] === "\r" && width === 1 && nl === this.buffer.length - 1) break; // maybe \r\n split
+      this.buffer = this.buffer.slice(nl + width);
+      if (line === "") {
+        if (this.sawData || this.id !== null || this.event) {
+          frames.push({ id: this.id, event: this.event || "message", data: this.data.join("\n") });
+        }
+        this.id = null;
+        this.event = "";
+        this.data = [];
+        this.sawData = false;
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "data") {
+        this.data.push(value);
+        this.sawData = true;
+      } else if (field === "event") this.event = value;
+      else if (field === "id" && !value.includes("\0")) this.id = value;
+      else if (field === "retry" && /^\d+$/.test(value)) this.retry = Number(value);
+    }
+    return frames;
+  }
+}
+
+export type StreamStatus =
+  | { kind: "connecting" }
+  | { kind: "live" }
+  | { kind: "disconnected"; detail: string; retryInMs: number }
+  | { kind: "ended"; detail: string };
+
+export interface FollowOptions {
+  url: string;
+  token: () => string;
+  cursor: () => string | null; // the resume point (Last-Event-ID)
+  onCursor: (cursor: string) => void; // every id (data frame or checkpoint)
+  onFrame: (frame: Frame) => void; // data frames and control frames
+  onStatus: (status: StreamStatus) => void;
+  onOpen?: () => void; // the stream answered 200 (before any frame)
+}
+
+/** Follows a stream until `signal` aborts: reconnects after errors and ended streams with backoff. */
+export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<void> {
+  let delay = 1000;
+  while (!signal.aborted) {
+    opts.onStatus({ kind: "connecting" });
+    let detail = "the connection closed";
+    let stop = false;
+    try {
+      const headers: Record<string, string> = {
+        Authorization: `Bearer ${opts.token()}`,
+        Accept: "text/event-stream",
+      };
+      const cursor = opts.cursor();
+      if (cursor) headers["Last-Event-ID"] = cursor;
+      const resp = await fetch(opts.url, { headers, signal, cache: "no-store" });
+      if (!resp.ok || !resp.body) {
+        const text = await resp.text().catch(() => "");
+        let problem = `${resp.status}`;
+        try {
+          problem = `${resp.status}: ${(JSON.parse(text) as { detail?: string }).detail ?? text}`;
+        } catch {
+          /* not JSON */
+        }
+        detail = `the edge refused the stream (${problem})`;
+        if (resp.status === 401 || resp.status === 403 || resp.status === 422) stop = true;
+        const retryAfter = Number(resp.headers.get("Retry-After"));
+        if (Number.isFinite(retryAfter) && retryAfter > 0) delay = retryAfter * 1000;
+      } else {
+        opts.onOpen?.();
+        opts.onStatus({ kind: "live" });
+        delay = 1000;
+        const parser = new SseParser();
+        const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          for (const frame of parser.push(value)) {
+            if (frame.id !== null) opts.onCursor(frame.id);
+            if (frame.event === "expired") stop = true;
+            if (frame.data !== "" || frame.id === null) opts.onFrame(frame);
+          }
+        }
+        if (parser.retry !== null) delay = parser.retry;
+      }
+    } catch (exc) {
+      if (signal.aborted) return;
+      detail = `the connection to the edge was lost (${exc instanceof Error ? exc.message : String(exc)})`;
+    }
+    if (signal.aborted) return;
+    if (stop) {
+      opts.onStatus({ kind: "ended", detail });
+      return;
+    }
+    opts.onStatus({ kind: "disconnected", detail, retryInMs: delay });
+    await sleep(delay, signal);
+    delay = Math.min(delay * 2, 8000);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,114 @@
+import { useEffect, useState } from "react";
+
+import { Chart, Legend } from "../components/Chart";
+import { Card, Problem, td, th } from "../components/ui";
+import { call } from "../lib/api";
+import type { Session } from "../lib/auth";
+import { timeValue } from "../lib/conversation";
+import { when } from "../lib/format";
+import { usePoll } from "../lib/hooks";
+
+interface UsageData {
+  models: string[];
+  windows: { model: string; window_start: string | number; window_end: string | number; tokens: number; turns: number }[];
+}
+
+interface Forecast {
+  history: { window_start: number | string; tokens: number }[];
+  forecast: { window_start: number | string; expected: number; lower: number; upper: number }[];
+}
+
+export function Usage({ session }: { session: Session }) {
+  const usage = usePoll(() => call<UsageData>(session.token, "/v1/usage"), 5000);
+  const models = usage.data?.models ?? [];
+  const [model, setModel] = useState<string | null>(null);
+  useEffect(() => {
+    if (model === null && models.length) setModel(models[0]);
+  }, [model, models]);
+  const windowsOf = (m: string | null) => (usage.data?.windows ?? []).filter((w) => w.model === m);
+  const enough = windowsOf(model).length >= 3; // the forecast needs three windows
+  const forecast = usePoll(
+    () =>
+      model && enough
+        ? call<Forecast>(session.token, `/v1/forecast?model=${encodeURIComponent(model)}&horizon=5`)
+        : Promise.resolve(null),
+    5000,
+    [model, enough],
+  );
+  const f = forecast.data;
+  const series = f
+    ? [
+        { name: "tokens", color: "#0f172a", points: f.history.map((h) => ({ x: timeValue(h.window_start), y: h.tokens })) },
+        {
+          name: "forecast",
+          color: "#7c3aed",
+          dashed: true,
+          points: f.forecast.map((p) => ({ x: timeValue(p.window_start), y: p.expected })),
+        },
+      ]
+    : [];
+  return (
+    <>
+      {usage.error && <Problem message={usage.error.message} />}
+      <div className="grid grid-cols-3 gap-4">
+        <Card title="Models seen in traffic">
+          <ul className="space-y-1 text-sm" data-testid="models">
+            {models.map((m) => (
+              <li key={m}>
+                <button
+                  type="button"
+                  className={`rounded px-2 py-0.5 ${m === model ? "bg-slate-900 text-white" : "hover:bg-slate-100"}`}
+                  onClick={() => setModel(m)}
+                >
+                  {m}
+                </button>
+                <span className="ml-2 text-xs text-slate-500">{windowsOf(m).reduce((n, w) => n + w.tokens, 0)} tokens</span>
+              </li>
+            ))}
+          </ul>
+          {usage.data && models.length === 0 && <p className="text-sm text-slate-500">No traffic yet.</p>}
+        </Card>
+        <div className="col-span-2">
+          <Card title={`Forecast for ${model ?? "—"} (Holt's linear trend, 5 windows, with interval)`} actions={<Legend series={[...series, { name: "interval", color: "#c4b5fd" }]} />}>
+            {f ? (
+              <Chart
+                series={series}
+                band={{ color: "#a78bfa", points: f.forecast.map((p) => ({ x: timeValue(p.window_start), lo: Math.max(0, p.lower), hi: p.upper })) }}
+                yLabel="tokens per window"
+                xFormat={(x) => new Date(x).toISOString().slice(11, 19)}
+                testId="forecast-chart"
+              />
+            ) : (
+              <p className="text-sm text-slate-500">{enough ? "Loading…" : "A forecast needs at least three usage windows of this model."}</p>
+            )}
+            {forecast.error && <Problem message={forecast.error.message} />}
+          </Card>
+        </div>
+      </div>
+      <Card title="Usage windows">
+        <table className="w-full" data-testid="windows">
+          <thead>
+            <tr>
+              <th className={th}>model</th>
+              <th className={th}>window start</th>
+              <th className={th}>window end</th>
+              <th className={th}>tokens</th>
+              <th className={th}>turns</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(usage.data?.windows ?? []).slice(-40).reverse().map((w) => (
+              <tr key={`${w.model}|${w.window_start}`}>
+                <td className={td}>{w.model}</td>
+                <td className={td}>{when(w.window_start)}</td>
+                <td className={td}>{when(w.window_end)}</td>
+                <td className={td}>{w.tokens}</td>
+                <td className={td}>{w.turns}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </Card>
+    </>
+  );
+}
