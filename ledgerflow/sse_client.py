@@ -1,6 +1,6 @@
 """Small SSE clients (httpx-sse's WHATWG parser), for the demo, tests and benchmarks.
 
-``follow`` runs over httpx; ``raw_follow`` speaks HTTP/1.1 on a bare asyncio socket, for
+``follow`` runs over httpx; ``RawStream`` speaks HTTP/1.1 on a bare asyncio socket, for
 benchmarks with a thousand subscribers in one process and for tests that need control
 over the socket (a tiny receive buffer to play a slow client).
 """
@@ -159,21 +159,3 @@ class RawStream:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-async def raw_follow(
-    host: str,
-    port: int,
-    path: str,
-    token: str,
-    last_event_id: str | None = None,
-    *,
-    rcvbuf: int | None = None,
-) -> AsyncIterator[SseEvent]:
-    """Frames of one SSE connection on a bare socket (SseHttpError on a non-200 answer)."""
-    stream = await RawStream(host, port, path, token, last_event_id, rcvbuf=rcvbuf).open()
-    try:
-        async for event in stream:
-            yield event
-    finally:
-        stream.close()

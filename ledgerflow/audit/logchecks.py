@@ -39,7 +39,6 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
-from ledgerflow.contracts.topics import INPUT_HEADER
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
@@ -48,6 +47,7 @@ from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    INPUT_HEADER,
     POLICY_DECISIONS,
     POLICY_RULES,
     TRAINING_AUDIT,
