@@ -10,7 +10,9 @@ partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
    can be past commands this agent never saw, e.g. when it joins an existing group).
 3. Decide each command with the pure ``training.decide`` against the folded state;
    append its events (accepted, rejected, or an expiry found on the way) hash-chained
-   per tenant, and wait for the acks. A command that does not decode or validate, or
+   per tenant, and wait for the acks. A command whose ``command_id`` was answered in this
+   partition lately (the last ``DEDUPE_WINDOW`` answers) is a duplicate delivery: not
+   decided again. A command that does not decode or validate, or
    whose decision raises, is dead-lettered (``contracts/deadletters.py``) and the rest go on.
    If the batch fails (Kafka down), its partitions' state is forgotten and recovered from
    the log before the retry (``agents/app.py: handle_until_done``): the in-memory state
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
+from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
@@ -54,14 +58,25 @@ BATCH = 100
 WITHIN_S = 0.01
 
 
+DEDUPE_WINDOW = 10_000
+"""Per partition: command ids of the latest answers a duplicate delivery is recognised against."""
+
+
 @dataclass
 class PartitionState:
     last_input: int = -1
     tenants: dict[str, TrainingState] = field(default_factory=dict)
     heads: dict[str, ChainHead] = field(default_factory=dict)
+    answered: OrderedDict[str, int] = field(default_factory=OrderedDict)  # command id -> input offset
 
     def state(self, tenant: str) -> TrainingState:
         return self.tenants.get(tenant) or initial_state(tenant)
+
+    def remember(self, command_id: str, offset: int) -> None:
+        self.answered[command_id] = offset
+        self.answered.move_to_end(command_id)
+        while len(self.answered) > DEDUPE_WINDOW:
+            self.answered.popitem(last=False)
 
 
 class TrainingAgent:
@@ -102,6 +117,9 @@ class TrainingAgent:
                     state.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
                 if written.input_offset is not None:
                     state.last_input = max(state.last_input, written.input_offset)
+                    command_id = getattr(record.payload, "command_id", None)
+                    if command_id:
+                        state.remember(command_id, written.input_offset)
             self._partitions[p] = state
         return state
 
@@ -126,6 +144,18 @@ class TrainingAgent:
                 except DecodeError as exc:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, TRAINING_COMMANDS))
                     continue
+                first = state.answered.get(_command_id(event))
+                if first is not None:
+                    log.info(
+                        "training: %s[%d]@%d repeats command %s answered at input offset %d: duplicate "
+                        "delivery, not decided again",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        _command_id(event),
+                        first,
+                    )
+                    continue
                 try:
                     command = command_of(event)
                     now = time.time_ns() // 1000
@@ -137,6 +167,8 @@ class TrainingAgent:
                     continue
                 out += appended
                 state.last_input = msg.offset
+                if appended and command.command_id:
+                    state.remember(command.command_id, msg.offset)
             await self._sink.send_all(letters)
             await self._output.write(out)
 
@@ -171,6 +203,10 @@ class TrainingAgent:
             TRAINING_OUTCOMES.labels(record.type).inc()
             TRAINING_STATE.labels(event.tenant).set(1 if state.tenants[event.tenant].enabled else 0)
         return out
+
+
+def _command_id(event: Event) -> str:
+    return str(getattr(event.payload, "command_id", "") or "")
 
 
 def register(app: faust.App, settings: Settings) -> TrainingAgent:

@@ -11,7 +11,8 @@
    agents decode them), then ``policy.decisions`` *p*: verify its chains, re-derive every
    decision, and name every turn without one (``decision.missing``).
 7. Read ``training.commands``: every command needs its outcome in ``training.audit``
-   (``training.missing`` otherwise).
+   (``training.missing`` otherwise), once per command id: a later record repeating an
+   answered command id in its partition is a duplicate delivery (counted, not a finding).
 While reading ``conversation.events`` (step 6) the turns are also re-folded into usage
 windows by event time (``audit/usage.py``): every window that fold closes needs its record
 in ``usage.windows`` (``usage.missing``), with the worker's window settings
@@ -254,14 +255,22 @@ class _Run:
         ):
             return
         dead = self.dead.get(TRAINING_COMMANDS, set())
-        commands = 0
+        commands = duplicates = 0
         for p in self.partitions(TRAINING_COMMANDS):
             pending = []
             answered = self.answered.get(p, set())
+            answered_ids: set[str] = set()  # command ids answered earlier in this partition
             last = max(answered, default=-1)
             async for raw, event in self.records(TRAINING_COMMANDS, p):
                 commands += 1
-                if raw.offset in answered or (p, raw.offset) in dead:
+                command_id = getattr(event.payload, "command_id", None)
+                if raw.offset in answered:
+                    answered_ids.add(command_id or "")
+                    continue
+                if (p, raw.offset) in dead:
+                    continue
+                if command_id and command_id in answered_ids:  # a duplicate delivery, answered once
+                    duplicates += 1
                     continue
                 overdue = self.overdue_before_ms is not None and raw.timestamp_ms < self.overdue_before_ms
                 if raw.offset < last or overdue:
@@ -274,6 +283,8 @@ class _Run:
                     "(not a discrepancy; audit again once the training agent caught up)"
                 )
         self.report.count("training commands", commands)
+        if duplicates:
+            self.report.count("duplicate command deliveries", duplicates)
 
 
 def input_offset_of(headers: tuple[tuple[str, bytes], ...]) -> int | None:
