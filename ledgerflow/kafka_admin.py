@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -85,14 +86,21 @@ async def round_trip(settings: Settings, timeout: float = 30.0) -> float:
         await consumer.stop()
 
 
-async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
-    """Partition count of each topic; InfrastructureError naming a missing one."""
+@contextlib.asynccontextmanager
+async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on exit."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
+        yield admin
     finally:
         await admin.close()
+
+
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partition count of each topic; InfrastructureError naming a missing one."""
+    async with _admin(settings) as admin:
+        described = await admin.describe_topics(topics)
     counts = {}
     for item in described:
         name = item.get("topic")
@@ -107,12 +115,8 @@ async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, i
 
 async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
     """The consumer group's committed offset per partition of ``topic`` (absent = none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     return {
         tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0
     }

@@ -1,6 +1,6 @@
-"""Small SSE clients (WHATWG parsing rules), for the demo, tests and benchmarks.
+"""Small SSE clients (httpx-sse's WHATWG parser), for the demo, tests and benchmarks.
 
-``follow`` runs over httpx; ``raw_follow`` speaks HTTP/1.1 on a bare asyncio socket, for
+``follow`` runs over httpx; ``RawStream`` speaks HTTP/1.1 on a bare asyncio socket, for
 benchmarks with a thousand subscribers in one process and for tests that need control
 over the socket (a tiny receive buffer to play a slow client).
 """
@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+from httpx_sse import aconnect_sse
+from httpx_sse._decoders import SSEDecoder  # the field parser (see ``parse``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,31 +26,26 @@ class SseEvent:
 
 
 async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> AsyncIterator[SseEvent]:
-    """Events of a stream of lines. Blocks without data (a bare ``retry:``) yield nothing,
-    except, with ``checkpoints``, an id-only block: ``SseEvent("", "", id)``, whose id an
-    ``EventSource`` would adopt as its Last-Event-ID without dispatching an event."""
-    event, ident, retry = "message", None, None
-    data: list[str] = []
+    """Events of a stream of lines, parsed by httpx-sse's WHATWG decoder, one block at a time.
+
+    Blocks without data (a bare ``retry:``) yield nothing, except, with ``checkpoints``, an
+    id-only block: ``SseEvent("", "", id)``, whose id an ``EventSource`` would adopt as its
+    Last-Event-ID without dispatching an event. Unlike an ``EventSource``, a block's id is
+    its own (``None`` when it has none, as control frames): the decoder is fresh per block,
+    so the last id is not carried over.
+    """
+    decoder = SSEDecoder()
     async for line in lines:
+        frame = decoder.decode(line)
         if line == "":
-            if data:
-                yield SseEvent(event, "\n".join(data), ident, retry)
-            elif checkpoints and ident is not None:
-                yield SseEvent("", "", ident)
-            event, data, ident, retry = "message", [], None, None
+            decoder = SSEDecoder()
+        if frame is None:
             continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            ident = value
-        elif name == "retry" and value.isdigit():
-            retry = int(value)
+        ident = frame.id or None
+        if frame.data:
+            yield SseEvent(frame.event, frame.data, ident, frame.retry)
+        elif checkpoints and ident is not None:
+            yield SseEvent("", "", ident)
 
 
 async def follow(
@@ -63,7 +60,9 @@ async def follow(
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
-    async with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(10.0, read=None)) as resp:
+    timeout = httpx.Timeout(10.0, read=None)
+    async with aconnect_sse(client, "GET", url, headers=headers, timeout=timeout) as source:
+        resp = source.response
         if resp.status_code != 200:
             await resp.aread()
             resp.raise_for_status()
@@ -160,21 +159,3 @@ class RawStream:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-async def raw_follow(
-    host: str,
-    port: int,
-    path: str,
-    token: str,
-    last_event_id: str | None = None,
-    *,
-    rcvbuf: int | None = None,
-) -> AsyncIterator[SseEvent]:
-    """Frames of one SSE connection on a bare socket (SseHttpError on a non-200 answer)."""
-    stream = await RawStream(host, port, path, token, last_event_id, rcvbuf=rcvbuf).open()
-    try:
-        async for event in stream:
-            yield event
-    finally:
-        stream.close()

@@ -1,4 +1,7 @@
-"""The topics ledgerflow uses, with explicit partition counts and configs.
+"""The one topic table: every topic ledgerflow uses, its partitions and configs, and its
+contract (key, the record types allowed on it, who writes it). Actual names are
+``LEDGERFLOW_TOPIC_PREFIX + base``; every topic has a ``<name>.dlq`` companion carrying
+DeadLetter records.
 
 Topics are created idempotently at start (never by broker auto-creation).
 """
@@ -16,28 +19,87 @@ USAGE_WINDOWS = "usage.windows"
 
 DLQ_SUFFIX = ".dlq"
 
+INPUT_HEADER = "lf-input"
+"""Header on every ``policy.decisions`` and ``training.audit`` record an input caused: the
+offset (decimal ASCII) of that input in the co-partitioned input partition."""
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
+    """One topic: its layout (partitions, configs) and its contract (key, record types, writers)."""
+
     base: str
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
+    key: str = ""
+    types: frozenset[str] = frozenset()
+    written_by: str = ""
+    description: str = ""
 
 
 _KEEP_FOREVER = {"retention.ms": "-1", "cleanup.policy": "delete"}
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(CONVERSATION_EVENTS, 6, _KEEP_FOREVER),
+    TopicSpec(
+        CONVERSATION_EVENTS,
+        6,
+        _KEEP_FOREVER,
+        "conversation id",
+        frozenset({"ConversationStarted", "MessageSubmitted", "ConversationClosed"}),
+        "producers, the edge",
+        "Every turn of every conversation.",
+    ),
     # Compacted (latest pack per tenant wins), but only after a year: until then every
     # version stays in the log, so any decision of the last year re-derives from its pack.
     TopicSpec(
-        POLICY_RULES, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": str(365 * 24 * 3600 * 1000)}
+        POLICY_RULES,
+        1,
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": str(365 * 24 * 3600 * 1000)},
+        "tenant id (* = the default pack)",
+        frozenset({"RulePackPublished"}),
+        "admins via the edge or CLI",
+        "Rule packs (constitutions); compacted: the latest pack per tenant is kept.",
     ),
-    TopicSpec(POLICY_DECISIONS, 6, _KEEP_FOREVER),
-    TopicSpec(TRAINING_COMMANDS, 3, _KEEP_FOREVER),
-    TopicSpec(TRAINING_AUDIT, 3, _KEEP_FOREVER),
-    TopicSpec(USAGE_WINDOWS, 3, _KEEP_FOREVER),
+    TopicSpec(
+        POLICY_DECISIONS,
+        6,
+        _KEEP_FOREVER,
+        "conversation id",
+        frozenset({"PolicyDecision"}),
+        "policy agent only",
+        "One decision per evaluated conversation event.",
+    ),
+    TopicSpec(
+        TRAINING_COMMANDS,
+        3,
+        _KEEP_FOREVER,
+        "tenant id",
+        frozenset({"EnableTraining", "DisableTraining"}),
+        "the edge",
+        "Requests to switch a tenant's training mode.",
+    ),
+    TopicSpec(
+        TRAINING_AUDIT,
+        3,
+        _KEEP_FOREVER,
+        "tenant id",
+        frozenset({"TrainingEnabled", "TrainingDisabled", "TrainingExpired", "TrainingRejected"}),
+        "training agent only",
+        "Outcome of every training command, and automatic expiries.",
+    ),
+    TopicSpec(
+        USAGE_WINDOWS,
+        3,
+        _KEEP_FOREVER,
+        "tenant id",
+        frozenset({"UsageWindow"}),
+        "usage agent only",
+        "Token usage per tenant, model and time window.",
+    ),
 )
+
+TOPIC_TYPES: dict[str, frozenset[str]] = {spec.base: spec.types for spec in TOPICS}
+"""Default topic base name -> record types allowed on it (``decode(allowed_types=...)``)."""
 
 DLQ_TOPICS: tuple[TopicSpec, ...] = tuple(TopicSpec(t.base + DLQ_SUFFIX, 1, _KEEP_FOREVER) for t in TOPICS)
 

@@ -2,7 +2,7 @@
 
 Input partition *p* is written to output partition *p* only by the worker that owns *p*,
 each record carrying the input offset it answers in the ``lf-input`` header
-(``contracts.topics.INPUT_HEADER``). Reading output partition *p* back therefore tells a new
+(``topics.INPUT_HEADER``). Reading output partition *p* back therefore tells a new
 owner exactly how far *p* was processed (and the chain heads so far) — recovery without Kafka transactions.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ledgerflow.config import Settings
-from ledgerflow.contracts.topics import INPUT_HEADER
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.topics import INPUT_HEADER
 
 
 class LogNotReady(InfrastructureError):

@@ -37,23 +37,28 @@ after a backoff (``agents/app.py: handle_until_done``): it is recovered from the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from ledgerflow.agents.app import handle_until_done, raw_topic, run_batches
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
-from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing
+from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing, Written
 from ledgerflow.agents.ownership import Ownership
+from ledgerflow.agents.ports import (
+    ChainHeadStore,
+    DeadLetterPort,
+    InputLog,
+    OutputLog,
+    ReferenceView,
+    Snapshot,
+)
+from ledgerflow.agents.snapshots import KafkaInputLog, RedisChainHeads
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -65,9 +70,7 @@ from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
 from ledgerflow.kafka_admin import committed_offsets
-from ledgerflow.logs import read_range
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
-from ledgerflow.redisvalues import text_map
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 
 log = logging.getLogger(__name__)
@@ -123,35 +126,62 @@ class Staged:
         state.last_input = max(state.last_input, self.last_input)
 
 
+@dataclass
+class Batch:
+    """What deciding one batch produced (step 3), before any of it is written."""
+
+    out: list[Outgoing] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    staged: dict[int, Staged] = field(default_factory=dict)
+    outcomes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Everything the policy agent reads and writes (see ``agents/ports.py``)."""
+
+    heads: ChainHeadStore
+    output: OutputLog
+    inputs: InputLog
+    reference: ReferenceView
+    sink: DeadLetterPort | None  # None: the projector owns this topic's dead letters
+
+    @classmethod
+    def connect(cls, app: faust.App, settings: Settings, owns_dlq: bool = True) -> Ports:
+        """The Kafka and Redis adapters of a worker."""
+        input_topic, output_topic = settings.topic(CONVERSATION_EVENTS), settings.topic(POLICY_DECISIONS)
+        rules_sink = DeadLetterSink(app, NAME)
+
+        async def refused(record: RefusedRecord) -> None:
+            """A ``policy.rules`` record reference data refused: dead-lettered with its reason."""
+            await rules_sink.send_all([dead_letter_of(record, record.reason, NAME, POLICY_RULES)])
+
+        return cls(
+            heads=RedisChainHeads(settings, NAME),
+            output=CoPartitionedOutput(settings, input_topic, output_topic),
+            inputs=KafkaInputLog(settings, input_topic),
+            reference=ReferenceData(settings, on_refused=refused),
+            sink=DeadLetterSink(app, NAME) if owns_dlq else None,
+        )
+
+
 class PolicyAgent:
-    def __init__(self, app: faust.App, settings: Settings, owns_dlq: bool = True) -> None:
-        self._app = app
-        self._settings = settings
+    def __init__(self, settings: Settings, ports: Ports, clock: Callable[[], float] = time.monotonic) -> None:
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
         self.output_topic = settings.topic(POLICY_DECISIONS)
-        self._sink = DeadLetterSink(app, NAME) if owns_dlq else None
-        self._reference = ReferenceData(settings, on_refused=self._refused_rule_record)
+        self._ports = ports
+        self._clock = clock
         self._partitions: dict[int, PartitionState] = {}
         self._started = False
         self._dirty: dict[int, set[str]] = {}
-        self._saved_at = 0.0
-        self._redis: aioredis.Redis | None = None
-        self._output = CoPartitionedOutput(settings, self.input_topic, self.output_topic)
+        self._saved_at: float | None = None
         self._behind_since: dict[int, float] = {}
 
-    async def _refused_rule_record(self, refused: RefusedRecord) -> None:
-        """A ``policy.rules`` record reference data refused: dead-lettered with its reason."""
-        sink = self._sink or DeadLetterSink(self._app, NAME)
-        await sink.send_all([dead_letter_of(refused, refused.reason, NAME, POLICY_RULES)])
-
-    def snapshot_key(self, partition: int) -> str:
-        return f"lf:{self._settings.topic_prefix}policy:heads:{{p{partition}}}"
-
     async def _start(self) -> None:
-        if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
-        await self._output.start()
-        await self._reference.start()
+        if self._started:
+            return
+        await self._ports.output.start()
+        await self._ports.reference.start()
         self._started = True
 
     @property
@@ -161,16 +191,12 @@ class PolicyAgent:
     async def catch_up(self, committed: dict[int, int], assigned: set[int]) -> None:
         """Decide what lies below the group's committed offset in owned partitions that no
         batch has reached yet (see step 2; a partition without new traffic gets no batch)."""
-        if not self._started:
-            await self._start()
+        await self._start()
         records: list[Any] = []
         targets = set(assigned - set(self._partitions))
         try:
             for p in sorted(targets):
-                self._partitions[p] = state = await self._recover(p)
-                records += await read_range(
-                    self._settings, self.input_topic, p, state.last_input + 1, committed.get(p, 0)
-                )
+                records += await self._recover_partition(p, committed.get(p, 0))
             if records:
                 log.warning("policy: deciding %d records the consumer group had already passed", len(records))
                 await self.handle(records)
@@ -184,151 +210,137 @@ class PolicyAgent:
             self._dirty.pop(p, None)
 
     async def handle(self, messages: Sequence[Any]) -> None:
-        if not self._started:
-            await self._start()
+        """Steps 1 to 5 for one batch (``recover``, ``decide_batch``, ``write``, ``snapshot``)."""
+        await self._start()
         began = time.perf_counter()
+        messages = await self.recover(messages)  # Steps 1 and 2.
+        await self._ports.reference.sync()  # Step 3.
+        batch = self.decide_batch(messages)
+        await self.write(batch)  # Step 4.
+        await self.snapshot()  # Step 5.
+        if batch.out:
+            DECISION_LATENCY.observe((time.perf_counter() - began) / len(batch.out))
+
+    async def recover(self, messages: Sequence[Any]) -> list[Any]:
+        """Steps 1 and 2: recover every partition this batch is the first of since its
+        assignment; the batch, preceded by the records the group passed before it."""
         backfill: list[Any] = []
-        for p in {m.partition for m in messages}:  # Step 1.
-            if p not in self._partitions:
-                self._partitions[p] = state = await self._recover(p)
-                first = min(m.offset for m in messages if m.partition == p)
-                backfill += await read_range(self._settings, self.input_topic, p, state.last_input + 1, first)
+        for p in sorted({m.partition for m in messages} - set(self._partitions)):
+            first = min(m.offset for m in messages if m.partition == p)
+            backfill += await self._recover_partition(p, first)
         if backfill:
             log.warning("policy: deciding %d records the consumer group had already passed", len(backfill))
-            messages = [*backfill, *messages]
+        return [*backfill, *messages]
+
+    async def _recover_partition(self, p: int, first: int) -> list[Any]:
+        """Recover partition ``p`` (step 1); its records from the last decided one up to ``first``."""
+        self._partitions[p] = state = await self._recover(p)
+        return list(await self._ports.inputs.read(p, state.last_input + 1, first))
+
+    def decide_batch(self, messages: Sequence[Any]) -> Batch:
+        """Step 3 (and the redelivery skip of step 2), for partitions already recovered."""
         states = {p: self._partitions[p] for p in {m.partition for m in messages}}
-        await self._reference.sync()  # Step 3.
-        out: list[Outgoing] = []
-        letters: list[DeadLetter] = []
-        staged = {p: Staged() for p in states}
-        outcomes: list[str] = []
+        batch = Batch(staged={p: Staged() for p in states})
         for msg in messages:
-            state, stage = states[msg.partition], staged[msg.partition]
+            state, stage = states[msg.partition], batch.staged[msg.partition]
             if msg.offset <= max(state.last_input, stage.last_input):  # Step 2.
                 continue
             RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc()
-            try:
-                event = decode_input(msg.value, msg.key, CONVERSATION_EVENTS)
-            except DecodeError as exc:
-                self._reject(letters, msg, exc.reason)
+            self._decide_one(msg, state, stage, batch)
+        return batch
+
+    def _decide_one(self, msg: Any, state: PartitionState, stage: Staged, batch: Batch) -> None:
+        try:
+            event = decode_input(msg.value, msg.key, CONVERSATION_EVENTS)
+        except DecodeError as exc:
+            self._reject(batch.letters, msg, exc.reason)
+            return
+        first = stage.seen(state, event.event_id)
+        if first is not None:
+            log.info(
+                "policy: %s[%d]@%d repeats event %s decided at input offset %d: duplicate delivery, "
+                "not decided again",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                event.event_id,
+                first,
+            )
+            return
+        reference = self._ports.reference
+        try:
+            record = decide(
+                event,
+                msg.value,
+                reference.pack_for(event.tenant),
+                reference.training_for(event.tenant),
+                stage.head(state, event.subject),
+            )
+            encoded = None if record is None else codec.encode(record)
+        except Exception as exc:  # a turn that cannot be evaluated must not stop the partition
+            log.exception("policy: evaluating %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+            self._reject(batch.letters, msg, evaluation_failed(exc))
+            return
+        if record is None or encoded is None or not isinstance(record.payload, PolicyDecision):
+            return
+        stage.heads[event.subject] = head_after(record)
+        stage.decided[event.event_id] = msg.offset
+        stage.last_input = msg.offset
+        batch.out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), encoded))
+        batch.outcomes.append(record.payload.outcome)
+
+    async def write(self, batch: Batch) -> None:
+        """Step 4: dead letters, then decisions, acknowledged; only then the staged state."""
+        if self._ports.sink is not None:
+            await self._ports.sink.send_all(batch.letters)
+        offsets = await self._ports.output.write(batch.out)
+        for p, stage in batch.staged.items():
+            state = self._partitions.get(p)
+            if state is None:  # revoked while the batch was written: recovered from the log again
                 continue
-            first = stage.seen(state, event.event_id)
-            if first is not None:
-                log.info(
-                    "policy: %s[%d]@%d repeats event %s decided at input offset %d: duplicate delivery, "
-                    "not decided again",
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    event.event_id,
-                    first,
-                )
-                continue
-            try:
-                record = decide(
-                    event,
-                    msg.value,
-                    self._reference.pack_for(event.tenant),
-                    self._reference.training_for(event.tenant),
-                    stage.head(state, event.subject),
-                )
-                encoded = None if record is None else codec.encode(record)
-            except Exception as exc:  # a turn that cannot be evaluated must not stop the partition
-                log.exception("policy: evaluating %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
-                self._reject(letters, msg, evaluation_failed(exc))
-                continue
-            if record is None or encoded is None:
-                continue
-            stage.heads[event.subject] = head_after(record)
-            stage.decided[event.event_id] = msg.offset
-            stage.last_input = msg.offset
-            out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), encoded))
-            outcomes.append(record.payload.outcome)  # type: ignore[union-attr]
-        if self._sink is not None:  # Step 4.
-            await self._sink.send_all(letters)
-        offsets = await self._output.write(out)
-        for p, stage in staged.items():
-            stage.apply(states[p])
+            stage.apply(state)
             if stage.heads:
                 self._dirty.setdefault(p, set()).update(stage.heads)
-        for sent, offset in zip(out, offsets, strict=True):
-            states[sent.partition].out_offset = max(states[sent.partition].out_offset, offset)
-        for outcome in outcomes:
+        for sent, offset in zip(batch.out, offsets, strict=True):
+            state = self._partitions.get(sent.partition)
+            if state is not None:
+                state.out_offset = max(state.out_offset, offset)
+        for outcome in batch.outcomes:
             DECISIONS.labels(outcome).inc()
-        if time.monotonic() - self._saved_at >= SNAPSHOT_EVERY_S:  # Step 5.
-            owned = {p: s for p, s in self._dirty.items() if p in self._partitions}
-            await self._save(owned, self._partitions)
-            self._dirty = {}
-            self._saved_at = time.monotonic()
-        if out:
-            DECISION_LATENCY.observe((time.perf_counter() - began) / len(out))
+
+    async def snapshot(self) -> None:
+        """Step 5: at most every ``SNAPSHOT_EVERY_S``, the touched heads of owned partitions."""
+        now = self._clock()
+        if self._saved_at is not None and now - self._saved_at < SNAPSHOT_EVERY_S:
+            return
+        snapshots = {
+            p: Snapshot(state.last_input, state.out_offset, {s: state.heads[s] for s in subjects})
+            for p, subjects in self._dirty.items()
+            if (state := self._partitions.get(p)) is not None
+        }
+        await self._ports.heads.save(snapshots)
+        self._dirty = {}
+        self._saved_at = now
 
     def _reject(self, letters: list[DeadLetter], msg: Any, reason: str) -> None:
-        if self._sink is not None:  # else the projector owns this topic's dead letters
+        if self._ports.sink is not None:  # else the projector owns this topic's dead letters
             letters.append(dead_letter_of(msg, reason, NAME, CONVERSATION_EVENTS))
 
-    async def _save(self, touched: dict[int, set[str]], states: dict[int, PartitionState]) -> None:
-        assert self._redis is not None
-        if not touched:
-            return
-        pipe = self._redis.pipeline(transaction=True)
-        for p, subjects in touched.items():
-            state = states[p]
-            mapping: dict[FieldT, EncodableT] = {
-                s: f"{state.heads[s].sequence}|{state.heads[s].hash}" for s in subjects
-            }
-            mapping["__in"] = str(state.last_input)
-            mapping["__out"] = str(state.out_offset)
-            pipe.hset(self.snapshot_key(p), mapping=mapping)
-        delay = 0.2
-        while True:
-            try:
-                await pipe.execute()
-                return
-            except (RedisError, OSError) as exc:  # a cache: retry, never lose the decision
-                log.warning("policy: saving chain heads failed (%r); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     async def _recover(self, p: int) -> PartitionState:
-        """Step 1: chain heads and decided input offset of partition ``p`` from Redis + the log."""
-        assert self._redis is not None
-        state = PartitionState()
-        try:
-            cached = await self._redis.hgetall(self.snapshot_key(p))
-        except (RedisError, OSError):
-            cached = {}
-        for name, text in text_map(cached).items():
-            if name == "__in":
-                state.last_input = int(text)
-            elif name == "__out":
-                state.out_offset = int(text)
-            else:
-                seq, _, digest = text.partition("|")
-                state.heads[name] = ChainHead(name, int(seq), digest)
-        end = await self._output.end(p)
+        """Step 1: chain heads and decided input offset of partition ``p`` from the snapshot + the log."""
+        output = self._ports.output
+        cached = await self._ports.heads.load(p)
+        state = PartitionState(cached.last_input, cached.out_offset, dict(cached.heads))
+        end = await output.end(p)
         if state.out_offset >= end:
             state = self._distrust(p, state, end)
         self._behind_since.pop(p, None)
         replayed = 0
         start = min(state.out_offset + 1, max(0, end - DEDUPE_WINDOW))  # the dedupe window too
-        async for written in self._output.read(p, start, end):
+        async for written in output.read(p, start, end):
             replayed += 1
             state.out_offset = max(state.out_offset, written.offset)
-            try:
-                decision = codec.decode(written.value, allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
-            except DecodeError:
-                log.error(
-                    "policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, written.offset
-                )
-                continue
-            payload = decision.payload
-            if isinstance(payload, PolicyDecision) and decision.sequence and decision.hash:
-                state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
-            if written.input_offset is not None:
-                state.last_input = max(state.last_input, written.input_offset)
-                if isinstance(payload, PolicyDecision):
-                    state.remember(payload.input_event_id, written.input_offset)
+            self._roll_forward(state, p, written)
         if state.out_offset < end - 1:
             where = f"{self.output_topic}[{p}]"
             raise LogNotReady(f"policy: {where} read to {state.out_offset}, not to its end {end - 1}")
@@ -340,6 +352,20 @@ class PolicyAgent:
         )
         return state
 
+    def _roll_forward(self, state: PartitionState, p: int, written: Written) -> None:
+        try:
+            decision = codec.decode(written.value, allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
+        except DecodeError:
+            log.error("policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, written.offset)
+            return
+        payload = decision.payload
+        if isinstance(payload, PolicyDecision) and decision.sequence and decision.hash:
+            state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
+        if written.input_offset is not None:
+            state.last_input = max(state.last_input, written.input_offset)
+            if isinstance(payload, PolicyDecision):
+                state.remember(payload.input_event_id, written.input_offset)
+
     def _distrust(self, p: int, state: PartitionState, end: int) -> PartitionState:
         """The snapshot says output ``p`` reached ``state.out_offset`` but the log ends at ``end``.
 
@@ -348,8 +374,8 @@ class PolicyAgent:
         Only when it stays so for ``SNAPSHOT_DISTRUST_S`` (the topic was deleted and
         re-created) is the snapshot dropped and the log, read to its end, trusted alone.
         """
-        since = self._behind_since.setdefault(p, time.monotonic())
-        if time.monotonic() - since < SNAPSHOT_DISTRUST_S:
+        since = self._behind_since.setdefault(p, self._clock())
+        if self._clock() - since < SNAPSHOT_DISTRUST_S:
             raise LogNotReady(
                 f"policy: {self.output_topic}[{p}] ends at {end} but the snapshot covers offset "
                 f"{state.out_offset}: the log is not readable to its end yet; waiting"
@@ -368,7 +394,7 @@ class PolicyAgent:
 
 
 def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
-    agent_state = PolicyAgent(app, settings, owns_dlq)
+    agent_state = PolicyAgent(settings, Ports.connect(app, settings, owns_dlq))
 
     ownership = Ownership(agent_state.input_topic)
     ownership.connect(app, agent_state.revoke)

@@ -1,7 +1,9 @@
 """The projector agent: conversation events and decisions → Redis read models.
 
 For each batch taken from the stream:
-1. decode every record; undecodable ones become dead letters; a decision whose hash does
+1. decode every record with the shared input decoder (``contracts.inputs``: a record over
+   ``MAX_INPUT_RECORD_BYTES`` is not decoded at all); undecodable ones become dead letters
+   (shaped by ``contracts.deadletters``, so they always fit); a decision whose hash does
    not match its content (or that has no chain fields) is quarantined: dead-lettered,
    counted, never projected (``projections.verify``);
 2. send the dead letters;
@@ -33,9 +35,8 @@ from aiokafka import TopicPartition
 from ledgerflow.agents.app import raw_topic, run_batches
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.config import Settings
-from ledgerflow.contracts import codec
-from ledgerflow.contracts.codec import TOPIC_TYPES
-from ledgerflow.contracts.events import Event, check_key
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
@@ -49,7 +50,6 @@ from ledgerflow.projections.rebuild import replay, restore
 from ledgerflow.projections.verify import integrity_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
 from ledgerflow.redisvalues import int_map
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Projector:
         app: faust.App,
         settings: Settings,
         keys: Keys | None = None,
-        owns_dlq: frozenset[str] = frozenset({CONVERSATION_EVENTS, POLICY_DECISIONS}),
+        owns_dlq: frozenset[str] = frozenset(SOURCES),
     ) -> None:
         self._settings = settings
         self._fixed_keys = keys  # tests may pin a space; otherwise follow the active generation
@@ -250,8 +250,7 @@ class Projector:
             firsts[part] = min(firsts.get(part, msg.offset), msg.offset)
             RECORDS_PROCESSED.labels(NAME, base).inc()
             try:
-                event = codec.decode(msg.value or b"", allowed_types=TOPIC_TYPES[base])
-                check_key(event, msg.key)
+                event = decode_input(msg.value, msg.key, base)
             except DecodeError as exc:
                 if base in self._owns_dlq:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, base))

@@ -14,7 +14,7 @@ from ledgerflow.agents.app import create_app
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 AGENTS = ("policy", "projector", "training", "usage")
 METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
@@ -36,7 +36,9 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     if "policy" in wanted:
         policy.register(app, settings, owns_dlq=True)
     if "projector" in wanted:
-        owned = {POLICY_DECISIONS} | (set() if "policy" in wanted else {CONVERSATION_EVENTS})
+        # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
+        owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
+        owned |= set() if "policy" in wanted else {CONVERSATION_EVENTS}
         projector.register(app, settings, owns_dlq=frozenset(owned))
     if "training" in wanted:
         training.register(app, settings)

@@ -8,12 +8,11 @@ partition *p* (co-partitioned, see ``agents/output.py``). Per partition:
 2. Skip redelivered commands at or below that offset; read back and decide first any
    command between it and the first offset faust delivers (the group's committed offset
    can be past commands this agent never saw, e.g. when it joins an existing group).
-   A command whose ``command_id`` was answered lately (the last ``DEDUPE_WINDOW``
-   answers of the partition) is a duplicate delivery: skipped, logged and counted,
-   never answered twice.
 3. Decide each command with the pure ``training.decide`` against the folded state;
    append its events (accepted, rejected, or an expiry found on the way) hash-chained
-   per tenant, and wait for the acks. A command that does not decode or validate, or
+   per tenant, and wait for the acks. A command whose ``command_id`` was answered in this
+   partition lately (the last ``DEDUPE_WINDOW`` answers) is a duplicate delivery: not
+   decided again. A command that does not decode or validate, or
    whose decision raises, is dead-lettered (``contracts/deadletters.py``) and the rest go on.
    If the batch fails (Kafka down), its partitions' state is forgotten and recovered from
    the log before the retry (``agents/app.py: handle_until_done``): the in-memory state
@@ -41,6 +40,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
+from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
@@ -56,6 +56,8 @@ NAME = "training"
 TICK_S = 0.2
 BATCH = 100
 WITHIN_S = 0.01
+
+
 DEDUPE_WINDOW = 10_000
 """Per partition: command ids of the latest answers a duplicate delivery is recognised against."""
 
@@ -65,16 +67,13 @@ class PartitionState:
     last_input: int = -1
     tenants: dict[str, TrainingState] = field(default_factory=dict)
     heads: dict[str, ChainHead] = field(default_factory=dict)
-    answered: OrderedDict[str, None] = field(default_factory=OrderedDict)  # command ids, oldest first
+    answered: OrderedDict[str, int] = field(default_factory=OrderedDict)  # command id -> input offset
 
     def state(self, tenant: str) -> TrainingState:
         return self.tenants.get(tenant) or initial_state(tenant)
 
-    def answer(self, command_id: str) -> None:
-        """Remember ``command_id`` as answered (bounded to the latest ``DEDUPE_WINDOW``)."""
-        if not command_id:
-            return
-        self.answered[command_id] = None
+    def remember(self, command_id: str, offset: int) -> None:
+        self.answered[command_id] = offset
         self.answered.move_to_end(command_id)
         while len(self.answered) > DEDUPE_WINDOW:
             self.answered.popitem(last=False)
@@ -113,13 +112,14 @@ class TrainingAgent:
                 except DecodeError:
                     log.error("training: undecodable audit record at offset %d ignored", written.offset)
                     continue
-                answered = event_of(record)
-                state.tenants[record.tenant] = evolve(state.state(record.tenant), answered)
-                state.answer(getattr(answered, "command_id", "") or "")
+                state.tenants[record.tenant] = evolve(state.state(record.tenant), event_of(record))
                 if record.sequence and record.hash:
                     state.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
                 if written.input_offset is not None:
                     state.last_input = max(state.last_input, written.input_offset)
+                    command_id = getattr(record.payload, "command_id", None)
+                    if command_id:
+                        state.remember(command_id, written.input_offset)
             self._partitions[p] = state
         return state
 
@@ -144,19 +144,21 @@ class TrainingAgent:
                 except DecodeError as exc:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, TRAINING_COMMANDS))
                     continue
+                first = state.answered.get(_command_id(event))
+                if first is not None:
+                    log.info(
+                        "training: %s[%d]@%d repeats command %s answered at input offset %d: duplicate "
+                        "delivery, not decided again",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        _command_id(event),
+                        first,
+                    )
+                    TRAINING_DUPLICATES.inc()
+                    continue
                 try:
                     command = command_of(event)
-                    if command.command_id and command.command_id in state.answered:
-                        log.warning(
-                            "training: %s[%d]@%d repeats answered command %s: duplicate delivery, skipped",
-                            msg.topic,
-                            msg.partition,
-                            msg.offset,
-                            command.command_id,
-                        )
-                        TRAINING_DUPLICATES.inc()
-                        state.last_input = msg.offset
-                        continue
                     now = time.time_ns() // 1000
                     events = decide(state.state(command.tenant), command, now)  # Step 3.
                     appended = self._append(state, msg.partition, msg.offset, events, event.trace_id)
@@ -166,6 +168,8 @@ class TrainingAgent:
                     continue
                 out += appended
                 state.last_input = msg.offset
+                if appended and command.command_id:
+                    state.remember(command.command_id, msg.offset)
             await self._sink.send_all(letters)
             await self._output.write(out)
 
@@ -197,10 +201,13 @@ class TrainingAgent:
             record = chain(record_of(event, trace_id=trace_id), state.heads.get(event.tenant))
             state.heads[event.tenant] = head_after(record)
             out.append(Outgoing(p, input_offset, event.tenant.encode(), codec.encode(record)))
-            state.answer(getattr(event, "command_id", "") or "")
             TRAINING_OUTCOMES.labels(record.type).inc()
             TRAINING_STATE.labels(event.tenant).set(1 if state.tenants[event.tenant].enabled else 0)
         return out
+
+
+def _command_id(event: Event) -> str:
+    return str(getattr(event.payload, "command_id", "") or "")
 
 
 def register(app: faust.App, settings: Settings) -> TrainingAgent:

@@ -91,54 +91,55 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        """Start the clients in order; whatever started is stopped, in reverse order, also when a
+        later one fails to start (an ``AsyncExitStack``: a failing ``hub.start()`` leaks nothing)."""
         require_fast_codec()
-        # Bounded dependency calls (api/faults.py): a dead Redis or broker answers 503 in time.
-        redis = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=30,
-        )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
-        )
-        await producer.start()
-        offsets = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS + 1000,
-        )
-        await offsets.start()
-        hub = Hub(settings)
-        await hub.start()
-        reference = ReferenceData(settings)
-        await reference.start()
-        app.state.ctx = EdgeContext(
-            settings,
-            redis,
-            producer,
-            hub,
-            verifier,
-            Keys.for_prefix(settings.topic_prefix),
-            reference,
-            heartbeat_s=heartbeat_s,
-            limits=limits,
-            offsets=offsets,
-        )
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            # Bounded dependency calls (api/faults.py): a dead Redis or broker answers 503 in time.
+            redis = aioredis.Redis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 1),
+                health_check_interval=30,
+            )
+            stack.push_async_callback(redis.aclose)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
+            )
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            offsets = AIOKafkaConsumer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                enable_auto_commit=False,
+                request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS + 1000,
+            )
+            await offsets.start()
+            stack.push_async_callback(offsets.stop)
+            hub = Hub(settings)
+            await hub.start()
+            stack.push_async_callback(hub.stop)
+            reference = ReferenceData(settings)
+            await reference.start()
+            stack.push_async_callback(reference.stop)
+            app.state.ctx = EdgeContext(
+                settings,
+                redis,
+                producer,
+                hub,
+                verifier,
+                Keys.for_prefix(settings.topic_prefix),
+                reference,
+                heartbeat_s=heartbeat_s,
+                limits=limits,
+                offsets=offsets,
+            )
+            stack.callback(app.state.ctx.closing.set)
             yield
-        finally:
-            app.state.ctx.closing.set()
-            await reference.stop()
-            await hub.stop()
-            await offsets.stop()
-            await producer.stop()
-            await redis.aclose()
 
     return Starlette(
         routes=routes(),

@@ -11,7 +11,8 @@
    agents decode them), then ``policy.decisions`` *p*: verify its chains, re-derive every
    decision, and name every turn without one (``decision.missing``).
 7. Read ``training.commands``: every command needs its outcome in ``training.audit``
-   (``training.missing`` otherwise).
+   (``training.missing`` otherwise), once per command id: a later record repeating an
+   answered command id in its partition is a duplicate delivery (counted, not a finding).
 While reading ``conversation.events`` (step 6) the turns are also re-folded into usage
 windows by event time (``audit/usage.py``): every window that fold closes needs its record
 in ``usage.windows`` (``usage.missing``), with the worker's window settings
@@ -39,7 +40,6 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
-from ledgerflow.contracts.topics import INPUT_HEADER
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
@@ -48,6 +48,7 @@ from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    INPUT_HEADER,
     POLICY_DECISIONS,
     POLICY_RULES,
     TRAINING_AUDIT,

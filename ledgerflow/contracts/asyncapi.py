@@ -12,7 +12,6 @@ from typing import Any
 
 from ledgerflow.contracts import _yaml
 from ledgerflow.contracts.registry import SchemaEntry, default_registry
-from ledgerflow.contracts.topics import CONTRACTS
 from ledgerflow.topics import DLQ_TOPICS, TOPICS, dlq_of
 
 AVRO_FORMAT = "application/vnd.apache.avro+json;version=1.9.0"
@@ -82,25 +81,25 @@ def document() -> dict[str, Any]:
     for dead_letter in registry.versions["DeadLetter"]:
         messages[_message_id(dead_letter)] = _message(dead_letter, "the original record's key")
         letter_ids.append(_message_id(dead_letter))
-    for contract in CONTRACTS:
+    for contract in TOPICS:
         ids = []
         for type_name in sorted(contract.types):
             for entry in registry.versions[type_name]:
                 messages[_message_id(entry)] = _message(entry, contract.key)
                 ids.append(_message_id(entry))
-        spec = layout[contract.name]
-        cid = _channel_id(contract.name)
+        spec = layout[contract.base]
+        cid = _channel_id(contract.base)
         channels[cid] = _channel(
-            contract.name,
+            contract.base,
             f"{contract.description} Key: {contract.key}. Written by: {contract.written_by}.",
             spec.configs,
             spec.partitions,
             ids,
         )
-        dlq = layout[dlq_of(contract.name)]
+        dlq = layout[dlq_of(contract.base)]
         channels[cid + "Dlq"] = _channel(
             dlq.base,
-            f"Records of {contract.name} that could not be processed, with the reason.",
+            f"Records of {contract.base} that could not be processed, with the reason.",
             dlq.configs,
             dlq.partitions,
             letter_ids,

@@ -29,9 +29,9 @@ from fastavro import schemaless_reader, schemaless_writer
 from ledgerflow.contracts.events import ContentTooLarge, Event, validate_envelope
 from ledgerflow.contracts.payloads import PAYLOAD_TYPES, DeadLetter
 from ledgerflow.contracts.registry import SchemaEntry, SchemaRegistry, default_registry
-from ledgerflow.contracts.topics import TOPIC_TYPES
 from ledgerflow.contracts.upcasting import UPCASTERS, Upcaster, upcast_steps
 from ledgerflow.errors import DecodeError, InfrastructureError, ValidationError
+from ledgerflow.topics import TOPIC_TYPES
 
 __all__ = [
     "MAGIC",

@@ -1,6 +1,6 @@
 """Unavailable is not empty: recovery never takes a log that reads shorter than what is known
 about it for a complete one (issue 11, case 9). The agents' recovery logic is driven through
-small in-memory ports standing in for the output log and the Redis snapshot; the real
+small in-memory ports standing in for the output log and the snapshot store; the real
 broker restart is tests/integration/test_agent_recovery.py."""
 
 from __future__ import annotations
@@ -14,17 +14,20 @@ import pytest
 
 from ledgerflow.agents import policy as policy_agent
 from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Written
-from ledgerflow.agents.policy import PolicyAgent
+from ledgerflow.agents.policy import PolicyAgent, Ports
+from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
+from ledgerflow.contracts.chain import ChainHead
+from tests.unit.agents.memory import HeadStore, InputTopic, Reference
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
 
 
-class SnapshotPort:
-    """The Redis snapshot of partition 0: it covers output offsets up to 41."""
-
-    async def hgetall(self, key: str) -> dict[bytes, bytes]:
-        return {b"__in": b"90", b"__out": b"41", b"conv-1": b"42|" + b"ab" * 32}
+def _snapshots() -> HeadStore:
+    """The snapshot of partition 0: it covers output offsets up to 41."""
+    store = HeadStore()
+    store.snapshots[0] = Snapshot(90, 41, {"conv-1": ChainHead("conv-1", 42, "ab" * 32)})
+    return store
 
 
 class OutputPort:
@@ -44,10 +47,8 @@ class OutputPort:
 
 
 def _agent(output: OutputPort) -> PolicyAgent:
-    agent = PolicyAgent(None, SETTINGS, owns_dlq=False)  # type: ignore[arg-type]
-    agent._redis = SnapshotPort()  # type: ignore[assignment]
-    agent._output = output  # type: ignore[assignment]
-    return agent
+    ports = Ports(_snapshots(), output, InputTopic(), Reference(), None)
+    return PolicyAgent(SETTINGS, ports)
 
 
 def test_a_log_shorter_than_the_snapshot_is_waited_for_not_restarted_from_genesis() -> None:

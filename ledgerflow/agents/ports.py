@@ -1,0 +1,88 @@
+"""The small ports an agent's logic runs against: what it reads and writes, not how.
+
+The worker plugs in the Kafka and Redis adapters (``agents/output.py``, ``agents/snapshots.py``,
+``agents/deadletters.py``, ``kafka/reference.py``), which keep their integration tests against
+the real services; the unit tests plug in in-memory ports (tests/unit/agents/) to test the
+agents' own decisions: redelivery, backfill, snapshots, poison records, revocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ledgerflow.agents.output import Outgoing, Written
+from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.payloads import DeadLetter
+from ledgerflow.policy import RulePack, TrainingState
+
+__all__ = ["ChainHeadStore", "DeadLetterPort", "InputLog", "OutputLog", "ReferenceView", "Snapshot"]
+
+
+@dataclass
+class Snapshot:
+    """A cached account of one output partition: the chain heads up to ``out_offset`` and the
+    highest input offset decided (``last_input``); -1 when nothing is known."""
+
+    last_input: int = -1
+    out_offset: int = -1
+    heads: dict[str, ChainHead] = field(default_factory=dict)
+
+
+class ChainHeadStore(Protocol):
+    """Where chain heads are cached between owners of a partition (a shortcut, never the truth)."""
+
+    async def load(self, partition: int) -> Snapshot:
+        """The cached snapshot of ``partition``; an empty one when there is none or the cache is down."""
+        ...
+
+    async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
+        """Store each partition's offsets and the heads given (the touched subjects), atomically."""
+        ...
+
+
+class OutputLog(Protocol):
+    """The co-partitioned output topic: single writer per partition, readable back."""
+
+    async def start(self) -> None: ...
+
+    async def end(self, partition: int) -> int:
+        """The partition's end offset; raises ``LogNotReady`` if it reads shorter than already seen."""
+        ...
+
+    def read(self, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Written]:
+        """Records ``start <= offset < end`` (default: the end at call time), in order."""
+        ...
+
+    async def write(self, records: Sequence[Outgoing]) -> list[int]:
+        """Write ``records`` in order and wait for every ack; their offsets."""
+        ...
+
+
+class InputLog(Protocol):
+    """The input topic read back by range: what the consumer group passed before this owner."""
+
+    async def read(self, partition: int, start: int, end: int) -> Sequence[Any]:
+        """Records ``start <= offset < end`` of ``partition`` (``logs.RawRecord``-like)."""
+        ...
+
+
+class ReferenceView(Protocol):
+    """The rule packs and training states every worker reads in full."""
+
+    async def start(self) -> None: ...
+
+    async def sync(self) -> None:
+        """Wait until everything in the reference logs at call time has been applied."""
+        ...
+
+    def pack_for(self, tenant: str) -> RulePack: ...
+
+    def training_for(self, tenant: str) -> TrainingState: ...
+
+
+class DeadLetterPort(Protocol):
+    """Where records an agent gives up on go: raises when they were not all acknowledged."""
+
+    async def send_all(self, letters: Sequence[DeadLetter]) -> None: ...

@@ -1,0 +1,89 @@
+"""The adapters behind the policy agent's ports that are not the output log or the sinks:
+chain-head snapshots in Redis (``RedisChainHeads``) and the input topic read back by range
+(``KafkaInputLog``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from ledgerflow.agents.ports import Snapshot
+from ledgerflow.config import Settings
+from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.logs import RawRecord, read_range
+from ledgerflow.redisvalues import text_map
+
+log = logging.getLogger(__name__)
+
+LAST_INPUT_FIELD = "__in"
+OUT_OFFSET_FIELD = "__out"
+
+
+class RedisChainHeads:
+    """One hash per partition: ``subject -> "<sequence>|<hash>"``, plus ``__in`` and ``__out``."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self._settings = settings
+        self._name = name
+        self._redis: aioredis.Redis | None = None
+
+    def key(self, partition: int) -> str:
+        return f"lf:{self._settings.topic_prefix}{self._name}:heads:{{p{partition}}}"
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:  # created on the worker's event loop
+            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+        return self._redis
+
+    async def load(self, partition: int) -> Snapshot:
+        snapshot = Snapshot()
+        try:
+            cached = await self._client().hgetall(self.key(partition))
+        except (RedisError, OSError):
+            cached = {}
+        for name, text in text_map(cached).items():
+            if name == LAST_INPUT_FIELD:
+                snapshot.last_input = int(text)
+            elif name == OUT_OFFSET_FIELD:
+                snapshot.out_offset = int(text)
+            else:
+                seq, _, digest = text.partition("|")
+                snapshot.heads[name] = ChainHead(name, int(seq), digest)
+        return snapshot
+
+    async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
+        if not snapshots:
+            return
+        pipe = self._client().pipeline(transaction=True)
+        for p, snapshot in snapshots.items():
+            mapping: dict[FieldT, EncodableT] = {
+                s: f"{head.sequence}|{head.hash}" for s, head in snapshot.heads.items()
+            }
+            mapping[LAST_INPUT_FIELD] = str(snapshot.last_input)
+            mapping[OUT_OFFSET_FIELD] = str(snapshot.out_offset)
+            pipe.hset(self.key(p), mapping=mapping)
+        delay = 0.2
+        while True:
+            try:
+                await pipe.execute()
+                return
+            except (RedisError, OSError) as exc:  # a cache: retry, never lose the decision
+                log.warning("%s: saving chain heads failed (%r); retrying in %.1f s", self._name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class KafkaInputLog:
+    """An input topic (full name) read back by offset range."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self._settings = settings
+        self._topic = topic
+
+    async def read(self, partition: int, start: int, end: int) -> Sequence[RawRecord]:
+        return await read_range(self._settings, self._topic, partition, start, end)
