@@ -146,7 +146,7 @@ class TrainingAgent:
                     continue
                 first = state.answered.get(_command_id(event))
                 if first is not None:
-                    log.info(
+                    log.warning(
                         "training: %s[%d]@%d repeats command %s answered at input offset %d: duplicate "
                         "delivery, not decided again",
                         msg.topic,
