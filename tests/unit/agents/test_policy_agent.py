@@ -125,7 +125,7 @@ def test_a_stale_snapshot_is_rolled_forward_from_the_log() -> None:
     world.clock.now += SNAPSHOT_EVERY_S
     world.handle([world.inputs.add(0, turn("conv-a", 5))])
     snap = world.heads.snapshots[0]
-    assert (snap.last_input, snap.out_offset, snap.heads["conv-a"].sequence) == (4, 4, 5)
+    assert (snap.last_input, snap.out_offset, snap.heads["acme/conv-a"].sequence) == (4, 4, 5)
 
 
 def test_a_snapshot_ahead_of_the_log_is_waited_for_never_taken_for_a_short_log() -> None:
