@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ledgerflow.contracts.chain import ChainHead, link
+from ledgerflow.contracts.chain import DECISION_TYPE, ChainHead, decision_chain_key, link
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, Outcome, PolicyDecision, Redaction
 from ledgerflow.policy import Action, Decision, RulePack, TrainingState, Turn, evaluate
@@ -81,6 +81,13 @@ def chain(record: Event, head: ChainHead | None) -> Event:
     return record.with_chain(linked["sequence"], linked["prev_hash"], linked["hash"])
 
 
+def chain_key(record: Event) -> str:
+    """The chain ``record`` belongs to: (tenant, conversation) for decisions, else its subject."""
+    if record.type == DECISION_TYPE:
+        return decision_chain_key(record.tenant, record.subject)
+    return record.subject
+
+
 def head_after(record: Event) -> ChainHead:
     assert record.sequence is not None and record.hash is not None
-    return ChainHead(record.subject, record.sequence, record.hash)
+    return ChainHead(chain_key(record), record.sequence, record.hash)

@@ -61,7 +61,7 @@ from ledgerflow.agents.ports import (
 from ledgerflow.agents.snapshots import KafkaInputLog, RedisChainHeads
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.chain import ChainHead, decision_chain_key
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.inputs import decode_input
@@ -112,8 +112,9 @@ class Staged:
     decided: dict[str, int] = field(default_factory=dict)  # event id -> input offset
     last_input: int = -1
 
-    def head(self, state: PartitionState, subject: str) -> ChainHead | None:
-        return self.heads.get(subject) or state.heads.get(subject)
+    def head(self, state: PartitionState, key: str) -> ChainHead | None:
+        """The head of chain ``key`` (``decision_chain_key(tenant, subject)``)."""
+        return self.heads.get(key) or state.heads.get(key)
 
     def seen(self, state: PartitionState, event_id: str) -> int | None:
         found = self.decided.get(event_id)
@@ -274,7 +275,7 @@ class PolicyAgent:
                 msg.value,
                 reference.pack_for(event.tenant),
                 reference.training_for(event.tenant),
-                stage.head(state, event.subject),
+                stage.head(state, decision_chain_key(event.tenant, event.subject)),
             )
             encoded = None if record is None else codec.encode(record)
         except Exception as exc:  # a turn that cannot be evaluated must not stop the partition
@@ -283,7 +284,8 @@ class PolicyAgent:
             return
         if record is None or encoded is None or not isinstance(record.payload, PolicyDecision):
             return
-        stage.heads[event.subject] = head_after(record)
+        head = head_after(record)
+        stage.heads[head.key] = head
         stage.decided[event.event_id] = msg.offset
         stage.last_input = msg.offset
         batch.out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), encoded))
@@ -314,8 +316,8 @@ class PolicyAgent:
         if self._saved_at is not None and now - self._saved_at < SNAPSHOT_EVERY_S:
             return
         snapshots = {
-            p: Snapshot(state.last_input, state.out_offset, {s: state.heads[s] for s in subjects})
-            for p, subjects in self._dirty.items()
+            p: Snapshot(state.last_input, state.out_offset, {k: state.heads[k] for k in chain_keys})
+            for p, chain_keys in self._dirty.items()
             if (state := self._partitions.get(p)) is not None
         }
         await self._ports.heads.save(snapshots)
@@ -360,7 +362,8 @@ class PolicyAgent:
             return
         payload = decision.payload
         if isinstance(payload, PolicyDecision) and decision.sequence and decision.hash:
-            state.heads[decision.subject] = ChainHead(decision.subject, decision.sequence, decision.hash)
+            head = head_after(decision)
+            state.heads[head.key] = head
         if written.input_offset is not None:
             state.last_input = max(state.last_input, written.input_offset)
             if isinstance(payload, PolicyDecision):

@@ -38,7 +38,7 @@ class ChainHeadStore(Protocol):
         ...
 
     async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
-        """Store each partition's offsets and the heads given (the touched subjects), atomically."""
+        """Store each partition's offsets and the heads given (the touched chain keys), atomically."""
         ...
 
 

@@ -22,10 +22,16 @@ log = logging.getLogger(__name__)
 
 LAST_INPUT_FIELD = "__in"
 OUT_OFFSET_FIELD = "__out"
+SNAPSHOT_VERSION = "v2"
+"""v2: fields are chain keys ``tenant/subject`` (v1 used the subject alone). A snapshot of an
+older version lives under another key, so it is never read: recovery then reads the log."""
 
 
 class RedisChainHeads:
-    """One hash per partition: ``subject -> "<sequence>|<hash>"``, plus ``__in`` and ``__out``."""
+    """One hash per partition: ``chain key -> "<sequence>|<hash>"``, plus ``__in`` and ``__out``.
+
+    A chain key is ``decision_chain_key(tenant, subject)``; it contains ``/``, so it never
+    collides with ``__in`` or ``__out``."""
 
     def __init__(self, settings: Settings, name: str) -> None:
         self._settings = settings
@@ -33,7 +39,7 @@ class RedisChainHeads:
         self._redis: aioredis.Redis | None = None
 
     def key(self, partition: int) -> str:
-        return f"lf:{self._settings.topic_prefix}{self._name}:heads:{{p{partition}}}"
+        return f"lf:{self._settings.topic_prefix}{self._name}:heads:{SNAPSHOT_VERSION}:{{p{partition}}}"
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:  # created on the worker's event loop

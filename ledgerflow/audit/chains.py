@@ -1,7 +1,8 @@
 """Hash chains and sequences of the topics ledgerflow's agents write (pure: no I/O).
 
-``policy.decisions`` is chained per conversation, ``training.audit`` and ``usage.windows``
-per tenant (the record's key = its ``subject``; see docs/hash-chains.md). One
+``policy.decisions`` is chained per (tenant, conversation) — key ``decision_chain_key(tenant,
+subject)`` —, ``training.audit`` and ``usage.windows`` per tenant (key = ``subject``); see
+``chain_key_of`` and docs/hash-chains.md. One
 ``ChainVerifier`` per topic walks the records in each partition's offset order and keeps
 only a few hashes per key, so a log of any length streams through in constant memory per
 key.
@@ -10,7 +11,7 @@ key.
 from __future__ import annotations
 
 from ledgerflow.audit.report import Finding
-from ledgerflow.contracts.chain import ChainBreak, ChainVerifier, Located
+from ledgerflow.contracts.chain import ChainBreak, ChainVerifier, Located, chain_key_of
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import ValidationError
 from ledgerflow.projections.ops import Position
@@ -51,7 +52,8 @@ class ChainCheck:
                 record.subject,
                 f"the record has no canonical JSON form: {exc}",
             )
-        problem = verifier.feed(Located(at.topic, at.partition, at.offset, record.subject, body))
+        key = chain_key_of(body) or record.subject
+        problem = verifier.feed(Located(at.topic, at.partition, at.offset, key, body))
         return None if problem is None else finding_of(problem)
 
     def finish(self) -> list[Finding]:

@@ -35,7 +35,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
-from ledgerflow.decisions import decide, head_after, input_hash, turn_of
+from ledgerflow.decisions import chain_key, decide, head_after, input_hash, turn_of
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.projections.ops import Position
@@ -214,7 +214,7 @@ class DecisionCheck:
         self, at: Position, record: Event, payload: PolicyDecision, source: _Input, value: bytes
     ) -> Finding | None:
         packs = self._packs.candidates(record.tenant, payload.rule_pack_version, payload.constitution_hash)
-        head = self._heads.get(record.subject)
+        head = self._heads.get(chain_key(record))
         if not packs:
             self._follow_recorded(record)
             why = (
@@ -230,7 +230,7 @@ class DecisionCheck:
                 if again is None:
                     break
                 if codec.encode(again) == value:
-                    self._heads[record.subject] = head_after(again)
+                    self._heads[chain_key(record)] = head_after(again)
                     self.verified += 1
                     return None
                 attempts.append(again)
@@ -240,7 +240,7 @@ class DecisionCheck:
         if not attempts:
             self._follow_recorded(record)
             return _finding("altered", at, record.subject, "its input needs no decision")
-        self._heads[record.subject] = head_after(attempts[0])  # the record the agent would have written
+        self._heads[chain_key(record)] = head_after(attempts[0])  # the record the agent would have written
         return _finding(
             "altered",
             at,
@@ -252,7 +252,8 @@ class DecisionCheck:
         """No re-derivation: continue the chain from the record as written, if it has chain fields."""
         if record.sequence is not None and record.hash is not None:
             with contextlib.suppress(LedgerflowError):
-                self._heads[record.subject] = ChainHead(record.subject, record.sequence, record.hash)
+                key = chain_key(record)
+                self._heads[key] = ChainHead(key, record.sequence, record.hash)
 
 
 def describe_difference(recorded: Event, derived: Event) -> str:

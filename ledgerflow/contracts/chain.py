@@ -27,6 +27,29 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHAIN_FIELDS = ("sequence", "prev_hash", "hash")
 _NOT_THE_START = "the chain does not start here (use from_start=False if retention deleted the start)"
 
+DECISION_TYPE = "PolicyDecision"
+"""The record type chained per (tenant, conversation); every other chained type per ``subject``."""
+
+
+def decision_chain_key(tenant: str, subject: str) -> str:
+    """The chain key of a tenant's conversation: ``tenant/subject``.
+
+    Ids never contain ``/`` (``ledgerflow.contracts.ids``), so the pair is unambiguous and two
+    tenants that reuse a conversation id keep separate chains.
+    """
+    return f"{tenant}/{subject}"
+
+
+def chain_key_of(record: Mapping[str, Any]) -> str | None:
+    """The chain a record belongs to: ``decision_chain_key`` for decisions, else its ``subject``."""
+    subject = record.get("subject")
+    if not isinstance(subject, str):
+        return None
+    tenant = record.get("tenant")
+    if record.get("type") == DECISION_TYPE and isinstance(tenant, str):
+        return decision_chain_key(tenant, subject)
+    return subject
+
 
 def canonical_bytes(record: Mapping[str, Any]) -> bytes:
     """RFC 8785 (JCS) canonical JSON of ``record`` without its ``hash`` field."""
@@ -68,9 +91,9 @@ def link(record: Mapping[str, Any], head: ChainHead | None) -> dict[str, Any]:
     ``head`` is the key's current head (``None`` starts a new chain). The input is not mutated and
     the result shares no mutable value with it; a ``hash`` already in ``record`` is replaced.
     """
-    subject = record.get("subject")
-    if head is not None and subject is not None and subject != head.key:
-        why = f"record subject {subject!r} is not the chain key {head.key!r}: pass the head of its own chain"
+    key = chain_key_of(record)
+    if head is not None and key is not None and key != head.key:
+        why = f"record chain key {key!r} is not the head's key {head.key!r}: pass the head of its own chain"
         raise ValidationError(why)
     linked = plain_body(record)
     linked["sequence"] = 1 if head is None else head.sequence + 1
@@ -80,8 +103,8 @@ def link(record: Mapping[str, Any], head: ChainHead | None) -> dict[str, Any]:
 
 
 def head_of(record: Mapping[str, Any], key: str | None = None) -> ChainHead:
-    """The head a linked ``record`` makes (``key`` defaults to the record's subject)."""
-    chain_key = key if key is not None else record.get("subject")
+    """The head a linked ``record`` makes (``key`` defaults to the record's ``chain_key_of``)."""
+    chain_key = key if key is not None else chain_key_of(record)
     if not isinstance(chain_key, str):
         raise ValidationError("record has no string subject; pass the chain key explicitly")
     return ChainHead(chain_key, record.get("sequence"), record.get("hash"))  # type: ignore[arg-type]

@@ -72,9 +72,8 @@ def _link(event: Event, keys: Keys, copy: str) -> ChainLink | None:
     if event.prev_hash is None or event.hash is None:
         return None
     quarantine = keys.conversation_quarantine(event.tenant, event.payload.conversation_id)
-    return ChainLink(
-        keys.decision_chain(event.subject), copy, event.sequence, event.prev_hash, event.hash, quarantine
-    )
+    chain = keys.decision_chain(event.tenant, event.subject)
+    return ChainLink(chain, copy, event.sequence, event.prev_hash, event.hash, quarantine)
 
 
 def _conversation_id(event: Event) -> str:

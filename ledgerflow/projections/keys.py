@@ -86,10 +86,11 @@ class Keys:
         """Ids of the events and decisions already counted in the tenant's totals (dedupe)."""
         return self.tenant(tenant) + ":seen"
 
-    def decision_chain(self, subject: str) -> str:
-        """The last projected decision of chain ``subject`` (chains are keyed by subject alone),
-        one field per copy; its fence (``+ FENCE_SUFFIX``) says which records moved it."""
-        return f"{self.namespace}chain:{{{_id(subject)}}}"
+    def decision_chain(self, tenant: str, conversation_id: str) -> str:
+        """The last projected decision of the chain of (tenant, conversation) — the agents'
+        ``decision_chain_key`` —, one field per copy; its fence (``+ FENCE_SUFFIX``) says which
+        records moved it. Same hash tag as the conversation's keys: one slot."""
+        return f"{self.namespace}chain:{{{_id(tenant)}/{_id(conversation_id)}}}"
 
     def sentinel(self) -> str:
         """Exists once the space holds the whole log; gone after a Redis flush."""

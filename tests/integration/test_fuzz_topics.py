@@ -201,10 +201,7 @@ Builder = Callable[[st.DataObject, PlanState], Planned]
 def _conv(data: st.DataObject) -> tuple[str, str]:
     tenant = data.draw(st.sampled_from(TENANTS), label="tenant")
     conv = data.draw(st.sampled_from(["c-1", "c-2", "c-3"]) | GOOD_ID, label="conversation")
-    # Conversation ids are drawn per tenant: decision chains are keyed by conversation id
-    # alone today, so two tenants sharing one id share one chain (a known limitation, see
-    # docs/hash-chains.md "Known limitation"), and its projection is not yet rebuild-equal.
-    return tenant, f"{tenant}.{conv}"[:128]
+    return tenant, conv
 
 
 def _turn_wire(

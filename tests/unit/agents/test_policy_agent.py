@@ -6,7 +6,9 @@ integration-tested (test_governance, test_crash, test_passed_offsets, test_poiso
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import uuid
 from pathlib import Path
 
 import pytest
@@ -125,7 +127,7 @@ def test_a_stale_snapshot_is_rolled_forward_from_the_log() -> None:
     world.clock.now += SNAPSHOT_EVERY_S
     world.handle([world.inputs.add(0, turn("conv-a", 5))])
     snap = world.heads.snapshots[0]
-    assert (snap.last_input, snap.out_offset, snap.heads["conv-a"].sequence) == (4, 4, 5)
+    assert (snap.last_input, snap.out_offset, snap.heads["acme/conv-a"].sequence) == (4, 4, 5)
 
 
 def test_a_snapshot_ahead_of_the_log_is_waited_for_never_taken_for_a_short_log() -> None:
@@ -186,3 +188,29 @@ def test_a_partition_revoked_mid_batch_keeps_no_state_and_its_next_owner_continu
     asyncio.run(other.handle([batch[1], world.inputs.add(2, turn("conv-c", 2))]))
     assert world.decided(2) == [turn("conv-c", n).event_id for n in (1, 2)]
     assert _chained(world.output.decisions(2))
+
+
+def _tenant_turn(tenant: str, n: int) -> Event:
+    """A turn of ``tenant`` in conversation ``c-2`` (event ids differ per tenant)."""
+    t = turn("c-2", n, tenant=tenant)
+    return dataclasses.replace(t, event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/c-2/{n}")))
+
+
+def _sequences(world: World) -> dict[str, list[int | None]]:
+    found: dict[str, list[int | None]] = {}
+    for d in world.output.decisions(0):
+        found.setdefault(d.tenant, []).append(d.sequence)
+    return found
+
+
+def test_two_tenants_sharing_a_conversation_id_get_one_chain_each_also_after_recovery() -> None:
+    world = World()
+    world.handle([world.inputs.add(0, _tenant_turn(t, n)) for n in (1, 2) for t in ("acme", "globex")])
+    assert _sequences(world) == {"acme": [1, 2], "globex": [1, 2]}
+    world.heads.snapshots.clear()  # a new owner with no snapshot: the heads come from the log
+    world.agent = world.new_agent()
+    world.handle([world.inputs.add(0, _tenant_turn(t, 3)) for t in ("globex", "acme")])
+    assert _sequences(world) == {"acme": [1, 2, 3], "globex": [1, 2, 3]}
+    for tenant in ("acme", "globex"):
+        chain = [d for d in world.output.decisions(0) if d.tenant == tenant]
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))

@@ -181,7 +181,7 @@ def test_audit_findings_are_kept_for_their_own_tenant_only() -> None:
             Finding("decision.altered", "p.policy.decisions", 0, 5, "c2", "theirs"),
             Finding("projection.diff", "redis", None, None, keys.conversation("acme", "c1"), "ours"),
             Finding("projection.diff", "redis", None, None, keys.tenant("globex"), "theirs"),
-            Finding("projection.diff", "redis", None, None, keys.decision_chain("c9"), "unknown"),
+            Finding("projection.diff", "redis", None, None, keys.decision_chain("t1", "c9"), "unknown"),
             Finding("projection.incomplete", keys.namespace, None, None, keys.sentinel(), "global"),
         ]
     )

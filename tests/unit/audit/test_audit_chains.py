@@ -32,7 +32,7 @@ def test_content_changed_without_rehashing_is_altered_at_its_offset(hand_log, wi
     hand_log.replace_decision(1, with_payload(hand_log.decisions[1].event, outcome="deny"))
     found = feed_all(ChainCheck(), hand_log.decisions)
     assert [(f.kind, f.topic, f.partition, f.offset, f.key) for f in found] == [
-        ("chain.altered", "policy.decisions", 0, 1, "c-1")
+        ("chain.altered", "policy.decisions", 0, 1, "acme/c-1")
     ]
 
 

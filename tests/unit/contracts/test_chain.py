@@ -184,7 +184,7 @@ def test_a_long_interleaved_history_of_many_keys_verifies_clean() -> None:
     verifier = ChainVerifier()
     assert [b for b in map(verifier.feed, stream) if b is not None] == []
     assert verifier.finish() == []
-    assert verifier.heads() == {key: head_of(chains[key][-1]) for key in keys}
+    assert verifier.heads() == {key: head_of(chains[key][-1], key) for key in keys}
 
 
 def test_a_verifier_resumes_from_the_heads_of_a_previous_run() -> None:

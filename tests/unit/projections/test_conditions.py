@@ -11,7 +11,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledgerflow.contracts.chain import ZERO_HASH, ChainHead, link
+from ledgerflow.contracts.chain import ZERO_HASH, ChainHead, decision_chain_key, link
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import ConversationStarted, MessageSubmitted, PolicyDecision
 from ledgerflow.projections.conversations import identity_of, project
@@ -64,7 +64,7 @@ def decision(i: int, head: ChainHead | None, conv: str = "c1") -> Event:
 
 def head(event: Event) -> ChainHead:
     assert event.sequence is not None and event.hash is not None
-    return ChainHead(event.subject, event.sequence, event.hash)
+    return ChainHead(decision_chain_key(event.tenant, event.subject), event.sequence, event.hash)
 
 
 def groups(*placed: tuple[Event, Position]) -> list[FencedOps]:
@@ -130,7 +130,7 @@ def test_a_chain_that_links_is_projected() -> None:
 
 def test_a_decision_that_does_not_link_never_reaches_the_read_model() -> None:
     d1 = decision(1, None)
-    forged = decision(2, ChainHead("c1", 1, "f" * 64))  # a valid hash of its own, the wrong prev_hash
+    forged = decision(2, ChainHead("acme/c1", 1, "f" * 64))  # a valid hash of its own, the wrong prev_hash
     space = MemorySpace()
     result = space.apply(groups((d1, Position(DECISIONS, 0, 0)), (forged, Position(DECISIONS, 0, 1))))
     cursor = f"{DECISIONS}:0"
@@ -159,7 +159,7 @@ def test_a_re_hashed_copy_for_another_input_does_not_link() -> None:
 
 
 def test_a_chain_that_does_not_start_at_genesis_is_refused() -> None:
-    late = decision(2, ChainHead("c1", 1, "e" * 64))
+    late = decision(2, ChainHead("acme/c1", 1, "e" * 64))
     result = MemorySpace().apply(groups((late, Position(DECISIONS, 0, 0))))
     assert {r.reason for r in result.refused} == {"bad-genesis"}
     assert decision(1, None).prev_hash == ZERO_HASH
