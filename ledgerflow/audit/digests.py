@@ -68,10 +68,16 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
+REPLAY_TOKEN_PREFIX = "replaying:"
+"""A replay's guard token (``Keys.replay_guard``): expires by itself; a worker killed mid-replay
+leaves one behind, which is not read-model state."""
+
+
 def is_bookkeeping(relative_key: str) -> bool:
     return (
         relative_key.endswith(FENCE_SUFFIX)
         or relative_key.startswith(CHECKPOINT_PREFIX)
+        or relative_key.startswith(REPLAY_TOKEN_PREFIX)
         or relative_key == SENTINEL
     )
 

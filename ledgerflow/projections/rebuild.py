@@ -19,6 +19,8 @@ persistence):
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +40,8 @@ from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.verify import integrity_problem
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost
+
+log = logging.getLogger(__name__)
 
 PROJECTION = "read-models"
 TOKEN_TTL_S = 24 * 3600  # a replay token a crashed replay left behind expires
@@ -163,7 +167,7 @@ async def replay(
             if progress is not None:
                 progress(stats.records, total)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     stats.seconds = time.perf_counter() - began
     return stats
 
@@ -181,3 +185,16 @@ async def restore(settings: Settings, redis: aioredis.Redis, keys: Keys) -> Repl
             continue
         if await redis.eval(_FINISH, 2, token, keys.sentinel(), str(time.time())):  # Step 3.
             return stats
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``; a ``CancelledError`` that aiokafka raises from its own cancelled
+    internal task during ``stop()`` (not a cancellation of ours) is not allowed to crash the
+    caller (it crashed the projector's agent once under load)."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # we are being cancelled: let it through
+        log.warning("replay: the Kafka consumer raised CancelledError while stopping; ignored")

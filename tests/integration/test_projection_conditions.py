@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledgerflow.config import Settings
-from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.chain import ChainHead, decision_chain_key
 from ledgerflow.contracts.events import Event
 from ledgerflow.projections.conversations import project
 from ledgerflow.projections.keys import Keys
@@ -36,7 +36,12 @@ def _log(kinds: list[int]) -> list[tuple[Event, Position]]:
             last = head(d)
             placed.append((d, Position(DECISIONS, 0, i)))
         else:
-            placed.append((decision(i, ChainHead("c1", 1, "b" * 64)), Position(DECISIONS, 0, i)))  # forged
+            placed.append(
+                (
+                    decision(i, ChainHead(decision_chain_key("acme", "c1"), 1, "b" * 64)),
+                    Position(DECISIONS, 0, i),
+                )
+            )  # forged
     return placed
 
 

@@ -17,7 +17,7 @@ from ledgerflow.audit.projections import audit_projections
 from ledgerflow.audit.report import Report
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.contracts.chain import ChainHead, link
+from ledgerflow.contracts.chain import ChainHead, decision_chain_key, link
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.dlq import read_dead_letters
@@ -108,7 +108,7 @@ def test_forged_decisions_are_quarantined_and_duplicate_turns_counted_once(
     # (b) a well-hashed decision that does not link to the last one (wrong prev_hash).
     forged = _relinked(
         last,
-        ChainHead(last.subject, last.sequence, "f" * 64),
+        ChainHead(decision_chain_key(last.tenant, last.subject), last.sequence, "f" * 64),
         outcome="deny",
         input_event_id=str(uuid.uuid4()),
     )
