@@ -1,6 +1,6 @@
 """The one faust App of a worker process, configured for at-least-once processing.
 
-Choices (see docs/architecture.md and PITFALLS.md):
+Choices (see docs/architecture.md, "faust-streaming behaviours the agents work around"):
 - ``processing_guarantee="at_least_once"``: effects are made idempotent by offset fences
   (projections) and by deterministic ids (decisions), not by Kafka transactions.
 - short session timeouts so a killed worker's partitions move on within seconds;

@@ -96,7 +96,7 @@ class Event:
         return dataclasses.replace(self, sequence=sequence, prev_hash=prev_hash, hash=hash)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON shape of DESIGN.md: envelope at the top level, ``payload`` nested.
+        """The JSON shape (docs/contracts.md): envelope at the top level, ``payload`` nested.
 
         The payload has the fields of ``schema_version`` (what was written), so the JSON
         of an old record — and any hash over it — does not change when schemas evolve.
