@@ -21,6 +21,7 @@ beyond ``MAX_ROUTE_LABELS`` distinct ones; a request that matched no route is
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Mapping
 
 from prometheus_client import (
@@ -33,9 +34,13 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 import ledgerflow
+
+# No ``*_created`` series: Prometheus would store each as one more gauge per counter and histogram.
+disable_created_metrics()
 
 WORKER_METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
 DEFAULT_WORKER_METRICS = "127.0.0.1:8701"
@@ -153,6 +158,18 @@ RECORDS_PROCESSED = Counter(
 DEAD_LETTERS = Counter(
     "ledgerflow_dead_letters_total", "Records sent to a dead-letter topic", ["agent", "topic", "reason"]
 )
+_REASON_CODE = re.compile(r"[a-z][a-z0-9-]{0,47}")
+
+
+def reason_label(code: str) -> str:
+    """A dead letter's ``reason_code`` as a label: a short kebab-case code, else ``other``.
+
+    Codes are the prefix of a reason up to its first colon; a reason without one (free
+    text) must not become a label of its own.
+    """
+    return code if _REASON_CODE.fullmatch(code) else OTHER
+
+
 PROJECTION_OPS = Counter(
     "ledgerflow_projection_groups_total", "Fenced op groups sent to Redis", ["projection", "result"]
 )
