@@ -40,7 +40,7 @@ from prometheus_client import (
 import ledgerflow
 
 # No ``*_created`` series: Prometheus would store each as one more gauge per counter and histogram.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 WORKER_METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
 DEFAULT_WORKER_METRICS = "127.0.0.1:8701"
