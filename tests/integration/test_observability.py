@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -260,3 +262,23 @@ def test_json_logs_have_one_object_per_line(live: Live, scraped: tuple[str, str]
     assert any(str(line["logger"]).startswith("uvicorn") for line in edge), edge
     worker = _json_lines(live.worker_proc.log)
     assert any(str(line["logger"]).startswith("ledgerflow.agents") for line in worker), worker[:5]
+
+
+@pytest.mark.parametrize("command", ["worker", "serve", "demo"])
+def test_an_unknown_log_format_stops_the_command_with_one_line(stack: Settings, command: str) -> None:
+    env = {**os.environ, "LEDGERFLOW_LOG_FORMAT": "yaml", "LEDGERFLOW_STATE_DIR": str(stack.state_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ledgerflow.cli", command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "ledgerflow: LEDGERFLOW_LOG_FORMAT='yaml' is not a log format; use 'text' or 'json'"
+    ]
+    flag = subprocess.run(
+        [sys.executable, "-m", "ledgerflow.cli", command, "--log-format", "yaml"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert flag.returncode == 2 and "invalid choice: 'yaml'" in flag.stderr
