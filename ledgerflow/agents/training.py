@@ -42,10 +42,10 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
-from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
-from ledgerflow.logs import read_range
+from ledgerflow.kafka.logs import read_range
 from ledgerflow.metrics import TRAINING_DUPLICATES, TRAINING_OUTCOMES, TRAINING_STATE
+from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 from ledgerflow.training import TrainingEvent, TrainingState, decide, evolve, expire_due, initial_state
 from ledgerflow.training.wire import command_of, event_of, record_of

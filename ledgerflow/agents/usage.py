@@ -45,10 +45,10 @@ from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
-from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError, InfrastructureError
-from ledgerflow.logs import read_range, read_topic
+from ledgerflow.kafka.logs import read_range, read_topic
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
+from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
 from ledgerflow.usage.settings import window_config_from
 from ledgerflow.usage.windows import UsageState, WindowConfig, add, advance
