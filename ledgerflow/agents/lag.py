@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from ledgerflow.config import Settings
 from ledgerflow.consumer_lag import Lag, lag_rows
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka_admin import group_offsets
+from ledgerflow.kafka.admin import group_offsets
 from ledgerflow.metrics import WORKER_REGISTRY
 
 LAG_INTERVAL_S = 10.0
