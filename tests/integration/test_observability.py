@@ -230,8 +230,9 @@ def test_the_docs_list_exactly_the_exported_families(scraped: tuple[str, str]) -
     }
     exported = {n: where for n, where in exported.items() if n.startswith("ledgerflow_")}
     rows = re.findall(r"^\| `(ledgerflow_[a-z0-9_]+)` \| (\w+) \| (\w+) \|", DOC.read_text(), re.M)
+    assert len({name for name, _, _ in rows}) == len(rows), "a family is listed twice"
+    rows = [row for row in rows if row[0] in exported or row[0] not in AWAITED]
     documented = {name: where for name, _, where in rows}
-    assert len(documented) == len(rows), "a family is listed twice"
     assert documented == exported
     kinds = families(scraped[0]) | families(scraped[1])
     assert {name: kind for name, kind, _ in rows} == {n: kinds[n] for n in exported}
