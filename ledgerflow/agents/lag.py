@@ -12,18 +12,16 @@ A refresh that fails keeps the last rows and counts
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
 import faust
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ledgerflow.config import Settings
 from ledgerflow.consumer_lag import Lag, lag_rows
-from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import group_offsets
 from ledgerflow.metrics import WORKER_REGISTRY
 
@@ -67,25 +65,32 @@ CONSUMER_LAG = ConsumerLag()
 WORKER_REGISTRY.register(CONSUMER_LAG)
 
 
+async def refresh_once(collector: ConsumerLag, read: Callable[[], Awaitable[list[Lag]]]) -> None:
+    """Replace ``collector``'s rows with what ``read`` returns; on failure keep them and count it."""
+    try:
+        collector.rows = await read()
+    except Exception as exc:  # a metric must never stop the worker (faust crashes on a timer's error)
+        REFRESH_ERRORS.inc()
+        log.warning("consumer lag not refreshed (%r); the last figures stay exported", exc)
+
+
 def register(app: faust.App, settings: Settings) -> None:
     """Refresh ``CONSUMER_LAG`` every ``LAG_INTERVAL_S`` from the group's committed offsets."""
-    group = app.conf.id
 
     async def refresh() -> None:
-        mine = {TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-        if not mine:
-            CONSUMER_LAG.rows = ()
-            return
-        try:
-            committed = await group_offsets(settings, group)
-            ends = await app.consumer.highwaters(*mine)
-        except (KafkaError, InfrastructureError, OSError) as exc:
-            REFRESH_ERRORS.inc()
-            log.warning("consumer lag not refreshed (%s); the last figures stay exported", exc)
-            return
-        owned = {tp: offset for tp, offset in committed.items() if tp in mine}
-        CONSUMER_LAG.rows = lag_rows(
-            group, owned, {TopicPartition(t.topic, t.partition): e for t, e in ends.items()}
-        )
+        await refresh_once(CONSUMER_LAG, lambda: owned_lag(app, settings))
 
     app.timer(interval=LAG_INTERVAL_S, name="consumer-lag")(refresh)
+
+
+async def owned_lag(app: faust.App, settings: Settings) -> list[Lag]:
+    """Lag rows of the partitions assigned to this worker (none before the first assignment)."""
+    mine = {TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+    if not mine:
+        return []
+    committed = await group_offsets(settings, app.conf.id)
+    ends = await app.consumer.highwaters(*mine)
+    owned = {tp: offset for tp, offset in committed.items() if tp in mine}
+    return lag_rows(
+        app.conf.id, owned, {TopicPartition(t.topic, t.partition): end for t, end in ends.items()}
+    )

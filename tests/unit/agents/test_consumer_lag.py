@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ledgerflow.agents.lag import ConsumerLag
-from ledgerflow.consumer_lag import lag_rows
+from ledgerflow.agents.lag import ConsumerLag, refresh_once
+from ledgerflow.consumer_lag import Lag, lag_rows
+from ledgerflow.metrics import WORKER_REGISTRY
+
+
+def _errors() -> float:
+    return WORKER_REGISTRY.get_sample_value("ledgerflow_consumer_lag_refresh_errors_total") or 0.0
 
 
 def _exposed(collector: ConsumerLag) -> list[str]:
@@ -44,3 +53,33 @@ def test_an_uncommitted_or_unknown_partition_has_no_row() -> None:
     a, b = TopicPartition("t", 0), TopicPartition("t", 1)
     assert [(r.partition, r.lag) for r in lag_rows("g", {a: 4}, {a: 9, b: 9})] == [(0, 5)]
     assert lag_rows("g", {b: 4}, {a: 9}) == []
+
+
+def test_a_failed_refresh_keeps_the_last_rows_and_is_counted() -> None:
+    collector = ConsumerLag()
+    first = lag_rows("g", {TopicPartition("t", 0): 1}, {TopicPartition("t", 0): 4})
+    before = _errors()
+
+    async def fine() -> list[Lag]:
+        return first
+
+    async def broker_gone() -> list[Lag]:
+        raise KafkaConnectionError("Unable to bootstrap")
+
+    async def bug() -> list[Lag]:
+        raise KeyError("not a Kafka error either")
+
+    asyncio.run(refresh_once(collector, fine))
+    asyncio.run(refresh_once(collector, broker_gone))
+    asyncio.run(refresh_once(collector, bug))
+    assert collector.rows == first
+    assert _errors() == before + 2
+    assert _exposed(collector) == ['ledgerflow_consumer_lag_records{group="g",partition="0",topic="t"} 3.0']
+
+
+def test_a_cancelled_refresh_is_not_swallowed() -> None:
+    async def cancelled() -> list[Lag]:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(refresh_once(ConsumerLag(), cancelled))
