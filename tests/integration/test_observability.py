@@ -33,8 +33,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import ledgerflow
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics, partition_counts
+from ledgerflow.netutil import free_port, wait_http_ready
 from tests.integration.edgekit import bearer, turn
-from tests.support.processes import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, start
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "observability"
