@@ -46,7 +46,9 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, ensure_ascii=False)
+        # ASCII only: a lone surrogate (bytes decoded with surrogateescape) cannot break the
+        # stream's encoder, and control characters such as ESC stay escaped.
+        return json.dumps(line)
 
 
 def log_format(env: Mapping[str, str] | None = None) -> str:

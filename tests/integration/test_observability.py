@@ -199,6 +199,8 @@ def test_every_metric_the_dashboard_queries_is_exposed(scraped: tuple[str, str])
     dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     assert len(exprs) >= 20
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique for Grafana"
     queried = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
     missing = queried - queryable(scraped[0]) - queryable(scraped[1]) - AWAITED
     assert not missing, f"the dashboard queries metrics no process exports: {sorted(missing)}"

@@ -116,3 +116,12 @@ def test_the_worker_gets_a_dict_config_only_for_json() -> None:
     finally:
         logging.root.handlers[:] = handlers
         logging.root.setLevel(level)
+
+
+def test_hostile_text_stays_one_ascii_line_that_decodes_back() -> None:
+    message = "user said \x1b[31mred\x1b[0m, caf\u00e9, bytes \udcff, nul \x00, line\u2028sep"
+    line = JsonFormatter().format(_record("%s", (message,), tenant="t\nx"))
+    assert line.isascii() and len(line.splitlines()) == 1 and "\x1b" not in line
+    line.encode("ascii")  # whatever the stream's encoding, nothing to fail on
+    got = json.loads(line)
+    assert got["message"] == message and got["tenant"] == "t\nx"
