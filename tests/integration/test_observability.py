@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import ledgerflow
 from ledgerflow.config import Settings
+from ledgerflow.demo import child_env
 from ledgerflow.kafka.admin import ensure_topics, partition_counts
 from ledgerflow.netutil import free_port, wait_http_ready
 from tests.integration.edgekit import bearer, turn
@@ -286,3 +287,28 @@ def test_an_unknown_log_format_stops_the_command_with_one_line(stack: Settings, 
         timeout=60,
     )
     assert flag.returncode == 2 and "invalid choice: 'yaml'" in flag.stderr
+
+
+def test_the_demo_names_both_metrics_endpoints_and_its_children_log_json(
+    stack: Settings, tmp_path: Path
+) -> None:
+    http, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    settings = stack.with_overrides(
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.", http=http, state_dir=tmp_path / "state"
+    )
+    env = child_env(settings) | {"LEDGERFLOW_WORKER_METRICS": metrics, "PYTHONUNBUFFERED": "1"}
+    env.pop("LEDGERFLOW_LOG_FORMAT", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "ledgerflow.cli", "demo", "--duration", "3", "--log-format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"metrics http://{http}/metrics" in done.stdout
+    assert f"worker:    metrics http://{metrics}/metrics" in done.stdout
+    logs = settings.state_dir / "logs"
+    worker = _json_lines(logs / "worker.log")
+    assert any(str(line["logger"]).startswith("ledgerflow.agents") for line in worker)
+    _json_lines(logs / "edge.log")
