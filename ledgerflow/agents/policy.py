@@ -46,7 +46,9 @@ from typing import Any
 
 import faust
 
-from ledgerflow.agents.app import handle_until_done, raw_topic, run_batches
+from ledgerflow.agents.app import handle_until_done
+from ledgerflow.agents.batching import Route
+from ledgerflow.agents.batchloop import BatchLoop, as_tps, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing, Written
 from ledgerflow.agents.ownership import Ownership
@@ -76,8 +78,6 @@ from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULE
 log = logging.getLogger(__name__)
 
 NAME = "policy"
-BATCH = 500
-WITHIN_S = 0.02
 SNAPSHOT_EVERY_S = 1.0
 CATCH_UP_S = 2.0
 
@@ -396,32 +396,32 @@ class PolicyAgent:
         return PartitionState()
 
 
-def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
+def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
+    """The policy agent on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
     agent_state = PolicyAgent(settings, Ports.connect(app, settings, owns_dlq))
 
     ownership = Ownership(agent_state.input_topic)
-    ownership.connect(app, agent_state.revoke)
 
-    @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
-    async def policy(stream: faust.StreamT[Any]) -> None:
-        async def owned(messages: list[Any]) -> None:
-            await handle_until_done(
-                messages,
-                name=NAME,
-                lock=ownership.lock,
-                owned=ownership.owned,
-                handle=agent_state.handle,
-                forget=agent_state.revoke,
-            )
+    async def owned(messages: list[Any]) -> None:
+        await handle_until_done(
+            messages,
+            name=NAME,
+            lock=ownership.lock,
+            owned=ownership.owned,
+            handle=agent_state.handle,
+            forget=agent_state.revoke,
+        )
 
-        await run_batches(stream, BATCH, WITHIN_S, owned)
+    loop.add(Route(NAME, frozenset({agent_state.input_topic}), owned))
+    loop.on_revoked.append(lambda tps: ownership.on_revoked(as_tps(tps), agent_state.revoke))
+    loop.on_assigned.append(lambda tps: ownership.on_assigned(as_tps(tps), agent_state.revoke))
 
     @app.timer(interval=CATCH_UP_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def catch_up() -> None:
         if not ownership.assigned - agent_state.recovered:
             return
         try:
-            committed = await committed_offsets(settings, app.conf.id, agent_state.input_topic)
+            committed = await committed_offsets(settings, loop_group(settings), agent_state.input_topic)
             async with ownership.lock:
                 await agent_state.catch_up(committed, ownership.assigned)
         except Exception as exc:  # the next tick retries; state is recovered from the log

@@ -32,7 +32,8 @@ import faust
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
-from ledgerflow.agents.app import raw_topic, run_batches
+from ledgerflow.agents.batching import Route
+from ledgerflow.agents.batchloop import BatchLoop, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
@@ -54,9 +55,7 @@ from ledgerflow.redisvalues import int_map
 log = logging.getLogger(__name__)
 
 NAME = "read-models"
-BATCH = 500
 CATCH_UP_S = 2.0
-WITHIN_S = 0.05
 
 
 T = TypeVar("T")
@@ -296,17 +295,16 @@ class Projector:
         await self._sink.send_all(refused)
 
 
-def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
+def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
+    """The projector on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
     projector = Projector(app, settings, owns_dlq=owns_dlq)
+    loop.add(Route(NAME, frozenset(projector.topics), projector.handle))
 
-    @app.agent(raw_topic(app, *projector.topics), name=f"{NAME}", concurrency=1)
-    async def read_models(stream: faust.StreamT[Any]) -> None:
-        await run_batches(stream, BATCH, WITHIN_S, projector.handle)
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types receivers as taking `signal=`
-    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    async def on_assigned(assigned: set[tuple[str, int]]) -> None:
         projector.forget_positions()
-        projector.assigned = {(tp.topic, tp.partition) for tp in assigned if tp.topic in projector.topics}
+        projector.assigned = {(t, p) for t, p in assigned if t in projector.topics}
+
+    loop.on_assigned.append(on_assigned)
 
     @app.timer(interval=CATCH_UP_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def catch_up() -> None:
@@ -316,7 +314,7 @@ def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Pr
         committed: dict[tuple[str, int], int] = {}
         try:
             for topic in {t for t, _ in projector.assigned}:
-                offsets = await committed_offsets(settings, app.conf.id, topic)
+                offsets = await committed_offsets(settings, loop_group(settings), topic)
                 committed.update({(topic, p): o for p, o in offsets.items()})
         except Exception as exc:  # Kafka unavailable: the next tick tries again
             log.warning(
