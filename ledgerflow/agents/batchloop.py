@@ -31,8 +31,10 @@ from typing import Any, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from ledgerflow.agents.batching import Partition, Route, advance, next_offsets, split, without
+from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class BatchLoop:
         self._committed_at = clock()
         self.on_revoked: list[Hook] = []
         self.on_assigned: list[Hook] = []
+        self.shared = SharedDecodes()  # what the routes decode once for each other
 
     def add(self, route: Route) -> None:
         """Register an agent before the loop starts."""
@@ -97,9 +100,12 @@ class BatchLoop:
         count = sum(len(records) for records in fetched.values())
         if count:
             async with self._busy:
-                async with asyncio.TaskGroup() as group:  # a route that fails cancels the others
-                    for route, records in split(fetched, self._routes):
-                        group.create_task(route.handle(records))
+                try:
+                    async with asyncio.TaskGroup() as group:  # a route that fails cancels the others
+                        for route, records in split(fetched, self._routes):
+                            group.create_task(route.handle(records))
+                finally:
+                    self.shared.batch_done()
                 advance(self._pending, next_offsets(fetched))  # Step 3: only once handled.
         if self._clock() - self._committed_at >= self._commit_every_s:
             await self.commit()
@@ -123,6 +129,7 @@ class BatchLoop:
         async with self._busy:  # the batch in flight finishes first
             for hook in self.on_revoked:
                 await hook(partitions)
+            self.shared.forget(partitions)
         await self.commit(only=partitions)
         self._pending = without(self._pending, partitions)
 
@@ -161,6 +168,9 @@ class KafkaSource:
             heartbeat_interval_ms=2_000,
             rebalance_timeout_ms=10_000,
             max_poll_records=MAX_RECORDS,
+            # Per topic, members get the same partition numbers: input p and output p of the policy
+            # agent land on one member, so its projector reads back what its policy agent wrote.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             fetch_max_wait_ms=FETCH_WAIT_MS,
         )
         await consumer.start()
