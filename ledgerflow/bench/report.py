@@ -184,19 +184,22 @@ def _profile_lines(profiles: dict[str, Any]) -> list[str]:
         "",
         (
             "Where the busy time goes (py-spy, 200 Hz, a separate saturation trial per process; share of "
-            "non-idle samples by the innermost component on the stack):"
+            "non-idle samples by the innermost component on the stack, and that share of the process's "
+            "CPU µs per event in the same trial where it was metered):"
         ),
         "",
         "| component | " + " | ".join(f"{k} ({_num(profiles[k].get('rate'))} /s)" for k in kinds) + " |",
         "|---|" + "---:|" * len(kinds),
     ]
     for b in buckets:
-        lines.append(
-            f"| {b} | "
-            + " | ".join(f"{profiles[k].get('buckets', {}).get(b, 0) * 100:.1f} %" for k in kinds)
-            + " |"
-        )
+        lines.append(f"| {b} | " + " | ".join(_share(profiles[k], b) for k in kinds) + " |")
     return lines
+
+
+def _share(profile: dict[str, Any], bucket: str) -> str:
+    share = profile.get("buckets", {}).get(bucket, 0)
+    us = profile.get("cpu_us_per_event")
+    return f"{share * 100:.1f} %" + (f" ({share * us:.0f} µs)" if us else "")
 
 
 def refresh_docs(block: str, path: Path = DOCS) -> Path:
