@@ -21,7 +21,7 @@ from typing import Any
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 
-WRITTEN_LIMIT = 20_000
+WRITTEN_LIMIT = 5_000  # a few batches: the projector reads its own decisions back within one or two
 
 Position = tuple[str, int, int]  # topic, partition, offset
 
