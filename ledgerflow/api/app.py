@@ -30,6 +30,7 @@ from ledgerflow.api import (
     policy,
     rulepack_catalog,
     rulepack_validation,
+    schema_registry,
     step,
     streams,
     training,
@@ -80,6 +81,26 @@ def routes() -> list[BaseRoute]:
         Route("/v1/usage", usage.usage),
         Route("/v1/forecast", forecast.forecast),
         Route("/v1/audit", audit_run.audit, methods=["POST"]),
+        *registry_routes(),
+    ]
+
+
+def registry_routes() -> list[BaseRoute]:
+    """The read-only Schema Registry API (``api/schema_registry.py``)."""
+    r, at = schema_registry, schema_registry.MOUNT
+    return [
+        Route(f"{at}/subjects", r.list_subjects),
+        Route(f"{at}/subjects/{{subject}}", r.lookup_schema, methods=["POST"]),
+        Route(f"{at}/subjects/{{subject}}/versions", r.list_versions),
+        Route(f"{at}/subjects/{{subject}}/versions/{{version}}", r.get_version),
+        Route(f"{at}/subjects/{{subject}}/versions/{{version}}/schema", r.get_version_schema),
+        Route(f"{at}/schemas/ids/{{schema_id}}", r.get_schema),
+        Route(f"{at}/schemas/ids/{{schema_id}}/subjects", r.get_schema_subjects),
+        Route(f"{at}/schemas/ids/{{schema_id}}/versions", r.get_schema_versions),
+        Route(f"{at}/schemas/types", r.schema_types),
+        Route(f"{at}/config", r.get_config),
+        Route(f"{at}/config/{{subject}}", r.get_subject_config),
+        Route(f"{at}/mode", r.get_mode),
     ]
 
 
@@ -151,7 +172,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                 backend=JwtBackend(
                     verifier,
                     public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS,
-                    public_prefixes=(console.MOUNT + "/",),
+                    public_prefixes=(console.MOUNT + "/", schema_registry.MOUNT + "/"),
                 ),
                 on_error=on_error,
             ),
