@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.api import (
+    api_docs,
     audit_run,
     console,
     conversation_list,
@@ -62,6 +63,7 @@ def routes() -> list[BaseRoute]:
         Route("/readyz", health.readyz),
         Route("/metrics", health.metrics),
         Route("/openapi.json", openapi.openapi_json),
+        Route(api_docs.PATH, api_docs.api_docs),
         Route("/v1/events", events.ingest, methods=["POST"]),
         Route("/v1/overview", overview.overview),
         Route("/v1/conversations", conversation_list.list_conversations),
@@ -171,7 +173,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                 AuthenticationMiddleware,
                 backend=JwtBackend(
                     verifier,
-                    public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS,
+                    public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS | api_docs.PUBLIC_PATHS,
                     public_prefixes=(console.MOUNT + "/", schema_registry.MOUNT + "/"),
                 ),
                 on_error=on_error,
