@@ -75,6 +75,8 @@ class Subscriber:
         self._client = http_client or httpx.AsyncClient()
         self._retry_s = 2.0
         self._connected_at = 0.0
+        self.open = asyncio.Event()
+        """Set while a stream is open (from its opening checkpoint on): what is published then arrives."""
 
     async def __aenter__(self) -> Subscriber:
         return self
@@ -136,21 +138,27 @@ class Subscriber:
         control frames as ``Notice``."""
         self.connections += 1
         self._connected_at = time.monotonic()
-        async for frame in follow(self._client, self.url, token, self.last_event_id, checkpoints=True):
-            if frame.retry is not None:
-                self._retry_s = frame.retry / 1000
-            if frame.id is not None:
-                if frame.data:
-                    received = Received(frame.id, decode_frame(frame))
-                    self.last_event_id = frame.id
-                    yield received
-                else:
-                    self.last_event_id = frame.id
-                continue
-            if frame.event == "heartbeat":
-                continue
-            data = json.loads(frame.data) if frame.data else {}
-            yield Notice(frame.event, data if isinstance(data, dict) else {"data": data})
+        try:
+            async for frame in follow(self._client, self.url, token, self.last_event_id, checkpoints=True):
+                item = self._handle(frame)
+                if item is not None:
+                    yield item
+        finally:
+            self.open.clear()
+
+    def _handle(self, frame: SseEvent) -> Received | Notice | None:
+        if frame.retry is not None:
+            self._retry_s = frame.retry / 1000
+        if frame.id is not None:
+            received = Received(frame.id, decode_frame(frame)) if frame.data else None
+            self.last_event_id = frame.id
+            if received is None:
+                self.open.set()  # a checkpoint: the stream is registered at the edge
+            return received
+        if frame.event == "heartbeat":
+            return None
+        data = json.loads(frame.data) if frame.data else {}
+        return Notice(frame.event, data if isinstance(data, dict) else {"data": data})
 
     async def _switch_token(self, token: str) -> bool:
         """On ``reauth``: reconnect now if the callback has another token, else keep the stream

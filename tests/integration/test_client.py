@@ -150,12 +150,11 @@ def test_subscriber_gets_typed_events_and_resumes_across_an_edge_restart_with_no
         ):
             stream = sub.events()
             nonlocal edge
-            # The stream starts live: wait until it carries the conversation's first event.
             reader = asyncio.create_task(collect(stream, got, 1))
-            while not reader.done():
-                await producer.publish(ConversationStarted("bo", "slm-1"), subject=conv)
-                await asyncio.wait([reader], timeout=1)
-            got.clear()
+            await asyncio.wait_for(sub.open.wait(), 10)  # the stream starts live: publish once it is open
+            await producer.publish(ConversationStarted("bo", "slm-1"), subject=conv)
+            await asyncio.wait_for(reader, 30)
+            assert isinstance(got.pop().event.payload, ConversationStarted)
             for n in range(3):
                 await producer.publish(turn(n), subject=conv)
             await asyncio.wait_for(until_decided(stream, got, 3), 30)
@@ -207,6 +206,7 @@ def test_subscriber_switches_to_a_fresh_token_on_reauth_and_after_a_401(
         ):
             stream = sub.events()
             reader = asyncio.create_task(collect(stream, got, 16))
+            await asyncio.wait_for(sub.open.wait(), 10)  # the stream starts live: publish once it is open
             for n in range(16):  # 8 s: two token lifetimes
                 await producer.publish(turn(n), subject=f"c{n % 3}")
                 await asyncio.sleep(0.5)
