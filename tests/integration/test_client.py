@@ -30,7 +30,7 @@ from ledgerflow.contracts.payloads import (
     MessageSubmitted,
     PolicyDecision,
 )
-from ledgerflow.errors import AuthError, ValidationError
+from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.logs import read_all
 from ledgerflow.testing import Process, free_port, start, wait_http_ready
 
@@ -282,3 +282,10 @@ def test_step_with_an_idempotency_key_publishes_once_and_answers_the_same_decisi
     assert sorted(e.event_id for e in turns) == sorted(
         [first.event_id, other.event_id]
     )  # the retry published nothing
+
+
+def test_an_edge_that_does_not_answer_is_an_infrastructure_error_after_bounded_retries() -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    refused = pytest.raises(InfrastructureError, match=f"the edge at {down} did not answer")
+    with Producer(down, token="a.eyJ0ZW5hbnQiOiJhY21lIn0.c") as producer, refused:
+        producer.publish(turn(1), subject="c1")
