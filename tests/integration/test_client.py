@@ -31,8 +31,8 @@ from ledgerflow.contracts.payloads import (
     PolicyDecision,
 )
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
+from ledgerflow.kafka.logs import read_all
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 Tokens = Callable[..., str]
 

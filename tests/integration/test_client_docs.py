@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ledgerflow.config import Settings
-from ledgerflow.sourcecheck import code_blocks
-from ledgerflow.testing import Process
+from tests.support.processes import Process
+from tests.support.sourcecheck import code_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "client.md"

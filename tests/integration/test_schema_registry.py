@@ -28,8 +28,8 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import ConversationStarted, MessageSubmitted
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.schema_ids import schema_id
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process
+from ledgerflow.kafka.logs import read_all
+from tests.support.processes import Process
 
 SUBJECT = "io.ledgerflow.MessageSubmitted"
 
