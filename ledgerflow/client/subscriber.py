@@ -119,9 +119,9 @@ class Subscriber:
                     auth_failures += 1
                     if auth_failures > MAX_AUTH_FAILURES or isinstance(self.token, str):
                         raise AuthError(
-                            f"the edge refused the stream's token {auth_failures} times in a row "
-                            f"({error_for(resp, 'following the stream')}); the token callback must "
-                            "return a fresh, valid token"
+                            f"the edge refused the stream's token ({auth_failures} in a row; "
+                            f"{error_for(resp, 'following the stream')}): pass a valid token, or a "
+                            "callback that returns a fresh one"
                         ) from None
                     continue
                 if resp.status_code not in RETRY_STATUSES:

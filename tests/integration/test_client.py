@@ -20,6 +20,7 @@ from ledgerflow.client import (
     Received,
     StepResult,
     Subscriber,
+    TokenSource,
 )
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -246,14 +247,17 @@ def test_subscriber_gives_up_when_the_callback_keeps_giving_refused_tokens(edge:
         calls.append(1)
         return "bad.eyJ0ZW5hbnQiOiJ4In0.sig"
 
-    async def go() -> None:
-        async with Subscriber(edge, token) as sub:
+    async def go(source: TokenSource) -> None:
+        async with Subscriber(edge, source) as sub:
             async for _ in sub:
                 pass
 
-    with pytest.raises(AuthError, match="refused the stream's token 3 times"):
-        asyncio.run(asyncio.wait_for(go(), 20))
+    with pytest.raises(AuthError, match=r"refused the stream's token \(3 in a row; "):
+        asyncio.run(asyncio.wait_for(go(token), 20))
     assert len(calls) == 3
+    with pytest.raises(AuthError, match=r"\(1 in a row; .*HTTP 401") as fixed:  # a fixed token: at once
+        asyncio.run(asyncio.wait_for(go("bad.eyJ0ZW5hbnQiOiJ4In0.sig"), 20))
+    assert "bad.eyJ0" not in str(fixed.value)  # the token is never echoed
 
 
 def test_step_with_an_idempotency_key_publishes_once_and_answers_the_same_decision(
