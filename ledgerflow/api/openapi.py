@@ -30,7 +30,17 @@ from ledgerflow.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS
 
 Schema = dict[str, Any]
 ROLES = ["producer", "subscriber", "admin", "auditor"]
-TAGS = ("events", "conversations", "streams", "policy", "training", "usage", "audit", "operations")
+TAGS = (
+    "events",
+    "conversations",
+    "streams",
+    "policy",
+    "training",
+    "usage",
+    "audit",
+    "operations",
+    "registry",
+)
 
 
 class UndocumentedRoute(Exception):
