@@ -6,25 +6,36 @@ import argparse
 import importlib.util
 import json
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledgerflow.config import Settings, load_settings
-from ledgerflow.errors import LedgerflowError
+from ledgerflow import __version__
+from ledgerflow.commands.failures import exit_code, one_line
+from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
+from ledgerflow.commands.quiet import hush_clients
+from ledgerflow.config import Settings, host_port, load_settings
+from ledgerflow.errors import ValidationError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 BENCH_EXTRA = ("avro", "matplotlib")  # the `bench` extra: the reference codec and the charts
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    base = load_settings()
+    try:
+        base = load_settings()
+    except ValueError as exc:  # a variable that does not parse: a configuration error (exit 2)
+        raise ValidationError(str(exc)) from None
     overrides: dict[str, object] = {}
     if getattr(args, "kafka", None):
         overrides.update(kafka_bootstrap=args.kafka, kafka_external=True)
     if getattr(args, "redis", None):
         overrides.update(redis_url=args.redis, redis_external=True)
     if getattr(args, "http", None):
-        overrides["http"] = args.http
+        try:
+            overrides["http"] = host_port(args.http, "--http")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
     if getattr(args, "topic_prefix", None) is not None:
         overrides["topic_prefix"] = args.topic_prefix
     return base.with_overrides(**overrides)
@@ -44,6 +55,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.stack import manage
 
     if args.action == "up":
+        from ledgerflow.commands.stack import check_up
+
+        check_up(settings)
         info = manage.up(settings, say=_err)
         print(json.dumps(info, indent=2) if args.json else _describe(info))
     elif args.action == "down":
@@ -108,9 +122,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.api.server import serve
+    from ledgerflow.commands.serve import serve_cli
 
-    return serve(settings)
+    return serve_cli(settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,29 +140,42 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
+    from ledgerflow.commands import policy
 
-    from ledgerflow.policy.validation import parse_rule_pack_text
-    from ledgerflow.rulepacks import publish_pack
-
-    with open(args.file, encoding="utf-8") as f:
-        text = f.read()
-    fmt = "yaml" if args.file.endswith((".yaml", ".yml")) else "json"
-    document = parse_rule_pack_text(text, fmt=fmt)
-    if args.tenant:
-        document["tenant"] = args.tenant
-    document.pop("version", None)
-    published = asyncio.run(publish_pack(settings, document, producer_name="cli"))
-    print(
-        json.dumps(
-            {
-                "tenant": published.tenant,
-                "version": published.version,
-                "constitution_hash": published.constitution_hash,
-                "offset": published.offset,
-            }
+    if args.action in {"publish", "validate"} and not args.file:
+        raise ValidationError(f"policy {args.action} needs FILE, a JSON or YAML rule pack")
+    if args.action == "publish":
+        print(json.dumps(policy.publish(settings, args.file, args.tenant)))
+    elif args.action == "validate":
+        result = policy.validate(args.file, args.tenant)
+        print(
+            json.dumps(result)
+            if args.json
+            else f"{args.file}: valid rule pack for tenant {result['tenant']!r}, {result['rules']} rules, "
+            f"constitution {result['constitution_hash']}"
         )
-    )
+    else:
+        return cmd_policy_read(args, settings)
+    return 0
+
+
+def cmd_policy_read(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.commands import policy
+
+    tenant = args.tenant or policy.DEFAULT_TENANT
+    found = policy.versions(settings, tenant)
+    if args.action == "list":
+        items = [{k: v for k, v in item.items() if k != "document"} for item in found]
+        print(json.dumps(items) if args.json else policy.format_list(items, tenant))
+        return 0
+    old = policy.pick(found, getattr(args, "from_version", None), tenant)
+    if args.file:
+        new_doc, new_name = policy.read_pack_file(args.file, args.tenant).document, args.file
+    else:
+        newer = policy.pick(found, args.to_version, tenant)
+        new_doc, new_name = newer["document"], f"{tenant} v{newer['version']}"
+    lines = policy.diff_lines(old["document"], new_doc, f"{tenant} v{old['version']}", new_name)
+    print("\n".join(lines) if lines else f"no difference between {tenant} v{old['version']} and {new_name}")
     return 0
 
 
@@ -202,9 +229,9 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.audit.cli import audit_cli
+    from ledgerflow.commands.audit import audit
 
-    return audit_cli(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
+    return audit(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -221,12 +248,27 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _policy_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output (validate, list)")
+    p.add_argument(
+        "--from", dest="from_version", type=positive_int, help="diff: the older version (default: newest)"
+    )
+    p.add_argument(
+        "--to",
+        dest="to_version",
+        type=positive_int,
+        help="diff: the newer version (default: newest; FILE wins)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="ledgerflow",
         description="Event-sourced backbone for governed AI conversations: Kafka in, decisions and "
         "read models out, SSE to subscribers.",
     )
+    p.add_argument("--version", action="version", version=f"ledgerflow {__version__}")
+    p.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
@@ -262,13 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tenant", required=True)
     t.add_argument("--roles", default="subscriber", help="comma-separated: producer,subscriber,admin,auditor")
     t.add_argument("--sub", default="dev-user", help="subject (user id)")
-    t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    t.add_argument("--ttl", type=positive_int, default=3600, help="lifetime in seconds")
     t.set_defaults(handler=cmd_token)
 
-    po = sub.add_parser("policy", help="publish rule packs (constitutions)")
-    po.add_argument("action", choices=["publish"])
-    po.add_argument("file", help="rule pack JSON or YAML (see docs/policy.md)")
-    po.add_argument("--tenant", help="override the pack's tenant ('*' = the default pack)")
+    po = sub.add_parser("policy", help="publish, validate, list and diff rule packs (constitutions)")
+    po.add_argument("action", choices=["publish", "validate", "list", "diff"])
+    po.add_argument("file", nargs="?", help="rule pack JSON or YAML (see docs/policy.md)")
+    po.add_argument("--tenant", help="the pack's tenant ('*' = the default pack; list/diff default '*')")
+    _policy_flags(po)
     _common(po)
     po.set_defaults(handler=cmd_policy)
 
@@ -318,18 +361,23 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["rotate"])
     k.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays trusted")
     k.set_defaults(handler=cmd_keys)
+    for verb in sub.choices.values():
+        add_debug(verb)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        hush_clients()
     try:
         return int(args.handler(args, _settings(args)) or 0)
-    except LedgerflowError as exc:
-        _err(f"ledgerflow: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:  # every failure ends as one line (docs/cli.md)
+        if args.debug:
+            traceback.print_exc()
+        if not isinstance(exc, KeyboardInterrupt):
+            _err(one_line(exc, debug=args.debug))
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

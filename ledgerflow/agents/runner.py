@@ -13,6 +13,7 @@ from ledgerflow.agents import policy, projector, training, usage
 from ledgerflow.agents.app import create_app
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
+from ledgerflow.errors import ValidationError
 from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
@@ -28,7 +29,9 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
     unknown = set(wanted) - set(AGENTS)
     if unknown:
-        raise SystemExit(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
+        raise ValidationError(
+            f"--agents: unknown {', '.join(sorted(unknown))}; choose from {', '.join(AGENTS)} or 'all'"
+        )
     asyncio.run(ensure_topics(settings))
     serve_metrics(os.environ.get(METRICS_ENV, DEFAULT_METRICS))
     app = create_app(settings)

@@ -141,8 +141,9 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             stack.callback(app.state.ctx.closing.set)
             yield
 
+    table = routes()
     return Starlette(
-        routes=routes(),
+        routes=table,
         middleware=[
             Middleware(RequestMetrics),
             Middleware(HeaderLimits),
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                     verifier,
                     public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS,
                     public_prefixes=(console.MOUNT + "/",),
+                    routes=table,
                 ),
                 on_error=on_error,
             ),
