@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ledgerflow import __version__
+from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
 from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
 from ledgerflow.commands.quiet import hush_clients
@@ -41,13 +42,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return base.with_overrides(**overrides)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, http: bool = False) -> None:
+    """Kafka, Redis and the topic prefix; ``http`` only where the edge's address means something."""
     g = p.add_argument_group("connection (defaults from LEDGERFLOW_* variables)")
     g.add_argument(
         "--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)"
     )
     g.add_argument("--redis", metavar="URL", help="Redis URL (LEDGERFLOW_REDIS_URL)")
-    g.add_argument("--http", metavar="HOST:PORT", help="where the edge listens (LEDGERFLOW_HTTP)")
+    if http:
+        g.add_argument("--http", metavar="HOST:PORT", help="where the edge listens (LEDGERFLOW_HTTP)")
     g.add_argument("--topic-prefix", help="prefix for every topic name (LEDGERFLOW_TOPIC_PREFIX)")
 
 
@@ -180,9 +183,111 @@ def cmd_policy_read(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "replay":
+        return cmd_dlq_replay(args, settings)
     from ledgerflow.dlq import dlq_cli
 
     return dlq_cli(settings, args.action, args.topic, args.limit, args.offset, args.json)
+
+
+def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledgerflow.commands.progress import bar
+    from ledgerflow.dlq.replay import Filters, format_steps, replay, steps_json
+
+    if not args.topic:
+        raise ValidationError("dlq replay needs --topic T, the source topic (e.g. conversation.events)")
+    filters = Filters(reason=args.reason, key=args.key, offset=args.offset)
+    with bar("replay", None) as advance:
+        steps = asyncio.run(
+            replay(settings, args.topic, filters, dry_run=args.dry_run, force=args.force, advance=advance)
+        )
+    print(
+        json.dumps(steps_json(steps, dry_run=args.dry_run))
+        if args.json
+        else format_steps(steps, dry_run=args.dry_run)
+    )
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledgerflow.commands.tail import TailState, stream_path, tail
+
+    token, renewable = _tail_token(args, settings)
+    state = TailState(cursor=args.last_event_id)
+    try:
+        asyncio.run(
+            tail(
+                f"http://{settings.http}",
+                stream_path(args.conversation),
+                token,
+                state,
+                lambda line: print(line, flush=True),
+                _err,
+                as_json=args.json,
+                count=args.count,
+                renewable=renewable,
+            )
+        )
+    finally:
+        if state.cursor and not args.json:
+            _err(f"tail: resume with --last-event-id {state.cursor}")
+    return 0
+
+
+def _tail_token(args: argparse.Namespace, settings: Settings) -> tuple[Callable[[], str], bool]:
+    """The user's token (``--token`` / LEDGERFLOW_TOKEN), or one minted from the local dev key."""
+    import os
+
+    given = args.token or os.environ.get("LEDGERFLOW_TOKEN", "")
+    if given:
+        return (lambda: given), False
+    if not args.tenant:
+        raise ValidationError("tail needs --tenant T (to mint a dev token) or --token / LEDGERFLOW_TOKEN")
+    from ledgerflow.auth.devkeys import ensure_dev_keys
+    from ledgerflow.auth.tokens import mint_token
+
+    keys = ensure_dev_keys(settings.state_dir)
+    return (
+        lambda: mint_token(
+            keys,
+            sub="ledgerflow-tail",
+            tenant=args.tenant,
+            roles=["subscriber"],
+            ttl_seconds=3600,
+            issuer=settings.issuer,
+            audience=settings.audience,
+        )
+    ), True
+
+
+def cmd_training(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from ledgerflow.commands import training
+
+    if args.action == "status":
+        found = training.status(settings, args.tenant)
+        print(json.dumps(found) if args.json else training.format_status(found))
+        return 0
+    if not args.reason:
+        raise ValidationError(f"training {args.action} needs --reason TEXT (it goes into the audit log)")
+    if args.action == "disable" and args.ttl is not None:
+        raise ValidationError("--ttl applies to training enable only")
+    command = training.Command(
+        args.tenant,
+        args.action == "enable",
+        args.reason,
+        args.actor or getpass.getuser(),
+        args.ttl,
+        args.expected_version,
+    )
+    answer = training.run_command(settings, command, args.wait)
+    print(json.dumps(answer) if args.json else training.format_outcome(answer))
+    return 0
 
 
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
@@ -261,6 +366,51 @@ def _policy_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _dlq_replay_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true", help="replay: say what would be replayed, produce nothing"
+    )
+    p.add_argument("--reason", metavar="CODE", help="replay: only letters with this reason code")
+    p.add_argument("--key", help="replay: only letters with this record key")
+    p.add_argument("--force", action="store_true", help="replay: also letters that still do not decode")
+
+
+def _tail_parser(sub: Any) -> None:
+    t = sub.add_parser("tail", help="follow a conversation, or the tenant's stream, through the edge (SSE)")
+    t.add_argument("conversation", nargs="?", help="conversation id (default: the tenant's whole stream)")
+    t.add_argument("--tenant", help="mint a subscriber token for this tenant from the local dev key")
+    t.add_argument("--token", help="a subscriber token instead (or LEDGERFLOW_TOKEN)")
+    t.add_argument("--last-event-id", metavar="CURSOR", help="resume after this cursor (a tail prints it)")
+    t.add_argument("--count", type=positive_int, help="stop after this many events")
+    t.add_argument("--json", action="store_true", help="one JSON object per frame: id, event, data")
+    t.add_argument("--http", metavar="HOST:PORT", help="the edge to follow (LEDGERFLOW_HTTP)")
+    t.set_defaults(handler=cmd_tail)
+
+
+def _training_parser(sub: Any) -> None:
+    tr = sub.add_parser("training", help="enable, disable or show a tenant's training mode")
+    tr.add_argument("action", choices=["enable", "disable", "status"])
+    tr.add_argument("--tenant", required=True)
+    tr.add_argument("--reason", help="why (enable, disable: required; it goes into the audit log)")
+    tr.add_argument("--ttl", type=positive_int, help="enable: seconds until it expires by itself")
+    tr.add_argument(
+        "--expected-version", type=int, help="refuse unless the tenant's training version is still this"
+    )
+    tr.add_argument("--actor", help="who asks (default: the login name)")
+    tr.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the outcome (default 10)")
+    tr.add_argument("--json", action="store_true", help="machine-readable output")
+    _kafka_flags(tr)
+    tr.add_argument("--redis", metavar="URL", help="Redis URL, for status (LEDGERFLOW_REDIS_URL)")
+    tr.set_defaults(handler=cmd_training)
+
+
+def _kafka_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)"
+    )
+    p.add_argument("--topic-prefix", help="prefix for every topic name (LEDGERFLOW_TOPIC_PREFIX)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="ledgerflow",
@@ -274,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
     s.add_argument("action", choices=["up", "down", "status"])
     s.add_argument("--json", action="store_true", help="print endpoints and pids as JSON")
-    _common(s)
+    _common(s, http=True)
     s.set_defaults(handler=cmd_stack)
 
     w = sub.add_parser("worker", help="run the stream-processing agents (faust-streaming)")
@@ -283,14 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(handler=cmd_worker)
 
     e = sub.add_parser("serve", help="run the HTTP/SSE edge (Starlette on uvicorn)")
-    _common(e)
+    _common(e, http=True)
     e.set_defaults(handler=cmd_serve)
 
     d = sub.add_parser("demo", help="stack + worker + edge + realistic traffic; Ctrl-C stops all")
     d.add_argument("--rate", type=float, default=5.0, help="turns per second (default 5)")
     d.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
     d.add_argument("--tenants", default="acme,globex", help="comma-separated tenants")
-    _common(d)
+    _common(d, http=True)
     d.set_defaults(handler=cmd_demo)
 
     pr = sub.add_parser("produce", help="publish generated conversations to Kafka")
@@ -315,14 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(po)
     po.set_defaults(handler=cmd_policy)
 
-    dq = sub.add_parser("dlq", help="list or show dead letters with their reasons")
-    dq.add_argument("action", choices=["list", "show"])
-    dq.add_argument("--topic", help="source topic, e.g. conversation.events (default: all)")
+    dq = sub.add_parser("dlq", help="list, show or replay dead letters")
+    dq.add_argument("action", choices=["list", "show", "replay"])
+    dq.add_argument("--topic", help="source topic, e.g. conversation.events (default: all; replay: required)")
     dq.add_argument("--limit", type=int, help="at most this many (list)")
-    dq.add_argument("--offset", type=int, help="offset in the DLQ topic (show)")
+    dq.add_argument("--offset", type=int, help="offset in the DLQ topic (show; replay: only that letter)")
     dq.add_argument("--json", action="store_true", help="machine-readable output")
-    _common(dq)
+    _dlq_replay_flags(dq)
+    _kafka_flags(dq)
     dq.set_defaults(handler=cmd_dlq)
+
+    _tail_parser(sub)
+    _training_parser(sub)
 
     pj = sub.add_parser("projections", help="rebuild a projection into a new key space and switch to it")
     pj.add_argument("action", choices=["rebuild"])
@@ -361,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["rotate"])
     k.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays trusted")
     k.set_defaults(handler=cmd_keys)
-    for verb in sub.choices.values():
+    for name, verb in sub.choices.items():
+        envflags.add(verb, name)
         add_debug(verb)
     return p
 
@@ -370,6 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.debug:
         hush_clients()
+    envflags.apply(args)
     try:
         return int(args.handler(args, _settings(args)) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # every failure ends as one line (docs/cli.md)
