@@ -168,8 +168,12 @@ async def replayed(settings: Settings, letters: Sequence[LocatedDeadLetter]) -> 
     try:
         consumer.assign(list(starts))
         ends = await consumer.end_offsets(list(starts))
+        firsts = await consumer.beginning_offsets(list(starts))
         for tp, start in starts.items():
-            consumer.seek(tp, start)
+            # A replay lands after its original; a source offset beyond the end means the topic
+            # was recreated or truncated since: then look at all of it.
+            starts[tp] = start if firsts[tp] <= start < ends[tp] else firsts[tp]
+            consumer.seek(tp, starts[tp])
         pending = {tp for tp in starts if ends[tp] > starts[tp]}
         while pending:
             batch = await consumer.getmany(*pending, timeout_ms=1000)
