@@ -68,23 +68,23 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         if not stopped:
             _err("nothing of ours was running")
     else:
-        info = manage.status(settings)
+        from ledgerflow.commands.status import probe
+
+        info = manage.status(settings) | {"answering": probe(settings)}
         print(json.dumps(info, indent=2) if args.json else _describe(info))
     return 0
 
 
-def _running(pid: int | None, managed: bool) -> str:
-    return f"pid {pid}" if pid else ("external" if not managed else "not running")
-
-
 def _describe(info: dict[str, Any]) -> str:
+    from ledgerflow.commands.status import running
+
     k, r = info["kafka"], info["redis"]
-    running = _running
+    seen = info.get("answering", {})
     lines = [
         f"kafka {k['version']}  {k['bootstrap']:<28} {running(k['pid'], k['managed'])}",
         f"redis        {r['url']:<28} {running(r['pid'], r['managed'])}",
-        f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True)}",
-        f"worker       {'':<28} {running(info['processes'].get('worker'), True)}",
+        f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True, seen.get('edge'))}",
+        f"worker       {'':<28} {running(info['processes'].get('worker'), True, seen.get('worker_metrics'))}",
         f"state        {info['state_dir']}",
     ]
     return "\n".join(lines)
@@ -121,7 +121,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.agents.runner import run_worker
 
-    return run_worker(settings, agents=args.agents)
+    return run_worker(settings, agents=args.agents, announce=_err)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 
 import faust
 from prometheus_client import start_http_server
 
-from ledgerflow.agents import policy, projector, training, usage
+from ledgerflow.agents import policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
@@ -24,7 +25,7 @@ DEFAULT_METRICS = "127.0.0.1:8701"
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, agents: str = "all") -> int:
+def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str], None] | None = None) -> int:
     require_fast_codec()
     wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
     unknown = set(wanted) - set(AGENTS)
@@ -33,7 +34,14 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
             f"--agents: unknown {', '.join(sorted(unknown))}; choose from {', '.join(AGENTS)} or 'all'"
         )
     asyncio.run(ensure_topics(settings))
-    serve_metrics(os.environ.get(METRICS_ENV, DEFAULT_METRICS))
+    address = os.environ.get(METRICS_ENV, DEFAULT_METRICS)
+    served = serve_metrics(address)
+    if announce is not None:
+        announce(
+            f"worker: agents {', '.join(wanted)} on Kafka {settings.kafka_bootstrap}"
+            + (f" (topic prefix {settings.topic_prefix})" if settings.topic_prefix else "")
+            + (f"; metrics at http://{address}/metrics" if served else "; metrics not served")
+        )
     app = create_app(settings)
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
@@ -48,14 +56,16 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     if "usage" in wanted:
         usage.register(app, settings)
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
+    startlogs.install()
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    startlogs.plain_output(worker)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
 
 
-def serve_metrics(address: str) -> None:
-    """Prometheus metrics of this worker at http://ADDRESS/metrics ('' or 'off' disables)."""
+def serve_metrics(address: str) -> bool:
+    """Prometheus metrics of this worker at http://ADDRESS/metrics ('' or 'off' disables); served?"""
     if address.lower() in {"", "off", "none"}:
-        return
+        return False
     host, _, port = address.rpartition(":")
     try:
         start_http_server(int(port), addr=host or "127.0.0.1")
@@ -63,3 +73,5 @@ def serve_metrics(address: str) -> None:
         log.warning(
             "worker metrics not served on %s (%s); set %s to a free address", address, exc, METRICS_ENV
         )
+        return False
+    return True
