@@ -110,9 +110,12 @@ async def tail(
     async with httpx.AsyncClient() as client:
         current = token()
         while count is None or state.shown < count:
-            control = None
+            control, opened = None, False
             try:
                 async for frame in follow(client, base_url + path, current, state.cursor):
+                    if not opened:  # the stream's first block (its checkpoint): we are in
+                        opened = True
+                        note(f"tail: {'following' if not state.connected else 'resumed'} {base_url}{path}")
                     state.connected = True
                     line = render(frame, as_json=as_json)
                     if frame.id is not None and frame.data:  # a data frame: the resume point
