@@ -115,7 +115,7 @@ def test_tail_follows_across_an_edge_restart(settings: Settings, log_dir: Path) 
     finally:
         edge.stop()
     assert _contents(lines) == ["while-down"]  # no gap (it was written while no edge ran), no duplicate
-    assert [json.loads(line)["event"] for line in lines][0] == "shutdown"  # the control frame, shown as such
+    assert json.loads(lines[0])["event"] == "shutdown"  # the control frame, shown as such
     assert f"tail: resumed {base}/v1/conversation/stream?conversation_id=c9" in err
 
 
