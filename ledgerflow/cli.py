@@ -137,9 +137,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.commands.progress import bar
     from ledgerflow.traffic import produce_cli
 
-    return produce_cli(settings, count=args.count, rate=args.rate, tenants=args.tenants)
+    with bar("produce", None) as update:
+        return produce_cli(settings, count=args.count, rate=args.rate, tenants=args.tenants, on_sent=update)
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,7 +201,13 @@ def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     if not args.topic:
         raise ValidationError("dlq replay needs --topic T, the source topic (e.g. conversation.events)")
     filters = Filters(reason=args.reason, key=args.key, offset=args.offset)
-    with bar("replay", None) as advance:
+    with bar("replay", None) as update:
+        sent = [0]
+
+        def advance() -> None:
+            sent[0] += 1
+            update(sent[0])
+
         steps = asyncio.run(
             replay(settings, args.topic, filters, dry_run=args.dry_run, force=args.force, advance=advance)
         )
@@ -292,24 +300,13 @@ def cmd_training(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
-    import time
 
     import redis.asyncio as aioredis
 
+    from ledgerflow.commands.progress import Update, bar
     from ledgerflow.projections.generations import rebuild_and_switch
 
-    began = time.monotonic()
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done == total:
-            last[0] = now
-            rate = done / max(now - began, 1e-9)
-            eta = (total - done) / rate if rate else 0.0
-            _err(f"rebuild: {done}/{total} records ({rate:,.0f}/s, ETA {eta:.0f} s)")
-
-    async def run() -> int:
+    async def run(progress: Update) -> int:
         redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
         try:
             result = await rebuild_and_switch(settings, redis, progress=progress)
@@ -330,7 +327,8 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
 
-    return asyncio.run(run())
+    with bar("rebuild", None) as update:
+        return asyncio.run(run(update))
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:

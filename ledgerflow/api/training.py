@@ -45,6 +45,7 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.errors import ValidationError
 from ledgerflow.redisvalues import text_map
+from ledgerflow.timefmt import rfc3339
 from ledgerflow.topics import TRAINING_COMMANDS
 
 WAIT_S = 5.0
@@ -83,7 +84,7 @@ def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[
                     outcome=STR,
                     version=INT,
                     reason=nullable("string"),
-                    expires_at=nullable("integer"),
+                    expires_at=nullable("string"),
                     audit_event_id=STR,
                 ),
                 "Accepted",
@@ -166,7 +167,7 @@ async def _command(request: Request, kind: str) -> Response:
             "outcome": outcome.type,
             "version": p.version,
             "reason": p.reason,
-            "expires_at": p.expires_at,
+            "expires_at": None if p.expires_at is None else rfc3339(p.expires_at),
             "audit_event_id": outcome.event_id,
         }
     )
@@ -185,7 +186,7 @@ async def _command(request: Request, kind: str) -> Response:
                 version=INT,
                 owner=nullable("string"),
                 reason=nullable("string"),
-                expires_at=nullable("integer"),
+                expires_at=nullable("string"),
                 last_rejection=nullable("string"),
             ),
             "Status",
@@ -206,7 +207,7 @@ async def status(request: Request) -> JSONResponse:
             "version": int(view.get("version", 0)),
             "owner": view.get("owner"),
             "reason": view.get("reason"),
-            "expires_at": int(expires) if expires else None,
+            "expires_at": rfc3339(int(expires)) if expires else None,
             "last_rejection": view.get("last_rejection"),
         }
     )
