@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledgerflow import __version__
+from ledgerflow import __version__, logformat
 from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
 from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
@@ -121,18 +121,29 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.agents.runner import run_worker
 
-    return run_worker(settings, agents=args.agents, announce=_err)
+    logformat.choose(args.log_format)
+    import asyncio
+
+    from ledgerflow.commands.announce import announce
+    from ledgerflow.commands.quiet import unhush_clients
+    from ledgerflow.kafka.admin import ensure_topics
+
+    asyncio.run(ensure_topics(settings))  # a missing broker is one line, without aiokafka's retries
+    unhush_clients()  # from here on the worker's own logging decides what aiokafka may say
+    return run_worker(settings, agents=args.agents, announce=announce)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.commands.serve import serve_cli
 
+    logformat.choose(args.log_format)
     return serve_cli(settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.demo import run_demo
 
+    logformat.choose(args.log_format)
     return run_demo(settings, rate=args.rate, duration=args.duration, tenants=args.tenants)
 
 
@@ -427,10 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run the stream-processing agents (faust-streaming)")
     w.add_argument("--agents", default="all", help="comma-separated agent names, or 'all'")
+    w.add_argument(
+        "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
+    )
     _common(w)
     w.set_defaults(handler=cmd_worker)
 
     e = sub.add_parser("serve", help="run the HTTP/SSE edge (Starlette on uvicorn)")
+    e.add_argument(
+        "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
+    )
     _common(e, http=True)
     e.set_defaults(handler=cmd_serve)
 
@@ -438,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=5.0, help="turns per second (default 5)")
     d.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
     d.add_argument("--tenants", default="acme,globex", help="comma-separated tenants")
+    d.add_argument(
+        "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
+    )
     _common(d, http=True)
     d.set_defaults(handler=cmd_demo)
 

@@ -10,23 +10,26 @@ from collections.abc import Callable
 import faust
 from prometheus_client import start_http_server
 
-from ledgerflow.agents import policy, projector, startlogs, training, usage
+from ledgerflow import logformat
+from ledgerflow.agents import lag, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.errors import ValidationError
 from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 AGENTS = ("policy", "projector", "training", "usage")
-METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
-DEFAULT_METRICS = "127.0.0.1:8701"
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str], None] | None = None) -> int:
     require_fast_codec()
+    logging_config = logformat.dict_config(logformat.log_format())
+    if logging_config is not None:
+        logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
     wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
     unknown = set(wanted) - set(AGENTS)
     if unknown:
@@ -34,7 +37,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
             f"--agents: unknown {', '.join(sorted(unknown))}; choose from {', '.join(AGENTS)} or 'all'"
         )
     asyncio.run(ensure_topics(settings))
-    address = os.environ.get(METRICS_ENV, DEFAULT_METRICS)
+    address = worker_metrics_address(os.environ)
     served = serve_metrics(address)
     if announce is not None:
         announce(
@@ -55,23 +58,28 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         training.register(app, settings)
     if "usage" in wanted:
         usage.register(app, settings)
+    lag.register(app, settings)
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     startlogs.install()
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)
+    if logging_config is not None:
+        # JSON lines only: faust's terminal spinner would write escape codes between them
+        # and raise every logger to DEBUG for itself.
+        worker.spinner = None
     startlogs.plain_output(worker)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
 
 
-def serve_metrics(address: str) -> bool:
-    """Prometheus metrics of this worker at http://ADDRESS/metrics ('' or 'off' disables); served?"""
-    if address.lower() in {"", "off", "none"}:
+def serve_metrics(address: str | None) -> bool:
+    """Prometheus metrics of this worker at http://ADDRESS/metrics (None: disabled); served?"""
+    if address is None:
         return False
     host, _, port = address.rpartition(":")
     try:
-        start_http_server(int(port), addr=host or "127.0.0.1")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=WORKER_REGISTRY)
     except OSError as exc:  # several workers on one host: the first one serves
         log.warning(
-            "worker metrics not served on %s (%s); set %s to a free address", address, exc, METRICS_ENV
+            "worker metrics not served on %s (%s); set %s to a free address", address, exc, WORKER_METRICS_ENV
         )
         return False
     return True

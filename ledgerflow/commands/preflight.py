@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.topics import all_topics
 
 CONNECT_TIMEOUT_S = 3.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ledgerflow.commands.parsing import stderr
+from ledgerflow.commands.announce import announce
 from ledgerflow.commands.preflight import require_redis, require_topics
 from ledgerflow.commands.quiet import unhush_clients
 from ledgerflow.config import Settings
@@ -23,7 +23,7 @@ def serve_cli(settings: Settings) -> int:
     require_redis(settings)
     asyncio.run(require_topics(settings))
     unhush_clients()
-    return serve(settings, on_ready=lambda: stderr(listening(settings)))
+    return serve(settings, on_ready=lambda: announce(listening(settings)))
 
 
 def listening(settings: Settings) -> str:

@@ -25,7 +25,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
 from ledgerflow.errors import DecodeError, DomainError, InfrastructureError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 
 

@@ -24,8 +24,8 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.deadletters import LocatedDeadLetter, scan_dead_letters
-from ledgerflow.kafka_admin import partition_counts
 
 REPLAY_HEADER = "lf-replay-of"
 REPLAY, SKIP = "replay", "skip"

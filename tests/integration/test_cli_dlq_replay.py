@@ -16,7 +16,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.deadletters import shape_dead_letter
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import ConversationClosed, DeadLetter
-from ledgerflow.logs import RawRecord, read_topic
+from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.topics import CONVERSATION_EVENTS
 from tests.integration.clikit import run_cli
 

@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 import pytest
 
 from ledgerflow.config import Settings
-from ledgerflow.testing import free_port
 from tests.integration.clikit import run_cli
+from tests.support.processes import free_port
 
 USAGE, OPERATIONAL = 2, 1
 

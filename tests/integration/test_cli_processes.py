@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
-from ledgerflow.testing import free_port, start, wait_http_ready
 from tests.integration.clikit import run_cli
+from tests.support.processes import free_port, start, wait_http_ready
 
 
 def _wait_for(path: Path, text: str, timeout: float = 90.0) -> str:

@@ -17,9 +17,9 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.demo import child_env
-from ledgerflow.testing import free_port, start, wait_http_ready
 from ledgerflow.topics import CONVERSATION_EVENTS
 from tests.integration.clikit import run_cli
+from tests.support.processes import free_port, start, wait_http_ready
 
 
 async def _say(settings: Settings, conversation: str, *texts: str) -> None:

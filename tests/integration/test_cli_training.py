@@ -6,8 +6,8 @@ import json
 import time
 
 from ledgerflow.config import Settings
-from ledgerflow.testing import Process
 from tests.integration.clikit import Ran, run_cli
+from tests.support.processes import Process
 
 
 def _status_until(settings: Settings, state: str, timeout: float = 30.0) -> dict[str, object]:
