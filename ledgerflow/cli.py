@@ -124,10 +124,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     logformat.choose(args.log_format)
     import asyncio
 
+    from ledgerflow.agents.runner import wanted_agents
     from ledgerflow.commands.announce import announce
     from ledgerflow.commands.quiet import unhush_clients
     from ledgerflow.kafka.admin import ensure_topics
 
+    wanted_agents(args.agents)  # a usage error before any connection attempt
     asyncio.run(ensure_topics(settings))  # a missing broker is one line, without aiokafka's retries
     unhush_clients()  # from here on the worker's own logging decides what aiokafka may say
     return run_worker(settings, agents=args.agents, announce=announce)

@@ -30,12 +30,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     logging_config = logformat.dict_config(logformat.log_format())
     if logging_config is not None:
         logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
-    wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
-    unknown = set(wanted) - set(AGENTS)
-    if unknown:
-        raise ValidationError(
-            f"--agents: unknown {', '.join(sorted(unknown))}; choose from {', '.join(AGENTS)} or 'all'"
-        )
+    wanted = wanted_agents(agents)
     asyncio.run(ensure_topics(settings))
     address = worker_metrics_address(os.environ)
     served = serve_metrics(address)
@@ -68,6 +63,18 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         worker.spinner = None
     startlogs.plain_output(worker)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
+
+
+def wanted_agents(agents: str) -> list[str]:
+    """The agents ``--agents`` names ('all' or a comma-separated list); ValidationError otherwise."""
+    wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
+    unknown = set(wanted) - set(AGENTS)
+    if unknown or not wanted:
+        raise ValidationError(
+            f"--agents: unknown {', '.join(sorted(unknown)) or '(none given)'}; "
+            f"choose from {', '.join(AGENTS)} or 'all'"
+        )
+    return wanted
 
 
 def serve_metrics(address: str | None) -> bool:

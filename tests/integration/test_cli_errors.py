@@ -158,12 +158,13 @@ def test_a_variable_that_does_not_parse_is_a_configuration_error(
     assert ran.one_line().startswith(expected)
 
 
-def test_unknown_worker_agent_is_a_usage_error(settings: Settings) -> None:
-    ran = run_cli(settings, "worker", "--agents", "policy,nope")
-    assert ran.code == USAGE
-    assert (
-        ran.one_line()
-        == "ledgerflow: --agents: unknown nope; choose from policy, projector, training, usage or 'all'"
+def test_unknown_worker_agent_is_a_usage_error_before_any_connection(
+    settings: Settings, nothing_listens: str
+) -> None:
+    ran = run_cli(settings, "worker", "--agents", "policy,nope", "--kafka", nothing_listens)
+    assert ran.code == USAGE  # not 1 for the missing broker: the flag is checked first
+    assert ran.one_line() == (
+        "ledgerflow: --agents: unknown nope; choose from policy, projector, training, usage or 'all'"
     )
 
 
