@@ -46,6 +46,7 @@ from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
+from ledgerflow.kafka.admin import SharedAdmin
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
@@ -120,6 +121,8 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             )
             await offsets.start()
             stack.push_async_callback(offsets.stop)
+            admin = SharedAdmin(settings.kafka_bootstrap, KAFKA_REQUEST_TIMEOUT_MS)
+            stack.push_async_callback(admin.close)
             hub = Hub(settings)
             await hub.start()
             stack.push_async_callback(hub.stop)
@@ -137,6 +140,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                 heartbeat_s=heartbeat_s,
                 limits=limits,
                 offsets=offsets,
+                admin=admin,
             )
             stack.callback(app.state.ctx.closing.set)
             yield

@@ -45,7 +45,7 @@ def test_hand_started_edge_and_worker_announce_themselves_and_stack_status_sees_
         wait_http_ready(edge, f"http://{at.http}")
         banner = _wait_for(edge.log, "edge listening on")
         assert f"edge listening on http://{at.http} (console http://{at.http}/console/" in banner
-        data_dir = at.state_dir / f"{at.topic_prefix}ledgerflow-worker-data"
+        data_dir = at.state_dir / f"{at.topic_prefix}ledgerflow-worker-aux-data"
         text = _wait_for(log, "worker: agents policy, projector, training, usage")
         assert f"metrics at http://{metrics}/metrics" in text
         deadline = time.monotonic() + 60
