@@ -136,8 +136,8 @@ def _schemas() -> dict[str, Schema]:
             actor=spec.STR,
             model=spec.STR,
             tokens=spec.INT,
-            started_at=spec.INT,
-            updated_at=spec.INT,
+            started_at=spec.TIME,
+            updated_at=spec.TIME,
             turn_count=spec.INT,
             last_decision={"type": "object"},
             turns={"type": "array", "items": {"type": "object"}},
@@ -159,13 +159,13 @@ def _schemas() -> dict[str, Schema]:
             method=spec.STR,
             history={
                 "type": "array",
-                "items": spec.obj(["window_start", "tokens"], window_start=spec.INT, tokens=spec.NUM),
+                "items": spec.obj(["window_start", "tokens"], window_start=spec.TIME, tokens=spec.NUM),
             },
             forecast={
                 "type": "array",
                 "items": spec.obj(
                     ["window_start", "expected", "lower", "upper"],
-                    window_start=spec.INT,
+                    window_start=spec.TIME,
                     expected=spec.NUM,
                     lower=spec.NUM,
                     upper=spec.NUM,

@@ -32,6 +32,7 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.errors import ValidationError
 from ledgerflow.redisvalues import text_map
+from ledgerflow.timefmt import rfc3339
 from ledgerflow.topics import TRAINING_COMMANDS
 
 WAIT_S = 5.0
@@ -70,7 +71,7 @@ def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[
                     outcome=spec.STR,
                     version=spec.INT,
                     reason=spec.nullable("string"),
-                    expires_at=spec.nullable("integer"),
+                    expires_at=spec.nullable("string"),
                     audit_event_id=spec.STR,
                 ),
                 "Accepted",
@@ -155,7 +156,7 @@ async def _command(request: Request, kind: str) -> Response:
             "outcome": outcome.type,
             "version": p.version,
             "reason": p.reason,
-            "expires_at": p.expires_at,
+            "expires_at": None if p.expires_at is None else rfc3339(p.expires_at),
             "audit_event_id": outcome.event_id,
         }
     )
@@ -174,7 +175,7 @@ async def _command(request: Request, kind: str) -> Response:
                 version=spec.INT,
                 owner=spec.nullable("string"),
                 reason=spec.nullable("string"),
-                expires_at=spec.nullable("integer"),
+                expires_at=spec.nullable("string"),
                 last_rejection=spec.nullable("string"),
             ),
             "Status",
@@ -195,7 +196,7 @@ async def status(request: Request) -> JSONResponse:
             "version": int(view.get("version", 0)),
             "owner": view.get("owner"),
             "reason": view.get("reason"),
-            "expires_at": int(expires) if expires else None,
+            "expires_at": rfc3339(int(expires)) if expires else None,
             "last_rejection": view.get("last_rejection"),
         }
     )

@@ -1,8 +1,8 @@
 """``ledgerflow audit``: replay the logs, verify, re-derive, rebuild, diff; report; exit code.
 
 Exit codes: 0 — no discrepancy; 1 — at least one (the report names each with its
-topic/partition/offset); 2 — the audit could not run (Kafka or Redis unreachable: the
-``ledgerflow`` entry point turns the ``LedgerflowError`` into 2).
+topic/partition/offset); 3 — the audit could not run (Kafka or Redis unreachable:
+``ledgerflow.commands.audit`` turns the ``InfrastructureError`` into 3).
 """
 
 from __future__ import annotations

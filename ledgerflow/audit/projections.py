@@ -112,6 +112,8 @@ async def audit_projections(
     finally:
         try:
             await _delete(redis, scratch_keys)  # Step 5.
+        except (RedisError, OSError):
+            pass  # Redis failed: the error above says so; a second one from clean-up would bury it
         finally:
             await redis.aclose()
     report.checks.append("read models")

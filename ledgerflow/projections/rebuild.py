@@ -192,7 +192,7 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise  # we are being cancelled: let it through
-        log.warning("replay: the Kafka consumer raised CancelledError while stopping; ignored")
+        log.info("replay: the Kafka consumer raised CancelledError while stopping; ignored")  # normal
 
 
 def replay_consumer(settings: Settings) -> AIOKafkaConsumer:

@@ -201,9 +201,9 @@ def start(node: KafkaNode) -> int:
     for port, what in ((node.port, "Kafka"), (node.controller_port, "the Kafka controller")):
         if port_in_use(node.host, port):
             raise StackError(
-                f"Port {port} on {node.host} ({what}) is taken by a process ledgerflow did not "
-                f"start. Stop it, or use another port: LEDGERFLOW_KAFKA_BOOTSTRAP="
-                f"{node.host}:<port> with the broker there already running, or a free port pair."
+                f"port {port} on {node.host} ({what}) is taken by a process ledgerflow did not start: "
+                "stop it, set LEDGERFLOW_KAFKA_PORT to a free port (it and the next one), or set "
+                f"LEDGERFLOW_KAFKA_BOOTSTRAP={node.host}:{node.port} to use a broker running there"
             )
     java = require_java()  # Step 1.
     classpath = resolve_classpath()

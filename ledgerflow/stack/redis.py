@@ -44,8 +44,9 @@ def start(node: RedisNode) -> int:
         return existing
     if port_in_use(node.host, node.port):
         raise StackError(
-            f"Port {node.port} on {node.host} (Redis) is taken by a process ledgerflow did not "
-            "start. Stop it, or point LEDGERFLOW_REDIS_URL at a Redis that already runs."
+            f"port {node.port} on {node.host} (Redis) is taken by a process ledgerflow did not start: "
+            "stop it, set LEDGERFLOW_REDIS_PORT to a free port for the Redis `stack up` starts, or set "
+            f"LEDGERFLOW_REDIS_URL=redis://{node.host}:{node.port}/0 to use the one running there"
         )
     server = require_redis_server()
     node.dir.mkdir(parents=True, exist_ok=True)
