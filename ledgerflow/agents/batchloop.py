@@ -183,6 +183,15 @@ class KafkaSource:
         if self._consumer is not None:
             await stop_consumer(self._consumer)
 
+    def assigned(self) -> set[TopicPartition]:
+        """This member's partitions (none before it joined): for the consumer-lag metric."""
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
+
+    async def end_offsets(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        assert self._consumer is not None
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(list(partitions))
+        return ends
+
     async def getmany(self, max_records: int, timeout_ms: int) -> Mapping[Any, Sequence[Any]]:
         assert self._consumer is not None
         fetched: Mapping[Any, Sequence[Any]] = await self._consumer.getmany(

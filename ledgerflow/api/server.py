@@ -22,9 +22,12 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn.config import LOGGING_CONFIG
 
+from ledgerflow import logformat
 from ledgerflow.api.app import create_app
 from ledgerflow.api.hub import DEFAULT_QUEUE
+from ledgerflow.api.limits import env_number
 from ledgerflow.config import Settings
 from ledgerflow.errors import ValidationError
 
@@ -52,14 +55,8 @@ class SseKnobs:
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValidationError(f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}") from None
-    if value < minimum:
+    value, raw = env_number(env, name, default)
+    if raw and value < minimum:
         raise ValidationError(f"{name}={raw!r} is below the minimum {minimum:g}")
     return value
 
@@ -116,12 +113,17 @@ class ApplyKnobs:
 
 def serve(settings: Settings) -> int:
     knobs = SseKnobs.from_env()
+    json_logs = logformat.log_format() == "json"
+    if json_logs:
+        logformat.use_json()
     app = create_app(settings, heartbeat_s=knobs.heartbeat_s)
     config = uvicorn.Config(
         ApplyKnobs(app, knobs),
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",
+        # JSON: uvicorn's loggers propagate to the root handler instead of uvicorn's own format.
+        log_config=None if json_logs else LOGGING_CONFIG,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         access_log=False,
         lifespan="on",

@@ -16,29 +16,18 @@ from typing import Any, cast
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api import spec
+from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import parse_limit, rfc3339
-from ledgerflow.api.spec import (
-    AUTHED,
-    STR,
-    TIME,
-    json_response,
-    nullable,
-    obj,
-    operation,
-    problems,
-    query,
-)
-from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import Located, verify
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.payloads import TrainingDisabled, TrainingEnabled, TrainingExpired, TrainingRejected
 from ledgerflow.errors import DecodeError, ValidationError
-from ledgerflow.logs import RawRecord, read_topic
+from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.topics import TRAINING_AUDIT
 
 READ_DEADLINE_S = 5.0
@@ -106,38 +95,32 @@ async def _located(settings: Settings, tenant: str) -> list[Located]:
     return out
 
 
-ROW = obj(
+ROW = spec.obj(
     ["sequence", "type", "occurred_at", "actor", "mode", "expires_at", "hash", "prev_hash", "chain"],
-    sequence=nullable("integer"),
-    type=STR,
-    occurred_at=TIME,
-    actor=nullable("string"),
+    sequence=spec.nullable("integer"),
+    type=spec.STR,
+    occurred_at=spec.TIME,
+    actor=spec.nullable("string"),
     mode={"enum": ["enabled", "disabled"]},
-    expires_at=nullable("string"),
-    hash=nullable("string"),
-    prev_hash=nullable("string"),
+    expires_at=spec.nullable("string"),
+    hash=spec.nullable("string"),
+    prev_hash=spec.nullable("string"),
     chain={"enum": ["ok", "broken"]},
 )
 
 
-@operation(
+@spec.operation(
     "getTrainingHistory",
     summary="The tenant's training.audit records, newest first, with each record's chain status",
     tags=["training"],
-    parameters=[
-        query(
-            "limit",
-            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-            f"How many records (default {DEFAULT_LIMIT})",
-        )
-    ],
+    parameters=[spec.limit_query(MAX_LIMIT, DEFAULT_LIMIT, "How many records")],
     responses={
-        "200": json_response(obj(["items"], items={"type": "array", "items": ROW}), "The records"),
-        **problems(*AUTHED, 422),
+        "200": spec.json_response(spec.obj(["items"], items={"type": "array", "items": ROW}), "The records"),
+        **spec.problems(*spec.AUTHED, 422),
     },
 )
 async def training_history(request: Request) -> JSONResponse:
-    principal = requires_any_role(request, SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+    principal = requires_tenant_role(request)
     limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     ctx: EdgeContext = request.app.state.ctx
     located = await within_deadline(_located(ctx.settings, principal.tenant), "kafka", READ_DEADLINE_S)

@@ -19,8 +19,10 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 from ledgerflow.errors import PrerequisiteMissing, StackError
+from ledgerflow.stack.node import ServiceNode
 from ledgerflow.stack.processes import Managed, port_in_use, spawn, tail, wait_for_port
 
 KAFKA_VERSION = "4.3.1"
@@ -29,22 +31,12 @@ START_TIMEOUT_S = 90.0
 
 
 @dataclass(frozen=True, slots=True)
-class KafkaNode:
-    state_dir: Path
-    host: str
-    port: int
+class KafkaNode(ServiceNode):
+    SERVICE: ClassVar[str] = "kafka"
 
     @property
     def controller_port(self) -> int:
         return self.port + 1
-
-    @property
-    def dir(self) -> Path:
-        return self.state_dir / "kafka"
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / "kafka.log"
 
     @property
     def process(self) -> Managed:

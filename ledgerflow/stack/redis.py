@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 from ledgerflow.errors import PrerequisiteMissing, StackError
+from ledgerflow.stack.node import ServiceNode
 from ledgerflow.stack.processes import Managed, port_in_use, spawn, wait_for_port
 
 START_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
-class RedisNode:
-    state_dir: Path
-    host: str
-    port: int
-
-    @property
-    def dir(self) -> Path:
-        return self.state_dir / "redis"
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / "redis.log"
+class RedisNode(ServiceNode):
+    SERVICE: ClassVar[str] = "redis"
 
     @property
     def process(self) -> Managed:

@@ -21,7 +21,6 @@ import redis
 from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.projections.keys import Keys
-from ledgerflow.testing import Process, start
 from ledgerflow.topics import POLICY_DECISIONS
 from ledgerflow.traffic import publish
 from tests.integration.test_crash import (
@@ -30,6 +29,7 @@ from tests.integration.test_crash import (
     _events,
     _wait_settled,
 )
+from tests.support.processes import Process, start
 
 HOT_PATH = ("--agents", "policy,projector")
 
