@@ -56,8 +56,8 @@ class Fold:
     seen: dict[str, set[str]] = field(default_factory=dict)
     heads: dict[str, dict[str, tuple[int, str]]] = field(default_factory=dict)
     zsets: dict[str, dict[str, float]] = field(default_factory=dict)
-    touched: set[str] = field(default_factory=set)
-    """Fence keys of every entity written (the parallel rebuild checks no two workers share one)."""
+    trims: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """The last rank trim (start, stop) of each sorted set (a parallel rebuild trims again after merging)."""
 
     def batch(self, groups: Iterable[FencedOps], stats: FoldStats | None = None) -> Writes:
         """Fold ``groups`` (in log order) onto the state; return what Redis must receive."""
@@ -79,7 +79,6 @@ class _Batch:
         if offset <= fence.get(cursor, -1):
             stats.skipped += 1
             return
-        fold.touched.add(group.fence_key)
         at = f"{cursor}@{offset}"
         ok = True
         if group.once is not None:
@@ -109,7 +108,6 @@ class _Batch:
     def link(self, link: ChainLink) -> str | None:
         """Why the chained record does not link to its chain's head (None: it links)."""
         heads = self.fold.heads.setdefault(link.head_key, {})
-        self.fold.touched.add(link.head_key + FENCE_SUFFIX)
         head = heads.get(link.copy)
         if head is None:
             why = None if link.sequence == 1 and link.prev_hash == ZERO_HASH else "bad-genesis"
@@ -160,14 +158,22 @@ class _Batch:
         self.writes.zrem.get(key, set()).discard(member)
 
     def zremrangebyrank(self, key: str, start: int, stop: int) -> None:
+        self.fold.trims[key] = (start, stop)
         zset = self.fold.zsets.setdefault(key, {})
         ranked = sorted(zset.items(), key=lambda kv: (kv[1], kv[0]))
-        n = len(ranked)
-        start, stop = (start + n if start < 0 else start), (stop + n if stop < 0 else stop)
-        for member, _ in ranked[max(start, 0) : stop + 1]:
+        for member, _ in ranked[ranks(len(ranked), start, stop)]:
             del zset[member]
             self.writes.zadd.get(key, {}).pop(member, None)
             self.writes.zrem.setdefault(key, set()).add(member)
+
+
+def ranks(n: int, start: int, stop: int) -> slice:
+    """The members ZREMRANGEBYRANK ``start`` ``stop`` removes from a sorted set of ``n``, as
+    Redis reads the range: negative ranks count from the end, an empty range removes nothing
+    (a Python slice would read a stop still negative after that as counting from the end)."""
+    start, stop = (start + n if start < 0 else start), (stop + n if stop < 0 else stop)
+    start, stop = max(start, 0), min(stop, n - 1)
+    return slice(start, stop + 1) if start <= stop else slice(0, 0)
 
 
 def apply_writes(data: dict[str, Any], writes: Writes) -> None:

@@ -25,7 +25,7 @@ from aiokafka import TopicPartition
 from ledgerflow.config import Settings
 from ledgerflow.projections import freshwrite
 from ledgerflow.projections.conversations import SOURCES
-from ledgerflow.projections.fold import Fold, FoldStats
+from ledgerflow.projections.fold import Fold, FoldStats, Writes
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps
 from ledgerflow.projections.rebuild import (
@@ -52,9 +52,10 @@ class FreshReplay:
         *,
         guard: str | None = None,
         share: Share | None = None,
+        on_writes: Callable[[Writes], None] | None = None,
     ) -> None:
         self.settings, self.redis, self.keys, self.guard = settings, redis, keys, guard
-        self.share = share
+        self.share, self.on_writes = share, on_writes
         self.fold = Fold()
         self.stats = ReplayStats()
         self.fold_stats = FoldStats()
@@ -96,6 +97,8 @@ class FreshReplay:
                     if position >= until[tp]:
                         remaining.discard(tp)
                 writes = self.fold.batch(groups, self.fold_stats)
+                if self.on_writes is not None:
+                    self.on_writes(writes)
                 if pending is not None:  # one batch in flight while the next is decoded
                     self.commands += await pending
                 pending = asyncio.create_task(

@@ -22,7 +22,7 @@ from ledgerflow.contracts.payloads import (
     MessageSubmitted,
 )
 from ledgerflow.projections.conversations import project
-from ledgerflow.projections.fold import Fold, FoldStats, apply_writes
+from ledgerflow.projections.fold import Fold, FoldStats, apply_writes, ranks
 from ledgerflow.projections.freshwrite import commands
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.model import MemorySpace
@@ -236,3 +236,15 @@ def test_a_trim_removes_members_an_earlier_batch_wrote() -> None:
     apply_writes(data, fold.batch([first]))
     apply_writes(data, fold.batch([trim]))
     assert data[key] == {"n": 2.0}
+
+
+def test_rank_ranges_read_as_redis_reads_them() -> None:
+    """ZREMRANGEBYRANK 0 -51 keeps the top 50: on 30 members it removes nothing (the model of
+    the writer used to remove 10, reading the stop -21 as a Python slice end)."""
+    assert ranks(30, 0, -51) == slice(0, 0)
+    assert ranks(51, 0, -51) == slice(0, 1)
+    assert ranks(5, 0, -1) == slice(0, 5)
+    assert ranks(5, -2, -1) == slice(3, 5)
+    assert ranks(5, 3, 10) == slice(3, 5)
+    assert ranks(5, 4, 2) == slice(0, 0)
+    assert ranks(0, 0, -1) == slice(0, 0)
