@@ -147,22 +147,31 @@ async def replay_parallel(
     progress: Progress | None = None,
     guard: str | None = None,
     processes: int | None = None,
+    *,
+    spawn: bool = False,
 ) -> ReplayStats:
-    """``fresh.replay_fresh`` with ``processes`` workers (default ``processes_from_env``)."""
+    """``fresh.replay_fresh`` with ``processes`` workers (default ``processes_from_env``); one
+    worker runs in this process unless ``spawn`` (keep this process's event loop free)."""
     began = time.perf_counter()
-    n = processes if processes is not None else processes_from_env()
+    n = max(processes if processes is not None else processes_from_env(), 1)
     until = until if until is not None else await end_offsets(settings)
-    if n <= 1:
+    if n == 1 and not spawn:
         return await replay_fresh(settings, redis, keys, until, progress, guard)
     horizon = [(tp.topic, tp.partition, end) for tp, end in until.items()]
     loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        reports = await asyncio.gather(
-            *(
-                loop.run_in_executor(pool, _replay_share, settings, keys.namespace, guard, horizon, i, n)
-                for i in range(n)
-            )
-        )
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        shares = [
+            loop.run_in_executor(pool, _replay_share, settings, keys.namespace, guard, horizon, i, n)
+            for i in range(n)
+        ]
+        reports = await asyncio.gather(*shares)
+    except BaseException:  # cancelled (a deadline) or a worker failed: no worker writes on
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     problem = await merge(redis, keys, list(reports))
     if problem is not None:
         log.warning("parallel rebuild: %s; replaying in one process instead", problem)
