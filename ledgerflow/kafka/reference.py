@@ -37,7 +37,7 @@ from ledgerflow.contracts.payloads import (
     TrainingExpired,
 )
 from ledgerflow.errors import DecodeError, LedgerflowError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.policy import RulePack, TrainingState, parse_rule_pack
 from ledgerflow.topics import POLICY_RULES, TRAINING_AUDIT
 
