@@ -1,4 +1,4 @@
-"""``ledgerflow audit`` over the topics a pipeline trial filled, in its own process (figure 9):
+"""``ledgerflow audit`` over the topics a pipeline trial filled, in its own process (figure 11):
 
     python -m ledgerflow.bench.audit_trial
 

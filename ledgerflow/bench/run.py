@@ -7,7 +7,7 @@ The sequence:
 3. ``runs`` rounds; in each, every measurement runs next to its baseline, and the order
    of the pair alternates from round to round: saturation passthrough / pipeline
    (figures 1, 4), rebuild in one process / in parallel processes / raw consume of the
-   pipeline's topics (2, 8), ``ledgerflow audit`` of those topics (9), the naive agent
+   pipeline's topics (2, 10), ``ledgerflow audit`` of those topics (11), the naive agent
    (7), CPU at a fixed rate passthrough / pipeline (3).
 4. The latency trial (5): one set of processes, ``runs`` pairs of raw / SSE windows.
 5. Full runs only: one more saturation trial each of the pipeline and the naive agent,
@@ -54,6 +54,7 @@ class Plan:
     client_processes: int
     sse_rate: float
     sse_seconds: float
+    decision_rate: float  # turns/s of the SSE window with the worker (decision frame latency)
     codec_records: int  # figure 6
     profile: bool
 
@@ -61,7 +62,7 @@ class Plan:
     def make(cls, *, quick: bool, runs: int, events: int) -> Plan:
         if quick:
             n = events or 300
-            return cls(True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 300, False)
+            return cls(True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 50.0, 300, False)
         n = events or 20000
         return cls(
             False,
@@ -74,6 +75,7 @@ class Plan:
             2,
             200.0,
             10.0,
+            1000.0,
             20000,
             py_spy() is not None,
         )
@@ -128,13 +130,18 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
                 rate=plan.sse_rate,
                 seconds=plan.sse_seconds,
                 rounds=plan.runs,
+                worker_rate=plan.decision_rate,
             )
         )
         if plan.profile:  # Step 5.
             for kind, n in (("pipeline", max(plan.events // 2, 500)), ("naive", plan.naive_events)):
                 env.log(f"bench: profiling {kind} with py-spy")
                 res = await saturation(env, kind, n, profile=env.work_dir / f"profile-{kind}.txt")
-                profiles[kind] = {"rate": res["rate"], **res.get("profile", {})}
+                profiles[kind] = {
+                    "rate": res["rate"],
+                    "cpu_us_per_event": res.get("cpu_us_per_event"),
+                    **res.get("profile", {}),
+                }
                 if kind == "pipeline":
                     env.log("bench: profiling the rebuild with py-spy")
                     source = env.settings.with_overrides(topic_prefix=res["prefix"])

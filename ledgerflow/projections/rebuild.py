@@ -152,16 +152,6 @@ async def replay(
     return stats
 
 
-def replay_consumer(settings: Settings) -> AIOKafkaConsumer:
-    """A group-less consumer with room for large fetches (replays read whole partitions)."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-
-
 def groups_of(
     tp: TopicPartition,
     records: list[ConsumerRecord[bytes, bytes]],
@@ -223,3 +213,13 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         if task is not None and task.cancelling():
             raise  # we are being cancelled: let it through
         log.warning("replay: the Kafka consumer raised CancelledError while stopping; ignored")
+
+
+def replay_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A group-less consumer for reading logs from the start in large fetches (not started)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
