@@ -42,9 +42,14 @@ async def run_audit(
     def bar(label: str, total: int) -> Progress:
         return Progress(label, total, show=progress)
 
-    await audit_logs(settings, report, bar, grace_s=grace_s)
-    if projections:
-        await audit_projections(settings, report, bar)
+    if projections:  # the read-model rebuild runs in worker processes meanwhile
+        models = Report()
+        await asyncio.gather(
+            audit_logs(settings, report, bar, grace_s=grace_s), audit_projections(settings, models, bar)
+        )
+        report.merge(models)
+    else:
+        await audit_logs(settings, report, bar, grace_s=grace_s)
     report.seconds = time.perf_counter() - began
     return report
 
