@@ -276,6 +276,7 @@ class PolicyAgent:
                 reference.pack_for(event.tenant),
                 reference.training_for(event.tenant),
                 stage.head(state, decision_chain_key(event.tenant, event.subject)),
+                reference.models_for(event.tenant),
             )
             encoded = None if record is None else codec.encode(record)
         except Exception as exc:  # a turn that cannot be evaluated must not stop the partition

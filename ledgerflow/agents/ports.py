@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ledgerflow.agents.output import Outgoing, Written
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.payloads import DeadLetter
-from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.policy import ModelCatalog, RulePack, TrainingState
 
 __all__ = ["ChainHeadStore", "DeadLetterPort", "InputLog", "OutputLog", "ReferenceView", "Snapshot"]
 
@@ -80,6 +80,8 @@ class ReferenceView(Protocol):
     def pack_for(self, tenant: str) -> RulePack: ...
 
     def training_for(self, tenant: str) -> TrainingState: ...
+
+    def models_for(self, tenant: str) -> ModelCatalog: ...
 
 
 class DeadLetterPort(Protocol):

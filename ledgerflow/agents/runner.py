@@ -9,14 +9,14 @@ import os
 import faust
 from prometheus_client import start_http_server
 
-from ledgerflow.agents import policy, projector, training, usage
+from ledgerflow.agents import models, policy, projector, training, usage
 from ledgerflow.agents.app import create_app
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
-AGENTS = ("policy", "projector", "training", "usage")
+AGENTS = ("policy", "projector", "training", "usage", "models")
 METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
 DEFAULT_METRICS = "127.0.0.1:8701"
 
@@ -44,6 +44,8 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
         training.register(app, settings)
     if "usage" in wanted:
         usage.register(app, settings)
+    if "models" in wanted:
+        models.register(app, settings)
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops

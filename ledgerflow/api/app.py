@@ -25,6 +25,7 @@ from ledgerflow.api import (
     events,
     forecast,
     health,
+    models,
     openapi,
     overview,
     policy,
@@ -79,6 +80,10 @@ def routes() -> list[BaseRoute]:
         Route("/v1/training/history", training_history.training_history),
         Route("/v1/usage", usage.usage),
         Route("/v1/forecast", forecast.forecast),
+        Route("/v1/models", models.list_models),
+        Route("/v1/models", models.register_model, methods=["POST"]),
+        Route("/v1/models/disable", models.disable_model, methods=["POST"]),
+        Route("/v1/models/enable", models.enable_model, methods=["POST"]),
         Route("/v1/audit", audit_run.audit, methods=["POST"]),
     ]
 

@@ -37,6 +37,7 @@ from ledgerflow.api.spec import (
     operation,
     operation_of,
 )
+from ledgerflow.api.usage import COST as _COST
 
 Schema = dict[str, Any]
 ROLES = ["producer", "subscriber", "admin", "auditor"]
@@ -157,9 +158,20 @@ def _schemas() -> dict[str, Schema]:
             tenant=STR,
             model=STR,
             method=STR,
+            prices={
+                "oneOf": [
+                    {"type": "null"},
+                    obj(
+                        ["input_per_1k", "output_per_1k"],
+                        input_per_1k=nullable("number"),
+                        output_per_1k=nullable("number"),
+                    ),
+                ],
+                "description": "The model's registered prices; null when it is not registered",
+            },
             history={
                 "type": "array",
-                "items": obj(["window_start", "tokens"], window_start=INT, tokens=NUM),
+                "items": obj(["window_start", "tokens"], window_start=INT, tokens=NUM, cost=_COST),
             },
             forecast={
                 "type": "array",
@@ -169,6 +181,7 @@ def _schemas() -> dict[str, Schema]:
                     expected=NUM,
                     lower=NUM,
                     upper=NUM,
+                    cost=_COST,
                 ),
             },
         ),
