@@ -74,6 +74,11 @@ SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams")
 SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"])
 SSE_DROPPED = Counter("ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"])
 EVENTS_INGESTED = Counter("ledgerflow_events_ingested_total", "Events accepted by POST /v1/events", ["type"])
+TRACE_CONTEXT_REPLACED = Counter(
+    "ledgerflow_trace_context_replaced_total",
+    "Invalid traceparent headers replaced by a new trace",
+    ["reason"],
+)
 
 RECORDS_PROCESSED = Counter(
     "ledgerflow_records_processed_total", "Records handled by an agent", ["agent", "topic"]

@@ -43,6 +43,7 @@ from ledgerflow.api.faults import KAFKA_REQUEST_TIMEOUT_MS, REDIS_CONNECT_TIMEOU
 from ledgerflow.api.hub import Hub
 from ledgerflow.api.limits import EdgeLimits, HeaderLimits, TenantRateLimit
 from ledgerflow.api.problems import exception_handlers
+from ledgerflow.api.tracing import TraceContextMiddleware
 from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
@@ -50,6 +51,7 @@ from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
+from ledgerflow.tracing.current import install_log_fields
 
 
 def routes() -> list[BaseRoute]:
@@ -89,6 +91,7 @@ def routes() -> list[BaseRoute]:
 
 
 def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
+    install_log_fields()  # log records carry the request's trace_id (docs/tracing.md)
     limits = EdgeLimits.from_env()
     verifier = TokenVerifier(
         JwksSource(settings.jwks_location), issuer=settings.issuer, audience=settings.audience
@@ -150,6 +153,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         routes=routes(),
         middleware=[
             Middleware(RequestMetrics),
+            Middleware(TraceContextMiddleware),
             Middleware(HeaderLimits),
             Middleware(
                 AuthenticationMiddleware,

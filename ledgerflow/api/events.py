@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -30,6 +31,7 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.metrics import EVENTS_INGESTED
 from ledgerflow.topics import CONVERSATION_EVENTS
+from ledgerflow.tracing.current import current_trace, kafka_headers
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +144,16 @@ async def publish(ctx: EdgeContext, base_topic: str, event: Event):  # type: ign
     """Publish ``event`` keyed by its subject, bounded by faults.DEADLINE_S; any failure
     is InfrastructureError (503). A timed-out record may still reach the log: a retry
     with the same event id (or Idempotency-Key) is then a duplicate delivery, recognised
-    as such downstream."""
+    as such downstream.
+
+    The request's trace context goes along: in the record's ``traceparent``/``tracestate``
+    headers, and in its envelope ``trace_id`` unless the producer set one (docs/tracing.md)."""
+    trace = current_trace.get()
+    if trace is not None and event.trace_id is None:
+        event = dataclasses.replace(event, trace_id=trace.traceparent)
     value = codec.encode(event)
+    topic, key = ctx.settings.topic(base_topic), event.subject.encode()
     return await bounded(
-        ctx.producer.send_and_wait(ctx.settings.topic(base_topic), value=value, key=event.subject.encode()),
+        ctx.producer.send_and_wait(topic, value=value, key=key, headers=kafka_headers(trace)),
         "Kafka publish",
     )

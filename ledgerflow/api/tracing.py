@@ -1,0 +1,41 @@
+"""W3C trace context at the edge: every request continues the caller's trace or starts one.
+
+A valid ``traceparent`` is continued (with this request's own span id); a missing one starts a
+new trace; an invalid one is replaced by a new trace and counted
+(``ledgerflow_trace_context_replaced_total{reason}``), never rejected. An invalid ``tracestate``
+is dropped. The context is bound for the request (records published carry it in their
+``trace_id`` and Kafka headers; log records carry ``trace_id``), and answered in the response's
+``traceparent`` header so a client learns the trace id of a request it did not trace.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ledgerflow.metrics import TRACE_CONTEXT_REPLACED
+from ledgerflow.tracing.context import accept
+from ledgerflow.tracing.current import TRACEPARENT, TRACESTATE, bind, new_span_id, new_trace_id
+
+
+class TraceContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wanted = {TRACEPARENT.encode(), TRACESTATE.encode()}
+        found = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+        accepted = accept(found.get(TRACEPARENT), found.get(TRACESTATE), new_trace_id(), new_span_id())
+        if accepted.replaced == "invalid":
+            TRACE_CONTEXT_REPLACED.labels("invalid").inc()
+        answer = (TRACEPARENT.encode(), accepted.context.traceparent.encode())
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), answer]
+            await send(message)
+
+        with bind(accepted.context):
+            await self.app(scope, receive, send_with_trace)
