@@ -23,7 +23,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.errors import DecodeError
-from ledgerflow.logs import read_topic
+from ledgerflow.kafka.logs import read_topic
 from ledgerflow.policy import RulePack, load_rule_pack
 from ledgerflow.topics import POLICY_RULES
 

@@ -34,11 +34,11 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter
-from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
-from ledgerflow.logs import read_range
+from ledgerflow.kafka.logs import read_range
 from ledgerflow.models import ModelRegistry, decide, evolve, initial_registry
 from ledgerflow.models.wire import command_of, event_of, record_of
+from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.topics import MODELS_AUDIT, MODELS_COMMANDS
 
 log = logging.getLogger(__name__)

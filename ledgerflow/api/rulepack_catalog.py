@@ -30,7 +30,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.errors import DecodeError, ValidationError
-from ledgerflow.logs import RawRecord, read_topic
+from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.topics import POLICY_RULES
 
 READ_DEADLINE_S = 5.0

@@ -37,7 +37,7 @@ from ledgerflow.contracts.payloads import (
     TrainingExpired,
 )
 from ledgerflow.errors import DecodeError, LedgerflowError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
 from ledgerflow.policy import ModelCatalog, RulePack, TrainingState, parse_rule_pack

@@ -19,7 +19,7 @@ import redis as redis_sync
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka_admin import ensure_topics, round_trip
+from ledgerflow.kafka.admin import ensure_topics, round_trip
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, stop

@@ -14,9 +14,9 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process, start
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.traffic import Publisher
+from tests.support.processes import Process, start
 
 GATE = {
     "tenant": "acme",

@@ -10,10 +10,10 @@ import httpx
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.tracing.context import parse_traceparent, trace_id_of
 from ledgerflow.tracing.current import from_headers
+from tests.support.processes import Process
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

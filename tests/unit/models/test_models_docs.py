@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ledgerflow.policy import parse_rule_pack
-from ledgerflow.sourcecheck import REPO, run_python_blocks
+from tests.support.sourcecheck import REPO, run_python_blocks
 
 DOC = REPO / "docs" / "models.md"
 

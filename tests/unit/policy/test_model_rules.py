@@ -11,12 +11,12 @@ from ledgerflow.audit.models import ModelsCheck
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
-from ledgerflow.decisions import decide
 from ledgerflow.kafka.reference import builtin_default_pack
 from ledgerflow.models import ModelSettings, RegisterModel, SetModelEnabled, evolve, initial_registry
 from ledgerflow.models import decide as decide_models
 from ledgerflow.models.wire import record_of
 from ledgerflow.policy import NO_MODELS, Action, ModelCatalog, TrainingState, Turn, evaluate, load_rule_pack
+from ledgerflow.policy.wire import decide
 from ledgerflow.projections.ops import Position
 
 T0 = 1_700_000_000_000_000
