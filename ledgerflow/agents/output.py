@@ -30,6 +30,8 @@ class Outgoing:
     input_offset: int | None  # None for records no input caused (e.g. timer expiries)
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """Extra headers (trace context, ``tracing/spans.py``); ``lf-input`` is added by ``write``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class CoPartitionedOutput:
         futures = []
         for r in records:
             headers = [] if r.input_offset is None else [(INPUT_HEADER, str(r.input_offset).encode())]
+            headers += r.headers
             futures.append(
                 await self._producer.send(
                     self.output_topic, r.value, key=r.key, partition=r.partition, headers=headers

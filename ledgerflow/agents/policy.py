@@ -72,6 +72,7 @@ from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
 from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
+from ledgerflow.tracing import spans
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,8 @@ class PolicyAgent:
             if msg.offset <= max(state.last_input, stage.last_input):  # Step 2.
                 continue
             RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc()
-            self._decide_one(msg, state, stage, batch)
+            with spans.consumed(msg, "decide", batch.out):  # trace hook: headers in → headers out
+                self._decide_one(msg, state, stage, batch)
         return batch
 
     def _decide_one(self, msg: Any, state: PartitionState, stage: Staged, batch: Batch) -> None:

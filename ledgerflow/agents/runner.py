@@ -15,6 +15,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.kafka_admin import ensure_topics
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
+from ledgerflow.tracing import spans
 from ledgerflow.tracing.current import install_log_fields
 
 AGENTS = ("policy", "projector", "training", "usage", "models")
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings, agents: str = "all") -> int:
     require_fast_codec()
     install_log_fields()  # log records carry trace_id/tenant/conversation/offset when bound
+    spans.configure("ledgerflow-worker")  # OpenTelemetry spans, only when an exporter is configured
     wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
     unknown = set(wanted) - set(AGENTS)
     if unknown:

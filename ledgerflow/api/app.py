@@ -51,6 +51,7 @@ from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
+from ledgerflow.tracing import spans
 from ledgerflow.tracing.current import install_log_fields
 
 
@@ -92,6 +93,7 @@ def routes() -> list[BaseRoute]:
 
 def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
     install_log_fields()  # log records carry the request's trace_id (docs/tracing.md)
+    spans.configure("ledgerflow-edge")  # OpenTelemetry spans, only when an exporter is configured
     limits = EdgeLimits.from_env()
     verifier = TokenVerifier(
         JwksSource(settings.jwks_location), issuer=settings.issuer, audience=settings.audience

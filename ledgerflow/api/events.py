@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 
+from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -31,6 +32,7 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.metrics import EVENTS_INGESTED
 from ledgerflow.topics import CONVERSATION_EVENTS
+from ledgerflow.tracing import spans
 from ledgerflow.tracing.current import current_trace, kafka_headers
 
 log = logging.getLogger(__name__)
@@ -148,12 +150,14 @@ async def publish(ctx: EdgeContext, base_topic: str, event: Event):  # type: ign
 
     The request's trace context goes along: in the record's ``traceparent``/``tracestate``
     headers, and in its envelope ``trace_id`` unless the producer set one (docs/tracing.md)."""
-    trace = current_trace.get()
-    if trace is not None and event.trace_id is None:
-        event = dataclasses.replace(event, trace_id=trace.traceparent)
-    value = codec.encode(event)
     topic, key = ctx.settings.topic(base_topic), event.subject.encode()
-    return await bounded(
-        ctx.producer.send_and_wait(topic, value=value, key=key, headers=kafka_headers(trace)),
-        "Kafka publish",
-    )
+    attributes = spans.kafka_attributes(topic, "send")
+    with spans.span(f"send {topic}", SpanKind.PRODUCER, current_trace.get(), attributes) as producing:
+        trace = producing or current_trace.get()
+        if trace is not None and event.trace_id is None:
+            event = dataclasses.replace(event, trace_id=trace.traceparent)
+        value = codec.encode(event)
+        return await bounded(
+            ctx.producer.send_and_wait(topic, value=value, key=key, headers=kafka_headers(trace)),
+            "Kafka publish",
+        )

@@ -45,6 +45,7 @@ from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from ledgerflow.tracing import spans
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ class Hub:
                     if self._subs:  # nobody listening: no decoding
                         frame = self.frame_of(code, record)
                         if frame is not None:
-                            self._dispatch(frame)
+                            with spans.consumed(record, "sse", []):  # trace hook: the fan-out
+                                self._dispatch(frame)
 
     # -- fan-out ---------------------------------------------------------------------
     def _dispatch(self, frame: Frame) -> None:

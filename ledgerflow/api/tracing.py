@@ -10,10 +10,12 @@ is dropped. The context is bound for the request (records published carry it in 
 
 from __future__ import annotations
 
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.metrics import TRACE_CONTEXT_REPLACED
-from ledgerflow.tracing.context import accept
+from ledgerflow.tracing import spans
+from ledgerflow.tracing.context import TraceContext, accept, parse_traceparent
 from ledgerflow.tracing.current import TRACEPARENT, TRACESTATE, bind, new_span_id, new_trace_id
 
 
@@ -30,12 +32,25 @@ class TraceContextMiddleware:
         accepted = accept(found.get(TRACEPARENT), found.get(TRACESTATE), new_trace_id(), new_span_id())
         if accepted.replaced == "invalid":
             TRACE_CONTEXT_REPLACED.labels("invalid").inc()
-        answer = (TRACEPARENT.encode(), accepted.context.traceparent.encode())
+        if not spans.enabled():
+            await self._call(accepted.context, scope, receive, send)
+            return
+        incoming = None if accepted.replaced else parse_traceparent(found.get(TRACEPARENT))
+        if incoming is not None:
+            incoming = TraceContext(
+                incoming.trace_id, incoming.span_id, incoming.flags, accepted.context.tracestate
+            )
+        attributes = {"http.request.method": scope.get("method", ""), "url.path": scope.get("path", "")}
+        with spans.span(f"HTTP {scope.get('method', '')}", SpanKind.SERVER, incoming, attributes) as server:
+            await self._call(server or accepted.context, scope, receive, send)
+
+    async def _call(self, context: TraceContext, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = (TRACEPARENT.encode(), context.traceparent.encode())
 
         async def send_with_trace(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), answer]
             await send(message)
 
-        with bind(accepted.context):
+        with bind(context):
             await self.app(scope, receive, send_with_trace)
