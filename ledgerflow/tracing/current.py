@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from ledgerflow.contracts import codec
+from ledgerflow.errors import LedgerflowError
 from ledgerflow.tracing.context import TraceContext, clean_tracestate, parse_traceparent
 
 TRACEPARENT = "traceparent"
@@ -24,6 +26,7 @@ LOG_FIELDS = ("trace_id", "tenant", "conversation", "offset")
 
 current_trace: ContextVar[TraceContext | None] = ContextVar("ledgerflow_trace", default=None)
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("ledgerflow_log_fields", default=None)
+_message: ContextVar[Any] = ContextVar("ledgerflow_message", default=None)
 
 
 def new_trace_id() -> str:
@@ -52,7 +55,45 @@ def bind(trace: TraceContext | None = None, **fields: Any) -> Iterator[None]:
 
 def log_fields() -> dict[str, Any]:
     bound = _fields.get() or {}
+    message = _message.get()
+    if message is not None:
+        bound = {**describe(message), **bound}
     return {name: bound.get(name) for name in LOG_FIELDS}
+
+
+class about:  # used like a function: ``with about(message):``
+    """Within the block, log records describe the Kafka record ``message`` an agent is handling.
+
+    Only a reference is stored (one contextvar set and reset: cheap enough for every record);
+    the record is described — its envelope decoded — only when a log line is actually emitted."""
+
+    __slots__ = ("_message", "_token")
+
+    def __init__(self, message: Any) -> None:
+        self._message = message
+
+    def __enter__(self) -> None:
+        self._token = _message.set(self._message)
+
+    def __exit__(self, *exc: object) -> None:
+        _message.reset(self._token)
+
+
+def describe(message: Any) -> dict[str, Any]:
+    """``offset``, ``trace_id``, ``tenant`` and ``conversation`` of a consumed record (what decodes)."""
+    found: dict[str, Any] = {"offset": getattr(message, "offset", None)}
+    headers = getattr(message, "headers", None) or ()
+    trace = from_headers(list(headers.items()) if isinstance(headers, Mapping) else list(headers))
+    try:
+        event = codec.decode(getattr(message, "value", None) or b"")
+    except LedgerflowError:
+        event = None
+    if event is not None:
+        found["tenant"] = event.tenant
+        found["conversation"] = getattr(event.payload, "conversation_id", None) or event.subject
+        trace = trace or parse_traceparent(event.trace_id)
+    found["trace_id"] = None if trace is None else trace.trace_id
+    return found
 
 
 _installed = False

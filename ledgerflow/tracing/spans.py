@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 
 from ledgerflow.tracing.context import TraceContext
-from ledgerflow.tracing.current import from_headers, kafka_headers
+from ledgerflow.tracing.current import about, from_headers, kafka_headers
 
 ENDPOINT_ENV = "LEDGERFLOW_OTLP_ENDPOINT"
 FILE_ENV = "LEDGERFLOW_TRACE_FILE"
@@ -147,15 +147,13 @@ def headers_of(message: Any) -> list[tuple[str, bytes | None]]:
     return list(raw.items()) if isinstance(raw, Mapping) else list(raw)
 
 
-_OFF = contextlib.nullcontext()
-
-
 def consumed(message: Any, stage: str, out: list[Any]) -> contextlib.AbstractContextManager[Any]:
     """The agent hook around handling one consumed record: a ``process <topic>`` span continuing
     the record's ``traceparent`` header; records appended to ``out`` inside it (dataclasses with a
-    ``headers`` field) get the span's context in their headers. A shared no-op when spans are off."""
+    ``headers`` field) get the span's context in their headers. With spans off it only lets log
+    records describe the record (``current.about``)."""
     if _tracer is None:
-        return _OFF
+        return about(message)
     return _consumed(message, stage, out)
 
 
@@ -169,7 +167,7 @@ def _process_attributes(message: Any, stage: str) -> dict[str, Any]:
 def _consumed(message: Any, stage: str, out: list[Any]) -> Iterator[None]:
     before = len(out)
     parent, attributes = from_headers(headers_of(message)), _process_attributes(message, stage)
-    with span(f"process {message.topic}", SpanKind.CONSUMER, parent, attributes) as ctx:
+    with about(message), span(f"process {message.topic}", SpanKind.CONSUMER, parent, attributes) as ctx:
         yield
         stamp = tuple(kafka_headers(ctx))
         for index in range(before, len(out)):

@@ -137,3 +137,39 @@ def test_the_edge_middleware_continues_replaces_and_counts() -> None:
     fresh = client.get("/")
     assert fresh.status_code == 200 and parse_traceparent(fresh.headers["traceparent"]) is not None
     assert TRACE_CONTEXT_REPLACED.labels("invalid")._value.get() == before + 1
+
+
+def test_log_records_inside_an_agent_hook_describe_the_record(caplog: pytest.LogCaptureFixture) -> None:
+    from ledgerflow.contracts import codec
+    from ledgerflow.contracts.events import new_event
+    from ledgerflow.contracts.payloads import MessageSubmitted
+    from ledgerflow.tracing import spans
+
+    install_log_fields()
+    event = new_event(
+        "MessageSubmitted",
+        tenant="acme",
+        subject="conv-9",
+        payload=MessageSubmitted("t1", "user", "hi", "slm-1", None),
+        producer="unit",
+        occurred_at_micros=1_700_000_000_000_000,
+        trace_id=GOOD,
+    )
+
+    class Message:
+        topic, partition, offset, headers = "conversation.events", 0, 41, ()
+        value = codec.encode(event)
+
+    class Poison(Message):
+        value = b"not avro"
+        headers = (("traceparent", GOOD.encode()),)
+
+    log = logging.getLogger("ledgerflow.test.tracing")
+    with caplog.at_level(logging.WARNING, logger="ledgerflow.test.tracing"):
+        with spans.consumed(Message(), "decide", []):
+            log.warning("deciding")
+        with spans.consumed(Poison(), "decide", []):
+            log.warning("poison")
+        log.warning("after")
+    fields = [(r.trace_id, r.tenant, r.conversation, r.offset) for r in caplog.records]  # type: ignore[attr-defined]
+    assert fields == [(TRACE, "acme", "conv-9", 41), (TRACE, None, None, 41), (None, None, None, None)]
