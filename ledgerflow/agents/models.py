@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,8 @@ import faust
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
+from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
+from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -35,7 +36,6 @@ from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError
-from ledgerflow.kafka.logs import read_range
 from ledgerflow.models import ModelRegistry, decide, evolve, initial_registry
 from ledgerflow.models.wire import command_of, event_of, record_of
 from ledgerflow.policy.wire import chain, head_after
@@ -44,21 +44,18 @@ from ledgerflow.topics import MODELS_AUDIT, MODELS_COMMANDS
 log = logging.getLogger(__name__)
 
 NAME = "models"
-BATCH = 100
-WITHIN_S = 0.01
-IDLE_TICK_S = 60.0
-DEDUPE_WINDOW = 10_000
-"""Per partition: command ids of the latest answers a duplicate delivery is recognised against."""
+BATCH, WITHIN_S, IDLE_TICK_S = 100, 0.01, 60.0
+DEDUPE_WINDOW = 10_000  # per partition: the latest answered command ids a redelivery is matched against
 
 
 @dataclass
 class Registries:
-    """What the agent knows about one owned partition."""
+    """One owned partition: each tenant's registry and chain head, and what was answered."""
 
-    last_input: int = -1
     tenants: dict[str, ModelRegistry] = field(default_factory=dict)
     heads: dict[str, ChainHead] = field(default_factory=dict)
-    answered: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    answered: OrderedDict[str, int] = field(default_factory=OrderedDict)  # command id -> input offset
+    last_input: int = -1
 
     def of(self, tenant: str) -> ModelRegistry:
         return self.tenants.get(tenant) or initial_registry(tenant)
@@ -71,11 +68,18 @@ class Registries:
 
 
 class ModelsAgent:
-    def __init__(self, app: faust.App, settings: Settings) -> None:
-        self._settings = settings
+    """I/O through ports (``agents/ports.py``), so its decisions are unit-tested in memory."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        output: OutputLog,
+        inputs: InputLog,
+        sink: DeadLetterPort,
+        clock: Callable[[], int] = wall_clock_micros,
+    ) -> None:
         self.input_topic = settings.topic(MODELS_COMMANDS)
-        self._output = CoPartitionedOutput(settings, self.input_topic, settings.topic(MODELS_AUDIT))
-        self._sink = DeadLetterSink(app, NAME)
+        self._output, self._inputs, self._sink, self._clock = output, inputs, sink, clock
         self._partitions: dict[int, Registries] = {}
         self._lock = asyncio.Lock()
         self._started = False
@@ -116,7 +120,7 @@ class ModelsAgent:
             for p in sorted({m.partition for m in messages} - set(self._partitions)):
                 known = await self._recover(p)
                 first = min(m.offset for m in messages if m.partition == p)
-                pending += await read_range(self._settings, self.input_topic, p, known.last_input + 1, first)
+                pending += await self._inputs.read(p, known.last_input + 1, first)
             out: list[Outgoing] = []
             letters: list[DeadLetter] = []
             for msg in [*pending, *messages]:
@@ -140,7 +144,7 @@ class ModelsAgent:
             return []
         try:
             command = command_of(event)
-            outcome = decide(known.of(command.tenant), command, time.time_ns() // 1000)
+            outcome = decide(known.of(command.tenant), command, self._clock())
         except Exception as exc:  # a command that cannot be decided must not stop the partition
             log.exception("models: deciding %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
             letters.append(dead_letter_of(msg, evaluation_failed(exc), NAME, MODELS_COMMANDS))
@@ -156,6 +160,8 @@ class ModelsAgent:
 
 
 def register(app: faust.App, settings: Settings) -> ModelsAgent:
-    agent = ModelsAgent(app, settings)
+    commands = settings.topic(MODELS_COMMANDS)
+    output = CoPartitionedOutput(settings, commands, settings.topic(MODELS_AUDIT))
+    agent = ModelsAgent(settings, output, KafkaInputLog(settings, commands), DeadLetterSink(app, NAME))
     register_timed(app, agent, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=IDLE_TICK_S)
     return agent

@@ -49,31 +49,30 @@ class ModelRegistry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RegisterModel:
-    """Register a model, or replace the settings of a registered one."""
+class _Command:
+    """What every registry command says: who asks, about which model, at which version."""
 
     command_id: str
     tenant: str
     actor: str
     actor_roles: tuple[str, ...]
     model: str
-    settings: ModelSettings
     expected_version: int | None = None
     issued_at: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SetModelEnabled:
+class RegisterModel(_Command):
+    """Register a model, or replace the settings of a registered one."""
+
+    settings: ModelSettings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetModelEnabled(_Command):
     """Enable or disable a registered model (its settings stay)."""
 
-    command_id: str
-    tenant: str
-    actor: str
-    actor_roles: tuple[str, ...]
-    model: str
     enabled: bool
-    expected_version: int | None = None
-    issued_at: int
 
 
 ModelCommand = RegisterModel | SetModelEnabled
@@ -94,7 +93,7 @@ class ModelRegistered:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ModelEnabled:
+class _Switched:
     tenant: str
     version: int
     command_id: str
@@ -104,13 +103,13 @@ class ModelEnabled:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ModelDisabled:
-    tenant: str
-    version: int
-    command_id: str
-    actor: str
-    model: str
-    occurred_at: int
+class ModelEnabled(_Switched):
+    """A registered model was enabled."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelDisabled(_Switched):
+    """A registered model was disabled."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
