@@ -4,6 +4,7 @@ record (envelope and Kafka headers) and its decision; an invalid one is replaced
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -11,6 +12,7 @@ import httpx
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.kafka.logs import read_all
+from ledgerflow.sse_client import follow
 from ledgerflow.tracing.context import parse_traceparent, trace_id_of
 from ledgerflow.tracing.current import from_headers
 from tests.support.processes import Process
@@ -67,3 +69,22 @@ def test_a_turn_carries_its_trace_into_kafka_and_its_decision(
     traces = {d.payload.input_event_id: trace_id_of(d.trace_id) for d in decisions}  # type: ignore[union-attr]
     assert traces[traced.json()["event_id"]] == TRACE
     assert traces[invalid.json()["event_id"]] == new_trace
+
+    async def decision_frame() -> dict:
+        """Subscribe to a new conversation, step a traced turn into it, read its decision's frame."""
+        conversation = f"c-{uuid.uuid4().hex[:8]}"
+        url = f"{edge}/v1/conversation/stream?conversation_id={conversation}"
+        body = {"conversation_id": conversation, "content": "hello", "model": "slm-1"}
+        headers = {"Authorization": f"Bearer {producer}", "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
+        async with httpx.AsyncClient() as client:
+            frames = follow(client, url, tokens("acme", "subscriber"), checkpoints=True)
+            await anext(frames)  # the opening checkpoint: subscribed
+            step = await client.post(f"{edge}/v1/conversation/step", json=body, headers=headers, timeout=30)
+            assert step.status_code in (200, 202), step.text
+            async for frame in frames:
+                if frame.event == "PolicyDecision":
+                    return dict(json.loads(frame.data))
+        raise AssertionError("the stream ended without the decision")
+
+    frame = asyncio.run(asyncio.wait_for(decision_frame(), 30))
+    assert trace_id_of(frame["trace_id"]) == TRACE
