@@ -25,7 +25,9 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 
 
-def create_app(settings: Settings, app_id: str = "ledgerflow-worker") -> faust.App:
+def create_app(settings: Settings, app_id: str = "ledgerflow-worker-aux") -> faust.App:
+    """The faust App: lifecycle, timers, and the agents off the hot path (training, usage);
+    the hot path (policy, projector) has its own group (``agents/batchloop.py``)."""
     return faust.App(
         settings.topic_prefix + app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",

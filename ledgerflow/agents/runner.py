@@ -5,28 +5,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 import faust
 from prometheus_client import start_http_server
 
-from ledgerflow.agents import models, policy, projector, training, usage
-from ledgerflow.agents.app import create_app
+from ledgerflow import logformat
+from ledgerflow.agents import lag, models, policy, projector, training, usage
+from ledgerflow.agents.app import create_app, raw_topic
+from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, run_loop
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
+from ledgerflow.kafka.admin import ensure_topics
+from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
+from ledgerflow.topics import (
+    CONVERSATION_EVENTS,
+    POLICY_DECISIONS,
+    POLICY_RULES,
+    TRAINING_AUDIT,
+    USAGE_WINDOWS,
+)
 from ledgerflow.tracing import spans
 from ledgerflow.tracing.current import install_log_fields
 
 AGENTS = ("policy", "projector", "training", "usage", "models")
-METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
-DEFAULT_METRICS = "127.0.0.1:8701"
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, agents: str = "all") -> int:
     require_fast_codec()
+    logging_config = logformat.dict_config(logformat.log_format())
+    if logging_config is not None:
+        logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
     install_log_fields()  # log records carry trace_id/tenant/conversation/offset when bound
     spans.configure("ledgerflow-worker")  # OpenTelemetry spans, only when an exporter is configured
     wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
@@ -34,35 +45,56 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     if unknown:
         raise SystemExit(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
     asyncio.run(ensure_topics(settings))
-    serve_metrics(os.environ.get(METRICS_ENV, DEFAULT_METRICS))
+    serve_metrics(worker_metrics_address(os.environ))
     app = create_app(settings)
+    loop = BatchLoop(source := KafkaSource(settings), [])  # the hot path: see agents/batchloop.py
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
-        policy.register(app, settings, owns_dlq=True)
+        policy.register(app, loop, settings, owns_dlq=True)
     if "projector" in wanted:
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
         owned |= set() if "policy" in wanted else {CONVERSATION_EVENTS}
-        projector.register(app, settings, owns_dlq=frozenset(owned))
+        projector.register(app, loop, settings, owns_dlq=frozenset(owned))
+    if loop.topics:
+        app.task(lambda: run_loop(loop, source, app))
+    if not {"training", "usage", "models"} & set(wanted):
+        keep_faust_subscribed(app, settings)
     if "training" in wanted:
         training.register(app, settings)
     if "usage" in wanted:
         usage.register(app, settings)
     if "models" in wanted:
         models.register(app, settings)
+    lag.register(app, settings, [source] if loop.topics else [])
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)
+    if logging_config is not None:
+        # JSON lines only: faust's terminal spinner would write escape codes between them
+        # and raise every logger to DEBUG for itself.
+        worker.spinner = None
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
 
 
-def serve_metrics(address: str) -> None:
-    """Prometheus metrics of this worker at http://ADDRESS/metrics ('' or 'off' disables)."""
-    if address.lower() in {"", "off", "none"}:
+def keep_faust_subscribed(app: faust.App, settings: Settings) -> None:
+    """faust's consumer crashes when no agent gives it a topic: with only the hot path (which has
+    its own consumer), it reads the one-partition, low-traffic ``policy.rules`` and ignores it
+    (reference data reads that topic with its own reader, in no group)."""
+
+    @app.agent(raw_topic(app, settings.topic(POLICY_RULES)), name="idle", concurrency=1)
+    async def idle(stream: faust.StreamT[Any]) -> None:
+        async for _ in stream:
+            pass
+
+
+def serve_metrics(address: str | None) -> None:
+    """Prometheus metrics of this worker at http://ADDRESS/metrics (None: disabled)."""
+    if address is None:
         return
     host, _, port = address.rpartition(":")
     try:
-        start_http_server(int(port), addr=host or "127.0.0.1")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=WORKER_REGISTRY)
     except OSError as exc:  # several workers on one host: the first one serves
         log.warning(
-            "worker metrics not served on %s (%s); set %s to a free address", address, exc, METRICS_ENV
+            "worker metrics not served on %s (%s); set %s to a free address", address, exc, WORKER_METRICS_ENV
         )

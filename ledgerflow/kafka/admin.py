@@ -115,8 +115,12 @@ async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, i
 
 async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
     """The consumer group's committed offset per partition of ``topic`` (absent = none)."""
+    offsets = await group_offsets(settings, group)
+    return {tp.partition: offset for tp, offset in offsets.items() if tp.topic == topic}
+
+
+async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    """The consumer group's committed offset of every partition it committed."""
     async with _admin(settings) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
-    return {
-        tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0
-    }
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}

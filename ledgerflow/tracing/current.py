@@ -1,10 +1,11 @@
 """The current task's trace context and log fields (contextvars), and their way onto log
 records and Kafka headers.
 
-``install_log_fields()`` makes every ``LogRecord`` carry ``trace_id``, ``tenant``,
-``conversation`` and ``offset`` (None when not bound), so a JSON log formatter reads them as
-plain attributes. ``bind(...)`` sets them for a block; asyncio copies contextvars into each
-task, so one request's fields never leak into another's.
+``install_log_fields()`` makes every ``LogRecord`` carry ``LOG_FIELDS`` (``trace_id``,
+``tenant``, ``conversation``, ``topic``, ``partition``, ``offset``; None when not bound), so a
+JSON log formatter (``ledgerflow/logformat.py``) reads them as plain attributes.
+``bind(...)`` sets them for a block; asyncio copies contextvars into each task, so one
+request's fields never leak into another's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ledgerflow.tracing.context import TraceContext, clean_tracestate, parse_tra
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
-LOG_FIELDS = ("trace_id", "tenant", "conversation", "offset")
+LOG_FIELDS = ("trace_id", "tenant", "conversation", "topic", "partition", "offset")
 
 current_trace: ContextVar[TraceContext | None] = ContextVar("ledgerflow_trace", default=None)
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("ledgerflow_log_fields", default=None)
@@ -81,7 +82,7 @@ class about:  # used like a function: ``with about(message):``
 
 def describe(message: Any) -> dict[str, Any]:
     """``offset``, ``trace_id``, ``tenant`` and ``conversation`` of a consumed record (what decodes)."""
-    found: dict[str, Any] = {"offset": getattr(message, "offset", None)}
+    found: dict[str, Any] = {name: getattr(message, name, None) for name in ("topic", "partition", "offset")}
     headers = getattr(message, "headers", None) or ()
     trace = from_headers(list(headers.items()) if isinstance(headers, Mapping) else list(headers))
     try:
