@@ -173,3 +173,24 @@ def test_log_records_inside_an_agent_hook_describe_the_record(caplog: pytest.Log
         log.warning("after")
     fields = [(r.trace_id, r.tenant, r.conversation, r.offset) for r in caplog.records]  # type: ignore[attr-defined]
     assert fields == [(TRACE, "acme", "conv-9", 41), (TRACE, None, None, 41), (None, None, None, None)]
+
+
+def test_json_log_lines_carry_the_bound_trace_and_record_fields() -> None:
+    import json as jsonlib
+
+    from ledgerflow.logformat import JsonFormatter
+
+    install_log_fields()
+    with bind(TraceContext(TRACE, SPAN), tenant="acme", conversation="c-1", topic="t", partition=2, offset=9):
+        record = logging.getLogger("ledgerflow.test.json").makeRecord(
+            "x", logging.INFO, "f", 1, "hello", (), None
+        )
+    line = jsonlib.loads(JsonFormatter().format(record))
+    assert {k: line[k] for k in ("trace_id", "tenant", "conversation", "topic", "partition", "offset")} == {
+        "trace_id": TRACE,
+        "tenant": "acme",
+        "conversation": "c-1",
+        "topic": "t",
+        "partition": 2,
+        "offset": 9,
+    }
