@@ -5,7 +5,7 @@ Choices (see docs/architecture.md, "faust-streaming behaviours the agents work a
   (projections) and by deterministic ids (decisions), not by Kafka transactions.
 - short session timeouts so a killed worker's partitions move on within seconds;
 - no faust web server, in-memory tables only, and no topic auto-declaration: topics
-  are created by ``ledgerflow.kafka_admin.ensure_topics`` with explicit configs.
+  are created by ``ledgerflow.kafka.admin.ensure_topics`` with explicit configs.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from aiokafka.structs import RecordMetadata
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.topics import INPUT_HEADER
 
 # A batch loop's decisions of one partition go in one record batch (the broker's limit: 1 MiB).

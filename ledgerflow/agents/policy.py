@@ -16,7 +16,7 @@ transaction:
    other agents already consumed the topic) are read back and decided first: no turn is
    ever left without a decision.
 3. Wait until reference data (rule packs, training state) has read everything in its
-   log, then decide each turn with the pure ``ledgerflow.decisions.decide``. A record that
+   log, then decide each turn with the pure ``ledgerflow.policy.wire.decide``. A record that
    is too large, does not decode or validate, or whose evaluation raises, becomes a dead
    letter (``contracts/deadletters.py``: always fits); a turn whose ``event_id`` was decided
    in this partition lately (the last ``DEDUPE_WINDOW`` decisions) is a duplicate
@@ -69,11 +69,11 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import DeadLetter, PolicyDecision
-from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka.admin import committed_offsets
 from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
-from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
+from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 from ledgerflow.tracing import spans
 

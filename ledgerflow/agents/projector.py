@@ -41,7 +41,7 @@ from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import DecodeError
-from ledgerflow.kafka_admin import committed_offsets
+from ledgerflow.kafka.admin import committed_offsets
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
 from ledgerflow.projections.backoff import Backoff
 from ledgerflow.projections.conversations import SOURCES, project

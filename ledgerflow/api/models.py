@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ledgerflow.api.authentication import requires_any_role, requires_role
+from ledgerflow.api.authentication import requires_role, requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.problems import problem, read_json
@@ -36,7 +36,7 @@ from ledgerflow.api.spec import (
     ref,
 )
 from ledgerflow.api.step import wait_seconds
-from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
+from ledgerflow.auth.roles import ADMIN
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import ModelRejected, Payload, RegisterModel, SetModelEnabled
 from ledgerflow.errors import ValidationError
@@ -260,7 +260,7 @@ def registry_view(registry: ModelRegistry) -> dict[str, Any]:
     },
 )
 async def list_models(request: Request) -> JSONResponse:
-    principal = requires_any_role(request, SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+    principal = requires_tenant_role(request)
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     ctx: EdgeContext = request.app.state.ctx
     await ctx.reference.sync()

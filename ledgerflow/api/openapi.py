@@ -41,7 +41,17 @@ from ledgerflow.api.usage import COST as _COST
 
 Schema = dict[str, Any]
 ROLES = ["producer", "subscriber", "admin", "auditor"]
-TAGS = ("events", "conversations", "streams", "policy", "training", "usage", "audit", "operations")
+TAGS = (
+    "events",
+    "conversations",
+    "streams",
+    "policy",
+    "training",
+    "usage",
+    "audit",
+    "operations",
+    "registry",
+)
 
 
 class UndocumentedRoute(Exception):

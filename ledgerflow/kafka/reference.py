@@ -16,7 +16,6 @@ it succeeds — before the reader moves past the record, so no refusal goes unre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -38,6 +37,7 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.errors import DecodeError, LedgerflowError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
 from ledgerflow.policy import ModelCatalog, RulePack, TrainingState, parse_rule_pack
@@ -125,12 +125,7 @@ class ReferenceData:
         await self.sync()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await stop_reader(self._task, self._consumer)
 
     async def sync(self, timeout: float = 10.0) -> None:
         """Wait until everything in the log at call time has been applied."""
