@@ -126,30 +126,11 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
+    from ledgerflow.rulepacks_cli import policy_cli
 
-    from ledgerflow.policy.validation import parse_rule_pack_text
-    from ledgerflow.rulepacks import publish_pack
-
-    with open(args.file, encoding="utf-8") as f:
-        text = f.read()
-    fmt = "yaml" if args.file.endswith((".yaml", ".yml")) else "json"
-    document = parse_rule_pack_text(text, fmt=fmt)
-    if args.tenant:
-        document["tenant"] = args.tenant
-    document.pop("version", None)
-    published = asyncio.run(publish_pack(settings, document, producer_name="cli"))
-    print(
-        json.dumps(
-            {
-                "tenant": published.tenant,
-                "version": published.version,
-                "constitution_hash": published.constitution_hash,
-                "offset": published.offset,
-            }
-        )
+    return policy_cli(
+        settings, args.action, args.file, tenant=args.tenant, signature=args.signature, key_path=args.key
     )
-    return 0
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
@@ -265,10 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     t.set_defaults(handler=cmd_token)
 
-    po = sub.add_parser("policy", help="publish rule packs (constitutions)")
-    po.add_argument("action", choices=["publish"])
+    po = sub.add_parser("policy", help="publish, sign or verify rule packs (constitutions)")
+    po.add_argument("action", choices=["publish", "sign", "verify"])
     po.add_argument("file", help="rule pack JSON or YAML (see docs/policy.md)")
     po.add_argument("--tenant", help="override the pack's tenant ('*' = the default pack)")
+    po.add_argument(
+        "--signature", help="detached JWS (or @PATH) from `policy sign` (publish: default the dev policy key)"
+    )
+    po.add_argument(
+        "--key", metavar="PEM", help="sign: an Ed25519/P-256 private key (default: dev policy key)"
+    )
     _common(po)
     po.set_defaults(handler=cmd_policy)
 

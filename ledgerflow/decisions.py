@@ -39,7 +39,9 @@ def turn_of(event: Event) -> Turn | None:
     return Turn(event.event_id, event.tenant, event.subject, payload.role, payload.content)
 
 
-def decision_payload(event: Event, value_hash: str, decision: Decision) -> PolicyDecision:
+def decision_payload(
+    event: Event, value_hash: str, decision: Decision, signer_kid: str | None = None
+) -> PolicyDecision:
     return PolicyDecision(
         input_event_id=event.event_id,
         input_hash=value_hash,
@@ -52,6 +54,7 @@ def decision_payload(event: Event, value_hash: str, decision: Decision) -> Polic
         training_version=decision.training_version,
         training_enabled=decision.training_enabled,
         redactions=tuple(Redaction(s, e) for s, e in decision.redactions),
+        signer_kid=signer_kid,
     )
 
 
@@ -62,7 +65,7 @@ def decide(
     turn = turn_of(event)
     if turn is None:
         return None
-    payload = decision_payload(event, input_hash(value), evaluate(turn, pack, training))
+    payload = decision_payload(event, input_hash(value), evaluate(turn, pack, training), pack.signer_kid)
     record = new_event(
         "PolicyDecision",
         tenant=event.tenant,

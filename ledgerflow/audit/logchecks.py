@@ -2,7 +2,8 @@
 
 1. Fix the horizon: end offsets of the derived topics first, then of their inputs, so
    every decision below the horizon has its input below it too.
-2. Read ``policy.rules``: every rule pack ever published, by (tenant, version).
+2. Read ``policy.rules``: every rule pack ever published, by (tenant, version), each verified
+   against the policy trust store as the agents verify it (``audit/packs.py``).
 3. Read ``training.audit``: verify its chains, fold it, check every transition.
 4. Read ``usage.windows``: verify its chains.
 5. Read the dead letters of ``conversation.events`` and ``training.commands``: inputs the
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
+from ledgerflow.audit.packs import PackSignatures
 from ledgerflow.audit.progress import Progress
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.sources import Horizon, LogReader
@@ -42,9 +44,11 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
+from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
 from ledgerflow.logs import RawRecord
 from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.policy.signing import KeyLookup
 from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
@@ -95,6 +99,7 @@ async def audit_logs(
                 report.notes.append(f"topic {topic} does not exist: nothing of {base} was checked")
         bar = progress("replaying logs", sum(sum(ends) for ends in horizon.values()))
         run = _Run(reader, horizon, report, bar, names, overdue_before_ms)
+        run.lookup = PolicyTrust.of(settings).lookup
         book = await run.packs()  # Step 2.
         training = await run.training()  # Step 3.
         await run.chained_only(USAGE_WINDOWS)  # Step 4.
@@ -104,7 +109,7 @@ async def audit_logs(
         for finding in run.chains.finish():
             report.add(finding)
         bar.finish()
-    report.checks += ["hash chains", "decisions", "training transitions", "completeness"]
+    report.checks += ["hash chains", "decisions", "pack signatures", "training transitions", "completeness"]
 
 
 class _Run:
@@ -124,6 +129,9 @@ class _Run:
         self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
         self.answered_commands: set[str] = set()  # command ids with an outcome in training.audit
         self.usage = UsageCheck(window_config_from(os.environ))
+        self.lookup: KeyLookup | None = None
+        self.signatures = PackSignatures()
+        self.history: dict[tuple[str, int], RulePack] = {}
 
     async def records(self, base: str, partition: int) -> AsyncIterator[tuple[RawRecord, Event]]:
         """One partition's decodable records; undecodable ones on agent topics become findings.
@@ -157,9 +165,12 @@ class _Run:
         packs: dict[str, RulePack] = {}
         training: dict[str, TrainingState] = {}
         for p in self.partitions(POLICY_RULES):
-            async for _, event in self.records(POLICY_RULES, p):
-                apply_reference_event(event, packs, history, training)
+            async for raw, event in self.records(POLICY_RULES, p):
+                refusal = apply_reference_event(event, packs, history, training, self.lookup)
+                self.signatures.feed(_at(raw), event, refusal)
         self.report.count("rule packs", len(history))
+        self.signatures.report(self.report)
+        self.history = history
         return PackBook(history, builtin_default_pack())
 
     async def training(self) -> TrainingCheck | None:
@@ -214,6 +225,7 @@ class _Run:
                 async for raw, event in self.records(POLICY_DECISIONS, p):
                     at = _at(raw)
                     self.report.add(self.chains.feed(at, event))
+                    self.report.add(self.signatures.decision(at, event, self.history))
                     self.report.extend(check.feed(at, event, raw.value or b"", input_offset_of(raw.headers)))
             self.report.extend(check.finish())
             missing_windows = self.usage.finish(p)

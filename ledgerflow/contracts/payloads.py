@@ -82,6 +82,7 @@ class PolicyDecision(_Payload):
     training_version: int
     training_enabled: bool
     redactions: tuple[Redaction, ...] = ()
+    signer_kid: str | None = None  # v2: the key that signed the pack used
 
     def to_record(self) -> dict[str, Any]:
         record = _Payload.to_record(self)
@@ -103,6 +104,7 @@ class RulePackPublished(_Payload):
     version: int
     constitution_hash: str
     document: str
+    signature: str | None = None  # v2: detached JWS by a publisher key (policy/signing.py)
 
 
 @dataclass(frozen=True, slots=True)

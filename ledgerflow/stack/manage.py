@@ -4,7 +4,8 @@
 1. Start Redis (unless ``LEDGERFLOW_REDIS_URL`` points at one that runs) and PING it.
 2. Start Kafka (unless ``LEDGERFLOW_KAFKA_BOOTSTRAP`` points at one that runs).
 3. Create the topics, then prove a real produce/consume round trip.
-4. Create the dev signing key and JWKS (when the edge uses the local JWKS file).
+4. Create the dev signing key and JWKS (when the edge uses the local JWKS file), and the dev
+   rule-pack publisher key (when no LEDGERFLOW_POLICY_TRUST is set).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> dict[str, obje
         from ledgerflow.auth.devkeys import ensure_dev_keys
 
         ensure_dev_keys(settings.state_dir)
+    if not settings.policy_trust:  # the dev rule-pack publisher key (docs/policy.md)
+        from ledgerflow.auth.devkeys import ensure_policy_keys
+
+        ensure_policy_keys(settings.state_dir)
     say(f"stack up in {time.monotonic() - began:.1f} s")
     return status(settings)
 
