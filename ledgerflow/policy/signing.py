@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jwt
@@ -66,8 +65,7 @@ class SignatureRefused(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class PublisherKey:
+class PublisherKey(NamedTuple):
     """A trusted publisher key: its public key object and validity window (seconds, None = open)."""
 
     kid: str
