@@ -6,11 +6,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_any_role, requires_role
+from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import read_json
 from ledgerflow.api.spec import (
     AUTHED,
+    CONSTITUTION_HEADERS,
     DECISION_FIELDS,
     INT,
     STR,
@@ -30,6 +32,7 @@ from ledgerflow.rulepacks import publish_pack
 
 ROLES = ("user", "assistant", "tool")
 EVALUATE_ROLES = (PRODUCER, ADMIN)
+SIGNATURE_HEADER = "Ledgerflow-Signature"
 """Who may ask for a dry run: those who write turns or rule packs (evaluation costs CPU
 on the edge; subscribers and auditors read decisions, they do not need to make them)."""
 
@@ -57,6 +60,7 @@ on the edge; subscribers and auditors read decisions, they do not need to make t
                 **DECISION_FIELDS,
             ),
             "The decision",
+            CONSTITUTION_HEADERS,
         ),
         **problems(400, 413, *AUTHED, 422),
     },
@@ -89,7 +93,9 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
     decision = evaluate(Turn("dry-run", principal.tenant, conversation_id, role, content), pack, training)
     result = decision.to_dict()
     result["rule_pack_version"] = result["rule_pack_version"] or 0
-    return JSONResponse({"conversation_id": conversation_id, "dry_run": True, **result})
+    return JSONResponse(
+        {"conversation_id": conversation_id, "dry_run": True, **result}, headers=header_of(pack)
+    )
 
 
 @operation(
@@ -105,6 +111,16 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
         },
         "docs/policy.md; `version` is assigned on publish",
     ),
+    parameters=[
+        {
+            "name": SIGNATURE_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": STR,
+            "description": "Detached JWS of the pack from `ledgerflow policy sign` (docs/policy.md); without "
+            "it the edge signs with the dev policy key when it has one, else the pack is refused (422)",
+        }
+    ],
     responses={
         "201": json_response(
             obj(
@@ -114,6 +130,7 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
                 constitution_hash=STR,
                 event_id=STR,
                 offset=INT,
+                signer_kid=STR,
             ),
             "Published",
         ),
@@ -134,7 +151,11 @@ async def put_rules(request: Request) -> JSONResponse:
     document.pop("version", None)  # versions are assigned at publish time
     try:
         published = await publish_pack(
-            ctx.settings, document, producer_name=f"edge:{principal.sub}", producer=ctx.producer
+            ctx.settings,
+            document,
+            producer_name=f"edge:{principal.sub}",
+            producer=ctx.producer,
+            signature=request.headers.get(SIGNATURE_HEADER),
         )
     except (ValidationError, AuthError):
         raise
@@ -147,6 +168,7 @@ async def put_rules(request: Request) -> JSONResponse:
             "constitution_hash": published.constitution_hash,
             "event_id": published.event_id,
             "offset": published.offset,
+            "signer_kid": published.signer_kid,
         },
         status_code=201,
     )
