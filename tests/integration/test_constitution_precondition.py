@@ -31,6 +31,15 @@ def _turns(settings: Settings, conversation: str) -> int:
     return sum(1 for r in records if codec.decode(r.value or b"").subject == conversation)
 
 
+def _step(edge: str, headers: dict[str, str], conversation: str, precondition: str, wait: int = 20) -> Any:
+    return httpx.post(
+        f"{edge}/v1/conversation/step?wait={wait}",
+        json={"conversation_id": conversation, "content": "hello"},
+        headers={**headers, "Ledgerflow-If-Constitution": precondition},
+        timeout=30,
+    )
+
+
 def test_step_under_a_stale_constitution_is_412_and_publishes_nothing(
     settings: Settings, worker: Process, edge: str, tokens: Any
 ) -> None:
@@ -40,23 +49,13 @@ def test_step_under_a_stale_constitution_is_412_and_publishes_nothing(
     first = asyncio.run(publish_pack(settings, _document(tenant, "reviewed v1"), producer_name="test"))
     current = f"sha256={first.constitution_hash}"
 
-    ok = httpx.post(
-        f"{edge}/v1/conversation/step?wait=20",
-        json={"conversation_id": "c-ok", "content": "hello"},
-        headers={**headers, "Ledgerflow-If-Constitution": current},
-        timeout=30,
-    )
+    ok = _step(edge, headers, "c-ok", current, 20)
     assert ok.status_code == 200, ok.text
     assert ok.headers["Ledgerflow-Constitution"] == f"{current}; version=1; signer={kid}"
     assert (ok.json()["constitution_hash"], ok.json()["signer_kid"]) == (first.constitution_hash, kid)
 
     second = asyncio.run(publish_pack(settings, _document(tenant, "changed v2"), producer_name="test"))
-    stale = httpx.post(
-        f"{edge}/v1/conversation/step?wait=5",
-        json={"conversation_id": "c-stale", "content": "hello"},
-        headers={**headers, "Ledgerflow-If-Constitution": current},
-        timeout=30,
-    )
+    stale = _step(edge, headers, "c-stale", current, 5)
     assert stale.status_code == 412, stale.text
     assert stale.headers["content-type"] == "application/problem+json"
     problem = stale.json()
@@ -66,22 +65,12 @@ def test_step_under_a_stale_constitution_is_412_and_publishes_nothing(
         f"sha256={second.constitution_hash}; version=2"
     )
 
-    malformed = httpx.post(
-        f"{edge}/v1/conversation/step",
-        json={"conversation_id": "c-stale", "content": "hello"},
-        headers={**headers, "Ledgerflow-If-Constitution": "W/abc"},
-        timeout=30,
-    )
+    malformed = _step(edge, headers, "c-stale", "W/abc")
     assert malformed.status_code == 422, malformed.text
     assert _turns(settings, "c-stale") == 0  # neither the 412 nor the 422 published the turn
 
     either = f"sha256={'0' * 64}, sha256={second.constitution_hash}"
-    now = httpx.post(
-        f"{edge}/v1/conversation/step?wait=20",
-        json={"conversation_id": "c-stale", "content": "hello"},
-        headers={**headers, "Ledgerflow-If-Constitution": either},
-        timeout=30,
-    )
+    now = _step(edge, headers, "c-stale", either, 20)
     assert now.status_code == 200, now.text
     assert now.json()["rule_pack_version"] == 2
     assert _turns(settings, "c-stale") == 1
