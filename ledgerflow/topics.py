@@ -16,6 +16,7 @@ POLICY_DECISIONS = "policy.decisions"
 TRAINING_COMMANDS = "training.commands"
 TRAINING_AUDIT = "training.audit"
 USAGE_WINDOWS = "usage.windows"
+IDENTITY_AUDIT = "identity.audit"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -95,6 +96,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         frozenset({"UsageWindow"}),
         "usage agent only",
         "Token usage per tenant, model and time window.",
+    ),
+    TopicSpec(
+        IDENTITY_AUDIT,
+        1,
+        _KEEP_FOREVER,
+        "chain id: issuer:<name> (keys, mints) or edge:<id> (refusal counts)",
+        frozenset({"SigningKeyChanged", "TokenMinted", "AuthRefusals"}),
+        "the dev issuer (stack up, keys rotate, token) and every edge",
+        "Identity audit trail, hash-chained per key: key lifecycle, dev token mints, refused authentications.",
     ),
 )
 
