@@ -104,7 +104,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         "chain id: issuer:<name> (keys, mints) or edge:<id> (refusal counts)",
         frozenset({"SigningKeyChanged", "TokenMinted", "AuthRefusals"}),
         "the dev issuer (stack up, keys rotate, token) and every edge",
-        "Identity audit trail, hash-chained per key: key lifecycle, dev token mints, refused authentications.",
+        "Identity audit trail, chained per key: key lifecycle, dev token mints, refused authentications.",
     ),
 )
 
