@@ -74,14 +74,13 @@ def _describe(info: dict[str, Any]) -> str:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.auth.devkeys import ensure_dev_keys
-    from ledgerflow.auth.tokens import mint_token
+    from ledgerflow.identity.cli import mint_recorded
 
-    keys = ensure_dev_keys(settings.state_dir)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     print(
-        mint_token(
-            keys,
+        mint_recorded(
+            settings,
+            offline=args.offline,
             sub=args.sub,
             tenant=args.tenant,
             roles=roles,
@@ -94,10 +93,10 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.auth.devkeys import rotate
+    from ledgerflow.identity.cli import rotate_recorded
 
-    keys = rotate(settings.state_dir, grace_seconds=args.grace)
-    _err(f"new signing key {keys.kid}; the previous key stays trusted for {args.grace:.0f} s")
+    keys = rotate_recorded(settings, args.purpose, grace_seconds=args.grace)
+    _err(f"new {args.purpose} signing key {keys.kid}; the previous key stays valid for {args.grace:.0f} s")
     return 0
 
 
@@ -244,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--roles", default="subscriber", help="comma-separated: producer,subscriber,admin,auditor")
     t.add_argument("--sub", default="dev-user", help="subject (user id)")
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    t.add_argument(
+        "--offline", action="store_true", help="mint without recording it on identity.audit (no Kafka needed)"
+    )
+    _common(t)
     t.set_defaults(handler=cmd_token)
 
     po = sub.add_parser("policy", help="publish, sign or verify rule packs (constitutions)")
@@ -304,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])
     k.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays trusted")
+    k.add_argument(
+        "--purpose",
+        choices=["token", "policy"],
+        default="token",
+        help="token: bearer-token keys; policy: rule-pack publisher keys (retired ones stay verifiable)",
+    )
+    _common(k)
     k.set_defaults(handler=cmd_keys)
     return p
 

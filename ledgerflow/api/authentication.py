@@ -14,7 +14,7 @@ EventSource polyfill that sends headers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import anyio.to_thread
 from starlette.authentication import (
@@ -72,15 +72,18 @@ class JwtBackend(AuthenticationBackend):
         *,
         public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
         public_prefixes: Iterable[str] = (),
+        on_refused: Callable[[LedgerflowError, str | None], None] | None = None,
     ) -> None:
         self.verifier = verifier
         self.public_paths = frozenset(public_paths)
         self.public_prefixes = tuple(public_prefixes)
+        self.on_refused = on_refused  # the identity audit's per-window counts (identity/edge.py)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         path = _route_path(conn)
         if path in self.public_paths or path.startswith(self.public_prefixes):
             return None
+        token: str | None = None
         try:
             token = bearer_token(conn)
             if self.verifier.jwks.is_remote:
@@ -88,6 +91,8 @@ class JwtBackend(AuthenticationBackend):
             else:
                 principal = self.verifier.verify(token)
         except (AuthError, InfrastructureError) as exc:
+            if self.on_refused is not None:
+                self.on_refused(exc, token)
             raise AuthRefused(exc) from None
         return AuthCredentials(sorted(principal.roles)), PrincipalUser(principal)
 

@@ -5,7 +5,7 @@
 2. Read ``policy.rules``: every rule pack ever published, by (tenant, version), each verified
    against the policy trust store as the agents verify it (``audit/packs.py``).
 3. Read ``training.audit``: verify its chains, fold it, check every transition.
-4. Read ``usage.windows``: verify its chains.
+4. Read ``usage.windows`` and ``identity.audit``: verify their chains.
 5. Read the dead letters of ``conversation.events`` and ``training.commands``: inputs the
    agents gave up on, with the reason, are accounted for (and counted), not missing.
 6. For each partition *p*: read ``conversation.events`` *p* (the turns, decoded as the
@@ -52,6 +52,7 @@ from ledgerflow.policy.signing import KeyLookup
 from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    IDENTITY_AUDIT,
     INPUT_HEADER,
     POLICY_DECISIONS,
     POLICY_RULES,
@@ -90,6 +91,7 @@ async def audit_logs(
             POLICY_RULES,
             CONVERSATION_EVENTS,
             TRAINING_COMMANDS,
+            IDENTITY_AUDIT,
         )
     }
     async with LogReader(settings) as reader:
@@ -103,6 +105,7 @@ async def audit_logs(
         book = await run.packs()  # Step 2.
         training = await run.training()  # Step 3.
         await run.chained_only(USAGE_WINDOWS)  # Step 4.
+        await run.chained_only(IDENTITY_AUDIT)
         await run.dead_letters(settings)  # Step 5.
         await run.decisions(book, training)  # Step 6.
         await run.commands()  # Step 7.
@@ -150,7 +153,7 @@ class _Run:
                     event = codec.decode(raw.value, allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
                 self.report.count(f"{base} undecodable")
-                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS):
+                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, IDENTITY_AUDIT):
                     self.report.add(_undecodable(raw, exc.reason))
                 continue
             if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):

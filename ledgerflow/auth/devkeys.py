@@ -70,6 +70,7 @@ class KeyEntry:
     created_at: float
     retire_after: float | None
     active: bool
+    jwk: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def key_home(state_dir: Path, purpose: str = "token") -> Path:
@@ -97,7 +98,7 @@ def key_entries(state_dir: Path) -> list[KeyEntry]:
     with _locked(state_dir):
         meta = _read_metadata(state_dir)
     entries = [
-        KeyEntry(kid, e["alg"], e["created_at"], e["retire_after"], kid == meta["active"])
+        KeyEntry(kid, e["alg"], e["created_at"], e["retire_after"], kid == meta["active"], dict(e["jwk"]))
         for kid, e in meta["keys"].items()
     ]
     return sorted(entries, key=lambda e: (e.created_at, e.kid))
