@@ -50,16 +50,16 @@ TOPICS: tuple[TopicSpec, ...] = (
         "producers, the edge",
         "Every turn of every conversation.",
     ),
-    # Compacted (latest pack per tenant wins), but only after a year: until then every
-    # version stays in the log, so any decision of the last year re-derives from its pack.
+    # Kept forever, never compacted: a decision names its pack (tenant, version, constitution
+    # hash) and decisions are kept forever, so every signed version must stay to re-derive them.
     TopicSpec(
         POLICY_RULES,
         1,
-        {"cleanup.policy": "compact", "min.compaction.lag.ms": str(365 * 24 * 3600 * 1000)},
+        _KEEP_FOREVER,
         "tenant id (* = the default pack)",
         frozenset({"RulePackPublished"}),
-        "admins via the edge or CLI",
-        "Rule packs (constitutions); compacted: the latest pack per tenant is kept.",
+        "admins via the edge or CLI (signed: docs/policy.md)",
+        "Signed rule packs (constitutions); every version is kept as long as the decisions naming it.",
     ),
     TopicSpec(
         POLICY_DECISIONS,
