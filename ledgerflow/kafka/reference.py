@@ -93,6 +93,10 @@ class ReferenceData:
         self._position: dict[TopicPartition, int] = {}
         self.outcomes: OrderedDict[str, Event] = OrderedDict()  # training command id -> audit record
 
+    @property
+    def trust(self) -> PolicyTrust:
+        return self._trust
+
     def pack_for(self, tenant: str) -> RulePack:
         return self.packs.get(tenant) or self.packs[DEFAULT_TENANT]
 
