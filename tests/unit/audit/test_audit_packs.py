@@ -17,28 +17,20 @@ AT = Position("policy.decisions", 0, 7)
 PACK = builtin_default_pack().with_version(3).signed_by("k1")
 
 
+def _event(payload: PolicyDecision | RulePackPublished, subject: str) -> Event:
+    at = time.time_ns() // 1000
+    return new_event(
+        payload.TYPE, tenant="acme", subject=subject, payload=payload, producer="p", occurred_at_micros=at
+    )
+
+
 def _decision(version: int, constitution: str, signer: str | None) -> Event:
     payload = PolicyDecision("e1", None, "c1", "allow", 0.0, (), version, constitution, 0, False, (), signer)
-    return new_event(
-        "PolicyDecision",
-        tenant="acme",
-        subject="c1",
-        payload=payload,
-        producer="p",
-        occurred_at_micros=time.time_ns() // 1000,
-    )
+    return _event(payload, "c1")
 
 
 def _published(version: int) -> Event:
-    payload = RulePackPublished(version, PACK.constitution_hash, PACK.canonical_json().decode())
-    return new_event(
-        "RulePackPublished",
-        tenant="acme",
-        subject="acme",
-        payload=payload,
-        producer="mallory",
-        occurred_at_micros=time.time_ns() // 1000,
-    )
+    return _event(RulePackPublished(version, PACK.constitution_hash, PACK.canonical_json().decode()), "acme")
 
 
 def test_a_decision_under_a_validly_signed_pack_passes() -> None:
