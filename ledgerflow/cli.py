@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ledgerflow import logformat
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.errors import LedgerflowError
 
@@ -103,18 +104,21 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.agents.runner import run_worker
 
+    logformat.choose(args.log_format)
     return run_worker(settings, agents=args.agents)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.api.server import serve
 
+    logformat.choose(args.log_format)
     return serve(settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.demo import run_demo
 
+    logformat.choose(args.log_format)
     return run_demo(settings, rate=args.rate, duration=args.duration, tenants=args.tenants)
 
 
@@ -217,10 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run the stream-processing agents (faust-streaming)")
     w.add_argument("--agents", default="all", help="comma-separated agent names, or 'all'")
+    w.add_argument(
+        "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
+    )
     _common(w)
     w.set_defaults(handler=cmd_worker)
 
     e = sub.add_parser("serve", help="run the HTTP/SSE edge (Starlette on uvicorn)")
+    e.add_argument(
+        "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
+    )
     _common(e)
     e.set_defaults(handler=cmd_serve)
 
@@ -228,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=5.0, help="turns per second (default 5)")
     d.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
     d.add_argument("--tenants", default="acme,globex", help="comma-separated tenants")
+    d.add_argument(
+        "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
+    )
     _common(d)
     d.set_defaults(handler=cmd_demo)
 

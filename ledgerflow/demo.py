@@ -28,6 +28,7 @@ from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import StackError
+from ledgerflow.metrics import worker_metrics_address
 from ledgerflow.rulepacks import latest_version, publish_pack
 from ledgerflow.sse_client import follow
 from ledgerflow.stack import manage
@@ -107,9 +108,11 @@ def run_demo(
             audience=settings.audience,
         )
         base = f"http://{settings.http}"
+        worker_metrics = worker_metrics_address(child_env(settings))
         print(
             f"\nledgerflow demo is running ({', '.join(names)}; {rate:g} events/s).\n"
             f"  edge:      {base}   (health {base}/healthz, metrics {base}/metrics)\n"
+            f"  worker:    metrics {f'http://{worker_metrics}/metrics' if worker_metrics else 'off'}\n"
             f"  console:   {base}/console/   paste the token below to sign in (read-only), or an admin one:\n"
             f"             .venv/bin/ledgerflow token --tenant {names[0]} --roles subscriber,admin\n"
             f"  logs:      {settings.state_dir / 'logs'}\n"

@@ -1,4 +1,13 @@
-"""Prometheus metrics of every ledgerflow process (exposed at ``/metrics`` by the edge).
+"""Prometheus metrics of the ledgerflow processes, each in the registry of the process that exports it.
+
+Registries: ``EDGE_REGISTRY`` is what the edge serves at ``/metrics``; ``WORKER_REGISTRY`` is
+prometheus_client's default registry, which the worker serves on ``LEDGERFLOW_WORKER_METRICS``
+(so a metric created without ``registry=`` is a worker metric). Importing this module in a
+process that does not serve a registry costs nothing: its metrics are never exported. Both
+registries carry ``ledgerflow_build_info`` and the client library's ``process_*`` and
+``python_*`` families. Names follow Prometheus conventions under one ``ledgerflow_``
+namespace: counters end in ``_total``, durations in ``_seconds``; docs/observability.md
+lists every family (a test checks the table against these registries).
 
 Label policy: a label value comes from a closed set, never from what a client sends.
 The edge's HTTP metrics are labelled only through ``observe_http``, which folds
@@ -11,7 +20,59 @@ beyond ``MAX_ROUTE_LABELS`` distinct ones; a request that matched no route is
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import platform
+import re
+from collections.abc import Mapping
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+import ledgerflow
+
+# No ``*_created`` series: Prometheus would store each as one more gauge per counter and histogram.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
+
+WORKER_METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
+DEFAULT_WORKER_METRICS = "127.0.0.1:8701"
+EDGE_REGISTRY = CollectorRegistry()
+WORKER_REGISTRY = REGISTRY
+ProcessCollector(registry=EDGE_REGISTRY)
+PlatformCollector(registry=EDGE_REGISTRY)
+GCCollector(registry=EDGE_REGISTRY)
+
+
+def worker_metrics_address(env: Mapping[str, str]) -> str | None:
+    """HOST:PORT where a worker started with ``env`` serves its metrics (None: disabled)."""
+    address = env.get(WORKER_METRICS_ENV, DEFAULT_WORKER_METRICS).strip()
+    return None if address.lower() in {"", "off", "none"} else address
+
+
+def build_info(process: str, registry: CollectorRegistry) -> Info:
+    """``ledgerflow_build_info{version,python,implementation,process} 1`` in ``registry``."""
+    info = Info("ledgerflow_build", "Version of ledgerflow and of its interpreter", registry=registry)
+    info.info(
+        {
+            "version": ledgerflow.__version__,
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "process": process,
+        }
+    )
+    return info
+
+
+EDGE_BUILD_INFO = build_info("edge", EDGE_REGISTRY)
+WORKER_BUILD_INFO = build_info("worker", WORKER_REGISTRY)
 
 OTHER = "other"
 UNMATCHED = "unmatched"
@@ -30,12 +91,16 @@ MAX_ROUTE_LABELS = 64
 _routes: set[str] = set()
 
 HTTP_REQUESTS = Counter(
-    "ledgerflow_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
+    "ledgerflow_http_requests_total",
+    "HTTP requests by route and status",
+    ["route", "method", "status"],
+    registry=EDGE_REGISTRY,
 )
 HTTP_LATENCY = Histogram(
-    "ledgerflow_http_request_seconds",
+    "ledgerflow_http_request_duration_seconds",
     "HTTP request latency by route",
     ["route", "method"],
+    registry=EDGE_REGISTRY,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
@@ -70,10 +135,22 @@ def observe_http(template: str | None, method: str, status: int, seconds: float)
     HTTP_LATENCY.labels(route, verb).observe(seconds)
 
 
-SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams")
-SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"])
-SSE_DROPPED = Counter("ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"])
-EVENTS_INGESTED = Counter("ledgerflow_events_ingested_total", "Events accepted by POST /v1/events", ["type"])
+SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams", registry=EDGE_REGISTRY)
+SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"], registry=EDGE_REGISTRY)
+SSE_DROPPED = Counter(
+    "ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"], registry=EDGE_REGISTRY
+)
+EVENTS_INGESTED = Counter(
+    "ledgerflow_events_ingested_total", "Events accepted by POST /v1/events", ["type"], registry=EDGE_REGISTRY
+)
+PROJECTION_LAG = Gauge(
+    "ledgerflow_projection_lag_records",
+    "conversation.events records not yet applied to the read models (as the edge sees them)",
+    ["projection"],
+    registry=EDGE_REGISTRY,
+)
+
+# The worker's agents (the default registry).
 
 RECORDS_PROCESSED = Counter(
     "ledgerflow_records_processed_total", "Records handled by an agent", ["agent", "topic"]
@@ -81,6 +158,18 @@ RECORDS_PROCESSED = Counter(
 DEAD_LETTERS = Counter(
     "ledgerflow_dead_letters_total", "Records sent to a dead-letter topic", ["agent", "topic", "reason"]
 )
+_REASON_CODE = re.compile(r"[a-z][a-z0-9-]{0,47}")
+
+
+def reason_label(code: str) -> str:
+    """A dead letter's ``reason_code`` as a label: a short kebab-case code, else ``other``.
+
+    Codes are the prefix of a reason up to its first colon; a reason without one (free
+    text) must not become a label of its own.
+    """
+    return code if _REASON_CODE.fullmatch(code) else OTHER
+
+
 PROJECTION_OPS = Counter(
     "ledgerflow_projection_groups_total", "Fenced op groups sent to Redis", ["projection", "result"]
 )
@@ -88,29 +177,29 @@ REDIS_ROUND_TRIPS = Counter(
     "ledgerflow_redis_round_trips_total", "Redis round trips made by projections", ["projection"]
 )
 
-DECISIONS = Counter("policy_decision_total", "Policy decisions by outcome", ["outcome"])
+DECISIONS = Counter("ledgerflow_policy_decisions_total", "Policy decisions by outcome", ["outcome"])
 DECISION_LATENCY = Histogram(
-    "policy_evaluation_seconds",
+    "ledgerflow_policy_decision_duration_seconds",
     "Per-decision processing time (batch time / decisions)",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
 
-TRAINING_OUTCOMES = Counter("training_command_outcomes_total", "training.audit records by type", ["type"])
-TRAINING_STATE = Gauge("training_mode_state", "1 when a tenant's training mode is enabled", ["tenant"])
+TRAINING_OUTCOMES = Counter(
+    "ledgerflow_training_command_outcomes_total", "training.audit records by type", ["type"]
+)
+TRAINING_STATE = Gauge(
+    "ledgerflow_training_mode_enabled", "1 when a tenant's training mode is enabled", ["tenant"]
+)
 TRAINING_DUPLICATES = Counter(
     "ledgerflow_training_duplicate_commands_total",
     "training commands skipped as duplicate deliveries of a command already answered",
 )
 
-USAGE_WINDOWS_EMITTED = Counter("usage_windows_emitted_total", "usage.windows records by kind", ["kind"])
-USAGE_WINDOW_LAG = Gauge(
-    "usage_window_lag_seconds", "Wall clock minus watermark per input partition", ["partition"]
+USAGE_WINDOWS_EMITTED = Counter(
+    "ledgerflow_usage_windows_emitted_total", "usage.windows records by kind", ["kind"]
 )
-
-PROJECTION_LAG = Gauge(
-    "ledgerflow_projection_lag_records",
-    "conversation.events records not yet applied to the read models",
-    ["projection"],
+USAGE_WINDOW_LAG = Gauge(
+    "ledgerflow_usage_window_lag_seconds", "Wall clock minus watermark per input partition", ["partition"]
 )
 
 PACKS_REFUSED = Counter(

@@ -29,8 +29,8 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.kafka.logs import read_topic
 from ledgerflow.kafka.policy_trust import PolicyTrust
-from ledgerflow.logs import read_topic
 from ledgerflow.policy import RulePack, load_rule_pack
 from ledgerflow.policy.signing import SignatureRefused, sign, verify
 from ledgerflow.topics import POLICY_RULES

@@ -21,6 +21,22 @@ if ((${#need_apt[@]})); then
     exit 1
   fi
 fi
+# promtool (Debian's `prometheus`) checks deploy/observability. Only the tool is wanted: no
+# recommended exporters, and on a systemd host the server the package starts is stopped again.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing prometheus (for promtool) with apt-get …" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+  else
+    echo "bootstrap: missing promtool. Install it (Debian/Ubuntu: sudo apt-get install -y" \
+         "--no-install-recommends prometheus) and run again." >&2
+    exit 1
+  fi
+fi
 
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then

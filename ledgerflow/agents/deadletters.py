@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ledgerflow.contracts.codec import encode_dead_letter
 from ledgerflow.contracts.deadletters import headers_of, shape_dead_letter
 from ledgerflow.contracts.payloads import DeadLetter
-from ledgerflow.metrics import DEAD_LETTERS
+from ledgerflow.metrics import DEAD_LETTERS, reason_label
 from ledgerflow.topics import dlq_of
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class DeadLetterSink:
         await producer.flush()
         for fut, letter in zip(futures, letters, strict=True):
             await fut
-            DEAD_LETTERS.labels(self._agent, letter.source_topic, letter.reason_code).inc()
+            DEAD_LETTERS.labels(self._agent, letter.source_topic, reason_label(letter.reason_code)).inc()
             log.warning(
                 "%s: dead-lettered %s[%d]@%d (%d bytes): %s",
                 self._agent,

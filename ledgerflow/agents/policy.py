@@ -70,7 +70,7 @@ from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
 from ledgerflow.kafka_admin import committed_offsets
-from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
+from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED, pack_refused
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,9 @@ class Ports:
         rules_sink = DeadLetterSink(app, NAME)
 
         async def refused(record: RefusedRecord) -> None:
-            """A ``policy.rules`` record reference data refused: dead-lettered with its reason."""
+            """A ``policy.rules`` record reference data refused: dead-lettered with its reason, counted."""
             await rules_sink.send_all([dead_letter_of(record, record.reason, NAME, POLICY_RULES)])
+            pack_refused(record.reason)
 
         return cls(
             heads=RedisChainHeads(settings, NAME),

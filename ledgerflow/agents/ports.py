@@ -1,13 +1,15 @@
 """The small ports an agent's logic runs against: what it reads and writes, not how.
 
 The worker plugs in the Kafka and Redis adapters (``agents/output.py``, ``agents/snapshots.py``,
-``agents/deadletters.py``, ``kafka/reference.py``), which keep their integration tests against
-the real services; the unit tests plug in in-memory ports (tests/unit/agents/) to test the
-agents' own decisions: redelivery, backfill, snapshots, poison records, revocation.
+``agents/deadletters.py``, ``agents/keyedlog.py``, ``kafka/reference.py``), which keep their
+integration tests against the real services; the unit tests plug in in-memory ports
+(tests/unit/agents/) to test the agents' own decisions: redelivery, backfill, snapshots,
+poison records, duplicates, revocation.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +19,16 @@ from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.policy import RulePack, TrainingState
 
-__all__ = ["ChainHeadStore", "DeadLetterPort", "InputLog", "OutputLog", "ReferenceView", "Snapshot"]
+__all__ = [
+    "ChainHeadStore",
+    "DeadLetterPort",
+    "InputLog",
+    "KeyedLog",
+    "OutputLog",
+    "ReferenceView",
+    "Snapshot",
+    "wall_clock_micros",
+]
 
 
 @dataclass
@@ -68,6 +79,21 @@ class InputLog(Protocol):
         ...
 
 
+class KeyedLog(Protocol):
+    """An output topic partitioned by record key, not by input partition (usage windows, by
+    tenant): read in full to learn what was written; written with every ack awaited."""
+
+    async def start(self) -> None: ...
+
+    def read(self) -> AsyncIterator[Any]:
+        """Every record up to the end at call time (``logs.RawRecord``-like: partition, offset, value)."""
+        ...
+
+    async def write(self, records: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+        """Write ``(key, value)`` records, wait for every ack; each one's ``(partition, offset)``."""
+        ...
+
+
 class ReferenceView(Protocol):
     """The rule packs and training states every worker reads in full."""
 
@@ -86,3 +112,8 @@ class DeadLetterPort(Protocol):
     """Where records an agent gives up on go: raises when they were not all acknowledged."""
 
     async def send_all(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+def wall_clock_micros() -> int:
+    """Now in microseconds since the epoch: the agents' clock in a worker (unit tests pass their own)."""
+    return time.time_ns() // 1000

@@ -9,28 +9,31 @@ import os
 import faust
 from prometheus_client import start_http_server
 
-from ledgerflow.agents import policy, projector, training, usage
+from ledgerflow import logformat
+from ledgerflow.agents import lag, policy, projector, training, usage
 from ledgerflow.agents.app import create_app
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 AGENTS = ("policy", "projector", "training", "usage")
-METRICS_ENV = "LEDGERFLOW_WORKER_METRICS"
-DEFAULT_METRICS = "127.0.0.1:8701"
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, agents: str = "all") -> int:
     require_fast_codec()
+    logging_config = logformat.dict_config(logformat.log_format())
+    if logging_config is not None:
+        logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
     wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
     unknown = set(wanted) - set(AGENTS)
     if unknown:
         raise SystemExit(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
     asyncio.run(ensure_topics(settings))
-    serve_metrics(os.environ.get(METRICS_ENV, DEFAULT_METRICS))
+    serve_metrics(worker_metrics_address(os.environ))
     app = create_app(settings)
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
@@ -44,19 +47,24 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
         training.register(app, settings)
     if "usage" in wanted:
         usage.register(app, settings)
+    lag.register(app, settings)
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)
+    if logging_config is not None:
+        # JSON lines only: faust's terminal spinner would write escape codes between them
+        # and raise every logger to DEBUG for itself.
+        worker.spinner = None
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
 
 
-def serve_metrics(address: str) -> None:
-    """Prometheus metrics of this worker at http://ADDRESS/metrics ('' or 'off' disables)."""
-    if address.lower() in {"", "off", "none"}:
+def serve_metrics(address: str | None) -> None:
+    """Prometheus metrics of this worker at http://ADDRESS/metrics (None: disabled)."""
+    if address is None:
         return
     host, _, port = address.rpartition(":")
     try:
-        start_http_server(int(port), addr=host or "127.0.0.1")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=WORKER_REGISTRY)
     except OSError as exc:  # several workers on one host: the first one serves
         log.warning(
-            "worker metrics not served on %s (%s); set %s to a free address", address, exc, METRICS_ENV
+            "worker metrics not served on %s (%s); set %s to a free address", address, exc, WORKER_METRICS_ENV
         )

@@ -15,7 +15,7 @@ from redis.typing import EncodableT, FieldT
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
 from ledgerflow.contracts.chain import ChainHead
-from ledgerflow.logs import RawRecord, read_range
+from ledgerflow.kafka.logs import RawRecord, read_range
 from ledgerflow.redisvalues import text_map
 
 log = logging.getLogger(__name__)

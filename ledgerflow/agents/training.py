@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,8 @@ import faust
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
+from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
+from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -42,10 +43,9 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
-from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
-from ledgerflow.logs import read_range
 from ledgerflow.metrics import TRAINING_DUPLICATES, TRAINING_OUTCOMES, TRAINING_STATE
+from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 from ledgerflow.training import TrainingEvent, TrainingState, decide, evolve, expire_due, initial_state
 from ledgerflow.training.wire import command_of, event_of, record_of
@@ -79,12 +79,34 @@ class PartitionState:
             self.answered.popitem(last=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Everything the training agent reads and writes (see ``agents/ports.py``)."""
+
+    output: OutputLog  # training.audit, co-partitioned with training.commands
+    inputs: InputLog  # training.commands read back by range
+    sink: DeadLetterPort
+
+    @classmethod
+    def connect(cls, app: faust.App, settings: Settings) -> Ports:
+        """The Kafka adapters of a worker."""
+        commands = settings.topic(TRAINING_COMMANDS)
+        return cls(
+            output=CoPartitionedOutput(settings, commands, settings.topic(TRAINING_AUDIT)),
+            inputs=KafkaInputLog(settings, commands),
+            sink=DeadLetterSink(app, NAME),
+        )
+
+
 class TrainingAgent:
-    def __init__(self, app: faust.App, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(
+        self, settings: Settings, ports: Ports, clock: Callable[[], int] = wall_clock_micros
+    ) -> None:
         self.input_topic = settings.topic(TRAINING_COMMANDS)
-        self._output = CoPartitionedOutput(settings, self.input_topic, settings.topic(TRAINING_AUDIT))
-        self._sink = DeadLetterSink(app, NAME)
+        self._output = ports.output
+        self._inputs = ports.inputs
+        self._sink = ports.sink
+        self._clock = clock
         self._partitions: dict[int, PartitionState] = {}
         self._lock = asyncio.Lock()
         self._started = False
@@ -134,7 +156,7 @@ class TrainingAgent:
                     state = await self._partition(p)
                     first = min(m.offset for m in messages if m.partition == p)
                     start = state.last_input + 1
-                    backfill += await read_range(self._settings, self.input_topic, p, start, first)
+                    backfill += await self._inputs.read(p, start, first)
             for msg in [*backfill, *messages]:
                 state = await self._partition(msg.partition)
                 if msg.offset <= state.last_input:  # Step 2.
@@ -159,8 +181,7 @@ class TrainingAgent:
                     continue
                 try:
                     command = command_of(event)
-                    now = time.time_ns() // 1000
-                    events = decide(state.state(command.tenant), command, now)  # Step 3.
+                    events = decide(state.state(command.tenant), command, self._clock())  # Step 3.
                     appended = self._append(state, msg.partition, msg.offset, events, event.trace_id)
                 except Exception as exc:  # a command that cannot be decided must not stop the partition
                     log.exception("training: deciding %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
@@ -178,7 +199,7 @@ class TrainingAgent:
         async with self._lock:
             if not self._started:
                 return
-            now = time.time_ns() // 1000
+            now = self._clock()
             out: list[Outgoing] = []
             for p, state in list(self._partitions.items()):
                 for tenant in list(state.tenants):
@@ -211,6 +232,6 @@ def _command_id(event: Event) -> str:
 
 
 def register(app: faust.App, settings: Settings) -> TrainingAgent:
-    agent_state = TrainingAgent(app, settings)
+    agent_state = TrainingAgent(settings, Ports.connect(app, settings))
     register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state

@@ -27,16 +27,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.keyedlog import KafkaKeyedLog
 from ledgerflow.agents.ownership import register_timed
+from ledgerflow.agents.ports import DeadLetterPort, InputLog, KeyedLog, wall_clock_micros
+from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -45,10 +47,9 @@ from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
-from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError, InfrastructureError
-from ledgerflow.logs import read_range, read_topic
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
+from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
 from ledgerflow.usage.settings import window_config_from
 from ledgerflow.usage.windows import UsageState, WindowConfig, add, advance
@@ -70,11 +71,34 @@ class LogNotReady(InfrastructureError):
     """``usage.windows`` reads shorter than this process has already seen it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Everything the usage agent reads and writes (see ``agents/ports.py``)."""
+
+    inputs: InputLog  # conversation.events read back by range (the re-fold)
+    windows: KeyedLog  # usage.windows, keyed by tenant
+    sink: DeadLetterPort
+
+    @classmethod
+    def connect(cls, app: faust.App, settings: Settings) -> Ports:
+        """The Kafka adapters of a worker."""
+        return cls(
+            inputs=KafkaInputLog(settings, settings.topic(CONVERSATION_EVENTS)),
+            windows=KafkaKeyedLog(settings, settings.topic(USAGE_WINDOWS)),
+            sink=DeadLetterSink(app, NAME),
+        )
+
+
 class UsageAgent:
     def __init__(
-        self, settings: Settings, config: WindowConfig | None = None, sink: DeadLetterSink | None = None
+        self,
+        settings: Settings,
+        ports: Ports,
+        config: WindowConfig | None = None,
+        clock: Callable[[], int] = wall_clock_micros,
     ) -> None:
-        self._settings = settings
+        self._ports = ports
+        self._clock = clock
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
         self.output_topic = settings.topic(USAGE_WINDOWS)
         self._config = config or WindowConfig()
@@ -84,8 +108,6 @@ class UsageAgent:
         self._heads: dict[str, ChainHead] = {}
         self._floor: dict[int, int] = {}  # usage.windows partition -> end this process has seen
         self._lock = asyncio.Lock()
-        self._producer: AIOKafkaProducer | None = None
-        self._sink = sink
 
     def use_lock(self, lock: asyncio.Lock) -> None:
         """Share the ownership lock: batches, ticks and rebalances never interleave."""
@@ -99,19 +121,11 @@ class UsageAgent:
 
     async def _load_written(self) -> None:
         """Step 1: ids and chain heads of ``usage.windows``, read to its end."""
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.kafka_bootstrap,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=5,
-            )
-            await producer.start()
-            self._producer = producer
+        await self._ports.windows.start()
         written: set[str] = set()
         heads: dict[str, ChainHead] = {}
         ends: dict[int, int] = {}
-        async for raw in read_topic(self._settings, self.output_topic):
+        async for raw in self._ports.windows.read():
             ends[raw.partition] = raw.offset + 1
             try:
                 record = codec.decode(raw.value or b"", allowed_types=TOPIC_TYPES[USAGE_WINDOWS])
@@ -134,7 +148,7 @@ class UsageAgent:
         state = UsageState(config=self._config)
         self._seen[p] = OrderedDict()
         out: list[Event] = []
-        for rec in await read_range(self._settings, self.input_topic, p, 0, until):
+        for rec in await self._ports.inputs.read(p, 0, until):
             try:
                 state, emitted = self._fold(state, p, rec.value, rec.key)
             except UsageRefused as exc:
@@ -180,8 +194,8 @@ class UsageAgent:
 
     async def _send(self, records: list[Event]) -> None:
         """Chain and produce records not written before; wait for the acks, then advance."""
-        assert self._producer is not None and self._written is not None
-        futures = []
+        assert self._written is not None
+        pending: list[tuple[bytes, bytes]] = []
         heads: dict[str, ChainHead] = {}
         ids: set[str] = set()
         kinds: list[str] = []
@@ -191,16 +205,12 @@ class UsageAgent:
             chained = chain(record, heads.get(record.tenant) or self._heads.get(record.tenant))
             heads[record.tenant] = head_after(chained)
             ids.add(record.event_id)
-            futures.append(
-                await self._producer.send(
-                    self.output_topic, codec.encode(chained), key=record.tenant.encode()
-                )
-            )
+            pending.append((record.tenant.encode(), codec.encode(chained)))
             kinds.append("correction" if record.payload.correction else "closed")  # type: ignore[union-attr]
-        if not futures:
+        if not pending:
             return
-        for meta in await asyncio.gather(*futures):
-            self._floor[meta.partition] = max(self._floor.get(meta.partition, 0), meta.offset + 1)
+        for partition, offset in await self._ports.windows.write(pending):
+            self._floor[partition] = max(self._floor.get(partition, 0), offset + 1)
         self._heads.update(heads)
         self._written |= ids
         for kind in kinds:
@@ -219,13 +229,11 @@ class UsageAgent:
                 try:
                     state, emitted = self._fold(state, msg.partition, msg.value, msg.key)
                 except UsageRefused as exc:
-                    if self._sink is not None:
-                        letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
+                    letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
                     continue
                 self._states[msg.partition] = state
                 out += emitted
-            if self._sink is not None:
-                await self._sink.send_all(letters)
+            await self._ports.sink.send_all(letters)
             await self._send(out)
 
     async def tick(self) -> None:
@@ -233,7 +241,7 @@ class UsageAgent:
         async with self._lock:
             if self._written is None:
                 return
-            now = time.time_ns() // 1000
+            now = self._clock()
             out: list[Event] = []
             for p, state in list(self._states.items()):
                 if state.watermark is not None:
@@ -253,6 +261,6 @@ class UsageRefused(Exception):
 
 
 def register(app: faust.App, settings: Settings) -> UsageAgent:
-    agent_state = UsageAgent(settings, window_config_from(os.environ), DeadLetterSink(app, NAME))
+    agent_state = UsageAgent(settings, Ports.connect(app, settings), window_config_from(os.environ))
     register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state

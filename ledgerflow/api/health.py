@@ -26,7 +26,7 @@ from ledgerflow.api.hub import PROBE_CACHE_S
 from ledgerflow.api.problems import problem
 from ledgerflow.api.spec import INT, PUBLIC, STR, json_response, obj, operation, problems
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.metrics import PROJECTION_LAG
+from ledgerflow.metrics import EDGE_REGISTRY, PROJECTION_LAG
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 T = TypeVar("T")
@@ -139,7 +139,7 @@ async def metrics(request: Request) -> Response:
     ctx: EdgeContext | None = getattr(request.app.state, "ctx", None)
     if ctx is not None:
         await projection_lag(ctx)  # refresh the gauge for this scrape
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(EDGE_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 MAX_READY_LAG = int(os.environ.get("LEDGERFLOW_READY_MAX_LAG", "100000"))

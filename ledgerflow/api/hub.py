@@ -43,7 +43,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import DecodeError, InfrastructureError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledgerflow.errors import DomainError, ValidationError
 from ledgerflow.limits import MAX_BODY_BYTES
+from ledgerflow.metrics import EDGE_REGISTRY
 
 __all__ = [
     "LIMITED",
@@ -44,7 +45,9 @@ MAX_HEADERS = 100
 MAX_HEADER_BYTES = 16 * 1024
 """Most bytes of request header names and values together; more → 431."""
 LIMIT_NAMES = ("body", "headers", "rate", "evaluate", "sse")
-LIMITED = Counter("ledgerflow_edge_limited_total", "Requests refused by an edge limit", ["limit"])
+LIMITED = Counter(
+    "ledgerflow_edge_limited_total", "Requests refused by an edge limit", ["limit"], registry=EDGE_REGISTRY
+)
 for _name in LIMIT_NAMES:
     LIMITED.labels(_name)  # export every series from the start, at 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -27,6 +27,7 @@ from ledgerflow.api.health import projection_lag, redis_status, within_deadline
 from ledgerflow.api.paging import rfc3339
 from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, nullable, obj, operation, problems
 from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
+from ledgerflow.consumer_lag import Lag, lag_rows
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.redisvalues import Reply, int_map
 from ledgerflow.topics import DLQ_TOPICS
@@ -37,16 +38,6 @@ WORKER_GROUP = "ledgerflow-worker"
 KAFKA_DEADLINE_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class Lag:
-    group: str
-    topic: str
-    partition: int
-    committed: int
-    end: int
-    lag: int
-
-
 def counters(tenant_hash: Mapping[Reply, Reply], dead_letters: int) -> dict[str, Any]:
     """The tenant's counters from its read-model hash (absent counters are 0)."""
     values = int_map(tenant_hash)
@@ -55,19 +46,6 @@ def counters(tenant_hash: Mapping[Reply, Reply], dead_letters: int) -> dict[str,
         "decisions": {o: values.get(f"decisions_{o}", 0) for o in OUTCOMES},
         "dead_letters": dead_letters,
     }
-
-
-def lag_rows(
-    group: str, committed: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
-) -> list[Lag]:
-    """One row per partition the group committed, ordered by topic and partition."""
-    rows = []
-    for tp in sorted(committed, key=lambda t: (t.topic, t.partition)):
-        end = ends.get(tp)
-        if end is None:
-            continue
-        rows.append(Lag(group, tp.topic, tp.partition, committed[tp], end, max(end - committed[tp], 0)))
-    return rows
 
 
 def worker_state(groups: Iterable[Any]) -> str:

@@ -32,8 +32,8 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.errors import DecodeError, LedgerflowError, ValidationError
+from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.kafka.reference import admitted_pack
-from ledgerflow.logs import RawRecord, read_topic
 from ledgerflow.policy.signing import KeyLookup, SignatureRefused
 from ledgerflow.topics import POLICY_RULES
 

@@ -22,7 +22,9 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn.config import LOGGING_CONFIG
 
+from ledgerflow import logformat
 from ledgerflow.api.app import create_app
 from ledgerflow.api.hub import DEFAULT_QUEUE
 from ledgerflow.config import Settings
@@ -116,12 +118,17 @@ class ApplyKnobs:
 
 def serve(settings: Settings) -> int:
     knobs = SseKnobs.from_env()
+    json_logs = logformat.log_format() == "json"
+    if json_logs:
+        logformat.use_json()
     app = create_app(settings, heartbeat_s=knobs.heartbeat_s)
     config = uvicorn.Config(
         ApplyKnobs(app, knobs),
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",
+        # JSON: uvicorn's loggers propagate to the root handler instead of uvicorn's own format.
+        log_config=None if json_logs else LOGGING_CONFIG,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         access_log=False,
         lifespan="on",

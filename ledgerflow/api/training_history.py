@@ -38,7 +38,7 @@ from ledgerflow.contracts.chain import Located, verify
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.payloads import TrainingDisabled, TrainingEnabled, TrainingExpired, TrainingRejected
 from ledgerflow.errors import DecodeError, ValidationError
-from ledgerflow.logs import RawRecord, read_topic
+from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.topics import TRAINING_AUDIT
 
 READ_DEADLINE_S = 5.0

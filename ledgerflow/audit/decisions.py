@@ -1,7 +1,7 @@
 """Re-deriving every policy decision bit for bit, and finding turns without one (pure: no I/O).
 
 The policy agent writes exactly ``codec.encode(decide(event, value, pack, training, head))``
-(``ledgerflow.decisions``). Given the input record's bytes, the rule pack the decision
+(``ledgerflow.policy.wire``). Given the input record's bytes, the rule pack the decision
 names (tenant or ``*``, version, constitution hash), the training state it records and the
 conversation's previous decision (chain head), the auditor computes the same bytes again
 and compares. Per input partition (decisions are co-partitioned with their inputs):
@@ -35,9 +35,9 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
-from ledgerflow.decisions import chain_key, decide, head_after, input_hash, turn_of
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.policy.wire import chain_key, decide, head_after, input_hash, turn_of
 from ledgerflow.projections.ops import Position
 
 DEFAULT_TENANT = "*"

@@ -44,9 +44,9 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
+from ledgerflow.kafka.logs import RawRecord
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
-from ledgerflow.logs import RawRecord
 from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.policy.signing import KeyLookup
 from ledgerflow.projections.ops import Position

@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka_admin import partition_counts
-from ledgerflow.logs import RawRecord
+from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.logs import RawRecord
 
 Horizon = dict[str, list[int]]  # full topic name -> end offset per partition
 

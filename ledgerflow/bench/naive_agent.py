@@ -24,9 +24,9 @@ from ledgerflow.agents.app import create_app, raw_topic
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
-from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.reference import OFF, builtin_default_pack
+from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.projections.conversations import project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import Position

@@ -94,7 +94,7 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("hash chain (RFC 8785 canonical JSON, SHA-256)", ("contracts/chain", "rfc8785", "hashlib")),
-    ("policy evaluation", ("ledgerflow/policy/", "ledgerflow/decisions")),
+    ("policy evaluation", ("ledgerflow/policy/",)),
     ("projection ops (pure)", ("ledgerflow/projections/conversations", "projections/ops", "orjson")),
     ("Redis client (packing, parsing, I/O)", ("redis/", "ledgerflow/projections/writer")),
     ("Kafka client (fetch, produce, protocol)", ("aiokafka/", "kafka/")),

@@ -35,7 +35,7 @@ from ledgerflow.bench.profile import py_spy
 from ledgerflow.bench.trials import Collected, Env, cleanup, fixed_rate, rebuild_pair, saturation
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
-from ledgerflow.kafka_admin import round_trip
+from ledgerflow.kafka.admin import round_trip
 
 
 @dataclass(frozen=True, slots=True)

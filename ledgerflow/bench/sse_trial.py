@@ -38,8 +38,8 @@ from ledgerflow.bench.procs import Child, CpuMeter, spawn
 from ledgerflow.bench.stats import percentile
 from ledgerflow.bench.trials import NO_METRICS, Env, Observer, prepare
 from ledgerflow.config import Settings
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.testing import free_port, wait_http_ready
+from ledgerflow.kafka.admin import ensure_topics
+from ledgerflow.netutil import free_port, wait_http_ready
 from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec
 
 RAW = "bench.raw"

@@ -38,7 +38,7 @@ from ledgerflow.bench.load import TENANTS
 from ledgerflow.bench.procs import Child, CpuMeter, spawn
 from ledgerflow.bench.profile import Sampler, summarise
 from ledgerflow.config import Settings
-from ledgerflow.kafka_admin import ensure_topics, partition_counts
+from ledgerflow.kafka.admin import ensure_topics, partition_counts
 from ledgerflow.projections.keys import Keys
 from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec, all_topics
 from ledgerflow.traffic import interleaved, publish

@@ -48,7 +48,8 @@ def ensure_recorded(settings: Settings) -> None:
     """``stack up``: the dev token key (unless an external JWKS is used) and the dev policy key."""
     if not settings.jwks:
         recorded(settings, "token", lambda: ensure_dev_keys(settings.state_dir))
-    if not settings.policy_trust:
+    # The dev trust store, whether defaulted or named explicitly (child processes get it spelt out).
+    if settings.policy_trust_location == str(key_home(settings.state_dir, "policy") / "jwks.json"):
         recorded(settings, "policy", lambda: ensure_policy_keys(settings.state_dir))
 
 

@@ -23,9 +23,9 @@ from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import Payload
-from ledgerflow.decisions import chain, head_after
 from ledgerflow.errors import DecodeError
-from ledgerflow.logs import read_topic
+from ledgerflow.kafka.logs import read_topic
+from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.topics import IDENTITY_AUDIT
 
 PRODUCER = "ledgerflow-identity"

@@ -9,10 +9,11 @@ batch starts is the pack that batch uses.
 A ``policy.rules`` record that cannot be used (it does not decode, its key is not its
 tenant, it is too large, its document is not a valid pack, or its signature is missing or
 does not verify against the policy trust store — ``policy/signing.py``) is refused: the
-pack in force stays, ``ledgerflow_policy_packs_refused_total{reason}`` counts it, and,
-when the reader was given an ``on_refused`` handler (the worker's policy agent passes one
-that dead-letters), the handler is awaited — retried with backoff until
-it succeeds — before the reader moves past the record, so no refusal goes unrecorded.
+pack in force stays, and, when the reader was given an ``on_refused`` handler (the
+worker's policy agent passes one that dead-letters it and counts it in
+``ledgerflow_policy_packs_refused_total{reason}``), the handler is awaited — retried with
+backoff until it succeeds — before the reader moves past the record, so no refusal goes
+unrecorded.
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ from ledgerflow.contracts.payloads import (
     TrainingExpired,
 )
 from ledgerflow.errors import DecodeError, LedgerflowError
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.policy_trust import PolicyTrust
-from ledgerflow.kafka_admin import partition_counts
-from ledgerflow.metrics import pack_refused
 from ledgerflow.policy import RulePack, TrainingState, parse_rule_pack
 from ledgerflow.policy.signing import HASH_MISMATCH, KeyLookup, SignatureRefused, verify
 from ledgerflow.topics import POLICY_RULES, TRAINING_AUDIT
@@ -150,7 +150,6 @@ class ReferenceData:
                 for record in records:
                     reason = self._apply(tp.topic, record.key, record.value)
                     if reason is not None:
-                        pack_refused(reason)
                         await self._refuse(
                             RefusedRecord(
                                 tp.topic, tp.partition, record.offset, record.key, record.value, reason

@@ -34,7 +34,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import check_key
 from ledgerflow.errors import DecodeError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position

@@ -5,7 +5,7 @@
 2. Start Kafka (unless ``LEDGERFLOW_KAFKA_BOOTSTRAP`` points at one that runs).
 3. Create the topics, then prove a real produce/consume round trip.
 4. Create the dev signing key and JWKS (when the edge uses the local JWKS file), and the dev
-   rule-pack publisher key (when no LEDGERFLOW_POLICY_TRUST is set); a key created is
+   rule-pack publisher key (when the policy trust store is the dev one); a key created is
    recorded on ``identity.audit``.
 """
 
@@ -21,7 +21,7 @@ import redis as redis_sync
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka_admin import ensure_topics, round_trip
+from ledgerflow.kafka.admin import ensure_topics, round_trip
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, stop

@@ -20,9 +20,9 @@ from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.stack import manage
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_KAFKA = "127.0.0.1:29092"

@@ -11,7 +11,7 @@ from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
-from ledgerflow.logs import read_all
+from ledgerflow.kafka.logs import read_all
 
 
 def token(stack: Settings, sub: str, tenant: str = "acme", roles: str = "producer,subscriber") -> str:

@@ -41,15 +41,15 @@ from ledgerflow.contracts.ids import MAX_ID_LENGTH, is_id
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.dlq import read_dead_letters
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka.logs import RawRecord, read_all
 from ledgerflow.limits import MAX_DEAD_LETTER_PREFIX_BYTES
-from ledgerflow.logs import RawRecord, read_all
-from ledgerflow.testing import Process, live_keys
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     POLICY_DECISIONS,
     TRAINING_AUDIT,
     USAGE_WINDOWS,
 )
+from tests.support.processes import Process, live_keys
 
 # How much to fuzz. CI runs the defaults (a minute or two per file); for a long run:
 #   LEDGERFLOW_FUZZ_EXAMPLES=50 LEDGERFLOW_FUZZ_SEED=7 pytest tests/integration/test_fuzz_edge.py

@@ -27,12 +27,11 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining, MessageSubmitted
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.logs import read_all
+from ledgerflow.kafka.admin import ensure_topics
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.stack.processes import port_in_use
-from ledgerflow.testing import Process, free_port, start
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     POLICY_DECISIONS,
@@ -40,6 +39,7 @@ from ledgerflow.topics import (
     TRAINING_COMMANDS,
     USAGE_WINDOWS,
 )
+from tests.support.processes import Process, free_port, start
 
 TENANTS = ("acme", "globex", "initech")
 CONVERSATIONS = 6

@@ -20,11 +20,11 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import compute_hash
 from ledgerflow.contracts.events import derived_event_id
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process, live_keys, pipeline_settled
+from ledgerflow.kafka.admin import ensure_topics
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import Process, live_keys, pipeline_settled
 
 CONVERSATIONS = 150
 

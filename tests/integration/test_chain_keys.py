@@ -22,10 +22,10 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ZERO_HASH
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process, live_keys
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from tests.integration.fuzzkit import Planned, produce, read_models_caught_up, wait_until
+from tests.support.processes import Process, live_keys
 
 CONV = "c-2"
 TENANTS = ("ck-alpha", "ck-beta")

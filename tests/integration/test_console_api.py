@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from ledgerflow.config import Settings
-from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop as stop_process
-from ledgerflow.testing import free_port, start, wait_http_ready
+from tests.support.processes import free_port, start, wait_http_ready
 
 OUTCOMES = {"allow", "redact", "review", "deny"}
 PACK = {

@@ -13,11 +13,11 @@ import httpx
 from ledgerflow.auth.devkeys import ensure_policy_keys
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.kafka.reference import builtin_default_pack
-from ledgerflow.logs import read_all
 from ledgerflow.rulepacks import publish_pack
-from ledgerflow.testing import Process
 from ledgerflow.topics import CONVERSATION_EVENTS
+from tests.support.processes import Process
 
 
 def _document(tenant: str, description: str) -> dict[str, Any]:

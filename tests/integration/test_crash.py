@@ -19,10 +19,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from ledgerflow.audit.cli import audit_cli
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process, pipeline_settled, start
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import Process, pipeline_settled, start
 
 TENANTS = ["acme", "globex", "initech", "umbrella"]
 GROUP = "ledgerflow-worker"  # the faust app id (ledgerflow.agents.app.create_app), after the topic prefix

@@ -38,8 +38,8 @@ from ledgerflow.demo import child_env
 from ledgerflow.dlq import dlq_cli, read_dead_letters
 from ledgerflow.errors import DecodeError
 from ledgerflow.projections.keys import Keys
-from ledgerflow.testing import Process
 from ledgerflow.topics import CONVERSATION_EVENTS
+from tests.support.processes import Process
 
 TIMEOUT_S = 90.0
 TENANT = "acme"

@@ -14,8 +14,8 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import ConversationStarted, MessageSubmitted
 from ledgerflow.sse_client import SseEvent, parse
-from ledgerflow.testing import Process
 from ledgerflow.traffic import Publisher
+from tests.support.processes import Process
 
 TIMEOUT_S = 60.0
 

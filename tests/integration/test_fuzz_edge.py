@@ -40,7 +40,6 @@ from hypothesis import strategies as st
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import MAX_CONTENT_BYTES
 from ledgerflow.limits import MAX_BODY_BYTES
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
 from ledgerflow.topics import CONVERSATION_EVENTS
 from tests.integration.fuzzkit import (
     DOCUMENTED_STATUSES,
@@ -58,6 +57,7 @@ from tests.integration.fuzzkit import (
     short,
     wait_until,
 )
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 TENANT = "fz-edge"
 EXTRA_PER_EXAMPLE = 15

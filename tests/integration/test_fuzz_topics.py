@@ -55,7 +55,6 @@ from ledgerflow.contracts.payloads import (
 from ledgerflow.limits import MAX_INPUT_RECORD_BYTES
 from ledgerflow.policy import load_rule_pack
 from ledgerflow.rulepacks import sign_with
-from ledgerflow.testing import Process
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     POLICY_DECISIONS,
@@ -88,6 +87,7 @@ from tests.integration.fuzzkit import (
     wait_until,
     wire_record,
 )
+from tests.support.processes import Process
 
 TENANTS = ("fz-acme", "fz-globex", "fz-rules-a")
 PACK_TENANTS = ("fz-rules-a", "fz-rules-b")

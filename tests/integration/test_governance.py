@@ -14,13 +14,13 @@ import pytest
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import Located, verify
-from ledgerflow.decisions import decide, head_after
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.kafka.reference import builtin_default_pack
-from ledgerflow.logs import read_all
 from ledgerflow.policy import TrainingState
+from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.rulepacks import latest_version
-from ledgerflow.testing import Process, start
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import Process, start
 
 PACK = {
     "tenant": "acme",

@@ -22,9 +22,10 @@ from ledgerflow.contracts.payloads import AuthRefusals, SigningKeyChanged, Token
 from ledgerflow.identity.cli import ensure_recorded, mint_recorded, rotate_recorded
 from ledgerflow.identity.records import issuer_chain
 from ledgerflow.identity.trail import ChainWriter
-from ledgerflow.logs import read_all
-from ledgerflow.testing import free_port, start, wait_http_ready
+from ledgerflow.kafka.logs import read_all
+from ledgerflow.netutil import free_port, wait_http_ready
 from ledgerflow.topics import IDENTITY_AUDIT
+from tests.support.processes import start
 
 TIMEOUT_S = 60.0
 

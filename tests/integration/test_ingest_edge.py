@@ -15,8 +15,8 @@ import pytest
 from ledgerflow.api.limits import MAX_HEADER_BYTES, MAX_HEADERS
 from ledgerflow.config import Settings
 from ledgerflow.limits import MAX_BODY_BYTES
-from ledgerflow.testing import free_port, start, wait_http_ready
 from tests.integration.edgekit import assert_problem, bearer, events_on_log, turn
+from tests.support.processes import free_port, start, wait_http_ready
 
 # --- issue 11 case 6: ingest is idempotent by event_id ----------------------------------
 

@@ -22,12 +22,12 @@ from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.logs import read_all
+from ledgerflow.kafka.admin import ensure_topics
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 CLIENT_TIMEOUT_S = 20.0
 """Far above the edge's documented deadline (api/faults.py): a request still open after

@@ -30,8 +30,8 @@ from ledgerflow.api.openapi import document, documented_routes, render
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.testing import free_port, start, wait_http_ready
+from ledgerflow.kafka.admin import ensure_topics
+from tests.support.processes import free_port, start, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAMS = ("/v1/conversation/stream", "/v1/streams/tenant")

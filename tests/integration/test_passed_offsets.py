@@ -18,11 +18,11 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.kafka_admin import partition_counts
-from ledgerflow.logs import read_all
+from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.projections.keys import Keys
-from ledgerflow.testing import start
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import start
 
 
 async def _commit_to_end(settings: Settings, group: str, topics: list[str]) -> None:

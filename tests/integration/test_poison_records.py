@@ -29,9 +29,9 @@ from ledgerflow.contracts.codec import MAGIC, encode_dead_letter
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.dlq import read_dead_letters
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process, start
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, USAGE_WINDOWS
+from tests.support.processes import Process, start
 
 TIMEOUT_S = 90.0
 TENANT = "acme"

@@ -10,8 +10,8 @@ import redis
 
 from ledgerflow.config import Settings
 from ledgerflow.projections.keys import Keys
-from ledgerflow.testing import Process
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import Process
 
 
 def _snapshot(client: redis.Redis, keys: Keys) -> dict[bytes, object]:

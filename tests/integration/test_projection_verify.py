@@ -22,9 +22,9 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.dlq import read_dead_letters
 from ledgerflow.projections.keys import Keys
-from ledgerflow.testing import Process, pipeline_settled
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import Process, pipeline_settled
 
 
 def _settle(settings: Settings, turns: int, worker: Process) -> None:

@@ -28,9 +28,9 @@ from ledgerflow.contracts.registry import default_registry
 from ledgerflow.dlq import read_dead_letters
 from ledgerflow.projections.generations import PROJECTION
 from ledgerflow.redisvalues import int_map
-from ledgerflow.testing import live_keys, pipeline_settled, start
 from ledgerflow.topics import POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import live_keys, pipeline_settled, start
 
 TIMEOUT_S = 120.0
 TENANT = "acme"

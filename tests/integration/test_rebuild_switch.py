@@ -16,8 +16,8 @@ import redis
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
 from ledgerflow.projections.keys import Keys, active_pointer
-from ledgerflow.testing import Process
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import Process
 
 
 def test_rebuild_switches_atomically_under_live_reads(

@@ -39,8 +39,8 @@ from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import port_in_use
 from ledgerflow.stack.processes import stop as stop_process
-from ledgerflow.testing import Process, free_port, live_keys, pipeline_settled, start
 from ledgerflow.traffic import interleaved, publish
+from tests.support.processes import Process, free_port, live_keys, pipeline_settled, start
 
 ROUNDS = int(os.environ.get("LEDGERFLOW_FAULT_ROUNDS", "4"))
 SEED = int(os.environ.get("LEDGERFLOW_FAULT_SEED", "20261130"))

@@ -21,13 +21,14 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision, RulePackPublished
 from ledgerflow.dlq import read_dead_letters
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.kafka.reference import builtin_default_pack
-from ledgerflow.logs import read_all
+from ledgerflow.netutil import free_port
 from ledgerflow.policy import load_rule_pack
 from ledgerflow.policy.signing import sign
 from ledgerflow.rulepacks import publish_pack, sign_with
-from ledgerflow.testing import Process, free_port, start
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
+from tests.support.processes import Process, start
 
 TIMEOUT_S = 90.0
 

@@ -33,9 +33,9 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
 from ledgerflow.sse_client import RawStream, SseEvent, follow
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 PARTITIONS = 6
 FAST = {"LEDGERFLOW_SSE_HEARTBEAT_S": "0.3"}

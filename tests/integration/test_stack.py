@@ -23,7 +23,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import StackError
-from ledgerflow.kafka_admin import ensure_topics, partition_counts, round_trip
+from ledgerflow.kafka.admin import ensure_topics, partition_counts, round_trip
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.stack import redis as redis_stack

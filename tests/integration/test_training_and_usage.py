@@ -17,11 +17,11 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import Located, verify
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining, MessageSubmitted
-from ledgerflow.logs import read_all
-from ledgerflow.testing import Process, start
+from ledgerflow.kafka.logs import read_all
 from ledgerflow.traffic import Publisher
 from ledgerflow.training import check_transition, evolve, initial_state
 from ledgerflow.training.wire import event_of
+from tests.support.processes import Process, start
 
 
 def _audit(settings: Settings) -> list:

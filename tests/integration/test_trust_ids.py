@@ -15,8 +15,8 @@ import pytest
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts.ids import MAX_ID_LENGTH
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
+from ledgerflow.kafka.admin import ensure_topics
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 TIMEOUT_S = 60.0
 PROBLEM = "application/problem+json"

@@ -32,7 +32,7 @@ from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 PROBLEM = "application/problem+json"
 READY_WITHIN_S = 5.0  # ledgerflow.api.health.READY_WITHIN_S: the documented bound

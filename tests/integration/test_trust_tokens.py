@@ -16,8 +16,8 @@ import pytest
 
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.config import Settings
-from ledgerflow.kafka_admin import ensure_topics
-from ledgerflow.testing import free_port, start, wait_http_ready
+from ledgerflow.kafka.admin import ensure_topics
+from tests.support.processes import free_port, start, wait_http_ready
 
 PROBLEM = "application/problem+json"
 YEAR = 365 * 86_400

@@ -33,8 +33,8 @@ from ledgerflow.dlq import (
     to_json,
 )
 from ledgerflow.errors import DecodeError, ValidationError
-from ledgerflow.sourcecheck import REPO, run_python_blocks
 from ledgerflow.topics import DLQ_TOPICS
+from tests.support.sourcecheck import REPO, run_python_blocks
 
 T0 = 1_780_000_000_000_000
 SETTINGS = Settings(topic_prefix="p.")

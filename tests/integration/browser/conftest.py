@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from ledgerflow.config import Settings
-from ledgerflow.testing import Process, start
+from tests.support.processes import Process, start
 
 ROOT = Path(__file__).resolve().parents[3]
 DIST = ROOT / "console" / "dist"

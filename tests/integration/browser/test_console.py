@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from ledgerflow.config import Settings
-from ledgerflow.testing import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, free_port, start, wait_http_ready
 
 from .conftest import ROOT, SHORT_MS, Console, Traffic, start_conversation, submit_turn, wait_until
 

@@ -6,16 +6,25 @@ Not a mock of Kafka or Redis: they hold records and answer the ports' questions
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from io import BytesIO
+
+import pytest
+from fastavro import schemaless_writer
 
 from ledgerflow.agents.output import LogNotReady, Outgoing, Written
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.contracts import codec
-from ledgerflow.contracts.events import Event
-from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
+from ledgerflow.contracts.codec import MAGIC
+from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.payloads import DeadLetter, DisableTraining, EnableTraining, MessageSubmitted
 from ledgerflow.contracts.registry import default_registry
+from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.reference import OFF, builtin_default_pack
 from ledgerflow.policy import RulePack, TrainingState
 
@@ -48,16 +57,58 @@ def turn(conv: str, n: int, content: str = "hello", tenant: str = "acme") -> Eve
     )
 
 
+def chained(records: Sequence[Event], key: Callable[[Event], str] = lambda r: r.tenant) -> bool:
+    """Each chain's records (grouped by ``key``, in log order) carry sequence 1, 2, … and each
+    links to the previous one's hash."""
+    chains: dict[str, list[Event]] = {}
+    for record in records:
+        chains.setdefault(key(record), []).append(record)
+    for chain in chains.values():
+        if [r.sequence for r in chain] != list(range(1, len(chain) + 1)):
+            return False
+        if any(b.prev_hash != a.hash for a, b in itertools.pairwise(chain)):
+            return False
+    return True
+
+
+def command(
+    n: int, tenant: str = "acme", *, enable: bool = True, ttl: int | None = None, command_id: str = ""
+) -> Event:
+    """A ``training.commands`` record as the edge writes it: enable (or disable) the lock."""
+    kind = EnableTraining if enable else DisableTraining
+    return new_event(
+        kind.TYPE,
+        tenant=tenant,
+        subject=tenant,
+        payload=kind(command_id or f"cmd-{tenant}-{n}", "admin-1", f"reason {n}", ttl, None),
+        producer="edge:admin-1",
+        occurred_at_micros=T0 + n,
+    )
+
+
+def unvalidated(event: Event, **payload: object) -> bytes:
+    """``event``'s bytes with ``payload`` fields replaced, written by the wire schema alone: the
+    envelope rules the producers enforce (token counts, lengths) are not checked."""
+    entry = default_registry().get(event.type, event.schema_version)
+    record = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "payload"}
+    record["payload"] = event.payload.to_record() | payload
+    out = BytesIO(MAGIC + entry.fingerprint)
+    out.seek(0, 2)
+    schemaless_writer(out, entry.wire, record)
+    return out.getvalue()
+
+
 class InputTopic:
     """The input topic: records appended per partition, read back by range."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic: str = TOPIC) -> None:
+        self.topic = topic
         self.partitions: dict[int, list[Record]] = {}
         self.reads: list[tuple[int, int, int]] = []
 
     def append(self, partition: int, value: bytes, key: bytes | None) -> Record:
         log = self.partitions.setdefault(partition, [])
-        record = Record(TOPIC, partition, len(log), key, value)
+        record = Record(self.topic, partition, len(log), key, value)
         log.append(record)
         return record
 
@@ -105,6 +156,39 @@ class OutputTopic:
 
     def decisions(self, partition: int) -> list[Event]:
         return [codec.decode(w.value) for w in self.partitions.get(partition, [])]
+
+
+class KeyedTopic:
+    """An output topic partitioned by key (usage.windows): ``fail_writes`` plays a broker down,
+    ``visible`` a partition that reads shorter than it is (a restarting broker)."""
+
+    def __init__(self, partitions: int = 3) -> None:
+        self.partitions: dict[int, list[Record]] = {p: [] for p in range(partitions)}
+        self.fail_writes = False
+        self.visible: dict[int, int] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def read(self) -> AsyncIterator[Record]:
+        for p, log in self.partitions.items():
+            for record in log[: self.visible.get(p, len(log))]:
+                yield record
+
+    async def write(self, records: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+        if self.fail_writes:
+            raise InfrastructureError("the broker is down")
+        acked = []
+        for key, value in records:
+            p = zlib.crc32(key) % len(self.partitions)
+            log = self.partitions[p]
+            record = Record("usage.windows", p, len(log), key, value)
+            log.append(record)
+            acked.append((record.partition, record.offset))
+        return acked
+
+    def events(self) -> list[Event]:
+        return [codec.decode(r.value or b"") for log in self.partitions.values() for r in log]
 
 
 class HeadStore:
@@ -156,3 +240,19 @@ class Letters:
 
     async def send_all(self, letters: Sequence[DeadLetter]) -> None:
         self.sent.extend(letters)
+
+
+def retry_after_failed_write(
+    output: OutputTopic,
+    handle: Callable[[list[Record]], None],
+    revoke: Callable[[set[int]], None],
+    batch: list[Record],
+) -> None:
+    """``batch``'s write fails (the broker is down); its partitions' state is forgotten and the
+    batch retried, as ``agents/app.py: handle_until_done`` does."""
+    output.fail_writes = True
+    with pytest.raises(LogNotReady):
+        handle(batch)
+    revoke({r.partition for r in batch})
+    output.fail_writes = False
+    handle(batch)

@@ -21,9 +21,24 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
-from tests.unit.agents.memory import HeadStore, InputTopic, Letters, OutputTopic, Record, Reference, turn
+from tests.unit.agents.memory import (
+    HeadStore,
+    InputTopic,
+    Letters,
+    OutputTopic,
+    Record,
+    Reference,
+    chained,
+    retry_after_failed_write,
+    turn,
+)
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
+
+
+def _conversation(decision: Event) -> str:
+    """Decisions chain per conversation (the tests' turns are all of one tenant)."""
+    return decision.subject
 
 
 class Clock:
@@ -60,24 +75,12 @@ def _payload(decision: Event) -> PolicyDecision:
     return decision.payload
 
 
-def _chained(decisions: list[Event]) -> bool:
-    by_subject: dict[str, list[Event]] = {}
-    for d in decisions:
-        by_subject.setdefault(d.subject, []).append(d)
-    for chain in by_subject.values():
-        if [d.sequence for d in chain] != list(range(1, len(chain) + 1)):
-            return False
-        if any(b.prev_hash != a.hash for a, b in itertools.pairwise(chain)):
-            return False
-    return True
-
-
 def test_every_turn_is_decided_once_in_order_with_one_chain_per_conversation() -> None:
     world = World()
     turns = [turn("conv-a", 1), turn("conv-b", 1), turn("conv-a", 2)]
     world.handle([world.inputs.add(0, t) for t in turns])
     assert world.decided() == [t.event_id for t in turns]
-    assert _chained(world.output.decisions(0))
+    assert chained(world.output.decisions(0), _conversation)
     assert [w.input_offset for w in world.output.partitions[0]] == [0, 1, 2]
 
 
@@ -92,7 +95,7 @@ def test_a_redelivered_batch_below_the_decided_offset_is_not_decided_again() -> 
     world.agent = world.new_agent()
     world.handle([*batch, world.inputs.add(0, turn("conv-a", 4))])
     assert world.decided() == [turn("conv-a", n).event_id for n in range(1, 5)]
-    assert _chained(world.output.decisions(0))
+    assert chained(world.output.decisions(0), _conversation)
 
 
 def test_records_the_group_passed_before_this_owner_are_read_back_and_decided_first() -> None:
@@ -102,7 +105,7 @@ def test_records_the_group_passed_before_this_owner_are_read_back_and_decided_fi
     world.handle([delivered])
     assert world.inputs.reads == [(0, 0, 3)]
     assert world.decided() == [turn("conv-a", n).event_id for n in range(1, 5)]
-    assert _chained(world.output.decisions(0)) and passed
+    assert chained(world.output.decisions(0), _conversation) and passed
 
 
 def test_catch_up_decides_a_passed_partition_that_gets_no_new_traffic() -> None:
@@ -123,7 +126,7 @@ def test_a_stale_snapshot_is_rolled_forward_from_the_log() -> None:
     world.agent = world.new_agent()  # the worker restarts with the stale snapshot
     world.handle([world.inputs.add(0, turn("conv-a", 4))])
     decisions = world.output.decisions(0)
-    assert [d.sequence for d in decisions] == [1, 2, 3, 4] and _chained(decisions)
+    assert [d.sequence for d in decisions] == [1, 2, 3, 4] and chained(decisions, _conversation)
     world.clock.now += SNAPSHOT_EVERY_S
     world.handle([world.inputs.add(0, turn("conv-a", 5))])
     snap = world.heads.snapshots[0]
@@ -151,7 +154,7 @@ def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_decided() ->
     assert codes == [(1, "truncated"), (2, "record-too-large"), (3, "invalid-envelope")], codes
     sizes = [d.value_size for d in world.letters.sent]
     assert sizes == [len(r.value or b"") for r in (garbage, too_large, wrong_key)]
-    assert _chained(world.output.decisions(0))
+    assert chained(world.output.decisions(0), _conversation)
 
 
 def test_a_duplicate_delivery_of_the_same_event_is_decided_once() -> None:
@@ -166,14 +169,9 @@ def test_a_failed_write_stages_nothing_and_the_retry_after_revocation_decides_ea
     world = World()
     world.handle([world.inputs.add(0, turn("conv-a", 1))])
     batch = [world.inputs.add(0, turn("conv-a", n)) for n in (2, 3)]
-    world.output.fail_writes = True
-    with pytest.raises(LogNotReady):
-        world.handle(batch)
-    world.agent.revoke({0})  # what handle_until_done does before retrying
-    world.output.fail_writes = False
-    world.handle(batch)
+    retry_after_failed_write(world.output, world.handle, world.agent.revoke, batch)
     assert world.decided() == [turn("conv-a", n).event_id for n in (1, 2, 3)]
-    assert _chained(world.output.decisions(0))
+    assert chained(world.output.decisions(0), _conversation)
 
 
 def test_a_partition_revoked_mid_batch_keeps_no_state_and_its_next_owner_continues_the_chain() -> None:
@@ -187,7 +185,7 @@ def test_a_partition_revoked_mid_batch_keeps_no_state_and_its_next_owner_continu
     other = world.new_agent()  # the new owner gets the batch of partition 2 again, then more
     asyncio.run(other.handle([batch[1], world.inputs.add(2, turn("conv-c", 2))]))
     assert world.decided(2) == [turn("conv-c", n).event_id for n in (1, 2)]
-    assert _chained(world.output.decisions(2))
+    assert chained(world.output.decisions(2), _conversation)
 
 
 def _tenant_turn(tenant: str, n: int) -> Event:

@@ -16,7 +16,7 @@ from ledgerflow.api.audit_run import answer, findings_for, lock_key, positions, 
 from ledgerflow.api.console import is_client_route
 from ledgerflow.api.conversation_list import Entry, item, page_after
 from ledgerflow.api.openapi import UndocumentedRoute, build, document, documented_routes
-from ledgerflow.api.overview import counters, lag_rows
+from ledgerflow.api.overview import counters
 from ledgerflow.api.paging import Cursor, parse_limit, rfc3339
 from ledgerflow.api.rulepack_catalog import catalog
 from ledgerflow.api.rulepack_validation import rule_errors
@@ -24,6 +24,7 @@ from ledgerflow.api.spec import operation
 from ledgerflow.api.training_history import history
 from ledgerflow.api.usage import windows
 from ledgerflow.audit.report import Finding, Report
+from ledgerflow.consumer_lag import lag_rows
 from ledgerflow.contracts.chain import Located, head_of, link
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished

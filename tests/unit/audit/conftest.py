@@ -13,9 +13,9 @@ from ledgerflow.audit.decisions import PackBook
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted
-from ledgerflow.decisions import decide, head_after
 from ledgerflow.kafka.reference import builtin_default_pack
 from ledgerflow.policy import TrainingState
+from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.projections.ops import Position
 
 T0 = 1_700_000_000_000_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ledgerflow.sourcecheck import run_python_blocks
+from tests.support.sourcecheck import run_python_blocks
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "audit.md"

@@ -3,7 +3,7 @@ in pyproject.toml), checked by `make check`."""
 
 from __future__ import annotations
 
-from ledgerflow.sourcecheck import REPO, run_python_blocks
+from tests.support.sourcecheck import REPO, run_python_blocks
 
 
 def test_auth_doc_code_blocks_run_in_order() -> None:

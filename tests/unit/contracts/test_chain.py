@@ -31,7 +31,7 @@ from ledgerflow.contracts.chain import (
     verify,
 )
 from ledgerflow.errors import ValidationError
-from ledgerflow.sourcecheck import run_python_blocks
+from tests.support.sourcecheck import run_python_blocks
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "hash-chains.md"
 TOPIC = "policy.decisions"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ledgerflow.sourcecheck import REPO, run_python_blocks
+from tests.support.sourcecheck import REPO, run_python_blocks
 
 
 def test_contracts_doc_code_blocks_run_in_order() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ledgerflow.policy import rule_pack_schema
 from ledgerflow.policy.detectors import DETECTORS
-from ledgerflow.sourcecheck import run_python_blocks
+from tests.support.sourcecheck import run_python_blocks
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "policy.md"

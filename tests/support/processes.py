@@ -1,34 +1,27 @@
-"""Helpers for integration tests and benchmarks: real processes against the real stack."""
+"""Helpers for the integration tests: real processes against the real stack."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-import httpx
 import redis
 
 from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
+from ledgerflow.netutil import free_port, wait_http_ready
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.redisvalues import int_map, text
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+# free_port and wait_http_ready live in the package (the benchmark needs them too); re-exported here.
+__all__ = ["Process", "free_port", "live_keys", "pipeline_settled", "start", "wait_http_ready"]
 
 
 @dataclass
@@ -71,32 +64,6 @@ def start(
             stdin=subprocess.DEVNULL,
         )
     return Process(name, popen, log)
-
-
-class ChildProcess(Protocol):
-    name: str
-    popen: subprocess.Popen[Any]
-
-    def log_tail(self, lines: int = ...) -> str: ...
-
-
-def wait_http_ready(proc: ChildProcess, base_url: str, timeout: float = 60.0) -> None:
-    """Wait until ``base_url/readyz`` answers 200; fail early (with its log) if ``proc`` exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{proc.name} not ready at {base_url} within {timeout} s:\n{proc.log_tail()}")
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in {"1", "true", "yes"}
 
 
 def live_keys(client: redis.Redis, settings: Settings) -> Keys:

@@ -1,0 +1,126 @@
+"""Kafka housekeeping: create our topics idempotently and prove a produce/consume round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.topics import TopicSpec, all_topics
+
+HEALTH_TOPIC = "__ledgerflow.health"
+
+
+async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None = None) -> list[str]:
+    """Create every missing topic with its partition count and configs; return those created."""
+    specs = all_topics() if specs is None else specs
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise InfrastructureError(
+            f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}). Start one with "
+            "`ledgerflow stack up`, or fix LEDGERFLOW_KAFKA_BOOTSTRAP."
+        ) from None
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic(s.base), s.partitions, 1, topic_configs=dict(s.configs))
+            for s in specs
+            if settings.topic(s.base) not in existing
+        ]
+        if not wanted:
+            return []
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(wanted)
+        await _wait_for_metadata(admin, [t.name for t in wanted])
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    for _ in range(100):
+        if set(names) <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.1)
+
+
+async def round_trip(settings: Settings, timeout: float = 30.0) -> float:
+    """Produce one record and consume it back; return the seconds it took."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await ensure_topics(settings, (TopicSpec(HEALTH_TOPIC, 1, {"retention.ms": "3600000"}),))
+    topic = settings.topic(HEALTH_TOPIC)
+    marker = uuid.uuid4().bytes
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        await producer.start()
+        await consumer.start()
+        meta = await producer.send_and_wait(topic, marker)
+        tp = TopicPartition(topic, meta.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, meta.offset)
+        while loop.time() - began < timeout:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            if any(r.value == marker for r in batch.get(tp, [])):
+                return loop.time() - began
+        raise InfrastructureError(
+            f"Kafka at {settings.kafka_bootstrap} accepted a record but did not "
+            f"deliver it back within {timeout:.0f} s"
+        )
+    except KafkaError as exc:
+        raise InfrastructureError(
+            f"Kafka at {settings.kafka_bootstrap} failed a produce/consume round trip: {exc!r}"
+        ) from None
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on exit."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partition count of each topic; InfrastructureError naming a missing one."""
+    async with _admin(settings) as admin:
+        described = await admin.describe_topics(topics)
+    counts = {}
+    for item in described:
+        name = item.get("topic")
+        if item.get("error_code") or not item.get("partitions"):
+            raise InfrastructureError(
+                f"topic {name} does not exist: run `ledgerflow stack up` (or `ledgerflow worker`) "
+                "to create topics"
+            )
+        counts[name] = len(item["partitions"])
+    return counts
+
+
+async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset per partition of ``topic`` (absent = none)."""
+    offsets = await group_offsets(settings, group)
+    return {tp.partition: offset for tp, offset in offsets.items() if tp.topic == topic}
+
+
+async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    """The consumer group's committed offset of every partition it committed."""
+    async with _admin(settings) as admin:
+        offsets = await admin.list_consumer_group_offsets(group)
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}

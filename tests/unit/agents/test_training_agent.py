@@ -1,0 +1,188 @@
+"""The training agent's own decisions, through in-memory ports (tests/unit/agents/memory.py):
+order and one chain per tenant, redelivery below the answered offset, commands the group
+passed, duplicate command ids, poison commands, hostile TTLs, expiry by the clock, a failed
+write and a revocation mid-batch. The Kafka adapters behind the same ports are
+integration-tested (test_training_and_usage, test_poison_records, test_fuzz_topics)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ledgerflow.agents.output import Written
+from ledgerflow.agents.training import Ports, TrainingAgent
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.payloads import TrainingEnabled, TrainingRejected
+from tests.unit.agents.memory import (
+    T0,
+    InputTopic,
+    Letters,
+    OutputTopic,
+    Record,
+    chained,
+    command,
+    retry_after_failed_write,
+    turn,
+)
+
+SETTINGS = Settings(state_dir=Path("/nonexistent"))
+SECOND = 1_000_000
+
+
+class World:
+    """One training agent wired to in-memory ports, with a clock the test moves (µs)."""
+
+    def __init__(self) -> None:
+        self.inputs, self.output, self.letters = InputTopic("training.commands"), OutputTopic(), Letters()
+        self.now = T0 + 10 * SECOND
+        self.agent = self.new_agent()
+
+    def new_agent(self) -> TrainingAgent:
+        """A fresh owner (another worker, or this one after a restart) on the same logs."""
+        return TrainingAgent(SETTINGS, Ports(self.output, self.inputs, self.letters), clock=lambda: self.now)
+
+    def handle(self, records: list[Record]) -> None:
+        asyncio.run(self.agent.handle(records))
+
+    def send(self, *events: Event, partition: int = 0) -> list[Record]:
+        return [self.inputs.add(partition, e) for e in events]
+
+    def outcomes(self, partition: int = 0) -> list[tuple[str, str]]:
+        """(type, tenant) of each training.audit record of ``partition``, in log order."""
+        return [(r.type, r.tenant) for r in self.output.decisions(partition)]
+
+
+def test_commands_are_answered_in_order_with_one_chain_per_tenant() -> None:
+    world = World()
+    world.handle(world.send(command(1), command(2, "globex"), command(3, enable=False)))
+    assert world.outcomes() == [
+        ("TrainingEnabled", "acme"),
+        ("TrainingEnabled", "globex"),
+        ("TrainingDisabled", "acme"),
+    ]
+    assert [w.input_offset for w in world.output.partitions[0]] == [0, 1, 2]
+    assert world.output.keys[0] == [b"acme", b"globex", b"acme"]
+    assert chained(world.output.decisions(0))
+
+
+def test_a_redelivered_batch_below_the_answered_offset_is_not_answered_again() -> None:
+    world = World()
+    batch = world.send(command(1), command(2, enable=False))
+    world.handle(batch)
+    world.handle(batch)  # faust redelivers (the commit was lost)
+    assert len(world.output.partitions[0]) == 2
+    world.agent = world.new_agent()  # a new owner learns the answered offset from training.audit
+    world.handle([*batch, *world.send(command(3))])
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingDisabled", "TrainingEnabled"]
+    assert chained(world.output.decisions(0))
+
+
+def test_commands_the_group_passed_before_this_owner_are_read_back_and_answered_first() -> None:
+    world = World()
+    world.send(command(1), command(2, enable=False))  # committed past, never answered
+    delivered = world.send(command(3))
+    world.handle(delivered)
+    assert world.inputs.reads == [(0, 0, 2)]
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingDisabled", "TrainingEnabled"]
+    assert [w.input_offset for w in world.output.partitions[0]] == [0, 1, 2]
+
+
+def test_a_command_id_delivered_again_at_another_offset_is_answered_once_also_after_recovery() -> None:
+    world = World()
+    world.handle(world.send(command(1, command_id="c-1"), command(1, command_id="c-1")))
+    world.handle(world.send(command(1, command_id="c-1")))
+    assert world.outcomes() == [("TrainingEnabled", "acme")]
+    world.agent = world.new_agent()  # the answered ids are rebuilt from training.audit
+    world.handle(world.send(command(1, command_id="c-1"), command(2, enable=False)))
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingDisabled"]
+
+
+def test_poison_commands_are_dead_lettered_and_the_rest_answered() -> None:
+    world = World()
+    good = world.send(command(1))
+    garbage = world.inputs.append(0, b"\xc3\x01garbage", b"acme")
+    wrong_key = world.inputs.append(0, codec.encode(command(2)), b"globex")
+    wrong_type = world.inputs.append(0, codec.encode(turn("acme", 3, tenant="acme")), b"acme")
+    empty = world.inputs.append(0, b"", b"acme")
+    later = world.send(command(4, enable=False))
+    world.handle([*good, garbage, wrong_key, wrong_type, empty, *later])
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingDisabled"]
+    assert [w.input_offset for w in world.output.partitions[0]] == [0, 5]
+    codes = [(d.offset, d.reason_code) for d in world.letters.sent]
+    assert codes == [
+        (1, "truncated"),
+        (2, "invalid-envelope"),
+        (3, "wrong-type-for-topic"),
+        (4, "not-single-object"),
+    ], codes
+
+
+@pytest.mark.parametrize("ttl", [-1, 0, -(2**63), 2**62])
+def test_a_hostile_ttl_is_recorded_as_a_rejection_and_enables_nothing(ttl: int) -> None:
+    world = World()
+    world.handle(world.send(command(1, ttl=ttl), command(2, enable=False)))
+    records = world.output.decisions(0)
+    assert [r.type for r in records] == ["TrainingRejected", "TrainingRejected"]
+    assert isinstance(records[0].payload, TrainingRejected) and records[0].payload.rejected_reason
+    assert chained(records)
+
+
+def test_an_overdue_lock_expires_on_the_tick_once_and_a_new_owner_sees_it_expired() -> None:
+    world = World()
+    world.handle(world.send(command(1, ttl=60)))
+    enabled = world.output.decisions(0)[0].payload
+    assert isinstance(enabled, TrainingEnabled) and enabled.expires_at == world.now + 60 * SECOND
+    world.now += 59 * SECOND
+    asyncio.run(world.agent.tick())
+    assert len(world.output.partitions[0]) == 1, "not overdue yet"
+    world.now += 1 * SECOND
+    asyncio.run(world.agent.tick())
+    asyncio.run(world.agent.tick())
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingExpired"]
+    assert world.output.partitions[0][1].input_offset is None, "no input caused the expiry"
+    world.agent = world.new_agent()
+    world.handle(world.send(command(2, ttl=60)))  # accepted: the new owner folded the expiry
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingExpired", "TrainingEnabled"]
+    assert chained(world.output.decisions(0))
+
+
+def test_the_tick_before_any_batch_writes_nothing() -> None:
+    world = World()
+    asyncio.run(world.agent.tick())
+    assert world.output.partitions == {}
+
+
+def test_a_failed_write_then_the_retry_after_revocation_answers_each_command_once() -> None:
+    world = World()
+    world.handle(world.send(command(1)))
+    batch = world.send(command(2, enable=False), command(3))
+    retry_after_failed_write(world.output, world.handle, world.agent.revoke, batch)
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingDisabled", "TrainingEnabled"]
+    assert chained(world.output.decisions(0))
+
+
+def test_a_partition_revoked_mid_batch_is_continued_by_its_next_owner_from_the_log() -> None:
+    world = World()
+    batch = [*world.send(command(1)), *world.send(command(2, "globex"), partition=2)]
+    world.output.on_write = lambda: world.agent.revoke({2})  # a rebalance while the batch is written
+    world.handle(batch)
+    world.output.on_write = None
+    other = world.new_agent()  # the new owner of partition 2 gets its batch again, then more
+    asyncio.run(other.handle([batch[1], *world.send(command(3, "globex", enable=False), partition=2)]))
+    assert world.outcomes(2) == [("TrainingEnabled", "globex"), ("TrainingDisabled", "globex")]
+    assert chained(world.output.decisions(2))
+
+
+def test_an_undecodable_audit_record_is_skipped_when_a_new_owner_recovers() -> None:
+    world = World()
+    world.handle(world.send(command(1)))
+    world.output.partitions[0].append(Written(1, b"\x00not avro", None))
+    world.agent = world.new_agent()
+    world.handle(world.send(command(2, enable=False)))
+    records = [codec.decode(w.value) for w in world.output.partitions[0] if w.offset != 1]
+    assert [r.type for r in records] == ["TrainingEnabled", "TrainingDisabled"]
+    assert chained(records)

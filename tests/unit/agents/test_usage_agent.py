@@ -1,0 +1,158 @@
+"""The usage agent's own decisions, through in-memory ports (tests/unit/agents/memory.py):
+windows written once and chained per tenant, duplicate deliveries by event id, poison and
+negative token counts, the re-fold after a restart (writing only what is missing), a windows
+log that reads shorter than seen, the clock closing idle windows, a failed write. The Kafka
+adapters behind the same ports are integration-tested (test_training_and_usage,
+test_poison_records, test_crash)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent
+from ledgerflow.config import Settings
+from ledgerflow.contracts.events import MAX_TOKENS, Event
+from ledgerflow.contracts.payloads import UsageWindow
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.usage.windows import WindowConfig, window_bounds
+from tests.unit.agents.memory import T0, InputTopic, KeyedTopic, Letters, Record, chained, turn, unvalidated
+
+SETTINGS = Settings(state_dir=Path("/nonexistent"))
+SECOND = 1_000_000
+CONFIG = WindowConfig()  # 60 s windows, 10 s lateness
+START, END = window_bounds(CONFIG, T0)
+
+
+def at(seconds: float, n: int, tenant: str = "acme", tokens: int = 3) -> Event:
+    """Turn ``n`` of ``tenant``'s conversation, ``seconds`` after the start of T0's window."""
+    t = turn(f"{tenant}-conv", n, tenant=tenant)
+    payload = dataclasses.replace(t.payload, tokens=tokens)
+    return dataclasses.replace(t, occurred_at=START + int(seconds * SECOND), payload=payload)
+
+
+CLOSER = 75  # a turn this many seconds into the window moves the watermark past its end
+
+
+class World:
+    """One usage agent wired to in-memory ports, with a clock the test moves (µs)."""
+
+    def __init__(self) -> None:
+        self.inputs, self.windows, self.letters = InputTopic(), KeyedTopic(), Letters()
+        self.now = END + 5 * SECOND
+        self.agent = self.new_agent()
+
+    def new_agent(self) -> UsageAgent:
+        """A fresh owner (another worker, or this one after a restart) on the same logs."""
+        ports = Ports(self.inputs, self.windows, self.letters)
+        return UsageAgent(SETTINGS, ports, CONFIG, clock=lambda: self.now)
+
+    def handle(self, records: list[Record]) -> None:
+        asyncio.run(self.agent.handle(records))
+
+    def send(self, *events: Event, partition: int = 0) -> list[Record]:
+        return [self.inputs.add(partition, e) for e in events]
+
+    def totals(self) -> list[tuple[str, int, int, int, bool]]:
+        """(tenant, window start, tokens, events, correction) of each record written, by tenant."""
+        found = []
+        for record in sorted(self.windows.events(), key=lambda r: (r.tenant, r.sequence or 0)):
+            p = record.payload
+            assert isinstance(p, UsageWindow)
+            found.append((record.tenant, p.window_start, p.tokens, p.events, p.correction))
+        return found
+
+
+def test_a_closed_window_is_written_once_per_tenant_andchained() -> None:
+    world = World()
+    world.handle(
+        world.send(at(1, 1), at(2, 2, tokens=4), at(3, 1, "globex"), at(CLOSER, 3), at(CLOSER, 2, "globex"))
+    )
+    assert world.totals() == [("acme", START, 7, 2, False), ("globex", START, 3, 1, False)]
+    assert world.letters.sent == []
+    assert chained(world.windows.events())
+
+
+def test_a_duplicate_delivery_of_a_turn_is_counted_once() -> None:
+    world = World()
+    world.handle(world.send(at(1, 1), at(1, 1)))
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))
+    assert world.totals() == [("acme", START, 3, 1, False)]
+
+
+def test_poison_and_a_negative_token_count_are_skipped_and_the_other_turns_counted() -> None:
+    world = World()
+    good = world.send(at(1, 1))
+    negative = world.inputs.append(0, unvalidated(at(2, 2), tokens=-5), b"acme-conv")
+    huge = world.inputs.append(0, unvalidated(at(2, 3), tokens=MAX_TOKENS + 1), b"acme-conv")
+    garbage = world.inputs.append(0, b"\xc3\x01garbage", b"acme-conv")
+    wrong_key = world.inputs.append(0, unvalidated(at(2, 4)), b"other-conv")
+    world.handle([*good, negative, huge, garbage, wrong_key, *world.send(at(CLOSER, 5))])
+    assert world.totals() == [("acme", START, 3, 1, False)]
+    # The policy agent dead-letters this topic's poison: the usage agent only skips it.
+    assert world.letters.sent == []
+
+
+def test_a_late_turn_for_a_closed_window_writes_a_correction_with_the_full_totals() -> None:
+    world = World()
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))
+    world.handle(world.send(at(5, 3, tokens=10)))  # within retention: the window is remembered
+    assert world.totals() == [("acme", START, 3, 1, False), ("acme", START, 13, 2, True)]
+    assert chained(world.windows.events())
+
+
+def test_a_restart_refolds_the_partition_and_writes_nothing_twice() -> None:
+    world = World()
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))
+    world.agent = world.new_agent()
+    world.handle(world.send(at(CLOSER + 1, 3)))
+    assert world.inputs.reads[-1] == (0, 0, 2), "the re-fold reads the partition below the first delivery"
+    assert world.totals() == [("acme", START, 3, 1, False)]
+
+
+def test_a_restart_writes_the_window_a_failed_owner_folded_but_never_wrote() -> None:
+    world = World()
+    world.windows.fail_writes = True
+    with pytest.raises(InfrastructureError):
+        world.handle(world.send(at(1, 1), at(CLOSER, 2)))
+    world.windows.fail_writes = False
+    world.agent.revoke({0})  # what handle_until_done does before retrying
+    world.handle(world.send(at(CLOSER + 1, 3)))
+    world.handle(world.send(at(CLOSER + 2, 4)))
+    assert world.totals() == [("acme", START, 3, 1, False)]
+    assert chained(world.windows.events())
+
+
+def test_a_windows_log_reading_shorter_than_seen_is_waited_for_never_taken_as_complete() -> None:
+    world = World()
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))
+    (written,) = [p for p, log in world.windows.partitions.items() if log]
+    world.agent.revoke({0})  # a rebalance: usage.windows is read again on next use
+    world.windows.visible[written] = 0  # the broker restarts and reads short
+    with pytest.raises(LogNotReady, match="not readable to its end yet"):
+        world.handle(world.send(at(CLOSER + 1, 3)))
+    world.windows.visible.clear()
+    world.handle(world.send(at(CLOSER + 2, 4)))
+    assert world.totals() == [("acme", START, 3, 1, False)], "the short read wrote the window again"
+
+
+def test_the_tick_closes_an_idle_partitions_window_by_the_clock() -> None:
+    world = World()
+    world.handle(world.send(at(1, 1)))
+    world.now = END + CONFIG.lateness_micros - 1
+    asyncio.run(world.agent.tick())
+    assert world.totals() == [], "the window is still open"
+    world.now = END + CONFIG.lateness_micros
+    asyncio.run(world.agent.tick())
+    asyncio.run(world.agent.tick())
+    assert world.totals() == [("acme", START, 3, 1, False)]
+    assert world.windows.events()[0].occurred_at == world.now
+
+
+def test_the_tick_before_any_batch_writes_nothing() -> None:
+    world = World()
+    asyncio.run(world.agent.tick())
+    assert world.windows.events() == []
