@@ -15,7 +15,7 @@ test: check console
 
 # The admin console (console/ -> console/dist, served by the edge at /console/): rebuilt only when
 # one of its sources changed since the last build (stamp file .console-built).
-CONSOLE_SRC = $(shell find console/src -type f 2>/dev/null) console/index.html console/package.json \
+CONSOLE_SRC = $(shell find console/src console/api-docs -type f 2>/dev/null) console/index.html console/package.json \
 	console/package-lock.json console/vite.config.ts console/tsconfig.json
 console: setup
 	@test -f console/dist/index.html || rm -f .console-built

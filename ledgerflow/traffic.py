@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
-from ledgerflow.contracts.payloads import ConversationClosed, ConversationStarted, MessageSubmitted
+from ledgerflow.contracts.payloads import ConversationClosed, ConversationStarted, MessageSubmitted, Payload
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 MODELS = ("slm-1", "slm-2-mini", "llm-large")
@@ -89,55 +89,27 @@ def script(
     def ids() -> str:  # seeded, so a script is reproducible
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    events = [
-        new_event(
-            "ConversationStarted",
+    def event(kind: str, payload: Payload, at: int) -> Event:
+        return new_event(
+            kind,
             tenant=tenant,
             subject=conversation_id,
-            payload=ConversationStarted(actor=rng.choice(USERS), model=model),
+            payload=payload,
             producer=producer,
-            occurred_at_micros=t,
+            occurred_at_micros=at,
             event_id=ids(),
         )
-    ]
+
+    events = [event("ConversationStarted", ConversationStarted(actor=rng.choice(USERS), model=model), t)]
     for n in range(1, turns + 1):
         t += rng.randint(200_000, 3_000_000)
         content = mix.pick(rng)
-        events.append(
-            new_event(
-                "MessageSubmitted",
-                tenant=tenant,
-                subject=conversation_id,
-                payload=MessageSubmitted(f"t{n}u", "user", content, model, None),
-                producer=producer,
-                occurred_at_micros=t,
-                event_id=ids(),
-            )
-        )
+        events.append(event("MessageSubmitted", MessageSubmitted(f"t{n}u", "user", content, model, None), t))
         t += rng.randint(100_000, 1_000_000)
         reply = rng.choice(ASSISTANT)
-        events.append(
-            new_event(
-                "MessageSubmitted",
-                tenant=tenant,
-                subject=conversation_id,
-                payload=MessageSubmitted(f"t{n}a", "assistant", reply, model, rng.randint(20, 400)),
-                producer=producer,
-                occurred_at_micros=t,
-                event_id=ids(),
-            )
-        )
-    events.append(
-        new_event(
-            "ConversationClosed",
-            tenant=tenant,
-            subject=conversation_id,
-            payload=ConversationClosed("user-ended"),
-            producer=producer,
-            occurred_at_micros=t + 1,
-            event_id=ids(),
-        )
-    )
+        turn = MessageSubmitted(f"t{n}a", "assistant", reply, model, rng.randint(20, 400))
+        events.append(event("MessageSubmitted", turn, t))
+    events.append(event("ConversationClosed", ConversationClosed("user-ended"), t + 1))
     return events
 
 

@@ -5,7 +5,7 @@ Choices (see docs/architecture.md, "faust-streaming behaviours the agents work a
   (projections) and by deterministic ids (decisions), not by Kafka transactions.
 - short session timeouts so a killed worker's partitions move on within seconds;
 - no faust web server, in-memory tables only, and no topic auto-declaration: topics
-  are created by ``ledgerflow.kafka_admin.ensure_topics`` with explicit configs.
+  are created by ``ledgerflow.kafka.admin.ensure_topics`` with explicit configs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 
 
-def create_app(settings: Settings, app_id: str = "ledgerflow-worker") -> faust.App:
+def create_app(settings: Settings, app_id: str = "ledgerflow-worker-aux") -> faust.App:
+    """The faust App: lifecycle, timers, and the agents off the hot path (training, usage);
+    the hot path (policy, projector) has its own group (``agents/batchloop.py``)."""
     return faust.App(
         settings.topic_prefix + app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 import faust
 from aiokafka import TopicPartition
@@ -74,23 +75,55 @@ async def refresh_once(collector: ConsumerLag, read: Callable[[], Awaitable[list
         log.warning("consumer lag not refreshed (%r); the last figures stay exported", exc)
 
 
-def register(app: faust.App, settings: Settings) -> None:
-    """Refresh ``CONSUMER_LAG`` every ``LAG_INTERVAL_S`` from the group's committed offsets."""
+class GroupMember(Protocol):
+    """One consumer-group member of this worker: its group, its partitions, their end offsets."""
+
+    @property
+    def group(self) -> str: ...
+
+    def assigned(self) -> set[TopicPartition]: ...
+
+    async def end_offsets(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+
+class FaustMember:
+    """The faust App's consumer (the training and usage agents' group)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    @property
+    def group(self) -> str:
+        return str(self._app.conf.id)
+
+    def assigned(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._app.consumer.assignment()}
+
+    async def end_offsets(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        ends = await self._app.consumer.highwaters(*partitions)
+        return {TopicPartition(t.topic, t.partition): end for t, end in ends.items()}
+
+
+def register(app: faust.App, settings: Settings, members: Sequence[GroupMember] = ()) -> None:
+    """Refresh ``CONSUMER_LAG`` every ``LAG_INTERVAL_S`` for the faust App's group and ``members``
+    (the hot path's batch loop has a consumer and a group of its own)."""
+    everyone: list[GroupMember] = [FaustMember(app), *members]
 
     async def refresh() -> None:
-        await refresh_once(CONSUMER_LAG, lambda: owned_lag(app, settings))
+        await refresh_once(CONSUMER_LAG, lambda: owned_lag(everyone, settings))
 
     app.timer(interval=LAG_INTERVAL_S, name="consumer-lag")(refresh)
 
 
-async def owned_lag(app: faust.App, settings: Settings) -> list[Lag]:
-    """Lag rows of the partitions assigned to this worker (none before the first assignment)."""
-    mine = {TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-    if not mine:
-        return []
-    committed = await group_offsets(settings, app.conf.id)
-    ends = await app.consumer.highwaters(*mine)
-    owned = {tp: offset for tp, offset in committed.items() if tp in mine}
-    return lag_rows(
-        app.conf.id, owned, {TopicPartition(t.topic, t.partition): end for t, end in ends.items()}
-    )
+async def owned_lag(members: Sequence[GroupMember], settings: Settings) -> list[Lag]:
+    """Lag rows of the partitions assigned to this worker's members (none before an assignment)."""
+    rows: list[Lag] = []
+    for member in members:
+        mine = member.assigned()
+        if not mine:
+            continue
+        committed = await group_offsets(settings, member.group)
+        ends = await member.end_offsets(mine)
+        owned = {tp: offset for tp, offset in committed.items() if tp in mine}
+        rows.extend(lag_rows(member.group, owned, ends))
+    return rows

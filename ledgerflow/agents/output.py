@@ -13,11 +13,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka_admin import partition_counts
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.topics import INPUT_HEADER
+
+# A batch loop's decisions of one partition go in one record batch (the broker's limit: 1 MiB).
+BATCH_BYTES = 512 * 1024
 
 
 class LogNotReady(InfrastructureError):
@@ -61,7 +65,11 @@ class CoPartitionedOutput:
                 f"{counts[self.input_topic]}: they must be equal (outputs are co-partitioned with inputs)"
             )
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=BATCH_BYTES,
         )
         reader = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
@@ -119,22 +127,39 @@ class CoPartitionedOutput:
                 yield Written(rec.offset, rec.value or b"", _input_offset(rec.headers))
 
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
-        """Produce ``records`` in order (idempotent producer) and wait for every ack."""
+        """Produce ``records`` in order (idempotent producer) and wait for every ack.
+
+        One ``send_batch`` per partition (and per full batch): a record batch is built once,
+        not a future and an accumulator round per record. Their offsets, in order."""
         if not records:
             return []
         assert self._producer is not None
-        futures = []
-        for r in records:
-            headers = [] if r.input_offset is None else [(INPUT_HEADER, str(r.input_offset).encode())]
-            futures.append(
-                await self._producer.send(
-                    self.output_topic, r.value, key=r.key, partition=r.partition, headers=headers
-                )
-            )
-        offsets = []
-        for meta in await asyncio.gather(*futures):
-            self._floor[meta.partition] = max(self._floor.get(meta.partition, 0), meta.offset + 1)
-            offsets.append(meta.offset)
+        producer = self._producer
+        sent: list[tuple[asyncio.Future[RecordMetadata], list[int]]] = []  # (ack, indexes into records)
+        by_partition: dict[int, list[int]] = {}
+        for i, r in enumerate(records):
+            by_partition.setdefault(r.partition, []).append(i)
+        for partition, indexes in by_partition.items():
+            batch = producer.create_batch()
+            members: list[int] = []
+            for i in indexes:
+                r = records[i]
+                headers = [] if r.input_offset is None else [(INPUT_HEADER, str(r.input_offset).encode())]
+                if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
+                    sent.append(
+                        (await producer.send_batch(batch, self.output_topic, partition=partition), members)
+                    )
+                    batch, members = producer.create_batch(), []
+                    if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
+                        raise InfrastructureError(f"a record of {len(r.value)} bytes does not fit a batch")
+                members.append(i)
+            sent.append((await producer.send_batch(batch, self.output_topic, partition=partition), members))
+        offsets = [0] * len(records)
+        for meta, (_, members) in zip(await asyncio.gather(*(ack for ack, _ in sent)), sent, strict=True):
+            for n, i in enumerate(members):
+                offsets[i] = meta.offset + n
+            last = meta.offset + len(members)
+            self._floor[meta.partition] = max(self._floor.get(meta.partition, 0), last)
         return offsets
 
 

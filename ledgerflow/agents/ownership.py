@@ -46,22 +46,32 @@ class Ownership:
     def _mine(self, tps: Iterable[Any]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.topic}
 
+    async def on_revoked(self, tps: Iterable[Any], forget: Forget) -> None:
+        """Step 2 (``tps``: objects with ``topic`` and ``partition``)."""
+        async with self.lock:
+            mine = self._mine(tps)
+            if self._assigned is not None:
+                self._assigned -= mine
+            forget(mine)
+
+    async def on_assigned(self, tps: Iterable[Any], forget: Forget) -> None:
+        """Step 3."""
+        async with self.lock:
+            mine = self._mine(tps)
+            self._assigned = mine
+            forget(mine)
+
     def connect(self, app: faust.App, forget: Forget) -> None:
+        """Steps 2 and 3 on the faust App's rebalances (the agents faust runs)."""
+
         # faust sends the partitions positionally; its Signal type declares only ``*args``.
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-            async with self.lock:  # Step 2.
-                mine = self._mine(revoked)
-                if self._assigned is not None:
-                    self._assigned -= mine
-                forget(mine)
+            await self.on_revoked(revoked, forget)
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-            async with self.lock:  # Step 3.
-                mine = self._mine(assigned)
-                self._assigned = mine
-                forget(mine)
+            await self.on_assigned(assigned, forget)
 
 
 class TimedAgent(Protocol):

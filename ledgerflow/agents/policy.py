@@ -16,7 +16,7 @@ transaction:
    other agents already consumed the topic) are read back and decided first: no turn is
    ever left without a decision.
 3. Wait until reference data (rule packs, training state) has read everything in its
-   log, then decide each turn with the pure ``ledgerflow.decisions.decide``. A record that
+   log, then decide each turn with the pure ``ledgerflow.policy.wire.decide``. A record that
    is too large, does not decode or validate, or whose evaluation raises, becomes a dead
    letter (``contracts/deadletters.py``: always fits); a turn whose ``event_id`` was decided
    in this partition lately (the last ``DEDUPE_WINDOW`` decisions) is a duplicate
@@ -39,14 +39,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
-from ledgerflow.agents.app import handle_until_done, raw_topic, run_batches
+from ledgerflow.agents.app import handle_until_done
+from ledgerflow.agents.batching import Route
+from ledgerflow.agents.batchloop import BatchLoop, as_tps, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing, Written
 from ledgerflow.agents.ownership import Ownership
@@ -58,26 +60,25 @@ from ledgerflow.agents.ports import (
     ReferenceView,
     Snapshot,
 )
+from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.agents.snapshots import KafkaInputLog, RedisChainHeads
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead, decision_chain_key
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
-from ledgerflow.contracts.inputs import decode_input
+from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import DeadLetter, PolicyDecision
-from ledgerflow.decisions import decide, head_after
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka.admin import committed_offsets
 from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
-from ledgerflow.kafka_admin import committed_offsets
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED, pack_refused
+from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 
 log = logging.getLogger(__name__)
 
 NAME = "policy"
-BATCH = 500
-WITHIN_S = 0.02
 SNAPSHOT_EVERY_S = 1.0
 CATCH_UP_S = 2.0
 
@@ -132,6 +133,7 @@ class Batch:
     """What deciding one batch produced (step 3), before any of it is written."""
 
     out: list[Outgoing] = field(default_factory=list)
+    records: list[Event] = field(default_factory=list)  # the decision record of each ``out``
     letters: list[DeadLetter] = field(default_factory=list)
     staged: dict[int, Staged] = field(default_factory=dict)
     outcomes: list[str] = field(default_factory=list)
@@ -168,10 +170,17 @@ class Ports:
 
 
 class PolicyAgent:
-    def __init__(self, settings: Settings, ports: Ports, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ports: Ports,
+        clock: Callable[[], float] = time.monotonic,
+        shared: SharedDecodes | None = None,
+    ) -> None:
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
         self.output_topic = settings.topic(POLICY_DECISIONS)
         self._ports = ports
+        self._shared = shared or SharedDecodes()  # decode once with the worker's projector
         self._clock = clock
         self._partitions: dict[int, PartitionState] = {}
         self._started = False
@@ -243,17 +252,19 @@ class PolicyAgent:
         """Step 3 (and the redelivery skip of step 2), for partitions already recovered."""
         states = {p: self._partitions[p] for p in {m.partition for m in messages}}
         batch = Batch(staged={p: Staged() for p in states})
+        processed = 0
         for msg in messages:
             state, stage = states[msg.partition], batch.staged[msg.partition]
             if msg.offset <= max(state.last_input, stage.last_input):  # Step 2.
                 continue
-            RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc()
+            processed += 1
             self._decide_one(msg, state, stage, batch)
+        RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc(processed)  # once per batch: labels() costs
         return batch
 
     def _decide_one(self, msg: Any, state: PartitionState, stage: Staged, batch: Batch) -> None:
         try:
-            event = decode_input(msg.value, msg.key, CONVERSATION_EVENTS)
+            event = self._shared.decode(msg, CONVERSATION_EVENTS)
         except DecodeError as exc:
             self._reject(batch.letters, msg, exc.reason)
             return
@@ -290,6 +301,7 @@ class PolicyAgent:
         stage.decided[event.event_id] = msg.offset
         stage.last_input = msg.offset
         batch.out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), encoded))
+        batch.records.append(record)
         batch.outcomes.append(record.payload.outcome)
 
     async def write(self, batch: Batch) -> None:
@@ -304,12 +316,13 @@ class PolicyAgent:
             stage.apply(state)
             if stage.heads:
                 self._dirty.setdefault(p, set()).update(stage.heads)
-        for sent, offset in zip(batch.out, offsets, strict=True):
+        for sent, record, offset in zip(batch.out, batch.records, offsets, strict=True):
             state = self._partitions.get(sent.partition)
             if state is not None:
                 state.out_offset = max(state.out_offset, offset)
-        for outcome in batch.outcomes:
-            DECISIONS.labels(outcome).inc()
+            self._shared.wrote(self.output_topic, sent.partition, offset, sent.value, record)
+        for outcome, count in Counter(batch.outcomes).items():
+            DECISIONS.labels(outcome).inc(count)
 
     async def snapshot(self) -> None:
         """Step 5: at most every ``SNAPSHOT_EVERY_S``, the touched heads of owned partitions."""
@@ -397,32 +410,32 @@ class PolicyAgent:
         return PartitionState()
 
 
-def register(app: faust.App, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
-    agent_state = PolicyAgent(settings, Ports.connect(app, settings, owns_dlq))
+def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
+    """The policy agent on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
+    agent_state = PolicyAgent(settings, Ports.connect(app, settings, owns_dlq), shared=loop.shared)
 
     ownership = Ownership(agent_state.input_topic)
-    ownership.connect(app, agent_state.revoke)
 
-    @app.agent(raw_topic(app, agent_state.input_topic), name=NAME, concurrency=1)
-    async def policy(stream: faust.StreamT[Any]) -> None:
-        async def owned(messages: list[Any]) -> None:
-            await handle_until_done(
-                messages,
-                name=NAME,
-                lock=ownership.lock,
-                owned=ownership.owned,
-                handle=agent_state.handle,
-                forget=agent_state.revoke,
-            )
+    async def owned(messages: list[Any]) -> None:
+        await handle_until_done(
+            messages,
+            name=NAME,
+            lock=ownership.lock,
+            owned=ownership.owned,
+            handle=agent_state.handle,
+            forget=agent_state.revoke,
+        )
 
-        await run_batches(stream, BATCH, WITHIN_S, owned)
+    loop.add(Route(NAME, frozenset({agent_state.input_topic}), owned))
+    loop.on_revoked.append(lambda tps: ownership.on_revoked(as_tps(tps), agent_state.revoke))
+    loop.on_assigned.append(lambda tps: ownership.on_assigned(as_tps(tps), agent_state.revoke))
 
     @app.timer(interval=CATCH_UP_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def catch_up() -> None:
         if not ownership.assigned - agent_state.recovered:
             return
         try:
-            committed = await committed_offsets(settings, app.conf.id, agent_state.input_topic)
+            committed = await committed_offsets(settings, loop_group(settings), agent_state.input_topic)
             async with ownership.lock:
                 await agent_state.catch_up(committed, ownership.assigned)
         except Exception as exc:  # the next tick retries; state is recovered from the log

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -32,13 +33,14 @@ import faust
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
-from ledgerflow.agents.app import raw_topic, run_batches
+from ledgerflow.agents.batching import Route
+from ledgerflow.agents.batchloop import BatchLoop, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
-from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.errors import DecodeError
-from ledgerflow.kafka_admin import committed_offsets
+from ledgerflow.kafka.admin import committed_offsets
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
 from ledgerflow.projections.backoff import Backoff
 from ledgerflow.projections.conversations import SOURCES, project
@@ -50,13 +52,12 @@ from ledgerflow.projections.rebuild import replay, restore
 from ledgerflow.projections.verify import integrity_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
 from ledgerflow.redisvalues import int_map
+from ledgerflow.topics import POLICY_DECISIONS
 
 log = logging.getLogger(__name__)
 
 NAME = "read-models"
-BATCH = 500
 CATCH_UP_S = 2.0
-WITHIN_S = 0.05
 
 
 T = TypeVar("T")
@@ -69,8 +70,10 @@ class Projector:
         settings: Settings,
         keys: Keys | None = None,
         owns_dlq: frozenset[str] = frozenset(SOURCES),
+        shared: SharedDecodes | None = None,
     ) -> None:
         self._settings = settings
+        self._shared = shared or SharedDecodes()  # decode once with the worker's policy agent
         self._fixed_keys = keys  # tests may pin a space; otherwise follow the active generation
         self._keys: Keys | None = keys
         self._checked: set[tuple[str, int]] = set()
@@ -242,20 +245,27 @@ class Projector:
         checkpoint: dict[str, int] = {}
         firsts: dict[tuple[str, int], int] = {}
         by_position: dict[tuple[str, int, int], Any] = {}
+        processed: Counter[str] = Counter()
         for msg in messages:  # Step 1.
             base = self._bases[msg.topic]
             cursor = f"{msg.topic}:{msg.partition}"
             checkpoint[cursor] = max(checkpoint.get(cursor, -1), msg.offset)  # progress, poison included
             part = (msg.topic, msg.partition)
             firsts[part] = min(firsts.get(part, msg.offset), msg.offset)
-            RECORDS_PROCESSED.labels(NAME, base).inc()
-            try:
-                event = decode_input(msg.value, msg.key, base)
-            except DecodeError as exc:
-                if base in self._owns_dlq:
-                    letters.append(dead_letter_of(msg, exc.reason, NAME, base))
-                continue
-            problem = integrity_problem(event)
+            processed[base] += 1
+            # A decision this worker's policy agent just wrote is taken as built (its hash is its
+            # own); anything else is decoded (once per batch) and verified.
+            event = self._shared.take_written(msg) if base == POLICY_DECISIONS else None
+            if event is None:
+                try:
+                    event = self._shared.decode(msg, base)
+                except DecodeError as exc:
+                    if base in self._owns_dlq:
+                        letters.append(dead_letter_of(msg, exc.reason, NAME, base))
+                    continue
+                problem = integrity_problem(event)
+            else:
+                problem = None
             if problem is not None:
                 QUARANTINED.labels(reason_of(problem)).inc()
                 letters.append(dead_letter_of(msg, f"chain-{problem}", NAME, base))
@@ -263,6 +273,8 @@ class Projector:
             decoded.append((event, Position(msg.topic, msg.partition, msg.offset)))
             by_position[(msg.topic, msg.partition, msg.offset)] = msg
 
+        for base, count in processed.items():  # once per batch: labels() costs
+            RECORDS_PROCESSED.labels(NAME, base).inc(count)
         await self._sink.send_all(letters)  # Step 2.
 
         async def apply() -> WriteResult:  # Step 3.
@@ -296,17 +308,16 @@ class Projector:
         await self._sink.send_all(refused)
 
 
-def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
-    projector = Projector(app, settings, owns_dlq=owns_dlq)
+def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
+    """The projector on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
+    projector = Projector(app, settings, owns_dlq=owns_dlq, shared=loop.shared)
+    loop.add(Route(NAME, frozenset(projector.topics), projector.handle))
 
-    @app.agent(raw_topic(app, *projector.topics), name=f"{NAME}", concurrency=1)
-    async def read_models(stream: faust.StreamT[Any]) -> None:
-        await run_batches(stream, BATCH, WITHIN_S, projector.handle)
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types receivers as taking `signal=`
-    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    async def on_assigned(assigned: set[tuple[str, int]]) -> None:
         projector.forget_positions()
-        projector.assigned = {(tp.topic, tp.partition) for tp in assigned if tp.topic in projector.topics}
+        projector.assigned = {(t, p) for t, p in assigned if t in projector.topics}
+
+    loop.on_assigned.append(on_assigned)
 
     @app.timer(interval=CATCH_UP_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def catch_up() -> None:
@@ -316,7 +327,7 @@ def register(app: faust.App, settings: Settings, owns_dlq: frozenset[str]) -> Pr
         committed: dict[tuple[str, int], int] = {}
         try:
             for topic in {t for t, _ in projector.assigned}:
-                offsets = await committed_offsets(settings, app.conf.id, topic)
+                offsets = await committed_offsets(settings, loop_group(settings), topic)
                 committed.update({(topic, p): o for p, o in offsets.items()})
         except Exception as exc:  # Kafka unavailable: the next tick tries again
             log.warning(

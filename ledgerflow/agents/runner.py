@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 import faust
 from prometheus_client import start_http_server
 
 from ledgerflow import logformat
 from ledgerflow.agents import lag, policy, projector, training, usage
-from ledgerflow.agents.app import create_app
+from ledgerflow.agents.app import create_app, raw_topic
+from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, run_loop
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
-from ledgerflow.kafka_admin import ensure_topics
+from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
+from ledgerflow.topics import (
+    CONVERSATION_EVENTS,
+    POLICY_DECISIONS,
+    POLICY_RULES,
+    TRAINING_AUDIT,
+    USAGE_WINDOWS,
+)
 
 AGENTS = ("policy", "projector", "training", "usage")
 
@@ -35,19 +43,24 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
     asyncio.run(ensure_topics(settings))
     serve_metrics(worker_metrics_address(os.environ))
     app = create_app(settings)
+    loop = BatchLoop(source := KafkaSource(settings), [])  # the hot path: see agents/batchloop.py
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
-        policy.register(app, settings, owns_dlq=True)
+        policy.register(app, loop, settings, owns_dlq=True)
     if "projector" in wanted:
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
         owned |= set() if "policy" in wanted else {CONVERSATION_EVENTS}
-        projector.register(app, settings, owns_dlq=frozenset(owned))
+        projector.register(app, loop, settings, owns_dlq=frozenset(owned))
+    if loop.topics:
+        app.task(lambda: run_loop(loop, source, app))
+    if not {"training", "usage"} & set(wanted):
+        keep_faust_subscribed(app, settings)
     if "training" in wanted:
         training.register(app, settings)
     if "usage" in wanted:
         usage.register(app, settings)
-    lag.register(app, settings)
+    lag.register(app, settings, [source] if loop.topics else [])
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)
     if logging_config is not None:
@@ -55,6 +68,17 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
         # and raise every logger to DEBUG for itself.
         worker.spinner = None
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
+
+
+def keep_faust_subscribed(app: faust.App, settings: Settings) -> None:
+    """faust's consumer crashes when no agent gives it a topic: with only the hot path (which has
+    its own consumer), it reads the one-partition, low-traffic ``policy.rules`` and ignores it
+    (reference data reads that topic with its own reader, in no group)."""
+
+    @app.agent(raw_topic(app, settings.topic(POLICY_RULES)), name="idle", concurrency=1)
+    async def idle(stream: faust.StreamT[Any]) -> None:
+        async for _ in stream:
+            pass
 
 
 def serve_metrics(address: str | None) -> None:

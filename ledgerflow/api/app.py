@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.api import (
+    api_docs,
     audit_run,
     console,
     conversation_list,
@@ -31,6 +32,7 @@ from ledgerflow.api import (
     policy,
     rulepack_catalog,
     rulepack_validation,
+    schema_registry,
     step,
     streams,
     training,
@@ -48,6 +50,7 @@ from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.identity.edge import RefusalRecorder
+from ledgerflow.kafka.admin import SharedAdmin
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
@@ -63,6 +66,7 @@ def routes() -> list[BaseRoute]:
         Route("/readyz", health.readyz),
         Route("/metrics", health.metrics),
         Route("/openapi.json", openapi.openapi_json),
+        Route(api_docs.PATH, api_docs.api_docs),
         Route("/v1/events", events.ingest, methods=["POST"]),
         Route("/v1/overview", overview.overview),
         Route("/v1/conversations", conversation_list.list_conversations),
@@ -82,6 +86,26 @@ def routes() -> list[BaseRoute]:
         Route("/v1/usage", usage.usage),
         Route("/v1/forecast", forecast.forecast),
         Route("/v1/audit", audit_run.audit, methods=["POST"]),
+        *registry_routes(),
+    ]
+
+
+def registry_routes() -> list[BaseRoute]:
+    """The read-only Schema Registry API (``api/schema_registry.py``)."""
+    r, at = schema_registry, schema_registry.MOUNT
+    return [
+        Route(f"{at}/subjects", r.list_subjects),
+        Route(f"{at}/subjects/{{subject}}", r.lookup_schema, methods=["POST"]),
+        Route(f"{at}/subjects/{{subject}}/versions", r.list_versions),
+        Route(f"{at}/subjects/{{subject}}/versions/{{version}}", r.get_version),
+        Route(f"{at}/subjects/{{subject}}/versions/{{version}}/schema", r.get_version_schema),
+        Route(f"{at}/schemas/ids/{{schema_id}}", r.get_schema),
+        Route(f"{at}/schemas/ids/{{schema_id}}/subjects", r.get_schema_subjects),
+        Route(f"{at}/schemas/ids/{{schema_id}}/versions", r.get_schema_versions),
+        Route(f"{at}/schemas/types", r.schema_types),
+        Route(f"{at}/config", r.get_config),
+        Route(f"{at}/config/{{subject}}", r.get_subject_config),
+        Route(f"{at}/mode", r.get_mode),
     ]
 
 
@@ -125,6 +149,8 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             )
             await offsets.start()
             stack.push_async_callback(offsets.stop)
+            admin = SharedAdmin(settings.kafka_bootstrap, KAFKA_REQUEST_TIMEOUT_MS)
+            stack.push_async_callback(admin.close)
             hub = Hub(settings)
             await hub.start()
             stack.push_async_callback(hub.stop)
@@ -142,6 +168,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                 heartbeat_s=heartbeat_s,
                 limits=limits,
                 offsets=offsets,
+                admin=admin,
             )
             stack.callback(app.state.ctx.closing.set)
             yield
@@ -155,8 +182,8 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                 AuthenticationMiddleware,
                 backend=JwtBackend(
                     verifier,
-                    public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS,
-                    public_prefixes=(console.MOUNT + "/",),
+                    public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS | api_docs.PUBLIC_PATHS,
+                    public_prefixes=(console.MOUNT + "/", schema_registry.MOUNT + "/"),
                     on_refused=refusals.count,
                 ),
                 on_error=on_error,

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from ledgerflow.api.problems import problem_for
 from ledgerflow.auth.exceptions import MissingCredentials
 from ledgerflow.auth.principals import Principal
+from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.errors import AuthError, InfrastructureError, LedgerflowError
 
@@ -170,6 +171,15 @@ def requires_any_role(conn: HTTPConnection, *roles: str) -> Principal:
     principal = principal_of(conn)
     principal.require_any(*roles)
     return principal
+
+
+ANY_TENANT_ROLE = (SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+"""Who may read the tenant's own views (the console's read endpoints): any role."""
+
+
+def requires_tenant_role(conn: HTTPConnection) -> Principal:
+    """The caller, holding any role of its tenant (else 403): the read endpoints' one check."""
+    return requires_any_role(conn, *ANY_TENANT_ROLE)
 
 
 def tenant_of(conn: HTTPConnection) -> str:

@@ -13,6 +13,7 @@ from ledgerflow.api.hub import Hub
 from ledgerflow.api.limits import EdgeLimits, SseSlots, TokenBuckets
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
+from ledgerflow.kafka.admin import SharedAdmin
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.projections.generations import active_keys
 from ledgerflow.projections.keys import Keys
@@ -33,6 +34,8 @@ class EdgeContext:
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     offsets: AIOKafkaConsumer | None = None
     """A group-less consumer used only to ask for log end offsets (consistency tokens)."""
+    admin: SharedAdmin | None = None
+    """The admin client of ``/v1/overview`` (consumer groups), started on first use."""
     rate: TokenBuckets = field(init=False)
     evaluate_rate: TokenBuckets = field(init=False)
     sse_slots: SseSlots = field(init=False)

@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import Cursor, parse_limit, rfc3339
@@ -33,12 +33,10 @@ from ledgerflow.api.spec import (
     problems,
     query,
 )
-from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
 from ledgerflow.redisvalues import Reply, text
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-READ_ROLES = (SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
 OUTCOMES = ("allow", "redact", "review", "deny")
 
 
@@ -112,7 +110,7 @@ ITEM = obj(
     },
 )
 async def list_conversations(request: Request) -> JSONResponse:
-    principal = requires_any_role(request, *READ_ROLES)
+    principal = requires_tenant_role(request)
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     raw_cursor = request.query_params.get("cursor")

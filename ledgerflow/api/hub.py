@@ -44,6 +44,7 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 log = logging.getLogger(__name__)
@@ -190,12 +191,7 @@ class Hub:
         self.wake_all()
         if self._probe is not None and not self._probe.done():
             self._probe.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await stop_reader(self._task, self._consumer)
 
     def wake_all(self) -> None:
         """Wake every subscriber's stream, e.g. to notice that the edge is closing."""

@@ -89,15 +89,21 @@ class EdgeLimits:
         )
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float) -> tuple[float, str]:
+    """``name``'s value and its text (``default`` and ``""`` when unset); ValidationError naming
+    the variable when it is not a number. The caller checks the range it needs."""
     raw = env.get(name, "").strip()
     if not raw:
-        return default
+        return default, raw
     try:
-        value = float(raw)
+        return float(raw), raw
     except ValueError:
         raise ValidationError(f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}") from None
-    if value < 0 or not math.isfinite(value):
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    value, raw = env_number(env, name, default)
+    if raw and (value < 0 or not math.isfinite(value)):
         raise ValidationError(f"{name}={raw!r} must be a finite number >= 0")
     return value
 

@@ -40,7 +40,17 @@ from ledgerflow.api.spec import (
 
 Schema = dict[str, Any]
 ROLES = ["producer", "subscriber", "admin", "auditor"]
-TAGS = ("events", "conversations", "streams", "policy", "training", "usage", "audit", "operations")
+TAGS = (
+    "events",
+    "conversations",
+    "streams",
+    "policy",
+    "training",
+    "usage",
+    "audit",
+    "operations",
+    "registry",
+)
 
 
 class UndocumentedRoute(Exception):

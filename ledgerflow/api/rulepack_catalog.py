@@ -20,12 +20,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import rfc3339
 from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, nullable, obj, operation, problems
-from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
@@ -38,7 +37,6 @@ from ledgerflow.policy.signing import KeyLookup, SignatureRefused
 from ledgerflow.topics import POLICY_RULES
 
 READ_DEADLINE_S = 5.0
-READ_ROLES = (SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +110,7 @@ async def _events(settings: Settings) -> list[Event]:
 
 
 async def _catalog(request: Request) -> list[PackVersion]:
-    principal = requires_any_role(request, *READ_ROLES)
+    principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
     events = await within_deadline(_events(ctx.settings), "kafka", READ_DEADLINE_S)
     return catalog(events, principal.tenant, ctx.reference.trust.lookup)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.problems import problem, read_json, status_title
 from ledgerflow.api.spec import (
     AUTHED,
@@ -27,7 +27,6 @@ from ledgerflow.api.spec import (
     problems,
     ref,
 )
-from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
 from ledgerflow.errors import AuthError, ValidationError
 from ledgerflow.policy import load_rule_pack
 
@@ -97,7 +96,7 @@ def rule_errors(message: str) -> list[RuleError]:
     },
 )
 async def validate_pack(request: Request) -> Response:
-    principal = requires_any_role(request, SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+    principal = requires_tenant_role(request)
     document = await read_json(request)
     tenant = document.setdefault("tenant", principal.tenant)
     if tenant != principal.tenant:

@@ -27,6 +27,7 @@ from uvicorn.config import LOGGING_CONFIG
 from ledgerflow import logformat
 from ledgerflow.api.app import create_app
 from ledgerflow.api.hub import DEFAULT_QUEUE
+from ledgerflow.api.limits import env_number
 from ledgerflow.config import Settings
 from ledgerflow.errors import ValidationError
 
@@ -54,14 +55,8 @@ class SseKnobs:
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValidationError(f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}") from None
-    if value < minimum:
+    value, raw = env_number(env, name, default)
+    if raw and value < minimum:
         raise ValidationError(f"{name}={raw!r} is below the minimum {minimum:g}")
     return value
 

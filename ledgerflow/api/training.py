@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ledgerflow.api.authentication import requires_any_role, requires_role
+from ledgerflow.api.authentication import requires_role, requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.problems import problem, read_json
@@ -194,7 +194,7 @@ async def _command(request: Request, kind: str) -> Response:
     },
 )
 async def status(request: Request) -> JSONResponse:
-    principal = requires_any_role(request, "subscriber", "admin", "auditor", "producer")
+    principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
     raw = await ctx.redis.hgetall((await ctx.read_keys()).training(principal.tenant))
     view = text_map(raw)

@@ -16,7 +16,7 @@ from typing import Any, cast
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import parse_limit, rfc3339
@@ -31,7 +31,6 @@ from ledgerflow.api.spec import (
     problems,
     query,
 )
-from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import Located, verify
@@ -137,7 +136,7 @@ ROW = obj(
     },
 )
 async def training_history(request: Request) -> JSONResponse:
-    principal = requires_any_role(request, SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+    principal = requires_tenant_role(request)
     limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     ctx: EdgeContext = request.app.state.ctx
     located = await within_deadline(_located(ctx.settings, principal.tenant), "kafka", READ_DEADLINE_S)

@@ -14,12 +14,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import rfc3339
 from ledgerflow.api.spec import AUTHED, INT, STR, TENANT_PARAM, TIME, json_response, obj, operation, problems
-from ledgerflow.auth.roles import ADMIN, AUDITOR, PRODUCER, SUBSCRIBER
 from ledgerflow.redisvalues import Reply, text
 
 
@@ -73,7 +72,7 @@ def windows(tokens: Mapping[Reply, Reply], turns: Mapping[Reply, Reply]) -> dict
     },
 )
 async def usage(request: Request) -> JSONResponse:
-    principal = requires_any_role(request, SUBSCRIBER, PRODUCER, ADMIN, AUDITOR)
+    principal = requires_tenant_role(request)
     principal.require_tenant(request.query_params.get("tenant", principal.tenant))
     ctx: EdgeContext = request.app.state.ctx
     keys = await within_deadline(ctx.read_keys(), "redis")

@@ -6,3 +6,5 @@ Pure checks: ``chains``, ``decisions``, ``training``, ``digests``, ``report``, `
 I/O: ``sources`` (Kafka), ``logchecks`` (drives the pure checks), ``projections`` (Redis),
 ``cli`` (``run_audit``, ``audit_cli``).
 """
+
+__all__ = ["cli", "report"]

@@ -29,14 +29,7 @@ class TrainingCheck:
         try:
             event = event_of(record)
         except TypeError:
-            return Finding(
-                "training.illegal",
-                at.topic,
-                at.partition,
-                at.offset,
-                record.subject,
-                f"a {record.type} record does not belong on training.audit",
-            )
+            return _illegal(at, record, f"a {record.type} record does not belong on training.audit")
         tenant = record.tenant
         state = self._states.get(tenant) or initial_state(tenant)
         problem = check_transition(state, event)
@@ -46,14 +39,12 @@ class TrainingCheck:
             self.states[(tenant, state.version)] = state.enabled
         if problem is None:
             return None
-        return Finding(
-            "training.illegal",
-            at.topic,
-            at.partition,
-            at.offset,
-            record.subject,
-            f"{problem} (tenant {tenant!r}, {type(event).__name__} version {event.version})",
-        )
+        detail = f"{problem} (tenant {tenant!r}, {type(event).__name__} version {event.version})"
+        return _illegal(at, record, detail)
 
     def state_of(self, tenant: str) -> TrainingState:
         return self._states.get(tenant) or initial_state(tenant)
+
+
+def _illegal(at: Position, record: Event, detail: str) -> Finding:
+    return Finding("training.illegal", at.topic, at.partition, at.offset, record.subject, detail)

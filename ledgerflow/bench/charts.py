@@ -63,10 +63,7 @@ def figures_chart(figures: list[Figure], path: Path, caption: str = "") -> Path:
     fig.suptitle(
         "ledgerflow bench: each figure against its baseline in the same run (bars: medians; dots: rounds)"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 def latency_chart(sse: dict[str, Any], path: Path) -> Path:
@@ -89,10 +86,7 @@ def latency_chart(sse: dict[str, Any], path: Path) -> Path:
         f"SSE end-to-end with {sse.get('opened', 0)} subscribers at {sse.get('rate', 0):.0f} events/s"
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 def codec_chart(codec: dict[str, Any], path: Path) -> Path:
@@ -109,6 +103,11 @@ def codec_chart(codec: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("µs per record (log scale)")
     ax.set_title("6. codec: one realistic MessageSubmitted")
     ax.legend()
+    return _saved(plt, fig, path)
+
+
+def _saved(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` and free it."""
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

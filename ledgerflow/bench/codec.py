@@ -8,6 +8,7 @@ n/10, it is slow), repeated 5 times; the median run is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import platform
@@ -71,22 +72,7 @@ def run(n: int = 20000) -> dict[str, Any]:
     entry = default_registry().get(event.type, event.schema_version)
     wire = encode(event)
     record = {
-        **{
-            k: getattr(event, k)
-            for k in (
-                "event_id",
-                "type",
-                "schema_version",
-                "tenant",
-                "subject",
-                "occurred_at",
-                "producer",
-                "trace_id",
-                "sequence",
-                "prev_hash",
-                "hash",
-            )
-        },
+        **{f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "payload"},
         "payload": event.payload.to_record(),
     }
 

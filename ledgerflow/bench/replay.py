@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from ledgerflow.bench.procs import emit, own_cpu_seconds
 from ledgerflow.config import Settings, load_settings
@@ -29,12 +29,7 @@ from ledgerflow.projections.keys import Keys
 
 
 async def raw_consume(settings: Settings, until: dict[TopicPartition, int]) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
+    consumer = rebuild.replay_consumer(settings)
     await consumer.start()
     records = 0
     try:

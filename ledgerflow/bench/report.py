@@ -41,7 +41,7 @@ def _num(x: float | None, unit: str = "") -> str:
 
 
 def _settings_line(doc: dict[str, Any]) -> str:
-    from ledgerflow.agents import policy, projector
+    from ledgerflow.agents import batchloop
     from ledgerflow.bench.counted_worker import AGENTS
 
     p = doc["plan"]
@@ -52,9 +52,9 @@ def _settings_line(doc: dict[str, Any]) -> str:
         f"{p['sse_rate']:.0f} turns/s for {p['sse_seconds']:.0f} s per window; "
         f"codec {p['codec_records']:,} records. "
         f"Worker: `ledgerflow worker --agents {AGENTS}` (the measured path; the training and usage agents "
-        f"are not in it), its defaults: policy batches of {policy.BATCH} within "
-        f"{policy.WITHIN_S * 1000:.0f} ms, projector {projector.BATCH} within "
-        f"{projector.WITHIN_S * 1000:.0f} ms, faust max poll 1000 records, commit every 0.5 s; "
+        f"are not in it), its defaults: one batch loop (`agents/batchloop.py`) of up to "
+        f"{batchloop.MAX_RECORDS} records per `getmany` (fetch wait {batchloop.FETCH_WAIT_MS} ms), "
+        f"commit every {batchloop.COMMIT_EVERY_S} s; "
         "6 partitions per topic; each trial on its own topic prefix."
     )
 
@@ -184,19 +184,22 @@ def _profile_lines(profiles: dict[str, Any]) -> list[str]:
         "",
         (
             "Where the busy time goes (py-spy, 200 Hz, a separate saturation trial per process; share of "
-            "non-idle samples by the innermost component on the stack):"
+            "non-idle samples by the innermost component on the stack, and that share of the process's "
+            "CPU µs per event in the same trial where it was metered):"
         ),
         "",
         "| component | " + " | ".join(f"{k} ({_num(profiles[k].get('rate'))} /s)" for k in kinds) + " |",
         "|---|" + "---:|" * len(kinds),
     ]
     for b in buckets:
-        lines.append(
-            f"| {b} | "
-            + " | ".join(f"{profiles[k].get('buckets', {}).get(b, 0) * 100:.1f} %" for k in kinds)
-            + " |"
-        )
+        lines.append(f"| {b} | " + " | ".join(_share(profiles[k], b) for k in kinds) + " |")
     return lines
+
+
+def _share(profile: dict[str, Any], bucket: str) -> str:
+    share = profile.get("buckets", {}).get(bucket, 0)
+    us = profile.get("cpu_us_per_event")
+    return f"{share * 100:.1f} %" + (f" ({share * us:.0f} µs)" if us else "")
 
 
 def refresh_docs(block: str, path: Path = DOCS) -> Path:

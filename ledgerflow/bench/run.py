@@ -52,6 +52,7 @@ class Plan:
     client_processes: int
     sse_rate: float
     sse_seconds: float
+    decision_rate: float  # turns/s of the SSE window with the worker (decision frame latency)
     codec_records: int  # figure 6
     profile: bool
 
@@ -59,7 +60,7 @@ class Plan:
     def make(cls, *, quick: bool, runs: int, events: int) -> Plan:
         if quick:
             n = events or 300
-            return cls(True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 300, False)
+            return cls(True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 50.0, 300, False)
         n = events or 20000
         return cls(
             False,
@@ -72,6 +73,7 @@ class Plan:
             2,
             200.0,
             10.0,
+            1000.0,
             20000,
             py_spy() is not None,
         )
@@ -122,13 +124,18 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
                 rate=plan.sse_rate,
                 seconds=plan.sse_seconds,
                 rounds=plan.runs,
+                worker_rate=plan.decision_rate,
             )
         )
         if plan.profile:  # Step 5.
             for kind, n in (("pipeline", max(plan.events // 2, 500)), ("naive", plan.naive_events)):
                 env.log(f"bench: profiling {kind} with py-spy")
                 res = await saturation(env, kind, n, profile=env.work_dir / f"profile-{kind}.txt")
-                profiles[kind] = {"rate": res["rate"], **res.get("profile", {})}
+                profiles[kind] = {
+                    "rate": res["rate"],
+                    "cpu_us_per_event": res.get("cpu_us_per_event"),
+                    **res.get("profile", {}),
+                }
                 if kind == "pipeline":
                     env.log("bench: profiling the rebuild with py-spy")
                     source = env.settings.with_overrides(topic_prefix=res["prefix"])

@@ -117,8 +117,16 @@ def summarise(samples: list[tuple[str, int, int]], window: dict[str, Any]) -> di
 
 
 async def run(
-    env: Env, *, subscribers: int, client_procs: int, rate: float, seconds: float, rounds: int
+    env: Env,
+    *,
+    subscribers: int,
+    client_procs: int,
+    rate: float,
+    seconds: float,
+    rounds: int,
+    worker_rate: float | None = None,
 ) -> dict[str, Any]:
+    """``worker_rate``: turns/s of the window with the worker (default ``rate``)."""
     settings = env.fresh("sse")
     await prepare(settings)  # Step 1.
     await ensure_topics(settings, (TopicSpec(RAW, PARTITIONS, {"retention.ms": "3600000"}),))
@@ -210,7 +218,14 @@ async def run(
             ]
             await observer.wait_for(published, published, READY_TIMEOUT_S)
         w = await _window(
-            env, settings, events_topic, rate, seconds, run_id, subscribers, pids | {"worker": worker.pid}
+            env,
+            settings,
+            events_topic,
+            worker_rate or rate,
+            seconds,
+            run_id,
+            subscribers,
+            pids | {"worker": worker.pid},
         )
         windows.append(w | {"kind": "sse+worker", "round": rounds, "edge_ready_after": _ready(port)})
         env.log(f"bench: latency window with the worker: {w['sent']} sent")
@@ -247,6 +262,7 @@ async def run(
         "opened": opened,
         "client_processes": client_procs,
         "rate": rate,
+        "worker_rate": worker_rate or rate,
         "seconds": seconds,
         "windows": windows,
         "probe_errors": sum(max(r.get("error_count", 0), 0) for r in results),

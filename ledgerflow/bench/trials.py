@@ -240,8 +240,10 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
     want_events, want_decisions = _expected(kind, load)
     child, counters = start_consumer(env, settings, kind)
     samplers: list[Sampler] = []
+    meter = CpuMeter({kind: child.pid})
 
-    def first_progress() -> None:  # profile the drain, not the start-up
+    def first_progress() -> None:  # profile and meter the drain, not the start-up
+        meter.start()
         if profile is not None:
             samplers.append(Sampler(child.pid, profile))
 
@@ -250,6 +252,7 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
             t0, t1, done0 = await observer.wait_for(
                 want_events, want_decisions, START_TIMEOUT_S + want_events / 100, first_progress
             )
+        cpu_s = meter.stop().get(kind)
     finally:
         sampled = samplers[0].stop() if samplers else None
         await asyncio.sleep(0.4 if counters else 0)  # let the counters file catch up
@@ -266,6 +269,8 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
         "seconds": seconds,
         "rate": (want_events - done0) / seconds,
     }
+    if cpu_s is not None and kind != "passthrough":  # its drain is too short to meter from outside
+        result["cpu_us_per_event"] = cpu_s / max(want_events - done0, 1) * 1e6
     if sampled is not None:
         result["profile"] = summarise(sampled)
     if counts is not None:

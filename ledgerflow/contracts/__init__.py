@@ -8,3 +8,5 @@ See docs/contracts.md. Import from the submodules:
 """
 
 from __future__ import annotations
+
+__all__ = ["chain", "codec", "events", "inputs", "payloads", "registry"]

@@ -5,3 +5,5 @@
 ``reference``: the rule packs and training states every process reads in full;
 ``deadletters``: reading ``<topic>.dlq`` back (the scan the ``dlq`` tool and the audit use).
 """
+
+__all__ = ["admin", "deadletters", "logs", "reference"]

@@ -86,6 +86,53 @@ async def round_trip(settings: Settings, timeout: float = 30.0) -> float:
         await consumer.stop()
 
 
+class SharedAdmin:
+    """One admin client for a long-lived process's requests (the edge's ``/v1/overview``):
+    started on first use, so the process starts without asking the broker anything; dropped
+    after a failed or abandoned call, so the next one reconnects; closed by its owner.
+    """
+
+    def __init__(self, bootstrap: str, request_timeout_ms: int) -> None:
+        self._bootstrap = bootstrap
+        self._request_timeout_ms = request_timeout_ms
+        self._client: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[AIOKafkaAdminClient]:
+        """The started client for one call; a call that raises (or is cancelled) drops it."""
+        async with self._lock:
+            if self._client is None:
+                client = AIOKafkaAdminClient(
+                    bootstrap_servers=self._bootstrap, request_timeout_ms=self._request_timeout_ms
+                )
+                try:
+                    await client.start()
+                except BaseException:
+                    await _close_quietly(client)
+                    raise
+                self._client = client
+            current = self._client
+        try:
+            yield current
+        except BaseException:
+            if self._client is current:
+                self._client = None
+            await _close_quietly(current)
+            raise
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _close_quietly(client)
+
+
+async def _close_quietly(client: AIOKafkaAdminClient) -> None:
+    """Close without waiting on a broker that may be the reason for closing."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.close(), 2.0)
+
+
 @contextlib.asynccontextmanager
 async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed on exit."""

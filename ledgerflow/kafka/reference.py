@@ -19,7 +19,6 @@ unrecorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -41,6 +40,7 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.errors import DecodeError, LedgerflowError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.policy import RulePack, TrainingState, parse_rule_pack
 from ledgerflow.policy.signing import HASH_MISMATCH, KeyLookup, SignatureRefused, verify
@@ -118,12 +118,7 @@ class ReferenceData:
         await self.sync()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await stop_reader(self._task, self._consumer)
 
     async def sync(self, timeout: float = 10.0) -> None:
         """Wait until everything in the log at call time has been applied."""

@@ -28,6 +28,7 @@ so a pattern gives the same decisions whichever engine runs it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from re import _compiler as sre_compile  # type: ignore[attr-defined]
@@ -339,16 +340,7 @@ def _scan_members(op: Any, av: Any, flags: int) -> tuple[tuple[int, int], ...]:
     replacement = any(low <= _REPLACEMENT <= high for low, high in ranges)
     if surrogates not in (0, 0x800) or (surrogates == 0x800) != replacement:
         raise _Untranslatable("U+FFFD and the surrogates are matched differently")
-    clipped: list[tuple[int, int]] = []
-    for low, high in ranges:
-        if high < 0xD800 or low > 0xDFFF:
-            clipped.append((low, high))
-            continue
-        if low < 0xD800:
-            clipped.append((low, 0xD7FF))
-        if high > 0xDFFF:
-            clipped.append((0xE000, high))
-    return tuple(clipped)
+    return tuple(_without_surrogates(ranges))
 
 
 @lru_cache(maxsize=1)
@@ -395,8 +387,13 @@ def _complement(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
         start = high + 1
     if start <= 0x10FFFF:
         result.append((start, 0x10FFFF))
+    return _without_surrogates(result)
+
+
+def _without_surrogates(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` with the surrogates U+D800..U+DFFF cut out (RE2 never sees them)."""
     clipped: list[tuple[int, int]] = []
-    for low, high in result:
+    for low, high in ranges:
         if high < 0xD800 or low > 0xDFFF:
             clipped.append((low, high))
             continue

@@ -112,12 +112,7 @@ async def replay(
     total = sum(until.values())
     stats = ReplayStats()
     writer = ProjectionWriter(redis)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
+    consumer = replay_consumer(settings)
     await consumer.start()
     try:
         first = {tp: (start or {}).get(f"{tp.topic}:{tp.partition}", 0) for tp in until}
@@ -198,3 +193,13 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         if task is not None and task.cancelling():
             raise  # we are being cancelled: let it through
         log.warning("replay: the Kafka consumer raised CancelledError while stopping; ignored")
+
+
+def replay_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A group-less consumer for reading logs from the start in large fetches (not started)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )

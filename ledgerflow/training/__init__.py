@@ -13,6 +13,15 @@ from ledgerflow.training.aggregate import (
     REASON_REQUIRED,
     TTL_OUT_OF_RANGE,
     VERSION_CONFLICT,
+    check_transition,
+    decide,
+    evolve,
+    expire_due,
+    fold,
+    initial_state,
+    is_active,
+)
+from ledgerflow.training.records import (
     DisableTraining,
     EnableTraining,
     TrainingCommand,
@@ -22,13 +31,6 @@ from ledgerflow.training.aggregate import (
     TrainingExpired,
     TrainingRejected,
     TrainingState,
-    check_transition,
-    decide,
-    evolve,
-    expire_due,
-    fold,
-    initial_state,
-    is_active,
 )
 
 __all__ = [

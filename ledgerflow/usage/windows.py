@@ -22,23 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from ledgerflow.errors import ValidationError
-from ledgerflow.usage.estimate import estimate_tokens, estimate_tokens_from_len
+from ledgerflow.usage.estimate import estimate_tokens_from_len
 
 MICROS_PER_SECOND = 1_000_000
-
-__all__ = [
-    "ClosedWindow",
-    "Emitted",
-    "LateUsage",
-    "UsageState",
-    "WindowClosed",
-    "WindowConfig",
-    "WindowTotals",
-    "add",
-    "advance",
-    "estimate_tokens",
-    "window_bounds",
-]
 
 
 @dataclass(frozen=True, slots=True)

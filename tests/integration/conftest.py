@@ -16,13 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledgerflow.auth.devkeys import ensure_dev_keys
-from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.stack import manage
-from tests.support.processes import Process, free_port, start, wait_http_ready
+from tests.integration import edgekit
+from tests.support.processes import Process, running_edge, start
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_KAFKA = "127.0.0.1:29092"
@@ -83,27 +82,14 @@ def worker(settings: Settings, log_dir: Path) -> Iterator[Process]:
 @pytest.fixture
 def edge(settings: Settings, log_dir: Path) -> Iterator[str]:
     """The edge as a real uvicorn process on a free port; yields its base URL."""
-    http = f"127.0.0.1:{free_port()}"
-    edge_settings = settings.with_overrides(http=http)
-    proc = start(edge_settings, "edge", "serve", log_dir=log_dir)
-    base = f"http://{http}"
-    try:
-        wait_http_ready(proc, base)
-    except RuntimeError as exc:
-        proc.stop()
-        pytest.fail(str(exc), pytrace=False)
-    yield base
-    proc.stop()
+    with running_edge(settings, log_dir) as (_, base):
+        yield base
 
 
 @pytest.fixture
 def tokens(stack: Settings):  # type: ignore[no-untyped-def]
-    keys = ensure_dev_keys(stack.state_dir)
-
     def make(tenant: str = "acme", roles: str = "subscriber,producer", **kw: object) -> str:
-        return mint_token(
-            keys, sub="test", tenant=tenant, roles=roles, issuer=stack.issuer, audience=stack.audience, **kw
-        )  # type: ignore[arg-type]
+        return edgekit.token(stack, "test", tenant, roles, **kw)
 
     return make
 

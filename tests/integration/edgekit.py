@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 
@@ -14,9 +15,14 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.kafka.logs import read_all
 
 
-def token(stack: Settings, sub: str, tenant: str = "acme", roles: str = "producer,subscriber") -> str:
+def token(
+    stack: Settings, sub: str, tenant: str = "acme", roles: str = "producer,subscriber", **claims: Any
+) -> str:
+    """A token signed with the stack's dev key, as the edge of ``stack`` accepts it."""
     keys = ensure_dev_keys(stack.state_dir)
-    return mint_token(keys, sub=sub, tenant=tenant, roles=roles, issuer=stack.issuer, audience=stack.audience)
+    return mint_token(
+        keys, sub=sub, tenant=tenant, roles=roles, issuer=stack.issuer, audience=stack.audience, **claims
+    )
 
 
 def bearer(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +38,8 @@ from ledgerflow.topics import (
     TRAINING_COMMANDS,
     USAGE_WINDOWS,
 )
-from tests.support.processes import Process, free_port, start
+from tests.support.privatestack import private_settings, private_stack
+from tests.support.processes import Process, start
 
 TENANTS = ("acme", "globex", "initech")
 CONVERSATIONS = 6
@@ -52,36 +52,14 @@ ENV = {
 }
 
 
-def _free_port_pair() -> int:
-    """A port p with p and p + 1 both free (Kafka and its KRaft controller)."""
-    for _ in range(100):
-        port = free_port()
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair on 127.0.0.1")
-
-
 @pytest.fixture
 def private(tmp_path: Path) -> Iterator[Settings]:
     """A private Kafka + Redis in ``tmp_path``, stopped at the end."""
-    base = Settings(
-        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        state_dir=tmp_path / "stack",
-        http="127.0.0.1:0",
-    )
-    try:
-        manage.up(base, say=lambda _: None)
+    base = private_settings(tmp_path / "stack", http="127.0.0.1:0")
+    with private_stack(base):
         settings = base.with_overrides(topic_prefix="recovery.")
         asyncio.run(ensure_topics(settings))
         yield settings
-    finally:
-        manage.down(base, say=lambda _: None)
 
 
 def _turns(batch: int, second: int) -> list[Event]:

@@ -25,6 +25,7 @@ from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop as stop_process
+from tests.integration import edgekit
 from tests.support.processes import free_port, start, wait_http_ready
 
 OUTCOMES = {"allow", "redact", "review", "deny"}
@@ -76,15 +77,8 @@ def conversations(target: tuple[Settings, str], tokens_m: Callable[..., str]) ->
 
 @pytest.fixture(scope="module")
 def tokens_m(stack: Settings) -> Callable[..., str]:
-    from ledgerflow.auth.devkeys import ensure_dev_keys
-    from ledgerflow.auth.tokens import mint_token
-
-    keys = ensure_dev_keys(stack.state_dir)
-
     def make(tenant: str = "acme", roles: str = "subscriber") -> str:
-        return mint_token(
-            keys, sub="console-test", tenant=tenant, roles=roles, issuer=stack.issuer, audience=stack.audience
-        )
+        return edgekit.token(stack, "console-test", tenant, roles)
 
     return make
 

@@ -57,7 +57,7 @@ from tests.integration.fuzzkit import (
     short,
     wait_until,
 )
-from tests.support.processes import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, running_edge
 
 TENANT = "fz-edge"
 EXTRA_PER_EXAMPLE = 15
@@ -550,16 +550,8 @@ def _judge(sent: Sent, problems: Problems) -> None:
 @pytest.fixture
 def edge_process(settings: Settings, log_dir: Path) -> Iterator[tuple[Process, str]]:
     """The edge as a real uvicorn process (like conftest's ``edge``, keeping the process)."""
-    http = f"127.0.0.1:{free_port()}"
-    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir)
-    base = f"http://{http}"
-    try:
-        wait_http_ready(proc, base)
-    except RuntimeError as exc:
-        proc.stop()
-        pytest.fail(str(exc), pytrace=False)
-    yield proc, base
-    proc.stop()
+    with running_edge(settings, log_dir) as found:
+        yield found
 
 
 def test_hostile_requests_get_documented_answers_and_leave_the_pipeline_whole(

@@ -9,7 +9,6 @@ shared stack is never touched.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledgerflow.auth.devkeys import ensure_dev_keys
-from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.kafka.admin import ensure_topics
@@ -27,7 +24,9 @@ from ledgerflow.kafka.logs import read_all
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop
-from tests.support.processes import Process, free_port, start, wait_http_ready
+from tests.integration.edgekit import bearer
+from tests.support.privatestack import free_port_pair
+from tests.support.processes import free_port, running_edge
 
 CLIENT_TIMEOUT_S = 20.0
 """Far above the edge's documented deadline (api/faults.py): a request still open after
@@ -35,16 +34,7 @@ it has hung, which is what the broker-restart case used to do."""
 
 
 def _headers(stack: Settings, **extra: str) -> dict[str, str]:
-    keys = ensure_dev_keys(stack.state_dir)
-    jwt = mint_token(
-        keys,
-        sub="alice",
-        tenant="acme",
-        roles="producer,subscriber",
-        issuer=stack.issuer,
-        audience=stack.audience,
-    )
-    return {"Authorization": f"Bearer {jwt}"} | extra
+    return bearer(stack) | extra
 
 
 def _assert_503(resp: httpx.Response) -> None:
@@ -77,18 +67,6 @@ def _step(edge: str, headers: dict[str, str], conv: str) -> httpx.Response:
     )
 
 
-def _start_edge(settings: Settings, log_dir: Path) -> tuple[Process, str]:
-    http = f"127.0.0.1:{free_port()}"
-    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir)
-    base = f"http://{http}"
-    try:
-        wait_http_ready(proc, base)
-    except RuntimeError as exc:
-        proc.stop()
-        pytest.fail(str(exc), pytrace=False)
-    return proc, base
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[redis_stack.RedisNode]:
     node = redis_stack.RedisNode(tmp_path, "127.0.0.1", free_port())
@@ -101,8 +79,7 @@ def test_redis_down_is_503_with_retry_after_and_nothing_is_published(
     settings: Settings, private_redis: redis_stack.RedisNode, log_dir: Path
 ) -> None:
     ours = settings.with_overrides(redis_url=f"redis://127.0.0.1:{private_redis.port}/0")
-    proc, edge = _start_edge(ours, log_dir)
-    try:
+    with running_edge(ours, log_dir) as (proc, edge):
         stop(private_redis.process)
         # Step 1: every write path answers 503 + Retry-After, and publishes nothing.
         _assert_503(_step(edge, _headers(ours, **{"Idempotency-Key": "k-1"}), "with-key"))
@@ -117,27 +94,12 @@ def test_redis_down_is_503_with_retry_after_and_nothing_is_published(
         assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
         assert answers[0].json()["event_id"] == answers[1].json()["event_id"]
         assert _subjects_on_log(ours) == ["with-key"]
-    finally:
-        proc.stop()
     assert "Traceback" not in proc.log_tail(400)
-
-
-def _free_port_pair() -> int:
-    for _ in range(100):
-        port = free_port()
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair on 127.0.0.1")
 
 
 @pytest.fixture
 def private_kafka(tmp_path: Path) -> Iterator[kafka_stack.KafkaNode]:
-    node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", _free_port_pair())
+    node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", free_port_pair())
     kafka_stack.start(node)
     yield node
     stop(node.process)
@@ -148,8 +110,7 @@ def test_broker_restart_is_503_within_the_deadline_then_recovers(
 ) -> None:
     ours = settings.with_overrides(kafka_bootstrap=f"127.0.0.1:{private_kafka.port}")
     asyncio.run(ensure_topics(ours))
-    proc, edge = _start_edge(ours, log_dir)
-    try:
+    with running_edge(ours, log_dir) as (proc, edge):
         ok = httpx.post(f"{edge}/v1/events", json=_turn("before"), headers=_headers(ours), timeout=20)
         assert ok.status_code == 202, ok.text
         stop(private_kafka.process)
@@ -168,6 +129,4 @@ def test_broker_restart_is_503_within_the_deadline_then_recovers(
         assert resp.status_code == 202, resp.text
         retry = _step(edge, _headers(ours, **{"Idempotency-Key": "k-2"}), "during-step")
         assert retry.status_code == 202, retry.text
-    finally:
-        proc.stop()
     assert "Traceback" not in proc.log_tail(400)

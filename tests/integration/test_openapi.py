@@ -27,10 +27,9 @@ from schemathesis.specs.openapi.checks import (
 
 from ledgerflow.api.app import routes
 from ledgerflow.api.openapi import document, documented_routes, render
-from ledgerflow.auth.devkeys import ensure_dev_keys
-from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics
+from tests.integration import edgekit
 from tests.support.processes import free_port, start, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,14 +75,7 @@ def target(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     edge = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir)
     try:
         wait_http_ready(edge, f"http://{http}")
-        token = mint_token(
-            ensure_dev_keys(stack.state_dir),
-            sub="schemathesis",
-            tenant="acme",
-            roles="producer,subscriber,admin,auditor",
-            issuer=stack.issuer,
-            audience=stack.audience,
-        )
+        token = edgekit.token(stack, "schemathesis", roles="producer,subscriber,admin,auditor")
         yield f"http://{http}", {"Authorization": f"Bearer {token}"}
     finally:
         edge.stop()

@@ -29,6 +29,7 @@ from ledgerflow.stack import manage
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, stop
 from ledgerflow.topics import POLICY_RULES, all_topics
+from tests.support.privatestack import free_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,27 +152,11 @@ def test_stack_status_json_names_the_endpoints_and_our_pids(stack: Settings) -> 
 # --- start refuses a port held by someone else; nothing gets started -----------------------
 
 
-def _free_port_pair() -> int:
-    """A port p with p and p + 1 both free on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair on 127.0.0.1")
-
-
 @pytest.fixture
 def holder() -> Iterator[socket.socket]:
     """A plain listening socket (not ledgerflow's) on the first port of a free pair."""
     s = socket.socket()
-    s.bind(("127.0.0.1", _free_port_pair()))
+    s.bind(("127.0.0.1", free_port_pair()))
     s.listen(4)
     yield s
     s.close()
@@ -198,7 +183,7 @@ def test_kafka_start_refuses_a_port_held_by_a_foreign_socket(
 def test_kafka_start_refuses_a_held_controller_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("require_java", "resolve_classpath", "spawn"):
         monkeypatch.setattr(kafka_stack, name, _tripwire)
-    port = _free_port_pair()
+    port = free_port_pair()
     with socket.socket() as controller:
         controller.bind(("127.0.0.1", port + 1))
         controller.listen(4)
@@ -283,7 +268,7 @@ def test_start_returns_our_already_running_process_instead_of_starting_another(
 ) -> None:
     for name in ("require_java", "resolve_classpath", "spawn"):
         monkeypatch.setattr(kafka_stack, name, _tripwire)
-    node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", _free_port_pair())
+    node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", free_port_pair())
     # A stand-in whose command line carries the node's marker, as the real broker's does.
     ours = subprocess.Popen(
         [

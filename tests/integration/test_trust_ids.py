@@ -16,7 +16,7 @@ import pytest
 from ledgerflow.config import Settings
 from ledgerflow.contracts.ids import MAX_ID_LENGTH
 from ledgerflow.kafka.admin import ensure_topics
-from tests.support.processes import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, running_edge
 
 TIMEOUT_S = 60.0
 PROBLEM = "application/problem+json"
@@ -25,17 +25,10 @@ PROBLEM = "application/problem+json"
 @pytest.fixture(scope="module")
 def reader_edge(stack: Settings) -> Iterator[str]:
     """One edge process for the refusal tests (they write nothing): faster than one per test."""
-    http = f"127.0.0.1:{free_port()}"
-    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", http=http)
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
     asyncio.run(ensure_topics(settings))
-    proc = start(settings, "edge", "serve", log_dir=stack.state_dir / "test-logs" / "test_trust_ids")
-    try:
-        wait_http_ready(proc, f"http://{http}")
-    except RuntimeError as exc:
-        proc.stop()
-        pytest.fail(str(exc), pytrace=False)
-    yield f"http://{http}"
-    proc.stop()
+    with running_edge(settings, stack.state_dir / "test-logs" / "test_trust_ids") as (_, base):
+        yield base
 
 
 def _write(edge: str, headers: dict[str, str], conv: str) -> None:

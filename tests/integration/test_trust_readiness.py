@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,35 +23,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledgerflow.auth.devkeys import ensure_dev_keys
-from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
-from ledgerflow.errors import LedgerflowError
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop
-from tests.support.processes import Process, free_port, start, wait_http_ready
+from tests.integration import edgekit
+from tests.support.privatestack import private_settings, private_stack
+from tests.support.processes import Process, start, wait_http_ready
 
 PROBLEM = "application/problem+json"
 READY_WITHIN_S = 5.0  # ledgerflow.api.health.READY_WITHIN_S: the documented bound
 POLL_LIMIT_S = 30.0  # how long the test waits for a state before failing (generous: a loaded CI host)
 RECOVERY_LIMIT_S = 120.0
-
-
-def _free_port_pair() -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair on 127.0.0.1")
 
 
 @dataclass
@@ -81,40 +64,16 @@ def _say(msg: str) -> None:
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
     state = Path(tmp_path_factory.mktemp("private-stack"))
-    settings = Settings(
-        kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        http=f"127.0.0.1:{free_port()}",
-        state_dir=state,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-    )
-    nodes = manage.nodes(settings)
-    edge: Process | None = None
-    try:
-        try:
-            manage.up(settings, say=_say)
-        except LedgerflowError as exc:
-            pytest.fail(f"the private Kafka + Redis could not start: {exc}", pytrace=False)
+    settings = private_settings(state, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    with private_stack(settings, say=_say) as nodes:
         edge = start(settings, "edge", "serve", log_dir=state / "logs")
-        base = f"http://{settings.http}"
-        wait_http_ready(edge, base)
-        token = mint_token(
-            ensure_dev_keys(state),
-            sub="ops",
-            tenant="acme",
-            roles="subscriber",
-            issuer=settings.issuer,
-            audience=settings.audience,
-        )
-        yield Private(settings, nodes, edge, base, token)
-    finally:
-        for node in (nodes.kafka, nodes.redis):  # a paused node would ignore SIGTERM
-            pid = node.process.pid()
-            if pid is not None:
-                os.kill(pid, signal.SIGCONT)
-        if edge is not None:
+        try:
+            base = f"http://{settings.http}"
+            wait_http_ready(edge, base)
+            token = edgekit.token(settings, "ops", roles="subscriber")
+            yield Private(settings, nodes, edge, base, token)
+        finally:
             edge.stop()
-        manage.down(settings, say=_say)
 
 
 def _wait_ready(p: Private, status: int, limit: float = POLL_LIMIT_S) -> tuple[httpx.Response, float]:

@@ -17,7 +17,7 @@ import pytest
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics
-from tests.support.processes import free_port, start, wait_http_ready
+from tests.support.processes import running_edge
 
 PROBLEM = "application/problem+json"
 YEAR = 365 * 86_400
@@ -26,17 +26,10 @@ YEAR = 365 * 86_400
 @pytest.fixture(scope="module")
 def edge(stack: Settings) -> Iterator[str]:
     """One edge process for the whole module (these tests only read): faster than one per test."""
-    http = f"127.0.0.1:{free_port()}"
-    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", http=http)
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
     asyncio.run(ensure_topics(settings))
-    proc = start(settings, "edge", "serve", log_dir=stack.state_dir / "test-logs" / "test_trust_tokens")
-    try:
-        wait_http_ready(proc, f"http://{http}")
-    except RuntimeError as exc:
-        proc.stop()
-        pytest.fail(str(exc), pytrace=False)
-    yield f"http://{http}"
-    proc.stop()
+    with running_edge(settings, stack.state_dir / "test-logs" / "test_trust_tokens") as (_, base):
+        yield base
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import redis
 
 from ledgerflow.audit.sources import LogReader
@@ -21,7 +23,15 @@ from ledgerflow.redisvalues import int_map, text
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 # free_port and wait_http_ready live in the package (the benchmark needs them too); re-exported here.
-__all__ = ["Process", "free_port", "live_keys", "pipeline_settled", "start", "wait_http_ready"]
+__all__ = [
+    "Process",
+    "free_port",
+    "live_keys",
+    "pipeline_settled",
+    "running_edge",
+    "start",
+    "wait_http_ready",
+]
 
 
 @dataclass
@@ -64,6 +74,23 @@ def start(
             stdin=subprocess.DEVNULL,
         )
     return Process(name, popen, log)
+
+
+@contextmanager
+def running_edge(settings: Settings, log_dir: Path) -> Iterator[tuple[Process, str]]:
+    """``ledgerflow serve`` on a free port, ready; yields the process and its base URL, stops it
+    at the end. A start-up failure fails the test with the edge's log (never a skip)."""
+    http = f"127.0.0.1:{free_port()}"
+    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir)
+    base = f"http://{http}"
+    try:
+        try:
+            wait_http_ready(proc, base)
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield proc, base
+    finally:
+        proc.stop()
 
 
 def live_keys(client: redis.Redis, settings: Settings) -> Keys:

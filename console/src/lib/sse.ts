@@ -1,7 +1,8 @@
 // Server-Sent Events over fetch: EventSource cannot send an Authorization header, and
 // tokens in URLs are refused. The parser follows WHATWG HTML §9.2 (the subset the edge
 // sends: id, event, data, retry, comments); `follow` keeps the last data frame's id and
-// reconnects with it as Last-Event-ID.
+// reconnects with it as Last-Event-ID, and switches to a fresh token from its callback on
+// `reauth`, `expired` and 401. No dependency on the console: any fetch-capable app can use it.
 
 export interface Frame {
   id: string | null; // null: no id field in this block
@@ -61,29 +62,43 @@ export type StreamStatus =
 
 export interface FollowOptions {
   url: string;
-  token: () => string;
+  // Asked when following starts, and again on `reauth`, `expired` and 401: return a fresh
+  // token to switch to it (the stream resumes from its cursor: no gap, no duplicate).
+  token: () => string | Promise<string>;
   cursor: () => string | null; // the resume point (Last-Event-ID)
   onCursor: (cursor: string) => void; // every id (data frame or checkpoint)
   onFrame: (frame: Frame) => void; // data frames and control frames
   onStatus: (status: StreamStatus) => void;
   onOpen?: () => void; // the stream answered 200 (before any frame)
+  fetch?: typeof fetch; // defaults to the global fetch
 }
+
+// A `reauth` on a younger connection does not switch tokens: tokens then live shorter than
+// the edge's reauth window, and switching would only reconnect again at once.
+const MIN_CONNECTION_MS = 1000;
+// Refused tokens in a row (each a different one from the callback) before giving up.
+const MAX_AUTH_FAILURES = 3;
 
 /** Follows a stream until `signal` aborts: reconnects after errors and ended streams with backoff. */
 export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<void> {
+  const fetchFn = opts.fetch ?? fetch;
   let delay = 1000;
+  let token = await opts.token();
+  let authFailures = 0;
   while (!signal.aborted) {
     opts.onStatus({ kind: "connecting" });
     let detail = "the connection closed";
     let stop = false;
+    let authFailed = false; // a 401 or `expired`: go on only with another token
+    let switching = false; // `reauth` with a fresh token: reconnect at once
+    const conn = new AbortController();
+    const abort = () => conn.abort();
+    signal.addEventListener("abort", abort);
     try {
-      const headers: Record<string, string> = {
-        Authorization: `Bearer ${opts.token()}`,
-        Accept: "text/event-stream",
-      };
+      const headers: Record<string, string> = { Authorization: `Bearer ${token}`, Accept: "text/event-stream" };
       const cursor = opts.cursor();
       if (cursor) headers["Last-Event-ID"] = cursor;
-      const resp = await fetch(opts.url, { headers, signal, cache: "no-store" });
+      const resp = await fetchFn(opts.url, { headers, signal: conn.signal, cache: "no-store" });
       if (!resp.ok || !resp.body) {
         const text = await resp.text().catch(() => "");
         let problem = `${resp.status}`;
@@ -93,10 +108,13 @@ export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<
           /* not JSON */
         }
         detail = `the edge refused the stream (${problem})`;
-        if (resp.status === 401 || resp.status === 403 || resp.status === 422) stop = true;
+        if (resp.status === 401) authFailed = true;
+        if (resp.status === 403 || resp.status === 422) stop = true;
         const retryAfter = Number(resp.headers.get("Retry-After"));
         if (Number.isFinite(retryAfter) && retryAfter > 0) delay = retryAfter * 1000;
       } else {
+        const openedAt = Date.now();
+        authFailures = 0;
         opts.onOpen?.();
         opts.onStatus({ kind: "live" });
         delay = 1000;
@@ -107,21 +125,40 @@ export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<
           if (done) break;
           for (const frame of parser.push(value)) {
             if (frame.id !== null) opts.onCursor(frame.id);
-            if (frame.event === "expired") stop = true;
+            if (frame.event === "expired") authFailed = true;
             if (frame.data !== "" || frame.id === null) opts.onFrame(frame);
+            if (frame.event === "reauth" && Date.now() - openedAt >= MIN_CONNECTION_MS) {
+              const fresh = await opts.token();
+              if (fresh !== token) {
+                token = fresh;
+                switching = true;
+                conn.abort();
+              }
+            }
           }
         }
         if (parser.retry !== null) delay = parser.retry;
       }
     } catch (exc) {
       if (signal.aborted) return;
-      detail = `the connection to the edge was lost (${exc instanceof Error ? exc.message : String(exc)})`;
+      if (!switching) {
+        detail = `the connection to the edge was lost (${exc instanceof Error ? exc.message : String(exc)})`;
+      }
+    } finally {
+      signal.removeEventListener("abort", abort);
     }
     if (signal.aborted) return;
+    if (authFailed && !switching) {
+      const fresh = await opts.token();
+      authFailures += 1;
+      if (fresh === token || authFailures >= MAX_AUTH_FAILURES) stop = true; // nothing better to offer
+      else [token, switching] = [fresh, true];
+    }
     if (stop) {
       opts.onStatus({ kind: "ended", detail });
       return;
     }
+    if (switching) continue;
     opts.onStatus({ kind: "disconnected", detail, retryInMs: delay });
     await sleep(delay, signal);
     delay = Math.min(delay * 2, 8000);

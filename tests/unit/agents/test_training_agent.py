@@ -81,6 +81,15 @@ def test_a_redelivered_batch_below_the_answered_offset_is_not_answered_again() -
     assert chained(world.output.decisions(0))
 
 
+def test_a_redelivered_poison_command_below_the_answered_offset_is_dead_lettered_once() -> None:
+    world = World()
+    batch = [world.inputs.append(0, b"\xc3\x01garbage", b"acme"), *world.send(command(1))]
+    world.handle(batch)
+    world.handle(batch)  # redelivered: the poison record is below the answered offset now
+    assert [d.offset for d in world.letters.sent] == [0]
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled"]
+
+
 def test_commands_the_group_passed_before_this_owner_are_read_back_and_answered_first() -> None:
     world = World()
     world.send(command(1), command(2, enable=False))  # committed past, never answered

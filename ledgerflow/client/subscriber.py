@@ -1,0 +1,173 @@
+"""Follow a conversation or the tenant's stream: typed events, resume, reauth.
+
+    async with Subscriber("http://127.0.0.1:8700", token=get_token, conversation_id="c1") as sub:
+        async for item in sub:
+            print(item.cursor, item.event.type, item.event.payload)
+
+Each item is a ``Received``: the event decoded into the contracts' dataclasses and the cursor
+after it (``sub.last_event_id``; save it and pass ``last_event_id=`` to resume later with no
+gap and no duplicate). The subscriber reconnects by itself with ``Last-Event-ID`` when the
+connection drops or the edge ends the stream (``overflow``, ``shutdown``, ``unavailable``,
+backing off after 503/429), and asks the token callback again on ``reauth``, ``expired`` and
+401. It raises only what reconnecting cannot fix: a 403/422 (wrong role, tenant or id), or
+a token callback that keeps giving refused tokens. SSE parsing is
+``ledgerflow.sse_client`` (httpx-sse's WHATWG parser).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from types import TracebackType
+from urllib.parse import urlencode
+
+import httpx
+
+from ledgerflow.client.edge_http import RETRY_STATUSES, TokenSource, error_for, resolve_token, retry_delay
+from ledgerflow.client.records import Notice, Received
+from ledgerflow.contracts.events import Event
+from ledgerflow.errors import AuthError
+from ledgerflow.sse_client import SseEvent, follow
+
+RECONNECT_KINDS = frozenset({"expired", "overflow", "shutdown", "unavailable"})
+"""Control frames after which the edge ends the stream: reconnect from the last cursor."""
+MIN_CONNECTION_S = 1.0
+"""A ``reauth`` on a younger connection does not make the subscriber switch tokens (``_switch_token``)."""
+MAX_AUTH_FAILURES = 2
+"""401s in a row (each after asking the token callback again) before giving up."""
+
+
+def stream_path(conversation_id: str | None) -> str:
+    if conversation_id is None:
+        return "/v1/streams/tenant"
+    return "/v1/conversation/stream?" + urlencode({"conversation_id": conversation_id})
+
+
+def decode_frame(frame: SseEvent) -> Event:
+    """A data frame's event (JSON rendered by ledgerflow, chain fields included)."""
+    return Event.from_json(
+        json.loads(frame.data), now_micros=time.time_ns() // 1000, accept_chain_fields=True
+    )
+
+
+class Subscriber:
+    """One followed stream (module doc). ``on_notice`` sees every control frame but heartbeats."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: TokenSource,
+        *,
+        conversation_id: str | None = None,
+        last_event_id: str | None = None,
+        on_notice: Callable[[Notice], None] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + stream_path(conversation_id)
+        self.token = token
+        self.last_event_id = last_event_id
+        self.on_notice = on_notice
+        self.connections = 0  # streams opened (a reconnect adds one)
+        self._own = http_client is None
+        self._client = http_client or httpx.AsyncClient()
+        self._retry_s = 2.0
+        self._connected_at = 0.0
+        self.open = asyncio.Event()
+        """Set while a stream is open (from its opening checkpoint on): what is published then arrives."""
+
+    async def __aenter__(self) -> Subscriber:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own:
+            await self._client.aclose()
+
+    def __aiter__(self) -> AsyncIterator[Received]:
+        return self.events()
+
+    async def events(self) -> AsyncGenerator[Received, None]:
+        """Every event of the stream from the resume point on, across reconnects, until cancelled."""
+        failures = 0  # reconnects in a row without a frame (backoff)
+        auth_failures = 0
+        while True:
+            token = await resolve_token(self.token)
+            delay = 0.0
+            try:
+                async with contextlib.aclosing(self._frames(token)) as frames:
+                    async for frame in frames:
+                        failures = auth_failures = 0
+                        if isinstance(frame, Received):
+                            yield frame
+                            continue
+                        self._notify(frame)
+                        if frame.kind in RECONNECT_KINDS:
+                            delay = self._retry_s if frame.kind in ("shutdown", "unavailable") else 0.0
+                            break
+                        if frame.kind == "reauth" and await self._switch_token(token):
+                            break
+            except httpx.HTTPStatusError as exc:
+                resp = exc.response
+                if resp.status_code == 401:
+                    auth_failures += 1
+                    if auth_failures > MAX_AUTH_FAILURES or isinstance(self.token, str):
+                        raise AuthError(
+                            f"the edge refused the stream's token ({auth_failures} in a row; "
+                            f"{error_for(resp, 'following the stream')}): pass a valid token, or a "
+                            "callback that returns a fresh one"
+                        ) from None
+                    continue
+                if resp.status_code not in RETRY_STATUSES:
+                    raise error_for(resp, "following the stream") from None
+                delay = retry_delay(resp, failures)
+                failures += 1
+            except httpx.TransportError:
+                delay = retry_delay(None, failures)
+                failures += 1
+            await asyncio.sleep(delay)
+
+    async def _frames(self, token: str) -> AsyncGenerator[Received | Notice, None]:
+        """One connection: data frames as ``Received`` (a checkpoint only moves the cursor),
+        control frames as ``Notice``."""
+        self.connections += 1
+        self._connected_at = time.monotonic()
+        try:
+            async for frame in follow(self._client, self.url, token, self.last_event_id, checkpoints=True):
+                item = self._handle(frame)
+                if item is not None:
+                    yield item
+        finally:
+            self.open.clear()
+
+    def _handle(self, frame: SseEvent) -> Received | Notice | None:
+        if frame.retry is not None:
+            self._retry_s = frame.retry / 1000
+        if frame.id is not None:
+            received = Received(frame.id, decode_frame(frame)) if frame.data else None
+            self.last_event_id = frame.id
+            if received is None:
+                self.open.set()  # a checkpoint: the stream is registered at the edge
+            return received
+        if frame.event == "heartbeat":
+            return None
+        data = json.loads(frame.data) if frame.data else {}
+        return Notice(frame.event, data if isinstance(data, dict) else {"data": data})
+
+    async def _switch_token(self, token: str) -> bool:
+        """On ``reauth``: reconnect now if the callback has another token, else keep the stream
+        until ``expired``. A reauth right after connecting means tokens live shorter than the
+        edge's reauth window: switching would only reconnect again at once, so it waits too."""
+        if time.monotonic() - self._connected_at < MIN_CONNECTION_S:
+            return False
+        return await resolve_token(self.token) != token
+
+    def _notify(self, notice: Notice) -> None:
+        if self.on_notice is not None:
+            self.on_notice(notice)
