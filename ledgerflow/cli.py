@@ -91,14 +91,13 @@ def _describe(info: dict[str, Any]) -> str:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.auth.devkeys import ensure_dev_keys
-    from ledgerflow.auth.tokens import mint_token
+    from ledgerflow.identity.cli import mint_recorded
 
-    keys = ensure_dev_keys(settings.state_dir)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     print(
-        mint_token(
-            keys,
+        mint_recorded(
+            settings,
+            offline=args.offline,
             sub=args.sub,
             tenant=args.tenant,
             roles=roles,
@@ -111,10 +110,10 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.auth.devkeys import rotate
+    from ledgerflow.identity.cli import rotate_recorded
 
-    keys = rotate(settings.state_dir, grace_seconds=args.grace)
-    _err(f"new signing key {keys.kid}; the previous key stays trusted for {args.grace:.0f} s")
+    keys = rotate_recorded(settings, args.purpose, grace_seconds=args.grace)
+    _err(f"new {args.purpose} signing key {keys.kid}; the previous key stays valid for {args.grace:.0f} s")
     return 0
 
 
@@ -160,11 +159,17 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.commands import policy
 
-    if args.action in {"publish", "validate"} and not args.file:
+    if args.action in {"publish", "sign", "verify", "validate"} and not args.file:
         raise ValidationError(f"policy {args.action} needs FILE, a JSON or YAML rule pack")
-    if args.action == "publish":
-        print(json.dumps(policy.publish(settings, args.file, args.tenant)))
-    elif args.action == "validate":
+    if args.action in {"publish", "sign", "verify"}:
+        from ledgerflow.rulepacks_cli import policy_cli
+
+        policy.read_pack_file(args.file, args.tenant)  # a missing or unreadable file: one line, exit 2
+
+        return policy_cli(
+            settings, args.action, args.file, tenant=args.tenant, signature=args.signature, key_path=args.key
+        )
+    if args.action == "validate":
         result = policy.validate(args.file, args.tenant)
         print(
             json.dumps(result)
@@ -475,12 +480,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--roles", default="subscriber", help="comma-separated: producer,subscriber,admin,auditor")
     t.add_argument("--sub", default="dev-user", help="subject (user id)")
     t.add_argument("--ttl", type=positive_int, default=3600, help="lifetime in seconds")
+    t.add_argument(
+        "--offline", action="store_true", help="mint without recording it on identity.audit (no Kafka needed)"
+    )
+    _kafka_flags(t)  # the mint is recorded on identity.audit
     t.set_defaults(handler=cmd_token)
 
-    po = sub.add_parser("policy", help="publish, validate, list and diff rule packs (constitutions)")
-    po.add_argument("action", choices=["publish", "validate", "list", "diff"])
+    po = sub.add_parser(
+        "policy", help="publish, sign, verify, validate, list and diff rule packs (constitutions)"
+    )
+    po.add_argument("action", choices=["publish", "sign", "verify", "validate", "list", "diff"])
     po.add_argument("file", nargs="?", help="rule pack JSON or YAML (see docs/policy.md)")
     po.add_argument("--tenant", help="the pack's tenant ('*' = the default pack; list/diff default '*')")
+    po.add_argument(
+        "--signature", help="detached JWS (or @PATH) from `policy sign` (publish: default the dev policy key)"
+    )
+    po.add_argument(
+        "--key", metavar="PEM", help="sign: an Ed25519/P-256 private key (default: dev policy key)"
+    )
     _policy_flags(po)
     _common(po)
     po.set_defaults(handler=cmd_policy)
@@ -534,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])
     k.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays trusted")
+    k.add_argument(
+        "--purpose",
+        choices=["token", "policy"],
+        default="token",
+        help="token: bearer-token keys; policy: rule-pack publisher keys (retired ones stay verifiable)",
+    )
+    _kafka_flags(k)  # rotations are recorded on identity.audit
     k.set_defaults(handler=cmd_keys)
     for name, verb in sub.choices.items():
         envflags.add(verb, name)

@@ -28,6 +28,7 @@ class Settings:
     http: str = DEFAULT_HTTP
     state_dir: Path = field(default_factory=lambda: Path(".ledgerflow").resolve())
     jwks: str = ""
+    policy_trust: str = ""
     topic_prefix: str = ""
     kafka_external: bool = False
     redis_external: bool = False
@@ -37,6 +38,11 @@ class Settings:
     @property
     def jwks_location(self) -> str:
         return self.jwks or str(self.state_dir / "jwks.json")
+
+    @property
+    def policy_trust_location(self) -> str:
+        """The rule-pack publisher keys (JWKS file or URL): ``LEDGERFLOW_POLICY_TRUST``, else the dev ones."""
+        return self.policy_trust or str(self.state_dir / "policy" / "jwks.json")
 
     @property
     def http_host(self) -> str:
@@ -70,6 +76,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http=host_port(env.get("LEDGERFLOW_HTTP", "") or DEFAULT_HTTP, "LEDGERFLOW_HTTP"),
         state_dir=state_dir,
         jwks=env.get("LEDGERFLOW_JWKS", ""),
+        policy_trust=env.get("LEDGERFLOW_POLICY_TRUST", ""),
         topic_prefix=env.get("LEDGERFLOW_TOPIC_PREFIX", ""),
         # Set explicitly = the user runs that service: `stack up` starts nothing for it.
         kafka_external=bool(kafka),

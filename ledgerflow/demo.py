@@ -51,6 +51,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         LEDGERFLOW_STATE_DIR=str(settings.state_dir),
         LEDGERFLOW_TOPIC_PREFIX=settings.topic_prefix,
         LEDGERFLOW_JWKS=settings.jwks_location,
+        LEDGERFLOW_POLICY_TRUST=settings.policy_trust_location,
     )
     return env
 

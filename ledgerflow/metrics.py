@@ -207,3 +207,38 @@ USAGE_WINDOWS_EMITTED = Counter(
 USAGE_WINDOW_LAG = Gauge(
     "ledgerflow_usage_window_lag_seconds", "Wall clock minus watermark per input partition", ["partition"]
 )
+
+PACKS_REFUSED = Counter(
+    "ledgerflow_policy_packs_refused_total",
+    "policy.rules records the policy agent refused (the pack in force stayed), by reason",
+    ["reason"],
+)
+"""Alert on ``increase(ledgerflow_policy_packs_refused_total[5m]) > 0``: someone wrote a pack that
+is unsigned, signed by an unknown or retired key, or altered (docs/policy.md)."""
+PACK_REFUSAL_REASONS: frozenset[str] = frozenset(
+    {
+        "unsigned",
+        "malformed-signature",
+        "unknown-key",
+        "retired-key",
+        "key-not-yet-valid",
+        "hash-mismatch",
+        "tenant-mismatch",
+        "bad-signature",
+        "no-trust-store",
+        "invalid-rule-pack",
+        "not-single-object",
+        "truncated",
+        "unknown-fingerprint",
+        "undecodable",
+        "wrong-type-for-topic",
+        "invalid-envelope",
+        "content-too-large",
+    }
+)
+
+
+def pack_refused(reason: str) -> None:
+    """Count one refused pack under its reason code (``other`` outside the closed set)."""
+    code = reason.split(":", 1)[0].strip()
+    PACKS_REFUSED.labels(code if code in PACK_REFUSAL_REASONS else OTHER).inc()

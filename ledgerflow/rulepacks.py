@@ -2,6 +2,10 @@
 
 Sequence:
 1. Validate the pack (``load_rule_pack``): an invalid pack is refused, nothing is published.
+   Sign it — or take the detached signature the caller made with ``ledgerflow policy sign`` —
+   and verify the signature against the policy trust store: the agents would refuse a pack
+   that does not verify, so it is refused here first. Without a signature the dev policy
+   key (``<state dir>/policy/``, made by ``stack up``) signs, when there is one.
 2. Read ``policy.rules`` (small, one partition) to find the tenant's latest version.
 3. Publish ``RulePackPublished`` with version + 1, keyed by tenant, and wait for the ack.
 Two admins publishing for one tenant at the same instant could both pick the same
@@ -16,15 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from ledgerflow.auth.devkeys import DevKeys, existing_policy_keys
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, ValidationError
 from ledgerflow.kafka.logs import read_topic
+from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.policy import RulePack, load_rule_pack
+from ledgerflow.policy.signing import SignatureRefused, sign, verify
 from ledgerflow.topics import POLICY_RULES
 
 
@@ -35,6 +43,32 @@ class Published:
     constitution_hash: str
     event_id: str
     offset: int
+    signer_kid: str = ""
+
+
+def sign_with(keys: DevKeys, document: dict[str, Any], *, now: float | None = None) -> str:
+    """A detached signature of ``document`` (validated first) by the dev policy key ``keys``."""
+    pack = load_rule_pack(document)
+    private_key = load_pem_private_key(keys.private_key_pem, password=None)
+    moment = int(time.time() if now is None else now)
+    return sign(pack.document(), private_key=private_key, kid=keys.kid, alg=keys.alg, signed_at=moment)
+
+
+def signature_for(settings: Settings, document: dict[str, Any], signature: str | None) -> tuple[str, str]:
+    """Step 1's signature: the given one or the dev policy key's, verified; (signature, kid)."""
+    if signature is None:
+        keys = existing_policy_keys(settings.state_dir)
+        if keys is None:
+            raise ValidationError(
+                "unsigned: the pack has no signature and there is no dev policy key; sign it with "
+                "`ledgerflow policy sign` and pass the signature"
+            )
+        signature = sign_with(keys, document)
+    try:
+        signed = verify(signature, load_rule_pack(document).document(), PolicyTrust.of(settings).lookup)
+    except SignatureRefused as exc:
+        raise ValidationError(f"signature refused: {exc}") from None
+    return signature, signed.kid
 
 
 async def latest_version(settings: Settings, tenant: str) -> int:
@@ -58,8 +92,10 @@ async def publish_pack(
     *,
     producer_name: str,
     producer: AIOKafkaProducer | None = None,
+    signature: str | None = None,
 ) -> Published:
     pack: RulePack = load_rule_pack(document)  # Step 1.
+    signature, kid = signature_for(settings, document, signature)
     version = await latest_version(settings, pack.tenant) + 1  # Step 2.
     versioned = pack.with_version(version)
     event = new_event(
@@ -70,6 +106,7 @@ async def publish_pack(
             version=version,
             constitution_hash=versioned.constitution_hash,
             document=versioned.canonical_json().decode(),
+            signature=signature,
         ),
         producer=producer_name,
         occurred_at_micros=time.time_ns() // 1000,
@@ -87,4 +124,4 @@ async def publish_pack(
     finally:
         if own:
             await producer.stop()
-    return Published(pack.tenant, version, versioned.constitution_hash, event.event_id, meta.offset)
+    return Published(pack.tenant, version, versioned.constitution_hash, event.event_id, meta.offset, kid)

@@ -18,6 +18,7 @@ TRAINING_AUDIT = "training.audit"
 USAGE_WINDOWS = "usage.windows"
 MODELS_COMMANDS = "models.commands"
 MODELS_AUDIT = "models.audit"
+IDENTITY_AUDIT = "identity.audit"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -51,16 +52,16 @@ TOPICS: tuple[TopicSpec, ...] = (
         "producers, the edge",
         "Every turn of every conversation.",
     ),
-    # Compacted (latest pack per tenant wins), but only after a year: until then every
-    # version stays in the log, so any decision of the last year re-derives from its pack.
+    # Kept forever, never compacted: a decision names its pack (tenant, version, constitution
+    # hash) and decisions are kept forever, so every signed version must stay to re-derive them.
     TopicSpec(
         POLICY_RULES,
         1,
-        {"cleanup.policy": "compact", "min.compaction.lag.ms": str(365 * 24 * 3600 * 1000)},
+        _KEEP_FOREVER,
         "tenant id (* = the default pack)",
         frozenset({"RulePackPublished"}),
-        "admins via the edge or CLI",
-        "Rule packs (constitutions); compacted: the latest pack per tenant is kept.",
+        "admins via the edge or CLI (signed: docs/policy.md)",
+        "Signed rule packs (constitutions); every version is kept as long as the decisions naming it.",
     ),
     TopicSpec(
         POLICY_DECISIONS,
@@ -115,6 +116,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         frozenset({"ModelRegistered", "ModelEnabled", "ModelDisabled", "ModelRejected"}),
         "models agent only",
         "Outcome of every model-registry command: the registry's event log.",
+    ),
+    TopicSpec(
+        IDENTITY_AUDIT,
+        1,
+        _KEEP_FOREVER,
+        "chain id: issuer:<name> (keys, mints) or edge:<id> (refusal counts)",
+        frozenset({"SigningKeyChanged", "TokenMinted", "AuthRefusals"}),
+        "the dev issuer (stack up, keys rotate, token) and every edge",
+        "Identity audit trail, chained per key: key lifecycle, dev token mints, refused authentications.",
     ),
 )
 

@@ -72,7 +72,7 @@ from ledgerflow.contracts.payloads import DeadLetter, PolicyDecision
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import committed_offsets
 from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
-from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
+from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED, pack_refused
 from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 from ledgerflow.tracing import spans
@@ -157,8 +157,9 @@ class Ports:
         rules_sink = DeadLetterSink(app, NAME)
 
         async def refused(record: RefusedRecord) -> None:
-            """A ``policy.rules`` record reference data refused: dead-lettered with its reason."""
+            """A ``policy.rules`` record reference data refused: dead-lettered with its reason, counted."""
             await rules_sink.send_all([dead_letter_of(record, record.reason, NAME, POLICY_RULES)])
+            pack_refused(record.reason)
 
         return cls(
             heads=RedisChainHeads(settings, NAME),

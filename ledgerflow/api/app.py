@@ -3,6 +3,7 @@ Redis pool and the SSE hub; endpoints only read read models or publish records."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
+from ledgerflow.identity.edge import RefusalRecorder
 from ledgerflow.kafka.admin import SharedAdmin
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
@@ -122,6 +124,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
     verifier = TokenVerifier(
         JwksSource(settings.jwks_location), issuer=settings.issuer, audience=settings.audience
     )
+    refusals = RefusalRecorder(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -147,6 +150,8 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             )
             await producer.start()
             stack.push_async_callback(producer.stop)
+            recording = asyncio.create_task(refusals.run(producer), name="auth-refusals")
+            stack.push_async_callback(_stop_recording, recording, refusals)
             offsets = AIOKafkaConsumer(
                 bootstrap_servers=settings.kafka_bootstrap,
                 enable_auto_commit=False,
@@ -192,6 +197,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                     public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS | api_docs.PUBLIC_PATHS,
                     public_prefixes=(console.MOUNT + "/", schema_registry.MOUNT + "/"),
                     routes=table,
+                    on_refused=refusals.count,
                 ),
                 on_error=on_error,
             ),
@@ -200,6 +206,14 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+
+
+async def _stop_recording(task: asyncio.Task[None], refusals: RefusalRecorder) -> None:
+    """Stop the per-window task, then write the last (partial) window before the producer stops."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await refusals.flush()
 
 
 class RequestMetrics:

@@ -14,7 +14,7 @@ EventSource polyfill that sends headers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import anyio.to_thread
 from starlette.authentication import (
@@ -76,11 +76,13 @@ class JwtBackend(AuthenticationBackend):
         public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
         public_prefixes: Iterable[str] = (),
         routes: Sequence[BaseRoute] = (),
+        on_refused: Callable[[LedgerflowError, str | None], None] | None = None,
     ) -> None:
         self.verifier = verifier
         self.public_paths = frozenset(public_paths)
         self.public_prefixes = tuple(public_prefixes)
         self.routes = tuple(routes)
+        self.on_refused = on_refused  # the identity audit's per-window counts (identity/edge.py)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         path = _route_path(conn)
@@ -88,6 +90,7 @@ class JwtBackend(AuthenticationBackend):
             return None
         if self.routes and not any(route.matches(conn.scope)[0] != Match.NONE for route in self.routes):
             return None
+        token: str | None = None
         try:
             token = bearer_token(conn)
             if self.verifier.jwks.is_remote:
@@ -95,6 +98,8 @@ class JwtBackend(AuthenticationBackend):
             else:
                 principal = self.verifier.verify(token)
         except (AuthError, InfrastructureError) as exc:
+            if self.on_refused is not None:
+                self.on_refused(exc, token)
             raise AuthRefused(exc) from None
         return AuthCredentials(sorted(principal.roles)), PrincipalUser(principal)
 

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_any_role, requires_role
+from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import read_json
@@ -19,6 +20,7 @@ from ledgerflow.rulepacks import publish_pack
 
 ROLES = ("user", "assistant", "tool")
 EVALUATE_ROLES = (PRODUCER, ADMIN)
+SIGNATURE_HEADER = "Ledgerflow-Signature"
 """Who may ask for a dry run: those who write turns or rule packs (evaluation costs CPU
 on the edge; subscribers and auditors read decisions, they do not need to make them)."""
 
@@ -46,6 +48,7 @@ on the edge; subscribers and auditors read decisions, they do not need to make t
                 **spec.DECISION_FIELDS,
             ),
             "The decision",
+            spec.CONSTITUTION_HEADERS,
         ),
         **spec.problems(400, 413, *spec.AUTHED, 422),
     },
@@ -78,7 +81,9 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
     decision = evaluate(Turn("dry-run", principal.tenant, conversation_id, role, content), pack, training)
     result = decision.to_dict()
     result["rule_pack_version"] = result["rule_pack_version"] or 0
-    return JSONResponse({"conversation_id": conversation_id, "dry_run": True, **result})
+    return JSONResponse(
+        {"conversation_id": conversation_id, "dry_run": True, **result}, headers=header_of(pack)
+    )
 
 
 @spec.operation(
@@ -94,6 +99,16 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
         },
         "docs/policy.md; `version` is assigned on publish",
     ),
+    parameters=[
+        {
+            "name": SIGNATURE_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": spec.STR,
+            "description": "Detached JWS of the pack from `ledgerflow policy sign` (docs/policy.md); without "
+            "it the edge signs with the dev policy key when it has one, else the pack is refused (422)",
+        }
+    ],
     responses={
         "201": spec.json_response(
             spec.obj(
@@ -103,6 +118,7 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
                 constitution_hash=spec.STR,
                 event_id=spec.STR,
                 offset=spec.INT,
+                signer_kid=spec.STR,
             ),
             "Published",
         ),
@@ -123,7 +139,11 @@ async def put_rules(request: Request) -> JSONResponse:
     document.pop("version", None)  # versions are assigned at publish time
     try:
         published = await publish_pack(
-            ctx.settings, document, producer_name=f"edge:{principal.sub}", producer=ctx.producer
+            ctx.settings,
+            document,
+            producer_name=f"edge:{principal.sub}",
+            producer=ctx.producer,
+            signature=request.headers.get(SIGNATURE_HEADER),
         )
     except (ValidationError, AuthError):
         raise
@@ -136,6 +156,7 @@ async def put_rules(request: Request) -> JSONResponse:
             "constitution_hash": published.constitution_hash,
             "event_id": published.event_id,
             "offset": published.offset,
+            "signer_kid": published.signer_kid,
         },
         status_code=201,
     )

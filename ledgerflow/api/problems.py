@@ -7,6 +7,7 @@
 | ``ValidationError``                 | 422    |                                         |
 | ``LimitExceeded`` (api/limits.py)   | 413/429/431 | ``Retry-After`` on 429             |
 | ``InFlight`` (api/idempotency.py)   | 409    | ``Retry-After: 1``                      |
+| ``PreconditionFailed`` (constitution.py) | 412 | both hashes; ``Ledgerflow-Constitution`` |
 | ``AuthError``                       | 401/403| ``WWW-Authenticate: Bearer ...``        |
 | other ``DomainError``               | 409    |                                         |
 | ``InfrastructureError``             | 503    | ``Retry-After: 5``; detail not leaked   |
@@ -29,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from ledgerflow.api.constitution import PreconditionFailed, header_of
 from ledgerflow.api.idempotency import InFlight
 from ledgerflow.api.limits import LimitExceeded, check_content_length
 from ledgerflow.auth.exceptions import MissingCredentials
@@ -130,6 +132,16 @@ def problem_for(exc: BaseException) -> Response:
         return problem(exc.status, status_title(exc.status), str(exc), headers=retry, limit=exc.limit)
     if isinstance(exc, InFlight):
         return problem(409, status_title(409), str(exc), headers={"Retry-After": "1"})
+    if isinstance(exc, PreconditionFailed):
+        return problem(
+            412,
+            status_title(412),
+            str(exc),
+            headers=header_of(exc.in_force),
+            required=[f"sha256={h}" for h in exc.required],
+            in_force=f"sha256={exc.in_force.constitution_hash}",
+            in_force_version=exc.in_force.version or 0,
+        )
     if isinstance(exc, BadRequest):
         return problem(400, status_title(400), str(exc))
     if isinstance(exc, ValidationError):

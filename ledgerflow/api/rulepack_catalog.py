@@ -1,9 +1,11 @@
 """``GET /v1/policy/packs`` and ``GET /v1/policy/packs/{version}``: the tenant's published rule packs.
 
-Read from ``policy.rules`` (small: one record per publication, compacted with a lag that
-keeps every version), bounded by ``READ_DEADLINE_S``; a broker that does not answer in
-time is a 503 with ``Retry-After``. Another tenant's packs are never listed, and asking
-for one of their versions is a 404 like a missing one.
+Read from ``policy.rules`` (small: one record per publication, every version kept), bounded
+by ``READ_DEADLINE_S``; each version says who signed it (``signer_kid``) or why the agents
+refuse it (``refused``: the signature check of docs/policy.md, against the edge's trust
+store); a broker that does not answer in time is a 503 with ``Retry-After``. Another
+tenant's packs are never listed, and asking for one of their versions is a 404 like a
+missing one.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import rfc3339
-from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, obj, operation, problems
+from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, nullable, obj, operation, problems
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import RulePackPublished
-from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.errors import DecodeError, LedgerflowError, ValidationError
 from ledgerflow.kafka.logs import RawRecord, read_topic
+from ledgerflow.kafka.reference import admitted_pack
+from ledgerflow.policy.signing import KeyLookup, SignatureRefused
 from ledgerflow.topics import POLICY_RULES
 
 READ_DEADLINE_S = 5.0
@@ -42,6 +46,8 @@ class PackVersion:
     published_by: str
     published_at: int  # µs
     document: dict[str, Any]
+    signer_kid: str | None = None
+    refused: str | None = None  # the refusal's reason code when the agents do not admit it
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -50,12 +56,14 @@ class PackVersion:
             "published_by": self.published_by,
             "published_at": rfc3339(self.published_at),
             "rules": len(self.document.get("rules", [])),
+            "signer_kid": self.signer_kid,
+            "refused": self.refused,
         }
 
 
-def catalog(events: Iterable[Event], tenant: str) -> list[PackVersion]:
+def catalog(events: Iterable[Event], tenant: str, lookup: KeyLookup | None = None) -> list[PackVersion]:
     """``tenant``'s versions, newest first; a version published twice keeps its later record
-    (as the agents do)."""
+    (as the agents do). Each is checked as the agents check it (``lookup``: the trust store)."""
     found: dict[int, PackVersion] = {}
     for event in events:
         payload = event.payload
@@ -65,10 +73,27 @@ def catalog(events: Iterable[Event], tenant: str) -> list[PackVersion]:
             document = orjson.loads(payload.document)
         except orjson.JSONDecodeError:
             continue
+        signer, refused = admission(payload, lookup)
         found[payload.version] = PackVersion(
-            payload.version, payload.constitution_hash, event.producer, event.occurred_at, document
+            payload.version,
+            payload.constitution_hash,
+            event.producer,
+            event.occurred_at,
+            document,
+            signer,
+            refused,
         )
     return [found[v] for v in sorted(found, reverse=True)]
+
+
+def admission(payload: RulePackPublished, lookup: KeyLookup | None) -> tuple[str | None, str | None]:
+    """(signer kid, None) for a pack the agents admit, else (None, the refusal's reason code)."""
+    try:
+        return admitted_pack(payload, lookup).signer_kid, None
+    except SignatureRefused as exc:
+        return None, exc.code
+    except LedgerflowError:
+        return None, "invalid-rule-pack"
 
 
 async def read_policy_events(settings: Settings) -> list[Event]:
@@ -89,7 +114,7 @@ async def _catalog(request: Request) -> list[PackVersion]:
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
     events = await within_deadline(read_policy_events(ctx.settings), "kafka", READ_DEADLINE_S)
-    return catalog(events, principal.tenant)
+    return catalog(events, principal.tenant, ctx.reference.trust.lookup)
 
 
 SUMMARY = obj(
@@ -99,6 +124,8 @@ SUMMARY = obj(
     published_by=STR,
     published_at=TIME,
     rules=INT,
+    signer_kid=nullable("string"),
+    refused=nullable("string"),
 )
 
 

@@ -48,6 +48,8 @@ TITLES = {
     404: "Not found (another tenant's data is indistinguishable from missing)",
     409: "Refused by the domain (e.g. a training command rejected), or the same key still in flight",
     413: "The body is over the edge's size limit (`limit`: `body`)",
+    412: "The tenant's constitution in force is not the one `Ledgerflow-If-Constitution` required: "
+    "nothing was published; `required` and `in_force` name both hashes",
     422: "The request is well-formed but invalid; `detail` names the field",
     429: "Over a per-tenant limit (`limit`: rate, evaluate, sse); retry after `Retry-After`",
     503: "Kafka or Redis is unreachable, or the edge is shutting down; retry after `Retry-After`",
@@ -89,6 +91,15 @@ def obj(required: list[str], **properties: Schema) -> Schema:
     return {"type": "object", "required": required, "properties": properties}
 
 
+CONSTITUTION_HEADERS: Schema = {
+    "Ledgerflow-Constitution": {
+        "description": "The constitution (rule pack) in force: `sha256=<hash>; version=<n>; signer=<kid>` "
+        "(docs/policy.md#policy-headers)",
+        "schema": {"type": "string"},
+    }
+}
+
+
 def json_response(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
     out: Schema = {"description": description, "content": {"application/json": {"schema": schema}}}
     if headers:
@@ -107,6 +118,8 @@ def problems(*codes: int) -> dict[str, Schema]:
             response["headers"] = {
                 "Retry-After": {"description": "seconds to wait before retrying", "schema": STR}
             }
+        if code == 412:
+            response["headers"] = CONSTITUTION_HEADERS
         if code == 401:
             response["headers"] = {"WWW-Authenticate": {"description": "RFC 6750 challenge", "schema": STR}}
         out[str(code)] = response

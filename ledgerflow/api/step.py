@@ -3,6 +3,11 @@
 1. Validate everything before any dependency is touched: ids in the id grammar
    (contracts/ids.py; the conversation id ends up in ``Location``), ``content`` a string
    within the size limit, ``model`` a string, ``wait`` in range, the Idempotency-Key.
+   With a ``Ledgerflow-If-Constitution`` precondition (api/constitution.py), read
+   ``policy.rules`` up to its end and answer 412 — nothing published — when the tenant's
+   pack in force is not one the client named. Every answer carries
+   ``Ledgerflow-Constitution``: the decision's own constitution on 200, the pack in force
+   otherwise.
 2. Touch Redis first: resolve the read-model keys, and with an ``Idempotency-Key`` claim
    (tenant, token subject, key) with the request's fingerprint (api/idempotency.py): a
    retry reuses the first request's event id and position and publishes nothing new; the
@@ -30,6 +35,14 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api import idempotency, spec
 from ledgerflow.api.authentication import requires_role
+from ledgerflow.api.constitution import (
+    HEADER,
+    PRECONDITION,
+    check_precondition,
+    header_of,
+    header_value,
+    required_hashes,
+)
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.edge_checks import check_edge_event, edge_producer, refuse_client_producer
 from ledgerflow.api.events import publish
@@ -66,6 +79,14 @@ IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
             "schema": spec.STR,
             "description": "A retry with the same key publishes nothing new and answers the same turn",
         },
+        {
+            "name": "Ledgerflow-If-Constitution",
+            "in": "header",
+            "required": False,
+            "schema": spec.STR,
+            "description": "Precondition: `sha256=<constitution hash>` (comma-separated for several); "
+            "when the tenant's pack in force is another one the answer is 412 and nothing is published",
+        },
     ],
     requestBody=spec.body(
         spec.obj(
@@ -84,16 +105,18 @@ IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
                 decision_event_id=spec.nullable("string"),
                 conversation_id=spec.STR,
                 **spec.DECISION_FIELDS,
+                signer_kid=spec.nullable("string"),
                 consistency_token=spec.nullable("string"),
             ),
             "The decision",
+            spec.CONSTITUTION_HEADERS,
         ),
         "202": spec.json_response(
             spec.ref("Pending"),
             "No decision in time; it will appear in the read model",
-            {"Location": {"schema": spec.STR}},
+            {"Location": {"schema": spec.STR}, **spec.CONSTITUTION_HEADERS},
         ),
-        **spec.problems(400, 409, 413, *spec.AUTHED, 422),
+        **spec.problems(400, 409, 412, 413, *spec.AUTHED, 422),
     },
 )
 async def step(request: Request) -> JSONResponse:
@@ -116,6 +139,11 @@ async def step(request: Request) -> JSONResponse:
     if raw_key is not None:
         idempotency.check_idempotency_key(raw_key)
     tenant = principal.tenant
+    required = required_hashes(request.headers.get(PRECONDITION))
+    if required:
+        await bounded(ctx.reference.sync(), "Kafka policy.rules read")
+    in_force = ctx.reference.pack_for(tenant)
+    check_precondition(required, in_force)
     event = check_edge_event(
         new_event(
             "MessageSubmitted",
@@ -172,9 +200,14 @@ async def step(request: Request) -> JSONResponse:
                 "consistency_token": token,
             },
             status_code=202,
-            headers={"Location": location},
+            headers={"Location": location, **header_of(in_force)},
         )
-    return JSONResponse(_shape(decision_found, event_id, conversation_id, token))
+    governed = header_value(
+        decision_found["constitution_hash"],
+        decision_found["rule_pack_version"],
+        decision_found.get("signer_kid"),
+    )
+    return JSONResponse(_shape(decision_found, event_id, conversation_id, token), headers={HEADER: governed})
 
 
 def _with_event_id(event: Event, event_id: str) -> Event:
@@ -270,5 +303,6 @@ def _shape(
         "constitution_hash": decision["constitution_hash"],
         "training_version": decision["training_version"],
         "redactions": [list(r) for r in decision["redactions"]],
+        "signer_kid": decision.get("signer_kid"),
         "consistency_token": token,
     }

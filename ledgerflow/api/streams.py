@@ -33,9 +33,19 @@ from starlette.types import Receive, Scope, Send
 
 from ledgerflow.api import cursors, sse
 from ledgerflow.api.authentication import requires_role
+from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import Frame, Subscriber
-from ledgerflow.api.spec import AUTHED, STR, TENANT_PARAM, Handler, operation, problems, query
+from ledgerflow.api.spec import (
+    AUTHED,
+    CONSTITUTION_HEADERS,
+    STR,
+    TENANT_PARAM,
+    Handler,
+    operation,
+    problems,
+    query,
+)
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.metrics import SSE_DROPPED, SSE_FRAMES, SSE_SUBSCRIBERS
@@ -50,8 +60,15 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
-        super().__init__(content, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        on_close: Callable[[], None],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            content, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})}
+        )
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,8 +106,10 @@ def _event_stream(
                 "description": "A Server-Sent Events stream (docs/sse.md): data frames carry `id:` "
                 "cursors; "
                 "control frames (heartbeat, reset, overflow, reauth, expired, shutdown, "
-                "unavailable) carry none.",
+                "unavailable) carry none. Each decision frame names the constitution that governed it "
+                "(`payload.constitution_hash`, `rule_pack_version`, `signer_kid`).",
                 "content": {"text/event-stream": {"schema": STR}},
+                "headers": CONSTITUTION_HEADERS,
             },
             **problems(*AUTHED, 422),
         },
@@ -167,7 +186,9 @@ async def _open(
             SSE_SUBSCRIBERS.dec()
 
     position = dict(resume.seen) if resume.seen is not None else hub.live_positions(keys)
-    return EventStreamResponse(_frames(ctx, sub, gaps, position, resume, expires_at), close)
+    # The pack in force when the stream opened (each decision frame names its own in its payload).
+    constitution = header_of(ctx.reference.pack_for(tenant))
+    return EventStreamResponse(_frames(ctx, sub, gaps, position, resume, expires_at), close, constitution)
 
 
 async def _frames(

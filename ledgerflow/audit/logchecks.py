@@ -2,10 +2,11 @@
 
 1. Fix the horizon: end offsets of the derived topics first, then of their inputs, so
    every decision below the horizon has its input below it too.
-2. Read ``policy.rules``: every rule pack ever published, by (tenant, version).
+2. Read ``policy.rules``: every rule pack ever published, by (tenant, version), each verified
+   against the policy trust store as the agents verify it (``audit/packs.py``).
 3. Read ``training.audit``: verify its chains, fold it, check every transition; the same for
    ``models.audit`` (``audit/models.py``), keeping every registry version for step 6.
-4. Read ``usage.windows``: verify its chains.
+4. Read ``usage.windows`` and ``identity.audit``: verify their chains.
 5. Read the dead letters of ``conversation.events`` and ``training.commands``: inputs the
    agents gave up on, with the reason, are accounted for (and counted), not missing.
 6. For each partition *p*: read ``conversation.events`` *p* (the turns, decoded as the
@@ -32,6 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
 from ledgerflow.audit.models import ModelsCheck
+from ledgerflow.audit.packs import PackSignatures
 from ledgerflow.audit.progress import Progress
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.sources import Horizon, LogReader
@@ -45,11 +47,14 @@ from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.logs import RawRecord
+from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
 from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.policy.signing import KeyLookup
 from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    IDENTITY_AUDIT,
     INPUT_HEADER,
     MODELS_AUDIT,
     POLICY_DECISIONS,
@@ -90,6 +95,7 @@ async def audit_logs(
             CONVERSATION_EVENTS,
             TRAINING_COMMANDS,
             MODELS_AUDIT,
+            IDENTITY_AUDIT,
         )
     }
     async with LogReader(settings) as reader:
@@ -99,17 +105,26 @@ async def audit_logs(
                 report.notes.append(f"topic {topic} does not exist: nothing of {base} was checked")
         bar = progress("replaying logs", sum(sum(ends) for ends in horizon.values()))
         run = _Run(reader, horizon, report, bar, names, overdue_before_ms)
+        run.lookup = PolicyTrust.of(settings).lookup
         book = await run.packs()  # Step 2.
         training = await run.training()  # Step 3.
         models = await run.models()
         await run.chained_only(USAGE_WINDOWS)  # Step 4.
+        await run.chained_only(IDENTITY_AUDIT)
         await run.dead_letters(settings)  # Step 5.
         await run.decisions(book, training, models)  # Step 6.
         await run.commands()  # Step 7.
         for finding in run.chains.finish():
             report.add(finding)
         bar.finish()
-    report.checks += ["hash chains", "decisions", "training transitions", "model registry", "completeness"]
+    report.checks += [
+        "hash chains",
+        "decisions",
+        "pack signatures",
+        "training transitions",
+        "model registry",
+        "completeness",
+    ]
 
 
 class _Run:
@@ -129,6 +144,9 @@ class _Run:
         self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
         self.answered_commands: set[str] = set()  # command ids with an outcome in training.audit
         self.usage = UsageCheck(window_config_from(os.environ))
+        self.lookup: KeyLookup | None = None
+        self.signatures = PackSignatures()
+        self.history: dict[tuple[str, int], RulePack] = {}
 
     async def records(self, base: str, partition: int) -> AsyncIterator[tuple[RawRecord, Event]]:
         """One partition's decodable records; undecodable ones on agent topics become findings.
@@ -147,7 +165,7 @@ class _Run:
                     event = codec.decode(raw.value, allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
                 self.report.count(f"{base} undecodable")
-                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS):
+                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, IDENTITY_AUDIT):
                     self.report.add(_undecodable(raw, exc.reason))
                 continue
             if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):
@@ -162,9 +180,12 @@ class _Run:
         packs: dict[str, RulePack] = {}
         training: dict[str, TrainingState] = {}
         for p in self.partitions(POLICY_RULES):
-            async for _, event in self.records(POLICY_RULES, p):
-                apply_reference_event(event, packs, history, training)
+            async for raw, event in self.records(POLICY_RULES, p):
+                refusal = apply_reference_event(event, packs, history, training, self.lookup)
+                self.signatures.feed(_at(raw), event, refusal)
         self.report.count("rule packs", len(history))
+        self.signatures.report(self.report)
+        self.history = history
         return PackBook(history, builtin_default_pack())
 
     async def training(self) -> TrainingCheck | None:
@@ -232,6 +253,7 @@ class _Run:
             if p in self.partitions(POLICY_DECISIONS):
                 async for raw, event in self.records(POLICY_DECISIONS, p):
                     at = _at(raw)
+                    self.report.add(self.signatures.decision(at, event, self.history))
                     self.report.extend(check.feed(at, event, raw.value or b"", input_offset_of(raw.headers)))
                     self.report.add(self.chains.feed(at, event, verified=check.rederived))
             self.report.extend(check.finish())

@@ -11,6 +11,12 @@ The ``kid`` is the RFC 7638 thumbprint of the public key. A retired key stays in
 keep working for the grace period; after it the key leaves the JWKS (at the next
 write) and ``prune`` deletes its private key.
 
+Rule-pack publisher keys (``purpose="policy"``) live the same way under
+``<state dir>/policy/``, with one difference: a retired policy key stays in that JWKS for
+good, with its validity window as ``nbf``/``exp`` (seconds), because packs it signed while
+it was valid must keep verifying for as long as decisions name them; only its private key
+is deleted once the grace period has passed.
+
 These keys are for development and tests. In production the edge only reads a JWKS
 (file or URL) published by the real identity provider.
 """
@@ -38,6 +44,8 @@ JWKS_FILENAME = "jwks.json"
 KEYS_DIRNAME = "keys"
 _METADATA = "keys.json"
 _LOCK = ".lock"
+PURPOSES = ("token", "policy")
+POLICY_DIRNAME = "policy"
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -53,7 +61,52 @@ class DevKeys:
     state_dir: Path
 
 
-def ensure_dev_keys(state_dir: Path, *, alg: str | None = None, now: float | None = None) -> DevKeys:
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """Public facts about one key of a state directory (what the identity audit records)."""
+
+    kid: str
+    alg: str
+    created_at: float
+    retire_after: float | None
+    active: bool
+    jwk: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+def key_home(state_dir: Path, purpose: str = "token") -> Path:
+    """Where the keys of ``purpose`` live: the state directory (tokens) or its ``policy/``."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown key purpose {purpose!r}; use one of {', '.join(PURPOSES)}")
+    return state_dir / POLICY_DIRNAME if purpose == "policy" else state_dir
+
+
+def ensure_policy_keys(state_dir: Path, *, now: float | None = None) -> DevKeys:
+    """The active dev rule-pack publisher key (EdDSA), created if there is none."""
+    return ensure_dev_keys(key_home(state_dir, "policy"), now=now, keep_retired=True)
+
+
+def existing_policy_keys(state_dir: Path) -> DevKeys | None:
+    """The active dev policy key if ``stack up`` (or a rotation) created one, else None."""
+    home = key_home(state_dir, "policy")
+    if not (_keys_dir(home) / _METADATA).exists():
+        return None
+    return ensure_policy_keys(state_dir)
+
+
+def key_entries(state_dir: Path) -> list[KeyEntry]:
+    """Every key the metadata of ``state_dir`` (a ``key_home``) knows, oldest first."""
+    with _locked(state_dir):
+        meta = _read_metadata(state_dir)
+    entries = [
+        KeyEntry(kid, e["alg"], e["created_at"], e["retire_after"], kid == meta["active"], dict(e["jwk"]))
+        for kid, e in meta["keys"].items()
+    ]
+    return sorted(entries, key=lambda e: (e.created_at, e.kid))
+
+
+def ensure_dev_keys(
+    state_dir: Path, *, alg: str | None = None, now: float | None = None, keep_retired: bool = False
+) -> DevKeys:
     """Return the active dev key, creating one (``alg``, default EdDSA) if there is none.
 
     Idempotent: an existing active key is returned whatever ``alg`` says (use
@@ -68,6 +121,7 @@ def ensure_dev_keys(state_dir: Path, *, alg: str | None = None, now: float | Non
         if meta["active"] is None:
             kid = _new_key(state_dir, meta, alg or DEFAULT_ALGORITHM, moment)
             meta["active"] = kid
+            meta["keep_retired"] = keep_retired
             _write_metadata(state_dir, meta)
         _write_jwks(state_dir, meta, moment)
         return _active(state_dir, meta)
@@ -212,18 +266,29 @@ def _drop_expired(state_dir: Path, meta: dict[str, Any], now: float) -> list[str
     live = set(_live(meta, now))
     removed = sorted(kid for kid in meta["keys"] if kid not in live and kid != meta["active"])
     for kid in removed:
-        del meta["keys"][kid]
+        if not meta.get("keep_retired"):  # a retired policy key stays public (module docstring)
+            del meta["keys"][kid]
         (_keys_dir(state_dir) / f"key-{kid}.pem").unlink(missing_ok=True)
     return removed
 
 
+def _published_jwk(entry: dict[str, Any], keep_retired: bool) -> dict[str, Any]:
+    if not keep_retired:
+        return dict(entry["jwk"])
+    window = {"nbf": int(entry["created_at"])}
+    if entry["retire_after"] is not None:
+        window["exp"] = int(entry["retire_after"])
+    return {**entry["jwk"], **window}
+
+
 def _write_jwks(state_dir: Path, meta: dict[str, Any], now: float) -> None:
     # The active key first: JWKS consumers that pick "the first key" pick the signer.
-    kids = _live(meta, now)
+    keep_retired = bool(meta.get("keep_retired"))
+    kids = sorted(meta["keys"]) if keep_retired else _live(meta, now)
     if meta["active"] in kids:
         kids.remove(meta["active"])
         kids.insert(0, meta["active"])
-    jwks = {"keys": [meta["keys"][kid]["jwk"] for kid in kids]}
+    jwks = {"keys": [_published_jwk(meta["keys"][kid], keep_retired) for kid in kids]}
     data = orjson.dumps(jwks, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     path = state_dir / JWKS_FILENAME
     try:

@@ -39,6 +39,8 @@ MAX_MODEL_CHARS = 256
 MAX_LANGUAGE_CHARS = 64
 """Longest language tag (BCP 47 tags are at most 35 characters in practice)."""
 ANY_TENANT = "*"
+ANY_TENANT_TYPES = frozenset({"RulePackPublished", "SigningKeyChanged", "AuthRefusals"})
+"""Types whose envelope tenant may be ``*``: the default pack, and identity records of no one tenant."""
 """The tenant/subject of the default rule pack: the one value outside the id grammar."""
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -267,7 +269,7 @@ def validate_envelope(event: Event) -> None:
         value = getattr(event, name)
         if isinstance(value, str) and not value.strip():
             raise ValidationError(f"{name}: must not be empty")
-        if not (value == ANY_TENANT and event.type == "RulePackPublished"):
+        if not (value == ANY_TENANT and event.type in ANY_TENANT_TYPES):
             check_id(name, value)
     producer = event.producer
     if not isinstance(producer, str) or not producer.strip():

@@ -82,6 +82,7 @@ class PolicyDecision(_Payload):
     training_version: int
     training_enabled: bool
     redactions: tuple[Redaction, ...] = ()
+    signer_kid: str | None = None  # v2: the key that signed the pack used
     models_version: int | None = None  # v2: the model registry a model rule was evaluated against
 
     def to_record(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class RulePackPublished(_Payload):
     version: int
     constitution_hash: str
     document: str
+    signature: str | None = None  # v2: detached JWS by a publisher key (policy/signing.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +229,74 @@ class ModelRejected(_ModelOutcome):
     rejected_reason: str
 
 
+KeyAction = Literal["created", "rotated", "retired"]
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyChanged(_Payload):
+    """identity.audit: a signing key was created, rotated in or retired."""
+
+    TYPE: ClassVar[str] = "SigningKeyChanged"
+    action: KeyAction
+    purpose: str
+    kid: str
+    alg: str
+    thumbprint: str
+    not_before: int
+    not_after: int | None = None
+    previous_kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMinted(_Payload):
+    """identity.audit: the dev issuer minted a token (its claims, never the token)."""
+
+    TYPE: ClassVar[str] = "TokenMinted"
+    jti: str
+    sub: str
+    roles: tuple[str, ...]
+    kid: str
+    issued_at: int
+    expires_at: int
+
+    def to_record(self) -> dict[str, Any]:
+        record = _Payload.to_record(self)
+        record["roles"] = list(self.roles)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TokenMinted:
+        return cls(**{**record, "roles": tuple(record["roles"])})
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalCount:
+    reason: str
+    tenant: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRefusals(_Payload):
+    """identity.audit: one edge's refused authentications in one window."""
+
+    TYPE: ClassVar[str] = "AuthRefusals"
+    edge: str
+    window_start: int
+    window_seconds: int
+    counts: tuple[RefusalCount, ...]
+
+    def to_record(self) -> dict[str, Any]:
+        record = _Payload.to_record(self)
+        record["counts"] = [{"reason": c.reason, "tenant": c.tenant, "count": c.count} for c in self.counts]
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> AuthRefusals:
+        counts = tuple(RefusalCount(c["reason"], c["tenant"], c["count"]) for c in record["counts"])
+        return cls(**{**record, "counts": counts})
+
+
 Payload = (
     ConversationStarted
     | MessageSubmitted
@@ -246,6 +316,9 @@ Payload = (
     | ModelEnabled
     | ModelDisabled
     | ModelRejected
+    | SigningKeyChanged
+    | TokenMinted
+    | AuthRefusals
 )
 
 PAYLOAD_TYPES: dict[str, type[Any]] = {
@@ -269,6 +342,9 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         ModelEnabled,
         ModelDisabled,
         ModelRejected,
+        SigningKeyChanged,
+        TokenMinted,
+        AuthRefusals,
     )
 }
 

@@ -7,10 +7,13 @@ everything that was in the log when it was called: a pack acknowledged by Kafka 
 batch starts is the pack that batch uses.
 
 A ``policy.rules`` record that cannot be used (it does not decode, its key is not its
-tenant, it is too large, or its document is not a valid pack) is refused: the pack in
-force stays, and, when the reader was given an ``on_refused`` handler (the worker's policy
-agent passes one that dead-letters), the handler is awaited — retried with backoff until
-it succeeds — before the reader moves past the record, so no refusal goes unrecorded.
+tenant, it is too large, its document is not a valid pack, or its signature is missing or
+does not verify against the policy trust store — ``policy/signing.py``) is refused: the
+pack in force stays, and, when the reader was given an ``on_refused`` handler (the
+worker's policy agent passes one that dead-letters it and counts it in
+``ledgerflow_policy_packs_refused_total{reason}``), the handler is awaited — retried with
+backoff until it succeeds — before the reader moves past the record, so no refusal goes
+unrecorded.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from ledgerflow.contracts.payloads import (
 from ledgerflow.errors import DecodeError, LedgerflowError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
+from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
 from ledgerflow.policy import ModelCatalog, RulePack, TrainingState, parse_rule_pack
+from ledgerflow.policy.signing import HASH_MISMATCH, KeyLookup, SignatureRefused, verify
 from ledgerflow.topics import MODELS_AUDIT, POLICY_RULES, TRAINING_AUDIT
 
 log = logging.getLogger(__name__)
@@ -74,9 +79,12 @@ def builtin_default_pack() -> RulePack:
 
 
 class ReferenceData:
-    def __init__(self, settings: Settings, on_refused: RefusalHandler | None = None) -> None:
+    def __init__(
+        self, settings: Settings, on_refused: RefusalHandler | None = None, trust: PolicyTrust | None = None
+    ) -> None:
         self._settings = settings
         self._on_refused = on_refused
+        self._trust = trust or PolicyTrust.of(settings)
         self._topics = [
             settings.topic(POLICY_RULES),
             settings.topic(TRAINING_AUDIT),
@@ -92,6 +100,10 @@ class ReferenceData:
         self._catalogs: dict[str, ModelCatalog] = {}
         self._position: dict[TopicPartition, int] = {}
         self.outcomes: OrderedDict[str, Event] = OrderedDict()  # training command id -> audit record
+
+    @property
+    def trust(self) -> PolicyTrust:
+        return self._trust
 
     def pack_for(self, tenant: str) -> RulePack:
         return self.packs.get(tenant) or self.packs[DEFAULT_TENANT]
@@ -188,7 +200,9 @@ class ReferenceData:
             return exc.reason if base == POLICY_RULES else None
         if base == MODELS_AUDIT:
             self._apply_model_event(event)
-        refused = apply_reference_event(event, self.packs, self.pack_history, self.training)
+        refused = apply_reference_event(
+            event, self.packs, self.pack_history, self.training, self._trust.lookup
+        )
         command_id = getattr(event.payload, "command_id", None)
         if base != POLICY_RULES and command_id:
             self.outcomes[command_id] = event
@@ -220,16 +234,21 @@ def apply_reference_event(
     packs: dict[str, RulePack],
     history: dict[tuple[str, int], RulePack],
     training: dict[str, TrainingState],
+    lookup: KeyLookup | None,
 ) -> str | None:
     """Fold one record of ``policy.rules`` or ``training.audit`` into the reference maps;
-    the reason a rule pack was refused (it stays out of the maps), else None."""
+    the reason a rule pack was refused (it stays out of the maps), else None. A pack is
+    admitted only with a valid signature by a key ``lookup`` trusts (None: no trust store)."""
     payload = event.payload
     if isinstance(payload, RulePackPublished):
         try:
-            pack = parse_rule_pack(payload.document).with_version(payload.version)
+            pack = admitted_pack(payload, lookup)
         except LedgerflowError as exc:
             log.error("rule pack %s v%s is invalid and ignored: %s", event.subject, payload.version, exc)
             return f"invalid-rule-pack: {exc}"
+        except SignatureRefused as exc:
+            log.error("rule pack %s v%s is refused: %s", event.subject, payload.version, exc)
+            return str(exc)
         history[(event.subject, payload.version)] = pack
         current = packs.get(event.subject)
         if current is None or (current.version or 0) <= payload.version:
@@ -239,3 +258,17 @@ def apply_reference_event(
     elif isinstance(payload, (TrainingDisabled, TrainingExpired)):
         training[event.tenant] = TrainingState(enabled=False, version=payload.version)
     return None
+
+
+def admitted_pack(payload: RulePackPublished, lookup: KeyLookup | None) -> RulePack:
+    """The pack of a ``RulePackPublished`` record, with its verified signer; raises
+    ``LedgerflowError`` (invalid pack) or ``SignatureRefused`` (why it must not be trusted)."""
+    pack = parse_rule_pack(payload.document).with_version(payload.version)
+    if payload.constitution_hash != pack.constitution_hash:
+        raise SignatureRefused(
+            HASH_MISMATCH,
+            f"the record says constitution {payload.constitution_hash[:80]!r}, its document hashes to "
+            f"{pack.constitution_hash}",
+        )
+    signed = verify(payload.signature, pack.document(), lookup)
+    return pack.signed_by(signed.kid)

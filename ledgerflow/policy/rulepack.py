@@ -15,7 +15,7 @@ import copy
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import rfc8785
@@ -78,6 +78,8 @@ class RulePack:
     """True when some rule matches on case-folded text (keywords, pattern_casefold)."""
     needs_models: bool = False
     """True when some rule reads the model registry (``model_unavailable``)."""
+    signer_kid: str | None = None
+    """Key id of the publisher key whose signature admitted the pack (None: built in or unsigned)."""
 
     def canonical_json(self) -> bytes:
         """RFC 8785 canonical JSON of the whole pack, ``version`` included when set."""
@@ -94,7 +96,11 @@ class RulePack:
             raise ValidationError(f"rule pack version must be an integer >= 1, got {version!r}")
         doc = self.document()
         doc["version"] = version
-        return _build(doc, self.rules)
+        return replace(_build(doc, self.rules), signer_kid=self.signer_kid)
+
+    def signed_by(self, kid: str) -> RulePack:
+        """The same pack, admitted by a signature of key ``kid``."""
+        return replace(self, signer_kid=kid)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RulePack):

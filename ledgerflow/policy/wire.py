@@ -51,7 +51,9 @@ def turn_of(event: Event) -> Turn | None:
     return Turn(event.event_id, event.tenant, event.subject, payload.role, payload.content, payload.model)
 
 
-def decision_payload(event: Event, value_hash: str, decision: Decision) -> PolicyDecision:
+def decision_payload(
+    event: Event, value_hash: str, decision: Decision, signer_kid: str | None = None
+) -> PolicyDecision:
     return PolicyDecision(
         input_event_id=event.event_id,
         input_hash=value_hash,
@@ -64,6 +66,7 @@ def decision_payload(event: Event, value_hash: str, decision: Decision) -> Polic
         training_version=decision.training_version,
         training_enabled=decision.training_enabled,
         redactions=tuple(Redaction(s, e) for s, e in decision.redactions),
+        signer_kid=signer_kid,
         models_version=decision.models_version,
     )
 
@@ -84,7 +87,9 @@ def decide(
     turn = turn_of(event)
     if turn is None:
         return None
-    payload = decision_payload(event, input_hash(value), evaluate(turn, pack, training, models=models))
+    payload = decision_payload(
+        event, input_hash(value), evaluate(turn, pack, training, models=models), pack.signer_kid
+    )
     record = new_event(
         "PolicyDecision",
         tenant=event.tenant,
@@ -95,7 +100,7 @@ def decide(
         event_id=derived_event_id("PolicyDecision", event.event_id),
         trace_id=event.trace_id,
     )
-    if payload.models_version is None:
+    if payload.models_version is None and payload.signer_kid is None:
         record = dataclasses.replace(record, schema_version=DECISION_V1)
     return chain(record, head)
 

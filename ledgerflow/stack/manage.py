@@ -4,7 +4,9 @@
 1. Start Redis (unless ``LEDGERFLOW_REDIS_URL`` points at one that runs) and PING it.
 2. Start Kafka (unless ``LEDGERFLOW_KAFKA_BOOTSTRAP`` points at one that runs).
 3. Create the topics, then prove a real produce/consume round trip.
-4. Create the dev signing key and JWKS (when the edge uses the local JWKS file).
+4. Create the dev signing key and JWKS (when the edge uses the local JWKS file), and the dev
+   rule-pack publisher key (when the policy trust store is the dev one); a key created is
+   recorded on ``identity.audit``.
 """
 
 from __future__ import annotations
@@ -57,10 +59,9 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> dict[str, obje
         say(f"kafka: created {len(created)} topics")
     rtt = asyncio.run(round_trip(settings))
     say(f"kafka: produce/consume round trip ok in {rtt * 1000:.0f} ms")
-    if not settings.jwks:  # Step 4.
-        from ledgerflow.auth.devkeys import ensure_dev_keys
+    from ledgerflow.identity.cli import ensure_recorded  # Step 4 (recorded on identity.audit)
 
-        ensure_dev_keys(settings.state_dir)
+    ensure_recorded(settings)
     say(f"stack up in {time.monotonic() - began:.1f} s")
     return status(settings)
 

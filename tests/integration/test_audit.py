@@ -80,6 +80,7 @@ def test_audit_of_untouched_traffic_is_clean_and_writes_a_json_report(
     assert report["checks"] == [
         "hash chains",
         "decisions",
+        "pack signatures",
         "training transitions",
         "model registry",
         "completeness",

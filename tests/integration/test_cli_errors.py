@@ -164,7 +164,7 @@ def test_unknown_worker_agent_is_a_usage_error_before_any_connection(
     ran = run_cli(settings, "worker", "--agents", "policy,nope", "--kafka", nothing_listens)
     assert ran.code == USAGE  # not 1 for the missing broker: the flag is checked first
     assert ran.one_line() == (
-        "ledgerflow: --agents: unknown nope; choose from policy, projector, training, usage or 'all'"
+        "ledgerflow: --agents: unknown nope; choose from policy, projector, training, usage, models or 'all'"
     )
 
 

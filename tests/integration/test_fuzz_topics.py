@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
 
+import pytest
 from hypothesis import given, seed
 from hypothesis import strategies as st
 
+from ledgerflow.auth.devkeys import DevKeys, ensure_policy_keys
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import MAX_CONTENT_BYTES, new_event
@@ -52,6 +54,7 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.limits import MAX_INPUT_RECORD_BYTES
 from ledgerflow.policy import load_rule_pack
+from ledgerflow.rulepacks import sign_with
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     POLICY_DECISIONS,
@@ -169,14 +172,24 @@ def pack_document(tenant: str, note: str) -> dict[str, Any]:
     return doc
 
 
+PACK_SIGNER: dict[str, DevKeys] = {}
+
+
+@pytest.fixture(autouse=True)
+def _pack_signer(stack: Settings) -> None:
+    """Good packs are signed by the stack's dev policy key, as ``policy publish`` signs them."""
+    PACK_SIGNER["keys"] = ensure_policy_keys(stack.state_dir)
+
+
 def good_pack(tenant: str, version: int) -> Planned:
     pack = load_rule_pack(pack_document(tenant, str(version))).with_version(version)
+    signature = sign_with(PACK_SIGNER["keys"], pack.document())
     event = new_event(
         "RulePackPublished",
         tenant=tenant,
         subject=tenant,
         producer="fuzz",
-        payload=RulePackPublished(version, pack.constitution_hash, pack.canonical_json().decode()),
+        payload=RulePackPublished(version, pack.constitution_hash, pack.canonical_json().decode(), signature),
         occurred_at_micros=now_micros(),
     )
     return Planned(

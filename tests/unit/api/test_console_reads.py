@@ -225,3 +225,38 @@ def test_a_route_without_an_operation_fails_the_build() -> None:
         build([Route("/nowhere", bare)])
     described = operation("getNowhere", summary="x", responses={})(bare)
     assert build([Route("/nowhere", described)])["paths"]["/nowhere"]["get"]["operationId"] == "getNowhere"
+
+
+def test_catalog_marks_what_the_agents_refuse_and_who_signed_the_rest(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from ledgerflow.auth.devkeys import ensure_policy_keys
+    from ledgerflow.kafka.policy_trust import PolicyTrust
+    from ledgerflow.kafka.reference import builtin_default_pack
+    from ledgerflow.policy import load_rule_pack
+    from ledgerflow.rulepacks import sign_with
+
+    state = Path(str(tmp_path))
+    keys = ensure_policy_keys(state)
+    doc = {**builtin_default_pack().document(), "tenant": "acme"}
+    doc.pop("version", None)
+    pack = load_rule_pack(doc)
+
+    def published(version: int, signature: str | None) -> object:
+        canonical = pack.with_version(version).canonical_json().decode()
+        return new_event(
+            "RulePackPublished",
+            tenant="acme",
+            subject="acme",
+            payload=RulePackPublished(version, pack.constitution_hash, canonical, signature),
+            producer="edge:ana",
+            occurred_at_micros=T0,
+        )
+
+    events = [published(1, sign_with(keys, doc)), published(2, None), _pack("acme", 3, "empty", T0)]
+    trust = PolicyTrust(str(state / "policy" / "jwks.json"))
+    got = {
+        p.version: (p.summary()["signer_kid"], p.summary()["refused"])
+        for p in catalog(events, "acme", trust.lookup)
+    }  # type: ignore[arg-type]
+    assert got == {1: (keys.kid, None), 2: (None, "unsigned"), 3: (None, "invalid-rule-pack")}

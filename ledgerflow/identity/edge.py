@@ -1,0 +1,83 @@
+"""An edge's refused authentications on ``identity.audit``: one ``AuthRefusals`` record per window.
+
+The authentication backend calls ``count`` for every refusal (no I/O: a counter); a task
+started in the edge's lifespan writes the window's record at each window boundary
+(``LEDGERFLOW_AUTH_REFUSALS_WINDOW_S``, default 60 s) and once more at shutdown. Records
+are linked when their window closes and queued; one Kafka did not acknowledge stays at the
+head of the queue and is sent again first, so the chain never skips or forks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import time
+from typing import Any
+
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.events import ANY_TENANT, Event
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.identity.records import EDGE_CHAIN_PREFIX
+from ledgerflow.identity.refusals import RefusalWindow, claimed_tenant, reason_of
+from ledgerflow.identity.trail import ChainWriter
+from ledgerflow.topics import IDENTITY_AUDIT
+
+log = logging.getLogger(__name__)
+
+WINDOW_ENV = "LEDGERFLOW_AUTH_REFUSALS_WINDOW_S"
+DEFAULT_WINDOW_S = 60
+
+
+def edge_chain_id() -> str:
+    """``edge:<host>:<pid>:<start>``, in the id grammar (a restarted edge starts a new chain)."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:60] or "host"
+    return f"{EDGE_CHAIN_PREFIX}{host}:{os.getpid()}:{int(time.time())}"
+
+
+class RefusalRecorder:
+    def __init__(self, settings: Settings, window_s: int | None = None) -> None:
+        self.settings = settings
+        self.window_s = window_s or int(os.environ.get(WINDOW_ENV, "") or DEFAULT_WINDOW_S)
+        self.writer = ChainWriter(edge_chain_id())
+        self.window = RefusalWindow()
+        self.window_start = self._boundary(time.time())
+        self.queue: list[Event] = []
+        self.producer: Any = None
+
+    def count(self, exc: LedgerflowError, token: str | None) -> None:
+        self.window.add(reason_of(exc), claimed_tenant(token))
+
+    async def run(self, producer: Any) -> None:
+        """Until cancelled: write each window's record at its end."""
+        self.producer = producer
+        while True:
+            await asyncio.sleep(max(0.0, self.window_start + self.window_s - time.time()))
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Close the current window and write its record (and any unsent one before it)."""
+        record = self.window.drain(self.writer.chain_id, self.window_start * 1_000_000, self.window_s)
+        self.window_start = self._boundary(time.time())
+        if record is not None:
+            linked = self.writer.link(ANY_TENANT, record, time.time_ns() // 1000)
+            self.writer.advance(linked)  # queued records are sent strictly in order
+            self.queue.append(linked)
+        topic = self.settings.topic(IDENTITY_AUDIT)
+        while self.queue and self.producer is not None:
+            try:
+                await self.producer.send_and_wait(
+                    topic, codec.encode(self.queue[0]), key=self.writer.chain_id.encode()
+                )
+            except Exception as exc:  # Kafka down: sent again at the next window
+                log.warning(
+                    "identity.audit: writing refused-authentication counts failed (%r); retrying", exc
+                )
+                return
+            self.queue.pop(0)
+
+    def _boundary(self, now: float) -> int:
+        return int(now // self.window_s * self.window_s)
