@@ -45,7 +45,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.stack import manage
 
     if args.action == "up":
-        info = manage.up(settings, say=_err)
+        info = manage.up(settings, say=_err, brokers=args.brokers, partitions=args.partitions)
         print(json.dumps(info, indent=2) if args.json else _describe(info))
     elif args.action == "down":
         stopped = manage.down(settings, say=_err)
@@ -57,15 +57,25 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _running(pid: int | None, managed: bool) -> str:
     return f"pid {pid}" if pid else ("external" if not managed else "not running")
 
 
 def _describe(info: dict[str, Any]) -> str:
+    from ledgerflow.stack.cluster import describe_lines
+
     k, r = info["kafka"], info["redis"]
     running = _running
     lines = [
         f"kafka {k['version']}  {k['bootstrap']:<28} {running(k['pid'], k['managed'])}",
+        *describe_lines(k),
         f"redis        {r['url']:<28} {running(r['pid'], r['managed'])}",
         f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True)}",
         f"worker       {'':<28} {running(info['processes'].get('worker'), True)}",
@@ -236,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
     s.add_argument("action", choices=["up", "down", "status"])
     s.add_argument("--json", action="store_true", help="print endpoints and pids as JSON")
+    s.add_argument(
+        "--brokers",
+        type=_positive_int,
+        help="up: Kafka nodes to run (default: as last started in the state dir, else 1); "
+        "3 = a local KRaft cluster, topics at replication factor 3, min.insync.replicas 2",
+    )
+    s.add_argument(
+        "--partitions",
+        type=_positive_int,
+        help="up: partitions of every multi-partition topic it creates (default as in topics.py)",
+    )
     _common(s)
     s.set_defaults(handler=cmd_stack)
 

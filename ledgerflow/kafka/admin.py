@@ -13,14 +13,18 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.topics import TopicSpec, all_topics
+from ledgerflow.topics import TopicSpec, all_topics, replication, with_partitions
 
 HEALTH_TOPIC = "__ledgerflow.health"
 
 
-async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None = None) -> list[str]:
-    """Create every missing topic with its partition count and configs; return those created."""
-    specs = all_topics() if specs is None else specs
+async def ensure_topics(
+    settings: Settings, specs: tuple[TopicSpec, ...] | None = None, partitions: int | None = None
+) -> list[str]:
+    """Create every missing topic with its partition count (every multi-partition topic at
+    ``partitions`` if given) and configs, replicated as the cluster's broker count allows
+    (``topics.replication``); return those created. Existing topics are left as they are."""
+    specs = with_partitions(all_topics() if specs is None else specs, partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
     try:
         await admin.start()
@@ -31,8 +35,14 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None 
         ) from None
     try:
         existing = set(await admin.list_topics())
+        factor, min_isr = replication(len((await admin.describe_cluster())["brokers"]))
         wanted = [
-            NewTopic(settings.topic(s.base), s.partitions, 1, topic_configs=dict(s.configs))
+            NewTopic(
+                settings.topic(s.base),
+                s.partitions,
+                factor,
+                topic_configs={**s.configs, "min.insync.replicas": str(min_isr)},
+            )
             for s in specs
             if settings.topic(s.base) not in existing
         ]

@@ -90,5 +90,5 @@ def test_write_config_also_writes_log4j2_and_is_repeatable(tmp_path: Path) -> No
 def test_process_marker_is_main_class_and_this_state_dir(tmp_path: Path) -> None:
     node = KafkaNode(tmp_path, "127.0.0.1", 39092)
     assert node.controller_port == 39093
-    assert node.process.markers == (f"kafka.Kafka {tmp_path / 'kafka'}",)
+    assert node.process.markers == (f"kafka.Kafka {tmp_path / 'kafka'}/",)
     assert node.process.pid_file == tmp_path / "kafka" / "kafka.pid"
