@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ledgerflow.config import Settings
-from ledgerflow.kafka.admin import HEALTH_TOPIC
+from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, partition_counts
 from ledgerflow.netutil import free_port
 from ledgerflow.stack import manage
 from ledgerflow.topics import CONVERSATION_EVENTS, all_topics
@@ -164,6 +164,26 @@ def test_records_produced_with_acks_all_across_partitions_come_back(
     bootstrap = _status(env)["kafka"]["bootstrap"]
     seen = asyncio.run(_produce_and_consume(bootstrap, settings.topic(CONVERSATION_EVENTS), 60))
     assert seen == {f"v{i}".encode() for i in range(60)}
+
+
+def test_partitions_applies_to_new_multi_partition_topics_and_leaves_existing_ones(
+    cluster: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, env = cluster
+    bootstrap = _status(env)["kafka"]["bootstrap"]
+    fresh = settings.with_overrides(kafka_bootstrap=bootstrap, topic_prefix="wide.")
+    created = asyncio.run(ensure_topics(fresh, partitions=4))
+    assert sorted(created) == sorted(fresh.topic(s.base) for s in all_topics())
+    wanted = {fresh.topic(s.base): (4 if s.partitions > 1 else 1) for s in all_topics()}
+    assert asyncio.run(partition_counts(fresh, list(wanted))) == wanted
+    # Already there: a different count changes nothing (growing a live topic moves keys).
+    assert asyncio.run(ensure_topics(fresh, partitions=9)) == []
+    assert asyncio.run(partition_counts(fresh, list(wanted))) == wanted
+    existing = settings.with_overrides(kafka_bootstrap=bootstrap)
+    assert asyncio.run(ensure_topics(existing, partitions=9)) == []
+    assert asyncio.run(partition_counts(existing, [existing.topic(CONVERSATION_EVENTS)])) == {
+        existing.topic(CONVERSATION_EVENTS): 6
+    }
 
 
 def test_a_second_up_starts_nothing_new(cluster: tuple[Settings, dict[str, str]]) -> None:
