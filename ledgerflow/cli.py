@@ -45,7 +45,13 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.stack import manage
 
     if args.action == "up":
-        info = manage.up(settings, say=_err, brokers=args.brokers, partitions=args.partitions)
+        info = manage.up(
+            settings,
+            say=_err,
+            brokers=args.brokers,
+            partitions=args.partitions,
+            redis_cluster=args.redis_cluster,
+        )
         print(json.dumps(info, indent=2) if args.json else _describe(info))
     elif args.action == "down":
         stopped = manage.down(settings, say=_err)
@@ -256,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--partitions",
         type=_positive_int,
         help="up: partitions of every multi-partition topic it creates (default as in topics.py)",
+    )
+    s.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help="up: a local Redis Cluster (3 masters, 1 replica each) instead of one Redis",
     )
     _common(s)
     s.set_defaults(handler=cmd_stack)

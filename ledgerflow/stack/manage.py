@@ -25,30 +25,39 @@ from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
 from ledgerflow.stack import cluster as kafka_cluster
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack import rediscluster
 from ledgerflow.stack.processes import Managed, stop_all
 from ledgerflow.topics import all_topics
 
 
 @dataclass(frozen=True, slots=True)
 class StackNodes:
-    """The local nodes: ``kafka`` is the first (or only) broker, ``brokers`` all of them."""
+    """The local nodes: ``kafka`` is the first (or only) broker, ``brokers`` all of them;
+    ``redis`` the single Redis or the Redis Cluster's first node, ``redis_cluster`` all of
+    that cluster's nodes (empty for a single Redis)."""
 
     kafka: kafka_stack.KafkaNode
     redis: redis_stack.RedisNode
     brokers: tuple[kafka_stack.KafkaNode, ...]
+    redis_cluster: tuple[redis_stack.RedisNode, ...] = ()
 
 
-def nodes(settings: Settings, brokers: int | None = None) -> StackNodes:
-    """The nodes of this state directory; ``brokers`` None = as last started there (the
-    ``kafka-N`` directories a cluster left), else one."""
+def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | None = None) -> StackNodes:
+    """The nodes of this state directory; None = as last started there (the ``kafka-N`` and
+    ``redis-N`` directories a cluster left), else one broker and a single Redis."""
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
     url = urlparse(settings.redis_url)
     count = brokers if brokers is not None else cluster_size(settings)
     cluster = kafka_stack.cluster(settings.state_dir, host or "127.0.0.1", int(port), count)
+    redis_host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
+    if redis_cluster is None:
+        redis_cluster = (settings.state_dir / "redis-1").is_dir()
+    shards = rediscluster.nodes(settings.state_dir, redis_host, redis_port) if redis_cluster else ()
     return StackNodes(
         kafka=cluster[0],
-        redis=redis_stack.RedisNode(settings.state_dir, url.hostname or "127.0.0.1", url.port or 6379),
+        redis=shards[0] if shards else redis_stack.RedisNode(settings.state_dir, redis_host, redis_port),
         brokers=cluster,
+        redis_cluster=shards,
     )
 
 
@@ -72,11 +81,16 @@ def up(
     say: Callable[[str], None] = print,
     brokers: int | None = None,
     partitions: int | None = None,
+    redis_cluster: bool | None = None,
 ) -> dict[str, object]:
     """Bring the stack up (idempotent); return when Kafka and Redis really answer."""
-    n = nodes(settings, brokers)
+    n = nodes(settings, brokers, redis_cluster)
     began = time.monotonic()
-    if not settings.redis_external:  # Step 1.
+    if not settings.redis_external and n.redis_cluster:  # Step 1.
+        first, last = n.redis_cluster[0], n.redis_cluster[-1]
+        say(f"redis: starting a cluster of {len(n.redis_cluster)} on {first.host}:{first.port}-{last.port} …")
+        rediscluster.start(n.redis_cluster)
+    elif not settings.redis_external:
         say(f"redis: starting on {n.redis.host}:{n.redis.port} …")
         redis_stack.start(n.redis)
     ping_redis(settings.redis_url)
@@ -106,7 +120,8 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:
     single = nodes(settings, 1).kafka  # a single node left beside a cluster's directories
     kafka = {b.process.pid_file: b.process for b in (*n.brokers, single)}
     stopped = []
-    for group in (service_processes(settings), tuple(kafka.values()), (n.redis.process,)):
+    redis = {r.process.pid_file: r.process for r in (*n.redis_cluster, nodes(settings, 1, False).redis)}
+    for group in (service_processes(settings), tuple(kafka.values()), tuple(redis.values())):
         for proc in stop_all(group):
             stopped.append(proc.name)
             say(f"{proc.name}: stopped")
@@ -147,6 +162,11 @@ def status(settings: Settings) -> dict[str, object]:
             "managed": not settings.redis_external,
             "pid": n.redis.process.pid(),
             "log": str(n.redis.log_file),
+            "nodes": [
+                {"name": r.name, "address": f"{r.host}:{r.port}", "pid": r.process.pid()}
+                for r in n.redis_cluster
+            ],
+            "cluster": redis_cluster_view(n),
         },
         "http": f"http://{settings.http}",
         "state_dir": str(settings.state_dir),
@@ -166,6 +186,13 @@ def cluster_view(settings: Settings, n: StackNodes) -> dict[str, object] | None:
     except StackError as exc:
         return {"error": str(exc)}
     return view.to_json()
+
+
+def redis_cluster_view(n: StackNodes) -> dict[str, object] | None:
+    """The Redis Cluster's state, masters, replicas; None without one of ours running."""
+    if not n.redis_cluster or all(r.process.pid() is None for r in n.redis_cluster):
+        return None
+    return rediscluster.describe(n.redis_cluster)
 
 
 def ping_redis(url: str, timeout: float = 10.0) -> None:

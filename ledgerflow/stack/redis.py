@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +15,16 @@ START_TIMEOUT_S = 20.0
 
 @dataclass(frozen=True, slots=True)
 class RedisNode:
+    """One Redis server; ``name`` is its directory and process name (``redis-N`` in a cluster)."""
+
     state_dir: Path
     host: str
     port: int
+    name: str = "redis"
 
     @property
     def dir(self) -> Path:
-        return self.state_dir / "redis"
+        return self.state_dir / self.name
 
     @property
     def log_file(self) -> Path:
@@ -30,7 +34,7 @@ class RedisNode:
     def process(self) -> Managed:
         return Managed(
             # redis-server rewrites its process title to "redis-server HOST:PORT".
-            "redis",
+            self.name,
             self.dir / "redis.pid",
             (str(self.dir), f"{self.host}:{self.port}"),
         )
@@ -47,7 +51,8 @@ def require_redis_server() -> str:
     return path
 
 
-def start(node: RedisNode) -> int:
+def start(node: RedisNode, extra: Sequence[str] = ()) -> int:
+    """Start the server (``extra``: more ``redis-server`` options) unless ours runs; its pid."""
     existing = node.process.pid()
     if existing is not None:
         return existing
@@ -76,6 +81,7 @@ def start(node: RedisNode) -> int:
             "yes",
             "--daemonize",
             "no",
+            *extra,
         ],
         node.log_file,
     )
