@@ -75,6 +75,7 @@ def _running(pid: int | None, managed: bool) -> str:
 
 
 def _describe(info: dict[str, Any]) -> str:
+    from ledgerflow.stack import rediscluster
     from ledgerflow.stack.cluster import describe_lines
 
     k, r = info["kafka"], info["redis"]
@@ -83,6 +84,7 @@ def _describe(info: dict[str, Any]) -> str:
         f"kafka {k['version']}  {k['bootstrap']:<28} {running(k['pid'], k['managed'])}",
         *describe_lines(k),
         f"redis        {r['url']:<28} {running(r['pid'], r['managed'])}",
+        *rediscluster.describe_lines(r),
         f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True)}",
         f"worker       {'':<28} {running(info['processes'].get('worker'), True)}",
         f"state        {info['state_dir']}",

@@ -179,3 +179,20 @@ def describe(cluster: tuple[redis_stack.RedisNode, ...]) -> dict[str, object]:
             ],
         }
     return {"error": "no node of the Redis Cluster answers"}
+
+
+def describe_lines(redis: dict[str, object]) -> list[str]:
+    """``stack status`` text for a Redis Cluster (nothing for a single Redis)."""
+    members = redis.get("nodes")
+    view = redis.get("cluster")
+    if not isinstance(members, list) or not members:
+        return []
+    lines = [
+        f"  {n['name']:<11}{n['address']:<29}" + (f"pid {n['pid']}" if n["pid"] else "not running")
+        for n in members
+    ]
+    if isinstance(view, dict) and "error" in view:
+        lines.append(f"  {view['error']}")
+    elif isinstance(view, dict):
+        lines.append(f"  cluster {view['state']}: {view['masters']} masters, {view['replicas']} replicas")
+    return lines

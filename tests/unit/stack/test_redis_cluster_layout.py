@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ledgerflow.stack.rediscluster import formed, nodes, parse_cluster_info, parse_cluster_nodes
+from ledgerflow.stack.rediscluster import (
+    describe_lines,
+    formed,
+    nodes,
+    parse_cluster_info,
+    parse_cluster_nodes,
+)
 
 M1, M2, M3, R1, R2, R3 = (f"{c}" * 40 for c in "abcdef")
 HEALTHY = f"""\
@@ -77,3 +83,21 @@ def test_parse_cluster_info_reads_key_value_lines() -> None:
 def test_garbage_lines_are_ignored() -> None:
     assert parse_cluster_nodes("\nnot a node line\n") == []
     assert parse_cluster_info("no colon here\n") == {}
+
+
+def test_status_text_lists_each_node_and_the_cluster_shape() -> None:
+    redis = {
+        "nodes": [
+            {"name": "redis-1", "address": "127.0.0.1:30001", "pid": 7},
+            {"name": "redis-2", "address": "127.0.0.1:30002", "pid": None},
+        ],
+        "cluster": {"state": "fail", "masters": 3, "replicas": 2},
+    }
+    text = "\n".join(describe_lines(redis))
+    assert "redis-1" in text and "pid 7" in text
+    assert "redis-2" in text and "not running" in text
+    assert "cluster fail: 3 masters, 2 replicas" in text
+
+
+def test_status_text_of_a_single_redis_adds_nothing() -> None:
+    assert describe_lines({"nodes": [], "cluster": None}) == []
