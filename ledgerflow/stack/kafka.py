@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -156,14 +157,23 @@ def resolve_classpath() -> str:
     return cached.read_text().strip()
 
 
+def new_cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A random KRaft cluster id (22 URL-safe base64 characters). Never one starting with
+    "-": the storage tool would read it as an option and refuse to format (1 draw in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(draw()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _cluster_id(node: KafkaNode) -> str:
     """A fresh id for a single node; for a cluster, one id shared by all its nodes (kept on disk)."""
     if node.brokers == 1:
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        return new_cluster_id()
     path = node.state_dir / "kafka-cluster-id"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+        path.write_text(new_cluster_id() + "\n")
     return path.read_text().strip()
 
 
