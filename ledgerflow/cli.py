@@ -6,38 +6,51 @@ import argparse
 import importlib.util
 import json
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledgerflow import logformat
-from ledgerflow.config import Settings, load_settings
-from ledgerflow.errors import LedgerflowError
+from ledgerflow import __version__, logformat
+from ledgerflow.commands import envflags
+from ledgerflow.commands.failures import exit_code, one_line
+from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
+from ledgerflow.commands.quiet import hush_clients
+from ledgerflow.config import Settings, host_port, load_settings
+from ledgerflow.errors import ValidationError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 BENCH_EXTRA = ("avro", "matplotlib")  # the `bench` extra: the reference codec and the charts
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    base = load_settings()
+    try:
+        base = load_settings()
+    except ValueError as exc:  # a variable that does not parse: a configuration error (exit 2)
+        raise ValidationError(str(exc)) from None
     overrides: dict[str, object] = {}
     if getattr(args, "kafka", None):
         overrides.update(kafka_bootstrap=args.kafka, kafka_external=True)
     if getattr(args, "redis", None):
         overrides.update(redis_url=args.redis, redis_external=True)
     if getattr(args, "http", None):
-        overrides["http"] = args.http
+        try:
+            overrides["http"] = host_port(args.http, "--http")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
     if getattr(args, "topic_prefix", None) is not None:
         overrides["topic_prefix"] = args.topic_prefix
     return base.with_overrides(**overrides)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, http: bool = False) -> None:
+    """Kafka, Redis and the topic prefix; ``http`` only where the edge's address means something."""
     g = p.add_argument_group("connection (defaults from LEDGERFLOW_* variables)")
     g.add_argument(
         "--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)"
     )
     g.add_argument("--redis", metavar="URL", help="Redis URL (LEDGERFLOW_REDIS_URL)")
-    g.add_argument("--http", metavar="HOST:PORT", help="where the edge listens (LEDGERFLOW_HTTP)")
+    if http:
+        g.add_argument("--http", metavar="HOST:PORT", help="where the edge listens (LEDGERFLOW_HTTP)")
     g.add_argument("--topic-prefix", help="prefix for every topic name (LEDGERFLOW_TOPIC_PREFIX)")
 
 
@@ -45,6 +58,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.stack import manage
 
     if args.action == "up":
+        from ledgerflow.commands.stack import check_up
+
+        check_up(settings)
         info = manage.up(
             settings,
             say=_err,
@@ -58,7 +74,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         if not stopped:
             _err("nothing of ours was running")
     else:
-        info = manage.status(settings)
+        from ledgerflow.commands.status import probe
+
+        info = manage.status(settings) | {"answering": probe(settings)}
         print(json.dumps(info, indent=2) if args.json else _describe(info))
     return 0
 
@@ -70,23 +88,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _running(pid: int | None, managed: bool) -> str:
-    return f"pid {pid}" if pid else ("external" if not managed else "not running")
-
-
 def _describe(info: dict[str, Any]) -> str:
+    from ledgerflow.commands.status import running
     from ledgerflow.stack import rediscluster
     from ledgerflow.stack.cluster import describe_lines
 
     k, r = info["kafka"], info["redis"]
-    running = _running
+    seen = info.get("answering", {})
     lines = [
         f"kafka {k['version']}  {k['bootstrap']:<28} {running(k['pid'], k['managed'])}",
         *describe_lines(k),
         f"redis        {r['url']:<28} {running(r['pid'], r['managed'])}",
         *rediscluster.describe_lines(r),
-        f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True)}",
-        f"worker       {'':<28} {running(info['processes'].get('worker'), True)}",
+        f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True, seen.get('edge'))}",
+        f"worker       {'':<28} {running(info['processes'].get('worker'), True, seen.get('worker_metrics'))}",
         f"state        {info['state_dir']}",
     ]
     return "\n".join(lines)
@@ -124,14 +139,24 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.agents.runner import run_worker
 
     logformat.choose(args.log_format)
-    return run_worker(settings, agents=args.agents)
+    import asyncio
+
+    from ledgerflow.agents.runner import wanted_agents
+    from ledgerflow.commands.announce import announce
+    from ledgerflow.commands.quiet import unhush_clients
+    from ledgerflow.kafka.admin import ensure_topics
+
+    wanted_agents(args.agents)  # a usage error before any connection attempt
+    asyncio.run(ensure_topics(settings))  # a missing broker is one line, without aiokafka's retries
+    unhush_clients()  # from here on the worker's own logging decides what aiokafka may say
+    return run_worker(settings, agents=args.agents, announce=announce)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.api.server import serve
+    from ledgerflow.commands.serve import serve_cli
 
     logformat.choose(args.log_format)
-    return serve(settings)
+    return serve_cli(settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,64 +167,176 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.commands.progress import bar
     from ledgerflow.traffic import produce_cli
 
-    return produce_cli(settings, count=args.count, rate=args.rate, tenants=args.tenants)
+    with bar("produce", None) as update:
+        return produce_cli(settings, count=args.count, rate=args.rate, tenants=args.tenants, on_sent=update)
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
+    from ledgerflow.commands import policy
 
-    from ledgerflow.policy.validation import parse_rule_pack_text
-    from ledgerflow.rulepacks import publish_pack
-
-    with open(args.file, encoding="utf-8") as f:
-        text = f.read()
-    fmt = "yaml" if args.file.endswith((".yaml", ".yml")) else "json"
-    document = parse_rule_pack_text(text, fmt=fmt)
-    if args.tenant:
-        document["tenant"] = args.tenant
-    document.pop("version", None)
-    published = asyncio.run(publish_pack(settings, document, producer_name="cli"))
-    print(
-        json.dumps(
-            {
-                "tenant": published.tenant,
-                "version": published.version,
-                "constitution_hash": published.constitution_hash,
-                "offset": published.offset,
-            }
+    if args.action in {"publish", "validate"} and not args.file:
+        raise ValidationError(f"policy {args.action} needs FILE, a JSON or YAML rule pack")
+    if args.action == "publish":
+        print(json.dumps(policy.publish(settings, args.file, args.tenant)))
+    elif args.action == "validate":
+        result = policy.validate(args.file, args.tenant)
+        print(
+            json.dumps(result)
+            if args.json
+            else f"{args.file}: valid rule pack for tenant {result['tenant']!r}, {result['rules']} rules, "
+            f"constitution {result['constitution_hash']}"
         )
-    )
+    else:
+        return cmd_policy_read(args, settings)
+    return 0
+
+
+def cmd_policy_read(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.commands import policy
+
+    tenant = args.tenant or policy.DEFAULT_TENANT
+    found = policy.versions(settings, tenant)
+    if args.action == "list":
+        items = [{k: v for k, v in item.items() if k != "document"} for item in found]
+        print(json.dumps(items) if args.json else policy.format_list(items, tenant))
+        return 0
+    old = policy.pick(found, getattr(args, "from_version", None), tenant)
+    if args.file:
+        new_doc, new_name = policy.read_pack_file(args.file, args.tenant).document, args.file
+    else:
+        newer = policy.pick(found, args.to_version, tenant)
+        new_doc, new_name = newer["document"], f"{tenant} v{newer['version']}"
+    lines = policy.diff_lines(old["document"], new_doc, f"{tenant} v{old['version']}", new_name)
+    print("\n".join(lines) if lines else f"no difference between {tenant} v{old['version']} and {new_name}")
     return 0
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "replay":
+        return cmd_dlq_replay(args, settings)
     from ledgerflow.dlq import dlq_cli
 
     return dlq_cli(settings, args.action, args.topic, args.limit, args.offset, args.json)
 
 
+def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledgerflow.commands.progress import bar
+    from ledgerflow.dlq.replay import Filters, format_steps, replay, steps_json
+
+    if not args.topic:
+        raise ValidationError("dlq replay needs --topic T, the source topic (e.g. conversation.events)")
+    filters = Filters(reason=args.reason, key=args.key, offset=args.offset)
+    with bar("replay", None) as update:
+        sent = [0]
+
+        def advance() -> None:
+            sent[0] += 1
+            update(sent[0])
+
+        steps = asyncio.run(
+            replay(settings, args.topic, filters, dry_run=args.dry_run, force=args.force, advance=advance)
+        )
+    print(
+        json.dumps(steps_json(steps, dry_run=args.dry_run))
+        if args.json
+        else format_steps(steps, dry_run=args.dry_run)
+    )
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledgerflow.commands.tail import TailState, stream_path, tail
+
+    token, renewable = _tail_token(args, settings)
+    state = TailState(cursor=args.last_event_id)
+    try:
+        asyncio.run(
+            tail(
+                f"http://{settings.http}",
+                stream_path(args.conversation),
+                token,
+                state,
+                lambda line: print(line, flush=True),
+                _err,
+                as_json=args.json,
+                count=args.count,
+                renewable=renewable,
+            )
+        )
+    finally:
+        if state.cursor and not args.json:
+            _err(f"tail: resume with --last-event-id {state.cursor}")
+    return 0
+
+
+def _tail_token(args: argparse.Namespace, settings: Settings) -> tuple[Callable[[], str], bool]:
+    """The user's token (``--token`` / LEDGERFLOW_TOKEN), or one minted from the local dev key."""
+    import os
+
+    given = args.token or os.environ.get("LEDGERFLOW_TOKEN", "")
+    if given:
+        return (lambda: given), False
+    if not args.tenant:
+        raise ValidationError("tail needs --tenant T (to mint a dev token) or --token / LEDGERFLOW_TOKEN")
+    from ledgerflow.auth.devkeys import ensure_dev_keys
+    from ledgerflow.auth.tokens import mint_token
+
+    keys = ensure_dev_keys(settings.state_dir)
+    return (
+        lambda: mint_token(
+            keys,
+            sub="ledgerflow-tail",
+            tenant=args.tenant,
+            roles=["subscriber"],
+            ttl_seconds=3600,
+            issuer=settings.issuer,
+            audience=settings.audience,
+        )
+    ), True
+
+
+def cmd_training(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from ledgerflow.commands import training
+
+    if args.action == "status":
+        found = training.status(settings, args.tenant)
+        print(json.dumps(found) if args.json else training.format_status(found))
+        return 0
+    if not args.reason:
+        raise ValidationError(f"training {args.action} needs --reason TEXT (it goes into the audit log)")
+    if args.action == "disable" and args.ttl is not None:
+        raise ValidationError("--ttl applies to training enable only")
+    command = training.Command(
+        args.tenant,
+        args.action == "enable",
+        args.reason,
+        args.actor or getpass.getuser(),
+        args.ttl,
+        args.expected_version,
+    )
+    answer = training.run_command(settings, command, args.wait)
+    print(json.dumps(answer) if args.json else training.format_outcome(answer))
+    return 0
+
+
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
-    import time
 
     import redis.asyncio as aioredis
 
+    from ledgerflow.commands.progress import Update, bar
     from ledgerflow.projections.generations import rebuild_and_switch
 
-    began = time.monotonic()
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done == total:
-            last[0] = now
-            rate = done / max(now - began, 1e-9)
-            eta = (total - done) / rate if rate else 0.0
-            _err(f"rebuild: {done}/{total} records ({rate:,.0f}/s, ETA {eta:.0f} s)")
-
-    async def run() -> int:
+    async def run(progress: Update) -> int:
         redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
         try:
             result = await rebuild_and_switch(settings, redis, progress=progress)
@@ -220,13 +357,14 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
 
-    return asyncio.run(run())
+    with bar("rebuild", None) as update:
+        return asyncio.run(run(update))
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.audit.cli import audit_cli
+    from ledgerflow.commands.audit import audit
 
-    return audit_cli(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
+    return audit(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,12 +381,72 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _policy_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output (validate, list)")
+    p.add_argument(
+        "--from", dest="from_version", type=positive_int, help="diff: the older version (default: newest)"
+    )
+    p.add_argument(
+        "--to",
+        dest="to_version",
+        type=positive_int,
+        help="diff: the newer version (default: newest; FILE wins)",
+    )
+
+
+def _dlq_replay_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true", help="replay: say what would be replayed, produce nothing"
+    )
+    p.add_argument("--reason", metavar="CODE", help="replay: only letters with this reason code")
+    p.add_argument("--key", help="replay: only letters with this record key")
+    p.add_argument("--force", action="store_true", help="replay: also letters that still do not decode")
+
+
+def _tail_parser(sub: Any) -> None:
+    t = sub.add_parser("tail", help="follow a conversation, or the tenant's stream, through the edge (SSE)")
+    t.add_argument("conversation", nargs="?", help="conversation id (default: the tenant's whole stream)")
+    t.add_argument("--tenant", help="mint a subscriber token for this tenant from the local dev key")
+    t.add_argument("--token", help="a subscriber token instead (or LEDGERFLOW_TOKEN)")
+    t.add_argument("--last-event-id", metavar="CURSOR", help="resume after this cursor (a tail prints it)")
+    t.add_argument("--count", type=positive_int, help="stop after this many events")
+    t.add_argument("--json", action="store_true", help="one JSON object per frame: id, event, data")
+    t.add_argument("--http", metavar="HOST:PORT", help="the edge to follow (LEDGERFLOW_HTTP)")
+    t.set_defaults(handler=cmd_tail)
+
+
+def _training_parser(sub: Any) -> None:
+    tr = sub.add_parser("training", help="enable, disable or show a tenant's training mode")
+    tr.add_argument("action", choices=["enable", "disable", "status"])
+    tr.add_argument("--tenant", required=True)
+    tr.add_argument("--reason", help="why (enable, disable: required; it goes into the audit log)")
+    tr.add_argument("--ttl", type=positive_int, help="enable: seconds until it expires by itself")
+    tr.add_argument(
+        "--expected-version", type=int, help="refuse unless the tenant's training version is still this"
+    )
+    tr.add_argument("--actor", help="who asks (default: the login name)")
+    tr.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the outcome (default 10)")
+    tr.add_argument("--json", action="store_true", help="machine-readable output")
+    _kafka_flags(tr)
+    tr.add_argument("--redis", metavar="URL", help="Redis URL, for status (LEDGERFLOW_REDIS_URL)")
+    tr.set_defaults(handler=cmd_training)
+
+
+def _kafka_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)"
+    )
+    p.add_argument("--topic-prefix", help="prefix for every topic name (LEDGERFLOW_TOPIC_PREFIX)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="ledgerflow",
         description="Event-sourced backbone for governed AI conversations: Kafka in, decisions and "
         "read models out, SSE to subscribers.",
     )
+    p.add_argument("--version", action="version", version=f"ledgerflow {__version__}")
+    p.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
@@ -271,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="up: a local Redis Cluster (3 masters, 1 replica each) instead of one Redis",
     )
-    _common(s)
+    _common(s, http=True)
     s.set_defaults(handler=cmd_stack)
 
     w = sub.add_parser("worker", help="run the stream-processing agents (faust-streaming)")
@@ -286,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
     )
-    _common(e)
+    _common(e, http=True)
     e.set_defaults(handler=cmd_serve)
 
     d = sub.add_parser("demo", help="stack + worker + edge + realistic traffic; Ctrl-C stops all")
@@ -296,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
     )
-    _common(d)
+    _common(d, http=True)
     d.set_defaults(handler=cmd_demo)
 
     pr = sub.add_parser("produce", help="publish generated conversations to Kafka")
@@ -310,24 +508,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tenant", required=True)
     t.add_argument("--roles", default="subscriber", help="comma-separated: producer,subscriber,admin,auditor")
     t.add_argument("--sub", default="dev-user", help="subject (user id)")
-    t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    t.add_argument("--ttl", type=positive_int, default=3600, help="lifetime in seconds")
     t.set_defaults(handler=cmd_token)
 
-    po = sub.add_parser("policy", help="publish rule packs (constitutions)")
-    po.add_argument("action", choices=["publish"])
-    po.add_argument("file", help="rule pack JSON or YAML (see docs/policy.md)")
-    po.add_argument("--tenant", help="override the pack's tenant ('*' = the default pack)")
+    po = sub.add_parser("policy", help="publish, validate, list and diff rule packs (constitutions)")
+    po.add_argument("action", choices=["publish", "validate", "list", "diff"])
+    po.add_argument("file", nargs="?", help="rule pack JSON or YAML (see docs/policy.md)")
+    po.add_argument("--tenant", help="the pack's tenant ('*' = the default pack; list/diff default '*')")
+    _policy_flags(po)
     _common(po)
     po.set_defaults(handler=cmd_policy)
 
-    dq = sub.add_parser("dlq", help="list or show dead letters with their reasons")
-    dq.add_argument("action", choices=["list", "show"])
-    dq.add_argument("--topic", help="source topic, e.g. conversation.events (default: all)")
+    dq = sub.add_parser("dlq", help="list, show or replay dead letters")
+    dq.add_argument("action", choices=["list", "show", "replay"])
+    dq.add_argument("--topic", help="source topic, e.g. conversation.events (default: all; replay: required)")
     dq.add_argument("--limit", type=int, help="at most this many (list)")
-    dq.add_argument("--offset", type=int, help="offset in the DLQ topic (show)")
+    dq.add_argument("--offset", type=int, help="offset in the DLQ topic (show; replay: only that letter)")
     dq.add_argument("--json", action="store_true", help="machine-readable output")
-    _common(dq)
+    _dlq_replay_flags(dq)
+    _kafka_flags(dq)
     dq.set_defaults(handler=cmd_dlq)
+
+    _tail_parser(sub)
+    _training_parser(sub)
 
     pj = sub.add_parser("projections", help="rebuild a projection into a new key space and switch to it")
     pj.add_argument("action", choices=["rebuild"])
@@ -366,18 +569,25 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["rotate"])
     k.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays trusted")
     k.set_defaults(handler=cmd_keys)
+    for name, verb in sub.choices.items():
+        envflags.add(verb, name)
+        add_debug(verb)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        hush_clients()
+    envflags.apply(args)
     try:
         return int(args.handler(args, _settings(args)) or 0)
-    except LedgerflowError as exc:
-        _err(f"ledgerflow: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:  # every failure ends as one line (docs/cli.md)
+        if args.debug:
+            traceback.print_exc()
+        if not isinstance(exc, KeyboardInterrupt):
+            _err(one_line(exc, debug=args.debug))
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

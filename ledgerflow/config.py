@@ -62,12 +62,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     kafka = env.get("LEDGERFLOW_KAFKA_BOOTSTRAP", "")
     redis = env.get("LEDGERFLOW_REDIS_URL", "")
     # Ports of the local stack that `stack up` manages (the controller takes Kafka's port + 1).
-    kafka_port = int(env.get("LEDGERFLOW_KAFKA_PORT", "") or DEFAULT_KAFKA_PORT)
-    redis_port = int(env.get("LEDGERFLOW_REDIS_PORT", "") or DEFAULT_REDIS_PORT)
+    kafka_port = _port(env, "LEDGERFLOW_KAFKA_PORT", DEFAULT_KAFKA_PORT)
+    redis_port = _port(env, "LEDGERFLOW_REDIS_PORT", DEFAULT_REDIS_PORT)
     return Settings(
         kafka_bootstrap=kafka or f"127.0.0.1:{kafka_port}",
         redis_url=redis or f"redis://127.0.0.1:{redis_port}/0",
-        http=env.get("LEDGERFLOW_HTTP", "") or DEFAULT_HTTP,
+        http=host_port(env.get("LEDGERFLOW_HTTP", "") or DEFAULT_HTTP, "LEDGERFLOW_HTTP"),
         state_dir=state_dir,
         jwks=env.get("LEDGERFLOW_JWKS", ""),
         topic_prefix=env.get("LEDGERFLOW_TOPIC_PREFIX", ""),
@@ -75,3 +75,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_external=bool(kafka),
         redis_external=bool(redis),
     )
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    """A port variable; ValueError naming it (the CLI reports it as a configuration error)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name}={raw!r} is not a port number (1-65535); unset it or give e.g. {default}")
+    return int(raw)
+
+
+def host_port(value: str, name: str) -> str:
+    """``HOST:PORT`` as given; ValueError naming ``name`` (a variable or a flag) when it is not one."""
+    host, _, port = value.strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
+        raise ValueError(f"{name}={value!r} is not HOST:PORT (e.g. {DEFAULT_HTTP})")
+    return value.strip()

@@ -13,7 +13,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -176,6 +176,7 @@ async def publish(
     rate: float = 0.0,
     progress_every_s: float = 5.0,
     stop: asyncio.Event | None = None,
+    on_sent: Callable[[int], None] | None = None,
 ) -> int:
     """Publish ``events`` (at ``rate`` per second, 0 = as fast as possible); return the count."""
     sent = 0
@@ -186,6 +187,8 @@ async def publish(
                 break
             await pub.send(event)
             sent += 1
+            if on_sent is not None:
+                on_sent(sent)
             if rate > 0:
                 delay = began + sent / rate - time.monotonic()
                 if delay > 0:
@@ -202,10 +205,15 @@ async def publish(
     return sent
 
 
-def produce_cli(settings: Settings, count: int, rate: float, tenants: str) -> int:
+def produce_cli(
+    settings: Settings, count: int, rate: float, tenants: str, on_sent: Callable[[int], None] | None = None
+) -> int:
+    """``ledgerflow produce``; ``on_sent(n)`` after each event (the CLI's progress bar replaces the lines)."""
     names = [t.strip() for t in tenants.split(",") if t.strip()]
     rng = random.Random()
     events = interleaved(rng, names, count, time.time_ns() // 1000)
-    sent = asyncio.run(publish(settings, events, rate))
+    sent = asyncio.run(
+        publish(settings, events, rate, progress_every_s=0 if on_sent else 5.0, on_sent=on_sent)
+    )
     print(f"published {sent} events of {count} conversations to {settings.topic(CONVERSATION_EVENTS)}")
     return 0

@@ -28,8 +28,13 @@ RETRY_MAX_S = 5.0
 def create_app(settings: Settings, app_id: str = "ledgerflow-worker-aux") -> faust.App:
     """The faust App: lifecycle, timers, and the agents off the hot path (training, usage);
     the hot path (policy, projector) has its own group (``agents/batchloop.py``)."""
+    app_name = settings.topic_prefix + app_id
+    # faust keeps "<app id>-data/" under the state directory, not the cwd; it str.format()s the
+    # path, so braces in the state directory's name are escaped.
+    datadir = str(settings.state_dir / f"{app_name}-data").replace("{", "{{").replace("}", "}}")
     return faust.App(
-        settings.topic_prefix + app_id,
+        app_name,
+        datadir=datadir,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         web_enabled=False,

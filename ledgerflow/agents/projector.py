@@ -121,7 +121,7 @@ class Projector:
         redis = self.writer().redis
         if await redis.exists(keys.sentinel()):
             return
-        log.warning(
+        log.info(
             "projector: read models in %s are incomplete (new or flushed Redis); replaying the logs before "
             "applying anything",
             keys.namespace,
@@ -129,7 +129,7 @@ class Projector:
         RESTORES.inc()
         stats = await restore(self._settings, redis, keys)
         if stats is not None:
-            log.warning(
+            log.info(
                 "projector: replayed %d records (%d op groups applied, %d quarantined) in %.1f s; resuming",
                 stats.records,
                 stats.applied,

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import faust
 from prometheus_client import start_http_server
 
 from ledgerflow import logformat
-from ledgerflow.agents import lag, policy, projector, training, usage
+from ledgerflow.agents import lag, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app, raw_topic
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, run_loop
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
+from ledgerflow.errors import ValidationError
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
 from ledgerflow.topics import (
@@ -31,17 +33,21 @@ AGENTS = ("policy", "projector", "training", "usage")
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, agents: str = "all") -> int:
+def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str], None] | None = None) -> int:
     require_fast_codec()
     logging_config = logformat.dict_config(logformat.log_format())
     if logging_config is not None:
         logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
-    wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
-    unknown = set(wanted) - set(AGENTS)
-    if unknown:
-        raise SystemExit(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
+    wanted = wanted_agents(agents)
     asyncio.run(ensure_topics(settings))
-    serve_metrics(worker_metrics_address(os.environ))
+    address = worker_metrics_address(os.environ)
+    served = serve_metrics(address)
+    if announce is not None:
+        announce(
+            f"worker: agents {', '.join(wanted)} on Kafka {settings.kafka_bootstrap}"
+            + (f" (topic prefix {settings.topic_prefix})" if settings.topic_prefix else "")
+            + (f"; metrics at http://{address}/metrics" if served else "; metrics not served")
+        )
     app = create_app(settings)
     loop = BatchLoop(source := KafkaSource(settings), [])  # the hot path: see agents/batchloop.py
     # Each topic's poison records are dead-lettered by exactly one agent.
@@ -62,12 +68,26 @@ def run_worker(settings: Settings, agents: str = "all") -> int:
         usage.register(app, settings)
     lag.register(app, settings, [source] if loop.topics else [])
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
+    startlogs.install()
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)
     if logging_config is not None:
         # JSON lines only: faust's terminal spinner would write escape codes between them
         # and raise every logger to DEBUG for itself.
         worker.spinner = None
+    startlogs.plain_output(worker)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
+
+
+def wanted_agents(agents: str) -> list[str]:
+    """The agents ``--agents`` names ('all' or a comma-separated list); ValidationError otherwise."""
+    wanted = list(AGENTS) if agents == "all" else [a.strip() for a in agents.split(",") if a.strip()]
+    unknown = set(wanted) - set(AGENTS)
+    if unknown or not wanted:
+        raise ValidationError(
+            f"--agents: unknown {', '.join(sorted(unknown)) or '(none given)'}; "
+            f"choose from {', '.join(AGENTS)} or 'all'"
+        )
+    return wanted
 
 
 def keep_faust_subscribed(app: faust.App, settings: Settings) -> None:
@@ -81,10 +101,10 @@ def keep_faust_subscribed(app: faust.App, settings: Settings) -> None:
             pass
 
 
-def serve_metrics(address: str | None) -> None:
-    """Prometheus metrics of this worker at http://ADDRESS/metrics (None: disabled)."""
+def serve_metrics(address: str | None) -> bool:
+    """Prometheus metrics of this worker at http://ADDRESS/metrics (None: disabled); served?"""
     if address is None:
-        return
+        return False
     host, _, port = address.rpartition(":")
     try:
         start_http_server(int(port), addr=host or "127.0.0.1", registry=WORKER_REGISTRY)
@@ -92,3 +112,5 @@ def serve_metrics(address: str | None) -> None:
         log.warning(
             "worker metrics not served on %s (%s); set %s to a free address", address, exc, WORKER_METRICS_ENV
         )
+        return False
+    return True

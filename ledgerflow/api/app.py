@@ -168,8 +168,9 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             stack.callback(app.state.ctx.closing.set)
             yield
 
+    table = routes()
     return Starlette(
-        routes=routes(),
+        routes=table,
         middleware=[
             Middleware(RequestMetrics),
             Middleware(HeaderLimits),
@@ -179,6 +180,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                     verifier,
                     public_paths=DEFAULT_PUBLIC_PATHS | console.PUBLIC_PATHS | api_docs.PUBLIC_PATHS,
                     public_prefixes=(console.MOUNT + "/", schema_registry.MOUNT + "/"),
+                    routes=table,
                 ),
                 on_error=on_error,
             ),

@@ -14,7 +14,7 @@ EventSource polyfill that sends headers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import anyio.to_thread
 from starlette.authentication import (
@@ -25,6 +25,7 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 
 from ledgerflow.api.problems import problem_for
 from ledgerflow.auth.exceptions import MissingCredentials
@@ -64,8 +65,9 @@ class AuthRefused(AuthenticationError):
 
 
 class JwtBackend(AuthenticationBackend):
-    """Verifies the bearer token of every request except those to ``public_paths`` or under
-    ``public_prefixes`` (the console's static files)."""
+    """Verifies the bearer token of every request except those to ``public_paths``, under
+    ``public_prefixes`` (the console's static files), or to no route of ``routes`` at all: an
+    unknown path answers 404 whoever asks (nothing behind it to protect), not 401."""
 
     def __init__(
         self,
@@ -73,14 +75,18 @@ class JwtBackend(AuthenticationBackend):
         *,
         public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
         public_prefixes: Iterable[str] = (),
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.verifier = verifier
         self.public_paths = frozenset(public_paths)
         self.public_prefixes = tuple(public_prefixes)
+        self.routes = tuple(routes)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         path = _route_path(conn)
         if path in self.public_paths or path.startswith(self.public_prefixes):
+            return None
+        if self.routes and not any(route.matches(conn.scope)[0] != Match.NONE for route in self.routes):
             return None
         try:
             token = bearer_token(conn)

@@ -16,23 +16,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import Cursor, parse_limit, rfc3339
-from ledgerflow.api.spec import (
-    AUTHED,
-    INT,
-    STR,
-    TENANT_PARAM,
-    TIME,
-    json_response,
-    nullable,
-    obj,
-    operation,
-    problems,
-    query,
-)
 from ledgerflow.redisvalues import Reply, text
 
 DEFAULT_LIMIT = 50
@@ -78,35 +66,31 @@ def item(entry: Entry, fields: Mapping[Reply, Reply], decisions: int) -> dict[st
     }
 
 
-ITEM = obj(
+ITEM = spec.obj(
     ["conversation_id", "last_activity", "turns", "decisions", "last_outcome"],
-    conversation_id=STR,
-    last_activity=TIME,
-    turns=INT,
-    decisions=INT,
+    conversation_id=spec.STR,
+    last_activity=spec.TIME,
+    turns=spec.INT,
+    decisions=spec.INT,
     last_outcome={"enum": [*OUTCOMES, None]},
 )
 
 
-@operation(
+@spec.operation(
     "listConversations",
     summary="The tenant's conversations, newest activity first (any role of the tenant)",
     tags=["conversations"],
     parameters=[
-        query(
-            "limit",
-            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-            f"Page size (default {DEFAULT_LIMIT})",
-        ),
-        query("cursor", STR, "The `next` of the previous page"),
-        TENANT_PARAM,
+        spec.limit_query(MAX_LIMIT, DEFAULT_LIMIT, "Page size"),
+        spec.query("cursor", spec.STR, "The `next` of the previous page"),
+        spec.TENANT_PARAM,
     ],
     responses={
-        "200": json_response(
-            obj(["items", "next"], items={"type": "array", "items": ITEM}, next=nullable("string")),
+        "200": spec.json_response(
+            spec.obj(["items", "next"], items={"type": "array", "items": ITEM}, next=spec.nullable("string")),
             "A page; `next` is null on the last page",
         ),
-        **problems(*AUTHED, 422),
+        **spec.problems(*spec.AUTHED, 422),
     },
 )
 async def list_conversations(request: Request) -> JSONResponse:

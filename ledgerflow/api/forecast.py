@@ -14,6 +14,7 @@ from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.spec import AUTHED, TENANT_PARAM, json_response, operation, problems, query, ref
 from ledgerflow.errors import ValidationError
 from ledgerflow.redisvalues import Reply, text
+from ledgerflow.timefmt import rfc3339
 from ledgerflow.usage.forecast import forecast as holt_forecast
 
 MAX_HORIZON = 60
@@ -67,10 +68,12 @@ async def forecast(request: Request) -> JSONResponse:
             "tenant": principal.tenant,
             "model": model,
             "method": "holt-linear-trend",
-            "history": [{"window_start": s, "tokens": v} for s, v in zip(starts, series, strict=True)],
+            "history": [
+                {"window_start": rfc3339(s), "tokens": v} for s, v in zip(starts, series, strict=True)
+            ],
             "forecast": [
                 {
-                    "window_start": starts[-1] + step * p.step,
+                    "window_start": rfc3339(starts[-1] + step * p.step),
                     "expected": p.expected,
                     "lower": p.lower,
                     "upper": p.upper,

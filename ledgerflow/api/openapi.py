@@ -25,18 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from ledgerflow.api import spec
 from ledgerflow.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS
-from ledgerflow.api.spec import (
-    INT,
-    NUM,
-    PUBLIC,
-    STR,
-    json_response,
-    nullable,
-    obj,
-    operation,
-    operation_of,
-)
 
 Schema = dict[str, Any]
 ROLES = ["producer", "subscriber", "admin", "auditor"]
@@ -65,42 +55,42 @@ def documented_routes(routes: Sequence[BaseRoute]) -> list[Route]:
 def _paths(routes: Sequence[BaseRoute]) -> dict[str, Schema]:
     paths: dict[str, Schema] = {}
     for route in documented_routes(routes):
-        spec = operation_of(route.endpoint)
-        if spec is None:
+        described = spec.operation_of(route.endpoint)
+        if described is None:
             raise UndocumentedRoute(f"route {route.path} ({route.name}) has no @operation: describe it")
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            paths.setdefault(route.path, {})[method.lower()] = copy.deepcopy(spec)
+            paths.setdefault(route.path, {})[method.lower()] = copy.deepcopy(described)
     return paths
 
 
 def _schemas() -> dict[str, Schema]:
     ids = {"type": "string", "minLength": 1}
     payloads = {
-        "ConversationStarted": obj(["actor", "model"], actor=ids, model=ids),
-        "MessageSubmitted": obj(
+        "ConversationStarted": spec.obj(["actor", "model"], actor=ids, model=ids),
+        "MessageSubmitted": spec.obj(
             ["turn_id", "role", "content", "model"],
             turn_id=ids,
             role={"enum": ["user", "assistant", "tool"]},
-            content=STR,
+            content=spec.STR,
             model=ids,
-            tokens=nullable("integer", minimum=0),
+            tokens=spec.nullable("integer", minimum=0),
         ),
-        "ConversationClosed": obj(["reason"], reason=STR),
+        "ConversationClosed": spec.obj(["reason"], reason=spec.STR),
     }
     return {
         "Problem": {
-            **obj(
+            **spec.obj(
                 ["type", "title", "status", "detail"],
-                type=STR,
-                title=STR,
-                status=INT,
-                detail=STR,
-                instance=STR,
+                type=spec.STR,
+                title=spec.STR,
+                status=spec.INT,
+                detail=spec.STR,
+                instance=spec.STR,
             ),
             "description": "RFC 9457 problem details; extension members may follow.",
         },
         "EventIn": {
-            **obj(
+            **spec.obj(
                 ["type", "subject", "payload"],
                 type={"enum": sorted(payloads)},
                 subject=ids,
@@ -108,77 +98,77 @@ def _schemas() -> dict[str, Schema]:
                 event_id={"type": "string", "format": "uuid"},
                 occurred_at={"type": "string", "description": "UTC, e.g. 2026-11-23T20:00:00.000000Z"},
                 producer=ids,
-                trace_id=nullable("string"),
-                schema_version=INT,
+                trace_id=spec.nullable("string"),
+                schema_version=spec.INT,
                 payload={"oneOf": [{**s, "title": name} for name, s in payloads.items()]},
             ),
             "additionalProperties": False,
         },
-        "Event": obj(
+        "Event": spec.obj(
             ["event_id", "type", "tenant", "subject", "occurred_at", "producer", "payload"],
-            event_id=STR,
-            type=STR,
-            schema_version=INT,
-            tenant=STR,
-            subject=STR,
-            occurred_at=STR,
-            producer=STR,
-            trace_id=nullable("string"),
-            sequence=nullable("integer"),
-            prev_hash=nullable("string"),
-            hash=nullable("string"),
+            event_id=spec.STR,
+            type=spec.STR,
+            schema_version=spec.INT,
+            tenant=spec.STR,
+            subject=spec.STR,
+            occurred_at=spec.STR,
+            producer=spec.STR,
+            trace_id=spec.nullable("string"),
+            sequence=spec.nullable("integer"),
+            prev_hash=spec.nullable("string"),
+            hash=spec.nullable("string"),
             payload={"type": "object"},
         ),
-        "IngestAck": obj(
+        "IngestAck": spec.obj(
             ["event_id", "topic", "partition", "offset", "consistency_token"],
-            event_id=STR,
-            topic=STR,
-            partition=INT,
-            offset=INT,
-            consistency_token=STR,
+            event_id=spec.STR,
+            topic=spec.STR,
+            partition=spec.INT,
+            offset=spec.INT,
+            consistency_token=spec.STR,
             duplicate={"type": "boolean"},
         ),
-        "Conversation": obj(
+        "Conversation": spec.obj(
             ["turns", "turn_count"],
-            conversation_id=STR,
-            tenant=STR,
+            conversation_id=spec.STR,
+            tenant=spec.STR,
             status={"enum": ["open", "closed"]},
-            actor=STR,
-            model=STR,
-            tokens=INT,
-            started_at=INT,
-            updated_at=INT,
-            turn_count=INT,
+            actor=spec.STR,
+            model=spec.STR,
+            tokens=spec.INT,
+            started_at=spec.TIME,
+            updated_at=spec.TIME,
+            turn_count=spec.INT,
             last_decision={"type": "object"},
             turns={"type": "array", "items": {"type": "object"}},
         ),
-        "Pending": obj(
+        "Pending": spec.obj(
             ["status", "detail"],
             status={"const": "pending"},
-            detail=STR,
-            event_id=STR,
-            command_id=STR,
-            conversation_id=STR,
-            location=STR,
-            consistency_token=nullable("string"),
+            detail=spec.STR,
+            event_id=spec.STR,
+            command_id=spec.STR,
+            conversation_id=spec.STR,
+            location=spec.STR,
+            consistency_token=spec.nullable("string"),
         ),
-        "Forecast": obj(
+        "Forecast": spec.obj(
             ["tenant", "model", "method", "history", "forecast"],
-            tenant=STR,
-            model=STR,
-            method=STR,
+            tenant=spec.STR,
+            model=spec.STR,
+            method=spec.STR,
             history={
                 "type": "array",
-                "items": obj(["window_start", "tokens"], window_start=INT, tokens=NUM),
+                "items": spec.obj(["window_start", "tokens"], window_start=spec.TIME, tokens=spec.NUM),
             },
             forecast={
                 "type": "array",
-                "items": obj(
+                "items": spec.obj(
                     ["window_start", "expected", "lower", "upper"],
-                    window_start=INT,
-                    expected=NUM,
-                    lower=NUM,
-                    upper=NUM,
+                    window_start=spec.TIME,
+                    expected=spec.NUM,
+                    lower=spec.NUM,
+                    upper=spec.NUM,
                 ),
             },
         ),
@@ -254,12 +244,12 @@ def render() -> str:
     return json.dumps(_cached(), indent=2, ensure_ascii=False) + "\n"
 
 
-@operation(
+@spec.operation(
     "getOpenApi",
     summary="This document",
     tags=["operations"],
-    security=PUBLIC,
-    responses={"200": json_response({"type": "object"}, "OpenAPI 3.1")},
+    security=spec.PUBLIC,
+    responses={"200": spec.json_response({"type": "object"}, "OpenAPI 3.1")},
 )
 async def openapi_json(request: Request) -> JSONResponse:
     """``GET /openapi.json`` (public)."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from ledgerflow.contracts.ids import is_id
 from ledgerflow.errors import ValidationError
+from ledgerflow.timefmt import rfc3339
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = ["Cursor", "parse_limit", "rfc3339"]  # rfc3339: the one time format (ledgerflow/timefmt.py)
 MAX_CURSOR_CHARS = 1024
 
 
@@ -56,8 +56,3 @@ class Cursor:
         if not sep or not score.isascii() or not score.isdigit() or not is_id(member):
             raise bad
         return cls(int(score), member)
-
-
-def rfc3339(micros: int) -> str:
-    """Microseconds since the epoch as ``2026-11-29T23:49:10.123456Z``."""
-    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -5,22 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import read_json
-from ledgerflow.api.spec import (
-    AUTHED,
-    DECISION_FIELDS,
-    INT,
-    STR,
-    body,
-    json_response,
-    obj,
-    operation,
-    problems,
-    ref,
-)
 from ledgerflow.auth.roles import ADMIN, PRODUCER
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
@@ -34,31 +23,31 @@ EVALUATE_ROLES = (PRODUCER, ADMIN)
 on the edge; subscribers and auditors read decisions, they do not need to make them)."""
 
 
-@operation(
+@spec.operation(
     "evaluate",
     summary="Dry run: the decision a turn would get now (nothing is written)",
     tags=["policy"],
-    requestBody=body(
-        obj(
+    requestBody=spec.body(
+        spec.obj(
             ["content"],
-            content=STR,
+            content=spec.STR,
             role={"enum": ["user", "assistant", "tool"]},
-            conversation_id=STR,
+            conversation_id=spec.STR,
         ),
         {"content": "Email jane.doe@example.com the invoice", "role": "user"},
     ),
     responses={
-        "200": json_response(
-            obj(
-                ["conversation_id", "dry_run", *DECISION_FIELDS],
-                conversation_id=STR,
+        "200": spec.json_response(
+            spec.obj(
+                ["conversation_id", "dry_run", *spec.DECISION_FIELDS],
+                conversation_id=spec.STR,
                 dry_run={"const": True},
                 training_enabled={"type": "boolean"},
-                **DECISION_FIELDS,
+                **spec.DECISION_FIELDS,
             ),
             "The decision",
         ),
-        **problems(400, 413, *AUTHED, 422),
+        **spec.problems(400, 413, *spec.AUTHED, 422),
     },
 )
 async def evaluate_dry_run(request: Request) -> JSONResponse:
@@ -92,12 +81,12 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
     return JSONResponse({"conversation_id": conversation_id, "dry_run": True, **result})
 
 
-@operation(
+@spec.operation(
     "putRules",
     summary="Publish a rule pack for the token's tenant (role admin)",
     tags=["policy"],
-    requestBody=body(
-        ref("RulePack"),
+    requestBody=spec.body(
+        spec.ref("RulePack"),
         {
             "tenant": "acme",
             "description": "example pack",
@@ -106,18 +95,18 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
         "docs/policy.md; `version` is assigned on publish",
     ),
     responses={
-        "201": json_response(
-            obj(
+        "201": spec.json_response(
+            spec.obj(
                 ["tenant", "version", "constitution_hash"],
-                tenant=STR,
-                version=INT,
-                constitution_hash=STR,
-                event_id=STR,
-                offset=INT,
+                tenant=spec.STR,
+                version=spec.INT,
+                constitution_hash=spec.STR,
+                event_id=spec.STR,
+                offset=spec.INT,
             ),
             "Published",
         ),
-        **problems(400, 413, *AUTHED, 422),
+        **spec.problems(400, 413, *spec.AUTHED, 422),
     },
 )
 async def put_rules(request: Request) -> JSONResponse:

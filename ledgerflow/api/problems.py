@@ -104,13 +104,19 @@ def status_title(status: int) -> str:
         return "Error"
 
 
+NO_ROUTE = "no operation at this path: the operations are listed at /openapi.json"
+
+
 def problem_for(exc: BaseException) -> Response:
     """The response for ``exc`` (see the module table). Logs 5xx causes."""
     if isinstance(exc, HTTPException):
         headers = dict(exc.headers or {})
         if exc.status_code in _NO_BODY or exc.status_code < 200:
             return Response(status_code=exc.status_code, headers=headers)
-        return problem(exc.status_code, status_title(exc.status_code), str(exc.detail), headers=headers)
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == status_title(404):  # the router's: no route matched
+            detail = NO_ROUTE
+        return problem(exc.status_code, status_title(exc.status_code), detail, headers=headers)
     if isinstance(exc, AuthError):
         status = exc.status if exc.status in (401, 403) else 401
         return problem(

@@ -71,7 +71,8 @@ def catalog(events: Iterable[Event], tenant: str) -> list[PackVersion]:
     return [found[v] for v in sorted(found, reverse=True)]
 
 
-async def _events(settings: Settings) -> list[Event]:
+async def read_policy_events(settings: Settings) -> list[Event]:
+    """Every decodable record of ``policy.rules`` (also read by `ledgerflow policy list|diff`)."""
     out = []
     async with contextlib.aclosing(
         cast(AsyncGenerator[RawRecord, None], read_topic(settings, settings.topic(POLICY_RULES)))
@@ -87,7 +88,7 @@ async def _events(settings: Settings) -> list[Event]:
 async def _catalog(request: Request) -> list[PackVersion]:
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
-    events = await within_deadline(_events(ctx.settings), "kafka", READ_DEADLINE_S)
+    events = await within_deadline(read_policy_events(ctx.settings), "kafka", READ_DEADLINE_S)
     return catalog(events, principal.tenant)
 
 

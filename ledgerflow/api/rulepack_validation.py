@@ -14,19 +14,9 @@ from dataclasses import asdict, dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.problems import problem, read_json, status_title
-from ledgerflow.api.spec import (
-    AUTHED,
-    STR,
-    body,
-    json_response,
-    nullable,
-    obj,
-    operation,
-    problems,
-    ref,
-)
 from ledgerflow.errors import AuthError, ValidationError
 from ledgerflow.policy import load_rule_pack
 
@@ -60,32 +50,35 @@ def rule_errors(message: str) -> list[RuleError]:
     return out
 
 
-@operation(
+@spec.operation(
     "validateRulePack",
     summary="Validate a rule pack as publishing would; nothing is published (any role of the tenant)",
     tags=["policy"],
-    requestBody=body(
-        ref("RulePack"),
+    requestBody=spec.body(
+        spec.ref("RulePack"),
         {"rules": [{"id": "secrets", "when": {"keywords": ["password"]}, "action": "deny", "weight": 10}]},
         "docs/policy.md; `tenant` defaults to the token's",
     ),
     responses={
-        "200": json_response(
-            obj(["valid", "constitution_hash"], valid={"const": True}, constitution_hash=STR), "Valid"
+        "200": spec.json_response(
+            spec.obj(["valid", "constitution_hash"], valid={"const": True}, constitution_hash=spec.STR),
+            "Valid",
         ),
-        **problems(400, 413, *AUTHED),
+        **spec.problems(400, 413, *spec.AUTHED),
         "422": {
             "description": "Invalid; `errors` lists each problem with its rule id (null: the pack itself)",
             "content": {
                 "application/problem+json": {
                     "schema": {
                         "allOf": [
-                            ref("Problem"),
-                            obj(
+                            spec.ref("Problem"),
+                            spec.obj(
                                 ["errors"],
                                 errors={
                                     "type": "array",
-                                    "items": obj(["rule", "message"], rule=nullable("string"), message=STR),
+                                    "items": spec.obj(
+                                        ["rule", "message"], rule=spec.nullable("string"), message=spec.STR
+                                    ),
                                 },
                             ),
                         ]

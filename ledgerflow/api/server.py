@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -64,14 +64,19 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
 class EdgeServer(uvicorn.Server):
     """uvicorn's server, ending SSE streams first when asked to exit (see the module doc)."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: Starlette, on_ready: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_ready = on_ready
 
     async def startup(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started and self._on_ready is not None:  # listening, lifespan done
+            self._on_ready()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A plain signal handler: hop onto the event loop (thread-safe, and wakes it).
@@ -111,7 +116,7 @@ class ApplyKnobs:
         await self.app(scope, receive, send_after_tuning)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> int:
     knobs = SseKnobs.from_env()
     json_logs = logformat.log_format() == "json"
     if json_logs:
@@ -128,5 +133,7 @@ def serve(settings: Settings) -> int:
         access_log=False,
         lifespan="on",
     )
-    EdgeServer(config, app).run()
-    return 0
+    server = EdgeServer(config, app, on_ready)
+    server.run()
+    # uvicorn logs a failed start-up (lifespan, bind) and returns without raising.
+    return 0 if server.started else 1

@@ -26,6 +26,7 @@ __all__ = [
     "Handler",
     "body",
     "json_response",
+    "limit_query",
     "nullable",
     "obj",
     "operation",
@@ -114,6 +115,13 @@ def problems(*codes: int) -> dict[str, Schema]:
 
 def query(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def limit_query(maximum: int, default: int, what: str) -> Schema:
+    """The ``limit`` query parameter of a listing: an integer in 1 … ``maximum``, ``default`` when absent."""
+    return query(
+        "limit", {"type": "integer", "minimum": 1, "maximum": maximum}, f"{what} (default {default})"
+    )
 
 
 TENANT_PARAM = query("tenant", STR, "Optional; must equal the token's tenant (else 403).")

@@ -28,26 +28,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api import idempotency
+from ledgerflow.api import idempotency, spec
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.edge_checks import check_edge_event, edge_producer, refuse_client_producer
 from ledgerflow.api.events import publish
 from ledgerflow.api.faults import bounded
 from ledgerflow.api.problems import read_json
-from ledgerflow.api.spec import (
-    AUTHED,
-    DECISION_FIELDS,
-    STR,
-    body,
-    json_response,
-    nullable,
-    obj,
-    operation,
-    problems,
-    query,
-    ref,
-)
 from ledgerflow.contracts.events import MAX_ID_CHARS, Event, new_event
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.contracts.payloads import MessageSubmitted
@@ -62,12 +49,12 @@ MAX_WAIT_S = 30.0
 IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
 
 
-@operation(
+@spec.operation(
     "step",
     summary="Publish a user turn and wait (bounded) for its decision (role producer)",
     tags=["conversations"],
     parameters=[
-        query(
+        spec.query(
             "wait",
             {"type": "number", "minimum": 0, "maximum": 30},
             "Seconds to wait for the decision (default 2)",
@@ -76,37 +63,37 @@ IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
             "name": "Idempotency-Key",
             "in": "header",
             "required": False,
-            "schema": STR,
+            "schema": spec.STR,
             "description": "A retry with the same key publishes nothing new and answers the same turn",
         },
     ],
-    requestBody=body(
-        obj(
+    requestBody=spec.body(
+        spec.obj(
             ["conversation_id", "content"],
             conversation_id={"type": "string", "minLength": 1},
-            content=STR,
-            model=STR,
+            content=spec.STR,
+            model=spec.STR,
         ),
         {"conversation_id": "conv-42", "content": "Can you summarise the report?", "model": "slm-1"},
     ),
     responses={
-        "200": json_response(
-            obj(
-                ["event_id", "conversation_id", *DECISION_FIELDS],
-                event_id=STR,
-                decision_event_id=nullable("string"),
-                conversation_id=STR,
-                **DECISION_FIELDS,
-                consistency_token=nullable("string"),
+        "200": spec.json_response(
+            spec.obj(
+                ["event_id", "conversation_id", *spec.DECISION_FIELDS],
+                event_id=spec.STR,
+                decision_event_id=spec.nullable("string"),
+                conversation_id=spec.STR,
+                **spec.DECISION_FIELDS,
+                consistency_token=spec.nullable("string"),
             ),
             "The decision",
         ),
-        "202": json_response(
-            ref("Pending"),
+        "202": spec.json_response(
+            spec.ref("Pending"),
             "No decision in time; it will appear in the read model",
-            {"Location": {"schema": STR}},
+            {"Location": {"schema": spec.STR}},
         ),
-        **problems(400, 409, 413, *AUTHED, 422),
+        **spec.problems(400, 409, 413, *spec.AUTHED, 422),
     },
 )
 async def step(request: Request) -> JSONResponse:

@@ -39,6 +39,7 @@ from ledgerflow.api.spec import AUTHED, STR, TENANT_PARAM, Handler, operation, p
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.metrics import SSE_DROPPED, SSE_FRAMES, SSE_SUBSCRIBERS
+from ledgerflow.timefmt import rfc3339_seconds
 
 RETRY_MS = 2000
 MAX_FRAMES_PER_WRITE = 256
@@ -222,7 +223,7 @@ async def _live(
             yield sse.control_frame(
                 "reauth",
                 {
-                    "expires_at": expires_at,
+                    "expires_at": rfc3339_seconds(expires_at),
                     "detail": "token expires soon: reconnect with a new token and your last event id",
                 },
             )

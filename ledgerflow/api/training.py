@@ -15,24 +15,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_role, requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.problems import problem, read_json
-from ledgerflow.api.spec import (
-    AUTHED,
-    INT,
-    STR,
-    Handler,
-    body,
-    json_response,
-    nullable,
-    obj,
-    operation,
-    problems,
-    query,
-    ref,
-)
 from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import (
@@ -45,51 +32,54 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.errors import ValidationError
 from ledgerflow.redisvalues import text_map
+from ledgerflow.timefmt import rfc3339
 from ledgerflow.topics import TRAINING_COMMANDS
 
 WAIT_S = 5.0
 
 
-def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[[Handler], Handler]:
+def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[[spec.Handler], spec.Handler]:
     fields: dict[str, Any] = {
         "reason": {"type": "string", "minLength": 1},
-        "expected_version": nullable("integer", minimum=0),
+        "expected_version": spec.nullable("integer", minimum=0),
     }
     if enable:
-        fields["ttl_seconds"] = nullable("integer")
+        fields["ttl_seconds"] = spec.nullable("integer")
     example = (
         {"reason": "red-team exercise", "ttl_seconds": 3600} if enable else {"reason": "exercise finished"}
     )
-    return operation(
+    return spec.operation(
         operation_id,
         summary=summary,
         tags=["training"],
         description="Publishes a command to `training.commands` and waits (bounded) for the training "
         "agent's outcome. A rejection is a 409 problem with the reason.",
         parameters=[
-            query(
+            spec.query(
                 "wait",
                 {"type": "number", "minimum": 0, "maximum": 30},
                 "Seconds to wait for the outcome (default 5)",
             ),
         ],
-        requestBody=body(obj(["reason"], **fields), example),
+        requestBody=spec.body(spec.obj(["reason"], **fields), example),
         responses={
-            "200": json_response(
-                obj(
+            "200": spec.json_response(
+                spec.obj(
                     ["command_id", "accepted", "outcome", "version"],
-                    command_id=STR,
+                    command_id=spec.STR,
                     accepted={"const": True},
-                    outcome=STR,
-                    version=INT,
-                    reason=nullable("string"),
-                    expires_at=nullable("integer"),
-                    audit_event_id=STR,
+                    outcome=spec.STR,
+                    version=spec.INT,
+                    reason=spec.nullable("string"),
+                    expires_at=spec.nullable("string"),
+                    audit_event_id=spec.STR,
                 ),
                 "Accepted",
             ),
-            "202": json_response(ref("Pending"), "No outcome in time", {"Location": {"schema": STR}}),
-            **problems(400, 413, *AUTHED, 409, 422),
+            "202": spec.json_response(
+                spec.ref("Pending"), "No outcome in time", {"Location": {"schema": spec.STR}}
+            ),
+            **spec.problems(400, 413, *spec.AUTHED, 409, 422),
         },
     )
 
@@ -166,31 +156,31 @@ async def _command(request: Request, kind: str) -> Response:
             "outcome": outcome.type,
             "version": p.version,
             "reason": p.reason,
-            "expires_at": p.expires_at,
+            "expires_at": None if p.expires_at is None else rfc3339(p.expires_at),
             "audit_event_id": outcome.event_id,
         }
     )
 
 
-@operation(
+@spec.operation(
     "getTrainingStatus",
     summary="The tenant's training mode",
     tags=["training"],
     responses={
-        "200": json_response(
-            obj(
+        "200": spec.json_response(
+            spec.obj(
                 ["tenant", "state", "version"],
-                tenant=STR,
-                state=STR,
-                version=INT,
-                owner=nullable("string"),
-                reason=nullable("string"),
-                expires_at=nullable("integer"),
-                last_rejection=nullable("string"),
+                tenant=spec.STR,
+                state=spec.STR,
+                version=spec.INT,
+                owner=spec.nullable("string"),
+                reason=spec.nullable("string"),
+                expires_at=spec.nullable("string"),
+                last_rejection=spec.nullable("string"),
             ),
             "Status",
         ),
-        **problems(*AUTHED),
+        **spec.problems(*spec.AUTHED),
     },
 )
 async def status(request: Request) -> JSONResponse:
@@ -206,7 +196,7 @@ async def status(request: Request) -> JSONResponse:
             "version": int(view.get("version", 0)),
             "owner": view.get("owner"),
             "reason": view.get("reason"),
-            "expires_at": int(expires) if expires else None,
+            "expires_at": rfc3339(int(expires)) if expires else None,
             "last_rejection": view.get("last_rejection"),
         }
     )

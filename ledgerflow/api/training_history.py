@@ -16,21 +16,11 @@ from typing import Any, cast
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import parse_limit, rfc3339
-from ledgerflow.api.spec import (
-    AUTHED,
-    STR,
-    TIME,
-    json_response,
-    nullable,
-    obj,
-    operation,
-    problems,
-    query,
-)
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import Located, verify
@@ -105,34 +95,28 @@ async def _located(settings: Settings, tenant: str) -> list[Located]:
     return out
 
 
-ROW = obj(
+ROW = spec.obj(
     ["sequence", "type", "occurred_at", "actor", "mode", "expires_at", "hash", "prev_hash", "chain"],
-    sequence=nullable("integer"),
-    type=STR,
-    occurred_at=TIME,
-    actor=nullable("string"),
+    sequence=spec.nullable("integer"),
+    type=spec.STR,
+    occurred_at=spec.TIME,
+    actor=spec.nullable("string"),
     mode={"enum": ["enabled", "disabled"]},
-    expires_at=nullable("string"),
-    hash=nullable("string"),
-    prev_hash=nullable("string"),
+    expires_at=spec.nullable("string"),
+    hash=spec.nullable("string"),
+    prev_hash=spec.nullable("string"),
     chain={"enum": ["ok", "broken"]},
 )
 
 
-@operation(
+@spec.operation(
     "getTrainingHistory",
     summary="The tenant's training.audit records, newest first, with each record's chain status",
     tags=["training"],
-    parameters=[
-        query(
-            "limit",
-            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-            f"How many records (default {DEFAULT_LIMIT})",
-        )
-    ],
+    parameters=[spec.limit_query(MAX_LIMIT, DEFAULT_LIMIT, "How many records")],
     responses={
-        "200": json_response(obj(["items"], items={"type": "array", "items": ROW}), "The records"),
-        **problems(*AUTHED, 422),
+        "200": spec.json_response(spec.obj(["items"], items={"type": "array", "items": ROW}), "The records"),
+        **spec.problems(*spec.AUTHED, 422),
     },
 )
 async def training_history(request: Request) -> JSONResponse:

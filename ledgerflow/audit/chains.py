@@ -36,7 +36,9 @@ class ChainCheck:
         self._verifiers: dict[str, ChainVerifier] = {}
         self.records = 0
 
-    def feed(self, at: Position, record: Event) -> Finding | None:
+    def feed(self, at: Position, record: Event, *, verified: bool = False) -> Finding | None:
+        """``verified``: the record's bytes were re-derived bit for bit (so its ``hash`` is the hash
+        of its content, computed then): the chain walk does not hash it again."""
         verifier = self._verifiers.get(at.topic)
         if verifier is None:
             verifier = self._verifiers[at.topic] = ChainVerifier(at.topic, from_start=self._from_start)
@@ -53,7 +55,8 @@ class ChainCheck:
                 f"the record has no canonical JSON form: {exc}",
             )
         key = chain_key_of(body) or record.subject
-        problem = verifier.feed(Located(at.topic, at.partition, at.offset, key, body))
+        digest = record.hash if verified else None
+        problem = verifier.feed(Located(at.topic, at.partition, at.offset, key, body, digest))
         return None if problem is None else finding_of(problem)
 
     def finish(self) -> list[Finding]:

@@ -1,8 +1,8 @@
 """``ledgerflow audit``: replay the logs, verify, re-derive, rebuild, diff; report; exit code.
 
 Exit codes: 0 — no discrepancy; 1 — at least one (the report names each with its
-topic/partition/offset); 2 — the audit could not run (Kafka or Redis unreachable: the
-``ledgerflow`` entry point turns the ``LedgerflowError`` into 2).
+topic/partition/offset); 3 — the audit could not run (Kafka or Redis unreachable:
+``ledgerflow.commands.audit`` turns the ``InfrastructureError`` into 3).
 """
 
 from __future__ import annotations
@@ -42,9 +42,14 @@ async def run_audit(
     def bar(label: str, total: int) -> Progress:
         return Progress(label, total, show=progress)
 
-    await audit_logs(settings, report, bar, grace_s=grace_s)
-    if projections:
-        await audit_projections(settings, report, bar)
+    if projections:  # the read-model rebuild runs in worker processes meanwhile
+        models = Report()
+        await asyncio.gather(
+            audit_logs(settings, report, bar, grace_s=grace_s), audit_projections(settings, models, bar)
+        )
+        report.merge(models)
+    else:
+        await audit_logs(settings, report, bar, grace_s=grace_s)
     report.seconds = time.perf_counter() - began
     return report
 

@@ -92,6 +92,8 @@ class DecisionCheck:
         self._last_decided = -1
         self.dead_lettered: set[int] = set()
         """Input offsets of this partition the agent dead-lettered (set by the caller)."""
+        self.rederived = False
+        """Whether the last record fed re-derived bit for bit."""
         self.turns = self.decisions = self.verified = self.pending = 0
         self.duplicate_deliveries = self.decided_again = self.turns_dead_lettered = 0
 
@@ -113,6 +115,7 @@ class DecisionCheck:
         """Check one decision record against its input; the findings it raises.
 
         ``input_offset``: the decision's ``lf-input`` header (the input offset it answers)."""
+        self.rederived = False
         payload = record.payload
         if not isinstance(payload, PolicyDecision):
             return [_finding("forged", at, record.subject, f"a {record.type} record is not a decision")]
@@ -232,6 +235,7 @@ class DecisionCheck:
                 if codec.encode(again) == value:
                     self._heads[chain_key(record)] = head_after(again)
                     self.verified += 1
+                    self.rederived = True
                     return None
                 attempts.append(again)
         except LedgerflowError as exc:

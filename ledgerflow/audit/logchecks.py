@@ -213,8 +213,8 @@ class _Run:
             if p in self.partitions(POLICY_DECISIONS):
                 async for raw, event in self.records(POLICY_DECISIONS, p):
                     at = _at(raw)
-                    self.report.add(self.chains.feed(at, event))
                     self.report.extend(check.feed(at, event, raw.value or b"", input_offset_of(raw.headers)))
+                    self.report.add(self.chains.feed(at, event, verified=check.rederived))
             self.report.extend(check.finish())
             missing_windows = self.usage.finish(p)
             if self.usage.comparable and self.names[USAGE_WINDOWS] in self.horizon:

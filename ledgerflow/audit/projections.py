@@ -2,12 +2,14 @@
 
 1. Resolve the live generation (the active pointer), read its sentinel (is it complete?)
    and checkpoint (the last offset it applied per ``topic:partition``).
-2. Replay the logs into a fresh scratch namespace up to that checkpoint
-   (``ledgerflow.projections.rebuild.replay``, the code every rebuild uses).
+2. Replay the logs into a fresh scratch namespace up to that checkpoint with the code every
+   rebuild uses (``ledgerflow.projections.parallel``: batches folded in memory, in worker
+   processes, so this process checks the logs meanwhile).
 3. Read both spaces (SCAN, then pipelined reads) as a digest per key and a fence per
    entity; compare entity by entity (``digests.compare_entity``).
 4. Entities the live projection moved on with while we read: catch the scratch space up
-   to the new checkpoint and compare them again (at most ``ROUNDS`` times).
+   to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
+   them again (at most ``ROUNDS`` times).
 5. Delete the scratch space, whatever happened.
 """
 
@@ -29,6 +31,7 @@ from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.generations import PROJECTION, active_keys
 from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 from ledgerflow.projections.rebuild import replay
 from ledgerflow.redisvalues import int_map
 
@@ -112,6 +115,8 @@ async def audit_projections(
     finally:
         try:
             await _delete(redis, scratch_keys)  # Step 5.
+        except (RedisError, OSError):
+            pass  # Redis failed: the error above says so; a second one from clean-up would bury it
         finally:
             await redis.aclose()
     report.checks.append("read models")
@@ -145,7 +150,19 @@ async def _run(
     for round_no in range(1, rounds + 1):
         until = await _checkpoint(settings, redis, live_keys)
         bar = progress(f"rebuilding read models (round {round_no})", sum(until.values()))
-        stats = await replay(settings, redis, scratch_keys, until, progress=bar.update)  # Step 2.
+        if round_no == 1:  # Step 2: in worker processes, while this one checks the logs
+            workers = max(processes_from_env() - 1, 1)
+            stats = await replay_parallel(
+                settings, redis, scratch_keys, until, bar.update, processes=workers, spawn=True
+            )
+        else:  # Step 4: the fold wrote fences, so the fenced replay reads on from the checkpoint
+            start = {
+                cursor: offset + 1
+                for cursor, offset in int_map(
+                    await redis.hgetall(scratch_keys.checkpoint(CHECKPOINT))
+                ).items()
+            }
+            stats = await replay(settings, redis, scratch_keys, until, bar.update, start=start)
         bar.finish()
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
         await live.load()  # Step 3.

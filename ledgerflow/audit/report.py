@@ -85,6 +85,17 @@ class Report:
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
 
+    def merge(self, other: Report) -> None:
+        """Take in the findings, counts, stats, notes and checks of a part run on its own."""
+        for kind, n in other.counts.items():
+            kept = [f for f in other.findings if f.kind == kind]
+            self.counts[kind] += n - len(kept)  # counted but not kept there
+            self.extend(kept)
+        for name, value in other.stats.items():
+            self.count(name, value)
+        self.notes += other.notes
+        self.checks += other.checks
+
     def ordered(self) -> list[Finding]:
         return sorted(self.findings, key=_order)
 

@@ -1,7 +1,7 @@
 """Verify a bearer JWT against the trusted JWKS and turn it into a Principal.
 
 1. Read the header without trusting it: only RS256, ES256 and EdDSA; ``kid`` required.
-2. Find the kid in the JWKS (unknown: the key may have rotated away).
+2. Find the kid in the JWKS (unknown: another deployment's key, or one rotated away).
 3. Refuse a key whose type/curve does not fit the alg (algorithm confusion).
 4. Verify the signature with that key and that one algorithm.
 5. Check the claims (``iss``, ``aud``, ``exp``, ``nbf``, lifetime, ``sub``, ``tenant``, ``roles``).
@@ -99,7 +99,11 @@ class TokenVerifier:
         # Step 2.
         trusted = self.jwks.get(kid)
         if trusted is None:
-            raise AuthError(f"unknown key id {_short(kid)} (keys may have rotated: fetch a new token)")
+            raise AuthError(
+                f"unknown key id {_short(kid)}: this edge does not trust the key that signed the token "
+                "(a token of another deployment, or of a key rotated out): get a new token from this "
+                "deployment's issuer"
+            )
         # Step 3.
         mismatch = key_mismatch(trusted.jwk, alg)
         if mismatch is not None:

@@ -34,13 +34,16 @@ LABELS = {
     5: ("SSE", "raw Kafka"),
     6: ("ours", "avro pkg"),
     7: ("pipeline", "naive agent"),
+    10: ("parallel rebuild", "raw consume"),
+    11: ("audit", "raw consume"),
 }
 
 
 def figures_chart(figures: list[Figure], path: Path, caption: str = "") -> Path:
     """One panel per figure: ours vs baseline (median bar, each round a dot), ratio and goal in the title."""
     plt = _plt()
-    fig, axes = plt.subplots(2, 4, figsize=(17, 8.5))
+    rows = math.ceil((len(figures) + 1) / 4)  # a panel for every figure, and one for the caption
+    fig, axes = plt.subplots(rows, 4, figsize=(17, 4.25 * rows))
     for ax, f in zip(axes.flat, figures, strict=False):
         labels = list(LABELS.get(f.number, ("ours", "baseline")))
         medians = [0 if math.isnan(f.ours) else f.ours, 0 if math.isnan(f.baseline) else f.baseline]
@@ -58,7 +61,7 @@ def figures_chart(figures: list[Figure], path: Path, caption: str = "") -> Path:
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(figures) :]:
         ax.axis("off")
-    if len(figures) < 8 and caption:
+    if len(figures) < rows * 4 and caption:
         axes.flat[-1].text(0, 1, textwrap.fill(caption, 52), va="top", fontsize=8.5, family="monospace")
     fig.suptitle(
         "ledgerflow bench: each figure against its baseline in the same run (bars: medians; dots: rounds)"

@@ -1,14 +1,17 @@
 """Projection rebuild against the raw consume of the same topics, each in its own process:
 
     python -m ledgerflow.bench.replay rebuild --namespace NS
+    python -m ledgerflow.bench.replay parallel --namespace NS
     python -m ledgerflow.bench.replay raw
 
 Both read ``conversation.events`` and ``policy.decisions`` of the prefix in
 ``LEDGERFLOW_TOPIC_PREFIX`` from offset 0 to the end offsets taken before the clock
 starts, with the same consumer settings as ``ledgerflow.projections.rebuild.replay``
 (8 MiB per partition, 64 MiB per fetch, batches of ``rebuild.BATCH``). ``rebuild`` is
-``replay`` itself into the fresh key space ``NS`` (decode, ``project``, fenced pipelined
-writes); ``raw`` only fetches. The clock covers consumer start-up to the last record.
+what ``ledgerflow projections rebuild`` does into the fresh key space ``NS`` (decode,
+``project``, batches folded in memory) in one process, ``parallel`` the same with
+``LEDGERFLOW_REBUILD_PROCESSES`` worker processes (default: one per core); ``raw`` only
+fetches. The clock covers consumer start-up to the last record.
 Prints ``{"result": {"records", "seconds", "rate", "cpu_s", "round_trips"}}``.
 """
 
@@ -26,6 +29,7 @@ from ledgerflow.bench.procs import emit, own_cpu_seconds
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.projections import rebuild
 from ledgerflow.projections.keys import Keys
+from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 
 
 async def raw_consume(settings: Settings, until: dict[TopicPartition, int]) -> int:
@@ -60,7 +64,8 @@ async def run(settings: Settings, mode: str, namespace: str) -> dict[str, Any]:
     else:
         redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
         try:
-            stats = await rebuild.replay(settings, redis, Keys(namespace), until=until)
+            workers = 1 if mode == "rebuild" else processes_from_env()
+            stats = await replay_parallel(settings, redis, Keys(namespace), until, processes=workers)
         finally:
             await redis.aclose()
         records, round_trips = stats.records, stats.round_trips
@@ -76,7 +81,7 @@ async def run(settings: Settings, mode: str, namespace: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m ledgerflow.bench.replay")
-    p.add_argument("mode", choices=["raw", "rebuild"])
+    p.add_argument("mode", choices=["raw", "rebuild", "parallel"])
     p.add_argument("--namespace", default="lf:bench-rebuild:")
     args = p.parse_args(argv)
     emit(result=asyncio.run(run(load_settings(), args.mode, args.namespace)))

@@ -116,9 +116,12 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
         "|---|" + "---:|" * runs,
     ]
     for f in figures:
-        if f.number == 6:
+        if len(f.ours_runs) != runs:  # one measurement for the whole run (codec, decision latency)
             continue
-        cells = [f"{_num(o)} / {_num(b)}" for o, b in zip(f.ours_runs, f.baseline_runs, strict=False)]
+        if f.baseline_runs:
+            cells = [f"{_num(o)} / {_num(b)}" for o, b in zip(f.ours_runs, f.baseline_runs, strict=False)]
+        else:
+            cells = [_num(o) for o in f.ours_runs]
         out.append(f"| {f.number} | " + " | ".join(cells + [""] * (runs - len(cells))) + " |")
     out += [
         "",

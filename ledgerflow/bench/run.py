@@ -1,4 +1,4 @@
-"""``ledgerflow bench``: all seven figures with their baselines, in one run.
+"""``ledgerflow bench``: all the figures with their baselines, in one run.
 
 The sequence:
 1. Describe the machine; check the broker and Redis answer; take their pids from
@@ -6,7 +6,8 @@ The sequence:
 2. Codec micro-benchmark (figure 6), first, while nothing else of ours runs.
 3. ``runs`` rounds; in each, every measurement runs next to its baseline, and the order
    of the pair alternates from round to round: saturation passthrough / pipeline
-   (figures 1, 4), rebuild / raw consume of the pipeline's topics (2), the naive agent
+   (figures 1, 4), rebuild in one process / in parallel processes / raw consume of the
+   pipeline's topics (2, 10), ``ledgerflow audit`` of those topics (11), the naive agent
    (7), CPU at a fixed rate passthrough / pipeline (3).
 4. The latency trial (5): one set of processes, ``runs`` pairs of raw / SSE windows.
 5. Full runs only: one more saturation trial each of the pipeline and the naive agent,
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerflow.bench import codec, sse_trial
+from ledgerflow.bench.audit_trial import audit_trial
 from ledgerflow.bench.machine import describe, load_average
 from ledgerflow.bench.procs import stack_pids
 from ledgerflow.bench.profile import py_spy
@@ -98,8 +100,12 @@ async def _rounds(env: Env, plan: Plan, got: Collected) -> None:
         env.log(f"bench: round {r + 1}/{plan.runs}: rebuild vs raw consume")
         source = env.settings.with_overrides(topic_prefix=pipeline_prefix)
         got.rebuild.append(
-            await rebuild_pair(env, source, ("rebuild", "raw") if flip else ("raw", "rebuild"))
+            await rebuild_pair(
+                env, source, ("rebuild", "parallel", "raw") if flip else ("raw", "parallel", "rebuild")
+            )
         )
+        env.log(f"bench: round {r + 1}/{plan.runs}: ledgerflow audit")
+        got.audit.append(await audit_trial(source, env.work_dir))
         env.log(f"bench: round {r + 1}/{plan.runs}: saturation, naive agent ({plan.naive_events} events)")
         got.saturation.setdefault("naive", []).append(await saturation(env, "naive", plan.naive_events))
         for kind in pair:

@@ -367,5 +367,6 @@ class Collected:
     saturation: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     cpu: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rebuild: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
     sse: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

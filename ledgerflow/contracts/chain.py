@@ -119,6 +119,10 @@ class Located:
     offset: int
     key: str
     record: Mapping[str, Any]
+    digest: str | None = None
+    """The hash of ``record``'s content when the caller already computed it from these very
+    bytes (the auditor re-derives each decision bit for bit: one hashing, not two); None:
+    computed by the verifier."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +242,7 @@ class ChainVerifier:
             return self._fail(state, at, "altered", _int_or_none(record.get("sequence")), problem)
         seq, prev, stored = record["sequence"], record["prev_hash"], record["hash"]
         try:
-            actual = _digest(record)
+            actual = at.digest if at.digest is not None else _digest(record)
         except ValidationError as exc:
             return self._fail(state, at, "altered", seq, str(exc))
         if actual != stored:

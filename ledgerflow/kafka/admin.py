@@ -30,8 +30,8 @@ async def ensure_topics(
         await admin.start()
     except KafkaError as exc:
         raise InfrastructureError(
-            f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}). Start one with "
-            "`ledgerflow stack up`, or fix LEDGERFLOW_KAFKA_BOOTSTRAP."
+            f"no Kafka broker answers at {settings.kafka_bootstrap} ({type(exc).__name__}): start the "
+            "local stack (`ledgerflow stack up`) or fix LEDGERFLOW_KAFKA_BOOTSTRAP / --kafka"
         ) from None
     try:
         existing = set(await admin.list_topics())

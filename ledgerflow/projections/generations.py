@@ -2,8 +2,11 @@
 
 ``ledgerflow projections rebuild`` runs these steps:
 1. Pick a new generation and replay the logs into its key space (the live generation
-   keeps serving and the projector keeps writing it meanwhile). Every write is guarded by
-   a replay token key, so a Redis flush mid-way stops the replay (nothing is switched).
+   keeps serving and the projector keeps writing it meanwhile). The space is new and the
+   rebuild its only writer, so the replay folds each batch in memory (``fresh.py``), in
+   one process per core (``parallel.py``, ``LEDGERFLOW_REBUILD_PROCESSES``).
+   Every write is guarded by a replay token key, so a Redis flush mid-way stops the
+   replay (nothing is switched).
 2. Check it: its checkpoint must cover every partition's end offset taken in step 1.
 3. Switch, in one atomic step that first checks the token still exists: set the new
    space's sentinel (complete) and the active pointer. Readers resolve the pointer per
@@ -27,7 +30,8 @@ import redis.asyncio as aioredis
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
-from ledgerflow.projections.rebuild import TOKEN_TTL_S, ReplayStats, end_offsets, replay
+from ledgerflow.projections.parallel import replay_parallel
+from ledgerflow.projections.rebuild import TOKEN_TTL_S, ReplayStats, end_offsets
 from ledgerflow.projections.writer import SpaceLost
 from ledgerflow.redisvalues import int_map, text
 
@@ -85,7 +89,7 @@ async def rebuild_and_switch(
     token = new.replay_guard(uuid.uuid4().hex)
     await redis.set(token, str(time.time()), ex=TOKEN_TTL_S)
     try:
-        stats = await replay(settings, redis, new, until=until, progress=progress, guard=token)  # Step 1.
+        stats = await replay_parallel(settings, redis, new, until, progress, guard=token)  # Step 1.
     except SpaceLost:
         await drop_space(redis, new)
         raise InfrastructureError(

@@ -8,6 +8,7 @@ and version (``lf:rm:v1:``): a rebuild writes a fresh namespace and readers swit
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 DEFAULT_GENERATION = "v1"
@@ -20,6 +21,7 @@ def active_pointer(topic_prefix: str) -> str:
     return f"lf:{topic_prefix}rm:active"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a replay names the same few thousand ids over and over
 def _id(value: str) -> str:
     """Escape the characters that would merge two ids or break a hash tag."""
     return value.replace("%", "%25").replace("/", "%2F").replace("{", "%7B").replace("}", "%7D")

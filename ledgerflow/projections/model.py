@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledgerflow.contracts.chain import ZERO_HASH
+from ledgerflow.projections.fold import ranks
 from ledgerflow.projections.keys import FENCE_SUFFIX
 from ledgerflow.projections.ops import ChainLink, FencedOps, RedisOp
 from ledgerflow.projections.writer import Refusal
@@ -100,10 +101,7 @@ class MemorySpace:
         elif op.command == "ZREMRANGEBYRANK":
             zset = self.data.setdefault(op.key, {})
             ranked = sorted(zset.items(), key=lambda kv: (kv[1], kv[0]))
-            start, stop = int(args[0]), int(args[1])
-            n = len(ranked)
-            start, stop = (start + n if start < 0 else start), (stop + n if stop < 0 else stop)
-            for member, _ in ranked[max(start, 0) : stop + 1]:
+            for member, _ in ranked[ranks(len(ranked), int(args[0]), int(args[1]))]:
                 del zset[member]
         else:
             raise NotImplementedError(f"the memory model has no {op.command}")

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -127,22 +127,7 @@ async def replay(
             groups: list[FencedOps] = []
             checkpoint: dict[str, int] = {}
             for tp, records in got.items():
-                end = until[tp]
-                for rec in records:
-                    if rec.offset >= end:
-                        break
-                    stats.records += 1
-                    checkpoint[f"{tp.topic}:{tp.partition}"] = rec.offset  # progress, decodable or not
-                    try:
-                        event = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[bases[tp.topic]])
-                        check_key(event, rec.key)
-                    except DecodeError:
-                        stats.undecodable += 1
-                        continue
-                    if integrity_problem(event) is not None:
-                        stats.quarantined += 1
-                        continue
-                    groups += project(event, Position(tp.topic, tp.partition, rec.offset), keys)
+                groups += groups_of(tp, records, until[tp], bases[tp.topic], keys, stats, checkpoint)
             for tp in list(remaining):
                 if await consumer.position(tp) >= until[tp]:
                     remaining.discard(tp)
@@ -165,6 +150,41 @@ async def replay(
         await stop_consumer(consumer)
     stats.seconds = time.perf_counter() - began
     return stats
+
+
+def groups_of(
+    tp: TopicPartition,
+    records: list[ConsumerRecord[bytes, bytes]],
+    end: int,
+    base: str,
+    keys: Keys,
+    stats: ReplayStats,
+    checkpoint: dict[str, int],
+) -> list[FencedOps]:
+    """The projection's op groups of ``records`` (of ``tp``, base topic ``base``) below ``end``.
+
+    Records that do not decode, or decisions that fail their integrity check, are counted
+    in ``stats`` and projected as nothing — the live projector refuses the same ones;
+    ``checkpoint`` records progress for all of them."""
+    groups: list[FencedOps] = []
+    allowed = TOPIC_TYPES[base]
+    cursor = f"{tp.topic}:{tp.partition}"
+    for rec in records:
+        if rec.offset >= end:
+            break
+        stats.records += 1
+        checkpoint[cursor] = rec.offset  # progress, decodable or not
+        try:
+            event = codec.decode(rec.value or b"", allowed_types=allowed)
+            check_key(event, rec.key)
+        except DecodeError:
+            stats.undecodable += 1
+            continue
+        if integrity_problem(event) is not None:
+            stats.quarantined += 1
+            continue
+        groups += project(event, Position(tp.topic, tp.partition, rec.offset), keys)
+    return groups
 
 
 async def restore(settings: Settings, redis: aioredis.Redis, keys: Keys) -> ReplayStats | None:
@@ -192,7 +212,7 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise  # we are being cancelled: let it through
-        log.warning("replay: the Kafka consumer raised CancelledError while stopping; ignored")
+        log.info("replay: the Kafka consumer raised CancelledError while stopping; ignored")  # normal
 
 
 def replay_consumer(settings: Settings) -> AIOKafkaConsumer:

@@ -7,7 +7,10 @@ from typing import Any
 
 import orjson
 
-_INT_FIELDS = ("turns", "tokens", "started_at", "updated_at")
+from ledgerflow.timefmt import rfc3339
+
+_INT_FIELDS = ("turns", "tokens")
+_TIME_FIELDS = ("started_at", "updated_at")  # integer µs in Redis, RFC 3339 for readers
 
 
 def conversation_view(
@@ -22,11 +25,19 @@ def conversation_view(
     for name in _INT_FIELDS:
         if name in view:
             view[name] = int(view[name])
+    for name in _TIME_FIELDS:
+        if name in view:
+            view[name] = rfc3339(int(view[name]))
     if "last_decision" in view:
         view["last_decision"] = orjson.loads(view["last_decision"])
     by_event = {k.decode(): orjson.loads(v) for k, v in decisions.items()}
     view["turn_count"] = view.pop("turns", 0)
-    view["turns"] = [
-        {**turn, "decision": by_event.get(turn["event_id"])} for turn in map(orjson.loads, turns)
-    ]
+    view["turns"] = [_turn(turn, by_event) for turn in map(orjson.loads, turns)]
     return view
+
+
+def _turn(turn: dict[str, Any], by_event: Mapping[str, Any]) -> dict[str, Any]:
+    out = {**turn, "decision": by_event.get(turn["event_id"])}
+    if isinstance(out.get("occurred_at"), int):
+        out["occurred_at"] = rfc3339(out["occurred_at"])
+    return out

@@ -26,8 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 from ledgerflow.errors import PrerequisiteMissing, StackError
+from ledgerflow.stack.node import ServiceNode
 from ledgerflow.stack.processes import Managed, port_in_use, spawn, tail, wait_for_port
 from ledgerflow.topics import replication
 
@@ -40,12 +42,10 @@ CLUSTER_HEAP = "512m"
 
 
 @dataclass(frozen=True, slots=True)
-class KafkaNode:
+class KafkaNode(ServiceNode):
     """One KRaft node: ``node_id`` of a cluster of ``brokers`` nodes (1 = the single-node stack)."""
 
-    state_dir: Path
-    host: str
-    port: int
+    SERVICE: ClassVar[str] = "kafka"
     node_id: int = 1
     brokers: int = 1
 
@@ -67,10 +67,6 @@ class KafkaNode:
     @property
     def dir(self) -> Path:
         return self.state_dir / ("kafka" if self.brokers == 1 else f"kafka-{self.node_id}")
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / "kafka.log"
 
     @property
     def process(self) -> Managed:
@@ -292,9 +288,9 @@ def check_ports(node: KafkaNode) -> None:
     for port, what in ((node.port, "Kafka"), (node.controller_port, "the Kafka controller")):
         if port_in_use(node.host, port):
             raise StackError(
-                f"Port {port} on {node.host} ({what}) is taken by a process ledgerflow did not "
-                f"start. Stop it, or use another port: LEDGERFLOW_KAFKA_BOOTSTRAP="
-                f"{node.host}:<port> with the broker there already running, or a free port pair."
+                f"port {port} on {node.host} ({what}) is taken by a process ledgerflow did not start: "
+                "stop it, set LEDGERFLOW_KAFKA_PORT to a free port (it and the next one), or set "
+                f"LEDGERFLOW_KAFKA_BOOTSTRAP={node.host}:{node.port} to use a broker running there"
             )
 
 

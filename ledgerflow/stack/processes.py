@@ -137,14 +137,18 @@ def wait_for_port(host: str, port: int, timeout: float, proc: Managed, log_file:
             return
         _reap(pid)
         if not _alive(pid):
-            raise StackError(
-                f"{proc.name} exited during start-up. Last lines of {log_file}:\n{tail(log_file)}"
-            )
+            raise StackError(f"{proc.name} exited during start-up: {last_line(log_file)} (log: {log_file})")
         time.sleep(0.2)
     raise StackError(
-        f"{proc.name} did not open {host}:{port} within {timeout:.0f} s. "
-        f"Last lines of {log_file}:\n{tail(log_file)}"
+        f"{proc.name} did not open {host}:{port} within {timeout:.0f} s: {last_line(log_file)} "
+        f"(log: {log_file})"
     )
+
+
+def last_line(path: Path) -> str:
+    """The last non-blank line of a log, for a one-line error (the whole log stays on disk)."""
+    lines = [line for line in tail(path, 50).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no log written)"
 
 
 def tail(path: Path, lines: int = 25) -> str:

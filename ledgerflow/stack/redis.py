@@ -6,29 +6,25 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ledgerflow.errors import PrerequisiteMissing, StackError
+from ledgerflow.stack.node import ServiceNode
 from ledgerflow.stack.processes import Managed, port_in_use, spawn, wait_for_port
 
 START_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
-class RedisNode:
+class RedisNode(ServiceNode):
     """One Redis server; ``name`` is its directory and process name (``redis-N`` in a cluster)."""
 
-    state_dir: Path
-    host: str
-    port: int
+    SERVICE: ClassVar[str] = "redis"
     name: str = "redis"
 
     @property
     def dir(self) -> Path:
         return self.state_dir / self.name
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / "redis.log"
 
     @property
     def process(self) -> Managed:
@@ -58,8 +54,9 @@ def start(node: RedisNode, extra: Sequence[str] = ()) -> int:
         return existing
     if port_in_use(node.host, node.port):
         raise StackError(
-            f"Port {node.port} on {node.host} (Redis) is taken by a process ledgerflow did not "
-            "start. Stop it, or point LEDGERFLOW_REDIS_URL at a Redis that already runs."
+            f"port {node.port} on {node.host} (Redis) is taken by a process ledgerflow did not start: "
+            "stop it, set LEDGERFLOW_REDIS_PORT to a free port for the Redis `stack up` starts, or set "
+            f"LEDGERFLOW_REDIS_URL=redis://{node.host}:{node.port}/0 to use the one running there"
         )
     server = require_redis_server()
     node.dir.mkdir(parents=True, exist_ok=True)

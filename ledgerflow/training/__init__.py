@@ -1,63 +1,15 @@
-"""Training mode: a per-tenant lock as a pure event-sourced aggregate (see docs/training.md)."""
+"""Training mode: a per-tenant lock as a pure event-sourced aggregate (see docs/training.md).
+
+The package's public names are its modules' ``__all__``: each name is listed once, where it
+is defined.
+"""
 
 from __future__ import annotations
 
-from ledgerflow.training.aggregate import (
-    ADMIN_ROLE,
-    ALREADY_ENABLED,
-    DEFAULT_TTL_SECONDS,
-    MAX_TTL_SECONDS,
-    MIN_TTL_SECONDS,
-    NOT_ADMIN,
-    NOT_ENABLED,
-    REASON_REQUIRED,
-    TTL_OUT_OF_RANGE,
-    VERSION_CONFLICT,
-    check_transition,
-    decide,
-    evolve,
-    expire_due,
-    fold,
-    initial_state,
-    is_active,
-)
-from ledgerflow.training.records import (
-    DisableTraining,
-    EnableTraining,
-    TrainingCommand,
-    TrainingDisabled,
-    TrainingEnabled,
-    TrainingEvent,
-    TrainingExpired,
-    TrainingRejected,
-    TrainingState,
-)
+from ledgerflow.training import aggregate, records
+from ledgerflow.training.aggregate import *  # noqa: F403
+from ledgerflow.training.records import *  # noqa: F403
 
-__all__ = [
-    "ADMIN_ROLE",
-    "ALREADY_ENABLED",
-    "DEFAULT_TTL_SECONDS",
-    "MAX_TTL_SECONDS",
-    "MIN_TTL_SECONDS",
-    "NOT_ADMIN",
-    "NOT_ENABLED",
-    "REASON_REQUIRED",
-    "TTL_OUT_OF_RANGE",
-    "VERSION_CONFLICT",
-    "DisableTraining",
-    "EnableTraining",
-    "TrainingCommand",
-    "TrainingDisabled",
-    "TrainingEnabled",
-    "TrainingEvent",
-    "TrainingExpired",
-    "TrainingRejected",
-    "TrainingState",
-    "check_transition",
-    "decide",
-    "evolve",
-    "expire_due",
-    "fold",
-    "initial_state",
-    "is_active",
-]
+__all__: list[str] = []
+__all__ += aggregate.__all__
+__all__ += records.__all__

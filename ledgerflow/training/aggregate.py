@@ -40,6 +40,26 @@ from ledgerflow.training.records import (
     TrainingState,
 )
 
+__all__ = [
+    "ADMIN_ROLE",
+    "ALREADY_ENABLED",
+    "DEFAULT_TTL_SECONDS",
+    "MAX_TTL_SECONDS",
+    "MIN_TTL_SECONDS",
+    "NOT_ADMIN",
+    "NOT_ENABLED",
+    "REASON_REQUIRED",
+    "TTL_OUT_OF_RANGE",
+    "VERSION_CONFLICT",
+    "check_transition",
+    "decide",
+    "evolve",
+    "expire_due",
+    "fold",
+    "initial_state",
+    "is_active",
+]
+
 ADMIN_ROLE = "admin"
 MICROS_PER_SECOND = 1_000_000
 MIN_TTL_SECONDS = 1

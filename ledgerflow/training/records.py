@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "DisableTraining",
+    "EnableTraining",
+    "TrainingCommand",
+    "TrainingDisabled",
+    "TrainingEnabled",
+    "TrainingEvent",
+    "TrainingExpired",
+    "TrainingRejected",
+    "TrainingState",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class TrainingState:

@@ -6,42 +6,16 @@ transition: version, actor, reason, expiry, and for a rejection ``"<code>: <mess
 
 from __future__ import annotations
 
+from ledgerflow.contracts import payloads
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
-from ledgerflow.contracts.payloads import (
-    DisableTraining as DisableCommand,
-)
-from ledgerflow.contracts.payloads import (
-    EnableTraining as EnableCommand,
-)
-from ledgerflow.contracts.payloads import (
-    TrainingDisabled as DisabledRecord,
-)
-from ledgerflow.contracts.payloads import (
-    TrainingEnabled as EnabledRecord,
-)
-from ledgerflow.contracts.payloads import (
-    TrainingExpired as ExpiredRecord,
-)
-from ledgerflow.contracts.payloads import (
-    TrainingRejected as RejectedRecord,
-)
+from ledgerflow.training import records
 from ledgerflow.training.aggregate import MICROS_PER_SECOND
-from ledgerflow.training.records import (
-    DisableTraining,
-    EnableTraining,
-    TrainingCommand,
-    TrainingDisabled,
-    TrainingEnabled,
-    TrainingEvent,
-    TrainingExpired,
-    TrainingRejected,
-)
 
 PRODUCER = "ledgerflow-training"
 EXPIRY_ACTOR = "ledgerflow-training"
 
 
-def command_of(event: Event, admin: bool = True) -> TrainingCommand:
+def command_of(event: Event, admin: bool = True) -> records.TrainingCommand:
     """The aggregate command of a ``training.commands`` record.
 
     Only the edge writes that topic, and only for callers with the admin role, so the
@@ -49,8 +23,8 @@ def command_of(event: Event, admin: bool = True) -> TrainingCommand:
     """
     p = event.payload
     roles = ("admin",) if admin else ()
-    if isinstance(p, EnableCommand):
-        return EnableTraining(
+    if isinstance(p, payloads.EnableTraining):
+        return records.EnableTraining(
             command_id=p.command_id,
             tenant=event.tenant,
             actor=p.actor,
@@ -60,8 +34,8 @@ def command_of(event: Event, admin: bool = True) -> TrainingCommand:
             expected_version=p.expected_version,
             issued_at=event.occurred_at,
         )
-    if isinstance(p, DisableCommand):
-        return DisableTraining(
+    if isinstance(p, payloads.DisableTraining):
+        return records.DisableTraining(
             command_id=p.command_id,
             tenant=event.tenant,
             actor=p.actor,
@@ -73,21 +47,25 @@ def command_of(event: Event, admin: bool = True) -> TrainingCommand:
     raise TypeError(f"{event.type} is not a training command")
 
 
-def record_of(event: TrainingEvent, *, trace_id: str | None = None) -> Event:
+def record_of(event: records.TrainingEvent, *, trace_id: str | None = None) -> Event:
     """The unchained ``training.audit`` record of an aggregate event (deterministic id)."""
-    if isinstance(event, TrainingEnabled):
-        payload: object = EnabledRecord(
+    if isinstance(event, records.TrainingEnabled):
+        payload: object = payloads.TrainingEnabled(
             event.command_id, event.version, event.actor, event.reason, event.expires_at, None
         )
         ident = event.command_id
-    elif isinstance(event, TrainingDisabled):
-        payload = DisabledRecord(event.command_id, event.version, event.actor, event.reason, None, None)
+    elif isinstance(event, records.TrainingDisabled):
+        payload = payloads.TrainingDisabled(
+            event.command_id, event.version, event.actor, event.reason, None, None
+        )
         ident = event.command_id
-    elif isinstance(event, TrainingExpired):
-        payload = ExpiredRecord(None, event.version, EXPIRY_ACTOR, "the TTL elapsed", event.expires_at, None)
+    elif isinstance(event, records.TrainingExpired):
+        payload = payloads.TrainingExpired(
+            None, event.version, EXPIRY_ACTOR, "the TTL elapsed", event.expires_at, None
+        )
         ident = f"expiry-{event.version}"
     else:
-        payload = RejectedRecord(
+        payload = payloads.TrainingRejected(
             event.command_id, event.version, event.actor, event.reason, None, f"{event.code}: {event.reason}"
         )
         ident = event.command_id
@@ -104,13 +82,13 @@ def record_of(event: TrainingEvent, *, trace_id: str | None = None) -> Event:
     )
 
 
-def event_of(record: Event) -> TrainingEvent:
+def event_of(record: Event) -> records.TrainingEvent:
     """The aggregate event a ``training.audit`` record stands for (for folding and audits)."""
     p = record.payload
     at = record.occurred_at
-    if isinstance(p, EnabledRecord):
+    if isinstance(p, payloads.TrainingEnabled):
         expires = p.expires_at if p.expires_at is not None else at
-        return TrainingEnabled(
+        return records.TrainingEnabled(
             tenant=record.tenant,
             version=p.version,
             command_id=p.command_id or "",
@@ -121,8 +99,8 @@ def event_of(record: Event) -> TrainingEvent:
             expires_at=expires,
             issued_at=at,
         )
-    if isinstance(p, DisabledRecord):
-        return TrainingDisabled(
+    if isinstance(p, payloads.TrainingDisabled):
+        return records.TrainingDisabled(
             tenant=record.tenant,
             version=p.version,
             command_id=p.command_id or "",
@@ -131,13 +109,13 @@ def event_of(record: Event) -> TrainingEvent:
             occurred_at=at,
             issued_at=at,
         )
-    if isinstance(p, ExpiredRecord):
-        return TrainingExpired(
+    if isinstance(p, payloads.TrainingExpired):
+        return records.TrainingExpired(
             tenant=record.tenant, version=p.version, expires_at=p.expires_at or at, occurred_at=at
         )
-    if isinstance(p, RejectedRecord):
+    if isinstance(p, payloads.TrainingRejected):
         code, _, message = (p.rejected_reason or "").partition(": ")
-        return TrainingRejected(
+        return records.TrainingRejected(
             tenant=record.tenant,
             version=p.version,
             command_id=p.command_id or "",

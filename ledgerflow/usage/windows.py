@@ -68,8 +68,8 @@ class ClosedWindow:
 
 
 @dataclass(frozen=True, slots=True)
-class WindowClosed:
-    """A window's full totals. ``revision`` 0 is the close; each correction adds one."""
+class _WindowUsage:
+    """A (tenant, model) window and token counts: what both emitted records carry."""
 
     tenant: str
     model: str
@@ -78,21 +78,19 @@ class WindowClosed:
     tokens: int
     events: int
     estimated_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowClosed(_WindowUsage):
+    """A window's full totals. ``revision`` 0 is the close; each correction adds one."""
+
     revision: int = 0
     correction: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class LateUsage:
+class LateUsage(_WindowUsage):
     """Usage for a window past retention: a *delta* to add, not a window's totals."""
-
-    tenant: str
-    model: str
-    window_start: int
-    window_end: int
-    tokens: int
-    events: int
-    estimated_tokens: int
 
 
 Emitted = WindowClosed | LateUsage

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import re
 import signal
 import time
 import uuid
@@ -33,6 +34,8 @@ PACK = {
     "description": "console test",
     "rules": [{"id": "secrets", "when": {"keywords": ["password"]}, "action": "deny", "weight": 10}],
 }
+
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @pytest.fixture(scope="module")
@@ -243,18 +246,22 @@ def test_training_history_is_newest_first_chained_and_per_tenant(
 ) -> None:
     _, base = target
     admin = tokens_m("acme", "admin")
+    answers = []
     for path, body in (("enable", {"reason": "label", "ttl_seconds": 600}), ("disable", {"reason": "done"})):
         resp = httpx.post(
             f"{base}/v1/training/{path}", json=body, headers=_auth(admin), params={"wait": 20}, timeout=30
         )
         assert resp.status_code == 200, resp.text
+        answers.append(resp.json())
+    # One time format on every JSON surface: RFC 3339 with microseconds, not integer µs.
+    assert RFC3339.fullmatch(answers[0]["expires_at"]) and answers[1]["expires_at"] is None
     items = _get(base, "/v1/training/history", tokens_m("acme", "subscriber")).json()["items"]
     assert [i["type"] for i in items] == ["TrainingDisabled", "TrainingEnabled"]
     assert [i["sequence"] for i in items] == [2, 1]
     assert [i["mode"] for i in items] == ["disabled", "enabled"]
     assert all(i["chain"] == "ok" for i in items)
     assert items[0]["prev_hash"] == items[1]["hash"]
-    assert items[1]["expires_at"].endswith("Z") and items[0]["expires_at"] is None
+    assert items[1]["expires_at"] == answers[0]["expires_at"] and items[0]["expires_at"] is None
     assert _get(base, "/v1/training/history", admin, limit=1).json()["items"] == items[:1]
     assert _get(base, "/v1/training/history", tokens_m("globex")).json()["items"] == []
     assert _get(base, "/v1/training/history", admin, limit="0").status_code == 422

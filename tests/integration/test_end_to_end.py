@@ -4,6 +4,7 @@ Redis read model → edge (real uvicorn process) → SSE client on a real port."
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 
@@ -129,7 +130,11 @@ def test_http_ingest_is_acknowledged_after_kafka_and_projected(
         time.sleep(0.3)
     else:
         raise AssertionError(f"ingested events not projected: {resp.text}\n{worker.log_tail()}")
-    assert resp.json()["turns"][0]["content"] == "hi"
+    view = resp.json()
+    assert view["turns"][0]["content"] == "hi"
+    # One time format on every JSON surface: RFC 3339 with microseconds, never integer µs.
+    for when in (view["updated_at"], view["turns"][0]["occurred_at"]):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", when), when
 
 
 def test_consistency_token_gives_read_your_writes(

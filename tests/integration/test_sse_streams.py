@@ -33,6 +33,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
 from ledgerflow.sse_client import RawStream, SseEvent, follow
+from ledgerflow.timefmt import rfc3339_seconds
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved
 from tests.support.processes import Process, free_port, start, wait_http_ready
@@ -588,7 +589,7 @@ def test_stream_sends_reauth_before_exp_and_ends_at_exp(settings: Settings, log_
     assert [f.event for _, f in got] == ["reauth", "expired"]
     (reauth_at, reauth), (expired_at, expired) = got
     assert exp - 2.5 <= reauth_at < exp, (reauth_at, exp)
-    assert orjson.loads(reauth.data)["expires_at"] == exp
+    assert orjson.loads(reauth.data)["expires_at"] == rfc3339_seconds(exp)  # RFC 3339, like every time
     assert exp <= expired_at < exp + 1.0, (expired_at, exp)
     assert reauth.id is None and expired.id is None
 

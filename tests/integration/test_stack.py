@@ -175,7 +175,7 @@ def test_kafka_start_refuses_a_port_held_by_a_foreign_socket(
         monkeypatch.setattr(kafka_stack, name, _tripwire)
     port = holder.getsockname()[1]
     node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", port)
-    with pytest.raises(StackError, match=rf"Port {port} on 127\.0\.0\.1 \(Kafka\) is taken"):
+    with pytest.raises(StackError, match=rf"port {port} on 127\.0\.0\.1 \(Kafka\) is taken"):
         kafka_stack.start(node)
     assert not node.dir.exists()  # no config, no storage, no pid file
 
@@ -188,7 +188,7 @@ def test_kafka_start_refuses_a_held_controller_port(tmp_path: Path, monkeypatch:
         controller.bind(("127.0.0.1", port + 1))
         controller.listen(4)
         node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", port)
-        with pytest.raises(StackError, match=rf"Port {port + 1} .*Kafka controller"):
+        with pytest.raises(StackError, match=rf"port {port + 1} .*Kafka controller"):
             kafka_stack.start(node)
     assert not node.process.pid_file.exists()
 
@@ -202,7 +202,7 @@ def test_redis_start_refuses_a_port_held_by_a_foreign_socket(
         monkeypatch.setattr(redis_stack, name, _tripwire)
     port = holder.getsockname()[1]
     node = redis_stack.RedisNode(tmp_path, "127.0.0.1", port)
-    with pytest.raises(StackError, match=rf"Port {port} on 127\.0\.0\.1 \(Redis\) is taken"):
+    with pytest.raises(StackError, match=rf"port {port} on 127\.0\.0\.1 \(Redis\) is taken"):
         redis_stack.start(node)
     assert not node.dir.exists()
 

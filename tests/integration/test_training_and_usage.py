@@ -18,6 +18,7 @@ from ledgerflow.contracts.chain import Located, verify
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining, MessageSubmitted
 from ledgerflow.kafka.logs import read_all
+from ledgerflow.timefmt import rfc3339
 from ledgerflow.traffic import Publisher
 from ledgerflow.training import check_transition, evolve, initial_state
 from ledgerflow.training.wire import event_of
@@ -227,5 +228,8 @@ def test_usage_windows_sum_their_inputs_and_late_events_become_corrections(
             time.sleep(0.5)
         assert len(body["forecast"]) == 3
         assert all(p["lower"] <= p["expected"] <= p["upper"] for p in body["forecast"])
+        assert [h["window_start"] for h in body["history"]] == [rfc3339(w) for w in sorted(sent)]  # not µs
+        ordered = sorted(sent)
+        assert body["forecast"][0]["window_start"] == rfc3339(ordered[-1] + ordered[-1] - ordered[-2])
     finally:
         worker.stop()

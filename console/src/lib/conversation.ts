@@ -25,7 +25,7 @@ export interface Turn {
   role: string;
   content: string;
   model: string;
-  occurred_at: number | string;
+  occurred_at: string; // RFC 3339 (docs/api.md: one time format on every JSON surface)
 }
 
 export interface ConversationState {
@@ -57,7 +57,7 @@ export function mergeSnapshot(
 interface Envelope {
   event_id: string;
   type: string;
-  occurred_at: number | string;
+  occurred_at: string;
   payload: Record<string, unknown>;
 }
 
@@ -99,8 +99,8 @@ export function applyEvent(state: ConversationState, type: string, data: string)
   return state;
 }
 
-export function timeValue(t: number | string): number {
-  if (typeof t === "number") return t > 1e14 ? t / 1000 : t > 1e11 ? t : t * 1000; // micros, millis, seconds
+/** Milliseconds since the epoch of an RFC 3339 time (every time the API sends); 0 if it does not parse. */
+export function timeValue(t: string): number {
   const ms = Date.parse(t);
   return Number.isNaN(ms) ? 0 : ms;
 }

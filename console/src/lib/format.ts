@@ -1,6 +1,6 @@
 import { timeValue } from "./conversation";
 
-export function when(t: number | string | null | undefined): string {
+export function when(t: string | null | undefined): string {
   if (t === null || t === undefined || t === "") return "—";
   const ms = timeValue(t);
   return ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : String(t);

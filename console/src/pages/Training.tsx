@@ -13,7 +13,7 @@ interface Status {
   version: number;
   owner: string | null;
   reason: string | null;
-  expires_at: number | string | null;
+  expires_at: string | null;
   last_rejection: string | null;
 }
 

@@ -10,12 +10,12 @@ import { usePoll } from "../lib/hooks";
 
 interface UsageData {
   models: string[];
-  windows: { model: string; window_start: string | number; window_end: string | number; tokens: number; turns: number }[];
+  windows: { model: string; window_start: string; window_end: string; tokens: number; turns: number }[];
 }
 
 interface Forecast {
-  history: { window_start: number | string; tokens: number }[];
-  forecast: { window_start: number | string; expected: number; lower: number; upper: number }[];
+  history: { window_start: string; tokens: number }[];
+  forecast: { window_start: string; expected: number; lower: number; upper: number }[];
 }
 
 export function Usage({ session }: { session: Session }) {

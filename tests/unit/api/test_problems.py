@@ -91,7 +91,8 @@ def test_http_exception_becomes_a_problem() -> None:
 
 
 def test_unknown_route_is_a_404_problem() -> None:
-    assert_problem(client.get("/nowhere"), 404, "Not Found")
+    body = assert_problem(client.get("/nowhere"), 404, "Not Found")
+    assert body["detail"] == "no operation at this path: the operations are listed at /openapi.json"
 
 
 def test_wrong_method_is_a_405_problem_with_allow_header() -> None:

@@ -21,7 +21,8 @@ def test_view_types_counters_and_attaches_each_turns_decision() -> None:
         orjson.dumps({"event_id": "e2", "content": "b"}),
     ]
     view = conversation_view(fields, turns, {b"e1": orjson.dumps(decision)})
-    assert (view["status"], view["turn_count"], view["tokens"], view["started_at"]) == ("open", 2, 17, 5)
+    assert (view["status"], view["turn_count"], view["tokens"]) == ("open", 2, 17)
+    assert view["started_at"] == "1970-01-01T00:00:00.000005Z"  # integer µs in Redis, RFC 3339 out
     assert view["last_decision"] == decision
     assert [(t["content"], t["decision"]) for t in view["turns"]] == [("a", decision), ("b", None)]
 

@@ -1,0 +1,44 @@
+"""Before a verb starts its real work: do Kafka, its topics and Redis answer?
+
+A failure here is one sentence naming the address, the variable and the flag that set it,
+instead of a library traceback from deep inside a start-up sequence.
+"""
+
+from __future__ import annotations
+
+import redis as redis_sync
+from aiokafka.errors import KafkaError
+
+from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.topics import all_topics
+
+CONNECT_TIMEOUT_S = 3.0
+
+
+def require_redis(settings: Settings) -> None:
+    client = redis_sync.Redis.from_url(
+        settings.redis_url, socket_timeout=CONNECT_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
+    )
+    try:
+        client.ping()
+    except (redis_sync.RedisError, OSError) as exc:
+        raise InfrastructureError(
+            f"no Redis answers at {settings.redis_url} ({type(exc).__name__}): start the local stack "
+            "(`ledgerflow stack up`) or fix LEDGERFLOW_REDIS_URL / --redis"
+        ) from None
+    finally:
+        client.close()
+
+
+async def require_topics(settings: Settings) -> dict[str, int]:
+    """Partition count of every ledgerflow topic; one sentence when the broker or a topic is missing."""
+    names = [settings.topic(spec.base) for spec in all_topics()]
+    try:
+        return await partition_counts(settings, names)
+    except KafkaError as exc:
+        raise InfrastructureError(
+            f"no Kafka broker answers at {settings.kafka_bootstrap} ({type(exc).__name__}): start the "
+            "local stack (`ledgerflow stack up`) or fix LEDGERFLOW_KAFKA_BOOTSTRAP / --kafka"
+        ) from None

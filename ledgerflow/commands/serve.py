@@ -1,0 +1,31 @@
+"""``ledgerflow serve``: check what the edge needs, then run it and say where it listens."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ledgerflow.commands.announce import announce
+from ledgerflow.commands.preflight import require_redis, require_topics
+from ledgerflow.commands.quiet import unhush_clients
+from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.stack.processes import port_in_use
+
+
+def serve_cli(settings: Settings) -> int:
+    from ledgerflow.api.server import serve
+
+    if port_in_use(settings.http_host, settings.http_port):
+        raise InfrastructureError(
+            f"{settings.http} is taken (another edge?): stop that process, or listen elsewhere with "
+            "--http HOST:PORT / LEDGERFLOW_HTTP"
+        )
+    require_redis(settings)
+    asyncio.run(require_topics(settings))
+    unhush_clients()
+    return serve(settings, on_ready=lambda: announce(listening(settings)))
+
+
+def listening(settings: Settings) -> str:
+    base = f"http://{settings.http}"
+    return f"edge listening on {base} (console {base}/console/, metrics {base}/metrics); Ctrl-C stops it"

@@ -1,0 +1,172 @@
+"""``ledgerflow training enable|disable|status``: the admin commands the edge offers, from a shell.
+
+enable/disable sequence (what ``POST /v1/training/enable`` does, without the edge):
+1. Note the end of ``training.audit``, so only outcomes after our command are read.
+2. Publish the command to ``training.commands`` keyed by the tenant.
+3. Read ``training.audit`` from the noted end until the outcome naming our command id
+   arrives (bounded by ``--wait``): accepted, or rejected with the agent's reason.
+``status`` reads the tenant's training read model, as ``GET /v1/training/status`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ledgerflow.api.paging import rfc3339
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
+from ledgerflow.errors import DecodeError, DomainError, InfrastructureError
+from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    tenant: str
+    enable: bool
+    reason: str
+    actor: str
+    ttl_seconds: int | None = None
+    expected_version: int | None = None
+
+
+def command_event(cmd: Command, command_id: str, now_micros: int) -> Event:
+    cls = EnableTraining if cmd.enable else DisableTraining
+    payload = cls(
+        command_id, cmd.actor, cmd.reason, cmd.ttl_seconds if cmd.enable else None, cmd.expected_version
+    )
+    return new_event(
+        cls.TYPE,
+        tenant=cmd.tenant,
+        subject=cmd.tenant,
+        payload=payload,
+        producer=f"cli:{cmd.actor}",
+        occurred_at_micros=now_micros,
+    )
+
+
+def outcome_json(command_id: str, outcome: Event) -> dict[str, Any]:
+    """The outcome as ``POST /v1/training/enable`` answers it (times in RFC 3339)."""
+    p: Any = outcome.payload
+    return {
+        "command_id": command_id,
+        "accepted": outcome.type != "TrainingRejected",
+        "outcome": outcome.type,
+        "version": p.version,
+        "reason": p.reason,
+        "expires_at": None if p.expires_at is None else rfc3339(p.expires_at),
+        "rejected_reason": p.rejected_reason,
+        "audit_event_id": outcome.event_id,
+    }
+
+
+def run_command(settings: Settings, cmd: Command, wait_s: float) -> dict[str, Any]:
+    """Steps 1–3; a rejection is a DomainError (exit 2), no outcome in time an InfrastructureError."""
+    command_id = str(uuid.uuid4())
+    outcome = asyncio.run(_publish_and_wait(settings, cmd, command_id, wait_s))
+    if outcome is None:
+        raise InfrastructureError(
+            f"command {command_id} published, but no outcome within {wait_s:g} s: is a worker running? "
+            f"(`ledgerflow training status --tenant {cmd.tenant}` shows when it is applied)"
+        )
+    answer = outcome_json(command_id, outcome)
+    if not answer["accepted"]:
+        raise DomainError(f"command rejected: {answer['rejected_reason']} (version {answer['version']})")
+    return answer
+
+
+async def _publish_and_wait(settings: Settings, cmd: Command, command_id: str, wait_s: float) -> Event | None:
+    audit = settings.topic(TRAINING_AUDIT)
+    counts = await partition_counts(settings, [audit, settings.topic(TRAINING_COMMANDS)])
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(audit, p) for p in range(counts[audit])]
+        consumer.assign(tps)
+        for tp, end in (await consumer.end_offsets(tps)).items():  # Step 1.
+            consumer.seek(tp, end)
+        await producer.start()
+        try:  # Step 2.
+            event = command_event(cmd, command_id, time.time_ns() // 1000)
+            await producer.send_and_wait(
+                settings.topic(TRAINING_COMMANDS), codec.encode(event), key=cmd.tenant.encode()
+            )
+        finally:
+            await producer.stop()
+        deadline = time.monotonic() + wait_s  # Step 3.
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for rec in records:
+                    found = _answer(rec.value, command_id)
+                    if found is not None:
+                        return found
+        return None
+    finally:
+        await consumer.stop()
+
+
+def _answer(value: bytes | None, command_id: str) -> Event | None:
+    try:
+        event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[TRAINING_AUDIT])
+    except DecodeError:
+        return None
+    return event if getattr(event.payload, "command_id", None) == command_id else None
+
+
+def status(settings: Settings, tenant: str) -> dict[str, Any]:
+    """The tenant's training read model, as ``GET /v1/training/status`` answers it."""
+    import redis as redis_sync
+
+    from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
+    from ledgerflow.redisvalues import text, text_map
+
+    client = redis_sync.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+    try:
+        pointer = client.get(active_pointer(settings.topic_prefix))
+        keys = Keys.for_prefix(settings.topic_prefix, text(pointer) if pointer else DEFAULT_GENERATION)
+        view = text_map(client.hgetall(keys.training(tenant)))
+    finally:
+        client.close()
+    return status_json(tenant, view)
+
+
+def status_json(tenant: str, view: dict[str, str]) -> dict[str, Any]:
+    expires = view.get("expires_at") or None
+    return {
+        "tenant": tenant,
+        "state": view.get("state", "disabled"),
+        "version": int(view.get("version", 0)),
+        "owner": view.get("owner"),
+        "reason": view.get("reason"),
+        "expires_at": rfc3339(int(expires)) if expires else None,
+        "last_rejection": view.get("last_rejection"),
+    }
+
+
+def format_status(s: dict[str, Any]) -> str:
+    line = f"tenant {s['tenant']}: training {s['state']} (version {s['version']})"
+    if s["state"] == "enabled":
+        line += f" by {s['owner']}: {s['reason']!r}" + (
+            f", expires {s['expires_at']}" if s["expires_at"] else ""
+        )
+    if s["last_rejection"]:
+        line += f"; last rejection: {s['last_rejection']}"
+    return line
+
+
+def format_outcome(o: dict[str, Any]) -> str:
+    line = f"{o['outcome']} (version {o['version']})"
+    return line + (f", expires {o['expires_at']}" if o["expires_at"] else "")

@@ -1,0 +1,221 @@
+"""``ledgerflow dlq replay``: put dead letters back on their source topic, each once, traceably.
+
+Sequence:
+1. Read the DLQ of ``--topic`` and keep the letters the filters select (reason code, key,
+   DLQ offset).
+2. Find the letters already replayed: records of the source partitions, from the oldest
+   selected letter's source offset on, whose ``lf-replay-of`` header names a letter.
+3. Decide each letter (``plan``, pure): replay it, or skip it saying why — already
+   replayed, only a prefix kept, or it still does not decode (the cause is not fixed;
+   ``--force`` replays it anyway, and it is dead-lettered again).
+4. Unless ``--dry-run``: produce each one to its source topic and partition with the
+   original key and headers plus ``lf-replay-of: <dlq topic>[<partition>]@<offset>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.payloads import DeadLetter
+from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.deadletters import LocatedDeadLetter, scan_dead_letters
+
+REPLAY_HEADER = "lf-replay-of"
+REPLAY, SKIP = "replay", "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    reason: str | None = None  # a reason code, e.g. invalid-envelope
+    key: str | None = None
+    offset: int | None = None  # the DLQ offset (`dlq list` prints it)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One letter's fate: ``replay`` or ``skip`` (``why`` says why), and where it went."""
+
+    located: LocatedDeadLetter
+    action: str
+    why: str
+    replayed_at: tuple[int, int] | None = None  # (partition, offset) in the source topic
+
+    @property
+    def tag(self) -> str:
+        return replay_tag(self.located)
+
+
+def replay_tag(x: LocatedDeadLetter) -> str:
+    """The ``lf-replay-of`` value naming a dead letter: ``<dlq topic>[<partition>]@<offset>``."""
+    return f"{x.dlq_topic}[{x.dlq_partition}]@{x.dlq_offset}"
+
+
+def selected(letters: Iterable[LocatedDeadLetter], f: Filters) -> list[LocatedDeadLetter]:
+    out = []
+    for x in letters:
+        if f.offset is not None and x.dlq_offset != f.offset:
+            continue
+        if x.letter is None:  # an unreadable DLQ record: listed (and skipped) unless filtered out
+            if f.reason is None and f.key is None:
+                out.append(x)
+            continue
+        if f.reason is not None and x.letter.reason_code != f.reason:
+            continue
+        if f.key is not None and x.letter.key != f.key.encode():
+            continue
+        out.append(x)
+    return out
+
+
+def plan(
+    letters: Sequence[LocatedDeadLetter],
+    already: dict[str, tuple[int, int]],
+    still_poison: Callable[[DeadLetter], str | None],
+    *,
+    force: bool = False,
+) -> list[Step]:
+    """Step 3 (pure): what happens to each letter."""
+    steps = []
+    for x in letters:
+        letter = x.letter
+        done = already.get(replay_tag(x))
+        if letter is None:
+            steps.append(Step(x, SKIP, f"the DLQ record itself does not decode ({x.problem})"))
+        elif done is not None:
+            steps.append(Step(x, SKIP, f"already replayed as {letter.source_topic}[{done[0]}]@{done[1]}"))
+        elif letter.value_truncated or letter.key_truncated or letter.headers_dropped:
+            steps.append(
+                Step(x, SKIP, "the dead letter kept only part of the record; send it again at the producer")
+            )
+        elif (poison := still_poison(letter)) is not None and not force:
+            steps.append(Step(x, SKIP, f"still does not decode ({poison}); fix the cause first, or --force"))
+        else:
+            steps.append(Step(x, REPLAY, "decodes now" if poison is None else f"forced; still {poison}"))
+    return steps
+
+
+def decode_problem(letter: DeadLetter, topic_prefix: str) -> str | None:
+    """Why the letter's value would be refused again today (None: it decodes)."""
+    base = letter.source_topic.removeprefix(topic_prefix)
+    try:
+        codec.decode(letter.value, allowed_types=TOPIC_TYPES.get(base))
+    except DecodeError as exc:
+        return exc.reason
+    return None
+
+
+async def replay(
+    settings: Settings,
+    topic: str,
+    filters: Filters,
+    *,
+    dry_run: bool,
+    force: bool,
+    advance: Callable[[], None] = lambda: None,
+) -> list[Step]:
+    """Steps 1–4; ``advance`` is called after each record produced (progress)."""
+    scan = await scan_dead_letters(settings, topic)
+    if scan.missing:
+        raise ValidationError(f"no DLQ topic {scan.missing[0]}: nothing was ever dead-lettered from {topic}")
+    letters = selected(scan.letters, filters)  # Step 1.
+    already = await replayed(settings, letters)  # Step 2.
+    steps = plan(letters, already, lambda d: decode_problem(d, settings.topic_prefix), force=force)  # Step 3.
+    if dry_run or not any(s.action == REPLAY for s in steps):
+        return steps
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    out = []
+    try:
+        for step in steps:  # Step 4.
+            letter = step.located.letter
+            if step.action != REPLAY or letter is None:
+                out.append(step)
+                continue
+            headers = [(k, v if v is not None else b"") for k, v in letter.headers]
+            headers.append((REPLAY_HEADER, step.tag.encode()))
+            meta = await producer.send_and_wait(
+                letter.source_topic, letter.value, key=letter.key, partition=letter.partition, headers=headers
+            )
+            out.append(Step(step.located, REPLAY, step.why, (meta.partition, meta.offset)))
+            advance()
+    finally:
+        await producer.stop()
+    return out
+
+
+async def replayed(settings: Settings, letters: Sequence[LocatedDeadLetter]) -> dict[str, tuple[int, int]]:
+    """Step 2: ``lf-replay-of`` tag → (partition, offset) of its replay, for the letters' partitions."""
+    starts: dict[TopicPartition, int] = {}
+    for x in letters:
+        if x.letter is not None:
+            tp = TopicPartition(x.letter.source_topic, x.letter.partition)
+            starts[tp] = min(starts.get(tp, x.letter.offset), x.letter.offset)
+    if not starts:
+        return {}
+    await partition_counts(settings, sorted({tp.topic for tp in starts}))  # one line if a topic is gone
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, tuple[int, int]] = {}
+    try:
+        consumer.assign(list(starts))
+        ends = await consumer.end_offsets(list(starts))
+        firsts = await consumer.beginning_offsets(list(starts))
+        for tp, start in starts.items():
+            # A replay lands after its original; a source offset beyond the end means the topic
+            # was recreated or truncated since: then look at all of it.
+            starts[tp] = start if firsts[tp] <= start < ends[tp] else firsts[tp]
+            consumer.seek(tp, starts[tp])
+        pending = {tp for tp in starts if ends[tp] > starts[tp]}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batch.items():
+                for rec in records:
+                    for name, value in rec.headers or ():
+                        if name == REPLAY_HEADER and value:
+                            found[value.decode(errors="replace")] = (tp.partition, rec.offset)
+                    if rec.offset >= ends[tp] - 1:
+                        pending.discard(tp)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def format_steps(steps: Sequence[Step], *, dry_run: bool) -> str:
+    """One line per letter and a total (pure)."""
+    if not steps:
+        return "no dead letter matches"
+    lines = []
+    for s in steps:
+        where = f" -> [{s.replayed_at[0]}]@{s.replayed_at[1]}" if s.replayed_at else ""
+        verb = ("would replay" if dry_run else "replayed") if s.action == REPLAY else "skipped"
+        lines.append(f"{s.tag}  {verb}{where}: {s.why}")
+    n = sum(1 for s in steps if s.action == REPLAY)
+    lines.append(f"{n} of {len(steps)} dead letter(s) {'would be ' if dry_run else ''}replayed")
+    return "\n".join(lines)
+
+
+def steps_json(steps: Sequence[Step], *, dry_run: bool) -> list[dict[str, object]]:
+    return [
+        {
+            "dead_letter": s.tag,
+            "action": s.action,
+            "why": s.why,
+            "dry_run": dry_run,
+            "source_topic": s.located.letter.source_topic if s.located.letter else None,
+            "replayed_partition": s.replayed_at[0] if s.replayed_at else None,
+            "replayed_offset": s.replayed_at[1] if s.replayed_at else None,
+        }
+        for s in steps
+    ]

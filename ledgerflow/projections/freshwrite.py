@@ -1,0 +1,126 @@
+"""Sending a fold's ``Writes`` to Redis: a few script calls per batch, one pipeline.
+
+A fresh key space has one writer (the replay filling it), so nothing needs to be checked
+per record in Redis: each key gets at most one HSET, one HINCRBY per field, one RPUSH, one
+ZADD and one ZREM per batch (argument lists cut at ``CHUNK``). Sent as separate commands,
+redis-py's per-argument packing in Python would cost about as much as the fold saved, so
+the commands travel as data: ``CALL`` commands per Lua call, as one JSON argument (orjson,
+C) with their keys in KEYS, and the calls of a batch in one pipeline. Each call first
+checks the ``guard`` (a rebuild's replay token), atomically with its writes: if Redis lost
+its data the call writes nothing and the batch raises ``SpaceLost``. Calls stay small
+(``CALL`` commands, about a millisecond of Redis time) so readers of other spaces are not
+held up. The keys of one call span hash slots: on a Redis Cluster the calls would have to
+be cut per slot (the fenced writer's are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from ledgerflow.projections.fold import Writes
+from ledgerflow.projections.writer import SpaceLost
+
+CHUNK = 500  # field/value pairs (or items) per command: Lua's unpack takes a few thousand at most
+CALL = 1000  # commands per script call
+
+# KEYS: the keys of the commands, then the guard. ARGV: JSON [[command, key index, arg, ...], ...],
+# guarded?
+_WRITE = """
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[#KEYS]) == 0 then
+  return -1
+end
+for _, c in ipairs(cjson.decode(ARGV[1])) do
+  redis.call(c[1], KEYS[c[2]], unpack(c, 3))
+end
+return 0
+"""
+
+
+def commands(writes: Writes, checkpoint: tuple[str, dict[str, int]] | None = None) -> Iterator[list[str]]:
+    """The Redis commands of ``writes`` (and the checkpoint's offsets), as argument lists."""
+    for key, values in writes.hset.items():
+        pairs = [x for kv in values.items() for x in kv]
+        for i in range(0, len(pairs), 2 * CHUNK):
+            yield ["HSET", key, *pairs[i : i + 2 * CHUNK]]
+    for key, counters in writes.hincrby.items():
+        for name, by in counters.items():
+            yield ["HINCRBY", key, name, str(by)]  # by 0 too: it creates the field, as the ops did
+    for key, items in writes.rpush.items():
+        for i in range(0, len(items), CHUNK):
+            yield ["RPUSH", key, *items[i : i + CHUNK]]
+    for key, members in writes.zadd.items():
+        pairs = [x for member, score in members.items() for x in (score, member)]
+        for i in range(0, len(pairs), 2 * CHUNK):
+            yield ["ZADD", key, *pairs[i : i + 2 * CHUNK]]
+    for key, gone in writes.zrem.items():
+        names = sorted(gone)
+        for i in range(0, len(names), CHUNK):
+            yield ["ZREM", key, *names[i : i + CHUNK]]
+    if checkpoint is not None and checkpoint[1]:
+        key, offsets = checkpoint
+        yield ["HSET", key, *(x for cursor, offset in offsets.items() for x in (cursor, str(offset)))]
+
+
+async def write(
+    redis: aioredis.Redis,
+    writes: Writes,
+    checkpoint: tuple[str, dict[str, int]] | None = None,
+    guard: str | None = None,
+) -> int:
+    """Send one batch's writes in one pipeline; return the commands sent. Raises ``SpaceLost``
+    (nothing of the batch's refused calls written) if ``guard`` is gone."""
+    calls = list(_calls(commands(writes, checkpoint), guard))
+    sent = sum(n for n, _, _ in calls)
+    if not calls:
+        return 0
+    sha = await _sha(redis)
+    try:
+        results = await _run(redis, sha, calls)
+    except NoScriptError:  # Redis restarted and lost its script cache
+        _SHAS.pop(id(redis), None)
+        results = await _run(redis, await _sha(redis), calls)
+    if any(int(r) == -1 for r in results):
+        raise SpaceLost(f"{guard} is gone: Redis lost the space during the replay")
+    return sent
+
+
+_SHAS: dict[int, str] = {}  # per client: scripts are loaded once per connection pool
+
+
+async def _sha(redis: aioredis.Redis) -> str:
+    sha = _SHAS.get(id(redis))
+    if sha is None:
+        sha = _SHAS[id(redis)] = str(await redis.script_load(_WRITE))
+    return sha
+
+
+async def _run(redis: aioredis.Redis, sha: str, calls: list[_Call]) -> list[int]:
+    pipe = redis.pipeline(transaction=False)
+    for _, keys, argv in calls:
+        pipe.evalsha(sha, len(keys), *keys, *argv)
+    return list(await pipe.execute())
+
+
+_Call = tuple[int, list[str], list[str | bytes]]  # commands in it, KEYS, ARGV
+
+
+def _calls(cmds: Iterator[list[str]], guard: str | None) -> Iterator[_Call]:
+    """Script calls of at most ``CALL`` commands."""
+    keys: list[str] = []
+    index: dict[str, int] = {}
+    batch: list[list[object]] = []
+    for name, key, *args in cmds:
+        slot = index.get(key)
+        if slot is None:
+            keys.append(key)
+            slot = index[key] = len(keys)
+        batch.append([name, slot, *args])
+        if len(batch) >= CALL:
+            yield len(batch), [*keys, guard or keys[0]], [orjson.dumps(batch), "1" if guard else "0"]
+            keys, index, batch = [], {}, []
+    if batch:
+        yield len(batch), [*keys, guard or keys[0]], [orjson.dumps(batch), "1" if guard else "0"]

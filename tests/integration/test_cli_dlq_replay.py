@@ -1,0 +1,128 @@
+"""``ledgerflow dlq replay`` as a subprocess against the real broker: to the source topic and
+partition, with a dry run and filters, each replayed record traceable to its dead letter, each
+letter replayed once, and letters that would fail again (or were cut) left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+
+from aiokafka import AIOKafkaProducer
+
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.deadletters import shape_dead_letter
+from ledgerflow.contracts.events import new_event
+from ledgerflow.contracts.payloads import ConversationClosed, DeadLetter
+from ledgerflow.kafka.logs import RawRecord, read_topic
+from ledgerflow.topics import CONVERSATION_EVENTS
+from tests.integration.clikit import run_cli
+
+GOOD = codec.encode(
+    new_event(
+        "ConversationClosed",
+        tenant="acme",
+        subject="c-fixed",
+        payload=ConversationClosed("done"),
+        producer="test",
+        occurred_at_micros=1_700_000_000_000_000,
+    )
+)
+
+
+def _letter(settings: Settings, value: bytes, reason: str, key: bytes, offset: int) -> DeadLetter:
+    return shape_dead_letter(
+        source_topic=settings.topic(CONVERSATION_EVENTS),
+        partition=3,
+        offset=offset,
+        key=key,
+        value=value,
+        headers=[("traceparent", b"00-abc-def-01")],
+        reason=reason,
+        agent="policy",
+        failed_at=time.time_ns() // 1000,
+    )
+
+
+async def _dead_letter(settings: Settings, *letters: DeadLetter) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for letter in letters:
+            await producer.send_and_wait(
+                settings.topic(CONVERSATION_EVENTS) + ".dlq", codec.encode_dead_letter(letter), key=letter.key
+            )
+    finally:
+        await producer.stop()
+
+
+async def _source(settings: Settings) -> list[RawRecord]:
+    return [r async for r in read_topic(settings, settings.topic(CONVERSATION_EVENTS))]
+
+
+def test_replay_dry_run_then_once_then_never_again(settings: Settings) -> None:
+    fixed = _letter(settings, GOOD, "unknown-schema: fingerprint 00ff not in the registry", b"c-fixed", 7)
+    poison = _letter(settings, b'{"type": "x"}', "not-single-object: value starts with 7b22", b"c-json", 8)
+    cut = dataclasses.replace(_letter(settings, GOOD, "too-large: 2 MiB", b"c-big", 9), value_truncated=True)
+    asyncio.run(_dead_letter(settings, fixed, poison, cut))
+    dlq = settings.topic(CONVERSATION_EVENTS) + ".dlq"
+
+    dry = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--dry-run")
+    assert dry.code == 0, dry.err
+    lines = dry.out.splitlines()
+    assert lines[0] == f"{dlq}[0]@0  would replay: decodes now"
+    assert lines[1].startswith(f"{dlq}[0]@1  skipped: still does not decode (not-single-object")
+    assert (
+        lines[2]
+        == f"{dlq}[0]@2  skipped: the dead letter kept only part of the record; send it again at the producer"
+    )
+    assert lines[3] == "1 of 3 dead letter(s) would be replayed"
+    assert asyncio.run(_source(settings)) == []  # a dry run produces nothing
+
+    done = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--json")
+    assert done.code == 0, done.err
+    steps = json.loads(done.out)
+    assert [s["action"] for s in steps] == ["replay", "skip", "skip"]
+    replayed = asyncio.run(_source(settings))
+    assert len(replayed) == 1
+    record = replayed[0]
+    assert (record.partition, record.offset) == (steps[0]["replayed_partition"], steps[0]["replayed_offset"])
+    assert record.partition == 3  # the letter's own partition: its conversation's order holds
+    assert record.value == GOOD and record.key == b"c-fixed"
+    assert dict(record.headers) == {"traceparent": b"00-abc-def-01", "lf-replay-of": f"{dlq}[0]@0".encode()}
+
+    again = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--offset", "0")
+    source = settings.topic(CONVERSATION_EVENTS)
+    assert (
+        again.out.splitlines()[0] == f"{dlq}[0]@0  skipped: already replayed as {source}[3]@{record.offset}"
+    )
+    assert len(asyncio.run(_source(settings))) == 1
+
+
+def test_replay_filters_and_force(settings: Settings) -> None:
+    a = _letter(settings, b"\x00junk", "not-single-object: value starts with 006a", b"k1", 1)
+    b = _letter(settings, b"\x00junk", "invalid-envelope: tenant: must not be empty", b"k2", 2)
+    asyncio.run(_dead_letter(settings, a, b))
+    none = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--reason", "no-such-code")
+    assert (none.code, none.out.strip()) == (0, "no dead letter matches")
+    by_key = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--key", "k2", "--dry-run")
+    assert len(by_key.out.splitlines()) == 2 and "@1  skipped: still does not decode" in by_key.out
+    forced = run_cli(
+        settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--reason", "not-single-object", "--force"
+    )
+    assert forced.code == 0, forced.err
+    assert "replayed -> [3]@0: forced; still not-single-object" in forced.out
+    assert [r.key for r in asyncio.run(_source(settings))] == [b"k1"]
+
+
+def test_replay_needs_a_topic_and_an_existing_dlq(settings: Settings) -> None:
+    ran = run_cli(settings, "dlq", "replay")
+    assert ran.code == 2
+    assert (
+        ran.one_line()
+        == "ledgerflow: dlq replay needs --topic T, the source topic (e.g. conversation.events)"
+    )
+    unknown = run_cli(settings, "dlq", "replay", "--topic", "no.such.topic")
+    assert unknown.code == 2 and "no DLQ topic" in unknown.one_line()

@@ -1,0 +1,164 @@
+"""The folded replay (one process and parallel) writes exactly the space the fenced replay writes.
+
+Records go straight onto the topics (explicit partitions), hostile ones included: a
+duplicate delivery, a decision forged off its chain, bytes that do not decode, more
+denials than a tenant keeps (the rank trim, merged across workers), and — for the parallel
+rebuild's conflict check — logs whose conversations or ids span partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead, decision_chain_key
+from ledgerflow.contracts.events import Event
+from ledgerflow.projections import freshwrite
+from ledgerflow.projections.fold import Writes
+from ledgerflow.projections.fresh import replay_fresh
+from ledgerflow.projections.parallel import replay_parallel
+from ledgerflow.projections.rebuild import replay
+from ledgerflow.projections.writer import SpaceLost
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from tests.integration.test_projection_writer import drop, dump, new_keys
+from tests.unit.projections.test_fold import _decision, _started, _turn
+
+Placed = list[tuple[str, int, bytes]]  # (base topic, partition, value)
+
+
+def _conversation(conv: str, tenant: str, partition: int, turns: int, first: int) -> Placed:
+    out: Placed = [(CONVERSATION_EVENTS, partition, codec.encode(_started(conv, first, tenant)))]
+    head: ChainHead | None = None
+    for i in range(first, first + turns):
+        turn = _turn(conv, i, tenant)
+        decided = _decision(turn, head, "deny" if i % 3 else "allow")
+        assert decided.sequence is not None and decided.hash is not None
+        head = ChainHead(decision_chain_key(tenant, conv), decided.sequence, decided.hash)
+        out += [
+            (CONVERSATION_EVENTS, partition, codec.encode(turn)),
+            (POLICY_DECISIONS, partition, codec.encode(decided)),
+        ]
+    return out
+
+
+def _log() -> Placed:
+    """12 conversations of two tenants over 4 partitions, ~80 denials for one tenant, and the
+    hostile records."""
+    log: Placed = []
+    for c in range(12):
+        log += _conversation(f"c{c}", "acme" if c % 4 else "globex", c % 4, 10, 100 * c)
+    dup = _turn("c1", 101, "acme")
+    log.append((CONVERSATION_EVENTS, 1, codec.encode(dataclasses.replace(dup))))  # delivered twice
+    forged = _decision(
+        _turn("c2", 5000, "acme"), ChainHead(decision_chain_key("acme", "c2"), 3, "cd" * 32), "deny"
+    )
+    log.append((POLICY_DECISIONS, 2, codec.encode(forged)))
+    log.append((CONVERSATION_EVENTS, 3, b"\xc3\x01garbage"))
+    return log
+
+
+async def _produce(settings: Settings, log: Placed) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for base, partition, value in log:
+            key = None
+            if value.startswith(codec.MAGIC) and len(value) > 20:
+                event: Event = codec.decode(value)
+                key = (event.payload.conversation_id if base == POLICY_DECISIONS else event.subject).encode()  # type: ignore[attr-defined]
+            await producer.send_and_wait(settings.topic(base), value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+def _three_ways(
+    settings: Settings, log: Placed
+) -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+    """The space of the fenced replay, of the folded one, and of the parallel one."""
+
+    async def run() -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+        await _produce(settings, log)
+        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        fenced, fresh, parallel = new_keys(), new_keys(), new_keys()
+        try:
+            await replay(settings, redis, fenced)
+            await replay_fresh(settings, redis, fresh)
+            await replay_parallel(settings, redis, parallel, processes=2)
+            return await dump(redis, fenced), await dump(redis, fresh), await dump(redis, parallel)
+        finally:
+            await drop(redis, fenced, fresh, parallel)
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def test_folded_and_parallel_replays_write_the_space_the_fenced_replay_writes(settings: Settings) -> None:
+    fenced, fresh, parallel = _three_ways(settings, _log())
+    denials = [k for k in fenced if k.endswith("tenant:{acme}:denials")]
+    assert denials and len(fenced[denials[0]][1]) == 50  # type: ignore[index, arg-type]
+    assert any(k.endswith(":quarantined") for k in fenced)
+    assert fresh == fenced
+    assert parallel == fenced
+
+
+@pytest.mark.parametrize("spread", ["a conversation on two partitions", "one event id in two conversations"])
+def test_a_log_the_workers_cannot_split_is_rebuilt_in_one_process(
+    settings: Settings, spread: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = _log()
+    if spread == "a conversation on two partitions":  # c1 lives on partition 1; a turn of it on 2
+        log += _conversation("c1", "acme", 2, 1, 7000)[1:2]
+    else:  # c5's turn 500 again, as a turn of c6 (partition 2): the tenant counts the id once
+        twin = dataclasses.replace(_turn("c5", 500, "acme"), subject="c6")
+        log.append((CONVERSATION_EVENTS, 2, codec.encode(twin)))
+    with caplog.at_level(logging.WARNING, logger="ledgerflow.projections.parallel"):
+        fenced, fresh, parallel = _three_ways(settings, log)
+    assert "replaying in one process instead" in caplog.text
+    assert _order_free(fresh) == _order_free(fenced)
+    assert _order_free(parallel) == _order_free(fenced)
+
+
+def _order_free(space: dict[str, object]) -> dict[str, object]:
+    """What must not depend on the order two partitions are read in, when one conversation or one
+    id spans them (the live projector reads them in whatever order, too): every count, every
+    turn, every id counted — not which record came last (lists as multisets, no last-writer
+    fields, no dedupe positions, index members without their last-activity score)."""
+    out: dict[str, object] = {}
+    for key, (kind, value) in space.items():  # type: ignore[misc]
+        if kind == "list" or (kind == "hash" and key.endswith(":seen")):
+            value = sorted(value)
+        elif kind == "hash":
+            value = {f: v for f, v in value.items() if f not in (b"updated_at", b"last_event_id")}
+        elif kind == "zset" and key.endswith(":conversations"):
+            value = sorted(member for member, _ in value)
+        out[key] = (kind, value)
+    return out
+
+
+def test_a_batch_finds_the_guard_gone_and_writes_nothing(stack: Settings) -> None:
+    keys = new_keys()
+
+    async def run() -> None:
+        redis = aioredis.Redis.from_url(stack.redis_url, socket_timeout=10)
+        try:
+            writes = Writes(hset={keys.conversation("acme", "c1"): {"status": "open"}})
+            with pytest.raises(SpaceLost):
+                await freshwrite.write(redis, writes, guard=keys.replay_guard("gone"))
+            assert await dump(redis, keys) == {}
+            await redis.set(keys.replay_guard("here"), "1")
+            assert await freshwrite.write(redis, writes, guard=keys.replay_guard("here")) == 1
+            assert (await dump(redis, keys))[keys.conversation("acme", "c1").removeprefix(keys.namespace)]
+        finally:
+            await drop(redis, keys)
+            await redis.aclose()
+
+    asyncio.run(run())
