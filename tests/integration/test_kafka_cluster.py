@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +22,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ledgerflow.config import Settings
+from ledgerflow.errors import StackError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, partition_counts
 from ledgerflow.netutil import free_port
+from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.topics import CONVERSATION_EVENTS, all_topics
 from tests.support.privatestack import free_port_run
@@ -203,3 +206,23 @@ def test_down_stops_every_node(cluster: tuple[Settings, dict[str, str]]) -> None
     kafka = _status(env)["kafka"]
     assert [n["pid"] for n in kafka["nodes"]] == [None, None, None]  # dead, or not ours any more
     assert kafka["cluster"] is None
+
+
+def _tripwire(*_: object, **__: object) -> None:
+    pytest.fail("start_cluster launched a node although a later node's port was taken")
+
+
+@pytest.mark.parametrize("held", [5, 4])  # the third node's controller port, then its broker port
+def test_a_cluster_with_any_port_taken_starts_no_node_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: int
+) -> None:
+    for name in ("require_java", "resolve_classpath", "spawn"):
+        monkeypatch.setattr(kafka_stack, name, _tripwire)
+    port = free_port_run(2 * BROKERS)
+    nodes = kafka_stack.cluster(tmp_path, "127.0.0.1", port, BROKERS)
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", port + held))
+        foreign.listen(4)
+        with pytest.raises(StackError, match=rf"port {port + held} on 127\.0\.0\.1"):
+            kafka_stack.start_cluster(nodes)
+    assert not any(n.dir.exists() for n in nodes)
