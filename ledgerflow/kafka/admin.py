@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -49,11 +50,26 @@ async def ensure_topics(
         if not wanted:
             return []
         with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(wanted)
+            response = await admin.create_topics(wanted)
+            refused = creation_errors(getattr(response, "topic_errors", []))
+            if refused:
+                raise InfrastructureError(
+                    f"Kafka at {settings.kafka_bootstrap} refused to create {'; '.join(refused)}"
+                )
         await _wait_for_metadata(admin, [t.name for t in wanted])
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+def creation_errors(topic_errors: list[tuple[Any, ...]]) -> list[str]:
+    """ "topic (error message)" for each topic a CreateTopics response refused; one created
+    meanwhile by someone else (TOPIC_ALREADY_EXISTS) is no error."""
+    refused = []
+    for name, code, *message in topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            refused.append(f"{name} ({(message[0] if message else None) or f'error code {code}'})")
+    return refused
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:

@@ -22,13 +22,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ledgerflow.config import Settings
-from ledgerflow.errors import StackError
+from ledgerflow.errors import InfrastructureError, StackError
 from ledgerflow.kafka.admin import ensure_topics, partition_counts, round_trip
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, stop
-from ledgerflow.topics import POLICY_RULES, all_topics
+from ledgerflow.topics import POLICY_RULES, TopicSpec, all_topics
 from tests.support.privatestack import free_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,3 +288,12 @@ def test_start_returns_our_already_running_process_instead_of_starting_another(
         if ours.poll() is None:
             ours.kill()
         ours.wait()
+
+
+def test_ensure_topics_reports_a_topic_the_broker_refused_instead_of_waiting_for_it(stack: Settings) -> None:
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    bogus = TopicSpec("refused", 1, {"cleanup.policy": "shred"})
+    with pytest.raises(InfrastructureError, match=rf"refused to create {settings.topic('refused')} \("):
+        asyncio.run(ensure_topics(settings, (bogus,)))
+    assert asyncio.run(ensure_topics(settings, (TopicSpec("accepted", 1),))) == [settings.topic("accepted")]
+    asyncio.run(_delete_topics(settings, [settings.topic("accepted")]))
