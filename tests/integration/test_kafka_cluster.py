@@ -12,7 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, partition_counts
 from ledgerflow.netutil import free_port
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
-from ledgerflow.topics import CONVERSATION_EVENTS, all_topics
+from ledgerflow.topics import CONVERSATION_EVENTS, TRAINING_COMMANDS, all_topics
 from tests.support.privatestack import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,6 +188,43 @@ def test_partitions_applies_to_new_multi_partition_topics_and_leaves_existing_on
     assert asyncio.run(partition_counts(existing, [existing.topic(CONVERSATION_EVENTS)])) == {
         existing.topic(CONVERSATION_EVENTS): 6
     }
+
+
+def _wait_for_status(
+    env: dict[str, str], done: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """Poll ``stack status --json`` until ``done(kafka)``; fail after a generous deadline."""
+    deadline = time.monotonic() + 90
+    while True:
+        kafka = _status(env)["kafka"]
+        if done(kafka):
+            return kafka
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen: {json.dumps(kafka['cluster'])[:2000]}")
+        time.sleep(1)
+
+
+def test_with_one_broker_killed_acks_all_writes_succeed_and_up_restarts_it_to_full_isr(
+    cluster: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, env = cluster
+    kafka = _status(env)["kafka"]
+    victim = kafka["nodes"][2]
+    os.kill(victim["pid"], signal.SIGKILL)
+    _wait_for_status(
+        env, lambda k: (k["cluster"] or {}).get("under_replicated_partitions", 0) > 0, "under-replication"
+    )
+    # Two of three replicas in sync = min.insync.replicas: acks=all writes are still accepted.
+    topic = settings.topic(TRAINING_COMMANDS)
+    seen = asyncio.run(_produce_and_consume(kafka["bootstrap"], topic, 30))
+    assert seen == {f"v{i}".encode() for i in range(30)}
+    again = _cli(env, "up", "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    healed = _wait_for_status(
+        env, lambda k: (k["cluster"] or {}).get("under_replicated_partitions") == 0, "catching up"
+    )
+    assert healed["nodes"][2]["pid"] not in (None, victim["pid"])
+    assert all(t["isr"] == 3 for t in healed["cluster"]["topics"].values())
 
 
 def test_a_second_up_starts_nothing_new(cluster: tuple[Settings, dict[str, str]]) -> None:
