@@ -149,6 +149,12 @@ PROJECTION_LAG = Gauge(
     ["projection"],
     registry=EDGE_REGISTRY,
 )
+TRACE_CONTEXT_REPLACED = Counter(
+    "ledgerflow_trace_context_replaced_total",
+    "Invalid traceparent headers replaced by a new trace",
+    ["reason"],
+    registry=EDGE_REGISTRY,
+)
 
 # The worker's agents (the default registry).
 

@@ -16,6 +16,8 @@ POLICY_DECISIONS = "policy.decisions"
 TRAINING_COMMANDS = "training.commands"
 TRAINING_AUDIT = "training.audit"
 USAGE_WINDOWS = "usage.windows"
+MODELS_COMMANDS = "models.commands"
+MODELS_AUDIT = "models.audit"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -95,6 +97,24 @@ TOPICS: tuple[TopicSpec, ...] = (
         frozenset({"UsageWindow"}),
         "usage agent only",
         "Token usage per tenant, model and time window.",
+    ),
+    TopicSpec(
+        MODELS_COMMANDS,
+        3,
+        _KEEP_FOREVER,
+        "tenant id",
+        frozenset({"RegisterModel", "SetModelEnabled"}),
+        "the edge",
+        "Requests to change a tenant's model registry (admins).",
+    ),
+    TopicSpec(
+        MODELS_AUDIT,
+        3,
+        _KEEP_FOREVER,
+        "tenant id",
+        frozenset({"ModelRegistered", "ModelEnabled", "ModelDisabled", "ModelRejected"}),
+        "models agent only",
+        "Outcome of every model-registry command: the registry's event log.",
     ),
 )
 

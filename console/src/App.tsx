@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 import { hasRole, loadSession, saveSession, type Session } from "./lib/auth";
 import { Audit } from "./pages/Audit";
 import { ConversationList, ConversationView } from "./pages/Conversations";
+import { Models } from "./pages/Models";
 import { Overview } from "./pages/Overview";
 import { Policy } from "./pages/Policy";
 import { SignIn } from "./pages/SignIn";
@@ -14,7 +15,8 @@ const PAGES = [
   ["conversations", "Conversations"],
   ["policy", "Policy"],
   ["training", "Training"],
-  ["usage", "Models & usage"],
+  ["models", "Models"],
+  ["usage", "Usage"],
   ["audit", "Audit"],
 ] as const;
 
@@ -69,6 +71,7 @@ export function App() {
           (route[1] ? <ConversationView key={route[1]} session={session} id={route[1]} /> : <ConversationList session={session} />)}
         {page === "policy" && <Policy session={session} admin={hasRole(session, "admin")} />}
         {page === "training" && <Training session={session} admin={hasRole(session, "admin")} />}
+        {page === "models" && <Models session={session} admin={hasRole(session, "admin")} />}
         {page === "usage" && <Usage session={session} />}
         {page === "audit" && <Audit session={session} admin={hasRole(session, "admin")} />}
       </main>

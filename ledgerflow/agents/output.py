@@ -34,6 +34,8 @@ class Outgoing:
     input_offset: int | None  # None for records no input caused (e.g. timer expiries)
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """Extra headers (trace context, ``tracing/spans.py``); ``lf-input`` is added by ``write``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ class CoPartitionedOutput:
             for i in indexes:
                 r = records[i]
                 headers = [] if r.input_offset is None else [(INPUT_HEADER, str(r.input_offset).encode())]
+                headers += r.headers  # trace context (tracing/spans.py)
                 if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
                     sent.append(
                         (await producer.send_batch(batch, self.output_topic, partition=partition), members)

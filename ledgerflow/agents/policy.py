@@ -75,6 +75,7 @@ from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
 from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED
 from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
+from ledgerflow.tracing import spans
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,8 @@ class PolicyAgent:
             if msg.offset <= max(state.last_input, stage.last_input):  # Step 2.
                 continue
             processed += 1
-            self._decide_one(msg, state, stage, batch)
+            with spans.consumed(msg, "decide", batch.out):  # trace hook: headers in → headers out
+                self._decide_one(msg, state, stage, batch)
         RECORDS_PROCESSED.labels(NAME, CONVERSATION_EVENTS).inc(processed)  # once per batch: labels() costs
         return batch
 
@@ -287,6 +289,7 @@ class PolicyAgent:
                 reference.pack_for(event.tenant),
                 reference.training_for(event.tenant),
                 stage.head(state, decision_chain_key(event.tenant, event.subject)),
+                reference.models_for(event.tenant),
             )
             encoded = None if record is None else codec.encode(record)
         except Exception as exc:  # a turn that cannot be evaluated must not stop the partition

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from ledgerflow.agents.output import Outgoing, Written
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.payloads import DeadLetter
-from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.policy import ModelCatalog, RulePack, TrainingState
 
 __all__ = [
     "ChainHeadStore",
@@ -106,6 +106,8 @@ class ReferenceView(Protocol):
     def pack_for(self, tenant: str) -> RulePack: ...
 
     def training_for(self, tenant: str) -> TrainingState: ...
+
+    def models_for(self, tenant: str) -> ModelCatalog: ...
 
 
 class DeadLetterPort(Protocol):

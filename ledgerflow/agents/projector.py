@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -53,6 +54,7 @@ from ledgerflow.projections.verify import integrity_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
 from ledgerflow.redisvalues import int_map
 from ledgerflow.topics import POLICY_DECISIONS
+from ledgerflow.tracing import spans
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +242,7 @@ class Projector:
             await self._handle(messages)
 
     async def _handle(self, messages: Sequence[Any]) -> None:
+        started_ns = time.time_ns()  # trace hook: one span per record once the batch is written
         decoded: list[tuple[Event, Position]] = []
         letters = []
         checkpoint: dict[str, int] = {}
@@ -306,6 +309,7 @@ class Projector:
                 why = f"chain-{refusal.reason}: the decision does not link to its chain's last projected one"
                 refused.append(dead_letter_of(msg, why, NAME, self._bases[msg.topic]))
         await self._sink.send_all(refused)
+        spans.processed(messages, "project", started_ns)
 
 
 def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: frozenset[str]) -> Projector:

@@ -12,7 +12,7 @@ import faust
 from prometheus_client import start_http_server
 
 from ledgerflow import logformat
-from ledgerflow.agents import lag, policy, projector, startlogs, training, usage
+from ledgerflow.agents import lag, models, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app, raw_topic
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, run_loop
 from ledgerflow.config import Settings
@@ -27,8 +27,10 @@ from ledgerflow.topics import (
     TRAINING_AUDIT,
     USAGE_WINDOWS,
 )
+from ledgerflow.tracing import spans
+from ledgerflow.tracing.current import install_log_fields
 
-AGENTS = ("policy", "projector", "training", "usage")
+AGENTS = ("policy", "projector", "training", "usage", "models")
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     logging_config = logformat.dict_config(logformat.log_format())
     if logging_config is not None:
         logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
+    install_log_fields()  # log records carry trace_id/tenant/conversation/offset when bound
+    spans.configure("ledgerflow-worker")  # OpenTelemetry spans, only when an exporter is configured
     wanted = wanted_agents(agents)
     asyncio.run(ensure_topics(settings))
     address = worker_metrics_address(os.environ)
@@ -60,12 +64,14 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         projector.register(app, loop, settings, owns_dlq=frozenset(owned))
     if loop.topics:
         app.task(lambda: run_loop(loop, source, app))
-    if not {"training", "usage"} & set(wanted):
+    if not {"training", "usage", "models"} & set(wanted):
         keep_faust_subscribed(app, settings)
     if "training" in wanted:
         training.register(app, settings)
     if "usage" in wanted:
         usage.register(app, settings)
+    if "models" in wanted:
+        models.register(app, settings)
     lag.register(app, settings, [source] if loop.topics else [])
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     startlogs.install()

@@ -26,6 +26,7 @@ from ledgerflow.api import (
     events,
     forecast,
     health,
+    models,
     openapi,
     overview,
     policy,
@@ -44,6 +45,7 @@ from ledgerflow.api.faults import KAFKA_REQUEST_TIMEOUT_MS, REDIS_CONNECT_TIMEOU
 from ledgerflow.api.hub import Hub
 from ledgerflow.api.limits import EdgeLimits, HeaderLimits, TenantRateLimit
 from ledgerflow.api.problems import exception_handlers
+from ledgerflow.api.tracing import TraceContextMiddleware
 from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
@@ -52,6 +54,8 @@ from ledgerflow.kafka.admin import SharedAdmin
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
+from ledgerflow.tracing import spans
+from ledgerflow.tracing.current import install_log_fields
 
 
 def routes() -> list[BaseRoute]:
@@ -83,6 +87,10 @@ def routes() -> list[BaseRoute]:
         Route("/v1/training/history", training_history.training_history),
         Route("/v1/usage", usage.usage),
         Route("/v1/forecast", forecast.forecast),
+        Route("/v1/models", models.list_models),
+        Route("/v1/models", models.register_model, methods=["POST"]),
+        Route("/v1/models/disable", models.disable_model, methods=["POST"]),
+        Route("/v1/models/enable", models.enable_model, methods=["POST"]),
         Route("/v1/audit", audit_run.audit, methods=["POST"]),
         *registry_routes(),
     ]
@@ -108,6 +116,8 @@ def registry_routes() -> list[BaseRoute]:
 
 
 def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
+    install_log_fields()  # log records carry the request's trace_id (docs/tracing.md)
+    spans.configure("ledgerflow-edge")  # OpenTelemetry spans, only when an exporter is configured
     limits = EdgeLimits.from_env()
     verifier = TokenVerifier(
         JwksSource(settings.jwks_location), issuer=settings.issuer, audience=settings.audience
@@ -173,6 +183,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         routes=table,
         middleware=[
             Middleware(RequestMetrics),
+            Middleware(TraceContextMiddleware),
             Middleware(HeaderLimits),
             Middleware(
                 AuthenticationMiddleware,

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
+from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -30,6 +32,8 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.metrics import EVENTS_INGESTED
 from ledgerflow.topics import CONVERSATION_EVENTS
+from ledgerflow.tracing import spans
+from ledgerflow.tracing.current import current_trace, kafka_headers
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +146,18 @@ async def publish(ctx: EdgeContext, base_topic: str, event: Event):  # type: ign
     """Publish ``event`` keyed by its subject, bounded by faults.DEADLINE_S; any failure
     is InfrastructureError (503). A timed-out record may still reach the log: a retry
     with the same event id (or Idempotency-Key) is then a duplicate delivery, recognised
-    as such downstream."""
-    value = codec.encode(event)
-    return await bounded(
-        ctx.producer.send_and_wait(ctx.settings.topic(base_topic), value=value, key=event.subject.encode()),
-        "Kafka publish",
-    )
+    as such downstream.
+
+    The request's trace context goes along: in the record's ``traceparent``/``tracestate``
+    headers, and in its envelope ``trace_id`` unless the producer set one (docs/tracing.md)."""
+    topic, key = ctx.settings.topic(base_topic), event.subject.encode()
+    attributes = spans.kafka_attributes(topic, "send")
+    with spans.span(f"send {topic}", SpanKind.PRODUCER, current_trace.get(), attributes) as producing:
+        trace = producing or current_trace.get()
+        if trace is not None and event.trace_id is None:
+            event = dataclasses.replace(event, trace_id=trace.traceparent)
+        value = codec.encode(event)
+        return await bounded(
+            ctx.producer.send_and_wait(topic, value=value, key=key, headers=kafka_headers(trace)),
+            "Kafka publish",
+        )

@@ -1,5 +1,6 @@
 """``GET /v1/forecast?model=&horizon=``: the next windows' expected tokens for the token's
-tenant, from the usage read model, by Holt's linear trend (``ledgerflow.usage.forecast``)."""
+tenant, from the usage read model, by Holt's linear trend (``ledgerflow.usage.forecast``), and
+their cost when the model registry knows the model's prices (``ledgerflow.usage.cost``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ledgerflow.api.spec import AUTHED, TENANT_PARAM, json_response, operation, 
 from ledgerflow.errors import ValidationError
 from ledgerflow.redisvalues import Reply, text
 from ledgerflow.timefmt import rfc3339
+from ledgerflow.usage.cost import cost_range
 from ledgerflow.usage.forecast import forecast as holt_forecast
 
 MAX_HORIZON = 60
@@ -63,13 +65,24 @@ async def forecast(request: Request) -> JSONResponse:
     starts, series = series_of(fields, model)
     points = holt_forecast(series, horizon)  # ValidationError (422) with fewer than 3 windows
     step = (starts[-1] - starts[-2]) if len(starts) >= 2 else 0
+    settings = ctx.reference.registry_for(principal.tenant).models.get(model)
+    prices = (None, None) if settings is None else (settings.input_price_per_1k, settings.output_price_per_1k)
+
+    def cost(tokens: float) -> dict[str, float] | None:
+        found = cost_range(max(tokens, 0.0), *prices)
+        return None if found is None else found.to_json()
+
     return JSONResponse(
         {
             "tenant": principal.tenant,
             "model": model,
             "method": "holt-linear-trend",
+            "prices": None
+            if prices == (None, None)
+            else {"input_per_1k": prices[0], "output_per_1k": prices[1]},
             "history": [
-                {"window_start": rfc3339(s), "tokens": v} for s, v in zip(starts, series, strict=True)
+                {"window_start": rfc3339(s), "tokens": v, "cost": cost(v)}
+                for s, v in zip(starts, series, strict=True)
             ],
             "forecast": [
                 {
@@ -77,6 +90,7 @@ async def forecast(request: Request) -> JSONResponse:
                     "expected": p.expected,
                     "lower": p.lower,
                     "upper": p.upper,
+                    "cost": cost(p.expected),
                 }
                 for p in points
             ],

@@ -46,6 +46,7 @@ from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from ledgerflow.tracing import spans
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,8 @@ class Hub:
                     if self._subs:  # nobody listening: no decoding
                         frame = self.frame_of(code, record)
                         if frame is not None:
-                            self._dispatch(frame)
+                            with spans.consumed(record, "sse", []):  # trace hook: the fan-out
+                                self._dispatch(frame)
 
     # -- fan-out ---------------------------------------------------------------------
     def _dispatch(self, frame: Frame) -> None:

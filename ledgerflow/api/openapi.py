@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from ledgerflow.api import spec
 from ledgerflow.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS
+from ledgerflow.api.usage import COST as _COST
 
 Schema = dict[str, Any]
 ROLES = ["producer", "subscriber", "admin", "auditor"]
@@ -157,9 +158,22 @@ def _schemas() -> dict[str, Schema]:
             tenant=spec.STR,
             model=spec.STR,
             method=spec.STR,
+            prices={
+                "oneOf": [
+                    {"type": "null"},
+                    spec.obj(
+                        ["input_per_1k", "output_per_1k"],
+                        input_per_1k=spec.nullable("number"),
+                        output_per_1k=spec.nullable("number"),
+                    ),
+                ],
+                "description": "The model's registered prices; null when it is not registered",
+            },
             history={
                 "type": "array",
-                "items": spec.obj(["window_start", "tokens"], window_start=spec.TIME, tokens=spec.NUM),
+                "items": spec.obj(
+                    ["window_start", "tokens"], window_start=spec.TIME, tokens=spec.NUM, cost=_COST
+                ),
             },
             forecast={
                 "type": "array",
@@ -169,6 +183,7 @@ def _schemas() -> dict[str, Schema]:
                     expected=spec.NUM,
                     lower=spec.NUM,
                     upper=spec.NUM,
+                    cost=_COST,
                 ),
             },
         ),

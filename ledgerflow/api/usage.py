@@ -18,12 +18,31 @@ from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import rfc3339
-from ledgerflow.api.spec import AUTHED, INT, STR, TENANT_PARAM, TIME, json_response, obj, operation, problems
+from ledgerflow.api.spec import (
+    AUTHED,
+    INT,
+    NUM,
+    STR,
+    TENANT_PARAM,
+    TIME,
+    json_response,
+    obj,
+    operation,
+    problems,
+)
+from ledgerflow.models import ModelSettings
 from ledgerflow.redisvalues import Reply, text
+from ledgerflow.usage.cost import cost_range
 
 
-def windows(tokens: Mapping[Reply, Reply], turns: Mapping[Reply, Reply]) -> dict[str, Any]:
-    """Models (sorted) and windows (by start, then model), totals summed over source partitions."""
+def windows(
+    tokens: Mapping[Reply, Reply],
+    turns: Mapping[Reply, Reply],
+    prices: Mapping[str, ModelSettings] | None = None,
+) -> dict[str, Any]:
+    """Models (sorted) and windows (by start, then model), totals summed over source partitions;
+    each window's cost when the model registry knows its prices (``usage/cost.py``), else null."""
+    prices = prices or {}
     totals: dict[tuple[int, str, int], list[int]] = defaultdict(lambda: [0, 0])
     for column, source in ((0, tokens), (1, turns)):
         for field, value in source.items():
@@ -38,10 +57,25 @@ def windows(tokens: Mapping[Reply, Reply], turns: Mapping[Reply, Reply]) -> dict
                 "window_end": rfc3339(end),
                 "tokens": totals[(start, model, end)][0],
                 "turns": totals[(start, model, end)][1],
+                "cost": _cost(totals[(start, model, end)][0], prices.get(model)),
             }
             for start, model, end in sorted(totals)
         ],
     }
+
+
+def _cost(tokens: float, settings: ModelSettings | None) -> dict[str, float] | None:
+    if settings is None:
+        return None
+    cost = cost_range(tokens, settings.input_price_per_1k, settings.output_price_per_1k)
+    return None if cost is None else cost.to_json()
+
+
+COST = {
+    "oneOf": [{"type": "null"}, obj(["low", "high"], low=NUM, high=NUM)],
+    "description": "Cost at the model's registered prices: every token at the lower to every token at "
+    "the higher of its input/output price (windows do not split input from output); null when unknown",
+}
 
 
 @operation(
@@ -63,6 +97,7 @@ def windows(tokens: Mapping[Reply, Reply], turns: Mapping[Reply, Reply]) -> dict
                         window_end=TIME,
                         tokens=INT,
                         turns=INT,
+                        cost=COST,
                     ),
                 },
             ),
@@ -80,4 +115,4 @@ async def usage(request: Request) -> JSONResponse:
     pipe.hgetall(keys.usage(principal.tenant))
     pipe.hgetall(keys.usage_turns(principal.tenant))
     tokens, turns = await within_deadline(pipe.execute(), "redis")
-    return JSONResponse(windows(tokens, turns))
+    return JSONResponse(windows(tokens, turns, ctx.reference.registry_for(principal.tenant).models))

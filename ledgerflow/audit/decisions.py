@@ -36,7 +36,7 @@ from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.policy import NO_MODELS, ModelCatalog, RulePack, TrainingState
 from ledgerflow.policy.wire import chain_key, decide, head_after, input_hash, turn_of
 from ledgerflow.projections.ops import Position
 
@@ -78,12 +78,15 @@ class DecisionCheck:
         training: Mapping[tuple[str, int], bool] | None = None,
         *,
         overdue_before_ms: int | None = None,
+        models: Mapping[tuple[str, int], ModelCatalog] | None = None,
     ) -> None:
         """``training``: (tenant, version) → enabled of every accepted training transition, or
         None to skip checking the recorded training state against ``training.audit``.
         ``overdue_before_ms``: a turn whose record timestamp is older (ms since the epoch) must
-        be decided even if no later turn was; None: only the later-turn rule."""
+        be decided even if no later turn was; None: only the later-turn rule.
+        ``models``: (tenant, version) → the model registry at that version (``models.audit``)."""
         self._packs = packs
+        self._models = models or {}
         self._training = training
         self._overdue_before_ms = overdue_before_ms
         self._inputs: dict[str, list[_Input]] = {}  # event id -> its deliveries, in offset order
@@ -96,6 +99,12 @@ class DecisionCheck:
         """Whether the last record fed re-derived bit for bit."""
         self.turns = self.decisions = self.verified = self.pending = 0
         self.duplicate_deliveries = self.decided_again = self.turns_dead_lettered = 0
+
+    def _catalog(self, tenant: str, version: int | None) -> ModelCatalog:
+        """The registry a decision recording ``version`` read (an unknown one re-derives as empty)."""
+        if version is None:
+            return NO_MODELS
+        return self._models.get((tenant, version)) or ModelCatalog(version, frozenset())
 
     def add_input(self, at: Position, event: Event, value: bytes, timestamp_ms: int | None = None) -> None:
         if turn_of(event) is None:
@@ -228,8 +237,9 @@ class DecisionCheck:
         attempts: list[Event] = []
         try:
             training = TrainingState(payload.training_enabled, payload.training_version)
+            models = self._catalog(record.tenant, payload.models_version)
             for pack in packs:
-                again = decide(source.event, source.value, pack, training, head)
+                again = decide(source.event, source.value, pack, training, head, models)
                 if again is None:
                     break
                 if codec.encode(again) == value:

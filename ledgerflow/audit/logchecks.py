@@ -3,7 +3,8 @@
 1. Fix the horizon: end offsets of the derived topics first, then of their inputs, so
    every decision below the horizon has its input below it too.
 2. Read ``policy.rules``: every rule pack ever published, by (tenant, version).
-3. Read ``training.audit``: verify its chains, fold it, check every transition.
+3. Read ``training.audit``: verify its chains, fold it, check every transition; the same for
+   ``models.audit`` (``audit/models.py``), keeping every registry version for step 6.
 4. Read ``usage.windows``: verify its chains.
 5. Read the dead letters of ``conversation.events`` and ``training.commands``: inputs the
    agents gave up on, with the reason, are accounted for (and counted), not missing.
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
+from ledgerflow.audit.models import ModelsCheck
 from ledgerflow.audit.progress import Progress
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.sources import Horizon, LogReader
@@ -49,6 +51,7 @@ from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     INPUT_HEADER,
+    MODELS_AUDIT,
     POLICY_DECISIONS,
     POLICY_RULES,
     TRAINING_AUDIT,
@@ -86,6 +89,7 @@ async def audit_logs(
             POLICY_RULES,
             CONVERSATION_EVENTS,
             TRAINING_COMMANDS,
+            MODELS_AUDIT,
         )
     }
     async with LogReader(settings) as reader:
@@ -97,14 +101,15 @@ async def audit_logs(
         run = _Run(reader, horizon, report, bar, names, overdue_before_ms)
         book = await run.packs()  # Step 2.
         training = await run.training()  # Step 3.
+        models = await run.models()
         await run.chained_only(USAGE_WINDOWS)  # Step 4.
         await run.dead_letters(settings)  # Step 5.
-        await run.decisions(book, training)  # Step 6.
+        await run.decisions(book, training, models)  # Step 6.
         await run.commands()  # Step 7.
         for finding in run.chains.finish():
             report.add(finding)
         bar.finish()
-    report.checks += ["hash chains", "decisions", "training transitions", "completeness"]
+    report.checks += ["hash chains", "decisions", "training transitions", "model registry", "completeness"]
 
 
 class _Run:
@@ -180,6 +185,17 @@ class _Run:
         self.report.count("training records", check.records)
         return check
 
+    async def models(self) -> ModelsCheck:
+        """``models.audit``: chains, legal transitions, and every registry version for step 6."""
+        check = ModelsCheck()
+        if self.names[MODELS_AUDIT] in self.horizon:
+            for p in self.partitions(MODELS_AUDIT):
+                async for raw, event in self.records(MODELS_AUDIT, p):
+                    self.report.add(self.chains.feed(_at(raw), event))
+                    self.report.add(check.feed(_at(raw), event))
+            self.report.count("model registry records", check.records)
+        return check
+
     async def chained_only(self, base: str) -> None:
         for p in self.partitions(base):
             async for raw, event in self.records(base, p):
@@ -198,9 +214,12 @@ class _Run:
                 if letter is not None and letter.source_topic == self.names[base]:
                     positions.add((letter.partition, letter.offset))
 
-    async def decisions(self, book: PackBook, training: TrainingCheck | None) -> None:
+    async def decisions(self, book: PackBook, training: TrainingCheck | None, models: ModelsCheck) -> None:
         check = DecisionCheck(
-            book, None if training is None else training.states, overdue_before_ms=self.overdue_before_ms
+            book,
+            None if training is None else training.states,
+            overdue_before_ms=self.overdue_before_ms,
+            models=models.catalogs,
         )
         dead = self.dead.get(CONVERSATION_EVENTS, set())
         count = max(len(self.partitions(CONVERSATION_EVENTS)), len(self.partitions(POLICY_DECISIONS)))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import ledgerflow
-from ledgerflow.bench import charts
+from ledgerflow.bench import charts, tracing_trial
 from ledgerflow.bench.figures import compute, extra, latency_rounds
 from ledgerflow.bench.stats import Figure
 
@@ -137,6 +137,8 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
             f"rebuild Redis round trips per record {_num(more['rebuild_round_trips_per_record'])}."
         ),
         *_sse_warnings(doc),
+        "",
+        tracing_trial.line(doc.get("tracing", {})),
         "",
         f"CPU-seconds per million events at {doc['plan']['cpu_rate']:.0f} events/s, "
         "by process (median of rounds):",

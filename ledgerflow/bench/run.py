@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ledgerflow.bench import codec, sse_trial
+from ledgerflow.bench import codec, sse_trial, tracing_trial
 from ledgerflow.bench.audit_trial import audit_trial
 from ledgerflow.bench.machine import describe, load_average
 from ledgerflow.bench.procs import stack_pids
@@ -120,6 +120,8 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
         await round_trip(env.settings)  # Step 1.
         env.log("bench: codec micro-benchmark")
         codec_result = await asyncio.to_thread(codec.run, plan.codec_records)  # Step 2.
+        env.log("bench: tracing overhead (spans off vs on)")
+        tracing = await asyncio.to_thread(tracing_trial.run, max(plan.codec_records // 10, 30))
         await _rounds(env, plan, got)
         env.log(f"bench: SSE latency, {plan.subscribers} subscribers")  # Step 4.
         got.sse.append(
@@ -155,7 +157,7 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
     finally:
         topics, keys = await cleanup(env)  # Step 6.
         env.log(f"bench: cleaned up {topics} topics and {keys} Redis keys")
-    return {"codec": codec_result, "collected": asdict(got), "profiles": profiles}
+    return {"codec": codec_result, "tracing": tracing, "collected": asdict(got), "profiles": profiles}
 
 
 def bench_cli(settings: Settings, *, quick: bool, runs: int, events: int, out_dir: str) -> int:

@@ -82,6 +82,7 @@ class PolicyDecision(_Payload):
     training_version: int
     training_enabled: bool
     redactions: tuple[Redaction, ...] = ()
+    models_version: int | None = None  # v2: the model registry a model rule was evaluated against
 
     def to_record(self) -> dict[str, Any]:
         record = _Payload.to_record(self)
@@ -167,6 +168,65 @@ class UsageWindow(_Payload):
     revision: int
 
 
+@dataclass(frozen=True, slots=True)
+class _ModelCommand(_Payload):
+    command_id: str
+    actor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterModel(_ModelCommand):
+    TYPE: ClassVar[str] = "RegisterModel"
+    provider: str
+    context_window: int
+    input_price_per_1k: float | None = None
+    output_price_per_1k: float | None = None
+    enabled: bool = True
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetModelEnabled(_ModelCommand):
+    TYPE: ClassVar[str] = "SetModelEnabled"
+    enabled: bool
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelOutcome(_Payload):
+    command_id: str
+    version: int
+    actor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRegistered(_ModelOutcome):
+    TYPE: ClassVar[str] = "ModelRegistered"
+    provider: str
+    context_window: int
+    input_price_per_1k: float | None = None
+    output_price_per_1k: float | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEnabled(_ModelOutcome):
+    TYPE: ClassVar[str] = "ModelEnabled"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDisabled(_ModelOutcome):
+    TYPE: ClassVar[str] = "ModelDisabled"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRejected(_ModelOutcome):
+    TYPE: ClassVar[str] = "ModelRejected"
+    rejected_reason: str
+
+
 Payload = (
     ConversationStarted
     | MessageSubmitted
@@ -180,6 +240,12 @@ Payload = (
     | TrainingExpired
     | TrainingRejected
     | UsageWindow
+    | RegisterModel
+    | SetModelEnabled
+    | ModelRegistered
+    | ModelEnabled
+    | ModelDisabled
+    | ModelRejected
 )
 
 PAYLOAD_TYPES: dict[str, type[Any]] = {
@@ -197,6 +263,12 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         TrainingExpired,
         TrainingRejected,
         UsageWindow,
+        RegisterModel,
+        SetModelEnabled,
+        ModelRegistered,
+        ModelEnabled,
+        ModelDisabled,
+        ModelRejected,
     )
 }
 

@@ -1,8 +1,8 @@
-"""Reference data every worker reads in full: rule packs and training state per tenant.
+"""Reference data every worker reads in full: rule packs, training state and model registry per tenant.
 
-``policy.rules`` and ``training.audit`` are small, so each worker reads all their
+``policy.rules``, ``training.audit`` and ``models.audit`` are small, so each worker reads all their
 partitions from the beginning with one consumer (no consumer group) and keeps the
-latest pack and training state per tenant in memory. ``sync()`` waits until it has read
+latest pack, training state and model registry per tenant in memory. ``sync()`` waits until it has read
 everything that was in the log when it was called: a pack acknowledged by Kafka before a
 batch starts is the pack that batch uses.
 
@@ -38,8 +38,10 @@ from ledgerflow.contracts.payloads import (
 from ledgerflow.errors import DecodeError, LedgerflowError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
-from ledgerflow.policy import RulePack, TrainingState, parse_rule_pack
-from ledgerflow.topics import POLICY_RULES, TRAINING_AUDIT
+from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
+from ledgerflow.models.wire import event_of as model_event_of
+from ledgerflow.policy import ModelCatalog, RulePack, TrainingState, parse_rule_pack
+from ledgerflow.topics import MODELS_AUDIT, POLICY_RULES, TRAINING_AUDIT
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,19 @@ class ReferenceData:
     def __init__(self, settings: Settings, on_refused: RefusalHandler | None = None) -> None:
         self._settings = settings
         self._on_refused = on_refused
-        self._topics = [settings.topic(POLICY_RULES), settings.topic(TRAINING_AUDIT)]
+        self._topics = [
+            settings.topic(POLICY_RULES),
+            settings.topic(TRAINING_AUDIT),
+            settings.topic(MODELS_AUDIT),
+        ]
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Condition()
         self.packs: dict[str, RulePack] = {DEFAULT_TENANT: builtin_default_pack()}
         self.pack_history: dict[tuple[str, int], RulePack] = {}
         self.training: dict[str, TrainingState] = {}
+        self.models: dict[str, ModelRegistry] = {}
+        self._catalogs: dict[str, ModelCatalog] = {}
         self._position: dict[TopicPartition, int] = {}
         self.outcomes: OrderedDict[str, Event] = OrderedDict()  # training command id -> audit record
 
@@ -90,6 +98,17 @@ class ReferenceData:
 
     def training_for(self, tenant: str) -> TrainingState:
         return self.training.get(tenant, OFF)
+
+    def registry_for(self, tenant: str) -> ModelRegistry:
+        return self.models.get(tenant) or initial_registry(tenant)
+
+    def models_for(self, tenant: str) -> ModelCatalog:
+        """What model rules read: the tenant's registry version and enabled models."""
+        catalog = self._catalogs.get(tenant)
+        if catalog is None:
+            registry = self.registry_for(tenant)
+            catalog = self._catalogs[tenant] = ModelCatalog(registry.version, registry.enabled_models())
+        return catalog
 
     async def start(self) -> None:
         counts = await partition_counts(self._settings, self._topics)
@@ -158,7 +177,7 @@ class ReferenceData:
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> str | None:
         """Fold one record; the reason it was refused (``policy.rules`` only), or None."""
-        base = POLICY_RULES if topic == self._topics[0] else TRAINING_AUDIT
+        base = {self._topics[0]: POLICY_RULES, self._topics[1]: TRAINING_AUDIT}.get(topic, MODELS_AUDIT)
         try:
             if base == POLICY_RULES:
                 event = decode_input(value, key, base)
@@ -167,16 +186,27 @@ class ReferenceData:
         except DecodeError as exc:
             log.warning("reference data: skipping undecodable record on %s: %s", topic, exc.reason)
             return exc.reason if base == POLICY_RULES else None
+        if base == MODELS_AUDIT:
+            self._apply_model_event(event)
         refused = apply_reference_event(event, self.packs, self.pack_history, self.training)
         command_id = getattr(event.payload, "command_id", None)
-        if base == TRAINING_AUDIT and command_id:
+        if base != POLICY_RULES and command_id:
             self.outcomes[command_id] = event
             while len(self.outcomes) > MAX_OUTCOMES:
                 self.outcomes.popitem(last=False)
         return refused
 
+    def _apply_model_event(self, record: Event) -> None:
+        registry, event = self.registry_for(record.tenant), model_event_of(record)
+        problem = check_transition(registry, event)
+        if problem is not None:  # only the models agent writes the topic; the audit reports it
+            log.error("reference data: illegal models.audit record ignored: %s", problem)
+            return
+        self.models[record.tenant] = evolve(registry, event)
+        self._catalogs.pop(record.tenant, None)
+
     async def wait_outcome(self, command_id: str, timeout: float) -> Event | None:
-        """The ``training.audit`` record answering ``command_id``, or None after ``timeout``."""
+        """The ``training.audit`` / ``models.audit`` record answering ``command_id``, or None."""
         async with self._caught_up:
             try:
                 await asyncio.wait_for(self._caught_up.wait_for(lambda: command_id in self.outcomes), timeout)

@@ -21,12 +21,14 @@ from ledgerflow.policy.rulepack import (
     load_rule_pack,
     parse_rule_pack,
 )
-from ledgerflow.policy.types import Action, Decision, TrainingState, Turn
+from ledgerflow.policy.types import NO_MODELS, Action, Decision, ModelCatalog, TrainingState, Turn
 from ledgerflow.policy.validation import rule_pack_schema
 
 __all__ = [
+    "NO_MODELS",
     "Action",
     "Decision",
+    "ModelCatalog",
     "Rule",
     "RulePack",
     "Thresholds",

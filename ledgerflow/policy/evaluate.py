@@ -7,7 +7,9 @@ always give an identical Decision.
 Steps for one turn:
 1. Visit the rules in pack order; a rule matches when every condition it gives
    holds (cheap conditions first: role, tenant, training mode, length; then
-   keywords, patterns, PII detectors). Detectors run at most once per turn.
+   keywords, patterns, PII detectors). A model rule (``model_unavailable``)
+   compares the turn's model with the tenant's registry (``ModelCatalog``); a
+   decision under a pack with model rules records the registry version. Detectors run at most once per turn.
 2. The base outcome is the most severe action among matched rules
    (allow < review < redact < deny); ``allow`` when nothing matched.
 3. The score is the exact sum (math.fsum) of matched weights, rounded to 6
@@ -34,16 +36,22 @@ from ledgerflow.policy.detectors import DETECTORS, Span
 from ledgerflow.policy.patterns import PatternMatcher
 from ledgerflow.policy.rulepack import Rule, RulePack
 from ledgerflow.policy.text import FoldedText, fold
-from ledgerflow.policy.types import SEVERITY, Action, Decision, TrainingState, Turn
+from ledgerflow.policy.types import NO_MODELS, SEVERITY, Action, Decision, ModelCatalog, TrainingState, Turn
 
 SCORE_DECIMALS = 6
 DEFAULT_MASK = "\u2588"  # █
 
 
 def evaluate(
-    turn: Turn, pack: RulePack, training: TrainingState, *, meter: WorkMeter | None = None
+    turn: Turn,
+    pack: RulePack,
+    training: TrainingState,
+    *,
+    meter: WorkMeter | None = None,
+    models: ModelCatalog = NO_MODELS,
 ) -> Decision:
-    """Decide one turn under ``pack`` and ``training``; see the module docstring.
+    """Decide one turn under ``pack``, ``training`` and the tenant's model registry ``models``
+    (read only by model rules); see the module docstring.
 
     ``meter`` (a fresh ``WorkMeter()`` with ``EVALUATION_BUDGET`` when omitted) counts
     the work; pass your own to read ``meter.used`` afterwards.
@@ -54,8 +62,9 @@ def evaluate(
             f"of tenant {turn.tenant!r}; use that tenant's pack or the default ('*') pack"
         )
     meter = meter if meter is not None else WorkMeter(EVALUATION_BUDGET)
+    models_version = models.version if pack.needs_models else None
     try:
-        return _evaluate(turn, pack, training, meter)
+        return _evaluate(turn, pack, training, meter, models, models_version)
     except BudgetExceeded:
         return Decision(
             outcome=Action.REVIEW,
@@ -67,10 +76,18 @@ def evaluate(
             training_enabled=training.enabled,
             redactions=(),
             reason=BUDGET_REASON,
+            models_version=models_version,
         )
 
 
-def _evaluate(turn: Turn, pack: RulePack, training: TrainingState, meter: WorkMeter) -> Decision:
+def _evaluate(
+    turn: Turn,
+    pack: RulePack,
+    training: TrainingState,
+    meter: WorkMeter,
+    models: ModelCatalog,
+    models_version: int | None,
+) -> Decision:
     content = turn.content
     length = len(content)
     folded = fold(content, meter) if pack.needs_folding else None
@@ -85,6 +102,8 @@ def _evaluate(turn: Turn, pack: RulePack, training: TrainingState, meter: WorkMe
         if rule.tenants is not None and turn.tenant not in rule.tenants:
             continue
         if rule.training_mode is not None and rule.training_mode != training.enabled:
+            continue
+        if rule.model_unavailable is not None and rule.model_unavailable == (turn.model in models.enabled):
             continue
         if rule.min_length is not None and length < rule.min_length:
             continue
@@ -122,6 +141,7 @@ def _evaluate(turn: Turn, pack: RulePack, training: TrainingState, meter: WorkMe
         training_version=training.version,
         training_enabled=training.enabled,
         redactions=merge_spans(spans) if spans else (),
+        models_version=models_version,
     )
 
 

@@ -51,6 +51,8 @@ class Rule:
     description: str | None = None
     matchers: tuple[PatternMatcher, ...] = ()
     """``patterns`` with the engine that runs each (RE2 when it means the same; patterns.py)."""
+    model_unavailable: bool | None = None
+    """Model rule: matches when the turn's model is (True) / is not (False) unavailable to the tenant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,8 @@ class RulePack:
     canonical: bytes
     needs_folding: bool
     """True when some rule matches on case-folded text (keywords, pattern_casefold)."""
+    needs_models: bool = False
+    """True when some rule reads the model registry (``model_unavailable``)."""
 
     def canonical_json(self) -> bytes:
         """RFC 8785 canonical JSON of the whole pack, ``version`` included when set."""
@@ -138,6 +142,7 @@ def _build(doc: dict[str, Any], rules: tuple[Rule, ...]) -> RulePack:
         constitution_hash=constitution_hash(doc),
         canonical=rfc8785.dumps(doc),
         needs_folding=any(rule.keywords is not None or rule.pattern_casefold for rule in rules),
+        needs_models=any(rule.model_unavailable is not None for rule in rules),
     )
 
 
@@ -167,6 +172,7 @@ def _compile_rule(doc: dict[str, Any], index: int) -> Rule:
         pii=tuple(when.get("pii", ())),
         description=raw.get("description"),
         matchers=tuple(compile_pattern(pattern.pattern, pattern) for pattern in patterns),
+        model_unavailable=when.get("model_unavailable"),
     )
 
 

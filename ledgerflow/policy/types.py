@@ -42,6 +42,8 @@ class Turn:
     conversation_id: str
     role: str
     content: str
+    model: str | None = None
+    """The model the turn names (``MessageSubmitted.model``); read by model rules only."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -69,6 +71,18 @@ class TrainingState:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelCatalog:
+    """A tenant's model registry as of the decision: its version and the models turns may use."""
+
+    version: int
+    enabled: frozenset[str]
+
+
+NO_MODELS = ModelCatalog(version=0, enabled=frozenset())
+"""The registry of a tenant that never registered a model: every model is unavailable."""
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The result of evaluating one turn; enough to re-evaluate it bit for bit."""
 
@@ -82,6 +96,8 @@ class Decision:
     redactions: tuple[tuple[int, int], ...]
     reason: str | None = None
     """Why the rules were not (all) applied: ``"evaluation_budget"``; None normally."""
+    models_version: int | None = None
+    """The model registry version model rules were evaluated against; None when the pack has none."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists instead of tuples, outcome as its string); ``reason`` only when set."""
@@ -97,4 +113,6 @@ class Decision:
         }
         if self.reason is not None:
             result["reason"] = self.reason
+        if self.models_version is not None:
+            result["models_version"] = self.models_version
         return result

@@ -8,14 +8,26 @@ same input bytes, rule pack, training state and chain head, the same record resu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 from ledgerflow.contracts.chain import DECISION_TYPE, ChainHead, decision_chain_key, link
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, Outcome, PolicyDecision, Redaction
-from ledgerflow.policy import Action, Decision, RulePack, TrainingState, Turn, evaluate
+from ledgerflow.policy import (
+    NO_MODELS,
+    Action,
+    Decision,
+    ModelCatalog,
+    RulePack,
+    TrainingState,
+    Turn,
+    evaluate,
+)
 
 PRODUCER = "ledgerflow-policy"
+DECISION_V1 = 1
+"""PolicyDecision schema of decisions without ``models_version``."""
 
 # The policy core's action → the wire's outcome literal (the same words).
 OUTCOMES: dict[Action, Outcome] = {
@@ -36,7 +48,7 @@ def turn_of(event: Event) -> Turn | None:
     payload = event.payload
     if not isinstance(payload, MessageSubmitted):
         return None
-    return Turn(event.event_id, event.tenant, event.subject, payload.role, payload.content)
+    return Turn(event.event_id, event.tenant, event.subject, payload.role, payload.content, payload.model)
 
 
 def decision_payload(event: Event, value_hash: str, decision: Decision) -> PolicyDecision:
@@ -52,17 +64,27 @@ def decision_payload(event: Event, value_hash: str, decision: Decision) -> Polic
         training_version=decision.training_version,
         training_enabled=decision.training_enabled,
         redactions=tuple(Redaction(s, e) for s, e in decision.redactions),
+        models_version=decision.models_version,
     )
 
 
 def decide(
-    event: Event, value: bytes, pack: RulePack, training: TrainingState, head: ChainHead | None
+    event: Event,
+    value: bytes,
+    pack: RulePack,
+    training: TrainingState,
+    head: ChainHead | None,
+    models: ModelCatalog = NO_MODELS,
 ) -> Event | None:
-    """The chained PolicyDecision record for ``event``, or None if it needs no decision."""
+    """The chained PolicyDecision record for ``event``, or None if it needs no decision.
+
+    A decision that read no model registry (its pack has no model rule) is written with
+    schema v1, as before v2 added ``models_version``: its bytes stay what they always were.
+    """
     turn = turn_of(event)
     if turn is None:
         return None
-    payload = decision_payload(event, input_hash(value), evaluate(turn, pack, training))
+    payload = decision_payload(event, input_hash(value), evaluate(turn, pack, training, models=models))
     record = new_event(
         "PolicyDecision",
         tenant=event.tenant,
@@ -73,6 +95,8 @@ def decide(
         event_id=derived_event_id("PolicyDecision", event.event_id),
         trace_id=event.trace_id,
     )
+    if payload.models_version is None:
+        record = dataclasses.replace(record, schema_version=DECISION_V1)
     return chain(record, head)
 
 

@@ -81,6 +81,7 @@ def test_audit_of_untouched_traffic_is_clean_and_writes_a_json_report(
         "hash chains",
         "decisions",
         "training transitions",
+        "model registry",
         "completeness",
         "read models",
     ]

@@ -24,7 +24,17 @@ def test_quick_bench_measures_every_figure_and_writes_json_charts_and_summary(
 
     assert code == 0, "the quick bench reported a failed trial (its stderr says which)"
     doc = json.loads((tmp_path / "quick.json").read_text())
-    for key in ("run_id", "plan", "machine", "codec", "collected", "figures", "extra", "latency_rounds"):
+    for key in (
+        "run_id",
+        "plan",
+        "machine",
+        "codec",
+        "tracing",
+        "collected",
+        "figures",
+        "extra",
+        "latency_rounds",
+    ):
         assert key in doc, f"quick.json lacks {key!r}"
     assert doc["machine"]["cores"] and doc["machine"]["memory_gib"], "the machine is not described"
     figures = {f["number"]: f for f in doc["figures"]}

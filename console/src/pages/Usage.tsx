@@ -7,10 +7,18 @@ import type { Session } from "../lib/auth";
 import { timeValue } from "../lib/conversation";
 import { when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
+import { costText } from "../lib/models";
 
 interface UsageData {
   models: string[];
-  windows: { model: string; window_start: string; window_end: string; tokens: number; turns: number }[];
+  windows: {
+    model: string;
+    window_start: string;
+    window_end: string;
+    tokens: number;
+    turns: number;
+    cost?: { low: number; high: number } | null;
+  }[];
 }
 
 interface Forecast {
@@ -94,6 +102,7 @@ export function Usage({ session }: { session: Session }) {
               <th className={th}>window end</th>
               <th className={th}>tokens</th>
               <th className={th}>turns</th>
+              <th className={th}>cost</th>
             </tr>
           </thead>
           <tbody>
@@ -104,6 +113,9 @@ export function Usage({ session }: { session: Session }) {
                 <td className={td}>{when(w.window_end)}</td>
                 <td className={td}>{w.tokens}</td>
                 <td className={td}>{w.turns}</td>
+                <td className={td} data-testid="window-cost">
+                  {costText(w.cost)}
+                </td>
               </tr>
             ))}
           </tbody>

@@ -26,7 +26,7 @@ from ledgerflow.contracts.payloads import DeadLetter, DisableTraining, EnableTra
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.reference import OFF, builtin_default_pack
-from ledgerflow.policy import RulePack, TrainingState
+from ledgerflow.policy import NO_MODELS, ModelCatalog, RulePack, TrainingState
 
 T0 = 1_780_000_000_000_000
 TOPIC = "conversation.events"
@@ -217,6 +217,7 @@ class Reference:
 
     def __init__(self) -> None:
         self.packs: dict[str, RulePack] = {"*": builtin_default_pack()}
+        self.catalogs: dict[str, ModelCatalog] = {}
         self.syncs = 0
 
     async def start(self) -> None:
@@ -230,6 +231,9 @@ class Reference:
 
     def training_for(self, tenant: str) -> TrainingState:
         return OFF
+
+    def models_for(self, tenant: str) -> ModelCatalog:
+        return self.catalogs.get(tenant, NO_MODELS)
 
 
 class Letters:

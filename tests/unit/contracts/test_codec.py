@@ -290,6 +290,8 @@ def test_every_event_type_belongs_to_exactly_one_topic() -> None:
         "training.commands",
         "training.audit",
         "usage.windows",
+        "models.commands",
+        "models.audit",
     }
     listed = [t for types in TOPIC_TYPES.values() for t in types]
     assert sorted(listed) == sorted(REGISTRY.event_types)

@@ -1,0 +1,118 @@
+"""The model-registry aggregate ↔ the ``models.commands`` / ``models.audit`` records. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledgerflow.contracts import payloads as wire
+from ledgerflow.contracts.events import Event, derived_event_id, new_event
+from ledgerflow.models.records import (
+    ModelCommand,
+    ModelDisabled,
+    ModelEnabled,
+    ModelEvent,
+    ModelRegistered,
+    ModelRejected,
+    ModelSettings,
+    RegisterModel,
+    SetModelEnabled,
+)
+
+PRODUCER = "ledgerflow-models"
+
+
+def command_of(event: Event, admin: bool = True) -> ModelCommand:
+    """The aggregate command of a ``models.commands`` record.
+
+    Only the edge writes that topic, and only for admins, so the record stands for an
+    admin's command (``admin=False`` models anything else).
+    """
+    p = event.payload
+    roles = ("admin",) if admin else ()
+    if isinstance(p, wire.RegisterModel):
+        return RegisterModel(
+            command_id=p.command_id,
+            tenant=event.tenant,
+            actor=p.actor,
+            actor_roles=roles,
+            model=p.model,
+            settings=ModelSettings(
+                provider=p.provider,
+                context_window=p.context_window,
+                input_price_per_1k=p.input_price_per_1k,
+                output_price_per_1k=p.output_price_per_1k,
+                enabled=p.enabled,
+            ),
+            expected_version=p.expected_version,
+            issued_at=event.occurred_at,
+        )
+    if isinstance(p, wire.SetModelEnabled):
+        return SetModelEnabled(
+            command_id=p.command_id,
+            tenant=event.tenant,
+            actor=p.actor,
+            actor_roles=roles,
+            model=p.model,
+            enabled=p.enabled,
+            expected_version=p.expected_version,
+            issued_at=event.occurred_at,
+        )
+    raise TypeError(f"{event.type} is not a model-registry command")
+
+
+def record_of(event: ModelEvent, *, trace_id: str | None = None) -> Event:
+    """The unchained ``models.audit`` record of an aggregate event (id derived from the command)."""
+    head = (event.command_id, event.version, event.actor, event.model)
+    payload: wire.Payload
+    if isinstance(event, ModelRegistered):
+        s = event.settings
+        payload = wire.ModelRegistered(
+            *head, s.provider, s.context_window, s.input_price_per_1k, s.output_price_per_1k, s.enabled
+        )
+    elif isinstance(event, ModelEnabled):
+        payload = wire.ModelEnabled(*head)
+    elif isinstance(event, ModelDisabled):
+        payload = wire.ModelDisabled(*head)
+    else:
+        payload = wire.ModelRejected(*head, f"{event.code}: {event.reason}")
+    kind = type(event).__name__
+    return new_event(
+        kind,
+        tenant=event.tenant,
+        subject=event.tenant,
+        payload=payload,
+        producer=PRODUCER,
+        occurred_at_micros=event.occurred_at,
+        trace_id=trace_id,
+        event_id=derived_event_id(kind, event.tenant, event.command_id),
+    )
+
+
+def event_of(record: Event) -> ModelEvent:
+    """The aggregate event a ``models.audit`` record stands for (folding, audits, reference data)."""
+    p = record.payload
+    common: dict[str, Any] = {
+        "tenant": record.tenant,
+        "command_id": getattr(p, "command_id", ""),
+        "version": getattr(p, "version", 0),
+        "actor": getattr(p, "actor", ""),
+        "model": getattr(p, "model", ""),
+        "occurred_at": record.occurred_at,
+    }
+    if isinstance(p, wire.ModelRegistered):
+        settings = ModelSettings(
+            provider=p.provider,
+            context_window=p.context_window,
+            input_price_per_1k=p.input_price_per_1k,
+            output_price_per_1k=p.output_price_per_1k,
+            enabled=p.enabled,
+        )
+        return ModelRegistered(settings=settings, **common)
+    if isinstance(p, wire.ModelEnabled):
+        return ModelEnabled(**common)
+    if isinstance(p, wire.ModelDisabled):
+        return ModelDisabled(**common)
+    if isinstance(p, wire.ModelRejected):
+        code, _, message = p.rejected_reason.partition(": ")
+        return ModelRejected(code=code, reason=message, **common)
+    raise TypeError(f"{record.type} is not a models.audit record")

@@ -1,0 +1,113 @@
+"""The models agent through in-memory ports: answers in order with one chain per tenant,
+optimistic concurrency across a batch, redelivery and passed commands, duplicate command ids,
+poison, a failed write, and a new owner recovering every registry from models.audit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ledgerflow.agents.models import ModelsAgent
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.payloads import ModelRegistered, ModelRejected, RegisterModel, SetModelEnabled
+from tests.unit.agents.memory import T0, InputTopic, Letters, OutputTopic, chained, retry_after_failed_write
+
+SETTINGS = Settings(state_dir=Path("/nonexistent"))
+
+
+def register(n: int, model: str = "slm-1", tenant: str = "acme", expected: int | None = None) -> Event:
+    payload = RegisterModel(f"reg-{tenant}-{n}", "admin-1", model, "local", 8192, 0.5, 1.5, True, expected)
+    return new_event(
+        "RegisterModel",
+        tenant=tenant,
+        subject=tenant,
+        payload=payload,
+        producer="edge:a",
+        occurred_at_micros=T0 + n,
+    )
+
+
+def switch(n: int, enabled: bool, model: str = "slm-1", tenant: str = "acme", command_id: str = "") -> Event:
+    payload = SetModelEnabled(command_id or f"set-{tenant}-{n}", "admin-1", model, enabled, None)
+    return new_event(
+        "SetModelEnabled",
+        tenant=tenant,
+        subject=tenant,
+        payload=payload,
+        producer="edge:a",
+        occurred_at_micros=T0 + n,
+    )
+
+
+class Registry:
+    """models.commands → the agent → models.audit, all in memory; ``restart`` is a new owner."""
+
+    def __init__(self) -> None:
+        self.commands, self.audit, self.letters = InputTopic("models.commands"), OutputTopic(), Letters()
+        self.restart()
+
+    def restart(self) -> None:
+        self.agent = ModelsAgent(SETTINGS, self.audit, self.commands, self.letters, clock=lambda: T0 + 99)
+
+    def feed(self, *events: Event, partition: int = 0, deliver: bool = True) -> list:
+        records = [self.commands.add(partition, e) for e in events]
+        if deliver:
+            asyncio.run(self.agent.handle(records))
+        return records
+
+    def log(self, partition: int = 0) -> list[Event]:
+        return self.audit.decisions(partition)
+
+
+def test_commands_are_answered_in_order_and_chained_per_tenant() -> None:
+    world = Registry()
+    world.feed(register(1), register(2, tenant="globex"), switch(3, False), switch(4, False))
+    kinds = [(r.type, r.tenant, getattr(r.payload, "version", None)) for r in world.log()]
+    assert kinds == [
+        ("ModelRegistered", "acme", 1),
+        ("ModelRegistered", "globex", 1),
+        ("ModelDisabled", "acme", 2),
+        ("ModelRejected", "acme", 2),  # already disabled: no_change
+    ]
+    assert [w.input_offset for w in world.audit.partitions[0]] == [0, 1, 2, 3]
+    assert chained(world.log())
+
+
+def test_a_stale_expected_version_in_the_same_batch_is_refused() -> None:
+    world = Registry()
+    world.feed(register(1, expected=0), register(2, "big", expected=0))
+    outcomes = [r.payload for r in world.log()]
+    assert isinstance(outcomes[0], ModelRegistered)
+    assert isinstance(outcomes[1], ModelRejected) and outcomes[1].rejected_reason.startswith(
+        "version_conflict"
+    )
+
+
+def test_redelivery_passed_commands_and_duplicate_ids_are_answered_once_also_by_a_new_owner() -> None:
+    world = Registry()
+    world.feed(register(1), deliver=False)  # the group committed past it, unanswered
+    batch = world.feed(switch(2, False, command_id="dup"))
+    assert world.commands.reads == [(0, 0, 1)]
+    world.feed(switch(3, False, command_id="dup"))  # the same command id again at another offset
+    asyncio.run(world.agent.handle(batch))  # and the batch redelivered
+    world.restart()  # a new owner learns registries, heads and answered ids from models.audit
+    world.feed(switch(4, False, command_id="dup"), switch(5, True))
+    assert [r.type for r in world.log()] == ["ModelRegistered", "ModelDisabled", "ModelEnabled"]
+    assert [r.payload.version for r in world.log()] == [1, 2, 3]  # type: ignore[union-attr]
+    assert chained(world.log())
+
+
+def test_poison_is_dead_lettered_and_a_failed_write_is_retried_once() -> None:
+    world = Registry()
+    garbage = world.commands.append(0, b"\xc3\x01garbage", b"acme")
+    wrong_key = world.commands.append(0, codec.encode(register(1)), b"globex")
+    asyncio.run(world.agent.handle([garbage, wrong_key]))
+    assert [d.reason_code for d in world.letters.sent] == ["truncated", "invalid-envelope"]
+    batch = world.feed(register(2), switch(3, False), deliver=False)
+    retry_after_failed_write(
+        world.audit, lambda b: asyncio.run(world.agent.handle(b)), world.agent.revoke, batch
+    )
+    assert [r.type for r in world.log()] == ["ModelRegistered", "ModelDisabled"]
+    assert chained(world.log())
