@@ -61,7 +61,13 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         from ledgerflow.commands.stack import check_up
 
         check_up(settings)
-        info = manage.up(settings, say=_err)
+        info = manage.up(
+            settings,
+            say=_err,
+            brokers=args.brokers,
+            partitions=args.partitions,
+            redis_cluster=args.redis_cluster,
+        )
         print(json.dumps(info, indent=2) if args.json else _describe(info))
     elif args.action == "down":
         stopped = manage.down(settings, say=_err)
@@ -75,14 +81,25 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _describe(info: dict[str, Any]) -> str:
     from ledgerflow.commands.status import running
+    from ledgerflow.stack import rediscluster
+    from ledgerflow.stack.cluster import describe_lines
 
     k, r = info["kafka"], info["redis"]
     seen = info.get("answering", {})
     lines = [
         f"kafka {k['version']}  {k['bootstrap']:<28} {running(k['pid'], k['managed'])}",
+        *describe_lines(k),
         f"redis        {r['url']:<28} {running(r['pid'], r['managed'])}",
+        *rediscluster.describe_lines(r),
         f"edge         {info['http']:<28} {running(info['processes'].get('edge'), True, seen.get('edge'))}",
         f"worker       {'':<28} {running(info['processes'].get('worker'), True, seen.get('worker_metrics'))}",
         f"state        {info['state_dir']}",
@@ -440,6 +457,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
     s.add_argument("action", choices=["up", "down", "status"])
     s.add_argument("--json", action="store_true", help="print endpoints and pids as JSON")
+    s.add_argument(
+        "--brokers",
+        type=_positive_int,
+        help="up: Kafka nodes to run (default: as last started in the state dir, else 1); "
+        "3 = a local KRaft cluster, topics at replication factor 3, min.insync.replicas 2",
+    )
+    s.add_argument(
+        "--partitions",
+        type=_positive_int,
+        help="up: partitions of every multi-partition topic it creates (default as in topics.py)",
+    )
+    s.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help="up: a local Redis Cluster (3 masters, 1 replica each) instead of one Redis",
+    )
     _common(s, http=True)
     s.set_defaults(handler=cmd_stack)
 

@@ -8,7 +8,7 @@ Topics are created idempotently at start (never by broker auto-creation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 CONVERSATION_EVENTS = "conversation.events"
 POLICY_RULES = "policy.rules"
@@ -140,3 +140,24 @@ def all_topics() -> tuple[TopicSpec, ...]:
 
 def dlq_of(topic: str) -> str:
     return topic + DLQ_SUFFIX
+
+
+def replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) on a cluster of ``brokers``: 3 and 2 from three
+    brokers on, so one broker may be down while every ``acks=all`` write still succeeds; on
+    fewer, every broker holds a copy and one in-sync copy is enough (the single-node stack)."""
+    factor = min(3, max(1, brokers))
+    return factor, 2 if factor >= 3 else 1
+
+
+def with_partitions(specs: tuple[TopicSpec, ...], partitions: int | None) -> tuple[TopicSpec, ...]:
+    """``specs`` with every multi-partition topic at ``partitions`` (None: as declared).
+
+    All of them change together so co-partitioned topics (events and decisions, commands and
+    audit) stay equal; single-partition topics (rule packs, dead letters) stay single.
+    """
+    if partitions is None:
+        return specs
+    if partitions < 1:
+        raise ValueError(f"--partitions must be at least 1, not {partitions}")
+    return tuple(replace(s, partitions=partitions) if s.partitions > 1 else s for s in specs)

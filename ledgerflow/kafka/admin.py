@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,14 +14,18 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.topics import TopicSpec, all_topics
+from ledgerflow.topics import TopicSpec, all_topics, replication, with_partitions
 
 HEALTH_TOPIC = "__ledgerflow.health"
 
 
-async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None = None) -> list[str]:
-    """Create every missing topic with its partition count and configs; return those created."""
-    specs = all_topics() if specs is None else specs
+async def ensure_topics(
+    settings: Settings, specs: tuple[TopicSpec, ...] | None = None, partitions: int | None = None
+) -> list[str]:
+    """Create every missing topic with its partition count (every multi-partition topic at
+    ``partitions`` if given) and configs, replicated as the cluster's broker count allows
+    (``topics.replication``); return those created. Existing topics are left as they are."""
+    specs = with_partitions(all_topics() if specs is None else specs, partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
     try:
         await admin.start()
@@ -31,19 +36,40 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None 
         ) from None
     try:
         existing = set(await admin.list_topics())
+        factor, min_isr = replication(len((await admin.describe_cluster())["brokers"]))
         wanted = [
-            NewTopic(settings.topic(s.base), s.partitions, 1, topic_configs=dict(s.configs))
+            NewTopic(
+                settings.topic(s.base),
+                s.partitions,
+                factor,
+                topic_configs={**s.configs, "min.insync.replicas": str(min_isr)},
+            )
             for s in specs
             if settings.topic(s.base) not in existing
         ]
         if not wanted:
             return []
         with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(wanted)
+            response = await admin.create_topics(wanted)
+            refused = creation_errors(getattr(response, "topic_errors", []))
+            if refused:
+                raise InfrastructureError(
+                    f"Kafka at {settings.kafka_bootstrap} refused to create {'; '.join(refused)}"
+                )
         await _wait_for_metadata(admin, [t.name for t in wanted])
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+def creation_errors(topic_errors: list[tuple[Any, ...]]) -> list[str]:
+    """ "topic (error message)" for each topic a CreateTopics response refused; one created
+    meanwhile by someone else (TOPIC_ALREADY_EXISTS) is no error."""
+    refused = []
+    for name, code, *message in topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            refused.append(f"{name} ({(message[0] if message else None) or f'error code {code}'})")
+    return refused
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:

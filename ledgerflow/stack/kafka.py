@@ -1,4 +1,9 @@
-"""A single-node Apache Kafka (KRaft, broker + controller) from Maven Central artifacts.
+"""Apache Kafka (KRaft) from Maven Central artifacts: one node, or a local cluster of several.
+
+Every node runs combined roles (broker + controller), so a cluster of three is also a
+controller quorum of three that survives the loss of any one node. Node *i* (1-based) of a
+cluster listens on ``port + 2(i - 1)`` and its controller on the port after that, so a
+three-node cluster on 19092 takes 19092-19097; a single node keeps ``port`` / ``port + 1``.
 
 Start-up sequence:
 1. Resolve the broker's runtime classpath with Maven from ``kafka-runtime.pom.xml``
@@ -11,11 +16,13 @@ Start-up sequence:
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,23 +31,55 @@ from typing import ClassVar
 from ledgerflow.errors import PrerequisiteMissing, StackError
 from ledgerflow.stack.node import ServiceNode
 from ledgerflow.stack.processes import Managed, port_in_use, spawn, tail, wait_for_port
+from ledgerflow.topics import replication
 
 KAFKA_VERSION = "4.3.1"
 JAVA_MAIN = "kafka.Kafka"
 START_TIMEOUT_S = 90.0
+SINGLE_HEAP = "1g"
+CLUSTER_HEAP = "512m"
+"""Per broker in a cluster: three brokers, Redis, workers and edges share a 2-core/24 GiB box."""
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaNode(ServiceNode):
+    """One KRaft node: ``node_id`` of a cluster of ``brokers`` nodes (1 = the single-node stack)."""
+
     SERVICE: ClassVar[str] = "kafka"
+    node_id: int = 1
+    brokers: int = 1
 
     @property
     def controller_port(self) -> int:
         return self.port + 1
 
     @property
+    def base_port(self) -> int:
+        return self.port - 2 * (self.node_id - 1)
+
+    @property
+    def voters(self) -> str:
+        """``controller.quorum.voters``: every node of the cluster, by id and controller port."""
+        return ",".join(
+            f"{i}@{self.host}:{self.base_port + 2 * (i - 1) + 1}" for i in range(1, self.brokers + 1)
+        )
+
+    @property
+    def dir(self) -> Path:
+        return self.state_dir / ("kafka" if self.brokers == 1 else f"kafka-{self.node_id}")
+
+    @property
     def process(self) -> Managed:
-        return Managed("kafka", self.dir / "kafka.pid", (f"{JAVA_MAIN} {self.dir}",))
+        name = "kafka" if self.brokers == 1 else f"kafka-{self.node_id}"
+        # The trailing slash keeps "…/kafka" from matching a cluster node's "…/kafka-1".
+        return Managed(name, self.dir / "kafka.pid", (f"{JAVA_MAIN} {self.dir}/",))
+
+
+def cluster(state_dir: Path, host: str, port: int, brokers: int) -> tuple[KafkaNode, ...]:
+    """The nodes of a local cluster whose first broker listens on ``port``."""
+    if brokers < 1:
+        raise StackError(f"a Kafka cluster needs at least one broker, not {brokers}")
+    return tuple(KafkaNode(state_dir, host, port + 2 * i, i + 1, brokers) for i in range(brokers))
 
 
 def cache_dir() -> Path:
@@ -114,37 +153,59 @@ def resolve_classpath() -> str:
     return cached.read_text().strip()
 
 
-def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def new_cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A random KRaft cluster id (22 URL-safe base64 characters). Never one starting with
+    "-": the storage tool would read it as an option and refuse to format (1 draw in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(draw()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
-def write_config(node: KafkaNode) -> Path:
-    node.dir.mkdir(parents=True, exist_ok=True)
-    data = node.dir / "data"
-    props = {
+def _cluster_id(node: KafkaNode) -> str:
+    """A fresh id for a single node; for a cluster, one id shared by all its nodes (kept on disk)."""
+    if node.brokers == 1:
+        return new_cluster_id()
+    path = node.state_dir / "kafka-cluster-id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_cluster_id() + "\n")
+    return path.read_text().strip()
+
+
+def server_properties(node: KafkaNode) -> dict[str, str]:
+    factor, min_isr = replication(node.brokers)
+    return {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{node.host}:{node.controller_port}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": node.voters,
         "listeners": f"PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(data),
+        "log.dirs": str(node.dir / "data"),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": str(factor),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(factor),
         "offsets.topic.num.partitions": "6",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "transaction.state.log.replication.factor": str(factor),
+        "transaction.state.log.min.isr": str(min_isr),
+        "share.coordinator.state.topic.replication.factor": str(factor),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.hours": "-1",
         "log.segment.bytes": str(64 * 1024 * 1024),
         "num.io.threads": "4",
         "num.network.threads": "2",
     }
+
+
+def write_config(node: KafkaNode) -> Path:
+    node.dir.mkdir(parents=True, exist_ok=True)
+    props = server_properties(node)
     path = node.dir / "server.properties"
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     (node.dir / "log4j2.properties").write_text(
@@ -166,8 +227,8 @@ def write_config(node: KafkaNode) -> Path:
 def _java_argv(java: str, classpath: str, node: KafkaNode, main: str, *args: str) -> list[str]:
     return [
         java,
-        "-Xms256m",
-        "-Xmx1g",
+        "-Xms256m" if node.brokers == 1 else "-Xms128m",
+        f"-Xmx{SINGLE_HEAP if node.brokers == 1 else CLUSTER_HEAP}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
@@ -184,7 +245,15 @@ def format_storage(java: str, classpath: str, node: KafkaNode, config: Path) -> 
         return
     result = subprocess.run(
         _java_argv(
-            java, classpath, node, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)
+            java,
+            classpath,
+            node,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            _cluster_id(node),
+            "-c",
+            str(config),
         ),
         capture_output=True,
         text=True,
@@ -198,6 +267,24 @@ def start(node: KafkaNode) -> int:
     existing = node.process.pid()
     if existing is not None:
         return existing
+    pid = launch(node)
+    wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file, pid)
+    return pid
+
+
+def start_cluster(nodes: tuple[KafkaNode, ...]) -> list[int]:
+    """Start every node, then wait for all: a node opens its broker port only once a
+    majority of the controller quorum runs, so waiting node by node would never finish."""
+    for node in nodes:
+        if node.process.pid() is None:
+            check_ports(node)
+    pids = [launch(node) for node in nodes]
+    for node, pid in zip(nodes, pids, strict=True):
+        wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file, pid)
+    return pids
+
+
+def check_ports(node: KafkaNode) -> None:
     for port, what in ((node.port, "Kafka"), (node.controller_port, "the Kafka controller")):
         if port_in_use(node.host, port):
             raise StackError(
@@ -205,17 +292,38 @@ def start(node: KafkaNode) -> int:
                 "stop it, set LEDGERFLOW_KAFKA_PORT to a free port (it and the next one), or set "
                 f"LEDGERFLOW_KAFKA_BOOTSTRAP={node.host}:{node.port} to use a broker running there"
             )
+
+
+def launch(node: KafkaNode) -> int:
+    """Steps 1-4 without the wait: the pid of our running node, or of the one just spawned."""
+    existing = node.process.pid()
+    if existing is not None:
+        return existing
+    check_ports(node)
     java = require_java()  # Step 1.
     classpath = resolve_classpath()
     config = write_config(node)  # Step 2.
     format_storage(java, classpath, node, config)  # Step 3.
-    pid = spawn(  # Step 4.
+    return spawn(  # Step 4.
         node.process,
         _java_argv(java, classpath, node, JAVA_MAIN, str(config)),  # marker: main + config dir
         node.log_file,
     )
-    wait_for_port(node.host, node.port, START_TIMEOUT_S, node.process, node.log_file, pid)
-    return pid
+
+
+def quorum_leader(nodes: tuple[KafkaNode, ...]) -> int | None:
+    """The active KRaft controller as our nodes last recorded it (the ``quorum-state`` file of
+    the metadata log: the highest leader epoch wins); None if none has recorded a leader."""
+    best: tuple[int, int] | None = None
+    for node in nodes:
+        try:
+            state = json.loads((node.dir / "data" / "__cluster_metadata-0" / "quorum-state").read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        leader, epoch = state.get("leaderId", -1), state.get("leaderEpoch", -1)
+        if isinstance(leader, int) and leader >= 0 and (best is None or epoch > best[1]):
+            best = (leader, epoch)
+    return None if best is None else best[0]
 
 
 def log_tail(node: KafkaNode) -> str:

@@ -2,8 +2,10 @@
 
 ``up`` sequence:
 1. Start Redis (unless ``LEDGERFLOW_REDIS_URL`` points at one that runs) and PING it.
-2. Start Kafka (unless ``LEDGERFLOW_KAFKA_BOOTSTRAP`` points at one that runs).
-3. Create the topics, then prove a real produce/consume round trip.
+2. Start Kafka (unless ``LEDGERFLOW_KAFKA_BOOTSTRAP`` points at one that runs): one node, or
+   ``--brokers N`` nodes, then wait until the cluster reports all N brokers.
+3. Create the topics (replicated as the broker count allows), then prove a real
+   produce/consume round trip.
 4. Create the dev signing key and JWKS (when the edge uses the local JWKS file), and the dev
    rule-pack publisher key (when the policy trust store is the dev one); a key created is
    recorded on ``identity.audit``.
@@ -20,41 +22,88 @@ from urllib.parse import urlparse
 import redis as redis_sync
 
 from ledgerflow.config import Settings
-from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka.admin import ensure_topics, round_trip
+from ledgerflow.errors import InfrastructureError, StackError
+from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
+from ledgerflow.stack import cluster as kafka_cluster
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
-from ledgerflow.stack.processes import Managed, stop
+from ledgerflow.stack import rediscluster
+from ledgerflow.stack.processes import Managed, stop_all
+from ledgerflow.topics import all_topics
 
 
 @dataclass(frozen=True, slots=True)
 class StackNodes:
+    """The local nodes: ``kafka`` is the first (or only) broker, ``brokers`` all of them;
+    ``redis`` the single Redis or the Redis Cluster's first node, ``redis_cluster`` all of
+    that cluster's nodes (empty for a single Redis)."""
+
     kafka: kafka_stack.KafkaNode
     redis: redis_stack.RedisNode
+    brokers: tuple[kafka_stack.KafkaNode, ...]
+    redis_cluster: tuple[redis_stack.RedisNode, ...] = ()
 
 
-def nodes(settings: Settings) -> StackNodes:
+def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | None = None) -> StackNodes:
+    """The nodes of this state directory; None = as last started there (the ``kafka-N`` and
+    ``redis-N`` directories a cluster left), else one broker and a single Redis."""
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
     url = urlparse(settings.redis_url)
+    count = brokers if brokers is not None else cluster_size(settings)
+    cluster = kafka_stack.cluster(settings.state_dir, host or "127.0.0.1", int(port), count)
+    redis_host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
+    if redis_cluster is None:
+        redis_cluster = (settings.state_dir / "redis-1").is_dir()
+    shards = rediscluster.nodes(settings.state_dir, redis_host, redis_port) if redis_cluster else ()
     return StackNodes(
-        kafka=kafka_stack.KafkaNode(settings.state_dir, host or "127.0.0.1", int(port)),
-        redis=redis_stack.RedisNode(settings.state_dir, url.hostname or "127.0.0.1", url.port or 6379),
+        kafka=cluster[0],
+        redis=shards[0] if shards else redis_stack.RedisNode(settings.state_dir, redis_host, redis_port),
+        brokers=cluster,
+        redis_cluster=shards,
     )
 
 
-def up(settings: Settings, say: Callable[[str], None] = print) -> dict[str, object]:
+def cluster_size(settings: Settings) -> int:
+    """How many brokers the last ``stack up`` in this state directory started (1 = none)."""
+    count = 0
+    while (settings.state_dir / f"kafka-{count + 1}").is_dir():
+        count += 1
+    return count if count > 1 else 1
+
+
+def bootstrap(settings: Settings, n: StackNodes) -> str:
+    """Every local broker's address (a client then survives any one broker being down)."""
+    if settings.kafka_external:
+        return settings.kafka_bootstrap
+    return ",".join(f"{b.host}:{b.port}" for b in n.brokers)
+
+
+def up(
+    settings: Settings,
+    say: Callable[[str], None] = print,
+    brokers: int | None = None,
+    partitions: int | None = None,
+    redis_cluster: bool | None = None,
+) -> dict[str, object]:
     """Bring the stack up (idempotent); return when Kafka and Redis really answer."""
-    n = nodes(settings)
+    n = nodes(settings, brokers, redis_cluster)
     began = time.monotonic()
-    if not settings.redis_external:  # Step 1.
+    if not settings.redis_external and n.redis_cluster:  # Step 1.
+        first, last = n.redis_cluster[0], n.redis_cluster[-1]
+        say(f"redis: starting a cluster of {len(n.redis_cluster)} on {first.host}:{first.port}-{last.port} …")
+        rediscluster.start(n.redis_cluster)
+    elif not settings.redis_external:
         say(f"redis: starting on {n.redis.host}:{n.redis.port} …")
         redis_stack.start(n.redis)
     ping_redis(settings.redis_url)
     say(f"redis: PONG from {settings.redis_url}")
     if not settings.kafka_external:  # Step 2.
-        say(f"kafka {kafka_stack.KAFKA_VERSION}: starting on {n.kafka.host}:{n.kafka.port} (KRaft) …")
-        kafka_stack.start(n.kafka)
-    created = asyncio.run(ensure_topics(settings))  # Step 3.
+        addresses = bootstrap(settings, n)
+        say(f"kafka {kafka_stack.KAFKA_VERSION}: starting {len(n.brokers)} KRaft node(s) on {addresses} …")
+        kafka_stack.start_cluster(n.brokers)
+        settings = settings.with_overrides(kafka_bootstrap=addresses)
+        asyncio.run(kafka_cluster.wait_for_brokers(addresses, len(n.brokers)))
+    created = asyncio.run(ensure_topics(settings, partitions=partitions))  # Step 3.
     if created:
         say(f"kafka: created {len(created)} topics")
     rtt = asyncio.run(round_trip(settings))
@@ -69,9 +118,12 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> dict[str, obje
 def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:
     """Stop exactly the processes this state directory started."""
     n = nodes(settings)
+    single = nodes(settings, 1).kafka  # a single node left beside a cluster's directories
+    kafka = {b.process.pid_file: b.process for b in (*n.brokers, single)}
     stopped = []
-    for proc in (*service_processes(settings), n.kafka.process, n.redis.process):
-        if stop(proc):
+    redis = {r.process.pid_file: r.process for r in (*n.redis_cluster, nodes(settings, 1, False).redis)}
+    for group in (service_processes(settings), tuple(kafka.values()), tuple(redis.values())):
+        for proc in stop_all(group):
             stopped.append(proc.name)
             say(f"{proc.name}: stopped")
     return stopped
@@ -90,23 +142,58 @@ def status(settings: Settings) -> dict[str, object]:
     n = nodes(settings)
     return {
         "kafka": {
-            "bootstrap": settings.kafka_bootstrap,
+            "bootstrap": bootstrap(settings, n),
             "managed": not settings.kafka_external,
             "pid": n.kafka.process.pid(),
             "version": kafka_stack.KAFKA_VERSION,
             "log": str(n.kafka.log_file),
+            "nodes": [
+                {
+                    "node_id": b.node_id,
+                    "address": f"{b.host}:{b.port}",
+                    "pid": b.process.pid(),
+                    "log": str(b.log_file),
+                }
+                for b in n.brokers
+            ],
+            "cluster": cluster_view(settings, n),
         },
         "redis": {
             "url": settings.redis_url,
             "managed": not settings.redis_external,
             "pid": n.redis.process.pid(),
             "log": str(n.redis.log_file),
+            "nodes": [
+                {"name": r.name, "address": f"{r.host}:{r.port}", "pid": r.process.pid()}
+                for r in n.redis_cluster
+            ],
+            "cluster": redis_cluster_view(n),
         },
         "http": f"http://{settings.http}",
         "state_dir": str(settings.state_dir),
         "jwks": settings.jwks_location,
         "processes": {p.name: p.pid() for p in service_processes(settings)},
     }
+
+
+def cluster_view(settings: Settings, n: StackNodes) -> dict[str, object] | None:
+    """Brokers, controller and replication of our topics; None when no broker of ours runs."""
+    if not settings.kafka_external and all(b.process.pid() is None for b in n.brokers):
+        return None
+    names = [settings.topic(s.base) for s in all_topics()] + [settings.topic(HEALTH_TOPIC)]
+    controller = None if settings.kafka_external else kafka_stack.quorum_leader(n.brokers)
+    try:
+        view = asyncio.run(kafka_cluster.describe(bootstrap(settings, n), names, controller))
+    except StackError as exc:
+        return {"error": str(exc)}
+    return view.to_json()
+
+
+def redis_cluster_view(n: StackNodes) -> dict[str, object] | None:
+    """The Redis Cluster's state, masters, replicas; None without one of ours running."""
+    if not n.redis_cluster or all(r.process.pid() is None for r in n.redis_cluster):
+        return None
+    return rediscluster.describe(n.redis_cluster)
 
 
 def ping_redis(url: str, timeout: float = 10.0) -> None:

@@ -85,22 +85,33 @@ def spawn(
 
 def stop(proc: Managed, timeout: float = 30.0) -> bool:
     """SIGTERM the process (SIGKILL after ``timeout``); True if something was stopped."""
-    pid = proc.pid()
-    if pid is None:
-        proc.pid_file.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
+    return bool(stop_all((proc,), timeout))
+
+
+def stop_all(procs: Sequence[Managed], timeout: float = 30.0) -> list[Managed]:
+    """SIGTERM every process at once, then wait for all (SIGKILL those left after ``timeout``);
+    return those stopped. At once, because a KRaft node shuts down cleanly only while a
+    quorum of its controllers still runs: one by one, the last would wait for the timeout."""
+    running = [(proc, pid) for proc in procs if (pid := proc.pid()) is not None]
+    for proc in procs:
+        if proc.pid() is None:
+            proc.pid_file.unlink(missing_ok=True)
+    for _, pid in running:
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
+    while any(_alive(pid) for _, pid in running) and time.monotonic() < deadline:
+        for _, pid in running:
             _reap(pid)
-            time.sleep(0.05)
-    proc.pid_file.unlink(missing_ok=True)
-    return True
+        time.sleep(0.1)
+    for _, pid in running:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                _reap(pid)
+                time.sleep(0.05)
+    for proc, _ in running:
+        proc.pid_file.unlink(missing_ok=True)
+    return [proc for proc, _ in running]
 
 
 def _reap(pid: int) -> None:

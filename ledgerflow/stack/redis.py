@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from ledgerflow.errors import PrerequisiteMissing, StackError
@@ -15,13 +17,20 @@ START_TIMEOUT_S = 20.0
 
 @dataclass(frozen=True, slots=True)
 class RedisNode(ServiceNode):
+    """One Redis server; ``name`` is its directory and process name (``redis-N`` in a cluster)."""
+
     SERVICE: ClassVar[str] = "redis"
+    name: str = "redis"
+
+    @property
+    def dir(self) -> Path:
+        return self.state_dir / self.name
 
     @property
     def process(self) -> Managed:
         return Managed(
             # redis-server rewrites its process title to "redis-server HOST:PORT".
-            "redis",
+            self.name,
             self.dir / "redis.pid",
             (str(self.dir), f"{self.host}:{self.port}"),
         )
@@ -38,7 +47,8 @@ def require_redis_server() -> str:
     return path
 
 
-def start(node: RedisNode) -> int:
+def start(node: RedisNode, extra: Sequence[str] = ()) -> int:
+    """Start the server (``extra``: more ``redis-server`` options) unless ours runs; its pid."""
     existing = node.process.pid()
     if existing is not None:
         return existing
@@ -68,6 +78,7 @@ def start(node: RedisNode) -> int:
             "yes",
             "--daemonize",
             "no",
+            *extra,
         ],
         node.log_file,
     )

@@ -22,13 +22,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ledgerflow.config import Settings
-from ledgerflow.errors import StackError
+from ledgerflow.errors import InfrastructureError, StackError
 from ledgerflow.kafka.admin import ensure_topics, partition_counts, round_trip
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, stop
-from ledgerflow.topics import POLICY_RULES, all_topics
+from ledgerflow.topics import POLICY_RULES, TopicSpec, all_topics
 from tests.support.privatestack import free_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,7 +175,7 @@ def test_kafka_start_refuses_a_port_held_by_a_foreign_socket(
         monkeypatch.setattr(kafka_stack, name, _tripwire)
     port = holder.getsockname()[1]
     node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", port)
-    with pytest.raises(StackError, match=rf"Port {port} on 127\.0\.0\.1 \(Kafka\) is taken"):
+    with pytest.raises(StackError, match=rf"port {port} on 127\.0\.0\.1 \(Kafka\) is taken"):
         kafka_stack.start(node)
     assert not node.dir.exists()  # no config, no storage, no pid file
 
@@ -188,7 +188,7 @@ def test_kafka_start_refuses_a_held_controller_port(tmp_path: Path, monkeypatch:
         controller.bind(("127.0.0.1", port + 1))
         controller.listen(4)
         node = kafka_stack.KafkaNode(tmp_path, "127.0.0.1", port)
-        with pytest.raises(StackError, match=rf"Port {port + 1} .*Kafka controller"):
+        with pytest.raises(StackError, match=rf"port {port + 1} .*Kafka controller"):
             kafka_stack.start(node)
     assert not node.process.pid_file.exists()
 
@@ -202,7 +202,7 @@ def test_redis_start_refuses_a_port_held_by_a_foreign_socket(
         monkeypatch.setattr(redis_stack, name, _tripwire)
     port = holder.getsockname()[1]
     node = redis_stack.RedisNode(tmp_path, "127.0.0.1", port)
-    with pytest.raises(StackError, match=rf"Port {port} on 127\.0\.0\.1 \(Redis\) is taken"):
+    with pytest.raises(StackError, match=rf"port {port} on 127\.0\.0\.1 \(Redis\) is taken"):
         redis_stack.start(node)
     assert not node.dir.exists()
 
@@ -288,3 +288,12 @@ def test_start_returns_our_already_running_process_instead_of_starting_another(
         if ours.poll() is None:
             ours.kill()
         ours.wait()
+
+
+def test_ensure_topics_reports_a_topic_the_broker_refused_instead_of_waiting_for_it(stack: Settings) -> None:
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    bogus = TopicSpec("refused", 1, {"cleanup.policy": "shred"})
+    with pytest.raises(InfrastructureError, match=rf"refused to create {settings.topic('refused')} \("):
+        asyncio.run(ensure_topics(settings, (bogus,)))
+    assert asyncio.run(ensure_topics(settings, (TopicSpec("accepted", 1),))) == [settings.topic("accepted")]
+    asyncio.run(_delete_topics(settings, [settings.topic("accepted")]))

@@ -4,6 +4,7 @@ stopped at the end. The shared dev stack is never touched."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,16 +22,22 @@ from ledgerflow.stack import manage
 
 def free_port_pair() -> int:
     """A port p with p and p + 1 both free on 127.0.0.1 (Kafka and its KRaft controller)."""
+    return free_port_run(2)
+
+
+def free_port_run(count: int) -> int:
+    """A port p with p … p + count - 1 all free on 127.0.0.1 (a local cluster's nodes)."""
     for _ in range(100):
         port = free_port()
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair on 127.0.0.1")
+        with contextlib.ExitStack() as held:
+            try:
+                for offset in range(count):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no run of {count} free ports on 127.0.0.1")
 
 
 def private_settings(state_dir: Path, **overrides: str) -> Settings:

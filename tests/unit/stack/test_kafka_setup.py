@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ledgerflow.stack.kafka import KafkaNode, _java_major, write_config
+from ledgerflow.stack.kafka import KafkaNode, _java_major, new_cluster_id, write_config
 
 JAVA_17 = """openjdk version "17.0.15" 2025-04-15
 OpenJDK Runtime Environment (build 17.0.15+6-Debian-1deb12u1)
@@ -90,5 +90,12 @@ def test_write_config_also_writes_log4j2_and_is_repeatable(tmp_path: Path) -> No
 def test_process_marker_is_main_class_and_this_state_dir(tmp_path: Path) -> None:
     node = KafkaNode(tmp_path, "127.0.0.1", 39092)
     assert node.controller_port == 39093
-    assert node.process.markers == (f"kafka.Kafka {tmp_path / 'kafka'}",)
+    assert node.process.markers == (f"kafka.Kafka {tmp_path / 'kafka'}/",)
     assert node.process.pid_file == tmp_path / "kafka" / "kafka.pid"
+
+
+def test_a_cluster_id_never_starts_with_a_dash_the_storage_tool_would_take_for_an_option() -> None:
+    draws = iter([b"\xf8" + bytes(15), b"\xfb" + bytes(15), bytes(16)])  # "-…", "-…", then "A…"
+    cluster_id = new_cluster_id(lambda: next(draws))
+    assert cluster_id == "A" * 22
+    assert len(new_cluster_id()) == 22
