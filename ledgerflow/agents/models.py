@@ -14,7 +14,6 @@ is dead-lettered. A failed batch forgets its partitions' state, recovered from t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ import faust
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
+from ledgerflow.agents.partitioned import PartitionOwner
 from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
 from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
@@ -67,7 +67,7 @@ class Registries:
             self.answered.popitem(last=False)
 
 
-class ModelsAgent:
+class ModelsAgent(PartitionOwner[Registries]):
     """I/O through ports (``agents/ports.py``), so its decisions are unit-tested in memory."""
 
     def __init__(
@@ -80,16 +80,8 @@ class ModelsAgent:
     ) -> None:
         self.input_topic = settings.topic(MODELS_COMMANDS)
         self._output, self._inputs, self._sink, self._clock = output, inputs, sink, clock
-        self._partitions: dict[int, Registries] = {}
-        self._lock = asyncio.Lock()
+        super().__init__()
         self._started = False
-
-    def use_lock(self, lock: asyncio.Lock) -> None:
-        self._lock = lock
-
-    def revoke(self, partitions: set[int]) -> None:
-        for p in partitions:
-            self._partitions.pop(p, None)
 
     async def tick(self) -> None:
         """Nothing happens by time alone in a registry."""

@@ -22,7 +22,6 @@ A timer appends ``TrainingExpired`` for every owned tenant whose TTL elapsed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ import faust
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
+from ledgerflow.agents.partitioned import PartitionOwner
 from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
 from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
@@ -98,7 +98,7 @@ class Ports:
         )
 
 
-class TrainingAgent:
+class TrainingAgent(PartitionOwner[PartitionState]):
     def __init__(
         self, settings: Settings, ports: Ports, clock: Callable[[], int] = wall_clock_micros
     ) -> None:
@@ -107,17 +107,8 @@ class TrainingAgent:
         self._inputs = ports.inputs
         self._sink = ports.sink
         self._clock = clock
-        self._partitions: dict[int, PartitionState] = {}
-        self._lock = asyncio.Lock()
+        super().__init__()
         self._started = False
-
-    def use_lock(self, lock: asyncio.Lock) -> None:
-        """Share the ownership lock: batches, expiries and rebalances never interleave."""
-        self._lock = lock
-
-    def revoke(self, partitions: set[int]) -> None:
-        for p in partitions:
-            self._partitions.pop(p, None)
 
     async def _ensure_started(self) -> None:
         if not self._started:

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ledgerflow.api import (
     api_docs,
@@ -45,6 +45,7 @@ from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.faults import KAFKA_REQUEST_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S
 from ledgerflow.api.hub import Hub
 from ledgerflow.api.limits import EdgeLimits, HeaderLimits, TenantRateLimit
+from ledgerflow.api.middleware import HttpMiddleware
 from ledgerflow.api.problems import exception_handlers
 from ledgerflow.api.tracing import TraceContextMiddleware
 from ledgerflow.auth.jwks import JwksSource
@@ -216,16 +217,10 @@ async def _stop_recording(task: asyncio.Task[None], refusals: RefusalRecorder) -
     await refusals.flush()
 
 
-class RequestMetrics:
+class RequestMetrics(HttpMiddleware):
     """Counts requests and their latency by route template (not raw path: bounded labels)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         began = time.perf_counter()
         status = {"code": 500}
 

@@ -11,22 +11,17 @@ is dropped. The context is bound for the request (records published carry it in 
 from __future__ import annotations
 
 from opentelemetry.trace import SpanKind
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from ledgerflow.api.middleware import HttpMiddleware
 from ledgerflow.metrics import TRACE_CONTEXT_REPLACED
 from ledgerflow.tracing import spans
 from ledgerflow.tracing.context import TraceContext, accept, parse_traceparent
 from ledgerflow.tracing.current import TRACEPARENT, TRACESTATE, bind, new_span_id, new_trace_id
 
 
-class TraceContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class TraceContextMiddleware(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         wanted = {TRACEPARENT.encode(), TRACESTATE.encode()}
         found = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
         accepted = accept(found.get(TRACEPARENT), found.get(TRACESTATE), new_trace_id(), new_span_id())

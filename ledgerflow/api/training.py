@@ -31,6 +31,7 @@ from ledgerflow.contracts.payloads import (
     TrainingRejected,
 )
 from ledgerflow.errors import ValidationError
+from ledgerflow.projections.views import training_view
 from ledgerflow.redisvalues import text_map
 from ledgerflow.timefmt import rfc3339
 from ledgerflow.topics import TRAINING_COMMANDS
@@ -187,16 +188,4 @@ async def status(request: Request) -> JSONResponse:
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
     raw = await ctx.redis.hgetall((await ctx.read_keys()).training(principal.tenant))
-    view = text_map(raw)
-    expires = view.get("expires_at") or None
-    return JSONResponse(
-        {
-            "tenant": principal.tenant,
-            "state": view.get("state", "disabled"),
-            "version": int(view.get("version", 0)),
-            "owner": view.get("owner"),
-            "reason": view.get("reason"),
-            "expires_at": rfc3339(int(expires)) if expires else None,
-            "last_rejection": view.get("last_rejection"),
-        }
-    )
+    return JSONResponse(training_view(principal.tenant, text_map(raw)))

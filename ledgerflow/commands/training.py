@@ -26,6 +26,7 @@ from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
 from ledgerflow.errors import DecodeError, DomainError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.projections.views import training_view
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 
 
@@ -140,20 +141,7 @@ def status(settings: Settings, tenant: str) -> dict[str, Any]:
         view = text_map(client.hgetall(keys.training(tenant)))
     finally:
         client.close()
-    return status_json(tenant, view)
-
-
-def status_json(tenant: str, view: dict[str, str]) -> dict[str, Any]:
-    expires = view.get("expires_at") or None
-    return {
-        "tenant": tenant,
-        "state": view.get("state", "disabled"),
-        "version": int(view.get("version", 0)),
-        "owner": view.get("owner"),
-        "reason": view.get("reason"),
-        "expires_at": rfc3339(int(expires)) if expires else None,
-        "last_rejection": view.get("last_rejection"),
-    }
+    return training_view(tenant, view)
 
 
 def format_status(s: dict[str, Any]) -> str:

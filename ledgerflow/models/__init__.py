@@ -3,54 +3,11 @@ event-sourced aggregate (see docs/models.md). Pure: no I/O, no clock."""
 
 from __future__ import annotations
 
-from ledgerflow.models.aggregate import (
-    ADMIN_ROLE,
-    INVALID_SETTINGS,
-    NO_CHANGE,
-    NOT_ADMIN,
-    UNKNOWN_MODEL,
-    VERSION_CONFLICT,
-    check_transition,
-    decide,
-    evolve,
-    fold,
-    initial_registry,
-    settings_problem,
-)
-from ledgerflow.models.records import (
-    ModelCommand,
-    ModelDisabled,
-    ModelEnabled,
-    ModelEvent,
-    ModelRegistered,
-    ModelRegistry,
-    ModelRejected,
-    ModelSettings,
-    RegisterModel,
-    SetModelEnabled,
-)
+from ledgerflow.models import aggregate, records
+from ledgerflow.models.aggregate import *  # noqa: F403
+from ledgerflow.models.records import *  # noqa: F403
 
-__all__ = [
-    "ADMIN_ROLE",
-    "INVALID_SETTINGS",
-    "NOT_ADMIN",
-    "NO_CHANGE",
-    "UNKNOWN_MODEL",
-    "VERSION_CONFLICT",
-    "ModelCommand",
-    "ModelDisabled",
-    "ModelEnabled",
-    "ModelEvent",
-    "ModelRegistered",
-    "ModelRegistry",
-    "ModelRejected",
-    "ModelSettings",
-    "RegisterModel",
-    "SetModelEnabled",
-    "check_transition",
-    "decide",
-    "evolve",
-    "fold",
-    "initial_registry",
-    "settings_problem",
-]
+# The package's public names are its modules' ``__all__``: each listed once, where it is defined.
+__all__: list[str] = []
+__all__ += aggregate.__all__
+__all__ += records.__all__

@@ -33,6 +33,21 @@ from ledgerflow.models.records import (
     RegisterModel,
 )
 
+__all__ = [
+    "ADMIN_ROLE",
+    "INVALID_SETTINGS",
+    "NOT_ADMIN",
+    "NO_CHANGE",
+    "UNKNOWN_MODEL",
+    "VERSION_CONFLICT",
+    "check_transition",
+    "decide",
+    "evolve",
+    "fold",
+    "initial_registry",
+    "settings_problem",
+]
+
 ADMIN_ROLE = "admin"
 MAX_NAME_CHARS = 256
 MAX_CONTEXT_WINDOW = 100_000_000

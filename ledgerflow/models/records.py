@@ -11,6 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+__all__ = [
+    "ModelCommand",
+    "ModelDisabled",
+    "ModelEnabled",
+    "ModelEvent",
+    "ModelRegistered",
+    "ModelRegistry",
+    "ModelRejected",
+    "ModelSettings",
+    "RegisterModel",
+    "SetModelEnabled",
+]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSettings:

@@ -41,3 +41,17 @@ def _turn(turn: dict[str, Any], by_event: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("occurred_at"), int):
         out["occurred_at"] = rfc3339(out["occurred_at"])
     return out
+
+
+def training_view(tenant: str, view: Mapping[str, str]) -> dict[str, Any]:
+    """The training-mode read model of ``tenant`` as readers see it (edge and ``ledgerflow training``)."""
+    expires = view.get("expires_at") or None
+    return {
+        "tenant": tenant,
+        "state": view.get("state", "disabled"),
+        "version": int(view.get("version", 0)),
+        "owner": view.get("owner"),
+        "reason": view.get("reason"),
+        "expires_at": rfc3339(int(expires)) if expires else None,
+        "last_rejection": view.get("last_rejection"),
+    }
