@@ -212,16 +212,29 @@ def test_every_service_healthy_dependency_has_a_healthcheck(services: dict) -> N
                 )
 
 
-def test_edge_waits_for_keys_and_shares_their_state_volume(compose: dict[str, Any], services: dict) -> None:
-    assert depends_on(services["edge"]).get("keys") == "service_completed_successfully"
-    state_dir = str(settings_of(services["edge"]).state_dir)
+@pytest.mark.parametrize("name", ["edge", "worker"])
+def test_edge_and_worker_wait_for_keys_and_share_their_state_volume(
+    compose: dict[str, Any], services: dict, name: str
+) -> None:
+    # the edge trusts the token keys; both trust the policy keys (an unsigned pack is refused)
+    assert depends_on(services[name]).get("keys") == "service_completed_successfully"
+    state_dir = str(settings_of(services[name]).state_dir)
     mounts = {}
-    for name in ("keys", "edge"):
-        volumes = [str(v).split(":") for v in services[name].get("volumes", [])]
-        mounts[name] = {source for source, target, *_ in volumes if target == state_dir}
-        assert mounts[name], f"{name} mounts nothing at LEDGERFLOW_STATE_DIR={state_dir}"
-    shared = mounts["keys"] & mounts["edge"]
-    assert shared and shared <= set(compose.get("volumes") or {}), "keys and edge must share a named volume"
+    for service in ("keys", name):
+        volumes = [str(v).split(":") for v in services[service].get("volumes", [])]
+        mounts[service] = {source for source, target, *_ in volumes if target == state_dir}
+        assert mounts[service], f"{service} mounts nothing at LEDGERFLOW_STATE_DIR={state_dir}"
+    shared = mounts["keys"] & mounts[name]
+    assert shared and shared <= set(compose.get("volumes") or {}), (
+        f"keys and {name} must share a named volume"
+    )
+
+
+def test_the_keys_service_creates_the_policy_publisher_key(services: dict) -> None:
+    command = " ".join(services["keys"]["command"])
+    assert "ensure_policy_keys(" in command, (
+        "without a policy key every rule pack is refused (no-trust-store)"
+    )
 
 
 def test_edge_listens_on_every_interface_inside_its_container(services: dict) -> None:
