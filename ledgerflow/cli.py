@@ -146,9 +146,23 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.kafka.admin import ensure_topics
 
     wanted_agents(args.agents)  # a usage error before any connection attempt
+    if args.processes != 1:
+        return cmd_worker_processes(args, settings)
     asyncio.run(ensure_topics(settings))  # a missing broker is one line, without aiokafka's retries
     unhush_clients()  # from here on the worker's own logging decides what aiokafka may say
     return run_worker(settings, agents=args.agents, announce=announce)
+
+
+def cmd_worker_processes(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledgerflow.agents.supervisor import check_processes, supervise
+    from ledgerflow.kafka.admin import ensure_topics
+
+    check_processes(args.processes)
+    asyncio.run(ensure_topics(settings))
+    child_args = ["--agents", args.agents] + (["--log-format", args.log_format] if args.log_format else [])
+    return supervise(settings, args.processes, child_args, say=_err)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -479,6 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run the stream-processing agents (faust-streaming)")
     w.add_argument("--agents", default="all", help="comma-separated agent names, or 'all'")
+    w.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N supervised worker processes sharing the partitions (docs/scaling.md); default 1",
+    )
     w.add_argument(
         "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
     )

@@ -61,6 +61,22 @@ class Settings:
         return replace(self, **real)  # type: ignore[arg-type]
 
 
+def child_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with ``settings`` spelled out: a ``ledgerflow`` child started
+    with it connects where this process does, whatever flags set that."""
+    env = dict(os.environ)
+    env.update(
+        LEDGERFLOW_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        LEDGERFLOW_REDIS_URL=settings.redis_url,
+        LEDGERFLOW_HTTP=settings.http,
+        LEDGERFLOW_STATE_DIR=str(settings.state_dir),
+        LEDGERFLOW_TOPIC_PREFIX=settings.topic_prefix,
+        LEDGERFLOW_JWKS=settings.jwks_location,
+        LEDGERFLOW_POLICY_TRUST=settings.policy_trust_location,
+    )
+    return env
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read ``LEDGERFLOW_*`` variables; unset ones take the local-stack defaults."""
     env = os.environ if env is None else env

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sys
@@ -26,6 +25,7 @@ import orjson
 from ledgerflow.auth.devkeys import ensure_dev_keys
 from ledgerflow.auth.tokens import mint_token
 from ledgerflow.config import Settings
+from ledgerflow.config import child_env as child_env  # its old home: the bench and the tests import it here
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import StackError
 from ledgerflow.metrics import worker_metrics_address
@@ -40,20 +40,6 @@ READY_TIMEOUT_S = 60.0
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        LEDGERFLOW_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        LEDGERFLOW_REDIS_URL=settings.redis_url,
-        LEDGERFLOW_HTTP=settings.http,
-        LEDGERFLOW_STATE_DIR=str(settings.state_dir),
-        LEDGERFLOW_TOPIC_PREFIX=settings.topic_prefix,
-        LEDGERFLOW_JWKS=settings.jwks_location,
-        LEDGERFLOW_POLICY_TRUST=settings.policy_trust_location,
-    )
-    return env
 
 
 def start_service(settings: Settings, proc: Managed, *args: str) -> int:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
+from ledgerflow.agents.supervisor import data_dir_suffix
 from ledgerflow.config import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,9 @@ def create_app(settings: Settings, app_id: str = "ledgerflow-worker-aux") -> fau
     app_name = settings.topic_prefix + app_id
     # faust keeps "<app id>-data/" under the state directory, not the cwd; it str.format()s the
     # path, so braces in the state directory's name are escaped.
-    datadir = str(settings.state_dir / f"{app_name}-data").replace("{", "{{").replace("}", "}}")
+    # Each supervised child (``worker --processes N``) has its own.
+    data = f"{app_name}-data{data_dir_suffix(os.environ)}"
+    datadir = str(settings.state_dir / data).replace("{", "{{").replace("}", "}}")
     return faust.App(
         app_name,
         datadir=datadir,
