@@ -44,12 +44,19 @@ PARTITIONS = 6
 CHILD_LINE = re.compile(r"worker process (\d+) of 2: pid (\d+)")
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[Settings]:
-    private = private_settings(tmp_path / "stack", topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    private = private_settings(tmp_path_factory.mktemp("procs-stack"))
     with private_stack(private):
-        asyncio.run(ensure_topics(private, partitions=PARTITIONS))
         yield private
+
+
+@pytest.fixture
+def settings(own_stack: Settings) -> Settings:
+    """This test's own topics (six partitions each) and key space on the module's private stack."""
+    prefixed = own_stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    asyncio.run(ensure_topics(prefixed, partitions=PARTITIONS))
+    return prefixed
 
 
 def _children(supervisor: Process) -> dict[int, int]:
@@ -87,11 +94,12 @@ def _wait_both_own(settings: Settings, base_port: int, supervisor: Process) -> l
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 @pytest.mark.timeout(240)
@@ -148,6 +156,37 @@ def test_two_worker_processes_share_partitions_survive_a_child_kill_and_stop_tog
     finally:
         supervisor.stop()
     print(f"\n{turns} turns; partitions owned {owned}; child 2 restarted {before[2]} -> {after[2]}")
+
+
+def test_children_stop_when_the_supervisor_is_sigkilled(settings: Settings, tmp_path: Path) -> None:
+    supervisor = start(
+        settings,
+        "workers",
+        "worker",
+        "--processes",
+        "2",
+        "--agents",
+        "policy,projector",
+        log_dir=tmp_path / "logs",
+        extra_env={WORKER_METRICS_ENV: "off"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while supervisor.log.read_text().count("worker: agents") < 2 and time.monotonic() < deadline:
+            assert supervisor.popen.poll() is None, supervisor.log_tail()
+            time.sleep(0.5)
+        children = _children(supervisor)
+        assert set(children) == {1, 2} and all(map(_alive, children.values())), supervisor.log_tail()
+        supervisor.kill()
+        deadline = time.monotonic() + 40
+        while any(map(_alive, children.values())) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [pid for pid in children.values() if _alive(pid)]
+    finally:
+        for pid in _children(supervisor).values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"children {left} outlived their SIGKILLed supervisor"
 
 
 @pytest.mark.parametrize("n", ["0", "-2"])
