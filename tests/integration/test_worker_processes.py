@@ -59,6 +59,14 @@ def settings(own_stack: Settings) -> Settings:
     return prefixed
 
 
+def _two_workers(settings: Settings, tmp_path: Path, metrics: str, *args: str) -> Process:
+    """``ledgerflow worker --processes 2 ARGS``, metrics from ``metrics`` on."""
+    extra = {WORKER_METRICS_ENV: metrics}
+    return start(
+        settings, "workers", "worker", "--processes", "2", *args, log_dir=tmp_path / "logs", extra_env=extra
+    )
+
+
 def _children(supervisor: Process) -> dict[int, int]:
     """The latest pid of each child (1-based index), from the supervisor's start-up lines."""
     return {int(i): int(pid) for i, pid in CHILD_LINE.findall(supervisor.log.read_text(errors="replace"))}
@@ -110,15 +118,7 @@ def test_two_worker_processes_share_partitions_survive_a_child_kill_and_stop_tog
     later, turns_2 = _events(18, 600)
     asyncio.run(publish(settings, iter(first), progress_every_s=0))
     base_port = free_port_pair()
-    supervisor = start(
-        settings,
-        "workers",
-        "worker",
-        "--processes",
-        "2",
-        log_dir=tmp_path / "logs",
-        extra_env={WORKER_METRICS_ENV: f"127.0.0.1:{base_port}"},
-    )
+    supervisor = _two_workers(settings, tmp_path, f"127.0.0.1:{base_port}")
     try:
         owned = _wait_both_own(settings, base_port, supervisor)
         before = _children(supervisor)
@@ -159,17 +159,7 @@ def test_two_worker_processes_share_partitions_survive_a_child_kill_and_stop_tog
 
 
 def test_children_stop_when_the_supervisor_is_sigkilled(settings: Settings, tmp_path: Path) -> None:
-    supervisor = start(
-        settings,
-        "workers",
-        "worker",
-        "--processes",
-        "2",
-        "--agents",
-        "policy,projector",
-        log_dir=tmp_path / "logs",
-        extra_env={WORKER_METRICS_ENV: "off"},
-    )
+    supervisor = _two_workers(settings, tmp_path, "off", "--agents", "policy,projector")
     try:
         deadline = time.monotonic() + 60
         while supervisor.log.read_text().count("worker: agents") < 2 and time.monotonic() < deadline:
