@@ -123,15 +123,3 @@ class FreshReplay:
         self._refused = self.fold_stats.refused
         self.stats.seconds += time.perf_counter() - began
         return self.stats
-
-
-async def replay_fresh(
-    settings: Settings,
-    redis: aioredis.Redis,
-    keys: Keys,
-    until: dict[TopicPartition, int] | None = None,
-    progress: Progress | None = None,
-    guard: str | None = None,
-) -> ReplayStats:
-    """``rebuild.replay`` for an empty space with no other writer (see the module doc)."""
-    return await FreshReplay(settings, redis, keys, guard=guard).run(until, progress)

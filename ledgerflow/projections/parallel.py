@@ -39,7 +39,7 @@ from aiokafka import TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.projections.fold import Writes
-from ledgerflow.projections.fresh import FreshReplay, replay_fresh
+from ledgerflow.projections.fresh import FreshReplay
 from ledgerflow.projections.keys import FENCE_SUFFIX, Keys
 from ledgerflow.projections.rebuild import PROJECTION, Progress, ReplayStats, end_offsets
 from ledgerflow.projections.writer import SpaceLost
@@ -150,13 +150,13 @@ async def replay_parallel(
     *,
     spawn: bool = False,
 ) -> ReplayStats:
-    """``fresh.replay_fresh`` with ``processes`` workers (default ``processes_from_env``); one
+    """``fresh.FreshReplay`` with ``processes`` workers (default ``processes_from_env``); one
     worker runs in this process unless ``spawn`` (keep this process's event loop free)."""
     began = time.perf_counter()
     n = max(processes if processes is not None else processes_from_env(), 1)
     until = until if until is not None else await end_offsets(settings)
     if n == 1 and not spawn:
-        return await replay_fresh(settings, redis, keys, until, progress, guard)
+        return await FreshReplay(settings, redis, keys, guard=guard).run(until, progress)
     horizon = [(tp.topic, tp.partition, end) for tp, end in until.items()]
     loop = asyncio.get_running_loop()
     pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
@@ -176,7 +176,7 @@ async def replay_parallel(
     if problem is not None:
         log.warning("parallel rebuild: %s; replaying in one process instead", problem)
         await clear(redis, keys, keep=guard)
-        return await replay_fresh(settings, redis, keys, until, progress, guard)
+        return await FreshReplay(settings, redis, keys, guard=guard).run(until, progress)
     stats = ReplayStats()
     for report in reports:
         for name in ("records", "applied", "skipped", "undecodable", "quarantined", "deduped", "round_trips"):

@@ -22,7 +22,7 @@ from ledgerflow.contracts.chain import ChainHead, decision_chain_key
 from ledgerflow.contracts.events import Event
 from ledgerflow.projections import freshwrite
 from ledgerflow.projections.fold import Writes
-from ledgerflow.projections.fresh import replay_fresh
+from ledgerflow.projections.fresh import FreshReplay
 from ledgerflow.projections.parallel import replay_parallel
 from ledgerflow.projections.rebuild import replay
 from ledgerflow.projections.writer import SpaceLost
@@ -91,7 +91,7 @@ def _three_ways(
         fenced, fresh, parallel = new_keys(), new_keys(), new_keys()
         try:
             await replay(settings, redis, fenced)
-            await replay_fresh(settings, redis, fresh)
+            await FreshReplay(settings, redis, fresh).run()
             await replay_parallel(settings, redis, parallel, processes=2)
             return await dump(redis, fenced), await dump(redis, fresh), await dump(redis, parallel)
         finally:
