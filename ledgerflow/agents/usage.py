@@ -49,7 +49,7 @@ from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
-from ledgerflow.policy.wire import chain, head_after
+from ledgerflow.policy.wire import chain, chain_key, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
 from ledgerflow.usage.settings import window_config_from
 from ledgerflow.usage.windows import UsageState, WindowConfig, add, advance
@@ -133,7 +133,8 @@ class UsageAgent:
                 continue
             written.add(record.event_id)
             if record.sequence and record.hash:
-                heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
+                key = chain_key(record)
+                heads[key] = ChainHead(key, record.sequence, record.hash)
         short = {p: (ends.get(p, 0), floor) for p, floor in self._floor.items() if ends.get(p, 0) < floor}
         if short:
             raise LogNotReady(
@@ -202,8 +203,9 @@ class UsageAgent:
         for record in records:
             if record.event_id in self._written or record.event_id in ids:
                 continue
-            chained = chain(record, heads.get(record.tenant) or self._heads.get(record.tenant))
-            heads[record.tenant] = head_after(chained)
+            key = chain_key(record)  # (tenant, source partition): this worker is its only writer
+            chained = chain(record, heads.get(key) or self._heads.get(key))
+            heads[key] = head_after(chained)
             ids.add(record.event_id)
             pending.append((record.tenant.encode(), codec.encode(chained)))
             kinds.append("correction" if record.payload.correction else "closed")  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
 """Hash chains and sequences of the topics ledgerflow's agents write (pure: no I/O).
 
 ``policy.decisions`` is chained per (tenant, conversation) — key ``decision_chain_key(tenant,
-subject)`` —, ``training.audit`` and ``usage.windows`` per tenant (key = ``subject``); see
+subject)`` —, ``usage.windows`` per (tenant, source partition) — ``usage_chain_key(tenant,
+producer)`` —, ``training.audit`` per tenant (key = ``subject``); see
 ``chain_key_of`` and docs/hash-chains.md. One
 ``ChainVerifier`` per topic walks the records in each partition's offset order and keeps
 only a few hashes per key, so a log of any length streams through in constant memory per

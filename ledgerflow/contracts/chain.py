@@ -28,7 +28,10 @@ _CHAIN_FIELDS = ("sequence", "prev_hash", "hash")
 _NOT_THE_START = "the chain does not start here (use from_start=False if retention deleted the start)"
 
 DECISION_TYPE = "PolicyDecision"
-"""The record type chained per (tenant, conversation); every other chained type per ``subject``."""
+"""The record type chained per (tenant, conversation); every other chained type per ``subject``
+(usage windows: per tenant and source partition, ``usage_chain_key``)."""
+USAGE_TYPE = "UsageWindow"
+"""Chained per (tenant, producer): one chain per writer of a tenant's windows."""
 
 
 def decision_chain_key(tenant: str, subject: str) -> str:
@@ -40,14 +43,29 @@ def decision_chain_key(tenant: str, subject: str) -> str:
     return f"{tenant}/{subject}"
 
 
+def usage_chain_key(tenant: str, producer: str) -> str:
+    """The chain key of one writer's usage windows of a tenant: ``tenant/producer``.
+
+    A tenant's turns are spread over every input partition, and each partition's owner writes
+    the windows it folds (``producer`` names that partition, ``ledgerflow-usage/p<N>``). One
+    chain per (tenant, source partition) has exactly one writer at a time, so two workers that
+    share a tenant never fork or restart each other's chain.
+    """
+    return f"{tenant}/{producer}"
+
+
 def chain_key_of(record: Mapping[str, Any]) -> str | None:
-    """The chain a record belongs to: ``decision_chain_key`` for decisions, else its ``subject``."""
+    """The chain a record belongs to: ``decision_chain_key`` for decisions, ``usage_chain_key``
+    for usage windows, else its ``subject``."""
     subject = record.get("subject")
     if not isinstance(subject, str):
         return None
     tenant = record.get("tenant")
     if record.get("type") == DECISION_TYPE and isinstance(tenant, str):
         return decision_chain_key(tenant, subject)
+    producer = record.get("producer")
+    if record.get("type") == USAGE_TYPE and isinstance(tenant, str) and isinstance(producer, str):
+        return usage_chain_key(tenant, producer)
     return subject
 
 

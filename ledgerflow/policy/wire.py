@@ -11,7 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from ledgerflow.contracts.chain import DECISION_TYPE, ChainHead, decision_chain_key, link
+from ledgerflow.contracts.chain import (
+    DECISION_TYPE,
+    USAGE_TYPE,
+    ChainHead,
+    decision_chain_key,
+    link,
+    usage_chain_key,
+)
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, Outcome, PolicyDecision, Redaction
 from ledgerflow.policy import (
@@ -111,9 +118,12 @@ def chain(record: Event, head: ChainHead | None) -> Event:
 
 
 def chain_key(record: Event) -> str:
-    """The chain ``record`` belongs to: (tenant, conversation) for decisions, else its subject."""
+    """The chain ``record`` belongs to: (tenant, conversation) for decisions, (tenant, writer)
+    for usage windows, else its subject (``contracts.chain.chain_key_of`` on the wire form)."""
     if record.type == DECISION_TYPE:
         return decision_chain_key(record.tenant, record.subject)
+    if record.type == USAGE_TYPE:
+        return usage_chain_key(record.tenant, record.producer)
     return record.subject
 
 

@@ -1,5 +1,5 @@
 """The usage agent's own decisions, through in-memory ports (tests/unit/agents/memory.py):
-windows written once and chained per tenant, duplicate deliveries by event id, poison and
+windows written once and chained per (tenant, source partition), duplicate deliveries by event id, poison and
 negative token counts, the re-fold after a restart (writing only what is missing), a windows
 log that reads shorter than seen, the clock closing idle windows, a failed write. The Kafka
 adapters behind the same ports are integration-tested (test_training_and_usage,
@@ -15,9 +15,11 @@ import pytest
 
 from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent
 from ledgerflow.config import Settings
+from ledgerflow.contracts.chain import ChainVerifier, Located
 from ledgerflow.contracts.events import MAX_TOKENS, Event
 from ledgerflow.contracts.payloads import UsageWindow
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.policy.wire import chain_key
 from ledgerflow.usage.windows import WindowConfig, window_bounds
 from tests.unit.agents.memory import T0, InputTopic, KeyedTopic, Letters, Record, chained, turn, unvalidated
 
@@ -156,3 +158,23 @@ def test_the_tick_before_any_batch_writes_nothing() -> None:
     world = World()
     asyncio.run(world.agent.tick())
     assert world.windows.events() == []
+
+
+def test_two_workers_sharing_a_tenant_keep_one_unbroken_chain_each() -> None:
+    # A tenant's turns are spread over every input partition; each owner writes the windows it
+    # folds. Chained per tenant, the second writer (which never read the first one's head)
+    # restarted the tenant's chain at sequence 1 — the audit's chain.bad-genesis.
+    world = World()
+    other = world.new_agent()  # a second worker, owning input partition 1
+    world.handle(world.send(at(1, 1), at(CLOSER, 2), partition=0))
+    asyncio.run(other.handle(world.send(at(2, 3, tokens=5), at(CLOSER, 4), partition=1)))
+    written = world.windows.events()
+    assert len(written) == 2 and {r.tenant for r in written} == {"acme"}
+    assert len({chain_key(r) for r in written}) == 2, "one chain per (tenant, source partition)"
+    assert chained(written, key=chain_key)
+    findings = ChainVerifier("usage.windows", from_start=True)
+    problems = [
+        findings.feed(Located("usage.windows", 0, i, chain_key(r), r.to_json()))
+        for i, r in enumerate(written)
+    ]
+    assert [p for p in problems if p is not None] + findings.finish() == []
