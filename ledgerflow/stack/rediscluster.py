@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis as redis_sync
 
-from ledgerflow.errors import PrerequisiteMissing, StackError
+from ledgerflow.errors import PrerequisiteMissing, StackError, ValidationError
 from ledgerflow.stack import redis as redis_stack
 
 MASTERS = 3
@@ -42,7 +42,21 @@ class ClusterNode:
     slots: int
 
 
+BUS_OFFSET = 10_000
+"""Each node's cluster bus listens this far above its port (fixed by Redis)."""
+MAX_PORT = 65_535 - BUS_OFFSET
+"""The highest port a cluster node may listen on (Redis refuses to start above it)."""
+
+
 def nodes(state_dir: Path, host: str, port: int) -> tuple[redis_stack.RedisNode, ...]:
+    """The cluster's nodes on ``port`` … ``port + NODE_COUNT - 1``; ValidationError (one line)
+    when the last would be above ``MAX_PORT``."""
+    if port + NODE_COUNT - 1 > MAX_PORT:
+        raise ValidationError(
+            f"a Redis Cluster's nodes listen on {port}-{port + NODE_COUNT - 1}, but each node's cluster bus "
+            f"is {BUS_OFFSET} above its port, so the last may be at most {MAX_PORT}: set "
+            f"LEDGERFLOW_REDIS_PORT to {MAX_PORT - NODE_COUNT + 1} or less"
+        )
     return tuple(
         redis_stack.RedisNode(state_dir, host, port + i, f"redis-{i + 1}") for i in range(NODE_COUNT)
     )

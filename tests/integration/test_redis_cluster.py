@@ -41,7 +41,8 @@ def cluster(
     stack: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, dict[str, str]]]:
     state = tmp_path_factory.mktemp("rediscluster")
-    port = free_port_run(rediscluster.NODE_COUNT)
+    # cluster nodes must listen at most 55535 (their bus is 10000 above), free bus ports too
+    port = free_port_run(rediscluster.NODE_COUNT, highest=rediscluster.MAX_PORT, also=rediscluster.BUS_OFFSET)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
     env |= {
         "LEDGERFLOW_STATE_DIR": str(state),

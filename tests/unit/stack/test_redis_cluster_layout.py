@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from ledgerflow.errors import ValidationError
+from ledgerflow.stack import rediscluster
 from ledgerflow.stack.rediscluster import (
     describe_lines,
     formed,
@@ -101,3 +105,11 @@ def test_status_text_lists_each_node_and_the_cluster_shape() -> None:
 
 def test_status_text_of_a_single_redis_adds_nothing() -> None:
     assert describe_lines({"nodes": [], "cluster": None}) == []
+
+
+def test_nodes_whose_cluster_bus_would_pass_65535_are_refused_in_one_line() -> None:
+    # Redis itself exits at start-up when its port is above 55535 (the bus is 10000 above it).
+    last_ok = rediscluster.MAX_PORT - rediscluster.NODE_COUNT + 1
+    assert rediscluster.nodes(Path("/tmp/x"), "127.0.0.1", last_ok)[-1].port == rediscluster.MAX_PORT
+    with pytest.raises(ValidationError, match=f"LEDGERFLOW_REDIS_PORT to {last_ok} or less"):
+        rediscluster.nodes(Path("/tmp/x"), "127.0.0.1", last_ok + 1)
