@@ -17,6 +17,7 @@ from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
 from ledgerflow.commands.quiet import hush_clients
 from ledgerflow.config import Settings, host_port, load_settings
 from ledgerflow.errors import ValidationError
+from ledgerflow.redisclient import async_client
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 BENCH_EXTRA = ("avro", "matplotlib")  # the `bench` extra: the reference codec and the charts
@@ -350,13 +351,11 @@ def cmd_training(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    import redis.asyncio as aioredis
-
     from ledgerflow.commands.progress import Update, bar
     from ledgerflow.projections.generations import rebuild_and_switch
 
     async def run(progress: Update) -> int:
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        redis = async_client(settings.redis_url, socket_timeout=30)
         try:
             result = await rebuild_and_switch(settings, redis, progress=progress)
         finally:

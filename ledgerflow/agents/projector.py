@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import faust
-import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
 from ledgerflow.agents.batching import Route
@@ -52,6 +51,7 @@ from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay, restore
 from ledgerflow.projections.verify import integrity_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
+from ledgerflow.redisclient import async_client
 from ledgerflow.redisvalues import int_map
 from ledgerflow.topics import POLICY_DECISIONS
 from ledgerflow.tracing import spans
@@ -96,9 +96,7 @@ class Projector:
 
     def writer(self) -> ProjectionWriter:
         if self._writer is None:  # created on the worker's event loop
-            redis = aioredis.Redis.from_url(
-                self._settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-            )
+            redis = async_client(self._settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
             self._writer = ProjectionWriter(redis)
         return self._writer
 

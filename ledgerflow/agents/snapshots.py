@@ -16,6 +16,7 @@ from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.kafka.logs import RawRecord, read_range
+from ledgerflow.redisclient import async_client
 from ledgerflow.redisvalues import text_map
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class RedisChainHeads:
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:  # created on the worker's event loop
-            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+            self._redis = async_client(self._settings.redis_url, socket_timeout=10)
         return self._redis
 
     async def load(self, partition: int) -> Snapshot:

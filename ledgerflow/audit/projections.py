@@ -33,6 +33,7 @@ from ledgerflow.projections.generations import PROJECTION, active_keys
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 from ledgerflow.projections.rebuild import replay
+from ledgerflow.redisclient import async_client
 from ledgerflow.redisvalues import int_map
 
 CHECKPOINT = PROJECTION  # the projector's checkpoint name
@@ -103,7 +104,7 @@ async def audit_projections(
     rounds: int = ROUNDS,
 ) -> None:
     scratch_keys = Keys(f"lf:audit:{uuid.uuid4().hex[:12]}:")
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+    redis = async_client(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
         live_keys = await active_keys(redis, settings.topic_prefix)  # the generation readers use
         await _run(settings, redis, live_keys, scratch_keys, report, progress, rounds)

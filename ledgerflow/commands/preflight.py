@@ -12,13 +12,14 @@ from aiokafka.errors import KafkaError
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import all_topics
 
 CONNECT_TIMEOUT_S = 3.0
 
 
 def require_redis(settings: Settings) -> None:
-    client = redis_sync.Redis.from_url(
+    client = sync_client(
         settings.redis_url, socket_timeout=CONNECT_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
     )
     try:

@@ -43,6 +43,7 @@ from ledgerflow.projections.fresh import FreshReplay
 from ledgerflow.projections.keys import FENCE_SUFFIX, Keys
 from ledgerflow.projections.rebuild import PROJECTION, Progress, ReplayStats, end_offsets
 from ledgerflow.projections.writer import SpaceLost
+from ledgerflow.redisclient import async_client
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def _note(kinds: dict[str, set[str]], seen: Iterable[str], writes: Writes) -> No
 async def _share(
     settings: Settings, namespace: str, guard: str | None, until: Horizon, i: int, n: int
 ) -> ShareReport:
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=60)
+    redis = async_client(settings.redis_url, socket_timeout=60)
     kinds: dict[str, set[str]] = {}
     try:
         fresh = FreshReplay(

@@ -24,6 +24,7 @@ import redis as redis_sync
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, StackError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
+from ledgerflow.redisclient import sync_client
 from ledgerflow.stack import cluster as kafka_cluster
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
@@ -197,7 +198,7 @@ def redis_cluster_view(n: StackNodes) -> dict[str, object] | None:
 
 
 def ping_redis(url: str, timeout: float = 10.0) -> None:
-    client = redis_sync.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    client = sync_client(url, socket_timeout=2, socket_connect_timeout=2)
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -1,0 +1,81 @@
+"""The one place that makes Redis clients from ``LEDGERFLOW_REDIS_URL``.
+
+``redis://`` / ``rediss://`` give today's single-server client; ``redis+cluster://`` /
+``rediss+cluster://`` (any node's address) give redis-py's cluster client, which learns the
+other nodes and the slot map from that node and follows ``MOVED``/``ASK`` redirections and
+failovers. The URL carries the choice, so every process started with the same settings (workers,
+edges, their children) makes the same kind of client.
+
+The cluster clients are typed as the single-server ones: they implement every command ledgerflow
+sends with the same signatures (the integration tests run in both modes, ``LEDGERFLOW_TEST_REDIS``),
+so callers stay written once. What differs on a cluster is documented where it matters: every Lua
+call's KEYS share one slot, a pipeline with ``transaction=True`` touches one slot only, and
+``scan_iter`` walks every primary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis as redis_sync
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
+from redis.retry import Retry as SyncRetry
+
+CLUSTER_SUFFIX = "+cluster"
+# A failover takes about cluster-node-timeout plus an election (seconds): the client retries a
+# command a few times with a short backoff, then the caller's own backoff or a 503 takes over.
+CLUSTER_RETRIES = 3
+
+UNAVAILABLE: tuple[type[Exception], ...] = (ClusterDownError, TryAgainError, RedisClusterException)
+"""What a Redis Cluster raises while it cannot serve a slot (a master down, a failover under way,
+no node reachable): transient like a connection error, and handled the same way (back off, 503).
+``RedisClusterException`` also covers CROSSSLOT refusals, which ledgerflow's key design rules out
+(the cluster-mode tests prove it)."""
+
+
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return urlsplit(url).scheme.endswith(CLUSTER_SUFFIX)
+
+
+def server_url(url: str) -> str:
+    """``url`` with the plain scheme redis-py parses (``redis+cluster://h:p/0`` → ``redis://h:p/0``)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix(CLUSTER_SUFFIX)))
+
+
+def cluster_url(url: str) -> str:
+    """``url`` with the cluster scheme (``redis://h:p/0`` → ``redis+cluster://h:p/0``)."""
+    parts = urlsplit(server_url(url))
+    return urlunsplit(parts._replace(scheme=parts.scheme + CLUSTER_SUFFIX))
+
+
+def async_client(url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio client for ``url``; ``options`` are redis-py connection options
+    (``socket_timeout``, ``socket_connect_timeout``, …)."""
+    if not is_cluster(url):
+        return aioredis.Redis.from_url(url, **options)
+    from redis.asyncio.retry import Retry
+
+    options.setdefault("retry", Retry(ExponentialBackoff(cap=1.0, base=0.1), CLUSTER_RETRIES))
+    client = AsyncRedisCluster.from_url(server_url(url), **options)
+    return cast(aioredis.Redis, client)  # same command surface, see the module docstring
+
+
+def sync_client(url: str, **options: Any) -> redis_sync.Redis:
+    """A blocking client for ``url`` (CLI checks, tests' inspection)."""
+    if not is_cluster(url):
+        return redis_sync.Redis.from_url(url, **options)
+    options.setdefault("retry", SyncRetry(ExponentialBackoff(cap=1.0, base=0.1), CLUSTER_RETRIES))
+    try:  # the blocking cluster client reads the slot map at once: no node answering fails here
+        client = SyncRedisCluster.from_url(server_url(url), **options)
+    except RedisClusterException as exc:
+        raise redis_sync.ConnectionError(
+            f"no node of the Redis Cluster at {server_url(url)} answers: {exc}"
+        ) from None
+    return cast(redis_sync.Redis, client)
