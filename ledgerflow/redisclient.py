@@ -31,6 +31,10 @@ CLUSTER_SUFFIX = "+cluster"
 # command a few times with a short backoff, then the caller's own backoff or a 503 takes over.
 CLUSTER_RETRIES = 3
 
+REPLICA_WAIT_MS = 100
+"""How long a write that must survive a failover waits for a replica's ``WAIT 1`` (on loopback a
+replica in sync answers in well under a millisecond)."""
+
 UNAVAILABLE: tuple[type[Exception], ...] = (ClusterDownError, TryAgainError, RedisClusterException)
 """What a Redis Cluster raises while it cannot serve a slot (a master down, a failover under way,
 no node reachable): transient like a connection error, and handled the same way (back off, 503).
@@ -79,3 +83,22 @@ def sync_client(url: str, **options: Any) -> redis_sync.Redis:
             f"no node of the Redis Cluster at {server_url(url)} answers: {exc}"
         ) from None
     return cast(redis_sync.Redis, client)
+
+
+def is_cluster_client(client: object) -> bool:
+    """Whether ``client`` (from ``async_client``/``sync_client``) talks to a Redis Cluster."""
+    return isinstance(client, (AsyncRedisCluster, SyncRedisCluster))
+
+
+async def set_replicated(client: aioredis.Redis, key: str, value: bytes | str, **options: Any) -> Any:
+    """``SET key value [options]`` (its reply) that survives a failover: on a cluster, followed on the
+    same connection by ``WAIT 1`` (up to ``REPLICA_WAIT_MS``), so the caller acknowledges only what
+    the master's replica holds too. On one Redis (no replica to wait for) a plain SET."""
+    if not is_cluster_client(client):
+        return await client.set(key, value, **options)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, value, **options)
+    node = client.get_node_from_key(key)  # type: ignore[attr-defined]
+    pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+    reply, _ = await pipe.execute()
+    return reply

@@ -45,6 +45,7 @@ from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TR
 from ledgerflow.projections.backoff import Backoff
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.generations import active_keys
+from ledgerflow.projections.guards import guard_complete
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.metrics import DEDUPED, QUARANTINED, RESTORES
 from ledgerflow.projections.ops import FencedOps, Position
@@ -119,7 +120,7 @@ class Projector:
     async def _restore(self, keys: Keys) -> None:
         """The space is incomplete (first start, or Redis lost its data): replay the logs."""
         redis = self.writer().redis
-        if await redis.exists(keys.sentinel()):
+        if await guard_complete(redis, keys.sentinel()):
             return
         log.info(
             "projector: read models in %s are incomplete (new or flushed Redis); replaying the logs before "
@@ -167,7 +168,7 @@ class Projector:
     async def _check_complete(self) -> None:
         assert self._keys is not None
         if not self._written:
-            if not await self.writer().redis.exists(self._keys.sentinel()):
+            if not await guard_complete(self.writer().redis, self._keys.sentinel(), full=False):
                 raise SpaceLost(self._keys.sentinel())
             return
         result = await self.writer().apply([], guard=self._keys.sentinel(), expect=self._expect())

@@ -30,6 +30,7 @@ from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.generations import PROJECTION, active_keys
+from ledgerflow.projections.guards import guard_complete
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 from ledgerflow.projections.rebuild import replay
@@ -133,7 +134,7 @@ async def _run(
     rounds: int,
 ) -> None:
     # Step 1.
-    if not await redis.exists(live_keys.sentinel()):
+    if not await guard_complete(redis, live_keys.sentinel()):
         report.add(
             Finding(
                 "projection.incomplete",

@@ -39,6 +39,7 @@ from ledgerflow.bench.procs import Child, CpuMeter, spawn
 from ledgerflow.bench.profile import Sampler, summarise
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics, partition_counts
+from ledgerflow.projections.guards import set_guard
 from ledgerflow.projections.keys import Keys
 from ledgerflow.redisclient import async_client
 from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec, all_topics
@@ -109,7 +110,7 @@ async def prepare(settings: Settings) -> None:
     await ensure_topics(settings, (*all_topics(), TopicSpec(SINK, 6, {"retention.ms": "3600000"})))
     redis = async_client(settings.redis_url, socket_timeout=10)
     try:
-        await redis.set(Keys.for_prefix(settings.topic_prefix).sentinel(), "bench")
+        await set_guard(redis, Keys.for_prefix(settings.topic_prefix).sentinel(), "bench")
     finally:
         await redis.aclose()
 

@@ -19,18 +19,19 @@ CONNECT_TIMEOUT_S = 3.0
 
 
 def require_redis(settings: Settings) -> None:
-    client = sync_client(
-        settings.redis_url, socket_timeout=CONNECT_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
-    )
-    try:
-        client.ping()
+    try:  # a cluster client reads the slot map when made: that can fail too
+        client = sync_client(
+            settings.redis_url, socket_timeout=CONNECT_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
     except (redis_sync.RedisError, OSError) as exc:
         raise InfrastructureError(
             f"no Redis answers at {settings.redis_url} ({type(exc).__name__}): start the local stack "
             "(`ledgerflow stack up`) or fix LEDGERFLOW_REDIS_URL / --redis"
         ) from None
-    finally:
-        client.close()
 
 
 async def require_topics(settings: Settings) -> dict[str, int]:

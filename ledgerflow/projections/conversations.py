@@ -71,9 +71,13 @@ def _link(event: Event, keys: Keys, copy: str) -> ChainLink | None:
         return None
     if event.prev_hash is None or event.hash is None:
         return None
-    quarantine = keys.conversation_quarantine(event.tenant, event.payload.conversation_id)
-    chain = keys.decision_chain(event.tenant, event.subject)
-    return ChainLink(chain, copy, event.sequence, event.prev_hash, event.hash, quarantine)
+    if copy == "tenant":  # every key of a group in its entity's slot (one Lua call on a Redis Cluster)
+        head, field = keys.tenant_chains(event.tenant), event.subject
+        quarantine = keys.tenant_quarantine(event.tenant)
+    else:
+        head, field = keys.decision_chain(event.tenant, event.subject), copy
+        quarantine = keys.conversation_quarantine(event.tenant, event.payload.conversation_id)
+    return ChainLink(head, field, event.sequence, event.prev_hash, event.hash, quarantine)
 
 
 def _conversation_id(event: Event) -> str:

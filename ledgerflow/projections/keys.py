@@ -94,6 +94,15 @@ class Keys:
         records moved it. Same hash tag as the conversation's keys: one slot."""
         return f"{self.namespace}chain:{{{_id(tenant)}/{_id(conversation_id)}}}"
 
+    def tenant_chains(self, tenant: str) -> str:
+        """The tenant group's copy of every chain head of the tenant (field: the chain's subject),
+        in the tenant's slot: the tenant group's chain condition runs in the tenant's Lua call."""
+        return f"{self.namespace}tchain:{{{_id(tenant)}}}"
+
+    def tenant_quarantine(self, tenant: str) -> str:
+        """Decisions the tenant group refused because they do not chain: ``cursor@offset`` → reason."""
+        return self.tenant(tenant) + ":quarantined"
+
     def sentinel(self) -> str:
         """Exists once the space holds the whole log; gone after a Redis flush."""
         return f"{self.namespace}complete"

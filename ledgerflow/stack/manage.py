@@ -198,16 +198,16 @@ def redis_cluster_view(n: StackNodes) -> dict[str, object] | None:
 
 
 def ping_redis(url: str, timeout: float = 10.0) -> None:
-    client = sync_client(url, socket_timeout=2, socket_connect_timeout=2)
     deadline = time.monotonic() + timeout
-    try:
-        while True:
+    while True:
+        try:  # a cluster client reads the slot map when made: that can fail too
+            client = sync_client(url, socket_timeout=2, socket_connect_timeout=2)
             try:
                 if client.ping():
                     return
-            except redis_sync.RedisError as exc:
-                if time.monotonic() > deadline:
-                    raise InfrastructureError(f"Redis at {url} does not answer PING: {exc}") from None
-                time.sleep(0.2)
-    finally:
-        client.close()
+            finally:
+                client.close()
+        except redis_sync.RedisError as exc:
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"Redis at {url} does not answer PING: {exc}") from None
+            time.sleep(0.2)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, Literal
 
-import redis
 from aiokafka import AIOKafkaProducer
 from fastavro import schemaless_writer
 from hypothesis import HealthCheck, Phase
@@ -43,6 +42,7 @@ from ledgerflow.dlq import read_dead_letters
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.logs import RawRecord, read_all
 from ledgerflow.limits import MAX_DEAD_LETTER_PREFIX_BYTES
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     POLICY_DECISIONS,
@@ -50,6 +50,7 @@ from ledgerflow.topics import (
     USAGE_WINDOWS,
 )
 from tests.support.processes import Process, live_keys
+from tests.support.rediscluster import guard_exists
 
 # How much to fuzz. CI runs the defaults (a minute or two per file); for a long run:
 #   LEDGERFLOW_FUZZ_EXAMPLES=50 LEDGERFLOW_FUZZ_SEED=7 pytest tests/integration/test_fuzz_edge.py
@@ -427,12 +428,12 @@ async def read_models_caught_up(settings: Settings) -> tuple[bool, str]:
     topics = [settings.topic(t) for t in PROJECTED_TOPICS]
     async with LogReader(settings) as reader:
         horizon = await reader.horizon(topics)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = sync_client(settings.redis_url, socket_timeout=10)
     try:
         keys = live_keys(client, settings)
         applied: dict[bytes, bytes] = client.hgetall(keys.checkpoint("read-models"))  # type: ignore[assignment]
         checkpoint = {k.decode(): int(v) for k, v in applied.items()}
-        complete = bool(client.exists(keys.sentinel()))
+        complete = guard_exists(client, keys.sentinel())
     finally:
         client.close()
     behind = [

@@ -9,7 +9,6 @@ import random
 import time
 import uuid
 
-import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ledgerflow.audit.progress import Progress
@@ -22,6 +21,7 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.dlq import read_dead_letters
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved, publish
 from tests.support.processes import Process, pipeline_settled
@@ -112,7 +112,7 @@ def test_forged_decisions_are_quarantined_and_duplicate_turns_counted_once(
         outcome="deny",
         input_event_id=str(uuid.uuid4()),
     )
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings.redis_url)
     keys = Keys.for_prefix(settings.topic_prefix)
     tenant_before = client.hgetall(keys.tenant("acme"))
     decisions_before = client.hgetall(keys.conversation_decisions("acme", again.subject))

@@ -19,8 +19,10 @@ from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
 from ledgerflow.netutil import free_port, wait_http_ready
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
+from ledgerflow.redisclient import sync_client
 from ledgerflow.redisvalues import int_map, text
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from tests.support.rediscluster import guard_exists
 
 # free_port and wait_http_ready live in the package (the benchmark needs them too); re-exported here.
 __all__ = [
@@ -107,11 +109,11 @@ async def pipeline_settled(settings: Settings, turns: int) -> tuple[bool, str]:
     decisions = sum(horizon[topics[0]])
     if decisions < turns:
         return False, f"{decisions} of {turns} decisions"
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = sync_client(settings.redis_url, socket_timeout=10)
     try:
         keys = live_keys(client, settings)
         checkpoint = int_map(client.hgetall(keys.checkpoint("read-models")))
-        complete = bool(client.exists(keys.sentinel()))
+        complete = guard_exists(client, keys.sentinel())
     finally:
         client.close()
     behind = [
