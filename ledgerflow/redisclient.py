@@ -1,10 +1,12 @@
 """The one place that makes Redis clients from ``LEDGERFLOW_REDIS_URL``.
 
 ``redis://`` / ``rediss://`` give today's single-server client; ``redis+cluster://`` /
-``rediss+cluster://`` (any node's address) give redis-py's cluster client, which learns the
-other nodes and the slot map from that node and follows ``MOVED``/``ASK`` redirections and
-failovers. The URL carries the choice, so every process started with the same settings (workers,
-edges, their children) makes the same kind of client.
+``rediss+cluster://`` give redis-py's cluster client, which learns the other nodes and the slot
+map from the nodes the URL names and follows ``MOVED``/``ASK`` redirections and failovers. A
+cluster URL may name several nodes, ``redis+cluster://h1:7000,h2:7001,h3:7002/0``: a client
+made while one of them is down still starts from another (one address is enough while it runs).
+The URL carries the choice, so every process started with the same settings (workers, edges,
+their children) makes the same kind of client.
 
 The cluster clients are typed as the single-server ones: they implement every command ledgerflow
 sends with the same signatures (the integration tests run in both modes, ``LEDGERFLOW_TEST_REDIS``),
@@ -20,8 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis as redis_sync
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode as SyncClusterNode
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.retry import Retry as SyncRetry
@@ -48,15 +52,28 @@ def is_cluster(url: str) -> bool:
 
 
 def server_url(url: str) -> str:
-    """``url`` with the plain scheme redis-py parses (``redis+cluster://h:p/0`` → ``redis://h:p/0``)."""
+    """``url`` with the plain scheme redis-py parses and only its first address
+    (``redis+cluster://h:p,h2:p2/0`` → ``redis://h:p/0``)."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix(CLUSTER_SUFFIX)))
+    user, at, hosts = parts.netloc.rpartition("@")
+    netloc = user + at + hosts.split(",")[0]
+    return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix(CLUSTER_SUFFIX), netloc=netloc))
+
+
+def addresses(url: str) -> list[tuple[str, int]]:
+    """Every ``host:port`` a URL names (a cluster URL may name several; the port defaults to 6379)."""
+    hosts = urlsplit(url).netloc.rpartition("@")[2]
+    found = []
+    for address in hosts.split(","):
+        host, colon, port = address.rpartition(":")
+        found.append((host, int(port)) if colon and port.isdigit() else (address, 6379))
+    return found
 
 
 def cluster_url(url: str) -> str:
     """``url`` with the cluster scheme (``redis://h:p/0`` → ``redis+cluster://h:p/0``)."""
-    parts = urlsplit(server_url(url))
-    return urlunsplit(parts._replace(scheme=parts.scheme + CLUSTER_SUFFIX))
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix(CLUSTER_SUFFIX) + CLUSTER_SUFFIX))
 
 
 def async_client(url: str, **options: Any) -> aioredis.Redis:
@@ -67,6 +84,9 @@ def async_client(url: str, **options: Any) -> aioredis.Redis:
     from redis.asyncio.retry import Retry
 
     options.setdefault("retry", Retry(ExponentialBackoff(cap=1.0, base=0.1), CLUSTER_RETRIES))
+    timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
+    others = [AsyncClusterNode(h, p, **timeouts) for h, p in addresses(url)[1:]]
+    options.setdefault("startup_nodes", others)
     client = AsyncRedisCluster.from_url(server_url(url), **options)
     return cast(aioredis.Redis, client)  # same command surface, see the module docstring
 
@@ -76,12 +96,13 @@ def sync_client(url: str, **options: Any) -> redis_sync.Redis:
     if not is_cluster(url):
         return redis_sync.Redis.from_url(url, **options)
     options.setdefault("retry", SyncRetry(ExponentialBackoff(cap=1.0, base=0.1), CLUSTER_RETRIES))
+    others = [SyncClusterNode(h, p) for h, p in addresses(url)[1:]]  # type: ignore[no-untyped-call]
+    options.setdefault("startup_nodes", others)
     try:  # the blocking cluster client reads the slot map at once: no node answering fails here
         client = SyncRedisCluster.from_url(server_url(url), **options)
     except RedisClusterException as exc:
-        raise redis_sync.ConnectionError(
-            f"no node of the Redis Cluster at {server_url(url)} answers: {exc}"
-        ) from None
+        where = ", ".join(f"{host}:{port}" for host, port in addresses(url))
+        raise redis_sync.ConnectionError(f"no node of the Redis Cluster at {where} answers: {exc}") from None
     return cast(redis_sync.Redis, client)
 
 

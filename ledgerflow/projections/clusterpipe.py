@@ -50,10 +50,23 @@ async def _pipeline(redis: aioredis.Redis, calls: list[Call]) -> list[Any]:
     for node in nodes.values():  # after the node's writes, on the same connection
         pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
     results = await pipe.execute()
-    acks = results[len(calls) :]
-    if any(int(a) < 1 for a in acks):
-        lagging = [n for n, a in zip(nodes, acks, strict=True) if int(a) < 1]
-        log.warning(
-            "redis cluster: no replica confirmed a batch within %d ms on %s", REPLICA_WAIT_MS, lagging
-        )
+    for name, acked in zip(nodes, results[len(calls) :], strict=True):
+        _note_replica(name, int(acked) >= 1)
     return list(results[: len(calls)])
+
+
+_UNCONFIRMED: set[str] = set()  # masters whose replica missed the last wait: logged once, not per batch
+
+
+def _note_replica(master: str, confirmed: bool) -> None:
+    if confirmed and master in _UNCONFIRMED:
+        _UNCONFIRMED.discard(master)
+        log.warning("redis cluster: a replica of %s confirms the projector's writes again", master)
+    elif not confirmed and master not in _UNCONFIRMED:
+        _UNCONFIRMED.add(master)
+        log.warning(
+            "redis cluster: no replica of %s confirmed a batch within %d ms (none connected?); "
+            "going on without, logged again once one does",
+            master,
+            REPLICA_WAIT_MS,
+        )

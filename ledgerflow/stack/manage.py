@@ -24,7 +24,7 @@ import redis as redis_sync
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, StackError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
-from ledgerflow.redisclient import sync_client
+from ledgerflow.redisclient import server_url, sync_client
 from ledgerflow.stack import cluster as kafka_cluster
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
@@ -49,7 +49,7 @@ def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | 
     """The nodes of this state directory; None = as last started there (the ``kafka-N`` and
     ``redis-N`` directories a cluster left), else one broker and a single Redis."""
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
-    url = urlparse(settings.redis_url)
+    url = urlparse(server_url(settings.redis_url))  # a cluster URL may name several nodes: the first
     count = brokers if brokers is not None else cluster_size(settings)
     cluster = kafka_stack.cluster(settings.state_dir, host or "127.0.0.1", int(port), count)
     redis_host, redis_port = url.hostname or "127.0.0.1", url.port or 6379

@@ -31,9 +31,9 @@ class PrivateCluster:
 
     @property
     def url(self) -> str:
-        """``LEDGERFLOW_REDIS_URL`` for it: the cluster scheme, the first node's address."""
-        first = self.nodes[0]
-        return cluster_url(f"redis://{first.host}:{first.port}/0")
+        """``LEDGERFLOW_REDIS_URL`` for it: the cluster scheme and every node's address (a client
+        made after a node died still finds the others)."""
+        return cluster_url("redis://" + ",".join(f"{n.host}:{n.port}" for n in self.nodes) + "/0")
 
     def live(self) -> list[redis_stack.RedisNode]:
         return [n for n in self.nodes if n.process.pid() is not None]

@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ledgerflow.redisclient import async_client, cluster_url, is_cluster, server_url, sync_client
+from ledgerflow.redisclient import addresses, async_client, cluster_url, is_cluster, server_url, sync_client
 
 
 @pytest.mark.parametrize(
@@ -59,6 +59,20 @@ def test_a_caller_s_retry_wins_over_the_cluster_default() -> None:
 def test_an_unreachable_cluster_is_a_redis_connection_error_for_blocking_callers() -> None:
     # The blocking cluster client reads the slot map in its constructor; callers catch RedisError.
     with pytest.raises(
-        redis_sync.ConnectionError, match="no node of the Redis Cluster at redis://127.0.0.1:1"
+        redis_sync.ConnectionError, match="no node of the Redis Cluster at 127.0.0.1:1 answers"
     ):
         sync_client("redis+cluster://127.0.0.1:1/0", socket_timeout=1, socket_connect_timeout=1)
+
+
+def test_a_cluster_url_may_name_several_nodes_and_the_server_url_keeps_the_first() -> None:
+    url = "redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001,h3:7002/0"
+    assert addresses(url) == [("127.0.0.1", 7000), ("127.0.0.1", 7001), ("h3", 7002)]
+    assert server_url(url) == "redis://u:p@127.0.0.1:7000/0"
+    assert cluster_url("redis://a:1,b:2/0") == "redis+cluster://a:1,b:2/0"
+    assert addresses("redis://h/0") == [("h", 6379)]
+
+
+def test_every_named_node_is_a_startup_node_of_the_cluster_client() -> None:
+    client = async_client("redis+cluster://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/0", socket_timeout=1)
+    assert isinstance(client, AsyncRedisCluster)
+    assert sorted(n.port for n in client.nodes_manager.startup_nodes.values()) == [1, 2, 3]
