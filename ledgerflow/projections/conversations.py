@@ -72,8 +72,8 @@ def _link(event: Event, keys: Keys, copy: str) -> ChainLink | None:
     if event.prev_hash is None or event.hash is None:
         return None
     if copy == "tenant":  # every key of a group in its entity's slot (one Lua call on a Redis Cluster)
-        head, field = keys.tenant_chains(event.tenant), event.subject
-        quarantine = keys.tenant_quarantine(event.tenant)
+        head, field = keys.tenant_chain(event.tenant, event.subject), copy
+        quarantine = keys.tenant_chain_quarantine(event.tenant, event.subject)
     else:
         head, field = keys.decision_chain(event.tenant, event.subject), copy
         quarantine = keys.conversation_quarantine(event.tenant, event.payload.conversation_id)

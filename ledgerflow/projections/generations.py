@@ -110,7 +110,8 @@ async def rebuild_and_switch(
     pointer = active_pointer(settings.topic_prefix)
     # On a cluster: every other slot's sentinel copy first, then the pointer's slot atomically.
     cluster = is_cluster_client(redis)
-    promoted = await promote(redis, token, new.sentinel(), str(time.time()), skip=pointer)
+    # (On one Redis the switch below does it all: the token and the sentinel are single keys.)
+    promoted = not cluster or await promote(redis, token, new.sentinel(), str(time.time()), skip=pointer)
     here = [guard_for(token, pointer, cluster), guard_for(new.sentinel(), pointer, cluster), pointer]
     if not (promoted and await redis.eval(_SWITCH, 3, *here, str(time.time()), new.generation)):
         await drop_space(redis, new)  # Step 3.

@@ -20,10 +20,15 @@ would sit on one master and say nothing about the others.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from binascii import crc_hqx
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import TryAgainError
 
 from ledgerflow.redisclient import is_cluster_client
 
@@ -44,12 +49,13 @@ return 1
 
 @functools.cache
 def _tags() -> tuple[str, ...]:
-    """For each slot, the shortest hex string that hashes to it (at most 5 characters)."""
+    """For each slot, the first hex number that hashes to it (at most 5 characters): Redis
+    Cluster's slot of a tag is CRC16 (XMODEM, ``crc_hqx``) modulo 16,384."""
     tags: dict[int, str] = {}
     i = 0
     while len(tags) < REDIS_CLUSTER_HASH_SLOTS:
-        tag = format(i, "x")
-        tags.setdefault(key_slot(tag.encode()), tag)
+        tag = b"%x" % i
+        tags.setdefault(crc_hqx(tag, 0) % REDIS_CLUSTER_HASH_SLOTS, tag.decode())
         i += 1
     return tuple(tags[s] for s in range(REDIS_CLUSTER_HASH_SLOTS))
 
@@ -63,6 +69,11 @@ def copy_in_slot(guard: str, slot: int) -> str:
     return f"{guard}:{{{_tags()[slot]}}}"
 
 
+def is_guard_key(key: str, guard: str) -> bool:
+    """Whether ``key`` is ``guard`` or one of its per-slot copies."""
+    return key == guard or (key.startswith(guard + ":{") and key.endswith("}"))
+
+
 def guard_for(guard: str, key: str, cluster: bool) -> str:
     """The key a Lua call on ``key``'s slot checks for ``guard``: the guard itself on one Redis,
     its copy in that slot on a cluster."""
@@ -74,20 +85,21 @@ def copies(guard: str, cluster: bool, every: int = 1) -> list[str]:
 
 
 async def set_guard(redis: aioredis.Redis, guard: str, value: str, ex: int | None = None) -> None:
-    """Create ``guard`` (every copy on a cluster: one pipeline, one round trip per master)."""
-    pipe = redis.pipeline(transaction=False)
-    for key in copies(guard, is_cluster_client(redis)):
-        pipe.set(key, value, ex=ex)
-    await pipe.execute()
+    """Create ``guard`` (every copy on a cluster)."""
+    extra: tuple[str | int, ...] = ("EX", ex) if ex is not None else ()
+    await _run(redis, [(key, ("SET", key, value, *extra)) for key in copies(guard, is_cluster_client(redis))])
 
 
 async def guard_complete(redis: aioredis.Redis, guard: str, full: bool = True) -> bool:
-    """Whether ``guard`` exists (on a cluster: every copy, or with ``full=False`` the sample)."""
-    wanted = copies(guard, is_cluster_client(redis), 1 if full else SAMPLE_EVERY)
-    pipe = redis.pipeline(transaction=False)
-    for key in wanted:
-        pipe.exists(key)
-    return sum(int(n) for n in await pipe.execute()) == len(wanted)
+    """Whether ``guard`` exists (on a cluster: every copy, or with ``full=False`` the sample).
+    The sample is looked at first: a new or flushed space fails there at once."""
+    cluster = is_cluster_client(redis)
+    for every in (SAMPLE_EVERY, 1) if full and cluster else (SAMPLE_EVERY,):
+        wanted = copies(guard, cluster, every)
+        found = await _run(redis, [(key, ("EXISTS", key)) for key in wanted])
+        if sum(int(n) for n in found) != len(wanted):
+            return False
+    return True
 
 
 async def promote(
@@ -100,7 +112,48 @@ async def promote(
     pairs = list(zip(copies(token, cluster), copies(sentinel, cluster), strict=True))
     if skip is not None and cluster:
         pairs.pop(slot_of(skip))
-    pipe = redis.pipeline(transaction=False)
-    for from_key, to_key in pairs:
-        pipe.execute_command("EVAL", PROMOTE, 2, from_key, to_key, value)
-    return all(int(r) == 1 for r in await pipe.execute())
+    commands: list[Command] = [(to, ("EVAL", PROMOTE, 2, token_copy, to, value)) for token_copy, to in pairs]
+    return all(int(r) == 1 for r in await _run(redis, commands))
+
+
+Command = tuple[str, tuple[str | int, ...]]  # a key, the command (on that key's slot only)
+
+
+async def _run(redis: aioredis.Redis, commands: list[Command]) -> list[Any]:
+    """Replies of ``commands`` in order. On a cluster each master gets its slots' commands as one
+    plain pipeline: redis-py's cluster pipeline routes each command on its own, seconds for the
+    16,384 copies of a guard. A reply that is an error (a slot moved meanwhile) raises
+    ``TryAgainError``: transient, the caller's backoff tries again with a fresh slot map."""
+    if not is_cluster_client(redis):
+        pipe = redis.pipeline(transaction=False)
+        for _, command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
+    cluster = cast(RedisCluster, redis)
+    await cluster.nodes_manager.initialize()  # the current slot map: these calls are rare
+    by_master: dict[str, tuple[ClusterNode, list[int]]] = {}
+    for i, (key, _) in enumerate(commands):
+        node = cluster.nodes_manager.get_node_from_slot(slot_of(key))
+        by_master.setdefault(node.name, (node, []))[1].append(i)
+    replies: list[Any] = [None] * len(commands)
+
+    async def send(node: ClusterNode, indexes: list[int]) -> None:
+        options = {k: v for k, v in node.connection_kwargs.items() if k in _PLAIN_OPTIONS}
+        plain = aioredis.Redis(host=node.host, port=int(node.port), **options)
+        try:
+            pipe = plain.pipeline(transaction=False)
+            for i in indexes:
+                pipe.execute_command(*commands[i][1])
+            for i, reply in zip(indexes, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        finally:
+            await plain.aclose()
+
+    await asyncio.gather(*(send(node, indexes) for node, indexes in by_master.values()))
+    failed = [r for r in replies if isinstance(r, Exception)]
+    if failed:
+        raise TryAgainError(f"{len(failed)} guard commands failed on the cluster, first: {failed[0]!r}")
+    return replies
+
+
+_PLAIN_OPTIONS = ("username", "password", "socket_timeout", "socket_connect_timeout", "ssl", "ssl_ca_certs")

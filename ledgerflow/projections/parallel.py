@@ -40,6 +40,7 @@ from aiokafka import TopicPartition
 from ledgerflow.config import Settings
 from ledgerflow.projections.fold import Writes
 from ledgerflow.projections.fresh import FreshReplay
+from ledgerflow.projections.guards import guard_complete, is_guard_key
 from ledgerflow.projections.keys import FENCE_SUFFIX, Keys
 from ledgerflow.projections.rebuild import PROJECTION, Progress, ReplayStats, end_offsets
 from ledgerflow.projections.writer import SpaceLost
@@ -189,12 +190,13 @@ async def replay_parallel(
 
 
 async def clear(redis: aioredis.Redis, keys: Keys, keep: str | None = None) -> None:
-    """Delete the space's keys but ``keep`` (the replay token); ``SpaceLost`` if ``keep`` is gone."""
-    if keep is not None and not await redis.exists(keep):
+    """Delete the space's keys but ``keep`` (the replay token, every slot's copy on a cluster);
+    ``SpaceLost`` if ``keep`` is gone."""
+    if keep is not None and not await guard_complete(redis, keep):
         raise SpaceLost(f"{keep} is gone: Redis lost the space during the replay")
     batch: list[bytes] = []
     async for key in redis.scan_iter(match=keys.namespace + "*", count=1000):
-        if keep is None or key != keep.encode():
+        if keep is None or not is_guard_key(key.decode(), keep):
             batch.append(key)
         if len(batch) >= 500:
             await redis.unlink(*batch)

@@ -55,3 +55,11 @@ def test_each_slot_has_its_own_copy() -> None:
     copies = {copy_in_slot("g", s) for s in range(16384)}
     assert len(copies) == 16384
     assert all(slot_of(copy_in_slot("g", s)) == s for s in (0, 1, 5460, 5461, 10922, 16383))
+
+
+def test_the_tenant_copy_of_a_chain_is_one_key_per_conversation_in_the_tenant_s_slot() -> None:
+    # One key per chain: a parallel rebuild gives each partition's conversations to one worker,
+    # so no key of the tenant group's chain copy is written by two workers.
+    first, second = KEYS.tenant_chain("acme", "c1"), KEYS.tenant_chain("acme", "c/2{x}")
+    assert first != second
+    assert {slot_of(first), slot_of(second), slot_of(KEYS.tenant_fence("acme"))} == {slot_of(first)}
