@@ -28,6 +28,8 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
 
 from ledgerflow.redisclient import is_cluster_client
@@ -130,7 +132,7 @@ async def _run(redis: aioredis.Redis, commands: list[Command]) -> list[Any]:
             pipe.execute_command(*command)
         return list(await pipe.execute())
     cluster = cast(RedisCluster, redis)
-    await cluster.nodes_manager.initialize()  # the current slot map: these calls are rare
+    await cluster.initialize()  # the slot map (once per client; refreshed below after a failure)
     by_master: dict[str, tuple[ClusterNode, list[int]]] = {}
     for i, (key, _) in enumerate(commands):
         node = cluster.nodes_manager.get_node_from_slot(slot_of(key))
@@ -149,9 +151,14 @@ async def _run(redis: aioredis.Redis, commands: list[Command]) -> list[Any]:
         finally:
             await plain.aclose()
 
-    await asyncio.gather(*(send(node, indexes) for node, indexes in by_master.values()))
+    try:
+        await asyncio.gather(*(send(node, indexes) for node, indexes in by_master.values()))
+    except (RedisConnectionError, RedisTimeoutError):  # a master died: the next try uses a fresh map
+        await cluster.nodes_manager.initialize()
+        raise
     failed = [r for r in replies if isinstance(r, Exception)]
     if failed:
+        await cluster.nodes_manager.initialize()  # a slot moved or a master failed over: a fresh map
         raise TryAgainError(f"{len(failed)} guard commands failed on the cluster, first: {failed[0]!r}")
     return replies
 
