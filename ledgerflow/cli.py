@@ -451,6 +451,14 @@ def _training_parser(sub: Any) -> None:
     tr.set_defaults(handler=cmd_training)
 
 
+def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.chaos.cli import chaos_cli
+
+    return chaos_cli(
+        args.duration, args.seed, args.workers, args.rate, args.faults, args.state_dir, args.json
+    )
+
+
 def _kafka_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)"
@@ -602,6 +610,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench/results", help="where results go (default bench/results)")
     _common(b)
     b.set_defaults(handler=cmd_bench)
+
+    ch = sub.add_parser(
+        "chaos", help="faults at seeded random points under load on a private cluster; checks nothing is lost"
+    )
+    ch.add_argument("--duration", default="5m", help="how long the load runs: 90s, 30m, 1h (default 5m)")
+    ch.add_argument("--seed", type=int, help="replays a run's fault plan (default: drawn, and printed)")
+    ch.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ch.add_argument("--rate", type=float, default=100.0, help="records per second, all paths (default 100)")
+    ch.add_argument(
+        "--faults", help="comma-separated fault kinds (default: every kind; see docs/reliability.md)"
+    )
+    ch.add_argument(
+        "--state-dir", help="where the private cluster keeps its state and logs (default: a temp dir)"
+    )
+    ch.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    ch.set_defaults(handler=cmd_chaos)
 
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])
