@@ -119,7 +119,7 @@ class EdgeClient:
             if edge is None:
                 await asyncio.sleep(0.5)
                 continue
-            starts = edge.starts
+            epoch = edge.epoch
             began = time.monotonic()
             try:
                 resp = await self.http.request(
@@ -138,7 +138,7 @@ class EdgeClient:
                 )
                 return None
             except httpx.TransportError as exc:
-                if edge.starts != starts or not edge.alive():
+                if edge.epoch != epoch or not edge.alive():
                     self.ledger.error("connection-lost-edge-killed")
                 else:
                     self.ledger.error(

@@ -28,7 +28,7 @@ class Service:
     env: dict[str, str]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
-    starts: int = 0
+    epoch: int = 0  # +1 at every start and every kill: a client compares it across its request
     paused: bool = False
     http: str | None = None  # an edge's base URL
     pids: list[int] = field(default_factory=list)
@@ -45,7 +45,7 @@ class Service:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        self.starts += 1
+        self.epoch += 1
         self.pids.append(self.popen.pid)
         if self.http is not None:
             wait_http_ready(_Started(self.name, self.popen, self.log_tail), self.http, timeout=90)
@@ -65,6 +65,7 @@ class Service:
 
     def kill(self) -> None:
         """SIGKILL, and reap it (a zombie would still look alive)."""
+        self.epoch += 1  # first: a client that sees the connection drop must know it was killed
         if self.popen is not None and self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(30)

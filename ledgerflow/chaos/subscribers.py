@@ -134,7 +134,7 @@ class Subscribers:
 
     async def read(self, watch: Watch, url: str, edge: Service) -> None:
         """One connection: frames until it ends; what ended it is judged."""
-        starts = edge.starts
+        epoch = edge.epoch
         try:
             async for frame in follow(
                 self.http, url, self.tokens[watch.tenant], watch.cursor, checkpoints=True
@@ -155,8 +155,10 @@ class Subscribers:
             if resp.status_code not in (503, 429) or not resp.headers.get("retry-after"):
                 watch.problems.append(f"HTTP {resp.status_code} from {edge.name}: {resp.text[:200]}")
             await asyncio.sleep(1.0)
+        except httpx.ConnectError:
+            pass  # nothing listens there (the edge is down or being killed): the other edge next
         except httpx.ReadTimeout:
             watch.problems.append(f"{edge.name} sent nothing for {READ_TIMEOUT_S:.0f} s (a hang)")
         except httpx.TransportError as exc:
-            if edge.starts == starts and edge.alive():
+            if edge.epoch == epoch and edge.alive():
                 watch.problems.append(f"{edge.name} dropped the stream: {exc!r}")
