@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from ledgerflow.chaos.faults import KINDS
+from ledgerflow.chaos.faults import KINDS, kinds_for
 from ledgerflow.chaos.report import lines
 from ledgerflow.chaos.run import ChaosConfig, run
 from ledgerflow.errors import ValidationError
@@ -24,9 +24,9 @@ def parse_duration(text: str) -> float:
     return float(found.group(1)) * UNITS[found.group(2) or "s"]
 
 
-def parse_kinds(text: str | None) -> tuple[str, ...]:
+def parse_kinds(text: str | None, redis_cluster: bool = False) -> tuple[str, ...]:
     if not text:
-        return tuple(KINDS)
+        return kinds_for(redis_cluster)
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:

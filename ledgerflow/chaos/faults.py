@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis as redis_sync
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -31,7 +32,9 @@ from ledgerflow.errors import StackError
 from ledgerflow.stack import cluster as kafka_cluster
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack import rediscluster
 from ledgerflow.stack.kafka import KafkaNode
+from ledgerflow.stack.redis import RedisNode
 from ledgerflow.topics import all_topics
 
 # Past the consumer groups' session timeout (10 s, agents/app.py and agents/batchloop.py) and the
@@ -55,6 +58,7 @@ class Outcome:
 
 class Kind:
     name = ""
+    redis = "any"  # "single": only with one Redis; "cluster": only on a Redis Cluster
 
     def inject(self, ctx: FaultContext) -> Outcome:
         raise NotImplementedError
@@ -217,6 +221,7 @@ class RedisKill(Kind):
     """Killed and started again empty (no persistence): the read models are restored from the log."""
 
     name = "redis-kill"
+    redis = "single"  # on a Redis Cluster a killed master is redis-failover
 
     def inject(self, ctx: FaultContext) -> Outcome:
         pid = _redis_pid(ctx)
@@ -235,6 +240,62 @@ class RedisPause(Kind):
         return Outcome(f"redis (pid {pid})")
 
 
+def _promoted(others: tuple[RedisNode, ...], gone: str) -> bool:
+    """Whether the cluster, as the first answering node of ``others`` sees it, is ok again with
+    three masters serving slots and ``gone`` not among them (its replica took over)."""
+    for node in others:
+        try:
+            info, members = rediscluster.cluster_info(node), rediscluster.cluster_nodes(node)
+        except redis_sync.RedisError:
+            continue
+        masters = {m.address for m in members if m.role == "master" and m.slots > 0 and m.connected}
+        return (
+            info.get("cluster_state") == "ok" and len(masters) == rediscluster.MASTERS and gone not in masters
+        )
+    return False
+
+
+class RedisFailover(Kind):
+    """On a Redis Cluster: SIGKILL of a master; its replica is promoted; the killed node is started
+    again (empty) and rejoins as a replica."""
+
+    name = "redis-failover"
+    redis = "cluster"
+
+    def inject(self, ctx: FaultContext) -> Outcome:
+        shards = ctx.env.nodes.redis_cluster
+        if not shards:
+            raise StackError("redis-failover needs a Redis Cluster (ledgerflow chaos --redis-cluster)")
+        members = next((m for n in shards if (m := _members(n)) is not None), [])
+        masters = sorted(m.address for m in members if m.role == "master" and m.slots > 0)
+        if not masters:
+            raise StackError("no master of the Redis Cluster answers")
+        address = ctx.rng.choice(masters)
+        node = next(n for n in shards if f"{n.host}:{n.port}" == address)
+        pid = node.process.pid()
+        if pid is None:
+            raise StackError(f"{node.name} is not running: no fault can target it")
+        os.kill(pid, signal.SIGKILL)
+        others = tuple(n for n in shards if n is not node)
+        if not wait_until(lambda: _promoted(others, address), 90):
+            raise StackError(f"no replica of {address} was promoted within 90 s")
+        rediscluster.start(shards)  # the killed node again (empty); it rejoins as a replica
+        return Outcome(f"{node.name}, master at {address} (pid {pid}); its replica promoted")
+
+
+def _members(node: RedisNode) -> list[rediscluster.ClusterNode] | None:
+    try:
+        return rediscluster.cluster_nodes(node)
+    except redis_sync.RedisError:
+        return None
+
+
+def kinds_for(redis_cluster: bool) -> tuple[str, ...]:
+    """The kinds that apply to a run with one Redis, or with a Redis Cluster."""
+    skip = "single" if redis_cluster else "cluster"
+    return tuple(name for name, kind in KINDS.items() if kind.redis != skip)
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -247,5 +308,6 @@ KINDS: dict[str, Kind] = {
         EdgeKill(),
         RedisKill(),
         RedisPause(),
+        RedisFailover(),
     )
 }

@@ -31,6 +31,7 @@ class Tally:
 class ChaosReport:
     seed: int
     duration_s: float
+    load_s: float = 0.0  # how long the load ran: past the duration while a fault was still being undone
     faults: list[Injected] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
     turns_on_log: int = 0
@@ -56,6 +57,7 @@ class ChaosReport:
         return {
             "seed": self.seed,
             "duration_s": self.duration_s,
+            "load_s": self.load_s,
             "passed": self.passed,
             "faults": [asdict(f) for f in self.faults],
             "faults_by_kind": self.faults_by_kind(),
@@ -80,7 +82,8 @@ def lines(report: ChaosReport) -> list[str]:
         return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
 
     out = [
-        f"chaos: seed {report.seed}, load {report.duration_s:.0f} s, run {report.seconds:.0f} s in all",
+        f"chaos: seed {report.seed}, load {report.load_s:.0f} s (asked {report.duration_s:.0f} s), "
+        f"run {report.seconds:.0f} s in all",
         f"faults injected: {len(report.faults)}",
     ]
     for kind, times in sorted(report.faults_by_kind().items()):

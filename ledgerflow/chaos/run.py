@@ -18,7 +18,7 @@ from pathlib import Path
 from ledgerflow.chaos import checks
 from ledgerflow.chaos.environment import Environment, bring_up
 from ledgerflow.chaos.evidence import read_evidence, read_model_turns, settle
-from ledgerflow.chaos.faults import KINDS, FaultContext
+from ledgerflow.chaos.faults import KINDS, FaultContext, kinds_for
 from ledgerflow.chaos.load import Load
 from ledgerflow.chaos.plan import Planned, plan
 from ledgerflow.chaos.report import ChaosReport, Injected
@@ -37,7 +37,7 @@ class ChaosConfig:
     workers: int = 2
     rate: float = 100.0  # records per second sent, all paths together
     subscribers: int = 6
-    kinds: tuple[str, ...] = tuple(KINDS)
+    kinds: tuple[str, ...] = kinds_for(redis_cluster=False)
     gap_s: tuple[float, float] = (20.0, 45.0)
     drivers: tuple[int, int, int] = (24, 12, 12)  # edge conversations, Kafka conversations, steps
     settle_s: float = 600.0
@@ -84,6 +84,8 @@ async def _drive(
         for planned in schedule:
             await asyncio.sleep(max(0.0, planned.at_s - (time.monotonic() - began)))
             at = time.monotonic() - began
+            if at > config.duration_s and set(report.faults_by_kind()) >= set(config.kinds):
+                break  # faults that overran their slots pushed the rest past the end: every kind struck
             say(f"chaos {at:5.0f}s: injecting {planned.kind} …")
             try:
                 outcome = await asyncio.to_thread(KINDS[planned.kind].inject, ctx)
@@ -97,6 +99,7 @@ async def _drive(
         await asyncio.sleep(max(0.0, config.duration_s - (time.monotonic() - began)))
         say("chaos: stopping the load; subscribers finish their conversations")
         load.stopping.set()
+        report.load_s = round(time.monotonic() - began, 1)
         await asyncio.gather(*tasks)
     finally:
         load.stopping.set()

@@ -119,7 +119,10 @@ def test_durations_and_kinds_from_the_command_line() -> None:
     for bad in ("", "0", "-5m", "10d", "m"):
         with pytest.raises(ValidationError, match="--duration"):
             parse_duration(bad)
-    assert "broker-kill-leader" in parse_kinds(None)
+    every = parse_kinds(None)
+    assert "broker-kill-leader" in every and "redis-kill" in every and "redis-failover" not in every
+    on_cluster = parse_kinds(None, redis_cluster=True)
+    assert "redis-failover" in on_cluster and "redis-kill" not in on_cluster
     assert parse_kinds("redis-kill, edge-kill") == ("redis-kill", "edge-kill")
     with pytest.raises(ValidationError, match="unknown kind"):
         parse_kinds("redis-kill,meteor")
