@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
@@ -24,7 +23,7 @@ from redis.exceptions import RedisError
 
 from ledgerflow.audit import digests
 from ledgerflow.audit.digests import Divergence, Snapshot, snapshot
-from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.logchecks import ProgressFactory
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
@@ -98,7 +97,7 @@ class _Space:
 async def audit_projections(
     settings: Settings,
     report: Report,
-    progress: Callable[[str, int], Progress],
+    progress: ProgressFactory,
     *,
     rounds: int = ROUNDS,
 ) -> None:
@@ -128,7 +127,7 @@ async def _run(
     live_keys: Keys,
     scratch_keys: Keys,
     report: Report,
-    progress: Callable[[str, int], Progress],
+    progress: ProgressFactory,
     rounds: int,
 ) -> None:
     # Step 1.
@@ -149,21 +148,20 @@ async def _run(
     pending: set[str] | None = None  # None: every entity
     for round_no in range(1, rounds + 1):
         until = await _checkpoint(settings, redis, live_keys)
-        bar = progress(f"rebuilding read models (round {round_no})", sum(until.values()))
-        if round_no == 1:  # Step 2: in worker processes, while this one checks the logs
-            workers = max(processes_from_env() - 1, 1)
-            stats = await replay_parallel(
-                settings, redis, scratch_keys, until, bar.update, processes=workers, spawn=True
-            )
-        else:  # Step 4: the fold wrote fences, so the fenced replay reads on from the checkpoint
-            start = {
-                cursor: offset + 1
-                for cursor, offset in int_map(
-                    await redis.hgetall(scratch_keys.checkpoint(CHECKPOINT))
-                ).items()
-            }
-            stats = await replay(settings, redis, scratch_keys, until, bar.update, start=start)
-        bar.finish()
+        with progress(f"rebuilding read models (round {round_no})", sum(until.values())) as update:
+            if round_no == 1:  # Step 2: in worker processes, while this one checks the logs
+                workers = max(processes_from_env() - 1, 1)
+                stats = await replay_parallel(
+                    settings, redis, scratch_keys, until, update, processes=workers, spawn=True
+                )
+            else:  # Step 4: the fold wrote fences, so the fenced replay reads on from the checkpoint
+                start = {
+                    cursor: offset + 1
+                    for cursor, offset in int_map(
+                        await redis.hgetall(scratch_keys.checkpoint(CHECKPOINT))
+                    ).items()
+                }
+                stats = await replay(settings, redis, scratch_keys, until, update, start=start)
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
         await live.load()  # Step 3.
         await scratch.load()
