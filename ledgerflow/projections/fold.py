@@ -16,13 +16,17 @@ same groups one by one through the fenced writer gives (a property test checks i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledgerflow.contracts.chain import ZERO_HASH
-from ledgerflow.projections.keys import FENCE_SUFFIX
-from ledgerflow.projections.ops import ChainLink, FencedOps, RedisOp
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
+from ledgerflow.projections.conversations import RECENT_DENIALS, decision_entry, project, turn_entry
+from ledgerflow.projections.keys import FENCE_SUFFIX, Keys
+from ledgerflow.projections.ops import ChainLink, FencedOps, Position, RedisOp
 
 
 @dataclass
@@ -67,43 +71,157 @@ class Fold:
             out.group(group, stats)
         return out.writes
 
+    def records(
+        self, items: Iterable[tuple[Event, Position]], keys: Keys, stats: FoldStats | None = None
+    ) -> Writes:
+        """``batch`` of the groups ``project`` gives for each record (in log order). Turns and
+        chained decisions, nearly all of a log, are folded straight from the record with the
+        same writes, without building their op groups (a third of a rebuild's time)."""
+        out = _Batch(self, Writes())
+        stats = stats if stats is not None else FoldStats()
+        for event, position in items:
+            payload = event.payload
+            if type(payload) is MessageSubmitted:
+                out.turn(event, payload, position.cursor, position.offset, keys, stats)
+            elif type(payload) is PolicyDecision and (link := _chained(event, payload, keys)) is not None:
+                out.decision(event, payload, link, position.cursor, position.offset, keys, stats)
+            else:
+                for group in project(event, position, keys):
+                    out.group(group, stats)
+        return out.writes
+
 
 class _Batch:
     def __init__(self, fold: Fold, writes: Writes) -> None:
         self.fold, self.writes = fold, writes
 
     def group(self, group: FencedOps, stats: FoldStats) -> None:
-        fold = self.fold
         cursor, offset = group.position.cursor, group.position.offset
-        fence = fold.fences.setdefault(group.fence_key, {})
-        if offset <= fence.get(cursor, -1):
-            stats.skipped += 1
-            return
-        at = f"{cursor}@{offset}"
-        ok = True
-        if group.once is not None:
-            seen = fold.seen.setdefault(group.once.key, set())
-            if group.once.member in seen:
-                ok = False
-                stats.deduped += 1
-            else:
-                seen.add(group.once.member)
-                self.hset(group.once.key, group.once.member, at)
-        if ok and group.link is not None:
-            why = self.link(group.link)
-            self.hset(group.link.head_key + FENCE_SUFFIX, cursor, str(offset))
-            if why is not None:
-                ok = False
-                stats.refused += 1
-                self.hset(group.link.quarantine_key, at, why)
-        if ok:
+        once = group.once
+        admitted = self.admit(
+            group.fence_key,
+            cursor,
+            offset,
+            once.key if once else None,
+            once.member if once else "",
+            group.link,
+            stats,
+        )
+        if admitted:
             for op in group.ops:
                 self.op(op)
+        if admitted is not None:
+            self.settle(group.fence_key, cursor, offset, admitted, stats)
+
+    def admit(
+        self,
+        fence_key: str,
+        cursor: str,
+        offset: int,
+        once_key: str | None,
+        member: str,
+        link: ChainLink | None,
+        stats: FoldStats,
+    ) -> bool | None:
+        """The writer's checks of one group before its ops: None if fenced (nothing happens),
+        else whether the ops apply (the ``Once`` id is new and the chain links)."""
+        if offset <= self.fold.fences.get(fence_key, {}).get(cursor, -1):
+            stats.skipped += 1
+            return None
+        if once_key is not None:
+            seen = self.fold.seen.get(once_key)
+            if seen is None:
+                seen = self.fold.seen[once_key] = set()
+            if member in seen:
+                stats.deduped += 1
+                return False
+            seen.add(member)
+            self.hset(once_key, member, f"{cursor}@{offset}")
+        if link is not None:
+            why = self.link(link)
+            self.hset(link.head_key + FENCE_SUFFIX, cursor, str(offset))
+            if why is not None:
+                stats.refused += 1
+                self.hset(link.quarantine_key, f"{cursor}@{offset}", why)
+                return False
+        return True
+
+    def settle(self, fence_key: str, cursor: str, offset: int, applied: bool, stats: FoldStats) -> None:
+        """After a group's ops (if any applied): count it and move its fence."""
+        if applied:
             stats.applied += 1
         else:
             stats.skipped += 1
-        fence[cursor] = offset
-        self.hset(group.fence_key, cursor, str(offset))
+        self.fold.fences.setdefault(fence_key, {})[cursor] = offset
+        self.hset(fence_key, cursor, str(offset))
+
+    def turn(
+        self, event: Event, payload: MessageSubmitted, cursor: str, offset: int, keys: Keys, stats: FoldStats
+    ) -> None:
+        """``project``'s two groups of a turn (conversation, tenant), folded."""
+        tenant, conv, at = event.tenant, event.subject, str(event.occurred_at)
+        member, tokens = f"e:{event.event_id}", payload.tokens or 0
+        fence = keys.conversation_fence(tenant, conv)
+        admitted = self.admit(
+            fence, cursor, offset, keys.conversation_seen(tenant, conv), member, None, stats
+        )
+        if admitted:
+            key = keys.conversation(tenant, conv)
+            self.hset(key, "tenant", tenant)
+            self.hset(key, "conversation_id", conv)
+            self.hset(key, "updated_at", at)
+            self.hset(key, "last_event_id", event.event_id)
+            self.hincrby(key, "turns", 1)
+            self.hincrby(key, "tokens", tokens)
+            self.writes.rpush.setdefault(keys.conversation_turns(tenant, conv), []).append(
+                turn_entry(event, payload)
+            )
+        if admitted is not None:
+            self.settle(fence, cursor, offset, admitted, stats)
+        fence = keys.tenant_fence(tenant)
+        admitted = self.admit(fence, cursor, offset, keys.tenant_seen(tenant), member, None, stats)
+        if admitted:
+            key = keys.tenant(tenant)
+            self.hincrby(key, "turns", 1)
+            self.hincrby(key, "tokens", tokens)
+            self.zadd(keys.tenant_conversations(tenant), conv, at)
+        if admitted is not None:
+            self.settle(fence, cursor, offset, admitted, stats)
+
+    def decision(
+        self,
+        event: Event,
+        payload: PolicyDecision,
+        link: ChainLink,
+        cursor: str,
+        offset: int,
+        keys: Keys,
+        stats: FoldStats,
+    ) -> None:
+        """``project``'s two groups of a chained decision (conversation, tenant), folded;
+        ``link`` is the conversation group's chain condition (``_chained``)."""
+        tenant, conv = event.tenant, payload.conversation_id
+        member, entry = f"d:{conv}/{payload.input_event_id}", decision_entry(event, payload)
+        fence = keys.conversation_fence(tenant, conv)
+        admitted = self.admit(
+            fence, cursor, offset, keys.conversation_seen(tenant, conv), member, link, stats
+        )
+        if admitted:
+            self.hset(keys.conversation(tenant, conv), "last_decision", entry)
+            self.hset(keys.conversation_decisions(tenant, conv), payload.input_event_id, entry)
+        if admitted is not None:
+            self.settle(fence, cursor, offset, admitted, stats)
+        fence = keys.tenant_fence(tenant)
+        link = dataclasses.replace(link, copy="tenant")
+        admitted = self.admit(fence, cursor, offset, keys.tenant_seen(tenant), member, link, stats)
+        if admitted:
+            self.hincrby(keys.tenant(tenant), f"decisions_{payload.outcome}", 1)
+            if payload.outcome == "deny":
+                denials = keys.tenant_denials(tenant)
+                self.zadd(denials, entry, str(event.occurred_at))
+                self.zremrangebyrank(denials, 0, -RECENT_DENIALS - 1)
+        if admitted is not None:
+            self.settle(fence, cursor, offset, admitted, stats)
 
     def link(self, link: ChainLink) -> str | None:
         """Why the chained record does not link to its chain's head (None: it links)."""
@@ -165,6 +283,15 @@ class _Batch:
             del zset[member]
             self.writes.zadd.get(key, {}).pop(member, None)
             self.writes.zrem.setdefault(key, set()).add(member)
+
+
+def _chained(event: Event, payload: PolicyDecision, keys: Keys) -> ChainLink | None:
+    """The conversation group's chain condition of a decision with chain fields (as ``project``'s)."""
+    if event.sequence is None or event.prev_hash is None or event.hash is None:
+        return None
+    quarantine = keys.conversation_quarantine(event.tenant, payload.conversation_id)
+    chain = keys.decision_chain(event.tenant, event.subject)
+    return ChainLink(chain, "conversation", event.sequence, event.prev_hash, event.hash, quarantine)
 
 
 def ranks(n: int, start: int, stop: int) -> slice:
