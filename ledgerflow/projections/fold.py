@@ -62,6 +62,8 @@ class Fold:
     zsets: dict[str, dict[str, float]] = field(default_factory=dict)
     trims: dict[str, tuple[int, int]] = field(default_factory=dict)
     """The last rank trim (start, stop) of each sorted set (a parallel rebuild trims again after merging)."""
+    names: _Names = field(default_factory=lambda: _Names(Keys()))
+    """Key names per conversation and tenant, made once per replay (one space, one ``Keys``)."""
 
     def batch(self, groups: Iterable[FencedOps], stats: FoldStats | None = None) -> Writes:
         """Fold ``groups`` (in log order) onto the state; return what Redis must receive."""
@@ -69,7 +71,7 @@ class Fold:
         stats = stats if stats is not None else FoldStats()
         for group in groups:
             out.group(group, stats)
-        return out.writes
+        return out.close()
 
     def records(
         self, items: Iterable[tuple[Event, Position]], keys: Keys, stats: FoldStats | None = None
@@ -79,6 +81,8 @@ class Fold:
         same writes, without building their op groups (a third of a rebuild's time)."""
         out = _Batch(self, Writes())
         stats = stats if stats is not None else FoldStats()
+        if self.names.keys != keys:
+            self.names = _Names(keys)
         for event, position in items:
             payload = event.payload
             if type(payload) is MessageSubmitted:
@@ -88,12 +92,64 @@ class Fold:
             else:
                 for group in project(event, position, keys):
                     out.group(group, stats)
-        return out.writes
+        return out.close()
+
+
+class _Names:
+    """``Keys``' names of each conversation's and tenant's keys, computed once each."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.conversations: dict[tuple[str, str], tuple[str, str, str, str, str]] = {}
+        self.tenants: dict[str, tuple[str, str, str, str, str]] = {}
+
+    def conversation(self, tenant: str, conv: str) -> tuple[str, str, str, str, str]:
+        """(hash, turns, decisions, fence, seen) of a conversation."""
+        names = self.conversations.get((tenant, conv))
+        if names is None:
+            k = self.keys
+            names = self.conversations[tenant, conv] = (
+                k.conversation(tenant, conv),
+                k.conversation_turns(tenant, conv),
+                k.conversation_decisions(tenant, conv),
+                k.conversation_fence(tenant, conv),
+                k.conversation_seen(tenant, conv),
+            )
+        return names
+
+    def tenant(self, tenant: str) -> tuple[str, str, str, str, str]:
+        """(hash, conversations, denials, fence, seen) of a tenant."""
+        names = self.tenants.get(tenant)
+        if names is None:
+            k = self.keys
+            names = self.tenants[tenant] = (
+                k.tenant(tenant),
+                k.tenant_conversations(tenant),
+                k.tenant_denials(tenant),
+                k.tenant_fence(tenant),
+                k.tenant_seen(tenant),
+            )
+        return names
 
 
 class _Batch:
     def __init__(self, fold: Fold, writes: Writes) -> None:
         self.fold, self.writes = fold, writes
+        # Fences and chain heads move with nearly every group but only their last value per
+        # batch reaches Redis: written once, at ``close``.
+        self.moved: dict[str, dict[str, int]] = {}
+        self.linked: dict[str, set[str]] = {}
+
+    def close(self) -> Writes:
+        for key, offsets in self.moved.items():
+            for cursor, offset in offsets.items():
+                self.hset(key, cursor, str(offset))
+        for key, copies in self.linked.items():
+            heads = self.fold.heads[key]
+            for copy in copies:
+                sequence, hash_ = heads[copy]
+                self.hset(key, copy, f"{sequence} {hash_}")
+        return self.writes
 
     def group(self, group: FencedOps, stats: FoldStats) -> None:
         cursor, offset = group.position.cursor, group.position.offset
@@ -139,7 +195,7 @@ class _Batch:
             self.hset(once_key, member, f"{cursor}@{offset}")
         if link is not None:
             why = self.link(link)
-            self.hset(link.head_key + FENCE_SUFFIX, cursor, str(offset))
+            self.move(link.head_key + FENCE_SUFFIX, cursor, offset)
             if why is not None:
                 stats.refused += 1
                 self.hset(link.quarantine_key, f"{cursor}@{offset}", why)
@@ -153,7 +209,14 @@ class _Batch:
         else:
             stats.skipped += 1
         self.fold.fences.setdefault(fence_key, {})[cursor] = offset
-        self.hset(fence_key, cursor, str(offset))
+        self.move(fence_key, cursor, offset)
+
+    def move(self, key: str, cursor: str, offset: int) -> None:
+        """Field ``cursor`` of the fence ``key`` is ``offset`` now (written at ``close``)."""
+        moved = self.moved.get(key)
+        if moved is None:
+            moved = self.moved[key] = {}
+        moved[cursor] = offset
 
     def turn(
         self, event: Event, payload: MessageSubmitted, cursor: str, offset: int, keys: Keys, stats: FoldStats
@@ -161,30 +224,27 @@ class _Batch:
         """``project``'s two groups of a turn (conversation, tenant), folded."""
         tenant, conv, at = event.tenant, event.subject, str(event.occurred_at)
         member, tokens = f"e:{event.event_id}", payload.tokens or 0
-        fence = keys.conversation_fence(tenant, conv)
-        admitted = self.admit(
-            fence, cursor, offset, keys.conversation_seen(tenant, conv), member, None, stats
-        )
+        key, turns, _, fence, seen = self.fold.names.conversation(tenant, conv)
+        admitted = self.admit(fence, cursor, offset, seen, member, None, stats)
         if admitted:
-            key = keys.conversation(tenant, conv)
-            self.hset(key, "tenant", tenant)
-            self.hset(key, "conversation_id", conv)
-            self.hset(key, "updated_at", at)
-            self.hset(key, "last_event_id", event.event_id)
+            touched = {
+                "tenant": tenant,
+                "conversation_id": conv,
+                "updated_at": at,
+                "last_event_id": event.event_id,
+            }
+            self.hset_all(key, touched)
             self.hincrby(key, "turns", 1)
             self.hincrby(key, "tokens", tokens)
-            self.writes.rpush.setdefault(keys.conversation_turns(tenant, conv), []).append(
-                turn_entry(event, payload)
-            )
+            self.writes.rpush.setdefault(turns, []).append(turn_entry(event, payload))
         if admitted is not None:
             self.settle(fence, cursor, offset, admitted, stats)
-        fence = keys.tenant_fence(tenant)
-        admitted = self.admit(fence, cursor, offset, keys.tenant_seen(tenant), member, None, stats)
+        key, index, _, fence, seen = self.fold.names.tenant(tenant)
+        admitted = self.admit(fence, cursor, offset, seen, member, None, stats)
         if admitted:
-            key = keys.tenant(tenant)
             self.hincrby(key, "turns", 1)
             self.hincrby(key, "tokens", tokens)
-            self.zadd(keys.tenant_conversations(tenant), conv, at)
+            self.zadd(index, conv, at)
         if admitted is not None:
             self.settle(fence, cursor, offset, admitted, stats)
 
@@ -202,22 +262,20 @@ class _Batch:
         ``link`` is the conversation group's chain condition (``_chained``)."""
         tenant, conv = event.tenant, payload.conversation_id
         member, entry = f"d:{conv}/{payload.input_event_id}", decision_entry(event, payload)
-        fence = keys.conversation_fence(tenant, conv)
-        admitted = self.admit(
-            fence, cursor, offset, keys.conversation_seen(tenant, conv), member, link, stats
-        )
+        key, _, decisions, fence, seen = self.fold.names.conversation(tenant, conv)
+        admitted = self.admit(fence, cursor, offset, seen, member, link, stats)
         if admitted:
-            self.hset(keys.conversation(tenant, conv), "last_decision", entry)
-            self.hset(keys.conversation_decisions(tenant, conv), payload.input_event_id, entry)
+            self.hset(key, "last_decision", entry)
+            self.hset(decisions, payload.input_event_id, entry)
         if admitted is not None:
             self.settle(fence, cursor, offset, admitted, stats)
-        fence = keys.tenant_fence(tenant)
-        link = dataclasses.replace(link, copy="tenant")
-        admitted = self.admit(fence, cursor, offset, keys.tenant_seen(tenant), member, link, stats)
+        key, _, denials, fence, seen = self.fold.names.tenant(tenant)
+        admitted = self.admit(
+            fence, cursor, offset, seen, member, dataclasses.replace(link, copy="tenant"), stats
+        )
         if admitted:
-            self.hincrby(keys.tenant(tenant), f"decisions_{payload.outcome}", 1)
+            self.hincrby(key, f"decisions_{payload.outcome}", 1)
             if payload.outcome == "deny":
-                denials = keys.tenant_denials(tenant)
                 self.zadd(denials, entry, str(event.occurred_at))
                 self.zremrangebyrank(denials, 0, -RECENT_DENIALS - 1)
         if admitted is not None:
@@ -237,7 +295,7 @@ class _Batch:
             why = "broken-link"
         if why is None:
             heads[link.copy] = (link.sequence, link.hash)
-            self.hset(link.head_key, link.copy, f"{link.sequence} {link.hash}")
+            self.linked.setdefault(link.head_key, set()).add(link.copy)
         return why
 
     def op(self, op: RedisOp) -> None:
@@ -261,6 +319,18 @@ class _Batch:
         if counters is not None:
             counters.pop(name, None)  # a later HSET replaces whatever the increments made
         self.writes.hset.setdefault(key, {})[name] = value
+
+    def hset_all(self, key: str, values: dict[str, str]) -> None:
+        """``hset`` of every field of ``values``."""
+        counters = self.writes.hincrby.get(key)
+        if counters is not None:
+            for name in values:
+                counters.pop(name, None)
+        hashed = self.writes.hset.get(key)
+        if hashed is None:
+            self.writes.hset[key] = values
+        else:
+            hashed.update(values)
 
     def hincrby(self, key: str, name: str, by: int) -> None:
         values = self.writes.hset.get(key)
