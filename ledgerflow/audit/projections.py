@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
@@ -39,13 +40,32 @@ ROUNDS = 3
 SCAN_COUNT = 1000
 READ_BATCH = 500
 
-_READERS = {
-    "hash": lambda pipe, key: pipe.hgetall(key),
-    "list": lambda pipe, key: pipe.lrange(key, 0, -1),
-    "set": lambda pipe, key: pipe.smembers(key),
-    "zset": lambda pipe, key: pipe.zrange(key, 0, -1, withscores=True),
-    "string": lambda pipe, key: pipe.get(key),
-}
+# KEYS: the keys to read. Returns per key {type, content}: content as HGETALL / LRANGE /
+# SMEMBERS / ZRANGE WITHSCORES / GET return it (false for a type not compared, or a key gone).
+_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key).ok
+  local content = false
+  if kind == 'hash' then content = redis.call('HGETALL', key)
+  elseif kind == 'list' then content = redis.call('LRANGE', key, 0, -1)
+  elseif kind == 'set' then content = redis.call('SMEMBERS', key)
+  elseif kind == 'zset' then content = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  elseif kind == 'string' then content = redis.call('GET', key)
+  end
+  out[i] = {kind, content}
+end
+return out
+"""
+
+
+def _as_read(kind: str, content: Any) -> Any:
+    """``content`` as redis-py's command of that kind returns it (what ``snapshot`` takes)."""
+    if kind == "hash":
+        return dict(zip(content[::2], content[1::2], strict=True))
+    if kind == "zset":
+        return list(zip(content[::2], (float(score) for score in content[1::2]), strict=True))
+    return content
 
 
 class _Space:
@@ -53,6 +73,7 @@ class _Space:
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis, self.keys = redis, keys
+        self._read_script = redis.register_script(_READ)
         self.digests: dict[str, dict[str, str]] = {}
         self.fences: dict[str, dict[str, int]] = {}
 
@@ -79,14 +100,14 @@ class _Space:
                 self.digests.setdefault(entity, {})[rel] = snap.digest
 
     async def snapshots(self, names: list[str]) -> list[Snapshot]:
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.type(name)
-        kinds = [k.decode() if isinstance(k, bytes) else k for k in await pipe.execute()]
-        pipe = self.redis.pipeline(transaction=False)
-        for name, kind in zip(names, kinds, strict=True):
-            _READERS.get(kind, lambda p, k: p.exists(k))(pipe, name)
-        return [snapshot(kind, raw) for kind, raw in zip(kinds, await pipe.execute(), strict=True)]
+        """Each key's snapshot, read by one script call (a type and a read per key as separate
+        commands cost more in redis-py's packing and parsing than the digests themselves)."""
+        found = await self._read_script(keys=names) if names else []
+        out = []
+        for kind, content in found:
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            out.append(snapshot(kind, None if content is None else _as_read(kind, content)))
+        return out
 
     async def one(self, relative: str) -> Snapshot | None:
         name = self.keys.namespace + relative
