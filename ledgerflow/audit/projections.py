@@ -5,7 +5,7 @@
 2. Replay the logs into a fresh scratch namespace up to that checkpoint with the code every
    rebuild uses (``ledgerflow.projections.parallel``: batches folded in memory, in worker
    processes, so this process checks the logs meanwhile).
-3. Read both spaces (SCAN, then pipelined reads) as a digest per key and a fence per
+3. Read both spaces (SCAN, then one script call per 500 keys) as a digest per key and a fence per
    entity; compare entity by entity (``digests.compare_entity``).
 4. Entities the live projection moved on with while we read: catch the scratch space up
    to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
