@@ -56,11 +56,13 @@ STABLE_TIMEOUT_S = 180.0
 
 @dataclass(frozen=True, slots=True)
 class ScalePlan:
+    """Sizes of one run (``--quick``: one broker, one and two workers, a small backlog)."""
+
     quick: bool
-    rounds: int
-    events: int
-    workers: tuple[int, ...]
-    brokers: tuple[int, ...]
+    rounds: int  # every (cluster, workers) cell is measured once per round; the table shows medians
+    events: int  # the backlog of each trial
+    workers: tuple[int, ...]  # worker process counts, in this order in even rounds, reversed in odd ones
+    brokers: tuple[int, ...]  # cluster sizes, each a private stack of its own
     partitions: int = PARTITIONS
 
     @classmethod
