@@ -177,8 +177,9 @@ async def current(settings: Settings) -> dict[str, int]:
 async def pin(settings: Settings, group: str) -> Layout:
     """The layout this worker runs with; LayoutChanged (one line) if it must not run.
 
-    The pin is read from the group's committed offsets' metadata (the newest layout any
-    partition was committed with); with none, today's counts are pinned."""
+    The pin is read from the group's committed offsets' metadata: every layout a partition
+    was committed with must be today's; with none (a new group, commits of an older worker),
+    today's counts are pinned."""
     counts = await current(settings)
     problem = uneven(counts)
     if problem is None:
