@@ -73,7 +73,11 @@ class ScalePlan:
 
     @property
     def command(self) -> str:
-        return "ledgerflow bench --scale" + (" --quick" if self.quick else f" --runs {self.rounds}")
+        return (
+            "ledgerflow bench --scale"
+            + (" --quick" if self.quick else f" --runs {self.rounds}")
+            + (f" --events {self.events}")
+        )
 
 
 def _say(msg: str) -> None:
