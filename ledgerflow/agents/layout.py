@@ -17,7 +17,8 @@ So the layout is pinned and checked, and a changed one is refused without writin
   counts of today are pinned), and checks that co-partitioned topics are equal;
 - while it runs, a timer compares the counts every ``CHECK_EVERY_S``, and the policy agent
   checks every record that would start a new chain: placed where the pinned count puts its
-  key, and in a partition below that count. Producers may see the new partitions before the
+  key, and in a partition below that count (the training and models agents check every
+  command: few, tenant-keyed). Producers may see the new partitions before the
   worker does; the placement check is what stops a moved conversation's first turn.
 
 A refusal is one line naming the safe procedure (docs/scaling.md, "Adding partitions") and
@@ -132,6 +133,10 @@ def misplaced(msg: Any, partitions: int) -> str | None:
     )
 
 
+Guard = Callable[[Sequence[Any]], None]
+"""What an agent calls with each batch before handling it (``PartitionGuard.every``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionGuard:
     """The policy agent's checks against the pinned count of its input (``refuse`` ends the process)."""
@@ -144,6 +149,12 @@ class PartitionGuard:
         for msg in messages:
             if msg.partition >= self.partitions:
                 self.refuse(misplaced(msg, self.partitions) or "")
+
+    def every(self, messages: Sequence[Any]) -> None:
+        """Before a batch of tenant-keyed commands (training, models: a few a second, so every one is
+        checked): each is where its key belongs, else the tenant's state may live elsewhere."""
+        for msg in messages:
+            self.new_chain(msg)
 
     def new_chain(self, msg: Any) -> None:
         """Before a record starts a chain: it is where its key belongs, else its chain may live elsewhere."""

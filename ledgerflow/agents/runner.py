@@ -22,9 +22,11 @@ from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    MODELS_COMMANDS,
     POLICY_DECISIONS,
     POLICY_RULES,
     TRAINING_AUDIT,
+    TRAINING_COMMANDS,
     USAGE_WINDOWS,
 )
 from ledgerflow.tracing import spans
@@ -71,11 +73,15 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     if not {"training", "usage", "models"} & set(wanted):
         keep_faust_subscribed(app, settings)
     if "training" in wanted:
-        training.register(app, settings)
+        training.register(
+            app, settings, layout.PartitionGuard(pinned.counts[TRAINING_COMMANDS], layout.refuse).every
+        )
     if "usage" in wanted:
         usage.register(app, settings)
     if "models" in wanted:
-        models.register(app, settings)
+        models.register(
+            app, settings, layout.PartitionGuard(pinned.counts[MODELS_COMMANDS], layout.refuse).every
+        )
     lag.register(app, settings, [source] if loop.topics else [])
 
     @app.timer(interval=layout.CHECK_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer is untyped

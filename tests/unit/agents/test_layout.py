@@ -119,3 +119,21 @@ def test_a_batch_from_a_partition_beyond_the_pinned_ones_is_refused_before_recov
     with pytest.raises(Refused, match="beyond the 3 partitions"):
         world.handle([world.inputs.add(4, turn(_key_in(4, 5), 1))])
     assert world.output.partitions == {} and world.inputs.reads == []
+
+
+def test_a_batch_of_tenant_commands_is_refused_if_any_one_is_not_where_its_tenant_belongs() -> None:
+    guard = PartitionGuard(3, _refuse)
+    tenant = _key_in(1, 3, moved_to=3)
+    guard.every(
+        [
+            Record("training.commands", 1, 0, tenant.encode(), b""),
+            Record("training.commands", 0, 0, None, b""),
+        ]
+    )
+    with pytest.raises(Refused, match=r"training\.commands\[0\]@4 .* not in partition 1 of the 3"):
+        guard.every(
+            [
+                Record("training.commands", 1, 1, tenant.encode(), b""),
+                Record("training.commands", 0, 4, tenant.encode(), b""),
+            ]
+        )
