@@ -107,7 +107,7 @@ def _check_bytes(value: Any) -> bytes:
 # ---------------------------------------------------------------- reader generation
 
 
-class _Source:
+class Source:
     """Lines of generated code with unique local names."""
 
     def __init__(self) -> None:
@@ -134,7 +134,7 @@ class _Source:
         return namespace[function]
 
 
-def _emit_read_long(src: _Source, ind: int, target: str, kind: str = "long") -> None:
+def _emit_read_long(src: Source, ind: int, target: str, kind: str = "long") -> None:
     low, high = (_INT_MIN, _INT_MAX) if kind == "int" else (_LONG_MIN, _LONG_MAX)
     src.emit(ind, "b = d[p]")
     src.emit(ind, "if b < 128:")
@@ -144,7 +144,7 @@ def _emit_read_long(src: _Source, ind: int, target: str, kind: str = "long") -> 
     src.emit(ind + 1, f"{target}, p = read_long(d, p, {low}, {high})")
 
 
-def _emit_read_bytes(src: _Source, ind: int, target: str, text: bool) -> None:
+def _emit_read_bytes(src: Source, ind: int, target: str, text: bool) -> None:
     # A length is a long >= 0: one even byte below 128 is the common case; anything else
     # (longer, or negative, which ``read_length`` refuses) takes the call.
     src.emit(ind, "b = d[p]")
@@ -160,9 +160,9 @@ def _emit_read_bytes(src: _Source, ind: int, target: str, text: bool) -> None:
     src.emit(ind, "p = e")
 
 
-def _emit_read(src: _Source, schema: Any, ind: int, target: str) -> None:
+def _emit_read(src: Source, schema: Any, ind: int, target: str) -> None:
     """Code that reads one value of ``schema`` at ``p`` into the local ``target``."""
-    kind = _kind(schema)
+    kind = kind_of(schema)
     if kind == "union":
         _emit_read_union(src, schema, ind, target)
     elif kind == "null":
@@ -199,7 +199,7 @@ def _emit_read(src: _Source, schema: Any, ind: int, target: str) -> None:
         raise ValueError(f"Avro type {kind!r} is not supported by the compiled codec")
 
 
-def _emit_read_union(src: _Source, schema: list[Any], ind: int, target: str) -> None:
+def _emit_read_union(src: Source, schema: list[Any], ind: int, target: str) -> None:
     # An index is one byte for any union of up to 64 branches (Avro allows no more in
     # practice); an over-long encoding of a small index is refused rather than decoded.
     src.emit(ind, "b = d[p]")
@@ -211,7 +211,7 @@ def _emit_read_union(src: _Source, schema: list[Any], ind: int, target: str) -> 
     src.emit(ind + 1, f"raise AvroError(f'union index byte {{b}} is not one of 0..{len(schema) - 1}')")
 
 
-def _emit_read_array(src: _Source, schema: dict[str, Any], ind: int, target: str) -> None:
+def _emit_read_array(src: Source, schema: dict[str, Any], ind: int, target: str) -> None:
     count, item, skip = src.name("c"), src.name("v"), src.name("s")
     src.emit(ind, f"{target} = []")
     _emit_read_long(src, ind, count)
@@ -237,7 +237,7 @@ _READ_ERRORS = """\
 
 def compile_reader(schema: Any) -> Reader:
     """A reader of values of ``schema`` (a fastavro-parsed or plain schema without named refs)."""
-    src = _Source()
+    src = Source()
     src.lines += ["def read(d, p):", "    end = len(d)", "    try:"]
     _emit_read(src, schema, 2, "out")
     src.lines += _READ_ERRORS.splitlines()
@@ -248,7 +248,7 @@ def compile_reader(schema: Any) -> Reader:
 # ---------------------------------------------------------------- writer generation
 
 
-def _emit_write_long(src: _Source, ind: int, value: str, kind: str = "long") -> None:
+def _emit_write_long(src: Source, ind: int, value: str, kind: str = "long") -> None:
     low, high = (_INT_MIN, _INT_MAX) if kind == "int" else (_LONG_MIN, _LONG_MAX)
     src.emit(ind, f"x = check_int({value})")
     src.emit(ind, "if -64 <= x < 64:")
@@ -259,9 +259,9 @@ def _emit_write_long(src: _Source, ind: int, value: str, kind: str = "long") -> 
     src.emit(ind + 1, f"raise OverflowError(f'{{x}} does not fit in an Avro {kind}')")
 
 
-def _emit_write(src: _Source, schema: Any, ind: int, value: str) -> None:
+def _emit_write(src: Source, schema: Any, ind: int, value: str) -> None:
     """Code that appends the bytes of ``value`` (an expression) of ``schema``."""
-    kind = _kind(schema)
+    kind = kind_of(schema)
     if kind in ("string", "bytes"):
         raw = src.name("b")
         src.emit(ind, f"{raw} = {value}.encode()" if kind == "string" else f"{raw} = check_bytes({value})")
@@ -301,7 +301,7 @@ def _emit_write(src: _Source, schema: Any, ind: int, value: str) -> None:
         raise ValueError(f"Avro type {kind!r} is not supported by the compiled codec")
 
 
-def _emit_write_union(src: _Source, schema: list[Any], ind: int, value: str) -> None:
+def _emit_write_union(src: Source, schema: list[Any], ind: int, value: str) -> None:
     """Only [null, X] and [X, null]: the unions our schemas use (others: compile error)."""
     if len(schema) != 2 or "null" not in schema:
         raise ValueError(f"union {schema} is not [null, X]: not supported by the compiled codec")
@@ -318,7 +318,7 @@ def _emit_write_union(src: _Source, schema: list[Any], ind: int, value: str) -> 
 
 def compile_writer(schema: Any) -> Writer:
     """A writer of values of ``schema`` (its unions must be [null, X])."""
-    src = _Source()
+    src = Source()
     src.emit(0, "def write(value):")
     src.emit(1, "out = []")
     src.emit(1, "a = out.append")
@@ -328,7 +328,7 @@ def compile_writer(schema: Any) -> Writer:
     return src.build("write", f"<avro writer {_name_of(schema)}>", names)  # type: ignore[no-any-return]
 
 
-def _kind(schema: Any) -> str:
+def kind_of(schema: Any) -> str:
     """The Avro type name of ``schema``; ``union`` for a list of branches."""
     if isinstance(schema, list):
         return "union"
