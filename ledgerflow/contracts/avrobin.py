@@ -15,8 +15,9 @@ sometimes wrap around or take a negative index from the end.
 from __future__ import annotations
 
 import copy
+import keyword
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
@@ -79,11 +80,11 @@ def read_length(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _varint(value: int) -> bytes:
-    """Zigzag varint of a long (the generated code looks up -64..63 in ``_SMALL``)."""
+    """Zigzag varint of a long (the generated code looks up small values in tables)."""
     if not _LONG_MIN <= value <= _LONG_MAX:
         raise OverflowError(f"{value} does not fit in an Avro long")
     n = (value << 1) ^ (value >> 63)
-    out = bytearray()
+    out = []
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
@@ -91,11 +92,8 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _check_int(value: Any) -> int:
-    """fastavro accepts ints and bools (an int subclass) for int/long fields; so do we."""
-    if not isinstance(value, int):
-        raise TypeError(f"{type(value).__name__} is not an int")
-    return value
+_LENGTHS = tuple(_varint(n) for n in range(8192))
+"""Varints of 0..8191, the lengths that fit in one or two bytes (hashes, ids, most texts)."""
 
 
 def _check_bytes(value: Any) -> bytes:
@@ -110,7 +108,8 @@ def _check_bytes(value: Any) -> bytes:
 class Source:
     """Lines of generated code with unique local names."""
 
-    def __init__(self) -> None:
+    def __init__(self, builders: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        self.builders = builders or {}
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {}
         self._count = 0
@@ -187,16 +186,26 @@ def _emit_read(src: Source, schema: Any, ind: int, target: str) -> None:
         src.emit(ind + 1, f"raise AvroError(f'enum index byte {{d[p]}} is not a symbol of {schema['name']}')")
         src.emit(ind, "p += 1")
     elif kind == "record":
-        names = []
-        for field in schema["fields"]:
-            local = src.name("v")
-            _emit_read(src, field["type"], ind, local)
-            names.append(f"{field['name']!r}: {local}")
-        src.emit(ind, f"{target} = {{{', '.join(names)}}}")
+        _emit_read_record(src, schema, ind, target)
     elif kind == "array":
         _emit_read_array(src, schema, ind, target)
     else:
         raise ValueError(f"Avro type {kind!r} is not supported by the compiled codec")
+
+
+def _emit_read_record(src: Source, schema: dict[str, Any], ind: int, target: str) -> None:
+    pairs = []
+    for field in schema["fields"]:
+        local = src.name("v")
+        _emit_read(src, field["type"], ind, local)
+        pairs.append((field["name"], local))
+    builder = src.builders.get(schema.get("name", ""))
+    if builder is not None and all(n.isidentifier() and not keyword.iskeyword(n) for n, _ in pairs):
+        # Straight into the caller's class: no dict in between.
+        call = ", ".join(f"{name}={local}" for name, local in pairs)
+        src.emit(ind, f"{target} = {src.constant(builder)}({call})")
+    else:
+        src.emit(ind, f"{target} = {{{', '.join(f'{name!r}: {local}' for name, local in pairs)}}}")
 
 
 def _emit_read_union(src: Source, schema: list[Any], ind: int, target: str) -> None:
@@ -214,6 +223,15 @@ def _emit_read_union(src: Source, schema: list[Any], ind: int, target: str) -> N
 def _emit_read_array(src: Source, schema: dict[str, Any], ind: int, target: str) -> None:
     count, item, skip = src.name("c"), src.name("v"), src.name("s")
     src.emit(ind, f"{target} = []")
+    _emit_read_blocks(src, schema, ind, target, (count, item, skip))
+    if src.builders:  # records read into classes hold sequences as tuples (they are frozen)
+        src.emit(ind, f"{target} = tuple({target})")
+
+
+def _emit_read_blocks(
+    src: Source, schema: dict[str, Any], ind: int, target: str, names: tuple[str, ...]
+) -> None:
+    count, item, skip = names
     _emit_read_long(src, ind, count)
     src.emit(ind, f"while {count}:")
     src.emit(ind + 1, f"if {count} < 0:  # a negative count is followed by the block's byte size")
@@ -235,9 +253,13 @@ _READ_ERRORS = """\
     return out, p"""
 
 
-def compile_reader(schema: Any) -> Reader:
-    """A reader of values of ``schema`` (a fastavro-parsed or plain schema without named refs)."""
-    src = Source()
+def compile_reader(schema: Any, builders: Mapping[str, Callable[..., Any]] | None = None) -> Reader:
+    """A reader of values of ``schema`` (a fastavro-parsed or plain schema without named refs).
+
+    A record is read as a dict, or, when ``builders`` has its (full) name, as what that callable
+    returns given the record's fields as keyword arguments; with builders, arrays read as tuples.
+    """
+    src = Source(builders)
     src.lines += ["def read(d, p):", "    end = len(d)", "    try:"]
     _emit_read(src, schema, 2, "out")
     src.lines += _READ_ERRORS.splitlines()
@@ -250,7 +272,10 @@ def compile_reader(schema: Any) -> Reader:
 
 def _emit_write_long(src: Source, ind: int, value: str, kind: str = "long") -> None:
     low, high = (_INT_MIN, _INT_MAX) if kind == "int" else (_LONG_MIN, _LONG_MAX)
-    src.emit(ind, f"x = check_int({value})")
+    # fastavro accepts ints and bools (an int subclass) for int/long fields; so do we.
+    src.emit(ind, f"x = {value}")
+    src.emit(ind, "if not isinstance(x, int):")
+    src.emit(ind + 1, "raise TypeError(f'{type(x).__name__} is not an int')")
     src.emit(ind, "if -64 <= x < 64:")
     src.emit(ind + 1, "a(SMALL[x + 64])")
     src.emit(ind, f"elif {low} <= x <= {high}:")
@@ -259,13 +284,19 @@ def _emit_write_long(src: Source, ind: int, value: str, kind: str = "long") -> N
     src.emit(ind + 1, f"raise OverflowError(f'{{x}} does not fit in an Avro {kind}')")
 
 
+def _emit_write_length(src: Source, ind: int, value: str) -> None:
+    """A length (an int >= 0): most take one of the precomputed one- or two-byte varints."""
+    src.emit(ind, f"x = len({value})")
+    src.emit(ind, f"a(LENGTHS[x] if x < {len(_LENGTHS)} else varint(x))")
+
+
 def _emit_write(src: Source, schema: Any, ind: int, value: str) -> None:
     """Code that appends the bytes of ``value`` (an expression) of ``schema``."""
     kind = kind_of(schema)
     if kind in ("string", "bytes"):
         raw = src.name("b")
         src.emit(ind, f"{raw} = {value}.encode()" if kind == "string" else f"{raw} = check_bytes({value})")
-        _emit_write_long(src, ind, f"len({raw})")
+        _emit_write_length(src, ind, raw)
         src.emit(ind, f"a({raw})")
     elif kind == "union":
         _emit_write_union(src, schema, ind, value)
@@ -293,7 +324,7 @@ def _emit_write(src: Source, schema: Any, ind: int, value: str) -> None:
         items, item = src.name("l"), src.name("v")
         src.emit(ind, f"{items} = {value}")
         src.emit(ind, f"if {items}:")
-        _emit_write_long(src, ind + 1, f"len({items})")
+        _emit_write_length(src, ind + 1, items)
         src.emit(ind + 1, f"for {item} in {items}:")
         _emit_write(src, schema["items"], ind + 2, item)
         src.emit(ind, "a(b'\\x00')")
@@ -324,7 +355,7 @@ def compile_writer(schema: Any) -> Writer:
     src.emit(1, "a = out.append")
     _emit_write(src, schema, 1, "value")
     src.emit(1, "return b''.join(out)")
-    names = {"SMALL": _SMALL, "varint": _varint, "check_int": _check_int, "check_bytes": _check_bytes}
+    names = {"SMALL": _SMALL, "LENGTHS": _LENGTHS, "varint": _varint, "check_bytes": _check_bytes}
     return src.build("write", f"<avro writer {_name_of(schema)}>", names)  # type: ignore[no-any-return]
 
 
