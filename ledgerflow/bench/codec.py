@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     print()
     print(
-        f"Median of {result['runs']} runs (thread CPU time), each a tight loop over the given number of records, "
+        f"Median of {result['runs']} runs (thread CPU time), each a tight loop over the given number of "
+        f"records, "
         f"on one realistic MessageSubmitted v2 (~300-character content, trace id, token count) "
         f"and the PolicyDecision the policy agent writes for it. "
         f"Python {result['python']}, fastavro C extension loaded: {result['fastavro_c']}."
