@@ -23,6 +23,7 @@ from typing import Any
 import faust
 
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.layout import Guard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.partitioned import PartitionOwner
@@ -151,9 +152,9 @@ class ModelsAgent(PartitionOwner[Registries]):
         return out
 
 
-def register(app: faust.App, settings: Settings) -> ModelsAgent:
+def register(app: faust.App, settings: Settings, guard: Guard | None = None) -> ModelsAgent:
     commands = settings.topic(MODELS_COMMANDS)
     output = CoPartitionedOutput(settings, commands, settings.topic(MODELS_AUDIT))
     agent = ModelsAgent(settings, output, KafkaInputLog(settings, commands), DeadLetterSink(app, NAME))
-    register_timed(app, agent, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=IDLE_TICK_S)
+    register_timed(app, agent, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=IDLE_TICK_S, guard=guard)
     return agent

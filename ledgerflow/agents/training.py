@@ -31,6 +31,7 @@ from typing import Any
 import faust
 
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.layout import Guard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.partitioned import PartitionOwner
@@ -222,7 +223,7 @@ def _command_id(event: Event) -> str:
     return str(getattr(event.payload, "command_id", "") or "")
 
 
-def register(app: faust.App, settings: Settings) -> TrainingAgent:
+def register(app: faust.App, settings: Settings, guard: Guard | None = None) -> TrainingAgent:
     agent_state = TrainingAgent(settings, Ports.connect(app, settings))
-    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
+    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S, guard=guard)
     return agent_state
