@@ -61,8 +61,10 @@ class Registries:
         return self.tenants.get(tenant) or initial_registry(tenant)
 
     def answer(self, command_id: str, offset: int) -> None:
-        self.answered[command_id] = offset
         self.last_input = max(self.last_input, offset)
+        if not command_id:  # nothing to match a redelivery against: remembering "" would drop the next one
+            return
+        self.answered[command_id] = offset
         while len(self.answered) > DEDUPE_WINDOW:
             self.answered.popitem(last=False)
 
