@@ -156,13 +156,14 @@ class _Run:
         topic = self.names[base]
         async for raw in self.reader.partition(topic, partition, self.horizon[topic][partition]):
             self.bar.advance()
-            if raw.value is None:
-                continue  # a tombstone (compacted topics)
+            # No topic is compacted (topics.py), so a null value is no tombstone: it was written
+            # from outside and is checked like any other value (undecodable).
+            value = raw.value or b""
             try:
                 if base in (CONVERSATION_EVENTS, TRAINING_COMMANDS):
-                    event = decode_input(raw.value, raw.key, base)
+                    event = decode_input(value, raw.key, base)
                 else:
-                    event = codec.decode(raw.value, allowed_types=TOPIC_TYPES[base])
+                    event = codec.decode(value, allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
                 self.report.count(f"{base} undecodable")
                 if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, IDENTITY_AUDIT):
