@@ -166,7 +166,7 @@ class _Run:
                     event = codec.decode(value, allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
                 self.report.count(f"{base} undecodable")
-                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, IDENTITY_AUDIT):
+                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, MODELS_AUDIT, IDENTITY_AUDIT):
                     self.report.add(_undecodable(raw, exc.reason))
                 continue
             if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):

@@ -11,14 +11,17 @@ dead-lettering of whatever does not decode (``agents/models.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from typing import Any
 
+from ledgerflow.audit.cli import run_audit
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import MAGIC
 from ledgerflow.contracts.events import Event
+from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.logs import read_all
 from ledgerflow.limits import MAX_INPUT_RECORD_BYTES
 from ledgerflow.topics import MODELS_AUDIT, MODELS_COMMANDS
@@ -80,9 +83,12 @@ def good(label: str, payload: dict[str, Any], kind: str = "RegisterModel") -> Pl
 
 
 def outcomes(settings: Settings) -> list[Event]:
-    return [
-        codec.decode(r.value or b"") for r in asyncio.run(read_all(settings, settings.topic(MODELS_AUDIT)))
-    ]
+    """The decodable records of ``models.audit`` (the test forges two that are not)."""
+    found = []
+    for raw in asyncio.run(read_all(settings, settings.topic(MODELS_AUDIT))):
+        with contextlib.suppress(DecodeError):
+            found.append(codec.decode(raw.value or b""))
+    return found
 
 
 def wait_answered(settings: Settings, ids: set[str], worker: Process) -> list[Event]:
@@ -160,7 +166,12 @@ def test_poison_commands_are_dead_lettered_with_their_reason_and_the_agent_appli
         ),
     ]
     plan = [first, *[p for p, _ in POISON], *refused, *anonymous, *after]
-    asyncio.run(produce(settings, plan))
+    # The agent's output written from outside before it recovers from it: skipped, named by the audit.
+    forged_outputs = [
+        Planned(MODELS_AUDIT, "garbage on models.audit", b"\x00\xffnot avro", KEY, "bad"),
+        Planned(MODELS_AUDIT, "a null value on models.audit", None, KEY, "bad"),  # type: ignore[arg-type]
+    ]
+    asyncio.run(produce(settings, [*forged_outputs, *plan]))
 
     answered = wait_answered(
         settings, {p.answer_id for p in [first, *refused, *after] if p.answer_id}, worker
@@ -197,3 +208,9 @@ def test_poison_commands_are_dead_lettered_with_their_reason_and_the_agent_appli
     alive(worker, problems)
     crashes_in_log(worker, problems)
     problems.assert_none("models.commands poison")
+
+    report = asyncio.run(run_audit(settings, projections=False, progress=False, grace_s=0))
+    named = {(f.topic, f.partition, f.offset): f.kind for f in report.findings}
+    for p in forged_outputs:
+        assert named.get((settings.topic(MODELS_AUDIT), p.partition, p.offset)) == "record.undecodable", p
+    assert len(named) == len(forged_outputs), report.findings
