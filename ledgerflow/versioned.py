@@ -1,0 +1,69 @@
+"""What the versioned, admin-only aggregates share (training mode, the model registry): who may
+change them, optimistic concurrency on their version, and replaying their events strictly.
+
+Pure: every function takes what it decides on as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
+
+from ledgerflow.errors import ValidationError
+
+__all__ = ["ADMIN_ROLE", "NOT_ADMIN", "VERSION_CONFLICT", "fold_strictly", "not_admin", "version_conflict"]
+
+ADMIN_ROLE = "admin"
+
+# Machine-readable rejection codes both aggregates use.
+NOT_ADMIN = "not_admin"
+VERSION_CONFLICT = "version_conflict"
+
+Refusal = tuple[str, str]  # (code, message)
+
+
+class _Tenanted(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+State = TypeVar("State")
+Change = TypeVar("Change", bound=_Tenanted)
+
+
+def not_admin(actor_roles: tuple[str, ...]) -> Refusal | None:
+    """Only an actor with the ``admin`` role may change an aggregate."""
+    return None if ADMIN_ROLE in actor_roles else (NOT_ADMIN, "actor lacks the admin role")
+
+
+def version_conflict(expected: int | None, current: int) -> Refusal | None:
+    """Optimistic concurrency: a command that names a version must name the current one."""
+    if expected is not None and expected != current:
+        return VERSION_CONFLICT, f"expected version {expected}, current {current}"
+    return None
+
+
+def fold_strictly(
+    events: Iterable[Change],
+    initial: State | None,
+    *,
+    initial_of: Callable[[str], State],
+    check: Callable[[State, Change], str | None],
+    evolve: Callable[[State, Change], State],
+    what: str,
+    empty: str,
+) -> State:
+    """Replay ``events`` from ``initial`` (default: the first event's tenant at version 0);
+    raises ``ValidationError`` naming ``what`` event and the index of the first illegal one,
+    or ``empty`` when there is nothing to fold and no initial state."""
+    state = initial
+    for index, event in enumerate(events):
+        if state is None:
+            state = initial_of(event.tenant)
+        problem = check(state, event)
+        if problem is not None:
+            raise ValidationError(f"{what} event #{index} ({type(event).__name__}): {problem}")
+        state = evolve(state, event)
+    if state is None:
+        raise ValidationError(empty)
+    return state
