@@ -7,11 +7,21 @@ Pure: every function takes what it decides on as arguments.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from ledgerflow.errors import ValidationError
 
-__all__ = ["ADMIN_ROLE", "NOT_ADMIN", "VERSION_CONFLICT", "fold_strictly", "not_admin", "version_conflict"]
+__all__ = [
+    "ADMIN_ROLE",
+    "NOT_ADMIN",
+    "VERSION_CONFLICT",
+    "VersionedCommand",
+    "VersionedOutcome",
+    "fold_strictly",
+    "not_admin",
+    "version_conflict",
+]
 
 ADMIN_ROLE = "admin"
 
@@ -20,6 +30,31 @@ NOT_ADMIN = "not_admin"
 VERSION_CONFLICT = "version_conflict"
 
 Refusal = tuple[str, str]  # (code, message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionedCommand:
+    """What every command to a versioned aggregate says: who asks, with which roles, for which
+    tenant, expecting which version (None: whatever the current one is), issued when."""
+
+    command_id: str
+    tenant: str
+    actor: str
+    actor_roles: tuple[str, ...]
+    expected_version: int | None = None
+    issued_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionedOutcome:
+    """What every answer to a command says: the version it leaves behind (for a refusal, the
+    unchanged current one), the command and its actor, when."""
+
+    tenant: str
+    version: int
+    command_id: str
+    actor: str
+    occurred_at: int
 
 
 class _Tenanted(Protocol):
