@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from ledgerflow.contracts.events import Event
 from ledgerflow.errors import ValidationError
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "VERSION_CONFLICT",
     "VersionedCommand",
     "VersionedOutcome",
+    "command_fields",
     "fold_strictly",
     "not_admin",
     "version_conflict",
@@ -55,6 +57,22 @@ class VersionedOutcome:
     command_id: str
     actor: str
     occurred_at: int
+
+
+def command_fields(record: Event, admin: bool) -> dict[str, Any]:
+    """The ``VersionedCommand`` fields of a command record (keyword arguments of its command).
+
+    Only the edge writes the command topics, and only for admins, so a record stands for an
+    admin's command (``admin=False`` models anything else)."""
+    p = record.payload
+    return {
+        "command_id": getattr(p, "command_id"),  # noqa: B009 - every command payload has them
+        "tenant": record.tenant,
+        "actor": getattr(p, "actor"),  # noqa: B009
+        "actor_roles": (ADMIN_ROLE,) if admin else (),
+        "expected_version": getattr(p, "expected_version"),  # noqa: B009
+        "issued_at": record.occurred_at,
+    }
 
 
 class _Tenanted(Protocol):

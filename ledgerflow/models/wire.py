@@ -17,46 +17,25 @@ from ledgerflow.models.records import (
     RegisterModel,
     SetModelEnabled,
 )
+from ledgerflow.versioned import command_fields
 
 PRODUCER = "ledgerflow-models"
 
 
 def command_of(event: Event, admin: bool = True) -> ModelCommand:
-    """The aggregate command of a ``models.commands`` record.
-
-    Only the edge writes that topic, and only for admins, so the record stands for an
-    admin's command (``admin=False`` models anything else).
-    """
+    """The aggregate command of a ``models.commands`` record (an admin's: ``command_fields``)."""
     p = event.payload
-    roles = ("admin",) if admin else ()
     if isinstance(p, wire.RegisterModel):
-        return RegisterModel(
-            command_id=p.command_id,
-            tenant=event.tenant,
-            actor=p.actor,
-            actor_roles=roles,
-            model=p.model,
-            settings=ModelSettings(
-                provider=p.provider,
-                context_window=p.context_window,
-                input_price_per_1k=p.input_price_per_1k,
-                output_price_per_1k=p.output_price_per_1k,
-                enabled=p.enabled,
-            ),
-            expected_version=p.expected_version,
-            issued_at=event.occurred_at,
-        )
-    if isinstance(p, wire.SetModelEnabled):
-        return SetModelEnabled(
-            command_id=p.command_id,
-            tenant=event.tenant,
-            actor=p.actor,
-            actor_roles=roles,
-            model=p.model,
+        settings = ModelSettings(
+            provider=p.provider,
+            context_window=p.context_window,
+            input_price_per_1k=p.input_price_per_1k,
+            output_price_per_1k=p.output_price_per_1k,
             enabled=p.enabled,
-            expected_version=p.expected_version,
-            issued_at=event.occurred_at,
         )
+        return RegisterModel(model=p.model, settings=settings, **command_fields(event, admin))
+    if isinstance(p, wire.SetModelEnabled):
+        return SetModelEnabled(model=p.model, enabled=p.enabled, **command_fields(event, admin))
     raise TypeError(f"{event.type} is not a model-registry command")
 
 
