@@ -393,7 +393,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from ledgerflow.bench.run import bench_cli
 
-    return bench_cli(settings, quick=args.quick, runs=args.runs, events=args.events, out_dir=args.out)
+    return bench_cli(
+        settings, quick=args.quick, runs=args.runs, events=args.events, out_dir=args.out, scale=args.scale
+    )
 
 
 def _err(msg: str) -> None:
@@ -600,6 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--events", type=int, default=0, help="saturation backlog per trial (0 = 20000; quick 300)"
     )
     b.add_argument("--out", default="bench/results", help="where results go (default bench/results)")
+    b.add_argument(
+        "--scale",
+        action="store_true",
+        help="only the scale-out figures: 1, 2, 4 workers on private 1- and 3-broker stacks",
+    )
     _common(b)
     b.set_defaults(handler=cmd_bench)
 

@@ -17,6 +17,7 @@ import faust
 
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
 from ledgerflow.agents.deadletters import DeadLetterSink
+from ledgerflow.agents.layout import Guard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
@@ -88,7 +89,7 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
         TRAINING_STATE.labels(record.tenant).set(1 if state.enabled else 0)
 
 
-def register(app: faust.App, settings: Settings) -> TrainingAgent:
+def register(app: faust.App, settings: Settings, guard: Guard | None = None) -> TrainingAgent:
     agent_state = TrainingAgent(settings, Ports.connect(app, settings))
-    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
+    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S, guard=guard)
     return agent_state
