@@ -156,6 +156,7 @@ class KafkaSource:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.group = loop_group(settings)
+        self.metadata = ""  # committed with every offset: the pinned partition layout (agents/layout.py)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self, loop: BatchLoop) -> None:
@@ -201,7 +202,9 @@ class KafkaSource:
 
     async def commit(self, offsets: Mapping[Partition, int]) -> None:
         assert self._consumer is not None
-        await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        await self._consumer.commit(
+            {TopicPartition(t, p): (o, self.metadata) for (t, p), o in offsets.items()}
+        )
 
 
 def loop_group(settings: Settings) -> str:

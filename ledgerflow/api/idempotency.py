@@ -102,8 +102,10 @@ def judge(earlier: Claim, mine: Claim, now: float, reused: str = REUSED) -> Deci
     """Pure: the decision for a request whose key already holds ``earlier``.
 
     A different fingerprint → ValidationError (422). Published → answer with its
-    position. Still publishing → InFlight (409), unless the claim is older than
-    ``STALE_S``: the request that made it failed or died without recording its
+    position. ``earlier`` is ``mine`` itself → publish: the SET that made it reached Redis
+    but its reply was lost and the client sent it again (redis-py retries a command once
+    after a socket timeout, e.g. while Redis is paused). Still publishing → InFlight (409),
+    unless the claim is older than ``STALE_S``: the request that made it failed or died without recording its
     position, so this one publishes the *same* event id again (a duplicate delivery at
     worst, which the agents and the audit recognise by event id).
     """
@@ -111,6 +113,8 @@ def judge(earlier: Claim, mine: Claim, now: float, reused: str = REUSED) -> Deci
         raise ValidationError(reused)
     if earlier.position is not None:
         return Decision(False, earlier.event_id, earlier.position)
+    if earlier == mine:  # same request, same instant: our own claim, not another request's
+        return Decision(True, mine.event_id, None)
     if now - earlier.claimed_at < STALE_S:
         raise InFlight("the first request with this key is still being processed; retry shortly")
     return Decision(True, earlier.event_id, None)

@@ -25,6 +25,7 @@ import functools
 from binascii import crc_hqx
 from typing import Any, cast
 
+import redis as redis_sync
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -84,6 +85,15 @@ def guard_for(guard: str, key: str, cluster: bool) -> str:
 
 def copies(guard: str, cluster: bool, every: int = 1) -> list[str]:
     return [copy_in_slot(guard, s) for s in range(0, REDIS_CLUSTER_HASH_SLOTS, every)] if cluster else [guard]
+
+
+def guard_sampled_blocking(client: redis_sync.Redis, guard: str) -> bool:
+    """Blocking ``guard_complete(..., full=False)`` (polls of tests and the chaos run)."""
+    wanted = copies(guard, is_cluster_client(client), SAMPLE_EVERY)
+    pipe = client.pipeline(transaction=False)
+    for key in wanted:
+        pipe.exists(key)
+    return sum(int(n) for n in pipe.execute()) == len(wanted)
 
 
 async def set_guard(redis: aioredis.Redis, guard: str, value: str, ex: int | None = None) -> None:

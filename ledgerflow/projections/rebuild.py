@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
-from ledgerflow.contracts.events import check_key
+from ledgerflow.contracts.events import Event, check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.projections.conversations import SOURCES, project
@@ -155,14 +155,33 @@ def groups_of(
     stats: ReplayStats,
     checkpoint: dict[str, int],
 ) -> list[FencedOps]:
-    """The projection's op groups of ``records`` (of ``tp``, base topic ``base``) below ``end``.
+    """The projection's op groups of ``records`` (of ``tp``, base topic ``base``) below ``end``
+    (``projectable``'s records, projected)."""
+    return [
+        group
+        for event, at in projectable(tp, records, end, base, stats, checkpoint)
+        for group in project(event, at, keys)
+    ]
+
+
+def projectable(
+    tp: TopicPartition,
+    records: list[ConsumerRecord[bytes, bytes]],
+    end: int,
+    base: str,
+    stats: ReplayStats,
+    checkpoint: dict[str, int],
+) -> list[tuple[Event, Position]]:
+    """The records of ``records`` (of ``tp``, base topic ``base``) below ``end`` that the
+    projection projects, decoded, with their positions.
 
     Records that do not decode, or decisions that fail their integrity check, are counted
     in ``stats`` and projected as nothing — the live projector refuses the same ones;
     ``checkpoint`` records progress for all of them."""
-    groups: list[FencedOps] = []
+    out: list[tuple[Event, Position]] = []
     allowed = TOPIC_TYPES[base]
-    cursor = f"{tp.topic}:{tp.partition}"
+    topic, partition = tp.topic, tp.partition
+    cursor = f"{topic}:{partition}"
     for rec in records:
         if rec.offset >= end:
             break
@@ -177,8 +196,8 @@ def groups_of(
         if integrity_problem(event) is not None:
             stats.quarantined += 1
             continue
-        groups += project(event, Position(tp.topic, tp.partition, rec.offset), keys)
-    return groups
+        out.append((event, Position(topic, partition, rec.offset)))
+    return out
 
 
 async def restore(settings: Settings, redis: aioredis.Redis, keys: Keys) -> ReplayStats | None:

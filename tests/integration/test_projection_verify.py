@@ -11,7 +11,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.cli import bars
 from ledgerflow.audit.projections import audit_projections
 from ledgerflow.audit.report import Report
 from ledgerflow.config import Settings
@@ -139,5 +139,5 @@ def test_forged_decisions_are_quarantined_and_duplicate_turns_counted_once(
 
     # A rebuild from the log refuses and deduplicates exactly the same records.
     report = Report()
-    asyncio.run(audit_projections(settings, report, lambda label, total: Progress(label, total, show=False)))
+    asyncio.run(audit_projections(settings, report, bars(False)))
     assert report.clean, [str(f) for f in report.findings[:5]]

@@ -111,15 +111,6 @@ def private_cluster(
         stop_all([n.process for n in nodes], timeout=10)
 
 
-def guard_exists(client: redis_sync.Redis, guard: str) -> bool:
-    """Blocking ``guards.guard_complete``: every copy of ``guard`` exists (one key on one Redis)."""
-    wanted = copies(guard, is_cluster_client(client))
-    pipe = client.pipeline(transaction=False)
-    for key in wanted:
-        pipe.exists(key)
-    return sum(int(n) for n in pipe.execute()) == len(wanted)
-
-
 def set_guard_now(client: redis_sync.Redis, guard: str, value: str) -> None:
     """Blocking ``guards.set_guard``."""
     pipe = client.pipeline(transaction=False)
