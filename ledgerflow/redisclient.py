@@ -117,6 +117,7 @@ async def set_replicated(client: aioredis.Redis, key: str, value: bytes | str, *
     the master's replica holds too. On one Redis (no replica to wait for) a plain SET."""
     if not is_cluster_client(client):
         return await client.set(key, value, **options)
+    await client.initialize()  # the slot map, before it is looked up
     pipe = client.pipeline(transaction=False)
     pipe.set(key, value, **options)
     node = client.get_node_from_key(key)  # type: ignore[attr-defined]

@@ -40,6 +40,7 @@ async def run_calls(redis: aioredis.Redis, calls: list[Call], check_first: bool)
 async def _pipeline(redis: aioredis.Redis, calls: list[Call]) -> list[Any]:
     if not calls:
         return []
+    await redis.initialize()  # the slot map, before it is looked up
     pipe = redis.pipeline(transaction=False)
     nodes = {}
     for sha, keys, argv in calls:
