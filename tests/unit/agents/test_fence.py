@@ -19,17 +19,8 @@ from ledgerflow.agents.fence import FencedOutput, NotCurrent, first_offsets, pro
 from ledgerflow.agents.policy import PolicyAgent, Ports
 from ledgerflow.config import Settings
 from ledgerflow.contracts.payloads import PolicyDecision
-from tests.unit.agents.memory import (
-    TOPIC,
-    HeadStore,
-    InputTopic,
-    Letters,
-    OutputTopic,
-    Record,
-    Reference,
-    chained,
-    turn,
-)
+from tests.unit.agents import memory
+from tests.unit.agents.memory import TOPIC, HeadStore, InputTopic, OutputTopic, Record, chained, turn
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
 P0: Partition = (TOPIC, 0)
@@ -76,7 +67,7 @@ class Worker:
     ) -> None:
         self.loop = BatchLoop(source, [], commit_every_s=3600)
         fenced = FencedOutput(output, TOPIC, self.loop.prove)
-        self.agent = PolicyAgent(SETTINGS, Ports(heads, fenced, inputs, Reference(), Letters()))
+        self.agent = PolicyAgent(SETTINGS, Ports(heads, fenced, inputs, memory.Reference(), memory.Letters()))
 
         async def handle(records: list[Any]) -> None:
             await handle_until_done(
