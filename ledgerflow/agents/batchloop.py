@@ -118,7 +118,7 @@ class BatchLoop:
                             group.create_task(route.handle(records))
                 except* NotCurrent as group:
                     refused = True  # wrote nothing; the revocation follows and the owner gets the records
-                    log.warning("hot path: %s; %d records left to their owner", group.exceptions[0], count)
+                    log.warning("%s; %d records left to their owner", group.exceptions[0], count)
                 finally:
                     self.shared.batch_done()
                     self._in_flight = {}
