@@ -56,14 +56,12 @@ def proof_offsets(
     return {p: pending.get(p, in_flight.get(p)) for p in sorted(partitions)}
 
 
-class FencedOutput:
-    """An ``OutputLog`` (``agents/ports.py``) whose writes are proven first: input partition
-    *p* of ``input_topic`` is written to output partition *p*, so *p* is what must be owned."""
+class OutputWrapper:
+    """An ``OutputLog`` (``agents/ports.py``) handing every call to ``inner``: the base of wrappers
+    that change only how a write is made."""
 
-    def __init__(self, inner: OutputLog, input_topic: str, prove: Prove) -> None:
+    def __init__(self, inner: OutputLog) -> None:
         self._inner = inner
-        self._input_topic = input_topic
-        self._prove = prove
 
     async def start(self) -> None:
         await self._inner.start()
@@ -73,6 +71,19 @@ class FencedOutput:
 
     def read(self, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Written]:
         return self._inner.read(partition, start, end)
+
+    async def write(self, records: Sequence[Outgoing]) -> list[int]:
+        return await self._inner.write(records)
+
+
+class FencedOutput(OutputWrapper):
+    """An output log whose writes are proven first: input partition *p* of ``input_topic`` is
+    written to output partition *p*, so *p* is what this member must still own."""
+
+    def __init__(self, inner: OutputLog, input_topic: str, prove: Prove) -> None:
+        super().__init__(inner)
+        self._input_topic = input_topic
+        self._prove = prove
 
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
         if records:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,13 +54,13 @@ def _stopped(proc: Process) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
-def _until(what: str, done: object, procs: list[Process], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(done) and done():
+def _until(what: str, done: Callable[[], bool], procs: list[Process], timeout: float) -> None:
+    """Poll ``done`` every 0.2 s for ``timeout`` seconds, failing early if a process died."""
+    for _ in range(int(timeout / 0.2)):
+        if done():
             return
-        for p in procs:
-            assert p.popen.poll() is None, f"{p.name} exited with {p.popen.returncode}:\n{p.log_tail()}"
+        dead = [p for p in procs if p.popen.poll() is not None]
+        assert not dead, f"{dead[0].name} exited with {dead[0].popen.returncode}:\n{dead[0].log_tail()}"
         time.sleep(0.2)
     raise AssertionError(f"{what} not within {timeout:.0f} s\n" + "\n".join(p.log_tail(15) for p in procs))
 

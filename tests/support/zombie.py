@@ -16,31 +16,23 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from ledgerflow.agents import layout, policy
 from ledgerflow.agents.app import create_app
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, loop_group, run_loop
-from ledgerflow.agents.output import Outgoing, Written
+from ledgerflow.agents.fence import OutputWrapper
+from ledgerflow.agents.output import Outgoing
 from ledgerflow.agents.ports import OutputLog
 from ledgerflow.config import load_settings
 
 
-class StopOnFirstWrite:
+class StopOnFirstWrite(OutputWrapper):
     """An ``OutputLog`` that stops this process (SIGSTOP) before its first non-empty write."""
 
     def __init__(self, inner: OutputLog) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._stopped = False
-
-    async def start(self) -> None:
-        await self._inner.start()
-
-    async def end(self, partition: int) -> int:
-        return await self._inner.end(partition)
-
-    def read(self, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Written]:
-        return self._inner.read(partition, start, end)
 
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
         if records and not self._stopped:
