@@ -191,3 +191,28 @@ def test_proof_offsets_never_pass_a_record_not_handled() -> None:
     pending = {P0: 7, (TOPIC, 3): 9}  # handled, not committed yet
     got = proof_offsets({P0, (TOPIC, 2), (TOPIC, 5)}, in_flight, pending)
     assert got == {P0: 7, (TOPIC, 2): 4, (TOPIC, 5): None}
+
+
+def test_a_refused_batch_is_not_advanced_for_the_other_agent_of_the_loop_either() -> None:
+    asyncio.run(_a_refused_batch_is_not_advanced_for_the_other_agent_of_the_loop_either())
+
+
+async def _a_refused_batch_is_not_advanced_for_the_other_agent_of_the_loop_either() -> None:
+    inputs, output = InputTopic(), OutputTopic()
+    batch = [inputs.add(0, turn("conv-a", 1)), inputs.add(1, turn("conv-b", 1))]
+    source = GroupSource(batch, batch)
+    worker = Worker(source, inputs, output, HeadStore())
+    seen: list[int] = []
+
+    async def projector(records: list[Any]) -> None:  # a second route on the same topic
+        seen.append(len(records))
+
+    worker.loop.add(Route("projector", frozenset({TOPIC}), projector))
+    source.member = False
+    assert await worker.step() == 2  # no ExceptionGroup out of the loop
+    assert output.partitions == {} and worker.loop.pending == {}
+    await worker.loop.revoked({P0, (TOPIC, 1)})
+    await worker.loop.assigned({P0, (TOPIC, 1)})
+    source.member = True
+    assert await worker.step() == 2
+    assert worker.loop.pending == {P0: 1, (TOPIC, 1): 1} and len(_decided(output, 1)) == 1
