@@ -173,16 +173,17 @@ class _Run:
             self.read += 1
             if self.read % DRAW_EVERY == 0:
                 self.update(self.read)
-            if raw.value is None:
-                continue  # a tombstone (compacted topics)
+            # No topic is compacted (topics.py), so a null value is no tombstone: it was written
+            # from outside and is checked like any other value (undecodable).
+            value = raw.value or b""
             try:
                 if base in (CONVERSATION_EVENTS, TRAINING_COMMANDS):
-                    event = decode_input(raw.value, raw.key, base)
+                    event = decode_input(value, raw.key, base)
                 else:
-                    event = codec.decode(raw.value, allowed_types=TOPIC_TYPES[base])
+                    event = codec.decode(value, allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
                 self.report.count(f"{base} undecodable")
-                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, IDENTITY_AUDIT):
+                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, MODELS_AUDIT, IDENTITY_AUDIT):
                     self.report.add(_undecodable(raw, exc.reason))
                 continue
             if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):

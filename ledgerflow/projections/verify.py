@@ -9,7 +9,7 @@ log refuse exactly the same records.
 
 from __future__ import annotations
 
-from ledgerflow.contracts.chain import compute_hash
+from ledgerflow.contracts.eventhash import event_hash
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import ValidationError
@@ -25,7 +25,7 @@ def integrity_problem(event: Event) -> str | None:
     if event.sequence is None or event.prev_hash is None or event.hash is None:
         return f"{UNCHAINED}: the decision has no sequence/prev_hash/hash (not written by the policy agent)"
     try:
-        actual = compute_hash(event.to_json(), event.prev_hash)
+        actual = event_hash(event, event.prev_hash)
     except ValidationError as exc:
         return f"{ALTERED}: the decision cannot be hashed ({exc})"
     if actual != event.hash:

@@ -56,7 +56,7 @@ EXAMPLES = int(os.environ.get("LEDGERFLOW_FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("LEDGERFLOW_FUZZ_SEED", "20261129"))
 SETTLE_TIMEOUT_S = float(os.environ.get("LEDGERFLOW_FUZZ_SETTLE_S", "120"))
 
-DOCUMENTED_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 415, 422, 429, 431})
+DOCUMENTED_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 414, 415, 422, 429, 431})
 """Every status the edge may answer a hostile request with (never a 5xx, never silence)."""
 
 PROJECTED_TOPICS = (CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS)
