@@ -50,6 +50,7 @@ from ledgerflow.agents.app import handle_until_done
 from ledgerflow.agents.batching import Route
 from ledgerflow.agents.batchloop import BatchLoop, as_tps, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.fence import FencedOutput, Prove
 from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing, Written
 from ledgerflow.agents.ownership import Ownership
@@ -152,8 +153,11 @@ class Ports:
     sink: DeadLetterPort | None  # None: the projector owns this topic's dead letters
 
     @classmethod
-    def connect(cls, app: faust.App, settings: Settings, owns_dlq: bool = True) -> Ports:
-        """The Kafka and Redis adapters of a worker."""
+    def connect(
+        cls, app: faust.App, settings: Settings, owns_dlq: bool = True, prove: Prove | None = None
+    ) -> Ports:
+        """The Kafka and Redis adapters of a worker; ``prove``: the group membership every write of
+        decisions is checked against first (``agents/fence.py``)."""
         input_topic, output_topic = settings.topic(CONVERSATION_EVENTS), settings.topic(POLICY_DECISIONS)
         rules_sink = DeadLetterSink(app, NAME)
 
@@ -162,9 +166,10 @@ class Ports:
             await rules_sink.send_all([dead_letter_of(record, record.reason, NAME, POLICY_RULES)])
             pack_refused(record.reason)
 
+        output: OutputLog = CoPartitionedOutput(settings, input_topic, output_topic)
         return cls(
             heads=RedisChainHeads(settings, NAME),
-            output=CoPartitionedOutput(settings, input_topic, output_topic),
+            output=output if prove is None else FencedOutput(output, input_topic, prove),
             inputs=KafkaInputLog(settings, input_topic),
             reference=ReferenceData(settings, on_refused=refused),
             sink=DeadLetterSink(app, NAME) if owns_dlq else None,
@@ -428,10 +433,14 @@ def register(
     owns_dlq: bool = True,
     guard: PartitionGuard | None = None,
 ) -> PolicyAgent:
-    """The policy agent on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
-    ports = Ports.connect(app, settings, owns_dlq)
-    agent_state = PolicyAgent(settings, ports, shared=loop.shared, guard=guard)
+    """The policy agent on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer;
+    its decisions are written only while the loop's group counts this member as their partition's owner."""
+    ports = Ports.connect(app, settings, owns_dlq, prove=loop.prove)
+    return attach(app, loop, settings, PolicyAgent(settings, ports, shared=loop.shared, guard=guard))
 
+
+def attach(app: faust.App, loop: BatchLoop, settings: Settings, agent_state: PolicyAgent) -> PolicyAgent:
+    """Run ``agent_state`` as a route of ``loop``: batches, rebalances and the catch-up timer."""
     ownership = Ownership(agent_state.input_topic)
 
     async def owned(messages: list[Any]) -> None:
