@@ -15,6 +15,7 @@ from ledgerflow.projections.conversations import project
 from ledgerflow.projections.guards import copy_in_slot, guard_for, slot_of
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
+from ledgerflow.projections.verify import MISMATCHED, integrity_problem, reason_of
 from tests.unit.projections.test_fold import _log
 
 KEYS = Keys.for_prefix("t1.", "g1")
@@ -35,9 +36,10 @@ def _keys_of(group: FencedOps) -> set[str]:
 def test_every_group_of_every_record_is_in_one_slot(log: list[tuple[Event, Position]]) -> None:
     for event, at in log:
         if getattr(event.payload, "conversation_id", event.subject) != event.subject:
-            # Known gap: a decision chained under one conversation (its subject) but projected into
-            # another keeps its chain head in the subject's slot: CROSSSLOT on a cluster (the agents
-            # never write such a record; docs/scaling.md, "Redis Cluster").
+            # Chained under one conversation, projected into another: its keys would span two slots.
+            # Such a decision is refused before it reaches Redis (dead-lettered, never projected).
+            problem = integrity_problem(event)
+            assert problem is not None and reason_of(problem) == MISMATCHED, problem
             continue
         for group in project(event, at, KEYS):
             slots = {slot_of(k) for k in _keys_of(group)}
