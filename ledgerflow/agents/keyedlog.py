@@ -3,12 +3,12 @@ agent's ``usage.windows``, keyed by tenant) with an idempotent producer, read ba
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
+from ledgerflow.kafka.batches import Outbound, partition_by_key, send_batches
 from ledgerflow.kafka.logs import RawRecord, read_topic
 
 
@@ -38,6 +38,8 @@ class KafkaKeyedLog:
             return []
         await self.start()
         assert self._producer is not None
-        # Sent one after another (their order per key is kept), acknowledged together.
-        futures = [await self._producer.send(self._topic, value, key=key) for key, value in records]
-        return [(meta.partition, meta.offset) for meta in await asyncio.gather(*futures)]
+        # The partitions ``send`` would choose by key; one batch per partition keeps each key's order.
+        partitions = await partition_by_key(self._producer, self._topic, [key for key, _ in records])
+        outbound = [Outbound(p, key, value) for p, (key, value) in zip(partitions, records, strict=True)]
+        offsets = await send_batches(self._producer, self._topic, outbound)
+        return list(zip(partitions, offsets, strict=True))

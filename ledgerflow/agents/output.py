@@ -8,16 +8,15 @@ owner exactly how far *p* was processed (and the chain heads so far) — recover
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.structs import RecordMetadata
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.batches import Outbound, send_batches
 from ledgerflow.topics import INPUT_HEADER
 
 # A batch loop's decisions of one partition go in one record batch (the broker's limit: 1 MiB).
@@ -129,40 +128,27 @@ class CoPartitionedOutput:
                 yield Written(rec.offset, rec.value or b"", _input_offset(rec.headers))
 
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
-        """Produce ``records`` in order (idempotent producer) and wait for every ack.
-
-        One ``send_batch`` per partition (and per full batch): a record batch is built once,
-        not a future and an accumulator round per record. Their offsets, in order."""
+        """Produce ``records`` in order (idempotent producer) and wait for every ack: one
+        ``send_batch`` per partition (``kafka/batches.py``). Their offsets, in order."""
         if not records:
             return []
         assert self._producer is not None
-        producer = self._producer
-        sent: list[tuple[asyncio.Future[RecordMetadata], list[int]]] = []  # (ack, indexes into records)
-        by_partition: dict[int, list[int]] = {}
-        for i, r in enumerate(records):
-            by_partition.setdefault(r.partition, []).append(i)
-        for partition, indexes in by_partition.items():
-            batch = producer.create_batch()
-            members: list[int] = []
-            for i in indexes:
-                r = records[i]
-                headers = [] if r.input_offset is None else [(INPUT_HEADER, str(r.input_offset).encode())]
-                headers += r.headers  # trace context (tracing/spans.py)
-                if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
-                    sent.append(
-                        (await producer.send_batch(batch, self.output_topic, partition=partition), members)
-                    )
-                    batch, members = producer.create_batch(), []
-                    if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
-                        raise InfrastructureError(f"a record of {len(r.value)} bytes does not fit a batch")
-                members.append(i)
-            sent.append((await producer.send_batch(batch, self.output_topic, partition=partition), members))
-        offsets = [0] * len(records)
-        for meta, (_, members) in zip(await asyncio.gather(*(ack for ack, _ in sent)), sent, strict=True):
-            for n, i in enumerate(members):
-                offsets[i] = meta.offset + n
-            last = meta.offset + len(members)
-            self._floor[meta.partition] = max(self._floor.get(meta.partition, 0), last)
+        outbound = [
+            Outbound(
+                r.partition,
+                r.key,
+                r.value,
+                # ``lf-input`` first, then the trace context (tracing/spans.py)
+                [(INPUT_HEADER, str(r.input_offset).encode()), *r.headers]
+                if r.input_offset is not None
+                else r.headers,
+            )
+            for r in records
+        ]
+        offsets = await send_batches(self._producer, self.output_topic, outbound)
+        for r, offset in zip(records, offsets, strict=True):
+            if offset >= self._floor.get(r.partition, 0):
+                self._floor[r.partition] = offset + 1
         return offsets
 
 

@@ -1,30 +1,33 @@
 """Applies fenced projection ops to Redis: at most once per record, pipelined per batch.
 
-The groups of a batch that share an entity (a fence key, so one Redis Cluster slot) go
-into one Lua call, which runs atomically and, for each record in order:
-1. reads the fence (last applied offset for the record's ``topic:partition``);
-2. skips the record if its offset is not above it (a redelivery);
+A batch's groups go into one Lua call (on a Redis Cluster, one per hash slot of the
+groups' fence keys: a script may only touch keys of one slot there; and at most
+``RECORDS_PER_CALL`` groups a call, so one call never holds Redis for long), which runs
+atomically and, for each group in batch order:
+1. reads its fence (last applied offset for the record's ``topic:partition`` on its entity);
+2. skips the group if its offset is not above it (a redelivery);
 3. otherwise runs its ops and moves the fence to the record's offset.
-It returns how many records it applied. A batch is one pipeline: one round trip for
+It returns how many groups it applied. A batch is one pipeline: one round trip for
 hundreds of records. Before its first write each call checks a *guard* key (the space's
 sentinel, or a replay's token): if Redis lost its data the guard is gone and the call
 writes nothing, so a flushed space never takes a record that would fence out the replay
 that must come first. ``Once`` and ``ChainLink`` conditions are checked in the same step.
-Records travel as one JSON argument
-(``[[cursor, offset, [[command, key index, arg, ...], ...], once?, link?], ...]``, arguments
-as strings):
-packing one string per entity instead of dozens of arguments per record is what keeps the
+Groups travel as one JSON argument
+(``[[fence key index, cursor, offset, [[command, key index, arg, ...], ...], once?, link?], ...]``,
+arguments as strings; every key once in KEYS): packing one string per call instead of
+dozens of arguments per record, and one call instead of one per entity, is what keeps the
 client's cost per record low (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from ledgerflow.projections.clusterpipe import run_calls
@@ -40,11 +43,12 @@ if ARGV[2] == '1' and redis.call('EXISTS', guard) == 0 then
 end
 local applied, deduped, refused = 0, 0, {}
 for _, rec in ipairs(cjson.decode(ARGV[1])) do
-  local fenced = tonumber(redis.call('HGET', KEYS[1], rec[1]) or '-1')
-  if tonumber(rec[2]) > fenced then
+  local fence, cursor, offset = KEYS[rec[1]], rec[2], rec[3]
+  local fenced = tonumber(redis.call('HGET', fence, cursor) or '-1')
+  if tonumber(offset) > fenced then
     local ok = true
-    local once, link = rec[4], rec[5]
-    local at = rec[1] .. '@' .. rec[2]
+    local once, link = rec[5], rec[6]
+    local at = cursor .. '@' .. offset
     if type(once) == 'table' and redis.call('HSETNX', KEYS[once[1]], once[2], at) == 0 then
       ok = false
       deduped = deduped + 1
@@ -72,15 +76,15 @@ for _, rec in ipairs(cjson.decode(ARGV[1])) do
       else
         redis.call('HSET', KEYS[link[1]], link[2], link[3] .. ' ' .. link[5])
       end
-      redis.call('HSET', KEYS[link[7]], rec[1], rec[2])
+      redis.call('HSET', KEYS[link[7]], cursor, offset)
     end
     if ok then
-      for _, op in ipairs(rec[3]) do
+      for _, op in ipairs(rec[4]) do
         redis.call(op[1], KEYS[op[2]], unpack(op, 3))
       end
       applied = applied + 1
     end
-    redis.call('HSET', KEYS[1], rec[1], rec[2])
+    redis.call('HSET', fence, cursor, offset)
   end
 end
 return {applied, deduped, unpack(refused)}
@@ -120,6 +124,8 @@ return 0
 
 _SCRIPTS = (_APPLY, _CHECKPOINT, _EXPECT)
 
+RECORDS_PER_CALL = 1000  # groups per Lua call: Redis serves no other client while a script runs
+
 
 class SpaceLost(Exception):
     """The guard key of a guarded write is gone: Redis lost the space's data (flush,
@@ -149,8 +155,9 @@ class WriteResult:
 class ProjectionWriter:
     """The one writer of a projection's key space."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, per_call: int = RECORDS_PER_CALL) -> None:
         self._redis = redis
+        self._per_call = per_call
         self._shas: dict[str, str] = {}
         self._cluster = is_cluster_client(redis)  # guards are per slot there (projections/guards.py)
 
@@ -191,7 +198,7 @@ class ProjectionWriter:
                 [*keys, guard_for(guard, keys[0], self._cluster) if guard else keys[0]],
                 [*argv, "1" if guard else "0"],
             )
-            for keys, argv in _encode_batch(batch)
+            for keys, argv in _encode_batch(batch, _slot_of(self._cluster), self._per_call)
         ]
         if checkpoint is not None:
             key, offsets = checkpoint
@@ -257,19 +264,34 @@ def _refusal(raw: bytes | str) -> Refusal:
     return Refusal(cursor, int(offset), reason)
 
 
-def _encode_batch(batch: Sequence[FencedOps]) -> list[tuple[list[str], list[bytes]]]:
-    """One Lua call per fence key (entity), its records in batch order."""
-    calls: dict[str, tuple[list[str], dict[str, int], list[list[object]]]] = {}
+def _slot_of(cluster: bool) -> Callable[[str], int] | None:
+    """How to group fence keys into calls: by hash slot on a Redis Cluster, else all in one."""
+    if cluster:
+        return lambda key: key_slot(key.encode())
+    return None
+
+
+def _encode_batch(
+    batch: Sequence[FencedOps], slot_of: Callable[[str], int] | None = None, per_call: int = RECORDS_PER_CALL
+) -> list[tuple[list[str], list[bytes]]]:
+    """The Lua calls of a batch: its groups in batch order, split by ``slot_of`` their fence keys
+    (when given) and into calls of at most ``per_call`` groups."""
+    calls: dict[int, list[tuple[list[str], dict[str, int], list[list[object]]]]] = {}
     for fenced in batch:
-        call = calls.get(fenced.fence_key)
-        if call is None:
-            call = calls[fenced.fence_key] = ([fenced.fence_key], {fenced.fence_key: 1}, [])
-        keys, index, records = call
+        chunks = calls.setdefault(0 if slot_of is None else slot_of(fenced.fence_key), [])
+        if not chunks or len(chunks[-1][2]) >= per_call:
+            chunks.append(([], {}, []))
+        keys, index, records = chunks[-1]
         ops: list[list[object]] = []
         for op in fenced.ops:
             args = [a if isinstance(a, str) else str(a) for a in op.args]
             ops.append([op.command, _slot(keys, index, op.key), *args])
-        record: list[object] = [fenced.position.cursor, str(fenced.position.offset), ops]
+        record: list[object] = [
+            _slot(keys, index, fenced.fence_key),
+            fenced.position.cursor,
+            str(fenced.position.offset),
+            ops,
+        ]
         if fenced.once is not None or fenced.link is not None:
             once = fenced.once
             record.append(0 if once is None else [_slot(keys, index, once.key), once.member])
@@ -279,7 +301,7 @@ def _encode_batch(batch: Sequence[FencedOps]) -> list[tuple[list[str], list[byte
             fence = _slot(keys, index, link.head_key + FENCE_SUFFIX)
             record.append([head, link.copy, str(link.sequence), link.prev_hash, link.hash, quarantine, fence])
         records.append(record)
-    return [(keys, [orjson.dumps(records)]) for keys, _, records in calls.values()]
+    return [(keys, [orjson.dumps(records)]) for chunks in calls.values() for keys, _, records in chunks]
 
 
 def _slot(keys: list[str], index: dict[str, int], key: str) -> int:

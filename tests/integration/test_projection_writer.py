@@ -399,6 +399,39 @@ def test_any_redelivery_schedule_ends_in_the_state_of_a_partition_by_partition_r
     with_redis(stack, scenario, keys, reference)
 
 
+@settings(max_examples=20, deadline=None)
+@given(cuts=st.lists(st.integers(1, 13), max_size=6), dup=st.booleans(), per_call=st.integers(1, 5))
+def test_one_call_per_batch_writes_what_one_call_per_group_writes(
+    stack: Settings, cuts: list[int], dup: bool, per_call: int
+) -> None:
+    """However a batch's groups are packed into Lua calls (all in one, a few per call, one each:
+    the layout before one call per batch), the space ends byte-identical, and so do the counts."""
+    recs = records()
+    recs = recs + recs[:5] if dup else recs  # a redelivery inside the last batches
+    keys, reference = new_keys(), new_keys()
+
+    async def scenario(redis: aioredis.Redis) -> None:
+        packed, single = ProjectionWriter(redis, per_call=per_call), ProjectionWriter(redis, per_call=1)
+        at = 0
+        for size in [*cuts, len(recs)]:
+            batch = recs[at : at + size]
+            got = await packed.apply(groups_of(batch, keys), guard=keys.sentinel())
+            want = await single.apply(groups_of(batch, reference), guard=reference.sentinel())
+            assert (got.applied, got.skipped, got.deduped) == (want.applied, want.skipped, want.deduped)
+            assert [(r.cursor, r.offset, r.reason) for r in got.refused] == [
+                (r.cursor, r.offset, r.reason) for r in want.refused
+            ]
+            at += size
+        assert await dump(redis, keys) == await dump(redis, reference)
+
+    async def guarded(redis: aioredis.Redis) -> None:
+        await redis.set(keys.sentinel(), "1")
+        await redis.set(reference.sentinel(), "1")
+        await scenario(redis)
+
+    with_redis(stack, guarded, keys, reference)
+
+
 def test_a_checkpoint_behind_what_the_writer_recorded_drops_the_guard_and_refuses_the_batch(
     stack: Settings,
 ) -> None:
