@@ -1,7 +1,7 @@
 # The two commands: `make demo` runs everything with live traffic, `make test` passes the tests.
 # Each does its own set-up (system packages when root, venv, Kafka runtime, Redis).
 # `make test` runs the static checks first (`make check` runs them alone).
-.PHONY: demo test check unit stack-up stack-down bench setup clean console
+.PHONY: demo test test-redis-cluster check unit stack-up stack-down bench setup clean console
 
 setup:
 	@scripts/bootstrap.sh
@@ -12,6 +12,20 @@ demo: setup console
 test: check console
 	scripts/console.sh test
 	.venv/bin/python -m pytest
+	$(MAKE) --no-print-directory test-redis-cluster
+
+# The projection and edge integration tests again, against a private Redis Cluster (three masters,
+# a replica each) instead of one Redis: every Redis use of the read models, the rebuild switch, the
+# idempotency keys and the consistency tokens (tests/integration/conftest.py, LEDGERFLOW_TEST_REDIS).
+# The round-trip counts of the writer are a single-Redis figure (one per master on a cluster); of the
+# ingest tests only those that use Redis (event-id claims, consistency tokens) run again.
+REDIS_CLUSTER_TESTS = tests/integration/test_projection_writer.py tests/integration/test_projection_conditions.py \
+	tests/integration/test_projection_verify.py tests/integration/test_passed_offsets.py \
+	tests/integration/test_rebuild_switch.py tests/integration/test_fresh_rebuild.py \
+	tests/integration/test_end_to_end.py tests/integration/test_ingest_edge.py
+test-redis-cluster: setup
+	LEDGERFLOW_TEST_REDIS=cluster .venv/bin/python -m pytest $(REDIS_CLUSTER_TESTS) \
+		-k "not round_trip and (not test_ingest_edge or event_id or consistency)"
 
 # The admin console (console/ -> console/dist, served by the edge at /console/): rebuilt only when
 # one of its sources changed since the last build (stamp file .console-built).

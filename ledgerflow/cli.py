@@ -17,6 +17,7 @@ from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
 from ledgerflow.commands.quiet import hush_clients
 from ledgerflow.config import Settings, host_port, load_settings
 from ledgerflow.errors import ValidationError
+from ledgerflow.redisclient import async_client
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 BENCH_EXTRA = ("avro", "matplotlib")  # the `bench` extra: the reference codec and the charts
@@ -350,13 +351,11 @@ def cmd_training(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    import redis.asyncio as aioredis
-
     from ledgerflow.commands.progress import Update, bar
     from ledgerflow.projections.generations import rebuild_and_switch
 
     async def run(progress: Update) -> int:
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        redis = async_client(settings.redis_url, socket_timeout=30)
         try:
             result = await rebuild_and_switch(settings, redis, progress=progress)
         finally:
@@ -393,7 +392,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from ledgerflow.bench.run import bench_cli
 
-    return bench_cli(settings, quick=args.quick, runs=args.runs, events=args.events, out_dir=args.out)
+    return bench_cli(
+        settings, quick=args.quick, runs=args.runs, events=args.events, out_dir=args.out, scale=args.scale
+    )
 
 
 def _err(msg: str) -> None:
@@ -449,6 +450,14 @@ def _training_parser(sub: Any) -> None:
     _kafka_flags(tr)
     tr.add_argument("--redis", metavar="URL", help="Redis URL, for status (LEDGERFLOW_REDIS_URL)")
     tr.set_defaults(handler=cmd_training)
+
+
+def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.chaos.cli import chaos_cli
+
+    return chaos_cli(
+        args.duration, args.seed, args.workers, args.rate, args.faults, args.state_dir, args.json
+    )
 
 
 def _kafka_flags(p: argparse.ArgumentParser) -> None:
@@ -600,8 +609,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--events", type=int, default=0, help="saturation backlog per trial (0 = 20000; quick 300)"
     )
     b.add_argument("--out", default="bench/results", help="where results go (default bench/results)")
+    b.add_argument(
+        "--scale",
+        action="store_true",
+        help="only the scale-out figures: 1, 2, 4 workers on private 1- and 3-broker stacks",
+    )
     _common(b)
     b.set_defaults(handler=cmd_bench)
+
+    ch = sub.add_parser(
+        "chaos", help="faults at seeded random points under load on a private cluster; checks nothing is lost"
+    )
+    ch.add_argument("--duration", default="5m", help="how long the load runs: 90s, 30m, 1h (default 5m)")
+    ch.add_argument("--seed", type=int, help="replays a run's fault plan (default: drawn, and printed)")
+    ch.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ch.add_argument("--rate", type=float, default=100.0, help="records per second, all paths (default 100)")
+    ch.add_argument(
+        "--faults", help="comma-separated fault kinds (default: every kind; see docs/reliability.md)"
+    )
+    ch.add_argument(
+        "--state-dir", help="where the private cluster keeps its state and logs (default: a temp dir)"
+    )
+    ch.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    ch.set_defaults(handler=cmd_chaos)
 
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])

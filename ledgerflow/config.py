@@ -86,9 +86,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # Ports of the local stack that `stack up` manages (the controller takes Kafka's port + 1).
     kafka_port = _port(env, "LEDGERFLOW_KAFKA_PORT", DEFAULT_KAFKA_PORT)
     redis_port = _port(env, "LEDGERFLOW_REDIS_PORT", DEFAULT_REDIS_PORT)
+    # A state dir holding a local Redis Cluster (`stack up --redis-cluster`) is reached with the
+    # cluster client (ledgerflow/redisclient.py).
+    scheme = "redis+cluster" if (state_dir / "redis-1").is_dir() else "redis"
     return Settings(
         kafka_bootstrap=kafka or f"127.0.0.1:{kafka_port}",
-        redis_url=redis or f"redis://127.0.0.1:{redis_port}/0",
+        redis_url=redis or f"{scheme}://127.0.0.1:{redis_port}/0",
         http=host_port(env.get("LEDGERFLOW_HTTP", "") or DEFAULT_HTTP, "LEDGERFLOW_HTTP"),
         state_dir=state_dir,
         jwks=env.get("LEDGERFLOW_JWKS", ""),

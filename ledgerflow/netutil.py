@@ -6,6 +6,8 @@ wait for it to answer; this is the part of that the package itself needs at run 
 
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 import subprocess
 import time
@@ -13,7 +15,7 @@ from typing import Any, Protocol
 
 import httpx
 
-__all__ = ["ChildProcess", "free_port", "wait_http_ready"]
+__all__ = ["ChildProcess", "free_port", "free_port_run", "wait_http_ready"]
 
 
 def free_port() -> int:
@@ -22,6 +24,26 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_port_run(count: int, *, highest: int = 65_535, also: int = 0) -> int:
+    """A port p with p … p + count - 1 all free on 127.0.0.1 (a local cluster's nodes), the last
+    at most ``highest``; with ``also``, the ports ``also`` above each are free too (a Redis
+    Cluster node's bus port)."""
+    for _ in range(200):
+        port = free_port() if highest >= 65_535 else random.randint(20_000, highest - count + 1)
+        wanted = [port + i for i in range(count)] + ([port + i + also for i in range(count)] if also else [])
+        if max(wanted) > 65_535 or port + count - 1 > highest:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for candidate in wanted:
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no run of {count} free ports on 127.0.0.1 up to {highest}")
 
 
 class ChildProcess(Protocol):

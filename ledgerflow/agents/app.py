@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 
+from ledgerflow.agents.fence import NotCurrent
 from ledgerflow.agents.supervisor import data_dir_suffix
 from ledgerflow.config import Settings
 
@@ -111,7 +112,8 @@ async def handle_until_done(
        in-memory state — the next attempt recovers it from the log, so nothing staged by
        the failed attempt survives — release the lock (a rebalance may run), back off
        (0.2 s doubling to 5 s) and go to 1.
-    Record-level problems never get here: agents dead-letter them and go on.
+    Record-level problems never get here: agents dead-letter them and go on. ``NotCurrent``
+    (this member was expelled from its group, ``agents/fence.py``) is not retried: it is raised.
     """
     delay = RETRY_FIRST_S
     while True:
@@ -129,6 +131,9 @@ async def handle_until_done(
                     await handle(mine)
             return
         except asyncio.CancelledError:
+            raise
+        except NotCurrent:  # expelled from the group: not retried, the batch goes to the new owner
+            forget({m.partition for m in mine})
             raise
         except Exception as exc:
             forget({m.partition for m in mine})

@@ -17,6 +17,9 @@ lifecycle, its timers and the other agents:
    and commit them at most every ``commit_every_s``: durable before advance, as with
    faust's acks. A commit that fails (a rebalance under way) is retried with the next one:
    a record redelivered is skipped by the agents' own fences and output log.
+Before an agent writes a batch's output it calls ``prove``: one synchronous commit the group
+coordinator refuses once this member was expelled (``agents/fence.py``). A batch refused so is
+dropped, not advanced: its records go to the partitions' owner.
 On revocation the loop first waits for the batch in flight (``_busy``), tells the agents
 (which forget the partitions' state), and commits what it handled of those partitions.
 """
@@ -32,8 +35,10 @@ from typing import Any, Protocol
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from ledgerflow.agents.batching import Partition, Route, advance, next_offsets, split, without
+from ledgerflow.agents.fence import NotCurrent, first_offsets, proof_offsets
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
 
@@ -53,6 +58,11 @@ class RecordSource(Protocol):
     async def getmany(self, max_records: int, timeout_ms: int) -> Mapping[Any, Sequence[Any]]: ...
 
     async def commit(self, offsets: Mapping[Partition, int]) -> None: ...
+
+    async def current(self, offsets: Mapping[Partition, int | None]) -> bool:
+        """Commit ``offsets`` (None: the partition's position) synchronously; False when the group
+        refuses it because this member is no longer current (expelled, or a rebalance under way)."""
+        ...
 
 
 class BatchLoop:
@@ -76,6 +86,7 @@ class BatchLoop:
         self._clock = clock
         self._busy = asyncio.Lock()
         self._pending: dict[Partition, int] = {}
+        self._in_flight: dict[Partition, int] = {}  # the batch being handled: its first offsets
         self._committed_at = clock()
         self.on_revoked: list[Hook] = []
         self.on_assigned: list[Hook] = []
@@ -100,13 +111,19 @@ class BatchLoop:
         count = sum(len(records) for records in fetched.values())
         if count:
             async with self._busy:
+                self._in_flight, refused = first_offsets(fetched), False
                 try:
                     async with asyncio.TaskGroup() as group:  # a route that fails cancels the others
                         for route, records in split(fetched, self._routes):
                             group.create_task(route.handle(records))
+                except* NotCurrent as group:
+                    refused = True  # wrote nothing; the revocation follows and the owner gets the records
+                    log.warning("%s; %d records left to their owner", group.exceptions[0], count)
                 finally:
                     self.shared.batch_done()
-                advance(self._pending, next_offsets(fetched))  # Step 3: only once handled.
+                    self._in_flight = {}
+                if not refused:
+                    advance(self._pending, next_offsets(fetched))  # Step 3: only once handled.
         if self._clock() - self._committed_at >= self._commit_every_s:
             await self.commit()
         return count
@@ -124,6 +141,15 @@ class BatchLoop:
                     del self._pending[key]
         if only is None:
             self._committed_at = self._clock()
+
+    async def prove(self, partitions: set[Partition]) -> None:
+        """Raise ``NotCurrent`` unless the group still counts this member as the owner of
+        ``partitions``: one commit of offsets already handled (``fence.proof_offsets``)."""
+        if not await self._source.current(proof_offsets(partitions, self._in_flight, self._pending)):
+            raise NotCurrent(
+                f"hot path: the group refused this member's commit (expelled or rebalancing): "
+                f"not writing {sorted(partitions)}"
+            )
 
     async def revoked(self, partitions: set[Partition]) -> None:
         async with self._busy:  # the batch in flight finishes first
@@ -156,6 +182,7 @@ class KafkaSource:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.group = loop_group(settings)
+        self.metadata = ""  # committed with every offset: the pinned partition layout (agents/layout.py)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self, loop: BatchLoop) -> None:
@@ -201,7 +228,24 @@ class KafkaSource:
 
     async def commit(self, offsets: Mapping[Partition, int]) -> None:
         assert self._consumer is not None
-        await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        await self._consumer.commit(
+            {TopicPartition(t, p): (o, self.metadata) for (t, p), o in offsets.items()}
+        )
+
+    async def current(self, offsets: Mapping[Partition, int | None]) -> bool:
+        assert self._consumer is not None
+        consumer = self._consumer
+        try:
+            proof = {
+                tp: (await consumer.position(tp) if o is None else o, self.metadata)
+                for tp, o in ((TopicPartition(t, p), o) for (t, p), o in offsets.items())
+            }
+            # CommitFailedError: the coordinator answered UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION or
+            # REBALANCE_IN_PROGRESS (aiokafka then rejoins); IllegalStateError: no longer assigned here.
+            await consumer.commit(proof)
+        except (CommitFailedError, IllegalStateError):
+            return False
+        return True
 
 
 def loop_group(settings: Settings) -> str:

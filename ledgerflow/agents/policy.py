@@ -50,6 +50,8 @@ from ledgerflow.agents.app import handle_until_done
 from ledgerflow.agents.batching import Route
 from ledgerflow.agents.batchloop import BatchLoop, as_tps, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
+from ledgerflow.agents.fence import FencedOutput, Prove
+from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing, Written
 from ledgerflow.agents.ownership import Ownership
 from ledgerflow.agents.ports import (
@@ -151,8 +153,11 @@ class Ports:
     sink: DeadLetterPort | None  # None: the projector owns this topic's dead letters
 
     @classmethod
-    def connect(cls, app: faust.App, settings: Settings, owns_dlq: bool = True) -> Ports:
-        """The Kafka and Redis adapters of a worker."""
+    def connect(
+        cls, app: faust.App, settings: Settings, owns_dlq: bool = True, prove: Prove | None = None
+    ) -> Ports:
+        """The Kafka and Redis adapters of a worker; ``prove``: the group membership every write of
+        decisions is checked against first (``agents/fence.py``)."""
         input_topic, output_topic = settings.topic(CONVERSATION_EVENTS), settings.topic(POLICY_DECISIONS)
         rules_sink = DeadLetterSink(app, NAME)
 
@@ -161,9 +166,10 @@ class Ports:
             await rules_sink.send_all([dead_letter_of(record, record.reason, NAME, POLICY_RULES)])
             pack_refused(record.reason)
 
+        output: OutputLog = CoPartitionedOutput(settings, input_topic, output_topic)
         return cls(
             heads=RedisChainHeads(settings, NAME),
-            output=CoPartitionedOutput(settings, input_topic, output_topic),
+            output=output if prove is None else FencedOutput(output, input_topic, prove),
             inputs=KafkaInputLog(settings, input_topic),
             reference=ReferenceData(settings, on_refused=refused),
             sink=DeadLetterSink(app, NAME) if owns_dlq else None,
@@ -177,12 +183,14 @@ class PolicyAgent:
         ports: Ports,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedDecodes | None = None,
+        guard: PartitionGuard | None = None,
     ) -> None:
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
         self.output_topic = settings.topic(POLICY_DECISIONS)
         self._ports = ports
         self._shared = shared or SharedDecodes()  # decode once with the worker's projector
         self._clock = clock
+        self._guard = guard  # the pinned partition layout (agents/layout.py); None: unchecked
         self._partitions: dict[int, PartitionState] = {}
         self._started = False
         self._dirty: dict[int, set[str]] = {}
@@ -225,6 +233,8 @@ class PolicyAgent:
         """Steps 1 to 5 for one batch (``recover``, ``decide_batch``, ``write``, ``snapshot``)."""
         await self._start()
         began = time.perf_counter()
+        if self._guard is not None:
+            self._guard.batch(messages)  # partitions added to a live topic: refused, nothing written
         messages = await self.recover(messages)  # Steps 1 and 2.
         await self._ports.reference.sync()  # Step 3.
         batch = self.decide_batch(messages)
@@ -283,13 +293,16 @@ class PolicyAgent:
             )
             return
         reference = self._ports.reference
+        head = stage.head(state, decision_chain_key(event.tenant, event.subject))
+        if head is None and self._guard is not None:
+            self._guard.new_chain(msg)  # its chain may live in another partition (docs/scaling.md)
         try:
             record = decide(
                 event,
                 msg.value,
                 reference.pack_for(event.tenant),
                 reference.training_for(event.tenant),
-                stage.head(state, decision_chain_key(event.tenant, event.subject)),
+                head,
                 reference.models_for(event.tenant),
             )
             encoded = None if record is None else codec.encode(record)
@@ -299,8 +312,8 @@ class PolicyAgent:
             return
         if record is None or encoded is None or not isinstance(record.payload, PolicyDecision):
             return
-        head = head_after(record)
-        stage.heads[head.key] = head
+        after = head_after(record)
+        stage.heads[after.key] = after
         stage.decided[event.event_id] = msg.offset
         stage.last_input = msg.offset
         batch.out.append(Outgoing(msg.partition, msg.offset, event.subject.encode(), encoded))
@@ -413,10 +426,21 @@ class PolicyAgent:
         return PartitionState()
 
 
-def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: bool = True) -> PolicyAgent:
-    """The policy agent on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
-    agent_state = PolicyAgent(settings, Ports.connect(app, settings, owns_dlq), shared=loop.shared)
+def register(
+    app: faust.App,
+    loop: BatchLoop,
+    settings: Settings,
+    owns_dlq: bool = True,
+    guard: PartitionGuard | None = None,
+) -> PolicyAgent:
+    """The policy agent on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer;
+    its decisions are written only while the loop's group counts this member as their partition's owner."""
+    ports = Ports.connect(app, settings, owns_dlq, prove=loop.prove)
+    return attach(app, loop, settings, PolicyAgent(settings, ports, shared=loop.shared, guard=guard))
 
+
+def attach(app: faust.App, loop: BatchLoop, settings: Settings, agent_state: PolicyAgent) -> PolicyAgent:
+    """Run ``agent_state`` as a route of ``loop``: batches, rebalances and the catch-up timer."""
     ownership = Ownership(agent_state.input_topic)
 
     async def owned(messages: list[Any]) -> None:

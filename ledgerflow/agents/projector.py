@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import faust
-import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
 from ledgerflow.agents.batching import Route
@@ -46,12 +45,14 @@ from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TR
 from ledgerflow.projections.backoff import Backoff
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.generations import active_keys
+from ledgerflow.projections.guards import guard_complete
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.metrics import DEDUPED, QUARANTINED, RESTORES
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay, restore
 from ledgerflow.projections.verify import integrity_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
+from ledgerflow.redisclient import async_client
 from ledgerflow.redisvalues import int_map
 from ledgerflow.topics import POLICY_DECISIONS
 from ledgerflow.tracing import spans
@@ -96,9 +97,7 @@ class Projector:
 
     def writer(self) -> ProjectionWriter:
         if self._writer is None:  # created on the worker's event loop
-            redis = aioredis.Redis.from_url(
-                self._settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-            )
+            redis = async_client(self._settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
             self._writer = ProjectionWriter(redis)
         return self._writer
 
@@ -121,7 +120,7 @@ class Projector:
     async def _restore(self, keys: Keys) -> None:
         """The space is incomplete (first start, or Redis lost its data): replay the logs."""
         redis = self.writer().redis
-        if await redis.exists(keys.sentinel()):
+        if await guard_complete(redis, keys.sentinel()):
             return
         log.info(
             "projector: read models in %s are incomplete (new or flushed Redis); replaying the logs before "
@@ -169,7 +168,7 @@ class Projector:
     async def _check_complete(self) -> None:
         assert self._keys is not None
         if not self._written:
-            if not await self.writer().redis.exists(self._keys.sentinel()):
+            if not await guard_complete(self.writer().redis, self._keys.sentinel(), full=False):
                 raise SpaceLost(self._keys.sentinel())
             return
         result = await self.writer().apply([], guard=self._keys.sentinel(), expect=self._expect())

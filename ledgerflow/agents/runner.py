@@ -12,9 +12,9 @@ import faust
 from prometheus_client import start_http_server
 
 from ledgerflow import logformat
-from ledgerflow.agents import lag, models, policy, projector, startlogs, training, usage
+from ledgerflow.agents import lag, layout, models, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app, raw_topic
-from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, run_loop
+from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, loop_group, run_loop
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.errors import ValidationError
@@ -22,9 +22,11 @@ from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    MODELS_COMMANDS,
     POLICY_DECISIONS,
     POLICY_RULES,
     TRAINING_AUDIT,
+    TRAINING_COMMANDS,
     USAGE_WINDOWS,
 )
 from ledgerflow.tracing import spans
@@ -44,6 +46,8 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     spans.configure("ledgerflow-worker")  # OpenTelemetry spans, only when an exporter is configured
     wanted = wanted_agents(agents)
     asyncio.run(ensure_topics(settings))
+    # Partitions added to a live topic: one line and exit 1 before anything runs (agents/layout.py).
+    pinned = asyncio.run(layout.pin(settings, loop_group(settings)))
     address = worker_metrics_address(os.environ)
     served = serve_metrics(address)
     if announce is not None:
@@ -54,9 +58,11 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         )
     app = create_app(settings)
     loop = BatchLoop(source := KafkaSource(settings), [])  # the hot path: see agents/batchloop.py
+    source.metadata = pinned.encode()  # every commit remembers the layout its progress was made under
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
-        policy.register(app, loop, settings, owns_dlq=True)
+        guard = layout.PartitionGuard(pinned.counts[CONVERSATION_EVENTS], layout.refuse)
+        policy.register(app, loop, settings, owns_dlq=True, guard=guard)
     if "projector" in wanted:
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
@@ -67,12 +73,21 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     if not {"training", "usage", "models"} & set(wanted):
         keep_faust_subscribed(app, settings)
     if "training" in wanted:
-        training.register(app, settings)
+        training.register(
+            app, settings, layout.PartitionGuard(pinned.counts[TRAINING_COMMANDS], layout.refuse).every
+        )
     if "usage" in wanted:
         usage.register(app, settings)
     if "models" in wanted:
-        models.register(app, settings)
+        models.register(
+            app, settings, layout.PartitionGuard(pinned.counts[MODELS_COMMANDS], layout.refuse).every
+        )
     lag.register(app, settings, [source] if loop.topics else [])
+
+    @app.timer(interval=layout.CHECK_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def layout_watch() -> None:
+        await layout.watch(settings, pinned)
+
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     startlogs.install()
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)

@@ -16,6 +16,7 @@ from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.kafka.logs import RawRecord, read_range
+from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import text_map
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class RedisChainHeads:
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:  # created on the worker's event loop
-            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+            self._redis = async_client(self._settings.redis_url, socket_timeout=10)
         return self._redis
 
     async def load(self, partition: int) -> Snapshot:
@@ -65,7 +66,10 @@ class RedisChainHeads:
     async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
         if not snapshots:
             return
-        pipe = self._client().pipeline(transaction=True)
+        client = self._client()
+        # Each partition's snapshot is one HSET, atomic by itself; a Redis Cluster keeps the
+        # partitions' hashes in different slots, where MULTI across them is refused.
+        pipe = client.pipeline(transaction=not is_cluster_client(client))
         for p, snapshot in snapshots.items():
             mapping: dict[FieldT, EncodableT] = {
                 s: f"{head.sequence}|{head.hash}" for s, head in snapshot.heads.items()

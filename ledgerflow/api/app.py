@@ -8,7 +8,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -57,6 +56,7 @@ from ledgerflow.kafka.admin import SharedAdmin
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import async_client
 from ledgerflow.tracing import spans
 from ledgerflow.tracing.current import install_log_fields
 
@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         require_fast_codec()
         async with contextlib.AsyncExitStack() as stack:
             # Bounded dependency calls (api/faults.py): a dead Redis or broker answers 503 in time.
-            redis = aioredis.Redis.from_url(
+            redis = async_client(
                 settings.redis_url,
                 socket_timeout=REDIS_SOCKET_TIMEOUT_S,
                 socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,

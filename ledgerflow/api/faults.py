@@ -22,6 +22,7 @@ import redis.exceptions
 from aiokafka.errors import KafkaError
 
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.redisclient import UNAVAILABLE
 
 __all__ = [
     "DEADLINE_S",
@@ -41,6 +42,7 @@ T = TypeVar("T")
 _FAULTS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    *UNAVAILABLE,  # a Redis Cluster failing over
     KafkaError,
     TimeoutError,
     ConnectionError,

@@ -27,6 +27,7 @@ from ledgerflow.api.problems import problem
 from ledgerflow.api.spec import INT, PUBLIC, STR, json_response, obj, operation, problems
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.metrics import EDGE_REGISTRY, PROJECTION_LAG
+from ledgerflow.redisclient import UNAVAILABLE
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 T = TypeVar("T")
@@ -51,7 +52,7 @@ async def within_deadline(call: Awaitable[T], what: str, timeout: float = DEPEND
             return await call
     except TimeoutError:
         raise InfrastructureError(f"{what}: no answer within {timeout:g} s") from None
-    except (RedisError, KafkaError, OSError) as exc:
+    except (RedisError, *UNAVAILABLE, KafkaError, OSError) as exc:
         raise InfrastructureError(f"{what}: {type(exc).__name__}") from None
 
 

@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 
 from ledgerflow.contracts.ids import is_id
 from ledgerflow.errors import DomainError, ValidationError
+from ledgerflow.redisclient import set_replicated
 
 __all__ = [
     "HORIZON_S",
@@ -101,8 +102,10 @@ def judge(earlier: Claim, mine: Claim, now: float, reused: str = REUSED) -> Deci
     """Pure: the decision for a request whose key already holds ``earlier``.
 
     A different fingerprint → ValidationError (422). Published → answer with its
-    position. Still publishing → InFlight (409), unless the claim is older than
-    ``STALE_S``: the request that made it failed or died without recording its
+    position. ``earlier`` is ``mine`` itself → publish: the SET that made it reached Redis
+    but its reply was lost and the client sent it again (redis-py retries a command once
+    after a socket timeout, e.g. while Redis is paused). Still publishing → InFlight (409),
+    unless the claim is older than ``STALE_S``: the request that made it failed or died without recording its
     position, so this one publishes the *same* event id again (a duplicate delivery at
     worst, which the agents and the audit recognise by event id).
     """
@@ -110,6 +113,8 @@ def judge(earlier: Claim, mine: Claim, now: float, reused: str = REUSED) -> Deci
         raise ValidationError(reused)
     if earlier.position is not None:
         return Decision(False, earlier.event_id, earlier.position)
+    if earlier == mine:  # same request, same instant: our own claim, not another request's
+        return Decision(True, mine.event_id, None)
     if now - earlier.claimed_at < STALE_S:
         raise InFlight("the first request with this key is still being processed; retry shortly")
     return Decision(True, earlier.event_id, None)
@@ -160,21 +165,24 @@ async def claim(redis: aioredis.Redis, key: str, mine: Claim, reused: str = REUS
     """Step 1 of an idempotent request: claim ``key`` for ``mine`` (SET NX, ``HORIZON_S``),
     or judge the earlier claim (see :func:`judge`). Redis errors propagate (→ 503)."""
     for _ in range(2):  # a claim can expire between SET and GET: try once more
-        if await redis.set(key, mine.encode(), nx=True, ex=HORIZON_S):
+        # replicated: a failover must not forget a claim whose event is about to be published
+        if await set_replicated(redis, key, mine.encode(), nx=True, ex=HORIZON_S):
             return Decision(True, mine.event_id, None)
         raw = await redis.get(key)
         if raw is not None:
             decision = judge(Claim.decode(raw), mine, time.time(), reused)
             if decision.publish:  # a takeover: the claim is ours now, with the earlier event id
                 taken = Claim(mine.fingerprint, decision.event_id, time.time())
-                await redis.set(key, taken.encode(), keepttl=True)
+                await set_replicated(redis, key, taken.encode(), keepttl=True)
             return decision
     raise InFlight("a request with this key is being processed; retry shortly")
 
 
 async def record_position(redis: aioredis.Redis, key: str, mine: Claim, event_id: str, position: str) -> None:
-    """Step 3: remember where the event landed (keeps the claim's expiry)."""
-    await redis.set(key, Claim(mine.fingerprint, event_id, mine.claimed_at, position).encode(), keepttl=True)
+    """Step 3: remember where the event landed (keeps the claim's expiry). The request is
+    acknowledged after this: on a Redis Cluster it waits for the replica, so a failover keeps it."""
+    claimed = Claim(mine.fingerprint, event_id, mine.claimed_at, position).encode()
+    await set_replicated(redis, key, claimed, keepttl=True)
 
 
 async def forget(redis: aioredis.Redis, key: str) -> None:

@@ -1,7 +1,7 @@
-"""Limits on the edge: header count and size, body size, per-tenant request rate,
+"""Limits on the edge: request-target size, header count and size, body size, per-tenant request rate,
 per-tenant ``/v1/evaluate`` rate and per-tenant concurrent SSE streams.
 
-Every refusal is a problem+json with a clear status (413, 431, 429 + ``Retry-After``) and
+Every refusal is a problem+json with a clear status (413, 414, 431, 429 + ``Retry-After``) and
 is counted in ``ledgerflow_edge_limited_total{limit}``, whose label takes only the values
 of ``LIMIT_NAMES``. State is in memory, per edge process (N edges allow N times the rate).
 
@@ -31,6 +31,7 @@ __all__ = [
     "LIMIT_NAMES",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
+    "MAX_TARGET_BYTES",
     "EdgeLimits",
     "HeaderLimits",
     "LimitExceeded",
@@ -44,7 +45,11 @@ MAX_HEADERS = 100
 """Most request header fields accepted; more → 431."""
 MAX_HEADER_BYTES = 16 * 1024
 """Most bytes of request header names and values together; more → 431."""
-LIMIT_NAMES = ("body", "headers", "rate", "evaluate", "sse")
+MAX_TARGET_BYTES = 8 * 1024
+"""Most bytes of the request target (path and query, as sent); more → 414. No route needs more,
+and every public path (the registry, the docs) would otherwise take any size up to the server's own
+cut-off, an unlabelled plain-text 400."""
+LIMIT_NAMES = ("body", "target", "headers", "rate", "evaluate", "sse")
 LIMITED = Counter(
     "ledgerflow_edge_limited_total", "Requests refused by an edge limit", ["limit"], registry=EDGE_REGISTRY
 )
@@ -53,7 +58,7 @@ for _name in LIMIT_NAMES:
 
 
 class LimitExceeded(DomainError):
-    """A request over an edge limit: ``status`` 413, 429 or 431, ``retry_after`` for 429."""
+    """A request over an edge limit: ``status`` 413, 414, 429 or 431, ``retry_after`` for 429."""
 
     def __init__(self, limit: str, status: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
@@ -192,6 +197,16 @@ def check_content_length(headers: Mapping[str, str], limit: int = MAX_BODY_BYTES
         raise LimitExceeded("body", 413, f"body of {int(raw)} bytes exceeds the {limit}-byte limit")
 
 
+def target_violation(scope: Scope) -> str | None:
+    """Why the request target (path and query as sent) is over ``MAX_TARGET_BYTES``, or None."""
+    path = scope.get("raw_path") or str(scope.get("path", "")).encode()
+    query = scope.get("query_string") or b""
+    size = len(path) + (len(query) + 1 if query else 0)  # as sent: path, then "?" and the query
+    if size > MAX_TARGET_BYTES:
+        return f"a request target of {size} bytes; at most {MAX_TARGET_BYTES} (path and query together)"
+    return None
+
+
 def header_violation(headers: list[tuple[bytes, bytes]]) -> str | None:
     """Why ``headers`` break the header limits, or None."""
     if len(headers) > MAX_HEADERS:
@@ -203,20 +218,23 @@ def header_violation(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 class HeaderLimits:
-    """ASGI middleware: 431 problem+json for too many or too large request headers
-    (before authentication, so an oversized token costs nothing to refuse)."""
+    """ASGI middleware: 414 problem+json for a too long request target, 431 for too many or too
+    large request headers (before authentication, so an oversized token costs nothing to refuse)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            reason = header_violation(scope.get("headers", []))
-            if reason is not None:
+            refused = None
+            if (reason := target_violation(scope)) is not None:
+                refused = LimitExceeded("target", 414, reason)
+            elif (reason := header_violation(scope.get("headers", []))) is not None:
+                refused = LimitExceeded("headers", 431, reason)
+            if refused is not None:
                 from ledgerflow.api.problems import problem_for
 
-                response = problem_for(LimitExceeded("headers", 431, reason))
-                await response(scope, receive, send)
+                await problem_for(refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

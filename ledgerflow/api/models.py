@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ledgerflow.api.authentication import requires_role, requires_tenant_role
+from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.problems import problem, read_json
@@ -24,7 +24,6 @@ from ledgerflow.api.spec import (
     AUTHED,
     INT,
     STR,
-    TENANT_PARAM,
     Handler,
     body,
     json_response,
@@ -36,6 +35,7 @@ from ledgerflow.api.spec import (
     ref,
 )
 from ledgerflow.api.step import wait_seconds
+from ledgerflow.api.tenant_reads import reader_of, tenant_read
 from ledgerflow.auth.roles import ADMIN
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import ModelRejected, Payload, RegisterModel, SetModelEnabled
@@ -235,33 +235,24 @@ def registry_view(registry: ModelRegistry) -> dict[str, Any]:
     }
 
 
-@operation(
+@tenant_read(
     "listModels",
-    summary="The tenant's model registry: providers, models and their settings (any role of the tenant)",
-    tags=["models"],
-    parameters=[TENANT_PARAM],
-    responses={
-        "200": json_response(
-            obj(
-                ["tenant", "version", "models", "providers"],
-                tenant=STR,
-                version=INT,
-                models={"type": "array", "items": MODEL_VIEW},
-                providers={
-                    "type": "array",
-                    "items": obj(
-                        ["provider", "models"], provider=STR, models={"type": "array", "items": STR}
-                    ),
-                },
-            ),
-            "The registry",
-        ),
-        **problems(*AUTHED),
-    },
+    "The tenant's model registry: providers, models and their settings (any role of the tenant)",
+    "models",
+    obj(
+        ["tenant", "version", "models", "providers"],
+        tenant=STR,
+        version=INT,
+        models={"type": "array", "items": MODEL_VIEW},
+        providers={
+            "type": "array",
+            "items": obj(["provider", "models"], provider=STR, models={"type": "array", "items": STR}),
+        },
+    ),
+    "The registry",
 )
 async def list_models(request: Request) -> JSONResponse:
-    principal = requires_tenant_role(request)
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    principal = reader_of(request)
     ctx: EdgeContext = request.app.state.ctx
     await ctx.reference.sync()
     return JSONResponse(registry_view(ctx.reference.registry_for(principal.tenant)))

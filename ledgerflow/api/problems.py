@@ -41,6 +41,7 @@ from ledgerflow.errors import (
     ValidationError,
 )
 from ledgerflow.limits import MAX_BODY_BYTES
+from ledgerflow.redisclient import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ DEPENDENCY_FAULTS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    *UNAVAILABLE,  # a Redis Cluster failing over
     KafkaError,
     TimeoutError,  # asyncio.timeout / wait_for around a dependency call
     ConnectionError,

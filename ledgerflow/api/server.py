@@ -61,6 +61,12 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
     return value
 
 
+KEEP_ALIVE_S = 75
+"""How long an idle HTTP/1.1 connection stays open. Longer than clients keep one for reuse
+(httpx: 5 s): with uvicorn's default, also 5 s, a request sent just as the edge closed the
+connection was lost without an answer (seen in the chaos run under a saturated CPU)."""
+
+
 class EdgeServer(uvicorn.Server):
     """uvicorn's server, ending SSE streams first when asked to exit (see the module doc)."""
 
@@ -130,6 +136,7 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> int
         # JSON: uvicorn's loggers propagate to the root handler instead of uvicorn's own format.
         log_config=None if json_logs else LOGGING_CONFIG,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
         access_log=False,
         lifespan="on",
     )

@@ -14,22 +14,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import rfc3339
-from ledgerflow.api.spec import (
-    AUTHED,
-    INT,
-    NUM,
-    STR,
-    TENANT_PARAM,
-    TIME,
-    json_response,
-    obj,
-    operation,
-    problems,
-)
+from ledgerflow.api.spec import INT, NUM, STR, TIME, obj
+from ledgerflow.api.tenant_reads import reader_of, tenant_read
 from ledgerflow.models import ModelSettings
 from ledgerflow.redisvalues import Reply, text
 from ledgerflow.usage.cost import cost_range
@@ -78,37 +67,30 @@ COST = {
 }
 
 
-@operation(
+@tenant_read(
     "getUsage",
-    summary="Models seen in the tenant's traffic and its token usage windows (any role of the tenant)",
-    tags=["usage"],
-    parameters=[TENANT_PARAM],
-    responses={
-        "200": json_response(
-            obj(
-                ["models", "windows"],
-                models={"type": "array", "items": STR},
-                windows={
-                    "type": "array",
-                    "items": obj(
-                        ["model", "window_start", "window_end", "tokens", "turns"],
-                        model=STR,
-                        window_start=TIME,
-                        window_end=TIME,
-                        tokens=INT,
-                        turns=INT,
-                        cost=COST,
-                    ),
-                },
+    "Models seen in the tenant's traffic and its token usage windows (any role of the tenant)",
+    "usage",
+    obj(
+        ["models", "windows"],
+        models={"type": "array", "items": STR},
+        windows={
+            "type": "array",
+            "items": obj(
+                ["model", "window_start", "window_end", "tokens", "turns"],
+                model=STR,
+                window_start=TIME,
+                window_end=TIME,
+                tokens=INT,
+                turns=INT,
+                cost=COST,
             ),
-            "Usage",
-        ),
-        **problems(*AUTHED),
-    },
+        },
+    ),
+    "Usage",
 )
 async def usage(request: Request) -> JSONResponse:
-    principal = requires_tenant_role(request)
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    principal = reader_of(request)
     ctx: EdgeContext = request.app.state.ctx
     keys = await within_deadline(ctx.read_keys(), "redis")
     pipe = ctx.redis.pipeline(transaction=False)

@@ -11,12 +11,14 @@ import asyncio
 import json
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TextIO
 
-from ledgerflow.audit.logchecks import audit_logs
-from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.logchecks import ProgressFactory, audit_logs
 from ledgerflow.audit.projections import audit_projections
 from ledgerflow.audit.report import Report, summary, to_json
+from ledgerflow.commands.progress import Update, bar
 from ledgerflow.config import Settings
 
 CLEAN, DISCREPANCY = 0, 1
@@ -31,17 +33,14 @@ async def run_audit(
 ) -> Report:
     """Every check of the topics of ``settings.topic_prefix`` (and its live read models).
 
-    ``progress``: True forces the progress line on stderr, False hides it, None shows it
-    only when stderr is a terminal. ``grace_s``: a turn or training command older than
-    this (record timestamp, before the audit started) must have its decision or outcome;
-    None: ``LEDGERFLOW_AUDIT_GRACE_S``, default 60.
+    ``progress``: True forces the progress bar on stderr, False hides it, None draws it on a
+    terminal and writes plain lines every few seconds otherwise (``bars``). ``grace_s``: a
+    turn or training command older than this (record timestamp, before the audit started)
+    must have its decision or outcome; None: ``LEDGERFLOW_AUDIT_GRACE_S``, default 60.
     """
     began = time.perf_counter()
     report = Report()
-
-    def bar(label: str, total: int) -> Progress:
-        return Progress(label, total, show=progress)
-
+    bar = bars(progress)
     if projections:  # the read-model rebuild runs in worker processes meanwhile
         models = Report()
         await asyncio.gather(
@@ -52,6 +51,23 @@ async def run_audit(
         await audit_logs(settings, report, bar, grace_s=grace_s)
     report.seconds = time.perf_counter() - began
     return report
+
+
+def bars(show: bool | None, stream: TextIO | None = None) -> ProgressFactory:
+    """The audit's progress, one ``commands.progress.bar`` per phase, as every long verb shows
+    it (``show`` True: the terminal bar; None: the bar on a terminal, plain lines otherwise);
+    nothing at all when ``show`` is False."""
+
+    def make(label: str, total: int) -> AbstractContextManager[Update]:
+        if show is False:
+            return nullcontext(_ignore)
+        return bar(label, total, stream=stream, tty=show)
+
+    return make
+
+
+def _ignore(done: int, total: int | None = None) -> None:
+    """A progress update nobody draws."""
 
 
 def audit_cli(

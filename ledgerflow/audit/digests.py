@@ -79,6 +79,7 @@ def is_bookkeeping(relative_key: str) -> bool:
         or relative_key.startswith(CHECKPOINT_PREFIX)
         or relative_key.startswith(REPLAY_TOKEN_PREFIX)
         or relative_key == SENTINEL
+        or relative_key.startswith(SENTINEL + ":{")  # its per-slot copies on a Redis Cluster
     )
 
 

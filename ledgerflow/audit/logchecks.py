@@ -29,16 +29,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 
 from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
 from ledgerflow.audit.models import ModelsCheck
 from ledgerflow.audit.packs import PackSignatures
-from ledgerflow.audit.progress import Progress
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.sources import Horizon, LogReader
 from ledgerflow.audit.training import TrainingCheck
 from ledgerflow.audit.usage import UsageCheck
+from ledgerflow.commands.progress import Update
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
@@ -65,7 +66,10 @@ from ledgerflow.topics import (
 )
 from ledgerflow.usage.settings import window_config_from
 
-ProgressFactory = Callable[[str, int], Progress]
+ProgressFactory = Callable[[str, int], AbstractContextManager[Update]]
+"""One progress bar per phase (label, records in all): ``with progress(label, total) as update``."""
+
+DRAW_EVERY = 1000  # records between progress updates: a redraw per record would cost more than the read
 
 
 GRACE_ENV = "LEDGERFLOW_AUDIT_GRACE_S"
@@ -103,20 +107,8 @@ async def audit_logs(
         for base, topic in names.items():
             if topic not in horizon:
                 report.notes.append(f"topic {topic} does not exist: nothing of {base} was checked")
-        bar = progress("replaying logs", sum(sum(ends) for ends in horizon.values()))
-        run = _Run(reader, horizon, report, bar, names, overdue_before_ms)
-        run.lookup = PolicyTrust.of(settings).lookup
-        book = await run.packs()  # Step 2.
-        training = await run.training()  # Step 3.
-        models = await run.models()
-        await run.chained_only(USAGE_WINDOWS)  # Step 4.
-        await run.chained_only(IDENTITY_AUDIT)
-        await run.dead_letters(settings)  # Step 5.
-        await run.decisions(book, training, models)  # Step 6.
-        await run.commands()  # Step 7.
-        for finding in run.chains.finish():
-            report.add(finding)
-        bar.finish()
+        with progress("replaying logs", sum(sum(ends) for ends in horizon.values())) as update:
+            await _replay(_Run(reader, horizon, report, update, names, overdue_before_ms), settings)
     report.checks += [
         "hash chains",
         "decisions",
@@ -127,17 +119,40 @@ async def audit_logs(
     ]
 
 
+async def _replay(run: _Run, settings: Settings) -> None:
+    """Steps 2-7 (see the module doc)."""
+    run.lookup = PolicyTrust.of(settings).lookup
+    book = await run.packs()  # Step 2.
+    training = await run.training()  # Step 3.
+    models = await run.models()
+    await run.chained_only(USAGE_WINDOWS)  # Step 4.
+    await run.chained_only(IDENTITY_AUDIT)
+    await run.dead_letters(settings)  # Step 5.
+    await run.decisions(book, training, models)  # Step 6.
+    await run.commands()  # Step 7.
+    for finding in run.chains.finish():
+        run.report.add(finding)
+    run.update(run.read)
+
+
 class _Run:
     def __init__(
         self,
         reader: LogReader,
         horizon: Horizon,
         report: Report,
-        bar: Progress,
+        update: Update,
         names: dict[str, str],
         overdue_before_ms: int | None = None,
     ) -> None:
-        self.reader, self.horizon, self.report, self.bar, self.names = reader, horizon, report, bar, names
+        self.reader, self.horizon, self.report, self.update, self.names = (
+            reader,
+            horizon,
+            report,
+            update,
+            names,
+        )
+        self.read = 0  # records read, for the progress bar
         self.chains = ChainCheck()
         self.overdue_before_ms = overdue_before_ms
         self.dead: dict[str, set[tuple[int, int]]] = {}  # base topic -> dead-lettered (partition, offset)
@@ -155,17 +170,20 @@ class _Run:
         record there that claims a system writer is a finding."""
         topic = self.names[base]
         async for raw in self.reader.partition(topic, partition, self.horizon[topic][partition]):
-            self.bar.advance()
-            if raw.value is None:
-                continue  # a tombstone (compacted topics)
+            self.read += 1
+            if self.read % DRAW_EVERY == 0:
+                self.update(self.read)
+            # No topic is compacted (topics.py), so a null value is no tombstone: it was written
+            # from outside and is checked like any other value (undecodable).
+            value = raw.value or b""
             try:
                 if base in (CONVERSATION_EVENTS, TRAINING_COMMANDS):
-                    event = decode_input(raw.value, raw.key, base)
+                    event = decode_input(value, raw.key, base)
                 else:
-                    event = codec.decode(raw.value, allowed_types=TOPIC_TYPES[base])
+                    event = codec.decode(value, allowed_types=TOPIC_TYPES[base])
             except DecodeError as exc:
                 self.report.count(f"{base} undecodable")
-                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, IDENTITY_AUDIT):
+                if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, MODELS_AUDIT, IDENTITY_AUDIT):
                     self.report.add(_undecodable(raw, exc.reason))
                 continue
             if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):

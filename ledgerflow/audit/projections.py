@@ -5,7 +5,7 @@
 2. Replay the logs into a fresh scratch namespace up to that checkpoint with the code every
    rebuild uses (``ledgerflow.projections.parallel``: batches folded in memory, in worker
    processes, so this process checks the logs meanwhile).
-3. Read both spaces (SCAN, then pipelined reads) as a digest per key and a fence per
+3. Read both spaces (SCAN, then one script call per 500 keys) as a digest per key and a fence per
    entity; compare entity by entity (``digests.compare_entity``).
 4. Entities the live projection moved on with while we read: catch the scratch space up
    to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
@@ -24,15 +24,17 @@ from redis.exceptions import RedisError
 
 from ledgerflow.audit import digests
 from ledgerflow.audit.digests import Divergence, Snapshot, snapshot
-from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.logchecks import ProgressFactory
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.generations import PROJECTION, active_keys
+from ledgerflow.projections.guards import guard_complete, slot_of
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 from ledgerflow.projections.rebuild import replay
+from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import int_map
 
 CHECKPOINT = PROJECTION  # the projector's checkpoint name
@@ -40,13 +42,32 @@ ROUNDS = 3
 SCAN_COUNT = 1000
 READ_BATCH = 500
 
-_READERS = {
-    "hash": lambda pipe, key: pipe.hgetall(key),
-    "list": lambda pipe, key: pipe.lrange(key, 0, -1),
-    "set": lambda pipe, key: pipe.smembers(key),
-    "zset": lambda pipe, key: pipe.zrange(key, 0, -1, withscores=True),
-    "string": lambda pipe, key: pipe.get(key),
-}
+# KEYS: the keys to read. Returns per key {type, content}: content as HGETALL / LRANGE /
+# SMEMBERS / ZRANGE WITHSCORES / GET return it (false for a type not compared, or a key gone).
+_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key).ok
+  local content = false
+  if kind == 'hash' then content = redis.call('HGETALL', key)
+  elseif kind == 'list' then content = redis.call('LRANGE', key, 0, -1)
+  elseif kind == 'set' then content = redis.call('SMEMBERS', key)
+  elseif kind == 'zset' then content = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  elseif kind == 'string' then content = redis.call('GET', key)
+  end
+  out[i] = {kind, content}
+end
+return out
+"""
+
+
+def _as_read(kind: str, content: Any) -> Any:
+    """``content`` as redis-py's command of that kind returns it (what ``snapshot`` takes)."""
+    if kind == "hash":
+        return dict(zip(content[::2], content[1::2], strict=True))
+    if kind == "zset":
+        return list(zip(content[::2], (float(score) for score in content[1::2]), strict=True))
+    return content
 
 
 class _Space:
@@ -54,6 +75,7 @@ class _Space:
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis, self.keys = redis, keys
+        self._read_script = redis.register_script(_READ)
         self.digests: dict[str, dict[str, str]] = {}
         self.fences: dict[str, dict[str, int]] = {}
 
@@ -80,14 +102,35 @@ class _Space:
                 self.digests.setdefault(entity, {})[rel] = snap.digest
 
     async def snapshots(self, names: list[str]) -> list[Snapshot]:
+        """Each key's snapshot, read by one script call (a type and a read per key as separate
+        commands cost more in redis-py's packing and parsing than the digests themselves)."""
+        if not names:
+            found = []
+        elif is_cluster_client(self.redis):
+            found = await self._per_slot(names)
+        else:
+            found = await self._read_script(keys=names)
+        out = []
+        for kind, content in found:
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            out.append(snapshot(kind, None if content is None else _as_read(kind, content)))
+        return out
+
+    async def _per_slot(self, names: list[str]) -> list[Any]:
+        """On a Redis Cluster a script call reads the keys of one slot: one call per slot, all in
+        one pipeline (split per master by the client), replies put back in ``names``' order."""
+        groups: dict[int, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(slot_of(name), []).append(i)
+        sha = await self.redis.script_load(_READ)  # on every master
         pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.type(name)
-        kinds = [k.decode() if isinstance(k, bytes) else k for k in await pipe.execute()]
-        pipe = self.redis.pipeline(transaction=False)
-        for name, kind in zip(names, kinds, strict=True):
-            _READERS.get(kind, lambda p, k: p.exists(k))(pipe, name)
-        return [snapshot(kind, raw) for kind, raw in zip(kinds, await pipe.execute(), strict=True)]
+        for indexes in groups.values():
+            pipe.execute_command("EVALSHA", sha, len(indexes), *(names[i] for i in indexes))
+        found: list[Any] = [None] * len(names)
+        for indexes, replies in zip(groups.values(), await pipe.execute(), strict=True):
+            for i, reply in zip(indexes, replies, strict=True):
+                found[i] = reply
+        return found
 
     async def one(self, relative: str) -> Snapshot | None:
         name = self.keys.namespace + relative
@@ -98,12 +141,12 @@ class _Space:
 async def audit_projections(
     settings: Settings,
     report: Report,
-    progress: Callable[[str, int], Progress],
+    progress: ProgressFactory,
     *,
     rounds: int = ROUNDS,
 ) -> None:
     scratch_keys = Keys(f"lf:audit:{uuid.uuid4().hex[:12]}:")
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+    redis = async_client(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
     try:
         live_keys = await active_keys(redis, settings.topic_prefix)  # the generation readers use
         await _run(settings, redis, live_keys, scratch_keys, report, progress, rounds)
@@ -128,11 +171,11 @@ async def _run(
     live_keys: Keys,
     scratch_keys: Keys,
     report: Report,
-    progress: Callable[[str, int], Progress],
+    progress: ProgressFactory,
     rounds: int,
 ) -> None:
     # Step 1.
-    if not await redis.exists(live_keys.sentinel()):
+    if not await guard_complete(redis, live_keys.sentinel()):
         report.add(
             Finding(
                 "projection.incomplete",
@@ -149,21 +192,20 @@ async def _run(
     pending: set[str] | None = None  # None: every entity
     for round_no in range(1, rounds + 1):
         until = await _checkpoint(settings, redis, live_keys)
-        bar = progress(f"rebuilding read models (round {round_no})", sum(until.values()))
-        if round_no == 1:  # Step 2: in worker processes, while this one checks the logs
-            workers = max(processes_from_env() - 1, 1)
-            stats = await replay_parallel(
-                settings, redis, scratch_keys, until, bar.update, processes=workers, spawn=True
-            )
-        else:  # Step 4: the fold wrote fences, so the fenced replay reads on from the checkpoint
-            start = {
-                cursor: offset + 1
-                for cursor, offset in int_map(
-                    await redis.hgetall(scratch_keys.checkpoint(CHECKPOINT))
-                ).items()
-            }
-            stats = await replay(settings, redis, scratch_keys, until, bar.update, start=start)
-        bar.finish()
+        with progress(f"rebuilding read models (round {round_no})", sum(until.values())) as update:
+            if round_no == 1:  # Step 2: in worker processes, while this one checks the logs
+                workers = max(processes_from_env() - 1, 1)
+                stats = await replay_parallel(
+                    settings, redis, scratch_keys, until, update, processes=workers, spawn=True
+                )
+            else:  # Step 4: the fold wrote fences, so the fenced replay reads on from the checkpoint
+                start = {
+                    cursor: offset + 1
+                    for cursor, offset in int_map(
+                        await redis.hgetall(scratch_keys.checkpoint(CHECKPOINT))
+                    ).items()
+                }
+                stats = await replay(settings, redis, scratch_keys, until, update, start=start)
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
         await live.load()  # Step 3.
         await scratch.load()

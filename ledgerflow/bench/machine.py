@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from ledgerflow.config import Settings
+from ledgerflow.redisclient import sync_client
 
 PACKAGES = (
     "faust-streaming",
@@ -62,7 +63,7 @@ def _version(name: str) -> str | None:
 
 def _redis_server(url: str) -> str | None:
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5)
+        client = sync_client(url, socket_timeout=5)
         try:
             return str(client.info("server").get("redis_version"))
         finally:

@@ -30,6 +30,7 @@ from ledgerflow.policy.wire import decide, head_after
 from ledgerflow.projections.conversations import project
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import Position
+from ledgerflow.redisclient import async_client
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 APP_ID = "bench-naive-agent"
@@ -47,7 +48,7 @@ def build(settings: Settings) -> faust.App:
     @app.agent(events, name="naive-policy")
     async def naive_policy(stream: faust.StreamT[bytes]) -> None:
         if not clients:
-            clients.append(aioredis.Redis.from_url(settings.redis_url, socket_timeout=10))
+            clients.append(async_client(settings.redis_url, socket_timeout=10))
         redis = clients[0]
         async for value in stream:
             message = stream.current_event.message  # type: ignore[union-attr]

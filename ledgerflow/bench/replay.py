@@ -22,7 +22,6 @@ import asyncio
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
 from ledgerflow.bench.procs import emit, own_cpu_seconds
@@ -30,6 +29,7 @@ from ledgerflow.config import Settings, load_settings
 from ledgerflow.projections import rebuild
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import processes_from_env, replay_parallel
+from ledgerflow.redisclient import async_client
 
 
 async def raw_consume(settings: Settings, until: dict[TopicPartition, int]) -> int:
@@ -62,7 +62,7 @@ async def run(settings: Settings, mode: str, namespace: str) -> dict[str, Any]:
     if mode == "raw":
         records = await raw_consume(settings, until)
     else:
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        redis = async_client(settings.redis_url, socket_timeout=30)
         try:
             workers = 1 if mode == "rebuild" else processes_from_env()
             stats = await replay_parallel(settings, redis, Keys(namespace), until, processes=workers)

@@ -160,11 +160,18 @@ async def _measure(env: Env, plan: Plan) -> dict[str, Any]:
     return {"codec": codec_result, "tracing": tracing, "collected": asdict(got), "profiles": profiles}
 
 
-def bench_cli(settings: Settings, *, quick: bool, runs: int, events: int, out_dir: str) -> int:
+def bench_cli(
+    settings: Settings, *, quick: bool, runs: int, events: int, out_dir: str, scale: bool = False
+) -> int:
     """Run the benchmark against the stack in ``settings``; write results to ``out_dir``.
+    ``scale``: only the scale-out figures, on private stacks (``bench/scale.py``).
 
     Returns 0 when every figure was measured (goals met or not), 1 if a trial failed.
     """
+    if scale:
+        from ledgerflow.bench.scale import scale_cli
+
+        return scale_cli(quick=quick, runs=runs, events=events, out_dir=out_dir)
     from ledgerflow.bench.report import write_outputs
 
     require_fast_codec()

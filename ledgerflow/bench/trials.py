@@ -39,7 +39,9 @@ from ledgerflow.bench.procs import Child, CpuMeter, spawn
 from ledgerflow.bench.profile import Sampler, summarise
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics, partition_counts
+from ledgerflow.projections.guards import set_guard
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import async_client
 from ledgerflow.topics import CONVERSATION_EVENTS, TopicSpec, all_topics
 from ledgerflow.traffic import interleaved, publish
 
@@ -81,7 +83,7 @@ async def cleanup(env: Env) -> tuple[int, int]:
             await admin.delete_topics(doomed[i : i + 50])
     finally:
         await admin.close()
-    redis = aioredis.Redis.from_url(env.settings.redis_url, socket_timeout=30)
+    redis = async_client(env.settings.redis_url, socket_timeout=30)
     keys = 0
     try:
         for prefix in env.prefixes:
@@ -106,9 +108,9 @@ async def prepare(settings: Settings) -> None:
     records live instead of first replaying the backlog as a rebuild.
     """
     await ensure_topics(settings, (*all_topics(), TopicSpec(SINK, 6, {"retention.ms": "3600000"})))
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    redis = async_client(settings.redis_url, socket_timeout=10)
     try:
-        await redis.set(Keys.for_prefix(settings.topic_prefix).sentinel(), "bench")
+        await set_guard(redis, Keys.for_prefix(settings.topic_prefix).sentinel(), "bench")
     finally:
         await redis.aclose()
 
@@ -133,7 +135,7 @@ class Observer:
             )
             await self._consumer.start()
         else:
-            self._redis = aioredis.Redis.from_url(self._settings.redis_url, socket_timeout=10)
+            self._redis = async_client(self._settings.redis_url, socket_timeout=10)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

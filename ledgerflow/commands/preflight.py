@@ -12,24 +12,26 @@ from aiokafka.errors import KafkaError
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import all_topics
 
 CONNECT_TIMEOUT_S = 3.0
 
 
 def require_redis(settings: Settings) -> None:
-    client = redis_sync.Redis.from_url(
-        settings.redis_url, socket_timeout=CONNECT_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
-    )
-    try:
-        client.ping()
+    try:  # a cluster client reads the slot map when made: that can fail too
+        client = sync_client(
+            settings.redis_url, socket_timeout=CONNECT_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
     except (redis_sync.RedisError, OSError) as exc:
         raise InfrastructureError(
             f"no Redis answers at {settings.redis_url} ({type(exc).__name__}): start the local stack "
             "(`ledgerflow stack up`) or fix LEDGERFLOW_REDIS_URL / --redis"
         ) from None
-    finally:
-        client.close()
 
 
 async def require_topics(settings: Settings) -> dict[str, int]:

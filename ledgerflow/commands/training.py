@@ -27,6 +27,7 @@ from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
 from ledgerflow.errors import DecodeError, DomainError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.projections.views import training_view
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 
 
@@ -129,12 +130,11 @@ def _answer(value: bytes | None, command_id: str) -> Event | None:
 
 def status(settings: Settings, tenant: str) -> dict[str, Any]:
     """The tenant's training read model, as ``GET /v1/training/status`` answers it."""
-    import redis as redis_sync
 
     from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
     from ledgerflow.redisvalues import text, text_map
 
-    client = redis_sync.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+    client = sync_client(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
     try:
         pointer = client.get(active_pointer(settings.topic_prefix))
         keys = Keys.for_prefix(settings.topic_prefix, text(pointer) if pointer else DEFAULT_GENERATION)

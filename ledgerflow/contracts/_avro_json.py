@@ -13,13 +13,16 @@ from typing import Any
 from ledgerflow.errors import ValidationError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _ONE_MICRO = timedelta(microseconds=1)
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
 
 def format_timestamp(micros: int) -> str:
     """Microseconds since the epoch (UTC) -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
-    moment = _EPOCH + timedelta(microseconds=micros)
+    moment = _NAIVE_EPOCH + timedelta(microseconds=micros)
+    if moment.year >= 1000:  # isoformat is ~2x faster; strftime pads %Y to 4 digits only from 1000 on
+        return moment.isoformat(timespec="microseconds") + "Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -76,7 +76,7 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
 
 def compute_hash(record: Mapping[str, Any], prev_hash: str) -> str:
     """Hex SHA-256 of ``canonical_bytes(record)`` with ``prev_hash`` set (``sequence`` already set)."""
-    _check_hex(prev_hash, "prev_hash")
+    check_hex(prev_hash, "prev_hash")
     return _digest({**record, "prev_hash": prev_hash})
 
 
@@ -84,7 +84,7 @@ def _digest(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(record)).hexdigest()
 
 
-def _check_hex(value: Any, name: str) -> None:
+def check_hex(value: Any, name: str) -> None:
     if not isinstance(value, str) or not _HEX64.fullmatch(value):
         raise ValidationError(f"{name} must be 64 lowercase hex characters (a SHA-256 digest), got {value!r}")
 
@@ -100,7 +100,7 @@ class ChainHead:
     def __post_init__(self) -> None:
         if isinstance(self.sequence, bool) or not isinstance(self.sequence, int) or self.sequence < 1:
             raise ValidationError(f"chain head sequence must be an integer ≥ 1, got {self.sequence!r}")
-        _check_hex(self.hash, "chain head hash")
+        check_hex(self.hash, "chain head hash")
 
 
 def link(record: Mapping[str, Any], head: ChainHead | None) -> dict[str, Any]:

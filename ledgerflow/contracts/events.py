@@ -17,7 +17,7 @@ from typing import Any
 
 from ledgerflow.contracts import _avro_json
 from ledgerflow.contracts._avro_json import format_timestamp, parse_timestamp
-from ledgerflow.contracts.ids import check_id
+from ledgerflow.contracts.ids import ID_PATTERN, check_id
 from ledgerflow.contracts.payloads import PAYLOAD_TYPES, ConversationStarted, MessageSubmitted, Payload
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.upcasting import upcast_payload
@@ -43,6 +43,7 @@ ANY_TENANT_TYPES = frozenset({"RulePackPublished", "SigningKeyChanged", "AuthRef
 """Types whose envelope tenant may be ``*``: the default pack, and identity records of no one tenant."""
 """The tenant/subject of the default rule pack: the one value outside the id grammar."""
 
+_is_id = ID_PATTERN.fullmatch
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _NAMESPACE = uuid.UUID("6f1c3c52-5d0e-4a52-9d55-2f1f0c2f7a10")
 _CHAIN_FIELDS = ("sequence", "prev_hash", "hash")
@@ -265,12 +266,11 @@ def validate_envelope(event: Event) -> None:
         )
     if event.schema_version < 1:
         raise ValidationError(f"schema_version: {event.schema_version} must be 1 or more")
-    for name in ("tenant", "subject"):
-        value = getattr(event, name)
-        if isinstance(value, str) and not value.strip():
-            raise ValidationError(f"{name}: must not be empty")
-        if not (value == ANY_TENANT and event.type in ANY_TENANT_TYPES):
-            check_id(name, value)
+    # An id passes the one regex match; only what fails it takes the call that names the problem.
+    if not (isinstance(event.tenant, str) and _is_id(event.tenant)):
+        _check_key_id(event, "tenant", event.tenant)
+    if not (isinstance(event.subject, str) and _is_id(event.subject)):
+        _check_key_id(event, "subject", event.subject)
     producer = event.producer
     if not isinstance(producer, str) or not producer.strip():
         raise ValidationError("producer: must not be empty")
@@ -292,13 +292,21 @@ def validate_envelope(event: Event) -> None:
         _check_text("payload.actor", event.payload.actor, MAX_ID_CHARS)
 
 
+def _check_key_id(event: Event, name: str, value: object) -> None:
+    if isinstance(value, str) and not value.strip():
+        raise ValidationError(f"{name}: must not be empty")
+    if not (value == ANY_TENANT and event.type in ANY_TENANT_TYPES):
+        check_id(name, value)
+
+
 def validate_turn(turn: MessageSubmitted) -> None:
     """A turn's payload: what the Avro schema cannot say (ids, ranges, sizes, types).
 
     Checked at the edge and again in the agents, which also read records that producers
     wrote to Kafka directly. Raises ValidationError (ContentTooLarge for oversized content).
     """
-    check_id("payload.turn_id", turn.turn_id)
+    if not (isinstance(turn.turn_id, str) and _is_id(turn.turn_id)):
+        check_id("payload.turn_id", turn.turn_id)
     if not isinstance(turn.content, str):
         raise ValidationError(f"payload.content: expected a string, got {type(turn.content).__name__}")
     if len(turn.content) * 4 > MAX_CONTENT_BYTES:

@@ -17,19 +17,20 @@ import re
 
 from ledgerflow.errors import ValidationError
 
-__all__ = ["ID_CHARACTERS", "MAX_ID_LENGTH", "check_id", "is_id"]
+__all__ = ["ID_CHARACTERS", "ID_PATTERN", "MAX_ID_LENGTH", "check_id", "is_id"]
 
 MAX_ID_LENGTH = 128
 """Longest id, in characters (= bytes: the grammar is ASCII)."""
 ID_CHARACTERS = "ASCII letters, digits and . _ - : @ (starting with a letter or digit)"
 """The grammar in words, for error messages and docs."""
 
-_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_ID_LENGTH - 1}}}")
+ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_ID_LENGTH - 1}}}")
+"""The grammar as a regex: ``ID_PATTERN.fullmatch(text)`` (text must be a str) for hot loops."""
 
 
 def is_id(value: object) -> bool:
     """True when ``value`` is a str in the id grammar."""
-    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
 def check_id(field: str, value: object) -> str:

@@ -349,6 +349,10 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
 }
 
 
+NESTED_RECORDS: dict[str, type[Any]] = {"Redaction": Redaction, "RefusalCount": RefusalCount}
+"""The classes of records nested in payloads, by record name (the codec reads them straight in)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record an agent gave up on (not an event: no envelope). Goes to ``<topic>.dlq``."""

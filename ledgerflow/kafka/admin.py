@@ -197,3 +197,10 @@ async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, 
     async with _admin(settings) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def group_metadata(settings: Settings, group: str) -> dict[TopicPartition, str]:
+    """The metadata string each partition's committed offset carries (absent: no commit, or none)."""
+    async with _admin(settings) as admin:
+        offsets = await admin.list_consumer_group_offsets(group)
+    return {tp: meta.metadata for tp, meta in offsets.items() if meta.offset >= 0 and meta.metadata}

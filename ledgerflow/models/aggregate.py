@@ -20,6 +20,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from ledgerflow import versioned
 from ledgerflow.errors import ValidationError
 from ledgerflow.models.records import (
     ModelCommand,
@@ -32,6 +33,7 @@ from ledgerflow.models.records import (
     ModelSettings,
     RegisterModel,
 )
+from ledgerflow.versioned import ADMIN_ROLE, NOT_ADMIN, VERSION_CONFLICT
 
 __all__ = [
     "ADMIN_ROLE",
@@ -48,13 +50,10 @@ __all__ = [
     "settings_problem",
 ]
 
-ADMIN_ROLE = "admin"
 MAX_NAME_CHARS = 256
 MAX_CONTEXT_WINDOW = 100_000_000
 
-# Machine-readable rejection codes (ModelRejected.code).
-NOT_ADMIN = "not_admin"
-VERSION_CONFLICT = "version_conflict"
+# Machine-readable rejection codes (ModelRejected.code; also ledgerflow.versioned's two).
 INVALID_SETTINGS = "invalid_settings"
 UNKNOWN_MODEL = "unknown_model"
 NO_CHANGE = "no_change"
@@ -128,10 +127,11 @@ def decide(registry: ModelRegistry, command: ModelCommand, now_micros: int) -> l
 
 
 def _refusal(registry: ModelRegistry, command: ModelCommand) -> tuple[str, str] | None:
-    if ADMIN_ROLE not in command.actor_roles:
-        return NOT_ADMIN, "actor lacks the admin role"
-    if command.expected_version is not None and command.expected_version != registry.version:
-        return VERSION_CONFLICT, f"expected version {command.expected_version}, current {registry.version}"
+    refused = versioned.not_admin(command.actor_roles) or versioned.version_conflict(
+        command.expected_version, registry.version
+    )
+    if refused is not None:
+        return refused
     if isinstance(command, RegisterModel):
         problem = settings_problem(command.model, command.settings)
         return None if problem is None else (INVALID_SETTINGS, problem)
@@ -180,14 +180,12 @@ def check_transition(registry: ModelRegistry, event: ModelEvent) -> str | None:
 
 def fold(events: Iterable[ModelEvent], initial: ModelRegistry | None = None) -> ModelRegistry:
     """Replay events strictly: raises ``ValidationError`` naming the first illegal one."""
-    registry = initial
-    for index, event in enumerate(events):
-        if registry is None:
-            registry = initial_registry(event.tenant)
-        problem = check_transition(registry, event)
-        if problem is not None:
-            raise ValidationError(f"model registry event #{index} ({type(event).__name__}): {problem}")
-        registry = evolve(registry, event)
-    if registry is None:
-        raise ValidationError("cannot fold an empty event list without an initial registry")
-    return registry
+    return versioned.fold_strictly(
+        events,
+        initial,
+        initial_of=initial_registry,
+        check=check_transition,
+        evolve=evolve,
+        what="model registry",
+        empty="cannot fold an empty event list without an initial registry",
+    )

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ledgerflow.versioned import VersionedCommand, VersionedOutcome
+
 __all__ = [
     "ModelCommand",
     "ModelDisabled",
@@ -62,16 +64,10 @@ class ModelRegistry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Command:
+class _Command(VersionedCommand):
     """What every registry command says: who asks, about which model, at which version."""
 
-    command_id: str
-    tenant: str
-    actor: str
-    actor_roles: tuple[str, ...]
     model: str
-    expected_version: int | None = None
-    issued_at: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,24 +91,14 @@ ModelCommand = RegisterModel | SetModelEnabled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ModelRegistered:
-    tenant: str
-    version: int
-    command_id: str
-    actor: str
+class ModelRegistered(VersionedOutcome):
     model: str
     settings: ModelSettings
-    occurred_at: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Switched:
-    tenant: str
-    version: int
-    command_id: str
-    actor: str
+class _Switched(VersionedOutcome):
     model: str
-    occurred_at: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,17 +112,12 @@ class ModelDisabled(_Switched):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ModelRejected:
+class ModelRejected(VersionedOutcome):
     """A refused command. ``version`` is the (unchanged) current version."""
 
-    tenant: str
-    version: int
-    command_id: str
-    actor: str
     model: str
     code: str
     reason: str
-    occurred_at: int
 
 
 ModelEvent = ModelRegistered | ModelEnabled | ModelDisabled | ModelRejected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from ledgerflow.contracts import payloads as wire
@@ -17,46 +18,18 @@ from ledgerflow.models.records import (
     RegisterModel,
     SetModelEnabled,
 )
+from ledgerflow.versioned import command_fields
 
 PRODUCER = "ledgerflow-models"
 
 
 def command_of(event: Event, admin: bool = True) -> ModelCommand:
-    """The aggregate command of a ``models.commands`` record.
-
-    Only the edge writes that topic, and only for admins, so the record stands for an
-    admin's command (``admin=False`` models anything else).
-    """
+    """The aggregate command of a ``models.commands`` record (an admin's: ``command_fields``)."""
     p = event.payload
-    roles = ("admin",) if admin else ()
     if isinstance(p, wire.RegisterModel):
-        return RegisterModel(
-            command_id=p.command_id,
-            tenant=event.tenant,
-            actor=p.actor,
-            actor_roles=roles,
-            model=p.model,
-            settings=ModelSettings(
-                provider=p.provider,
-                context_window=p.context_window,
-                input_price_per_1k=p.input_price_per_1k,
-                output_price_per_1k=p.output_price_per_1k,
-                enabled=p.enabled,
-            ),
-            expected_version=p.expected_version,
-            issued_at=event.occurred_at,
-        )
+        return RegisterModel(model=p.model, settings=_settings_of(p), **command_fields(event, admin))
     if isinstance(p, wire.SetModelEnabled):
-        return SetModelEnabled(
-            command_id=p.command_id,
-            tenant=event.tenant,
-            actor=p.actor,
-            actor_roles=roles,
-            model=p.model,
-            enabled=p.enabled,
-            expected_version=p.expected_version,
-            issued_at=event.occurred_at,
-        )
+        return SetModelEnabled(model=p.model, enabled=p.enabled, **command_fields(event, admin))
     raise TypeError(f"{event.type} is not a model-registry command")
 
 
@@ -100,14 +73,7 @@ def event_of(record: Event) -> ModelEvent:
         "occurred_at": record.occurred_at,
     }
     if isinstance(p, wire.ModelRegistered):
-        settings = ModelSettings(
-            provider=p.provider,
-            context_window=p.context_window,
-            input_price_per_1k=p.input_price_per_1k,
-            output_price_per_1k=p.output_price_per_1k,
-            enabled=p.enabled,
-        )
-        return ModelRegistered(settings=settings, **common)
+        return ModelRegistered(settings=_settings_of(p), **common)
     if isinstance(p, wire.ModelEnabled):
         return ModelEnabled(**common)
     if isinstance(p, wire.ModelDisabled):
@@ -116,3 +82,9 @@ def event_of(record: Event) -> ModelEvent:
         code, _, message = p.rejected_reason.partition(": ")
         return ModelRejected(code=code, reason=message, **common)
     raise TypeError(f"{record.type} is not a models.audit record")
+
+
+def _settings_of(p: wire.RegisterModel | wire.ModelRegistered) -> ModelSettings:
+    """The settings a command asks for, or an outcome registered: both records carry every field
+    of ``ModelSettings`` under its name."""
+    return ModelSettings(**{f.name: getattr(p, f.name) for f in fields(ModelSettings)})

@@ -16,9 +16,9 @@ from ledgerflow.contracts.chain import (
     USAGE_TYPE,
     ChainHead,
     decision_chain_key,
-    link,
     usage_chain_key,
 )
+from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, Outcome, PolicyDecision, Redaction
 from ledgerflow.policy import (
@@ -113,8 +113,7 @@ def decide(
 
 
 def chain(record: Event, head: ChainHead | None) -> Event:
-    linked = link(record.to_json(), head)
-    return record.with_chain(linked["sequence"], linked["prev_hash"], linked["hash"])
+    return link_event(record, head)
 
 
 def chain_key(record: Event) -> str:

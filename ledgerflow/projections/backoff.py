@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ledgerflow.projections.metrics import REDIS_OUTAGES, REDIS_RETRIES, REDIS_UP
+from ledgerflow.redisclient import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     BusyLoadingError,
     ConnectionError,
     OSError,
+    *UNAVAILABLE,  # a Redis Cluster failing over
 )
 
 

@@ -71,9 +71,13 @@ def _link(event: Event, keys: Keys, copy: str) -> ChainLink | None:
         return None
     if event.prev_hash is None or event.hash is None:
         return None
-    quarantine = keys.conversation_quarantine(event.tenant, event.payload.conversation_id)
-    chain = keys.decision_chain(event.tenant, event.subject)
-    return ChainLink(chain, copy, event.sequence, event.prev_hash, event.hash, quarantine)
+    if copy == "tenant":  # every key of a group in its entity's slot (one Lua call on a Redis Cluster)
+        head, field = keys.tenant_chain(event.tenant, event.subject), copy
+        quarantine = keys.tenant_chain_quarantine(event.tenant, event.subject)
+    else:
+        head, field = keys.decision_chain(event.tenant, event.subject), copy
+        quarantine = keys.conversation_quarantine(event.tenant, event.payload.conversation_id)
+    return ChainLink(head, field, event.sequence, event.prev_hash, event.hash, quarantine)
 
 
 def _conversation_id(event: Event) -> str:
@@ -116,11 +120,9 @@ def _activity(event: Event, keys: Keys) -> RedisOp:
     return RedisOp("ZADD", keys.tenant_conversations(event.tenant), (event.occurred_at, event.subject))
 
 
-@_ops.register
-def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
-    conv = keys.conversation(event.tenant, event.subject)
-    tokens = payload.tokens or 0
-    turn = orjson.dumps(
+def turn_entry(event: Event, payload: MessageSubmitted) -> str:
+    """A turn as the conversation's turn list holds it (JSON)."""
+    return orjson.dumps(
         {
             "event_id": event.event_id,
             "turn_id": payload.turn_id,
@@ -131,6 +133,30 @@ def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp
             "occurred_at": event.occurred_at,
         }
     ).decode()
+
+
+def decision_entry(event: Event, payload: PolicyDecision) -> str:
+    """A decision as the conversation's decisions and the tenant's denials hold it (JSON)."""
+    return orjson.dumps(
+        {
+            "event_id": event.event_id,
+            "input_event_id": payload.input_event_id,
+            "outcome": payload.outcome,
+            "score": payload.score,
+            "matched_rules": list(payload.matched_rules),
+            "rule_pack_version": payload.rule_pack_version,
+            "constitution_hash": payload.constitution_hash,
+            "training_version": payload.training_version,
+            "redactions": [[r.start, r.end] for r in payload.redactions],
+        }
+    ).decode()
+
+
+@_ops.register
+def _(payload: MessageSubmitted, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    conv = keys.conversation(event.tenant, event.subject)
+    tokens = payload.tokens or 0
+    turn = turn_entry(event, payload)
     conv_ops = [
         _touch(event, keys),
         RedisOp("HINCRBY", conv, ("turns", 1)),
@@ -157,19 +183,7 @@ def _(payload: ConversationClosed, event: Event, keys: Keys) -> tuple[list[Redis
 @_ops.register
 def _(payload: PolicyDecision, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     conv_id = payload.conversation_id
-    decision = orjson.dumps(
-        {
-            "event_id": event.event_id,
-            "input_event_id": payload.input_event_id,
-            "outcome": payload.outcome,
-            "score": payload.score,
-            "matched_rules": list(payload.matched_rules),
-            "rule_pack_version": payload.rule_pack_version,
-            "constitution_hash": payload.constitution_hash,
-            "training_version": payload.training_version,
-            "redactions": [[r.start, r.end] for r in payload.redactions],
-        }
-    ).decode()
+    decision = decision_entry(event, payload)
     conv_ops = [
         RedisOp("HSET", keys.conversation(event.tenant, conv_id), ("last_decision", decision)),
         RedisOp(

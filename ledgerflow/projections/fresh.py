@@ -1,9 +1,10 @@
 """Replaying the logs into a fresh key space: fold each batch in memory, write its net effect.
 
 The rebuild's new generation and the auditor's scratch copy start empty and have one
-writer, the replay. ``FreshReplay`` reads the same records as ``rebuild.replay``, decodes,
-checks and projects them the same way (``rebuild.groups_of``), but instead of the fenced
-Lua writer it folds each batch (``fold.Fold``) and sends one pipeline of plain commands
+writer, the replay. ``FreshReplay`` reads the same records as ``rebuild.replay``, decodes
+and checks them the same way (``rebuild.projectable``), but instead of projecting them for
+the fenced Lua writer it folds each batch (``fold.Fold.records``: the writes ``project``'s
+op groups would make) and sends one pipeline of plain commands
 with the batch's net effect per key (``freshwrite``). The resulting space is the one the
 fenced replay writes (fences, dedupe ids, chain heads, quarantine and checkpoint included),
 so the projector can take it over after a switch and fence against it as usual.
@@ -23,17 +24,18 @@ import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
 from ledgerflow.config import Settings
+from ledgerflow.contracts.events import Event
 from ledgerflow.projections import freshwrite
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.fold import Fold, FoldStats, Writes
 from ledgerflow.projections.keys import Keys
-from ledgerflow.projections.ops import FencedOps
+from ledgerflow.projections.ops import Position
 from ledgerflow.projections.rebuild import (
     PROJECTION,
     Progress,
     ReplayStats,
     end_offsets,
-    groups_of,
+    projectable,
     replay_consumer,
     stop_consumer,
 )
@@ -86,17 +88,16 @@ class FreshReplay:
             remaining = set(tps)
             while remaining:
                 got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=FETCH)
-                groups: list[FencedOps] = []
+                decoded: list[tuple[Event, Position]] = []
                 checkpoint: dict[str, int] = {}
                 for tp, records in got.items():
-                    base = bases[tp.topic]
-                    groups += groups_of(tp, records, until[tp], base, self.keys, self.stats, checkpoint)
+                    decoded += projectable(tp, records, until[tp], bases[tp.topic], self.stats, checkpoint)
                 for tp in list(remaining):
                     position = await consumer.position(tp)
                     self.read_to[tp] = min(position, until[tp])
                     if position >= until[tp]:
                         remaining.discard(tp)
-                writes = self.fold.batch(groups, self.fold_stats)
+                writes = self.fold.records(decoded, self.keys, self.fold_stats)
                 if self.on_writes is not None:
                     self.on_writes(writes)
                 if pending is not None:  # one batch in flight while the next is decoded

@@ -9,8 +9,9 @@ C) with their keys in KEYS, and the calls of a batch in one pipeline. Each call 
 checks the ``guard`` (a rebuild's replay token), atomically with its writes: if Redis lost
 its data the call writes nothing and the batch raises ``SpaceLost``. Calls stay small
 (``CALL`` commands, about a millisecond of Redis time) so readers of other spaces are not
-held up. The keys of one call span hash slots: on a Redis Cluster the calls would have to
-be cut per slot (the fenced writer's are).
+held up. On one Redis the keys of one call span many entities; on a Redis Cluster a call
+takes the keys of one slot only (and checks the guard's copy in that slot, ``guards.py``), so
+the calls are cut per slot.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from ledgerflow.projections.clusterpipe import run_calls
 from ledgerflow.projections.fold import Writes
+from ledgerflow.projections.guards import guard_for, slot_of
 from ledgerflow.projections.writer import SpaceLost
+from ledgerflow.redisclient import is_cluster_client
 
 CHUNK = 500  # field/value pairs (or items) per command: Lua's unpack takes a few thousand at most
 CALL = 1000  # commands per script call
@@ -73,7 +77,7 @@ async def write(
 ) -> int:
     """Send one batch's writes in one pipeline; return the commands sent. Raises ``SpaceLost``
     (nothing of the batch's refused calls written) if ``guard`` is gone."""
-    calls = list(_calls(commands(writes, checkpoint), guard))
+    calls = list(_calls(commands(writes, checkpoint), guard, is_cluster_client(redis)))
     sent = sum(n for n, _, _ in calls)
     if not calls:
         return 0
@@ -99,6 +103,8 @@ async def _sha(redis: aioredis.Redis) -> str:
 
 
 async def _run(redis: aioredis.Redis, sha: str, calls: list[_Call]) -> list[int]:
+    if is_cluster_client(redis):  # replicas waited for (clusterpipe.py)
+        return await run_calls(redis, [(sha, keys, argv) for _, keys, argv in calls], check_first=False)
     pipe = redis.pipeline(transaction=False)
     for _, keys, argv in calls:
         pipe.evalsha(sha, len(keys), *keys, *argv)
@@ -108,19 +114,24 @@ async def _run(redis: aioredis.Redis, sha: str, calls: list[_Call]) -> list[int]
 _Call = tuple[int, list[str], list[str | bytes]]  # commands in it, KEYS, ARGV
 
 
-def _calls(cmds: Iterator[list[str]], guard: str | None) -> Iterator[_Call]:
-    """Script calls of at most ``CALL`` commands."""
-    keys: list[str] = []
-    index: dict[str, int] = {}
-    batch: list[list[object]] = []
+def _calls(cmds: Iterator[list[str]], guard: str | None, cluster: bool = False) -> Iterator[_Call]:
+    """Script calls of at most ``CALL`` commands (on a cluster: of one slot each)."""
+    open_calls: dict[int, tuple[list[str], dict[str, int], list[list[object]]]] = {}
     for name, key, *args in cmds:
-        slot = index.get(key)
-        if slot is None:
+        group = slot_of(key) if cluster else 0
+        keys, index, batch = open_calls.setdefault(group, ([], {}, []))
+        at = index.get(key)
+        if at is None:
             keys.append(key)
-            slot = index[key] = len(keys)
-        batch.append([name, slot, *args])
+            at = index[key] = len(keys)
+        batch.append([name, at, *args])
         if len(batch) >= CALL:
-            yield len(batch), [*keys, guard or keys[0]], [orjson.dumps(batch), "1" if guard else "0"]
-            keys, index, batch = [], {}, []
-    if batch:
-        yield len(batch), [*keys, guard or keys[0]], [orjson.dumps(batch), "1" if guard else "0"]
+            yield _call(keys, batch, guard, cluster)
+            del open_calls[group]
+    for keys, _, batch in open_calls.values():
+        yield _call(keys, batch, guard, cluster)
+
+
+def _call(keys: list[str], batch: list[list[object]], guard: str | None, cluster: bool) -> _Call:
+    checked = guard_for(guard, keys[0], cluster) if guard else keys[0]
+    return len(batch), [*keys, checked], [orjson.dumps(batch), "1" if guard else "0"]

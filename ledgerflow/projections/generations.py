@@ -29,10 +29,12 @@ import redis.asyncio as aioredis
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.projections.guards import guard_for, promote, set_guard
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.projections.parallel import replay_parallel
 from ledgerflow.projections.rebuild import TOKEN_TTL_S, ReplayStats, end_offsets
 from ledgerflow.projections.writer import SpaceLost
+from ledgerflow.redisclient import is_cluster_client
 from ledgerflow.redisvalues import int_map, text
 
 PROJECTION = "read-models"
@@ -87,7 +89,7 @@ async def rebuild_and_switch(
     new = Keys.for_prefix(settings.topic_prefix, f"g{time.time_ns() // 1_000_000}")
     until = await end_offsets(settings)
     token = new.replay_guard(uuid.uuid4().hex)
-    await redis.set(token, str(time.time()), ex=TOKEN_TTL_S)
+    await set_guard(redis, token, str(time.time()), ex=TOKEN_TTL_S)
     try:
         stats = await replay_parallel(settings, redis, new, until, progress, guard=token)  # Step 1.
     except SpaceLost:
@@ -106,7 +108,12 @@ async def rebuild_and_switch(
         await drop_space(redis, new)
         raise InfrastructureError(f"rebuild incomplete for {', '.join(short)}; the live space is unchanged")
     pointer = active_pointer(settings.topic_prefix)
-    if not await redis.eval(_SWITCH, 3, token, new.sentinel(), pointer, str(time.time()), new.generation):
+    # On a cluster: every other slot's sentinel copy first, then the pointer's slot atomically.
+    cluster = is_cluster_client(redis)
+    # (On one Redis the switch below does it all: the token and the sentinel are single keys.)
+    promoted = not cluster or await promote(redis, token, new.sentinel(), str(time.time()), skip=pointer)
+    here = [guard_for(token, pointer, cluster), guard_for(new.sentinel(), pointer, cluster), pointer]
+    if not (promoted and await redis.eval(_SWITCH, 3, *here, str(time.time()), new.generation)):
         await drop_space(redis, new)  # Step 3.
         raise InfrastructureError("Redis lost its data during the rebuild; the projector restores it")
     await asyncio.sleep(grace_s)  # Step 5.

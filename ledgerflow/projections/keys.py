@@ -94,6 +94,18 @@ class Keys:
         records moved it. Same hash tag as the conversation's keys: one slot."""
         return f"{self.namespace}chain:{{{_id(tenant)}/{_id(conversation_id)}}}"
 
+    def tenant_chain(self, tenant: str, conversation_id: str) -> str:
+        """The tenant group's copy of the chain head of (tenant, conversation): in the tenant's
+        slot (its hash tag is the tenant's; the conversation, escaped, comes before it), because
+        the tenant group's chain condition runs in the tenant's Lua call. One key per chain, so
+        one conversation's records (one partition) are its only writers, as for every other key
+        a parallel rebuild splits."""
+        return f"{self.namespace}tchain:{_id(conversation_id)}:{{{_id(tenant)}}}"
+
+    def tenant_chain_quarantine(self, tenant: str, conversation_id: str) -> str:
+        """Decisions the tenant group refused because they do not chain: ``cursor@offset`` → reason."""
+        return self.tenant_chain(tenant, conversation_id) + ":quarantined"
+
     def sentinel(self) -> str:
         """Exists once the space holds the whole log; gone after a Redis flush."""
         return f"{self.namespace}complete"

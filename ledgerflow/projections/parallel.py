@@ -40,9 +40,11 @@ from aiokafka import TopicPartition
 from ledgerflow.config import Settings
 from ledgerflow.projections.fold import Writes
 from ledgerflow.projections.fresh import FreshReplay
+from ledgerflow.projections.guards import guard_complete, is_guard_key
 from ledgerflow.projections.keys import FENCE_SUFFIX, Keys
 from ledgerflow.projections.rebuild import PROJECTION, Progress, ReplayStats, end_offsets
 from ledgerflow.projections.writer import SpaceLost
+from ledgerflow.redisclient import async_client
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def _note(kinds: dict[str, set[str]], seen: Iterable[str], writes: Writes) -> No
 async def _share(
     settings: Settings, namespace: str, guard: str | None, until: Horizon, i: int, n: int
 ) -> ShareReport:
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=60)
+    redis = async_client(settings.redis_url, socket_timeout=60)
     kinds: dict[str, set[str]] = {}
     try:
         fresh = FreshReplay(
@@ -188,12 +190,13 @@ async def replay_parallel(
 
 
 async def clear(redis: aioredis.Redis, keys: Keys, keep: str | None = None) -> None:
-    """Delete the space's keys but ``keep`` (the replay token); ``SpaceLost`` if ``keep`` is gone."""
-    if keep is not None and not await redis.exists(keep):
+    """Delete the space's keys but ``keep`` (the replay token, every slot's copy on a cluster);
+    ``SpaceLost`` if ``keep`` is gone."""
+    if keep is not None and not await guard_complete(redis, keep):
         raise SpaceLost(f"{keep} is gone: Redis lost the space during the replay")
     batch: list[bytes] = []
     async for key in redis.scan_iter(match=keys.namespace + "*", count=1000):
-        if keep is None or key != keep.encode():
+        if keep is None or not is_guard_key(key.decode(), keep):
             batch.append(key)
         if len(batch) >= 500:
             await redis.unlink(*batch)

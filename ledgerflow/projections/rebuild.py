@@ -14,7 +14,9 @@ persistence):
    that key. A flush during the replay removes it, so the rest of the replay writes nothing
    (``SpaceLost``) instead of building on a hole: start again at step 1.
 3. One atomic step: if the token key still exists, set the sentinel and drop the token.
-   Writers guarded by the sentinel resume only now.
+   Writers guarded by the sentinel resume only now. (On a Redis Cluster both keys are kept
+   per slot and this step runs in each slot, ``guards.py``: a slot whose token copy is gone
+   gets no sentinel, and the replay runs again.)
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
-from ledgerflow.contracts.events import check_key
+from ledgerflow.contracts.events import Event, check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.projections.conversations import SOURCES, project
+from ledgerflow.projections.guards import guard_complete, promote, set_guard
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.verify import integrity_problem
@@ -46,15 +49,6 @@ log = logging.getLogger(__name__)
 PROJECTION = "read-models"
 TOKEN_TTL_S = 24 * 3600  # a replay token a crashed replay left behind expires
 
-# KEYS: the replay token, the sentinel. ARGV: the sentinel's value.
-_FINISH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[1])
-return 1
-"""
 
 BATCH = 2000
 
@@ -161,14 +155,33 @@ def groups_of(
     stats: ReplayStats,
     checkpoint: dict[str, int],
 ) -> list[FencedOps]:
-    """The projection's op groups of ``records`` (of ``tp``, base topic ``base``) below ``end``.
+    """The projection's op groups of ``records`` (of ``tp``, base topic ``base``) below ``end``
+    (``projectable``'s records, projected)."""
+    return [
+        group
+        for event, at in projectable(tp, records, end, base, stats, checkpoint)
+        for group in project(event, at, keys)
+    ]
+
+
+def projectable(
+    tp: TopicPartition,
+    records: list[ConsumerRecord[bytes, bytes]],
+    end: int,
+    base: str,
+    stats: ReplayStats,
+    checkpoint: dict[str, int],
+) -> list[tuple[Event, Position]]:
+    """The records of ``records`` (of ``tp``, base topic ``base``) below ``end`` that the
+    projection projects, decoded, with their positions.
 
     Records that do not decode, or decisions that fail their integrity check, are counted
     in ``stats`` and projected as nothing — the live projector refuses the same ones;
     ``checkpoint`` records progress for all of them."""
-    groups: list[FencedOps] = []
+    out: list[tuple[Event, Position]] = []
     allowed = TOPIC_TYPES[base]
-    cursor = f"{tp.topic}:{tp.partition}"
+    topic, partition = tp.topic, tp.partition
+    cursor = f"{topic}:{partition}"
     for rec in records:
         if rec.offset >= end:
             break
@@ -183,22 +196,22 @@ def groups_of(
         if integrity_problem(event) is not None:
             stats.quarantined += 1
             continue
-        groups += project(event, Position(tp.topic, tp.partition, rec.offset), keys)
-    return groups
+        out.append((event, Position(topic, partition, rec.offset)))
+    return out
 
 
 async def restore(settings: Settings, redis: aioredis.Redis, keys: Keys) -> ReplayStats | None:
     """Make ``keys``' space complete (see the module doc); None if it already was."""
     while True:
-        if await redis.exists(keys.sentinel()):  # Step 1.
+        if await guard_complete(redis, keys.sentinel()):  # Step 1.
             return None
         token = keys.replay_guard(uuid.uuid4().hex)  # Step 2.
-        await redis.set(token, str(time.time()), ex=TOKEN_TTL_S)
+        await set_guard(redis, token, str(time.time()), ex=TOKEN_TTL_S)
         try:
             stats = await replay(settings, redis, keys, guard=token)
         except SpaceLost:
             continue
-        if await redis.eval(_FINISH, 2, token, keys.sentinel(), str(time.time())):  # Step 3.
+        if await promote(redis, token, keys.sentinel(), str(time.time())):  # Step 3.
             return stats
 
 

@@ -9,23 +9,31 @@ log refuse exactly the same records.
 
 from __future__ import annotations
 
-from ledgerflow.contracts.chain import compute_hash
+from ledgerflow.contracts.eventhash import event_hash
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import ValidationError
 
 UNCHAINED = "unchained"
 ALTERED = "altered"
+MISMATCHED = "subject-mismatch"
 
 
 def integrity_problem(event: Event) -> str | None:
     """Why a decision cannot be projected (``"<reason>: <detail>"``), or None; other records pass."""
     if not isinstance(event.payload, PolicyDecision):
         return None
+    if event.payload.conversation_id != event.subject:
+        # A decision is chained under its subject; projected into another conversation, its chain
+        # head and its read model would be two conversations' (and two slots on a Redis Cluster).
+        # The policy agent never writes one: such a record was forged outside it.
+        return (
+            f"{MISMATCHED}: the decision's conversation is not its subject (not written by the policy agent)"
+        )
     if event.sequence is None or event.prev_hash is None or event.hash is None:
         return f"{UNCHAINED}: the decision has no sequence/prev_hash/hash (not written by the policy agent)"
     try:
-        actual = compute_hash(event.to_json(), event.prev_hash)
+        actual = event_hash(event, event.prev_hash)
     except ValidationError as exc:
         return f"{ALTERED}: the decision cannot be hashed ({exc})"
     if actual != event.hash:

@@ -27,12 +27,14 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
+from ledgerflow.projections.clusterpipe import run_calls
+from ledgerflow.projections.guards import guard_for
 from ledgerflow.projections.keys import FENCE_SUFFIX
 from ledgerflow.projections.ops import FencedOps
+from ledgerflow.redisclient import is_cluster_client
 
 _APPLY = """
 local guard = KEYS[#KEYS]
@@ -157,6 +159,7 @@ class ProjectionWriter:
         self._redis = redis
         self._per_call = per_call
         self._shas: dict[str, str] = {}
+        self._cluster = is_cluster_client(redis)  # guards are per slot there (projections/guards.py)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -188,15 +191,20 @@ class ProjectionWriter:
         calls: list[tuple[str, list[str], list[str | bytes]]] = []
         if expect is not None and guard is not None:
             pairs: list[str | bytes] = [str(x) for kv in expect[1].items() for x in kv]
-            calls.append((_EXPECT, [expect[0], guard], pairs))
+            calls.append((_EXPECT, [expect[0], guard_for(guard, expect[0], self._cluster)], pairs))
         calls += [
-            (_APPLY, [*keys, guard or keys[0]], [*argv, "1" if guard else "0"])
-            for keys, argv in _encode_batch(batch, _slot_of(self._redis), self._per_call)
+            (
+                _APPLY,
+                [*keys, guard_for(guard, keys[0], self._cluster) if guard else keys[0]],
+                [*argv, "1" if guard else "0"],
+            )
+            for keys, argv in _encode_batch(batch, _slot_of(self._cluster), self._per_call)
         ]
         if checkpoint is not None:
             key, offsets = checkpoint
             pairs = [str(x) for kv in offsets.items() for x in kv]
-            calls.append((_CHECKPOINT, [key, guard or key], ["1" if guard else "0", *pairs]))
+            guard_key = guard_for(guard, key, self._cluster) if guard else key
+            calls.append((_CHECKPOINT, [key, guard_key], ["1" if guard else "0", *pairs]))
         round_trips = 0
         if set(_SCRIPTS) - set(self._shas):
             await self._load()
@@ -229,13 +237,21 @@ class ProjectionWriter:
         )
 
     async def _load(self) -> None:
-        """Load every script in one round trip."""
+        """Load every script in one round trip (a cluster loads each on every master at once)."""
+        if self._cluster:  # redis-py's cluster pipeline refuses SCRIPT LOAD
+            self._shas = {script: str(await self._redis.script_load(script)) for script in _SCRIPTS}
+            return
         pipe = self._redis.pipeline(transaction=False)
         for script in _SCRIPTS:
             pipe.script_load(script)
         self._shas = dict(zip(_SCRIPTS, await pipe.execute(), strict=True))
 
     async def _run(self, calls: list[tuple[str, list[str], list[str | bytes]]]) -> list[Any]:
+        if self._cluster:  # slot by slot, the checkpoint check first, replicas waited for
+            sent = [(self._shas[script], keys, argv) for script, keys, argv in calls]
+            results = await run_calls(self._redis, sent, check_first=calls[0][0] is _EXPECT)
+            # the check failed: nothing else was sent, and every other call counts as refused
+            return results + [-1 if s is _CHECKPOINT else [-1] for s, _, _ in calls[len(results) :]]
         pipe = self._redis.pipeline(transaction=False)
         for script, keys, argv in calls:
             pipe.evalsha(self._shas[script], len(keys), *keys, *argv)
@@ -248,9 +264,9 @@ def _refusal(raw: bytes | str) -> Refusal:
     return Refusal(cursor, int(offset), reason)
 
 
-def _slot_of(redis: object) -> Callable[[str], int] | None:
+def _slot_of(cluster: bool) -> Callable[[str], int] | None:
     """How to group fence keys into calls: by hash slot on a Redis Cluster, else all in one."""
-    if isinstance(redis, RedisCluster):
+    if cluster:
         return lambda key: key_slot(key.encode())
     return None
 

@@ -24,6 +24,7 @@ import redis as redis_sync
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, StackError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
+from ledgerflow.redisclient import server_url, sync_client
 from ledgerflow.stack import cluster as kafka_cluster
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
@@ -48,7 +49,7 @@ def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | 
     """The nodes of this state directory; None = as last started there (the ``kafka-N`` and
     ``redis-N`` directories a cluster left), else one broker and a single Redis."""
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
-    url = urlparse(settings.redis_url)
+    url = urlparse(server_url(settings.redis_url))  # a cluster URL may name several nodes: the first
     count = brokers if brokers is not None else cluster_size(settings)
     cluster = kafka_stack.cluster(settings.state_dir, host or "127.0.0.1", int(port), count)
     redis_host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
@@ -197,16 +198,16 @@ def redis_cluster_view(n: StackNodes) -> dict[str, object] | None:
 
 
 def ping_redis(url: str, timeout: float = 10.0) -> None:
-    client = redis_sync.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     deadline = time.monotonic() + timeout
-    try:
-        while True:
+    while True:
+        try:  # a cluster client reads the slot map when made: that can fail too
+            client = sync_client(url, socket_timeout=2, socket_connect_timeout=2)
             try:
                 if client.ping():
                     return
-            except redis_sync.RedisError as exc:
-                if time.monotonic() > deadline:
-                    raise InfrastructureError(f"Redis at {url} does not answer PING: {exc}") from None
-                time.sleep(0.2)
-    finally:
-        client.close()
+            finally:
+                client.close()
+        except redis_sync.RedisError as exc:
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"Redis at {url} does not answer PING: {exc}") from None
+            time.sleep(0.2)

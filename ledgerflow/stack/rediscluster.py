@@ -20,14 +20,19 @@ REPLICAS_PER_MASTER = 1
 NODE_COUNT = MASTERS * (1 + REPLICAS_PER_MASTER)
 NODE_TIMEOUT_MS = 5000
 FORM_TIMEOUT_S = 60.0
-CLUSTER_OPTIONS = (
-    "--cluster-enabled",
-    "yes",
-    "--cluster-config-file",
-    "nodes.conf",
-    "--cluster-node-timeout",
-    str(NODE_TIMEOUT_MS),
-)
+
+
+def cluster_options(node_timeout_ms: int = NODE_TIMEOUT_MS) -> tuple[str, ...]:
+    """``redis-server`` flags of a cluster node; a master unreachable for ``node_timeout_ms`` is
+    failed over to its replica (a test uses a short one to fail over quickly)."""
+    return (
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        str(node_timeout_ms),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +122,11 @@ def cluster_nodes(node: redis_stack.RedisNode) -> list[ClusterNode]:
     return parse_cluster_nodes(_command(node, "CLUSTER", "NODES"))
 
 
-def start(cluster: tuple[redis_stack.RedisNode, ...]) -> None:
+def start(cluster: tuple[redis_stack.RedisNode, ...], node_timeout_ms: int = NODE_TIMEOUT_MS) -> None:
     """Start every node, join them into one cluster unless they already form one, and wait
     until every node reports ``cluster_state:ok``."""
     for node in cluster:
-        redis_stack.start(node, CLUSTER_OPTIONS)
+        redis_stack.start(node, cluster_options(node_timeout_ms))
     if int(cluster_info(cluster[0]).get("cluster_known_nodes", "1")) < len(cluster):
         create(cluster)
     wait_until_ok(cluster)

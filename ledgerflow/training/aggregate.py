@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from functools import singledispatch
 
+from ledgerflow import versioned
 from ledgerflow.errors import ValidationError
 from ledgerflow.training.records import (
     DisableTraining,
@@ -39,6 +40,7 @@ from ledgerflow.training.records import (
     TrainingRejected,
     TrainingState,
 )
+from ledgerflow.versioned import ADMIN_ROLE, NOT_ADMIN, VERSION_CONFLICT
 
 __all__ = [
     "ADMIN_ROLE",
@@ -60,18 +62,15 @@ __all__ = [
     "is_active",
 ]
 
-ADMIN_ROLE = "admin"
 MICROS_PER_SECOND = 1_000_000
 MIN_TTL_SECONDS = 1
 MAX_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_TTL_SECONDS = 3600
 MAX_REASON_LENGTH = 500
 
-# Machine-readable rejection codes (TrainingRejected.code).
-NOT_ADMIN = "not_admin"
+# Machine-readable rejection codes (TrainingRejected.code; also ledgerflow.versioned's two).
 REASON_REQUIRED = "reason_required"
 TTL_OUT_OF_RANGE = "ttl_out_of_range"
-VERSION_CONFLICT = "version_conflict"
 ALREADY_ENABLED = "already_enabled"
 NOT_ENABLED = "not_enabled"
 
@@ -167,8 +166,9 @@ def _ttl_of(command: EnableTraining) -> int:
 
 def _refusal(state: TrainingState, command: TrainingCommand) -> tuple[str, str] | None:
     # Step 2.
-    if ADMIN_ROLE not in command.actor_roles:
-        return NOT_ADMIN, "actor lacks the admin role"
+    refused = versioned.not_admin(command.actor_roles)
+    if refused is not None:
+        return refused
     # Step 3.
     reason = command.reason.strip()
     if not reason:
@@ -183,11 +183,9 @@ def _refusal(state: TrainingState, command: TrainingCommand) -> tuple[str, str] 
                 f"ttl_seconds {ttl} is out of range; choose {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS}",
             )
     # Step 4.
-    if command.expected_version is not None and command.expected_version != state.version:
-        return (
-            VERSION_CONFLICT,
-            f"expected version {command.expected_version}, current {state.version}",
-        )
+    refused = versioned.version_conflict(command.expected_version, state.version)
+    if refused is not None:
+        return refused
     # Step 5.
     if isinstance(command, EnableTraining) and state.enabled:
         return (
@@ -265,17 +263,15 @@ def fold(events: Iterable[TrainingEvent], initial: TrainingState | None = None) 
 
     Strict: raises ``ValidationError`` naming the index of the first illegal transition.
     """
-    state = initial
-    for index, event in enumerate(events):
-        if state is None:
-            state = initial_state(event.tenant)
-        problem = check_transition(state, event)
-        if problem is not None:
-            raise ValidationError(f"training event #{index} ({type(event).__name__}): {problem}")
-        state = evolve(state, event)
-    if state is None:
-        raise ValidationError("cannot fold an empty event list without an initial state (pass the tenant's)")
-    return state
+    return versioned.fold_strictly(
+        events,
+        initial,
+        initial_of=initial_state,
+        check=check_transition,
+        evolve=evolve,
+        what="training",
+        empty="cannot fold an empty event list without an initial state (pass the tenant's)",
+    )
 
 
 # --- legality (for the auditor) -----------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledgerflow.versioned import VersionedCommand, VersionedOutcome
+
 __all__ = [
     "DisableTraining",
     "EnableTraining",
@@ -39,26 +41,14 @@ class TrainingState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EnableTraining:
-    command_id: str
-    tenant: str
-    actor: str
-    actor_roles: tuple[str, ...]
+class EnableTraining(VersionedCommand):
     reason: str
     ttl_seconds: int | None = None
-    expected_version: int | None = None
-    issued_at: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DisableTraining:
-    command_id: str
-    tenant: str
-    actor: str
-    actor_roles: tuple[str, ...]
+class DisableTraining(VersionedCommand):
     reason: str
-    expected_version: int | None = None
-    issued_at: int
 
 
 TrainingCommand = EnableTraining | DisableTraining
@@ -68,26 +58,16 @@ TrainingCommand = EnableTraining | DisableTraining
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrainingEnabled:
-    tenant: str
-    version: int
-    command_id: str
-    actor: str
+class TrainingEnabled(VersionedOutcome):
     reason: str
     ttl_seconds: int
-    occurred_at: int
     expires_at: int
     issued_at: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrainingDisabled:
-    tenant: str
-    version: int
-    command_id: str
-    actor: str
+class TrainingDisabled(VersionedOutcome):
     reason: str
-    occurred_at: int
     issued_at: int
 
 
@@ -100,17 +80,12 @@ class TrainingExpired:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TrainingRejected:
+class TrainingRejected(VersionedOutcome):
     """A refused command. ``version`` is the (unchanged) current version."""
 
-    tenant: str
-    version: int
-    command_id: str
     command_type: str
-    actor: str
     code: str
     reason: str
-    occurred_at: int
     issued_at: int
 
 

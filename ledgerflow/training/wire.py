@@ -10,40 +10,20 @@ from ledgerflow.contracts import payloads
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.training import records
 from ledgerflow.training.aggregate import MICROS_PER_SECOND
+from ledgerflow.versioned import command_fields
 
 PRODUCER = "ledgerflow-training"
 EXPIRY_ACTOR = "ledgerflow-training"
 
 
 def command_of(event: Event, admin: bool = True) -> records.TrainingCommand:
-    """The aggregate command of a ``training.commands`` record.
-
-    Only the edge writes that topic, and only for callers with the admin role, so the
-    record stands for an admin's command (``admin=False`` models anything else).
-    """
+    """The aggregate command of a ``training.commands`` record (an admin's: ``command_fields``)."""
     p = event.payload
-    roles = ("admin",) if admin else ()
     if isinstance(p, payloads.EnableTraining):
-        return records.EnableTraining(
-            command_id=p.command_id,
-            tenant=event.tenant,
-            actor=p.actor,
-            actor_roles=roles,
-            reason=p.reason,
-            ttl_seconds=p.ttl_seconds,
-            expected_version=p.expected_version,
-            issued_at=event.occurred_at,
-        )
+        fields = command_fields(event, admin)
+        return records.EnableTraining(reason=p.reason, ttl_seconds=p.ttl_seconds, **fields)
     if isinstance(p, payloads.DisableTraining):
-        return records.DisableTraining(
-            command_id=p.command_id,
-            tenant=event.tenant,
-            actor=p.actor,
-            actor_roles=roles,
-            reason=p.reason,
-            expected_version=p.expected_version,
-            issued_at=event.occurred_at,
-        )
+        return records.DisableTraining(reason=p.reason, **command_fields(event, admin))
     raise TypeError(f"{event.type} is not a training command")
 
 

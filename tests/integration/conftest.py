@@ -2,12 +2,17 @@
 ``ledgerflow stack up``, on its own ports and state directory; each test gets its own
 topic prefix (and so its own topics and Redis key space).
 
+``LEDGERFLOW_TEST_REDIS=cluster`` runs the same tests against a private Redis Cluster
+(three masters with a replica each, started for the session on free ports, in its own state
+dir) instead of the single Redis: every client then is a cluster client (``redis+cluster://``).
+
 If Kafka or Redis cannot be started the tests fail with the reason — never skip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,6 +27,7 @@ from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.stack import manage
 from tests.integration import edgekit
 from tests.support.processes import Process, running_edge, start
+from tests.support.rediscluster import private_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_KAFKA = "127.0.0.1:29092"
@@ -32,8 +38,24 @@ def _say(msg: str) -> None:
     print(f"[stack] {msg}", file=sys.stderr, flush=True)
 
 
+def _redis_mode() -> str:
+    mode = os.environ.get("LEDGERFLOW_TEST_REDIS", "single") or "single"
+    if mode not in ("single", "cluster"):
+        pytest.fail(f"LEDGERFLOW_TEST_REDIS={mode!r}: use single (the default) or cluster", pytrace=False)
+    return mode
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Settings]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    if _redis_mode() == "cluster":
+        with private_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+            _say(f"redis: a private Redis Cluster at {cluster.url}")
+            yield from _stack(redis_url=cluster.url)
+    else:
+        yield from _stack()
+
+
+def _stack(redis_url: str | None = None) -> Iterator[Settings]:
     env = load_settings()
     if env.kafka_external or env.redis_external:
         base = env  # the user pointed us at running services: use them, start nothing
@@ -44,6 +66,8 @@ def stack() -> Iterator[Settings]:
             state_dir=ROOT / ".ledgerflow-test",
             http="127.0.0.1:0",
         )
+    if redis_url is not None:  # the session's cluster: started above, nothing for `up` to start
+        base = base.with_overrides(redis_url=redis_url, redis_external=True)
     started_here = manage.nodes(base).kafka.process.pid() is None and not base.kafka_external
     try:
         manage.up(base, say=_say)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, Literal
 
-import redis
 from aiokafka import AIOKafkaProducer
 from fastavro import schemaless_writer
 from hypothesis import HealthCheck, Phase
@@ -33,7 +32,7 @@ from hypothesis import strategies as st
 
 from ledgerflow.audit.cli import run_audit
 from ledgerflow.audit.report import Report
-from ledgerflow.audit.sources import LogReader
+from ledgerflow.chaos.evidence import read_models_behind
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import MAGIC
@@ -49,7 +48,7 @@ from ledgerflow.topics import (
     TRAINING_AUDIT,
     USAGE_WINDOWS,
 )
-from tests.support.processes import Process, live_keys
+from tests.support.processes import Process
 
 # How much to fuzz. CI runs the defaults (a minute or two per file); for a long run:
 #   LEDGERFLOW_FUZZ_EXAMPLES=50 LEDGERFLOW_FUZZ_SEED=7 pytest tests/integration/test_fuzz_edge.py
@@ -57,7 +56,7 @@ EXAMPLES = int(os.environ.get("LEDGERFLOW_FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("LEDGERFLOW_FUZZ_SEED", "20261129"))
 SETTLE_TIMEOUT_S = float(os.environ.get("LEDGERFLOW_FUZZ_SETTLE_S", "120"))
 
-DOCUMENTED_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 415, 422, 429, 431})
+DOCUMENTED_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 414, 415, 422, 429, 431})
 """Every status the edge may answer a hostile request with (never a 5xx, never silence)."""
 
 PROJECTED_TOPICS = (CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS)
@@ -424,23 +423,7 @@ def wait_until(
 
 async def read_models_caught_up(settings: Settings) -> tuple[bool, str]:
     """Whether the live read models applied every record now on the projected topics."""
-    topics = [settings.topic(t) for t in PROJECTED_TOPICS]
-    async with LogReader(settings) as reader:
-        horizon = await reader.horizon(topics)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    try:
-        keys = live_keys(client, settings)
-        applied: dict[bytes, bytes] = client.hgetall(keys.checkpoint("read-models"))  # type: ignore[assignment]
-        checkpoint = {k.decode(): int(v) for k, v in applied.items()}
-        complete = bool(client.exists(keys.sentinel()))
-    finally:
-        client.close()
-    behind = [
-        f"{t}:{p}"
-        for t, ends in horizon.items()
-        for p, end in enumerate(ends)
-        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
-    ]
+    complete, behind, _ = await read_models_behind(settings, PROJECTED_TOPICS)
     return complete and not behind, f"read models behind on {behind[:4]} (complete={complete})"
 
 

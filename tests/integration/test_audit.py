@@ -11,7 +11,6 @@ import time
 import uuid
 from pathlib import Path
 
-import redis
 from aiokafka import AIOKafkaProducer
 
 from ledgerflow.audit.cli import audit_cli, run_audit
@@ -22,6 +21,7 @@ from ledgerflow.contracts.chain import compute_hash
 from ledgerflow.contracts.events import derived_event_id
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.kafka.logs import read_all
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 from ledgerflow.traffic import interleaved, publish
 from tests.support.processes import Process, live_keys, pipeline_settled
@@ -144,7 +144,7 @@ def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
     settings: Settings, worker: Process
 ) -> None:
     _traffic(settings, worker, conversations=60)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = sync_client(settings.redis_url, socket_timeout=10)
     try:
         keys = live_keys(client, settings)
         name = next(
@@ -206,7 +206,7 @@ async def _copy(target: Settings, base: str, records: list, victim) -> None:
 
 
 def _scratch_keys(settings: Settings) -> list[bytes]:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = sync_client(settings.redis_url, socket_timeout=10)
     try:
         return list(client.scan_iter(match="lf:audit:*", count=1000))
     finally:

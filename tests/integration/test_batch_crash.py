@@ -16,11 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import redis
 
 from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import POLICY_DECISIONS
 from ledgerflow.traffic import publish
 from tests.integration.test_crash import (
@@ -73,7 +73,7 @@ def test_worker_sigkilled_mid_batch_decides_and_projects_every_turn_exactly_once
         _assert_one_decision_per_turn(settings, turns)
         keys = Keys.for_prefix(settings.topic_prefix)
         want = Counter((e.tenant, e.subject) for e in events if e.type == "MessageSubmitted")
-        client = redis.Redis.from_url(settings.redis_url)
+        client = sync_client(settings.redis_url)
         try:
             pipe = client.pipeline(transaction=False)
             for tenant, conv in want:

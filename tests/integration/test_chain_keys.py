@@ -14,8 +14,6 @@ import asyncio
 import time
 import uuid
 
-import redis
-
 from ledgerflow.audit.cli import run_audit
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -23,6 +21,7 @@ from ledgerflow.contracts.chain import ZERO_HASH
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
 from ledgerflow.kafka.logs import read_all
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from tests.integration.fuzzkit import Planned, produce, read_models_caught_up, wait_until
 from tests.support.processes import Process, live_keys
@@ -88,7 +87,7 @@ def test_two_tenants_sharing_a_conversation_id_get_two_chains_and_a_clean_audit(
     # Step 2. The live read models hold every decision of each tenant, none quarantined.
     done, state = wait_until(lambda: asyncio.run(read_models_caught_up(settings)), "read models", worker, 60)
     assert done, state
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = sync_client(settings.redis_url, socket_timeout=10)
     try:
         keys = live_keys(client, settings)
         for tenant in TENANTS:

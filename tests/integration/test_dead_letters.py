@@ -19,7 +19,6 @@ from io import BytesIO
 
 import orjson
 import pytest
-import redis
 from aiokafka import AIOKafkaProducer
 from fastavro import schemaless_writer
 
@@ -38,6 +37,7 @@ from ledgerflow.demo import child_env
 from ledgerflow.dlq import dlq_cli, read_dead_letters
 from ledgerflow.errors import DecodeError
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import CONVERSATION_EVENTS
 from tests.support.processes import Process
 
@@ -230,7 +230,7 @@ def _wait_until_processed(settings: Settings, conv: str, turns: list[Event], wor
     dead letter has been acknowledged by the broker.
     """
     keys = Keys.for_prefix(settings.topic_prefix)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    client = sync_client(settings.redis_url, socket_timeout=5)
     turn_ids: list[str] = []
     decided = 0
     deadline = time.monotonic() + TIMEOUT_S

@@ -144,7 +144,9 @@ def test_consistency_token_gives_read_your_writes(
     headers = {"Authorization": f"Bearer {tokens('acme', 'producer,subscriber')}"}
     body = {"type": "ConversationStarted", "subject": conv, "payload": {"actor": "bo", "model": "slm-2"}}
     httpx.get(f"{edge}/healthz")
-    for attempt in range(3):  # the worker may still be joining its group on the first try
+    # The worker may still be joining its group on the first tries (on a Redis Cluster it also
+    # makes the new space's guard copies first, a few seconds on a loaded machine).
+    for attempt in range(6):
         ack = httpx.post(f"{edge}/v1/events", json=body, headers=headers, timeout=10).json()
         resp = httpx.get(
             f"{edge}/v1/conversations/{conv}",

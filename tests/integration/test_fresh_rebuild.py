@@ -13,7 +13,6 @@ import dataclasses
 import logging
 
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
@@ -23,9 +22,11 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.projections import freshwrite
 from ledgerflow.projections.fold import Writes
 from ledgerflow.projections.fresh import FreshReplay
+from ledgerflow.projections.guards import set_guard
 from ledgerflow.projections.parallel import replay_parallel
 from ledgerflow.projections.rebuild import replay
 from ledgerflow.projections.writer import SpaceLost
+from ledgerflow.redisclient import async_client
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from tests.integration.test_projection_writer import drop, dump, new_keys
 from tests.unit.projections.test_fold import _decision, _started, _turn
@@ -87,7 +88,7 @@ def _three_ways(
 
     async def run() -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
         await _produce(settings, log)
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        redis = async_client(settings.redis_url, socket_timeout=30)
         fenced, fresh, parallel = new_keys(), new_keys(), new_keys()
         try:
             await replay(settings, redis, fenced)
@@ -148,13 +149,13 @@ def test_a_batch_finds_the_guard_gone_and_writes_nothing(stack: Settings) -> Non
     keys = new_keys()
 
     async def run() -> None:
-        redis = aioredis.Redis.from_url(stack.redis_url, socket_timeout=10)
+        redis = async_client(stack.redis_url, socket_timeout=10)
         try:
             writes = Writes(hset={keys.conversation("acme", "c1"): {"status": "open"}})
             with pytest.raises(SpaceLost):
                 await freshwrite.write(redis, writes, guard=keys.replay_guard("gone"))
             assert await dump(redis, keys) == {}
-            await redis.set(keys.replay_guard("here"), "1")
+            await set_guard(redis, keys.replay_guard("here"), "1")  # every slot's copy on a cluster
             assert await freshwrite.write(redis, writes, guard=keys.replay_guard("here")) == 1
             assert (await dump(redis, keys))[keys.conversation("acme", "c1").removeprefix(keys.namespace)]
         finally:

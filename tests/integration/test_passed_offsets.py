@@ -12,7 +12,6 @@ import asyncio
 import random
 import time
 
-import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
@@ -21,8 +20,10 @@ from ledgerflow.contracts import codec
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import read_all
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import sync_client
 from ledgerflow.traffic import interleaved, publish
 from tests.support.processes import start
+from tests.support.rediscluster import set_guard_now
 
 
 async def _commit_to_end(settings: Settings, group: str, topics: list[str]) -> None:
@@ -47,8 +48,8 @@ def test_records_behind_the_committed_offsets_are_decided_and_projected(settings
     group = settings.topic_prefix + "ledgerflow-worker"
     asyncio.run(_commit_to_end(settings, group, [settings.topic("conversation.events")]))
     keys = Keys.for_prefix(settings.topic_prefix)
-    client = redis.Redis.from_url(settings.redis_url)
-    client.set(keys.sentinel(), "complete")  # so only the gap logic can bring the records in
+    client = sync_client(settings.redis_url)
+    set_guard_now(client, keys.sentinel(), "complete")  # so only the gap logic can bring the records in
     worker = start(settings, "worker", "worker", "--agents", "policy,projector", log_dir=log_dir)
     try:
         asyncio.run(

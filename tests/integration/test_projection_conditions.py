@@ -19,6 +19,7 @@ from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.model import MemorySpace
 from ledgerflow.projections.ops import Position
 from ledgerflow.projections.writer import ProjectionWriter
+from ledgerflow.redisclient import async_client
 from tests.unit.projections.test_conditions import decision, head, turn
 
 EVENTS, DECISIONS = "conversation.events", "policy.decisions"
@@ -66,7 +67,7 @@ def test_redis_and_the_model_agree(stack: Settings, kinds: list[int], cut: int) 
     placed = _log(kinds)
 
     async def run() -> None:
-        redis = aioredis.Redis.from_url(stack.redis_url, socket_timeout=10)
+        redis = async_client(stack.redis_url, socket_timeout=10)
         try:
             writer, model = ProjectionWriter(redis), MemorySpace()
             for part in (placed[:cut], placed[cut:]):  # two batches

@@ -10,6 +10,7 @@ import redis
 
 from ledgerflow.config import Settings
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import sync_client
 from ledgerflow.traffic import interleaved, publish
 from tests.support.processes import Process
 
@@ -46,7 +47,7 @@ def test_read_models_come_back_complete_after_redis_loses_everything(
     settings: Settings, worker: Process
 ) -> None:
     keys = Keys.for_prefix(settings.topic_prefix)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings.redis_url)
     rng = random.Random(11)
     first = list(interleaved(rng, ["acme", "globex"], 60, time.time_ns() // 1000, run_id="a"))
     asyncio.run(publish(settings, iter(first), progress_every_s=0))

@@ -1,5 +1,6 @@
-"""Verified before projected, and counted once: forged decisions and duplicate turns written
-straight to Kafka (a producer bypassing the edge) against a running worker."""
+"""Verified before projected, and counted once: forged decisions (altered, unlinked, about another
+conversation) and duplicate turns written straight to Kafka (a producer bypassing the edge) against a
+running worker."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import random
 import time
 import uuid
 
-import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.cli import bars
 from ledgerflow.audit.projections import audit_projections
 from ledgerflow.audit.report import Report
 from ledgerflow.config import Settings
@@ -22,6 +22,7 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.dlq import read_dead_letters
 from ledgerflow.projections.keys import Keys
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved, publish
 from tests.support.processes import Process, pipeline_settled
@@ -112,11 +113,22 @@ def test_forged_decisions_are_quarantined_and_duplicate_turns_counted_once(
         outcome="deny",
         input_event_id=str(uuid.uuid4()),
     )
-    client = redis.Redis.from_url(settings.redis_url)
+    # (c) well hashed and linked to the last one, but about another conversation: chained under one
+    # conversation, projected into another (two slots on a Redis Cluster).
+    other = next(t for t in turns if t.subject != again.subject)
+    elsewhere = _relinked(
+        last,
+        ChainHead(decision_chain_key(last.tenant, last.subject), last.sequence, last.hash),
+        outcome="deny",
+        conversation_id=other.subject,
+        input_event_id=other.event_id,
+    )
+    client = sync_client(settings.redis_url)
     keys = Keys.for_prefix(settings.topic_prefix)
     tenant_before = client.hgetall(keys.tenant("acme"))
     decisions_before = client.hgetall(keys.conversation_decisions("acme", again.subject))
-    asyncio.run(_produce(settings, POLICY_DECISIONS, [altered, forged], partition=partition))
+    other_before = client.hgetall(keys.conversation_decisions("acme", other.subject))
+    asyncio.run(_produce(settings, POLICY_DECISIONS, [altered, forged, elsewhere], partition=partition))
     _settle(settings, len(turns), worker)
 
     # Never reached the read models: counters and the conversation's decisions are unchanged.
@@ -125,11 +137,16 @@ def test_forged_decisions_are_quarantined_and_duplicate_turns_counted_once(
         k: v for k, v in tenant_before.items() if k.startswith(b"decisions_")
     }
     assert client.hgetall(keys.conversation_decisions("acme", again.subject)) == decisions_before
+    assert client.hgetall(keys.conversation_decisions("acme", other.subject)) == other_before
     # Recorded with their reason: the quarantine hash and the dead-letter topic.
     quarantined = client.hgetall(keys.conversation_quarantine("acme", again.subject))
     assert list(quarantined.values()) == [b"broken-link"]
     letters = [x.letter for x in asyncio.run(read_dead_letters(settings, POLICY_DECISIONS)) if x.letter]
-    assert sorted(letter.reason_code for letter in letters) == ["chain-altered", "chain-broken-link"]
+    assert sorted(letter.reason_code for letter in letters) == [
+        "chain-altered",
+        "chain-broken-link",
+        "chain-subject-mismatch",
+    ]
 
     # The duplicate turn is counted once (conversation and tenant).
     per_conv = sum(1 for t in turns if t.subject == again.subject)
@@ -139,5 +156,5 @@ def test_forged_decisions_are_quarantined_and_duplicate_turns_counted_once(
 
     # A rebuild from the log refuses and deduplicates exactly the same records.
     report = Report()
-    asyncio.run(audit_projections(settings, report, lambda label, total: Progress(label, total, show=False)))
+    asyncio.run(audit_projections(settings, report, bars(False)))
     assert report.clean, [str(f) for f in report.findings[:5]]

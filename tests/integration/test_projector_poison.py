@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
 from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
@@ -27,6 +26,7 @@ from ledgerflow.contracts.payloads import PolicyDecision, TrainingRejected, Usag
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.dlq import read_dead_letters
 from ledgerflow.projections.generations import PROJECTION
+from ledgerflow.redisclient import sync_client
 from ledgerflow.redisvalues import int_map
 from ledgerflow.topics import POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 from ledgerflow.traffic import interleaved, publish
@@ -112,7 +112,7 @@ async def produce_raw(settings: Settings, records: list[tuple[str, bytes, bytes]
 
 
 def checkpoint(settings: Settings) -> dict[str, int]:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = sync_client(settings.redis_url, socket_timeout=10)
     try:
         return int_map(client.hgetall(live_keys(client, settings).checkpoint(PROJECTION)))
     finally:

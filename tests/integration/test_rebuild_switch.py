@@ -11,11 +11,11 @@ import threading
 import time
 
 import httpx
-import redis
 
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
 from ledgerflow.projections.keys import Keys, active_pointer
+from ledgerflow.redisclient import sync_client
 from ledgerflow.traffic import interleaved, publish
 from tests.support.processes import Process
 
@@ -75,7 +75,7 @@ def test_rebuild_switches_atomically_under_live_reads(
     result = json.loads(done.stdout)
     assert result["old_generation"] != result["new_generation"] and result["old_keys_removed"] > 0
     assert reads > 20 and failures == [], failures[:3]
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings.redis_url)
     assert client.get(active_pointer(settings.topic_prefix)).decode() == result["new_generation"]
     old = Keys.for_prefix(settings.topic_prefix, result["old_generation"])
     assert list(client.scan_iter(match=old.namespace + "*")) == []

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import redis
 
-from ledgerflow.audit.progress import Progress
+from ledgerflow.audit.cli import bars
 from ledgerflow.audit.projections import audit_projections
 from ledgerflow.audit.report import Report
 from ledgerflow.audit.sources import LogReader
@@ -168,9 +168,7 @@ def _assert_read_models_right(settings: Settings, published: list[Event], worker
             live = {conv: int(client.hget(keys.conversation(*conv), "turns") or 0) for conv in expected}
             tenants = {t: int(client.hget(keys.tenant(t), "turns") or 0) for t, _ in expected}
         report = Report()
-        asyncio.run(
-            audit_projections(settings, report, lambda label, total: Progress(label, total, show=False))
-        )
+        asyncio.run(audit_projections(settings, report, bars(False)))
         if asyncio.run(_horizon(settings)) != before:
             continue
         short = {c: (live[c], n) for c, n in expected.items() if live[c] != n}

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from ledgerflow.agents.batchloop import GROUP
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.metrics import WORKER_METRICS_ENV
+from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import CONVERSATION_EVENTS
 from ledgerflow.traffic import publish
 from tests.integration.clikit import run_cli
@@ -136,7 +136,7 @@ def test_two_worker_processes_share_partitions_survive_a_child_kill_and_stop_tog
         _wait_settled(settings, turns, [supervisor], timeout=120)
         _assert_one_decision_per_turn(settings, turns)
         want = Counter((e.tenant, e.subject) for e in first + later if e.type == "MessageSubmitted")
-        client = redis.Redis.from_url(settings.redis_url)
+        client = sync_client(settings.redis_url)
         try:
             keys = live_keys(client, settings)
             pipe = client.pipeline(transaction=False)

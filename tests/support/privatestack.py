@@ -4,11 +4,8 @@ stopped at the end. The shared dev stack is never touched."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import signal
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,33 +14,15 @@ import pytest
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.netutil import free_port
+from ledgerflow.netutil import free_port, free_port_run
 from ledgerflow.stack import manage
+
+__all__ = ["free_port_pair", "free_port_run", "private_settings", "private_stack"]
 
 
 def free_port_pair() -> int:
     """A port p with p and p + 1 both free on 127.0.0.1 (Kafka and its KRaft controller)."""
     return free_port_run(2)
-
-
-def free_port_run(count: int, *, highest: int = 65_535, also: int = 0) -> int:
-    """A port p with p … p + count - 1 all free on 127.0.0.1 (a local cluster's nodes), the last
-    at most ``highest``; with ``also``, the ports ``also`` above each are free too (a Redis
-    Cluster node's bus port)."""
-    for _ in range(200):
-        port = free_port() if highest >= 65_535 else random.randint(20_000, highest - count + 1)
-        wanted = [port + i for i in range(count)] + ([port + i + also for i in range(count)] if also else [])
-        if max(wanted) > 65_535 or port + count - 1 > highest:
-            continue
-        with contextlib.ExitStack() as held:
-            try:
-                for candidate in wanted:
-                    s = held.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no run of {count} free ports on 127.0.0.1 up to {highest}")
 
 
 def private_settings(state_dir: Path, **overrides: str) -> Settings:

@@ -12,14 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
-from ledgerflow.audit.sources import LogReader
+from ledgerflow.chaos.evidence import live_keys, read_models_behind
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
 from ledgerflow.netutil import free_port, wait_http_ready
-from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
-from ledgerflow.redisvalues import int_map, text
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
 # free_port and wait_http_ready live in the package (the benchmark needs them too); re-exported here.
@@ -93,33 +90,12 @@ def running_edge(settings: Settings, log_dir: Path) -> Iterator[tuple[Process, s
         proc.stop()
 
 
-def live_keys(client: redis.Redis, settings: Settings) -> Keys:
-    """The read models' live generation (the active pointer; absent = the default)."""
-    generation = client.get(active_pointer(settings.topic_prefix))
-    return Keys.for_prefix(settings.topic_prefix, text(generation) if generation else DEFAULT_GENERATION)
-
-
 async def pipeline_settled(settings: Settings, turns: int) -> tuple[bool, str]:
     """Whether every one of ``turns`` has a decision and the read models applied every record."""
-    topics = [settings.topic(POLICY_DECISIONS), settings.topic(CONVERSATION_EVENTS)]
-    async with LogReader(settings) as reader:
-        horizon = await reader.horizon(topics)
-    decisions = sum(horizon[topics[0]])
+    complete, behind, horizon = await read_models_behind(settings, (POLICY_DECISIONS, CONVERSATION_EVENTS))
+    decisions = sum(horizon[settings.topic(POLICY_DECISIONS)])
     if decisions < turns:
         return False, f"{decisions} of {turns} decisions"
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    try:
-        keys = live_keys(client, settings)
-        checkpoint = int_map(client.hgetall(keys.checkpoint("read-models")))
-        complete = bool(client.exists(keys.sentinel()))
-    finally:
-        client.close()
-    behind = [
-        f"{t}:{p}"
-        for t, ends in horizon.items()
-        for p, end in enumerate(ends)
-        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
-    ]
     return (
         complete and not behind,
         f"{decisions} decisions; read models behind on {behind[:3]} (complete={complete})",

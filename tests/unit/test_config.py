@@ -90,3 +90,13 @@ def test_overrides_ignore_none_and_keep_other_fields() -> None:
     changed = base.with_overrides(topic_prefix="b.", redis_url=None)
     assert changed.topic_prefix == "b." and changed.redis_url == base.redis_url
     assert base.topic_prefix == "a."  # frozen: the original is untouched
+
+
+def test_a_state_dir_with_a_local_redis_cluster_defaults_to_the_cluster_client(tmp_path: Path) -> None:
+    plain = load_settings({"LEDGERFLOW_STATE_DIR": str(tmp_path), "LEDGERFLOW_REDIS_PORT": "17000"})
+    assert plain.redis_url == "redis://127.0.0.1:17000/0"
+    (tmp_path / "redis-1").mkdir()  # what `stack up --redis-cluster` leaves
+    cluster = load_settings({"LEDGERFLOW_STATE_DIR": str(tmp_path), "LEDGERFLOW_REDIS_PORT": "17000"})
+    assert cluster.redis_url == "redis+cluster://127.0.0.1:17000/0"
+    given = load_settings({"LEDGERFLOW_STATE_DIR": str(tmp_path), "LEDGERFLOW_REDIS_URL": "redis://h:1/0"})
+    assert given.redis_url == "redis://h:1/0"  # an explicit URL wins

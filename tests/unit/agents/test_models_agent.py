@@ -5,6 +5,7 @@ poison, a failed write, and a new owner recovering every registry from models.au
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 from ledgerflow.agents.models import ModelsAgent
@@ -111,3 +112,21 @@ def test_poison_is_dead_lettered_and_a_failed_write_is_retried_once() -> None:
     )
     assert [r.type for r in world.log()] == ["ModelRegistered", "ModelDisabled"]
     assert chained(world.log())
+
+
+def test_commands_without_an_id_are_each_decided_also_after_a_new_owner_recovers() -> None:
+    world = Registry()
+    anonymous = [register(n, f"anon-{n}") for n in (1, 2)]
+    world.feed(*[_without_id(e) for e in anonymous])
+    world.restart()  # what a new owner learns from models.audit must not hold "" as answered either
+    world.feed(_without_id(register(3, "anon-3")))
+    assert [(r.type, r.payload.model) for r in world.log()] == [  # type: ignore[union-attr]
+        ("ModelRegistered", "anon-1"),
+        ("ModelRegistered", "anon-2"),
+        ("ModelRegistered", "anon-3"),
+    ]
+    assert not world.letters.sent and chained(world.log())
+
+
+def _without_id(event: Event) -> Event:
+    return replace(event, payload=replace(event.payload, command_id=""))  # type: ignore[type-var]

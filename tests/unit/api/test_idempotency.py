@@ -81,5 +81,7 @@ def test_judge() -> None:
         judge(Claim("f2", "old-id", 990.0, "2:41"), mine, 1000.0)
     with pytest.raises(InFlight):
         judge(Claim("f1", "old-id", 999.0), mine, 1000.0)
+    own = judge(Claim("f1", "new-id", 1000.0), mine, 1000.5)
+    assert (own.publish, own.event_id) == (True, "new-id")  # our SET landed, its reply was lost
     stale = judge(Claim("f1", "old-id", 1000.0 - STALE_S - 1), mine, 1000.0)
     assert (stale.publish, stale.event_id) == (True, "old-id")  # same event id again, never a new one

@@ -16,12 +16,14 @@ from ledgerflow.api.limits import (
     LIMITED,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
+    MAX_TARGET_BYTES,
     EdgeLimits,
     HeaderLimits,
     LimitExceeded,
     SseSlots,
     TokenBuckets,
     header_violation,
+    target_violation,
 )
 from ledgerflow.api.problems import exception_handlers, read_json
 from ledgerflow.errors import ValidationError
@@ -80,6 +82,15 @@ def test_header_limits() -> None:
     assert header_violation([(b"a", b"b")] * MAX_HEADERS) is None
     assert "header fields" in str(header_violation([(b"a", b"b")] * (MAX_HEADERS + 1)))
     assert "bytes" in str(header_violation([(b"x-big", b"v" * MAX_HEADER_BYTES)]))
+
+
+def test_target_limit_counts_path_question_mark_and_query_as_sent() -> None:
+    path = b"/" + b"p" * (MAX_TARGET_BYTES - 1)
+    assert target_violation({"raw_path": path, "query_string": b""}) is None
+    assert "8193 bytes" in str(target_violation({"raw_path": path + b"p", "query_string": b""}))
+    assert target_violation({"raw_path": b"/r", "query_string": b"q" * (MAX_TARGET_BYTES - 3)}) is None
+    assert target_violation({"raw_path": b"/r", "query_string": b"q" * (MAX_TARGET_BYTES - 2)}) is not None
+    assert target_violation({"path": "/" + "p" * MAX_TARGET_BYTES}) is not None  # no raw_path: the path
 
 
 def test_limits_from_env_validate_values() -> None:

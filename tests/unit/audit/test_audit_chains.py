@@ -60,3 +60,28 @@ def test_a_copy_under_a_new_event_id_no_longer_matches_its_hash(hand_log) -> Non
     hand_log.append_decision(dataclasses.replace(first, event_id="00000000-0000-4000-8000-00000000beef"))
     kinds = [f.kind for f in feed_all(ChainCheck(), hand_log.decisions)]
     assert kinds == ["chain.altered"]  # the id is hashed: a copy with a new id no longer matches its hash
+
+
+def test_records_given_as_verified_break_their_chains_as_any_other(hand_log) -> None:
+    """A re-derived decision's chain walk reads only its key and chain fields: a deleted record
+    before a made-up link, a repeat and a second conversation's chain are found exactly as from
+    the whole record."""
+    three_decisions(hand_log)
+    hand_log.decide(hand_log.turn("c-2", "other"))
+    second = hand_log.decisions[1].event
+    fake = dataclasses.replace(hand_log.decisions[2].event, sequence=4, prev_hash="ab" * 32)
+    fake = dataclasses.replace(fake, hash=compute_hash(fake.to_json(), "ab" * 32))
+    hand_log.append_decision(fake)
+    hand_log.append_decision(second)
+    del hand_log.decisions[2]
+
+    def walk(verified: bool) -> list:
+        check = ChainCheck()
+        found = [check.feed(e.at, e.event, verified=verified) for e in hand_log.decisions]
+        return [(f.kind, f.offset, f.key, f.detail) for f in found if f is not None] + [
+            (f.kind, f.offset, f.key, f.detail) for f in check.finish()
+        ]
+
+    expected = walk(False)
+    assert {kind for kind, *_ in expected} == {"chain.missing", "chain.duplicate"}
+    assert walk(True) == expected

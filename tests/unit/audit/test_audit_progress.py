@@ -1,37 +1,37 @@
-"""The progress line: rate and ETA; silent unless stderr is a terminal or it is forced."""
+"""The audit's progress: the bar every long verb draws (``commands.progress``), or nothing."""
 
 from __future__ import annotations
 
 import io
 
-from ledgerflow.audit.progress import Progress, render
+import pytest
+
+from ledgerflow.audit.cli import bars
+from ledgerflow.commands import progress
 
 
-def test_render_shows_count_rate_and_eta() -> None:
-    line = render("replaying", 5_000, 20_000, 2.0)
-    assert "5,000/20,000 records" in line and "2,500 rec/s" in line and "ETA 0:06" in line
-
-
-def test_render_without_total_has_no_eta() -> None:
-    assert "ETA" not in render("replaying", 10, 0, 1.0)
-
-
-def test_nothing_is_written_when_the_stream_is_not_a_terminal() -> None:
+def test_hidden_progress_writes_nothing_and_takes_every_update() -> None:
     out = io.StringIO()
-    bar = Progress("x", 10, stream=out)
-    bar.update(5)
-    bar.finish()
+    with bars(False, out)("replaying logs", 10) as update:
+        update(5)
+        update(7, 20)
     assert out.getvalue() == ""
 
 
-def test_forced_progress_redraws_at_most_every_interval() -> None:
-    now = [0.0]
+def test_forced_progress_draws_the_terminal_bar_with_label_and_count() -> None:
     out = io.StringIO()
-    bar = Progress("x", 10, stream=out, show=True, interval=1.0, clock=lambda: now[0])
-    bar.update(1)
-    bar.update(2)
-    now[0] = 1.5
-    bar.update(3)
-    assert out.getvalue().count("\r") == 2
-    bar.finish()
-    assert out.getvalue().endswith("\n")
+    with bars(True, out)("replaying logs", 10) as update:
+        update(5)
+    assert "replaying logs" in out.getvalue() and "5/10" in out.getvalue()
+
+
+def test_off_a_terminal_the_audit_writes_the_plain_lines_of_every_verb(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    out = io.StringIO()
+    with bars(None, out)("rebuilding read models (round 1)", 10) as update:
+        update(5)
+    lines = out.getvalue().splitlines()
+    assert lines and lines[0].startswith("rebuilding read models (round 1): 5/10")
+    assert "\x1b" not in out.getvalue()  # no terminal escapes in a log

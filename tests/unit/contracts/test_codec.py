@@ -235,6 +235,15 @@ def test_trailing_bytes_are_undecodable() -> None:
     assert _reason(encode(_message()) + b"\x00").startswith("undecodable: 1 trailing bytes")
 
 
+def test_a_non_canonical_encoding_is_undecodable() -> None:
+    """Bytes no Avro writer produces for a record (union index -1, which fastavro read as the last
+    branch) are refused: decoding them would give a record that re-encodes to other bytes."""
+    wire = encode(_message(trace_id="t"))
+    at = wire.index(b"\x02\x02t")  # trace_id: union index 1 (string), length 1, "t"
+    forged = wire[:at] + b"\x01" + wire[at + 1 :]
+    assert _reason(forged).startswith("undecodable:")
+
+
 def test_a_type_not_allowed_on_the_topic_is_wrong_type_for_topic() -> None:
     reason = _reason(encode(_message()), allowed_types=TOPIC_TYPES["policy.decisions"])
     assert reason == "wrong-type-for-topic: MessageSubmitted is not one of PolicyDecision"

@@ -21,7 +21,7 @@ from ledgerflow.contracts.payloads import (
     ConversationStarted,
     MessageSubmitted,
 )
-from ledgerflow.projections.conversations import project
+from ledgerflow.projections.conversations import RECENT_DENIALS, project
 from ledgerflow.projections.fold import Fold, FoldStats, apply_writes, ranks
 from ledgerflow.projections.freshwrite import commands
 from ledgerflow.projections.keys import Keys
@@ -78,7 +78,7 @@ def _log(draw: st.DrawFn) -> list[tuple[Event, Position]]:
         offsets[topic] += 1
 
     steps = draw(
-        st.lists(st.tuples(st.integers(0, 3), st.sampled_from(("a", "b")), st.integers(0, 9)), max_size=40)
+        st.lists(st.tuples(st.integers(0, 3), st.sampled_from(("a", "b")), st.integers(0, 11)), max_size=40)
     )
     for i, (conv_no, tenant, roll) in enumerate(steps):
         conv = f"c{conv_no}"
@@ -99,6 +99,11 @@ def _log(draw: st.DrawFn) -> list[tuple[Event, Position]]:
         else:
             assert decided.sequence is not None and decided.hash is not None
             heads[key] = ChainHead(key, decided.sequence, decided.hash)
+        if roll == 5:  # no chain fields: projected without a chain condition
+            decided = dataclasses.replace(decided, sequence=None, prev_hash=None, hash=None)
+        if roll == 6:  # chained under its subject, projected into another conversation
+            other = dataclasses.replace(decided.payload, conversation_id="c9")
+            decided = dataclasses.replace(decided, payload=other)
         put(decided, DECISIONS)
         if roll == 4:
             put(decided, DECISIONS)  # a decision repeated
@@ -159,6 +164,38 @@ def test_folding_any_batches_equals_applying_the_records_one_by_one(
         expected.deduped,
         len(expected.refused),
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(log=_log(), cuts=st.lists(st.integers(0, 400), max_size=6))
+def test_folding_records_straight_equals_folding_their_op_groups(
+    log: list[tuple[Event, Position]], cuts: list[int]
+) -> None:
+    groups = [g for event, at in log for g in project(event, at, KEYS)]
+    by_groups, group_stats = _folded(_cuts(groups, cuts))
+    fold, stats, data = Fold(), FoldStats(), {}
+    edges = sorted({0, len(log), *(c % (len(log) + 1) for c in cuts)})
+    for a, b in itertools.pairwise(edges):
+        apply_writes(data, fold.records(log[a:b], KEYS, stats))
+    assert _normal(data) == by_groups
+    assert stats == group_stats
+
+
+def test_a_straight_fold_trims_denials_as_the_ops_do() -> None:
+    """More denials than a tenant keeps, across batches: the straight fold keeps the same 50."""
+    log, head = [], None
+    for i in range(RECENT_DENIALS + 7):
+        turn = _turn("c1", i, "a")
+        decided = _decision(turn, head, "deny")
+        assert decided.sequence is not None and decided.hash is not None
+        head = ChainHead(decision_chain_key("a", "c1"), decided.sequence, decided.hash)
+        log += [(turn, Position(EVENTS, 0, i)), (decided, Position(DECISIONS, 0, i))]
+    fold, data = Fold(), {}
+    for a in range(0, len(log), 9):
+        apply_writes(data, fold.records(log[a : a + 9], KEYS))
+    groups = [g for event, at in log for g in project(event, at, KEYS)]
+    assert _normal(data) == _folded([groups])[0]
+    assert len(data[KEYS.tenant_denials("a")]) == RECENT_DENIALS
 
 
 _op = st.one_of(

@@ -1,0 +1,216 @@
+"""The single writer of an event-sourced aggregate per tenant: what the training and the models
+agents share (``agents/training.py``, ``agents/models.py``).
+
+Commands from input partition *p* are decided into output partition *p* (co-partitioned,
+``agents/output.py``). Per partition:
+
+1. On first use after (re)assignment, output partition *p* is read from the start (one record
+   per change) and folded into every tenant's state and chain head; the last input offset
+   answered (``lf-input``) and the command ids answered lately are learnt from it.
+2. Redelivered commands at or below that offset are skipped; commands the consumer group passed
+   unanswered (between it and the first offset delivered) are read back and decided first.
+3. Each command is decided by the aggregate's pure ``decide`` against the folded state (its
+   ``expected_version``, if any, is the aggregate's optimistic concurrency); its events, accepted
+   or refused, are appended hash-chained per tenant. A command id answered in the partition
+   lately (the last ``DEDUPE_WINDOW`` answers) is a duplicate delivery, not decided again; a
+   command without an id is decided each time (nothing to match a redelivery against). A command
+   that does not decode, or whose decision raises, is dead-lettered and the rest go on.
+
+If a batch fails its partitions' state is forgotten and recovered from the log before the retry,
+so the state never runs ahead of what the broker acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from ledgerflow.agents.deadletters import dead_letter_of
+from ledgerflow.agents.output import Outgoing
+from ledgerflow.agents.partitioned import PartitionOwner
+from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.codec import TOPIC_TYPES
+from ledgerflow.contracts.deadletters import evaluation_failed
+from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.inputs import decode_input
+from ledgerflow.contracts.payloads import DeadLetter
+from ledgerflow.errors import DecodeError
+from ledgerflow.policy.wire import chain, head_after
+
+log = logging.getLogger(__name__)
+
+DEDUPE_WINDOW = 10_000
+"""Per partition: command ids of the latest answers a duplicate delivery is recognised against."""
+
+
+class Tenanted(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+State = TypeVar("State")
+Command = TypeVar("Command", bound=Tenanted)
+Change = TypeVar("Change", bound=Tenanted)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate(Generic[State, Command, Change]):
+    """An aggregate's pure functions and the topics of its commands and outcomes."""
+
+    name: str  # the agent's name: logs and dead letters
+    commands: str  # base topic of the commands
+    outcomes: str  # base topic of the outcomes (co-partitioned with the commands)
+    initial: Callable[[str], State]
+    decide: Callable[[State, Command, int], list[Change]]
+    evolve: Callable[[State, Change], State]
+    command_of: Callable[[Event], Command]
+    record_of: Callable[..., Event]  # (change, *, trace_id) -> the unchained outcome record
+    event_of: Callable[[Event], Change]
+
+
+@dataclass
+class Partition(Generic[State]):
+    """One owned partition: each tenant's state and chain head, and what was answered."""
+
+    initial: Callable[[str], State]
+    tenants: dict[str, State] = field(default_factory=dict)
+    heads: dict[str, ChainHead] = field(default_factory=dict)
+    answered: OrderedDict[str, int] = field(default_factory=OrderedDict)  # command id -> input offset
+    last_input: int = -1
+
+    def state(self, tenant: str) -> State:
+        return self.tenants.get(tenant) or self.initial(tenant)
+
+    def answer(self, command_id: str, offset: int) -> None:
+        self.last_input = max(self.last_input, offset)
+        if not command_id:  # nothing to match a redelivery against: remembering "" would drop the next one
+            return
+        self.answered[command_id] = offset
+        self.answered.move_to_end(command_id)
+        while len(self.answered) > DEDUPE_WINDOW:
+            self.answered.popitem(last=False)
+
+
+def command_id_of(event: Event) -> str:
+    return str(getattr(event.payload, "command_id", "") or "")
+
+
+class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Change]):
+    """I/O through ports (``agents/ports.py``), so its decisions are unit-tested in memory."""
+
+    def __init__(
+        self,
+        kind: Aggregate[State, Command, Change],
+        input_topic: str,
+        output: OutputLog,
+        inputs: InputLog,
+        sink: DeadLetterPort,
+        clock: Callable[[], int],
+    ) -> None:
+        self.kind = kind
+        self.input_topic = input_topic
+        self._output, self._inputs, self._sink, self._clock = output, inputs, sink, clock
+        super().__init__()
+        self._started = False
+
+    async def _ensure_started(self) -> None:
+        if not self._started:
+            await self._output.start()
+            self._started = True
+
+    async def _recover(self, p: int) -> Partition[State]:
+        """Step 1: fold output partition ``p`` from its start."""
+        kind, known = self.kind, Partition(self.kind.initial)
+        async for written in self._output.read(p):
+            try:
+                record = codec.decode(written.value, allowed_types=TOPIC_TYPES[kind.outcomes])
+            except DecodeError:
+                log.error("%s: undecodable audit record at offset %d ignored", kind.name, written.offset)
+                continue
+            known.tenants[record.tenant] = kind.evolve(known.state(record.tenant), kind.event_of(record))
+            if record.sequence and record.hash:
+                known.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
+            if written.input_offset is not None:
+                known.answer(command_id_of(record), written.input_offset)
+        self._partitions[p] = known
+        return known
+
+    async def handle(self, messages: Sequence[Any]) -> None:
+        async with self._lock:
+            await self._ensure_started()
+            pending: list[Any] = []
+            for p in sorted({m.partition for m in messages} - set(self._partitions)):
+                known = await self._recover(p)
+                first = min(m.offset for m in messages if m.partition == p)
+                pending += await self._inputs.read(p, known.last_input + 1, first)  # Step 2.
+            out: list[Outgoing] = []
+            letters: list[DeadLetter] = []
+            for msg in [*pending, *messages]:
+                out += self._answer(msg, self._partitions[msg.partition], letters)
+            await self._sink.send_all(letters)
+            await self._output.write(out)
+
+    def _answer(self, msg: Any, known: Partition[State], letters: list[DeadLetter]) -> list[Outgoing]:
+        """Step 3 for one command: its outcome records, or none (skipped, duplicate, dead letter)."""
+        kind = self.kind
+        if msg.offset <= known.last_input:
+            return []
+        try:
+            event = decode_input(msg.value, msg.key, kind.commands)
+        except DecodeError as exc:
+            letters.append(dead_letter_of(msg, exc.reason, kind.name, kind.commands))
+            return []
+        command_id = command_id_of(event)
+        first = known.answered.get(command_id)
+        if first is not None:
+            self._duplicate(msg, command_id, first)
+            return []
+        try:
+            command = kind.command_of(event)
+            changes = kind.decide(known.state(command.tenant), command, self._clock())
+            out = self._append(known, msg.partition, msg.offset, changes, event.trace_id)
+        except Exception as exc:  # a command that cannot be decided must not stop the partition
+            log.exception("%s: deciding %s[%d]@%d failed", kind.name, msg.topic, msg.partition, msg.offset)
+            letters.append(dead_letter_of(msg, evaluation_failed(exc), kind.name, kind.commands))
+            return []
+        known.answer(command_id, msg.offset)
+        return out
+
+    def _append(
+        self,
+        known: Partition[State],
+        p: int,
+        input_offset: int | None,
+        changes: list[Change],
+        trace_id: str | None,
+    ) -> list[Outgoing]:
+        """Fold ``changes`` in and chain their records per tenant."""
+        out = []
+        for change in changes:
+            known.tenants[change.tenant] = self.kind.evolve(known.state(change.tenant), change)
+            record = chain(self.kind.record_of(change, trace_id=trace_id), known.heads.get(change.tenant))
+            known.heads[change.tenant] = head_after(record)
+            out.append(Outgoing(p, input_offset, change.tenant.encode(), codec.encode(record)))
+            self._appended(record, known.state(change.tenant))
+        return out
+
+    def _duplicate(self, msg: Any, command_id: str, first: int) -> None:
+        """A command id answered before at input offset ``first``: log it (and count it)."""
+        log.warning(
+            "%s: %s[%d]@%d repeats command %s answered at input offset %d: duplicate delivery, "
+            "not decided again",
+            self.kind.name,
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            command_id,
+            first,
+        )
+
+    def _appended(self, record: Event, state: State) -> None:
+        """Called for each outcome record appended (metrics)."""

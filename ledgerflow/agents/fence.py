@@ -1,0 +1,91 @@
+"""A member of the hot path's group proves it still owns its partitions before it writes.
+
+A worker starved (or SIGSTOPped) past the group's session timeout while it holds a decided
+batch is expelled; the new owner of its partitions recovers from the output log and decides
+the same records again. When the old member wakes it must not write its batch as well
+(duplicate decisions, forked hash chains). So right before an output write, the loop makes
+one synchronous offset commit of offsets this member already handled (``proof_offsets``);
+the group coordinator refuses it (aiokafka's ``CommitFailedError``) once the member was
+expelled or a rebalance is under way. A member that is not current raises ``NotCurrent``:
+nothing of the batch is written, the batch is not advanced (its records are redelivered to
+whoever owns them), and the revocation that follows runs as usual.
+
+This narrows the window to a pause of at least the session timeout landing between the
+commit's answer and the produce request; it does not close it. Closing it takes a
+transactional producer per input partition (broker-side fencing) and ``read_committed``
+readers: not done (docs/architecture.md, "Fencing a zombie writer").
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from ledgerflow.agents.output import Outgoing, Written
+from ledgerflow.agents.ports import OutputLog
+from ledgerflow.errors import InfrastructureError
+
+Partition = tuple[str, int]  # (topic, partition), as in agents/batching.py
+Prove = Callable[[set[Partition]], Awaitable[None]]
+"""Raises ``NotCurrent`` unless this member still owns those partitions (``BatchLoop.prove``)."""
+
+
+class NotCurrent(InfrastructureError):
+    """This member is no longer current in its group: it must write nothing and wait for the revocation."""
+
+
+def first_offsets(fetched: Mapping[Any, Sequence[Any]]) -> dict[Partition, int]:
+    """Per partition, the first offset of a fetched batch: every record below it was handled
+    (the loop handles one batch at a time) or is the group's committed position."""
+    out: dict[Partition, int] = {}
+    for records in fetched.values():
+        for r in records:
+            key = (r.topic, r.partition)
+            out[key] = min(out.get(key, r.offset), r.offset)
+    return out
+
+
+def proof_offsets(
+    partitions: set[Partition], in_flight: Mapping[Partition, int], pending: Mapping[Partition, int]
+) -> dict[Partition, int | None]:
+    """What the proving commit carries for each partition about to be written: the offsets the
+    loop handled and not committed yet, else the first offset of the batch in flight (already
+    the group's position), else None — the source re-commits its current position.
+
+    Never an offset past a record not yet handled, so the proof never commits work not done."""
+    return {p: pending.get(p, in_flight.get(p)) for p in sorted(partitions)}
+
+
+class OutputWrapper:
+    """An ``OutputLog`` (``agents/ports.py``) handing every call to ``inner``: the base of wrappers
+    that change only how a write is made."""
+
+    def __init__(self, inner: OutputLog) -> None:
+        self._inner = inner
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def end(self, partition: int) -> int:
+        return await self._inner.end(partition)
+
+    def read(self, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Written]:
+        return self._inner.read(partition, start, end)
+
+    async def write(self, records: Sequence[Outgoing]) -> list[int]:
+        return await self._inner.write(records)
+
+
+class FencedOutput(OutputWrapper):
+    """An output log whose writes are proven first: input partition *p* of ``input_topic`` is
+    written to output partition *p*, so *p* is what this member must still own."""
+
+    def __init__(self, inner: OutputLog, input_topic: str, prove: Prove) -> None:
+        super().__init__(inner)
+        self._input_topic = input_topic
+        self._prove = prove
+
+    async def write(self, records: Sequence[Outgoing]) -> list[int]:
+        if records:
+            await self._prove({(self._input_topic, r.partition) for r in records})
+        return await self._inner.write(records)

@@ -1,0 +1,215 @@
+"""The partition layout a worker pins, and its refusal to run once partitions were added to a live topic.
+
+A conversation's hash chain, its decisions' exactly-once fence (the ``lf-input`` header and the
+dedupe window) and a tenant's training and model-registry state all live in *one* partition:
+the one Kafka's default partitioner (murmur2 of the key, modulo the partition count) gives the
+key. ``kafka-topics --alter --partitions`` changes the modulus, so producers put a key's next
+records in another partition, whose owner has no chain head for it: it would start the chain
+again at sequence 1 (a fork the audit reports), decide a duplicate delivery twice, fold a
+tenant's training state from nothing. Nothing in Kafka can take partitions away again.
+
+So the layout is pinned and checked, and a changed one is refused without writing anything:
+
+- the hot path commits its offsets with the layout as the commit's metadata
+  (``lf-layout conversation.events=6,…``): the group's committed offsets remember, durably, the
+  partition counts its progress was made under;
+- at start the worker compares the topics' partition counts with that pin (no pin: the
+  counts of today are pinned), and checks that co-partitioned topics are equal;
+- while it runs, a timer compares the counts every ``CHECK_EVERY_S``, and the policy agent
+  checks every record that would start a new chain: placed where the pinned count puts its
+  key, and in a partition below that count (the training and models agents check every
+  command: few, tenant-keyed). Producers may see the new partitions before the
+  worker does; the placement check is what stops a moved conversation's first turn.
+
+A refusal is one line naming the safe procedure (docs/scaling.md, "Adding partitions") and
+exit code 1; every record stays on the log, undecided, for the procedure to replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.kafka.admin import group_metadata, partition_counts
+from ledgerflow.topics import (
+    CONVERSATION_EVENTS,
+    MODELS_AUDIT,
+    MODELS_COMMANDS,
+    POLICY_DECISIONS,
+    TRAINING_AUDIT,
+    TRAINING_COMMANDS,
+)
+
+log = logging.getLogger(__name__)
+
+PAIRS: dict[str, str] = {
+    CONVERSATION_EVENTS: POLICY_DECISIONS,
+    TRAINING_COMMANDS: TRAINING_AUDIT,
+    MODELS_COMMANDS: MODELS_AUDIT,
+}
+"""Each keyed input of a single-writer agent -> its co-partitioned output."""
+PINNED = tuple(PAIRS)
+MARK = "lf-layout "
+CHECK_EVERY_S = 2.0
+REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)
+PROCEDURE = "docs/scaling.md#adding-partitions"
+
+
+class LayoutChanged(InfrastructureError):
+    """Partition counts differ from the pinned layout, or co-partitioned topics differ."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Partition count per topic base name (``PINNED``)."""
+
+    counts: Mapping[str, int]
+
+    def encode(self) -> str:
+        return MARK + ",".join(f"{t}={n}" for t, n in sorted(self.counts.items()))
+
+    @classmethod
+    def decode(cls, text: str | None) -> Layout | None:
+        """The layout in a commit's metadata; None if it holds none (an older worker, another tool)."""
+        if not text or not text.startswith(MARK):
+            return None
+        counts: dict[str, int] = {}
+        for item in text[len(MARK) :].split(","):
+            name, _, number = item.partition("=")
+            if not number.isdigit():
+                return None
+            counts[name] = int(number)
+        return cls(counts)
+
+
+def placement(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner: the partition a producer puts ``key`` in (the edge's hub agrees)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def changed(pinned: Layout, counts: Mapping[str, int]) -> str | None:
+    """One line naming the first topic whose count is not the pinned one; None if none differs."""
+    for base in sorted(pinned.counts):
+        now, then = counts.get(base), pinned.counts[base]
+        if now is not None and now != then:
+            return (
+                f"{base} has {now} partitions but this worker group's progress was made with {then}: "
+                "partitions were added to a live topic, which moves keys to other partitions and would fork "
+                f"their hash chains; refusing to decide anything (records stay on the log): see {PROCEDURE}"
+            )
+    return None
+
+
+def uneven(counts: Mapping[str, int]) -> str | None:
+    """One line naming a co-partitioned pair with different counts; None if every pair is equal."""
+    for source, output in PAIRS.items():
+        if source in counts and output in counts and counts[source] != counts[output]:
+            return (
+                f"{output} has {counts[output]} partitions but {source} has {counts[source]}: they must be "
+                f"equal (outputs are co-partitioned with inputs); refusing to run: see {PROCEDURE}"
+            )
+    return None
+
+
+def misplaced(msg: Any, partitions: int) -> str | None:
+    """One line if record ``msg`` is not in the partition ``partitions`` puts its key in (or in a
+    partition beyond them); None if it is. An unkeyed record is only checked for the latter."""
+    beyond = msg.partition >= partitions
+    if not beyond and (msg.key is None or placement(msg.key, partitions) == msg.partition):
+        return None
+    where = "beyond" if beyond or msg.key is None else f"not in partition {placement(msg.key, partitions)} of"
+    return (
+        f"{msg.topic}[{msg.partition}]@{msg.offset} (key {msg.key!r}) is {where} the {partitions} partitions "
+        f"this worker pinned: partitions were added to a live topic (or a producer does not use Kafka's "
+        f"default partitioner); refusing to decide it (it stays on the log): see {PROCEDURE}"
+    )
+
+
+Guard = Callable[[Sequence[Any]], None]
+"""What an agent calls with each batch before handling it (``PartitionGuard.every``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionGuard:
+    """The policy agent's checks against the pinned count of its input (``refuse`` ends the process)."""
+
+    partitions: int
+    refuse: Callable[[str], None]
+
+    def batch(self, messages: Sequence[Any]) -> None:
+        """Before anything of a batch is recovered or decided: no record beyond the pinned partitions."""
+        for msg in messages:
+            if msg.partition >= self.partitions:
+                self.refuse(misplaced(msg, self.partitions) or "")
+
+    def every(self, messages: Sequence[Any]) -> None:
+        """Before a batch of tenant-keyed commands (training, models: a few a second, so every one is
+        checked): each is where its key belongs, else the tenant's state may live elsewhere."""
+        for msg in messages:
+            self.new_chain(msg)
+
+    def new_chain(self, msg: Any) -> None:
+        """Before a record starts a chain: it is where its key belongs, else its chain may live elsewhere."""
+        problem = misplaced(msg, self.partitions)
+        if problem is not None:
+            self.refuse(problem)
+
+
+def refuse(problem: str) -> None:
+    """Log ``problem`` and end the process at once: no batch after this one is decided, and
+    nothing in flight needs a graceful end (every effect is recovered from the logs)."""
+    log.error("worker: %s", problem)
+    for handler in logging.getLogger().handlers + logging.getLogger("ledgerflow").handlers:
+        handler.flush()
+    os._exit(REFUSED_EXIT)
+
+
+def counts_of(settings: Settings, raw: Mapping[str, int]) -> dict[str, int]:
+    """``raw`` (by topic name) by base name."""
+    return {
+        base: raw[settings.topic(base)] for base in [*PAIRS, *PAIRS.values()] if settings.topic(base) in raw
+    }
+
+
+async def current(settings: Settings) -> dict[str, int]:
+    """Partition counts of the pinned topics and their outputs, by base name."""
+    names = [settings.topic(b) for b in [*PAIRS, *PAIRS.values()]]
+    return counts_of(settings, await partition_counts(settings, names))
+
+
+async def pin(settings: Settings, group: str) -> Layout:
+    """The layout this worker runs with; LayoutChanged (one line) if it must not run.
+
+    The pin is read from the group's committed offsets' metadata: every layout a partition
+    was committed with must be today's; with none (a new group, commits of an older worker),
+    today's counts are pinned."""
+    counts = await current(settings)
+    problem = uneven(counts)
+    if problem is None:
+        pins = [Layout.decode(m) for m in (await group_metadata(settings, group)).values()]
+        found = [p for p in pins if p is not None]
+        pinned = found[0] if found else Layout({b: counts[b] for b in PINNED if b in counts})
+        problem = next((c for p in found if (c := changed(p, counts)) is not None), None)
+        if problem is None:
+            return pinned
+    raise LayoutChanged(problem)
+
+
+async def watch(settings: Settings, pinned: Layout) -> None:
+    """Refuse as soon as a pinned topic's partition count changes (the timer's body)."""
+    try:
+        counts = await current(settings)
+    except Exception as exc:  # the broker is away: the next tick asks again
+        log.warning("worker: partition counts unavailable (%r); checking again in %.0f s", exc, CHECK_EVERY_S)
+        return
+    problem = changed(pinned, counts) or uneven(counts)
+    if problem is not None:
+        refuse(problem)

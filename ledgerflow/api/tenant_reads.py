@@ -1,0 +1,35 @@
+"""What every tenant-scoped read endpoint repeats: its OpenAPI operation (the optional ``tenant``
+parameter, 200 with a JSON body, the problems of an authenticated call) and the principal it
+answers for (any role of the tenant, the ``tenant`` parameter equal to the token's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+
+from ledgerflow.api.authentication import requires_tenant_role
+from ledgerflow.api.spec import AUTHED, TENANT_PARAM, Handler, Schema, json_response, operation, problems
+from ledgerflow.auth.principals import Principal
+
+__all__ = ["reader_of", "tenant_read"]
+
+
+def tenant_read(
+    operation_id: str, summary: str, tag: str, body: Schema, description: str
+) -> Callable[[Handler], Handler]:
+    """``@operation`` of a GET any role of the tenant may call, answering ``body`` with 200."""
+    return operation(
+        operation_id,
+        summary=summary,
+        tags=[tag],
+        parameters=[TENANT_PARAM],
+        responses={"200": json_response(body, description), **problems(*AUTHED)},
+    )
+
+
+def reader_of(request: Request) -> Principal:
+    """The caller, with any role of the tenant it reads (401/403 otherwise)."""
+    principal = requires_tenant_role(request)
+    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    return principal

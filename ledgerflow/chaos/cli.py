@@ -1,0 +1,66 @@
+"""``ledgerflow chaos --duration 30m --seed N``: one run on a private cluster, its report at the end."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+from ledgerflow.chaos.faults import KINDS, kinds_for
+from ledgerflow.chaos.report import lines
+from ledgerflow.chaos.run import ChaosConfig, run
+from ledgerflow.errors import ValidationError
+
+UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``1.5h`` → seconds."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if found is None or float(found.group(1)) <= 0:
+        raise ValidationError(f"--duration {text!r}: a positive number of seconds, or with s, m or h (30m)")
+    return float(found.group(1)) * UNITS[found.group(2) or "s"]
+
+
+def parse_kinds(text: str | None, redis_cluster: bool = False) -> tuple[str, ...]:
+    if not text:
+        return kinds_for(redis_cluster)
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValidationError(f"--faults: unknown kind(s) {unknown}; the kinds are {', '.join(KINDS)}")
+    return kinds
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def chaos_cli(
+    duration: str,
+    seed: int | None,
+    workers: int,
+    rate: float,
+    faults: str | None,
+    state_dir: str | None,
+    json_out: str | None,
+) -> int:
+    if workers < 1:
+        raise ValidationError(f"--workers must be at least 1, not {workers}")
+    if rate <= 0:
+        raise ValidationError(f"--rate must be positive, not {rate:g}")
+    config = ChaosConfig(
+        duration_s=parse_duration(duration),
+        seed=seed if seed is not None else random.randrange(1 << 31),
+        workers=workers,
+        rate=rate,
+        kinds=parse_kinds(faults),
+        state_dir=Path(state_dir).resolve() if state_dir else None,
+    )
+    report = run(config, say)
+    print("\n".join(lines(report)), flush=True)
+    if json_out:
+        Path(json_out).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    return 0 if report.passed else 1

@@ -1,0 +1,73 @@
+"""Running a batch of fenced Lua calls on a Redis Cluster.
+
+On one Redis a batch is one pipeline whose calls run in order, so a first call that finds the
+checkpoint behind (and drops the guard) stops every later call of the pipeline. On a cluster
+the calls go to each master in parallel, so:
+
+1. a checking call (``check_first``) runs alone first, and nothing else is sent unless it passed;
+2. each master that took writes is asked ``WAIT 1`` on the same connection, right after them:
+   the batch is acknowledged (and its Kafka offsets committed) only once the replica has every
+   write, so a failover that promotes that replica rolls back nothing the projector moved past.
+   A replica that does not answer within ``REPLICA_WAIT_MS`` (none connected: its master just
+   failed over and the old one is not back) is logged, and the batch goes on: availability over
+   waiting, with the checkpoint check above as the net for a rollback on the checkpoint's shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ledgerflow.redisclient import REPLICA_WAIT_MS
+
+log = logging.getLogger(__name__)
+
+Call = tuple[str, list[str], list[str | bytes]]  # sha, KEYS, ARGV
+
+
+async def run_calls(redis: aioredis.Redis, calls: list[Call], check_first: bool) -> list[Any]:
+    """Results of ``calls`` in order; when the checking call returns non-zero, only its result."""
+    if check_first and calls:
+        first = await _pipeline(redis, calls[:1])
+        if int(first[0]) != 0:
+            return first
+        return first + await _pipeline(redis, calls[1:])
+    return await _pipeline(redis, calls)
+
+
+async def _pipeline(redis: aioredis.Redis, calls: list[Call]) -> list[Any]:
+    if not calls:
+        return []
+    await redis.initialize()  # the slot map, before it is looked up
+    pipe = redis.pipeline(transaction=False)
+    nodes = {}
+    for sha, keys, argv in calls:
+        # execute_command: redis-py's cluster pipeline refuses evalsha() but routes EVALSHA by its keys
+        pipe.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
+        node = redis.get_node_from_key(keys[0])  # type: ignore[attr-defined]
+        nodes[node.name] = node
+    for node in nodes.values():  # after the node's writes, on the same connection
+        pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+    results = await pipe.execute()
+    for name, acked in zip(nodes, results[len(calls) :], strict=True):
+        _note_replica(name, int(acked) >= 1)
+    return list(results[: len(calls)])
+
+
+_UNCONFIRMED: set[str] = set()  # masters whose replica missed the last wait: logged once, not per batch
+
+
+def _note_replica(master: str, confirmed: bool) -> None:
+    if confirmed and master in _UNCONFIRMED:
+        _UNCONFIRMED.discard(master)
+        log.warning("redis cluster: a replica of %s confirms the projector's writes again", master)
+    elif not confirmed and master not in _UNCONFIRMED:
+        _UNCONFIRMED.add(master)
+        log.warning(
+            "redis cluster: no replica of %s confirmed a batch within %d ms (none connected?); "
+            "going on without, logged again once one does",
+            master,
+            REPLICA_WAIT_MS,
+        )

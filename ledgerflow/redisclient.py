@@ -1,0 +1,126 @@
+"""The one place that makes Redis clients from ``LEDGERFLOW_REDIS_URL``.
+
+``redis://`` / ``rediss://`` give today's single-server client; ``redis+cluster://`` /
+``rediss+cluster://`` give redis-py's cluster client, which learns the other nodes and the slot
+map from the nodes the URL names and follows ``MOVED``/``ASK`` redirections and failovers. A
+cluster URL may name several nodes, ``redis+cluster://h1:7000,h2:7001,h3:7002/0``: a client
+made while one of them is down still starts from another (one address is enough while it runs).
+The URL carries the choice, so every process started with the same settings (workers, edges,
+their children) makes the same kind of client.
+
+The cluster clients are typed as the single-server ones: they implement every command ledgerflow
+sends with the same signatures (the integration tests run in both modes, ``LEDGERFLOW_TEST_REDIS``),
+so callers stay written once. What differs on a cluster is documented where it matters: every Lua
+call's KEYS share one slot, a pipeline with ``transaction=True`` touches one slot only, and
+``scan_iter`` walks every primary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis as redis_sync
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode as SyncClusterNode
+from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
+from redis.retry import Retry as SyncRetry
+
+CLUSTER_SUFFIX = "+cluster"
+# A failover takes about cluster-node-timeout plus an election (seconds): the client retries a
+# command a few times with a short backoff, then the caller's own backoff or a 503 takes over.
+CLUSTER_RETRIES = 3
+
+REPLICA_WAIT_MS = 100
+"""How long a write that must survive a failover waits for a replica's ``WAIT 1`` (on loopback a
+replica in sync answers in well under a millisecond)."""
+
+UNAVAILABLE: tuple[type[Exception], ...] = (ClusterDownError, TryAgainError, RedisClusterException)
+"""What a Redis Cluster raises while it cannot serve a slot (a master down, a failover under way,
+no node reachable): transient like a connection error, and handled the same way (back off, 503).
+``RedisClusterException`` also covers CROSSSLOT refusals, which ledgerflow's key design rules out
+(the cluster-mode tests prove it)."""
+
+
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return urlsplit(url).scheme.endswith(CLUSTER_SUFFIX)
+
+
+def server_url(url: str) -> str:
+    """``url`` with the plain scheme redis-py parses and only its first address
+    (``redis+cluster://h:p,h2:p2/0`` → ``redis://h:p/0``)."""
+    parts = urlsplit(url)
+    user, at, hosts = parts.netloc.rpartition("@")
+    netloc = user + at + hosts.split(",")[0]
+    return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix(CLUSTER_SUFFIX), netloc=netloc))
+
+
+def addresses(url: str) -> list[tuple[str, int]]:
+    """Every ``host:port`` a URL names (a cluster URL may name several; the port defaults to 6379)."""
+    hosts = urlsplit(url).netloc.rpartition("@")[2]
+    found = []
+    for address in hosts.split(","):
+        host, colon, port = address.rpartition(":")
+        found.append((host, int(port)) if colon and port.isdigit() else (address, 6379))
+    return found
+
+
+def cluster_url(url: str) -> str:
+    """``url`` with the cluster scheme (``redis://h:p/0`` → ``redis+cluster://h:p/0``)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix(CLUSTER_SUFFIX) + CLUSTER_SUFFIX))
+
+
+def async_client(url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio client for ``url``; ``options`` are redis-py connection options
+    (``socket_timeout``, ``socket_connect_timeout``, …)."""
+    if not is_cluster(url):
+        return aioredis.Redis.from_url(url, **options)
+    from redis.asyncio.retry import Retry
+
+    options.setdefault("retry", Retry(ExponentialBackoff(cap=1.0, base=0.1), CLUSTER_RETRIES))
+    timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
+    others = [AsyncClusterNode(h, p, **timeouts) for h, p in addresses(url)[1:]]
+    options.setdefault("startup_nodes", others)
+    client = AsyncRedisCluster.from_url(server_url(url), **options)
+    return cast(aioredis.Redis, client)  # same command surface, see the module docstring
+
+
+def sync_client(url: str, **options: Any) -> redis_sync.Redis:
+    """A blocking client for ``url`` (CLI checks, tests' inspection)."""
+    if not is_cluster(url):
+        return redis_sync.Redis.from_url(url, **options)
+    options.setdefault("retry", SyncRetry(ExponentialBackoff(cap=1.0, base=0.1), CLUSTER_RETRIES))
+    others = [SyncClusterNode(h, p) for h, p in addresses(url)[1:]]  # type: ignore[no-untyped-call]
+    options.setdefault("startup_nodes", others)
+    try:  # the blocking cluster client reads the slot map at once: no node answering fails here
+        client = SyncRedisCluster.from_url(server_url(url), **options)
+    except RedisClusterException as exc:
+        where = ", ".join(f"{host}:{port}" for host, port in addresses(url))
+        raise redis_sync.ConnectionError(f"no node of the Redis Cluster at {where} answers: {exc}") from None
+    return cast(redis_sync.Redis, client)
+
+
+def is_cluster_client(client: object) -> bool:
+    """Whether ``client`` (from ``async_client``/``sync_client``) talks to a Redis Cluster."""
+    return isinstance(client, (AsyncRedisCluster, SyncRedisCluster))
+
+
+async def set_replicated(client: aioredis.Redis, key: str, value: bytes | str, **options: Any) -> Any:
+    """``SET key value [options]`` (its reply) that survives a failover: on a cluster, followed on the
+    same connection by ``WAIT 1`` (up to ``REPLICA_WAIT_MS``), so the caller acknowledges only what
+    the master's replica holds too. On one Redis (no replica to wait for) a plain SET."""
+    if not is_cluster_client(client):
+        return await client.set(key, value, **options)
+    await client.initialize()  # the slot map, before it is looked up
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, value, **options)
+    node = client.get_node_from_key(key)  # type: ignore[attr-defined]
+    pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+    reply, _ = await pipe.execute()
+    return reply

@@ -1,0 +1,122 @@
+"""What the versioned, admin-only aggregates share (training mode, the model registry): who may
+change them, optimistic concurrency on their version, and replaying their events strictly.
+
+Pure: every function takes what it decides on as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from ledgerflow.contracts.events import Event
+from ledgerflow.errors import ValidationError
+
+__all__ = [
+    "ADMIN_ROLE",
+    "NOT_ADMIN",
+    "VERSION_CONFLICT",
+    "VersionedCommand",
+    "VersionedOutcome",
+    "command_fields",
+    "fold_strictly",
+    "not_admin",
+    "version_conflict",
+]
+
+ADMIN_ROLE = "admin"
+
+# Machine-readable rejection codes both aggregates use.
+NOT_ADMIN = "not_admin"
+VERSION_CONFLICT = "version_conflict"
+
+Refusal = tuple[str, str]  # (code, message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionedCommand:
+    """What every command to a versioned aggregate says: who asks, with which roles, for which
+    tenant, expecting which version (None: whatever the current one is), issued when."""
+
+    command_id: str
+    tenant: str
+    actor: str
+    actor_roles: tuple[str, ...]
+    expected_version: int | None = None
+    issued_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionedOutcome:
+    """What every answer to a command says: the version it leaves behind (for a refusal, the
+    unchanged current one), the command and its actor, when."""
+
+    tenant: str
+    version: int
+    command_id: str
+    actor: str
+    occurred_at: int
+
+
+def command_fields(record: Event, admin: bool) -> dict[str, Any]:
+    """The ``VersionedCommand`` fields of a command record (keyword arguments of its command).
+
+    Only the edge writes the command topics, and only for admins, so a record stands for an
+    admin's command (``admin=False`` models anything else)."""
+    p = record.payload
+    return {
+        "command_id": getattr(p, "command_id"),  # noqa: B009 - every command payload has them
+        "tenant": record.tenant,
+        "actor": getattr(p, "actor"),  # noqa: B009
+        "actor_roles": (ADMIN_ROLE,) if admin else (),
+        "expected_version": getattr(p, "expected_version"),  # noqa: B009
+        "issued_at": record.occurred_at,
+    }
+
+
+class _Tenanted(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+State = TypeVar("State")
+Change = TypeVar("Change", bound=_Tenanted)
+
+
+def not_admin(actor_roles: tuple[str, ...]) -> Refusal | None:
+    """Only an actor with the ``admin`` role may change an aggregate."""
+    return None if ADMIN_ROLE in actor_roles else (NOT_ADMIN, "actor lacks the admin role")
+
+
+def version_conflict(expected: int | None, current: int) -> Refusal | None:
+    """Optimistic concurrency: a command that names a version must name the current one."""
+    if expected is not None and expected != current:
+        return VERSION_CONFLICT, f"expected version {expected}, current {current}"
+    return None
+
+
+def fold_strictly(
+    events: Iterable[Change],
+    initial: State | None,
+    *,
+    initial_of: Callable[[str], State],
+    check: Callable[[State, Change], str | None],
+    evolve: Callable[[State, Change], State],
+    what: str,
+    empty: str,
+) -> State:
+    """Replay ``events`` from ``initial`` (default: the first event's tenant at version 0);
+    raises ``ValidationError`` naming ``what`` event and the index of the first illegal one,
+    or ``empty`` when there is nothing to fold and no initial state."""
+    state = initial
+    for index, event in enumerate(events):
+        if state is None:
+            state = initial_of(event.tenant)
+        problem = check(state, event)
+        if problem is not None:
+            raise ValidationError(f"{what} event #{index} ({type(event).__name__}): {problem}")
+        state = evolve(state, event)
+    if state is None:
+        raise ValidationError(empty)
+    return state

@@ -1,0 +1,78 @@
+"""Which client a Redis URL makes (no connection is opened: redis-py connects lazily)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ledgerflow.redisclient import addresses, async_client, cluster_url, is_cluster, server_url, sync_client
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster", "plain"),
+    [
+        ("redis://127.0.0.1:6379/0", False, "redis://127.0.0.1:6379/0"),
+        ("rediss://u:p@h:1/0", False, "rediss://u:p@h:1/0"),
+        ("redis+cluster://127.0.0.1:7000/0", True, "redis://127.0.0.1:7000/0"),
+        ("rediss+cluster://u:p%40x@h:7000", True, "rediss://u:p%40x@h:7000"),
+        ("redis+cluster://h:7000/0?socket_timeout=3", True, "redis://h:7000/0?socket_timeout=3"),
+    ],
+)
+def test_the_scheme_says_cluster_and_the_server_url_drops_only_the_suffix(
+    url: str, cluster: bool, plain: str
+) -> None:
+    assert is_cluster(url) is cluster
+    assert server_url(url) == plain
+
+
+def test_cluster_url_is_idempotent_and_inverts_server_url() -> None:
+    assert cluster_url("redis://h:1/0") == "redis+cluster://h:1/0"
+    assert cluster_url("redis+cluster://h:1/0") == "redis+cluster://h:1/0"
+    assert server_url(cluster_url("rediss://h:1")) == "rediss://h:1"
+
+
+def test_a_plain_url_makes_the_single_server_client() -> None:
+    client = async_client("redis://127.0.0.1:1/0", socket_timeout=1)
+    assert type(client) is aioredis.Redis
+    asyncio.run(client.aclose())
+
+
+def test_a_cluster_url_makes_the_cluster_client_with_a_retry_for_failovers() -> None:
+    client = async_client("redis+cluster://127.0.0.1:1/0", socket_timeout=1)
+    assert isinstance(client, AsyncRedisCluster)
+    assert client.retry.get_retries() > 0  # a failover: the client tries again before giving up
+
+
+def test_a_caller_s_retry_wins_over_the_cluster_default() -> None:
+    mine = Retry(NoBackoff(), 1)
+    client = async_client("redis+cluster://127.0.0.1:1/0", retry=mine)
+    assert isinstance(client, AsyncRedisCluster)
+    assert client.retry is mine
+
+
+def test_an_unreachable_cluster_is_a_redis_connection_error_for_blocking_callers() -> None:
+    # The blocking cluster client reads the slot map in its constructor; callers catch RedisError.
+    with pytest.raises(
+        redis_sync.ConnectionError, match="no node of the Redis Cluster at 127.0.0.1:1 answers"
+    ):
+        sync_client("redis+cluster://127.0.0.1:1/0", socket_timeout=1, socket_connect_timeout=1)
+
+
+def test_a_cluster_url_may_name_several_nodes_and_the_server_url_keeps_the_first() -> None:
+    url = "redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001,h3:7002/0"
+    assert addresses(url) == [("127.0.0.1", 7000), ("127.0.0.1", 7001), ("h3", 7002)]
+    assert server_url(url) == "redis://u:p@127.0.0.1:7000/0"
+    assert cluster_url("redis://a:1,b:2/0") == "redis+cluster://a:1,b:2/0"
+    assert addresses("redis://h/0") == [("h", 6379)]
+
+
+def test_every_named_node_is_a_startup_node_of_the_cluster_client() -> None:
+    client = async_client("redis+cluster://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/0", socket_timeout=1)
+    assert isinstance(client, AsyncRedisCluster)
+    assert sorted(n.port for n in client.nodes_manager.startup_nodes.values()) == [1, 2, 3]
