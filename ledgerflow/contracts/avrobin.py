@@ -314,7 +314,11 @@ def _emit_write(src: Source, schema: Any, ind: int, value: str) -> None:
         codes = src.constant(
             {s: _SMALL[i + 64] if i < 64 else _varint(i) for i, s in enumerate(schema["symbols"])}
         )
-        src.emit(ind, f"a({codes}[{value}])")
+        code, symbols = src.name("c"), src.constant(list(schema["symbols"]))
+        src.emit(ind, f"{code} = {codes}.get({value})")
+        src.emit(ind, f"if {code} is None:")  # the wording of fastavro, which the producers' errors carried
+        src.emit(ind + 1, f"raise ValueError(repr({value}) + ' is not in list ' + repr({symbols}))")
+        src.emit(ind, f"a({code})")
     elif kind == "record":
         record = src.name("r")
         src.emit(ind, f"{record} = {value}")
