@@ -27,12 +27,15 @@ exit code 1; every record stays on the log, undecided, for the procedure to repl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from ledgerflow.config import Settings
@@ -48,6 +51,7 @@ from ledgerflow.topics import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PAIRS: dict[str, str] = {
     CONVERSATION_EVENTS: POLICY_DECISIONS,
@@ -60,6 +64,7 @@ MARK = "lf-layout "
 CHECK_EVERY_S = 2.0
 REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)
 PROCEDURE = "docs/scaling.md#adding-partitions"
+COORDINATOR_WAIT_S = 60.0  # a fresh cluster creates __consumer_offsets on the first group lookup
 
 
 class LayoutChanged(InfrastructureError):
@@ -194,13 +199,38 @@ async def pin(settings: Settings, group: str) -> Layout:
     counts = await current(settings)
     problem = uneven(counts)
     if problem is None:
-        pins = [Layout.decode(m) for m in (await group_metadata(settings, group)).values()]
+        committed = await retrying(
+            lambda: group_metadata(settings, group), f"the committed offsets of {group}"
+        )
+        pins = [Layout.decode(m) for m in committed.values()]
         found = [p for p in pins if p is not None]
         pinned = found[0] if found else Layout({b: counts[b] for b in PINNED if b in counts})
         problem = next((c for p in found if (c := changed(p, counts)) is not None), None)
         if problem is None:
             return pinned
     raise LayoutChanged(problem)
+
+
+async def retrying(
+    ask: Callable[[], Awaitable[_T]],
+    what: str,
+    *,
+    wait_s: float = COORDINATOR_WAIT_S,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> _T:
+    """``ask()``, asked again while Kafka answers with a retriable error (no group coordinator yet:
+    a fresh cluster still creating its offsets topic, a broker restarting) for up to ``wait_s``."""
+    deadline, delay = clock() + wait_s, 0.25
+    while True:
+        try:
+            return await ask()
+        except KafkaError as exc:
+            if not exc.retriable or clock() + delay > deadline:
+                raise
+            log.info("worker: %s not readable yet (%r); asking again in %.2f s", what, exc, delay)
+        await sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def watch(settings: Settings, pinned: Layout) -> None:
