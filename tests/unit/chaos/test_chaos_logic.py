@@ -4,6 +4,7 @@ compare what clients were told with what the log and the read models hold."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from ledgerflow.api import cursors
 from ledgerflow.chaos.answers import judge
 from ledgerflow.chaos.checks import Logged, acknowledged_once, one_decision_per_turn, served_once
-from ledgerflow.chaos.cli import parse_duration, parse_kinds
+from ledgerflow.chaos.cli import parse_duration, parse_kinds, parse_rate
 from ledgerflow.chaos.load import Ack
 from ledgerflow.chaos.plan import plan
 from ledgerflow.errors import ValidationError
@@ -126,3 +127,15 @@ def test_durations_and_kinds_from_the_command_line() -> None:
     assert parse_kinds("redis-kill, edge-kill") == ("redis-kill", "edge-kill")
     with pytest.raises(ValidationError, match="unknown kind"):
         parse_kinds("redis-kill,meteor")
+    for empty in ("", " , "):  # not "every kind": that is leaving --faults out
+        with pytest.raises(ValidationError, match="names no kind"):
+            parse_kinds(empty)
+    with pytest.raises(ValidationError, match="redis-failover needs a Redis Cluster"):
+        parse_kinds("redis-failover")
+    assert parse_kinds("redis-failover", redis_cluster=True) == ("redis-failover",)
+    with pytest.raises(ValidationError, match="redis-kill needs one Redis"):
+        parse_kinds("redis-kill", redis_cluster=True)
+    assert parse_rate(0.5) == 0.5
+    for rate in (0.0, -3.0, math.nan, math.inf):
+        with pytest.raises(ValidationError, match="--rate must be a positive number"):
+            parse_rate(rate)
