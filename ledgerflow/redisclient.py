@@ -70,6 +70,44 @@ def addresses(url: str) -> list[tuple[str, int]]:
     return found
 
 
+def node_url(url: str, host: str, port: int) -> str:
+    """``url`` for the one server at ``host:port``, plain scheme, credentials, db and options kept."""
+    parts = urlsplit(url)
+    user, at, _ = parts.netloc.rpartition("@")
+    scheme = parts.scheme.removesuffix(CLUSTER_SUFFIX)
+    return urlunsplit(parts._replace(scheme=scheme, netloc=f"{user}{at}{host}:{port}"))
+
+
+class NotAClusterError(redis_sync.ConnectionError):
+    """A cluster URL names a server that answers as one Redis (``cluster_enabled:0``), and no node
+    of a cluster answers: not "down", a wrong URL, and the operator is told so."""
+
+    def __init__(self, url: str, singles: list[tuple[str, int]]) -> None:
+        self.singles = singles
+        names = ", ".join(f"{host}:{port}" for host, port in singles)
+        super().__init__(
+            f"{names} answers as one Redis, not as a node of a Redis Cluster: use "
+            f"{node_url(url, *singles[0])} for one Redis, or name the cluster's nodes"
+        )
+
+
+def single_servers(url: str, timeout: float) -> list[tuple[str, int]]:
+    """The addresses of ``url`` that answer as one Redis (cluster mode off); the others are silent,
+    refuse, or are cluster nodes."""
+    found = []
+    for host, port in addresses(url):
+        try:
+            with redis_sync.Redis.from_url(
+                node_url(url, host, port), socket_timeout=timeout, socket_connect_timeout=timeout
+            ) as client:
+                info = client.info("cluster")
+        except (redis_sync.RedisError, OSError):
+            continue
+        if not int(info.get("cluster_enabled", 0)):
+            found.append((host, port))
+    return found
+
+
 def cluster_url(url: str) -> str:
     """``url`` with the cluster scheme (``redis://h:p/0`` → ``redis+cluster://h:p/0``)."""
     parts = urlsplit(url)
@@ -101,6 +139,11 @@ def sync_client(url: str, **options: Any) -> redis_sync.Redis:
     try:  # the blocking cluster client reads the slot map at once: no node answering fails here
         client = SyncRedisCluster.from_url(server_url(url), **options)
     except RedisClusterException as exc:
+        # redis-py keeps only the last node's failure: which of "refused" and "not a cluster" it
+        # shows depends on the order it tried them, so the nodes are asked again, one by one
+        singles = single_servers(url, float(options.get("socket_connect_timeout") or 3.0))
+        if singles:
+            raise NotAClusterError(url, singles) from None
         where = ", ".join(f"{host}:{port}" for host, port in addresses(url))
         raise redis_sync.ConnectionError(f"no node of the Redis Cluster at {where} answers: {exc}") from None
     return cast(redis_sync.Redis, client)

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
-from ledgerflow.redisclient import sync_client
+from ledgerflow.redisclient import NotAClusterError, sync_client
 from ledgerflow.topics import all_topics
 
 CONNECT_TIMEOUT_S = 3.0
@@ -27,6 +27,8 @@ def require_redis(settings: Settings) -> None:
             client.ping()
         finally:
             client.close()
+    except NotAClusterError as exc:
+        raise InfrastructureError(f"LEDGERFLOW_REDIS_URL / --redis {settings.redis_url}: {exc}") from None
     except (redis_sync.RedisError, OSError) as exc:
         raise InfrastructureError(
             f"no Redis answers at {settings.redis_url} ({type(exc).__name__}): start the local stack "

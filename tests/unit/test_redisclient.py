@@ -11,7 +11,15 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ledgerflow.redisclient import addresses, async_client, cluster_url, is_cluster, server_url, sync_client
+from ledgerflow.redisclient import (
+    addresses,
+    async_client,
+    cluster_url,
+    is_cluster,
+    node_url,
+    server_url,
+    sync_client,
+)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +84,9 @@ def test_every_named_node_is_a_startup_node_of_the_cluster_client() -> None:
     client = async_client("redis+cluster://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/0", socket_timeout=1)
     assert isinstance(client, AsyncRedisCluster)
     assert sorted(n.port for n in client.nodes_manager.startup_nodes.values()) == [1, 2, 3]
+
+
+def test_node_url_names_one_server_of_a_cluster_url_with_its_credentials_db_and_options() -> None:
+    url = "rediss+cluster://u:p%40x@h1:7000,h2:7001/3?socket_timeout=2"
+    assert node_url(url, "h2", 7001) == "rediss://u:p%40x@h2:7001/3?socket_timeout=2"
+    assert node_url("redis+cluster://h1:7000,h2:7001/0", "h1", 7000) == "redis://h1:7000/0"
