@@ -13,8 +13,10 @@ So the layout is pinned and checked, and a changed one is refused without writin
 - the hot path commits its offsets with the layout as the commit's metadata
   (``lf-layout conversation.events=6,…``): the group's committed offsets remember, durably, the
   partition counts its progress was made under;
-- at start the worker compares the topics' partition counts with that pin (no pin: the
-  counts of today are pinned), and checks that co-partitioned topics are equal;
+- at start the worker compares the topics' partition counts with that pin and with the copy
+  kept in the group ``<group>.layout`` (no pin: the counts of today are pinned), checks that
+  co-partitioned topics are equal, and keeps the pin there: a group whose hot path never
+  committed (only tenant commands answered so far, or no policy agent) is held to it too;
 - while it runs, a timer compares the counts every ``CHECK_EVERY_S``, and the policy agent
   checks every record that would start a new chain: placed where the pinned count puts its
   key, and in a partition below that count (the training and models agents check every
@@ -33,14 +35,16 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka.admin import group_metadata, partition_counts
+from ledgerflow.kafka.admin import commit_metadata, group_metadata, partition_counts
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     MODELS_AUDIT,
@@ -64,6 +68,7 @@ MARK = "lf-layout "
 CHECK_EVERY_S = 2.0
 REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)
 PROCEDURE = "docs/scaling.md#adding-partitions"
+LAYOUT_GROUP_SUFFIX = ".layout"
 COORDINATOR_WAIT_S = 60.0  # a fresh cluster creates __consumer_offsets on the first group lookup
 
 
@@ -190,23 +195,34 @@ async def current(settings: Settings) -> dict[str, int]:
     return counts_of(settings, await partition_counts(settings, names))
 
 
+def kept_in(group: str) -> str:
+    """The group that keeps ``group``'s pin apart from its progress (no consumer ever joins it)."""
+    return group + LAYOUT_GROUP_SUFFIX
+
+
 async def pin(settings: Settings, group: str) -> Layout:
     """The layout this worker runs with; LayoutChanged (one line) if it must not run.
 
-    The pin is read from the group's committed offsets' metadata: every layout a partition
-    was committed with must be today's; with none (a new group, commits of an older worker),
-    today's counts are pinned."""
+    The pin is read from the metadata of the group's committed offsets and of the commits kept
+    for it in ``kept_in(group)``: every layout found must be today's; with none (a new group,
+    commits of an older worker), today's counts are pinned. The pin is then kept (again), so a
+    worker group that never committed progress on the hot path (only training or model-registry
+    commands so far, or a worker without the policy agent) is held to it too."""
     counts = await current(settings)
     problem = uneven(counts)
     if problem is None:
-        committed = await retrying(
-            lambda: group_metadata(settings, group), f"the committed offsets of {group}"
-        )
-        pins = [Layout.decode(m) for m in committed.values()]
-        found = [p for p in pins if p is not None]
+        found: list[Layout] = []
+        for name in (group, kept_in(group)):
+            committed = await retrying(
+                partial(group_metadata, settings, name), f"the committed offsets of {name}"
+            )
+            found += [layout for text in committed.values() if (layout := Layout.decode(text)) is not None]
         pinned = found[0] if found else Layout({b: counts[b] for b in PINNED if b in counts})
         problem = next((c for p in found if (c := changed(p, counts)) is not None), None)
         if problem is None:
+            where = [TopicPartition(settings.topic(base), 0) for base in sorted(pinned.counts)]
+            keep = partial(commit_metadata, settings, kept_in(group), pinned.encode(), where)
+            await retrying(keep, f"the layout kept in {kept_in(group)}")
             return pinned
     raise LayoutChanged(problem)
 

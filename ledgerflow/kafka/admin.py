@@ -204,3 +204,19 @@ async def group_metadata(settings: Settings, group: str) -> dict[TopicPartition,
     async with _admin(settings) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
     return {tp: meta.metadata for tp, meta in offsets.items() if meta.offset >= 0 and meta.metadata}
+
+
+async def commit_metadata(
+    settings: Settings, group: str, metadata: str, partitions: list[TopicPartition]
+) -> None:
+    """Commit offset 0 with ``metadata`` for ``partitions`` in ``group``, a group no consumer joins:
+    Kafka keeps the string with the commit (``group_metadata`` reads it back)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)  # a manual assignment: commits without joining the group
+        await consumer.commit({tp: (0, metadata) for tp in partitions})
+    finally:
+        await consumer.stop()
