@@ -144,3 +144,30 @@ def test_a_command_in_a_new_partition_is_refused_and_never_answered(
     after = outcomes(settings, agg)
     assert after == before, f"outcomes appeared after the refusal: {after[len(before) :]}"
     assert {p for p, e in after if e.tenant == tenant} == {home}, "the tenant's chain forked"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", sorted(AGGREGATES))
+def test_a_command_outside_its_tenants_partition_stops_the_running_worker_unanswered(
+    stack: Settings, tmp_path: Path, name: str
+) -> None:
+    """No partitions added: a producer with another partitioner (librdkafka's CRC32, a hand-picked
+    partition) puts a tenant's command in an old partition that holds none of its state. The
+    running worker's check of every command refuses its batch before deciding anything."""
+    agg = AGGREGATES[name]
+    settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    asyncio.run(ensure_topics(settings, partitions=BEFORE))
+    tenant = "pa-0"
+    key, home = tenant.encode(), placement(tenant.encode(), BEFORE)
+    elsewhere = (home + 1) % BEFORE
+    worker = _worker(settings, tmp_path, "all")
+    try:
+        asyncio.run(_send(settings, agg.commands, command(agg, tenant, "first"), key, None))
+        before = _answered(settings, agg, "first", worker)
+        asyncio.run(_send(settings, agg.commands, command(agg, tenant, "second"), key, elsewhere))
+        line = _refused(worker)
+    finally:
+        worker.stop()
+    where = f"{settings.topic(agg.commands)}[{elsewhere}]@0 (key {key!r})"
+    assert f"{where} is not in partition {home} of the {BEFORE} partitions this worker pinned" in line, line
+    assert outcomes(settings, agg) == before
