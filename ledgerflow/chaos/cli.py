@@ -6,6 +6,7 @@ import json
 import math
 import random
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def parse_rate(rate: float) -> float:
     return rate
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -85,7 +90,14 @@ def chaos_cli(
         kinds=parse_kinds(faults),
         state_dir=Path(state_dir).resolve() if state_dir else None,
     )
-    report = run(config, say)
+    # SIGTERM (`timeout`, systemd, a cancelled CI job) ends the run as Ctrl-C does, through the
+    # clean-up that stops the private cluster: by default the run died at once and left its three
+    # brokers and its Redis running (the workers and edges die with it, PR_SET_PDEATHSIG)
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        report = run(config, say)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("\n".join(lines(report)), flush=True)
     if json_out:
         Path(json_out).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
