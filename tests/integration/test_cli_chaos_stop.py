@@ -18,18 +18,11 @@ from pathlib import Path
 import pytest
 
 from ledgerflow.config import Settings, child_env
+from ledgerflow.stack.processes import _alive  # the stack's own test: a zombie is not alive
 
 UP_WITHIN_S = 240.0
 STOPPED_WITHIN_S = 120.0
 INTERRUPTED = 130
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _started(state: Path) -> dict[Path, int]:
