@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import signal
@@ -63,6 +64,32 @@ def parse_rate(rate: float) -> float:
     return rate
 
 
+def parse_state_dir(text: str | None) -> Path | None:
+    """``--state-dir``: a directory, created if missing; a file on its path would stop the run only
+    once it begins to write there, so it is refused first."""
+    if not text:
+        return None
+    path = Path(text).resolve()
+    there = next(p for p in (path, *path.parents) if p.exists())
+    if not there.is_dir():
+        raise ValidationError(
+            f"--state-dir {text}: {there} is a file, not a directory; name a directory (created if missing)"
+        )
+    return path
+
+
+def check_report_path(text: str | None) -> None:
+    """``--json``: written after the run, so a path it cannot be written to is refused before it."""
+    if text is None:
+        return
+    path = Path(text).resolve()
+    if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ValidationError(
+            f"--json {text}: the report cannot be written there; name a file in an existing, "
+            "writable directory"
+        )
+
+
 def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -82,13 +109,14 @@ def chaos_cli(
 ) -> int:
     if workers < 1:
         raise ValidationError(f"--workers must be at least 1, not {workers}")
+    check_report_path(json_out)
     config = ChaosConfig(
         duration_s=parse_duration(duration),
         seed=seed if seed is not None else random.randrange(1 << 31),
         workers=workers,
         rate=parse_rate(rate),
         kinds=parse_kinds(faults),
-        state_dir=Path(state_dir).resolve() if state_dir else None,
+        state_dir=parse_state_dir(state_dir),
     )
     # SIGTERM (`timeout`, systemd, a cancelled CI job) ends the run as Ctrl-C does, through the
     # clean-up that stops the private cluster: by default the run died at once and left its three

@@ -73,6 +73,29 @@ def test_a_bad_option_value_is_one_line_and_starts_nothing(
     assert not (tmp_path / "not-a-directory").is_dir()
 
 
+def test_a_state_dir_below_a_file_is_refused_before_anything_starts(stack: Settings, tmp_path: Path) -> None:
+    ran = _chaos(stack, tmp_path)  # every value valid but the state directory, below a file
+    blocker = tmp_path / "not-a-directory"
+    assert (ran.code, ran.one_line()) == (
+        USAGE,
+        f"ledgerflow: --state-dir {blocker / 'state'}: {blocker} is a file, not a directory; "
+        "name a directory (created if missing)",
+    )
+
+
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """Written only after the run: without the check a 30-minute run ended with no report."""
+    for bad in (tmp_path / "missing" / "report.json", tmp_path):
+        ran = _chaos(stack, tmp_path, "--json", str(bad))
+        assert (ran.code, ran.one_line()) == (
+            USAGE,
+            f"ledgerflow: --json {bad}: the report cannot be written there; name a file in an existing, "
+            "writable directory",
+        )
+
+
 @pytest.mark.parametrize("args", [("--rate", "abc"), ("--workers", "two"), ("--seed", "x")])
 def test_a_value_of_the_wrong_type_is_the_parsers_one_line(
     stack: Settings, tmp_path: Path, args: tuple[str, ...]
