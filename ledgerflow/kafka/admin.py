@@ -193,8 +193,8 @@ async def patiently(
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """``ask()``, asked again while Kafka answers with a retriable error (no group coordinator yet:
-    a fresh cluster still creating its offsets topic; a broker restarting; a leader moving) for up
-    to ``wait_s``, waiting 0.25 s doubling to 5 s in between. Any other error is raised at once."""
+    a fresh cluster still creating its offsets topic; a broker restarting) for up to ``wait_s``,
+    waiting 0.25 s doubling to 5 s in between. Any other error is raised at once."""
     deadline, waits = clock() + wait_s, delays(FIRST_WAIT_S, MAX_WAIT_S)
     while True:
         try:
