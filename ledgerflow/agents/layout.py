@@ -27,15 +27,12 @@ exit code 1; every record stays on the log, undecided, for the procedure to repl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from ledgerflow.config import Settings
@@ -51,7 +48,6 @@ from ledgerflow.topics import (
 )
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 PAIRS: dict[str, str] = {
     CONVERSATION_EVENTS: POLICY_DECISIONS,
@@ -64,7 +60,6 @@ MARK = "lf-layout "
 CHECK_EVERY_S = 2.0
 REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)
 PROCEDURE = "docs/scaling.md#adding-partitions"
-COORDINATOR_WAIT_S = 60.0  # a fresh cluster creates __consumer_offsets on the first group lookup
 
 
 class LayoutChanged(InfrastructureError):
@@ -199,9 +194,8 @@ async def pin(settings: Settings, group: str) -> Layout:
     counts = await current(settings)
     problem = uneven(counts)
     if problem is None:
-        committed = await retrying(
-            lambda: group_metadata(settings, group), f"the committed offsets of {group}"
-        )
+        # Waits while Kafka has no group coordinator yet (a fresh cluster): kafka.admin asks patiently.
+        committed = await group_metadata(settings, group)
         pins = [Layout.decode(m) for m in committed.values()]
         found = [p for p in pins if p is not None]
         pinned = found[0] if found else Layout({b: counts[b] for b in PINNED if b in counts})
@@ -209,28 +203,6 @@ async def pin(settings: Settings, group: str) -> Layout:
         if problem is None:
             return pinned
     raise LayoutChanged(problem)
-
-
-async def retrying(
-    ask: Callable[[], Awaitable[_T]],
-    what: str,
-    *,
-    wait_s: float = COORDINATOR_WAIT_S,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> _T:
-    """``ask()``, asked again while Kafka answers with a retriable error (no group coordinator yet:
-    a fresh cluster still creating its offsets topic, a broker restarting) for up to ``wait_s``."""
-    deadline, delay = clock() + wait_s, 0.25
-    while True:
-        try:
-            return await ask()
-        except KafkaError as exc:
-            if not exc.retriable or clock() + delay > deadline:
-                raise
-            log.info("worker: %s not readable yet (%r); asking again in %.2f s", what, exc, delay)
-        await sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 async def watch(settings: Settings, pinned: Layout) -> None:
