@@ -39,6 +39,7 @@ from ledgerflow.kafka.batches import Outbound, send_batches
 log = logging.getLogger(__name__)
 
 COMMIT_EVERY_S = 1.0
+CLAIM_WAIT_S = 30.0  # a coordinator failing over answers within seconds; past this the caller retries
 STOP_WAIT_S = 5.0
 Factory = Callable[[str], AIOKafkaProducer]
 
@@ -71,8 +72,12 @@ class FencedWriters:
         await self.release({partition})
         producer = self._factory(self.transactional_id(partition))
         try:
-            await producer.start()
-            await producer.begin_transaction()  # waits for the producer id: the epoch bump, the fence
+            await asyncio.wait_for(_started(producer), CLAIM_WAIT_S)
+        except TimeoutError:
+            await _stop(producer)
+            raise InfrastructureError(
+                f"{self.topic}[{partition}]: no transaction coordinator answered within {CLAIM_WAIT_S:.0f} s"
+            ) from None
         except BaseException:
             await _stop(producer)
             raise
@@ -125,7 +130,19 @@ class FencedWriters:
                         await self.release({p})
 
     async def stop(self) -> None:
+        """Commit what is open (a clean stop leaves no transaction to time out), then stop."""
+        for p, writer in list(self._writers.items()):
+            if writer.opened is not None:
+                try:
+                    await asyncio.wait_for(writer.producer.commit_transaction(), STOP_WAIT_S)
+                except Exception as exc:  # its records are on the log either way; the next owner fences it
+                    log.warning("%s[%d]: committing on stop failed (%r)", self.topic, p, exc)
         await self.release(set(self._writers))
+
+
+async def _started(producer: AIOKafkaProducer) -> None:
+    await producer.start()
+    await producer.begin_transaction()  # waits for the producer id: the epoch bump, the fence
 
 
 async def _stop(producer: AIOKafkaProducer) -> None:
