@@ -21,6 +21,7 @@ import faust
 from ledgerflow.agents.fence import NotCurrent
 from ledgerflow.agents.supervisor import data_dir_suffix
 from ledgerflow.config import Settings
+from ledgerflow.retry import delays
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ async def handle_until_done(
     Record-level problems never get here: agents dead-letter them and go on. ``NotCurrent``
     (this member was expelled from its group, ``agents/fence.py``) is not retried: it is raised.
     """
-    delay = RETRY_FIRST_S
+    waits = delays(RETRY_FIRST_S, RETRY_MAX_S)
+    delay = next(waits)
     while True:
         mine = owned(messages)
         if not mine:
@@ -147,4 +149,4 @@ async def handle_until_done(
                 delay,
             )
         await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX_S)
+        delay = next(waits)

@@ -126,6 +126,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
     async def _recover(self, p: int) -> Partition[State]:
         """Step 1: fold output partition ``p`` from its start."""
         kind, known = self.kind, Partition(self.kind.initial)
+        await self._output.claim(p)  # earlier writers fenced before the read
         async for written in self._output.read(p):
             try:
                 record = codec.decode(written.value, allowed_types=TOPIC_TYPES[kind.outcomes])

@@ -10,10 +10,11 @@ expelled or a rebalance is under way. A member that is not current raises ``NotC
 nothing of the batch is written, the batch is not advanced (its records are redelivered to
 whoever owns them), and the revocation that follows runs as usual.
 
-This narrows the window to a pause of at least the session timeout landing between the
-commit's answer and the produce request; it does not close it. Closing it takes a
-transactional producer per input partition (broker-side fencing) and ``read_committed``
-readers: not done (docs/architecture.md, "Fencing a zombie writer").
+This check is cheap and early, but it cannot stop a send already under way: a batch the
+old member's producer is still retrying (its partition's leader moved) lands whenever the
+member wakes. The broker-side fence closes that hole: the new owner ``claim``s the output
+partition first, and the old member's transactional producer is refused from then on
+(``kafka/fenced.py``; docs/architecture.md, "Fencing a zombie writer").
 """
 
 from __future__ import annotations
@@ -63,8 +64,15 @@ class OutputWrapper:
     def __init__(self, inner: OutputLog) -> None:
         self._inner = inner
 
+    @property
+    def inner(self) -> OutputLog:
+        return self._inner
+
     async def start(self) -> None:
         await self._inner.start()
+
+    async def claim(self, partition: int) -> None:
+        await self._inner.claim(partition)
 
     async def end(self, partition: int) -> int:
         return await self._inner.end(partition)
@@ -82,10 +90,15 @@ class FencedOutput(OutputWrapper):
 
     def __init__(self, inner: OutputLog, input_topic: str, prove: Prove) -> None:
         super().__init__(inner)
-        self._input_topic = input_topic
+        self.input_topic = input_topic
         self._prove = prove
+
+    async def claim(self, partition: int) -> None:
+        """Proven first: a member woken after its expulsion must not fence the partition's new owner."""
+        await self._prove({(self.input_topic, partition)})
+        await self._inner.claim(partition)
 
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
         if records:
-            await self._prove({(self._input_topic, r.partition) for r in records})
+            await self._prove({(self.input_topic, r.partition) for r in records})
         return await self._inner.write(records)

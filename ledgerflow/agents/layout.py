@@ -29,17 +29,13 @@ exit code 1; every record stays on the log, undecided, for the procedure to repl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from ledgerflow.config import Settings
@@ -55,7 +51,6 @@ from ledgerflow.topics import (
 )
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 PAIRS: dict[str, str] = {
     CONVERSATION_EVENTS: POLICY_DECISIONS,
@@ -69,7 +64,6 @@ CHECK_EVERY_S = 2.0
 REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)
 PROCEDURE = "docs/scaling.md#adding-partitions"
 LAYOUT_GROUP_SUFFIX = ".layout"
-COORDINATOR_WAIT_S = 60.0  # a fresh cluster creates __consumer_offsets on the first group lookup
 
 
 class LayoutChanged(InfrastructureError):
@@ -211,42 +205,18 @@ async def pin(settings: Settings, group: str) -> Layout:
     counts = await current(settings)
     problem = uneven(counts)
     if problem is None:
+        # Waits while Kafka has no group coordinator yet (a fresh cluster): kafka.admin asks patiently.
         found: list[Layout] = []
         for name in (group, kept_in(group)):
-            committed = await retrying(
-                partial(group_metadata, settings, name), f"the committed offsets of {name}"
-            )
+            committed = await group_metadata(settings, name)
             found += [layout for text in committed.values() if (layout := Layout.decode(text)) is not None]
         pinned = found[0] if found else Layout({b: counts[b] for b in PINNED if b in counts})
         problem = next((c for p in found if (c := changed(p, counts)) is not None), None)
         if problem is None:
             where = [TopicPartition(settings.topic(base), 0) for base in sorted(pinned.counts)]
-            keep = partial(commit_metadata, settings, kept_in(group), pinned.encode(), where)
-            await retrying(keep, f"the layout kept in {kept_in(group)}")
+            await commit_metadata(settings, kept_in(group), pinned.encode(), where)
             return pinned
     raise LayoutChanged(problem)
-
-
-async def retrying(
-    ask: Callable[[], Awaitable[_T]],
-    what: str,
-    *,
-    wait_s: float = COORDINATOR_WAIT_S,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> _T:
-    """``ask()``, asked again while Kafka answers with a retriable error (no group coordinator yet:
-    a fresh cluster still creating its offsets topic, a broker restarting) for up to ``wait_s``."""
-    deadline, delay = clock() + wait_s, 0.25
-    while True:
-        try:
-            return await ask()
-        except KafkaError as exc:
-            if not exc.retriable or clock() + delay > deadline:
-                raise
-            log.info("worker: %s not readable yet (%r); asking again in %.2f s", what, exc, delay)
-        await sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 async def watch(settings: Settings, pinned: Layout) -> None:

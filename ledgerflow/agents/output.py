@@ -3,11 +3,17 @@
 Input partition *p* is written to output partition *p* only by the worker that owns *p*,
 each record carrying the input offset it answers in the ``lf-input`` header
 (``topics.INPUT_HEADER``). Reading output partition *p* back therefore tells a new
-owner exactly how far *p* was processed (and the chain heads so far) — recovery without Kafka transactions.
+owner exactly how far *p* was processed (and the chain heads so far). A new owner first
+``claim``s *p* — its transactional producer's epoch bump fences every earlier writer
+(``kafka/fenced.py``) — then reads it: nothing an expelled owner still had in flight can land
+after what the new owner read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -16,8 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
-from ledgerflow.kafka.batches import Outbound, send_batches
+from ledgerflow.kafka.batches import Outbound
+from ledgerflow.kafka.fenced import COMMIT_EVERY_S, FencedWriters
 from ledgerflow.topics import INPUT_HEADER
+
+log = logging.getLogger(__name__)
 
 # A batch loop's decisions of one partition go in one record batch (the broker's limit: 1 MiB).
 BATCH_BYTES = 512 * 1024
@@ -49,45 +58,69 @@ class CoPartitionedOutput:
         self._settings = settings
         self.input_topic = input_topic
         self.output_topic = output_topic
-        self._producer: AIOKafkaProducer | None = None
+        self._writers: FencedWriters | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self._settler: asyncio.Task[None] | None = None
         self._floor: dict[int, int] = {}  # partition -> end offset this process has seen
 
     async def start(self) -> None:
-        """Check co-partitioning and start the producer and the reader (again after a failure)."""
-        if self._producer is not None and self._reader is not None:
+        """Check co-partitioning and start the reader and the writers' settling (again after a failure)."""
+        if self._writers is not None and self._reader is not None:
             return
         await self.stop()  # what a failed earlier start left behind
-        self._producer = self._reader = None
+        self._writers = self._reader = None
         counts = await partition_counts(self._settings, [self.input_topic, self.output_topic])
         if counts[self.input_topic] != counts[self.output_topic]:
             raise InfrastructureError(
                 f"{self.output_topic} has {counts[self.output_topic]} partitions but {self.input_topic} has "
                 f"{counts[self.input_topic]}: they must be equal (outputs are co-partitioned with inputs)"
             )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            max_batch_size=BATCH_BYTES,
-        )
         reader = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
         )
         try:
-            await producer.start()
             await reader.start()
         except BaseException:
-            await producer.stop()
             await reader.stop()
             raise
-        self._producer, self._reader = producer, reader
+        self._reader = reader
+        self._writers = FencedWriters(self.output_topic, self._producer)
+        self._settler = asyncio.create_task(self._settle(self._writers), name=f"settle {self.output_topic}")
+
+    def _producer(self, transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            transactional_id=transactional_id,
+            linger_ms=2,
+            max_batch_size=BATCH_BYTES,
+        )
+
+    @staticmethod
+    async def _settle(writers: FencedWriters) -> None:
+        while True:
+            await asyncio.sleep(COMMIT_EVERY_S / 2)
+            try:
+                await writers.settle()
+            except Exception as exc:  # settle logs per partition; this is a bug, not a fault: keep settling
+                log.exception("settling %s failed (%r)", writers.topic, exc)
 
     async def stop(self) -> None:
-        for client in (self._producer, self._reader):
-            if client is not None:
-                await client.stop()
+        if self._settler is not None:
+            self._settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settler
+            self._settler = None
+        if self._writers is not None:
+            await self._writers.stop()
+        if self._reader is not None:
+            await self._reader.stop()
+
+    async def claim(self, partition: int) -> None:
+        """Fence every earlier writer of output ``partition`` before reading it back (``kafka/fenced.py``)."""
+        assert self._writers is not None
+        await self._writers.claim(partition)
 
     async def end(self, partition: int) -> int:
         """The output partition's end offset; LogNotReady if it is below one already seen.
@@ -128,24 +161,26 @@ class CoPartitionedOutput:
                 yield Written(rec.offset, rec.value or b"", _input_offset(rec.headers))
 
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
-        """Produce ``records`` in order (idempotent producer) and wait for every ack: one
-        ``send_batch`` per partition (``kafka/batches.py``). Their offsets, in order."""
+        """Produce ``records`` in order through their partitions' fenced writers and wait for every
+        ack: one ``send_batch`` per partition (``kafka/batches.py``). Their offsets, in order."""
         if not records:
             return []
-        assert self._producer is not None
-        outbound = [
-            Outbound(
-                r.partition,
-                r.key,
-                r.value,
-                # ``lf-input`` first, then the trace context (tracing/spans.py)
-                [(INPUT_HEADER, str(r.input_offset).encode()), *r.headers]
-                if r.input_offset is not None
-                else r.headers,
+        assert self._writers is not None
+        by_partition: dict[int, list[Outbound]] = {}
+        for r in records:
+            by_partition.setdefault(r.partition, []).append(
+                Outbound(
+                    r.partition,
+                    r.key,
+                    r.value,
+                    # ``lf-input`` first, then the trace context (tracing/spans.py)
+                    [(INPUT_HEADER, str(r.input_offset).encode()), *r.headers]
+                    if r.input_offset is not None
+                    else r.headers,
+                )
             )
-            for r in records
-        ]
-        offsets = await send_batches(self._producer, self.output_topic, outbound)
+        written = {p: iter(offsets) for p, offsets in (await self._writers.write(by_partition)).items()}
+        offsets = [next(written[r.partition]) for r in records]
         for r, offset in zip(records, offsets, strict=True):
             if offset >= self._floor.get(r.partition, 0):
                 self._floor[r.partition] = offset + 1

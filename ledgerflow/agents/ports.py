@@ -58,6 +58,10 @@ class OutputLog(Protocol):
 
     async def start(self) -> None: ...
 
+    async def claim(self, partition: int) -> None:
+        """Fence every earlier writer of ``partition``; called before the partition is read back."""
+        ...
+
     async def end(self, partition: int) -> int:
         """The partition's end offset; raises ``LogNotReady`` if it reads shorter than already seen."""
         ...

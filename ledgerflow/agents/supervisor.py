@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from ledgerflow import retry
 from ledgerflow.config import Settings, child_env
 from ledgerflow.errors import ValidationError
 from ledgerflow.metrics import WORKER_METRICS_ENV, worker_metrics_address
@@ -59,7 +60,7 @@ def data_dir_suffix(env: Mapping[str, str]) -> str:
 
 def backoff(restarts: int) -> float:
     """Seconds before the ``restarts``-th consecutive restart (1-based): 1, 2, 4, … capped at 30."""
-    return float(min(BACKOFF_FIRST_S * 2 ** max(restarts - 1, 0), BACKOFF_MAX_S))
+    return retry.delay(restarts, BACKOFF_FIRST_S, BACKOFF_MAX_S)
 
 
 @dataclass

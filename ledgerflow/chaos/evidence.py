@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
+from aiokafka import TopicPartition
 
 from ledgerflow.audit.sources import Horizon, LogReader
 from ledgerflow.chaos.checks import Logged
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.kafka.logs import read_all
+from ledgerflow.kafka.logs import count_records, last_record_offsets, read_all
 from ledgerflow.projections.guards import guard_sampled_blocking
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.redisclient import sync_client
@@ -85,11 +86,17 @@ async def read_models_behind(settings: Settings, bases: Iterable[str]) -> tuple[
         complete = guard_sampled_blocking(client, keys.sentinel())  # per-slot copies on a cluster
     finally:
         client.close()
-    behind = [
-        f"{t}:{p}"
+    gaps = {
+        TopicPartition(t, p): end
         for t, ends in horizon.items()
         for p, end in enumerate(ends)
-        if end > 0 and checkpoint.get(f"{t}:{p}", -1) < end - 1
+        if checkpoint.get(f"{t}:{p}", -1) < end - 1
+    }
+    last = await last_record_offsets(settings, gaps)  # a transaction marker may end a partition
+    behind = [
+        f"{tp.topic}:{tp.partition}"
+        for tp in gaps
+        if checkpoint.get(f"{tp.topic}:{tp.partition}", -1) < last[tp]
     ]
     return complete, behind, horizon
 
@@ -116,7 +123,9 @@ def caught_up(settings: Settings, turns: int) -> tuple[bool, str]:
     complete, behind, horizon = asyncio.run(
         read_models_behind(settings, (POLICY_DECISIONS, CONVERSATION_EVENTS))
     )
-    decisions = sum(horizon[settings.topic(POLICY_DECISIONS)])
+    decisions = sum(horizon[settings.topic(POLICY_DECISIONS)])  # offsets: records and transaction markers
+    if decisions >= turns:
+        decisions = asyncio.run(count_records(settings, settings.topic(POLICY_DECISIONS)))
     state = (
         f"{decisions} decisions of {turns} turns; read models complete={complete}, "
         f"behind on {len(behind)} partitions"

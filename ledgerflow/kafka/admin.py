@@ -1,22 +1,36 @@
-"""Kafka housekeeping: create our topics idempotently and prove a produce/consume round trip."""
+"""Kafka housekeeping: create our topics idempotently, prove a produce/consume round trip, and
+ask the cluster for partition counts and a group's committed offsets.
+
+Those questions are asked ``patiently``: while Kafka answers with a retriable error (a fresh
+three-broker cluster has no group coordinator until its offsets topic exists; a broker is
+restarting) the question is asked again, for up to ``ADMIN_WAIT_S``; any other error at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.retry import delays
 from ledgerflow.topics import TopicSpec, all_topics, replication, with_partitions
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 HEALTH_TOPIC = "__ledgerflow.health"
+ADMIN_WAIT_S = 60.0  # a fresh cluster creates __consumer_offsets on the first group lookup
+FIRST_WAIT_S, MAX_WAIT_S = 0.25, 5.0
 
 
 async def ensure_topics(
@@ -170,10 +184,42 @@ async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
+async def patiently(
+    ask: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    wait_s: float = ADMIN_WAIT_S,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """``ask()``, asked again while Kafka answers with a retriable error (no group coordinator yet:
+    a fresh cluster still creating its offsets topic; a broker restarting) for up to ``wait_s``,
+    waiting 0.25 s doubling to 5 s in between. Any other error is raised at once."""
+    deadline, waits = clock() + wait_s, delays(FIRST_WAIT_S, MAX_WAIT_S)
+    while True:
+        try:
+            return await ask()
+        except KafkaError as exc:
+            delay = next(waits)
+            if not exc.retriable or clock() + delay > deadline:
+                raise
+            log.info("%s not readable yet (%r); asking again in %.2f s", what, exc, delay)
+        await sleep(delay)
+
+
+async def _asked(settings: Settings, question: Callable[[AIOKafkaAdminClient], Awaitable[T]], what: str) -> T:
+    """``question`` put to one admin client, ``patiently``. A cluster that does not answer at all
+    (the client cannot start) is raised at once: a stack that is down or a wrong address, which the
+    verbs report in one line instead of waiting for it."""
+    async with _admin(settings) as admin:
+        return await patiently(lambda: question(admin), what)
+
+
 async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Partition count of each topic; InfrastructureError naming a missing one."""
-    async with _admin(settings) as admin:
-        described = await admin.describe_topics(topics)
+    described = await _asked(
+        settings, lambda admin: admin.describe_topics(topics), f"the partition counts of {', '.join(topics)}"
+    )
     counts = {}
     for item in described:
         name = item.get("topic")
@@ -192,31 +238,40 @@ async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[
     return {tp.partition: offset for tp, offset in offsets.items() if tp.topic == topic}
 
 
+async def _committed(settings: Settings, group: str) -> dict[TopicPartition, OffsetAndMetadata]:
+    """What the consumer group committed, per partition (offset -1: nothing)."""
+    return await _asked(
+        settings, lambda admin: admin.list_consumer_group_offsets(group), f"the committed offsets of {group}"
+    )
+
+
 async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
     """The consumer group's committed offset of every partition it committed."""
-    async with _admin(settings) as admin:
-        offsets = await admin.list_consumer_group_offsets(group)
+    offsets = await _committed(settings, group)
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
 async def group_metadata(settings: Settings, group: str) -> dict[TopicPartition, str]:
     """The metadata string each partition's committed offset carries (absent: no commit, or none)."""
-    async with _admin(settings) as admin:
-        offsets = await admin.list_consumer_group_offsets(group)
+    offsets = await _committed(settings, group)
     return {tp: meta.metadata for tp, meta in offsets.items() if meta.offset >= 0 and meta.metadata}
 
 
 async def commit_metadata(
     settings: Settings, group: str, metadata: str, partitions: list[TopicPartition]
 ) -> None:
-    """Commit offset 0 with ``metadata`` for ``partitions`` in ``group``, a group no consumer joins:
-    Kafka keeps the string with the commit (``group_metadata`` reads it back)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)  # a manual assignment: commits without joining the group
-        await consumer.commit({tp: (0, metadata) for tp in partitions})
-    finally:
-        await consumer.stop()
+    """Commit offset 0 with ``metadata`` for ``partitions`` in ``group``, a group no consumer joins
+    (``group_metadata`` reads the string back), ``patiently``."""
+
+    async def commit() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign(partitions)  # a manual assignment: commits without joining the group
+            await consumer.commit({tp: (0, metadata) for tp in partitions})
+        finally:
+            await consumer.stop()
+
+    await patiently(commit, f"the commit of {group}")

@@ -111,3 +111,51 @@ async def stop_reader(task: asyncio.Task[Any] | None, consumer: AIOKafkaConsumer
             await task
     if consumer is not None:
         await consumer.stop()
+
+
+TAIL_WINDOW = 64
+
+
+async def last_record_offsets(
+    settings: Settings, ends: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """The offset of the last record below each partition's end (-1: none).
+
+    Offsets are not contiguous: a transaction's commit or abort marker takes an offset and is no
+    record (the co-partitioned outputs are written transactionally, ``kafka/fenced.py``), so "every
+    record applied" means "applied up to the last record", not "up to ``end - 1``". Reads each
+    partition's tail only, doubling the window back while it holds no record."""
+    wanted = {tp: end for tp, end in ends.items() if end > 0}
+    if not wanted:
+        return {tp: -1 for tp in ends}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(wanted))
+        firsts = await consumer.beginning_offsets(list(wanted))
+        out = {tp: -1 for tp in ends}
+        for tp, end in wanted.items():
+            window = TAIL_WINDOW
+            while True:
+                start = max(firsts[tp], end - window)
+                consumer.seek(tp, start)
+                while await consumer.position(tp) < end:
+                    got = await consumer.getmany(tp, timeout_ms=1000)
+                    for rec in got.get(tp, []):
+                        if rec.offset < end:
+                            out[tp] = max(out[tp], rec.offset)
+                if out[tp] >= 0 or start <= firsts[tp]:
+                    break
+                window *= 2
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def count_records(settings: Settings, topic: str) -> int:
+    """How many records ``topic`` (full name) holds now: its end offsets count transaction markers
+    too (``last_record_offsets``), so the records are counted by reading them."""
+    count = 0
+    async for _ in read_topic(settings, topic):
+        count += 1
+    return count

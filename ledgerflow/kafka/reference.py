@@ -169,7 +169,10 @@ class ReferenceData:
                                 tp.topic, tp.partition, record.offset, record.key, record.value, reason
                             )
                         )
-                    self._position[tp] = record.offset + 1
+            # The consumer's position, not the last record's offset + 1: training.audit and models.audit
+            # are written in transactions, and a commit marker after the last record takes an offset.
+            for tp in self._position:
+                self._position[tp] = await self._consumer.position(tp)
             async with self._caught_up:
                 self._caught_up.notify_all()
 

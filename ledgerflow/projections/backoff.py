@@ -1,7 +1,8 @@
 """Capped exponential backoff around the projector's Redis calls, one log line per outage.
 
 ``Backoff.run(step)`` runs ``step`` until it returns. A Redis failure (connection refused
-or reset, timeout, a server still loading its data) is retried after ``delay(attempt)``;
+or reset, timeout, a server still loading its data) is retried after a capped exponential wait
+(``ledgerflow.retry``, stretched by up to ``JITTER``);
 the first failure of an outage logs one warning and sets ``ledgerflow_projector_redis_up``
 to 0, the first success after it logs one line with the outage's length and sets it to 1.
 Anything else propagates.
@@ -22,12 +23,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ledgerflow.projections.metrics import REDIS_OUTAGES, REDIS_RETRIES, REDIS_UP
 from ledgerflow.redisclient import UNAVAILABLE
+from ledgerflow.retry import delay
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 FIRST_S = 0.1
 CAP_S = 5.0
+JITTER = 0.2  # up to 20 % longer, drawn per retry: projectors that lost Redis together don't retry in step
 TRANSIENT: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -38,16 +41,15 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
-def delay(attempt: int, first: float = FIRST_S, cap: float = CAP_S, jitter: float = 0.0) -> float:
-    """Seconds to wait before retry ``attempt`` (1, 2, …): ``first·2^(attempt-1)``, capped,
-    stretched by up to ``jitter`` (a fraction in [0, 1), drawn by the caller)."""
-    base = min(cap, first * 2 ** min(attempt - 1, 30))
-    return float(min(cap, base * (1.0 + jitter)))
-
-
 class Backoff:
-    def __init__(self, what: str, first: float = FIRST_S, cap: float = CAP_S) -> None:
-        self._what, self._first, self._cap = what, first, cap
+    def __init__(
+        self,
+        what: str,
+        first: float = FIRST_S,
+        cap: float = CAP_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._what, self._first, self._cap, self._sleep = what, first, cap, sleep
         self._down_since: float | None = None
         self._retries = 0
 
@@ -63,7 +65,7 @@ class Backoff:
             except TRANSIENT as exc:
                 attempt += 1
                 self._failed(exc)
-                await asyncio.sleep(delay(attempt, self._first, self._cap, random.random() * 0.2))
+                await self._sleep(delay(attempt, self._first, self._cap, random.random() * JITTER))
                 continue
             self._recovered()
             return result

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
+from ledgerflow.kafka.logs import count_records
 from ledgerflow.projections.keys import Keys
 from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import POLICY_DECISIONS
@@ -35,12 +35,8 @@ HOT_PATH = ("--agents", "policy,projector")
 
 
 def _decisions(settings: Settings) -> int:
-    async def count() -> int:
-        async with LogReader(settings) as reader:
-            horizon = await reader.horizon([settings.topic(POLICY_DECISIONS)])
-        return sum(horizon[settings.topic(POLICY_DECISIONS)])
-
-    return asyncio.run(count())
+    """Decisions on the log (records: their end offsets count transaction markers too)."""
+    return asyncio.run(count_records(settings, settings.topic(POLICY_DECISIONS)))
 
 
 def _kill_when(settings: Settings, worker: Process, at_least: int, turns: int) -> int:

@@ -33,14 +33,14 @@ from tests.support.processes import Process, start
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _zombie(settings: Settings, log_dir: Path) -> Process:
+def _zombie(settings: Settings, log_dir: Path, where: str) -> Process:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"zombie-{int(time.time() * 1000)}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "tests.support.zombie"],
             cwd=ROOT,
-            env=child_env(settings) | {"PYTHONUNBUFFERED": "1"},
+            env=child_env(settings) | {"PYTHONUNBUFFERED": "1", "LEDGERFLOW_TEST_ZOMBIE_STOP": where},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -66,12 +66,16 @@ def _until(what: str, done: Callable[[], bool], procs: list[Process], timeout: f
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.parametrize("where", ["before-proof", "after-proof"])
 def test_a_zombie_woken_after_its_partitions_moved_writes_nothing(
-    settings: Settings, log_dir: Path, tmp_path: Path
+    settings: Settings, log_dir: Path, tmp_path: Path, where: str
 ) -> None:
+    """``before-proof``: stopped before the group check, which refuses it on waking.
+    ``after-proof``: stopped with the check passed and the send under way; the broker refuses the
+    send (the new owner's claim bumped the writer's epoch), then the check refuses the retry."""
     events, turns = _events(17, 1500)
     asyncio.run(publish(settings, iter(events), progress_every_s=0))
-    zombie = _zombie(settings, log_dir)
+    zombie = _zombie(settings, log_dir, where)
     procs = [zombie]
     try:
         _until("the zombie stopping in its first write", lambda: _stopped(zombie), procs, 120)
@@ -92,6 +96,8 @@ def test_a_zombie_woken_after_its_partitions_moved_writes_nothing(
             out.read_text()[:3000]
         )
         assert "records left to their owner" in log, log[-3000:]  # refused by the group, not by chance
+        if where == "after-proof":
+            assert "ProducerFenced" in log, log[-3000:]  # and before that, by the broker
         assert zombie.popen.poll() is None, "the zombie's loop did not survive the refusal"
     finally:
         for p in procs:

@@ -16,6 +16,7 @@ import pytest
 from ledgerflow.chaos.evidence import live_keys, read_models_behind
 from ledgerflow.config import Settings
 from ledgerflow.demo import child_env
+from ledgerflow.kafka.logs import count_records
 from ledgerflow.netutil import free_port, wait_http_ready
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 
@@ -93,7 +94,9 @@ def running_edge(settings: Settings, log_dir: Path) -> Iterator[tuple[Process, s
 async def pipeline_settled(settings: Settings, turns: int) -> tuple[bool, str]:
     """Whether every one of ``turns`` has a decision and the read models applied every record."""
     complete, behind, horizon = await read_models_behind(settings, (POLICY_DECISIONS, CONVERSATION_EVENTS))
-    decisions = sum(horizon[settings.topic(POLICY_DECISIONS)])
+    decisions = sum(horizon[settings.topic(POLICY_DECISIONS)])  # offsets: records and transaction markers
+    if decisions >= turns:
+        decisions = await count_records(settings, settings.topic(POLICY_DECISIONS))
     if decisions < turns:
         return False, f"{decisions} of {turns} decisions"
     return (

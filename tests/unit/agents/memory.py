@@ -129,11 +129,16 @@ class OutputTopic:
         self.fail_writes = False
         self.on_write: Callable[[], None] | None = None  # runs while a write waits for its acks
         self.visible: dict[int, int] = {}  # partition -> end offset the log reads as (a restarting broker)
+        self.calls: list[tuple[str, int]] = []  # ("claim" | "end", partition), in order
 
     async def start(self) -> None:
         return None
 
+    async def claim(self, partition: int) -> None:
+        self.calls.append(("claim", partition))
+
     async def end(self, partition: int) -> int:
+        self.calls.append(("end", partition))
         return self.visible.get(partition, len(self.partitions.get(partition, [])))
 
     async def read(self, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Written]:

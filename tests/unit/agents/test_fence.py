@@ -147,10 +147,12 @@ async def _a_zombie_woken_after_the_new_owner_decided_its_batch_writes_nothing()
     assert _decided(output) == want, "a turn was decided twice (or lost)"
     assert chained(output.decisions(0), lambda d: d.subject)
     assert zombie.loop.pending == {P0: 2}  # only the batch it wrote before
-    assert zombie_source.proofs == [{P0: 0}, {P0: 2}]  # the handled offsets, not the undecided batch's
+    # the claim of P0 at its recovery, the first batch's write, then the handled offsets (not the
+    # undecided batch's) of the refused write
+    assert zombie_source.proofs == [{P0: 0}, {P0: 0}, {P0: 2}]
 
 
-def test_a_current_member_proves_once_per_written_batch_and_never_for_a_batch_with_nothing_to_write() -> None:
+def test_a_member_proves_once_per_claim_and_per_written_batch_never_for_one_with_nothing_to_write() -> None:
     asyncio.run(_a_current_member_proves_once_per_written_batch())
 
 
@@ -161,7 +163,8 @@ async def _a_current_member_proves_once_per_written_batch() -> None:
     worker = Worker(source, inputs, output, HeadStore())
     assert await worker.step() == 3
     assert await worker.step() == 2
-    assert source.proofs == [{P0: 0, (TOPIC, 1): 0}]  # one commit for the batch, none for the redelivery
+    # one commit per partition claimed at its recovery, one for the batch, none for the redelivery
+    assert source.proofs == [{P0: 0}, {(TOPIC, 1): 0}, {P0: 0, (TOPIC, 1): 0}]
     assert len(output.partitions[0]) == 2 and len(output.partitions[1]) == 1
 
 

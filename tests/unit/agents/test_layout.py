@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
 
 from ledgerflow.agents.layout import (
     MARK,
@@ -17,7 +16,6 @@ from ledgerflow.agents.layout import (
     changed,
     misplaced,
     placement,
-    retrying,
     uneven,
 )
 from ledgerflow.agents.policy import PolicyAgent, Ports
@@ -139,43 +137,3 @@ def test_a_batch_of_tenant_commands_is_refused_if_any_one_is_not_where_its_tenan
                 Record("training.commands", 0, 4, tenant.encode(), b""),
             ]
         )
-
-
-def test_the_pin_waits_for_a_group_coordinator_a_fresh_cluster_is_still_electing() -> None:
-    # A fresh three-broker cluster answered the first lookup with GroupCoordinatorNotAvailable:
-    # both workers of the chaos run exited at start ("unexpected GroupCoordinatorNotAvailableError").
-    asked: list[float] = []
-    now = [0.0]
-
-    async def ask() -> dict[str, str]:
-        asked.append(now[0])
-        if len(asked) < 4:
-            raise GroupCoordinatorNotAvailableError("no coordinator yet")
-        return {"p0": "lf-layout conversation.events=6"}
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    got = asyncio.run(retrying(ask, "offsets", wait_s=60, sleep=sleep, clock=lambda: now[0]))
-    assert got == {"p0": "lf-layout conversation.events=6"} and asked == [0.0, 0.25, 0.75, 1.75]
-
-
-def test_the_pin_gives_up_after_its_wait_and_on_an_error_no_retry_mends() -> None:
-    now = [0.0]
-
-    async def never() -> None:
-        raise GroupCoordinatorNotAvailableError("no coordinator")
-
-    async def denied() -> None:
-        raise GroupAuthorizationFailedError("not allowed")
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    with pytest.raises(GroupCoordinatorNotAvailableError):
-        asyncio.run(retrying(never, "offsets", wait_s=10, sleep=sleep, clock=lambda: now[0]))
-    assert 5.0 <= now[0] <= 10.0
-    now[0] = 0.0
-    with pytest.raises(GroupAuthorizationFailedError):
-        asyncio.run(retrying(denied, "offsets", wait_s=10, sleep=sleep, clock=lambda: now[0]))
-    assert now[0] == 0.0

@@ -84,6 +84,16 @@ def test_every_turn_is_decided_once_in_order_with_one_chain_per_conversation() -
     assert [w.input_offset for w in world.output.partitions[0]] == [0, 1, 2]
 
 
+def test_a_new_owner_claims_each_partition_before_it_reads_it_back() -> None:
+    """The claim fences earlier writers (kafka/fenced.py): read first, and a batch an expelled
+    owner still had in flight could land after what was read."""
+    world = World()
+    world.handle([world.inputs.add(0, turn("conv-a", 1)), world.inputs.add(1, turn("conv-b", 1))])
+    assert world.output.calls == [("claim", 0), ("end", 0), ("claim", 1), ("end", 1)]
+    world.handle([world.inputs.add(0, turn("conv-a", 2))])
+    assert len(world.output.calls) == 4, "a partition already recovered is not claimed again"
+
+
 def test_a_redelivered_batch_below_the_decided_offset_is_not_decided_again() -> None:
     world = World()
     batch = [world.inputs.add(0, turn("conv-a", n)) for n in range(1, 4)]

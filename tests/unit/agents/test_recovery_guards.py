@@ -37,6 +37,9 @@ class OutputPort:
         self.end_offset = end
         self.reads: list[tuple[int, int]] = []
 
+    async def claim(self, partition: int) -> None:
+        return None
+
     async def end(self, partition: int) -> int:
         return self.end_offset
 

@@ -69,6 +69,12 @@ def test_commands_are_answered_in_order_with_one_chain_per_tenant() -> None:
     assert chained(world.output.decisions(0))
 
 
+def test_a_new_owner_claims_each_partition_before_it_reads_it_back() -> None:
+    world = World()
+    world.handle(world.send(command(1)) + world.send(command(2, "globex"), partition=1))
+    assert world.output.calls == [("claim", 0), ("end", 0), ("claim", 1), ("end", 1)]
+
+
 def test_a_redelivered_batch_below_the_answered_offset_is_not_answered_again() -> None:
     world = World()
     batch = world.send(command(1), command(2, enable=False))
