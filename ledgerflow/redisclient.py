@@ -100,12 +100,21 @@ def single_servers(url: str, timeout: float) -> list[tuple[str, int]]:
             with redis_sync.Redis.from_url(
                 node_url(url, host, port), socket_timeout=timeout, socket_connect_timeout=timeout
             ) as client:
-                info = client.info("cluster")
+                if in_cluster_mode(client) is False:
+                    found.append((host, port))
         except (redis_sync.RedisError, OSError):
             continue
-        if not int(info.get("cluster_enabled", 0)):
-            found.append((host, port))
     return found
+
+
+def in_cluster_mode(client: redis_sync.Redis) -> bool | None:
+    """Whether the one server ``client`` talks to runs in cluster mode (``INFO cluster``); None if
+    it does not say (a server or proxy that refuses INFO)."""
+    try:
+        info = client.info("cluster")
+    except redis_sync.ResponseError:
+        return None
+    return bool(int(info.get("cluster_enabled", 0)))
 
 
 def cluster_url(url: str) -> str:

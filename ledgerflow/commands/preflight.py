@@ -12,7 +12,14 @@ from aiokafka.errors import KafkaError
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
-from ledgerflow.redisclient import NotAClusterError, sync_client
+from ledgerflow.redisclient import (
+    NotAClusterError,
+    addresses,
+    cluster_url,
+    in_cluster_mode,
+    is_cluster,
+    sync_client,
+)
 from ledgerflow.topics import all_topics
 
 CONNECT_TIMEOUT_S = 3.0
@@ -25,6 +32,9 @@ def require_redis(settings: Settings) -> None:
         )
         try:
             client.ping()
+            # a redis:// client on a cluster node answers PING, and MOVED for every key of the other
+            # nodes' slots: the edge would start, say it is ready and answer 503 to every read
+            clustered = not is_cluster(settings.redis_url) and in_cluster_mode(client)
         finally:
             client.close()
     except NotAClusterError as exc:
@@ -34,6 +44,12 @@ def require_redis(settings: Settings) -> None:
             f"no Redis answers at {settings.redis_url} ({type(exc).__name__}): start the local stack "
             "(`ledgerflow stack up`) or fix LEDGERFLOW_REDIS_URL / --redis"
         ) from None
+    if clustered:
+        host, port = addresses(settings.redis_url)[0]
+        raise InfrastructureError(
+            f"LEDGERFLOW_REDIS_URL / --redis {settings.redis_url}: {host}:{port} is a node of a Redis "
+            f"Cluster, which a redis:// client cannot use: use {cluster_url(settings.redis_url)}"
+        )
 
 
 async def require_topics(settings: Settings) -> dict[str, int]:

@@ -8,6 +8,9 @@ lifespan needs only Kafka; the same holds when the cluster goes away right after
 answers its Redis-backed endpoints 503 problem+json with ``Retry-After``, ``/readyz`` 503 naming
 ``redis``: never a 500, never a hang. Kafka is the shared test broker; the single Redis is this
 test's own.
+
+The mirror mistake, a plain ``redis://`` URL naming a node of a Redis Cluster (this module's own),
+is refused too: that client answers PING and MOVED for every key of the other nodes' slots.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ledgerflow.stack.processes import stop
 from tests.integration import edgekit
 from tests.integration.clikit import run_cli
 from tests.support.processes import free_port
+from tests.support.rediscluster import private_cluster
 
 OPERATIONAL = 1
 REQUEST_LIMIT_S = 15.0  # an answer later than this is a hang (the edge's Redis deadline is 2 s)
@@ -123,3 +127,20 @@ def test_the_edge_app_answers_503_with_retry_after_never_500(
     for what, resp in answers.items():
         edgekit.assert_problem(resp, 503)
         assert int(resp.headers["retry-after"]) > 0, what
+
+
+def test_serve_refuses_a_plain_url_naming_a_cluster_node(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with private_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        node = f"{cluster.nodes[0].host}:{cluster.nodes[0].port}"
+        url = f"redis://{node}/0"
+        # before the check the edge started (ready, 503 on every read) and ran until the timeout
+        ran = run_cli(
+            settings, "serve", env={"LEDGERFLOW_REDIS_URL": url, "LEDGERFLOW_HTTP": closed()}, timeout=60
+        )
+    assert (ran.code, ran.one_line()) == (
+        OPERATIONAL,
+        f"ledgerflow: LEDGERFLOW_REDIS_URL / --redis {url}: {node} is a node of a Redis Cluster, which a "
+        f"redis:// client cannot use: use redis+cluster://{node}/0",
+    )
