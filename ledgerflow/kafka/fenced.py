@@ -18,8 +18,8 @@ zombie appended before the fence lies below that marker, so the new owner, readi
 The transactions are the fence, not a visibility boundary: readers keep reading uncommitted (the
 default), so a decision is visible as soon as it is acknowledged, and a record of a transaction
 aborted by a fence is as real to every reader as to the new owner that read it during recovery.
-An open transaction is committed at most every ``COMMIT_EVERY_S`` (``settle``), which keeps it
-far inside the broker's transaction timeout; the commit's markers take offsets in *p*, so
+An open transaction is committed about every ``COMMIT_EVERY_S`` (``settle``), which keeps it
+far inside the broker's transaction timeout (60 s); the commit's markers take offsets in *p*, so
 offsets of these topics are not contiguous.
 """
 
@@ -32,13 +32,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import ProducerFenced
 
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.batches import Outbound, send_batches
 
 log = logging.getLogger(__name__)
 
-COMMIT_EVERY_S = 1.0
+COMMIT_EVERY_S = 5.0  # each commit costs the next send ~25 ms (its markers); the timeout is 60 s
 CLAIM_WAIT_S = 30.0  # a coordinator failing over answers within seconds; past this the caller retries
 STOP_WAIT_S = 5.0
 Factory = Callable[[str], AIOKafkaProducer]
@@ -114,6 +115,10 @@ class FencedWriters:
                 writer.opened = self._clock()
             return await send_batches(writer.producer, self.topic, records)
 
+    def open(self) -> set[int]:
+        """Partitions whose writer has a transaction open."""
+        return {p for p, writer in self._writers.items() if writer.opened is not None}
+
     async def settle(self) -> None:
         """Commit every transaction open for ``COMMIT_EVERY_S`` or more; a failure releases its partition."""
         now = self._clock()
@@ -124,10 +129,13 @@ class FencedWriters:
                 try:
                     await writer.producer.commit_transaction()
                     writer.opened = None
-                except Exception as exc:  # fenced or the broker away: the next write recovers the partition
+                    continue
+                except ProducerFenced:  # the partition moved to another member (a rebalance): expected
+                    log.info("%s[%d]: fenced by the partition's new owner; writer released", self.topic, p)
+                except Exception as exc:  # the broker away: the next write recovers the partition
                     log.warning("%s[%d]: committing the writer's transaction failed (%r)", self.topic, p, exc)
-                    if self._writers.get(p) is writer:
-                        await self.release({p})
+                if self._writers.get(p) is writer:
+                    await self.release({p})
 
     async def stop(self) -> None:
         """Commit what is open (a clean stop leaves no transaction to time out), then stop."""

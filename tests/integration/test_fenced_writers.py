@@ -18,11 +18,19 @@ from aiokafka.errors import ProducerFenced
 
 from ledgerflow.config import Settings
 from ledgerflow.kafka.batches import Outbound
-from ledgerflow.kafka.fenced import FencedWriters, NotClaimed
+from ledgerflow.kafka.fenced import COMMIT_EVERY_S, FencedWriters, NotClaimed
 from ledgerflow.topics import POLICY_DECISIONS
 
 
-def _writers(settings: Settings) -> FencedWriters:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _writers(settings: Settings, clock: Clock | None = None) -> FencedWriters:
     def producer(transactional_id: str) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -31,7 +39,7 @@ def _writers(settings: Settings) -> FencedWriters:
             transactional_id=transactional_id,
         )
 
-    return FencedWriters(settings.topic(POLICY_DECISIONS), producer)
+    return FencedWriters(settings.topic(POLICY_DECISIONS), producer, clock or Clock())
 
 
 async def _values(settings: Settings, partition: int) -> list[bytes]:
@@ -58,7 +66,8 @@ def _one(value: bytes) -> dict[int, list[Outbound]]:
 
 def test_an_old_owners_write_after_a_new_claim_is_refused_and_appends_nothing(settings: Settings) -> None:
     async def scenario() -> None:
-        old, new = _writers(settings), _writers(settings)
+        clock = Clock()
+        old, new = _writers(settings), _writers(settings, clock)
         try:
             await old.claim(0)
             await old.write(_one(b"old-1"))  # its transaction stays open: not committed yet
@@ -69,9 +78,11 @@ def test_an_old_owners_write_after_a_new_claim_is_refused_and_appends_nothing(se
             with pytest.raises(NotClaimed):  # its failed write released the partition: it must recover first
                 await old.write(_one(b"old-3"))
             await new.write(_one(b"new-1"))
-            await new.settle()  # nothing to commit yet (opened less than a second ago)
-            await asyncio.sleep(1.1)
+            await new.settle()  # nothing to commit yet: opened less than COMMIT_EVERY_S ago
+            assert new.open() == {0}
+            clock.now += COMMIT_EVERY_S
             await new.settle()
+            assert new.open() == set()
             await new.write(_one(b"new-2"))  # a fresh transaction after the commit
             assert await _values(settings, 0) == [b"old-1", b"new-1", b"new-2"]
         finally:
