@@ -1,14 +1,22 @@
 """The Kafka adapter behind ``ports.KeyedLog``: an output topic written by key (the usage
-agent's ``usage.windows``, keyed by tenant) with an idempotent producer, read back in full."""
+agent's ``usage.windows``, keyed by tenant), read back in full.
+
+Each input partition *p* the agent owns writes through its own transactional producer
+(``kafka/fenced.py``, id ``<topic>-<p>``): the agent ``claim``s *p* before it reads the log
+back for *p*'s recovery, so a worker that lost *p* while a batch of its windows was still
+being retried cannot append it after what the new owner read.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
-from ledgerflow.kafka.batches import Outbound, partition_by_key, send_batches
+from ledgerflow.kafka.batches import Outbound, partition_by_key
+from ledgerflow.kafka.fenced import FencedWriters, settle_forever, stop_settling, transactional_producers
 from ledgerflow.kafka.logs import RawRecord, read_topic
 
 
@@ -16,30 +24,46 @@ class KafkaKeyedLog:
     def __init__(self, settings: Settings, topic: str) -> None:
         self._settings = settings
         self._topic = topic
-        self._producer: AIOKafkaProducer | None = None
+        self._router: AIOKafkaProducer | None = None  # only asked which partition a key goes to
+        self._writers: FencedWriters | None = None
+        self._settler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.kafka_bootstrap,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=5,
+        if self._router is None:
+            router = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap)
+            await router.start()
+            self._router = router
+            self._writers = FencedWriters(
+                self._topic, transactional_producers(self._settings.kafka_bootstrap, linger_ms=5)
             )
-            await producer.start()
-            self._producer = producer
+            self._settler = asyncio.create_task(settle_forever(self._writers), name=f"settle {self._topic}")
+
+    async def stop(self) -> None:
+        await stop_settling(self._settler)
+        if self._writers is not None:
+            await self._writers.stop()
+        if self._router is not None:
+            await self._router.stop()
+        self._router = self._writers = self._settler = None
+
+    async def claim(self, source: int) -> None:
+        await self.start()
+        assert self._writers is not None
+        await self._writers.claim(source)
 
     async def read(self) -> AsyncIterator[RawRecord]:
         async for raw in read_topic(self._settings, self._topic):
             yield raw
 
-    async def write(self, records: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    async def write(self, records: Sequence[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
         if not records:
             return []
         await self.start()
-        assert self._producer is not None
+        assert self._router is not None and self._writers is not None
         # The partitions ``send`` would choose by key; one batch per partition keeps each key's order.
-        partitions = await partition_by_key(self._producer, self._topic, [key for key, _ in records])
-        outbound = [Outbound(p, key, value) for p, (key, value) in zip(partitions, records, strict=True)]
-        offsets = await send_batches(self._producer, self._topic, outbound)
-        return list(zip(partitions, offsets, strict=True))
+        partitions = await partition_by_key(self._router, self._topic, [key for _, key, _ in records])
+        by_source: dict[int, list[Outbound]] = {}
+        for p, (source, key, value) in zip(partitions, records, strict=True):
+            by_source.setdefault(source, []).append(Outbound(p, key, value))
+        written = {s: iter(offsets) for s, offsets in (await self._writers.write(by_source)).items()}
+        return [(p, next(written[source])) for p, (source, _, _) in zip(partitions, records, strict=True)]

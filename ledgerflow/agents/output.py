@@ -12,21 +12,17 @@ after what the new owner read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.batches import Outbound
-from ledgerflow.kafka.fenced import COMMIT_EVERY_S, FencedWriters
+from ledgerflow.kafka.fenced import FencedWriters, settle_forever, stop_settling, transactional_producers
 from ledgerflow.topics import INPUT_HEADER
-
-log = logging.getLogger(__name__)
 
 # A batch loop's decisions of one partition go in one record batch (the broker's limit: 1 MiB).
 BATCH_BYTES = 512 * 1024
@@ -84,34 +80,14 @@ class CoPartitionedOutput:
             await reader.stop()
             raise
         self._reader = reader
-        self._writers = FencedWriters(self.output_topic, self._producer)
-        self._settler = asyncio.create_task(self._settle(self._writers), name=f"settle {self.output_topic}")
-
-    def _producer(self, transactional_id: str) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            transactional_id=transactional_id,
-            linger_ms=2,
-            max_batch_size=BATCH_BYTES,
-        )
-
-    @staticmethod
-    async def _settle(writers: FencedWriters) -> None:
-        while True:
-            await asyncio.sleep(COMMIT_EVERY_S / 2)
-            try:
-                await writers.settle()
-            except Exception as exc:  # settle logs per partition; this is a bug, not a fault: keep settling
-                log.exception("settling %s failed (%r)", writers.topic, exc)
+        bootstrap = self._settings.kafka_bootstrap
+        producers = transactional_producers(bootstrap, linger_ms=2, max_batch_size=BATCH_BYTES)
+        self._writers = FencedWriters(self.output_topic, producers)
+        self._settler = asyncio.create_task(settle_forever(self._writers), name=f"settle {self.output_topic}")
 
     async def stop(self) -> None:
-        if self._settler is not None:
-            self._settler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._settler
-            self._settler = None
+        await stop_settling(self._settler)
+        self._settler = None
         if self._writers is not None:
             await self._writers.stop()
         if self._reader is not None:

@@ -89,12 +89,17 @@ class KeyedLog(Protocol):
 
     async def start(self) -> None: ...
 
+    async def claim(self, source: int) -> None:
+        """Fence every earlier writer for input partition ``source``; called before the log is read back."""
+        ...
+
     def read(self) -> AsyncIterator[Any]:
         """Every record up to the end at call time (``logs.RawRecord``-like: partition, offset, value)."""
         ...
 
-    async def write(self, records: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
-        """Write ``(key, value)`` records, wait for every ack; each one's ``(partition, offset)``."""
+    async def write(self, records: Sequence[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
+        """Write ``(source input partition, key, value)`` records, wait for every ack; each one's
+        ``(partition, offset)``. A source not claimed is refused."""
         ...
 
 

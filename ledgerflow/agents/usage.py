@@ -148,14 +148,14 @@ class UsageAgent:
         """Step 2: fold input partition ``p`` below ``until`` (emitting only what is missing)."""
         state = UsageState(config=self._config)
         self._seen[p] = OrderedDict()
-        out: list[Event] = []
+        out: list[tuple[int, Event]] = []
         for rec in await self._ports.inputs.read(p, 0, until):
             try:
                 state, emitted = self._fold(state, p, rec.value, rec.key)
             except UsageRefused as exc:
                 log.warning("usage: %s[%d]@%d skipped on re-fold: %s", rec.topic, p, rec.offset, exc.reason)
                 continue
-            out += emitted
+            out += [(p, e) for e in emitted]
         await self._send(out)
         return state
 
@@ -193,21 +193,22 @@ class UsageAgent:
     def _record(self, emitted: Any, p: int, occurred_at: int) -> Event:
         return record_of(emitted, p, occurred_at)
 
-    async def _send(self, records: list[Event]) -> None:
-        """Chain and produce records not written before; wait for the acks, then advance."""
+    async def _send(self, records: list[tuple[int, Event]]) -> None:
+        """Chain and produce records (each with its input partition) not written before; wait for the
+        acks, then advance."""
         assert self._written is not None
-        pending: list[tuple[bytes, bytes]] = []
+        pending: list[tuple[int, bytes, bytes]] = []
         heads: dict[str, ChainHead] = {}
         ids: set[str] = set()
         kinds: list[str] = []
-        for record in records:
+        for source, record in records:
             if record.event_id in self._written or record.event_id in ids:
                 continue
             key = chain_key(record)  # (tenant, source partition): this worker is its only writer
             chained = chain(record, heads.get(key) or self._heads.get(key))
             heads[key] = head_after(chained)
             ids.add(record.event_id)
-            pending.append((record.tenant.encode(), codec.encode(chained)))
+            pending.append((source, record.tenant.encode(), codec.encode(chained)))
             kinds.append("correction" if record.payload.correction else "closed")  # type: ignore[union-attr]
         if not pending:
             return
@@ -220,9 +221,12 @@ class UsageAgent:
 
     async def handle(self, messages: Sequence[Any]) -> None:
         async with self._lock:
-            if self._written is None:
+            new = sorted({m.partition for m in messages} - set(self._states))
+            for p in new:  # earlier writers for p fenced before the log is read (agents/keyedlog.py)
+                await self._ports.windows.claim(p)
+            if new or self._written is None:
                 await self._load_written()
-            out: list[Event] = []
+            out: list[tuple[int, Event]] = []
             letters: list[DeadLetter] = []
             for msg in messages:
                 state = self._states.get(msg.partition)
@@ -234,7 +238,7 @@ class UsageAgent:
                     letters.append(dead_letter_of(msg, exc.reason, NAME, CONVERSATION_EVENTS))
                     continue
                 self._states[msg.partition] = state
-                out += emitted
+                out += [(msg.partition, e) for e in emitted]
             await self._ports.sink.send_all(letters)
             await self._send(out)
 
@@ -244,13 +248,13 @@ class UsageAgent:
             if self._written is None:
                 return
             now = self._clock()
-            out: list[Event] = []
+            out: list[tuple[int, Event]] = []
             for p, state in list(self._states.items()):
                 if state.watermark is not None:
                     USAGE_WINDOW_LAG.labels(str(p)).set((now - state.watermark) / 1e6)
                 state, emitted = advance(state, now - self._config.lateness_micros)
                 self._states[p] = state
-                out += [self._record(e, p, now) for e in emitted]
+                out += [(p, self._record(e, p, now)) for e in emitted]
             await self._send(out)
 
 

@@ -7,10 +7,12 @@ producer retries it for ever, and when the old worker wakes the batch lands *aft
 owner's records — one turn, two decisions. No check made by the old worker before its send can
 stop a send already under way.
 
-Kafka's producer epochs can. Each output partition *p* has its own ``transactional_id``
-(``<output topic>-<p>``); ``claim(p)`` starts a producer with it and waits for its producer id,
+Kafka's producer epochs can. Each owned partition *p* has its own ``transactional_id``
+(``<output topic>-<p>``: the output partition of a co-partitioned output, ``agents/output.py``;
+the input partition whose windows a keyed output carries, ``agents/keyedlog.py``);
+``claim(p)`` starts a producer with it and waits for its producer id,
 which bumps the id's epoch and aborts any transaction the previous holder left open, writing
-an abort marker into *p*. From then on the broker refuses every write of an older epoch
+an abort marker into every partition it wrote. From then on the broker refuses every write of an older epoch
 (``ProducerFenced``): the zombie's retried batch is rejected, never appended. Everything the
 zombie appended before the fence lies below that marker, so the new owner, reading *p* after
 ``claim`` returns, sees it and does not decide those records again.
@@ -26,10 +28,12 @@ offsets of these topics are not contiguous.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import ProducerFenced
@@ -43,6 +47,21 @@ COMMIT_EVERY_S = 5.0  # each commit costs the next send ~25 ms (its markers); th
 CLAIM_WAIT_S = 30.0  # a coordinator failing over answers within seconds; past this the caller retries
 STOP_WAIT_S = 5.0
 Factory = Callable[[str], AIOKafkaProducer]
+
+
+def transactional_producers(bootstrap: str, **options: Any) -> Factory:
+    """A ``Factory`` of idempotent, ``acks=all`` transactional producers (``options``: linger, batch size)."""
+
+    def make(transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            transactional_id=transactional_id,
+            **options,
+        )
+
+    return make
 
 
 class NotClaimed(InfrastructureError):
@@ -146,6 +165,23 @@ class FencedWriters:
                 except Exception as exc:  # its records are on the log either way; the next owner fences it
                     log.warning("%s[%d]: committing on stop failed (%r)", self.topic, p, exc)
         await self.release(set(self._writers))
+
+
+async def settle_forever(writers: FencedWriters) -> None:
+    """``writers.settle()`` every half ``COMMIT_EVERY_S``: the task an output runs while it is started."""
+    while True:
+        await asyncio.sleep(COMMIT_EVERY_S / 2)
+        try:
+            await writers.settle()
+        except Exception as exc:  # settle logs per partition; this is a bug, not a fault: keep settling
+            log.exception("settling %s failed (%r)", writers.topic, exc)
+
+
+async def stop_settling(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _started(producer: AIOKafkaProducer) -> None:

@@ -171,20 +171,25 @@ class KeyedTopic:
         self.partitions: dict[int, list[Record]] = {p: [] for p in range(partitions)}
         self.fail_writes = False
         self.visible: dict[int, int] = {}
+        self.calls: list[tuple[str, int]] = []  # ("claim", source) and ("read", -1), in order
 
     async def start(self) -> None:
         return None
 
+    async def claim(self, source: int) -> None:
+        self.calls.append(("claim", source))
+
     async def read(self) -> AsyncIterator[Record]:
+        self.calls.append(("read", -1))
         for p, log in self.partitions.items():
             for record in log[: self.visible.get(p, len(log))]:
                 yield record
 
-    async def write(self, records: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    async def write(self, records: Sequence[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
         if self.fail_writes:
             raise InfrastructureError("the broker is down")
         acked = []
-        for key, value in records:
+        for _, key, value in records:
             p = zlib.crc32(key) % len(self.partitions)
             log = self.partitions[p]
             record = Record("usage.windows", p, len(log), key, value)

@@ -68,6 +68,18 @@ class World:
         return found
 
 
+def test_each_new_input_partition_is_claimed_before_the_windows_are_read_back() -> None:
+    """The claim fences earlier writers for that partition (agents/keyedlog.py): read first, and a
+    batch of windows a worker that lost the partition was still retrying could land after it."""
+    world = World()
+    world.handle(world.send(at(1, 1)) + world.send(at(2, 1, "globex"), partition=1))
+    assert world.windows.calls == [("claim", 0), ("claim", 1), ("read", -1)]
+    world.handle(world.send(at(3, 2)))
+    assert len(world.windows.calls) == 3, "partitions already folded are not claimed (nor read) again"
+    world.handle(world.send(at(4, 1, "initech"), partition=2))
+    assert world.windows.calls[3:] == [("claim", 2), ("read", -1)], "a new partition: claimed, then read"
+
+
 def test_a_closed_window_is_written_once_per_tenant_andchained() -> None:
     world = World()
     world.handle(
