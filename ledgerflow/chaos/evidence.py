@@ -16,7 +16,7 @@ from ledgerflow.chaos.checks import Logged
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.kafka.logs import count_records, last_record_offsets, read_all
+from ledgerflow.kafka.logs import count_records, read_all, unapplied
 from ledgerflow.projections.guards import guard_sampled_blocking
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.redisclient import sync_client
@@ -86,18 +86,12 @@ async def read_models_behind(settings: Settings, bases: Iterable[str]) -> tuple[
         complete = guard_sampled_blocking(client, keys.sentinel())  # per-slot copies on a cluster
     finally:
         client.close()
-    gaps = {
+    ends = {
         TopicPartition(t, p): end
-        for t, ends in horizon.items()
-        for p, end in enumerate(ends)
-        if checkpoint.get(f"{t}:{p}", -1) < end - 1
+        for t, partition_ends in horizon.items()
+        for p, end in enumerate(partition_ends)
     }
-    last = await last_record_offsets(settings, gaps)  # a transaction marker may end a partition
-    behind = [
-        f"{tp.topic}:{tp.partition}"
-        for tp in gaps
-        if checkpoint.get(f"{tp.topic}:{tp.partition}", -1) < last[tp]
-    ]
+    behind = await unapplied(settings, checkpoint, ends)
     return complete, behind, horizon
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,25 @@ async def last_record_offsets(
         return out
     finally:
         await consumer.stop()
+
+
+def gaps_of(applied: Mapping[str, int], ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Partitions whose ``applied`` offset (by ``"topic:partition"``; -1: none) is below ``end - 1``:
+    behind unless only transaction markers follow it (``last_record_offsets`` decides)."""
+    return {tp: end for tp, end in ends.items() if applied.get(f"{tp.topic}:{tp.partition}", -1) < end - 1}
+
+
+async def unapplied(
+    settings: Settings, applied: Mapping[str, int], ends: Mapping[TopicPartition, int]
+) -> list[str]:
+    """``"topic:partition"`` of every partition with a record past its ``applied`` offset."""
+    gaps = gaps_of(applied, ends)
+    last = await last_record_offsets(settings, gaps)
+    return [
+        f"{tp.topic}:{tp.partition}"
+        for tp in gaps
+        if applied.get(f"{tp.topic}:{tp.partition}", -1) < last[tp]
+    ]
 
 
 async def count_records(settings: Settings, topic: str) -> int:

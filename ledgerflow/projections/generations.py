@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka.logs import last_record_offsets
+from ledgerflow.kafka.logs import unapplied
 from ledgerflow.projections.guards import guard_for, promote, set_guard
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.projections.parallel import replay_parallel
@@ -100,13 +100,7 @@ async def rebuild_and_switch(
         ) from None
     covered = await redis.hgetall(new.checkpoint(PROJECTION))  # Step 2.
     applied = int_map(covered)
-    gaps = {tp: end for tp, end in until.items() if applied.get(f"{tp.topic}:{tp.partition}", -1) < end - 1}
-    last = await last_record_offsets(settings, gaps)  # a transaction marker may end a partition
-    short = [
-        f"{tp.topic}:{tp.partition}"
-        for tp in gaps
-        if applied.get(f"{tp.topic}:{tp.partition}", -1) < last[tp]
-    ]
+    short = await unapplied(settings, applied, until)  # a transaction marker may end a partition
     if short:
         await drop_space(redis, new)
         raise InfrastructureError(f"rebuild incomplete for {', '.join(short)}; the live space is unchanged")
