@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.kafka.logs import read_all
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.traffic import interleaved, publish
+from ledgerflow.usage.settings import window_config_from
 from tests.support.processes import Process, pipeline_settled, start
 
 TENANTS = ["acme", "globex", "initech", "umbrella"]
@@ -53,10 +55,18 @@ class Feed:
 
 
 def _events(seed: int, count: int) -> tuple[list, int]:
+    """About ``count`` events of interleaved conversations, and their number of turns.
+
+    Their event times start at the beginning of the current usage window (60 s by default)
+    and span about 15 s, so none of them closes a window by event time (that takes 10 s of
+    lateness past the window's end): the audit then expects no ``usage.windows`` record, and
+    the tests that run without the usage agent are not at the mercy of the wall clock."""
     rng = random.Random(seed)
+    size = window_config_from(os.environ).size_micros
+    start = time.time_ns() // 1000 // size * size
     events: list = []
     while len(events) < count:
-        events += interleaved(rng, TENANTS, 500, time.time_ns() // 1000, open_at_once=16)
+        events += interleaved(rng, TENANTS, 500, start, open_at_once=16)
     return events, sum(1 for e in events if e.type == "MessageSubmitted")
 
 
