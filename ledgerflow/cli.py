@@ -456,7 +456,14 @@ def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.chaos.cli import chaos_cli
 
     return chaos_cli(
-        args.duration, args.seed, args.workers, args.rate, args.faults, args.state_dir, args.json
+        args.duration,
+        args.seed,
+        args.workers,
+        args.rate,
+        args.faults,
+        args.state_dir,
+        args.json,
+        redis_cluster=args.redis_cluster,
     )
 
 
@@ -631,6 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", help="where the private cluster keeps its state and logs (default: a temp dir)"
     )
     ch.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    ch.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="a Redis Cluster (3 masters, a replica each) instead of one Redis; adds redis-failover",
+    )
     ch.set_defaults(handler=cmd_chaos)
 
     k = sub.add_parser("keys", help="manage dev signing keys")

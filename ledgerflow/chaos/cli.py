@@ -106,6 +106,7 @@ def chaos_cli(
     faults: str | None,
     state_dir: str | None,
     json_out: str | None,
+    redis_cluster: bool = False,
 ) -> int:
     if workers < 1:
         raise ValidationError(f"--workers must be at least 1, not {workers}")
@@ -115,12 +116,14 @@ def chaos_cli(
         seed=seed if seed is not None else random.randrange(1 << 31),
         workers=workers,
         rate=parse_rate(rate),
-        kinds=parse_kinds(faults),
+        kinds=parse_kinds(faults, redis_cluster),
+        redis_cluster=redis_cluster,
         state_dir=parse_state_dir(state_dir),
     )
     # SIGTERM (`timeout`, systemd, a cancelled CI job) ends the run as Ctrl-C does, through the
     # clean-up that stops the private cluster: by default the run died at once and left its three
-    # brokers and its Redis running (the workers and edges die with it, PR_SET_PDEATHSIG)
+    # brokers and its Redis (or six Redis Cluster nodes) running (the workers and edges die with it,
+    # PR_SET_PDEATHSIG)
     previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         report = run(config, say)

@@ -1,6 +1,7 @@
-"""The run's private world: a three-broker KRaft cluster and a Redis on free ports in the run's
-own state directory (started by the same code as ``ledgerflow stack up --brokers 3``), N worker
-processes and two edges. Nothing outside it is ever touched."""
+"""The run's private world: a three-broker KRaft cluster and a Redis (or, with ``redis_cluster``, a
+Redis Cluster of three masters with a replica each) on free ports in the run's own state
+directory (started by the same code as ``ledgerflow stack up --brokers 3 [--redis-cluster]``),
+N worker processes and two edges. Nothing outside it is ever touched."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from ledgerflow.chaos.services import Service
 from ledgerflow.config import Settings, child_env
 from ledgerflow.metrics import WORKER_METRICS_ENV
 from ledgerflow.netutil import free_port, free_port_run
-from ledgerflow.stack import manage
+from ledgerflow.redisclient import cluster_url
+from ledgerflow.stack import manage, rediscluster
 
 BROKERS = 3
 EDGES = 2
@@ -44,6 +46,11 @@ class Environment:
             audience=self.settings.audience,
         )
 
+    @property
+    def redis_topology(self) -> str:
+        """``cluster`` (a Redis Cluster) or ``single`` (one Redis), as the report says."""
+        return "cluster" if self.nodes.redis_cluster else "single"
+
     def live_edges(self) -> list[Service]:
         return [e for e in self.edges if e.alive() and not e.paused]
 
@@ -51,7 +58,8 @@ class Environment:
         """Stop everything this run started (a paused node is resumed first: it ignores SIGTERM)."""
         for service in [*self.edges, *self.workers]:
             service.stop()
-        for process in (*(b.process for b in self.nodes.brokers), self.nodes.redis.process):
+        redis = self.nodes.redis_cluster or (self.nodes.redis,)
+        for process in (*(b.process for b in self.nodes.brokers), *(r.process for r in redis)):
             pid = process.pid()
             if pid is not None:
                 signal_quietly(pid, signal.SIGCONT)
@@ -63,17 +71,30 @@ def signal_quietly(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def bring_up(state_dir: Path, workers: int, say: Callable[[str], None]) -> Environment:
-    """Start the cluster, Redis, ``workers`` worker processes and two edges; return when all answer."""
+def redis_url(redis_cluster: bool) -> str:
+    """A free port for one Redis, or a run of free ports (bus ports too) for a Redis Cluster, whose
+    URL names every node: a client made while one master is down starts from another."""
+    if not redis_cluster:
+        return f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port_run(rediscluster.NODE_COUNT, highest=rediscluster.MAX_PORT, also=rediscluster.BUS_OFFSET)
+    hosts = ",".join(f"127.0.0.1:{port + i}" for i in range(rediscluster.NODE_COUNT))
+    return cluster_url(f"redis://{hosts}/0")
+
+
+def bring_up(
+    state_dir: Path, workers: int, say: Callable[[str], None], redis_cluster: bool = False
+) -> Environment:
+    """Start the cluster, Redis (or a Redis Cluster), ``workers`` worker processes and two edges;
+    return when all answer."""
     first = Settings(
         kafka_bootstrap=f"127.0.0.1:{free_port_run(2 * BROKERS)}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_url=redis_url(redis_cluster),
         state_dir=state_dir,
     )
-    nodes = manage.nodes(first, brokers=BROKERS, redis_cluster=False)
+    nodes = manage.nodes(first, brokers=BROKERS, redis_cluster=redis_cluster)
     env = Environment(first, nodes)
     try:
-        manage.up(first, say=say, brokers=BROKERS)
+        manage.up(first, say=say, brokers=BROKERS, redis_cluster=redis_cluster)
         env.settings = first.with_overrides(kafka_bootstrap=manage.bootstrap(first, nodes))
         logs = state_dir / "logs"
         for i in range(workers):

@@ -2,8 +2,9 @@
 with a real signal, holds it, undoes it and waits until the cluster is whole again.
 
 A kind is a name and a blocking ``inject`` (the run calls it in a thread while the load goes
-on); new kinds (a Redis Cluster failover) are added to ``KINDS`` without touching the run.
-Holding times are drawn from the run's seeded generator.
+on); new kinds are added to ``KINDS`` without touching the run.
+Holding times are drawn from the run's seeded generator. On a Redis Cluster (``ledgerflow chaos
+--redis-cluster``) the Redis kinds are ``redis-failover`` and ``redis-pause`` of a master.
 
 The "network partition" of a broker is a SIGSTOP of that one broker's process: on loopback,
 a paused process is what a partitioned broker looks like from outside (connections open, no
@@ -232,12 +233,22 @@ class RedisKill(Kind):
 
 
 class RedisPause(Kind):
+    """SIGSTOP of Redis, then SIGCONT. On a Redis Cluster one master, drawn from those serving
+    slots now: a pause past ``cluster-node-timeout`` (5 s) also fails it over, and it wakes as a
+    stale master that must learn it was demoted; the fault ends when the cluster is whole again."""
+
     name = "redis-pause"
 
     def inject(self, ctx: FaultContext) -> Outcome:
-        pid = _redis_pid(ctx)
+        shards = ctx.env.nodes.redis_cluster
+        if not shards:
+            pid = _redis_pid(ctx)
+            pause(ctx, pid, (3.0, 9.0))
+            return Outcome(f"redis (pid {pid})")
+        node, address, pid = _master(ctx, shards)
         pause(ctx, pid, (3.0, 9.0))
-        return Outcome(f"redis (pid {pid})")
+        rediscluster.wait_until_ok(shards, HEAL_TIMEOUT_S)
+        return Outcome(f"{node.name}, master at {address} (pid {pid})")
 
 
 def _promoted(others: tuple[RedisNode, ...], gone: str) -> bool:
@@ -266,21 +277,28 @@ class RedisFailover(Kind):
         shards = ctx.env.nodes.redis_cluster
         if not shards:
             raise StackError("redis-failover needs a Redis Cluster (ledgerflow chaos --redis-cluster)")
-        members = next((m for n in shards if (m := _members(n)) is not None), [])
-        masters = sorted(m.address for m in members if m.role == "master" and m.slots > 0)
-        if not masters:
-            raise StackError("no master of the Redis Cluster answers")
-        address = ctx.rng.choice(masters)
-        node = next(n for n in shards if f"{n.host}:{n.port}" == address)
-        pid = node.process.pid()
-        if pid is None:
-            raise StackError(f"{node.name} is not running: no fault can target it")
+        node, address, pid = _master(ctx, shards)
         os.kill(pid, signal.SIGKILL)
         others = tuple(n for n in shards if n is not node)
         if not wait_until(lambda: _promoted(others, address), 90):
             raise StackError(f"no replica of {address} was promoted within 90 s")
         rediscluster.start(shards)  # the killed node again (empty); it rejoins as a replica
         return Outcome(f"{node.name}, master at {address} (pid {pid}); its replica promoted")
+
+
+def _master(ctx: FaultContext, shards: tuple[RedisNode, ...]) -> tuple[RedisNode, str, int]:
+    """A master serving slots now (drawn from the run's generator): its node, address and pid.
+    After a failover that is not the node started as a master, so the cluster is asked."""
+    members = next((m for n in shards if (m := _members(n)) is not None), [])
+    masters = sorted(m.address for m in members if m.role == "master" and m.slots > 0)
+    if not masters:
+        raise StackError("no master of the Redis Cluster answers")
+    address = ctx.rng.choice(masters)
+    node = next(n for n in shards if f"{n.host}:{n.port}" == address)
+    pid = node.process.pid()
+    if pid is None:
+        raise StackError(f"{node.name} is not running: no fault can target it")
+    return node, address, pid
 
 
 def _members(node: RedisNode) -> list[rediscluster.ClusterNode] | None:

@@ -31,6 +31,7 @@ class Tally:
 class ChaosReport:
     seed: int
     duration_s: float
+    redis: str = "single"  # the Redis topology the run had: "single" or "cluster" (a Redis Cluster)
     load_s: float = 0.0  # how long the load ran: past the duration while a fault was still being undone
     faults: list[Injected] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
@@ -57,6 +58,7 @@ class ChaosReport:
         return {
             "seed": self.seed,
             "duration_s": self.duration_s,
+            "redis": self.redis,
             "load_s": self.load_s,
             "passed": self.passed,
             "faults": [asdict(f) for f in self.faults],
@@ -84,6 +86,9 @@ def lines(report: ChaosReport) -> list[str]:
     out = [
         f"chaos: seed {report.seed}, load {report.load_s:.0f} s (asked {report.duration_s:.0f} s), "
         f"run {report.seconds:.0f} s in all",
+        "redis: a Redis Cluster (three masters, a replica each)"
+        if report.redis == "cluster"
+        else "redis: one",
         f"faults injected: {len(report.faults)}",
     ]
     for kind, times in sorted(report.faults_by_kind().items()):

@@ -37,7 +37,8 @@ class ChaosConfig:
     workers: int = 2
     rate: float = 100.0  # records per second sent, all paths together
     subscribers: int = 6
-    kinds: tuple[str, ...] = kinds_for(redis_cluster=False)
+    kinds: tuple[str, ...] = ()  # empty: every kind that applies to the run's Redis (kinds_for)
+    redis_cluster: bool = False  # a Redis Cluster (three masters, a replica each) instead of one Redis
     gap_s: tuple[float, float] = (20.0, 45.0)
     drivers: tuple[int, int, int] = (24, 12, 12)  # edge conversations, Kafka conversations, steps
     settle_s: float = 600.0
@@ -45,14 +46,23 @@ class ChaosConfig:
     keep: bool = False  # leave the state directory (logs) behind even when the run passes
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def fault_kinds(self) -> tuple[str, ...]:
+        """The kinds asked for, or every kind that applies to the run's Redis."""
+        return self.kinds or kinds_for(self.redis_cluster)
+
 
 def run(config: ChaosConfig, say: Callable[[str], None]) -> ChaosReport:
     began = time.monotonic()
-    report = ChaosReport(seed=config.seed, duration_s=config.duration_s)
+    redis = "cluster" if config.redis_cluster else "single"
+    report = ChaosReport(seed=config.seed, duration_s=config.duration_s, redis=redis)
     state = config.state_dir or Path(tempfile.mkdtemp(prefix="ledgerflow-chaos-"))
-    schedule = plan(config.seed, config.duration_s, config.kinds, config.gap_s)
-    say(f"chaos: seed {config.seed}; {len(schedule)} faults planned; state and logs in {state}")
-    env = bring_up(state, config.workers, say)
+    schedule = plan(config.seed, config.duration_s, config.fault_kinds, config.gap_s)
+    say(
+        f"chaos: seed {config.seed}; {len(schedule)} faults planned; Redis: {redis}; "
+        f"state and logs in {state}"
+    )
+    env = bring_up(state, config.workers, say, config.redis_cluster)
     try:
         load = asyncio.run(_drive(env, config, schedule, report, say))
         _check(env, config, load, report, say)
@@ -84,7 +94,7 @@ async def _drive(
         for planned in schedule:
             await asyncio.sleep(max(0.0, planned.at_s - (time.monotonic() - began)))
             at = time.monotonic() - began
-            if at > config.duration_s and set(report.faults_by_kind()) >= set(config.kinds):
+            if at > config.duration_s and set(report.faults_by_kind()) >= set(config.fault_kinds):
                 break  # faults that overran their slots pushed the rest past the end: every kind struck
             say(f"chaos {at:5.0f}s: injecting {planned.kind} …")
             try:

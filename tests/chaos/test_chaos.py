@@ -4,7 +4,11 @@ on a private three-broker cluster with two workers, and SSE subscribers follow c
 across edge kills. Nothing acknowledged may be lost or doubled (the run's checks: docs/reliability.md,
 "Chaos"). ``LEDGERFLOW_CHAOS_SEED`` replays another plan; ``ledgerflow chaos`` runs longer.
 
-The run starts its own brokers, Redis, workers and edges on free ports in ``tmp_path``; the
+With ``LEDGERFLOW_TEST_REDIS=cluster`` (``make test-redis-cluster``) the run has a Redis Cluster
+(three masters, a replica each) instead of one Redis, and its Redis kinds are a master killed and
+its replica promoted (``redis-failover``) and a master paused, instead of one Redis killed.
+
+The run starts its own brokers, Redis (or Redis Cluster), workers and edges on free ports in ``tmp_path``; the
 shared stack is never touched.
 """
 
@@ -20,6 +24,7 @@ import pytest
 from ledgerflow.chaos.faults import kinds_for
 from ledgerflow.chaos.report import lines
 from ledgerflow.chaos.run import ChaosConfig, run
+from tests.support.redismode import redis_mode
 
 SEED = int(os.environ.get("LEDGERFLOW_CHAOS_SEED", "20261130"))
 
@@ -39,11 +44,13 @@ def test_every_fault_kind_under_load_loses_and_doubles_nothing(tmp_path: Path) -
         drivers=(8, 4, 4),
         settle_s=240,
         state_dir=tmp_path / "chaos",
+        redis_cluster=redis_mode() == "cluster",
     )
     report = run(config, _say)
     text = "\n".join(lines(report))
     print(f"\n{text}")
-    assert set(report.faults_by_kind()) == set(kinds_for(redis_cluster=False)), text
+    assert report.redis == redis_mode(), text
+    assert set(report.faults_by_kind()) == set(kinds_for(config.redis_cluster)), text
     [edge_kill] = [f for f in report.faults if f.kind == "edge-kill"][:1]
     served = re.search(r"(\d+) SSE subscribers", edge_kill.target)
     assert served is not None and int(served.group(1)) > 0, (

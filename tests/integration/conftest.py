@@ -12,7 +12,6 @@ If Kafka or Redis cannot be started the tests fail with the reason — never ski
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from ledgerflow.stack import manage
 from tests.integration import edgekit
 from tests.support.processes import Process, running_edge, start
 from tests.support.rediscluster import private_cluster
+from tests.support.redismode import redis_mode
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_KAFKA = "127.0.0.1:29092"
@@ -38,16 +38,9 @@ def _say(msg: str) -> None:
     print(f"[stack] {msg}", file=sys.stderr, flush=True)
 
 
-def _redis_mode() -> str:
-    mode = os.environ.get("LEDGERFLOW_TEST_REDIS", "single") or "single"
-    if mode not in ("single", "cluster"):
-        pytest.fail(f"LEDGERFLOW_TEST_REDIS={mode!r}: use single (the default) or cluster", pytrace=False)
-    return mode
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    if _redis_mode() == "cluster":
+    if redis_mode() == "cluster":
         with private_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
             _say(f"redis: a private Redis Cluster at {cluster.url}")
             yield from _stack(redis_url=cluster.url)

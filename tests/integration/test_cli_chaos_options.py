@@ -17,6 +17,7 @@ from tests.integration.clikit import Ran, run_cli
 
 USAGE = 2
 EVERY_KIND = ", ".join(kinds_for(redis_cluster=False))
+ON_A_CLUSTER = ", ".join(kinds_for(redis_cluster=True))
 
 
 def _chaos(stack: Settings, tmp_path: Path, *args: str) -> Ran:
@@ -58,6 +59,11 @@ REFUSED = [
         ("--faults", "redis-failover"),
         "ledgerflow: --faults: redis-failover needs a Redis Cluster, and this run has one Redis; "
         f"the kinds are {EVERY_KIND}",
+    ),
+    (
+        ("--redis-cluster", "--faults", "redis-kill,edge-kill"),
+        "ledgerflow: --faults: redis-kill needs one Redis, and this run has a Redis Cluster; "
+        f"the kinds are {ON_A_CLUSTER}",
     ),
     (("--workers", "0"), "ledgerflow: --workers must be at least 1, not 0"),
 ]
@@ -110,5 +116,6 @@ def test_help_exits_0_naming_every_option_and_starts_nothing(stack: Settings, tm
     ran = _chaos(stack, tmp_path, "--help")
     assert (ran.code, ran.err) == (0, "")
     assert ran.out.startswith("usage: ledgerflow chaos ")
-    for option in ("--duration", "--seed", "--workers", "--rate", "--faults", "--state-dir", "--json"):
+    options = ("--duration", "--seed", "--workers", "--rate", "--faults", "--state-dir", "--json")
+    for option in (*options, "--redis-cluster"):
         assert option in ran.out

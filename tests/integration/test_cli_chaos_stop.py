@@ -1,5 +1,7 @@
 """``ledgerflow chaos`` stopped by SIGTERM (``timeout``, systemd, a cancelled CI job) stops the private
-cluster it started, as Ctrl-C does: no broker and no Redis of the run is left running.
+cluster it started, as Ctrl-C does: no broker and no Redis of the run is left running. With
+``LEDGERFLOW_TEST_REDIS=cluster`` (``make test-redis-cluster``) the run has a Redis Cluster
+(``--redis-cluster``), and none of its six nodes may be left either.
 
 The run is the real CLI as a subprocess with its own ``--state-dir``; every process it started
 is found through the pid files there. Whatever is still alive at the end is SIGKILLed by the test
@@ -13,12 +15,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from ledgerflow.config import Settings, child_env
+from ledgerflow.stack import rediscluster
 from ledgerflow.stack.processes import _alive  # the stack's own test: a zombie is not alive
+from tests.support.redismode import redis_mode
 
 UP_WITHIN_S = 240.0
 STOPPED_WITHIN_S = 120.0
@@ -50,6 +55,10 @@ def test_sigterm_stops_the_private_cluster(tmp_path: Path) -> None:
         "--state-dir",
         str(state),
     ]
+    cluster = redis_mode() == "cluster"
+    redis_nodes = rediscluster.NODE_COUNT if cluster else 1
+    if cluster:
+        args.append("--redis-cluster")
     with open(log, "wb") as out:
         run = subprocess.Popen(
             [sys.executable, "-m", "ledgerflow.cli", *args],
@@ -66,7 +75,10 @@ def test_sigterm_stops_the_private_cluster(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"not up in {UP_WITHIN_S:.0f} s:\n{log.read_text()}"
             time.sleep(0.5)
         seen = _started(state)
-        assert len(seen) >= 4, f"expected three brokers' and Redis's pid files, found {sorted(seen)}"
+        found = Counter(f.name for f in seen)
+        assert (found["kafka.pid"], found["redis.pid"]) == (3, redis_nodes), (
+            f"expected three brokers' and {redis_nodes} Redis pid files, found {sorted(seen)}"
+        )
         run.send_signal(signal.SIGTERM)
         code = run.wait(STOPPED_WITHIN_S)
     finally:

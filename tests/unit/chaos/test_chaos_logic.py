@@ -13,8 +13,11 @@ from ledgerflow.api import cursors
 from ledgerflow.chaos.answers import judge
 from ledgerflow.chaos.checks import Logged, acknowledged_once, one_decision_per_turn, served_once
 from ledgerflow.chaos.cli import parse_duration, parse_kinds, parse_rate
+from ledgerflow.chaos.faults import kinds_for
 from ledgerflow.chaos.load import Ack
 from ledgerflow.chaos.plan import plan
+from ledgerflow.chaos.report import ChaosReport, lines
+from ledgerflow.chaos.run import ChaosConfig
 from ledgerflow.errors import ValidationError
 
 KINDS = ("a", "b", "c", "d")
@@ -139,3 +142,18 @@ def test_durations_and_kinds_from_the_command_line() -> None:
     for rate in (0.0, -3.0, math.nan, math.inf):
         with pytest.raises(ValidationError, match="--rate must be a positive number"):
             parse_rate(rate)
+
+
+def test_the_report_names_the_redis_topology_that_ran() -> None:
+    one, cluster = ChaosReport(seed=1, duration_s=30.0), ChaosReport(seed=1, duration_s=30.0, redis="cluster")
+    assert (one.to_json()["redis"], cluster.to_json()["redis"]) == ("single", "cluster")
+    assert lines(one)[1] == "redis: one"
+    assert lines(cluster)[1] == "redis: a Redis Cluster (three masters, a replica each)"
+
+
+def test_a_run_without_chosen_kinds_plans_every_kind_of_its_redis() -> None:
+    assert ChaosConfig(30.0, 1).fault_kinds == kinds_for(redis_cluster=False)
+    on_cluster = ChaosConfig(30.0, 1, redis_cluster=True).fault_kinds
+    assert on_cluster == kinds_for(redis_cluster=True)
+    assert "redis-failover" in on_cluster and "redis-pause" in on_cluster and "redis-kill" not in on_cluster
+    assert ChaosConfig(30.0, 1, kinds=("edge-kill",), redis_cluster=True).fault_kinds == ("edge-kill",)
