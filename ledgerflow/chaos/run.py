@@ -23,6 +23,7 @@ from ledgerflow.chaos.load import Load
 from ledgerflow.chaos.plan import Planned, plan
 from ledgerflow.chaos.report import ChaosReport, Injected
 from ledgerflow.chaos.subscribers import Subscribers
+from ledgerflow.chaos.terminate import run_until_terminated
 from ledgerflow.config import child_env
 from ledgerflow.errors import LedgerflowError
 
@@ -64,7 +65,7 @@ def run(config: ChaosConfig, say: Callable[[str], None]) -> ChaosReport:
     )
     env = bring_up(state, config.workers, say, config.redis_cluster)
     try:
-        load = asyncio.run(_drive(env, config, schedule, report, say))
+        load = run_until_terminated(_drive(env, config, schedule, report, say))
         _check(env, config, load, report, say)
     finally:
         env.stop(say)
