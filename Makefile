@@ -18,11 +18,13 @@ test: check console
 # a replica each) instead of one Redis: every Redis use of the read models, the rebuild switch, the
 # idempotency keys and the consistency tokens (tests/integration/conftest.py, LEDGERFLOW_TEST_REDIS).
 # The round-trip counts of the writer are a single-Redis figure (one per master on a cluster); of the
-# ingest tests only those that use Redis (event-id claims, consistency tokens) run again.
+# ingest tests only those that use Redis (event-id claims, consistency tokens) run again. The chaos
+# run at CI size (redis-failover among its faults) and its SIGTERM clean-up run on a Redis Cluster too.
 REDIS_CLUSTER_TESTS = tests/integration/test_projection_writer.py tests/integration/test_projection_conditions.py \
 	tests/integration/test_projection_verify.py tests/integration/test_passed_offsets.py \
 	tests/integration/test_rebuild_switch.py tests/integration/test_fresh_rebuild.py \
-	tests/integration/test_end_to_end.py tests/integration/test_ingest_edge.py tests/chaos/test_chaos.py
+	tests/integration/test_end_to_end.py tests/integration/test_ingest_edge.py tests/chaos/test_chaos.py \
+	tests/integration/test_cli_chaos_stop.py
 test-redis-cluster: setup
 	LEDGERFLOW_TEST_REDIS=cluster .venv/bin/python -m pytest $(REDIS_CLUSTER_TESTS) \
 		-k "not round_trip and (not test_ingest_edge or event_id or consistency)"
