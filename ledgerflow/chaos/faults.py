@@ -113,12 +113,15 @@ def kill_and_restart(ctx: FaultContext, node: KafkaNode) -> None:
     heal(ctx)
 
 
-def pause(ctx: FaultContext, pid: int, hold: tuple[float, float]) -> None:
+def pause(ctx: FaultContext, pid: int, hold: tuple[float, float]) -> float:
+    """SIGSTOP ``pid`` for a drawn time within ``hold``, then SIGCONT; the seconds held."""
+    held = ctx.rng.uniform(*hold)
     os.kill(pid, signal.SIGSTOP)
     try:
-        time.sleep(ctx.rng.uniform(*hold))
+        time.sleep(held)
     finally:
         os.kill(pid, signal.SIGCONT)
+    return held
 
 
 class BrokerLeaderKill(Kind):
@@ -246,9 +249,12 @@ class RedisPause(Kind):
             pause(ctx, pid, (3.0, 9.0))
             return Outcome(f"redis (pid {pid})")
         node, address, pid = _master(ctx, shards)
-        pause(ctx, pid, (3.0, 9.0))
+        held = pause(ctx, pid, (3.0, 9.0))
         rediscluster.wait_until_ok(shards, HEAL_TIMEOUT_S)
-        return Outcome(f"{node.name}, master at {address} (pid {pid})")
+        members = next((m for n in shards if (m := _members(n)) is not None), [])
+        demoted = any(m.address == address and m.role == "replica" for m in members)
+        after = "failed over while paused, a replica now" if demoted else "still the master"
+        return Outcome(f"{node.name}, master at {address} (pid {pid}) for {held:.1f} s; {after}")
 
 
 def _promoted(others: tuple[RedisNode, ...], gone: str) -> bool:
