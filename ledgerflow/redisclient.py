@@ -158,6 +158,40 @@ def sync_client(url: str, **options: Any) -> redis_sync.Redis:
     return cast(redis_sync.Redis, client)
 
 
+class MasterDemoted(TryAgainError):
+    """A ``WAIT`` reached a node that is a replica now: the slot map it was looked up in is older
+    than a failover. Whether the writes before it reached a replica is unknown, so nothing may be
+    acknowledged on them; transient like the failover itself (the caller backs off or answers 503)."""
+
+
+WAIT_ON_REPLICA = "WAIT cannot be used with replica instances"
+"""Redis's refusal of ``WAIT`` on a replica (a redis-py pipeline names the command before it)."""
+
+
+async def execute_waited(pipe: Any) -> list[Any]:
+    """``await pipe.execute()`` for a cluster pipeline whose writes are followed by ``WAIT`` on
+    their masters, with two faults of a failover turned into the transient errors they are:
+
+    - ``WAIT`` sent to a master demoted since the lookup (its writes were redirected to the new
+      master by ``MOVED``, the ``WAIT`` was not) → ``MasterDemoted`` instead of a ResponseError;
+    - redis-py closing a node's connections while a command of this pipeline is writing on one
+      (it drops them when the slot map changes) surfaces as AttributeError or TypeError on the
+      closed writer (redis-py issues #3546, #4287) → ``ConnectionError`` instead.
+
+    Either was a 500 at the edge (seen in ``ledgerflow chaos --redis-cluster``: a master paused
+    past ``cluster-node-timeout``) and would stop a projector."""
+    try:
+        return list(await pipe.execute())
+    except redis_sync.ResponseError as exc:
+        if WAIT_ON_REPLICA not in str(exc):
+            raise
+        raise MasterDemoted(f"a master was demoted under the call: {exc}") from None
+    except (AttributeError, TypeError) as exc:
+        if "NoneType" not in str(exc):  # the closed writer's traces; anything else is a bug of ours
+            raise
+        raise redis_sync.ConnectionError(f"the connection was closed under the call: {exc!r}") from None
+
+
 def is_cluster_client(client: object) -> bool:
     """Whether ``client`` (from ``async_client``/``sync_client``) talks to a Redis Cluster."""
     return isinstance(client, (AsyncRedisCluster, SyncRedisCluster))
@@ -174,5 +208,5 @@ async def set_replicated(client: aioredis.Redis, key: str, value: bytes | str, *
     pipe.set(key, value, **options)
     node = client.get_node_from_key(key)  # type: ignore[attr-defined]
     pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
-    reply, _ = await pipe.execute()
+    reply, _ = await execute_waited(pipe)
     return reply

@@ -46,11 +46,6 @@ class Environment:
             audience=self.settings.audience,
         )
 
-    @property
-    def redis_topology(self) -> str:
-        """``cluster`` (a Redis Cluster) or ``single`` (one Redis), as the report says."""
-        return "cluster" if self.nodes.redis_cluster else "single"
-
     def live_edges(self) -> list[Service]:
         return [e for e in self.edges if e.alive() and not e.paused]
 

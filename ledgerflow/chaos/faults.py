@@ -246,8 +246,8 @@ class RedisPause(Kind):
         shards = ctx.env.nodes.redis_cluster
         if not shards:
             pid = _redis_pid(ctx)
-            pause(ctx, pid, (3.0, 9.0))
-            return Outcome(f"redis (pid {pid})")
+            held = pause(ctx, pid, (3.0, 9.0))
+            return Outcome(f"redis (pid {pid}) for {held:.1f} s")
         node, address, pid = _master(ctx, shards)
         held = pause(ctx, pid, (3.0, 9.0))
         rediscluster.wait_until_ok(shards, HEAL_TIMEOUT_S)

@@ -11,6 +11,8 @@ the calls go to each master in parallel, so:
    A replica that does not answer within ``REPLICA_WAIT_MS`` (none connected: its master just
    failed over and the old one is not back) is logged, and the batch goes on: availability over
    waiting, with the checkpoint check above as the net for a rollback on the checkpoint's shard.
+   A ``WAIT`` that reaches a master demoted since the slot map was read fails the batch as a
+   transient error (``redisclient.execute_waited``): the batch is retried, never counted done.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ledgerflow.redisclient import REPLICA_WAIT_MS
+from ledgerflow.redisclient import REPLICA_WAIT_MS, execute_waited
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ async def _pipeline(redis: aioredis.Redis, calls: list[Call]) -> list[Any]:
         nodes[node.name] = node
     for node in nodes.values():  # after the node's writes, on the same connection
         pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
-    results = await pipe.execute()
+    results = await execute_waited(pipe)
     for name, acked in zip(nodes, results[len(calls) :], strict=True):
         _note_replica(name, int(acked) >= 1)
     return list(results[: len(calls)])

@@ -12,9 +12,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ledgerflow.redisclient import (
+    MasterDemoted,
     addresses,
     async_client,
     cluster_url,
+    execute_waited,
     is_cluster,
     node_url,
     server_url,
@@ -90,3 +92,46 @@ def test_node_url_names_one_server_of_a_cluster_url_with_its_credentials_db_and_
     url = "rediss+cluster://u:p%40x@h1:7000,h2:7001/3?socket_timeout=2"
     assert node_url(url, "h2", 7001) == "rediss://u:p%40x@h2:7001/3?socket_timeout=2"
     assert node_url("redis+cluster://h1:7000,h2:7001/0", "h1", 7000) == "redis://h1:7000/0"
+
+
+class _Pipe:
+    """A pipeline whose ``execute`` fails as redis-py's does during a failover."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def execute(self) -> list[object]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        # redis-py closing a connection a command is writing on (issues #3546, #4287)
+        (AttributeError("'NoneType' object has no attribute 'writelines'"), redis_sync.ConnectionError),
+        (TypeError("'NoneType' object is not callable"), redis_sync.ConnectionError),
+        (
+            redis_sync.ResponseError(
+                "Command # 2 (WAIT 1 100) of pipeline caused error: ('WAIT cannot be used with replica "
+                "instances. Please also note ...',)"
+            ),
+            MasterDemoted,
+        ),
+    ],
+)
+def test_a_failover_under_a_waited_pipeline_is_a_transient_error(error: Exception, expected: type) -> None:
+    with pytest.raises(expected):
+        asyncio.run(execute_waited(_Pipe(error)))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis_sync.ResponseError("WRONGTYPE Operation against a key"),
+        AttributeError("'Foo' has no attribute 'x'"),
+    ],
+)
+def test_any_other_error_of_a_waited_pipeline_is_left_as_it_is(error: Exception) -> None:
+    with pytest.raises(type(error)) as raised:
+        asyncio.run(execute_waited(_Pipe(error)))
+    assert raised.value is error
