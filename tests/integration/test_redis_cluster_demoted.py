@@ -2,8 +2,9 @@
 ``redisclient.set_replicated``) while the client's slot map is older than a failover: its ``SET``
 is redirected to the new master by ``MOVED``, its ``WAIT`` still goes to the old one, now a
 replica, which refuses it. That refusal must be the transient ``MasterDemoted`` (the edge's 503,
-the projector's back-off), not a ResponseError (the edge answered 500 in
-``ledgerflow chaos --redis-cluster`` when a paused master was failed over).
+the projector's back-off), not a ResponseError: in ``ledgerflow chaos --redis-cluster``, when a
+paused master was failed over, the edge answered 500 and the projector's batch loop stopped every
+worker.
 
 The failover is a real one, ``CLUSTER FAILOVER`` on the replica of the key's master, in this
 module's own private cluster (the session's Redis is not touched)."""
@@ -21,12 +22,15 @@ import redis.asyncio as aioredis
 
 from ledgerflow.api.faults import bounded
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.projections.backoff import Backoff
+from ledgerflow.projections.clusterpipe import run_calls
 from ledgerflow.redisclient import MasterDemoted, async_client, set_replicated
 from ledgerflow.stack import rediscluster
 from ledgerflow.stack.redis import RedisNode
 from tests.support.rediscluster import PrivateCluster, private_cluster
 
 KEY = "demoted:{conversation-7}"
+SET_SCRIPT = "return redis.call('SET', KEYS[1], ARGV[1])"
 
 
 def _replica_of(cluster: PrivateCluster, master: RedisNode) -> RedisNode:
@@ -83,6 +87,25 @@ def test_a_wait_on_a_demoted_master_is_transient_and_the_next_write_finds_the_ne
         before = cluster.master_of(KEY)
         asyncio.run(scenario(cluster))
         assert cluster.master_of(KEY).port != before.port
+
+
+def test_a_projector_batch_on_a_demoted_master_is_retried_not_a_crash(tmp_path: Path) -> None:
+    """The projector's batch (Lua calls, then ``WAIT`` on each master written): the refusal went
+    through its back-off as a ResponseError and stopped every worker of the chaos run."""
+
+    async def scenario(cluster: PrivateCluster) -> None:
+        async with _stale_client(cluster) as client:
+            for (
+                node
+            ) in cluster.nodes:  # the old master is a replica now: loaded everywhere, as before a failover
+                sha = rediscluster._command(node, "SCRIPT", "LOAD", SET_SCRIPT)
+            batch = [(sha, [KEY], ["projected"])]
+            results = await Backoff("test projector", first=0.05).run(lambda: run_calls(client, batch, False))
+            assert [bytes(r) for r in results] == [b"OK"]
+            assert await client.get(KEY) == b"projected"
+
+    with private_cluster(tmp_path / "cluster") as cluster:
+        asyncio.run(scenario(cluster))
 
 
 def test_at_the_edge_a_demoted_master_is_a_503_not_a_500(tmp_path: Path) -> None:
