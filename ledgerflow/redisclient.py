@@ -17,6 +17,7 @@ call's KEYS share one slot, a pipeline with ``transaction=True`` touches one slo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,7 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode as SyncClusterNode
 from redis.cluster import RedisCluster as SyncRedisCluster
@@ -170,26 +172,37 @@ WAIT_ON_REPLICA = "WAIT cannot be used with replica instances"
 
 async def execute_waited(pipe: Any) -> list[Any]:
     """``await pipe.execute()`` for a cluster pipeline whose writes are followed by ``WAIT`` on
-    their masters, with two faults of a failover turned into the transient errors they are:
-
-    - ``WAIT`` sent to a master demoted since the lookup (its writes were redirected to the new
-      master by ``MOVED``, the ``WAIT`` was not) → ``MasterDemoted`` instead of a ResponseError;
-    - redis-py closing a node's connections while a command of this pipeline is writing on one
-      (it drops them when the slot map changes) surfaces as AttributeError or TypeError on the
-      closed writer (redis-py issues #3546, #4287) → ``ConnectionError`` instead.
-
-    Either was a 500 at the edge (seen in ``ledgerflow chaos --redis-cluster``: a master paused
-    past ``cluster-node-timeout``) and would stop a projector."""
+    their masters: a ``WAIT`` sent to a master demoted since the lookup (its writes were
+    redirected to the new master by ``MOVED``, the ``WAIT`` was not) is ``MasterDemoted``, not a
+    ResponseError (a 500 at the edge, a stopped projector: seen in ``ledgerflow chaos
+    --redis-cluster`` when a paused master was failed over)."""
     try:
         return list(await pipe.execute())
     except redis_sync.ResponseError as exc:
         if WAIT_ON_REPLICA not in str(exc):
             raise
         raise MasterDemoted(f"a master was demoted under the call: {exc}") from None
+
+
+async def _send_on_open_writer(self: AsyncConnection, command: Iterable[bytes]) -> None:
+    """redis-py's ``_send_packed_command``, but a writer closed under it is a ConnectionError.
+
+    The cluster client closes a node's connections when the slot map changes (a failover); a
+    command writing on one of them then fails with AttributeError or TypeError from the closed
+    writer (redis-py issues #3546, #4287; unfixed in 8.1.0), which no retry recognises: a 500 at
+    the edge in ``ledgerflow chaos --redis-cluster``. As a ConnectionError the client's own retry
+    takes it (a fresh connection, the new slot map), as redis-py's proposed fix (PR #4217) does."""
+    writer = self._writer
+    try:
+        if writer is None:
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+        writer.writelines(command)
+        await writer.drain()
     except (AttributeError, TypeError) as exc:
-        if "NoneType" not in str(exc):  # the closed writer's traces; anything else is a bug of ours
-            raise
-        raise redis_sync.ConnectionError(f"the connection was closed under the call: {exc!r}") from None
+        raise redis_sync.ConnectionError(f"the connection was closed while writing to it: {exc}") from None
+
+
+AsyncConnection._send_packed_command = _send_on_open_writer  # type: ignore[method-assign]
 
 
 def is_cluster_client(client: object) -> bool:

@@ -8,6 +8,7 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import Connection as AsyncConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -95,7 +96,7 @@ def test_node_url_names_one_server_of_a_cluster_url_with_its_credentials_db_and_
 
 
 class _Pipe:
-    """A pipeline whose ``execute`` fails as redis-py's does during a failover."""
+    """A pipeline whose ``execute`` fails as redis-py's does."""
 
     def __init__(self, error: Exception) -> None:
         self.error = error
@@ -104,34 +105,37 @@ class _Pipe:
         raise self.error
 
 
-@pytest.mark.parametrize(
-    ("error", "expected"),
-    [
-        # redis-py closing a connection a command is writing on (issues #3546, #4287)
-        (AttributeError("'NoneType' object has no attribute 'writelines'"), redis_sync.ConnectionError),
-        (TypeError("'NoneType' object is not callable"), redis_sync.ConnectionError),
-        (
-            redis_sync.ResponseError(
-                "Command # 2 (WAIT 1 100) of pipeline caused error: ('WAIT cannot be used with replica "
-                "instances. Please also note ...',)"
-            ),
-            MasterDemoted,
-        ),
-    ],
-)
-def test_a_failover_under_a_waited_pipeline_is_a_transient_error(error: Exception, expected: type) -> None:
-    with pytest.raises(expected):
-        asyncio.run(execute_waited(_Pipe(error)))
+def test_a_wait_refused_by_a_demoted_master_is_transient() -> None:
+    refused = redis_sync.ResponseError(
+        "Command # 2 (WAIT 1 100) of pipeline caused error: ('WAIT cannot be used with replica "
+        "instances. Please also note ...',)"
+    )
+    with pytest.raises(MasterDemoted):
+        asyncio.run(execute_waited(_Pipe(refused)))
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        redis_sync.ResponseError("WRONGTYPE Operation against a key"),
-        AttributeError("'Foo' has no attribute 'x'"),
-    ],
-)
-def test_any_other_error_of_a_waited_pipeline_is_left_as_it_is(error: Exception) -> None:
-    with pytest.raises(type(error)) as raised:
+def test_any_other_error_of_a_waited_pipeline_is_left_as_it_is() -> None:
+    error = redis_sync.ResponseError("WRONGTYPE Operation against a key")
+    with pytest.raises(redis_sync.ResponseError) as raised:
         asyncio.run(execute_waited(_Pipe(error)))
     assert raised.value is error
+
+
+class _TornDownWriter:
+    """A stream writer whose transport was torn down under it (redis-py issue #4287)."""
+
+    def writelines(self, data: object) -> None:
+        raise TypeError("'NoneType' object is not callable")
+
+    async def drain(self) -> None:
+        raise AssertionError("not reached")
+
+
+@pytest.mark.parametrize("writer", [None, _TornDownWriter()], ids=["closed", "torn-down"])
+def test_writing_on_a_connection_closed_under_the_command_is_a_connection_error(writer: object) -> None:
+    """Exactly ConnectionError: the cluster client retries only the exact types it lists."""
+    connection = AsyncConnection(host="127.0.0.1", port=1)
+    connection._writer = writer  # type: ignore[assignment]
+    with pytest.raises(redis_sync.ConnectionError) as raised:
+        asyncio.run(connection._send_packed_command([b"*1\r\n$4\r\nPING\r\n"]))
+    assert type(raised.value) is redis_sync.ConnectionError
