@@ -166,20 +166,25 @@ class MasterDemoted(TryAgainError):
     acknowledged on them; transient like the failover itself (the caller backs off or answers 503)."""
 
 
-WAIT_ON_REPLICA = "WAIT cannot be used with replica instances"
-"""Redis's refusal of ``WAIT`` on a replica (a redis-py pipeline names the command before it)."""
+DEMOTED_REPLIES = (
+    "WAIT cannot be used with replica instances",  # sent to a master demoted before it arrived
+    "instance state changed (master -> replica",  # UNBLOCKED: demoted while the WAIT waited
+)
+"""Redis's answers to a ``WAIT`` on a master that is a replica now (a redis-py pipeline names the
+command before them)."""
 
 
 async def execute_waited(pipe: Any) -> list[Any]:
     """``await pipe.execute()`` for a cluster pipeline whose writes are followed by ``WAIT`` on
     their masters: a ``WAIT`` sent to a master demoted since the lookup (its writes were
-    redirected to the new master by ``MOVED``, the ``WAIT`` was not) is ``MasterDemoted``, not a
+    redirected to the new master by ``MOVED``, the ``WAIT`` was not), or demoted while the
+    ``WAIT`` waited (``UNBLOCKED``), is ``MasterDemoted``, not a
     ResponseError (a 500 at the edge, a stopped projector: seen in ``ledgerflow chaos
     --redis-cluster`` when a paused master was failed over)."""
     try:
         return list(await pipe.execute())
     except redis_sync.ResponseError as exc:
-        if WAIT_ON_REPLICA not in str(exc):
+        if not any(reply in str(exc) for reply in DEMOTED_REPLIES):
             raise
         raise MasterDemoted(f"a master was demoted under the call: {exc}") from None
 

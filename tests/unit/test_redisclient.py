@@ -105,11 +105,17 @@ class _Pipe:
         raise self.error
 
 
-def test_a_wait_refused_by_a_demoted_master_is_transient() -> None:
-    refused = redis_sync.ResponseError(
-        "Command # 2 (WAIT 1 100) of pipeline caused error: ('WAIT cannot be used with replica "
-        "instances. Please also note ...',)"
-    )
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "WAIT cannot be used with replica instances. Please also note ...",
+        "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+    ],
+    ids=["demoted-before", "demoted-while-waiting"],
+)
+def test_a_wait_on_a_demoted_master_is_transient(reply: str) -> None:
+    """Both seen in ``ledgerflow chaos --redis-cluster``, where they stopped the projector."""
+    refused = redis_sync.ResponseError(f"Command # 2 (WAIT 1 100) of pipeline caused error: ('{reply}',)")
     with pytest.raises(MasterDemoted):
         asyncio.run(execute_waited(_Pipe(refused)))
 
