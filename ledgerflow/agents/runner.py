@@ -11,7 +11,7 @@ from typing import Any
 import faust
 from prometheus_client import start_http_server
 
-from ledgerflow import logformat
+from ledgerflow import gcpolicy, logformat
 from ledgerflow.agents import lag, layout, models, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app, raw_topic
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, loop_group, run_loop
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str], None] | None = None) -> int:
     require_fast_codec()
+    gcpolicy.tune()  # the bench runs a worker without the CLI
     logging_config = logformat.dict_config(logformat.log_format())
     if logging_config is not None:
         logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
