@@ -9,7 +9,7 @@ lifecycle, its timers and the other agents:
 
 1. ``getmany`` up to ``max_records`` records of the partitions this member owns (one
    consumer, group ``<prefix>ledgerflow-worker``; the records' headers are read here, by
-   the agents' decoders, as before);
+   the agents' decoders, as before), at least ``linger_s`` after the last batch began;
 2. give every route (agent) its records (``batching.split``) and run the routes
    concurrently; each handles its batch until it succeeds (``app.handle_until_done``,
    the projector's Redis backoff) — a batch is never dropped;
@@ -41,6 +41,7 @@ from ledgerflow.agents.batching import Partition, Route, advance, next_offsets, 
 from ledgerflow.agents.fence import NotCurrent, first_offsets, proof_offsets
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
+from ledgerflow.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ GROUP = "ledgerflow-worker"  # after the topic prefix: the group the hot path's 
 MAX_RECORDS = 1000
 FETCH_WAIT_MS = 200
 COMMIT_EVERY_S = 0.5
+LINGER_S = 0.02
+"""Least time from one batch's start to the next one's (``linger``)."""
+LINGER_ENV = "LEDGERFLOW_BATCH_LINGER_MS"
 
 Hook = Callable[[set[Partition]], Awaitable[None]]
 
@@ -76,9 +80,14 @@ class BatchLoop:
         max_records: int = MAX_RECORDS,
         timeout_ms: int = FETCH_WAIT_MS,
         commit_every_s: float = COMMIT_EVERY_S,
+        linger_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._source = source
+        self._linger_s = linger_s
+        self._sleep = sleep
+        self._began: float | None = None  # when the last batch with records began
         self._routes = list(routes)
         self._max_records = max_records
         self._timeout_ms = timeout_ms
@@ -107,9 +116,12 @@ class BatchLoop:
 
     async def step(self) -> int:
         """One batch: fetch, handle, fold its offsets; commit when due. The records fetched."""
+        if self._began is not None and (left := linger(self._began, self._clock(), self._linger_s)):
+            await self._sleep(left)
         fetched = await self._source.getmany(self._max_records, self._timeout_ms)
         count = sum(len(records) for records in fetched.values())
         if count:
+            self._began = self._clock()
             async with self._busy:
                 self._in_flight, refused = first_offsets(fetched), False
                 try:
@@ -163,6 +175,33 @@ class BatchLoop:
         async with self._busy:
             for hook in self.on_assigned:
                 await hook(partitions)
+
+
+def linger(began: float, now: float, linger_s: float) -> float:
+    """Seconds to wait before fetching again: batches at least ``linger_s`` apart, start to start.
+
+    Without it the loop fetches again the moment a batch is written, and under a steady
+    moderate load every batch holds a handful of records, each paying the whole batch's fixed
+    costs (a fetch, the reference data's log ends, a produce and its acknowledgement, a Lua
+    call, an offset commit): the worker's CPU per event at 500 events/s more than doubled. A
+    turn waits at most ``linger_s`` more; a backlog is not slowed (its batches take longer)."""
+    return max(0.0, began + linger_s - now)
+
+
+def linger_from(environ: Mapping[str, str]) -> float:
+    """``LEDGERFLOW_BATCH_LINGER_MS`` (default ``LINGER_S``) in seconds; 0 turns it off."""
+    raw = environ.get(LINGER_ENV)
+    if raw is None or raw == "":
+        return LINGER_S
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not 0 <= ms <= 1000:  # nan fails both comparisons
+        raise ValidationError(
+            f"{LINGER_ENV}={raw!r}: milliseconds from 0 to 1000 (default {LINGER_S * 1000:.0f})"
+        )
+    return ms / 1000
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
