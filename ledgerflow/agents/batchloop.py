@@ -17,9 +17,10 @@ lifecycle, its timers and the other agents:
    and commit them at most every ``commit_every_s``: durable before advance, as with
    faust's acks. A commit that fails (a rebalance under way) is retried with the next one:
    a record redelivered is skipped by the agents' own fences and output log.
-Before an agent writes a batch's output it calls ``prove``: one synchronous commit the group
-coordinator refuses once this member was expelled (``agents/fence.py``). A batch refused so is
-dropped, not advanced: its records go to the partitions' owner.
+Before an agent claims an output partition (at its recovery) it calls ``prove``: one
+synchronous commit the group coordinator refuses once this member was expelled
+(``agents/fence.py``). A batch refused so is dropped, not advanced: its records go to the
+partitions' owner.
 On revocation the loop first waits for the batch in flight (``_busy``), tells the agents
 (which forget the partitions' state), and commits what it handled of those partitions.
 """
