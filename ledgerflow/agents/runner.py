@@ -60,7 +60,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         )
     app = create_app(settings)
     # the hot path: see agents/batchloop.py
-    loop = BatchLoop(source := KafkaSource(settings), [], linger_s=linger_s)
+    loop = BatchLoop(source := KafkaSource(settings, linger_s), [])
     source.metadata = pinned.encode()  # every commit remembers the layout its progress was made under
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:

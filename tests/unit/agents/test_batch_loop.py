@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from ledgerflow.agents.batching import Route, advance, next_offsets, split, without
-from ledgerflow.agents.batchloop import LINGER_ENV, LINGER_S, BatchLoop, linger, linger_from
+from ledgerflow.agents.batchloop import (
+    FETCH_WAIT_MS,
+    LINGER_ENV,
+    LINGER_S,
+    BatchLoop,
+    fetch_options,
+    linger_from,
+)
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.contracts import codec
 from ledgerflow.errors import DecodeError, ValidationError
@@ -236,42 +243,12 @@ def test_written_decisions_age_out_and_are_forgotten_with_their_partition() -> N
     assert shared.take_written(Record(DECISIONS, 0, 2, None, b"b")) is None
 
 
-def test_linger_spaces_batch_starts_and_never_waits_past_its_interval() -> None:
-    assert linger(began=10.0, now=10.005, linger_s=0.02) == pytest.approx(0.015)
-    assert linger(began=10.0, now=10.5, linger_s=0.02) == 0.0  # a long batch: fetch at once
-    assert linger(began=10.0, now=10.005, linger_s=0.0) == 0.0  # off
-
-
-def test_the_loop_lingers_after_a_quick_batch_but_not_after_an_idle_fetch() -> None:
-    asyncio.run(_the_loop_lingers_after_a_quick_batch_but_not_after_an_idle_fetch())
-
-
-async def _the_loop_lingers_after_a_quick_batch_but_not_after_an_idle_fetch() -> None:
-    now = [100.0]
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    source = Source(fetched(rec(EVENTS, 0, 1)), {}, fetched(rec(EVENTS, 0, 2)), fetched(rec(EVENTS, 0, 3)))
-    agent = Agent()
-    loop = BatchLoop(
-        source,
-        [Route("policy", frozenset({EVENTS}), agent.handle)],
-        linger_s=0.02,
-        clock=lambda: now[0],
-        sleep=sleep,
-    )
-    assert await loop.step() == 1  # the first batch: nothing to space it from
-    now[0] += 0.005
-    assert await loop.step() == 0  # 5 ms after a batch began: waits 15 ms, then finds nothing
-    assert slept == [pytest.approx(0.015)]
-    now[0] += 0.3  # an idle fetch waited for records
-    assert await loop.step() == 1  # records after a long wait: handled at once
-    assert await loop.step() == 1  # right after that batch: spaced again
-    assert slept == [pytest.approx(0.015), pytest.approx(0.02)]
-    assert [len(b) for b in agent.got] == [1, 1, 1]
+def test_with_a_linger_the_broker_holds_each_fetch_for_it_and_a_backlog_fills_it_at_once() -> None:
+    lingering = fetch_options(0.02)
+    assert lingering["fetch_max_wait_ms"] == 20
+    assert lingering["fetch_min_bytes"] >= 1024 * 1024  # more than a moderate load brings in 20 ms
+    assert fetch_options(0.0) == {"fetch_max_wait_ms": FETCH_WAIT_MS, "fetch_min_bytes": 1}  # off
+    assert fetch_options(0.0004)["fetch_max_wait_ms"] == 1  # never 0: that would spin
 
 
 @pytest.mark.parametrize("raw", ["abc", "nan", "-1", "inf", "1e9", "1001"])
