@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledgerflow import __version__, logformat
+from ledgerflow import __version__, gcpolicy, logformat
 from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
 from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
@@ -664,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    gcpolicy.tune()  # every command is a long-running, allocation-heavy process
     if not args.debug:
         hush_clients()
     envflags.apply(args)

@@ -9,7 +9,8 @@ lifecycle, its timers and the other agents:
 
 1. ``getmany`` up to ``max_records`` records of the partitions this member owns (one
    consumer, group ``<prefix>ledgerflow-worker``; the records' headers are read here, by
-   the agents' decoders, as before);
+   the agents' decoders, as before); the broker holds each fetch up to ``linger_s`` for more
+   records (``fetch_options``);
 2. give every route (agent) its records (``batching.split``) and run the routes
    concurrently; each handles its batch until it succeeds (``app.handle_until_done``,
    the projector's Redis backoff) — a batch is never dropped;
@@ -17,9 +18,10 @@ lifecycle, its timers and the other agents:
    and commit them at most every ``commit_every_s``: durable before advance, as with
    faust's acks. A commit that fails (a rebalance under way) is retried with the next one:
    a record redelivered is skipped by the agents' own fences and output log.
-Before an agent writes a batch's output it calls ``prove``: one synchronous commit the group
-coordinator refuses once this member was expelled (``agents/fence.py``). A batch refused so is
-dropped, not advanced: its records go to the partitions' owner.
+Before an agent claims an output partition (at its recovery) it calls ``prove``: one
+synchronous commit the group coordinator refuses once this member was expelled
+(``agents/fence.py``). A batch refused so is dropped, not advanced: its records go to the
+partitions' owner.
 On revocation the loop first waits for the batch in flight (``_busy``), tells the agents
 (which forget the partitions' state), and commits what it handled of those partitions.
 """
@@ -41,6 +43,7 @@ from ledgerflow.agents.batching import Partition, Route, advance, next_offsets, 
 from ledgerflow.agents.fence import NotCurrent, first_offsets, proof_offsets
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
+from ledgerflow.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,10 @@ GROUP = "ledgerflow-worker"  # after the topic prefix: the group the hot path's 
 MAX_RECORDS = 1000
 FETCH_WAIT_MS = 200
 COMMIT_EVERY_S = 0.5
+LINGER_S = 0.02
+"""How long the broker holds a hot path fetch for more records (``fetch_options``)."""
+LINGER_ENV = "LEDGERFLOW_BATCH_LINGER_MS"
+LINGER_FILL_BYTES = 1024 * 1024  # a fetch this full is answered at once (a backlog)
 
 Hook = Callable[[set[Partition]], Awaitable[None]]
 
@@ -165,6 +172,40 @@ class BatchLoop:
                 await hook(partitions)
 
 
+def fetch_options(linger_s: float) -> dict[str, int]:
+    """The hot path consumer's fetch settings: with ``linger_s``, the broker holds each fetch
+    until that much time passed (or a full batch of bytes waits), so a batch carries what arrived
+    meanwhile.
+
+    Without it the broker answered as soon as one record arrived, the loop fetched again the
+    moment a batch was written, and under a steady moderate load every batch held a handful of
+    records, each paying the whole batch's fixed costs (a fetch, the reference data's log ends,
+    a produce and its acknowledgement, a Lua call, an offset commit): the worker's CPU per event
+    at 500 events/s more than doubled. Waiting at the broker rather than sleeping in the loop
+    keeps the next fetch in flight while the loop handles a batch (aiokafka fetches ahead), so a
+    record waits at most ``linger_s`` there and joins the next batch; a sleep in the loop had
+    it wait a second round. A backlog is not slowed: its fetches fill at once."""
+    if linger_s <= 0:
+        return {"fetch_max_wait_ms": FETCH_WAIT_MS, "fetch_min_bytes": 1}
+    return {"fetch_max_wait_ms": max(1, round(linger_s * 1000)), "fetch_min_bytes": LINGER_FILL_BYTES}
+
+
+def linger_from(environ: Mapping[str, str]) -> float:
+    """``LEDGERFLOW_BATCH_LINGER_MS`` (default ``LINGER_S``) in seconds; 0 turns it off."""
+    raw = environ.get(LINGER_ENV)
+    if raw is None or raw == "":
+        return LINGER_S
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not 0 <= ms <= 1000:  # nan fails both comparisons
+        raise ValidationError(
+            f"{LINGER_ENV}={raw!r}: milliseconds from 0 to 1000 (default {LINGER_S * 1000:.0f})"
+        )
+    return ms / 1000
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     def __init__(self, loop: BatchLoop) -> None:
         self._loop = loop
@@ -179,8 +220,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
 class KafkaSource:
     """A ``RecordSource`` on one group member: the same session settings as the faust App."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, linger_s: float = 0.0) -> None:
         self._settings = settings
+        self._linger_s = linger_s
         self.group = loop_group(settings)
         self.metadata = ""  # committed with every offset: the pinned partition layout (agents/layout.py)
         self._consumer: AIOKafkaConsumer | None = None
@@ -198,7 +240,7 @@ class KafkaSource:
             # Per topic, members get the same partition numbers: input p and output p of the policy
             # agent land on one member, so its projector reads back what its policy agent wrote.
             partition_assignment_strategy=(RangePartitionAssignor,),
-            fetch_max_wait_ms=FETCH_WAIT_MS,
+            **fetch_options(self._linger_s),
         )
         await consumer.start()
         consumer.subscribe(topics=sorted(loop.topics), listener=_Listener(loop))

@@ -1,20 +1,24 @@
-"""A member of the hot path's group proves it still owns its partitions before it writes.
+"""A member of the hot path's group proves it still owns a partition before it claims it.
 
 A worker starved (or SIGSTOPped) past the group's session timeout while it holds a decided
 batch is expelled; the new owner of its partitions recovers from the output log and decides
 the same records again. When the old member wakes it must not write its batch as well
-(duplicate decisions, forked hash chains). So right before an output write, the loop makes
-one synchronous offset commit of offsets this member already handled (``proof_offsets``);
-the group coordinator refuses it (aiokafka's ``CommitFailedError``) once the member was
-expelled or a rebalance is under way. A member that is not current raises ``NotCurrent``:
-nothing of the batch is written, the batch is not advanced (its records are redelivered to
-whoever owns them), and the revocation that follows runs as usual.
+(duplicate decisions, forked hash chains). The broker fences it: the new owner ``claim``s the
+output partition before it reads it back, which bumps the partition's transactional
+producer epoch; from then on the old member's producer is refused (``ProducerFenced``), and
+whatever it appended before the claim lies below what the new owner read, so the new owner
+takes it as decided (``kafka/fenced.py``; docs/architecture.md, "Fencing a zombie writer").
+A woken member's write therefore either lands before the claim and is read back, or is refused.
 
-This check is cheap and early, but it cannot stop a send already under way: a batch the
-old member's producer is still retrying (its partition's leader moved) lands whenever the
-member wakes. The broker-side fence closes that hole: the new owner ``claim``s the output
-partition first, and the old member's transactional producer is refused from then on
-(``kafka/fenced.py``; docs/architecture.md, "Fencing a zombie writer").
+What the fence cannot tell is who should hold it: a member woken after its expulsion that
+recovered a partition again would claim it and fence the new owner. So a ``claim`` is proven
+first: one synchronous offset commit of offsets this member already handled
+(``proof_offsets``), which the group coordinator refuses (aiokafka's ``CommitFailedError``)
+once the member was expelled or a rebalance is under way. A member that is not current raises
+``NotCurrent``: nothing of the batch is written, the batch is not advanced (its records are
+redelivered to whoever owns them), and the revocation that follows runs as usual. Writes are
+not proven one by one — the claim's epoch already guards them — which saves the hot path a
+commit round trip (and a write to the broker's offsets log) per batch.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def first_offsets(fetched: Mapping[Any, Sequence[Any]]) -> dict[Partition, int]:
 def proof_offsets(
     partitions: set[Partition], in_flight: Mapping[Partition, int], pending: Mapping[Partition, int]
 ) -> dict[Partition, int | None]:
-    """What the proving commit carries for each partition about to be written: the offsets the
+    """What the proving commit carries for each partition about to be claimed: the offsets the
     loop handled and not committed yet, else the first offset of the batch in flight (already
     the group's position), else None — the source re-commits its current position.
 
@@ -85,7 +89,7 @@ class OutputWrapper:
 
 
 class FencedOutput(OutputWrapper):
-    """An output log whose writes are proven first: input partition *p* of ``input_topic`` is
+    """An output log whose claims are proven first: input partition *p* of ``input_topic`` is
     written to output partition *p*, so *p* is what this member must still own."""
 
     def __init__(self, inner: OutputLog, input_topic: str, prove: Prove) -> None:
@@ -97,8 +101,3 @@ class FencedOutput(OutputWrapper):
         """Proven first: a member woken after its expulsion must not fence the partition's new owner."""
         await self._prove({(self.input_topic, partition)})
         await self._inner.claim(partition)
-
-    async def write(self, records: Sequence[Outgoing]) -> list[int]:
-        if records:
-            await self._prove({(self.input_topic, r.partition) for r in records})
-        return await self._inner.write(records)

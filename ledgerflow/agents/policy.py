@@ -156,8 +156,8 @@ class Ports:
     def connect(
         cls, app: faust.App, settings: Settings, owns_dlq: bool = True, prove: Prove | None = None
     ) -> Ports:
-        """The Kafka and Redis adapters of a worker; ``prove``: the group membership every write of
-        decisions is checked against first (``agents/fence.py``)."""
+        """The Kafka and Redis adapters of a worker; ``prove``: the group membership every claim of
+        an output partition is checked against first (``agents/fence.py``)."""
         input_topic, output_topic = settings.topic(CONVERSATION_EVENTS), settings.topic(POLICY_DECISIONS)
         rules_sink = DeadLetterSink(app, NAME)
 

@@ -11,10 +11,10 @@ from typing import Any
 import faust
 from prometheus_client import start_http_server
 
-from ledgerflow import logformat
+from ledgerflow import gcpolicy, logformat
 from ledgerflow.agents import lag, layout, models, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app, raw_topic
-from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, loop_group, run_loop
+from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, linger_from, loop_group, run_loop
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.errors import ValidationError
@@ -39,12 +39,14 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str], None] | None = None) -> int:
     require_fast_codec()
+    gcpolicy.tune()  # the bench runs a worker without the CLI
     logging_config = logformat.dict_config(logformat.log_format())
     if logging_config is not None:
         logformat.use_json()  # until faust applies logging_config: start-up lines are JSON too
     install_log_fields()  # log records carry trace_id/tenant/conversation/offset when bound
     spans.configure("ledgerflow-worker")  # OpenTelemetry spans, only when an exporter is configured
     wanted = wanted_agents(agents)
+    linger_s = linger_from(os.environ)  # a usage error before any connection attempt
     asyncio.run(ensure_topics(settings))
     # Partitions added to a live topic: one line and exit 1 before anything runs (agents/layout.py).
     pinned = asyncio.run(layout.pin(settings, loop_group(settings)))
@@ -57,7 +59,8 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
             + (f"; metrics at http://{address}/metrics" if served else "; metrics not served")
         )
     app = create_app(settings)
-    loop = BatchLoop(source := KafkaSource(settings), [])  # the hot path: see agents/batchloop.py
+    # the hot path: see agents/batchloop.py
+    loop = BatchLoop(source := KafkaSource(settings, linger_s), [])
     source.metadata = pinned.encode()  # every commit remembers the layout its progress was made under
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:

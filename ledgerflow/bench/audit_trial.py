@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ledgerflow import gcpolicy
 from ledgerflow.audit.cli import run_audit
 from ledgerflow.bench.procs import emit, own_cpu_seconds, spawn
 from ledgerflow.config import Settings, load_settings
@@ -41,6 +42,7 @@ async def audit_trial(settings: Settings, work_dir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    gcpolicy.tune()  # as `ledgerflow audit` (ledgerflow/cli.py)
     emit(result=asyncio.run(audit(load_settings())))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from ledgerflow import gcpolicy
 from ledgerflow.bench.procs import emit, own_cpu_seconds
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.projections import rebuild
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("mode", choices=["raw", "rebuild", "parallel"])
     p.add_argument("--namespace", default="lf:bench-rebuild:")
     args = p.parse_args(argv)
+    gcpolicy.tune()  # as `ledgerflow rebuild` (ledgerflow/cli.py); the raw read too, for a fair pair
     emit(result=asyncio.run(run(load_settings(), args.mode, args.namespace)))
 
 

@@ -219,7 +219,7 @@ def _expected(kind: str, load: dict[str, Any]) -> tuple[int, int]:
     return load["sent"], (0 if kind == "passthrough" else load["messages"])
 
 
-async def _load(env: Env, settings: Settings, *args: str) -> dict[str, Any]:
+async def run_load(env: Env, settings: Settings, *args: str) -> dict[str, Any]:
     child = spawn(
         settings,
         "load",
@@ -238,7 +238,7 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
     """
     settings = env.fresh(kind)
     await prepare(settings)
-    load = await _load(env, settings, "burst", "--events", str(events))
+    load = await run_load(env, settings, "burst", "--events", str(events))
     want_events, want_decisions = _expected(kind, load)
     child, counters = start_consumer(env, settings, kind)
     samplers: list[Sampler] = []
@@ -294,7 +294,7 @@ def _from_points(report: dict[str, Any], events: int) -> tuple[float, float, int
     return first_t, done_t, int(first_n)
 
 
-async def _warm_up(settings: Settings, kind: str, observer: Observer) -> tuple[int, int]:
+async def warm_up(settings: Settings, kind: str, observer: Observer) -> tuple[int, int]:
     """Publish a few conversations and wait until the consumer has handled them (it is ready)."""
     batch = list(interleaved(random.Random(1), TENANTS, 3, time.time_ns() // 1000, run_id="warm"))
     await publish(settings, iter(batch), progress_every_s=0)
@@ -311,10 +311,10 @@ async def fixed_rate(env: Env, kind: str, events: int, rate: float) -> dict[str,
     child, _ = start_consumer(env, settings, kind)
     try:
         async with Observer(settings, kind) as observer:
-            warm_events, warm_decisions = await _warm_up(settings, kind, observer)
+            warm_events, warm_decisions = await warm_up(settings, kind, observer)
             meter = CpuMeter({kind: child.pid, **env.stack_pids}).start()
             began = time.monotonic()
-            load = await _load(env, settings, "rate", "--events", str(events), "--rate", str(rate))
+            load = await run_load(env, settings, "rate", "--events", str(events), "--rate", str(rate))
             want_events, want_decisions = _expected(kind, load)
             await observer.wait_for(
                 warm_events + want_events, warm_decisions + want_decisions, 60 + want_events / 50

@@ -8,7 +8,6 @@ always has the newest shape.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
 from collections.abc import Callable
@@ -95,8 +94,24 @@ class Event:
     hash: str | None = None
 
     def with_chain(self, sequence: int, prev_hash: str, hash: str) -> Event:
-        """A copy with the chain fields set (agents only)."""
-        return dataclasses.replace(self, sequence=sequence, prev_hash=prev_hash, hash=hash)
+        """A copy with the chain fields set (agents only).
+
+        Built field by field rather than with ``dataclasses.replace``, which looks the fields up
+        again on every call: the policy agent chains every decision it makes."""
+        return Event(
+            event_id=self.event_id,
+            type=self.type,
+            schema_version=self.schema_version,
+            tenant=self.tenant,
+            subject=self.subject,
+            occurred_at=self.occurred_at,
+            producer=self.producer,
+            payload=self.payload,
+            trace_id=self.trace_id,
+            sequence=sequence,
+            prev_hash=prev_hash,
+            hash=hash,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape (docs/contracts.md): envelope at the top level, ``payload`` nested.

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
 
+from ledgerflow import gcpolicy
 from ledgerflow.config import Settings
 from ledgerflow.projections.fold import Writes
 from ledgerflow.projections.fresh import FreshReplay
@@ -161,7 +162,8 @@ async def replay_parallel(
         return await FreshReplay(settings, redis, keys, guard=guard).run(until, progress)
     horizon = [(tp.topic, tp.partition, end) for tp, end in until.items()]
     loop = asyncio.get_running_loop()
-    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    # spawned children start with the default collector thresholds: tuned as their parent
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=gcpolicy.tune)
     try:
         shares = [
             loop.run_in_executor(pool, _replay_share, settings, keys.namespace, guard, horizon, i, n)

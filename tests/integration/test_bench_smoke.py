@@ -4,10 +4,12 @@ a tiny run on a shared machine mean nothing, only that they were measured and wr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
 
+from ledgerflow.bench import worker_latency
 from ledgerflow.bench.report import DOCS
 from ledgerflow.bench.run import bench_cli
 from ledgerflow.config import Settings
@@ -59,3 +61,10 @@ def test_quick_bench_measures_every_figure_and_writes_json_charts_and_summary(
     assert "| 11 |" in summary and "cores" in summary
     after = DOCS.read_bytes() if DOCS.exists() else None
     assert after == docs_before, "a --quick run must not rewrite docs/benchmarks.md"
+
+
+def test_worker_latency_times_every_turn_sent_at_its_rate(stack: Settings) -> None:
+    """``python -m ledgerflow.bench.worker_latency``: every timed turn is decided and timed once."""
+    result = asyncio.run(worker_latency.main(stack, rate=50, seconds=2))
+    assert result["sent"] >= 90 and result["decisions"] == result["sent"], result  # each decided once
+    assert 0 < result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"] <= result["max_ms"], result

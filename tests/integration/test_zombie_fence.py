@@ -1,13 +1,15 @@
-"""A zombie worker must not write (agents/fence.py): the hot path's member that was stopped
-past the group's session timeout while it held a decided batch wakes up after the new owner
-decided the same turns, and writes nothing of it.
+"""A zombie worker must not write (agents/fence.py, kafka/fenced.py): the hot path's member
+that was stopped past the group's session timeout while it held a decided batch wakes up after
+the new owner decided the same turns, and writes nothing of it.
 
 The zombie (tests/support/zombie.py) is the real batch loop, Kafka source and policy agent in
 a subprocess, its output port wrapped to SIGSTOP the process on its first write of decisions.
 While it is stopped a real worker joins, is given every partition once the zombie is expelled
-(10 s session timeout), recovers the output log and decides every turn. Then the zombie is
-SIGCONTed mid-write: one decision per turn on the log, chains unbroken (the audit exits 0),
-and the zombie lives on and rejoins the group.
+(10 s session timeout), claims the output partitions (fencing the zombie's producers), recovers
+the output log and decides every turn. Then the zombie is SIGCONTed mid-write: the broker
+refuses its send (``ProducerFenced``), its retry's claim is refused by the group, one decision
+per turn is on the log, chains are unbroken (the audit exits 0), and the zombie lives on and
+rejoins the group.
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ from tests.support.processes import Process, start
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _zombie(settings: Settings, log_dir: Path, where: str) -> Process:
+def _zombie(settings: Settings, log_dir: Path) -> Process:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"zombie-{int(time.time() * 1000)}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "tests.support.zombie"],
             cwd=ROOT,
-            env=child_env(settings) | {"PYTHONUNBUFFERED": "1", "LEDGERFLOW_TEST_ZOMBIE_STOP": where},
+            env=child_env(settings) | {"PYTHONUNBUFFERED": "1"},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -66,16 +68,14 @@ def _until(what: str, done: Callable[[], bool], procs: list[Process], timeout: f
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("where", ["before-proof", "after-proof"])
 def test_a_zombie_woken_after_its_partitions_moved_writes_nothing(
-    settings: Settings, log_dir: Path, tmp_path: Path, where: str
+    settings: Settings, log_dir: Path, tmp_path: Path
 ) -> None:
-    """``before-proof``: stopped before the group check, which refuses it on waking.
-    ``after-proof``: stopped with the check passed and the send under way; the broker refuses the
-    send (the new owner's claim bumped the writer's epoch), then the check refuses the retry."""
+    """Stopped with its send under way: the broker refuses the send (the new owner's claim bumped
+    the writer's epoch), then the group refuses the claim of its retry."""
     events, turns = _events(17, 1500)
     asyncio.run(publish(settings, iter(events), progress_every_s=0))
-    zombie = _zombie(settings, log_dir, where)
+    zombie = _zombie(settings, log_dir)
     procs = [zombie]
     try:
         _until("the zombie stopping in its first write", lambda: _stopped(zombie), procs, 120)
@@ -95,9 +95,8 @@ def test_a_zombie_woken_after_its_partitions_moved_writes_nothing(
         assert audit_cli(settings, json_out=str(out), skip_projections=True, quiet=True) == 0, (
             out.read_text()[:3000]
         )
-        assert "records left to their owner" in log, log[-3000:]  # refused by the group, not by chance
-        if where == "after-proof":
-            assert "ProducerFenced" in log, log[-3000:]  # and before that, by the broker
+        assert "ProducerFenced" in log, log[-3000:]  # the send refused by the broker
+        assert "records left to their owner" in log, log[-3000:]  # then its claim by the group
         assert zombie.popen.poll() is None, "the zombie's loop did not survive the refusal"
     finally:
         for p in procs:

@@ -4,9 +4,8 @@ tests/integration/test_zombie_fence.py.
 It is the real hot path (``BatchLoop`` + ``KafkaSource`` + the policy agent wired by
 ``policy.attach``, its output fenced as in a worker); only the agent's output port is
 wrapped, so the process stops with a decided batch not yet written — a worker starved of CPU
-at the worst moment. ``LEDGERFLOW_TEST_ZOMBIE_STOP`` says where: ``before-proof`` (default:
-outside the group check, ``agents/fence.py``) or ``after-proof`` (inside it: the check passed,
-the send is under way — only the broker's fence, ``kafka/fenced.py``, can refuse it). Run with
+at the worst moment. Only the broker's fence (``kafka/fenced.py``) can refuse that write: the
+group check (``agents/fence.py``) guards claims, not writes. Run with
 ``python -m tests.support.zombie`` and the settings in the environment (``ledgerflow.demo.child_env``).
 """
 
@@ -23,7 +22,7 @@ from collections.abc import Sequence
 from ledgerflow.agents import layout, policy
 from ledgerflow.agents.app import create_app
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, loop_group, run_loop
-from ledgerflow.agents.fence import FencedOutput, OutputWrapper
+from ledgerflow.agents.fence import OutputWrapper
 from ledgerflow.agents.output import Outgoing
 from ledgerflow.agents.ports import OutputLog
 from ledgerflow.config import load_settings
@@ -53,13 +52,7 @@ async def main() -> None:
     source.metadata = pinned.encode()
     loop = BatchLoop(source, [])
     ports = policy.Ports.connect(app, settings, prove=loop.prove)
-    if os.environ.get("LEDGERFLOW_TEST_ZOMBIE_STOP", "before-proof") == "after-proof":
-        fenced = ports.output
-        assert isinstance(fenced, FencedOutput)
-        output: OutputLog = FencedOutput(StopOnFirstWrite(fenced.inner), fenced.input_topic, loop.prove)
-    else:
-        output = StopOnFirstWrite(ports.output)
-    ports = dataclasses.replace(ports, output=output)
+    ports = dataclasses.replace(ports, output=StopOnFirstWrite(ports.output))
     policy.attach(app, loop, settings, policy.PolicyAgent(settings, ports, shared=loop.shared))
     await run_loop(loop, source, app)
 

@@ -10,7 +10,7 @@ import dataclasses
 import itertools
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from io import BytesIO
 
@@ -130,6 +130,7 @@ class OutputTopic:
         self.on_write: Callable[[], None] | None = None  # runs while a write waits for its acks
         self.visible: dict[int, int] = {}  # partition -> end offset the log reads as (a restarting broker)
         self.calls: list[tuple[str, int]] = []  # ("claim" | "end", partition), in order
+        self.epochs: dict[int, int] = {}  # partition -> claims so far (FencedWriter)
 
     async def start(self) -> None:
         return None
@@ -161,6 +162,45 @@ class OutputTopic:
 
     def decisions(self, partition: int) -> list[Event]:
         return [codec.decode(w.value) for w in self.partitions.get(partition, [])]
+
+
+class Fenced(InfrastructureError):
+    """A write of a writer whose claim a later claim superseded (the broker's ``ProducerFenced``)."""
+
+
+class FencedWriter:
+    """One worker's writer of a shared ``OutputTopic``, fenced as the broker fences transactional
+    producers (``kafka/fenced.py``): ``claim(p)`` bumps partition *p*'s epoch, and a write to *p*
+    is refused unless this writer holds *p*'s current epoch. ``before_write`` runs first (a worker
+    stalled before its send while another takes over)."""
+
+    def __init__(self, topic: OutputTopic) -> None:
+        self.topic = topic
+        self.held: dict[int, int] = {}  # partition -> the epoch this writer's claim got
+        self.before_write: Callable[[], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def claim(self, partition: int) -> None:
+        await self.topic.claim(partition)
+        self.held[partition] = self.topic.epochs[partition] = self.topic.epochs.get(partition, 0) + 1
+
+    async def end(self, partition: int) -> int:
+        return await self.topic.end(partition)
+
+    def read(self, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Written]:
+        return self.topic.read(partition, start, end)
+
+    async def write(self, records: Sequence[Outgoing]) -> list[int]:
+        if self.before_write is not None:
+            hook, self.before_write = self.before_write, None
+            await hook()
+        for p in sorted({r.partition for r in records}):
+            if self.held.get(p) is None or self.held[p] != self.topic.epochs.get(p):
+                self.held.pop(p, None)  # as FencedWriters releases a failed partition
+                raise Fenced(f"output[{p}]: fenced by a later claim")
+        return await self.topic.write(records)
 
 
 class KeyedTopic:

@@ -10,10 +10,17 @@ from typing import Any
 import pytest
 
 from ledgerflow.agents.batching import Route, advance, next_offsets, split, without
-from ledgerflow.agents.batchloop import BatchLoop
+from ledgerflow.agents.batchloop import (
+    FETCH_WAIT_MS,
+    LINGER_ENV,
+    LINGER_S,
+    BatchLoop,
+    fetch_options,
+    linger_from,
+)
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.contracts import codec
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, ValidationError
 from tests.unit.agents.memory import Record, turn
 
 EVENTS, DECISIONS = "conversation.events", "policy.decisions"
@@ -234,3 +241,25 @@ def test_written_decisions_age_out_and_are_forgotten_with_their_partition() -> N
     assert shared.take_written(Record(DECISIONS, 0, 0, None, b"b")) is None  # the oldest aged out
     shared.forget({(DECISIONS, 0)})
     assert shared.take_written(Record(DECISIONS, 0, 2, None, b"b")) is None
+
+
+def test_with_a_linger_the_broker_holds_each_fetch_for_it_and_a_backlog_fills_it_at_once() -> None:
+    lingering = fetch_options(0.02)
+    assert lingering["fetch_max_wait_ms"] == 20
+    assert lingering["fetch_min_bytes"] >= 1024 * 1024  # more than a moderate load brings in 20 ms
+    assert fetch_options(0.0) == {"fetch_max_wait_ms": FETCH_WAIT_MS, "fetch_min_bytes": 1}  # off
+    assert fetch_options(0.0004)["fetch_max_wait_ms"] == 1  # never 0: that would spin
+
+
+@pytest.mark.parametrize("raw", ["abc", "nan", "-1", "inf", "1e9", "1001"])
+def test_a_linger_setting_out_of_range_is_refused_in_one_line(raw: str) -> None:
+    with pytest.raises(ValidationError, match=LINGER_ENV) as refused:
+        linger_from({LINGER_ENV: raw})
+    assert "\n" not in str(refused.value)
+
+
+def test_the_linger_setting_defaults_and_can_be_turned_off() -> None:
+    assert linger_from({}) == LINGER_S
+    assert linger_from({LINGER_ENV: ""}) == LINGER_S
+    assert linger_from({LINGER_ENV: "0"}) == 0.0
+    assert linger_from({LINGER_ENV: "5"}) == pytest.approx(0.005)

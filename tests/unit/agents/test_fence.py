@@ -1,12 +1,14 @@
-"""A member expelled from the hot path's group writes nothing (agents/fence.py): the batch loop
-with the real policy agent on in-memory ports (tests/unit/agents/memory.py) and a record source
-whose group membership the test decides. The Kafka side (a commit the coordinator refuses) is
-tested with a SIGSTOPped worker in tests/integration/test_zombie_fence.py."""
+"""A member expelled from the hot path's group writes nothing twice (agents/fence.py): the batch
+loop with the real policy agent on in-memory ports (tests/unit/agents/memory.py), each worker's
+output fenced as the broker fences it (``memory.FencedWriter``: a claim supersedes every earlier
+writer of the partition), and a record source whose group membership the test decides. The
+Kafka side (a commit the coordinator refuses, a producer the broker fences) is tested with a
+SIGSTOPped worker in tests/integration/test_zombie_fence.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +22,29 @@ from ledgerflow.agents.policy import PolicyAgent, Ports
 from ledgerflow.config import Settings
 from ledgerflow.contracts.payloads import PolicyDecision
 from tests.unit.agents import memory
-from tests.unit.agents.memory import TOPIC, HeadStore, InputTopic, OutputTopic, Record, chained, turn
+from tests.unit.agents.memory import (
+    TOPIC,
+    FencedWriter,
+    HeadStore,
+    InputTopic,
+    OutputTopic,
+    Record,
+    chained,
+    turn,
+)
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
 P0: Partition = (TOPIC, 0)
 
 
 class GroupSource:
-    """Batches to hand out; ``member`` says whether the group still counts this member as current.
-    ``before_answer`` runs while the proving commit is in flight (another owner deciding meanwhile)."""
+    """Batches to hand out; ``member`` says whether the group still counts this member as current."""
 
     def __init__(self, *batches: Sequence[Record]) -> None:
         self.batches = [list(b) for b in batches]
         self.member = True
         self.proofs: list[dict[Partition, int | None]] = []
         self.commits: list[dict[Partition, int]] = []
-        self.before_answer: Callable[[], Awaitable[None]] | None = None
 
     def deliver(self, batch: Sequence[Record]) -> None:
         self.batches.append(list(batch))
@@ -53,8 +62,6 @@ class GroupSource:
 
     async def current(self, offsets: Mapping[Partition, int | None]) -> bool:
         self.proofs.append(dict(offsets))
-        if self.before_answer is not None:
-            await self.before_answer()
         return self.member
 
 
@@ -66,7 +73,8 @@ class Worker:
         self, source: GroupSource, inputs: InputTopic, output: OutputTopic, heads: HeadStore
     ) -> None:
         self.loop = BatchLoop(source, [], commit_every_s=3600)
-        fenced = FencedOutput(output, TOPIC, self.loop.prove)
+        self.writer = FencedWriter(output)
+        fenced = FencedOutput(self.writer, TOPIC, self.loop.prove)
         self.agent = PolicyAgent(SETTINGS, Ports(heads, fenced, inputs, memory.Reference(), memory.Letters()))
 
         async def handle(records: list[Any]) -> None:
@@ -135,37 +143,61 @@ async def _a_zombie_woken_after_the_new_owner_decided_its_batch_writes_nothing()
 
     async def expelled_meanwhile() -> None:
         """The zombie decided its batch and stalled past the session timeout before writing it:
-        the group expelled it and the new owner recovered the log and decided the same turns."""
+        the group expelled it and the new owner claimed the partition, recovered the log and
+        decided the same turns."""
         zombie_source.member = False
-        zombie_source.before_answer = None
         assert await owner.step() == 3
 
-    zombie_source.before_answer = expelled_meanwhile
-    assert await zombie.step() == 3
+    zombie.writer.before_write = expelled_meanwhile
+    assert await zombie.step() == 3  # refused by the fence, then its claim by the group: the loop goes on
     want = [t.event_id for t in (turn("conv-a", 1), turn("conv-b", 1))]
     want += [turn("conv-a", n).event_id for n in (2, 3)] + [turn("conv-b", 2).event_id]
     assert _decided(output) == want, "a turn was decided twice (or lost)"
     assert chained(output.decisions(0), lambda d: d.subject)
     assert zombie.loop.pending == {P0: 2}  # only the batch it wrote before
-    # the claim of P0 at its recovery, the first batch's write, then the handled offsets (not the
-    # undecided batch's) of the refused write
-    assert zombie_source.proofs == [{P0: 0}, {P0: 0}, {P0: 2}]
+    # the claim of P0 at its first recovery; then, its write fenced, the claim of the retry's
+    # recovery with the offsets it had handled (not the undecided batch's): refused
+    assert zombie_source.proofs == [{P0: 0}, {P0: 2}]
 
 
-def test_a_member_proves_once_per_claim_and_per_written_batch_never_for_one_with_nothing_to_write() -> None:
-    asyncio.run(_a_current_member_proves_once_per_written_batch())
+def test_a_zombie_that_writes_before_anyone_claimed_its_partition_is_read_back_by_the_new_owner() -> None:
+    asyncio.run(_a_zombie_that_writes_before_anyone_claimed_its_partition_is_read_back_by_the_new_owner())
 
 
-async def _a_current_member_proves_once_per_written_batch() -> None:
+async def _a_zombie_that_writes_before_anyone_claimed_its_partition_is_read_back_by_the_new_owner() -> None:
+    """Expelled, but woken before the new owner's claim: its write lands (writes are not proven
+    one by one), and the new owner, claiming then reading the log, takes those turns as decided."""
+    inputs, output, heads = InputTopic(), OutputTopic(), HeadStore()
+    batch = [inputs.add(0, turn("conv-a", n)) for n in (1, 2)] + [inputs.add(0, turn("conv-b", 1))]
+    zombie_source = GroupSource(batch[:1], batch[1:])
+    zombie = Worker(zombie_source, inputs, output, heads)
+    assert await zombie.step() == 1
+    zombie_source.member = False  # expelled; nobody has claimed P0 yet
+    assert await zombie.step() == 2
+    owner_source = GroupSource(batch)  # the group hands the whole range to the new owner
+    owner = Worker(owner_source, inputs, output, heads)
+    assert await owner.step() == 3
+    assert _decided(output) == [t.event_id for t in (turn("conv-a", 1), turn("conv-a", 2), turn("conv-b", 1))]
+    assert chained(output.decisions(0), lambda d: d.subject)
+    assert owner.agent.recovered == {0} and owner_source.proofs == [{P0: 0}]
+
+
+def test_a_member_proves_once_per_claim_never_per_written_batch() -> None:
+    asyncio.run(_a_member_proves_once_per_claim_never_per_written_batch())
+
+
+async def _a_member_proves_once_per_claim_never_per_written_batch() -> None:
     inputs, output = InputTopic(), OutputTopic()
     first = [inputs.add(0, turn("conv-a", n)) for n in (1, 2)] + [inputs.add(1, turn("conv-c", 1))]
-    source = GroupSource(first, first[:2])  # the second batch: a redelivery, all decided already
+    later = [inputs.add(0, turn("conv-a", 3))]
+    source = GroupSource(first, later, first[:2])  # the third batch: a redelivery, all decided already
     worker = Worker(source, inputs, output, HeadStore())
     assert await worker.step() == 3
+    assert await worker.step() == 1
     assert await worker.step() == 2
-    # one commit per partition claimed at its recovery, one for the batch, none for the redelivery
-    assert source.proofs == [{P0: 0}, {(TOPIC, 1): 0}, {P0: 0, (TOPIC, 1): 0}]
-    assert len(output.partitions[0]) == 2 and len(output.partitions[1]) == 1
+    # one commit per partition claimed at its recovery; none for the batches written after
+    assert source.proofs == [{P0: 0}, {(TOPIC, 1): 0}]
+    assert len(output.partitions[0]) == 3 and len(output.partitions[1]) == 1
 
 
 def test_catch_up_outside_a_batch_is_fenced_too() -> None:

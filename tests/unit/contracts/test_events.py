@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -206,6 +207,12 @@ def test_with_chain_sets_only_the_chain_fields() -> None:
     chained = event.with_chain(1, "0" * 64, "a" * 64)
     assert (chained.sequence, chained.prev_hash, chained.hash) == (1, "0" * 64, "a" * 64)
     assert chained.payload is event.payload and event.sequence is None
+    traced = dataclasses.replace(event, trace_id="t" * 32)  # every field set, so none can go missing
+    copied = traced.with_chain(1, "0" * 64, "a" * 64)
+    chain_fields = {"sequence", "prev_hash", "hash"}
+    for f in dataclasses.fields(Event):
+        if f.name not in chain_fields:
+            assert getattr(copied, f.name) == getattr(traced, f.name), f"with_chain dropped {f.name}"
 
 
 def test_new_event_refuses_a_payload_of_another_type() -> None:
