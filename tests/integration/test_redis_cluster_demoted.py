@@ -112,7 +112,9 @@ def test_at_the_edge_a_demoted_master_is_a_503_not_a_500(tmp_path: Path) -> None
     async def scenario(cluster: PrivateCluster) -> None:
         async with _stale_client(cluster) as client:
             with pytest.raises(InfrastructureError, match=r"Redis idempotency claim failed: .*MasterDemoted"):
-                await bounded(_write(client, "during"), "Redis idempotency claim")
+                await bounded(
+                    _write(client, "during"), "Redis idempotency claim", timeout=30
+                )  # the answer, not its speed
 
     with private_cluster(tmp_path / "cluster") as cluster:
         asyncio.run(scenario(cluster))
