@@ -5,8 +5,9 @@
 2. Replay the logs into a fresh scratch namespace up to that checkpoint with the code every
    rebuild uses (``ledgerflow.projections.parallel``: batches folded in memory, in worker
    processes, so this process checks the logs meanwhile).
-3. Read both spaces (SCAN, then one script call per 500 keys) as a digest per key and a fence per
-   entity; compare entity by entity (``digests.compare_entity``).
+3. Read both spaces (SCAN, then one script call per ~500 keys, an entity's keys and its fence
+   always in the same call) as a digest per key and a fence per entity; compare entity by
+   entity (``digests.compare_entity``).
 4. Entities the live projection moved on with while we read: catch the scratch space up
    to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
    them again (at most ``ROUNDS`` times).
@@ -80,11 +81,23 @@ class _Space:
         self.fences: dict[str, dict[str, int]] = {}
 
     async def load(self) -> None:
+        """Every key of the space, an entity's keys and its fence read by one script call.
+
+        The live projection keeps writing while we read (a usage window the wall clock closes,
+        a late turn). It writes an entity's keys and fence in one script call, so reading them
+        together sees the entity before or after that write, never half of it: a fence read
+        before the write beside content read after it would be reported as a divergence. Keys
+        are listed first (SCAN), then read entity by entity; a key created after the listing
+        comes with a newer fence, which the comparison takes as "moved on" (next round)."""
         self.digests, self.fences = {}, {}
         ns = self.keys.namespace
-        batch: list[str] = []
+        by_entity: dict[str, list[str]] = {}
         async for raw in self.redis.scan_iter(match=_glob_escape(ns) + "*", count=SCAN_COUNT):
-            batch.append(raw.decode() if isinstance(raw, bytes) else raw)
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            by_entity.setdefault(digests.entity_of(name[len(ns) :]), []).append(name)
+        batch: list[str] = []
+        for names in by_entity.values():  # a batch may pass READ_BATCH: it never splits an entity
+            batch.extend(names)
             if len(batch) >= READ_BATCH:
                 await self._read(batch)
                 batch = []

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ledgerflow.audit.digests import Snapshot, snapshot
+from ledgerflow.audit.digests import FENCE_SUFFIX, Snapshot, snapshot
 from ledgerflow.audit.projections import _Space
 from ledgerflow.config import Settings
 from ledgerflow.projections.keys import Keys
@@ -62,3 +62,54 @@ async def _check(settings: Settings) -> None:
 
 def test_one_script_call_reads_the_snapshots_the_commands_read(stack: Settings) -> None:
     asyncio.run(_check(stack))
+
+
+async def _check_entity_read_whole(settings: Settings, monkeypatch: Any) -> None:
+    """The projector writes an entity's content and fence in one script call while the audit
+    reads: the audit must see the entity before or after that write, never the fence of one
+    and the content of the other (that was a false ``projection.diff`` on a usage window the
+    wall clock closed during an audit)."""
+    keys = Keys(f"lf:t{uuid.uuid4().hex[:10]}:")
+    ns = keys.namespace
+    entity = "tenant:{acme}"
+    usage, fence = ns + entity + ":usage", ns + entity + FENCE_SUFFIX
+    others = [ns + f"conv:{{acme/c-{i}}}:turns" for i in range(20)]
+    redis = async_client(settings.redis_url)
+    space = _Space(redis, keys)
+    read = space.snapshots
+    calls, written = 0, False
+
+    async def read_then_write(names: list[str]) -> list[Snapshot]:
+        nonlocal calls, written
+        found = await read(names)
+        calls += 1
+        if not written and {usage, fence} & set(names):  # the projector applies the next record
+            written = True
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.hset(usage, "w2", "7")
+                pipe.hset(fence, "usage.windows:0", "6")
+                await pipe.execute()
+        return found
+
+    monkeypatch.setattr(space, "snapshots", read_then_write)
+    monkeypatch.setattr("ledgerflow.audit.projections.READ_BATCH", 1)  # a call per key, as far as allowed
+    try:
+        await redis.hset(usage, "w1", "5")
+        await redis.hset(fence, "usage.windows:0", "5")
+        for name in others:
+            await redis.rpush(name, "turn")
+        await space.load()
+        assert calls > 1, "the space was read in one call: the test shows nothing"
+        applied = space.fences[entity]["usage.windows:0"]
+        content = (await read([usage]))[0] if applied == 6 else snapshot("hash", {b"w1": b"5"})
+        assert space.digests[entity][entity + ":usage"] == content.digest, (
+            f"the fence says usage.windows:0 applied up to {applied} but the content read beside it "
+            "is from another moment: an entity's keys and fence were read by separate calls"
+        )
+    finally:
+        await redis.delete(usage, fence, *others)
+        await redis.aclose()
+
+
+def test_an_entity_and_its_fence_are_read_at_one_moment(stack: Settings, monkeypatch: Any) -> None:
+    asyncio.run(_check_entity_read_whole(stack, monkeypatch))
