@@ -18,7 +18,6 @@ Prints one line of percentiles (ms) and a JSON line; the trial's topics and keys
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from ledgerflow.bench.stats import percentile
 from ledgerflow.bench.trials import Env, Observer, cleanup, prepare, run_load, start_consumer, warm_up
+from ledgerflow.commands.parsing import OneLineParser, positive_float
 from ledgerflow.config import Settings, load_settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.payloads import PolicyDecision
@@ -100,9 +100,11 @@ async def main(settings: Settings, rate: float, seconds: float) -> dict[str, flo
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m ledgerflow.bench.worker_latency")
-    parser.add_argument("--rate", type=float, default=1000.0, help="turns per second (default 1000)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="how long to publish (default 10)")
+    parser = OneLineParser(prog="python -m ledgerflow.bench.worker_latency")
+    parser.add_argument("--rate", type=positive_float, default=1000.0, help="turns per second (default 1000)")
+    parser.add_argument(
+        "--seconds", type=positive_float, default=10.0, help="how long to publish (default 10)"
+    )
     args = parser.parse_args()
     got = asyncio.run(main(load_settings(), args.rate, args.seconds))
     print(

@@ -66,3 +66,18 @@ def test_absolute_figures_are_judged_on_our_median_and_json_has_no_nan() -> None
     assert (fig.value, fig.met, fig.runs) == (0.009, True, 3)
     unmeasured = figure(1, "x", [math.nan], [math.nan], "events/s", ">= 0.5").to_json()
     assert unmeasured["value"] is None and unmeasured["met"] is None and unmeasured["ours_runs"] == [None]
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "nan", "inf", "abc", ""])
+def test_worker_latency_refuses_a_rate_or_duration_that_measures_nothing_in_one_line(raw: str) -> None:
+    import subprocess
+    import sys
+
+    ran = subprocess.run(
+        [sys.executable, "-m", "ledgerflow.bench.worker_latency", "--rate", raw],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.count("\n") == 1 and "--rate" in ran.stderr, ran.stderr
