@@ -218,7 +218,9 @@ def is_cluster_client(client: object) -> bool:
 async def set_replicated(client: aioredis.Redis, key: str, value: bytes | str, **options: Any) -> Any:
     """``SET key value [options]`` (its reply) that survives a failover: on a cluster, followed on the
     same connection by ``WAIT 1`` (up to ``REPLICA_WAIT_MS``), so the caller acknowledges only what
-    the master's replica holds too. On one Redis (no replica to wait for) a plain SET."""
+    the master's replica holds too: a write no replica confirmed is ReplicaNotConfirmed (it stays
+    on the master; undoing it is the caller's choice). On one Redis (no replica to wait for) a
+    plain SET."""
     if not is_cluster_client(client):
         return await client.set(key, value, **options)
     await client.initialize()  # the slot map, before it is looked up
@@ -226,5 +228,21 @@ async def set_replicated(client: aioredis.Redis, key: str, value: bytes | str, *
     pipe.set(key, value, **options)
     node = client.get_node_from_key(key)  # type: ignore[attr-defined]
     pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
-    reply, _ = await execute_waited(pipe)
+    reply, replicas = await execute_waited(pipe)
+    return confirmed(reply, replicas)
+
+
+class ReplicaNotConfirmed(TryAgainError):
+    """A write that must survive a failover reached its master, but no replica confirmed it within
+    ``REPLICA_WAIT_MS`` (the replica is paused, behind, or gone: right after a failover the promoted
+    master has none until the old node rejoins). A failover now could forget it, so nothing may be
+    acknowledged on it; transient (the caller backs off or answers 503)."""
+
+
+def confirmed(reply: Any, replicas: int) -> Any:
+    """Pure: the reply of a ``SET`` followed by ``WAIT 1`` that returned ``replicas``, or
+    ReplicaNotConfirmed if the ``SET`` wrote (a truthy reply) and no replica holds it. A ``SET``
+    that wrote nothing (``NX`` on a taken key) has nothing to confirm."""
+    if reply and replicas < 1:
+        raise ReplicaNotConfirmed(f"no replica confirmed the write within {REPLICA_WAIT_MS} ms")
     return reply

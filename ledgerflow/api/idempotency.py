@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 
 from ledgerflow.contracts.ids import is_id
 from ledgerflow.errors import DomainError, ValidationError
-from ledgerflow.redisclient import set_replicated
+from ledgerflow.redisclient import ReplicaNotConfirmed, set_replicated
 
 __all__ = [
     "HORIZON_S",
@@ -48,6 +48,7 @@ __all__ = [
     "record_position",
     "redis_key",
     "step_key",
+    "undo_to",
 ]
 
 HORIZON_S = 24 * 3600
@@ -163,24 +164,60 @@ def fingerprint(request: Any) -> str:
 
 async def claim(redis: aioredis.Redis, key: str, mine: Claim, reused: str = REUSED) -> Decision:
     """Step 1 of an idempotent request: claim ``key`` for ``mine`` (SET NX, ``HORIZON_S``),
-    or judge the earlier claim (see :func:`judge`). Redis errors propagate (→ 503)."""
+    or judge the earlier claim (see :func:`judge`). Redis errors propagate (→ 503), and so does
+    ReplicaNotConfirmed after the claim is undone (see :func:`_claim_replicated`)."""
     for _ in range(2):  # a claim can expire between SET and GET: try once more
-        # replicated: a failover must not forget a claim whose event is about to be published
-        if await set_replicated(redis, key, mine.encode(), nx=True, ex=HORIZON_S):
+        if await _claim_replicated(redis, key, mine.encode(), None, nx=True, ex=HORIZON_S):
             return Decision(True, mine.event_id, None)
         raw = await redis.get(key)
         if raw is not None:
-            decision = judge(Claim.decode(raw), mine, time.time(), reused)
+            earlier = Claim.decode(raw)
+            decision = judge(earlier, mine, time.time(), reused)
             if decision.publish:  # a takeover: the claim is ours now, with the earlier event id
                 taken = Claim(mine.fingerprint, decision.event_id, time.time())
-                await set_replicated(redis, key, taken.encode(), keepttl=True)
+                await _claim_replicated(redis, key, taken.encode(), undo_to(earlier, mine, raw), keepttl=True)
             return decision
     raise InFlight("a request with this key is being processed; retry shortly")
 
 
+def undo_to(earlier: Claim, mine: Claim, raw: bytes | str) -> bytes | str | None:
+    """Pure: what a takeover of ``earlier`` (stored as ``raw``) is undone to. Another request's
+    stale claim is put back, so a retry takes it over again and publishes *its* event id (deleting
+    it would let the retry publish a second event id for one request); ``mine`` itself (our own
+    SET whose reply was lost, see :func:`judge`) is deleted, as a first claim is."""
+    return None if earlier == mine else raw
+
+
+# Compare-and-undo: only a key that still holds what this request wrote is touched, so a claim made
+# since by another request is never deleted. ARGV[2], when given, is the value to put back.
+_UNDO = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if #ARGV == 1 then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+
+
+async def _claim_replicated(
+    redis: aioredis.Redis, key: str, value: bytes, previous: bytes | str | None, **options: Any
+) -> Any:
+    """``set_replicated``; a claim no replica confirmed is undone (``previous`` put back, or the key
+    deleted) before ReplicaNotConfirmed propagates: a failover could forget it, and the event it
+    stands for is not published yet, so the request is refused (503) and its retry claims again."""
+    try:
+        return await set_replicated(redis, key, value, **options)
+    except ReplicaNotConfirmed:
+        undo = [value] if previous is None else [value, previous]
+        await redis.eval(_UNDO, 1, key, *undo)
+        raise
+
+
 async def record_position(redis: aioredis.Redis, key: str, mine: Claim, event_id: str, position: str) -> None:
     """Step 3: remember where the event landed (keeps the claim's expiry). The request is
-    acknowledged after this: on a Redis Cluster it waits for the replica, so a failover keeps it."""
+    acknowledged after this: on a Redis Cluster it waits for the replica, so a failover keeps it.
+    If no replica confirms it (ReplicaNotConfirmed), it stays on the master and the caller still
+    acknowledges (the event is on the log): the claim naming the event id is on the replica
+    already, so a failover can at worst make a retry publish that same event id again."""
     claimed = Claim(mine.fingerprint, event_id, mine.claimed_at, position).encode()
     await set_replicated(redis, key, claimed, keepttl=True)
 

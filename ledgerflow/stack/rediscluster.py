@@ -157,15 +157,27 @@ def create(cluster: tuple[redis_stack.RedisNode, ...]) -> None:
 def wait_until_ok(cluster: tuple[redis_stack.RedisNode, ...], timeout: float = FORM_TIMEOUT_S) -> None:
     """Wait until every node reports ``cluster_state:ok`` and sees all masters and replicas:
     the state turns ok as soon as the slots are covered, while a replica may still show as
-    an empty master until gossip has spread its role."""
+    an empty master until gossip has spread its role. And until every replica has synced with
+    its master: before that a ``WAIT 1`` on the master returns 0, and the edge refuses the
+    idempotency claims of that shard (503)."""
     deadline = time.monotonic() + timeout
     states: list[str] = []
     while time.monotonic() < deadline:
         states = [cluster_info(n).get("cluster_state", "?") for n in cluster]
-        if all(s == "ok" for s in states) and all(formed(cluster_nodes(n)) for n in cluster):
+        if (
+            all(s == "ok" for s in states)
+            and all(formed(cluster_nodes(n)) for n in cluster)
+            and all(synced(n) for n in cluster)
+        ):
             return
         time.sleep(0.3)
     raise StackError(f"the Redis Cluster did not become healthy within {timeout:.0f} s: states {states}")
+
+
+def synced(node: redis_stack.RedisNode) -> bool:
+    """Whether ``node`` is a master, or a replica whose link to its master is up (synced)."""
+    info = parse_cluster_info(_command(node, "INFO", "replication"))
+    return info.get("role") != "slave" or info.get("master_link_status") == "up"
 
 
 def formed(members: list[ClusterNode]) -> bool:

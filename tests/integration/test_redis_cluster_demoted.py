@@ -33,13 +33,6 @@ KEY = "demoted:{conversation-7}"
 SET_SCRIPT = "return redis.call('SET', KEYS[1], ARGV[1])"
 
 
-def _replica_of(cluster: PrivateCluster, master: RedisNode) -> RedisNode:
-    members = rediscluster.cluster_nodes(master)
-    me = next(m for m in members if m.address == f"{master.host}:{master.port}")
-    replica = next(m for m in members if m.master_id == me.node_id)
-    return next(n for n in cluster.nodes if f"{n.host}:{n.port}" == replica.address)
-
-
 def _fail_over_to(cluster: PrivateCluster, replica: RedisNode, master: RedisNode) -> None:
     """``CLUSTER FAILOVER`` on ``replica``; until every node sees it as the master and ``master``
     as its replica."""
@@ -65,7 +58,7 @@ async def _write(client: aioredis.Redis, value: str) -> object:
 async def _stale_client(cluster: PrivateCluster) -> AsyncIterator[aioredis.Redis]:
     """A cluster client whose slot map names the key's master from before a failover to its replica."""
     master = cluster.master_of(KEY)
-    replica = _replica_of(cluster, master)
+    replica = cluster.replica_of(master)
     client = async_client(cluster.url, socket_timeout=5, socket_connect_timeout=2)
     try:
         assert await _write(client, "before") is True  # the slot map now names the old master

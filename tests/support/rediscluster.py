@@ -48,6 +48,13 @@ class PrivateCluster:
             client.close()
         return next(n for n in self.nodes if n.port == owner.port)
 
+    def replica_of(self, master: redis_stack.RedisNode) -> redis_stack.RedisNode:
+        """The node that replicates ``master`` now."""
+        members = rediscluster.cluster_nodes(master)
+        me = next(m for m in members if m.address == f"{master.host}:{master.port}")
+        replica = next(m for m in members if m.master_id == me.node_id)
+        return next(n for n in self.nodes if f"{n.host}:{n.port}" == replica.address)
+
     def kill_master_of(self, key: str) -> redis_stack.RedisNode:
         """SIGKILL the master serving ``key`` (no shutdown, no last write flushed); return it."""
         node = self.master_of(key)

@@ -12,11 +12,15 @@ from redis.asyncio.connection import Connection as AsyncConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ledgerflow.api.faults import bounded
+from ledgerflow.errors import InfrastructureError
 from ledgerflow.redisclient import (
     MasterDemoted,
+    ReplicaNotConfirmed,
     addresses,
     async_client,
     cluster_url,
+    confirmed,
     execute_waited,
     is_cluster,
     node_url,
@@ -118,6 +122,33 @@ def test_a_wait_on_a_demoted_master_is_transient(reply: str) -> None:
     refused = redis_sync.ResponseError(f"Command # 2 (WAIT 1 100) of pipeline caused error: ('{reply}',)")
     with pytest.raises(MasterDemoted):
         asyncio.run(execute_waited(_Pipe(refused)))
+
+
+@pytest.mark.parametrize("reply", [True, b"OK", "OK"])
+def test_a_write_no_replica_confirmed_is_transient(reply: object) -> None:
+    with pytest.raises(ReplicaNotConfirmed):
+        confirmed(reply, 0)
+    with pytest.raises(ReplicaNotConfirmed):
+        confirmed(reply, -1)  # never returned by Redis; still not a confirmation
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_write_a_replica_confirmed_is_its_reply(replicas: int) -> None:
+    assert confirmed(True, replicas) is True
+
+
+@pytest.mark.parametrize("reply", [None, False])
+def test_a_set_that_wrote_nothing_needs_no_replica(reply: object) -> None:
+    """``SET NX`` on a taken key: the caller reads the key next, nothing of its own is at stake."""
+    assert confirmed(reply, 0) is reply
+
+
+def test_at_the_edge_an_unconfirmed_write_is_a_503() -> None:
+    async def unconfirmed() -> object:
+        return confirmed(True, 0)
+
+    with pytest.raises(InfrastructureError, match="ReplicaNotConfirmed"):
+        asyncio.run(bounded(unconfirmed(), "Redis idempotency claim"))
 
 
 def test_any_other_error_of_a_waited_pipeline_is_left_as_it_is() -> None:

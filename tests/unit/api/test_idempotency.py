@@ -16,6 +16,7 @@ from ledgerflow.api.idempotency import (
     judge,
     redis_key,
     step_key,
+    undo_to,
 )
 from ledgerflow.errors import ValidationError
 
@@ -85,3 +86,12 @@ def test_judge() -> None:
     assert (own.publish, own.event_id) == (True, "new-id")  # our SET landed, its reply was lost
     stale = judge(Claim("f1", "old-id", 1000.0 - STALE_S - 1), mine, 1000.0)
     assert (stale.publish, stale.event_id) == (True, "old-id")  # same event id again, never a new one
+
+
+def test_an_unconfirmed_takeover_puts_the_earlier_claim_back_and_an_own_claim_is_deleted() -> None:
+    mine = Claim("f1", "new-id", 1000.0)
+    stale = Claim("f1", "old-id", 1000.0 - STALE_S - 1)
+    assert undo_to(stale, mine, stale.encode()) == stale.encode()  # a retry takes over old-id again
+    assert undo_to(mine, mine, mine.encode()) is None  # our own first claim: gone, as if never made
+    same_id_older = Claim("f1", "new-id", 990.0)  # another request's claim, even with our event id
+    assert undo_to(same_id_older, mine, same_id_older.encode()) == same_id_older.encode()
