@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -141,12 +142,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     logformat.choose(args.log_format)
     import asyncio
 
-    from ledgerflow.agents.runner import wanted_agents
+    from ledgerflow.agents.runner import check_environment, wanted_agents
     from ledgerflow.commands.announce import announce
     from ledgerflow.commands.quiet import unhush_clients
     from ledgerflow.kafka.admin import ensure_topics
 
     wanted_agents(args.agents)  # a usage error before any connection attempt
+    check_environment(os.environ)  # the same for a bad variable, also before any child is started
     if args.processes != 1:
         return cmd_worker_processes(args, settings)
     asyncio.run(ensure_topics(settings))  # a missing broker is one line, without aiokafka's retries

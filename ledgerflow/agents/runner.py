@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -31,10 +31,18 @@ from ledgerflow.topics import (
 )
 from ledgerflow.tracing import spans
 from ledgerflow.tracing.current import install_log_fields
+from ledgerflow.usage.settings import window_config_from
 
 AGENTS = ("policy", "projector", "training", "usage", "models")
 
 log = logging.getLogger(__name__)
+
+
+def check_environment(environ: Mapping[str, str]) -> float:
+    """The worker's numeric variables, parsed before it connects (a bad one is one line, exit 2;
+    in the usage agent it would surface once the app runs): the batch linger in seconds."""
+    window_config_from(environ)  # read again by the usage agent
+    return linger_from(environ)
 
 
 def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str], None] | None = None) -> int:
@@ -46,7 +54,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     install_log_fields()  # log records carry trace_id/tenant/conversation/offset when bound
     spans.configure("ledgerflow-worker")  # OpenTelemetry spans, only when an exporter is configured
     wanted = wanted_agents(agents)
-    linger_s = linger_from(os.environ)  # a usage error before any connection attempt
+    linger_s = check_environment(os.environ)  # a usage error before any connection attempt
     asyncio.run(ensure_topics(settings))
     # Partitions added to a live topic: one line and exit 1 before anything runs (agents/layout.py).
     pinned = asyncio.run(layout.pin(settings, loop_group(settings)))

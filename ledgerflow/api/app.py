@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio.retry import Retry
@@ -47,11 +48,13 @@ from ledgerflow.api.limits import EdgeLimits, HeaderLimits, TenantRateLimit
 from ledgerflow.api.middleware import HttpMiddleware
 from ledgerflow.api.problems import exception_handlers
 from ledgerflow.api.tracing import TraceContextMiddleware
+from ledgerflow.api.tuning import tuning_from
+from ledgerflow.audit.cli import check_environment as check_audit_environment
 from ledgerflow.auth.jwks import JwksSource
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
-from ledgerflow.identity.edge import RefusalRecorder
+from ledgerflow.identity.edge import RefusalRecorder, refusals_window_from
 from ledgerflow.kafka.admin import SharedAdmin
 from ledgerflow.kafka.reference import ReferenceData
 from ledgerflow.metrics import observe_http
@@ -118,10 +121,21 @@ def registry_routes() -> list[BaseRoute]:
     ]
 
 
+def check_environment(environ: Mapping[str, str]) -> None:
+    """The numeric variables ``create_app`` reads, parsed on their own: ``ledgerflow serve`` calls it
+    before it connects anywhere, so a bad one is one line (exit 2) and nothing else."""
+    EdgeLimits.from_env(environ)
+    tuning_from(environ)
+    refusals_window_from(environ)
+    check_audit_environment(environ)
+
+
 def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
     install_log_fields()  # log records carry the request's trace_id (docs/tracing.md)
     spans.configure("ledgerflow-edge")  # OpenTelemetry spans, only when an exporter is configured
     limits = EdgeLimits.from_env()
+    tuning = tuning_from(os.environ)
+    check_audit_environment(os.environ)  # POST /v1/audit runs it: a bad variable stops the edge here
     verifier = TokenVerifier(
         JwksSource(settings.jwks_location), issuer=settings.issuer, audience=settings.audience
     )
@@ -178,6 +192,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                 reference,
                 heartbeat_s=heartbeat_s,
                 limits=limits,
+                tuning=tuning,
                 offsets=offsets,
                 admin=admin,
             )

@@ -4,8 +4,8 @@ Sequence:
 1. Take the tenant's audit lock in Redis (``SET NX`` with a TTL a little over the deadline):
    a second request while one runs is a 409 with ``Retry-After``.
 2. Run ``ledgerflow.audit.cli.run_audit`` in a worker thread with its own event loop (the
-   audit is CPU-bound: the edge's loop keeps serving), bounded by ``AUDIT_DEADLINE_S``
-   (``LEDGERFLOW_AUDIT_DEADLINE_S``); past it the audit is cancelled and the answer is a
+   audit is CPU-bound: the edge's loop keeps serving), bounded by ``EdgeTuning.audit_deadline_s``
+   (``LEDGERFLOW_AUDIT_DEADLINE_S``, api/tuning.py); past it the audit is cancelled and the answer is a
    503 with ``Retry-After``.
 3. Keep the findings of this tenant only: a finding with a record position belongs to the
    tenant of that record (read back from Kafka); one without belongs to the tenant in its
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import time
 import uuid
@@ -42,7 +41,6 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.errors import DecodeError, InfrastructureError
 
-AUDIT_DEADLINE_S = float(os.environ.get("LEDGERFLOW_AUDIT_DEADLINE_S", "60"))
 LOOKUP_DEADLINE_S = 10.0
 RETRY_AFTER_S = 5
 _TAG = re.compile(r"(?:conv|tenant):\{([^}/]*)[}/]")
@@ -128,16 +126,16 @@ class Outcome:
     record_tenants: dict[Position, str | None]
 
 
-async def _audit(settings: Settings) -> Outcome:
-    async with asyncio.timeout(AUDIT_DEADLINE_S):
+async def _audit(settings: Settings, deadline_s: float) -> Outcome:
+    async with asyncio.timeout(deadline_s):
         report = await run_audit(settings, projections=True, progress=False)
     async with asyncio.timeout(LOOKUP_DEADLINE_S):
         tenants = await record_tenants(settings, positions(report.findings))
     return Outcome(report, tenants)
 
 
-def _audit_in_thread(settings: Settings) -> Outcome:
-    return asyncio.run(_audit(settings))
+def _audit_in_thread(settings: Settings, deadline_s: float) -> Outcome:
+    return asyncio.run(_audit(settings, deadline_s))
 
 
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -177,7 +175,8 @@ async def audit(request: Request) -> Any:
     principal = requires_role(request, ADMIN)
     ctx: EdgeContext = request.app.state.ctx
     key, token = lock_key(ctx.settings.topic_prefix, principal.tenant), uuid.uuid4().hex
-    ttl_ms = int((AUDIT_DEADLINE_S + LOOKUP_DEADLINE_S + 10) * 1000)
+    deadline_s = ctx.tuning.audit_deadline_s
+    ttl_ms = int((deadline_s + LOOKUP_DEADLINE_S + 10) * 1000)
     # Step 1.
     if not await within_deadline(ctx.redis.set(key, token, nx=True, px=ttl_ms), "redis"):
         return problem(
@@ -190,11 +189,11 @@ async def audit(request: Request) -> Any:
     try:
         # Step 2.
         try:
-            outcome = await asyncio.to_thread(_audit_in_thread, ctx.settings)
+            outcome = await asyncio.to_thread(_audit_in_thread, ctx.settings, deadline_s)
         except TimeoutError:
             took = time.perf_counter() - began
             raise InfrastructureError(
-                f"the audit did not finish within {AUDIT_DEADLINE_S:g} s ({took:.1f} s)"
+                f"the audit did not finish within {deadline_s:g} s ({took:.1f} s)"
             ) from None
         # Step 3.
         mine = findings_for(principal.tenant, outcome.report, outcome.record_tenants)

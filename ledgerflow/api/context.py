@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ledgerflow.api.hub import Hub
 from ledgerflow.api.limits import EdgeLimits, SseSlots, TokenBuckets
+from ledgerflow.api.tuning import EdgeTuning
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import SharedAdmin
@@ -32,6 +33,7 @@ class EdgeContext:
     reauth_before_s: float = 30.0
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     limits: EdgeLimits = field(default_factory=EdgeLimits)
+    tuning: EdgeTuning = field(default_factory=EdgeTuning)
     offsets: AIOKafkaConsumer | None = None
     """A group-less consumer used only to ask for log end offsets (consistency tokens)."""
     admin: SharedAdmin | None = None

@@ -11,7 +11,6 @@ takes much longer than one deadline.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -92,8 +91,8 @@ async def readyz(request: Request) -> Response:
         redis_status(ctx), ctx.hub.kafka_status(), projection_lag(ctx)
     )
     checks: dict[str, str] = {"redis": redis_state, "kafka": kafka_state}
-    if lag is not None and lag > MAX_READY_LAG:
-        checks["projection"] = f"{lag} records behind (more than {MAX_READY_LAG})"
+    if lag is not None and lag > ctx.tuning.ready_max_lag:
+        checks["projection"] = f"{lag} records behind (more than {ctx.tuning.ready_max_lag})"
     if ctx.closing.is_set():
         checks["edge"] = "shutting down"
     if all(v == "ok" for v in checks.values()):
@@ -141,9 +140,6 @@ async def metrics(request: Request) -> Response:
     if ctx is not None:
         await projection_lag(ctx)  # refresh the gauge for this scrape
     return Response(generate_latest(EDGE_REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-
-MAX_READY_LAG = int(os.environ.get("LEDGERFLOW_READY_MAX_LAG", "100000"))
 
 
 async def projection_lag(ctx: EdgeContext) -> int | None:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TextIO
 
-from ledgerflow.audit.logchecks import ProgressFactory, audit_logs
+from ledgerflow.audit.logchecks import ProgressFactory, audit_logs, grace_from
 from ledgerflow.audit.projections import audit_projections
 from ledgerflow.audit.report import Report, summary, to_json
 from ledgerflow.commands.progress import Update, bar
 from ledgerflow.config import Settings
+from ledgerflow.projections.parallel import processes_from
+from ledgerflow.usage.settings import window_config_from
 
 CLEAN, DISCREPANCY = 0, 1
 
@@ -39,6 +43,7 @@ async def run_audit(
     must have its decision or outcome; None: ``LEDGERFLOW_AUDIT_GRACE_S``, default 60.
     """
     began = time.perf_counter()
+    check_environment(os.environ, projections)
     report = Report()
     bar = bars(progress)
     if projections:  # the read-model rebuild runs in worker processes meanwhile
@@ -51,6 +56,15 @@ async def run_audit(
         await audit_logs(settings, report, bar, grace_s=grace_s)
     report.seconds = time.perf_counter() - began
     return report
+
+
+def check_environment(environ: Mapping[str, str], projections: bool = True) -> None:
+    """Every variable the audit reads, parsed before a record is read: a bad one is one line
+    (ValidationError), not a traceback minutes into the run."""
+    grace_from(environ)
+    window_config_from(environ)
+    if projections:
+        processes_from(environ, os.cpu_count())
 
 
 def bars(show: bool | None, stream: TextIO | None = None) -> ProgressFactory:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager
 
 from ledgerflow.audit.chains import ChainCheck
@@ -45,6 +45,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
+from ledgerflow.envnumbers import env_number
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.logs import RawRecord
@@ -81,7 +82,12 @@ SYSTEM_PRODUCER_PREFIX = "ledgerflow-"
 
 
 def grace_from_env() -> float:
-    return float(os.environ.get(GRACE_ENV, DEFAULT_GRACE_S))
+    return grace_from(os.environ)
+
+
+def grace_from(environ: Mapping[str, str]) -> float:
+    """Pure: ``LEDGERFLOW_AUDIT_GRACE_S`` in seconds (0 or more, finite), default ``DEFAULT_GRACE_S``."""
+    return env_number(environ, GRACE_ENV, DEFAULT_GRACE_S, 0)
 
 
 async def audit_logs(

@@ -6,6 +6,8 @@ answer is therefore 3, not the CLI-wide 1 (docs/cli.md).
 
 from __future__ import annotations
 
+import os
+
 from ledgerflow.commands.failures import one_line
 from ledgerflow.commands.parsing import stderr
 from ledgerflow.commands.preflight import require_redis
@@ -16,8 +18,9 @@ COULD_NOT_RUN = 3
 
 
 def audit(settings: Settings, *, json_out: str | None, skip_projections: bool, quiet: bool) -> int:
-    from ledgerflow.audit.cli import audit_cli
+    from ledgerflow.audit.cli import audit_cli, check_environment
 
+    check_environment(os.environ, not skip_projections)  # a bad variable: one line, exit 2, nothing read
     try:
         if not skip_projections:  # before the log replay, not after it
             require_redis(settings)

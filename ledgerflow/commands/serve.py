@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from ledgerflow.commands.announce import announce
 from ledgerflow.commands.preflight import require_redis, require_topics
@@ -13,8 +14,11 @@ from ledgerflow.stack.processes import port_in_use
 
 
 def serve_cli(settings: Settings) -> int:
-    from ledgerflow.api.server import serve
+    from ledgerflow.api.app import check_environment
+    from ledgerflow.api.server import SseKnobs, serve
 
+    SseKnobs.from_env()
+    check_environment(os.environ)  # a bad variable is one line before any connection attempt
     if port_in_use(settings.http_host, settings.http_port):
         raise InfrastructureError(
             f"{settings.http} is taken (another edge?): stop that process, or listen elsewhere with "

@@ -15,11 +15,13 @@ import os
 import re
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import ANY_TENANT, Event
+from ledgerflow.envnumbers import DAY_S, env_whole
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.identity.records import EDGE_CHAIN_PREFIX
 from ledgerflow.identity.refusals import RefusalWindow, claimed_tenant, reason_of
@@ -32,6 +34,11 @@ WINDOW_ENV = "LEDGERFLOW_AUTH_REFUSALS_WINDOW_S"
 DEFAULT_WINDOW_S = 60
 
 
+def refusals_window_from(environ: Mapping[str, str]) -> int:
+    """Pure: ``LEDGERFLOW_AUTH_REFUSALS_WINDOW_S``, whole seconds from 1 to a day (default 60)."""
+    return env_whole(environ, WINDOW_ENV, DEFAULT_WINDOW_S, 1, int(DAY_S))
+
+
 def edge_chain_id() -> str:
     """``edge:<host>:<pid>:<start>``, in the id grammar (a restarted edge starts a new chain)."""
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:60] or "host"
@@ -41,7 +48,7 @@ def edge_chain_id() -> str:
 class RefusalRecorder:
     def __init__(self, settings: Settings, window_s: int | None = None) -> None:
         self.settings = settings
-        self.window_s = window_s or int(os.environ.get(WINDOW_ENV, "") or DEFAULT_WINDOW_S)
+        self.window_s = window_s or refusals_window_from(os.environ)
         self.writer = ChainWriter(edge_chain_id())
         self.window = RefusalWindow()
         self.window_start = self._boundary(time.time())

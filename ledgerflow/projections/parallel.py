@@ -30,7 +30,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,6 +39,7 @@ from aiokafka import TopicPartition
 
 from ledgerflow import gcpolicy
 from ledgerflow.config import Settings
+from ledgerflow.envnumbers import env_whole
 from ledgerflow.projections.fold import Writes
 from ledgerflow.projections.fresh import FreshReplay
 from ledgerflow.projections.guards import guard_complete, is_guard_key
@@ -54,10 +55,18 @@ PROCESSES_ENV = "LEDGERFLOW_REBUILD_PROCESSES"
 Horizon = list[tuple[str, int, int]]  # (topic, partition, end offset): picklable
 
 
+MAX_PROCESSES = 1024
+
+
 def processes_from_env() -> int:
     """Worker processes of a rebuild: ``LEDGERFLOW_REBUILD_PROCESSES``, default the CPU count."""
-    raw = os.environ.get(PROCESSES_ENV, "")
-    return max(int(raw), 1) if raw.strip() else max(os.cpu_count() or 1, 1)
+    return processes_from(os.environ, os.cpu_count())
+
+
+def processes_from(environ: Mapping[str, str], cpus: int | None) -> int:
+    """Pure: ``LEDGERFLOW_REBUILD_PROCESSES`` (1 to ``MAX_PROCESSES``), default ``cpus``;
+    ValidationError naming the variable otherwise (0 or a negative count used to mean 1)."""
+    return env_whole(environ, PROCESSES_ENV, max(cpus or 1, 1), 1, MAX_PROCESSES)
 
 
 @dataclass

@@ -168,6 +168,46 @@ def test_unknown_worker_agent_is_a_usage_error_before_any_connection(
     )
 
 
+@pytest.mark.parametrize(
+    ("verb", "env"),
+    [
+        (["worker"], {"LEDGERFLOW_USAGE_WINDOW_S": "nan"}),
+        (["worker", "--processes", "2"], {"LEDGERFLOW_USAGE_LATENESS_S": "-1"}),
+        (["serve"], {"LEDGERFLOW_AUDIT_DEADLINE_S": "0"}),
+        (["serve"], {"LEDGERFLOW_READY_MAX_LAG": "lots"}),
+        (["serve"], {"LEDGERFLOW_AUTH_REFUSALS_WINDOW_S": "1.5"}),
+        (["serve"], {"LEDGERFLOW_REBUILD_PROCESSES": "0"}),  # POST /v1/audit rebuilds with it
+        (["audit"], {"LEDGERFLOW_AUDIT_GRACE_S": "inf"}),
+    ],
+    ids=[
+        "worker-window",
+        "worker-processes-lateness",
+        "serve-deadline",
+        "serve-lag",
+        "serve-refusals",
+        "serve-rebuild",
+        "audit-grace",
+    ],
+)
+def test_a_bad_numeric_variable_is_one_line_before_any_connection(
+    settings: Settings, nothing_listens: str, verb: list[str], env: dict[str, str]
+) -> None:
+    """Kafka and Redis are addresses where nothing listens: the variable is refused before either is
+    tried (exit 2, not 1), in one line naming it, its value and what is allowed, with no traceback."""
+    nowhere = {
+        "LEDGERFLOW_KAFKA_BOOTSTRAP": nothing_listens,
+        "LEDGERFLOW_REDIS_URL": f"redis://{nothing_listens}/0",
+    }
+    ran = run_cli(
+        settings, *verb, env=nowhere | {"LEDGERFLOW_HTTP": f"127.0.0.1:{free_port()}"} | env, timeout=60
+    )
+    ((name, value),) = env.items()
+    assert ran.code == USAGE, ran.err
+    line = ran.one_line()
+    assert line.startswith(f"ledgerflow: {name}={value!r}: ") and "(default " in line, line
+    assert "Traceback" not in ran.err + ran.out
+
+
 def test_parser_errors_are_one_line(settings: Settings) -> None:
     ran = run_cli(settings)
     assert ran.code == USAGE
