@@ -9,6 +9,7 @@ shared stack is never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,10 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ledgerflow.api.idempotency import event_key, step_key
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.kafka.logs import read_all
+from ledgerflow.redisclient import sync_client
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop
@@ -115,8 +118,13 @@ def test_broker_restart_is_503_within_the_deadline_then_recovers(
         assert ok.status_code == 202, ok.text
         stop(private_kafka.process)
         # Step 1: the broker is down: 503 + Retry-After, not a hang (the client gives up after 20 s).
-        _assert_503(httpx.post(f"{edge}/v1/events", json=_turn("during"), headers=_headers(ours), timeout=20))
+        during = _turn("during")
+        _assert_503(httpx.post(f"{edge}/v1/events", json=during, headers=_headers(ours), timeout=20))
         _assert_503(_step(edge, _headers(ours, **{"Idempotency-Key": "k-2"}), "during-step"))
+        # Their claims were undone (not left to go stale): a retry is not held off as in flight.
+        with contextlib.closing(sync_client(ours.redis_url)) as redis:
+            assert redis.get(event_key(ours.topic_prefix, "acme", during["event_id"])) is None
+            assert redis.get(step_key(ours.topic_prefix, "acme", "alice", "k-2")) is None
         # Step 2: the broker is back: requests succeed again without restarting the edge.
         kafka_stack.start(private_kafka)
         deadline = time.monotonic() + 90
@@ -129,4 +137,6 @@ def test_broker_restart_is_503_within_the_deadline_then_recovers(
         assert resp.status_code == 202, resp.text
         retry = _step(edge, _headers(ours, **{"Idempotency-Key": "k-2"}), "during-step")
         assert retry.status_code == 202, retry.text
+        again = httpx.post(f"{edge}/v1/events", json=during, headers=_headers(ours), timeout=20)
+        assert (again.status_code, again.json()["duplicate"]) == (202, False), again.text
     assert "Traceback" not in proc.log_tail(400)
