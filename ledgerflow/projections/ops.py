@@ -1,4 +1,12 @@
-"""What a projection asks Redis to do, as data: pure functions return these, the writer applies them."""
+"""What a projection asks Redis to do, as data: pure functions return these, the writer applies them.
+
+The ops are built about twenty times per turn on the hot path, so they are plain slotted
+dataclasses, not frozen ones: a frozen dataclass's ``__init__`` sets each field through
+``object.__setattr__``, about twice the cost (measured: 516 ns against 223 ns for a
+``RedisOp``). Nothing mutates them; treat them as values. They compare by value and are not
+hashable (nothing keys a dict by them). ``Position``, one per record and used as a key, stays
+frozen.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +41,7 @@ class Position:
         return f"{self.topic}:{self.partition}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RedisOp:
     command: str
     key: str
@@ -47,7 +55,7 @@ class RedisOp:
             raise ValueError(f"{self.command} takes {arity} arguments, got {len(self.args)}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Once:
     """Apply a record's ops only the first time ``member`` is added to the hash ``key``.
 
@@ -59,7 +67,7 @@ class Once:
     member: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChainLink:
     """Apply a chained record's ops only if it links to the last record projected of its chain.
 
@@ -77,7 +85,7 @@ class ChainLink:
     quarantine_key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FencedOps:
     """Ops on one entity's keys (one Redis Cluster slot), applied at most once per record.
 

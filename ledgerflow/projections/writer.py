@@ -282,10 +282,9 @@ def _encode_batch(
         if not chunks or len(chunks[-1][2]) >= per_call:
             chunks.append(([], {}, []))
         keys, index, records = chunks[-1]
-        ops: list[list[object]] = []
-        for op in fenced.ops:
-            args = [a if isinstance(a, str) else str(a) for a in op.args]
-            ops.append([op.command, _slot(keys, index, op.key), *args])
+        # Numbers go as text (Lua would print a 16-digit timestamp in exponent form); ``str`` of
+        # a str is the str itself, and ``map`` keeps the loop in C.
+        ops = [[op.command, _slot(keys, index, op.key), *map(str, op.args)] for op in fenced.ops]
         record: list[object] = [
             _slot(keys, index, fenced.fence_key),
             fenced.position.cursor,
