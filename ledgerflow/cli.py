@@ -355,6 +355,9 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
 
     from ledgerflow.commands.progress import Update, bar
     from ledgerflow.projections.generations import rebuild_and_switch
+    from ledgerflow.projections.parallel import processes_from_env
+
+    processes_from_env()  # a bad LEDGERFLOW_REBUILD_PROCESSES: one line before the rebuild starts
 
     async def run(progress: Update) -> int:
         redis = async_client(settings.redis_url, socket_timeout=30)

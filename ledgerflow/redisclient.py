@@ -41,6 +41,11 @@ REPLICA_WAIT_MS = 100
 """How long a write that must survive a failover waits for a replica's ``WAIT 1`` (on loopback a
 replica in sync answers in well under a millisecond)."""
 
+CLAIM_WAIT_MS = 500
+"""``set_replicated``'s wait: a write no replica confirmed in time is refused (503), so a replica
+slowed for a moment (a fork, a loaded host) gets longer than the projector's ``REPLICA_WAIT_MS``,
+after which the projector goes on anyway."""
+
 UNAVAILABLE: tuple[type[Exception], ...] = (ClusterDownError, TryAgainError, RedisClusterException)
 """What a Redis Cluster raises while it cannot serve a slot (a master down, a failover under way,
 no node reachable): transient like a connection error, and handled the same way (back off, 503).
@@ -217,26 +222,40 @@ def is_cluster_client(client: object) -> bool:
 
 async def set_replicated(client: aioredis.Redis, key: str, value: bytes | str, **options: Any) -> Any:
     """``SET key value [options]`` (its reply) that survives a failover: on a cluster, followed on the
-    same connection by ``WAIT 1`` (up to ``REPLICA_WAIT_MS``), so the caller acknowledges only what
-    the master's replica holds too: a write no replica confirmed is ReplicaNotConfirmed (it stays
-    on the master; undoing it is the caller's choice). On one Redis (no replica to wait for) a
-    plain SET."""
+    same connection by ``WAIT 1`` (up to ``CLAIM_WAIT_MS``), so the caller acknowledges only what
+    the master's replica holds too. A write that a connected replica did not confirm in time is
+    ReplicaNotConfirmed (it stays on the master; undoing it is the caller's choice). A master with
+    no replica connected (a cluster without replicas, or just after a failover until the old node
+    rejoins) has none a failover could promote without the write: it is acknowledged as on one
+    Redis. On one Redis (no replica to wait for) a plain SET."""
     if not is_cluster_client(client):
         return await client.set(key, value, **options)
     await client.initialize()  # the slot map, before it is looked up
     pipe = client.pipeline(transaction=False)
     pipe.set(key, value, **options)
     node = client.get_node_from_key(key)  # type: ignore[attr-defined]
-    pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+    pipe.execute_command("WAIT", 1, CLAIM_WAIT_MS, target_nodes=node)
     reply, replicas = await execute_waited(pipe)
+    if reply and replicas < 1:  # the rare path: is a replica there that could be promoted without it?
+        role = await client.execute_command("ROLE", target_nodes=node)  # type: ignore[no-untyped-call]
+        replicas = confirmed_by_absence(role)
     return confirmed(reply, replicas)
 
 
+def confirmed_by_absence(role: Any) -> int:
+    """Pure: from a master's ``ROLE`` reply, 1 when it has no replica connected (no failover can
+    promote a node that lacks the write: as safe as one Redis), else 0 (a connected replica did
+    not confirm). Anything but a master's reply is 0."""
+    if not isinstance(role, (list, tuple)) or len(role) < 3:
+        return 0
+    kind = role[0].decode() if isinstance(role[0], bytes) else role[0]
+    return 1 if kind == "master" and not role[2] else 0
+
+
 class ReplicaNotConfirmed(TryAgainError):
-    """A write that must survive a failover reached its master, but no replica confirmed it within
-    ``REPLICA_WAIT_MS`` (the replica is paused, behind, or gone: right after a failover the promoted
-    master has none until the old node rejoins). A failover now could forget it, so nothing may be
-    acknowledged on it; transient (the caller backs off or answers 503)."""
+    """A write that must survive a failover reached its master, but its connected replica did not
+    confirm it within ``CLAIM_WAIT_MS`` (paused, or behind). A failover now could forget it, so
+    nothing may be acknowledged on it; transient (the caller backs off or answers 503)."""
 
 
 def confirmed(reply: Any, replicas: int) -> Any:
@@ -244,5 +263,5 @@ def confirmed(reply: Any, replicas: int) -> Any:
     ReplicaNotConfirmed if the ``SET`` wrote (a truthy reply) and no replica holds it. A ``SET``
     that wrote nothing (``NX`` on a taken key) has nothing to confirm."""
     if reply and replicas < 1:
-        raise ReplicaNotConfirmed(f"no replica confirmed the write within {REPLICA_WAIT_MS} ms")
+        raise ReplicaNotConfirmed(f"no replica confirmed the write within {CLAIM_WAIT_MS} ms")
     return reply

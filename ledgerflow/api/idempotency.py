@@ -165,7 +165,8 @@ def fingerprint(request: Any) -> str:
 async def claim(redis: aioredis.Redis, key: str, mine: Claim, reused: str = REUSED) -> Decision:
     """Step 1 of an idempotent request: claim ``key`` for ``mine`` (SET NX, ``HORIZON_S``),
     or judge the earlier claim (see :func:`judge`). Redis errors propagate (→ 503), and so does
-    ReplicaNotConfirmed after the claim is undone (see :func:`_claim_replicated`)."""
+    ReplicaNotConfirmed after the claim is undone (see :func:`_claim_replicated`; if the undo
+    itself fails, its Redis error propagates instead: a 503 too, and the claim goes stale)."""
     for _ in range(2):  # a claim can expire between SET and GET: try once more
         if await _claim_replicated(redis, key, mine.encode(), None, nx=True, ex=HORIZON_S):
             return Decision(True, mine.event_id, None)

@@ -52,8 +52,8 @@ TITLES = {
     "nothing was published; `required` and `in_force` name both hashes",
     422: "The request is well-formed but invalid; `detail` names the field",
     429: "Over a per-tenant limit (`limit`: rate, evaluate, sse); retry after `Retry-After`",
-    503: "Kafka or Redis is unreachable (on a Redis Cluster: also no replica confirmed an idempotency "
-    "claim), or the edge is shutting down; retry after `Retry-After`",
+    503: "Kafka or Redis is unreachable (on a Redis Cluster: also the connected replica did not confirm "
+    "an idempotency claim), or the edge is shutting down; retry after `Retry-After`",
 }
 STR: Schema = {"type": "string"}
 INT: Schema = {"type": "integer"}

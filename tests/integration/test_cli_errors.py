@@ -178,6 +178,7 @@ def test_unknown_worker_agent_is_a_usage_error_before_any_connection(
         (["serve"], {"LEDGERFLOW_AUTH_REFUSALS_WINDOW_S": "1.5"}),
         (["serve"], {"LEDGERFLOW_REBUILD_PROCESSES": "0"}),  # POST /v1/audit rebuilds with it
         (["audit"], {"LEDGERFLOW_AUDIT_GRACE_S": "inf"}),
+        (["projections", "rebuild"], {"LEDGERFLOW_REBUILD_PROCESSES": "-3"}),
     ],
     ids=[
         "worker-window",
@@ -187,6 +188,7 @@ def test_unknown_worker_agent_is_a_usage_error_before_any_connection(
         "serve-refusals",
         "serve-rebuild",
         "audit-grace",
+        "rebuild-processes",
     ],
 )
 def test_a_bad_numeric_variable_is_one_line_before_any_connection(

@@ -35,7 +35,7 @@ SET_SCRIPT = "return redis.call('SET', KEYS[1], ARGV[1])"
 
 def _fail_over_to(cluster: PrivateCluster, replica: RedisNode, master: RedisNode) -> None:
     """``CLUSTER FAILOVER`` on ``replica``; until every node sees it as the master and ``master``
-    as its replica."""
+    as its replica, in sync with it."""
     assert rediscluster._command(replica, "CLUSTER", "FAILOVER") == "OK"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -44,7 +44,7 @@ def _fail_over_to(cluster: PrivateCluster, replica: RedisNode, master: RedisNode
             v.get(f"{replica.host}:{replica.port}") == "master"
             and v.get(f"{master.host}:{master.port}") == "replica"
             for v in views
-        ):
+        ) and rediscluster.synced(master):  # and the demoted node replicates: WAIT 1 can answer
             return
         time.sleep(0.1)
     raise AssertionError(f"{replica.name} did not take over from {master.name} within 30 s")

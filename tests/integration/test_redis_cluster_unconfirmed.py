@@ -29,6 +29,7 @@ from ledgerflow.stack.redis import RedisNode
 from tests.support.rediscluster import private_cluster
 
 FRESH = idempotency.step_key("unconfirmed.", "acme", "alice", "fresh")
+ALONE = idempotency.step_key("unconfirmed.", "acme", "alice", "alone")
 STALE = idempotency.step_key("unconfirmed.", "acme", "alice", "stale")
 DONE = idempotency.event_key("unconfirmed.", "acme", "evt-done")  # same tenant: same slot, same master
 PRINT = idempotency.fingerprint({"content": "hello"})
@@ -82,14 +83,38 @@ async def _after_it_is_back(client: aioredis.Redis) -> None:
     assert (taken.publish, taken.event_id) == (True, "evt-stale")  # the stale claim's event id, not a new one
 
 
+def _until_alone(master: RedisNode) -> None:
+    """Until ``master`` reports no replica connected (its replica was killed)."""
+    deadline = time.monotonic() + 30
+    while (
+        rediscluster.parse_cluster_info(rediscluster._command(master, "INFO", "replication")).get(
+            "connected_slaves"
+        )
+        != "0"
+    ):
+        assert time.monotonic() < deadline, f"{master.name} still lists a replica 30 s after it was killed"
+        time.sleep(0.1)
+
+
+async def _with_no_replica_connected(client: aioredis.Redis) -> None:
+    """No replica a failover could promote without the claim (a cluster without replicas, or a
+    promoted master before the old node rejoins): acknowledged as on one Redis, not refused."""
+    mine = Claim(PRINT, "evt-alone", time.time())
+    first = await idempotency.claim(client, ALONE, mine)
+    assert (first.publish, first.event_id) == (True, "evt-alone")
+    assert await _stored(client, ALONE) == mine
+
+
 def test_an_unconfirmed_claim_is_undone_and_refused_and_the_retry_claims(tmp_path: Path) -> None:
     async def scenario(phase: str, url: str) -> None:
         client = async_client(url, socket_timeout=5, socket_connect_timeout=2)
         try:
             if phase == "stopped":
                 await _while_the_replica_is_stopped(client)
-            else:
+            elif phase == "back":
                 await _after_it_is_back(client)
+            else:
+                await _with_no_replica_connected(client)
         finally:
             await client.aclose()
 
@@ -110,3 +135,9 @@ def test_an_unconfirmed_claim_is_undone_and_refused_and_the_retry_claims(tmp_pat
             asyncio.run(scenario("stopped", cluster.url))
         _until_replicated(master)
         asyncio.run(scenario("back", cluster.url))
+        replica = cluster.replica_of(master)
+        pid = replica.process.pid()
+        assert pid is not None, f"{replica.name} is not running"
+        os.kill(pid, signal.SIGKILL)
+        _until_alone(master)
+        asyncio.run(scenario("alone", cluster.url))

@@ -21,6 +21,7 @@ from ledgerflow.redisclient import (
     async_client,
     cluster_url,
     confirmed,
+    confirmed_by_absence,
     execute_waited,
     is_cluster,
     node_url,
@@ -141,6 +142,29 @@ def test_a_write_a_replica_confirmed_is_its_reply(replicas: int) -> None:
 def test_a_set_that_wrote_nothing_needs_no_replica(reply: object) -> None:
     """``SET NX`` on a taken key: the caller reads the key next, nothing of its own is at stake."""
     assert confirmed(reply, 0) is reply
+
+
+@pytest.mark.parametrize("role", [[b"master", 7, []], ["master", 0, []], (b"master", 12, ())])
+def test_a_master_with_no_replica_connected_counts_as_confirmed(role: object) -> None:
+    """No replica a failover could promote without the write: as safe as one Redis."""
+    assert confirmed_by_absence(role) == 1
+    assert confirmed(True, confirmed_by_absence(role)) is True
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        [b"master", 7, [[b"127.0.0.1", b"7004", b"7"]]],  # connected but silent: it could be promoted
+        [b"slave", b"127.0.0.1", 7001, b"connected", 7],  # demoted meanwhile
+        [b"master"],
+        None,
+        b"master",
+    ],
+)
+def test_a_connected_replica_or_an_odd_role_reply_is_not_a_confirmation(role: object) -> None:
+    assert confirmed_by_absence(role) == 0
+    with pytest.raises(ReplicaNotConfirmed):
+        confirmed(True, confirmed_by_absence(role))
 
 
 def test_at_the_edge_an_unconfirmed_write_is_a_503() -> None:
