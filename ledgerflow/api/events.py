@@ -86,7 +86,7 @@ async def ingest(request: Request) -> JSONResponse:
         )
     check_edge_event(event)
     # Step 2.
-    key, mine = None, None
+    key, mine, held = None, None, None
     if client_event_id:
         key = idempotency.event_key(ctx.settings.topic_prefix, event.tenant, event.event_id)
         asked = obj | {"event_id": event.event_id}  # ids compare in their canonical (lowercase) form
@@ -94,6 +94,7 @@ async def ingest(request: Request) -> JSONResponse:
         decision = await bounded(
             idempotency.claim(ctx.redis, key, mine, idempotency.EVENT_REUSED), "Redis event id claim"
         )
+        held = decision.held
         if not decision.publish and decision.position is not None:
             partition, _, offset = decision.position.partition(":")
             return _ack(
@@ -104,7 +105,7 @@ async def ingest(request: Request) -> JSONResponse:
         meta = await publish(ctx, CONVERSATION_EVENTS, event)
     except InfrastructureError:
         if key is not None:
-            await _forget(ctx, key)
+            await _release(ctx, key, held)
         raise
     EVENTS_INGESTED.labels(event.type).inc()
     # Step 4. The event is on the log: from here on nothing may turn the answer into an error.
@@ -135,11 +136,13 @@ def _ack(event_id: str, topic: str, partition: int, offset: int, duplicate: bool
     )
 
 
-async def _forget(ctx: EdgeContext, key: str) -> None:
+async def _release(ctx: EdgeContext, key: str, held: idempotency.Claim | None) -> None:
+    if held is None:
+        return
     try:
-        await bounded(idempotency.forget(ctx.redis, key), "Redis claim undo")
+        await bounded(idempotency.release(ctx.redis, key, held), "Redis claim release")
     except InfrastructureError as exc:  # the claim goes stale (idempotency.STALE_S) and is taken over
-        log.warning("could not undo the claim %s: %s", key, exc)
+        log.warning("could not release the claim %s (taken over once stale): %s", key, exc)
 
 
 async def publish(ctx: EdgeContext, base_topic: str, event: Event):  # type: ignore[no-untyped-def]

@@ -43,10 +43,11 @@ __all__ = [
     "claim",
     "event_key",
     "fingerprint",
-    "forget",
     "judge",
     "record_position",
     "redis_key",
+    "release",
+    "released",
     "step_key",
     "undo_to",
 ]
@@ -97,6 +98,7 @@ class Decision:
     publish: bool
     event_id: str
     position: str | None
+    held: Claim | None = None  # when publishing: the claim this request holds in Redis (``release``)
 
 
 def judge(earlier: Claim, mine: Claim, now: float, reused: str = REUSED) -> Decision:
@@ -169,7 +171,7 @@ async def claim(redis: aioredis.Redis, key: str, mine: Claim, reused: str = REUS
     itself fails, its Redis error propagates instead: a 503 too, and the claim goes stale)."""
     for _ in range(2):  # a claim can expire between SET and GET: try once more
         if await _claim_replicated(redis, key, mine.encode(), None, nx=True, ex=HORIZON_S):
-            return Decision(True, mine.event_id, None)
+            return Decision(True, mine.event_id, None, mine)
         raw = await redis.get(key)
         if raw is not None:
             earlier = Claim.decode(raw)
@@ -177,6 +179,7 @@ async def claim(redis: aioredis.Redis, key: str, mine: Claim, reused: str = REUS
             if decision.publish:  # a takeover: the claim is ours now, with the earlier event id
                 taken = Claim(mine.fingerprint, decision.event_id, time.time())
                 await _claim_replicated(redis, key, taken.encode(), undo_to(earlier, mine, raw), keepttl=True)
+                return Decision(True, decision.event_id, None, taken)
             return decision
     raise InFlight("a request with this key is being processed; retry shortly")
 
@@ -223,6 +226,15 @@ async def record_position(redis: aioredis.Redis, key: str, mine: Claim, event_id
     await set_replicated(redis, key, claimed, keepttl=True)
 
 
-async def forget(redis: aioredis.Redis, key: str) -> None:
-    """Undo a claim whose publish failed, so that a retry can publish."""
-    await redis.delete(key)
+def released(held: Claim) -> Claim:
+    """Pure: ``held`` after its publish failed: the same request and event id, stale at once."""
+    return Claim(held.fingerprint, held.event_id, 0.0)
+
+
+async def release(redis: aioredis.Redis, key: str, held: Claim) -> None:
+    """Step 2's claim after its publish failed: marked stale (``released``), not deleted, so the
+    client's retry takes it over at once and publishes the *same* event id. The publish may have
+    reached the log anyway (a timeout): the retry is then a duplicate delivery the agents and the
+    audit recognise by event id, never a second turn under a new id. Only a key that still holds
+    ``held`` is touched (the compare-and-undo script)."""
+    await redis.eval(_UNDO, 1, key, held.encode(), released(held).encode())

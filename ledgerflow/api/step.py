@@ -157,7 +157,7 @@ async def step(request: Request) -> JSONResponse:
     location = f"/v1/conversations/{conversation_id}"  # ASCII, no CR/LF: an id
     # Step 2.
     keys = await bounded(ctx.read_keys(), "Redis read-model keys")
-    idem, mine = None, None
+    idem, mine, held = None, None, None
     publish_it, event_id, token = True, event.event_id, None
     if raw_key is not None:
         idem = idempotency.step_key(ctx.settings.topic_prefix, tenant, principal.sub, raw_key)
@@ -167,6 +167,7 @@ async def step(request: Request) -> JSONResponse:
         mine = idempotency.Claim(fingerprint, event.event_id, time.time())
         decision = await bounded(idempotency.claim(ctx.redis, idem, mine), "Redis idempotency claim")
         publish_it, event_id, token = decision.publish, decision.event_id, decision.position
+        held = decision.held
         if event_id != event.event_id:  # a takeover publishes the earlier event id again
             event = _with_event_id(event, event_id)
     # Step 3.
@@ -177,7 +178,7 @@ async def step(request: Request) -> JSONResponse:
                 meta = await publish(ctx, CONVERSATION_EVENTS, event)
             except InfrastructureError:
                 if idem is not None:
-                    await _forget(ctx, idem)
+                    await _release(ctx, idem, held)
                 raise
             token = f"{meta.partition}:{meta.offset}"
             if idem is not None and mine is not None:
@@ -214,11 +215,13 @@ def _with_event_id(event: Event, event_id: str) -> Event:
     return dataclasses.replace(event, event_id=event_id)
 
 
-async def _forget(ctx: EdgeContext, key: str) -> None:
+async def _release(ctx: EdgeContext, key: str, held: idempotency.Claim | None) -> None:
+    if held is None:
+        return
     try:
-        await bounded(idempotency.forget(ctx.redis, key), "Redis claim undo")
+        await bounded(idempotency.release(ctx.redis, key, held), "Redis claim release")
     except InfrastructureError as exc:  # the claim goes stale (idempotency.STALE_S) and is taken over
-        log.warning("could not undo the claim %s: %s", key, exc)
+        log.warning("could not release the claim %s (taken over once stale): %s", key, exc)
 
 
 async def _record(ctx: EdgeContext, key: str, mine: idempotency.Claim, event_id: str, token: str) -> None:

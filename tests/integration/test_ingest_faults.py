@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledgerflow.api.idempotency import event_key, step_key
+from ledgerflow.api.idempotency import Claim, event_key, step_key
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.kafka.admin import ensure_topics
@@ -121,10 +121,19 @@ def test_broker_restart_is_503_within_the_deadline_then_recovers(
         during = _turn("during")
         _assert_503(httpx.post(f"{edge}/v1/events", json=during, headers=_headers(ours), timeout=20))
         _assert_503(_step(edge, _headers(ours, **{"Idempotency-Key": "k-2"}), "during-step"))
-        # Their claims were undone (not left to go stale): a retry is not held off as in flight.
+        # Their claims were released: kept with their event ids, stale at once, so a retry is not
+        # held off as in flight and publishes the *same* event id (the publish may have landed).
         with contextlib.closing(sync_client(ours.redis_url)) as redis:
-            assert redis.get(event_key(ours.topic_prefix, "acme", during["event_id"])) is None
-            assert redis.get(step_key(ours.topic_prefix, "acme", "alice", "k-2")) is None
+            raw_event = redis.get(event_key(ours.topic_prefix, "acme", during["event_id"]))
+            raw_step = redis.get(step_key(ours.topic_prefix, "acme", "alice", "k-2"))
+        assert raw_event is not None and raw_step is not None, "a failed publish deleted its claim"
+        event_claim, step_claim = Claim.decode(raw_event), Claim.decode(raw_step)
+        assert (event_claim.event_id, event_claim.claimed_at, event_claim.position) == (
+            during["event_id"],
+            0.0,
+            None,
+        )
+        assert (step_claim.claimed_at, step_claim.position) == (0.0, None)
         # Step 2: the broker is back: requests succeed again without restarting the edge.
         kafka_stack.start(private_kafka)
         deadline = time.monotonic() + 90
@@ -137,6 +146,7 @@ def test_broker_restart_is_503_within_the_deadline_then_recovers(
         assert resp.status_code == 202, resp.text
         retry = _step(edge, _headers(ours, **{"Idempotency-Key": "k-2"}), "during-step")
         assert retry.status_code == 202, retry.text
+        assert retry.json()["event_id"] == step_claim.event_id, "the retry published a new event id"
         again = httpx.post(f"{edge}/v1/events", json=during, headers=_headers(ours), timeout=20)
         assert (again.status_code, again.json()["duplicate"]) == (202, False), again.text
     assert "Traceback" not in proc.log_tail(400)

@@ -15,6 +15,7 @@ from ledgerflow.api.idempotency import (
     fingerprint,
     judge,
     redis_key,
+    released,
     step_key,
     undo_to,
 )
@@ -95,3 +96,15 @@ def test_an_unconfirmed_takeover_puts_the_earlier_claim_back_and_an_own_claim_is
     assert undo_to(mine, mine, mine.encode()) is None  # our own first claim: gone, as if never made
     same_id_older = Claim("f1", "new-id", 990.0)  # another request's claim, even with our event id
     assert undo_to(same_id_older, mine, same_id_older.encode()) == same_id_older.encode()
+
+
+def test_a_released_claim_is_taken_over_at_once_with_its_event_id_and_stays_bound_to_its_request() -> None:
+    """A publish failed (or timed out, maybe landing anyway): the retry must publish the *same*
+    event id at once, not a new one, and the key stays bound to what the first request asked."""
+    held = Claim("f1", "first-id", 1000.0)
+    retry = Claim("f1", "retry-id", 1000.2)  # a new request object, a new event id of its own
+    after = judge(released(held), retry, 1000.2)
+    assert (after.publish, after.event_id) == (True, "first-id")
+    assert released(held).position is None
+    with pytest.raises(ValidationError):  # another request under the same key: still 422
+        judge(released(held), Claim("f2", "other-id", 1000.2), 1000.2)
