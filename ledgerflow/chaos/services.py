@@ -29,6 +29,7 @@ class Service:
     log: Path
     popen: subprocess.Popen[bytes] | None = None
     epoch: int = 0  # +1 at every start and every kill: a client compares it across its request
+    killed: bool = False  # from the moment a kill begins until the next start
     paused: bool = False
     http: str | None = None  # an edge's base URL
     pids: list[int] = field(default_factory=list)
@@ -46,6 +47,7 @@ class Service:
                 preexec_fn=_die_with_parent,
             )
         self.epoch += 1
+        self.killed = False
         self.pids.append(self.popen.pid)
         if self.http is not None:
             wait_http_ready(_Started(self.name, self.popen, self.log_tail), self.http, timeout=90)
@@ -56,7 +58,11 @@ class Service:
         return self.popen.pid
 
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        """Running and not being killed. ``poll()`` alone is not enough: while a fault's thread
+        reaps a killed child (``wait``), CPython's ``poll()`` from another thread cannot take the
+        waitpid lock and answers None, "still running" — a client seeing its connection drop
+        then blamed a live edge."""
+        return self.popen is not None and not self.killed and self.popen.poll() is None
 
     def signal(self, sig: int) -> None:
         if self.alive():
@@ -66,6 +72,7 @@ class Service:
     def kill(self) -> None:
         """SIGKILL, and reap it (a zombie would still look alive)."""
         self.epoch += 1  # first: a client that sees the connection drop must know it was killed
+        self.killed = True
         if self.popen is not None and self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(30)
