@@ -43,7 +43,7 @@ from ledgerflow.agents.batching import Partition, Route, advance, next_offsets, 
 from ledgerflow.agents.fence import NotCurrent, first_offsets, proof_offsets
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
-from ledgerflow.errors import ValidationError
+from ledgerflow.envnumbers import env_number
 
 log = logging.getLogger(__name__)
 
@@ -192,18 +192,7 @@ def fetch_options(linger_s: float) -> dict[str, int]:
 
 def linger_from(environ: Mapping[str, str]) -> float:
     """``LEDGERFLOW_BATCH_LINGER_MS`` (default ``LINGER_S``) in seconds; 0 turns it off."""
-    raw = environ.get(LINGER_ENV)
-    if raw is None or raw == "":
-        return LINGER_S
-    try:
-        ms = float(raw)
-    except ValueError:
-        ms = -1.0
-    if not 0 <= ms <= 1000:  # nan fails both comparisons
-        raise ValidationError(
-            f"{LINGER_ENV}={raw!r}: milliseconds from 0 to 1000 (default {LINGER_S * 1000:.0f})"
-        )
-    return ms / 1000
+    return env_number(environ, LINGER_ENV, LINGER_S * 1000, 0, 1000, unit="milliseconds") / 1000
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

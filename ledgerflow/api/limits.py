@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledgerflow.errors import DomainError, ValidationError
+from ledgerflow.envnumbers import env_number, env_whole
+from ledgerflow.errors import DomainError
 from ledgerflow.limits import MAX_BODY_BYTES
 from ledgerflow.metrics import EDGE_REGISTRY
 
@@ -84,33 +85,19 @@ class EdgeLimits:
         env = os.environ if env is None else env
         base = cls()
         return cls(
-            rate_per_tenant=_number(env, "LEDGERFLOW_RATE_PER_TENANT", base.rate_per_tenant),
-            rate_burst=_number(env, "LEDGERFLOW_RATE_BURST", base.rate_burst),
-            evaluate_rate_per_tenant=_number(
+            rate_per_tenant=_rate(env, "LEDGERFLOW_RATE_PER_TENANT", base.rate_per_tenant),
+            rate_burst=_rate(env, "LEDGERFLOW_RATE_BURST", base.rate_burst),
+            evaluate_rate_per_tenant=_rate(
                 env, "LEDGERFLOW_EVALUATE_RATE_PER_TENANT", base.evaluate_rate_per_tenant
             ),
-            evaluate_burst=_number(env, "LEDGERFLOW_EVALUATE_BURST", base.evaluate_burst),
-            sse_per_tenant=int(_number(env, "LEDGERFLOW_SSE_PER_TENANT", base.sse_per_tenant)),
+            evaluate_burst=_rate(env, "LEDGERFLOW_EVALUATE_BURST", base.evaluate_burst),
+            sse_per_tenant=env_whole(env, "LEDGERFLOW_SSE_PER_TENANT", base.sse_per_tenant, 0),
         )
 
 
-def env_number(env: Mapping[str, str], name: str, default: float) -> tuple[float, str]:
-    """``name``'s value and its text (``default`` and ``""`` when unset); ValidationError naming
-    the variable when it is not a number. The caller checks the range it needs."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default, raw
-    try:
-        return float(raw), raw
-    except ValueError:
-        raise ValidationError(f"{name}={raw!r} is not a number; unset it or give e.g. {default:g}") from None
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    value, raw = env_number(env, name, default)
-    if raw and (value < 0 or not math.isfinite(value)):
-        raise ValidationError(f"{name}={raw!r} must be a finite number >= 0")
-    return value
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    """A rate or burst: a finite number, 0 or more (0 turns the limit off)."""
+    return env_number(env, name, default, 0, unit="a number")
 
 
 @dataclass

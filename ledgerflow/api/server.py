@@ -27,9 +27,8 @@ from uvicorn.config import LOGGING_CONFIG
 from ledgerflow import logformat
 from ledgerflow.api.app import create_app
 from ledgerflow.api.hub import DEFAULT_QUEUE
-from ledgerflow.api.limits import env_number
 from ledgerflow.config import Settings
-from ledgerflow.errors import ValidationError
+from ledgerflow.envnumbers import env_number, env_whole
 
 GRACEFUL_TIMEOUT_S = 5
 DEFAULT_HEARTBEAT_S = 15.0
@@ -48,17 +47,10 @@ class SseKnobs:
     def from_env(cls, env: Mapping[str, str] | None = None) -> SseKnobs:
         env = os.environ if env is None else env
         return cls(
-            heartbeat_s=_number(env, "LEDGERFLOW_SSE_HEARTBEAT_S", DEFAULT_HEARTBEAT_S, 0.05),
-            queue=int(_number(env, "LEDGERFLOW_SSE_QUEUE", DEFAULT_QUEUE, 1)),
-            reauth_before_s=_number(env, "LEDGERFLOW_SSE_REAUTH_BEFORE_S", DEFAULT_REAUTH_BEFORE_S, 0.0),
+            heartbeat_s=env_number(env, "LEDGERFLOW_SSE_HEARTBEAT_S", DEFAULT_HEARTBEAT_S, 0.05),
+            queue=env_whole(env, "LEDGERFLOW_SSE_QUEUE", DEFAULT_QUEUE, 1),
+            reauth_before_s=env_number(env, "LEDGERFLOW_SSE_REAUTH_BEFORE_S", DEFAULT_REAUTH_BEFORE_S, 0.0),
         )
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    value, raw = env_number(env, name, default)
-    if raw and value < minimum:
-        raise ValidationError(f"{name}={raw!r} is below the minimum {minimum:g}")
-    return value
 
 
 KEEP_ALIVE_S = 75

@@ -73,11 +73,19 @@ def test_sse_knobs_are_read_from_the_environment() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"LEDGERFLOW_SSE_QUEUE": "many"}, {"LEDGERFLOW_SSE_QUEUE": "0"}, {"LEDGERFLOW_SSE_HEARTBEAT_S": "-1"}],
+    [
+        {"LEDGERFLOW_SSE_QUEUE": "many"},
+        {"LEDGERFLOW_SSE_QUEUE": "0"},
+        {"LEDGERFLOW_SSE_QUEUE": "2.5"},  # was truncated to 2
+        {"LEDGERFLOW_SSE_HEARTBEAT_S": "-1"},
+        {"LEDGERFLOW_SSE_HEARTBEAT_S": "nan"},  # was accepted: nan is not below the minimum
+        {"LEDGERFLOW_SSE_REAUTH_BEFORE_S": "inf"},  # was accepted
+    ],
 )
 def test_bad_sse_knob_is_refused_naming_the_variable(env: dict[str, str]) -> None:
-    with pytest.raises(ValidationError, match=next(iter(env))):
+    with pytest.raises(ValidationError, match=next(iter(env))) as refused:
         SseKnobs.from_env(env)
+    assert "\n" not in str(refused.value)
 
 
 def test_checkpoint_is_an_id_only_block_that_dispatches_no_event() -> None:
