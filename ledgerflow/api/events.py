@@ -105,7 +105,7 @@ async def ingest(request: Request) -> JSONResponse:
         meta = await publish(ctx, CONVERSATION_EVENTS, event)
     except InfrastructureError:
         if key is not None:
-            await _release(ctx, key, held)
+            await idempotency.release_after_failure(ctx.redis, key, held)
         raise
     EVENTS_INGESTED.labels(event.type).inc()
     # Step 4. The event is on the log: from here on nothing may turn the answer into an error.
@@ -134,15 +134,6 @@ def _ack(event_id: str, topic: str, partition: int, offset: int, duplicate: bool
         },
         status_code=202,
     )
-
-
-async def _release(ctx: EdgeContext, key: str, held: idempotency.Claim | None) -> None:
-    if held is None:
-        return
-    try:
-        await bounded(idempotency.release(ctx.redis, key, held), "Redis claim release")
-    except InfrastructureError as exc:  # the claim goes stale (idempotency.STALE_S) and is taken over
-        log.warning("could not release the claim %s (taken over once stale): %s", key, exc)
 
 
 async def publish(ctx: EdgeContext, base_topic: str, event: Event):  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ Claims live for ``HORIZON_S`` (24 h): a retry after that is a new request.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from ledgerflow.api.faults import bounded
 from ledgerflow.contracts.ids import is_id
-from ledgerflow.errors import DomainError, ValidationError
+from ledgerflow.errors import DomainError, InfrastructureError, ValidationError
 from ledgerflow.redisclient import ReplicaNotConfirmed, set_replicated
 
 __all__ = [
@@ -47,10 +49,13 @@ __all__ = [
     "record_position",
     "redis_key",
     "release",
+    "release_after_failure",
     "released",
     "step_key",
     "undo_to",
 ]
+
+log = logging.getLogger(__name__)
 
 HORIZON_S = 24 * 3600
 """How long a claim is remembered: a retry within it is answered, not published again."""
@@ -238,3 +243,14 @@ async def release(redis: aioredis.Redis, key: str, held: Claim) -> None:
     audit recognise by event id, never a second turn under a new id. Only a key that still holds
     ``held`` is touched (the compare-and-undo script)."""
     await redis.eval(_UNDO, 1, key, held.encode(), released(held).encode())
+
+
+async def release_after_failure(redis: aioredis.Redis, key: str, held: Claim | None) -> None:
+    """``release``, bounded, after a publish failed; a Redis failure here is only logged: the
+    claim then goes stale by itself (``STALE_S``) and the retry takes it over the same way."""
+    if held is None:
+        return
+    try:
+        await bounded(release(redis, key, held), "Redis claim release")
+    except InfrastructureError as exc:
+        log.warning("could not release the claim %s (taken over once stale): %s", key, exc)

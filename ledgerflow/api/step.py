@@ -178,7 +178,7 @@ async def step(request: Request) -> JSONResponse:
                 meta = await publish(ctx, CONVERSATION_EVENTS, event)
             except InfrastructureError:
                 if idem is not None:
-                    await _release(ctx, idem, held)
+                    await idempotency.release_after_failure(ctx.redis, idem, held)
                 raise
             token = f"{meta.partition}:{meta.offset}"
             if idem is not None and mine is not None:
@@ -213,15 +213,6 @@ async def step(request: Request) -> JSONResponse:
 
 def _with_event_id(event: Event, event_id: str) -> Event:
     return dataclasses.replace(event, event_id=event_id)
-
-
-async def _release(ctx: EdgeContext, key: str, held: idempotency.Claim | None) -> None:
-    if held is None:
-        return
-    try:
-        await bounded(idempotency.release(ctx.redis, key, held), "Redis claim release")
-    except InfrastructureError as exc:  # the claim goes stale (idempotency.STALE_S) and is taken over
-        log.warning("could not release the claim %s (taken over once stale): %s", key, exc)
 
 
 async def _record(ctx: EdgeContext, key: str, mine: idempotency.Claim, event_id: str, token: str) -> None:
