@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 from ledgerflow import gcpolicy, logformat
 from ledgerflow.agents import lag, layout, models, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app, raw_topic
+from ledgerflow.agents.batching import Partition
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, linger_from, loop_group, run_loop
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
@@ -80,6 +81,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         owned |= set() if "policy" in wanted else {CONVERSATION_EVENTS}
         projector.register(app, loop, settings, owns_dlq=frozenset(owned))
     if loop.topics:
+        loop.on_assigned.append(settle_collector)  # after the agents' own hooks
         app.task(lambda: run_loop(loop, source, app))
     if not {"training", "usage", "models"} & set(wanted):
         keep_faust_subscribed(app, settings)
@@ -108,6 +110,13 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         worker.spinner = None
     startlogs.plain_output(worker)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
+
+
+async def settle_collector(partitions: set[Partition]) -> None:
+    """After a rebalance, while the batch loop waits for it: one full collection, then what lives
+    on is frozen out of the next ones (gcpolicy.settle)."""
+    frozen = gcpolicy.settle()
+    log.info("gc: %d objects frozen after %d partitions were assigned", frozen, len(partitions))
 
 
 def wanted_agents(agents: str) -> list[str]:

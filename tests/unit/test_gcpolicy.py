@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -40,3 +41,51 @@ def test_the_collector_still_collects_cycles(thresholds: tuple[int, int, int]) -
     ]  # net allocations enough for a young collection
     assert len(kept) == gcpolicy.YOUNG * 2
     assert not [o for o in gc.get_objects() if type(o).__name__ == "Node"]
+
+
+class Node:
+    other: object = None
+
+
+def cycle() -> weakref.ref[Node]:
+    """A two-node reference cycle nothing else points to, and a weak reference to one node."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    gc.collect()
+
+
+def test_settle_freezes_what_survives_out_of_the_next_collections(unfrozen: None) -> None:
+    kept = Node()
+    frozen = gcpolicy.settle()
+    assert frozen == gc.get_freeze_count() > 0
+    assert not any(o is kept for o in gc.get_objects())  # a full collection no longer scans it
+    born_after = Node()
+    assert any(o is born_after for o in gc.get_objects())
+
+
+def test_settle_collects_garbage_before_freezing_it(unfrozen: None) -> None:
+    """Cyclic garbage alive at a settle is freed, not frozen for good."""
+    dead = cycle()
+    gcpolicy.settle()
+    assert dead() is None
+
+
+def test_what_a_settle_froze_and_then_died_in_a_cycle_is_freed_by_the_next_one(unfrozen: None) -> None:
+    """Memory stays bounded over many rebalances: frozen objects are not kept forever."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    ref = weakref.ref(a)
+    gcpolicy.settle()
+    del a, b  # now cyclic garbage, but frozen: an ordinary collection does not see it
+    gc.collect()
+    assert ref() is not None
+    gcpolicy.settle()
+    assert ref() is None
