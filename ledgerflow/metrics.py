@@ -190,6 +190,22 @@ DECISION_LATENCY = Histogram(
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
 
+GC_PAUSES = Histogram(
+    "ledgerflow_gc_pause_seconds",
+    "Cyclic garbage collections of the worker by generation (2: full); each stalls every turn in flight",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+for _generation in ("0", "1", "2"):
+    GC_PAUSES.labels(_generation)  # every series from the start: a rate over a missing one is no alert
+
+
+def gc_paused(generation: int, seconds: float) -> None:
+    """One collection of ``generation`` (0–2, CPython's; anything else is ``other``) that took ``seconds``."""
+    label = str(generation) if generation in (0, 1, 2) else OTHER
+    GC_PAUSES.labels(label).observe(seconds)
+
+
 TRAINING_OUTCOMES = Counter(
     "ledgerflow_training_command_outcomes_total", "training.audit records by type", ["type"]
 )

@@ -20,7 +20,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.errors import ValidationError
 from ledgerflow.kafka.admin import ensure_topics
-from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, worker_metrics_address
+from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, gc_paused, worker_metrics_address
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     MODELS_COMMANDS,
@@ -61,6 +61,8 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     pinned = asyncio.run(layout.pin(settings, loop_group(settings)))
     address = worker_metrics_address(os.environ)
     served = serve_metrics(address)
+    if served:
+        gcpolicy.time_pauses(gc_paused)  # ledgerflow_gc_pause_seconds
     if announce is not None:
         announce(
             f"worker: agents {', '.join(wanted)} on Kafka {settings.kafka_bootstrap}"

@@ -89,3 +89,35 @@ def test_what_a_settle_froze_and_then_died_in_a_cycle_is_freed_by_the_next_one(u
     assert ref() is not None
     gcpolicy.settle()
     assert ref() is None
+
+
+def test_the_pause_timer_reports_each_collection_once_with_its_generation() -> None:
+    ticks = iter([10.0, 10.25, 11.0, 11.5])
+    seen: list[tuple[int, float]] = []
+    timer = gcpolicy.PauseTimer(lambda generation, s: seen.append((generation, s)), clock=lambda: next(ticks))
+    timer("start", {"generation": 2})
+    timer("stop", {"generation": 2, "collected": 3, "uncollectable": 0})
+    timer("start", {"generation": 0})
+    timer("stop", {"generation": 0, "collected": 0, "uncollectable": 0})
+    assert seen == [(2, 0.25), (0, 0.5)]
+
+
+def test_a_timer_installed_during_a_collection_skips_the_stop_it_did_not_see_start() -> None:
+    seen: list[tuple[int, float]] = []
+    timer = gcpolicy.PauseTimer(lambda generation, s: seen.append((generation, s)), clock=lambda: 1.0)
+    timer("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+    timer("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+    assert seen == []
+
+
+def test_time_pauses_times_the_process_collections_until_removed() -> None:
+    seen: list[tuple[int, float]] = []
+    timer = gcpolicy.time_pauses(lambda generation, s: seen.append((generation, s)))
+    try:
+        gc.collect()
+        gc.collect(0)
+    finally:
+        gc.callbacks.remove(timer)
+    gc.collect()
+    assert [generation for generation, _ in seen] == [2, 0]
+    assert all(s >= 0 for _, s in seen)
