@@ -13,7 +13,6 @@ Fences, the checkpoint and the sentinel are bookkeeping: never digested themselv
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +42,22 @@ class Snapshot:
     kind: str
     content: Any
 
-    @property
-    def digest(self) -> str:
-        body = json.dumps([self.kind, self.content], ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+def reply_digest(kind: str, flat: Any) -> str:
+    """A key's digest from its content as a Redis reply gives it, flat (HGETALL, LRANGE,
+    SMEMBERS, ZRANGE WITHSCORES, GET): equal for equal content whatever order Redis returned
+    a hash's fields, a set's members or a sorted set's entries in (they are sorted; a list's
+    order is its content). Nothing is decoded: a space of 65,000 keys is digested in a fraction
+    of the time decoding and JSON would take (the audit reads two such spaces)."""
+    if kind == "hash" or kind == "zset":  # pairs (field, value) / (member, score): unique names
+        items: Any = sorted(zip(flat[::2], flat[1::2], strict=True))
+    elif kind == "set":
+        items = sorted(flat)
+    elif kind == "list" or kind == "string":
+        items = flat
+    else:  # streams and the like: compared by type only
+        items = None
+    return hashlib.sha256(repr((kind, items)).encode()).hexdigest()
 
 
 def snapshot(kind: str, raw: Any) -> Snapshot:

@@ -6,8 +6,9 @@
    rebuild uses (``ledgerflow.projections.parallel``: batches folded in memory, in worker
    processes, so this process checks the logs meanwhile).
 3. Read both spaces (SCAN, then one script call per ~500 keys, an entity's keys and its fence
-   always in the same call) as a digest per key and a fence per entity; compare entity by
-   entity (``digests.compare_entity``).
+   always in the same call) as a digest per key and a fence per entity: the live space while
+   step 2 runs (it was read after the checkpoint, so its fences are at or past it), the scratch
+   space after it; compare entity by entity (``digests.compare_entity``).
 4. Entities the live projection moved on with while we read: catch the scratch space up
    to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
    them again (at most ``ROUNDS`` times).
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -95,39 +97,43 @@ class _Space:
         async for raw in self.redis.scan_iter(match=_glob_escape(ns) + "*", count=SCAN_COUNT):
             name = raw.decode() if isinstance(raw, bytes) else raw
             by_entity.setdefault(digests.entity_of(name[len(ns) :]), []).append(name)
-        batch: list[str] = []
-        for names in by_entity.values():  # a batch may pass READ_BATCH: it never splits an entity
-            batch.extend(names)
+        batch: list[tuple[str, str]] = []  # (entity, key)
+        for entity, names in by_entity.items():  # a batch may pass READ_BATCH: it never splits an entity
+            batch.extend((entity, name) for name in names)
             if len(batch) >= READ_BATCH:
                 await self._read(batch)
                 batch = []
         if batch:
             await self._read(batch)
 
-    async def _read(self, names: list[str]) -> None:
+    async def _read(self, batch: list[tuple[str, str]]) -> None:
         ns = len(self.keys.namespace)
-        for relative, snap in zip(names, await self.snapshots(names), strict=True):
-            rel = relative[ns:]
-            entity = digests.entity_of(rel)
-            if rel.endswith(digests.FENCE_SUFFIX):
-                self.fences[entity] = digests.fence_offsets(dict(snap.content or []))
-            elif not digests.is_bookkeeping(rel):
-                self.digests.setdefault(entity, {})[rel] = snap.digest
+        replies = await self._replies([name for _, name in batch])
+        for (entity, name), (kind, flat) in zip(batch, replies, strict=True):
+            relative = name[ns:]
+            if relative.endswith(digests.FENCE_SUFFIX):
+                self.fences[entity] = digests.fence_offsets(dict(zip(flat[::2], flat[1::2], strict=True)))
+            elif not digests.is_bookkeeping(relative):
+                self.digests.setdefault(entity, {})[relative] = digests.reply_digest(kind, flat)
 
     async def snapshots(self, names: list[str]) -> list[Snapshot]:
-        """Each key's snapshot, read by one script call (a type and a read per key as separate
-        commands cost more in redis-py's packing and parsing than the digests themselves)."""
+        """Each key's snapshot: its content decoded, in canonical order (to describe a divergence)."""
+        return [
+            snapshot(kind, None if flat is None else _as_read(kind, flat))
+            for kind, flat in await self._replies(names)
+        ]
+
+    async def _replies(self, names: list[str]) -> list[tuple[str, Any]]:
+        """Each key's type and content as the script returns it (flat), read by one script call
+        (a type and a read per key as separate commands cost more in redis-py's packing and
+        parsing than the digests themselves)."""
         if not names:
             found = []
         elif is_cluster_client(self.redis):
             found = await self._per_slot(names)
         else:
             found = await self._read_script(keys=names)
-        out = []
-        for kind, content in found:
-            kind = kind.decode() if isinstance(kind, bytes) else kind
-            out.append(snapshot(kind, None if content is None else _as_read(kind, content)))
-        return out
+        return [(kind.decode() if isinstance(kind, bytes) else kind, flat) for kind, flat in found]
 
     async def _per_slot(self, names: list[str]) -> list[Any]:
         """On a Redis Cluster a script call reads the keys of one slot: one call per slot, all in
@@ -208,7 +214,7 @@ async def _run(
         with progress(f"rebuilding read models (round {round_no})", sum(until.values())) as update:
             if round_no == 1:  # Step 2: in worker processes, while this one checks the logs
                 workers = max(processes_from_env() - 1, 1)
-                stats = await replay_parallel(
+                replaying = replay_parallel(
                     settings, redis, scratch_keys, until, update, processes=workers, spawn=True
                 )
             else:  # Step 4: the fold wrote fences, so the fenced replay reads on from the checkpoint
@@ -218,9 +224,9 @@ async def _run(
                         await redis.hgetall(scratch_keys.checkpoint(CHECKPOINT))
                     ).items()
                 }
-                stats = await replay(settings, redis, scratch_keys, until, update, start=start)
+                replaying = replay(settings, redis, scratch_keys, until, update, start=start)
+            stats, _ = await asyncio.gather(replaying, live.load())  # Step 3 for the live space meanwhile
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
-        await live.load()  # Step 3.
         await scratch.load()
         pending = await _compare(live, scratch, report, pending)
         if not pending:
