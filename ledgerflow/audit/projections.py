@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from ledgerflow.audit import digests
@@ -33,12 +35,16 @@ from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.generations import PROJECTION, active_keys
-from ledgerflow.projections.guards import guard_complete, slot_of
+from ledgerflow.projections.guards import guard_complete
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 from ledgerflow.projections.rebuild import replay
 from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import int_map
+
+A = TypeVar("A")
+B = TypeVar("B")
+T = TypeVar("T")
 
 CHECKPOINT = PROJECTION  # the projector's checkpoint name
 ROUNDS = 3
@@ -93,37 +99,37 @@ class _Space:
         comes with a newer fence, which the comparison takes as "moved on" (next round)."""
         self.digests, self.fences = {}, {}
         ns = self.keys.namespace
-        by_entity: dict[str, list[str]] = {}
+        by_entity: dict[str, list[tuple[str, bytes | str]]] = {}  # entity -> (name, name as sent)
         async for raw in self.redis.scan_iter(match=_glob_escape(ns) + "*", count=SCAN_COUNT):
-            name = raw.decode() if isinstance(raw, bytes) else raw
-            by_entity.setdefault(digests.entity_of(name[len(ns) :]), []).append(name)
-        batch: list[tuple[str, str]] = []  # (entity, key)
+            name = digests.key_text(raw)
+            by_entity.setdefault(digests.entity_of(name[len(ns) :]), []).append((name, raw))
+        batch: list[tuple[str, str, bytes | str]] = []  # (entity, key, key as sent)
         for entity, names in by_entity.items():  # a batch may pass READ_BATCH: it never splits an entity
-            batch.extend((entity, name) for name in names)
+            batch.extend((entity, name, raw) for name, raw in names)
             if len(batch) >= READ_BATCH:
                 await self._read(batch)
                 batch = []
         if batch:
             await self._read(batch)
 
-    async def _read(self, batch: list[tuple[str, str]]) -> None:
+    async def _read(self, batch: list[tuple[str, str, bytes | str]]) -> None:
         ns = len(self.keys.namespace)
-        replies = await self._replies([name for _, name in batch])
-        for (entity, name), (kind, flat) in zip(batch, replies, strict=True):
+        replies = await self._replies([raw for _, _, raw in batch])
+        for (entity, name, _), (kind, flat) in zip(batch, replies, strict=True):
             relative = name[ns:]
             if relative.endswith(digests.FENCE_SUFFIX):
-                self.fences[entity] = digests.fence_offsets(dict(zip(flat[::2], flat[1::2], strict=True)))
+                self.fences[entity] = digests.fence_of_reply(kind, flat)
             elif not digests.is_bookkeeping(relative):
                 self.digests.setdefault(entity, {})[relative] = digests.reply_digest(kind, flat)
 
-    async def snapshots(self, names: list[str]) -> list[Snapshot]:
+    async def snapshots(self, names: list[bytes | str]) -> list[Snapshot]:
         """Each key's snapshot: its content decoded, in canonical order (to describe a divergence)."""
         return [
             snapshot(kind, None if flat is None else _as_read(kind, flat))
             for kind, flat in await self._replies(names)
         ]
 
-    async def _replies(self, names: list[str]) -> list[tuple[str, Any]]:
+    async def _replies(self, names: list[bytes | str]) -> list[tuple[str, Any]]:
         """Each key's type and content as the script returns it (flat), read by one script call
         (a type and a read per key as separate commands cost more in redis-py's packing and
         parsing than the digests themselves)."""
@@ -135,12 +141,12 @@ class _Space:
             found = await self._read_script(keys=names)
         return [(kind.decode() if isinstance(kind, bytes) else kind, flat) for kind, flat in found]
 
-    async def _per_slot(self, names: list[str]) -> list[Any]:
+    async def _per_slot(self, names: list[bytes | str]) -> list[Any]:
         """On a Redis Cluster a script call reads the keys of one slot: one call per slot, all in
         one pipeline (split per master by the client), replies put back in ``names``' order."""
         groups: dict[int, list[int]] = {}
         for i, name in enumerate(names):
-            groups.setdefault(slot_of(name), []).append(i)
+            groups.setdefault(key_slot(name if isinstance(name, bytes) else name.encode()), []).append(i)
         sha = await self.redis.script_load(_READ)  # on every master
         pipe = self.redis.pipeline(transaction=False)
         for indexes in groups.values():
@@ -152,7 +158,7 @@ class _Space:
         return found
 
     async def one(self, relative: str) -> Snapshot | None:
-        name = self.keys.namespace + relative
+        name = (self.keys.namespace + relative).encode("utf-8", "surrogateescape")  # as ``key_text`` read it
         snap = (await self.snapshots([name]))[0]
         return None if snap.kind == "none" else snap
 
@@ -225,7 +231,7 @@ async def _run(
                     ).items()
                 }
                 replaying = replay(settings, redis, scratch_keys, until, update, start=start)
-            stats, _ = await asyncio.gather(replaying, live.load())  # Step 3 for the live space meanwhile
+            stats, _ = await run_both(replaying, live.load())  # Step 3 for the live space meanwhile
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
         await scratch.load()
         pending = await _compare(live, scratch, report, pending)
@@ -236,6 +242,22 @@ async def _run(
             f"{len(pending)} read-model entities kept changing while audited and were not "
             "compared: audit again when traffic is quiet"
         )
+
+
+async def run_both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results; if either raises, the other is cancelled and waited for before the error
+    (the first one, not an ExceptionGroup) propagates, so nothing — a rebuild's worker
+    processes — goes on writing into a scratch space the caller then deletes."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            a, b = group.create_task(_awaited(first)), group.create_task(_awaited(second))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return a.result(), b.result()
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 async def _compare(live: _Space, scratch: _Space, report: Report, only: set[str] | None) -> set[str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ledgerflow.audit import digests
 from ledgerflow.audit.digests import FENCE_SUFFIX, Snapshot, reply_digest, snapshot
 from ledgerflow.audit.projections import _Space
 from ledgerflow.config import Settings
@@ -139,3 +140,41 @@ async def _check_entity_read_whole(settings: Settings, monkeypatch: Any) -> None
 
 def test_an_entity_and_its_fence_are_read_at_one_moment(stack: Settings, monkeypatch: Any) -> None:
     asyncio.run(_check_entity_read_whole(stack, monkeypatch))
+
+
+async def _check_keys_that_vanish_or_are_not_utf8(settings: Settings, monkeypatch: Any) -> None:
+    """A fence listed and then dropped before its read (a rebuild's switch dropped the old
+    generation, a flush) and a key whose name is not UTF-8 under the namespace: the space is
+    read, the first as an entity with an empty fence, the second digested and readable again."""
+    keys = Keys(f"lf:t{uuid.uuid4().hex[:10]}:")
+    ns = keys.namespace
+    entity = "conv:{acme/c-1}"
+    fence, content = ns + entity + FENCE_SUFFIX, ns + entity
+    hostile = ns.encode() + b"conv:{acme/\xff}:turns"
+    redis = async_client(settings.redis_url)
+    space = _Space(redis, keys)
+    read = space._replies
+
+    async def drop_then_read(names: list[bytes | str]) -> list[tuple[str, Any]]:
+        await redis.delete(fence)
+        return await read(names)
+
+    monkeypatch.setattr(space, "_replies", drop_then_read)
+    try:
+        await redis.hset(content, "turns", "1")
+        await redis.hset(fence, "t.conversation.events:0", "4")
+        await redis.rpush(hostile, b"\xfe turn")
+        await space.load()
+        assert space.fences[entity] == {}, "the vanished fence should read as nothing applied"
+        assert entity in space.digests
+        odd = digests.key_text(b"conv:{acme/\xff}")
+        assert list(space.digests[odd]) == [digests.key_text(b"conv:{acme/\xff}:turns")]
+        again = await space.one(digests.key_text(b"conv:{acme/\xff}:turns"))
+        assert again is not None and again.kind == "list"
+    finally:
+        await redis.delete(content, fence, hostile)
+        await redis.aclose()
+
+
+def test_keys_that_vanish_or_are_not_utf8_are_read(stack: Settings, monkeypatch: Any) -> None:
+    asyncio.run(_check_keys_that_vanish_or_are_not_utf8(stack, monkeypatch))

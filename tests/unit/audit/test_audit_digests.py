@@ -105,3 +105,21 @@ def test_training_and_usage_keys_point_at_their_own_topics() -> None:
     fence = {"t.conversation.events:0": 90, "t.training.audit:1": 4, "t.usage.windows:1": 12}
     assert digests.record_of("tenant:{acme}:training", fence) == ("t.training.audit:1", 4)
     assert digests.record_of("tenant:{acme}:usage", fence) == ("t.usage.windows:1", 12)
+
+
+def test_a_fence_gone_or_of_another_type_reads_as_nothing_applied() -> None:
+    """A fence listed by SCAN and dropped (generation switch, flush) before the read comes back as
+    TYPE none with no content: an empty fence, which the comparison reports, not a crash."""
+    assert digests.fence_of_reply("none", None) == {}
+    assert digests.fence_of_reply("string", b"7") == {}
+    assert digests.fence_of_reply("hash", [b"t.policy.decisions:3", b"17"]) == {"t.policy.decisions:3": 17}
+    assert digests.fence_of_reply("hash", [b"t.policy.decisions:3", b"seventeen"]) == {
+        "t.policy.decisions:3": -1
+    }
+
+
+def test_a_key_name_that_is_not_utf8_is_kept_reversibly() -> None:
+    raw = b"conv:{acme/\xff\xfe}:turns"
+    name = digests.key_text(raw)
+    assert name.encode("utf-8", "surrogateescape") == raw
+    assert digests.entity_of(name) == digests.key_text(b"conv:{acme/\xff\xfe}")
