@@ -73,7 +73,7 @@ def addresses(url: str) -> list[tuple[str, int]]:
     found = []
     for address in hosts.split(","):
         host, colon, port = address.rpartition(":")
-        found.append((host, int(port)) if colon and port.isdigit() else (address, 6379))
+        found.append((host, int(port)) if colon and port.isascii() and port.isdigit() else (address, 6379))
     return found
 
 
