@@ -24,7 +24,7 @@ REDIS_CLUSTER_TESTS = tests/integration/test_projection_writer.py tests/integrat
 	tests/integration/test_projection_verify.py tests/integration/test_passed_offsets.py \
 	tests/integration/test_rebuild_switch.py tests/integration/test_fresh_rebuild.py \
 	tests/integration/test_end_to_end.py tests/integration/test_ingest_edge.py tests/chaos/test_chaos.py \
-	tests/integration/test_cli_chaos_stop.py
+	tests/integration/test_cli_chaos_stop.py tests/integration/test_chain_head_snapshots.py
 test-redis-cluster: setup
 	LEDGERFLOW_TEST_REDIS=cluster .venv/bin/python -m pytest $(REDIS_CLUSTER_TESTS) \
 		-k "not round_trip and (not test_ingest_edge or event_id or consistency)"

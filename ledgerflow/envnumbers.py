@@ -50,14 +50,23 @@ def env_number(
     return value
 
 
-def env_whole(environ: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
-    """``name`` as a whole number from ``low`` to ``high`` (no bound if None)."""
+def env_whole(
+    environ: Mapping[str, str],
+    name: str,
+    default: int,
+    low: int,
+    high: int | None = None,
+    *,
+    unit: str = "a whole number",
+) -> int:
+    """``name`` as a whole number from ``low`` to ``high`` (no bound if None); ``unit`` names
+    what it counts in the error (``whole seconds``)."""
     raw, value = _read(environ, name, int)
     if raw is None:
         return default
     if value is None or value < low or (high is not None and value > high):
         allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
-        raise ValidationError(f"{name}={raw!r}: a whole number {allowed} (default {default})")
+        raise ValidationError(f"{name}={raw!r}: {unit} {allowed} (default {default})")
     return value
 
 

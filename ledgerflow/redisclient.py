@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis as redis_sync
 import redis.asyncio as aioredis
+from redis import exceptions as redis_exceptions
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
@@ -45,6 +46,16 @@ CLAIM_WAIT_MS = 500
 """``set_replicated``'s wait: a write no replica confirmed in time is refused (503), so a replica
 slowed for a moment (a fork, a loaded host) gets longer than the projector's ``REPLICA_WAIT_MS``,
 after which the projector goes on anyway."""
+
+REFUSING: tuple[type[Exception], ...] = (
+    redis_exceptions.OutOfMemoryError,
+    redis_exceptions.ReadOnlyError,
+    redis_exceptions.BusyLoadingError,
+    redis_exceptions.MasterDownError,
+)
+"""Answers of a Redis that is up but cannot take the command now (at ``maxmemory`` with no
+eviction, a replica or a demoted master, loading its data after a restart, a replica whose
+master is down): a dependency fault like a connection error (503 and Retry-After), not a bug."""
 
 UNAVAILABLE: tuple[type[Exception], ...] = (ClusterDownError, TryAgainError, RedisClusterException)
 """What a Redis Cluster raises while it cannot serve a slot (a master down, a failover under way,
@@ -73,7 +84,7 @@ def addresses(url: str) -> list[tuple[str, int]]:
     found = []
     for address in hosts.split(","):
         host, colon, port = address.rpartition(":")
-        found.append((host, int(port)) if colon and port.isdigit() else (address, 6379))
+        found.append((host, int(port)) if colon and port.isascii() and port.isdigit() else (address, 6379))
     return found
 
 

@@ -87,7 +87,7 @@ class Layout:
         counts: dict[str, int] = {}
         for item in text[len(MARK) :].split(","):
             name, _, number = item.partition("=")
-            if not number.isdigit():
+            if not (number.isascii() and number.isdigit()):
                 return None
             counts[name] = int(number)
         return cls(counts)

@@ -12,6 +12,7 @@ after what the new owner read.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ from ledgerflow.kafka.fenced import FencedWriters, settle_forever, stop_settling
 from ledgerflow.topics import INPUT_HEADER
 
 # A batch loop's decisions of one partition go in one record batch (the broker's limit: 1 MiB).
+log = logging.getLogger(__name__)
+
+MAX_OFFSET_DIGITS = 19  # a Kafka offset is a signed 64-bit number
 BATCH_BYTES = 512 * 1024
 
 
@@ -164,7 +168,18 @@ class CoPartitionedOutput:
 
 
 def _input_offset(headers: object) -> int | None:
+    """The ``lf-input`` header's offset; None when there is none or it is not a decimal number (a
+    record not written by an agent): ``int()`` of it raised and stopped the partition's recovery
+    on every retry."""
     for key, value in headers or ():  # type: ignore[attr-defined]
         if key == INPUT_HEADER:
-            return int(value)
+            if (
+                isinstance(value, bytes)
+                and value.isascii()
+                and value.isdigit()
+                and len(value) <= MAX_OFFSET_DIGITS
+            ):
+                return int(value)
+            log.warning("output log: a record's %s header %r is not an offset; ignored", INPUT_HEADER, value)
+            return None
     return None

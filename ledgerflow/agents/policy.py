@@ -367,6 +367,9 @@ class PolicyAgent:
         end = await output.end(p)
         if state.out_offset >= end:
             state = self._distrust(p, state, end)
+            await self._ports.heads.drop(
+                p
+            )  # its heads and offsets are the old topic's; saves only move forward
         self._behind_since.pop(p, None)
         replayed = 0
         start = min(state.out_offset + 1, max(0, end - DEDUPE_WINDOW))  # the dedupe window too

@@ -49,7 +49,12 @@ class ChainHeadStore(Protocol):
         ...
 
     async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
-        """Store each partition's offsets and the heads given (the touched chain keys), atomically."""
+        """Store each partition's offsets and the heads given (the touched chain keys), atomically;
+        a partition whose stored snapshot covers a later output offset is left as it is."""
+        ...
+
+    async def drop(self, partition: int) -> None:
+        """Forget ``partition``'s snapshot (its output topic was re-created: its offsets restart)."""
         ...
 
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import faust
 from aiokafka import TopicPartition
 
+from ledgerflow.agents.app import handle_until_done
 from ledgerflow.agents.batching import Route
 from ledgerflow.agents.batchloop import BatchLoop, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
@@ -314,7 +315,21 @@ class Projector:
 def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
     """The projector on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
     projector = Projector(app, settings, owns_dlq=owns_dlq, shared=loop.shared)
-    loop.add(Route(NAME, frozenset(projector.topics), projector.handle))
+
+    async def until_done(messages: list[Any]) -> None:
+        # Redis faults are retried inside (``_redis_step``); this retries the rest — a dead letter
+        # or a gap's replay failing while Kafka is down — instead of crashing the worker. The writes
+        # are fenced, so the batch is simply handled again.
+        await handle_until_done(
+            messages,
+            name=NAME,
+            lock=None,
+            owned=list,
+            handle=projector.handle,
+            forget=lambda _partitions: projector.forget_positions(),
+        )
+
+    loop.add(Route(NAME, frozenset(projector.topics), until_done))
 
     async def on_assigned(assigned: set[tuple[str, int]]) -> None:
         projector.forget_positions()
@@ -337,6 +352,9 @@ def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: froz
                 "projector: reading committed offsets failed (%r); next try in %.0f s", exc, CATCH_UP_S
             )
             return
-        await projector.catch_up(committed)
+        try:
+            await projector.catch_up(committed)
+        except Exception as exc:  # Kafka down while replaying a gap: the next tick tries again
+            log.warning("projector: catching up failed (%r); next try in %.0f s", exc, CATCH_UP_S)
 
     return projector

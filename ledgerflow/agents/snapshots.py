@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
@@ -28,11 +27,33 @@ SNAPSHOT_VERSION = "v2"
 older version lives under another key, so it is never read: recovery then reads the log."""
 
 
+# KEYS: the partition's hash. ARGV: the snapshot's ``__out``, then field/value pairs (``__out``
+# among them). Writes nothing when the stored ``__out`` is ahead: see ``RedisChainHeads.save``.
+_SAVE = """
+local stored = tonumber(redis.call('HGET', KEYS[1], '__out') or '-1')
+if tonumber(ARGV[1]) < stored then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return 1
+"""
+
+
 class RedisChainHeads:
     """One hash per partition: ``chain key -> "<sequence>|<hash>"``, plus ``__in`` and ``__out``.
 
     A chain key is ``decision_chain_key(tenant, subject)``; it contains ``/``, so it never
-    collides with ``__in`` or ``__out``."""
+    collides with ``__in`` or ``__out``.
+
+    A save only moves forward: it writes nothing when the stored ``__out`` (the output offset the
+    snapshot covers) is ahead of its own. A member stalled between its write and its save (a
+    SIGSTOPped zombie, a save retried through a Redis outage) would otherwise write its older
+    heads over a newer owner's; the newer owner's later saves rewrite only the chains it changed,
+    so the stale head would stay under a newer ``__out`` and a recovery reading the log only from
+    there would fork that chain. Output offsets follow log order across owners (the fenced
+    producer), so the larger ``__out`` is the newer snapshot."""
 
     def __init__(self, settings: Settings, name: str) -> None:
         self._settings = settings
@@ -63,6 +84,9 @@ class RedisChainHeads:
                 snapshot.heads[name] = ChainHead(name, int(seq), digest)
         return snapshot
 
+    async def drop(self, partition: int) -> None:
+        await self._retried(lambda: self._client().delete(self.key(partition)), "dropping chain heads")
+
     async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
         if not snapshots:
             return
@@ -71,19 +95,21 @@ class RedisChainHeads:
         # partitions' hashes in different slots, where MULTI across them is refused.
         pipe = client.pipeline(transaction=not is_cluster_client(client))
         for p, snapshot in snapshots.items():
-            mapping: dict[FieldT, EncodableT] = {
-                s: f"{head.sequence}|{head.hash}" for s, head in snapshot.heads.items()
-            }
-            mapping[LAST_INPUT_FIELD] = str(snapshot.last_input)
-            mapping[OUT_OFFSET_FIELD] = str(snapshot.out_offset)
-            pipe.hset(self.key(p), mapping=mapping)
+            pairs: list[str] = [
+                x for s, head in snapshot.heads.items() for x in (s, f"{head.sequence}|{head.hash}")
+            ]
+            pairs += [LAST_INPUT_FIELD, str(snapshot.last_input), OUT_OFFSET_FIELD, str(snapshot.out_offset)]
+            pipe.eval(_SAVE, 1, self.key(p), str(snapshot.out_offset), *pairs)
+        await self._retried(pipe.execute, "saving chain heads")
+
+    async def _retried(self, call: Callable[[], Awaitable[object]], what: str) -> None:
         delay = 0.2
         while True:
             try:
-                await pipe.execute()
+                await call()
                 return
             except (RedisError, OSError) as exc:  # a cache: retry, never lose the decision
-                log.warning("%s: saving chain heads failed (%r); retrying in %.1f s", self._name, exc, delay)
+                log.warning("%s: %s failed (%r); retrying in %.1f s", self._name, what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -17,6 +17,7 @@ import logging
 import time
 
 from opentelemetry.trace import SpanKind
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -117,7 +118,7 @@ async def ingest(request: Request) -> JSONResponse:
                 ),
                 "Redis event id position",
             )
-        except InfrastructureError as exc:
+        except (InfrastructureError, RedisError) as exc:  # any answer: the event is on the log
             log.warning("event %s published; its idempotency record was not updated: %s", event.event_id, exc)
     return _ack(event.event_id, meta.topic, meta.partition, meta.offset, False)
 

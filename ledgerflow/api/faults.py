@@ -22,7 +22,7 @@ import redis.exceptions
 from aiokafka.errors import KafkaError
 
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.redisclient import UNAVAILABLE
+from ledgerflow.redisclient import REFUSING, UNAVAILABLE
 
 __all__ = [
     "DEADLINE_S",
@@ -43,6 +43,7 @@ _FAULTS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     *UNAVAILABLE,  # a Redis Cluster failing over
+    *REFUSING,  # a Redis out of memory, read-only, loading
     KafkaError,
     TimeoutError,
     ConnectionError,

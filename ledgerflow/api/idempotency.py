@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from ledgerflow.api.faults import bounded
 from ledgerflow.contracts.ids import is_id
@@ -252,5 +253,5 @@ async def release_after_failure(redis: aioredis.Redis, key: str, held: Claim | N
         return
     try:
         await bounded(release(redis, key, held), "Redis claim release")
-    except InfrastructureError as exc:
+    except (InfrastructureError, RedisError) as exc:  # RedisError: an answer (OOM, BUSY, WRONGTYPE)
         log.warning("could not release the claim %s (taken over once stale): %s", key, exc)

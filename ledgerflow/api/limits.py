@@ -180,7 +180,7 @@ class SseSlots:
 def check_content_length(headers: Mapping[str, str], limit: int = MAX_BODY_BYTES) -> None:
     """413 at once when the declared ``Content-Length`` is over ``limit``."""
     raw = headers.get("content-length")
-    if raw is not None and raw.strip().isdigit() and int(raw) > limit:
+    if raw is not None and raw.strip().isascii() and raw.strip().isdigit() and int(raw) > limit:
         raise LimitExceeded("body", 413, f"body of {int(raw)} bytes exceeds the {limit}-byte limit")
 
 

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
+from ledgerflow.api.faults import bounded
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.spec import (
     AUTHED,
@@ -166,6 +167,7 @@ async def _switch(request: Request, *, enabled: bool) -> Response:
 
 async def _command(request: Request, tenant: str, payload: RegisterModel | SetModelEnabled) -> Response:
     ctx: EdgeContext = request.app.state.ctx
+    wait = wait_seconds(request, WAIT_S)  # a bad ?wait= is refused before anything is published
     event = new_event(
         payload.TYPE,
         tenant=tenant,
@@ -175,7 +177,6 @@ async def _command(request: Request, tenant: str, payload: RegisterModel | SetMo
         occurred_at_micros=time.time_ns() // 1000,
     )
     await publish(ctx, MODELS_COMMANDS, event)
-    wait = wait_seconds(request, WAIT_S)
     outcome = await ctx.reference.wait_outcome(payload.command_id, wait)
     if outcome is None:
         detail = f"no outcome within {wait:g} s; see GET /v1/models"
@@ -254,5 +255,5 @@ def registry_view(registry: ModelRegistry) -> dict[str, Any]:
 async def list_models(request: Request) -> JSONResponse:
     principal = reader_of(request)
     ctx: EdgeContext = request.app.state.ctx
-    await ctx.reference.sync()
+    await bounded(ctx.reference.sync(), "Kafka reference read")
     return JSONResponse(registry_view(ctx.reference.registry_for(principal.tenant)))

@@ -9,6 +9,7 @@ from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.faults import bounded
 from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import read_json
 from ledgerflow.auth.roles import ADMIN, PRODUCER
@@ -75,7 +76,7 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
     if role not in ROLES:
         raise ValidationError(f"role: must be one of {list(ROLES)}, got {role!r}")
     conversation_id = check_id("conversation_id", body.get("conversation_id") or "dry-run")
-    await ctx.reference.sync()
+    await bounded(ctx.reference.sync(), "Kafka reference read")
     pack = ctx.reference.pack_for(principal.tenant)
     training = ctx.reference.training_for(principal.tenant)
     decision = evaluate(Turn("dry-run", principal.tenant, conversation_id, role, content), pack, training)

@@ -41,7 +41,7 @@ from ledgerflow.errors import (
     ValidationError,
 )
 from ledgerflow.limits import MAX_BODY_BYTES
-from ledgerflow.redisclient import UNAVAILABLE
+from ledgerflow.redisclient import REFUSING, UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ REALM = "ledgerflow"
 DEPENDENCY_FAULTS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
+    *REFUSING,  # a Redis out of memory, read-only, loading
     *UNAVAILABLE,  # a Redis Cluster failing over
     KafkaError,
     TimeoutError,  # asyncio.timeout / wait_for around a dependency call

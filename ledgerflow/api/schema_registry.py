@@ -121,7 +121,7 @@ def _one_version(request: Request) -> Registered | Response:
     subject, version = request.path_params["subject"], request.path_params["version"]
     if subject not in catalog().subjects:
         return _subject_missing(subject)
-    if version not in ("latest", "-1") and not version.isdigit():
+    if version not in ("latest", "-1") and not (version.isascii() and version.isdigit()):
         return _refused(422, 42202, f"The specified version '{version[:40]}' is not a valid version id.")
     try:
         return catalog().version(subject, version)
@@ -178,7 +178,7 @@ async def lookup_schema(request: Request) -> Response:
 
 def _by_id(request: Request) -> Registered | Response:
     raw = request.path_params["schema_id"]
-    found = catalog().by_id.get(int(raw)) if raw.isdigit() and len(raw) <= 10 else None
+    found = catalog().by_id.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else None
     return _refused(404, 40403, "Schema not found") if found is None else found
 
 

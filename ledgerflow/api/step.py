@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -220,7 +221,7 @@ async def _record(ctx: EdgeContext, key: str, mine: idempotency.Claim, event_id:
         await bounded(
             idempotency.record_position(ctx.redis, key, mine, event_id, token), "Redis claim position"
         )
-    except InfrastructureError as exc:  # published: never an error now; the claim goes stale
+    except (InfrastructureError, RedisError) as exc:  # published: never an error now; the claim goes stale
         log.warning("turn %s published; its idempotency record was not updated: %s", event_id, exc)
 
 

@@ -98,6 +98,7 @@ async def disable(request: Request) -> Response:
 async def _command(request: Request, kind: str) -> Response:
     principal = requires_role(request, "admin")  # a non-admin gets 403 and nothing is written
     ctx: EdgeContext = request.app.state.ctx
+    wait = wait_seconds(request, WAIT_S)  # a bad ?wait= is refused before anything is published
     body = await read_json(request)
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
@@ -108,8 +109,8 @@ async def _command(request: Request, kind: str) -> Response:
     command_id = str(uuid.uuid4())
     if kind == "EnableTraining":
         ttl = body.get("ttl_seconds")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)):
-            raise ValidationError("ttl_seconds: an integer number of seconds is required")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
+            raise ValidationError("ttl_seconds: a whole number of seconds, 1 or more, is required")
         payload: EnableTraining | DisableTraining = EnableTraining(
             command_id, principal.sub, reason, ttl, expected
         )
@@ -124,7 +125,6 @@ async def _command(request: Request, kind: str) -> Response:
         occurred_at_micros=time.time_ns() // 1000,
     )
     await publish(ctx, TRAINING_COMMANDS, event)
-    wait = wait_seconds(request, WAIT_S)
     outcome = await ctx.reference.wait_outcome(command_id, wait)
     if outcome is None:
         return JSONResponse(

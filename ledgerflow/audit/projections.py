@@ -7,7 +7,12 @@
    processes, so this process checks the logs meanwhile).
 3. Read both spaces (SCAN, then one script call per ~500 keys, an entity's keys and its fence
    always in the same call) as a digest per key and a fence per entity; compare entity by
-   entity (``digests.compare_entity``).
+   entity (``digests.compare_entity``). The live space must be read after the checkpoint is
+   visible with every write before it: on one Redis the projector's pipeline runs its checkpoint
+   call after the batch's entity calls, so the live space is read while step 2 runs; on a
+   Redis Cluster the calls of a batch run on the masters in parallel and the checkpoint can
+   land a moment before an entity's write on another master, so the live space is read after
+   step 2 (seconds later), as is the scratch space.
 4. Entities the live projection moved on with while we read: catch the scratch space up
    to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
    them again (at most ``ROUNDS`` times).
@@ -16,11 +21,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from ledgerflow.audit import digests
@@ -31,12 +39,16 @@ from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.generations import PROJECTION, active_keys
-from ledgerflow.projections.guards import guard_complete, slot_of
+from ledgerflow.projections.guards import guard_complete
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 from ledgerflow.projections.rebuild import replay
 from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import int_map
+
+A = TypeVar("A")
+B = TypeVar("B")
+T = TypeVar("T")
 
 CHECKPOINT = PROJECTION  # the projector's checkpoint name
 ROUNDS = 3
@@ -91,50 +103,54 @@ class _Space:
         comes with a newer fence, which the comparison takes as "moved on" (next round)."""
         self.digests, self.fences = {}, {}
         ns = self.keys.namespace
-        by_entity: dict[str, list[str]] = {}
+        by_entity: dict[str, list[tuple[str, bytes | str]]] = {}  # entity -> (name, name as sent)
         async for raw in self.redis.scan_iter(match=_glob_escape(ns) + "*", count=SCAN_COUNT):
-            name = raw.decode() if isinstance(raw, bytes) else raw
-            by_entity.setdefault(digests.entity_of(name[len(ns) :]), []).append(name)
-        batch: list[str] = []
-        for names in by_entity.values():  # a batch may pass READ_BATCH: it never splits an entity
-            batch.extend(names)
+            name = digests.key_text(raw)
+            by_entity.setdefault(digests.entity_of(name[len(ns) :]), []).append((name, raw))
+        batch: list[tuple[str, str, bytes | str]] = []  # (entity, key, key as sent)
+        for entity, names in by_entity.items():  # a batch may pass READ_BATCH: it never splits an entity
+            batch.extend((entity, name, raw) for name, raw in names)
             if len(batch) >= READ_BATCH:
                 await self._read(batch)
                 batch = []
         if batch:
             await self._read(batch)
 
-    async def _read(self, names: list[str]) -> None:
+    async def _read(self, batch: list[tuple[str, str, bytes | str]]) -> None:
         ns = len(self.keys.namespace)
-        for relative, snap in zip(names, await self.snapshots(names), strict=True):
-            rel = relative[ns:]
-            entity = digests.entity_of(rel)
-            if rel.endswith(digests.FENCE_SUFFIX):
-                self.fences[entity] = digests.fence_offsets(dict(snap.content or []))
-            elif not digests.is_bookkeeping(rel):
-                self.digests.setdefault(entity, {})[rel] = snap.digest
+        replies = await self._replies([raw for _, _, raw in batch])
+        for (entity, name, _), (kind, flat) in zip(batch, replies, strict=True):
+            relative = name[ns:]
+            if relative.endswith(digests.FENCE_SUFFIX):
+                self.fences[entity] = digests.fence_of_reply(kind, flat)
+            elif not digests.is_bookkeeping(relative):
+                self.digests.setdefault(entity, {})[relative] = digests.reply_digest(kind, flat)
 
-    async def snapshots(self, names: list[str]) -> list[Snapshot]:
-        """Each key's snapshot, read by one script call (a type and a read per key as separate
-        commands cost more in redis-py's packing and parsing than the digests themselves)."""
+    async def snapshots(self, names: list[bytes | str]) -> list[Snapshot]:
+        """Each key's snapshot: its content decoded, in canonical order (to describe a divergence)."""
+        return [
+            snapshot(kind, None if flat is None else _as_read(kind, flat))
+            for kind, flat in await self._replies(names)
+        ]
+
+    async def _replies(self, names: list[bytes | str]) -> list[tuple[str, Any]]:
+        """Each key's type and content as the script returns it (flat), read by one script call
+        (a type and a read per key as separate commands cost more in redis-py's packing and
+        parsing than the digests themselves)."""
         if not names:
             found = []
         elif is_cluster_client(self.redis):
             found = await self._per_slot(names)
         else:
             found = await self._read_script(keys=names)
-        out = []
-        for kind, content in found:
-            kind = kind.decode() if isinstance(kind, bytes) else kind
-            out.append(snapshot(kind, None if content is None else _as_read(kind, content)))
-        return out
+        return [(kind.decode() if isinstance(kind, bytes) else kind, flat) for kind, flat in found]
 
-    async def _per_slot(self, names: list[str]) -> list[Any]:
+    async def _per_slot(self, names: list[bytes | str]) -> list[Any]:
         """On a Redis Cluster a script call reads the keys of one slot: one call per slot, all in
         one pipeline (split per master by the client), replies put back in ``names``' order."""
         groups: dict[int, list[int]] = {}
         for i, name in enumerate(names):
-            groups.setdefault(slot_of(name), []).append(i)
+            groups.setdefault(key_slot(name if isinstance(name, bytes) else name.encode()), []).append(i)
         sha = await self.redis.script_load(_READ)  # on every master
         pipe = self.redis.pipeline(transaction=False)
         for indexes in groups.values():
@@ -146,7 +162,7 @@ class _Space:
         return found
 
     async def one(self, relative: str) -> Snapshot | None:
-        name = self.keys.namespace + relative
+        name = (self.keys.namespace + relative).encode("utf-8", "surrogateescape")  # as ``key_text`` read it
         snap = (await self.snapshots([name]))[0]
         return None if snap.kind == "none" else snap
 
@@ -208,7 +224,7 @@ async def _run(
         with progress(f"rebuilding read models (round {round_no})", sum(until.values())) as update:
             if round_no == 1:  # Step 2: in worker processes, while this one checks the logs
                 workers = max(processes_from_env() - 1, 1)
-                stats = await replay_parallel(
+                replaying = replay_parallel(
                     settings, redis, scratch_keys, until, update, processes=workers, spawn=True
                 )
             else:  # Step 4: the fold wrote fences, so the fenced replay reads on from the checkpoint
@@ -218,9 +234,13 @@ async def _run(
                         await redis.hgetall(scratch_keys.checkpoint(CHECKPOINT))
                     ).items()
                 }
-                stats = await replay(settings, redis, scratch_keys, until, update, start=start)
+                replaying = replay(settings, redis, scratch_keys, until, update, start=start)
+            if is_cluster_client(redis):  # Step 3 for the live space after it (see the module doc)
+                stats = await replaying
+                await live.load()
+            else:  # Step 3 for the live space meanwhile
+                stats, _ = await run_both(replaying, live.load())
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
-        await live.load()  # Step 3.
         await scratch.load()
         pending = await _compare(live, scratch, report, pending)
         if not pending:
@@ -230,6 +250,22 @@ async def _run(
             f"{len(pending)} read-model entities kept changing while audited and were not "
             "compared: audit again when traffic is quiet"
         )
+
+
+async def run_both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results; if either raises, the other is cancelled and waited for before the error
+    (the first one, not an ExceptionGroup) propagates, so nothing — a rebuild's worker
+    processes — goes on writing into a scratch space the caller then deletes."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            a, b = group.create_task(_awaited(first)), group.create_task(_awaited(second))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return a.result(), b.result()
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 async def _compare(live: _Space, scratch: _Space, report: Report, only: set[str] | None) -> set[str]:

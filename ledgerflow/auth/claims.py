@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -81,7 +82,13 @@ def _numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> fl
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthError(f"token claim '{name}' must be a number of seconds, got {_short(value)}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        seconds = math.inf
+    if not math.isfinite(seconds):  # NaN passes every comparison: a token that would never expire
+        raise AuthError(f"token claim '{name}' must be a finite number of seconds, got {_short(value)}")
+    return seconds
 
 
 def _check_lifetime(exp: float, iat: float | None, now: float, leeway: float, maximum: float) -> None:

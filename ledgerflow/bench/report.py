@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,7 @@ def _settings_line(doc: dict[str, Any]) -> str:
         f"Worker: `ledgerflow worker --agents {AGENTS}` (the measured path; the training and usage agents "
         f"are not in it), its defaults: one batch loop (`agents/batchloop.py`) of up to "
         f"{batchloop.MAX_RECORDS} records per `getmany`, each fetch held by the broker up to "
-        f"{batchloop.linger_from(os.environ) * 1000:.0f} ms for more records unless "
+        f"{p['linger_ms']:.0f} ms for more records unless "
         f"{batchloop.LINGER_FILL_BYTES // 1024:,} KiB wait (`{batchloop.LINGER_ENV}`), "
         f"commit every {batchloop.COMMIT_EVERY_S} s; "
         "6 partitions per topic; each trial on its own topic prefix."

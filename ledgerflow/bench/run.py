@@ -20,6 +20,7 @@ The sequence:
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -57,12 +58,18 @@ class Plan:
     decision_rate: float  # turns/s of the SSE window with the worker (decision frame latency)
     codec_records: int  # figure 6
     profile: bool
+    linger_ms: float  # the worker's fetch linger (``LEDGERFLOW_BATCH_LINGER_MS``; the workers inherit it)
 
     @classmethod
     def make(cls, *, quick: bool, runs: int, events: int) -> Plan:
+        from ledgerflow.agents import batchloop  # as report.py: the bench imports no agent at start-up
+
+        linger = batchloop.linger_from(os.environ) * 1000
         if quick:
             n = events or 300
-            return cls(True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 50.0, 300, False)
+            return cls(
+                True, max(runs, 1), n, max(n // 2, 50), n, 300.0, 20, 1, 50.0, 2.0, 50.0, 300, False, linger
+            )
         n = events or 20000
         return cls(
             False,
@@ -78,6 +85,7 @@ class Plan:
             1000.0,
             20000,
             py_spy() is not None,
+            linger,
         )
 
 

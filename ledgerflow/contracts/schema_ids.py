@@ -84,7 +84,7 @@ class SchemaCatalog:
         versions = self.subjects[subject]
         if version in ("latest", "-1"):
             return versions[-1]
-        if not version.isdigit() or not 1 <= int(version) <= len(versions):
+        if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= len(versions):
             raise KeyError(version)
         return versions[int(version) - 1]
 

@@ -36,7 +36,7 @@ DEFAULT_WINDOW_S = 60
 
 def refusals_window_from(environ: Mapping[str, str]) -> int:
     """Pure: ``LEDGERFLOW_AUTH_REFUSALS_WINDOW_S``, whole seconds from 1 to a day (default 60)."""
-    return env_whole(environ, WINDOW_ENV, DEFAULT_WINDOW_S, 1, int(DAY_S))
+    return env_whole(environ, WINDOW_ENV, DEFAULT_WINDOW_S, 1, int(DAY_S), unit="whole seconds")
 
 
 def edge_chain_id() -> str:

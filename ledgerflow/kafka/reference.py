@@ -173,7 +173,7 @@ class ReferenceData:
                 continue
             for tp, records in batches.items():
                 for record in records:
-                    reason = self._apply(tp.topic, record.key, record.value)
+                    reason = self._apply_guarded(tp.topic, record.key, record.value)
                     if reason is not None:
                         await self._refuse(
                             RefusedRecord(
@@ -200,6 +200,16 @@ class ReferenceData:
                 log.warning("reference data: recording a refused record failed (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(REFUSAL_RETRY_CAP_S, delay * 2)
+
+    def _apply_guarded(self, topic: str, key: bytes | None, value: bytes | None) -> str | None:
+        """``_apply``, and a record it fails on in a way nobody foresaw is refused with the error's
+        name (dead-lettered from ``policy.rules``, skipped elsewhere) instead of ending this task:
+        a reader that died would leave every ``sync`` timing out and the hot path waiting on it."""
+        try:
+            return self._apply(topic, key, value)
+        except Exception as exc:
+            log.exception("reference data: a record on %s could not be applied; refused", topic)
+            return f"unreadable-reference-record: {type(exc).__name__}"
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> str | None:
         """Fold one record; the reason it was refused (``policy.rules`` only), or None."""

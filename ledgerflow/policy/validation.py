@@ -54,6 +54,10 @@ def parse_rule_pack_text(data: str | bytes, *, fmt: str = "json") -> Any:
             raise ValidationError(f"rule pack is not valid JSON: {exc}. {_HINT}") from None
         except UnicodeDecodeError as exc:
             raise ValidationError(f"rule pack is not UTF-8 text: {exc}. {_HINT}") from None
+        except RecursionError:
+            raise ValidationError(f"rule pack nests too deeply to be a rule pack. {_HINT}") from None
+        except ValueError:  # an integer of thousands of digits (over Python's int conversion limit)
+            raise ValidationError(f"rule pack holds a number thousands of digits long. {_HINT}") from None
     if fmt == "yaml":
         try:
             import yaml
@@ -66,6 +70,8 @@ def parse_rule_pack_text(data: str | bytes, *, fmt: str = "json") -> Any:
             return yaml.safe_load(data)
         except yaml.YAMLError as exc:
             raise ValidationError(f"rule pack is not valid YAML: {exc}. {_HINT}") from None
+        except RecursionError:
+            raise ValidationError(f"rule pack nests too deeply to be a rule pack. {_HINT}") from None
     raise ValidationError(f"unknown rule pack format {fmt!r}; use 'json' or 'yaml'")
 
 

@@ -26,28 +26,30 @@ from ledgerflow.redisclient import REPLICA_WAIT_MS, execute_waited
 
 log = logging.getLogger(__name__)
 
-Call = tuple[str, list[str], list[str | bytes]]  # sha, KEYS, ARGV
+Call = tuple[str, list[str], list[str | bytes]]  # sha (or the script, with EVAL), KEYS, ARGV
 
 
-async def run_calls(redis: aioredis.Redis, calls: list[Call], check_first: bool) -> list[Any]:
+async def run_calls(
+    redis: aioredis.Redis, calls: list[Call], check_first: bool, command: str = "EVALSHA"
+) -> list[Any]:
     """Results of ``calls`` in order; when the checking call returns non-zero, only its result."""
     if check_first and calls:
-        first = await _pipeline(redis, calls[:1])
+        first = await _pipeline(redis, calls[:1], command)
         if int(first[0]) != 0:
             return first
-        return first + await _pipeline(redis, calls[1:])
-    return await _pipeline(redis, calls)
+        return first + await _pipeline(redis, calls[1:], command)
+    return await _pipeline(redis, calls, command)
 
 
-async def _pipeline(redis: aioredis.Redis, calls: list[Call]) -> list[Any]:
+async def _pipeline(redis: aioredis.Redis, calls: list[Call], command: str) -> list[Any]:
     if not calls:
         return []
     await redis.initialize()  # the slot map, before it is looked up
     pipe = redis.pipeline(transaction=False)
     nodes = {}
     for sha, keys, argv in calls:
-        # execute_command: redis-py's cluster pipeline refuses evalsha() but routes EVALSHA by its keys
-        pipe.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
+        # execute_command: redis-py's cluster pipeline refuses evalsha() but routes EVALSHA/EVAL by its keys
+        pipe.execute_command(command, sha, len(keys), *keys, *argv)
         node = redis.get_node_from_key(keys[0])  # type: ignore[attr-defined]
         nodes[node.name] = node
     for node in nodes.values():  # after the node's writes, on the same connection

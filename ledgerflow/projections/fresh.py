@@ -9,9 +9,10 @@ with the batch's net effect per key (``freshwrite``). The resulting space is the
 fenced replay writes (fences, dedupe ids, chain heads, quarantine and checkpoint included),
 so the projector can take it over after a switch and fence against it as usual.
 
-A ``FreshReplay`` can be run again with a later horizon: it reads on from where it stopped
-with the same in-memory state (the audit catches its scratch copy up this way). It must be
-the space's only writer, and the space must be empty when it starts.
+A ``FreshReplay`` that returned can be run again with a later horizon: it reads on from where
+it stopped with the same in-memory state. One that raised cannot (its in-memory state may be
+ahead of what Redis took): start over in an empty space. It must be the space's only writer,
+and the space must be empty when it starts.
 """
 
 from __future__ import annotations

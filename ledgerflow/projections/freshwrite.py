@@ -20,7 +20,6 @@ from collections.abc import Iterator
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from ledgerflow.projections.clusterpipe import run_calls
 from ledgerflow.projections.fold import Writes
@@ -32,7 +31,8 @@ CHUNK = 500  # field/value pairs (or items) per command: Lua's unpack takes a fe
 CALL = 1000  # commands per script call
 
 # KEYS: the keys of the commands, then the guard. ARGV: JSON [[command, key index, arg, ...], ...],
-# guarded?
+# guarded? Returns 1 (written) or -1 (guard gone): never 0, since redis-py's cluster pipeline, when
+# it retries after a connection error, sends again every command whose result is empty or false.
 _WRITE = """
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[#KEYS]) == 0 then
   return -1
@@ -40,7 +40,7 @@ end
 for _, c in ipairs(cjson.decode(ARGV[1])) do
   redis.call(c[1], KEYS[c[2]], unpack(c, 3))
 end
-return 0
+return 1
 """
 
 
@@ -81,33 +81,25 @@ async def write(
     sent = sum(n for n, _, _ in calls)
     if not calls:
         return 0
-    sha = await _sha(redis)
-    try:
-        results = await _run(redis, sha, calls)
-    except NoScriptError:  # Redis restarted and lost its script cache
-        _SHAS.pop(id(redis), None)
-        results = await _run(redis, await _sha(redis), calls)
+    results = await _run(redis, calls)
     if any(int(r) == -1 for r in results):
         raise SpaceLost(f"{guard} is gone: Redis lost the space during the replay")
     return sent
 
 
-_SHAS: dict[int, str] = {}  # per client: scripts are loaded once per connection pool
-
-
-async def _sha(redis: aioredis.Redis) -> str:
-    sha = _SHAS.get(id(redis))
-    if sha is None:
-        sha = _SHAS[id(redis)] = str(await redis.script_load(_WRITE))
-    return sha
-
-
-async def _run(redis: aioredis.Redis, sha: str, calls: list[_Call]) -> list[int]:
+async def _run(redis: aioredis.Redis, calls: list[_Call]) -> list[int]:
+    """EVAL with the script's text, not EVALSHA: a master that lost its script cache (restarted,
+    or a replica promoted on a cluster) runs the call anyway. With EVALSHA its calls failed with
+    NOSCRIPT while other masters' calls of the batch succeeded, and sending the batch again
+    applied those twice (their HINCRBY and RPUSH are not fenced). The text is a few hundred bytes
+    beside a call's thousand commands."""
     if is_cluster_client(redis):  # replicas waited for (clusterpipe.py)
-        return await run_calls(redis, [(sha, keys, argv) for _, keys, argv in calls], check_first=False)
+        return await run_calls(
+            redis, [(_WRITE, keys, argv) for _, keys, argv in calls], False, command="EVAL"
+        )
     pipe = redis.pipeline(transaction=False)
     for _, keys, argv in calls:
-        pipe.evalsha(sha, len(keys), *keys, *argv)
+        pipe.eval(_WRITE, len(keys), *keys, *argv)
     return list(await pipe.execute())
 
 

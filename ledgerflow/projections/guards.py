@@ -150,8 +150,7 @@ async def _run(redis: aioredis.Redis, commands: list[Command]) -> list[Any]:
     replies: list[Any] = [None] * len(commands)
 
     async def send(node: ClusterNode, indexes: list[int]) -> None:
-        options = {k: v for k, v in node.connection_kwargs.items() if k in _PLAIN_OPTIONS}
-        plain = aioredis.Redis(host=node.host, port=int(node.port), **options)
+        plain = node_client(node)
         try:
             pipe = plain.pipeline(transaction=False)
             for i in indexes:
@@ -173,4 +172,11 @@ async def _run(redis: aioredis.Redis, commands: list[Command]) -> list[Any]:
     return replies
 
 
-_PLAIN_OPTIONS = ("username", "password", "socket_timeout", "socket_connect_timeout", "ssl", "ssl_ca_certs")
+def node_client(node: ClusterNode) -> aioredis.Redis:
+    """A plain client of one cluster node, connected as the cluster client connects to it: its
+    connection class (TLS for ``rediss+cluster://``) and options (credentials, timeouts,
+    certificates). Built, not connected."""
+    pool = aioredis.ConnectionPool(
+        connection_class=node.connection_class, max_connections=4, **node.connection_kwargs
+    )
+    return aioredis.Redis(connection_pool=pool)

@@ -56,6 +56,7 @@ Horizon = list[tuple[str, int, int]]  # (topic, partition, end offset): picklabl
 
 
 MAX_PROCESSES = 1024
+STOP_WAIT_S = 5.0  # for a terminated worker process to exit (SIGTERM ends it at once)
 
 
 def processes_from_env() -> int:
@@ -180,8 +181,11 @@ async def replay_parallel(
         ]
         reports = await asyncio.gather(*shares)
     except BaseException:  # cancelled (a deadline) or a worker failed: no worker writes on
-        for process in list((pool._processes or {}).values()):
+        workers = list((pool._processes or {}).values())
+        for process in workers:
             process.terminate()
+        for process in workers:  # gone before the caller clears or deletes the space
+            process.join(STOP_WAIT_S)
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -207,7 +211,7 @@ async def clear(redis: aioredis.Redis, keys: Keys, keep: str | None = None) -> N
         raise SpaceLost(f"{keep} is gone: Redis lost the space during the replay")
     batch: list[bytes] = []
     async for key in redis.scan_iter(match=keys.namespace + "*", count=1000):
-        if keep is None or not is_guard_key(key.decode(), keep):
+        if keep is None or not is_guard_key(key.decode("utf-8", "surrogateescape"), keep):
             batch.append(key)
         if len(batch) >= 500:
             await redis.unlink(*batch)

@@ -1,5 +1,5 @@
-"""The read-model diff reads each key's snapshot with one script call per batch of keys: the
-snapshots must be exactly those of reading every key with its own redis-py command (the
+"""The read-model diff reads each key with one script call per batch of keys: its snapshots
+and digests must be exactly those of reading every key with its own redis-py command (the
 reference below), for every type a space can hold, awkward bytes included."""
 
 from __future__ import annotations
@@ -10,32 +10,53 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ledgerflow.audit.digests import FENCE_SUFFIX, Snapshot, snapshot
+from ledgerflow.audit import digests
+from ledgerflow.audit.digests import FENCE_SUFFIX, Snapshot, reply_digest, snapshot
 from ledgerflow.audit.projections import _Space
 from ledgerflow.config import Settings
 from ledgerflow.projections.keys import Keys
 from ledgerflow.redisclient import async_client
 
 
-async def _reference(redis: aioredis.Redis, names: list[str]) -> list[Snapshot]:
-    """A type and a read per key, each its own command (how the diff used to read)."""
+async def _as_sent(redis: aioredis.Redis, *command: Any) -> Any:
+    """A command's reply as RESP2 sends it (a zset's scores as Redis formats them, the way a
+    script's reply carries them), before redis-py's response callback."""
+    kwargs = redis.connection_pool.connection_kwargs
+    connection = aioredis.Connection(
+        host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0), protocol=2
+    )
+    try:
+        await connection.connect()
+        await connection.send_command(*command)
+        return await connection.read_response()
+    finally:
+        await connection.disconnect()
+
+
+async def _reference(redis: aioredis.Redis, names: list[str]) -> list[tuple[Snapshot, str]]:
+    """A type and a read per key, each its own command (how the diff used to read): the snapshot,
+    and the digest of the content flattened as Redis sends it."""
     out = []
     for name in names:
         kind = (await redis.type(name)).decode()
         raw: Any
+        flat: Any = None
         if kind == "hash":
             raw = await redis.hgetall(name)
+            flat = [x for pair in raw.items() for x in pair]
         elif kind == "list":
-            raw = await redis.lrange(name, 0, -1)
+            raw = flat = await redis.lrange(name, 0, -1)
         elif kind == "set":
             raw = await redis.smembers(name)
+            flat = list(raw)
         elif kind == "zset":
             raw = await redis.zrange(name, 0, -1, withscores=True)
+            flat = await _as_sent(redis, "ZRANGE", name, 0, -1, "WITHSCORES")  # scores as Redis sent them
         elif kind == "string":
-            raw = await redis.get(name)
+            raw = flat = await redis.get(name)
         else:
             raw = await redis.exists(name)
-        out.append(snapshot(kind, raw))
+        out.append((snapshot(kind, raw), reply_digest(kind, flat)))
     return out
 
 
@@ -51,10 +72,14 @@ async def _check(settings: Settings) -> None:
         await redis.set(ns + "str", b"\xffvalue")
         await redis.xadd(ns + "stream", {"f": "v"})
         names = [ns + n for n in ("h", "l", "s", "z", "str", "stream", "gone")] * 3
-        read = await _Space(redis, keys).snapshots(names)
-        assert read == await _reference(redis, names)
+        space = _Space(redis, keys)
+        read = await space.snapshots(names)
+        reference = await _reference(redis, names)
+        assert read == [snap for snap, _ in reference]
         assert [s.kind for s in read[:7]] == ["hash", "list", "set", "zset", "string", "stream", "none"]
-        assert [s.digest for s in read] == [s.digest for s in await _reference(redis, names)]
+        digested = [reply_digest(kind, flat) for kind, flat in await space._replies(names)]
+        assert digested == [digest for _, digest in reference]
+        assert len(set(digested[:7])) == 7, "two different keys share a digest"
     finally:
         await redis.delete(*(ns + n for n in ("h", "l", "s", "z", "str", "stream")))
         await redis.aclose()
@@ -76,10 +101,10 @@ async def _check_entity_read_whole(settings: Settings, monkeypatch: Any) -> None
     others = [ns + f"conv:{{acme/c-{i}}}:turns" for i in range(20)]
     redis = async_client(settings.redis_url)
     space = _Space(redis, keys)
-    read = space.snapshots
+    read = space._replies
     calls, written = 0, False
 
-    async def read_then_write(names: list[str]) -> list[Snapshot]:
+    async def read_then_write(names: list[str]) -> list[tuple[str, Any]]:
         nonlocal calls, written
         found = await read(names)
         calls += 1
@@ -91,7 +116,7 @@ async def _check_entity_read_whole(settings: Settings, monkeypatch: Any) -> None
                 await pipe.execute()
         return found
 
-    monkeypatch.setattr(space, "snapshots", read_then_write)
+    monkeypatch.setattr(space, "_replies", read_then_write)
     monkeypatch.setattr("ledgerflow.audit.projections.READ_BATCH", 1)  # a call per key, as far as allowed
     try:
         await redis.hset(usage, "w1", "5")
@@ -101,8 +126,10 @@ async def _check_entity_read_whole(settings: Settings, monkeypatch: Any) -> None
         await space.load()
         assert calls > 1, "the space was read in one call: the test shows nothing"
         applied = space.fences[entity]["usage.windows:0"]
-        content = (await read([usage]))[0] if applied == 6 else snapshot("hash", {b"w1": b"5"})
-        assert space.digests[entity][entity + ":usage"] == content.digest, (
+        content = (
+            reply_digest(*(await read([usage]))[0]) if applied == 6 else reply_digest("hash", [b"w1", b"5"])
+        )
+        assert space.digests[entity][entity + ":usage"] == content, (
             f"the fence says usage.windows:0 applied up to {applied} but the content read beside it "
             "is from another moment: an entity's keys and fence were read by separate calls"
         )
@@ -113,3 +140,41 @@ async def _check_entity_read_whole(settings: Settings, monkeypatch: Any) -> None
 
 def test_an_entity_and_its_fence_are_read_at_one_moment(stack: Settings, monkeypatch: Any) -> None:
     asyncio.run(_check_entity_read_whole(stack, monkeypatch))
+
+
+async def _check_keys_that_vanish_or_are_not_utf8(settings: Settings, monkeypatch: Any) -> None:
+    """A fence listed and then dropped before its read (a rebuild's switch dropped the old
+    generation, a flush) and a key whose name is not UTF-8 under the namespace: the space is
+    read, the first as an entity with an empty fence, the second digested and readable again."""
+    keys = Keys(f"lf:t{uuid.uuid4().hex[:10]}:")
+    ns = keys.namespace
+    entity = "conv:{acme/c-1}"
+    fence, content = ns + entity + FENCE_SUFFIX, ns + entity
+    hostile = ns.encode() + b"conv:{acme/\xff}:turns"
+    redis = async_client(settings.redis_url)
+    space = _Space(redis, keys)
+    read = space._replies
+
+    async def drop_then_read(names: list[bytes | str]) -> list[tuple[str, Any]]:
+        await redis.delete(fence)
+        return await read(names)
+
+    monkeypatch.setattr(space, "_replies", drop_then_read)
+    try:
+        await redis.hset(content, "turns", "1")
+        await redis.hset(fence, "t.conversation.events:0", "4")
+        await redis.rpush(hostile, b"\xfe turn")
+        await space.load()
+        assert space.fences[entity] == {}, "the vanished fence should read as nothing applied"
+        assert entity in space.digests
+        odd = digests.key_text(b"conv:{acme/\xff}")
+        assert list(space.digests[odd]) == [digests.key_text(b"conv:{acme/\xff}:turns")]
+        again = await space.one(digests.key_text(b"conv:{acme/\xff}:turns"))
+        assert again is not None and again.kind == "list"
+    finally:
+        await redis.delete(content, fence, hostile)
+        await redis.aclose()
+
+
+def test_keys_that_vanish_or_are_not_utf8_are_read(stack: Settings, monkeypatch: Any) -> None:
+    asyncio.run(_check_keys_that_vanish_or_are_not_utf8(stack, monkeypatch))

@@ -163,3 +163,27 @@ def test_a_batch_finds_the_guard_gone_and_writes_nothing(stack: Settings) -> Non
             await redis.aclose()
 
     asyncio.run(run())
+
+
+def test_a_master_that_lost_its_scripts_gets_each_batch_once(stack: Settings) -> None:
+    """A Redis (on a cluster: one master — restarted, or a replica promoted) whose script cache is
+    empty between two batches: each batch's counters are applied once. With EVALSHA, that master's
+    calls failed with NOSCRIPT while the others' succeeded, and the batch sent again doubled them."""
+    keys = new_keys()
+    tenants = [f"t{i}" for i in range(24)]  # spread over every master's slots on a cluster
+
+    async def run() -> None:
+        redis = async_client(stack.redis_url, socket_timeout=10)
+        try:
+            writes = Writes(hincrby={keys.tenant(t): {"turns": 1} for t in tenants})
+            assert await freshwrite.write(redis, writes) == len(tenants)
+            nodes = redis.get_primaries() if hasattr(redis, "get_primaries") else [None]
+            await redis.execute_command("SCRIPT FLUSH", **({"target_nodes": nodes[0]} if nodes[0] else {}))
+            assert await freshwrite.write(redis, writes) == len(tenants)
+            counts = {t: int(await redis.hget(keys.tenant(t), "turns") or 0) for t in tenants}
+            assert set(counts.values()) == {2}, f"a batch applied twice or lost: {counts}"
+        finally:
+            await drop(redis, keys)
+            await redis.aclose()
+
+    asyncio.run(run())

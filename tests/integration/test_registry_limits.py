@@ -64,6 +64,10 @@ def test_too_many_headers_and_hostile_values_get_their_documented_answers(
         (f"{SUBJECTS}/{SUBJECT}/versions/-2", 422),  # the registry's 42202: not a version id
         ("/registry/schemas/ids/99999999999999999999999999999", 404),
         ("/registry/schemas/ids/%00", 404),
+        ("/registry/schemas/ids/%C2%B2", 404),  # "²": str.isdigit() says yes, int() says no
+        ("/registry/schemas/ids/%D9%A1", 404),  # "١" (Arabic-Indic one): no id, not id 1
+        (f"{SUBJECTS}/{SUBJECT}/versions/%C2%B2", 422),
+        (f"{SUBJECTS}/{SUBJECT}/versions/%D9%A1", 422),
         (f"{SUBJECTS}/%00%ff/versions", 404),
         (f"{SUBJECTS}/" + "%F0%9F%98%80" * 600 + "/versions", 404),
         (f"{SUBJECTS}/{SUBJECT}", 405),  # only POST (lookup) there

@@ -69,6 +69,31 @@ def test_non_admin_is_refused_and_nothing_is_written(settings: Settings, edge: s
     assert asyncio.run(read_all(settings, settings.topic("training.commands"))) == []
 
 
+@pytest.mark.parametrize(
+    ("query", "body", "why"),
+    [
+        ({"wait": "abc"}, {"reason": "x", "ttl_seconds": 60}, "wait"),
+        ({"wait": "99"}, {"reason": "x"}, "wait"),
+        ({}, {"reason": "x", "ttl_seconds": -5}, "ttl_seconds"),
+        ({}, {"reason": "x", "ttl_seconds": 0}, "ttl_seconds"),
+    ],
+)
+def test_a_bad_command_is_refused_before_anything_is_written(
+    settings: Settings, edge: str, tokens, query: dict, body: dict, why: str
+) -> None:
+    """A 422 means nothing happened: a bad ?wait= used to be refused after the command was
+    published, so a client correcting it and retrying published it twice."""
+    resp = httpx.post(
+        f"{edge}/v1/training/enable",
+        json=body,
+        headers={"Authorization": f"Bearer {tokens('acme', 'admin')}"},
+        params=query,
+        timeout=30,
+    )
+    assert resp.status_code == 422 and why in resp.json()["detail"], resp.text
+    assert asyncio.run(read_all(settings, settings.topic("training.commands"))) == []
+
+
 def test_ttl_expiry_is_appended_within_a_second_of_the_deadline(
     settings: Settings, worker: Process, edge: str, tokens
 ) -> None:

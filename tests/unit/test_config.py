@@ -100,3 +100,13 @@ def test_a_state_dir_with_a_local_redis_cluster_defaults_to_the_cluster_client(t
     assert cluster.redis_url == "redis+cluster://127.0.0.1:17000/0"
     given = load_settings({"LEDGERFLOW_STATE_DIR": str(tmp_path), "LEDGERFLOW_REDIS_URL": "redis://h:1/0"})
     assert given.redis_url == "redis://h:1/0"  # an explicit URL wins
+
+
+@pytest.mark.parametrize("port", ["²", "٨٠٨٠", "8O80", "-1", "65536"])
+def test_a_port_that_is_not_ascii_digits_is_one_line_naming_the_variable(port: str) -> None:
+    """A "²" passes str.isdigit() and then fails int(): it must be the same one-line error as any
+    other bad port, and Arabic-Indic digits are not a port either."""
+    with pytest.raises(ValueError, match="^LEDGERFLOW_KAFKA_PORT=.* is not a port number"):
+        load_settings({"LEDGERFLOW_KAFKA_PORT": port})
+    with pytest.raises(ValueError, match="^LEDGERFLOW_HTTP=.* is not HOST:PORT"):
+        load_settings({"LEDGERFLOW_HTTP": f"127.0.0.1:{port}"})

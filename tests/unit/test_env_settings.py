@@ -93,3 +93,5 @@ def test_the_messages_say_what_is_allowed() -> None:
         env_whole({"X": "7"}, "X", 2, 1, 4)
     with pytest.raises(ValidationError, match=r"^X='-1': a whole number 0 or more \(default 3\)$"):
         env_whole({"X": "-1"}, "X", 3, 0)
+    with pytest.raises(ValidationError, match=r"^X='2.5': whole seconds from 1 to 9 \(default 3\)$"):
+        env_whole({"X": "2.5"}, "X", 3, 1, 9, unit="whole seconds")

@@ -13,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ledgerflow.api.faults import bounded
+from ledgerflow.api.problems import problem_for
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.redisclient import (
     MasterDemoted,
@@ -200,3 +201,25 @@ def test_writing_on_a_connection_closed_under_the_command_is_a_connection_error(
     with pytest.raises(redis_sync.ConnectionError) as raised:
         asyncio.run(connection._send_packed_command([b"*1\r\n$4\r\nPING\r\n"]))
     assert type(raised.value) is redis_sync.ConnectionError
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        redis_sync.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."),
+        redis_sync.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."),
+        redis_sync.exceptions.BusyLoadingError("LOADING Redis is loading the dataset in memory"),
+        redis_sync.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+    ],
+)
+def test_a_redis_that_is_up_but_refusing_is_a_503_with_retry_after(refusal: Exception) -> None:
+    """A Redis at maxmemory, read-only or loading answers with an error reply: a dependency fault
+    (503 and Retry-After), like a connection error, not an internal error (500)."""
+
+    async def refused() -> object:
+        raise refusal
+
+    with pytest.raises(InfrastructureError, match=type(refusal).__name__):
+        asyncio.run(bounded(refused(), "Redis idempotency claim"))
+    answer = problem_for(refusal)
+    assert answer.status_code == 503 and answer.headers["Retry-After"]

@@ -258,8 +258,13 @@ class HeadStore:
         self.saves.append(dict(snapshots))
         for p, snap in snapshots.items():
             current = self.snapshots.setdefault(p, Snapshot())
+            if snap.out_offset < current.out_offset:  # as the Redis adapter: saves only move forward
+                continue
             current.heads.update(snap.heads)
             current.last_input, current.out_offset = snap.last_input, snap.out_offset
+
+    async def drop(self, partition: int) -> None:
+        self.snapshots.pop(partition, None)
 
 
 class Reference:

@@ -20,14 +20,27 @@ def test_keys_of_one_entity_share_it_and_bookkeeping_is_excluded() -> None:
 
 
 def test_digests_ignore_hash_field_order_but_not_list_order() -> None:
-    a = snapshot("hash", {b"turns": b"2", b"status": b"open"})
-    b = snapshot("hash", {b"status": b"open", b"turns": b"2"})
-    assert a.digest == b.digest
-    assert snapshot("list", [b"x", b"y"]).digest != snapshot("list", [b"y", b"x"]).digest
-    assert (
-        snapshot("zset", [(b"m", 2.0), (b"n", 1.0)]).digest
-        == snapshot("zset", [(b"n", 1.0), (b"m", 2.0)]).digest
+    digest = digests.reply_digest
+    assert digest("hash", [b"turns", b"2", b"status", b"open"]) == digest(
+        "hash", [b"status", b"open", b"turns", b"2"]
     )
+    assert digest("hash", [b"turns", b"2", b"status", b"open"]) != digest(
+        "hash", [b"turns", b"3", b"status", b"open"]
+    )
+    assert digest("list", [b"x", b"y"]) != digest("list", [b"y", b"x"])
+    assert digest("set", [b"x", b"y"]) == digest("set", [b"y", b"x"])
+    assert digest("zset", [b"m", b"2", b"n", b"1"]) == digest("zset", [b"n", b"1", b"m", b"2"])
+    assert digest("zset", [b"m", b"2", b"n", b"1"]) != digest("zset", [b"m", b"1", b"n", b"2"])
+
+
+def test_digests_tell_apart_what_concatenation_would_merge() -> None:
+    """Field/value boundaries and the type are part of the digest."""
+    digest = digests.reply_digest
+    assert digest("hash", [b"ab", b"c"]) != digest("hash", [b"a", b"bc"])
+    assert digest("list", [b"ab", b"c"]) != digest("list", [b"a", b"bc"])
+    assert digest("list", [b"a", b"b"]) != digest("set", [b"a", b"b"])
+    assert digest("string", b"x") != digest("list", [b"x"])
+    assert digest("none", None) == digest("none", None)
 
 
 def test_equal_spaces_have_no_divergence() -> None:
@@ -92,3 +105,21 @@ def test_training_and_usage_keys_point_at_their_own_topics() -> None:
     fence = {"t.conversation.events:0": 90, "t.training.audit:1": 4, "t.usage.windows:1": 12}
     assert digests.record_of("tenant:{acme}:training", fence) == ("t.training.audit:1", 4)
     assert digests.record_of("tenant:{acme}:usage", fence) == ("t.usage.windows:1", 12)
+
+
+def test_a_fence_gone_or_of_another_type_reads_as_nothing_applied() -> None:
+    """A fence listed by SCAN and dropped (generation switch, flush) before the read comes back as
+    TYPE none with no content: an empty fence, which the comparison reports, not a crash."""
+    assert digests.fence_of_reply("none", None) == {}
+    assert digests.fence_of_reply("string", b"7") == {}
+    assert digests.fence_of_reply("hash", [b"t.policy.decisions:3", b"17"]) == {"t.policy.decisions:3": 17}
+    assert digests.fence_of_reply("hash", [b"t.policy.decisions:3", b"seventeen"]) == {
+        "t.policy.decisions:3": -1
+    }
+
+
+def test_a_key_name_that_is_not_utf8_is_kept_reversibly() -> None:
+    raw = b"conv:{acme/\xff\xfe}:turns"
+    name = digests.key_text(raw)
+    assert name.encode("utf-8", "surrogateescape") == raw
+    assert digests.entity_of(name) == digests.key_text(b"conv:{acme/\xff\xfe}")

@@ -225,3 +225,12 @@ def test_missing_jwks_file_is_an_infrastructure_error(tmp_path: Path, rsa_keys) 
     token = mint_token(rsa_keys, sub="alice", tenant="acme", roles="subscriber")
     with pytest.raises(InfrastructureError, match="LEDGERFLOW_JWKS"):
         verifier.verify(token)
+
+
+@pytest.mark.parametrize("exp", [float("nan"), float("inf"), 10**400])
+def test_an_exp_that_is_no_finite_number_is_refused(rsa_keys, claims, sign, exp) -> None:
+    """NaN passes every comparison (a token that never expires, an SSE stream never told to
+    re-authenticate) and an integer of 400 digits made float() raise OverflowError (a 500):
+    both are a 401 naming the claim, even from a trusted signer."""
+    token = sign(rsa_keys, claims(exp=exp))
+    assert "'exp' must be a finite number" in refused(verifier_for(rsa_keys), token).detail

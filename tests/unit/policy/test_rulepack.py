@@ -324,3 +324,18 @@ def test_canonical_json_is_rfc8785() -> None:
 
 def test_float_version_normalised_to_int() -> None:
     assert load_rule_pack(pack_with(version=2.0)).version == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[" * 50_000 + "]" * 50_000, "nests too deeply"),
+        ('{"tenant": "acme", "version": ' + "9" * 5_000 + "}", "thousands of digits"),
+    ],
+)
+def test_a_pack_python_cannot_parse_is_a_validation_error(text: str, why: str) -> None:
+    """A deeply nested document (RecursionError) or a huge integer (ValueError past Python's int
+    limit) written to policy.rules used to escape as those errors and end the workers' reference
+    reader, stopping every decision: it is refused like any invalid pack."""
+    with pytest.raises(ValidationError, match=why):
+        parse_rule_pack(text)
