@@ -14,7 +14,14 @@ from typing import Any
 from ledgerflow import __version__, gcpolicy, logformat
 from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
-from ledgerflow.commands.parsing import OneLineParser, add_debug, positive_int
+from ledgerflow.commands.parsing import (
+    OneLineParser,
+    add_debug,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    tenant_list,
+)
 from ledgerflow.commands.quiet import hush_clients
 from ledgerflow.config import Settings, host_port, load_settings
 from ledgerflow.errors import ValidationError
@@ -81,13 +88,6 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         info = manage.status(settings) | {"answering": probe(settings)}
         print(json.dumps(info, indent=2) if args.json else _describe(info))
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _describe(info: dict[str, Any]) -> str:
@@ -450,7 +450,9 @@ def _training_parser(sub: Any) -> None:
         "--expected-version", type=int, help="refuse unless the tenant's training version is still this"
     )
     tr.add_argument("--actor", help="who asks (default: the login name)")
-    tr.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the outcome (default 10)")
+    tr.add_argument(
+        "--wait", type=positive_float, default=10.0, help="seconds to wait for the outcome (default 10)"
+    )
     tr.add_argument("--json", action="store_true", help="machine-readable output")
     _kafka_flags(tr)
     tr.add_argument("--redis", metavar="URL", help="Redis URL, for status (LEDGERFLOW_REDIS_URL)")
@@ -494,13 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print endpoints and pids as JSON")
     s.add_argument(
         "--brokers",
-        type=_positive_int,
+        type=positive_int,
         help="up: Kafka nodes to run (default: as last started in the state dir, else 1); "
         "3 = a local KRaft cluster, topics at replication factor 3, min.insync.replicas 2",
     )
     s.add_argument(
         "--partitions",
-        type=_positive_int,
+        type=positive_int,
         help="up: partitions of every multi-partition topic it creates (default as in topics.py)",
     )
     s.add_argument(
@@ -535,9 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler=cmd_serve)
 
     d = sub.add_parser("demo", help="stack + worker + edge + realistic traffic; Ctrl-C stops all")
-    d.add_argument("--rate", type=float, default=5.0, help="turns per second (default 5)")
-    d.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
-    d.add_argument("--tenants", default="acme,globex", help="comma-separated tenants")
+    d.add_argument("--rate", type=positive_float, default=5.0, help="turns per second (default 5)")
+    d.add_argument("--duration", type=nonnegative_float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
+    d.add_argument("--tenants", type=tenant_list, default="acme,globex", help="comma-separated tenants")
     d.add_argument(
         "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
     )
@@ -546,8 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("produce", help="publish generated conversations to Kafka")
     pr.add_argument("--count", type=int, default=10, help="conversations to publish")
-    pr.add_argument("--rate", type=float, default=0.0, help="turns per second; 0 = as fast as possible")
-    pr.add_argument("--tenants", default="acme,globex")
+    pr.add_argument(
+        "--rate", type=nonnegative_float, default=0.0, help="turns per second; 0 = as fast as possible"
+    )
+    pr.add_argument("--tenants", type=tenant_list, default="acme,globex", help="comma-separated tenants")
     _common(pr)
     pr.set_defaults(handler=cmd_produce)
 
@@ -634,8 +638,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ch.add_argument("--duration", default="5m", help="how long the load runs: 90s, 30m, 1h (default 5m)")
     ch.add_argument("--seed", type=int, help="replays a run's fault plan (default: drawn, and printed)")
-    ch.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    ch.add_argument("--rate", type=float, default=100.0, help="records per second, all paths (default 100)")
+    ch.add_argument("--workers", type=positive_int, default=2, help="worker processes (default 2)")
+    ch.add_argument(
+        "--rate", type=positive_float, default=100.0, help="records per second, all paths (default 100)"
+    )
     ch.add_argument(
         "--faults", help="comma-separated fault kinds (default: every kind; see docs/reliability.md)"
     )
@@ -652,7 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])
-    k.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays trusted")
+    k.add_argument(
+        "--grace", type=nonnegative_float, default=3600.0, help="seconds the old key stays trusted"
+    )
     k.add_argument(
         "--purpose",
         choices=["token", "policy"],

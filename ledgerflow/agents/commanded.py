@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -117,6 +118,20 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         self._output, self._inputs, self._sink, self._clock = output, inputs, sink, clock
         super().__init__()
         self._started = False
+        self._unread: set[int] = set()  # recovered by a tick: the inputs before this owner not read yet
+
+    def revoke(self, partitions: set[int]) -> None:
+        super().revoke(partitions)
+        self._unread -= partitions
+
+    async def recover_idle(self, assigned: AbstractSet[int]) -> None:
+        """Recover the owned partitions no batch has reached yet (their outcomes, for a tick).
+        The commands passed before this owner are read when the partition's first batch comes
+        (Step 2), as for a partition recovered by that batch."""
+        await self._ensure_started()
+        for p in sorted(set(assigned) - set(self._partitions)):
+            await self._recover(p)
+            self._unread.add(p)
 
     async def _ensure_started(self) -> None:
         if not self._started:
@@ -133,7 +148,13 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             except DecodeError:
                 log.error("%s: undecodable audit record at offset %d ignored", kind.name, written.offset)
                 continue
-            known.tenants[record.tenant] = kind.evolve(known.state(record.tenant), kind.event_of(record))
+            try:
+                known.tenants[record.tenant] = kind.evolve(known.state(record.tenant), kind.event_of(record))
+            except Exception:  # not a transition of that state (written from outside): the audit reports it
+                log.exception(
+                    "%s: audit record at offset %d does not apply; ignored", kind.name, written.offset
+                )
+                continue
             if record.sequence and record.hash:
                 known.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
             if written.input_offset is not None:
@@ -145,10 +166,12 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         async with self._lock:
             await self._ensure_started()
             pending: list[Any] = []
-            for p in sorted({m.partition for m in messages} - set(self._partitions)):
-                known = await self._recover(p)
+            arrived = {m.partition for m in messages}
+            for p in sorted((arrived - set(self._partitions)) | (arrived & self._unread)):
+                known = self._partitions.get(p) or await self._recover(p)
                 first = min(m.offset for m in messages if m.partition == p)
                 pending += await self._inputs.read(p, known.last_input + 1, first)  # Step 2.
+                self._unread.discard(p)
             out: list[Outgoing] = []
             letters: list[DeadLetter] = []
             for msg in [*pending, *messages]:

@@ -8,6 +8,7 @@ per tenant), with ``ledgerflow.models.decide`` as the decision; nothing happens 
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import faust
 
@@ -43,7 +44,7 @@ class ModelsAgent(CommandAgent[ModelRegistry, ModelCommand, ModelEvent]):
     ) -> None:
         super().__init__(MODELS, settings.topic(MODELS_COMMANDS), output, inputs, sink, clock)
 
-    async def tick(self) -> None:
+    async def tick(self, assigned: AbstractSet[int] = frozenset()) -> None:
         """Nothing happens by time alone in a registry."""
 
 

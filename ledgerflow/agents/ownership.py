@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 import faust
@@ -82,7 +83,9 @@ class TimedAgent(Protocol):
     def revoke(self, partitions: set[int]) -> None: ...
     def use_lock(self, lock: asyncio.Lock) -> None: ...
     async def handle(self, messages: Sequence[Any]) -> None: ...
-    async def tick(self) -> None: ...
+    async def tick(self, assigned: AbstractSet[int] = frozenset()) -> None:
+        """Time-driven work; ``assigned``: the partitions this worker owns, held in memory or not."""
+        ...
 
 
 def register_timed(
@@ -118,7 +121,7 @@ def register_timed(
 
     async def tick() -> None:
         try:
-            await agent.tick()
+            await agent.tick(ownership.assigned)
         except Exception as exc:  # forget what the tick may have staged; recovered from the log
             agent.revoke(ownership.assigned)
             log.warning("%s: tick failed (%r); owned partitions will be recovered from the log", name, exc)

@@ -10,6 +10,7 @@ enabled state are counted in the worker's metrics.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +67,14 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
         topic = settings.topic(TRAINING_COMMANDS)
         super().__init__(TRAINING, topic, ports.output, ports.inputs, ports.sink, clock)
 
-    async def tick(self) -> None:
-        """Append ``TrainingExpired`` for owned tenants whose lock is overdue."""
+    async def tick(self, assigned: AbstractSet[int] = frozenset()) -> None:
+        """Append ``TrainingExpired`` for owned tenants whose lock is overdue, in every partition
+        this worker owns: one no command has reached since a restart or a rebalance is recovered
+        from its log first (``recover_idle``), or its locks would outlive their TTL until the
+        next command."""
         async with self._lock:
+            if assigned:
+                await self.recover_idle(assigned)
             if not self._started:
                 return
             now = self._clock()

@@ -29,6 +29,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,7 +243,7 @@ class UsageAgent:
             await self._ports.sink.send_all(letters)
             await self._send(out)
 
-    async def tick(self) -> None:
+    async def tick(self, assigned: AbstractSet[int] = frozenset()) -> None:
         """Close windows of idle partitions: watermark = wall clock − lateness."""
         async with self._lock:
             if self._written is None:

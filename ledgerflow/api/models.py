@@ -42,6 +42,7 @@ from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import ModelRejected, Payload, RegisterModel, SetModelEnabled
 from ledgerflow.errors import ValidationError
 from ledgerflow.models import ModelRegistry
+from ledgerflow.models.aggregate import MAX_NAME_CHARS
 from ledgerflow.topics import MODELS_COMMANDS
 
 WAIT_S = 5.0
@@ -75,9 +76,14 @@ def _expected_version(raw: dict[str, Any]) -> int | None:
 
 
 def _text(raw: dict[str, Any], name: str) -> str:
+    """A name (model id, provider): 1..``MAX_NAME_CHARS`` printable characters, refused here so
+    a hostile one never becomes a command (its rejection record quoted it several times over:
+    a 256-KiB id made an outcome past Kafka's record limit, retried forever)."""
     value = raw.get(name)
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{name}: a non-empty string is required")
+    if len(value) > MAX_NAME_CHARS or not value.isprintable():
+        raise ValidationError(f"{name}: at most {MAX_NAME_CHARS} printable characters are allowed")
     return value
 
 

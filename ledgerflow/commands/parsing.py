@@ -8,6 +8,7 @@ import sys
 from typing import NoReturn
 
 from ledgerflow.commands.failures import USAGE
+from ledgerflow.contracts.ids import ID_CHARACTERS, is_id
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,3 +49,27 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def nonnegative_float(text: str) -> float:
+    """An argparse ``type``: a finite number, zero or more (where 0 has a meaning: "until Ctrl-C",
+    "as fast as possible", "no grace")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number is required, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
+def tenant_list(text: str) -> str:
+    """An argparse ``type``: comma-separated tenant ids, at least one (``--tenants ,`` used to fail
+    deep inside the run); returned normalised, as the commands split it."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("at least one tenant is required, e.g. acme,globex")
+    wrong = [name for name in names if not is_id(name)]
+    if wrong:
+        raise argparse.ArgumentTypeError(f"{wrong[0]!r} is not a tenant id: use {ID_CHARACTERS}")
+    return ",".join(names)

@@ -136,8 +136,8 @@ def _refusal(registry: ModelRegistry, command: ModelCommand) -> tuple[str, str] 
         problem = settings_problem(command.model, command.settings)
         return None if problem is None else (INVALID_SETTINGS, problem)
     current = registry.models.get(command.model)
-    if current is None:
-        return UNKNOWN_MODEL, f"model {command.model!r} is not registered; register it first"
+    if current is None:  # the name shortened: the rejection record carries the name in full already
+        return UNKNOWN_MODEL, f"model {command.model[:40]!r} is not registered; register it first"
     if current.enabled == command.enabled:
         state = "enabled" if current.enabled else "disabled"
         return NO_CHANGE, f"model {command.model!r} is already {state} (version {registry.version})"

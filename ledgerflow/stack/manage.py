@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import redis as redis_sync
 
 from ledgerflow.config import Settings
-from ledgerflow.errors import InfrastructureError, StackError
+from ledgerflow.errors import InfrastructureError, StackError, ValidationError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
 from ledgerflow.redisclient import server_url, sync_client
 from ledgerflow.stack import cluster as kafka_cluster
@@ -48,11 +48,22 @@ class StackNodes:
 def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | None = None) -> StackNodes:
     """The nodes of this state directory; None = as last started there (the ``kafka-N`` and
     ``redis-N`` directories a cluster left), else one broker and a single Redis."""
-    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    first = settings.kafka_bootstrap.split(",")[0]
+    host, _, port = first.rpartition(":")
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValidationError(
+            f"Kafka address {first!r} (LEDGERFLOW_KAFKA_BOOTSTRAP or --kafka) is not HOST:PORT, "
+            "e.g. 127.0.0.1:19092"
+        )
     url = urlparse(server_url(settings.redis_url))  # a cluster URL may name several nodes: the first
     count = brokers if brokers is not None else cluster_size(settings)
     cluster = kafka_stack.cluster(settings.state_dir, host or "127.0.0.1", int(port), count)
-    redis_host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
+    try:
+        redis_host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
+    except ValueError as exc:  # a port out of range or not a number
+        raise ValidationError(
+            f"Redis URL {settings.redis_url!r} (LEDGERFLOW_REDIS_URL or --redis): {exc}; e.g. redis://127.0.0.1:16379/0"
+        ) from None
     if redis_cluster is None:
         redis_cluster = (settings.state_dir / "redis-1").is_dir()
     shards = rediscluster.nodes(settings.state_dir, redis_host, redis_port) if redis_cluster else ()

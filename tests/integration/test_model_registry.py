@@ -132,3 +132,21 @@ def test_forecast_reports_cost_next_to_tokens(settings: Settings, log_dir, edge:
             assert point["cost"]["low"] * 3 == point["cost"]["high"] or point["expected"] <= 0
     finally:
         worker.stop()
+
+
+def test_a_hostile_model_name_or_wait_is_refused_before_anything_is_published(
+    settings: Settings, edge: str, tokens
+) -> None:
+    """A model id of 262,000 DEL characters fit the body limit, and its rejection record (which
+    quoted it several times) went past Kafka's record limit: the agent retried it forever. A bad
+    ?wait= was refused only after publishing. Both are a 422 now, and nothing is written."""
+    admin = tokens("acme", "admin")
+    headers = {"Authorization": f"Bearer {admin}"}
+    for body, params in (
+        ({"model": "\x7f" * 262_000}, {"wait": 1}),
+        ({"model": "m" * 257}, {"wait": 1}),
+        ({"model": "slm-9"}, {"wait": "abc"}),
+    ):
+        resp = httpx.post(f"{edge}/v1/models/disable", json=body, headers=headers, params=params, timeout=30)
+        assert resp.status_code == 422, resp.text[:300]
+    assert asyncio.run(read_all(settings, settings.topic("models.commands"))) == []

@@ -130,3 +130,25 @@ def test_commands_without_an_id_are_each_decided_also_after_a_new_owner_recovers
 
 def _without_id(event: Event) -> Event:
     return replace(event, payload=replace(event.payload, command_id=""))  # type: ignore[type-var]
+
+
+def test_a_record_that_is_no_transition_does_not_stop_the_recovery() -> None:
+    """models.audit holding ModelEnabled for a model never registered (written from outside): the
+    new owner's recovery skips it (the audit reports it) instead of failing at every retry."""
+    from ledgerflow.agents.output import Written
+    from ledgerflow.contracts.payloads import ModelEnabled
+
+    w = Registry()
+    w.feed(register(1))
+    ghost = new_event(
+        "ModelEnabled",
+        tenant="acme",
+        subject="acme",
+        payload=ModelEnabled("x", 2, "a", "ghost"),
+        producer="ledgerflow-models",
+        occurred_at_micros=T0 + 5,
+    )
+    w.audit.partitions[0].append(Written(1, codec.encode(ghost), None))
+    w.restart()
+    w.feed(register(2, model="slm-2"))
+    assert [r.type for r in w.log()][-1] == "ModelRegistered"

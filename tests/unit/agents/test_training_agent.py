@@ -165,6 +165,34 @@ def test_an_overdue_lock_expires_on_the_tick_once_and_a_new_owner_sees_it_expire
     assert chained(world.output.decisions(0))
 
 
+@pytest.mark.parametrize("how", ["restart", "rebalance"])
+def test_a_lock_expires_on_time_in_a_partition_no_command_reached_since_a_new_owner(how: str) -> None:
+    """After a restart or a rebalance the agent holds no partition in memory until a command
+    arrives; the tick recovers each owned one from its log, so an overdue lock expires on time
+    (it stayed on, and every turn was judged with training on, until the next command). The
+    commands passed meanwhile are still answered, once, when the first batch comes."""
+    world = World()
+    world.handle(world.send(command(1, ttl=60)))
+    if how == "restart":
+        world.agent = world.new_agent()
+    else:
+        world.agent.revoke({0})
+    passed = world.send(command(2, enable=False))  # published while no one owned the partition
+    world.now += 61 * SECOND
+    asyncio.run(world.agent.tick({0}))
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingExpired"]
+    asyncio.run(world.agent.tick({0}))  # once
+    world.handle(world.send(command(3, ttl=60)))  # the first batch since: reads what passed first
+    assert [t for t, _ in world.outcomes()] == [
+        "TrainingEnabled",
+        "TrainingExpired",
+        "TrainingRejected",
+        "TrainingEnabled",
+    ], "the command published before the first batch must be answered once, in order"
+    assert world.output.partitions[0][2].input_offset == passed[0].offset
+    assert chained(world.output.decisions(0))
+
+
 def test_the_tick_before_any_batch_writes_nothing() -> None:
     world = World()
     asyncio.run(world.agent.tick())
