@@ -157,7 +157,11 @@ class Publisher:
         )
 
     async def __aenter__(self) -> Publisher:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:  # no broker: closed here, or its "Unclosed" warnings follow the error line
+            await self._producer.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

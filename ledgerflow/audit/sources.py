@@ -31,6 +31,7 @@ class LogReader:
         try:
             await self._consumer.start()
         except Exception as exc:  # aiokafka raises several kinds when no broker answers
+            await self._consumer.stop()  # or its "Unclosed" warnings follow the one-line error
             raise InfrastructureError(
                 f"no Kafka broker answers at {self._settings.kafka_bootstrap} ({exc!r}): start one with "
                 "`ledgerflow stack up`, or set LEDGERFLOW_KAFKA_BOOTSTRAP"
