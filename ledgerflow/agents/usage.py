@@ -47,14 +47,22 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
-from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted
+from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted, UsageWindow
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
 from ledgerflow.policy.wire import chain, chain_key, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
 from ledgerflow.usage.settings import window_config_from
-from ledgerflow.usage.windows import UsageState, WindowConfig, add, advance
-from ledgerflow.usage.wire import record_of
+from ledgerflow.usage.windows import (
+    UsageState,
+    WindowClosed,
+    WindowConfig,
+    WindowKey,
+    add,
+    advance,
+    reconcile,
+)
+from ledgerflow.usage.wire import record_of, source_of
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,7 @@ class UsageAgent:
         self._seen: dict[int, OrderedDict[str, None]] = {}
         self._written: set[str] | None = None
         self._heads: dict[str, ChainHead] = {}
+        self._latest: dict[int, dict[WindowKey, WindowClosed]] = {}  # source -> window -> latest written
         self._floor: dict[int, int] = {}  # usage.windows partition -> end this process has seen
         self._lock = asyncio.Lock()
 
@@ -126,6 +135,7 @@ class UsageAgent:
         written: set[str] = set()
         heads: dict[str, ChainHead] = {}
         ends: dict[int, int] = {}
+        latest: dict[int, dict[WindowKey, WindowClosed]] = {}
         async for raw in self._ports.windows.read():
             ends[raw.partition] = raw.offset + 1
             try:
@@ -133,6 +143,7 @@ class UsageAgent:
             except DecodeError:
                 continue
             written.add(record.event_id)
+            _note_latest(latest, record)
             if record.sequence and record.hash:
                 key = chain_key(record)
                 heads[key] = ChainHead(key, record.sequence, record.hash)
@@ -143,7 +154,7 @@ class UsageAgent:
                 f"(partition: (end, seen) {short}): the log is not readable to its end yet; waiting"
             )
         self._floor.update(ends)
-        self._written, self._heads = written, heads
+        self._written, self._heads, self._latest = written, heads, latest
 
     async def _refold(self, p: int, until: int) -> UsageState:
         """Step 2: fold input partition ``p`` below ``until`` (emitting only what is missing)."""
@@ -157,6 +168,9 @@ class UsageAgent:
                 log.warning("usage: %s[%d]@%d skipped on re-fold: %s", rec.topic, p, rec.offset, exc.reason)
                 continue
             out += [(p, e) for e in emitted]
+        state, settled = reconcile(state, self._latest.get(p, {}))  # closes the wall clock made
+        now = self._clock()
+        out += [(p, self._record(e, p, now)) for e in settled]
         await self._send(out)
         return state
 
@@ -271,3 +285,27 @@ def register(app: faust.App, settings: Settings) -> UsageAgent:
     agent_state = UsageAgent(settings, Ports.connect(app, settings), window_config_from(os.environ))
     register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state
+
+
+def _note_latest(latest: dict[int, dict[WindowKey, WindowClosed]], record: Event) -> None:
+    """Keep the highest revision written of each window, per source partition (the producer)."""
+    payload = record.payload
+    if not isinstance(payload, UsageWindow) or payload.revision < 0:
+        return  # a LateUsage delta: not a window's totals
+    source = source_of(record.producer)
+    if source is None:
+        return
+    key = (record.tenant, payload.model, payload.window_start)
+    known = latest.setdefault(source, {}).get(key)
+    if known is None or known.revision < payload.revision:
+        latest[source][key] = WindowClosed(
+            record.tenant,
+            payload.model,
+            payload.window_start,
+            payload.window_end,
+            payload.tokens,
+            payload.events,
+            payload.estimated_tokens,
+            payload.revision,
+            payload.correction,
+        )

@@ -221,3 +221,47 @@ def _min(current: int | None, candidate: int) -> int:
 
 def _max(current: int | None, candidate: int) -> int:
     return candidate if current is None else max(current, candidate)
+
+
+def reconcile(
+    state: UsageState, written: Mapping[WindowKey, WindowClosed]
+) -> tuple[UsageState, list[Emitted]]:
+    """``state`` re-folded from the input log, brought in line with the windows already written
+    for it (``written``: the latest revision of each, from ``usage.windows``).
+
+    The re-fold replays event time only, but a window may also have been closed by the wall
+    clock (``advance`` on an idle input): the re-folded state then has it open, or closed at a
+    lower revision, and the next close or correction would re-derive an id already written and
+    be skipped — its tokens lost. So:
+
+    1. The watermark rises to the end of the latest written window (the writer's watermark had
+       reached it).
+    2. Each written window is closed at its written revision. If the re-fold counted more than
+       was written (inputs whose correction a crash kept from the log), a correction at the next
+       revision carries the full totals.
+    3. Open windows the raised watermark makes due are closed as ``advance`` closes them.
+    """
+    if not written:
+        return state, []
+    emitted: list[Emitted] = []
+    opened, closed = dict(state.open), dict(state.closed)
+    for key, record in sorted(written.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+        was = WindowTotals(record.tokens, record.events, record.estimated_tokens)
+        counted = opened.pop(key, None) or (closed[key].totals if key in closed else None)
+        if counted is None or counted == was:
+            closed[key] = ClosedWindow(was, record.revision)
+            continue
+        revision = record.revision + 1
+        closed[key] = ClosedWindow(counted, revision)
+        emitted.append(_closed_record(key, record.window_end, counted, revision, correction=True))
+    size, retention = state.config.size_micros, state.config.retention_micros
+    reached = max(record.window_end for record in written.values())
+    state = replace(
+        state,
+        open=opened,
+        closed=closed,
+        next_close_at=min((key[2] + size for key in opened), default=None),
+        next_prune_at=min((key[2] + size + retention for key in closed), default=None),
+    )
+    state, due = _settle(state, reached)
+    return state, emitted + due

@@ -12,9 +12,19 @@ from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import UsageWindow
 from ledgerflow.usage.windows import LateUsage, WindowClosed
 
+PRODUCER_PREFIX = "ledgerflow-usage/p"
+
 
 def producer_of(partition: int) -> str:
-    return f"ledgerflow-usage/p{partition}"
+    return f"{PRODUCER_PREFIX}{partition}"
+
+
+def source_of(producer: str) -> int | None:
+    """The source partition ``producer_of`` named, or None for another producer."""
+    number = producer.removeprefix(PRODUCER_PREFIX)
+    if number == producer or not (number.isascii() and number.isdigit()):
+        return None
+    return int(number)
 
 
 def record_of(emitted: WindowClosed | LateUsage, partition: int, occurred_at: int) -> Event:

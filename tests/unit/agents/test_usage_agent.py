@@ -190,3 +190,37 @@ def test_two_workers_sharing_a_tenant_keep_one_unbroken_chain_each() -> None:
         for i, r in enumerate(written)
     ]
     assert [p for p in problems if p is not None] + findings.finish() == []
+
+
+def test_a_window_the_wall_clock_closed_is_corrected_not_lost_after_a_restart() -> None:
+    """The tick closed an idle window (rev 0 = 10); after a restart the re-fold, which replays
+    event time only, had it open, and the on-time turn that followed re-derived rev 0 — an id
+    already written, skipped: its 20 tokens were lost. Now the re-fold is reconciled with the
+    windows written, and the turn is a correction."""
+    w = World()
+    w.handle(w.send(at(5, 1, tokens=10)))
+    w.now = END + 15 * SECOND
+    asyncio.run(w.agent.tick())  # idle: closed by the wall clock
+    w.agent = w.new_agent()  # restart
+    w.handle(w.send(at(30, 2, tokens=20)))  # on time by event time
+    w.handle(w.send(at(200, 3, tokens=1)))
+    asyncio.run(w.agent.tick())
+    ours = sorted(
+        (e.payload.revision, e.payload.tokens) for e in w.windows.events() if e.payload.window_start == START
+    )
+    assert ours[-1] == (1, 30), ours
+
+
+def test_a_late_turn_after_a_restart_gets_the_next_revision() -> None:
+    w = World()
+    w.handle(w.send(at(5, 1, tokens=10)))
+    w.now = END + 15 * SECOND
+    asyncio.run(w.agent.tick())
+    w.handle(w.send(at(30, 2, tokens=20)))  # rev 1 = 30
+    w.handle(w.send(at(200, 3, tokens=1)))
+    w.agent = w.new_agent()
+    w.handle(w.send(at(40, 4, tokens=400)))  # late: rev 2 = 430, not a re-derived rev 1 (skipped)
+    ours = sorted(
+        (e.payload.revision, e.payload.tokens) for e in w.windows.events() if e.payload.window_start == START
+    )
+    assert ours == [(0, 10), (1, 30), (2, 430)], ours

@@ -211,3 +211,19 @@ def test_any_arrival_order_is_fully_accounted_by_revisions_and_late_deltas(
     out += tail
     assert final_sums(out) == expected_sums(events, config)
     assert state.open == {} and state.closed == {}
+
+
+def test_reconcile_closes_what_was_written_and_corrects_what_was_counted_since() -> None:
+    from ledgerflow.usage.windows import WindowClosed, reconcile
+
+    config = WindowConfig(size_micros=60, lateness_micros=10, retention_micros=600)
+    state, _ = add(UsageState(config=config), "acme", "m", 5, 10, 0)  # open [0, 60): 10 tokens
+    written = {("acme", "m", 0): WindowClosed("acme", "m", 0, 60, 10, 1, 0, 0, False)}
+    same, emitted = reconcile(state, written)
+    assert emitted == [] and same.open == {} and same.closed[("acme", "m", 0)].revision == 0
+    assert same.watermark is not None and same.watermark >= 60
+    more, _ = add(state, "acme", "m", 20, 5, 0)  # counted since: 15 tokens, the log says 10
+    fixed, emitted = reconcile(more, written)
+    assert fixed.closed[("acme", "m", 0)].totals.tokens == 15
+    assert [(e.revision, e.tokens, e.correction) for e in emitted] == [(1, 15, True)]
+    assert reconcile(state, {}) == (state, [])
