@@ -26,6 +26,18 @@ INPUT_HEADER = "lf-input"
 """Header on every ``policy.decisions`` and ``training.audit`` record an input caused: the
 offset (decimal ASCII) of that input in the co-partitioned input partition."""
 
+MAX_OFFSET_DIGITS = 19  # a Kafka offset is a signed 64-bit number
+
+
+def input_offset_of(headers: object) -> int | None:
+    """The ``lf-input`` header's offset; None when there is none or it is not a decimal offset
+    (a record not written by an agent). The agents' recovery and the audit read it alike."""
+    for name, value in headers or ():  # type: ignore[attr-defined]
+        if name == INPUT_HEADER:
+            ok = isinstance(value, bytes) and value.isascii() and value.isdigit()
+            return int(value) if ok and len(value) <= MAX_OFFSET_DIGITS else None
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:

@@ -12,7 +12,6 @@ after what the new owner read.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -23,12 +22,9 @@ from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.batches import Outbound
 from ledgerflow.kafka.fenced import FencedWriters, settle_forever, stop_settling, transactional_producers
-from ledgerflow.topics import INPUT_HEADER
+from ledgerflow.topics import INPUT_HEADER, input_offset_of
 
 # A batch loop's decisions of one partition go in one record batch (the broker's limit: 1 MiB).
-log = logging.getLogger(__name__)
-
-MAX_OFFSET_DIGITS = 19  # a Kafka offset is a signed 64-bit number
 BATCH_BYTES = 512 * 1024
 
 
@@ -138,7 +134,7 @@ class CoPartitionedOutput:
             for rec in batch.get(tp, []):
                 if rec.offset >= end:
                     return
-                yield Written(rec.offset, rec.value or b"", _input_offset(rec.headers))
+                yield Written(rec.offset, rec.value or b"", input_offset_of(rec.headers))
 
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
         """Produce ``records`` in order through their partitions' fenced writers and wait for every
@@ -165,21 +161,3 @@ class CoPartitionedOutput:
             if offset >= self._floor.get(r.partition, 0):
                 self._floor[r.partition] = offset + 1
         return offsets
-
-
-def _input_offset(headers: object) -> int | None:
-    """The ``lf-input`` header's offset; None when there is none or it is not a decimal number (a
-    record not written by an agent): ``int()`` of it raised and stopped the partition's recovery
-    on every retry."""
-    for key, value in headers or ():  # type: ignore[attr-defined]
-        if key == INPUT_HEADER:
-            if (
-                isinstance(value, bytes)
-                and value.isascii()
-                and value.isdigit()
-                and len(value) <= MAX_OFFSET_DIGITS
-            ):
-                return int(value)
-            log.warning("output log: a record's %s header %r is not an offset; ignored", INPUT_HEADER, value)
-            return None
-    return None

@@ -42,7 +42,7 @@ from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import ModelRejected, Payload, RegisterModel, SetModelEnabled
 from ledgerflow.errors import ValidationError
 from ledgerflow.models import ModelRegistry
-from ledgerflow.models.aggregate import MAX_NAME_CHARS
+from ledgerflow.models.aggregate import name_problem
 from ledgerflow.topics import MODELS_COMMANDS
 
 WAIT_S = 5.0
@@ -82,8 +82,9 @@ def _text(raw: dict[str, Any], name: str) -> str:
     value = raw.get(name)
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{name}: a non-empty string is required")
-    if len(value) > MAX_NAME_CHARS or not value.isprintable():
-        raise ValidationError(f"{name}: at most {MAX_NAME_CHARS} printable characters are allowed")
+    problem = name_problem(name, value)
+    if problem is not None:
+        raise ValidationError(problem)
     return value
 
 

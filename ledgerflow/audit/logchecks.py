@@ -57,13 +57,13 @@ from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     IDENTITY_AUDIT,
-    INPUT_HEADER,
     MODELS_AUDIT,
     POLICY_DECISIONS,
     POLICY_RULES,
     TRAINING_AUDIT,
     TRAINING_COMMANDS,
     USAGE_WINDOWS,
+    input_offset_of,
 )
 from ledgerflow.usage.settings import window_config_from
 
@@ -353,17 +353,6 @@ class _Run:
                 f"{duplicates} training command(s) repeat a command id answered at another offset: "
                 "duplicate deliveries, answered once (not a discrepancy)"
             )
-
-
-def input_offset_of(headers: tuple[tuple[str, bytes], ...]) -> int | None:
-    """The ``lf-input`` header of an agent's output record: the input offset it answers."""
-    for name, value in headers:
-        if name == INPUT_HEADER:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return None
-    return None
 
 
 def _system_producer(raw: RawRecord, event: Event) -> Finding:

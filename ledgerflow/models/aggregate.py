@@ -64,13 +64,19 @@ def initial_registry(tenant: str) -> ModelRegistry:
     return ModelRegistry(tenant=tenant)
 
 
+def name_problem(label: str, name: str) -> str | None:
+    """What is wrong with a model id or provider name (1..``MAX_NAME_CHARS`` printable
+    characters), or None; the edge refuses with it before publishing, the agent before deciding."""
+    if not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        return f"{label} {name[:40]!r} must be 1..{MAX_NAME_CHARS} printable characters"
+    return None
+
+
 def settings_problem(model: str, settings: ModelSettings) -> str | None:
     """What is wrong with registering ``model`` with ``settings``, or None."""
-    if not model.strip() or len(model) > MAX_NAME_CHARS or not model.isprintable():
-        return f"model id {model[:40]!r} must be 1..{MAX_NAME_CHARS} printable characters"
-    provider = settings.provider
-    if not provider.strip() or len(provider) > MAX_NAME_CHARS or not provider.isprintable():
-        return f"provider {provider[:40]!r} must be 1..{MAX_NAME_CHARS} printable characters"
+    problem = name_problem("model id", model) or name_problem("provider", settings.provider)
+    if problem is not None:
+        return problem
     window = settings.context_window
     if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_CONTEXT_WINDOW:
         return f"context_window {window!r} must be an integer in 1..{MAX_CONTEXT_WINDOW}"

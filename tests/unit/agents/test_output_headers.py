@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerflow.agents.output import _input_offset
+from ledgerflow.topics import input_offset_of
 
 
-def test_a_decimal_header_is_the_input_offset() -> None:
-    assert _input_offset([("traceparent", b"00-ab"), ("lf-input", b"1234")]) == 1234
-    assert _input_offset([("traceparent", b"00-ab")]) is None
-    assert _input_offset(None) is None
+def test_a_decimal_header_is_theinput_offset_of() -> None:
+    assert input_offset_of([("traceparent", b"00-ab"), ("lf-input", b"1234")]) == 1234
+    assert input_offset_of([("traceparent", b"00-ab")]) is None
+    assert input_offset_of(None) is None
 
 
 @pytest.mark.parametrize("value", [b"x", b"", b"-1", b"1e3", b"\xd9\xa1", b"9" * 40, None])
 def test_a_header_that_is_not_an_offset_is_ignored(value: bytes | None) -> None:
-    assert _input_offset([("lf-input", value)]) is None
+    assert input_offset_of([("lf-input", value)]) is None
