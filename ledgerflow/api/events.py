@@ -17,7 +17,6 @@ import logging
 import time
 
 from opentelemetry.trace import SpanKind
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -111,15 +110,8 @@ async def ingest(request: Request) -> JSONResponse:
     EVENTS_INGESTED.labels(event.type).inc()
     # Step 4. The event is on the log: from here on nothing may turn the answer into an error.
     if key is not None and mine is not None:
-        try:
-            await bounded(
-                idempotency.record_position(
-                    ctx.redis, key, mine, event.event_id, f"{meta.partition}:{meta.offset}"
-                ),
-                "Redis event id position",
-            )
-        except (InfrastructureError, RedisError) as exc:  # any answer: the event is on the log
-            log.warning("event %s published; its idempotency record was not updated: %s", event.event_id, exc)
+        position = f"{meta.partition}:{meta.offset}"
+        await idempotency.record_published(ctx.redis, key, mine, event.event_id, position)
     return _ack(event.event_id, meta.topic, meta.partition, meta.offset, False)
 
 

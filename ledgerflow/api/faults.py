@@ -15,7 +15,8 @@ Bounds, stated once:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.exceptions
@@ -30,6 +31,7 @@ __all__ = [
     "REDIS_CONNECT_TIMEOUT_S",
     "REDIS_SOCKET_TIMEOUT_S",
     "bounded",
+    "bounded_retried",
 ]
 
 DEADLINE_S = 5.0
@@ -58,3 +60,28 @@ async def bounded(call: Awaitable[T], what: str, timeout: float = DEADLINE_S) ->
             return await call
     except _FAULTS as exc:
         raise InfrastructureError(f"{what} failed: {exc!r}") from None
+
+
+async def bounded_retried(
+    make_call: Callable[[], Awaitable[T]],
+    what: str,
+    timeout: float = DEADLINE_S,
+    first_pause: float = 0.1,
+) -> T:
+    """``bounded(make_call(), what)`` tried again after a pause (doubling from ``first_pause``)
+    while it fails and ``timeout`` s in all have not passed; the last InfrastructureError
+    propagates. For a write that must land once a request is past its point of no return (an
+    idempotency claim's position after its event is on the log): a Redis Cluster failover takes
+    ~1–3 s, longer than the client's own retries, and a write given up during it is lost to every
+    retry of the request. ``make_call`` must be idempotent (each attempt is a fresh call)."""
+    deadline = time.monotonic() + timeout
+    pause = first_pause
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return await bounded(make_call(), what, remaining)
+        except InfrastructureError:
+            if deadline - time.monotonic() <= pause:
+                raise
+        await asyncio.sleep(pause)
+        pause *= 2

@@ -30,7 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ledgerflow.api.faults import bounded
+from ledgerflow.api.faults import bounded, bounded_retried
 from ledgerflow.contracts.ids import is_id
 from ledgerflow.errors import DomainError, InfrastructureError, ValidationError
 from ledgerflow.redisclient import ReplicaNotConfirmed, set_replicated
@@ -48,6 +48,7 @@ __all__ = [
     "fingerprint",
     "judge",
     "record_position",
+    "record_published",
     "redis_key",
     "release",
     "release_after_failure",
@@ -230,6 +231,21 @@ async def record_position(redis: aioredis.Redis, key: str, mine: Claim, event_id
     already, so a failover can at worst make a retry publish that same event id again."""
     claimed = Claim(mine.fingerprint, event_id, mine.claimed_at, position).encode()
     await set_replicated(redis, key, claimed, keepttl=True)
+
+
+async def record_published(
+    redis: aioredis.Redis, key: str, mine: Claim, event_id: str, position: str
+) -> None:
+    """``record_position`` once the event is on the log, where nothing may turn the answer into
+    an error: tried again through a failover (``bounded_retried``: a claim left without its
+    position answers every retry 409 until it goes stale, then publishes its event id again), and
+    only logged if it still fails."""
+    try:
+        await bounded_retried(
+            lambda: record_position(redis, key, mine, event_id, position), "Redis claim position"
+        )
+    except (InfrastructureError, RedisError) as exc:  # RedisError: an answer (OOM, WRONGTYPE)
+        log.warning("event %s published; its idempotency record was not updated: %s", event_id, exc)
 
 
 def released(held: Claim) -> Claim:

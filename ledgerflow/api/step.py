@@ -30,7 +30,6 @@ import uuid
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -183,7 +182,7 @@ async def step(request: Request) -> JSONResponse:
                 raise
             token = f"{meta.partition}:{meta.offset}"
             if idem is not None and mine is not None:
-                await _record(ctx, idem, mine, event_id, token)
+                await idempotency.record_published(ctx.redis, idem, mine, event_id, token)
         # Step 4. Subscribed before publishing, the first request cannot miss its decision on
         # the hub; a retry may have missed it there, so it also looks in the read model.
         decision_found = await _await_decision(
@@ -214,15 +213,6 @@ async def step(request: Request) -> JSONResponse:
 
 def _with_event_id(event: Event, event_id: str) -> Event:
     return dataclasses.replace(event, event_id=event_id)
-
-
-async def _record(ctx: EdgeContext, key: str, mine: idempotency.Claim, event_id: str, token: str) -> None:
-    try:
-        await bounded(
-            idempotency.record_position(ctx.redis, key, mine, event_id, token), "Redis claim position"
-        )
-    except (InfrastructureError, RedisError) as exc:  # published: never an error now; the claim goes stale
-        log.warning("turn %s published; its idempotency record was not updated: %s", event_id, exc)
 
 
 def wait_seconds(request: Request, default: float = DEFAULT_WAIT_S) -> float:
