@@ -136,6 +136,9 @@ def observe_http(template: str | None, method: str, status: int, seconds: float)
 
 
 SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams", registry=EDGE_REGISTRY)
+SSE_CATCH_UPS = Gauge(
+    "ledgerflow_sse_catch_ups", "SSE catch-ups holding a slot (reading the log)", registry=EDGE_REGISTRY
+)
 SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"], registry=EDGE_REGISTRY)
 SSE_DROPPED = Counter(
     "ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"], registry=EDGE_REGISTRY
