@@ -238,6 +238,8 @@ class _CatchUp:
     ended: bool = False
 
     async def frames(self) -> AsyncIterator[bytes]:
+        if not self.gaps:
+            return  # nothing to catch up on (a stream starting live): no reader, no tasks
         ctx = self.ctx
         batches = ctx.hub.catch_up(self.sub, self.gaps)
         closing = asyncio.ensure_future(ctx.closing.wait())
