@@ -39,6 +39,7 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 
 from ledgerflow.config import Settings
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import commit_metadata, group_metadata, partition_counts
 from ledgerflow.topics import (
@@ -87,7 +88,7 @@ class Layout:
         counts: dict[str, int] = {}
         for item in text[len(MARK) :].split(","):
             name, _, number = item.partition("=")
-            if not (number.isascii() and number.isdigit()):
+            if not ascii_digits(number):
                 return None
             counts[name] = int(number)
         return cls(counts)
