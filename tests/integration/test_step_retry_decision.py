@@ -61,17 +61,30 @@ def _first_signed_answer(
         time.sleep(0.5)
 
 
-def test_a_retried_step_answers_the_decision_of_the_first_with_its_signer(
-    settings: Settings, worker: Process, edge: str
-) -> None:
-    kid = _signed_pack(settings)
-    key, first = _first_signed_answer(edge, settings, kid, worker)
-    assert first.headers[HEADER].endswith(f"; signer={kid}")
-
+def _retried(edge: str, settings: Settings, key: str) -> httpx.Response:
+    """The step of ``key`` again with ``wait=0``: only the read model answers it, once the
+    projector wrote the decision (202 until then)."""
     deadline = time.monotonic() + TIMEOUT_S
     while (retry := _step(edge, settings, key, f"conv-{key[:8]}", wait=0)).status_code == 202:
         assert time.monotonic() < deadline, "the decision never reached the read model"
-        time.sleep(0.2)  # wait=0: only the read model answers, once the projector wrote it
+        time.sleep(0.2)
     assert retry.status_code == 200, retry.text
+    return retry
+
+
+def test_a_retried_step_answers_the_decision_of_the_first_with_its_signer(
+    settings: Settings, worker: Process, edge: str
+) -> None:
+    unsigned_key = uuid.uuid4().hex  # the built-in pack is in force: no signer either way
+    unsigned = _step(edge, settings, unsigned_key, f"conv-{unsigned_key[:8]}", wait=30)
+    assert unsigned.status_code == 200, unsigned.text
+    assert unsigned.json()["signer_kid"] is None and "signer=" not in unsigned.headers[HEADER]
+    again = _retried(edge, settings, unsigned_key)
+    assert (again.json(), again.headers[HEADER]) == (unsigned.json(), unsigned.headers[HEADER])
+
+    kid = _signed_pack(settings)
+    key, first = _first_signed_answer(edge, settings, kid, worker)
+    assert first.headers[HEADER].endswith(f"; signer={kid}")
+    retry = _retried(edge, settings, key)
     assert retry.json() == first.json()
     assert retry.headers[HEADER] == first.headers[HEADER]
