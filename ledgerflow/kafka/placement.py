@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiokafka.partitioner import murmur2
 
 from ledgerflow.config import Settings
+from ledgerflow.digits import ascii_digits
 from ledgerflow.kafka.admin import group_metadata, partition_counts
 from ledgerflow.topics import LAYOUT_GROUP_SUFFIX, WORKER_GROUP
 
@@ -47,7 +48,7 @@ class Layout:
         counts: dict[str, int] = {}
         for item in text[len(MARK) :].split(","):
             name, _, number = item.partition("=")
-            if not (number.isascii() and number.isdigit()):
+            if not ascii_digits(number):
                 return None
             counts[name] = int(number)
         return cls(counts)
