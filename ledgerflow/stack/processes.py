@@ -1,4 +1,11 @@
-"""Detached child processes with pid files: start, find, stop, and wait for ports."""
+"""Detached child processes with pid files: start, find, stop, and wait for ports.
+
+A pid file holds ``PID START`` (``START``: the process's start time, field 22 of
+``/proc/PID/stat``, in clock ticks since boot). A pid is ours only while a process with that
+pid *and* that start time runs: a pid recycled for another process after ours died has
+another start time, so ``stack down`` never signals it. A file without a start time (written
+by an older ledgerflow) or with anything else in it names no process of ours.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +21,94 @@ from pathlib import Path
 
 from ledgerflow.errors import StackError
 
+_START_FIELD = 22
+"""``starttime`` in proc(5)'s numbering of ``/proc/PID/stat``, whose field 3 (the state)
+is the first after the parenthesised command name."""
+
+
+@dataclass(frozen=True, slots=True)
+class PidRecord:
+    """What a pid file says: the pid and the start time of the process it was written for."""
+
+    pid: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` we use: the state letter (``Z``: a zombie) and the start time."""
+
+    state: str
+    start: int
+
+
+def parse_pid_file(text: str) -> PidRecord | None:
+    """``PID START`` (ASCII digits, pid above 0); None for anything else (empty, garbage, an
+    older pid-only file, negative or extra fields)."""
+    fields = text.split()
+    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
+        return None
+    pid, start = int(fields[0]), int(fields[1])
+    return PidRecord(pid, start) if 0 < pid < 2**31 else None
+
+
+def format_pid_file(record: PidRecord) -> str:
+    return f"{record.pid} {record.start}\n"
+
+
+def parse_stat(text: str) -> ProcStat | None:
+    """The state and start time from ``/proc/PID/stat`` text; None if it is not such a line.
+
+    The command name (field 2) is in parentheses and may itself hold spaces and ``)``: the
+    fields after it are split from the *last* ``)``.
+    """
+    head, paren, rest = text.rpartition(")")
+    fields = rest.split()
+    if not paren or "(" not in head or len(fields) < _START_FIELD - 2:
+        return None
+    start = fields[_START_FIELD - 3]
+    if not (start.isascii() and start.isdigit()):
+        return None
+    return ProcStat(fields[0], int(start))
+
+
+def is_ours(record: PidRecord, stat: ProcStat | None) -> bool:
+    """Whether the process now at ``record.pid`` (its ``stat``; None: no such process) is the one
+    the pid file was written for, still running (a zombie has exited)."""
+    return stat is not None and stat.state != "Z" and stat.start == record.start
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    try:
+        return parse_stat(Path(f"/proc/{pid}/stat").read_text(errors="replace"))
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def read_pid_file(path: Path) -> PidRecord | None:
+    try:
+        return parse_pid_file(path.read_text(errors="replace"))
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def record(pid_file: Path, pid: int) -> None:
+    """Write ``pid_file`` for the running process ``pid`` (with its start time)."""
+    stat = read_stat(pid)
+    if stat is None:
+        raise StackError(f"process {pid} exited before its pid file {pid_file} was written")
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pid_file.with_name(pid_file.name + ".tmp")
+    tmp.write_text(format_pid_file(PidRecord(pid, stat.start)))
+    tmp.replace(pid_file)  # a reader never sees half a file
+
 
 @dataclass(frozen=True, slots=True)
 class Managed:
     """A process we started: its name, pid file and markers (one must be in its command line).
 
-    The markers guard against a recycled pid: we never signal a process that is not ours.
+    The pid file's start time tells our process from a later one given the same pid; the
+    markers also tell one state directory's services from another's.
     """
 
     name: str
@@ -28,19 +117,18 @@ class Managed:
 
     def pid(self) -> int | None:
         """The pid if the process recorded in the pid file is alive and still ours."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
+        found = read_pid_file(self.pid_file)
+        if found is None:
             return None
         for _ in range(3):  # a program rewriting its title (redis-server) is briefly unreadable
-            if not _alive(pid):
+            if not is_ours(found, read_stat(found.pid)):
                 return None
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                cmdline = Path(f"/proc/{found.pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except FileNotFoundError:
                 return None
             if any(m.encode() in cmdline for m in self.markers):
-                return pid
+                return found.pid
             time.sleep(0.05)
         return None
 
@@ -52,11 +140,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+    stat = read_stat(pid)
+    return stat is not None and stat.state != "Z"
 
 
 def spawn(
@@ -78,8 +163,7 @@ def spawn(
             env=env,
             start_new_session=True,
         )
-    proc.pid_file.parent.mkdir(parents=True, exist_ok=True)
-    proc.pid_file.write_text(f"{child.pid}\n")
+    record(proc.pid_file, child.pid)  # not reaped yet: the pid cannot have been recycled
     return child.pid
 
 
