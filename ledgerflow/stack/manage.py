@@ -147,6 +147,12 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:
         for proc in stop_all(group):
             stopped.append(proc.name)
             say(f"{proc.name}: stopped")
+        for proc in group:
+            if (pid := proc.unverified_pid()) is not None:
+                say(
+                    f"{proc.name}: {proc.pid_file} names pid {pid} without a start time (an older ledgerflow "
+                    f"wrote it), so it is not signalled: if it is ours, stop it by hand (kill {pid})"
+                )
     return stopped
 
 

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,17 +120,32 @@ class Managed:
         found = read_pid_file(self.pid_file)
         if found is None:
             return None
+        return found.pid if self._marked(found.pid, lambda: is_ours(found, read_stat(found.pid))) else None
+
+    def unverified_pid(self) -> int | None:
+        """The pid of a pid-only file (an older ledgerflow's, no start time) whose process runs
+        and carries our marker: perhaps ours, perhaps a recycled pid; never signalled."""
+        try:
+            text = self.pid_file.read_text(errors="replace").strip()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**31:
+            return None
+        pid = int(text)
+        return pid if self._marked(pid, lambda: _alive(pid)) else None
+
+    def _marked(self, pid: int, alive: Callable[[], bool]) -> bool:
         for _ in range(3):  # a program rewriting its title (redis-server) is briefly unreadable
-            if not is_ours(found, read_stat(found.pid)):
-                return None
+            if not alive():
+                return False
             try:
-                cmdline = Path(f"/proc/{found.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except FileNotFoundError:
-                return None
+                return False
             if any(m.encode() in cmdline for m in self.markers):
-                return found.pid
+                return True
             time.sleep(0.05)
-        return None
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -178,7 +193,7 @@ def stop_all(procs: Sequence[Managed], timeout: float = 30.0) -> list[Managed]:
     quorum of its controllers still runs: one by one, the last would wait for the timeout."""
     running = [(proc, pid) for proc in procs if (pid := proc.pid()) is not None]
     for proc in procs:
-        if proc.pid() is None:
+        if proc.pid() is None and proc.unverified_pid() is None:  # the latter kept: `down` names it
             proc.pid_file.unlink(missing_ok=True)
     for _, pid in running:
         os.kill(pid, signal.SIGTERM)

@@ -257,9 +257,13 @@ def test_a_pid_file_not_written_for_the_process_now_at_its_pid_names_none(
     path.write_text(written.format(pid=namesake.pid, earlier=found.start - 1))
     proc = Managed("worker", path, ("ledgerflow",))
     assert proc.pid() is None
+    pid_only = written == "{pid}\n"
+    assert proc.unverified_pid() == (namesake.pid if pid_only else None)  # what `stack down` names
+    assert Managed("worker", path, ("kafka.Kafka",)).unverified_pid() is None  # without our marker
     assert stop(proc, timeout=1.0) is False
     time.sleep(0.2)
     assert namesake.poll() is None
+    assert path.exists() is pid_only  # kept only while `stack down` has something to say about it
 
 
 def test_pid_of_a_live_process_without_the_marker_is_none(tmp_path: Path, sleeper: subprocess.Popen) -> None:
