@@ -156,7 +156,11 @@ def clear_foreign(nodes: tuple[KafkaNode, ...], say: Callable[[str], None]) -> N
     if not stale:
         return
     for name in stale:
-        shutil.rmtree(state_dir / name)
+        path = state_dir / name
+        if path.is_symlink():  # a link's target is not ours to delete
+            path.unlink()
+        else:
+            shutil.rmtree(path)
     (state_dir / CLUSTER_ID_FILE).unlink(missing_ok=True)
     say(
         f"kafka: removed {', '.join(stale)} from {state_dir}: a stopped cluster's state, "

@@ -371,3 +371,24 @@ def _stand_in(node_dir: Path) -> subprocess.Popen[bytes]:
     node_dir.mkdir(exist_ok=True)
     record(node_dir / "kafka.pid", proc.pid)
     return proc
+
+
+def test_clearing_a_stopped_clusters_state_removes_a_linked_directory_but_not_its_target(
+    tmp_path: Path,
+) -> None:
+    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
+    (state / "kafka-1" / "data").mkdir(parents=True)
+    (elsewhere / "data").mkdir(parents=True)
+    (elsewhere / "data" / "keep").write_text("not the stack's\n")
+    (state / "kafka-2").symlink_to(elsewhere, target_is_directory=True)
+    (state / "kafka-cluster-id").write_text("AAAAAAAAAAAAAAAAAAAAAA\n")
+    said: list[str] = []
+    kafka_stack.clear_foreign(kafka_stack.cluster(state, "127.0.0.1", free_port_pair(), 1), said.append)
+    assert sorted(p.name for p in state.iterdir()) == []
+    assert (elsewhere / "data" / "keep").read_text() == "not the stack's\n"
+    assert said == [
+        f"kafka: removed kafka-1, kafka-2 from {state}: a stopped cluster's state, "
+        "not of the 1-node Kafka starting now"
+    ]
+    kafka_stack.clear_foreign(kafka_stack.cluster(state, "127.0.0.1", free_port_pair(), 1), said.append)
+    assert len(said) == 1  # nothing left to remove: nothing said
