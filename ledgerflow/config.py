@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ledgerflow.digits import ascii_digits
+
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 DEFAULT_REDIS_PORT = 16379
@@ -109,7 +111,7 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:
+    if not ascii_digits(raw) or not 0 < int(raw) < 65536:
         raise ValueError(f"{name}={raw!r} is not a port number (1-65535); unset it or give e.g. {default}")
     return int(raw)
 
@@ -121,7 +123,7 @@ def metrics_address(value: str, name: str) -> str | None:
     if address.lower() in {"", "off", "none"}:
         return None
     host, _, port = address.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    if not host or not ascii_digits(port) or not 0 < int(port) < 65536:
         raise ValueError(f"{name}={value!r} is not HOST:PORT (port 1-65535) or off; e.g. 127.0.0.1:8701")
     return address
 
@@ -129,6 +131,6 @@ def metrics_address(value: str, name: str) -> str | None:
 def host_port(value: str, name: str) -> str:
     """``HOST:PORT`` as given; ValueError naming ``name`` (a variable or a flag) when it is not one."""
     host, _, port = value.strip().rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:  # 0: any free port
+    if not host or not ascii_digits(port) or not 0 <= int(port) < 65536:  # 0: any free port
         raise ValueError(f"{name}={value!r} is not HOST:PORT (e.g. {DEFAULT_HTTP})")
     return value.strip()

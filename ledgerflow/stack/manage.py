@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import redis as redis_sync
 
 from ledgerflow.config import Settings
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import InfrastructureError, StackError, ValidationError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
 from ledgerflow.redisclient import server_url, sync_client
@@ -51,7 +52,7 @@ def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | 
     ``redis-N`` directories a cluster left), else one broker and a single Redis."""
     first = settings.kafka_bootstrap.split(",")[0]
     host, _, port = first.rpartition(":")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    if not ascii_digits(port) or not 0 < int(port) < 65536:
         raise ValidationError(
             f"Kafka address {first!r} (LEDGERFLOW_KAFKA_BOOTSTRAP or --kafka) is not HOST:PORT, "
             "e.g. 127.0.0.1:19092"

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import StackError
 
 _START_FIELD = 22
@@ -46,7 +47,7 @@ def parse_pid_file(text: str) -> PidRecord | None:
     """``PID START`` (ASCII digits, pid above 0); None for anything else (empty, garbage, an
     older pid-only file, negative or extra fields)."""
     fields = text.split()
-    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
+    if len(fields) != 2 or not all(ascii_digits(f) for f in fields):
         return None
     pid, start = int(fields[0]), int(fields[1])
     return PidRecord(pid, start) if 0 < pid < 2**31 else None
@@ -67,7 +68,7 @@ def parse_stat(text: str) -> ProcStat | None:
     if not paren or "(" not in head or len(fields) < _START_FIELD - 2:
         return None
     start = fields[_START_FIELD - 3]
-    if not (start.isascii() and start.isdigit()):
+    if not ascii_digits(start):
         return None
     return ProcStat(fields[0], int(start))
 
@@ -129,7 +130,7 @@ class Managed:
             text = self.pid_file.read_text(errors="replace").strip()
         except (FileNotFoundError, IsADirectoryError):
             return None
-        if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**31:
+        if not ascii_digits(text) or not 0 < int(text) < 2**31:
             return None
         pid = int(text)
         return pid if self._marked(pid, lambda: _alive(pid)) else None

@@ -294,12 +294,16 @@ def test_pid_of_an_exited_or_zombie_process_is_none(tmp_path: Path, sleeper: sub
     assert proc.pid() is None
 
 
-@pytest.mark.parametrize("content", [None, "", "not-a-pid\n", "1 2 3\n", "\x00\xff", "-1 5\n", "1\n"])
+@pytest.mark.parametrize(
+    "content", [None, "", "not-a-pid\n", "1 2 3\n", "\x00\xff", "-1 5\n", "1\n", "9" * 5000]
+)
 def test_pid_of_a_missing_or_garbled_pid_file_is_none(tmp_path: Path, content: str | None) -> None:
     path = tmp_path / "svc.pid"
     if content is not None:
         path.write_text(content)
-    assert Managed("x", path, ("anything",)).pid() is None
+    proc = Managed("x", path, ("anything",))
+    assert proc.pid() is None and proc.unverified_pid() is None
+    assert stop(proc, timeout=1.0) is False
 
 
 def test_start_returns_our_already_running_process_instead_of_starting_another(

@@ -42,6 +42,8 @@ def test_a_pid_file_round_trips() -> None:
         "²³ 5554321\n",  # digits to str.isdigit, not to int()
         "٤٢ 5554321\n",
         "99999999999999999999 5554321\n",  # no such pid (os.kill would overflow)
+        "1" * 5000 + " 5554321\n",  # int() refuses more than 4,300 digits
+        "4242 " + "1" * 5000 + "\n",
         "\x00\x01\x02",
         "4242.0 5554321\n",
     ],
