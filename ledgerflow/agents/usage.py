@@ -62,7 +62,7 @@ from ledgerflow.usage.windows import (
     advance,
     reconcile,
 )
-from ledgerflow.usage.wire import record_of, source_of
+from ledgerflow.usage.wire import legacy_late_id, record_of, source_of
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class UsageAgent:
                 payload.tokens,
                 len(payload.content.encode("utf-8", "surrogatepass")),
             )
-            records = [self._record(e, p, event.occurred_at) for e in emitted]
+            records = [self._record(e, p, event.occurred_at, event.event_id) for e in emitted]
         except Exception as exc:
             raise UsageRefused(evaluation_failed(exc)) from exc
         seen[event.event_id] = None
@@ -205,8 +205,8 @@ class UsageAgent:
             seen.popitem(last=False)
         return state, records
 
-    def _record(self, emitted: Any, p: int, occurred_at: int) -> Event:
-        return record_of(emitted, p, occurred_at)
+    def _record(self, emitted: Any, p: int, occurred_at: int, cause: str = "") -> Event:
+        return record_of(emitted, p, occurred_at, cause)
 
     async def _send(self, records: list[tuple[int, Event]]) -> None:
         """Chain and produce records (each with its input partition) not written before; wait for the
@@ -218,6 +218,9 @@ class UsageAgent:
         kinds: list[str] = []
         for source, record in records:
             if record.event_id in self._written or record.event_id in ids:
+                continue
+            legacy = legacy_late_id(record)
+            if legacy is not None and legacy in self._written:  # a delta written before ids named its turn
                 continue
             key = chain_key(record)  # (tenant, source partition): this worker is its only writer
             chained = chain(record, heads.get(key) or self._heads.get(key))
