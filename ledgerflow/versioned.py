@@ -22,6 +22,7 @@ __all__ = [
     "command_fields",
     "fold_strictly",
     "not_admin",
+    "stamp",
     "version_conflict",
 ]
 
@@ -32,6 +33,15 @@ NOT_ADMIN = "not_admin"
 VERSION_CONFLICT = "version_conflict"
 
 Refusal = tuple[str, str]  # (code, message)
+
+
+def stamp(now_micros: int, last_micros: int | None) -> int:
+    """The time to decide a tenant's next command at: ``now``, or 1 µs after the tenant's last
+    outcome when that is later. Outcomes are stamped by whichever worker owns the partition; after a
+    rebalance the new owner's wall clock may be behind the old one's, and a disable stamped before
+    the enable it ends is an illegal history (the audit's ``training.illegal``). So the stamps of
+    one tenant never go back, whatever the clocks do."""
+    return now_micros if last_micros is None or now_micros > last_micros else last_micros + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

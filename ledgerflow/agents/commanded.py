@@ -10,11 +10,13 @@ Commands from input partition *p* are decided into output partition *p* (co-part
 2. Redelivered commands at or below that offset are skipped; commands the consumer group passed
    unanswered (between it and the first offset delivered) are read back and decided first.
 3. Each command is decided by the aggregate's pure ``decide`` against the folded state (its
-   ``expected_version``, if any, is the aggregate's optimistic concurrency); its events, accepted
-   or refused, are appended hash-chained per tenant. A command id answered in the partition
-   lately (the last ``DEDUPE_WINDOW`` answers) is a duplicate delivery, not decided again; a
-   command without an id is decided each time (nothing to match a redelivery against). A command
-   that does not decode, or whose decision raises, is dead-lettered and the rest go on.
+   ``expected_version``, if any, is the aggregate's optimistic concurrency) at the wall clock, or
+   1 µs after the tenant's last outcome if that is later (``versioned.stamp``: a new owner's clock
+   may be behind the last owner's); its events, accepted or refused, are appended hash-chained
+   per tenant. A command id answered in the partition lately (the last ``DEDUPE_WINDOW``
+   answers) is a duplicate delivery, not decided again; a command without an id is decided each
+   time (nothing to match a redelivery against). A command that does not decode, or whose
+   decision raises, is dead-lettered and the rest go on.
 
 If a batch fails its partitions' state is forgotten and recovered from the log before the retry,
 so the state never runs ahead of what the broker acknowledged.
@@ -42,6 +44,7 @@ from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError
 from ledgerflow.policy.wire import chain, head_after
+from ledgerflow.versioned import stamp
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,16 @@ class Partition(Generic[State]):
     heads: dict[str, ChainHead] = field(default_factory=dict)
     answered: OrderedDict[str, int] = field(default_factory=OrderedDict)  # command id -> input offset
     last_input: int = -1
+    stamps: dict[str, int] = field(default_factory=dict)  # tenant -> its last outcome's occurred_at
+
+    def now(self, tenant: str, clock: int) -> int:
+        """The time to decide ``tenant``'s next change at: never before its last outcome (Step 3)."""
+        return stamp(clock, self.stamps.get(tenant))
+
+    def stamped(self, record: Event) -> None:
+        self.stamps[record.tenant] = max(
+            record.occurred_at, self.stamps.get(record.tenant, record.occurred_at)
+        )
 
     def state(self, tenant: str) -> State:
         return self.tenants.get(tenant) or self.initial(tenant)
@@ -157,6 +170,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
                 continue
             if record.sequence and record.hash:
                 known.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
+            known.stamped(record)
             if written.input_offset is not None:
                 known.answer(command_id_of(record), written.input_offset)
         self._partitions[p] = known
@@ -196,7 +210,8 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             return []
         try:
             command = kind.command_of(event)
-            changes = kind.decide(known.state(command.tenant), command, self._clock())
+            now = known.now(command.tenant, self._clock())
+            changes = kind.decide(known.state(command.tenant), command, now)
             out = self._append(known, msg.partition, msg.offset, changes, event.trace_id)
         except Exception as exc:  # a command that cannot be decided must not stop the partition
             log.exception("%s: deciding %s[%d]@%d failed", kind.name, msg.topic, msg.partition, msg.offset)
@@ -219,6 +234,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             known.tenants[change.tenant] = self.kind.evolve(known.state(change.tenant), change)
             record = chain(self.kind.record_of(change, trace_id=trace_id), known.heads.get(change.tenant))
             known.heads[change.tenant] = head_after(record)
+            known.stamped(record)
             out.append(Outgoing(p, input_offset, change.tenant.encode(), codec.encode(record)))
             self._appended(record, known.state(change.tenant))
         return out

@@ -81,7 +81,7 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
             out: list[Outgoing] = []
             for p, known in list(self._partitions.items()):
                 for tenant in list(known.tenants):
-                    due = expire_due(known.state(tenant), now)
+                    due = expire_due(known.state(tenant), known.now(tenant, now))
                     if due:
                         out += self._append(known, p, None, due, None)
             await self._output.write(out)

@@ -17,6 +17,8 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import TrainingEnabled, TrainingRejected
+from ledgerflow.training import fold
+from ledgerflow.training.wire import event_of
 from tests.unit.agents.memory import (
     T0,
     InputTopic,
@@ -229,3 +231,48 @@ def test_an_undecodable_audit_record_is_skipped_when_a_new_owner_recovers() -> N
     records = [codec.decode(w.value) for w in world.output.partitions[0] if w.offset != 1]
     assert [r.type for r in records] == ["TrainingEnabled", "TrainingDisabled"]
     assert chained(records)
+
+
+def test_a_new_owner_whose_clock_is_behind_never_stamps_a_tenant_back_in_time() -> None:
+    """After a rebalance the new owner's wall clock was 5 s behind the old one's: it stamped the
+    disable before the enable it ended, a history the aggregate refuses (``training.illegal``)."""
+    world = World()
+    world.handle(world.send(command(1), command(2, "globex")))
+    world.agent = world.new_agent()
+    world.now -= 5 * SECOND
+    world.handle(world.send(command(3, enable=False), command(4, enable=False), command(5, "initech")))
+    world.now -= 3600 * SECOND  # and an hour further back: refusals are stamped forward too
+    world.handle(world.send(command(6, enable=False)))
+    records = world.output.decisions(0)
+    acme = [r.occurred_at for r in records if r.tenant == "acme"]
+    assert acme == [T0 + 10 * SECOND, T0 + 10 * SECOND + 1, T0 + 10 * SECOND + 2, T0 + 10 * SECOND + 3]
+    assert [r.type for r in records if r.tenant == "acme"] == [
+        "TrainingEnabled",
+        "TrainingDisabled",
+        "TrainingRejected",
+        "TrainingRejected",
+    ]
+    assert fold([event_of(r) for r in records if r.tenant == "acme"]).version == 2  # a legal history
+    initech = [r.occurred_at for r in records if r.tenant == "initech"]
+    assert initech == [T0 + 5 * SECOND], "another tenant's stamps do not push this one's"
+
+
+def test_an_expiry_after_the_clock_went_back_is_stamped_after_the_enable() -> None:
+    world = World()
+    world.handle(world.send(command(1, ttl=60)))
+    world.agent.revoke({0})
+    world.now += 61 * SECOND
+    asyncio.run(world.agent.tick({0}))
+    world.handle(world.send(command(2, ttl=60)))
+    world.now -= 3600 * SECOND  # an NTP step back within one owner
+    world.handle(world.send(command(3, enable=False)))
+    records = world.output.decisions(0)
+    assert [r.type for r in records] == [
+        "TrainingEnabled",
+        "TrainingExpired",
+        "TrainingEnabled",
+        "TrainingDisabled",
+    ]
+    stamps = [r.occurred_at for r in records]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 4
+    assert fold([event_of(r) for r in records]).version == 4
