@@ -17,11 +17,11 @@ from typing import Any
 import faust
 
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
-from ledgerflow.agents.deadletters import DeadLetterSink
+from ledgerflow.agents.deadletters import KafkaDeadLetterLog
 from ledgerflow.agents.layout import Guard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
-from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
+from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
 from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
@@ -47,7 +47,7 @@ class Ports:
 
     output: OutputLog  # training.audit, co-partitioned with training.commands
     inputs: InputLog  # training.commands read back by range
-    sink: DeadLetterPort
+    sink: DeadLetterLog
 
     @classmethod
     def connect(cls, app: faust.App, settings: Settings) -> Ports:
@@ -56,7 +56,7 @@ class Ports:
         return cls(
             output=CoPartitionedOutput(settings, commands, settings.topic(TRAINING_AUDIT)),
             inputs=KafkaInputLog(settings, commands),
-            sink=DeadLetterSink(app, NAME),
+            sink=KafkaDeadLetterLog(app, settings, NAME),
         )
 
 
