@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from pathlib import Path
 
 import pytest
 
-from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent
+from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent, WindowSizeChanged
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainVerifier, Located
@@ -282,3 +283,45 @@ def test_a_delta_written_under_its_old_id_is_not_written_again_by_a_replay() -> 
     world.agent = world.new_agent()
     world.handle(world.send(at(PAST_RETENTION + 1, 4)))
     assert [tokens for _, tokens in late_deltas(world)] == [4]
+
+
+def test_a_changed_window_size_is_refused_before_anything_is_written_again() -> None:
+    """The windows were written 60 s wide; the worker restarted with 30 s windows and re-folded
+    the partition: the same turns written again under new windows, counted twice downstream."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(2, 2, "globex"), at(CLOSER, 3)))
+    before = list(world.windows.events())
+    refused: list[str] = []
+    ports = Ports(world.inputs, world.windows, world.letters)
+    world.agent = UsageAgent(
+        SETTINGS, ports, WindowConfig(size_micros=30 * SECOND), clock=lambda: world.now, refuse=refused.append
+    )
+    with pytest.raises(WindowSizeChanged, match="is 30 s but usage.windows holds windows of 60 s"):
+        world.handle(world.send(at(CLOSER + 100, 4)))
+    asyncio.run(world.agent.tick())
+    assert world.windows.events() == before
+    assert len(refused) == 1 and "LEDGERFLOW_USAGE_WINDOW_S" in refused[0]
+    world.agent = world.new_agent()  # set back: the history is recognised, nothing written twice
+    world.handle(world.send(at(CLOSER + 100, 5)))
+    assert [t for t in world.totals() if t[1] == START] == [
+        ("acme", START, 3, 1, False),
+        ("globex", START, 3, 1, False),
+    ]
+
+
+def test_a_record_of_another_producer_names_no_size() -> None:
+    """Written from outside (the audit reports it): it does not stop the agent."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))
+    (log,) = [log for log in world.windows.partitions.values() if log]
+    event = codec.decode(log[0].value or b"")
+    forged = dataclasses.replace(
+        event,
+        event_id=str(uuid.uuid4()),
+        producer="someone-else",
+        payload=dataclasses.replace(event.payload, window_end=START + 1),
+    )
+    log.append(dataclasses.replace(log[0], offset=len(log), value=codec.encode(forged)))
+    world.agent = world.new_agent()
+    world.handle(world.send(at(CLOSER + 1, 3)))
+    assert world.totals()[0] == ("acme", START, 3, 1, False)
