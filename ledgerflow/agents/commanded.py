@@ -98,7 +98,15 @@ class Partition(Generic[State]):
 
     def now(self, tenant: str, clock: int) -> int:
         """The time to decide ``tenant``'s next change at: never before its last outcome (Step 3)."""
-        return stamp(clock, self.stamps.get(tenant))
+        at = stamp(clock, self.stamps.get(tenant))
+        if at < self.stamps.get(tenant, at):
+            log.warning(
+                "tenant %r: its last outcome is stamped %.0f s ahead of this worker's clock, too far "
+                "for a clock skew (a record written from outside?): stamped by the clock",
+                tenant,
+                (self.stamps[tenant] - clock) / 1e6,
+            )
+        return at
 
     def stamped(self, record: Event) -> None:
         self.stamps[record.tenant] = max(

@@ -340,3 +340,19 @@ def test_a_dlq_that_cannot_be_read_holds_the_batch_back_until_it_can() -> None:
     world.handle(batch)
     assert len(world.letters.sent) == 1
     assert world.outcomes() == [("TrainingEnabled", "acme")]
+
+
+def test_an_outcome_written_from_outside_stamped_far_ahead_does_not_drag_the_tenants_stamps() -> None:
+    """A refusal (it applies to any state) stamped in 2199: followed, every later outcome of the
+    tenant, an enable's deadline included, would be stamped there."""
+    world = World()
+    world.handle(world.send(command(1, ttl=60), command(2, ttl=60)))  # the second: already enabled
+    written = world.output.partitions[0][1]
+    refusal = codec.decode(written.value)
+    assert refusal.type == "TrainingRejected"
+    far = dataclasses.replace(refusal, occurred_at=7_226_582_400_000_000)
+    world.output.partitions[0][1] = Written(1, codec.encode(far), written.input_offset)
+    world.agent = world.new_agent()
+    world.handle(world.send(command(3, enable=False)))
+    disabled = world.output.decisions(0)[2]
+    assert (disabled.type, disabled.occurred_at) == ("TrainingDisabled", world.now)
