@@ -30,6 +30,7 @@ from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 from ledgerflow.training import TrainingEvent, TrainingState, decide, evolve, expire_due, initial_state
 from ledgerflow.training.records import TrainingCommand
 from ledgerflow.training.wire import command_of, event_of, record_of
+from ledgerflow.versioned import stamp
 
 NAME = "training"
 TICK_S = 0.2
@@ -81,7 +82,8 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
             out: list[Outgoing] = []
             for p, known in list(self._partitions.items()):
                 for tenant in list(known.tenants):
-                    due = expire_due(known.state(tenant), known.now(tenant, now))
+                    # stamped as commands are (versioned.stamp), without their warning at every tick
+                    due = expire_due(known.state(tenant), stamp(now, known.stamps.get(tenant)))
                     if due:
                         out += self._append(known, p, None, due, None)
             await self._output.write(out)
