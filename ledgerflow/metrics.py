@@ -38,6 +38,7 @@ from prometheus_client import (
 )
 
 import ledgerflow
+from ledgerflow.config import metrics_address
 
 # No ``*_created`` series: Prometheus would store each as one more gauge per counter and histogram.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
@@ -53,8 +54,7 @@ GCCollector(registry=EDGE_REGISTRY)
 
 def worker_metrics_address(env: Mapping[str, str]) -> str | None:
     """HOST:PORT where a worker started with ``env`` serves its metrics (None: disabled)."""
-    address = env.get(WORKER_METRICS_ENV, DEFAULT_WORKER_METRICS).strip()
-    return None if address.lower() in {"", "off", "none"} else address
+    return metrics_address(env.get(WORKER_METRICS_ENV, DEFAULT_WORKER_METRICS), WORKER_METRICS_ENV)
 
 
 def build_info(process: str, registry: CollectorRegistry) -> Info:

@@ -5,11 +5,12 @@ chain-head snapshots in Redis (``RedisChainHeads``) and the input topic read bac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
@@ -39,6 +40,7 @@ for i = 2, #ARGV, 2 do
 end
 return 1
 """
+_SAVE_SHA = hashlib.sha1(_SAVE.encode()).hexdigest()  # what SCRIPT LOAD answers for it
 
 
 class RedisChainHeads:
@@ -90,17 +92,30 @@ class RedisChainHeads:
     async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
         if not snapshots:
             return
+        await self._retried(lambda: self._save(snapshots), "saving chain heads")
+
+    async def _save(self, snapshots: Mapping[int, Snapshot]) -> None:
+        # A new pipeline each attempt: redis-py empties a pipeline when it executes, failed or
+        # not, so executing the same one again sends nothing and the save would count as done.
+        try:
+            await self._pipeline(snapshots).execute()
+        except NoScriptError:  # a restarted or newly promoted Redis has no scripts: load and redo
+            await self._client().script_load(_SAVE)  # on every master of a cluster
+            await self._pipeline(snapshots).execute()
+
+    def _pipeline(self, snapshots: Mapping[int, Snapshot]) -> aioredis.client.Pipeline:
         client = self._client()
-        # Each partition's snapshot is one HSET, atomic by itself; a Redis Cluster keeps the
-        # partitions' hashes in different slots, where MULTI across them is refused.
+        # Each partition's snapshot is one script call, atomic by itself; a Redis Cluster keeps
+        # the partitions' hashes in different slots, where MULTI across them is refused.
         pipe = client.pipeline(transaction=not is_cluster_client(client))
         for p, snapshot in snapshots.items():
             pairs: list[str] = [
                 x for s, head in snapshot.heads.items() for x in (s, f"{head.sequence}|{head.hash}")
             ]
             pairs += [LAST_INPUT_FIELD, str(snapshot.last_input), OUT_OFFSET_FIELD, str(snapshot.out_offset)]
-            pipe.eval(_SAVE, 1, self.key(p), str(snapshot.out_offset), *pairs)
-        await self._retried(pipe.execute, "saving chain heads")
+            # execute_command: redis-py's cluster pipeline refuses evalsha() but routes EVALSHA by its key
+            pipe.execute_command("EVALSHA", _SAVE_SHA, 1, self.key(p), str(snapshot.out_offset), *pairs)
+        return pipe
 
     async def _retried(self, call: Callable[[], Awaitable[object]], what: str) -> None:
         delay = 0.2
