@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,6 +190,27 @@ async def current(settings: Settings) -> dict[str, int]:
 async def count_now(settings: Settings, base: str) -> int:
     """The partition count of topic ``base`` as the brokers report it now."""
     return (await partition_counts(settings, [settings.topic(base)]))[settings.topic(base)]
+
+
+COUNT_FRESH_S = 1.0
+"""How long a count asked for a misplaced turn is taken as today's (``recent``)."""
+
+
+def recent(
+    fetch: Callable[[], Awaitable[int]],
+    fresh_s: float = COUNT_FRESH_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[], Awaitable[int]]:
+    """``fetch``, asked again only once its last answer is ``fresh_s`` old: a producer misrouting
+    every turn costs one admin request a second, not one per batch (each is a new connection)."""
+    last: list[tuple[float, int]] = []
+
+    async def count() -> int:
+        if not last or clock() - last[0][0] >= fresh_s:
+            last[:] = [(clock(), await fetch())]
+        return last[0][1]
+
+    return count
 
 
 def kept_in(group: str) -> str:

@@ -42,7 +42,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import committed_offsets
-from ledgerflow.kafka.placement import Placements, misrouted_reason
+from ledgerflow.kafka.placement import Placements
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
 from ledgerflow.projections.backoff import Backoff
 from ledgerflow.projections.conversations import SOURCES, project
@@ -254,10 +254,6 @@ class Projector:
         MISROUTED_TURNS.inc()
         return False
 
-    def _misrouted(self, turn: Any) -> str:
-        assert self._placements is not None
-        return misrouted_reason(turn.key or b"", turn.partition, self._placements.partitions)
-
     async def _handle(self, messages: Sequence[Any]) -> None:
         started_ns = time.time_ns()  # trace hook: one span per record once the batch is written
         decoded: list[tuple[Event, Position]] = []
@@ -274,9 +270,7 @@ class Projector:
             firsts[part] = min(firsts.get(part, msg.offset), msg.offset)
             processed[base] += 1
             if msg.topic == self._turns_topic and not self._placed(msg):
-                if base in self._owns_dlq:  # else the policy agent dead-letters it
-                    letters.append(dead_letter_of(msg, self._misrouted(msg), NAME, base))
-                continue
+                continue  # the policy agent dead-letters it: it can tell a misroute from added partitions
             # A decision this worker's policy agent just wrote is taken as built (its hash is its
             # own); anything else is decoded (once per batch) and verified.
             event = self._shared.take_written(msg) if base == POLICY_DECISIONS else None

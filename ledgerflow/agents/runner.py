@@ -74,19 +74,21 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     # the hot path: see agents/batchloop.py
     loop = BatchLoop(source := KafkaSource(settings, linger_s), [])
     source.metadata = pinned.encode()  # every commit remembers the layout its progress was made under
+    # Turns outside their conversation's partition: dead-lettered by the policy agent, neither
+    # projected nor counted (kafka/placement.py), under the pinned count.
+    placements = Placements(pinned.counts[CONVERSATION_EVENTS])
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
         guard = layout.PartitionGuard(
             pinned.counts[CONVERSATION_EVENTS],
             layout.refuse,
-            lambda: layout.count_now(settings, CONVERSATION_EVENTS),
+            layout.recent(lambda: layout.count_now(settings, CONVERSATION_EVENTS)),
         )
         policy.register(app, loop, settings, owns_dlq=True, guard=guard)
     if "projector" in wanted:
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
         owned |= set() if "policy" in wanted else {CONVERSATION_EVENTS}
-        placements = Placements(pinned.counts[CONVERSATION_EVENTS])
         projector.register(app, loop, settings, owns_dlq=frozenset(owned), placements=placements)
     if loop.topics:
         loop.on_assigned.append(settle_collector)  # after the agents' own hooks
@@ -98,7 +100,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
             app, settings, layout.PartitionGuard(pinned.counts[TRAINING_COMMANDS], layout.refuse).every
         )
     if "usage" in wanted:
-        usage.register(app, settings)
+        usage.register(app, settings, placements)
     if "models" in wanted:
         models.register(
             app, settings, layout.PartitionGuard(pinned.counts[MODELS_COMMANDS], layout.refuse).every

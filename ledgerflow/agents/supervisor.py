@@ -47,6 +47,8 @@ def check_processes(processes: int, metrics: str | None = None) -> int:
         raise ValidationError(f"--processes must be at least 1, not {processes}")
     if metrics is not None:
         port = int(metrics.rpartition(":")[2])
+        if processes > MAX_PORT:
+            raise ValidationError(f"--processes {processes}: at most {MAX_PORT} children have metrics ports")
         if port + processes - 1 > MAX_PORT:
             raise ValidationError(
                 f"--processes {processes}: the children's metrics ports would run from {port} "

@@ -52,6 +52,7 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted, UsageWindow
 from ledgerflow.errors import DecodeError, InfrastructureError
+from ledgerflow.kafka.placement import Placements
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
 from ledgerflow.policy.wire import chain, chain_key, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
@@ -113,8 +114,12 @@ class UsageAgent:
         config: WindowConfig | None = None,
         clock: Callable[[], int] = wall_clock_micros,
         refuse: Callable[[str], None] | None = None,
+        placements: Placements | None = None,
     ) -> None:
         self._ports = ports
+        # Turns outside their conversation's partition (kafka/placement.py) are not counted: the
+        # policy agent dead-letters them, and their replay lands where they belong (counted there).
+        self._placements = placements
         self._clock = clock
         self._refuse = refuse  # the worker's: one line and exit 1 (agents/layout.py)
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
@@ -194,6 +199,8 @@ class UsageAgent:
         self, state: UsageState, p: int, value: bytes | None, key: bytes | None
     ) -> tuple[UsageState, list[Event]]:
         """Fold one record; UsageRefused (with a dead-letter reason) when the fold refuses it."""
+        if self._placements is not None and not self._placements.belongs(key, p):
+            return state, []  # misrouted: the policy agent dead-letters it
         try:
             event = decode_input(value, key, CONVERSATION_EVENTS)
         except DecodeError:
@@ -300,9 +307,10 @@ class UsageRefused(Exception):
         self.reason = reason
 
 
-def register(app: faust.App, settings: Settings) -> UsageAgent:
+def register(app: faust.App, settings: Settings, placements: Placements) -> UsageAgent:
     config = window_config_from(os.environ)
-    agent_state = UsageAgent(settings, Ports.connect(app, settings), config, refuse=layout.refuse)
+    ports = Ports.connect(app, settings)
+    agent_state = UsageAgent(settings, ports, config, refuse=layout.refuse, placements=placements)
     register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state
 

@@ -244,7 +244,7 @@ async def record_published(
         await bounded_retried(
             lambda: record_position(redis, key, mine, event_id, position), "Redis claim position"
         )
-    except (InfrastructureError, RedisError) as exc:  # RedisError: an answer (OOM, WRONGTYPE)
+    except (InfrastructureError, RedisError) as exc:  # RedisError: an answer no retry changes (WRONGTYPE)
         log.warning("event %s published; its idempotency record was not updated: %s", event_id, exc)
 
 

@@ -49,6 +49,7 @@ from ledgerflow.envnumbers import env_number
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.logs import RawRecord
+from ledgerflow.kafka.placement import Placements, pinned_placements
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
 from ledgerflow.policy import RulePack, TrainingState
@@ -128,6 +129,8 @@ async def audit_logs(
 async def _replay(run: _Run, settings: Settings) -> None:
     """Steps 2-7 (see the module doc)."""
     run.lookup = PolicyTrust.of(settings).lookup
+    if run.names[CONVERSATION_EVENTS] in run.horizon:
+        run.placements = await pinned_placements(settings, CONVERSATION_EVENTS)
     book = await run.packs()  # Step 2.
     training = await run.training()  # Step 3.
     models = await run.models()
@@ -165,6 +168,8 @@ class _Run:
         self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
         self.answered_commands: set[str] = set()  # command ids with an outcome in training.audit
         self.usage = UsageCheck(window_config_from(os.environ))
+        # Turns outside their conversation's partition: the usage agent does not count them either.
+        self.placements: Placements | None = None
         self.lookup: KeyLookup | None = None
         self.signatures = PackSignatures()
         self.history: dict[tuple[str, int], RulePack] = {}
@@ -273,7 +278,8 @@ class _Run:
             if p in self.partitions(CONVERSATION_EVENTS):
                 async for raw, event in self.records(CONVERSATION_EVENTS, p):
                     check.add_input(_at(raw), event, raw.value or b"", raw.timestamp_ms)
-                    self.usage.add_input(_at(raw), event)
+                    if self.placements is None or self.placements.belongs(raw.key, p):
+                        self.usage.add_input(_at(raw), event)
             if p in self.partitions(POLICY_DECISIONS):
                 async for raw, event in self.records(POLICY_DECISIONS, p):
                     at = _at(raw)

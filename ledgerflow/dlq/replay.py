@@ -89,6 +89,7 @@ def plan(
 ) -> list[Step]:
     """Step 3 (pure): what happens to each letter."""
     steps = []
+    chosen: set[tuple[str, int, int]] = set()  # source records replayed by this run
     for x in letters:
         letter = x.letter
         done = already.get(replay_tag(x))
@@ -102,7 +103,10 @@ def plan(
             )
         elif (poison := still_poison(letter)) is not None and not force:
             steps.append(Step(x, SKIP, f"still does not decode ({poison}); fix the cause first, or --force"))
+        elif (source := (letter.source_topic, letter.partition, letter.offset)) in chosen:
+            steps.append(Step(x, SKIP, "another dead letter of the same record is replayed by this run"))
         else:
+            chosen.add(source)
             steps.append(Step(x, REPLAY, "decodes now" if poison is None else f"forced; still {poison}"))
     return steps
 
@@ -201,10 +205,11 @@ async def replayed(
     found: dict[str, tuple[int, int]] = {}
     try:
         if since:
-            ends_now = await consumer.end_offsets(list(since))
             for tp, hit in (await consumer.offsets_for_times(since)).items():
-                offset = ends_now[tp] if hit is None else hit.offset
-                starts[tp] = min(starts.get(tp, offset), offset)
+                if hit is not None:  # None: nothing written there since; no replay to look for
+                    starts[tp] = min(starts.get(tp, hit.offset), hit.offset)
+        if not starts:
+            return {}
         consumer.assign(list(starts))
         ends = await consumer.end_offsets(list(starts))
         firsts = await consumer.beginning_offsets(list(starts))

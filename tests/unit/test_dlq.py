@@ -304,3 +304,12 @@ def test_a_misrouted_turn_is_replayed_where_its_key_belongs_and_any_other_letter
     unkeyed = _letter(code="misrouted", key=None).letter
     assert unkeyed is not None and destination(unkeyed, counts) == 2
     assert destination(misrouted, {}) == 2
+
+
+def test_two_dead_letters_of_one_source_record_are_replayed_once() -> None:
+    from ledgerflow.dlq.replay import REPLAY, SKIP, plan
+
+    first, second = _letter(offset=7, dlq_offset=1), _letter(offset=7, dlq_offset=2)  # same source record
+    steps = plan([first, second], {}, lambda _d: None)
+    assert [s.action for s in steps] == [REPLAY, SKIP]
+    assert "another dead letter of the same record" in steps[1].why

@@ -13,6 +13,7 @@ from ledgerflow.agents.layout import (
     PartitionGuard,
     changed,
     misplaced,
+    recent,
     uneven,
 )
 from ledgerflow.agents.policy import PolicyAgent, Ports
@@ -183,3 +184,25 @@ def test_a_batch_of_tenant_commands_is_refused_if_any_one_is_not_where_its_tenan
                 Record("training.commands", 0, 4, tenant.encode(), b""),
             ]
         )
+
+
+def test_the_count_for_misplaced_turns_is_asked_at_most_once_a_second() -> None:
+    asked: list[int] = []
+    now = [100.0]
+
+    async def fetch() -> int:
+        asked.append(1)
+        return 3
+
+    count = recent(fetch, fresh_s=1.0, clock=lambda: now[0])
+
+    async def run() -> list[int]:
+        got = [await count(), await count()]
+        now[0] += 0.5
+        got.append(await count())
+        now[0] += 0.6  # 1.1 s after the first answer
+        got.append(await count())
+        return got
+
+    assert asyncio.run(run()) == [3, 3, 3, 3]
+    assert len(asked) == 2

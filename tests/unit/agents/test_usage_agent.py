@@ -21,6 +21,7 @@ from ledgerflow.contracts.chain import ChainVerifier, Located
 from ledgerflow.contracts.events import MAX_TOKENS, Event
 from ledgerflow.contracts.payloads import UsageWindow
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.kafka.placement import Placements, placement
 from ledgerflow.policy.wire import chain_key
 from ledgerflow.usage.windows import WindowConfig, window_bounds
 from ledgerflow.usage.wire import legacy_late_id
@@ -325,3 +326,24 @@ def test_a_record_of_another_producer_names_no_size() -> None:
     world.agent = world.new_agent()
     world.handle(world.send(at(CLOSER + 1, 3)))
     assert world.totals()[0] == ("acme", START, 3, 1, False)
+
+
+def test_a_turn_outside_its_conversations_partition_is_not_counted_there() -> None:
+    """Misrouted (kafka/placement.py): the policy agent dead-letters it, and `dlq replay` puts it
+    where its key belongs; counted there too, its tokens would be charged twice."""
+    world = World()
+    home = placement(b"acme-conv", 3)
+    world.agent = UsageAgent(
+        SETTINGS,
+        Ports(world.inputs, world.windows, world.letters),
+        CONFIG,
+        clock=lambda: world.now,
+        placements=Placements(3),
+    )
+    other = (home + 1) % 3
+    local = next(t for n in range(1000) if placement(f"{(t := f't{n}')}-conv".encode(), 3) == other)
+    # The stray turn, then a turn of a conversation that belongs there, late enough to close the window.
+    world.handle(world.send(at(1, 1, tokens=100), at(CLOSER, 1, local), partition=other))
+    world.handle(world.send(at(2, 2), at(CLOSER, 3), partition=home))
+    assert world.totals() == [("acme", START, 3, 1, False)], "the stray turn's 100 tokens not counted"
+    assert world.letters.sent == []  # the policy agent's to dead-letter
