@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from ledgerflow.agents.deadletters import dead_letter_of
+from ledgerflow.agents.layout import PartitionGuard, misplaced
 from ledgerflow.agents.output import Outgoing
 from ledgerflow.agents.partitioned import PartitionOwner
 from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog
@@ -147,6 +148,9 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         self.kind = kind
         self.input_topic = input_topic
         self._output, self._inputs, self._sink, self._clock = output, inputs, sink, clock
+        # The pinned partition layout (agents/layout.py): a command where its tenant does not
+        # belong is dead-lettered (misrouted), or the worker stops if partitions were added.
+        self.guard: PartitionGuard | None = None
         super().__init__()
         self._started = False
         self._unread: set[int] = set()  # recovered by a tick: the inputs before this owner not read yet
@@ -196,6 +200,8 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
 
     async def handle(self, messages: Sequence[Any]) -> None:
         async with self._lock:
+            if self.guard is not None:
+                self.guard.batch(messages)  # partitions added to a live topic: refused, nothing written
             await self._ensure_started()
             pending: list[Any] = []
             arrived = {m.partition for m in messages}
@@ -209,8 +215,11 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
                 await self._learn_dead_letters(catching_up)
             out: list[Outgoing] = []
             letters: list[DeadLetter] = []
-            for msg in [*pending, *messages]:
-                out += self._answer(msg, self._partitions[msg.partition], letters)
+            batch = [*pending, *messages]
+            misrouted = await self._misrouted(batch)
+            for msg in batch:
+                known = self._partitions[msg.partition]
+                out += self._answer(msg, known, letters, misrouted.get((msg.partition, msg.offset)))
             await self._sink.send_all(letters)
             for letter in letters:
                 self._partitions[letter.partition].dead.add(letter.offset)
@@ -226,13 +235,34 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             known = self._partitions[p]
             known.dead |= {offset for offset in found.get(p, ()) if offset > known.last_input}
 
-    def _answer(self, msg: Any, known: Partition[State], letters: list[DeadLetter]) -> list[Outgoing]:
+    async def _misrouted(self, batch: Sequence[Any]) -> dict[tuple[int, int], str]:
+        """The dead-letter reason of each command of ``batch`` not in the partition its tenant
+        belongs in (a producer with another partitioner: its tenant's state lives elsewhere); the
+        worker stops instead if partitions were added (``PartitionGuard.misrouted``)."""
+        guard = self.guard
+        if guard is None:
+            return {}
+        found = [m for m in batch if misplaced(m, guard.partitions) is not None]
+        if not found:
+            return {}
+        reasons = await guard.misrouted(found)
+        return {(m.partition, m.offset): reason for m, reason in zip(found, reasons, strict=True)}
+
+    def _answer(
+        self, msg: Any, known: Partition[State], letters: list[DeadLetter], misrouted: str | None = None
+    ) -> list[Outgoing]:
         """Step 3 for one command: its outcome records, or none (skipped, duplicate, dead letter)."""
         kind = self.kind
         if msg.offset <= known.last_input:
             return []
         if msg.offset in known.dead:
             log.info("%s: %s[%d]@%d is in the DLQ already", kind.name, msg.topic, msg.partition, msg.offset)
+            return []
+        if misrouted is not None:
+            log.warning(
+                "%s: dead-lettering %s[%d]@%d: %s", kind.name, msg.topic, msg.partition, msg.offset, misrouted
+            )
+            letters.append(dead_letter_of(msg, misrouted, kind.name, kind.commands))
             return []
         try:
             event = decode_input(msg.value, msg.key, kind.commands)

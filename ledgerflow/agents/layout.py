@@ -22,6 +22,9 @@ So the layout is pinned and checked, and a changed one is refused without writin
   key, and in a partition below that count (the training and models agents check every
   command: few, tenant-keyed). Producers may see the new partitions before the
   worker does; the placement check is what stops a moved conversation's first turn.
+- a misplaced record with the topic's count unchanged (asked of the brokers, ``recent``) was
+  misrouted by its producer (another partitioner): it is dead-lettered (``misrouted``) and
+  the rest of its batch goes on (``PartitionGuard.misrouted``).
 
 A refusal is one line naming the safe procedure (docs/scaling.md, "Adding partitions") and
 exit code 1; every record stays on the log, undecided, for the procedure to replay.
@@ -108,10 +111,6 @@ def misplaced(msg: Any, partitions: int) -> str | None:
     )
 
 
-Guard = Callable[[Sequence[Any]], None]
-"""What an agent calls with each batch before handling it (``PartitionGuard.every``)."""
-
-
 def misrouted(msg: Any, pinned: int, now: int) -> str | None:
     """Pure: the dead-letter reason of record ``msg``, ``misplaced`` below the ``pinned`` count,
     when its topic has ``now`` partitions: with the pinned count still, its producer does not use
@@ -124,16 +123,16 @@ def misrouted(msg: Any, pinned: int, now: int) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class PartitionGuard:
-    """The policy agent's checks against the pinned count of its input (``refuse`` ends the process)."""
+    """An agent's checks against the pinned count of its input (``refuse`` ends the process)."""
 
     partitions: int
     refuse: Callable[[str], None]
     count: Callable[[], Awaitable[int]] | None = None
     """The input topic's partition count now, asked only when a record is misplaced (None: every
-    misplaced record is refused, as for the tenant commands)."""
+    misplaced record is refused)."""
 
     async def misrouted(self, messages: Sequence[Any]) -> list[str]:
-        """The dead-letter reasons of ``messages``, turns ``misplaced`` below the pinned count (see
+        """The dead-letter reasons of ``messages``, records ``misplaced`` below the pinned count (see
         :func:`misrouted`; the count is asked once), or ``refuse`` if partitions were added; a
         count that cannot be asked propagates (InfrastructureError: the batch is tried again)."""
         now = None if self.count is None else await self.count()
@@ -151,18 +150,6 @@ class PartitionGuard:
         for msg in messages:
             if msg.partition >= self.partitions:
                 self.refuse(misplaced(msg, self.partitions) or "")
-
-    def every(self, messages: Sequence[Any]) -> None:
-        """Before a batch of tenant-keyed commands (training, models: a few a second, so every one is
-        checked): each is where its key belongs, else the tenant's state may live elsewhere."""
-        for msg in messages:
-            self.new_chain(msg)
-
-    def new_chain(self, msg: Any) -> None:
-        """Before a record starts a chain: it is where its key belongs, else its chain may live elsewhere."""
-        problem = misplaced(msg, self.partitions)
-        if problem is not None:
-            self.refuse(problem)
 
 
 def refuse(problem: str) -> None:

@@ -14,7 +14,7 @@ import faust
 
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
 from ledgerflow.agents.deadletters import KafkaDeadLetterLog
-from ledgerflow.agents.layout import Guard
+from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
@@ -48,11 +48,12 @@ class ModelsAgent(CommandAgent[ModelRegistry, ModelCommand, ModelEvent]):
         """Nothing happens by time alone in a registry."""
 
 
-def register(app: faust.App, settings: Settings, guard: Guard | None = None) -> ModelsAgent:
+def register(app: faust.App, settings: Settings, guard: PartitionGuard | None = None) -> ModelsAgent:
     commands = settings.topic(MODELS_COMMANDS)
     output = CoPartitionedOutput(settings, commands, settings.topic(MODELS_AUDIT))
     agent = ModelsAgent(
         settings, output, KafkaInputLog(settings, commands), KafkaDeadLetterLog(app, settings, NAME)
     )
-    register_timed(app, agent, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=IDLE_TICK_S, guard=guard)
+    agent.guard = guard
+    register_timed(app, agent, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=IDLE_TICK_S)
     return agent

@@ -96,12 +96,10 @@ def register_timed(
     batch: int,
     within: float,
     tick_s: float,
-    guard: Callable[[Sequence[Any]], None] | None = None,
 ) -> Ownership:
     """Run ``agent`` as a faust agent over its owned partitions, plus a timer for ``tick``.
 
     Batches, ticks and rebalances share the ownership lock, so they never interleave.
-    ``guard`` sees every batch first (the pinned partition layout, ``agents/layout.py``).
     """
     from ledgerflow.agents.app import handle_until_done, raw_topic, run_batches
 
@@ -110,8 +108,6 @@ def register_timed(
     agent.use_lock(ownership.lock)
 
     async def owned(messages: list[Any]) -> None:
-        if guard is not None:
-            guard(messages)
         await handle_until_done(
             messages, name=name, lock=None, owned=ownership.owned, handle=agent.handle, forget=agent.revoke
         )

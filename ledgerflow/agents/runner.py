@@ -77,14 +77,14 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     # Turns outside their conversation's partition: dead-lettered by the policy agent, neither
     # projected nor counted (kafka/placement.py), under the pinned count.
     placements = Placements(pinned.counts[CONVERSATION_EVENTS])
+
+    def guard_of(base: str) -> layout.PartitionGuard:
+        count = layout.recent(lambda: layout.count_now(settings, base))
+        return layout.PartitionGuard(pinned.counts[base], layout.refuse, count)
+
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
-        guard = layout.PartitionGuard(
-            pinned.counts[CONVERSATION_EVENTS],
-            layout.refuse,
-            layout.recent(lambda: layout.count_now(settings, CONVERSATION_EVENTS)),
-        )
-        policy.register(app, loop, settings, owns_dlq=True, guard=guard)
+        policy.register(app, loop, settings, owns_dlq=True, guard=guard_of(CONVERSATION_EVENTS))
     if "projector" in wanted:
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
@@ -96,15 +96,11 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     if not {"training", "usage", "models"} & set(wanted):
         keep_faust_subscribed(app, settings)
     if "training" in wanted:
-        training.register(
-            app, settings, layout.PartitionGuard(pinned.counts[TRAINING_COMMANDS], layout.refuse).every
-        )
+        training.register(app, settings, guard_of(TRAINING_COMMANDS))
     if "usage" in wanted:
         usage.register(app, settings, placements)
     if "models" in wanted:
-        models.register(
-            app, settings, layout.PartitionGuard(pinned.counts[MODELS_COMMANDS], layout.refuse).every
-        )
+        models.register(app, settings, guard_of(MODELS_COMMANDS))
     lag.register(app, settings, [source] if loop.topics else [])
 
     @app.timer(interval=layout.CHECK_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer is untyped

@@ -18,7 +18,7 @@ import faust
 
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
 from ledgerflow.agents.deadletters import KafkaDeadLetterLog
-from ledgerflow.agents.layout import Guard
+from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
@@ -97,7 +97,8 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
         TRAINING_STATE.labels(record.tenant).set(1 if state.enabled else 0)
 
 
-def register(app: faust.App, settings: Settings, guard: Guard | None = None) -> TrainingAgent:
+def register(app: faust.App, settings: Settings, guard: PartitionGuard | None = None) -> TrainingAgent:
     agent_state = TrainingAgent(settings, Ports.connect(app, settings))
-    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S, guard=guard)
+    agent_state.guard = guard
+    register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state

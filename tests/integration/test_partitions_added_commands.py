@@ -24,6 +24,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import EnableTraining, Payload, RegisterModel
+from ledgerflow.dlq import read_dead_letters
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.kafka.logs import read_all
 from ledgerflow.kafka.placement import placement
@@ -148,12 +149,12 @@ def test_a_command_in_a_new_partition_is_refused_and_never_answered(
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(AGGREGATES))
-def test_a_command_outside_its_tenants_partition_stops_the_running_worker_unanswered(
+def test_a_command_outside_its_tenants_partition_is_dead_lettered_and_the_worker_goes_on(
     stack: Settings, tmp_path: Path, name: str
 ) -> None:
     """No partitions added: a producer with another partitioner (librdkafka's CRC32, a hand-picked
-    partition) puts a tenant's command in an old partition that holds none of its state. The
-    running worker's check of every command refuses its batch before deciding anything."""
+    partition) puts a tenant's command in an old partition that holds none of its state. It is
+    dead-lettered (``misrouted``) unanswered, and the worker answers the tenant's next command."""
     agg = AGGREGATES[name]
     settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
     asyncio.run(ensure_topics(settings, partitions=BEFORE))
@@ -163,11 +164,15 @@ def test_a_command_outside_its_tenants_partition_stops_the_running_worker_unansw
     worker = _worker(settings, tmp_path, "all")
     try:
         asyncio.run(_send(settings, agg.commands, command(agg, tenant, "first"), key, None))
-        before = _answered(settings, agg, "first", worker)
+        _answered(settings, agg, "first", worker)
         asyncio.run(_send(settings, agg.commands, command(agg, tenant, "second"), key, elsewhere))
-        line = _refused(worker)
+        asyncio.run(_send(settings, agg.commands, command(agg, tenant, "third"), key, None))
+        after = _answered(settings, agg, "third", worker)
+        letters = asyncio.run(read_dead_letters(settings, agg.commands))
     finally:
         worker.stop()
-    where = f"{settings.topic(agg.commands)}[{elsewhere}]@0 (key {key!r})"
-    assert f"{where} is not in partition {home} of the {BEFORE} partitions this worker pinned" in line, line
-    assert outcomes(settings, agg) == before
+    assert [(x.letter.partition, x.letter.offset) for x in letters if x.letter] == [(elsewhere, 0)], letters
+    reason = letters[0].letter.reason if letters[0].letter else ""
+    assert reason.startswith(f"misrouted: key {key!r} belongs in partition {home} of {BEFORE}"), reason
+    answered = [getattr(e.payload, "command_id", None) for p, e in after if e.tenant == tenant]
+    assert "second" not in answered and {p for p, e in after if e.tenant == tenant} == {home}

@@ -17,11 +17,23 @@ from ledgerflow.agents.layout import (
     uneven,
 )
 from ledgerflow.agents.policy import PolicyAgent, Ports
+from ledgerflow.agents.training import Ports as TrainingPorts
+from ledgerflow.agents.training import TrainingAgent
 from ledgerflow.api.hub import partition_for
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.placement import MARK, Layout, placement
-from tests.unit.agents.memory import HeadStore, InputTopic, Letters, OutputTopic, Record, Reference, turn
+from tests.unit.agents.memory import (
+    T0,
+    HeadStore,
+    InputTopic,
+    Letters,
+    OutputTopic,
+    Record,
+    Reference,
+    command,
+    turn,
+)
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
 PINNED = Layout({"conversation.events": 3, "training.commands": 3, "models.commands": 3})
@@ -168,22 +180,47 @@ def test_a_batch_from_a_partition_beyond_the_pinned_ones_is_refused_before_recov
     assert world.output.partitions == {} and world.inputs.reads == []
 
 
-def test_a_batch_of_tenant_commands_is_refused_if_any_one_is_not_where_its_tenant_belongs() -> None:
-    guard = PartitionGuard(3, _refuse)
-    tenant = _key_in(1, 3, moved_to=3)
-    guard.every(
-        [
-            Record("training.commands", 1, 0, tenant.encode(), b""),
-            Record("training.commands", 0, 0, None, b""),
-        ]
-    )
-    with pytest.raises(Refused, match=r"training\.commands\[0\]@4 .* not in partition 1 of the 3"):
-        guard.every(
-            [
-                Record("training.commands", 1, 1, tenant.encode(), b""),
-                Record("training.commands", 0, 4, tenant.encode(), b""),
-            ]
+class CommandWorld:
+    """A guarded training agent on in-memory ports, three partitions pinned; the topic has ``now``."""
+
+    def __init__(self, now: int) -> None:
+        self.inputs, self.output, self.letters = InputTopic("training.commands"), OutputTopic(), Letters()
+        self.agent = TrainingAgent(
+            SETTINGS, TrainingPorts(self.output, self.inputs, self.letters), clock=lambda: T0
         )
+
+        async def count() -> int:
+            return now
+
+        self.agent.guard = PartitionGuard(3, _refuse, count)
+
+    def handle(self, records: list[Record]) -> None:
+        asyncio.run(self.agent.handle(records))
+
+
+def test_a_tenant_command_misrouted_by_its_producer_is_dead_lettered_and_the_rest_answered() -> None:
+    world = CommandWorld(now=3)
+    home, stray = _tenant_in(1), _tenant_in(0)
+    world.handle([world.inputs.add(1, command(1, home)), world.inputs.add(1, command(2, stray))])
+    assert [(r.type, r.tenant) for r in world.output.decisions(1)] == [("TrainingEnabled", home)]
+    assert [(d.partition, d.offset) for d in world.letters.sent] == [(1, 1)]
+    assert world.letters.sent[0].reason.startswith(
+        f"misrouted: key {stray.encode()!r} belongs in partition 0 of 3"
+    )
+    world.handle([world.inputs.add(1, command(3, home, enable=False))])  # the partition goes on
+    assert [r.type for r in world.output.decisions(1)] == ["TrainingEnabled", "TrainingDisabled"]
+
+
+def test_a_tenant_command_moved_by_added_partitions_stops_the_worker_before_anything_is_written() -> None:
+    world = CommandWorld(now=5)
+    home, moved = _tenant_in(1), _tenant_in(0)
+    with pytest.raises(Refused, match=r"training\.commands\[1\]@1 .* not in partition 0 of the 3"):
+        world.handle([world.inputs.add(1, command(1, home)), world.inputs.add(1, command(2, moved))])
+    assert world.output.decisions(1) == [] and world.letters.sent == []
+
+
+def _tenant_in(partition: int) -> str:
+    return next(t for n in range(10_000) if placement((t := f"tenant-{n}").encode(), 3) == partition)
 
 
 def test_the_count_for_misplaced_turns_is_asked_at_most_once_a_second() -> None:
