@@ -87,6 +87,10 @@ class InputLog(Protocol):
         """Records ``start <= offset < end`` of ``partition`` (``logs.RawRecord``-like)."""
         ...
 
+    async def end(self, partition: int) -> int:
+        """The partition's end offset (its high watermark): no record answers an input at or past it."""
+        ...
+
 
 class KeyedLog(Protocol):
     """An output topic partitioned by record key, not by input partition (usage windows, by

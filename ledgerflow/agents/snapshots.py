@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
 from ledgerflow.contracts.chain import ChainHead
-from ledgerflow.kafka.logs import RawRecord, read_range
+from ledgerflow.kafka.logs import RawRecord, end_offset, read_range
 from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import text_map
 
@@ -123,3 +123,6 @@ class KafkaInputLog:
 
     async def read(self, partition: int, start: int, end: int) -> Sequence[RawRecord]:
         return await read_range(self._settings, self._topic, partition, start, end)
+
+    async def end(self, partition: int) -> int:
+        return await end_offset(self._settings, self._topic, partition)

@@ -119,6 +119,9 @@ class InputTopic:
         self.reads.append((partition, start, end))
         return [r for r in self.partitions.get(partition, []) if start <= r.offset < end]
 
+    async def end(self, partition: int) -> int:
+        return len(self.partitions.get(partition, []))
+
 
 class OutputTopic:
     """The co-partitioned output: written in order, read back; ``fail_writes`` plays a broker down."""
