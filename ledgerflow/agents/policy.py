@@ -430,6 +430,7 @@ class PolicyAgent:
         """
         state = PartitionState(snapshot.last_input, snapshot.out_offset, dict(snapshot.heads))
         covered: list[OutputRecord] | None = []
+        rolled: set[str] = set()
         start = min(snapshot.out_offset + 1, max(0, end - DEDUPE_WINDOW))
         async for written in self._ports.output.read(p, start, end):
             skips.read += 1
@@ -439,7 +440,8 @@ class PolicyAgent:
                     covered.append(record)
                 continue
             if covered is not None:
-                self._remember_vouched(state, snapshot, covered, input_end, skips)
+                if not self._remember_vouched(state, snapshot, covered, input_end, skips):
+                    return None
                 covered = None
             state.out_offset = max(state.out_offset, written.offset)
             if record is None:
@@ -453,19 +455,26 @@ class PolicyAgent:
             state.heads[verdict.head.key] = verdict.head
             state.last_input = max(state.last_input, verdict.input_offset)
             state.remember(verdict.input_event_id, verdict.input_offset)
-        if covered:
-            self._remember_vouched(state, snapshot, covered, input_end, skips)
+            rolled.add(verdict.head.key)
+        if covered and not self._remember_vouched(state, snapshot, covered, input_end, skips):
+            return None
+        if rolled:
+            # Saved with the next snapshot: a head learned from the log past the snapshot (its owner
+            # lost the partition before saving it) would otherwise stay missing from it for good.
+            self._dirty.setdefault(p, set()).update(rolled)
         return state
 
     @staticmethod
     def _remember_vouched(
         state: PartitionState, snapshot: Snapshot, covered: list[OutputRecord], input_end: int, skips: _Skips
-    ) -> None:
-        taken, skipped = vouched(snapshot.heads, covered, input_end)
-        for _, trusted in taken:
+    ) -> bool:
+        """Remember the covered records the snapshot vouches for; False when it is incomplete."""
+        found = vouched(snapshot.heads, covered, input_end)
+        for trusted in found.taken:
             state.remember(trusted.input_event_id, trusted.input_offset)
-        for record, why in skipped:
+        for record, why in found.skipped:
             skips.add(record.offset, why)
+        return not found.headless
 
     def _decoded(self, written: Written, skips: _Skips) -> OutputRecord | None:
         try:

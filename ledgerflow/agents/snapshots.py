@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 
 LAST_INPUT_FIELD = "__in"
 OUT_OFFSET_FIELD = "__out"
-SNAPSHOT_VERSION = "v2"
-"""v2: fields are chain keys ``tenant/subject`` (v1 used the subject alone). A snapshot of an
-older version lives under another key, so it is never read: recovery then reads the log."""
+SNAPSHOT_VERSION = "v3"
+"""v3: every chain of the partition has its head (v2 saves left out the heads a new owner learned
+from the log past the snapshot, which recovery then re-read from the last 10,000 records on trust);
+v2: fields are chain keys ``tenant/subject`` (v1 used the subject alone). A snapshot of an older
+version lives under another key, so it is never read: recovery then reads the log."""
 
 
 # KEYS: the partition's hash. ARGV: the snapshot's ``__out``, then field/value pairs (``__out``

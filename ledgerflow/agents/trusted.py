@@ -96,9 +96,9 @@ class Trusted:
 def judge(head: ChainHead | None, record: OutputRecord, input_end: int) -> Trusted | Skipped:
     """Whether ``record`` is the next record of its chain, whose head is ``head`` (None: no record of
     the chain taken so far), answering an input below ``input_end`` (the input partition's end offset)."""
-    shape = _shape_problem(record, input_end)
-    if shape is not None:
-        return shape
+    problem = _shape_problem(record, input_end) or _hash_problem(record.decision)
+    if problem is not None:
+        return problem
     decision = record.decision
     seq, prev, digest = decision.sequence, decision.prev_hash, decision.hash
     assert seq is not None and prev is not None and digest is not None and record.input_offset is not None
@@ -112,47 +112,53 @@ def judge(head: ChainHead | None, record: OutputRecord, input_end: int) -> Trust
             f"sequence {seq} after prev_hash {prev[:16]}… does not follow the chain head "
             f"(sequence {head.sequence}, hash {head.hash[:16]}…)",
         )
-    altered = _hash_problem(decision)
-    if altered is not None:
-        return altered
-    payload = decision.payload
-    assert isinstance(payload, PolicyDecision)
-    return Trusted(head_after(decision), record.input_offset, payload.input_event_id)
+    return _trusted(record)
 
 
-def vouched(
-    heads: Mapping[str, ChainHead], records: Sequence[OutputRecord], input_end: int
-) -> tuple[list[tuple[OutputRecord, Trusted]], list[tuple[OutputRecord, Skipped]]]:
+@dataclass(frozen=True, slots=True)
+class Vouched:
+    """``vouched``'s answer: the records taken and skipped (in log order), and whether a record that
+    hashes right belongs to a chain the snapshot has no head for (the snapshot is incomplete)."""
+
+    taken: list[Trusted]
+    skipped: list[tuple[OutputRecord, Skipped]]
+    headless: bool
+
+
+def vouched(heads: Mapping[str, ChainHead], records: Sequence[OutputRecord], input_end: int) -> Vouched:
     """The records (in log order, all at or before the snapshot's output offset) that ``heads`` — the
     snapshot's chain heads — lead back through, and the others with their reasons."""
     expected = {key: (head.sequence, head.hash) for key, head in heads.items()}
-    taken: list[tuple[OutputRecord, Trusted]] = []
+    taken: list[Trusted] = []
     skipped: list[tuple[OutputRecord, Skipped]] = []
+    headless = False
     for record in reversed(records):
-        problem = _shape_problem(record, input_end)
+        problem = _shape_problem(record, input_end) or _hash_problem(record.decision)
         if problem is not None:
             skipped.append((record, problem))
             continue
         decision = record.decision
-        key, seq, digest = chain_key(decision), decision.sequence, decision.hash
-        assert seq is not None and digest is not None and decision.prev_hash is not None
-        assert record.input_offset is not None
+        key, seq = chain_key(decision), decision.sequence
         want = expected.get(key)
-        if want is None or (seq, digest) != want:
-            why = "the snapshot has no head for its chain" if want is None else "no later record links to it"
-            skipped.append((record, Skipped(UNLINKED, f"sequence {seq}: {why}")))
-            continue
-        altered = _hash_problem(decision)
-        if altered is not None:
-            skipped.append((record, altered))
-            continue
-        payload = decision.payload
-        assert isinstance(payload, PolicyDecision)
-        expected[key] = (seq - 1, decision.prev_hash)
-        taken.append((record, Trusted(head_after(decision), record.input_offset, payload.input_event_id)))
+        if want is None:
+            headless = True
+            skipped.append(
+                (record, Skipped(HEADLESS, f"sequence {seq}: the snapshot has no head for its chain"))
+            )
+        elif (seq, decision.hash) != want:
+            skipped.append((record, Skipped(UNLINKED, f"sequence {seq}: no later record links to it")))
+        else:
+            expected[key] = (want[0] - 1, str(decision.prev_hash))
+            taken.append(_trusted(record))
     taken.reverse()
     skipped.reverse()
-    return taken, skipped
+    return Vouched(taken, skipped, headless)
+
+
+def _trusted(record: OutputRecord) -> Trusted:
+    payload = record.decision.payload
+    assert isinstance(payload, PolicyDecision) and record.input_offset is not None
+    return Trusted(head_after(record.decision), record.input_offset, payload.input_event_id)
 
 
 def _shape_problem(record: OutputRecord, input_end: int) -> Skipped | None:

@@ -134,11 +134,16 @@ def test_vouched_keeps_only_what_the_snapshot_heads_lead_back_through() -> None:
     altered = _at(_forged(d2, 3, d2.hash or "", rehash=False), 1, offset=3)
     linked_elsewhere = _at(_forged(d1, 2, "5a" * 32), 1, offset=4)
     records = [_at(d1, 0, 0), copy, _at(d2, 1, 2), altered, linked_elsewhere, _at(d3, 2, 5)]
-    taken, skipped = vouched({head_after(d3).key: head_after(d3)}, records, input_end=3)
-    assert [r.offset for r, _ in taken] == [0, 2, 5]
-    assert {r.offset: why.reason for r, why in skipped} == {1: BEYOND_INPUT, 3: UNLINKED, 4: UNLINKED}
-    _, skipped = vouched({}, records[:1], input_end=3)
-    assert "no head" in skipped[0][1].detail, "a chain the snapshot does not know is not vouched for"
+    found = vouched({head_after(d3).key: head_after(d3)}, records, input_end=3)
+    assert [t.input_offset for t in found.taken] == [0, 1, 2] and not found.headless
+    assert {r.offset: why.reason for r, why in found.skipped} == {1: BEYOND_INPUT, 3: ALTERED, 4: UNLINKED}
+    found = vouched({}, records[:1], input_end=3)
+    assert found.headless, (
+        "a right-hashed record of a chain the snapshot does not know: the snapshot is incomplete"
+    )
+    assert not vouched({}, [altered], input_end=3).headless, (
+        "a forgery does not make the snapshot look incomplete"
+    )
 
 
 # ---------------------------------------------------------------- the agent's recovery
@@ -242,6 +247,31 @@ def test_a_snapshot_missing_a_head_the_log_continues_falls_back_to_the_whole_log
     assert set(world.heads.snapshots[0].heads) == {"acme/conv-a", "acme/conv-b"}, (
         "after recovering from the log alone every head is saved again"
     )
+
+
+def test_a_snapshot_missing_a_head_of_a_chain_it_covers_falls_back_to_the_whole_log() -> None:
+    world = World()
+    world.handle([world.inputs.add(0, turn("conv-a", n)) for n in (1, 2)])
+    world.clock.now += policy.SNAPSHOT_EVERY_S
+    world.handle([world.inputs.add(0, turn("conv-b", 1))])
+    assert world.heads.snapshots[0].out_offset == 2, "the snapshot covers every record"
+    del world.heads.snapshots[0].heads["acme/conv-a"]
+    _restart(world, snapshot=True)
+    world.handle([world.inputs.add(0, turn("conv-a", 3))])
+    assert [d.sequence for d in world.output.decisions(0) if d.subject == "conv-a"] == [1, 2, 3]
+
+
+def test_heads_a_new_owner_learns_from_the_log_past_the_snapshot_are_saved() -> None:
+    """An owner that loses the partition before its next save leaves the snapshot without the heads
+    it made since; its successor rolls them forward from the log and saves them."""
+    world = World()
+    world.handle([world.inputs.add(0, turn("conv-a", 1))])
+    world.clock.now += policy.SNAPSHOT_EVERY_S / 10
+    world.handle([world.inputs.add(0, turn("conv-b", 1))])  # not saved: revoked first
+    world.agent.revoke({0})
+    _restart(world, snapshot=True)
+    world.handle([world.inputs.add(0, turn("conv-a", 2))])
+    assert set(world.heads.snapshots[0].heads) == {"acme/conv-a", "acme/conv-b"}
 
 
 def test_a_snapshot_claiming_inputs_past_the_input_end_is_waited_for_then_dropped(
