@@ -352,12 +352,20 @@ class PolicyAgent:
         if self._saved_at is not None and now - self._saved_at < SNAPSHOT_EVERY_S:
             return
         snapshots = {
-            p: Snapshot(state.last_input, state.out_offset, {k: state.heads[k] for k in chain_keys})
+            p: Snapshot(
+                state.last_input,
+                state.out_offset,
+                {k: state.heads[k] for k in chain_keys},
+                complete=len(chain_keys) == len(state.heads),
+            )
             for p, chain_keys in self._dirty.items()
             if (state := self._partitions.get(p)) is not None
         }
-        await self._ports.heads.save(snapshots)
+        unsaved = await self._ports.heads.save(snapshots)
         self._dirty = {}
+        for p in unsaved:  # the stored snapshot is gone (Redis lost it): the next save holds every head
+            if (state := self._partitions.get(p)) is not None:
+                self._dirty[p] = set(state.heads)
         self._saved_at = now
 
     def _reject(self, letters: list[DeadLetter], msg: Any, reason: str) -> None:

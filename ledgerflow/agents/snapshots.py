@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 LAST_INPUT_FIELD = "__in"
 OUT_OFFSET_FIELD = "__out"
+NO_BASE = 2
+"""``_SAVE``'s answer for a partial save with no stored snapshot under it."""
 SNAPSHOT_VERSION = "v3"
 """v3: every chain of the partition has its head (v2 saves left out the heads a new owner learned
 from the log past the snapshot, which recovery then re-read from the last 10,000 records on trust);
@@ -29,14 +32,19 @@ v2: fields are chain keys ``tenant/subject`` (v1 used the subject alone). A snap
 version lives under another key, so it is never read: recovery then reads the log."""
 
 
-# KEYS: the partition's hash. ARGV: the snapshot's ``__out``, then field/value pairs (``__out``
-# among them). Writes nothing when the stored ``__out`` is ahead: see ``RedisChainHeads.save``.
+# KEYS: the partition's hash. ARGV: the snapshot's ``__out``, 1 if it holds every chain's head
+# (else 0), then field/value pairs (``__out`` among them). Writes nothing and answers 0 when the
+# stored ``__out`` is ahead (see ``RedisChainHeads.save``), and answers 2 when there is no stored
+# snapshot and this one holds only some heads: it would start a snapshot missing the others.
 _SAVE = """
-local stored = tonumber(redis.call('HGET', KEYS[1], '__out') or '-1')
-if tonumber(ARGV[1]) < stored then
+local stored = redis.call('HGET', KEYS[1], '__out')
+if not stored and ARGV[2] ~= '1' then
+  return 2
+end
+if tonumber(ARGV[1]) < tonumber(stored or '-1') then
   return 0
 end
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 return 1
@@ -89,9 +97,9 @@ class RedisChainHeads:
     async def drop(self, partition: int) -> None:
         await self._retried(lambda: self._client().delete(self.key(partition)), "dropping chain heads")
 
-    async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
+    async def save(self, snapshots: Mapping[int, Snapshot]) -> set[int]:
         if not snapshots:
-            return
+            return set()
         client = self._client()
         # Each partition's snapshot is one HSET, atomic by itself; a Redis Cluster keeps the
         # partitions' hashes in different slots, where MULTI across them is refused.
@@ -101,15 +109,16 @@ class RedisChainHeads:
                 x for s, head in snapshot.heads.items() for x in (s, f"{head.sequence}|{head.hash}")
             ]
             pairs += [LAST_INPUT_FIELD, str(snapshot.last_input), OUT_OFFSET_FIELD, str(snapshot.out_offset)]
-            pipe.eval(_SAVE, 1, self.key(p), str(snapshot.out_offset), *pairs)
-        await self._retried(pipe.execute, "saving chain heads")
+            complete = "1" if snapshot.complete else "0"
+            pipe.eval(_SAVE, 1, self.key(p), str(snapshot.out_offset), complete, *pairs)
+        answers = await self._retried(pipe.execute, "saving chain heads")
+        return {p for p, answer in zip(snapshots, answers or [], strict=False) if answer == NO_BASE}
 
-    async def _retried(self, call: Callable[[], Awaitable[object]], what: str) -> None:
+    async def _retried(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
         delay = 0.2
         while True:
             try:
-                await call()
-                return
+                return await call()
             except (RedisError, OSError) as exc:  # a cache: retry, never lose the decision
                 log.warning("%s: %s failed (%r); retrying in %.1f s", self._name, what, exc, delay)
                 await asyncio.sleep(delay)

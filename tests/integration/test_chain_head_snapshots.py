@@ -5,6 +5,7 @@ and a dropped snapshot is gone, so saves start again from a re-created topic's o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 from ledgerflow.agents.ports import Snapshot
@@ -37,5 +38,27 @@ def test_an_older_save_leaves_the_newer_snapshot_and_a_drop_starts_over(stack: S
             assert (await heads.load(0)).out_offset == 1
         finally:
             await heads.drop(0)
+
+    asyncio.run(run())
+
+
+def test_a_partial_save_never_starts_a_snapshot(stack: Settings) -> None:
+    """With no stored snapshot (Redis lost it), a save of only the chains changed since the last one
+    writes nothing and names its partition: the agent then saves every head."""
+    heads = RedisChainHeads(stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:8]}."), "policy")
+    partial = dataclasses.replace(_snapshot(4, 2), complete=False)
+
+    async def run() -> None:
+        try:
+            assert await heads.save({0: partial, 1: _snapshot(4, 2)}) == {0}
+            assert await heads.load(0) == Snapshot() and (await heads.load(1)).out_offset == 4
+            assert await heads.save({0: _snapshot(4, 2)}) == set()
+            assert await heads.save({0: dataclasses.replace(_snapshot(6, 3), complete=False)}) == set()
+            assert (await heads.load(0)).heads["acme/k"].sequence == 3, (
+                "a partial save completes a stored one"
+            )
+        finally:
+            await heads.drop(0)
+            await heads.drop(1)
 
     asyncio.run(run())

@@ -331,3 +331,22 @@ def _reason(verdict: Trusted | Skipped) -> str | None:
 def _input(decision: Event) -> str:
     assert isinstance(decision.payload, PolicyDecision)
     return decision.payload.input_event_id
+
+
+def test_after_redis_lost_the_snapshot_the_next_save_holds_every_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A save of the chains changed since the last one, onto a snapshot Redis lost (a flush), would
+    start a snapshot missing the others: a chain whose last record is older than the re-read window
+    then restarts at sequence 1 with its next owner."""
+    monkeypatch.setattr(policy, "DEDUPE_WINDOW", 2)  # stands for 10,000 records of other chains
+    world = World()
+    world.handle([world.inputs.add(0, turn("conv-b", 1)), world.inputs.add(0, turn("conv-a", 1))])
+    world.heads.snapshots.clear()  # Redis flushed while the worker runs
+    for n in (2, 3):
+        world.clock.now += policy.SNAPSHOT_EVERY_S
+        world.handle([world.inputs.add(0, turn("conv-a", n))])
+    assert "acme/conv-b" in world.heads.snapshots[0].heads
+    _restart(world, snapshot=True)
+    world.handle([world.inputs.add(0, turn("conv-b", 2))])
+    assert [d.sequence for d in world.output.decisions(0) if d.subject == "conv-b"] == [1, 2]
