@@ -158,11 +158,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker_processes(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
+    import os
 
     from ledgerflow.agents.supervisor import check_processes, supervise
     from ledgerflow.kafka.admin import ensure_topics
+    from ledgerflow.metrics import worker_metrics_address
 
-    check_processes(args.processes)
+    check_processes(args.processes, worker_metrics_address(os.environ))
     asyncio.run(ensure_topics(settings))
     child_args = ["--agents", args.agents] + (["--log-format", args.log_format] if args.log_format else [])
     return supervise(settings, args.processes, child_args, say=_err)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ledgerflow.digits import ascii_digits
+
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 DEFAULT_REDIS_PORT = 16379
@@ -86,6 +88,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # Ports of the local stack that `stack up` manages (the controller takes Kafka's port + 1).
     kafka_port = _port(env, "LEDGERFLOW_KAFKA_PORT", DEFAULT_KAFKA_PORT)
     redis_port = _port(env, "LEDGERFLOW_REDIS_PORT", DEFAULT_REDIS_PORT)
+    metrics_address(env.get("LEDGERFLOW_WORKER_METRICS", ""), "LEDGERFLOW_WORKER_METRICS")  # refused up front
     # A state dir holding a local Redis Cluster (`stack up --redis-cluster`) is reached with the
     # cluster client (ledgerflow/redisclient.py).
     scheme = "redis+cluster" if (state_dir / "redis-1").is_dir() else "redis"
@@ -108,14 +111,26 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:
+    if not ascii_digits(raw) or not 0 < int(raw) < 65536:
         raise ValueError(f"{name}={raw!r} is not a port number (1-65535); unset it or give e.g. {default}")
     return int(raw)
+
+
+def metrics_address(value: str, name: str) -> str | None:
+    """A metrics address: HOST:PORT (port 1-65535), or None for '', 'off', 'none' (not served);
+    ValueError naming ``name`` for anything else."""
+    address = value.strip()
+    if address.lower() in {"", "off", "none"}:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not ascii_digits(port) or not 0 < int(port) < 65536:
+        raise ValueError(f"{name}={value!r} is not HOST:PORT (port 1-65535) or off; e.g. 127.0.0.1:8701")
+    return address
 
 
 def host_port(value: str, name: str) -> str:
     """``HOST:PORT`` as given; ValueError naming ``name`` (a variable or a flag) when it is not one."""
     host, _, port = value.strip().rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:  # 0: any free port
+    if not host or not ascii_digits(port) or not 0 <= int(port) < 65536:  # 0: any free port
         raise ValueError(f"{name}={value!r} is not HOST:PORT (e.g. {DEFAULT_HTTP})")
     return value.strip()

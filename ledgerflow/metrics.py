@@ -38,6 +38,7 @@ from prometheus_client import (
 )
 
 import ledgerflow
+from ledgerflow.config import metrics_address
 
 # No ``*_created`` series: Prometheus would store each as one more gauge per counter and histogram.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
@@ -53,8 +54,7 @@ GCCollector(registry=EDGE_REGISTRY)
 
 def worker_metrics_address(env: Mapping[str, str]) -> str | None:
     """HOST:PORT where a worker started with ``env`` serves its metrics (None: disabled)."""
-    address = env.get(WORKER_METRICS_ENV, DEFAULT_WORKER_METRICS).strip()
-    return None if address.lower() in {"", "off", "none"} else address
+    return metrics_address(env.get(WORKER_METRICS_ENV, DEFAULT_WORKER_METRICS), WORKER_METRICS_ENV)
 
 
 def build_info(process: str, registry: CollectorRegistry) -> Info:
@@ -136,6 +136,9 @@ def observe_http(template: str | None, method: str, status: int, seconds: float)
 
 
 SSE_SUBSCRIBERS = Gauge("ledgerflow_sse_subscribers", "Open SSE streams", registry=EDGE_REGISTRY)
+SSE_CATCH_UPS = Gauge(
+    "ledgerflow_sse_catch_ups", "SSE catch-ups holding a slot (reading the log)", registry=EDGE_REGISTRY
+)
 SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"], registry=EDGE_REGISTRY)
 SSE_DROPPED = Counter(
     "ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"], registry=EDGE_REGISTRY

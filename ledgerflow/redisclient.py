@@ -33,6 +33,8 @@ from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.retry import Retry as SyncRetry
 
+from ledgerflow.digits import ascii_digits
+
 CLUSTER_SUFFIX = "+cluster"
 # A failover takes about cluster-node-timeout plus an election (seconds): the client retries a
 # command a few times with a short backoff, then the caller's own backoff or a 503 takes over.
@@ -84,7 +86,7 @@ def addresses(url: str) -> list[tuple[str, int]]:
     found = []
     for address in hosts.split(","):
         host, colon, port = address.rpartition(":")
-        found.append((host, int(port)) if colon and port.isascii() and port.isdigit() else (address, 6379))
+        found.append((host, int(port)) if colon and ascii_digits(port) else (address, 6379))
     return found
 
 

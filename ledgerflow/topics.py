@@ -22,6 +22,11 @@ IDENTITY_AUDIT = "identity.audit"
 
 DLQ_SUFFIX = ".dlq"
 
+WORKER_GROUP = "ledgerflow-worker"
+"""After the topic prefix: the consumer group of the workers' hot path (agents/batchloop.py)."""
+LAYOUT_GROUP_SUFFIX = ".layout"
+"""After the worker group's name: the group keeping its pinned partition layout (agents/layout.py)."""
+
 INPUT_HEADER = "lf-input"
 """Header on every ``policy.decisions`` and ``training.audit`` record an input caused: the
 offset (decimal ASCII) of that input in the co-partitioned input partition."""

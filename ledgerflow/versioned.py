@@ -15,6 +15,7 @@ from ledgerflow.errors import ValidationError
 
 __all__ = [
     "ADMIN_ROLE",
+    "MAX_STAMP_AHEAD_MICROS",
     "NOT_ADMIN",
     "VERSION_CONFLICT",
     "VersionedCommand",
@@ -22,6 +23,7 @@ __all__ = [
     "command_fields",
     "fold_strictly",
     "not_admin",
+    "stamp",
     "version_conflict",
 ]
 
@@ -32,6 +34,24 @@ NOT_ADMIN = "not_admin"
 VERSION_CONFLICT = "version_conflict"
 
 Refusal = tuple[str, str]  # (code, message)
+
+
+MAX_STAMP_AHEAD_MICROS = 24 * 3600 * 1_000_000
+"""How far a tenant's last outcome may be ahead of the wall clock and still be followed (``stamp``)."""
+
+
+def stamp(now_micros: int, last_micros: int | None) -> int:
+    """The time to decide a tenant's next command at: ``now``, or 1 µs after the tenant's last
+    outcome when that is later. Outcomes are stamped by whichever worker owns the partition; after a
+    rebalance the new owner's wall clock may be behind the old one's, and a disable stamped before
+    the enable it ends is an illegal history (the audit's ``training.illegal``). So the stamps of
+    one tenant never go back, whatever the clocks do — within ``MAX_STAMP_AHEAD_MICROS``: a last
+    outcome further ahead than that is no clock skew but a record written from outside (up to the
+    year 2200), and following it would put every later outcome there, a lock's deadline included;
+    the clock is kept then (the audit names that record)."""
+    if last_micros is None or now_micros > last_micros or last_micros - now_micros > MAX_STAMP_AHEAD_MICROS:
+        return now_micros
+    return last_micros + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,10 +44,11 @@ from ledgerflow.agents.fence import NotCurrent, first_offsets, proof_offsets
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.config import Settings
 from ledgerflow.envnumbers import env_number
+from ledgerflow.topics import WORKER_GROUP
 
 log = logging.getLogger(__name__)
 
-GROUP = "ledgerflow-worker"  # after the topic prefix: the group the hot path's consumer joins
+GROUP = WORKER_GROUP  # after the topic prefix: the group the hot path's consumer joins
 MAX_RECORDS = 1000
 FETCH_WAIT_MS = 200
 COMMIT_EVERY_S = 0.5

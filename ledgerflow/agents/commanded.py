@@ -8,13 +8,22 @@ Commands from input partition *p* are decided into output partition *p* (co-part
    per change) and folded into every tenant's state and chain head; the last input offset
    answered (``lf-input``) and the command ids answered lately are learnt from it.
 2. Redelivered commands at or below that offset are skipped; commands the consumer group passed
-   unanswered (between it and the first offset delivered) are read back and decided first.
+   unanswered (between it and the first offset delivered) are read back and decided first. The
+   commands above that offset already in the DLQ (the sink reads it back) are skipped too: a
+   dead letter is written once (Step 4).
 3. Each command is decided by the aggregate's pure ``decide`` against the folded state (its
-   ``expected_version``, if any, is the aggregate's optimistic concurrency); its events, accepted
-   or refused, are appended hash-chained per tenant. A command id answered in the partition
-   lately (the last ``DEDUPE_WINDOW`` answers) is a duplicate delivery, not decided again; a
-   command without an id is decided each time (nothing to match a redelivery against). A command
-   that does not decode, or whose decision raises, is dead-lettered and the rest go on.
+   ``expected_version``, if any, is the aggregate's optimistic concurrency) at the wall clock, or
+   1 µs after the tenant's last outcome if that is later (``versioned.stamp``: a new owner's clock
+   may be behind the last owner's); its events, accepted or refused, are appended hash-chained
+   per tenant. A command id answered in the partition lately (the last ``DEDUPE_WINDOW``
+   answers) is a duplicate delivery, not decided again; a command without an id is decided each
+   time (nothing to match a redelivery against). A command that does not decode, or whose
+   decision raises, is dead-lettered and the rest go on.
+4. A batch's dead letters are acknowledged before its outcomes are written, so an outcome in the
+   log means every dead letter before it is in the DLQ. The DLQ is the record of what was
+   dead-lettered (an outcome cannot be: a command that does not decode names no tenant whose
+   chain could hold it), so a retry or a new owner learns it there, by source partition and
+   offset, instead of dead-lettering again.
 
 If a batch fails its partitions' state is forgotten and recovered from the log before the retry,
 so the state never runs ahead of what the broker acknowledged.
@@ -32,7 +41,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from ledgerflow.agents.deadletters import dead_letter_of
 from ledgerflow.agents.output import Outgoing
 from ledgerflow.agents.partitioned import PartitionOwner
-from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog
+from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
@@ -42,6 +51,7 @@ from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError
 from ledgerflow.policy.wire import chain, head_after
+from ledgerflow.versioned import stamp
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +93,33 @@ class Partition(Generic[State]):
     heads: dict[str, ChainHead] = field(default_factory=dict)
     answered: OrderedDict[str, int] = field(default_factory=OrderedDict)  # command id -> input offset
     last_input: int = -1
+    stamps: dict[str, int] = field(default_factory=dict)  # tenant -> its last outcome's occurred_at
+    dead: set[int] = field(default_factory=set)  # input offsets above last_input already dead-lettered
+
+    def now(self, tenant: str, clock: int) -> int:
+        """The time to decide ``tenant``'s next change at: never before its last outcome (Step 3)."""
+        at = stamp(clock, self.stamps.get(tenant))
+        if at < self.stamps.get(tenant, at):
+            log.warning(
+                "tenant %r: its last outcome is stamped %.0f s ahead of this worker's clock, too far "
+                "for a clock skew (a record written from outside?): stamped by the clock",
+                tenant,
+                (self.stamps[tenant] - clock) / 1e6,
+            )
+        return at
+
+    def stamped(self, record: Event) -> None:
+        self.stamps[record.tenant] = max(
+            record.occurred_at, self.stamps.get(record.tenant, record.occurred_at)
+        )
 
     def state(self, tenant: str) -> State:
         return self.tenants.get(tenant) or self.initial(tenant)
 
     def answer(self, command_id: str, offset: int) -> None:
         self.last_input = max(self.last_input, offset)
+        if self.dead:
+            self.dead = {o for o in self.dead if o > self.last_input}
         if not command_id:  # nothing to match a redelivery against: remembering "" would drop the next one
             return
         self.answered[command_id] = offset
@@ -110,7 +141,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         input_topic: str,
         output: OutputLog,
         inputs: InputLog,
-        sink: DeadLetterPort,
+        sink: DeadLetterLog,
         clock: Callable[[], int],
     ) -> None:
         self.kind = kind
@@ -157,6 +188,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
                 continue
             if record.sequence and record.hash:
                 known.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
+            known.stamped(record)
             if written.input_offset is not None:
                 known.answer(command_id_of(record), written.input_offset)
         self._partitions[p] = known
@@ -167,22 +199,40 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             await self._ensure_started()
             pending: list[Any] = []
             arrived = {m.partition for m in messages}
-            for p in sorted((arrived - set(self._partitions)) | (arrived & self._unread)):
+            catching_up = sorted((arrived - set(self._partitions)) | (arrived & self._unread))
+            for p in catching_up:
                 known = self._partitions.get(p) or await self._recover(p)
                 first = min(m.offset for m in messages if m.partition == p)
                 pending += await self._inputs.read(p, known.last_input + 1, first)  # Step 2.
                 self._unread.discard(p)
+            if catching_up:
+                await self._learn_dead_letters(catching_up)
             out: list[Outgoing] = []
             letters: list[DeadLetter] = []
             for msg in [*pending, *messages]:
                 out += self._answer(msg, self._partitions[msg.partition], letters)
             await self._sink.send_all(letters)
+            for letter in letters:
+                self._partitions[letter.partition].dead.add(letter.offset)
             await self._output.write(out)
+
+    async def _learn_dead_letters(self, partitions: list[int]) -> None:
+        """Step 2: the commands above the last answered offset that are in the DLQ already. A
+        dead-lettered command leaves no outcome, so the output log cannot tell: without this a
+        crash between the letters and the outcomes, or any recovery after a partition's last
+        commands were poison, dead-lettered them again."""
+        found = await self._sink.dead_lettered(self.input_topic, set(partitions))
+        for p in partitions:
+            known = self._partitions[p]
+            known.dead |= {offset for offset in found.get(p, ()) if offset > known.last_input}
 
     def _answer(self, msg: Any, known: Partition[State], letters: list[DeadLetter]) -> list[Outgoing]:
         """Step 3 for one command: its outcome records, or none (skipped, duplicate, dead letter)."""
         kind = self.kind
         if msg.offset <= known.last_input:
+            return []
+        if msg.offset in known.dead:
+            log.info("%s: %s[%d]@%d is in the DLQ already", kind.name, msg.topic, msg.partition, msg.offset)
             return []
         try:
             event = decode_input(msg.value, msg.key, kind.commands)
@@ -196,7 +246,8 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             return []
         try:
             command = kind.command_of(event)
-            changes = kind.decide(known.state(command.tenant), command, self._clock())
+            now = known.now(command.tenant, self._clock())
+            changes = kind.decide(known.state(command.tenant), command, now)
             out = self._append(known, msg.partition, msg.offset, changes, event.trace_id)
         except Exception as exc:  # a command that cannot be decided must not stop the partition
             log.exception("%s: deciding %s[%d]@%d failed", kind.name, msg.topic, msg.partition, msg.offset)
@@ -219,6 +270,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             known.tenants[change.tenant] = self.kind.evolve(known.state(change.tenant), change)
             record = chain(self.kind.record_of(change, trace_id=trace_id), known.heads.get(change.tenant))
             known.heads[change.tenant] = head_after(record)
+            known.stamped(record)
             out.append(Outgoing(p, input_offset, change.tenant.encode(), codec.encode(record)))
             self._appended(record, known.state(change.tenant))
         return out

@@ -8,11 +8,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from ledgerflow.contracts.codec import encode_dead_letter
+from ledgerflow.config import Settings
+from ledgerflow.contracts.codec import decode_dead_letter, encode_dead_letter
 from ledgerflow.contracts.deadletters import headers_of, shape_dead_letter
 from ledgerflow.contracts.payloads import DeadLetter
+from ledgerflow.errors import DecodeError
+from ledgerflow.kafka.logs import read_topic
 from ledgerflow.metrics import DEAD_LETTERS, reason_label
 from ledgerflow.topics import dlq_of
 
@@ -77,3 +81,23 @@ class DeadLetterSink:
                 letter.value_size or 0,
                 letter.reason[:200],
             )
+
+
+class KafkaDeadLetterLog(DeadLetterSink):
+    """A ``DeadLetterSink`` that reads its DLQ back (``ports.DeadLetterLog``): each source topic has
+    a one-partition ``<topic>.dlq`` kept for ever, read to its end at call time."""
+
+    def __init__(self, app: faust.App, settings: Settings, agent: str) -> None:
+        super().__init__(app, agent)
+        self._settings = settings
+
+    async def dead_lettered(self, source_topic: str, partitions: AbstractSet[int]) -> dict[int, set[int]]:
+        found: dict[int, set[int]] = {p: set() for p in partitions}
+        async for raw in read_topic(self._settings, dlq_of(source_topic)):
+            try:
+                letter = decode_dead_letter(raw.value or b"")
+            except DecodeError:
+                continue  # not a letter: it names no record (the dlq tool reports it)
+            if letter.source_topic == source_topic and letter.partition in found:
+                found[letter.partition].add(letter.offset)
+        return found

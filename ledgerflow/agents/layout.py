@@ -31,18 +31,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.partitioner import murmur2
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.admin import commit_metadata, group_metadata, partition_counts
+from ledgerflow.kafka.placement import Layout, misrouted_reason, placement
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    LAYOUT_GROUP_SUFFIX,
     MODELS_AUDIT,
     MODELS_COMMANDS,
     POLICY_DECISIONS,
@@ -59,44 +60,13 @@ PAIRS: dict[str, str] = {
 }
 """Each keyed input of a single-writer agent -> its co-partitioned output."""
 PINNED = tuple(PAIRS)
-MARK = "lf-layout "
 CHECK_EVERY_S = 2.0
 REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)
 PROCEDURE = "docs/scaling.md#adding-partitions"
-LAYOUT_GROUP_SUFFIX = ".layout"
 
 
 class LayoutChanged(InfrastructureError):
     """Partition counts differ from the pinned layout, or co-partitioned topics differ."""
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Partition count per topic base name (``PINNED``)."""
-
-    counts: Mapping[str, int]
-
-    def encode(self) -> str:
-        return MARK + ",".join(f"{t}={n}" for t, n in sorted(self.counts.items()))
-
-    @classmethod
-    def decode(cls, text: str | None) -> Layout | None:
-        """The layout in a commit's metadata; None if it holds none (an older worker, another tool)."""
-        if not text or not text.startswith(MARK):
-            return None
-        counts: dict[str, int] = {}
-        for item in text[len(MARK) :].split(","):
-            name, _, number = item.partition("=")
-            if not (number.isascii() and number.isdigit()):
-                return None
-            counts[name] = int(number)
-        return cls(counts)
-
-
-def placement(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner: the partition a producer puts ``key`` in (the edge's hub agrees)."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def changed(pinned: Layout, counts: Mapping[str, int]) -> str | None:
@@ -141,12 +111,39 @@ Guard = Callable[[Sequence[Any]], None]
 """What an agent calls with each batch before handling it (``PartitionGuard.every``)."""
 
 
+def misrouted(msg: Any, pinned: int, now: int) -> str | None:
+    """Pure: the dead-letter reason of record ``msg``, ``misplaced`` below the ``pinned`` count,
+    when its topic has ``now`` partitions: with the pinned count still, its producer does not use
+    Kafka's default partitioner (one record refused, everything else goes on); None when
+    partitions were added (the worker must stop: ``refuse``)."""
+    if now != pinned or msg.key is None:
+        return None
+    return misrouted_reason(msg.key, msg.partition, pinned)
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionGuard:
     """The policy agent's checks against the pinned count of its input (``refuse`` ends the process)."""
 
     partitions: int
     refuse: Callable[[str], None]
+    count: Callable[[], Awaitable[int]] | None = None
+    """The input topic's partition count now, asked only when a record is misplaced (None: every
+    misplaced record is refused, as for the tenant commands)."""
+
+    async def misrouted(self, messages: Sequence[Any]) -> list[str]:
+        """The dead-letter reasons of ``messages``, turns ``misplaced`` below the pinned count (see
+        :func:`misrouted`; the count is asked once), or ``refuse`` if partitions were added; a
+        count that cannot be asked propagates (InfrastructureError: the batch is tried again)."""
+        now = None if self.count is None else await self.count()
+        reasons = []
+        for msg in messages:
+            reason = None if now is None else misrouted(msg, self.partitions, now)
+            if reason is None:
+                self.refuse(misplaced(msg, self.partitions) or "")
+                raise AssertionError("refuse returned")  # it ends the process
+            reasons.append(reason)
+        return reasons
 
     def batch(self, messages: Sequence[Any]) -> None:
         """Before anything of a batch is recovered or decided: no record beyond the pinned partitions."""
@@ -187,6 +184,11 @@ async def current(settings: Settings) -> dict[str, int]:
     """Partition counts of the pinned topics and their outputs, by base name."""
     names = [settings.topic(b) for b in [*PAIRS, *PAIRS.values()]]
     return counts_of(settings, await partition_counts(settings, names))
+
+
+async def count_now(settings: Settings, base: str) -> int:
+    """The partition count of topic ``base`` as the brokers report it now."""
+    return (await partition_counts(settings, [settings.topic(base)]))[settings.topic(base)]
 
 
 def kept_in(group: str) -> str:

@@ -13,11 +13,11 @@ from collections.abc import Set as AbstractSet
 import faust
 
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
-from ledgerflow.agents.deadletters import DeadLetterSink
+from ledgerflow.agents.deadletters import KafkaDeadLetterLog
 from ledgerflow.agents.layout import Guard
 from ledgerflow.agents.output import CoPartitionedOutput
 from ledgerflow.agents.ownership import register_timed
-from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
+from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
 from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.models import ModelRegistry, decide, evolve, initial_registry
@@ -39,7 +39,7 @@ class ModelsAgent(CommandAgent[ModelRegistry, ModelCommand, ModelEvent]):
         settings: Settings,
         output: OutputLog,
         inputs: InputLog,
-        sink: DeadLetterPort,
+        sink: DeadLetterLog,
         clock: Callable[[], int] = wall_clock_micros,
     ) -> None:
         super().__init__(MODELS, settings.topic(MODELS_COMMANDS), output, inputs, sink, clock)
@@ -51,6 +51,8 @@ class ModelsAgent(CommandAgent[ModelRegistry, ModelCommand, ModelEvent]):
 def register(app: faust.App, settings: Settings, guard: Guard | None = None) -> ModelsAgent:
     commands = settings.topic(MODELS_COMMANDS)
     output = CoPartitionedOutput(settings, commands, settings.topic(MODELS_AUDIT))
-    agent = ModelsAgent(settings, output, KafkaInputLog(settings, commands), DeadLetterSink(app, NAME))
+    agent = ModelsAgent(
+        settings, output, KafkaInputLog(settings, commands), KafkaDeadLetterLog(app, settings, NAME)
+    )
     register_timed(app, agent, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=IDLE_TICK_S, guard=guard)
     return agent

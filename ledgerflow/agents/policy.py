@@ -54,7 +54,7 @@ from ledgerflow.agents.batching import Route
 from ledgerflow.agents.batchloop import BatchLoop, as_tps, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.fence import FencedOutput, Prove
-from ledgerflow.agents.layout import PartitionGuard
+from ledgerflow.agents.layout import PartitionGuard, misplaced
 from ledgerflow.agents.output import CoPartitionedOutput, LogNotReady, Outgoing, Written
 from ledgerflow.agents.ownership import Ownership
 from ledgerflow.agents.ports import (
@@ -144,6 +144,7 @@ class Batch:
     out: list[Outgoing] = field(default_factory=list)
     records: list[Event] = field(default_factory=list)  # the decision record of each ``out``
     letters: list[DeadLetter] = field(default_factory=list)
+    misplaced: list[Any] = field(default_factory=list)  # turns not where their keys belong: ``_misplaced``
     staged: dict[int, Staged] = field(default_factory=dict)
     outcomes: list[str] = field(default_factory=list)
 
@@ -244,6 +245,7 @@ class PolicyAgent:
         messages = await self.recover(messages)  # Steps 1 and 2.
         await self._ports.reference.sync()  # Step 3.
         batch = self.decide_batch(messages)
+        await self._misplaced(batch)
         await self.write(batch)  # Step 4.
         await self.snapshot()  # Step 5.
         if batch.out:
@@ -300,8 +302,10 @@ class PolicyAgent:
             return
         reference = self._ports.reference
         head = stage.head(state, decision_chain_key(event.tenant, event.subject))
-        if head is None and self._guard is not None:
-            self._guard.new_chain(msg)  # its chain may live in another partition (docs/scaling.md)
+        guard = self._guard
+        if head is None and guard is not None and misplaced(msg, guard.partitions) is not None:
+            batch.misplaced.append(msg)  # its chain may live in another partition: judged before writing
+            return
         try:
             record = decide(
                 event,
@@ -367,6 +371,17 @@ class PolicyAgent:
             if (state := self._partitions.get(p)) is not None:
                 self._dirty[p] = set(state.heads)
         self._saved_at = now
+
+    async def _misplaced(self, batch: Batch) -> None:
+        """Turns found where their keys do not belong (docs/scaling.md, "Adding partitions"): if
+        partitions were added, the worker stops before anything of the batch is written; else each
+        was misrouted by its producer, and is dead-lettered while the rest of the batch goes on."""
+        if not batch.misplaced or self._guard is None:
+            return
+        reasons = await self._guard.misrouted(batch.misplaced)
+        for msg, reason in zip(batch.misplaced, reasons, strict=True):
+            log.warning("policy: dead-lettering %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+            self._reject(batch.letters, msg, reason)
 
     def _reject(self, letters: list[DeadLetter], msg: Any, reason: str) -> None:
         if self._ports.sink is not None:  # else the projector owns this topic's dead letters

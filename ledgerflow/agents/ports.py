@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from ledgerflow.policy import ModelCatalog, RulePack, TrainingState
 
 __all__ = [
     "ChainHeadStore",
+    "DeadLetterLog",
     "DeadLetterPort",
     "InputLog",
     "KeyedLog",
@@ -137,6 +139,16 @@ class DeadLetterPort(Protocol):
     """Where records an agent gives up on go: raises when they were not all acknowledged."""
 
     async def send_all(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class DeadLetterLog(DeadLetterPort, Protocol):
+    """A dead-letter sink that can say what it already holds: an agent recovering a partition
+    recognises the records it dead-lettered before (a command agent, ``agents/commanded.py``)."""
+
+    async def dead_lettered(self, source_topic: str, partitions: AbstractSet[int]) -> dict[int, set[int]]:
+        """The offsets of ``source_topic``'s records (full name) already dead-lettered, per partition
+        of ``partitions``: everything acknowledged before the call."""
+        ...
 
 
 def wall_clock_micros() -> int:

@@ -42,20 +42,21 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import committed_offsets
+from ledgerflow.kafka.placement import Placements, misrouted_reason
 from ledgerflow.metrics import PROJECTION_OPS, RECORDS_PROCESSED, REDIS_ROUND_TRIPS
 from ledgerflow.projections.backoff import Backoff
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.generations import active_keys
 from ledgerflow.projections.guards import guard_complete
 from ledgerflow.projections.keys import Keys
-from ledgerflow.projections.metrics import DEDUPED, QUARANTINED, RESTORES
+from ledgerflow.projections.metrics import DEDUPED, MISROUTED_TURNS, QUARANTINED, RESTORES
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay, restore
 from ledgerflow.projections.verify import integrity_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
 from ledgerflow.redisclient import async_client
 from ledgerflow.redisvalues import int_map
-from ledgerflow.topics import POLICY_DECISIONS
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.tracing import spans
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Projector:
         keys: Keys | None = None,
         owns_dlq: frozenset[str] = frozenset(SOURCES),
         shared: SharedDecodes | None = None,
+        placements: Placements | None = None,
     ) -> None:
         self._settings = settings
         self._shared = shared or SharedDecodes()  # decode once with the worker's policy agent
@@ -86,6 +88,9 @@ class Projector:
         self._bases = {settings.topic(b): b for b in SOURCES}
         self._sink = DeadLetterSink(app, NAME)
         self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
+        # Turns not in their conversation's partition are not projected (kafka/placement.py); None: all are.
+        self._placements = placements
+        self._turns_topic = settings.topic(CONVERSATION_EVENTS)
         self._writer: ProjectionWriter | None = None
         self._backoff = Backoff("projector")
         # Per topic:partition, the highest checkpoint this process wrote to ``_keys``' space: the
@@ -241,6 +246,18 @@ class Projector:
         async with self._lock:
             await self._handle(messages)
 
+    def _placed(self, turn: Any) -> bool:
+        """Whether ``turn`` is in its conversation's partition (else it is not projected, by the
+        rebuild either: two partitions would feed one conversation in no defined order)."""
+        if self._placements is None or self._placements.belongs(turn.key, turn.partition):
+            return True
+        MISROUTED_TURNS.inc()
+        return False
+
+    def _misrouted(self, turn: Any) -> str:
+        assert self._placements is not None
+        return misrouted_reason(turn.key or b"", turn.partition, self._placements.partitions)
+
     async def _handle(self, messages: Sequence[Any]) -> None:
         started_ns = time.time_ns()  # trace hook: one span per record once the batch is written
         decoded: list[tuple[Event, Position]] = []
@@ -256,6 +273,10 @@ class Projector:
             part = (msg.topic, msg.partition)
             firsts[part] = min(firsts.get(part, msg.offset), msg.offset)
             processed[base] += 1
+            if msg.topic == self._turns_topic and not self._placed(msg):
+                if base in self._owns_dlq:  # else the policy agent dead-letters it
+                    letters.append(dead_letter_of(msg, self._misrouted(msg), NAME, base))
+                continue
             # A decision this worker's policy agent just wrote is taken as built (its hash is its
             # own); anything else is decoded (once per batch) and verified.
             event = self._shared.take_written(msg) if base == POLICY_DECISIONS else None
@@ -312,9 +333,11 @@ class Projector:
         spans.processed(messages, "project", started_ns)
 
 
-def register(app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: frozenset[str]) -> Projector:
+def register(
+    app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: frozenset[str], placements: Placements
+) -> Projector:
     """The projector on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
-    projector = Projector(app, settings, owns_dlq=owns_dlq, shared=loop.shared)
+    projector = Projector(app, settings, owns_dlq=owns_dlq, shared=loop.shared, placements=placements)
 
     async def until_done(messages: list[Any]) -> None:
         # Redis faults are retried inside (``_redis_step``); this retries the rest — a dead letter

@@ -20,6 +20,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.errors import ValidationError
 from ledgerflow.kafka.admin import ensure_topics
+from ledgerflow.kafka.placement import Placements
 from ledgerflow.metrics import WORKER_METRICS_ENV, WORKER_REGISTRY, gc_paused, worker_metrics_address
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
@@ -75,13 +76,18 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     source.metadata = pinned.encode()  # every commit remembers the layout its progress was made under
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
-        guard = layout.PartitionGuard(pinned.counts[CONVERSATION_EVENTS], layout.refuse)
+        guard = layout.PartitionGuard(
+            pinned.counts[CONVERSATION_EVENTS],
+            layout.refuse,
+            lambda: layout.count_now(settings, CONVERSATION_EVENTS),
+        )
         policy.register(app, loop, settings, owns_dlq=True, guard=guard)
     if "projector" in wanted:
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
         owned |= set() if "policy" in wanted else {CONVERSATION_EVENTS}
-        projector.register(app, loop, settings, owns_dlq=frozenset(owned))
+        placements = Placements(pinned.counts[CONVERSATION_EVENTS])
+        projector.register(app, loop, settings, owns_dlq=frozenset(owned), placements=placements)
     if loop.topics:
         loop.on_assigned.append(settle_collector)  # after the agents' own hooks
         app.task(lambda: run_loop(loop, source, app))

@@ -5,12 +5,13 @@ chain-head snapshots in Redis (``RedisChainHeads``) and the input topic read bac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
@@ -49,6 +50,7 @@ for i = 3, #ARGV, 2 do
 end
 return 1
 """
+_SAVE_SHA = hashlib.sha1(_SAVE.encode()).hexdigest()  # what SCRIPT LOAD answers for it
 
 
 class RedisChainHeads:
@@ -100,9 +102,22 @@ class RedisChainHeads:
     async def save(self, snapshots: Mapping[int, Snapshot]) -> set[int]:
         if not snapshots:
             return set()
+        answers = await self._retried(lambda: self._save(snapshots), "saving chain heads")
+        return {p for p, answer in zip(snapshots, answers, strict=True) if answer == NO_BASE}
+
+    async def _save(self, snapshots: Mapping[int, Snapshot]) -> list[Any]:
+        # A new pipeline each attempt: redis-py empties a pipeline when it executes, failed or
+        # not, so executing the same one again sends nothing and the save would count as done.
+        try:
+            return list(await self._pipeline(snapshots).execute())
+        except NoScriptError:  # a restarted or newly promoted Redis has no scripts: load and redo
+            await self._client().script_load(_SAVE)  # on every master of a cluster
+            return list(await self._pipeline(snapshots).execute())
+
+    def _pipeline(self, snapshots: Mapping[int, Snapshot]) -> aioredis.client.Pipeline:
         client = self._client()
-        # Each partition's snapshot is one HSET, atomic by itself; a Redis Cluster keeps the
-        # partitions' hashes in different slots, where MULTI across them is refused.
+        # Each partition's snapshot is one script call, atomic by itself; a Redis Cluster keeps
+        # the partitions' hashes in different slots, where MULTI across them is refused.
         pipe = client.pipeline(transaction=not is_cluster_client(client))
         for p, snapshot in snapshots.items():
             pairs: list[str] = [
@@ -110,9 +125,11 @@ class RedisChainHeads:
             ]
             pairs += [LAST_INPUT_FIELD, str(snapshot.last_input), OUT_OFFSET_FIELD, str(snapshot.out_offset)]
             complete = "1" if snapshot.complete else "0"
-            pipe.eval(_SAVE, 1, self.key(p), str(snapshot.out_offset), complete, *pairs)
-        answers = await self._retried(pipe.execute, "saving chain heads")
-        return {p for p, answer in zip(snapshots, answers or [], strict=False) if answer == NO_BASE}
+            # execute_command: redis-py's cluster pipeline refuses evalsha() but routes EVALSHA by its key
+            pipe.execute_command(
+                "EVALSHA", _SAVE_SHA, 1, self.key(p), str(snapshot.out_offset), complete, *pairs
+            )
+        return pipe
 
     async def _retried(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
         delay = 0.2

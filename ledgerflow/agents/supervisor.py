@@ -37,9 +37,22 @@ POLL_S = 0.2
 log = logging.getLogger(__name__)
 
 
-def check_processes(processes: int) -> int:
+MAX_PORT = 65535
+
+
+def check_processes(processes: int, metrics: str | None = None) -> int:
+    """``processes`` if it is a usable count of children whose metrics ports (``metrics``' port + i,
+    see ``child_metrics``) all exist; ValidationError (one line, exit 2) if not."""
     if processes < 1:
         raise ValidationError(f"--processes must be at least 1, not {processes}")
+    if metrics is not None:
+        port = int(metrics.rpartition(":")[2])
+        if port + processes - 1 > MAX_PORT:
+            raise ValidationError(
+                f"--processes {processes}: the children's metrics ports would run from {port} "
+                f"past {MAX_PORT}; "
+                f"set {WORKER_METRICS_ENV} to a port at most {MAX_PORT - processes + 1}, or off"
+            )
     return processes
 
 
@@ -86,7 +99,7 @@ class Supervisor:
         self.args = list(args)
         self.say = say
         self.metrics = worker_metrics_address(os.environ)
-        self.children = [Child(i) for i in range(check_processes(processes))]
+        self.children = [Child(i) for i in range(check_processes(processes, self.metrics))]
         self.stopping: int | None = None  # the signal that asked us to stop
 
     def spawn(self, child: Child) -> None:

@@ -17,11 +17,11 @@ from typing import Any
 import faust
 
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
-from ledgerflow.agents.deadletters import DeadLetterSink
+from ledgerflow.agents.deadletters import KafkaDeadLetterLog
 from ledgerflow.agents.layout import Guard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
-from ledgerflow.agents.ports import DeadLetterPort, InputLog, OutputLog, wall_clock_micros
+from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
 from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
@@ -30,6 +30,7 @@ from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
 from ledgerflow.training import TrainingEvent, TrainingState, decide, evolve, expire_due, initial_state
 from ledgerflow.training.records import TrainingCommand
 from ledgerflow.training.wire import command_of, event_of, record_of
+from ledgerflow.versioned import stamp
 
 NAME = "training"
 TICK_S = 0.2
@@ -47,7 +48,7 @@ class Ports:
 
     output: OutputLog  # training.audit, co-partitioned with training.commands
     inputs: InputLog  # training.commands read back by range
-    sink: DeadLetterPort
+    sink: DeadLetterLog
 
     @classmethod
     def connect(cls, app: faust.App, settings: Settings) -> Ports:
@@ -56,7 +57,7 @@ class Ports:
         return cls(
             output=CoPartitionedOutput(settings, commands, settings.topic(TRAINING_AUDIT)),
             inputs=KafkaInputLog(settings, commands),
-            sink=DeadLetterSink(app, NAME),
+            sink=KafkaDeadLetterLog(app, settings, NAME),
         )
 
 
@@ -81,7 +82,8 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
             out: list[Outgoing] = []
             for p, known in list(self._partitions.items()):
                 for tenant in list(known.tenants):
-                    due = expire_due(known.state(tenant), now)
+                    # stamped as commands are (versioned.stamp), without their warning at every tick
+                    due = expire_due(known.state(tenant), stamp(now, known.stamps.get(tenant)))
                     if due:
                         out += self._append(known, p, None, due, None)
             await self._output.write(out)

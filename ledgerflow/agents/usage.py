@@ -6,7 +6,9 @@ per tenant. Output records are keyed by tenant, so unlike the policy agent this 
 cannot rely on co-partitioning: it recognises what it already wrote by derived event id.
 
 Recovery of input partition *p* (first batch after assignment):
-1. Read ``usage.windows`` in full: the ids already written, each tenant's chain head.
+1. Read ``usage.windows`` in full: the ids already written, each tenant's chain head, the
+   window sizes written. Another size than configured is refused before anything is written
+   (``usage.settings.size_problem``): one line, and the worker exits.
 2. Re-fold input partition *p* from its start up to the first offset faust delivers,
    emitting nothing that was already written (ids from step 1).
 Then live records fold and emit as usual; a timer advances idle partitions' watermarks
@@ -35,6 +37,7 @@ from typing import Any
 
 import faust
 
+from ledgerflow.agents import layout
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.keyedlog import KafkaKeyedLog
 from ledgerflow.agents.ownership import register_timed
@@ -52,7 +55,7 @@ from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.metrics import USAGE_WINDOW_LAG, USAGE_WINDOWS_EMITTED
 from ledgerflow.policy.wire import chain, chain_key, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
-from ledgerflow.usage.settings import window_config_from
+from ledgerflow.usage.settings import size_problem, window_config_from
 from ledgerflow.usage.windows import (
     UsageState,
     WindowClosed,
@@ -62,7 +65,7 @@ from ledgerflow.usage.windows import (
     advance,
     reconcile,
 )
-from ledgerflow.usage.wire import record_of, source_of
+from ledgerflow.usage.wire import legacy_late_id, record_of, source_of
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,10 @@ DEDUPE_WINDOW = 10_000
 
 class LogNotReady(InfrastructureError):
     """``usage.windows`` reads shorter than this process has already seen it."""
+
+
+class WindowSizeChanged(InfrastructureError):
+    """``usage.windows`` holds windows of another size than configured (``usage.settings.size_problem``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +112,11 @@ class UsageAgent:
         ports: Ports,
         config: WindowConfig | None = None,
         clock: Callable[[], int] = wall_clock_micros,
+        refuse: Callable[[str], None] | None = None,
     ) -> None:
         self._ports = ports
         self._clock = clock
+        self._refuse = refuse  # the worker's: one line and exit 1 (agents/layout.py)
         self.input_topic = settings.topic(CONVERSATION_EVENTS)
         self.output_topic = settings.topic(USAGE_WINDOWS)
         self._config = config or WindowConfig()
@@ -136,6 +145,7 @@ class UsageAgent:
         heads: dict[str, ChainHead] = {}
         ends: dict[int, int] = {}
         latest: dict[int, dict[WindowKey, WindowClosed]] = {}
+        sizes: set[int] = set()
         async for raw in self._ports.windows.read():
             ends[raw.partition] = raw.offset + 1
             try:
@@ -144,6 +154,7 @@ class UsageAgent:
                 continue
             written.add(record.event_id)
             _note_latest(latest, record)
+            _note_size(sizes, record)
             if record.sequence and record.hash:
                 key = chain_key(record)
                 heads[key] = ChainHead(key, record.sequence, record.hash)
@@ -153,6 +164,11 @@ class UsageAgent:
                 f"usage: {self.output_topic} reads shorter than already seen "
                 f"(partition: (end, seen) {short}): the log is not readable to its end yet; waiting"
             )
+        problem = size_problem(self._config.size_micros, sizes)
+        if problem is not None:  # before anything is written at the wrong size
+            if self._refuse is not None:
+                self._refuse(problem)
+            raise WindowSizeChanged(problem)
         self._floor.update(ends)
         self._written, self._heads, self._latest = written, heads, latest
 
@@ -197,7 +213,7 @@ class UsageAgent:
                 payload.tokens,
                 len(payload.content.encode("utf-8", "surrogatepass")),
             )
-            records = [self._record(e, p, event.occurred_at) for e in emitted]
+            records = [self._record(e, p, event.occurred_at, event.event_id) for e in emitted]
         except Exception as exc:
             raise UsageRefused(evaluation_failed(exc)) from exc
         seen[event.event_id] = None
@@ -205,8 +221,8 @@ class UsageAgent:
             seen.popitem(last=False)
         return state, records
 
-    def _record(self, emitted: Any, p: int, occurred_at: int) -> Event:
-        return record_of(emitted, p, occurred_at)
+    def _record(self, emitted: Any, p: int, occurred_at: int, cause: str = "") -> Event:
+        return record_of(emitted, p, occurred_at, cause)
 
     async def _send(self, records: list[tuple[int, Event]]) -> None:
         """Chain and produce records (each with its input partition) not written before; wait for the
@@ -218,6 +234,9 @@ class UsageAgent:
         kinds: list[str] = []
         for source, record in records:
             if record.event_id in self._written or record.event_id in ids:
+                continue
+            legacy = legacy_late_id(record)
+            if legacy is not None and legacy in self._written:  # a delta written before ids named its turn
                 continue
             key = chain_key(record)  # (tenant, source partition): this worker is its only writer
             chained = chain(record, heads.get(key) or self._heads.get(key))
@@ -282,7 +301,8 @@ class UsageRefused(Exception):
 
 
 def register(app: faust.App, settings: Settings) -> UsageAgent:
-    agent_state = UsageAgent(settings, Ports.connect(app, settings), window_config_from(os.environ))
+    config = window_config_from(os.environ)
+    agent_state = UsageAgent(settings, Ports.connect(app, settings), config, refuse=layout.refuse)
     register_timed(app, agent_state, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=TICK_S)
     return agent_state
 
@@ -309,3 +329,10 @@ def _note_latest(latest: dict[int, dict[WindowKey, WindowClosed]], record: Event
             payload.revision,
             payload.correction,
         )
+
+
+def _note_size(sizes: set[int], record: Event) -> None:
+    """The size of a window this agent wrote (another producer's record names no size of ours)."""
+    payload = record.payload
+    if isinstance(payload, UsageWindow) and source_of(record.producer) is not None:
+        sizes.add(payload.window_end - payload.window_start)

@@ -14,13 +14,13 @@ from aiokafka import TopicPartition
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.faults import bounded
 from ledgerflow.api.hub import CODES
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import InfrastructureError, ValidationError
-from ledgerflow.topics import CONVERSATION_EVENTS
+from ledgerflow.topics import CONVERSATION_EVENTS, MAX_OFFSET_DIGITS
 
 __all__ = ["Position", "check_token", "parse_token"]
 
 _MAX_PARTITION_DIGITS = 6
-_MAX_OFFSET_DIGITS = 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +32,8 @@ class Position:
 def parse_token(token: str) -> Position:
     """The token's position; ValidationError (422) unless it is ``<partition>:<offset>``."""
     partition, sep, offset = token.partition(":")
-    if not (
-        sep
-        and partition.isascii()
-        and partition.isdigit()
-        and offset.isascii()
-        and offset.isdigit()
-        and len(partition) <= _MAX_PARTITION_DIGITS
-        and len(offset) <= _MAX_OFFSET_DIGITS
-    ):
+    numbers = ascii_digits(partition, _MAX_PARTITION_DIGITS) and ascii_digits(offset, MAX_OFFSET_DIGITS)
+    if not (sep and numbers):
         raise ValidationError(f"consistency_token {token[:60]!r} is not <partition>:<offset>")
     return Position(int(partition), int(offset))
 

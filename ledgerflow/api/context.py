@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ledgerflow.api.hub import Hub
+from ledgerflow.api.hub import CATCH_UP_STALL_S, Hub
 from ledgerflow.api.limits import EdgeLimits, SseSlots, TokenBuckets
 from ledgerflow.api.tuning import EdgeTuning
 from ledgerflow.auth.verifier import TokenVerifier
@@ -31,6 +31,7 @@ class EdgeContext:
     reference: ReferenceData
     heartbeat_s: float = 15.0
     reauth_before_s: float = 30.0
+    catch_up_stall_s: float = CATCH_UP_STALL_S
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     tuning: EdgeTuning = field(default_factory=EdgeTuning)

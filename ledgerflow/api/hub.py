@@ -6,7 +6,9 @@ A subscriber joins with the positions it has already been served (from its curso
    subscriber, with no ``await`` in between: from here on the hub queues every matching
    record at or past the snapshot.
 2. ``catch_up``: read each partition from the subscriber's next offset up to the
-   snapshot with a short-lived consumer (no consumer group), in offset order.
+   snapshot with a short-lived consumer (no consumer group), in offset order, holding
+   one of ``CATCH_UP_SLOTS``. A broker that stops answering makes the reads come back
+   empty rather than fail: the stream bounds that (``catchup_watch``, ``CATCH_UP_STALL_S``).
 3. Drain the mailbox: live frames, in order, with nothing missed or repeated.
 
 Every live frame carries the hub's read positions at the moment it was fanned out (its
@@ -30,7 +32,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -38,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ledgerflow.api import cursors
+from ledgerflow.api.faults import DEADLINE_S
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
@@ -45,6 +48,7 @@ from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
+from ledgerflow.metrics import SSE_CATCH_UPS
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.tracing import spans
 
@@ -53,6 +57,11 @@ log = logging.getLogger(__name__)
 CODES = {CONVERSATION_EVENTS: "e", POLICY_DECISIONS: "d"}
 DEFAULT_QUEUE = 1000
 CATCH_UP_SLOTS = 32  # short-lived catch-up consumers open at once (reconnect storms)
+CATCH_UP_STALL_S = 3 * DEADLINE_S
+"""How long a catch-up may scan nothing before its stream ends with ``unavailable`` and frees its
+slot (``catchup_watch``): three times the bound of one dependency call, so a broker that is only
+slow (a leader election, a long pause of its JVM) is waited out, and a paused or unreachable one
+frees the slot long before the client's token expires."""
 _CATCH_UP_BATCH = 500
 _NOT_READ = 1 << 63  # a partition the stream does not read: never delivered
 PROBE_TIMEOUT_S = 2.0
@@ -156,12 +165,23 @@ class Hub:
         # (tenant, conversation id or None for tenant streams) -> subscribers
         self._subs: dict[tuple[str, str | None], set[Subscriber]] = {}
         self._catch_up_slots = asyncio.Semaphore(catch_up_slots)
+        self._catch_up_slots_count = catch_up_slots
         self.partitions: dict[str, int] = {}
         self.frames_sent = 0
         self.dropped = 0
         self.healthy = False
         self._probe: asyncio.Task[str] | None = None
         self._probed_at = 0.0
+
+    @property
+    def catch_up_slots(self) -> int:
+        return self._catch_up_slots_count
+
+    @catch_up_slots.setter
+    def catch_up_slots(self, slots: int) -> None:
+        """Set at start-up (``LEDGERFLOW_SSE_CATCH_UP_SLOTS``), before any stream takes a slot."""
+        self._catch_up_slots = asyncio.Semaphore(slots)
+        self._catch_up_slots_count = slots
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -347,17 +367,22 @@ class Hub:
     # -- step 2: catch-up ------------------------------------------------------------
     async def catch_up(
         self, sub: Subscriber, gaps: dict[cursors.TopicPartitionKey, tuple[int, int]]
-    ) -> AsyncIterator[CatchUpBatch]:
+    ) -> AsyncGenerator[CatchUpBatch, None]:
         """Batches of the subscriber's frames in [first, end), partition by partition.
 
-        A batch may be empty (records of others, or a 1 s read timeout): the stream uses
-        it to check for shutdown and token expiry. The last batch of a partition has
-        ``scanned_to == end - 1``. Raises InfrastructureError if the log moved under the
-        cursor (records deleted while reading) or Kafka fails.
+        The first batch is empty and comes as soon as the catch-up holds a slot, before it asks
+        the broker anything (``scanned_to == first - 1``: nothing scanned yet). A batch may be
+        empty (records of others, or a 1 s read timeout, which is all a silent broker gives):
+        the stream uses it to check for shutdown, token expiry and a stall. The last batch of a
+        partition has ``scanned_to == end - 1``. Raises InfrastructureError if the log moved
+        under the cursor (records deleted while reading) or Kafka fails. Closing the iterator
+        (or cancelling the read it waits in) frees the slot.
         """
         if not gaps:
             return
+        ranges = sorted(gaps.items())
         async with self._catch_up_slots:
+            SSE_CATCH_UPS.inc()
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap,
                 enable_auto_commit=False,
@@ -365,14 +390,19 @@ class Hub:
                 auto_offset_reset="none",
             )
             try:
+                key, (first, _) = ranges[0]
+                yield CatchUpBatch(key, [], first - 1)
                 await consumer.start()
-                for key, (first, end) in sorted(gaps.items()):
+                for key, (first, end) in ranges:
                     async for batch in self._read_range(consumer, sub, key, first, end):
                         yield batch
             except KafkaError as exc:  # OffsetOutOfRangeError too: the log moved under us
                 raise InfrastructureError(f"catch-up read of the log failed: {exc!r}") from None
             finally:
-                await consumer.stop()
+                try:
+                    await consumer.stop()
+                finally:
+                    SSE_CATCH_UPS.dec()
 
     async def _read_range(
         self,

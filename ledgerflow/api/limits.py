@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ledgerflow.digits import ascii_digits
 from ledgerflow.envnumbers import env_number, env_whole
 from ledgerflow.errors import DomainError
 from ledgerflow.limits import MAX_BODY_BYTES
@@ -180,7 +181,7 @@ class SseSlots:
 def check_content_length(headers: Mapping[str, str], limit: int = MAX_BODY_BYTES) -> None:
     """413 at once when the declared ``Content-Length`` is over ``limit``."""
     raw = headers.get("content-length")
-    if raw is not None and raw.strip().isascii() and raw.strip().isdigit() and int(raw) > limit:
+    if raw is not None and ascii_digits(raw.strip()) and int(raw) > limit:
         raise LimitExceeded("body", 413, f"body of {int(raw)} bytes exceeds the {limit}-byte limit")
 
 

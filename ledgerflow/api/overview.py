@@ -27,11 +27,9 @@ from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, nullable,
 from ledgerflow.consumer_lag import Lag, lag_rows
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.redisvalues import Reply, int_map
-from ledgerflow.topics import DLQ_TOPICS
+from ledgerflow.topics import DLQ_TOPICS, WORKER_GROUP
 
 OUTCOMES = ("allow", "redact", "review", "deny")
-WORKER_GROUP = "ledgerflow-worker"
-"""The worker's consumer group, after the topic prefix (``agents/app.py`` names it)."""
 KAFKA_DEADLINE_S = 5.0
 
 

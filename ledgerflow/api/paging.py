@@ -13,6 +13,7 @@ import binascii
 from dataclasses import dataclass
 
 from ledgerflow.contracts.ids import is_id
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import ValidationError
 from ledgerflow.timefmt import rfc3339
 
@@ -24,7 +25,7 @@ def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
     """``limit`` as an integer in ``1..maximum`` (``default`` when absent); else ValidationError (422)."""
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit():
+    if not ascii_digits(raw):
         raise ValidationError(f"limit: an integer between 1 and {maximum} is required, got {raw[:20]!r}")
     value = int(raw)
     if not 1 <= value <= maximum:
@@ -53,6 +54,6 @@ class Cursor:
         except (binascii.Error, ValueError):
             raise bad from None
         score, sep, member = raw.partition(":")
-        if not sep or not score.isascii() or not score.isdigit() or not is_id(member):
+        if not sep or not ascii_digits(score) or not is_id(member):
             raise bad
         return cls(int(score), member)

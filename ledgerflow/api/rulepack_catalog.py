@@ -30,6 +30,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import RulePackPublished
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import DecodeError, LedgerflowError, ValidationError
 from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.kafka.reference import admitted_pack
@@ -166,7 +167,7 @@ async def list_packs(request: Request) -> JSONResponse:
 )
 async def get_pack(request: Request) -> JSONResponse:
     raw = request.path_params["version"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+    if not ascii_digits(raw, max_digits=9) or int(raw) < 1:
         raise ValidationError(f"version: a positive integer is required, got {raw[:20]!r}")
     version = int(raw)
     for pack in await _catalog(request):

@@ -23,6 +23,7 @@ from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.spec import INT, PUBLIC, STR, Handler, obj, operation, problems
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.schema_ids import COMPATIBILITY, Registered, SchemaCatalog
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import ValidationError
 
 MOUNT = "/registry"
@@ -121,7 +122,7 @@ def _one_version(request: Request) -> Registered | Response:
     subject, version = request.path_params["subject"], request.path_params["version"]
     if subject not in catalog().subjects:
         return _subject_missing(subject)
-    if version not in ("latest", "-1") and not (version.isascii() and version.isdigit()):
+    if version not in ("latest", "-1") and not ascii_digits(version):
         return _refused(422, 42202, f"The specified version '{version[:40]}' is not a valid version id.")
     try:
         return catalog().version(subject, version)
@@ -178,7 +179,7 @@ async def lookup_schema(request: Request) -> Response:
 
 def _by_id(request: Request) -> Registered | Response:
     raw = request.path_params["schema_id"]
-    found = catalog().by_id.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else None
+    found = catalog().by_id.get(int(raw)) if ascii_digits(raw, max_digits=10) else None
     return _refused(404, 40403, "Schema not found") if found is None else found
 
 

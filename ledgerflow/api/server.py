@@ -26,9 +26,9 @@ from uvicorn.config import LOGGING_CONFIG
 
 from ledgerflow import logformat
 from ledgerflow.api.app import create_app
-from ledgerflow.api.hub import DEFAULT_QUEUE
+from ledgerflow.api.hub import CATCH_UP_SLOTS, CATCH_UP_STALL_S, DEFAULT_QUEUE
 from ledgerflow.config import Settings
-from ledgerflow.envnumbers import env_number, env_whole
+from ledgerflow.envnumbers import DAY_S, env_number, env_whole
 
 GRACEFUL_TIMEOUT_S = 5
 DEFAULT_HEARTBEAT_S = 15.0
@@ -37,11 +37,14 @@ DEFAULT_REAUTH_BEFORE_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class SseKnobs:
-    """SSE tuning: ``LEDGERFLOW_SSE_HEARTBEAT_S``, ``_QUEUE``, ``_REAUTH_BEFORE_S``."""
+    """SSE tuning: ``LEDGERFLOW_SSE_HEARTBEAT_S``, ``_QUEUE``, ``_REAUTH_BEFORE_S``,
+    ``_CATCH_UP_STALL_S``, ``_CATCH_UP_SLOTS``."""
 
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     queue: int = DEFAULT_QUEUE
     reauth_before_s: float = DEFAULT_REAUTH_BEFORE_S
+    catch_up_stall_s: float = CATCH_UP_STALL_S
+    catch_up_slots: int = CATCH_UP_SLOTS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SseKnobs:
@@ -50,6 +53,8 @@ class SseKnobs:
             heartbeat_s=env_number(env, "LEDGERFLOW_SSE_HEARTBEAT_S", DEFAULT_HEARTBEAT_S, 0.05),
             queue=env_whole(env, "LEDGERFLOW_SSE_QUEUE", DEFAULT_QUEUE, 1),
             reauth_before_s=env_number(env, "LEDGERFLOW_SSE_REAUTH_BEFORE_S", DEFAULT_REAUTH_BEFORE_S, 0.0),
+            catch_up_stall_s=env_number(env, "LEDGERFLOW_SSE_CATCH_UP_STALL_S", CATCH_UP_STALL_S, 0.1, DAY_S),
+            catch_up_slots=env_whole(env, "LEDGERFLOW_SSE_CATCH_UP_SLOTS", CATCH_UP_SLOTS, 1),
         )
 
 
@@ -108,7 +113,9 @@ class ApplyKnobs:
             if message["type"] == "lifespan.startup.complete":
                 ctx = self.app.state.ctx
                 ctx.reauth_before_s = self.knobs.reauth_before_s
+                ctx.catch_up_stall_s = self.knobs.catch_up_stall_s
                 ctx.hub.queue_size = self.knobs.queue
+                ctx.hub.catch_up_slots = self.knobs.catch_up_slots
             await send(message)
 
         await self.app(scope, receive, send_after_tuning)

@@ -11,7 +11,11 @@ One stream runs in these steps:
 2. Register with the hub before the response starts (so no record slips past), and tie
    the registration to the response: whatever ends it (the stream, a disconnect, a
    failure), the hub forgets the subscriber at once.
-3. Catch up: the records between the cursor and the hub's read position.
+3. Catch up: the records between the cursor and the hub's read position. A stream that
+   has written nothing for ``heartbeat_s`` (waiting for a catch-up slot, scanning others'
+   records, or reading from a silent broker) gets ``event: heartbeat``; a catch-up that
+   scanned nothing for ``catch_up_stall_s`` (``catchup_watch``) ends the stream with a
+   checkpoint of what it scanned, ``retry:`` and ``event: unavailable``, and frees its slot.
 4. Live: frames from the subscriber's mailbox, several to a write when they queue up.
    Idle streams get ``event: heartbeat`` every ``heartbeat_s``; ``event: reauth`` goes
    out ``reauth_before_s`` before the token expires and the stream ends at expiry with
@@ -23,19 +27,21 @@ One stream runs in these steps:
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ledgerflow.api import cursors, sse
+from ledgerflow.api import catchup_watch, cursors, sse
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.hub import Frame, Subscriber
+from ledgerflow.api.hub import CatchUpBatch, Frame, Subscriber
 from ledgerflow.api.spec import (
     AUTHED,
     CONSTITUTION_HEADERS,
@@ -205,26 +211,104 @@ async def _frames(
         SSE_FRAMES.labels("reset").inc()
         yield sse.control_frame("reset", {"reason": resume.reset, "restart": resume.restart, "cursor": start})
     yield sse.checkpoint(start)  # a client with no data frame yet resumes from here, not from "now"
-    sent = start
     # Step 3.
-    try:
-        async for batch in ctx.hub.catch_up(sub, gaps):
-            if (last := _final_frame(ctx, expires_at)) is not None:
-                yield last
-                return
-            if batch.frames:
-                chunk, sent = _data_frames(position, batch.frames)
-                yield chunk
-            position[batch.key] = max(position[batch.key], batch.scanned_to)
-    except InfrastructureError as exc:
-        SSE_DROPPED.labels("unavailable").inc()
-        yield sse.control_frame("unavailable", {"detail": f"{exc}: reconnect"}, retry_ms=RETRY_MS)
+    catch_up = _CatchUp(ctx, sub, gaps, position, expires_at, sent=start)
+    async for chunk in catch_up.frames():
+        yield chunk
+    if catch_up.ended:
         return
-    if cursors.encode(position) != sent:
+    if cursors.encode(position) != catch_up.sent:
         yield sse.checkpoint(cursors.encode(position))  # scanned past others' records: skip them next time
     # Step 4.
     async for chunk in _live(ctx, sub, position, expires_at):
         yield chunk
+
+
+@dataclass(eq=False)
+class _CatchUp:
+    """Step 3 of one stream: its frames, heartbeats while the next batch is awaited, and the end
+    of the stream when the catch-up stalls, fails, or the token or the edge ends it (``ended``)."""
+
+    ctx: EdgeContext
+    sub: Subscriber
+    gaps: dict[cursors.TopicPartitionKey, tuple[int, int]]
+    position: cursors.Positions
+    expires_at: float
+    sent: str  # the last id the client was sent: where it resumes from
+    ended: bool = False
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        if not self.gaps:
+            return  # nothing to catch up on (a stream starting live): no reader, no tasks
+        ctx = self.ctx
+        batches = ctx.hub.catch_up(self.sub, self.gaps)
+        closing = asyncio.ensure_future(ctx.closing.wait())
+        pending: asyncio.Task[CatchUpBatch | None] | None = None
+        clock = catchup_watch.started(time.monotonic())
+        try:
+            while True:
+                if (last := _final_frame(ctx, self.expires_at)) is not None:
+                    self.ended = True
+                    yield last
+                    return
+                step = catchup_watch.next_step(clock, time.monotonic(), ctx.heartbeat_s, ctx.catch_up_stall_s)
+                if isinstance(step, catchup_watch.GiveUp):
+                    yield self._last_frames("stalled", step.reason)
+                    return
+                if isinstance(step, catchup_watch.Heartbeat):
+                    SSE_FRAMES.labels("heartbeat").inc()
+                    yield sse.control_frame("heartbeat")
+                    clock = catchup_watch.after_heartbeat(clock, time.monotonic())
+                    continue
+                # The read goes on across waits: a heartbeat does not cancel it (nor lose its batch).
+                pending = pending or asyncio.create_task(_next_batch(batches))
+                timeout = max(min(step.seconds, self.expires_at - time.time()), 0.0)
+                await asyncio.wait({pending, closing}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not pending.done():
+                    continue
+                batch, pending = pending.result(), None
+                if batch is None:
+                    return
+                before = self.position[batch.key]
+                if batch.frames:
+                    chunk, self.sent = _data_frames(self.position, batch.frames)
+                    yield chunk
+                self.position[batch.key] = max(self.position[batch.key], batch.scanned_to)
+                clock = catchup_watch.after_batch(
+                    clock,
+                    time.monotonic(),
+                    before=before,
+                    scanned_to=batch.scanned_to,
+                    wrote=bool(batch.frames),
+                )
+        except InfrastructureError as exc:
+            yield self._last_frames("unavailable", f"{exc}: reconnect")
+        finally:
+            closing.cancel()
+            await _close_catch_up(pending, batches)
+
+    def _last_frames(self, reason: str, detail: str) -> bytes:
+        """A checkpoint of what was scanned (records of others are not read again), then
+        ``unavailable`` with ``retry:``: the client reconnects with its last id after the delay."""
+        self.ended = True
+        SSE_DROPPED.labels(reason).inc()
+        scanned = cursors.encode(self.position)
+        head = sse.checkpoint(scanned) if scanned != self.sent else b""
+        return head + sse.control_frame("unavailable", {"detail": detail}, retry_ms=RETRY_MS)
+
+
+async def _next_batch(batches: AsyncGenerator[CatchUpBatch, None]) -> CatchUpBatch | None:
+    return await anext(batches, None)
+
+
+async def _close_catch_up(
+    pending: asyncio.Task[CatchUpBatch | None] | None, batches: AsyncGenerator[CatchUpBatch, None]
+) -> None:
+    """Stop the read in flight (its consumer stops, its slot is freed), then close the iterator."""
+    if pending is not None:
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+    await batches.aclose()
 
 
 async def _live(

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import AuthError, InfrastructureError, LedgerflowError, ValidationError
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
@@ -61,7 +62,7 @@ def retry_delay(resp: httpx.Response | None, attempt: int) -> float:
     """``Retry-After`` when the edge gave one, else exponential backoff (0.2 s, 0.4 s … capped)."""
     if resp is not None:
         raw = resp.headers.get("retry-after", "")
-        if raw.isascii() and raw.isdigit():
+        if ascii_digits(raw):
             return min(float(raw), MAX_DELAY_S)
     return float(min(0.2 * 2**attempt, MAX_DELAY_S))
 

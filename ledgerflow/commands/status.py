@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from ledgerflow.config import Settings
+from ledgerflow.metrics import worker_metrics_address
 
 PROBE_TIMEOUT_S = 1.0
 WORKER_MARKER = "ledgerflow_"  # a metric name only ledgerflow's registries have
@@ -19,8 +20,8 @@ def probe(settings: Settings, env: dict[str, str] | None = None) -> dict[str, An
     """What answers where: ``{"edge": url or None, "worker_metrics": url or None}``."""
     env = dict(os.environ) if env is None else env
     edge = f"http://{settings.http}"
-    metrics = env.get("LEDGERFLOW_WORKER_METRICS", "127.0.0.1:8701")
-    worker = None if metrics.lower() in {"", "off", "none"} else f"http://{metrics}/metrics"
+    metrics = worker_metrics_address(env)
+    worker = None if metrics is None else f"http://{metrics}/metrics"
     return {
         "edge": edge if _answers(edge + "/healthz", None) else None,
         "worker_metrics": worker if worker and _answers(worker, WORKER_MARKER) else None,

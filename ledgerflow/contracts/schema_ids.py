@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledgerflow.contracts.registry import NAMESPACE, SchemaEntry, SchemaRegistry, fingerprint
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import DecodeError, ValidationError
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -84,7 +85,7 @@ class SchemaCatalog:
         versions = self.subjects[subject]
         if version in ("latest", "-1"):
             return versions[-1]
-        if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= len(versions):
+        if not ascii_digits(version) or not 1 <= int(version) <= len(versions):
             raise KeyError(version)
         return versions[int(version) - 1]
 

@@ -9,12 +9,14 @@ Sequence:
    replayed, only a prefix kept, or it still does not decode (the cause is not fixed;
    ``--force`` replays it anyway, and it is dead-lettered again).
 4. Unless ``--dry-run``: produce each one to its source topic and partition with the
-   original key and headers plus ``lf-replay-of: <dlq topic>[<partition>]@<offset>``.
+   original key and headers plus ``lf-replay-of: <dlq topic>[<partition>]@<offset>``. A
+   ``misrouted`` turn goes to the partition its key belongs in instead (``destination``): put
+   back where it was, it would be refused again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,9 +28,13 @@ from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError, ValidationError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.deadletters import LocatedDeadLetter, scan_dead_letters
+from ledgerflow.kafka.placement import MISROUTED, placement
 
 REPLAY_HEADER = "lf-replay-of"
 REPLAY, SKIP = "replay", "skip"
+CLOCK_SLACK_MS = 3_600_000
+"""How far before a misrouted letter's ``failed_at`` its replay is looked for (a replaying host's
+clock may be behind the worker's that dead-lettered it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,15 @@ def plan(
     return steps
 
 
+def destination(letter: DeadLetter, partitions: Mapping[str, int]) -> int:
+    """Pure: the partition ``letter`` is replayed to (``partitions``: count per source topic): its
+    source partition, or for a ``misrouted`` turn the one Kafka's default partitioner gives its key."""
+    count = partitions.get(letter.source_topic)
+    if letter.reason_code == MISROUTED and letter.key is not None and count:
+        return placement(letter.key, count)
+    return letter.partition
+
+
 def decode_problem(letter: DeadLetter, topic_prefix: str) -> str | None:
     """Why the letter's value would be refused again today (None: it decodes)."""
     base = letter.source_topic.removeprefix(topic_prefix)
@@ -125,7 +140,7 @@ async def replay(
     if scan.missing:
         raise ValidationError(f"no DLQ topic {scan.missing[0]}: nothing was ever dead-lettered from {topic}")
     letters = selected(scan.letters, filters)  # Step 1.
-    already = await replayed(settings, letters)  # Step 2.
+    already = await replayed(settings, letters, counts := await _counts(settings, letters))  # Step 2.
     steps = plan(letters, already, lambda d: decode_problem(d, settings.topic_prefix), force=force)  # Step 3.
     if dry_run or not any(s.action == REPLAY for s in steps):
         return steps
@@ -143,7 +158,11 @@ async def replay(
             headers = [(k, v if v is not None else b"") for k, v in letter.headers]
             headers.append((REPLAY_HEADER, step.tag.encode()))
             meta = await producer.send_and_wait(
-                letter.source_topic, letter.value, key=letter.key, partition=letter.partition, headers=headers
+                letter.source_topic,
+                letter.value,
+                key=letter.key,
+                partition=destination(letter, counts),
+                headers=headers,
             )
             out.append(Step(step.located, REPLAY, step.why, (meta.partition, meta.offset)))
             advance()
@@ -152,20 +171,40 @@ async def replay(
     return out
 
 
-async def replayed(settings: Settings, letters: Sequence[LocatedDeadLetter]) -> dict[str, tuple[int, int]]:
-    """Step 2: ``lf-replay-of`` tag → (partition, offset) of its replay, for the letters' partitions."""
+async def _counts(settings: Settings, letters: Sequence[LocatedDeadLetter]) -> dict[str, int]:
+    """The partition count of each source topic of ``letters`` (one line if a topic is gone)."""
+    topics = sorted({x.letter.source_topic for x in letters if x.letter is not None})
+    return await partition_counts(settings, topics) if topics else {}
+
+
+async def replayed(
+    settings: Settings, letters: Sequence[LocatedDeadLetter], counts: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """Step 2: ``lf-replay-of`` tag → (partition, offset) of its replay, in the partitions the
+    letters are replayed to (``destination``), from each letter's source offset on (a misrouted
+    letter's replay is in another partition: from the time it was dead-lettered on)."""
     starts: dict[TopicPartition, int] = {}
+    since: dict[TopicPartition, int] = {}  # by time (ms), for misrouted letters
     for x in letters:
-        if x.letter is not None:
-            tp = TopicPartition(x.letter.source_topic, x.letter.partition)
-            starts[tp] = min(starts.get(tp, x.letter.offset), x.letter.offset)
-    if not starts:
+        if (letter := x.letter) is None:
+            continue
+        tp = TopicPartition(letter.source_topic, destination(letter, counts))
+        if tp.partition == letter.partition:
+            starts[tp] = min(starts.get(tp, letter.offset), letter.offset)
+        else:
+            at = max(0, letter.failed_at // 1000 - CLOCK_SLACK_MS)
+            since[tp] = min(since.get(tp, at), at)
+    if not starts and not since:
         return {}
-    await partition_counts(settings, sorted({tp.topic for tp in starts}))  # one line if a topic is gone
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     found: dict[str, tuple[int, int]] = {}
     try:
+        if since:
+            ends_now = await consumer.end_offsets(list(since))
+            for tp, hit in (await consumer.offsets_for_times(since)).items():
+                offset = ends_now[tp] if hit is None else hit.offset
+                starts[tp] = min(starts.get(tp, offset), offset)
         consumer.assign(list(starts))
         ends = await consumer.end_offsets(list(starts))
         firsts = await consumer.beginning_offsets(list(starts))

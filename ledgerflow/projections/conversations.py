@@ -148,6 +148,8 @@ def decision_entry(event: Event, payload: PolicyDecision) -> str:
             "constitution_hash": payload.constitution_hash,
             "training_version": payload.training_version,
             "redactions": [[r.start, r.end] for r in payload.redactions],
+            # a step retried with its Idempotency-Key is answered from here: the same as the first
+            "signer_kid": payload.signer_kid,
         }
     ).decode()
 

@@ -26,6 +26,7 @@ from aiokafka import TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
+from ledgerflow.kafka.placement import pinned_placements
 from ledgerflow.projections import freshwrite
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.fold import Fold, FoldStats, Writes
@@ -40,6 +41,7 @@ from ledgerflow.projections.rebuild import (
     replay_consumer,
     stop_consumer,
 )
+from ledgerflow.topics import CONVERSATION_EVENTS
 
 FETCH = 10_000  # records per batch: more records per key per write, fewer writes
 
@@ -77,6 +79,7 @@ class FreshReplay:
             until = {tp: end for tp, end in until.items() if self.share(tp)}
         bases = {self.settings.topic(t): t for t in SOURCES}
         total = sum(until.values())
+        placements = await pinned_placements(self.settings, CONVERSATION_EVENTS)
         consumer = replay_consumer(self.settings)
         await consumer.start()
         pending: asyncio.Task[int] | None = None
@@ -92,7 +95,9 @@ class FreshReplay:
                 decoded: list[tuple[Event, Position]] = []
                 checkpoint: dict[str, int] = {}
                 for tp, records in got.items():
-                    decoded += projectable(tp, records, until[tp], bases[tp.topic], self.stats, checkpoint)
+                    decoded += projectable(
+                        tp, records, until[tp], bases[tp.topic], self.stats, checkpoint, placements
+                    )
                 for tp in list(remaining):
                     position = await consumer.position(tp)
                     self.read_to[tp] = min(position, until[tp])

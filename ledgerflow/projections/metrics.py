@@ -25,3 +25,7 @@ DEDUPED = Counter(
     "Records not counted again: their event (or a decision's input) was already projected",
 )
 REDIS_UP.set(1)
+MISROUTED_TURNS = Counter(
+    "ledgerflow_projector_misrouted_turns_total",
+    "Turns kept out of the read models because they are not in their conversation's partition",
+)

@@ -37,12 +37,14 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event, check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.placement import Placements, pinned_placements
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.guards import guard_complete, promote, set_guard
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.verify import integrity_problem
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost
+from ledgerflow.topics import CONVERSATION_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class ReplayStats:
     applied: int = 0
     skipped: int = 0
     undecodable: int = 0
+    misrouted: int = 0  # turns not in their conversation's partition (kafka/placement.py)
     quarantined: int = 0
     deduped: int = 0
     round_trips: int = 0
@@ -106,6 +109,7 @@ async def replay(
     total = sum(until.values())
     stats = ReplayStats()
     writer = ProjectionWriter(redis)
+    placements = await pinned_placements(settings, CONVERSATION_EVENTS)
     consumer = replay_consumer(settings)
     await consumer.start()
     try:
@@ -121,7 +125,9 @@ async def replay(
             groups: list[FencedOps] = []
             checkpoint: dict[str, int] = {}
             for tp, records in got.items():
-                groups += groups_of(tp, records, until[tp], bases[tp.topic], keys, stats, checkpoint)
+                groups += groups_of(
+                    tp, records, until[tp], bases[tp.topic], keys, stats, checkpoint, placements
+                )
             for tp in list(remaining):
                 if await consumer.position(tp) >= until[tp]:
                     remaining.discard(tp)
@@ -154,12 +160,13 @@ def groups_of(
     keys: Keys,
     stats: ReplayStats,
     checkpoint: dict[str, int],
+    placements: Placements,
 ) -> list[FencedOps]:
     """The projection's op groups of ``records`` (of ``tp``, base topic ``base``) below ``end``
     (``projectable``'s records, projected)."""
     return [
         group
-        for event, at in projectable(tp, records, end, base, stats, checkpoint)
+        for event, at in projectable(tp, records, end, base, stats, checkpoint, placements)
         for group in project(event, at, keys)
     ]
 
@@ -171,22 +178,28 @@ def projectable(
     base: str,
     stats: ReplayStats,
     checkpoint: dict[str, int],
+    placements: Placements,
 ) -> list[tuple[Event, Position]]:
     """The records of ``records`` (of ``tp``, base topic ``base``) below ``end`` that the
     projection projects, decoded, with their positions.
 
-    Records that do not decode, or decisions that fail their integrity check, are counted
-    in ``stats`` and projected as nothing — the live projector refuses the same ones;
+    Records that do not decode, turns not in their conversation's partition under
+    ``placements`` (``conversation.events``'), or decisions that fail their integrity check, are
+    counted in ``stats`` and projected as nothing — the live projector refuses the same ones;
     ``checkpoint`` records progress for all of them."""
     out: list[tuple[Event, Position]] = []
     allowed = TOPIC_TYPES[base]
     topic, partition = tp.topic, tp.partition
     cursor = f"{topic}:{partition}"
+    turns = base == CONVERSATION_EVENTS
     for rec in records:
         if rec.offset >= end:
             break
         stats.records += 1
         checkpoint[cursor] = rec.offset  # progress, decodable or not
+        if turns and not placements.belongs(rec.key, partition):
+            stats.misrouted += 1
+            continue
         try:
             event = codec.decode(rec.value or b"", allowed_types=allowed)
             check_key(event, rec.key)

@@ -11,6 +11,11 @@ Start-up sequence:
 2. Write ``server.properties`` and a log4j2 configuration into the state directory.
 3. Format the storage with ``kafka.tools.StorageTool`` (first start only).
 4. Start ``kafka.Kafka`` detached, with a pid file, and wait for its port.
+
+A state directory holds the Kafka of one layout at a time that counts: the single node's
+``kafka/``, or a cluster's ``kafka-1/`` … ``kafka-N/`` (with ``kafka-cluster-id``). Cluster
+directories of another size are state a different cluster left (its nodes were formatted for
+other voters): ``clear_foreign`` removes them before a start, once they are stopped.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
-from ledgerflow.errors import PrerequisiteMissing, StackError
+from ledgerflow.errors import PrerequisiteMissing, StackError, ValidationError
 from ledgerflow.stack.node import ServiceNode
 from ledgerflow.stack.processes import Managed, port_in_use, spawn, tail, wait_for_port
 from ledgerflow.topics import replication
@@ -39,6 +44,9 @@ START_TIMEOUT_S = 90.0
 SINGLE_HEAP = "1g"
 CLUSTER_HEAP = "512m"
 """Per broker in a cluster: three brokers, Redis, workers and edges share a 2-core/24 GiB box."""
+MAX_PORT = 65_535
+CLUSTER_ID_FILE = "kafka-cluster-id"
+_CLUSTER_DIR = re.compile(r"kafka-([1-9][0-9]{0,5})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +78,13 @@ class KafkaNode(ServiceNode):
 
     @property
     def process(self) -> Managed:
-        name = "kafka" if self.brokers == 1 else f"kafka-{self.node_id}"
-        # The trailing slash keeps "…/kafka" from matching a cluster node's "…/kafka-1".
-        return Managed(name, self.dir / "kafka.pid", (f"{JAVA_MAIN} {self.dir}/",))
+        return node_process(self.dir)
+
+
+def node_process(directory: Path) -> Managed:
+    """The broker whose files are in ``directory``, named after it (``kafka`` or ``kafka-N``)."""
+    # The trailing slash keeps "…/kafka" from matching a cluster node's "…/kafka-1".
+    return Managed(directory.name, directory / "kafka.pid", (f"{JAVA_MAIN} {directory}/",))
 
 
 def cluster(state_dir: Path, host: str, port: int, brokers: int) -> tuple[KafkaNode, ...]:
@@ -80,6 +92,80 @@ def cluster(state_dir: Path, host: str, port: int, brokers: int) -> tuple[KafkaN
     if brokers < 1:
         raise StackError(f"a Kafka cluster needs at least one broker, not {brokers}")
     return tuple(KafkaNode(state_dir, host, port + 2 * i, i + 1, brokers) for i in range(brokers))
+
+
+def port_problem(port: int, brokers: int) -> str | None:
+    """Why ``brokers`` local nodes cannot start on ``port`` (None: they can): the last node's
+    controller listens on ``port + 2(brokers - 1) + 1``, which must be a port."""
+    last = port + 2 * (brokers - 1) + 1
+    if last <= MAX_PORT:
+        return None
+    what = (
+        f"{brokers} Kafka nodes and their controllers" if brokers > 1 else "the Kafka node and its controller"
+    )
+    return (
+        f"LEDGERFLOW_KAFKA_PORT={port}: {what} would listen on {port}-{last}, past {MAX_PORT} (a controller "
+        f"takes the port after its broker's): set LEDGERFLOW_KAFKA_PORT to {MAX_PORT - (last - port)} or less"
+    )
+
+
+def check_port_range(port: int, brokers: int) -> None:
+    problem = port_problem(port, brokers)
+    if problem is not None:
+        raise ValidationError(problem)
+
+
+def cluster_dirs(names: Iterable[str]) -> list[str]:
+    """The ``kafka-N`` names among ``names`` (a state directory's entries), by N."""
+    found = [(int(m.group(1)), name) for name in names if (m := _CLUSTER_DIR.fullmatch(name))]
+    return [name for _, name in sorted(found)]
+
+
+def cluster_size(names: Iterable[str]) -> int:
+    """The size of the cluster whose directories are among ``names``: N when ``kafka-1`` …
+    ``kafka-N`` (N > 1) are there, else 1 (the single node)."""
+    present = set(cluster_dirs(names))
+    count = 0
+    while f"kafka-{count + 1}" in present:
+        count += 1
+    return count if count > 1 else 1
+
+
+def foreign_dirs(names: Iterable[str], brokers: int) -> list[str]:
+    """The ``kafka-N`` directories among ``names`` that are no state of a ``brokers``-node
+    layout: none when they are exactly ``kafka-1`` … ``kafka-<brokers>`` of a cluster, else
+    all (a node formatted for another cluster size would start with the wrong voters)."""
+    found = cluster_dirs(names)
+    wanted = [f"kafka-{i}" for i in range(1, brokers + 1)] if brokers > 1 else []
+    return [] if found == wanted else found
+
+
+def clear_foreign(nodes: tuple[KafkaNode, ...], say: Callable[[str], None]) -> None:
+    """Before starting ``nodes``: remove the stopped state of another layout (one line says so);
+    StackError if a node of another layout runs (it holds the same ports)."""
+    state_dir, brokers = nodes[0].state_dir, nodes[0].brokers
+    names = [p.name for p in state_dir.iterdir() if p.is_dir()] if state_dir.is_dir() else []
+    stale = foreign_dirs(names, brokers)
+    others = [state_dir / name for name in stale] + ([state_dir / "kafka"] if brokers > 1 else [])
+    running = [d.name for d in others if node_process(d).pid() is not None]
+    if running:
+        raise StackError(
+            f"Kafka node(s) {', '.join(running)} of {state_dir} run, another layout than the "
+            f"{brokers} node(s) asked for: `ledgerflow stack down` first (same state dir), then `stack up`"
+        )
+    if not stale:
+        return
+    for name in stale:
+        path = state_dir / name
+        if path.is_symlink():  # a link's target is not ours to delete
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    (state_dir / CLUSTER_ID_FILE).unlink(missing_ok=True)
+    say(
+        f"kafka: removed {', '.join(stale)} from {state_dir}: a stopped cluster's state, "
+        f"not of the {brokers}-node Kafka starting now"
+    )
 
 
 def cache_dir() -> Path:
@@ -166,7 +252,7 @@ def _cluster_id(node: KafkaNode) -> str:
     """A fresh id for a single node; for a cluster, one id shared by all its nodes (kept on disk)."""
     if node.brokers == 1:
         return new_cluster_id()
-    path = node.state_dir / "kafka-cluster-id"
+    path = node.state_dir / CLUSTER_ID_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(new_cluster_id() + "\n")

@@ -3,7 +3,8 @@
 ``up`` sequence:
 1. Start Redis (unless ``LEDGERFLOW_REDIS_URL`` points at one that runs) and PING it.
 2. Start Kafka (unless ``LEDGERFLOW_KAFKA_BOOTSTRAP`` points at one that runs): one node, or
-   ``--brokers N`` nodes, then wait until the cluster reports all N brokers.
+   ``--brokers N`` nodes, then wait until the cluster reports all N brokers. (Before step 1:
+   the stopped state of another layout is removed, a running one refused: ``kafka.clear_foreign``.)
 3. Create the topics (replicated as the broker count allows), then prove a real
    produce/consume round trip.
 4. Create the dev signing key and JWKS (when the edge uses the local JWKS file), and the dev
@@ -22,6 +23,7 @@ from urllib.parse import urlparse
 import redis as redis_sync
 
 from ledgerflow.config import Settings
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import InfrastructureError, StackError, ValidationError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
 from ledgerflow.redisclient import server_url, sync_client
@@ -50,13 +52,15 @@ def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | 
     ``redis-N`` directories a cluster left), else one broker and a single Redis."""
     first = settings.kafka_bootstrap.split(",")[0]
     host, _, port = first.rpartition(":")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    if not ascii_digits(port) or not 0 < int(port) < 65536:
         raise ValidationError(
             f"Kafka address {first!r} (LEDGERFLOW_KAFKA_BOOTSTRAP or --kafka) is not HOST:PORT, "
             "e.g. 127.0.0.1:19092"
         )
     url = urlparse(server_url(settings.redis_url))  # a cluster URL may name several nodes: the first
     count = brokers if brokers is not None else cluster_size(settings)
+    if not settings.kafka_external:  # the ports `stack up` would start nodes on
+        kafka_stack.check_port_range(int(port), count)
     cluster = kafka_stack.cluster(settings.state_dir, host or "127.0.0.1", int(port), count)
     try:
         redis_host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
@@ -76,11 +80,15 @@ def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | 
 
 
 def cluster_size(settings: Settings) -> int:
-    """How many brokers the last ``stack up`` in this state directory started (1 = none)."""
-    count = 0
-    while (settings.state_dir / f"kafka-{count + 1}").is_dir():
-        count += 1
-    return count if count > 1 else 1
+    """How many brokers this state directory's Kafka has: the cluster whose ``kafka-N``
+    directories are there (as last started), unless the single node runs and none of them
+    does (they are then a stopped cluster's leftovers), else 1."""
+    state = settings.state_dir
+    size = kafka_stack.cluster_size(p.name for p in state.iterdir()) if state.is_dir() else 1
+    if size > 1 and kafka_stack.node_process(state / "kafka").pid() is not None:
+        cluster_runs = any(kafka_stack.node_process(state / f"kafka-{i}").pid() for i in range(1, size + 1))
+        return size if cluster_runs else 1
+    return size
 
 
 def bootstrap(settings: Settings, n: StackNodes) -> str:
@@ -100,6 +108,8 @@ def up(
     """Bring the stack up (idempotent); return when Kafka and Redis really answer."""
     n = nodes(settings, brokers, redis_cluster)
     began = time.monotonic()
+    if not settings.kafka_external:  # before anything starts: it may refuse
+        kafka_stack.clear_foreign(n.brokers, say)
     if not settings.redis_external and n.redis_cluster:  # Step 1.
         first, last = n.redis_cluster[0], n.redis_cluster[-1]
         say(f"redis: starting a cluster of {len(n.redis_cluster)} on {first.host}:{first.port}-{last.port} …")
@@ -138,6 +148,12 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:
         for proc in stop_all(group):
             stopped.append(proc.name)
             say(f"{proc.name}: stopped")
+        for proc in group:
+            if (pid := proc.unverified_pid()) is not None:
+                say(
+                    f"{proc.name}: {proc.pid_file} names pid {pid} without a start time (an older ledgerflow "
+                    f"wrote it), so it is not signalled: if it is ours, stop it by hand (kill {pid})"
+                )
     return stopped
 
 

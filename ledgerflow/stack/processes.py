@@ -1,4 +1,11 @@
-"""Detached child processes with pid files: start, find, stop, and wait for ports."""
+"""Detached child processes with pid files: start, find, stop, and wait for ports.
+
+A pid file holds ``PID START`` (``START``: the process's start time, field 22 of
+``/proc/PID/stat``, in clock ticks since boot). A pid is ours only while a process with that
+pid *and* that start time runs: a pid recycled for another process after ours died has
+another start time, so ``stack down`` never signals it. A file without a start time (written
+by an older ledgerflow) or with anything else in it names no process of ours.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +15,101 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import StackError
+
+_START_FIELD = 22
+"""``starttime`` in proc(5)'s numbering of ``/proc/PID/stat``, whose field 3 (the state)
+is the first after the parenthesised command name."""
+
+
+@dataclass(frozen=True, slots=True)
+class PidRecord:
+    """What a pid file says: the pid and the start time of the process it was written for."""
+
+    pid: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` we use: the state letter (``Z``: a zombie) and the start time."""
+
+    state: str
+    start: int
+
+
+def parse_pid_file(text: str) -> PidRecord | None:
+    """``PID START`` (ASCII digits, pid above 0); None for anything else (empty, garbage, an
+    older pid-only file, negative or extra fields)."""
+    fields = text.split()
+    if len(fields) != 2 or not all(ascii_digits(f) for f in fields):
+        return None
+    pid, start = int(fields[0]), int(fields[1])
+    return PidRecord(pid, start) if 0 < pid < 2**31 else None
+
+
+def format_pid_file(record: PidRecord) -> str:
+    return f"{record.pid} {record.start}\n"
+
+
+def parse_stat(text: str) -> ProcStat | None:
+    """The state and start time from ``/proc/PID/stat`` text; None if it is not such a line.
+
+    The command name (field 2) is in parentheses and may itself hold spaces and ``)``: the
+    fields after it are split from the *last* ``)``.
+    """
+    head, paren, rest = text.rpartition(")")
+    fields = rest.split()
+    if not paren or "(" not in head or len(fields) < _START_FIELD - 2:
+        return None
+    start = fields[_START_FIELD - 3]
+    if not ascii_digits(start):
+        return None
+    return ProcStat(fields[0], int(start))
+
+
+def is_ours(record: PidRecord, stat: ProcStat | None) -> bool:
+    """Whether the process now at ``record.pid`` (its ``stat``; None: no such process) is the one
+    the pid file was written for, still running (a zombie has exited)."""
+    return stat is not None and stat.state != "Z" and stat.start == record.start
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    try:
+        return parse_stat(Path(f"/proc/{pid}/stat").read_text(errors="replace"))
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def read_pid_file(path: Path) -> PidRecord | None:
+    try:
+        return parse_pid_file(path.read_text(errors="replace"))
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def record(pid_file: Path, pid: int) -> None:
+    """Write ``pid_file`` for the running process ``pid`` (with its start time)."""
+    stat = read_stat(pid)
+    if stat is None:
+        raise StackError(f"process {pid} exited before its pid file {pid_file} was written")
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pid_file.with_name(pid_file.name + ".tmp")
+    tmp.write_text(format_pid_file(PidRecord(pid, stat.start)))
+    tmp.replace(pid_file)  # a reader never sees half a file
 
 
 @dataclass(frozen=True, slots=True)
 class Managed:
     """A process we started: its name, pid file and markers (one must be in its command line).
 
-    The markers guard against a recycled pid: we never signal a process that is not ours.
+    The pid file's start time tells our process from a later one given the same pid; the
+    markers also tell one state directory's services from another's.
     """
 
     name: str
@@ -28,21 +118,35 @@ class Managed:
 
     def pid(self) -> int | None:
         """The pid if the process recorded in the pid file is alive and still ours."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
+        found = read_pid_file(self.pid_file)
+        if found is None:
             return None
+        return found.pid if self._marked(found.pid, lambda: is_ours(found, read_stat(found.pid))) else None
+
+    def unverified_pid(self) -> int | None:
+        """The pid of a pid-only file (an older ledgerflow's, no start time) whose process runs
+        and carries our marker: perhaps ours, perhaps a recycled pid; never signalled."""
+        try:
+            text = self.pid_file.read_text(errors="replace").strip()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        if not ascii_digits(text) or not 0 < int(text) < 2**31:
+            return None
+        pid = int(text)
+        return pid if self._marked(pid, lambda: _alive(pid)) else None
+
+    def _marked(self, pid: int, alive: Callable[[], bool]) -> bool:
         for _ in range(3):  # a program rewriting its title (redis-server) is briefly unreadable
-            if not _alive(pid):
-                return None
+            if not alive():
+                return False
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except FileNotFoundError:
-                return None
+                return False
             if any(m.encode() in cmdline for m in self.markers):
-                return pid
+                return True
             time.sleep(0.05)
-        return None
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -52,11 +156,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+    stat = read_stat(pid)
+    return stat is not None and stat.state != "Z"
 
 
 def spawn(
@@ -78,8 +179,7 @@ def spawn(
             env=env,
             start_new_session=True,
         )
-    proc.pid_file.parent.mkdir(parents=True, exist_ok=True)
-    proc.pid_file.write_text(f"{child.pid}\n")
+    record(proc.pid_file, child.pid)  # not reaped yet: the pid cannot have been recycled
     return child.pid
 
 
@@ -94,7 +194,7 @@ def stop_all(procs: Sequence[Managed], timeout: float = 30.0) -> list[Managed]:
     quorum of its controllers still runs: one by one, the last would wait for the timeout."""
     running = [(proc, pid) for proc in procs if (pid := proc.pid()) is not None]
     for proc in procs:
-        if proc.pid() is None:
+        if proc.pid() is None and proc.unverified_pid() is None:  # the latter kept: `down` names it
             proc.pid_file.unlink(missing_ok=True)
     for _, pid in running:
         os.kill(pid, signal.SIGTERM)

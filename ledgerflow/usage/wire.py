@@ -1,7 +1,12 @@
 """Closed usage windows ↔ ``usage.windows`` records. Pure.
 
 A record's id is derived from (tenant, model, window, revision, source partition), so
-re-deriving the same window after a restart yields the same id and can be recognised.
+re-deriving the same window after a restart yields the same id and can be recognised. A
+``LateUsage`` delta is one input turn's tokens, so its id also names that turn (its
+``event_id``): two late turns of one window are two records even in the same microsecond, and a
+replay re-derives each one's id. Deltas written before that were named by the turn's
+``occurred_at`` instead (``legacy_late_id``): a replay recognises those too, so the upgrade
+writes no delta twice.
 ``producer`` names the source partition: windows are folded per input partition, and
 the read model keeps one total per (model, window, source) that a correction replaces.
 """
@@ -27,18 +32,15 @@ def source_of(producer: str) -> int | None:
     return int(number)
 
 
-def record_of(emitted: WindowClosed | LateUsage, partition: int, occurred_at: int) -> Event:
+def record_of(emitted: WindowClosed | LateUsage, partition: int, occurred_at: int, cause: str = "") -> Event:
+    """``cause``: the ``event_id`` of the turn a ``LateUsage`` counts (a delta of that turn alone)."""
     revision = emitted.revision if isinstance(emitted, WindowClosed) else -1
     correction = emitted.correction if isinstance(emitted, WindowClosed) else True
-    ident = derived_event_id(
-        "UsageWindow",
-        emitted.tenant,
-        emitted.model,
-        str(emitted.window_start),
-        str(revision),
-        str(partition),
-        str(occurred_at) if revision < 0 else "",
-    )
+    if revision < 0 and not cause:
+        raise ValueError("a LateUsage record needs the event_id of the turn it counts")
+    ident = _window_id(emitted.tenant, emitted.model, emitted.window_start, revision, partition, occurred_at)
+    if revision < 0:
+        ident = derived_event_id("LateUsage", ident, cause)
     payload = UsageWindow(
         emitted.model,
         emitted.window_start,
@@ -58,3 +60,19 @@ def record_of(emitted: WindowClosed | LateUsage, partition: int, occurred_at: in
         occurred_at_micros=occurred_at,
         event_id=ident,
     )
+
+
+def _window_id(tenant: str, model: str, start: int, revision: int, partition: int, occurred_at: int) -> str:
+    late = str(occurred_at) if revision < 0 else ""
+    return derived_event_id("UsageWindow", tenant, model, str(start), str(revision), str(partition), late)
+
+
+def legacy_late_id(record: Event) -> str | None:
+    """The id a ``LateUsage`` record had before ids named its turn (tenant, model, window, source
+    partition and ``occurred_at`` only: two late turns in one microsecond collided), or None for
+    another record."""
+    payload = record.payload
+    source = source_of(record.producer)
+    if not isinstance(payload, UsageWindow) or payload.revision >= 0 or source is None:
+        return None
+    return _window_id(record.tenant, payload.model, payload.window_start, -1, source, record.occurred_at)

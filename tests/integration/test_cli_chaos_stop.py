@@ -22,7 +22,10 @@ import pytest
 
 from ledgerflow.config import Settings, child_env
 from ledgerflow.stack import rediscluster
-from ledgerflow.stack.processes import _alive  # the stack's own test: a zombie is not alive
+from ledgerflow.stack.processes import (
+    _alive,  # the stack's own test: a zombie is not alive
+    read_pid_file,
+)
 from tests.support.redismode import redis_mode
 
 UP_WITHIN_S = 240.0
@@ -34,9 +37,8 @@ def _started(state: Path) -> dict[Path, int]:
     """pid file -> pid, for every pid file under ``state``."""
     found = {}
     for pid_file in state.rglob("*.pid"):
-        text = pid_file.read_text().strip()
-        if text.isdigit():
-            found[pid_file] = int(text)
+        if (recorded := read_pid_file(pid_file)) is not None:
+            found[pid_file] = recorded.pid
     return found
 
 

@@ -25,6 +25,7 @@ import pytest
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack.processes import read_pid_file
 from ledgerflow.stack.processes import stop as stop_process
 from tests.integration import edgekit
 from tests.support.processes import free_port, start, wait_http_ready
@@ -366,8 +367,9 @@ def test_redis_down_is_a_503_with_retry_after(
         wait_http_ready(edge, base)
         token = tokens_m("acme", "subscriber,admin")
         assert _get(base, "/v1/conversations", token).status_code == 200
-        pid = int(node.process.pid_file.read_text().strip())
-        os.kill(pid, signal.SIGKILL)
+        recorded = read_pid_file(node.process.pid_file)
+        assert recorded is not None, "the private Redis wrote no pid file"
+        os.kill(recorded.pid, signal.SIGKILL)
         for path in ("/v1/conversations", "/v1/usage", "/v1/overview"):
             resp = _get(base, path, token)
             assert resp.status_code == 503, (path, resp.text)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 from ledgerflow.audit.cli import run_audit
@@ -37,7 +38,7 @@ from tests.integration.fuzzkit import (
     turn_payload,
     wire_record,
 )
-from tests.support.processes import Process
+from tests.support.processes import Process, start
 
 TENANT = "mp-acme"
 KEY = TENANT.encode()
@@ -214,3 +215,38 @@ def test_poison_commands_are_dead_lettered_with_their_reason_and_the_agent_appli
     for p in forged_outputs:
         assert named.get((settings.topic(MODELS_AUDIT), p.partition, p.offset)) == "record.undecodable", p
     assert len(named) == len(forged_outputs), report.findings
+
+
+def wait_letters(settings: Settings, p: Planned) -> list[Any]:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        letters = asyncio.run(observe(settings, [MODELS_COMMANDS])).letters_at(settings, p)
+        if letters:
+            return letters
+        time.sleep(0.5)
+    raise AssertionError(f"no dead letter for {p.describe()}")
+
+
+def test_a_poison_command_last_in_its_partition_is_dead_lettered_once_across_a_restart(
+    settings: Settings, worker: Process, log_dir: Path
+) -> None:
+    """No outcome follows the poison, so training.audit/models.audit cannot say it was handled: the
+    next worker read it back (or had it redelivered) and dead-lettered it a second time. It now
+    finds the letter in the DLQ (``agents/commanded.py``, Step 2)."""
+    first = good("register slm-1", register("d-1"))
+    poison = bad("undecodable bytes, last in the partition", b"\x00\xffnot avro at all")
+    asyncio.run(produce(settings, [first, poison]))
+    wait_answered(settings, {"d-1"}, worker)
+    assert len(wait_letters(settings, poison)) == 1
+    assert worker.stop() == 0
+    second = start(settings, "worker-2", "worker", log_dir=log_dir)
+    try:
+        after = good("register slm-2", register("d-2", model="slm-2"))
+        asyncio.run(produce(settings, [after]))
+        answered = wait_answered(settings, {"d-1", "d-2"}, second)
+        # d-2's outcome is written after every letter of its batch (and of the recovery before it)
+        seen = asyncio.run(observe(settings, [MODELS_COMMANDS]))
+        assert [d.reason_code for d in seen.letters_at(settings, poison)] == ["not-single-object"]
+        assert [r.type for r in answered] == ["ModelRegistered", "ModelRegistered"]
+    finally:
+        second.stop()

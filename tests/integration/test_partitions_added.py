@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
-from ledgerflow.agents.layout import PROCEDURE, placement
+from ledgerflow.agents.layout import PROCEDURE
 from ledgerflow.audit.cli import audit_cli
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.kafka.logs import read_all
+from ledgerflow.kafka.placement import placement
 from ledgerflow.metrics import WORKER_METRICS_ENV
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TOPICS
 from ledgerflow.traffic import publish

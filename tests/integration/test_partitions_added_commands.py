@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ledgerflow.agents.layout import placement
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import EnableTraining, Payload, RegisterModel
 from ledgerflow.kafka.admin import ensure_topics
 from ledgerflow.kafka.logs import read_all
+from ledgerflow.kafka.placement import placement
 from ledgerflow.topics import MODELS_AUDIT, MODELS_COMMANDS, TRAINING_AUDIT, TRAINING_COMMANDS
 from tests.integration.test_partitions_added import AFTER, BEFORE, NO_METRICS, _alter, _refused
 from tests.support.processes import Process, start

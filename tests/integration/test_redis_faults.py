@@ -37,7 +37,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.stack import redis as redis_stack
-from ledgerflow.stack.processes import port_in_use
+from ledgerflow.stack.processes import port_in_use, read_pid_file
 from ledgerflow.stack.processes import stop as stop_process
 from ledgerflow.traffic import interleaved, publish
 from tests.support.processes import Process, free_port, live_keys, pipeline_settled, start
@@ -80,11 +80,8 @@ class PrivateRedis:
 def _pid(node: redis_stack.RedisNode) -> int | None:
     """The private Redis's pid: the pid file's, if that process runs and our port answers (the
     stack's own check can miss a redis-server that is rewriting its process title)."""
-    try:
-        pid = int(node.process.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _running(pid) and port_in_use(node.host, node.port) else None
+    found = read_pid_file(node.process.pid_file)
+    return found.pid if found and _running(found.pid) and port_in_use(node.host, node.port) else None
 
 
 def _running(pid: int) -> bool:

@@ -253,6 +253,22 @@ async def publish_slowly(
             await asyncio.sleep(pause)
 
 
+def big_turns(conv: str, count: int) -> list[Event]:
+    """``count`` user turns of tenant acme in ``conv``, 2 KB each (large frames fill socket buffers fast)."""
+    now = time.time_ns() // 1000
+    return [
+        new_event(
+            "MessageSubmitted",
+            tenant="acme",
+            subject=conv,
+            producer="test",
+            occurred_at_micros=now + i,
+            payload=MessageSubmitted(f"t{i}", "user", "x" * 2000, "slm-1", None),
+        )
+        for i in range(count)
+    ]
+
+
 def _conversations(events: list[Event], tenant: str) -> list[str]:
     """The tenant's conversations, longest first."""
     counts = Counter(e.subject for e in events if e.tenant == tenant)
@@ -521,19 +537,7 @@ def test_subscriber_that_does_not_read_gets_overflow_and_resumes_without_gap(
 ) -> None:
     token = tokens("acme", "subscriber")
     conv = f"conv-{uuid.uuid4().hex[:8]}"
-    big = "x" * 2000  # large frames fill the socket buffers quickly
-    now = time.time_ns() // 1000
-    events = [
-        new_event(
-            "MessageSubmitted",
-            tenant="acme",
-            subject=conv,
-            producer="test",
-            occurred_at_micros=now + i,
-            payload=MessageSubmitted(f"t{i}", "user", big, "slm-1", None),
-        )
-        for i in range(1500)
-    ]
+    events = big_turns(conv, 1500)
     path = f"/v1/conversation/stream?conversation_id={conv}"
 
     async def scenario(edge: Edge) -> tuple[list[SseEvent], list[SseEvent]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from ledgerflow.kafka.admin import ensure_topics, partition_counts, round_trip
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import manage
 from ledgerflow.stack import redis as redis_stack
-from ledgerflow.stack.processes import Managed, stop
+from ledgerflow.stack.processes import Managed, read_pid_file, record, stop
 from ledgerflow.topics import POLICY_RULES, TopicSpec, all_topics
 from tests.support.privatestack import free_port_pair
 
@@ -221,9 +222,48 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _pid_file(tmp_path: Path, pid: int) -> Path:
+    """A pid file written for the running process ``pid`` (its start time included)."""
     path = tmp_path / "svc.pid"
-    path.write_text(f"{pid}\n")
+    record(path, pid)
     return path
+
+
+@pytest.fixture
+def namesake() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated `sleep` whose command line carries the demo's worker marker ("ledgerflow"),
+    as a process given a recycled pid may."""
+    proc = subprocess.Popen(["ledgerflow-namesake", "120"], executable=shutil.which("sleep"))
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["{pid}\n", "{pid} {earlier}\n", "{pid} 0\n"],
+    ids=["pid-only-of-an-older-ledgerflow", "recycled-pid", "start-0"],
+)
+def test_a_pid_file_not_written_for_the_process_now_at_its_pid_names_none(
+    tmp_path: Path, namesake: subprocess.Popen[bytes], written: str
+) -> None:
+    """Same pid, our marker, but no or another start time: the file was written for an earlier
+    process at that pid (or by an older ledgerflow, which recorded none: then the markers alone
+    let `stack down` signal whatever ran there)."""
+    path = _pid_file(tmp_path, namesake.pid)
+    assert Managed("worker", path, ("ledgerflow",)).pid() == namesake.pid  # the real record is ours
+    found = read_pid_file(path)
+    assert found is not None
+    path.write_text(written.format(pid=namesake.pid, earlier=found.start - 1))
+    proc = Managed("worker", path, ("ledgerflow",))
+    assert proc.pid() is None
+    pid_only = written == "{pid}\n"
+    assert proc.unverified_pid() == (namesake.pid if pid_only else None)  # what `stack down` names
+    assert Managed("worker", path, ("kafka.Kafka",)).unverified_pid() is None  # without our marker
+    assert stop(proc, timeout=1.0) is False
+    time.sleep(0.2)
+    assert namesake.poll() is None
+    assert path.exists() is pid_only  # kept only while `stack down` has something to say about it
 
 
 def test_pid_of_a_live_process_without_the_marker_is_none(tmp_path: Path, sleeper: subprocess.Popen) -> None:
@@ -254,12 +294,16 @@ def test_pid_of_an_exited_or_zombie_process_is_none(tmp_path: Path, sleeper: sub
     assert proc.pid() is None
 
 
-@pytest.mark.parametrize("content", [None, "", "not-a-pid\n"])
+@pytest.mark.parametrize(
+    "content", [None, "", "not-a-pid\n", "1 2 3\n", "\x00\xff", "-1 5\n", "1\n", "9" * 5000]
+)
 def test_pid_of_a_missing_or_garbled_pid_file_is_none(tmp_path: Path, content: str | None) -> None:
     path = tmp_path / "svc.pid"
     if content is not None:
         path.write_text(content)
-    assert Managed("x", path, ("anything",)).pid() is None
+    proc = Managed("x", path, ("anything",))
+    assert proc.pid() is None and proc.unverified_pid() is None
+    assert stop(proc, timeout=1.0) is False
 
 
 def test_start_returns_our_already_running_process_instead_of_starting_another(
@@ -280,7 +324,7 @@ def test_start_returns_our_already_running_process_instead_of_starting_another(
     )
     try:
         node.dir.mkdir(parents=True)
-        node.process.pid_file.write_text(f"{ours.pid}\n")
+        record(node.process.pid_file, ours.pid)
         assert kafka_stack.start(node) == ours.pid
         assert stop(node.process, timeout=5.0) is True
         assert ours.wait(timeout=5) is not None
@@ -297,3 +341,58 @@ def test_ensure_topics_reports_a_topic_the_broker_refused_instead_of_waiting_for
         asyncio.run(ensure_topics(settings, (bogus,)))
     assert asyncio.run(ensure_topics(settings, (TopicSpec("accepted", 1),))) == [settings.topic("accepted")]
     asyncio.run(_delete_topics(settings, [settings.topic("accepted")]))
+
+
+def test_a_single_node_running_beside_a_stopped_clusters_directories_is_what_the_state_dir_has(
+    tmp_path: Path,
+) -> None:
+    """`stack status`, `down` and `demo` take the layout from here when --brokers is not given:
+    the stale kafka-1 … kafka-3 of an earlier cluster made them describe that stopped cluster
+    (kafka pid null) while the single node ran."""
+    settings = Settings(state_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{free_port_pair()}")
+    for i in (1, 2, 3):
+        (tmp_path / f"kafka-{i}").mkdir()
+    assert manage.cluster_size(settings) == 3  # nothing runs: as last started
+    single = _stand_in(tmp_path / "kafka")
+    cluster_node = None
+    try:
+        assert manage.cluster_size(settings) == 1
+        assert manage.nodes(settings).kafka.process.pid() == single.pid
+        cluster_node = _stand_in(tmp_path / "kafka-2")
+        assert manage.cluster_size(settings) == 3  # a cluster node runs too: the cluster's, as before
+    finally:
+        for proc in (single, cluster_node):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+def _stand_in(node_dir: Path) -> subprocess.Popen[bytes]:
+    """A process carrying the broker's marker for ``node_dir``, recorded in its pid file."""
+    proc = subprocess.Popen(
+        [f"{kafka_stack.JAVA_MAIN} {node_dir}/server.properties", "120"], executable=shutil.which("sleep")
+    )
+    node_dir.mkdir(exist_ok=True)
+    record(node_dir / "kafka.pid", proc.pid)
+    return proc
+
+
+def test_clearing_a_stopped_clusters_state_removes_a_linked_directory_but_not_its_target(
+    tmp_path: Path,
+) -> None:
+    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
+    (state / "kafka-1" / "data").mkdir(parents=True)
+    (elsewhere / "data").mkdir(parents=True)
+    (elsewhere / "data" / "keep").write_text("not the stack's\n")
+    (state / "kafka-2").symlink_to(elsewhere, target_is_directory=True)
+    (state / "kafka-cluster-id").write_text("AAAAAAAAAAAAAAAAAAAAAA\n")
+    said: list[str] = []
+    kafka_stack.clear_foreign(kafka_stack.cluster(state, "127.0.0.1", free_port_pair(), 1), said.append)
+    assert sorted(p.name for p in state.iterdir()) == []
+    assert (elsewhere / "data" / "keep").read_text() == "not the stack's\n"
+    assert said == [
+        f"kafka: removed kafka-1, kafka-2 from {state}: a stopped cluster's state, "
+        "not of the 1-node Kafka starting now"
+    ]
+    kafka_stack.clear_foreign(kafka_stack.cluster(state, "127.0.0.1", free_port_pair(), 1), said.append)
+    assert len(said) == 1  # nothing left to remove: nothing said

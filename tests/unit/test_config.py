@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ledgerflow.config import DEFAULT_HTTP, DEFAULT_KAFKA, DEFAULT_REDIS, Settings, load_settings
+from ledgerflow.config import (
+    DEFAULT_HTTP,
+    DEFAULT_KAFKA,
+    DEFAULT_REDIS,
+    Settings,
+    load_settings,
+    metrics_address,
+)
 
 
 def test_empty_environment_gives_the_local_stack_defaults(
@@ -110,3 +117,40 @@ def test_a_port_that_is_not_ascii_digits_is_one_line_naming_the_variable(port: s
         load_settings({"LEDGERFLOW_KAFKA_PORT": port})
     with pytest.raises(ValueError, match="^LEDGERFLOW_HTTP=.* is not HOST:PORT"):
         load_settings({"LEDGERFLOW_HTTP": f"127.0.0.1:{port}"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "garbage",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":8701",
+        "127.0.0.1:abc",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "h:²",
+        "h:-1",
+    ],
+)
+def test_a_worker_metrics_address_that_is_not_host_port_or_off_is_refused_up_front(value: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"^LEDGERFLOW_WORKER_METRICS=.* is not HOST:PORT \(port 1-65535\) or off"
+    ):
+        load_settings({"LEDGERFLOW_WORKER_METRICS": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("", None),
+        ("off", None),
+        ("OFF", None),
+        (" none ", None),
+        ("127.0.0.1:8701", "127.0.0.1:8701"),
+        ("[::1]:9", "[::1]:9"),
+    ],
+)
+def test_a_worker_metrics_address_or_off_is_accepted(value: str, address: str | None) -> None:
+    load_settings({"LEDGERFLOW_WORKER_METRICS": value})
+    assert metrics_address(value, "LEDGERFLOW_WORKER_METRICS") == address

@@ -288,3 +288,19 @@ def test_dead_letters_doc_code_blocks_run_and_repair_makes_a_decodable_record() 
     fixed = namespace["repair"](poison, occurred_at=T0)  # type: ignore[operator]
     event = codec.decode(fixed)
     assert (event.occurred_at, event.event_id, event.payload.content) == (T0, record["event_id"], "hi")
+
+
+def test_a_misrouted_turn_is_replayed_where_its_key_belongs_and_any_other_letter_where_it_was() -> None:
+    from ledgerflow.dlq.replay import destination
+    from ledgerflow.kafka.placement import placement
+
+    counts = {"p.conversation.events": 6}
+    misrouted = _letter(code="misrouted", key=b"conv-2").letter  # belongs in 4 of 6
+    other = _letter(code="truncated", key=b"conv-1").letter
+    assert misrouted is not None and other is not None
+    assert destination(misrouted, counts) == placement(b"conv-2", 6) == 4 != misrouted.partition
+    assert destination(other, counts) == other.partition == 2
+    # Hostile: an unkeyed misrouted letter, or a topic whose count is unknown: where it was.
+    unkeyed = _letter(code="misrouted", key=None).letter
+    assert unkeyed is not None and destination(unkeyed, counts) == 2
+    assert destination(misrouted, {}) == 2

@@ -11,6 +11,7 @@ import itertools
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from io import BytesIO
 
@@ -300,13 +301,23 @@ class Reference:
 
 
 class Letters:
-    """The dead-letter sink: a list."""
+    """The dead-letter sink and its DLQ: a list; ``fail_reads`` plays a DLQ that cannot be read."""
 
     def __init__(self) -> None:
         self.sent: list[DeadLetter] = []
+        self.fail_reads = False
 
     async def send_all(self, letters: Sequence[DeadLetter]) -> None:
         self.sent.extend(letters)
+
+    async def dead_lettered(self, source_topic: str, partitions: AbstractSet[int]) -> dict[int, set[int]]:
+        if self.fail_reads:
+            raise InfrastructureError("the DLQ cannot be read")
+        found: dict[int, set[int]] = {p: set() for p in partitions}
+        for letter in self.sent:
+            if letter.source_topic == source_topic and letter.partition in found:
+                found[letter.partition].add(letter.offset)
+        return found
 
 
 def retry_after_failed_write(

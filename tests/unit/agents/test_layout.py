@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 
 from ledgerflow.agents.layout import (
-    MARK,
     PROCEDURE,
-    Layout,
     PartitionGuard,
     changed,
     misplaced,
-    placement,
     uneven,
 )
 from ledgerflow.agents.policy import PolicyAgent, Ports
 from ledgerflow.api.hub import partition_for
 from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.kafka.placement import MARK, Layout, placement
 from tests.unit.agents.memory import HeadStore, InputTopic, Letters, OutputTopic, Record, Reference, turn
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
@@ -85,12 +84,23 @@ def test_a_record_where_its_key_does_not_belong_or_beyond_the_pinned_partitions_
 
 
 class World:
-    """A guarded policy agent on in-memory ports, three partitions pinned."""
+    """A guarded policy agent on in-memory ports, three partitions pinned; the topic has ``now``
+    partitions (None: the guard cannot ask, as for tenant commands)."""
 
-    def __init__(self) -> None:
-        self.inputs, self.output = InputTopic(), OutputTopic()
-        ports = Ports(HeadStore(), self.output, self.inputs, Reference(), Letters())
-        self.agent = PolicyAgent(SETTINGS, ports, guard=PartitionGuard(3, _refuse))
+    def __init__(self, now: int | Exception | None = 5) -> None:
+        self.inputs, self.output, self.letters = InputTopic(), OutputTopic(), Letters()
+        self.asked = 0
+        ports = Ports(HeadStore(), self.output, self.inputs, Reference(), self.letters)
+
+        async def count() -> int:
+            self.asked += 1
+            if isinstance(now, Exception):
+                raise now
+            assert now is not None
+            return now
+
+        guard = PartitionGuard(3, _refuse, None if now is None else count)
+        self.agent = PolicyAgent(SETTINGS, ports, guard=guard)
 
     def handle(self, records: list[Record]) -> None:
         asyncio.run(self.agent.handle(records))
@@ -99,10 +109,11 @@ class World:
         return sum(len(log) for log in self.output.partitions.values())
 
 
-def test_a_moved_conversations_first_turn_in_its_new_partition_is_refused_before_anything_is_written() -> (
-    None
-):
-    world = World()
+@pytest.mark.parametrize("now", [5, None], ids=["partitions-added", "count-unknown"])
+def test_a_moved_conversations_first_turn_in_its_new_partition_is_refused_before_anything_is_written(
+    now: int | None,
+) -> None:
+    world = World(now)
     conv = _key_in(0, 3, moved_to=2)  # three partitions: 0; five: 2
     world.handle([world.inputs.add(0, turn(conv, n)) for n in (1, 2)])
     assert world.written() == 2
@@ -112,6 +123,41 @@ def test_a_moved_conversations_first_turn_in_its_new_partition_is_refused_before
     with pytest.raises(Refused, match=r"conversation\.events\[2\]@1 .* not in partition 0 of the 3"):
         world.handle(batch)
     assert world.written() == 2  # not even the well-placed turn of the same batch
+
+
+def test_a_turn_misrouted_by_its_producer_is_dead_lettered_and_the_rest_of_its_batch_decided() -> None:
+    world = World(now=3)  # the topic still has the pinned count: no partitions were added
+    conv, other = _key_in(0, 3), _key_in(2, 3)
+    new = next(k for n in range(1000) if placement((k := f"new-{n}").encode(), 3) == 0)
+    world.handle([world.inputs.add(0, turn(conv, 1))])
+    # A producer with another partitioner puts a turn of ``conv`` and the first turn of ``new``
+    # (both belong in 0) in partition 2, between two well-placed turns of ``other``.
+    batch = [
+        world.inputs.add(2, turn(other, 1)),
+        world.inputs.add(2, turn(conv, 2)),
+        world.inputs.add(2, turn(new, 1)),
+        world.inputs.add(2, turn(other, 2)),
+    ]
+    world.handle(batch)
+    assert world.asked == 1  # the count is asked once per batch, not per record
+    assert len(world.output.partitions[2]) == 2  # both turns of ``other``
+    assert [(d.partition, d.offset) for d in world.letters.sent] == [(2, 1), (2, 2)]
+    for letter in world.letters.sent:
+        assert (
+            letter.reason.startswith("misrouted: key ")
+            and "belongs in partition 0 of 3, not 2" in letter.reason
+        )
+    # The partition goes on: a misrouted turn stops nothing.
+    world.handle([world.inputs.add(2, turn(other, 3))])
+    assert len(world.output.partitions[2]) == 3
+
+
+def test_a_misplaced_turn_whose_topic_cannot_be_asked_leaves_its_batch_to_be_tried_again() -> None:
+    world = World(now=InfrastructureError("Kafka: the partition counts of conversation.events: timed out"))
+    batch = [world.inputs.add(2, turn(_key_in(2, 3), 1)), world.inputs.add(2, turn(_key_in(0, 3), 1))]
+    with pytest.raises(InfrastructureError, match="timed out"):
+        world.handle(batch)
+    assert world.written() == 0 and world.letters.sent == []  # nothing of it written; retried whole
 
 
 def test_a_batch_from_a_partition_beyond_the_pinned_ones_is_refused_before_recovery() -> None:

@@ -152,3 +152,13 @@ def test_a_record_that_is_no_transition_does_not_stop_the_recovery() -> None:
     w.restart()
     w.feed(register(2, model="slm-2"))
     assert [r.type for r in w.log()][-1] == "ModelRegistered"
+
+
+def test_a_poison_command_is_dead_lettered_once_by_a_new_owner_that_reads_it_back() -> None:
+    world = Registry()
+    world.feed(register(1))
+    asyncio.run(world.agent.handle([world.commands.append(0, b"\xc3\x01garbage", b"acme")]))
+    world.restart()
+    world.feed(switch(3, False))  # the group committed past the poison: Step 2 reads it back
+    assert [(d.source_topic, d.offset) for d in world.letters.sent] == [("models.commands", 1)]
+    assert [r.type for r in world.log()] == ["ModelRegistered", "ModelDisabled"]

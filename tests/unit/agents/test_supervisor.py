@@ -52,3 +52,12 @@ def test_fewer_than_one_process_is_a_usage_error(n: int) -> None:
 def test_one_or_more_processes_are_accepted() -> None:
     assert check_processes(1) == 1
     assert check_processes(8) == 8
+
+
+def test_children_whose_metrics_ports_would_pass_65535_are_refused_in_one_line() -> None:
+    assert check_processes(4, "127.0.0.1:65532") == 4  # 65532 … 65535
+    assert check_processes(4, None) == 4  # metrics off: no ports
+    with pytest.raises(
+        ValidationError, match=r"^--processes 5: .* from 65532 past 65535; .* at most 65531, or off$"
+    ):
+        check_processes(5, "127.0.0.1:65532")

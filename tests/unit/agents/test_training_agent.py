@@ -7,6 +7,7 @@ integration-tested (test_training_and_usage, test_poison_records, test_fuzz_topi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import TrainingEnabled, TrainingRejected
+from ledgerflow.errors import InfrastructureError
+from ledgerflow.training import fold
+from ledgerflow.training.wire import event_of
 from tests.unit.agents.memory import (
     T0,
     InputTopic,
@@ -229,3 +233,126 @@ def test_an_undecodable_audit_record_is_skipped_when_a_new_owner_recovers() -> N
     records = [codec.decode(w.value) for w in world.output.partitions[0] if w.offset != 1]
     assert [r.type for r in records] == ["TrainingEnabled", "TrainingDisabled"]
     assert chained(records)
+
+
+def test_a_new_owner_whose_clock_is_behind_never_stamps_a_tenant_back_in_time() -> None:
+    """After a rebalance the new owner's wall clock was 5 s behind the old one's: it stamped the
+    disable before the enable it ended, a history the aggregate refuses (``training.illegal``)."""
+    world = World()
+    world.handle(world.send(command(1), command(2, "globex")))
+    world.agent = world.new_agent()
+    world.now -= 5 * SECOND
+    world.handle(world.send(command(3, enable=False), command(4, enable=False), command(5, "initech")))
+    world.now -= 3600 * SECOND  # and an hour further back: refusals are stamped forward too
+    world.handle(world.send(command(6, enable=False)))
+    records = world.output.decisions(0)
+    acme = [r.occurred_at for r in records if r.tenant == "acme"]
+    assert acme == [T0 + 10 * SECOND, T0 + 10 * SECOND + 1, T0 + 10 * SECOND + 2, T0 + 10 * SECOND + 3]
+    assert [r.type for r in records if r.tenant == "acme"] == [
+        "TrainingEnabled",
+        "TrainingDisabled",
+        "TrainingRejected",
+        "TrainingRejected",
+    ]
+    assert fold([event_of(r) for r in records if r.tenant == "acme"]).version == 2  # a legal history
+    initech = [r.occurred_at for r in records if r.tenant == "initech"]
+    assert initech == [T0 + 5 * SECOND], "another tenant's stamps do not push this one's"
+
+
+def test_an_expiry_after_the_clock_went_back_is_stamped_after_the_enable() -> None:
+    world = World()
+    world.handle(world.send(command(1, ttl=60)))
+    world.agent.revoke({0})
+    world.now += 61 * SECOND
+    asyncio.run(world.agent.tick({0}))
+    world.handle(world.send(command(2, ttl=60)))
+    world.now -= 3600 * SECOND  # an NTP step back within one owner
+    world.handle(world.send(command(3, enable=False)))
+    records = world.output.decisions(0)
+    assert [r.type for r in records] == [
+        "TrainingEnabled",
+        "TrainingExpired",
+        "TrainingEnabled",
+        "TrainingDisabled",
+    ]
+    stamps = [r.occurred_at for r in records]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 4
+    assert fold([event_of(r) for r in records]).version == 4
+
+
+def test_a_crash_between_the_dead_letters_and_the_outcomes_dead_letters_nothing_twice() -> None:
+    """The batch's dead letters were acknowledged, then its outcome write failed: the retry
+    recovered the partition from training.audit, which holds nothing of a poison command, and
+    dead-lettered it again."""
+    world = World()
+    poison = world.inputs.append(0, b"\xc3\x01garbage", b"acme")
+    retry_after_failed_write(
+        world.output, world.handle, world.agent.revoke, [poison, *world.send(command(1))]
+    )
+    assert [(d.partition, d.offset) for d in world.letters.sent] == [(0, 0)]
+    assert world.outcomes() == [("TrainingEnabled", "acme")]
+
+
+@pytest.mark.parametrize("how", ["restart", "rebalance"])
+def test_a_partitions_last_poison_commands_are_dead_lettered_once_by_the_next_owner(how: str) -> None:
+    """Poison last in the partition: no outcome after it says it was handled, so the next owner
+    read it back with the commands the group passed (Step 2) and dead-lettered it again."""
+    world = World()
+    world.handle([*world.send(command(1)), world.inputs.append(0, b"\xc3\x01garbage", b"acme")])
+    world.handle([world.inputs.append(0, b"", b"acme")])
+    if how == "restart":
+        world.agent = world.new_agent()
+    else:
+        world.agent.revoke({0})
+    world.handle(world.send(command(4, enable=False)))  # the group committed past the poison
+    assert [d.offset for d in world.letters.sent] == [1, 2]
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingDisabled"]
+
+
+def test_letters_of_another_partition_or_topic_do_not_hide_a_poison_command() -> None:
+    world = World()
+    other_partition = world.inputs.append(1, b"\xc3\x01garbage", b"globex")
+    world.handle([other_partition])
+    # the same position (partition 0, offset 0) in another topic's DLQ letters
+    world.letters.sent.append(
+        dataclasses.replace(world.letters.sent[0], source_topic="x.training.commands", partition=0)
+    )
+    world.agent = world.new_agent()
+    poison = world.inputs.append(0, b"\xc3\x01garbage", b"acme")
+    world.handle([poison, *world.send(command(2))])
+    assert [(d.source_topic, d.partition, d.offset) for d in world.letters.sent[2:]] == [
+        ("training.commands", 0, 0)
+    ]
+    assert world.outcomes() == [("TrainingEnabled", "acme")]
+
+
+def test_a_dlq_that_cannot_be_read_holds_the_batch_back_until_it_can() -> None:
+    world = World()
+    world.handle([world.inputs.append(0, b"\xc3\x01garbage", b"acme")])
+    world.agent = world.new_agent()
+    world.letters.fail_reads = True
+    batch = world.send(command(2))
+    with pytest.raises(InfrastructureError):
+        world.handle(batch)
+    assert world.outcomes() == [] and len(world.letters.sent) == 1, "nothing decided on a guess"
+    world.agent.revoke({0})
+    world.letters.fail_reads = False
+    world.handle(batch)
+    assert len(world.letters.sent) == 1
+    assert world.outcomes() == [("TrainingEnabled", "acme")]
+
+
+def test_an_outcome_written_from_outside_stamped_far_ahead_does_not_drag_the_tenants_stamps() -> None:
+    """A refusal (it applies to any state) stamped in 2199: followed, every later outcome of the
+    tenant, an enable's deadline included, would be stamped there."""
+    world = World()
+    world.handle(world.send(command(1, ttl=60), command(2, ttl=60)))  # the second: already enabled
+    written = world.output.partitions[0][1]
+    refusal = codec.decode(written.value)
+    assert refusal.type == "TrainingRejected"
+    far = dataclasses.replace(refusal, occurred_at=7_226_582_400_000_000)
+    world.output.partitions[0][1] = Written(1, codec.encode(far), written.input_offset)
+    world.agent = world.new_agent()
+    world.handle(world.send(command(3, enable=False)))
+    disabled = world.output.decisions(0)[2]
+    assert (disabled.type, disabled.occurred_at) == ("TrainingDisabled", world.now)

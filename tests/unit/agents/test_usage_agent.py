@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from pathlib import Path
 
 import pytest
 
-from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent
+from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent, WindowSizeChanged
 from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainVerifier, Located
 from ledgerflow.contracts.events import MAX_TOKENS, Event
 from ledgerflow.contracts.payloads import UsageWindow
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.policy.wire import chain_key
 from ledgerflow.usage.windows import WindowConfig, window_bounds
+from ledgerflow.usage.wire import legacy_late_id
 from tests.unit.agents.memory import T0, InputTopic, KeyedTopic, Letters, Record, chained, turn, unvalidated
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
@@ -224,3 +227,101 @@ def test_a_late_turn_after_a_restart_gets_the_next_revision() -> None:
         (e.payload.revision, e.payload.tokens) for e in w.windows.events() if e.payload.window_start == START
     )
     assert ours == [(0, 10), (1, 30), (2, 430)], ours
+
+
+PAST_RETENTION = (CONFIG.retention_micros + CONFIG.lateness_micros) // SECOND + 70  # START's window forgotten
+
+
+def late_deltas(world: World) -> list[tuple[str, int]]:
+    """(event id, tokens) of each ``LateUsage`` written (revision -1), in log order."""
+    found = []
+    for record in world.windows.events():
+        p = record.payload
+        assert isinstance(p, UsageWindow)
+        if p.revision < 0:
+            found.append((record.event_id, p.tokens))
+    return found
+
+
+def test_two_late_turns_in_the_same_microsecond_are_two_deltas_also_after_a_restart() -> None:
+    """Both turns are past retention, for one window, at one ``occurred_at``: their ``LateUsage``
+    ids were derived from (tenant, model, window, partition, occurred_at) alone, so the second was
+    taken for the first one written and its 7 tokens were lost."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2)))
+    world.handle(world.send(at(5, 3, tokens=4), at(5, 4, tokens=7)))
+    world.handle(world.send(at(5, 5, tokens=2)))
+    deltas = late_deltas(world)
+    assert sorted(tokens for _, tokens in deltas) == [2, 4, 7]
+    assert len({ident for ident, _ in deltas}) == 3
+    world.agent = world.new_agent()  # a replay re-derives the same ids: nothing written twice
+    world.handle(world.send(at(PAST_RETENTION + 1, 6)))
+    assert late_deltas(world) == deltas
+    assert chained(world.windows.events(), key=chain_key)
+
+
+def test_a_late_turn_delivered_again_after_a_restart_is_one_delta() -> None:
+    world = World()
+    late = at(5, 3, tokens=4)
+    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2), late))
+    world.agent = world.new_agent()  # the new owner's dedupe window is empty: the id recognises it
+    world.handle(world.send(late))
+    assert [tokens for _, tokens in late_deltas(world)] == [4]
+
+
+def test_a_delta_written_under_its_old_id_is_not_written_again_by_a_replay() -> None:
+    """A ``LateUsage`` written before ids named the turn: the re-fold after the upgrade derives a
+    new id for it, and recognises the old one (``legacy_late_id``) instead of counting it twice."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2), at(5, 3, tokens=4)))
+    (log,) = [log for log in world.windows.partitions.values() if log]
+    for i, raw in enumerate(log):
+        event = codec.decode(raw.value or b"")
+        legacy = legacy_late_id(event)
+        if legacy is not None:  # as the old code wrote it
+            log[i] = dataclasses.replace(raw, value=codec.encode(dataclasses.replace(event, event_id=legacy)))
+    world.agent = world.new_agent()
+    world.handle(world.send(at(PAST_RETENTION + 1, 4)))
+    assert [tokens for _, tokens in late_deltas(world)] == [4]
+
+
+def test_a_changed_window_size_is_refused_before_anything_is_written_again() -> None:
+    """The windows were written 60 s wide; the worker restarted with 30 s windows and re-folded
+    the partition: the same turns written again under new windows, counted twice downstream."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(2, 2, "globex"), at(CLOSER, 3)))
+    before = list(world.windows.events())
+    refused: list[str] = []
+    ports = Ports(world.inputs, world.windows, world.letters)
+    world.agent = UsageAgent(
+        SETTINGS, ports, WindowConfig(size_micros=30 * SECOND), clock=lambda: world.now, refuse=refused.append
+    )
+    with pytest.raises(WindowSizeChanged, match="is 30 s but usage.windows holds windows of 60 s"):
+        world.handle(world.send(at(CLOSER + 100, 4)))
+    asyncio.run(world.agent.tick())
+    assert world.windows.events() == before
+    assert len(refused) == 1 and "LEDGERFLOW_USAGE_WINDOW_S" in refused[0]
+    world.agent = world.new_agent()  # set back: the history is recognised, nothing written twice
+    world.handle(world.send(at(CLOSER + 100, 5)))
+    assert [t for t in world.totals() if t[1] == START] == [
+        ("acme", START, 3, 1, False),
+        ("globex", START, 3, 1, False),
+    ]
+
+
+def test_a_record_of_another_producer_names_no_size() -> None:
+    """Written from outside (the audit reports it): it does not stop the agent."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))
+    (log,) = [log for log in world.windows.partitions.values() if log]
+    event = codec.decode(log[0].value or b"")
+    forged = dataclasses.replace(
+        event,
+        event_id=str(uuid.uuid4()),
+        producer="someone-else",
+        payload=dataclasses.replace(event.payload, window_end=START + 1),
+    )
+    log.append(dataclasses.replace(log[0], offset=len(log), value=codec.encode(forged)))
+    world.agent = world.new_agent()
+    world.handle(world.send(at(CLOSER + 1, 3)))
+    assert world.totals()[0] == ("acme", START, 3, 1, False)

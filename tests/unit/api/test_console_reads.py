@@ -34,7 +34,7 @@ from ledgerflow.projections.keys import Keys
 T0 = 1_764_460_150_123_456
 
 
-@pytest.mark.parametrize("raw", ["0", "201", "-1", "1.5", "ten", "", "٣"])
+@pytest.mark.parametrize("raw", ["0", "201", "-1", "1.5", "ten", "", "٣", "²", " 5", "1_0", "9" * 5000])
 def test_limit_outside_1_to_max_is_refused(raw: str) -> None:
     with pytest.raises(ValidationError, match="limit"):
         parse_limit(raw, default=50, maximum=200)

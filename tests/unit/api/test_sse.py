@@ -59,7 +59,7 @@ def test_parser_follows_whatwg_rules_for_comments_and_multiline_data() -> None:
 
 
 def test_sse_knobs_default_without_environment() -> None:
-    assert SseKnobs.from_env({}) == SseKnobs(15.0, 1000, 30.0)
+    assert SseKnobs.from_env({}) == SseKnobs(15.0, 1000, 30.0, 15.0, 32)
 
 
 def test_sse_knobs_are_read_from_the_environment() -> None:
@@ -67,8 +67,10 @@ def test_sse_knobs_are_read_from_the_environment() -> None:
         "LEDGERFLOW_SSE_HEARTBEAT_S": "0.5",
         "LEDGERFLOW_SSE_QUEUE": "10",
         "LEDGERFLOW_SSE_REAUTH_BEFORE_S": "2",
+        "LEDGERFLOW_SSE_CATCH_UP_STALL_S": "3",
+        "LEDGERFLOW_SSE_CATCH_UP_SLOTS": "1",
     }
-    assert SseKnobs.from_env(env) == SseKnobs(0.5, 10, 2.0)
+    assert SseKnobs.from_env(env) == SseKnobs(0.5, 10, 2.0, 3.0, 1)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,9 @@ def test_sse_knobs_are_read_from_the_environment() -> None:
         {"LEDGERFLOW_SSE_HEARTBEAT_S": "-1"},
         {"LEDGERFLOW_SSE_HEARTBEAT_S": "nan"},  # was accepted: nan is not below the minimum
         {"LEDGERFLOW_SSE_REAUTH_BEFORE_S": "inf"},  # was accepted
+        {"LEDGERFLOW_SSE_CATCH_UP_STALL_S": "0"},  # a catch-up would give up before its first read
+        {"LEDGERFLOW_SSE_CATCH_UP_STALL_S": "inf"},  # the silent catch-up this bound is there to end
+        {"LEDGERFLOW_SSE_CATCH_UP_SLOTS": "0"},  # no stream could ever catch up
     ],
 )
 def test_bad_sse_knob_is_refused_naming_the_variable(env: dict[str, str]) -> None:

@@ -72,7 +72,8 @@ def test_never_looser_than_fastavro_on_damaged_bytes(
         ours = compile_reader(entry.wire)(bad, 0)
     except AvroError:
         return
-    assert ours == _fastavro_read(entry, bad)
+    # repr: a flipped byte can make a double NaN, and NaN != NaN (two equal reads compared unequal).
+    assert repr(ours) == repr(_fastavro_read(entry, bad))
 
 
 @pytest.mark.parametrize("entry", OLDER, ids=[e.file_name for e in OLDER])

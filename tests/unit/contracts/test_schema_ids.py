@@ -30,7 +30,7 @@ def test_every_version_has_a_subject_version_and_a_unique_nonzero_id_from_its_fi
         if entry.alias_fingerprint is not None:  # the python-avro/goavro variant names the same schema
             assert catalog.by_id[schema_id(entry.alias_fingerprint)] is found
     assert catalog.version("io.ledgerflow.MessageSubmitted", "latest").version == 2
-    for bad in ("0", "3", "x", "", "01x"):
+    for bad in ("0", "3", "x", "", "01x", "²", "٢", " 1", "+1", "1_0", "1" * 5000):
         with pytest.raises(KeyError):
             catalog.version("io.ledgerflow.MessageSubmitted", bad)
 

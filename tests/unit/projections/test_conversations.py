@@ -58,7 +58,9 @@ def event(payload: object, *, tenant: str = "acme", subject: str = "c1") -> Even
     )
 
 
-def decision(outcome: str, *, conversation_id: str = "c1", subject: str = "c1") -> Event:
+def decision(
+    outcome: str, *, conversation_id: str = "c1", subject: str = "c1", signer_kid: str | None = None
+) -> Event:
     payload = PolicyDecision(
         input_event_id=INPUT_EID,
         input_hash=None,
@@ -71,6 +73,7 @@ def decision(outcome: str, *, conversation_id: str = "c1", subject: str = "c1") 
         training_version=2,
         training_enabled=False,
         redactions=(Redaction(4, 9),),
+        signer_kid=signer_kid,
     )
     return event(payload, subject=subject)
 
@@ -224,11 +227,20 @@ def test_allow_decision_is_stored_by_input_event_and_counted_but_not_listed_as_d
         "constitution_hash": "ab" * 32,
         "training_version": 2,
         "redactions": [[4, 9]],
+        "signer_kid": None,
     }
     assert groups[KEYS.tenant_fence("acme")].ops == (
         RedisOp("HINCRBY", KEYS.tenant("acme"), ("decisions_allow", 1)),
     )
     assert all(g.position == DECISIONS_AT for g in groups.values())
+
+
+def test_a_decision_keeps_the_key_that_signed_its_pack() -> None:
+    """A step retried with its Idempotency-Key is answered from the stored decision: it must name
+    the signer as the first answer (from the log) did."""
+    groups = by_fence(project(decision("deny", signer_kid="k-2026"), DECISIONS_AT, KEYS))
+    stored = [op.args[1] for g in groups.values() for op in g.ops if op.command in ("HSET", "ZADD")]
+    assert stored and all(orjson.loads(s)["signer_kid"] == "k-2026" for s in stored)  # type: ignore[arg-type]
 
 
 def test_deny_decision_adds_recent_denial_by_event_time_and_keeps_only_the_newest() -> None:

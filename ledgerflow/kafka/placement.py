@@ -1,0 +1,101 @@
+"""Where a keyed record belongs: Kafka's default partitioner, under the partition layout the
+worker group pinned.
+
+A conversation's decision chain, its decisions' exactly-once fence and the order of its turns in
+its read model hold because all its turns are in one partition: the one murmur2 of its key,
+modulo the topic's partition count, names (what every ledgerflow producer and the edge's hub
+use). A turn somewhere else — written by a producer with another partitioner, or placed by more
+partitions than the workers pinned — breaks those promises, so the policy agent, the projector,
+a rebuild and the audit's rebuild all leave it out by the same rule (``Placements``), under the
+same count: the one the worker group pinned (agents/layout.py), or today's when none is pinned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiokafka.partitioner import murmur2
+
+from ledgerflow.config import Settings
+from ledgerflow.digits import ascii_digits
+from ledgerflow.kafka.admin import group_metadata, partition_counts
+from ledgerflow.topics import LAYOUT_GROUP_SUFFIX, WORKER_GROUP
+
+__all__ = ["MARK", "MISROUTED", "Layout", "Placements", "misrouted_reason", "pinned_placements", "placement"]
+
+MARK = "lf-layout "
+MISROUTED = "misrouted"
+"""The dead-letter reason (code) of a keyed record its producer put where its key does not belong."""
+MEMO_KEYS = 100_000
+"""Keys whose placement a ``Placements`` remembers before it forgets them all (conversations repeat)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Partition count per topic base name."""
+
+    counts: Mapping[str, int]
+
+    def encode(self) -> str:
+        return MARK + ",".join(f"{t}={n}" for t, n in sorted(self.counts.items()))
+
+    @classmethod
+    def decode(cls, text: str | None) -> Layout | None:
+        """The layout in a commit's metadata; None if it holds none (an older worker, another tool)."""
+        if not text or not text.startswith(MARK):
+            return None
+        counts: dict[str, int] = {}
+        for item in text[len(MARK) :].split(","):
+            name, _, number = item.partition("=")
+            if not ascii_digits(number):
+                return None
+            counts[name] = int(number)
+        return cls(counts)
+
+
+def placement(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner: the partition a producer puts ``key`` in (the edge's hub agrees)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def misrouted_reason(key: bytes, partition: int, partitions: int) -> str:
+    """Pure: the dead-letter reason of a record with ``key`` found in ``partition`` of ``partitions``."""
+    return (
+        f"{MISROUTED}: key {key!r} belongs in partition {placement(key, partitions)} of {partitions}, "
+        f"not {partition}: its producer does not use Kafka's default partitioner"
+    )
+
+
+@dataclass(slots=True)
+class Placements:
+    """Whether a keyed record is in the partition its key belongs in among ``partitions``
+    (memoised per key: murmur2 in Python costs microseconds, a turn's conversation repeats)."""
+
+    partitions: int
+    _memo: dict[bytes, int] = field(default_factory=dict)
+
+    def belongs(self, key: bytes | None, partition: int) -> bool:
+        """In its key's partition (an unkeyed record: in one of the ``partitions``)."""
+        if key is None:
+            return partition < self.partitions
+        placed = self._memo.get(key)
+        if placed is None:
+            if len(self._memo) >= MEMO_KEYS:
+                self._memo.clear()
+            placed = self._memo[key] = placement(key, self.partitions)
+        return placed == partition
+
+
+async def pinned_placements(settings: Settings, base: str) -> Placements:
+    """``Placements`` of topic ``base`` under the count the worker group pinned (read, never
+    written: agents/layout.py keeps the pin), or today's count when no worker pinned one."""
+    group = settings.topic_prefix + WORKER_GROUP
+    for name in (group, group + LAYOUT_GROUP_SUFFIX):
+        for text in (await group_metadata(settings, name)).values():
+            layout = Layout.decode(text)
+            if layout is not None and base in layout.counts:
+                return Placements(layout.counts[base])
+    topic = settings.topic(base)
+    return Placements((await partition_counts(settings, [topic]))[topic])
