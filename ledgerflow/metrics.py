@@ -187,6 +187,12 @@ REDIS_ROUND_TRIPS = Counter(
 )
 
 DECISIONS = Counter("ledgerflow_policy_decisions_total", "Policy decisions by outcome", ["outcome"])
+RECOVERY_SKIPPED = Counter(
+    "ledgerflow_policy_recovery_skipped_total",
+    "policy.decisions records the policy agent's recovery did not take as its own (forged, altered, "
+    "unlinked, copied), by reason",
+    ["reason"],
+)
 DECISION_LATENCY = Histogram(
     "ledgerflow_policy_decision_duration_seconds",
     "Per-decision processing time (batch time / decisions)",

@@ -9,7 +9,10 @@ transaction:
 1. On the first batch of a partition after (re)assignment, load the chain-head snapshot
    from Redis (a cache: empty after a flush) and read output partition *p* from the
    snapshot's offset to its end. That rolls every conversation's chain head forward and
-   yields the input offset of the last decision written (header ``lf-input``).
+   yields the input offset of the last decision written (header ``lf-input``). Only records
+   that link to their chain's head, hash right and answer an input the input partition
+   holds count (``agents/trusted.py``): anything else on the topic was not written by this
+   agent and is skipped, logged with its reason and counted.
 2. Skip input records at or below that offset: they were decided before a crash or a
    rebalance and are being redelivered. Records between it and the first offset faust
    delivers (the group's committed offset — e.g. when the policy agent joins a group whose
@@ -64,6 +67,7 @@ from ledgerflow.agents.ports import (
 )
 from ledgerflow.agents.shared import SharedDecodes
 from ledgerflow.agents.snapshots import KafkaInputLog, RedisChainHeads
+from ledgerflow.agents.trusted import HEADLESS, UNDECODABLE, OutputRecord, Skipped, judge, vouched
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead, decision_chain_key
@@ -74,8 +78,8 @@ from ledgerflow.contracts.payloads import DeadLetter, PolicyDecision
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import committed_offsets
 from ledgerflow.kafka.reference import ReferenceData, RefusedRecord
-from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED, pack_refused
-from ledgerflow.policy.wire import decide, head_after
+from ledgerflow.metrics import DECISION_LATENCY, DECISIONS, RECORDS_PROCESSED, RECOVERY_SKIPPED, pack_refused
+from ledgerflow.policy.wire import chain_key, decide, head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, POLICY_RULES
 from ledgerflow.tracing import spans
 
@@ -88,6 +92,8 @@ CATCH_UP_S = 2.0
 
 DEDUPE_WINDOW = 10_000
 """Per partition: event ids of the latest decisions a duplicate delivery is recognised against."""
+SKIPS_LOGGED = 10
+"""Per recovery of a partition: records not taken as the agent's own logged one line each (then a count)."""
 SNAPSHOT_DISTRUST_S = 120.0
 """How long recovery waits for a log that is behind its snapshot before it trusts the log alone."""
 
@@ -258,7 +264,7 @@ class PolicyAgent:
 
     async def _recover_partition(self, p: int, first: int) -> list[Any]:
         """Recover partition ``p`` (step 1); its records from the last decided one up to ``first``."""
-        self._partitions[p] = state = await self._recover(p)
+        self._partitions[p] = state = await self._recover(p, first)
         return list(await self._ports.inputs.read(p, state.last_input + 1, first))
 
     def decide_batch(self, messages: Sequence[Any]) -> Batch:
@@ -350,12 +356,20 @@ class PolicyAgent:
         if self._saved_at is not None and now - self._saved_at < SNAPSHOT_EVERY_S:
             return
         snapshots = {
-            p: Snapshot(state.last_input, state.out_offset, {k: state.heads[k] for k in chain_keys})
+            p: Snapshot(
+                state.last_input,
+                state.out_offset,
+                {k: state.heads[k] for k in chain_keys},
+                complete=len(chain_keys) == len(state.heads),
+            )
             for p, chain_keys in self._dirty.items()
             if (state := self._partitions.get(p)) is not None
         }
-        await self._ports.heads.save(snapshots)
+        unsaved = await self._ports.heads.save(snapshots)
         self._dirty = {}
+        for p in unsaved:  # the stored snapshot is gone (Redis lost it): the next save holds every head
+            if (state := self._partitions.get(p)) is not None:
+                self._dirty[p] = set(state.heads)
         self._saved_at = now
 
     async def _misplaced(self, batch: Batch) -> None:
@@ -373,73 +387,181 @@ class PolicyAgent:
         if self._ports.sink is not None:  # else the projector owns this topic's dead letters
             letters.append(dead_letter_of(msg, reason, NAME, CONVERSATION_EVENTS))
 
-    async def _recover(self, p: int) -> PartitionState:
-        """Step 1: chain heads and decided input offset of partition ``p`` from the snapshot + the log."""
+    async def _recover(self, p: int, first: int = 0) -> PartitionState:
+        """Step 1: chain heads and decided input offset of partition ``p`` from the snapshot + the log.
+
+        ``first``: an input offset the partition is known to hold up to (delivered, or committed by
+        the group). Only records ``agents/trusted.py`` takes as this agent's own count.
+        """
         output = self._ports.output
         await output.claim(p)  # earlier writers fenced first: nothing of theirs lands after what is read
         cached = await self._ports.heads.load(p)
-        state = PartitionState(cached.last_input, cached.out_offset, dict(cached.heads))
         end = await output.end(p)
-        if state.out_offset >= end:
-            state = self._distrust(p, state, end)
+        # Asked after the claim: every record read below answers an input consumed before it was
+        # written, so below this end; ``first`` was delivered or committed, so the partition holds it.
+        input_end = max(await self._ports.inputs.end(p), first)
+        if cached.out_offset >= end:
+            why = f"{self.output_topic}[{p}] ends at {end} but the snapshot covers offset {cached.out_offset}"
+            cached = self._distrust(p, why)
             await self._ports.heads.drop(
                 p
             )  # its heads and offsets are the old topic's; saves only move forward
+        elif cached.last_input >= input_end:
+            why = (
+                f"{self.input_topic}[{p}] ends at {input_end} but the snapshot says input offset "
+                f"{cached.last_input} was decided"
+            )
+            cached = self._distrust(p, why)
+            await self._ports.heads.drop(p)
         self._behind_since.pop(p, None)
-        replayed = 0
-        start = min(state.out_offset + 1, max(0, end - DEDUPE_WINDOW))  # the dedupe window too
-        async for written in output.read(p, start, end):
-            replayed += 1
-            state.out_offset = max(state.out_offset, written.offset)
-            self._roll_forward(state, p, written)
+        skips = _Skips(self.output_topic, p)
+        state = await self._replay(p, cached, end, input_end, skips)
+        if state is None:
+            log.warning(
+                "policy: %s[%d] continues a chain its snapshot has no head for; recovering from the log "
+                "alone",
+                self.output_topic,
+                p,
+            )
+            cached, skips = Snapshot(), _Skips(self.output_topic, p)
+            state = await self._replay(p, cached, end, input_end, skips)
+            assert state is not None  # from the log's start every chain starts in it
+        if cached.out_offset < 0 and state.heads:
+            # Recovered from the log alone: save every head, or the next snapshot holds only the chains
+            # touched from now on and its next owner finds the others headless.
+            self._dirty[p] = set(state.heads)
+        skips.report()
         log.info(
-            "policy: partition %d recovered (%d decisions replayed, last input %d)",
+            "policy: partition %d recovered (%d decisions replayed, %d skipped, last input %d)",
             p,
-            replayed,
+            skips.read,
+            skips.total,
             state.last_input,
         )
         return state
 
-    def _roll_forward(self, state: PartitionState, p: int, written: Written) -> None:
+    async def _replay(
+        self, p: int, snapshot: Snapshot, end: int, input_end: int, skips: _Skips
+    ) -> PartitionState | None:
+        """Roll ``snapshot`` forward through output ``p`` up to ``end``: only the records ``judge``
+        trusts move a chain head or the decided offset. None when a record continues a chain the
+        snapshot has no head for (a snapshot saved while Redis had lost some heads, or a forgery):
+        the caller reads the log from its start instead.
+
+        The records the snapshot covers are read too (the duplicate-delivery memory, at most
+        ``DEDUPE_WINDOW`` back): only those its heads lead back to (``vouched``) are remembered.
+        """
+        state = PartitionState(snapshot.last_input, snapshot.out_offset, dict(snapshot.heads))
+        covered: list[OutputRecord] | None = []
+        rolled: set[str] = set()
+        start = min(snapshot.out_offset + 1, max(0, end - DEDUPE_WINDOW))
+        async for written in self._ports.output.read(p, start, end):
+            skips.read += 1
+            record = self._decoded(written, skips)
+            if written.offset <= snapshot.out_offset:
+                if record is not None and covered is not None:
+                    covered.append(record)
+                continue
+            if covered is not None:
+                if not self._remember_vouched(state, snapshot, covered, input_end, skips):
+                    return None
+                covered = None
+            state.out_offset = max(state.out_offset, written.offset)
+            if record is None:
+                continue
+            verdict = judge(state.heads.get(chain_key(record.decision)), record, input_end)
+            if isinstance(verdict, Skipped):
+                if verdict.reason == HEADLESS and snapshot.out_offset >= 0:
+                    return None
+                skips.add(record.offset, verdict)
+                continue
+            state.heads[verdict.head.key] = verdict.head
+            state.last_input = max(state.last_input, verdict.input_offset)
+            state.remember(verdict.input_event_id, verdict.input_offset)
+            rolled.add(verdict.head.key)
+        if covered and not self._remember_vouched(state, snapshot, covered, input_end, skips):
+            return None
+        if rolled:
+            # Saved with the next snapshot: a head learned from the log past the snapshot (its owner
+            # lost the partition before saving it) would otherwise stay missing from it for good.
+            self._dirty.setdefault(p, set()).update(rolled)
+        return state
+
+    @staticmethod
+    def _remember_vouched(
+        state: PartitionState, snapshot: Snapshot, covered: list[OutputRecord], input_end: int, skips: _Skips
+    ) -> bool:
+        """Remember the covered records the snapshot vouches for; False when it is incomplete."""
+        found = vouched(snapshot.heads, covered, input_end)
+        for trusted in found.taken:
+            state.remember(trusted.input_event_id, trusted.input_offset)
+        for record, why in found.skipped:
+            skips.add(record.offset, why)
+        return not found.headless
+
+    def _decoded(self, written: Written, skips: _Skips) -> OutputRecord | None:
         try:
             decision = codec.decode(written.value, allowed_types=TOPIC_TYPES[POLICY_DECISIONS])
-        except DecodeError:
-            log.error("policy: undecodable record in %s[%d]@%d ignored", self.output_topic, p, written.offset)
-            return
-        payload = decision.payload
-        if isinstance(payload, PolicyDecision) and decision.sequence and decision.hash:
-            head = head_after(decision)
-            state.heads[head.key] = head
-        if written.input_offset is not None:
-            state.last_input = max(state.last_input, written.input_offset)
-            if isinstance(payload, PolicyDecision):
-                state.remember(payload.input_event_id, written.input_offset)
+        except DecodeError as exc:
+            skips.add(written.offset, Skipped(UNDECODABLE, exc.reason))
+            return None
+        return OutputRecord(written.offset, decision, written.input_offset)
 
-    def _distrust(self, p: int, state: PartitionState, end: int) -> PartitionState:
-        """The snapshot says output ``p`` reached ``state.out_offset`` but the log ends at ``end``.
+    def _distrust(self, p: int, why: str) -> Snapshot:
+        """The snapshot is ahead of a log: ``why`` says which and how.
 
-        Right after a broker restart the log may not be readable to its end yet: wait (the
-        caller retries) rather than rebuild chains from a log that looks shorter than it is.
-        Only when it stays so for ``SNAPSHOT_DISTRUST_S`` (the topic was deleted and
-        re-created) is the snapshot dropped and the log, read to its end, trusted alone.
+        Right after a broker restart a log may not be readable to its end yet: wait (the caller
+        retries) rather than rebuild chains from a log that looks shorter than it is. Only when it
+        stays so for ``SNAPSHOT_DISTRUST_S`` (the topic was deleted and re-created, or the snapshot
+        was saved from records this agent no longer takes as its own) is the snapshot dropped and
+        the log, read to its end, trusted alone.
         """
         since = self._behind_since.setdefault(p, self._clock())
         if self._clock() - since < SNAPSHOT_DISTRUST_S:
-            raise LogNotReady(
-                f"policy: {self.output_topic}[{p}] ends at {end} but the snapshot covers offset "
-                f"{state.out_offset}: the log is not readable to its end yet; waiting"
-            )
+            raise LogNotReady(f"policy: {why}: the log is not readable to its end yet; waiting")
         log.error(
-            "policy: %s[%d] stayed behind its snapshot (end %d, snapshot %d) for %.0f s: the topic was "
-            "re-created; dropping the snapshot and recovering from the log alone",
-            self.output_topic,
-            p,
-            end,
-            state.out_offset,
+            "policy: %s, still after %.0f s: the topic was re-created or the snapshot is not to be trusted; "
+            "dropping the snapshot and recovering from the log alone",
+            why,
             SNAPSHOT_DISTRUST_S,
         )
         self._behind_since.pop(p, None)
-        return PartitionState()
+        return Snapshot()
+
+
+class _Skips:
+    """The records one recovery did not take as the agent's own: counted by reason, the first few
+    logged one line each (a flood of forgeries must not flood the log), reported once."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self._where = f"{topic}[{partition}]"
+        self.read = 0
+        self.counts: Counter[str] = Counter()
+        self._first: list[tuple[int, Skipped]] = []
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, offset: int, why: Skipped) -> None:
+        self.counts[why.reason] += 1
+        if len(self._first) < SKIPS_LOGGED:
+            self._first.append((offset, why))
+
+    def report(self) -> None:
+        for offset, why in self._first:
+            log.warning(
+                "policy: %s@%d not taken as this agent's own at recovery: %s", self._where, offset, why
+            )
+        if self.total > len(self._first):
+            log.warning(
+                "policy: %s: %d records not taken as this agent's own at recovery (%s)",
+                self._where,
+                self.total,
+                ", ".join(f"{reason} {n}" for reason, n in sorted(self.counts.items())),
+            )
+        for reason, n in self.counts.items():
+            RECOVERY_SKIPPED.labels(reason).inc(n)
 
 
 def register(

@@ -41,6 +41,9 @@ class Snapshot:
     last_input: int = -1
     out_offset: int = -1
     heads: dict[str, ChainHead] = field(default_factory=dict)
+    complete: bool = True
+    """Whether ``heads`` holds every chain of the partition (a save of the chains changed since the
+    last save is not: it completes a stored snapshot, never starts one)."""
 
 
 class ChainHeadStore(Protocol):
@@ -50,9 +53,11 @@ class ChainHeadStore(Protocol):
         """The cached snapshot of ``partition``; an empty one when there is none or the cache is down."""
         ...
 
-    async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
+    async def save(self, snapshots: Mapping[int, Snapshot]) -> set[int]:
         """Store each partition's offsets and the heads given (the touched chain keys), atomically;
-        a partition whose stored snapshot covers a later output offset is left as it is."""
+        a partition whose stored snapshot covers a later output offset is left as it is. The
+        partitions with no stored snapshot (a flushed Redis) whose save is not ``complete``: nothing
+        is written for them (it would start a snapshot missing heads); the caller saves every head."""
         ...
 
     async def drop(self, partition: int) -> None:
@@ -87,6 +92,10 @@ class InputLog(Protocol):
 
     async def read(self, partition: int, start: int, end: int) -> Sequence[Any]:
         """Records ``start <= offset < end`` of ``partition`` (``logs.RawRecord``-like)."""
+        ...
+
+    async def end(self, partition: int) -> int:
+        """The partition's end offset (its high watermark): no record answers an input at or past it."""
         ...
 
 

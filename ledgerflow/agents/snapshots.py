@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
@@ -15,7 +16,7 @@ from redis.exceptions import NoScriptError, RedisError
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
 from ledgerflow.contracts.chain import ChainHead
-from ledgerflow.kafka.logs import RawRecord, read_range
+from ledgerflow.kafka.logs import RawRecord, end_offset, read_range
 from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import text_map
 
@@ -23,19 +24,28 @@ log = logging.getLogger(__name__)
 
 LAST_INPUT_FIELD = "__in"
 OUT_OFFSET_FIELD = "__out"
-SNAPSHOT_VERSION = "v2"
-"""v2: fields are chain keys ``tenant/subject`` (v1 used the subject alone). A snapshot of an
-older version lives under another key, so it is never read: recovery then reads the log."""
+NO_BASE = 2
+"""``_SAVE``'s answer for a partial save with no stored snapshot under it."""
+SNAPSHOT_VERSION = "v3"
+"""v3: every chain of the partition has its head (v2 saves left out the heads a new owner learned
+from the log past the snapshot, which recovery then re-read from the last 10,000 records on trust);
+v2: fields are chain keys ``tenant/subject`` (v1 used the subject alone). A snapshot of an older
+version lives under another key, so it is never read: recovery then reads the log."""
 
 
-# KEYS: the partition's hash. ARGV: the snapshot's ``__out``, then field/value pairs (``__out``
-# among them). Writes nothing when the stored ``__out`` is ahead: see ``RedisChainHeads.save``.
+# KEYS: the partition's hash. ARGV: the snapshot's ``__out``, 1 if it holds every chain's head
+# (else 0), then field/value pairs (``__out`` among them). Writes nothing and answers 0 when the
+# stored ``__out`` is ahead (see ``RedisChainHeads.save``), and answers 2 when there is no stored
+# snapshot and this one holds only some heads: it would start a snapshot missing the others.
 _SAVE = """
-local stored = tonumber(redis.call('HGET', KEYS[1], '__out') or '-1')
-if tonumber(ARGV[1]) < stored then
+local stored = redis.call('HGET', KEYS[1], '__out')
+if not stored and ARGV[2] ~= '1' then
+  return 2
+end
+if tonumber(ARGV[1]) < tonumber(stored or '-1') then
   return 0
 end
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 return 1
@@ -89,19 +99,20 @@ class RedisChainHeads:
     async def drop(self, partition: int) -> None:
         await self._retried(lambda: self._client().delete(self.key(partition)), "dropping chain heads")
 
-    async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
+    async def save(self, snapshots: Mapping[int, Snapshot]) -> set[int]:
         if not snapshots:
-            return
-        await self._retried(lambda: self._save(snapshots), "saving chain heads")
+            return set()
+        answers = await self._retried(lambda: self._save(snapshots), "saving chain heads")
+        return {p for p, answer in zip(snapshots, answers, strict=True) if answer == NO_BASE}
 
-    async def _save(self, snapshots: Mapping[int, Snapshot]) -> None:
+    async def _save(self, snapshots: Mapping[int, Snapshot]) -> list[Any]:
         # A new pipeline each attempt: redis-py empties a pipeline when it executes, failed or
         # not, so executing the same one again sends nothing and the save would count as done.
         try:
-            await self._pipeline(snapshots).execute()
+            return list(await self._pipeline(snapshots).execute())
         except NoScriptError:  # a restarted or newly promoted Redis has no scripts: load and redo
             await self._client().script_load(_SAVE)  # on every master of a cluster
-            await self._pipeline(snapshots).execute()
+            return list(await self._pipeline(snapshots).execute())
 
     def _pipeline(self, snapshots: Mapping[int, Snapshot]) -> aioredis.client.Pipeline:
         client = self._client()
@@ -113,16 +124,18 @@ class RedisChainHeads:
                 x for s, head in snapshot.heads.items() for x in (s, f"{head.sequence}|{head.hash}")
             ]
             pairs += [LAST_INPUT_FIELD, str(snapshot.last_input), OUT_OFFSET_FIELD, str(snapshot.out_offset)]
+            complete = "1" if snapshot.complete else "0"
             # execute_command: redis-py's cluster pipeline refuses evalsha() but routes EVALSHA by its key
-            pipe.execute_command("EVALSHA", _SAVE_SHA, 1, self.key(p), str(snapshot.out_offset), *pairs)
+            pipe.execute_command(
+                "EVALSHA", _SAVE_SHA, 1, self.key(p), str(snapshot.out_offset), complete, *pairs
+            )
         return pipe
 
-    async def _retried(self, call: Callable[[], Awaitable[object]], what: str) -> None:
+    async def _retried(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
         delay = 0.2
         while True:
             try:
-                await call()
-                return
+                return await call()
             except (RedisError, OSError) as exc:  # a cache: retry, never lose the decision
                 log.warning("%s: %s failed (%r); retrying in %.1f s", self._name, what, exc, delay)
                 await asyncio.sleep(delay)
@@ -138,3 +151,6 @@ class KafkaInputLog:
 
     async def read(self, partition: int, start: int, end: int) -> Sequence[RawRecord]:
         return await read_range(self._settings, self._topic, partition, start, end)
+
+    async def end(self, partition: int) -> int:
+        return await end_offset(self._settings, self._topic, partition)

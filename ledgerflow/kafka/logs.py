@@ -103,6 +103,18 @@ async def read_range(settings: Settings, topic: str, partition: int, start: int,
     return out
 
 
+async def end_offset(settings: Settings, topic: str, partition: int) -> int:
+    """One partition's end offset (full topic name): its high watermark, as a reader of uncommitted
+    records sees it — one past the last offset any consumer can have been given."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
 async def stop_reader(task: asyncio.Task[Any] | None, consumer: AIOKafkaConsumer | None) -> None:
     """Stop a background reader: cancel its task, wait until it ended, then stop its consumer."""
     if task is not None:

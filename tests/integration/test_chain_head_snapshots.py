@@ -7,6 +7,7 @@ promoted) still takes it, and a save retried through an outage is written once R
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Iterator
@@ -131,3 +132,25 @@ def test_a_save_retried_through_an_outage_is_written_when_redis_is_back(
             assert (found.out_offset, found.heads["acme/k"].sequence) == (7, 2)
 
         asyncio.run(run())
+
+
+def test_a_partial_save_never_starts_a_snapshot(stack: Settings) -> None:
+    """With no stored snapshot (Redis lost it), a save of only the chains changed since the last one
+    writes nothing and names its partition: the agent then saves every head."""
+    heads = RedisChainHeads(stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:8]}."), "policy")
+    partial = dataclasses.replace(_snapshot(4, 2), complete=False)
+
+    async def run() -> None:
+        try:
+            assert await heads.save({0: partial, 1: _snapshot(4, 2)}) == {0}
+            assert await heads.load(0) == Snapshot() and (await heads.load(1)).out_offset == 4
+            assert await heads.save({0: _snapshot(4, 2)}) == set()
+            assert await heads.save({0: dataclasses.replace(_snapshot(6, 3), complete=False)}) == set()
+            assert (await heads.load(0)).heads["acme/k"].sequence == 3, (
+                "a partial save completes a stored one"
+            )
+        finally:
+            await heads.drop(0)
+            await heads.drop(1)
+
+    asyncio.run(run())

@@ -120,6 +120,9 @@ class InputTopic:
         self.reads.append((partition, start, end))
         return [r for r in self.partitions.get(partition, []) if start <= r.offset < end]
 
+    async def end(self, partition: int) -> int:
+        return len(self.partitions.get(partition, []))
+
 
 class OutputTopic:
     """The co-partitioned output: written in order, read back; ``fail_writes`` plays a broker down."""
@@ -253,16 +256,21 @@ class HeadStore:
         found = self.snapshots.get(partition)
         return Snapshot() if found is None else replace(found, heads=dict(found.heads))
 
-    async def save(self, snapshots: Mapping[int, Snapshot]) -> None:
+    async def save(self, snapshots: Mapping[int, Snapshot]) -> set[int]:
         if not snapshots:
-            return
+            return set()
         self.saves.append(dict(snapshots))
+        unsaved = set()
         for p, snap in snapshots.items():
+            if p not in self.snapshots and not snap.complete:  # as the Redis adapter: no partial start
+                unsaved.add(p)
+                continue
             current = self.snapshots.setdefault(p, Snapshot())
             if snap.out_offset < current.out_offset:  # as the Redis adapter: saves only move forward
                 continue
             current.heads.update(snap.heads)
             current.last_input, current.out_offset = snap.last_input, snap.out_offset
+        return unsaved
 
     async def drop(self, partition: int) -> None:
         self.snapshots.pop(partition, None)

@@ -50,7 +50,10 @@ class OutputPort:
 
 
 def _agent(output: OutputPort) -> PolicyAgent:
-    ports = Ports(_snapshots(), output, InputTopic(), Reference(), None)
+    inputs = InputTopic()
+    for _ in range(91):  # the input partition holds the snapshot's last decided input (90)
+        inputs.append(0, b"", None)
+    ports = Ports(_snapshots(), output, inputs, Reference(), None)
     return PolicyAgent(SETTINGS, ports)
 
 
