@@ -221,7 +221,8 @@ def test_reading_straight_into_the_classes_equals_the_dict_path(
         except DecodeError as exc:
             return exc.reason
 
-    assert outcome(default_codec()) == outcome(_dict_path_codec(Codec))
+    # repr: a flipped byte can make a double NaN, and NaN != NaN (two equal decodes compared unequal).
+    assert repr(outcome(default_codec())) == repr(outcome(_dict_path_codec(Codec)))
 
 
 @functools.cache
