@@ -201,6 +201,9 @@ class PolicyAgent:
         self._partitions: dict[int, PartitionState] = {}
         self._started = False
         self._dirty: dict[int, set[str]] = {}
+        # Per partition, the ``__out`` of the snapshot this owner recovered from or last saved: a
+        # partial save completes that one (``Snapshot.base``), never an older one Redis went back to.
+        self._bases: dict[int, int] = {}
         self._saved_at: float | None = None
         self._behind_since: dict[int, float] = {}
 
@@ -235,6 +238,7 @@ class PolicyAgent:
         for p in partitions:
             self._partitions.pop(p, None)
             self._dirty.pop(p, None)
+            self._bases.pop(p, None)
 
     async def handle(self, messages: Sequence[Any]) -> None:
         """Steps 1 to 5 for one batch (``recover``, ``decide_batch``, ``write``, ``snapshot``)."""
@@ -361,12 +365,16 @@ class PolicyAgent:
                 state.out_offset,
                 {k: state.heads[k] for k in chain_keys},
                 complete=len(chain_keys) == len(state.heads),
+                base=self._bases.get(p, -1),
             )
             for p, chain_keys in self._dirty.items()
             if (state := self._partitions.get(p)) is not None
         }
         unsaved = await self._ports.heads.save(snapshots)
         self._dirty = {}
+        for p, saved in snapshots.items():
+            if p not in unsaved and p in self._partitions:
+                self._bases[p] = max(self._bases.get(p, -1), saved.out_offset)
         for p in unsaved:  # the stored snapshot is gone (Redis lost it): the next save holds every head
             if (state := self._partitions.get(p)) is not None:
                 self._dirty[p] = set(state.heads)
@@ -426,6 +434,7 @@ class PolicyAgent:
             cached, skips = Snapshot(), _Skips(self.output_topic, p)
             state = await self._replay(p, cached, end, input_end, skips)
             assert state is not None  # from the log's start every chain starts in it
+        self._bases[p] = cached.out_offset
         if cached.out_offset < 0 and state.heads:
             # Recovered from the log alone: save every head, or the next snapshot holds only the chains
             # touched from now on and its next owner finds the others headless.
@@ -463,8 +472,7 @@ class PolicyAgent:
                     covered.append(record)
                 continue
             if covered is not None:
-                if not self._remember_vouched(state, snapshot, covered, input_end, skips):
-                    return None
+                self._remember_vouched(state, snapshot, covered, input_end, skips)
                 covered = None
             state.out_offset = max(state.out_offset, written.offset)
             if record is None:
@@ -479,8 +487,8 @@ class PolicyAgent:
             state.last_input = max(state.last_input, verdict.input_offset)
             state.remember(verdict.input_event_id, verdict.input_offset)
             rolled.add(verdict.head.key)
-        if covered and not self._remember_vouched(state, snapshot, covered, input_end, skips):
-            return None
+        if covered:
+            self._remember_vouched(state, snapshot, covered, input_end, skips)
         if rolled:
             # Saved with the next snapshot: a head learned from the log past the snapshot (its owner
             # lost the partition before saving it) would otherwise stay missing from it for good.
@@ -490,14 +498,16 @@ class PolicyAgent:
     @staticmethod
     def _remember_vouched(
         state: PartitionState, snapshot: Snapshot, covered: list[OutputRecord], input_end: int, skips: _Skips
-    ) -> bool:
-        """Remember the covered records the snapshot vouches for; False when it is incomplete."""
+    ) -> None:
+        """Remember the covered records the snapshot vouches for. One of a chain the snapshot has no
+        head for is a forgery, not a gap: saves keep a snapshot complete (a partial save onto a
+        snapshot Redis lost or took back is refused, ``Snapshot.base``). So it is skipped, and a
+        forgery the snapshot covers never sends each later recovery back to the log's start."""
         found = vouched(snapshot.heads, covered, input_end)
         for trusted in found.taken:
             state.remember(trusted.input_event_id, trusted.input_offset)
         for record, why in found.skipped:
             skips.add(record.offset, why)
-        return not found.headless
 
     def _decoded(self, written: Written, skips: _Skips) -> OutputRecord | None:
         try:

@@ -44,6 +44,11 @@ class Snapshot:
     complete: bool = True
     """Whether ``heads`` holds every chain of the partition (a save of the chains changed since the
     last save is not: it completes a stored snapshot, never starts one)."""
+    base: int = -1
+    """For a save that is not ``complete``: the ``out_offset`` of the snapshot it completes (the one
+    its owner loaded or last saved). Stored older than that, the snapshot went back in time (Redis
+    restarted from an older dump, or failed over to a replica that lagged): a partial save onto it
+    would leave chains it lost without heads under a newer ``out_offset``, so it is refused too."""
 
 
 class ChainHeadStore(Protocol):
@@ -56,8 +61,9 @@ class ChainHeadStore(Protocol):
     async def save(self, snapshots: Mapping[int, Snapshot]) -> set[int]:
         """Store each partition's offsets and the heads given (the touched chain keys), atomically;
         a partition whose stored snapshot covers a later output offset is left as it is. The
-        partitions with no stored snapshot (a flushed Redis) whose save is not ``complete``: nothing
-        is written for them (it would start a snapshot missing heads); the caller saves every head."""
+        partitions whose save is not ``complete`` and whose stored snapshot is gone (a flushed
+        Redis) or older than the save's ``base`` (a Redis gone back in time): nothing is written for
+        them (it would leave a snapshot missing heads); the caller saves every head."""
         ...
 
     async def drop(self, partition: int) -> None:

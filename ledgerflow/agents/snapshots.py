@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 LAST_INPUT_FIELD = "__in"
 OUT_OFFSET_FIELD = "__out"
 NO_BASE = 2
-"""``_SAVE``'s answer for a partial save with no stored snapshot under it."""
+"""``_SAVE``'s answer for a partial save with no stored snapshot under it, or an older one than
+the snapshot it completes (``Snapshot.base``)."""
 SNAPSHOT_VERSION = "v3"
 """v3: every chain of the partition has its head (v2 saves left out the heads a new owner learned
 from the log past the snapshot, which recovery then re-read from the last 10,000 records on trust);
@@ -34,18 +35,19 @@ version lives under another key, so it is never read: recovery then reads the lo
 
 
 # KEYS: the partition's hash. ARGV: the snapshot's ``__out``, 1 if it holds every chain's head
-# (else 0), then field/value pairs (``__out`` among them). Writes nothing and answers 0 when the
-# stored ``__out`` is ahead (see ``RedisChainHeads.save``), and answers 2 when there is no stored
-# snapshot and this one holds only some heads: it would start a snapshot missing the others.
+# (else 0), the ``__out`` of the snapshot a partial save completes, then field/value pairs
+# (``__out`` among them). Writes nothing and answers 0 when the stored ``__out`` is ahead (see
+# ``RedisChainHeads.save``), and answers 2 when this one holds only some heads and the stored
+# snapshot is gone or older than the one it completes: it would leave a snapshot missing heads.
 _SAVE = """
 local stored = redis.call('HGET', KEYS[1], '__out')
-if not stored and ARGV[2] ~= '1' then
+if ARGV[2] ~= '1' and (not stored or tonumber(stored) < tonumber(ARGV[3])) then
   return 2
 end
 if tonumber(ARGV[1]) < tonumber(stored or '-1') then
   return 0
 end
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 return 1
@@ -126,9 +128,8 @@ class RedisChainHeads:
             pairs += [LAST_INPUT_FIELD, str(snapshot.last_input), OUT_OFFSET_FIELD, str(snapshot.out_offset)]
             complete = "1" if snapshot.complete else "0"
             # execute_command: redis-py's cluster pipeline refuses evalsha() but routes EVALSHA by its key
-            pipe.execute_command(
-                "EVALSHA", _SAVE_SHA, 1, self.key(p), str(snapshot.out_offset), complete, *pairs
-            )
+            offsets = (str(snapshot.out_offset), complete, str(snapshot.base))
+            pipe.execute_command("EVALSHA", _SAVE_SHA, 1, self.key(p), *offsets, *pairs)
         return pipe
 
     async def _retried(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:

@@ -149,6 +149,11 @@ def test_a_partial_save_never_starts_a_snapshot(stack: Settings) -> None:
             assert (await heads.load(0)).heads["acme/k"].sequence == 3, (
                 "a partial save completes a stored one"
             )
+            # Redis went back in time under the agent (a restart from an older dump): the stored
+            # snapshot (6) is older than the one the agent's partial save completes (8).
+            partial_of_8 = dataclasses.replace(_snapshot(9, 5), complete=False, base=8)
+            assert await heads.save({0: partial_of_8}) == {0}
+            assert (await heads.load(0)).out_offset == 6, "nothing written over the older snapshot"
         finally:
             await heads.drop(0)
             await heads.drop(1)

@@ -262,7 +262,10 @@ class HeadStore:
         self.saves.append(dict(snapshots))
         unsaved = set()
         for p, snap in snapshots.items():
-            if p not in self.snapshots and not snap.complete:  # as the Redis adapter: no partial start
+            stored = self.snapshots.get(p)
+            if not snap.complete and (
+                stored is None or stored.out_offset < snap.base
+            ):  # as the Redis adapter
                 unsaved.add(p)
                 continue
             current = self.snapshots.setdefault(p, Snapshot())

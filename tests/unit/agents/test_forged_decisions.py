@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import pytest
 
@@ -249,16 +250,65 @@ def test_a_snapshot_missing_a_head_the_log_continues_falls_back_to_the_whole_log
     )
 
 
-def test_a_snapshot_missing_a_head_of_a_chain_it_covers_falls_back_to_the_whole_log() -> None:
+def _ghost(genuine: Event) -> Event:
+    """A decision of a conversation with no chain ("ghost"), sequence 2, its hash right."""
+    forged = _forged(genuine, 2, "5a" * 32)
+    assert isinstance(forged.payload, PolicyDecision)
+    ghost = dataclasses.replace(
+        forged, subject="ghost", payload=dataclasses.replace(forged.payload, conversation_id="ghost")
+    )
+    unhashed = ghost.with_chain(2, "5a" * 32, ZERO_HASH)
+    return ghost.with_chain(2, "5a" * 32, compute_hash(unhashed.to_json(), "5a" * 32))
+
+
+def test_a_headless_forgery_the_snapshot_covers_never_sends_recovery_back_to_the_logs_start() -> None:
+    """A record of a chain that does not exist (any subject, a right hash): met after the snapshot it
+    costs one read of the whole log; once a snapshot covers it, it is skipped at every recovery
+    without one (a snapshot is complete: a partial save onto a lost or older one is refused)."""
     world = World()
-    world.handle([world.inputs.add(0, turn("conv-a", n)) for n in (1, 2)])
+    world.handle([world.inputs.add(0, turn("conv-a", 1))])
+    ghost = _ghost(world.output.decisions(0)[-1])
+    forged = {_append(world, ghost, 0)}
     world.clock.now += policy.SNAPSHOT_EVERY_S
-    world.handle([world.inputs.add(0, turn("conv-b", 1))])
-    assert world.heads.snapshots[0].out_offset == 2, "the snapshot covers every record"
-    del world.heads.snapshots[0].heads["acme/conv-a"]
+    world.handle([world.inputs.add(0, turn("conv-a", 2))])  # decided after the forgery, and saved
+    assert world.heads.snapshots[0].out_offset == 2, "the snapshot covers the forgery"
+    reads: list[int] = []
+    real_read = world.output.read
+
+    def counted(partition: int, start: int = 0, end: int | None = None) -> Any:
+        reads.append(start)
+        return real_read(partition, start, end)
+
+    world.output.read = counted  # type: ignore[method-assign]
+    for _ in range(2):  # two recoveries
+        _restart(world, snapshot=True)
+        world.handle([world.inputs.add(0, turn("conv-a", 3 + len(reads)))])
+    assert len(reads) == 2, f"one pass over the log per recovery, not {len(reads)}"
+    genuine = _genuine(world, forged)
+    assert [d.sequence for d in genuine] == [1, 2, 3, 4] and chained(genuine, _conversation)
+
+
+def test_a_partial_save_onto_a_snapshot_redis_took_back_is_refused_and_no_chain_forks() -> None:
+    """Redis restarted from an older dump (or failed over to a replica that lagged) while the agent
+    ran: the stored snapshot went back to before conv-a's last decision. A save of only conv-b's
+    head over it would leave conv-a's older head under a newer ``__out``, and the next owner would
+    decide conv-a's next turn as a second record of the same sequence. The save is refused, and the
+    next holds every head."""
+    world = World()
+    world.handle([world.inputs.add(0, turn("conv-a", 1))])
+    older = dataclasses.replace(world.heads.snapshots[0], heads=dict(world.heads.snapshots[0].heads))
+    world.clock.now += policy.SNAPSHOT_EVERY_S
+    world.handle([world.inputs.add(0, turn("conv-a", 2))])  # saved: conv-a at sequence 2
+    world.heads.snapshots[0] = older  # Redis goes back in time: conv-a at sequence 1
+    world.clock.now += policy.SNAPSHOT_EVERY_S
+    world.handle([world.inputs.add(0, turn("conv-b", 1))])  # a save of conv-b's head alone: refused
+    world.clock.now += policy.SNAPSHOT_EVERY_S
+    world.handle([world.inputs.add(0, turn("conv-b", 2))])  # the next save holds every head
+    assert world.heads.snapshots[0].heads["acme/conv-a"].sequence == 2
     _restart(world, snapshot=True)
     world.handle([world.inputs.add(0, turn("conv-a", 3))])
     assert [d.sequence for d in world.output.decisions(0) if d.subject == "conv-a"] == [1, 2, 3]
+    assert chained(world.output.decisions(0), _conversation)
 
 
 def test_heads_a_new_owner_learns_from_the_log_past_the_snapshot_are_saved() -> None:
