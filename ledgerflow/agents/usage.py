@@ -48,6 +48,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
+from ledgerflow.contracts.eventhash import follows
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import DeadLetter, MessageSubmitted, UsageWindow
@@ -157,12 +158,15 @@ class UsageAgent:
                 record = codec.decode(raw.value or b"", allowed_types=TOPIC_TYPES[USAGE_WINDOWS])
             except DecodeError:
                 continue
+            key = chain_key(record)
+            if not follows(record, heads.get(key)):  # written from outside: it steers nothing
+                where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
+                log.warning("usage: %s is no next link of its chain (written from outside?); ignored", where)
+                continue
             written.add(record.event_id)
+            heads[key] = ChainHead(key, record.sequence or 0, record.hash or "")
             _note_latest(latest, record)
             _note_size(sizes, record)
-            if record.sequence and record.hash:
-                key = chain_key(record)
-                heads[key] = ChainHead(key, record.sequence, record.hash)
         short = {p: (ends.get(p, 0), floor) for p, floor in self._floor.items() if ends.get(p, 0) < floor}
         if short:
             raise LogNotReady(

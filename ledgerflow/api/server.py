@@ -33,6 +33,10 @@ from ledgerflow.envnumbers import DAY_S, env_number, env_whole
 GRACEFUL_TIMEOUT_S = 5
 DEFAULT_HEARTBEAT_S = 15.0
 DEFAULT_REAUTH_BEFORE_S = 30.0
+MIN_STALL_S = 2.0
+"""The shortest catch-up stall bound: above the catch-up reader's 1 s empty read, which a range
+ending in a transaction marker (``policy.decisions`` is written in transactions) takes to end;
+below it every such catch-up would give up there and its client reconnect to the same range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,9 @@ class SseKnobs:
             heartbeat_s=env_number(env, "LEDGERFLOW_SSE_HEARTBEAT_S", DEFAULT_HEARTBEAT_S, 0.05),
             queue=env_whole(env, "LEDGERFLOW_SSE_QUEUE", DEFAULT_QUEUE, 1),
             reauth_before_s=env_number(env, "LEDGERFLOW_SSE_REAUTH_BEFORE_S", DEFAULT_REAUTH_BEFORE_S, 0.0),
-            catch_up_stall_s=env_number(env, "LEDGERFLOW_SSE_CATCH_UP_STALL_S", CATCH_UP_STALL_S, 0.1, DAY_S),
+            catch_up_stall_s=env_number(
+                env, "LEDGERFLOW_SSE_CATCH_UP_STALL_S", CATCH_UP_STALL_S, MIN_STALL_S, DAY_S
+            ),
             catch_up_slots=env_whole(env, "LEDGERFLOW_SSE_CATCH_UP_SLOTS", CATCH_UP_SLOTS, 1),
         )
 

@@ -35,7 +35,7 @@ from ledgerflow.contracts.events import MAX_OCCURRED_AT, MIN_OCCURRED_AT, Event
 from ledgerflow.contracts.registry import SchemaRegistry, default_registry
 from ledgerflow.errors import ValidationError
 
-__all__ = ["event_hash", "link_event"]
+__all__ = ["event_hash", "follows", "link_event"]
 
 Renderer = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -53,6 +53,22 @@ def event_hash(event: Event, prev_hash: str) -> str:
     check_hex(prev_hash, "prev_hash")
     body["prev_hash"] = prev_hash
     return _digest(body)
+
+
+def follows(event: Event, head: ChainHead | None) -> bool:
+    """Whether ``event`` is the next record of the chain whose head is ``head`` (None: no record of
+    it yet): sequence one past the head's (1 with ``ZERO_HASH`` first), ``prev_hash`` the head's
+    hash, and ``hash`` the hash of its content. What a reader of its own log trusts, against
+    records anyone with access to Kafka can append."""
+    seq, prev, digest = event.sequence, event.prev_hash, event.hash
+    if seq is None or prev is None or digest is None:
+        return False
+    if (seq, prev) != ((1, ZERO_HASH) if head is None else (head.sequence + 1, head.hash)):
+        return False
+    try:
+        return event_hash(event, prev) == digest
+    except ValidationError:
+        return False
 
 
 def link_event(event: Event, head: ChainHead | None) -> Event:

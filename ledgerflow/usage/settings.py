@@ -42,7 +42,8 @@ def size_problem(configured_micros: int, written_micros: AbstractSet[int]) -> st
     if not other:
         return None
     sizes = ", ".join(_seconds(s) for s in other)
-    back = f"set it back to {sizes}" if len(other) == 1 else "set it back"
+    # Two sizes written already: no setting agrees with both, only the rebuild is a way out.
+    back = f"set it back to {sizes}" if len(written_micros) == 1 else "no size agrees with all of them"
     return (
         f"usage: {WINDOW_ENV} is {_seconds(configured_micros)} s but usage.windows holds windows of "
         f"{sizes} s, which this size would count again under new windows; {back}, or stop the workers, "

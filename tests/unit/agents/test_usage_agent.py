@@ -17,7 +17,8 @@ import pytest
 from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent, WindowSizeChanged
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.contracts.chain import ChainVerifier, Located
+from ledgerflow.contracts.chain import ChainHead, ChainVerifier, Located
+from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import MAX_TOKENS, Event
 from ledgerflow.contracts.payloads import UsageWindow
 from ledgerflow.errors import InfrastructureError
@@ -276,11 +277,15 @@ def test_a_delta_written_under_its_old_id_is_not_written_again_by_a_replay() -> 
     world = World()
     world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2), at(5, 3, tokens=4)))
     (log,) = [log for log in world.windows.partitions.values() if log]
-    for i, raw in enumerate(log):
+    heads: dict[str, ChainHead] = {}
+    for i, raw in enumerate(log):  # as the old code wrote it: the old ids, chained (hashed) as such
         event = codec.decode(raw.value or b"")
         legacy = legacy_late_id(event)
-        if legacy is not None:  # as the old code wrote it
-            log[i] = dataclasses.replace(raw, value=codec.encode(dataclasses.replace(event, event_id=legacy)))
+        relinked = link_event(
+            dataclasses.replace(event, event_id=legacy or event.event_id), heads.get(chain_key(event))
+        )
+        heads[chain_key(event)] = ChainHead(chain_key(event), relinked.sequence or 0, relinked.hash or "")
+        log[i] = dataclasses.replace(raw, value=codec.encode(relinked))
     world.agent = world.new_agent()
     world.handle(world.send(at(PAST_RETENTION + 1, 4)))
     assert [tokens for _, tokens in late_deltas(world)] == [4]
@@ -347,3 +352,24 @@ def test_a_turn_outside_its_conversations_partition_is_not_counted_there() -> No
     world.handle(world.send(at(2, 2), at(CLOSER, 3), partition=home))
     assert world.totals() == [("acme", START, 3, 1, False)], "the stray turn's 100 tokens not counted"
     assert world.letters.sent == []  # the policy agent's to dead-letter
+
+
+def test_a_record_written_straight_to_usage_windows_steers_nothing() -> None:
+    """Anyone with access to Kafka can append to ``usage.windows``: a record naming this agent as its
+    producer, with another window size, or the id of a window not written yet, or a chain head of
+    its own. Read back, only records that are the next link of their chain count."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))  # one window written
+    (genuine,) = world.windows.events()
+    assert isinstance(genuine.payload, UsageWindow)
+    other_size = dataclasses.replace(
+        genuine,
+        event_id="ffffffff-ffff-4fff-bfff-ffffffffffff",
+        payload=dataclasses.replace(genuine.payload, window_end=genuine.payload.window_start + 30 * SECOND),
+    ).with_chain(2, "5a" * 32, "6b" * 32)
+    asyncio.run(world.windows.write([(0, genuine.tenant.encode(), codec.encode(other_size))]))
+    world.agent = world.new_agent()  # a restart reads the log back
+    world.handle(world.send(at(CLOSER + 60, 3)))  # closes the second window: written, chained
+    records = world.windows.events()
+    assert len(records) == 3, "the agent kept running and wrote the next window"
+    assert chained([r for r in records if r.event_id != other_size.event_id])

@@ -83,6 +83,7 @@ def test_sse_knobs_are_read_from_the_environment() -> None:
         {"LEDGERFLOW_SSE_HEARTBEAT_S": "nan"},  # was accepted: nan is not below the minimum
         {"LEDGERFLOW_SSE_REAUTH_BEFORE_S": "inf"},  # was accepted
         {"LEDGERFLOW_SSE_CATCH_UP_STALL_S": "0"},  # a catch-up would give up before its first read
+        {"LEDGERFLOW_SSE_CATCH_UP_STALL_S": "1"},  # below one empty 1 s read: a transaction marker at the end
         {"LEDGERFLOW_SSE_CATCH_UP_STALL_S": "inf"},  # the silent catch-up this bound is there to end
         {"LEDGERFLOW_SSE_CATCH_UP_SLOTS": "0"},  # no stream could ever catch up
     ],

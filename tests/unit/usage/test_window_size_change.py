@@ -27,7 +27,12 @@ def test_a_history_of_several_sizes_is_refused_also_when_one_of_them_is_configur
     model has counted history twice; running on would hide it."""
     problem = size_problem(60 * S, {60 * S, 30 * S, 86_400 * S})
     assert problem is not None
-    assert "holds windows of 30, 86400 s" in problem and "set it back," in problem
+    assert "holds windows of 30, 86400 s" in problem and "set it back" not in problem, (
+        "no single size agrees with a history of several: naming one would send the operator in circles"
+    )
+    assert "no size agrees with all of them" in problem
+    two = size_problem(30 * S, {60 * S, 30 * S})  # set to the other one: the same answer, no loop
+    assert two is not None and "set it back" not in two
 
 
 @pytest.mark.parametrize(
