@@ -96,11 +96,13 @@ class Partition(Generic[State]):
     last_input: int = -1
     stamps: dict[str, int] = field(default_factory=dict)  # tenant -> its last outcome's occurred_at
     dead: set[int] = field(default_factory=set)  # input offsets above last_input already dead-lettered
+    far_ahead: set[str] = field(default_factory=set)  # tenants whose stamp warning was logged
 
     def now(self, tenant: str, clock: int) -> int:
         """The time to decide ``tenant``'s next change at: never before its last outcome (Step 3)."""
         at = stamp(clock, self.stamps.get(tenant))
-        if at < self.stamps.get(tenant, at):
+        if at < self.stamps.get(tenant, at) and tenant not in self.far_ahead:
+            self.far_ahead.add(tenant)  # once: the stored stamp stays ahead, every command would say so
             log.warning(
                 "tenant %r: its last outcome is stamped %.0f s ahead of this worker's clock, too far "
                 "for a clock skew (a record written from outside?): stamped by the clock",

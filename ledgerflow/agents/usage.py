@@ -128,6 +128,9 @@ class UsageAgent:
         self._config = config or WindowConfig()
         self._states: dict[int, UsageState] = {}
         self._seen: dict[int, OrderedDict[str, None]] = {}
+        # Per input partition, the old-style LateUsage ids already taken for a turn since its re-fold:
+        # an old id stands for one turn (the first, as the old code wrote it), not every turn of its µs.
+        self._excused: dict[int, set[str]] = {}
         self._written: set[str] | None = None
         self._heads: dict[str, ChainHead] = {}
         self._latest: dict[int, dict[WindowKey, WindowClosed]] = {}  # source -> window -> latest written
@@ -142,6 +145,7 @@ class UsageAgent:
         for p in partitions:
             self._states.pop(p, None)
             self._seen.pop(p, None)
+            self._excused.pop(p, None)
         self._written = None  # another worker may have written since: re-read on next use
 
     async def _load_written(self) -> None:
@@ -185,6 +189,7 @@ class UsageAgent:
         """Step 2: fold input partition ``p`` below ``until`` (emitting only what is missing)."""
         state = UsageState(config=self._config)
         self._seen[p] = OrderedDict()
+        self._excused[p] = set()
         out: list[tuple[int, Event]] = []
         for rec in await self._ports.inputs.read(p, 0, until):
             try:
@@ -247,7 +252,9 @@ class UsageAgent:
             if record.event_id in self._written or record.event_id in ids:
                 continue
             legacy = legacy_late_id(record)
-            if legacy is not None and legacy in self._written:  # a delta written before ids named its turn
+            excused = self._excused.setdefault(source, set())
+            if legacy is not None and legacy in self._written and legacy not in excused:
+                excused.add(legacy)  # a delta written before ids named its turn: it stands for this one
                 continue
             key = chain_key(record)  # (tenant, source partition): this worker is its only writer
             chained = chain(record, heads.get(key) or self._heads.get(key))

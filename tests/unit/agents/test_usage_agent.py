@@ -373,3 +373,32 @@ def test_a_record_written_straight_to_usage_windows_steers_nothing() -> None:
     records = world.windows.events()
     assert len(records) == 3, "the agent kept running and wrote the next window"
     assert chained([r for r in records if r.event_id != other_size.event_id])
+
+
+def test_an_old_delta_stands_for_one_turn_of_its_microsecond_not_every_one() -> None:
+    """Before the upgrade two late turns in one microsecond were written as one delta (the first;
+    the second's tokens were lost under the same id). The re-fold after the upgrade takes the old
+    delta for the first turn only, and writes the second at last."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2)))
+    world.handle(world.send(at(5, 3, tokens=4), at(5, 4, tokens=7)))
+    (log,) = [log for log in world.windows.partitions.values() if log]
+    heads: dict[str, ChainHead] = {}
+    kept = []
+    for raw in log:  # as the old code left it: the first delta under its old id, the second lost
+        event = codec.decode(raw.value or b"")
+        legacy = legacy_late_id(event)
+        if legacy is not None and legacy in {codec.decode(r.value or b"").event_id for r in kept}:
+            continue
+        key = chain_key(event)
+        relinked = link_event(dataclasses.replace(event, event_id=legacy or event.event_id), heads.get(key))
+        heads[key] = ChainHead(key, relinked.sequence or 0, relinked.hash or "")
+        kept.append(dataclasses.replace(raw, offset=len(kept), value=codec.encode(relinked)))
+    log[:] = kept
+    assert sorted(tokens for _, tokens in late_deltas(world)) == [4]
+    world.agent = world.new_agent()
+    world.handle(world.send(at(PAST_RETENTION + 1, 5)))
+    assert sorted(tokens for _, tokens in late_deltas(world)) == [4, 7], "the lost turn written once"
+    world.agent = world.new_agent()  # and a second replay writes nothing more
+    world.handle(world.send(at(PAST_RETENTION + 2, 6)))
+    assert sorted(tokens for _, tokens in late_deltas(world)) == [4, 7]
