@@ -70,6 +70,8 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
             + (f" (topic prefix {settings.topic_prefix})" if settings.topic_prefix else "")
             + (f"; metrics at http://{address}/metrics" if served else "; metrics not served")
         )
+    # faust keeps its data directory under the state directory and creates only the last level.
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     # the hot path: see agents/batchloop.py
     loop = BatchLoop(source := KafkaSource(settings, linger_s), [])

@@ -176,7 +176,7 @@ async def drain(env: Env, plan: ScalePlan, brokers: int, workers: int, pids: dic
         for i in range(workers)
     ]
     try:
-        async with Observer(settings, "pipeline") as observer:
+        async with Observer(settings, "pipeline", children) as observer:
             await _until_stable(settings, children)
             meter = CpuMeter({c.name: c.pid for c in children} | pids).start()
             began, done = time.monotonic(), await observer.read()

@@ -24,7 +24,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -118,8 +118,9 @@ async def prepare(settings: Settings) -> None:
 class Observer:
     """Reads how far a consumer under test has got (see the module doc)."""
 
-    def __init__(self, settings: Settings, kind: str) -> None:
+    def __init__(self, settings: Settings, kind: str, watched: Sequence[Child] = ()) -> None:
         self._settings, self._kind = settings, kind
+        self._watched = tuple(watched)  # processes under test: one that exits ends the wait at once
         self._keys = Keys.for_prefix(settings.topic_prefix)
         self._redis: aioredis.Redis | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -158,6 +159,17 @@ class Observer:
             got.decisions += sum(int(counters.get(f, 0)) for f in DECISION_FIELDS)
         return got
 
+    def _check_alive(self) -> None:
+        """Fail at once, with the log's tail, when a process under test has exited (it would
+        otherwise be waited for until the timeout, minutes later, with no word of why)."""
+        for child in self._watched:
+            code = child.popen.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with {code} while {self._kind} was measured "
+                    f"(log: {child.log}):\n{child.log_tail()}"
+                )
+
     async def wait_for(
         self, events: int, decisions: int, timeout: float, on_first: Callable[[], None] | None = None
     ) -> tuple[float, float, int]:
@@ -182,6 +194,7 @@ class Observer:
                 if first[1] >= events:  # all of it in one poll (tiny smoke runs)
                     return last_zero, now, 0
                 return first[0], now, first[1]
+            self._check_alive()
             if now > deadline:
                 raise TimeoutError(
                     f"{self._kind}: {got.events}/{events} events and {got.decisions}/"
@@ -250,7 +263,7 @@ async def saturation(env: Env, kind: str, events: int, profile: Path | None = No
             samplers.append(Sampler(child.pid, profile))
 
     try:
-        async with Observer(settings, kind) as observer:
+        async with Observer(settings, kind, [child]) as observer:
             t0, t1, done0 = await observer.wait_for(
                 want_events, want_decisions, START_TIMEOUT_S + want_events / 100, first_progress
             )
@@ -310,7 +323,7 @@ async def fixed_rate(env: Env, kind: str, events: int, rate: float) -> dict[str,
     await prepare(settings)
     child, _ = start_consumer(env, settings, kind)
     try:
-        async with Observer(settings, kind) as observer:
+        async with Observer(settings, kind, [child]) as observer:
             warm_events, warm_decisions = await warm_up(settings, kind, observer)
             meter = CpuMeter({kind: child.pid, **env.stack_pids}).start()
             began = time.monotonic()

@@ -56,7 +56,7 @@ async def run(env: Env, rate: float, seconds: float) -> dict[str, float]:
     await prepare(settings)
     child, _ = start_consumer(env, settings, "pipeline")
     try:
-        async with Observer(settings, "pipeline") as observer:
+        async with Observer(settings, "pipeline", [child]) as observer:
             events, decisions = await warm_up(settings, "pipeline", observer)
             load = await run_load(
                 env,
