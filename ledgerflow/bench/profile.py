@@ -3,7 +3,8 @@
 ``Sampler(pid, out)`` runs ``py-spy record --format raw`` (collapsed stacks) against a
 running process until ``stop()``; ``summarise`` folds the stacks into the share of
 samples each function is on the stack for (inclusive) and at the top of (self), which
-is what docs/benchmarks.md quotes. py-spy is optional: without it nothing is sampled.
+is what docs/benchmarks.md quotes. py-spy comes with the bench extra; where it is missing or
+cannot attach, nothing is sampled.
 """
 
 from __future__ import annotations
