@@ -226,7 +226,8 @@ class PolicyAgent:
         targets = set(assigned - set(self._partitions))
         try:
             for p in sorted(targets):
-                records += await self._recover_partition(p, committed.get(p, 0))
+                passed = committed.get(p, 0)  # the group committed it: the partition holds what is below
+                records += await self._recover_partition(p, passed, passed)
             if records:
                 log.warning("policy: deciding %d records the consumer group had already passed", len(records))
                 await self.handle(records)
@@ -260,15 +261,16 @@ class PolicyAgent:
         assignment; the batch, preceded by the records the group passed before it."""
         backfill: list[Any] = []
         for p in sorted({m.partition for m in messages} - set(self._partitions)):
-            first = min(m.offset for m in messages if m.partition == p)
-            backfill += await self._recover_partition(p, first)
+            offsets = [m.offset for m in messages if m.partition == p]
+            backfill += await self._recover_partition(p, min(offsets), max(offsets) + 1)
         if backfill:
             log.warning("policy: deciding %d records the consumer group had already passed", len(backfill))
         return [*backfill, *messages]
 
-    async def _recover_partition(self, p: int, first: int) -> list[Any]:
-        """Recover partition ``p`` (step 1); its records from the last decided one up to ``first``."""
-        self._partitions[p] = state = await self._recover(p, first)
+    async def _recover_partition(self, p: int, first: int, held: int) -> list[Any]:
+        """Recover partition ``p`` (step 1); its records from the last decided one up to ``first``.
+        ``held``: one past the batch's last offset of ``p`` (the partition holds every record below)."""
+        self._partitions[p] = state = await self._recover(p, held)
         return list(await self._ports.inputs.read(p, state.last_input + 1, first))
 
     def decide_batch(self, messages: Sequence[Any]) -> Batch:
@@ -395,19 +397,21 @@ class PolicyAgent:
         if self._ports.sink is not None:  # else the projector owns this topic's dead letters
             letters.append(dead_letter_of(msg, reason, NAME, CONVERSATION_EVENTS))
 
-    async def _recover(self, p: int, first: int = 0) -> PartitionState:
+    async def _recover(self, p: int, held: int = 0) -> PartitionState:
         """Step 1: chain heads and decided input offset of partition ``p`` from the snapshot + the log.
 
-        ``first``: an input offset the partition is known to hold up to (delivered, or committed by
-        the group). Only records ``agents/trusted.py`` takes as this agent's own count.
+        ``held``: an end offset the input partition is known to reach (one past a record delivered
+        to this owner). Only records ``agents/trusted.py`` takes as this agent's own count.
         """
         output = self._ports.output
         await output.claim(p)  # earlier writers fenced first: nothing of theirs lands after what is read
         cached = await self._ports.heads.load(p)
         end = await output.end(p)
         # Asked after the claim: every record read below answers an input consumed before it was
-        # written, so below this end; ``first`` was delivered or committed, so the partition holds it.
-        input_end = max(await self._ports.inputs.end(p), first)
+        # written, so below this end. The batch's records were delivered, so the partition holds them
+        # whatever the end reads (a new leader's high watermark can lag for a moment): bounded by
+        # less, the decision of a redelivered turn is judged beyond the input and the turn decided twice.
+        input_end = max(await self._ports.inputs.end(p), held)
         if cached.out_offset >= end:
             why = f"{self.output_topic}[{p}] ends at {end} but the snapshot covers offset {cached.out_offset}"
             cached = self._distrust(p, why)

@@ -222,3 +222,34 @@ def test_two_tenants_sharing_a_conversation_id_get_one_chain_each_also_after_rec
     for tenant in ("acme", "globex"):
         chain = [d for d in world.output.decisions(0) if d.tenant == tenant]
         assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
+
+
+class StaleEnd(InputTopic):
+    """An input topic whose end offset reads behind what it holds (a new partition leader whose
+    high watermark has not caught up yet): ``stale`` records short."""
+
+    def __init__(self, stale: int) -> None:
+        super().__init__()
+        self.stale = stale
+
+    async def end(self, partition: int) -> int:
+        return max(0, len(self.partitions.get(partition, [])) - self.stale)
+
+
+def test_a_redelivered_turn_is_not_decided_again_when_the_input_end_reads_short() -> None:
+    """The batch itself proves the partition holds its last record: recovery trusts decisions
+    answering any offset up to it, whatever the broker's end offset says. Bounded by the batch's
+    first offset instead, the decision of the redelivered turn itself was skipped as beyond the
+    input, and the turn decided a second time."""
+    world = World()
+    world.inputs = StaleEnd(stale=2)
+    world.agent = world.new_agent()
+    batch = [world.inputs.add(0, turn("conv-a", n)) for n in range(1, 4)]
+    world.handle(batch)
+    assert len(world.output.partitions[0]) == 3
+    # A new owner gets the last two turns again (the group had committed offset 1).
+    world.heads.snapshots.clear()
+    world.agent = world.new_agent()
+    world.handle(batch[1:])
+    assert world.decided() == [turn("conv-a", n).event_id for n in range(1, 4)]
+    assert chained(world.output.decisions(0), _conversation)
