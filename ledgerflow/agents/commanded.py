@@ -182,11 +182,14 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             await self._output.start()
             self._started = True
 
-    async def _recover(self, p: int) -> Partition[State]:
-        """Step 1: fold output partition ``p`` from its start."""
+    async def _recover(self, p: int, held: int = 0) -> Partition[State]:
+        """Step 1: fold output partition ``p`` from its start. ``held``: an end offset input ``p`` is
+        known to reach (one past a command delivered from it), whatever the broker answers now."""
         kind, known = self.kind, Partition(self.kind.initial)
         await self._output.claim(p)  # earlier writers fenced before the read
-        input_end = await self._inputs.end(p)  # every input an outcome of ours answers is below it
+        # Asked after the claim: every outcome read below answers an input consumed before it was
+        # written, so below this end.
+        input_end = max(await self._inputs.end(p), held)
         async for written in self._output.read(p):
             try:
                 record = codec.decode(written.value, allowed_types=TOPIC_TYPES[kind.outcomes])
@@ -227,8 +230,8 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             arrived = {m.partition for m in messages}
             catching_up = sorted((arrived - set(self._partitions)) | (arrived & self._unread))
             for p in catching_up:
-                known = self._partitions.get(p) or await self._recover(p)
                 first = min(m.offset for m in messages if m.partition == p)
+                known = self._partitions.get(p) or await self._recover(p, first + 1)
                 pending += await self._inputs.read(p, known.last_input + 1, first)  # Step 2.
                 self._unread.discard(p)
             if catching_up:

@@ -489,3 +489,25 @@ def test_a_legitimate_log_recovers_fully_without_a_warning(caplog: pytest.LogCap
     ]
     assert {k: h.sequence for k, h in heads.items()} == {"acme": 4, "globex": 2}
     assert set(tenants) == {"acme", "globex"}
+
+
+def test_an_input_end_read_short_does_not_disown_the_outcomes_of_commands_delivered_since() -> None:
+    """A restarting broker may answer a high watermark below what it holds: the command delivered
+    at offset 2 proves input 0 reaches offset 3 at least, so the outcomes of offsets 0 and 1 are
+    still the agent's own and the next outcome continues the tenant's chain (not a new one)."""
+    world = World()
+    world.handle(world.send(command(1), command(2, enable=False)))
+
+    async def short(partition: int) -> int:
+        return 0
+
+    world.inputs.end = short  # type: ignore[method-assign]
+    world.agent = world.new_agent()
+    world.handle(world.send(command(3)))
+    records = world.output.decisions(0)
+    assert [(r.type, r.sequence) for r in records] == [
+        ("TrainingEnabled", 1),
+        ("TrainingDisabled", 2),
+        ("TrainingEnabled", 3),
+    ]
+    assert chained(records)
