@@ -6,7 +6,11 @@ Commands from input partition *p* are decided into output partition *p* (co-part
 
 1. On first use after (re)assignment, output partition *p* is read from the start (one record
    per change) and folded into every tenant's state and chain head; the last input offset
-   answered (``lf-input``) and the command ids answered lately are learnt from it.
+   answered (``lf-input``) and the command ids answered lately are learnt from it. Only the
+   agent's own records count (``agents/foreign.py``): the next link of its tenant's chain
+   (sequence, ``prev_hash``, content hash) whose ``lf-input``, if any, is below the input
+   partition's end. Anything else (written straight to Kafka) is logged and skipped: it moves
+   no state, head, stamp or answered offset.
 2. Redelivered commands at or below that offset are skipped; commands the consumer group passed
    unanswered (between it and the first offset delivered) are read back and decided first. The
    commands above that offset already in the DLQ (the sink reads it back) are skipped too: a
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from ledgerflow.agents.deadletters import dead_letter_of
+from ledgerflow.agents.foreign import untrusted_reason
 from ledgerflow.agents.layout import PartitionGuard, misplaced
 from ledgerflow.agents.output import Outgoing
 from ledgerflow.agents.partitioned import PartitionOwner
@@ -149,6 +154,8 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
     ) -> None:
         self.kind = kind
         self.input_topic = input_topic
+        prefix = input_topic.removesuffix(kind.commands) if input_topic.endswith(kind.commands) else ""
+        self.output_topic = prefix + kind.outcomes  # full name, for logs
         self._output, self._inputs, self._sink, self._clock = output, inputs, sink, clock
         # The pinned partition layout (agents/layout.py): a command where its tenant does not
         # belong is dead-lettered (misrouted), or the worker stops if partitions were added.
@@ -175,15 +182,30 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             await self._output.start()
             self._started = True
 
-    async def _recover(self, p: int) -> Partition[State]:
-        """Step 1: fold output partition ``p`` from its start."""
+    async def _recover(self, p: int, held: int = 0) -> Partition[State]:
+        """Step 1: fold output partition ``p`` from its start. ``held``: an end offset input ``p`` is
+        known to reach (one past a command delivered from it), whatever the broker answers now."""
         kind, known = self.kind, Partition(self.kind.initial)
         await self._output.claim(p)  # earlier writers fenced before the read
+        # Asked after the claim: every outcome read below answers an input consumed before it was
+        # written, so below this end.
+        input_end = max(await self._inputs.end(p), held)
         async for written in self._output.read(p):
             try:
                 record = codec.decode(written.value, allowed_types=TOPIC_TYPES[kind.outcomes])
             except DecodeError:
                 log.error("%s: undecodable audit record at offset %d ignored", kind.name, written.offset)
+                continue
+            why = untrusted_reason(record, known.heads.get(record.tenant), written.input_offset, input_end)
+            if why is not None:  # written from outside: it steers nothing (agents/foreign.py)
+                log.warning(
+                    "%s: %s[%d]@%d is not the agent's own (written from outside?); ignored: %s",
+                    kind.name,
+                    self.output_topic,
+                    p,
+                    written.offset,
+                    why,
+                )
                 continue
             try:
                 known.tenants[record.tenant] = kind.evolve(known.state(record.tenant), kind.event_of(record))
@@ -192,8 +214,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
                     "%s: audit record at offset %d does not apply; ignored", kind.name, written.offset
                 )
                 continue
-            if record.sequence and record.hash:
-                known.heads[record.tenant] = ChainHead(record.tenant, record.sequence, record.hash)
+            known.heads[record.tenant] = head_after(record)  # its chain key is its tenant (trusted)
             known.stamped(record)
             if written.input_offset is not None:
                 known.answer(command_id_of(record), written.input_offset)
@@ -209,8 +230,8 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             arrived = {m.partition for m in messages}
             catching_up = sorted((arrived - set(self._partitions)) | (arrived & self._unread))
             for p in catching_up:
-                known = self._partitions.get(p) or await self._recover(p)
                 first = min(m.offset for m in messages if m.partition == p)
+                known = self._partitions.get(p) or await self._recover(p, first + 1)
                 pending += await self._inputs.read(p, known.last_input + 1, first)  # Step 2.
                 self._unread.discard(p)
             if catching_up:

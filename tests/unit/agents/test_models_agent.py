@@ -5,14 +5,18 @@ poison, a failed write, and a new owner recovering every registry from models.au
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 from ledgerflow.agents.models import ModelsAgent
+from ledgerflow.agents.output import Written
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
+from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import ModelRegistered, ModelRejected, RegisterModel, SetModelEnabled
+from ledgerflow.policy.wire import head_after
 from tests.unit.agents.memory import T0, InputTopic, Letters, OutputTopic, chained, retry_after_failed_write
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
@@ -133,9 +137,9 @@ def _without_id(event: Event) -> Event:
 
 
 def test_a_record_that_is_no_transition_does_not_stop_the_recovery() -> None:
-    """models.audit holding ModelEnabled for a model never registered (written from outside): the
-    new owner's recovery skips it (the audit reports it) instead of failing at every retry."""
-    from ledgerflow.agents.output import Written
+    """models.audit holding ModelEnabled for a model never registered (written from outside, as
+    the next link of the tenant's chain: what the trust rule cannot tell): the new owner's
+    recovery skips it (the audit reports it) instead of failing at every retry."""
     from ledgerflow.contracts.payloads import ModelEnabled
 
     w = Registry()
@@ -148,6 +152,7 @@ def test_a_record_that_is_no_transition_does_not_stop_the_recovery() -> None:
         producer="ledgerflow-models",
         occurred_at_micros=T0 + 5,
     )
+    ghost = link_event(ghost, head_after(w.log()[-1]))  # the next link of acme's chain: trusted
     w.audit.partitions[0].append(Written(1, codec.encode(ghost), None))
     w.restart()
     w.feed(register(2, model="slm-2"))
@@ -162,3 +167,31 @@ def test_a_poison_command_is_dead_lettered_once_by_a_new_owner_that_reads_it_bac
     world.feed(switch(3, False))  # the group committed past the poison: Step 2 reads it back
     assert [(d.source_topic, d.offset) for d in world.letters.sent] == [("models.commands", 1)]
     assert [r.type for r in world.log()] == ["ModelRegistered", "ModelDisabled"]
+
+
+def test_a_forged_outcome_claiming_a_far_input_does_not_swallow_the_next_command() -> None:
+    """models.audit written from outside: the next link of acme's chain (a refusal, which applies
+    to any registry) and a replayed copy of it, both with ``lf-input: 10**15``. Followed, every
+    later command of the partition was skipped as already answered."""
+    world = Registry()
+    world.feed(register(1), switch(2, True))  # already enabled: a refusal
+    refusal = world.log()[-1]
+    assert refusal.type == "ModelRejected"
+    forged = link_event(replace(refusal, event_id=str(uuid.uuid4())), head_after(refusal))
+    log = world.audit.partitions[0]
+    log.append(Written(len(log), codec.encode(forged), 10**15))
+    log.append(Written(len(log), codec.encode(refusal), 10**15))
+    world.restart()
+    world.feed(switch(3, False))
+    assert [r.type for r in world.log()] == [
+        "ModelRegistered",
+        "ModelRejected",
+        "ModelRejected",  # forged
+        "ModelRejected",  # forged
+        "ModelDisabled",
+    ], "the command after the forged records must be decided"
+    assert (log[-1].input_offset, world.log()[-1].sequence, world.log()[-1].prev_hash) == (
+        2,
+        3,
+        refusal.hash,
+    ), "answered, linked to the real head"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,13 @@ from ledgerflow.agents.output import Written
 from ledgerflow.agents.training import Ports, TrainingAgent
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import TrainingEnabled, TrainingRejected
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.training import fold
+from ledgerflow.policy.wire import head_after
+from ledgerflow.training import TrainingState, fold
 from ledgerflow.training.wire import event_of
 from tests.unit.agents.memory import (
     T0,
@@ -344,15 +349,165 @@ def test_a_dlq_that_cannot_be_read_holds_the_batch_back_until_it_can() -> None:
 
 def test_an_outcome_written_from_outside_stamped_far_ahead_does_not_drag_the_tenants_stamps() -> None:
     """A refusal (it applies to any state) stamped in 2199: followed, every later outcome of the
-    tenant, an enable's deadline included, would be stamped there."""
+    tenant, an enable's deadline included, would be stamped there. Appended as the next link of
+    the tenant's chain, with no ``lf-input``: recovery cannot tell it from the agent's own (the
+    chain has no secret), so the stamp rule is what keeps it from steering the clock."""
     world = World()
     world.handle(world.send(command(1, ttl=60), command(2, ttl=60)))  # the second: already enabled
-    written = world.output.partitions[0][1]
-    refusal = codec.decode(written.value)
+    refusal = world.output.decisions(0)[1]
     assert refusal.type == "TrainingRejected"
-    far = dataclasses.replace(refusal, occurred_at=7_226_582_400_000_000)
-    world.output.partitions[0][1] = Written(1, codec.encode(far), written.input_offset)
+    far = dataclasses.replace(refusal, occurred_at=7_226_582_400_000_000, event_id=str(uuid.uuid4()))
+    forged = link_event(far, head_after(refusal))
+    world.output.partitions[0].append(Written(2, codec.encode(forged), None))
     world.agent = world.new_agent()
     world.handle(world.send(command(3, enable=False)))
-    disabled = world.output.decisions(0)[2]
+    disabled = world.output.decisions(0)[3]
     assert (disabled.type, disabled.occurred_at) == ("TrainingDisabled", world.now)
+
+
+# ---------------------------------------------------------------- records written from outside
+# Anyone with access to Kafka can append to training.audit. Recovery takes a record as the
+# agent's own only if it is the next link of its tenant's chain and its lf-input, if any, is an
+# offset the input partition holds (agents/foreign.py); the rest steers nothing.
+
+FAR = 10**15
+
+
+Learnt = tuple[dict[str, TrainingState], dict[str, ChainHead], int, list[tuple[str, int]], dict[str, int]]
+
+
+def _recovered(world: World) -> Learnt:
+    """What a new owner learns from partition 0: states, heads, last input, answered ids, stamps."""
+    known = asyncio.run(world.new_agent()._recover(0))
+    return known.tenants, known.heads, known.last_input, list(known.answered.items()), known.stamps
+
+
+def _live(world: World) -> Learnt:
+    known = world.agent._partitions[0]
+    return known.tenants, known.heads, known.last_input, list(known.answered.items()), known.stamps
+
+
+def _append(world: World, record: Event, input_offset: int | None) -> None:
+    log = world.output.partitions[0]
+    log.append(Written(len(log), codec.encode(record), input_offset))
+
+
+def _next_link(world: World, **changes: object) -> Event:
+    """A refusal of acme (it applies to any state) linked as the next record of acme's chain."""
+    acme = [r for r in world.output.decisions(0) if r.tenant == "acme"]
+    refusal = next(r for r in reversed(acme) if r.type == "TrainingRejected")
+    body = dataclasses.replace(refusal, event_id=str(uuid.uuid4()), **changes)  # type: ignore[arg-type]
+    return link_event(body, head_after(acme[-1]))
+
+
+def test_a_forged_outcome_claiming_a_far_input_does_not_swallow_the_next_command() -> None:
+    """A correct next link of acme's chain with ``lf-input: 10**15``: followed, last_input became
+    10**15 and every later command of the partition was skipped as already answered."""
+    world = World()
+    world.handle(world.send(command(1, ttl=60), command(2, ttl=60)))  # enabled, then a refusal
+    _append(world, _next_link(world), FAR)
+    world.agent = world.new_agent()
+    world.handle(world.send(command(3, enable=False)))
+    records = world.output.decisions(0)
+    assert [r.type for r in records] == [
+        "TrainingEnabled",
+        "TrainingRejected",
+        "TrainingRejected",  # the forged one
+        "TrainingDisabled",
+    ], "the command after the forged record must be decided"
+    assert world.output.partitions[0][3].input_offset == 2
+    assert chained([r for i, r in enumerate(records) if i != 2]), "the answer links to the real head"
+
+
+FORGERIES: dict[str, Callable[[World], tuple[Event, int | None]]] = {
+    "lf-input beyond the input": lambda w: (_next_link(w), FAR),
+    "wrong hash": lambda w: (dataclasses.replace(_next_link(w), hash="ff" * 32), 1),
+    "content changed after hashing": lambda w: (
+        dataclasses.replace(_next_link(w), occurred_at=_next_link(w).occurred_at + 1),
+        None,
+    ),
+    "wrong prev_hash": lambda w: (
+        link_event(
+            dataclasses.replace(w.output.decisions(0)[1], event_id=str(uuid.uuid4())),
+            ChainHead("acme", 2, "ab" * 32),
+        ),
+        None,
+    ),
+    "replayed copy of the head": lambda w: (w.output.decisions(0)[1], 1),
+    "replayed older link": lambda w: (w.output.decisions(0)[0], 0),
+    "another tenant's chain": lambda w: (
+        link_event(dataclasses.replace(w.output.decisions(0)[1], tenant="initech"), None),
+        None,
+    ),
+    "unchained": lambda w: (dataclasses.replace(_next_link(w), sequence=None, prev_hash=None, hash=None), 1),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_forged_record_mid_log_steers_no_state_head_input_or_stamp(forgery: str) -> None:
+    world = World()
+    world.handle(world.send(command(1, ttl=60), command(2, ttl=60), command(3, "globex")))
+    record, input_offset = FORGERIES[forgery](world)
+    _append(world, record, input_offset)
+    assert _recovered(world) == _live(world), "recovery learns exactly what the agent itself wrote"
+    world.handle(world.send(command(4, enable=False), command(5, "globex", enable=False)))
+    assert [w.input_offset for w in world.output.partitions[0]][-2:] == [3, 4]
+    assert _recovered(world) == _live(world), "and so with the forged record mid-log"
+    world.agent = world.new_agent()
+    world.handle(world.send(command(6, ttl=60), command(7, "globex", ttl=60)))
+    records = world.output.decisions(0)
+    assert [r.type for r in records[-2:]] == ["TrainingEnabled", "TrainingEnabled"]
+    assert chained([r for i, r in enumerate(records) if i != 3])
+
+
+def test_a_legitimate_log_recovers_fully_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    world = World()
+    world.handle(world.send(command(1, ttl=60), command(2, "globex"), command(3, ttl=60)))
+    world.handle(world.send(command(3, command_id="cmd-acme-3")))  # a duplicate id: not answered
+    world.now += 61 * SECOND
+    asyncio.run(world.agent.tick())  # acme expires: an outcome without lf-input
+    world.handle(world.send(command(4, enable=False, command_id="c-4"), command(5, "globex", enable=False)))
+    assert [t for t, _ in world.outcomes()] == [
+        "TrainingEnabled",
+        "TrainingEnabled",
+        "TrainingRejected",
+        "TrainingExpired",
+        "TrainingRejected",  # acme is disabled already
+        "TrainingDisabled",
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ledgerflow.agents.commanded"):
+        tenants, heads, last_input, answered, _ = recovered = _recovered(world)
+    assert recovered == _live(world)
+    assert not caplog.records
+    assert last_input == 5 and [c for c, _ in answered] == [
+        "cmd-acme-1",
+        "cmd-globex-2",
+        "cmd-acme-3",
+        "c-4",
+        "cmd-globex-5",
+    ]
+    assert {k: h.sequence for k, h in heads.items()} == {"acme": 4, "globex": 2}
+    assert set(tenants) == {"acme", "globex"}
+
+
+def test_an_input_end_read_short_does_not_disown_the_outcomes_of_commands_delivered_since() -> None:
+    """A restarting broker may answer a high watermark below what it holds: the command delivered
+    at offset 2 proves input 0 reaches offset 3 at least, so the outcomes of offsets 0 and 1 are
+    still the agent's own and the next outcome continues the tenant's chain (not a new one)."""
+    world = World()
+    world.handle(world.send(command(1), command(2, enable=False)))
+
+    async def short(partition: int) -> int:
+        return 0
+
+    world.inputs.end = short  # type: ignore[method-assign]
+    world.agent = world.new_agent()
+    world.handle(world.send(command(3)))
+    records = world.output.decisions(0)
+    assert [(r.type, r.sequence) for r in records] == [
+        ("TrainingEnabled", 1),
+        ("TrainingDisabled", 2),
+        ("TrainingEnabled", 3),
+    ]
+    assert chained(records)
