@@ -269,14 +269,21 @@ class _CatchUp:
                 if (last := _final_frame(ctx, self.expires_at)) is not None:
                     self.last = last
                     return
-                step = catchup_watch.next_step(clock, time.monotonic(), ctx.heartbeat_s, ctx.catch_up_stall_s)
+                step = catchup_watch.next_step(
+                    clock,
+                    time.monotonic(),
+                    ctx.heartbeat_s,
+                    ctx.catch_up_stall_s,
+                    answered=pending is not None and pending.done(),
+                )
                 if isinstance(step, catchup_watch.GiveUp):
                     self.last = self._last_frames("stalled", step.reason)
                     return
                 if isinstance(step, catchup_watch.Heartbeat):
                     SSE_FRAMES.labels("heartbeat").inc()
-                    yield sse.control_frame("heartbeat")
-                    clock = catchup_watch.after_heartbeat(clock, time.monotonic())
+                    began = time.monotonic()
+                    yield sse.control_frame("heartbeat")  # blocks while the client takes nothing
+                    clock = catchup_watch.after_heartbeat(clock, began, time.monotonic())
                     continue
                 # The read goes on across waits: a heartbeat does not cancel it (nor lose its batch).
                 pending = pending or asyncio.create_task(_next_batch(batches))

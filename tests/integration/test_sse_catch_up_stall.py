@@ -22,7 +22,9 @@ A client that does not take the last frames holds nothing: on an edge run in thi
 ``unavailable`` frame is written after the catch-up's reader is closed, its slot freed and the
 hub's subscription dropped; and a client that disconnects while a write blocks mid-catch-up has
 its reader closed and slot freed by the time the response ends (not when the garbage collector
-gets to a suspended generator).
+gets to a suspended generator). And a client that blocks a heartbeat write for twice the stall
+bound, while the read in flight comes back, still gets the whole log: the bound counts time
+waiting on Kafka, not time blocked on the client.
 """
 
 from __future__ import annotations
@@ -379,3 +381,41 @@ def test_a_client_leaving_mid_write_has_its_reader_closed_when_the_response_ends
     during, after = asyncio.run(scenario())
     assert during == 1, "the stream was not mid-catch-up"
     assert after == 0, "the catch-up's reader and slot outlived the response"
+
+
+def test_a_heartbeat_write_blocked_past_the_stall_bound_does_not_end_a_catch_up_that_reads(lab: Lab) -> None:
+    async def scenario() -> list[bytes]:
+        async with _edge_here(lab, STALL_S) as (app, ctx):
+            client = SlowClient(ctx, block_on=lambda chunk: False)
+            state = {"paused": False, "blocked": False}
+            got = asyncio.Event()
+
+            async def send(message: Message) -> None:
+                await client.send(message)
+                chunk = client.held[-1][0]
+                if not state["paused"] and _data(chunk):
+                    os.kill(lab.kafka, signal.SIGSTOP)  # the catch-up now waits on Kafka: heartbeats
+                    state["paused"] = True
+                elif state["paused"] and not state["blocked"] and b"event: heartbeat" in chunk:
+                    state["blocked"] = True
+                    os.kill(lab.kafka, signal.SIGCONT)  # the read in flight comes back ...
+                    await asyncio.sleep(2 * STALL_S)  # ... while the client takes this write late
+                frames = sum(c.count(b"\ndata: ") for c, _ in client.held if _data(c))
+                if frames >= EVENTS or _unavailable(chunk):
+                    got.set()
+
+            try:
+                response = asyncio.ensure_future(app(_scope(lab), client.receive, send))
+                await asyncio.wait_for(got.wait(), GUARD_S)
+                client.disconnect()
+                await asyncio.wait_for(response, GUARD_S)
+            finally:
+                os.kill(lab.kafka, signal.SIGCONT)
+            assert state["blocked"], "no heartbeat was written while the broker was paused"
+            return [chunk for chunk, _ in client.held]
+
+    chunks = asyncio.run(scenario())
+    assert not any(_unavailable(c) for c in chunks), "the catch-up was dropped as a stall"
+    data = b"".join(c for c in chunks if _data(c))
+    ids = [orjson.loads(line[6:])["event_id"] for line in data.split(b"\n") if line.startswith(b"data: ")]
+    assert ids == [e.event_id for e in lab.events]  # the whole log, in order, once
