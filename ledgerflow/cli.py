@@ -509,9 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--redis-cluster",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="up: a local Redis Cluster (3 masters, 1 replica each) instead of one Redis",
+        help="up: a local Redis Cluster (3 masters, 1 replica each) instead of one Redis; "
+        "--no-redis-cluster: one Redis, a stopped cluster's redis-N state removed "
+        "(default: as last started in the state dir, else one Redis)",
     )
     _common(s, http=True)
     s.set_defaults(handler=cmd_stack)

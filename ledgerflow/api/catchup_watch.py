@@ -15,6 +15,12 @@ client's token expired. So:
 
 Progress is measured in offsets scanned, not frames sent: a tenant stream catching up over
 other tenants' records sends nothing for a while and is still progressing.
+
+The bound measures time waiting on Kafka, not time blocked writing to a slow client: a heartbeat
+write that blocks moves the bound by as long as it blocked (``after_heartbeat``; a data write
+already counts as progress when it returns, ``after_batch``), and a read that has come back is
+taken before anything else is decided (``next_step(..., answered=True)``): it may be the very
+progress, or the end of the catch-up, the bound is waiting for.
 """
 
 from __future__ import annotations
@@ -90,12 +96,21 @@ def after_batch(
     return clock
 
 
-def after_heartbeat(clock: CatchUpClock, now: float) -> CatchUpClock:
-    return replace(clock, wrote_at=now)
+def after_heartbeat(clock: CatchUpClock, began: float, now: float) -> CatchUpClock:
+    """A heartbeat was written from ``began`` until ``now`` (the client took it then): that time
+    is not counted against Kafka, so the stall bound moves by it."""
+    blocked = max(now - began, 0.0)
+    progressed_at = None if clock.progressed_at is None else clock.progressed_at + blocked
+    return replace(clock, wrote_at=now, progressed_at=progressed_at)
 
 
-def next_step(clock: CatchUpClock, now: float, heartbeat_s: float, stall_s: float) -> Step:
-    """Give up, send a heartbeat, or wait (for how long at most) — in that order of precedence."""
+def next_step(
+    clock: CatchUpClock, now: float, heartbeat_s: float, stall_s: float, *, answered: bool = False
+) -> Step:
+    """Give up, send a heartbeat, or wait (for how long at most) — in that order of precedence,
+    after ``answered`` (the read in flight has come back): then ``Wait(0)``, take its batch first."""
+    if answered:
+        return Wait(0.0)
     stalled_at = None if clock.progressed_at is None else clock.progressed_at + stall_s
     if stalled_at is not None and now >= stalled_at:
         return GiveUp(

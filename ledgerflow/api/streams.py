@@ -15,19 +15,27 @@ One stream runs in these steps:
    has written nothing for ``heartbeat_s`` (waiting for a catch-up slot, scanning others'
    records, or reading from a silent broker) gets ``event: heartbeat``; a catch-up that
    scanned nothing for ``catch_up_stall_s`` (``catchup_watch``) ends the stream with a
-   checkpoint of what it scanned, ``retry:`` and ``event: unavailable``, and frees its slot.
+   checkpoint of what it scanned, ``retry:`` and ``event: unavailable``. Its Kafka reader
+   is closed, its catch-up slot freed and the hub forgets the subscriber BEFORE that last
+   write: a client slow to take it holds none of them.
 4. Live: frames from the subscriber's mailbox, several to a write when they queue up.
    Idle streams get ``event: heartbeat`` every ``heartbeat_s``; ``event: reauth`` goes
    out ``reauth_before_s`` before the token expires and the stream ends at expiry with
    ``event: expired``; a subscriber that fell behind gets its queued frames and then
    ``event: overflow``; a closing edge ends streams with ``retry:`` and
    ``event: shutdown``. Control frames carry no ``id:``: a client resumes from its last
-   data frame.
+   data frame. The hub forgets the subscriber before such a last frame is written, too.
+
+The steps are async generators inside one another; each outer one closes the inner one it
+iterates (``contextlib.aclosing``), so a client that disconnects mid-write closes the reader
+and frees the slot when the response ends, not whenever the garbage collector finalizes a
+suspended generator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -194,7 +202,8 @@ async def _open(
     position = dict(resume.seen) if resume.seen is not None else hub.live_positions(keys)
     # The pack in force when the stream opened (each decision frame names its own in its payload).
     constitution = header_of(ctx.reference.pack_for(tenant))
-    return EventStreamResponse(_frames(ctx, sub, gaps, position, resume, expires_at), close, constitution)
+    frames = _frames(ctx, sub, gaps, position, resume, expires_at, lambda: hub.unsubscribe(sub))
+    return EventStreamResponse(frames, close, constitution)
 
 
 async def _frames(
@@ -204,7 +213,10 @@ async def _frames(
     position: cursors.Positions,
     resume: cursors.Resume,
     expires_at: float,
-) -> AsyncIterator[bytes]:
+    forget: Callable[[], None],
+) -> AsyncGenerator[bytes, None]:
+    """The stream's frames. ``forget`` (idempotent) drops the hub's subscription: called before
+    a last frame is written, so a slow client holds nothing of the hub while it takes it."""
     yield sse.retry_hint(RETRY_MS)
     start = cursors.encode(position)
     if resume.reset is not None:
@@ -213,21 +225,28 @@ async def _frames(
     yield sse.checkpoint(start)  # a client with no data frame yet resumes from here, not from "now"
     # Step 3.
     catch_up = _CatchUp(ctx, sub, gaps, position, expires_at, sent=start)
-    async for chunk in catch_up.frames():
-        yield chunk
-    if catch_up.ended:
+    async with contextlib.aclosing(catch_up.frames()) as chunks:
+        async for chunk in chunks:
+            yield chunk
+    # Closed here: the catch-up's reader is stopped and its slot free.
+    if catch_up.last is not None:
+        forget()
+        yield catch_up.last
         return
     if cursors.encode(position) != catch_up.sent:
         yield sse.checkpoint(cursors.encode(position))  # scanned past others' records: skip them next time
     # Step 4.
-    async for chunk in _live(ctx, sub, position, expires_at):
-        yield chunk
+    async with contextlib.aclosing(_live(ctx, sub, position, expires_at, forget)) as chunks:
+        async for chunk in chunks:
+            yield chunk
 
 
 @dataclass(eq=False)
 class _CatchUp:
     """Step 3 of one stream: its frames, heartbeats while the next batch is awaited, and the end
-    of the stream when the catch-up stalls, fails, or the token or the edge ends it (``ended``)."""
+    of the stream when the catch-up stalls, fails, or the token or the edge ends it: then
+    ``frames`` stops WITHOUT writing that end, and ``last`` holds it, to be written once the
+    reader is closed and the slot free."""
 
     ctx: EdgeContext
     sub: Subscriber
@@ -235,9 +254,9 @@ class _CatchUp:
     position: cursors.Positions
     expires_at: float
     sent: str  # the last id the client was sent: where it resumes from
-    ended: bool = False
+    last: bytes | None = None  # the stream's last frames, when the catch-up ends it
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncGenerator[bytes, None]:
         if not self.gaps:
             return  # nothing to catch up on (a stream starting live): no reader, no tasks
         ctx = self.ctx
@@ -248,17 +267,23 @@ class _CatchUp:
         try:
             while True:
                 if (last := _final_frame(ctx, self.expires_at)) is not None:
-                    self.ended = True
-                    yield last
+                    self.last = last
                     return
-                step = catchup_watch.next_step(clock, time.monotonic(), ctx.heartbeat_s, ctx.catch_up_stall_s)
+                step = catchup_watch.next_step(
+                    clock,
+                    time.monotonic(),
+                    ctx.heartbeat_s,
+                    ctx.catch_up_stall_s,
+                    answered=pending is not None and pending.done(),
+                )
                 if isinstance(step, catchup_watch.GiveUp):
-                    yield self._last_frames("stalled", step.reason)
+                    self.last = self._last_frames("stalled", step.reason)
                     return
                 if isinstance(step, catchup_watch.Heartbeat):
                     SSE_FRAMES.labels("heartbeat").inc()
-                    yield sse.control_frame("heartbeat")
-                    clock = catchup_watch.after_heartbeat(clock, time.monotonic())
+                    began = time.monotonic()
+                    yield sse.control_frame("heartbeat")  # blocks while the client takes nothing
+                    clock = catchup_watch.after_heartbeat(clock, began, time.monotonic())
                     continue
                 # The read goes on across waits: a heartbeat does not cancel it (nor lose its batch).
                 pending = pending or asyncio.create_task(_next_batch(batches))
@@ -282,7 +307,7 @@ class _CatchUp:
                     wrote=bool(batch.frames),
                 )
         except InfrastructureError as exc:
-            yield self._last_frames("unavailable", f"{exc}: reconnect")
+            self.last = self._last_frames("unavailable", f"{exc}: reconnect")
         finally:
             closing.cancel()
             await _close_catch_up(pending, batches)
@@ -290,7 +315,6 @@ class _CatchUp:
     def _last_frames(self, reason: str, detail: str) -> bytes:
         """A checkpoint of what was scanned (records of others are not read again), then
         ``unavailable`` with ``retry:``: the client reconnects with its last id after the delay."""
-        self.ended = True
         SSE_DROPPED.labels(reason).inc()
         scanned = cursors.encode(self.position)
         head = sse.checkpoint(scanned) if scanned != self.sent else b""
@@ -312,13 +336,18 @@ async def _close_catch_up(
 
 
 async def _live(
-    ctx: EdgeContext, sub: Subscriber, position: cursors.Positions, expires_at: float
-) -> AsyncIterator[bytes]:
+    ctx: EdgeContext,
+    sub: Subscriber,
+    position: cursors.Positions,
+    expires_at: float,
+    forget: Callable[[], None],
+) -> AsyncGenerator[bytes, None]:
     reauth_at = expires_at - ctx.reauth_before_s
     reauth_sent = False
     last_write = time.monotonic()
     while True:
         if (last := _final_frame(ctx, expires_at)) is not None:
+            forget()
             yield last
             return
         now = time.time()
@@ -341,6 +370,7 @@ async def _live(
             continue
         if sub.overflowed:
             SSE_DROPPED.labels("overflow").inc()
+            forget()
             yield sse.control_frame("overflow", {"detail": "too slow: reconnect with your last event id"})
             return
         heartbeat_due = last_write + ctx.heartbeat_s - time.monotonic()

@@ -4,7 +4,8 @@
 1. Start Redis (unless ``LEDGERFLOW_REDIS_URL`` points at one that runs) and PING it.
 2. Start Kafka (unless ``LEDGERFLOW_KAFKA_BOOTSTRAP`` points at one that runs): one node, or
    ``--brokers N`` nodes, then wait until the cluster reports all N brokers. (Before step 1:
-   the stopped state of another layout is removed, a running one refused: ``kafka.clear_foreign``.)
+   the stopped state of another layout is removed, a running one refused: ``kafka.clear_foreign``
+   and ``rediscluster.clear_foreign``.)
 3. Create the topics (replicated as the broker count allows), then prove a real
    produce/consume round trip.
 4. Create the dev signing key and JWKS (when the edge uses the local JWKS file), and the dev
@@ -26,7 +27,7 @@ from ledgerflow.config import Settings
 from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import InfrastructureError, StackError, ValidationError
 from ledgerflow.kafka.admin import HEALTH_TOPIC, ensure_topics, round_trip
-from ledgerflow.redisclient import server_url, sync_client
+from ledgerflow.redisclient import is_cluster, server_url, sync_client
 from ledgerflow.stack import cluster as kafka_cluster
 from ledgerflow.stack import kafka as kafka_stack
 from ledgerflow.stack import redis as redis_stack
@@ -69,7 +70,7 @@ def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | 
             f"Redis URL {settings.redis_url!r} (LEDGERFLOW_REDIS_URL or --redis): {exc}; e.g. redis://127.0.0.1:16379/0"
         ) from None
     if redis_cluster is None:
-        redis_cluster = (settings.state_dir / "redis-1").is_dir()
+        redis_cluster = redis_cluster_here(settings, redis_host, redis_port)
     shards = rediscluster.nodes(settings.state_dir, redis_host, redis_port) if redis_cluster else ()
     return StackNodes(
         kafka=cluster[0],
@@ -91,6 +92,19 @@ def cluster_size(settings: Settings) -> int:
     return size
 
 
+def redis_cluster_here(settings: Settings, host: str, port: int) -> bool:
+    """Whether this state directory's Redis is a cluster: as last started (its ``redis-N``
+    directories are there), unless the single Redis runs and none of them does (they are then
+    a stopped cluster's leftovers)."""
+    state = settings.state_dir
+    found = rediscluster.cluster_dirs(p.name for p in state.iterdir()) if state.is_dir() else []
+    if "redis-1" not in found:
+        return False
+    if redis_stack.RedisNode(state, host, port).process.pid() is None:
+        return True
+    return any(rediscluster.dir_process(state / name).pid() is not None for name in found)
+
+
 def bootstrap(settings: Settings, n: StackNodes) -> str:
     """Every local broker's address (a client then survives any one broker being down)."""
     if settings.kafka_external:
@@ -110,6 +124,10 @@ def up(
     began = time.monotonic()
     if not settings.kafka_external:  # before anything starts: it may refuse
         kafka_stack.clear_foreign(n.brokers, say)
+    if not settings.redis_external:
+        rediscluster.clear_foreign(settings.state_dir, bool(n.redis_cluster), say)
+        if not n.redis_cluster and is_cluster(settings.redis_url):  # defaulted from the leftovers
+            settings = settings.with_overrides(redis_url=server_url(settings.redis_url))
     if not settings.redis_external and n.redis_cluster:  # Step 1.
         first, last = n.redis_cluster[0], n.redis_cluster[-1]
         say(f"redis: starting a cluster of {len(n.redis_cluster)} on {first.host}:{first.port}-{last.port} …")

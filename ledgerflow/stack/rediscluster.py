@@ -1,12 +1,19 @@
 """A local Redis Cluster from Debian's ``redis-server``: three masters with one replica each,
 joined by ``redis-cli --cluster create``. Node *i* (1-based) listens on ``port + i - 1`` and
-keeps its cluster state (``nodes.conf``) in ``redis-i/``; the data stays in memory only."""
+keeps its cluster state (``nodes.conf``) in ``redis-i/``; the data stays in memory only.
+
+The single Redis keeps ``redis/``: both layouts may sit in one state dir, one runs at a time.
+``stack up`` starting one Redis removes a stopped cluster's ``redis-N/`` (``clear_foreign``):
+left there, they made every later ``stack up``/``status``/``down`` and the default
+``LEDGERFLOW_REDIS_URL`` take the state dir for a Redis Cluster's."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +21,7 @@ import redis as redis_sync
 
 from ledgerflow.errors import PrerequisiteMissing, StackError, ValidationError
 from ledgerflow.stack import redis as redis_stack
+from ledgerflow.stack.processes import Managed
 
 MASTERS = 3
 REPLICAS_PER_MASTER = 1
@@ -64,6 +72,61 @@ def nodes(state_dir: Path, host: str, port: int) -> tuple[redis_stack.RedisNode,
         )
     return tuple(
         redis_stack.RedisNode(state_dir, host, port + i, f"redis-{i + 1}") for i in range(NODE_COUNT)
+    )
+
+
+_CLUSTER_DIR = re.compile(r"redis-([1-9][0-9]{0,5})")
+
+
+def cluster_dirs(names: Iterable[str]) -> list[str]:
+    """The ``redis-N`` names among ``names`` (a state directory's entries), by N."""
+    found = [(int(m.group(1)), name) for name in names if (m := _CLUSTER_DIR.fullmatch(name))]
+    return [name for _, name in sorted(found)]
+
+
+def foreign_dirs(names: Iterable[str], cluster: bool) -> list[str]:
+    """The ``redis-N`` directories among ``names`` that are no state of the layout starting: all
+    of them when one Redis starts, those past ``redis-<NODE_COUNT>`` when a cluster does (its own
+    nodes' ``nodes.conf`` is how they rejoin the same cluster)."""
+    found = cluster_dirs(names)
+    if not cluster:
+        return found
+    wanted = {f"redis-{i}" for i in range(1, NODE_COUNT + 1)}
+    return [name for name in found if name not in wanted]
+
+
+def dir_process(directory: Path) -> Managed:
+    """The Redis whose pid file is in ``directory``, whatever port it was started on (its
+    recorded start time names it; redis-server's title always starts with ``redis-server``)."""
+    return Managed(directory.name, directory / "redis.pid", ("redis-server ",))
+
+
+def clear_foreign(state_dir: Path, cluster: bool, say: Callable[[str], None]) -> None:
+    """Before a single Redis (``cluster`` False) or a Redis Cluster starts: remove the stopped
+    ``redis-N`` state of the other layout (one line says so); StackError if a Redis of the other
+    layout runs (it holds the same first port)."""
+    names = [p.name for p in state_dir.iterdir() if p.is_dir()] if state_dir.is_dir() else []
+    stale = foreign_dirs(names, cluster)
+    others = [state_dir / name for name in stale] + ([state_dir / "redis"] if cluster else [])
+    running = [d.name for d in others if dir_process(d).pid() is not None]
+    if running:
+        asked = "the Redis Cluster" if cluster else "the single Redis"
+        raise StackError(
+            f"Redis {', '.join(running)} of {state_dir} run, another layout than {asked} asked for: "
+            "`ledgerflow stack down` first (same state dir), then `stack up`"
+        )
+    if not stale:
+        return
+    for name in stale:
+        path = state_dir / name
+        if path.is_symlink():  # a link's target is not ours to delete
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    starting = f"the {NODE_COUNT}-node Redis Cluster" if cluster else "the single Redis"
+    say(
+        f"redis: removed {', '.join(stale)} from {state_dir}: a stopped Redis Cluster's state, "
+        f"not of {starting} starting now"
     )
 
 

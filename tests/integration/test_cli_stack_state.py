@@ -1,6 +1,6 @@
 """``ledgerflow stack`` run as an operator runs it, on a private state dir and free ports (never
-the shared dev stack): pid files naming processes that are not ours, Kafka state of another
-layout, and port and metrics settings refused before anything starts."""
+the shared dev stack): pid files naming processes that are not ours, Kafka and Redis state of
+another layout, and port and metrics settings refused before anything starts."""
 
 from __future__ import annotations
 
@@ -145,6 +145,58 @@ def test_up_refuses_while_a_node_of_another_layout_runs_and_keeps_its_state(
         "`ledgerflow stack down` first (same state dir), then `stack up`"
     )
     assert all((state / f"kafka-{i}").is_dir() for i in (1, 2, 3))
+    assert not port_in_use("127.0.0.1", int(ports["LEDGERFLOW_REDIS_PORT"]))  # nothing started
+    assert node.poll() is None
+
+
+REDIS_SIX = [f"redis-{i}" for i in range(1, 7)]
+
+
+def test_a_stopped_redis_clusters_directories_are_removed_before_one_redis_starts(
+    state: Path, stack: Stack, ports: dict[str, str]
+) -> None:
+    """Left by an earlier `stack up --redis-cluster`: they made every later `stack up` start the
+    cluster again, `status` describe it and the default LEDGERFLOW_REDIS_URL a cluster URL."""
+    for name in REDIS_SIX:
+        (state / name).mkdir(parents=True)
+        (state / name / "nodes.conf").write_text("a stopped cluster's node\n")
+
+    up = stack("up", "--no-redis-cluster", "--json", timeout=240)
+    assert up.code == 0, up.err
+    removed = [line for line in up.err_lines if line.startswith("redis: removed")]
+    assert removed == [
+        f"redis: removed {', '.join(REDIS_SIX)} from {state}: a stopped Redis Cluster's state, "
+        "not of the single Redis starting now"
+    ]
+    assert sorted(p.name for p in state.iterdir() if p.name.startswith("redis")) == ["redis"]
+    url = f"redis://127.0.0.1:{ports['LEDGERFLOW_REDIS_PORT']}/0"
+    assert json.loads(up.out)["redis"]["url"] == url  # not the cluster URL the leftovers implied
+    status = stack("status", "--json")
+    assert status.code == 0, status.err
+    redis = json.loads(status.out)["redis"]
+    assert (redis["url"], redis["nodes"], redis["cluster"]) == (url, [], None)
+    assert redis["pid"] is not None
+    again = stack("up", timeout=240)  # as last started: the single Redis, already running
+    assert again.code == 0, again.err
+    assert not any(line.startswith("redis: removed") for line in again.err_lines)
+    assert f"redis: starting on 127.0.0.1:{ports['LEDGERFLOW_REDIS_PORT']}" in again.err
+
+
+def test_up_refuses_one_redis_while_a_cluster_node_runs_and_keeps_its_state(
+    state: Path, stack: Stack, ports: dict[str, str], namesakes: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    for name in REDIS_SIX:
+        (state / name).mkdir(parents=True)
+    node = namesakes(f"redis-server 127.0.0.1:{int(ports['LEDGERFLOW_REDIS_PORT']) + 1}")
+    record(state / "redis-2" / "redis.pid", node.pid)
+
+    ran = stack("up", "--no-redis-cluster")
+    assert ran.code == OPERATIONAL
+    assert ran.one_line() == (
+        f"ledgerflow: Redis redis-2 of {state} run, another layout than the single Redis asked for: "
+        "`ledgerflow stack down` first (same state dir), then `stack up`"
+    )
+    assert all((state / name).is_dir() for name in REDIS_SIX)
     assert not port_in_use("127.0.0.1", int(ports["LEDGERFLOW_REDIS_PORT"]))  # nothing started
     assert node.poll() is None
 

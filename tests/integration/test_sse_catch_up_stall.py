@@ -16,6 +16,15 @@ held its catch-up slot until the token expired. Now (docs/sse.md):
 Hostile cases of the same wait (with a stall bound far longer than the test waits): a client
 that leaves a stalled catch-up frees its slot at once, and an edge told to stop ends a stalled
 catch-up with ``shutdown`` at once, both while the broker is still paused.
+
+A client that does not take the last frames holds nothing: on an edge run in this process
+(its ASGI ``send`` is the test's, so a write blocks for as long as the test says), the
+``unavailable`` frame is written after the catch-up's reader is closed, its slot freed and the
+hub's subscription dropped; and a client that disconnects while a write blocks mid-catch-up has
+its reader closed and slot freed by the time the response ends (not when the garbage collector
+gets to a suspended generator). And a client that blocks a heartbeat write for twice the stall
+bound, while the read in flight comes back, still gets the whole log: the bound counts time
+waiting on Kafka, not time blocked on the client.
 """
 
 from __future__ import annotations
@@ -26,18 +35,23 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.types import Message, Scope
 
 from ledgerflow.api import cursors
+from ledgerflow.api.app import create_app
+from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import partition_for
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
+from ledgerflow.metrics import EDGE_REGISTRY
 from ledgerflow.sse_client import RawStream, SseEvent, SseHttpError
 from tests.integration import edgekit
 from tests.integration.test_sse_streams import (
@@ -233,3 +247,175 @@ def test_an_edge_stopping_ends_a_stalled_catch_up_with_shutdown(lab: Lab) -> Non
         frames = asyncio.run(scenario(edge))
     end = frames[-1]
     assert (end.event, end.id, end.retry) == ("shutdown", None, 2000), end
+
+
+# -- an edge in this process: the test is its client's socket --------------------------------
+def _catch_ups_here() -> float:
+    value = EDGE_REGISTRY.get_sample_value("ledgerflow_sse_catch_ups")
+    assert value is not None, "the edge exports no ledgerflow_sse_catch_ups"
+    return value
+
+
+@dataclass
+class Holdings:
+    """What the edge held for the stream when a frame was handed to the client's socket."""
+
+    catch_ups: float
+    subscribers: int
+
+
+class SlowClient:
+    """One stream's ASGI ``receive`` and ``send``: records each write and what the edge held
+    then; the first write ``block_on`` picks never ends (the server cancels it when the client
+    disconnects: ``disconnect``)."""
+
+    def __init__(self, ctx: EdgeContext, block_on: Callable[[bytes], bool]) -> None:
+        self.ctx = ctx
+        self.block_on = block_on
+        self.held: list[tuple[bytes, Holdings]] = []
+        self.blocked = asyncio.Event()
+        self.gone = asyncio.Event()
+        self._requested = False
+
+    def disconnect(self) -> None:
+        self.gone.set()
+
+    async def receive(self) -> Message:
+        if not self._requested:
+            self._requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        chunk = message.get("body", b"")
+        assert isinstance(chunk, bytes)
+        self.held.append((chunk, Holdings(_catch_ups_here(), self.ctx.hub.subscribers)))
+        if not self.blocked.is_set() and self.block_on(chunk):
+            self.blocked.set()
+            await asyncio.Event().wait()  # a client that takes nothing more
+
+
+def _data(chunk: bytes) -> bool:
+    return chunk.startswith(b"id: ") and b"\ndata: " in chunk  # data frames, not a checkpoint
+
+
+def _unavailable(chunk: bytes) -> bool:
+    return b"event: unavailable" in chunk
+
+
+def _scope(lab: Lab) -> Scope:
+    path, _, query_string = lab.path.partition("?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # as uvicorn serves the edge
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query_string.encode(),
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {lab.token}".encode()),
+            (b"last-event-id", lab.start_cursor.encode()),
+            (b"accept", b"text/event-stream"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+@contextlib.asynccontextmanager
+async def _edge_here(lab: Lab, stall_s: float) -> AsyncIterator[tuple[Starlette, EdgeContext]]:
+    app = create_app(lab.settings, heartbeat_s=0.5)
+    async with app.router.lifespan_context(app):
+        ctx: EdgeContext = app.state.ctx
+        ctx.catch_up_stall_s = stall_s
+        ctx.hub.catch_up_slots = 1
+        yield app, ctx
+
+
+def test_the_unavailable_frame_is_written_after_the_reader_slot_and_subscription_are_freed(lab: Lab) -> None:
+    async def scenario() -> SlowClient:
+        async with _edge_here(lab, STALL_S) as (app, ctx):
+            client = SlowClient(ctx, block_on=_unavailable)
+            paused = False
+
+            async def send(message: Message) -> None:
+                nonlocal paused
+                await client.send(message)
+                if not paused and _data(client.held[-1][0]):
+                    os.kill(lab.kafka, signal.SIGSTOP)  # the first data frame is out: pause the broker
+                    paused = True
+
+            try:
+                response = asyncio.ensure_future(app(_scope(lab), client.receive, send))
+                await asyncio.wait_for(client.blocked.wait(), GUARD_S)
+                assert _catch_ups_here() == 0 and ctx.hub.subscribers == 0  # while the client takes nothing
+                client.disconnect()
+                await asyncio.wait_for(response, GUARD_S)
+            finally:
+                os.kill(lab.kafka, signal.SIGCONT)
+            assert paused, "the broker was never paused"
+            return client
+
+    client = asyncio.run(scenario())
+    last, held = next((chunk, held) for chunk, held in client.held if _unavailable(chunk))
+    assert b"read nothing from Kafka" in last
+    assert held == Holdings(catch_ups=0, subscribers=0), f"the edge still held {held} while writing {last!r}"
+
+
+def test_a_client_leaving_mid_write_has_its_reader_closed_when_the_response_ends(lab: Lab) -> None:
+    async def scenario() -> tuple[float, float]:
+        async with _edge_here(lab, 600.0) as (app, ctx):
+            client = SlowClient(ctx, block_on=_data)  # the first data frame's write never ends
+            response = asyncio.ensure_future(app(_scope(lab), client.receive, client.send))
+            await asyncio.wait_for(client.blocked.wait(), GUARD_S)
+            during = _catch_ups_here()
+            client.disconnect()
+            await asyncio.wait_for(response, GUARD_S)
+            return during, _catch_ups_here()  # at once: no turn of the loop for a finalizer task
+
+    during, after = asyncio.run(scenario())
+    assert during == 1, "the stream was not mid-catch-up"
+    assert after == 0, "the catch-up's reader and slot outlived the response"
+
+
+def test_a_heartbeat_write_blocked_past_the_stall_bound_does_not_end_a_catch_up_that_reads(lab: Lab) -> None:
+    async def scenario() -> list[bytes]:
+        async with _edge_here(lab, STALL_S) as (app, ctx):
+            client = SlowClient(ctx, block_on=lambda chunk: False)
+            state = {"paused": False, "blocked": False}
+            got = asyncio.Event()
+
+            async def send(message: Message) -> None:
+                await client.send(message)
+                chunk = client.held[-1][0]
+                if not state["paused"] and _data(chunk):
+                    os.kill(lab.kafka, signal.SIGSTOP)  # the catch-up now waits on Kafka: heartbeats
+                    state["paused"] = True
+                elif state["paused"] and not state["blocked"] and b"event: heartbeat" in chunk:
+                    state["blocked"] = True
+                    os.kill(lab.kafka, signal.SIGCONT)  # the read in flight comes back ...
+                    await asyncio.sleep(2 * STALL_S)  # ... while the client takes this write late
+                frames = sum(c.count(b"\ndata: ") for c, _ in client.held if _data(c))
+                if frames >= EVENTS or _unavailable(chunk):
+                    got.set()
+
+            try:
+                response = asyncio.ensure_future(app(_scope(lab), client.receive, send))
+                await asyncio.wait_for(got.wait(), GUARD_S)
+                client.disconnect()
+                await asyncio.wait_for(response, GUARD_S)
+            finally:
+                os.kill(lab.kafka, signal.SIGCONT)
+            assert state["blocked"], "no heartbeat was written while the broker was paused"
+            return [chunk for chunk, _ in client.held]
+
+    chunks = asyncio.run(scenario())
+    assert not any(_unavailable(c) for c in chunks), "the catch-up was dropped as a stall"
+    data = b"".join(c for c in chunks if _data(c))
+    ids = [orjson.loads(line[6:])["event_id"] for line in data.split(b"\n") if line.startswith(b"data: ")]
+    assert ids == [e.event_id for e in lab.events]  # the whole log, in order, once

@@ -26,7 +26,7 @@ from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, StackError
 from ledgerflow.kafka.admin import ensure_topics, partition_counts, round_trip
 from ledgerflow.stack import kafka as kafka_stack
-from ledgerflow.stack import manage
+from ledgerflow.stack import manage, rediscluster
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, read_pid_file, record, stop
 from ledgerflow.topics import POLICY_RULES, TopicSpec, all_topics
@@ -396,3 +396,91 @@ def test_clearing_a_stopped_clusters_state_removes_a_linked_directory_but_not_it
     ]
     kafka_stack.clear_foreign(kafka_stack.cluster(state, "127.0.0.1", free_port_pair(), 1), said.append)
     assert len(said) == 1  # nothing left to remove: nothing said
+
+
+REDIS_SIX = [f"redis-{i}" for i in range(1, rediscluster.NODE_COUNT + 1)]
+
+
+def _redis_stand_in(node_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """A process titled as redis-server titles itself for ``port``, recorded in ``node_dir``'s pid file."""
+    proc = subprocess.Popen([f"redis-server 127.0.0.1:{port}", "120"], executable=shutil.which("sleep"))
+    node_dir.mkdir(exist_ok=True)
+    record(node_dir / "redis.pid", proc.pid)
+    return proc
+
+
+def test_a_single_redis_running_beside_a_stopped_clusters_directories_is_what_the_state_dir_has(
+    tmp_path: Path,
+) -> None:
+    """`stack up`, `status` and `down` take the Redis layout from here without --[no-]redis-cluster:
+    the stale redis-1 … redis-6 of an earlier `stack up --redis-cluster` made them take the state
+    dir for a cluster's (and `up` start one) while the single Redis ran."""
+    port = free_port_pair()
+    settings = Settings(
+        state_dir=tmp_path,
+        kafka_bootstrap=f"127.0.0.1:{free_port_pair()}",
+        redis_url=f"redis://127.0.0.1:{port}/0",
+    )
+    for name in REDIS_SIX:
+        (tmp_path / name).mkdir()
+    assert len(manage.nodes(settings).redis_cluster) == 6  # nothing runs: as last started
+    single = _redis_stand_in(tmp_path / "redis", port)
+    cluster_node = None
+    try:
+        n = manage.nodes(settings)
+        assert n.redis_cluster == () and n.redis.process.pid() == single.pid
+        cluster_node = _redis_stand_in(tmp_path / "redis-2", port + 1)
+        assert len(manage.nodes(settings).redis_cluster) == 6  # a cluster node runs too: the cluster's
+    finally:
+        for proc in (single, cluster_node):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+def test_clearing_a_stopped_redis_clusters_state_removes_a_linked_directory_but_not_its_target(
+    tmp_path: Path,
+) -> None:
+    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
+    (state / "redis-1").mkdir(parents=True)
+    (state / "redis-1" / "nodes.conf").write_text("a stopped cluster's node\n")
+    (state / "redis").mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("not the stack's\n")
+    (state / "redis-2").symlink_to(elsewhere, target_is_directory=True)
+    said: list[str] = []
+    rediscluster.clear_foreign(state, False, said.append)
+    assert sorted(p.name for p in state.iterdir()) == ["redis"]
+    assert (elsewhere / "keep").read_text() == "not the stack's\n"
+    assert said == [
+        f"redis: removed redis-1, redis-2 from {state}: a stopped Redis Cluster's state, "
+        "not of the single Redis starting now"
+    ]
+    rediscluster.clear_foreign(state, False, said.append)
+    assert len(said) == 1  # nothing left to remove: nothing said
+
+
+def test_clearing_refuses_while_a_redis_of_the_other_layout_runs_and_keeps_its_state(tmp_path: Path) -> None:
+    for name in REDIS_SIX:
+        (tmp_path / name).mkdir()
+    node = _redis_stand_in(tmp_path / "redis-2", free_port_pair())  # started on another port than now
+    try:
+        with pytest.raises(StackError) as refused:
+            rediscluster.clear_foreign(tmp_path, False, print)
+        assert str(refused.value) == (
+            f"Redis redis-2 of {tmp_path} run, another layout than the single Redis asked for: "
+            "`ledgerflow stack down` first (same state dir), then `stack up`"
+        )
+        assert all((tmp_path / name).is_dir() for name in REDIS_SIX)
+    finally:
+        node.kill()
+        node.wait()
+    single = _redis_stand_in(tmp_path / "redis", free_port_pair())
+    try:
+        with pytest.raises(StackError, match=r"^Redis redis of .* than the Redis Cluster asked for: "):
+            rediscluster.clear_foreign(tmp_path, True, print)
+    finally:
+        single.kill()
+        single.wait()
+    rediscluster.clear_foreign(tmp_path, True, print)  # its own nodes: nothing to remove
+    assert all((tmp_path / name).is_dir() for name in REDIS_SIX)

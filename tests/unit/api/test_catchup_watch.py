@@ -30,7 +30,7 @@ def test_a_fresh_catch_up_waits_until_its_first_heartbeat_is_due() -> None:
 def test_a_quiet_stream_gets_a_heartbeat_and_then_waits_a_whole_interval_again() -> None:
     clock = watch.started(100.0)
     assert _step(clock, 102.0) == Heartbeat()
-    clock = watch.after_heartbeat(clock, 102.0)
+    clock = watch.after_heartbeat(clock, 102.0, 102.0)
     assert _step(clock, 102.0) == Wait(2.0)
 
 
@@ -39,13 +39,13 @@ def test_waiting_for_a_slot_never_gives_up_it_only_sends_heartbeats() -> None:
     for beat in range(1, 100):
         now = beat * HEARTBEAT_S
         assert _step(clock, now) == Heartbeat()
-        clock = watch.after_heartbeat(clock, now)
+        clock = watch.after_heartbeat(clock, now, now)
     assert clock.progressed_at is None
 
 
 def test_the_stall_bound_runs_from_the_slot_not_from_the_stream_start() -> None:
     clock = watch.admitted(watch.started(0.0), 50.0)
-    clock = watch.after_heartbeat(clock, 59.0)
+    clock = watch.after_heartbeat(clock, 59.0, 59.0)
     assert _step(clock, 59.9) == Wait(pytest.approx(0.1))  # the stall comes before the next heartbeat
     assert isinstance(_step(clock, 60.0), GiveUp)
 
@@ -96,3 +96,23 @@ def test_a_clock_that_went_backwards_for_the_caller_waits_rather_than_acting() -
     clock = watch.admitted(watch.started(10.0), 10.0)
     step = _step(clock, 9.0)
     assert isinstance(step, Wait) and step.seconds == pytest.approx(3.0)
+
+
+def test_a_heartbeat_write_the_client_blocks_is_not_counted_against_kafka() -> None:
+    clock = watch.admitted(watch.started(0.0), 0.0)
+    assert _step(clock, 8.0) == Heartbeat()
+    clock = watch.after_heartbeat(clock, 8.0, 30.0)  # the client took it 22 s later
+    assert clock.progressed_at == 22.0 and clock.wrote_at == 30.0
+    assert _step(clock, 30.0) == Wait(pytest.approx(2.0))  # 8 s waited on Kafka, not 30
+    assert isinstance(_step(clock, 32.0), GiveUp)  # and 2 s more make the bound
+
+
+def test_a_read_that_came_back_is_taken_before_the_stall_is_judged() -> None:
+    clock = watch.admitted(watch.started(0.0), 0.0)
+    assert isinstance(_step(clock, 30.0), GiveUp)
+    assert watch.next_step(clock, 30.0, HEARTBEAT_S, STALL_S, answered=True) == Wait(0.0)
+
+
+def test_a_heartbeat_written_while_waiting_for_a_slot_starts_no_bound() -> None:
+    clock = watch.after_heartbeat(watch.started(0.0), 2.0, 40.0)
+    assert clock.progressed_at is None and clock.wrote_at == 40.0

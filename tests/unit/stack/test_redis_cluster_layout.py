@@ -113,3 +113,31 @@ def test_nodes_whose_cluster_bus_would_pass_65535_are_refused_in_one_line() -> N
     assert rediscluster.nodes(Path("/tmp/x"), "127.0.0.1", last_ok)[-1].port == rediscluster.MAX_PORT
     with pytest.raises(ValidationError, match=f"LEDGERFLOW_REDIS_PORT to {last_ok} or less"):
         rediscluster.nodes(Path("/tmp/x"), "127.0.0.1", last_ok + 1)
+
+
+def test_cluster_dirs_are_the_redis_n_names_by_number() -> None:
+    names = ["redis-10", "redis", "kafka-1", "redis-2", "redis-1", "redis-0", "redis-x", "redis-01"]
+    assert rediscluster.cluster_dirs(names) == ["redis-1", "redis-2", "redis-10"]
+
+
+SIX = [f"redis-{i}" for i in range(1, 7)]
+
+
+@pytest.mark.parametrize(
+    ("names", "cluster", "foreign"),
+    [
+        ([], False, []),
+        ([], True, []),
+        (["redis", "kafka-1"], True, []),  # the single Redis's directory never confuses a cluster
+        (["redis", "kafka-1"], False, []),
+        (SIX, True, []),  # the same cluster again: its nodes.conf rejoins it
+        (["redis-1", "redis-2"], True, []),  # a cluster whose first start stopped half-way: its own
+        (["redis", *SIX], False, SIX),  # a stopped cluster's state beside one Redis starting
+        (["redis-3"], False, ["redis-3"]),
+        ([*SIX, "redis-7"], True, ["redis-7"]),  # no node of a six-node cluster
+    ],
+)
+def test_foreign_dirs_are_the_redis_n_state_not_of_the_layout_starting(
+    names: list[str], cluster: bool, foreign: list[str]
+) -> None:
+    assert rediscluster.foreign_dirs(names, cluster) == foreign
