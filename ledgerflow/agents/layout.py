@@ -43,8 +43,8 @@ from aiokafka import TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.kafka.admin import commit_metadata, group_metadata, partition_counts
-from ledgerflow.kafka.placement import Layout, misrouted_reason, placement
+from ledgerflow.kafka.admin import commit_metadata, partition_counts
+from ledgerflow.kafka.placement import Layout, misrouted_reason, pinned_layouts, placement
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     LAYOUT_GROUP_SUFFIX,
@@ -217,10 +217,7 @@ async def pin(settings: Settings, group: str) -> Layout:
     problem = uneven(counts)
     if problem is None:
         # Waits while Kafka has no group coordinator yet (a fresh cluster): kafka.admin asks patiently.
-        found: list[Layout] = []
-        for name in (group, kept_in(group)):
-            committed = await group_metadata(settings, name)
-            found += [layout for text in committed.values() if (layout := Layout.decode(text)) is not None]
+        found = await pinned_layouts(settings, group)  # the group's commits, then kept_in(group)'s
         pinned = found[0] if found else Layout({b: counts[b] for b in PINNED if b in counts})
         problem = next((c for p in found if (c := changed(p, counts)) is not None), None)
         if problem is None:

@@ -9,8 +9,11 @@ Recovery of input partition *p* (first batch after assignment):
 1. Read ``usage.windows`` in full: the ids already written, each tenant's chain head, the
    window sizes written. Another size than configured is refused before anything is written
    (``usage.settings.size_problem``): one line, and the worker exits.
-2. Re-fold input partition *p* from its start up to the first offset faust delivers,
-   emitting nothing that was already written (ids from step 1).
+2. Re-fold input partition *p* from its start up to the first offset faust delivers, forgetting
+   no window and leaving out the turns a ``LateUsage`` delta written counts; its final totals are
+   reconciled with the windows written (``usage.windows.reconcile``), and only the difference is
+   written. So no turn is counted twice or lost whatever watermark the writer had: raised by the
+   wall clock, or under another ``LEDGERFLOW_USAGE_LATENESS_S`` (docs/usage.md).
 Then live records fold and emit as usual; a timer advances idle partitions' watermarks
 by the wall clock so their windows close too. Re-folding is O(partition size): fine at
 demo scale, documented in docs/usage.md as the place to add snapshots.
@@ -66,8 +69,10 @@ from ledgerflow.usage.windows import (
     add,
     advance,
     reconcile,
+    refold_config,
+    window_bounds,
 )
-from ledgerflow.usage.wire import legacy_late_id, record_of, source_of
+from ledgerflow.usage.wire import late_id, legacy_id, legacy_late_id, record_of, source_of
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,10 @@ NAME = "usage"
 TICK_S = 1.0
 BATCH = 500
 WITHIN_S = 0.05
+
+
+LateKey = tuple[int, str, str, int, int]
+"""(source partition, tenant, model, window start, occurred_at) of a ``LateUsage`` delta written."""
 
 
 DEDUPE_WINDOW = 10_000
@@ -134,6 +143,7 @@ class UsageAgent:
         self._written: set[str] | None = None
         self._heads: dict[str, ChainHead] = {}
         self._latest: dict[int, dict[WindowKey, WindowClosed]] = {}  # source -> window -> latest written
+        self._late: set[LateKey] = set()  # the LateUsage deltas written (their turns: left out of a re-fold)
         self._floor: dict[int, int] = {}  # usage.windows partition -> end this process has seen
         self._lock = asyncio.Lock()
 
@@ -155,6 +165,7 @@ class UsageAgent:
         heads: dict[str, ChainHead] = {}
         ends: dict[int, int] = {}
         latest: dict[int, dict[WindowKey, WindowClosed]] = {}
+        late: set[LateKey] = set()
         sizes: set[int] = set()
         async for raw in self._ports.windows.read():
             ends[raw.partition] = raw.offset + 1
@@ -170,6 +181,7 @@ class UsageAgent:
             written.add(record.event_id)
             heads[key] = ChainHead(key, record.sequence or 0, record.hash or "")
             _note_latest(latest, record)
+            _note_late(late, record)
             _note_size(sizes, record)
         short = {p: (ends.get(p, 0), floor) for p, floor in self._floor.items() if ends.get(p, 0) < floor}
         if short:
@@ -183,31 +195,34 @@ class UsageAgent:
                 self._refuse(problem)
             raise WindowSizeChanged(problem)
         self._floor.update(ends)
-        self._written, self._heads, self._latest = written, heads, latest
+        self._written, self._heads, self._latest, self._late = written, heads, latest, late
 
     async def _refold(self, p: int, until: int) -> UsageState:
-        """Step 2: fold input partition ``p`` below ``until`` (emitting only what is missing)."""
-        state = UsageState(config=self._config)
+        """Step 2: fold input partition ``p`` below ``until``, then write only what is missing.
+
+        The fold forgets no window and its records are dropped: ``reconcile`` compares its final
+        totals with the windows written (``usage.windows.reconcile``), and a turn a written
+        ``LateUsage`` delta counts is left out, so no turn is counted twice whatever watermark
+        (lateness, wall clock) the writer had."""
+        state = UsageState(config=refold_config(self._config))
         self._seen[p] = OrderedDict()
         self._excused[p] = set()
-        out: list[tuple[int, Event]] = []
         for rec in await self._ports.inputs.read(p, 0, until):
             try:
-                state, emitted = self._fold(state, p, rec.value, rec.key)
+                state, _ = self._fold(state, p, rec.value, rec.key, refold=True)
             except UsageRefused as exc:
                 log.warning("usage: %s[%d]@%d skipped on re-fold: %s", rec.topic, p, rec.offset, exc.reason)
                 continue
-            out += [(p, e) for e in emitted]
-        state, settled = reconcile(state, self._latest.get(p, {}))  # closes the wall clock made
+        state, settled = reconcile(state, self._latest.get(p, {}), self._config)
         now = self._clock()
-        out += [(p, self._record(e, p, now)) for e in settled]
-        await self._send(out)
+        await self._send([(p, self._record(e, p, now)) for e in settled])
         return state
 
     def _fold(
-        self, state: UsageState, p: int, value: bytes | None, key: bytes | None
+        self, state: UsageState, p: int, value: bytes | None, key: bytes | None, refold: bool = False
     ) -> tuple[UsageState, list[Event]]:
-        """Fold one record; UsageRefused (with a dead-letter reason) when the fold refuses it."""
+        """Fold one record; UsageRefused (with a dead-letter reason) when the fold refuses it.
+        ``refold``: a turn a written delta counts is left out, and no record is made."""
         if self._placements is not None and not self._placements.belongs(key, p):
             return state, []  # misrouted: the policy agent dead-letters it
         try:
@@ -220,6 +235,9 @@ class UsageAgent:
         seen = self._seen.setdefault(p, OrderedDict())
         if event.event_id in seen:
             return state, []  # a duplicate delivery is counted once
+        if refold and self._in_delta(p, event.tenant, payload.model, event.occurred_at, event.event_id):
+            seen[event.event_id] = None
+            return state, []
         try:
             state, emitted = add(
                 state,
@@ -229,13 +247,31 @@ class UsageAgent:
                 payload.tokens,
                 len(payload.content.encode("utf-8", "surrogatepass")),
             )
-            records = [self._record(e, p, event.occurred_at, event.event_id) for e in emitted]
+            records = (
+                [] if refold else [self._record(e, p, event.occurred_at, event.event_id) for e in emitted]
+            )
         except Exception as exc:
             raise UsageRefused(evaluation_failed(exc)) from exc
         seen[event.event_id] = None
         while len(seen) > DEDUPE_WINDOW:
             seen.popitem(last=False)
         return state, records
+
+    def _in_delta(self, p: int, tenant: str, model: str, occurred_at: int, event_id: str) -> bool:
+        """Whether a ``LateUsage`` delta written for source ``p`` counts this turn: under its id, or
+        under an old-style id (``legacy_late_id``) no other turn of its microsecond took yet."""
+        start, _ = window_bounds(self._config, occurred_at)
+        if (p, tenant, model, start, occurred_at) not in self._late:
+            return False
+        assert self._written is not None
+        if late_id(tenant, model, start, p, occurred_at, event_id) in self._written:
+            return True
+        legacy = legacy_id(tenant, model, start, p, occurred_at)
+        excused = self._excused.setdefault(p, set())
+        if legacy in self._written and legacy not in excused:
+            excused.add(legacy)  # an old delta stands for one turn of its microsecond: this one
+            return True
+        return False
 
     def _record(self, emitted: Any, p: int, occurred_at: int, cause: str = "") -> Event:
         return record_of(emitted, p, occurred_at, cause)
@@ -348,6 +384,13 @@ def _note_latest(latest: dict[int, dict[WindowKey, WindowClosed]], record: Event
             payload.revision,
             payload.correction,
         )
+
+
+def _note_late(late: set[LateKey], record: Event) -> None:
+    payload = record.payload
+    source = source_of(record.producer)
+    if isinstance(payload, UsageWindow) and payload.revision < 0 and source is not None:
+        late.add((source, record.tenant, payload.model, payload.window_start, record.occurred_at))
 
 
 def _note_size(sizes: set[int], record: Event) -> None:

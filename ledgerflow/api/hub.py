@@ -48,6 +48,7 @@ from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
+from ledgerflow.kafka.placement import placement
 from ledgerflow.metrics import SSE_CATCH_UPS
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.tracing import spans
@@ -455,8 +456,6 @@ def _conversation_of(event: Event) -> str:
 
 
 def partition_for(key: str, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2 of the key bytes), as producers use it."""
-    from aiokafka.partitioner import murmur2
-
-    hashed: int = murmur2(key.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
+    """The partition of conversation ``key`` among ``partitions``: the one placement rule
+    (``kafka.placement.placement``, Kafka's default partitioner) applied to its UTF-8 bytes."""
+    return placement(key.encode(), partitions)

@@ -22,7 +22,16 @@ from ledgerflow.digits import ascii_digits
 from ledgerflow.kafka.admin import group_metadata, partition_counts
 from ledgerflow.topics import LAYOUT_GROUP_SUFFIX, WORKER_GROUP
 
-__all__ = ["MARK", "MISROUTED", "Layout", "Placements", "misrouted_reason", "pinned_placements", "placement"]
+__all__ = [
+    "MARK",
+    "MISROUTED",
+    "Layout",
+    "Placements",
+    "misrouted_reason",
+    "pinned_layouts",
+    "pinned_placements",
+    "placement",
+]
 
 MARK = "lf-layout "
 MISROUTED = "misrouted"
@@ -88,14 +97,23 @@ class Placements:
         return placed == partition
 
 
+async def pinned_layouts(settings: Settings, group: str) -> list[Layout]:
+    """Every layout pinned for consumer group ``group``: in the metadata of its committed offsets,
+    then of the commits kept for it in ``group`` + ``LAYOUT_GROUP_SUFFIX`` (agents/layout.py keeps
+    the pin there), in that order; commits holding no layout (an older worker, another tool) are
+    left out."""
+    found: list[Layout] = []
+    for name in (group, group + LAYOUT_GROUP_SUFFIX):
+        committed = await group_metadata(settings, name)
+        found += [layout for text in committed.values() if (layout := Layout.decode(text)) is not None]
+    return found
+
+
 async def pinned_placements(settings: Settings, base: str) -> Placements:
     """``Placements`` of topic ``base`` under the count the worker group pinned (read, never
     written: agents/layout.py keeps the pin), or today's count when no worker pinned one."""
-    group = settings.topic_prefix + WORKER_GROUP
-    for name in (group, group + LAYOUT_GROUP_SUFFIX):
-        for text in (await group_metadata(settings, name)).values():
-            layout = Layout.decode(text)
-            if layout is not None and base in layout.counts:
-                return Placements(layout.counts[base])
+    for layout in await pinned_layouts(settings, settings.topic_prefix + WORKER_GROUP):
+        if base in layout.counts:
+            return Placements(layout.counts[base])
     topic = settings.topic(base)
     return Placements((await partition_counts(settings, [topic]))[topic])

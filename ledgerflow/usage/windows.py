@@ -223,45 +223,82 @@ def _max(current: int | None, candidate: int) -> int:
     return candidate if current is None else max(current, candidate)
 
 
+UNBOUNDED_RETENTION = 10**18
+"""A re-fold's retention (µs, ~31,700 years): it forgets no window, so it emits no ``LateUsage``."""
+
+
+def refold_config(config: WindowConfig) -> WindowConfig:
+    """``config`` for a re-fold (see ``reconcile``): same size and lateness, nothing forgotten."""
+    return replace(config, retention_micros=UNBOUNDED_RETENTION)
+
+
 def reconcile(
-    state: UsageState, written: Mapping[WindowKey, WindowClosed]
+    state: UsageState, written: Mapping[WindowKey, WindowClosed], config: WindowConfig | None = None
 ) -> tuple[UsageState, list[Emitted]]:
-    """``state`` re-folded from the input log, brought in line with the windows already written
-    for it (``written``: the latest revision of each, from ``usage.windows``).
+    """``state`` re-folded from the input log (under ``refold_config(config)``, its emitted records
+    dropped, the turns a ``LateUsage`` already written counts left out), brought in line with the
+    windows already written for it (``written``: the latest revision of each, from
+    ``usage.windows``); ``config`` (default: the state's) is what the live fold goes on with.
 
-    The re-fold replays event time only, but a window may also have been closed by the wall
-    clock (``advance`` on an idle input): the re-folded state then has it open, or closed at a
-    lower revision, and the next close or correction would re-derive an id already written and
-    be skipped — its tokens lost. So:
+    What the re-fold would emit depends on its watermark: event time only, under today's lateness.
+    The records written depend on the writer's: raised by the wall clock too (``advance`` on an idle
+    input), under the lateness it ran with. So one turn could be in a written window's totals (open
+    window or correction) for one and a ``LateUsage`` delta for the other, and one revision number
+    name other totals in each: writing what the re-fold emits, skipping ids already written, counted
+    turns twice or lost them. Instead the re-fold forgets no window (so it makes no delta), and only
+    its final per-window totals are compared with what is written:
 
-    1. The watermark rises to the end of the latest written window (the writer's watermark had
-       reached it).
-    2. Each written window is closed at its written revision. If the re-fold counted more than
-       was written (inputs whose correction a crash kept from the log), a correction at the next
-       revision carries the full totals.
-    3. Open windows the raised watermark makes due are closed as ``advance`` closes them.
+    1. Each written window is closed at its written revision. If the re-fold counted otherwise
+       (inputs whose correction a crash kept from the log, or a turn a delta counts as well), a
+       correction at the next revision carries the full totals.
+    2. A window the re-fold closed that nothing was written for is written now (revision 0).
+    3. The watermark rises to the end of the latest written window (the writer's watermark had
+       reached it); open windows that makes due are closed as ``advance`` closes them.
+    4. Closed windows past ``config``'s retention are forgotten.
+
+    So for every window, its latest written totals plus its written deltas are its turns' sum, and
+    the state's closed windows carry the revisions written: whatever lateness the writer ran with.
     """
-    if not written:
-        return state, []
+    config = config or state.config
+    size, retention = config.size_micros, config.retention_micros
     emitted: list[Emitted] = []
-    opened, closed = dict(state.open), dict(state.closed)
-    for key, record in sorted(written.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+    opened, refolded = dict(state.open), dict(state.closed)
+    closed: dict[WindowKey, ClosedWindow] = {}
+    for key, record in written.items():
         was = WindowTotals(record.tokens, record.events, record.estimated_tokens)
-        counted = opened.pop(key, None) or (closed[key].totals if key in closed else None)
+        counted = opened.pop(key, None) or (refolded.pop(key).totals if key in refolded else None)
         if counted is None or counted == was:
             closed[key] = ClosedWindow(was, record.revision)
             continue
         revision = record.revision + 1
         closed[key] = ClosedWindow(counted, revision)
         emitted.append(_closed_record(key, record.window_end, counted, revision, correction=True))
-    size, retention = state.config.size_micros, state.config.retention_micros
-    reached = max(record.window_end for record in written.values())
+    for key, kept in refolded.items():  # closed by the re-fold, never written
+        closed[key] = ClosedWindow(kept.totals, 0)
+        emitted.append(_closed_record(key, key[2] + size, kept.totals, 0, correction=False))
+    emitted.sort(key=lambda e: (e.window_start, e.tenant, e.model))
     state = replace(
         state,
+        config=config,
         open=opened,
         closed=closed,
         next_close_at=min((key[2] + size for key in opened), default=None),
         next_prune_at=min((key[2] + size + retention for key in closed), default=None),
     )
-    state, due = _settle(state, reached)
-    return state, emitted + due
+    reached = max((record.window_end for record in written.values()), default=None)
+    due: list[Emitted] = []
+    if reached is not None:
+        state, due = _settle(state, reached)
+    return _forget(state), emitted + due
+
+
+def _forget(state: UsageState) -> UsageState:
+    """``state`` without the closed windows its watermark has taken past retention."""
+    watermark, prune_at = state.watermark, state.next_prune_at
+    if watermark is None or prune_at is None or watermark < prune_at:
+        return state
+    size, retention = state.config.size_micros, state.config.retention_micros
+    closed = {key: kept for key, kept in state.closed.items() if key[2] + size + retention > watermark}
+    return replace(
+        state, closed=closed, next_prune_at=min((key[2] + size + retention for key in closed), default=None)
+    )

@@ -38,9 +38,12 @@ def record_of(emitted: WindowClosed | LateUsage, partition: int, occurred_at: in
     correction = emitted.correction if isinstance(emitted, WindowClosed) else True
     if revision < 0 and not cause:
         raise ValueError("a LateUsage record needs the event_id of the turn it counts")
-    ident = _window_id(emitted.tenant, emitted.model, emitted.window_start, revision, partition, occurred_at)
     if revision < 0:
-        ident = derived_event_id("LateUsage", ident, cause)
+        ident = late_id(emitted.tenant, emitted.model, emitted.window_start, partition, occurred_at, cause)
+    else:
+        ident = _window_id(
+            emitted.tenant, emitted.model, emitted.window_start, revision, partition, occurred_at
+        )
     payload = UsageWindow(
         emitted.model,
         emitted.window_start,
@@ -62,6 +65,19 @@ def record_of(emitted: WindowClosed | LateUsage, partition: int, occurred_at: in
     )
 
 
+def late_id(tenant: str, model: str, window_start: int, partition: int, occurred_at: int, cause: str) -> str:
+    """The id of the ``LateUsage`` delta of turn ``cause`` (its ``event_id``), of ``occurred_at``."""
+    return derived_event_id(
+        "LateUsage", legacy_id(tenant, model, window_start, partition, occurred_at), cause
+    )
+
+
+def legacy_id(tenant: str, model: str, window_start: int, partition: int, occurred_at: int) -> str:
+    """The id a ``LateUsage`` delta of ``occurred_at`` had before ids named its turn (see
+    ``legacy_late_id``)."""
+    return _window_id(tenant, model, window_start, -1, partition, occurred_at)
+
+
 def _window_id(tenant: str, model: str, start: int, revision: int, partition: int, occurred_at: int) -> str:
     late = str(occurred_at) if revision < 0 else ""
     return derived_event_id("UsageWindow", tenant, model, str(start), str(revision), str(partition), late)
@@ -75,4 +91,4 @@ def legacy_late_id(record: Event) -> str | None:
     source = source_of(record.producer)
     if not isinstance(payload, UsageWindow) or payload.revision >= 0 or source is None:
         return None
-    return _window_id(record.tenant, payload.model, payload.window_start, -1, source, record.occurred_at)
+    return legacy_id(record.tenant, payload.model, payload.window_start, source, record.occurred_at)

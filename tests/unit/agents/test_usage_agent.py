@@ -8,11 +8,14 @@ test_poison_records, test_crash)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledgerflow.agents.usage import LogNotReady, Ports, UsageAgent, WindowSizeChanged
 from ledgerflow.config import Settings
@@ -378,7 +381,8 @@ def test_a_record_written_straight_to_usage_windows_steers_nothing() -> None:
 def test_an_old_delta_stands_for_one_turn_of_its_microsecond_not_every_one() -> None:
     """Before the upgrade two late turns in one microsecond were written as one delta (the first;
     the second's tokens were lost under the same id). The re-fold after the upgrade takes the old
-    delta for the first turn only, and writes the second at last."""
+    delta for the first turn only, and writes the second at last: in the window's totals (the
+    re-fold forgets no window, so it makes no delta), a correction."""
     world = World()
     world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2)))
     world.handle(world.send(at(5, 3, tokens=4), at(5, 4, tokens=7)))
@@ -398,7 +402,130 @@ def test_an_old_delta_stands_for_one_turn_of_its_microsecond_not_every_one() -> 
     assert sorted(tokens for _, tokens in late_deltas(world)) == [4]
     world.agent = world.new_agent()
     world.handle(world.send(at(PAST_RETENTION + 1, 5)))
-    assert sorted(tokens for _, tokens in late_deltas(world)) == [4, 7], "the lost turn written once"
+    assert charged(world)[("acme", START)] == 3 + 4 + 7, "the lost turn written once"
+    assert sorted(tokens for _, tokens in late_deltas(world)) == [4]
+    written = len(world.windows.events())
     world.agent = world.new_agent()  # and a second replay writes nothing more
     world.handle(world.send(at(PAST_RETENTION + 2, 6)))
-    assert sorted(tokens for _, tokens in late_deltas(world)) == [4, 7]
+    assert len(world.windows.events()) == written
+
+
+def charged(world: World) -> dict[tuple[str, int], int]:
+    """Tokens per (tenant, window start) as a reader sums ``usage.windows``: the latest revision of each
+    (window, source partition) plus every ``LateUsage`` delta."""
+    latest: dict[tuple[str, int, str], tuple[int, int]] = {}
+    deltas: dict[tuple[str, int], int] = {}
+    for record in world.windows.events():
+        p = record.payload
+        assert isinstance(p, UsageWindow)
+        if p.revision < 0:
+            key = (record.tenant, p.window_start)
+            deltas[key] = deltas.get(key, 0) + p.tokens
+            continue
+        known = latest.get((record.tenant, p.window_start, record.producer))
+        if known is None or known[0] < p.revision:
+            latest[(record.tenant, p.window_start, record.producer)] = (p.revision, p.tokens)
+    sums = dict(deltas)
+    for (tenant, start, _), (_, tokens) in latest.items():
+        sums[(tenant, start)] = sums.get((tenant, start), 0) + tokens
+    return sums
+
+
+def restart_with_lateness(world: World, seconds: int) -> None:
+    ports = Ports(world.inputs, world.windows, world.letters)
+    config = dataclasses.replace(CONFIG, lateness_micros=seconds * SECOND)
+    world.agent = UsageAgent(SETTINGS, ports, config, clock=lambda: world.now)
+
+
+def test_a_delta_written_under_a_smaller_lateness_is_not_counted_again_by_a_larger_one() -> None:
+    """Lateness 10 s: the late turn (4 tokens) came when its window was past retention, a delta. The
+    worker restarted with 100 s: the re-fold's watermark was lower, the window still remembered, and
+    the same turn became a correction with the window's full totals (10 + 4) — beside the delta,
+    18 tokens charged for 14."""
+    world = World()
+    world.handle(world.send(at(1, 1, tokens=10), at(PAST_RETENTION, 2, tokens=0)))
+    world.handle(world.send(at(5, 3, tokens=4)))
+    assert charged(world)[("acme", START)] == 14 and [t for _, t in late_deltas(world)] == [4]
+    restart_with_lateness(world, 100)
+    world.handle(world.send(at(PAST_RETENTION + 1, 4, tokens=0)))
+    assert charged(world)[("acme", START)] == 14
+
+
+def test_a_correction_written_under_a_larger_lateness_is_not_counted_again_by_a_smaller_one() -> None:
+    """Lateness 10 s: the late turn (4 tokens) came while its window was remembered, a correction
+    (10 + 4). The worker restarted with 0 s: the re-fold's watermark was higher, the window already
+    forgotten, and the same turn became a delta beside the correction that counts it."""
+    world = World()
+    remembered = (CONFIG.retention_micros + 60 * SECOND) // SECOND + 5  # 5 s short of forgetting
+    world.handle(world.send(at(1, 1, tokens=10), at(remembered, 2, tokens=0)))
+    world.handle(world.send(at(5, 3, tokens=4)))
+    assert charged(world)[("acme", START)] == 14 and late_deltas(world) == []
+    restart_with_lateness(world, 0)
+    world.handle(world.send(at(remembered + 1, 4, tokens=0)))
+    assert charged(world)[("acme", START)] == 14
+
+
+def test_a_delta_the_wall_clock_made_is_not_counted_again_after_a_restart() -> None:
+    """Same lateness throughout: the partition was idle past the window's retention, so the wall
+    clock forgot the window and the late turn was a delta; the re-fold replays event time only, had
+    the window open, and its reconcile wrote a correction with that turn's tokens in it too."""
+    world = World()
+    world.handle(world.send(at(1, 1, tokens=10)))
+    world.now = END + CONFIG.retention_micros + CONFIG.lateness_micros + SECOND
+    asyncio.run(world.agent.tick())
+    world.handle(world.send(at(5, 2, tokens=4)))
+    assert charged(world)[("acme", START)] == 14 and [t for _, t in late_deltas(world)] == [4]
+    world.agent = world.new_agent()
+    world.handle(world.send(at(6, 3, tokens=0)))
+    assert charged(world)[("acme", START)] == 14
+
+
+LATENESS_S = st.sampled_from([0, 10, 100, 1000, 4000])
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("turn"), st.integers(0, 7500), st.integers(0, 50)),
+        st.tuples(st.just("tick"), st.integers(0, 9000), st.just(0)),
+        st.tuples(st.just("restart"), LATENESS_S, st.just(0)),
+        st.tuples(st.just("crash"), st.integers(0, 7500), st.integers(0, 50)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(LATENESS_S, OPS)
+def test_whatever_lateness_each_restart_runs_with_every_turn_is_charged_once(first: int, ops: list) -> None:
+    """Turns (at 0 to 7500 s into the history, some past a window's retention), ticks of the wall
+    clock, restarts each with any lateness, and turns whose records a failed write lost: at the end,
+    once every window closed, a reader's sum per window (latest revision + deltas) is the sum of its
+    turns."""
+    world = World()
+    restart_with_lateness(world, first)
+    expected: dict[tuple[str, int], int] = {}
+    sent = 0
+    for kind, value, tokens in ops:
+        if kind in ("turn", "crash"):
+            sent += 1
+            event = at(value, sent, tokens=tokens)
+            start, _ = window_bounds(CONFIG, event.occurred_at)
+            expected[("acme", start)] = expected.get(("acme", start), 0) + tokens
+            if kind == "turn":
+                world.handle(world.send(event))
+                continue
+            world.windows.fail_writes = True  # in the input log, whatever it made lost
+            with contextlib.suppress(InfrastructureError):
+                world.handle(world.send(event))
+            world.windows.fail_writes = False
+            world.agent.revoke({0})  # what handle_until_done does before retrying
+        elif kind == "tick":
+            world.now = max(world.now, START + value * SECOND)
+            asyncio.run(world.agent.tick())
+        else:
+            restart_with_lateness(world, value)
+            sent += 1  # the restart's first batch: a turn of no tokens, re-folding what came before
+            world.handle(world.send(at(0, sent, tokens=0)))
+    world.handle(world.send(at(0, sent + 1, tokens=0)))  # after a failed write: the retry's re-fold
+    world.now = START + 10**6 * SECOND  # every window closes
+    asyncio.run(world.agent.tick())
+    assert {k: v for k, v in charged(world).items() if v} == {k: v for k, v in expected.items() if v}
+    assert chained(world.windows.events(), key=chain_key)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -227,3 +228,26 @@ def test_reconcile_closes_what_was_written_and_corrects_what_was_counted_since()
     assert fixed.closed[("acme", "m", 0)].totals.tokens == 15
     assert [(e.revision, e.tokens, e.correction) for e in emitted] == [(1, 15, True)]
     assert reconcile(state, {}) == (state, [])
+
+
+def test_reconcile_writes_what_the_refold_closed_and_forgets_by_the_live_retention() -> None:
+    """The re-fold forgets nothing (``refold_config``) and its records are dropped: a window it closed
+    that nothing was written for is written by ``reconcile`` at revision 0 with its totals; one
+    written at revision 2 with the same totals stays at 2 and is written again; then the live
+    config's retention applies."""
+    from ledgerflow.usage.windows import WindowClosed, reconcile, refold_config
+
+    live = WindowConfig(size_micros=60, lateness_micros=10, retention_micros=600)
+    state = UsageState(config=refold_config(live))
+    for at, tokens in [(5, 10), (65, 4), (2000, 1)]:  # [0, 60) and [60, 120) closed, never forgotten
+        state, _ = add(state, "acme", "m", at, tokens, 0)
+    assert set(state.closed) == {("acme", "m", 0), ("acme", "m", 60)}
+    written = {("acme", "m", 60): WindowClosed("acme", "m", 60, 120, 4, 1, 0, 2, True)}
+    done, emitted = reconcile(state, written, live)
+    assert [(e.window_start, e.tokens, e.revision, e.correction) for e in emitted] == [(0, 10, 0, False)]
+    assert done.config == live and done.closed == {}, "both past the live retention at watermark 1990"
+    kept, _ = reconcile(state, written, dataclasses.replace(live, retention_micros=10**6))
+    assert {key: (c.totals.tokens, c.revision) for key, c in kept.closed.items()} == {
+        ("acme", "m", 0): (10, 0),
+        ("acme", "m", 60): (4, 2),
+    }
