@@ -52,6 +52,9 @@ __all__ = [
 
 MAX_NAME_CHARS = 256
 MAX_CONTEXT_WINDOW = 100_000_000
+MAX_PRICE_PER_1K = 1_000_000.0
+"""The highest price per 1,000 tokens a model may be registered with: far above any real price,
+and low enough that a cost (tokens x price) stays a finite number a JSON answer can carry."""
 
 # Machine-readable rejection codes (ModelRejected.code; also ledgerflow.versioned's two).
 INVALID_SETTINGS = "invalid_settings"
@@ -86,9 +89,9 @@ def settings_problem(model: str, settings: ModelSettings) -> str | None:
             isinstance(price, bool)
             or not isinstance(price, int | float)
             or not math.isfinite(price)
-            or price < 0
+            or not 0 <= price <= MAX_PRICE_PER_1K
         ):
-            return f"{name} {price!r} must be a finite number >= 0 (or null: not known)"
+            return f"{name} {price!r} must be a number in 0..{MAX_PRICE_PER_1K:,.0f} (or null: not known)"
     return None
 
 

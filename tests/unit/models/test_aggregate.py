@@ -107,6 +107,8 @@ def test_registering_again_replaces_the_settings_as_a_new_version() -> None:
         ((register(settings=dataclasses.replace(SLM, context_window=0)),), INVALID_SETTINGS),
         ((register(settings=dataclasses.replace(SLM, input_price_per_1k=-1.0)),), INVALID_SETTINGS),
         ((register(settings=dataclasses.replace(SLM, output_price_per_1k=float("nan"))),), INVALID_SETTINGS),
+        # Finite, but tokens x price overflowed to infinity: every usage read of the tenant was a 500.
+        ((register(settings=dataclasses.replace(SLM, input_price_per_1k=1e308)),), INVALID_SETTINGS),
         ((register(settings=dataclasses.replace(SLM, provider=" ")),), INVALID_SETTINGS),
         ((register(model="bad\nid"),), INVALID_SETTINGS),
         ((register(settings=dataclasses.replace(SLM, context_window=True)),), INVALID_SETTINGS),

@@ -12,6 +12,15 @@ def test_cost_is_a_range_between_the_two_prices() -> None:
     assert cost_range(2000, 1.5, 0.5) == CostRange(1.0, 3.0)
 
 
+def test_a_cost_that_is_no_finite_number_is_no_cost() -> None:
+    """A price past the registry's bound (written to models.audit from outside, or registered
+    before the bound) made tokens x price infinite, and the usage answer no JSON: a 500 on every
+    read of the tenant. It is an unknown cost instead."""
+    assert cost_range(10_000, 1e308, None) is None
+    assert cost_range(10_000, 0.5, 1e308) is None
+    assert cost_range(10_000, 1_000_000.0, None) == CostRange(10_000_000.0, 10_000_000.0)
+
+
 def test_one_known_price_gives_an_exact_cost_and_none_gives_no_cost() -> None:
     assert cost_range(1500, None, 2.0) == CostRange(3.0, 3.0)
     assert cost_range(1500, 0.0, None) == CostRange(0.0, 0.0)
