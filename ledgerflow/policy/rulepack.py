@@ -25,6 +25,7 @@ from ledgerflow.policy.patterns import PatternMatcher, compile_pattern
 from ledgerflow.policy.text import KeywordMatcher, compile_keywords
 from ledgerflow.policy.types import Action
 from ledgerflow.policy.validation import (
+    check_nesting,
     invalid_pattern,
     parse_rule_pack_text,
     rule_label,
@@ -118,6 +119,7 @@ def load_rule_pack(obj: Any) -> RulePack:
     unknown field, empty rules, a duplicate id, a bad action, a negative weight,
     a regex that does not compile, and the other checks in docs/policy.md.
     """
+    check_nesting(obj)  # before anything recursive: a deeper document is a 422, not a RecursionError
     doc = copy.deepcopy(obj)
     validate_document(doc)
     if "version" in doc:

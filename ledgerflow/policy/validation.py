@@ -75,6 +75,30 @@ def parse_rule_pack_text(data: str | bytes, *, fmt: str = "json") -> Any:
     raise ValidationError(f"unknown rule pack format {fmt!r}; use 'json' or 'yaml'")
 
 
+MAX_NESTING = 64
+"""How deeply a rule pack's JSON may nest (a real pack nests about six levels)."""
+
+
+def check_nesting(doc: Any, limit: int = MAX_NESTING) -> None:
+    """Raise ValidationError if ``doc`` nests objects/arrays deeper than ``limit`` levels.
+
+    Iterative, so it answers for any depth: a document parsed elsewhere (the edge's JSON body,
+    which orjson accepts up to 1,024 levels) reached the recursive copy and checks of
+    ``load_rule_pack`` and raised RecursionError there (a 500 at the edge)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            raise ValidationError(f"rule pack nests deeper than {limit} levels. {_HINT}")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:

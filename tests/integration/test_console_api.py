@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import re
 import signal
@@ -240,6 +241,16 @@ def test_rule_packs_list_get_and_validate_per_tenant(
         f"{base}/v1/policy/validate", json={**PACK, "tenant": "globex"}, headers=_auth(admin), timeout=10
     )
     assert foreign.status_code == 403
+    # 500 levels deep (orjson parses up to 1,024): it was a RecursionError in the pack loader, a 500.
+    body = json.dumps({**PACK, "description": "deep"}).replace('"deep"', "[" * 500 + "1" + "]" * 500)
+    deep = httpx.post(
+        f"{base}/v1/policy/validate",
+        content=body,
+        headers={**_auth(admin), "content-type": "application/json"},
+        timeout=10,
+    )
+    assert deep.status_code == 422, deep.text
+    assert "nests deeper than 64 levels" in deep.json()["detail"]
 
 
 def test_training_history_is_newest_first_chained_and_per_tenant(

@@ -339,3 +339,31 @@ def test_a_pack_python_cannot_parse_is_a_validation_error(text: str, why: str) -
     reader, stopping every decision: it is refused like any invalid pack."""
     with pytest.raises(ValidationError, match=why):
         parse_rule_pack(text)
+
+
+@pytest.mark.parametrize("shape", ["object", "array"])
+@pytest.mark.parametrize("where", ["unknown field", "rule description"])
+def test_a_pack_parsed_elsewhere_that_nests_deeply_is_a_validation_error(shape: str, where: str) -> None:
+    """The edge parses a body with orjson (up to 1,024 levels) and hands the dict over: 500 levels
+    reached the recursive copy and raised RecursionError (a 500 answer). Refused in one line."""
+    deep: object = "x"
+    for _ in range(900):
+        deep = {"k": deep} if shape == "object" else [deep]
+    doc = pack_with()
+    if where == "unknown field":
+        doc["extra"] = deep
+    else:
+        doc["rules"][0]["description"] = deep
+    with pytest.raises(ValidationError, match="nests deeper than 64 levels"):
+        load_rule_pack(doc)
+
+
+def test_a_pack_nested_as_deep_as_allowed_is_judged_on_its_content_not_its_depth() -> None:
+    deep: object = "x"
+    for _ in range(60):
+        deep = [deep]
+    doc = pack_with()
+    doc["extra"] = deep
+    with pytest.raises(ValidationError) as caught:
+        load_rule_pack(doc)
+    assert "nests deeper" not in str(caught.value)  # the unknown field is what is refused
