@@ -165,6 +165,9 @@ def problem_for(exc: BaseException) -> Response:
         status_title(500),
         f"internal error; operators can find it in the logs as error_id {error_id}",
         error_id=error_id,
+        # Starlette re-raises after this answer and the server drops the connection: said here, a
+        # client opens a new one instead of sending its next request into a reset (review).
+        headers={"Connection": "close"},
     )
 
 

@@ -167,6 +167,8 @@ def test_unhandled_error_is_500_logged_and_not_leaked(caplog: pytest.LogCaptureF
     assert body["error_id"] in body["detail"]
     assert any(body["error_id"] in record.getMessage() for record in caplog.records)
     assert any(record.exc_info and record.exc_info[0] is RuntimeError for record in caplog.records)
+    # The server drops the connection after a 500 (Starlette re-raises): the client is told so.
+    assert response.headers["connection"] == "close"
 
 
 @pytest.mark.parametrize(
