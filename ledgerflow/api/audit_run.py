@@ -1,8 +1,11 @@
 """``POST /v1/audit`` (admin): run ``ledgerflow audit`` over the current logs and answer the report.
 
 Sequence:
-1. Take the tenant's audit lock in Redis (``SET NX`` with a TTL a little over the deadline):
-   a second request while one runs is a 409 with ``Retry-After``.
+1. Take the tenant's audit lock in Redis (``SET NX`` with a TTL a little over the deadline): a
+   second request of the tenant while one runs (on any edge) is a 409 with ``Retry-After``. Then
+   at most ``AUDITS_AT_ONCE`` audits run in one edge process, whatever their tenants (each reads
+   every tenant's logs and starts rebuild processes: N tenants' admins would otherwise run N
+   full audits side by side on one host): past it, 429 with ``Retry-After``.
 2. Run ``ledgerflow.audit.cli.run_audit`` in a worker thread with its own event loop (the
    audit is CPU-bound: the edge's loop keeps serving), bounded by ``EdgeTuning.audit_deadline_s``
    (``LEDGERFLOW_AUDIT_DEADLINE_S``, api/tuning.py); past it the audit is cancelled and the answer is a
@@ -32,6 +35,7 @@ from starlette.responses import JSONResponse
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
+from ledgerflow.api.limits import LimitExceeded
 from ledgerflow.api.problems import problem
 from ledgerflow.api.spec import AUTHED, INT, NUM, STR, json_response, nullable, obj, operation, problems
 from ledgerflow.audit.cli import run_audit
@@ -43,6 +47,7 @@ from ledgerflow.errors import DecodeError, InfrastructureError
 
 LOOKUP_DEADLINE_S = 10.0
 RETRY_AFTER_S = 5
+AUDITS_AT_ONCE = 1
 _TAG = re.compile(r"(?:conv|tenant):\{([^}/]*)[}/]")
 
 Position = tuple[str, int, int]
@@ -152,9 +157,10 @@ FINDING = obj(
 
 @operation(
     "runAudit",
-    summary="Run the audit over the current logs (role admin; one at a time per tenant)",
+    summary="Run the audit over the current logs (role admin; one at a time per tenant and per edge)",
     description="Bounded by a deadline (503 + Retry-After past it); 409 while another audit of the tenant "
-    "runs. Only this tenant's findings are answered.",
+    "runs; 429 + Retry-After while this edge runs another tenant's. Only this tenant's findings are "
+    "answered.",
     tags=["audit"],
     responses={
         "200": json_response(
@@ -168,7 +174,7 @@ FINDING = obj(
             ),
             "The report",
         ),
-        **problems(*AUTHED, 409),
+        **problems(*AUTHED, 409, 429),
     },
 )
 async def audit(request: Request) -> Any:
@@ -186,7 +192,16 @@ async def audit(request: Request) -> Any:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     began = time.perf_counter()
+    ctx.audits_running += 1
     try:
+        if ctx.audits_running > AUDITS_AT_ONCE:
+            raise LimitExceeded(
+                "audit",
+                429,
+                f"this edge runs {AUDITS_AT_ONCE} audit at a time (it reads every tenant's logs) and one is "
+                "running; retry when it has finished",
+                retry_after=RETRY_AFTER_S,
+            )
         # Step 2.
         try:
             outcome = await asyncio.to_thread(_audit_in_thread, ctx.settings, deadline_s)
@@ -200,5 +215,6 @@ async def audit(request: Request) -> Any:
         return JSONResponse(answer(mine, outcome.report))
     finally:
         # Step 4.
+        ctx.audits_running -= 1
         with contextlib.suppress(InfrastructureError):
             await within_deadline(ctx.redis.eval(_RELEASE, 1, key, token), "redis")

@@ -39,6 +39,8 @@ class EdgeContext:
     """A group-less consumer used only to ask for log end offsets (consistency tokens)."""
     admin: SharedAdmin | None = None
     """The admin client of ``/v1/overview`` (consumer groups), started on first use."""
+    audits_running: int = 0
+    """``POST /v1/audit`` runs in this process now (each reads every tenant's logs: ``audit_run``)."""
     rate: TokenBuckets = field(init=False)
     evaluate_rate: TokenBuckets = field(init=False)
     sse_slots: SseSlots = field(init=False)

@@ -51,7 +51,7 @@ MAX_TARGET_BYTES = 8 * 1024
 """Most bytes of the request target (path and query, as sent); more → 414. No route needs more,
 and every public path (the registry, the docs) would otherwise take any size up to the server's own
 cut-off, an unlabelled plain-text 400."""
-LIMIT_NAMES = ("body", "target", "headers", "rate", "evaluate", "sse")
+LIMIT_NAMES = ("body", "target", "headers", "rate", "evaluate", "sse", "audit")
 LIMITED = Counter(
     "ledgerflow_edge_limited_total", "Requests refused by an edge limit", ["limit"], registry=EDGE_REGISTRY
 )

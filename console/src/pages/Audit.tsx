@@ -40,7 +40,7 @@ export function Audit({ session, admin }: { session: Session; admin: boolean }) 
         }
       >
         <p className="text-sm text-slate-600">
-          Re-reads the current logs on the server (bounded: about a minute, one run at a time per tenant),
+          Re-reads the current logs on the server (bounded: about a minute, one run at a time),
           verifies the hash chains and every decision against its input, and lists each discrepancy.
         </p>
         {!admin && <p className="mt-2 text-sm text-slate-500">Running an audit needs the admin role.</p>}
@@ -50,9 +50,11 @@ export function Audit({ session, admin }: { session: Session; admin: boolean }) 
               message={
                 error.status === 409
                   ? "An audit is already running for this tenant; try again when it finishes."
-                  : error.status === 503
-                    ? `The audit did not finish in time${error.retryAfter ? `; retry in ${error.retryAfter} s` : ""}.`
-                    : error.message
+                  : error.status === 429
+                    ? `The server is running another audit${error.retryAfter ? `; retry in ${error.retryAfter} s` : ""}.`
+                    : error.status === 503
+                      ? `The audit did not finish in time${error.retryAfter ? `; retry in ${error.retryAfter} s` : ""}.`
+                      : error.message
               }
             />
           </div>
