@@ -7,7 +7,7 @@ Commands from input partition *p* are decided into output partition *p* (co-part
 1. On first use after (re)assignment, output partition *p* is read from the start (one record
    per change) and folded into every tenant's state and chain head; the last input offset
    answered (``lf-input``) and the command ids answered lately are learnt from it. Only the
-   agent's own records count (``agents/foreign.py``): the next link of its tenant's chain
+   agent's own records count (``contracts/outcome_trust.py``): the next link of its tenant's chain
    (sequence, ``prev_hash``, content hash) whose ``lf-input``, if any, is below the input
    partition's end. Anything else (written straight to Kafka) is logged and skipped: it moves
    no state, head, stamp or answered offset.
@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from ledgerflow.agents.deadletters import dead_letter_of
-from ledgerflow.agents.foreign import untrusted_reason
 from ledgerflow.agents.layout import PartitionGuard, misplaced
 from ledgerflow.agents.output import Outgoing
 from ledgerflow.agents.partitioned import PartitionOwner
@@ -54,6 +53,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.deadletters import evaluation_failed
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
+from ledgerflow.contracts.outcome_trust import untrusted_reason
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError
 from ledgerflow.policy.wire import chain, head_after
@@ -197,7 +197,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
                 log.error("%s: undecodable audit record at offset %d ignored", kind.name, written.offset)
                 continue
             why = untrusted_reason(record, known.heads.get(record.tenant), written.input_offset, input_end)
-            if why is not None:  # written from outside: it steers nothing (agents/foreign.py)
+            if why is not None:  # written from outside: it steers nothing (contracts/outcome_trust.py)
                 log.warning(
                     "%s: %s[%d]@%d is not the agent's own (written from outside?); ignored: %s",
                     kind.name,

@@ -1,10 +1,13 @@
 """``ledgerflow training enable|disable|status``: the admin commands the edge offers, from a shell.
 
 enable/disable sequence (what ``POST /v1/training/enable`` does, without the edge):
-1. Note the end of ``training.audit``, so only outcomes after our command are read.
+1. Read the tenant's partition of ``training.audit`` (the one its commands, keyed by the tenant,
+   land in: the training agent answers into the same partition) from its start.
 2. Publish the command to ``training.commands`` keyed by the tenant.
-3. Read ``training.audit`` from the noted end until the outcome naming our command id
-   arrives (bounded by ``--wait``): accepted, or rejected with the agent's reason.
+3. Fold that partition until the outcome naming our command id arrives (bounded by ``--wait``):
+   accepted, or rejected with the agent's reason. Only the agent's own records count
+   (``contracts/outcome_trust.py``, as for the edge's reference data): the next link of the
+   tenant's chain. A record written straight to Kafka with our command id answers nothing.
 ``status`` reads the tenant's training read model, as ``GET /v1/training/status`` does.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -21,11 +24,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from ledgerflow.api.paging import rfc3339
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.outcome_trust import untrusted_reason
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
 from ledgerflow.errors import DecodeError, DomainError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.placement import placement
+from ledgerflow.policy.wire import head_after
 from ledgerflow.projections.views import training_view
 from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import TRAINING_AUDIT, TRAINING_COMMANDS
@@ -87,32 +94,30 @@ def run_command(settings: Settings, cmd: Command, wait_s: float) -> dict[str, An
 
 
 async def _publish_and_wait(settings: Settings, cmd: Command, command_id: str, wait_s: float) -> Event | None:
-    audit = settings.topic(TRAINING_AUDIT)
-    counts = await partition_counts(settings, [audit, settings.topic(TRAINING_COMMANDS)])
+    audit, commands = settings.topic(TRAINING_AUDIT), settings.topic(TRAINING_COMMANDS)
+    counts = await partition_counts(settings, [audit, commands])
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(audit, p) for p in range(counts[audit])]
-        consumer.assign(tps)
-        for tp, end in (await consumer.end_offsets(tps)).items():  # Step 1.
-            consumer.seek(tp, end)
+        tp = TopicPartition(audit, placement(cmd.tenant.encode(), counts[commands]))  # Step 1.
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
         await producer.start()
         try:  # Step 2.
             event = command_event(cmd, command_id, time.time_ns() // 1000)
-            await producer.send_and_wait(
-                settings.topic(TRAINING_COMMANDS), codec.encode(event), key=cmd.tenant.encode()
-            )
+            await producer.send_and_wait(commands, codec.encode(event), key=cmd.tenant.encode())
         finally:
             await producer.stop()
+        watch = OutcomeWatch(cmd.tenant, command_id)
         deadline = time.monotonic() + wait_s  # Step 3.
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for rec in records:
-                    found = _answer(rec.value, command_id)
+                    found = watch.feed(rec.value)
                     if found is not None:
                         return found
         return None
@@ -120,12 +125,30 @@ async def _publish_and_wait(settings: Settings, cmd: Command, command_id: str, w
         await consumer.stop()
 
 
-def _answer(value: bytes | None, command_id: str) -> Event | None:
-    try:
-        event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[TRAINING_AUDIT])
-    except DecodeError:
-        return None
-    return event if getattr(event.payload, "command_id", None) == command_id else None
+@dataclass(slots=True)
+class OutcomeWatch:
+    """Step 3, pure: the tenant's ``training.audit`` records in partition order, from the start,
+    until the trusted one answering ``command_id``."""
+
+    tenant: str
+    command_id: str
+    head: ChainHead | None = None
+    skipped: list[str] = field(default_factory=list)  # why each untrusted record of the tenant was
+
+    def feed(self, value: bytes | None) -> Event | None:
+        """The record if it is the agent's own answer to the command, else None."""
+        try:
+            event = codec.decode(value or b"", allowed_types=TOPIC_TYPES[TRAINING_AUDIT])
+        except DecodeError:
+            return None
+        if event.tenant != self.tenant:
+            return None
+        why = untrusted_reason(event, self.head, None, 0)
+        if why is not None:  # written from outside: it answers nothing
+            self.skipped.append(why)
+            return None
+        self.head = head_after(event)
+        return event if getattr(event.payload, "command_id", None) == self.command_id else None
 
 
 def status(settings: Settings, tenant: str) -> dict[str, Any]:

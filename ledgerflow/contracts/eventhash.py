@@ -35,7 +35,7 @@ from ledgerflow.contracts.events import MAX_OCCURRED_AT, MIN_OCCURRED_AT, Event
 from ledgerflow.contracts.registry import SchemaRegistry, default_registry
 from ledgerflow.errors import ValidationError
 
-__all__ = ["event_hash", "follows", "link_event"]
+__all__ = ["event_chain_key", "event_hash", "follows", "link_event"]
 
 Renderer = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -79,7 +79,7 @@ def link_event(event: Event, head: ChainHead | None) -> Event:
         linked = link(event.to_json(), head)
         return event.with_chain(linked["sequence"], linked["prev_hash"], linked["hash"])
     if head is not None:
-        key = _chain_key(event)
+        key = event_chain_key(event)
         if key != head.key:
             why = (
                 f"record chain key {key!r} is not the head's key {head.key!r}: pass the head of its own chain"
@@ -94,7 +94,7 @@ def _digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _chain_key(event: Event) -> str:
+def event_chain_key(event: Event) -> str:
     """``chain.chain_key_of`` of the JSON form, for an event whose ids are strings."""
     if event.type == DECISION_TYPE:
         return decision_chain_key(event.tenant, event.subject)

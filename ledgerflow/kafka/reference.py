@@ -14,6 +14,18 @@ worker's policy agent passes one that dead-letters it and counts it in
 ``ledgerflow_policy_packs_refused_total{reason}``), the handler is awaited — retried with
 backoff until it succeeds — before the reader moves past the record, so no refusal goes
 unrecorded.
+
+A ``training.audit`` or ``models.audit`` record is folded (into the training state, the model
+registry, and the outcomes ``wait_outcome`` answers a command with) only if it is the training or
+models agent's own by the rule their recovery uses (``contracts/outcome_trust.untrusted_reason``):
+the next link of its tenant's chain on that topic (sequence, ``prev_hash``, content hash; the
+reader keeps a chain head per topic and tenant, from offset 0). Anything else — a record written
+straight to Kafka, unchained, mis-linked, re-hashed wrongly or a replayed copy — is logged (the
+first ``SKIPS_LOGGED`` one by one with topic, partition, offset and reason, then a count at each
+power of ten) and skipped: it changes no state, head or outcome. Taken on trust, one forged
+``TrainingEnabled`` changed what every policy agent decided with and the edge showed, and a
+forged outcome carrying a command id answered the admin's request. ``start`` folds from offset 0
+afresh (heads and audit state reset), so a restarted reader trusts exactly what a new one would.
 """
 
 from __future__ import annotations
@@ -29,9 +41,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
+from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
+from ledgerflow.contracts.outcome_trust import untrusted_reason
 from ledgerflow.contracts.payloads import (
     RulePackPublished,
     TrainingDisabled,
@@ -46,6 +60,7 @@ from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_r
 from ledgerflow.models.wire import event_of as model_event_of
 from ledgerflow.policy import ModelCatalog, RulePack, TrainingState, parse_rule_pack
 from ledgerflow.policy.signing import HASH_MISMATCH, KeyLookup, SignatureRefused, verify
+from ledgerflow.policy.wire import head_after
 from ledgerflow.topics import MODELS_AUDIT, POLICY_RULES, TRAINING_AUDIT
 
 log = logging.getLogger(__name__)
@@ -54,6 +69,8 @@ DEFAULT_TENANT = "*"
 MAX_OUTCOMES = 10_000
 OFF = TrainingState(enabled=False, version=0)
 REFUSAL_RETRY_CAP_S = 5.0
+SKIPS_LOGGED = 20
+"""Untrusted audit records logged one by one per reader; after that a count at each power of ten."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,8 @@ class ReferenceData:
         self._position: dict[TopicPartition, int] = {}
         self._ends: AIOKafkaConsumer | None = None
         self.outcomes: OrderedDict[str, Event] = OrderedDict()  # training command id -> audit record
+        self._heads: dict[tuple[str, str], ChainHead] = {}  # (base topic, tenant) -> its chain head
+        self.skipped = 0  # audit records not folded: not the agents' own
 
     @property
     def trust(self) -> PolicyTrust:
@@ -132,6 +151,11 @@ class ReferenceData:
         tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        # Read from offset 0 afresh: heads kept from an earlier read would refuse every link again.
+        self._heads.clear()
+        self.training.clear()
+        self.models.clear()
+        self._catalogs.clear()
         self._position = {tp: await consumer.position(tp) for tp in tps}
         self._consumer = consumer
         # The log ends are asked on a connection of their own: the broker answers one request per
@@ -173,7 +197,9 @@ class ReferenceData:
                 continue
             for tp, records in batches.items():
                 for record in records:
-                    reason = self._apply_guarded(tp.topic, record.key, record.value)
+                    reason = self._apply_guarded(
+                        tp.topic, record.key, record.value, tp.partition, record.offset
+                    )
                     if reason is not None:
                         await self._refuse(
                             RefusedRecord(
@@ -201,18 +227,23 @@ class ReferenceData:
                 await asyncio.sleep(delay)
                 delay = min(REFUSAL_RETRY_CAP_S, delay * 2)
 
-    def _apply_guarded(self, topic: str, key: bytes | None, value: bytes | None) -> str | None:
+    def _apply_guarded(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1, offset: int = -1
+    ) -> str | None:
         """``_apply``, and a record it fails on in a way nobody foresaw is refused with the error's
         name (dead-lettered from ``policy.rules``, skipped elsewhere) instead of ending this task:
         a reader that died would leave every ``sync`` timing out and the hot path waiting on it."""
         try:
-            return self._apply(topic, key, value)
+            return self._apply(topic, key, value, partition, offset)
         except Exception as exc:
             log.exception("reference data: a record on %s could not be applied; refused", topic)
             return f"unreadable-reference-record: {type(exc).__name__}"
 
-    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> str | None:
-        """Fold one record; the reason it was refused (``policy.rules`` only), or None."""
+    def _apply(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1, offset: int = -1
+    ) -> str | None:
+        """Fold one record (``partition``/``offset``: where it was read, for the log); the reason it
+        was refused (``policy.rules`` only), or None."""
         base = {self._topics[0]: POLICY_RULES, self._topics[1]: TRAINING_AUDIT}.get(topic, MODELS_AUDIT)
         try:
             if base == POLICY_RULES:
@@ -222,26 +253,59 @@ class ReferenceData:
         except DecodeError as exc:
             log.warning("reference data: skipping undecodable record on %s: %s", topic, exc.reason)
             return exc.reason if base == POLICY_RULES else None
-        if base == MODELS_AUDIT:
-            self._apply_model_event(event)
-        refused = apply_reference_event(
-            event, self.packs, self.pack_history, self.training, self._trust.lookup
-        )
+        if base == POLICY_RULES:
+            return apply_reference_event(
+                event, self.packs, self.pack_history, self.training, self._trust.lookup
+            )
+        chain = (base, event.tenant)
+        why = untrusted_reason(event, self._heads.get(chain), None, 0)
+        if why is not None:  # written from outside: it changes nothing (contracts/outcome_trust.py)
+            self._skip(topic, partition, offset, why)
+            return None
+        if base == MODELS_AUDIT and not self._apply_model_event(event):
+            return None  # as the models agent's recovery: a record that does not apply moves no head
+        apply_reference_event(event, self.packs, self.pack_history, self.training, self._trust.lookup)
+        self._heads[chain] = head_after(event)
         command_id = getattr(event.payload, "command_id", None)
-        if base != POLICY_RULES and command_id:
+        if command_id:
             self.outcomes[command_id] = event
             while len(self.outcomes) > MAX_OUTCOMES:
                 self.outcomes.popitem(last=False)
-        return refused
+        return None
 
-    def _apply_model_event(self, record: Event) -> None:
+    def _skip(self, topic: str, partition: int, offset: int, why: str) -> None:
+        """Log an untrusted audit record, bounded: a flood of forgeries does not flood the log."""
+        self.skipped += 1
+        n = self.skipped
+        if n <= SKIPS_LOGGED:
+            log.warning(
+                "reference data: %s[%d]@%d is not the agents' own (written from outside?); skipped: %s%s",
+                topic,
+                partition,
+                offset,
+                why,
+                "" if n < SKIPS_LOGGED else " (further skipped records are counted, not logged one by one)",
+            )
+        elif str(n).rstrip("0") == "1":  # 100, 1000, 10000 …
+            log.warning(
+                "reference data: %d audit records skipped so far (not the agents' own); latest %s[%d]@%d: %s",
+                n,
+                topic,
+                partition,
+                offset,
+                why,
+            )
+
+    def _apply_model_event(self, record: Event) -> bool:
+        """Fold a trusted ``models.audit`` record; False if it is no legal transition (not applied)."""
         registry, event = self.registry_for(record.tenant), model_event_of(record)
         problem = check_transition(registry, event)
         if problem is not None:  # only the models agent writes the topic; the audit reports it
             log.error("reference data: illegal models.audit record ignored: %s", problem)
-            return
+            return False
         self.models[record.tenant] = evolve(registry, event)
         self._catalogs.pop(record.tenant, None)
+        return True
 
     async def wait_outcome(self, command_id: str, timeout: float) -> Event | None:
         """The ``training.audit`` / ``models.audit`` record answering ``command_id``, or None."""

@@ -1,6 +1,6 @@
 """Records written straight to ``training.audit`` and ``models.audit`` by someone else, on the real
 broker and a real worker, never steer the training and models agents' recovery
-(``agents/foreign.py``, ``agents/commanded.py`` Step 1).
+(``contracts/outcome_trust.py``, ``agents/commanded.py`` Step 1).
 
 A copy of a real outcome whose ``lf-input`` header says input 10**15 was answered is appended to
 each topic while the worker runs; a new worker then recovers both partitions from their logs.

@@ -368,7 +368,7 @@ def test_an_outcome_written_from_outside_stamped_far_ahead_does_not_drag_the_ten
 # ---------------------------------------------------------------- records written from outside
 # Anyone with access to Kafka can append to training.audit. Recovery takes a record as the
 # agent's own only if it is the next link of its tenant's chain and its lf-input, if any, is an
-# offset the input partition holds (agents/foreign.py); the rest steers nothing.
+# offset the input partition holds (contracts/outcome_trust.py); the rest steers nothing.
 
 FAR = 10**15
 

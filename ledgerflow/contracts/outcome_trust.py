@@ -1,4 +1,4 @@
-"""Which outcome records a command agent's recovery takes as its own (pure: no I/O).
+"""Which outcome records are the command agents' own (pure: no I/O).
 
 Anyone who can write to Kafka can append to ``training.audit`` or ``models.audit``. The training
 and models agents (``agents/commanded.py``) read their output partition back to learn each
@@ -7,11 +7,17 @@ header). Taken on trust, a copy of a real outcome carrying ``lf-input: 100000000
 every later command of the partition look answered (lost for good), and a record of the right
 shape could change a tenant's state or become the chain head the next outcome links to.
 
-So a record steers recovery only if ``untrusted_reason`` finds nothing: it is the next link of
+The same holds for every reader that folds those topics: the reference data every policy agent
+decides with and the edge shows (``kafka/reference.py``: training state, model registry, the
+outcome answering a command) and the CLI waiting for its command's outcome.
+
+So a record counts only if ``untrusted_reason`` finds nothing: it is the next link of
 its tenant's chain (``eventhash.follows``: sequence one past the head's, ``prev_hash`` the head's
 hash, its hash the hash of its content; these outcomes are chained per tenant, their subject),
 and its ``lf-input``, if it has one, is an offset the input partition holds. A record without
-``lf-input`` is legitimate (an expiry by the clock answers no command).
+``lf-input`` is legitimate (an expiry by the clock answers no command). A reader that does not know
+the input partition's end (the reference data, the CLI) passes ``input_offset=None``: only the
+chain is checked.
 
 What it cannot tell: a record written from outside that links and hashes correctly (the chain
 has no secret) and names an input the partition holds. Only the broker's ACLs keep such writers
@@ -21,9 +27,8 @@ out; the audit re-derives each tenant's history and reports it.
 from __future__ import annotations
 
 from ledgerflow.contracts.chain import ZERO_HASH, ChainHead
-from ledgerflow.contracts.eventhash import follows
+from ledgerflow.contracts.eventhash import event_chain_key, follows
 from ledgerflow.contracts.events import Event
-from ledgerflow.policy.wire import chain_key
 
 __all__ = ["untrusted_reason"]
 
@@ -34,7 +39,7 @@ def untrusted_reason(
     """None if ``record`` is trusted, else why not (one line). ``head``: its tenant's chain head in
     the partition so far (None: no record of the tenant taken yet); ``input_offset``: its
     ``lf-input`` header (None: none); ``input_end``: the input partition's end offset."""
-    key = chain_key(record)
+    key = event_chain_key(record)
     if key != record.tenant:
         return f"its chain key {key!r} is not its tenant {record.tenant!r} (outcomes are chained per tenant)"
     if input_offset is not None and input_offset >= input_end:

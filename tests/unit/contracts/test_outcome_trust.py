@@ -1,4 +1,4 @@
-"""``agents/foreign.untrusted_reason``: which outcome records the training and models agents'
+"""``contracts/outcome_trust.untrusted_reason``: which outcome records the training and models agents'
 recovery takes as its own — the next link of its tenant's chain, answering an input the input
 partition holds (or none). Pure: records built here, no ports."""
 
@@ -8,10 +8,10 @@ import dataclasses
 
 import pytest
 
-from ledgerflow.agents.foreign import untrusted_reason
 from ledgerflow.contracts.chain import ZERO_HASH, ChainHead
 from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.outcome_trust import untrusted_reason
 from ledgerflow.contracts.payloads import TrainingDisabled, TrainingEnabled
 from ledgerflow.policy.wire import head_after
 from tests.unit.agents.memory import T0
