@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 CODES = {CONVERSATION_EVENTS: "e", POLICY_DECISIONS: "d"}
 DEFAULT_QUEUE = 1000
 CATCH_UP_SLOTS = 32  # short-lived catch-up consumers open at once (reconnect storms)
+TENANT_SHARE = 4
+"""One tenant's catch-ups hold at most a quarter of the slots (``tenant_catch_up_slots``)."""
 CATCH_UP_STALL_S = 3 * DEADLINE_S
 """How long a catch-up may scan nothing before its stream ends with ``unavailable`` and frees its
 slot (``catchup_watch``): three times the bound of one dependency call, so a broker that is only
@@ -150,6 +152,13 @@ class Subscriber:
         )
 
 
+def tenant_catch_up_slots(slots: int) -> int:
+    """How many of the edge's ``slots`` catch-ups one tenant may hold at once: a quarter (at least
+    one). Its further catch-ups wait for its own, so one tenant resuming many streams from the log's
+    start (each scanning every tenant's records) leaves the other tenants most of the slots."""
+    return max(1, slots // TENANT_SHARE)
+
+
 class Hub:
     """Reads ``conversation.events`` and ``policy.decisions`` and fans frames out."""
 
@@ -167,6 +176,7 @@ class Hub:
         self._subs: dict[tuple[str, str | None], set[Subscriber]] = {}
         self._catch_up_slots = asyncio.Semaphore(catch_up_slots)
         self._catch_up_slots_count = catch_up_slots
+        self._tenant_slots: dict[str, asyncio.Semaphore] = {}  # tenant -> its share (tenant_catch_up_slots)
         self.partitions: dict[str, int] = {}
         self.frames_sent = 0
         self.dropped = 0
@@ -183,6 +193,7 @@ class Hub:
         """Set at start-up (``LEDGERFLOW_SSE_CATCH_UP_SLOTS``), before any stream takes a slot."""
         self._catch_up_slots = asyncio.Semaphore(slots)
         self._catch_up_slots_count = slots
+        self._tenant_slots = {}
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -382,7 +393,12 @@ class Hub:
         if not gaps:
             return
         ranges = sorted(gaps.items())
-        async with self._catch_up_slots:
+        share = self._tenant_slots.get(sub.tenant)
+        if share is None:  # one per tenant that resumed a stream on this edge (authenticated tenants)
+            share = self._tenant_slots[sub.tenant] = asyncio.Semaphore(
+                tenant_catch_up_slots(self._catch_up_slots_count)
+            )
+        async with share, self._catch_up_slots:
             SSE_CATCH_UPS.inc()
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap,
