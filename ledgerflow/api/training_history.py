@@ -4,7 +4,8 @@ each with its chain status.
 The records are read from the log (bounded by ``READ_DEADLINE_S``: a broker that does not
 answer in time is a 503 with ``Retry-After``) and the tenant's chain (key: the tenant) is
 verified from its start with ``contracts.chain.verify``: a record a break points at is
-``broken``, every other one ``ok``. Only the token's tenant's records are read back.
+``broken``, every other one ``ok``. Only the token's tenant's partition is read (its records are
+keyed by it), and only its records are answered.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ async def _located(settings: Settings, tenant: str) -> list[Located]:
     out = []
     topic = settings.topic(TRAINING_AUDIT)
     async with contextlib.aclosing(
-        cast(AsyncGenerator[RawRecord, None], read_topic(settings, topic))
+        # The tenant's partition only: a tenant's outcomes are keyed by it (the training agent's
+        # co-partitioned output), so another tenant's records, however many, cost its reads nothing.
+        cast(AsyncGenerator[RawRecord, None], read_topic(settings, topic, key=tenant.encode()))
     ) as records:
         async for rec in records:
             if rec.key != tenant.encode():

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import partition_counts
+from ledgerflow.kafka.placement import placement
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,12 @@ class RawRecord:
     timestamp_ms: int
 
 
-async def read_topic(settings: Settings, topic: str, batch: int = 5000) -> AsyncIterator[RawRecord]:
-    """Every record of ``topic`` (full name) up to its end at call time, partition by partition."""
+async def read_topic(
+    settings: Settings, topic: str, batch: int = 5000, key: bytes | None = None
+) -> AsyncIterator[RawRecord]:
+    """Every record of ``topic`` (full name) up to its end at call time, partition by partition;
+    with ``key``, only the partition Kafka's default partitioner puts that key in (every record a
+    producer wrote under it; the caller still filters by key)."""
     counts = await partition_counts(settings, [topic])
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -35,7 +40,8 @@ async def read_topic(settings: Settings, topic: str, batch: int = 5000) -> Async
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(counts[topic])]
+        wanted = range(counts[topic]) if key is None else [placement(key, counts[topic])]
+        tps = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
