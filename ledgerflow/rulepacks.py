@@ -1,7 +1,9 @@
 """Publishing rule packs to ``policy.rules`` (used by ``PUT /v1/policy/rules`` and the CLI).
 
 Sequence:
-1. Validate the pack (``load_rule_pack``): an invalid pack is refused, nothing is published.
+1. Validate the pack (``load_rule_pack``, compiled once, in a worker thread: compiling a pack
+   of the largest size ``policy/packlimits.py`` allows takes up to about a second): an
+   invalid pack is refused, nothing is published.
    Sign it — or take the detached signature the caller made with ``ledgerflow policy sign`` —
    and verify the signature against the policy trust store: the agents would refuse a pack
    that does not verify, so it is refused here first. Without a signature the dev policy
@@ -15,6 +17,7 @@ compaction lag that keeps every version for replay (see docs/policy.md).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +34,7 @@ from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.errors import DecodeError, ValidationError
 from ledgerflow.kafka.logs import read_topic
 from ledgerflow.kafka.policy_trust import PolicyTrust
-from ledgerflow.policy import RulePack, load_rule_pack
+from ledgerflow.policy import CheckedPack, RulePack, check_rule_pack, load_rule_pack
 from ledgerflow.policy.signing import SignatureRefused, sign, verify
 from ledgerflow.topics import POLICY_RULES
 
@@ -48,14 +51,22 @@ class Published:
 
 def sign_with(keys: DevKeys, document: dict[str, Any], *, now: float | None = None) -> str:
     """A detached signature of ``document`` (validated first) by the dev policy key ``keys``."""
-    pack = load_rule_pack(document)
+    checked = check_rule_pack(document)
+    checked.compile()
+    return _sign_checked(keys, checked, now=now)
+
+
+def _sign_checked(keys: DevKeys, checked: CheckedPack, *, now: float | None = None) -> str:
     private_key = load_pem_private_key(keys.private_key_pem, password=None)
     moment = int(time.time() if now is None else now)
-    return sign(pack.document(), private_key=private_key, kid=keys.kid, alg=keys.alg, signed_at=moment)
+    return sign(checked.document(), private_key=private_key, kid=keys.kid, alg=keys.alg, signed_at=moment)
 
 
 def signature_for(settings: Settings, document: dict[str, Any], signature: str | None) -> tuple[str, str]:
-    """Step 1's signature: the given one or the dev policy key's, verified; (signature, kid)."""
+    """Step 1's signature: the given one or the dev policy key's, verified; (signature, kid).
+
+    Checks ``document`` without compiling it (``check_rule_pack``): the caller compiles it once."""
+    checked = check_rule_pack(document)
     if signature is None:
         keys = existing_policy_keys(settings.state_dir)
         if keys is None:
@@ -63,9 +74,9 @@ def signature_for(settings: Settings, document: dict[str, Any], signature: str |
                 "unsigned: the pack has no signature and there is no dev policy key; sign it with "
                 "`ledgerflow policy sign` and pass the signature"
             )
-        signature = sign_with(keys, document)
+        signature = _sign_checked(keys, checked)
     try:
-        signed = verify(signature, load_rule_pack(document).document(), PolicyTrust.of(settings).lookup)
+        signed = verify(signature, checked.document(), PolicyTrust.of(settings).lookup)
     except SignatureRefused as exc:
         raise ValidationError(f"signature refused: {exc}") from None
     return signature, signed.kid
@@ -94,7 +105,7 @@ async def publish_pack(
     producer: AIOKafkaProducer | None = None,
     signature: str | None = None,
 ) -> Published:
-    pack: RulePack = load_rule_pack(document)  # Step 1.
+    pack: RulePack = await asyncio.to_thread(load_rule_pack, document)  # Step 1.
     signature, kid = signature_for(settings, document, signature)
     version = await latest_version(settings, pack.tenant) + 1  # Step 2.
     versioned = pack.with_version(version)

@@ -3,19 +3,27 @@
 Read from ``policy.rules`` (small: one record per publication, every version kept), bounded
 by ``READ_DEADLINE_S``; each version says who signed it (``signer_kid``) or why the agents
 refuse it (``refused``: the signature check of docs/policy.md, against the edge's trust
-store); a broker that does not answer in time is a 503 with ``Retry-After``. Another
+store); a broker that does not answer in time is a 503 with ``Retry-After``. Shape, hash and
+signature are checked for every listed version without compiling it; whether its patterns
+compile is remembered per document (``COMPILED_VERDICTS``, most recent), so a listing
+compiles a document at most once, in a worker thread, not on every read. Another
 tenant's packs are never listed, and asking for one of their versions is a 404 like a
 missing one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
+from prometheus_client import Counter
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -33,11 +41,22 @@ from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import DecodeError, LedgerflowError, ValidationError
 from ledgerflow.kafka.logs import RawRecord, read_topic
-from ledgerflow.kafka.reference import admitted_pack
+from ledgerflow.kafka.reference import admitted_document
+from ledgerflow.metrics import EDGE_REGISTRY
+from ledgerflow.policy import CheckedPack
 from ledgerflow.policy.signing import KeyLookup, SignatureRefused
 from ledgerflow.topics import POLICY_RULES
 
 READ_DEADLINE_S = 5.0
+COMPILED_VERDICTS = 512
+"""Documents whose compile verdict (compiles, or the error) the catalog remembers."""
+_verdicts: OrderedDict[str, str | None] = OrderedDict()
+_verdicts_lock = threading.Lock()  # listings run in worker threads
+COMPILES = Counter(
+    "ledgerflow_edge_pack_compiles_total",
+    "Rule pack documents the edge compiled to list them (each at most once while remembered)",
+    registry=EDGE_REGISTRY,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +107,40 @@ def catalog(events: Iterable[Event], tenant: str, lookup: KeyLookup | None = Non
 
 
 def admission(payload: RulePackPublished, lookup: KeyLookup | None) -> tuple[str | None, str | None]:
-    """(signer kid, None) for a pack the agents admit, else (None, the refusal's reason code)."""
+    """(signer kid, None) for a pack the agents admit, else (None, the refusal's reason code).
+
+    The signature is checked every time (the trust store changes); compiling, only once per
+    document (``compile_verdict``)."""
     try:
-        return admitted_pack(payload, lookup).signer_kid, None
+        checked, signed = admitted_document(payload, lookup)
     except SignatureRefused as exc:
         return None, exc.code
     except LedgerflowError:
         return None, "invalid-rule-pack"
+    if compile_verdict(checked) is not None:
+        return None, "invalid-rule-pack"
+    return signed.kid, None
+
+
+def compile_verdict(checked: CheckedPack) -> str | None:
+    """Why ``checked`` does not compile, or None; remembered for the last ``COMPILED_VERDICTS``
+    documents (by the SHA-256 of their canonical JSON)."""
+    key = hashlib.sha256(checked.canonical).hexdigest()
+    with _verdicts_lock:
+        if key in _verdicts:
+            _verdicts.move_to_end(key)
+            return _verdicts[key]
+    COMPILES.inc()
+    try:
+        checked.compile()
+        verdict = None
+    except LedgerflowError as exc:
+        verdict = str(exc)
+    with _verdicts_lock:
+        _verdicts[key] = verdict
+        while len(_verdicts) > COMPILED_VERDICTS:
+            _verdicts.popitem(last=False)
+    return verdict
 
 
 async def read_policy_events(settings: Settings) -> list[Event]:
@@ -115,7 +161,7 @@ async def _catalog(request: Request) -> list[PackVersion]:
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
     events = await within_deadline(read_policy_events(ctx.settings), "kafka", READ_DEADLINE_S)
-    return catalog(events, principal.tenant, ctx.reference.trust.lookup)
+    return await asyncio.to_thread(catalog, events, principal.tenant, ctx.reference.trust.lookup)
 
 
 SUMMARY = obj(

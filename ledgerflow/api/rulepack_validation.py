@@ -2,12 +2,15 @@
 
 200 ``{"valid": true, "constitution_hash": ...}``, or 422 problem+json whose ``errors``
 list each problem with the rule it is in (``rule``: the rule's id, or null for a problem of
-the pack as a whole). The checks are the policy core's (``load_rule_pack``); this module
-only splits its one-line refusal into items.
+the pack as a whole). The checks are the policy core's (``load_rule_pack``, run in a worker
+thread: compiling the largest pack ``policy/packlimits.py`` allows takes up to about a
+second, the event loop must not wait for it); this module only splits its one-line refusal
+into items.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict, dataclass
 
@@ -99,7 +102,7 @@ async def validate_pack(request: Request) -> Response:
         )
     document.pop("version", None)  # as on publish: versions are assigned then
     try:
-        pack = load_rule_pack(document)
+        pack = await asyncio.to_thread(load_rule_pack, document)
     except ValidationError as exc:
         errors = rule_errors(str(exc))
         return problem(422, status_title(422), str(exc), errors=[asdict(e) for e in errors])

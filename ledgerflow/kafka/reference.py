@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -58,8 +58,15 @@ from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
-from ledgerflow.policy import ModelCatalog, RulePack, TrainingState, parse_rule_pack
-from ledgerflow.policy.signing import HASH_MISMATCH, KeyLookup, SignatureRefused, verify
+from ledgerflow.policy import (
+    CheckedPack,
+    ModelCatalog,
+    RulePack,
+    TrainingState,
+    check_rule_pack_text,
+    parse_rule_pack,
+)
+from ledgerflow.policy.signing import HASH_MISMATCH, KeyLookup, SignatureRefused, Signed, verify
 from ledgerflow.policy.wire import head_after
 from ledgerflow.topics import MODELS_AUDIT, POLICY_RULES, TRAINING_AUDIT
 
@@ -111,7 +118,7 @@ class ReferenceData:
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Condition()
         self.packs: dict[str, RulePack] = {DEFAULT_TENANT: builtin_default_pack()}
-        self.pack_history: dict[tuple[str, int], RulePack] = {}
+        self.pack_history = PackHistory()
         self.training: dict[str, TrainingState] = {}
         self.models: dict[str, ModelRegistry] = {}
         self._catalogs: dict[str, ModelCatalog] = {}
@@ -320,7 +327,7 @@ class ReferenceData:
 def apply_reference_event(
     event: Event,
     packs: dict[str, RulePack],
-    history: dict[tuple[str, int], RulePack],
+    history: MutableMapping[tuple[str, int], RulePack],
     training: dict[str, TrainingState],
     lookup: KeyLookup | None,
 ) -> str | None:
@@ -348,15 +355,73 @@ def apply_reference_event(
     return None
 
 
-def admitted_pack(payload: RulePackPublished, lookup: KeyLookup | None) -> RulePack:
-    """The pack of a ``RulePackPublished`` record, with its verified signer; raises
+def admitted_document(payload: RulePackPublished, lookup: KeyLookup | None) -> tuple[CheckedPack, Signed]:
+    """The checked (not compiled) pack of a ``RulePackPublished`` record and its verified
+    signature: shape, limits, constitution hash and signature are all checked before any
+    pattern is compiled, so an unsigned or forged record costs no compiling. Raises
     ``LedgerflowError`` (invalid pack) or ``SignatureRefused`` (why it must not be trusted)."""
-    pack = parse_rule_pack(payload.document).with_version(payload.version)
-    if payload.constitution_hash != pack.constitution_hash:
+    checked = check_rule_pack_text(payload.document).with_version(payload.version)
+    if payload.constitution_hash != checked.constitution_hash:
         raise SignatureRefused(
             HASH_MISMATCH,
             f"the record says constitution {payload.constitution_hash[:80]!r}, its document hashes to "
-            f"{pack.constitution_hash}",
+            f"{checked.constitution_hash}",
         )
-    signed = verify(payload.signature, pack.document(), lookup)
-    return pack.signed_by(signed.kid)
+    return checked, verify(payload.signature, checked.doc, lookup)
+
+
+def admitted_pack(payload: RulePackPublished, lookup: KeyLookup | None) -> RulePack:
+    """The pack of a ``RulePackPublished`` record, with its verified signer, compiled only
+    once ``admitted_document`` has accepted it; raises as that does, or ``LedgerflowError``
+    for a pattern that does not compile."""
+    checked, signed = admitted_document(payload, lookup)
+    return checked.compile().signed_by(signed.kid)
+
+
+PACK_HISTORY_COMPILED = 16
+"""Past versions ``PackHistory`` keeps compiled (most recently used); the others are text."""
+
+
+class PackHistory(MutableMapping[tuple[str, int], RulePack]):
+    """Every admitted version by (tenant, version), kept as canonical JSON, not compiled: a
+    compiled pack holds its RE2 programs (up to ``packlimits.MAX_RE2_BYTES``), and every
+    version ever published stayed in every worker and edge. Reading a version compiles it
+    on demand; the last ``PACK_HISTORY_COMPILED`` read or added stay compiled."""
+
+    def __init__(self, compiled: int = PACK_HISTORY_COMPILED) -> None:
+        self._documents: dict[tuple[str, int], tuple[bytes, str | None]] = {}
+        self._compiled: OrderedDict[tuple[str, int], RulePack] = OrderedDict()
+        self._limit = compiled
+
+    def __getitem__(self, key: tuple[str, int]) -> RulePack:
+        pack = self._compiled.get(key)
+        if pack is None:
+            canonical, signer = self._documents[key]
+            pack = parse_rule_pack(canonical)
+            pack = pack.signed_by(signer) if signer is not None else pack
+        self._keep(key, pack)
+        return pack
+
+    def __setitem__(self, key: tuple[str, int], pack: RulePack) -> None:
+        self._documents[key] = (pack.canonical_json(), pack.signer_kid)
+        self._keep(key, pack)
+
+    def __delitem__(self, key: tuple[str, int]) -> None:
+        del self._documents[key]
+        self._compiled.pop(key, None)
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._documents)
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def compiled(self) -> int:
+        """How many versions are held compiled now (at most the limit)."""
+        return len(self._compiled)
+
+    def _keep(self, key: tuple[str, int], pack: RulePack) -> None:
+        self._compiled[key] = pack
+        self._compiled.move_to_end(key)
+        while len(self._compiled) > self._limit:
+            self._compiled.popitem(last=False)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from ledgerflow.policy.evaluate import apply_redactions, evaluate, merge_spans
 from ledgerflow.policy.rulepack import (
+    CheckedPack,
     Rule,
     RulePack,
     Thresholds,
+    check_rule_pack,
+    check_rule_pack_text,
     constitution_hash,
     load_rule_pack,
     parse_rule_pack,
@@ -27,6 +30,7 @@ from ledgerflow.policy.validation import rule_pack_schema
 __all__ = [
     "NO_MODELS",
     "Action",
+    "CheckedPack",
     "Decision",
     "ModelCatalog",
     "Rule",
@@ -35,6 +39,8 @@ __all__ = [
     "TrainingState",
     "Turn",
     "apply_redactions",
+    "check_rule_pack",
+    "check_rule_pack_text",
     "constitution_hash",
     "evaluate",
     "load_rule_pack",

@@ -4,6 +4,11 @@
 whose regexes and keyword matchers are compiled and whose canonical JSON and
 constitution hash are computed once. Evaluation (``evaluate.py``) only reads it.
 
+It is two steps: ``check_rule_pack(doc)`` (cheap: schema, semantic checks, the pattern
+limits of ``packlimits.py``, canonical JSON and hash — no pattern compiled) gives a
+:class:`CheckedPack`, whose ``compile()`` builds the matchers (the costly part). A
+reader that must check a signature or a hash first does it between the two.
+
 The constitution hash is the SHA-256 (hex) of the RFC 8785 canonical JSON of the
 pack *without* its ``version``: republishing the same rules under a new version
 keeps the hash, and a decision records both (version and hash).
@@ -21,6 +26,7 @@ from typing import Any
 import rfc8785
 
 from ledgerflow.errors import ValidationError
+from ledgerflow.policy.packlimits import Re2Budget, check_pattern_limits
 from ledgerflow.policy.patterns import PatternMatcher, compile_pattern
 from ledgerflow.policy.text import KeywordMatcher, compile_keywords
 from ledgerflow.policy.types import Action
@@ -112,25 +118,72 @@ class RulePack:
         return hash(self.canonical)
 
 
-def load_rule_pack(obj: Any) -> RulePack:
-    """Validate and compile a rule pack document (a dict parsed from JSON or YAML).
+@dataclass(frozen=True, slots=True)
+class CheckedPack:
+    """A pack document that passed every check but compiling its patterns; nothing compiled yet."""
+
+    doc: dict[str, Any]
+    constitution_hash: str
+    canonical: bytes
+
+    @property
+    def tenant(self) -> str:
+        tenant: str = self.doc["tenant"]
+        return tenant
+
+    def document(self) -> dict[str, Any]:
+        """A fresh JSON-shaped dict of the pack (what a signature covers, ``version`` aside)."""
+        doc: dict[str, Any] = json.loads(self.canonical)
+        return doc
+
+    def with_version(self, version: int) -> CheckedPack:
+        """The same constitution as ``version`` (same constitution hash)."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValidationError(f"rule pack version must be an integer >= 1, got {version!r}")
+        doc = self.document()
+        doc["version"] = version
+        return CheckedPack(doc, self.constitution_hash, rfc8785.dumps(doc))
+
+    def compile(self) -> RulePack:
+        """Compile the patterns and keywords (the costly step; bounded by ``packlimits.py``)."""
+        budget = Re2Budget()
+        rules = tuple(_compile_rule(self.doc, index, budget) for index in range(len(self.doc["rules"])))
+        return _build(self.doc, rules)
+
+
+def check_rule_pack(obj: Any) -> CheckedPack:
+    """Every check of ``load_rule_pack`` that needs no pattern compiled, and the hash.
 
     Raises ValidationError naming the rule (id and index) and the problem for an
-    unknown field, empty rules, a duplicate id, a bad action, a negative weight,
-    a regex that does not compile, and the other checks in docs/policy.md.
+    unknown field, empty rules, a duplicate id, a bad action, a negative weight, a
+    pack over the pattern limits, and the other checks in docs/policy.md.
     """
     check_nesting(obj)  # before anything recursive: a deeper document is a 422, not a RecursionError
     doc = copy.deepcopy(obj)
     validate_document(doc)
     if "version" in doc:
         doc["version"] = int(doc["version"])
-    rules = tuple(_compile_rule(doc, index) for index in range(len(doc["rules"])))
-    return _build(doc, rules)
+    check_pattern_limits(doc)
+    return CheckedPack(doc, constitution_hash(doc), rfc8785.dumps(doc))
+
+
+def load_rule_pack(obj: Any) -> RulePack:
+    """Validate and compile a rule pack document (a dict parsed from JSON or YAML).
+
+    ``check_rule_pack``, then ``compile()``: also refuses a regex that does not compile
+    or matches the empty string, and a pack whose RE2 programs are over budget.
+    """
+    return check_rule_pack(obj).compile()
+
+
+def check_rule_pack_text(data: str | bytes, *, fmt: str = "json") -> CheckedPack:
+    """Parse rule pack text (JSON, or YAML when PyYAML is installed) and check it, compiling nothing."""
+    return check_rule_pack(parse_rule_pack_text(data, fmt=fmt))
 
 
 def parse_rule_pack(data: str | bytes, *, fmt: str = "json") -> RulePack:
     """Parse rule pack text (JSON, or YAML when PyYAML is installed) and load it."""
-    return load_rule_pack(parse_rule_pack_text(data, fmt=fmt))
+    return check_rule_pack_text(data, fmt=fmt).compile()
 
 
 def constitution_hash(doc: dict[str, Any]) -> str:
@@ -154,7 +207,7 @@ def _build(doc: dict[str, Any], rules: tuple[Rule, ...]) -> RulePack:
     )
 
 
-def _compile_rule(doc: dict[str, Any], index: int) -> Rule:
+def _compile_rule(doc: dict[str, Any], index: int, budget: Re2Budget) -> Rule:
     raw = doc["rules"][index]
     when = raw["when"]
     label = rule_label(doc, index)
@@ -179,7 +232,7 @@ def _compile_rule(doc: dict[str, Any], index: int) -> Rule:
         pattern_casefold=casefold,
         pii=tuple(when.get("pii", ())),
         description=raw.get("description"),
-        matchers=tuple(compile_pattern(pattern.pattern, pattern) for pattern in patterns),
+        matchers=tuple(budget.charged(compile_pattern(pattern.pattern, pattern)) for pattern in patterns),
         model_unavailable=when.get("model_unavailable"),
     )
 
