@@ -208,13 +208,16 @@ def _content_spans(
 def pattern_cost(matcher: PatternMatcher, subject: str) -> int:
     """Units charged before searching ``subject`` with a rule pack pattern (patterns.py).
 
-    RE2: linear. ``bounded``: Python tries at most ``width`` characters from each
-    position where a match can start (where its literal prefix occurs, or anywhere).
-    ``unbounded``: charged as quadratic.
+    RE2: linear. Python's ``re`` (``bounded``, ``unbounded``): the pattern's backtracking
+    bound per position where a match can start: ``steps`` where its literal prefix occurs
+    (or anywhere) for ``bounded``; ``steps + steps_per_char × r`` at every position, r
+    characters before the end, for ``unbounded`` (quadratic in all).
     """
     length = len(subject)
     if matcher.engine == "unbounded":
-        return cost.PATTERN_UNBOUNDED_PER_CHAR_SQUARED * length * length
+        positions = length + 1
+        steps = matcher.steps * positions + matcher.steps_per_char * (length * positions // 2)
+        return cost.PATTERN_PER_CHAR * length + cost.PATTERN_PYTHON_PER_STEP * steps
     if matcher.engine == "bounded":
         starts = length
         if matcher.prefix:
@@ -223,8 +226,7 @@ def pattern_cost(matcher: PatternMatcher, subject: str) -> int:
             starts = subject.count(matcher.prefix) * (
                 len(matcher.prefix) if _self_overlapping(matcher.prefix) else 1
             )
-        assert matcher.width is not None
-        return cost.PATTERN_PER_CHAR * length + cost.PATTERN_BOUNDED_PER_WIDTH * matcher.width * starts
+        return cost.PATTERN_PER_CHAR * length + cost.PATTERN_PYTHON_PER_STEP * matcher.steps * starts
     return cost.PATTERN_PER_CHAR * length
 
 

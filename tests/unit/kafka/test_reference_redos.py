@@ -1,0 +1,36 @@
+"""A pack whose pattern backtracks without bound, written straight to ``policy.rules``
+(not through the edge, which refuses it), is refused by the reference reader's fold: no
+worker, edge or audit ever runs it."""
+
+from __future__ import annotations
+
+import json
+
+from ledgerflow.contracts.events import new_event
+from ledgerflow.contracts.payloads import RulePackPublished
+from ledgerflow.kafka.reference import apply_reference_event
+from ledgerflow.policy import RulePack, TrainingState
+
+HOSTILE = {
+    "tenant": "acme",
+    "rules": [{"id": "r1", "when": {"patterns": [r"^(\w+\s?)+$"]}, "action": "review", "weight": 1.0}],
+}
+
+
+def test_a_pack_with_an_exponential_pattern_is_refused_by_the_fold() -> None:
+    payload = RulePackPublished(version=1, constitution_hash="0" * 64, document=json.dumps(HOSTILE))
+    event = new_event(
+        "RulePackPublished",
+        tenant="acme",
+        subject="acme",
+        payload=payload,
+        producer="edge:admin-1",
+        occurred_at_micros=1_780_000_000_000_000,
+    )
+    packs: dict[str, RulePack] = {}
+    history: dict[tuple[str, int], RulePack] = {}
+    training: dict[str, TrainingState] = {}
+    reason = apply_reference_event(event, packs, history, training, None)
+    assert reason is not None and reason.startswith("invalid-rule-pack:"), reason
+    assert "backtracks exponentially" in reason and "^(" in reason
+    assert packs == {} and history == {}
