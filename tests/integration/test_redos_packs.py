@@ -7,12 +7,30 @@ the edge's event loop for 36.8 s."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import uuid
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.events import new_event
+from ledgerflow.contracts.payloads import RulePackPublished
+from ledgerflow.dlq import read_dead_letters
+from ledgerflow.policy.rulepack import constitution_hash
 from ledgerflow.rulepacks import latest_version
+from ledgerflow.topics import POLICY_RULES
+from tests.integration.test_poison_records import (
+    TENANT,
+    TIMEOUT_S,
+    event_id_of,
+    produce,
+    raw_turn,
+    wait_decided,
+)
+from tests.support.processes import Process
 
 HOSTILE = r"^(\w+\s?)+$"
 PACK = {
@@ -44,3 +62,51 @@ def test_a_pack_with_an_exponential_pattern_is_refused_and_the_edge_stays_respon
     assert decided.status_code == 200, decided.text
     assert httpx.get(f"{edge}/healthz", timeout=10).status_code == 200
     assert time.monotonic() - started < 5
+
+
+def test_a_hostile_pack_written_straight_to_policy_rules_is_dead_lettered_and_turns_are_decided(
+    settings: Settings, worker: Process
+) -> None:
+    """The worker half of the reviewer's reproduction: the pack reaches ``policy.rules``
+    without the edge. Before the fix the worker admitted it and one 29-character turn held
+    its loop ~22 s (other tenants' decisions stalled, consumer sessions expired)."""
+    document = json.dumps({**PACK, "tenant": TENANT})
+    record = codec.encode(
+        new_event(
+            "RulePackPublished",
+            tenant=TENANT,
+            subject=TENANT,
+            payload=RulePackPublished(
+                version=1,
+                constitution_hash=constitution_hash(json.loads(document)),
+                document=document,
+            ),
+            producer="edge:mallory",
+            occurred_at_micros=time.time_ns() // 1000,
+        )
+    )
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.topic(POLICY_RULES), record, key=TENANT.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    deadline = time.monotonic() + TIMEOUT_S
+    letters: list = []
+    while time.monotonic() < deadline and not letters:
+        assert worker.popen.poll() is None, f"worker exited:\n{worker.log_tail()}"
+        letters = [x.letter for x in asyncio.run(read_dead_letters(settings, POLICY_RULES))]
+        time.sleep(0.5)
+    [letter] = letters
+    assert letter.reason_code == "invalid-rule-pack" and "backtracks exponentially" in letter.reason, letter
+
+    conv = f"conv-{uuid.uuid4().hex[:8]}"
+    turn = raw_turn(conv, "t-1", time.time_ns() // 1000, content="a" * 28 + "!")
+    started = time.monotonic()
+    asyncio.run(produce(settings, conv.encode(), [turn]))
+    wait_decided(settings, conv, [event_id_of(turn)], worker)
+    assert time.monotonic() - started < 30
