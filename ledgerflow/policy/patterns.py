@@ -89,7 +89,7 @@ class PatternMatcher:
     """For ``re2``: how far past a match a search may read to rule out a preferred
     alternative; None when that is not bounded (``x+y|x``)."""
     prefix: str = ""
-    """For ``bounded`` patterns: the literal every match starts with (after anchors such as
+    """For Python-run patterns: the literal every match starts with (after anchors such as
     ``\\b``); Python's ``re`` does real work only where it occurs."""
     steps: int = 0
     steps_per_char: int = 0
@@ -152,19 +152,15 @@ def compile_pattern(source: str, python: re.Pattern[str]) -> PatternMatcher:
     except (_Untranslatable, re2.error):
         bound = backtracking(parsed)
         width = high if high <= MAX_BOUNDED_WIDTH else None
-        if bound.steps.per_char:
-            return PatternMatcher(
-                source,
-                python,
-                "unbounded",
-                None,
-                width=width,
-                steps=bound.steps.const,
-                steps_per_char=bound.steps.per_char,
-            )
-        prefix = _literal_prefix(parsed, python.flags)
         return PatternMatcher(
-            source, python, "bounded", None, width=width, prefix=prefix, steps=bound.steps.const
+            source,
+            python,
+            "unbounded" if bound.steps.per_char else "bounded",
+            None,
+            width=width,
+            prefix=_literal_prefix(parsed, python.flags),
+            steps=bound.steps.const,
+            steps_per_char=bound.steps.per_char,
         )
     width = high if high <= MAX_BOUNDED_WIDTH else None
     return PatternMatcher(source, python, "re2", linear, width=width, lookahead=_lookahead(parsed, width))
