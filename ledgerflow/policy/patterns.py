@@ -603,9 +603,9 @@ def _repeat(low: int, high: int, body: Any) -> Backtracking:
 
 
 def unbounded_patterns(sources: tuple[str, ...]) -> tuple[str, ...]:
-    """The patterns among ``sources`` that only Python's backtracking engine can run
-    and whose matches have no length bound: on a long turn they may be quadratic or
-    worse, so evaluation charges them as quadratic. Refuse or warn at publish time."""
+    """The patterns among ``sources`` that only Python's backtracking engine can run and
+    whose backtracking bound grows with the text (``unbounded``): evaluation charges them
+    up to quadratic. Patterns the loader refuses (:class:`PatternRefused`) are left out."""
     found: list[str] = []
     for source in sources:
         try:
