@@ -33,14 +33,13 @@ RE2_MATCH = 4_500
 """A match found by RE2 for a ``redact`` rule (the Python wrapper's work per match)."""
 RE2_SEARCH_PER_CHAR = 2
 """Each further RE2 search for a ``redact`` rule, per character it may read."""
-PATTERN_BOUNDED_PER_WIDTH = 9
-"""A ``bounded`` pattern (Python's engine, matches at most ``width`` long), per position
-where a match can start and per character of width: ``[a-z]{1,999}\\b`` on 64 KiB of
-letters costs about 8.5 ns × 999 per position."""
-PATTERN_UNBOUNDED_PER_CHAR_SQUARED = 3
-"""A pattern only Python's backtracking engine can run, with no bound on its match
-length, is charged as quadratic: ``\\d+ dollars`` costs about 3 ns × length² on
-hostile text, so such a pattern runs on turns up to about 2,000 characters."""
+PATTERN_PYTHON_PER_STEP = 9
+"""A pattern only Python's backtracking engine can run (``bounded`` or ``unbounded``), per
+step of its backtracking bound (``PatternMatcher.steps`` + ``steps_per_char`` × the characters
+left, summed over the positions where a match can start; patterns.py ``backtracking``): a step
+is one character read or one zero-width check. ``[a-z]{1,999}\\b`` (1,998 steps per position)
+costs about 8.5 ns × 999 per position on 64 KiB of letters, 4.3 ns per step; repeated groups
+with a lookaround (``(?:(?=\\w)\\w){1,500}\\b``) about 6.5 ns per step."""
 MATCH = 1_000
 """A keyword or pattern match handled in Python."""
 EMAIL_PER_CHAR = 5

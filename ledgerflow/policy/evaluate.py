@@ -208,24 +208,26 @@ def _content_spans(
 def pattern_cost(matcher: PatternMatcher, subject: str) -> int:
     """Units charged before searching ``subject`` with a rule pack pattern (patterns.py).
 
-    RE2: linear. ``bounded``: Python tries at most ``width`` characters from each
-    position where a match can start (where its literal prefix occurs, or anywhere).
-    ``unbounded``: charged as quadratic.
+    RE2: linear. Python's ``re`` (``bounded``, ``unbounded``): the pattern's backtracking
+    bound, ``steps + steps_per_char × r`` from a position r characters before the end, at
+    each position where a match can start: where its literal prefix occurs (each bounded
+    by r = the whole length), or at every position (quadratic in all when unbounded).
     """
     length = len(subject)
-    if matcher.engine == "unbounded":
-        return cost.PATTERN_UNBOUNDED_PER_CHAR_SQUARED * length * length
-    if matcher.engine == "bounded":
-        starts = length
-        if matcher.prefix:
-            # Non-overlapping occurrences; a prefix that can overlap itself ("aa") may
-            # start up to len(prefix) times per occurrence counted.
-            starts = subject.count(matcher.prefix) * (
-                len(matcher.prefix) if _self_overlapping(matcher.prefix) else 1
-            )
-        assert matcher.width is not None
-        return cost.PATTERN_PER_CHAR * length + cost.PATTERN_BOUNDED_PER_WIDTH * matcher.width * starts
-    return cost.PATTERN_PER_CHAR * length
+    per_char = cost.PATTERN_PER_CHAR * length
+    if matcher.engine == "re2":
+        return per_char
+    if matcher.prefix:
+        # Non-overlapping occurrences; a prefix that can overlap itself ("aa") may
+        # start up to len(prefix) times per occurrence counted.
+        starts = subject.count(matcher.prefix) * (
+            len(matcher.prefix) if _self_overlapping(matcher.prefix) else 1
+        )
+        steps = starts * (matcher.steps + matcher.steps_per_char * length)
+    else:
+        positions = length + 1 if matcher.steps_per_char else length
+        steps = matcher.steps * positions + matcher.steps_per_char * (length * (length + 1) // 2)
+    return per_char + cost.PATTERN_PYTHON_PER_STEP * steps
 
 
 def _self_overlapping(text: str) -> bool:

@@ -11,15 +11,20 @@ when the pack is loaded, from its parse tree:
   ``re`` gives them, and under ``(?i)`` every letter becomes the class of exactly
   the characters Python accepts for it (``k`` → ``[Kk\\u212a]``), so Unicode
   versions and case rules cannot make the two engines disagree.
-- ``bounded``: not translatable, but every match is at most ``MAX_BOUNDED_WIDTH``
-  characters long (``\\bACME-\\d{3,6}\\b``): Python ``re`` tries a bounded amount of
-  text from each position, so a search is linear in the text (charged by the budget
-  as ``width`` per position where a match can start).
-- ``unbounded``: neither (an unbounded repeat together with ``\\b``, ``$``, a
-  lookaround, a backreference …). Python ``re`` runs it, and the evaluation
-  budget charges it as quadratic (``budget.PATTERN_UNBOUNDED_PER_CHAR_SQUARED``), so
-  on a long turn it gives ``review``/``evaluation_budget`` instead of a stall.
-  :func:`unbounded_patterns` names them, to refuse or warn when a pack is published.
+- ``bounded``: not translatable, so Python ``re`` runs it, and :func:`backtracking` bounds
+  the work from one start position by a constant (``\\bACME-\\d{3,6}\\b``: 16 steps):
+  a search is linear in the text, charged by the budget as ``steps`` per position where
+  a match can start.
+- ``unbounded``: Python ``re`` runs it and the bound grows with the text left after the
+  position (one unbounded repeat of a single-path part, with a Unicode ``\\b``, a
+  non-multiline ``$``, a lookaround …): ``steps + steps_per_char × r``, quadratic in all,
+  so on a long turn it gives ``review``/``evaluation_budget`` instead of a stall.
+  :func:`unbounded_patterns` names them.
+- refused (:class:`PatternRefused`): Python ``re`` would have to run it and its
+  backtracking has no such bound — exponential (``(\\w+\\s?)+$``), quadratic at each
+  position (``\\ba*a*b``) or above ``MAX_PATHS`` ways from one position
+  (``(?:a|aa){1,60}(?=c)``, whose matches are short but which took 4.4 s on 36
+  characters). The rule pack loader refuses the pack, naming the pattern and the reason.
 
 The translation refuses anything whose meaning could differ between the engines,
 so a pattern gives the same decisions whichever engine runs it.
@@ -44,7 +49,8 @@ from ledgerflow.policy.budget import WorkMeter, unmetered
 Engine = Literal["re2", "bounded", "unbounded"]
 
 MAX_BOUNDED_WIDTH = 1000
-"""Longest match (in characters) of a pattern Python ``re`` may run as ``bounded``."""
+"""Longest match (in characters) recorded as a pattern's ``width``; a backreference to a group
+that can match more is charged as reading the rest of the text."""
 
 _RE2_MAX_REPEAT = 1000
 _RE2_MAX_MEM = 8 << 20
@@ -83,8 +89,13 @@ class PatternMatcher:
     """For ``re2``: how far past a match a search may read to rule out a preferred
     alternative; None when that is not bounded (``x+y|x``)."""
     prefix: str = ""
-    """For ``bounded`` patterns: the literal every match starts with (after anchors such as
+    """For Python-run patterns: the literal every match starts with (after anchors such as
     ``\\b``); Python's ``re`` does real work only where it occurs."""
+    steps: int = 0
+    steps_per_char: int = 0
+    """For Python-run patterns: from one start position with r characters after it, Python's
+    ``re`` reads or checks at most ``steps + steps_per_char × r`` characters (:func:`backtracking`);
+    ``steps_per_char`` is 0 exactly for ``bounded`` patterns."""
 
     def spans(self, subject: str, meter: WorkMeter | None = None) -> list[tuple[int, int]]:
         """Every non-overlapping match, left to right (as ``re.finditer``).
@@ -122,7 +133,11 @@ class PatternMatcher:
 
 
 def compile_pattern(source: str, python: re.Pattern[str]) -> PatternMatcher:
-    """Classify ``source`` (already compiled by Python as ``python``) and pick its engine."""
+    """Classify ``source`` (already compiled by Python as ``python``) and pick its engine.
+
+    Raises :class:`PatternRefused` (the message is the reason) for a pattern only Python's
+    ``re`` can run whose backtracking :func:`backtracking` cannot bound.
+    """
     parsed = sre_parse.parse(source, python.flags & ~re.UNICODE)
     low, high = parsed.getwidth()
     try:
@@ -135,10 +150,18 @@ def compile_pattern(source: str, python: re.Pattern[str]) -> PatternMatcher:
         options.never_capture = True
         linear = re2.compile(translated, options)
     except (_Untranslatable, re2.error):
-        if high > MAX_BOUNDED_WIDTH:
-            return PatternMatcher(source, python, "unbounded", None)
-        prefix = _literal_prefix(parsed, python.flags)
-        return PatternMatcher(source, python, "bounded", None, width=high, prefix=prefix)
+        bound = backtracking(parsed)
+        width = high if high <= MAX_BOUNDED_WIDTH else None
+        return PatternMatcher(
+            source,
+            python,
+            "unbounded" if bound.steps.per_char else "bounded",
+            None,
+            width=width,
+            prefix=_literal_prefix(parsed, python.flags),
+            steps=bound.steps.const,
+            steps_per_char=bound.steps.per_char,
+        )
     width = high if high <= MAX_BOUNDED_WIDTH else None
     return PatternMatcher(source, python, "re2", linear, width=width, lookahead=_lookahead(parsed, width))
 
@@ -422,13 +445,174 @@ def _unicode_ranges(category: Any) -> tuple[tuple[int, int], ...]:
     return tuple((match.start(), match.end() - 1) for match in pattern.finditer(_code_space()))
 
 
+# -- backtracking bound -------------------------------------------------------------
+
+MAX_PATHS = 1000
+"""Most ways Python ``re`` may try to match a pattern (or any part of it) from one position.
+
+Every pattern in the shipped packs has at most 6; a literal alternation of 1000 words, or
+``\\w{1,999}``, still fits. Exponential shapes pass it at tiny sizes (``(?:a|aa){1,10}``:
+about 2,000), so the refusal catches them long before their run time matters."""
+
+
+class PatternRefused(Exception):
+    """A pattern Python's ``re`` would have to run whose backtracking is not bounded
+    enough to charge: the message is the one-line reason."""
+
+
+_EXPONENTIAL = (
+    "a repeated group whose body can match in more than one way backtracks exponentially "
+    "(as in (a|aa)+ or (\\w+\\s?)+); make the alternatives or the repeats inside it unambiguous"
+)
+_QUADRATIC = (
+    "two parts that can each run to the end of the text (unbounded repeats, or a lookaround "
+    "or backreference over one) backtrack against each other, which takes time quadratic in "
+    "the text at every position; bound one of them ({0,200}) or make it a single repeat"
+)
+_EMPTY_BODY = "an unbounded repeat of a part that matches only the empty string; remove the repeat"
+_TOO_MANY = (
+    f"it can backtrack through more than {MAX_PATHS} ways to match from one position "
+    "(nested or ambiguous repeats and alternatives); bound the repeats or simplify the alternatives"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Linear:
+    """``const + per_char × r``, where r is the length of the text after the start position."""
+
+    const: int
+    per_char: int = 0
+
+    def __add__(self, other: _Linear) -> _Linear:
+        return _Linear(self.const + other.const, self.per_char + other.per_char)
+
+    def times(self, other: _Linear, reason: str) -> _Linear:
+        if self.per_char and other.per_char:
+            raise PatternRefused(reason)
+        return _Linear(self.const * other.const, self.const * other.per_char + self.per_char * other.const)
+
+
+_ONE = _Linear(1)
+_ZERO = _Linear(0)
+_REST = _Linear(0, 1)
+"""As many as there are characters left: the exits of an unbounded single-path repeat."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backtracking:
+    """A bound on what Python ``re`` does from one start position, r characters before the end.
+
+    ``paths``: the ways a part can match there (each a point the rest is tried from);
+    ``steps``: the characters read and zero-width checks made in trying all of them,
+    the size of the backtracking tree. Both are ``const + per_char × r``.
+    """
+
+    paths: _Linear
+    steps: _Linear
+
+
+def backtracking(parsed: Any) -> Backtracking:
+    """Bound the backtracking of Python ``re`` on the parse tree ``parsed`` (``sre_parse.parse``).
+
+    Sequence → product of paths (each part is tried from every way the parts before it
+    ended); alternation → sum; a repeat ``{m,n}`` of a body with B paths → the sum of B^k
+    for k = m..n; an unbounded repeat → one path per character left, allowed only over a
+    single-path body; a lookaround or atomic group → one path (Python never backtracks
+    into it) but its body's steps. Raises :class:`PatternRefused` when the result would be
+    exponential, quadratic per position, or above ``MAX_PATHS`` paths.
+    """
+    return _sequence(parsed)
+
+
+def _checked_paths(paths: _Linear) -> _Linear:
+    if paths.const > MAX_PATHS or paths.per_char > MAX_PATHS:
+        raise PatternRefused(_TOO_MANY)
+    return paths
+
+
+def _sequence(items: Any) -> Backtracking:
+    paths, steps = _ONE, _ZERO
+    for op, av in items:
+        part = _node(op, av, items)
+        steps = steps + paths.times(part.steps, _QUADRATIC)
+        paths = _checked_paths(paths.times(part.paths, _QUADRATIC))
+    return Backtracking(paths, steps)
+
+
+_SINGLE = Backtracking(_ONE, _ONE)
+
+
+def _node(op: Any, av: Any, within: Any) -> Backtracking:
+    if op in (sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN, sre.AT, sre.CATEGORY):
+        return _SINGLE
+    if op is sre.SUBPATTERN:
+        return _sequence(av[3])
+    if op is sre.BRANCH:
+        paths, steps = _ZERO, _ZERO
+        for branch in av[1]:
+            found = _sequence(branch)
+            paths, steps = _checked_paths(paths + found.paths), steps + _ONE + found.steps
+        return Backtracking(paths, steps)
+    if op in (sre.ASSERT, sre.ASSERT_NOT):
+        return Backtracking(_ONE, _ONE + _sequence(av[1]).steps)
+    if op is sre.ATOMIC_GROUP:
+        return Backtracking(_ONE, _ONE + _sequence(av).steps)
+    if op is sre.GROUPREF:
+        # Compares the group's text: as long as the group's longest match.
+        high = within.state.groupwidths[av][1]
+        return Backtracking(_ONE, _REST if high > MAX_BOUNDED_WIDTH else _Linear(max(high, 1)))
+    if op is sre.GROUPREF_EXISTS:
+        _group, yes, no = av
+        taken = _sequence(yes)
+        other = _sequence(no) if no is not None else Backtracking(_ONE, _ZERO)
+        return Backtracking(_checked_paths(taken.paths + other.paths), _ONE + taken.steps + other.steps)
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+        return _repeat(*av)
+    raise PatternRefused(f"it uses {op}, whose backtracking is not analysed")
+
+
+def _repeat(low: int, high: int, body: Any) -> Backtracking:
+    inner = _sequence(body)
+    single = inner.paths == _ONE
+    consumes = body.getwidth()[0] > 0
+    if high == sre.MAXREPEAT and not single:
+        raise PatternRefused(_EXPONENTIAL)
+    if high == sre.MAXREPEAT and not consumes:
+        raise PatternRefused(_EMPTY_BODY)
+    if single and consumes and (high == sre.MAXREPEAT or high - low + 1 > MAX_PATHS):
+        # At most one iteration per character left, and each iteration end is a path.
+        return Backtracking(_ONE + _REST, _REST.times(inner.steps, _QUADRATIC))
+    if single:
+        return Backtracking(
+            _checked_paths(_Linear(high - low + 1)), _Linear(high).times(inner.steps, _QUADRATIC)
+        )
+    if inner.paths.per_char and high >= 2:
+        raise PatternRefused(_QUADRATIC)
+    # body^low, then (body (body (...)?)?)? high - low times.
+    paths, steps = _ONE, _ZERO
+    for _ in range(low):
+        steps = steps + paths.times(inner.steps, _QUADRATIC)
+        paths = _checked_paths(paths.times(inner.paths, _QUADRATIC))
+    tail_paths, tail_steps = _ONE, _ZERO
+    for _ in range(high - low):
+        tail_steps = inner.steps + inner.paths.times(tail_steps, _QUADRATIC)
+        tail_paths = _checked_paths(_ONE + inner.paths.times(tail_paths, _QUADRATIC))
+    return Backtracking(
+        _checked_paths(paths.times(tail_paths, _QUADRATIC)), steps + paths.times(tail_steps, _QUADRATIC)
+    )
+
+
 def unbounded_patterns(sources: tuple[str, ...]) -> tuple[str, ...]:
-    """The patterns among ``sources`` that only Python's backtracking engine can run
-    and whose matches have no length bound: on a long turn they may be quadratic or
-    worse, so evaluation charges them as quadratic. Refuse or warn at publish time."""
+    """The patterns among ``sources`` that only Python's backtracking engine can run and
+    whose backtracking bound grows with the text (``unbounded``): evaluation charges them
+    up to quadratic. Patterns the loader refuses (:class:`PatternRefused`) are left out."""
     found: list[str] = []
     for source in sources:
-        if compile_pattern(source, re.compile(source)).engine == "unbounded":
+        try:
+            engine = compile_pattern(source, re.compile(source)).engine
+        except PatternRefused:
+            continue
+        if engine == "unbounded":
             found.append(source)
     return tuple(found)
 

@@ -27,7 +27,7 @@ import rfc8785
 
 from ledgerflow.errors import ValidationError
 from ledgerflow.policy.packlimits import Re2Budget, check_pattern_limits
-from ledgerflow.policy.patterns import PatternMatcher, compile_pattern
+from ledgerflow.policy.patterns import PatternMatcher, PatternRefused, compile_pattern
 from ledgerflow.policy.text import KeywordMatcher, compile_keywords
 from ledgerflow.policy.types import Action
 from ledgerflow.policy.validation import (
@@ -212,9 +212,10 @@ def _compile_rule(doc: dict[str, Any], index: int, budget: Re2Budget) -> Rule:
     when = raw["when"]
     label = rule_label(doc, index)
     casefold = bool(when.get("pattern_casefold", False))
-    patterns = tuple(
+    matchers = tuple(
         _compile_pattern(label, position, source) for position, source in enumerate(when.get("patterns", ()))
     )
+    patterns = tuple(matcher.python for matcher in matchers)
     keywords = when.get("keywords")
     roles = when.get("role")
     tenants = when.get("tenant")
@@ -232,12 +233,14 @@ def _compile_rule(doc: dict[str, Any], index: int, budget: Re2Budget) -> Rule:
         pattern_casefold=casefold,
         pii=tuple(when.get("pii", ())),
         description=raw.get("description"),
-        matchers=tuple(budget.charged(compile_pattern(pattern.pattern, pattern)) for pattern in patterns),
+        matchers=tuple(budget.charged(matcher) for matcher in matchers),
         model_unavailable=when.get("model_unavailable"),
     )
 
 
-def _compile_pattern(label: str, position: int, source: str) -> re.Pattern[str]:
+def _compile_pattern(label: str, position: int, source: str) -> PatternMatcher:
+    """Compile one pattern; refuse it when it does not compile, matches the empty string,
+    or would backtrack without a bound Python's engine can be charged for (patterns.py)."""
     try:
         compiled = re.compile(source)
     except re.error as exc:
@@ -246,4 +249,7 @@ def _compile_pattern(label: str, position: int, source: str) -> re.Pattern[str]:
         raise invalid_pattern(
             label, position, source, "matches the empty string, so it would match every turn"
         )
-    return compiled
+    try:
+        return compile_pattern(source, compiled)
+    except PatternRefused as exc:
+        raise invalid_pattern(label, position, source, str(exc)) from None

@@ -194,6 +194,42 @@ def test_wide_bounded_python_pattern_is_charged_for_its_width() -> None:
     assert evaluate(turn("see abc here"), p, OFF).matched_rules == ("wide",)
 
 
+def test_python_patterns_are_charged_for_their_backtracking_bound() -> None:
+    """Each start position costs the pattern's bound in steps, not just its width: an
+    ambiguous pattern tries many ways from one position."""
+    from ledgerflow.policy import budget
+    from ledgerflow.policy.evaluate import pattern_cost
+
+    wide = pack_of({"id": "w", "when": {"patterns": [r"[a-z]{1,999}\b"]}, "action": "review", "weight": 1})
+    matcher = wide.rules[0].matchers[0]
+    assert pattern_cost(matcher, "a" * 100) == 5 * 100 + budget.PATTERN_PYTHON_PER_STEP * 1998 * 100
+    money = pack_of({"id": "m", "when": {"patterns": [r"\b\d+ dollars"]}, "action": "review", "weight": 1})
+    matcher = money.rules[0].matchers[0]
+    assert pattern_cost(matcher, "1" * 100) == 5 * 100 + budget.PATTERN_PYTHON_PER_STEP * (9 * 101 + 9 * 5050)
+
+
+def test_unbounded_pattern_with_a_literal_start_is_charged_where_it_occurs() -> None:
+    """``token: .*$`` does real work only where ``token: `` occurs: each such start is
+    charged up to the whole length, the other positions only the scan."""
+    from ledgerflow.policy import budget
+    from ledgerflow.policy.evaluate import pattern_cost
+
+    p = pack_of({"id": "tok", "when": {"patterns": [r"token: .*$"]}, "action": "redact", "weight": 1})
+    matcher = p.rules[0].matchers[0]
+    assert (matcher.engine, matcher.prefix, matcher.steps, matcher.steps_per_char) == (
+        "unbounded",
+        "token: ",
+        8,
+        2,
+    )
+    text = "x" * 93 + "token: abc"
+    assert pattern_cost(matcher, text) == 5 * 103 + budget.PATTERN_PYTHON_PER_STEP * (8 + 2 * 103)
+    quiet, _ = metered("nothing to see here " * 3000, p)
+    assert not is_budget(quiet)
+    assert evaluate(turn("my token: abc"), p, OFF).redactions == ((3, 13),)
+    assert is_budget(evaluate(turn("token: " * 9000), p, OFF))
+
+
 def test_bounded_pattern_with_a_literal_start_is_charged_where_it_occurs() -> None:
     p = pack_of({"id": "ids", "when": {"patterns": [r"\bACME-\d{3,6}\b"]}, "action": "redact", "weight": 1})
     assert p.rules[0].matchers[0].prefix == "ACME-"

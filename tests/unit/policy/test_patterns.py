@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
+from re import _parser as sre_parse  # type: ignore[attr-defined]
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledgerflow.policy.patterns import compile_pattern, unbounded_patterns
+from ledgerflow.policy.patterns import (
+    MAX_PATHS,
+    PatternRefused,
+    backtracking,
+    compile_pattern,
+    unbounded_patterns,
+)
 
 
 def engine_of(source: str) -> str:
@@ -29,7 +38,7 @@ def engine_of(source: str) -> str:
         (r"(?<=key=)\w{8}", "bounded"),
         (r"\b\d+ dollars", "unbounded"),
         (r"token: .*$", "unbounded"),
-        (r"(\w+) \1", "unbounded"),
+        (r"(\w{1,20})x\1", "bounded"),
         (r"(?=x)\w+", "unbounded"),
     ],
 )
@@ -96,7 +105,109 @@ def test_translated_patterns_find_exactly_what_python_finds(
         python = re.compile(source)
     except re.error:
         return
-    matcher = compile_pattern(source, python)
+    try:
+        matcher = compile_pattern(source, python)
+    except PatternRefused:
+        return
     for text in texts:
         assert matcher.spans(text) == [match.span() for match in python.finditer(text)], (source, text)
         assert matcher.search(text) is (python.search(text) is not None)
+
+
+# -- backtracking bound of the patterns Python's re runs ---------------------------------
+
+ROOT = Path(__file__).resolve().parents[3]
+SHIPPED = sorted(
+    {
+        source
+        for path in [
+            ROOT / "ledgerflow/policy/builtin_default.json",
+            *sorted((ROOT / "examples/rulepacks").glob("*.json")),
+        ]
+        for rule in json.loads(path.read_text(encoding="utf-8"))["rules"]
+        for source in rule["when"].get("patterns", ())
+    }
+)
+
+
+def refusal(source: str) -> str:
+    with pytest.raises(PatternRefused) as info:
+        backtracking(sre_parse.parse(source))
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        (r"^(\w+\s?)+$", "exponentially"),  # the reviewer's pattern: 36.8 s on 29 characters
+        (r"(a+)+$", "exponentially"),
+        (r"(a|a)*$", "exponentially"),  # Python factors it into a(?:|): still two ways per a
+        (r"(?:a|aa)+\b", "exponentially"),
+        (r"(?:a|aa){1,60}(?=c)", f"more than {MAX_PATHS} ways"),  # "bounded", 4.4 s on 36 a's
+        (r"(a|aa){1,10}\b", f"more than {MAX_PATHS} ways"),
+        (r"(?:\w\s?){1,30}x\b", f"more than {MAX_PATHS} ways"),
+        (r"(.*a){20}", "quadratic"),
+        (r"\ba*a*a*b", "quadratic"),
+        (r".*.*=.*$", "quadratic"),
+        (r"(?:(?=.*x)\w)+$", "quadratic"),  # a lookahead to the end inside an unbounded repeat
+        (r"(?=(?=(a+)+)a)\w", "exponentially"),  # nested lookarounds are analysed too
+        (r"(\w+) \1", "quadratic"),  # each end of \w+ compares up to the rest of the text
+        (r"(?:\b)+x", "empty string"),
+    ],
+)
+def test_patterns_that_backtrack_without_bound_are_refused(source: str, why: str) -> None:
+    assert why in refusal(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        *SHIPPED,
+        r"\d{3,6}",
+        r"\b(?:alpha|beta|gamma|delta)\b",
+        r"(?i)\b(?:drop|delete)\s+table\b",
+        r"[a-z]{1,999}\b",
+        r"\b\d+ dollars",
+        r"token: .*$",
+        r"(?=(?=a*)a*b)\w+$",
+        r"(?<=key=)\w{8}",
+        r"\w{1,5000}\b",
+        r"(?>a|aa)+\b",
+    ],
+)
+def test_linear_or_bounded_patterns_are_admitted(source: str) -> None:
+    bound = backtracking(sre_parse.parse(source))
+    assert bound.paths.const <= MAX_PATHS
+    compile_pattern(source, re.compile(source))
+
+
+def test_the_shipped_patterns_run_on_python_and_are_bounded() -> None:
+    assert SHIPPED, "the builtin and example packs have patterns"
+    for source in SHIPPED:
+        matcher = compile_pattern(source, re.compile(source))
+        assert (matcher.engine, matcher.steps_per_char) == ("bounded", 0), source
+        assert matcher.steps <= 100, (source, matcher.steps)
+
+
+@pytest.mark.parametrize(
+    ("source", "steps", "per_char"),
+    [
+        # \d{3,6}: 6 characters, ending in 4 places, each followed by the \b check.
+        (r"\bACME-\d{3,6}\b", 1 + 5 + 6 + 4, 0),
+        # [a-z]{1,999} reads up to 999 letters and tries \b at each of its 999 ends.
+        (r"[a-z]{1,999}\b", 999 + 999, 0),
+        # \d+ ends at each of the r characters left, " dollars" is tried from each end.
+        (r"\b\d+ dollars", 1 + 8, 1 + 8),
+    ],
+)
+def test_the_bound_counts_the_backtracking_tree(source: str, steps: int, per_char: int) -> None:
+    matcher = compile_pattern(source, re.compile(source))
+    assert (matcher.steps, matcher.steps_per_char) == (steps, per_char)
+
+
+def test_patterns_re2_runs_are_not_refused_for_their_shape() -> None:
+    """RE2 is linear whatever the pattern's shape: only what Python must run is analysed."""
+    assert engine_of(r"(a+)+b") == "re2"
+    assert engine_of(r"(.*a){20}") == "re2"
+    with pytest.raises(PatternRefused):
+        compile_pattern(r"(a+)+$", re.compile(r"(a+)+$"))

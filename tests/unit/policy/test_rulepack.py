@@ -145,6 +145,22 @@ def test_pattern_matching_empty_string_refused() -> None:
     assert "rules[2]" in message and "empty string" in message
 
 
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        (r"^(\w+\s?)+$", "backtracks exponentially"),
+        (r"(?:a|aa){1,60}(?=c)", "more than 1000 ways"),
+        (r"\ba*a*b", "quadratic"),
+    ],
+)
+def test_pattern_that_backtracks_without_bound_refused_in_one_line(pattern: str, why: str) -> None:
+    """Python's re would run these for seconds to hours on a short turn (the edge's event loop,
+    a worker's partition): the pack is refused with the pattern and the reason."""
+    message = refused(rule_with(2, when={"patterns": ["ok", pattern]}))
+    assert f"rule 'ticket' (rules[2]).when.patterns[1] {pattern!r}: " in message
+    assert why in message and "\n" not in message
+
+
 def test_rule_without_id_is_named_by_index() -> None:
     doc = copy.deepcopy(PACK)
     del doc["rules"][1]["id"]
