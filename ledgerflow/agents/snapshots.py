@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.exceptions import NoScriptError, RedisError
 
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
 from ledgerflow.contracts.chain import ChainHead
-from ledgerflow.kafka.logs import RawRecord, end_offset, read_range
+from ledgerflow.kafka.logs import RawRecord, read_range
 from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import text_map
 
@@ -144,14 +145,39 @@ class RedisChainHeads:
 
 
 class KafkaInputLog:
-    """An input topic (full name) read back by offset range."""
+    """An input topic (full name) read back by offset range; its end offsets asked on one consumer
+    kept for the purpose (a consumer started per question cost a connection and a metadata round
+    each: the training agent's first tick, recovering every partition, overran its interval)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self._settings = settings
         self._topic = topic
+        self._ends: AIOKafkaConsumer | None = None
+        self._starting = asyncio.Lock()
 
     async def read(self, partition: int, start: int, end: int) -> Sequence[RawRecord]:
         return await read_range(self._settings, self._topic, partition, start, end)
 
     async def end(self, partition: int) -> int:
-        return await end_offset(self._settings, self._topic, partition)
+        consumer = await self._consumer()
+        tp = TopicPartition(self._topic, partition)
+        try:
+            return int((await consumer.end_offsets([tp]))[tp])
+        except Exception:
+            await self.stop()  # a fresh consumer for the next question
+            raise
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        async with self._starting:
+            if self._ends is None:
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False
+                )
+                await consumer.start()
+                self._ends = consumer
+            return self._ends
+
+    async def stop(self) -> None:
+        consumer, self._ends = self._ends, None
+        if consumer is not None:
+            await consumer.stop()
