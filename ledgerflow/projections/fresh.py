@@ -9,6 +9,12 @@ with the batch's net effect per key (``freshwrite``). The resulting space is the
 fenced replay writes (fences, dedupe ids, chain heads, quarantine and checkpoint included),
 so the projector can take it over after a switch and fence against it as usual.
 
+Redis runs one batch's pipeline while the next batch is decoded and folded. The write is a task,
+and a task runs only when the replay yields to the event loop, which fetching records already
+fetched does not do: the replay yields after starting the write (it is packed and sent) and after
+each partition's records (the rest is flushed and the reply read), or the write would run whole,
+in series, when the replay awaits it.
+
 A ``FreshReplay`` that returned can be run again with a later horizon: it reads on from where
 it stopped with the same in-memory state. One that raised cannot (its in-memory state may be
 ahead of what Redis took): start over in an empty space. It must be the space's only writer,
@@ -98,6 +104,7 @@ class FreshReplay:
                     decoded += projectable(
                         tp, records, until[tp], bases[tp.topic], self.stats, checkpoint, placements
                     )
+                    await asyncio.sleep(0)  # the batch in flight goes on being sent and answered
                 for tp in list(remaining):
                     position = await consumer.position(tp)
                     self.read_to[tp] = min(position, until[tp])
@@ -113,6 +120,7 @@ class FreshReplay:
                         self.redis, writes, (self.keys.checkpoint(PROJECTION), checkpoint), self.guard
                     )
                 )
+                await asyncio.sleep(0)  # let it pack and send before the next batch is decoded
                 self.stats.round_trips += 1
                 if progress is not None:
                     progress(self.stats.records, total)

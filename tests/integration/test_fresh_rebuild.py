@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -20,12 +21,13 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead, decision_chain_key
 from ledgerflow.contracts.events import Event
 from ledgerflow.kafka.placement import placement
-from ledgerflow.projections import freshwrite
-from ledgerflow.projections.fold import Writes
+from ledgerflow.projections import fresh, freshwrite
+from ledgerflow.projections.fold import Fold, Writes
 from ledgerflow.projections.fresh import FreshReplay
 from ledgerflow.projections.guards import set_guard
+from ledgerflow.projections.ops import Position
 from ledgerflow.projections.parallel import replay_parallel
-from ledgerflow.projections.rebuild import replay
+from ledgerflow.projections.rebuild import projectable, replay
 from ledgerflow.projections.writer import SpaceLost
 from ledgerflow.redisclient import async_client
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TOPICS
@@ -203,3 +205,49 @@ def test_a_master_that_lost_its_scripts_gets_each_batch_once(stack: Settings) ->
             await redis.aclose()
 
     asyncio.run(run())
+
+
+def test_each_batch_is_sent_to_redis_before_the_next_one_is_decoded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write of a batch is started as a task so that Redis runs it while the replay decodes the
+    next batch; a task runs only when the replay yields, and fetching records already fetched does
+    not. Each batch's write must start (be packed and sent) right after its fold, not after the next
+    batch's decoding (where it used to start, serially with it, when the replay awaited it)."""
+    seen: list[str] = []
+    real_write, real_records = freshwrite.write, Fold.records
+
+    async def write(*args: Any, **kwargs: Any) -> int:
+        seen.append("write")
+        return await real_write(*args, **kwargs)
+
+    def records(self: Fold, *args: Any, **kwargs: Any) -> Writes:
+        seen.append("fold")
+        return real_records(self, *args, **kwargs)
+
+    def decoded(*args: Any, **kwargs: Any) -> list[tuple[Event, Position]]:
+        seen.append("decode")
+        return projectable(*args, **kwargs)
+
+    monkeypatch.setattr(freshwrite, "write", write)
+    monkeypatch.setattr(Fold, "records", records)
+    monkeypatch.setattr(fresh, "projectable", decoded)
+    monkeypatch.setattr(fresh, "FETCH", 20)  # many batches
+
+    async def run() -> dict[str, object]:
+        await _produce(settings, _log())
+        redis = async_client(settings.redis_url, socket_timeout=30)
+        keys = new_keys()
+        try:
+            await FreshReplay(settings, redis, keys).run()
+            return await dump(redis, keys)
+        finally:
+            await drop(redis, keys)
+            await redis.aclose()
+
+    space = asyncio.run(run())
+    assert space and seen.count("fold") >= 5, seen
+    after_fold = [
+        seen[i + 1] if i + 1 < len(seen) else "end" for i, step in enumerate(seen) if step == "fold"
+    ]
+    assert set(after_fold) == {"write"}, seen
