@@ -5,15 +5,15 @@ For each batch taken from the stream:
    ``MAX_INPUT_RECORD_BYTES`` is not decoded at all); undecodable ones become dead letters
    (shaped by ``contracts.deadletters``, so they always fit); a decision whose hash does
    not match its content (or that has no chain fields) is quarantined: dead-lettered,
-   counted, never projected (``projections.verify``);
+   counted, never projected (``projections.verify``); so is a training outcome;
 2. send the dead letters;
 3. ``project`` the rest into fenced op groups (pure) and apply them and the batch's
    checkpoint in one pipelined round trip. Every write is guarded by the space's sentinel,
    checked atomically before it writes: if Redis lost its data (the sentinel with it) the
    whole batch is refused, the logs are replayed into the space first
-   (``rebuild.restore``), and only then is the batch applied. A decision that does not
-   link to its chain's last projected decision is refused in the same atomic step and
-   dead-lettered after it;
+   (``rebuild.restore``), and only then is the batch applied. A decision (a training
+   outcome) that does not link to its chain's last projected record — its conversation's
+   (its tenant's) — is refused in the same atomic step and dead-lettered after it;
 4. return: faust acks the batch, and commits its offsets on its next commit tick.
 A crash anywhere before 4 redelivers the batch; the fences skip what was applied.
 Every Redis step retries with capped exponential backoff while Redis is unreachable
@@ -321,7 +321,7 @@ class Projector:
             topic, _, partition = refusal.cursor.rpartition(":")
             msg = by_position.get((topic, int(partition), refusal.offset))
             if msg is not None and refusal.reason != "duplicate":
-                why = f"chain-{refusal.reason}: the decision does not link to its chain's last projected one"
+                why = f"chain-{refusal.reason}: the record does not link to its chain's last projected one"
                 refused.append(dead_letter_of(msg, why, NAME, self._bases[msg.topic]))
         await self._sink.send_all(refused)
         spans.processed(messages, "project", started_ns)

@@ -4,7 +4,8 @@
 for the conversation's keys and one for the tenant's, each applied at most once.
 A conversation event is counted once per ``event_id`` and a decision once per input event
 (``Once``: a producer writing Kafka directly may deliver one event twice), and a decision
-is projected only if it links to its chain's last projected decision (``ChainLink``).
+or a training outcome is projected only if it links to its chain's last projected record
+(``ChainLink``: a decision's chain is its conversation's, a training outcome's its tenant's).
 Sources: ``conversation.events``, ``policy.decisions``, ``training.audit`` (training
 status per tenant) and ``usage.windows`` (token usage per tenant, model and window).
 The tenant's conversation index (``Keys.tenant_conversations``) is scored by the time of
@@ -35,6 +36,8 @@ from ledgerflow.projections.ops import ChainLink, FencedOps, Once, Position, Red
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 RECENT_DENIALS = 50
+TRAINING_OUTCOMES = (TrainingEnabled, TrainingDisabled, TrainingExpired, TrainingRejected)
+"""The ``training.audit`` records: chained per tenant, projected only if they link (``_link``)."""
 SOURCES = (CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS)
 
 
@@ -66,10 +69,15 @@ def identity_of(event: Event) -> str | None:
 
 
 def _link(event: Event, keys: Keys, copy: str) -> ChainLink | None:
-    """The chain condition of a decision that carries chain fields (others are not chained)."""
-    if not isinstance(event.payload, PolicyDecision) or event.sequence is None:
+    """The chain condition of a decision or training outcome that carries chain fields (other
+    records are not chained). A training outcome is chained per tenant (its subject): its one
+    group, the tenant's, checks the tenant's training chain head."""
+    if event.sequence is None or event.prev_hash is None or event.hash is None:
         return None
-    if event.prev_hash is None or event.hash is None:
+    if isinstance(event.payload, TRAINING_OUTCOMES):
+        head, quarantine = keys.training_chain(event.tenant), keys.training_quarantine(event.tenant)
+        return ChainLink(head, copy, event.sequence, event.prev_hash, event.hash, quarantine)
+    if not isinstance(event.payload, PolicyDecision):
         return None
     if copy == "tenant":  # every key of a group in its entity's slot (one Lua call on a Redis Cluster)
         head, field = keys.tenant_chain(event.tenant, event.subject), copy

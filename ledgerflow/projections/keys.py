@@ -106,6 +106,16 @@ class Keys:
         """Decisions the tenant group refused because they do not chain: ``cursor@offset`` → reason."""
         return self.tenant_chain(tenant, conversation_id) + ":quarantined"
 
+    def training_chain(self, tenant: str) -> str:
+        """The last projected ``training.audit`` record of the tenant's chain (outcomes are chained
+        per tenant, their subject), field ``tenant``; its fence (``+ FENCE_SUFFIX``) says which
+        records moved it. The tenant's hash tag: in the slot of the tenant group that checks it."""
+        return f"{self.namespace}trchain:{{{_id(tenant)}}}"
+
+    def training_quarantine(self, tenant: str) -> str:
+        """Training outcomes refused because they do not chain: ``cursor@offset`` → reason."""
+        return self.training_chain(tenant) + ":quarantined"
+
     def sentinel(self) -> str:
         """Exists once the space holds the whole log; gone after a Redis flush."""
         return f"{self.namespace}complete"

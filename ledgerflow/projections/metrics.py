@@ -17,7 +17,7 @@ RESTORES = Counter(
 )
 QUARANTINED = Counter(
     "ledgerflow_projector_quarantined_total",
-    "Decisions kept out of the read models because they do not verify",
+    "Decisions and training outcomes kept out of the read models because they do not verify",
     ["reason"],
 )
 DEDUPED = Counter(

@@ -1,10 +1,11 @@
-"""Verified before projected: the checks a decision passes before it may reach a read model (pure).
+"""Verified before projected: the checks a chained record passes before it may reach a read model (pure).
 
-``integrity_problem`` is the stateless half: a decision must carry its chain fields and its
-``hash`` must be the hash of its content (one SHA-256 over its canonical JSON). The
-stateful half — does it link to the last decision projected of its chain? — runs in Redis,
-atomically with the write (``ops.ChainLink``), so a live projection and a rebuild from the
-log refuse exactly the same records.
+Chained records are decisions (chained per conversation) and ``training.audit`` outcomes
+(chained per tenant, their subject). ``integrity_problem`` is the stateless half: such a
+record must carry its chain fields and its ``hash`` must be the hash of its content (one
+SHA-256 over its canonical JSON). The stateful half — does it link to the last record
+projected of its chain? — runs in Redis, atomically with the write (``ops.ChainLink``), so a
+live projection and a rebuild from the log refuse exactly the same records.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ledgerflow.contracts.eventhash import event_hash
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import ValidationError
+from ledgerflow.projections.conversations import TRAINING_OUTCOMES
 
 UNCHAINED = "unchained"
 ALTERED = "altered"
@@ -20,7 +22,10 @@ MISMATCHED = "subject-mismatch"
 
 
 def integrity_problem(event: Event) -> str | None:
-    """Why a decision cannot be projected (``"<reason>: <detail>"``), or None; other records pass."""
+    """Why a decision or training outcome cannot be projected (``"<reason>: <detail>"``), or
+    None; other records pass."""
+    if isinstance(event.payload, TRAINING_OUTCOMES):
+        return _training_problem(event)
     if not isinstance(event.payload, PolicyDecision):
         return None
     if event.payload.conversation_id != event.subject:
@@ -30,12 +35,24 @@ def integrity_problem(event: Event) -> str | None:
         return (
             f"{MISMATCHED}: the decision's conversation is not its subject (not written by the policy agent)"
         )
+    return _chain_problem(event, "decision", "policy agent")
+
+
+def _training_problem(event: Event) -> str | None:
+    if event.subject != event.tenant:
+        # Outcomes are chained per tenant (their subject); the head checked is the tenant's.
+        return f"{MISMATCHED}: the training outcome's subject is not its tenant (not the training agent's)"
+    return _chain_problem(event, "training outcome", "training agent")
+
+
+def _chain_problem(event: Event, what: str, writer: str) -> str | None:
+    """The chain fields are there and ``hash`` is the hash of the content."""
     if event.sequence is None or event.prev_hash is None or event.hash is None:
-        return f"{UNCHAINED}: the decision has no sequence/prev_hash/hash (not written by the policy agent)"
+        return f"{UNCHAINED}: the {what} has no sequence/prev_hash/hash (not written by the {writer})"
     try:
         actual = event_hash(event, event.prev_hash)
     except ValidationError as exc:
-        return f"{ALTERED}: the decision cannot be hashed ({exc})"
+        return f"{ALTERED}: the {what} cannot be hashed ({exc})"
     if actual != event.hash:
         return f"{ALTERED}: hash {event.hash[:16]}… does not match the content ({actual[:16]}…)"
     return None

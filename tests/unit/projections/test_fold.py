@@ -15,11 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledgerflow.contracts.chain import ChainHead, decision_chain_key, link
+from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import (
     ConversationClosed,
     ConversationStarted,
     MessageSubmitted,
+    TrainingDisabled,
+    TrainingEnabled,
 )
 from ledgerflow.projections.conversations import RECENT_DENIALS, project
 from ledgerflow.projections.fold import Fold, FoldStats, apply_writes, ranks
@@ -31,7 +34,7 @@ from tests.unit.projections.test_conditions import decision
 
 KEYS = Keys("lf:unit:")
 T0 = 1_700_000_000_000_000
-EVENTS, DECISIONS = "conversation.events", "policy.decisions"
+EVENTS, DECISIONS, TRAINING = "conversation.events", "policy.decisions", "training.audit"
 OUTCOMES = ("allow", "deny", "review", "redact")
 
 
@@ -65,12 +68,28 @@ def _decision(turn: Event, head: ChainHead | None, outcome: str) -> Event:
     return unchained.with_chain(linked["sequence"], linked["prev_hash"], linked["hash"])
 
 
+def _training(tenant: str, i: int, head: ChainHead | None) -> Event:
+    """A ``training.audit`` outcome of ``tenant`` linked after ``head`` (chained per tenant)."""
+    kind = TrainingDisabled if i % 2 else TrainingEnabled
+    payload = kind(f"k{i}", i, "admin", "r")
+    unchained = new_event(
+        type(payload).__name__,
+        tenant=tenant,
+        subject=tenant,
+        payload=payload,
+        producer="ledgerflow-training",
+        occurred_at_micros=T0 + i,
+        event_id=derived_event_id("training", f"{tenant}/{i}"),
+    )
+    return link_event(unchained, head)
+
+
 @st.composite
 def _log(draw: st.DrawFn) -> list[tuple[Event, Position]]:
     """Two partitions' worth of conversations with turns, decisions (some repeated, some
     forged off the chain), duplicate deliveries of turns, starts and closes."""
     placed: list[tuple[Event, Position]] = []
-    offsets = {EVENTS: 0, DECISIONS: 0}
+    offsets = {EVENTS: 0, DECISIONS: 0, TRAINING: 0}
     heads: dict[str, ChainHead] = {}
 
     def put(event: Event, topic: str) -> None:
@@ -78,10 +97,22 @@ def _log(draw: st.DrawFn) -> list[tuple[Event, Position]]:
         offsets[topic] += 1
 
     steps = draw(
-        st.lists(st.tuples(st.integers(0, 3), st.sampled_from(("a", "b")), st.integers(0, 11)), max_size=40)
+        st.lists(st.tuples(st.integers(0, 3), st.sampled_from(("a", "b")), st.integers(0, 12)), max_size=40)
     )
     for i, (conv_no, tenant, roll) in enumerate(steps):
         conv = f"c{conv_no}"
+        if roll == 12:  # a training outcome: genuine, forged off the tenant's chain, or unchained
+            after = heads.get(tenant) if conv_no != 0 else ChainHead(tenant, 7, "cd" * 32)
+            outcome = _training(tenant, i, after)
+            if conv_no > 0:
+                assert outcome.sequence is not None and outcome.hash is not None
+                heads[tenant] = ChainHead(tenant, outcome.sequence, outcome.hash)
+            if conv_no == 3:
+                put(outcome, TRAINING)  # a copy: a duplicate of the head
+            if conv_no == 1:
+                outcome = dataclasses.replace(outcome, sequence=None, prev_hash=None, hash=None)
+            put(outcome, TRAINING)
+            continue
         if roll == 0:
             put(_started(conv, i, tenant), EVENTS)
             continue
