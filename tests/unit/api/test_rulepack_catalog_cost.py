@@ -13,8 +13,9 @@ from ledgerflow.api.rulepack_catalog import catalog
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.kafka.reference import builtin_default_pack
-from ledgerflow.policy import load_rule_pack, rulepack
+from ledgerflow.policy import load_rule_pack
 from ledgerflow.policy.signing import PublisherKey, sign
+from tests.support.compiles import count_rule_compiles
 
 KEY = ed25519.Ed25519PrivateKey.generate()
 T0 = 1_764_460_150_123_456
@@ -31,15 +32,7 @@ def nobody(kid: str) -> PublisherKey | None:
 @pytest.fixture
 def compiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(rulepack_catalog, "_verdicts", OrderedDict())
-    calls: list[int] = []
-    real = rulepack._compile_rule
-
-    def spy(*args: Any) -> Any:
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(rulepack, "_compile_rule", spy)
-    return calls
+    return count_rule_compiles(monkeypatch)
 
 
 def _published(version: int, description: str, *, signed: bool = True) -> Any:

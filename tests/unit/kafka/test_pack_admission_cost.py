@@ -16,7 +16,7 @@ from ledgerflow.kafka.reference import (
     apply_reference_event,
     builtin_default_pack,
 )
-from ledgerflow.policy import RulePack, load_rule_pack, rulepack
+from ledgerflow.policy import RulePack, load_rule_pack
 from ledgerflow.policy.signing import (
     HASH_MISMATCH,
     UNKNOWN_KEY,
@@ -25,6 +25,7 @@ from ledgerflow.policy.signing import (
     SignatureRefused,
     sign,
 )
+from tests.support.compiles import count_rule_compiles
 
 KEY = ed25519.Ed25519PrivateKey.generate()
 T0 = 1_800_000_000
@@ -36,15 +37,7 @@ def lookup(kid: str) -> PublisherKey | None:
 
 @pytest.fixture
 def compiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    real = rulepack._compile_rule
-
-    def spy(*args: Any) -> Any:
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(rulepack, "_compile_rule", spy)
-    return calls
+    return count_rule_compiles(monkeypatch)
 
 
 def _doc(description: str = "reviewed") -> dict[str, Any]:

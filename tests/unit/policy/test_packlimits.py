@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ledgerflow.errors import ValidationError
-from ledgerflow.policy import check_rule_pack, load_rule_pack, packlimits, rulepack
+from ledgerflow.policy import check_rule_pack, load_rule_pack, packlimits
 from ledgerflow.policy.packlimits import (
     MAX_CASELESS_CHARACTERS,
     MAX_PATTERN_CHARS,
@@ -18,6 +18,7 @@ from ledgerflow.policy.packlimits import (
     MAX_RE2_BYTES,
     pack_patterns,
 )
+from tests.support.compiles import count_rule_compiles
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,15 +34,7 @@ def _pack(patterns: list[str], per_rule: int = 1) -> dict[str, Any]:
 @pytest.fixture
 def compiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the rules compiled (a spy on the pure compile step)."""
-    calls: list[int] = []
-    real = rulepack._compile_rule
-
-    def spy(*args: Any) -> Any:
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(rulepack, "_compile_rule", spy)
-    return calls
+    return count_rule_compiles(monkeypatch)
 
 
 def _refusal(doc: dict[str, Any]) -> str:
