@@ -35,7 +35,15 @@ from typing import ClassVar
 
 from ledgerflow.errors import PrerequisiteMissing, StackError, ValidationError
 from ledgerflow.stack.node import ServiceNode
-from ledgerflow.stack.processes import Managed, port_in_use, spawn, tail, wait_for_port
+from ledgerflow.stack.processes import (
+    Managed,
+    port_in_use,
+    remove_state,
+    spawn,
+    subdirectories,
+    tail,
+    wait_for_port,
+)
 from ledgerflow.topics import replication
 
 KAFKA_VERSION = "4.3.1"
@@ -144,7 +152,7 @@ def clear_foreign(nodes: tuple[KafkaNode, ...], say: Callable[[str], None]) -> N
     """Before starting ``nodes``: remove the stopped state of another layout (one line says so);
     StackError if a node of another layout runs (it holds the same ports)."""
     state_dir, brokers = nodes[0].state_dir, nodes[0].brokers
-    names = [p.name for p in state_dir.iterdir() if p.is_dir()] if state_dir.is_dir() else []
+    names = subdirectories(state_dir)
     stale = foreign_dirs(names, brokers)
     others = [state_dir / name for name in stale] + ([state_dir / "kafka"] if brokers > 1 else [])
     running = [d.name for d in others if node_process(d).pid() is not None]
@@ -155,12 +163,7 @@ def clear_foreign(nodes: tuple[KafkaNode, ...], say: Callable[[str], None]) -> N
         )
     if not stale:
         return
-    for name in stale:
-        path = state_dir / name
-        if path.is_symlink():  # a link's target is not ours to delete
-            path.unlink()
-        else:
-            shutil.rmtree(path)
+    remove_state(state_dir, stale)
     (state_dir / CLUSTER_ID_FILE).unlink(missing_ok=True)
     say(
         f"kafka: removed {', '.join(stale)} from {state_dir}: a stopped cluster's state, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,6 +103,22 @@ def record(pid_file: Path, pid: int) -> None:
     tmp = pid_file.with_name(pid_file.name + ".tmp")
     tmp.write_text(format_pid_file(PidRecord(pid, stat.start)))
     tmp.replace(pid_file)  # a reader never sees half a file
+
+
+def subdirectories(state_dir: Path) -> list[str]:
+    """The names of ``state_dir``'s directories (none when it does not exist yet)."""
+    return [p.name for p in state_dir.iterdir() if p.is_dir()] if state_dir.is_dir() else []
+
+
+def remove_state(state_dir: Path, names: list[str]) -> None:
+    """Remove the stopped services' directories ``names`` of ``state_dir``; a symlink is unlinked,
+    never followed (its target is not ours to delete)."""
+    for name in names:
+        path = state_dir / name
+        if path.is_symlink():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import redis as redis_sync
 
 from ledgerflow.errors import PrerequisiteMissing, StackError, ValidationError
 from ledgerflow.stack import redis as redis_stack
-from ledgerflow.stack.processes import Managed
+from ledgerflow.stack.processes import Managed, remove_state, subdirectories
 
 MASTERS = 3
 REPLICAS_PER_MASTER = 1
@@ -105,7 +105,7 @@ def clear_foreign(state_dir: Path, cluster: bool, say: Callable[[str], None]) ->
     """Before a single Redis (``cluster`` False) or a Redis Cluster starts: remove the stopped
     ``redis-N`` state of the other layout (one line says so); StackError if a Redis of the other
     layout runs (it holds the same first port)."""
-    names = [p.name for p in state_dir.iterdir() if p.is_dir()] if state_dir.is_dir() else []
+    names = subdirectories(state_dir)
     stale = foreign_dirs(names, cluster)
     others = [state_dir / name for name in stale] + ([state_dir / "redis"] if cluster else [])
     running = [d.name for d in others if dir_process(d).pid() is not None]
@@ -117,12 +117,7 @@ def clear_foreign(state_dir: Path, cluster: bool, say: Callable[[str], None]) ->
         )
     if not stale:
         return
-    for name in stale:
-        path = state_dir / name
-        if path.is_symlink():  # a link's target is not ours to delete
-            path.unlink()
-        else:
-            shutil.rmtree(path)
+    remove_state(state_dir, stale)
     starting = f"the {NODE_COUNT}-node Redis Cluster" if cluster else "the single Redis"
     say(
         f"redis: removed {', '.join(stale)} from {state_dir}: a stopped Redis Cluster's state, "
