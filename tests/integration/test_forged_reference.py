@@ -29,21 +29,11 @@ from ledgerflow.contracts.payloads import MessageSubmitted, TrainingDisabled
 from ledgerflow.kafka.logs import RawRecord, read_all
 from ledgerflow.policy.wire import head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT
+from tests.integration.test_training_and_usage import _post
 from tests.support.processes import Process
 
 TENANT = "fr-acme"
 TIMEOUT_S = 90.0
-
-
-def _post(edge: str, token: str, path: str, body: dict) -> httpx.Response:
-    # ?wait=20: the worker may still be joining its group on a loaded machine
-    return httpx.post(
-        f"{edge}{path}",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        params={"wait": 20},
-        timeout=30,
-    )
 
 
 async def _send(settings: Settings, topic: str, records: list[tuple[bytes, bytes, int | None]]) -> None:
@@ -62,16 +52,22 @@ def _audit(settings: Settings) -> list[tuple[RawRecord, Event]]:
     return [(r, codec.decode(r.value or b"")) for r in raws]
 
 
-def _forged_disables(real: Event) -> list[bytes]:
+def forged_disable(real: Event) -> tuple[Event, Event]:
+    """An unchained ``TrainingDisabled`` of ``real``'s tenant by an intruder, and the same record
+    linked after ``real`` with a wrong hash."""
     disable = new_event(
         TrainingDisabled.TYPE,
-        tenant=TENANT,
-        subject=TENANT,
+        tenant=real.tenant,
+        subject=real.tenant,
         payload=TrainingDisabled("forged-cmd", 2, "intruder", "forged", None, None),
         producer="ledgerflow-training",
         occurred_at_micros=time.time_ns() // 1000,
     )
-    wrong_hash = dataclasses.replace(link_event(disable, head_after(real)), hash="f" * 64)
+    return disable, dataclasses.replace(link_event(disable, head_after(real)), hash="f" * 64)
+
+
+def _forged_disables(real: Event) -> list[bytes]:
+    disable, wrong_hash = forged_disable(real)
     return [codec.encode(real), codec.encode(disable), codec.encode(wrong_hash)]  # the last one counts
 
 

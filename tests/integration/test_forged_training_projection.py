@@ -15,7 +15,6 @@ quarantine and fence as the live projector.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,15 +26,12 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.eventhash import link_event
-from ledgerflow.contracts.events import new_event
-from ledgerflow.contracts.payloads import TrainingDisabled
-from ledgerflow.policy.wire import head_after
 from ledgerflow.projections.fresh import FreshReplay
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import replay_parallel
 from ledgerflow.redisclient import async_client
 from ledgerflow.topics import TRAINING_AUDIT
-from tests.integration.test_forged_reference import _audit, _post, _send
+from tests.integration.test_forged_reference import _audit, _post, _send, forged_disable
 from tests.integration.test_projection_writer import drop, new_keys
 from tests.support.processes import Process
 
@@ -44,15 +40,7 @@ TIMEOUT_S = 90.0
 
 
 def _forged(real: Any) -> list[bytes]:
-    disable = new_event(
-        TrainingDisabled.TYPE,
-        tenant=TENANT,
-        subject=TENANT,
-        payload=TrainingDisabled("forged-cmd", 2, "intruder", "forged", None, None),
-        producer="ledgerflow-training",
-        occurred_at_micros=time.time_ns() // 1000,
-    )
-    wrong_hash = dataclasses.replace(link_event(disable, head_after(real)), hash="f" * 64)
+    disable, wrong_hash = forged_disable(real)
     off_chain = link_event(disable, ChainHead(TENANT, 1, "ab" * 32))  # hashes right, links to nothing
     return [codec.encode(x) for x in (real, disable, wrong_hash, off_chain)]
 
