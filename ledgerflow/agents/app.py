@@ -19,6 +19,7 @@ from typing import Any
 import faust
 
 from ledgerflow.agents.fence import NotCurrent
+from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.agents.supervisor import data_dir_suffix
 from ledgerflow.config import Settings
 from ledgerflow.retry import delays
@@ -150,3 +151,16 @@ async def handle_until_done(
             )
         await asyncio.sleep(delay)
         delay = next(waits)
+
+
+def input_log(app: faust.App, settings: Settings, topic: str) -> KafkaInputLog:
+    """``topic`` (full name) read back by range, its end-offsets consumer closed when ``app`` stops
+    (faust's ``on_before_shutdown``, sent by ``App.on_stop``): the agents that own one have no stop
+    of their own, and the consumer was left open until the process ended."""
+    inputs = KafkaInputLog(settings, topic)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust's Signal declares only ``*args``
+    async def close(sender: Any, **kwargs: Any) -> None:
+        await inputs.close()
+
+    return inputs

@@ -12,13 +12,13 @@ from collections.abc import Set as AbstractSet
 
 import faust
 
+from ledgerflow.agents.app import input_log
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
 from ledgerflow.agents.deadletters import KafkaDeadLetterLog
 from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
-from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.models import ModelRegistry, decide, evolve, initial_registry
 from ledgerflow.models.records import ModelCommand, ModelEvent
@@ -52,7 +52,7 @@ def register(app: faust.App, settings: Settings, guard: PartitionGuard | None = 
     commands = settings.topic(MODELS_COMMANDS)
     output = CoPartitionedOutput(settings, commands, settings.topic(MODELS_AUDIT))
     agent = ModelsAgent(
-        settings, output, KafkaInputLog(settings, commands), KafkaDeadLetterLog(app, settings, NAME)
+        settings, output, input_log(app, settings, commands), KafkaDeadLetterLog(app, settings, NAME)
     )
     agent.guard = guard
     register_timed(app, agent, name=NAME, batch=BATCH, within=WITHIN_S, tick_s=IDLE_TICK_S)

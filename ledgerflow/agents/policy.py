@@ -49,7 +49,7 @@ from typing import Any
 
 import faust
 
-from ledgerflow.agents.app import handle_until_done
+from ledgerflow.agents.app import handle_until_done, input_log
 from ledgerflow.agents.batching import Route
 from ledgerflow.agents.batchloop import BatchLoop, as_tps, loop_group
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
@@ -66,7 +66,7 @@ from ledgerflow.agents.ports import (
     Snapshot,
 )
 from ledgerflow.agents.shared import SharedDecodes
-from ledgerflow.agents.snapshots import KafkaInputLog, RedisChainHeads
+from ledgerflow.agents.snapshots import RedisChainHeads
 from ledgerflow.agents.trusted import HEADLESS, UNDECODABLE, OutputRecord, Skipped, judge, vouched
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -177,7 +177,7 @@ class Ports:
         return cls(
             heads=RedisChainHeads(settings, NAME),
             output=output if prove is None else FencedOutput(output, input_topic, prove),
-            inputs=KafkaInputLog(settings, input_topic),
+            inputs=input_log(app, settings, input_topic),
             reference=ReferenceData(settings, on_refused=refused),
             sink=DeadLetterSink(app, NAME) if owns_dlq else None,
         )

@@ -17,6 +17,7 @@ from redis.exceptions import NoScriptError, RedisError
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.config import Settings
 from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.logs import RawRecord, read_range
 from ledgerflow.redisclient import async_client, is_cluster_client
 from ledgerflow.redisvalues import text_map
@@ -147,13 +148,15 @@ class RedisChainHeads:
 class KafkaInputLog:
     """An input topic (full name) read back by offset range; its end offsets asked on one consumer
     kept for the purpose (a consumer started per question cost a connection and a metadata round
-    each: the training agent's first tick, recovering every partition, overran its interval)."""
+    each: the training agent's first tick, recovering every partition, overran its interval),
+    stopped for good by ``close`` when the worker stops (``agents/app.input_log``)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self._settings = settings
         self._topic = topic
         self._ends: AIOKafkaConsumer | None = None
         self._starting = asyncio.Lock()
+        self._closed = False
 
     async def read(self, partition: int, start: int, end: int) -> Sequence[RawRecord]:
         return await read_range(self._settings, self._topic, partition, start, end)
@@ -169,6 +172,8 @@ class KafkaInputLog:
 
     async def _consumer(self) -> AIOKafkaConsumer:
         async with self._starting:
+            if self._closed:
+                raise InfrastructureError(f"{self._topic}: the input log is closed (the worker is stopping)")
             if self._ends is None:
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False
@@ -178,6 +183,16 @@ class KafkaInputLog:
             return self._ends
 
     async def stop(self) -> None:
+        """Stop the end-offsets consumer; the next question starts a fresh one."""
         consumer, self._ends = self._ends, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def close(self) -> None:
+        """Stop the end-offsets consumer for good: a later ``end`` raises instead of starting one
+        (a start under way is waited for, so its consumer is stopped too)."""
+        async with self._starting:
+            self._closed = True
+            consumer, self._ends = self._ends, None
         if consumer is not None:
             await consumer.stop()

@@ -16,13 +16,13 @@ from typing import Any
 
 import faust
 
+from ledgerflow.agents.app import input_log
 from ledgerflow.agents.commanded import Aggregate, CommandAgent
 from ledgerflow.agents.deadletters import KafkaDeadLetterLog
 from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
-from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.metrics import TRAINING_DUPLICATES, TRAINING_OUTCOMES, TRAINING_STATE
@@ -59,7 +59,7 @@ class Ports:
         commands = settings.topic(TRAINING_COMMANDS)
         return cls(
             output=CoPartitionedOutput(settings, commands, settings.topic(TRAINING_AUDIT)),
-            inputs=KafkaInputLog(settings, commands),
+            inputs=input_log(app, settings, commands),
             sink=KafkaDeadLetterLog(app, settings, NAME),
         )
 

@@ -41,11 +41,11 @@ from typing import Any
 import faust
 
 from ledgerflow.agents import layout
+from ledgerflow.agents.app import input_log
 from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.keyedlog import KafkaKeyedLog
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterPort, InputLog, KeyedLog, wall_clock_micros
-from ledgerflow.agents.snapshots import KafkaInputLog
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -110,7 +110,7 @@ class Ports:
     def connect(cls, app: faust.App, settings: Settings) -> Ports:
         """The Kafka adapters of a worker."""
         return cls(
-            inputs=KafkaInputLog(settings, settings.topic(CONVERSATION_EVENTS)),
+            inputs=input_log(app, settings, settings.topic(CONVERSATION_EVENTS)),
             windows=KafkaKeyedLog(settings, settings.topic(USAGE_WINDOWS)),
             sink=DeadLetterSink(app, NAME),
         )

@@ -159,6 +159,14 @@ def tenant_catch_up_slots(slots: int) -> int:
     return max(1, slots // TENANT_SHARE)
 
 
+@dataclass(slots=True)
+class TenantShare:
+    """A tenant's share of the catch-up slots, kept while one of its catch-ups holds or waits for one."""
+
+    slots: asyncio.Semaphore
+    users: int = 0  # catch-ups holding or waiting for one of its slots
+
+
 class Hub:
     """Reads ``conversation.events`` and ``policy.decisions`` and fans frames out."""
 
@@ -176,7 +184,9 @@ class Hub:
         self._subs: dict[tuple[str, str | None], set[Subscriber]] = {}
         self._catch_up_slots = asyncio.Semaphore(catch_up_slots)
         self._catch_up_slots_count = catch_up_slots
-        self._tenant_slots: dict[str, asyncio.Semaphore] = {}  # tenant -> its share (tenant_catch_up_slots)
+        # tenant -> its share (tenant_catch_up_slots), while it has a catch-up: one entry per tenant
+        # that ever resumed a stream was kept for good
+        self._tenant_slots: dict[str, TenantShare] = {}
         self.partitions: dict[str, int] = {}
         self.frames_sent = 0
         self.dropped = 0
@@ -393,12 +403,7 @@ class Hub:
         if not gaps:
             return
         ranges = sorted(gaps.items())
-        share = self._tenant_slots.get(sub.tenant)
-        if share is None:  # one per tenant that resumed a stream on this edge (authenticated tenants)
-            share = self._tenant_slots[sub.tenant] = asyncio.Semaphore(
-                tenant_catch_up_slots(self._catch_up_slots_count)
-            )
-        async with share, self._catch_up_slots:
+        async with self._tenant_slot(sub.tenant), self._catch_up_slots:
             SSE_CATCH_UPS.inc()
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap,
@@ -420,6 +425,24 @@ class Hub:
                     await consumer.stop()
                 finally:
                     SSE_CATCH_UPS.dec()
+
+    @contextlib.asynccontextmanager
+    async def _tenant_slot(self, tenant: str) -> AsyncIterator[None]:
+        """One of ``tenant``'s share of the slots, held for the block; the share is forgotten when
+        none of its catch-ups holds or waits for a slot (a new one starts it afresh)."""
+        share = self._tenant_slots.get(tenant)
+        if share is None:
+            share = self._tenant_slots[tenant] = TenantShare(
+                asyncio.Semaphore(tenant_catch_up_slots(self._catch_up_slots_count))
+            )
+        share.users += 1
+        try:
+            async with share.slots:
+                yield
+        finally:
+            share.users -= 1
+            if share.users == 0 and self._tenant_slots.get(tenant) is share:
+                del self._tenant_slots[tenant]
 
     async def _read_range(
         self,

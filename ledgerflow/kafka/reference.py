@@ -19,8 +19,13 @@ A ``training.audit`` or ``models.audit`` record is folded (into the training sta
 registry, and the outcomes ``wait_outcome`` answers a command with) only if it is the training or
 models agent's own by the rule their recovery uses (``contracts/outcome_trust.untrusted_reason``):
 the next link of its tenant's chain on that topic (sequence, ``prev_hash``, content hash; the
-reader keeps a chain head per topic and tenant, from offset 0). Anything else — a record written
-straight to Kafka, unchained, mis-linked, re-hashed wrongly or a replayed copy — is logged (the
+reader keeps a chain head per topic and tenant, from offset 0), read from the partition the
+tenant's records belong in: the agent answers a command into the partition of its input, where
+Kafka's default partitioner put it by its tenant key (``kafka/placement.py``, under the partition
+count the worker group pinned, or today's when none is pinned). Anything else — a record written
+straight to Kafka, unchained, mis-linked, re-hashed wrongly, a replayed copy, or a correctly linked
+one in another partition of the topic (read first, it would become the tenant's head and the real
+chain's next record would be refused) — is logged (the
 first ``SKIPS_LOGGED`` one by one with topic, partition, offset and reason, then a count at each
 power of ten) and skipped: it changes no state, head or outcome. Taken on trust, one forged
 ``TrainingEnabled`` changed what every policy agent decided with and the edge showed, and a
@@ -33,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -55,6 +60,7 @@ from ledgerflow.contracts.payloads import (
 from ledgerflow.errors import DecodeError, LedgerflowError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
+from ledgerflow.kafka.placement import Placements, pinned_placements, placement
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
@@ -102,11 +108,33 @@ def builtin_default_pack() -> RulePack:
     return parse_rule_pack(text)
 
 
+def misplaced_reason(tenant: str, partition: int, placed: Placements | None) -> str | None:
+    """Pure: why an outcome of ``tenant`` read from ``partition`` is not where its agent writes
+    the tenant's outcomes under ``placed`` (None: no layout known), or None if it is."""
+    if placed is None:
+        return "the partition layout is not known (the reader was not started)"
+    if placed.belongs(tenant.encode(), partition):
+        return None
+    home = placement(tenant.encode(), placed.partitions)
+    return (
+        f"tenant {tenant!r} belongs in partition {home} of {placed.partitions}, not {partition}: "
+        "its agent writes none of its outcomes here"
+    )
+
+
 class ReferenceData:
     def __init__(
-        self, settings: Settings, on_refused: RefusalHandler | None = None, trust: PolicyTrust | None = None
+        self,
+        settings: Settings,
+        on_refused: RefusalHandler | None = None,
+        trust: PolicyTrust | None = None,
+        placements: Mapping[str, Placements] | None = None,
     ) -> None:
+        """``placements``: where each audit topic (base name) holds a tenant's records; None: the
+        worker group's pinned layout (else today's counts), asked at ``start``."""
         self._settings = settings
+        self._placements: dict[str, Placements] = dict(placements or {})
+        self._placements_given = placements is not None
         self._on_refused = on_refused
         self._trust = trust or PolicyTrust.of(settings)
         self._topics = [
@@ -150,6 +178,9 @@ class ReferenceData:
         return catalog
 
     async def start(self) -> None:
+        if not self._placements_given:
+            for base in (TRAINING_AUDIT, MODELS_AUDIT):
+                self._placements[base] = await pinned_placements(self._settings, base)
         counts = await partition_counts(self._settings, self._topics)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
@@ -265,7 +296,8 @@ class ReferenceData:
                 event, self.packs, self.pack_history, self.training, self._trust.lookup
             )
         chain = (base, event.tenant)
-        why = untrusted_reason(event, self._heads.get(chain), None, 0)
+        why = misplaced_reason(event.tenant, partition, self._placements.get(base))
+        why = why or untrusted_reason(event, self._heads.get(chain), None, 0)
         if why is not None:  # written from outside: it changes nothing (contracts/outcome_trust.py)
             self._skip(topic, partition, offset, why)
             return None

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from re import _compiler as sre_compile  # type: ignore[attr-defined]
 from re import _constants as sre  # type: ignore[attr-defined]
@@ -339,15 +339,28 @@ def _members(op: Any, av: Any, flags: int) -> tuple[tuple[int, int], ...]:
     Surrogates are left out; a node that treats U+FFFD and the surrogates
     differently is refused (RE2 sees a surrogate as U+FFFD).
     """
-    key = (str(op), repr(av), flags & _MEMBER_FLAGS)
-    members = _MEMBERS.get(key)
-    if members is None:
-        members = _MEMBERS[key] = _scan_members(op, av, key[2])
-    return members
+    return _members_of(_Node((str(op), repr(av), flags & _MEMBER_FLAGS), op, av))
 
 
-_MEMBERS: dict[tuple[str, str, int], tuple[tuple[int, int], ...]] = {}
-"""A memo of ``_members``: the same node under the same flags always has the same members."""
+@dataclass(frozen=True, slots=True)
+class _Node:
+    """A character node under its flags, equal and hashed by ``key`` (its op, its argument's
+    repr and the flags that matter): the argument itself may be a list."""
+
+    key: tuple[str, str, int]
+    op: Any = field(compare=False)
+    av: Any = field(compare=False)
+
+
+def _scan_node(node: _Node) -> tuple[tuple[int, int], ...]:
+    return _scan_members(node.op, node.av, node.key[2])
+
+
+MEMBERS_MEMO = 4096
+"""Character nodes ``_members`` remembers, the most recently used (the same node under the same
+flags always has the same members): every distinct class a pack or a ``POST /v1/policy/validate``
+brings is a new entry, so an unbounded memo grew the edge's memory with each hostile document."""
+_members_of = lru_cache(maxsize=MEMBERS_MEMO)(_scan_node)  # thread-safe: packs are checked in threads
 
 
 def _scan_members(op: Any, av: Any, flags: int) -> tuple[tuple[int, int], ...]:

@@ -26,6 +26,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import MessageSubmitted, TrainingDisabled
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import RawRecord, read_all
 from ledgerflow.policy.wire import head_after
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT
@@ -133,3 +134,33 @@ def test_a_forged_training_record_changes_neither_the_policy_agent_nor_the_edge(
     assert (answer.sequence, answer.prev_hash) == (2, real.hash), "linked to the real head"
     assert _evaluate(edge, admin) == (False, 2)
     assert _decision_training(settings, worker) == (False, 2)
+
+
+def test_a_linked_forgery_in_another_partition_changes_nothing(
+    settings: Settings, worker: Process, edge: str, tokens, log_dir: Path
+) -> None:
+    """A ``TrainingDisabled`` that links to the real head and hashes correctly (the chain has no
+    secret), written to another partition of ``training.audit``: the old reader took it (its heads
+    were per tenant whatever the partition), turned training off, then refused the agent's real
+    next outcome, so the admin's next command was never answered. The agent writes a tenant's
+    outcomes only in its tenant's partition: the forgery is skipped, and the real chain goes on."""
+    admin = tokens(TENANT, "admin")
+    enabled = _post(edge, admin, "/v1/training/enable", {"reason": "fine-tune", "ttl_seconds": 3600})
+    assert enabled.status_code == 200, enabled.text
+    [(real_raw, real)] = _audit(settings)
+
+    disable, _ = forged_disable(real)
+    linked = link_event(disable, head_after(real))  # correctly linked and hashed
+    partitions = asyncio.run(partition_counts(settings, [settings.topic(TRAINING_AUDIT)]))
+    elsewhere = (real_raw.partition + 1) % partitions[settings.topic(TRAINING_AUDIT)]
+    asyncio.run(_send(settings, TRAINING_AUDIT, [(TENANT.encode(), codec.encode(linked), elsewhere)]))
+
+    assert _evaluate(edge, admin) == (True, 1), "the edge's reference data took the forgery"
+    assert _decision_training(settings, worker) == (True, 1), "the policy agent decided with a forged state"
+    where = f"{settings.topic(TRAINING_AUDIT)}[{elsewhere}]@0 is not the agents' own"
+    assert where in worker.log.read_text(errors="replace"), f"no warning naming {where}"
+
+    disabled = _post(edge, admin, "/v1/training/disable", {"reason": "done"})
+    assert disabled.status_code == 200, disabled.text
+    assert (disabled.json()["outcome"], disabled.json()["version"]) == ("TrainingDisabled", 2)
+    assert _evaluate(edge, admin) == (False, 2)

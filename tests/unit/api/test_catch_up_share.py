@@ -1,6 +1,7 @@
 """One tenant's SSE catch-ups hold at most a quarter of the edge's catch-up slots: its further
 ones wait for its own, and another tenant's resume is not queued behind them (the slots were one
-pool: a tenant resuming 32 streams from the log's start made every other tenant's resume wait)."""
+pool: a tenant resuming 32 streams from the log's start made every other tenant's resume wait).
+A tenant's share is kept only while one of its catch-ups holds or waits for a slot."""
 
 from __future__ import annotations
 
@@ -38,3 +39,38 @@ async def _scenario() -> None:
 
 def test_a_tenants_further_catch_ups_wait_for_its_own_not_for_other_tenants() -> None:
     asyncio.run(_scenario())
+
+
+async def _forgotten() -> None:
+    hub = Hub(Settings(), catch_up_slots=4)  # a tenant's share: one
+    first = hub.catch_up(Subscriber("acme", None, {}), GAPS)
+    await asyncio.wait_for(first.__anext__(), 5)
+    second = hub.catch_up(Subscriber("acme", None, {}), GAPS)
+    waiting = asyncio.ensure_future(second.__anext__())
+    try:
+        await asyncio.sleep(0.1)
+        assert list(hub._tenant_slots) == ["acme"]
+        await first.aclose()  # its second catch-up takes the share's slot: the share stays
+        await asyncio.wait_for(waiting, 5)
+        assert list(hub._tenant_slots) == ["acme"]
+        third = hub.catch_up(Subscriber("acme", None, {}), GAPS)
+        queued = asyncio.ensure_future(third.__anext__())
+        await asyncio.sleep(0.1)
+        assert not queued.done(), "the share was forgotten while a catch-up held its slot"
+        await second.aclose()
+        await asyncio.wait_for(queued, 5)
+        await third.aclose()
+        assert hub._tenant_slots == {}, "the share outlived the tenant's last catch-up"
+        for n in range(100):  # every tenant that ever resumed a stream left an entry
+            stream = hub.catch_up(Subscriber(f"tenant-{n}", None, {}), GAPS)
+            await asyncio.wait_for(stream.__anext__(), 5)
+            await stream.aclose()
+        assert hub._tenant_slots == {}
+    finally:
+        waiting.cancel()
+        await first.aclose()
+        await second.aclose()
+
+
+def test_a_tenants_share_is_forgotten_when_its_last_catch_up_ends() -> None:
+    asyncio.run(_forgotten())

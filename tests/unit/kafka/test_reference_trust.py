@@ -1,8 +1,8 @@
 """Reference data folds a ``training.audit`` / ``models.audit`` record only if it is the agents' own
 (``contracts/outcome_trust.untrusted_reason``): the next link of its tenant's chain on that topic.
 A record written straight to Kafka (unchained, mis-linked, wrongly hashed, a replayed copy)
-changes no training state, model registry or command outcome. Pure: records are fed to
-``ReferenceData._apply`` directly, no Kafka."""
+changes no training state, model registry or command outcome, and neither does one in another
+partition than its tenant's. Pure: records are fed to ``ReferenceData._apply`` directly, no Kafka."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import TrainingDisabled, TrainingEnabled
 from ledgerflow.kafka import reference as reference_module
+from ledgerflow.kafka.placement import Placements, placement
 from ledgerflow.kafka.reference import SKIPS_LOGGED, ReferenceData
 from ledgerflow.models.records import ModelDisabled, ModelRegistered, ModelSettings
 from ledgerflow.models.wire import record_of
@@ -31,6 +32,18 @@ TENANT = "acme"
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
 TRAINING = SETTINGS.topic("training.audit")
 MODELS = SETTINGS.topic("models.audit")
+PARTITIONS = 6
+PLACED = {"training.audit": Placements(PARTITIONS), "models.audit": Placements(PARTITIONS)}
+
+
+def reader() -> ReferenceData:
+    """A reader of topics with ``PARTITIONS`` partitions (``start`` would ask the pinned layout)."""
+    return ReferenceData(SETTINGS, placements=PLACED)
+
+
+def home(tenant: str) -> int:
+    """The partition the agent writes ``tenant``'s outcomes in."""
+    return placement(tenant.encode(), PARTITIONS)
 
 
 def training(n: int, *, enable: bool, tenant: str = TENANT, command_id: str | None = None) -> Event:
@@ -56,7 +69,8 @@ def chained(*records: Event) -> list[Event]:
 
 def feed(reference: ReferenceData, topic: str, *records: Event) -> None:
     for offset, record in enumerate(records):
-        assert reference._apply(topic, record.tenant.encode(), codec.encode(record), 0, offset) is None
+        where = home(record.tenant)
+        assert reference._apply(topic, record.tenant.encode(), codec.encode(record), where, offset) is None
 
 
 def genuine_training() -> list[Event]:
@@ -65,7 +79,7 @@ def genuine_training() -> list[Event]:
 
 
 def test_the_genuine_chains_fold_fully() -> None:
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
     feed(reference, TRAINING, *genuine_training(), *chained(training(1, enable=True, tenant="globex")))
     assert reference.training_for(TENANT) == TrainingState(enabled=False, version=2)
     assert reference.training_for("globex") == TrainingState(enabled=True, version=1)
@@ -96,7 +110,7 @@ def _forgeries(real: list[Event]) -> dict[str, Event]:
 @pytest.mark.parametrize("kind", list(_forgeries(genuine_training())))
 def test_a_forged_training_record_changes_neither_the_state_nor_the_outcomes(kind: str) -> None:
     real = genuine_training()
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
     feed(reference, TRAINING, *real)
     forged = _forgeries(real)[kind]
     reference.outcomes.pop("cmd-1")  # so a replayed copy would show up as an answer
@@ -112,7 +126,7 @@ def test_a_forged_training_record_changes_neither_the_state_nor_the_outcomes(kin
 
 def test_a_forged_first_record_of_a_tenant_with_a_chain_is_skipped_and_a_forged_disable_too() -> None:
     enabled = chained(training(1, enable=True))
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
     feed(reference, TRAINING, *enabled)
     restart = link_event(training(2, enable=False, command_id="forged-cmd"), None)  # a second sequence 1
     copy = enabled[0]  # a copy of the chain head itself
@@ -125,7 +139,7 @@ def test_a_record_of_another_tenants_chain_does_not_count_for_this_tenant() -> N
     """Chained per tenant: a link of globex's chain relabelled with acme's tenant does not follow."""
     globex = chained(training(1, enable=True, tenant="globex"))
     relabelled = dataclasses.replace(globex[0], tenant=TENANT)  # subject stays globex: chain key ≠ tenant
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
     feed(reference, TRAINING, relabelled)
     assert reference.training_for(TENANT) == TrainingState(enabled=False, version=0)
     assert reference.skipped == 1
@@ -133,7 +147,7 @@ def test_a_record_of_another_tenants_chain_does_not_count_for_this_tenant() -> N
 
 def test_a_forged_outcome_does_not_answer_wait_outcome() -> None:
     real = genuine_training()
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
 
     async def scenario() -> tuple[Event | None, Event | None]:
         feed(reference, TRAINING, *real)
@@ -166,7 +180,7 @@ def genuine_models() -> list[Event]:
 
 
 def test_a_forged_models_record_does_not_change_the_registry() -> None:
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
     [registered] = chained(model(1, "register"))
     feed(reference, MODELS, registered)
     before = reference.registry_for(TENANT)
@@ -186,22 +200,58 @@ def test_a_forged_models_record_does_not_change_the_registry() -> None:
 
 def test_heads_are_kept_per_topic() -> None:
     """A tenant's training and models chains are separate: each starts at sequence 1."""
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
     feed(reference, TRAINING, *genuine_training())
     feed(reference, MODELS, *genuine_models())
     assert reference.skipped == 0 and reference.registry_for(TENANT).version == 2
 
 
+@pytest.mark.parametrize("topic", [TRAINING, MODELS])
+def test_a_linked_record_in_another_partition_is_skipped_and_the_real_chain_goes_on(
+    topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A forgery that links and hashes correctly (the chain has no secret) written to another
+    partition of the topic, read before the real chain's next link: it is not the tenant's (the
+    agent writes a tenant's outcomes only in the partition its tenant key is placed in), so it
+    moves no state, head or outcome, and the real chain's next link is taken."""
+    first, second = genuine_training() if topic == TRAINING else genuine_models()
+    reference = reader()
+    feed(reference, topic, first)
+    forged = link_event(training(2, enable=True, command_id="forged-cmd"), head_after(first))
+    if topic == MODELS:
+        forged = link_event(model(2, "disable", "forged-m"), head_after(first))
+    elsewhere = (home(TENANT) + 1) % PARTITIONS
+    with caplog.at_level(logging.WARNING, logger=reference_module.__name__):
+        assert reference._apply(topic, TENANT.encode(), codec.encode(forged), elsewhere, 0) is None
+    assert reference.skipped == 1
+    assert f"{topic}[{elsewhere}]@0 is not the agents' own" in caplog.text
+    assert f"belongs in partition {home(TENANT)} of {PARTITIONS}, not {elsewhere}" in caplog.text
+    assert "forged-cmd" not in reference.outcomes and "forged-m" not in reference.outcomes
+    feed(reference, topic, second)
+    assert reference.skipped == 1
+    if topic == TRAINING:
+        assert reference.training_for(TENANT) == TrainingState(enabled=False, version=2)
+    else:
+        assert reference.registry_for(TENANT).version == 2
+
+
+def test_a_reader_that_knows_no_layout_trusts_no_outcome() -> None:
+    reference = ReferenceData(SETTINGS)  # not started: no partition layout asked yet
+    [enabled] = chained(training(1, enable=True))
+    assert reference._apply(TRAINING, TENANT.encode(), codec.encode(enabled), home(TENANT), 0) is None
+    assert reference.skipped == 1 and reference.training_for(TENANT) == TrainingState(False, 0)
+
+
 def test_skipped_records_are_logged_one_by_one_then_counted(caplog: pytest.LogCaptureFixture) -> None:
-    reference = ReferenceData(SETTINGS)
+    reference = reader()
     feed(reference, TRAINING, *genuine_training())
     forged = training(3, enable=True)
     with caplog.at_level(logging.WARNING, logger=reference_module.__name__):
         for offset in range(1000):
-            reference._apply(TRAINING, TENANT.encode(), codec.encode(forged), 4, 100 + offset)
+            reference._apply(TRAINING, TENANT.encode(), codec.encode(forged), home(TENANT), 100 + offset)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == SKIPS_LOGGED + 2, lines[-3:]  # one by one, then at 100 and 1000
-    assert f"{TRAINING}[4]@100 is not the agents' own" in lines[0]
+    assert f"{TRAINING}[{home(TENANT)}]@100 is not the agents' own" in lines[0]
     assert "unchained" in lines[0]
     assert lines[-1].startswith("reference data: 1000 audit records skipped so far")
     assert reference.training_for(TENANT) == TrainingState(enabled=False, version=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledgerflow.policy import patterns
 from ledgerflow.policy.patterns import (
     MAX_PATHS,
     PatternRefused,
@@ -211,3 +213,21 @@ def test_patterns_re2_runs_are_not_refused_for_their_shape() -> None:
     assert engine_of(r"(.*a){20}") == "re2"
     with pytest.raises(PatternRefused):
         compile_pattern(r"(a+)+$", re.compile(r"(a+)+$"))
+
+
+def test_the_memo_of_character_members_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every distinct class a validated pattern brings was remembered for good: repeated hostile
+    ``POST /v1/policy/validate`` calls grew the edge's memory without bound. The memo keeps the
+    ``MEMBERS_MEMO`` most recently used (here 8: a scan costs ~20 ms, filling 4,096 would take
+    80 s), and what it forgets is found again, the same."""
+    assert patterns._members_of.cache_info().maxsize == patterns.MEMBERS_MEMO == 4096
+    small = functools.lru_cache(maxsize=8)(patterns._scan_node)
+    monkeypatch.setattr(patterns, "_members_of", small)
+    first = compile_pattern("(?i)[a-b]x", re.compile("(?i)[a-b]x")).linear
+    assert first is not None
+    for n in range(40):
+        assert engine_of(f"(?i)[a-{chr(ord('c') + n % 20)}]{n}") == "re2"
+    info = small.cache_info()
+    assert info.misses > 20 and info.currsize == 8, info
+    again = compile_pattern("(?i)[a-b]x", re.compile("(?i)[a-b]x")).linear
+    assert again is not None and again.pattern == first.pattern
