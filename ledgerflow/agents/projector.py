@@ -5,7 +5,9 @@ For each batch taken from the stream:
    ``MAX_INPUT_RECORD_BYTES`` is not decoded at all); undecodable ones become dead letters
    (shaped by ``contracts.deadletters``, so they always fit); a decision whose hash does
    not match its content (or that has no chain fields) is quarantined: dead-lettered,
-   counted, never projected (``projections.verify``); so is a training outcome;
+   counted, never projected (``projections.verify``); so is a training outcome, and one read
+   from another partition than its tenant's (``verify.placement_problem``: its agent writes
+   none there);
 2. send the dead letters;
 3. ``project`` the rest into fenced op groups (pure) and apply them and the batch's
    checkpoint in one pipelined round trip. Every write is guarded by the space's sentinel,
@@ -27,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import faust
@@ -52,11 +54,11 @@ from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.metrics import DEDUPED, MISROUTED_TURNS, QUARANTINED, RESTORES
 from ledgerflow.projections.ops import FencedOps, Position
 from ledgerflow.projections.rebuild import replay, restore
-from ledgerflow.projections.verify import integrity_problem, reason_of
+from ledgerflow.projections.verify import integrity_problem, placement_problem, reason_of
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost, WriteResult
 from ledgerflow.redisclient import async_client
 from ledgerflow.redisvalues import int_map
-from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT
 from ledgerflow.tracing import spans
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ class Projector:
         keys: Keys | None = None,
         owns_dlq: frozenset[str] = frozenset(SOURCES),
         shared: SharedDecodes | None = None,
-        placements: Placements | None = None,
+        placements: Mapping[str, Placements] | None = None,
     ) -> None:
         self._settings = settings
         self._shared = shared or SharedDecodes()  # decode once with the worker's policy agent
@@ -88,8 +90,10 @@ class Projector:
         self._bases = {settings.topic(b): b for b in SOURCES}
         self._sink = DeadLetterSink(app, NAME)
         self._owns_dlq = owns_dlq  # topics whose poison records this agent dead-letters
-        # Turns not in their conversation's partition are not projected (kafka/placement.py); None: all are.
+        # Per topic base (``rebuild.PLACED``): turns not in their conversation's partition, training
+        # outcomes not in their tenant's, are not projected (kafka/placement.py); None: all are.
         self._placements = placements
+        self._turns_placed = placements[CONVERSATION_EVENTS] if placements is not None else None
         self._turns_topic = settings.topic(CONVERSATION_EVENTS)
         self._writer: ProjectionWriter | None = None
         self._backoff = Backoff("projector")
@@ -249,7 +253,7 @@ class Projector:
     def _placed(self, turn: Any) -> bool:
         """Whether ``turn`` is in its conversation's partition (else it is not projected, by the
         rebuild either: two partitions would feed one conversation in no defined order)."""
-        if self._placements is None or self._placements.belongs(turn.key, turn.partition):
+        if self._turns_placed is None or self._turns_placed.belongs(turn.key, turn.partition):
             return True
         MISROUTED_TURNS.inc()
         return False
@@ -282,6 +286,8 @@ class Projector:
                         letters.append(dead_letter_of(msg, exc.reason, NAME, base))
                     continue
                 problem = integrity_problem(event)
+                if problem is None and self._placements is not None and base == TRAINING_AUDIT:
+                    problem = placement_problem(event, msg.partition, self._placements.get(base))
             else:
                 problem = None
             if problem is not None:
@@ -328,7 +334,11 @@ class Projector:
 
 
 def register(
-    app: faust.App, loop: BatchLoop, settings: Settings, owns_dlq: frozenset[str], placements: Placements
+    app: faust.App,
+    loop: BatchLoop,
+    settings: Settings,
+    owns_dlq: frozenset[str],
+    placements: Mapping[str, Placements],
 ) -> Projector:
     """The projector on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer."""
     projector = Projector(app, settings, owns_dlq=owns_dlq, shared=loop.shared, placements=placements)

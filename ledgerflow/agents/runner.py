@@ -77,8 +77,12 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     loop = BatchLoop(source := KafkaSource(settings, linger_s), [])
     source.metadata = pinned.encode()  # every commit remembers the layout its progress was made under
     # Turns outside their conversation's partition: dead-lettered by the policy agent, neither
-    # projected nor counted (kafka/placement.py), under the pinned count.
+    # projected nor counted (kafka/placement.py), under the pinned count. Training outcomes outside
+    # their tenant's partition: quarantined by the projector (projections/verify.py).
     placements = Placements(pinned.counts[CONVERSATION_EVENTS])
+    outcomes = pinned.count_of(TRAINING_AUDIT)  # its command topic's: co-partitioned
+    placed = {CONVERSATION_EVENTS: placements}
+    placed |= {TRAINING_AUDIT: Placements(outcomes)} if outcomes is not None else {}
 
     def guard_of(base: str) -> layout.PartitionGuard:
         count = layout.recent(lambda: layout.count_now(settings, base))
@@ -91,7 +95,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
         owned |= set() if "policy" in wanted else {CONVERSATION_EVENTS}
-        projector.register(app, loop, settings, owns_dlq=frozenset(owned), placements=placements)
+        projector.register(app, loop, settings, owns_dlq=frozenset(owned), placements=placed)
     if loop.topics:
         loop.on_assigned.append(settle_collector)  # after the agents' own hooks
         app.task(lambda: run_loop(loop, source, app))

@@ -8,11 +8,14 @@ use). A turn somewhere else — written by a producer with another partitioner, 
 partitions than the workers pinned — breaks those promises, so the policy agent, the projector,
 a rebuild and the audit's rebuild all leave it out by the same rule (``Placements``), under the
 same count: the one the worker group pinned (agents/layout.py), or today's when none is pinned.
+A tenant's ``training.audit`` and ``models.audit`` outcomes are placed by the same rule under
+its tenant key (their agent writes them into the partition of its command): the reference data
+and the projection take none from another partition (``misplaced_reason``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiokafka.partitioner import murmur2
@@ -20,22 +23,35 @@ from aiokafka.partitioner import murmur2
 from ledgerflow.config import Settings
 from ledgerflow.digits import ascii_digits
 from ledgerflow.kafka.admin import group_metadata, partition_counts
-from ledgerflow.topics import LAYOUT_GROUP_SUFFIX, WORKER_GROUP
+from ledgerflow.topics import (
+    LAYOUT_GROUP_SUFFIX,
+    MODELS_AUDIT,
+    MODELS_COMMANDS,
+    TRAINING_AUDIT,
+    TRAINING_COMMANDS,
+    WORKER_GROUP,
+)
 
 __all__ = [
     "MARK",
     "MISROUTED",
     "Layout",
     "Placements",
+    "misplaced_reason",
     "misrouted_reason",
     "pinned_layouts",
     "pinned_placements",
+    "pinned_placements_of",
     "placement",
 ]
 
 MARK = "lf-layout "
 MISROUTED = "misrouted"
 """The dead-letter reason (code) of a keyed record its producer put where its key does not belong."""
+PLACED_AS = {TRAINING_AUDIT: TRAINING_COMMANDS, MODELS_AUDIT: MODELS_COMMANDS}
+"""An agent's audit topic -> its command topic: the agent writes an outcome into its command's
+partition (co-partitioned, equal counts), so the audit topic is placed under the count pinned for
+the command topic (agents/layout.py pins the inputs)."""
 MEMO_KEYS = 100_000
 """Keys whose placement a ``Placements`` remembers before it forgets them all (conversations repeat)."""
 
@@ -61,6 +77,11 @@ class Layout:
                 return None
             counts[name] = int(number)
         return cls(counts)
+
+    def count_of(self, base: str) -> int | None:
+        """The count pinned for topic ``base``: its own, else its command topic's (``PLACED_AS``)."""
+        own = self.counts.get(base)
+        return own if own is not None or base not in PLACED_AS else self.counts.get(PLACED_AS[base])
 
 
 def placement(key: bytes, partitions: int) -> int:
@@ -97,6 +118,20 @@ class Placements:
         return placed == partition
 
 
+def misplaced_reason(tenant: str, partition: int, placed: Placements | None) -> str | None:
+    """Pure: why an outcome of ``tenant`` read from ``partition`` is not where its agent writes
+    the tenant's outcomes under ``placed`` (None: no layout known), or None if it is."""
+    if placed is None:
+        return "the partition layout is not known (the reader was not started)"
+    if placed.belongs(tenant.encode(), partition):
+        return None
+    home = placement(tenant.encode(), placed.partitions)
+    return (
+        f"tenant {tenant!r} belongs in partition {home} of {placed.partitions}, not {partition}: "
+        "its agent writes none of its outcomes here"
+    )
+
+
 async def pinned_layouts(settings: Settings, group: str) -> list[Layout]:
     """Every layout pinned for consumer group ``group``: in the metadata of its committed offsets,
     then of the commits kept for it in ``group`` + ``LAYOUT_GROUP_SUFFIX`` (agents/layout.py keeps
@@ -112,8 +147,20 @@ async def pinned_layouts(settings: Settings, group: str) -> list[Layout]:
 async def pinned_placements(settings: Settings, base: str) -> Placements:
     """``Placements`` of topic ``base`` under the count the worker group pinned (read, never
     written: agents/layout.py keeps the pin), or today's count when no worker pinned one."""
-    for layout in await pinned_layouts(settings, settings.topic_prefix + WORKER_GROUP):
-        if base in layout.counts:
-            return Placements(layout.counts[base])
-    topic = settings.topic(base)
-    return Placements((await partition_counts(settings, [topic]))[topic])
+    return (await pinned_placements_of(settings, [base]))[base]
+
+
+async def pinned_placements_of(settings: Settings, bases: Iterable[str]) -> dict[str, Placements]:
+    """``pinned_placements`` of each topic of ``bases`` (the pin asked once)."""
+    names = tuple(bases)
+    layouts = await pinned_layouts(settings, settings.topic_prefix + WORKER_GROUP)
+    found: dict[str, Placements] = {}
+    for base in names:
+        pinned = next((n for layout in layouts if (n := layout.count_of(base)) is not None), None)
+        if pinned is not None:
+            found[base] = Placements(pinned)
+    today = [settings.topic(base) for base in names if base not in found]
+    if today:
+        counts = await partition_counts(settings, today)
+        found.update({base: Placements(counts[settings.topic(base)]) for base in names if base not in found})
+    return found

@@ -22,11 +22,11 @@ the next link of its tenant's chain on that topic (sequence, ``prev_hash``, cont
 reader keeps a chain head per topic and tenant, from offset 0), read from the partition the
 tenant's records belong in: the agent answers a command into the partition of its input, where
 Kafka's default partitioner put it by its tenant key (``kafka/placement.py``, under the partition
-count the worker group pinned, or today's when none is pinned). Anything else — a record written
-straight to Kafka, unchained, mis-linked, re-hashed wrongly, a replayed copy, or a correctly linked
-one in another partition of the topic (read first, it would become the tenant's head and the real
-chain's next record would be refused) — is logged (the
-first ``SKIPS_LOGGED`` one by one with topic, partition, offset and reason, then a count at each
+count the worker group pinned for the co-partitioned command topic, or today's when none is
+pinned). Anything else — a record written straight to Kafka, unchained, mis-linked, re-hashed
+wrongly, a replayed copy, or a correctly linked one in another partition of the topic (read first,
+it would become the tenant's head and the real chain's next record would be refused) — is logged
+(the first ``SKIPS_LOGGED`` one by one with topic, partition, offset and reason, then a count at each
 power of ten) and skipped: it changes no state, head or outcome. Taken on trust, one forged
 ``TrainingEnabled`` changed what every policy agent decided with and the edge showed, and a
 forged outcome carrying a command id answered the admin's request. ``start`` folds from offset 0
@@ -60,7 +60,7 @@ from ledgerflow.contracts.payloads import (
 from ledgerflow.errors import DecodeError, LedgerflowError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
-from ledgerflow.kafka.placement import Placements, pinned_placements, placement
+from ledgerflow.kafka.placement import Placements, misplaced_reason, pinned_placements_of
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
@@ -106,20 +106,6 @@ def builtin_default_pack() -> RulePack:
     """The pack in force before anyone publishes one for ``*`` (recorded as version 0)."""
     text = (resources.files("ledgerflow.policy") / "builtin_default.json").read_text()
     return parse_rule_pack(text)
-
-
-def misplaced_reason(tenant: str, partition: int, placed: Placements | None) -> str | None:
-    """Pure: why an outcome of ``tenant`` read from ``partition`` is not where its agent writes
-    the tenant's outcomes under ``placed`` (None: no layout known), or None if it is."""
-    if placed is None:
-        return "the partition layout is not known (the reader was not started)"
-    if placed.belongs(tenant.encode(), partition):
-        return None
-    home = placement(tenant.encode(), placed.partitions)
-    return (
-        f"tenant {tenant!r} belongs in partition {home} of {placed.partitions}, not {partition}: "
-        "its agent writes none of its outcomes here"
-    )
 
 
 class ReferenceData:
@@ -179,8 +165,8 @@ class ReferenceData:
 
     async def start(self) -> None:
         if not self._placements_given:
-            for base in (TRAINING_AUDIT, MODELS_AUDIT):
-                self._placements[base] = await pinned_placements(self._settings, base)
+            audits = (TRAINING_AUDIT, MODELS_AUDIT)
+            self._placements.update(await pinned_placements_of(self._settings, audits))
         counts = await partition_counts(self._settings, self._topics)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50

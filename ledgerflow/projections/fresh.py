@@ -32,13 +32,14 @@ from aiokafka import TopicPartition
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
-from ledgerflow.kafka.placement import pinned_placements
+from ledgerflow.kafka.placement import pinned_placements_of
 from ledgerflow.projections import freshwrite
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.fold import Fold, FoldStats, Writes
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import Position
 from ledgerflow.projections.rebuild import (
+    PLACED,
     PROJECTION,
     Progress,
     ReplayStats,
@@ -47,7 +48,6 @@ from ledgerflow.projections.rebuild import (
     replay_consumer,
     stop_consumer,
 )
-from ledgerflow.topics import CONVERSATION_EVENTS
 
 FETCH = 10_000  # records per batch: more records per key per write, fewer writes
 
@@ -85,7 +85,7 @@ class FreshReplay:
             until = {tp: end for tp, end in until.items() if self.share(tp)}
         bases = {self.settings.topic(t): t for t in SOURCES}
         total = sum(until.values())
-        placements = await pinned_placements(self.settings, CONVERSATION_EVENTS)
+        placements = await pinned_placements_of(self.settings, PLACED)
         consumer = replay_consumer(self.settings)
         await consumer.start()
         pending: asyncio.Task[int] | None = None

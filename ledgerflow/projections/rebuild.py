@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -37,18 +37,21 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event, check_key
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.admin import partition_counts
-from ledgerflow.kafka.placement import Placements, pinned_placements
+from ledgerflow.kafka.placement import Placements, pinned_placements_of
 from ledgerflow.projections.conversations import SOURCES, project
 from ledgerflow.projections.guards import guard_complete, promote, set_guard
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import FencedOps, Position
-from ledgerflow.projections.verify import integrity_problem
+from ledgerflow.projections.verify import integrity_problem, placement_problem
 from ledgerflow.projections.writer import ProjectionWriter, SpaceLost
-from ledgerflow.topics import CONVERSATION_EVENTS
+from ledgerflow.topics import CONVERSATION_EVENTS, TRAINING_AUDIT
 
 log = logging.getLogger(__name__)
 
 PROJECTION = "read-models"
+PLACED = (CONVERSATION_EVENTS, TRAINING_AUDIT)
+"""The topics whose records are projected only from the partition their key (a conversation, a
+tenant) belongs in (``kafka/placement.py``): ``projectable`` and the projector check both."""
 TOKEN_TTL_S = 24 * 3600  # a replay token a crashed replay left behind expires
 
 
@@ -109,7 +112,7 @@ async def replay(
     total = sum(until.values())
     stats = ReplayStats()
     writer = ProjectionWriter(redis)
-    placements = await pinned_placements(settings, CONVERSATION_EVENTS)
+    placements = await pinned_placements_of(settings, PLACED)
     consumer = replay_consumer(settings)
     await consumer.start()
     try:
@@ -160,7 +163,7 @@ def groups_of(
     keys: Keys,
     stats: ReplayStats,
     checkpoint: dict[str, int],
-    placements: Placements,
+    placements: Mapping[str, Placements],
 ) -> list[FencedOps]:
     """The projection's op groups of ``records`` (of ``tp``, base topic ``base``) below ``end``
     (``projectable``'s records, projected)."""
@@ -178,26 +181,29 @@ def projectable(
     base: str,
     stats: ReplayStats,
     checkpoint: dict[str, int],
-    placements: Placements,
+    placements: Mapping[str, Placements],
 ) -> list[tuple[Event, Position]]:
     """The records of ``records`` (of ``tp``, base topic ``base``) below ``end`` that the
     projection projects, decoded, with their positions.
 
     Records that do not decode, turns not in their conversation's partition under
-    ``placements`` (``conversation.events``'), or decisions that fail their integrity check, are
-    counted in ``stats`` and projected as nothing — the live projector refuses the same ones;
-    ``checkpoint`` records progress for all of them."""
+    ``placements[CONVERSATION_EVENTS]``, decisions or training outcomes that fail their
+    integrity check, or training outcomes not in their tenant's partition under
+    ``placements[TRAINING_AUDIT]`` (``verify.placement_problem``), are counted in ``stats`` and
+    projected as nothing — the live projector refuses the same ones; ``checkpoint`` records
+    progress for all of them."""
     out: list[tuple[Event, Position]] = []
     allowed = TOPIC_TYPES[base]
     topic, partition = tp.topic, tp.partition
     cursor = f"{topic}:{partition}"
-    turns = base == CONVERSATION_EVENTS
+    turns = placements[CONVERSATION_EVENTS] if base == CONVERSATION_EVENTS else None
+    placed = placements.get(base)
     for rec in records:
         if rec.offset >= end:
             break
         stats.records += 1
         checkpoint[cursor] = rec.offset  # progress, decodable or not
-        if turns and not placements.belongs(rec.key, partition):
+        if turns is not None and not turns.belongs(rec.key, partition):
             stats.misrouted += 1
             continue
         try:
@@ -206,7 +212,7 @@ def projectable(
         except DecodeError:
             stats.undecodable += 1
             continue
-        if integrity_problem(event) is not None:
+        if integrity_problem(event) is not None or placement_problem(event, partition, placed) is not None:
             stats.quarantined += 1
             continue
         out.append((event, Position(topic, partition, rec.offset)))

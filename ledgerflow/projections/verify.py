@@ -6,6 +6,14 @@ record must carry its chain fields and its ``hash`` must be the hash of its cont
 SHA-256 over its canonical JSON). The stateful half — does it link to the last record
 projected of its chain? — runs in Redis, atomically with the write (``ops.ChainLink``), so a
 live projection and a rebuild from the log refuse exactly the same records.
+
+``placement_problem`` is where a training outcome was read: the training agent writes a tenant's
+outcomes only into the partition of its command, where Kafka's default partitioner put the tenant
+key (``kafka/placement.py``, under the worker group's pinned count, else today's). One read from
+another partition of ``training.audit`` — linked to the real head and hashed right, which anyone
+can do (the chain has no secret) — is refused before projection, live and in rebuilds alike: read
+first, it would become the tenant's head, show in ``GET /v1/training/status``, and the real
+chain's next record would be refused as a broken link.
 """
 
 from __future__ import annotations
@@ -14,11 +22,13 @@ from ledgerflow.contracts.eventhash import event_hash
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import ValidationError
+from ledgerflow.kafka.placement import Placements, misplaced_reason
 from ledgerflow.projections.conversations import TRAINING_OUTCOMES
 
 UNCHAINED = "unchained"
 ALTERED = "altered"
 MISMATCHED = "subject-mismatch"
+MISPLACED = "misplaced"
 
 
 def integrity_problem(event: Event) -> str | None:
@@ -56,6 +66,16 @@ def _chain_problem(event: Event, what: str, writer: str) -> str | None:
     if actual != event.hash:
         return f"{ALTERED}: hash {event.hash[:16]}… does not match the content ({actual[:16]}…)"
     return None
+
+
+def placement_problem(event: Event, partition: int, placed: Placements | None) -> str | None:
+    """Why a training outcome read from ``partition`` of ``training.audit`` cannot be projected:
+    its tenant's outcomes are not written there under ``placed`` (``"misplaced: <detail>"``; None:
+    no layout known, nothing is trusted), or None; other records pass."""
+    if not isinstance(event.payload, TRAINING_OUTCOMES):
+        return None
+    why = misplaced_reason(event.tenant, partition, placed)
+    return None if why is None else f"{MISPLACED}: {why}"
 
 
 def reason_of(problem: str) -> str:

@@ -64,3 +64,15 @@ def test_only_a_well_formed_layout_pin_is_read_as_one(text: str | None) -> None:
 def test_a_layout_pin_round_trips() -> None:
     pinned = Layout({"conversation.events": 6, "training.commands": 3})
     assert Layout.decode(pinned.encode()) == pinned
+
+
+def test_an_audit_topic_is_placed_under_its_command_topic_s_pinned_count() -> None:
+    """The worker group pins its inputs only; the training and models agents write each outcome
+    into its command's partition (co-partitioned), so their audit topics take that count: a
+    tenant's outcomes are looked for where the agent wrote them, not under a count added since."""
+    pinned = Layout({"conversation.events": 6, "training.commands": 3, "models.commands": 5})
+    assert pinned.count_of("training.audit") == 3
+    assert pinned.count_of("models.audit") == 5
+    assert pinned.count_of("conversation.events") == 6
+    assert pinned.count_of("usage.windows") is None  # not pinned: today's count is asked
+    assert Layout({"training.audit": 4, "training.commands": 3}).count_of("training.audit") == 4

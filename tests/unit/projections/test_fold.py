@@ -2,7 +2,10 @@
 
 The reference is ``model.MemorySpace`` (the writer's Lua semantics, checked against Redis by
 tests/integration/test_projection_conditions.py): for any records cut into any batches,
-``Fold`` + ``apply_writes`` on an empty space must end in the same space.
+``Fold`` + ``apply_writes`` on an empty space must end in the same space. Training outcomes
+linked and hashed right but placed in another partition of ``training.audit`` than their
+tenant's, anywhere in such a log, are refused before either (``verify.placement_problem``) and
+change nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from ledgerflow.contracts.payloads import (
     TrainingDisabled,
     TrainingEnabled,
 )
-from ledgerflow.projections.conversations import RECENT_DENIALS, project
+from ledgerflow.kafka.placement import Placements, placement
+from ledgerflow.projections.conversations import RECENT_DENIALS, TRAINING_OUTCOMES, project
 from ledgerflow.projections.fold import Fold, FoldStats, apply_writes, ranks
 from ledgerflow.projections.freshwrite import commands
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.model import MemorySpace
 from ledgerflow.projections.ops import FencedOps, Once, Position, RedisOp
+from ledgerflow.projections.verify import MISPLACED, placement_problem, reason_of
 from tests.unit.projections.test_conditions import decision
 
 KEYS = Keys("lf:unit:")
@@ -210,6 +215,64 @@ def test_folding_records_straight_equals_folding_their_op_groups(
         apply_writes(data, fold.records(log[a:b], KEYS, stats))
     assert _normal(data) == by_groups
     assert stats == group_stats
+
+
+PLACED = Placements(4)
+"""``_log``'s tenants belong in partition 0 of 4: where ``_log`` puts their training outcomes."""
+
+
+@st.composite
+def _misplaced(draw: st.DrawFn) -> tuple[list[tuple[Event, Position]], list[tuple[Event, Position]]]:
+    """A ``_log``, and the same log with training outcomes inserted in partitions 1-3 of
+    ``training.audit``, each linked after its tenant's last chained outcome before it (the head
+    a projection reading it there would hold) and hashed right: what anyone can write."""
+    log = draw(_log())
+    assert all(placement(t.encode(), PLACED.partitions) == 0 for t in ("a", "b"))
+    inserts = draw(
+        st.lists(st.tuples(st.integers(0, 400), st.sampled_from(("a", "b")), st.integers(1, 3)), max_size=6)
+    )
+    at_index: dict[int, list[tuple[str, int]]] = {}
+    for where, tenant, partition in inserts:
+        at_index.setdefault(where % (len(log) + 1), []).append((tenant, partition))
+    heads: dict[str, ChainHead] = {}
+    offsets = dict.fromkeys(range(1, 4), 0)
+    mixed: list[tuple[Event, Position]] = []
+    for i in range(len(log) + 1):
+        for n, (tenant, partition) in enumerate(at_index.get(i, [])):
+            forged = _training(tenant, 1000 + 10 * i + n, heads.get(tenant))
+            mixed.append((forged, Position(TRAINING, partition, offsets[partition])))
+            offsets[partition] += 1
+        if i < len(log):
+            event, at = log[i]
+            mixed.append((event, at))
+            if isinstance(event.payload, TRAINING_OUTCOMES) and event.sequence and event.hash:
+                heads[event.tenant] = ChainHead(event.tenant, event.sequence, event.hash)
+    return log, mixed
+
+
+@settings(max_examples=40, deadline=None)
+@given(logs=_misplaced(), cuts=st.lists(st.integers(0, 400), max_size=6))
+def test_training_outcomes_outside_their_tenant_s_partition_change_nothing(
+    logs: tuple[list[tuple[Event, Position]], list[tuple[Event, Position]]], cuts: list[int]
+) -> None:
+    """Read first, such an outcome used to become its tenant's head (its status shown) and the
+    genuine chain's next outcome was quarantined as a broken link."""
+    log, mixed = logs
+    kept = []
+    for event, at in mixed:
+        problem = placement_problem(event, at.partition, PLACED) if at.topic == TRAINING else None
+        if problem is None:
+            kept.append((event, at))
+        else:
+            assert reason_of(problem) == MISPLACED and at.partition != 0, problem
+    assert kept == log
+    reference = MemorySpace()
+    reference.apply([g for event, at in log for g in project(event, at, KEYS)])
+    fold, data = Fold(), {}
+    edges = sorted({0, len(kept), *(c % (len(kept) + 1) for c in cuts)})
+    for a, b in itertools.pairwise(edges):
+        apply_writes(data, fold.records(kept[a:b], KEYS))
+    assert _normal(data) == _normal(reference.data)
 
 
 def test_a_straight_fold_trims_denials_as_the_ops_do() -> None:

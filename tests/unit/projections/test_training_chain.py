@@ -5,7 +5,10 @@ can append one: an unchained or unlinked ``TrainingDisabled`` used to be project
 ``GET /v1/training/status`` showed the forger's state while the agents kept the genuine one. Now
 such a record is refused before projection (``integrity_problem``: no chain fields, wrong hash,
 subject not its tenant) or by its chain condition (``ChainLink`` on the tenant's training chain
-head), by the live writer's semantics (``MemorySpace``) and by the rebuild's fold alike.
+head), by the live writer's semantics (``MemorySpace``) and by the rebuild's fold alike. One that
+links and hashes right but was read from another partition of ``training.audit`` than its
+tenant's (where the training agent writes none) is refused before projection too
+(``placement_problem``), by the live projector and the rebuild's ``projectable`` alike.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from aiokafka import ConsumerRecord, TopicPartition
+
+from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import TrainingDisabled, TrainingEnabled, TrainingExpired, TrainingRejected
+from ledgerflow.kafka.placement import Placements, placement
 from ledgerflow.policy.wire import head_after
 from ledgerflow.projections.conversations import project
 from ledgerflow.projections.fold import Fold, FoldStats, apply_writes
@@ -24,8 +31,19 @@ from ledgerflow.projections.guards import slot_of
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.model import MemorySpace
 from ledgerflow.projections.ops import Position
-from ledgerflow.projections.verify import ALTERED, MISMATCHED, UNCHAINED, integrity_problem, reason_of
+from ledgerflow.projections.rebuild import ReplayStats, projectable
+from ledgerflow.projections.verify import (
+    ALTERED,
+    MISMATCHED,
+    MISPLACED,
+    UNCHAINED,
+    integrity_problem,
+    placement_problem,
+    reason_of,
+)
 from ledgerflow.projections.writer import Refusal
+from ledgerflow.topics import CONVERSATION_EVENTS
+from tests.unit.projections.test_conditions import decision
 
 KEYS = Keys("lf:unit:")
 T0 = 1_700_000_000_000_000
@@ -192,3 +210,66 @@ def test_without_a_head_only_the_chain_s_first_record_links() -> None:
     result = space.apply(project(second, at(1), KEYS))
     assert result.refused == [Refusal(f"{TOPIC}:0", 1, "bad-genesis")]
     assert KEYS.training(TENANT) not in space.data
+
+
+PLACED = Placements(3)
+HOME = placement(TENANT.encode(), 3)
+ELSEWHERE = (HOME + 1) % 3
+
+
+def test_a_training_outcome_outside_its_tenant_s_partition_is_refused_before_projection() -> None:
+    linked = disable(2, 2, head_after(enable(1, 1, None)), actor="intruder")  # links, hashes right
+    assert integrity_problem(linked) is None
+    assert placement_problem(linked, HOME, PLACED) is None
+    for partition in (p for p in range(4) if p != HOME):
+        problem = placement_problem(linked, partition, PLACED)
+        assert problem is not None and reason_of(problem) == MISPLACED, problem
+        assert f"belongs in partition {HOME} of 3, not {partition}" in problem, problem
+    unknown = placement_problem(linked, HOME, None)  # no layout known: nothing is trusted
+    assert unknown is not None and reason_of(unknown) == MISPLACED, unknown
+
+
+def test_other_records_are_not_checked_for_their_tenant_s_partition() -> None:
+    assert placement_problem(decision(1, None), ELSEWHERE, PLACED) is None
+
+
+def _records(partition: int, events: list[Event]) -> list[ConsumerRecord[bytes, bytes]]:
+    return [
+        ConsumerRecord(TOPIC, partition, offset, 0, 0, TENANT.encode(), codec.encode(e), None, 0, 0, [])
+        for offset, e in enumerate(events)
+    ]
+
+
+def test_a_rebuild_skips_a_linked_outcome_read_first_from_another_partition() -> None:
+    """The forgery is read before the tenant's next genuine outcome: the old rebuild (and live
+    projector) made it the tenant's head (disabled by the intruder) and quarantined the genuine
+    disable as a broken link."""
+    first = enable(1, 1, None)
+    forged = disable(2, 2, head_after(first), actor="intruder")
+    genuine = disable(3, 2, head_after(first))
+    placements = {CONVERSATION_EVENTS: Placements(3), TOPIC: PLACED}
+    home = _records(HOME, [first, genuine])
+    stats, checkpoint = ReplayStats(), {}
+
+    def read(partition: int, records: list[ConsumerRecord[bytes, bytes]]) -> list[tuple[Event, Position]]:
+        tp = TopicPartition(TOPIC, partition)
+        return projectable(tp, records, 10, TOPIC, stats, checkpoint, placements)
+
+    fold, fold_stats, data = Fold(), FoldStats(), {}
+    for partition, records in (
+        (HOME, home[:1]),
+        (ELSEWHERE, _records(ELSEWHERE, [forged])),
+        (HOME, home[1:]),
+    ):
+        apply_writes(data, fold.records(read(partition, records), KEYS, fold_stats))
+    shown = status(data)
+    assert (shown["state"], shown["version"], shown["owner"], shown["reason"]) == (
+        "disabled",
+        "2",
+        "admin-1",
+        "done",
+    )
+    assert (stats.records, stats.quarantined, fold_stats.applied, fold_stats.refused) == (3, 1, 2, 0)
+    assert checkpoint == {f"{TOPIC}:{HOME}": 1, f"{TOPIC}:{ELSEWHERE}": 0}  # progress past it all
+    assert data[KEYS.training_chain(TENANT)] == {"tenant": f"2 {genuine.hash}"}
+    assert KEYS.training_quarantine(TENANT) not in data
