@@ -137,7 +137,7 @@ class DecisionCheck:
         header names (``input_offset``), decided with the pack, training state and model
         registry of the tenant's previous re-derived decision, gives ``value`` bit for bit;
         else None (decode it). Pass the record to ``feed`` next: it checks it as a decoded one,
-        and counts this re-derivation only if the record names that pack, state and registry.
+        and counts this re-derivation only if the record names that pack (first), state and registry.
 
         Bytes equal to ``codec.encode(record)`` decode to ``record``, so the record is what
         decoding would give; a decision costs its decode less (~12 µs of ~60)."""
@@ -279,7 +279,8 @@ class DecisionCheck:
         """None if ``record`` re-derives bit for bit with a pack it names (``candidates``), the
         training state and the model registry it records; else the finding. ``derived``: the
         record was already re-derived (``rederive_logged``) from ``source``, this chain's head
-        and the pack, state and registry there: it counts if they are the ones named here."""
+        and the pack, state and registry there: it counts if they are the ones named here and
+        the pack is the first candidate (the one the loop would try first)."""
         packs = self._packs.candidates(record.tenant, payload.rule_pack_version, payload.constitution_hash)
         head = self._heads.get(chain_key(record))
         if not packs:
@@ -297,7 +298,7 @@ class DecisionCheck:
                 derived is not None
                 and derived.training == training
                 and derived.models == models
-                and any(pack is derived.pack for pack in packs)
+                and packs[0] is derived.pack  # the pack the loop below tries first: the same outcome
             ):
                 self._verified(derived.record, derived.pack, training, models)
                 return None
