@@ -32,7 +32,7 @@ from typing import Any
 
 from ledgerflow.audit.report import Finding
 from ledgerflow.contracts import codec
-from ledgerflow.contracts.chain import ChainHead
+from ledgerflow.contracts.chain import ChainHead, decision_chain_key
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import MessageSubmitted, PolicyDecision
 from ledgerflow.errors import LedgerflowError
@@ -58,6 +58,17 @@ class PackBook:
             found.append(self.default)
         packs = [p for p in found if p is not None]
         return sorted(packs, key=lambda p: p.constitution_hash != constitution)
+
+
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """A decision record re-derived before its bytes were decoded (``rederive_logged``), and
+    the pack, training state and model registry it was derived with."""
+
+    record: Event
+    pack: RulePack
+    training: TrainingState
+    models: ModelCatalog
 
 
 @dataclass(slots=True)
@@ -93,6 +104,9 @@ class DecisionCheck:
         self._by_offset: dict[int, _Input] = {}
         self._heads: dict[str, ChainHead] = {}
         self._last_decided = -1
+        # tenant -> the pack, training state and registry its last decision re-derived with
+        self._last_used: dict[str, tuple[RulePack, TrainingState, ModelCatalog]] = {}
+        self._derived: _Derived | None = None
         self.dead_lettered: set[int] = set()
         """Input offsets of this partition the agent dead-lettered (set by the caller)."""
         self.rederived = False
@@ -118,6 +132,33 @@ class DecisionCheck:
             self.turns += 1
         deliveries.append(source)
 
+    def rederive_logged(self, value: bytes, input_offset: int | None) -> Event | None:
+        """The decision record in ``value`` without decoding it, when the input its ``lf-input``
+        header names (``input_offset``), decided with the pack, training state and model
+        registry of the tenant's previous re-derived decision, gives ``value`` bit for bit;
+        else None (decode it). Pass the record to ``feed`` next: it checks it as a decoded one,
+        and counts this re-derivation only if the record names that pack (first), state and registry.
+
+        Bytes equal to ``codec.encode(record)`` decode to ``record``, so the record is what
+        decoding would give; a decision costs its decode less (~12 µs of ~60)."""
+        self._derived = None
+        source = None if input_offset is None else self._by_offset.get(input_offset)
+        if source is None:
+            return None
+        used = self._last_used.get(source.event.tenant)
+        if used is None:
+            return None
+        pack, training, models = used
+        head = self._heads.get(decision_chain_key(source.event.tenant, source.event.subject))
+        try:
+            again = decide(source.event, source.value, pack, training, head, models)
+            if again is None or codec.encode(again) != value:
+                return None
+        except LedgerflowError:
+            return None  # decoded and fed as any other: the re-derivation there says why
+        self._derived = _Derived(again, pack, training, models)
+        return again
+
     def feed(
         self, at: Position, record: Event, value: bytes, input_offset: int | None = None
     ) -> list[Finding]:
@@ -125,6 +166,9 @@ class DecisionCheck:
 
         ``input_offset``: the decision's ``lf-input`` header (the input offset it answers)."""
         self.rederived = False
+        derived, self._derived = self._derived, None
+        if derived is not None and derived.record is not record:
+            derived = None
         payload = record.payload
         if not isinstance(payload, PolicyDecision):
             return [_finding("forged", at, record.subject, f"a {record.type} record is not a decision")]
@@ -154,7 +198,7 @@ class DecisionCheck:
         source.decided = at
         self._last_decided = max(self._last_decided, source.at.offset)
         found = self._check_inputs(at, record, payload, source)
-        mismatch = self._rederive(at, record, payload, source, value)
+        mismatch = self._rederive(at, record, payload, source, value, derived)
         return found if mismatch is None else [*found, mismatch]
 
     def finish(self) -> list[Finding]:
@@ -195,6 +239,7 @@ class DecisionCheck:
         self._inputs.clear()
         self._by_offset.clear()
         self._heads.clear()
+        self._derived = None
         self.dead_lettered = set()
         self._last_decided = -1
         return found
@@ -223,8 +268,19 @@ class DecisionCheck:
         return found
 
     def _rederive(
-        self, at: Position, record: Event, payload: PolicyDecision, source: _Input, value: bytes
+        self,
+        at: Position,
+        record: Event,
+        payload: PolicyDecision,
+        source: _Input,
+        value: bytes,
+        derived: _Derived | None = None,
     ) -> Finding | None:
+        """None if ``record`` re-derives bit for bit with a pack it names (``candidates``), the
+        training state and the model registry it records; else the finding. ``derived``: the
+        record was already re-derived (``rederive_logged``) from ``source``, this chain's head
+        and the pack, state and registry there: it counts if they are the ones named here and
+        the pack is the first candidate (the one the loop would try first)."""
         packs = self._packs.candidates(record.tenant, payload.rule_pack_version, payload.constitution_hash)
         head = self._heads.get(chain_key(record))
         if not packs:
@@ -238,14 +294,20 @@ class DecisionCheck:
         try:
             training = TrainingState(payload.training_enabled, payload.training_version)
             models = self._catalog(record.tenant, payload.models_version)
+            if (
+                derived is not None
+                and derived.training == training
+                and derived.models == models
+                and packs[0] is derived.pack  # the pack the loop below tries first: the same outcome
+            ):
+                self._verified(derived.record, derived.pack, training, models)
+                return None
             for pack in packs:
                 again = decide(source.event, source.value, pack, training, head, models)
                 if again is None:
                     break
                 if codec.encode(again) == value:
-                    self._heads[chain_key(record)] = head_after(again)
-                    self.verified += 1
-                    self.rederived = True
+                    self._verified(again, pack, training, models)
                     return None
                 attempts.append(again)
         except LedgerflowError as exc:
@@ -261,6 +323,13 @@ class DecisionCheck:
             record.subject,
             "does not re-derive bit for bit: " + describe_difference(record, attempts[0]),
         )
+
+    def _verified(self, again: Event, pack: RulePack, training: TrainingState, models: ModelCatalog) -> None:
+        """``again`` re-derived the record bit for bit: its chain goes on from it."""
+        self._heads[chain_key(again)] = head_after(again)
+        self._last_used[again.tenant] = (pack, training, models)
+        self.verified += 1
+        self.rederived = True
 
     def _follow_recorded(self, record: Event) -> None:
         """No re-derivation: continue the chain from the record as written, if it has chain fields."""

@@ -12,7 +12,8 @@
    call after the batch's entity calls, so the live space is read while step 2 runs; on a
    Redis Cluster the calls of a batch run on the masters in parallel and the checkpoint can
    land a moment before an entity's write on another master, so the live space is read after
-   step 2 (seconds later), as is the scratch space.
+   step 2 (seconds later). The scratch space is read as soon as step 2 is done, beside the
+   live read and the log checks that may still run (not after them).
 4. Entities the live projection moved on with while we read: catch the scratch space up
    to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
    them again (at most ``ROUNDS`` times).
@@ -235,13 +236,13 @@ async def _run(
                     ).items()
                 }
                 replaying = replay(settings, redis, scratch_keys, until, update, start=start)
+            rebuilt = _then_read(replaying, scratch)  # Step 3 for the scratch space once it is rebuilt
             if is_cluster_client(redis):  # Step 3 for the live space after it (see the module doc)
-                stats = await replaying
+                stats = await rebuilt
                 await live.load()
             else:  # Step 3 for the live space meanwhile
-                stats, _ = await run_both(replaying, live.load())
+                stats, _ = await run_both(rebuilt, live.load())
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
-        await scratch.load()
         pending = await _compare(live, scratch, report, pending)
         if not pending:
             break
@@ -250,6 +251,15 @@ async def _run(
             f"{len(pending)} read-model entities kept changing while audited and were not "
             "compared: audit again when traffic is quiet"
         )
+
+
+async def _then_read(replaying: Awaitable[T], scratch: _Space) -> T:
+    """The replay's result, the scratch space read right after it: on one Redis while the
+    live space is still being read, and this process still checks the logs (both share its
+    event loop), instead of after both."""
+    stats = await replaying
+    await scratch.load()
+    return stats
 
 
 async def run_both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:

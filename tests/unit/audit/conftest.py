@@ -29,6 +29,7 @@ class Entry:
     at: Position
     event: Event
     value: bytes
+    input_offset: int | None = None  # a decision's ``lf-input`` header: the input offset it answers
 
 
 @dataclass
@@ -59,20 +60,24 @@ class HandLog:
         )
         assert record is not None
         self.heads[source.event.subject] = head_after(record)
-        return self.append_decision(record)
+        return self.append_decision(record, input_offset=source.at.offset)
 
-    def append_decision(self, record: Event, value: bytes | None = None) -> Entry:
+    def append_decision(
+        self, record: Event, value: bytes | None = None, input_offset: int | None = None
+    ) -> Entry:
         entry = Entry(
             Position(DECISIONS, 0, len(self.decisions)),
             record,
             codec.encode(record) if value is None else value,
+            input_offset,
         )
         self.decisions.append(entry)
         return entry
 
     def replace_decision(self, index: int, record: Event) -> Entry:
         """The decision at ``index`` swapped for ``record`` at the same offset (an altered copy)."""
-        entry = Entry(self.decisions[index].at, record, codec.encode(record))
+        old = self.decisions[index]
+        entry = Entry(old.at, record, codec.encode(record), old.input_offset)
         self.decisions[index] = entry
         return entry
 

@@ -4,6 +4,9 @@ their own record position; an untouched log passes."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+
+import pytest
 
 from ledgerflow.audit.decisions import DecisionCheck, PackBook, describe_difference
 from ledgerflow.contracts import codec
@@ -13,13 +16,32 @@ from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.policy import TrainingState
 
 
-def run(check: DecisionCheck, log) -> list:
+def decoded(check: DecisionCheck, log) -> list:
+    """Every decision decoded and fed with its input offset."""
     for entry in log.inputs:
         check.add_input(entry.at, entry.event, entry.value)
     found = []
     for entry in log.decisions:
-        found += check.feed(entry.at, entry.event, entry.value)
+        found += check.feed(entry.at, codec.decode(entry.value), entry.value, entry.input_offset)
     return found + check.finish()
+
+
+def rederived_first(check: DecisionCheck, log) -> list:
+    """As ``audit/logchecks.py`` feeds them: a decision re-derived from its bytes' input with the
+    previous decision's pack and states (``rederive_logged``), decoded only when that differs."""
+    for entry in log.inputs:
+        check.add_input(entry.at, entry.event, entry.value)
+    found = []
+    for entry in log.decisions:
+        record = check.rederive_logged(entry.value, entry.input_offset) or codec.decode(entry.value)
+        found += check.feed(entry.at, record, entry.value, entry.input_offset)
+    return found + check.finish()
+
+
+@pytest.fixture(params=[decoded, rederived_first], ids=["decoded", "rederived-first"])
+def run(request: pytest.FixtureRequest) -> Callable[[DecisionCheck, object], list]:
+    """Each check runs both ways: what it finds must not depend on which."""
+    return request.param
 
 
 def conversation(log, turns: int = 3, conv: str = "c-1") -> None:
@@ -27,7 +49,7 @@ def conversation(log, turns: int = 3, conv: str = "c-1") -> None:
         log.decide(log.turn(conv, f"question {n}"))
 
 
-def test_an_untouched_log_re_derives_every_decision(hand_log, packs: PackBook) -> None:
+def test_an_untouched_log_re_derives_every_decision(run, hand_log, packs: PackBook) -> None:
     conversation(hand_log, 3, "c-1")
     conversation(hand_log, 2, "c-2")
     check = DecisionCheck(packs, {})
@@ -36,7 +58,7 @@ def test_an_untouched_log_re_derives_every_decision(hand_log, packs: PackBook) -
 
 
 def test_an_altered_outcome_is_located_and_the_next_decision_still_verifies(
-    hand_log, packs, with_payload
+    run, hand_log, packs, with_payload
 ) -> None:
     conversation(hand_log, 3)
     original = hand_log.decisions[1].event
@@ -50,7 +72,9 @@ def test_an_altered_outcome_is_located_and_the_next_decision_still_verifies(
     assert check.verified == 2
 
 
-def test_a_forged_decision_with_no_input_is_reported_where_it_sits(hand_log, packs, with_payload) -> None:
+def test_a_forged_decision_with_no_input_is_reported_where_it_sits(
+    run, hand_log, packs, with_payload
+) -> None:
     conversation(hand_log, 2)
     genuine = hand_log.decisions[0].event
     fake_input = "00000000-0000-4000-8000-0000000000ff"
@@ -65,7 +89,7 @@ def test_a_forged_decision_with_no_input_is_reported_where_it_sits(hand_log, pac
     assert fake_input in found[0].detail
 
 
-def test_a_turn_without_decision_before_a_decided_one_is_missing_at_the_input(hand_log, packs) -> None:
+def test_a_turn_without_decision_before_a_decided_one_is_missing_at_the_input(run, hand_log, packs) -> None:
     first = hand_log.turn("c-1", "hello")
     lost = hand_log.turn("c-2", "is anyone there")
     hand_log.decide(first)
@@ -76,7 +100,7 @@ def test_a_turn_without_decision_before_a_decided_one_is_missing_at_the_input(ha
     ]
 
 
-def test_turns_after_the_last_decided_one_are_pending_not_missing(hand_log, packs) -> None:
+def test_turns_after_the_last_decided_one_are_pending_not_missing(run, hand_log, packs) -> None:
     hand_log.decide(hand_log.turn("c-1", "hello"))
     hand_log.turn("c-1", "not decided yet")
     check = DecisionCheck(packs)
@@ -84,7 +108,7 @@ def test_turns_after_the_last_decided_one_are_pending_not_missing(hand_log, pack
     assert check.pending == 1
 
 
-def test_a_second_decision_for_one_turn_is_a_duplicate(hand_log, packs) -> None:
+def test_a_second_decision_for_one_turn_is_a_duplicate(run, hand_log, packs) -> None:
     conversation(hand_log, 2)
     again = hand_log.decisions[1]
     hand_log.append_decision(again.event, again.value)
@@ -93,7 +117,7 @@ def test_a_second_decision_for_one_turn_is_a_duplicate(hand_log, packs) -> None:
     assert "policy.decisions[0]@1" in found[0].detail
 
 
-def test_an_input_hash_that_differs_is_reported(hand_log, packs) -> None:
+def test_an_input_hash_that_differs_is_reported(run, hand_log, packs) -> None:
     conversation(hand_log, 1)
     source = hand_log.inputs[0]
     tampered = dataclasses.replace(
@@ -104,14 +128,14 @@ def test_an_input_hash_that_differs_is_reported(hand_log, packs) -> None:
     assert kinds == {"decision.input-hash", "decision.altered"}
 
 
-def test_a_pack_version_never_published_cannot_be_re_derived(hand_log, packs, with_payload) -> None:
+def test_a_pack_version_never_published_cannot_be_re_derived(run, hand_log, packs, with_payload) -> None:
     conversation(hand_log, 1)
     hand_log.replace_decision(0, with_payload(hand_log.decisions[0].event, rule_pack_version=7))
     found = run(DecisionCheck(packs), hand_log)
     assert [f.kind for f in found] == ["decision.pack-missing"]
 
 
-def test_a_training_state_absent_from_training_audit_is_reported(hand_log, packs) -> None:
+def test_a_training_state_absent_from_training_audit_is_reported(run, hand_log, packs) -> None:
     hand_log.decide(hand_log.turn("c-1", "hi"), TrainingState(True, 3))
     assert [f.kind for f in run(DecisionCheck(packs, {("acme", 3): True}), hand_log)] == []
     found = run(DecisionCheck(packs, {("acme", 3): False}), hand_log)
@@ -125,3 +149,26 @@ def test_describe_difference_names_fields_and_puts_hashes_last(hand_log, with_pa
     changed = with_payload(record, score=2.5)
     text = describe_difference(changed, record)
     assert text.startswith("payload.score: recorded 2.5, re-derived 0")
+
+
+def test_a_decision_like_the_previous_one_is_re_derived_from_its_bytes_alone(
+    hand_log, packs, with_payload
+) -> None:
+    """``rederive_logged`` gives the record the bytes decode to, once the tenant's first decision
+    named the pack and states; a changed byte or another training state is decoded instead."""
+    conversation(hand_log, 3)
+    hand_log.decide(hand_log.turn("c-1", "training on now"), TrainingState(True, 3))
+    hand_log.decide(hand_log.turn("c-1", "altered"), TrainingState(True, 3))
+    hand_log.replace_decision(4, with_payload(hand_log.decisions[4].event, outcome="deny"))
+    check = DecisionCheck(packs, {("acme", 3): True})
+    for entry in hand_log.inputs:
+        check.add_input(entry.at, entry.event, entry.value)
+    derived = []
+    for entry in hand_log.decisions:
+        record = check.rederive_logged(entry.value, entry.input_offset)
+        derived.append(record is not None)
+        if record is not None:
+            assert record == codec.decode(entry.value)
+        check.feed(entry.at, record or codec.decode(entry.value), entry.value, entry.input_offset)
+    assert derived == [False, True, True, False, False]
+    assert check.verified == 4  # the altered one does not re-derive either way

@@ -43,6 +43,18 @@ def test_digests_tell_apart_what_concatenation_would_merge() -> None:
     assert digest("none", None) == digest("none", None)
 
 
+def test_digests_do_not_depend_on_which_objects_hold_the_content() -> None:
+    """One bytes object twice digests as two equal ones (no back-reference in what is hashed),
+    and a bytes value, a list of it and a string of the same text stay apart."""
+    digest = digests.reply_digest
+    shared = b"open"
+    copies = [bytes(bytearray(b"open")), bytes(bytearray(b"open"))]
+    assert digest("list", [shared, shared]) == digest("list", copies)
+    assert digest("hash", [b"a", shared, b"b", shared]) == digest("hash", [b"a", copies[0], b"b", copies[1]])
+    assert digest(b"hash".decode(), [b"a", b"1"]) == digest("hash", [b"a", b"1"])
+    assert len({digest("string", b"x"), digest("string", "x"), digest("list", [b"x"])}) == 3
+
+
 def test_equal_spaces_have_no_divergence() -> None:
     keys = {CONV: "d1", CONV + ":turns": "d2"}
     result = compare_entity(CONV, keys, dict(keys), FENCE, dict(FENCE))
