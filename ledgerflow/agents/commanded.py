@@ -56,6 +56,7 @@ from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.outcome_trust import untrusted_reason
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError
+from ledgerflow.kafka.placement import MISROUTED
 from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.versioned import stamp
 
@@ -73,6 +74,20 @@ class Tenanted(Protocol):
 State = TypeVar("State")
 Command = TypeVar("Command", bound=Tenanted)
 Change = TypeVar("Change", bound=Tenanted)
+
+
+def subject_not_tenant(command: Event) -> str | None:
+    """Pure: the dead-letter reason of a command whose subject (its key) is not its tenant, else
+    None. A command is placed by its key and answered in that partition, while its tenant's state,
+    chain and outcomes live in the tenant's partition (where readers and the projection take them
+    from, ``kafka/placement.misplaced_reason``): a command keyed otherwise, written straight to
+    Kafka, would be decided against a copy of the tenant's state elsewhere."""
+    if command.subject == command.tenant:
+        return None
+    return (
+        f"{MISROUTED}: a command's key and subject must be its tenant {command.tenant!r}, not "
+        f"{command.subject[:100]!r}: the tenant's state lives in the tenant's partition"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +306,10 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             event = decode_input(msg.value, msg.key, kind.commands)
         except DecodeError as exc:
             letters.append(dead_letter_of(msg, exc.reason, kind.name, kind.commands))
+            return []
+        not_tenant = subject_not_tenant(event)
+        if not_tenant is not None:
+            letters.append(dead_letter_of(msg, not_tenant, kind.name, kind.commands))
             return []
         command_id = command_id_of(event)
         first = known.answered.get(command_id)

@@ -80,9 +80,9 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     # projected nor counted (kafka/placement.py), under the pinned count. Training outcomes outside
     # their tenant's partition: quarantined by the projector (projections/verify.py).
     placements = Placements(pinned.counts[CONVERSATION_EVENTS])
-    outcomes = pinned.count_of(TRAINING_AUDIT)  # its command topic's: co-partitioned
-    placed = {CONVERSATION_EVENTS: placements}
-    placed |= {TRAINING_AUDIT: Placements(outcomes)} if outcomes is not None else {}
+    # An outcome is written into its command's partition: placed under the command topic's count,
+    # which every pin holds (``guard_of(TRAINING_COMMANDS)`` below needs it too), as the rebuilds do.
+    placed = {CONVERSATION_EVENTS: placements, TRAINING_AUDIT: Placements(pinned.counts[TRAINING_COMMANDS])}
 
     def guard_of(base: str) -> layout.PartitionGuard:
         count = layout.recent(lambda: layout.count_now(settings, base))

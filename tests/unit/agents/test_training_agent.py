@@ -145,6 +145,19 @@ def test_poison_commands_are_dead_lettered_and_the_rest_answered() -> None:
     ], codes
 
 
+def test_a_command_keyed_by_another_subject_than_its_tenant_is_dead_lettered_not_decided() -> None:
+    """Placed by its key ``acme-ops``, answered there, it was decided against a copy of acme's
+    state in the wrong partition, and its outcome was one every reader refuses as misplaced."""
+    world = World()
+    elsewhere = dataclasses.replace(command(1), subject="acme-ops")
+    sent = world.send(elsewhere, command(2))
+    world.handle(sent)
+    assert world.outcomes() == [("TrainingEnabled", "acme")]  # command 2's: the first decided nothing
+    assert [w.input_offset for w in world.output.partitions[0]] == [1]
+    assert [(d.offset, d.reason_code) for d in world.letters.sent] == [(0, "misrouted")]
+    assert "must be its tenant 'acme', not 'acme-ops'" in world.letters.sent[0].reason
+
+
 @pytest.mark.parametrize("ttl", [-1, 0, -(2**63), 2**62])
 def test_a_hostile_ttl_is_recorded_as_a_rejection_and_enables_nothing(ttl: int) -> None:
     world = World()
