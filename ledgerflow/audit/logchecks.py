@@ -35,6 +35,7 @@ from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
 from ledgerflow.audit.models import ModelsCheck
 from ledgerflow.audit.packs import PackSignatures
+from ledgerflow.audit.placement import misplaced_outcome
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.sources import Horizon, LogReader
 from ledgerflow.audit.training import TrainingCheck
@@ -49,7 +50,7 @@ from ledgerflow.envnumbers import env_number
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.logs import RawRecord
-from ledgerflow.kafka.placement import Placements, pinned_placements
+from ledgerflow.kafka.placement import Placements, pinned_placements, pinned_placements_of
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
 from ledgerflow.policy import RulePack, TrainingState
@@ -131,6 +132,8 @@ async def _replay(run: _Run, settings: Settings) -> None:
     run.lookup = PolicyTrust.of(settings).lookup
     if run.names[CONVERSATION_EVENTS] in run.horizon:
         run.placements = await pinned_placements(settings, CONVERSATION_EVENTS)
+    outcomes = [b for b in (TRAINING_AUDIT, MODELS_AUDIT) if run.names[b] in run.horizon]
+    run.outcome_placements = await pinned_placements_of(settings, outcomes) if outcomes else {}
     book = await run.packs()  # Step 2.
     training = await run.training()  # Step 3.
     models = await run.models()
@@ -170,6 +173,8 @@ class _Run:
         self.usage = UsageCheck(window_config_from(os.environ))
         # Turns outside their conversation's partition: the usage agent does not count them either.
         self.placements: Placements | None = None
+        # Outcomes outside their tenant's partition: neither the readers nor the projection take them.
+        self.outcome_placements: dict[str, Placements] = {}
         self.lookup: KeyLookup | None = None
         self.signatures = PackSignatures()
         self.history: dict[tuple[str, int], RulePack] = {}
@@ -238,9 +243,14 @@ class _Run:
         if self.names[TRAINING_AUDIT] not in self.horizon:
             return None
         check = TrainingCheck()
+        placed = self.outcome_placements.get(TRAINING_AUDIT)
         for p in self.partitions(TRAINING_AUDIT):
             async for raw, event in self.records(TRAINING_AUDIT, p):
                 at = _at(raw)
+                misplaced = misplaced_outcome("training", at, event, placed)
+                if misplaced is not None:
+                    self.report.add(misplaced)
+                    continue
                 self.report.add(self.chains.feed(at, event))
                 self.report.add(check.feed(at, event))
                 answered = input_offset_of(raw.headers)
@@ -255,11 +265,17 @@ class _Run:
     async def models(self) -> ModelsCheck:
         """``models.audit``: chains, legal transitions, and every registry version for step 6."""
         check = ModelsCheck()
+        placed = self.outcome_placements.get(MODELS_AUDIT)
         if self.names[MODELS_AUDIT] in self.horizon:
             for p in self.partitions(MODELS_AUDIT):
                 async for raw, event in self.records(MODELS_AUDIT, p):
-                    self.report.add(self.chains.feed(_at(raw), event))
-                    self.report.add(check.feed(_at(raw), event))
+                    at = _at(raw)
+                    misplaced = misplaced_outcome("models", at, event, placed)
+                    if misplaced is not None:
+                        self.report.add(misplaced)
+                        continue
+                    self.report.add(self.chains.feed(at, event))
+                    self.report.add(check.feed(at, event))
             self.report.count("model registry records", check.records)
         return check
 

@@ -9,7 +9,8 @@ whatever partition a record came from, so the forgery, read first, was projected
 showed disabled, version 2, owner ``intruder``) and the admin's genuine disable afterwards was
 quarantined as a ``broken-link``. Now the projector dead-letters it (``chain-misplaced``) before
 projection, the genuine disable shows, and the fresh and parallel rebuilds write the same status,
-chain head, quarantine and fences as the live projector.
+chain head, quarantine and fences as the live projector; the audit names it ``training.misplaced``
+and nothing else on ``training.audit``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from ledgerflow.audit.cli import run_audit
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.eventhash import link_event
@@ -94,3 +96,11 @@ def test_a_linked_training_outcome_in_another_partition_is_quarantined_live_and_
     assert ours["status"][b"version"] == b"2" and ours["status"][b"owner"] != b"intruder"
     assert fresh == ours, "the fresh rebuild's training read model differs from the live one"
     assert parallel == ours, "the parallel rebuild's training read model differs from the live one"
+
+    # The audit names the forgery once and folds the tenant's chain without it: no fork, and the
+    # genuine disable after it is no `training.illegal` (it was, stepping onto the forged state).
+    report = asyncio.run(run_audit(settings, projections=False, progress=False))
+    on_training = [f for f in report.findings if f.topic == topic]
+    assert [(f.kind, f.partition, f.offset) for f in on_training] == [
+        ("training.misplaced", elsewhere, forged_raw.offset)
+    ], on_training
