@@ -30,7 +30,7 @@ from ledgerflow.stack import manage, rediscluster
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, read_pid_file, record, stop
 from ledgerflow.topics import POLICY_RULES, TopicSpec, all_topics
-from tests.support.privatestack import free_port_pair
+from tests.support.privatestack import free_port_pair, free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -415,7 +415,9 @@ def test_a_single_redis_running_beside_a_stopped_clusters_directories_is_what_th
     """`stack up`, `status` and `down` take the Redis layout from here without --[no-]redis-cluster:
     the stale redis-1 … redis-6 of an earlier `stack up --redis-cluster` made them take the state
     dir for a cluster's (and `up` start one) while the single Redis ran."""
-    port = free_port_pair()
+    # The layout read from redis-1 … redis-6 is a cluster's at port … port + 5, whose bus ports must
+    # fit too: a free port above 55,530 was refused before the test began (a CI run drew 56753).
+    port = free_port_run(rediscluster.NODE_COUNT, highest=rediscluster.MAX_PORT, also=rediscluster.BUS_OFFSET)
     settings = Settings(
         state_dir=tmp_path,
         kafka_bootstrap=f"127.0.0.1:{free_port_pair()}",
