@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from ledgerflow.audit.cli import run_audit
 from ledgerflow.config import Settings
@@ -26,19 +25,16 @@ from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.dlq import read_dead_letters
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.policy.wire import head_after
-from ledgerflow.projections.fresh import FreshReplay
 from ledgerflow.projections.keys import Keys
-from ledgerflow.projections.parallel import replay_parallel
 from ledgerflow.topics import TRAINING_AUDIT
 from tests.integration.test_forged_reference import _audit, _post, _send, forged_disable
 from tests.integration.test_forged_training_projection import (
     _projected_up_to,
-    _redis,
     _status,
-    _training_keys,
     _wait,
+    genuine_disable_shows,
+    live_and_rebuilt,
 )
-from tests.integration.test_projection_writer import drop, new_keys
 from tests.support.processes import Process
 
 TENANT = "ft-acme"  # the helpers' tenant (_training_keys)
@@ -73,25 +69,8 @@ def test_a_linked_training_outcome_in_another_partition_is_quarantined_live_and_
     assert letter.reason_code == "chain-misplaced" and letter.agent == "read-models", letter.reason
     assert f"belongs in partition {home} of {count}, not {elsewhere}" in letter.reason, letter.reason
 
-    disabled = _post(edge, admin, "/v1/training/disable", {"reason": "done"})
-    assert disabled.status_code == 200, disabled.text
-    assert (disabled.json()["outcome"], disabled.json()["version"]) == ("TrainingDisabled", 2)
-    _wait("the genuine disable in the status", lambda: _status(edge, admin)["version"] == 2, worker)
-    shown = _status(edge, admin)
-    assert (shown["state"], shown["reason"]) == ("disabled", "done")
-    assert shown["owner"] == genuine["owner"] != "intruder"
-
-    async def rebuilt(redis: Any) -> tuple[Any, Any, Any]:
-        fresh, parallel = new_keys(), new_keys()
-        try:
-            await FreshReplay(settings, redis, fresh).run()
-            await replay_parallel(settings, redis, parallel, processes=2)
-            ours = await _training_keys(redis, live)
-            return ours, await _training_keys(redis, fresh), await _training_keys(redis, parallel)
-        finally:
-            await drop(redis, fresh, parallel)
-
-    ours, fresh, parallel = _redis(settings, rebuilt)
+    genuine_disable_shows(edge, admin, worker, genuine)
+    ours, fresh, parallel = live_and_rebuilt(settings, live)
     assert ours["quarantine"] == {}, ours["quarantine"]  # the genuine disable linked
     assert ours["status"][b"version"] == b"2" and ours["status"][b"owner"] != b"intruder"
     assert fresh == ours, "the fresh rebuild's training read model differs from the live one"
