@@ -247,9 +247,7 @@ class _Run:
         for p in self.partitions(TRAINING_AUDIT):
             async for raw, event in self.records(TRAINING_AUDIT, p):
                 at = _at(raw)
-                misplaced = misplaced_outcome("training", at, event, placed)
-                if misplaced is not None:
-                    self.report.add(misplaced)
+                if self.left_out("training", at, event, placed):
                     continue
                 self.report.add(self.chains.feed(at, event))
                 self.report.add(check.feed(at, event))
@@ -262,6 +260,13 @@ class _Run:
         self.report.count("training records", check.records)
         return check
 
+    def left_out(self, check: str, at: Position, event: Event, placed: Placements | None) -> bool:
+        """Whether ``event`` is an outcome outside its tenant's partition (``audit/placement.py``):
+        named once, and left out of the chains and the fold."""
+        finding = misplaced_outcome(check, at, event, placed)
+        self.report.add(finding)
+        return finding is not None
+
     async def models(self) -> ModelsCheck:
         """``models.audit``: chains, legal transitions, and every registry version for step 6."""
         check = ModelsCheck()
@@ -270,9 +275,7 @@ class _Run:
             for p in self.partitions(MODELS_AUDIT):
                 async for raw, event in self.records(MODELS_AUDIT, p):
                     at = _at(raw)
-                    misplaced = misplaced_outcome("models", at, event, placed)
-                    if misplaced is not None:
-                        self.report.add(misplaced)
+                    if self.left_out("models", at, event, placed):
                         continue
                     self.report.add(self.chains.feed(at, event))
                     self.report.add(check.feed(at, event))
