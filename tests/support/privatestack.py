@@ -25,12 +25,23 @@ def free_port_pair() -> int:
     return free_port_run(2)
 
 
+def _free_port_besides(taken: set[int]) -> int:
+    """A free port not in ``taken``: a free port is only probed, not held, so two asked one after
+    the other may be the same (a CI run gave Kafka and Redis both 37921)."""
+    while (port := free_port()) in taken:
+        pass
+    taken.add(port)
+    return port
+
+
 def private_settings(state_dir: Path, **overrides: str) -> Settings:
-    """Settings for a private stack in ``state_dir`` on free ports (the edge's port too)."""
+    """Settings for a private stack in ``state_dir`` on free ports, all distinct (the edge's too)."""
+    kafka = free_port_pair()
+    taken = {kafka, kafka + 1}
     base = Settings(
-        kafka_bootstrap=f"127.0.0.1:{free_port_pair()}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        http=f"127.0.0.1:{free_port()}",
+        kafka_bootstrap=f"127.0.0.1:{kafka}",
+        redis_url=f"redis://127.0.0.1:{_free_port_besides(taken)}/0",
+        http=f"127.0.0.1:{_free_port_besides(taken)}",
         state_dir=state_dir,
     )
     return base.with_overrides(**overrides) if overrides else base
