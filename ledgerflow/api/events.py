@@ -61,7 +61,7 @@ CONVERSATION_TYPES = frozenset({"ConversationStarted", "MessageSubmitted", "Conv
     ),
     responses={
         "202": json_response(ref("IngestAck"), "In the log"),
-        **problems(400, 409, 413, *AUTHED, 422),
+        **problems(400, 409, 408, 413, *AUTHED, 422),
     },
 )
 async def ingest(request: Request) -> JSONResponse:

@@ -1,14 +1,21 @@
 """Limits on the edge: request-target size, header count and size, body size, per-tenant request rate,
-per-tenant ``/v1/evaluate`` rate and per-tenant concurrent SSE streams.
+per-tenant ``/v1/evaluate`` rate, per-tenant concurrent SSE streams, and how long a client may take
+to send a request's head and its body.
 
-Every refusal is a problem+json with a clear status (413, 414, 431, 429 + ``Retry-After``) and
-is counted in ``ledgerflow_edge_limited_total{limit}``, whose label takes only the values
-of ``LIMIT_NAMES``. State is in memory, per edge process (N edges allow N times the rate).
+Every refusal is a problem+json with a clear status (408 + ``Connection: close``, 413, 414, 431,
+429 + ``Retry-After``) and is counted in ``ledgerflow_edge_limited_total{limit}``, whose label takes
+only the values of ``LIMIT_NAMES``. A request head not received in time has no request to answer:
+its connection is closed (``api/protocol.py``) and counted as ``header_timeout``; so is one still
+trickling in a body the edge answered without reading (``body_timeout``). State is in memory, per
+edge process (N edges allow N times the rate).
 
 Configuration (environment of ``ledgerflow serve``; defaults in ``EdgeLimits``):
 ``LEDGERFLOW_RATE_PER_TENANT`` / ``LEDGERFLOW_RATE_BURST`` (requests/s and bucket size),
 ``LEDGERFLOW_EVALUATE_RATE_PER_TENANT`` / ``LEDGERFLOW_EVALUATE_BURST``,
-``LEDGERFLOW_SSE_PER_TENANT`` (open streams). ``0`` disables a rate limit.
+``LEDGERFLOW_SSE_PER_TENANT`` (open streams), ``LEDGERFLOW_HEADER_TIMEOUT_S`` /
+``LEDGERFLOW_BODY_TIMEOUT_S`` (seconds from a connection's opening or a request's first byte to its
+last header; from the first read of a body, or the answer to a request whose body is not read, to
+the body's end). ``0`` disables a rate limit; the deadlines cannot be turned off.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledgerflow.digits import ascii_digits
-from ledgerflow.envnumbers import env_number, env_whole
+from ledgerflow.envnumbers import DAY_S, env_number, env_whole
 from ledgerflow.errors import DomainError
 from ledgerflow.limits import MAX_BODY_BYTES
 from ledgerflow.metrics import EDGE_REGISTRY
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_HEADER_TIMEOUT_S",
     "LIMITED",
     "LIMIT_NAMES",
     "MAX_HEADERS",
@@ -51,7 +60,24 @@ MAX_TARGET_BYTES = 8 * 1024
 """Most bytes of the request target (path and query, as sent); more → 414. No route needs more,
 and every public path (the registry, the docs) would otherwise take any size up to the server's own
 cut-off, an unlabelled plain-text 400."""
-LIMIT_NAMES = ("body", "target", "headers", "rate", "evaluate", "sse", "audit")
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+"""Seconds from a connection's opening or a request's first byte until its request line and headers
+are complete; else the connection is closed (slowloris: one header byte every few seconds would hold
+it forever)."""
+DEFAULT_BODY_TIMEOUT_S = 10.0
+"""Seconds for a body the edge reads (``problems.read_body``), from its first read to its end; else 408.
+256 KiB (``MAX_BODY_BYTES``) in 10 s is about 26 KB/s, far below any client that is not stalling."""
+LIMIT_NAMES = (
+    "body",
+    "target",
+    "headers",
+    "rate",
+    "evaluate",
+    "sse",
+    "audit",
+    "body_timeout",
+    "header_timeout",
+)
 LIMITED = Counter(
     "ledgerflow_edge_limited_total", "Requests refused by an edge limit", ["limit"], registry=EDGE_REGISTRY
 )
@@ -60,7 +86,7 @@ for _name in LIMIT_NAMES:
 
 
 class LimitExceeded(DomainError):
-    """A request over an edge limit: ``status`` 413, 414, 429 or 431, ``retry_after`` for 429."""
+    """A request over an edge limit: ``status`` 408, 413, 414, 429 or 431, ``retry_after`` for 429."""
 
     def __init__(self, limit: str, status: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
@@ -80,6 +106,8 @@ class EdgeLimits:
     evaluate_rate_per_tenant: float = 20.0
     evaluate_burst: float = 40.0
     sse_per_tenant: int = 2000
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeLimits:
@@ -93,12 +121,20 @@ class EdgeLimits:
             ),
             evaluate_burst=_rate(env, "LEDGERFLOW_EVALUATE_BURST", base.evaluate_burst),
             sse_per_tenant=env_whole(env, "LEDGERFLOW_SSE_PER_TENANT", base.sse_per_tenant, 0),
+            header_timeout_s=_deadline(env, "LEDGERFLOW_HEADER_TIMEOUT_S", base.header_timeout_s),
+            body_timeout_s=_deadline(env, "LEDGERFLOW_BODY_TIMEOUT_S", base.body_timeout_s),
         )
 
 
 def _rate(env: Mapping[str, str], name: str, default: float) -> float:
     """A rate or burst: a finite number, 0 or more (0 turns the limit off)."""
     return env_number(env, name, default, 0, unit="a number")
+
+
+def _deadline(env: Mapping[str, str], name: str, default: float) -> float:
+    """A client deadline: seconds above 0, at most a day (there is no "off": a stalled client
+    would hold its connection forever)."""
+    return env_number(env, name, default, 0, DAY_S, low_open=True)
 
 
 @dataclass

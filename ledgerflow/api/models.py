@@ -63,7 +63,7 @@ _OUTCOME = {
         "Accepted: the registry's new version",
     ),
     "202": json_response(ref("Pending"), "No outcome in time", {"Location": {"schema": STR}}),
-    **problems(400, 413, *AUTHED, 409, 422),
+    **problems(400, 408, 413, *AUTHED, 409, 422),
 }
 _EXPECTED = nullable("integer", minimum=0)
 

@@ -51,7 +51,7 @@ on the edge; subscribers and auditors read decisions, they do not need to make t
             "The decision",
             spec.CONSTITUTION_HEADERS,
         ),
-        **spec.problems(400, 413, *spec.AUTHED, 422),
+        **spec.problems(400, 408, 413, *spec.AUTHED, 422),
     },
 )
 async def evaluate_dry_run(request: Request) -> JSONResponse:
@@ -123,7 +123,7 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
             ),
             "Published",
         ),
-        **spec.problems(400, 413, *spec.AUTHED, 422),
+        **spec.problems(400, 408, 413, *spec.AUTHED, 422),
     },
 )
 async def put_rules(request: Request) -> JSONResponse:

@@ -5,7 +5,7 @@
 | ``starlette.HTTPException``         | its own| its headers (e.g. ``Allow`` on 405)     |
 | ``BadRequest`` (malformed body)     | 400    |                                         |
 | ``ValidationError``                 | 422    |                                         |
-| ``LimitExceeded`` (api/limits.py)   | 413/429/431 | ``Retry-After`` on 429             |
+| ``LimitExceeded`` (api/limits.py)   | its own| 429: ``Retry-After``; 408: ``Connection: close`` |
 | ``InFlight`` (api/idempotency.py)   | 409    | ``Retry-After: 1``                      |
 | ``PreconditionFailed`` (constitution.py) | 412 | both hashes; ``Ledgerflow-Constitution`` |
 | ``AuthError``                       | 401/403| ``WWW-Authenticate: Bearer ...``        |
@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from starlette.responses import Response
 
 from ledgerflow.api.constitution import PreconditionFailed, header_of
 from ledgerflow.api.idempotency import InFlight
-from ledgerflow.api.limits import LimitExceeded, check_content_length
+from ledgerflow.api.limits import DEFAULT_BODY_TIMEOUT_S, EdgeLimits, LimitExceeded, check_content_length
 from ledgerflow.auth.exceptions import MissingCredentials
 from ledgerflow.errors import (
     AuthError,
@@ -130,8 +131,12 @@ def problem_for(exc: BaseException) -> Response:
             headers={"WWW-Authenticate": www_authenticate(exc)},
         )
     if isinstance(exc, LimitExceeded):
-        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
-        return problem(exc.status, status_title(exc.status), str(exc), headers=retry, limit=exc.limit)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+        if exc.status == 408:
+            # RFC 9110 §15.5.9: the server closes the connection; the client's rest of the body is
+            # not waited for (uvicorn would otherwise read and drop it for as long as it trickles in).
+            headers["Connection"] = "close"
+        return problem(exc.status, status_title(exc.status), str(exc), headers=headers, limit=exc.limit)
     if isinstance(exc, InFlight):
         return problem(409, status_title(409), str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, PreconditionFailed):
@@ -209,18 +214,37 @@ def exception_handlers() -> dict[Any, Any]:
     }
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES, timeout_s: float | None = None) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit``: from
-    ``Content-Length`` before reading anything, else while streaming (never read whole)."""
+    ``Content-Length`` before reading anything, else while streaming (never read whole); and with
+    408 if it is not all there within ``timeout_s`` (default: the edge's ``body_timeout_s``) of the
+    first read, however slowly it trickles in."""
     check_content_length(request.headers, limit)
+    seconds = body_timeout_of(request) if timeout_s is None else timeout_s
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise LimitExceeded("body", 413, f"body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise LimitExceeded("body", 413, f"body exceeds the {limit}-byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise LimitExceeded(
+            "body_timeout", 408, f"request body not received within {seconds:g} s ({size} bytes arrived)"
+        ) from None
     return b"".join(chunks)
+
+
+def body_timeout_of(request: Request) -> float:
+    """The edge's body deadline (``EdgeLimits.body_timeout_s``); the default outside an edge's lifespan."""
+    ctx = getattr(request.app.state, "ctx", None) if "app" in request.scope else None
+    limits: EdgeLimits | None = getattr(ctx, "limits", None)
+    return DEFAULT_BODY_TIMEOUT_S if limits is None else limits.body_timeout_s
 
 
 async def read_json(request: Request) -> dict[str, Any]:

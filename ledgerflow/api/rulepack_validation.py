@@ -67,7 +67,7 @@ def rule_errors(message: str) -> list[RuleError]:
             spec.obj(["valid", "constitution_hash"], valid={"const": True}, constitution_hash=spec.STR),
             "Valid",
         ),
-        **spec.problems(400, 413, *spec.AUTHED),
+        **spec.problems(400, 408, 413, *spec.AUTHED),
         "422": {
             "description": "Invalid; `errors` lists each problem with its rule id (null: the pack itself)",
             "content": {

@@ -78,7 +78,7 @@ SCHEMA_ID = {"name": "schema_id", "in": "path", "required": True, "schema": STR}
 def _op(
     operation_id: str, summary: str, response: dict[str, Any], *params: dict[str, Any], **more: Any
 ) -> Callable[[Handler], Handler]:
-    errors = problems(400, 413) if "requestBody" in more else {}
+    errors = problems(400, 408, 413) if "requestBody" in more else {}
     return operation(
         operation_id,
         summary=summary,

@@ -27,6 +27,8 @@ from uvicorn.config import LOGGING_CONFIG
 from ledgerflow import logformat
 from ledgerflow.api.app import create_app
 from ledgerflow.api.hub import CATCH_UP_SLOTS, CATCH_UP_STALL_S, DEFAULT_QUEUE
+from ledgerflow.api.limits import EdgeLimits
+from ledgerflow.api.protocol import edge_protocol
 from ledgerflow.config import Settings
 from ledgerflow.envnumbers import DAY_S, env_number, env_whole
 
@@ -129,6 +131,7 @@ class ApplyKnobs:
 
 def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> int:
     knobs = SseKnobs.from_env()
+    limits = EdgeLimits.from_env()
     json_logs = logformat.log_format() == "json"
     if json_logs:
         logformat.use_json()
@@ -142,6 +145,8 @@ def serve(settings: Settings, on_ready: Callable[[], None] | None = None) -> int
         log_config=None if json_logs else LOGGING_CONFIG,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         timeout_keep_alive=KEEP_ALIVE_S,
+        # h11 with deadlines on slow clients (api/protocol.py), also where httptools is installed.
+        http=edge_protocol(limits),
         access_log=False,
         lifespan="on",
     )

@@ -46,6 +46,8 @@ TITLES = {
     401: "Missing, malformed, expired or untrusted bearer token",
     403: "The token lacks a role, or names another tenant",
     404: "Not found (another tenant's data is indistinguishable from missing)",
+    408: "The body did not arrive within the edge's deadline (`limit`: `body_timeout`, "
+    "`LEDGERFLOW_BODY_TIMEOUT_S`); the edge closes the connection",
     409: "Refused by the domain (e.g. a training command rejected), or the same key still in flight",
     413: "The body is over the edge's size limit (`limit`: `body`)",
     412: "The tenant's constitution in force is not the one `Ledgerflow-If-Constitution` required: "
@@ -123,6 +125,8 @@ def problems(*codes: int) -> dict[str, Schema]:
             response["headers"] = CONSTITUTION_HEADERS
         if code == 401:
             response["headers"] = {"WWW-Authenticate": {"description": "RFC 6750 challenge", "schema": STR}}
+        if code == 408:
+            response["headers"] = {"Connection": {"description": "`close`", "schema": STR}}
         out[str(code)] = response
     return out
 

@@ -116,7 +116,7 @@ IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
             "No decision in time; it will appear in the read model",
             {"Location": {"schema": spec.STR}, **spec.CONSTITUTION_HEADERS},
         ),
-        **spec.problems(400, 409, 412, 413, *spec.AUTHED, 422),
+        **spec.problems(400, 409, 412, 408, 413, *spec.AUTHED, 422),
     },
 )
 async def step(request: Request) -> JSONResponse:

@@ -80,7 +80,7 @@ def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[
             "202": spec.json_response(
                 spec.ref("Pending"), "No outcome in time", {"Location": {"schema": spec.STR}}
             ),
-            **spec.problems(400, 413, *spec.AUTHED, 409, 422),
+            **spec.problems(400, 408, 413, *spec.AUTHED, 409, 422),
         },
     )
 

@@ -177,6 +177,8 @@ def test_unknown_worker_agent_is_a_usage_error_before_any_connection(
         (["serve"], {"LEDGERFLOW_READY_MAX_LAG": "lots"}),
         (["serve"], {"LEDGERFLOW_AUTH_REFUSALS_WINDOW_S": "1.5"}),
         (["serve"], {"LEDGERFLOW_REBUILD_PROCESSES": "0"}),  # POST /v1/audit rebuilds with it
+        (["serve"], {"LEDGERFLOW_HEADER_TIMEOUT_S": "0"}),  # no "off": a stalled client would stay
+        (["serve"], {"LEDGERFLOW_BODY_TIMEOUT_S": "nan"}),
         (["audit"], {"LEDGERFLOW_AUDIT_GRACE_S": "inf"}),
         (["projections", "rebuild"], {"LEDGERFLOW_REBUILD_PROCESSES": "-3"}),
     ],
@@ -187,6 +189,8 @@ def test_unknown_worker_agent_is_a_usage_error_before_any_connection(
         "serve-lag",
         "serve-refusals",
         "serve-rebuild",
+        "serve-header-timeout",
+        "serve-body-timeout",
         "audit-grace",
         "rebuild-processes",
     ],

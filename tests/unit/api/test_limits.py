@@ -3,6 +3,9 @@ body limit through a pure Starlette app (no Kafka or Redis)."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,6 +16,9 @@ from starlette.testclient import TestClient
 from ledgerflow.api.consistency import Position, parse_token
 from ledgerflow.api.edge_checks import refuse_client_producer
 from ledgerflow.api.limits import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    LIMIT_NAMES,
     LIMITED,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
@@ -25,7 +31,7 @@ from ledgerflow.api.limits import (
     header_violation,
     target_violation,
 )
-from ledgerflow.api.problems import exception_handlers, read_json
+from ledgerflow.api.problems import body_timeout_of, exception_handlers, problem_for, read_body, read_json
 from ledgerflow.errors import ValidationError
 from ledgerflow.limits import MAX_BODY_BYTES
 
@@ -99,6 +105,59 @@ def test_limits_from_env_validate_values() -> None:
         EdgeLimits.from_env({"LEDGERFLOW_SSE_PER_TENANT": "many"})
     with pytest.raises(ValidationError):
         EdgeLimits.from_env({"LEDGERFLOW_RATE_BURST": "-1"})
+
+
+def test_client_deadlines_from_env() -> None:
+    assert EdgeLimits.from_env({}).header_timeout_s == DEFAULT_HEADER_TIMEOUT_S == 10
+    assert EdgeLimits.from_env({}).body_timeout_s == DEFAULT_BODY_TIMEOUT_S == 10
+    tuned = EdgeLimits.from_env({"LEDGERFLOW_HEADER_TIMEOUT_S": "1.5", "LEDGERFLOW_BODY_TIMEOUT_S": "0.5"})
+    assert (tuned.header_timeout_s, tuned.body_timeout_s) == (1.5, 0.5)
+    for name in ("LEDGERFLOW_HEADER_TIMEOUT_S", "LEDGERFLOW_BODY_TIMEOUT_S"):
+        for bad in ("0", "-1", "nan", "inf", "soon", "86401"):  # no "off": a stalled client would stay
+            with pytest.raises(ValidationError, match=f"^{name}='{bad}': seconds above 0 and at most 86400"):
+                EdgeLimits.from_env({name: bad})
+
+
+def test_the_deadlines_have_their_own_limit_labels() -> None:
+    assert {"body_timeout", "header_timeout"} <= set(LIMIT_NAMES)
+
+
+def _trickling(chunks: int, every_s: float, headers: list[tuple[bytes, bytes]] | None = None) -> Request:
+    """A request whose body arrives one byte every ``every_s`` seconds, ``chunks`` bytes in all."""
+    sent = 0
+
+    async def receive() -> dict:
+        nonlocal sent
+        await asyncio.sleep(every_s)
+        sent += 1
+        return {"type": "http.request", "body": b"1", "more_body": sent < chunks}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers or []}
+    return Request(scope, receive)
+
+
+def test_a_body_not_received_within_the_deadline_is_408_with_connection_close() -> None:
+    before = LIMITED.labels("body_timeout")._value.get()
+    with pytest.raises(LimitExceeded) as refused:
+        asyncio.run(read_body(_trickling(1000, 0.05, [(b"content-length", b"1000")]), timeout_s=0.3))
+    assert (refused.value.status, refused.value.limit) == (408, "body_timeout")
+    assert str(refused.value).startswith("request body not received within 0.3 s (")
+    assert LIMITED.labels("body_timeout")._value.get() == before + 1
+    response = problem_for(refused.value)
+    assert response.status_code == 408 and response.headers["connection"] == "close"
+    assert b'"title":"Request Timeout"' in response.body and b'"limit":"body_timeout"' in response.body
+
+
+def test_a_slow_body_within_the_deadline_is_read_whole() -> None:
+    assert asyncio.run(read_body(_trickling(5, 0.02), timeout_s=2)) == b"11111"
+
+
+def test_the_body_deadline_is_the_edges_setting() -> None:
+    request = _trickling(1, 0)
+    assert body_timeout_of(request) == DEFAULT_BODY_TIMEOUT_S  # outside an edge: the default
+    app = Starlette()
+    app.state.ctx = SimpleNamespace(limits=EdgeLimits(body_timeout_s=2.5))
+    assert body_timeout_of(Request({**request.scope, "app": app})) == 2.5
 
 
 async def _echo(request: Request) -> JSONResponse:
