@@ -140,6 +140,9 @@ class OutputTopic:
     async def start(self) -> None:
         return None
 
+    async def close(self) -> None:
+        return None
+
     async def claim(self, partition: int) -> None:
         self.calls.append(("claim", partition))
 
@@ -185,6 +188,9 @@ class FencedWriter:
         self.before_write: Callable[[], Awaitable[None]] | None = None
 
     async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
     async def claim(self, partition: int) -> None:
@@ -289,6 +295,9 @@ class Reference:
         self.syncs = 0
 
     async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
     async def sync(self) -> None:
