@@ -9,8 +9,11 @@ Commands from input partition *p* are decided into output partition *p* (co-part
    answered (``lf-input``) and the command ids answered lately are learnt from it. Only the
    agent's own records count (``contracts/outcome_trust.py``): the next link of its tenant's chain
    (sequence, ``prev_hash``, content hash) whose ``lf-input``, if any, is below the input
-   partition's end. Anything else (written straight to Kafka) is logged and skipped: it moves
-   no state, head, stamp or answered offset.
+   partition's end, of a tenant whose home partition is *p* (its tenant key placed under the
+   pinned count, ``kafka/placement.misplaced_reason``: the agent answers a tenant's commands only
+   there, and every reader takes the tenant's outcomes only from there). Anything else (written
+   straight to Kafka) is logged and skipped: it moves no state, head, stamp or answered offset,
+   so no expiry or answer of the agent follows from it.
 2. Redelivered commands at or below that offset are skipped; commands the consumer group passed
    unanswered (between it and the first offset delivered) are read back and decided first. The
    commands above that offset already in the DLQ (the sink reads it back) are skipped too: a
@@ -56,7 +59,7 @@ from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.outcome_trust import untrusted_reason
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError
-from ledgerflow.kafka.placement import MISROUTED
+from ledgerflow.kafka.placement import MISROUTED, Placements, misplaced_reason
 from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.versioned import stamp
 
@@ -173,7 +176,8 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         self.output_topic = prefix + kind.outcomes  # full name, for logs
         self._output, self._inputs, self._sink, self._clock = output, inputs, sink, clock
         # The pinned partition layout (agents/layout.py): a command where its tenant does not
-        # belong is dead-lettered (misrouted), or the worker stops if partitions were added.
+        # belong is dead-lettered (misrouted), or the worker stops if partitions were added; an
+        # outcome read back where its tenant does not belong is skipped (Step 1).
         self.guard: PartitionGuard | None = None
         super().__init__()
         self._started = False
@@ -205,13 +209,17 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         # Asked after the claim: every outcome read below answers an input consumed before it was
         # written, so below this end.
         input_end = max(await self._inputs.end(p), held)
+        placed = self._placements()
         async for written in self._output.read(p):
             try:
                 record = codec.decode(written.value, allowed_types=TOPIC_TYPES[kind.outcomes])
             except DecodeError:
                 log.error("%s: undecodable audit record at offset %d ignored", kind.name, written.offset)
                 continue
-            why = untrusted_reason(record, known.heads.get(record.tenant), written.input_offset, input_end)
+            # Placement first: a forgery for a tenant whose home is another partition may link and hash right.
+            elsewhere = None if placed is None else misplaced_reason(record.tenant, p, placed)
+            head = known.heads.get(record.tenant)
+            why = elsewhere or untrusted_reason(record, head, written.input_offset, input_end)
             if why is not None:  # written from outside: it steers nothing (contracts/outcome_trust.py)
                 log.warning(
                     "%s: %s[%d]@%d is not the agent's own (written from outside?); ignored: %s",
@@ -235,6 +243,12 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
                 known.answer(command_id_of(record), written.input_offset)
         self._partitions[p] = known
         return known
+
+    def _placements(self) -> Placements | None:
+        """Where the agent writes each tenant's outcomes: its tenant key's partition under the
+        pinned count of its input (``guard``, equal to its output's); None: no layout pinned
+        (an agent without a guard checks no placement, of commands or outcomes)."""
+        return None if self.guard is None else Placements(self.guard.partitions)
 
     async def handle(self, messages: Sequence[Any]) -> None:
         async with self._lock:

@@ -87,6 +87,9 @@ class OutputWrapper:
     async def write(self, records: Sequence[Outgoing]) -> list[int]:
         return await self._inner.write(records)
 
+    async def close(self) -> None:
+        await self._inner.close()
+
 
 class FencedOutput(OutputWrapper):
     """An output log whose claims are proven first: input partition *p* of ``input_topic`` is

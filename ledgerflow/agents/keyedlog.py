@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
+from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.batches import Outbound, partition_by_key
 from ledgerflow.kafka.fenced import FencedWriters, settle_forever, stop_settling, transactional_producers
 from ledgerflow.kafka.logs import RawRecord, read_topic
@@ -27,8 +28,10 @@ class KafkaKeyedLog:
         self._router: AIOKafkaProducer | None = None  # only asked which partition a key goes to
         self._writers: FencedWriters | None = None
         self._settler: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def start(self) -> None:
+        self._check_open()
         if self._router is None:
             router = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap)
             await router.start()
@@ -37,6 +40,9 @@ class KafkaKeyedLog:
                 self._topic, transactional_producers(self._settings.kafka_bootstrap, linger_ms=5)
             )
             self._settler = asyncio.create_task(settle_forever(self._writers), name=f"settle {self._topic}")
+            if self._closed:  # closed while starting: what this start opened is stopped too
+                await self.stop()
+                self._check_open()
 
     async def stop(self) -> None:
         await stop_settling(self._settler)
@@ -46,10 +52,24 @@ class KafkaKeyedLog:
             await self._router.stop()
         self._router = self._writers = self._settler = None
 
+    async def close(self) -> None:
+        """Stop for good, when the worker stops (``agents/shutdown.py``): a later ``claim`` or
+        ``write`` raises instead of starting the producers again."""
+        self._closed = True
+        await self.stop()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InfrastructureError(f"{self._topic}: the keyed log is closed (the worker is stopping)")
+
     async def claim(self, source: int) -> None:
         await self.start()
         assert self._writers is not None
-        await self._writers.claim(source)
+        writers = self._writers
+        await writers.claim(source)
+        if self._closed:  # closed while claiming: the producer this claim started is stopped too
+            await writers.release({source})
+            self._check_open()
 
     async def read(self) -> AsyncIterator[RawRecord]:
         async for raw in read_topic(self._settings, self._topic):

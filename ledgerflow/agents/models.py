@@ -19,6 +19,7 @@ from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
+from ledgerflow.agents.shutdown import close_at_shutdown
 from ledgerflow.config import Settings
 from ledgerflow.models import ModelRegistry, decide, evolve, initial_registry
 from ledgerflow.models.records import ModelCommand, ModelEvent
@@ -51,6 +52,7 @@ class ModelsAgent(CommandAgent[ModelRegistry, ModelCommand, ModelEvent]):
 def register(app: faust.App, settings: Settings, guard: PartitionGuard | None = None) -> ModelsAgent:
     commands = settings.topic(MODELS_COMMANDS)
     output = CoPartitionedOutput(settings, commands, settings.topic(MODELS_AUDIT))
+    close_at_shutdown(app, NAME, output.close)
     agent = ModelsAgent(
         settings, output, input_log(app, settings, commands), KafkaDeadLetterLog(app, settings, NAME)
     )

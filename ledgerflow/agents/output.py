@@ -32,6 +32,10 @@ class LogNotReady(InfrastructureError):
     """An output log reads shorter than it was already seen: not readable to its end yet."""
 
 
+class LogClosed(InfrastructureError):
+    """An output log used after ``close`` (the worker is stopping)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     partition: int
@@ -58,9 +62,11 @@ class CoPartitionedOutput:
         self._reader: AIOKafkaConsumer | None = None
         self._settler: asyncio.Task[None] | None = None
         self._floor: dict[int, int] = {}  # partition -> end offset this process has seen
+        self._closed = False
 
     async def start(self) -> None:
         """Check co-partitioning and start the reader and the writers' settling (again after a failure)."""
+        self._check_open()
         if self._writers is not None and self._reader is not None:
             return
         await self.stop()  # what a failed earlier start left behind
@@ -84,6 +90,9 @@ class CoPartitionedOutput:
         producers = transactional_producers(bootstrap, linger_ms=2, max_batch_size=BATCH_BYTES)
         self._writers = FencedWriters(self.output_topic, producers)
         self._settler = asyncio.create_task(settle_forever(self._writers), name=f"settle {self.output_topic}")
+        if self._closed:  # closed while starting: what this start opened is stopped too
+            await self.stop()
+            self._check_open()
 
     async def stop(self) -> None:
         await stop_settling(self._settler)
@@ -93,10 +102,25 @@ class CoPartitionedOutput:
         if self._reader is not None:
             await self._reader.stop()
 
+    async def close(self) -> None:
+        """Stop for good, when the worker stops (``agents/shutdown.py``): open transactions are
+        committed and the reader and writers stopped; a later ``start``, ``claim`` or ``write``
+        raises ``LogClosed`` instead of opening clients again."""
+        self._closed = True
+        await self.stop()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosed(f"{self.output_topic}: the output log is closed (the worker is stopping)")
+
     async def claim(self, partition: int) -> None:
         """Fence every earlier writer of output ``partition`` before reading it back (``kafka/fenced.py``)."""
+        self._check_open()
         assert self._writers is not None
         await self._writers.claim(partition)
+        if self._closed:  # closed while claiming: the producer this claim started is stopped too
+            await self._writers.release({partition})
+            self._check_open()
 
     async def end(self, partition: int) -> int:
         """The output partition's end offset; LogNotReady if it is below one already seen.
@@ -104,6 +128,7 @@ class CoPartitionedOutput:
         A log that reads shorter than this process saw it (acknowledged writes, records
         read) is not readable to its end yet — a broker restarting — never a shorter log.
         """
+        self._check_open()
         assert self._reader is not None
         tp = TopicPartition(self.output_topic, partition)
         end = int((await self._reader.end_offsets([tp]))[tp])
@@ -122,6 +147,7 @@ class CoPartitionedOutput:
         Reads until ``end`` is reached, however long the broker takes: a log that is not
         readable yet is waited for, never taken for a shorter one.
         """
+        self._check_open()
         assert self._reader is not None
         tp = TopicPartition(self.output_topic, partition)
         end = await self.end(partition) if end is None else end
@@ -141,6 +167,7 @@ class CoPartitionedOutput:
         ack: one ``send_batch`` per partition (``kafka/batches.py``). Their offsets, in order."""
         if not records:
             return []
+        self._check_open()
         assert self._writers is not None
         by_partition: dict[int, list[Outbound]] = {}
         for r in records:

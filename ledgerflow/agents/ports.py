@@ -92,6 +92,10 @@ class OutputLog(Protocol):
         """Write ``records`` in order and wait for every ack; their offsets."""
         ...
 
+    async def close(self) -> None:
+        """Stop for good (the worker is stopping): open writes committed, a later use raises."""
+        ...
+
 
 class InputLog(Protocol):
     """The input topic read back by range: what the consumer group passed before this owner."""
@@ -139,6 +143,10 @@ class ReferenceView(Protocol):
     def training_for(self, tenant: str) -> TrainingState: ...
 
     def models_for(self, tenant: str) -> ModelCatalog: ...
+
+    async def close(self) -> None:
+        """Stop reading for good (the worker is stopping)."""
+        ...
 
 
 class DeadLetterPort(Protocol):

@@ -23,6 +23,7 @@ from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterLog, InputLog, OutputLog, wall_clock_micros
+from ledgerflow.agents.shutdown import close_at_shutdown
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.metrics import TRAINING_DUPLICATES, TRAINING_OUTCOMES, TRAINING_STATE
@@ -55,10 +56,12 @@ class Ports:
 
     @classmethod
     def connect(cls, app: faust.App, settings: Settings) -> Ports:
-        """The Kafka adapters of a worker."""
+        """The Kafka adapters of a worker, closed when it stops."""
         commands = settings.topic(TRAINING_COMMANDS)
+        output = CoPartitionedOutput(settings, commands, settings.topic(TRAINING_AUDIT))
+        close_at_shutdown(app, NAME, output.close)
         return cls(
-            output=CoPartitionedOutput(settings, commands, settings.topic(TRAINING_AUDIT)),
+            output=output,
             inputs=input_log(app, settings, commands),
             sink=KafkaDeadLetterLog(app, settings, NAME),
         )

@@ -46,6 +46,7 @@ from ledgerflow.agents.deadletters import DeadLetterSink, dead_letter_of
 from ledgerflow.agents.keyedlog import KafkaKeyedLog
 from ledgerflow.agents.ownership import register_timed
 from ledgerflow.agents.ports import DeadLetterPort, InputLog, KeyedLog, wall_clock_micros
+from ledgerflow.agents.shutdown import close_at_shutdown
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
@@ -108,10 +109,12 @@ class Ports:
 
     @classmethod
     def connect(cls, app: faust.App, settings: Settings) -> Ports:
-        """The Kafka adapters of a worker."""
+        """The Kafka adapters of a worker, closed when it stops."""
+        windows = KafkaKeyedLog(settings, settings.topic(USAGE_WINDOWS))
+        close_at_shutdown(app, NAME, windows.close)
         return cls(
             inputs=input_log(app, settings, settings.topic(CONVERSATION_EVENTS)),
-            windows=KafkaKeyedLog(settings, settings.topic(USAGE_WINDOWS)),
+            windows=windows,
             sink=DeadLetterSink(app, NAME),
         )
 

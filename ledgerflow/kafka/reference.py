@@ -57,7 +57,7 @@ from ledgerflow.contracts.payloads import (
     TrainingEnabled,
     TrainingExpired,
 )
-from ledgerflow.errors import DecodeError, LedgerflowError
+from ledgerflow.errors import DecodeError, InfrastructureError, LedgerflowError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.kafka.placement import Placements, misplaced_reason, pinned_placements_of
@@ -141,6 +141,7 @@ class ReferenceData:
         self.outcomes: OrderedDict[str, Event] = OrderedDict()  # training command id -> audit record
         self._heads: dict[tuple[str, str], ChainHead] = {}  # (base topic, tenant) -> its chain head
         self.skipped = 0  # audit records not folded: not the agents' own
+        self._closed = False
 
     @property
     def trust(self) -> PolicyTrust:
@@ -164,6 +165,7 @@ class ReferenceData:
         return catalog
 
     async def start(self) -> None:
+        self._check_open()
         if not self._placements_given:
             audits = (TRAINING_AUDIT, MODELS_AUDIT)
             self._placements.update(await pinned_placements_of(self._settings, audits))
@@ -190,6 +192,9 @@ class ReferenceData:
         )
         await self._ends.start()
         self._task = asyncio.create_task(self._run(), name="reference-data")
+        if self._closed:  # closed while starting: the readers this start opened are stopped too
+            await self.stop()
+            self._check_open()
         await self.sync()
 
     async def stop(self) -> None:
@@ -198,6 +203,16 @@ class ReferenceData:
         finally:
             if self._ends is not None:
                 await self._ends.stop()
+
+    async def close(self) -> None:
+        """``stop`` for good, when a worker stops (``agents/shutdown.py``): a ``start`` under way
+        or asked later raises instead of leaving its readers open."""
+        self._closed = True
+        await self.stop()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InfrastructureError("reference data: the reader is closed (the worker is stopping)")
 
     async def sync(self, timeout: float = 10.0) -> None:
         """Wait until everything in the log at call time has been applied."""

@@ -18,6 +18,7 @@ from io import BytesIO
 import pytest
 from fastavro import schemaless_writer
 
+from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import LogNotReady, Outgoing, Written
 from ledgerflow.agents.ports import Snapshot
 from ledgerflow.contracts import codec
@@ -139,6 +140,9 @@ class OutputTopic:
     async def start(self) -> None:
         return None
 
+    async def close(self) -> None:
+        return None
+
     async def claim(self, partition: int) -> None:
         self.calls.append(("claim", partition))
 
@@ -184,6 +188,9 @@ class FencedWriter:
         self.before_write: Callable[[], Awaitable[None]] | None = None
 
     async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
     async def claim(self, partition: int) -> None:
@@ -290,6 +297,9 @@ class Reference:
     async def start(self) -> None:
         return None
 
+    async def close(self) -> None:
+        return None
+
     async def sync(self) -> None:
         self.syncs += 1
 
@@ -321,6 +331,16 @@ class Letters:
             if letter.source_topic == source_topic and letter.partition in found:
                 found[letter.partition].add(letter.offset)
         return found
+
+
+def pinned(partitions: int = 3) -> PartitionGuard:
+    """The guard of a worker that pinned ``partitions`` for its input (under 3, acme's home partition
+    is 0 and globex's 1); a refusal raises instead of ending the process."""
+
+    def refuse(problem: str) -> None:
+        raise AssertionError(f"the worker would stop: {problem}")
+
+    return PartitionGuard(partitions, refuse)
 
 
 def retry_after_failed_write(

@@ -17,7 +17,15 @@ from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import ModelRegistered, ModelRejected, RegisterModel, SetModelEnabled
 from ledgerflow.policy.wire import head_after
-from tests.unit.agents.memory import T0, InputTopic, Letters, OutputTopic, chained, retry_after_failed_write
+from tests.unit.agents.memory import (
+    T0,
+    InputTopic,
+    Letters,
+    OutputTopic,
+    chained,
+    pinned,
+    retry_after_failed_write,
+)
 
 SETTINGS = Settings(state_dir=Path("/nonexistent"))
 
@@ -195,3 +203,30 @@ def test_a_forged_outcome_claiming_a_far_input_does_not_swallow_the_next_command
         3,
         refusal.hash,
     ), "answered, linked to the real head"
+
+
+def test_a_linked_outcome_of_a_tenant_whose_home_is_another_partition_steers_nothing() -> None:
+    """A copy of globex's registration (globex's home is partition 1 of the 3 pinned) written
+    straight to partition 0 as the start of a globex chain there, hashed right, carrying the id of
+    acme's next command and an input partition 0 holds. Recovery folded it: the new owner held a
+    registry for globex in partition 0, and acme's next command was skipped as a duplicate."""
+    world = Registry()
+    world.agent.guard = pinned(3)
+    world.feed(register(1))  # acme, at home in partition 0
+    world.feed(register(2, tenant="globex"), partition=1)  # globex, at home in 1
+    [genuine] = world.log(1)
+    assert isinstance(genuine.payload, ModelRegistered)
+    payload = replace(genuine.payload, command_id="reg-acme-3")
+    copy = link_event(replace(genuine, event_id=str(uuid.uuid4()), payload=payload), None)
+    log = world.audit.partitions[0]
+    log.append(Written(len(log), codec.encode(copy), 0))
+    world.restart()
+    world.agent.guard = pinned(3)
+    world.feed(register(3, model="slm-2"))  # reg-acme-3
+    assert [(r.type, r.tenant) for r in world.log()] == [
+        ("ModelRegistered", "acme"),
+        ("ModelRegistered", "globex"),  # the forged one
+        ("ModelRegistered", "acme"),
+    ], "acme's next command must be decided"
+    assert set(world.agent._partitions[0].tenants) == {"acme"}
+    assert chained([r for i, r in enumerate(world.log()) if i != 1])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import Written
 from ledgerflow.agents.training import Ports, TrainingAgent
 from ledgerflow.config import Settings
@@ -34,6 +35,7 @@ from tests.unit.agents.memory import (
     Record,
     chained,
     command,
+    pinned,
     retry_after_failed_write,
     turn,
 )
@@ -45,14 +47,17 @@ SECOND = 1_000_000
 class World:
     """One training agent wired to in-memory ports, with a clock the test moves (µs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: PartitionGuard | None = None) -> None:
         self.inputs, self.output, self.letters = InputTopic("training.commands"), OutputTopic(), Letters()
         self.now = T0 + 10 * SECOND
+        self.guard = guard  # None: no layout pinned, placement unchecked
         self.agent = self.new_agent()
 
     def new_agent(self) -> TrainingAgent:
         """A fresh owner (another worker, or this one after a restart) on the same logs."""
-        return TrainingAgent(SETTINGS, Ports(self.output, self.inputs, self.letters), clock=lambda: self.now)
+        agent = TrainingAgent(SETTINGS, Ports(self.output, self.inputs, self.letters), clock=lambda: self.now)
+        agent.guard = self.guard
+        return agent
 
     def handle(self, records: list[Record]) -> None:
         asyncio.run(self.agent.handle(records))
@@ -471,6 +476,43 @@ def test_a_forged_record_mid_log_steers_no_state_head_input_or_stamp(forgery: st
     records = world.output.decisions(0)
     assert [r.type for r in records[-2:]] == ["TrainingEnabled", "TrainingEnabled"]
     assert chained([r for i, r in enumerate(records) if i != 3])
+
+
+def test_a_linked_outcome_of_a_tenant_whose_home_is_another_partition_steers_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A copy of globex's enable (globex's home is partition 1 of the 3 pinned) written straight to
+    partition 0 as the start of a globex chain there, hashed right, carrying the id of acme's next
+    command and an input partition 0 holds. Recovery folded it: the agent held a lock for globex in
+    partition 0 and, once it was due, wrote a ``TrainingExpired`` for globex there (every reader
+    refuses it as misplaced), and acme's next command was skipped as a duplicate delivery."""
+    world = World(pinned(3))
+    world.handle(world.send(command(1, ttl=60)))  # acme, at home in partition 0
+    world.handle(world.send(command(2, "globex", ttl=60), partition=1))  # globex, at home in 1
+    genuine = world.output.decisions(1)[0]
+    assert isinstance(genuine.payload, TrainingEnabled)
+    payload = dataclasses.replace(genuine.payload, command_id="cmd-acme-3")
+    copy = dataclasses.replace(genuine, event_id=str(uuid.uuid4()), payload=payload)
+    _append(world, link_event(copy, None), 0)  # the first link of a globex chain in partition 0
+    world.agent = world.new_agent()
+    world.now += 61 * SECOND
+    with caplog.at_level("WARNING", logger="ledgerflow.agents.commanded"):
+        asyncio.run(world.agent.tick({0, 1}))  # both locks are due: recovered and expired
+    world.handle(world.send(command(3, ttl=60)))  # cmd-acme-3
+    assert world.outcomes(0) == [
+        ("TrainingEnabled", "acme"),
+        ("TrainingEnabled", "globex"),  # the forged one
+        ("TrainingExpired", "acme"),
+        ("TrainingEnabled", "acme"),
+    ], "no expiry of globex where globex does not belong, and acme's next command decided"
+    assert world.outcomes(1) == [("TrainingEnabled", "globex"), ("TrainingExpired", "globex")]
+    assert set(world.agent._partitions[0].tenants) == {"acme"}
+    assert chained(world.output.decisions(0)[::2]) and chained(world.output.decisions(1))
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "training: training.audit[0]@1 is not the agent's own (written from outside?); ignored: "
+        "tenant 'globex' belongs in partition 1 of 3, not 0: its agent writes none of its outcomes here"
+    ], warned
 
 
 def test_a_legitimate_log_recovers_fully_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
