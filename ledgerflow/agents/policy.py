@@ -66,6 +66,7 @@ from ledgerflow.agents.ports import (
     Snapshot,
 )
 from ledgerflow.agents.shared import SharedDecodes
+from ledgerflow.agents.shutdown import close_at_shutdown
 from ledgerflow.agents.snapshots import RedisChainHeads
 from ledgerflow.agents.trusted import HEADLESS, UNDECODABLE, OutputRecord, Skipped, judge, vouched
 from ledgerflow.config import Settings
@@ -586,8 +587,10 @@ def register(
     guard: PartitionGuard | None = None,
 ) -> PolicyAgent:
     """The policy agent on the hot path's batch loop (``agents/batchloop.py``), plus its catch-up timer;
-    its decisions are written only while the loop's group counts this member as their partition's owner."""
+    its decisions are written only while the loop's group counts this member as their partition's owner.
+    Its output log and reference data are closed when the worker stops (``agents/shutdown.py``)."""
     ports = Ports.connect(app, settings, owns_dlq, prove=loop.prove)
+    close_at_shutdown(app, NAME, ports.output.close, ports.reference.close)
     return attach(app, loop, settings, PolicyAgent(settings, ports, shared=loop.shared, guard=guard))
 
 

@@ -16,7 +16,6 @@ from ledgerflow.agents import lag, layout, models, policy, projector, startlogs,
 from ledgerflow.agents.app import create_app, raw_topic
 from ledgerflow.agents.batching import Partition
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, linger_from, loop_group, run_loop
-from ledgerflow.agents.shutdown import close_at_shutdown
 from ledgerflow.config import Settings
 from ledgerflow.contracts.codec import require_fast_codec
 from ledgerflow.errors import ValidationError
@@ -91,7 +90,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
 
     # Each topic's poison records are dead-lettered by exactly one agent.
     if "policy" in wanted:
-        register_policy(app, loop, settings, guard_of(CONVERSATION_EVENTS))
+        policy.register(app, loop, settings, guard=guard_of(CONVERSATION_EVENTS))
     if "projector" in wanted:
         # The projector is the only consumer of the derived topics: their poison is its to dead-letter.
         owned = {POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS}
@@ -123,18 +122,6 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
         worker.spinner = None
     startlogs.plain_output(worker)
     worker.execute_from_commandline()  # returns only by SystemExit when the worker stops
-
-
-def register_policy(
-    app: faust.App, loop: BatchLoop, settings: Settings, guard: layout.PartitionGuard | None
-) -> policy.PolicyAgent:
-    """The policy agent on the hot path, wired as ``policy.register`` wires it (it owns its DLQ),
-    its output log and reference data closed when the worker stops (``agents/shutdown.py``)."""
-    ports = policy.Ports.connect(app, settings, owns_dlq=True, prove=loop.prove)
-    close_at_shutdown(app, policy.NAME, ports.output.close, ports.reference.close)
-    return policy.attach(
-        app, loop, settings, policy.PolicyAgent(settings, ports, shared=loop.shared, guard=guard)
-    )
 
 
 async def settle_collector(partitions: set[Partition]) -> None:

@@ -22,13 +22,12 @@ from typing import Any
 import faust
 import pytest
 
-from ledgerflow.agents import models, training, usage
+from ledgerflow.agents import models, policy, training, usage
 from ledgerflow.agents.app import create_app
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource
 from ledgerflow.agents.fence import FencedOutput
 from ledgerflow.agents.keyedlog import KafkaKeyedLog
 from ledgerflow.agents.output import CoPartitionedOutput
-from ledgerflow.agents.runner import register_policy
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.reference import ReferenceData
@@ -74,8 +73,8 @@ async def _usage(app: faust.App, settings: Settings) -> list[Opened]:
 
 
 async def _policy(app: faust.App, settings: Settings) -> list[Opened]:
-    """Wired as the worker wires it (``runner.register_policy``)."""
-    ports = register_policy(app, BatchLoop(KafkaSource(settings), []), settings, None)._ports
+    """Wired as the worker wires it (``policy.register``)."""
+    ports = policy.register(app, BatchLoop(KafkaSource(settings), []), settings)._ports
     assert isinstance(ports.output, FencedOutput) and isinstance(ports.output.inner, CoPartitionedOutput)
     reference = ports.reference
     assert isinstance(reference, ReferenceData)
