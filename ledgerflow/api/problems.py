@@ -4,6 +4,7 @@
 |-------------------------------------|--------|-----------------------------------------|
 | ``starlette.HTTPException``         | its own| its headers (e.g. ``Allow`` on 405)     |
 | ``BadRequest`` (malformed body)     | 400    |                                         |
+| ``ClientDisconnect`` (body cut off) | 400    | logged at info only: no one reads it    |
 | ``ValidationError``                 | 422    |                                         |
 | ``LimitExceeded`` (api/limits.py)   | its own| 429: ``Retry-After``; 408: ``Connection: close`` |
 | ``InFlight`` (api/idempotency.py)   | 409    | ``Retry-After: 1``                      |
@@ -28,7 +29,7 @@ import orjson
 import redis.exceptions
 from aiokafka.errors import KafkaError
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 
 from ledgerflow.api.constitution import PreconditionFailed, header_of
@@ -110,6 +111,7 @@ def status_title(status: int) -> str:
 
 
 NO_ROUTE = "no operation at this path: the operations are listed at /openapi.json"
+CLIENT_GONE = "client disconnected before sending the whole body"
 
 
 def problem_for(exc: BaseException) -> Response:
@@ -149,6 +151,12 @@ def problem_for(exc: BaseException) -> Response:
             in_force=f"sha256={exc.in_force.constitution_hash}",
             in_force_version=exc.in_force.version or 0,
         )
+    if isinstance(exc, ClientDisconnect):
+        # The client closed its connection while the edge read its body: not a server fault, so no
+        # traceback and no 5xx. Nobody reads this answer (uvicorn drops it); the request metrics
+        # count it as the 400 it is.
+        log.info("answering 400: %s", CLIENT_GONE)
+        return problem(400, status_title(400), CLIENT_GONE)
     if isinstance(exc, BadRequest):
         return problem(400, status_title(400), str(exc))
     if isinstance(exc, ValidationError):
@@ -201,10 +209,14 @@ def exception_handlers() -> dict[Any, Any]:
     """Handlers for ``Starlette(exception_handlers=exception_handlers())``.
 
     ``Exception`` is served by Starlette's outermost ``ServerErrorMiddleware``, which
-    answers with our 500 problem and then re-raises so the server logs it too.
+    answers with our 500 problem and then re-raises so the server logs it too. ``ClientDisconnect``
+    (``request.stream()`` found the client gone) is listed on its own so that it is answered like
+    the other 4xx, without reaching ``ServerErrorMiddleware`` and uvicorn's "Exception in ASGI
+    application".
     """
     return {
         HTTPException: handle_exception,
+        ClientDisconnect: handle_exception,
         AuthError: handle_exception,
         ValidationError: handle_exception,
         DomainError: handle_exception,
@@ -218,7 +230,8 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES, timeout_s: fl
     """The request body, refused with 413 as soon as it is known to exceed ``limit``: from
     ``Content-Length`` before reading anything, else while streaming (never read whole); and with
     408 if it is not all there within ``timeout_s`` (default: the edge's ``body_timeout_s``) of the
-    first read, however slowly it trickles in."""
+    first read, however slowly it trickles in. A client that disconnects before the body's end raises
+    Starlette's ``ClientDisconnect``, which ``problem_for`` answers 400 (not an error of the edge)."""
     check_content_length(request.headers, limit)
     seconds = body_timeout_of(request) if timeout_s is None else timeout_s
     chunks: list[bytes] = []

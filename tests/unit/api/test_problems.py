@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import orjson
 import pytest
@@ -14,6 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from ledgerflow.api.problems import (
+    CLIENT_GONE,
     PROBLEM_JSON,
     BadRequest,
     exception_handlers,
@@ -124,6 +127,47 @@ def test_wrong_content_type_is_400() -> None:
 
 def test_valid_json_body_is_read() -> None:
     assert client.post("/echo", json={"a": [1, 2]}).json() == {"got": {"a": [1, 2]}}
+
+
+def test_a_client_gone_halfway_through_the_body_is_400_logged_at_info_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server says ``http.disconnect`` after 10 of 1000 bytes: ``read_body`` raises Starlette's
+    ``ClientDisconnect``, which the handlers answer 400 (what the request metrics count) without a
+    traceback and without re-raising it to the server (before: a logged "unhandled error", a 500,
+    and uvicorn's "Exception in ASGI application")."""
+    incoming = iter(
+        [{"type": "http.request", "body": b'{"type": "', "more_body": True}, {"type": "http.disconnect"}]
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/echo",
+        "raw_path": b"/echo",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"edge"), (b"content-type", b"application/json"), (b"content-length", b"1000")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    with caplog.at_level(logging.DEBUG, logger="ledgerflow.api.problems"):
+        asyncio.run(app(scope, receive, send))  # the old code raised ClientDisconnect out of the app
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400, sent
+    body = orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body["title"] == "Bad Request" and body["detail"] == CLIENT_GONE, body
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.INFO, None)], caplog.records
+    assert CLIENT_GONE in caplog.records[0].getMessage()
 
 
 def test_auth_error_is_401_with_an_rfc6750_challenge() -> None:
