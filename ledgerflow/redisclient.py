@@ -55,9 +55,42 @@ REFUSING: tuple[type[Exception], ...] = (
     redis_exceptions.BusyLoadingError,
     redis_exceptions.MasterDownError,
 )
-"""Answers of a Redis that is up but cannot take the command now (at ``maxmemory`` with no
-eviction, a replica or a demoted master, loading its data after a restart, a replica whose
-master is down): a dependency fault like a connection error (503 and Retry-After), not a bug."""
+"""The redis-py classes of a Redis that is up but cannot take the command now (at ``maxmemory``
+with no eviction, a replica or a demoted master, loading its data after a restart, a replica whose
+master is down). Callers ask :func:`refusing`, which knows the refusals redis-py has no class for."""
+
+REFUSALS = frozenset({"BUSY", "MISCONF", "LOADING", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS"})
+"""The error codes of a Redis refusing a command for its own state, not for the command: ``BUSY``
+(a script or function running past ``busy-reply-threshold``), ``MISCONF`` (its last background
+save failed and ``stop-writes-on-bgsave-error`` is on), ``LOADING``, ``MASTERDOWN``,
+``READONLY``, ``OOM``, ``NOREPLICAS`` (fewer replicas than ``min-replicas-to-write``). redis-py
+raises a plain ResponseError for ``BUSY``, ``MISCONF`` and ``NOREPLICAS``."""
+
+_PIPELINE_NOTE = " of pipeline caused error: "
+
+
+def error_code(exc: BaseException) -> str | None:
+    """Pure: the code of a Redis error reply (its first word: ``BUSY``, ``WRONGTYPE``…), also when
+    a redis-py pipeline prefixed the reply with the command that got it; None for anything else."""
+    code = getattr(exc, "status_code", None)  # set by redis-py for the codes it has a class for
+    if code and isinstance(exc, redis_exceptions.RedisError):
+        return str(code)
+    if not isinstance(exc, redis_exceptions.ResponseError):
+        return None
+    reply = str(exc.args[0]) if exc.args else ""
+    # A pipeline's: "Command # 1 (EVALSHA …) of pipeline caused error: ('BUSY Redis is busy …',)".
+    _, note, quoted = reply.rpartition(_PIPELINE_NOTE)
+    if note:
+        reply = quoted.lstrip("('\"")
+    return reply.split(" ", 1)[0] or None
+
+
+def refusing(exc: BaseException) -> bool:
+    """Pure: whether ``exc`` is a Redis that is up but refuses commands for now (``REFUSALS``):
+    a dependency fault like a connection error (the edge's 503 with Retry-After, the projector's
+    back-off), not a bug. Any other error reply (``WRONGTYPE``, a script's own error) is not."""
+    return isinstance(exc, REFUSING) or error_code(exc) in REFUSALS
+
 
 UNAVAILABLE: tuple[type[Exception], ...] = (ClusterDownError, TryAgainError, RedisClusterException)
 """What a Redis Cluster raises while it cannot serve a slot (a master down, a failover under way,

@@ -333,6 +333,25 @@ class Projector:
         spans.processed(messages, "project", started_ns)
 
 
+async def watched(watch: Callable[[], Awaitable[None]]) -> bool:
+    """``watch()`` for the catch-up timer: True once done; False, in one warning line, if it failed.
+    Nothing may escape a faust timer: an exception there stops the worker (a BUSY reply did, before
+    ``Backoff`` knew Redis refusals). Redis faults and refusals are backed off inside ``watch``
+    (``_redis_step``); anything else (Kafka down while a lost space is replayed) waits for the
+    next tick, as the timer's other steps do."""
+    try:
+        await watch()
+    except Exception as exc:
+        log.warning(
+            "projector: checking the read models failed (%s: %s); next try in %.0f s",
+            type(exc).__name__,
+            str(exc)[:200],
+            CATCH_UP_S,
+        )
+        return False
+    return True
+
+
 def register(
     app: faust.App,
     loop: BatchLoop,
@@ -366,7 +385,8 @@ def register(
 
     @app.timer(interval=CATCH_UP_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def catch_up() -> None:
-        await projector.watch()
+        if not await watched(projector.watch):
+            return
         if not projector.assigned - projector.checked:
             return
         committed: dict[tuple[str, int], int] = {}

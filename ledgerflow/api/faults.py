@@ -1,6 +1,9 @@
 """Dependency faults have one face: every call the edge makes to Redis or Kafka on a
-request's path is bounded by ``DEADLINE_S`` and any failure of it becomes
-``InfrastructureError`` (503 problem+json with ``Retry-After``), never a 500 or a hang.
+request's path is bounded by ``DEADLINE_S`` and any failure of it — a dependency down, slow,
+or up but refusing for now (a Redis that is BUSY, MISCONF, READONLY, OOM, LOADING:
+``redisclient.refusing``) — becomes ``InfrastructureError`` (503 problem+json with
+``Retry-After``), never a 500 or a hang. Any other Redis error reply (``WRONGTYPE``, a script's
+own error) is not a dependency fault and propagates as it is.
 
 Bounds, stated once:
 
@@ -23,7 +26,7 @@ import redis.exceptions
 from aiokafka.errors import KafkaError
 
 from ledgerflow.errors import InfrastructureError
-from ledgerflow.redisclient import REFUSING, UNAVAILABLE
+from ledgerflow.redisclient import UNAVAILABLE, error_code, refusing
 
 __all__ = [
     "DEADLINE_S",
@@ -45,11 +48,16 @@ _FAULTS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     *UNAVAILABLE,  # a Redis Cluster failing over
-    *REFUSING,  # a Redis out of memory, read-only, loading
     KafkaError,
     TimeoutError,
     ConnectionError,
 )
+
+
+def dependency_fault(exc: BaseException) -> bool:
+    """Pure: whether ``exc`` is a dependency's failure (down, slow, or refusing for now: a Redis
+    that is BUSY, MISCONF, READONLY, OOM, LOADING…, ``redisclient.refusing``), not a bug."""
+    return isinstance(exc, _FAULTS) or refusing(exc)
 
 
 async def bounded(call: Awaitable[T], what: str, timeout: float = DEADLINE_S) -> T:
@@ -58,8 +66,16 @@ async def bounded(call: Awaitable[T], what: str, timeout: float = DEADLINE_S) ->
     try:
         async with asyncio.timeout(timeout):
             return await call
-    except _FAULTS as exc:
-        raise InfrastructureError(f"{what} failed: {exc!r}") from None
+    except Exception as exc:
+        if not dependency_fault(exc):
+            raise  # an answer no retry changes (WRONGTYPE, a script's error) or a bug: as it is
+        raise InfrastructureError(f"{what} failed: {_named(exc)}") from None
+
+
+def _named(exc: BaseException) -> str:
+    """``exc`` for a log line: its type and, for a Redis refusal, its code (redis-py's repr of a
+    Redis error names only its type: ``server:ResponseError``)."""
+    return f"{exc!r} ({error_code(exc)})" if refusing(exc) else repr(exc)
 
 
 async def bounded_retried(

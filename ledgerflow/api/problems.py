@@ -13,6 +13,7 @@
 | other ``DomainError``               | 409    |                                         |
 | ``InfrastructureError``             | 503    | ``Retry-After: 5``; detail not leaked   |
 | Redis/Kafka errors, ``TimeoutError``| 503    | the same: a dependency fault's one face |
+| a Redis refusal (BUSY, MISCONF, …)  | 503    | the same (``redisclient.refusing``)     |
 | anything else                       | 500    | logged with an ``error_id``; no details |
 """
 
@@ -43,7 +44,7 @@ from ledgerflow.errors import (
     ValidationError,
 )
 from ledgerflow.limits import MAX_BODY_BYTES
-from ledgerflow.redisclient import REFUSING, UNAVAILABLE
+from ledgerflow.redisclient import REFUSING, UNAVAILABLE, refusing
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ DEPENDENCY_FAULTS: tuple[type[BaseException], ...] = (
     TimeoutError,  # asyncio.timeout / wait_for around a dependency call
     ConnectionError,
 )
-"""Errors that mean "a dependency is down or slow": always 503 + Retry-After, never 500."""
+"""Errors that mean "a dependency is down or slow": always 503 + Retry-After, never 500. So does
+any Redis error reply that is a refusal (``redisclient.refusing``: BUSY, MISCONF, … are plain
+ResponseErrors to redis-py, so they are told by their code, not their type)."""
 _NO_BODY = frozenset({204, 205, 304})
 _RESERVED = frozenset({"type"})
 # RFC 9110 reason phrases where Python 3.11's http.HTTPStatus still has the RFC 7231 ones.
@@ -163,7 +166,7 @@ def problem_for(exc: BaseException) -> Response:
         return problem(422, status_title(422), str(exc))
     if isinstance(exc, DomainError):
         return problem(409, status_title(409), str(exc))
-    if isinstance(exc, (InfrastructureError, *DEPENDENCY_FAULTS)):
+    if isinstance(exc, (InfrastructureError, *DEPENDENCY_FAULTS)) or refusing(exc):
         log.warning("answering 503: %r", exc)
         return problem(
             503,
@@ -205,6 +208,15 @@ async def handle_exception(request: HTTPConnection, exc: Exception) -> Response:
     return problem_for(exc)
 
 
+async def handle_response_error(request: HTTPConnection, exc: Exception) -> Response:
+    """A Redis error reply: a refusal (BUSY, MISCONF, …) is answered 503 like any dependency fault;
+    any other (WRONGTYPE, a script's error) is raised on to the 500 of ``ServerErrorMiddleware``,
+    traceback logged, as before."""
+    if not refusing(exc):
+        raise exc
+    return problem_for(exc)
+
+
 def exception_handlers() -> dict[Any, Any]:
     """Handlers for ``Starlette(exception_handlers=exception_handlers())``.
 
@@ -212,7 +224,8 @@ def exception_handlers() -> dict[Any, Any]:
     answers with our 500 problem and then re-raises so the server logs it too. ``ClientDisconnect``
     (``request.stream()`` found the client gone) is listed on its own so that it is answered like
     the other 4xx, without reaching ``ServerErrorMiddleware`` and uvicorn's "Exception in ASGI
-    application".
+    application"; so is redis-py's ``ResponseError``, whose refusals (BUSY, MISCONF, …) are a 503
+    (``handle_response_error``).
     """
     return {
         HTTPException: handle_exception,
@@ -221,6 +234,7 @@ def exception_handlers() -> dict[Any, Any]:
         ValidationError: handle_exception,
         DomainError: handle_exception,
         InfrastructureError: handle_exception,
+        redis.exceptions.ResponseError: handle_response_error,
         **{fault: handle_exception for fault in DEPENDENCY_FAULTS},
         Exception: handle_exception,
     }

@@ -1,11 +1,12 @@
 """Capped exponential backoff around the projector's Redis calls, one log line per outage.
 
 ``Backoff.run(step)`` runs ``step`` until it returns. A Redis failure (connection refused
-or reset, timeout, a server still loading its data) is retried after a capped exponential wait
-(``ledgerflow.retry``, stretched by up to ``JITTER``);
+or reset, timeout, a cluster failing over) or a Redis that is up but refusing commands for now
+(``redisclient.refusing``: BUSY, MISCONF, READONLY, OOM, LOADING, MASTERDOWN, NOREPLICAS) is
+retried after a capped exponential wait (``ledgerflow.retry``, stretched by up to ``JITTER``);
 the first failure of an outage logs one warning and sets ``ledgerflow_projector_redis_up``
 to 0, the first success after it logs one line with the outage's length and sets it to 1.
-Anything else propagates.
+Anything else (``WRONGTYPE``, a script's own error, a bug) propagates.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ledgerflow.projections.metrics import REDIS_OUTAGES, REDIS_RETRIES, REDIS_UP
-from ledgerflow.redisclient import UNAVAILABLE
+from ledgerflow.redisclient import UNAVAILABLE, error_code, refusing
 from ledgerflow.retry import delay
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,12 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     *UNAVAILABLE,  # a Redis Cluster failing over
 )
+
+
+def transient(exc: BaseException) -> bool:
+    """Pure: whether ``exc`` means Redis is unreachable or refusing for now (back off and retry),
+    not that the step is wrong (propagate)."""
+    return isinstance(exc, TRANSIENT) or refusing(exc)
 
 
 class Backoff:
@@ -62,7 +69,9 @@ class Backoff:
         while True:
             try:
                 result = await step()
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if not transient(exc):
+                    raise
                 attempt += 1
                 self._failed(exc)
                 await self._sleep(delay(attempt, self._first, self._cap, random.random() * JITTER))
@@ -78,8 +87,9 @@ class Backoff:
             REDIS_OUTAGES.inc()
             REDIS_UP.set(0)
             log.warning(
-                "%s: Redis unreachable (%s: %s); backing off (up to %.0f s between tries) until it returns",
+                "%s: Redis %s (%s: %s); backing off (up to %.0f s between tries) until it returns",
                 self._what,
+                f"refusing commands: {error_code(exc)}" if refusing(exc) else "unreachable",
                 type(exc).__name__,
                 str(exc)[:200],
                 self._cap,

@@ -7,12 +7,13 @@ import asyncio
 import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
+from redis._parsers.base import _RESPBase
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.connection import Connection as AsyncConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ledgerflow.api.faults import bounded
+from ledgerflow.api.faults import bounded, bounded_retried
 from ledgerflow.api.problems import problem_for
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.redisclient import (
@@ -23,9 +24,11 @@ from ledgerflow.redisclient import (
     cluster_url,
     confirmed,
     confirmed_by_absence,
+    error_code,
     execute_waited,
     is_cluster,
     node_url,
+    refusing,
     server_url,
     sync_client,
 )
@@ -223,3 +226,116 @@ def test_a_redis_that_is_up_but_refusing_is_a_503_with_retry_after(refusal: Exce
         asyncio.run(bounded(refused(), "Redis idempotency claim"))
     answer = problem_for(refusal)
     assert answer.status_code == 503 and answer.headers["Retry-After"]
+
+
+# What Redis 7 answers, verbatim, read by redis-py's own parser (so the exception is the class and
+# message redis-py raises: a plain ResponseError for BUSY, MISCONF and NOREPLICAS).
+REFUSAL_REPLIES = {
+    "busy": "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+    "misconf": (
+        "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to "
+        "disk. Commands that may modify the data set are disabled, because this instance is configured "
+        "to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
+        "Please check the Redis logs for details about the RDB error."
+    ),
+    "noreplicas": "NOREPLICAS Not enough good replicas to write.",
+    "oom": "OOM command not allowed when used memory > 'maxmemory'.",
+    "readonly": "READONLY You can't write against a read only replica.",
+    "loading": "LOADING Redis is loading the dataset in memory",
+    "masterdown": "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    "in-a-script": "MISCONF Redis is configured to save RDB snapshots … script: 4a3b, on @user_script:1.",
+}
+OTHER_REPLIES = {
+    "wrongtype": "WRONGTYPE Operation against a key holding the wrong kind of value",
+    "script-bug": "ERR user_script:1: Script attempted to access nonexistent global variable 'x'",
+    "unknown-command": "ERR unknown command 'FOO', with args beginning with: ",
+    "noscript": "NOSCRIPT No matching script. Please use EVAL.",
+    "notbusy": "NOTBUSY No scripts in execution right now.",
+    "busygroup": "BUSYGROUP Consumer Group name already exists",
+    "empty": "",
+}
+
+
+def _reply(text: str) -> redis_sync.exceptions.ResponseError:
+    error = _RESPBase.parse_error(text)
+    assert isinstance(error, redis_sync.exceptions.ResponseError | redis_sync.exceptions.BusyLoadingError)
+    return error  # type: ignore[return-value]
+
+
+def _raised(reply: str, where: str) -> Exception:
+    """``reply`` as redis-py raises it for one command, or for a command of a pipeline (the reply
+    prefixed with the command that got it: the asyncio client quotes it as a tuple, the other not)."""
+    error = _reply(reply)
+    command = ("EVALSHA", "4a3b", "1", "k:{c}", "it's")
+    if where == "async-pipeline":
+        aioredis.Redis().pipeline().annotate_exception(error, 2, command)
+    elif where == "pipeline":
+        redis_sync.Redis().pipeline().annotate_exception(error, 2, command)
+    return error
+
+
+WHERE = ["command", "pipeline", "async-pipeline"]
+
+
+@pytest.mark.parametrize("reply", list(REFUSAL_REPLIES.values()), ids=list(REFUSAL_REPLIES))
+@pytest.mark.parametrize("where", WHERE)
+def test_every_refusal_of_a_redis_that_is_up_is_told_by_its_code(reply: str, where: str) -> None:
+    error = _raised(reply, where)
+    assert refusing(error)
+    assert error_code(error) == reply.split(" ", 1)[0]
+
+
+@pytest.mark.parametrize("reply", list(OTHER_REPLIES.values()), ids=list(OTHER_REPLIES))
+@pytest.mark.parametrize("where", WHERE)
+def test_any_other_error_reply_is_not_a_refusal(reply: str, where: str) -> None:
+    assert not refusing(_raised(reply, where))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [ValueError("BUSY"), redis_sync.exceptions.DataError("BUSY"), MasterDemoted("a master was demoted")],
+    ids=["not-redis", "not-a-reply", "cluster-retry"],
+)
+def test_only_error_replies_are_refusals(other: Exception) -> None:
+    assert not refusing(other)
+
+
+@pytest.mark.parametrize("reply", ["busy", "misconf", "noreplicas"])
+def test_a_refusal_redis_py_has_no_class_for_is_a_503_with_retry_after(reply: str) -> None:
+    """BUSY (a long script), MISCONF (a failed background save) reach the edge as a plain
+    ResponseError: a dependency fault like the others, not a 500."""
+
+    async def refused() -> object:
+        raise _reply(REFUSAL_REPLIES[reply])
+
+    with pytest.raises(InfrastructureError, match=reply.upper()):
+        asyncio.run(bounded(refused(), "Redis idempotency claim"))
+    answer = problem_for(_reply(REFUSAL_REPLIES[reply]))
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+
+
+def test_an_error_reply_that_is_not_a_refusal_stays_what_it_was() -> None:
+    """WRONGTYPE (a bug, not a dependency fault) is not hidden behind a 503: it propagates, a 500."""
+
+    async def wrong() -> object:
+        raise _reply(OTHER_REPLIES["wrongtype"])
+
+    with pytest.raises(redis_sync.exceptions.ResponseError, match="WRONGTYPE"):
+        asyncio.run(bounded(wrong(), "Redis read"))
+    assert problem_for(_reply(OTHER_REPLIES["wrongtype"])).status_code == 500
+
+
+def test_a_position_write_refused_for_a_moment_is_tried_again() -> None:
+    """After a publish, the idempotency claim's position is written through ``bounded_retried``: a
+    Redis that is BUSY for a moment must not leave the claim without its position (every retry of
+    the request a 409 until the claim goes stale, then a second publish)."""
+    tries: list[int] = []
+
+    async def write() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise _reply(REFUSAL_REPLIES["busy"])
+        return "OK"
+
+    assert asyncio.run(bounded_retried(write, "Redis claim position", first_pause=0.0)) == "OK"
+    assert len(tries) == 3

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,6 +29,10 @@ from ledgerflow.auth.exceptions import MissingCredentials
 from ledgerflow.errors import AuthError, DomainError, InfrastructureError, ValidationError
 
 SECRET = "redis://:hunter2@10.1.2.3:6379"
+# Redis refusals redis-py has no class for (a plain ResponseError), and an error reply that is a bug.
+BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+MISCONF = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk."
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 
 def raiser(exc: Exception):
@@ -52,6 +57,9 @@ app = Starlette(
         Route("/conflict", raiser(DomainError("training already enabled"))),
         Route("/infra", raiser(InfrastructureError(f"Redis unreachable at {SECRET}"))),
         Route("/boom", raiser(RuntimeError(f"connection string {SECRET}"))),
+        Route("/busy", raiser(ResponseError(BUSY))),
+        Route("/misconf", raiser(ResponseError(MISCONF))),
+        Route("/wrongtype", raiser(ResponseError(WRONGTYPE))),
         Route("/echo", echo_json, methods=["POST"]),
     ],
     exception_handlers=exception_handlers(),
@@ -200,6 +208,23 @@ def test_infrastructure_error_is_503_with_retry_after_and_no_internals() -> None
     assert_problem(response, 503, "Service Unavailable")
     assert response.headers["retry-after"] == "5"
     assert "hunter2" not in response.text
+
+
+@pytest.mark.parametrize("path", ["/busy", "/misconf"])
+def test_a_redis_refusal_that_escapes_is_503_with_retry_after(path: str) -> None:
+    """A Redis that is BUSY (a long script) or MISCONF (a failed background save) is a dependency
+    fault wherever its ResponseError escapes: 503 + Retry-After, not a 500 with a traceback."""
+    response = client.get(path)
+    assert_problem(response, 503, "Service Unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert "connection" not in response.headers
+
+
+def test_an_error_reply_that_is_not_a_refusal_is_still_a_500(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="ledgerflow.api.problems"):
+        response = client.get("/wrongtype")
+    assert_problem(response, 500, "Internal Server Error")
+    assert any(record.exc_info and record.exc_info[0] is ResponseError for record in caplog.records)
 
 
 def test_unhandled_error_is_500_logged_and_not_leaked(caplog: pytest.LogCaptureFixture) -> None:
