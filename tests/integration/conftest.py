@@ -28,6 +28,7 @@ from tests.integration import edgekit
 from tests.support.processes import Process, running_edge, start
 from tests.support.rediscluster import private_cluster
 from tests.support.redismode import redis_mode
+from tests.support.testtopics import drop_left_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_KAFKA = "127.0.0.1:29092"
@@ -71,6 +72,10 @@ def _stack(redis_url: str | None = None) -> Iterator[Settings]:
             "or point LEDGERFLOW_KAFKA_BOOTSTRAP / LEDGERFLOW_REDIS_URL at running services.",
             pytrace=False,
         )
+    if not base.kafka_external:  # our own test stack: what earlier sessions' tests left goes
+        dropped = asyncio.run(drop_left_topics(base.kafka_bootstrap))
+        if dropped:
+            _say(f"kafka: deleted {dropped} topics earlier test sessions left")
     yield base
     if started_here:
         manage.down(base, say=_say)
