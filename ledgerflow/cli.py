@@ -144,11 +144,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from ledgerflow.agents.runner import check_environment, wanted_agents
     from ledgerflow.commands.announce import announce
+    from ledgerflow.commands.preflight import require_noeviction
     from ledgerflow.commands.quiet import unhush_clients
     from ledgerflow.kafka.admin import ensure_topics
 
     wanted_agents(args.agents)  # a usage error before any connection attempt
     check_environment(os.environ)  # the same for a bad variable, also before any child is started
+    # an evicting Redis loses read-model keys silently: refused before any child is started
+    warning = require_noeviction(settings, reachable=False)
+    if warning is not None:
+        announce(f"warning: {warning}")
     if args.processes != 1:
         return cmd_worker_processes(args, settings)
     asyncio.run(ensure_topics(settings))  # a missing broker is one line, without aiokafka's retries
