@@ -367,7 +367,7 @@ class Hub:
         ``PROBE_TIMEOUT_S``; concurrent callers share one probe.
         """
         if not self.healthy:
-            return "reader failing"
+            return self._missing_topics() or "reader failing"
         now = asyncio.get_running_loop().time()
         if self._probe is None or (self._probe.done() and now - self._probed_at >= PROBE_CACHE_S):
             self._probe = asyncio.create_task(self._probe_once(), name="kafka-probe")
@@ -394,7 +394,8 @@ class Hub:
         metadata meanwhile (its own logger says ``Topic … not found in cluster metadata`` at each
         refresh): the broker answered, so the reason is the topic, not a timeout.
         """
-        assert self._consumer is not None
+        if self._consumer is None:
+            return None
         return topics_missing([t for t in self._topics if self._consumer.partitions_for_topic(t) is None])
 
     # -- step 2: catch-up ------------------------------------------------------------
