@@ -28,7 +28,7 @@ from ledgerflow.api.problems import problem
 from ledgerflow.api.spec import INT, PUBLIC, STR, json_response, obj, operation, problems
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.metrics import EDGE_REGISTRY, PROJECTION_LAG
-from ledgerflow.redisclient import REFUSING, UNAVAILABLE, is_cluster_client
+from ledgerflow.redisclient import REFUSING, UNAVAILABLE, error_code, is_cluster_client
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 T = TypeVar("T")
@@ -133,10 +133,9 @@ def readiness_key(topic_prefix: str) -> str:
 
 
 def refusal_reason(exc: Exception) -> str:
-    """``refuses writes: OOM`` for an error reply: the reply's first word (OOM, READONLY, MISCONF,
-    BUSY, LOADING, …; redis-py strips it from the message of the errors it has a class for)."""
-    code = getattr(exc, "status_code", None) or (str(exc).split() or [type(exc).__name__])[0]
-    return f"refuses writes: {code}"
+    """``refuses writes: OOM`` for an error reply: its code, the reply's first word (OOM, READONLY,
+    MISCONF, BUSY, LOADING, NOPERM, …; ``redisclient.error_code``)."""
+    return f"refuses writes: {error_code(exc) or type(exc).__name__}"
 
 
 async def redis_status(ctx: EdgeContext) -> str:
