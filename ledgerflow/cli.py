@@ -151,6 +151,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     check_environment(os.environ)  # the same for a bad variable, also before any child is started
     if args.processes != 1:
         return cmd_worker_processes(args, settings)
+    _worker_redis_policy(settings)
     asyncio.run(ensure_topics(settings))  # a missing broker is one line, without aiokafka's retries
     unhush_clients()  # from here on the worker's own logging decides what aiokafka may say
     return run_worker(settings, agents=args.agents, announce=announce)
@@ -165,9 +166,21 @@ def cmd_worker_processes(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.metrics import worker_metrics_address
 
     check_processes(args.processes, worker_metrics_address(os.environ))
+    _worker_redis_policy(settings)  # once here, before any child is started (each checks again)
     asyncio.run(ensure_topics(settings))
     child_args = ["--agents", args.agents] + (["--log-format", args.log_format] if args.log_format else [])
     return supervise(settings, args.processes, child_args, say=_err)
+
+
+def _worker_redis_policy(settings: Settings) -> None:
+    """An evicting Redis loses read-model keys silently: refused in one line (redispolicy). A Redis
+    that does not answer, or hides its policy, is a warning: the worker waits for Redis anyway."""
+    from ledgerflow.commands.announce import announce
+    from ledgerflow.commands.preflight import require_noeviction
+
+    warning = require_noeviction(settings, reachable=False)
+    if warning is not None:
+        announce(f"warning: {warning}")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

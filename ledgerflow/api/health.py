@@ -1,11 +1,12 @@
 """``/healthz`` (the process answers), ``/readyz`` (Kafka and Redis answer), ``/metrics``.
 
-``/readyz`` is truthful within ``READY_WITHIN_S``: every call asks Redis (PING) and Kafka
-(a ListOffsets round trip through the hub's consumer, shared by concurrent callers and
-cached for ``Hub.PROBE_CACHE_S``) with a deadline of ``DEPENDENCY_DEADLINE_S`` each, in
-parallel. A paused or stopped broker, or a Redis that is down or silent, turns it 503
-naming ``kafka`` / ``redis`` in ``checks`` and in the detail. The answer itself never
-takes much longer than one deadline.
+``/readyz`` is truthful within ``READY_WITHIN_S``: every call asks Redis (a small write with a
+TTL, then its ``maxmemory-policy``) and Kafka (a ListOffsets round trip through the hub's
+consumer, shared by concurrent callers and cached for ``Hub.PROBE_CACHE_S``) with a deadline
+of ``DEPENDENCY_DEADLINE_S`` each, in parallel. A paused or stopped broker, a topic deleted
+under the edge, a Redis that is down, silent, refuses writes (OOM, READONLY, MISCONF, BUSY) or
+evicts keys turns it 503 naming ``kafka`` / ``redis`` in ``checks`` and in the detail. The
+answer itself never takes much longer than one deadline.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ledgerflow import redispolicy
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import PROBE_CACHE_S
 from ledgerflow.api.problems import problem
 from ledgerflow.api.spec import INT, PUBLIC, STR, json_response, obj, operation, problems
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.metrics import EDGE_REGISTRY, PROJECTION_LAG
-from ledgerflow.redisclient import UNAVAILABLE
+from ledgerflow.redisclient import REFUSING, UNAVAILABLE, error_code, is_cluster_client
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 T = TypeVar("T")
@@ -37,14 +39,19 @@ READY_WITHIN_S = 5.0
 """A dependency fault shows in ``/readyz`` at most this long after it began (documented bound)."""
 assert DEPENDENCY_DEADLINE_S + PROBE_CACHE_S <= READY_WITHIN_S
 READY_RETRY_AFTER_S = 5
+ERROR_REPLIES: tuple[type[Exception], ...] = (ResponseError, *REFUSING)
+"""A Redis that answered with an error reply (OOM, READONLY, MISCONF, BUSY, LOADING, …)."""
 
 
-async def within_deadline(call: Awaitable[T], what: str, timeout: float = DEPENDENCY_DEADLINE_S) -> T:
+async def within_deadline(
+    call: Awaitable[T], what: str, timeout: float = DEPENDENCY_DEADLINE_S, *, raise_refusals: bool = False
+) -> T:
     """Await a Redis or Kafka call for at most ``timeout`` seconds.
 
     Silence or a failure of the dependency becomes ``InfrastructureError`` naming
     ``what``, which the edge answers with 503 problem+json and ``Retry-After`` (never a
-    500, never a hang).
+    500, never a hang). ``raise_refusals``: a Redis error reply (``ResponseError``: OOM,
+    READONLY, …) is raised as it is, for a caller that reports its code.
     """
     try:
         async with asyncio.timeout(timeout):
@@ -52,6 +59,8 @@ async def within_deadline(call: Awaitable[T], what: str, timeout: float = DEPEND
     except TimeoutError:
         raise InfrastructureError(f"{what}: no answer within {timeout:g} s") from None
     except (RedisError, *UNAVAILABLE, KafkaError, OSError) as exc:
+        if raise_refusals and isinstance(exc, ERROR_REPLIES):
+            raise
         raise InfrastructureError(f"{what}: {type(exc).__name__}") from None
 
 
@@ -114,13 +123,49 @@ async def readyz(request: Request) -> Response:
     )
 
 
+READINESS_KEY_TTL_MS = 5000
+"""How long the readiness probe's key lives: a few probes' worth, never an accumulation."""
+
+
+def readiness_key(topic_prefix: str) -> str:
+    """The key ``/readyz`` writes to prove Redis takes writes (one per topic prefix, short-lived)."""
+    return f"lf:{topic_prefix}edge:readyz"
+
+
+def refusal_reason(exc: Exception) -> str:
+    """``refuses writes: OOM`` for an error reply: its code, the reply's first word (OOM, READONLY,
+    MISCONF, BUSY, LOADING, NOPERM, …; ``redisclient.error_code``)."""
+    return f"refuses writes: {error_code(exc) or type(exc).__name__}"
+
+
 async def redis_status(ctx: EdgeContext) -> str:
-    """``ok`` when Redis answered PING within the deadline, else why not."""
+    """``ok`` when Redis took a small write (``SET`` with a TTL on ``readiness_key``) and does not
+    evict keys, all within the deadline; else why not. A Redis that answers PING but refuses writes
+    (OOM at ``maxmemory``, READONLY after a demotion, MISCONF after a failed snapshot, BUSY in a
+    script) is not ready: every POST would answer 503. A ``maxmemory-policy`` changed to an
+    evicting one at run time is named too (``redispolicy``); one that cannot be read is not."""
+
+    async def probe() -> str:
+        await ctx.redis.set(readiness_key(ctx.settings.topic_prefix), b"1", px=READINESS_KEY_TTL_MS)
+        return redispolicy.readiness_reason(await _policies(ctx.redis)) or "ok"
+
     try:
-        await within_deadline(ctx.redis.ping(), "redis")
+        return await within_deadline(probe(), "redis", raise_refusals=True)
     except InfrastructureError as exc:
         return str(exc).removeprefix("redis: ")
-    return "ok"
+    except ERROR_REPLIES as exc:
+        return refusal_reason(exc)
+
+
+async def _policies(redis: Any) -> list[redispolicy.PolicyReading]:
+    """Every node's ``maxmemory-policy`` (one node unless ``redis`` is a cluster client)."""
+    if not is_cluster_client(redis):
+        return [await redispolicy.read_async(redis, "redis")]
+    await redis.initialize()  # a no-op once the client has its slot map (the probe's write made it)
+    nodes = redis.get_nodes()
+    return list(
+        await asyncio.gather(*(redispolicy.read_async(redis, node.name, target_nodes=node) for node in nodes))
+    )
 
 
 @operation(

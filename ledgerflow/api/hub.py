@@ -362,11 +362,12 @@ class Hub:
     async def kafka_status(self) -> str:
         """``ok`` when the reader runs and the broker answered a probe (at most ``PROBE_CACHE_S`` ago).
 
-        Otherwise the reason, e.g. ``no answer within 2 s``. Never waits longer than
+        Otherwise the reason, e.g. ``no answer within 2 s``, or ``topic <name> missing`` when the
+        broker answers but one of the hub's topics was deleted. Never waits longer than
         ``PROBE_TIMEOUT_S``; concurrent callers share one probe.
         """
         if not self.healthy:
-            return "reader failing"
+            return self._missing_topics() or "reader failing"
         now = asyncio.get_running_loop().time()
         if self._probe is None or (self._probe.done() and now - self._probed_at >= PROBE_CACHE_S):
             self._probe = asyncio.create_task(self._probe_once(), name="kafka-probe")
@@ -381,10 +382,21 @@ class Hub:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await self._consumer.end_offsets(tps)
         except TimeoutError:
-            return f"no answer within {PROBE_TIMEOUT_S:g} s"
+            return self._missing_topics() or f"no answer within {PROBE_TIMEOUT_S:g} s"
         except Exception as exc:  # a health probe reports every failure, it never raises
-            return f"unreachable: {type(exc).__name__}"
+            return self._missing_topics() or f"unreachable: {type(exc).__name__}"
         return "ok"
+
+    def _missing_topics(self) -> str | None:
+        """``topic <name> missing`` when the broker's last metadata lacks one of the hub's topics.
+
+        aiokafka waits for a deleted topic's leader until the probe's deadline, refreshing the
+        metadata meanwhile (its own logger says ``Topic … not found in cluster metadata`` at each
+        refresh): the broker answered, so the reason is the topic, not a timeout.
+        """
+        if self._consumer is None:
+            return None
+        return topics_missing([t for t in self._topics if self._consumer.partitions_for_topic(t) is None])
 
     # -- step 2: catch-up ------------------------------------------------------------
     async def catch_up(
@@ -492,6 +504,13 @@ class Hub:
 def _conversation_of(event: Event) -> str:
     payload = event.payload
     return payload.conversation_id if isinstance(payload, PolicyDecision) else event.subject
+
+
+def topics_missing(names: list[str]) -> str | None:
+    """``/readyz``'s reason for topics the broker does not know (``topic a missing``), None if none."""
+    if not names:
+        return None
+    return f"topic{'s' if len(names) > 1 else ''} {', '.join(sorted(names))} missing"
 
 
 def partition_for(key: str, partitions: int) -> int:

@@ -20,6 +20,7 @@ from ledgerflow.redisclient import (
     is_cluster,
     sync_client,
 )
+from ledgerflow.redispolicy import check_policy
 from ledgerflow.topics import all_topics
 
 CONNECT_TIMEOUT_S = 3.0
@@ -49,6 +50,24 @@ def require_redis(settings: Settings) -> None:
         raise InfrastructureError(
             f"LEDGERFLOW_REDIS_URL / --redis {settings.redis_url}: {host}:{port} is a node of a Redis "
             f"Cluster, which a redis:// client cannot use: use {cluster_url(settings.redis_url)}"
+        )
+
+
+def require_noeviction(settings: Settings, *, reachable: bool = True) -> str | None:
+    """Refuse (InfrastructureError, one line) a Redis that may evict keys (``redispolicy``); return
+    the warning to show when its policy cannot be read. ``reachable=False``: a Redis that does not
+    answer is a warning too (the worker starts without Redis and waits for it)."""
+    try:
+        return check_policy(settings.redis_url, CONNECT_TIMEOUT_S)
+    except (redis_sync.RedisError, OSError) as exc:
+        if reachable:
+            raise InfrastructureError(
+                f"no Redis answers at {settings.redis_url} ({type(exc).__name__}): start the local stack "
+                "(`ledgerflow stack up`) or fix LEDGERFLOW_REDIS_URL / --redis"
+            ) from None
+        return (
+            f"Redis at {settings.redis_url} did not answer ({type(exc).__name__}): its maxmemory-policy "
+            "was not checked (ledgerflow needs noeviction)"
         )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from ledgerflow.commands.announce import announce
-from ledgerflow.commands.preflight import require_redis, require_topics
+from ledgerflow.commands.preflight import require_noeviction, require_redis, require_topics
 from ledgerflow.commands.quiet import unhush_clients
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
@@ -25,6 +25,9 @@ def serve_cli(settings: Settings) -> int:
             "--http HOST:PORT / LEDGERFLOW_HTTP"
         )
     require_redis(settings)
+    warning = require_noeviction(settings)  # an evicting Redis loses data silently: refused here
+    if warning is not None:
+        announce(f"warning: {warning}")
     asyncio.run(require_topics(settings))
     unhush_clients()
     return serve(settings, on_ready=lambda: announce(listening(settings)))

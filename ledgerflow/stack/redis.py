@@ -1,4 +1,4 @@
-"""A loopback Redis server from Debian's ``redis-server``, kept in memory only."""
+"""A loopback Redis server from Debian's ``redis-server``, kept in memory only, never evicting."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def start(node: RedisNode, extra: Sequence[str] = ()) -> int:
             "",
             "--appendonly",
             "no",
+            # ledgerflow needs a Redis that never evicts (ledgerflow/redispolicy.py): said explicitly,
+            # so the stack's Redis (and every node of its cluster) passes the edge's start-up check
+            # whatever the package's default configuration says
+            "--maxmemory-policy",
+            "noeviction",
             "--dir",
             str(node.dir),
             "--protected-mode",
