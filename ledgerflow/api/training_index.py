@@ -123,7 +123,15 @@ class TrainingIndex:
 
     def _fold(self, records: Sequence[RawRecord]) -> None:
         """Decode ``records`` (outside the lock), then walk their chains (inside it)."""
-        found = [at for at in map(located, records) if at is not None]
+        found = []
+        for rec in records:
+            try:
+                at = located(rec)
+            except Exception:  # one odd record must not stop every later one from being shown
+                log.exception("training history: %s[%d]@%d not shown", rec.topic, rec.partition, rec.offset)
+                continue
+            if at is not None:
+                found.append(at)
         with self.tail.lock:
             for at in found:
                 chain = self._chains.get((at.key, at.partition))
