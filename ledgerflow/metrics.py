@@ -143,6 +143,13 @@ SSE_FRAMES = Counter("ledgerflow_sse_frames_total", "SSE frames sent", ["event"]
 SSE_DROPPED = Counter(
     "ledgerflow_sse_subscribers_dropped_total", "Subscribers closed", ["reason"], registry=EDGE_REGISTRY
 )
+INDEX_RECORDS_READ = Counter(
+    "ledgerflow_edge_index_records_read_total",
+    "Records the edge's incremental indexes (rule pack catalog, training history) read from a topic: "
+    "each record once per edge process, whichever tenant's request read it",
+    ["topic"],
+    registry=EDGE_REGISTRY,
+)
 EVENTS_INGESTED = Counter(
     "ledgerflow_events_ingested_total", "Events accepted by POST /v1/events", ["type"], registry=EDGE_REGISTRY
 )

@@ -196,6 +196,8 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
                 offsets=offsets,
                 admin=admin,
             )
+            stack.push_async_callback(app.state.ctx.packs.close)
+            stack.push_async_callback(app.state.ctx.training_log.close)
             stack.callback(app.state.ctx.closing.set)
             yield
 

@@ -1,5 +1,6 @@
 """What the edge holds for its lifetime: one Kafka producer, one Redis pool, one SSE hub,
-and the in-memory state of the edge's limits (api/limits.py)."""
+the in-memory state of the edge's limits (api/limits.py) and its incremental indexes of
+``policy.rules`` and ``training.audit`` (api/pack_index.py, api/training_index.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ledgerflow.api.hub import CATCH_UP_STALL_S, Hub
 from ledgerflow.api.limits import EdgeLimits, SseSlots, TokenBuckets
+from ledgerflow.api.pack_index import PackIndex
+from ledgerflow.api.training_index import TrainingIndex
 from ledgerflow.api.tuning import EdgeTuning
 from ledgerflow.auth.verifier import TokenVerifier
 from ledgerflow.config import Settings
@@ -44,8 +47,14 @@ class EdgeContext:
     rate: TokenBuckets = field(init=False)
     evaluate_rate: TokenBuckets = field(init=False)
     sse_slots: SseSlots = field(init=False)
+    packs: PackIndex = field(init=False)
+    """Every tenant's rule packs, read incrementally from ``policy.rules`` (``GET /v1/policy/packs``)."""
+    training_log: TrainingIndex = field(init=False)
+    """Every tenant's ``training.audit`` chain, read incrementally (``GET /v1/training/history``)."""
 
     def __post_init__(self) -> None:
+        self.packs = PackIndex(self.settings)
+        self.training_log = TrainingIndex(self.settings)
         self.rate = TokenBuckets(self.limits.rate_per_tenant, self.limits.rate_burst)
         self.evaluate_rate = TokenBuckets(self.limits.evaluate_rate_per_tenant, self.limits.evaluate_burst)
         self.sse_slots = SseSlots(self.limits.sse_per_tenant)

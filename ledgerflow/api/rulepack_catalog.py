@@ -1,29 +1,30 @@
 """``GET /v1/policy/packs`` and ``GET /v1/policy/packs/{version}``: the tenant's published rule packs.
 
-Read from ``policy.rules`` (small: one record per publication, every version kept), bounded
-by ``READ_DEADLINE_S``; each version says who signed it (``signer_kid``) or why the agents
-refuse it (``refused``: the signature check of docs/policy.md, against the edge's trust
-store); a broker that does not answer in time is a 503 with ``Retry-After``. Shape, hash and
-signature are checked for every listed version without compiling it; whether its patterns
-compile is remembered per document (``COMPILED_VERDICTS``, most recent), so a listing
-compiles a document at most once, in a worker thread, not on every read. Another
-tenant's packs are never listed, and asking for one of their versions is a 404 like a
-missing one.
+Served from the edge's ``PackIndex``: a ``PackBook`` (``api/pack_book.py``) of every tenant's
+publications, kept up to date by a ``LogTail`` (``kafka/tail.py``) that reads only the records of
+``policy.rules`` written since its last read — a request first catches up to the log end at its
+arrival (so a version acknowledged before it is listed), then answers from memory. Neither the
+records nor the checks of another tenant's packs are part of a tenant's request, beyond reading
+once the records published since the last request of anyone.
+
+Each version says who signed it (``signer_kid``) or why the agents refuse it (``refused``: the
+signature check of docs/policy.md, against the edge's trust store). Verdicts are remembered per
+publication with the trust store's key they were reached with, and compile verdicts per
+document (``pack_book.COMPILED_VERDICTS``), so a listing checks only versions it has not seen
+or whose key changed, in the index's own pool (``pack_index.CHECK_WORKERS`` threads), one job
+per tenant at a time; a job given up on by its deadline runs on and the next listing finds
+its verdicts. Catching up and checking together are bounded by ``READ_DEADLINE_S``: past it,
+or when the broker fails, a 503 with ``Retry-After``. Another tenant's packs are never listed,
+and asking for one of their versions is a 404 like a missing one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import threading
-from collections import OrderedDict
-from collections.abc import AsyncGenerator, Iterable
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import AsyncGenerator
+from typing import cast
 
-import orjson
-from prometheus_client import Counter
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -31,120 +32,24 @@ from starlette.responses import JSONResponse
 from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
-from ledgerflow.api.paging import rfc3339
+from ledgerflow.api.pack_book import PackVersion, catalog
 from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, nullable, obj, operation, problems
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
-from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.digits import ascii_digits
-from ledgerflow.errors import DecodeError, LedgerflowError, ValidationError
+from ledgerflow.errors import DecodeError, ValidationError
 from ledgerflow.kafka.logs import RawRecord, read_topic
-from ledgerflow.kafka.reference import admitted_document
-from ledgerflow.metrics import EDGE_REGISTRY
-from ledgerflow.policy import CheckedPack
-from ledgerflow.policy.signing import KeyLookup, SignatureRefused
 from ledgerflow.topics import POLICY_RULES
 
+__all__ = ["catalog", "get_pack", "list_packs", "read_policy_events"]
+
 READ_DEADLINE_S = 5.0
-COMPILED_VERDICTS = 512
-"""Documents whose compile verdict (compiles, or the error) the catalog remembers."""
-_verdicts: OrderedDict[str, str | None] = OrderedDict()
-_verdicts_lock = threading.Lock()  # listings run in worker threads
-COMPILES = Counter(
-    "ledgerflow_edge_pack_compiles_total",
-    "Rule pack documents the edge compiled to list them (each at most once while remembered)",
-    registry=EDGE_REGISTRY,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PackVersion:
-    version: int
-    constitution_hash: str
-    published_by: str
-    published_at: int  # µs
-    document: dict[str, Any]
-    signer_kid: str | None = None
-    refused: str | None = None  # the refusal's reason code when the agents do not admit it
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "constitution_hash": self.constitution_hash,
-            "published_by": self.published_by,
-            "published_at": rfc3339(self.published_at),
-            "rules": len(self.document.get("rules", [])),
-            "signer_kid": self.signer_kid,
-            "refused": self.refused,
-        }
-
-
-def catalog(events: Iterable[Event], tenant: str, lookup: KeyLookup | None = None) -> list[PackVersion]:
-    """``tenant``'s versions, newest first; a version published twice keeps its later record
-    (as the agents do). Each is checked as the agents check it (``lookup``: the trust store)."""
-    found: dict[int, PackVersion] = {}
-    for event in events:
-        payload = event.payload
-        if event.tenant != tenant or not isinstance(payload, RulePackPublished):
-            continue
-        try:
-            document = orjson.loads(payload.document)
-        except orjson.JSONDecodeError:
-            continue
-        signer, refused = admission(payload, lookup)
-        found[payload.version] = PackVersion(
-            payload.version,
-            payload.constitution_hash,
-            event.producer,
-            event.occurred_at,
-            document,
-            signer,
-            refused,
-        )
-    return [found[v] for v in sorted(found, reverse=True)]
-
-
-def admission(payload: RulePackPublished, lookup: KeyLookup | None) -> tuple[str | None, str | None]:
-    """(signer kid, None) for a pack the agents admit, else (None, the refusal's reason code).
-
-    The signature is checked every time (the trust store changes); compiling, only once per
-    document (``compile_verdict``)."""
-    try:
-        checked, signed = admitted_document(payload, lookup)
-    except SignatureRefused as exc:
-        return None, exc.code
-    except LedgerflowError:
-        return None, "invalid-rule-pack"
-    if compile_verdict(checked) is not None:
-        return None, "invalid-rule-pack"
-    return signed.kid, None
-
-
-def compile_verdict(checked: CheckedPack) -> str | None:
-    """Why ``checked`` does not compile, or None; remembered for the last ``COMPILED_VERDICTS``
-    documents (by the SHA-256 of their canonical JSON)."""
-    key = hashlib.sha256(checked.canonical).hexdigest()
-    with _verdicts_lock:
-        if key in _verdicts:
-            _verdicts.move_to_end(key)
-            return _verdicts[key]
-    COMPILES.inc()
-    try:
-        checked.compile()
-        verdict = None
-    except LedgerflowError as exc:
-        verdict = str(exc)
-    with _verdicts_lock:
-        _verdicts[key] = verdict
-        while len(_verdicts) > COMPILED_VERDICTS:
-            _verdicts.popitem(last=False)
-    return verdict
 
 
 async def read_policy_events(settings: Settings) -> list[Event]:
-    """Every decodable record of ``policy.rules`` (also read by `ledgerflow policy list|diff`)."""
+    """Every decodable record of ``policy.rules`` (read by `ledgerflow policy list|diff`)."""
     out = []
     async with contextlib.aclosing(
         cast(AsyncGenerator[RawRecord, None], read_topic(settings, settings.topic(POLICY_RULES)))
@@ -160,8 +65,13 @@ async def read_policy_events(settings: Settings) -> list[Event]:
 async def _catalog(request: Request) -> list[PackVersion]:
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
-    events = await within_deadline(read_policy_events(ctx.settings), "kafka", READ_DEADLINE_S)
-    return await asyncio.to_thread(catalog, events, principal.tenant, ctx.reference.trust.lookup)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READ_DEADLINE_S
+    await within_deadline(ctx.packs.catch_up(), "kafka", READ_DEADLINE_S)
+    remaining = max(deadline - loop.time(), 0.001)
+    return await within_deadline(
+        ctx.packs.versions(principal.tenant, ctx.reference.trust.lookup), "rule pack checks", remaining
+    )
 
 
 SUMMARY = obj(

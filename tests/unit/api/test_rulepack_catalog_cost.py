@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ledgerflow.api import rulepack_catalog
+from ledgerflow.api import pack_book
 from ledgerflow.api.rulepack_catalog import catalog
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished
@@ -31,7 +31,7 @@ def nobody(kid: str) -> PublisherKey | None:
 
 @pytest.fixture
 def compiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    monkeypatch.setattr(rulepack_catalog, "_verdicts", OrderedDict())
+    monkeypatch.setattr(pack_book, "_verdicts", OrderedDict())
     return count_rule_compiles(monkeypatch)
 
 

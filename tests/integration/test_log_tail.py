@@ -1,0 +1,81 @@
+"""``kafka/tail.py`` on the real broker: each record is folded once whoever asks, concurrent callers
+share one read, a caller given up on by its deadline leaves the read running, and transaction
+markers at the log end do not keep a caller waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+
+from ledgerflow.config import Settings
+from ledgerflow.kafka.logs import RawRecord
+from ledgerflow.kafka.tail import LogTail
+from ledgerflow.topics import POLICY_RULES, TRAINING_AUDIT
+
+
+async def _send(settings: Settings, topic: str, n: int, *, transactional: bool = False) -> None:
+    extra = {"transactional_id": f"tail-test-{uuid.uuid4().hex[:8]}"} if transactional else {}
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **extra)
+    await producer.start()
+    try:
+        if transactional:
+            async with producer.transaction():
+                for i in range(n):
+                    await producer.send(topic, f"r{i}".encode(), key=f"k{i % 5}".encode())
+        else:
+            for i in range(n):
+                await producer.send_and_wait(topic, f"r{i}".encode(), key=f"k{i % 5}".encode())
+    finally:
+        await producer.stop()
+
+
+def test_each_record_is_folded_once_and_a_cancelled_caller_leaves_the_read_running(
+    settings: Settings,
+) -> None:
+    topic = settings.topic(POLICY_RULES)
+    folded: list[tuple[int, int]] = []
+
+    def fold(records: Sequence[RawRecord]) -> None:
+        folded.extend((r.partition, r.offset) for r in records)
+
+    async def scenario() -> None:
+        tail = LogTail(settings, topic, fold, batch=7)
+        try:
+            await _send(settings, topic, 60)
+            await asyncio.gather(*(tail.catch_up() for _ in range(4)))
+            assert len(folded) == len(set(folded)) == 60 == tail.records_read
+            await _send(settings, topic, 25)
+            waiting = asyncio.create_task(tail.catch_up())
+            await asyncio.sleep(0)
+            waiting.cancel()  # the caller gives up; the read it started goes on
+            await asyncio.gather(waiting, return_exceptions=True)
+            await tail.catch_up()
+            assert len(folded) == len(set(folded)) == 85
+            await tail.catch_up()
+            assert len(folded) == 85
+        finally:
+            await tail.close()
+
+    asyncio.run(scenario())
+
+
+def test_transaction_markers_at_the_end_do_not_hold_a_caller(settings: Settings) -> None:
+    topic = settings.topic(TRAINING_AUDIT)
+    folded: list[bytes] = []
+
+    async def scenario() -> None:
+        tail = LogTail(settings, topic, lambda records: folded.extend(r.value or b"" for r in records))
+        try:
+            await _send(settings, topic, 12, transactional=True)
+            await asyncio.wait_for(tail.catch_up(), 30)
+            assert sorted(folded) == sorted(f"r{i}".encode() for i in range(12))
+            await _send(settings, topic, 3, transactional=True)
+            await asyncio.wait_for(tail.catch_up(), 30)
+            assert len(folded) == 15 and tail.partitions() > 1
+        finally:
+            await tail.close()
+
+    asyncio.run(scenario())
