@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse
 from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.spec import AUTHED, TENANT_PARAM, json_response, operation, problems, query, ref
+from ledgerflow.api.usage import readable_totals
 from ledgerflow.errors import ValidationError
-from ledgerflow.redisvalues import Reply, text
+from ledgerflow.redisvalues import Reply
 from ledgerflow.timefmt import rfc3339
 from ledgerflow.usage.cost import cost_range
 from ledgerflow.usage.forecast import forecast as holt_forecast
@@ -25,10 +26,9 @@ MAX_HORIZON = 60
 def series_of(fields: Mapping[Reply, Reply], model: str) -> tuple[list[int], list[float]]:
     """Window starts and token totals (summed over source partitions), in time order."""
     totals: dict[int, float] = defaultdict(float)
-    for field, value in fields.items():
-        f_model, start, _end, _source = text(field).split("|", 3)
-        if f_model == model:
-            totals[int(start)] += int(value)
+    for field, value in readable_totals(fields):
+        if field.model == model:
+            totals[field.window_start] += value
     starts = sorted(totals)
     return starts, [totals[s] for s in starts]
 

@@ -67,13 +67,13 @@ def _paths(routes: Sequence[BaseRoute]) -> dict[str, Schema]:
 def _schemas() -> dict[str, Schema]:
     ids = {"type": "string", "minLength": 1}
     payloads = {
-        "ConversationStarted": spec.obj(["actor", "model"], actor=ids, model=ids),
+        "ConversationStarted": spec.obj(["actor", "model"], actor=ids, model=spec.MODEL_NAME),
         "MessageSubmitted": spec.obj(
             ["turn_id", "role", "content", "model"],
             turn_id=ids,
             role={"enum": ["user", "assistant", "tool"]},
             content=spec.STR,
-            model=ids,
+            model=spec.MODEL_NAME,
             tokens=spec.nullable("integer", minimum=0),
         ),
         "ConversationClosed": spec.obj(["reason"], reason=spec.STR),
