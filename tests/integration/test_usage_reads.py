@@ -51,3 +51,17 @@ def test_usage_and_forecast_read_fields_with_the_separator_and_skip_garbage(
         )
         assert forecast.status_code == 200, forecast.text
         assert [h["tokens"] for h in forecast.json()["history"]] == [100, 200, 300, 400]
+
+
+@pytest.mark.parametrize("horizon", ["٣", "1_0", " 3"])
+def test_a_horizon_that_is_not_ascii_digits_is_a_422(
+    settings: Settings, edge: str, store: redis.Redis, horizon: str
+) -> None:
+    """``int()`` read '٣' as 3 and '1_0' as 10: the forecast answered 200 to what no client meant."""
+    resp = httpx.get(
+        f"{edge}/v1/forecast",
+        params={"model": "slm-1", "horizon": horizon},
+        headers=edgekit.bearer(settings, roles="subscriber"),
+        timeout=10,
+    )
+    assert edgekit.assert_problem(resp, 422)["detail"].startswith("horizon: ")

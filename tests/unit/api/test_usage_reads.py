@@ -9,8 +9,9 @@ import logging
 import pytest
 
 from ledgerflow.api import usage
-from ledgerflow.api.forecast import series_of
+from ledgerflow.api.forecast import parse_horizon, series_of
 from ledgerflow.api.usage import windows
+from ledgerflow.errors import ValidationError
 
 TOKENS = {
     b"slm-1|1000000|2000000|ledgerflow-usage/p0": b"5",
@@ -45,3 +46,13 @@ def test_usage_reads_a_model_with_the_separator_and_skips_what_it_cannot_read(
 def test_the_forecast_series_reads_a_model_with_the_separator() -> None:
     assert series_of(TOKENS, "evil|model") == ([1000000], [7.0])
     assert series_of(TOKENS, "slm-1") == ([1000000], [8.0])
+
+
+@pytest.mark.parametrize("raw", ["٣", "1_0", " 3", "+3", "3.0", "0", "61", ""])
+def test_a_horizon_is_ascii_digits_in_range(raw: str) -> None:
+    with pytest.raises(ValidationError, match="^horizon: "):
+        parse_horizon(raw)
+
+
+def test_a_horizon_parses_or_defaults() -> None:
+    assert (parse_horizon(None), parse_horizon("3"), parse_horizon("60")) == (5, 3, 60)
