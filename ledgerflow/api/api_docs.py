@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from ledgerflow.api.console import console_dir
+from ledgerflow.api.console import console_dir, report_unbuilt
 from ledgerflow.api.problems import PROBLEM_JSON, problem_for
 from ledgerflow.api.spec import PUBLIC, operation, ref
 
@@ -36,7 +36,8 @@ PUBLIC_PATHS = frozenset({PATH})
 async def api_docs(request: Request) -> Response:
     page = console_dir() / "api-docs" / "index.html"
     if not page.is_file():
+        report_unbuilt(page)  # the path goes to the log, not to an unauthenticated answer
         return problem_for(
-            HTTPException(404, f"the API reference is not built ({page} is missing): run `make console`")
+            HTTPException(404, "the API reference is not built: run `make console` (it builds the page)")
         )
     return FileResponse(page, media_type="text/html; charset=utf-8")

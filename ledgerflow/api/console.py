@@ -10,6 +10,7 @@ directory is looked up per request, so building it while the edge runs is enough
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path, PurePosixPath
 
@@ -25,6 +26,21 @@ MOUNT = "/console"
 PUBLIC_PATHS = frozenset({"/", MOUNT})
 """Paths that need no token (with everything under ``MOUNT + "/"``)."""
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+NOT_BUILT = "the console is not built: run `make console` (the edge's log names the directory it looked in)"
+"""The 404 detail: no server path in an answer anyone may ask for without a token."""
+
+log = logging.getLogger(__name__)
+_reported: set[Path] = set()
+
+
+def report_unbuilt(missing: Path) -> None:
+    """Log, once per path, the file whose absence makes the console (or /docs) a 404: the
+    operator's clue, kept out of the unauthenticated answer."""
+    if missing not in _reported:
+        _reported.add(missing)
+        log.warning(
+            "console not built: %s is missing; run `make console` or set LEDGERFLOW_CONSOLE_DIR", missing
+        )
 
 
 def console_dir() -> Path:
@@ -61,10 +77,8 @@ class ConsoleFiles:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         directory = self._fixed or console_dir()
         if not (directory / "index.html").is_file():
-            missing = HTTPException(
-                404, f"the console is not built ({directory} has no index.html): run `make console`"
-            )
-            await problem_for(missing)(scope, receive, send)
+            report_unbuilt(directory / "index.html")
+            await problem_for(HTTPException(404, NOT_BUILT))(scope, receive, send)
             return
         if self._files is None or self._serving != directory:
             self._files, self._serving = SpaFiles(directory=directory, html=True), directory

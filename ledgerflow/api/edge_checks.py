@@ -11,10 +11,18 @@ from typing import Any
 
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.ids import check_id
-from ledgerflow.contracts.payloads import MessageSubmitted
+from ledgerflow.contracts.payloads import ConversationStarted, MessageSubmitted
 from ledgerflow.errors import ValidationError
+from ledgerflow.models.aggregate import name_problem
+from ledgerflow.projections.usage_fields import SEPARATOR
 
-__all__ = ["RESERVED_PRODUCER_PREFIX", "check_edge_event", "edge_producer", "refuse_client_producer"]
+__all__ = [
+    "RESERVED_PRODUCER_PREFIX",
+    "check_edge_event",
+    "check_model_name",
+    "edge_producer",
+    "refuse_client_producer",
+]
 
 RESERVED_PRODUCER_PREFIX = "ledgerflow-"
 """Producer names of the system's own writers (agents); never taken from a client."""
@@ -40,14 +48,30 @@ def refuse_client_producer(body: dict[str, Any]) -> None:
         )
 
 
+def check_model_name(field: str, model: object) -> str:
+    """A model name as the model registry takes one (``models.aggregate.name_problem``: 1..256
+    printable characters) without ``|``, the separator of the usage read model's fields
+    (``projections/usage_fields.py``); else ValidationError (422) naming ``field``."""
+    if not isinstance(model, str):
+        raise ValidationError(f"{field}: a string is required")
+    problem = name_problem(field, model)
+    if problem is not None:
+        raise ValidationError(problem)
+    if SEPARATOR in model:
+        raise ValidationError(f"{field} {model[:40]!r} must not contain {SEPARATOR!r}")
+    return model
+
+
 def check_edge_event(event: Event) -> Event:
-    """Ids in the id grammar, counts in range, before publishing; ValidationError (422)."""
+    """Ids in the id grammar, model names and counts in range, before publishing;
+    ValidationError (422)."""
     check_id("tenant", event.tenant)
     check_id("subject", event.subject)
+    if isinstance(event.payload, ConversationStarted):
+        check_model_name("payload.model", event.payload.model)
     if isinstance(event.payload, MessageSubmitted):
         check_id("payload.turn_id", event.payload.turn_id)
-        if not isinstance(event.payload.model, str):
-            raise ValidationError("payload.model: a string is required")
+        check_model_name("payload.model", event.payload.model)
         tokens = event.payload.tokens
         if tokens is not None and not (isinstance(tokens, int) and 0 <= tokens < 2**31):
             raise ValidationError(f"payload.tokens: {tokens!r} must be a count from 0 to 2^31-1, or null")

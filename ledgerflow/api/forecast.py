@@ -12,25 +12,33 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import requires_any_role
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.paging import parse_limit
 from ledgerflow.api.spec import AUTHED, TENANT_PARAM, json_response, operation, problems, query, ref
+from ledgerflow.api.usage import readable_totals
 from ledgerflow.errors import ValidationError
-from ledgerflow.redisvalues import Reply, text
+from ledgerflow.redisvalues import Reply
 from ledgerflow.timefmt import rfc3339
 from ledgerflow.usage.cost import cost_range
 from ledgerflow.usage.forecast import forecast as holt_forecast
 
 MAX_HORIZON = 60
+DEFAULT_HORIZON = 5
 
 
 def series_of(fields: Mapping[Reply, Reply], model: str) -> tuple[list[int], list[float]]:
     """Window starts and token totals (summed over source partitions), in time order."""
     totals: dict[int, float] = defaultdict(float)
-    for field, value in fields.items():
-        f_model, start, _end, _source = text(field).split("|", 3)
-        if f_model == model:
-            totals[int(start)] += int(value)
+    for field, value in readable_totals(fields):
+        if field.model == model:
+            totals[field.window_start] += value
     starts = sorted(totals)
     return starts, [totals[s] for s in starts]
+
+
+def parse_horizon(raw: str | None) -> int:
+    """``horizon``: ASCII digits in ``1..MAX_HORIZON`` (``DEFAULT_HORIZON`` when absent), as
+    every ``limit`` is read (``paging.parse_limit``): '٣', '1_0' or ' 3' are a 422, not 3 or 10."""
+    return parse_limit(raw, default=DEFAULT_HORIZON, maximum=MAX_HORIZON, name="horizon")
 
 
 @operation(
@@ -41,8 +49,8 @@ def series_of(fields: Mapping[Reply, Reply], model: str) -> tuple[list[int], lis
         query("model", {"type": "string", "minLength": 1}, "The model", required=True),
         query(
             "horizon",
-            {"type": "integer", "minimum": 1, "maximum": 60},
-            "Windows ahead (default 5)",
+            {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON},
+            f"Windows ahead (default {DEFAULT_HORIZON})",
         ),
         TENANT_PARAM,
     ],
@@ -55,12 +63,7 @@ async def forecast(request: Request) -> JSONResponse:
     model = request.query_params.get("model", "")
     if not model:
         raise ValidationError("model: query parameter required (e.g. ?model=slm-1)")
-    try:
-        horizon = int(request.query_params.get("horizon", "5"))
-    except ValueError:
-        raise ValidationError("horizon: an integer number of windows is required") from None
-    if not 1 <= horizon <= MAX_HORIZON:
-        raise ValidationError(f"horizon: must be between 1 and {MAX_HORIZON}")
+    horizon = parse_horizon(request.query_params.get("horizon"))
     fields = await ctx.redis.hgetall((await ctx.read_keys()).usage(principal.tenant))
     starts, series = series_of(fields, model)
     points = holt_forecast(series, horizon)  # ValidationError (422) with fewer than 3 windows

@@ -67,13 +67,13 @@ def _paths(routes: Sequence[BaseRoute]) -> dict[str, Schema]:
 def _schemas() -> dict[str, Schema]:
     ids = {"type": "string", "minLength": 1}
     payloads = {
-        "ConversationStarted": spec.obj(["actor", "model"], actor=ids, model=ids),
+        "ConversationStarted": spec.obj(["actor", "model"], actor=ids, model=spec.MODEL_NAME),
         "MessageSubmitted": spec.obj(
             ["turn_id", "role", "content", "model"],
             turn_id=ids,
             role={"enum": ["user", "assistant", "tool"]},
             content=spec.STR,
-            model=ids,
+            model=spec.MODEL_NAME,
             tokens=spec.nullable("integer", minimum=0),
         ),
         "ConversationClosed": spec.obj(["reason"], reason=spec.STR),
@@ -130,7 +130,7 @@ def _schemas() -> dict[str, Schema]:
             duplicate={"type": "boolean"},
         ),
         "Conversation": spec.obj(
-            ["turns", "turn_count"],
+            ["turns", "turn_count", "turns_start", "turns_next"],
             conversation_id=spec.STR,
             tenant=spec.STR,
             status={"enum": ["open", "closed"]},
@@ -141,7 +141,20 @@ def _schemas() -> dict[str, Schema]:
             updated_at=spec.TIME,
             turn_count=spec.INT,
             last_decision={"type": "object"},
-            turns={"type": "array", "items": {"type": "object"}},
+            turns={
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "One page of the turns, oldest first, each with its `decision` (or null)",
+            },
+            turns_start={
+                "type": "integer",
+                "minimum": 0,
+                "description": "The position of the page's first turn",
+            },
+            turns_next={
+                **spec.nullable("integer", minimum=0),
+                "description": "`turns_before` of the page of older turns; null: it starts at the first turn",
+            },
         ),
         "Pending": spec.obj(
             ["status", "detail"],

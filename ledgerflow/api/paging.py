@@ -17,20 +17,40 @@ from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import ValidationError
 from ledgerflow.timefmt import rfc3339
 
-__all__ = ["Cursor", "parse_limit", "rfc3339"]  # rfc3339: the one time format (ledgerflow/timefmt.py)
+__all__ = [
+    "Cursor",
+    "parse_limit",
+    "parse_position",
+    "rfc3339",
+]  # rfc3339: the one time format (ledgerflow/timefmt.py)
 MAX_CURSOR_CHARS = 1024
 
 
-def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
-    """``limit`` as an integer in ``1..maximum`` (``default`` when absent); else ValidationError (422)."""
+MAX_POSITION_DIGITS = 18
+"""A position (an index into a list) has at most this many digits: past any list Redis holds."""
+
+
+def parse_limit(raw: str | None, *, default: int, maximum: int, name: str = "limit") -> int:
+    """``limit`` (or ``name``) as an integer in ``1..maximum`` (``default`` when absent); else
+    ValidationError (422)."""
     if raw is None:
         return default
     if not ascii_digits(raw):
-        raise ValidationError(f"limit: an integer between 1 and {maximum} is required, got {raw[:20]!r}")
+        raise ValidationError(f"{name}: an integer between 1 and {maximum} is required, got {raw[:20]!r}")
     value = int(raw)
     if not 1 <= value <= maximum:
-        raise ValidationError(f"limit: must be between 1 and {maximum}, got {value}")
+        raise ValidationError(f"{name}: must be between 1 and {maximum}, got {value}")
     return value
+
+
+def parse_position(raw: str | None, *, name: str) -> int | None:
+    """A position query value (a non-negative integer, ASCII digits only), None when absent;
+    else ValidationError (422)."""
+    if raw is None:
+        return None
+    if not ascii_digits(raw, MAX_POSITION_DIGITS):
+        raise ValidationError(f"{name}: a non-negative integer is required, got {raw[:20]!r}")
+    return int(raw)
 
 
 @dataclass(frozen=True, slots=True)

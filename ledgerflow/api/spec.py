@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ledgerflow.api.problems import PROBLEM_JSON
+from ledgerflow.models.aggregate import MAX_NAME_CHARS
 
 __all__ = [
     "AUTHED",
     "DECISION_FIELDS",
     "INT",
+    "MODEL_NAME",
     "NUM",
     "PUBLIC",
     "STR",
@@ -143,6 +145,14 @@ def limit_query(maximum: int, default: int, what: str) -> Schema:
 
 
 TENANT_PARAM = query("tenant", STR, "Optional; must equal the token's tenant (else 403).")
+MODEL_NAME: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_CHARS,
+    "pattern": "^[^|]*$",
+    "description": f"A model name: 1-{MAX_NAME_CHARS} printable characters, no `|` "
+    "(api/edge_checks.py check_model_name)",
+}
 
 
 def body(schema: Schema, example: Any, description: str = "") -> Schema:

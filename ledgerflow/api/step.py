@@ -44,11 +44,16 @@ from ledgerflow.api.constitution import (
     required_hashes,
 )
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.edge_checks import check_edge_event, edge_producer, refuse_client_producer
+from ledgerflow.api.edge_checks import (
+    check_edge_event,
+    check_model_name,
+    edge_producer,
+    refuse_client_producer,
+)
 from ledgerflow.api.events import publish
 from ledgerflow.api.faults import bounded
 from ledgerflow.api.problems import read_json
-from ledgerflow.contracts.events import MAX_ID_CHARS, Event, new_event
+from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.errors import InfrastructureError, ValidationError
@@ -93,7 +98,7 @@ IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
             ["conversation_id", "content"],
             conversation_id={"type": "string", "minLength": 1},
             content=spec.STR,
-            model=spec.STR,
+            model=spec.MODEL_NAME,
         ),
         {"conversation_id": "conv-42", "content": "Can you summarise the report?", "model": "slm-1"},
     ),
@@ -132,8 +137,7 @@ async def step(request: Request) -> JSONResponse:
     model = body.get("model")
     if model is None:
         model = "unspecified"
-    if not isinstance(model, str) or not model.strip() or len(model) > MAX_ID_CHARS:
-        raise ValidationError(f"model: a non-empty string of at most {MAX_ID_CHARS} characters is required")
+    check_model_name("model", model)
     wait = wait_seconds(request)
     raw_key = request.headers.get("idempotency-key")
     if raw_key is not None:

@@ -60,7 +60,7 @@ from ledgerflow.api.spec import (
     problems,
     query,
 )
-from ledgerflow.contracts.ids import check_id
+from ledgerflow.contracts.ids import MAX_ID_LENGTH, check_id
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.metrics import SSE_DROPPED, SSE_FRAMES, SSE_SUBSCRIBERS
 from ledgerflow.timefmt import rfc3339_seconds
@@ -137,7 +137,7 @@ def _event_stream(
     [
         query(
             "conversation_id",
-            {"type": "string", "minLength": 1, "maxLength": 512},
+            {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
             "The conversation to follow",
             required=True,
         )

@@ -35,17 +35,26 @@ from ledgerflow.projections.views import training_view
 from ledgerflow.redisvalues import text_map
 from ledgerflow.timefmt import rfc3339
 from ledgerflow.topics import TRAINING_COMMANDS
+from ledgerflow.training.aggregate import (
+    DEFAULT_TTL_SECONDS,
+    MAX_REASON_LENGTH,
+    MAX_TTL_SECONDS,
+    MIN_TTL_SECONDS,
+)
 
 WAIT_S = 5.0
 
 
 def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[[spec.Handler], spec.Handler]:
     fields: dict[str, Any] = {
-        "reason": {"type": "string", "minLength": 1},
+        "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON_LENGTH},
         "expected_version": spec.nullable("integer", minimum=0),
     }
     if enable:
-        fields["ttl_seconds"] = spec.nullable("integer")
+        fields["ttl_seconds"] = {
+            **spec.nullable("integer", minimum=MIN_TTL_SECONDS, maximum=MAX_TTL_SECONDS),
+            "description": f"Seconds until training mode expires (default {DEFAULT_TTL_SECONDS})",
+        }
     example = (
         {"reason": "red-team exercise", "ttl_seconds": 3600} if enable else {"reason": "exercise finished"}
     )
@@ -95,27 +104,41 @@ async def disable(request: Request) -> Response:
     return await _command(request, "DisableTraining")
 
 
+def command_of(
+    kind: str, body: dict[str, Any], command_id: str, actor: str
+) -> EnableTraining | DisableTraining:
+    """The command a request body asks for; ValidationError (422) for what the training agent
+    would refuse on the body alone (training/aggregate.py: a blank reason or one over
+    ``MAX_REASON_LENGTH``, a TTL outside ``MIN_TTL_SECONDS``..``MAX_TTL_SECONDS``), so it is
+    refused before it is published rather than after a round trip through Kafka."""
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("reason: a non-empty string is required")
+    if len(reason) > MAX_REASON_LENGTH:  # counted before stripping: the published size is bounded
+        raise ValidationError(f"reason: {len(reason)} characters; at most {MAX_REASON_LENGTH}")
+    expected = body.get("expected_version")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
+        raise ValidationError("expected_version: a non-negative integer is required")
+    if kind != "EnableTraining":
+        return DisableTraining(command_id, actor, reason, None, expected)
+    ttl = body.get("ttl_seconds")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS
+    ):
+        raise ValidationError(
+            f"ttl_seconds: a whole number of seconds from {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS} "
+            "is required (or null: the default)"
+        )
+    return EnableTraining(command_id, actor, reason, ttl, expected)
+
+
 async def _command(request: Request, kind: str) -> Response:
     principal = requires_role(request, "admin")  # a non-admin gets 403 and nothing is written
     ctx: EdgeContext = request.app.state.ctx
     wait = wait_seconds(request, WAIT_S)  # a bad ?wait= is refused before anything is published
     body = await read_json(request)
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise ValidationError("reason: a non-empty string is required")
-    expected = body.get("expected_version")
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
-        raise ValidationError("expected_version: a non-negative integer is required")
-    command_id = str(uuid.uuid4())
-    if kind == "EnableTraining":
-        ttl = body.get("ttl_seconds")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
-            raise ValidationError("ttl_seconds: a whole number of seconds, 1 or more, is required")
-        payload: EnableTraining | DisableTraining = EnableTraining(
-            command_id, principal.sub, reason, ttl, expected
-        )
-    else:
-        payload = DisableTraining(command_id, principal.sub, reason, None, expected)
+    payload = command_of(kind, body, str(uuid.uuid4()), principal.sub)
+    command_id = payload.command_id
     event = new_event(
         kind,
         tenant=principal.tenant,

@@ -7,6 +7,7 @@ calls are bounded: a dead Redis is a 503 with ``Retry-After``.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +21,11 @@ from ledgerflow.api.paging import rfc3339
 from ledgerflow.api.spec import INT, NUM, STR, TIME, obj
 from ledgerflow.api.tenant_reads import reader_of, tenant_read
 from ledgerflow.models import ModelSettings
-from ledgerflow.redisvalues import Reply, text
+from ledgerflow.projections.usage_fields import UsageField, usage_totals
+from ledgerflow.redisvalues import Reply
 from ledgerflow.usage.cost import cost_range
+
+log = logging.getLogger(__name__)
 
 
 def windows(
@@ -34,9 +38,8 @@ def windows(
     prices = prices or {}
     totals: dict[tuple[int, str, int], list[int]] = defaultdict(lambda: [0, 0])
     for column, source in ((0, tokens), (1, turns)):
-        for field, value in source.items():
-            model, start, end, _partition = text(field).split("|", 3)
-            totals[(int(start), model, int(end))][column] += int(value)
+        for field, value in readable_totals(source):
+            totals[(field.window_start, field.model, field.window_end)][column] += value
     return {
         "models": sorted({model for _, model, _ in totals}),
         "windows": [
@@ -51,6 +54,26 @@ def windows(
             for start, model, end in sorted(totals)
         ],
     }
+
+
+_warned = False
+
+
+def readable_totals(reply: Mapping[Reply, Reply]) -> list[tuple[UsageField, int]]:
+    """The (field, count) pairs of a usage hash (``projections/usage_fields.py``); a field no
+    reader can take apart (a record written to Kafka directly) is skipped, never a 500, and
+    logged once per process with the count skipped."""
+    global _warned
+    totals, skipped = usage_totals(reply)
+    if skipped and not _warned:
+        _warned = True
+        log.warning(
+            "usage read model: %d field(s) skipped that are not model|start|end|producer, e.g. %r "
+            "(logged once per process)",
+            len(skipped),
+            skipped[0][:200],
+        )
+    return totals
 
 
 def _cost(tokens: float, settings: ModelSettings | None) -> dict[str, float] | None:

@@ -33,6 +33,7 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import ChainLink, FencedOps, Once, Position, RedisOp
+from ledgerflow.projections.usage_fields import usage_field
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 RECENT_DENIALS = 50
@@ -250,7 +251,7 @@ def _(payload: TrainingRejected, event: Event, keys: Keys) -> tuple[list[RedisOp
 @_ops.register
 def _(payload: UsageWindow, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
     # One field per (model, window, source partition): a correction replaces its window's total.
-    field = f"{payload.model}|{payload.window_start}|{payload.window_end}|{event.producer}"
+    field = usage_field(payload.model, payload.window_start, payload.window_end, event.producer)
     return [], [
         RedisOp("HSET", keys.usage(event.tenant), (field, payload.tokens)),
         RedisOp("HSET", keys.usage_turns(event.tenant), (field, payload.events)),

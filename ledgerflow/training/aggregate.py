@@ -46,6 +46,7 @@ __all__ = [
     "ADMIN_ROLE",
     "ALREADY_ENABLED",
     "DEFAULT_TTL_SECONDS",
+    "MAX_REASON_LENGTH",
     "MAX_TTL_SECONDS",
     "MIN_TTL_SECONDS",
     "NOT_ADMIN",

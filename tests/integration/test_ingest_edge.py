@@ -249,3 +249,25 @@ def test_per_tenant_sse_streams_are_limited_and_a_closed_stream_frees_its_slot(
         assert 'ledgerflow_edge_limited_total{limit="sse"}' in metrics
     finally:
         proc.stop()
+
+
+def test_a_model_name_with_the_usage_separator_is_refused_before_publishing(
+    settings: Settings, edge: str
+) -> None:
+    """A ``|`` in a model name used to reach the usage read model's fields and make every later
+    ``GET /v1/usage`` and ``GET /v1/forecast`` a 500."""
+    event = turn(f"c-{uuid.uuid4().hex[:8]}", model="evil|model")
+    resp = httpx.post(f"{edge}/v1/events", json=event, headers=bearer(settings), timeout=10)
+    assert "must not contain '|'" in assert_problem(resp, 422)["detail"]
+    started = {"type": "ConversationStarted", "subject": "c1", "payload": {"actor": "bo", "model": "a|b"}}
+    resp = httpx.post(f"{edge}/v1/events", json=started, headers=bearer(settings), timeout=10)
+    assert "payload.model" in assert_problem(resp, 422)["detail"]
+    resp = httpx.post(
+        f"{edge}/v1/conversation/step",
+        json={"conversation_id": "c1", "content": "x", "model": "a|b"},
+        headers=bearer(settings),
+        params={"wait": 0},
+        timeout=10,
+    )
+    assert "model 'a|b' must not contain '|'" in assert_problem(resp, 422)["detail"]
+    assert events_on_log(settings) == []

@@ -76,6 +76,10 @@ def test_non_admin_is_refused_and_nothing_is_written(settings: Settings, edge: s
         ({"wait": "99"}, {"reason": "x"}, "wait"),
         ({}, {"reason": "x", "ttl_seconds": -5}, "ttl_seconds"),
         ({}, {"reason": "x", "ttl_seconds": 0}, "ttl_seconds"),
+        # the agent's limits (training/aggregate.py), refused before a round trip through Kafka
+        ({}, {"reason": "x", "ttl_seconds": 7 * 24 * 3600 + 1}, "ttl_seconds"),
+        ({}, {"reason": "y" * 200_000}, "reason: 200000 characters; at most 500"),
+        ({}, {"reason": "y" * 501, "ttl_seconds": 60}, "reason"),
     ],
 )
 def test_a_bad_command_is_refused_before_anything_is_written(

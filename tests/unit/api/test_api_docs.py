@@ -32,3 +32,4 @@ def test_an_unbuilt_page_is_a_404_problem_naming_the_command(
     resp = client().get(PATH)
     assert resp.status_code == 404 and resp.headers["content-type"] == "application/problem+json"
     assert "make console" in resp.json()["detail"]
+    assert str(tmp_path) not in resp.text  # no server path in an answer that needs no token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from ledgerflow.projections.views import conversation_view
+from ledgerflow.projections.views import conversation_view, decisions_by_event, parse_turns
 
 
 def test_view_types_counters_and_attaches_each_turns_decision() -> None:
@@ -20,7 +20,9 @@ def test_view_types_counters_and_attaches_each_turns_decision() -> None:
         orjson.dumps({"event_id": "e1", "content": "a"}),
         orjson.dumps({"event_id": "e2", "content": "b"}),
     ]
-    view = conversation_view(fields, turns, {b"e1": orjson.dumps(decision)})
+    view = conversation_view(
+        fields, parse_turns(turns), decisions_by_event(["e1", "e2"], [orjson.dumps(decision), None])
+    )
     assert (view["status"], view["turn_count"], view["tokens"]) == ("open", 2, 17)
     assert view["started_at"] == "1970-01-01T00:00:00.000005Z"  # integer µs in Redis, RFC 3339 out
     assert view["last_decision"] == decision

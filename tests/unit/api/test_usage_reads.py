@@ -1,0 +1,58 @@
+"""``GET /v1/usage`` and ``GET /v1/forecast`` read a usage hash with fields they cannot take
+apart (a model or producer with ``|`` from a record written to Kafka directly) without failing:
+such a field used to raise ``ValueError`` in every later read (a permanent 500)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ledgerflow.api import usage
+from ledgerflow.api.forecast import parse_horizon, series_of
+from ledgerflow.api.usage import windows
+from ledgerflow.errors import ValidationError
+
+TOKENS = {
+    b"slm-1|1000000|2000000|ledgerflow-usage/p0": b"5",
+    b"slm-1|1000000|2000000|ledgerflow-usage/p1": b"3",
+    b"evil|model|1000000|2000000|ledgerflow-usage/p0": b"7",
+    b"not a field": b"1",
+}
+TURNS = {
+    b"slm-1|1000000|2000000|ledgerflow-usage/p0": b"2",
+    b"evil|model|1000000|2000000|ledgerflow-usage/p0": b"1",
+}
+
+
+def test_usage_reads_a_model_with_the_separator_and_skips_what_it_cannot_read(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="ledgerflow.api.usage"):
+        view = windows(TOKENS, TURNS)
+        windows(TOKENS, TURNS)
+    assert view["models"] == ["evil|model", "slm-1"]
+    assert [(w["model"], w["tokens"], w["turns"]) for w in view["windows"]] == [
+        ("evil|model", 7, 1),
+        ("slm-1", 8, 2),
+    ]
+    assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()] == [
+        "usage read model: 1 field(s) skipped that are not model|start|end|producer, e.g. 'not a field' "
+        "(logged once per process)"
+    ]
+
+
+def test_the_forecast_series_reads_a_model_with_the_separator() -> None:
+    assert series_of(TOKENS, "evil|model") == ([1000000], [7.0])
+    assert series_of(TOKENS, "slm-1") == ([1000000], [8.0])
+
+
+@pytest.mark.parametrize("raw", ["٣", "1_0", " 3", "+3", "3.0", "0", "61", ""])
+def test_a_horizon_is_ascii_digits_in_range(raw: str) -> None:
+    with pytest.raises(ValidationError, match="^horizon: "):
+        parse_horizon(raw)
+
+
+def test_a_horizon_parses_or_defaults() -> None:
+    assert (parse_horizon(None), parse_horizon("3"), parse_horizon("60")) == (5, 3, 60)
