@@ -5,9 +5,10 @@ partitions from the beginning with one consumer (no consumer group) and keeps th
 latest pack, training state and model registry per tenant in memory. ``sync()`` waits until it has read
 everything that was in the log when it was called: a pack acknowledged by Kafka before a
 batch starts is the pack that batch uses. It fails (TimeoutError) only when no record has been
-applied for ``stall_s`` (``STALL_S``, 10 s) while the reader is behind, never because the log is
-long: ``policy.rules`` is kept forever, and 81 valid packs of about 213 KB from one tenant took
-longer to check than the fixed 10 s ``start`` once allowed, so every fresh edge and worker failed to start.
+checked or applied for ``stall_s`` (``STALL_S``, 10 s) while the reader is behind, never because
+the log is long: ``policy.rules`` is kept forever, and 81 valid packs of about 213 KB from one
+tenant took longer to check than the fixed 10 s ``start`` once allowed, so every fresh edge and
+worker failed to start.
 A wait longer than ``PROGRESS_EVERY_S`` logs one progress line that often (records and bytes
 read, share of the end). ``start`` (reading from offset 0, then ``sync``) stops the readers an
 earlier ``start`` opened, and its own if it fails, so a retried start leaves no consumer open.
@@ -101,8 +102,9 @@ REFUSAL_RETRY_CAP_S = 5.0
 SKIPS_LOGGED = 20
 """Untrusted audit records logged one by one per reader; after that a count at each power of ten."""
 STALL_S = 10.0
-"""How long ``start``/``sync`` wait without a record applied while the reader is behind the log's end
-before they give up: a long log is read to its end however long that takes, a stuck reader fails."""
+"""How long ``start``/``sync`` wait without a record checked or applied while the reader is behind
+the log's end before they give up: a long log is read to its end however long that takes, a
+stuck reader fails."""
 PROGRESS_EVERY_S = 5.0
 """While a catch-up runs longer than this, one progress line is logged this often."""
 
@@ -129,7 +131,7 @@ class CatchUp:
     ends: dict[TopicPartition, int]
     stall_s: float
     started: float
-    applied: int
+    moved: int
     moved_at: float = -1.0
     logged_at: float | None = None
     every_s: float = PROGRESS_EVERY_S
@@ -144,10 +146,10 @@ class CatchUp:
         """How long to wait for the reader before looking at its progress again."""
         return max(0.01, min(1.0, self.stall_s / 4))
 
-    def observe(self, applied: int, now: float) -> None:
-        """The reader has applied ``applied`` records in all: any new one is progress."""
-        if applied != self.applied:
-            self.applied, self.moved_at = applied, now
+    def observe(self, moved: int, now: float) -> None:
+        """The reader has applied or checked ``moved`` records in all: any new one is progress."""
+        if moved != self.moved:
+            self.moved, self.moved_at = moved, now
 
     def stalled(self, now: float) -> bool:
         return now - self.moved_at > self.stall_s
@@ -167,18 +169,18 @@ class CatchUp:
         )
         return 100.0 if total == 0 else 100.0 * read / total
 
-    def line(self, position: Mapping[TopicPartition, int], read_bytes: int, now: float) -> str:
+    def line(self, position: Mapping[TopicPartition, int], records: int, read_bytes: int, now: float) -> str:
         """One progress line: records and bytes read so far, the share of the end, the time taken."""
         state = "caught up" if self.done(position) else "catching up"
         return (
-            f"{state}: {self.applied} records ({read_bytes / 1e6:.1f} MB) read, "
+            f"{state}: {records} records ({read_bytes / 1e6:.1f} MB) read, "
             f"{self.percent(position):.0f}% of the log's end, {now - self.started:.0f} s"
         )
 
-    def stalled_line(self, position: Mapping[TopicPartition, int], read_bytes: int) -> str:
+    def stalled_line(self, position: Mapping[TopicPartition, int], records: int, read_bytes: int) -> str:
         return (
-            f"no record applied for {self.stall_s:g} s while behind the log's end "
-            f"({self.applied} records, {read_bytes / 1e6:.1f} MB read, "
+            f"no record checked or applied for {self.stall_s:g} s while behind the log's end "
+            f"({records} records, {read_bytes / 1e6:.1f} MB read, "
             f"{self.percent(position):.0f}% of the end)"
         )
 
@@ -230,6 +232,7 @@ class ReferenceData:
         self.skipped = 0  # audit records not folded: not the agents' own
         self.applied = 0  # records read and applied (or refused, or skipped) since this reader was made
         self.read_bytes = 0  # their keys and values
+        self.checked = 0  # rule packs checked off the event loop (progress within a batch too)
         self._closed = False
 
     @property
@@ -316,12 +319,14 @@ class ReferenceData:
 
     async def sync(self, stall_s: float | None = None) -> None:
         """Wait until everything in the log at call time has been applied. Raises TimeoutError
-        only when no record was applied for ``stall_s`` (default: the reader's) while behind the
-        end: a long log is read however long it takes, with a progress line every few seconds."""
+        only when no record was checked or applied for ``stall_s`` (default: the reader's) while
+        behind the end: a long log is read however long it takes, with a progress line every few
+        seconds."""
         if self._ends is None:
             raise InfrastructureError("reference data: the reader is not running")
         ends = await self._ends.end_offsets(list(self._position))
-        watch = CatchUp(dict(self._position), ends, stall_s or self._stall_s, time.monotonic(), self.applied)
+        moved = self.applied + self.checked
+        watch = CatchUp(dict(self._position), ends, stall_s or self._stall_s, time.monotonic(), moved)
         while not watch.done(self._position):
             async with self._caught_up:
                 with contextlib.suppress(TimeoutError):
@@ -329,13 +334,18 @@ class ReferenceData:
                         self._caught_up.wait_for(lambda: watch.done(self._position)), watch.poll_s()
                     )
             now = time.monotonic()
-            watch.observe(self.applied, now)
+            watch.observe(self.applied + self.checked, now)
             if watch.stalled(now):
-                raise TimeoutError(f"reference data: {watch.stalled_line(self._position, self.read_bytes)}")
+                raise TimeoutError(
+                    f"reference data: {watch.stalled_line(self._position, self.applied, self.read_bytes)}"
+                )
             if watch.log_due(now):
-                log.info("reference data: %s", watch.line(self._position, self.read_bytes, now))
+                log.info("reference data: %s", watch.line(self._position, self.applied, self.read_bytes, now))
         if watch.logged_at is not None:
-            log.info("reference data: %s", watch.line(self._position, self.read_bytes, time.monotonic()))
+            log.info(
+                "reference data: %s",
+                watch.line(self._position, self.applied, self.read_bytes, time.monotonic()),
+            )
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -379,7 +389,7 @@ class ReferenceData:
             return {}
         batch = [(r.offset, r.key, r.value) for r in records]
         try:
-            return await asyncio.to_thread(admit_records, batch, self._trust.lookup)
+            return await asyncio.to_thread(admit_records, batch, self._trust.lookup, self._count_check)
         except Exception:
             log.exception("reference data: checking a batch of rule packs failed; checked one by one")
             return {}
@@ -397,6 +407,10 @@ class ReferenceData:
                 log.warning("reference data: recording a refused record failed (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(REFUSAL_RETRY_CAP_S, delay * 2)
+
+    def _count_check(self) -> None:
+        """One rule pack checked (called from ``admit_records``' thread; only it writes the count)."""
+        self.checked += 1
 
     def _apply_guarded(
         self,
@@ -570,13 +584,16 @@ def admission_of(event: Event, lookup: KeyLookup | None, compile_pack: bool = Tr
 
 
 def admit_records(
-    records: Sequence[tuple[int, bytes | None, bytes | None]], lookup: KeyLookup | None
+    records: Sequence[tuple[int, bytes | None, bytes | None]],
+    lookup: KeyLookup | None,
+    checked_one: Callable[[], None] | None = None,
 ) -> dict[int, Admission]:
     """The admission of every ``RulePackPublished`` among one batch of ``policy.rules`` records
     (offset, key, value), by offset; pure CPU work, run off the event loop. Only the admitted
     pack each tenant ends the batch with is compiled (the highest version, the later one of
     equals, as ``apply_reference_event`` folds them): the others are superseded before anything
-    reads them, and a compile failure in the one kept refuses it (then the next-best is compiled)."""
+    reads them, and a compile failure in the one kept refuses it (then the next-best is compiled).
+    ``checked_one`` is called after each pack's check: progress a catch-up can see mid-batch."""
     checked: dict[int, tuple[Event, Admission]] = {}
     for offset, key, value in records:
         try:
@@ -585,6 +602,8 @@ def admit_records(
             continue  # refused with its reason when applied
         if isinstance(event.payload, RulePackPublished):
             checked[offset] = (event, admission_of(event, lookup, compile_pack=False))
+            if checked_one is not None:
+                checked_one()
     pending = dict(checked)
     found: dict[int, Admission] = {}
     while (chosen := newest_admitted(pending)) is not None:

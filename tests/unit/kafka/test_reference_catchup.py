@@ -84,18 +84,18 @@ def _fold(events: list[Event], batched: bool) -> tuple[dict[str, RulePack], Pack
 
 
 def test_a_catch_up_fails_only_after_the_stall_bound_without_progress() -> None:
-    watch = CatchUp({A: 0, B: 0}, {A: 100, B: 0}, stall_s=10.0, started=0.0, applied=0)
+    watch = CatchUp({A: 0, B: 0}, {A: 100, B: 0}, stall_s=10.0, started=0.0, moved=0)
     assert not watch.done({A: 40, B: 0}) and watch.done({A: 100, B: 0})
     for now in range(5, 600, 5):  # a long read that keeps moving never times out
         watch.observe(now, float(now))
         assert not watch.stalled(now + 9.9)
     watch.observe(595, 600.0)  # nothing new applied since 595 s
     assert not watch.stalled(605.0) and watch.stalled(605.1)
-    assert "no record applied for 10 s" in watch.stalled_line({A: 40}, 2_000_000)
+    assert "no record checked or applied for 10 s" in watch.stalled_line({A: 40}, 595, 2_000_000)
 
 
 def test_progress_is_logged_every_few_seconds_with_records_bytes_and_share_of_the_end() -> None:
-    watch = CatchUp({A: 20}, {A: 120}, stall_s=10.0, started=100.0, applied=0, every_s=5.0)
+    watch = CatchUp({A: 20}, {A: 120}, stall_s=10.0, started=100.0, moved=0, every_s=5.0)
     assert [watch.log_due(t) for t in (101.0, 104.9, 105.0, 106.0, 110.0)] == [
         False,
         False,
@@ -103,10 +103,9 @@ def test_progress_is_logged_every_few_seconds_with_records_bytes_and_share_of_th
         False,
         True,
     ]
-    watch.observe(45, 110.0)
-    line = watch.line({A: 65}, 10_600_000, 112.0)
+    line = watch.line({A: 65}, 45, 10_600_000, 112.0)
     assert line == "catching up: 45 records (10.6 MB) read, 45% of the log's end, 12 s"
-    assert watch.line({A: 120}, 0, 112.0).startswith("caught up:")
+    assert watch.line({A: 120}, 100, 0, 112.0).startswith("caught up:")
     assert CatchUp({}, {A: 0}, 10.0, 0.0, 0).percent({}) == 100.0  # nothing to read
 
 
@@ -114,8 +113,9 @@ def test_only_the_pack_each_tenant_ends_a_batch_with_is_compiled(compiles: list[
     events = [_event("acme", v, _doc("acme", f"v{v}")) for v in range(1, 6)]
     events += [_event("beta", 2, _doc("beta")), _event("beta", 1, _doc("beta", "older"))]
     compiles.clear()
-    found = admit_records(_batch(events), lookup)
-    assert len(compiles) == 2 * RULES  # acme v5 and beta v2, nothing superseded
+    checks: list[int] = []  # progress a catch-up sees while the batch is still being checked
+    found = admit_records(_batch(events), lookup, lambda: checks.append(1))
+    assert len(compiles) == 2 * RULES and len(checks) == len(events)  # acme v5 and beta v2 compiled
     compiled = {o: a.pack is not None for o, a in found.items()}
     assert compiled == {0: False, 1: False, 2: False, 3: False, 4: True, 5: True, 6: False}
 
