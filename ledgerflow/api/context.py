@@ -43,11 +43,13 @@ class EdgeContext:
     """``POST /v1/audit`` runs in this process now (each reads every tenant's logs: ``audit_run``)."""
     rate: TokenBuckets = field(init=False)
     evaluate_rate: TokenBuckets = field(init=False)
+    publish_rate: TokenBuckets = field(init=False)
     sse_slots: SseSlots = field(init=False)
 
     def __post_init__(self) -> None:
         self.rate = TokenBuckets(self.limits.rate_per_tenant, self.limits.rate_burst)
         self.evaluate_rate = TokenBuckets(self.limits.evaluate_rate_per_tenant, self.limits.evaluate_burst)
+        self.publish_rate = TokenBuckets(self.limits.publish_rate_per_tenant, self.limits.publish_burst)
         self.sse_slots = SseSlots(self.limits.sse_per_tenant)
 
     async def read_keys(self) -> Keys:
