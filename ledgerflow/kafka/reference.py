@@ -106,7 +106,8 @@ STALL_S = 10.0
 the log's end before they give up: a long log is read to its end however long that takes, a
 stuck reader fails."""
 PROGRESS_EVERY_S = 5.0
-"""While a catch-up runs longer than this, one progress line is logged this often."""
+"""While a catch-up runs longer than this, one progress line is logged this often (a warning: the
+process is not ready meanwhile, and the edge and the worker show warnings by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +341,11 @@ class ReferenceData:
                     f"reference data: {watch.stalled_line(self._position, self.applied, self.read_bytes)}"
                 )
             if watch.log_due(now):
-                log.info("reference data: %s", watch.line(self._position, self.applied, self.read_bytes, now))
-        if watch.logged_at is not None:
-            log.info(
+                log.warning(
+                    "reference data: %s", watch.line(self._position, self.applied, self.read_bytes, now)
+                )
+        if watch.logged_at is not None:  # the end of a catch-up that logged its progress
+            log.warning(
                 "reference data: %s",
                 watch.line(self._position, self.applied, self.read_bytes, time.monotonic()),
             )

@@ -17,6 +17,7 @@ import time
 import warnings
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ledgerflow.auth.devkeys import ensure_policy_keys
@@ -114,7 +115,7 @@ async def _start_and_watch_the_loop(reference: ReferenceData) -> tuple[float, fl
 
 
 def test_a_long_log_of_big_signed_packs_is_read_to_its_end_and_the_edge_starts(
-    settings: Settings, log_dir: Any
+    settings: Settings, log_dir: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     tenant = "bigpacks"
     records = _records(settings, tenant)
@@ -146,6 +147,9 @@ def test_a_long_log_of_big_signed_packs_is_read_to_its_end_and_the_edge_starts(
         )
         assert (version, versions) == (PACKS, PACKS)  # applied in log order: the last version is in force
         assert compiled < PACKS  # superseded versions are kept as text, not compiled
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reference data: ")]
+        assert any("catching up: " in line and "% of the log's end" in line for line in lines), lines
+        assert lines[-1].startswith("reference data: caught up: 81 records"), lines
         wait_http_ready(edge, f"http://{http}", timeout=120)  # its lifespan read the same log
     finally:
         edge.stop()
