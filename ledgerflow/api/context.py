@@ -46,6 +46,7 @@ class EdgeContext:
     """``POST /v1/audit`` runs in this process now (each reads every tenant's logs: ``audit_run``)."""
     rate: TokenBuckets = field(init=False)
     evaluate_rate: TokenBuckets = field(init=False)
+    publish_rate: TokenBuckets = field(init=False)
     sse_slots: SseSlots = field(init=False)
     packs: PackIndex = field(init=False)
     """Every tenant's rule packs, read incrementally from ``policy.rules`` (``GET /v1/policy/packs``)."""
@@ -57,6 +58,7 @@ class EdgeContext:
         self.training_log = TrainingIndex(self.settings)
         self.rate = TokenBuckets(self.limits.rate_per_tenant, self.limits.rate_burst)
         self.evaluate_rate = TokenBuckets(self.limits.evaluate_rate_per_tenant, self.limits.evaluate_burst)
+        self.publish_rate = TokenBuckets(self.limits.publish_rate_per_tenant, self.limits.publish_burst)
         self.sse_slots = SseSlots(self.limits.sse_per_tenant)
 
     async def read_keys(self) -> Keys:

@@ -1,6 +1,6 @@
 """Limits on the edge: request-target size, header count and size, body size, per-tenant request rate,
-per-tenant ``/v1/evaluate`` rate, per-tenant concurrent SSE streams, and how long a client may take
-to send a request's head and its body.
+per-tenant ``/v1/evaluate`` rate, per-tenant ``PUT /v1/policy/rules`` rate, per-tenant concurrent SSE
+streams, and how long a client may take to send a request's head and its body.
 
 Every refusal is a problem+json with a clear status (408 + ``Connection: close``, 413, 414, 431,
 429 + ``Retry-After``) and is counted in ``ledgerflow_edge_limited_total{limit}``, whose label takes
@@ -12,6 +12,7 @@ edge process (N edges allow N times the rate).
 Configuration (environment of ``ledgerflow serve``; defaults in ``EdgeLimits``):
 ``LEDGERFLOW_RATE_PER_TENANT`` / ``LEDGERFLOW_RATE_BURST`` (requests/s and bucket size),
 ``LEDGERFLOW_EVALUATE_RATE_PER_TENANT`` / ``LEDGERFLOW_EVALUATE_BURST``,
+``LEDGERFLOW_PUBLISH_RATE_PER_TENANT`` / ``LEDGERFLOW_PUBLISH_BURST`` (rule packs published),
 ``LEDGERFLOW_SSE_PER_TENANT`` (open streams), ``LEDGERFLOW_HEADER_TIMEOUT_S`` /
 ``LEDGERFLOW_BODY_TIMEOUT_S`` (seconds from a connection's opening or a request's first byte to its
 last header; from the first read of a body, or the answer to a request whose body is not read, to
@@ -73,6 +74,7 @@ LIMIT_NAMES = (
     "headers",
     "rate",
     "evaluate",
+    "publish",
     "sse",
     "audit",
     "body_timeout",
@@ -105,6 +107,10 @@ class EdgeLimits:
     rate_burst: float = 2000.0
     evaluate_rate_per_tenant: float = 20.0
     evaluate_burst: float = 40.0
+    publish_rate_per_tenant: float = 1 / 60
+    """Rule packs a tenant may publish per second (one a minute): every pack is kept for ever on
+    ``policy.rules`` and read in full by every worker and edge at start-up."""
+    publish_burst: float = 10.0
     sse_per_tenant: int = 2000
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
@@ -120,6 +126,10 @@ class EdgeLimits:
                 env, "LEDGERFLOW_EVALUATE_RATE_PER_TENANT", base.evaluate_rate_per_tenant
             ),
             evaluate_burst=_rate(env, "LEDGERFLOW_EVALUATE_BURST", base.evaluate_burst),
+            publish_rate_per_tenant=_rate(
+                env, "LEDGERFLOW_PUBLISH_RATE_PER_TENANT", base.publish_rate_per_tenant
+            ),
+            publish_burst=_rate(env, "LEDGERFLOW_PUBLISH_BURST", base.publish_burst),
             sse_per_tenant=env_whole(env, "LEDGERFLOW_SSE_PER_TENANT", base.sse_per_tenant, 0),
             header_timeout_s=_deadline(env, "LEDGERFLOW_HEADER_TIMEOUT_S", base.header_timeout_s),
             body_timeout_s=_deadline(env, "LEDGERFLOW_BODY_TIMEOUT_S", base.body_timeout_s),

@@ -127,9 +127,12 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
     },
 )
 async def put_rules(request: Request) -> JSONResponse:
-    """Publish a rule pack for the token's tenant (``*`` only with a ``*`` admin token)."""
+    """Publish a rule pack for the token's tenant (``*`` only with a ``*`` admin token); at most
+    ``LEDGERFLOW_PUBLISH_RATE_PER_TENANT`` a second per tenant (every pack stays on ``policy.rules``
+    for ever and is read by every worker and edge at start-up)."""
     principal = requires_role(request, "admin")
     ctx: EdgeContext = request.app.state.ctx
+    take_or_refuse(ctx.publish_rate, principal.tenant, "publish", "rule pack publication rate")
     document = await read_json(request)
     tenant = document.setdefault("tenant", principal.tenant)
     if tenant != principal.tenant:

@@ -65,6 +65,14 @@ FLAGS = (
     ),
     EnvFlag("--evaluate-burst", "LEDGERFLOW_EVALUATE_BURST", "N", "burst of that rate", _EDGE),
     EnvFlag(
+        "--publish-rate-per-tenant",
+        "LEDGERFLOW_PUBLISH_RATE_PER_TENANT",
+        "N",
+        "rule packs/s a tenant may publish (PUT /v1/policy/rules)",
+        _EDGE,
+    ),
+    EnvFlag("--publish-burst", "LEDGERFLOW_PUBLISH_BURST", "N", "burst of that rate", _EDGE),
+    EnvFlag(
         "--sse-per-tenant", "LEDGERFLOW_SSE_PER_TENANT", "N", "open SSE streams per tenant at one edge", _EDGE
     ),
     EnvFlag(

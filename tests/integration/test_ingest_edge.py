@@ -206,6 +206,34 @@ def test_per_tenant_rate_limits_answer_429_with_retry_after(settings: Settings, 
         proc.stop()
 
 
+def test_rule_pack_publications_are_limited_per_tenant(settings: Settings, log_dir: Path) -> None:
+    """Every pack stays on ``policy.rules`` for ever and is read by every worker and edge at
+    start-up: one tenant's admin publishing 81 big packs stopped them all from starting."""
+    http = f"127.0.0.1:{free_port()}"
+    env = {"LEDGERFLOW_PUBLISH_BURST": "2"}
+    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir, extra_env=env)
+    edge = f"http://{http}"
+    pack = {"rules": [{"id": "r", "when": {"keywords": ["x"]}, "action": "review", "weight": 1}]}
+    try:
+        wait_http_ready(proc, edge)
+        admin = bearer(settings, roles="admin")
+        puts = [httpx.put(f"{edge}/v1/policy/rules", json=pack, headers=admin, timeout=30) for _ in range(3)]
+        assert [r.status_code for r in puts] == [201, 201, 429], [r.text for r in puts]
+        assert assert_problem(puts[2], 429)["limit"] == "publish"
+        assert int(puts[2].headers["retry-after"]) >= 1
+        other = httpx.put(
+            f"{edge}/v1/policy/rules",
+            json=pack,
+            headers=bearer(settings, tenant="globex", roles="admin"),
+            timeout=30,
+        )
+        assert other.status_code == 201, other.text  # one tenant's limit is not another's
+        metrics = httpx.get(f"{edge}/metrics", timeout=10).text
+        assert 'ledgerflow_edge_limited_total{limit="publish"} 1.0' in metrics
+    finally:
+        proc.stop()
+
+
 def test_per_tenant_sse_streams_are_limited_and_a_closed_stream_frees_its_slot(
     settings: Settings, log_dir: Path
 ) -> None:

@@ -107,6 +107,16 @@ def test_limits_from_env_validate_values() -> None:
         EdgeLimits.from_env({"LEDGERFLOW_RATE_BURST": "-1"})
 
 
+def test_rule_pack_publications_are_limited_to_one_a_minute_per_tenant_by_default() -> None:
+    limits = EdgeLimits.from_env({})
+    assert (limits.publish_rate_per_tenant * 60, limits.publish_burst) == (1.0, 10.0)
+    tuned = EdgeLimits.from_env({"LEDGERFLOW_PUBLISH_RATE_PER_TENANT": "0", "LEDGERFLOW_PUBLISH_BURST": "3"})
+    assert (tuned.publish_rate_per_tenant, tuned.publish_burst) == (0.0, 3.0)  # 0: no limit
+    assert "publish" in LIMIT_NAMES
+    with pytest.raises(ValidationError):
+        EdgeLimits.from_env({"LEDGERFLOW_PUBLISH_BURST": "-1"})
+
+
 def test_client_deadlines_from_env() -> None:
     assert EdgeLimits.from_env({}).header_timeout_s == DEFAULT_HEADER_TIMEOUT_S == 10
     assert EdgeLimits.from_env({}).body_timeout_s == DEFAULT_BODY_TIMEOUT_S == 10
