@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import redis as redis_sync
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.redisclient import addresses, is_cluster, node_url, sync_client
@@ -167,14 +167,33 @@ def node_addresses(url: str, timeout: float) -> list[tuple[str, int]]:
 
 
 def read_policies(url: str, timeout: float) -> list[PolicyReading]:
-    """Every relevant node's policy (one connection each); connection errors propagate."""
-    readings = []
-    for host, port in node_addresses(url, timeout):
-        with redis_sync.Redis.from_url(
-            node_url(url, host, port), socket_timeout=timeout, socket_connect_timeout=timeout
-        ) as client:
-            readings.append(read_sync(client, f"{host}:{port}"))
-    return readings
+    """Every relevant node's policy (one connection each). Connection errors propagate when no node
+    answers; a cluster node that does not (a replica down, or out of this host's reach) is read as
+    unknown — a warning, not a refusal, or one lost replica would stop every edge and worker."""
+    readings: list[PolicyReading | BaseException] = []
+    nodes = node_addresses(url, timeout)
+    for host, port in nodes:
+        try:
+            with redis_sync.Redis.from_url(
+                node_url(url, host, port), socket_timeout=timeout, socket_connect_timeout=timeout
+            ) as client:
+                readings.append(read_sync(client, f"{host}:{port}"))
+        except (RedisError, OSError) as exc:
+            readings.append(exc)
+    return answered(readings, [f"{host}:{port}" for host, port in nodes])
+
+
+def answered(readings: Sequence[PolicyReading | BaseException], nodes: Sequence[str]) -> list[PolicyReading]:
+    """The readings, a node that could not be asked as unknown (``why``: the error); the first
+    error raised when no node answered at all (pure)."""
+    if readings and all(isinstance(r, BaseException) for r in readings):
+        first = readings[0]
+        assert isinstance(first, BaseException)
+        raise first
+    return [
+        r if isinstance(r, PolicyReading) else PolicyReading(node, None, f"unreachable ({type(r).__name__})")
+        for r, node in zip(readings, nodes, strict=True)
+    ]
 
 
 def check_policy(url: str, timeout: float) -> str | None:

@@ -163,9 +163,12 @@ async def _policies(redis: Any) -> list[redispolicy.PolicyReading]:
         return [await redispolicy.read_async(redis, "redis")]
     await redis.initialize()  # a no-op once the client has its slot map (the probe's write made it)
     nodes = redis.get_nodes()
-    return list(
-        await asyncio.gather(*(redispolicy.read_async(redis, node.name, target_nodes=node) for node in nodes))
+    readings = await asyncio.gather(
+        *(redispolicy.read_async(redis, node.name, target_nodes=node) for node in nodes),
+        return_exceptions=True,
     )
+    # A node out of reach (a replica down) is unknown, not a reason for every edge to leave the pool.
+    return redispolicy.answered(readings, [node.name for node in nodes])
 
 
 @operation(

@@ -173,6 +173,13 @@ class TokenBuckets:
         self._buckets[key] = (tokens, now)
         return (1 - tokens) / self.rate
 
+    def give_back(self, key: str) -> None:
+        """Return the token a ``take`` granted ``key`` (the work it paid for did not happen)."""
+        if self.rate <= 0 or key not in self._buckets:
+            return
+        tokens, at = self._buckets[key]
+        self._buckets[key] = (min(self.burst, tokens + 1), at)
+
     def _prune(self, now: float) -> None:
         full = [k for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate >= self.burst]
         for key in full:

@@ -17,7 +17,7 @@ from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.limits import MAX_CONTENT_BYTES
 from ledgerflow.policy import Turn, evaluate
-from ledgerflow.rulepacks import publish_pack
+from ledgerflow.rulepacks import Published, publish_pack
 
 ROLES = ("user", "assistant", "tool")
 EVALUATE_ROLES = (PRODUCER, ADMIN)
@@ -133,26 +133,11 @@ async def put_rules(request: Request) -> JSONResponse:
     principal = requires_role(request, "admin")
     ctx: EdgeContext = request.app.state.ctx
     take_or_refuse(ctx.publish_rate, principal.tenant, "publish", "rule pack publication rate")
-    document = await read_json(request)
-    tenant = document.setdefault("tenant", principal.tenant)
-    if tenant != principal.tenant:
-        raise AuthError(
-            f"the token is for tenant {principal.tenant!r}; it cannot publish a pack for {tenant!r}",
-            status=403,
-        )
-    document.pop("version", None)  # versions are assigned at publish time
     try:
-        published = await publish_pack(
-            ctx.settings,
-            document,
-            producer_name=f"edge:{principal.sub}",
-            producer=ctx.producer,
-            signature=request.headers.get(SIGNATURE_HEADER),
-        )
-    except (ValidationError, AuthError):
+        published = await _publish(request, ctx, principal.tenant, principal.sub)
+    except BaseException:  # nothing was published: the limit counts publications, not attempts
+        ctx.publish_rate.give_back(principal.tenant)
         raise
-    except OSError as exc:
-        raise InfrastructureError(f"publishing the rule pack failed: {exc!r}") from None
     return JSONResponse(
         {
             "tenant": published.tenant,
@@ -164,3 +149,27 @@ async def put_rules(request: Request) -> JSONResponse:
         },
         status_code=201,
     )
+
+
+async def _publish(request: Request, ctx: EdgeContext, token_tenant: str, sub: str) -> Published:
+    """Read, check and publish the request's pack for ``token_tenant``."""
+    document = await read_json(request)
+    tenant = document.setdefault("tenant", token_tenant)
+    if tenant != token_tenant:
+        raise AuthError(
+            f"the token is for tenant {token_tenant!r}; it cannot publish a pack for {tenant!r}",
+            status=403,
+        )
+    document.pop("version", None)  # versions are assigned at publish time
+    try:
+        return await publish_pack(
+            ctx.settings,
+            document,
+            producer_name=f"edge:{sub}",
+            producer=ctx.producer,
+            signature=request.headers.get(SIGNATURE_HEADER),
+        )
+    except (ValidationError, AuthError):
+        raise
+    except OSError as exc:
+        raise InfrastructureError(f"publishing the rule pack failed: {exc!r}") from None

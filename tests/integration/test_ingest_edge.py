@@ -217,7 +217,13 @@ def test_rule_pack_publications_are_limited_per_tenant(settings: Settings, log_d
     try:
         wait_http_ready(proc, edge)
         admin = bearer(settings, roles="admin")
+        bad = {"rules": [{"id": "r", "when": {"keywords": []}, "action": "nonsense", "weight": 1}]}
+        refused = [
+            httpx.put(f"{edge}/v1/policy/rules", json=bad, headers=admin, timeout=30) for _ in range(3)
+        ]
+        assert [r.status_code for r in refused] == [422] * 3, [r.text for r in refused]  # nothing published:
         puts = [httpx.put(f"{edge}/v1/policy/rules", json=pack, headers=admin, timeout=30) for _ in range(3)]
+        # the refused attempts used none of the two publications the burst allows
         assert [r.status_code for r in puts] == [201, 201, 429], [r.text for r in puts]
         assert assert_problem(puts[2], 429)["limit"] == "publish"
         assert int(puts[2].headers["retry-after"]) >= 1

@@ -11,6 +11,7 @@ from ledgerflow.api.health import ERROR_REPLIES, refusal_reason
 from ledgerflow.api.hub import topics_missing
 from ledgerflow.redispolicy import (
     PolicyReading,
+    answered,
     evicts,
     policy_from_config,
     policy_from_info,
@@ -137,3 +138,15 @@ def test_the_stack_and_compose_redis_never_evict() -> None:
     assert '"--maxmemory-policy",\n            "noeviction",' in stack
     compose = (ROOT / "docker-compose.yml").read_text()
     assert '"--maxmemory-policy", "noeviction"' in compose
+
+
+def test_a_cluster_node_out_of_reach_is_unknown_not_a_refusal_unless_none_answers() -> None:
+    ok = PolicyReading("10.0.0.1:7000", "noeviction")
+    down = ConnectionError("Error 111 connecting to 10.0.0.2:7001. Connection refused.")
+    readings = answered([ok, down], ["10.0.0.1:7000", "10.0.0.2:7001"])
+    assert readings == [ok, PolicyReading("10.0.0.2:7001", None, "unreachable (ConnectionError)")]
+    found = verdict("redis+cluster://10.0.0.1:7000", readings)
+    assert found.refusal is None and found.warning is not None and "10.0.0.2:7001" in found.warning
+    assert readiness_reason(readings) is None  # one replica down: every edge stays ready
+    with pytest.raises(ConnectionError):
+        answered([down, TimeoutError()], ["a:1", "b:2"])  # nothing answered: no Redis at all

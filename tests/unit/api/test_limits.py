@@ -219,3 +219,19 @@ def test_a_client_supplied_producer_is_refused(producer: object) -> None:
     with pytest.raises(ValidationError, match="producer"):
         refuse_client_producer({"producer": producer})
     refuse_client_producer({"type": "x"})
+
+
+def test_a_token_given_back_is_there_for_the_next_take_and_never_beyond_the_burst() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=1 / 60, burst=2.0, clock=lambda: now[0])
+    assert buckets.take("acme") is None and buckets.take("acme") is None
+    assert buckets.take("acme") is not None  # empty
+    buckets.give_back("acme")  # the publication it paid for failed
+    assert buckets.take("acme") is None
+    buckets.give_back("acme")
+    buckets.give_back("acme")
+    buckets.give_back("acme")
+    takes = [buckets.take("acme") for _ in range(3)]
+    assert takes[:2] == [None, None] and takes[2] is not None  # capped at the burst
+    buckets.give_back("globex")  # never took: nothing to give back, no bucket made
+    assert "globex" not in buckets._buckets
