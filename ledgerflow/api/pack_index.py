@@ -35,9 +35,15 @@ class PackIndex:
 
     def __init__(self, settings: Settings) -> None:
         self.book = PackBook()
-        self.tail = LogTail(settings, settings.topic(POLICY_RULES), self._fold, batch=FOLD_BATCH)
+        self.tail = LogTail(
+            settings, settings.topic(POLICY_RULES), self._fold, batch=FOLD_BATCH, reset=self._new_log
+        )
         self._pool = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="pack-checks")
         self._jobs: dict[str, asyncio.Future[list[PackVersion]]] = {}
+
+    def _new_log(self) -> None:
+        """The topic is a new log: nothing read from the old one is listed."""
+        self.book = PackBook()
 
     def _fold(self, records: Sequence[RawRecord]) -> None:
         """Decode ``records`` (outside the lock), then add them to the book (inside it)."""

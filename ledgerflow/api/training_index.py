@@ -118,8 +118,12 @@ class TrainingIndex:
     """Every tenant's training history on this edge, read incrementally from ``training.audit``."""
 
     def __init__(self, settings: Settings) -> None:
-        self.tail = LogTail(settings, settings.topic(TRAINING_AUDIT), self._fold)
+        self.tail = LogTail(settings, settings.topic(TRAINING_AUDIT), self._fold, reset=self._forget)
         self._chains: dict[tuple[str, int], TenantChain] = {}  # (tenant, partition) -> its chain
+
+    def _forget(self) -> None:
+        """The topic is a new log: nothing read from the old one is shown."""
+        self._chains = {}
 
     def _fold(self, records: Sequence[RawRecord]) -> None:
         """Decode ``records`` (outside the lock), then walk their chains (inside it)."""

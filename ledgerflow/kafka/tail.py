@@ -14,6 +14,11 @@ not cancel the read: it runs on (``asyncio.shield``) and the next caller finds i
 Between reads every partition is paused, so the consumer fetches nothing in the background and its
 connection is free for the log-end requests. Partitions added to the topic are picked up from the
 consumer's metadata (refreshed every ``metadata_max_age_ms``).
+
+A topic deleted or re-created under a running process must not leave its readers stuck: a read
+that makes no progress for ``STALL_POLLS`` polls fails (the caller's 503; the next caller reads
+afresh), and a log end found below what was read means a new log — ``reset`` clears what was
+built from the old one and the tail reads the new one from its start.
 """
 
 from __future__ import annotations
@@ -38,12 +43,25 @@ Fold = Callable[[Sequence[RawRecord]], None]
 
 FETCH_BYTES = 8 * 1024 * 1024
 POLL_MS = 1000
+STALL_POLLS = 5
+"""Empty polls below the log end after which a read gives up (the topic was deleted, or its
+leader is gone): the next caller starts a fresh read."""
 
 
 class LogTail:
-    def __init__(self, settings: Settings, topic: str, fold: Fold, *, batch: int = 500) -> None:
-        """``topic``: the full name; ``batch``: records per ``fold`` call at most."""
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        fold: Fold,
+        *,
+        batch: int = 500,
+        reset: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``topic``: the full name; ``batch``: records per ``fold`` call at most; ``reset``: forget
+        what ``fold`` built (called under ``lock`` when the topic turns out to be a new log)."""
         self.topic = topic
+        self._reset = reset
         self.lock = threading.Lock()
         self.records_read = 0
         self._settings = settings
@@ -55,6 +73,10 @@ class LogTail:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def partitions(self) -> int:
         """How many partitions the tail reads (0 before its first ``catch_up``)."""
         return 0 if self._consumer is None else len(self._consumer.assignment())
@@ -64,6 +86,15 @@ class LogTail:
         consumer = await self._started()
         tps = self._assigned(consumer)
         ends = await consumer.end_offsets(tps)
+        idle = self._task is None or self._task.done()
+        if idle and any(end < self._positions.get(tp.partition, 0) for tp, end in ends.items()):
+            log.warning(
+                "log tail %s: the log ends below what was read: a new log; reading it from its start",
+                self.topic,
+            )
+            with self.lock:
+                self._reset()
+                self._positions.clear()
         while not self._reached(ends):
             ours = self._task is None or self._task.done()
             if ours:
@@ -105,6 +136,11 @@ class LogTail:
                 except BaseException:
                     await consumer.stop()
                     raise
+                if self.closed:  # closed while it started: ``close`` found no consumer to stop
+                    await consumer.stop()
+                    raise InfrastructureError(
+                        f"the reader of {self.topic} is closed (the process is stopping)"
+                    )
                 self._assign(consumer, count)
                 self._consumer = consumer
             return self._consumer
@@ -132,10 +168,17 @@ class LogTail:
             consumer.seek(tp, start)
             consumer.resume(tp)
             try:
-                while await consumer.position(tp) < end:
+                stalled = 0
+                while (was := await consumer.position(tp)) < end:
                     got = await consumer.getmany(tp, timeout_ms=POLL_MS, max_records=self._batch)
                     batch = [_raw(tp, rec) for rec in got.get(tp, [])]
                     reached = await consumer.position(tp)  # past transaction markers too
+                    stalled = 0 if batch or reached > was else stalled + 1
+                    if stalled >= STALL_POLLS:
+                        raise InfrastructureError(
+                            f"the reader of {self.topic} made no progress in {STALL_POLLS} polls below "
+                            "the log end (the topic deleted or its leader gone?)"
+                        )
                     await asyncio.to_thread(self._apply, batch, tp.partition, reached)
                 self._apply([], tp.partition, await consumer.position(tp))  # nothing left but markers
             finally:

@@ -79,3 +79,55 @@ def test_transaction_markers_at_the_end_do_not_hold_a_caller(settings: Settings)
             await tail.close()
 
     asyncio.run(scenario())
+
+
+def test_a_topic_recreated_under_a_running_tail_is_read_afresh_not_left_stuck(settings: Settings) -> None:
+    """Deleted and created again while an edge ran, ``policy.rules`` held a shorter new log: the tail
+    kept positions past its end and listed the old records for ever (or waited for the old end)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = settings.topic(POLICY_RULES)
+    folded: list[bytes] = []
+    resets: list[int] = []
+
+    def fold(batch: Sequence[RawRecord]) -> None:
+        folded.extend(r.value or b"" for r in batch)
+
+    def reset() -> None:
+        resets.append(len(folded))
+        folded.clear()
+
+    async def recreate() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+            for _ in range(100):  # the deletion completes in the background
+                if topic not in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.1)
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+        finally:
+            await admin.close()
+
+    async def scenario() -> None:
+        tail = LogTail(settings, topic, fold, reset=reset)
+        try:
+            await _send(settings, topic, 6)
+            await tail.catch_up()
+            assert len(folded) == 6
+            await recreate()
+            await asyncio.sleep(1.0)
+            await _send(settings, topic, 2)  # the new log: two records, below the six read
+            for _ in range(30):  # the tail's consumer meets the new topic once its metadata says so
+                try:
+                    await asyncio.wait_for(tail.catch_up(), 20)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.5)
+            assert resets == [6], "the old log's records were not forgotten"
+            assert folded == [b"r0", b"r1"], f"the new log was not read from its start: {folded}"
+        finally:
+            await tail.close()
+
+    asyncio.run(scenario())
