@@ -26,7 +26,7 @@ import pytest
 from ledgerflow.api.problems import CLIENT_GONE
 from ledgerflow.config import Settings
 from tests.integration.edgekit import bearer, turn
-from tests.support.processes import Process, free_port, start, wait_http_ready
+from tests.support.processes import Process, running_edge
 
 DECLARED = 1000
 SENT = b'{"type": "'  # 10 of the 1000 bytes declared
@@ -39,23 +39,8 @@ Requests = Counter[tuple[str, str, str]]
 @pytest.fixture
 def json_edge(settings: Settings, log_dir: Path) -> Iterator[tuple[Process, str]]:
     """``ledgerflow serve`` logging JSON lines; the process (for its log) and its base URL."""
-    http = f"127.0.0.1:{free_port()}"
-    proc = start(
-        settings.with_overrides(http=http),
-        "edge",
-        "serve",
-        log_dir=log_dir,
-        extra_env={"LEDGERFLOW_LOG_FORMAT": "json"},
-    )
-    base = f"http://{http}"
-    try:
-        try:
-            wait_http_ready(proc, base)
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
+    with running_edge(settings, log_dir, {"LEDGERFLOW_LOG_FORMAT": "json"}) as (proc, base):
         yield proc, base
-    finally:
-        proc.stop()
 
 
 def requests_counted(base: str) -> Requests:

@@ -22,7 +22,7 @@ import pytest
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import ensure_topics
 from tests.integration.edgekit import bearer, turn
-from tests.support.processes import free_port, start, wait_http_ready
+from tests.support.processes import running_edge
 
 HEADER_TIMEOUT_S = 1
 BODY_TIMEOUT_S = 2
@@ -39,22 +39,12 @@ def slow_edge(stack: Settings) -> Iterator[tuple[Settings, str]]:
     """One edge with short client deadlines for the module (its own topic prefix)."""
     settings = stack.with_overrides(topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
     asyncio.run(ensure_topics(settings))
-    http = f"127.0.0.1:{free_port()}"
     env = {
         "LEDGERFLOW_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "LEDGERFLOW_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
     }
-    log_dir = stack.state_dir / "test-logs" / "test_edge_slow_clients"
-    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir, extra_env=env)
-    base = f"http://{http}"
-    try:
-        try:
-            wait_http_ready(proc, base)
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
+    with running_edge(settings, stack.state_dir / "test-logs" / "test_edge_slow_clients", env) as (_, base):
         yield settings, base
-    finally:
-        proc.stop()
 
 
 async def drip(base: str, first: bytes, byte: bytes = b"a") -> Dripped:

@@ -22,13 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from aiokafka.admin import AIOKafkaAdminClient
 
 from ledgerflow.config import Settings
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop as stop_process
 from ledgerflow.topics import CONVERSATION_EVENTS, all_topics
 from tests.support.processes import Process, free_port, running_edge, start
+from tests.support.testtopics import delete_topics
 
 POLL_LIMIT_S = 45.0  # how long a state may take to show before the test fails (a loaded 2-core host)
 EXIT_LIMIT_S = 90.0  # how long a refused start may take to exit (interpreter start-up on a loaded host)
@@ -175,24 +175,15 @@ def test_readyz_is_not_ready_while_redis_refuses_writes_or_evicts(
         _readyz(base, "redis", "ok", edge)
 
 
-async def _delete_topics(settings: Settings, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 def test_a_deleted_topic_is_named_in_readyz_not_a_timeout(settings: Settings, log_dir: Path) -> None:
     topic = settings.topic(CONVERSATION_EVENTS)
     assert settings.topic_prefix.startswith("t")  # this test's own prefix: no one else's topics
     try:
         with running_edge(settings, log_dir) as (edge, base):
             _readyz(base, "kafka", "ok", edge)
-            asyncio.run(_delete_topics(settings, [topic]))
+            asyncio.run(delete_topics(settings.kafka_bootstrap, [topic]))
             body = _readyz(base, "kafka", f"topic {topic} missing", edge)
             assert body["checks"]["redis"] == "ok", body
     finally:
         rest = [settings.topic(spec.base) for spec in all_topics() if spec.base != CONVERSATION_EVENTS]
-        asyncio.run(_delete_topics(settings, rest))
+        asyncio.run(delete_topics(settings.kafka_bootstrap, rest))

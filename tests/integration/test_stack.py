@@ -31,17 +31,9 @@ from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import Managed, read_pid_file, record, stop
 from ledgerflow.topics import POLICY_RULES, TopicSpec, all_topics
 from tests.support.privatestack import free_port_pair, free_port_run
+from tests.support.testtopics import delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _delete_topics(settings: Settings, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +44,7 @@ def created(stack: Settings) -> Iterator[tuple[Settings, list[str], list[str]]]:
     second = asyncio.run(ensure_topics(settings))
     yield settings, first, second
     mine = [settings.topic(s.base) for s in all_topics()]
-    asyncio.run(_delete_topics(settings, mine))
+    asyncio.run(delete_topics(settings.kafka_bootstrap, mine))
 
 
 def test_ensure_topics_creates_every_topic_and_a_second_call_creates_nothing(
@@ -111,7 +103,7 @@ def test_round_trip_produces_a_record_and_reads_it_back(stack: Settings) -> None
         seconds = asyncio.run(round_trip(settings, timeout=30.0))
         assert 0 < seconds < 30
     finally:
-        asyncio.run(_delete_topics(settings, [settings.topic("__ledgerflow.health")]))
+        asyncio.run(delete_topics(settings.kafka_bootstrap, [settings.topic("__ledgerflow.health")]))
 
 
 def test_stack_status_json_names_the_endpoints_and_our_pids(stack: Settings) -> None:
@@ -340,7 +332,7 @@ def test_ensure_topics_reports_a_topic_the_broker_refused_instead_of_waiting_for
     with pytest.raises(InfrastructureError, match=rf"refused to create {settings.topic('refused')} \("):
         asyncio.run(ensure_topics(settings, (bogus,)))
     assert asyncio.run(ensure_topics(settings, (TopicSpec("accepted", 1),))) == [settings.topic("accepted")]
-    asyncio.run(_delete_topics(settings, [settings.topic("accepted")]))
+    asyncio.run(delete_topics(settings.kafka_bootstrap, [settings.topic("accepted")]))
 
 
 def test_a_single_node_running_beside_a_stopped_clusters_directories_is_what_the_state_dir_has(

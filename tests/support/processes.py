@@ -75,11 +75,14 @@ def start(
 
 
 @contextmanager
-def running_edge(settings: Settings, log_dir: Path) -> Iterator[tuple[Process, str]]:
-    """``ledgerflow serve`` on a free port, ready; yields the process and its base URL, stops it
-    at the end. A start-up failure fails the test with the edge's log (never a skip)."""
+def running_edge(
+    settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Process, str]]:
+    """``ledgerflow serve`` on a free port, ready (``extra_env``: variables of its own); yields the
+    process and its base URL, stops it at the end. A start-up failure fails the test with the
+    edge's log (never a skip)."""
     http = f"127.0.0.1:{free_port()}"
-    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir)
+    proc = start(settings.with_overrides(http=http), "edge", "serve", log_dir=log_dir, extra_env=extra_env)
     base = f"http://{http}"
     try:
         try:

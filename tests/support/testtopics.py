@@ -24,6 +24,16 @@ def left_by_tests(names: list[str]) -> list[str]:
     return sorted(n for n in names if LEFT_BY_A_TEST.match(n))
 
 
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Delete ``names`` on the broker at ``bootstrap`` (a test's own topics)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
 async def drop_left_topics(bootstrap: str) -> int:
     """Delete the topics earlier test sessions left on the broker at ``bootstrap``; how many."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)
