@@ -1,15 +1,15 @@
 # The two commands: `make demo` runs everything with live traffic, `make test` passes the tests.
 # Each does its own set-up (system packages when root, venv, Kafka runtime, Redis).
 # `make test` runs the static checks first (`make check` runs them alone).
-.PHONY: demo test test-redis-cluster check unit stack-up stack-down bench setup clean console
+.PHONY: demo test test-redis-cluster check unit stack-up stack-down bench setup clean console native pure
 
 setup:
 	@scripts/bootstrap.sh
 
-demo: setup console
+demo: setup native console
 	.venv/bin/ledgerflow demo
 
-test: check console
+test: check native console
 	scripts/console.sh test
 	.venv/bin/python -m pytest
 	$(MAKE) --no-print-directory test-redis-cluster
@@ -25,7 +25,7 @@ REDIS_CLUSTER_TESTS = tests/integration/test_projection_writer.py tests/integrat
 	tests/integration/test_rebuild_switch.py tests/integration/test_fresh_rebuild.py \
 	tests/integration/test_end_to_end.py tests/integration/test_ingest_edge.py tests/chaos/test_chaos.py \
 	tests/integration/test_cli_chaos_stop.py tests/integration/test_chain_head_snapshots.py
-test-redis-cluster: setup
+test-redis-cluster: setup native
 	LEDGERFLOW_TEST_REDIS=cluster .venv/bin/python -m pytest $(REDIS_CLUSTER_TESTS) \
 		-k "not round_trip and (not test_ingest_edge or event_id or consistency)"
 
@@ -40,23 +40,31 @@ console: setup
 	@scripts/console.sh
 	@touch $@
 
+# The compiled core (ledgerflow/native.py lists the modules): the hot path compiled with mypyc into
+# C extensions beside its sources, rebuilt when one of them changed; a stale or missing build makes
+# ledgerflow run those modules as Python (one line on stderr). `make pure` removes the extensions.
+native: setup
+	@.venv/bin/python scripts/build_native.py
+pure:
+	@test ! -x .venv/bin/python || .venv/bin/python scripts/build_native.py --clean
+
 # Lint, format, types and the declared import layers (configured in pyproject.toml). Every
 # checker runs even when an earlier one fails, so one run lists every finding; any failure fails.
 CHECKS = "ruff check ." "ruff format --check ." "mypy ledgerflow" "lint-imports --no-cache"
 check: setup
 	@failed=0; for c in $(CHECKS); do echo "+ $$c"; .venv/bin/$$c || failed=1; done; exit $$failed
 
-unit: setup
+unit: setup native
 	.venv/bin/python -m pytest tests/unit
 
-stack-up: setup
+stack-up: setup native
 	.venv/bin/ledgerflow stack up
 
 stack-down:
 	.venv/bin/ledgerflow stack down
 
-bench: setup
+bench: setup native
 	.venv/bin/ledgerflow bench
 
-clean: stack-down
+clean: stack-down pure
 	rm -rf .venv .ledgerflow console/node_modules console/dist .console-built

@@ -8,6 +8,8 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+# A C compiler builds the compiled core (make native: mypyc).
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 # Debian's Chromium drives the console's browser tests (Playwright's own browser download is not used).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then

@@ -24,6 +24,7 @@ PACKAGES = (
     "uvicorn",
     "matplotlib",
     "py-spy",
+    "mypy",  # mypyc, which compiles the hot path (make native)
 )
 
 
@@ -72,6 +73,14 @@ def _redis_server(url: str) -> str | None:
         return None
 
 
+def _compiled_core() -> str:
+    """Whether this process runs the mypyc-compiled hot path (ledgerflow/native.py), and if not, why."""
+    from ledgerflow import native
+
+    choice = native.choose()
+    return f"{len(native.MODULES)} modules" if choice.compiled else f"no ({choice.reason})"
+
+
 def describe(settings: Settings) -> dict[str, Any]:
     """Machine, OS, Python, broker/Redis/package versions and endpoints."""
     from ledgerflow.contracts.codec import fast_codec_loaded
@@ -87,6 +96,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "redis_server": _redis_server(settings.redis_url),
         "packages": {name: _version(name) for name in PACKAGES},
         "fastavro_c": fast_codec_loaded(),
+        "compiled_core": _compiled_core(),
         "kafka_bootstrap": settings.kafka_bootstrap,
         "redis_url": settings.redis_url,
         "load_average_at_start": load_average(),

@@ -90,6 +90,7 @@ def markdown(doc: dict[str, Any], figures: list[Figure], more: dict[str, Any], i
             f"faust-streaming {pk['faust-streaming']}, aiokafka {pk['aiokafka']}, redis-py {pk['redis']}, "
             f"fastavro {pk['fastavro']} (C extension: {m['fastavro_c']}), avro {pk['avro']}, "
             f"orjson {pk['orjson']}, "
+            f"compiled hot path (mypyc {pk.get('mypy')}): {m.get('compiled_core', 'not recorded')}, "
             f"starlette {pk['starlette']}, uvicorn {pk['uvicorn']}, matplotlib {pk['matplotlib']}. "
             f"Broker and Redis CPU counted from pids {doc['stack_pids'] or 'none (external services)'}."
         ),
