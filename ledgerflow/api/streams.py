@@ -23,8 +23,10 @@ One stream runs in these steps:
    out ``reauth_before_s`` before the token expires and the stream ends at expiry with
    ``event: expired``; a subscriber that fell behind gets its queued frames and then
    ``event: overflow``; a closing edge ends streams with ``retry:`` and
-   ``event: shutdown``. Control frames carry no ``id:``: a client resumes from its last
-   data frame. The hub forgets the subscriber before such a last frame is written, too.
+   ``event: shutdown``; a stream reading a log that was deleted and re-created under the edge
+   (``Hub.log_moved``) ends with ``retry:`` and ``event: unavailable``. Control frames carry no
+   ``id:``: a client resumes from its last data frame. The hub forgets the subscriber before
+   such a last frame is written, too.
 
 The steps are async generators inside one another; each outer one closes the inner one it
 iterates (``contextlib.aclosing``), so a client that disconnects mid-write closes the reader
@@ -266,7 +268,7 @@ class _CatchUp:
         clock = catchup_watch.started(time.monotonic())
         try:
             while True:
-                if (last := _final_frame(ctx, self.expires_at)) is not None:
+                if (last := _final_frame(ctx, self.expires_at, self.sub)) is not None:
                     self.last = last
                     return
                 step = catchup_watch.next_step(
@@ -346,7 +348,7 @@ async def _live(
     reauth_sent = False
     last_write = time.monotonic()
     while True:
-        if (last := _final_frame(ctx, expires_at)) is not None:
+        if (last := _final_frame(ctx, expires_at, sub)) is not None:
             forget()
             yield last
             return
@@ -382,8 +384,11 @@ async def _live(
             last_write = time.monotonic()
 
 
-def _final_frame(ctx: EdgeContext, expires_at: float) -> bytes | None:
-    """The frame that ends the stream now (token expired, edge closing), else None."""
+def _final_frame(ctx: EdgeContext, expires_at: float, sub: Subscriber) -> bytes | None:
+    """The frame that ends the stream now (a log it reads re-created, token expired, edge closing)."""
+    if sub.log_moved is not None:  # its positions name records of a log that is gone (hub.log_moved)
+        SSE_DROPPED.labels("log_moved").inc()
+        return sse.control_frame("unavailable", {"detail": sub.log_moved}, retry_ms=RETRY_MS)
     if time.time() >= expires_at:
         SSE_DROPPED.labels("expired").inc()
         return sse.control_frame("expired", {"detail": "token expired: reconnect with a new token"})
