@@ -119,10 +119,21 @@ class Mailbox:
         self._ready.set()
         return True
 
-    def take(self, limit: int) -> list[Frame]:
-        """Up to ``limit`` queued frames, oldest first."""
-        count = min(limit, len(self._frames))
-        return [self._frames.popleft() for _ in range(count)]
+    def take(self, limit: int, max_bytes: int | None = None) -> list[Frame]:
+        """Up to ``limit`` queued frames, oldest first, and (with ``max_bytes``) no more data than
+        that beyond the first frame: one write's worth. The frames are shared by every subscriber
+        of a record, but the write a stream builds of them is its own."""
+        if max_bytes is None:
+            count = min(limit, len(self._frames))
+            return [self._frames.popleft() for _ in range(count)]
+        taken: list[Frame] = []
+        size = 0
+        while self._frames and len(taken) < limit:
+            size += len(self._frames[0].data)
+            if taken and size > max_bytes:
+                break
+            taken.append(self._frames.popleft())
+        return taken
 
     async def wait(self, timeout: float) -> None:
         """Return when a frame is queued, ``wake`` is called, or ``timeout`` passes."""
