@@ -48,7 +48,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ledgerflow.api import catchup_watch, cursors, sse
-from ledgerflow.api.authentication import requires_role
+from ledgerflow.api.authentication import require_query_tenant, requires_role
 from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.hub import CatchUpBatch, Frame, Subscriber
@@ -152,7 +152,7 @@ def _event_stream(
 )
 async def conversation_stream(request: Request) -> EventStreamResponse:
     principal = requires_role(request, "subscriber")
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    require_query_tenant(request, principal)
     conversation_id = request.query_params.get("conversation_id", "").strip()
     if not conversation_id:
         raise ValidationError("query parameter conversation_id is required")
@@ -169,7 +169,7 @@ async def conversation_stream(request: Request) -> EventStreamResponse:
 )
 async def tenant_stream(request: Request) -> EventStreamResponse:
     principal = requires_role(request, "subscriber")
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    require_query_tenant(request, principal)
     return await _open(request, principal.tenant, None, principal.expires_at)
 
 
