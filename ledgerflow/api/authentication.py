@@ -188,6 +188,13 @@ def requires_tenant_role(conn: HTTPConnection) -> Principal:
     return requires_any_role(conn, *ANY_TENANT_ROLE)
 
 
+def require_query_tenant(conn: HTTPConnection, principal: Principal) -> None:
+    """Every ``tenant`` query parameter must be the token's tenant (else 403): ``?tenant=mine&tenant=
+    other`` is refused too, not judged by whichever value the framework happens to keep."""
+    for asked in conn.query_params.getlist("tenant"):
+        principal.require_tenant(asked)
+
+
 def tenant_of(conn: HTTPConnection) -> str:
     """The tenant of the caller's token (the only tenant it may reach)."""
     return principal_of(conn).tenant

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ledgerflow.api import spec
-from ledgerflow.api.authentication import requires_tenant_role
+from ledgerflow.api.authentication import require_query_tenant, requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import Cursor, parse_limit, rfc3339
@@ -95,7 +95,7 @@ ITEM = spec.obj(
 )
 async def list_conversations(request: Request) -> JSONResponse:
     principal = requires_tenant_role(request)
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    require_query_tenant(request, principal)
     limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     raw_cursor = request.query_params.get("cursor")
     after = Cursor.decode(raw_cursor) if raw_cursor is not None else None

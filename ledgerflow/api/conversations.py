@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.authentication import require_query_tenant, requires_any_role
 from ledgerflow.api.consistency import check_token
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
@@ -142,7 +142,7 @@ async def get_conversation(request: Request) -> JSONResponse:
     within a few seconds, never a 500 or a hang.
     """
     principal = requires_any_role(request, "subscriber", "auditor", "admin")
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    require_query_tenant(request, principal)
     ctx: EdgeContext = request.app.state.ctx
     conv_id = request.path_params["conversation_id"]
     if not is_id(conv_id):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ledgerflow.api.authentication import requires_any_role
+from ledgerflow.api.authentication import require_query_tenant, requires_any_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.paging import parse_limit
 from ledgerflow.api.spec import AUTHED, TENANT_PARAM, json_response, operation, problems, query, ref
@@ -58,7 +58,7 @@ def parse_horizon(raw: str | None) -> int:
 )
 async def forecast(request: Request) -> JSONResponse:
     principal = requires_any_role(request, "subscriber", "admin", "auditor")
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    require_query_tenant(request, principal)
     ctx: EdgeContext = request.app.state.ctx
     model = request.query_params.get("model", "")
     if not model:

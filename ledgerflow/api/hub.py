@@ -17,6 +17,16 @@ Every live frame carries the hub's read positions at the moment it was fanned ou
 at once; its stream delivers what it already holds, ends with ``event: overflow``, and
 the client resumes from its cursor.
 
+A log deleted and re-created under a running edge (or truncated) shows up as a record below the
+hub's read position on its partition, or as a log end below it (``kafka_status``'s probe asks every
+partition): the hub's positions there named records that no longer exist, so a stream registered with
+them would skip the new log's records, silently, until its offsets passed the old ones. The hub takes
+the new log's position and ends every stream reading that partition (``Subscriber.log_moved``: its
+stream ends with ``unavailable``); each reconnects with its last id, which the new log does not reach,
+so it restarts with ``event: reset`` (``cursor beyond the log end``), never silently. A re-created log
+that is already longer than what the hub read cannot be told apart (Kafka's clients do not expose
+topic ids here).
+
 Kafka's health is not inferred from the reader alone (a paused broker leaves ``getmany``
 returning nothing, without an error): ``kafka_status`` asks the broker for the log end
 offsets with a deadline of ``PROBE_TIMEOUT_S``; concurrent callers share one probe, and
@@ -109,10 +119,21 @@ class Mailbox:
         self._ready.set()
         return True
 
-    def take(self, limit: int) -> list[Frame]:
-        """Up to ``limit`` queued frames, oldest first."""
-        count = min(limit, len(self._frames))
-        return [self._frames.popleft() for _ in range(count)]
+    def take(self, limit: int, max_bytes: int | None = None) -> list[Frame]:
+        """Up to ``limit`` queued frames, oldest first, and (with ``max_bytes``) no more data than
+        that beyond the first frame: one write's worth. The frames are shared by every subscriber
+        of a record, but the write a stream builds of them is its own."""
+        if max_bytes is None:
+            count = min(limit, len(self._frames))
+            return [self._frames.popleft() for _ in range(count)]
+        taken: list[Frame] = []
+        size = 0
+        while self._frames and len(taken) < limit:
+            size += len(self._frames[0].data)
+            if taken and size > max_bytes:
+                break
+            taken.append(self._frames.popleft())
+        return taken
 
     async def wait(self, timeout: float) -> None:
         """Return when a frame is queued, ``wake`` is called, or ``timeout`` passes."""
@@ -144,6 +165,7 @@ class Subscriber:
     start: dict[cursors.TopicPartitionKey, int]  # first offset the hub delivers live
     queue: Mailbox = field(default_factory=lambda: Mailbox(DEFAULT_QUEUE))
     overflowed: bool = False
+    log_moved: str | None = None  # why the stream must end: a log it reads was re-created under the hub
 
     def matches(self, frame: Frame) -> bool:
         """The frame belongs to this stream (tenant, and conversation if any)."""
@@ -262,12 +284,34 @@ class Hub:
                 code = self._topics[tp.topic]
                 key = (code, tp.partition)
                 for record in records:
-                    self._positions[key] = record.offset + 1
+                    self.advance(key, record.offset)
                     if self._subs:  # nobody listening: no decoding
                         frame = self.frame_of(code, record)
                         if frame is not None:
                             with spans.consumed(record, "sse", []):  # trace hook: the fan-out
                                 self._dispatch(frame)
+
+    def advance(self, key: cursors.TopicPartitionKey, offset: int) -> None:
+        """The reader got the record at ``offset`` of ``key``. Offsets only grow on one log: one
+        below the read position means the log was deleted and re-created (or truncated)."""
+        if offset < self._positions[key]:
+            self.log_moved(key, offset, f"at offset {offset}")
+        self._positions[key] = offset + 1
+
+    def log_moved(self, key: cursors.TopicPartitionKey, position: int, seen: str) -> None:
+        """``key``'s log is behind what the hub read (``seen``): read on from ``position`` and end
+        every stream reading ``key`` (their positions name records of the old log)."""
+        code, partition = key
+        reason = (
+            f"the log of {code}{partition} restarted ({seen}, below offset {self._positions[key]} read "
+            "before): it was deleted and re-created; reconnect with your last event id"
+        )
+        log.warning("SSE hub: %s", reason)
+        self._positions[key] = position
+        for sub in [sub for subs in self._subs.values() for sub in subs if key in sub.start]:
+            sub.log_moved = reason
+            self.unsubscribe(sub)
+            sub.queue.wake()
 
     # -- fan-out ---------------------------------------------------------------------
     def _dispatch(self, frame: Frame) -> None:
@@ -377,14 +421,19 @@ class Hub:
     async def _probe_once(self) -> str:
         if self._consumer is None:
             return "not started"
-        tps = [TopicPartition(topic, 0) for topic in self._topics]
+        read = dict(self._positions)  # before asking: the answer's log ends are at least these
+        tps = [TopicPartition(self._codes[code], partition) for code, partition in read]
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                await self._consumer.end_offsets(tps)
+                ends = await self._consumer.end_offsets(tps)
         except TimeoutError:
             return self._missing_topics() or f"no answer within {PROBE_TIMEOUT_S:g} s"
         except Exception as exc:  # a health probe reports every failure, it never raises
             return self._missing_topics() or f"unreachable: {type(exc).__name__}"
+        found = {(self._topics[tp.topic], tp.partition): end for tp, end in ends.items()}
+        for key, end in logs_moved_back(read, found).items():
+            if self._positions[key] == read[key]:  # the reader has not met the new log (advance() would have)
+                self.log_moved(key, end, f"its log end is {end}")
         return "ok"
 
     def _missing_topics(self) -> str | None:
@@ -504,6 +553,14 @@ class Hub:
 def _conversation_of(event: Event) -> str:
     payload = event.payload
     return payload.conversation_id if isinstance(payload, PolicyDecision) else event.subject
+
+
+def logs_moved_back(
+    read: cursors.Positions, log_ends: dict[cursors.TopicPartitionKey, int]
+) -> dict[cursors.TopicPartitionKey, int]:
+    """Partitions whose log end (asked after ``read`` was taken) is below the hub's read position
+    then: the log ends no earlier than where it was read on one log, so that one was re-created."""
+    return {key: end for key, end in sorted(log_ends.items()) if key in read and end < read[key]}
 
 
 def topics_missing(names: list[str]) -> str | None:

@@ -1,6 +1,7 @@
 """Limits on the edge: request-target size, header count and size, body size, per-tenant request rate,
 per-tenant ``/v1/evaluate`` rate, per-tenant ``PUT /v1/policy/rules`` rate, per-tenant concurrent SSE
-streams, and how long a client may take to send a request's head and its body.
+streams, how long a client may take to send a request's head and its body, and how long it may leave
+the edge's answer untaken.
 
 Every refusal is a problem+json with a clear status (408 + ``Connection: close``, 413, 414, 431,
 429 + ``Retry-After``) and is counted in ``ledgerflow_edge_limited_total{limit}``, whose label takes
@@ -16,7 +17,9 @@ Configuration (environment of ``ledgerflow serve``; defaults in ``EdgeLimits``):
 ``LEDGERFLOW_SSE_PER_TENANT`` (open streams), ``LEDGERFLOW_HEADER_TIMEOUT_S`` /
 ``LEDGERFLOW_BODY_TIMEOUT_S`` (seconds from a connection's opening or a request's first byte to its
 last header; from the first read of a body, or the answer to a request whose body is not read, to
-the body's end). ``0`` disables a rate limit; the deadlines cannot be turned off.
+the body's end), ``LEDGERFLOW_WRITE_TIMEOUT_S`` (seconds the edge's writes to a client may stay
+blocked: its socket buffers full, the client taking nothing). ``0`` disables a rate limit; the
+deadlines cannot be turned off.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ledgerflow.metrics import EDGE_REGISTRY
 __all__ = [
     "DEFAULT_BODY_TIMEOUT_S",
     "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_WRITE_TIMEOUT_S",
     "LIMITED",
     "LIMIT_NAMES",
     "MAX_HEADERS",
@@ -68,6 +72,11 @@ it forever)."""
 DEFAULT_BODY_TIMEOUT_S = 10.0
 """Seconds for a body the edge reads (``problems.read_body``), from its first read to its end; else 408.
 256 KiB (``MAX_BODY_BYTES``) in 10 s is about 26 KB/s, far below any client that is not stalling."""
+DEFAULT_WRITE_TIMEOUT_S = 30.0
+"""Seconds the edge's writes to a client may stay blocked (its socket buffers full: the client takes
+nothing) before the connection is cut. Without it a client that stops reading an SSE stream but keeps
+its TCP connection open held its stream, its tenant's stream slot and its queued frames for ever, even
+past its token's expiry: the stream's next write never returned, so it never reached its end."""
 LIMIT_NAMES = (
     "body",
     "target",
@@ -79,6 +88,7 @@ LIMIT_NAMES = (
     "audit",
     "body_timeout",
     "header_timeout",
+    "write_timeout",
 )
 LIMITED = Counter(
     "ledgerflow_edge_limited_total", "Requests refused by an edge limit", ["limit"], registry=EDGE_REGISTRY
@@ -114,6 +124,7 @@ class EdgeLimits:
     sse_per_tenant: int = 2000
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeLimits:
@@ -133,6 +144,7 @@ class EdgeLimits:
             sse_per_tenant=env_whole(env, "LEDGERFLOW_SSE_PER_TENANT", base.sse_per_tenant, 0),
             header_timeout_s=_deadline(env, "LEDGERFLOW_HEADER_TIMEOUT_S", base.header_timeout_s),
             body_timeout_s=_deadline(env, "LEDGERFLOW_BODY_TIMEOUT_S", base.body_timeout_s),
+            write_timeout_s=_deadline(env, "LEDGERFLOW_WRITE_TIMEOUT_S", base.write_timeout_s),
         )
 
 

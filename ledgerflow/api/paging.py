@@ -39,7 +39,8 @@ def parse_limit(raw: str | None, *, default: int, maximum: int, name: str = "lim
         raise ValidationError(f"{name}: an integer between 1 and {maximum} is required, got {raw[:20]!r}")
     value = int(raw)
     if not 1 <= value <= maximum:
-        raise ValidationError(f"{name}: must be between 1 and {maximum}, got {value}")
+        shown = raw if len(raw) <= 20 else raw[:17] + "..."  # up to MAX_DIGITS digits: not all of them
+        raise ValidationError(f"{name}: must be between 1 and {maximum}, got {shown}")
     return value
 
 

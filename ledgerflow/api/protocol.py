@@ -14,8 +14,17 @@ connections exhaust the edge's sockets. ``EdgeProtocol`` closes such a connectio
 - nothing (idle between requests): uvicorn's keep-alive, which this class sets again after such a
   body ended (uvicorn cancelled it on the body's bytes and left the connection without a timer).
 
+And one deadline on what the edge owes the client but cannot hand over: a connection whose writes
+stay paused (the transport's buffer over its high-water mark, the kernel's socket buffers full: the
+client takes nothing) for ``write_timeout_s`` (``LEDGERFLOW_WRITE_TIMEOUT_S``) is aborted, counted as
+``write_timeout``. uvicorn's ``send`` waits for the buffer to drain with no bound, so an SSE stream
+whose client stopped reading but kept its connection open never got past its next write: not to its
+token's expiry, not to its end, holding its tenant's stream slot and its queued frames for ever. The
+abort discards the buffer (``close`` would wait for it to drain, for ever too); uvicorn then sees the
+connection lost, the blocked write returns and the app sees the disconnect, which ends the stream.
+
 The counter is ``ledgerflow_edge_limited_total{limit}``. There is no request left to answer in
-either case, so nothing is sent: the connection is closed. While the app handles a request the
+any case, so nothing is sent: the connection is closed. While the app handles a request the
 protocol sets no deadline: a body the app reads has its own (``problems.read_body``, 408).
 
 ``serve`` pins this class (``uvicorn.Config(http=...)``) rather than uvicorn's ``"auto"``, which
@@ -30,7 +39,13 @@ from typing import Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ledgerflow.api.limits import DEFAULT_BODY_TIMEOUT_S, DEFAULT_HEADER_TIMEOUT_S, LIMITED, EdgeLimits
+from ledgerflow.api.limits import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_WRITE_TIMEOUT_S,
+    LIMITED,
+    EdgeLimits,
+)
 
 __all__ = ["EdgeProtocol", "Owed", "edge_protocol", "owed"]
 
@@ -51,13 +66,16 @@ def owed(conn: h11.Connection) -> Owed:
 
 class EdgeProtocol(H11Protocol):
     """uvicorn's ``H11Protocol``, closing a connection whose client owes a request head or the rest
-    of an answered body past its deadline (see the module doc)."""
+    of an answered body past its deadline, or takes nothing the edge writes for ``write_timeout_s``
+    (see the module doc)."""
 
     head_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
 
     _deadline: asyncio.TimerHandle | None = None
     _deadline_for: Deadline | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -73,7 +91,29 @@ class EdgeProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_write()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.write_timeout_s, self._write_expired)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_write()
+
+    def _disarm_write(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+        self._write_deadline = None
+
+    def _write_expired(self) -> None:
+        # Paused since the deadline was armed (resume_writing disarms it). Even a closing transport
+        # is aborted: ``close`` waits for its buffer to drain, which this client never lets happen.
+        self._write_deadline = None
+        LIMITED.labels("write_timeout").inc()
+        self.transport.abort()
 
     def _watch(self) -> None:
         if self.transport.is_closing():
@@ -121,5 +161,9 @@ def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:
     return type(
         "EdgeProtocol",
         (EdgeProtocol,),
-        {"head_timeout_s": limits.header_timeout_s, "body_timeout_s": limits.body_timeout_s},
+        {
+            "head_timeout_s": limits.header_timeout_s,
+            "body_timeout_s": limits.body_timeout_s,
+            "write_timeout_s": limits.write_timeout_s,
+        },
     )

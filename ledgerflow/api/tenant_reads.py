@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from ledgerflow.api.authentication import requires_tenant_role
+from ledgerflow.api.authentication import require_query_tenant, requires_tenant_role
 from ledgerflow.api.spec import AUTHED, TENANT_PARAM, Handler, Schema, json_response, operation, problems
 from ledgerflow.auth.principals import Principal
 
@@ -31,5 +31,5 @@ def tenant_read(
 def reader_of(request: Request) -> Principal:
     """The caller, with any role of the tenant it reads (401/403 otherwise)."""
     principal = requires_tenant_role(request)
-    principal.require_tenant(request.query_params.get("tenant", principal.tenant))
+    require_query_tenant(request, principal)
     return principal

@@ -125,9 +125,9 @@ def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
         )
     unknown = sorted(set(value) - ROLES)
     if unknown:
-        raise AuthError(
-            f"token carries unknown role(s) {', '.join(unknown)[:80]} (known: {', '.join(sorted(ROLES))})"
-        )
+        # Each quoted (repr): a role name is the signer's text, and a detail is one line.
+        named = ", ".join(_short(role) for role in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+        raise AuthError(f"token carries unknown role(s) {named} (known: {', '.join(sorted(ROLES))})")
     return frozenset(value)
 
 

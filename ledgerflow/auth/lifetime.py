@@ -37,8 +37,14 @@ def max_token_ttl(env: Mapping[str, str] | None = None) -> float:
     return value
 
 
+_MILLENNIUM_S = 1000 * 365 * 86400.0
+
+
 def span(seconds: float) -> str:
-    """A duration for people: ``90 s``, ``86401 s (24 h)``, ``3153600000 s (36500 d)``."""
+    """A duration for people: ``90 s``, ``86401 s (24 h)``, ``3153600000 s (36500 d)``; past a
+    thousand years (``1e+308 s``, an ``exp`` far in the future) in exponent form, not 309 digits."""
+    if seconds >= _MILLENNIUM_S:
+        return f"{seconds:.3g} s (over 1000 years)"
     exact = f"{seconds:.0f} s"
     if seconds < 120:
         return exact

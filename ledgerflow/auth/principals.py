@@ -48,8 +48,10 @@ class Principal:
     def require_tenant(self, tenant: str) -> None:
         """Raise ``AuthError(status=403)`` if ``tenant`` is not the token's tenant."""
         if not self.can_read_tenant(tenant):
+            # The asked tenant is the caller's text (a query parameter): quoted, cut, one line.
+            asked = repr(tenant) if len(tenant) <= 40 else repr(tenant[:37] + "...")
             raise AuthError(
-                f"the token is for tenant '{self.tenant}', not '{tenant}': "
+                f"the token is for tenant '{self.tenant}', not {asked}: "
                 "a token only reaches its own tenant's data",
                 status=403,
             )

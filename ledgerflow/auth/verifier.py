@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 import jwt
-from jwt.exceptions import InvalidSignatureError, PyJWTError
+from jwt.exceptions import DecodeError, InvalidSignatureError, PyJWTError
 
 from ledgerflow.auth.claims import principal_from_claims
 from ledgerflow.auth.jwk import ACCEPTED_ALGORITHMS, key_mismatch
@@ -78,14 +78,21 @@ class TokenVerifier:
         # Step 1.
         try:
             header = jwt.get_unverified_header(token)
-        except PyJWTError:
+        except DecodeError:
             raise AuthError(
                 "bearer token is not a JWT: its header is not base64url-encoded JSON "
                 "(send the token exactly as the issuer gave it)"
             ) from None
+        except PyJWTError:  # a well-formed header PyJWT refuses: a 'kid' or 'crit' it cannot take
+            raise AuthError(
+                "token header is refused: its 'kid' must be a string and its 'crit' may name no "
+                "extension (this edge supports none)"
+            ) from None
         alg = header.get("alg")
-        if not isinstance(alg, str) or alg.lower() == "none":
-            raise AuthError(f"unsigned tokens (alg {alg!r}) are refused: sign with one of {_ACCEPTED}")
+        if not isinstance(alg, str):
+            raise AuthError(f"token header 'alg' (the algorithm) must be a string: one of {_ACCEPTED}")
+        if alg.lower() == "none":
+            raise AuthError(f"unsigned tokens (alg {_short(alg)}) are refused: sign with one of {_ACCEPTED}")
         if alg.upper().startswith("HS"):
             raise AuthError(
                 f"symmetric algorithm {alg[:20]} is refused: ledgerflow accepts only {_ACCEPTED} "

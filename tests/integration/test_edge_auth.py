@@ -49,6 +49,28 @@ def test_another_tenants_token_is_refused_with_403(edge: str, tokens, path: str)
     assert "globex" in body["detail"] and "acme" in body["detail"]
 
 
+TENANT_PARAM_PATHS = [  # every operation documented with the optional `tenant` query parameter
+    "/v1/conversations?",
+    "/v1/conversations/c1?",
+    "/v1/conversation/stream?conversation_id=c1&",
+    "/v1/streams/tenant?",
+    "/v1/usage?",
+    "/v1/forecast?model=m&",
+    "/v1/models?",
+]
+
+
+def test_a_repeated_tenant_parameter_naming_another_tenant_is_refused_with_403(edge: str, tokens) -> None:
+    """``?tenant=acme&tenant=globex`` with globex's token: the handlers read only the last value
+    (Starlette's ``get``), so it was answered with globex's data (200, or a stream) although one
+    value names another tenant; a proxy or WAF judging the first value saw a cross-tenant read."""
+    headers = {"Authorization": f"Bearer {tokens('globex', 'subscriber,producer')}"}
+    for path in TENANT_PARAM_PATHS:
+        resp = httpx.get(f"{edge}{path}tenant=acme&tenant=globex", headers=headers, timeout=5)
+        body = _assert_problem(resp, 403)
+        assert "'acme'" in body["detail"], (path, body)
+
+
 def test_ingest_for_another_tenant_is_refused_with_403(edge: str, tokens) -> None:
     token = tokens("globex", "producer")
     event = {"type": "ConversationClosed", "tenant": "acme", "subject": "c1", "payload": {"reason": "x"}}

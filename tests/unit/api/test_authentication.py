@@ -18,6 +18,7 @@ from ledgerflow.api.authentication import (
     DEFAULT_PUBLIC_PATHS,
     JwtBackend,
     on_error,
+    require_query_tenant,
     requires_any_role,
     requires_role,
     tenant_of,
@@ -51,6 +52,12 @@ async def readers(request: Request) -> JSONResponse:
     return JSONResponse({"sub": requires_any_role(request, "subscriber", "auditor").sub})
 
 
+async def tenant_view(request: Request) -> JSONResponse:
+    principal = requires_role(request, "subscriber")
+    require_query_tenant(request, principal)
+    return JSONResponse({"tenant": principal.tenant})
+
+
 async def public_whoami(request: Request) -> JSONResponse:
     return JSONResponse({"tenant": tenant_of(request)})
 
@@ -63,6 +70,7 @@ def make_client(jwks_path: Path, *, public_paths=DEFAULT_PUBLIC_PATHS) -> TestCl
             Route("/v1/me", me),
             Route("/v1/admin", admin_only),
             Route("/v1/read", readers),
+            Route("/v1/tenant-view", tenant_view),
             Route("/open/whoami", public_whoami),
         ],
         middleware=[
@@ -173,3 +181,20 @@ def test_missing_jwks_is_a_503_problem_not_a_401(tmp_path: Path, keys) -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.headers["content-type"] == PROBLEM_JSON
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("", 200),
+        ("?tenant=acme", 200),
+        ("?tenant=acme&tenant=acme", 200),
+        ("?tenant=globex", 403),
+        ("?tenant=acme&tenant=globex", 403),
+        ("?tenant=globex&tenant=acme", 403),  # Starlette's .get() keeps the last value: this was a 200
+        ("?tenant=", 403),
+    ],
+)
+def test_every_tenant_query_parameter_must_be_the_tokens(client, keys, query: str, status: int) -> None:
+    response = client.get(f"/v1/tenant-view{query}", headers=bearer(keys))
+    assert response.status_code == status, response.text

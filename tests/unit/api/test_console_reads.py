@@ -40,6 +40,15 @@ def test_limit_outside_1_to_max_is_refused(raw: str) -> None:
         parse_limit(raw, default=50, maximum=200)
 
 
+def test_a_refused_limit_is_not_echoed_in_full() -> None:
+    """A 400-digit limit was written whole into the 422 detail (any role could ask)."""
+    with pytest.raises(ValidationError) as info:
+        parse_limit("9" * 400, default=50, maximum=200)
+    assert str(info.value) == "limit: must be between 1 and 200, got 99999999999999999..."
+    with pytest.raises(ValidationError, match="got 201$"):
+        parse_limit("201", default=50, maximum=200)
+
+
 def test_limit_defaults_and_bounds() -> None:
     assert parse_limit(None, default=50, maximum=200) == 50
     assert parse_limit("200", default=50, maximum=200) == 200

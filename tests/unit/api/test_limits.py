@@ -18,6 +18,7 @@ from ledgerflow.api.edge_checks import refuse_client_producer
 from ledgerflow.api.limits import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_WRITE_TIMEOUT_S,
     LIMIT_NAMES,
     LIMITED,
     MAX_HEADER_BYTES,
@@ -120,16 +121,23 @@ def test_rule_pack_publications_are_limited_to_one_a_minute_per_tenant_by_defaul
 def test_client_deadlines_from_env() -> None:
     assert EdgeLimits.from_env({}).header_timeout_s == DEFAULT_HEADER_TIMEOUT_S == 10
     assert EdgeLimits.from_env({}).body_timeout_s == DEFAULT_BODY_TIMEOUT_S == 10
-    tuned = EdgeLimits.from_env({"LEDGERFLOW_HEADER_TIMEOUT_S": "1.5", "LEDGERFLOW_BODY_TIMEOUT_S": "0.5"})
-    assert (tuned.header_timeout_s, tuned.body_timeout_s) == (1.5, 0.5)
-    for name in ("LEDGERFLOW_HEADER_TIMEOUT_S", "LEDGERFLOW_BODY_TIMEOUT_S"):
+    assert EdgeLimits.from_env({}).write_timeout_s == DEFAULT_WRITE_TIMEOUT_S == 30
+    tuned = EdgeLimits.from_env(
+        {
+            "LEDGERFLOW_HEADER_TIMEOUT_S": "1.5",
+            "LEDGERFLOW_BODY_TIMEOUT_S": "0.5",
+            "LEDGERFLOW_WRITE_TIMEOUT_S": "2",
+        }
+    )
+    assert (tuned.header_timeout_s, tuned.body_timeout_s, tuned.write_timeout_s) == (1.5, 0.5, 2)
+    for name in ("LEDGERFLOW_HEADER_TIMEOUT_S", "LEDGERFLOW_BODY_TIMEOUT_S", "LEDGERFLOW_WRITE_TIMEOUT_S"):
         for bad in ("0", "-1", "nan", "inf", "soon", "86401"):  # no "off": a stalled client would stay
             with pytest.raises(ValidationError, match=f"^{name}='{bad}': seconds above 0 and at most 86400"):
                 EdgeLimits.from_env({name: bad})
 
 
 def test_the_deadlines_have_their_own_limit_labels() -> None:
-    assert {"body_timeout", "header_timeout"} <= set(LIMIT_NAMES)
+    assert {"body_timeout", "header_timeout", "write_timeout"} <= set(LIMIT_NAMES)
 
 
 def _trickling(chunks: int, every_s: float, headers: list[tuple[bytes, bytes]] | None = None) -> Request:

@@ -29,6 +29,7 @@ class MemoryTransport(asyncio.Transport):
         super().__init__()
         self.written = bytearray()
         self.closed = False
+        self.aborted = False
         self.protocol: asyncio.Protocol | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -39,6 +40,10 @@ class MemoryTransport(asyncio.Transport):
             self.closed = True
             if self.protocol is not None:
                 asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.close()
 
     def is_closing(self) -> bool:
         return self.closed
@@ -54,9 +59,9 @@ class MemoryTransport(asyncio.Transport):
 
 
 def connect(
-    head_s: float = 0.2, body_s: float = 0.2, keep_alive_s: float = 5
+    head_s: float = 0.2, body_s: float = 0.2, keep_alive_s: float = 5, write_s: float = 30
 ) -> tuple[EdgeProtocol, MemoryTransport]:
-    cls = edge_protocol(EdgeLimits(header_timeout_s=head_s, body_timeout_s=body_s))
+    cls = edge_protocol(EdgeLimits(header_timeout_s=head_s, body_timeout_s=body_s, write_timeout_s=write_s))
     config = uvicorn.Config(
         answer_without_reading, timeout_keep_alive=keep_alive_s, http=cls, log_level="warning"
     )
@@ -91,8 +96,9 @@ def test_owed_follows_the_client_through_a_request() -> None:
 
 
 def test_the_deadlines_come_from_the_edge_limits() -> None:
-    cls = edge_protocol(EdgeLimits(header_timeout_s=3, body_timeout_s=4))
-    assert issubclass(cls, EdgeProtocol) and (cls.head_timeout_s, cls.body_timeout_s) == (3, 4)
+    cls = edge_protocol(EdgeLimits(header_timeout_s=3, body_timeout_s=4, write_timeout_s=5))
+    assert issubclass(cls, EdgeProtocol)
+    assert (cls.head_timeout_s, cls.body_timeout_s, cls.write_timeout_s) == (3, 4, 5)
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_head_deadline() -> None:
@@ -160,5 +166,42 @@ def test_after_an_answered_body_ends_the_idle_connection_has_a_keep_alive_again(
         assert protocol.timeout_keep_alive_task is not None
         await asyncio.sleep(0.4)
         assert transport.closed
+
+    asyncio.run(scenario())
+
+
+def test_a_client_that_takes_nothing_past_the_write_deadline_is_aborted() -> None:
+    """Writes paused (the client reads nothing) for ``write_timeout_s``: the connection is aborted
+    (``close`` would wait for the buffer to drain, for ever) and a send blocked on it returns."""
+
+    async def scenario() -> None:
+        before = counted("write_timeout")
+        protocol, transport = connect(write_s=0.3)
+        protocol.data_received(HEAD)
+        await asyncio.sleep(0.05)
+        protocol.pause_writing()  # the transport's buffer went over its high-water mark
+        await asyncio.sleep(0.2)
+        assert not transport.aborted
+        await asyncio.sleep(0.3)
+        assert transport.aborted
+        assert counted("write_timeout") == before + 1
+        await asyncio.sleep(0)  # connection_lost: uvicorn wakes every send waiting for a drain
+        assert not protocol.flow.write_paused
+
+    asyncio.run(scenario())
+
+
+def test_writes_that_resume_in_time_keep_the_connection() -> None:
+    async def scenario() -> None:
+        before = counted("write_timeout")
+        protocol, transport = connect(write_s=0.3)
+        protocol.data_received(HEAD)
+        for _ in range(4):  # a slow reader: paused, then drained below the low-water mark, again
+            protocol.pause_writing()
+            await asyncio.sleep(0.2)
+            protocol.resume_writing()
+        await asyncio.sleep(0.4)
+        assert not transport.aborted and not transport.closed
+        assert counted("write_timeout") == before
 
     asyncio.run(scenario())

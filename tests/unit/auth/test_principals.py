@@ -40,6 +40,16 @@ def test_tenant_isolation() -> None:
     assert info.value.status == 403
 
 
+def test_a_refused_tenant_is_quoted_and_cut_so_the_refusal_stays_one_line() -> None:
+    """The asked tenant is a query parameter: ``?tenant=acme%0aFAKE`` was written raw into the detail."""
+    for asked in ("globex\nFAKE: granted", "x" * 5000):
+        with pytest.raises(AuthError) as info:
+            ALICE.require_tenant(asked)
+        assert "\n" not in info.value.detail and len(info.value.detail) < 160, info.value.detail
+    with pytest.raises(AuthError, match="not 'globex': a token only reaches"):
+        ALICE.require_tenant("globex")
+
+
 def test_principal_is_immutable() -> None:
     with pytest.raises(AttributeError):
         ALICE.tenant = "globex"  # type: ignore[misc]

@@ -159,7 +159,40 @@ def test_roles_as_a_string_is_refused(rsa_keys, claims, sign) -> None:
 
 def test_unknown_role_is_refused(rsa_keys, claims, sign) -> None:
     token = sign(rsa_keys, claims(roles=["subscriber", "superuser"]))
-    assert "unknown role(s) superuser" in refused(verifier_for(rsa_keys), token).detail
+    assert "unknown role(s) 'superuser'" in refused(verifier_for(rsa_keys), token).detail
+
+
+def test_an_unknown_role_is_quoted_so_the_refusal_stays_one_line(rsa_keys, claims, sign) -> None:
+    """A role name is the signer's text: it was written into the detail as it was, newlines too."""
+    token = sign(rsa_keys, claims(roles=["root\nFAKE 200 granted", "x" * 500]))
+    detail = refused(verifier_for(rsa_keys), token).detail
+    assert "\n" not in detail and len(detail) < 200, detail
+    assert "'root\\nFAKE" in detail
+
+
+def test_a_lifetime_far_beyond_the_maximum_is_stated_briefly(rsa_keys, claims, sign) -> None:
+    """``exp: 1e308`` was refused with a 620-character detail: the lifetime written out in full, twice."""
+    detail = refused(verifier_for(rsa_keys), sign(rsa_keys, claims(exp=1e308))).detail
+    assert detail.startswith("token lifetime 1e+308 s (over 1000 years) exceeds the maximum"), detail
+    assert len(detail) < 200
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ({"alg": "RS256", "kid": ["k"]}, "token header is refused: its 'kid' must be a string"),
+        ({"alg": "RS256", "kid": "k", "crit": ["exp"]}, "'crit' may name no extension"),
+        ({"alg": ["RS256"], "kid": "k"}, "token header 'alg' (the algorithm) must be a string"),
+    ],
+)
+def test_a_header_refused_for_its_fields_is_not_called_undecodable(
+    rsa_keys, claims, forge, header: dict, expected: str
+) -> None:
+    """These headers decode fine; the refusal said 'not base64url-encoded JSON' (kid, crit) or
+    'unsigned tokens' (a list as alg), sending the operator after the wrong fault."""
+    token = forge(header, claims(), lambda _: b"sig")
+    detail = refused(verifier_for(rsa_keys), token).detail
+    assert expected in detail and "base64url" not in detail and "unsigned" not in detail, detail
 
 
 @pytest.mark.parametrize("missing", ["sub", "tenant"])

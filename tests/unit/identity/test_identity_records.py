@@ -93,6 +93,7 @@ def test_a_mint_record_holds_the_claims_never_the_token(tmp_path: Path) -> None:
         (AuthError("bearer token is not a signed JWT (expected header.payload.signature)"), "malformed"),
         (AuthError("symmetric algorithm HS256 is refused"), "bad-algorithm"),
         (AuthError("unsigned tokens (alg 'none') are refused"), "bad-algorithm"),
+        (AuthError("token header 'alg' (the algorithm) must be a string: one of RS256"), "bad-algorithm"),
         (AuthError("token issuer 'evil' is not trusted"), "wrong-issuer"),
         (AuthError("token audience 'x' does not include 'ledgerflow'"), "wrong-audience"),
         (AuthError("token has no 'tenant' claim"), "invalid-claims"),

@@ -1,0 +1,105 @@
+"""A subscriber that stops reading but keeps its connection open, against a real edge process.
+
+Found by a probing review: the edge's write to such a client blocked for ever (uvicorn waits for
+the socket to drain with no bound), so the stream never reached its next check — not its overflow
+end, not its token's expiry — and held its tenant's stream slot (``LEDGERFLOW_SSE_PER_TENANT``) and
+its queued frames until the client chose to close. With ``LEDGERFLOW_SSE_PER_TENANT=1`` the tenant's
+next stream was a 429 for as long as the stalled client kept its socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from ledgerflow.config import Settings
+from ledgerflow.contracts import codec
+from ledgerflow.contracts.events import new_event
+from ledgerflow.contracts.payloads import MessageSubmitted
+from ledgerflow.sse_client import RawStream, SseHttpError
+from ledgerflow.topics import CONVERSATION_EVENTS
+from tests.support.processes import running_edge
+
+TURNS = 150
+CONTENT = 60_000  # 150 frames of ~60 KB: more than the kernel's socket buffers (4 MiB) hold, fewer
+# than the mailbox (1,000 frames): no overflow, the stream just waits for its client
+
+
+async def _publish_big_turns(settings: Settings, conversation: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        now = time.time_ns() // 1000
+        for i in range(TURNS):
+            event = new_event(
+                "MessageSubmitted",
+                tenant="acme",
+                subject=conversation,
+                producer="test",
+                occurred_at_micros=now + i,
+                payload=MessageSubmitted(f"t{i}", "user", "x" * CONTENT, "slm-1", None),
+            )
+            await producer.send(
+                settings.topic(CONVERSATION_EVENTS), codec.encode(event), key=conversation.encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _metric(base: str, line_start: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+
+
+def test_a_subscriber_that_stops_reading_is_cut_off_and_frees_its_stream_slot(
+    settings: Settings, log_dir: Path, tokens
+) -> None:
+    token = tokens("acme", "subscriber")
+    env = {
+        "LEDGERFLOW_WRITE_TIMEOUT_S": "2",
+        "LEDGERFLOW_SSE_PER_TENANT": "1",
+        "LEDGERFLOW_SSE_HEARTBEAT_S": "0.5",  # the stream keeps writing: each write must return
+    }
+
+    async def scenario(port: int) -> tuple[float, bool]:
+        stalled = await RawStream(
+            "127.0.0.1", port, "/v1/streams/tenant", token, rcvbuf=4096, buffer_limit=4096
+        ).open()
+        try:
+            try:
+                (await RawStream("127.0.0.1", port, "/v1/streams/tenant", token).open()).close()
+                raise AssertionError("a second stream opened although the tenant may hold one")
+            except SseHttpError as exc:
+                assert exc.status == 429, exc
+            await _publish_big_turns(
+                settings, f"conv-{uuid.uuid4().hex[:8]}"
+            )  # the stalled client reads nothing
+            began = time.monotonic()
+            while True:  # the tenant's one slot: free once the edge cut the stalled stream
+                try:
+                    fresh = await RawStream("127.0.0.1", port, "/v1/streams/tenant", token).open()
+                except SseHttpError as exc:
+                    assert exc.status == 429, exc
+                    if time.monotonic() - began > 20:
+                        return time.monotonic() - began, False
+                    await asyncio.sleep(0.5)
+                    continue
+                fresh.close()
+                return time.monotonic() - began, True
+        finally:
+            stalled.close()
+
+    with running_edge(settings, log_dir, extra_env=env) as (_, base):
+        port = int(base.rsplit(":", 1)[1])
+        took, freed = asyncio.run(scenario(port))
+        cut = _metric(base, 'ledgerflow_edge_limited_total{limit="write_timeout"}')
+    assert freed, (
+        f"the stalled client still held the tenant's only stream slot {took:.1f} s after the traffic"
+    )
+    assert cut >= 1
