@@ -7,6 +7,7 @@ Python's headers; mypyc comes with mypy from the test extras. ``--clean`` remove
 
 from __future__ import annotations
 
+import importlib.machinery
 import shutil
 import sys
 import sysconfig
@@ -19,10 +20,10 @@ BUILD_DIR = native.ROOT / ".native-build"
 
 
 def _extensions() -> list[Path]:
-    found = [p for m in native.MODULES if (p := native.compiled_of(m)) is not None]
-    package = native.ROOT / "ledgerflow"
-    found += [p for p in package.glob("_native__mypyc*") if p.is_file()]
-    return found
+    """Every extension under the package, listed or not: one left by an earlier, longer list would
+    still be imported instead of its source."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return [p for p in (native.ROOT / "ledgerflow").rglob("*") if p.name.endswith(suffixes) and p.is_file()]
 
 
 def clean() -> None:
