@@ -31,6 +31,8 @@ from types import ModuleType
 #: (compiled code refuses those at construction, with another error than the one compared);
 #: modules that tests patch (the agents, ``policy.patterns``).
 MODULES: tuple[str, ...] = (
+    "ledgerflow.audit.decisions",
+    "ledgerflow.audit.digests",
     "ledgerflow.contracts.avrobin",
     "ledgerflow.contracts.canonical",
     "ledgerflow.contracts.codec",
