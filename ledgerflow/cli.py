@@ -14,6 +14,7 @@ from typing import Any
 from ledgerflow import __version__, gcpolicy, logformat
 from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
+from ledgerflow.commands.interrupts import terminate_as_interrupt
 from ledgerflow.commands.parsing import (
     OneLineParser,
     add_debug,
@@ -395,14 +396,15 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
 
-    with bar("rebuild", None) as update:
+    with terminate_as_interrupt(), bar("rebuild", None) as update:  # SIGTERM: clean up as Ctrl-C
         return asyncio.run(run(update))
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.commands.audit import audit
 
-    return audit(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
+    with terminate_as_interrupt():  # SIGTERM: the scratch space is deleted as on Ctrl-C
+        return audit(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ledgerflow.audit.logchecks import ProgressFactory, audit_logs, grace_from
-from ledgerflow.audit.projections import audit_projections
+from ledgerflow.audit.projections import audit_projections, run_both
 from ledgerflow.audit.report import Report, summary, to_json
 from ledgerflow.commands.progress import Update, bar
 from ledgerflow.config import Settings
@@ -48,7 +48,10 @@ async def run_audit(
     bar = bars(progress)
     if projections:  # the read-model rebuild runs in worker processes meanwhile
         models = Report()
-        await asyncio.gather(
+        # Both finish before this returns, also when interrupted: asyncio.gather returned as soon as
+        # one was cancelled, and asyncio.run then cancelled the read-model audit again, inside the
+        # deletion of its scratch space (Ctrl-C left it in Redis).
+        await run_both(
             audit_logs(settings, report, bar, grace_s=grace_s), audit_projections(settings, models, bar)
         )
         report.merge(models)
