@@ -389,6 +389,11 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
                     "new_generation": result.new,
                     "records": result.replay.records,
                     "applied": result.replay.applied,
+                    # left out, as the projector leaves them out (`ledgerflow dlq list` has why)
+                    "undecodable": result.replay.undecodable,
+                    "misrouted": result.replay.misrouted,
+                    "quarantined": result.replay.quarantined,
+                    "deduped": result.replay.deduped,
                     "seconds": round(result.replay.seconds, 3),
                     "old_keys_removed": result.removed_keys,
                 }

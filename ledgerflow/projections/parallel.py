@@ -215,8 +215,9 @@ async def replay_parallel(
         return await FreshReplay(settings, redis, keys, guard=guard).run(until, progress)
     stats = ReplayStats()
     for report in reports:
-        for name in ("records", "applied", "skipped", "undecodable", "quarantined", "deduped", "round_trips"):
+        for name in ("records", "applied", "skipped", "undecodable", "misrouted", "quarantined", "deduped"):
             setattr(stats, name, getattr(stats, name) + getattr(report.stats, name))
+        stats.round_trips += report.stats.round_trips
     if progress is not None:
         progress(stats.records, sum(until.values()))
     stats.seconds = time.perf_counter() - began
