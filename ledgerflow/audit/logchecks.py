@@ -47,7 +47,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.envnumbers import env_number
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.logs import RawRecord
 from ledgerflow.kafka.placement import Placements, pinned_placements, pinned_placements_of
@@ -112,6 +112,12 @@ async def audit_logs(
     }
     async with LogReader(settings) as reader:
         horizon = await reader.horizon(names.values())  # Step 1.
+        if not horizon:  # a typo in the prefix is not "1 discrepancy: projection.incomplete"
+            raise InfrastructureError(
+                f"no topic of the prefix {settings.topic_prefix!r} exists at {settings.kafka_bootstrap} "
+                f"(looked for {names[CONVERSATION_EVENTS]} and the others): check LEDGERFLOW_TOPIC_PREFIX "
+                "/ --topic-prefix"
+            )
         for base, topic in names.items():
             if topic not in horizon:
                 report.notes.append(f"topic {topic} does not exist: nothing of {base} was checked")
