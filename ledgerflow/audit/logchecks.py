@@ -333,7 +333,11 @@ class _Run:
                     at = _at(raw)
                     self.report.add(self.signatures.decision(at, record, self.history))
                     self.report.extend(check.feed(at, record, value, answers))
-                    self.report.add(self.chains.feed(at, record, verified=check.rederived))
+                    # A decision outside its conversation's partition is forged (the agent writes
+                    # each beside its input; `check` names it): left out of the chains, or a copy
+                    # read first, from a lower partition, made the genuine records the finding.
+                    if self.placements is None or self.placements.belongs(raw.key, p):
+                        self.report.add(self.chains.feed(at, record, verified=check.rederived))
             self.report.extend(check.finish())
             missing_windows = self.usage.finish(p)
             if self.usage.comparable and self.names[USAGE_WINDOWS] in self.horizon:
