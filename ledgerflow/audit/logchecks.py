@@ -57,6 +57,7 @@ from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.policy.signing import KeyLookup
 from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
+    AGENT_WRITTEN,
     CONVERSATION_EVENTS,
     IDENTITY_AUDIT,
     MODELS_AUDIT,
@@ -222,7 +223,7 @@ class _Run:
                 event = codec.decode(value, allowed_types=TOPIC_TYPES[base])
         except DecodeError as exc:
             self.report.count(f"{base} undecodable")
-            if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, MODELS_AUDIT, IDENTITY_AUDIT):
+            if base in AGENT_WRITTEN:
                 self.report.add(_undecodable(raw, exc.reason))
             return None
         if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):
