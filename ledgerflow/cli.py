@@ -14,6 +14,7 @@ from typing import Any
 from ledgerflow import __version__, gcpolicy, logformat
 from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
+from ledgerflow.commands.interrupts import terminate_as_interrupt
 from ledgerflow.commands.parsing import (
     OneLineParser,
     add_debug,
@@ -388,6 +389,11 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
                     "new_generation": result.new,
                     "records": result.replay.records,
                     "applied": result.replay.applied,
+                    # left out, as the projector leaves them out (`ledgerflow dlq list` has why)
+                    "undecodable": result.replay.undecodable,
+                    "misrouted": result.replay.misrouted,
+                    "quarantined": result.replay.quarantined,
+                    "deduped": result.replay.deduped,
                     "seconds": round(result.replay.seconds, 3),
                     "old_keys_removed": result.removed_keys,
                 }
@@ -395,14 +401,15 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
 
-    with bar("rebuild", None) as update:
+    with terminate_as_interrupt(), bar("rebuild", None) as update:  # SIGTERM: clean up as Ctrl-C
         return asyncio.run(run(update))
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.commands.audit import audit
 
-    return audit(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
+    with terminate_as_interrupt():  # SIGTERM: the scratch space is deleted as on Ctrl-C
+        return audit(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,6 +22,11 @@ IDENTITY_AUDIT = "identity.audit"
 
 DLQ_SUFFIX = ".dlq"
 
+AGENT_WRITTEN = frozenset({POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, MODELS_AUDIT, IDENTITY_AUDIT})
+"""The topics only ledgerflow's own processes write (the agents; ``identity.audit`` the edge): a
+record there that does not decode is an audit finding, and ``dlq replay`` puts nothing back there
+(a record it wrote would be one no agent wrote)."""
+
 WORKER_GROUP = "ledgerflow-worker"
 """After the topic prefix: the consumer group of the workers' hot path (agents/batchloop.py)."""
 LAYOUT_GROUP_SUFFIX = ".layout"

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TextIO
 
 from ledgerflow.audit.logchecks import ProgressFactory, audit_logs, grace_from
-from ledgerflow.audit.projections import audit_projections
+from ledgerflow.audit.projections import audit_projections, run_both
 from ledgerflow.audit.report import Report, summary, to_json
 from ledgerflow.commands.progress import Update, bar
 from ledgerflow.config import Settings
+from ledgerflow.errors import ValidationError
 from ledgerflow.projections.parallel import processes_from
 from ledgerflow.usage.settings import window_config_from
 
@@ -48,7 +49,10 @@ async def run_audit(
     bar = bars(progress)
     if projections:  # the read-model rebuild runs in worker processes meanwhile
         models = Report()
-        await asyncio.gather(
+        # Both finish before this returns, also when interrupted: asyncio.gather returned as soon as
+        # one was cancelled, and asyncio.run then cancelled the read-model audit again, inside the
+        # deletion of its scratch space (Ctrl-C left it in Redis).
+        await run_both(
             audit_logs(settings, report, bar, grace_s=grace_s), audit_projections(settings, models, bar)
         )
         report.merge(models)
@@ -65,6 +69,24 @@ def check_environment(environ: Mapping[str, str], projections: bool = True) -> N
     window_config_from(environ)
     if projections:
         processes_from(environ, os.cpu_count())
+
+
+def check_report_path(json_out: str | None) -> None:
+    """``--json PATH`` must be a file the report can be written to, checked before a record is
+    read: the audit used to run to its end (minutes on a long log), then fail on a missing
+    directory with exit 2, its summary and result lost. ValidationError (exit 2) otherwise."""
+    if json_out is None or json_out == "-":
+        return
+    path = Path(json_out)
+    if path.is_dir():
+        problem = "is a directory: name a file for the report"
+    elif not path.parent.is_dir():
+        problem = f"there is no directory {path.parent}: create it, or name another path"
+    elif not os.access(path if path.exists() else path.parent, os.W_OK):
+        problem = "cannot be written here (permissions): name another path"
+    else:
+        return
+    raise ValidationError(f"--json {json_out}: {problem} (the audit did not run)")
 
 
 def bars(show: bool | None, stream: TextIO | None = None) -> ProgressFactory:

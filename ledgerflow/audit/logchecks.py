@@ -47,7 +47,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.envnumbers import env_number
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.logs import RawRecord
 from ledgerflow.kafka.placement import Placements, pinned_placements, pinned_placements_of
@@ -57,6 +57,7 @@ from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.policy.signing import KeyLookup
 from ledgerflow.projections.ops import Position
 from ledgerflow.topics import (
+    AGENT_WRITTEN,
     CONVERSATION_EVENTS,
     IDENTITY_AUDIT,
     MODELS_AUDIT,
@@ -112,6 +113,12 @@ async def audit_logs(
     }
     async with LogReader(settings) as reader:
         horizon = await reader.horizon(names.values())  # Step 1.
+        if not horizon:  # a typo in the prefix is not "1 discrepancy: projection.incomplete"
+            raise InfrastructureError(
+                f"no topic of the prefix {settings.topic_prefix!r} exists at {settings.kafka_bootstrap} "
+                f"(looked for {names[CONVERSATION_EVENTS]} and the others): check LEDGERFLOW_TOPIC_PREFIX "
+                "/ --topic-prefix"
+            )
         for base, topic in names.items():
             if topic not in horizon:
                 report.notes.append(f"topic {topic} does not exist: nothing of {base} was checked")
@@ -216,7 +223,7 @@ class _Run:
                 event = codec.decode(value, allowed_types=TOPIC_TYPES[base])
         except DecodeError as exc:
             self.report.count(f"{base} undecodable")
-            if base in (POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS, MODELS_AUDIT, IDENTITY_AUDIT):
+            if base in AGENT_WRITTEN:
                 self.report.add(_undecodable(raw, exc.reason))
             return None
         if base in INPUT_TOPICS and event.producer.startswith(SYSTEM_PRODUCER_PREFIX):
@@ -327,7 +334,11 @@ class _Run:
                     at = _at(raw)
                     self.report.add(self.signatures.decision(at, record, self.history))
                     self.report.extend(check.feed(at, record, value, answers))
-                    self.report.add(self.chains.feed(at, record, verified=check.rederived))
+                    # A decision outside its conversation's partition is forged (the agent writes
+                    # each beside its input; `check` names it): left out of the chains, or a copy
+                    # read first, from a lower partition, made the genuine records the finding.
+                    if self.placements is None or self.placements.belongs(raw.key, p):
+                        self.report.add(self.chains.feed(at, record, verified=check.rederived))
             self.report.extend(check.finish())
             missing_windows = self.usage.finish(p)
             if self.usage.comparable and self.names[USAGE_WINDOWS] in self.horizon:

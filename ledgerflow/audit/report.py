@@ -15,6 +15,11 @@ from typing import Any
 
 REPORT_VERSION = 1
 MAX_FINDINGS = 1000  # kept in the report; every finding is still counted
+MAX_KEY_CHARS = 200
+MAX_DETAIL_CHARS = 2000
+"""A finding's key and detail are cut to these (``bounded``): a record key is whatever a producer
+wrote, up to the broker's 1 MB — one 600 KB key made a 600 KB summary line, and 1,000 of them
+a report of gigabytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,19 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.where} key {self.key!r}: {self.detail}"
+
+
+def bounded(finding: Finding) -> Finding:
+    """Pure: ``finding`` with its key cut to ``MAX_KEY_CHARS`` and its detail to
+    ``MAX_DETAIL_CHARS``, each saying how long it was."""
+    key, detail = _cut(finding.key, MAX_KEY_CHARS), _cut(finding.detail, MAX_DETAIL_CHARS)
+    if key is finding.key and detail is finding.detail:
+        return finding
+    return Finding(finding.kind, finding.topic, finding.partition, finding.offset, key, detail)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def _order(finding: Finding) -> tuple[str, int, int, str]:
@@ -76,7 +94,7 @@ class Report:
             return
         self.counts[finding.kind] += 1
         if len(self.findings) < self.max_findings:
-            self.findings.append(finding)
+            self.findings.append(bounded(finding))
 
     def extend(self, findings: list[Finding]) -> None:
         for finding in findings:

@@ -18,8 +18,9 @@ COULD_NOT_RUN = 3
 
 
 def audit(settings: Settings, *, json_out: str | None, skip_projections: bool, quiet: bool) -> int:
-    from ledgerflow.audit.cli import audit_cli, check_environment
+    from ledgerflow.audit.cli import audit_cli, check_environment, check_report_path
 
+    check_report_path(json_out)  # a report that cannot be written: one line, exit 2, nothing read
     check_environment(os.environ, not skip_projections)  # a bad variable: one line, exit 2, nothing read
     try:
         if not skip_projections:  # before the log replay, not after it

@@ -27,6 +27,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.ids import check_id
 from ledgerflow.contracts.outcome_trust import untrusted_reason
 from ledgerflow.contracts.payloads import DisableTraining, EnableTraining
 from ledgerflow.errors import DecodeError, DomainError, InfrastructureError
@@ -152,7 +153,10 @@ class OutcomeWatch:
 
 
 def status(settings: Settings, tenant: str) -> dict[str, Any]:
-    """The tenant's training read model, as ``GET /v1/training/status`` answers it."""
+    """The tenant's training read model, as ``GET /v1/training/status`` answers it. A tenant
+    outside the id grammar is a ValidationError (exit 2), as for ``enable``/``disable``: it used
+    to read as "training disabled (version 0)", exit 0 — a typo looked like an answer."""
+    check_id("tenant", tenant)
 
     from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
     from ledgerflow.redisvalues import text, text_map

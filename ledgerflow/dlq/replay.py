@@ -29,6 +29,7 @@ from ledgerflow.errors import DecodeError, ValidationError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.deadletters import LocatedDeadLetter, scan_dead_letters
 from ledgerflow.kafka.placement import MISROUTED, placement
+from ledgerflow.topics import AGENT_WRITTEN, DLQ_SUFFIX
 
 REPLAY_HEADER = "lf-replay-of"
 REPLAY, SKIP = "replay", "skip"
@@ -95,6 +96,9 @@ def plan(
         done = already.get(replay_tag(x))
         if letter is None:
             steps.append(Step(x, SKIP, f"the DLQ record itself does not decode ({x.problem})"))
+        elif letter.source_topic != x.dlq_topic.removesuffix(DLQ_SUFFIX):  # written from outside
+            other = f"it names another source topic ({letter.source_topic!r}) than its DLQ's"
+            steps.append(Step(x, SKIP, other))
         elif done is not None:
             steps.append(Step(x, SKIP, f"already replayed as {letter.source_topic}[{done[0]}]@{done[1]}"))
         elif letter.value_truncated or letter.key_truncated or letter.headers_dropped:
@@ -140,6 +144,7 @@ async def replay(
     advance: Callable[[], None] = lambda: None,
 ) -> list[Step]:
     """Steps 1–4; ``advance`` is called after each record produced (progress)."""
+    refuse_agent_topic(topic)
     scan = await scan_dead_letters(settings, topic)
     if scan.missing:
         raise ValidationError(f"no DLQ topic {scan.missing[0]}: nothing was ever dead-lettered from {topic}")
@@ -173,6 +178,20 @@ async def replay(
     finally:
         await producer.stop()
     return out
+
+
+def refuse_agent_topic(topic: str) -> None:
+    """Pure: ValidationError for a topic only ledgerflow writes (``topics.AGENT_WRITTEN``). Its dead
+    letters are the projector's refusals — forged, altered or unchained records — and they decode:
+    replayed, each went back into the agents' hash-chained log as a record no agent wrote (the
+    audit reports it), was refused and dead-lettered again, and the next replay put it back."""
+    base = topic.removesuffix(DLQ_SUFFIX)
+    if base in AGENT_WRITTEN:
+        raise ValidationError(
+            f"dlq replay --topic {base}: only ledgerflow's agents write {base}; a record put back there "
+            "would be one they did not write (the audit reports it). Its dead letters are records "
+            f"refused as forged or broken: read them with `ledgerflow dlq list --topic {base}`"
+        )
 
 
 async def _counts(settings: Settings, letters: Sequence[LocatedDeadLetter]) -> dict[str, int]:

@@ -28,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -115,6 +117,23 @@ def _replay_share(
     return asyncio.run(_share(settings, namespace, guard, until, i, n))
 
 
+def exit_with_parent() -> None:
+    """In a spawned worker process: exit as soon as the process that started it is gone. A
+    rebuild or audit killed (SIGKILL, or SIGTERM on the old code) left its workers writing into
+    a space nobody switches to, then blocked for ever on the result pipe, holding the caller's
+    stdout and stderr open (a CI step capturing them never ended). The pool's initializer."""
+    gcpolicy.tune()  # spawned children start with the default collector thresholds
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 async def merge(redis: aioredis.Redis, keys: Keys, reports: list[ShareReport]) -> str | None:
     """Check the keys several workers wrote and trim shared sorted sets (see the module doc).
     Returns why the merge is not the one-process space, or None."""
@@ -172,8 +191,8 @@ async def replay_parallel(
         return await FreshReplay(settings, redis, keys, guard=guard).run(until, progress)
     horizon = [(tp.topic, tp.partition, end) for tp, end in until.items()]
     loop = asyncio.get_running_loop()
-    # spawned children start with the default collector thresholds: tuned as their parent
-    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=gcpolicy.tune)
+    spawning = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(n, mp_context=spawning, initializer=exit_with_parent)
     try:
         shares = [
             loop.run_in_executor(pool, _replay_share, settings, keys.namespace, guard, horizon, i, n)
@@ -196,8 +215,9 @@ async def replay_parallel(
         return await FreshReplay(settings, redis, keys, guard=guard).run(until, progress)
     stats = ReplayStats()
     for report in reports:
-        for name in ("records", "applied", "skipped", "undecodable", "quarantined", "deduped", "round_trips"):
+        for name in ("records", "applied", "skipped", "undecodable", "misrouted", "quarantined", "deduped"):
             setattr(stats, name, getattr(stats, name) + getattr(report.stats, name))
+        stats.round_trips += report.stats.round_trips
     if progress is not None:
         progress(stats.records, sum(until.values()))
     stats.seconds = time.perf_counter() - began

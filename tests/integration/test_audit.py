@@ -134,6 +134,23 @@ def test_forged_decision_produced_into_policy_decisions_is_located(
     assert audit_cli(settings, json_out=None, skip_projections=True, quiet=True) == 1
 
 
+def test_a_copied_decision_in_another_partition_is_the_only_finding(
+    settings: Settings, worker: Process
+) -> None:
+    """An exact copy of a genuine decision written into partition 0 (read before its conversation's
+    own partition): the old audit fed it to the chain check first, so the genuine record became
+    the finding (`chain.duplicate` / `chain.reordered` at its offset)."""
+    _traffic(settings, worker, conversations=30)
+    decisions = asyncio.run(read_all(settings, settings.topic(POLICY_DECISIONS)))
+    genuine = next(r for r in decisions if r.partition > 0 and codec.decode(r.value).sequence == 1)
+    meta = asyncio.run(_produce(settings, POLICY_DECISIONS, genuine.key, genuine.value, partition=0))
+    where = (settings.topic(POLICY_DECISIONS), 0, meta.offset)
+
+    report = _audit(settings, projections=False)
+    assert ("decision.forged", *where) in _positions(report), report.findings[:5]
+    assert {(f.topic, f.partition, f.offset) for f in report.findings} == {where}, report.findings[:5]
+
+
 def test_record_altered_in_a_copied_log_is_located(settings: Settings, worker: Process) -> None:
     _traffic(settings, worker, conversations=60)
     copy = settings.with_overrides(topic_prefix=f"{settings.topic_prefix}copy.")
@@ -191,11 +208,11 @@ def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
     assert not _scratch_keys(settings)
 
 
-async def _produce(settings: Settings, base: str, key: bytes, value: bytes):
+async def _produce(settings: Settings, base: str, key: bytes, value: bytes, partition: int | None = None):
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        return await producer.send_and_wait(settings.topic(base), value, key=key)
+        return await producer.send_and_wait(settings.topic(base), value, key=key, partition=partition)
     finally:
         await producer.stop()
 

@@ -15,9 +15,12 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.deadletters import shape_dead_letter
 from ledgerflow.contracts.events import new_event
-from ledgerflow.contracts.payloads import ConversationClosed, DeadLetter
+from ledgerflow.contracts.payloads import ConversationClosed, DeadLetter, MessageSubmitted
 from ledgerflow.kafka.logs import RawRecord, read_topic
-from ledgerflow.topics import CONVERSATION_EVENTS
+from ledgerflow.kafka.reference import builtin_default_pack
+from ledgerflow.policy import TrainingState
+from ledgerflow.policy.wire import decide
+from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from tests.integration.clikit import run_cli
 
 GOOD = codec.encode(
@@ -46,20 +49,22 @@ def _letter(settings: Settings, value: bytes, reason: str, key: bytes, offset: i
     )
 
 
-async def _dead_letter(settings: Settings, *letters: DeadLetter) -> None:
+async def _dead_letter(settings: Settings, *letters: DeadLetter, dlq: str | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
         for letter in letters:
             await producer.send_and_wait(
-                settings.topic(CONVERSATION_EVENTS) + ".dlq", codec.encode_dead_letter(letter), key=letter.key
+                dlq or settings.topic(CONVERSATION_EVENTS) + ".dlq",
+                codec.encode_dead_letter(letter),
+                key=letter.key,
             )
     finally:
         await producer.stop()
 
 
-async def _source(settings: Settings) -> list[RawRecord]:
-    return [r async for r in read_topic(settings, settings.topic(CONVERSATION_EVENTS))]
+async def _source(settings: Settings, base: str = CONVERSATION_EVENTS) -> list[RawRecord]:
+    return [r async for r in read_topic(settings, settings.topic(base))]
 
 
 def test_replay_dry_run_then_once_then_never_again(settings: Settings) -> None:
@@ -126,3 +131,33 @@ def test_replay_needs_a_topic_and_an_existing_dlq(settings: Settings) -> None:
     )
     unknown = run_cli(settings, "dlq", "replay", "--topic", "no.such.topic")
     assert unknown.code == 2 and "no DLQ topic" in unknown.one_line()
+
+
+def test_replay_puts_nothing_back_into_a_topic_only_the_agents_write(settings: Settings) -> None:
+    """A decision the projector refused (here: altered after it was hashed) decodes, so the old
+    replay put it back into policy.decisions ("would replay: decodes now") — a record no agent
+    wrote, refused and dead-lettered again, replayed again by the next run."""
+    turn = new_event(
+        "MessageSubmitted",
+        tenant="acme",
+        subject="c-1",
+        producer="gateway",
+        payload=MessageSubmitted("t-1", "user", "hello", "slm-1", None),
+        occurred_at_micros=1_700_000_000_000_000,
+    )
+    decision = decide(turn, codec.encode(turn), builtin_default_pack(), TrainingState(False, 0), None)
+    altered = dataclasses.replace(decision, payload=dataclasses.replace(decision.payload, outcome="deny"))
+    letter = dataclasses.replace(
+        _letter(settings, codec.encode(altered), "chain-altered: hash 3b0c… does not match", b"c-1", 4),
+        source_topic=settings.topic(POLICY_DECISIONS),
+        agent="read-models",
+    )
+    asyncio.run(_dead_letter(settings, letter, dlq=settings.topic(POLICY_DECISIONS) + ".dlq"))
+    for args in (("--dry-run",), ("--force",), ()):
+        ran = run_cli(settings, "dlq", "replay", "--topic", POLICY_DECISIONS, *args)
+        assert ran.code == 2, ran.out
+        assert ran.one_line().startswith(
+            f"ledgerflow: dlq replay --topic {POLICY_DECISIONS}: only ledgerflow's agents write "
+            f"{POLICY_DECISIONS}; a record put back there would be one they did not write"
+        )
+    assert asyncio.run(_source(settings, POLICY_DECISIONS)) == [], "the replay wrote into policy.decisions"

@@ -74,6 +74,37 @@ def test_audit_with_redis_down_is_one_line_before_replaying_anything(
     assert line.endswith("(the audit did not run)")
 
 
+def test_audit_to_a_report_path_it_cannot_write_is_one_line_before_replaying_anything(
+    settings: Settings, nothing_listens: str, tmp_path: Path
+) -> None:
+    """The old audit ran to its end (here: failed to reach Kafka, exit 3), and only then failed
+    on the report's missing directory, its summary lost."""
+    report = tmp_path / "no-such-dir" / "report.json"
+    ran = run_cli(settings, "audit", "--json", str(report), "--kafka", nothing_listens)
+    assert ran.code == USAGE
+    assert ran.one_line() == (
+        f"ledgerflow: --json {report}: there is no directory {report.parent}: create it, or name another "
+        "path (the audit did not run)"
+    )
+    ran = run_cli(settings, "audit", "--json", str(tmp_path), "--kafka", nothing_listens)
+    assert ran.code == USAGE
+    assert ran.one_line().endswith("is a directory: name a file for the report (the audit did not run)")
+
+
+def test_audit_of_a_prefix_without_topics_could_not_run(settings: Settings) -> None:
+    """A typo in the prefix: the old audit checked nothing and exited 1 with one discrepancy,
+    `projection.incomplete` ("start `ledgerflow worker`")."""
+    prefix = "no-such-" + settings.topic_prefix
+    ran = run_cli(settings, "audit", "--topic-prefix", prefix)
+    assert ran.code == 3, ran.out
+    assert ran.one_line() == (
+        f"ledgerflow: no topic of the prefix '{prefix}' exists at {settings.kafka_bootstrap} (looked for "
+        f"{prefix}conversation.events and the others): check LEDGERFLOW_TOPIC_PREFIX / --topic-prefix "
+        "(the audit did not run)"
+    )
+    assert ran.out == ""
+
+
 def test_policy_publish_of_a_missing_file_names_it(settings: Settings, tmp_path: Path) -> None:
     ran = run_cli(settings, "policy", "publish", "missing.json", cwd=tmp_path)
     assert ran.code == USAGE

@@ -313,3 +313,30 @@ def test_two_dead_letters_of_one_source_record_are_replayed_once() -> None:
     steps = plan([first, second], {}, lambda _d: None)
     assert [s.action for s in steps] == [REPLAY, SKIP]
     assert "another dead letter of the same record" in steps[1].why
+
+
+@pytest.mark.parametrize(
+    "topic", ["policy.decisions", "training.audit", "usage.windows", "models.audit", "identity.audit.dlq"]
+)
+def test_replay_refuses_a_topic_only_the_agents_write(topic: str) -> None:
+    """Their dead letters are the projector's refusals (forged, altered, unchained records) and
+    decode: the old replay put them back into the hash-chained log, where they were refused again."""
+    from ledgerflow.dlq.replay import refuse_agent_topic
+
+    base = topic.removesuffix(".dlq")
+    with pytest.raises(ValidationError, match=f"dlq replay --topic {base}: only ledgerflow's agents write"):
+        refuse_agent_topic(topic)
+    for source in ("conversation.events", "training.commands", "models.commands", "policy.rules"):
+        refuse_agent_topic(source)  # inputs: replayed as before
+
+
+def test_a_letter_naming_another_source_topic_than_its_dlq_s_is_not_replayed() -> None:
+    """A letter written into conversation.events.dlq from outside, naming policy.decisions (or
+    another deployment's topic) as its source: the old replay produced it there."""
+    from ledgerflow.dlq.replay import SKIP, plan
+
+    forged = _letter(source="p.policy.decisions")
+    moved = LocatedDeadLetter("p.conversation.events.dlq", 0, 5, forged.letter, b"enc")
+    [step] = plan([moved], {}, lambda _d: None, force=True)
+    assert step.action == SKIP
+    assert step.why == "it names another source topic ('p.policy.decisions') than its DLQ's"

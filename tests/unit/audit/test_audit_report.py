@@ -42,3 +42,18 @@ def test_findings_beyond_the_cap_are_counted_not_kept() -> None:
     assert (len(report.findings), report.total) == (2, 5)
     assert to_json(report)["findings_truncated"] is True
     assert "and 3 more" in summary(report)
+
+
+def test_a_huge_key_or_detail_is_cut_so_the_summary_stays_readable() -> None:
+    """A record key is whatever a producer wrote (up to the broker's 1 MB): one 600 KB key made
+    a 600 KB summary line, and 1,000 such findings a report of gigabytes."""
+    report = Report()
+    report.add(Finding("record.undecodable", "t.usage.windows", 1, 7, "K" * 600_000, "d" * 5000))
+    [kept] = report.findings
+    assert kept.key == "K" * 200 + "… (600,000 characters)"
+    assert kept.detail == "d" * 2000 + "… (5,000 characters)"
+    assert max(len(line) for line in summary(report).splitlines()) < 2500
+    assert report.counts == {"record.undecodable": 1}
+    short = Finding("chain.altered", "t.policy.decisions", 0, 1, "conv-1", "hash …")
+    report.add(short)
+    assert report.findings[1] is short  # within the bounds: kept as it is
