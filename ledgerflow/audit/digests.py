@@ -239,11 +239,12 @@ def describe(live: Snapshot | None, rebuilt: Snapshot | None) -> str:
         )
         return shown + (f"; and {len(names) - MAX_SHOWN} more field(s)" if len(names) > MAX_SHOWN else "")
     if live.kind in ("list", "zset", "set"):
-        ours, theirs = live.content, rebuilt.content
-        if len(ours) != len(theirs):
-            return f"live has {len(ours)} entries, the rebuild {len(theirs)}"
-        index = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), 0)
-        return f"entry {index}: live {_short(ours[index])}, rebuilt {_short(theirs[index])}"
+        # not ``ours``/``theirs`` again: those are dicts above, and compiled code holds a name to one type
+        mine, other = live.content, rebuilt.content
+        if len(mine) != len(other):
+            return f"live has {len(mine)} entries, the rebuild {len(other)}"
+        index = next((i for i, (a, b) in enumerate(zip(mine, other, strict=True)) if a != b), 0)
+        return f"entry {index}: live {_short(mine[index])}, rebuilt {_short(other[index])}"
     return f"live {_short(live.content)}, rebuilt {_short(rebuilt.content)}"
 
 
