@@ -29,7 +29,9 @@ from types import ModuleType
 #: dataclasses are deep-copied (``contracts.chain``); ``contracts.events`` and
 #: ``contracts.eventhash``, whose property tests build events with values their annotations exclude
 #: (compiled code refuses those at construction, with another error than the one compared);
-#: modules that tests patch (the agents, ``policy.patterns``).
+#: modules that tests patch (the agents, ``policy.patterns``); ``policy.types``, whose
+#: ``__post_init__`` checks answer a wrong type with a ValidationError (a 422), where compiled
+#: construction would raise a TypeError first.
 MODULES: tuple[str, ...] = (
     "ledgerflow.audit.decisions",
     "ledgerflow.audit.digests",
@@ -41,7 +43,6 @@ MODULES: tuple[str, ...] = (
     "ledgerflow.policy.detectors",
     "ledgerflow.policy.evaluate",
     "ledgerflow.policy.text",
-    "ledgerflow.policy.types",
     "ledgerflow.policy.wire",
     "ledgerflow.projections.conversations",
     "ledgerflow.projections.fold",

@@ -73,7 +73,7 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
     ):
         raise ValidationError(f"content: over the {MAX_CONTENT_BYTES}-byte limit of a turn")
     role = body.get("role", "user")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise ValidationError(f"role: must be one of {list(ROLES)}, got {role!r}")
     conversation_id = check_id("conversation_id", body.get("conversation_id") or "dry-run")
     await bounded(ctx.reference.sync(), "Kafka reference read")

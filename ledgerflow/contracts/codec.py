@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 MAGIC = b"\xc3\x01"
+# What the decoders take: bytes, or a buffer of them (compiled code checks the annotation).
+Buffer = bytes | bytearray | memoryview
 _HEADER = 10
 
 _ENCODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
@@ -128,7 +130,7 @@ class Codec:
             _check_downgrade(entry, record["payload"], dropped)
         return self._write(entry, record)
 
-    def decode(self, data: bytes, *, allowed_types: frozenset[str] | None = None) -> Event:
+    def decode(self, data: Buffer, *, allowed_types: frozenset[str] | None = None) -> Event:
         """The event in ``data`` (newest payload shape). Raises DecodeError(reason)."""
         entry, record = self._read(data, allowed_types)
         if not entry.is_event:
@@ -159,7 +161,7 @@ class Codec:
         """Single-object bytes of a dead letter (schema DeadLetter, newest version)."""
         return self._write(self.registry.latest("DeadLetter"), letter.to_record())
 
-    def decode_dead_letter(self, data: bytes) -> DeadLetter:
+    def decode_dead_letter(self, data: Buffer) -> DeadLetter:
         """The dead letter in ``data``. Raises DecodeError(reason)."""
         entry, record = self._read(data, frozenset({"DeadLetter"}))
         for upcast in self._readers[entry.fingerprint].upcasters:
@@ -173,7 +175,7 @@ class Codec:
             raise ValidationError(f"{entry.type}: does not fit schema v{entry.version}: {exc}") from None
         return MAGIC + entry.fingerprint + body
 
-    def _read(self, data: bytes, allowed_types: frozenset[str] | None) -> tuple[SchemaEntry, Any]:
+    def _read(self, data: Buffer, allowed_types: frozenset[str] | None) -> tuple[SchemaEntry, Any]:
         """The writer's entry and the record: a dict, or an Event when read straight into it."""
         # Step 1. Framing: magic, then the 8-byte fingerprint.
         if data[:2] != MAGIC:
@@ -349,7 +351,7 @@ def encode(event: Event) -> bytes:
     return default_codec().encode(event)
 
 
-def decode(data: bytes, *, allowed_types: frozenset[str] | None = None) -> Event:
+def decode(data: Buffer, *, allowed_types: frozenset[str] | None = None) -> Event:
     """The event in ``data``; raises DecodeError(reason) for anything that must be dead-lettered."""
     return default_codec().decode(data, allowed_types=allowed_types)
 
@@ -358,7 +360,7 @@ def encode_dead_letter(letter: DeadLetter) -> bytes:
     return default_codec().encode_dead_letter(letter)
 
 
-def decode_dead_letter(data: bytes) -> DeadLetter:
+def decode_dead_letter(data: Buffer) -> DeadLetter:
     return default_codec().decode_dead_letter(data)
 
 

@@ -207,6 +207,13 @@ def _build(doc: dict[str, Any], rules: tuple[Rule, ...]) -> RulePack:
     )
 
 
+def _whole(value: Any) -> int | None:
+    """A schema ``integer`` as an int: JSON Schema also admits ``5.0``, which the compiled
+    evaluator would refuse where it declares an int (a pack evaluated before its canonical text
+    is re-read, e.g. the one ``publish_pack`` has in hand)."""
+    return None if value is None else int(value)
+
+
 def _compile_rule(doc: dict[str, Any], index: int, budget: Re2Budget) -> Rule:
     raw = doc["rules"][index]
     when = raw["when"]
@@ -226,8 +233,8 @@ def _compile_rule(doc: dict[str, Any], index: int, budget: Re2Budget) -> Rule:
         roles=frozenset(roles) if roles is not None else None,
         tenants=frozenset(tenants) if tenants is not None else None,
         training_mode=when.get("training_mode"),
-        min_length=when.get("min_length"),
-        max_length=when.get("max_length"),
+        min_length=_whole(when.get("min_length")),
+        max_length=_whole(when.get("max_length")),
         keywords=compile_keywords(tuple(keywords)) if keywords is not None else None,
         patterns=patterns,
         pattern_casefold=casefold,

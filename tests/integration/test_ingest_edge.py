@@ -159,6 +159,15 @@ def test_evaluate_needs_the_producer_or_admin_role(settings: Settings, edge: str
         assert allowed.status_code == 200, allowed.text
 
 
+def test_evaluate_refuses_a_role_that_is_not_a_string(settings: Settings, edge: str) -> None:
+    """A role that is not one of the role strings, whatever its JSON type, is a 422."""
+    for role in (["user"], {"r": 1}, 7, "robot"):
+        resp = httpx.post(
+            f"{edge}/v1/evaluate", json={"content": "hi", "role": role}, headers=bearer(settings), timeout=10
+        )
+        assert "role: must be one of" in assert_problem(resp, 422)["detail"], (role, resp.text)
+
+
 def test_a_made_up_consistency_token_is_refused_at_once(settings: Settings, edge: str) -> None:
     headers = bearer(settings)
     ack = httpx.post(f"{edge}/v1/events", json=turn("c1"), headers=headers, timeout=10).json()

@@ -310,3 +310,14 @@ def test_every_event_type_belongs_to_exactly_one_topic() -> None:
 def test_fastavro_c_extension_is_loaded() -> None:
     assert fast_codec_loaded(), "fastavro fell back to pure Python: reinstall a binary wheel"
     require_fast_codec()
+
+
+def test_a_buffer_decodes_like_its_bytes() -> None:
+    """bytearray and memoryview are decoded (the compiled decoder checks its annotation)."""
+    from ledgerflow.bench.codec import sample_event
+
+    data = encode(sample_event())
+    assert decode(bytearray(data)) == decode(memoryview(data)) == decode(data)
+    letter = DeadLetter("t", 0, 1, None, b"x", (), "r", "r", T0, "a")
+    encoded = encode_dead_letter(letter)
+    assert decode_dead_letter(bytearray(encoded)) == decode_dead_letter(encoded)

@@ -396,3 +396,15 @@ def test_a_yaml_pack_with_aliases_is_refused_before_it_expands() -> None:
     with pytest.raises(ValidationError, match=r"uses the YAML alias \*a \(line 3\)"):
         parse_rule_pack_text(bomb, fmt="yaml")
     assert parse_rule_pack_text("a: &x 1\nb: 2\n", fmt="yaml") == {"a": 1, "b": 2}  # an unused anchor
+
+
+def test_integral_float_lengths_are_ints_and_evaluate() -> None:
+    """JSON Schema's integer admits 5.0; the compiled evaluator declares an int, so the pack in
+    hand (before any re-read of its canonical text) must carry one."""
+    from ledgerflow.policy import TrainingState, Turn, evaluate
+
+    doc = rule_with(0, when={"min_length": 5.0, "max_length": 100.0})
+    rule = load_rule_pack(doc).rules[0]
+    assert (type(rule.min_length), type(rule.max_length)) == (int, int)
+    turn = Turn("e1", "acme", "c1", "user", "hello there")
+    assert evaluate(turn, load_rule_pack(doc), TrainingState(False, 0)).outcome == Action.DENY
