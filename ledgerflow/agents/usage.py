@@ -139,6 +139,7 @@ class UsageAgent:
         self.output_topic = settings.topic(USAGE_WINDOWS)
         self._config = config or WindowConfig()
         self._states: dict[int, UsageState] = {}
+        self._folded: dict[int, int] = {}  # input partition -> offset its re-fold read below
         self._seen: dict[int, OrderedDict[str, None]] = {}
         # Per input partition, the old-style LateUsage ids already taken for a turn since its re-fold:
         # an old id stands for one turn (the first, as the old code wrote it), not every turn of its µs.
@@ -157,6 +158,7 @@ class UsageAgent:
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self._states.pop(p, None)
+            self._folded.pop(p, None)
             self._seen.pop(p, None)
             self._excused.pop(p, None)
         self._written = None  # another worker may have written since: re-read on next use
@@ -322,7 +324,14 @@ class UsageAgent:
             for msg in messages:
                 state = self._states.get(msg.partition)
                 if state is None:
-                    state = self._states[msg.partition] = await self._refold(msg.partition, msg.offset)
+                    # To the partition's end, not to this first delivery: a group that lost its
+                    # committed offsets delivers from the start again, and each turn it passed would
+                    # otherwise be counted again (a LateUsage delta per turn, every window doubled).
+                    until = max(msg.offset, await self._ports.inputs.end(msg.partition))
+                    state = self._states[msg.partition] = await self._refold(msg.partition, until)
+                    self._folded[msg.partition] = until
+                if msg.offset < self._folded.get(msg.partition, 0):
+                    continue  # the re-fold counted it
                 try:
                     state, emitted = self._fold(state, msg.partition, msg.value, msg.key)
                 except UsageRefused as exc:

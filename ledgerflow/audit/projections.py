@@ -92,6 +92,7 @@ class _Space:
         self._read_script = redis.register_script(_READ)
         self.digests: dict[str, dict[str, str]] = {}
         self.fences: dict[str, dict[str, int]] = {}
+        self._unlisted: set[str] = set()  # fences read though the listing did not return them
 
     async def load(self) -> None:
         """Every key of the space, an entity's keys and its fence read by one script call.
@@ -100,14 +101,24 @@ class _Space:
         a late turn). It writes an entity's keys and fence in one script call, so reading them
         together sees the entity before or after that write, never half of it: a fence read
         before the write beside content read after it would be reported as a divergence. Keys
-        are listed first (SCAN), then read entity by entity; a key created after the listing
-        comes with a newer fence, which the comparison takes as "moved on" (next round)."""
-        self.digests, self.fences = {}, {}
+        are listed first (SCAN), then read entity by entity, each with its fence even if the listing
+        missed it; a key created after the listing comes with a newer fence, which the comparison
+        takes as "moved on" (next round)."""
+        self.digests, self.fences, self._unlisted = {}, {}, set()
         ns = self.keys.namespace
         by_entity: dict[str, list[tuple[str, bytes | str]]] = {}  # entity -> (name, name as sent)
         async for raw in self.redis.scan_iter(match=_glob_escape(ns) + "*", count=SCAN_COUNT):
             name = digests.key_text(raw)
             by_entity.setdefault(digests.entity_of(name[len(ns) :]), []).append((name, raw))
+        for entity, names in by_entity.items():
+            # SCAN may leave out a key created while it runs: an entity the projector created during
+            # the listing can come with its content and without its fence, which read as "no fence"
+            # beside a rebuild without the entity looked like content no record wrote. Read it anyway.
+            fence = ns + digests.fence_of(entity)
+            listed = any(name == fence for name, _ in names)
+            if not listed and any(not digests.is_bookkeeping(name[len(ns) :]) for name, _ in names):
+                names.append((fence, fence.encode("utf-8", "surrogateescape")))
+                self._unlisted.add(fence)
         batch: list[tuple[str, str, bytes | str]] = []  # (entity, key, key as sent)
         for entity, names in by_entity.items():  # a batch may pass READ_BATCH: it never splits an entity
             batch.extend((entity, name, raw) for name, raw in names)
@@ -123,7 +134,8 @@ class _Space:
         for (entity, name, _), (kind, flat) in zip(batch, replies, strict=True):
             relative = name[ns:]
             if relative.endswith(digests.FENCE_SUFFIX):
-                self.fences[entity] = digests.fence_of_reply(kind, flat)
+                if kind != "none" or name not in self._unlisted:  # one not listed counts if it exists
+                    self.fences[entity] = digests.fence_of_reply(kind, flat)
             elif not digests.is_bookkeeping(relative):
                 self.digests.setdefault(entity, {})[relative] = digests.reply_digest(kind, flat)
 

@@ -131,7 +131,7 @@ def test_a_restart_refolds_the_partition_and_writes_nothing_twice() -> None:
     world.handle(world.send(at(1, 1), at(CLOSER, 2)))
     world.agent = world.new_agent()
     world.handle(world.send(at(CLOSER + 1, 3)))
-    assert world.inputs.reads[-1] == (0, 0, 2), "the re-fold reads the partition below the first delivery"
+    assert world.inputs.reads[-1] == (0, 0, 3), "the re-fold reads the partition to its end, the delivery too"
     assert world.totals() == [("acme", START, 3, 1, False)]
 
 
@@ -268,7 +268,8 @@ def test_two_late_turns_in_the_same_microsecond_are_two_deltas_also_after_a_rest
 def test_a_late_turn_delivered_again_after_a_restart_is_one_delta() -> None:
     world = World()
     late = at(5, 3, tokens=4)
-    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2), late))
+    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2)))
+    world.handle(world.send(late))  # after the first batch (a fresh agent's re-fold): a live late turn
     world.agent = world.new_agent()  # the new owner's dedupe window is empty: the id recognises it
     world.handle(world.send(late))
     assert [tokens for _, tokens in late_deltas(world)] == [4]
@@ -278,7 +279,8 @@ def test_a_delta_written_under_its_old_id_is_not_written_again_by_a_replay() -> 
     """A ``LateUsage`` written before ids named the turn: the re-fold after the upgrade derives a
     new id for it, and recognises the old one (``legacy_late_id``) instead of counting it twice."""
     world = World()
-    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2), at(5, 3, tokens=4)))
+    world.handle(world.send(at(1, 1), at(PAST_RETENTION, 2)))
+    world.handle(world.send(at(5, 3, tokens=4)))
     (log,) = [log for log in world.windows.partitions.values() if log]
     heads: dict[str, ChainHead] = {}
     for i, raw in enumerate(log):  # as the old code wrote it: the old ids, chained (hashed) as such
@@ -529,3 +531,23 @@ def test_whatever_lateness_each_restart_runs_with_every_turn_is_charged_once(fir
     asyncio.run(world.agent.tick())
     assert {k: v for k, v in charged(world).items() if v} == {k: v for k, v in expected.items() if v}
     assert chained(world.windows.events(), key=chain_key)
+
+
+def test_a_restart_whose_group_lost_its_offsets_counts_no_turn_twice() -> None:
+    """The consumer group's committed offsets were lost while the worker was stopped (the group
+    deleted, its offsets expired): the restarted agent is handed the partition from offset 0 again.
+    Before, it re-folded below that first delivery (nothing) and then folded every old turn as a new
+    one: each came back as a ``LateUsage`` delta, every window's usage charged twice. The re-fold now
+    reads the partition to its end and the redelivered turns it counted are not counted again."""
+    world = World()
+    delivered = world.send(at(1, 1), at(2, 2, tokens=4), at(CLOSER, 3), at(CLOSER + 1, 4, tokens=5))
+    world.handle(delivered)
+    before = charged(world)
+    assert before[("acme", START)] == 3 + 4
+    world.agent = world.new_agent()  # restarted: the group starts it at the partition's first offset
+    world.handle(delivered + world.send(at(CLOSER + 2, 5, tokens=6)))
+    world.handle(world.send(at(2 * CLOSER + 60, 6)))  # closes the second window
+    after = charged(world)
+    assert after[("acme", START)] == 3 + 4, "the first window is charged once"
+    assert after[("acme", START + 60 * SECOND)] == 3 + 5 + 6, "and the second one too"
+    assert chained(world.windows.events())
