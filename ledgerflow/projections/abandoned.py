@@ -110,12 +110,24 @@ async def drop_space(redis: aioredis.Redis, keys: Keys) -> int:
     return removed
 
 
+def cancelled_meanwhile() -> None:
+    """Raise ``CancelledError`` if the current task was cancelled and the cancellation got lost:
+    on Python 3.11, ``asyncio.wait_for`` (redis-py wraps every send in it when a socket timeout is
+    set) returns the inner result and drops a cancellation that lands as the send completes. The
+    sweep's thousands of SCAN calls at a rebuild's start made a Ctrl-C then be ignored (the rebuild
+    ran to its end), where the CLI promises exit 130 and nothing left behind."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _scan(redis: aioredis.Redis, base: str, tokens_only: bool) -> set[str]:
     found: set[str] = set()
     async for raw in redis.scan_iter(match=base + "*", count=1000):
         seen = generation_of(raw.decode("utf-8", "surrogateescape"), base)
         if seen is not None and (seen[1] or not tokens_only):
             found.add(seen[0])
+    cancelled_meanwhile()
     return found
 
 
@@ -124,6 +136,7 @@ async def sweep(redis: aioredis.Redis, topic_prefix: str, own: str, grace_s: flo
     base = generations_base(topic_prefix)
     spaces = await _scan(redis, base, tokens_only=False)
     if not abandoned(spaces, (), await _active(redis, topic_prefix), own):
+        cancelled_meanwhile()
         return []  # only the live space (and running rebuilds): no second SCAN
     tokened = await _scan(redis, base, tokens_only=True)
     dead = abandoned(spaces, tokened, await _active(redis, topic_prefix), own)
@@ -132,6 +145,7 @@ async def sweep(redis: aioredis.Redis, topic_prefix: str, own: str, grace_s: flo
         for generation in dead:
             removed = await drop_space(redis, Keys.for_prefix(topic_prefix, generation))
             log.info("rebuild: removed the abandoned generation %s (%d keys)", generation, removed)
+    cancelled_meanwhile()
     return dead
 
 

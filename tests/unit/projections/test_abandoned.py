@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from ledgerflow.errors import ValidationError
-from ledgerflow.projections.abandoned import abandoned, generation_of, lease_from
+from ledgerflow.projections.abandoned import abandoned, cancelled_meanwhile, generation_of, lease_from
 from ledgerflow.projections.guards import copy_in_slot
 from ledgerflow.projections.keys import Keys, generations_base
 
@@ -54,3 +57,24 @@ def test_the_lease_is_whole_seconds_from_2_to_3600() -> None:
     for bad in ("1", "3601", "2.5", "soon"):
         with pytest.raises(ValidationError, match="LEDGERFLOW_REBUILD_LEASE_S"):
             lease_from({"LEDGERFLOW_REBUILD_LEASE_S": bad})
+
+
+def test_a_cancellation_lost_on_the_way_is_raised_again() -> None:
+    """Python 3.11's wait_for (redis-py's send) may drop a cancellation; the sweep raises it."""
+
+    async def lost_then_checked() -> str:
+        # what wait_for does when the inner call completes as the cancellation lands:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+        cancelled_meanwhile()
+        return "ran on"
+
+    async def run() -> None:
+        task = asyncio.create_task(lost_then_checked())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cancelled_meanwhile() is None  # this task was never cancelled
+
+    asyncio.run(run())
