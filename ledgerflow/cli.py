@@ -370,10 +370,12 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from ledgerflow.commands.progress import Update, bar
+    from ledgerflow.projections.abandoned import lease_from_env
     from ledgerflow.projections.generations import rebuild_and_switch
     from ledgerflow.projections.parallel import processes_from_env
 
     processes_from_env()  # a bad LEDGERFLOW_REBUILD_PROCESSES: one line before the rebuild starts
+    lease_from_env()  # the same for LEDGERFLOW_REBUILD_LEASE_S
 
     async def run(progress: Update) -> int:
         redis = async_client(settings.redis_url, socket_timeout=30)
@@ -396,6 +398,8 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
                     "deduped": result.replay.deduped,
                     "seconds": round(result.replay.seconds, 3),
                     "old_keys_removed": result.removed_keys,
+                    # left by SIGKILLed rebuilds, deleted before this one's replay
+                    "abandoned_generations_removed": list(result.abandoned),
                 }
             )
         )

@@ -12,7 +12,7 @@ import faust
 from prometheus_client import start_http_server
 
 from ledgerflow import gcpolicy, logformat
-from ledgerflow.agents import lag, layout, models, policy, projector, startlogs, training, usage
+from ledgerflow.agents import idlecommit, lag, layout, models, policy, projector, startlogs, training, usage
 from ledgerflow.agents.app import create_app, raw_topic
 from ledgerflow.agents.batching import Partition
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, linger_from, loop_group, run_loop
@@ -108,6 +108,7 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
     if "models" in wanted:
         models.register(app, settings, guard_of(MODELS_COMMANDS))
     lag.register(app, settings, [source] if loop.topics else [])
+    idlecommit.register(app)  # no stuck-commit ERROR for a partition that was only idle
 
     @app.timer(interval=layout.CHECK_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def layout_watch() -> None:

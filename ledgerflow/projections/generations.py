@@ -19,9 +19,11 @@
    rebuild began — two rebuilds run at once must not leave the first one's generation behind.
 
 Nothing half-built stays: a rebuild that fails or is interrupted (Ctrl-C, SIGTERM: the CLI turns
-both into a cancellation) before its switch deletes its new space and its replay token; only a
-SIGKILL leaves them (docs/cli.md says how to remove them). A Redis that fails or refuses writes
-(OOM) is one ``InfrastructureError`` line.
+both into a cancellation) before its switch deletes its new space and its replay token. A SIGKILL
+runs no clean-up: its replay token, kept alive by a heartbeat, expires within
+``LEDGERFLOW_REBUILD_LEASE_S`` and the next rebuild, before its replay, deletes every generation
+that no pointer names and no live token owns (``abandoned.py``). A Redis that fails or refuses
+writes (OOM) is one ``InfrastructureError`` line.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from redis.exceptions import RedisError
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.logs import unapplied
+from ledgerflow.projections.abandoned import drop_space, keep_alive, lease_from_env, sweep
 from ledgerflow.projections.guards import guard_for, promote, set_guard
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.projections.parallel import replay_parallel
-from ledgerflow.projections.rebuild import TOKEN_TTL_S, ReplayStats, end_offsets
+from ledgerflow.projections.rebuild import ReplayStats, end_offsets
 from ledgerflow.projections.writer import SpaceLost
 from ledgerflow.redisclient import error_code, is_cluster_client, refusing
 from ledgerflow.redisvalues import int_map, text
@@ -70,26 +73,13 @@ async def active_keys(redis: aioredis.Redis, topic_prefix: str) -> Keys:
     return Keys.for_prefix(topic_prefix, text(raw) if raw else DEFAULT_GENERATION)
 
 
-async def drop_space(redis: aioredis.Redis, keys: Keys) -> int:
-    """Delete every key of a space (UNLINK in batches); return how many."""
-    removed = 0
-    batch: list[bytes] = []
-    async for key in redis.scan_iter(match=keys.namespace + "*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            removed += await redis.unlink(*batch)
-            batch = []
-    if batch:
-        removed += await redis.unlink(*batch)
-    return removed
-
-
 @dataclass(frozen=True, slots=True)
 class RebuildResult:
     old: str
     new: str
     replay: ReplayStats
     removed_keys: int
+    abandoned: tuple[str, ...] = ()  # generations SIGKILLed rebuilds left, removed first (abandoned.py)
 
 
 async def rebuild_and_switch(
@@ -100,18 +90,25 @@ async def rebuild_and_switch(
 ) -> RebuildResult:
     new = Keys.for_prefix(settings.topic_prefix, new_generation())
     token = new.replay_guard(uuid.uuid4().hex)
+    lease = lease_from_env()
+    beat: asyncio.Task[None] | None = None
     try:
         until = await end_offsets(settings)
-        await set_guard(redis, token, str(time.time()), ex=TOKEN_TTL_S)
+        await set_guard(redis, token, str(time.time()), ex=lease)  # before the space's first key
+        beat = asyncio.create_task(keep_alive(redis, token, lease))
+        swept = await sweep(redis, settings.topic_prefix, new.generation, grace_s)
         stats, replaced = await _build_and_switch(settings, redis, new, token, until, progress)
     except BaseException as exc:  # failed or interrupted before the switch: nothing half-built stays
         outcome = await _discard(redis, settings.topic_prefix, new)
         if isinstance(exc, RedisError):
             raise InfrastructureError(redis_failed(settings.redis_url, exc, outcome)) from None
         raise
+    finally:
+        if beat is not None:
+            beat.cancel()
     old = Keys.for_prefix(settings.topic_prefix, replaced or DEFAULT_GENERATION)
     removed = await _retire(redis, old, grace_s)  # Step 5.
-    return RebuildResult(old.generation, new.generation, stats, removed)
+    return RebuildResult(old.generation, new.generation, stats, removed, tuple(swept))
 
 
 async def _retire(redis: aioredis.Redis, old: Keys, grace_s: float) -> int:

@@ -102,6 +102,12 @@ async def set_guard(redis: aioredis.Redis, guard: str, value: str, ex: int | Non
     await _run(redis, [(key, ("SET", key, value, *extra)) for key in copies(guard, is_cluster_client(redis))])
 
 
+async def refresh_guard(redis: aioredis.Redis, guard: str, ex: int) -> None:
+    """Let ``guard`` live ``ex`` seconds from now (every copy on a cluster); EXPIRE creates no
+    key, so a guard Redis lost stays lost."""
+    await _run(redis, [(key, ("EXPIRE", key, ex)) for key in copies(guard, is_cluster_client(redis))])
+
+
 async def guard_complete(redis: aioredis.Redis, guard: str, full: bool = True) -> bool:
     """Whether ``guard`` exists (on a cluster: every copy, or with ``full=False`` the sample).
     The sample is looked at first: a new or flushed space fails there at once."""

@@ -16,9 +16,15 @@ DEFAULT_NAMESPACE = f"lf:rm:{DEFAULT_GENERATION}:"
 FENCE_SUFFIX = ":applied"
 
 
+def generations_base(topic_prefix: str) -> str:
+    """What every key of a topic prefix's read models starts with: the pointer, then each
+    generation's space ``<base><generation>:``."""
+    return f"lf:{topic_prefix}rm:"
+
+
 def active_pointer(topic_prefix: str) -> str:
     """The key naming the generation readers and the projector use (absent = ``v1``)."""
-    return f"lf:{topic_prefix}rm:active"
+    return generations_base(topic_prefix) + "active"
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a replay names the same few thousand ids over and over
@@ -34,7 +40,7 @@ class Keys:
     @classmethod
     def for_prefix(cls, topic_prefix: str, generation: str = DEFAULT_GENERATION) -> Keys:
         """The key space of one generation of a topic prefix's read models."""
-        return cls(f"lf:{topic_prefix}rm:{generation}:")
+        return cls(f"{generations_base(topic_prefix)}{generation}:")
 
     @property
     def generation(self) -> str:

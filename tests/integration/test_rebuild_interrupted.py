@@ -13,6 +13,9 @@ Found by probing the operator tools (each failed on the old code):
   first cancelled task and asyncio.run cancelled the clean-up itself);
 - two rebuilds at once: each deleted the generation active when it *started*, so the first one's
   new generation, replaced by the second's switch, stayed in Redis for good (a full copy).
+- a SIGKILLed rebuild (no clean-up code runs) left its generation for good and its replay token
+  for 24 hours: now the token has a short lease its heartbeat renews and the next rebuild deletes
+  generations neither the pointer names nor a live token owns (never a running rebuild's).
 
 Each test runs its OWN Redis (a private ``redis-server`` on a free port: the ``lf:audit:*`` and
 generation keys counted are this test's only); Kafka is the shared broker, one topic prefix for
@@ -22,6 +25,7 @@ the module, published to once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -77,9 +81,14 @@ def private(logs: Settings, tmp_path: Path) -> Iterator[tuple[Settings, redis.Re
         stop(node.process)
 
 
-def _cli(settings: Settings, *args: str, processes: str = WORKERS) -> subprocess.Popen[str]:
-    """``ledgerflow ARGS`` in a session (process group) of its own."""
-    env = child_env(settings) | {"LEDGERFLOW_REBUILD_PROCESSES": processes, "PYTHONUNBUFFERED": "1"}
+def _cli(settings: Settings, *args: str, processes: str = WORKERS, lease: str = "") -> subprocess.Popen[str]:
+    """``ledgerflow ARGS`` in a session (process group) of its own (``lease``: its replay token's
+    ``LEDGERFLOW_REBUILD_LEASE_S``, default when empty)."""
+    env = child_env(settings) | {
+        "LEDGERFLOW_REBUILD_PROCESSES": processes,
+        "LEDGERFLOW_REBUILD_LEASE_S": lease,
+        "PYTHONUNBUFFERED": "1",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "ledgerflow.cli", *args],
         env=env,
@@ -97,6 +106,15 @@ def _generations(client: redis.Redis, settings: Settings) -> set[str]:
     return {k.decode()[len(prefix) :].split(":", 1)[0] for k in keys} - {"active"}
 
 
+def _keys_of(client: redis.Redis, settings: Settings, generation: str) -> int:
+    return sum(1 for _ in client.scan_iter(match=f"lf:{settings.topic_prefix}rm:{generation}:*", count=1000))
+
+
+def _tokens(client: redis.Redis, settings: Settings) -> list[bytes]:
+    """The replay tokens in Redis (``<namespace>replaying:<token>``)."""
+    return list(client.scan_iter(match=f"lf:{settings.topic_prefix}rm:*:replaying:*", count=1000))
+
+
 def _active(client: redis.Redis, settings: Settings) -> str:
     return (client.get(active_pointer(settings.topic_prefix)) or b"v1").decode()
 
@@ -107,6 +125,13 @@ def _when(check: Callable[[], bool], proc: subprocess.Popen[str], why: str, seco
         assert proc.poll() is None, f"ended before {why}: {proc.communicate()}"
         assert time.monotonic() < deadline, f"not {why} after {seconds} s"
         time.sleep(0.01)
+
+
+def _until(check: Callable[[], bool], why: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not {why} after {seconds} s"
+        time.sleep(0.05)
 
 
 def _alive_in_group(pgid: int) -> list[int]:
@@ -222,3 +247,104 @@ def test_a_redis_refusing_writes_mid_rebuild_is_one_line_and_switches_nothing(
     _group_ends(rebuild.pid)
     assert _active(client, settings) == live
     assert _generations(client, settings) == {live}, "the half-built generation was left in Redis"
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _pause_once_writing(proc: subprocess.Popen[str], paused: set[int], writing: Callable[[], bool]) -> None:
+    """Let ``proc``'s worker processes (its process group but itself) run in 50 ms steps until
+    ``writing()``, then leave them stopped (SIGSTOP; ``paused`` holds them for SIGCONT)."""
+    deadline = time.monotonic() + 120.0
+    while True:
+        assert proc.poll() is None, f"ended before writing: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no new generation written after 120 s"
+        for pid in set(_alive_in_group(proc.pid)) - {proc.pid}:
+            _signal(pid, signal.SIGSTOP)
+            paused.add(pid)
+        if writing():
+            return
+        for pid in paused:
+            _signal(pid, signal.SIGCONT)
+        time.sleep(0.05)
+
+
+def _both_wrote(client: redis.Redis, settings: Settings, live: str) -> bool:
+    """Whether both worker processes (partitions even, odd) of the rebuild writing a generation
+    other than ``live`` have written a batch: each has its Redis connection (one stopped while
+    connecting would time out when let go)."""
+    for generation in _generations(client, settings) - {live}:
+        fields = client.hkeys(f"lf:{settings.topic_prefix}rm:{generation}:checkpoint:read-models")
+        if {int(f.rsplit(b":", 1)[1]) % 2 for f in fields} == {0, 1}:
+            return True
+    return False
+
+
+def _building(client: redis.Redis, settings: Settings, live: str) -> bool:
+    """Whether a generation other than ``live`` holds data (not just its replay token, set first)."""
+    return any(_keys_of(client, settings, g) > 100 for g in _generations(client, settings) - {live})
+
+
+LEASE = 2  # LEDGERFLOW_REBUILD_LEASE_S of the rebuilds below: seconds, refreshed every 0.4 s
+
+
+def test_a_killed_rebuild_s_generation_and_token_are_removed_by_the_next_rebuild(
+    private: tuple[Settings, redis.Redis],
+) -> None:
+    """A SIGKILL runs no clean-up: the generation stayed for good, its token 24 hours."""
+    settings, client = private
+    live = _active(client, settings)
+    live_keys = _keys_of(client, settings, live)
+    killed = _cli(settings, "projections", "rebuild", lease=str(LEASE))
+    _when(lambda: _building(client, settings, live), killed, "writing a new generation")
+    killed.kill()
+    killed.wait(EXIT_S)
+    _group_ends(killed.pid)
+    (left,) = _generations(client, settings) - {live}
+    assert _tokens(client, settings), "the killed rebuild's token is gone at once"
+    _until(lambda: not _tokens(client, settings), "the killed rebuild's token expired", LEASE + 10.0)
+    assert _keys_of(client, settings, left) > 0 and _active(client, settings) == live
+    again = _cli(settings, "projections", "rebuild", processes="1")
+    out, err = _ended(again)
+    assert again.returncode == 0, err
+    result = json.loads(out)
+    assert result["abandoned_generations_removed"] == [left]
+    assert _keys_of(client, settings, left) == 0, "the killed rebuild's generation was left in Redis"
+    assert _tokens(client, settings) == []
+    # The live read models were not touched by the sweep: the switch replaced them whole.
+    assert (result["old_generation"], result["old_keys_removed"]) == (live, live_keys)
+    assert _generations(client, settings) == {result["new_generation"]} == {_active(client, settings)}
+
+
+def test_a_rebuild_does_not_remove_the_generation_of_one_still_running(
+    private: tuple[Settings, redis.Redis],
+) -> None:
+    """The heartbeat keeps a running rebuild's token past its lease; a rebuild started meanwhile
+    leaves that generation alone (had it removed it, the first one would fail: its token gone).
+    The first one's worker processes are stopped (SIGSTOP) while the second runs whole: its parent,
+    which keeps the token alive, runs on."""
+    settings, client = private
+    live = _active(client, settings)
+    first = _cli(settings, "projections", "rebuild", lease=str(LEASE))
+    workers: set[int] = set()
+    try:
+        _pause_once_writing(first, workers, lambda: _both_wrote(client, settings, live))
+        (running,) = _generations(client, settings) - {live}
+        time.sleep(2 * LEASE)
+        assert _active(client, settings) == live and _tokens(client, settings), (
+            "the running rebuild's token expired"
+        )
+        second = _cli(settings, "projections", "rebuild", processes="1", lease=str(LEASE))
+        out, err = _ended(second)
+        assert second.returncode == 0, err
+        swept = json.loads(out)["abandoned_generations_removed"]
+        assert swept == [] and _keys_of(client, settings, running) > 100
+    finally:
+        for pid in workers:
+            _signal(pid, signal.SIGCONT)
+    out, err = _ended(first)
+    assert first.returncode == 0, err
+    assert json.loads(out)["new_generation"] == running == _active(client, settings)
+    assert _generations(client, settings) == {running}
