@@ -12,7 +12,18 @@ import faust
 from prometheus_client import start_http_server
 
 from ledgerflow import gcpolicy, logformat
-from ledgerflow.agents import idlecommit, lag, layout, models, policy, projector, startlogs, training, usage
+from ledgerflow.agents import (
+    idlecommit,
+    lag,
+    layout,
+    models,
+    policy,
+    projector,
+    startlogs,
+    stopdeadline,
+    training,
+    usage,
+)
 from ledgerflow.agents.app import create_app, raw_topic
 from ledgerflow.agents.batching import Partition
 from ledgerflow.agents.batchloop import BatchLoop, KafkaSource, linger_from, loop_group, run_loop
@@ -116,7 +127,8 @@ def run_worker(settings: Settings, agents: str = "all", announce: Callable[[str]
 
     logging.getLogger("ledgerflow").setLevel(logging.INFO)
     startlogs.install()
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)
+    # a stop that hangs on a silent broker ends after stopdeadline.STOP_DEADLINE_S, as a SIGKILL would
+    worker = stopdeadline.Worker(app, loglevel="WARNING", quiet=True, logging_config=logging_config)
     if logging_config is not None:
         # JSON lines only: faust's terminal spinner would write escape codes between them
         # and raise every logger to DEBUG for itself.
