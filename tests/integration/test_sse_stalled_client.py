@@ -15,41 +15,15 @@ import uuid
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
-from ledgerflow.contracts import codec
-from ledgerflow.contracts.events import new_event
-from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.sse_client import RawStream, SseHttpError
-from ledgerflow.topics import CONVERSATION_EVENTS
 from tests.support.processes import running_edge
+from tests.support.turns import publish_turns
 
 TURNS = 150
 CONTENT = 60_000  # 150 frames of ~60 KB: more than the kernel's socket buffers (4 MiB) hold, fewer
 # than the mailbox (1,000 frames): no overflow, the stream just waits for its client
-
-
-async def _publish_big_turns(settings: Settings, conversation: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        now = time.time_ns() // 1000
-        for i in range(TURNS):
-            event = new_event(
-                "MessageSubmitted",
-                tenant="acme",
-                subject=conversation,
-                producer="test",
-                occurred_at_micros=now + i,
-                payload=MessageSubmitted(f"t{i}", "user", "x" * CONTENT, "slm-1", None),
-            )
-            await producer.send(
-                settings.topic(CONVERSATION_EVENTS), codec.encode(event), key=conversation.encode()
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 def _metric(base: str, line_start: str) -> float:
@@ -77,9 +51,8 @@ def test_a_subscriber_that_stops_reading_is_cut_off_and_frees_its_stream_slot(
                 raise AssertionError("a second stream opened although the tenant may hold one")
             except SseHttpError as exc:
                 assert exc.status == 429, exc
-            await _publish_big_turns(
-                settings, f"conv-{uuid.uuid4().hex[:8]}"
-            )  # the stalled client reads nothing
+            # the stalled client reads nothing
+            await publish_turns(settings, f"conv-{uuid.uuid4().hex[:8]}", TURNS, "x" * CONTENT)
             began = time.monotonic()
             while True:  # the tenant's one slot: free once the edge cut the stalled stream
                 try:

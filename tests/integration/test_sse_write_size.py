@@ -15,14 +15,9 @@ import socket
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from ledgerflow.config import Settings
-from ledgerflow.contracts import codec
-from ledgerflow.contracts.events import new_event
-from ledgerflow.contracts.payloads import MessageSubmitted
-from ledgerflow.topics import CONVERSATION_EVENTS
 from tests.support.processes import running_edge
+from tests.support.turns import publish_turns
 
 SUBSCRIBERS = 20
 TURNS = 256
@@ -46,26 +41,6 @@ def _stalled(port: int, token: str) -> socket.socket:
     return sock
 
 
-async def _burst(settings: Settings) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=50)
-    await producer.start()
-    try:
-        now = time.time_ns() // 1000
-        for i in range(TURNS):
-            event = new_event(
-                "MessageSubmitted",
-                tenant="acme",
-                subject="big",
-                producer="test",
-                occurred_at_micros=now + i,
-                payload=MessageSubmitted(f"t{i}", "user", CONTENT, "slm-1", None),
-            )
-            await producer.send(settings.topic(CONVERSATION_EVENTS), codec.encode(event), key=b"big")
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 def test_stalled_subscribers_of_a_burst_of_large_turns_do_not_each_build_a_large_write(
     settings: Settings, log_dir: Path, tokens
 ) -> None:
@@ -76,7 +51,7 @@ def test_stalled_subscribers_of_a_burst_of_large_turns_do_not_each_build_a_large
         try:
             time.sleep(1.0)
             before = _peak_rss_mb(proc.popen.pid)
-            asyncio.run(_burst(settings))
+            asyncio.run(publish_turns(settings, "big", TURNS, CONTENT))
             time.sleep(3.0)  # the frames reach every stream; each blocks on its full socket
         finally:
             for sock in socks:
