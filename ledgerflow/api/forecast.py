@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.authentication import require_query_tenant, requires_any_role
 from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.health import within_deadline
 from ledgerflow.api.paging import parse_limit
 from ledgerflow.api.spec import AUTHED, TENANT_PARAM, json_response, operation, problems, query, ref
 from ledgerflow.api.usage import readable_totals
@@ -64,7 +65,8 @@ async def forecast(request: Request) -> JSONResponse:
     if not model:
         raise ValidationError("model: query parameter required (e.g. ?model=slm-1)")
     horizon = parse_horizon(request.query_params.get("horizon"))
-    fields = await ctx.redis.hgetall((await ctx.read_keys()).usage(principal.tenant))
+    keys = await within_deadline(ctx.read_keys(), "redis")
+    fields = await within_deadline(ctx.redis.hgetall(keys.usage(principal.tenant)), "redis")
     starts, series = series_of(fields, model)
     points = holt_forecast(series, horizon)  # ValidationError (422) with fewer than 3 windows
     step = (starts[-1] - starts[-2]) if len(starts) >= 2 else 0

@@ -10,6 +10,7 @@ Every call is bounded: Redis or Kafka failing is a 503 with ``Retry-After``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
@@ -78,6 +79,15 @@ async def _kafka_part(ctx: EdgeContext) -> tuple[str, list[Lag], int]:
     return worker, lag_rows(group, committed, ends), dead
 
 
+async def _health(ctx: EdgeContext) -> tuple[str, str]:
+    return await ctx.hub.kafka_status(), await redis_status(ctx)
+
+
+async def _tenant_hash(ctx: EdgeContext, tenant: str) -> dict[Reply, Reply]:
+    keys = await ctx.read_keys()
+    return await ctx.redis.hgetall(keys.tenant(tenant))
+
+
 @operation(
     "getOverview",
     summary="Health, the tenant's counters, consumer lag and projection lag (any role of the tenant)",
@@ -117,12 +127,14 @@ async def overview(request: Request) -> JSONResponse:
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
     at = time.time_ns() // 1000
-    # Step 1. Health: each check reports, none raises.
-    kafka, redis = await ctx.hub.kafka_status(), await redis_status(ctx)
-    # Step 2. The tenant's counters (Redis) and the Kafka side (bounded; a fault is a 503).
-    keys = await within_deadline(ctx.read_keys(), "redis")
-    tenant_hash = await within_deadline(ctx.redis.hgetall(keys.tenant(principal.tenant)), "redis")
-    worker, lag, dead = await within_deadline(_kafka_part(ctx), "kafka", KAFKA_DEADLINE_S)
+    # Concurrently, so a silent dependency costs one deadline, not one per call:
+    # health (each check reports, none raises); the tenant's counters (Redis) and the Kafka
+    # side (each bounded; a fault is a 503).
+    (kafka, redis), tenant_hash, (worker, lag, dead) = await asyncio.gather(
+        _health(ctx),
+        within_deadline(_tenant_hash(ctx, principal.tenant), "redis"),
+        within_deadline(_kafka_part(ctx), "kafka", KAFKA_DEADLINE_S),
+    )
     return JSONResponse(
         {
             "health": {"kafka": kafka, "redis": redis, "worker": worker},

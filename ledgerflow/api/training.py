@@ -19,6 +19,7 @@ from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_role, requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
+from ledgerflow.api.health import within_deadline
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
@@ -210,5 +211,6 @@ async def _command(request: Request, kind: str) -> Response:
 async def status(request: Request) -> JSONResponse:
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
-    raw = await ctx.redis.hgetall((await ctx.read_keys()).training(principal.tenant))
+    keys = await within_deadline(ctx.read_keys(), "redis")
+    raw = await within_deadline(ctx.redis.hgetall(keys.training(principal.tenant)), "redis")
     return JSONResponse(training_view(principal.tenant, text_map(raw)))

@@ -5,7 +5,7 @@ and Redis started by this module (the shared stack is never paused or stopped):
   (SIGSTOP) or stopped, and naming ``redis`` when Redis is paused or stopped; it is 200
   again once they are back, with no restart of the edge;
 - meanwhile the read paths answer 503 problem+json with ``Retry-After``, never a 500 or
-  a hang: SSE streams while Kafka is out, ``GET /v1/conversations/{id}`` while Redis is.
+  a hang: SSE streams while Kafka is out, every read-model GET (``REDIS_READS``) while Redis is.
 
 Prints how long each fault took to show in ``/readyz`` (documented bound: 5 s).
 """
@@ -36,6 +36,17 @@ PROBLEM = "application/problem+json"
 READY_WITHIN_S = 5.0  # ledgerflow.api.health.READY_WITHIN_S: the documented bound
 POLL_LIMIT_S = 30.0  # how long the test waits for a state before failing (generous: a loaded CI host)
 RECOVERY_LIMIT_S = 120.0
+
+
+REDIS_READS = (  # every GET that answers from the read models: a paused Redis is a 503, never a hang
+    "/v1/overview",
+    "/v1/conversations",
+    "/v1/conversations/c1",
+    "/v1/conversations/c1?consistency_token=0:0",
+    "/v1/training/status",
+    "/v1/usage",
+    "/v1/forecast?model=m",
+)
 
 
 @dataclass
@@ -70,7 +81,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
         try:
             base = f"http://{settings.http}"
             wait_http_ready(edge, base)
-            token = edgekit.token(settings, "ops", roles="subscriber")
+            token = edgekit.token(settings, "ops", roles="subscriber,admin")
             yield Private(settings, nodes, edge, base, token)
         finally:
             edge.stop()
@@ -127,8 +138,17 @@ def test_a_paused_then_stopped_redis_shows_in_readyz_and_reads_answer_503(privat
         print(f"\npaused redis: /readyz 503 after {took:.1f} s")
         body = _assert_unavailable(resp, "redis")
         assert body["checks"]["kafka"] == "ok"
-        _assert_unavailable(private.get("/v1/conversations/c1"))
-        _assert_unavailable(private.get("/v1/conversations/c1?consistency_token=0:0"))
+        answers = {}
+        for path in REDIS_READS:
+            began = time.monotonic()
+            answers[path] = private.get(path)
+            print(f"{path}: {answers[path].status_code} after {time.monotonic() - began:.2f} s")
+        wrong = {
+            path: f"{r.status_code} {r.text[:120]}" for path, r in answers.items() if r.status_code != 503
+        }
+        assert not wrong, f"read-model GETs not answering 503 while Redis is paused: {wrong}"
+        for resp in answers.values():
+            _assert_unavailable(resp)
     finally:
         private.signal("redis", signal.SIGCONT)
     _wait_ready(private, 200)
