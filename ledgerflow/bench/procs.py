@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ledgerflow
-from ledgerflow.config import Settings
-from ledgerflow.demo import child_env
+from ledgerflow.config import Settings, child_env
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PACKAGE_ROOT = str(Path(ledgerflow.__file__).resolve().parents[1])
