@@ -425,3 +425,21 @@ def test_a_killed_audit_s_scratch_space_is_removed_by_the_next_audit_never_a_run
             _signal(pid, signal.SIGCONT)
     _audit_report(running)  # its space intact and its lease alive: it compared and ended as any audit does
     assert _scratch_spaces(client) == {}
+
+
+def test_an_audit_whose_lease_went_while_it_ran_compares_nothing_and_says_so(
+    private: tuple[Settings, redis.Redis],
+) -> None:
+    """Its token gone (expired while the audit stalled, then its space maybe swept by another audit):
+    the scratch space can no longer be trusted to be whole. One line, exit 3, no report of findings
+    against a half-deleted copy, and the space deleted."""
+    settings, client = private
+    audit = _cli(settings, "audit", "--quiet")
+    tokens = lambda: list(client.scan_iter(match="lf:audit:*:replaying:*", count=1000))  # noqa: E731
+    _when(lambda: bool(tokens()), audit, "leasing its scratch space")
+    client.delete(*tokens())
+    _, err = _ended(audit)
+    assert audit.returncode == 3, (audit.returncode, err)
+    assert err.count("\n") == 1 and "lost its lease while the audit ran" in err, err
+    _group_ends(audit.pid)
+    assert _scratch_spaces(client) == {}
