@@ -23,6 +23,7 @@ from ledgerflow.audit.report import Report, summary, to_json
 from ledgerflow.commands.progress import Update, bar
 from ledgerflow.config import Settings
 from ledgerflow.errors import ValidationError
+from ledgerflow.projections.abandoned import lease_from
 from ledgerflow.projections.parallel import processes_from
 from ledgerflow.usage.settings import window_config_from
 
@@ -69,6 +70,7 @@ def check_environment(environ: Mapping[str, str], projections: bool = True) -> N
     window_config_from(environ)
     if projections:
         processes_from(environ, os.cpu_count())
+        lease_from(environ)  # the scratch space's lease
 
 
 def check_report_path(json_out: str | None) -> None:

@@ -21,12 +21,16 @@ and compares. Per input partition (decisions are co-partitioned with their input
    turn of the partition was decided, or when it was written more than the grace period
    before the audit started — unless the agent dead-lettered it (``dead_lettered``).
    Other undecided turns are *pending* (the agent has not reached them yet): counted.
+
+Re-deriving a decision that raises anything but a ``LedgerflowError`` (a bug the input
+triggers in the evaluation) is ``underivable`` at that decision, with the exception's type and
+first line: the policy agent dead-letters such a turn and goes on, and so does the audit.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +46,10 @@ from ledgerflow.projections.ops import Position
 
 DEFAULT_TENANT = "*"
 MAX_FIELDS_SHOWN = 4
+MAX_ERROR_CHARS = 200
+
+Derive = Callable[[Event, bytes, RulePack, TrainingState, ChainHead | None, ModelCatalog], Event | None]
+"""How a decision is derived (``policy.wire.decide``): input, its bytes, pack, training, head, registry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +98,16 @@ class DecisionCheck:
         *,
         overdue_before_ms: int | None = None,
         models: Mapping[tuple[str, int], ModelCatalog] | None = None,
+        derive: Derive = decide,
     ) -> None:
         """``training``: (tenant, version) → enabled of every accepted training transition, or
         None to skip checking the recorded training state against ``training.audit``.
         ``overdue_before_ms``: a turn whose record timestamp is older (ms since the epoch) must
         be decided even if no later turn was; None: only the later-turn rule.
-        ``models``: (tenant, version) → the model registry at that version (``models.audit``)."""
+        ``models``: (tenant, version) → the model registry at that version (``models.audit``).
+        ``derive``: the policy agent's derivation (``decide``; another one in tests)."""
         self._packs = packs
+        self._derive = derive
         self._models = models or {}
         self._training = training
         self._overdue_before_ms = overdue_before_ms
@@ -151,11 +162,11 @@ class DecisionCheck:
         pack, training, models = used
         head = self._heads.get(decision_chain_key(source.event.tenant, source.event.subject))
         try:
-            again = decide(source.event, source.value, pack, training, head, models)
+            again = self._derive(source.event, source.value, pack, training, head, models)
             if again is None or codec.encode(again) != value:
                 return None
-        except LedgerflowError:
-            return None  # decoded and fed as any other: the re-derivation there says why
+        except Exception:  # decoded and fed as any other: the re-derivation there says why
+            return None
         self._derived = _Derived(again, pack, training, models)
         return again
 
@@ -303,7 +314,7 @@ class DecisionCheck:
                 self._verified(derived.record, derived.pack, training, models)
                 return None
             for pack in packs:
-                again = decide(source.event, source.value, pack, training, head, models)
+                again = self._derive(source.event, source.value, pack, training, head, models)
                 if again is None:
                     break
                 if codec.encode(again) == value:
@@ -313,6 +324,13 @@ class DecisionCheck:
         except LedgerflowError as exc:
             self._follow_recorded(record)
             return _finding("altered", at, record.subject, f"cannot be re-derived: {exc}")
+        except Exception as exc:  # one turn that breaks the evaluation must not stop the audit
+            self._follow_recorded(record)
+            why = (
+                f"re-deriving it from the input at {_where(source.at)} raised {type(exc).__name__}: "
+                f"{cut_message(exc)} (the policy agent dead-letters such a turn: evaluation-failed)"
+            )
+            return _finding("underivable", at, record.subject, why)
         if not attempts:
             self._follow_recorded(record)
             return _finding("altered", at, record.subject, "its input needs no decision")
@@ -352,6 +370,12 @@ def describe_difference(recorded: Event, derived: Event) -> str:
         return "the JSON forms are equal but the bytes differ (schema version or encoding)"
     more = len(diffs) - MAX_FIELDS_SHOWN
     return "; ".join(diffs[:MAX_FIELDS_SHOWN]) + (f"; and {more} more field(s)" if more > 0 else "")
+
+
+def cut_message(exc: BaseException) -> str:
+    """``exc``'s message on one line, at most ``MAX_ERROR_CHARS`` characters."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _flat(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -93,6 +93,8 @@ def _text(value: Any) -> str:
 REPLAY_TOKEN_PREFIX = "replaying:"
 """A replay's guard token (``Keys.replay_guard``): expires by itself; a worker killed mid-replay
 leaves one behind, which is not read-model state."""
+LEASED = "leased"
+"""The mark of a leased scratch space (``projections.abandoned.LEASED``): bookkeeping too."""
 
 
 def is_bookkeeping(relative_key: str) -> bool:
@@ -100,6 +102,7 @@ def is_bookkeeping(relative_key: str) -> bool:
         relative_key.endswith(FENCE_SUFFIX)
         or relative_key.startswith(CHECKPOINT_PREFIX)
         or relative_key.startswith(REPLAY_TOKEN_PREFIX)
+        or relative_key == LEASED
         or relative_key == SENTINEL
         or relative_key.startswith(SENTINEL + ":{")  # its per-slot copies on a Redis Cluster
     )

@@ -18,11 +18,19 @@
    to the new checkpoint (the fenced replay, from the scratch checkpoint on) and compare
    them again (at most ``ROUNDS`` times).
 5. Delete the scratch space, whatever happened.
+
+A SIGKILL runs no step 5. So the scratch space is leased as a rebuild's generation is
+(``projections/abandoned.py``): before its first key, the audit sets a replay token that lives
+``LEDGERFLOW_REBUILD_LEASE_S`` seconds and refreshes it meanwhile, and marks the space as leased;
+then it removes every other marked scratch space whose token is gone (``sweep_spaces``), never one
+of an audit still running. Its own space is trusted only while its token lives: checked after
+each read of it (a space swept while this audit stalled past its lease is an error, not findings).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -38,9 +46,10 @@ from ledgerflow.audit.logchecks import ProgressFactory
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.projections.abandoned import LEASED, drop_space, keep_alive, lease_from_env, sweep_spaces
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.projections.generations import PROJECTION, active_keys
-from ledgerflow.projections.guards import guard_complete
+from ledgerflow.projections.guards import guard_complete, set_guard
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.parallel import processes_from_env, replay_parallel
 from ledgerflow.projections.rebuild import replay
@@ -53,6 +62,7 @@ T = TypeVar("T")
 
 CHECKPOINT = PROJECTION  # the projector's checkpoint name
 ROUNDS = 3
+SCRATCH_BASE = "lf:audit:"  # each audit's scratch space is ``lf:audit:<id>:``
 SCAN_COUNT = 1000
 READ_BATCH = 500
 
@@ -187,19 +197,36 @@ async def audit_projections(
     *,
     rounds: int = ROUNDS,
 ) -> None:
-    scratch_keys = Keys(f"lf:audit:{uuid.uuid4().hex[:12]}:")
+    own = uuid.uuid4().hex[:12]
+    scratch_keys = Keys(f"{SCRATCH_BASE}{own}:")
+    token = scratch_keys.replay_guard(uuid.uuid4().hex)
     redis = async_client(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
+    beat: asyncio.Task[None] | None = None
     try:
+        lease = lease_from_env()
+        await set_guard(redis, token, str(time.time()), ex=lease)  # before the space's first key
+        await redis.set(scratch_keys.namespace + LEASED, str(lease))
+        beat = asyncio.create_task(keep_alive(redis, token, lease))
+        swept = await sweep_spaces(
+            redis, SCRATCH_BASE, own, marked=True, what="audit: removed the scratch space of a killed audit"
+        )
+        if swept:
+            report.notes.append(
+                f"removed the scratch space of {len(swept)} audit(s) killed earlier (their lease ran out): "
+                + ", ".join(f"{SCRATCH_BASE}{space}:" for space in swept)
+            )
         live_keys = await active_keys(redis, settings.topic_prefix)  # the generation readers use
-        await _run(settings, redis, live_keys, scratch_keys, report, progress, rounds)
+        await _run(settings, redis, live_keys, scratch_keys, report, progress, rounds, token)
     except (RedisError, OSError) as exc:
         raise InfrastructureError(
             f"Redis at {settings.redis_url} failed during the read-model audit ({exc!r}): check it runs "
             "(`ledgerflow stack status`), or rerun with --skip-projections"
         ) from None
     finally:
+        if beat is not None:
+            beat.cancel()
         try:
-            await _delete(redis, scratch_keys)  # Step 5.
+            await drop_space(redis, scratch_keys)  # Step 5.
         except (RedisError, OSError):
             pass  # Redis failed: the error above says so; a second one from clean-up would bury it
         finally:
@@ -215,7 +242,9 @@ async def _run(
     report: Report,
     progress: ProgressFactory,
     rounds: int,
+    token: str | None = None,
 ) -> None:
+    """Steps 1-4; ``token``: the scratch space's lease, checked after each read of the space."""
     # Step 1.
     if not await guard_complete(redis, live_keys.sentinel()):
         report.add(
@@ -254,6 +283,12 @@ async def _run(
                 await live.load()
             else:  # Step 3 for the live space meanwhile
                 stats, _ = await run_both(rebuilt, live.load())
+        if token is not None and not await guard_complete(redis, token):
+            raise InfrastructureError(
+                f"the audit's scratch space {scratch_keys.namespace} lost its lease while the audit ran "
+                "(stalled past LEDGERFLOW_REBUILD_LEASE_S, and another audit removed it, or Redis lost "
+                "its data): nothing compared, audit again"
+            )
         report.count("read-model records replayed", stats.records if round_no == 1 else 0)
         pending = await _compare(live, scratch, report, pending)
         if not pending:
@@ -348,17 +383,6 @@ async def _checkpoint(settings: Settings, redis: aioredis.Redis, keys: Keys) -> 
         if topic in sources:
             until[TopicPartition(topic, int(partition))] = offset + 1
     return until
-
-
-async def _delete(redis: aioredis.Redis, keys: Keys) -> None:
-    batch: list[bytes] = []
-    async for name in redis.scan_iter(match=_glob_escape(keys.namespace) + "*", count=SCAN_COUNT):
-        batch.append(name)
-        if len(batch) >= READ_BATCH:
-            await redis.unlink(*batch)
-            batch = []
-    if batch:
-        await redis.unlink(*batch)
 
 
 def _glob_escape(text: str) -> str:

@@ -33,6 +33,12 @@ The projector's restore of a flushed space uses its own token (24 h) in the spac
 names, which the sweep never touches. On a Redis Cluster a generation's keys spread over every
 slot (hash tags are per entity); SCAN visits every master and the token's per-slot copies are
 all named ``<namespace>replaying:<token>:{<tag>}`` (``guards.py``).
+
+The audit's scratch spaces (``lf:audit:<id>:``, ``audit/projections.py``) are kept and swept the
+same way (``sweep_spaces``), with two differences: nothing ever reads a scratch space but its
+audit, so there is no pointer and no grace; and a space counts only if it holds the ``leased``
+mark (``LEASED``, set right after the token, before the first write), so a scratch space of an
+audit of an older version, which has no token, is never taken for an abandoned one while it runs.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -56,6 +62,8 @@ LEASE_ENV = "LEDGERFLOW_REBUILD_LEASE_S"
 LEASE_S = 60
 BEATS_PER_LEASE = 5
 TOKEN_MARK = "replaying:"
+LEASED = "leased"
+"""A space's key (``<namespace>leased``) saying it is swept only by lease: see the module doc."""
 
 
 def lease_from_env() -> int:
@@ -82,12 +90,19 @@ async def keep_alive(redis: aioredis.Redis, token: str, lease_s: int) -> None:
 def generation_of(key: str, base: str) -> tuple[str, bool] | None:
     """Pure: the generation a key under ``base`` (``lf:<prefix>rm:``) belongs to and whether it is a
     replay token; None for a key that is no generation's (the active pointer)."""
+    found = space_of(key, base)
+    return None if found is None else (found[0], found[1].startswith(TOKEN_MARK))
+
+
+def space_of(key: str, base: str) -> tuple[str, str] | None:
+    """Pure: the space (``<base><space>:``) a key belongs to and the rest of its name; None for a
+    key under ``base`` that is no space's."""
     if not key.startswith(base):
         return None
-    generation, sep, rest = key[len(base) :].partition(":")
-    if not sep or not generation:
+    space, sep, rest = key[len(base) :].partition(":")
+    if not sep or not space:
         return None
-    return generation, rest.startswith(TOKEN_MARK)
+    return space, rest
 
 
 def abandoned(spaces: Iterable[str], tokened: Iterable[str], active: str, own: str) -> list[str]:
@@ -97,17 +112,21 @@ def abandoned(spaces: Iterable[str], tokened: Iterable[str], active: str, own: s
 
 
 async def drop_space(redis: aioredis.Redis, keys: Keys) -> int:
-    """Delete every key of a space (UNLINK in batches); return how many."""
+    """Delete every key of a space (UNLINK in batches), its ``LEASED`` mark last (a sweeper killed
+    half-way leaves a space the next sweep still takes); return how many."""
     removed = 0
+    mark = (keys.namespace + LEASED).encode("utf-8", "surrogateescape")
     batch: list[bytes] = []
     async for key in redis.scan_iter(match=keys.namespace + "*", count=1000):
+        if key == mark:
+            continue
         batch.append(key)
         if len(batch) >= 500:
             removed += await redis.unlink(*batch)
             batch = []
     if batch:
         removed += await redis.unlink(*batch)
-    return removed
+    return removed + int(await redis.unlink(mark))
 
 
 def cancelled_meanwhile() -> None:
@@ -121,30 +140,70 @@ def cancelled_meanwhile() -> None:
         raise asyncio.CancelledError
 
 
-async def _scan(redis: aioredis.Redis, base: str, tokens_only: bool) -> set[str]:
+async def _scan(redis: aioredis.Redis, base: str, wanted: Callable[[str], bool]) -> set[str]:
+    """The spaces under ``base`` that have a key whose rest of name is ``wanted``."""
     found: set[str] = set()
     async for raw in redis.scan_iter(match=base + "*", count=1000):
-        seen = generation_of(raw.decode("utf-8", "surrogateescape"), base)
-        if seen is not None and (seen[1] or not tokens_only):
+        seen = space_of(raw.decode("utf-8", "surrogateescape"), base)
+        if seen is not None and wanted(seen[1]):
             found.add(seen[0])
     cancelled_meanwhile()
     return found
 
 
+def _any_key(rest: str) -> bool:
+    return True
+
+
+def _leased(rest: str) -> bool:
+    return rest == LEASED
+
+
+def _token(rest: str) -> bool:
+    return rest.startswith(TOKEN_MARK)
+
+
 async def sweep(redis: aioredis.Redis, topic_prefix: str, own: str, grace_s: float) -> list[str]:
     """Delete the abandoned generations of ``topic_prefix`` (the module doc); return their names."""
-    base = generations_base(topic_prefix)
-    spaces = await _scan(redis, base, tokens_only=False)
-    if not abandoned(spaces, (), await _active(redis, topic_prefix), own):
+    return await sweep_spaces(
+        redis,
+        generations_base(topic_prefix),
+        own,
+        active=lambda: _active(redis, topic_prefix),
+        grace_s=grace_s,
+        what="rebuild: removed the abandoned generation",
+    )
+
+
+async def sweep_spaces(
+    redis: aioredis.Redis,
+    base: str,
+    own: str,
+    *,
+    active: Callable[[], Awaitable[str]] | None = None,
+    grace_s: float = 0.0,
+    marked: bool = False,
+    what: str,
+) -> list[str]:
+    """Delete the spaces under ``base`` (``<base><space>:``) that are not ``own``, have no replay token
+    and that ``active`` (the pointer, read after the tokens were listed) does not name; return their
+    names. ``marked``: only spaces holding the ``LEASED`` mark count. ``what`` starts the log line
+    of each space removed."""
+
+    async def pointer() -> str:
+        return "" if active is None else await active()
+
+    spaces = await _scan(redis, base, _leased if marked else _any_key)
+    if not abandoned(spaces, (), await pointer(), own):
         cancelled_meanwhile()
-        return []  # only the live space (and running rebuilds): no second SCAN
-    tokened = await _scan(redis, base, tokens_only=True)
-    dead = abandoned(spaces, tokened, await _active(redis, topic_prefix), own)
+        return []  # only the live space (and running ones): no second SCAN
+    tokened = await _scan(redis, base, _token)
+    dead = abandoned(spaces, tokened, await pointer(), own)
     if dead:
         await asyncio.sleep(grace_s)  # a generation just replaced may still serve reads in flight
-        for generation in dead:
-            removed = await drop_space(redis, Keys.for_prefix(topic_prefix, generation))
-            log.info("rebuild: removed the abandoned generation %s (%d keys)", generation, removed)
+        for space in dead:
+            removed = await drop_space(redis, Keys(f"{base}{space}:"))
+            log.info("%s %s (%d keys)", what, space, removed)
     cancelled_meanwhile()
     return dead
 

@@ -348,3 +348,98 @@ def test_a_rebuild_does_not_remove_the_generation_of_one_still_running(
     assert first.returncode == 0, err
     assert json.loads(out)["new_generation"] == running == _active(client, settings)
     assert _generations(client, settings) == {running}
+
+
+AUDIT_LEASE = 4  # the audits below: their main process also checks the logs, so a little more slack
+
+
+def _scratch_spaces(client: redis.Redis) -> dict[str, int]:
+    """Each audit scratch space in Redis (``lf:audit:<id>:``) and how many keys it holds."""
+    counts: dict[str, int] = {}
+    for key in client.scan_iter(match="lf:audit:*", count=1000):
+        space = key.decode().split(":")[2]
+        counts[space] = counts.get(space, 0) + 1
+    return counts
+
+
+def _scratch_tokens(client: redis.Redis, space: str) -> list[bytes]:
+    return list(client.scan_iter(match=f"lf:audit:{space}:replaying:*", count=1000))
+
+
+def _scratch_written(client: redis.Redis, others: set[str]) -> bool:
+    """Whether a scratch space not in ``others`` holds data (not just its lease, set first): the
+    audit's worker process is writing (it has its Redis connection)."""
+    return any(count > 100 for space, count in _scratch_spaces(client).items() if space not in others)
+
+
+def _audit_report(proc: subprocess.Popen[str]) -> dict:
+    """The JSON report of an audit run with ``--json -`` that ran to its end (clean or not)."""
+    out, err = _ended(proc)
+    assert proc.returncode in (0, 1), (proc.returncode, err)
+    report = json.loads(out)
+    assert "read models" in report["checks"], err
+    return report
+
+
+def test_a_killed_audit_s_scratch_space_is_removed_by_the_next_audit_never_a_running_one(
+    private: tuple[Settings, redis.Redis],
+) -> None:
+    """A SIGKILL runs no clean-up: the audit's scratch space stayed in Redis for good. Now it is leased
+    as a rebuild's generation is: the next audit removes it once its lease ran out, and leaves alone
+    the space of an audit still running (whose worker process is stopped meanwhile, its main process
+    keeping the lease)."""
+    settings, client = private
+    killed = _cli(settings, "audit", "--quiet", lease=str(AUDIT_LEASE))
+    stopped: set[int] = set()  # the killed audit's worker process, stopped once it writes
+    workers: set[int] = set()  # the running audit's
+    running: subprocess.Popen[str] | None = None
+    try:
+        _pause_once_writing(killed, stopped, lambda: _scratch_written(client, set()))
+        (left,) = _scratch_spaces(client)
+        running = _cli(settings, "audit", "--quiet", "--json", "-", lease=str(AUDIT_LEASE))
+        _pause_once_writing(running, workers, lambda: _scratch_written(client, {left}))
+        os.killpg(killed.pid, signal.SIGKILL)  # the audit and its (stopped) worker process
+        killed.wait(EXIT_S)
+        _group_ends(killed.pid)
+        (mine,) = set(_scratch_spaces(client)) - {left}
+        assert _scratch_tokens(client, left), "the killed audit's token is gone at once"
+        _until(
+            lambda: not _scratch_tokens(client, left), "the killed audit's token expired", AUDIT_LEASE + 10.0
+        )
+        assert _scratch_spaces(client)[left] > 100
+        kept = _scratch_spaces(client)[mine]
+        assert _scratch_tokens(client, mine), "the running audit's token expired"
+
+        report = _audit_report(_cli(settings, "audit", "--quiet", "--json", "-", lease=str(AUDIT_LEASE)))
+        assert f"lf:audit:{left}:" in " ".join(report["notes"]), report["notes"]
+        assert _scratch_spaces(client) == {mine: kept}, (
+            "the killed audit's space stayed, or the running one's was touched"
+        )
+    except BaseException:  # no audit left running after a failed test
+        for proc in (killed, running):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    finally:
+        for pid in workers:
+            _signal(pid, signal.SIGCONT)
+    _audit_report(running)  # its space intact and its lease alive: it compared and ended as any audit does
+    assert _scratch_spaces(client) == {}
+
+
+def test_an_audit_whose_lease_went_while_it_ran_compares_nothing_and_says_so(
+    private: tuple[Settings, redis.Redis],
+) -> None:
+    """Its token gone (expired while the audit stalled, then its space maybe swept by another audit):
+    the scratch space can no longer be trusted to be whole. One line, exit 3, no report of findings
+    against a half-deleted copy, and the space deleted."""
+    settings, client = private
+    audit = _cli(settings, "audit", "--quiet")
+    tokens = lambda: list(client.scan_iter(match="lf:audit:*:replaying:*", count=1000))  # noqa: E731
+    _when(lambda: bool(tokens()), audit, "leasing its scratch space")
+    client.delete(*tokens())
+    _, err = _ended(audit)
+    assert audit.returncode == 3, (audit.returncode, err)
+    assert err.count("\n") == 1 and "lost its lease while the audit ran" in err, err
+    _group_ends(audit.pid)
+    assert _scratch_spaces(client) == {}

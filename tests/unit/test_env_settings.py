@@ -15,6 +15,7 @@ from ledgerflow.envnumbers import env_number, env_whole
 from ledgerflow.errors import ValidationError
 from ledgerflow.identity.edge import DEFAULT_WINDOW_S, refusals_window_from
 from ledgerflow.identity.edge import WINDOW_ENV as REFUSALS_WINDOW_ENV
+from ledgerflow.projections.abandoned import LEASE_ENV
 from ledgerflow.projections.parallel import MAX_PROCESSES, PROCESSES_ENV, processes_from
 from ledgerflow.usage.settings import LATENESS_ENV, WINDOW_ENV, window_config_from
 from ledgerflow.usage.windows import WindowConfig
@@ -78,10 +79,10 @@ def test_values_are_what_was_asked() -> None:
 
 def test_the_audit_checks_every_variable_it_reads_before_it_starts() -> None:
     check_environment({})
-    for name in (GRACE_ENV, WINDOW_ENV, LATENESS_ENV, PROCESSES_ENV):
+    for name in (GRACE_ENV, WINDOW_ENV, LATENESS_ENV, PROCESSES_ENV, LEASE_ENV):
         with pytest.raises(ValidationError, match=name):
             check_environment({name: "nan"})
-    check_environment({PROCESSES_ENV: "0"}, projections=False)  # not read without the rebuild
+    check_environment({PROCESSES_ENV: "0", LEASE_ENV: "1"}, projections=False)  # not read without the rebuild
 
 
 def test_the_messages_say_what_is_allowed() -> None:

@@ -14,6 +14,7 @@ from ledgerflow.contracts.chain import link
 from ledgerflow.contracts.events import derived_event_id
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.policy import TrainingState
+from ledgerflow.policy.wire import decide
 
 
 def decoded(check: DecisionCheck, log) -> list:
@@ -172,3 +173,34 @@ def test_a_decision_like_the_previous_one_is_re_derived_from_its_bytes_alone(
         check.feed(entry.at, record or codec.decode(entry.value), entry.value, entry.input_offset)
     assert derived == [False, True, True, False, False]
     assert check.verified == 4  # the altered one does not re-derive either way
+
+
+def test_a_re_derivation_that_raises_unexpectedly_is_a_finding_and_the_audit_goes_on(
+    run, hand_log, packs: PackBook
+) -> None:
+    """An exception other than a LedgerflowError while re-deriving one decision (a bug its input
+    triggers) used to end the whole audit; the policy agent dead-letters such a turn and goes on."""
+    conversation(hand_log, 2, "c-1")
+    hostile = hand_log.turn("c-2", "the turn that breaks the evaluation")
+    victim = hand_log.decide(hostile)
+    conversation(hand_log, 2, "c-3")
+
+    def derive(event, value, pack, training, head, models):
+        if event.event_id == hostile.event.event_id:
+            raise ValueError("line one\n  line two " + "x" * 500)
+        return decide(event, value, pack, training, head, models)
+
+    check = DecisionCheck(packs, {}, derive=derive)
+    [finding] = run(check, hand_log)
+    assert (finding.kind, finding.topic, finding.partition, finding.offset) == (
+        "decision.underivable",
+        victim.at.topic,
+        victim.at.partition,
+        victim.at.offset,
+    )
+    assert finding.key == "c-2"
+    assert f"input at conversation.events[0]@{hostile.at.offset} raised ValueError: line one line two x" in (
+        finding.detail
+    )
+    assert "\n" not in finding.detail and len(finding.detail) < 400
+    assert (check.turns, check.decisions, check.verified) == (5, 5, 4)

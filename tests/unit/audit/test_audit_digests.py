@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ledgerflow.audit import digests
 from ledgerflow.audit.digests import Snapshot, compare_entity, describe, snapshot
+from ledgerflow.projections import abandoned
+from ledgerflow.projections.keys import Keys
 
 CONV = "conv:{acme/c-1}"
 FENCE = {"t.conversation.events:3": 41, "t.policy.decisions:3": 17}
@@ -17,6 +19,14 @@ def test_keys_of_one_entity_share_it_and_bookkeeping_is_excluded() -> None:
     assert digests.entity_of("loose-key") == "loose-key"
     assert all(digests.is_bookkeeping(k) for k in (CONV + ":applied", "checkpoint:read-models", "complete"))
     assert not digests.is_bookkeeping(CONV + ":decisions")
+
+
+def test_a_scratch_space_s_lease_keys_are_bookkeeping() -> None:
+    """The audit's scratch space holds its lease (a replay token and the leased mark): read beside
+    the live space, either one taken for read-model state would be a divergence."""
+    assert digests.LEASED == abandoned.LEASED
+    assert digests.is_bookkeeping(abandoned.LEASED)
+    assert digests.is_bookkeeping(Keys("lf:audit:ab12:").replay_guard("ff00").removeprefix("lf:audit:ab12:"))
 
 
 def test_digests_ignore_hash_field_order_but_not_list_order() -> None:

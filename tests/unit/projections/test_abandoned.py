@@ -8,7 +8,14 @@ import contextlib
 import pytest
 
 from ledgerflow.errors import ValidationError
-from ledgerflow.projections.abandoned import abandoned, cancelled_meanwhile, generation_of, lease_from
+from ledgerflow.projections.abandoned import (
+    LEASED,
+    abandoned,
+    cancelled_meanwhile,
+    generation_of,
+    lease_from,
+    space_of,
+)
 from ledgerflow.projections.guards import copy_in_slot
 from ledgerflow.projections.keys import Keys, generations_base
 
@@ -35,6 +42,15 @@ def test_the_pointer_and_other_prefixes_are_no_generation() -> None:
 def test_a_conversation_named_like_a_token_is_not_one() -> None:
     key = Keys.for_prefix("t1.", "g1").conversation("acme", "x:replaying:y")
     assert generation_of(key, BASE) == ("g1", False)
+
+
+def test_an_audit_s_scratch_keys_are_named_by_their_space() -> None:
+    scratch = Keys("lf:audit:0123abcd:")
+    assert space_of(scratch.conversation("acme", "c1"), "lf:audit:") == ("0123abcd", "conv:{acme/c1}")
+    assert space_of(scratch.namespace + LEASED, "lf:audit:") == ("0123abcd", LEASED)
+    assert space_of(scratch.replay_guard("ff00"), "lf:audit:") == ("0123abcd", "replaying:ff00")
+    assert space_of("lf:audit:", "lf:audit:") is None
+    assert space_of(scratch.sentinel(), "lf:t1.rm:") is None
 
 
 def test_only_generations_without_token_pointer_or_owner_are_abandoned() -> None:
