@@ -33,7 +33,7 @@ from ledgerflow.contracts.payloads import (
 )
 from ledgerflow.projections.keys import Keys
 from ledgerflow.projections.ops import ChainLink, FencedOps, Once, Position, RedisOp
-from ledgerflow.projections.usage_fields import usage_field
+from ledgerflow.projections.usage_fields import LATE_SOURCE, usage_field
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TRAINING_AUDIT, USAGE_WINDOWS
 
 RECENT_DENIALS = 50
@@ -250,6 +250,17 @@ def _(payload: TrainingRejected, event: Event, keys: Keys) -> tuple[list[RedisOp
 
 @_ops.register
 def _(payload: UsageWindow, event: Event, keys: Keys) -> tuple[list[RedisOp], list[RedisOp]]:
+    if payload.revision < 0:
+        # A LateUsage delta (a turn for a window past retention): added to a field of its own,
+        # which readers sum with the window's (latest revision + every delta); set into the
+        # window's field, it replaced the window's total with the one late turn's.
+        field = usage_field(
+            payload.model, payload.window_start, payload.window_end, event.producer + LATE_SOURCE
+        )
+        return [], [
+            RedisOp("HINCRBY", keys.usage(event.tenant), (field, payload.tokens)),
+            RedisOp("HINCRBY", keys.usage_turns(event.tenant), (field, payload.events)),
+        ]
     # One field per (model, window, source partition): a correction replaces its window's total.
     field = usage_field(payload.model, payload.window_start, payload.window_end, event.producer)
     return [], [

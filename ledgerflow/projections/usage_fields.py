@@ -17,6 +17,8 @@ from ledgerflow.digits import ascii_digits
 from ledgerflow.redisvalues import Reply, text
 
 SEPARATOR = "|"
+LATE_SOURCE = "+late"
+"""Appended to the producer in the field of a source's ``LateUsage`` deltas (summed there)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -345,3 +345,32 @@ def test_every_group_of_a_record_lives_in_one_slot_and_is_fenced_in_that_slot(pa
     assert_one_slot_per_group(groups)
     tags = [hash_tag(g.fence_key) for g in groups]
     assert tags == ["globex/conv-7", "globex"]
+
+
+def test_late_usage_deltas_are_added_in_a_field_of_their_own_and_readers_sum_them_with_the_window() -> None:
+    """A LateUsage delta (revision -1) was set into its window's field: the window's total became
+    the one late turn's tokens. Now each delta is added to the source's ``+late`` field, which
+    ``GET /v1/usage`` sums with the window's latest revision (the contract of docs/usage.md)."""
+    from ledgerflow.api.usage import windows
+    from ledgerflow.projections.model import MemorySpace
+
+    def record(tokens: int, events: int, revision: int, offset: int) -> list[FencedOps]:
+        payload = UsageWindow(
+            model="slm-1",
+            window_start=T0,
+            window_end=T0 + 60_000_000,
+            tokens=tokens,
+            events=events,
+            estimated_tokens=0,
+            correction=revision != 0,
+            revision=revision,
+        )
+        return project(event(payload, subject="slm-1"), Position("usage.windows", 0, offset), KEYS)
+
+    space = MemorySpace()
+    for offset, (tokens, events, revision) in enumerate([(100, 4, 0), (5, 1, -1), (7, 1, -1), (120, 5, 1)]):
+        for group in record(tokens, events, revision, offset):
+            space.apply([group])
+    usage, turns = space.data[KEYS.usage("acme")], space.data[KEYS.usage_turns("acme")]
+    (window,) = windows(usage, turns)["windows"]
+    assert (window["tokens"], window["turns"]) == (120 + 5 + 7, 5 + 2), (usage, turns)
