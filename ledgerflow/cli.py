@@ -451,7 +451,12 @@ def _dlq_replay_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--reason", metavar="CODE", help="replay: only letters with this reason code")
     p.add_argument("--key", help="replay: only letters with this record key")
-    p.add_argument("--force", action="store_true", help="replay: also letters that still do not decode")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replay: also letters that still do not decode (the letter of an earlier forced replay "
+        "only when --offset names it)",
+    )
 
 
 def _tail_parser(sub: Any) -> None:
