@@ -200,10 +200,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.commands.progress import bar
+    from ledgerflow.delivery import DEFAULT_RETRY_S, RETRY_VARIABLE
+    from ledgerflow.envnumbers import DAY_S, env_number
     from ledgerflow.traffic import produce_cli
 
+    retry_s = args.retry_for
+    if retry_s is None:
+        retry_s = env_number(os.environ, RETRY_VARIABLE, DEFAULT_RETRY_S, 0.0, DAY_S)
     with bar("produce", None) as update:
-        return produce_cli(settings, count=args.count, rate=args.rate, tenants=args.tenants, on_sent=update)
+        return produce_cli(
+            settings, count=args.count, rate=args.rate, tenants=args.tenants, on_sent=update, retry_s=retry_s
+        )
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
@@ -451,7 +458,12 @@ def _dlq_replay_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--reason", metavar="CODE", help="replay: only letters with this reason code")
     p.add_argument("--key", help="replay: only letters with this record key")
-    p.add_argument("--force", action="store_true", help="replay: also letters that still do not decode")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replay: also letters that still do not decode (the letter of an earlier forced replay "
+        "only when --offset names it)",
+    )
 
 
 def _tail_parser(sub: Any) -> None:
@@ -580,6 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=nonnegative_float, default=0.0, help="turns per second; 0 = as fast as possible"
     )
     pr.add_argument("--tenants", type=tenant_list, default="acme,globex", help="comma-separated tenants")
+    pr.add_argument(
+        "--retry-for",
+        type=nonnegative_float,
+        metavar="SECONDS",
+        help="how long to retry a Kafka that stopped answering before giving up, exit 1; 0 = no retry "
+        "(LEDGERFLOW_PRODUCE_RETRY_S, default 60)",
+    )
     _common(pr)
     pr.set_defaults(handler=cmd_produce)
 

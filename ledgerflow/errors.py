@@ -3,6 +3,7 @@
 - ``DomainError``: expected refusals (a rejection event or an HTTP 4xx).
 - ``InfrastructureError``: a dependency is missing or unreachable (retryable).
 - ``DecodeError``: a poison record (goes to the dead-letter topic).
+- ``NotFound``: a record an operator named (a dead letter's offset) is not there.
 
 Messages are written for the operator: say what is wrong and what to do.
 """
@@ -41,6 +42,11 @@ class PrerequisiteMissing(InfrastructureError):
 
 class StackError(InfrastructureError):
     """The local stack could not be started or stopped."""
+
+
+class NotFound(LedgerflowError):
+    """A record the operator named is not there (exit 1, like a topic or service missing):
+    not a usage error, since the same command may find it later."""
 
 
 class DecodeError(LedgerflowError):

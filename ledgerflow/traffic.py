@@ -22,6 +22,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import ConversationClosed, ConversationStarted, MessageSubmitted, Payload
+from ledgerflow.delivery import DEFAULT_RETRY_S, deliver
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 MODELS = ("slm-1", "slm-2-mini", "llm-large")
@@ -210,14 +211,26 @@ async def publish(
 
 
 def produce_cli(
-    settings: Settings, count: int, rate: float, tenants: str, on_sent: Callable[[int], None] | None = None
+    settings: Settings,
+    count: int,
+    rate: float,
+    tenants: str,
+    on_sent: Callable[[int], None] | None = None,
+    *,
+    retry_s: float = DEFAULT_RETRY_S,
 ) -> int:
-    """``ledgerflow produce``; ``on_sent(n)`` after each event (the CLI's progress bar replaces the lines)."""
+    """``ledgerflow produce``: ``count`` conversations, riding out a broker outage of up to
+    ``retry_s`` (``ledgerflow.delivery``); ``on_sent(n)`` after each acknowledged event."""
     names = [t.strip() for t in tenants.split(",") if t.strip()]
     rng = random.Random()
     events = interleaved(rng, names, count, time.time_ns() // 1000)
-    sent = asyncio.run(
-        publish(settings, events, rate, progress_every_s=0 if on_sent else 5.0, on_sent=on_sent)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    sent, resent = asyncio.run(
+        deliver(settings, events, rate=rate, retry_s=retry_s, say=say, on_sent=on_sent or (lambda _n: None))
     )
-    print(f"published {sent} events of {count} conversations to {settings.topic(CONVERSATION_EVENTS)}")
+    again = f" ({resent} sent again after a broker outage)" if resent else ""
+    print(f"published {sent} events of {count} conversations to {settings.topic(CONVERSATION_EVENTS)}{again}")
     return 0

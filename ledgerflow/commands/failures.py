@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 
-from ledgerflow.errors import InfrastructureError, LedgerflowError
+from ledgerflow.errors import InfrastructureError, LedgerflowError, NotFound
 
 OK, OPERATIONAL, USAGE = 0, 1, 2
 INTERRUPTED = 130
@@ -26,7 +26,7 @@ def exit_code(exc: BaseException) -> int:
     """The exit code for an exception that ended a verb."""
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED
-    if isinstance(exc, InfrastructureError):
+    if isinstance(exc, (InfrastructureError, NotFound)):
         return OPERATIONAL
     if isinstance(exc, LedgerflowError):  # validation, auth, configuration: the user can fix the input
         return USAGE

@@ -9,7 +9,12 @@ import orjson
 from ledgerflow.config import Settings
 from ledgerflow.dlq.format import format_detail, render_list, to_json
 from ledgerflow.errors import ValidationError
-from ledgerflow.kafka.deadletters import dlq_topic_names, read_dead_letter_at, scan_dead_letters
+from ledgerflow.kafka.deadletters import (
+    dlq_topic_names,
+    no_letter_message,
+    read_dead_letter_at,
+    scan_dead_letters,
+)
 
 
 def dlq_cli(
@@ -38,10 +43,7 @@ def dlq_cli(
             print(exc)
             return 1
         if found is None:
-            print(
-                f"no dead letter at offset {offset} of {dlq_topic_names(settings, topic)[0]}; "
-                f"`ledgerflow dlq list --topic {topic}` shows the offsets there are"
-            )
+            print(no_letter_message(dlq_topic_names(settings, topic)[0], topic, offset))
             return 1
         print(
             orjson.dumps(to_json(found), option=orjson.OPT_INDENT_2).decode()

@@ -7,7 +7,10 @@ Sequence:
    selected letter's source offset on, whose ``lf-replay-of`` header names a letter.
 3. Decide each letter (``plan``, pure): replay it, or skip it saying why — already
    replayed, only a prefix kept, or it still does not decode (the cause is not fixed;
-   ``--force`` replays it anyway, and it is dead-lettered again).
+   ``--force`` replays it anyway, and it is dead-lettered again). A letter that is itself the
+   product of a forced replay (its headers carry ``lf-replay-of``) and still does not decode is
+   forced again only when ``--offset`` names it: a blanket ``--force`` run repeated (by hand or
+   by a script) would otherwise send every such record round once more per run.
 4. Unless ``--dry-run``: produce each one to its source topic and partition with the
    original key and headers plus ``lf-replay-of: <dlq topic>[<partition>]@<offset>``. A
    ``misrouted`` turn goes to the partition its key belongs in instead (``destination``): put
@@ -25,9 +28,9 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.payloads import DeadLetter
-from ledgerflow.errors import DecodeError, ValidationError
+from ledgerflow.errors import DecodeError, NotFound, ValidationError
 from ledgerflow.kafka.admin import partition_counts
-from ledgerflow.kafka.deadletters import LocatedDeadLetter, scan_dead_letters
+from ledgerflow.kafka.deadletters import LocatedDeadLetter, no_letter_message, scan_dead_letters
 from ledgerflow.kafka.placement import MISROUTED, placement
 from ledgerflow.topics import AGENT_WRITTEN, DLQ_SUFFIX
 
@@ -81,14 +84,25 @@ def selected(letters: Iterable[LocatedDeadLetter], f: Filters) -> list[LocatedDe
     return out
 
 
+def replayed_from(letter: DeadLetter) -> str | None:
+    """Pure: the ``lf-replay-of`` tag ``letter``'s record carried — the record was itself a replay
+    (dead-lettered again) — or None."""
+    for name, value in letter.headers:
+        if name == REPLAY_HEADER and value:
+            return value.decode(errors="replace")
+    return None
+
+
 def plan(
     letters: Sequence[LocatedDeadLetter],
     already: dict[str, tuple[int, int]],
     still_poison: Callable[[DeadLetter], str | None],
     *,
     force: bool = False,
+    named: bool = False,
 ) -> list[Step]:
-    """Step 3 (pure): what happens to each letter."""
+    """Step 3 (pure): what happens to each letter. ``named``: the letters were picked by their DLQ
+    offset (``--offset``), the one way to force a letter a forced replay produced."""
     steps = []
     chosen: set[tuple[str, int, int]] = set()  # source records replayed by this run
     for x in letters:
@@ -107,6 +121,13 @@ def plan(
             )
         elif (poison := still_poison(letter)) is not None and not force:
             steps.append(Step(x, SKIP, f"still does not decode ({poison}); fix the cause first, or --force"))
+        elif poison is not None and not named and (earlier := replayed_from(letter)) is not None:
+            again = (
+                f"still does not decode ({poison}); it was forced once already (as {earlier}) and "
+                f"dead-lettered again: fix the cause first, or force it once more by name: "
+                f"--offset {x.dlq_offset} --force"
+            )
+            steps.append(Step(x, SKIP, again))
         elif (source := (letter.source_topic, letter.partition, letter.offset)) in chosen:
             steps.append(Step(x, SKIP, "another dead letter of the same record is replayed by this run"))
         else:
@@ -148,9 +169,17 @@ async def replay(
     scan = await scan_dead_letters(settings, topic)
     if scan.missing:
         raise ValidationError(f"no DLQ topic {scan.missing[0]}: nothing was ever dead-lettered from {topic}")
+    if filters.offset is not None and all(x.dlq_offset != filters.offset for x in scan.letters):
+        raise NotFound(no_letter_message(scan.read[0], topic, filters.offset))
     letters = selected(scan.letters, filters)  # Step 1.
     already = await replayed(settings, letters, counts := await _counts(settings, letters))  # Step 2.
-    steps = plan(letters, already, lambda d: decode_problem(d, settings.topic_prefix), force=force)  # Step 3.
+    steps = plan(  # Step 3.
+        letters,
+        already,
+        lambda d: decode_problem(d, settings.topic_prefix),
+        force=force,
+        named=filters.offset is not None,
+    )
     if dry_run or not any(s.action == REPLAY for s in steps):
         return steps
     producer = AIOKafkaProducer(

@@ -38,6 +38,7 @@ __all__ = [
     "latest_window",
     "missing_message",
     "newest",
+    "no_letter_message",
     "offset_window",
     "read_dead_letter_at",
     "read_dead_letters",
@@ -217,6 +218,14 @@ def missing_message(names: str) -> str:
     return (
         f"DLQ topic(s) {names} do not exist (yet). Check the topic name and LEDGERFLOW_TOPIC_PREFIX; "
         "`ledgerflow worker` and `ledgerflow stack up` create the DLQ topics"
+    )
+
+
+def no_letter_message(dlq_topic: str, topic: str, offset: int) -> str:
+    """What ``dlq show`` and ``dlq replay --offset`` say when no dead letter sits at ``offset``."""
+    return (
+        f"no dead letter at offset {offset} of {dlq_topic}; "
+        f"`ledgerflow dlq list --topic {topic}` shows the offsets there are"
     )
 
 

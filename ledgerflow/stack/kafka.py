@@ -42,6 +42,7 @@ from ledgerflow.stack.processes import (
     spawn,
     subdirectories,
     tail,
+    wait_bindable,
     wait_for_port,
 )
 from ledgerflow.topics import replication
@@ -389,6 +390,8 @@ def launch(node: KafkaNode) -> int:
     if existing is not None:
         return existing
     check_ports(node)
+    for port, what in ((node.port, "Kafka"), (node.controller_port, "the Kafka controller")):
+        wait_bindable(node.host, port, what)
     java = require_java()  # Step 1.
     classpath = resolve_classpath()
     config = write_config(node)  # Step 2.

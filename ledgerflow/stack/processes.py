@@ -10,6 +10,7 @@ by an older ledgerflow) or with anything else in it names no process of ours.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -240,6 +241,48 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+BIND_WAIT_S = 5.0
+"""How long a start waits for a port that nothing listens on but that cannot be bound yet (a
+connection on it still closing) before it says so."""
+
+
+def wait_bindable(
+    host: str,
+    port: int,
+    what: str,
+    within: float | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once ``host:port`` can be bound as a server binds it (``SO_REUSEADDR``), trying for
+    ``within`` seconds (default ``BIND_WAIT_S``); then one line (StackError). Called after the
+    check that nothing listens there: what is left is a socket bound without listening, or a
+    connection still closing. A connection in TIME-WAIT made by a client without
+    ``SO_REUSEADDR`` — one that retried the stopped server on this port and connected to itself —
+    blocks the server's bind for ~60 s: a server started then exits at once, "Address already in
+    use" in its log."""
+    within = BIND_WAIT_S if within is None else within
+    deadline = clock() + within
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    return  # not this check's business (an address of another family…): the server says
+        if clock() >= deadline:
+            raise StackError(
+                f"port {port} on {host} ({what}) is still in use after {within:g} s though nothing "
+                "listens on it: a socket is bound there, or a connection on it is closing (TIME-WAIT "
+                "lasts up to 60 s, e.g. after a client retrying the stopped server connected to "
+                "itself); start again in a minute, or use another port"
+            )
+        sleep(0.2)
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: Managed, log_file: Path, pid: int) -> None:

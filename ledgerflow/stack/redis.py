@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from ledgerflow.errors import PrerequisiteMissing, StackError
 from ledgerflow.stack.node import ServiceNode
-from ledgerflow.stack.processes import Managed, port_in_use, spawn, wait_for_port
+from ledgerflow.stack.processes import Managed, port_in_use, spawn, wait_bindable, wait_for_port
 
 START_TIMEOUT_S = 20.0
 
@@ -58,6 +58,7 @@ def start(node: RedisNode, extra: Sequence[str] = ()) -> int:
             "stop it, set LEDGERFLOW_REDIS_PORT to a free port for the Redis `stack up` starts, or set "
             f"LEDGERFLOW_REDIS_URL=redis://{node.host}:{node.port}/0 to use the one running there"
         )
+    wait_bindable(node.host, node.port, "Redis")
     server = require_redis_server()
     node.dir.mkdir(parents=True, exist_ok=True)
     pid = spawn(

@@ -16,12 +16,15 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.deadletters import shape_dead_letter
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import ConversationClosed, DeadLetter, MessageSubmitted
+from ledgerflow.dlq.replay import REPLAY_HEADER
+from ledgerflow.kafka.deadletters import LocatedDeadLetter, read_dead_letters
 from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.kafka.reference import builtin_default_pack
 from ledgerflow.policy import TrainingState
 from ledgerflow.policy.wire import decide
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from tests.integration.clikit import run_cli
+from tests.support.processes import Process
 
 GOOD = codec.encode(
     new_event(
@@ -161,3 +164,75 @@ def test_replay_puts_nothing_back_into_a_topic_only_the_agents_write(settings: S
             f"{POLICY_DECISIONS}; a record put back there would be one they did not write"
         )
     assert asyncio.run(_source(settings, POLICY_DECISIONS)) == [], "the replay wrote into policy.decisions"
+
+
+def test_replay_of_an_offset_with_no_letter_fails_like_show(settings: Settings) -> None:
+    """``--offset 99`` with no letter there used to print "no dead letter matches" and exit 0, while
+    ``dlq show --offset 99`` exits 1: the operator's script took a typo for a replay done."""
+    asyncio.run(_dead_letter(settings, _letter(settings, GOOD, "unknown-schema: 00ff", b"c-1", 1)))
+    dlq = settings.topic(CONVERSATION_EVENTS) + ".dlq"
+    said = (
+        f"no dead letter at offset 99 of {dlq}; "
+        f"`ledgerflow dlq list --topic {CONVERSATION_EVENTS}` shows the offsets there are"
+    )
+    show = run_cli(settings, "dlq", "show", "--topic", CONVERSATION_EVENTS, "--offset", "99")
+    assert (show.code, show.out.strip()) == (1, said)
+    for extra in ((), ("--dry-run",), ("--force",), ("--json",)):
+        ran = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--offset", "99", *extra)
+        assert ran.code == show.code, (extra, ran.out, ran.err)
+        assert ran.one_line() == f"ledgerflow: {said}"
+        assert ran.out == ""
+    assert asyncio.run(_source(settings)) == []
+    # A letter that is there but filtered out is still "no dead letter matches", exit 0.
+    other = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--offset", "0", "--key", "x")
+    assert (other.code, other.out.strip()) == (0, "no dead letter matches")
+
+
+def test_a_forced_replay_that_fails_again_is_not_forced_again_unless_named(
+    settings: Settings, worker: Process
+) -> None:
+    """``--force`` of a letter that still does not decode: the worker dead-letters the replay again,
+    as a new letter carrying ``lf-replay-of``. Each later ``--force`` run used to replay that new
+    letter too (one more round per run, for ever); now only ``--offset`` naming it forces it again."""
+    poison = _letter(settings, b"\x00junk", "not-single-object: value starts with 006a", b"k1", 1)
+    asyncio.run(_dead_letter(settings, poison))
+    dlq = settings.topic(CONVERSATION_EVENTS) + ".dlq"
+    first = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--force")
+    assert first.code == 0, first.err
+    assert "replayed -> [3]@0: forced; still not-single-object" in first.out
+
+    again = _wait_for_letter(settings, 1, worker)
+    assert again.letter is not None
+    assert (REPLAY_HEADER, f"{dlq}[0]@0".encode()) in again.letter.headers
+
+    second = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--force")
+    assert second.code == 0, second.err
+    lines = second.out.splitlines()
+    assert lines[0].startswith(f"{dlq}[0]@0  skipped: already replayed as ")
+    assert lines[1] == (
+        f"{dlq}[0]@1  skipped: still does not decode (not-single-object: value starts with 006a, not c301); "
+        f"it was forced once already (as {dlq}[0]@0) and dead-lettered again: fix the cause first, "
+        "or force it once more by name: --offset 1 --force"
+    )
+    assert lines[2] == "0 of 2 dead letter(s) replayed"
+    assert len(asyncio.run(_source(settings))) == 1
+
+    named = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--offset", "1", "--force")
+    assert named.code == 0, named.err
+    assert named.out.splitlines()[0].startswith(
+        f"{dlq}[0]@1  replayed -> [3]@1: forced; still not-single-object"
+    )
+    assert [r.key for r in asyncio.run(_source(settings))] == [b"k1", b"k1"]
+
+
+def _wait_for_letter(settings: Settings, offset: int, worker: Process) -> LocatedDeadLetter:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert worker.popen.poll() is None, worker.log_tail()
+        found = [
+            x for x in asyncio.run(read_dead_letters(settings, CONVERSATION_EVENTS)) if x.dlq_offset == offset
+        ]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no dead letter at offset {offset} within 60 s:\n{worker.log_tail()}")

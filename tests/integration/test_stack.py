@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,9 +27,9 @@ from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, StackError
 from ledgerflow.kafka.admin import ensure_topics, partition_counts, round_trip
 from ledgerflow.stack import kafka as kafka_stack
-from ledgerflow.stack import manage, rediscluster
+from ledgerflow.stack import manage, processes, rediscluster
 from ledgerflow.stack import redis as redis_stack
-from ledgerflow.stack.processes import Managed, read_pid_file, record, stop
+from ledgerflow.stack.processes import Managed, read_pid_file, record, stop, wait_bindable
 from ledgerflow.topics import POLICY_RULES, TopicSpec, all_topics
 from tests.support.privatestack import free_port_pair, free_port_run
 from tests.support.testtopics import delete_topics
@@ -184,6 +185,67 @@ def test_kafka_start_refuses_a_held_controller_port(tmp_path: Path, monkeypatch:
         with pytest.raises(StackError, match=rf"port {port + 1} .*Kafka controller"):
             kafka_stack.start(node)
     assert not node.process.pid_file.exists()
+
+
+# --- a port nothing listens on but that cannot be bound yet: waited for, then one line ------
+
+
+def _closing_on(port: int) -> None:
+    """Leave a TIME-WAIT on 127.0.0.1:``port`` the way a client retrying a stopped server there
+    does when the kernel gives it that port as its own: it connects to itself, then closes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.connect(("127.0.0.1", port))  # TCP simultaneous open: a connection to itself
+
+
+def test_a_port_in_time_wait_is_waited_for_then_refused_in_one_line() -> None:
+    port = free_port_pair()
+    _closing_on(port)
+    began = time.monotonic()
+    with pytest.raises(StackError) as refused:
+        wait_bindable("127.0.0.1", port, "Kafka", 0.6)
+    assert time.monotonic() - began >= 0.6
+    assert str(refused.value) == (
+        f"port {port} on 127.0.0.1 (Kafka) is still in use after 0.6 s though nothing listens on it: "
+        "a socket is bound there, or a connection on it is closing (TIME-WAIT lasts up to 60 s, e.g. "
+        "after a client retrying the stopped server connected to itself); start again in a minute, "
+        "or use another port"
+    )
+
+
+def test_a_port_freed_while_waiting_is_taken() -> None:
+    port = free_port_pair()
+    held = socket.socket()
+    held.bind(("127.0.0.1", port))  # bound, not listening: the connect probe sees nothing
+    threading.Timer(0.5, held.close).start()
+    began = time.monotonic()
+    wait_bindable("127.0.0.1", port, "Redis", 10)
+    assert 0.4 <= time.monotonic() - began < 5
+
+
+def test_kafka_and_redis_start_wait_for_a_closing_port_and_launch_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the connect probe found the port free, the broker was launched and exited at once
+    ("Address already in use" in its log, for up to a minute of restarts)."""
+    for module, names in (
+        (kafka_stack, ("require_java", "resolve_classpath", "spawn")),
+        (redis_stack, ("require_redis_server", "spawn")),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, _tripwire)
+    monkeypatch.setattr(processes, "BIND_WAIT_S", 0.3)
+    port = free_port_pair()
+    _closing_on(port)
+    kafka = kafka_stack.KafkaNode(tmp_path / "k", "127.0.0.1", port)
+    kafka_said = rf"port {port} on 127\.0\.0\.1 \(Kafka\) is still in use after 0\.3 s"
+    with pytest.raises(StackError, match=kafka_said):
+        kafka_stack.start(kafka)
+    assert not kafka.process.pid_file.exists()
+    redis = redis_stack.RedisNode(tmp_path / "r", "127.0.0.1", port)
+    with pytest.raises(StackError, match=rf"port {port} on 127\.0\.0\.1 \(Redis\) is still in use"):
+        redis_stack.start(redis)
+    assert not redis.dir.exists()
 
 
 def test_redis_start_refuses_a_port_held_by_a_foreign_socket(

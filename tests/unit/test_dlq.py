@@ -340,3 +340,33 @@ def test_a_letter_naming_another_source_topic_than_its_dlq_s_is_not_replayed() -
     [step] = plan([moved], {}, lambda _d: None, force=True)
     assert step.action == SKIP
     assert step.why == "it names another source topic ('p.policy.decisions') than its DLQ's"
+
+
+def test_a_forced_replay_s_own_letter_is_forced_again_only_when_named_by_offset() -> None:
+    """A record ``--force`` put back and the worker dead-lettered again carries ``lf-replay-of``:
+    a blanket ``--force`` skips it (each run used to send it round once more); ``--offset`` naming
+    it forces it; once it decodes it is replayed like any letter."""
+    from ledgerflow.dlq.replay import REPLAY, SKIP, plan, replayed_from
+
+    tag = (("lf-replay-of", b"p.conversation.events.dlq[0]@1"),)
+    product = _letter(offset=9, dlq_offset=4, headers=(("traceparent", b"00-ab"), *tag))
+    plain = _letter(offset=8, dlq_offset=3)
+    assert product.letter is not None and plain.letter is not None
+    assert replayed_from(product.letter) == "p.conversation.events.dlq[0]@1"
+    assert replayed_from(plain.letter) is None
+    empty = _letter(headers=(("lf-replay-of", None),)).letter
+    assert empty is not None and replayed_from(empty) is None
+
+    def poison(_d: DeadLetter) -> str:
+        return "truncated: 3 bytes"
+
+    blanket = plan([plain, product], {}, poison, force=True)
+    assert [s.action for s in blanket] == [REPLAY, SKIP]
+    assert blanket[1].why == (
+        "still does not decode (truncated: 3 bytes); it was forced once already (as "
+        "p.conversation.events.dlq[0]@1) and dead-lettered again: fix the cause first, or force it "
+        "once more by name: --offset 4 --force"
+    )
+    assert [s.action for s in plan([product], {}, poison, force=True, named=True)] == [REPLAY]
+    assert [s.action for s in plan([product], {}, poison, force=False, named=True)] == [SKIP]
+    assert [s.action for s in plan([product], {}, lambda _d: None)] == [REPLAY]  # the cause is fixed

@@ -10,7 +10,7 @@ from ledgerflow.commands.failures import DEBUG_HINT, exit_code, one_line
 from ledgerflow.commands.parsing import positive_int
 from ledgerflow.commands.stack import contradictions
 from ledgerflow.config import host_port, load_settings
-from ledgerflow.errors import AuthError, InfrastructureError, StackError, ValidationError
+from ledgerflow.errors import AuthError, InfrastructureError, NotFound, StackError, ValidationError
 
 
 class KafkaConnectionError(Exception):  # the client library's name is what counts
@@ -25,6 +25,7 @@ class KafkaConnectionError(Exception):  # the client library's name is what coun
         (FileNotFoundError(2, "No such file or directory", "x.json"), 2),
         (InfrastructureError("Redis down"), 1),
         (StackError("port taken"), 1),
+        (NotFound("no dead letter at offset 99"), 1),  # as `dlq show` of a missing offset
         (KafkaConnectionError("no broker"), 1),
         (RuntimeError("bug"), 1),
         (KeyboardInterrupt(), 130),
