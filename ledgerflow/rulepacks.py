@@ -10,15 +10,19 @@ Sequence:
    key (``<state dir>/policy/``, made by ``stack up``) signs, when there is one.
 2. Read ``policy.rules`` (small, one partition) to find the tenant's latest version.
 3. Publish ``RulePackPublished`` with version + 1, keyed by tenant, and wait for the ack.
-Two admins publishing for one tenant at the same instant could both pick the same
-version; the agents then keep the later record. ``policy.rules`` is compacted with a
-compaction lag that keeps every version for replay (see docs/policy.md).
+Steps 2 and 3 run inside ``hold(tenant)`` when the caller gives one: the edge holds a Redis lock
+of the tenant there (``api/publish_lock.py``), else two publications of one tenant at the same
+instant both picked the same version and the agents kept only the later record. ``policy.rules`` is
+compacted with a compaction lag that keeps every version for replay (see docs/policy.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,9 +108,23 @@ async def publish_pack(
     producer_name: str,
     producer: AIOKafkaProducer | None = None,
     signature: str | None = None,
+    hold: Callable[[str], AbstractAsyncContextManager[object]] | None = None,
 ) -> Published:
     pack: RulePack = await asyncio.to_thread(load_rule_pack, document)  # Step 1.
     signature, kid = signature_for(settings, document, signature)
+    async with hold(pack.tenant) if hold is not None else contextlib.nullcontext():
+        return await _write(settings, pack, signature, kid, producer_name, producer)
+
+
+async def _write(
+    settings: Settings,
+    pack: RulePack,
+    signature: str,
+    kid: str,
+    producer_name: str,
+    producer: AIOKafkaProducer | None,
+) -> Published:
+    """Steps 2 and 3: the next version of ``pack.tenant``, written and acknowledged."""
     version = await latest_version(settings, pack.tenant) + 1  # Step 2.
     versioned = pack.with_version(version)
     event = new_event(

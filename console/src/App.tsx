@@ -20,8 +20,18 @@ const PAGES = [
   ["audit", "Audit"],
 ] as const;
 
+/** A route segment decoded; a malformed escape (`#/conversations/%`) stays as written instead of
+ * throwing, which left a blank page until the address was edited by hand. */
+function segment(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
 function useRoute(): string[] {
-  const read = () => window.location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const read = () => window.location.hash.replace(/^#\/?/, "").split("/").map(segment);
   const [route, setRoute] = useState(read);
   useEffect(() => {
     const on = () => setRoute(read());

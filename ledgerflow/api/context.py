@@ -46,6 +46,7 @@ class EdgeContext:
     """``POST /v1/audit`` runs in this process now (each reads every tenant's logs: ``audit_run``)."""
     rate: TokenBuckets = field(init=False)
     evaluate_rate: TokenBuckets = field(init=False)
+    validate_rate: TokenBuckets = field(init=False)
     publish_rate: TokenBuckets = field(init=False)
     sse_slots: SseSlots = field(init=False)
     packs: PackIndex = field(init=False)
@@ -58,6 +59,7 @@ class EdgeContext:
         self.training_log = TrainingIndex(self.settings)
         self.rate = TokenBuckets(self.limits.rate_per_tenant, self.limits.rate_burst)
         self.evaluate_rate = TokenBuckets(self.limits.evaluate_rate_per_tenant, self.limits.evaluate_burst)
+        self.validate_rate = TokenBuckets(self.limits.validate_rate_per_tenant, self.limits.validate_burst)
         self.publish_rate = TokenBuckets(self.limits.publish_rate_per_tenant, self.limits.publish_burst)
         self.sse_slots = SseSlots(self.limits.sse_per_tenant)
 

@@ -1,5 +1,6 @@
 """Limits on the edge: request-target size, header count and size, body size, per-tenant request rate,
-per-tenant ``/v1/evaluate`` rate, per-tenant ``PUT /v1/policy/rules`` rate, per-tenant concurrent SSE
+per-tenant ``/v1/evaluate`` rate, per-tenant ``POST /v1/policy/validate`` rate, per-tenant
+``PUT /v1/policy/rules`` rate, per-tenant concurrent SSE
 streams, how long a client may take to send a request's head and its body, and how long it may leave
 the edge's answer untaken.
 
@@ -13,6 +14,7 @@ edge process (N edges allow N times the rate).
 Configuration (environment of ``ledgerflow serve``; defaults in ``EdgeLimits``):
 ``LEDGERFLOW_RATE_PER_TENANT`` / ``LEDGERFLOW_RATE_BURST`` (requests/s and bucket size),
 ``LEDGERFLOW_EVALUATE_RATE_PER_TENANT`` / ``LEDGERFLOW_EVALUATE_BURST``,
+``LEDGERFLOW_VALIDATE_RATE_PER_TENANT`` / ``LEDGERFLOW_VALIDATE_BURST`` (rule packs validated),
 ``LEDGERFLOW_PUBLISH_RATE_PER_TENANT`` / ``LEDGERFLOW_PUBLISH_BURST`` (rule packs published),
 ``LEDGERFLOW_SSE_PER_TENANT`` (open streams), ``LEDGERFLOW_HEADER_TIMEOUT_S`` /
 ``LEDGERFLOW_BODY_TIMEOUT_S`` (seconds from a connection's opening or a request's first byte to its
@@ -83,6 +85,7 @@ LIMIT_NAMES = (
     "headers",
     "rate",
     "evaluate",
+    "validate",
     "publish",
     "sse",
     "audit",
@@ -117,6 +120,11 @@ class EdgeLimits:
     rate_burst: float = 2000.0
     evaluate_rate_per_tenant: float = 20.0
     evaluate_burst: float = 40.0
+    validate_rate_per_tenant: float = 0.2
+    """Rule packs a tenant may validate per second (one every 5 s): validating compiles the pack, up to
+    about a second of the edge's CPU, and any role may ask; unbounded, one subscriber's 30
+    validations at once held another tenant's requests 1-3 s."""
+    validate_burst: float = 10.0
     publish_rate_per_tenant: float = 1 / 60
     """Rule packs a tenant may publish per second (one a minute): every pack is kept for ever on
     ``policy.rules`` and read in full by every worker and edge at start-up."""
@@ -137,6 +145,10 @@ class EdgeLimits:
                 env, "LEDGERFLOW_EVALUATE_RATE_PER_TENANT", base.evaluate_rate_per_tenant
             ),
             evaluate_burst=_rate(env, "LEDGERFLOW_EVALUATE_BURST", base.evaluate_burst),
+            validate_rate_per_tenant=_rate(
+                env, "LEDGERFLOW_VALIDATE_RATE_PER_TENANT", base.validate_rate_per_tenant
+            ),
+            validate_burst=_rate(env, "LEDGERFLOW_VALIDATE_BURST", base.validate_burst),
             publish_rate_per_tenant=_rate(
                 env, "LEDGERFLOW_PUBLISH_RATE_PER_TENANT", base.publish_rate_per_tenant
             ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_any_role, requires_role
@@ -11,7 +11,8 @@ from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.faults import bounded
 from ledgerflow.api.limits import take_or_refuse
-from ledgerflow.api.problems import read_json
+from ledgerflow.api.problems import problem, read_json
+from ledgerflow.api.publish_lock import RETRY_AFTER_S, PublicationBusy, publishing
 from ledgerflow.auth.roles import ADMIN, PRODUCER
 from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
@@ -123,18 +124,23 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
             ),
             "Published",
         ),
-        **spec.problems(400, 408, 413, *spec.AUTHED, 422),
+        **spec.problems(400, 408, 413, *spec.AUTHED, 409, 422),
     },
 )
-async def put_rules(request: Request) -> JSONResponse:
+async def put_rules(request: Request) -> Response:
     """Publish a rule pack for the token's tenant (``*`` only with a ``*`` admin token); at most
     ``LEDGERFLOW_PUBLISH_RATE_PER_TENANT`` a second per tenant (every pack stays on ``policy.rules``
-    for ever and is read by every worker and edge at start-up)."""
+    for ever and is read by every worker and edge at start-up). One publication per tenant at a
+    time (``api/publish_lock.py``): each gets its own version; one that waited past the lock's
+    bound is a 409 with ``Retry-After``."""
     principal = requires_role(request, "admin")
     ctx: EdgeContext = request.app.state.ctx
     take_or_refuse(ctx.publish_rate, principal.tenant, "publish", "rule pack publication rate")
     try:
         published = await _publish(request, ctx, principal.tenant, principal.sub)
+    except PublicationBusy as exc:
+        ctx.publish_rate.give_back(principal.tenant)
+        return problem(409, "Conflict", str(exc), headers={"Retry-After": str(RETRY_AFTER_S)})
     except BaseException:  # nothing was published: the limit counts publications, not attempts
         ctx.publish_rate.give_back(principal.tenant)
         raise
@@ -168,6 +174,7 @@ async def _publish(request: Request, ctx: EdgeContext, token_tenant: str, sub: s
             producer_name=f"edge:{sub}",
             producer=ctx.producer,
             signature=request.headers.get(SIGNATURE_HEADER),
+            hold=lambda tenant: publishing(ctx.redis, ctx.settings.topic_prefix, tenant),
         )
     except (ValidationError, AuthError):
         raise

@@ -5,13 +5,18 @@ list each problem with the rule it is in (``rule``: the rule's id, or null for a
 the pack as a whole). The checks are the policy core's (``load_rule_pack``, run in a worker
 thread: compiling the largest pack ``policy/packlimits.py`` allows takes up to about a
 second, the event loop must not wait for it); this module only splits its one-line refusal
-into items.
+into items. Compiling costs the edge's CPU and any role of the tenant may ask, so a tenant
+validates at most ``LEDGERFLOW_VALIDATE_RATE_PER_TENANT`` packs a second (429 + Retry-After), and
+an edge compiles one pack at a time for validation (``COMPILER``; the others wait their turn):
+compiling holds the GIL, and ten at once left the event loop a tenth of it — another tenant's
+status read took 4 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from starlette.requests import Request
@@ -19,10 +24,13 @@ from starlette.responses import JSONResponse, Response
 
 from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_tenant_role
+from ledgerflow.api.context import EdgeContext
+from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import problem, read_json, status_title
 from ledgerflow.errors import AuthError, ValidationError
 from ledgerflow.policy import load_rule_pack
 
+COMPILER = ThreadPoolExecutor(1, thread_name_prefix="pack-validate")
 _PREFIX = "rule pack is invalid: "
 _HINT = re.compile(r"\.\s*Fix the rule pack and publish it again \(format: docs/policy\.md\)\.$")
 _ITEM_START = re.compile(r"rule ['\"]|rules\[|pack\b|the pack|thresholds|\.\.\. and ")
@@ -93,6 +101,8 @@ def rule_errors(message: str) -> list[RuleError]:
 )
 async def validate_pack(request: Request) -> Response:
     principal = requires_tenant_role(request)
+    ctx: EdgeContext = request.app.state.ctx
+    take_or_refuse(ctx.validate_rate, principal.tenant, "validate", "rule pack validation rate")
     document = await read_json(request)
     tenant = document.setdefault("tenant", principal.tenant)
     if tenant != principal.tenant:
@@ -102,7 +112,7 @@ async def validate_pack(request: Request) -> Response:
         )
     document.pop("version", None)  # as on publish: versions are assigned then
     try:
-        pack = await asyncio.to_thread(load_rule_pack, document)
+        pack = await asyncio.get_running_loop().run_in_executor(COMPILER, load_rule_pack, document)
     except ValidationError as exc:
         errors = rule_errors(str(exc))
         return problem(422, status_title(422), str(exc), errors=[asdict(e) for e in errors])

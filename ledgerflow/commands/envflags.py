@@ -65,6 +65,14 @@ FLAGS = (
     ),
     EnvFlag("--evaluate-burst", "LEDGERFLOW_EVALUATE_BURST", "N", "burst of that rate", _EDGE),
     EnvFlag(
+        "--validate-rate-per-tenant",
+        "LEDGERFLOW_VALIDATE_RATE_PER_TENANT",
+        "N",
+        "rule packs/s a tenant may validate (POST /v1/policy/validate)",
+        _EDGE,
+    ),
+    EnvFlag("--validate-burst", "LEDGERFLOW_VALIDATE_BURST", "N", "burst of that rate", _EDGE),
+    EnvFlag(
         "--publish-rate-per-tenant",
         "LEDGERFLOW_PUBLISH_RATE_PER_TENANT",
         "N",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -30,11 +31,29 @@ def rule_pack_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
     schema = rule_pack_schema()
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    strict = validators.extend(Draft202012Validator, {"pattern": _pattern})  # type: ignore[no-untyped-call]
+    return strict(schema)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    """The ``pattern`` keyword as JSON Schema means it (ECMA-262): a final ``$`` matches only at
+    the end of the string. jsonschema uses Python's ``re``, where ``$`` also matches before a
+    final newline: ``"r1\n"`` passed the rule id pattern, so a pack could hold rules ``r1`` and
+    ``r1\n``, one id to any reader (decisions, logs, the console) and two to the unique-id check."""
+    from jsonschema import ValidationError as SchemaError
+
+    if isinstance(instance, str) and _ecma_pattern(pattern).search(instance) is None:
+        yield SchemaError(f"{instance!r} does not match {pattern!r}")
+
+
+@lru_cache(maxsize=32)
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` with a final unescaped ``$`` as ``\\Z`` (the schema's patterns anchor only there)."""
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
 
 
 def parse_rule_pack_text(data: str | bytes, *, fmt: str = "json") -> Any:

@@ -7,10 +7,12 @@ import asyncio
 import random
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
+from ledgerflow.api.publish_lock import PublicationBusy, publishing
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import Located, verify
@@ -18,9 +20,10 @@ from ledgerflow.kafka.logs import read_all
 from ledgerflow.kafka.reference import builtin_default_pack
 from ledgerflow.policy import TrainingState
 from ledgerflow.policy.wire import decide, head_after
+from ledgerflow.redisclient import async_client
 from ledgerflow.rulepacks import latest_version
 from ledgerflow.traffic import interleaved, publish
-from tests.support.processes import Process, start
+from tests.support.processes import Process, running_edge, start
 
 PACK = {
     "tenant": "acme",
@@ -87,6 +90,54 @@ def test_bad_pack_is_refused_naming_the_rule_and_nothing_is_published(
         headers={"Authorization": f"Bearer {tokens('acme', 'producer')}"},
     )
     assert not_admin.status_code == 403
+
+
+def test_concurrent_publications_of_a_tenant_each_get_their_own_version(
+    settings: Settings, log_dir: Path, edge: str, tokens
+) -> None:
+    """Publications racing each other, on one edge and on two: each is acknowledged with its own
+    version and is listed as acknowledged. Before the publication lock, all of them picked the
+    same version: every admin got a 201 naming it, and only one of the packs was ever in force."""
+    headers = {"Authorization": f"Bearer {tokens('acme', 'admin')}"}
+
+    def pack(n: int) -> dict:
+        rule = {"id": f"race-{n}", "when": {"keywords": [f"k{n}"]}, "action": "review", "weight": 1}
+        return {"rules": [rule]}
+
+    with running_edge(settings, log_dir) as (_, other_edge):
+
+        async def race() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                puts = [
+                    client.put(f"{(edge, other_edge)[n % 2]}/v1/policy/rules", json=pack(n), headers=headers)
+                    for n in range(6)
+                ]
+                return list(await asyncio.gather(*puts))
+
+        answers = asyncio.run(race())
+    assert [a.status_code for a in answers] == [201] * 6, [a.text for a in answers]
+    acknowledged = {a.json()["version"]: a.json()["constitution_hash"] for a in answers}
+    assert sorted(acknowledged) == [1, 2, 3, 4, 5, 6]
+    listed = httpx.get(f"{edge}/v1/policy/packs", headers=headers, timeout=30).json()["items"]
+    assert {p["version"]: p["constitution_hash"] for p in listed} == acknowledged
+
+
+def test_a_publication_waits_for_the_tenants_lock_and_gives_up_past_its_bound(settings: Settings) -> None:
+    async def scenario() -> None:
+        redis = async_client(settings.redis_url)
+        try:
+            async with publishing(redis, settings.topic_prefix, "acme"):
+                with pytest.raises(PublicationBusy, match="under way for over 0.3 s"):
+                    async with publishing(redis, settings.topic_prefix, "acme", wait_s=0.3):
+                        pass
+                async with publishing(redis, settings.topic_prefix, "globex", wait_s=0):
+                    pass  # another tenant's lock
+            async with publishing(redis, settings.topic_prefix, "acme", wait_s=0):
+                pass  # released by its holder
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_step_with_idempotency_key_publishes_once(

@@ -249,6 +249,39 @@ def test_rule_pack_publications_are_limited_per_tenant(settings: Settings, log_d
         proc.stop()
 
 
+def test_rule_pack_validations_are_limited_per_tenant(settings: Settings, log_dir: Path) -> None:
+    """Validating compiles the pack (up to about a second of CPU) and any role may ask: 30
+    validations at once from one subscriber held another tenant's requests 1-3 s."""
+    http = f"127.0.0.1:{free_port()}"
+    proc = start(
+        settings.with_overrides(http=http),
+        "edge",
+        "serve",
+        log_dir=log_dir,
+        extra_env={"LEDGERFLOW_VALIDATE_BURST": "2"},
+    )
+    edge = f"http://{http}"
+    pack = {"rules": [{"id": "r", "when": {"keywords": ["x"]}, "action": "review", "weight": 1}]}
+    try:
+        wait_http_ready(proc, edge)
+        viewer = bearer(settings, roles="subscriber")
+        answers = [
+            httpx.post(f"{edge}/v1/policy/validate", json=pack, headers=viewer, timeout=30) for _ in range(3)
+        ]
+        assert [r.status_code for r in answers] == [200, 200, 429], [r.text for r in answers]
+        assert assert_problem(answers[2], 429)["limit"] == "validate"
+        assert int(answers[2].headers["retry-after"]) >= 1
+        other = httpx.post(
+            f"{edge}/v1/policy/validate",
+            json=pack,
+            headers=bearer(settings, tenant="globex", roles="subscriber"),
+            timeout=30,
+        )
+        assert other.status_code == 200, other.text  # one tenant's limit is not another's
+    finally:
+        proc.stop()
+
+
 def test_per_tenant_sse_streams_are_limited_and_a_closed_stream_frees_its_slot(
     settings: Settings, log_dir: Path
 ) -> None:

@@ -32,7 +32,7 @@ export function Card({ title, children, actions }: { title: string; children: Re
   return (
     <section className="rounded-lg border border-slate-200 bg-white p-4 shadow-sm">
       <div className="mb-3 flex items-center justify-between">
-        <h2 className="text-sm font-semibold text-slate-700">{title}</h2>
+        <h2 className="min-w-0 text-sm font-semibold wrap-anywhere text-slate-700">{title}</h2>
         {actions}
       </div>
       {children}
@@ -107,3 +107,5 @@ export function Problem({ message, errors }: { message: string; errors?: RuleErr
 
 export const th = "px-2 py-1 text-left text-xs font-medium uppercase tracking-wide text-slate-500";
 export const td = "px-2 py-1 text-sm border-t border-slate-100";
+/** A cell showing a string from users (a name, an id, a reason): it wraps anywhere rather than widen the table. */
+export const tdText = `${td} wrap-anywhere`;

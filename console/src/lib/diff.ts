@@ -1,16 +1,52 @@
-// A line diff (longest common subsequence), enough for two rule packs of a few hundred lines.
+// A line diff (longest common subsequence) of two rule packs, bounded: a pack may have tens of
+// thousands of lines (256 KiB of keywords), and a full LCS table of two such packs is
+// hundreds of millions of cells, which froze the tab for tens of seconds or killed it.
 
 export interface DiffLine {
   op: " " | "+" | "-";
   text: string;
 }
 
+/** The most LCS cells computed for one diff (4 bytes each); past it the changed middle is shown as replaced. */
+export const MAX_DIFF_CELLS = 4_000_000;
+
+export interface LineDiff {
+  lines: DiffLine[];
+  exact: boolean; // false: the middle was too large to match line by line and is shown as replaced
+}
+
+/** The common head and tail are matched in linear time; only the middle between them needs the table. */
+export function lineDiff(a: string[], b: string[], maxCells = MAX_DIFF_CELLS): LineDiff {
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  const same = (text: string): DiffLine => ({ op: " ", text });
+  const midA = a.slice(start, endA);
+  const midB = b.slice(start, endB);
+  const exact = midA.length * midB.length <= maxCells;
+  const middle = exact
+    ? lcsDiff(midA, midB)
+    : [...midA.map((text): DiffLine => ({ op: "-", text })), ...midB.map((text): DiffLine => ({ op: "+", text }))];
+  return { lines: [...a.slice(0, start).map(same), ...middle, ...a.slice(endA).map(same)], exact };
+}
+
 export function diffLines(a: string[], b: string[]): DiffLine[] {
+  return lineDiff(a, b).lines;
+}
+
+function lcsDiff(a: string[], b: string[]): DiffLine[] {
   const n = a.length;
   const m = b.length;
-  const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  const w = m + 1;
+  const lcs = new Uint32Array((n + 1) * w); // lcs[i * w + j]: of a[i:] and b[j:]
   for (let i = n - 1; i >= 0; i--)
-    for (let j = m - 1; j >= 0; j--) lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    for (let j = m - 1; j >= 0; j--)
+      lcs[i * w + j] = a[i] === b[j] ? lcs[(i + 1) * w + j + 1] + 1 : Math.max(lcs[(i + 1) * w + j], lcs[i * w + j + 1]);
   const out: DiffLine[] = [];
   let i = 0;
   let j = 0;
@@ -19,7 +55,7 @@ export function diffLines(a: string[], b: string[]): DiffLine[] {
       out.push({ op: " ", text: a[i] });
       i++;
       j++;
-    } else if (lcs[i + 1][j] >= lcs[i][j + 1]) out.push({ op: "-", text: a[i++] });
+    } else if (lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) out.push({ op: "-", text: a[i++] });
     else out.push({ op: "+", text: b[j++] });
   }
   while (i < n) out.push({ op: "-", text: a[i++] });

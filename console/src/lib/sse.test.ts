@@ -71,7 +71,7 @@ function scripted(scripts: Script[], calls: Call[], stop: AbortController): type
   }) as typeof fetch;
 }
 
-async function run(scripts: Script[], token: () => string) {
+async function run(scripts: Script[], token: () => string, idleMs?: number) {
   const calls: Call[] = [];
   const frames: Frame[] = [];
   const statuses: StreamStatus[] = [];
@@ -86,6 +86,7 @@ async function run(scripts: Script[], token: () => string) {
       onFrame: (f) => frames.push(f),
       onStatus: (s) => statuses.push(s),
       fetch: scripted(scripts, calls, stop),
+      idleMs,
     },
     stop.signal,
   );
@@ -159,5 +160,16 @@ describe("follow", () => {
     const forbidden = await run([{ status: 403 }], () => "t");
     expect(forbidden.calls).toHaveLength(1);
     expect(forbidden.statuses.at(-1)).toMatchObject({ kind: "ended", detail: expect.stringContaining("403") });
+  });
+
+  it("reconnects from its cursor when a stream falls silent, not even a heartbeat (a dead connection)", async () => {
+    const { calls, frames, statuses } = await run(
+      [{ chunks: [data("e0:1", 1)], holdOpen: true }, { chunks: [data("e0:2", 2)] }],
+      () => "tok",
+      50,
+    );
+    expect(calls.map((c) => c.lastEventId)).toEqual([null, "e0:1", "e0:2"]);
+    expect(frames.map((f) => f.id)).toEqual(["e0:1", "e0:2"]);
+    expect(statuses).toContainEqual({ kind: "disconnected", detail: expect.stringContaining("not even a heartbeat"), retryInMs: 1000 });
   });
 });

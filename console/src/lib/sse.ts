@@ -71,7 +71,13 @@ export interface FollowOptions {
   onStatus: (status: StreamStatus) => void;
   onOpen?: () => void; // the stream answered 200 (before any frame)
   fetch?: typeof fetch; // defaults to the global fetch
+  idleMs?: number; // silence (no answer, no byte) after which the connection is presumed dead; IDLE_MS
 }
+
+// The edge sends a heartbeat after 15 s without a frame (LEDGERFLOW_SSE_HEARTBEAT_S, docs/sse.md):
+// three missed heartbeats mean a connection that died silently (the edge's host hung or vanished,
+// a NAT dropped it), which never ends by itself; the follower then reconnects from its cursor.
+export const IDLE_MS = 45_000;
 
 // A `reauth` on a younger connection does not switch tokens: tokens then live shorter than
 // the edge's reauth window, and switching would only reconnect again at once.
@@ -94,6 +100,17 @@ export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<
     const conn = new AbortController();
     const abort = () => conn.abort();
     signal.addEventListener("abort", abort);
+    const idleMs = opts.idleMs ?? IDLE_MS;
+    let silent = false;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    const heard = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        silent = true;
+        conn.abort();
+      }, idleMs);
+    };
+    heard();
     try {
       const headers: Record<string, string> = { Authorization: `Bearer ${token}`, Accept: "text/event-stream" };
       const cursor = opts.cursor();
@@ -122,6 +139,7 @@ export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<
         const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
         for (;;) {
           const { value, done } = await reader.read();
+          heard();
           if (done) break;
           for (const frame of parser.push(value)) {
             if (frame.id !== null) opts.onCursor(frame.id);
@@ -141,10 +159,12 @@ export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<
       }
     } catch (exc) {
       if (signal.aborted) return;
-      if (!switching) {
+      if (silent) detail = `nothing came from the edge for ${Math.round(idleMs / 1000)} s, not even a heartbeat`;
+      else if (!switching) {
         detail = `the connection to the edge was lost (${exc instanceof Error ? exc.message : String(exc)})`;
       }
     } finally {
+      clearTimeout(idle);
       signal.removeEventListener("abort", abort);
     }
     if (signal.aborted) return;

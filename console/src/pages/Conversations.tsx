@@ -1,6 +1,6 @@
 import { useEffect, useReducer, useRef, useState } from "react";
 
-import { Badge, Banner, Button, Card, Problem, td, th } from "../components/ui";
+import { Badge, Banner, Button, Card, Problem, td, tdText, th } from "../components/ui";
 import { ApiError, call } from "../lib/api";
 import type { Session } from "../lib/auth";
 import {
@@ -67,7 +67,7 @@ export function ConversationList({ session }: { session: Session }) {
         <tbody>
           {(data?.items ?? []).map((c) => (
             <tr key={c.conversation_id} className="hover:bg-slate-50">
-              <td className={td}>
+              <td className={tdText}>
                 <a className="font-mono text-blue-700 underline" href={`#/conversations/${encodeURIComponent(c.conversation_id)}`}>
                   {c.conversation_id}
                 </a>
@@ -162,6 +162,9 @@ export function ConversationView({ session, id }: { session: Session; id: string
       const text = CONTROL_TEXT[frame.event];
       if (text) setNotice(text(data));
     };
+    // The read model first, whatever becomes of the stream: an auditor or an admin may read the
+    // conversation but not stream it (403), and saw "No turns yet" on a conversation with turns.
+    void snapshot();
     void follow(
       {
         url: `/v1/conversation/stream?conversation_id=${encodeURIComponent(id)}`,
@@ -195,7 +198,7 @@ export function ConversationView({ session, id }: { session: Session; id: string
         <a href="#/conversations" className="text-sm text-blue-700 underline">
           ← conversations
         </a>
-        <h1 className="font-mono text-lg font-semibold">{id}</h1>
+        <h1 className="min-w-0 font-mono text-lg font-semibold wrap-anywhere">{id}</h1>
         {state.status && <span className="rounded bg-slate-100 px-2 py-0.5 text-xs">{state.status}</span>}
         <StreamBadge status={status} />
       </div>
@@ -248,8 +251,8 @@ function TurnRow({ turn, decision }: { turn: Turn; decision: Decision | undefine
     <li className="rounded border border-slate-200 p-3" data-testid="turn" data-turn-id={turn.turn_id} data-event-id={turn.event_id}>
       <div className="mb-1 flex items-center gap-2 text-xs text-slate-500">
         <span className="font-semibold text-slate-700">{turn.role}</span>
-        <span className="font-mono">{turn.turn_id}</span>
-        <span>{turn.model}</span>
+        <span className="min-w-0 font-mono wrap-anywhere">{turn.turn_id}</span>
+        <span className="min-w-0 wrap-anywhere">{turn.model}</span>
         <span>{when(turn.occurred_at)}</span>
         <span className="ml-auto flex items-center gap-2">
           {decision && <span data-testid="score">score {decision.score.toFixed(2)}</span>}

@@ -1,6 +1,6 @@
 import { useState } from "react";
 
-import { Banner, Button, Card, Problem, td, th } from "../components/ui";
+import { Banner, Button, Card, Problem, td, tdText, th } from "../components/ui";
 import { ApiError, call, post } from "../lib/api";
 import type { Session } from "../lib/auth";
 import { type Registry, type RegisterForm, price, registerBody } from "../lib/models";
@@ -73,8 +73,8 @@ export function Models({ session, admin }: { session: Session; admin: boolean })
           <tbody>
             {(r?.models ?? []).map((m) => (
               <tr key={m.model} data-testid="model-row" data-model={m.model}>
-                <td className={`${td} font-mono`}>{m.model}</td>
-                <td className={td}>{m.provider}</td>
+                <td className={`${tdText} font-mono`}>{m.model}</td>
+                <td className={tdText}>{m.provider}</td>
                 <td className={td}>{m.context_window.toLocaleString("en")}</td>
                 <td className={td}>{price(m.input_price_per_1k)}</td>
                 <td className={td}>{price(m.output_price_per_1k)}</td>

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 
 import { Chart, Legend } from "../components/Chart";
-import { Banner, Card, OUTCOME_COLORS, td, th } from "../components/ui";
+import { Banner, Card, OUTCOME_COLORS, td, tdText, th } from "../components/ui";
 import { call } from "../lib/api";
 import type { Session } from "../lib/auth";
 import { usePoll } from "../lib/hooks";
@@ -102,8 +102,8 @@ export function Overview({ session }: { session: Session }) {
               <tbody>
                 {(data?.lag ?? []).map((l) => (
                   <tr key={`${l.group}|${l.topic}|${l.partition}`}>
-                    <td className={td}>{l.group}</td>
-                    <td className={td}>{l.topic}</td>
+                    <td className={tdText}>{l.group}</td>
+                    <td className={tdText}>{l.topic}</td>
                     <td className={td}>{l.partition}</td>
                     <td className={td}>{l.committed ?? "—"}</td>
                     <td className={td}>{l.end}</td>

@@ -1,9 +1,9 @@
-import { useEffect, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 
-import { Banner, Button, Card, Problem, td, th } from "../components/ui";
+import { Banner, Button, Card, Problem, td, tdText, th } from "../components/ui";
 import { ApiError, call, post, put } from "../lib/api";
 import type { Session } from "../lib/auth";
-import { canonical, diffLines, fold } from "../lib/diff";
+import { canonical, fold, lineDiff } from "../lib/diff";
 import { short, when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
 
@@ -18,6 +18,9 @@ interface PackSummary {
 interface PackDetail extends Omit<PackSummary, "rules"> {
   pack: Record<string, unknown>;
 }
+
+/** Diff lines rendered at most (a pack may have tens of thousands of changed lines). */
+const MAX_SHOWN_LINES = 2000;
 
 type Check =
   | { kind: "valid"; hash: string }
@@ -93,7 +96,13 @@ export function Policy({ session, admin }: { session: Session; admin: boolean })
 
   const a = left !== null ? docs[left] : undefined;
   const b = right !== null ? docs[right] : undefined;
-  const diff = a && b ? fold(diffLines(canonical(a.pack).split("\n"), canonical(b.pack).split("\n"))) : [];
+  // Computed once per pair of versions, not on every render (polls, keystrokes in the editor).
+  const diff = useMemo(() => {
+    if (!a || !b) return { lines: [], exact: true, hidden: 0 };
+    const { lines, exact } = lineDiff(canonical(a.pack).split("\n"), canonical(b.pack).split("\n"));
+    const folded = fold(lines);
+    return { lines: folded.slice(0, MAX_SHOWN_LINES), exact, hidden: Math.max(0, folded.length - MAX_SHOWN_LINES) };
+  }, [a, b]);
 
   return (
     <>
@@ -116,7 +125,7 @@ export function Policy({ session, admin }: { session: Session; admin: boolean })
                 <td className={`${td} font-mono`} title={p.constitution_hash}>
                   {short(p.constitution_hash, 16)}
                 </td>
-                <td className={td}>{p.published_by}</td>
+                <td className={tdText}>{p.published_by}</td>
                 <td className={td}>{when(p.published_at)}</td>
                 <td className={td}>{p.rules}</td>
               </tr>
@@ -136,8 +145,13 @@ export function Policy({ session, admin }: { session: Session; admin: boolean })
         }
       >
         {a && b && a.version === b.version && <p className="mb-2 text-xs text-slate-500">Pick two different versions.</p>}
+        {!diff.exact && (
+          <p className="mb-2 text-xs text-slate-500" data-testid="diff-approximate">
+            These versions are too large to compare line by line: the changed part is shown as removed, then added.
+          </p>
+        )}
         <pre className="max-h-72 overflow-auto rounded bg-slate-50 p-2 text-xs" data-testid="diff">
-          {diff.map((l, i) => (
+          {diff.lines.map((l, i) => (
             <div
               key={i}
               className={
@@ -147,6 +161,7 @@ export function Policy({ session, admin }: { session: Session; admin: boolean })
               {l.op} {l.text}
             </div>
           ))}
+          {diff.hidden > 0 && <div className="italic text-slate-400">… {diff.hidden} more lines not shown</div>}
         </pre>
       </Card>
       <Card title="Edit, validate against the server, publish">

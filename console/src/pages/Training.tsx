@@ -1,6 +1,6 @@
 import { useState } from "react";
 
-import { Banner, Button, Card, Problem, td, th } from "../components/ui";
+import { Banner, Button, Card, Problem, td, tdText, th } from "../components/ui";
 import { ApiError, call, post } from "../lib/api";
 import type { Session } from "../lib/auth";
 import { timeValue } from "../lib/conversation";
@@ -160,7 +160,7 @@ export function Training({ session, admin }: { session: Session; admin: boolean 
                 <td className={td}>{h.sequence}</td>
                 <td className={td}>{h.type}</td>
                 <td className={td}>{when(h.occurred_at)}</td>
-                <td className={td}>{h.actor}</td>
+                <td className={tdText}>{h.actor}</td>
                 <td className={td}>{h.mode}</td>
                 <td className={td}>{when(h.expires_at)}</td>
                 <td className={`${td} font-mono`} title={`prev ${h.prev_hash}`}>

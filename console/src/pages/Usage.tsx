@@ -1,7 +1,7 @@
 import { useEffect, useState } from "react";
 
 import { Chart, Legend } from "../components/Chart";
-import { Card, Problem, td, th } from "../components/ui";
+import { Card, Problem, td, tdText, th } from "../components/ui";
 import { call } from "../lib/api";
 import type { Session } from "../lib/auth";
 import { timeValue } from "../lib/conversation";
@@ -65,7 +65,7 @@ export function Usage({ session }: { session: Session }) {
               <li key={m}>
                 <button
                   type="button"
-                  className={`rounded px-2 py-0.5 ${m === model ? "bg-slate-900 text-white" : "hover:bg-slate-100"}`}
+                  className={`rounded px-2 py-0.5 wrap-anywhere ${m === model ? "bg-slate-900 text-white" : "hover:bg-slate-100"}`}
                   onClick={() => setModel(m)}
                 >
                   {m}
@@ -108,7 +108,7 @@ export function Usage({ session }: { session: Session }) {
           <tbody>
             {(usage.data?.windows ?? []).slice(-40).reverse().map((w) => (
               <tr key={`${w.model}|${w.window_start}`}>
-                <td className={td}>{w.model}</td>
+                <td className={tdText}>{w.model}</td>
                 <td className={td}>{when(w.window_start)}</td>
                 <td className={td}>{when(w.window_end)}</td>
                 <td className={td}>{w.tokens}</td>

@@ -108,6 +108,15 @@ def test_limits_from_env_validate_values() -> None:
         EdgeLimits.from_env({"LEDGERFLOW_RATE_BURST": "-1"})
 
 
+def test_rule_pack_validations_are_limited_to_one_every_5_s_per_tenant_by_default() -> None:
+    limits = EdgeLimits.from_env({})
+    assert (limits.validate_rate_per_tenant, limits.validate_burst) == (0.2, 10.0)
+    env = {"LEDGERFLOW_VALIDATE_RATE_PER_TENANT": "0", "LEDGERFLOW_VALIDATE_BURST": "3"}
+    tuned = EdgeLimits.from_env(env)
+    assert (tuned.validate_rate_per_tenant, tuned.validate_burst) == (0.0, 3.0)  # 0: no limit
+    assert "validate" in LIMIT_NAMES
+
+
 def test_rule_pack_publications_are_limited_to_one_a_minute_per_tenant_by_default() -> None:
     limits = EdgeLimits.from_env({})
     assert (limits.publish_rate_per_tenant * 60, limits.publish_burst) == (1.0, 10.0)

@@ -124,6 +124,15 @@ def test_duplicate_rule_id_refused() -> None:
     assert "repeats the id of rules[1]" in message
 
 
+def test_an_id_with_a_final_newline_is_refused_as_json_schema_means_its_pattern() -> None:
+    """Python's ``$`` matches before a final newline: ``codename\n`` passed the id pattern, and a
+    pack held rules ``codename`` and ``codename\n`` (one id to every reader, two to the unique check)."""
+    assert "rule 'codename\\n' (rules[2]).id" in refused(rule_with(2, id="codename\n"))
+    assert "pack.tenant: 'acme\\n' does not match" in refused(pack_with(tenant="acme\n"))
+    assert "when.tenant[0]" in refused(rule_with(0, when={"tenant": ["acme\n"]}))
+    load_rule_pack(rule_with(1, when={"keywords": ["line\n"]}))  # a keyword only needs a non-space
+
+
 def test_bad_action_refused() -> None:
     message = refused(rule_with(0, action="block"))
     assert "rule 'no-secrets' (rules[0]).action" in message and "'block'" in message
