@@ -16,6 +16,8 @@ import httpx
 from httpx_sse import aconnect_sse
 from httpx_sse._decoders import SSEDecoder  # the field parser (see ``parse``)
 
+from ledgerflow.errors import InfrastructureError
+
 
 @dataclass(frozen=True, slots=True)
 class SseEvent:
@@ -48,6 +50,21 @@ async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> Asyn
             yield SseEvent("", "", ident)
 
 
+class NotAnEventStream(InfrastructureError):
+    """A 200 answer that is not ``text/event-stream``: the address is not an SSE endpoint (a wrong
+    base URL, e.g. one the console answers with its page, or a proxy's page). Reading it as a
+    stream would find no frame and reconnect forever."""
+
+
+def check_event_stream(url: str, content_type: str) -> None:
+    """Raise NotAnEventStream unless ``content_type`` is ``text/event-stream`` (parameters aside)."""
+    if content_type.partition(";")[0].strip().lower() != "text/event-stream":
+        raise NotAnEventStream(
+            f"{url} answered 200 with {content_type[:60] or 'no content type'}, not an event stream "
+            "(text/event-stream): is that the edge's address?"
+        )
+
+
 async def follow(
     client: httpx.AsyncClient,
     url: str,
@@ -56,7 +73,8 @@ async def follow(
     *,
     checkpoints: bool = False,
 ) -> AsyncGenerator[SseEvent, None]:
-    """Frames of one SSE connection (raises httpx.HTTPStatusError on a non-200 answer)."""
+    """Frames of one SSE connection (raises httpx.HTTPStatusError on a non-200 answer,
+    NotAnEventStream on a 200 that is not an event stream)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
@@ -66,6 +84,7 @@ async def follow(
         if resp.status_code != 200:
             await resp.aread()
             resp.raise_for_status()
+        check_event_stream(url, resp.headers.get("content-type", ""))
         async for frame in parse(resp.aiter_lines(), checkpoints=checkpoints):
             yield frame
 

@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -29,7 +30,7 @@ import httpx
 from ledgerflow.client.edge_http import RETRY_STATUSES, TokenSource, error_for, resolve_token, retry_delay
 from ledgerflow.client.records import Notice, Received
 from ledgerflow.contracts.events import Event
-from ledgerflow.errors import AuthError
+from ledgerflow.errors import AuthError, InfrastructureError
 from ledgerflow.sse_client import SseEvent, follow
 
 RECONNECT_KINDS = frozenset({"expired", "overflow", "shutdown", "unavailable"})
@@ -47,10 +48,30 @@ def stream_path(conversation_id: str | None) -> str:
 
 
 def decode_frame(frame: SseEvent) -> Event:
-    """A data frame's event (JSON rendered by ledgerflow, chain fields included)."""
-    return Event.from_json(
-        json.loads(frame.data), now_micros=time.time_ns() // 1000, accept_chain_fields=True
-    )
+    """A data frame's event (JSON rendered by ledgerflow, chain fields included).
+
+    A frame that is not one (not JSON, not an event) raises InfrastructureError in one line
+    naming its id; the subscriber's ``last_event_id`` stays on the frame before it."""
+    try:
+        return Event.from_json(
+            json.loads(frame.data), now_micros=time.time_ns() // 1000, accept_chain_fields=True
+        )
+    except Exception as exc:  # json's ValueError, the envelope's ValidationError, a non-object's TypeError …
+        reason = " ".join(str(exc).split())[:200]
+        raise InfrastructureError(
+            f"the stream sent a data frame that is not a ledgerflow event (id {frame.id!s:.80}, "
+            f"event {frame.event[:40]!r}): {type(exc).__name__}: {reason}"
+        ) from None
+
+
+def control_data(frame: SseEvent) -> dict[str, Any]:
+    """A control frame's JSON object; anything else is kept as ``{"data": text}`` (the frame's
+    kind is what matters: a garbled detail does not end the stream)."""
+    try:
+        data = json.loads(frame.data) if frame.data else {}
+    except ValueError:
+        return {"data": frame.data}
+    return data if isinstance(data, dict) else {"data": data}
 
 
 class Subscriber:
@@ -100,6 +121,7 @@ class Subscriber:
         while True:
             token = await resolve_token(self.token)
             delay = 0.0
+            told = False  # the edge ended the stream with a frame saying why (or a new token ends it)
             try:
                 async with contextlib.aclosing(self._frames(token)) as frames:
                     async for frame in frames:
@@ -110,9 +132,14 @@ class Subscriber:
                         self._notify(frame)
                         if frame.kind in RECONNECT_KINDS:
                             delay = self._retry_s if frame.kind in ("shutdown", "unavailable") else 0.0
+                            told = True
                             break
                         if frame.kind == "reauth" and await self._switch_token(token):
+                            told = True
                             break
+                if not told:  # ended with no word (a proxy or server cut it short): back off as after a drop
+                    delay = retry_delay(None, failures)
+                    failures += 1
             except httpx.HTTPStatusError as exc:
                 resp = exc.response
                 if resp.status_code == 401:
@@ -157,8 +184,7 @@ class Subscriber:
             return received
         if frame.event == "heartbeat":
             return None
-        data = json.loads(frame.data) if frame.data else {}
-        return Notice(frame.event, data if isinstance(data, dict) else {"data": data})
+        return Notice(frame.event, control_data(frame))
 
     async def _switch_token(self, token: str) -> bool:
         """On ``reauth``: reconnect now if the callback has another token, else keep the stream
