@@ -1,17 +1,21 @@
-"""ledgerflow.client where the way to the edge misbehaves: a base URL that answers a page, and a
-server that ends streams without a word."""
+"""ledgerflow.client where the way to the edge misbehaves: a base URL that answers a page, a
+server that ends streams without a word, and the same event or step key sent twice at once
+(what a client's retry racing its first attempt looks like at the edge)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ledgerflow.client import Subscriber
+from ledgerflow.client import AsyncProducer, Decisions, Subscriber
 from ledgerflow.config import Settings
+from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.errors import InfrastructureError
+from tests.integration.edgekit import events_on_log
 from tests.support.processes import running_edge
 
 Tokens = Callable[..., str]
@@ -72,3 +76,34 @@ def test_a_stream_that_ends_without_a_word_is_reconnected_with_backoff() -> None
     assert 3 <= sub.connections <= 6, sub.connections  # 0.2 + 0.4 + 0.8 + 1.6 s of backoff
     assert sub.last_event_id == "d0:4.e0:9"
     assert all("last-event-id: d0:4.e0:9" in head.lower() for head in asked[1:])
+
+
+def test_the_same_event_and_the_same_step_key_sent_twice_at_once_are_one_publication(
+    settings: Settings, edge: str, tokens: Tokens
+) -> None:
+    """Two sends of one event id (or one Idempotency-Key) at once: the second finds the first
+    still publishing and the edge answers 409 with Retry-After ("retry shortly"). Before, the
+    client raised that as a ValidationError; it now retries, and answers the first's position
+    (``duplicate``) or event id. The log holds each turn once."""
+    conv = f"c-{uuid.uuid4().hex[:8]}"
+    token = tokens()
+
+    async def go() -> None:
+        async with AsyncProducer(edge, token=token) as one, AsyncProducer(edge, token=token) as two:
+            for n in range(10):
+                event = await one.event(MessageSubmitted(f"t{n}", "user", "hi", "m"), subject=conv)
+                a, b = await asyncio.gather(one.publish_events([event]), two.publish_events([event]))
+                assert (a[0].partition, a[0].offset) == (b[0].partition, b[0].offset)
+                assert sorted([a[0].duplicate, b[0].duplicate]) == [False, True]
+        async with Decisions(edge, token=token) as one, Decisions(edge, token=token) as two:
+            for n in range(5):
+                key = f"k-{uuid.uuid4().hex}"
+                first, second = await asyncio.gather(
+                    one.step(conv, f"step {n}", wait_s=0, idempotency_key=key),
+                    two.step(conv, f"step {n}", wait_s=0, idempotency_key=key),
+                )
+                assert first.event_id == second.event_id
+
+    asyncio.run(go())
+    contents = [e.payload.content for e in events_on_log(settings) if e.subject == conv]  # type: ignore[union-attr]
+    assert sorted(contents) == sorted(["hi"] * 10 + [f"step {n}" for n in range(5)])
