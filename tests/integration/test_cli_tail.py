@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
@@ -148,17 +149,20 @@ def test_tail_failures_are_one_line(settings: Settings, edge: str) -> None:
     )
 
 
+@pytest.mark.parametrize("given", [None, "garbage"])
 def test_tail_resumes_from_its_checkpoint_when_the_edge_restarts_before_its_first_event(
-    settings: Settings, log_dir: Path
+    settings: Settings, log_dir: Path, given: str | None
 ) -> None:
     """A tail that has shown nothing yet resumes from where its stream began: the turn written
     while no edge ran is shown. Before, the tail kept no cursor until a data frame, reconnected
-    live and never showed it."""
+    live (or, given a cursor the edge had reset, with that cursor again: another reset to live)
+    and never showed it."""
     at_edge = settings.with_overrides(http=f"127.0.0.1:{free_port()}")
     base = f"http://{at_edge.http}"
     edge = start(at_edge, "edge", "serve", log_dir=log_dir)
     wait_http_ready(edge, base)
-    tail = Tail(at_edge, "c8", "--tenant", "acme", "--count", "1", "--json")
+    resume = ["--last-event-id", given] if given else []
+    tail = Tail(at_edge, "c8", "--tenant", "acme", "--count", "1", "--json", *resume)
     try:
         edge.stop()  # the tail's stream ends with `shutdown` before any event
         asyncio.run(_say(settings, "c8", "while-down"))
@@ -168,6 +172,8 @@ def test_tail_resumes_from_its_checkpoint_when_the_edge_restarts_before_its_firs
     finally:
         edge.stop()
     assert _contents(lines) == ["while-down"]
+    controls = [json.loads(line)["event"] for line in lines if json.loads(line)["id"] is None]
+    assert controls == (["reset", "shutdown"] if given else ["shutdown"])
     assert f"tail: resumed {base}/v1/conversation/stream?conversation_id=c8" in err
 
 
