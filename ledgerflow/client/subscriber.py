@@ -38,7 +38,10 @@ RECONNECT_KINDS = frozenset({"expired", "overflow", "shutdown", "unavailable"})
 MIN_CONNECTION_S = 1.0
 """A ``reauth`` on a younger connection does not make the subscriber switch tokens (``_switch_token``)."""
 MAX_AUTH_FAILURES = 2
-"""401s in a row (each after asking the token callback again) before giving up."""
+"""401s in a row (each after asking the token callback again), or ``expired`` frames after which
+the callback gave the token that just expired again, before giving up. The edge accepts a token
+for its leeway (30 s) past ``exp``, but a stream on it ends at once with ``expired``: reconnecting
+with it looped, dozens of connections a second for those 30 s."""
 
 
 def stream_path(conversation_id: str | None) -> str:
@@ -117,19 +120,36 @@ class Subscriber:
     async def events(self) -> AsyncGenerator[Received, None]:
         """Every event of the stream from the resume point on, across reconnects, until cancelled."""
         failures = 0  # reconnects in a row without a frame (backoff)
-        auth_failures = 0
+        auth_failures = 0  # refused or expired tokens in a row
+        fresh: str | None = None  # a token already asked of the callback, for the next connection
         while True:
-            token = await resolve_token(self.token)
+            token = fresh if fresh is not None else await resolve_token(self.token)
+            fresh = None
             delay = 0.0
             told = False  # the edge ended the stream with a frame saying why (or a new token ends it)
             try:
                 async with contextlib.aclosing(self._frames(token)) as frames:
                     async for frame in frames:
-                        failures = auth_failures = 0
+                        failures = 0
+                        if not (isinstance(frame, Notice) and frame.kind == "expired"):
+                            auth_failures = 0
                         if isinstance(frame, Received):
                             yield frame
                             continue
                         self._notify(frame)
+                        if frame.kind == "expired":
+                            told = True
+                            fresh = await resolve_token(self.token)
+                            if fresh == token:  # reconnecting with it would only be `expired` again
+                                auth_failures += 1
+                                if isinstance(self.token, str) or auth_failures > MAX_AUTH_FAILURES:
+                                    raise AuthError(
+                                        "the stream's token expired and no other came "
+                                        f"({auth_failures} in a row): pass a callback that returns a fresh "
+                                        "token, and last_event_id to resume"
+                                    )
+                                delay = retry_delay(None, auth_failures)
+                            break
                         if frame.kind in RECONNECT_KINDS:
                             delay = self._retry_s if frame.kind in ("shutdown", "unavailable") else 0.0
                             told = True

@@ -1,6 +1,7 @@
 """ledgerflow.client where the way to the edge misbehaves: a base URL that answers a page, a
-server that ends streams without a word, and the same event or step key sent twice at once
-(what a client's retry racing its first attempt looks like at the edge)."""
+server that ends streams without a word, the same event or step key sent twice at once
+(what a client's retry racing its first attempt looks like at the edge), and a token that
+expired with no other to take."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ledgerflow.client import AsyncProducer, Decisions, Subscriber
+from ledgerflow.client import AsyncProducer, Decisions, Subscriber, TokenSource
 from ledgerflow.config import Settings
 from ledgerflow.contracts.payloads import MessageSubmitted
-from ledgerflow.errors import InfrastructureError
+from ledgerflow.errors import AuthError, InfrastructureError
 from tests.integration.edgekit import events_on_log
 from tests.support.processes import running_edge
 
@@ -107,3 +108,31 @@ def test_the_same_event_and_the_same_step_key_sent_twice_at_once_are_one_publica
     asyncio.run(go())
     contents = [e.payload.content for e in events_on_log(settings) if e.subject == conv]  # type: ignore[union-attr]
     assert sorted(contents) == sorted(["hi"] * 10 + [f"step {n}" for n in range(5)])
+
+
+def test_an_expired_token_with_no_other_to_take_is_an_auth_error_not_a_reconnect_loop(
+    settings: Settings, log_dir: Path, tokens: Tokens
+) -> None:
+    """The edge takes a token for its leeway (30 s) past ``exp``, but a stream on it ends at once
+    with ``expired``. Before, a subscriber whose token source had no other (a fixed token, or a
+    callback still returning the expired one) reconnected at once every time: about 1,350
+    connections until the leeway ran out and a 401 ended it. Now a fixed token ends at its first
+    ``expired``, a callback after three, each waited with backoff."""
+    with running_edge(settings, log_dir, {"LEDGERFLOW_SSE_REAUTH_BEFORE_S": "1"}) as (_, base):
+
+        async def follow(source: TokenSource) -> tuple[Subscriber, str]:
+            async with Subscriber(base, token=source) as sub:
+                with pytest.raises(AuthError) as caught:
+                    await asyncio.wait_for(anext(sub.events()), 20)
+            return sub, str(caught.value)
+
+        fixed = tokens(roles="subscriber", ttl_seconds=3)
+        sub, message = asyncio.run(follow(fixed))
+        assert sub.connections == 1
+        assert message == (
+            "the stream's token expired and no other came (1 in a row): pass a callback that returns "
+            "a fresh token, and last_event_id to resume"
+        )
+        stale = tokens(roles="subscriber", ttl_seconds=3)
+        sub, message = asyncio.run(follow(lambda: stale))
+        assert sub.connections == 3 and "(3 in a row)" in message
