@@ -136,3 +136,35 @@ def test_an_expired_token_with_no_other_to_take_is_an_auth_error_not_a_reconnect
         stale = tokens(roles="subscriber", ttl_seconds=3)
         sub, message = asyncio.run(follow(lambda: stale))
         assert sub.connections == 3 and "(3 in a row)" in message
+
+
+def test_a_line_that_never_ends_is_one_error_not_memory_without_end() -> None:
+    """A server that sends a data line of 20 MB with no end, and holds the connection. Before,
+    the subscriber buffered it whole and waited for more (about four bytes of memory per byte
+    sent, without bound); now it refuses past 16 MiB, in one line."""
+    head = b"id: e0:1\nevent: MessageSubmitted\ndata: "
+    filler = b"x" * 65536
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        writer.write(b"%x\r\n" % len(head) + head + b"\r\n")
+        for _ in range(320):  # 20 MiB
+            writer.write(b"%x\r\n" % len(filler) + filler + b"\r\n")
+            await writer.drain()
+        await asyncio.sleep(60)
+
+    async def follow() -> tuple[Subscriber, str]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with Subscriber(f"http://127.0.0.1:{port}", token="a.b.c") as sub:
+            with pytest.raises(InfrastructureError) as caught:
+                await asyncio.wait_for(anext(sub.events()), 30)
+        server.close()
+        return sub, str(caught.value)
+
+    sub, message = asyncio.run(follow())
+    assert message == "the stream sent a line longer than 16,777,216 characters: not a frame of the edge's"
+    assert sub.connections == 1 and sub.last_event_id is None
