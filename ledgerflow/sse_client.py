@@ -8,13 +8,17 @@ over the socket (a tiny receive buffer to play a slow client).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
 
 import httpx
 from httpx_sse import aconnect_sse
 from httpx_sse._decoders import SSEDecoder  # the field parser (see ``parse``)
+
+from ledgerflow.errors import InfrastructureError
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,61 @@ class SseEvent:
     data: str
     id: str | None  # None for control frames (they carry no id)
     retry: int | None = None  # the frame's ``retry:`` (reconnection delay, ms), if any
+
+
+MAX_LINE_CHARS = 16 * 1024 * 1024
+"""The longest line ``follow`` takes. The edge's longest is a data frame of one record (bodies are
+at most 256 KiB, Kafka's records 1 MB by default; JSON escapes grow them at most sixfold): a
+longer one, or one that never ends, is a server gone wrong, not something to buffer without end."""
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class FrameTooLarge(InfrastructureError):
+    """A line of the stream longer than ``MAX_LINE_CHARS``."""
+
+
+@dataclass
+class LineSplitter:
+    """Pure: text chunks in, complete lines out, split at CRLF, LF or CR (WHATWG HTML §9.2.5), a CRLF
+    split between chunks included. Holds at most ``limit`` characters of an unfinished line: past
+    that, FrameTooLarge. What is left at the end of the stream is no line (the spec discards it)."""
+
+    limit: int = MAX_LINE_CHARS
+    _parts: list[str] = field(default_factory=list)
+    _size: int = 0
+    _after_cr: bool = False
+
+    def feed(self, chunk: str) -> list[str]:
+        if not chunk:
+            return []  # keeps a pending CR's state
+        if self._after_cr and chunk.startswith("\n"):
+            chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
+        self._after_cr = chunk.endswith("\r")
+        lines, start = [], 0
+        for eol in _EOL.finditer(chunk):
+            self._take(chunk[start : eol.start()])
+            lines.append("".join(self._parts))
+            self._parts, self._size = [], 0
+            start = eol.end()
+        self._take(chunk[start:])
+        return lines
+
+    def _take(self, text: str) -> None:
+        self._size += len(text)
+        if self._size > self.limit:
+            raise FrameTooLarge(
+                f"the stream sent a line longer than {self.limit:,} characters: not a frame of the edge's"
+            )
+        if text:
+            self._parts.append(text)
+
+
+async def bounded_lines(chunks: AsyncIterator[str], limit: int = MAX_LINE_CHARS) -> AsyncGenerator[str, None]:
+    """The lines of a text stream (``LineSplitter``)."""
+    splitter = LineSplitter(limit)
+    async for chunk in chunks:
+        for line in splitter.feed(chunk):
+            yield line
 
 
 async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> AsyncIterator[SseEvent]:
@@ -48,6 +107,21 @@ async def parse(lines: AsyncIterator[str], *, checkpoints: bool = False) -> Asyn
             yield SseEvent("", "", ident)
 
 
+class NotAnEventStream(InfrastructureError):
+    """A 200 answer that is not ``text/event-stream``: the address is not an SSE endpoint (a wrong
+    base URL, e.g. one the console answers with its page, or a proxy's page). Reading it as a
+    stream would find no frame and reconnect forever."""
+
+
+def check_event_stream(url: str, content_type: str) -> None:
+    """Raise NotAnEventStream unless ``content_type`` is ``text/event-stream`` (parameters aside)."""
+    if content_type.partition(";")[0].strip().lower() != "text/event-stream":
+        raise NotAnEventStream(
+            f"{url} answered 200 with {content_type[:60] or 'no content type'}, not an event stream "
+            "(text/event-stream): is that the edge's address?"
+        )
+
+
 async def follow(
     client: httpx.AsyncClient,
     url: str,
@@ -55,8 +129,10 @@ async def follow(
     last_event_id: str | None = None,
     *,
     checkpoints: bool = False,
-) -> AsyncIterator[SseEvent]:
-    """Frames of one SSE connection (raises httpx.HTTPStatusError on a non-200 answer)."""
+) -> AsyncGenerator[SseEvent, None]:
+    """Frames of one SSE connection (raises httpx.HTTPStatusError on a non-200 answer,
+    NotAnEventStream on a 200 that is not an event stream, FrameTooLarge on a line longer than
+    ``MAX_LINE_CHARS``)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
@@ -66,8 +142,10 @@ async def follow(
         if resp.status_code != 200:
             await resp.aread()
             resp.raise_for_status()
-        async for frame in parse(resp.aiter_lines(), checkpoints=checkpoints):
-            yield frame
+        check_event_stream(url, resp.headers.get("content-type", ""))
+        async with contextlib.aclosing(bounded_lines(resp.aiter_text())) as lines:
+            async for frame in parse(lines, checkpoints=checkpoints):
+                yield frame
 
 
 class SseHttpError(Exception):

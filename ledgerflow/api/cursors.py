@@ -70,9 +70,11 @@ def resume_from(last_event_id: str, keys: Iterable[TopicPartitionKey]) -> Resume
     """Parse ``Last-Event-ID`` for a stream reading ``keys``.
 
     An absent header starts live with no reset. A malformed cursor, or one of another
-    stream (different topic-partitions, e.g. another conversation or a changed partition
-    count), restarts live with a reset: never a silent skip, never an error status that
-    an ``EventSource`` would retry forever with the same header.
+    stream (different topic-partitions, e.g. another conversation's on another partition,
+    or a changed partition count), restarts live with a reset: never a silent skip, never
+    an error status that an ``EventSource`` would retry forever with the same header. A
+    cursor carries no tenant or conversation: one of another stream reading the same
+    partitions (a conversation on the same partition) is taken as positions (docs/sse.md).
     """
     last_event_id = last_event_id.strip()
     if not last_event_id:

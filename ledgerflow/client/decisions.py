@@ -6,8 +6,9 @@
             print(result.decision.outcome)
 
 Every call carries an ``Idempotency-Key`` (a fresh UUID unless you pass one, e.g. your own
-request id): the helper's own retries (lost connection, 503/429, a 401 answered with a fresh
-token) and yours with the same key publish the turn once and answer the same decision.
+request id): the helper's own retries (lost connection, 503/429, a 409 while the first request
+with the key is still publishing, a 401 answered with a fresh token) and yours with the same
+key publish the turn once and answer the same decision.
 """
 
 from __future__ import annotations

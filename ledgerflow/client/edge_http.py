@@ -2,7 +2,9 @@
 
 A request is retried only when repeating it cannot double its effect (the caller's job: the
 producer always sends an ``event_id``, the decisions helper an ``Idempotency-Key``): after a
-503/429 (waiting ``Retry-After``), a lost connection, or a 401 (once, with a fresh token).
+503/429 (waiting ``Retry-After``), a 409 with ``Retry-After`` (the edge is still publishing the
+first request with this event id or key: a retry of ours or of the caller's raced it), a lost
+connection, or a 401 (once, with a fresh token).
 """
 
 from __future__ import annotations
@@ -48,12 +50,18 @@ def problem_detail(resp: httpx.Response) -> str:
     return resp.text[:200]
 
 
+def retryable(resp: httpx.Response) -> bool:
+    """Whether the edge means "later": 429, 502, 503, 504, or a 409 with ``Retry-After`` (the first
+    request with this event id or ``Idempotency-Key`` is still being processed, api/idempotency.py)."""
+    return resp.status_code in RETRY_STATUSES or (resp.status_code == 409 and "retry-after" in resp.headers)
+
+
 def error_for(resp: httpx.Response, what: str) -> LedgerflowError:
     """The ledgerflow error for a refused request (never echoes the token)."""
     detail = f"{what}: HTTP {resp.status_code}: {problem_detail(resp)}"
     if resp.status_code in (401, 403):
         return AuthError(detail, status=resp.status_code)
-    if resp.status_code >= 500 or resp.status_code in RETRY_STATUSES:
+    if resp.status_code >= 500 or retryable(resp):
         return InfrastructureError(detail)
     return ValidationError(detail)
 
@@ -121,7 +129,7 @@ class EdgeHttp:
             if resp.status_code == 401 and not refreshed and not isinstance(self.token, str):
                 refreshed = True  # the token may have expired between calls: ask the callback once more
                 continue
-            if resp.status_code in RETRY_STATUSES and attempt + 1 < self.attempts:
+            if retryable(resp) and attempt + 1 < self.attempts:
                 await asyncio.sleep(retry_delay(resp, attempt))
                 attempt += 1
                 continue

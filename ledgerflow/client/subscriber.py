@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -29,7 +30,7 @@ import httpx
 from ledgerflow.client.edge_http import RETRY_STATUSES, TokenSource, error_for, resolve_token, retry_delay
 from ledgerflow.client.records import Notice, Received
 from ledgerflow.contracts.events import Event
-from ledgerflow.errors import AuthError
+from ledgerflow.errors import AuthError, InfrastructureError
 from ledgerflow.sse_client import SseEvent, follow
 
 RECONNECT_KINDS = frozenset({"expired", "overflow", "shutdown", "unavailable"})
@@ -37,7 +38,10 @@ RECONNECT_KINDS = frozenset({"expired", "overflow", "shutdown", "unavailable"})
 MIN_CONNECTION_S = 1.0
 """A ``reauth`` on a younger connection does not make the subscriber switch tokens (``_switch_token``)."""
 MAX_AUTH_FAILURES = 2
-"""401s in a row (each after asking the token callback again) before giving up."""
+"""401s in a row (each after asking the token callback again), or ``expired`` frames after which
+the callback gave the token that just expired again, before giving up. The edge accepts a token
+for its leeway (30 s) past ``exp``, but a stream on it ends at once with ``expired``: reconnecting
+with it looped, dozens of connections a second for those 30 s."""
 
 
 def stream_path(conversation_id: str | None) -> str:
@@ -47,10 +51,30 @@ def stream_path(conversation_id: str | None) -> str:
 
 
 def decode_frame(frame: SseEvent) -> Event:
-    """A data frame's event (JSON rendered by ledgerflow, chain fields included)."""
-    return Event.from_json(
-        json.loads(frame.data), now_micros=time.time_ns() // 1000, accept_chain_fields=True
-    )
+    """A data frame's event (JSON rendered by ledgerflow, chain fields included).
+
+    A frame that is not one (not JSON, not an event) raises InfrastructureError in one line
+    naming its id; the subscriber's ``last_event_id`` stays on the frame before it."""
+    try:
+        return Event.from_json(
+            json.loads(frame.data), now_micros=time.time_ns() // 1000, accept_chain_fields=True
+        )
+    except Exception as exc:  # json's ValueError, the envelope's ValidationError, a non-object's TypeError …
+        reason = " ".join(str(exc).split())[:200]
+        raise InfrastructureError(
+            f"the stream sent a data frame that is not a ledgerflow event (id {frame.id!s:.80}, "
+            f"event {frame.event[:40]!r}): {type(exc).__name__}: {reason}"
+        ) from None
+
+
+def control_data(frame: SseEvent) -> dict[str, Any]:
+    """A control frame's JSON object; anything else is kept as ``{"data": text}`` (the frame's
+    kind is what matters: a garbled detail does not end the stream)."""
+    try:
+        data = json.loads(frame.data) if frame.data else {}
+    except ValueError:
+        return {"data": frame.data}
+    return data if isinstance(data, dict) else {"data": data}
 
 
 class Subscriber:
@@ -96,23 +120,46 @@ class Subscriber:
     async def events(self) -> AsyncGenerator[Received, None]:
         """Every event of the stream from the resume point on, across reconnects, until cancelled."""
         failures = 0  # reconnects in a row without a frame (backoff)
-        auth_failures = 0
+        auth_failures = 0  # refused or expired tokens in a row
+        fresh: str | None = None  # a token already asked of the callback, for the next connection
         while True:
-            token = await resolve_token(self.token)
+            token = fresh if fresh is not None else await resolve_token(self.token)
+            fresh = None
             delay = 0.0
+            told = False  # the edge ended the stream with a frame saying why (or a new token ends it)
             try:
                 async with contextlib.aclosing(self._frames(token)) as frames:
                     async for frame in frames:
-                        failures = auth_failures = 0
+                        failures = 0
+                        if not (isinstance(frame, Notice) and frame.kind == "expired"):
+                            auth_failures = 0
                         if isinstance(frame, Received):
                             yield frame
                             continue
                         self._notify(frame)
+                        if frame.kind == "expired":
+                            told = True
+                            fresh = await resolve_token(self.token)
+                            if fresh == token:  # reconnecting with it would only be `expired` again
+                                auth_failures += 1
+                                if isinstance(self.token, str) or auth_failures > MAX_AUTH_FAILURES:
+                                    raise AuthError(
+                                        "the stream's token expired and no other came "
+                                        f"({auth_failures} in a row): pass a callback that returns a fresh "
+                                        "token, and last_event_id to resume"
+                                    )
+                                delay = retry_delay(None, auth_failures)
+                            break
                         if frame.kind in RECONNECT_KINDS:
                             delay = self._retry_s if frame.kind in ("shutdown", "unavailable") else 0.0
+                            told = True
                             break
                         if frame.kind == "reauth" and await self._switch_token(token):
+                            told = True
                             break
+                if not told:  # ended with no word (a proxy or server cut it short): back off as after a drop
+                    delay = retry_delay(None, failures)
+                    failures += 1
             except httpx.HTTPStatusError as exc:
                 resp = exc.response
                 if resp.status_code == 401:
@@ -157,8 +204,7 @@ class Subscriber:
             return received
         if frame.event == "heartbeat":
             return None
-        data = json.loads(frame.data) if frame.data else {}
-        return Notice(frame.event, data if isinstance(data, dict) else {"data": data})
+        return Notice(frame.event, control_data(frame))
 
     async def _switch_token(self, token: str) -> bool:
         """On ``reauth``: reconnect now if the callback has another token, else keep the stream

@@ -1,8 +1,12 @@
 """``ledgerflow tail``: follow a conversation (or the tenant's whole stream) through the edge's SSE.
 
-Resume: the stream's cursor is the id of the last data frame. When a stream ends (edge
+Resume: the stream's cursor is the last id received, a data frame's or a checkpoint's (the
+id-only block every stream opens with, and the one after a ``reset``): a tail that has shown
+nothing yet still resumes from where its stream began, not from "now". When a stream ends (edge
 restart, ``shutdown``, ``overflow``, a dropped connection) the tail reconnects with that
-cursor as ``Last-Event-ID`` after the server's retry delay: no gap, no duplicate. On
+cursor as ``Last-Event-ID`` after the server's retry delay: no gap, no duplicate. A reconnect
+answered 429 or 5xx (the tenant's streams are all taken, the edge is closing, Kafka does not
+answer) is tried again after the answer's ``Retry-After``; only a first connection fails at once. On
 ``reauth``/``expired`` it mints a fresh token (when it minted the first one from the local
 dev key) and reconnects the same way. ``--last-event-id`` resumes an earlier tail; the cursor
 to do so is printed on stderr when the tail stops.
@@ -11,6 +15,7 @@ to do so is printed on stderr when the tail stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.sse_client import SseEvent, follow
 
@@ -26,6 +32,8 @@ RECONNECT_S = 2.0  # the edge's own `retry:` (docs/sse.md)
 RENEW = frozenset({"reauth", "expired"})
 ENDING = frozenset({"overflow", "shutdown", "unavailable"})
 CONTENT_PREVIEW = 80
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER_S = 60.0
 
 
 @dataclass
@@ -80,6 +88,20 @@ def summary(event_type: str, p: dict[str, Any]) -> str:
     return json.dumps(p, ensure_ascii=False, sort_keys=True)[:200]
 
 
+def refusal_wait(status: int, retry_after: str, *, connected: bool) -> float | None:
+    """How long to wait before reconnecting after a refused stream, or None to give up.
+
+    A refusal the edge means as "later" (429, 502, 503, 504) after the tail has followed the
+    stream is waited out (``Retry-After``, else the reconnect delay): the edge restarting or
+    briefly full must not end a tail that holds a cursor. The first connection fails at once,
+    so a tail pointed at the wrong place says so."""
+    if not connected or status not in RETRY_STATUSES:
+        return None
+    if ascii_digits(retry_after):
+        return min(float(retry_after), MAX_RETRY_AFTER_S)
+    return RECONNECT_S
+
+
 def _control_detail(data: Any) -> str:
     if isinstance(data, dict):
         return str(data.get("detail") or data.get("reason") or json.dumps(data, sort_keys=True))
@@ -112,24 +134,37 @@ async def tail(
         while count is None or state.shown < count:
             control, opened = None, False
             try:
-                async for frame in follow(client, base_url + path, current, state.cursor):
-                    if not opened:  # the stream's first block (its checkpoint): we are in
-                        opened = True
-                        note(f"tail: {'following' if not state.connected else 'resumed'} {base_url}{path}")
-                    state.connected = True
-                    line = render(frame, as_json=as_json)
-                    if frame.id is not None and frame.data:  # a data frame: the resume point
-                        state.cursor = frame.id
-                        state.shown += 1
-                    if line is not None:
-                        emit(line)
-                    if frame.id is None and frame.event in RENEW | ENDING:
-                        control = frame.event
-                        break
-                    if count is not None and state.shown >= count:
-                        return
+                stream = follow(client, base_url + path, current, state.cursor, checkpoints=True)
+                async with contextlib.aclosing(stream) as frames:
+                    async for frame in frames:
+                        if not opened:  # the stream's first block (its checkpoint): we are in
+                            opened = True
+                            verb = "resumed" if state.connected else "following"
+                            note(f"tail: {verb} {base_url}{path}")
+                        state.connected = True
+                        if frame.id is not None:  # a data frame or a checkpoint: the resume point
+                            state.cursor = frame.id
+                            if not frame.data:
+                                continue  # a checkpoint shows nothing
+                            state.shown += 1
+                        line = render(frame, as_json=as_json)
+                        if line is not None:
+                            emit(line)
+                        if frame.id is None and frame.event in RENEW | ENDING:
+                            control = frame.event
+                            break
+                        if count is not None and state.shown >= count:
+                            return
             except httpx.HTTPStatusError as exc:
-                raise _refusal(exc.response, base_url) from None
+                resp = exc.response
+                wait = refusal_wait(
+                    resp.status_code, resp.headers.get("retry-after", ""), connected=state.connected
+                )
+                if wait is None:
+                    raise _refusal(resp, base_url) from None
+                note(f"{_refusal(resp, base_url)}; reconnecting in {wait:g} s")
+                await asyncio.sleep(wait)
+                continue
             except httpx.TransportError as exc:
                 if not state.connected:
                     raise InfrastructureError(

@@ -10,7 +10,7 @@ import pytest
 from ledgerflow.api import sse
 from ledgerflow.api.server import SseKnobs
 from ledgerflow.errors import ValidationError
-from ledgerflow.sse_client import SseEvent, parse
+from ledgerflow.sse_client import FrameTooLarge, LineSplitter, SseEvent, parse
 
 
 def _parse(raw: bytes) -> list[SseEvent]:
@@ -109,3 +109,26 @@ def test_parser_can_surface_checkpoints_for_clients_that_track_the_last_event_id
         return [e async for e in parse(lines(), checkpoints=True)]
 
     assert anyio.run(collect) == [SseEvent("", "", "e0:5"), SseEvent("heartbeat", "{}", None)]
+
+
+def _split(chunks: list[str], limit: int = 100) -> list[str]:
+    splitter = LineSplitter(limit)
+    return [line for chunk in chunks for line in splitter.feed(chunk)]
+
+
+def test_lines_split_at_crlf_lf_and_cr_across_chunks() -> None:
+    assert _split(["id: 1\nevent: x\r\ndata: {}\r\r\n"]) == ["id: 1", "event: x", "data: {}", ""]
+    # A CRLF split between two chunks (an empty chunk between them too) is one line end.
+    assert _split(["data: a\r", "", "\ndata: b\n", "\n"]) == ["data: a", "data: b", ""]
+    assert _split(["da", "ta: ", "long\n"]) == ["data: long"]
+    assert _split(["data: never ended"]) == []  # discarded at the end of the stream (WHATWG)
+
+
+def test_a_line_longer_than_the_limit_is_refused_before_it_is_buffered_whole() -> None:
+    splitter = LineSplitter(10)
+    assert splitter.feed("0123456789\n") == ["0123456789"]
+    splitter.feed("01234")
+    with pytest.raises(FrameTooLarge, match="longer than 10 characters"):
+        splitter.feed("567890")  # no line end yet: the 11th character is refused
+    with pytest.raises(FrameTooLarge):
+        LineSplitter(10).feed("0123456789A\n")  # ended in the same chunk: refused all the same

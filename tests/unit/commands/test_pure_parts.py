@@ -9,7 +9,7 @@ import pytest
 
 from ledgerflow.commands.policy import diff_lines, format_list, pick
 from ledgerflow.commands.progress import PlainProgress, bar
-from ledgerflow.commands.tail import render, stream_path
+from ledgerflow.commands.tail import RECONNECT_S, refusal_wait, render, stream_path
 from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.dlq.replay import REPLAY, SKIP, Filters, format_steps, plan, replay_tag, selected
 from ledgerflow.kafka.deadletters import LocatedDeadLetter
@@ -58,6 +58,15 @@ def test_render_pretty_json_and_silent_frames() -> None:
         "data": {"detail": "x"},
     }
     assert render(SseEvent("X", "not json", "e"), as_json=False) == "X 'not json'"
+
+
+def test_tail_waits_out_a_refused_reconnect_but_not_a_refused_first_connection() -> None:
+    assert refusal_wait(429, "5", connected=True) == 5.0
+    assert refusal_wait(503, "", connected=True) == RECONNECT_S
+    assert refusal_wait(503, "86400", connected=True) == 60.0  # bounded
+    assert refusal_wait(503, "5", connected=False) is None  # the first connection fails at once
+    for status in (400, 401, 403, 404, 422, 500):
+        assert refusal_wait(status, "5", connected=True) is None
 
 
 def test_policy_diff_ignores_the_version_and_key_order() -> None:
