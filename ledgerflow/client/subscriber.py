@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
@@ -32,6 +33,8 @@ from ledgerflow.client.records import Notice, Received
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError
 from ledgerflow.sse_client import SseEvent, follow
+
+log = logging.getLogger(__name__)
 
 RECONNECT_KINDS = frozenset({"expired", "overflow", "shutdown", "unavailable"})
 """Control frames after which the edge ends the stream: reconnect from the last cursor."""
@@ -217,3 +220,16 @@ class Subscriber:
     def _notify(self, notice: Notice) -> None:
         if self.on_notice is not None:
             self.on_notice(notice)
+        elif notice.kind == "reset":  # nobody listens, and the stream did not resume where asked
+            log.warning("%s", reset_warning(self.url, notice.data))
+
+
+def reset_warning(url: str, data: dict[str, Any]) -> str:
+    """Pure: the line logged for a ``reset`` no ``on_notice`` handles: the stream did not resume
+    where it was asked to, and why (the edge's ``reason``), and where it goes on from."""
+    reason = " ".join(str(data.get("reason") or "no reason given").split())[:300]
+    restart = data.get("restart") or "?"
+    return (
+        f"{url}: the edge could not resume at the cursor given ({reason}); following on from the "
+        f"{restart} position, so events in between were not delivered (pass on_notice to handle resets)"
+    )
