@@ -481,7 +481,7 @@ def _tail_parser(sub: Any) -> None:
 def _training_parser(sub: Any) -> None:
     tr = sub.add_parser("training", help="enable, disable or show a tenant's training mode")
     tr.add_argument("action", choices=["enable", "disable", "status"])
-    tr.add_argument("--tenant", required=True)
+    tr.add_argument("--tenant", required=True, help="the tenant whose training mode to switch or show")
     tr.add_argument("--reason", help="why (enable, disable: required; it goes into the audit log)")
     tr.add_argument("--ttl", type=positive_int, help="enable: seconds until it expires by itself")
     tr.add_argument(
@@ -577,9 +577,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler=cmd_serve)
 
     d = sub.add_parser("demo", help="stack + worker + edge + realistic traffic; Ctrl-C stops all")
-    d.add_argument("--rate", type=positive_float, default=5.0, help="turns per second (default 5)")
-    d.add_argument("--duration", type=nonnegative_float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
-    d.add_argument("--tenants", type=tenant_list, default="acme,globex", help="comma-separated tenants")
+    d.add_argument(
+        "--rate", type=positive_float, default=5.0, help="conversation events per second (default 5)"
+    )
+    d.add_argument(
+        "--duration", type=nonnegative_float, default=0.0, help="seconds to run; 0 = until Ctrl-C (default)"
+    )
+    d.add_argument(
+        "--tenants",
+        type=tenant_list,
+        default="acme,globex",
+        help="comma-separated tenants (default acme,globex)",
+    )
     d.add_argument(
         "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
     )
@@ -587,11 +596,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(handler=cmd_demo)
 
     pr = sub.add_parser("produce", help="publish generated conversations to Kafka")
-    pr.add_argument("--count", type=int, default=10, help="conversations to publish")
+    pr.add_argument("--count", type=positive_int, default=10, help="conversations to publish (default 10)")
     pr.add_argument(
-        "--rate", type=nonnegative_float, default=0.0, help="turns per second; 0 = as fast as possible"
+        "--rate",
+        type=nonnegative_float,
+        default=0.0,
+        help="conversation events per second; 0 = as fast as possible (default)",
     )
-    pr.add_argument("--tenants", type=tenant_list, default="acme,globex", help="comma-separated tenants")
+    pr.add_argument(
+        "--tenants",
+        type=tenant_list,
+        default="acme,globex",
+        help="comma-separated tenants (default acme,globex)",
+    )
     pr.add_argument(
         "--retry-for",
         type=nonnegative_float,
@@ -603,10 +620,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(handler=cmd_produce)
 
     t = sub.add_parser("token", help="mint a dev JWT signed with the local dev key")
-    t.add_argument("--tenant", required=True)
-    t.add_argument("--roles", default="subscriber", help="comma-separated: producer,subscriber,admin,auditor")
-    t.add_argument("--sub", default="dev-user", help="subject (user id)")
-    t.add_argument("--ttl", type=positive_int, default=3600, help="lifetime in seconds")
+    t.add_argument("--tenant", required=True, help="the tenant the token is for")
+    t.add_argument(
+        "--roles",
+        default="subscriber",
+        help="comma-separated, of producer,subscriber,admin,auditor (default subscriber)",
+    )
+    t.add_argument("--sub", default="dev-user", help="subject (user id; default dev-user)")
+    t.add_argument("--ttl", type=positive_int, default=3600, help="lifetime in seconds (default 3600)")
     t.add_argument(
         "--offline", action="store_true", help="mint without recording it on identity.audit (no Kafka needed)"
     )
@@ -644,7 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pj = sub.add_parser("projections", help="rebuild a projection into a new key space and switch to it")
     pj.add_argument("action", choices=["rebuild"])
-    pj.add_argument("name", nargs="?", default="read-models", choices=["read-models"])
+    pj.add_argument(
+        "name",
+        nargs="?",
+        default="read-models",
+        choices=["read-models"],
+        help="the projection (default read-models)",
+    )
     _common(pj)
     pj.set_defaults(handler=cmd_projections)
 
@@ -705,13 +732,17 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])
     k.add_argument(
-        "--grace", type=nonnegative_float, default=3600.0, help="seconds the old key stays trusted"
+        "--grace",
+        type=nonnegative_float,
+        default=3600.0,
+        help="seconds the old key stays trusted (default 3600)",
     )
     k.add_argument(
         "--purpose",
         choices=["token", "policy"],
         default="token",
-        help="token: bearer-token keys; policy: rule-pack publisher keys (retired ones stay verifiable)",
+        help="token: bearer-token keys (default); policy: rule-pack publisher keys (retired ones stay "
+        "verifiable)",
     )
     _kafka_flags(k)  # rotations are recorded on identity.audit
     k.set_defaults(handler=cmd_keys)
