@@ -678,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser(
         "audit",
         help="replay the logs: verify hash chains, re-derive every decision, "
-        "check training transitions, rebuild and diff the read models",
+        "check training and model-registry transitions, rebuild and diff the read models",
     )
     au.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH ('-' = stdout)")
     au.add_argument(
