@@ -19,6 +19,7 @@ from ledgerflow.commands.parsing import (
     OneLineParser,
     add_debug,
     nonnegative_float,
+    nonnegative_int,
     positive_float,
     positive_int,
     tenant_list,
@@ -693,10 +694,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="seconds-long smoke with tiny sizes (bench/results/quick.*)"
     )
     b.add_argument(
-        "--runs", type=int, default=3, help="rounds; every figure is a median over them (default 3)"
+        "--runs", type=positive_int, default=3, help="rounds; every figure is a median over them (default 3)"
     )
     b.add_argument(
-        "--events", type=int, default=0, help="saturation backlog per trial (0 = 20000; quick 300)"
+        "--events",
+        type=nonnegative_int,
+        default=0,
+        help="saturation backlog per trial (0 = 20000; quick 300)",
     )
     b.add_argument("--out", default="bench/results", help="where results go (default bench/results)")
     b.add_argument(

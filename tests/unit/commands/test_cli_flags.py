@@ -28,3 +28,18 @@ def test_verbs_that_read_the_dev_policy_keys_take_state_dir(verb: list[str]) -> 
     env: dict[str, str] = {}
     envflags.apply(args, env)
     assert env == {"LEDGERFLOW_STATE_DIR": "/tmp/elsewhere"}
+
+
+@pytest.mark.parametrize(
+    "argv", [["bench", "--runs", "0"], ["bench", "--runs", "-3"], ["bench", "--events", "-5"]]
+)
+def test_bench_refuses_no_rounds_and_a_negative_backlog(argv: list[str]) -> None:
+    """``--runs 0`` used to run one round anyway (the plan took ``max(runs, 1)``), and ``--events -5``
+    planned a backlog of -5 events."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(argv)
+    assert stopped.value.code == 2
+
+
+def test_bench_takes_events_zero_as_the_default_backlog() -> None:
+    assert build_parser().parse_args(["bench", "--events", "0", "--runs", "1"]).events == 0
