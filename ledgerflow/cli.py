@@ -16,6 +16,7 @@ from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
 from ledgerflow.commands.interrupts import terminate_as_interrupt
 from ledgerflow.commands.parsing import (
+    DEBUG_HELP,
     OneLineParser,
     add_debug,
     nonnegative_float,
@@ -527,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
         "read models out, SSE to subscribers.",
     )
     p.add_argument("--version", action="version", version=f"ledgerflow {__version__}")
-    p.add_argument("--debug", action="store_true", help="print the traceback of a failure")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")

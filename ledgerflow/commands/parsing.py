@@ -18,11 +18,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
+DEBUG_HELP = "print the traceback of a failure, and let the Kafka client log its connection attempts"
+
+
 def add_debug(p: argparse.ArgumentParser) -> None:
     """``--debug`` after the verb as well as before it (SUPPRESS: the verb's parser never resets it)."""
-    p.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of a failure"
-    )
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
 
 def stderr(msg: str) -> None:
