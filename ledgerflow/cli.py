@@ -16,9 +16,11 @@ from ledgerflow.commands import envflags
 from ledgerflow.commands.failures import exit_code, one_line
 from ledgerflow.commands.interrupts import terminate_as_interrupt
 from ledgerflow.commands.parsing import (
+    DEBUG_HELP,
     OneLineParser,
     add_debug,
     nonnegative_float,
+    nonnegative_int,
     positive_float,
     positive_int,
     tenant_list,
@@ -481,7 +483,7 @@ def _tail_parser(sub: Any) -> None:
 def _training_parser(sub: Any) -> None:
     tr = sub.add_parser("training", help="enable, disable or show a tenant's training mode")
     tr.add_argument("action", choices=["enable", "disable", "status"])
-    tr.add_argument("--tenant", required=True)
+    tr.add_argument("--tenant", required=True, help="the tenant whose training mode to switch or show")
     tr.add_argument("--reason", help="why (enable, disable: required; it goes into the audit log)")
     tr.add_argument("--ttl", type=positive_int, help="enable: seconds until it expires by itself")
     tr.add_argument(
@@ -526,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
         "read models out, SSE to subscribers.",
     )
     p.add_argument("--version", action="version", version=f"ledgerflow {__version__}")
-    p.add_argument("--debug", action="store_true", help="print the traceback of a failure")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Kafka + Redis")
@@ -577,9 +579,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler=cmd_serve)
 
     d = sub.add_parser("demo", help="stack + worker + edge + realistic traffic; Ctrl-C stops all")
-    d.add_argument("--rate", type=positive_float, default=5.0, help="turns per second (default 5)")
-    d.add_argument("--duration", type=nonnegative_float, default=0.0, help="seconds to run; 0 = until Ctrl-C")
-    d.add_argument("--tenants", type=tenant_list, default="acme,globex", help="comma-separated tenants")
+    d.add_argument(
+        "--rate", type=positive_float, default=5.0, help="conversation events per second (default 5)"
+    )
+    d.add_argument(
+        "--duration", type=nonnegative_float, default=0.0, help="seconds to run; 0 = until Ctrl-C (default)"
+    )
+    d.add_argument(
+        "--tenants",
+        type=tenant_list,
+        default="acme,globex",
+        help="comma-separated tenants (default acme,globex)",
+    )
     d.add_argument(
         "--log-format", choices=logformat.FORMATS, help="log lines as text or JSON (LEDGERFLOW_LOG_FORMAT)"
     )
@@ -587,11 +598,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(handler=cmd_demo)
 
     pr = sub.add_parser("produce", help="publish generated conversations to Kafka")
-    pr.add_argument("--count", type=int, default=10, help="conversations to publish")
+    pr.add_argument("--count", type=positive_int, default=10, help="conversations to publish (default 10)")
     pr.add_argument(
-        "--rate", type=nonnegative_float, default=0.0, help="turns per second; 0 = as fast as possible"
+        "--rate",
+        type=nonnegative_float,
+        default=0.0,
+        help="conversation events per second; 0 = as fast as possible (default)",
     )
-    pr.add_argument("--tenants", type=tenant_list, default="acme,globex", help="comma-separated tenants")
+    pr.add_argument(
+        "--tenants",
+        type=tenant_list,
+        default="acme,globex",
+        help="comma-separated tenants (default acme,globex)",
+    )
     pr.add_argument(
         "--retry-for",
         type=nonnegative_float,
@@ -603,10 +622,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(handler=cmd_produce)
 
     t = sub.add_parser("token", help="mint a dev JWT signed with the local dev key")
-    t.add_argument("--tenant", required=True)
-    t.add_argument("--roles", default="subscriber", help="comma-separated: producer,subscriber,admin,auditor")
-    t.add_argument("--sub", default="dev-user", help="subject (user id)")
-    t.add_argument("--ttl", type=positive_int, default=3600, help="lifetime in seconds")
+    t.add_argument("--tenant", required=True, help="the tenant the token is for")
+    t.add_argument(
+        "--roles",
+        default="subscriber",
+        help="comma-separated, of producer,subscriber,admin,auditor (default subscriber)",
+    )
+    t.add_argument("--sub", default="dev-user", help="subject (user id; default dev-user)")
+    t.add_argument("--ttl", type=positive_int, default=3600, help="lifetime in seconds (default 3600)")
     t.add_argument(
         "--offline", action="store_true", help="mint without recording it on identity.audit (no Kafka needed)"
     )
@@ -644,14 +667,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     pj = sub.add_parser("projections", help="rebuild a projection into a new key space and switch to it")
     pj.add_argument("action", choices=["rebuild"])
-    pj.add_argument("name", nargs="?", default="read-models", choices=["read-models"])
+    pj.add_argument(
+        "name",
+        nargs="?",
+        default="read-models",
+        choices=["read-models"],
+        help="the projection (default read-models)",
+    )
     _common(pj)
     pj.set_defaults(handler=cmd_projections)
 
     au = sub.add_parser(
         "audit",
         help="replay the logs: verify hash chains, re-derive every decision, "
-        "check training transitions, rebuild and diff the read models",
+        "check training and model-registry transitions, rebuild and diff the read models",
     )
     au.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH ('-' = stdout)")
     au.add_argument(
@@ -666,10 +695,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="seconds-long smoke with tiny sizes (bench/results/quick.*)"
     )
     b.add_argument(
-        "--runs", type=int, default=3, help="rounds; every figure is a median over them (default 3)"
+        "--runs", type=positive_int, default=3, help="rounds; every figure is a median over them (default 3)"
     )
     b.add_argument(
-        "--events", type=int, default=0, help="saturation backlog per trial (0 = 20000; quick 300)"
+        "--events",
+        type=nonnegative_int,
+        default=0,
+        help="saturation backlog per trial (0 = 20000; quick 300)",
     )
     b.add_argument("--out", default="bench/results", help="where results go (default bench/results)")
     b.add_argument(
@@ -705,13 +737,17 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="manage dev signing keys")
     k.add_argument("action", choices=["rotate"])
     k.add_argument(
-        "--grace", type=nonnegative_float, default=3600.0, help="seconds the old key stays trusted"
+        "--grace",
+        type=nonnegative_float,
+        default=3600.0,
+        help="seconds the old key stays trusted (default 3600)",
     )
     k.add_argument(
         "--purpose",
         choices=["token", "policy"],
         default="token",
-        help="token: bearer-token keys; policy: rule-pack publisher keys (retired ones stay verifiable)",
+        help="token: bearer-token keys (default); policy: rule-pack publisher keys (retired ones stay "
+        "verifiable)",
     )
     _kafka_flags(k)  # rotations are recorded on identity.audit
     k.set_defaults(handler=cmd_keys)

@@ -23,7 +23,11 @@ class EnvFlag:
     verbs: frozenset[str]
 
 
-_STATE = frozenset({"stack", "worker", "serve", "demo", "token", "keys", "tail", "bench"})
+_STATE = frozenset(
+    # policy: the dev policy key (publish, sign) and the default trust store (verify, list, diff);
+    # audit: the default trust store it checks pack signatures against
+    {"stack", "worker", "serve", "demo", "token", "keys", "tail", "bench", "policy", "audit"}
+)
 _EDGE = frozenset({"serve", "demo"})
 
 FLAGS = (

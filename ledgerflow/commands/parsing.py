@@ -18,11 +18,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
+DEBUG_HELP = "print the traceback of a failure, and let the Kafka client log its connection attempts"
+
+
 def add_debug(p: argparse.ArgumentParser) -> None:
     """``--debug`` after the verb as well as before it (SUPPRESS: the verb's parser never resets it)."""
-    p.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of a failure"
-    )
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
 
 def stderr(msg: str) -> None:
@@ -37,6 +38,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a whole number is required, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse ``type``: a whole number, zero or more (where 0 means "the default size")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number is required, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 

@@ -80,12 +80,16 @@ def validate(path: str, tenant: str | None) -> dict[str, Any]:
 
 
 def versions(settings: Settings, tenant: str) -> list[dict[str, Any]]:
-    """Every published version of ``tenant``'s pack, newest first, each with its document."""
+    """Every published version of ``tenant``'s pack, newest first, each with its document and
+    its verdict against the policy trust store, as ``GET /v1/policy/packs`` gives it (``signer_kid``,
+    or ``refused`` with the agents' reason code)."""
     from ledgerflow.api.rulepack_catalog import catalog, read_policy_events
+    from ledgerflow.kafka.policy_trust import PolicyTrust
 
+    events = asyncio.run(read_policy_events(settings))
     return [
         {**p.summary(), "document": p.document}
-        for p in catalog(asyncio.run(read_policy_events(settings)), tenant)
+        for p in catalog(events, tenant, PolicyTrust.of(settings).lookup)
     ]
 
 

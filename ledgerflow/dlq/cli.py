@@ -8,7 +8,7 @@ import orjson
 
 from ledgerflow.config import Settings
 from ledgerflow.dlq.format import format_detail, render_list, to_json
-from ledgerflow.errors import ValidationError
+from ledgerflow.errors import NotFound, ValidationError
 from ledgerflow.kafka.deadletters import (
     dlq_topic_names,
     no_letter_message,
@@ -27,8 +27,10 @@ def dlq_cli(
 ) -> int:
     """``ledgerflow dlq list [--topic T] [--limit N] [--json]`` / ``dlq show --topic T --offset N``.
 
-    Prints to stdout. Returns 0 when it printed what was asked (an empty DLQ included), 1
-    when the DLQ topic or the offset does not exist.
+    Prints to stdout. Returns 0 when it printed what was asked (an empty DLQ included); ``list``
+    returns 1 when the DLQ topic of ``--topic`` does not exist (its report says so). ``show`` of
+    a DLQ topic or an offset that does not exist raises NotFound: one line on stderr, exit 1, as
+    every failure (docs/cli.md), and nothing on stdout, where a ``--json`` reader expects JSON.
     """
     if action == "list":
         scan = asyncio.run(scan_dead_letters(settings, topic, limit))
@@ -40,11 +42,9 @@ def dlq_cli(
         try:
             found = asyncio.run(read_dead_letter_at(settings, topic, offset))
         except ValidationError as exc:  # the DLQ topic does not exist
-            print(exc)
-            return 1
+            raise NotFound(str(exc)) from None
         if found is None:
-            print(no_letter_message(dlq_topic_names(settings, topic)[0], topic, offset))
-            return 1
+            raise NotFound(no_letter_message(dlq_topic_names(settings, topic)[0], topic, offset))
         print(
             orjson.dumps(to_json(found), option=orjson.OPT_INDENT_2).decode()
             if as_json

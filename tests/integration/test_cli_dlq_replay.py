@@ -176,7 +176,8 @@ def test_replay_of_an_offset_with_no_letter_fails_like_show(settings: Settings) 
         f"`ledgerflow dlq list --topic {CONVERSATION_EVENTS}` shows the offsets there are"
     )
     show = run_cli(settings, "dlq", "show", "--topic", CONVERSATION_EVENTS, "--offset", "99")
-    assert (show.code, show.out.strip()) == (1, said)
+    # one line on stderr like every failure (docs/cli.md); it used to go to stdout, unprefixed
+    assert (show.code, show.out, show.one_line()) == (1, "", f"ledgerflow: {said}")
     for extra in ((), ("--dry-run",), ("--force",), ("--json",)):
         ran = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--offset", "99", *extra)
         assert ran.code == show.code, (extra, ran.out, ran.err)

@@ -59,6 +59,9 @@ def test_list_and_diff_follow_what_was_published(settings: Settings, tmp_path: P
     items = json.loads(listed.out)
     assert [i["version"] for i in items] == [2, 1]
     assert items[0]["published_by"] == "cli" and items[0]["published_at"].endswith("Z")
+    # checked against the trust store as GET /v1/policy/packs checks it: signed with the dev policy
+    # key, so admitted (it used to be checked against no store: every pack `refused: no-trust-store`)
+    assert [(bool(i["signer_kid"]), i["refused"]) for i in items] == [(True, None), (True, None)]
     table = run_cli(settings, "policy", "list", "--tenant", "acme").out.splitlines()
     assert table[0].split()[:2] == ["version", "published_at"] and table[1].split()[0] == "2"
 

@@ -35,7 +35,7 @@ from ledgerflow.contracts.payloads import (
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.demo import child_env
 from ledgerflow.dlq import dlq_cli, read_dead_letters
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, NotFound
 from ledgerflow.projections.keys import Keys
 from ledgerflow.redisclient import sync_client
 from ledgerflow.topics import CONVERSATION_EVENTS
@@ -375,7 +375,9 @@ def test_dlq_reader_reports_empty_and_missing_topics_limits_and_keeps_unreadable
     assert dlq_cli(settings, "show", "usage.windows", None, 1, True) == 0
     shown = orjson.loads(capsys.readouterr().out)
     assert (shown["offset"], base64.b64decode(shown["value"])) == (41, b"\x01\x01\x01")
-    assert dlq_cli(settings, "show", "usage.windows", None, 99, False) == 1
-    assert "no dead letter at offset 99" in capsys.readouterr().out
-    assert dlq_cli(settings, "show", "no.such.topic", None, 0, False) == 1
-    assert "do not exist" in capsys.readouterr().out
+    # a failure, not a report: NotFound (one line on stderr, exit 1), nothing on stdout
+    with pytest.raises(NotFound, match="no dead letter at offset 99"):
+        dlq_cli(settings, "show", "usage.windows", None, 99, False)
+    with pytest.raises(NotFound, match="do not exist"):
+        dlq_cli(settings, "show", "no.such.topic", None, 0, False)
+    assert capsys.readouterr().out == ""
