@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { applyEvent, emptyConversation, mergeSnapshot, orderedTurns, segments } from "./conversation";
+import { MAX_TURNS_KEPT, applyEvent, emptyConversation, mergeSnapshot, orderedTurns, segments } from "./conversation";
 
 const at = (micros: number) => new Date(micros / 1000).toISOString().replace("Z", "000Z"); // RFC 3339, µs
 
@@ -26,6 +26,36 @@ describe("conversation merge", () => {
     const decision = { input_event_id: "e1", outcome: "redact", score: 1, matched_rules: ["r"], redactions: [] };
     s = applyEvent(s, "PolicyDecision", JSON.stringify({ event_id: "d1", occurred_at: at(2), payload: decision }));
     expect(s.decisions.get("e1")?.outcome).toBe("redact");
+  });
+});
+
+describe("a page left open on a busy conversation", () => {
+  it("keeps the newest MAX_TURNS_KEPT turns and their decisions, and counts the ones let go", () => {
+    let s = emptyConversation();
+    const total = MAX_TURNS_KEPT + 250;
+    for (let i = 0; i < total; i++) {
+      s = applyEvent(s, "MessageSubmitted", turn(`e${i}`, at((i + 1) * 1_000_000)));
+      const decision = { input_event_id: `e${i}`, outcome: "allow", score: 0, matched_rules: [], redactions: [] };
+      s = applyEvent(s, "PolicyDecision", JSON.stringify({ event_id: `d${i}`, occurred_at: at(1), payload: decision }));
+    }
+    expect(s.turns.size).toBe(MAX_TURNS_KEPT);
+    expect(s.dropped).toBe(250);
+    const kept = orderedTurns(s).map((t) => t.event_id);
+    expect(kept[0]).toBe("e250");
+    expect(kept[kept.length - 1]).toBe(`e${total - 1}`);
+    expect(s.decisions.has("e0")).toBe(false);
+    expect(s.decisions.has(`e${total - 1}`)).toBe(true);
+    expect(s.decisions.size).toBeLessThanOrEqual(2 * MAX_TURNS_KEPT);
+  });
+
+  it("lets the oldest go by time, not by arrival: a snapshot merged late keeps its newer turns", () => {
+    let s = emptyConversation();
+    for (let i = 0; i < MAX_TURNS_KEPT; i++) s = applyEvent(s, "MessageSubmitted", turn(`old${i}`, at(i + 1)));
+    const snap = { turn_id: "t", role: "user", content: "a", model: "m", decision: null };
+    s = mergeSnapshot(s, { turns: [{ ...snap, event_id: "new", occurred_at: at(10_000_000_000) }] });
+    expect(s.turns.has("new")).toBe(true);
+    expect(s.turns.has("old0")).toBe(false);
+    expect(s.dropped).toBe(1);
   });
 });
 

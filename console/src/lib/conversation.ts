@@ -32,9 +32,42 @@ export interface ConversationState {
   turns: Map<string, Turn>;
   decisions: Map<string, Decision>;
   status: string | null;
+  /** Older turns let go to keep at most MAX_TURNS_KEPT (a page left open on a busy conversation). */
+  dropped: number;
 }
 
-export const emptyConversation = (): ConversationState => ({ turns: new Map(), decisions: new Map(), status: null });
+/** Turns a conversation page keeps; past it the oldest (by time) go, with their decisions. */
+export const MAX_TURNS_KEPT = 1000;
+
+export const emptyConversation = (): ConversationState => ({
+  turns: new Map(),
+  decisions: new Map(),
+  status: null,
+  dropped: 0,
+});
+
+/** Lets the oldest turns (and their decisions) go until at most ``limit`` remain; mutates the new maps. */
+function bounded(
+  turns: Map<string, Turn>,
+  decisions: Map<string, Decision>,
+  dropped: number,
+  limit: number,
+): number {
+  if (turns.size <= limit) {
+    // a decision whose turn went (or never came) must not pile up either
+    while (decisions.size > 2 * limit) decisions.delete(decisions.keys().next().value as string);
+    return dropped;
+  }
+  const oldest = [...turns.values()]
+    .sort((a, b) => timeValue(a.occurred_at) - timeValue(b.occurred_at))
+    .slice(0, turns.size - limit);
+  for (const t of oldest) {
+    turns.delete(t.event_id);
+    decisions.delete(t.event_id);
+  }
+  while (decisions.size > 2 * limit) decisions.delete(decisions.keys().next().value as string);
+  return dropped + oldest.length;
+}
 
 interface SnapshotTurn extends Turn {
   decision: Decision | null;
@@ -51,7 +84,8 @@ export function mergeSnapshot(
     if (!turns.has(turn.event_id)) turns.set(turn.event_id, turn);
     if (decision && !decisions.has(turn.event_id)) decisions.set(turn.event_id, decision);
   }
-  return { turns, decisions, status: view.status ?? state.status };
+  const dropped = bounded(turns, decisions, state.dropped, MAX_TURNS_KEPT);
+  return { turns, decisions, status: view.status ?? state.status, dropped };
 }
 
 interface Envelope {
@@ -81,7 +115,9 @@ export function applyEvent(state: ConversationState, type: string, data: string)
       model: String(p.model ?? ""),
       occurred_at: env.occurred_at,
     });
-    return { ...state, turns };
+    const decisions = turns.size > MAX_TURNS_KEPT ? new Map(state.decisions) : state.decisions;
+    const dropped = bounded(turns, decisions, state.dropped, MAX_TURNS_KEPT);
+    return { ...state, turns, decisions, dropped };
   }
   if (type === "PolicyDecision") {
     const d = p as unknown as Decision;
@@ -92,6 +128,7 @@ export function applyEvent(state: ConversationState, type: string, data: string)
       matched_rules: d.matched_rules ?? [],
       redactions: d.redactions ?? [],
     });
+    while (decisions.size > 2 * MAX_TURNS_KEPT) decisions.delete(decisions.keys().next().value as string);
     return { ...state, decisions };
   }
   if (type === "ConversationClosed") return { ...state, status: "closed" };

@@ -218,7 +218,13 @@ export function ConversationView({ session, id }: { session: Session; id: string
         </Banner>
       )}
       {loadError && <Problem message={loadError.message} />}
-      <Card title={`${turns.length} turns`}>
+      <Card
+        title={
+          state.dropped > 0
+            ? `${turns.length} newest turns (${state.dropped} older not kept on this page)`
+            : `${turns.length} turns`
+        }
+      >
         <ol className="space-y-3" data-testid="turns">
           {turns.map((t) => (
             <TurnRow key={t.event_id} turn={t} decision={state.decisions.get(t.event_id)} />
