@@ -126,10 +126,16 @@ async def register_model(request: Request) -> Response:
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ValidationError("enabled: true or false is required")
+    model = _text(raw, "model")
+    if model != model.strip():
+        # "slm-1 " and "slm-1" would be two models that look the same on every page and in every
+        # decision; refused here, for new registrations (the agent's own check is what replays of
+        # the log judge, so it stays as it was).
+        raise ValidationError(f"model: {model[:40]!r} has leading or trailing spaces")
     payload = RegisterModel(
         str(uuid.uuid4()),
         principal.sub,
-        _text(raw, "model"),
+        model,
         _text(raw, "provider"),
         window,
         _price(raw, "input_price_per_1k"),

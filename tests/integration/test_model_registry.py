@@ -139,7 +139,8 @@ def test_a_hostile_model_name_or_wait_is_refused_before_anything_is_published(
 ) -> None:
     """A model id of 262,000 DEL characters fit the body limit, and its rejection record (which
     quoted it several times) went past Kafka's record limit: the agent retried it forever. A bad
-    ?wait= was refused only after publishing. Both are a 422 now, and nothing is written."""
+    ?wait= was refused only after publishing. A name registered with leading or trailing spaces
+    looked the same as another model everywhere. All are a 422 now, and nothing is written."""
     admin = tokens("acme", "admin")
     headers = {"Authorization": f"Bearer {admin}"}
     for body, params in (
@@ -149,4 +150,8 @@ def test_a_hostile_model_name_or_wait_is_refused_before_anything_is_published(
     ):
         resp = httpx.post(f"{edge}/v1/models/disable", json=body, headers=headers, params=params, timeout=30)
         assert resp.status_code == 422, resp.text[:300]
+    for name in ("slm-1 ", " slm-1", "slm-1\t"):  # would look like "slm-1" on every page
+        register = {"model": name, "provider": "acme-ai", "context_window": 8192}
+        resp = httpx.post(f"{edge}/v1/models", json=register, headers=headers, params={"wait": 1}, timeout=30)
+        assert resp.status_code == 422, (name, resp.text[:300])
     assert asyncio.run(read_all(settings, settings.topic("models.commands"))) == []
