@@ -39,7 +39,7 @@ from ledgerflow.errors import InfrastructureError
 from ledgerflow.retry import delay
 from ledgerflow.topics import CONVERSATION_EVENTS
 
-__all__ = ["DEFAULT_RETRY_S", "RETRY_VARIABLE", "Outage", "deliver"]
+__all__ = ["DEFAULT_RETRY_S", "RETRY_VARIABLE", "Outage", "Sent", "deliver", "take_acknowledged"]
 
 RETRY_VARIABLE = "LEDGERFLOW_PRODUCE_RETRY_S"
 DEFAULT_RETRY_S = 60.0
@@ -103,7 +103,9 @@ class Outage:
 
 
 @dataclass(slots=True)
-class _Sent:
+class Sent:
+    """One event handed to the producer: its delivery future, and when (``clock``) it was sent."""
+
     event: Event
     future: asyncio.Future[object]
     at: float
@@ -141,19 +143,20 @@ async def deliver(
             linger_ms=5,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
-        in_flight: deque[_Sent] = deque()
+        in_flight: deque[Sent] = deque()
         current: Event | None = None
         began, paced, backoff = clock(), 0, 0.0
         try:
             await producer.start()
             while True:
-                while in_flight and in_flight[0].future.done():
-                    sent = in_flight.popleft()
-                    sent.future.result()  # a failed delivery raises here
+                acked, fault = take_acknowledged(in_flight)
+                if acked:
                     if (lasted := outage.acknowledged(clock())) is not None:
                         say(f"produce: Kafka is back after {lasted:.1f} s; going on")
-                    published += 1
+                    published += acked
                     on_sent(published)
+                if fault is not None:
+                    raise fault  # the failed send stays in ``in_flight``: sent again below
                 if in_flight and clock() - in_flight[0].at > STALL_S:
                     raise Stalled(f"nothing acknowledged for {clock() - in_flight[0].at:.0f} s")
                 if len(in_flight) >= MAX_IN_FLIGHT:
@@ -174,7 +177,7 @@ async def deliver(
                         await sleep(pause)
                 future = await producer.send(topic, codec.encode(current), key=current.subject.encode())
                 future.add_done_callback(_retrieved)
-                in_flight.append(_Sent(current, future, clock()))
+                in_flight.append(Sent(current, future, clock()))
                 current = None
         except (*FAULTS, Stalled) as exc:
             what = fault_text(exc)
@@ -196,6 +199,22 @@ async def deliver(
             with contextlib.suppress(*FAULTS):
                 await asyncio.wait_for(producer.stop(), STOP_S)
         await sleep(backoff)
+
+
+def take_acknowledged(in_flight: deque[Sent]) -> tuple[int, BaseException | None]:
+    """Pop the sends at the front of ``in_flight`` the broker acknowledged, in order; return how
+    many, and the fault of the first one whose delivery failed (None if none did). That one stays
+    at the front, with every send behind it, so the caller sends it again: popped before its
+    failure was read, it was neither counted nor sent again — lost."""
+    taken = 0
+    while in_flight and in_flight[0].future.done():
+        future = in_flight[0].future
+        fault = KafkaError("the delivery was cancelled") if future.cancelled() else future.exception()
+        if fault is not None:
+            return taken, fault
+        in_flight.popleft()
+        taken += 1
+    return taken, None
 
 
 def fault_text(exc: BaseException) -> str:

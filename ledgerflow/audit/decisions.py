@@ -24,7 +24,8 @@ and compares. Per input partition (decisions are co-partitioned with their input
 
 Re-deriving a decision that raises anything but a ``LedgerflowError`` (a bug the input
 triggers in the evaluation) is ``underivable`` at that decision, with the exception's type and
-first line: the policy agent dead-letters such a turn and goes on, and so does the audit.
+its message on one line (``cut_message``: every line joined, at most ``MAX_ERROR_CHARS``): the
+policy agent dead-letters such a turn and goes on, and so does the audit.
 """
 
 from __future__ import annotations

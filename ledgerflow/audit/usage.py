@@ -32,8 +32,7 @@ from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import MessageSubmitted, UsageWindow
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.projections.ops import Position
-from ledgerflow.usage.estimate import estimate_tokens_from_len
-from ledgerflow.usage.windows import UsageState, WindowClosed, WindowConfig, WindowTotals, add
+from ledgerflow.usage.windows import UsageState, WindowClosed, WindowConfig, WindowTotals, add, price
 
 DEDUPE_WINDOW = 10_000  # as the usage agent (agents/usage.py)
 PRODUCER_PREFIX = "ledgerflow-usage/p"
@@ -112,14 +111,10 @@ class UsageCheck:
         payload = event.payload
         if not isinstance(payload, MessageSubmitted) or event.event_id in self._seen:
             return
+        content_len = len(payload.content.encode("utf-8", "surrogatepass"))
         try:
             state, emitted = add(
-                self._state,
-                event.tenant,
-                payload.model,
-                event.occurred_at,
-                payload.tokens,
-                len(payload.content.encode("utf-8", "surrogatepass")),
+                self._state, event.tenant, payload.model, event.occurred_at, payload.tokens, content_len
             )
         except LedgerflowError:
             return  # the agent dead-letters it
@@ -130,12 +125,7 @@ class UsageCheck:
         start = event.occurred_at - event.occurred_at % self._config.size_micros
         window = (event.tenant, payload.model, start)
         self._last[window] = at
-        if payload.tokens is None:  # priced as ``add`` prices it
-            estimated = estimate_tokens_from_len(len(payload.content.encode("utf-8", "surrogatepass")))
-            turn = WindowTotals(estimated, 1, estimated)
-        else:
-            turn = WindowTotals(payload.tokens, 1, 0)
-        self._counted[window] = self._counted.get(window, NOTHING).plus(turn)
+        self._counted[window] = self._counted.get(window, NOTHING).plus(price(payload.tokens, content_len))
         if timestamp_ms is not None:
             self._newest_ms[window] = max(self._newest_ms.get(window, timestamp_ms), timestamp_ms)
         for item in emitted:

@@ -61,11 +61,15 @@ def project(event: Event, position: Position, keys: Keys) -> list[FencedOps]:
 
 def identity_of(event: Event) -> str | None:
     """What makes two deliveries the same fact: a conversation event's ``event_id``, a
-    decision's input event (one decision per turn); None for records not deduplicated."""
+    decision's input event (one decision per turn), a ``LateUsage`` delta's ``event_id`` (its
+    id names the turn it counts, ``usage/wire.py``); None for records not deduplicated (a
+    window's revision sets its field: applied twice, the same)."""
     if isinstance(event.payload, PolicyDecision):
         return f"d:{event.payload.conversation_id}/{event.payload.input_event_id}"
     if isinstance(event.payload, (ConversationStarted, MessageSubmitted, ConversationClosed)):
         return f"e:{event.event_id}"
+    if isinstance(event.payload, UsageWindow) and event.payload.revision < 0:
+        return f"u:{event.event_id}"  # a LateUsage delta is added (HINCRBY), not set: once per id
     return None
 
 

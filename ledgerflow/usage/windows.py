@@ -110,6 +110,15 @@ class UsageState:
     next_prune_at: int | None = None  # smallest window_end + retention among closed windows
 
 
+def price(tokens: int | None, content_len: int) -> WindowTotals:
+    """What one event adds to its window: its token count, or (``tokens=None``) the estimate from
+    ``content_len`` (UTF-8 bytes), counted as estimated too."""
+    if tokens is None:
+        estimated = estimate_tokens_from_len(content_len)
+        return WindowTotals(estimated, 1, estimated)
+    return WindowTotals(tokens, 1, 0)
+
+
 def window_bounds(config: WindowConfig, occurred_at_micros: int) -> tuple[int, int]:
     """``(start, end)`` of the window holding ``occurred_at_micros``; end is exclusive."""
     start = occurred_at_micros - occurred_at_micros % config.size_micros
@@ -131,14 +140,9 @@ def add(
     3. If its window is closed, emit a correction with the new full totals.
     4. Otherwise add it to its open window, raise the watermark and close what is due.
     """
-    # Step 1.
-    if tokens is None:
-        estimated = estimate_tokens_from_len(content_len)
-        delta = WindowTotals(estimated, 1, estimated)
-    elif tokens < 0:
+    if tokens is not None and tokens < 0:
         raise ValidationError(f"token count must be >= 0, got {tokens} for tenant {tenant!r} model {model!r}")
-    else:
-        delta = WindowTotals(tokens, 1, 0)
+    delta = price(tokens, content_len)  # Step 1.
     config = state.config
     start, end = window_bounds(config, occurred_at_micros)
     key = (tenant, model, start)

@@ -3,9 +3,14 @@ one line per outage, capped exponential waits, giving up after ``retry_s``, and 
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+from collections import deque
+
 import pytest
 
-from ledgerflow.delivery import Outage, fault_text
+from ledgerflow.delivery import Outage, Sent, fault_text, take_acknowledged
 from ledgerflow.errors import InfrastructureError
 
 
@@ -73,3 +78,31 @@ class KafkaConnectionError(Exception):
 )
 def test_fault_text_names_the_type_once_on_one_line(exc: BaseException, text: str) -> None:
     assert fault_text(exc) == text
+
+
+def test_a_failed_delivery_stays_in_flight_to_be_sent_again_and_the_ones_before_it_count() -> None:
+    """The delivery loop popped the oldest send before reading its failure: the failed event was
+    then neither counted nor sent again (the fault path re-sends what is still in flight)."""
+    from ledgerflow.traffic import interleaved
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        events = list(interleaved(random.Random(7), ["acme"], 2, time.time_ns() // 1000))[:4]
+        futures: list[asyncio.Future[object]] = [loop.create_future() for _ in events]
+        in_flight = deque(Sent(e, f, 0.0) for e, f in zip(events, futures, strict=True))
+        futures[0].set_result(None)
+        futures[1].set_exception(KafkaConnectionError("broker gone"))
+        futures[2].set_result(None)  # acknowledged, but behind the failed one
+        taken, fault = take_acknowledged(in_flight)
+        assert (taken, type(fault)) == (1, KafkaConnectionError)
+        assert [s.event for s in in_flight] == events[1:]
+        futures[1].exception()  # retrieved (the producer's done callback does this in ``deliver``)
+
+        assert take_acknowledged(deque()) == (0, None)
+        pending = deque([Sent(events[3], futures[3], 0.0)])
+        assert take_acknowledged(pending) == (0, None) and len(pending) == 1  # not done yet: waits
+        futures[3].cancel()
+        taken, fault = take_acknowledged(pending)
+        assert taken == 0 and fault is not None and "cancelled" in str(fault) and len(pending) == 1
+
+    asyncio.run(run())

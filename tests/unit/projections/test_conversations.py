@@ -46,7 +46,7 @@ def keys_of(group: FencedOps) -> set[str]:
     return {group.fence_key} | {op.key for op in group.ops}
 
 
-def event(payload: object, *, tenant: str = "acme", subject: str = "c1") -> Event:
+def event(payload: object, *, tenant: str = "acme", subject: str = "c1", event_id: str = EID) -> Event:
     return new_event(
         type(payload).__name__,
         tenant=tenant,
@@ -54,7 +54,7 @@ def event(payload: object, *, tenant: str = "acme", subject: str = "c1") -> Even
         payload=payload,  # type: ignore[arg-type]
         producer="unit",
         occurred_at_micros=T0,
-        event_id=EID,
+        event_id=event_id,
     )
 
 
@@ -355,17 +355,9 @@ def test_late_usage_deltas_are_added_in_a_field_of_their_own_and_readers_sum_the
     from ledgerflow.projections.model import MemorySpace
 
     def record(tokens: int, events: int, revision: int, offset: int) -> list[FencedOps]:
-        payload = UsageWindow(
-            model="slm-1",
-            window_start=T0,
-            window_end=T0 + 60_000_000,
-            tokens=tokens,
-            events=events,
-            estimated_tokens=0,
-            correction=revision != 0,
-            revision=revision,
+        return usage_record(
+            tokens, events, revision, offset, f"00000000-0000-4000-8000-0000000001{offset:02d}"
         )
-        return project(event(payload, subject="slm-1"), Position("usage.windows", 0, offset), KEYS)
 
     space = MemorySpace()
     for offset, (tokens, events, revision) in enumerate([(100, 4, 0), (5, 1, -1), (7, 1, -1), (120, 5, 1)]):
@@ -374,3 +366,37 @@ def test_late_usage_deltas_are_added_in_a_field_of_their_own_and_readers_sum_the
     usage, turns = space.data[KEYS.usage("acme")], space.data[KEYS.usage_turns("acme")]
     (window,) = windows(usage, turns)["windows"]
     assert (window["tokens"], window["turns"]) == (120 + 5 + 7, 5 + 2), (usage, turns)
+
+
+def test_a_late_usage_delta_delivered_twice_is_added_once() -> None:
+    """A delta is added, not set: the same record (one ``event_id``) at two offsets was added
+    twice, where the audit (``audit/usage.py``) and docs/usage.md count each delta once."""
+    from ledgerflow.api.usage import windows
+    from ledgerflow.projections.model import MemorySpace
+
+    space = MemorySpace()
+    for offset, (tokens, events, revision, eid) in enumerate(
+        [(100, 4, 0, EID), (5, 1, -1, INPUT_EID), (5, 1, -1, INPUT_EID), (120, 5, 1, EID), (120, 5, 1, EID)]
+    ):
+        for group in usage_record(tokens, events, revision, offset, eid):
+            space.apply([group])
+    usage, turns = space.data[KEYS.usage("acme")], space.data[KEYS.usage_turns("acme")]
+    (window,) = windows(usage, turns)["windows"]
+    assert (window["tokens"], window["turns"]) == (120 + 5, 5 + 1), (usage, turns)
+
+
+def usage_record(tokens: int, events: int, revision: int, offset: int, event_id: str) -> list[FencedOps]:
+    """A ``usage.windows`` record of window [T0, T0 + 60 s) of slm-1 (revision -1: a LateUsage delta)."""
+    payload = UsageWindow(
+        model="slm-1",
+        window_start=T0,
+        window_end=T0 + 60_000_000,
+        tokens=tokens,
+        events=events,
+        estimated_tokens=0,
+        correction=revision != 0,
+        revision=revision,
+    )
+    return project(
+        event(payload, subject="slm-1", event_id=event_id), Position("usage.windows", 0, offset), KEYS
+    )
