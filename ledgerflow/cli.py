@@ -23,6 +23,7 @@ from ledgerflow.commands.parsing import (
     nonnegative_int,
     positive_float,
     positive_int,
+    seconds_up_to_a_day,
     tenant_list,
 )
 from ledgerflow.commands.quiet import hush_clients
@@ -613,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument(
         "--retry-for",
-        type=nonnegative_float,
+        type=seconds_up_to_a_day,
         metavar="SECONDS",
         help="how long to retry a Kafka that stopped answering before giving up, exit 1; 0 = no retry "
         "(LEDGERFLOW_PRODUCE_RETRY_S, default 60)",

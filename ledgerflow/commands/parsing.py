@@ -75,6 +75,15 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def seconds_up_to_a_day(text: str) -> float:
+    """An argparse ``type``: ``nonnegative_float`` up to 86,400 (a day), the range of the
+    environment variable the flag stands for."""
+    value = nonnegative_float(text)
+    if value > 86_400:
+        raise argparse.ArgumentTypeError(f"must be 0 to 86400 seconds (a day), got {text}")
+    return value
+
+
 def tenant_list(text: str) -> str:
     """An argparse ``type``: comma-separated tenant ids, at least one (``--tenants ,`` used to fail
     deep inside the run); returned normalised, as the commands split it."""

@@ -19,6 +19,18 @@ def test_produce_refuses_a_count_that_is_not_positive_before_connecting(
     assert "argument --count" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seconds", ["-1", "86401", "1e9", "inf", "soon"])
+def test_produce_retry_for_takes_the_range_of_its_variable(
+    seconds: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--retry-for`` stands for LEDGERFLOW_PRODUCE_RETRY_S (0 to 86400 s); it took any number."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["produce", "--retry-for", seconds])
+    assert stopped.value.code == 2
+    assert "argument --retry-for" in capsys.readouterr().err
+    assert build_parser().parse_args(["produce", "--retry-for", "86400"]).retry_for == 86_400
+
+
 @pytest.mark.parametrize("verb", [["policy", "list"], ["audit"]])
 def test_verbs_that_read_the_dev_policy_keys_take_state_dir(verb: list[str]) -> None:
     """``policy`` (the dev policy key, the default trust store) and ``audit`` (the trust store it
