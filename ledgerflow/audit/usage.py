@@ -172,7 +172,9 @@ class UsageCheck:
             expected, got = self._counted.get((tenant, model, start), NOTHING), charged.total
             if got == expected:
                 continue
-            over = _as_tuple(got) > _as_tuple(expected)
+            # more of anything is never a lag (tuples compared in order judged (4 tokens, 9 turns)
+            # against (5, 1) as less, and left it pending)
+            over = any(g > e for g, e in zip(_as_tuple(got), _as_tuple(expected), strict=True))
             newest = self._newest_ms.get((tenant, model, start))
             overdue = (
                 self._overdue_before_ms is not None

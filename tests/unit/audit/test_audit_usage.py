@@ -101,6 +101,17 @@ def test_a_window_charged_more_than_its_turns_is_overcharged_at_its_record() -> 
     assert check.windows_totalled == 1
 
 
+def test_a_window_charged_more_turns_for_fewer_tokens_is_overcharged_at_once() -> None:
+    """More of any total is never the agent lagging: it is a finding even within the grace (the
+    totals compared as one tuple, tokens first, made 4 tokens for 9 turns "less" than 5 for 1)."""
+    check = UsageCheck(CONFIG, overdue_before_ms=1_000)
+    check.add_written(_charged(T0, 4, 9), WINDOWS_AT)
+    _timed(check, [_turn(T0), _turn(T0 + 1_000_000)], timestamp_ms=5_000)  # newer than the grace
+    [finding] = check.finish(0)
+    assert finding.kind == "usage.overcharged", finding
+    assert check.windows_pending == 0
+
+
 def test_a_window_charged_less_is_undercharged_once_its_turns_are_past_the_grace() -> None:
     turns = [_turn(T0), _turn(T0 + 100), _turn(T0 + 1_000_000)]
     overdue = UsageCheck(CONFIG, overdue_before_ms=10_000)
