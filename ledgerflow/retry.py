@@ -28,3 +28,8 @@ def delay(attempt: int, first: float, cap: float, jitter: float = 0.0) -> float:
 def delays(first: float, cap: float) -> Iterator[float]:
     """``delay(1)``, ``delay(2)``, … without end (no jitter)."""
     return (delay(attempt, first, cap) for attempt in count(1))
+
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""HTTP statuses that mean "later" (too many requests, a gateway or the edge's dependency out):
+the client library and ``ledgerflow tail`` retry them, waiting ``Retry-After``."""

@@ -20,11 +20,11 @@ import httpx
 
 from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import AuthError, InfrastructureError, LedgerflowError, ValidationError
+from ledgerflow.retry import RETRY_STATUSES
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 """A fixed token, or a callback asked again whenever the edge refuses one or a stream asks to reauth."""
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_ATTEMPTS = 5
 MAX_DELAY_S = 5.0
 

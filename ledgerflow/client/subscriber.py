@@ -28,10 +28,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from ledgerflow.client.edge_http import RETRY_STATUSES, TokenSource, error_for, resolve_token, retry_delay
+from ledgerflow.client.edge_http import TokenSource, error_for, resolve_token, retry_delay
 from ledgerflow.client.records import Notice, Received
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError
+from ledgerflow.retry import RETRY_STATUSES
 from ledgerflow.sse_client import SseEvent, follow
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,13 @@ import httpx
 
 from ledgerflow.digits import ascii_digits
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
+from ledgerflow.retry import RETRY_STATUSES
 from ledgerflow.sse_client import SseEvent, follow
 
 RECONNECT_S = 2.0  # the edge's own `retry:` (docs/sse.md)
 RENEW = frozenset({"reauth", "expired"})
 ENDING = frozenset({"overflow", "shutdown", "unavailable"})
 CONTENT_PREVIEW = 80
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER_S = 60.0
 
 
