@@ -59,7 +59,7 @@ def _audit(settings: Settings, *, projections: bool = True) -> Report:
     return asyncio.run(run_audit(settings, projections=projections, progress=False))
 
 
-def _audit_at_rest(settings: Settings) -> Report:
+def audit_at_rest(settings: Settings) -> Report:
     """The audit, taken again if the live read models applied anything while it read them: its diff
     is exact only at rest, and usage windows close on the wall clock, not on this test's traffic."""
 
@@ -194,7 +194,7 @@ def test_read_model_key_altered_by_hand_is_named_by_the_projection_diff(
     finally:
         client.close()
 
-    report = _audit_at_rest(settings)
+    report = audit_at_rest(settings)
     diffs = [f for f in report.findings if f.kind == "projection.diff"]
     assert [f.key for f in diffs] == [name], report.findings[:5]
     cursor = next(c for c in fence if c.rpartition(":")[0] == settings.topic(CONVERSATION_EVENTS))

@@ -13,8 +13,6 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ledgerflow.audit.cli import run_audit
-from ledgerflow.audit.report import Report
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event, new_event
@@ -27,7 +25,7 @@ from ledgerflow.topics import USAGE_WINDOWS
 from ledgerflow.traffic import Publisher
 from ledgerflow.usage.windows import WindowClosed
 from ledgerflow.usage.wire import record_of, source_of
-from tests.integration.test_audit import wait_settled
+from tests.integration.test_audit import audit_at_rest, wait_settled
 from tests.support.processes import Process, live_keys, start
 
 WINDOWS = {"LEDGERFLOW_USAGE_WINDOW_S": "1", "LEDGERFLOW_USAGE_LATENESS_S": "0.5"}
@@ -100,25 +98,6 @@ def _run_until_charged(settings: Settings, worker: Process) -> int:
     return len(events)
 
 
-def _audit_at_rest(settings: Settings) -> Report:
-    """The audit, taken again if the live read models applied anything while it ran (its diff is
-    exact only at rest)."""
-
-    def checkpoint() -> dict[bytes, bytes]:
-        client = sync_client(settings.redis_url, socket_timeout=10)
-        try:
-            return dict(client.hgetall(live_keys(client, settings).checkpoint("read-models")))
-        finally:
-            client.close()
-
-    for _ in range(3):
-        before = checkpoint()
-        report = asyncio.run(run_audit(settings, projections=True, progress=False))
-        if checkpoint() == before:
-            return report
-    raise AssertionError("the live read models kept changing during every audit")
-
-
 def _forge_doubled(settings: Settings) -> tuple[tuple[str, int, int], Event, str]:
     """A correction of acme's second window, its totals doubled, chained onto its writer's chain as
     the usage agent chains (so the hash chains hold) and produced into usage.windows: where it
@@ -169,7 +148,7 @@ def test_a_window_charged_twice_its_turns_in_usage_windows_is_the_one_finding(
     (and projected by the live read models as the rebuild projects it): the audit found nothing, as it
     only checked that each window closed by event time had a record."""
     _run_until_charged(settings, usage_worker)
-    clean = _audit_at_rest(settings)
+    clean = audit_at_rest(settings)
     assert clean.clean, clean.findings[:5]
     assert clean.stats["usage windows totalled"] >= 2 * SECONDS
 
@@ -178,7 +157,7 @@ def test_a_window_charged_twice_its_turns_in_usage_windows_is_the_one_finding(
     while _usage_fields(settings, "acme")[field] != (2 * genuine.payload.tokens, 2 * genuine.payload.events):
         assert time.monotonic() < deadline, "the live read models did not apply the forged record"
         time.sleep(0.2)
-    report = _audit_at_rest(settings)
+    report = audit_at_rest(settings)
     assert [(f.kind, f.topic, f.partition, f.offset, f.key) for f in report.findings] == [
         ("usage.overcharged", *where, "acme")
     ]
@@ -205,7 +184,7 @@ def test_a_window_doubled_in_the_usage_read_model_is_named_by_the_read_model_dif
         client.hset(keys.usage_turns("acme"), field, 2 * turns)
     finally:
         client.close()
-    report = _audit_at_rest(settings)
+    report = audit_at_rest(settings)
     assert sorted((f.kind, f.key.rsplit(":", 2)[-1], f.detail.split(":")[0]) for f in report.findings) == [
         ("projection.diff", "turns", f"field {field!r}"),
         ("projection.diff", "usage", f"field {field!r}"),
