@@ -57,13 +57,14 @@ def _kill_when(settings: Settings, worker: Process, at_least: int, turns: int) -
 def test_worker_sigkilled_mid_batch_decides_and_projects_every_turn_exactly_once(
     settings: Settings, log_dir: Path, tmp_path: Path
 ) -> None:
-    events, turns = _events(13, 12_000)
+    events, turns = _events(13, 48_000)
     asyncio.run(publish(settings, iter(events), progress_every_s=0))
     workers = [start(settings, "worker-1", "worker", *HOT_PATH, log_dir=log_dir)]
     try:
         first = _kill_when(settings, workers[-1], max(turns // 10, 1), turns)
         workers.append(start(settings, "worker-2", "worker", *HOT_PATH, log_dir=log_dir))
-        second = _kill_when(settings, workers[-1], first + turns // 3, turns)
+        # a second worker drains thousands of turns between two polls: aim early in a large backlog
+        second = _kill_when(settings, workers[-1], first + turns // 10, turns)
         workers.append(start(settings, "worker-3", "worker", *HOT_PATH, log_dir=log_dir))
         waited = _wait_settled(settings, turns, workers[-1:], timeout=300)
         _assert_one_decision_per_turn(settings, turns)
