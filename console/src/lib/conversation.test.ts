@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 
-import { MAX_TURNS_KEPT, applyEvent, emptyConversation, mergeSnapshot, orderedTurns, segments } from "./conversation";
+import {
+  MAX_TURNS_KEPT,
+  applyEvent,
+  emptyConversation,
+  mergeSnapshot,
+  olderBefore,
+  orderedTurns,
+  segments,
+} from "./conversation";
 
 const at = (micros: number) => new Date(micros / 1000).toISOString().replace("Z", "000Z"); // RFC 3339, µs
 
@@ -83,5 +91,70 @@ describe("segments", () => {
       { text: "de", redacted: true },
       { text: "f", redacted: false },
     ]);
+  });
+});
+
+describe("older turns, a page at a time", () => {
+  // A read-model page: turns at positions start..start+n-1, oldest first, their times in step with positions.
+  const page = (start: number, n: number, count: number) => ({
+    turn_count: count,
+    turns_start: start,
+    turns: Array.from({ length: n }, (_, i) => ({
+      event_id: `p${start + i}`,
+      turn_id: `t${start + i}`,
+      role: "user",
+      content: "c",
+      model: "m",
+      occurred_at: at((start + i + 1) * 1_000_000),
+      decision: null,
+    })),
+  });
+
+  it("asks for the turns before the oldest position shown, and for nothing once the first is shown", () => {
+    let s = mergeSnapshot(emptyConversation(), page(250, 200, 450));
+    expect(olderBefore(s)).toBe(250);
+    expect(s.total).toBe(450);
+    expect(s.turns.get("p250")?.position).toBe(250);
+    s = mergeSnapshot(s, page(50, 200, 450), true);
+    expect(olderBefore(s)).toBe(50);
+    s = mergeSnapshot(s, page(0, 50, 450), true);
+    expect(olderBefore(s)).toBeNull();
+    expect(orderedTurns(s).map((t) => t.event_id)).toEqual(Array.from({ length: 450 }, (_, i) => `p${i}`));
+  });
+
+  it("knows no position of a turn that only came from the stream, until a page names it", () => {
+    let s = applyEvent(emptyConversation(), "MessageSubmitted", turn("p7", at(8_000_000)));
+    expect(olderBefore(s)).toBeNull();
+    s = mergeSnapshot(s, page(7, 1, 8));
+    expect(s.turns.get("p7")?.position).toBe(7);
+    expect(olderBefore(s)).toBe(7);
+  });
+
+  it("keeps the older turns the reader asked for beyond MAX_TURNS_KEPT; live turns then let the oldest go", () => {
+    const count = MAX_TURNS_KEPT + 300;
+    let s = mergeSnapshot(emptyConversation(), page(300, MAX_TURNS_KEPT, count));
+    expect(s.turns.size).toBe(MAX_TURNS_KEPT);
+    s = mergeSnapshot(s, page(100, 200, count), true);
+    expect(s.turns.size).toBe(MAX_TURNS_KEPT + 200);
+    expect(s.dropped).toBe(0);
+    expect(olderBefore(s)).toBe(100);
+    s = applyEvent(s, "MessageSubmitted", turn("live", at((count + 1) * 1_000_000)));
+    expect(s.turns.size).toBe(MAX_TURNS_KEPT + 200);
+    expect(s.turns.has("p100")).toBe(false);
+    expect(olderBefore(s)).toBe(101); // the turn let go can be asked for again
+  });
+
+  it("a page that is not asked for (a reconnect's newest page) does not grow what the page keeps", () => {
+    let s = mergeSnapshot(emptyConversation(), page(0, MAX_TURNS_KEPT, MAX_TURNS_KEPT + 10));
+    s = mergeSnapshot(s, page(10, MAX_TURNS_KEPT, MAX_TURNS_KEPT + 10));
+    expect(s.turns.size).toBe(MAX_TURNS_KEPT);
+    expect(s.dropped).toBe(10);
+    expect(olderBefore(s)).toBe(10);
+  });
+
+  it("ignores a turns_start that is not a whole number", () => {
+    const s = mergeSnapshot(emptyConversation(), { ...page(5, 2, 7), turns_start: 2.5 });
+    expect(s.turns.get("p5")?.position).toBeUndefined();
+    expect(olderBefore(s)).toBeNull();
   });
 });

@@ -26,14 +26,20 @@ export interface Turn {
   content: string;
   model: string;
   occurred_at: string; // RFC 3339 (docs/api.md: one time format on every JSON surface)
+  /** Its place in the conversation's turn list (0: the first turn), when it came from a read-model page. */
+  position?: number;
 }
 
 export interface ConversationState {
   turns: Map<string, Turn>;
   decisions: Map<string, Decision>;
   status: string | null;
-  /** Older turns let go to keep at most MAX_TURNS_KEPT (a page left open on a busy conversation). */
+  /** Older turns let go to keep at most ``keep`` (a page left open on a busy conversation). */
   dropped: number;
+  /** Turns this page keeps: MAX_TURNS_KEPT, plus every older turn the reader asked for. */
+  keep: number;
+  /** The read model's count of the conversation's turns (its latest page said so), if known. */
+  total: number | null;
 }
 
 /** Turns a conversation page keeps; past it the oldest (by time) go, with their decisions. */
@@ -44,6 +50,8 @@ export const emptyConversation = (): ConversationState => ({
   decisions: new Map(),
   status: null,
   dropped: 0,
+  keep: MAX_TURNS_KEPT,
+  total: null,
 });
 
 /** Lets the oldest turns (and their decisions) go until at most ``limit`` remain; mutates the new maps. */
@@ -73,19 +81,48 @@ interface SnapshotTurn extends Turn {
   decision: Decision | null;
 }
 
-export function mergeSnapshot(
-  state: ConversationState,
-  view: { turns?: SnapshotTurn[]; status?: string },
-): ConversationState {
+/** A page of ``GET /v1/conversations/{id}``: ``turns`` oldest first from position ``turns_start``. */
+export interface ConversationPage {
+  turns?: SnapshotTurn[];
+  status?: string;
+  turn_count?: number;
+  turns_start?: number;
+}
+
+/**
+ * Merges a read-model page (deduplicated by event id; each turn learns its position). ``older``: the
+ * reader asked for this page of older turns, so the page keeps them on top of what it kept before.
+ */
+export function mergeSnapshot(state: ConversationState, view: ConversationPage, older = false): ConversationState {
   const turns = new Map(state.turns);
   const decisions = new Map(state.decisions);
-  for (const t of view.turns ?? []) {
+  const start = typeof view.turns_start === "number" && Number.isInteger(view.turns_start) ? view.turns_start : null;
+  let added = 0;
+  (view.turns ?? []).forEach((t, i) => {
     const { decision, ...turn } = t;
-    if (!turns.has(turn.event_id)) turns.set(turn.event_id, turn);
+    const known = turns.get(turn.event_id);
+    const position = start === null ? known?.position : start + i;
+    if (!known) added += 1;
+    if (!known || (position !== undefined && known.position !== position)) turns.set(turn.event_id, { ...(known ?? turn), position });
     if (decision && !decisions.has(turn.event_id)) decisions.set(turn.event_id, decision);
+  });
+  const keep = older ? state.keep + added : state.keep;
+  // turns the reader asked back are no longer "let go"
+  const dropped = bounded(turns, decisions, older ? Math.max(0, state.dropped - added) : state.dropped, keep);
+  const total = typeof view.turn_count === "number" ? view.turn_count : state.total;
+  return { turns, decisions, status: view.status ?? state.status, dropped, keep, total };
+}
+
+/**
+ * The ``turns_before`` that asks the read model for the turns older than every one shown: the
+ * smallest position known; null when the first turn is shown or no turn's position is known yet.
+ */
+export function olderBefore(state: ConversationState): number | null {
+  let first: number | null = null;
+  for (const t of state.turns.values()) {
+    if (t.position !== undefined && (first === null || t.position < first)) first = t.position;
   }
-  const dropped = bounded(turns, decisions, state.dropped, MAX_TURNS_KEPT);
-  return { turns, decisions, status: view.status ?? state.status, dropped };
+  return first !== null && first > 0 ? first : null;
 }
 
 interface Envelope {
@@ -115,8 +152,8 @@ export function applyEvent(state: ConversationState, type: string, data: string)
       model: String(p.model ?? ""),
       occurred_at: env.occurred_at,
     });
-    const decisions = turns.size > MAX_TURNS_KEPT ? new Map(state.decisions) : state.decisions;
-    const dropped = bounded(turns, decisions, state.dropped, MAX_TURNS_KEPT);
+    const decisions = turns.size > state.keep ? new Map(state.decisions) : state.decisions;
+    const dropped = bounded(turns, decisions, state.dropped, state.keep);
     return { ...state, turns, decisions, dropped };
   }
   if (type === "PolicyDecision") {
@@ -128,7 +165,7 @@ export function applyEvent(state: ConversationState, type: string, data: string)
       matched_rules: d.matched_rules ?? [],
       redactions: d.redactions ?? [],
     });
-    while (decisions.size > 2 * MAX_TURNS_KEPT) decisions.delete(decisions.keys().next().value as string);
+    while (decisions.size > 2 * state.keep) decisions.delete(decisions.keys().next().value as string);
     return { ...state, decisions };
   }
   if (type === "ConversationClosed") return { ...state, status: "closed" };

@@ -7,8 +7,10 @@ import {
   applyEvent,
   emptyConversation,
   mergeSnapshot,
+  olderBefore,
   orderedTurns,
   segments,
+  type ConversationPage,
   type ConversationState,
   type Decision,
   type Turn,
@@ -86,12 +88,17 @@ export function ConversationList({ session }: { session: Session }) {
 }
 
 type Action =
-  | { kind: "snapshot"; view: Parameters<typeof mergeSnapshot>[1] }
+  | { kind: "snapshot"; view: ConversationPage; older?: boolean }
   | { kind: "event"; type: string; data: string };
 
 function reduce(state: ConversationState, action: Action): ConversationState {
-  return action.kind === "snapshot" ? mergeSnapshot(state, action.view) : applyEvent(state, action.type, action.data);
+  return action.kind === "snapshot"
+    ? mergeSnapshot(state, action.view, action.older)
+    : applyEvent(state, action.type, action.data);
 }
+
+/** Turns asked for per "older turns" click (the read model's page size; docs/api.md). */
+const OLDER_PAGE = 200;
 
 interface Notice {
   tone: "info" | "warn" | "error";
@@ -127,6 +134,7 @@ export function ConversationView({ session, id }: { session: Session; id: string
   const [status, setStatus] = useState<StreamStatus>({ kind: "connecting" });
   const [notice, setNotice] = useState<Notice | null>(null);
   const [loadError, setLoadError] = useState<ApiError | null>(null);
+  const [loadingOlder, setLoadingOlder] = useState(false);
   const cursorKey = `lf.cursor.${session.tenant}.${id}`;
   const tokenRef = useRef(session.token);
   tokenRef.current = session.token;
@@ -136,7 +144,7 @@ export function ConversationView({ session, id }: { session: Session; id: string
     const timers: ReturnType<typeof setTimeout>[] = [];
     const snapshot = async () => {
       try {
-        const view = await call<Parameters<typeof mergeSnapshot>[1]>(tokenRef.current, `/v1/conversations/${encodeURIComponent(id)}`);
+        const view = await call<ConversationPage>(tokenRef.current, `/v1/conversations/${encodeURIComponent(id)}`);
         if (!abort.signal.aborted) {
           dispatch({ kind: "snapshot", view });
           setLoadError(null);
@@ -192,6 +200,22 @@ export function ConversationView({ session, id }: { session: Session; id: string
   }, [id, cursorKey]);
 
   const turns = orderedTurns(state);
+  const before = olderBefore(state);
+  const loadOlder = async () => {
+    if (before === null) return;
+    setLoadingOlder(true);
+    try {
+      const q = new URLSearchParams({ turns_limit: String(OLDER_PAGE), turns_before: String(before) });
+      const view = await call<ConversationPage>(tokenRef.current, `/v1/conversations/${encodeURIComponent(id)}?${q}`);
+      dispatch({ kind: "snapshot", view, older: true });
+      setLoadError(null);
+    } catch (exc) {
+      if (exc instanceof ApiError) setLoadError(exc);
+    } finally {
+      setLoadingOlder(false);
+    }
+  };
+  const shown = state.total !== null && state.total > turns.length ? `${turns.length} of ${state.total} turns` : `${turns.length} turns`;
   return (
     <>
       <div className="flex items-center gap-3">
@@ -219,10 +243,13 @@ export function ConversationView({ session, id }: { session: Session; id: string
       )}
       {loadError && <Problem message={loadError.message} />}
       <Card
-        title={
-          state.dropped > 0
-            ? `${turns.length} newest turns (${state.dropped} older not kept on this page)`
-            : `${turns.length} turns`
+        title={state.dropped > 0 ? `${shown} (${state.dropped} older let go from this page)` : shown}
+        actions={
+          before !== null && (
+            <Button tone="plain" disabled={loadingOlder} onClick={() => void loadOlder()} testId="load-older">
+              {loadingOlder ? "loading…" : `↑ ${Math.min(OLDER_PAGE, before)} older turns`}
+            </Button>
+          )
         }
       >
         <ol className="space-y-3" data-testid="turns">

@@ -85,6 +85,43 @@ def test_subscriber_follows_a_conversation_live_redacted_and_resumes_after_reloa
     assert CARD not in page.content() and CARD.replace(" ", "") not in page.content()
 
 
+def test_a_long_conversation_shows_its_newest_turns_and_the_older_ones_a_page_at_a_time(
+    console: Console, edge: str, tokens
+) -> None:
+    """The read model pages a conversation's turns (200 at a time): the page shows the newest page
+    and "older turns" brings the rest back, in order, each once, until the first turn is shown."""
+    tenant = fresh_tenant()
+    producer, subscriber = tokens(tenant, "producer"), tokens(tenant, "subscriber")
+    conv = f"long-{uuid.uuid4().hex[:8]}"
+    total = 450
+    start_conversation(edge, producer, conv)
+    auth = {"Authorization": f"Bearer {producer}"}
+    with httpx.Client(base_url=edge, headers=auth, timeout=10) as client:
+        for n in range(total):
+            payload = {"turn_id": f"t{n:03}", "role": "user", "content": f"turn {n}", "model": "slm-1", "tokens": None}
+            sent = client.post("/v1/events", json={"type": "MessageSubmitted", "subject": conv, "payload": payload})
+            assert sent.status_code == 202, sent.text
+        read = {"Authorization": f"Bearer {subscriber}"}
+        wait_until(
+            lambda: client.get(f"/v1/conversations/{conv}", headers=read).json().get("turn_count") == total,
+            f"the read model to count all {total} turns",
+            timeout=60,
+        )
+    page = open_conversation(console, subscriber, conv)
+    expect(page.get_by_test_id("turn")).to_have_count(200, timeout=SHORT_MS)
+    expect(page.get_by_text(f"200 of {total} turns")).to_be_visible()
+    older = page.get_by_test_id("load-older")
+    expect(older).to_have_text("↑ 200 older turns")
+    older.click()
+    expect(page.get_by_test_id("turn")).to_have_count(400, timeout=SHORT_MS)
+    expect(older).to_have_text("↑ 50 older turns")
+    older.click()
+    expect(page.get_by_test_id("turn")).to_have_count(total, timeout=SHORT_MS)
+    expect(page.get_by_text(f"{total} turns", exact=True)).to_be_visible()
+    expect(older).to_have_count(0)  # the first turn is shown: nothing older to ask for
+    assert turn_ids(page) == [f"t{n:03}" for n in range(total)]
+
+
 def test_admin_enables_training_with_a_ttl_and_sees_it_expire_subscriber_cannot(
     console: Console, edge: str, tokens
 ) -> None:
