@@ -98,8 +98,9 @@ def test_a_long_conversation_shows_its_newest_turns_and_the_older_ones_a_page_at
     auth = {"Authorization": f"Bearer {producer}"}
     with httpx.Client(base_url=edge, headers=auth, timeout=10) as client:
         for n in range(total):
-            payload = {"turn_id": f"t{n:03}", "role": "user", "content": f"turn {n}", "model": "slm-1", "tokens": None}
-            sent = client.post("/v1/events", json={"type": "MessageSubmitted", "subject": conv, "payload": payload})
+            payload = {"turn_id": f"t{n:03}", "role": "user", "content": f"turn {n}", "model": "slm-1"}
+            event = {"type": "MessageSubmitted", "subject": conv, "payload": payload | {"tokens": None}}
+            sent = client.post("/v1/events", json=event)
             assert sent.status_code == 202, sent.text
         read = {"Authorization": f"Bearer {subscriber}"}
         wait_until(
