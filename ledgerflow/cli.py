@@ -426,6 +426,18 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         return audit(settings, json_out=args.json, skip_projections=args.skip_projections, quiet=args.quiet)
 
 
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledgerflow.commands.progress import bar
+    from ledgerflow.migrate import migrate, summary
+
+    with bar("copying", None) as update:
+        done = asyncio.run(migrate(settings, args.to_prefix, args.partitions, update))
+    print(json.dumps(done.to_json()) if args.json else summary(done, settings.topic_prefix))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     missing = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
     if missing:
@@ -690,6 +702,27 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--quiet", action="store_true", help="no progress line; no summary when clean")
     _common(au)
     au.set_defaults(handler=cmd_audit)
+
+    mg = sub.add_parser(
+        "migrate",
+        help="copy the input logs into a new topic prefix, e.g. with more partitions "
+        "(docs/scaling.md#adding-partitions)",
+    )
+    mg.add_argument(
+        "--to-prefix",
+        required=True,
+        metavar="PREFIX",
+        help="the new generation's topic prefix (its topics are created; they must be empty)",
+    )
+    mg.add_argument(
+        "--partitions",
+        type=positive_int,
+        metavar="N",
+        help="partitions of every multi-partition topic there (default: as declared, 6 and 3)",
+    )
+    mg.add_argument("--json", action="store_true", help="machine-readable output")
+    _kafka_flags(mg)
+    mg.set_defaults(handler=cmd_migrate)
 
     b = sub.add_parser("bench", help="measure against the raw limits of the same stack (docs/benchmarks.md)")
     b.add_argument(
