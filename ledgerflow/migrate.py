@@ -13,11 +13,15 @@ Sequence:
    at ``--partitions``) and refuse unless every one of them is empty and co-partitioned topics
    have equal counts: a copy goes into empty topics only, so one that stopped half-way is never
    mixed with a second one (delete the new prefix's topics and run again).
-4. Copy each input topic, partition by partition, record by record: key, value, headers and
-   timestamp unchanged, into the partition Kafka's default partitioner gives the key among the
-   new count (``kafka.placement.placement``, the rule the agents check); a record without a key
-   goes to its old partition modulo the new count. One idempotent producer (acks=all) keeps each
-   key's records in their order. Every record counts when the broker acknowledged it.
+4. Copy each input topic record by record: key, value, headers and timestamp unchanged, into the
+   partition Kafka's default partitioner gives the key among the new count
+   (``kafka.placement.placement``, the rule the agents check); a record without a key goes to its
+   old partition modulo the new count. The source partitions are read side by side and merged by
+   record timestamp, each partition in its log order (``LogReader.merged``): a key's records are
+   in one partition unless partitions were added to the source — then a conversation that moved
+   has its older records in one partition and its newer ones in another, and the merge puts them
+   back in time order. One idempotent producer (acks=all) keeps each key's records in the order
+   sent. Every record counts when the broker acknowledged it.
 
 What is copied (``COPIED``) is what nothing derives: the turns, the rule packs, the training and
 registry commands, the identity trail (chained per key, copied as written). Decisions, training
@@ -200,11 +204,7 @@ async def migrate(
                 ends = horizon.get(source.topic(base))
                 if ends is None:
                     continue  # the source never had it (an older deployment): nothing to copy
-                copied = 0
-                for partition, end in enumerate(ends):
-                    copied += await copy.partition(
-                        source.topic(base), partition, end, target.topic(base), counts[base]
-                    )
+                copied = await copy.topic(source.topic(base), ends, target.topic(base), counts[base])
                 migration.topics.append(Copied(base, copied, len(ends), counts[base]))
         finally:
             await producer.stop()
@@ -244,20 +244,20 @@ class _Copy:
         self.producer, self.reader, self.progress, self.total = producer, reader, progress, total
         self.done = 0
 
-    async def partition(self, topic: str, partition: int, end: int, into: str, partitions: int) -> int:
-        """Copy ``topic``'s ``partition`` up to ``end`` into ``into`` (of ``partitions``); the records
-        copied. A send or delivery that fails ends the copy in one line naming where it stopped."""
+    async def topic(self, topic: str, ends: list[int], into: str, partitions: int) -> int:
+        """Copy ``topic`` up to ``ends`` into ``into`` (of ``partitions``); the records copied. A send
+        or delivery that fails ends the copy in one line naming where it stopped."""
         pending: list[asyncio.Future[object]] = []
-        copied, offset = 0, 0
+        copied, at = 0, "its start"
         try:
-            async for raw in self.reader.partition(topic, partition, end):
-                offset = raw.offset
+            async for raw in self.reader.merged(topic, ends):
+                at = f"partition {raw.partition} offset {raw.offset}"
                 pending.append(
                     await self.producer.send(
                         into,
                         value=raw.value,
                         key=raw.key,
-                        partition=target_partition(raw.key, partition, partitions),
+                        partition=target_partition(raw.key, raw.partition, partitions),
                         timestamp_ms=raw.timestamp_ms,
                         headers=list(raw.headers),
                     )
@@ -267,8 +267,8 @@ class _Copy:
             copied += await self._acknowledged(pending)
         except (KafkaError, OSError) as exc:
             raise InfrastructureError(
-                f"copying {topic} partition {partition} failed near offset {offset} ({type(exc).__name__}: "
-                f"{exc}); the new prefix holds part of the logs: delete its topics and run again"
+                f"copying {topic} failed near {at} ({type(exc).__name__}: {exc}); the new prefix holds "
+                "part of the logs: delete its topics and run again"
             ) from None
         return copied
 

@@ -3,6 +3,8 @@ horizon of end offsets fixed when the audit starts."""
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Self
 
@@ -76,6 +78,48 @@ class LogReader:
                 yield RawRecord(
                     topic, partition, rec.offset, rec.key, rec.value, tuple(rec.headers or ()), rec.timestamp
                 )
+
+    async def merged(self, topic: str, ends: list[int], batch: int = 5000) -> AsyncIterator[RawRecord]:
+        """Every partition's records up to its end in ``ends``, interleaved by record timestamp:
+        each step yields the oldest of the partitions' next records (ties: the lower partition).
+        Within a partition the log's order always holds, whatever the timestamps say."""
+        consumer = self._require()
+        tps = {p: TopicPartition(topic, p) for p, end in enumerate(ends) if end > 0}
+        if not tps:
+            return
+        consumer.assign(list(tps.values()))
+        await consumer.seek_to_beginning(*tps.values())
+        buffered: dict[int, deque[RawRecord]] = {p: deque() for p in tps}
+        heads: list[tuple[int, int, int]] = []  # (timestamp, partition, offset) of each buffered head
+        while tps or heads:
+            for p in [p for p in tps if not buffered[p]]:  # refill every partition without a head
+                while not buffered[p] and p in tps:
+                    got = await consumer.getmany(tps[p], timeout_ms=1000, max_records=batch)
+                    for rec in got.get(tps[p], []):
+                        if rec.offset < ends[p]:
+                            buffered[p].append(
+                                RawRecord(
+                                    topic,
+                                    p,
+                                    rec.offset,
+                                    rec.key,
+                                    rec.value,
+                                    tuple(rec.headers or ()),
+                                    rec.timestamp,
+                                )
+                            )
+                    if await consumer.position(tps[p]) >= ends[p]:
+                        del tps[p]
+                if buffered[p]:
+                    head = buffered[p][0]
+                    heapq.heappush(heads, (head.timestamp_ms, p, head.offset))
+            if not heads:
+                continue
+            _, p, _ = heapq.heappop(heads)
+            yield buffered[p].popleft()
+            if buffered[p]:
+                head = buffered[p][0]
+                heapq.heappush(heads, (head.timestamp_ms, p, head.offset))
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:

@@ -31,6 +31,7 @@ from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS, TOPICS
 from ledgerflow.traffic import publish
 from tests.integration.clikit import run_cli
 from tests.integration.test_crash import _events, _wait_settled
+from tests.integration.test_partitions_added import _alter
 from tests.support.processes import start
 
 BEFORE, AFTER = 3, 5
@@ -129,6 +130,47 @@ def test_inputs_copied_to_five_partitions_are_decided_again_and_audit_clean(
     ):
         asyncio.run(migrate(source, target.topic_prefix, AFTER))
     assert len(asyncio.run(read_all(target, target.topic(CONVERSATION_EVENTS)))) == len(after)
+
+
+@pytest.mark.timeout(300)
+def test_the_way_out_of_partitions_added_to_live_topics(stack: Settings, tmp_path: Path) -> None:
+    """Partitions added to the source (``kafka-topics --alter``) moved most conversations: their
+    older turns are in one partition, their newer ones in another. The copy puts each
+    conversation's records back in one partition, in the order they were published, and a worker
+    on the new prefix decides every turn once; the audit of the new generation is clean."""
+    source = stack.with_overrides(topic_prefix=_prefix())
+    asyncio.run(ensure_topics(source, partitions=BEFORE))
+    events, turns = _events(23, 900)
+    asyncio.run(publish(source, iter(events[:450]), progress_every_s=0))
+    asyncio.run(_alter(source, AFTER))
+    asyncio.run(publish(source, iter(events[450:]), progress_every_s=0))  # a producer that sees five
+    before = asyncio.run(read_all(source, source.topic(CONVERSATION_EVENTS)))
+    split = {k for k in {r.key for r in before} if len({r.partition for r in before if r.key == k}) > 1}
+    assert split, "no conversation moved: the test moved nothing"
+    target = source.with_overrides(topic_prefix=_prefix())
+
+    asyncio.run(migrate(source, target.topic_prefix, 4))
+
+    after = asyncio.run(read_all(target, target.topic(CONVERSATION_EVENTS)))
+    published: dict[bytes | None, list[bytes | None]] = defaultdict(list)
+    for e in events:
+        published[e.subject.encode()].append(codec.encode(e))
+    in_log = _by_key(after)
+    assert {k: [codec.decode(v).event_id for v in in_log[k]] for k in split} == {
+        k: [codec.decode(v).event_id for v in published[k]] for k in split
+    }, "a moved conversation's records are not in the order they were published"
+    assert all(len({r.partition for r in after if r.key == k}) == 1 for k in split)
+    worker = start(
+        target, "worker", "worker", log_dir=tmp_path / "logs", extra_env={WORKER_METRICS_ENV: "off"}
+    )
+    try:
+        _wait_settled(target, turns, [worker], timeout=150)
+    finally:
+        worker.stop()
+    code = audit_cli(target, json_out=str(tmp_path / "audit.json"), skip_projections=False, quiet=True)
+    report = json.loads((tmp_path / "audit.json").read_text())
+    assert code == 0, json.dumps(report["findings"][:5], indent=2)
+    assert report["stats"]["decisions re-derived"] == turns
 
 
 def test_refusals_are_one_line_and_write_nothing(stack: Settings) -> None:
