@@ -8,7 +8,7 @@ Sequence:
 
 1. Check the prefixes: the new one is another, valid for Kafka topic names.
 2. Fix the horizon: the end offsets of the source's input topics now (records written later are
-   not copied: stop producers first, or copy again into a fresh prefix).
+   not copied: stop producers first; the summary counts any written meanwhile and says so).
 3. Create the new prefix's topics (every topic, its dead-letter topics too; multi-partition ones
    at ``--partitions``) and refuse unless every one of them is empty and co-partitioned topics
    have equal counts: a copy goes into empty topics only, so one that stopped half-way is never
@@ -83,6 +83,8 @@ class Migration:
     target_prefix: str
     topics: list[Copied] = field(default_factory=list)
     seconds: float = 0.0
+    written_meanwhile: int = 0
+    """Records written to the source's input topics after the copy fixed its horizon: not copied."""
 
     @property
     def records(self) -> int:
@@ -93,6 +95,7 @@ class Migration:
             "to_prefix": self.target_prefix,
             "records": self.records,
             "seconds": round(self.seconds, 3),
+            "written_meanwhile": self.written_meanwhile,
             "topics": {
                 t.base: {"records": t.records, "partitions": [t.partitions_before, t.partitions_after]}
                 for t in self.topics
@@ -110,6 +113,12 @@ def summary(migration: Migration, source_prefix: str) -> str:
     for t in migration.topics:
         lines.append(
             f"  {t.base:<20} {t.records:>12,}  ({t.partitions_before} → {t.partitions_after} partitions)"
+        )
+    if migration.written_meanwhile:
+        lines.append(
+            f"warning: {migration.written_meanwhile:,} records were written to the source's input topics "
+            f"while it was copied and are not in {target!r}: stop the producers, delete the topics of "
+            f"{target!r} and copy again"
         )
     lines.append(
         f"next: start workers with LEDGERFLOW_TOPIC_PREFIX={target} (they derive the decisions, outcomes, "
@@ -208,6 +217,8 @@ async def migrate(
                 migration.topics.append(Copied(base, copied, len(ends), counts[base]))
         finally:
             await producer.stop()
+        now = await reader.horizon(horizon)
+        migration.written_meanwhile = sum(sum(now[t]) - sum(ends) for t, ends in horizon.items() if t in now)
     migration.seconds = time.perf_counter() - began
     return migration
 

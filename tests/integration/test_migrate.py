@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -173,6 +174,27 @@ def test_the_way_out_of_partitions_added_to_live_topics(stack: Settings, tmp_pat
     assert report["stats"]["decisions re-derived"] == turns
 
 
+def test_records_written_to_the_source_during_the_copy_are_counted_not_copied(stack: Settings) -> None:
+    source = stack.with_overrides(topic_prefix=_prefix())
+    asyncio.run(ensure_topics(source, partitions=BEFORE))
+    events, _ = _events(29, 40)
+    asyncio.run(publish(source, iter(events[:30]), progress_every_s=0))
+    late = threading.Thread(
+        target=lambda: asyncio.run(publish(source, iter(events[30:]), progress_every_s=0))
+    )
+
+    def progress(done: int, total: int | None) -> None:
+        if not late.is_alive() and late.ident is None:  # once, as the copy starts: a producer still running
+            late.start()
+            late.join()
+
+    target = _prefix()
+    done = asyncio.run(migrate(source, target, AFTER, progress))
+    assert done.written_meanwhile == len(events) - 30
+    copied = asyncio.run(read_all(source.with_overrides(topic_prefix=target), target + CONVERSATION_EVENTS))
+    assert sorted(codec.decode(r.value).event_id for r in copied) == sorted(e.event_id for e in events[:30])
+
+
 def test_refusals_are_one_line_and_write_nothing(stack: Settings) -> None:
     source = stack.with_overrides(topic_prefix=_prefix())
     asyncio.run(ensure_topics(source, partitions=BEFORE))
@@ -203,3 +225,4 @@ def test_refusals_are_one_line_and_write_nothing(stack: Settings) -> None:
     assert ok.code == 0, ok
     result = json.loads(ok.out)
     assert result["topics"][CONVERSATION_EVENTS] == {"records": 2, "partitions": [BEFORE, 2]}
+    assert result["written_meanwhile"] == 0

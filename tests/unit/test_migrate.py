@@ -85,3 +85,14 @@ def test_the_summary_names_each_topic_and_the_next_steps() -> None:
         "conversation.events": {"records": 12_345, "partitions": [3, 5]},
         "policy.rules": {"records": 2, "partitions": [1, 1]},
     }
+
+
+def test_records_written_to_the_source_meanwhile_are_a_warning_line_and_counted() -> None:
+    done = Migration("gen2.", [Copied("conversation.events", 10, 3, 5)], 1.0, written_meanwhile=1_500)
+    warning = [line for line in summary(done, "").splitlines() if line.startswith("warning:")]
+    assert warning == [
+        "warning: 1,500 records were written to the source's input topics while it was copied and are not in "
+        "'gen2.': stop the producers, delete the topics of 'gen2.' and copy again"
+    ]
+    assert done.to_json()["written_meanwhile"] == 1_500
+    assert not [line for line in summary(Migration("gen2."), "").splitlines() if line.startswith("warning:")]
