@@ -433,7 +433,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.migrate import migrate, summary
 
     with bar("copying", None) as update:
-        done = asyncio.run(migrate(settings, args.to_prefix, args.partitions, update))
+        done = asyncio.run(migrate(settings, args.to_prefix, args.partitions, update, resume=args.resume))
     print(json.dumps(done.to_json()) if args.json else summary(done, settings.topic_prefix))
     return 0
 
@@ -719,6 +719,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="N",
         help="partitions of every multi-partition topic there (default: as declared, 6 and 3)",
+    )
+    mg.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="copy only what was written since the last finished copy into --to-prefix (after copying "
+        "while producers ran: stop them, then --continue)",
     )
     mg.add_argument("--json", action="store_true", help="machine-readable output")
     _kafka_flags(mg)

@@ -8,7 +8,7 @@ Sequence:
 
 1. Check the prefixes: the new one is another, valid for Kafka topic names.
 2. Fix the horizon: the end offsets of the source's input topics now (records written later are
-   not copied: stop producers first; the summary counts any written meanwhile and says so).
+   not copied: the summary counts any written meanwhile and says so; ``--continue`` copies them).
 3. Create the new prefix's topics (every topic, its dead-letter topics too; multi-partition ones
    at ``--partitions``) and refuse unless every one of them is empty and co-partitioned topics
    have equal counts: a copy goes into empty topics only, so one that stopped half-way is never
@@ -22,6 +22,12 @@ Sequence:
    has its older records in one partition and its newer ones in another, and the merge puts them
    back in time order. One idempotent producer (acks=all) keeps each key's records in the order
    sent. Every record counts when the broker acknowledged it.
+5. Commit the horizon as the group ``<new prefix>ledgerflow-migrate``'s offsets on the source
+   topics, with a ``Checkpoint`` (the source prefix, the input records the copies wrote in all).
+   ``--continue`` copies from those offsets to the end offsets then, after checking the new
+   prefix's input topics hold exactly that many records (a copy stopped half-way — a fresh copy
+   clears the checkpoint before its first record — or another writer there is refused). So a big
+   log is copied while producers run, and only what came since waits for them to stop.
 
 What is copied (``COPIED``) is what nothing derives: the turns, the rule packs, the training and
 registry commands, the identity trail (chained per key, copied as written). Decisions, training
@@ -35,18 +41,19 @@ generation stays readable for the auditors.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, ValidationError
-from ledgerflow.kafka.admin import ensure_topics, partition_counts
+from ledgerflow.kafka.admin import commit_offsets, committed_with_metadata, ensure_topics, partition_counts
 from ledgerflow.kafka.placement import placement
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
@@ -65,7 +72,39 @@ _LEGAL = re.compile(r"[A-Za-z0-9._-]*")
 IN_FLIGHT = 5_000  # records sent before their acknowledgements are awaited
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the broker's own limit decides; the source topic held the record
 
+CHECKPOINT_GROUP = "ledgerflow-migrate"
+"""After the new prefix: the group (no consumer joins it) whose committed offsets are the source
+offsets a finished copy reached, with a ``Checkpoint`` as their metadata (``--continue``)."""
+
 Progress = Callable[[int, int | None], None]
+Offsets = dict[str, list[int]]  # full source topic name -> offset per partition
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a finished copy leaves for the next ``--continue``: the source it copied and how many
+    input records the copies wrote into the new prefix in all (checked against its topics, so a
+    copy that stopped half-way, or anything else writing there, is never continued)."""
+
+    source_prefix: str
+    records: int
+
+    def encode(self) -> str:
+        return json.dumps({"lf-migrate": 1, "from": self.source_prefix, "records": self.records})
+
+    @classmethod
+    def decode(cls, text: str) -> Checkpoint | None:
+        """Pure: the checkpoint in a commit's metadata; None if it is not one."""
+        try:
+            found = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(found, dict) or found.get("lf-migrate") != 1:
+            return None
+        source, records = found.get("from"), found.get("records")
+        if not isinstance(source, str) or type(records) is not int or records < 0:
+            return None
+        return cls(source, records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +124,8 @@ class Migration:
     seconds: float = 0.0
     written_meanwhile: int = 0
     """Records written to the source's input topics after the copy fixed its horizon: not copied."""
+    continued: bool = False
+    """A ``--continue``: the records after the previous copy's horizon."""
 
     @property
     def records(self) -> int:
@@ -96,6 +137,7 @@ class Migration:
             "records": self.records,
             "seconds": round(self.seconds, 3),
             "written_meanwhile": self.written_meanwhile,
+            "continued": self.continued,
             "topics": {
                 t.base: {"records": t.records, "partitions": [t.partitions_before, t.partitions_after]}
                 for t in self.topics
@@ -106,8 +148,9 @@ class Migration:
 def summary(migration: Migration, source_prefix: str) -> str:
     """Pure: what was copied, and what to do next."""
     target = migration.target_prefix
+    more = " more (written since the last copy)" if migration.continued else ""
     lines = [
-        f"copied {migration.records:,} records from the prefix {source_prefix!r} into {target!r} "
+        f"copied {migration.records:,} records{more} from the prefix {source_prefix!r} into {target!r} "
         f"in {migration.seconds:.1f} s:"
     ]
     for t in migration.topics:
@@ -117,8 +160,8 @@ def summary(migration: Migration, source_prefix: str) -> str:
     if migration.written_meanwhile:
         lines.append(
             f"warning: {migration.written_meanwhile:,} records were written to the source's input topics "
-            f"while it was copied and are not in {target!r}: stop the producers, delete the topics of "
-            f"{target!r} and copy again"
+            f"while it was copied and are not in {target!r} yet: stop the producers, then copy them with "
+            "--continue"
         )
     lines.append(
         f"next: start workers with LEDGERFLOW_TOPIC_PREFIX={target} (they derive the decisions, outcomes, "
@@ -178,12 +221,19 @@ def nonempty_problem(target_prefix: str, records: dict[str, int]) -> str | None:
 
 
 async def migrate(
-    source: Settings, target_prefix: str, partitions: int | None, progress: Progress | None = None
+    source: Settings,
+    target_prefix: str,
+    partitions: int | None,
+    progress: Progress | None = None,
+    *,
+    resume: bool = False,
 ) -> Migration:
-    """Copy ``source``'s input logs into the topics of ``target_prefix`` (the module doc)."""
+    """Copy ``source``'s input logs into the topics of ``target_prefix`` (the module doc);
+    ``resume``: only what was written after the previous finished copy (``--continue``)."""
     began = time.perf_counter()
     check_prefixes(source.topic_prefix, target_prefix)  # Step 1.
     target = source.with_overrides(topic_prefix=target_prefix)
+    group = target_prefix + CHECKPOINT_GROUP
     async with LogReader(source) as reader:
         horizon = await reader.horizon([source.topic(base) for base in COPIED])  # Step 2.
         if source.topic(CONVERSATION_EVENTS) not in horizon:
@@ -191,11 +241,23 @@ async def migrate(
                 f"no topic {source.topic(CONVERSATION_EVENTS)} at {source.kafka_bootstrap}: nothing to copy "
                 "(check LEDGERFLOW_TOPIC_PREFIX / --topic-prefix)"
             )
-        counts = await _prepare(target, partitions)  # Step 3.
-        total = sum(sum(ends) for ends in horizon.values())
+        if resume:  # Step 3.
+            starts, before = await _checkpoint(source, target, group, horizon)
+            counts = await _continuable(target, partitions, before)
+        else:
+            starts, before = {topic: [0] * len(ends) for topic, ends in horizon.items()}, 0
+            counts = await _prepare(target, partitions)
+            # A checkpoint left by an earlier copy into topics deleted since would be continued as if
+            # it were this one's: none is valid until this copy finished.
+            await commit_offsets(
+                source,
+                group,
+                {TopicPartition(t, p): (0, "") for t in horizon for p in range(len(horizon[t]))},
+            )
+        total = sum(sum(ends) - sum(starts[topic]) for topic, ends in horizon.items())
         if progress is not None:
             progress(0, total)
-        migration = Migration(target_prefix)
+        migration = Migration(target_prefix, continued=resume)
         producer = AIOKafkaProducer(
             bootstrap_servers=source.kafka_bootstrap,
             acks="all",
@@ -210,17 +272,101 @@ async def migrate(
         copy = _Copy(producer, reader, progress, total)
         try:
             for base in COPIED:  # Step 4.
-                ends = horizon.get(source.topic(base))
+                name = source.topic(base)
+                ends = horizon.get(name)
                 if ends is None:
                     continue  # the source never had it (an older deployment): nothing to copy
-                copied = await copy.topic(source.topic(base), ends, target.topic(base), counts[base])
+                copied = await copy.topic(name, ends, starts[name], target.topic(base), counts[base])
                 migration.topics.append(Copied(base, copied, len(ends), counts[base]))
         finally:
             await producer.stop()
+        checkpoint = Checkpoint(source.topic_prefix, before + migration.records)
+        await commit_offsets(
+            source,
+            group,
+            {
+                TopicPartition(topic, p): (end, checkpoint.encode())
+                for topic, ends in horizon.items()
+                for p, end in enumerate(ends)
+            },
+        )
         now = await reader.horizon(horizon)
         migration.written_meanwhile = sum(sum(now[t]) - sum(ends) for t, ends in horizon.items() if t in now)
     migration.seconds = time.perf_counter() - began
     return migration
+
+
+async def _checkpoint(
+    source: Settings, target: Settings, group: str, horizon: Offsets
+) -> tuple[Offsets, int]:
+    """The source offsets the previous finished copy into ``target`` reached (per topic of
+    ``horizon``) and the input records it wrote there; ValidationError if there is none to continue."""
+    committed = await committed_with_metadata(source, group)
+    starts: Offsets = {topic: [0] * len(ends) for topic, ends in horizon.items()}
+    found: set[Checkpoint | None] = set()
+    for tp, (offset, metadata) in committed.items():
+        checkpoint = Checkpoint.decode(metadata)
+        if tp.topic in starts and tp.partition < len(starts[tp.topic]):
+            found.add(checkpoint)
+            starts[tp.topic][tp.partition] = offset
+        elif checkpoint is not None:  # a copy of another source: named, not taken for none
+            found.add(checkpoint)
+    problem = checkpoint_problem(found, source.topic_prefix, target.topic_prefix)
+    if problem is not None:
+        raise ValidationError(problem)
+    (checkpoint,) = found
+    assert checkpoint is not None  # checkpoint_problem said so
+    for topic, ends in horizon.items():
+        for p, end in enumerate(ends):
+            if starts[topic][p] > end:
+                raise ValidationError(
+                    f"{topic} partition {p} ends at {end}, before the {starts[topic][p]} the last copy "
+                    "reached: the source is not the one copied; delete the new prefix's topics and copy again"
+                )
+    return starts, checkpoint.records
+
+
+def checkpoint_problem(found: set[Checkpoint | None], source_prefix: str, target_prefix: str) -> str | None:
+    """Pure: why the checkpoints read back (one per source partition committed; None: a commit that
+    is no checkpoint, as a copy under way leaves) allow no ``--continue``; None if they do."""
+    if not found or found == {None}:
+        return (
+            f"no finished copy into {target_prefix!r} to continue (the first copy did not finish, or never "
+            "ran): run it without --continue into empty topics"
+        )
+    others = sorted({c.source_prefix for c in found if c is not None and c.source_prefix != source_prefix})
+    if others:
+        return (
+            f"{target_prefix!r} is a copy of the prefix {others[0]!r}, not of "
+            f"{source_prefix!r}: continue it with --topic-prefix {others[0]!r}"
+        )
+    if len(found) > 1:
+        return f"the checkpoint of {target_prefix!r} is inconsistent: delete its topics and copy again"
+    return None
+
+
+async def _continuable(target: Settings, partitions: int | None, records: int) -> dict[str, int]:
+    """The new prefix's input topics' partition counts, if it holds exactly the ``records`` the
+    copies wrote there (ValidationError otherwise: a copy stopped half-way, or another writer)."""
+    names = {base: target.topic(base) for base in COPIED}
+    found = await partition_counts(target, list(names.values()))
+    counts = {base: found[name] for base, name in names.items()}
+    if partitions is not None:
+        expected = {spec.base: spec.partitions for spec in with_partitions(all_topics(), partitions)}
+        problem = layout_problem(counts, {base: expected[base] for base in COPIED})
+        if problem is not None:
+            raise ValidationError(
+                f"--partitions {partitions}: {target.topic_prefix!r} was copied with another ({problem})"
+            )
+    async with LogReader(target) as reader:
+        held = sum(sum(ends) for ends in (await reader.horizon(names.values())).values())
+    if held != records:
+        raise ValidationError(
+            f"the input topics of {target.topic_prefix!r} hold {held:,} records where the copies wrote "
+            f"{records:,}: a copy stopped half-way, or something else wrote there; delete its topics and "
+            "copy again"
+        )
+    return counts
 
 
 async def _prepare(target: Settings, partitions: int | None) -> dict[str, int]:
@@ -255,13 +401,13 @@ class _Copy:
         self.producer, self.reader, self.progress, self.total = producer, reader, progress, total
         self.done = 0
 
-    async def topic(self, topic: str, ends: list[int], into: str, partitions: int) -> int:
-        """Copy ``topic`` up to ``ends`` into ``into`` (of ``partitions``); the records copied. A send
-        or delivery that fails ends the copy in one line naming where it stopped."""
+    async def topic(self, topic: str, ends: list[int], starts: list[int], into: str, partitions: int) -> int:
+        """Copy ``topic`` from ``starts`` up to ``ends`` into ``into`` (of ``partitions``); the records
+        copied. A send or delivery that fails ends the copy in one line naming where it stopped."""
         pending: list[asyncio.Future[object]] = []
         copied, at = 0, "its start"
         try:
-            async for raw in self.reader.merged(topic, ends):
+            async for raw in self.reader.merged(topic, ends, starts):
                 at = f"partition {raw.partition} offset {raw.offset}"
                 pending.append(
                     await self.producer.send(

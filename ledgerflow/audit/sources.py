@@ -79,16 +79,24 @@ class LogReader:
                     topic, partition, rec.offset, rec.key, rec.value, tuple(rec.headers or ()), rec.timestamp
                 )
 
-    async def merged(self, topic: str, ends: list[int], batch: int = 5000) -> AsyncIterator[RawRecord]:
-        """Every partition's records up to its end in ``ends``, interleaved by record timestamp:
-        each step yields the oldest of the partitions' next records (ties: the lower partition).
-        Within a partition the log's order always holds, whatever the timestamps say."""
+    async def merged(
+        self, topic: str, ends: list[int], starts: list[int] | None = None, batch: int = 5000
+    ) -> AsyncIterator[RawRecord]:
+        """Every partition's records from its offset in ``starts`` (default: its first) up to its
+        end in ``ends``, interleaved by record timestamp: each step yields the oldest of the
+        partitions' next records (ties: the lower partition). Within a partition the log's order
+        always holds, whatever the timestamps say."""
         consumer = self._require()
-        tps = {p: TopicPartition(topic, p) for p, end in enumerate(ends) if end > 0}
+        first = starts if starts is not None else [0] * len(ends)
+        tps = {p: TopicPartition(topic, p) for p, end in enumerate(ends) if end > first[p]}
         if not tps:
             return
         consumer.assign(list(tps.values()))
-        await consumer.seek_to_beginning(*tps.values())
+        for p, tp in tps.items():
+            if first[p] > 0:
+                consumer.seek(tp, first[p])
+            else:
+                await consumer.seek_to_beginning(tp)
         buffered: dict[int, deque[RawRecord]] = {p: deque() for p in tps}
         heads: list[tuple[int, int, int]] = []  # (timestamp, partition, offset) of each buffered head
         while tps or heads:

@@ -262,6 +262,13 @@ async def commit_metadata(
 ) -> None:
     """Commit offset 0 with ``metadata`` for ``partitions`` in ``group``, a group no consumer joins
     (``group_metadata`` reads the string back), ``patiently``."""
+    await commit_offsets(settings, group, {tp: (0, metadata) for tp in partitions})
+
+
+async def commit_offsets(
+    settings: Settings, group: str, offsets: dict[TopicPartition, tuple[int, str]]
+) -> None:
+    """Commit (offset, metadata) per partition in ``group``, a group no consumer joins, ``patiently``."""
 
     async def commit() -> None:
         consumer = AIOKafkaConsumer(
@@ -269,9 +276,15 @@ async def commit_metadata(
         )
         await consumer.start()
         try:
-            consumer.assign(partitions)  # a manual assignment: commits without joining the group
-            await consumer.commit({tp: (0, metadata) for tp in partitions})
+            consumer.assign(list(offsets))  # a manual assignment: commits without joining the group
+            await consumer.commit(offsets)
         finally:
             await consumer.stop()
 
     await patiently(commit, f"the commit of {group}")
+
+
+async def committed_with_metadata(settings: Settings, group: str) -> dict[TopicPartition, tuple[int, str]]:
+    """(offset, metadata) of every partition ``group`` committed."""
+    offsets = await _committed(settings, group)
+    return {tp: (meta.offset, meta.metadata or "") for tp, meta in offsets.items() if meta.offset >= 0}

@@ -174,25 +174,50 @@ def test_the_way_out_of_partitions_added_to_live_topics(stack: Settings, tmp_pat
     assert report["stats"]["decisions re-derived"] == turns
 
 
-def test_records_written_to_the_source_during_the_copy_are_counted_not_copied(stack: Settings) -> None:
+def test_records_written_during_the_copy_are_counted_then_copied_by_continue(stack: Settings) -> None:
+    """The way to copy a big log with producers running: copy, stop them, ``--continue``."""
     source = stack.with_overrides(topic_prefix=_prefix())
     asyncio.run(ensure_topics(source, partitions=BEFORE))
-    events, _ = _events(29, 40)
-    asyncio.run(publish(source, iter(events[:30]), progress_every_s=0))
+    events = _events(29, 300)[0][:300]  # a slice of interleaved conversations: no worker reads them here
+    asyncio.run(publish(source, iter(events[:200]), progress_every_s=0))
     late = threading.Thread(
-        target=lambda: asyncio.run(publish(source, iter(events[30:]), progress_every_s=0))
+        target=lambda: asyncio.run(publish(source, iter(events[200:250]), progress_every_s=0))
     )
 
     def progress(done: int, total: int | None) -> None:
-        if not late.is_alive() and late.ident is None:  # once, as the copy starts: a producer still running
+        if late.ident is None:  # once, as the copy starts: a producer still running
             late.start()
             late.join()
 
-    target = _prefix()
-    done = asyncio.run(migrate(source, target, AFTER, progress))
-    assert done.written_meanwhile == len(events) - 30
-    copied = asyncio.run(read_all(source.with_overrides(topic_prefix=target), target + CONVERSATION_EVENTS))
-    assert sorted(codec.decode(r.value).event_id for r in copied) == sorted(e.event_id for e in events[:30])
+    target = source.with_overrides(topic_prefix=_prefix())
+    done = asyncio.run(migrate(source, target.topic_prefix, AFTER, progress))
+    assert done.written_meanwhile == 50
+
+    def copied() -> list[str]:
+        return [
+            codec.decode(r.value).event_id
+            for r in asyncio.run(read_all(target, target.topic(CONVERSATION_EVENTS)))
+        ]
+
+    assert sorted(copied()) == sorted(e.event_id for e in events[:200])
+    asyncio.run(publish(source, iter(events[250:]), progress_every_s=0))  # then the producers stop
+
+    more = asyncio.run(migrate(source, target.topic_prefix, None, resume=True))
+    assert (more.records, more.continued, more.written_meanwhile) == (100, True, 0)
+    after = asyncio.run(read_all(target, target.topic(CONVERSATION_EVENTS)))
+    assert Counter(codec.decode(r.value).event_id for r in after) == Counter(e.event_id for e in events)
+    in_order: dict[bytes | None, list[str]] = defaultdict(list)
+    for e in events:
+        in_order[e.subject.encode()].append(e.event_id)
+    assert {k: [codec.decode(v).event_id for v in vs] for k, vs in _by_key(after).items()} == in_order
+    nothing = asyncio.run(migrate(source, target.topic_prefix, AFTER, resume=True))
+    assert nothing.records == 0
+
+    # Something else wrote into the new prefix: a continue would not know what it copied there.
+    asyncio.run(_hostile(target))
+    with pytest.raises(ValidationError, match=r"hold 302 records where the copies wrote 300"):
+        asyncio.run(migrate(source, target.topic_prefix, None, resume=True))
+    assert len(asyncio.run(read_all(target, target.topic(CONVERSATION_EVENTS)))) == 302  # nothing more
 
 
 def test_refusals_are_one_line_and_write_nothing(stack: Settings) -> None:
@@ -221,8 +246,19 @@ def test_refusals_are_one_line_and_write_nothing(stack: Settings) -> None:
     zero = run_cli(source, "migrate", "--to-prefix", _prefix(), "--partitions", "0")
     assert zero.code == 2, zero
 
+    never = run_cli(source, "migrate", "--to-prefix", _prefix(), "--continue")
+    assert never.code == 2 and "no finished copy into" in never.one_line(), never
+
     ok = run_cli(source, "migrate", "--to-prefix", _prefix(), "--partitions", "2", "--json")
     assert ok.code == 0, ok
     result = json.loads(ok.out)
     assert result["topics"][CONVERSATION_EVENTS] == {"records": 2, "partitions": [BEFORE, 2]}
     assert result["written_meanwhile"] == 0
+    from_elsewhere = run_cli(
+        stack.with_overrides(topic_prefix=other.topic_prefix),
+        "migrate",
+        "--to-prefix",
+        result["to_prefix"],
+        "--continue",
+    )
+    assert from_elsewhere.code == 2 and "is a copy of the prefix" in from_elsewhere.one_line(), from_elsewhere

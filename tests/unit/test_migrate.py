@@ -8,9 +8,11 @@ from ledgerflow.errors import ValidationError
 from ledgerflow.kafka.placement import placement
 from ledgerflow.migrate import (
     MAX_TOPIC_CHARS,
+    Checkpoint,
     Copied,
     Migration,
     check_prefixes,
+    checkpoint_problem,
     layout_problem,
     nonempty_problem,
     summary,
@@ -92,7 +94,45 @@ def test_records_written_to_the_source_meanwhile_are_a_warning_line_and_counted(
     warning = [line for line in summary(done, "").splitlines() if line.startswith("warning:")]
     assert warning == [
         "warning: 1,500 records were written to the source's input topics while it was copied and are not in "
-        "'gen2.': stop the producers, delete the topics of 'gen2.' and copy again"
+        "'gen2.' yet: stop the producers, then copy them with --continue"
     ]
     assert done.to_json()["written_meanwhile"] == 1_500
     assert not [line for line in summary(Migration("gen2."), "").splitlines() if line.startswith("warning:")]
+
+
+def test_a_checkpoint_reads_back_what_it_wrote_and_nothing_else() -> None:
+    assert Checkpoint.decode(Checkpoint("gen1.", 1_234).encode()) == Checkpoint("gen1.", 1_234)
+    assert Checkpoint.decode(Checkpoint("", 0).encode()) == Checkpoint("", 0)
+    for text in (
+        "",
+        "lf-layout conversation.events=6",  # another group's metadata
+        "{",
+        "[]",
+        '{"lf-migrate": 2, "from": "a.", "records": 1}',
+        '{"lf-migrate": 1, "from": 7, "records": 1}',
+        '{"lf-migrate": 1, "from": "a.", "records": -1}',
+        '{"lf-migrate": 1, "from": "a.", "records": 1.0}',
+        '{"lf-migrate": 1, "from": "a.", "records": true}',
+    ):
+        assert Checkpoint.decode(text) is None, text
+
+
+def test_continue_needs_one_finished_copy_of_the_same_source() -> None:
+    done = Checkpoint("gen1.", 10)
+    assert checkpoint_problem({done}, "gen1.", "gen2.") is None
+    for nothing in (set(), {None}):
+        problem = checkpoint_problem(nothing, "gen1.", "gen2.")
+        assert problem is not None and problem.startswith("no finished copy into 'gen2.' to continue")
+    mixed = checkpoint_problem({done, None}, "gen1.", "gen2.")
+    assert mixed is not None and "inconsistent" in mixed
+    other = checkpoint_problem({Checkpoint("gen0.", 10)}, "gen1.", "gen2.")
+    assert (
+        other
+        == "'gen2.' is a copy of the prefix 'gen0.', not of 'gen1.': continue it with --topic-prefix 'gen0.'"
+    )
+
+
+def test_a_continued_copy_says_so() -> None:
+    done = Migration("gen2.", [Copied("conversation.events", 7, 3, 5)], 0.5, continued=True)
+    assert summary(done, "gen1.").startswith("copied 7 records more (written since the last copy) from")
+    assert done.to_json()["continued"] is True
