@@ -30,6 +30,7 @@ least as far as this process has seen it (else: not readable yet, retried).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -158,6 +159,8 @@ class UsageAgent:
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self._states.pop(p, None)
+            with contextlib.suppress(KeyError):  # its lag is its next owner's to export
+                USAGE_WINDOW_LAG.remove(str(p))
             self._folded.pop(p, None)
             self._seen.pop(p, None)
             self._excused.pop(p, None)
