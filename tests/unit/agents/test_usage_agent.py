@@ -565,3 +565,26 @@ def test_a_worker_that_lost_a_partition_stops_exporting_its_window_lag() -> None
     assert lag is not None
     world.agent.revoke({7})  # a rebalance gave input partition 7 to another worker
     assert WORKER_REGISTRY.get_sample_value("ledgerflow_usage_window_lag_seconds", {"partition": "7"}) is None
+
+
+@pytest.mark.parametrize("how", ["restart", "rebalance"])
+def test_a_window_open_at_a_restart_closes_by_the_clock_without_a_new_turn(how: str) -> None:
+    """After a restart or a rebalance the agent held no partition in memory until a turn arrived,
+    and the tick did nothing (``usage.windows`` not loaded): a window still open then was never
+    written while its partition stayed quiet. The tick recovers every owned partition from its
+    log, so the window closes by the wall clock as an idle partition's does; a later batch counts
+    no turn twice."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(2, 2, tokens=4)))
+    if how == "restart":
+        world.agent = world.new_agent()
+    else:
+        world.agent.revoke({0})
+    world.now = END + CONFIG.lateness_micros
+    asyncio.run(world.agent.tick({0}))
+    assert world.totals() == [("acme", START, 7, 2, False)]
+    world.handle(world.send(at(CLOSER * 2, 3)))  # the partition's next turn, far later
+    world.now += 200 * SECOND
+    asyncio.run(world.agent.tick({0}))
+    assert [t for t in world.totals() if t[1] == START] == [("acme", START, 7, 2, False)]
+    assert chained(world.windows.events(), key=chain_key)
