@@ -182,6 +182,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         super().__init__()
         self._started = False
         self._unread: set[int] = set()  # recovered by a tick: the inputs before this owner not read yet
+        self._unreported: list[tuple[Event, State]] = []  # appended, not acknowledged yet (``_write``)
 
     def revoke(self, partitions: set[int]) -> None:
         super().revoke(partitions)
@@ -252,6 +253,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
 
     async def handle(self, messages: Sequence[Any]) -> None:
         async with self._lock:
+            self._unreported = []  # what a failed attempt appended was never written
             if self.guard is not None:
                 self.guard.batch(messages)  # partitions added to a live topic: refused, nothing written
             await self._ensure_started()
@@ -275,7 +277,15 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             await self._sink.send_all(letters)
             for letter in letters:
                 self._partitions[letter.partition].dead.add(letter.offset)
-            await self._output.write(out)
+            await self._write(out)
+
+    async def _write(self, out: list[Outgoing]) -> None:
+        """Write ``out`` and wait for the acks; only then report what it appended (``_appended``):
+        a write that fails is retried from the log, and its records must not be counted twice."""
+        appended, self._unreported = self._unreported, []
+        await self._output.write(out)
+        for record, state in appended:
+            self._appended(record, state)
 
     async def _learn_dead_letters(self, partitions: list[int]) -> None:
         """Step 2: the commands above the last answered offset that are in the DLQ already. A
@@ -358,7 +368,7 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             known.heads[change.tenant] = head_after(record)
             known.stamped(record)
             out.append(Outgoing(p, input_offset, change.tenant.encode(), codec.encode(record)))
-            self._appended(record, known.state(change.tenant))
+            self._unreported.append((record, known.state(change.tenant)))
         return out
 
     def _duplicate(self, msg: Any, command_id: str, first: int) -> None:
@@ -375,4 +385,4 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         )
 
     def _appended(self, record: Event, state: State) -> None:
-        """Called for each outcome record appended (metrics)."""
+        """Called for each outcome record appended, once the broker acknowledged it (metrics)."""

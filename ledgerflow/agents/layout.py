@@ -53,6 +53,7 @@ from ledgerflow.topics import (
     POLICY_DECISIONS,
     TRAINING_AUDIT,
     TRAINING_COMMANDS,
+    USAGE_WINDOWS,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,12 @@ PAIRS: dict[str, str] = {
     MODELS_COMMANDS: MODELS_AUDIT,
 }
 """Each keyed input of a single-writer agent -> its co-partitioned output."""
-PINNED = tuple(PAIRS)
+UNPAIRED: tuple[str, ...] = (USAGE_WINDOWS,)
+"""Keyed outputs of a single writer with no input to pair with: ``usage.windows`` is keyed by
+tenant, and its chains (per tenant and source partition) are read back in order only within one
+partition; more partitions move a tenant's next windows elsewhere, and the usage agent's recovery
+took its own earlier records for forgeries and wrote their windows again, chained anew (a fork)."""
+PINNED = (*PAIRS, *UNPAIRED)
 CHECK_EVERY_S = 2.0
 REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)
 PROCEDURE = "docs/scaling.md#adding-partitions"
@@ -161,16 +167,17 @@ def refuse(problem: str) -> None:
     os._exit(REFUSED_EXIT)
 
 
+_COUNTED = (*PAIRS, *PAIRS.values(), *UNPAIRED)
+
+
 def counts_of(settings: Settings, raw: Mapping[str, int]) -> dict[str, int]:
     """``raw`` (by topic name) by base name."""
-    return {
-        base: raw[settings.topic(base)] for base in [*PAIRS, *PAIRS.values()] if settings.topic(base) in raw
-    }
+    return {base: raw[settings.topic(base)] for base in _COUNTED if settings.topic(base) in raw}
 
 
 async def current(settings: Settings) -> dict[str, int]:
     """Partition counts of the pinned topics and their outputs, by base name."""
-    names = [settings.topic(b) for b in [*PAIRS, *PAIRS.values()]]
+    names = [settings.topic(b) for b in _COUNTED]
     return counts_of(settings, await partition_counts(settings, names))
 
 
@@ -218,7 +225,9 @@ async def pin(settings: Settings, group: str) -> Layout:
     if problem is None:
         # Waits while Kafka has no group coordinator yet (a fresh cluster): kafka.admin asks patiently.
         found = await pinned_layouts(settings, group)  # the group's commits, then kept_in(group)'s
-        pinned = found[0] if found else Layout({b: counts[b] for b in PINNED if b in counts})
+        today = {b: counts[b] for b in PINNED if b in counts}
+        # A pin an older worker kept names fewer topics: today's counts pin the others from now on.
+        pinned = Layout({**today, **found[0].counts}) if found else Layout(today)
         problem = next((c for p in found if (c := changed(p, counts)) is not None), None)
         if problem is None:
             where = [TopicPartition(settings.topic(base), 0) for base in sorted(pinned.counts)]

@@ -9,6 +9,7 @@ enabled state are counted in the worker's metrics.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import faust
 
 from ledgerflow.agents.app import input_log
-from ledgerflow.agents.commanded import Aggregate, CommandAgent
+from ledgerflow.agents.commanded import Aggregate, CommandAgent, Partition
 from ledgerflow.agents.deadletters import KafkaDeadLetterLog
 from ledgerflow.agents.layout import PartitionGuard
 from ledgerflow.agents.output import CoPartitionedOutput, Outgoing
@@ -80,6 +81,7 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
         from its log first (``recover_idle``), or its locks would outlive their TTL until the
         next command."""
         async with self._lock:
+            self._unreported = []  # what a failed attempt appended was never written
             if assigned:
                 await self.recover_idle(assigned)
             if not self._started:
@@ -92,7 +94,25 @@ class TrainingAgent(CommandAgent[TrainingState, TrainingCommand, TrainingEvent])
                     due = expire_due(known.state(tenant), stamp(now, known.stamps.get(tenant)))
                     if due:
                         out += self._append(known, p, None, due, None)
-            await self._output.write(out)
+            await self._write(out)
+
+    async def _recover(self, p: int, held: int = 0) -> Partition[TrainingState]:
+        """Recover ``p`` and export its tenants' state (``ledgerflow_training_mode_enabled``): a new
+        owner's gauge says what the log says, not only after each tenant's next command."""
+        known = await super()._recover(p, held)
+        for tenant, state in known.tenants.items():
+            TRAINING_STATE.labels(tenant).set(1 if state.enabled else 0)
+        return known
+
+    def revoke(self, partitions: set[int]) -> None:
+        """Forget ``partitions`` and stop exporting their tenants' state: their next owner exports it
+        (a series left here would stay at what it was, after the lock expired there)."""
+        for p in partitions:
+            known = self._partitions.get(p)
+            for tenant in () if known is None else known.tenants:
+                with contextlib.suppress(KeyError):  # never exported (a tenant only rejected, say)
+                    TRAINING_STATE.remove(tenant)
+        super().revoke(partitions)
 
     def _duplicate(self, msg: Any, command_id: str, first: int) -> None:
         super()._duplicate(msg, command_id, first)

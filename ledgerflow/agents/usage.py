@@ -5,13 +5,14 @@ Windows are folded per input partition of ``conversation.events`` (pure
 per tenant. Output records are keyed by tenant, so unlike the policy agent this agent
 cannot rely on co-partitioning: it recognises what it already wrote by derived event id.
 
-Recovery of input partition *p* (first batch after assignment):
+Recovery of input partition *p* (its first batch after assignment, or the first tick if that comes
+first: a partition with no new turn still has its open windows closed by the clock):
 1. Read ``usage.windows`` in full: the ids already written, each tenant's chain head, the
    window sizes written. Another size than configured is refused before anything is written
    (``usage.settings.size_problem``): one line, and the worker exits.
-2. Re-fold input partition *p* from its start up to the first offset faust delivers, forgetting
-   no window and leaving out the turns a ``LateUsage`` delta written counts; its final totals are
-   reconciled with the windows written (``usage.windows.reconcile``), and only the difference is
+2. Re-fold input partition *p* from its start up to its end (never below a batch's first offset),
+   forgetting no window and leaving out the turns a ``LateUsage`` delta written counts; its final
+   totals are reconciled with the windows written (``usage.windows.reconcile``), and only the difference is
    written. So no turn is counted twice or lost whatever watermark the writer had: raised by the
    wall clock, or under another ``LEDGERFLOW_USAGE_LATENESS_S`` (docs/usage.md).
 Then live records fold and emit as usual; a timer advances idle partitions' watermarks
@@ -30,6 +31,7 @@ least as far as this process has seen it (else: not readable yet, retried).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -158,6 +160,8 @@ class UsageAgent:
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self._states.pop(p, None)
+            with contextlib.suppress(KeyError):  # its lag is its next owner's to export
+                USAGE_WINDOW_LAG.remove(str(p))
             self._folded.pop(p, None)
             self._seen.pop(p, None)
             self._excused.pop(p, None)
@@ -343,8 +347,13 @@ class UsageAgent:
             await self._send(out)
 
     async def tick(self, assigned: AbstractSet[int] = frozenset()) -> None:
-        """Close windows of idle partitions: watermark = wall clock − lateness."""
+        """Close windows of idle partitions: watermark = wall clock − lateness. An owned partition no
+        batch has reached since a restart or a rebalance is recovered first (``_recover_idle``), or
+        the windows it had open would stay unwritten until its next turn."""
         async with self._lock:
+            idle = sorted(set(assigned) - set(self._states))
+            if idle:
+                await self._recover_idle(idle)
             if self._written is None:
                 return
             now = self._clock()
@@ -356,6 +365,18 @@ class UsageAgent:
                 self._states[p] = state
                 out += [(p, self._record(e, p, now)) for e in emitted]
             await self._send(out)
+
+    async def _recover_idle(self, partitions: list[int]) -> None:
+        """Recovery steps 1 and 2 for ``partitions`` (owned, not in memory), up to each one's end now:
+        claimed before ``usage.windows`` is read, as for a partition's first batch (``handle``),
+        whose delivered records below that end are then not folded again."""
+        for p in partitions:
+            await self._ports.windows.claim(p)
+        await self._load_written()
+        for p in partitions:
+            until = await self._ports.inputs.end(p)
+            self._states[p] = await self._refold(p, until)
+            self._folded[p] = until
 
 
 class UsageRefused(Exception):

@@ -4,7 +4,8 @@ The authentication backend calls ``count`` for every refusal (no I/O: a counter)
 started in the edge's lifespan writes the window's record at each window boundary
 (``LEDGERFLOW_AUTH_REFUSALS_WINDOW_S``, default 60 s) and once more at shutdown. Records
 are linked when their window closes and queued; one Kafka did not acknowledge stays at the
-head of the queue and is sent again first, so the chain never skips or forks.
+head of the queue and is sent again first, so the chain never skips or forks; one still on its way
+when a flush is cancelled (the edge stopping) is awaited, not sent a second time.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class RefusalRecorder:
         self.window_start = self._boundary(time.time())
         self.queue: list[Event] = []
         self.producer: Any = None
+        self._sending: asyncio.Future[Any] | None = None  # the delivery of ``queue[0]``, once handed over
 
     def count(self, exc: LedgerflowError, token: str | None) -> None:
         self.window.add(reason_of(exc), claimed_tenant(token))
@@ -76,14 +78,20 @@ class RefusalRecorder:
         topic = self.settings.topic(IDENTITY_AUDIT)
         while self.queue and self.producer is not None:
             try:
-                await self.producer.send_and_wait(
-                    topic, codec.encode(self.queue[0]), key=self.writer.chain_id.encode()
-                )
+                if self._sending is None:
+                    self._sending = await self.producer.send(
+                        topic, codec.encode(self.queue[0]), key=self.writer.chain_id.encode()
+                    )
+                # Shielded: a flush cancelled here (the edge stopping) leaves the record with the
+                # producer, which still sends it; the next flush awaits it instead of sending it again.
+                await asyncio.shield(self._sending)
             except Exception as exc:  # Kafka down: sent again at the next window
+                self._sending = None
                 log.warning(
                     "identity.audit: writing refused-authentication counts failed (%r); retrying", exc
                 )
                 return
+            self._sending = None
             self.queue.pop(0)
 
     def _boundary(self, now: float) -> int:

@@ -210,26 +210,39 @@ def stop_all(procs: Sequence[Managed], timeout: float = 30.0) -> list[Managed]:
     """SIGTERM every process at once, then wait for all (SIGKILL those left after ``timeout``);
     return those stopped. At once, because a KRaft node shuts down cleanly only while a
     quorum of its controllers still runs: one by one, the last would wait for the timeout."""
-    running = [(proc, pid) for proc in procs if (pid := proc.pid()) is not None]
+    running = [(proc, found) for proc in procs if (found := _running(proc)) is not None]
     for proc in procs:
         if proc.pid() is None and proc.unverified_pid() is None:  # the latter kept: `down` names it
             proc.pid_file.unlink(missing_ok=True)
-    for _, pid in running:
-        os.kill(pid, signal.SIGTERM)
+    for _, found in running:
+        os.kill(found.pid, signal.SIGTERM)
+    # Waited for by pid *and* start time: once ours has exited its pid may be given to another
+    # process while another of ``procs`` still stops, and that one must not get the SIGKILL.
     deadline = time.monotonic() + timeout
-    while any(_alive(pid) for _, pid in running) and time.monotonic() < deadline:
-        for _, pid in running:
-            _reap(pid)
+    while any(_still(found) for _, found in running) and time.monotonic() < deadline:
+        for _, found in running:
+            _reap(found.pid)
         time.sleep(0.1)
-    for _, pid in running:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                _reap(pid)
+    for _, found in running:
+        if _still(found):
+            os.kill(found.pid, signal.SIGKILL)
+            while _still(found):
+                _reap(found.pid)
                 time.sleep(0.05)
     for proc, _ in running:
         proc.pid_file.unlink(missing_ok=True)
     return [proc for proc, _ in running]
+
+
+def _running(proc: Managed) -> PidRecord | None:
+    """``proc``'s pid file when the process it names runs and is ours (``Managed.pid``)."""
+    found = read_pid_file(proc.pid_file)
+    return found if found is not None and proc.pid() == found.pid else None
+
+
+def _still(found: PidRecord) -> bool:
+    """Whether the process a pid file was written for still runs (not a later one at its pid)."""
+    return is_ours(found, read_stat(found.pid))
 
 
 def _reap(pid: int) -> None:

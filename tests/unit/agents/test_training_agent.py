@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ledgerflow.agents.layout import PartitionGuard
-from ledgerflow.agents.output import Written
+from ledgerflow.agents.output import LogNotReady, Written
 from ledgerflow.agents.training import Ports, TrainingAgent
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -24,6 +24,7 @@ from ledgerflow.contracts.eventhash import link_event
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.payloads import TrainingEnabled, TrainingRejected
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.metrics import TRAINING_STATE, WORKER_REGISTRY
 from ledgerflow.policy.wire import head_after
 from ledgerflow.training import TrainingState, fold
 from ledgerflow.training.wire import event_of
@@ -566,3 +567,53 @@ def test_an_input_end_read_short_does_not_disown_the_outcomes_of_commands_delive
         ("TrainingEnabled", 3),
     ]
     assert chained(records)
+
+
+def _enabled_gauge(tenant: str) -> float | None:
+    """``ledgerflow_training_mode_enabled{tenant}`` as this worker exports it (None: no series)."""
+    return WORKER_REGISTRY.get_sample_value("ledgerflow_training_mode_enabled", {"tenant": tenant})
+
+
+def _outcomes_counted(kind: str) -> float:
+    found = WORKER_REGISTRY.get_sample_value("ledgerflow_training_command_outcomes_total", {"type": kind})
+    return found or 0.0
+
+
+def test_a_worker_that_lost_a_partition_stops_exporting_its_tenants_training_state() -> None:
+    """The tenant's next owner exports its state now; a series left at 1 here outlived the lock
+    (the dashboard sums the series of every worker: the lock showed on after it expired)."""
+    world = World()
+    world.handle(world.send(command(1, "gauge-lost", ttl=60)))
+    assert _enabled_gauge("gauge-lost") == 1
+    world.agent.revoke({0})  # a rebalance gave partition 0 to another worker
+    assert _enabled_gauge("gauge-lost") is None
+
+
+def test_a_new_owner_exports_the_training_state_it_recovered_from_the_log() -> None:
+    """After a restart (or a rebalance) the gauge says what the log says as soon as the partition is
+    recovered (the tick recovers every owned one), not only after the tenant's next command."""
+    world = World()
+    world.handle(world.send(command(1, "gauge-restart", ttl=600)))
+    TRAINING_STATE.remove("gauge-restart")  # the worker restarted: a new process exports nothing yet
+    world.agent = world.new_agent()
+    asyncio.run(world.agent.tick({0}))
+    assert _enabled_gauge("gauge-restart") == 1
+
+
+def test_outcomes_are_counted_once_written_not_when_a_failed_write_staged_them() -> None:
+    """``ledgerflow_training_command_outcomes_total`` counts records written: a write the broker
+    refused, then retried, counts its records once (and the gauge never shows a state unwritten)."""
+    world = World()
+    world.handle(world.send(command(1, "gauge-retry")))
+    disabled, enabled = _outcomes_counted("TrainingDisabled"), _outcomes_counted("TrainingEnabled")
+    batch = world.send(command(2, "gauge-retry", enable=False))
+    world.output.fail_writes = True
+    with pytest.raises(LogNotReady):
+        world.handle(batch)
+    assert _enabled_gauge("gauge-retry") == 1, "the disable was not written: the lock is still on"
+    world.agent.revoke({0})
+    world.output.fail_writes = False
+    world.handle(batch)
+    assert _outcomes_counted("TrainingDisabled") == disabled + 1
+    assert _outcomes_counted("TrainingEnabled") == enabled
+    assert _enabled_gauge("gauge-retry") == 0

@@ -26,6 +26,7 @@ from ledgerflow.contracts.events import MAX_TOKENS, Event
 from ledgerflow.contracts.payloads import UsageWindow
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.placement import Placements, placement
+from ledgerflow.metrics import WORKER_REGISTRY
 from ledgerflow.policy.wire import chain_key
 from ledgerflow.usage.windows import WindowConfig, window_bounds
 from ledgerflow.usage.wire import legacy_late_id
@@ -551,3 +552,39 @@ def test_a_restart_whose_group_lost_its_offsets_counts_no_turn_twice() -> None:
     assert after[("acme", START)] == 3 + 4, "the first window is charged once"
     assert after[("acme", START + 60 * SECOND)] == 3 + 5 + 6, "and the second one too"
     assert chained(world.windows.events())
+
+
+def test_a_worker_that_lost_a_partition_stops_exporting_its_window_lag() -> None:
+    """``ledgerflow_usage_window_lag_seconds{partition}`` is the owner's: a series left behind by a
+    worker that lost the partition stays at its last value and grows no more, while the
+    partition's watermark moves on elsewhere (and both workers export the same partition)."""
+    world = World()
+    world.handle(world.send(at(1, 1), partition=7))
+    asyncio.run(world.agent.tick())
+    lag = WORKER_REGISTRY.get_sample_value("ledgerflow_usage_window_lag_seconds", {"partition": "7"})
+    assert lag is not None
+    world.agent.revoke({7})  # a rebalance gave input partition 7 to another worker
+    assert WORKER_REGISTRY.get_sample_value("ledgerflow_usage_window_lag_seconds", {"partition": "7"}) is None
+
+
+@pytest.mark.parametrize("how", ["restart", "rebalance"])
+def test_a_window_open_at_a_restart_closes_by_the_clock_without_a_new_turn(how: str) -> None:
+    """After a restart or a rebalance the agent held no partition in memory until a turn arrived,
+    and the tick did nothing (``usage.windows`` not loaded): a window still open then was never
+    written while its partition stayed quiet. The tick recovers every owned partition from its
+    log, so the window closes by the wall clock as an idle partition's does; a later batch counts
+    no turn twice."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(2, 2, tokens=4)))
+    if how == "restart":
+        world.agent = world.new_agent()
+    else:
+        world.agent.revoke({0})
+    world.now = END + CONFIG.lateness_micros
+    asyncio.run(world.agent.tick({0}))
+    assert world.totals() == [("acme", START, 7, 2, False)]
+    world.handle(world.send(at(CLOSER * 2, 3)))  # the partition's next turn, far later
+    world.now += 200 * SECOND
+    asyncio.run(world.agent.tick({0}))
+    assert [t for t in world.totals() if t[1] == START] == [("acme", START, 7, 2, False)]
+    assert chained(world.windows.events(), key=chain_key)
