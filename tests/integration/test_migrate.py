@@ -15,10 +15,12 @@ import json
 import threading
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ledgerflow.audit.cli import audit_cli
 from ledgerflow.config import Settings
@@ -39,8 +41,35 @@ BEFORE, AFTER = 3, 5
 GARBAGE = b"\x00not an event at all"
 
 
+_MADE: list[str] = []
+
+
 def _prefix() -> str:
-    return f"m{uuid.uuid4().hex[:10]}."
+    """A fresh prefix of the tests' shape (``tests/support/testtopics.py``), deleted after the test."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    _MADE.append(prefix)
+    return prefix
+
+
+@pytest.fixture(autouse=True)
+def _drop_topics(stack: Settings) -> Iterator[None]:
+    """Each test makes two to five generations of topics (~40 partitions each; a broker holds open
+    files per partition): they go when it ends."""
+    yield
+    made, _MADE[:] = tuple(_MADE), []
+
+    async def drop() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = [n for n in await admin.list_topics() if n.startswith(made)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    if made:
+        asyncio.run(drop())
 
 
 async def _hostile(settings: Settings) -> None:
