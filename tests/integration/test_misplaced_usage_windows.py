@@ -8,7 +8,8 @@ the chain has no secret) of a live chain, written into a partition read before t
 taken as the chain's head: every genuine record of that chain was then ignored as "no next link",
 and the agent wrote every window of it again. Now a record outside its tenant's partition (or
 keyed by another key than its tenant) is logged and ignored, as the training and models agents
-ignore outcomes outside their tenant's partition.
+ignore outcomes outside their tenant's partition, and the audit names it ``usage.misplaced`` and
+leaves it out of the chains (it made the genuine chain the finding).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ledgerflow.topics import USAGE_WINDOWS
 from ledgerflow.traffic import interleaved, publish
 from ledgerflow.usage.windows import WindowClosed
 from ledgerflow.usage.wire import record_of, source_of
+from tests.integration.test_audit import audit_at_rest
 from tests.support.processes import Process, pipeline_settled, start
 
 WINDOWS_PARTITIONS = 3  # usage.windows (ledgerflow/topics.py)
@@ -71,13 +73,14 @@ def settle(settings: Settings, worker: Process, events: list[Event]) -> list[tup
     raise AssertionError(f"usage windows not settled\n{worker.log_tail()}")
 
 
-async def produce_at(settings: Settings, partition: int, value: bytes) -> None:
+async def produce_at(settings: Settings, partition: int, value: bytes) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(
+        meta = await producer.send_and_wait(
             settings.topic(USAGE_WINDOWS), value, key=TENANT.encode(), partition=partition
         )
+        return int(meta.offset)
     finally:
         await producer.stop()
 
@@ -104,7 +107,7 @@ def test_a_forged_first_link_in_another_partition_does_not_make_the_agent_write_
     early = window.window_start - 3600 * SECOND
     forged = WindowClosed(TENANT, window.model, early, early + SECOND, 7, 1, 0)
     value = codec.encode(chain(record_of(forged, source, early + SECOND), None))
-    asyncio.run(produce_at(settings, 0, value))
+    offset = asyncio.run(produce_at(settings, 0, value))
 
     later = traffic(2)
     second = start(settings, "worker-2", "worker", log_dir=log_dir, extra_env=ENV)
@@ -116,3 +119,8 @@ def test_a_forged_first_link_in_another_partition_does_not_make_the_agent_write_
     ours = [w for p, _, w in found if p == home]
     twice = [i for i, n in Counter(w.event_id for w in ours).items() if n > 1]
     assert twice == [], f"{len(twice)} of {len(ours)} windows written twice"
+    # The audit names the forged record, and only it: before, it walked it into the chain first
+    # (partition 0 is read before the tenant's), and the genuine chain was the finding.
+    report = audit_at_rest(settings)
+    findings = [(f.kind, f.topic, f.partition, f.offset) for f in report.ordered()]
+    assert findings == [("usage.misplaced", settings.topic(USAGE_WINDOWS), 0, offset)], findings
