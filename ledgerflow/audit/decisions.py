@@ -121,8 +121,9 @@ class DecisionCheck:
         # tenant -> the pack, training state and registry its last decision re-derived with
         self._last_used: dict[str, tuple[RulePack, TrainingState, ModelCatalog]] = {}
         self._derived: _Derived | None = None
-        self.dead_lettered: dict[int, set[str]] = {}  # input offset -> SHA-256s its dead letters name
-        """Input offsets of this partition the agent dead-lettered (set by the caller)."""
+        self.dead_lettered: dict[int, set[str]] = {}
+        """Input offsets of this partition the DLQ names, each with the SHA-256s of the values its
+        letters hold (set by the caller; ``letters_name`` says whether one holds the turn there)."""
         self.rederived = False
         """Whether the last record fed re-derived bit for bit."""
         self.turns = self.decisions = self.verified = self.pending = 0
