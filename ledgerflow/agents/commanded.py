@@ -16,8 +16,11 @@ Commands from input partition *p* are decided into output partition *p* (co-part
    so no expiry or answer of the agent follows from it.
 2. Redelivered commands at or below that offset are skipped; commands the consumer group passed
    unanswered (between it and the first offset delivered) are read back and decided first. The
-   commands above that offset already in the DLQ (the sink reads it back) are skipped too: a
-   dead letter is written once (Step 4).
+   commands above that offset already in the DLQ (the sink reads it back) are not dead-lettered
+   again: a dead letter is written once (Step 4). A letter there keeps a second letter out, never
+   an answer: anyone who can write Kafka can put one there naming any offset, so a command it
+   names that decodes and is decided is answered (logged) — skipped, it was an admin's command
+   lost without an outcome or a letter of its own.
 3. Each command is decided by the aggregate's pure ``decide`` against the folded state (its
    ``expected_version``, if any, is the aggregate's optimistic concurrency) at the wall clock, or
    1 µs after the tenant's last outcome if that is later (``versioned.stamp``: a new owner's clock
@@ -317,24 +320,28 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         kind = self.kind
         if msg.offset <= known.last_input:
             return []
-        if msg.offset in known.dead:
-            log.info("%s: %s[%d]@%d is in the DLQ already", kind.name, msg.topic, msg.partition, msg.offset)
+
+        def refuse(reason: str) -> list[Outgoing]:
+            if msg.offset in known.dead:  # a letter is written once (Step 4)
+                log.info(
+                    "%s: %s[%d]@%d is in the DLQ already", kind.name, msg.topic, msg.partition, msg.offset
+                )
+            else:
+                letters.append(dead_letter_of(msg, reason, kind.name, kind.commands))
             return []
+
         if misrouted is not None:
             log.warning(
                 "%s: dead-lettering %s[%d]@%d: %s", kind.name, msg.topic, msg.partition, msg.offset, misrouted
             )
-            letters.append(dead_letter_of(msg, misrouted, kind.name, kind.commands))
-            return []
+            return refuse(misrouted)
         try:
             event = decode_input(msg.value, msg.key, kind.commands)
         except DecodeError as exc:
-            letters.append(dead_letter_of(msg, exc.reason, kind.name, kind.commands))
-            return []
+            return refuse(exc.reason)
         not_tenant = subject_not_tenant(event)
         if not_tenant is not None:
-            letters.append(dead_letter_of(msg, not_tenant, kind.name, kind.commands))
-            return []
+            return refuse(not_tenant)
         command_id = command_id_of(event)
         first = known.answered.get(command_id)
         if first is not None:
@@ -347,8 +354,16 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
             out = self._append(known, msg.partition, msg.offset, changes, event.trace_id)
         except Exception as exc:  # a command that cannot be decided must not stop the partition
             log.exception("%s: deciding %s[%d]@%d failed", kind.name, msg.topic, msg.partition, msg.offset)
-            letters.append(dead_letter_of(msg, evaluation_failed(exc), kind.name, kind.commands))
-            return []
+            return refuse(evaluation_failed(exc))
+        if msg.offset in known.dead:
+            log.warning(
+                "%s: %s[%d]@%d is named by a dead letter in the DLQ, yet it was decided: the letter was "
+                "written from outside (or deciding it no longer raises); the command is answered",
+                kind.name,
+                msg.topic,
+                msg.partition,
+                msg.offset,
+            )
         known.answer(command_id, msg.offset)
         return out
 

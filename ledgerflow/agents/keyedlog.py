@@ -16,9 +16,11 @@ from aiokafka import AIOKafkaProducer
 
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.batches import Outbound, partition_by_key
 from ledgerflow.kafka.fenced import FencedWriters, settle_forever, stop_settling, transactional_producers
 from ledgerflow.kafka.logs import RawRecord, read_topic
+from ledgerflow.kafka.placement import placement
 
 
 class KafkaKeyedLog:
@@ -29,6 +31,7 @@ class KafkaKeyedLog:
         self._writers: FencedWriters | None = None
         self._settler: asyncio.Task[None] | None = None
         self._closed = False
+        self._partitions: int | None = None  # the topic's partition count, learnt by ``read``
 
     async def start(self) -> None:
         self._check_open()
@@ -72,8 +75,15 @@ class KafkaKeyedLog:
             self._check_open()
 
     async def read(self) -> AsyncIterator[RawRecord]:
+        self._partitions = (await partition_counts(self._settings, [self._topic]))[self._topic]
         async for raw in read_topic(self._settings, self._topic):
             yield raw
+
+    def placed(self, key: bytes | None, partition: int) -> bool:
+        """Kafka's default partitioner, which ``write`` uses (``batches.partition_by_key``), under the
+        count ``read`` found (a worker stops if partitions are added: agents/layout.py)."""
+        count = self._partitions
+        return key is not None and count is not None and placement(key, count) == partition
 
     async def write(self, records: Sequence[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
         if not records:

@@ -123,6 +123,11 @@ class KeyedLog(Protocol):
         """Every record up to the end at call time (``logs.RawRecord``-like: partition, offset, value)."""
         ...
 
+    def placed(self, key: bytes | None, partition: int) -> bool:
+        """Whether a record keyed ``key`` read from ``partition`` is where ``write`` puts that key
+        (known once ``read`` began): one anywhere else was not written by the agent."""
+        ...
+
     async def write(self, records: Sequence[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
         """Write ``(source input partition, key, value)`` records, wait for every ack; each one's
         ``(partition, offset)``. A source not claimed is refused."""

@@ -8,7 +8,10 @@ cannot rely on co-partitioning: it recognises what it already wrote by derived e
 Recovery of input partition *p* (its first batch after assignment, or the first tick if that comes
 first: a partition with no new turn still has its open windows closed by the clock):
 1. Read ``usage.windows`` in full: the ids already written, each tenant's chain head, the
-   window sizes written. Another size than configured is refused before anything is written
+   window sizes written — of the records that are the next link of their chain and in their
+   tenant's partition under their tenant's key (the agent's own: it writes each tenant's windows
+   there; the log is read partition by partition, so a forged first link read earlier would
+   otherwise take a live chain's place). Another size than configured is refused before anything is written
    (``usage.settings.size_problem``): one line, and the worker exits.
 2. Re-fold input partition *p* from its start up to its end (never below a batch's first offset),
    forgetting no window and leaving out the turns a ``LateUsage`` delta written counts; its final
@@ -181,6 +184,15 @@ class UsageAgent:
             try:
                 record = codec.decode(raw.value or b"", allowed_types=TOPIC_TYPES[USAGE_WINDOWS])
             except DecodeError:
+                continue
+            if raw.key != record.tenant.encode() or not self._ports.windows.placed(raw.key, raw.partition):
+                # The agent writes a tenant's windows under its key, so all in one partition, read in
+                # order: a forged first link of a live chain in a partition read earlier would become
+                # its head, and every genuine record of the chain would be ignored (written again).
+                where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
+                log.warning(
+                    "usage: %s is not in its tenant's partition (written from outside?); ignored", where
+                )
                 continue
             key = chain_key(record)
             if not follows(record, heads.get(key)):  # written from outside: it steers nothing

@@ -52,8 +52,8 @@ from aiokafka.errors import KafkaError
 from ledgerflow.api import cursors
 from ledgerflow.api.faults import DEADLINE_S
 from ledgerflow.config import Settings
-from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
@@ -66,6 +66,7 @@ from ledgerflow.tracing import spans
 log = logging.getLogger(__name__)
 
 CODES = {CONVERSATION_EVENTS: "e", POLICY_DECISIONS: "d"}
+BASES = {code: base for base, code in CODES.items()}
 DEFAULT_QUEUE = 1000
 CATCH_UP_SLOTS = 32  # short-lived catch-up consumers open at once (reconnect storms)
 TENANT_SHARE = 4
@@ -534,12 +535,22 @@ class Hub:
 
     # -- decoding --------------------------------------------------------------------
     def frame_of(self, code: str, record: ConsumerRecord) -> Frame | None:
+        """The frame of ``record``, or None for a record the agents do not take: one the shared input
+        decoder refuses for its topic (too large, another topic's type, invalid, a key that is not
+        its subject: ``contracts/inputs.py``) or a turn outside its conversation's partition
+        (``kafka/placement.py``). The worker dead-letters those and the read models leave them out;
+        streamed, a decision written onto the turns' topic was a decision frame (one a ``step``
+        took as its turn's) that nothing else holds."""
         if record.value is None:
             return None
+        base = BASES[code]
         try:
-            event = codec.decode(record.value)
+            event = decode_input(record.value, record.key, base)
         except DecodeError:
             return None  # the worker dead-letters it; subscribers only see valid events
+        count = self.partitions.get(record.topic)
+        if base == CONVERSATION_EVENTS and count and placement(record.key, count) != record.partition:
+            return None  # misrouted: neither decided nor projected
         return Frame(
             key=(code, record.partition),
             offset=record.offset,

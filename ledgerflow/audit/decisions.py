@@ -31,7 +31,9 @@ policy agent dead-letters such a turn and goes on, and so does the audit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,8 +121,9 @@ class DecisionCheck:
         # tenant -> the pack, training state and registry its last decision re-derived with
         self._last_used: dict[str, tuple[RulePack, TrainingState, ModelCatalog]] = {}
         self._derived: _Derived | None = None
-        self.dead_lettered: set[int] = set()
-        """Input offsets of this partition the agent dead-lettered (set by the caller)."""
+        self.dead_lettered: dict[int, set[str]] = {}
+        """Input offsets of this partition the DLQ names, each with the SHA-256s of the values its
+        letters hold (set by the caller; ``letters_name`` says whether one holds the turn there)."""
         self.rederived = False
         """Whether the last record fed re-derived bit for bit."""
         self.turns = self.decisions = self.verified = self.pending = 0
@@ -220,7 +223,7 @@ class DecisionCheck:
             if any(d.decided is not None for d in deliveries):
                 continue
             source = deliveries[0]
-            if any(d.at.offset in self.dead_lettered for d in deliveries):
+            if any(letters_name(self.dead_lettered.get(d.at.offset), d.value) for d in deliveries):
                 self.turns_dead_lettered += 1
                 continue
             overdue = (
@@ -252,7 +255,7 @@ class DecisionCheck:
         self._by_offset.clear()
         self._heads.clear()
         self._derived = None
-        self.dead_lettered = set()
+        self.dead_lettered = {}
         self._last_decided = -1
         return found
 
@@ -395,3 +398,10 @@ def _finding(what: str, at: Position, key: str, detail: str) -> Finding:
 
 def _where(at: Position) -> str:
     return f"{at.topic}[{at.partition}]@{at.offset}"
+
+
+def letters_name(digests: AbstractSet[str] | None, value: bytes) -> bool:
+    """Pure: whether a dead letter of the record's position holds the record: its ``value_sha256``
+    is the record's. Anyone who can write Kafka can put a letter in a DLQ naming any position; one
+    that names a position but another value excuses no missing answer there."""
+    return digests is not None and hashlib.sha256(value).hexdigest() in digests

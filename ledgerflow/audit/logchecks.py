@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager
 
 from ledgerflow.audit.chains import ChainCheck
-from ledgerflow.audit.decisions import DecisionCheck, PackBook
+from ledgerflow.audit.decisions import DecisionCheck, PackBook, letters_name
 from ledgerflow.audit.models import ModelsCheck
 from ledgerflow.audit.packs import PackSignatures
 from ledgerflow.audit.placement import misplaced_outcome
@@ -140,7 +140,7 @@ async def _replay(run: _Run, settings: Settings) -> None:
     run.lookup = PolicyTrust.of(settings).lookup
     if run.names[CONVERSATION_EVENTS] in run.horizon:
         run.placements = await pinned_placements(settings, CONVERSATION_EVENTS)
-    outcomes = [b for b in (TRAINING_AUDIT, MODELS_AUDIT) if run.names[b] in run.horizon]
+    outcomes = [b for b in (TRAINING_AUDIT, MODELS_AUDIT, USAGE_WINDOWS) if run.names[b] in run.horizon]
     run.outcome_placements = await pinned_placements_of(settings, outcomes) if outcomes else {}
     book = await run.packs()  # Step 2.
     training = await run.training()  # Step 3.
@@ -175,7 +175,8 @@ class _Run:
         self.read = 0  # records read, for the progress bar
         self.chains = ChainCheck()
         self.overdue_before_ms = overdue_before_ms
-        self.dead: dict[str, set[tuple[int, int]]] = {}  # base topic -> dead-lettered (partition, offset)
+        # base topic -> (partition, offset) -> the SHA-256s of the values its dead letters hold
+        self.dead: dict[str, dict[tuple[int, int], set[str]]] = {}
         self.answered: dict[int, set[int]] = {}  # training.audit partition -> command offsets answered
         self.answered_commands: set[str] = set()  # command ids with an outcome in training.audit
         self.usage = UsageCheck(window_config_from(os.environ), overdue_before_ms)
@@ -291,22 +292,30 @@ class _Run:
         return check
 
     async def chained_only(self, base: str) -> None:
+        # The usage agent writes a tenant's windows under its key, all in its partition, and reads
+        # none back from elsewhere (agents/usage.py): one there is named and left out, so a forged
+        # first link read from a lower partition does not make the genuine chain the finding.
+        placed = self.outcome_placements.get(USAGE_WINDOWS) if base == USAGE_WINDOWS else None
         for p in self.partitions(base):
             async for raw, event in self.records(base, p):
+                if placed is not None and self.left_out("usage", _at(raw), event, placed):
+                    continue
                 self.report.add(self.chains.feed(_at(raw), event))
                 self.report.count(f"{base} records")
                 if base == USAGE_WINDOWS:
                     self.usage.add_written(event, _at(raw))
 
     async def dead_letters(self, settings: Settings) -> None:
+        """Step 5: the positions of the input topics the DLQ names, each with the SHA-256s of the
+        values its letters hold (``decisions.letters_name``: a letter excuses only that record)."""
         for base in (CONVERSATION_EVENTS, TRAINING_COMMANDS):
-            positions = self.dead.setdefault(base, set())
+            positions = self.dead.setdefault(base, {})
             if self.names[base] not in self.horizon:
                 continue
             for located in await read_dead_letters(settings, base):
                 letter = located.letter
-                if letter is not None and letter.source_topic == self.names[base]:
-                    positions.add((letter.partition, letter.offset))
+                if letter is not None and letter.source_topic == self.names[base] and letter.value_sha256:
+                    positions.setdefault((letter.partition, letter.offset), set()).add(letter.value_sha256)
 
     async def decisions(self, book: PackBook, training: TrainingCheck | None, models: ModelsCheck) -> None:
         check = DecisionCheck(
@@ -315,10 +324,12 @@ class _Run:
             overdue_before_ms=self.overdue_before_ms,
             models=models.catalogs,
         )
-        dead = self.dead.get(CONVERSATION_EVENTS, set())
+        dead = self.dead.get(CONVERSATION_EVENTS, {})
         count = max(len(self.partitions(CONVERSATION_EVENTS)), len(self.partitions(POLICY_DECISIONS)))
         for p in range(count):
-            check.dead_lettered = {offset for partition, offset in dead if partition == p}
+            check.dead_lettered = {
+                offset: digests for (partition, offset), digests in dead.items() if partition == p
+            }
             if p in self.partitions(CONVERSATION_EVENTS):
                 async for raw, event in self.records(CONVERSATION_EVENTS, p):
                     check.add_input(_at(raw), event, raw.value or b"", raw.timestamp_ms)
@@ -393,7 +404,7 @@ class _Run:
             or self.names[TRAINING_AUDIT] not in self.horizon
         ):
             return
-        dead = self.dead.get(TRAINING_COMMANDS, set())
+        dead = self.dead.get(TRAINING_COMMANDS, {})
         commands = duplicates = 0
         for p in self.partitions(TRAINING_COMMANDS):
             pending = []
@@ -401,7 +412,7 @@ class _Run:
             last = max(answered, default=-1)
             async for raw, event in self.records(TRAINING_COMMANDS, p):
                 commands += 1
-                if raw.offset in answered or (p, raw.offset) in dead:
+                if raw.offset in answered or letters_name(dead.get((p, raw.offset)), raw.value or b""):
                     continue
                 if getattr(event.payload, "command_id", None) in self.answered_commands:
                     duplicates += 1  # a duplicate delivery of a command answered at another offset

@@ -18,7 +18,13 @@ from typing import Any
 from ledgerflow.contracts import _avro_json
 from ledgerflow.contracts._avro_json import format_timestamp, parse_timestamp
 from ledgerflow.contracts.ids import ID_PATTERN, check_id
-from ledgerflow.contracts.payloads import PAYLOAD_TYPES, ConversationStarted, MessageSubmitted, Payload
+from ledgerflow.contracts.payloads import (
+    PAYLOAD_TYPES,
+    ConversationStarted,
+    MessageSubmitted,
+    Payload,
+    UsageWindow,
+)
 from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.upcasting import upcast_payload
 from ledgerflow.errors import DecodeError, ValidationError
@@ -36,6 +42,10 @@ MAX_TOKENS = 10_000_000
 """Largest MessageSubmitted.tokens: far above any model's context, far below int overflow in sums."""
 MAX_MODEL_CHARS = 256
 """Longest model id."""
+MAX_WINDOW_MICROS = 86_400_000_000
+"""Longest usage window (``LEDGERFLOW_USAGE_WINDOW_S`` is at most a day)."""
+LATE_USAGE_REVISION = -1
+"""The ``revision`` of a ``LateUsage`` delta: one turn's counts, added to (not set into) a total."""
 MAX_LANGUAGE_CHARS = 64
 """Longest language tag (BCP 47 tags are at most 35 characters in practice)."""
 ANY_TENANT = "*"
@@ -315,6 +325,36 @@ def validate_envelope(event: Event) -> None:
     elif isinstance(event.payload, ConversationStarted):
         _check_text("payload.model", event.payload.model, MAX_MODEL_CHARS)
         _check_text("payload.actor", event.payload.actor, MAX_ID_CHARS)
+    elif isinstance(event.payload, UsageWindow):
+        validate_usage_window(event.payload)
+
+
+def validate_usage_window(window: UsageWindow) -> None:
+    """A usage record's numbers: what the usage agent can write (``usage/wire.py: record_of``).
+
+    A window of at most a day around a time inside the envelope's range (its start may be up to a
+    day before 2000-01-01: a window holds its first turn), counts of 0 or more, and a ``LateUsage``
+    delta (revision -1) counts one turn: 1 event and at most ``MAX_TOKENS`` (a turn's largest count,
+    far above the estimate for 64 KiB of content). The read models *add* deltas (HINCRBY): a delta
+    past these bounds, written to Kafka directly, overflowed Redis's 64-bit counter; a window past
+    year 9999 could not be shown as a date."""
+    start, end = window.window_start, window.window_end
+    if not MIN_OCCURRED_AT - MAX_WINDOW_MICROS <= start < MAX_OCCURRED_AT:
+        raise ValidationError(f"payload.window_start: {start} is outside 1999-12-31..2200-01-01 (UTC µs)")
+    if not start < end <= start + MAX_WINDOW_MICROS:
+        raise ValidationError(
+            f"payload.window_end: {end} is not after window_start {start} by 1 µs to {MAX_WINDOW_MICROS} µs"
+        )
+    for name in ("tokens", "events", "estimated_tokens"):
+        if getattr(window, name) < 0:
+            raise ValidationError(f"payload.{name}: {getattr(window, name)} is negative")
+    if window.revision < LATE_USAGE_REVISION:
+        raise ValidationError(f"payload.revision: {window.revision} is below {LATE_USAGE_REVISION}")
+    if window.revision == LATE_USAGE_REVISION and (window.events != 1 or window.tokens > MAX_TOKENS):
+        raise ValidationError(
+            f"payload: a LateUsage delta (revision -1) counts one turn: 1 event and at most {MAX_TOKENS} "
+            f"tokens, not {window.events} and {window.tokens}"
+        )
 
 
 def _check_key_id(event: Event, name: str, value: object) -> None:

@@ -5,8 +5,9 @@ Sequence:
    DLQ offset).
 2. Find the letters already replayed: records of the source partitions, from the oldest
    selected letter's source offset on, whose ``lf-replay-of`` header names a letter.
-3. Decide each letter (``plan``, pure): replay it, or skip it saying why — already
-   replayed, only a prefix kept, or it still does not decode (the cause is not fixed;
+3. Decide each letter (``plan``, pure): replay it, or skip it saying why — it names a position
+   its source topic cannot hold (written from outside), already replayed, only a prefix kept, or
+   it still does not decode (the cause is not fixed;
    ``--force`` replays it anyway, and it is dead-lettered again). A letter that is itself the
    product of a forced replay (its headers carry ``lf-replay-of``) and still does not decode is
    forced again only when ``--offset`` names it: a blanket ``--force`` run repeated (by hand or
@@ -93,6 +94,19 @@ def replayed_from(letter: DeadLetter) -> str | None:
     return None
 
 
+def impossible_position(letter: DeadLetter, partitions: Mapping[str, int]) -> str | None:
+    """Pure: why ``letter`` names a position its source topic cannot hold (a partition outside its
+    count, a negative offset: a letter written into the DLQ from outside), or None."""
+    count = partitions.get(letter.source_topic)
+    if count is not None and 0 <= letter.partition < count and letter.offset >= 0:
+        return None
+    held = f"{count} partitions" if count is not None else "a partition count not known"
+    return (
+        f"it names {letter.source_topic}[{letter.partition}]@{letter.offset}, which the topic cannot hold "
+        f"({held}, offsets from 0): not written by an agent"
+    )
+
+
 def plan(
     letters: Sequence[LocatedDeadLetter],
     already: dict[str, tuple[int, int]],
@@ -100,9 +114,11 @@ def plan(
     *,
     force: bool = False,
     named: bool = False,
+    partitions: Mapping[str, int] | None = None,
 ) -> list[Step]:
     """Step 3 (pure): what happens to each letter. ``named``: the letters were picked by their DLQ
-    offset (``--offset``), the one way to force a letter a forced replay produced."""
+    offset (``--offset``), the one way to force a letter a forced replay produced. ``partitions``
+    (count per source topic): a letter naming a position outside them is skipped."""
     steps = []
     chosen: set[tuple[str, int, int]] = set()  # source records replayed by this run
     for x in letters:
@@ -110,9 +126,11 @@ def plan(
         done = already.get(replay_tag(x))
         if letter is None:
             steps.append(Step(x, SKIP, f"the DLQ record itself does not decode ({x.problem})"))
-        elif letter.source_topic != x.dlq_topic.removesuffix(DLQ_SUFFIX):  # written from outside
+        elif not _own_source(x):  # written from outside
             other = f"it names another source topic ({letter.source_topic!r}) than its DLQ's"
             steps.append(Step(x, SKIP, other))
+        elif partitions is not None and (nowhere := impossible_position(letter, partitions)) is not None:
+            steps.append(Step(x, SKIP, nowhere))
         elif done is not None:
             steps.append(Step(x, SKIP, f"already replayed as {letter.source_topic}[{done[0]}]@{done[1]}"))
         elif letter.value_truncated or letter.key_truncated or letter.headers_dropped:
@@ -179,6 +197,7 @@ async def replay(
         lambda d: decode_problem(d, settings.topic_prefix),
         force=force,
         named=filters.offset is not None,
+        partitions=counts,
     )
     if dry_run or not any(s.action == REPLAY for s in steps):
         return steps
@@ -224,9 +243,16 @@ def refuse_agent_topic(topic: str) -> None:
 
 
 async def _counts(settings: Settings, letters: Sequence[LocatedDeadLetter]) -> dict[str, int]:
-    """The partition count of each source topic of ``letters`` (one line if a topic is gone)."""
-    topics = sorted({x.letter.source_topic for x in letters if x.letter is not None})
+    """The partition count of each source topic of ``letters`` (one line if a topic is gone), of the
+    letters that name their DLQ's source topic: another (a letter written from outside) is skipped
+    by ``plan``, and a topic it made up must not fail the run."""
+    topics = sorted({x.letter.source_topic for x in letters if x.letter is not None and _own_source(x)})
     return await partition_counts(settings, topics) if topics else {}
+
+
+def _own_source(x: LocatedDeadLetter) -> bool:
+    """Pure: whether the letter names its DLQ's source topic."""
+    return x.letter is not None and x.letter.source_topic == x.dlq_topic.removesuffix(DLQ_SUFFIX)
 
 
 async def replayed(
@@ -238,8 +264,12 @@ async def replayed(
     starts: dict[TopicPartition, int] = {}
     since: dict[TopicPartition, int] = {}  # by time (ms), for misrouted letters
     for x in letters:
-        if (letter := x.letter) is None:
-            continue
+        if (
+            (letter := x.letter) is None
+            or not _own_source(x)
+            or impossible_position(letter, counts) is not None
+        ):
+            continue  # no replay of it can exist (``plan`` skips it); asked for, the partition never answers
         tp = TopicPartition(letter.source_topic, destination(letter, counts))
         if tp.partition == letter.partition:
             starts[tp] = min(starts.get(tp, letter.offset), letter.offset)

@@ -237,3 +237,43 @@ def _wait_for_letter(settings: Settings, offset: int, worker: Process) -> Locate
             return found[0]
         time.sleep(0.5)
     raise AssertionError(f"no dead letter at offset {offset} within 60 s:\n{worker.log_tail()}")
+
+
+def test_a_letter_naming_a_partition_or_offset_its_topic_cannot_have_is_skipped_and_the_rest_replayed(
+    settings: Settings,
+) -> None:
+    """A letter written into the DLQ from outside may name any position. One naming partition 99 of
+    the 6-partition topic made the replay wait 40 s for that partition's offsets and fail, exit 1,
+    blaming Kafka (`a service did not answer`), with no genuine letter replayed, dry run or not; one
+    naming a topic that does not exist failed it at once (`topic … does not exist`)."""
+    fixed = _letter(settings, GOOD, "unknown-schema: fingerprint 00ff not in the registry", b"c-fixed", 7)
+    nowhere = dataclasses.replace(fixed, partition=99)
+    below = dataclasses.replace(fixed, partition=-1)
+    negative = dataclasses.replace(fixed, offset=-7)
+    made_up = dataclasses.replace(fixed, source_topic=settings.topic("no.such.topic"))
+    asyncio.run(_dead_letter(settings, nowhere, below, negative, made_up, fixed))
+    dlq = settings.topic(CONVERSATION_EVENTS) + ".dlq"
+    source = settings.topic(CONVERSATION_EVENTS)
+
+    began = time.monotonic()
+    dry = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS, "--dry-run")
+    assert dry.code == 0, dry.err
+    assert time.monotonic() - began < 30
+    lines = dry.out.splitlines()
+    assert lines[0] == (
+        f"{dlq}[0]@0  skipped: it names {source}[99]@7, which the topic cannot hold (6 partitions, "
+        "offsets from 0): not written by an agent"
+    )
+    assert lines[1].startswith(f"{dlq}[0]@1  skipped: it names {source}[-1]@7,")
+    assert lines[2].startswith(f"{dlq}[0]@2  skipped: it names {source}[3]@-7,")
+    other = settings.topic("no.such.topic")
+    assert lines[3:] == [
+        f"{dlq}[0]@3  skipped: it names another source topic ({other!r}) than its DLQ's",
+        f"{dlq}[0]@4  would replay: decodes now",
+        "1 of 5 dead letter(s) would be replayed",
+    ]
+
+    done = run_cli(settings, "dlq", "replay", "--topic", CONVERSATION_EVENTS)
+    assert done.code == 0, done.err
+    [record] = asyncio.run(_source(settings))
+    assert (record.partition, record.value) == (3, GOOD)

@@ -72,10 +72,11 @@ def _training(pad: str) -> Event:
 
 
 def _usage(pad: str) -> Event:
+    start = time.time_ns() // 1000 // 1_000_000 * 1_000_000  # a window the usage agent could write
     payload = UsageWindow(
         model=pad,
-        window_start=0,
-        window_end=1_000_000,
+        window_start=start,
+        window_end=start + 1_000_000,
         tokens=1,
         events=1,
         estimated_tokens=0,

@@ -306,6 +306,30 @@ def test_a_misrouted_turn_is_replayed_where_its_key_belongs_and_any_other_letter
     assert destination(misrouted, {}) == 2
 
 
+def test_a_letter_naming_a_position_its_topic_cannot_hold_is_skipped() -> None:
+    import dataclasses
+
+    from ledgerflow.dlq.replay import REPLAY, SKIP, impossible_position, plan
+
+    good = _letter(offset=7, dlq_offset=1)
+    assert good.letter is not None
+    counts = {"p.conversation.events": 6}
+    odd = [
+        LocatedDeadLetter(good.dlq_topic, 0, n, dataclasses.replace(good.letter, **change), b"enc")
+        for n, change in enumerate([{"partition": 6}, {"partition": -1}, {"offset": -1}], start=2)
+    ]
+    steps = plan([good, *odd], {}, lambda _d: None, partitions=counts)
+    assert [s.action for s in steps] == [REPLAY, SKIP, SKIP, SKIP]
+    assert steps[1].why == (
+        "it names p.conversation.events[6]@7, which the topic cannot hold (6 partitions, offsets from 0): "
+        "not written by an agent"
+    )
+    assert impossible_position(good.letter, counts) is None
+    assert impossible_position(good.letter, {}) is not None  # a topic whose count is not known
+    # without the counts (callers that have none), nothing is judged by position
+    assert [s.action for s in plan([good, *odd], {}, lambda _d: None)] == [REPLAY] * 4
+
+
 def test_two_dead_letters_of_one_source_record_are_replayed_once() -> None:
     from ledgerflow.dlq.replay import REPLAY, SKIP, plan
 

@@ -236,6 +236,9 @@ class KeyedTopic:
             for record in log[: self.visible.get(p, len(log))]:
                 yield record
 
+    def placed(self, key: bytes | None, partition: int) -> bool:
+        return key is not None and zlib.crc32(key) % len(self.partitions) == partition
+
     async def write(self, records: Sequence[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
         if self.fail_writes:
             raise InfrastructureError("the broker is down")

@@ -350,6 +350,27 @@ def test_letters_of_another_partition_or_topic_do_not_hide_a_poison_command() ->
     assert world.outcomes() == [("TrainingEnabled", "acme")]
 
 
+@pytest.mark.parametrize("how", ["restart", "rebalance"])
+def test_a_letter_written_from_outside_naming_a_command_does_not_drop_it(how: str) -> None:
+    """The DLQ is read back on recovery (Step 2); a letter there naming a command that decodes was
+    written by no agent. It used to make the next owner skip the command: no outcome, no letter."""
+    world = World()
+    world.handle(world.send(command(1)))
+    poison = world.inputs.append(0, b"\xc3\x01garbage", b"acme")
+    world.handle([poison])
+    genuine = world.letters.sent[0]
+    # offsets 2 and 3 (not written yet), and the poison's own a second time
+    world.letters.sent += [dataclasses.replace(genuine, offset=o, reason="forged") for o in (1, 2, 3)]
+    if how == "restart":
+        world.agent = world.new_agent()
+    else:
+        world.agent.revoke({0})
+    world.handle(world.send(command(2, enable=False), command(3)))
+    assert [t for t, _ in world.outcomes()] == ["TrainingEnabled", "TrainingDisabled", "TrainingEnabled"]
+    assert [w.input_offset for w in world.output.partitions[0]] == [0, 2, 3]
+    assert len(world.letters.sent) == 4, "the poison is not dead-lettered again, nothing else is"
+
+
 def test_a_dlq_that_cannot_be_read_holds_the_batch_back_until_it_can() -> None:
     world = World()
     world.handle([world.inputs.append(0, b"\xc3\x01garbage", b"acme")])

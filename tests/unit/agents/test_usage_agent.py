@@ -381,6 +381,41 @@ def test_a_record_written_straight_to_usage_windows_steers_nothing() -> None:
     assert chained([r for r in records if r.event_id != other_size.event_id])
 
 
+@pytest.mark.parametrize("key", ["tenant", "other"])
+def test_a_first_link_written_into_a_partition_read_before_the_tenants_steers_nothing(key: str) -> None:
+    """A forged first link of a live chain (sequence 1, hashed right: the chain has no secret), in
+    a partition read back before the tenant's (or keyed by another key in it), became the chain's
+    head on recovery: every genuine record of the chain was ignored and its windows written again."""
+    world = World()
+    world.handle(world.send(at(1, 1), at(CLOSER, 2)))  # one window written
+    (genuine,) = world.windows.events()
+    home = next(p for p, log in world.windows.partitions.items() if log)
+    early = dataclasses.replace(
+        genuine,
+        event_id="ffffffff-ffff-4fff-bfff-ffffffffffff",
+        payload=dataclasses.replace(
+            genuine.payload, window_start=START - 3600 * SECOND, window_end=START - 3540 * SECOND
+        ),
+    )
+    forged = link_event(early, None)
+    elsewhere = 0 if home != 0 else 1
+    others = {p: log for p, log in world.windows.partitions.items() if p != elsewhere}
+    world.windows.partitions = {elsewhere: [], **others}  # the forged record's partition is read first
+    stray_key = (
+        b"acme"
+        if key == "tenant"
+        else next(k for k in (f"k{i}".encode() for i in range(100)) if world.windows.placed(k, elsewhere))
+    )
+    world.windows.partitions[elsewhere].append(
+        Record("usage.windows", elsewhere, 0, stray_key, codec.encode(forged))
+    )
+    world.agent = world.new_agent()  # a restart reads the log back
+    world.handle(world.send(at(CLOSER + 60, 3)))  # closes the second window: written, chained
+    ours = world.windows.partitions[home]
+    assert len(ours) == 2, "the genuine window not written again; the next one written"
+    assert chained([codec.decode(r.value or b"") for r in ours])
+
+
 def test_an_old_delta_stands_for_one_turn_of_its_microsecond_not_every_one() -> None:
     """Before the upgrade two late turns in one microsecond were written as one delta (the first;
     the second's tokens were lost under the same id). The re-fold after the upgrade takes the old

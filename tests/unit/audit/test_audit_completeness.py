@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 from ledgerflow.audit.decisions import DecisionCheck, PackBook
@@ -84,9 +85,23 @@ def test_a_dead_lettered_turn_is_accounted_for_not_missing(hand_log: HandLog, pa
     refused = hand_log.turn("c-1", "could not be evaluated")
     hand_log.decide(hand_log.turn("c-1", "later"))
     check = DecisionCheck(packs)
-    check.dead_lettered = {refused.at.offset}
+    check.dead_lettered = {refused.at.offset: {hashlib.sha256(refused.value).hexdigest()}}
     assert _run(check, hand_log) == []
     assert check.turns_dead_lettered == 1
+
+
+def test_a_letter_naming_a_turns_position_but_another_value_does_not_excuse_it(
+    hand_log: HandLog, packs: PackBook
+) -> None:
+    """Anyone who can write Kafka can put a letter into the DLQ naming any position: one whose
+    value is not the turn's (a letter the agent never wrote) used to hide the turn's missing
+    decision."""
+    stuck = hand_log.turn("c-1", "never decided")
+    hand_log.decide(hand_log.turn("c-1", "later"))
+    check = DecisionCheck(packs)
+    check.dead_lettered = {stuck.at.offset: {hashlib.sha256(b"forged").hexdigest()}}
+    assert [(f.kind, f.offset) for f in _run(check, hand_log)] == [("decision.missing", stuck.at.offset)]
+    assert check.turns_dead_lettered == 0
 
 
 def test_a_decision_naming_another_events_offset_is_forged(hand_log: HandLog, packs: PackBook) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from ledgerflow.contracts.events import MAX_OCCURRED_AT, MIN_OCCURRED_AT, Event
+from ledgerflow.contracts.events import (
+    MAX_OCCURRED_AT,
+    MAX_TOKENS,
+    MAX_WINDOW_MICROS,
+    MIN_OCCURRED_AT,
+    Event,
+)
 from ledgerflow.contracts.payloads import PAYLOAD_TYPES
 from ledgerflow.contracts.registry import SchemaEntry
 
@@ -37,6 +43,28 @@ _PAYLOAD_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
 }
 
 
+_COUNT = st.integers(0, 2**63 - 1)
+
+
+def _usage_window(model: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """A ``UsageWindow`` payload ``validate_usage_window`` takes: a window of at most a day, counts
+    of 0 or more, or a ``LateUsage`` delta (revision -1: one turn)."""
+
+    def of(start: int) -> st.SearchStrategy[dict[str, Any]]:
+        common = {
+            "model": model,
+            "window_start": st.just(start),
+            "window_end": st.integers(start + 1, start + MAX_WINDOW_MICROS),
+            "estimated_tokens": _COUNT,
+            "correction": st.booleans(),
+        }
+        window = {"tokens": _COUNT, "events": _COUNT, "revision": st.integers(0, 2**31 - 1)}
+        delta = {"tokens": st.integers(0, MAX_TOKENS), "events": st.just(1), "revision": st.just(-1)}
+        return st.fixed_dictionaries({**common, **window}) | st.fixed_dictionaries({**common, **delta})
+
+    return st.integers(MIN_OCCURRED_AT - MAX_WINDOW_MICROS, MAX_OCCURRED_AT - 1).flatmap(of)
+
+
 def value_strategy(schema: Any) -> st.SearchStrategy[Any]:
     """Any value valid for ``schema`` (record dicts, ints for timestamps)."""
     if isinstance(schema, list):
@@ -62,7 +90,9 @@ def event_record_strategy(entry: SchemaEntry) -> st.SearchStrategy[dict[str, Any
     """A full record of ``entry`` whose envelope also passes validate_envelope."""
     fields = {f["name"]: value_strategy(f["type"]) for f in entry.schema["fields"]}
     overrides = _PAYLOAD_FIELDS.get(entry.type)
-    if overrides:
+    if entry.type == "UsageWindow":
+        fields["payload"] = _usage_window(st.text(max_size=20))
+    elif overrides:
         payload_schema = next(f["type"] for f in entry.schema["fields"] if f["name"] == "payload")
         fields["payload"] = st.fixed_dictionaries(
             {f["name"]: overrides.get(f["name"], value_strategy(f["type"])) for f in payload_schema["fields"]}

@@ -10,6 +10,9 @@ and reader) with::
 Each vector: the single-object bytes (hex) of a deterministic record of one schema version
 (three variants each: nulls and small values, Unicode and multi-byte varints, extremes), and
 what that codec decoded them to (``Event.to_json()``; a dead letter's record with bytes as hex).
+The ``UsageWindow`` vectors were written again the same way (same commit) once the codec began to
+refuse windows no usage agent writes (``validate_usage_window``): the generator's values had
+``window_end == window_start`` and negative counts.
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ def _event(entry: SchemaEntry, v: int) -> Event | None:
         payload["tokens"] = None if v == 0 else 1000 * v
     if entry.type == "PolicyDecision":
         payload["score"] = _DOUBLES[v] if v < 2 else 0.875
+    if entry.type == "UsageWindow":  # a window the usage agent could write (validate_usage_window)
+        payload["window_end"] = payload["window_start"] + 60_000_000
+        payload.update(tokens=_LONGS[v] if v != 1 else 2**40, events=v + 1, estimated_tokens=v, revision=v)
     event = Event(**record, payload=cls.from_record(payload))
     try:
         codec.encode(event)
