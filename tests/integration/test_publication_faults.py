@@ -1,0 +1,95 @@
+"""``PUT /v1/policy/rules`` under dependency faults, on a PRIVATE Kafka and Redis (the shared
+stack is never paused): a paused broker or a paused Redis is a 503 problem+json with
+``Retry-After`` within the edge's per-call deadline (``api/faults.DEADLINE_S``), the tenant's
+publication lock is let go, and once the dependency is back the next publication succeeds at
+once with the next version: nothing was published by the refused one.
+
+Found by a fault probe: with the broker paused (SIGSTOP) the publication was answered only
+after about 15 s (reading the tenant's latest version from ``policy.rules`` had no deadline;
+paused in the middle of that read, it waited for as long as the broker stayed paused).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledgerflow.api.faults import DEADLINE_S
+from ledgerflow.config import Settings
+from ledgerflow.stack import manage
+from tests.integration import edgekit
+from tests.support.privatestack import private_settings, private_stack
+from tests.support.processes import Process, start, wait_http_ready
+
+PACK = {"rules": [{"id": "r", "when": {"keywords": ["x"]}, "action": "review", "weight": 1}]}
+ANSWER_WITHIN_S = DEADLINE_S + 3.0  # the bound plus a loaded CI host's slack
+CLIENT_TIMEOUT_S = 30.0
+
+
+@dataclass
+class World:
+    settings: Settings
+    nodes: manage.StackNodes
+    edge: Process
+    base: str
+
+    def put(self) -> tuple[httpx.Response, float]:
+        began = time.monotonic()
+        resp = httpx.put(
+            f"{self.base}/v1/policy/rules",
+            json=PACK,
+            headers=edgekit.bearer(self.settings, roles="admin"),
+            timeout=CLIENT_TIMEOUT_S,
+        )
+        return resp, time.monotonic() - began
+
+    def pid(self, which: str) -> int:
+        pid = (self.nodes.kafka if which == "kafka" else self.nodes.redis).process.pid()
+        assert pid is not None, f"the private {which} is not running"
+        return pid
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    settings = private_settings(tmp_path, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    with private_stack(settings) as nodes:
+        edge = start(settings, "edge", "serve", log_dir=tmp_path / "logs")
+        try:
+            base = f"http://{settings.http}"
+            wait_http_ready(edge, base)
+            yield World(settings, nodes, edge, base)
+        finally:
+            edge.stop()
+
+
+@pytest.mark.parametrize("which", ["kafka", "redis"])
+def test_a_publication_during_a_paused_dependency_is_503_within_the_deadline(
+    world: World, which: str
+) -> None:
+    first, _ = world.put()
+    assert first.status_code == 201, first.text
+    pid = world.pid(which)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        refused, took = world.put()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert int(refused.headers["retry-after"]) > 0
+    assert took < ANSWER_WITHIN_S, f"{which} paused: answered after {took:.1f} s (bound {DEADLINE_S:g} s)"
+    # The dependency is back: the lock was let go and nothing was published by the refusal.
+    deadline = time.monotonic() + 60
+    while (after := world.put()[0]).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert after.status_code == 201, after.text
+    assert after.json()["version"] == first.json()["version"] + 1
+    assert "Traceback" not in world.edge.log_tail(400)
