@@ -1,7 +1,12 @@
 """A single broker paused (SIGSTOP) for longer than the worker's group sessions while the worker
 decides a backlog, on a PRIVATE Kafka and Redis (the shared stack is never paused): after SIGCONT
 the worker resumes by itself, every turn is decided exactly once and the audit (chains, decisions
-re-derived, read models equal to a rebuild) is clean."""
+re-derived, read models equal to a rebuild) is clean.
+
+The chaos run pauses one broker of three (its partitions move to the others); here nothing can
+move: the group coordinator, every leader and the transaction-less idempotent producer all stop
+at once, the producer's in-flight batches time out and land when the broker wakes, and every
+group session expires. Passed on the code it was added with (a probe of a claim no test held)."""
 
 from __future__ import annotations
 
