@@ -6,7 +6,10 @@ once with the next version: nothing was published by the refused one.
 
 Found by a fault probe: with the broker paused (SIGSTOP) the publication was answered only
 after about 15 s (reading the tenant's latest version from ``policy.rules`` had no deadline;
-paused in the middle of that read, it waited for as long as the broker stayed paused).
+paused in the middle of that read, it waited for as long as the broker stayed paused). With Redis
+paused, the lock's ``SET NX`` timed out (503) but Redis applied it when it woke: a lock without a
+holder made the tenant's next publications 409 for its 60 s lifetime. ``POST /v1/audit``'s lock
+did the same for 80 s (``api/redis_lock.py`` settles both).
 """
 
 from __future__ import annotations
@@ -93,3 +96,17 @@ def test_a_publication_during_a_paused_dependency_is_503_within_the_deadline(
     assert after.status_code == 201, after.text
     assert after.json()["version"] == first.json()["version"] + 1
     assert "Traceback" not in world.edge.log_tail(400)
+
+
+def test_an_audit_refused_while_redis_was_paused_leaves_no_lock_behind(world: World) -> None:
+    admin = edgekit.bearer(world.settings, roles="admin")
+    pid = world.pid("redis")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        refused = httpx.post(f"{world.base}/v1/audit", headers=admin, timeout=CLIENT_TIMEOUT_S)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["retry-after"]) > 0
+    after = httpx.post(f"{world.base}/v1/audit", headers=admin, timeout=120)
+    assert after.status_code == 200, after.text  # was 409 "already running" for 80 s
