@@ -53,6 +53,7 @@ __all__ = [
     "event_key",
     "fingerprint",
     "judge",
+    "keyed_id",
     "record_position",
     "record_published",
     "redis_key",
@@ -163,7 +164,13 @@ def step_event_id(tenant: str, sub: str, key: str, request_fingerprint: str) -> 
     """Pure: the event id of a step with ``Idempotency-Key`` ``key``, the same for the same
     (tenant, token subject, key, request) whatever Redis remembers; distinct scopes or requests
     give distinct ids (``step_key`` is injective and holds no ``\x1f``, the fingerprint is hex)."""
-    return derived_event_id("step", step_key("", tenant, sub, key), request_fingerprint)
+    return keyed_id("step", tenant, sub, key, request_fingerprint)
+
+
+def keyed_id(space: str, tenant: str, sub: str, key: str, request_fingerprint: str) -> str:
+    """Pure: an id derived from a request's ``Idempotency-Key`` scope and fingerprint, one per
+    ``space`` (``step``: an event id; ``training``: a command id)."""
+    return derived_event_id(space, step_key("", tenant, sub, key), request_fingerprint)
 
 
 def event_key(prefix: str, tenant: str, event_id: str) -> str:

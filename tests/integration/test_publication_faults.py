@@ -17,65 +17,21 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
 from ledgerflow.api.faults import DEADLINE_S
-from ledgerflow.config import Settings
-from ledgerflow.stack import manage
 from tests.integration import edgekit
-from tests.support.privatestack import private_settings, private_stack
-from tests.support.processes import Process, start, wait_http_ready
+from tests.integration.privateedge import CLIENT_TIMEOUT_S, World, world  # noqa: F401
 
-PACK = {"rules": [{"id": "r", "when": {"keywords": ["x"]}, "action": "review", "weight": 1}]}
 ANSWER_WITHIN_S = DEADLINE_S + 3.0  # the bound plus a loaded CI host's slack
-CLIENT_TIMEOUT_S = 30.0
-
-
-@dataclass
-class World:
-    settings: Settings
-    nodes: manage.StackNodes
-    edge: Process
-    base: str
-
-    def put(self) -> tuple[httpx.Response, float]:
-        began = time.monotonic()
-        resp = httpx.put(
-            f"{self.base}/v1/policy/rules",
-            json=PACK,
-            headers=edgekit.bearer(self.settings, roles="admin"),
-            timeout=CLIENT_TIMEOUT_S,
-        )
-        return resp, time.monotonic() - began
-
-    def pid(self, which: str) -> int:
-        pid = (self.nodes.kafka if which == "kafka" else self.nodes.redis).process.pid()
-        assert pid is not None, f"the private {which} is not running"
-        return pid
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    settings = private_settings(tmp_path, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
-    with private_stack(settings) as nodes:
-        edge = start(settings, "edge", "serve", log_dir=tmp_path / "logs")
-        try:
-            base = f"http://{settings.http}"
-            wait_http_ready(edge, base)
-            yield World(settings, nodes, edge, base)
-        finally:
-            edge.stop()
 
 
 @pytest.mark.parametrize("which", ["kafka", "redis"])
 def test_a_publication_during_a_paused_dependency_is_503_within_the_deadline(
-    world: World, which: str
+    world: World,  # noqa: F811
+    which: str,
 ) -> None:
     first, _ = world.put()
     assert first.status_code == 201, first.text
@@ -98,7 +54,7 @@ def test_a_publication_during_a_paused_dependency_is_503_within_the_deadline(
     assert "Traceback" not in world.edge.log_tail(400)
 
 
-def test_an_audit_refused_while_redis_was_paused_leaves_no_lock_behind(world: World) -> None:
+def test_an_audit_refused_while_redis_was_paused_leaves_no_lock_behind(world: World) -> None:  # noqa: F811
     admin = edgekit.bearer(world.settings, roles="admin")
     pid = world.pid("redis")
     os.kill(pid, signal.SIGSTOP)
