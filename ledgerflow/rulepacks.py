@@ -10,8 +10,11 @@ Sequence:
    key (``<state dir>/policy/``, made by ``stack up``) signs, when there is one.
 2. Read ``policy.rules`` (small, one partition) to find the tenant's latest version.
 3. Publish ``RulePackPublished`` with version + 1, keyed by tenant, and wait for the ack.
-With ``deadline_s`` (the edge's per-call deadline) steps 2 and 3 each raise ``TimeoutError`` past
-it: a paused broker stalled step 2's read for as long as it stayed paused.
+With ``deadline_s`` (the edge's per-call deadline) step 2 raises ``TimeoutError`` past it: a paused
+broker stalled its read for as long as it stayed paused. Step 3 is bounded by the producer's own
+request timeout (the edge's: ``api/faults.KAFKA_REQUEST_TIMEOUT_MS``), which expires the record;
+cancelling the send instead would leave it queued in the producer, to be written late, after the
+lock is let go, under a version another publication may pick.
 Steps 2 and 3 run inside ``hold(tenant)`` when the caller gives one: the edge holds a Redis lock
 of the tenant there (``api/publish_lock.py``), else two publications of one tenant at the same
 instant both picked the same version and the agents kept only the later record. ``policy.rules`` is
@@ -130,7 +133,7 @@ async def _write(
     producer: AIOKafkaProducer | None,
     deadline_s: float | None = None,
 ) -> Published:
-    """Steps 2 and 3: the next version of ``pack.tenant``, written and acknowledged; each step
+    """Steps 2 and 3: the next version of ``pack.tenant``, written and acknowledged; step 2
     within ``deadline_s`` (None: no bound), else ``TimeoutError``."""
     async with asyncio.timeout(deadline_s):
         version = await latest_version(settings, pack.tenant) + 1  # Step 2.
@@ -155,10 +158,9 @@ async def _write(
         )
         await producer.start()
     try:  # Step 3.
-        async with asyncio.timeout(deadline_s):
-            meta = await producer.send_and_wait(
-                settings.topic(POLICY_RULES), codec.encode(event), key=pack.tenant.encode()
-            )
+        meta = await producer.send_and_wait(
+            settings.topic(POLICY_RULES), codec.encode(event), key=pack.tenant.encode()
+        )
     finally:
         if own:
             await producer.stop()
