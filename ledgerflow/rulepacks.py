@@ -10,6 +10,11 @@ Sequence:
    key (``<state dir>/policy/``, made by ``stack up``) signs, when there is one.
 2. Read ``policy.rules`` (small, one partition) to find the tenant's latest version.
 3. Publish ``RulePackPublished`` with version + 1, keyed by tenant, and wait for the ack.
+With ``deadline_s`` (the edge's per-call deadline) step 2 raises ``TimeoutError`` past it: a paused
+broker stalled its read for as long as it stayed paused. Step 3 is bounded by the producer's own
+request timeout (the edge's: ``api/faults.KAFKA_REQUEST_TIMEOUT_MS``), which expires the record;
+cancelling the send instead would leave it queued in the producer, to be written late, after the
+lock is let go, under a version another publication may pick.
 Steps 2 and 3 run inside ``hold(tenant)`` when the caller gives one: the edge holds a Redis lock
 of the tenant there (``api/publish_lock.py``), else two publications of one tenant at the same
 instant both picked the same version and the agents kept only the later record. ``policy.rules`` is
@@ -21,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -36,7 +41,7 @@ from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import new_event
 from ledgerflow.contracts.payloads import RulePackPublished
 from ledgerflow.errors import DecodeError, ValidationError
-from ledgerflow.kafka.logs import read_topic
+from ledgerflow.kafka.logs import RawRecord, read_topic
 from ledgerflow.kafka.policy_trust import PolicyTrust
 from ledgerflow.policy import CheckedPack, RulePack, check_rule_pack, load_rule_pack
 from ledgerflow.policy.signing import SignatureRefused, sign, verify
@@ -89,15 +94,17 @@ def signature_for(settings: Settings, document: dict[str, Any], signature: str |
 async def latest_version(settings: Settings, tenant: str) -> int:
     """Step 2: the highest version published for ``tenant`` (0 if none)."""
     latest = 0
-    async for rec in read_topic(settings, settings.topic(POLICY_RULES)):
-        if rec.key != tenant.encode():
-            continue
-        try:
-            event = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[POLICY_RULES])
-        except DecodeError:
-            continue
-        if isinstance(event.payload, RulePackPublished):
-            latest = max(latest, event.payload.version)
+    reader = cast(AsyncGenerator[RawRecord, None], read_topic(settings, settings.topic(POLICY_RULES)))
+    async with contextlib.aclosing(reader) as records:
+        async for rec in records:
+            if rec.key != tenant.encode():
+                continue
+            try:
+                event = codec.decode(rec.value or b"", allowed_types=TOPIC_TYPES[POLICY_RULES])
+            except DecodeError:
+                continue
+            if isinstance(event.payload, RulePackPublished):
+                latest = max(latest, event.payload.version)
     return latest
 
 
@@ -109,11 +116,12 @@ async def publish_pack(
     producer: AIOKafkaProducer | None = None,
     signature: str | None = None,
     hold: Callable[[str], AbstractAsyncContextManager[object]] | None = None,
+    deadline_s: float | None = None,
 ) -> Published:
     pack: RulePack = await asyncio.to_thread(load_rule_pack, document)  # Step 1.
     signature, kid = signature_for(settings, document, signature)
     async with hold(pack.tenant) if hold is not None else contextlib.nullcontext():
-        return await _write(settings, pack, signature, kid, producer_name, producer)
+        return await _write(settings, pack, signature, kid, producer_name, producer, deadline_s)
 
 
 async def _write(
@@ -123,9 +131,12 @@ async def _write(
     kid: str,
     producer_name: str,
     producer: AIOKafkaProducer | None,
+    deadline_s: float | None = None,
 ) -> Published:
-    """Steps 2 and 3: the next version of ``pack.tenant``, written and acknowledged."""
-    version = await latest_version(settings, pack.tenant) + 1  # Step 2.
+    """Steps 2 and 3: the next version of ``pack.tenant``, written and acknowledged; step 2
+    within ``deadline_s`` (None: no bound), else ``TimeoutError``."""
+    async with asyncio.timeout(deadline_s):
+        version = await latest_version(settings, pack.tenant) + 1  # Step 2.
     versioned = pack.with_version(version)
     event = new_event(
         "RulePackPublished",

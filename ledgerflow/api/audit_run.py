@@ -14,7 +14,8 @@ Sequence:
    tenant of that record (read back from Kafka); one without belongs to the tenant in its
    Redis key's hash tag; a finding naming no tenant and no entity (the read models as a
    whole) is shown to everyone; anything else is dropped.
-4. Release the lock (only if it is still ours).
+4. Release the lock (only if it is still ours; ``api/redis_lock.py`` settles one Redis did not
+   answer for).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ledgerflow.api import redis_lock
 from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.health import within_deadline
 from ledgerflow.api.limits import LimitExceeded
 from ledgerflow.api.problems import problem
 from ledgerflow.api.spec import AUTHED, INT, NUM, STR, json_response, nullable, obj, operation, problems
@@ -143,8 +144,6 @@ def _audit_in_thread(settings: Settings, deadline_s: float) -> Outcome:
     return asyncio.run(_audit(settings, deadline_s))
 
 
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
 FINDING = obj(
     ["kind", "topic", "partition", "offset", "detail"],
     kind=STR,
@@ -184,7 +183,7 @@ async def audit(request: Request) -> Any:
     deadline_s = ctx.tuning.audit_deadline_s
     ttl_ms = int((deadline_s + LOOKUP_DEADLINE_S + 10) * 1000)
     # Step 1.
-    if not await within_deadline(ctx.redis.set(key, token, nx=True, px=ttl_ms), "redis"):
+    if not await redis_lock.take(ctx.redis, key, token, ttl_ms):
         return problem(
             409,
             "Conflict",
@@ -216,5 +215,4 @@ async def audit(request: Request) -> Any:
     finally:
         # Step 4.
         ctx.audits_running -= 1
-        with contextlib.suppress(InfrastructureError):
-            await within_deadline(ctx.redis.eval(_RELEASE, 1, key, token), "redis")
+        await redis_lock.release(ctx.redis, key, token, ttl_ms)

@@ -16,6 +16,11 @@ A claim stores a fingerprint of the request (SHA-256 of its canonical JSON) with
 answer, so a reuse with a different request is refused (422, as in the IETF
 Idempotency-Key draft) instead of being silently answered with another request's result.
 Claims live for ``HORIZON_S`` (24 h): a retry after that is a new request.
+
+A step's event id is derived from its claim's scope and fingerprint (:func:`step_event_id`), not
+drawn: a retry after Redis lost the claim (a ``FLUSHALL``, a restart without persistence, a
+failover to a replica without it) publishes the *same* event id again, a duplicate delivery the
+agents, the projector and the audit recognise, never a second turn under a new id.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ledgerflow.api.faults import bounded, bounded_retried
+from ledgerflow.contracts.events import derived_event_id
 from ledgerflow.contracts.ids import is_id
 from ledgerflow.errors import DomainError, InfrastructureError, ValidationError
 from ledgerflow.redisclient import ReplicaNotConfirmed, set_replicated
@@ -47,12 +53,14 @@ __all__ = [
     "event_key",
     "fingerprint",
     "judge",
+    "keyed_id",
     "record_position",
     "record_published",
     "redis_key",
     "release",
     "release_after_failure",
     "released",
+    "step_event_id",
     "step_key",
     "undo_to",
 ]
@@ -150,6 +158,19 @@ def step_key(prefix: str, tenant: str, sub: str, key: str) -> str:
     return redis_key(
         prefix, "idem", tenant, sub, hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     )
+
+
+def step_event_id(tenant: str, sub: str, key: str, request_fingerprint: str) -> str:
+    """Pure: the event id of a step with ``Idempotency-Key`` ``key``, the same for the same
+    (tenant, token subject, key, request) whatever Redis remembers; distinct scopes or requests
+    give distinct ids (``step_key`` is injective and holds no ``\x1f``, the fingerprint is hex)."""
+    return keyed_id("step", tenant, sub, key, request_fingerprint)
+
+
+def keyed_id(space: str, tenant: str, sub: str, key: str, request_fingerprint: str) -> str:
+    """Pure: an id derived from a request's ``Idempotency-Key`` scope and fingerprint, one per
+    ``space`` (``step``: an event id; ``training``: a command id)."""
+    return derived_event_id(space, step_key("", tenant, sub, key), request_fingerprint)
 
 
 def event_key(prefix: str, tenant: str, event_id: str) -> str:

@@ -3,11 +3,13 @@
 A command is published to ``models.commands`` and the edge waits (bounded) for the models
 agent's answer in ``models.audit``, which the edge's reference data reads: 200 with the new
 version, 409 problem+json for a refusal (version conflict, unknown model, invalid settings),
-202 when the agent is slow. ``GET /v1/models`` answers from the same reference data.
+202 when the agent is slow. ``GET /v1/models`` answers from the same reference data. With an
+``Idempotency-Key`` a command's id is derived from the key and the request (``keyed_command``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.faults import bounded
+from ledgerflow.api.idempotency import check_idempotency_key, fingerprint, keyed_id
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.spec import (
     AUTHED,
@@ -50,6 +53,14 @@ PRICE = nullable("number", minimum=0)
 _WAIT = query(
     "wait", {"type": "number", "minimum": 0, "maximum": 30}, "Seconds to wait for the outcome (default 5)"
 )
+_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": STR,
+    "description": "A retry with the same key and request is the same command: answered with its outcome, "
+    "never applied twice",
+}
 _OUTCOME = {
     "200": json_response(
         obj(
@@ -101,7 +112,7 @@ def _price(raw: dict[str, Any], name: str) -> float | None:
     tags=["models"],
     description="Publishes `RegisterModel` to `models.commands` and waits (bounded) for the models agent. "
     "Settings the registry refuses, or a stale `expected_version`, are a 409 problem with the reason.",
-    parameters=[_WAIT],
+    parameters=[_WAIT, _KEY],
     requestBody=body(
         obj(
             ["model", "provider", "context_window"],
@@ -153,7 +164,7 @@ def _switch_spec(operation_id: str, summary: str) -> Callable[[Handler], Handler
         tags=["models"],
         description="Publishes `SetModelEnabled` to `models.commands`; an unknown model or a model "
         "already in that state is a 409 problem.",
-        parameters=[_WAIT],
+        parameters=[_WAIT, _KEY],
         requestBody=body(obj(["model"], model=STR, expected_version=_EXPECTED), {"model": "slm-1"}),
         responses=_OUTCOME,
     )
@@ -178,9 +189,24 @@ async def _switch(request: Request, *, enabled: bool) -> Response:
     return await _command(request, principal.tenant, payload)
 
 
+def keyed_command(
+    payload: RegisterModel | SetModelEnabled, tenant: str, key: str | None
+) -> RegisterModel | SetModelEnabled:
+    """``payload`` as it is, or with an ``Idempotency-Key`` under a command id derived from the
+    key's scope and the request (as training commands, ``api/training.command_id_for``): a retry
+    after a 503 whose command still reached the log is that command, answered once."""
+    if key is None:
+        return payload
+    check_idempotency_key(key)
+    asked = {k: v for k, v in dataclasses.asdict(payload).items() if k != "command_id"}
+    command_id = keyed_id("models", tenant, payload.actor, key, fingerprint({"type": payload.TYPE, **asked}))
+    return dataclasses.replace(payload, command_id=command_id)
+
+
 async def _command(request: Request, tenant: str, payload: RegisterModel | SetModelEnabled) -> Response:
     ctx: EdgeContext = request.app.state.ctx
     wait = wait_seconds(request, WAIT_S)  # a bad ?wait= is refused before anything is published
+    payload = keyed_command(payload, tenant, request.headers.get("idempotency-key"))
     event = new_event(
         payload.TYPE,
         tenant=tenant,
@@ -189,7 +215,8 @@ async def _command(request: Request, tenant: str, payload: RegisterModel | SetMo
         producer=f"edge:{payload.actor}",
         occurred_at_micros=time.time_ns() // 1000,
     )
-    await publish(ctx, MODELS_COMMANDS, event)
+    if payload.command_id not in ctx.reference.outcomes:  # a keyed retry of an answered command: not again
+        await publish(ctx, MODELS_COMMANDS, event)
     outcome = await ctx.reference.wait_outcome(payload.command_id, wait)
     if outcome is None:
         detail = f"no outcome within {wait:g} s; see GET /v1/models"

@@ -9,7 +9,7 @@ from ledgerflow.api import spec
 from ledgerflow.api.authentication import requires_any_role, requires_role
 from ledgerflow.api.constitution import header_of
 from ledgerflow.api.context import EdgeContext
-from ledgerflow.api.faults import bounded
+from ledgerflow.api.faults import DEADLINE_S, bounded
 from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.publish_lock import RETRY_AFTER_S, PublicationBusy, publishing
@@ -175,8 +175,13 @@ async def _publish(request: Request, ctx: EdgeContext, token_tenant: str, sub: s
             producer=ctx.producer,
             signature=request.headers.get(SIGNATURE_HEADER),
             hold=lambda tenant: publishing(ctx.redis, ctx.settings.topic_prefix, tenant),
+            deadline_s=DEADLINE_S,
         )
     except (ValidationError, AuthError):
         raise
+    except TimeoutError:
+        raise InfrastructureError(
+            f"publishing the rule pack: Kafka did not answer within {DEADLINE_S:g} s"
+        ) from None
     except OSError as exc:
         raise InfrastructureError(f"publishing the rule pack failed: {exc!r}") from None

@@ -7,6 +7,8 @@ acknowledged but never in force and its version named another constitution. The 
 holds a Redis lock of the tenant (``SET NX PX``, released only by its holder) from picking the
 version to the broker's ack; a publication that finds it held waits for it, up to ``WAIT_S``, then
 is a 409 with ``Retry-After``. ``ledgerflow policy publish`` (the CLI) writes without it.
+
+A lock request or release Redis did not answer in time is settled by ``api/redis_lock.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from ledgerflow.api.health import within_deadline
-from ledgerflow.errors import DomainError, InfrastructureError
+from ledgerflow.api import redis_lock
+from ledgerflow.errors import DomainError
 
 WAIT_S = 10.0
 """How long a publication waits for another one of its tenant to finish."""
@@ -27,7 +29,6 @@ POLL_S = 0.05
 TTL_MS = 60_000
 """The lock's lifetime if its holder dies: longer than picking a version and Kafka's ack take."""
 RETRY_AFTER_S = 2
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class PublicationBusy(DomainError):
@@ -46,7 +47,7 @@ async def publishing(
     key, token = lock_key(topic_prefix, tenant), uuid.uuid4().hex
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
-    while not await within_deadline(redis.set(key, token, nx=True, px=TTL_MS), "redis"):
+    while not await redis_lock.take(redis, key, token, TTL_MS):
         if loop.time() >= deadline:
             raise PublicationBusy(
                 f"another publication of tenant {tenant!r}'s rule pack has been under way for over "
@@ -56,5 +57,4 @@ async def publishing(
     try:
         yield
     finally:
-        with contextlib.suppress(InfrastructureError):
-            await within_deadline(redis.eval(_RELEASE, 1, key, token), "redis")
+        await redis_lock.release(redis, key, token, TTL_MS)

@@ -12,6 +12,8 @@
    (tenant, token subject, key) with the request's fingerprint (api/idempotency.py): a
    retry reuses the first request's event id and position and publishes nothing new; the
    same key with a different request → 422. Redis down → 503 and nothing was published.
+   The event id is derived from the key and the request (``idempotency.step_event_id``), so a
+   retry after Redis lost the claim publishes the same event id: a duplicate delivery.
 3. Subscribe to the conversation on the hub *before* publishing, so the decision cannot
    slip past, then publish the ``MessageSubmitted`` (bounded; a failure undoes the claim, 503).
 4. Wait up to ``wait`` seconds (default 2) for the decision — from the hub, or from the
@@ -168,6 +170,8 @@ async def step(request: Request) -> JSONResponse:
         fingerprint = idempotency.fingerprint(
             {"conversation_id": conversation_id, "content": content, "model": model}
         )
+        # The same key and request name the same turn even when Redis lost the claim.
+        event = _with_event_id(event, idempotency.step_event_id(tenant, principal.sub, raw_key, fingerprint))
         mine = idempotency.Claim(fingerprint, event.event_id, time.time())
         decision = await bounded(idempotency.claim(ctx.redis, idem, mine), "Redis idempotency claim")
         publish_it, event_id, token = decision.publish, decision.event_id, decision.position
@@ -188,9 +192,10 @@ async def step(request: Request) -> JSONResponse:
             if idem is not None and mine is not None:
                 await idempotency.record_published(ctx.redis, idem, mine, event_id, token)
         # Step 4. Subscribed before publishing, the first request cannot miss its decision on
-        # the hub; a retry may have missed it there, so it also looks in the read model.
+        # the hub; a retry may have missed it there, so it also looks in the read model (so does
+        # any keyed request: what it published may be a duplicate delivery of a decided turn).
         decision_found = await _await_decision(
-            ctx, sub, keys, tenant, conversation_id, event_id, wait, retry=not publish_it
+            ctx, sub, keys, tenant, conversation_id, event_id, wait, retry=not publish_it or idem is not None
         )
     finally:
         ctx.hub.unsubscribe(sub)

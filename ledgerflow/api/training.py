@@ -3,6 +3,12 @@
 ``POST /v1/training/enable|disable`` publishes a command to ``training.commands`` and
 waits (bounded) for the training agent's answer in ``training.audit``: 200 with the
 outcome (accepted, or rejected with its reason), or 202 when the agent is slow.
+
+With an ``Idempotency-Key`` the command id is derived from (tenant, token subject, key, request)
+(``idempotency.keyed_id``), not drawn: a publish that timed out (503) may still reach the log — a
+broker paused mid-publish applies it when it wakes — and the client's retry under the same key is
+then that same command, which the training agent answers once; the retry is answered with that
+outcome (200), not rejected as a second command (409 ``already_enabled``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from ledgerflow.api.authentication import requires_role, requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.health import within_deadline
+from ledgerflow.api.idempotency import check_idempotency_key, fingerprint, keyed_id
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
@@ -71,6 +78,14 @@ def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[
                 {"type": "number", "minimum": 0, "maximum": 30},
                 "Seconds to wait for the outcome (default 5)",
             ),
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": spec.STR,
+                "description": "A retry with the same key and request is the same command: answered with "
+                "its outcome, never applied twice",
+            },
         ],
         requestBody=spec.body(spec.obj(["reason"], **fields), example),
         responses={
@@ -133,12 +148,25 @@ def command_of(
     return EnableTraining(command_id, actor, reason, ttl, expected)
 
 
+def command_id_for(kind: str, body: dict[str, Any], tenant: str, sub: str, key: str | None) -> str:
+    """A fresh command id, or with an ``Idempotency-Key`` one derived from the key's scope and the
+    request (ValidationError, 422, for an empty or over-long key)."""
+    if key is None:
+        return str(uuid.uuid4())
+    check_idempotency_key(key)
+    asked = {name: body.get(name) for name in ("reason", "ttl_seconds", "expected_version")}
+    return keyed_id("training", tenant, sub, key, fingerprint({"kind": kind, **asked}))
+
+
 async def _command(request: Request, kind: str) -> Response:
     principal = requires_role(request, "admin")  # a non-admin gets 403 and nothing is written
     ctx: EdgeContext = request.app.state.ctx
     wait = wait_seconds(request, WAIT_S)  # a bad ?wait= is refused before anything is published
     body = await read_json(request)
-    payload = command_of(kind, body, str(uuid.uuid4()), principal.sub)
+    key = request.headers.get("idempotency-key")
+    payload = command_of(
+        kind, body, command_id_for(kind, body, principal.tenant, principal.sub, key), principal.sub
+    )
     command_id = payload.command_id
     event = new_event(
         kind,
@@ -148,7 +176,8 @@ async def _command(request: Request, kind: str) -> Response:
         producer=f"edge:{principal.sub}",
         occurred_at_micros=time.time_ns() // 1000,
     )
-    await publish(ctx, TRAINING_COMMANDS, event)
+    if command_id not in ctx.reference.outcomes:  # a keyed retry of an answered command: not again
+        await publish(ctx, TRAINING_COMMANDS, event)
     outcome = await ctx.reference.wait_outcome(command_id, wait)
     if outcome is None:
         return JSONResponse(

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from ledgerflow.api.idempotency import Claim, event_key, step_key
+from ledgerflow.audit.cli import run_audit
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.kafka.admin import ensure_topics
@@ -29,7 +31,7 @@ from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import stop
 from tests.integration.edgekit import bearer
 from tests.support.privatestack import free_port_pair
-from tests.support.processes import free_port, running_edge
+from tests.support.processes import free_port, pipeline_settled, running_edge, start
 
 CLIENT_TIMEOUT_S = 20.0
 """Far above the edge's documented deadline (api/faults.py): a request still open after
@@ -98,6 +100,38 @@ def test_redis_down_is_503_with_retry_after_and_nothing_is_published(
         assert answers[0].json()["event_id"] == answers[1].json()["event_id"]
         assert _subjects_on_log(ours) == ["with-key"]
     assert "Traceback" not in proc.log_tail(400)
+
+
+def test_a_step_retried_after_redis_lost_its_data_is_the_same_turn(
+    settings: Settings, private_redis: redis_stack.RedisNode, log_dir: Path
+) -> None:
+    """Redis losing its data (here a FLUSHALL; a restart without persistence is the same) took the
+    step's idempotency claim with it: the client's retry with the same Idempotency-Key was
+    published as a second turn under a new event id, decided and counted twice. The event id is
+    now derived from the key and the request, so the retry is a duplicate delivery, decided once."""
+    ours = settings.with_overrides(redis_url=f"redis://127.0.0.1:{private_redis.port}/0")
+    headers = _headers(ours, **{"Idempotency-Key": "k-lost"})
+    with running_edge(ours, log_dir) as (proc, edge):
+        first = _step(edge, headers, "lost-claim")
+        assert first.status_code == 202, first.text
+        with contextlib.closing(redis.Redis.from_url(ours.redis_url)) as r:
+            r.flushall()
+        retry = _step(edge, headers, "lost-claim")
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["event_id"] == first.json()["event_id"], "the retry published a new turn"
+        assert "Traceback" not in proc.log_tail(400)
+    assert _subjects_on_log(ours) == ["lost-claim", "lost-claim"]  # one turn, delivered twice
+    worker = start(ours, "worker", "worker", log_dir=log_dir)
+    try:
+        deadline = time.monotonic() + 90
+        while not (settled := asyncio.run(pipeline_settled(ours, 1)))[0]:
+            assert worker.popen.poll() is None and time.monotonic() < deadline, (settled, worker.log_tail())
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+    report = asyncio.run(run_audit(ours, projections=True, progress=False, grace_s=0))
+    assert report.clean, [str(f) for f in report.findings[:5]]
+    assert (report.stats["turns"], report.stats["duplicate deliveries"]) == (1, 1), report.stats
 
 
 @pytest.fixture

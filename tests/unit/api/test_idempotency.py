@@ -16,6 +16,7 @@ from ledgerflow.api.idempotency import (
     judge,
     redis_key,
     released,
+    step_event_id,
     step_key,
     undo_to,
 )
@@ -108,3 +109,11 @@ def test_a_released_claim_is_taken_over_at_once_with_its_event_id_and_stays_boun
     assert released(held).position is None
     with pytest.raises(ValidationError):  # another request under the same key: still 422
         judge(released(held), Claim("f2", "other-id", 1000.2), 1000.2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TRIPLE, _TRIPLE, st.sampled_from(["a" * 64, "b" * 64]), st.sampled_from(["a" * 64, "b" * 64]))
+def test_a_step_event_id_names_one_scope_and_request(a: tuple, b: tuple, fa: str, fb: str) -> None:
+    """Derived, not drawn: a retry after Redis lost the claim publishes the same event id."""
+    assert step_event_id(*a, fa) == step_event_id(*a, fa)
+    assert (step_event_id(*a, fa) == step_event_id(*b, fb)) == (a == b and fa == fb)

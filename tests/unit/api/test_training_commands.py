@@ -48,3 +48,23 @@ def test_what_the_edge_lets_through_the_agent_accepts(ttl: int | None) -> None:
     )
     (outcome,) = decide(initial_state("acme"), aggregate_command(record), NOW)
     assert type(outcome).__name__ == "TrainingEnabled", outcome
+
+
+def test_a_keyed_command_id_names_one_scope_and_request() -> None:
+    """With an Idempotency-Key the command id is derived, so a retry is the same command."""
+    from ledgerflow.api.training import command_id_for
+
+    body = {"reason": "r", "ttl_seconds": 600}
+    first = command_id_for("EnableTraining", body, "acme", "alice", "k")
+    assert command_id_for("EnableTraining", dict(body), "acme", "alice", "k") == first
+    others = {
+        command_id_for("DisableTraining", body, "acme", "alice", "k"),
+        command_id_for("EnableTraining", body | {"ttl_seconds": 601}, "acme", "alice", "k"),
+        command_id_for("EnableTraining", body, "globex", "alice", "k"),
+        command_id_for("EnableTraining", body, "acme", "bob", "k"),
+        command_id_for("EnableTraining", body, "acme", "alice", "k2"),
+        command_id_for("EnableTraining", body, "acme", "alice", None),
+    }
+    assert first not in others and len(others) == 6
+    with pytest.raises(ValidationError, match="Idempotency-Key"):
+        command_id_for("EnableTraining", body, "acme", "alice", "x" * 256)
