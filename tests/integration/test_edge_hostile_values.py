@@ -102,3 +102,23 @@ def test_a_value_of_the_wrong_shape_is_a_short_4xx(
     detail = assert_problem(resp, status)["detail"]
     assert len(detail) < 600 and "\n" not in detail, detail[:200]
     assert proc.log.read_text(errors="replace").count("unhandled error") == errors_before
+
+
+def test_a_long_query_value_or_content_type_is_quoted_briefly(
+    hostile_edge: tuple[Settings, Process, str],
+) -> None:
+    """Before: ``?wait=`` of 5,000 characters and a Content-Type of 10,000 were quoted whole."""
+    settings, _, edge = hostile_edge
+    headers = bearer(settings)
+    step = httpx.post(
+        f"{edge}/v1/conversation/step?wait={'x' * 5000}",
+        json={"conversation_id": "c1", "content": "hi"},
+        headers=headers,
+        timeout=10,
+    )
+    detail = assert_problem(step, 422)["detail"]
+    assert detail.startswith("wait: a number of seconds is required") and len(detail) < 200, detail[:200]
+    long_type = headers | {"Content-Type": "text/" + "y" * 10_000}
+    typed = httpx.post(f"{edge}/v1/events", content=b"{}", headers=long_type, timeout=10)
+    detail = assert_problem(typed, 400)["detail"]
+    assert detail.startswith("expected Content-Type application/json") and len(detail) < 200, detail[:200]
