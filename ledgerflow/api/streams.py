@@ -166,7 +166,11 @@ def _event_stream(
 async def conversation_stream(request: Request) -> Response:
     principal = requires_role(request, "subscriber")
     require_query_tenant(request, principal)
-    conversation_id = request.query_params.get("conversation_id", "").strip()
+    asked = request.query_params.getlist("conversation_id")
+    if len(set(asked)) > 1:  # not judged by whichever one the framework keeps (a proxy may take another)
+        times = len(asked)
+        raise ValidationError(f"conversation_id: given {times} times with different values; send it once")
+    conversation_id = asked[0].strip() if asked else ""
     if not conversation_id:
         raise ValidationError("query parameter conversation_id is required")
     check_id("conversation_id", conversation_id)

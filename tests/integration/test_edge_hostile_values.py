@@ -122,3 +122,17 @@ def test_a_long_query_value_or_content_type_is_quoted_briefly(
     typed = httpx.post(f"{edge}/v1/events", content=b"{}", headers=long_type, timeout=10)
     detail = assert_problem(typed, 400)["detail"]
     assert detail.startswith("expected Content-Type application/json") and len(detail) < 200, detail[:200]
+
+
+def test_a_stream_asked_for_two_conversations_is_refused(hostile_edge: tuple[Settings, Process, str]) -> None:
+    """``?conversation_id=a&conversation_id=b``: before, the edge silently followed the last one, so a
+    proxy or filter in front that judged the first saw another conversation than the one streamed.
+    Refused like a repeated ``tenant`` naming another (docs/api.md); the same value twice is one."""
+    settings, _, edge = hostile_edge
+    headers = bearer(settings, roles="subscriber")
+    stream = f"{edge}/v1/conversation/stream"
+    two = httpx.get(f"{stream}?conversation_id=c-1&conversation_id=c-2", headers=headers, timeout=10)
+    detail = assert_problem(two, 422)["detail"]
+    assert detail == "conversation_id: given 2 times with different values; send it once", detail
+    same = httpx.head(f"{stream}?conversation_id=c-1&conversation_id=c-1", headers=headers, timeout=10)
+    assert same.status_code == 200, same.text
