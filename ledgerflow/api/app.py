@@ -69,6 +69,7 @@ def routes() -> list[BaseRoute]:
     the document is built from this table (``api/openapi.py``)."""
     return [
         Route("/", console.to_console, include_in_schema=False),
+        Route(console.MOUNT, console.to_console, include_in_schema=False),
         Mount(console.MOUNT, app=console.ConsoleFiles(), name="console"),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -202,7 +203,7 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
             yield
 
     table = routes()
-    return Starlette(
+    app = Starlette(
         routes=table,
         middleware=[
             Middleware(RequestMetrics),
@@ -224,6 +225,10 @@ def create_app(settings: Settings, *, heartbeat_s: float = 15.0) -> Starlette:
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    # A path that differs from a route by a trailing slash is an unknown path (404 problem), not a
+    # 307 to a URL built from the client's Host header (docs/api.md).
+    app.router.redirect_slashes = False
+    return app
 
 
 async def _stop_recording(task: asyncio.Task[None], refusals: RefusalRecorder) -> None:

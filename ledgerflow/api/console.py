@@ -89,5 +89,5 @@ class ConsoleFiles:
 
 
 async def to_console(request: Request) -> RedirectResponse:
-    """``GET /``: 307 to the console."""
+    """``GET /`` and ``GET /console``: 307 to the console (relative: never the client's Host)."""
     return RedirectResponse(f"{MOUNT}/", status_code=307)

@@ -15,6 +15,7 @@ from ledgerflow.contracts.payloads import ConversationStarted, MessageSubmitted
 from ledgerflow.errors import ValidationError
 from ledgerflow.models.aggregate import name_problem
 from ledgerflow.projections.usage_fields import SEPARATOR
+from ledgerflow.quoting import quoted
 
 __all__ = [
     "RESERVED_PRODUCER_PREFIX",
@@ -36,14 +37,14 @@ def edge_producer(sub: str) -> str:
 def refuse_client_producer(body: dict[str, Any]) -> None:
     """Attribution is derived, never taken: a client-supplied ``producer`` is refused (422)."""
     if "producer" in body:
-        claimed = str(body["producer"])[:60]
+        claimed = body["producer"]
         reserved = (
             " (a name reserved for ledgerflow's own writers)"
-            if claimed.startswith(RESERVED_PRODUCER_PREFIX)
+            if isinstance(claimed, str) and claimed.startswith(RESERVED_PRODUCER_PREFIX)
             else ""
         )
         raise ValidationError(
-            f"producer: {claimed!r}{reserved} cannot be set by a client; the edge records "
+            f"producer: {quoted(claimed, 60)}{reserved} cannot be set by a client; the edge records "
             "'edge:<subject of your token>'; omit the field"
         )
 

@@ -31,6 +31,7 @@ from ledgerflow.contracts import codec
 from ledgerflow.contracts.events import Event
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.metrics import EVENTS_INGESTED
+from ledgerflow.quoting import quoted
 from ledgerflow.topics import CONVERSATION_EVENTS
 from ledgerflow.tracing import spans
 from ledgerflow.tracing.current import current_trace, kafka_headers
@@ -73,7 +74,7 @@ async def ingest(request: Request) -> JSONResponse:
     tenant = obj.get("tenant", principal.tenant)
     if tenant != principal.tenant:
         raise AuthError(
-            f"tenant {tenant!r} does not match the token's tenant {principal.tenant!r}", status=403
+            f"tenant {quoted(tenant)} does not match the token's tenant {principal.tenant!r}", status=403
         )
     obj["tenant"] = principal.tenant
     client_event_id = obj.get("event_id") is not None

@@ -18,6 +18,7 @@ from ledgerflow.contracts.ids import check_id
 from ledgerflow.errors import AuthError, InfrastructureError, ValidationError
 from ledgerflow.limits import MAX_CONTENT_BYTES
 from ledgerflow.policy import Turn, evaluate
+from ledgerflow.quoting import quoted
 from ledgerflow.rulepacks import Published, publish_pack
 
 ROLES = ("user", "assistant", "tool")
@@ -75,7 +76,7 @@ async def evaluate_dry_run(request: Request) -> JSONResponse:
         raise ValidationError(f"content: over the {MAX_CONTENT_BYTES}-byte limit of a turn")
     role = body.get("role", "user")
     if not isinstance(role, str) or role not in ROLES:
-        raise ValidationError(f"role: must be one of {list(ROLES)}, got {role!r}")
+        raise ValidationError(f"role: must be one of {list(ROLES)}, got {quoted(role)}")
     conversation_id = check_id("conversation_id", body.get("conversation_id") or "dry-run")
     await bounded(ctx.reference.sync(), "Kafka reference read")
     pack = ctx.reference.pack_for(principal.tenant)
@@ -163,7 +164,7 @@ async def _publish(request: Request, ctx: EdgeContext, token_tenant: str, sub: s
     tenant = document.setdefault("tenant", token_tenant)
     if tenant != token_tenant:
         raise AuthError(
-            f"the token is for tenant {token_tenant!r}; it cannot publish a pack for {tenant!r}",
+            f"the token is for tenant {token_tenant!r}; it cannot publish a pack for {quoted(tenant)}",
             status=403,
         )
     document.pop("version", None)  # versions are assigned at publish time

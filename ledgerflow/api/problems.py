@@ -44,6 +44,7 @@ from ledgerflow.errors import (
     ValidationError,
 )
 from ledgerflow.limits import MAX_BODY_BYTES
+from ledgerflow.quoting import quoted
 from ledgerflow.redisclient import REFUSING, UNAVAILABLE, refusing
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise BadRequest(f"expected Content-Type application/json, got {content_type!r}")
+        raise BadRequest(f"expected Content-Type application/json, got {quoted(content_type, 80)}")
     body = await read_body(request)
     try:
         obj = orjson.loads(body)

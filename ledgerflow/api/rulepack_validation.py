@@ -29,6 +29,7 @@ from ledgerflow.api.limits import take_or_refuse
 from ledgerflow.api.problems import problem, read_json, status_title
 from ledgerflow.errors import AuthError, ValidationError
 from ledgerflow.policy import load_rule_pack
+from ledgerflow.quoting import quoted
 
 COMPILER = ThreadPoolExecutor(1, thread_name_prefix="pack-validate")
 _PREFIX = "rule pack is invalid: "
@@ -107,7 +108,7 @@ async def validate_pack(request: Request) -> Response:
     tenant = document.setdefault("tenant", principal.tenant)
     if tenant != principal.tenant:
         raise AuthError(
-            f"the token is for tenant {principal.tenant!r}; it cannot validate a pack for {tenant!r}",
+            f"the token is for tenant {principal.tenant!r}; it cannot validate a pack for {quoted(tenant)}",
             status=403,
         )
     document.pop("version", None)  # as on publish: versions are assigned then

@@ -60,6 +60,7 @@ from ledgerflow.contracts.ids import check_id
 from ledgerflow.contracts.payloads import MessageSubmitted
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.projections.keys import Keys
+from ledgerflow.quoting import quoted
 from ledgerflow.topics import CONVERSATION_EVENTS
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def wait_seconds(request: Request, default: float = DEFAULT_WAIT_S) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValidationError(f"wait: a number of seconds is required, got {raw!r}") from None
+        raise ValidationError(f"wait: a number of seconds is required, got {quoted(raw)}") from None
     if not 0 <= value <= MAX_WAIT_S:
         raise ValidationError(f"wait: must be between 0 and {MAX_WAIT_S:g} seconds")
     return value

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ledgerflow.errors import ValidationError
+from ledgerflow.quoting import quoted
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
@@ -55,7 +56,7 @@ def from_json(schema: Any, value: Any, path: str) -> Any:
     if kind == "enum":
         if value not in schema["symbols"]:
             allowed = "|".join(schema["symbols"])
-            raise ValidationError(f"{path}: {value!r} is not one of {allowed}")
+            raise ValidationError(f"{path}: {quoted(value)} is not one of {allowed}")
         return value
     if kind == "array":
         if not isinstance(value, list):

@@ -29,6 +29,7 @@ from ledgerflow.contracts.registry import default_registry
 from ledgerflow.contracts.upcasting import upcast_payload
 from ledgerflow.errors import DecodeError, ValidationError
 from ledgerflow.limits import MAX_CONTENT_BYTES
+from ledgerflow.quoting import quoted
 
 MAX_ID_CHARS = 256
 """Longest tenant, subject, producer and trace_id."""
@@ -179,15 +180,15 @@ class Event:
         if extra:
             raise ValidationError(f"{extra[0]}: unknown field; put type-specific fields under payload")
         type_name = obj.get("type")
-        if type_name not in PAYLOAD_TYPES:
+        if not isinstance(type_name, str) or type_name not in PAYLOAD_TYPES:  # a list is unhashable
             known = ", ".join(sorted(PAYLOAD_TYPES))
-            raise ValidationError(f"type: {type_name!r} is not an event type; known: {known}")
+            raise ValidationError(f"type: {quoted(type_name)} is not an event type; known: {known}")
         registry = default_registry()
         newest = registry.latest(type_name).version
         version = obj.get("schema_version", newest)
         if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= newest:
             raise ValidationError(
-                f"schema_version: {version!r} is not a version of {type_name} (1..{newest})"
+                f"schema_version: {quoted(version)} is not a version of {type_name} (1..{newest})"
             )
         if not accept_chain_fields:
             for name in _CHAIN_FIELDS:
@@ -293,7 +294,7 @@ def validate_envelope(event: Event) -> None:
     Pure (no clock). Raises ValidationError (ContentTooLarge for oversized content).
     """
     if not isinstance(event.event_id, str) or _UUID_RE.match(event.event_id) is None:
-        raise ValidationError(f"event_id: {str(event.event_id)[:60]!r} is not a lowercase canonical UUID")
+        raise ValidationError(f"event_id: {quoted(event.event_id, 60)} is not a lowercase canonical UUID")
     cls = PAYLOAD_TYPES.get(event.type)
     if cls is None or type(event.payload) is not cls:
         raise ValidationError(

@@ -156,6 +156,39 @@ def test_from_json_refuses_a_non_object() -> None:
     assert "expected a JSON object" in _error(["not", "an", "object"])
 
 
+DEEP = [[]]
+for _ in range(1000):  # as deep as a JSON body the edge parses (orjson: up to 1024 levels)
+    DEEP = [DEEP]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("type", [], "type: a JSON array of 0 items is not an event type"),
+        ("type", {"a": 1}, "type: a JSON object of 1 member is not an event type"),
+        ("type", DEEP, "type: a JSON array of 1 item is not an event type"),
+        ("type", "x" * 100_000, "type: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' is not an event type"),
+        ("schema_version", DEEP, "schema_version: a JSON array of 1 item is not a version"),
+        ("event_id", DEEP, "event_id: a JSON array of 1 item is not a lowercase canonical UUID"),
+    ],
+)
+def test_from_json_quotes_a_hostile_value_in_one_short_line(field: str, value: Any, message: str) -> None:
+    """Before: a list or object as ``type`` raised TypeError (unhashable) and a value nested a
+    thousand levels RecursionError (its repr), each a 500 at the edge; a long string was quoted whole."""
+    error = _error(_json(**{field: value}))
+    assert message in error
+    assert len(error) < 600 and "\n" not in error  # the known types are listed: ~400 characters
+
+
+@pytest.mark.parametrize("value", [DEEP, "x" * 100_000])
+def test_from_json_quotes_a_hostile_enum_value_in_one_short_line(value: Any) -> None:
+    obj = _json()
+    obj["payload"]["role"] = value
+    error = _error(obj)
+    assert error.startswith("payload.role: ") and "is not one of user|assistant|tool" in error
+    assert len(error) < 300
+
+
 def _decision() -> Event:
     payload = PolicyDecision(
         input_event_id=FIXED_ID,
