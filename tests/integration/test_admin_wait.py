@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaError
 
-from ledgerflow.agents.layout import PAIRS, pin
+from ledgerflow.agents.layout import PINNED, pin
 from ledgerflow.config import Settings
 from ledgerflow.kafka.admin import committed_offsets, group_metadata, group_offsets, partition_counts
 from ledgerflow.topics import CONVERSATION_EVENTS, all_topics
@@ -34,7 +34,7 @@ def test_the_layout_pin_on_a_fresh_cluster_waits_for_the_group_coordinator(fresh
     # both workers of a chaos run exited at start.
     layout = asyncio.run(pin(fresh, "fresh-workers"))
     declared = {s.base: s.partitions for s in all_topics()}
-    assert layout.counts == {base: declared[base] for base in PAIRS}
+    assert layout.counts == {base: declared[base] for base in PINNED}
     assert layout.counts[CONVERSATION_EVENTS] > 1
 
 
