@@ -95,6 +95,26 @@ def _by_key(records: list[RawRecord]) -> dict[bytes | None, list[bytes | None]]:
     return out
 
 
+def _decided_again_and_audited(target: Settings, turns: int, tmp_path: Path) -> None:
+    """A worker on the new prefix decides every turn exactly once; its audit is clean."""
+    worker = start(
+        target, "worker", "worker", log_dir=tmp_path / "logs", extra_env={WORKER_METRICS_ENV: "off"}
+    )
+    try:
+        _wait_settled(target, turns, [worker], timeout=150)
+    finally:
+        worker.stop()
+    decided = Counter(
+        codec.decode(r.value).payload.input_event_id
+        for r in asyncio.run(read_all(target, target.topic(POLICY_DECISIONS)))
+    )
+    assert len(decided) == turns and max(decided.values()) == 1, decided.most_common(3)
+    code = audit_cli(target, json_out=str(tmp_path / "audit.json"), skip_projections=False, quiet=True)
+    report = json.loads((tmp_path / "audit.json").read_text())
+    assert code == 0, json.dumps(report["findings"][:5], indent=2)
+    assert report["stats"]["decisions re-derived"] == turns
+
+
 @pytest.mark.timeout(300)
 def test_inputs_copied_to_five_partitions_are_decided_again_and_audit_clean(
     stack: Settings, tmp_path: Path
@@ -137,22 +157,7 @@ def test_inputs_copied_to_five_partitions_are_decided_again_and_audit_clean(
     assert _by_key(after) == _by_key(before), "a conversation's records changed order"
     assert len({r.partition for r in after}) == AFTER
 
-    worker = start(
-        target, "worker", "worker", log_dir=tmp_path / "logs", extra_env={WORKER_METRICS_ENV: "off"}
-    )
-    try:
-        _wait_settled(target, turns, [worker], timeout=150)
-    finally:
-        worker.stop()
-    decided = Counter(
-        codec.decode(r.value).payload.input_event_id
-        for r in asyncio.run(read_all(target, target.topic(POLICY_DECISIONS)))
-    )
-    assert len(decided) == turns and max(decided.values()) == 1, decided.most_common(3)
-    code = audit_cli(target, json_out=str(tmp_path / "audit.json"), skip_projections=False, quiet=True)
-    report = json.loads((tmp_path / "audit.json").read_text())
-    assert code == 0, json.dumps(report["findings"][:5], indent=2)
-    assert report["stats"]["decisions re-derived"] == turns
+    _decided_again_and_audited(target, turns, tmp_path)
 
     # Case: a second copy into the filled prefix is refused before a record is written.
     with pytest.raises(
@@ -190,17 +195,7 @@ def test_the_way_out_of_partitions_added_to_live_topics(stack: Settings, tmp_pat
         k: [codec.decode(v).event_id for v in published[k]] for k in split
     }, "a moved conversation's records are not in the order they were published"
     assert all(len({r.partition for r in after if r.key == k}) == 1 for k in split)
-    worker = start(
-        target, "worker", "worker", log_dir=tmp_path / "logs", extra_env={WORKER_METRICS_ENV: "off"}
-    )
-    try:
-        _wait_settled(target, turns, [worker], timeout=150)
-    finally:
-        worker.stop()
-    code = audit_cli(target, json_out=str(tmp_path / "audit.json"), skip_projections=False, quiet=True)
-    report = json.loads((tmp_path / "audit.json").read_text())
-    assert code == 0, json.dumps(report["findings"][:5], indent=2)
-    assert report["stats"]["decisions re-derived"] == turns
+    _decided_again_and_audited(target, turns, tmp_path)
 
 
 def test_records_written_during_the_copy_are_counted_then_copied_by_continue(stack: Settings) -> None:

@@ -19,8 +19,9 @@ from tests.support.processes import start
 TIMEOUT_S = 60.0
 
 
-def turns(at_s: list[int]) -> list[Event]:
-    conv = f"conv-{uuid.uuid4().hex[:6]}"
+def turns(at_s: list[int], conv: str | None = None, tokens: int = 5) -> list[Event]:
+    """Turns of one conversation (a fresh one by default) at the given seconds."""
+    conv = conv or f"conv-{uuid.uuid4().hex[:6]}"
     return [
         new_event(
             "MessageSubmitted",
@@ -28,7 +29,7 @@ def turns(at_s: list[int]) -> list[Event]:
             subject=conv,
             producer="test",
             occurred_at_micros=s * 1_000_000,
-            payload=MessageSubmitted(f"t{s}", "user", "ok", "slm-1", 5),
+            payload=MessageSubmitted(f"t{s}", "user", "ok", "slm-1", tokens),
         )
         for s in at_s
     ]

@@ -19,31 +19,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from ledgerflow.audit.cli import audit_cli
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
-from ledgerflow.contracts.events import Event, new_event
-from ledgerflow.contracts.payloads import MessageSubmitted, UsageWindow
+from ledgerflow.contracts.payloads import UsageWindow
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.kafka.logs import read_all
 from ledgerflow.metrics import WORKER_METRICS_ENV
 from ledgerflow.topics import CONVERSATION_EVENTS, USAGE_WINDOWS
 from tests.integration.clikit import run_cli
-from tests.integration.test_usage_window_size import publish
+from tests.integration.test_usage_window_size import publish, turns
 from tests.support.processes import Process, start
 
 TIMEOUT_S = 90.0
-
-
-def _turns(conv: str, seconds: list[int], tokens: int) -> list[Event]:
-    return [
-        new_event(
-            "MessageSubmitted",
-            tenant="acme",
-            subject=conv,
-            producer="test",
-            occurred_at_micros=s * 1_000_000,
-            payload=MessageSubmitted(f"t{s}", "user", "ok", "slm-1", tokens),
-        )
-        for s in seconds
-    ]
 
 
 def _windows(settings: Settings) -> list[tuple[str, UsageWindow]]:
@@ -116,7 +101,7 @@ def test_the_window_size_change_procedure_writes_every_window_again_once(
     now_s = time.time_ns() // 1_000_000_000
     convs = [f"conv-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     seconds = [now_s - 40, now_s - 39, now_s - 36, now_s - 33, now_s - 30]
-    events = _turns(convs[0], seconds, 7) + _turns(convs[1], [s + 1 for s in seconds], 11)
+    events = turns(seconds, convs[0], 7) + turns([s + 1 for s in seconds], convs[1], 11)
     total = sum(e.payload.tokens or 0 for e in events)  # type: ignore[union-attr]
 
     def expected(size_s: int) -> Counter[tuple[int, int]]:
