@@ -58,7 +58,7 @@ from ledgerflow.contracts.payloads import PolicyDecision
 from ledgerflow.errors import DecodeError, InfrastructureError
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
-from ledgerflow.kafka.placement import placement
+from ledgerflow.kafka.placement import Placements, placement
 from ledgerflow.metrics import SSE_CATCH_UPS
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.tracing import spans
@@ -211,6 +211,7 @@ class Hub:
         # that ever resumed a stream was kept for good
         self._tenant_slots: dict[str, TenantShare] = {}
         self.partitions: dict[str, int] = {}
+        self._turns_placed: Placements | None = None  # turns in their conversation's partition
         self.frames_sent = 0
         self.dropped = 0
         self.healthy = False
@@ -240,6 +241,8 @@ class Hub:
             max_poll_records=2000,
         )
         self.partitions = await partition_counts(self._settings, list(self._topics))
+        turns = self.partitions.get(self._settings.topic(CONVERSATION_EVENTS))
+        self._turns_placed = Placements(turns) if turns else None
         await consumer.start()
         tps = [TopicPartition(t, p) for t, n in self.partitions.items() for p in range(n)]
         consumer.assign(tps)
@@ -548,9 +551,13 @@ class Hub:
             event = decode_input(record.value, record.key, base)
         except DecodeError:
             return None  # the worker dead-letters it; subscribers only see valid events
-        count = self.partitions.get(record.topic)
-        if base == CONVERSATION_EVENTS and count and placement(record.key, count) != record.partition:
-            return None  # misrouted: neither decided nor projected
+        placed = self._turns_placed
+        if (
+            base == CONVERSATION_EVENTS
+            and placed is not None
+            and not placed.belongs(record.key, record.partition)
+        ):
+            return None  # misrouted: neither decided nor projected (murmur2 memoised per key)
         return Frame(
             key=(code, record.partition),
             offset=record.offset,

@@ -53,6 +53,7 @@ __all__ = [
     "event_key",
     "fingerprint",
     "judge",
+    "keyed_command_id",
     "keyed_id",
     "record_position",
     "record_published",
@@ -171,6 +172,15 @@ def keyed_id(space: str, tenant: str, sub: str, key: str, request_fingerprint: s
     """Pure: an id derived from a request's ``Idempotency-Key`` scope and fingerprint, one per
     ``space`` (``step``: an event id; ``training``: a command id)."""
     return derived_event_id(space, step_key("", tenant, sub, key), request_fingerprint)
+
+
+def keyed_command_id(space: str, tenant: str, sub: str, key: str, request: dict[str, Any]) -> str:
+    """Pure: the command id of an admin command sent with ``Idempotency-Key`` ``key`` (checked:
+    ValidationError, 422, for an empty or over-long one): the same for a retry of the same request,
+    so a command whose 503 still reached the log is answered once (``api/training.py``,
+    ``api/models.py``)."""
+    check_idempotency_key(key)
+    return keyed_id(space, tenant, sub, key, fingerprint(request))
 
 
 def event_key(prefix: str, tenant: str, event_id: str) -> str:

@@ -22,10 +22,11 @@ from ledgerflow.api.authentication import requires_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.faults import bounded
-from ledgerflow.api.idempotency import check_idempotency_key, fingerprint, keyed_id
+from ledgerflow.api.idempotency import keyed_command_id
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.spec import (
     AUTHED,
+    COMMAND_IDEMPOTENCY_KEY,
     INT,
     STR,
     Handler,
@@ -53,14 +54,6 @@ PRICE = nullable("number", minimum=0)
 _WAIT = query(
     "wait", {"type": "number", "minimum": 0, "maximum": 30}, "Seconds to wait for the outcome (default 5)"
 )
-_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": STR,
-    "description": "A retry with the same key and request is the same command: answered with its outcome, "
-    "never applied twice",
-}
 _OUTCOME = {
     "200": json_response(
         obj(
@@ -112,7 +105,7 @@ def _price(raw: dict[str, Any], name: str) -> float | None:
     tags=["models"],
     description="Publishes `RegisterModel` to `models.commands` and waits (bounded) for the models agent. "
     "Settings the registry refuses, or a stale `expected_version`, are a 409 problem with the reason.",
-    parameters=[_WAIT, _KEY],
+    parameters=[_WAIT, COMMAND_IDEMPOTENCY_KEY],
     requestBody=body(
         obj(
             ["model", "provider", "context_window"],
@@ -164,7 +157,7 @@ def _switch_spec(operation_id: str, summary: str) -> Callable[[Handler], Handler
         tags=["models"],
         description="Publishes `SetModelEnabled` to `models.commands`; an unknown model or a model "
         "already in that state is a 409 problem.",
-        parameters=[_WAIT, _KEY],
+        parameters=[_WAIT, COMMAND_IDEMPOTENCY_KEY],
         requestBody=body(obj(["model"], model=STR, expected_version=_EXPECTED), {"model": "slm-1"}),
         responses=_OUTCOME,
     )
@@ -197,9 +190,8 @@ def keyed_command(
     after a 503 whose command still reached the log is that command, answered once."""
     if key is None:
         return payload
-    check_idempotency_key(key)
     asked = {k: v for k, v in dataclasses.asdict(payload).items() if k != "command_id"}
-    command_id = keyed_id("models", tenant, payload.actor, key, fingerprint({"type": payload.TYPE, **asked}))
+    command_id = keyed_command_id("models", tenant, payload.actor, key, {"type": payload.TYPE, **asked})
     return dataclasses.replace(payload, command_id=command_id)
 
 

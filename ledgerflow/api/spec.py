@@ -137,6 +137,19 @@ def query(name: str, schema: Schema, description: str, required: bool = False) -
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
+def header(name: str, description: str) -> Schema:
+    """An optional request header parameter."""
+    return {"name": name, "in": "header", "required": False, "schema": STR, "description": description}
+
+
+COMMAND_IDEMPOTENCY_KEY = header(
+    "Idempotency-Key",
+    "A retry with the same key and request is the same command: answered with its outcome, "
+    "never applied twice",
+)
+"""The header of the admin commands (training, models): ``idempotency.keyed_command_id``."""
+
+
 def limit_query(maximum: int, default: int, what: str) -> Schema:
     """The ``limit`` query parameter of a listing: an integer in 1 … ``maximum``, ``default`` when absent."""
     return query(

@@ -80,13 +80,9 @@ IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
             {"type": "number", "minimum": 0, "maximum": 30},
             "Seconds to wait for the decision (default 2)",
         ),
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": spec.STR,
-            "description": "A retry with the same key publishes nothing new and answers the same turn",
-        },
+        spec.header(
+            "Idempotency-Key", "A retry with the same key publishes nothing new and answers the same turn"
+        ),
         {
             "name": "Ledgerflow-If-Constitution",
             "in": "header",

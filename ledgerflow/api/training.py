@@ -26,7 +26,7 @@ from ledgerflow.api.authentication import requires_role, requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.events import publish
 from ledgerflow.api.health import within_deadline
-from ledgerflow.api.idempotency import check_idempotency_key, fingerprint, keyed_id
+from ledgerflow.api.idempotency import keyed_command_id
 from ledgerflow.api.problems import problem, read_json
 from ledgerflow.api.step import wait_seconds
 from ledgerflow.contracts.events import new_event
@@ -78,14 +78,7 @@ def _command_spec(operation_id: str, summary: str, *, enable: bool) -> Callable[
                 {"type": "number", "minimum": 0, "maximum": 30},
                 "Seconds to wait for the outcome (default 5)",
             ),
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "schema": spec.STR,
-                "description": "A retry with the same key and request is the same command: answered with "
-                "its outcome, never applied twice",
-            },
+            spec.COMMAND_IDEMPOTENCY_KEY,
         ],
         requestBody=spec.body(spec.obj(["reason"], **fields), example),
         responses={
@@ -153,9 +146,8 @@ def command_id_for(kind: str, body: dict[str, Any], tenant: str, sub: str, key: 
     request (ValidationError, 422, for an empty or over-long key)."""
     if key is None:
         return str(uuid.uuid4())
-    check_idempotency_key(key)
     asked = {name: body.get(name) for name in ("reason", "ttl_seconds", "expected_version")}
-    return keyed_id("training", tenant, sub, key, fingerprint({"kind": kind, **asked}))
+    return keyed_command_id("training", tenant, sub, key, {"kind": kind, **asked})
 
 
 async def _command(request: Request, kind: str) -> Response:
