@@ -50,11 +50,11 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, ValidationError
 from ledgerflow.kafka.admin import commit_offsets, committed_with_metadata, ensure_topics, partition_counts
 from ledgerflow.kafka.placement import placement
+from ledgerflow.kafka.reader import LogReader
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
     IDENTITY_AUDIT,

@@ -38,7 +38,6 @@ from ledgerflow.audit.models import ModelsCheck
 from ledgerflow.audit.packs import PackSignatures
 from ledgerflow.audit.placement import misplaced_outcome
 from ledgerflow.audit.report import Finding, Report
-from ledgerflow.audit.sources import Horizon, LogReader
 from ledgerflow.audit.training import TrainingCheck
 from ledgerflow.audit.usage import UsageCheck
 from ledgerflow.commands.progress import Update
@@ -53,6 +52,7 @@ from ledgerflow.kafka.deadletters import read_dead_letters
 from ledgerflow.kafka.logs import RawRecord
 from ledgerflow.kafka.placement import Placements, pinned_placements, pinned_placements_of
 from ledgerflow.kafka.policy_trust import PolicyTrust
+from ledgerflow.kafka.reader import Horizon, LogReader
 from ledgerflow.kafka.reference import apply_reference_event, builtin_default_pack
 from ledgerflow.policy import RulePack, TrainingState
 from ledgerflow.policy.signing import KeyLookup

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import redis
 from aiokafka import TopicPartition
 
-from ledgerflow.audit.sources import Horizon, LogReader
 from ledgerflow.chaos.checks import Logged
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.kafka.logs import count_records, read_all, unapplied
+from ledgerflow.kafka.reader import Horizon, LogReader
 from ledgerflow.projections.guards import guard_sampled_blocking
 from ledgerflow.projections.keys import DEFAULT_GENERATION, Keys, active_pointer
 from ledgerflow.redisclient import sync_client

@@ -32,9 +32,9 @@ import redis
 from ledgerflow.audit.cli import bars
 from ledgerflow.audit.projections import audit_projections
 from ledgerflow.audit.report import Report
-from ledgerflow.audit.sources import LogReader
 from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
+from ledgerflow.kafka.reader import LogReader
 from ledgerflow.projections.conversations import SOURCES
 from ledgerflow.stack import redis as redis_stack
 from ledgerflow.stack.processes import port_in_use, read_pid_file

@@ -1,5 +1,6 @@
-"""Reading the logs for an audit: one consumer (no group), partition by partition, up to a
-horizon of end offsets fixed when the audit starts."""
+"""Reading logs up to a horizon of end offsets fixed when the reading starts: one consumer (no
+group), partition by partition (``partition``) or all of a topic's partitions merged by record
+timestamp (``merged``). The audit, the chaos run's evidence and ``ledgerflow migrate`` read with it."""
 
 from __future__ import annotations
 
