@@ -244,6 +244,34 @@ def test_records_written_during_the_copy_are_counted_then_copied_by_continue(sta
     assert len(asyncio.run(read_all(target, target.topic(CONVERSATION_EVENTS)))) == 302  # nothing more
 
 
+def test_a_record_as_large_as_the_broker_takes_is_copied_unchanged(stack: Settings) -> None:
+    """Oversized for the agents (they dead-letter it: ``content-too-large`` or undecodable), not for
+    Kafka: copied unchanged like any other record (the copy's producer leaves the limit to the
+    broker, which took the record once already)."""
+    source = stack.with_overrides(topic_prefix=_prefix())
+    asyncio.run(ensure_topics(source, partitions=BEFORE))
+    big = b"\xc3\x01" + bytes(1_000_000)
+
+    async def write() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=source.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(source.topic(CONVERSATION_EVENTS), big, key=b"conv-big")
+        finally:
+            await producer.stop()
+
+    asyncio.run(write())
+    target = source.with_overrides(topic_prefix=_prefix())
+    done = asyncio.run(migrate(source, target.topic_prefix, AFTER))
+    assert done.records == 1
+    (copied,) = asyncio.run(read_all(target, target.topic(CONVERSATION_EVENTS)))
+    assert (copied.key, copied.value, copied.partition) == (
+        b"conv-big",
+        big,
+        target_partition(b"conv-big", 0, AFTER),
+    )
+
+
 def test_refusals_are_one_line_and_write_nothing(stack: Settings) -> None:
     source = stack.with_overrides(topic_prefix=_prefix())
     asyncio.run(ensure_topics(source, partitions=BEFORE))
