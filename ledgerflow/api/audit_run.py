@@ -5,7 +5,9 @@ Sequence:
    second request of the tenant while one runs (on any edge) is a 409 with ``Retry-After``. Then
    at most ``AUDITS_AT_ONCE`` audits run in one edge process, whatever their tenants (each reads
    every tenant's logs and starts rebuild processes: N tenants' admins would otherwise run N
-   full audits side by side on one host): past it, 429 with ``Retry-After``.
+   full audits side by side on one host): past it, 429 with ``Retry-After``. Turns
+   (``api/audit_turns.py``): while another tenant refused so waits, the tenant that ran the
+   last audit is refused too (429), so no tenant keeps the others out by asking again and again.
 2. Run ``ledgerflow.audit.cli.run_audit`` in a worker thread with its own event loop (the
    audit is CPU-bound: the edge's loop keeps serving), bounded by ``EdgeTuning.audit_deadline_s``
    (``LEDGERFLOW_AUDIT_DEADLINE_S``, api/tuning.py); past it the audit is cancelled and the answer is a
@@ -158,8 +160,8 @@ FINDING = obj(
     "runAudit",
     summary="Run the audit over the current logs (role admin; one at a time per tenant and per edge)",
     description="Bounded by a deadline (503 + Retry-After past it); 409 while another audit of the tenant "
-    "runs; 429 + Retry-After while this edge runs another tenant's. Only this tenant's findings are "
-    "answered.",
+    "runs; 429 + Retry-After while this edge runs another tenant's, or ran this tenant's last while another "
+    "waits for its turn. Only this tenant's findings are answered.",
     tags=["audit"],
     responses={
         "200": json_response(
@@ -191,9 +193,11 @@ async def audit(request: Request) -> Any:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     began = time.perf_counter()
+    now, turns = time.monotonic(), ctx.audit_turns
     ctx.audits_running += 1
     try:
         if ctx.audits_running > AUDITS_AT_ONCE:
+            turns.refused(principal.tenant, now)
             raise LimitExceeded(
                 "audit",
                 429,
@@ -201,6 +205,15 @@ async def audit(request: Request) -> Any:
                 "running; retry when it has finished",
                 retry_after=RETRY_AFTER_S,
             )
+        if turns.yields(principal.tenant, now):
+            raise LimitExceeded(
+                "audit",
+                429,
+                "this edge ran this tenant's audit last and another tenant is waiting for its turn; "
+                "retry after it",
+                retry_after=RETRY_AFTER_S,
+            )
+        turns.started(principal.tenant, now)
         # Step 2.
         try:
             outcome = await asyncio.to_thread(_audit_in_thread, ctx.settings, deadline_s)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from ledgerflow.api.audit_turns import AuditTurns
 from ledgerflow.api.hub import CATCH_UP_STALL_S, Hub
 from ledgerflow.api.limits import EdgeLimits, SseSlots, TokenBuckets
 from ledgerflow.api.pack_index import PackIndex
@@ -44,6 +45,8 @@ class EdgeContext:
     """The admin client of ``/v1/overview`` (consumer groups), started on first use."""
     audits_running: int = 0
     """``POST /v1/audit`` runs in this process now (each reads every tenant's logs: ``audit_run``)."""
+    audit_turns: AuditTurns = field(default_factory=AuditTurns)
+    """Whose turn the audit slot is while tenants wait for it (``audit_turns``)."""
     rate: TokenBuckets = field(init=False)
     evaluate_rate: TokenBuckets = field(init=False)
     validate_rate: TokenBuckets = field(init=False)

@@ -295,7 +295,7 @@ def test_usage_lists_the_tenants_models_and_windows_only(
     assert _get(base, "/v1/usage", tokens_m("globex")).json()["models"] in ([], ["slm-globex"])
 
 
-def test_audit_is_admin_only_one_at_a_time_and_shows_the_tenants_findings(
+def test_audit_is_admin_only_one_at_a_time_in_turns_and_shows_the_tenants_findings(
     target: tuple[Settings, str], conversations: dict[str, list[str]], tokens_m: Callable[..., str]
 ) -> None:
     _, base = target
@@ -319,8 +319,13 @@ def test_audit_is_admin_only_one_at_a_time_and_shows_the_tenants_findings(
     assert report["records_read"] > 0 and report["seconds"] >= 0
     assert report["ok"] is (not report["findings"])
     assert sum(report["counts"].values()) == len(report["findings"])
-    # Another tenant's admin may audit after.
+    # globex was refused and waits for its turn: acme, which ran last, must let it go first.
+    again = httpx.post(f"{base}/v1/audit", headers=_auth(admin), timeout=120)
+    assert again.status_code == 429 and again.headers["retry-after"], again.text
+    assert "another tenant is waiting" in again.json()["detail"]
     assert httpx.post(f"{base}/v1/audit", headers=_auth(other), timeout=120).status_code == 200
+    # globex was served: acme's turn again.
+    assert httpx.post(f"{base}/v1/audit", headers=_auth(admin), timeout=120).status_code == 200
 
 
 def test_console_is_served_without_a_token_and_routes_fall_back_to_index(
