@@ -55,13 +55,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return base.with_overrides(**overrides)
 
 
-def _common(p: argparse.ArgumentParser, *, http: bool = False) -> None:
-    """Kafka, Redis and the topic prefix; ``http`` only where the edge's address means something."""
+def _common(p: argparse.ArgumentParser, *, http: bool = False, redis: bool = True) -> None:
+    """Kafka, Redis and the topic prefix; ``http`` only where the edge's address means something,
+    ``redis`` only where the command uses Redis (an option that changes nothing is not offered)."""
     g = p.add_argument_group("connection (defaults from LEDGERFLOW_* variables)")
     g.add_argument(
         "--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (LEDGERFLOW_KAFKA_BOOTSTRAP)"
     )
-    g.add_argument("--redis", metavar="URL", help="Redis URL (LEDGERFLOW_REDIS_URL)")
+    if redis:
+        g.add_argument("--redis", metavar="URL", help="Redis URL (LEDGERFLOW_REDIS_URL)")
     if http:
         g.add_argument("--http", metavar="HOST:PORT", help="where the edge listens (LEDGERFLOW_HTTP)")
     g.add_argument("--topic-prefix", help="prefix for every topic name (LEDGERFLOW_TOPIC_PREFIX)")
@@ -631,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to retry a Kafka that stopped answering before giving up, exit 1; 0 = no retry "
         "(LEDGERFLOW_PRODUCE_RETRY_S, default 60)",
     )
-    _common(pr)
+    _common(pr, redis=False)
     pr.set_defaults(handler=cmd_produce)
 
     t = sub.add_parser("token", help="mint a dev JWT signed with the local dev key")
@@ -662,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--key", metavar="PEM", help="sign: an Ed25519/P-256 private key (default: dev policy key)"
     )
     _policy_flags(po)
-    _common(po)
+    _common(po, redis=False)
     po.set_defaults(handler=cmd_policy)
 
     dq = sub.add_parser("dlq", help="list, show or replay dead letters")

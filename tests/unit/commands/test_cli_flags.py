@@ -55,3 +55,21 @@ def test_bench_refuses_no_rounds_and_a_negative_backlog(argv: list[str]) -> None
 
 def test_bench_takes_events_zero_as_the_default_backlog() -> None:
     assert build_parser().parse_args(["bench", "--events", "0", "--runs", "1"]).events == 0
+
+
+@pytest.mark.parametrize("verb", [["produce"], ["policy", "list"], ["policy", "publish", "pack.json"]])
+def test_verbs_that_never_touch_redis_refuse_redis(
+    verb: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``produce`` and ``policy`` talk to Kafka only: they took ``--redis`` and ignored it."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args([*verb, "--redis", "redis://elsewhere:6379/0"])
+    assert stopped.value.code == 2
+    assert "--redis" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", [["worker"], ["serve"], ["audit"], ["projections", "rebuild"]])
+def test_verbs_that_use_redis_take_redis(verb: list[str]) -> None:
+    assert build_parser().parse_args([*verb, "--redis", "redis://elsewhere:6379/0"]).redis == (
+        "redis://elsewhere:6379/0"
+    )
