@@ -11,7 +11,7 @@ demo: setup native console
 
 test: check native console
 	scripts/console.sh test
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest --durations=30
 	$(MAKE) --no-print-directory test-redis-cluster
 
 # The projection and edge integration tests again, against a private Redis Cluster (three masters,
