@@ -80,6 +80,33 @@ def nodes(settings: Settings, brokers: int | None = None, redis_cluster: bool | 
     )
 
 
+def port_clash(n: StackNodes, *, kafka: bool, redis: bool) -> str | None:
+    """One sentence naming two services `stack up` would start on one port (pure), or None.
+    Each Kafka node takes its port and the next (its controller); a Redis Cluster node also its
+    port + ``BUS_OFFSET`` (its cluster bus)."""
+    wanted: list[tuple[int, str]] = []
+    if kafka:
+        for b in n.brokers:
+            wanted += [
+                (b.port, f"Kafka node {b.node_id}"),
+                (b.controller_port, f"Kafka node {b.node_id}'s controller"),
+            ]
+    if redis and n.redis_cluster:
+        for r in n.redis_cluster:
+            wanted += [(r.port, r.name), (r.port + rediscluster.BUS_OFFSET, f"{r.name}'s cluster bus")]
+    elif redis:
+        wanted.append((n.redis.port, "Redis"))
+    seen: dict[int, str] = {}
+    for port, what in wanted:
+        if port in seen:
+            return (
+                f"{seen[port]} and {what} would both listen on port {port}: choose LEDGERFLOW_KAFKA_PORT "
+                "(--kafka-port; it and the next port per node) and LEDGERFLOW_REDIS_PORT (--redis-port) apart"
+            )
+        seen[port] = what
+    return None
+
+
 def cluster_size(settings: Settings) -> int:
     """How many brokers this state directory's Kafka has: the cluster whose ``kafka-N``
     directories are there (as last started), unless the single node runs and none of them
@@ -121,6 +148,9 @@ def up(
 ) -> dict[str, object]:
     """Bring the stack up (idempotent); return when Kafka and Redis really answer."""
     n = nodes(settings, brokers, redis_cluster)
+    clash = port_clash(n, kafka=not settings.kafka_external, redis=not settings.redis_external)
+    if clash:  # before anything starts (the second service would fail, half a stack up)
+        raise ValidationError(clash)
     began = time.monotonic()
     if not settings.kafka_external:  # before anything starts: it may refuse
         kafka_stack.clear_foreign(n.brokers, say)
