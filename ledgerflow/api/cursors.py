@@ -8,12 +8,20 @@ other tenants' or conversations' records advance the cursor too. Resuming from a
 means reading each partition from the next offset on: no gap and no duplicate, whichever
 edge process serves the reconnect.
 
+A cursor the edge writes starts with its stream's tag (``stream_tag``: a short hash of the
+topics' generation — their prefix —, the tenant and the conversation), e.g.
+``s4f0c2a9b11de.d3:40.e3:41``: a cursor of another stream that reads the same partitions (another
+conversation on the same partition, the tenant stream, another generation of topics after
+``ledgerflow migrate``) restarts with a reset instead of being taken as positions. A cursor
+without a tag (written before tags) is still taken as positions.
+
 Everything here is pure: the endpoint gives it the ``Last-Event-ID`` header, the
 partitions of the stream and the log's first retained offsets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,19 +33,42 @@ Positions = dict[TopicPartitionKey, int]
 TOPIC_CODES = {"e": "conversation.events", "d": "policy.decisions"}
 MAX_CURSOR_CHARS = 4096
 _PART = re.compile(r"^([a-z])(\d{1,4}):(-?\d{1,19})$")
+_TAG = re.compile(r"^s[0-9a-f]{12}$")
 
 
-def encode(positions: Mapping[TopicPartitionKey, int]) -> str:
-    """The cursor for ``positions`` (last served offset per topic-partition, -1 = none)."""
-    return ".".join(f"{code}{part}:{off}" for (code, part), off in sorted(positions.items()))
+def stream_tag(topic_prefix: str, tenant: str, conversation_id: str | None) -> str:
+    """The tag of the stream of ``tenant`` (its ``conversation_id``, or None for the tenant
+    stream) over the topics under ``topic_prefix``: ``s`` and 12 hex digits."""
+    h = hashlib.blake2b(digest_size=6)
+    for part in (topic_prefix, tenant, "" if conversation_id is None else f"c{conversation_id}"):
+        raw = part.encode("utf-8", "surrogatepass")
+        h.update(len(raw).to_bytes(4, "big") + raw)
+    return "s" + h.hexdigest()
+
+
+def encode(positions: Mapping[TopicPartitionKey, int], stream: str | None = None) -> str:
+    """The cursor for ``positions`` (last served offset per topic-partition, -1 = none), after
+    ``stream``'s tag when given (``stream_tag``)."""
+    body = ".".join(f"{code}{part}:{off}" for (code, part), off in sorted(positions.items()))
+    return f"{stream}.{body}" if stream else body
+
+
+def tag_of(cursor: str) -> str | None:
+    """The stream tag a cursor starts with, None if it has none (a cursor from before tags)."""
+    head = cursor.split(".", 1)[0]
+    return head if _TAG.match(head) else None
 
 
 def decode(cursor: str) -> Positions:
-    """Parse a cursor; a malformed one raises ValidationError (the stream answers ``reset``)."""
+    """Parse a cursor's positions (its stream tag, if any, is ``tag_of``'s); a malformed one
+    raises ValidationError (the stream answers ``reset``)."""
     positions: Positions = {}
     if not cursor or len(cursor) > MAX_CURSOR_CHARS:
         raise ValidationError(f"cursor is empty or longer than {MAX_CURSOR_CHARS} characters")
-    for part in cursor.split("."):
+    parts = cursor.split(".")
+    if tag_of(cursor) is not None:
+        parts = parts[1:]
+    for part in parts:
         m = _PART.match(part)
         if m is None or m.group(1) not in TOPIC_CODES:
             raise ValidationError(f"cursor part {part[:40]!r} is not <topic><partition>:<offset>")
@@ -66,15 +97,15 @@ class Resume:
     restart: str = "live"
 
 
-def resume_from(last_event_id: str, keys: Iterable[TopicPartitionKey]) -> Resume:
-    """Parse ``Last-Event-ID`` for a stream reading ``keys``.
+def resume_from(last_event_id: str, keys: Iterable[TopicPartitionKey], stream: str | None = None) -> Resume:
+    """Parse ``Last-Event-ID`` for the stream tagged ``stream`` reading ``keys``.
 
     An absent header starts live with no reset. A malformed cursor, or one of another
-    stream (different topic-partitions, e.g. another conversation's on another partition,
-    or a changed partition count), restarts live with a reset: never a silent skip, never
-    an error status that an ``EventSource`` would retry forever with the same header. A
-    cursor carries no tenant or conversation: one of another stream reading the same
-    partitions (a conversation on the same partition) is taken as positions (docs/sse.md).
+    stream (another tag; or, for a cursor without one, different topic-partitions, e.g.
+    another conversation's on another partition, or a changed partition count), restarts
+    live with a reset: never a silent skip, never an error status that an ``EventSource``
+    would retry forever with the same header. A cursor without a tag (from before tags) of
+    another stream reading the same partitions is taken as positions (docs/sse.md).
     """
     last_event_id = last_event_id.strip()
     if not last_event_id:
@@ -83,6 +114,13 @@ def resume_from(last_event_id: str, keys: Iterable[TopicPartitionKey]) -> Resume
         seen = decode(last_event_id)
     except ValidationError as exc:
         return Resume(None, f"unknown cursor: {exc}")
+    tag = tag_of(last_event_id)
+    if tag is not None and stream is not None and tag != stream:
+        return Resume(
+            None,
+            "unknown cursor: it belongs to another stream (another conversation or tenant, or "
+            "another generation of topics)",
+        )
     wanted = set(keys)
     if set(seen) != wanted:
         return Resume(None, "unknown cursor: it belongs to another stream (other topic-partitions)")

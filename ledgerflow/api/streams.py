@@ -201,7 +201,8 @@ async def _open(request: Request, tenant: str, conversation_id: str | None, expi
         raise InfrastructureError(f"kafka: {kafka}")
     keys = hub.stream_keys(tenant, conversation_id)
     # Step 1.
-    resume = cursors.resume_from(request.headers.get("last-event-id", ""), keys)
+    stream = cursors.stream_tag(ctx.settings.topic_prefix, tenant, conversation_id)
+    resume = cursors.resume_from(request.headers.get("last-event-id", ""), keys, stream)
     ahead = cursors.ahead_of(resume, hub.live_positions(keys))
     if ahead:
         resume = cursors.check_log_end(resume, await hub.log_ends(ahead))
@@ -226,7 +227,7 @@ async def _open(request: Request, tenant: str, conversation_id: str | None, expi
             SSE_SUBSCRIBERS.dec()
 
     position = dict(resume.seen) if resume.seen is not None else hub.live_positions(keys)
-    frames = _frames(ctx, sub, gaps, position, resume, expires_at, lambda: hub.unsubscribe(sub))
+    frames = _frames(ctx, sub, gaps, position, stream, resume, expires_at, lambda: hub.unsubscribe(sub))
     return EventStreamResponse(frames, close, constitution)
 
 
@@ -235,6 +236,7 @@ async def _frames(
     sub: Subscriber,
     gaps: dict[cursors.TopicPartitionKey, tuple[int, int]],
     position: cursors.Positions,
+    stream: str,
     resume: cursors.Resume,
     expires_at: float,
     forget: Callable[[], None],
@@ -242,13 +244,13 @@ async def _frames(
     """The stream's frames. ``forget`` (idempotent) drops the hub's subscription: called before
     a last frame is written, so a slow client holds nothing of the hub while it takes it."""
     yield sse.retry_hint(RETRY_MS)
-    start = cursors.encode(position)
+    start = cursors.encode(position, stream)
     if resume.reset is not None:
         SSE_FRAMES.labels("reset").inc()
         yield sse.control_frame("reset", {"reason": resume.reset, "restart": resume.restart, "cursor": start})
     yield sse.checkpoint(start)  # a client with no data frame yet resumes from here, not from "now"
     # Step 3.
-    catch_up = _CatchUp(ctx, sub, gaps, position, expires_at, sent=start)
+    catch_up = _CatchUp(ctx, sub, gaps, position, stream, expires_at, sent=start)
     async with contextlib.aclosing(catch_up.frames()) as chunks:
         async for chunk in chunks:
             yield chunk
@@ -257,10 +259,10 @@ async def _frames(
         forget()
         yield catch_up.last
         return
-    if cursors.encode(position) != catch_up.sent:
-        yield sse.checkpoint(cursors.encode(position))  # scanned past others' records: skip them next time
+    if (scanned := cursors.encode(position, stream)) != catch_up.sent:
+        yield sse.checkpoint(scanned)  # scanned past others' records: skip them next time
     # Step 4.
-    async with contextlib.aclosing(_live(ctx, sub, position, expires_at, forget)) as chunks:
+    async with contextlib.aclosing(_live(ctx, sub, position, stream, expires_at, forget)) as chunks:
         async for chunk in chunks:
             yield chunk
 
@@ -276,6 +278,7 @@ class _CatchUp:
     sub: Subscriber
     gaps: dict[cursors.TopicPartitionKey, tuple[int, int]]
     position: cursors.Positions
+    stream: str  # the stream's tag (``cursors.stream_tag``), the head of every cursor
     expires_at: float
     sent: str  # the last id the client was sent: where it resumes from
     last: bytes | None = None  # the stream's last frames, when the catch-up ends it
@@ -320,7 +323,7 @@ class _CatchUp:
                     return
                 before = self.position[batch.key]
                 if batch.frames:
-                    chunk, self.sent = _data_frames(self.position, batch.frames)
+                    chunk, self.sent = _data_frames(self.position, batch.frames, self.stream)
                     yield chunk
                 self.position[batch.key] = max(self.position[batch.key], batch.scanned_to)
                 clock = catchup_watch.after_batch(
@@ -340,7 +343,7 @@ class _CatchUp:
         """A checkpoint of what was scanned (records of others are not read again), then
         ``unavailable`` with ``retry:``: the client reconnects with its last id after the delay."""
         SSE_DROPPED.labels(reason).inc()
-        scanned = cursors.encode(self.position)
+        scanned = cursors.encode(self.position, self.stream)
         head = sse.checkpoint(scanned) if scanned != self.sent else b""
         return head + sse.control_frame("unavailable", {"detail": detail}, retry_ms=RETRY_MS)
 
@@ -363,6 +366,7 @@ async def _live(
     ctx: EdgeContext,
     sub: Subscriber,
     position: cursors.Positions,
+    stream: str,
     expires_at: float,
     forget: Callable[[], None],
 ) -> AsyncGenerator[bytes, None]:
@@ -389,7 +393,7 @@ async def _live(
         frames = sub.queue.take(MAX_FRAMES_PER_WRITE, MAX_BYTES_PER_WRITE)
         if frames:
             ctx.hub.frames_sent += len(frames)
-            yield _data_frames(position, frames)[0]
+            yield _data_frames(position, frames, stream)[0]
             last_write = time.monotonic()
             continue
         if sub.overflowed:
@@ -420,14 +424,15 @@ def _final_frame(ctx: EdgeContext, expires_at: float, sub: Subscriber) -> bytes 
     return None
 
 
-def _data_frames(position: cursors.Positions, frames: list[Frame]) -> tuple[bytes, str]:
-    """Frames as one write, and the last one's cursor; ``position`` advances with each."""
+def _data_frames(position: cursors.Positions, frames: list[Frame], stream: str) -> tuple[bytes, str]:
+    """Frames as one write, and the last one's cursor (after ``stream``'s tag); ``position``
+    advances with each."""
     out, cursor = [], ""
     for frame in frames:
         if frame.mark is not None:
             position.update(cursors.served(position, frame.mark))
         position[frame.key] = max(position[frame.key], frame.offset)
-        cursor = cursors.encode(position)
+        cursor = cursors.encode(position, stream)
         out.append(sse.data_frame(cursor, frame.event_type, frame.data))
     SSE_FRAMES.labels("data").inc(len(out))
     return b"".join(out), cursor

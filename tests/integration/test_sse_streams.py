@@ -395,9 +395,15 @@ def test_client_that_left_before_its_first_data_frame_resumes_from_its_start(
 
 # -- 2. unknown and expired cursors -----------------------------------------------------------
 async def _first_frames(
-    edge: Edge, path: str, token: str, count: int, last_id: str | None = None, timeout: float = 20
+    edge: Edge,
+    path: str,
+    token: str,
+    count: int,
+    last_id: str | None = None,
+    timeout: float = 20,
+    checkpoints: bool = False,
 ) -> list[SseEvent]:
-    stream = await RawStream("127.0.0.1", edge.port, path, token, last_id).open()
+    stream = await RawStream("127.0.0.1", edge.port, path, token, last_id, checkpoints=checkpoints).open()
     got: list[SseEvent] = []
 
     async def read() -> None:
@@ -465,6 +471,52 @@ def test_unknown_cursor_gets_an_explicit_reset_and_restarts_live(
     assert set(restart) == {("e", part), ("d", part)}
     assert restart[("e", part)] >= 1  # the restart point is after the records published before
     assert orjson.loads(data.data)["event_id"] == later[0].event_id
+
+
+def test_a_cursor_of_another_conversation_on_the_same_partition_gets_a_reset_not_a_skip(
+    settings: Settings, log_dir: Path, tokens
+) -> None:
+    """Before cursors named their stream, another conversation's cursor on the same partition was
+    taken as positions: the stream resumed after them and this conversation's records below them
+    were never sent, without a reset."""
+    token = tokens("acme", "subscriber")
+    mine = f"conv-{uuid.uuid4().hex[:8]}"
+    part = partition_for(mine, PARTITIONS)
+    theirs = next(
+        c
+        for c in (f"conv-{uuid.uuid4().hex[:8]}" for _ in range(1000))
+        if partition_for(c, PARTITIONS) == part
+    )
+    events = [
+        e.__class__(**{**_fields(e), "subject": mine, "tenant": "acme"})
+        for e in traffic(seed=11, conversations=1)
+        if e.type != "PolicyDecision"
+    ]
+
+    # Their stream's cursor, served up to past my records (theirs and mine share the partition).
+    positions = {("e", part): len(events) - 1, ("d", part): -1}
+    their_cursor = cursors.encode(positions, cursors.stream_tag(settings.topic_prefix, "acme", theirs))
+    untagged = cursors.encode(positions)
+
+    async def scenario(edge: Edge) -> tuple[list[SseEvent], list[SseEvent]]:
+        async with Producer(settings) as producer:
+            await producer.send(events)
+        mine_path = f"/v1/conversation/stream?conversation_id={mine}"
+        tagged = await _first_frames(edge, mine_path, token, 2, their_cursor, checkpoints=True)
+        legacy = await _first_frames(edge, mine_path, token, 1, untagged, checkpoints=True)
+        return tagged, legacy
+
+    with running_edge(settings, log_dir) as edge:
+        tagged, legacy = asyncio.run(scenario(edge))
+    my_tag = cursors.stream_tag(settings.topic_prefix, "acme", mine)
+    reset, checkpoint = tagged
+    assert reset.event == "reset", [f.event for f in tagged]
+    body = orjson.loads(reset.data)
+    assert body["restart"] == "live" and "belongs to another stream" in body["reason"], body
+    assert checkpoint.id == body["cursor"] and cursors.tag_of(body["cursor"]) == my_tag
+    # A cursor without a tag (an edge before tags wrote it) is still taken as positions: no reset,
+    # the stream starts from them (its first checkpoint is they, under this stream's tag).
+    assert [(f.event, f.id) for f in legacy] == [("", f"{my_tag}.{untagged}")], legacy
 
 
 def _fields(event: Event) -> dict:

@@ -123,4 +123,55 @@ def test_cursors_module_is_pure() -> None:
     tree = ast.parse((ROOT / "ledgerflow" / "api" / "cursors.py").read_text(encoding="utf-8"))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "re", "collections.abc", "dataclasses", "ledgerflow.errors"}, imported
+    pure = {"__future__", "hashlib", "re", "collections.abc", "dataclasses", "ledgerflow.errors"}
+    assert imported <= pure, imported
+
+
+# --- stream tags: a cursor names its stream ---
+
+KEYS3 = [("e", 3), ("d", 3)]
+
+
+def test_a_tagged_cursor_round_trips_and_its_tag_is_the_streams() -> None:
+    tag = cursors.stream_tag("prod.", "acme", "conv-1")
+    cursor = cursors.encode({("e", 3): 41, ("d", 3): 40}, tag)
+    assert cursor == f"{tag}.d3:40.e3:41" and cursors.tag_of(cursor) == tag
+    assert cursors.decode(cursor) == {("d", 3): 40, ("e", 3): 41}
+    assert cursors.resume_from(cursor, KEYS3, tag) == cursors.Resume({("e", 3): 41, ("d", 3): 40})
+
+
+def test_tags_tell_conversations_tenants_and_generations_apart() -> None:
+    tags = {
+        cursors.stream_tag("prod.", "acme", "conv-1"),
+        cursors.stream_tag("prod.", "acme", "conv-2"),
+        cursors.stream_tag("prod.", "acme", None),
+        cursors.stream_tag("prod.", "globex", "conv-1"),
+        cursors.stream_tag("prod2.", "acme", "conv-1"),
+        cursors.stream_tag("prod.", "acme", ""),  # an empty conversation id is not the tenant stream
+        cursors.stream_tag("prod.ac", "me", "conv-1"),  # no ambiguity across the parts' boundaries
+    }
+    assert len(tags) == 7
+    assert all(cursors.tag_of(cursors.encode({("e", 0): 1}, t)) == t for t in tags)
+
+
+def test_a_cursor_of_another_stream_on_the_same_partitions_restarts_live_with_a_reset() -> None:
+    """Before tags, another conversation's cursor on the same partition (or one of the same
+    partitions of the previous generation of topics, after a migrate) was taken as positions:
+    this stream's records below them were never sent."""
+    theirs = cursors.encode({("e", 3): 900, ("d", 3): 800}, cursors.stream_tag("p.", "acme", "conv-2"))
+    resume = cursors.resume_from(theirs, KEYS3, cursors.stream_tag("p.", "acme", "conv-1"))
+    assert (resume.seen, resume.restart) == (None, "live")
+    assert resume.reset is not None and "another stream" in resume.reset
+    old_generation = cursors.encode({("e", 3): 5, ("d", 3): 4}, cursors.stream_tag("old.", "acme", None))
+    assert cursors.resume_from(old_generation, KEYS3, cursors.stream_tag("new.", "acme", None)).seen is None
+
+
+def test_a_cursor_without_a_tag_is_still_taken_as_positions() -> None:
+    resume = cursors.resume_from("d3:7.e3:12", KEYS3, cursors.stream_tag("p.", "acme", "conv-1"))
+    assert resume == cursors.Resume({("e", 3): 12, ("d", 3): 7})
+
+
+@pytest.mark.parametrize("cursor", ["s0123456789ab", "s0123456789ab.", "sXYZ.e3:1", "s0123456789abc.e3:1"])
+def test_a_bad_or_lone_tag_is_a_malformed_cursor(cursor: str) -> None:
+    resume = cursors.resume_from(cursor, KEYS3, cursors.stream_tag("p.", "acme", None))
+    assert resume.seen is None and resume.reset is not None and resume.reset.startswith("unknown cursor")
