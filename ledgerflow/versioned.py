@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.events import Event, derived_event_id
 from ledgerflow.errors import ValidationError
 
 __all__ = [
@@ -18,11 +18,13 @@ __all__ = [
     "MAX_STAMP_AHEAD_MICROS",
     "NOT_ADMIN",
     "VERSION_CONFLICT",
+    "CommandSource",
     "VersionedCommand",
     "VersionedOutcome",
     "command_fields",
     "fold_strictly",
     "not_admin",
+    "outcome_event_id",
     "stamp",
     "version_conflict",
 ]
@@ -77,6 +79,32 @@ class VersionedOutcome:
     command_id: str
     actor: str
     occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSource:
+    """Where the command an outcome answers lies: its topic (full name), partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def outcome_event_id(kind: str, tenant: str, ident: str, source: CommandSource | None) -> str:
+    """The deterministic ``event_id`` of an outcome of type ``kind``: derived from ``ident`` (the
+    command id, or the expiry's), or, for a command without an id (written straight to Kafka: the
+    edge always sets one), from the command's position ``source``.
+
+    The position is what stays unique and stable: a crashed batch's transaction is aborted and
+    the same command, at the same offset, is decided again (by this worker or the next owner),
+    so the replay re-derives the same id, and no two records of a topic share a position. The
+    command's own ``event_id`` is its producer's to choose, and a producer that leaves out the
+    command id may as well repeat it; the agents decide such commands each time. The full topic
+    name keeps a new generation of topics (``ledgerflow migrate``, another prefix) from deriving
+    ids an older one holds. Ids of commands with an id are unchanged: (kind, tenant, id)."""
+    if ident or source is None:
+        return derived_event_id(kind, tenant, ident)
+    return derived_event_id(kind, tenant, "", source.topic, str(source.partition), str(source.offset))
 
 
 def command_fields(record: Event, admin: bool) -> dict[str, Any]:

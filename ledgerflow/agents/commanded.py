@@ -64,7 +64,7 @@ from ledgerflow.contracts.payloads import DeadLetter
 from ledgerflow.errors import DecodeError
 from ledgerflow.kafka.placement import MISROUTED, Placements, misplaced_reason
 from ledgerflow.policy.wire import chain, head_after
-from ledgerflow.versioned import stamp
+from ledgerflow.versioned import CommandSource, stamp
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Aggregate(Generic[State, Command, Change]):
     decide: Callable[[State, Command, int], list[Change]]
     evolve: Callable[[State, Change], State]
     command_of: Callable[[Event], Command]
-    record_of: Callable[..., Event]  # (change, *, trace_id) -> the unchained outcome record
+    record_of: Callable[..., Event]  # (change, *, trace_id, source) -> the unchained outcome record
     event_of: Callable[[Event], Change]
 
 
@@ -375,11 +375,15 @@ class CommandAgent(PartitionOwner[Partition[State]], Generic[State, Command, Cha
         changes: list[Change],
         trace_id: str | None,
     ) -> list[Outgoing]:
-        """Fold ``changes`` in and chain their records per tenant."""
+        """Fold ``changes`` in and chain their records per tenant. An outcome's id comes from its
+        command's id, or, if the command has none, from its position here (``input_offset`` in
+        input partition ``p``: ``versioned.outcome_event_id``)."""
         out = []
+        source = None if input_offset is None else CommandSource(self.input_topic, p, input_offset)
         for change in changes:
             known.tenants[change.tenant] = self.kind.evolve(known.state(change.tenant), change)
-            record = chain(self.kind.record_of(change, trace_id=trace_id), known.heads.get(change.tenant))
+            unchained = self.kind.record_of(change, trace_id=trace_id, source=source)
+            record = chain(unchained, known.heads.get(change.tenant))
             known.heads[change.tenant] = head_after(record)
             known.stamped(record)
             out.append(Outgoing(p, input_offset, change.tenant.encode(), codec.encode(record)))

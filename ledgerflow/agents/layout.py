@@ -47,6 +47,7 @@ from ledgerflow.kafka.admin import commit_metadata, partition_counts
 from ledgerflow.kafka.placement import Layout, misrouted_reason, pinned_layouts, placement
 from ledgerflow.topics import (
     CONVERSATION_EVENTS,
+    IDENTITY_AUDIT,
     LAYOUT_GROUP_SUFFIX,
     MODELS_AUDIT,
     MODELS_COMMANDS,
@@ -64,11 +65,17 @@ PAIRS: dict[str, str] = {
     MODELS_COMMANDS: MODELS_AUDIT,
 }
 """Each keyed input of a single-writer agent -> its co-partitioned output."""
-UNPAIRED: tuple[str, ...] = (USAGE_WINDOWS,)
+UNPAIRED: tuple[str, ...] = (USAGE_WINDOWS, IDENTITY_AUDIT)
 """Keyed outputs of a single writer with no input to pair with: ``usage.windows`` is keyed by
 tenant, and its chains (per tenant and source partition) are read back in order only within one
 partition; more partitions move a tenant's next windows elsewhere, and the usage agent's recovery
-took its own earlier records for forgeries and wrote their windows again, chained anew (a fork)."""
+took its own earlier records for forgeries and wrote their windows again, chained anew (a fork).
+``identity.audit`` (written by the CLI and the edges, chained per key) is no worker's, but its
+pin is kept here with the others: its CLI writer reads a chain's head partition by partition,
+the last record read winning, so a chain moved to a lower partition by a second alter was
+continued from a stale head (a second sequence N, a fork), and the audit's walk, partition by
+partition, saw it out of order. The CLI refuses to append under another count than the pinned
+one (``identity/trail.py``), and the audit names a record outside its chain's partition."""
 PINNED = (*PAIRS, *UNPAIRED)
 CHECK_EVERY_S = 2.0
 REFUSED_EXIT = 1  # an operational failure, a run-time refusal (docs/cli.md)

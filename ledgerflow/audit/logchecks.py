@@ -36,7 +36,7 @@ from ledgerflow.audit.chains import ChainCheck
 from ledgerflow.audit.decisions import DecisionCheck, PackBook, letters_name
 from ledgerflow.audit.models import ModelsCheck
 from ledgerflow.audit.packs import PackSignatures
-from ledgerflow.audit.placement import misplaced_outcome
+from ledgerflow.audit.placement import misplaced_link, misplaced_outcome
 from ledgerflow.audit.report import Finding, Report
 from ledgerflow.audit.training import TrainingCheck
 from ledgerflow.audit.usage import UsageCheck
@@ -140,7 +140,8 @@ async def _replay(run: _Run, settings: Settings) -> None:
     run.lookup = PolicyTrust.of(settings).lookup
     if run.names[CONVERSATION_EVENTS] in run.horizon:
         run.placements = await pinned_placements(settings, CONVERSATION_EVENTS)
-    outcomes = [b for b in (TRAINING_AUDIT, MODELS_AUDIT, USAGE_WINDOWS) if run.names[b] in run.horizon]
+    placed = (TRAINING_AUDIT, MODELS_AUDIT, USAGE_WINDOWS, IDENTITY_AUDIT)
+    outcomes = [b for b in placed if run.names[b] in run.horizon]
     run.outcome_placements = await pinned_placements_of(settings, outcomes) if outcomes else {}
     book = await run.packs()  # Step 2.
     training = await run.training()  # Step 3.
@@ -295,15 +296,26 @@ class _Run:
         # The usage agent writes a tenant's windows under its key, all in its partition, and reads
         # none back from elsewhere (agents/usage.py): one there is named and left out, so a forged
         # first link read from a lower partition does not make the genuine chain the finding.
-        placed = self.outcome_placements.get(USAGE_WINDOWS) if base == USAGE_WINDOWS else None
+        # identity.audit: each chain in its key's partition under the pinned count (a record
+        # elsewhere is named and left out: audit/placement.misplaced_link).
+        placed = self.outcome_placements.get(base) if base in (USAGE_WINDOWS, IDENTITY_AUDIT) else None
         for p in self.partitions(base):
             async for raw, event in self.records(base, p):
-                if placed is not None and self.left_out("usage", _at(raw), event, placed):
+                if placed is not None and self._elsewhere(base, _at(raw), event, placed):
                     continue
                 self.report.add(self.chains.feed(_at(raw), event))
                 self.report.count(f"{base} records")
                 if base == USAGE_WINDOWS:
                     self.usage.add_written(event, _at(raw))
+
+    def _elsewhere(self, base: str, at: Position, event: Event, placed: Placements) -> bool:
+        """Whether ``event`` of ``usage.windows`` or ``identity.audit`` is outside the partition
+        its chain is written to (named once, and left out of the chains)."""
+        if base == USAGE_WINDOWS:
+            return self.left_out("usage", at, event, placed)
+        finding = misplaced_link("identity", at, event, placed)
+        self.report.add(finding)
+        return finding is not None
 
     async def dead_letters(self, settings: Settings) -> None:
         """Step 5: the positions of the input topics the DLQ names, each with the SHA-256s of the

@@ -27,7 +27,7 @@ from ledgerflow.contracts.events import ANY_TENANT
 from ledgerflow.contracts.payloads import Payload
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.identity.records import issuer_chain, key_changes, mint_record
-from ledgerflow.identity.trail import append
+from ledgerflow.identity.trail import TrailMoved, append
 
 
 def _entries(home: Path) -> list[Any]:
@@ -77,6 +77,8 @@ def _record(settings: Settings, items: list[tuple[str, Payload]], meanwhile: str
         return
     try:
         asyncio.run(append(settings, issuer_chain(settings.issuer), items))
+    except TrailMoved as exc:  # partitions added to the topic: the fix is not the bootstrap address
+        raise InfrastructureError(f"not recorded on identity.audit: {exc}; {meanwhile}") from None
     except Exception as exc:  # Kafka unreachable: say what happened, never pretend it was recorded
         raise InfrastructureError(
             f"not recorded on identity.audit ({exc!r}): {meanwhile}; check LEDGERFLOW_KAFKA_BOOTSTRAP"

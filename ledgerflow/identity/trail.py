@@ -5,6 +5,12 @@ The dev issuer's chain (``issuer:<name>``) is written by short-lived CLI process
 reads the topic (one small partition) for its chain's head, links its records after it
 and waits for the acks. An edge's chain (``edge:<id>``) is its own for its lifetime, so
 it keeps the head in memory (``ChainWriter``).
+
+The head is read partition by partition, the last record of the chain read winning: right while
+each chain's records are in one partition. Partitions added to the topic move chains (a second
+alter may move one back to a lower partition, read first: its head read then is a stale one, and
+the next record forks the chain). So ``append`` refuses while the topic's partition count is not
+the one the workers pinned (``agents/layout.py``; none pinned: today's), as the workers do.
 """
 
 from __future__ import annotations
@@ -23,13 +29,42 @@ from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.codec import TOPIC_TYPES
 from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.contracts.payloads import Payload
-from ledgerflow.errors import DecodeError
+from ledgerflow.errors import DecodeError, InfrastructureError
+from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import read_topic
+from ledgerflow.kafka.placement import pinned_placements_of
 from ledgerflow.policy.wire import chain, head_after
 from ledgerflow.topics import IDENTITY_AUDIT
 
 PRODUCER = "ledgerflow-identity"
 LOCK_NAME = ".identity-audit.lock"
+PROCEDURE = "docs/scaling.md#adding-partitions"
+
+
+class TrailMoved(InfrastructureError):
+    """``identity.audit`` has another partition count than the pinned one: nothing is appended."""
+
+
+def moved(pinned: int, now: int) -> str | None:
+    """Pure: one line when ``identity.audit`` has ``now`` partitions but ``pinned`` were pinned."""
+    if now == pinned:
+        return None
+    return (
+        f"identity.audit has {now} partitions but {pinned} were pinned: partitions were added, which "
+        "moves chains to other partitions, and a chain's head read back partition by partition may be "
+        f"a stale one (the next record would fork the chain); refusing to append: see {PROCEDURE}"
+    )
+
+
+async def check_unmoved(settings: Settings) -> None:
+    """TrailMoved unless ``identity.audit`` has the partition count the workers pinned (no pin:
+    today's count, nothing to compare)."""
+    topic = settings.topic(IDENTITY_AUDIT)
+    now = (await partition_counts(settings, [topic]))[topic]
+    pinned = (await pinned_placements_of(settings, [IDENTITY_AUDIT]))[IDENTITY_AUDIT].partitions
+    problem = moved(pinned, now)
+    if problem is not None:
+        raise TrailMoved(problem)
 
 
 class ChainWriter:
@@ -71,10 +106,12 @@ async def chain_head(settings: Settings, chain_id: str) -> ChainHead | None:
 
 
 async def append(settings: Settings, chain_id: str, items: Sequence[tuple[str, Payload]]) -> list[Event]:
-    """Append ``(tenant, payload)`` records to ``chain_id``, acknowledged, under the state-dir lock."""
+    """Append ``(tenant, payload)`` records to ``chain_id``, acknowledged, under the state-dir lock;
+    TrailMoved (nothing appended) if partitions were added to the topic (``check_unmoved``)."""
     if not items:
         return []
     with _locked(settings.state_dir):
+        await check_unmoved(settings)
         writer = ChainWriter(chain_id, await chain_head(settings, chain_id))
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True

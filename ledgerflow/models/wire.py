@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from ledgerflow.contracts import payloads as wire
-from ledgerflow.contracts.events import Event, derived_event_id, new_event
+from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.models.records import (
     ModelCommand,
     ModelDisabled,
@@ -18,7 +18,7 @@ from ledgerflow.models.records import (
     RegisterModel,
     SetModelEnabled,
 )
-from ledgerflow.versioned import command_fields
+from ledgerflow.versioned import CommandSource, command_fields, outcome_event_id
 
 PRODUCER = "ledgerflow-models"
 
@@ -33,8 +33,11 @@ def command_of(event: Event, admin: bool = True) -> ModelCommand:
     raise TypeError(f"{event.type} is not a model-registry command")
 
 
-def record_of(event: ModelEvent, *, trace_id: str | None = None) -> Event:
-    """The unchained ``models.audit`` record of an aggregate event (id derived from the command)."""
+def record_of(
+    event: ModelEvent, *, trace_id: str | None = None, source: CommandSource | None = None
+) -> Event:
+    """The unchained ``models.audit`` record of an aggregate event (id derived from the command's
+    id, or from its position ``source`` when it has none: ``versioned.outcome_event_id``)."""
     head = (event.command_id, event.version, event.actor, event.model)
     payload: wire.Payload
     if isinstance(event, ModelRegistered):
@@ -57,7 +60,7 @@ def record_of(event: ModelEvent, *, trace_id: str | None = None) -> Event:
         producer=PRODUCER,
         occurred_at_micros=event.occurred_at,
         trace_id=trace_id,
-        event_id=derived_event_id(kind, event.tenant, event.command_id),
+        event_id=outcome_event_id(kind, event.tenant, event.command_id, source),
     )
 
 

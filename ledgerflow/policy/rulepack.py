@@ -37,6 +37,7 @@ from ledgerflow.policy.validation import (
     rule_label,
     validate_document,
 )
+from ledgerflow.quoting import quoted
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ class RulePack:
     def with_version(self, version: int) -> RulePack:
         """The same constitution published as ``version`` (same constitution hash)."""
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ValidationError(f"rule pack version must be an integer >= 1, got {version!r}")
+            raise ValidationError(f"rule pack version must be an integer >= 1, got {quoted(version)}")
         doc = self.document()
         doc["version"] = version
         return replace(_build(doc, self.rules), signer_kid=self.signer_kid)
@@ -139,7 +140,7 @@ class CheckedPack:
     def with_version(self, version: int) -> CheckedPack:
         """The same constitution as ``version`` (same constitution hash)."""
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ValidationError(f"rule pack version must be an integer >= 1, got {version!r}")
+            raise ValidationError(f"rule pack version must be an integer >= 1, got {quoted(version)}")
         doc = self.document()
         doc["version"] = version
         return CheckedPack(doc, self.constitution_hash, rfc8785.dumps(doc))

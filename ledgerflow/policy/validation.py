@@ -2,7 +2,10 @@
 
 Every refusal is a :class:`ledgerflow.errors.ValidationError` whose message names
 where the problem is (``rule 'no-secrets' (rules[2]).when.patterns[0]``) and what
-is wrong, so an operator can fix the pack without reading code.
+is wrong, so an operator can fix the pack without reading code. A value the pack holds is
+quoted as the edge quotes a client's values (``ledgerflow.quoting``): one short line whatever
+the value, a string cut to ``QUOTE_CHARS``, a list or object named, never shown (a rule id up to
+the ``MAX_RULE_ID_CHARS`` the schema allows, whole).
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from importlib import resources
 from typing import Any
 
 from ledgerflow.errors import ValidationError
+from ledgerflow.quoting import QUOTE_CHARS, quoted
 
 SCHEMA_FILE = "rulepack.schema.json"
 _MAX_REPORTED = 5
+MAX_RULE_ID_CHARS = 128
+"""The longest rule id the schema allows (``$defs/rule/properties/id``): quoted whole in a label."""
+_MAX_KEYS_NAMED = 3
 _HINT = "Fix the rule pack and publish it again (format: docs/policy.md)."
 
 
@@ -47,7 +54,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
     from jsonschema import ValidationError as SchemaError
 
     if isinstance(instance, str) and _ecma_pattern(pattern).search(instance) is None:
-        yield SchemaError(f"{instance!r} does not match {pattern!r}")
+        yield SchemaError(f"{quoted(instance)} does not match {pattern!r}")
 
 
 @lru_cache(maxsize=32)
@@ -140,7 +147,7 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValidationError(f"rule pack repeats the key {key!r} in one object. {_HINT}")
+            raise ValidationError(f"rule pack repeats the key {quoted(key)} in one object. {_HINT}")
         result[key] = value
     return result
 
@@ -185,7 +192,7 @@ def rule_label(doc: Any, index: int) -> str:
     except (KeyError, IndexError, TypeError):
         rule_id = None
     if isinstance(rule_id, str):
-        return f"rule {rule_id!r} (rules[{index}])"
+        return f"rule {quoted(rule_id, MAX_RULE_ID_CHARS + 2)} (rules[{index}])"
     return f"rules[{index}]"
 
 
@@ -193,7 +200,25 @@ def _describe(doc: Any, error: Any) -> str:
     path = list(error.absolute_path)
     if path == ["rules"] and error.validator == "minItems":
         return "the pack has no rules: add at least one rule"
-    return f"{_location(doc, path)}: {error.message}"
+    return f"{_location(doc, path)}: {_message(error)}"
+
+
+def _message(error: Any) -> str:
+    """jsonschema's message, its value quoted short: it starts with the ``repr`` of the value (a
+    200,000-character string came back whole), and an unknown key is named in it."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        extra = [key for key in error.instance if key not in known]
+        named = ", ".join(quoted(key) for key in extra[:_MAX_KEYS_NAMED])
+        if len(extra) > _MAX_KEYS_NAMED:
+            named += f" and {len(extra) - _MAX_KEYS_NAMED} more"
+        verb = "was" if len(extra) == 1 else "were"
+        return f"Additional properties are not allowed ({named} {verb} unexpected)"
+    message: str = error.message
+    shown = repr(error.instance)
+    if len(shown) > QUOTE_CHARS + 2 and message.startswith(shown):
+        return quoted(error.instance) + message[len(shown) :]
+    return message
 
 
 def _location(doc: Any, path: list[Any]) -> str:
@@ -204,7 +229,10 @@ def _location(doc: Any, path: list[Any]) -> str:
         where = rule_label(doc, path[1])
         rest = path[2:]
     for part in rest:
-        where += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            where += f"[{part}]"
+        else:  # a key of the pack's: a long one (unknown, refused) quoted short
+            where += f".{part}" if len(str(part)) <= QUOTE_CHARS else f"[{quoted(str(part))}]"
     return where
 
 
@@ -240,13 +268,19 @@ def _check_semantics(doc: dict[str, Any]) -> None:
         tenants = when.get("tenant")
         if tenants is not None and doc["tenant"] != "*" and doc["tenant"] not in tenants:
             raise ValidationError(
-                f"rule pack is invalid: {label}.when.tenant {tenants} excludes the pack's "
+                f"rule pack is invalid: {label}.when.tenant {_listed(tenants)} excludes the pack's "
                 f"tenant {doc['tenant']!r}, so the rule can never match. {_HINT}"
             )
+
+
+def _listed(items: list[Any]) -> str:
+    """A list of the pack's for a message: whole while short, else only what it is (``quoted``)."""
+    shown = str(items)
+    return shown if len(shown) <= 4 * QUOTE_CHARS else quoted(items)
 
 
 def invalid_pattern(label: str, index: int, pattern: str, problem: str) -> ValidationError:
     """The error for a pattern that does not compile or matches the empty string."""
     return ValidationError(
-        f"rule pack is invalid: {label}.when.patterns[{index}] {pattern!r}: {problem}. {_HINT}"
+        f"rule pack is invalid: {label}.when.patterns[{index}] {quoted(pattern)}: {problem}. {_HINT}"
     )

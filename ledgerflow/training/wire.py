@@ -7,10 +7,10 @@ transition: version, actor, reason, expiry, and for a rejection ``"<code>: <mess
 from __future__ import annotations
 
 from ledgerflow.contracts import payloads
-from ledgerflow.contracts.events import Event, derived_event_id, new_event
+from ledgerflow.contracts.events import Event, new_event
 from ledgerflow.training import records
 from ledgerflow.training.aggregate import MICROS_PER_SECOND
-from ledgerflow.versioned import command_fields
+from ledgerflow.versioned import CommandSource, command_fields, outcome_event_id
 
 PRODUCER = "ledgerflow-training"
 EXPIRY_ACTOR = "ledgerflow-training"
@@ -27,8 +27,11 @@ def command_of(event: Event, admin: bool = True) -> records.TrainingCommand:
     raise TypeError(f"{event.type} is not a training command")
 
 
-def record_of(event: records.TrainingEvent, *, trace_id: str | None = None) -> Event:
-    """The unchained ``training.audit`` record of an aggregate event (deterministic id)."""
+def record_of(
+    event: records.TrainingEvent, *, trace_id: str | None = None, source: CommandSource | None = None
+) -> Event:
+    """The unchained ``training.audit`` record of an aggregate event (deterministic id: from its
+    command's id, or its position ``source`` when it has none, ``versioned.outcome_event_id``)."""
     if isinstance(event, records.TrainingEnabled):
         payload: object = payloads.TrainingEnabled(
             event.command_id, event.version, event.actor, event.reason, event.expires_at, None
@@ -58,7 +61,7 @@ def record_of(event: records.TrainingEvent, *, trace_id: str | None = None) -> E
         producer=PRODUCER,
         occurred_at_micros=event.occurred_at,
         trace_id=trace_id,
-        event_id=derived_event_id(kind, event.tenant, ident),
+        event_id=outcome_event_id(kind, event.tenant, ident, source),
     )
 
 

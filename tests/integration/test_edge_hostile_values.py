@@ -6,7 +6,7 @@ Before: ``{"type": []}`` on ``POST /v1/events`` was a 500 (``TypeError: unhashab
 deeply nested ``tenant``, ``producer``, ``event_id``, ``schema_version``, ``payload.role`` (events),
 ``producer`` (step), ``role`` (evaluate) or ``tenant`` (validate, publish) a 500 too
 (``RecursionError`` while quoting it in the refusal); a long string was quoted whole (a 100 KB
-``detail``)."""
+``detail``), a rule pack's own values too (a rule's 100,000-character id three times: 300 KB)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def hostile_edge(stack: Settings) -> Iterator[tuple[Settings, Process, str]]:
         yield settings, proc, base
 
 
-def _with(base: dict, path: tuple[str, ...], raw: str) -> str:
+def _with(base: dict, path: tuple[str | int, ...], raw: str) -> str:
     """``base`` as JSON text with the value at ``path`` replaced by the raw JSON ``raw``."""
     doc = json.loads(json.dumps(base))
     node = doc
@@ -78,20 +78,27 @@ CASES = [
     ("POST", "/v1/policy/validate", PACK, ("tenant",), DEEP, 403),
     ("POST", "/v1/policy/validate", PACK, ("tenant",), LONG, 403),
     ("PUT", "/v1/policy/rules", PACK, ("tenant",), DEEP_OBJECT, 403),
+    # A rule pack's own values, refused by its schema: quoted whole before (the id three times).
+    ("PUT", "/v1/policy/rules", PACK, ("description",), LONG, 422),
+    ("PUT", "/v1/policy/rules", PACK, ("rules", 0, "id"), LONG, 422),
+    ("PUT", "/v1/policy/rules", PACK, ("rules", 0, "action"), LONG, 422),
+    ("PUT", "/v1/policy/rules", PACK, ("rules", 0, "when", "keywords", 0), LONG, 422),
+    ("POST", "/v1/policy/validate", PACK, ("rules", 0, "id"), LONG, 422),
+    ("POST", "/v1/policy/validate", PACK, ("rules", 0, "when"), LONG, 422),
 ]
 
 
 @pytest.mark.parametrize(
     ("method", "path", "base", "field", "raw", "status"),
     CASES,
-    ids=[f"{m} {p} {'.'.join(f)}={r[:6]}" for m, p, _, f, r, _ in CASES],
+    ids=[f"{m} {p} {'.'.join(map(str, f))}={r[:6]}" for m, p, _, f, r, _ in CASES],
 )
 def test_a_value_of_the_wrong_shape_is_a_short_4xx(
     hostile_edge: tuple[Settings, Process, str],
     method: str,
     path: str,
     base: dict,
-    field: tuple[str, ...],
+    field: tuple[str | int, ...],
     raw: str,
     status: int,
 ) -> None:

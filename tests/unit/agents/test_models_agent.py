@@ -14,7 +14,7 @@ from ledgerflow.agents.output import Written
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.eventhash import link_event
-from ledgerflow.contracts.events import Event, new_event
+from ledgerflow.contracts.events import Event, derived_event_id, new_event
 from ledgerflow.contracts.payloads import ModelRegistered, ModelRejected, RegisterModel, SetModelEnabled
 from ledgerflow.policy.wire import head_after
 from tests.unit.agents.memory import (
@@ -230,3 +230,39 @@ def test_a_linked_outcome_of_a_tenant_whose_home_is_another_partition_steers_not
     ], "acme's next command must be decided"
     assert set(world.agent._partitions[0].tenants) == {"acme"}
     assert chained([r for i, r in enumerate(world.log()) if i != 1])
+
+
+def test_outcomes_of_commands_without_an_id_have_their_own_event_ids_stable_on_replay() -> None:
+    """Commands written straight to models.commands may carry no command id. Their outcomes'
+    ids were derived from (type, tenant, "") alone: two different registrations, or two different
+    refusals, of one tenant shared one ``event_id`` — the envelope's unique id (docs/contracts.md),
+    so a reader keyed by it kept one of two facts. An anonymous command's outcome id now names the
+    command's position (topic, partition, offset): distinct, and the same when re-decided after an
+    aborted write (a new owner, nothing of the first attempt in the log)."""
+    world = Registry()
+    anonymous = [
+        _without_id(register(1, "anon-1")),
+        _without_id(register(2, "anon-2")),
+        _without_id(switch(3, True, "anon-1")),  # already enabled: refused
+        _without_id(switch(4, True, "anon-2")),  # already enabled: refused
+        register(5, "named"),
+    ]
+    world.feed(*anonymous)
+    log = world.log()
+    assert [r.type for r in log] == [
+        "ModelRegistered",
+        "ModelRegistered",
+        "ModelRejected",
+        "ModelRejected",
+        "ModelRegistered",
+    ]
+    by_id = {r.event_id: r for r in log}
+    assert len(by_id) == len(log), "an event_id-keyed reader lost an outcome to a shared id"
+    assert log[-1].event_id == derived_event_id("ModelRegistered", "acme", "reg-acme-5"), (
+        "the id of a command with an id is unchanged"
+    )
+    replay = Registry()  # the first write aborted: the same commands decided again from the start
+    replay.commands = world.commands
+    replay.restart()
+    asyncio.run(replay.agent.handle([r for p in world.commands.partitions.values() for r in p]))
+    assert [r.event_id for r in replay.log()] == [r.event_id for r in log]

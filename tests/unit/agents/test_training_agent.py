@@ -21,7 +21,7 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.chain import ChainHead
 from ledgerflow.contracts.eventhash import link_event
-from ledgerflow.contracts.events import Event
+from ledgerflow.contracts.events import Event, derived_event_id
 from ledgerflow.contracts.payloads import TrainingEnabled, TrainingRejected
 from ledgerflow.errors import InfrastructureError
 from ledgerflow.metrics import TRAINING_STATE, WORKER_REGISTRY
@@ -638,3 +638,45 @@ def test_outcomes_are_counted_once_written_not_when_a_failed_write_staged_them()
     assert _outcomes_counted("TrainingDisabled") == disabled + 1
     assert _outcomes_counted("TrainingEnabled") == enabled
     assert _enabled_gauge("gauge-retry") == 0
+
+
+def _anonymous(event: Event) -> Event:
+    """``event`` as a producer writing straight to training.commands may send it: no command id."""
+    return dataclasses.replace(event, payload=dataclasses.replace(event.payload, command_id=""))  # type: ignore[type-var]
+
+
+def test_outcomes_of_commands_without_an_id_have_their_own_event_ids_stable_on_replay() -> None:
+    """Two different refusals (or enables) of one tenant, answering commands written straight to
+    Kafka without a command id, shared one ``event_id`` (derived from type, tenant and ""): the
+    envelope's unique id (docs/contracts.md), so a reader keyed by it kept one of two facts. An
+    anonymous command's outcome id now names the command's position (topic, partition, offset):
+    distinct, and the same when a new owner decides them again after an aborted write."""
+    world = World()
+    sent = world.send(
+        _anonymous(command(1, ttl=-1)),  # refused
+        _anonymous(command(2, enable=False)),  # refused: not enabled
+        _anonymous(command(3)),
+        _anonymous(command(4, enable=False)),
+        _anonymous(command(5)),
+        command(6, enable=False),
+    )
+    world.handle(sent)
+    log = world.output.decisions(0)
+    assert [r.type for r in log] == [
+        "TrainingRejected",
+        "TrainingRejected",
+        "TrainingEnabled",
+        "TrainingDisabled",
+        "TrainingEnabled",
+        "TrainingDisabled",
+    ]
+    ids = {r.event_id for r in log}
+    assert len(ids) == len(log), "an event_id-keyed reader lost an outcome to a shared id"
+    assert log[-1].event_id == derived_event_id("TrainingDisabled", "acme", "cmd-acme-6"), (
+        "the id of a command with an id is unchanged"
+    )
+    replay = World()  # the first write aborted: a new owner decides the same commands again
+    replay.inputs, replay.now = world.inputs, world.now
+    replay.agent = replay.new_agent()
+    replay.handle(sent)
+    assert [r.event_id for r in replay.output.decisions(0)] == [r.event_id for r in log]

@@ -25,6 +25,7 @@ from ledgerflow.identity.refusals import (
     claimed_tenant,
     reason_of,
 )
+from ledgerflow.identity.trail import moved
 
 T0 = 1_800_000_000.0
 
@@ -135,3 +136,11 @@ def test_a_flood_of_claimed_tenants_stays_bounded() -> None:
     assert {c.reason for c in record.counts} == {"bad-signature", "malformed"}
     assert [c.count for c in record.counts if c.tenant == OTHER_TENANTS] == [10_000 - MAX_TENANTS, 1]
     assert window.drain("edge:h:1:2", 60, 60) is None  # drained: the next window starts empty
+
+
+def test_the_trail_is_appended_to_only_under_its_pinned_partition_count() -> None:
+    assert moved(1, 1) is None
+    problem = moved(1, 2)
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith("identity.audit has 2 partitions but 1 were pinned")
+    assert problem.endswith("see docs/scaling.md#adding-partitions")

@@ -417,3 +417,55 @@ def test_integral_float_lengths_are_ints_and_evaluate() -> None:
     assert (type(rule.min_length), type(rule.max_length)) == (int, int)
     turn = Turn("e1", "acme", "c1", "user", "hello there")
     assert evaluate(turn, load_rule_pack(doc), TrainingState(False, 0)).outcome == Action.DENY
+
+
+HUGE = "x" * 200_000  # a 256 KiB body holds one such string
+
+
+def _set(doc: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    node: Any = doc
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("description",), HUGE),
+        (("tenant",), HUGE),
+        (("thresholds", "review"), HUGE),
+        (("rules",), HUGE),
+        (("rules", 0, "id"), HUGE),
+        (("rules", 0, "action"), HUGE),
+        (("rules", 0, "weight"), HUGE),
+        (("rules", 0, "when"), HUGE),
+        (("rules", 0, "when", "pii"), [HUGE]),
+        (("rules", 1, "when", "keywords"), [HUGE]),
+        (("rules", 2, "when", "patterns"), [HUGE]),
+        (("rules", 0, "when", "tenant"), [HUGE]),
+        (("rules", 0, HUGE), 1),
+        ((HUGE,), 1),
+        (("rules", 0, "when", HUGE), 1),
+        (("rules", 0, "when", "pii"), {f"k{n}": HUGE[:1000] for n in range(100)}),
+        (("rules", 1, "when", "keywords"), [HUGE[:1000]] * 200),
+        (("rules", 0, "weight"), 10**300),
+        (("rules", 0, "when", "tenant"), [f"t{n}-" + "a" * 120 for n in range(1500)]),
+    ],
+    ids=lambda v: str(v)[:24],
+)
+def test_a_huge_value_is_quoted_briefly_in_the_refusal(path: tuple[str | int, ...], value: Any) -> None:
+    """A value is quoted as the edge's other refusals quote one (``ledgerflow.quoting``): before, a
+    200,000-character string came back whole in the detail (a rule's id three times: 600 KB)."""
+    message = refused(_set(copy.deepcopy(PACK), path, value))
+    assert message.startswith("rule pack is invalid: ") and "\n" not in message
+    assert len(message) < 1000, message[:300]
+
+
+def test_a_long_valid_rule_id_is_named_whole() -> None:
+    """Ids are quoted up to the 128 characters the schema allows: the edge's ``errors`` list
+    names a semantic problem's rule by it."""
+    rule_id = "r" * 128
+    message = refused(rule_with(1, id=rule_id, action="redact", when={"role": ["user"]}))
+    assert f"rule {rule_id!r} (rules[1]) has action 'redact'" in message
