@@ -599,12 +599,22 @@ class Hub:
                 fetch_max_wait_ms=20,
                 auto_offset_reset="none",
             )
+            vanished: list[str] = []
+
+            def dropped() -> None:  # a topic deleted mid-catch-up: drop it at once (no metadata loop)
+                assigned = consumer.assignment()
+                found = presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+                if found.gone and not vanished:
+                    vanished.extend(found.missing_topics)
+                    consumer.assign([])
+
             try:
                 key, (first, _) = ranges[0]
                 yield CatchUpBatch(key, [], first - 1)
                 await consumer.start()
+                on_metadata(consumer, dropped)  # stops with the consumer
                 for key, (first, end) in ranges:
-                    async for batch in self._read_range(consumer, sub, key, first, end):
+                    async for batch in self._read_range(consumer, sub, key, first, end, vanished):
                         yield batch
             except KafkaError as exc:  # OffsetOutOfRangeError too: the log moved under us
                 raise InfrastructureError(f"catch-up read of the log failed: {exc!r}") from None
@@ -639,13 +649,18 @@ class Hub:
         key: cursors.TopicPartitionKey,
         first: int,
         end: int,
+        vanished: list[str],
     ) -> AsyncIterator[CatchUpBatch]:
         tp = TopicPartition(self._codes[key[0]], key[1])
+        if vanished:
+            raise TopicsMissing(f"{_topics_named(vanished)} missing (deleted under the catch-up)")
         consumer.assign([tp])
         consumer.seek(tp, first)
         scanned = first - 1
         while scanned < end - 1:
             records = (await consumer.getmany(tp, timeout_ms=1000, max_records=_CATCH_UP_BATCH)).get(tp, [])
+            if vanished:
+                raise TopicsMissing(f"{_topics_named(vanished)} missing (deleted under the catch-up)")
             if not records and await consumer.position(tp) >= end:
                 scanned = end - 1  # the range ends in transaction markers or compacted gaps
             frames = []
