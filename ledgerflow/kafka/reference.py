@@ -298,6 +298,7 @@ class ReferenceData:
         )
         await consumer.start()
         await self._read_afresh(consumer, counts)
+        self._missing.clear()  # all three exist (``partition_counts``): none is missing any more
         on_metadata(consumer, self._metadata_changed)  # stops with the consumer
         # The log ends are asked on a connection of their own: the broker answers one request per
         # connection at a time, so on the reader's they waited behind its long-polling fetch (up to

@@ -90,6 +90,8 @@ class LogTail:
     async def catch_up(self) -> None:
         """Fold every record written before this call; raises what the broker raised."""
         consumer = await self._started()
+        if self._vanished:  # dropped while a read was under way: nothing to read, and no stale answer
+            raise self._missing()
         tps = self._assigned(consumer)
         ends = await consumer.end_offsets(tps)
         idle = self._task is None or self._task.done()
@@ -135,10 +137,7 @@ class LogTail:
                 try:
                     count = (await partition_counts(self._settings, [self.topic]))[self.topic]
                 except TopicsMissing:
-                    raise TopicsMissing(
-                        f"Kafka topic {self.topic} missing (deleted, or its broker came back without it): "
-                        "retry later"
-                    ) from None
+                    raise self._missing() from None
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self._settings.kafka_bootstrap,
                     enable_auto_commit=False,
@@ -160,6 +159,11 @@ class LogTail:
                 self._consumer = consumer
                 on_metadata(consumer, self._metadata_changed)  # stops with the consumer
             return self._consumer
+
+    def _missing(self) -> TopicsMissing:
+        return TopicsMissing(
+            f"Kafka topic {self.topic} missing (deleted, or its broker came back without it): retry later"
+        )
 
     def _metadata_changed(self) -> None:
         """After each metadata answer: a topic no longer there is dropped from the consumer at once."""
