@@ -100,7 +100,7 @@ async def _delete(settings: Settings, names: list[str]) -> None:
         await admin.close()
 
 
-def _scope(path: str, token: str) -> Scope:
+def _scope(path: str, token: str, last_id: str | None = None) -> Scope:
     path, _, query = path.partition("?")
     return {
         "type": "http",
@@ -116,6 +116,7 @@ def _scope(path: str, token: str) -> Scope:
             (b"host", b"127.0.0.1"),
             (b"authorization", f"Bearer {token}".encode()),
             (b"accept", b"text/event-stream"),
+            *([(b"last-event-id", last_id.encode())] if last_id else []),
         ],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 80),
@@ -125,14 +126,15 @@ def _scope(path: str, token: str) -> Scope:
 class Stream:
     """One request to the in-process edge: its status, headers and body chunks as they come."""
 
-    def __init__(self, app: Starlette, path: str, token: str) -> None:
+    def __init__(self, app: Starlette, path: str, token: str, last_id: str | None = None) -> None:
         self.status: int | None = None
         self.headers: dict[str, str] = {}
         self.body = b""
         self.started = asyncio.Event()
         self.grew = asyncio.Event()
         self._gone = asyncio.Event()
-        self.task = asyncio.ensure_future(app(_scope(path, token), self._receive, self._send))
+        self.hold = False  # a client that takes nothing after its first data frame
+        self.task = asyncio.ensure_future(app(_scope(path, token, last_id), self._receive, self._send))
 
     async def _receive(self) -> Message:
         await self._gone.wait()
@@ -144,8 +146,11 @@ class Stream:
             self.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
             self.started.set()
         elif message["type"] == "http.response.body":
-            self.body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            self.body += chunk
             self.grew.set()
+            if self.hold and b"data: " in chunk:
+                await self._gone.wait()
 
     async def until(self, wanted: bytes) -> None:
         deadline = time.monotonic() + GUARD_S
@@ -216,3 +221,46 @@ def test_deleted_topics_do_not_flood_the_log_and_the_edge_reads_them_again_when_
     detail = orjson.loads(refused.body)["detail"]
     assert settings.topic(CONVERSATION_EVENTS) in detail and "\n" not in detail, detail
     assert b"retry: " in first
+
+
+def test_a_catch_up_under_way_drops_a_deleted_topic_at_once(settings: Settings, tokens) -> None:
+    """A stream resuming from the start of its log holds a catch-up consumer while its client takes
+    nothing; its topic deleted, that consumer (assigned one partition) looped on metadata too."""
+    token = tokens("acme", "subscriber")
+    conversation = f"conv-{uuid.uuid4().hex[:8]}"
+    path = f"/v1/conversation/stream?conversation_id={conversation}"
+    names = [settings.topic(CONVERSATION_EVENTS), settings.topic(POLICY_DECISIONS)]
+
+    async def scenario() -> None:
+        async with _edge(settings) as (app, ctx):
+            first = Stream(app, path, token)
+            await first.until(b"id: ")
+            start = first.body.split(b"id: ", 1)[1].split(b"\n", 1)[0].decode()  # its checkpoint
+            await first.close()
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+            await producer.start()
+            try:
+                topic = settings.topic(CONVERSATION_EVENTS)
+                for i in range(50):
+                    event = _turn(conversation, f"t{i}")
+                    await producer.send(topic, codec.encode(event), key=conversation.encode())
+                await producer.flush()
+            finally:
+                await producer.stop()
+            deadline = time.monotonic() + GUARD_S
+            while ctx.hub.live_positions(ctx.hub.stream_keys("acme", conversation)) == dict.fromkeys(
+                ctx.hub.stream_keys("acme", conversation), -1
+            ):
+                assert time.monotonic() < deadline, "the hub did not read the turns"
+                await asyncio.sleep(0.1)
+            resuming = Stream(app, path, token, last_id=start)
+            resuming.hold = True  # its first catch-up write is never taken: the catch-up holds its reader
+            await resuming.until(b"data: ")
+            with counted() as seen:
+                await _delete(settings, names)
+                await asyncio.sleep(WATCH_S)
+            flood = [f"{r.name}: {r.getMessage()}"[:160] for r in seen.records]
+            await resuming.close()
+            assert len(flood) <= MAX_LOG_RECORDS, f"{len(flood)} log records in {WATCH_S:g} s: {flood[:6]}"
+
+    asyncio.run(scenario())
