@@ -40,6 +40,11 @@ class PrerequisiteMissing(InfrastructureError):
     """A program the local stack needs is not installed. Operator action: install it."""
 
 
+class TopicsMissing(InfrastructureError):
+    """Kafka topics a request needs do not exist (deleted, or a broker came back without them).
+    Its message names them and is shown to the client (503 + Retry-After): no secret in a name."""
+
+
 class StackError(InfrastructureError):
     """The local stack could not be started or stopped."""
 

@@ -27,6 +27,14 @@ so it restarts with ``event: reset`` (``cursor beyond the log end``), never sile
 that is already longer than what the hub read cannot be told apart (Kafka's clients do not expose
 topic ids here).
 
+Topics that vanish (deleted, or a broker came back without them) are dropped from the reader at the
+first metadata answer that lacks them (``kafka/vanished.py``): a partition without a leader left
+assigned made aiokafka ask for metadata in a loop without backoff, logging thousands of lines a
+second. Every stream reading them ends with ``unavailable`` (``retry:``), and streams and steps that
+need them answer 503 + Retry-After naming them (``require_topics``) while the hub looks for them again,
+waiting ``REATTACH_FIRST_S`` doubling to ``REATTACH_CAP_S`` in between. Once they exist the hub reads
+them again from its old position, or from the new log's end when that is below it (as ``log_moved``).
+
 Kafka's health is not inferred from the reader alone (a paused broker leaves ``getmany``
 returning nothing, without an error): ``kafka_status`` asks the broker for the log end
 offsets with a deadline of ``PROBE_TIMEOUT_S``; concurrent callers share one probe, and
@@ -42,7 +50,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -55,11 +63,13 @@ from ledgerflow.config import Settings
 from ledgerflow.contracts.events import Event
 from ledgerflow.contracts.inputs import decode_input
 from ledgerflow.contracts.payloads import PolicyDecision
-from ledgerflow.errors import DecodeError, InfrastructureError
+from ledgerflow.errors import DecodeError, InfrastructureError, TopicsMissing
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.kafka.placement import Placements, placement
+from ledgerflow.kafka.vanished import Presence, known_partitions, on_metadata, presence
 from ledgerflow.metrics import SSE_CATCH_UPS
+from ledgerflow.retry import delays
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
 from ledgerflow.tracing import spans
 
@@ -80,6 +90,9 @@ _CATCH_UP_BATCH = 500
 _NOT_READ = 1 << 63  # a partition the stream does not read: never delivered
 PROBE_TIMEOUT_S = 2.0
 PROBE_CACHE_S = 1.0
+REATTACH_FIRST_S, REATTACH_CAP_S = 1.0, 30.0
+"""Waits between looks for vanished topics: 1 s doubling to 30 s (one admin request each)."""
+LOOKUP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +230,11 @@ class Hub:
         self.healthy = False
         self._probe: asyncio.Task[str] | None = None
         self._probed_at = 0.0
+        self._missing: set[str] = set()  # topics whose partitions were dropped: they do not exist
+        self._looking: asyncio.Task[None] | None = None  # looks for them until they exist again
+        self._unwatch: Callable[[], None] | None = None
+        self._epoch = 0  # bumped at each change of the assignment (a poll under way then is read again)
+        self.reattach_backoff = (REATTACH_FIRST_S, REATTACH_CAP_S)
 
     @property
     def catch_up_slots(self) -> int:
@@ -251,6 +269,7 @@ class Hub:
             consumer.seek(tp, ends[tp])
             self._positions[(self._topics[tp.topic], tp.partition)] = ends[tp]
         self._consumer = consumer
+        self._unwatch = on_metadata(consumer, self._metadata_changed)
         self._task = asyncio.create_task(self._run(), name="sse-hub")
         self._task.add_done_callback(self._reader_ended)
         self.healthy = True
@@ -260,6 +279,12 @@ class Hub:
         self.wake_all()
         if self._probe is not None and not self._probe.done():
             self._probe.cancel()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._looking is not None:
+            self._looking.cancel()
+            await asyncio.gather(self._looking, return_exceptions=True)
         await stop_reader(self._task, self._consumer)
 
     def wake_all(self) -> None:
@@ -276,6 +301,7 @@ class Hub:
     async def _run(self) -> None:
         assert self._consumer is not None
         while True:
+            epoch = self._epoch
             try:
                 batches = await self._consumer.getmany(timeout_ms=500)
                 self.healthy = True
@@ -283,6 +309,11 @@ class Hub:
                 self.healthy = False
                 log.exception("SSE hub: Kafka read failed; retrying")
                 await asyncio.sleep(1.0)
+                continue
+            if epoch != self._epoch:
+                # The assignment changed while this poll waited: its records may be ones the new
+                # assignment fetches again from the hub's positions (or ones it fetched past them).
+                self._seek_assigned()
                 continue
             for tp, records in batches.items():
                 code = self._topics[tp.topic]
@@ -294,6 +325,96 @@ class Hub:
                         if frame is not None:
                             with spans.consumed(record, "sse", []):  # trace hook: the fan-out
                                 self._dispatch(frame)
+
+    # -- topics that vanish ------------------------------------------------------------
+    def _key(self, tp: TopicPartition) -> cursors.TopicPartitionKey:
+        return (self._topics[tp.topic], tp.partition)
+
+    def _seek_assigned(self) -> None:
+        """Every assigned partition read on from the hub's position (an assignment resets them)."""
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            self._consumer.seek(tp, self._positions[self._key(tp)])
+
+    def _assign(self, tps: Iterable[TopicPartition]) -> None:
+        assert self._consumer is not None
+        self._consumer.assign(sorted(tps))
+        self._seek_assigned()
+        self._epoch += 1
+
+    def _metadata_changed(self) -> None:
+        """After each metadata answer (``vanished.on_metadata``): drop partitions that no longer exist."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        found = presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+        if found.gone:
+            self._drop(found)
+
+    def _drop(self, found: Presence) -> None:
+        """Stop reading ``found.gone``, end the streams that read them, and look for them again."""
+        self._assign(found.kept)
+        missing = found.missing_topics
+        self._missing.update(missing)
+        reason = f"{_topics_named(missing)} missing (deleted, or its broker came back without it)"
+        log.warning(
+            "SSE hub: %s: stopped reading it; looking for it again every %g s at most",
+            reason,
+            self.reattach_backoff[1],
+        )
+        gone = {self._key(tp) for tp in found.gone}
+        for sub in [sub for subs in self._subs.values() for sub in subs if gone & sub.start.keys()]:
+            sub.log_moved = f"{reason}: reconnect later with your last event id"
+            self.unsubscribe(sub)
+            sub.queue.wake()
+        if self._looking is None or self._looking.done():
+            self._looking = asyncio.create_task(self._look_for_topics(), name="sse-hub-topics")
+
+    def require_topics(self) -> None:
+        """TopicsMissing (503 naming them) while topics the hub reads do not exist."""
+        if self._missing:
+            raise TopicsMissing(
+                f"{_topics_named(sorted(self._missing))} missing (deleted, or its broker came back "
+                "without it): the edge reads it again once it exists; retry later"
+            )
+
+    async def _look_for_topics(self) -> None:
+        """Until every missing topic exists again (one admin request per look, with backoff)."""
+        first, cap = self.reattach_backoff
+        for wait in delays(first, cap):
+            await asyncio.sleep(wait)
+            if not self._missing:
+                return
+            try:
+                async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                    counts = await partition_counts(self._settings, sorted(self._missing))
+                    await self._reattach(counts)
+            except Exception as exc:  # still missing, or the broker does not answer: look again later
+                log.debug("SSE hub: %s still missing (%r)", sorted(self._missing), exc)
+                continue
+            return
+
+    async def _reattach(self, counts: dict[str, int]) -> None:
+        """Read the topics in ``counts`` (full name -> partitions) again: from the hub's old position,
+        or from the log's end when it is below that (a new log: ``log_moved``'s rule)."""
+        consumer = self._consumer
+        assert consumer is not None
+        back = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        ends = await consumer.end_offsets(back)  # also brings them into the consumer's metadata
+        for topic, count in counts.items():
+            code = self._topics[topic]
+            for key in [k for k in self._positions if k[0] == code and k[1] >= count]:
+                del self._positions[key]
+            self.partitions[topic] = count
+            if topic == self._settings.topic(CONVERSATION_EVENTS):
+                self._turns_placed = Placements(count)
+        for tp in back:
+            key = self._key(tp)
+            self._positions[key] = min(self._positions.get(key, 0), ends[tp])
+        self._assign(set(consumer.assignment()) | set(back))
+        self._missing -= set(counts)
+        log.warning("SSE hub: %s exist again: reading them", _topics_named(sorted(counts)))
 
     def advance(self, key: cursors.TopicPartitionKey, offset: int) -> None:
         """The reader got the record at ``offset`` of ``key``. Offsets only grow on one log: one
@@ -414,6 +535,8 @@ class Hub:
         broker answers but one of the hub's topics was deleted. Never waits longer than
         ``PROBE_TIMEOUT_S``; concurrent callers share one probe.
         """
+        if self._missing:
+            return topics_missing(sorted(self._missing)) or "topics missing"
         if not self.healthy:
             return self._missing_topics() or "reader failing"
         now = asyncio.get_running_loop().time()
@@ -476,12 +599,22 @@ class Hub:
                 fetch_max_wait_ms=20,
                 auto_offset_reset="none",
             )
+            vanished: list[str] = []
+
+            def dropped() -> None:  # a topic deleted mid-catch-up: drop it at once (no metadata loop)
+                assigned = consumer.assignment()
+                found = presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+                if found.gone and not vanished:
+                    vanished.extend(found.missing_topics)
+                    consumer.assign([])
+
             try:
                 key, (first, _) = ranges[0]
                 yield CatchUpBatch(key, [], first - 1)
                 await consumer.start()
+                on_metadata(consumer, dropped)  # stops with the consumer
                 for key, (first, end) in ranges:
-                    async for batch in self._read_range(consumer, sub, key, first, end):
+                    async for batch in self._read_range(consumer, sub, key, first, end, vanished):
                         yield batch
             except KafkaError as exc:  # OffsetOutOfRangeError too: the log moved under us
                 raise InfrastructureError(f"catch-up read of the log failed: {exc!r}") from None
@@ -516,13 +649,18 @@ class Hub:
         key: cursors.TopicPartitionKey,
         first: int,
         end: int,
+        vanished: list[str],
     ) -> AsyncIterator[CatchUpBatch]:
         tp = TopicPartition(self._codes[key[0]], key[1])
+        if vanished:
+            raise TopicsMissing(f"{_topics_named(vanished)} missing (deleted under the catch-up)")
         consumer.assign([tp])
         consumer.seek(tp, first)
         scanned = first - 1
         while scanned < end - 1:
             records = (await consumer.getmany(tp, timeout_ms=1000, max_records=_CATCH_UP_BATCH)).get(tp, [])
+            if vanished:
+                raise TopicsMissing(f"{_topics_named(vanished)} missing (deleted under the catch-up)")
             if not records and await consumer.position(tp) >= end:
                 scanned = end - 1  # the range ends in transaction markers or compacted gaps
             frames = []
@@ -579,6 +717,10 @@ def logs_moved_back(
     """Partitions whose log end (asked after ``read`` was taken) is below the hub's read position
     then: the log ends no earlier than where it was read on one log, so that one was re-created."""
     return {key: end for key, end in sorted(log_ends.items()) if key in read and end < read[key]}
+
+
+def _topics_named(names: list[str]) -> str:
+    return f"Kafka topic{'s' if len(names) > 1 else ''} {', '.join(names)}"
 
 
 def topics_missing(names: list[str]) -> str | None:

@@ -12,6 +12,7 @@
 | ``AuthError``                       | 401/403| ``WWW-Authenticate: Bearer ...``        |
 | other ``DomainError``               | 409    |                                         |
 | ``InfrastructureError``             | 503    | ``Retry-After: 5``; detail not leaked   |
+| ``TopicsMissing`` (one of those)    | 503    | the same; the detail names the topics   |
 | Redis/Kafka errors, ``TimeoutError``| 503    | the same: a dependency fault's one face |
 | a Redis refusal (BUSY, MISCONF, …)  | 503    | the same (``redisclient.refusing``)     |
 | anything else                       | 500    | logged with an ``error_id``; no details |
@@ -41,6 +42,7 @@ from ledgerflow.errors import (
     AuthError,
     DomainError,
     InfrastructureError,
+    TopicsMissing,
     ValidationError,
 )
 from ledgerflow.limits import MAX_BODY_BYTES
@@ -84,6 +86,9 @@ class ProblemResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+DEPENDENCY_DOWN = "a dependency of the service is unavailable; retry shortly"
 
 
 def problem(
@@ -172,7 +177,7 @@ def problem_for(exc: BaseException) -> Response:
         return problem(
             503,
             status_title(503),
-            "a dependency of the service is unavailable; retry shortly",
+            str(exc) if isinstance(exc, TopicsMissing) else DEPENDENCY_DOWN,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     error_id = uuid.uuid4().hex[:16]

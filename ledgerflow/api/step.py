@@ -158,6 +158,7 @@ async def step(request: Request) -> JSONResponse:
         )
     )
     location = f"/v1/conversations/{conversation_id}"  # ASCII, no CR/LF: an id
+    ctx.hub.require_topics()  # a topic the hub reads deleted under the edge: 503 naming it, nothing claimed
     # Step 2.
     keys = await bounded(ctx.read_keys(), "Redis read-model keys")
     idem, mine, held = None, None, None

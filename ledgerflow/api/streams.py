@@ -1,7 +1,8 @@
 """SSE endpoints: a conversation's stream and a whole tenant's, resumable by cursor.
 
 One stream runs in these steps:
-0. Kafka must answer (``Hub.kafka_status``, bounded): otherwise 503 with Retry-After.
+0. Kafka must answer (``Hub.kafka_status``, bounded) and the hub's topics exist
+   (``Hub.require_topics``): otherwise 503 with Retry-After.
 1. Parse ``Last-Event-ID`` (``cursors.resume_from``). A malformed cursor, one of
    another stream, or one beyond the log's end restarts live; a cursor older than the
    log's retention restarts at the oldest record kept. Each sends ``event: reset``
@@ -196,6 +197,7 @@ async def _open(request: Request, tenant: str, conversation_id: str | None, expi
         raise InfrastructureError("the edge is shutting down")  # 503 + Retry-After: another edge answers
     hub = ctx.hub
     # Step 0.
+    hub.require_topics()  # 503 naming the topics deleted under the edge (until they exist again)
     kafka = await hub.kafka_status()
     if kafka != "ok":
         raise InfrastructureError(f"kafka: {kafka}")

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
 from ledgerflow.config import Settings
-from ledgerflow.errors import InfrastructureError
+from ledgerflow.errors import InfrastructureError, TopicsMissing
 from ledgerflow.retry import delays
 from ledgerflow.topics import TopicSpec, all_topics, replication, with_partitions
 
@@ -216,7 +216,7 @@ async def _asked(settings: Settings, question: Callable[[AIOKafkaAdminClient], A
 
 
 async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
-    """Partition count of each topic; InfrastructureError naming a missing one."""
+    """Partition count of each topic; TopicsMissing (an InfrastructureError) naming a missing one."""
     described = await _asked(
         settings, lambda admin: admin.describe_topics(topics), f"the partition counts of {', '.join(topics)}"
     )
@@ -224,7 +224,7 @@ async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, i
     for item in described:
         name = item.get("topic")
         if item.get("error_code") or not item.get("partitions"):
-            raise InfrastructureError(
+            raise TopicsMissing(
                 f"topic {name} does not exist: run `ledgerflow stack up` (or `ledgerflow worker`) "
                 "to create topics"
             )

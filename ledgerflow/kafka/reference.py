@@ -45,6 +45,13 @@ power of ten) and skipped: it changes no state, head or outcome. Taken on trust,
 ``TrainingEnabled`` changed what every policy agent decided with and the edge showed, and a
 forged outcome carrying a command id answered the admin's request. ``start`` folds from offset 0
 afresh (heads and audit state reset), so a restarted reader trusts exactly what a new one would.
+
+A topic that vanishes under the reader (deleted, or a broker back without it) is dropped from its
+consumer at the first metadata answer that lacks it (``kafka/vanished.py``): left assigned, its
+partitions made aiokafka ask for metadata in a loop without backoff, logging thousands of lines a
+second. ``sync`` then fails with ``TopicsMissing`` (503 naming it); the reader looks for the topic
+again (``REATTACH_FIRST_S`` doubling to ``REATTACH_CAP_S``) and, once it exists, reads all three
+topics afresh from offset 0, as ``start`` does: the topic is a new log.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from importlib import resources
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
@@ -74,11 +82,12 @@ from ledgerflow.contracts.payloads import (
     TrainingEnabled,
     TrainingExpired,
 )
-from ledgerflow.errors import DecodeError, InfrastructureError, LedgerflowError
+from ledgerflow.errors import DecodeError, InfrastructureError, LedgerflowError, TopicsMissing
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.kafka.placement import Placements, misplaced_reason, pinned_placements_of
 from ledgerflow.kafka.policy_trust import PolicyTrust
+from ledgerflow.kafka.vanished import known_partitions, on_metadata, presence
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
 from ledgerflow.policy import (
@@ -91,6 +100,7 @@ from ledgerflow.policy import (
 )
 from ledgerflow.policy.signing import HASH_MISMATCH, KeyLookup, SignatureRefused, Signed, verify
 from ledgerflow.policy.wire import head_after
+from ledgerflow.retry import delay
 from ledgerflow.topics import MODELS_AUDIT, POLICY_RULES, TRAINING_AUDIT
 
 log = logging.getLogger(__name__)
@@ -105,6 +115,8 @@ STALL_S = 10.0
 """How long ``start``/``sync`` wait without a record checked or applied while the reader is behind
 the log's end before they give up: a long log is read to its end however long that takes, a
 stuck reader fails."""
+REATTACH_FIRST_S, REATTACH_CAP_S = 1.0, 30.0
+"""Waits between looks for a vanished topic: 1 s doubling to 30 s (one admin request each)."""
 PROGRESS_EVERY_S = 5.0
 """While a catch-up runs longer than this, one progress line is logged this often (a warning: the
 process is not ready meanwhile, and the edge and the worker show warnings by default)."""
@@ -235,6 +247,11 @@ class ReferenceData:
         self.read_bytes = 0  # their keys and values
         self.checked = 0  # rule packs checked off the event loop (progress within a batch too)
         self._closed = False
+        self._missing: set[str] = set()  # topics dropped from the consumer: they do not exist
+        self._looks = 0  # looks for them so far
+        self._look_at = 0.0  # monotonic time of the next look
+        self._epoch = 0  # bumped at each change of the assignment (a poll under way is read again)
+        self.reattach_backoff = (REATTACH_FIRST_S, REATTACH_CAP_S)
 
     @property
     def trust(self) -> PolicyTrust:
@@ -280,15 +297,9 @@ class ReferenceData:
             bootstrap_servers=self._settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
         )
         await consumer.start()
-        tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        # Read from offset 0 afresh: heads kept from an earlier read would refuse every link again.
-        self._heads.clear()
-        self.training.clear()
-        self.models.clear()
-        self._catalogs.clear()
-        self._position = {tp: await consumer.position(tp) for tp in tps}
+        await self._read_afresh(consumer, counts)
+        self._missing.clear()  # all three exist (``partition_counts``): none is missing any more
+        on_metadata(consumer, self._metadata_changed)  # stops with the consumer
         # The log ends are asked on a connection of their own: the broker answers one request per
         # connection at a time, so on the reader's they waited behind its long-polling fetch (up to
         # fetch_max_wait_ms, ~45 ms a batch on the policy agent's hot path).
@@ -298,6 +309,67 @@ class ReferenceData:
         await self._ends.start()
         self._task = asyncio.create_task(self._run(consumer), name="reference-data")
         self._check_open()  # closed while starting: ``start`` stops the readers it opened
+
+    async def _read_afresh(self, consumer: AIOKafkaConsumer, counts: dict[str, int]) -> None:
+        """Every partition of ``counts`` assigned and read from offset 0, the state built from it reset."""
+        tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        await consumer.beginning_offsets(tps)  # first in the consumer's metadata: not dropped at once again
+        consumer.assign(tps)
+        self._epoch += 1
+        await consumer.seek_to_beginning(*tps)
+        # Read from offset 0 afresh: heads kept from an earlier read would refuse every link again.
+        self._heads.clear()
+        self.training.clear()
+        self.models.clear()
+        self._catalogs.clear()
+        self._position = {tp: await consumer.position(tp) for tp in tps}
+
+    def _metadata_changed(self) -> None:
+        """After each metadata answer: drop the partitions of topics no longer there, at once."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        found = presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+        if not found.gone:
+            return
+        consumer.assign(list(found.kept))
+        for tp in found.kept:
+            consumer.seek(tp, self._position[tp])
+        self._epoch += 1
+        self._missing.update(found.missing_topics)
+        self._looks, self._look_at = 0, time.monotonic() + self.reattach_backoff[0]
+        log.warning(
+            "reference data: topic %s missing (deleted, or its broker came back without it): stopped "
+            "reading it; looking for it again every %g s at most",
+            ", ".join(found.missing_topics),
+            self.reattach_backoff[1],
+        )
+
+    def require_topics(self) -> None:
+        """TopicsMissing (503 naming them) while topics the reader reads do not exist."""
+        if self._missing:
+            raise TopicsMissing(
+                f"Kafka topic {', '.join(sorted(self._missing))} missing (deleted, or its broker came "
+                "back without it): retry later"
+            )
+
+    async def _look_for_topics(self, consumer: AIOKafkaConsumer) -> None:
+        """Once the missing topics exist again, read all three afresh (they are new logs)."""
+        if not self._missing or time.monotonic() < self._look_at:
+            return
+        self._looks += 1
+        first, cap = self.reattach_backoff
+        self._look_at = time.monotonic() + delay(self._looks + 1, first, cap)
+        try:
+            async with asyncio.timeout(STALL_S):
+                counts = await partition_counts(self._settings, self._topics)
+                await self._read_afresh(consumer, counts)
+        except Exception as exc:  # still missing, or the broker does not answer: look again later
+            log.debug("reference data: %s still missing (%r)", sorted(self._missing), exc)
+            return
+        log.warning("reference data: topic %s exists again: reading afresh", ", ".join(sorted(self._missing)))
+        self._missing.clear()
 
     async def stop(self) -> None:
         task, consumer, ends = self._task, self._consumer, self._ends
@@ -325,6 +397,7 @@ class ReferenceData:
         seconds."""
         if self._ends is None:
             raise InfrastructureError("reference data: the reader is not running")
+        self.require_topics()
         ends = await self._ends.end_offsets(list(self._position))
         moved = self.applied + self.checked
         watch = CatchUp(dict(self._position), ends, stall_s or self._stall_s, time.monotonic(), moved)
@@ -352,11 +425,17 @@ class ReferenceData:
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
+            await self._look_for_topics(consumer)
+            epoch = self._epoch
             try:
                 batches = await consumer.getmany(timeout_ms=200)
             except Exception:
                 log.exception("reference data: Kafka read failed; retrying")
                 await asyncio.sleep(1.0)
+                continue
+            if epoch != self._epoch:  # the assignment changed while this poll waited: read it again
+                for tp in consumer.assignment():
+                    consumer.seek(tp, self._position[tp])
                 continue
             for tp, records in batches.items():
                 admissions = await self._admissions(tp.topic, records)
@@ -379,8 +458,9 @@ class ReferenceData:
                         )
             # The consumer's position, not the last record's offset + 1: training.audit and models.audit
             # are written in transactions, and a commit marker after the last record takes an offset.
-            for tp in self._position:
-                self._position[tp] = await consumer.position(tp)
+            for tp in consumer.assignment():
+                with contextlib.suppress(IllegalStateError):  # dropped meanwhile (a topic vanished)
+                    self._position[tp] = await consumer.position(tp)
             async with self._caught_up:
                 self._caught_up.notify_all()
 

@@ -18,7 +18,11 @@ consumer's metadata (refreshed every ``metadata_max_age_ms``).
 A topic deleted or re-created under a running process must not leave its readers stuck: a read
 that makes no progress for ``STALL_POLLS`` polls fails (the caller's 503; the next caller reads
 afresh), and a log end found below what was read means a new log — ``reset`` clears what was
-built from the old one and the tail reads the new one from its start.
+built from the old one and the tail reads the new one from its start. A topic that vanishes (deleted,
+or a broker back without it) is dropped from the consumer at the first metadata answer that lacks it
+(``kafka/vanished.py``): left assigned, even paused, its partitions made aiokafka ask for metadata in
+a loop without backoff, logging thousands of lines a second. The next read opens a new consumer, which
+fails (503 naming the topic) until the topic exists again.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ledgerflow.config import Settings
-from ledgerflow.errors import InfrastructureError
+from ledgerflow.errors import InfrastructureError, TopicsMissing
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import RawRecord
+from ledgerflow.kafka.vanished import known_partitions, on_metadata, presence
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ class LogTail:
         self._starting = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._vanished = False  # the topic left the consumer's metadata: its partitions were dropped
 
     @property
     def closed(self) -> bool:
@@ -84,6 +90,8 @@ class LogTail:
     async def catch_up(self) -> None:
         """Fold every record written before this call; raises what the broker raised."""
         consumer = await self._started()
+        if self._vanished:  # dropped while a read was under way: nothing to read, and no stale answer
+            raise self._missing()
         tps = self._assigned(consumer)
         ends = await consumer.end_offsets(tps)
         idle = self._task is None or self._task.done()
@@ -122,8 +130,14 @@ class LogTail:
         async with self._starting:
             if self._closed:
                 raise InfrastructureError(f"the reader of {self.topic} is closed (the process is stopping)")
+            if self._vanished and self._consumer is not None and (self._task is None or self._task.done()):
+                consumer, self._consumer, self._vanished = self._consumer, None, False
+                await consumer.stop()
             if self._consumer is None:
-                count = (await partition_counts(self._settings, [self.topic]))[self.topic]
+                try:
+                    count = (await partition_counts(self._settings, [self.topic]))[self.topic]
+                except TopicsMissing:
+                    raise self._missing() from None
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self._settings.kafka_bootstrap,
                     enable_auto_commit=False,
@@ -143,7 +157,28 @@ class LogTail:
                     )
                 self._assign(consumer, count)
                 self._consumer = consumer
+                on_metadata(consumer, self._metadata_changed)  # stops with the consumer
             return self._consumer
+
+    def _missing(self) -> TopicsMissing:
+        return TopicsMissing(
+            f"Kafka topic {self.topic} missing (deleted, or its broker came back without it): retry later"
+        )
+
+    def _metadata_changed(self) -> None:
+        """After each metadata answer: a topic no longer there is dropped from the consumer at once."""
+        consumer = self._consumer
+        if consumer is None or self._vanished:
+            return
+        assigned = consumer.assignment()
+        if presence(assigned, known_partitions(consumer, [self.topic])).gone:
+            self._vanished = True
+            consumer.assign([])
+            log.warning(
+                "log tail %s: the topic is missing (deleted, or its broker came back without it): "
+                "stopped reading it; the next read looks for it again",
+                self.topic,
+            )
 
     def _assigned(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """Every partition, with any the topic gained since the last read."""

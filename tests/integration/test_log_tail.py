@@ -131,3 +131,70 @@ def test_a_topic_recreated_under_a_running_tail_is_read_afresh_not_left_stuck(se
             await tail.close()
 
     asyncio.run(scenario())
+
+
+def test_a_deleted_topic_is_dropped_without_a_log_flood_and_read_again_when_back(settings: Settings) -> None:
+    """Its partitions left assigned (paused between reads), a deleted topic made aiokafka ask for
+    metadata in a loop without backoff, logging ``Topic … not found`` thousands of times a second.
+    Now the tail drops it at once, reads fail with a 503 naming it, and it is read when back."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from ledgerflow.errors import TopicsMissing
+    from tests.integration.test_edge_topics_vanish import counted
+
+    topic = settings.topic(POLICY_RULES)
+    folded: list[bytes] = []
+
+    def fold(batch: Sequence[RawRecord]) -> None:
+        folded.extend(r.value or b"" for r in batch)
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+            for _ in range(100):
+                if topic not in await admin.list_topics():
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+        finally:
+            await admin.close()
+
+    async def scenario() -> BaseException | None:
+        tail = LogTail(settings, topic, fold, reset=folded.clear)
+        try:
+            await _send(settings, topic, 3)
+            await tail.catch_up()
+            with counted() as seen:
+                await delete()
+                await asyncio.sleep(3.0)
+            flood = [r.getMessage() for r in seen.records]
+            assert len(flood) <= 30, f"{len(flood)} log records in 3 s with the topic gone: {flood[:5]}"
+            refused: BaseException | None = None
+            try:
+                await tail.catch_up()
+            except TopicsMissing as exc:
+                refused = exc
+            await create()
+            await _send(settings, topic, 2)
+            for _ in range(30):
+                try:
+                    await asyncio.wait_for(tail.catch_up(), 20)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.5)
+            return refused
+        finally:
+            await tail.close()
+
+    refused = asyncio.run(scenario())
+    assert refused is not None and topic in str(refused), refused
+    assert folded == [b"r0", b"r1"], folded

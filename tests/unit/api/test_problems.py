@@ -26,7 +26,7 @@ from ledgerflow.api.problems import (
     status_title,
 )
 from ledgerflow.auth.exceptions import MissingCredentials
-from ledgerflow.errors import AuthError, DomainError, InfrastructureError, ValidationError
+from ledgerflow.errors import AuthError, DomainError, InfrastructureError, TopicsMissing, ValidationError
 
 SECRET = "redis://:hunter2@10.1.2.3:6379"
 # Redis refusals redis-py has no class for (a plain ResponseError), and an error reply that is a bug.
@@ -56,6 +56,7 @@ app = Starlette(
         Route("/forbidden", raiser(AuthError("role 'admin' required", status=403))),
         Route("/conflict", raiser(DomainError("training already enabled"))),
         Route("/infra", raiser(InfrastructureError(f"Redis unreachable at {SECRET}"))),
+        Route("/gone", raiser(TopicsMissing("Kafka topic t.conversation.events missing: retry later"))),
         Route("/boom", raiser(RuntimeError(f"connection string {SECRET}"))),
         Route("/busy", raiser(ResponseError(BUSY))),
         Route("/misconf", raiser(ResponseError(MISCONF))),
@@ -208,6 +209,14 @@ def test_infrastructure_error_is_503_with_retry_after_and_no_internals() -> None
     assert_problem(response, 503, "Service Unavailable")
     assert response.headers["retry-after"] == "5"
     assert "hunter2" not in response.text
+
+
+def test_topics_missing_is_503_with_retry_after_naming_the_topic() -> None:
+    """Topics deleted under the edge: the client is told which one, in one line (a name is no secret)."""
+    response = client.get("/gone")
+    body = assert_problem(response, 503, "Service Unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert body["detail"] == "Kafka topic t.conversation.events missing: retry later"
 
 
 @pytest.mark.parametrize("path", ["/busy", "/misconf"])
