@@ -27,10 +27,11 @@ the agents' decoder takes, and the projector refuses what does not hash right or
 its chain's last projected decision (``projections/verify.py``, ``ops.ChainLink``). So a decision
 frame naming the step's turn is a *hint*: from then on the step reads the conversation's
 decisions in the read model (``_stored_decision``) every ``HINT_POLL_S`` … ``HINT_POLL_MAX_S``
-until the projector wrote one for the turn or the wait ends (202). A forged frame costs a few
-Redis reads and delays nothing: the genuine decision that follows it is what the read model
-holds. A retry, and any keyed request, reads the read model from the start (its decision may
-have been made earlier).
+until the projector wrote one for the turn or the wait ends (202); every such frame starts the
+reads afresh at the short interval. A forged frame costs Redis reads (at most one per 50 ms of
+the wait) and delays nothing: the genuine decision's own frame re-arms the reads, and it is what
+the read model holds. A retry, and any keyed request, reads the read model from the start (its
+decision may have been made earlier).
 """
 
 from __future__ import annotations
@@ -283,8 +284,8 @@ async def _await_decision(
             if poll < WAIT_POLL_S:  # hinted: the next read comes a little later
                 poll = min(poll * 2, HINT_POLL_MAX_S)
             continue
-        if frame.event_type == "PolicyDecision" and _answers(frame.data, event_id) and poll == WAIT_POLL_S:
-            look, poll = True, HINT_POLL_S
+        if frame.event_type == "PolicyDecision" and _answers(frame.data, event_id):
+            look, poll = True, HINT_POLL_S  # each frame naming the turn (the genuine one too) re-arms it
 
 
 def _answers(data: bytes, event_id: str) -> bool:
