@@ -16,10 +16,22 @@
    retry after Redis lost the claim publishes the same event id: a duplicate delivery.
 3. Subscribe to the conversation on the hub *before* publishing, so the decision cannot
    slip past, then publish the ``MessageSubmitted`` (bounded; a failure undoes the claim, 503).
-4. Wait up to ``wait`` seconds (default 2) for the decision — from the hub, or from the
-   read model for a retry whose decision was made earlier. 200 with the decision, or
+4. Wait up to ``wait`` seconds (default 2) for the decision. 200 with the decision, or
    202 with where to find it. Once published, a Redis fault no longer turns the answer
    into an error (a client would retry and double the turn): it is a 202.
+
+Only a decision the projector accepted answers a step: the read model's, never a record read off
+``policy.decisions`` as it is. Anyone who can write to Kafka can append a ``PolicyDecision`` for
+any turn there (``allow`` where the rules deny, for a turn not decided yet); the hub streams what
+the agents' decoder takes, and the projector refuses what does not hash right or does not link to
+its chain's last projected decision (``projections/verify.py``, ``ops.ChainLink``). So a decision
+frame naming the step's turn is a *hint*: from then on the step reads the conversation's
+decisions in the read model (``_stored_decision``) every ``HINT_POLL_S`` … ``HINT_POLL_MAX_S``
+until the projector wrote one for the turn or the wait ends (202); every such frame starts the
+reads afresh at the short interval. A forged frame costs Redis reads (at most one per 50 ms of
+the wait) and delays nothing: the genuine decision's own frame re-arms the reads, and it is what
+the read model holds. A retry, and any keyed request, reads the read model from the start (its
+decision may have been made earlier).
 """
 
 from __future__ import annotations
@@ -67,6 +79,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WAIT_S = 2.0
 MAX_WAIT_S = 30.0
+WAIT_POLL_S = 0.25
+"""How long a step waits for the hub between reads of the read model, before any hint."""
+HINT_POLL_S = 0.002
+HINT_POLL_MAX_S = 0.05
+"""After a decision frame naming the turn, the read model is read at once, then again after
+2 ms, doubling up to 50 ms (the projector applies the decision a few ms after the hub reads it)."""
 IDEMPOTENCY_TTL_S = idempotency.HORIZON_S
 
 
@@ -247,28 +265,34 @@ async def _await_decision(
     *,
     retry: bool,
 ) -> dict[str, Any] | None:
-    deadline = asyncio.get_running_loop().time() + wait
+    """The decision of ``event_id`` the projector accepted (the read model's), within ``wait``
+    seconds; None if none. The hub's frames only say when to look (a frame naming the turn may
+    be forged: module docstring)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
     decisions_key = keys.conversation_decisions(tenant, conversation_id)
+    look, poll = retry, WAIT_POLL_S
     while True:
-        if retry and (stored := await _stored_decision(ctx, decisions_key, event_id)) is not None:
+        if look and (stored := await _stored_decision(ctx, decisions_key, event_id)) is not None:
             found: dict[str, Any] = orjson.loads(stored)
             return found
-        remaining = deadline - asyncio.get_running_loop().time()
+        remaining = deadline - loop.time()
         if remaining <= 0:
             return None
         try:
-            frame = await asyncio.wait_for(sub.queue.get(), timeout=min(remaining, 0.25))
+            frame = await asyncio.wait_for(sub.queue.get(), timeout=min(remaining, poll))
         except TimeoutError:
+            if poll < WAIT_POLL_S:  # hinted: the next read comes a little later
+                poll = min(poll * 2, HINT_POLL_MAX_S)
             continue
-        if frame.event_type != "PolicyDecision":
-            continue
-        record = orjson.loads(frame.data)
-        if record["payload"]["input_event_id"] == event_id:
-            return {
-                "event_id": record["event_id"],
-                **record["payload"],
-                "redactions": [[r["start"], r["end"]] for r in record["payload"]["redactions"]],
-            }
+        if frame.event_type == "PolicyDecision" and _answers(frame.data, event_id):
+            look, poll = True, HINT_POLL_S  # each frame naming the turn (the genuine one too) re-arms it
+
+
+def _answers(data: bytes, event_id: str) -> bool:
+    """Whether a decision frame's JSON names ``event_id`` as its input."""
+    record = orjson.loads(data)
+    return bool(record["payload"]["input_event_id"] == event_id)
 
 
 async def _stored_decision(ctx: EdgeContext, key: str, event_id: str) -> bytes | str | None:

@@ -184,6 +184,7 @@ class _Batch:
         if offset <= self.fold.fences.get(fence_key, {}).get(cursor, -1):
             stats.skipped += 1
             return None
+        seen = None
         if once_key is not None:
             seen = self.fold.seen.get(once_key)
             if seen is None:
@@ -191,8 +192,6 @@ class _Batch:
             if member in seen:
                 stats.deduped += 1
                 return False
-            seen.add(member)
-            self.hset(once_key, member, f"{cursor}@{offset}")
         if link is not None:
             why = self.link(link)
             self.move(link.head_key + FENCE_SUFFIX, cursor, offset)
@@ -200,6 +199,9 @@ class _Batch:
                 stats.refused += 1
                 self.hset(link.quarantine_key, f"{cursor}@{offset}", why)
                 return False
+        if once_key is not None and seen is not None:  # claimed only by a record applied (writer.py)
+            seen.add(member)
+            self.hset(once_key, member, f"{cursor}@{offset}")
         return True
 
     def settle(self, fence_key: str, cursor: str, offset: int, applied: bool, stats: FoldStats) -> None:

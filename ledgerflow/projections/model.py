@@ -49,13 +49,9 @@ class MemorySpace:
             return
         at = f"{cursor}@{offset}"
         ok = True
-        if group.once is not None:
-            seen = self._hash(group.once.key)
-            if group.once.member in seen:
-                ok = False
-                result.deduped += 1
-            else:
-                seen[group.once.member] = at
+        if group.once is not None and group.once.member in self.data.get(group.once.key, {}):
+            ok = False
+            result.deduped += 1
         if ok and group.link is not None:
             why = self._link(group.link)
             self._hash(group.link.head_key + FENCE_SUFFIX)[cursor] = str(offset)
@@ -63,6 +59,8 @@ class MemorySpace:
                 ok = False
                 self._hash(group.link.quarantine_key)[at] = why
                 result.refused.append(Refusal(cursor, offset, why))
+        if ok and group.once is not None:  # claimed only by a record applied (writer.py)
+            self._hash(group.once.key)[group.once.member] = at
         if ok:
             for op in group.ops:
                 self._op(op)

@@ -57,10 +57,12 @@ class RedisOp:
 
 @dataclass(slots=True)
 class Once:
-    """Apply a record's ops only the first time ``member`` is added to the hash ``key``.
+    """Apply a record's ops only if ``member`` is not in the hash ``key`` yet; applied, it adds it.
 
     Deduplicates by identity rather than position: the same event delivered twice (two
-    offsets, one ``event_id``) is counted once.
+    offsets, one ``event_id``) is counted once. Only a record that is applied claims its
+    identity: one its ``ChainLink`` refuses (a decision for a real turn written from outside,
+    linked to nothing) leaves the turn to its genuine decision.
     """
 
     key: str

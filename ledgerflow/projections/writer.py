@@ -17,6 +17,10 @@ Groups travel as one JSON argument
 arguments as strings; every key once in KEYS): packing one string per call instead of
 dozens of arguments per record, and one call instead of one per entity, is what keeps the
 client's cost per record low (see docs/benchmarks.md).
+
+A record's ``Once`` identity is claimed only when the record is applied: one its chain link refuses
+(a decision written from outside for a real turn, linked to nothing) leaves the turn's identity
+free, so the genuine decision that follows it is projected, not taken for a duplicate.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ for _, rec in ipairs(cjson.decode(ARGV[1])) do
     local ok = true
     local once, link = rec[5], rec[6]
     local at = cursor .. '@' .. offset
-    if type(once) == 'table' and redis.call('HSETNX', KEYS[once[1]], once[2], at) == 0 then
+    if type(once) == 'table' and redis.call('HEXISTS', KEYS[once[1]], once[2]) == 1 then
       ok = false
       deduped = deduped + 1
     end
@@ -77,6 +81,9 @@ for _, rec in ipairs(cjson.decode(ARGV[1])) do
         redis.call('HSET', KEYS[link[1]], link[2], link[3] .. ' ' .. link[5])
       end
       redis.call('HSET', KEYS[link[7]], cursor, offset)
+    end
+    if ok and type(once) == 'table' then
+      redis.call('HSET', KEYS[once[1]], once[2], at)
     end
     if ok then
       for _, op in ipairs(rec[4]) do

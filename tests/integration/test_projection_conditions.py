@@ -26,21 +26,25 @@ EVENTS, DECISIONS = "conversation.events", "policy.decisions"
 
 
 def _log(kinds: list[int]) -> list[tuple[Event, Position]]:
-    """A log of turns (some delivered again) and a decision chain (some links forged)."""
+    """A log of turns (some delivered again) and a decision chain (some links forged, some
+    decisions preceded by a forgery for their own turn)."""
     placed: list[tuple[Event, Position]] = []
     last: ChainHead | None = None
     for i, kind in enumerate(kinds):
         if kind == 0:
-            placed.append((turn(i % 4), Position(EVENTS, 0, i)))  # ids repeat: duplicates
-        elif kind == 1:
+            placed.append((turn(i % 4), Position(EVENTS, 0, 2 * i)))  # ids repeat: duplicates
+        elif kind in (1, 3):
+            if kind == 3:  # a forgery for the turn the next decision answers, linked to nothing
+                forged = decision(i, ChainHead(decision_chain_key("acme", "c1"), 1, "b" * 64))
+                placed.append((forged, Position(DECISIONS, 0, 2 * i)))
             d = decision(i, last)
             last = head(d)
-            placed.append((d, Position(DECISIONS, 0, i)))
+            placed.append((d, Position(DECISIONS, 0, 2 * i + 1)))
         else:
             placed.append(
                 (
                     decision(i, ChainHead(decision_chain_key("acme", "c1"), 1, "b" * 64)),
-                    Position(DECISIONS, 0, i),
+                    Position(DECISIONS, 0, 2 * i),
                 )
             )  # forged
     return placed
@@ -61,7 +65,7 @@ async def _dump(redis: aioredis.Redis, keys: Keys) -> dict[str, Any]:
 
 
 @settings(max_examples=15, deadline=None)
-@given(kinds=st.lists(st.sampled_from([0, 0, 1, 1, 2]), min_size=1, max_size=24), cut=st.integers(1, 24))
+@given(kinds=st.lists(st.sampled_from([0, 0, 1, 1, 2, 3]), min_size=1, max_size=24), cut=st.integers(1, 24))
 def test_redis_and_the_model_agree(stack: Settings, kinds: list[int], cut: int) -> None:
     keys = Keys(f"lf:test-{uuid.uuid4().hex}:")
     placed = _log(kinds)

@@ -171,3 +171,21 @@ def test_without_its_guard_nothing_is_written() -> None:
     assert lost.lost and space.data == {}
     space.data[KEYS.sentinel()] = "1"
     assert space.apply(groups((turn(1), Position(EVENTS, 0, 0))), guard=KEYS.sentinel()).applied == 2
+
+
+def test_a_forged_decision_for_a_turn_leaves_the_turn_to_its_genuine_decision() -> None:
+    """A decision written from outside for a real turn, linked to nothing, is refused by its link:
+    it must not claim the turn's identity, or the genuine decision after it is taken for a
+    duplicate and never projected (and its chain never starts in the read model)."""
+    forged = decision(1, ChainHead("acme/c1", 1, "f" * 64))  # the turn's input, a made-up link
+    genuine, after = decision(1, None), decision(2, None)
+    after = decision(2, head(genuine))
+    for cut in (1, 2):  # the genuine decision in the forgery's batch, or in the next one
+        space = MemorySpace()
+        placed = [(forged, Position(DECISIONS, 0, 0)), (genuine, Position(DECISIONS, 0, 1))]
+        first, second = space.apply(groups(*placed[:cut])), space.apply(groups(*placed[cut:]))
+        assert {r.reason for r in first.refused + second.refused} == {"bad-genesis"}
+        assert first.deduped + second.deduped == 0
+        stored = space.data[KEYS.conversation_decisions("acme", "c1")]
+        assert list(stored) == [genuine.payload.input_event_id]  # type: ignore[union-attr]
+        assert space.apply(groups((after, Position(DECISIONS, 0, 2)))).refused == []

@@ -92,7 +92,8 @@ def _training(tenant: str, i: int, head: ChainHead | None) -> Event:
 @st.composite
 def _log(draw: st.DrawFn) -> list[tuple[Event, Position]]:
     """Two partitions' worth of conversations with turns, decisions (some repeated, some
-    forged off the chain), duplicate deliveries of turns, starts and closes."""
+    forged off the chain, some preceded by a forgery for their turn), duplicate deliveries of
+    turns, starts and closes."""
     placed: list[tuple[Event, Position]] = []
     offsets = {EVENTS: 0, DECISIONS: 0, TRAINING: 0}
     heads: dict[str, ChainHead] = {}
@@ -140,6 +141,8 @@ def _log(draw: st.DrawFn) -> list[tuple[Event, Position]]:
         if roll == 6:  # chained under its subject, projected into another conversation
             other = dataclasses.replace(decided.payload, conversation_id="c9")
             decided = dataclasses.replace(decided, payload=other)
+        if roll == 11:  # a forgery for this very turn, linked to nothing, before its decision
+            put(_decision(turn, ChainHead(key, 7, "cd" * 32), "allow"), DECISIONS)
         put(decided, DECISIONS)
         if roll == 4:
             put(decided, DECISIONS)  # a decision repeated
