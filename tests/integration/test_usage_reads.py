@@ -53,6 +53,23 @@ def test_usage_and_forecast_read_fields_with_the_separator_and_skip_garbage(
         assert [h["tokens"] for h in forecast.json()["history"]] == [100, 200, 300, 400]
 
 
+def test_usage_answers_at_most_limit_newest_windows_with_the_count_of_all(
+    settings: Settings, edge: str, store: redis.Redis
+) -> None:
+    headers = edgekit.bearer(settings, roles="subscriber")
+    usage = httpx.get(f"{edge}/v1/usage", params={"limit": 3}, headers=headers, timeout=10)
+    assert usage.status_code == 200, usage.text
+    body = usage.json()
+    assert body["window_count"] == 8 and len(body["windows"]) == 3
+    assert [w["tokens"] for w in body["windows"]] == [300, 400, 400]  # the newest, oldest first
+    assert {t["model"]: (t["windows"], t["tokens"]) for t in body["totals"]} == {
+        "evil|model": (4, 1000),
+        "slm-1": (4, 1000),
+    }
+    refused = httpx.get(f"{edge}/v1/usage", params={"limit": "0"}, headers=headers, timeout=10)
+    assert edgekit.assert_problem(refused, 422)["detail"].startswith("limit")
+
+
 @pytest.mark.parametrize("horizon", ["٣", "1_0", " 3"])
 def test_a_horizon_that_is_not_ascii_digits_is_a_422(
     settings: Settings, edge: str, store: redis.Redis, horizon: str

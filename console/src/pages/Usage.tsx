@@ -8,18 +8,7 @@ import { timeValue } from "../lib/conversation";
 import { when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
 import { costText } from "../lib/models";
-
-interface UsageData {
-  models: string[];
-  windows: {
-    model: string;
-    window_start: string;
-    window_end: string;
-    tokens: number;
-    turns: number;
-    cost?: { low: number; high: number } | null;
-  }[];
-}
+import { SHOWN_WINDOWS, totalOf, windowsTitle, type UsageData } from "../lib/usage";
 
 interface Forecast {
   history: { window_start: string; tokens: number }[];
@@ -27,14 +16,14 @@ interface Forecast {
 }
 
 export function Usage({ session }: { session: Session }) {
-  const usage = usePoll(() => call<UsageData>(session.token, "/v1/usage"), 5000);
+  // Only the newest windows: the read model keeps every window for ever (a field per minute per model).
+  const usage = usePoll(() => call<UsageData>(session.token, `/v1/usage?limit=${SHOWN_WINDOWS}`), 5000);
   const models = usage.data?.models ?? [];
   const [model, setModel] = useState<string | null>(null);
   useEffect(() => {
     if (model === null && models.length) setModel(models[0]);
   }, [model, models]);
-  const windowsOf = (m: string | null) => (usage.data?.windows ?? []).filter((w) => w.model === m);
-  const enough = windowsOf(model).length >= 3; // the forecast needs three windows
+  const enough = totalOf(usage.data, model).windows >= 3; // the forecast needs three windows
   const forecast = usePoll(
     () =>
       model && enough
@@ -70,7 +59,7 @@ export function Usage({ session }: { session: Session }) {
                 >
                   {m}
                 </button>
-                <span className="ml-2 text-xs text-slate-500">{windowsOf(m).reduce((n, w) => n + w.tokens, 0)} tokens</span>
+                <span className="ml-2 text-xs text-slate-500">{totalOf(usage.data, m).tokens} tokens</span>
               </li>
             ))}
           </ul>
@@ -93,7 +82,7 @@ export function Usage({ session }: { session: Session }) {
           </Card>
         </div>
       </div>
-      <Card title="Usage windows">
+      <Card title={windowsTitle(usage.data, SHOWN_WINDOWS)}>
         <table className="w-full" data-testid="windows">
           <thead>
             <tr>
@@ -106,7 +95,7 @@ export function Usage({ session }: { session: Session }) {
             </tr>
           </thead>
           <tbody>
-            {(usage.data?.windows ?? []).slice(-40).reverse().map((w) => (
+            {(usage.data?.windows ?? []).slice(-SHOWN_WINDOWS).reverse().map((w) => (
               <tr key={`${w.model}|${w.window_start}`}>
                 <td className={tdText}>{w.model}</td>
                 <td className={td}>{when(w.window_start)}</td>

@@ -1,0 +1,31 @@
+import { describe, expect, it } from "vitest";
+
+import { SHOWN_WINDOWS, totalOf, windowsTitle, type UsageData } from "./usage";
+
+const w = (model: string, tokens: number) => ({ model, window_start: "", window_end: "", tokens, turns: 1 });
+
+describe("the Usage page's reading of GET /v1/usage", () => {
+  it("says how many windows of how many it lists (the read model keeps them all, for ever)", () => {
+    const data: UsageData = { models: ["m"], window_count: 43_200, windows: [w("m", 1), w("m", 2)] };
+    expect(windowsTitle(data, SHOWN_WINDOWS)).toBe("Usage windows: the newest 40 of 43,200, newest first");
+    expect(windowsTitle({ models: ["m"], window_count: 2, windows: [w("m", 1), w("m", 2)] }, SHOWN_WINDOWS)).toBe(
+      "Usage windows, newest first",
+    );
+  });
+
+  it("takes a model's totals and window count over all its windows, not just those listed", () => {
+    const data: UsageData = {
+      models: ["m"],
+      totals: [{ model: "m", windows: 500, tokens: 9_000, turns: 40 }],
+      window_count: 500,
+      windows: [w("m", 1)],
+    };
+    expect(totalOf(data, "m")).toEqual({ model: "m", windows: 500, tokens: 9_000, turns: 40 });
+    expect(totalOf({ models: ["m"], windows: [w("m", 1), w("m", 2)] }, "m")).toEqual({
+      model: "m",
+      windows: 2,
+      tokens: 3,
+      turns: 2,
+    });
+  });
+});

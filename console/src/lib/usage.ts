@@ -1,0 +1,48 @@
+// GET /v1/usage as the Usage page reads it (docs/api.md): the newest windows, the count of all,
+// and each model's totals over all its windows.
+
+export interface UsageWindow {
+  model: string;
+  window_start: string;
+  window_end: string;
+  tokens: number;
+  turns: number;
+  cost?: { low: number; high: number } | null;
+}
+
+export interface ModelTotal {
+  model: string;
+  windows: number;
+  tokens: number;
+  turns: number;
+}
+
+export interface UsageData {
+  models: string[];
+  totals?: ModelTotal[]; // absent from older edges: then summed from the windows answered
+  window_count?: number;
+  windows: UsageWindow[];
+}
+
+/** Windows the page lists (and asks the edge for): the read model keeps every window for ever. */
+export const SHOWN_WINDOWS = 40;
+
+/** A model's totals: the edge's over all its windows, else those of the windows answered. */
+export function totalOf(data: UsageData | null, model: string | null): ModelTotal {
+  const found = data?.totals?.find((t) => t.model === model);
+  if (found) return found;
+  const mine = (data?.windows ?? []).filter((w) => w.model === model);
+  return {
+    model: model ?? "",
+    windows: mine.length,
+    tokens: mine.reduce((n, w) => n + w.tokens, 0),
+    turns: mine.reduce((n, w) => n + w.turns, 0),
+  };
+}
+
+/** The title of the windows table: how many of how many, newest first. */
+export function windowsTitle(data: UsageData | null, shown: number): string {
+  const all = data?.window_count ?? data?.windows.length ?? 0;
+  if (all <= shown) return "Usage windows, newest first";
+  return `Usage windows: the newest ${shown} of ${all.toLocaleString("en")}, newest first`;
+}
