@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { SHOWN_WINDOWS, totalOf, windowsTitle, type UsageData } from "./usage";
+import { CHART_HISTORY, SHOWN_WINDOWS, forecastPath, totalOf, windowsTitle, type UsageData } from "./usage";
 
 const w = (model: string, tokens: number) => ({ model, window_start: "", window_end: "", tokens, turns: 1 });
 
@@ -27,5 +27,11 @@ describe("the Usage page's reading of GET /v1/usage", () => {
       tokens: 3,
       turns: 2,
     });
+  });
+});
+
+describe("forecastPath", () => {
+  it("asks for the newest windows of the history only (the edge kept answering every window ever)", () => {
+    expect(forecastPath("a&b|c")).toBe(`/v1/forecast?model=a%26b%7Cc&horizon=5&history=${CHART_HISTORY}`);
   });
 });

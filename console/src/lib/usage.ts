@@ -46,3 +46,12 @@ export function windowsTitle(data: UsageData | null, shown: number): string {
   if (all <= shown) return "Usage windows, newest first";
   return `Usage windows: the newest ${shown} of ${all.toLocaleString("en")}, newest first`;
 }
+
+/** History windows the forecast chart shows (an hour of 60 s windows); the edge fits them all. */
+export const CHART_HISTORY = 60;
+
+/** The forecast the Usage page asks for: 5 windows ahead, the newest CHART_HISTORY windows back. */
+export function forecastPath(model: string): string {
+  const q = new URLSearchParams({ model, horizon: "5", history: String(CHART_HISTORY) });
+  return `/v1/forecast?${q}`;
+}

@@ -8,7 +8,7 @@ import { timeValue } from "../lib/conversation";
 import { when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
 import { costText } from "../lib/models";
-import { SHOWN_WINDOWS, totalOf, windowsTitle, type UsageData } from "../lib/usage";
+import { SHOWN_WINDOWS, forecastPath, totalOf, windowsTitle, type UsageData } from "../lib/usage";
 
 interface Forecast {
   history: { window_start: string; tokens: number }[];
@@ -27,7 +27,7 @@ export function Usage({ session }: { session: Session }) {
   const forecast = usePoll(
     () =>
       model && enough
-        ? call<Forecast>(session.token, `/v1/forecast?model=${encodeURIComponent(model)}&horizon=5`)
+        ? call<Forecast>(session.token, forecastPath(model))
         : Promise.resolve(null),
     5000,
     [model, enough],
