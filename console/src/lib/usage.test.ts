@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { CHART_HISTORY, SHOWN_WINDOWS, forecastPath, totalOf, windowsTitle, type UsageData } from "./usage";
+import { CHART_HISTORY, SHOWN_WINDOWS, forecastPath, modelList, totalOf, windowsTitle, type UsageData } from "./usage";
 
 const w = (model: string, tokens: number) => ({ model, window_start: "", window_end: "", tokens, turns: 1 });
 
@@ -33,5 +33,30 @@ describe("the Usage page's reading of GET /v1/usage", () => {
 describe("forecastPath", () => {
   it("asks for the newest windows of the history only (the edge kept answering every window ever)", () => {
     expect(forecastPath("a&b|c")).toBe(`/v1/forecast?model=a%26b%7Cc&horizon=5&history=${CHART_HISTORY}`);
+  });
+});
+
+describe("modelList", () => {
+  it("lists the models with the most tokens, keeps the selected one, and counts the rest", () => {
+    const models = Array.from({ length: 5000 }, (_, i) => `m${i}`);
+    const data: UsageData = {
+      models,
+      totals: models.map((model, i) => ({ model, windows: 1, tokens: i, turns: 1 })),
+      window_count: 5000,
+      windows: [],
+    };
+    const listed = modelList(data, "m7", 3);
+    expect(listed.models.map((t) => t.model)).toEqual(["m4999", "m4998", "m4997", "m7"]);
+    expect(listed.hidden).toBe(4996);
+    expect(modelList(data, "m4999", 3).hidden).toBe(4997);
+  });
+
+  it("sums the windows answered when the edge gives no totals", () => {
+    const listed = modelList({ models: ["a", "b"], windows: [w("a", 1), w("b", 5), w("b", 1)] }, null, 10);
+    expect(listed.models.map((t) => [t.model, t.tokens])).toEqual([
+      ["b", 6],
+      ["a", 1],
+    ]);
+    expect(listed.hidden).toBe(0);
   });
 });

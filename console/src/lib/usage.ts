@@ -55,3 +55,22 @@ export function forecastPath(model: string): string {
   const q = new URLSearchParams({ model, horizon: "5", history: String(CHART_HISTORY) });
   return `/v1/forecast?${q}`;
 }
+
+/** Models the page lists: anyone who produces turns names their model, so there may be thousands. */
+export const SHOWN_MODELS = 50;
+
+export interface ModelList {
+  models: ModelTotal[]; // the most tokens first (then by name), the selected one always among them
+  hidden: number; // models seen in traffic that are not listed
+}
+
+/** The ``max`` models with the most tokens, plus ``selected`` when it is not one of them. */
+export function modelList(data: UsageData | null, selected: string | null, max: number): ModelList {
+  const byModel = new Map((data?.totals ?? []).map((t) => [t.model, t])); // one pass: thousands of models
+  const all = (data?.models ?? []).map((m) => byModel.get(m) ?? totalOf(data?.totals ? null : data, m));
+  all.sort((a, b) => b.tokens - a.tokens || (a.model < b.model ? -1 : a.model > b.model ? 1 : 0));
+  const models = all.slice(0, max);
+  const chosen = all.find((t) => t.model === selected);
+  if (chosen && !models.includes(chosen)) models.push(chosen);
+  return { models, hidden: all.length - models.length };
+}

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 
 import { Chart, Legend } from "../components/Chart";
 import { Card, Problem, td, tdText, th } from "../components/ui";
@@ -8,7 +8,7 @@ import { timeValue } from "../lib/conversation";
 import { when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
 import { costText } from "../lib/models";
-import { SHOWN_WINDOWS, forecastPath, totalOf, windowsTitle, type UsageData } from "../lib/usage";
+import { SHOWN_MODELS, SHOWN_WINDOWS, forecastPath, modelList, totalOf, windowsTitle, type UsageData } from "../lib/usage";
 
 interface Forecast {
   history: { window_start: string; tokens: number }[];
@@ -18,11 +18,13 @@ interface Forecast {
 export function Usage({ session }: { session: Session }) {
   // Only the newest windows: the read model keeps every window for ever (a field per minute per model).
   const usage = usePoll(() => call<UsageData>(session.token, `/v1/usage?limit=${SHOWN_WINDOWS}`), 5000);
-  const models = usage.data?.models ?? [];
   const [model, setModel] = useState<string | null>(null);
+  // Anyone who produces turns names their model: list the most used, never thousands of buttons.
+  const listed = useMemo(() => modelList(usage.data, model, SHOWN_MODELS), [usage.data, model]);
+  const first = listed.models[0]?.model ?? null;
   useEffect(() => {
-    if (model === null && models.length) setModel(models[0]);
-  }, [model, models]);
+    if (model === null && first !== null) setModel(first);
+  }, [model, first]);
   const enough = totalOf(usage.data, model).windows >= 3; // the forecast needs three windows
   const forecast = usePoll(
     () =>
@@ -48,9 +50,15 @@ export function Usage({ session }: { session: Session }) {
     <>
       {usage.error && <Problem message={usage.error.message} />}
       <div className="grid grid-cols-3 gap-4">
-        <Card title="Models seen in traffic">
+        <Card
+          title={
+            listed.hidden > 0
+              ? `Models seen in traffic: the ${listed.models.length} with the most tokens of ${(listed.models.length + listed.hidden).toLocaleString("en")}`
+              : "Models seen in traffic"
+          }
+        >
           <ul className="space-y-1 text-sm" data-testid="models">
-            {models.map((m) => (
+            {listed.models.map(({ model: m, tokens }) => (
               <li key={m}>
                 <button
                   type="button"
@@ -59,11 +67,11 @@ export function Usage({ session }: { session: Session }) {
                 >
                   {m}
                 </button>
-                <span className="ml-2 text-xs text-slate-500">{totalOf(usage.data, m).tokens} tokens</span>
+                <span className="ml-2 text-xs text-slate-500">{tokens} tokens</span>
               </li>
             ))}
           </ul>
-          {usage.data && models.length === 0 && <p className="text-sm text-slate-500">No traffic yet.</p>}
+          {usage.data && listed.models.length === 0 && <p className="text-sm text-slate-500">No traffic yet.</p>}
         </Card>
         <div className="col-span-2">
           <Card title={`Forecast for ${model ?? "—"} (Holt's linear trend, 5 windows, with interval)`} actions={<Legend series={[...series, { name: "interval", color: "#c4b5fd" }]} />}>
