@@ -85,11 +85,16 @@ def positions(findings: Iterable[Finding]) -> set[Position]:
 
 
 def answer(tenant_findings: list[Finding], report: Report) -> dict[str, Any]:
+    """The tenant's answer. ``complete`` is false when the audit counted findings it did not keep
+    (past its first ``max_findings``, of any tenant: whose they are is not known), and the answer is
+    then never ``ok``: another tenant's forged records must not fill the list and hide this
+    tenant's findings. Only that there were such findings is said, not how many (other tenants')."""
     counts: dict[str, int] = {}
     for f in tenant_findings:
         counts[f.kind] = counts.get(f.kind, 0) + 1
+    complete = report.total <= len(report.findings)
     return {
-        "ok": not tenant_findings,
+        "ok": not tenant_findings and complete,
         "counts": dict(sorted(counts.items())),
         "findings": [
             {
@@ -101,6 +106,7 @@ def answer(tenant_findings: list[Finding], report: Report) -> dict[str, Any]:
             }
             for f in tenant_findings
         ],
+        "complete": complete,
         "records_read": sum(v for k, v in report.stats.items() if k.endswith("records")),
         "seconds": round(report.seconds, 3),
     }
@@ -161,15 +167,21 @@ FINDING = obj(
     summary="Run the audit over the current logs (role admin; one at a time per tenant and per edge)",
     description="Bounded by a deadline (503 + Retry-After past it); 409 while another audit of the tenant "
     "runs; 429 + Retry-After while this edge runs another tenant's, or ran this tenant's last while another "
-    "waits for its turn. Only this tenant's findings are answered.",
+    "waits for its turn. Only this tenant's findings are answered; `complete` is false when the audit only "
+    "counted some past the first it keeps, whose tenant is unknown (then never `ok`).",
     tags=["audit"],
     responses={
         "200": json_response(
             obj(
-                ["ok", "counts", "findings", "records_read", "seconds"],
+                ["ok", "counts", "findings", "complete", "records_read", "seconds"],
                 ok={"type": "boolean"},
                 counts={"type": "object", "additionalProperties": INT},
                 findings={"type": "array", "items": FINDING},
+                complete={
+                    "type": "boolean",
+                    "description": "False when the audit only counted some findings (any tenant's, past the "
+                    "first it keeps): this tenant's logs are then not proven clean",
+                },
                 records_read=INT,
                 seconds=NUM,
             ),

@@ -4,6 +4,13 @@ Reads the tenant's conversation index (``Keys.tenant_conversations``: a sorted s
 the time of each conversation's last event), then each listed conversation's hash and the
 size of its decisions hash, in one pipelined round trip per page. Every Redis call is bounded
 (``within_deadline``): a dead Redis is a 503 with ``Retry-After``.
+
+A page after a cursor reads only its own entries (``ranked_after``): from the rank of the
+cursor's conversation while it still has the cursor's score (one script: score, rank and range
+together). Ties share a score, and anyone who writes Kafka sets the times of their events: read
+by score, a page after a cursor read every conversation tied with it (100,000 of them, 100,000
+entries per page). Only when the cursor's conversation moved on (new activity) or is gone does a
+page read by score, ties and all.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -48,6 +56,45 @@ def page_after(ranked: Sequence[tuple[Reply, float]], after: Cursor | None, limi
         if len(out) == limit:
             break
     return out
+
+
+_AFTER_RANK = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not score) or tonumber(score) ~= tonumber(ARGV[2]) then return false end
+local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+return redis.call('ZREVRANGE', KEYS[1], rank + 1, rank + tonumber(ARGV[3]), 'WITHSCORES')
+"""
+
+
+def pairs(flat: Sequence[Reply]) -> list[tuple[Reply, float]]:
+    """``[member, score, member, score, …]`` (a script's WITHSCORES reply) as (member, score) pairs."""
+    return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+
+
+async def ranked_after(
+    redis: Redis, index: str, after: Cursor | None, count: int
+) -> list[tuple[Reply, float]]:
+    """Up to ``count`` entries of ``index`` after ``after`` (newest first; the first ones when None),
+    reading ``count`` entries when the cursor's conversation still has its score, else every entry
+    tied with the cursor's score too (``page_after`` then skips what is not after it)."""
+    if after is None:
+        return cast(
+            list[tuple[Reply, float]],
+            await within_deadline(
+                redis.zrevrangebyscore(index, "+inf", "-inf", start=0, num=count, withscores=True), "redis"
+            ),
+        )
+    flat = await within_deadline(redis.eval(_AFTER_RANK, 1, index, after.member, after.score, count), "redis")
+    if flat is not None:
+        return pairs(cast(list[Reply], flat))
+    ties = await within_deadline(redis.zcount(index, after.score, after.score), "redis")
+    return cast(
+        list[tuple[Reply, float]],
+        await within_deadline(
+            redis.zrevrangebyscore(index, after.score, "-inf", start=0, num=ties + count, withscores=True),
+            "redis",
+        ),
+    )
 
 
 def item(entry: Entry, fields: Mapping[Reply, Reply], decisions: int) -> dict[str, Any]:
@@ -102,20 +149,8 @@ async def list_conversations(request: Request) -> JSONResponse:
     ctx: EdgeContext = request.app.state.ctx
     keys = await within_deadline(ctx.read_keys(), "redis")
     index = keys.tenant_conversations(principal.tenant)
-    # Step 1. The page: ties at the cursor's score are skipped, so ask for them too.
-    top = "+inf" if after is None else after.score
-    ties = (
-        0
-        if after is None
-        else await within_deadline(ctx.redis.zcount(index, after.score, after.score), "redis")
-    )
-    ranked = cast(
-        list[tuple[Reply, float]],
-        await within_deadline(
-            ctx.redis.zrevrangebyscore(index, top, "-inf", start=0, num=ties + limit + 1, withscores=True),
-            "redis",
-        ),
-    )
+    # Step 1. The page (one more entry: is there a next page?).
+    ranked = await ranked_after(ctx.redis, index, after, limit + 1)
     entries = page_after(ranked, after, limit + 1)
     more, entries = len(entries) > limit, entries[:limit]
     # Step 2. Each conversation's hash and decision count, one round trip.

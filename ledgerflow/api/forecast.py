@@ -24,6 +24,10 @@ from ledgerflow.usage.forecast import forecast as holt_forecast
 
 MAX_HORIZON = 60
 DEFAULT_HORIZON = 5
+DEFAULT_HISTORY = 1000
+MAX_HISTORY = 10_000
+"""History windows answered (the newest): the read model keeps every window for ever; the fit
+takes them all."""
 
 
 def series_of(fields: Mapping[Reply, Reply], model: str) -> tuple[list[int], list[float]]:
@@ -53,6 +57,11 @@ def parse_horizon(raw: str | None) -> int:
             {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON},
             f"Windows ahead (default {DEFAULT_HORIZON})",
         ),
+        query(
+            "history",
+            {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+            f"The newest history windows answered (default {DEFAULT_HISTORY}); the fit takes every window",
+        ),
         TENANT_PARAM,
     ],
     responses={"200": json_response(ref("Forecast"), "The forecast"), **problems(*AUTHED, 422)},
@@ -65,6 +74,9 @@ async def forecast(request: Request) -> JSONResponse:
     if not model:
         raise ValidationError("model: query parameter required (e.g. ?model=slm-1)")
     horizon = parse_horizon(request.query_params.get("horizon"))
+    shown = parse_limit(
+        request.query_params.get("history"), default=DEFAULT_HISTORY, maximum=MAX_HISTORY, name="history"
+    )
     keys = await within_deadline(ctx.read_keys(), "redis")
     fields = await within_deadline(ctx.redis.hgetall(keys.usage(principal.tenant)), "redis")
     starts, series = series_of(fields, model)
@@ -85,9 +97,10 @@ async def forecast(request: Request) -> JSONResponse:
             "prices": None
             if prices == (None, None)
             else {"input_per_1k": prices[0], "output_per_1k": prices[1]},
+            "history_count": len(starts),
             "history": [
                 {"window_start": rfc3339(s), "tokens": v, "cost": cost(v)}
-                for s, v in zip(starts, series, strict=True)
+                for s, v in zip(starts[-shown:], series[-shown:], strict=True)
             ],
             "forecast": [
                 {

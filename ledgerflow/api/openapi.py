@@ -167,8 +167,12 @@ def _schemas() -> dict[str, Schema]:
             consistency_token=spec.nullable("string"),
         ),
         "Forecast": spec.obj(
-            ["tenant", "model", "method", "history", "forecast"],
+            ["tenant", "model", "method", "history_count", "history", "forecast"],
             tenant=spec.STR,
+            history_count={
+                "type": "integer",
+                "description": "The model's windows; `history` holds the newest",
+            },
             model=spec.STR,
             method=spec.STR,
             prices={

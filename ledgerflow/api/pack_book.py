@@ -144,10 +144,20 @@ class PackBook:
     def add(self, tenant: str, published: Publication) -> None:
         self._tenants.setdefault(tenant, {})[published.payload.version] = published
 
-    def publications(self, tenant: str) -> list[Publication]:
-        """``tenant``'s publications, newest version first."""
+    def publications(
+        self, tenant: str, limit: int | None = None, before: int | None = None, version: int | None = None
+    ) -> list[Publication]:
+        """``tenant``'s publications, newest version first: only ``version`` when given, else those
+        below ``before`` (all when None), the first ``limit`` of them (all when None)."""
         mine = self._tenants.get(tenant, {})
-        return [mine[v] for v in sorted(mine, reverse=True)]
+        if version is not None:
+            return [mine[version]] if version in mine else []
+        numbers = sorted((v for v in mine if before is None or v < before), reverse=True)
+        return [mine[v] for v in numbers[:limit]]
+
+    def count(self, tenant: str) -> int:
+        """How many versions ``tenant`` has published."""
+        return len(self._tenants.get(tenant, {}))
 
     def check(self, publications: Iterable[Publication], lookup: KeyLookup | None) -> list[PackVersion]:
         """Each publication with its verdict: remembered while the trust store's key for its

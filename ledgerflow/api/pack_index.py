@@ -68,12 +68,25 @@ class PackIndex:
         """Fold every record of ``policy.rules`` written before this call."""
         await self.tail.catch_up()
 
-    async def versions(self, tenant: str, lookup: KeyLookup | None) -> list[PackVersion]:
-        """``tenant``'s versions folded so far, newest first, each with its verdict. One job per
-        tenant at a time: a listing waits for the job under way (its verdicts are then
-        remembered), then runs its own (cheap when nothing changed)."""
+    def count(self, tenant: str) -> int:
+        """How many versions of ``tenant`` are folded so far."""
         with self.tail.lock:
-            mine = self.book.publications(tenant)
+            return self.book.count(tenant)
+
+    async def versions(
+        self,
+        tenant: str,
+        lookup: KeyLookup | None,
+        limit: int | None = None,
+        before: int | None = None,
+        version: int | None = None,
+    ) -> list[PackVersion]:
+        """``tenant``'s versions folded so far, newest first, each with its verdict: only those
+        ``PackBook.publications`` selects (``limit``, ``before``, ``version``), so a page checks only
+        its own. One job per tenant at a time: a listing waits for the job under way (its verdicts
+        are then remembered), then runs its own (cheap when nothing changed)."""
+        with self.tail.lock:
+            mine = self.book.publications(tenant, limit, before, version)
         loop = asyncio.get_running_loop()
         while (running := self._jobs.get(tenant)) is not None and not running.done():
             with contextlib.suppress(Exception):

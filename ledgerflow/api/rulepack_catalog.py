@@ -33,7 +33,20 @@ from ledgerflow.api.authentication import requires_tenant_role
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
 from ledgerflow.api.pack_book import PackVersion, catalog
-from ledgerflow.api.spec import AUTHED, INT, STR, TIME, json_response, nullable, obj, operation, problems
+from ledgerflow.api.paging import parse_limit
+from ledgerflow.api.spec import (
+    AUTHED,
+    INT,
+    STR,
+    TIME,
+    json_response,
+    limit_query,
+    nullable,
+    obj,
+    operation,
+    problems,
+    query,
+)
 from ledgerflow.config import Settings
 from ledgerflow.contracts import codec
 from ledgerflow.contracts.codec import TOPIC_TYPES
@@ -46,6 +59,8 @@ from ledgerflow.topics import POLICY_RULES
 __all__ = ["catalog", "get_pack", "list_packs", "read_policy_events"]
 
 READ_DEADLINE_S = 5.0
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
 async def read_policy_events(settings: Settings) -> list[Event]:
@@ -62,16 +77,29 @@ async def read_policy_events(settings: Settings) -> list[Event]:
     return out
 
 
-async def _catalog(request: Request) -> list[PackVersion]:
+async def _catalog(
+    request: Request, limit: int | None = None, before: int | None = None, version: int | None = None
+) -> tuple[list[PackVersion], int]:
+    """The selected versions of the caller's tenant (``PackIndex.versions``), checked, and how many
+    versions the tenant has."""
     principal = requires_tenant_role(request)
     ctx: EdgeContext = request.app.state.ctx
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READ_DEADLINE_S
     await within_deadline(ctx.packs.catch_up(), "kafka", READ_DEADLINE_S)
     remaining = max(deadline - loop.time(), 0.001)
-    return await within_deadline(
-        ctx.packs.versions(principal.tenant, ctx.reference.trust.lookup), "rule pack checks", remaining
+    versions = await within_deadline(
+        ctx.packs.versions(principal.tenant, ctx.reference.trust.lookup, limit, before, version),
+        "rule pack checks",
+        remaining,
     )
+    return versions, ctx.packs.count(principal.tenant)
+
+
+def _version(raw: str, name: str) -> int:
+    if not ascii_digits(raw, max_digits=9) or int(raw) < 1:
+        raise ValidationError(f"{name}: a positive integer is required, got {raw[:20]!r}")
+    return int(raw)
 
 
 SUMMARY = obj(
@@ -88,15 +116,33 @@ SUMMARY = obj(
 
 @operation(
     "listRulePacks",
-    summary="The tenant's published rule pack versions, newest first (any role of the tenant)",
+    summary="A page of the tenant's published rule pack versions, newest first (any role of the tenant)",
+    description="The newest `limit` versions below `before` (all versions when absent); `count` is how "
+    "many versions the tenant has. Only the versions of the page are checked.",
     tags=["policy"],
+    parameters=[
+        limit_query(MAX_LIMIT, DEFAULT_LIMIT, "Versions in the page"),
+        query("before", {"type": "integer", "minimum": 1}, "Only versions below this one (the next page)"),
+    ],
     responses={
-        "200": json_response(obj(["items"], items={"type": "array", "items": SUMMARY}), "The versions"),
-        **problems(*AUTHED),
+        "200": json_response(
+            obj(
+                ["items", "count"],
+                items={"type": "array", "items": SUMMARY},
+                count={"type": "integer", "description": "The tenant's versions, all of them"},
+            ),
+            "The versions",
+        ),
+        **problems(*AUTHED, 422),
     },
 )
 async def list_packs(request: Request) -> JSONResponse:
-    return JSONResponse({"items": [p.summary() for p in await _catalog(request)]})
+    params = request.query_params
+    limit = parse_limit(params.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    raw_before = params.get("before")
+    before = None if raw_before is None else _version(raw_before, "before")
+    versions, count = await _catalog(request, limit=limit, before=before)
+    return JSONResponse({"items": [p.summary() for p in versions], "count": count})
 
 
 @operation(
@@ -122,11 +168,8 @@ async def list_packs(request: Request) -> JSONResponse:
     },
 )
 async def get_pack(request: Request) -> JSONResponse:
-    raw = request.path_params["version"]
-    if not ascii_digits(raw, max_digits=9) or int(raw) < 1:
-        raise ValidationError(f"version: a positive integer is required, got {raw[:20]!r}")
-    version = int(raw)
-    for pack in await _catalog(request):
+    version = _version(request.path_params["version"], "version")
+    for pack in (await _catalog(request, version=version))[0]:
         if pack.version == version:
             summary = pack.summary()
             del summary["rules"]

@@ -16,15 +16,24 @@ __all__ = ["reader_of", "tenant_read"]
 
 
 def tenant_read(
-    operation_id: str, summary: str, tag: str, body: Schema, description: str
+    operation_id: str,
+    summary: str,
+    tag: str,
+    body: Schema,
+    description: str,
+    parameters: tuple[Schema, ...] = (),
 ) -> Callable[[Handler], Handler]:
-    """``@operation`` of a GET any role of the tenant may call, answering ``body`` with 200."""
+    """``@operation`` of a GET any role of the tenant may call, answering ``body`` with 200; with
+    query ``parameters`` of its own, a value out of their range is a 422."""
     return operation(
         operation_id,
         summary=summary,
         tags=[tag],
-        parameters=[TENANT_PARAM],
-        responses={"200": json_response(body, description), **problems(*AUTHED)},
+        parameters=[*parameters, TENANT_PARAM],
+        responses={
+            "200": json_response(body, description),
+            **problems(*AUTHED, *((422,) if parameters else ())),
+        },
     )
 
 

@@ -1,8 +1,13 @@
-"""``GET /v1/usage``: the models seen in the tenant's traffic and its token usage windows.
+"""``GET /v1/usage?limit=``: the models seen in the tenant's traffic and its token usage windows.
 
 From the usage read model (``Keys.usage`` and ``Keys.usage_turns``: one field per model,
 window and source partition; see docs/usage.md), summed over source partitions. Redis
 calls are bounded: a dead Redis is a 503 with ``Retry-After``.
+
+The read model keeps every window for ever (a field per minute per model and source partition),
+so the answer holds the newest ``limit`` windows (``DEFAULT_LIMIT``, at most ``MAX_LIMIT``) with
+``window_count``, the number of all, and each model's ``totals`` over all of them. The edge
+still reads the whole hash per request; only what it answers is bounded.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from starlette.responses import JSONResponse
 
 from ledgerflow.api.context import EdgeContext
 from ledgerflow.api.health import within_deadline
-from ledgerflow.api.paging import rfc3339
-from ledgerflow.api.spec import INT, NUM, STR, TIME, obj
+from ledgerflow.api.paging import parse_limit, rfc3339
+from ledgerflow.api.spec import INT, NUM, STR, TIME, limit_query, obj
 from ledgerflow.api.tenant_reads import reader_of, tenant_read
 from ledgerflow.models import ModelSettings
 from ledgerflow.projections.usage_fields import UsageField, usage_totals
@@ -27,21 +32,38 @@ from ledgerflow.usage.cost import cost_range
 
 log = logging.getLogger(__name__)
 
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10_000
+
 
 def windows(
     tokens: Mapping[Reply, Reply],
     turns: Mapping[Reply, Reply],
     prices: Mapping[str, ModelSettings] | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Models (sorted) and windows (by start, then model), totals summed over source partitions;
-    each window's cost when the model registry knows its prices (``usage/cost.py``), else null."""
+    """Models (sorted), each model's totals, and the newest ``limit`` windows (all when None; by
+    start, then model), totals summed over source partitions; each window's cost when the model
+    registry knows its prices (``usage/cost.py``), else null; ``window_count`` counts them all."""
     prices = prices or {}
     totals: dict[tuple[int, str, int], list[int]] = defaultdict(lambda: [0, 0])
     for column, source in ((0, tokens), (1, turns)):
         for field, value in readable_totals(source):
             totals[(field.window_start, field.model, field.window_end)][column] += value
+    per_model: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for (_, model, _), (window_tokens, window_turns) in totals.items():
+        per_model[model][0] += 1
+        per_model[model][1] += window_tokens
+        per_model[model][2] += window_turns
+    ordered = sorted(totals)
+    newest = ordered if limit is None else ordered[max(0, len(ordered) - limit) :]
     return {
-        "models": sorted({model for _, model, _ in totals}),
+        "models": sorted(per_model),
+        "totals": [
+            {"model": model, "windows": n, "tokens": sum_tokens, "turns": sum_turns}
+            for model, (n, sum_tokens, sum_turns) in sorted(per_model.items())
+        ],
+        "window_count": len(ordered),
         "windows": [
             {
                 "model": model,
@@ -51,7 +73,7 @@ def windows(
                 "turns": totals[(start, model, end)][1],
                 "cost": _cost(totals[(start, model, end)][0], prices.get(model)),
             }
-            for start, model, end in sorted(totals)
+            for start, model, end in newest
         ],
     }
 
@@ -95,8 +117,19 @@ COST = {
     "Models seen in the tenant's traffic and its token usage windows (any role of the tenant)",
     "usage",
     obj(
-        ["models", "windows"],
+        ["models", "totals", "window_count", "windows"],
         models={"type": "array", "items": STR},
+        totals={
+            "type": "array",
+            "description": "Each model's windows, tokens and turns over all its windows",
+            "items": obj(
+                ["model", "windows", "tokens", "turns"], model=STR, windows=INT, tokens=INT, turns=INT
+            ),
+        },
+        window_count={
+            "type": "integer",
+            "description": "All the tenant's windows; `windows` holds the newest",
+        },
         windows={
             "type": "array",
             "items": obj(
@@ -111,13 +144,16 @@ COST = {
         },
     ),
     "Usage",
+    parameters=(limit_query(MAX_LIMIT, DEFAULT_LIMIT, "The newest windows answered"),),
 )
 async def usage(request: Request) -> JSONResponse:
     principal = reader_of(request)
+    limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     ctx: EdgeContext = request.app.state.ctx
     keys = await within_deadline(ctx.read_keys(), "redis")
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.hgetall(keys.usage(principal.tenant))
     pipe.hgetall(keys.usage_turns(principal.tenant))
     tokens, turns = await within_deadline(pipe.execute(), "redis")
-    return JSONResponse(windows(tokens, turns, ctx.reference.registry_for(principal.tenant).models))
+    prices = ctx.reference.registry_for(principal.tenant).models
+    return JSONResponse(windows(tokens, turns, prices, limit))

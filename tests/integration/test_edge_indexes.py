@@ -131,6 +131,32 @@ def test_a_tenants_listing_reads_new_records_once_and_checks_only_its_own(
     assert httpx.get(f"{edge}/v1/policy/packs/3", headers=auth, timeout=30).status_code == 404  # acme's v3
 
 
+def test_a_listing_of_thousands_of_versions_answers_and_checks_only_a_page(
+    settings: Settings, edge: str, tokens: Any
+) -> None:
+    """Anyone who can write Kafka can publish versions without the edge's publish rate: every
+    listing answered (and checked: signature, then compile) every version of the tenant, and the
+    console's Policy page rendered a row and two picker entries each. Now a page: the newest
+    ``limit`` (or those before ``before``) with ``count``, and one version's read checks only it."""
+    tenant = f"flood{time.time_ns()}"
+    _send(settings, POLICY_RULES, [_unsigned(tenant, v) for v in range(1, 301)])
+    auth = {"Authorization": f"Bearer {tokens(tenant, 'subscriber')}"}
+    checks = _checks(edge)
+    resp = httpx.get(f"{edge}/v1/policy/packs", params={"limit": 20}, headers=auth, timeout=60)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["count"] == 300
+    assert [i["version"] for i in body["items"]] == list(range(300, 280, -1))
+    assert _checks(edge) - checks == 20
+    older = httpx.get(f"{edge}/v1/policy/packs", params={"limit": 5, "before": 281}, headers=auth, timeout=60)
+    assert [i["version"] for i in older.json()["items"]] == [280, 279, 278, 277, 276]
+    checks = _checks(edge)
+    one = httpx.get(f"{edge}/v1/policy/packs/7", headers=auth, timeout=30)
+    assert one.status_code == 200 and one.json()["version"] == 7
+    assert _checks(edge) - checks == 1
+    assert len(httpx.get(f"{edge}/v1/policy/packs", headers=auth, timeout=60).json()["items"]) == 100
+
+
 def _chain(tenant: str, types: list[type], head: ChainHead | None = None) -> list[Event]:
     out = []
     version = 0 if head is None else head.sequence

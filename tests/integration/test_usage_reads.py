@@ -53,6 +53,42 @@ def test_usage_and_forecast_read_fields_with_the_separator_and_skip_garbage(
         assert [h["tokens"] for h in forecast.json()["history"]] == [100, 200, 300, 400]
 
 
+def test_usage_answers_at_most_limit_newest_windows_with_the_count_of_all(
+    settings: Settings, edge: str, store: redis.Redis
+) -> None:
+    headers = edgekit.bearer(settings, roles="subscriber")
+    usage = httpx.get(f"{edge}/v1/usage", params={"limit": 3}, headers=headers, timeout=10)
+    assert usage.status_code == 200, usage.text
+    body = usage.json()
+    assert body["window_count"] == 8 and len(body["windows"]) == 3
+    assert [w["tokens"] for w in body["windows"]] == [300, 400, 400]  # the newest, oldest first
+    assert {t["model"]: (t["windows"], t["tokens"]) for t in body["totals"]} == {
+        "evil|model": (4, 1000),
+        "slm-1": (4, 1000),
+    }
+    refused = httpx.get(f"{edge}/v1/usage", params={"limit": "0"}, headers=headers, timeout=10)
+    assert edgekit.assert_problem(refused, 422)["detail"].startswith("limit")
+
+
+def test_the_forecast_answers_the_newest_history_windows_and_fits_them_all(
+    settings: Settings, edge: str, store: redis.Redis
+) -> None:
+    """The history held every window of the model ever (a month is 43,200), charted every 5 s by
+    the Usage page; now the newest ``history`` of them, with ``history_count``."""
+    headers = edgekit.bearer(settings, roles="subscriber")
+    whole = httpx.get(f"{edge}/v1/forecast", params={"model": "slm-1"}, headers=headers, timeout=10).json()
+    page = httpx.get(
+        f"{edge}/v1/forecast", params={"model": "slm-1", "history": 2}, headers=headers, timeout=10
+    ).json()
+    assert [h["tokens"] for h in page["history"]] == [300, 400] and page["history_count"] == 4
+    assert whole["history_count"] == 4 and len(whole["history"]) == 4
+    assert page["forecast"] == whole["forecast"]  # fitted over every window either way
+    refused = httpx.get(
+        f"{edge}/v1/forecast", params={"model": "slm-1", "history": "0"}, headers=headers, timeout=10
+    )
+    assert edgekit.assert_problem(refused, 422)["detail"].startswith("history")
+
+
 @pytest.mark.parametrize("horizon", ["٣", "1_0", " 3"])
 def test_a_horizon_that_is_not_ascii_digits_is_a_422(
     settings: Settings, edge: str, store: redis.Redis, horizon: str

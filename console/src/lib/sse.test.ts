@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
-import { follow, type Frame, SseParser, type StreamStatus } from "./sse";
+import { follow, jittered, type Frame, SseParser, type StreamStatus } from "./sse";
 
 describe("SseParser", () => {
   it("parses data frames, checkpoints and control frames across chunk boundaries", () => {
@@ -71,7 +71,7 @@ function scripted(scripts: Script[], calls: Call[], stop: AbortController): type
   }) as typeof fetch;
 }
 
-async function run(scripts: Script[], token: () => string, idleMs?: number) {
+async function run(scripts: Script[], token: () => string, idleMs?: number, random: () => number = () => 0) {
   const calls: Call[] = [];
   const frames: Frame[] = [];
   const statuses: StreamStatus[] = [];
@@ -87,6 +87,7 @@ async function run(scripts: Script[], token: () => string, idleMs?: number) {
       onStatus: (s) => statuses.push(s),
       fetch: scripted(scripts, calls, stop),
       idleMs,
+      random,
     },
     stop.signal,
   );
@@ -171,5 +172,17 @@ describe("follow", () => {
     expect(calls.map((c) => c.lastEventId)).toEqual([null, "e0:1", "e0:2"]);
     expect(frames.map((f) => f.id)).toEqual(["e0:1", "e0:2"]);
     expect(statuses).toContainEqual({ kind: "disconnected", detail: expect.stringContaining("not even a heartbeat"), retryInMs: 1000 });
+  });
+
+  it("spreads its reconnections: never sooner than the server's retry, up to a quarter later at random", async () => {
+    // An edge restarting ends every stream with the same `retry`: followers that all came back
+    // after exactly that delay hit the restarted edge in the same instant.
+    const ends = (id: string) => ({ chunks: ["retry: 40\n\n", data(id, 1)] });
+    const draws = [0, 0.5, 0.999];
+    const { statuses } = await run([ends("e0:1"), ends("e0:2"), ends("e0:3")], () => "tok", undefined, () => draws.shift() ?? 0);
+    const waits = statuses.filter((s) => s.kind === "disconnected").map((s) => (s.kind === "disconnected" ? s.retryInMs : 0));
+    expect(waits).toEqual([40, 45, 50]);
+    expect(jittered(1000, () => 0.999999)).toBeLessThanOrEqual(1250);
+    expect(jittered(1000, () => 0)).toBe(1000);
   });
 });

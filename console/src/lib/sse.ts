@@ -72,6 +72,17 @@ export interface FollowOptions {
   onOpen?: () => void; // the stream answered 200 (before any frame)
   fetch?: typeof fetch; // defaults to the global fetch
   idleMs?: number; // silence (no answer, no byte) after which the connection is presumed dead; IDLE_MS
+  random?: () => number; // in [0, 1): the jitter of each reconnection delay; defaults to Math.random
+}
+
+/** How much longer than its delay a reconnection may wait, at random: followers cut off by one event
+ * (an edge restarting sends every stream the same `retry`) then come back spread over that much more
+ * time instead of all in the same instant. Never shorter than the delay the server asked for. */
+export const JITTER = 0.25;
+
+/** The wait before a reconnection: ``delay`` plus up to ``JITTER`` of it, at random. */
+export function jittered(delay: number, random: () => number): number {
+  return Math.round(delay * (1 + JITTER * Math.min(Math.max(random(), 0), 1)));
 }
 
 // The edge sends a heartbeat after 15 s without a frame (LEDGERFLOW_SSE_HEARTBEAT_S, docs/sse.md):
@@ -179,8 +190,9 @@ export async function follow(opts: FollowOptions, signal: AbortSignal): Promise<
       return;
     }
     if (switching) continue;
-    opts.onStatus({ kind: "disconnected", detail, retryInMs: delay });
-    await sleep(delay, signal);
+    const wait = jittered(delay, opts.random ?? Math.random);
+    opts.onStatus({ kind: "disconnected", detail, retryInMs: wait });
+    await sleep(wait, signal);
     delay = Math.min(delay * 2, 8000);
   }
 }

@@ -2,15 +2,8 @@ import { useState } from "react";
 
 import { Banner, Button, Card, Problem, td, tdText, th } from "../components/ui";
 import { ApiError, post } from "../lib/api";
+import { auditHeadline, type AuditReport as Report } from "../lib/audit";
 import type { Session } from "../lib/auth";
-
-interface Report {
-  ok: boolean;
-  counts: Record<string, number>;
-  findings: { kind: string; topic: string; partition: number; offset: number; detail: string }[];
-  records_read: number;
-  seconds: number;
-}
 
 export function Audit({ session, admin }: { session: Session; admin: boolean }) {
   const [report, setReport] = useState<Report | null>(null);
@@ -63,8 +56,7 @@ export function Audit({ session, admin }: { session: Session; admin: boolean }) 
       {report && (
         <Card title="Report">
           <Banner tone={report.ok ? "ok" : "error"} testId="audit-result">
-            {report.ok ? "No discrepancy" : `${report.findings.length} discrepancies`} · {report.records_read} records read in{" "}
-            {report.seconds.toFixed(2)} s
+            {auditHeadline(report)}
           </Banner>
           <div className="mt-3 flex flex-wrap gap-2 text-sm" data-testid="audit-counts">
             {Object.entries(report.counts).map(([k, v]) => (
@@ -89,8 +81,8 @@ export function Audit({ session, admin }: { session: Session; admin: boolean }) 
                   <tr key={i}>
                     <td className={td}>{f.kind}</td>
                     <td className={tdText}>{f.topic}</td>
-                    <td className={td}>{f.partition}</td>
-                    <td className={td}>{f.offset}</td>
+                    <td className={td}>{f.partition ?? "—"}</td>
+                    <td className={td}>{f.offset ?? "—"}</td>
                     <td className={tdText}>{f.detail}</td>
                   </tr>
                 ))}

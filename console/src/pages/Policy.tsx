@@ -6,6 +6,7 @@ import type { Session } from "../lib/auth";
 import { canonical, fold, lineDiff } from "../lib/diff";
 import { short, when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
+import { SHOWN_PACKS, packsTitle } from "../lib/packs";
 
 interface PackSummary {
   version: number;
@@ -28,7 +29,11 @@ type Check =
   | { kind: "published"; version: number; hash: string };
 
 export function Policy({ session, admin }: { session: Session; admin: boolean }) {
-  const packs = usePoll(() => call<{ items: PackSummary[] }>(session.token, "/v1/policy/packs"), 5000);
+  // A page of the newest versions: anyone who can write Kafka can publish thousands.
+  const packs = usePoll(
+    () => call<{ items: PackSummary[]; count?: number }>(session.token, `/v1/policy/packs?limit=${SHOWN_PACKS}`),
+    5000,
+  );
   const items = packs.data?.items ?? [];
   const [left, setLeft] = useState<number | null>(null);
   const [right, setRight] = useState<number | null>(null);
@@ -107,7 +112,7 @@ export function Policy({ session, admin }: { session: Session; admin: boolean })
   return (
     <>
       {packs.error && <Problem message={packs.error.message} />}
-      <Card title={`Published rule packs of ${session.tenant}`}>
+      <Card title={packsTitle(session.tenant, items.length, packs.data?.count)}>
         <table className="w-full" data-testid="packs">
           <thead>
             <tr>

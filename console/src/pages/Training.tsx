@@ -6,6 +6,7 @@ import type { Session } from "../lib/auth";
 import { timeValue } from "../lib/conversation";
 import { short, when } from "../lib/format";
 import { useNow, usePoll } from "../lib/hooks";
+import { SHOWN_RECORDS, historyTitle, newestOf } from "../lib/training";
 
 interface Status {
   tenant: string;
@@ -31,7 +32,12 @@ interface HistoryItem {
 
 export function Training({ session, admin }: { session: Session; admin: boolean }) {
   const status = usePoll(() => call<Status>(session.token, "/v1/training/status"), 1000);
-  const history = usePoll(() => call<{ items: HistoryItem[] }>(session.token, "/v1/training/history?limit=100"), 2000);
+  // One more than listed: the page then knows whether older records exist that it does not list.
+  const history = usePoll(
+    () => call<{ items: HistoryItem[] }>(session.token, `/v1/training/history?limit=${SHOWN_RECORDS + 1}`),
+    2000,
+  );
+  const listed = newestOf(history.data?.items ?? [], SHOWN_RECORDS);
   const now = useNow(200);
   const [ttl, setTtl] = useState("300");
   const [reason, setReason] = useState("");
@@ -139,7 +145,7 @@ export function Training({ session, admin }: { session: Session; admin: boolean 
           )}
         </Card>
       </div>
-      <Card title="training.audit history (hash-chained)">
+      <Card title={historyTitle(listed)}>
         {history.error && <Problem message={history.error.message} />}
         <table className="w-full" data-testid="history">
           <thead>
@@ -155,7 +161,7 @@ export function Training({ session, admin }: { session: Session; admin: boolean 
             </tr>
           </thead>
           <tbody>
-            {(history.data?.items ?? []).map((h) => (
+            {listed.rows.map((h) => (
               <tr key={`${h.sequence}-${h.hash}`}>
                 <td className={td}>{h.sequence}</td>
                 <td className={td}>{h.type}</td>

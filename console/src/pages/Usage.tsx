@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 
 import { Chart, Legend } from "../components/Chart";
 import { Card, Problem, td, tdText, th } from "../components/ui";
@@ -8,18 +8,7 @@ import { timeValue } from "../lib/conversation";
 import { when } from "../lib/format";
 import { usePoll } from "../lib/hooks";
 import { costText } from "../lib/models";
-
-interface UsageData {
-  models: string[];
-  windows: {
-    model: string;
-    window_start: string;
-    window_end: string;
-    tokens: number;
-    turns: number;
-    cost?: { low: number; high: number } | null;
-  }[];
-}
+import { SHOWN_MODELS, SHOWN_WINDOWS, forecastPath, modelList, totalOf, windowsTitle, type UsageData } from "../lib/usage";
 
 interface Forecast {
   history: { window_start: string; tokens: number }[];
@@ -27,18 +16,20 @@ interface Forecast {
 }
 
 export function Usage({ session }: { session: Session }) {
-  const usage = usePoll(() => call<UsageData>(session.token, "/v1/usage"), 5000);
-  const models = usage.data?.models ?? [];
+  // Only the newest windows: the read model keeps every window for ever (a field per minute per model).
+  const usage = usePoll(() => call<UsageData>(session.token, `/v1/usage?limit=${SHOWN_WINDOWS}`), 5000);
   const [model, setModel] = useState<string | null>(null);
+  // Anyone who produces turns names their model: list the most used, never thousands of buttons.
+  const listed = useMemo(() => modelList(usage.data, model, SHOWN_MODELS), [usage.data, model]);
+  const first = listed.models[0]?.model ?? null;
   useEffect(() => {
-    if (model === null && models.length) setModel(models[0]);
-  }, [model, models]);
-  const windowsOf = (m: string | null) => (usage.data?.windows ?? []).filter((w) => w.model === m);
-  const enough = windowsOf(model).length >= 3; // the forecast needs three windows
+    if (model === null && first !== null) setModel(first);
+  }, [model, first]);
+  const enough = totalOf(usage.data, model).windows >= 3; // the forecast needs three windows
   const forecast = usePoll(
     () =>
       model && enough
-        ? call<Forecast>(session.token, `/v1/forecast?model=${encodeURIComponent(model)}&horizon=5`)
+        ? call<Forecast>(session.token, forecastPath(model))
         : Promise.resolve(null),
     5000,
     [model, enough],
@@ -59,9 +50,15 @@ export function Usage({ session }: { session: Session }) {
     <>
       {usage.error && <Problem message={usage.error.message} />}
       <div className="grid grid-cols-3 gap-4">
-        <Card title="Models seen in traffic">
+        <Card
+          title={
+            listed.hidden > 0
+              ? `Models seen in traffic: the ${listed.models.length} with the most tokens of ${(listed.models.length + listed.hidden).toLocaleString("en")}`
+              : "Models seen in traffic"
+          }
+        >
           <ul className="space-y-1 text-sm" data-testid="models">
-            {models.map((m) => (
+            {listed.models.map(({ model: m, tokens }) => (
               <li key={m}>
                 <button
                   type="button"
@@ -70,11 +67,11 @@ export function Usage({ session }: { session: Session }) {
                 >
                   {m}
                 </button>
-                <span className="ml-2 text-xs text-slate-500">{windowsOf(m).reduce((n, w) => n + w.tokens, 0)} tokens</span>
+                <span className="ml-2 text-xs text-slate-500">{tokens} tokens</span>
               </li>
             ))}
           </ul>
-          {usage.data && models.length === 0 && <p className="text-sm text-slate-500">No traffic yet.</p>}
+          {usage.data && listed.models.length === 0 && <p className="text-sm text-slate-500">No traffic yet.</p>}
         </Card>
         <div className="col-span-2">
           <Card title={`Forecast for ${model ?? "—"} (Holt's linear trend, 5 windows, with interval)`} actions={<Legend series={[...series, { name: "interval", color: "#c4b5fd" }]} />}>
@@ -93,7 +90,7 @@ export function Usage({ session }: { session: Session }) {
           </Card>
         </div>
       </div>
-      <Card title="Usage windows">
+      <Card title={windowsTitle(usage.data, SHOWN_WINDOWS)}>
         <table className="w-full" data-testid="windows">
           <thead>
             <tr>
@@ -106,7 +103,7 @@ export function Usage({ session }: { session: Session }) {
             </tr>
           </thead>
           <tbody>
-            {(usage.data?.windows ?? []).slice(-40).reverse().map((w) => (
+            {(usage.data?.windows ?? []).slice(-SHOWN_WINDOWS).reverse().map((w) => (
               <tr key={`${w.model}|${w.window_start}`}>
                 <td className={tdText}>{w.model}</td>
                 <td className={td}>{when(w.window_start)}</td>

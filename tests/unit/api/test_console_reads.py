@@ -209,6 +209,37 @@ def test_audit_findings_are_kept_for_their_own_tenant_only() -> None:
     assert lock_key("p.", "acme") != lock_key("p.", "globex")
 
 
+def test_an_audit_whose_list_another_tenant_filled_is_not_answered_clean() -> None:
+    """The audit keeps its first MAX_FINDINGS findings and only counts the rest. Another tenant's
+    producer that writes enough forged records (``input.system-producer``, straight to Kafka) fills
+    that list, and this tenant's discrepancies, counted but not kept, were answered ``ok: true``."""
+    report = Report(max_findings=2)
+    report.extend(
+        [
+            Finding("input.system-producer", "p.conversation.events", 0, 1, "x", "theirs"),
+            Finding("input.system-producer", "p.conversation.events", 0, 2, "x", "theirs"),
+            Finding("decision.altered", "p.policy.decisions", 0, 9, "c1", "ours, not kept"),
+        ]
+    )
+    tenants = {("p.conversation.events", 0, 1): "globex", ("p.conversation.events", 0, 2): "globex"}
+    out = answer(findings_for("acme", report, tenants), report)
+    assert out["findings"] == [] and out["counts"] == {}
+    assert out["ok"] is False, "findings the audit did not keep may be this tenant's"
+    assert out["complete"] is False
+    whole = Report()
+    whole.add(Finding("decision.altered", "p.policy.decisions", 0, 4, "c1", "ours"))
+    mine = findings_for("acme", whole, {("p.policy.decisions", 0, 4): "acme"})
+    assert answer(mine, whole)["complete"] is True
+    assert answer([], Report()) | {"seconds": 0} == {
+        "ok": True,
+        "counts": {},
+        "findings": [],
+        "complete": True,
+        "records_read": 0,
+        "seconds": 0,
+    }
+
+
 @pytest.mark.parametrize(
     ("path", "client_route"),
     [("conversations/c-1", True), ("", True), ("assets/app.js", False), ("x.css", False)],

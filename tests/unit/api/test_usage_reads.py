@@ -56,3 +56,22 @@ def test_a_horizon_is_ascii_digits_in_range(raw: str) -> None:
 
 def test_a_horizon_parses_or_defaults() -> None:
     assert (parse_horizon(None), parse_horizon("3"), parse_horizon("60")) == (5, 3, 60)
+
+
+def test_usage_answers_the_newest_windows_and_says_how_many_there_are() -> None:
+    """The usage hash gains a field per model, window and source partition and is never trimmed
+    (a month of one model's 60 s windows is 43,200 of them): the answer held every window ever,
+    polled every 5 s by the console's Usage page to show 40. Now the newest ``limit`` windows,
+    the count of all, and each model's totals (the page's per-model sums and forecast gate)."""
+    window = 60_000_000
+    tokens = {f"m{i % 2}|{i * window}|{(i + 1) * window}|p0".encode(): str(i).encode() for i in range(10)}
+    turns = {field: b"1" for field in tokens}
+    view = windows(tokens, turns, limit=3)
+    assert view["window_count"] == 10
+    assert [(w["model"], w["tokens"]) for w in view["windows"]] == [("m1", 7), ("m0", 8), ("m1", 9)]
+    assert view["models"] == ["m0", "m1"]
+    assert view["totals"] == [
+        {"model": "m0", "windows": 5, "tokens": 0 + 2 + 4 + 6 + 8, "turns": 5},
+        {"model": "m1", "windows": 5, "tokens": 1 + 3 + 5 + 7 + 9, "turns": 5},
+    ]
+    assert len(windows(tokens, turns)["windows"]) == 10  # the default holds them all here
