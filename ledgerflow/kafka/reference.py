@@ -44,7 +44,8 @@ it would become the tenant's head and the real chain's next record would be refu
 power of ten) and skipped: it changes no state, head or outcome. Taken on trust, one forged
 ``TrainingEnabled`` changed what every policy agent decided with and the edge showed, and a
 forged outcome carrying a command id answered the admin's request. ``start`` folds from offset 0
-afresh (heads and audit state reset), so a restarted reader trusts exactly what a new one would.
+afresh (heads, rule packs and audit state reset), so a restarted reader trusts exactly what a new
+one would, and a re-created topic's packs, not the deleted log's, are in force.
 
 A topic that vanishes under the reader (deleted, or a broker back without it) is dropped from its
 consumer at the first metadata answer that lacks it (``kafka/vanished.py``): left assigned, its
@@ -317,8 +318,12 @@ class ReferenceData:
         consumer.assign(tps)
         self._epoch += 1
         await consumer.seek_to_beginning(*tps)
-        # Read from offset 0 afresh: heads kept from an earlier read would refuse every link again.
+        # Read from offset 0 afresh: heads kept from an earlier read would refuse every link again,
+        # and packs kept from it (a deleted policy.rules) stayed in force over the new log's lower versions.
         self._heads.clear()
+        self.packs.clear()
+        self.packs[DEFAULT_TENANT] = builtin_default_pack()
+        self.pack_history.clear()
         self.training.clear()
         self.models.clear()
         self._catalogs.clear()
