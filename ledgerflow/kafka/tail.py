@@ -22,7 +22,8 @@ built from the old one and the tail reads the new one from its start. A topic th
 or a broker back without it) is dropped from the consumer at the first metadata answer that lacks it
 (``kafka/vanished.py``): left assigned, even paused, its partitions made aiokafka ask for metadata in
 a loop without backoff, logging thousands of lines a second. The next read opens a new consumer, which
-fails (503 naming the topic) until the topic exists again.
+fails (503 naming the topic) until the topic exists again; what was built from the old log is reset
+then (``reset``) and the topic read from its start, whatever its length.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ class LogTail:
             if self._vanished and self._consumer is not None and (self._task is None or self._task.done()):
                 consumer, self._consumer, self._vanished = self._consumer, None, False
                 await consumer.stop()
+                # The topic found again is a new log, however long: read from its start, nothing kept
+                # (only one shorter than what was read was told apart, by its end).
+                with self.lock:
+                    self._reset()
+                    self._positions.clear()
             if self._consumer is None:
                 try:
                     count = (await partition_counts(self._settings, [self.topic]))[self.topic]

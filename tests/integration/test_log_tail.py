@@ -198,3 +198,60 @@ def test_a_deleted_topic_is_dropped_without_a_log_flood_and_read_again_when_back
     refused = asyncio.run(scenario())
     assert refused is not None and topic in str(refused), refused
     assert folded == [b"r0", b"r1"], folded
+
+
+def test_a_topic_back_after_vanishing_is_read_from_its_start_however_long_it_is(settings: Settings) -> None:
+    """The tail saw the topic vanish, so the topic it finds again is a new log: what was folded from
+    the old one is reset and the new one read from offset 0. Only a new log shorter than what was read
+    was told apart; one as long or longer was read on from the old position, its first records never
+    folded and the old log's records kept."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = settings.topic(POLICY_RULES)
+    folded: list[bytes] = []
+
+    def fold(batch: Sequence[RawRecord]) -> None:
+        folded.extend(r.value or b"" for r in batch)
+
+    async def send(prefix: str, n: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for i in range(n):
+                await producer.send_and_wait(topic, f"{prefix}{i}".encode(), key=b"k")
+        finally:
+            await producer.stop()
+
+    async def recreate() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+            for _ in range(100):
+                if topic not in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2.0)  # the tail's consumer sees the topic gone
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+        finally:
+            await admin.close()
+
+    async def scenario() -> None:
+        tail = LogTail(settings, topic, fold, reset=folded.clear)
+        try:
+            await send("old", 2)
+            await tail.catch_up()
+            assert folded == [b"old0", b"old1"]
+            await recreate()
+            await send("new", 4)
+            for _ in range(30):
+                try:
+                    await asyncio.wait_for(tail.catch_up(), 20)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.5)
+        finally:
+            await tail.close()
+
+    asyncio.run(scenario())
+    assert folded == [b"new0", b"new1", b"new2", b"new3"], folded
