@@ -6,8 +6,9 @@ Sequence:
    at most ``AUDITS_AT_ONCE`` audits run in one edge process, whatever their tenants (each reads
    every tenant's logs and starts rebuild processes: N tenants' admins would otherwise run N
    full audits side by side on one host): past it, 429 with ``Retry-After``. Turns
-   (``api/audit_turns.py``): while another tenant refused so waits, the tenant that ran the
-   last audit is refused too (429), so no tenant keeps the others out by asking again and again.
+   (``api/audit_turns.py``): while another tenant refused so has waited longer, a tenant is
+   refused too (429; the one that ran the last audit among them), so no tenant, nor two taking
+   turns, keeps the others out by asking again and again.
 2. Run ``ledgerflow.audit.cli.run_audit`` in a worker thread with its own event loop (the
    audit is CPU-bound: the edge's loop keeps serving), bounded by ``EdgeTuning.audit_deadline_s``
    (``LEDGERFLOW_AUDIT_DEADLINE_S``, api/tuning.py); past it the audit is cancelled and the answer is a
@@ -166,8 +167,8 @@ FINDING = obj(
     "runAudit",
     summary="Run the audit over the current logs (role admin; one at a time per tenant and per edge)",
     description="Bounded by a deadline (503 + Retry-After past it); 409 while another audit of the tenant "
-    "runs; 429 + Retry-After while this edge runs another tenant's, or ran this tenant's last while another "
-    "waits for its turn. Only this tenant's findings are answered; `complete` is false when the audit only "
+    "runs; 429 + Retry-After while this edge runs another tenant's, or while another tenant has waited "
+    "longer for its turn. Only this tenant's findings are answered; `complete` is false when the audit only "
     "counted some past the first it keeps, whose tenant is unknown (then never `ok`).",
     tags=["audit"],
     responses={
@@ -218,11 +219,11 @@ async def audit(request: Request) -> Any:
                 retry_after=RETRY_AFTER_S,
             )
         if turns.yields(principal.tenant, now):
+            turns.refused(principal.tenant, now)  # it waits its turn from now (audit_turns.py)
             raise LimitExceeded(
                 "audit",
                 429,
-                "this edge ran this tenant's audit last and another tenant is waiting for its turn; "
-                "retry after it",
+                "another tenant has waited longer for this edge's audit slot and goes first; retry after it",
                 retry_after=RETRY_AFTER_S,
             )
         turns.started(principal.tenant, now)

@@ -57,3 +57,37 @@ def test_being_served_ends_the_wait() -> None:
     assert turns.yields("globex", 3.0) is False
     turns.refused("acme", 3.0)
     assert turns.yields("globex", 4.0)
+
+
+def test_a_tenant_that_asks_later_does_not_go_before_one_that_waits() -> None:
+    """Only the tenant that ran last used to yield: a third tenant asking the moment the slot freed
+    went before one that had been waiting for it."""
+    turns = AuditTurns()
+    turns.started("acme", 0.0)
+    turns.refused("initech", 1.0)  # waiting first
+    turns.refused("globex", 2.0)  # waiting after it
+    assert turns.yields("globex", 3.0)
+    assert turns.yields("umbrella", 3.0)  # never refused: not waiting at all
+    assert not turns.yields("initech", 3.0)
+
+
+def test_two_tenants_asking_all_the_time_cannot_keep_a_third_out() -> None:
+    """acme and globex ask the moment the slot frees, initech once a round (it honours Retry-After).
+    Before, acme and globex alternated for ever: each was not the last when the other had run."""
+    turns, ran, running, now = AuditTurns(), [], "acme", 0.0
+    turns.started(running, now)
+    for _ in range(6):
+        for tenant in ("acme", "globex", "initech"):  # while it runs, the others are refused
+            if tenant != running:
+                turns.refused(tenant, now + 0.5)
+        now += 1.0
+        runner = None
+        for tenant in ("acme", "globex", "initech"):  # the slot is free: the eager ones ask first
+            if not turns.yields(tenant, now):
+                runner = tenant
+                break
+            turns.refused(tenant, now)
+        assert runner is not None
+        turns.started(runner, now)
+        ran.append(running := runner)
+    assert "initech" in ran[:3], ran
