@@ -393,7 +393,8 @@ class Hub:
             except Exception as exc:  # still missing, or the broker does not answer: look again later
                 log.debug("SSE hub: %s still missing (%r)", sorted(self._missing), exc)
                 continue
-            return
+            if not self._missing:  # else one vanished during this look (``_drop`` saw this task running)
+                return
 
     async def _reattach(self, counts: dict[str, int]) -> None:
         """Read the topics in ``counts`` (full name -> partitions) again: from the hub's old position,

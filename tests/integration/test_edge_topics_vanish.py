@@ -264,3 +264,51 @@ def test_a_catch_up_under_way_drops_a_deleted_topic_at_once(settings: Settings, 
             assert len(flood) <= MAX_LOG_RECORDS, f"{len(flood)} log records in {WATCH_S:g} s: {flood[:6]}"
 
     asyncio.run(scenario())
+
+
+def test_a_topic_that_vanishes_while_the_hub_reattaches_another_is_looked_for_too(settings: Settings) -> None:
+    """The hub looked for its missing topics in one task and ended it once a look succeeded. A topic
+    that vanished during that look (while it re-attached the topics it had found) was added to the
+    missing ones with the task still running, so no new task was started: nobody looked for it any
+    more, and every stream and step answered 503 naming it until the edge restarted."""
+    from ledgerflow.api.hub import Hub
+
+    events, decisions = settings.topic(CONVERSATION_EVENTS), settings.topic(POLICY_DECISIONS)
+
+    class Racing(Hub):
+        raced = False
+
+        async def _reattach(self, counts: dict[str, int]) -> None:
+            if not self.raced:  # policy.decisions vanishes while conversation.events is re-attached
+                self.raced = True
+                await _delete(settings, [decisions])
+                deadline = time.monotonic() + GUARD_S
+                while decisions not in self._missing:
+                    assert time.monotonic() < deadline, "the hub did not see policy.decisions go"
+                    await asyncio.sleep(0.1)
+            await super()._reattach(counts)
+
+    async def scenario() -> set[str]:
+        await ensure_topics(settings)
+        hub = Racing(settings)
+        hub.reattach_backoff = (0.5, 1.0)
+        await hub.start()
+        try:
+            await _delete(settings, [events])
+            deadline = time.monotonic() + GUARD_S
+            while events not in hub._missing:
+                assert time.monotonic() < deadline, "the hub did not see conversation.events go"
+                await asyncio.sleep(0.1)
+            await ensure_topics(settings)  # conversation.events back; the look re-attaches it
+            while not hub.raced or events in hub._missing:
+                assert time.monotonic() < deadline, "the hub did not re-attach conversation.events"
+                await asyncio.sleep(0.1)
+            await ensure_topics(settings)  # policy.decisions back too
+            settle = time.monotonic() + 10.0
+            while hub._missing and time.monotonic() < settle:
+                await asyncio.sleep(0.2)
+            return set(hub._missing)
+        finally:
+            await hub.stop()
+
+    assert asyncio.run(scenario()) == set(), "a topic back is never read again"
