@@ -28,8 +28,9 @@ its chain's last projected decision (``projections/verify.py``, ``ops.ChainLink`
 frame naming the step's turn is a *hint*: from then on the step reads the conversation's
 decisions in the read model (``_stored_decision``) every ``HINT_POLL_S`` … ``HINT_POLL_MAX_S``
 until the projector wrote one for the turn or the wait ends (202); every such frame starts the
-reads afresh at the short interval. A forged frame costs Redis reads (at most one per 50 ms of
-the wait) and delays nothing: the genuine decision's own frame re-arms the reads, and it is what
+reads afresh at the short interval. A forged frame costs Redis reads (six in the first ~60 ms
+after it, then one per 50 ms of the wait; once reads began, every other frame of the conversation
+one more, at once) and delays nothing: the genuine decision's own frame re-arms the reads, and it is what
 the read model holds. A retry, and any keyed request, reads the read model from the start (its
 decision may have been made earlier).
 """
