@@ -322,7 +322,7 @@ def test_audit_is_admin_only_one_at_a_time_in_turns_and_shows_the_tenants_findin
     # globex was refused and waits for its turn: acme, which ran last, must let it go first.
     again = httpx.post(f"{base}/v1/audit", headers=_auth(admin), timeout=120)
     assert again.status_code == 429 and again.headers["retry-after"], again.text
-    assert "another tenant is waiting" in again.json()["detail"]
+    assert "another tenant has waited longer" in again.json()["detail"]
     assert httpx.post(f"{base}/v1/audit", headers=_auth(other), timeout=120).status_code == 200
     # globex was served: acme's turn again.
     assert httpx.post(f"{base}/v1/audit", headers=_auth(admin), timeout=120).status_code == 200
