@@ -67,7 +67,7 @@ from ledgerflow.errors import DecodeError, InfrastructureError, TopicsMissing
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.kafka.placement import Placements, placement
-from ledgerflow.kafka.vanished import Presence, known_partitions, on_metadata, presence
+from ledgerflow.kafka.vanished import Presence, assignment_presence, on_metadata
 from ledgerflow.metrics import SSE_CATCH_UPS
 from ledgerflow.retry import delays
 from ledgerflow.topics import CONVERSATION_EVENTS, POLICY_DECISIONS
@@ -347,8 +347,7 @@ class Hub:
         consumer = self._consumer
         if consumer is None:
             return
-        assigned = consumer.assignment()
-        found = presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+        found = assignment_presence(consumer)
         if found.gone:
             self._drop(found)
 
@@ -603,8 +602,7 @@ class Hub:
             vanished: list[str] = []
 
             def dropped() -> None:  # a topic deleted mid-catch-up: drop it at once (no metadata loop)
-                assigned = consumer.assignment()
-                found = presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+                found = assignment_presence(consumer)
                 if found.gone and not vanished:
                     vanished.extend(found.missing_topics)
                     consumer.assign([])

@@ -88,7 +88,7 @@ from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import stop_reader
 from ledgerflow.kafka.placement import Placements, misplaced_reason, pinned_placements_of
 from ledgerflow.kafka.policy_trust import PolicyTrust
-from ledgerflow.kafka.vanished import known_partitions, on_metadata, presence
+from ledgerflow.kafka.vanished import assignment_presence, on_metadata
 from ledgerflow.models import ModelRegistry, check_transition, evolve, initial_registry
 from ledgerflow.models.wire import event_of as model_event_of
 from ledgerflow.policy import (
@@ -334,8 +334,7 @@ class ReferenceData:
         consumer = self._consumer
         if consumer is None:
             return
-        assigned = consumer.assignment()
-        found = presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+        found = assignment_presence(consumer)
         if not found.gone:
             return
         consumer.assign(list(found.kept))

@@ -40,7 +40,7 @@ from ledgerflow.config import Settings
 from ledgerflow.errors import InfrastructureError, TopicsMissing
 from ledgerflow.kafka.admin import partition_counts
 from ledgerflow.kafka.logs import RawRecord
-from ledgerflow.kafka.vanished import known_partitions, on_metadata, presence
+from ledgerflow.kafka.vanished import assignment_presence, on_metadata
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,7 @@ class LogTail:
         consumer = self._consumer
         if consumer is None or self._vanished:
             return
-        assigned = consumer.assignment()
-        if presence(assigned, known_partitions(consumer, [self.topic])).gone:
+        if assignment_presence(consumer).gone:  # its one topic
             self._vanished = True
             consumer.assign([])
             log.warning(

@@ -52,6 +52,13 @@ def known_partitions(consumer: Any, topics: Iterable[str]) -> dict[str, Abstract
     return {topic: consumer.partitions_for_topic(topic) for topic in topics}
 
 
+def assignment_presence(consumer: Any) -> Presence:
+    """``consumer``'s assignment split by what its metadata knows now (``presence`` over
+    ``known_partitions``): the question each reader asks after a metadata answer."""
+    assigned = consumer.assignment()
+    return presence(assigned, known_partitions(consumer, {tp.topic for tp in assigned}))
+
+
 def on_metadata(consumer: Any, callback: Callable[[], None]) -> Callable[[], None]:
     """Call ``callback`` (on the event loop, synchronously) after each metadata update of the started
     ``consumer``; returns the function that stops it."""
