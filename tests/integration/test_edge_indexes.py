@@ -155,6 +155,10 @@ def test_a_listing_of_thousands_of_versions_answers_and_checks_only_a_page(
     assert one.status_code == 200 and one.json()["version"] == 7
     assert _checks(edge) - checks == 1
     assert len(httpx.get(f"{edge}/v1/policy/packs", headers=auth, timeout=60).json()["items"]) == 100
+    # Hostile paging: refused in one line, never a 500, never the whole book.
+    for params in ({"limit": "0"}, {"limit": "1001"}, {"limit": "abc"}, {"before": "x"}, {"before": "٣"}):
+        bad = httpx.get(f"{edge}/v1/policy/packs", params=params, headers=auth, timeout=30)
+        assert bad.status_code == 422 and "\n" not in bad.json()["detail"], (params, bad.text)
 
 
 def _chain(tenant: str, types: list[type], head: ChainHead | None = None) -> list[Event]:
